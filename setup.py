@@ -1,0 +1,159 @@
+"""Build script for fastrnn's native extension.
+
+The C kernels in ``csrc/`` are compiled with strict C11 flags (``-Wall -Wextra``);
+the Cython wrapper ``fastrnn/_kernels.pyx`` with the compiler's defaults. OpenMP is
+probed by compiling a tiny program; ``FASTRNN_OPENMP=0|1`` forces the decision.
+
+Environment switches (all optional):
+
+- ``FASTRNN_OPENMP=0|1``  build without / insist on OpenMP.
+- ``FASTRNN_NATIVE=1``    add ``-march=native`` (off by default: SIMD paths are chosen
+  at run time through function-level target attributes).
+- ``FASTRNN_SANITIZE=1``  build with AddressSanitizer and UndefinedBehaviorSanitizer.
+- ``FASTRNN_DEBUG=1``     build with ``-O0 -g``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join("csrc")
+
+
+def _env_flag(name: str) -> bool | None:
+    val = os.environ.get(name)
+    if val is None or val == "":
+        return None
+    return val.strip().lower() in ("1", "yes", "true", "on")
+
+
+def _say(msg: str) -> None:
+    print(f"fastrnn build: {msg}", file=sys.stderr, flush=True)
+
+
+def _compiles(compiler_cmd: list[str], flags: list[str], source: str) -> bool:
+    """Return True if ``source`` compiles and links with ``flags``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(source)
+        cmd = [*compiler_cmd, src, "-o", os.path.join(tmp, "probe"), *flags]
+        try:
+            res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return res.returncode == 0
+
+
+OMP_PROBE = r"""
+#include <omp.h>
+#include <stdio.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    printf("%d %d\n", n, omp_get_max_threads());
+    return 0;
+}
+"""
+
+
+class BuildExt(build_ext):
+    """Compile csrc/ with strict flags, probe OpenMP, then build the Cython wrapper."""
+
+    def build_extensions(self) -> None:
+        compiler = self.compiler
+        ctype = compiler.compiler_type
+        if ctype == "msvc":
+            base = ["/O2"]
+            strict = []
+            omp_c, omp_l = ["/openmp"], []
+            cc_cmd = None
+        else:
+            base = ["-O3", "-fno-math-errno"]
+            strict = ["-std=c11", "-Wall", "-Wextra", "-Wno-unknown-pragmas"]
+            omp_c, omp_l = ["-fopenmp"], ["-fopenmp"]
+            cc_cmd = list(compiler.compiler_so[:1])
+
+        debug = _env_flag("FASTRNN_DEBUG")
+        if debug:
+            base = ["-O0", "-g"] if ctype != "msvc" else ["/Od", "/Zi"]
+        if _env_flag("FASTRNN_NATIVE") and ctype != "msvc":
+            base.append("-march=native")
+            _say("FASTRNN_NATIVE=1: adding -march=native")
+        link_extra: list[str] = []
+        if _env_flag("FASTRNN_SANITIZE") and ctype != "msvc":
+            san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
+            base += san
+            link_extra += ["-fsanitize=address,undefined"]
+            _say("FASTRNN_SANITIZE=1: building with ASan + UBSan")
+
+        want_omp = _env_flag("FASTRNN_OPENMP")
+        if want_omp is False:
+            use_omp = False
+            _say("OpenMP disabled by FASTRNN_OPENMP=0")
+        else:
+            ok = cc_cmd is not None and _compiles(cc_cmd, omp_c + omp_l, OMP_PROBE)
+            if ctype == "msvc":
+                ok = True
+            if not ok and want_omp:
+                raise RuntimeError("FASTRNN_OPENMP=1 but the compiler cannot build OpenMP code")
+            use_omp = ok
+            _say("OpenMP " + ("enabled (-fopenmp)" if use_omp else "not available: serial build"))
+        if not use_omp:
+            omp_c, omp_l = [], []
+
+        for ext in self.extensions:
+            c_sources = [s for s in ext.sources if s.startswith(CSRC + os.sep)]
+            ext.sources = [s for s in ext.sources if s not in c_sources]
+            objects = compiler.compile(
+                c_sources,
+                output_dir=self.build_temp,
+                include_dirs=[CSRC],
+                extra_postargs=base + strict + omp_c,
+                depends=glob.glob(os.path.join(CSRC, "*.h")),
+            )
+            ext.extra_objects = list(ext.extra_objects or []) + objects
+            ext.extra_compile_args = list(ext.extra_compile_args or []) + base + omp_c
+            ext.extra_link_args = list(ext.extra_link_args or []) + omp_l + link_extra
+        _say("flags: " + " ".join(base + strict + omp_c))
+        super().build_extensions()
+
+
+def _extensions() -> list[Extension]:
+    c_sources = sorted(glob.glob(os.path.join(CSRC, "*.c")))
+    ext = Extension(
+        "fastrnn._kernels",
+        sources=[os.path.join("fastrnn", "_kernels.pyx"), *c_sources],
+        include_dirs=[CSRC, np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        depends=glob.glob(os.path.join(CSRC, "*.h")) + ["fastrnn/_kernels.pxd"],
+    )
+    return cythonize(
+        [ext],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "initializedcheck": False,
+            "cdivision": True,
+        },
+        quiet=True,
+    )
+
+
+if __name__ == "__main__":
+    if shutil.which("cc") is None and os.name != "nt":
+        _say("warning: no 'cc' on PATH; the build may fail")
+    setup(ext_modules=_extensions(), cmdclass={"build_ext": BuildExt})
