@@ -1,0 +1,375 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Cython bridge to the C kernels in csrc/.
+
+Every entry point checks its buffers (dtype, C-contiguity, exact shapes, writability of outputs),
+so that no call from Python can make the C code read or write out of bounds, then releases the
+GIL around the C call. A C status code becomes a Python exception here. Argument normalisation
+(dtype promotion, copies, friendly messages) happens above, in fastrnn._validate.
+"""
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+
+cnp.import_array()
+
+_ARCH_IDS = {"generic": FR_ARCH_GENERIC, "avx2": FR_ARCH_AVX2, "avx512": FR_ARCH_AVX512}
+_CELL_G = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+cdef int _raise(int status, str what) except -1:
+    if status == FR_OK:
+        return 0
+    if status == FR_ERR_NOMEM:
+        raise MemoryError(f"{what}: out of memory for kernel scratch")
+    if status == FR_ERR_ARCH:
+        raise ValueError(f"{what}: SIMD path not supported on this CPU")
+    raise ValueError(f"{what}: invalid arguments (status {status})")
+
+
+cdef void *_ptr(object a):
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef _chk(object a, str name, tuple shape, object dtype, bint out, bint optional):
+    """Check that `a` is a C-contiguous ndarray of `dtype` and exactly `shape`."""
+    if a is None:
+        if optional:
+            return
+        raise ValueError(f"{name} is required")
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if out and not a.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+
+
+# ---- build and SIMD path ----------------------------------------------------------------------
+
+def build_info():
+    """Return a dict describing the build: SIMD path in use and available, OpenMP, compiler."""
+    import sysconfig
+    return {
+        "simd": fr_arch_name(fr_get_arch()).decode(),
+        "simd_available": available_arches(),
+        "simd_env_error": bool(fr_arch_env_error()),
+        "openmp": bool(fr_has_openmp()),
+        "max_threads": fr_omp_max_threads(),
+        "compiler": sysconfig.get_config_var("CC") or "unknown",
+    }
+
+
+def available_arches():
+    """Return the SIMD paths this CPU and build can run, best last."""
+    return [n for n, a in _ARCH_IDS.items()
+            if fr_cpu_supports(a) and fr_kernel_for_arch_s(a) != NULL]
+
+
+def get_arch():
+    """Return the name of the SIMD path in use."""
+    return fr_arch_name(fr_get_arch()).decode()
+
+
+def set_arch(str name):
+    """Select the SIMD path ('generic', 'avx2', 'avx512') for all later calls."""
+    if name not in _ARCH_IDS:
+        raise ValueError(f"arch must be one of {sorted(_ARCH_IDS)}, got {name!r}")
+    if fr_set_arch(_ARCH_IDS[name]) != FR_OK:
+        raise ValueError(f"SIMD path {name!r} is not supported on this CPU "
+                         f"(available: {', '.join(available_arches())})")
+
+
+def kernel_info():
+    """Return the microkernel shape (mr, nr) per dtype for the path in use."""
+    cdef const fr_kernel_s *ks = fr_kernel_get_s()
+    cdef const fr_kernel_d *kd = fr_kernel_get_d()
+    return {"arch": get_arch(), "float32": {"mr": ks.mr, "nr": ks.nr},
+            "float64": {"mr": kd.mr, "nr": kd.nr}}
+
+
+# ---- GEMM and activations (exposed for tests and benchmarks) ------------------------------------
+
+def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0, int nthreads=1):
+    """C = beta*C + op(A) @ op(B) with our packed GEMM (2-D C-contiguous float32/float64)."""
+    if not isinstance(A, np.ndarray) or A.ndim != 2:
+        raise ValueError("A must be a 2-D numpy array")
+    if not isinstance(B, np.ndarray) or B.ndim != 2:
+        raise ValueError("B must be a 2-D numpy array")
+    dt = A.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"A must be float32 or float64, got {dt}")
+    cdef int64_t M = A.shape[1] if transa else A.shape[0]
+    cdef int64_t K = A.shape[0] if transa else A.shape[1]
+    cdef int64_t N = B.shape[0] if transb else B.shape[1]
+    cdef int64_t KB = B.shape[1] if transb else B.shape[0]
+    if KB != K:
+        raise ValueError(f"inner dimensions differ: op(A) is ({M}, {K}), op(B) is ({KB}, {N})")
+    if beta != 0.0 and beta != 1.0:
+        raise ValueError("beta must be 0 or 1")
+    if nthreads < 1:
+        raise ValueError("nthreads must be >= 1")
+    _chk(A, "A", A.shape, dt, False, False)
+    _chk(B, "B", B.shape, dt, False, False)
+    if C is None:
+        if beta != 0.0:
+            raise ValueError("beta=1 needs C")
+        C = np.empty((M, N), dtype=dt)
+    _chk(C, "C", (M, N), dt, True, False)
+    cdef void *pa = _ptr(A)
+    cdef void *pb = _ptr(B)
+    cdef void *pc = _ptr(C)
+    cdef int64_t lda = A.shape[1], ldb = B.shape[1], ldc = N
+    cdef int st
+    cdef int ta = transa, tb = transb
+    if dt == np.float32:
+        with nogil:
+            st = fr_gemm_s(ta, tb, M, N, K, <float *>pa, lda, <float *>pb, ldb, <float>beta,
+                           <float *>pc, ldc, nthreads)
+    else:
+        with nogil:
+            st = fr_gemm_d(ta, tb, M, N, K, <double *>pa, lda, <double *>pb, ldb, beta,
+                           <double *>pc, ldc, nthreads)
+    _raise(st, "gemm")
+    return C
+
+
+def _act(x, bint is_tanh):
+    if not isinstance(x, np.ndarray) or (x.dtype != np.float32 and x.dtype != np.float64):
+        raise TypeError("x must be a float32 or float64 numpy array")
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    cdef void *px = _ptr(x)
+    cdef void *py = _ptr(y)
+    cdef int64_t n = x.size
+    if x.dtype == np.float32:
+        with nogil:
+            if is_tanh:
+                fr_tanh_s(<float *>py, <float *>px, n)
+            else:
+                fr_sigmoid_s(<float *>py, <float *>px, n)
+    else:
+        with nogil:
+            if is_tanh:
+                fr_tanh_d(<double *>py, <double *>px, n)
+            else:
+                fr_sigmoid_d(<double *>py, <double *>px, n)
+    return y
+
+
+def sigmoid(x):
+    """Elementwise logistic sigmoid with the vectorised kernel of the path in use."""
+    return _act(x, False)
+
+
+def tanh(x):
+    """Elementwise tanh with the vectorised kernel of the path in use."""
+    return _act(x, True)
+
+
+# ---- cells --------------------------------------------------------------------------------------
+
+def cache_size(str cell, int64_t T, int64_t B, int64_t H):
+    """Number of elements of the training cache of a cell."""
+    if cell == "rnn":
+        return fr_rnn_cache_size(T, B, H)
+    if cell == "lstm":
+        return fr_lstm_cache_size(T, B, H)
+    if cell == "gru":
+        return fr_gru_cache_size(T, B, H)
+    raise ValueError(f"unknown cell {cell!r}")
+
+
+def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths,
+                 int act, bint reverse, int nthreads):
+    """Run a cell over a whole sequence, writing y, h_n (and c_n for LSTM), and cache if given.
+
+    All arrays must be C-contiguous with x's dtype (lengths int64); optional ones may be None.
+    """
+    if cell not in _CELL_G:
+        raise ValueError(f"unknown cell {cell!r}")
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        raise ValueError("x must be a 3-D numpy array (T, B, I)")
+    if not isinstance(w_hh, np.ndarray) or w_hh.ndim != 2:
+        raise ValueError("w_hh must be a 2-D numpy array (G*H, H)")
+    dt = x.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"x must be float32 or float64, got {dt}")
+    if nthreads < 1:
+        raise ValueError("nthreads must be >= 1")
+    cdef int64_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
+    cdef int64_t G = _CELL_G[cell]
+    if H < 1:
+        raise ValueError("hidden size must be >= 1")
+    _chk(x, "x", (T, B, I), dt, False, False)
+    _chk(w_hh, "w_hh", (G * H, H), dt, False, False)
+    _chk(w_ih, "w_ih", (G * H, I), dt, False, False)
+    _chk(b_ih, "b_ih", (G * H,), dt, False, True)
+    _chk(b_hh, "b_hh", (G * H,), dt, False, True)
+    _chk(h0, "h0", (B, H), dt, False, True)
+    _chk(y, "y", (T, B, H), dt, True, False)
+    _chk(h_n, "h_n", (B, H), dt, True, False)
+    if cell == "lstm":
+        _chk(c0, "c0", (B, H), dt, False, True)
+        _chk(c_n, "c_n", (B, H), dt, True, False)
+    _chk(cache, "cache", (cache_size(cell, T, B, H),), dt, True, True)
+    _chk(lengths, "lengths", (B,), np.int64, False, True)
+    if lengths is not None and B > 0 and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(f"lengths must lie in [0, {T}]")
+    if cell == "rnn" and act != FR_RNN_TANH and act != FR_RNN_RELU:
+        raise ValueError("act must be FR_RNN_TANH (0) or FR_RNN_RELU (1)")
+    cdef void *py = _ptr(y)
+    cdef void *phn = _ptr(h_n)
+    cdef void *pcn = _ptr(c_n)
+    cdef void *pca = _ptr(cache)
+    cdef void *px = _ptr(x)
+    cdef void *ph0 = _ptr(h0)
+    cdef void *pc0 = _ptr(c0)
+    cdef void *pwi = _ptr(w_ih)
+    cdef void *pwh = _ptr(w_hh)
+    cdef void *pbi = _ptr(b_ih)
+    cdef void *pbh = _ptr(b_hh)
+    cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
+    cdef int rev = reverse
+    cdef int st = FR_OK
+    cdef int kind = 0 if cell == "rnn" else (1 if cell == "lstm" else 2)
+    cdef bint f32 = dt == np.float32
+    with nogil:
+        if f32:
+            if kind == 0:
+                st = fr_rnn_forward_s(<float *>py, <float *>phn, <float *>pca, <float *>px,
+                                      <float *>ph0, <float *>pwi, <float *>pwh, <float *>pbi,
+                                      <float *>pbh, pl, T, B, I, H, act, rev, nthreads)
+            elif kind == 1:
+                st = fr_lstm_forward_s(<float *>py, <float *>phn, <float *>pcn, <float *>pca,
+                                       <float *>px, <float *>ph0, <float *>pc0, <float *>pwi,
+                                       <float *>pwh, <float *>pbi, <float *>pbh, pl, T, B, I, H,
+                                       rev, nthreads)
+            else:
+                st = fr_gru_forward_s(<float *>py, <float *>phn, <float *>pca, <float *>px,
+                                      <float *>ph0, <float *>pwi, <float *>pwh, <float *>pbi,
+                                      <float *>pbh, pl, T, B, I, H, rev, nthreads)
+        else:
+            if kind == 0:
+                st = fr_rnn_forward_d(<double *>py, <double *>phn, <double *>pca, <double *>px,
+                                      <double *>ph0, <double *>pwi, <double *>pwh, <double *>pbi,
+                                      <double *>pbh, pl, T, B, I, H, act, rev, nthreads)
+            elif kind == 1:
+                st = fr_lstm_forward_d(<double *>py, <double *>phn, <double *>pcn, <double *>pca,
+                                       <double *>px, <double *>ph0, <double *>pc0, <double *>pwi,
+                                       <double *>pwh, <double *>pbi, <double *>pbh, pl, T, B, I,
+                                       H, rev, nthreads)
+            else:
+                st = fr_gru_forward_d(<double *>py, <double *>phn, <double *>pca, <double *>px,
+                                      <double *>ph0, <double *>pwi, <double *>pwh, <double *>pbi,
+                                      <double *>pbh, pl, T, B, I, H, rev, nthreads)
+    _raise(st, f"{cell}_forward")
+
+
+def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, w_ih, w_hh,
+                  dy, dh_n, dc_n, lengths, int act, bint reverse, int nthreads):
+    """Backpropagate through a whole sequence using the cache of cell_forward.
+
+    Writes dx, dh0 (and dc0 for LSTM); accumulates into dw_ih, dw_hh, db_ih, db_hh (+=).
+    """
+    if cell not in _CELL_G:
+        raise ValueError(f"unknown cell {cell!r}")
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        raise ValueError("x must be a 3-D numpy array (T, B, I)")
+    if not isinstance(w_hh, np.ndarray) or w_hh.ndim != 2:
+        raise ValueError("w_hh must be a 2-D numpy array (G*H, H)")
+    dt = x.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"x must be float32 or float64, got {dt}")
+    if nthreads < 1:
+        raise ValueError("nthreads must be >= 1")
+    cdef int64_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
+    cdef int64_t G = _CELL_G[cell]
+    if H < 1:
+        raise ValueError("hidden size must be >= 1")
+    _chk(x, "x", (T, B, I), dt, False, False)
+    _chk(w_hh, "w_hh", (G * H, H), dt, False, False)
+    _chk(w_ih, "w_ih", (G * H, I), dt, False, False)
+    _chk(cache, "cache", (cache_size(cell, T, B, H),), dt, False, False)
+    _chk(dy, "dy", (T, B, H), dt, False, True)
+    _chk(dh_n, "dh_n", (B, H), dt, False, True)
+    _chk(dx, "dx", (T, B, I), dt, True, False)
+    _chk(dh0, "dh0", (B, H), dt, True, False)
+    _chk(dw_ih, "dw_ih", (G * H, I), dt, True, False)
+    _chk(dw_hh, "dw_hh", (G * H, H), dt, True, False)
+    _chk(db_ih, "db_ih", (G * H,), dt, True, True)
+    _chk(db_hh, "db_hh", (G * H,), dt, True, True)
+    if cell == "lstm":
+        _chk(dc_n, "dc_n", (B, H), dt, False, True)
+        _chk(dc0, "dc0", (B, H), dt, True, False)
+    _chk(lengths, "lengths", (B,), np.int64, False, True)
+    if lengths is not None and B > 0 and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(f"lengths must lie in [0, {T}]")
+    if cell == "rnn" and act != FR_RNN_TANH and act != FR_RNN_RELU:
+        raise ValueError("act must be FR_RNN_TANH (0) or FR_RNN_RELU (1)")
+    cdef void *pdx = _ptr(dx)
+    cdef void *pdh0 = _ptr(dh0)
+    cdef void *pdc0 = _ptr(dc0)
+    cdef void *pdwi = _ptr(dw_ih)
+    cdef void *pdwh = _ptr(dw_hh)
+    cdef void *pdbi = _ptr(db_ih)
+    cdef void *pdbh = _ptr(db_hh)
+    cdef void *pca = _ptr(cache)
+    cdef void *px = _ptr(x)
+    cdef void *pwi = _ptr(w_ih)
+    cdef void *pwh = _ptr(w_hh)
+    cdef void *pdy = _ptr(dy)
+    cdef void *pdhn = _ptr(dh_n)
+    cdef void *pdcn = _ptr(dc_n)
+    cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
+    cdef int rev = reverse
+    cdef int st = FR_OK
+    cdef int kind = 0 if cell == "rnn" else (1 if cell == "lstm" else 2)
+    cdef bint f32 = dt == np.float32
+    with nogil:
+        if f32:
+            if kind == 0:
+                st = fr_rnn_backward_s(<float *>pdx, <float *>pdh0, <float *>pdwi, <float *>pdwh,
+                                       <float *>pdbi, <float *>pdbh, <float *>pca, <float *>px,
+                                       <float *>pwi, <float *>pwh, <float *>pdy, <float *>pdhn,
+                                       pl, T, B, I, H, act, rev, nthreads)
+            elif kind == 1:
+                st = fr_lstm_backward_s(<float *>pdx, <float *>pdh0, <float *>pdc0,
+                                        <float *>pdwi, <float *>pdwh, <float *>pdbi,
+                                        <float *>pdbh, <float *>pca, <float *>px, <float *>pwi,
+                                        <float *>pwh, <float *>pdy, <float *>pdhn, <float *>pdcn,
+                                        pl, T, B, I, H, rev, nthreads)
+            else:
+                st = fr_gru_backward_s(<float *>pdx, <float *>pdh0, <float *>pdwi, <float *>pdwh,
+                                       <float *>pdbi, <float *>pdbh, <float *>pca, <float *>px,
+                                       <float *>pwi, <float *>pwh, <float *>pdy, <float *>pdhn,
+                                       pl, T, B, I, H, rev, nthreads)
+        else:
+            if kind == 0:
+                st = fr_rnn_backward_d(<double *>pdx, <double *>pdh0, <double *>pdwi,
+                                       <double *>pdwh, <double *>pdbi, <double *>pdbh,
+                                       <double *>pca, <double *>px, <double *>pwi, <double *>pwh,
+                                       <double *>pdy, <double *>pdhn, pl, T, B, I, H, act, rev,
+                                       nthreads)
+            elif kind == 1:
+                st = fr_lstm_backward_d(<double *>pdx, <double *>pdh0, <double *>pdc0,
+                                        <double *>pdwi, <double *>pdwh, <double *>pdbi,
+                                        <double *>pdbh, <double *>pca, <double *>px,
+                                        <double *>pwi, <double *>pwh, <double *>pdy,
+                                        <double *>pdhn, <double *>pdcn, pl, T, B, I, H, rev,
+                                        nthreads)
+            else:
+                st = fr_gru_backward_d(<double *>pdx, <double *>pdh0, <double *>pdwi,
+                                       <double *>pdwh, <double *>pdbi, <double *>pdbh,
+                                       <double *>pca, <double *>px, <double *>pwi, <double *>pwh,
+                                       <double *>pdy, <double *>pdhn, pl, T, B, I, H, rev,
+                                       nthreads)
+    _raise(st, f"{cell}_backward")
