@@ -33,6 +33,21 @@ static int SFX(pick_threads)(int nthreads, int64_t njb, int64_t B, int64_t I, in
 
 static inline int64_t SFX(imin)(int64_t a, int64_t b) { return a < b ? a : b; }
 
+static inline int SFX(thread_id)(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Hidden blocks [*jb0, *jb0 + *nj) owned by the calling thread (njt blocks per thread). */
+static inline void SFX(my_blocks)(int64_t njb, int64_t njt, int64_t *jb0, int64_t *nj) {
+    const int64_t tid = SFX(thread_id)();
+    *jb0 = SFX(imin)(njb, tid * njt);
+    *nj = SFX(imin)(njb, *jb0 + njt) - *jb0;
+}
+
 /* Time index of batch row b at step s (a bijection on [0, T) for each row). */
 static inline int64_t SFX(time_of)(int64_t s, int64_t L, int reverse) {
     return (reverse && s < L) ? L - 1 - s : s;
@@ -83,13 +98,9 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
 
 #pragma omp parallel num_threads(nt)
     {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num();
-#else
-        const int tid = 0;
-#endif
-        const int64_t jb0 = SFX(imin)(njb, tid * njt), jb1 = SFX(imin)(njb, jb0 + njt);
-        const int64_t nj = jb1 - jb0;
+        int64_t jb0, nj;
+        SFX(my_blocks)(njb, njt, &jb0, &nj);
+        const int tid = SFX(thread_id)();
         REAL *mine = scratch + shared + tid * per_thread;
         REAL *wih_p = mine;                       /* nj*G panels of I x nr */
         REAL *whh_p = wih_p + njt * G * nr * I;   /* nj*G panels of H x nr */
@@ -99,8 +110,8 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
         REAL *tile = xp + Tc * B * ldxp;          /* mr x G*nr */
 
         if (nj > 0) {
-            if (I > 0) SFX(fr_pack_b)(wih_p, w_ih, I, 1, I, H, G, nr, jb0, jb1);
-            SFX(fr_pack_b)(whh_p, w_hh, H, 1, H, H, G, nr, jb0, jb1);
+            if (I > 0) SFX(fr_pack_b)(wih_p, w_ih, I, 1, I, H, G, nr, jb0, jb0 + nj);
+            SFX(fr_pack_b)(whh_p, w_hh, H, 1, H, H, G, nr, jb0, jb0 + nj);
             for (int64_t jl = 0; jl < nj; jl++) {
                 for (int64_t g = 0; g < G; g++) {
                     for (int64_t c = 0; c < nr; c++) {
@@ -240,16 +251,12 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
 
 #pragma omp parallel num_threads(nt)
     {
-#ifdef _OPENMP
-        const int tid = omp_get_thread_num();
-#else
-        const int tid = 0;
-#endif
-        const int64_t jb0 = SFX(imin)(njb, tid * njt), jb1 = SFX(imin)(njb, jb0 + njt);
-        const int64_t nj = jb1 - jb0;
+        int64_t jb0, nj;
+        SFX(my_blocks)(njb, njt, &jb0, &nj);
+        const int tid = SFX(thread_id)();
         REAL *whh_p = scratch + shared + tid * per_thread; /* nj panels of (G*H) x nr */
         REAL *tile = whh_p + njt * GH * nr;
-        if (nj > 0) SFX(fr_pack_b)(whh_p, w_hh, H, 0, GH, H, 1, nr, jb0, jb1);
+        if (nj > 0) SFX(fr_pack_b)(whh_p, w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
 
         for (int64_t s = Tn - 1; s >= 0; s--) {
             REAL *dstep = dgs + (s & 1) * B * GH;
@@ -299,10 +306,11 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
         /* column sums, each column range owned by one thread, rows in order (deterministic) */
 #pragma omp parallel num_threads(nthreads)
         {
+            const int tid = SFX(thread_id)();
 #ifdef _OPENMP
-            const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+            const int nth = omp_get_num_threads();
 #else
-            const int tid = 0, nth = 1;
+            const int nth = 1;
 #endif
             const int64_t n0 = GH * tid / nth, n1 = GH * (tid + 1) / nth;
             for (int64_t r = 0; r < TB; r++) {

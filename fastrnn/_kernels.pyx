@@ -53,7 +53,15 @@ cdef _chk(object a, str name, tuple shape, object dtype, bint out, bint optional
         raise ValueError(f"{name} must be writeable")
 
 
-# ---- build and SIMD path ----------------------------------------------------------------------
+# ---- build and SIMD path -----------------------------------------------------------------------
+
+def _check_env_arch():
+    if fr_arch_env_error():
+        import os
+        name = repr(os.environ.get("FASTRNN_ARCH"))
+        msg = ("FASTRNN_ARCH=%s is not a SIMD path this CPU and build can run: "
+               "use one of %s or unset FASTRNN_ARCH" % (name, available_arches()))
+        raise ImportError(msg)
 
 def build_info():
     """Return a dict describing the build: SIMD path in use and available, OpenMP, compiler."""
@@ -177,6 +185,37 @@ def tanh(x):
 
 # ---- cells --------------------------------------------------------------------------------------
 
+cdef tuple _cell_dims(str cell, object x, object w_ih, object w_hh, int nthreads, int act):
+    """Check the arguments every cell call shares; return (dtype, T, B, I, H, G)."""
+    if cell not in _CELL_G:
+        raise ValueError(f"unknown cell {cell!r}")
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        raise ValueError("x must be a 3-D numpy array (T, B, I)")
+    if not isinstance(w_hh, np.ndarray) or w_hh.ndim != 2:
+        raise ValueError("w_hh must be a 2-D numpy array (G*H, H)")
+    dt = x.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"x must be float32 or float64, got {dt}")
+    if nthreads < 1:
+        raise ValueError("nthreads must be >= 1")
+    if cell == "rnn" and act != FR_RNN_TANH and act != FR_RNN_RELU:
+        raise ValueError("act must be FR_RNN_TANH (0) or FR_RNN_RELU (1)")
+    T, B, I, H = x.shape[0], x.shape[1], x.shape[2], w_hh.shape[1]
+    G = _CELL_G[cell]
+    if H < 1:
+        raise ValueError("hidden size must be >= 1")
+    _chk(x, "x", (T, B, I), dt, False, False)
+    _chk(w_hh, "w_hh", (G * H, H), dt, False, False)
+    _chk(w_ih, "w_ih", (G * H, I), dt, False, False)
+    return dt, T, B, I, H, G
+
+
+cdef _chk_lengths(object lengths, int64_t T, int64_t B):
+    _chk(lengths, "lengths", (B,), np.int64, False, True)
+    if lengths is not None and B > 0 and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(f"lengths must lie in [0, {T}]")
+
+
 def cache_size(str cell, int64_t T, int64_t B, int64_t H):
     """Number of elements of the training cache of a cell."""
     if cell == "rnn":
@@ -194,24 +233,8 @@ def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh
 
     All arrays must be C-contiguous with x's dtype (lengths int64); optional ones may be None.
     """
-    if cell not in _CELL_G:
-        raise ValueError(f"unknown cell {cell!r}")
-    if not isinstance(x, np.ndarray) or x.ndim != 3:
-        raise ValueError("x must be a 3-D numpy array (T, B, I)")
-    if not isinstance(w_hh, np.ndarray) or w_hh.ndim != 2:
-        raise ValueError("w_hh must be a 2-D numpy array (G*H, H)")
-    dt = x.dtype
-    if dt != np.float32 and dt != np.float64:
-        raise TypeError(f"x must be float32 or float64, got {dt}")
-    if nthreads < 1:
-        raise ValueError("nthreads must be >= 1")
-    cdef int64_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
-    cdef int64_t G = _CELL_G[cell]
-    if H < 1:
-        raise ValueError("hidden size must be >= 1")
-    _chk(x, "x", (T, B, I), dt, False, False)
-    _chk(w_hh, "w_hh", (G * H, H), dt, False, False)
-    _chk(w_ih, "w_ih", (G * H, I), dt, False, False)
+    cdef int64_t T, B, I, H, G
+    dt, T, B, I, H, G = _cell_dims(cell, x, w_ih, w_hh, nthreads, act)
     _chk(b_ih, "b_ih", (G * H,), dt, False, True)
     _chk(b_hh, "b_hh", (G * H,), dt, False, True)
     _chk(h0, "h0", (B, H), dt, False, True)
@@ -221,11 +244,7 @@ def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh
         _chk(c0, "c0", (B, H), dt, False, True)
         _chk(c_n, "c_n", (B, H), dt, True, False)
     _chk(cache, "cache", (cache_size(cell, T, B, H),), dt, True, True)
-    _chk(lengths, "lengths", (B,), np.int64, False, True)
-    if lengths is not None and B > 0 and (lengths.min() < 0 or lengths.max() > T):
-        raise ValueError(f"lengths must lie in [0, {T}]")
-    if cell == "rnn" and act != FR_RNN_TANH and act != FR_RNN_RELU:
-        raise ValueError("act must be FR_RNN_TANH (0) or FR_RNN_RELU (1)")
+    _chk_lengths(lengths, T, B)
     cdef void *py = _ptr(y)
     cdef void *phn = _ptr(h_n)
     cdef void *pcn = _ptr(c_n)
@@ -280,24 +299,8 @@ def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, 
 
     Writes dx, dh0 (and dc0 for LSTM); accumulates into dw_ih, dw_hh, db_ih, db_hh (+=).
     """
-    if cell not in _CELL_G:
-        raise ValueError(f"unknown cell {cell!r}")
-    if not isinstance(x, np.ndarray) or x.ndim != 3:
-        raise ValueError("x must be a 3-D numpy array (T, B, I)")
-    if not isinstance(w_hh, np.ndarray) or w_hh.ndim != 2:
-        raise ValueError("w_hh must be a 2-D numpy array (G*H, H)")
-    dt = x.dtype
-    if dt != np.float32 and dt != np.float64:
-        raise TypeError(f"x must be float32 or float64, got {dt}")
-    if nthreads < 1:
-        raise ValueError("nthreads must be >= 1")
-    cdef int64_t T = x.shape[0], B = x.shape[1], I = x.shape[2], H = w_hh.shape[1]
-    cdef int64_t G = _CELL_G[cell]
-    if H < 1:
-        raise ValueError("hidden size must be >= 1")
-    _chk(x, "x", (T, B, I), dt, False, False)
-    _chk(w_hh, "w_hh", (G * H, H), dt, False, False)
-    _chk(w_ih, "w_ih", (G * H, I), dt, False, False)
+    cdef int64_t T, B, I, H, G
+    dt, T, B, I, H, G = _cell_dims(cell, x, w_ih, w_hh, nthreads, act)
     _chk(cache, "cache", (cache_size(cell, T, B, H),), dt, False, False)
     _chk(dy, "dy", (T, B, H), dt, False, True)
     _chk(dh_n, "dh_n", (B, H), dt, False, True)
@@ -310,11 +313,7 @@ def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, 
     if cell == "lstm":
         _chk(dc_n, "dc_n", (B, H), dt, False, True)
         _chk(dc0, "dc0", (B, H), dt, True, False)
-    _chk(lengths, "lengths", (B,), np.int64, False, True)
-    if lengths is not None and B > 0 and (lengths.min() < 0 or lengths.max() > T):
-        raise ValueError(f"lengths must lie in [0, {T}]")
-    if cell == "rnn" and act != FR_RNN_TANH and act != FR_RNN_RELU:
-        raise ValueError("act must be FR_RNN_TANH (0) or FR_RNN_RELU (1)")
+    _chk_lengths(lengths, T, B)
     cdef void *pdx = _ptr(dx)
     cdef void *pdh0 = _ptr(dh0)
     cdef void *pdc0 = _ptr(dc0)
@@ -373,3 +372,6 @@ def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, 
                                        <double *>pdy, <double *>pdhn, pl, T, B, I, H, rev,
                                        nthreads)
     _raise(st, f"{cell}_backward")
+
+
+_check_env_arch()
