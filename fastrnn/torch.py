@@ -135,14 +135,11 @@ class _CellFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dh_n, dc_n=None):
-        ctx.saved_tensors  # noqa: B018 - raises if an input was modified in place
-        fctx, ctx.fctx = ctx.fctx, None
-        if fctx is None:
-            raise RuntimeError(
-                "fastrnn.torch: trying to backward through the graph a second time; "
-                "pass retain_graph=True to the first backward")
+        # Raises torch's own errors when an input was modified in place since forward, or
+        # when the graph was already freed (a second backward without retain_graph).
+        ctx.saved_tensors  # noqa: B018
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = _ops_backward(
-            ctx.cell, fctx, _np(dy), _np(dh_n), _np(dc_n))
+            ctx.cell, ctx.fctx, _np(dy), _np(dh_n), _np(dc_n))
         has_h0, has_c0, has_bi, has_bh = ctx.has
         return (None, None, None, None, _t(dx),
                 _t(dh0) if has_h0 else None, _t(dc0) if has_c0 else None,
@@ -231,12 +228,16 @@ class _FastRNNMixin:
                 return ""  # torch reports the mismatch
             if w.layout != torch.strided or type(w) not in (torch.Tensor, nn.Parameter):
                 return "tensor subclasses and non-strided weights are not accelerated"
+        if data is input and input.dim() not in (2, 3):
+            return ""  # torch raises its error
         if hx is not None:
             hs = hx if self.mode == "LSTM" else (hx,)
             if self.mode == "LSTM" and not (isinstance(hx, tuple) and len(hx) == 2):
                 return ""
             for h in hs:
                 if not isinstance(h, torch.Tensor) or h.device.type != "cpu" or h.dtype != dtype:
+                    return ""
+                if data is input and h.dim() != input.dim():
                     return ""
                 if h.layout != torch.strided or type(h) not in (torch.Tensor, nn.Parameter):
                     return "tensor subclasses and non-strided states are not accelerated"
@@ -260,23 +261,12 @@ class _FastRNNMixin:
 
     def _fastrnn_padded(self, input: torch.Tensor, hx):
         lstm = self.mode == "LSTM"
-        if input.dim() not in (2, 3):
-            name = "RNN" if self.mode.startswith("RNN") else self.mode
-            raise ValueError(
-                f"{name}: Expected input to be 2D or 3D, got {input.dim()}D tensor instead")
-        is_batched = input.dim() == 3
+        is_batched = input.dim() == 3  # 2 or 3, and states of matching rank: checked above
         batch_dim = 0 if self.batch_first else 1
         if not is_batched:
             input = input.unsqueeze(batch_dim)
         if hx is not None:
             hs = hx if lstm else (hx,)
-            want = 3 if is_batched else 2
-            if any(h.dim() != want for h in hs):
-                kind = "batched 3-D" if is_batched else "unbatched 2-D"
-                got = ", ".join(f"{h.dim()}-D" for h in hs)
-                raise RuntimeError(
-                    f"For {kind} input, hx{' and cx' if lstm else ''} should also be "
-                    f"{want}-D but got ({got}) tensor{'s' if lstm else ''}")
             if not is_batched:
                 hs = tuple(h.unsqueeze(1) for h in hs)
             hx = hs if lstm else hs[0]

@@ -20,9 +20,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import fastrnn.torch as ft  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
+
+import fastrnn.torch as ft  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = {torch.float64: dict(rtol=1e-9, atol=1e-11), torch.float32: dict(rtol=1e-4, atol=1e-5)}
@@ -87,7 +88,8 @@ def _forward_and_grads(module, cfg, x0, h0s, lengths, loss_w):
         outs.append(padded)
         assert torch.equal(lens, lengths)
         assert torch.equal(out.batch_sizes, inp.batch_sizes)
-    loss = sum((o * w).sum() for o, w in zip(outs, loss_w))
+    loss_w = loss_w or [1.0] * len(outs)
+    loss = sum((o * w).sum() for o, w in zip(outs, loss_w, strict=True))
     module.zero_grad()
     loss.backward()
     grads = {"x": x.grad}
@@ -110,7 +112,7 @@ def test_random_config_matches_torch(seed):
         kw["nonlinearity"] = cfg["nonlinearity"]
     ref, fast = make_pair(kind, I, H, **kw)
     with torch.no_grad():  # non-zero biases of both signs, weights large enough to matter
-        for p_ref, p_fast in zip(ref.parameters(), fast.parameters()):
+        for p_ref, p_fast in zip(ref.parameters(), fast.parameters(), strict=True):
             p_ref.uniform_(-0.8, 0.8)
             p_fast.copy_(p_ref)
     D = 2 if cfg["bidirectional"] else 1
@@ -118,7 +120,7 @@ def test_random_config_matches_torch(seed):
     if unbatched:
         x0 = torch.randn(T, I, dtype=dt)
     else:
-        x0 = torch.randn(B, T, I, dtype=dt) if cfg["batch_first"] else torch.randn(T, B, I, dtype=dt)
+        x0 = torch.randn((B, T, I) if cfg["batch_first"] else (T, B, I), dtype=dt)
     lengths = None
     if cfg["inp"].startswith("packed"):
         lengths = torch.randint(1, T + 1, (B,))
@@ -129,13 +131,13 @@ def test_random_config_matches_torch(seed):
     n_states = 2 if kind == "LSTM" else 1
     h0s = [torch.randn(hshape, dtype=dt) for _ in range(n_states)] if cfg["h0"] else []
     # Output gradients: random weights for every output (same for both modules).
-    ref_outs, _ = _forward_and_grads(ref, cfg, x0, h0s, lengths, [1.0] * 4)
+    ref_outs, _ = _forward_and_grads(ref, cfg, x0, h0s, lengths, None)
     loss_w = [torch.randn(o.shape, dtype=dt) for o in ref_outs]
 
     ref_outs, ref_grads = _forward_and_grads(ref, cfg, x0, h0s, lengths, loss_w)
     fast_outs, fast_grads = _forward_and_grads(fast, cfg, x0, h0s, lengths, loss_w)
     assert len(ref_outs) == len(fast_outs)
-    for i, (a, b) in enumerate(zip(fast_outs, ref_outs)):
+    for i, (a, b) in enumerate(zip(fast_outs, ref_outs, strict=True)):
         close(a, b, dt, f"output {i} ({cfg})")
     assert ref_grads.keys() == fast_grads.keys()
     for name in ref_grads:
@@ -174,7 +176,7 @@ def test_gradcheck_float64(kind):
         hs, ps = rest[:n_states], rest[n_states:]
         packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
         hx = hs if kind == "LSTM" else hs[0]
-        out, hn = torch.func.functional_call(m, dict(zip(names, ps)), (packed, hx))
+        out, hn = torch.func.functional_call(m, dict(zip(names, ps, strict=True)), (packed, hx))
         hn = hn if kind == "LSTM" else (hn,)
         return (out.data, *hn)
 
@@ -205,7 +207,7 @@ def test_dropout_matches_torch_bit_for_bit_masks(kind, packed):
     (a, ga, pa), (b, gb, pb) = results
     close(b, a, dt, "output")
     close(gb, ga, dt, "input grad")
-    for u, v in zip(pb, pa):
+    for u, v in zip(pb, pa, strict=True):
         close(v, u, dt, "param grad")
     # Dropout did something: in eval mode the output differs.
     fast.eval()
@@ -337,7 +339,10 @@ def test_backward_twice_and_inplace_errors():
     out, _ = fast(x)
     loss = out.sum()
     loss.backward(retain_graph=True)
-    with pytest.raises(RuntimeError, match="second time"):
+    g = x.grad.clone()
+    loss.backward()  # the retained graph runs again and accumulates the same gradient
+    torch.testing.assert_close(x.grad, 2 * g)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         loss.backward()
     out, _ = fast(x)
     with torch.no_grad():
@@ -453,8 +458,8 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     spec.loader.exec_module(worker)
 
     port = _free_port()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1")
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
     procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "_ddp_worker.py"), str(r),
                                "2", f"tcp://127.0.0.1:{port}", str(tmp_path / f"rank{r}.npz")],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -465,7 +470,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, log in zip(procs, logs):
+    for p, log in zip(procs, logs, strict=True):
         assert p.returncode == 0, log
 
     want = worker.single_process_grads()
