@@ -17,8 +17,10 @@ starts from h0 at its own last valid step.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -34,6 +36,22 @@ __all__ = [
 ]
 
 _MODULE = "fastrnn.reference"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _quiet(fn: _F) -> _F:
+    """Run ``fn`` with NumPy's floating-point warnings off.
+
+    Non-finite inputs are allowed and simply propagate (as in the native kernels), and
+    exp overflow in the sigmoid is the correct limit; neither deserves a warning.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(eq=False)
@@ -52,8 +70,7 @@ class _Ctx:
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:
     # exp overflow for very negative a gives inf -> 1/inf = 0, the right limit.
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-a))
+    return 1.0 / (1.0 + np.exp(-a))
 
 
 def _time_order(T: int, reverse: bool) -> range:
@@ -104,6 +121,7 @@ def _start_grads(p: Prepared, dh_n: np.ndarray | None) -> np.ndarray:
 # ----------------------------------------------------------------------------- RNN
 
 
+@_quiet
 def rnn_forward(
     x: Any,
     h0: Any,
@@ -176,6 +194,7 @@ def rnn_forward(
     return y, h, _Ctx("rnn", p, mask, h_prev, y.copy())
 
 
+@_quiet
 def rnn_backward(
     ctx: _Ctx, dy: Any, dh_n: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -231,6 +250,7 @@ def rnn_backward(
 # ----------------------------------------------------------------------------- LSTM
 
 
+@_quiet
 def lstm_forward(
     x: Any,
     h0: Any,
@@ -320,6 +340,7 @@ def lstm_forward(
     return y, h, c, ctx
 
 
+@_quiet
 def lstm_backward(
     ctx: _Ctx, dy: Any, dh_n: Any, dc_n: Any
 ) -> tuple[
@@ -393,6 +414,7 @@ def lstm_backward(
 # ----------------------------------------------------------------------------- GRU
 
 
+@_quiet
 def gru_forward(
     x: Any,
     h0: Any,
@@ -481,6 +503,7 @@ def gru_forward(
     return y, h, _Ctx("gru", p, mask, h_prev, act, hn_lin=hn_lin)
 
 
+@_quiet
 def gru_backward(
     ctx: _Ctx, dy: Any, dh_n: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
