@@ -1,0 +1,232 @@
+/*
+ * fastrnn.h — the public C interface of fastrnn's kernels.
+ *
+ * Conventions (DESIGN.md §5):
+ *   - Row-major, time-major. Size letters: T time, B batch, I input width, H hidden, G gates.
+ *   - Functions return an int status (FR_OK on success); C never prints, exits or aborts.
+ *   - Arguments: outputs first, then saved state (cache), then inputs and weights, then sizes.
+ *     A `d` prefix means "gradient of the tensor of that name".
+ *   - Suffix _s = float32, _d = float64.
+ *   - Memory of inputs/outputs/caches is owned by the caller; per-call scratch is allocated once
+ *     per call, never per timestep.
+ */
+#ifndef FASTRNN_H
+#define FASTRNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes ------------------------------------------------------------------------ */
+enum {
+    FR_OK = 0,
+    FR_ERR_ARG = 1,   /* invalid argument (sizes, NULL where required, unknown enum) */
+    FR_ERR_NOMEM = 2, /* scratch allocation failed */
+    FR_ERR_ARCH = 3   /* requested SIMD path not supported by this CPU/build */
+};
+
+/* ---- cpu.c: SIMD path selection ---------------------------------------------------------- */
+enum { FR_ARCH_GENERIC = 0, FR_ARCH_AVX2 = 1, FR_ARCH_AVX512 = 2, FR_ARCH_COUNT = 3 };
+
+/* 1 if this CPU (and OS) can run the given path, else 0. */
+int fr_cpu_supports(int arch);
+/* The best path this CPU supports. */
+int fr_best_arch(void);
+/* The path in use: on first call initialised from env FASTRNN_ARCH (generic|avx2|avx512), else best.
+   If FASTRNN_ARCH names an unsupported/unknown path, the generic path is used and
+   fr_arch_env_error() returns 1. */
+int fr_get_arch(void);
+/* 1 if FASTRNN_ARCH was set to a path this CPU lacks or to an unknown name. */
+int fr_arch_env_error(void);
+/* Select the path for all later calls; FR_ERR_ARCH if unsupported. Not thread-safe with running kernels. */
+int fr_set_arch(int arch);
+/* Static name of a path ("generic", "avx2", "avx512"), or "unknown". */
+const char *fr_arch_name(int arch);
+/* 1 if built with OpenMP. */
+int fr_has_openmp(void);
+/* omp_get_max_threads() (1 without OpenMP). */
+int fr_omp_max_threads(void);
+
+/* ---- gemm.c: packed-panel GEMM ----------------------------------------------------------- */
+/*
+ * A microkernel computes an (m x nr) tile, m <= mr:
+ *   C[i*ldc + c] (accumulate ? += : =) sum_{k<K} A[i*lda + k] * Bp[k*nr + c],  i < m, c < nr.
+ * Bp is one packed panel (K x nr, contiguous, zero-padded past the matrix edge).
+ * A is read row-wise (any lda >= K); C rows are written for c < nr (all nr columns).
+ */
+typedef void (*fr_ukr_s_fn)(int64_t m, int64_t K, const float *A, int64_t lda, const float *Bp,
+                            float *C, int64_t ldc, int accumulate);
+typedef void (*fr_ukr_d_fn)(int64_t m, int64_t K, const double *A, int64_t lda, const double *Bp,
+                            double *C, int64_t ldc, int accumulate);
+
+typedef struct {
+    int mr;          /* max rows per microkernel call */
+    int nr;          /* panel width (columns) */
+    fr_ukr_s_fn ukr; /* the microkernel */
+} fr_kernel_s;
+
+typedef struct {
+    int mr;
+    int nr;
+    fr_ukr_d_fn ukr;
+} fr_kernel_d;
+
+/* The microkernel of the path in use (fr_get_arch()). Never NULL. */
+const fr_kernel_s *fr_kernel_get_s(void);
+const fr_kernel_d *fr_kernel_get_d(void);
+/* The microkernel of a given path (NULL if the path is not compiled in). */
+const fr_kernel_s *fr_kernel_for_arch_s(int arch);
+const fr_kernel_d *fr_kernel_for_arch_d(int arch);
+
+/*
+ * Gate-interleaved panel packing of op(B) (K x N) with N = G*H columns, column n = g*H + j:
+ * panels are ordered by hidden block jb = 0..ceil(H/nr)-1, then gate g = 0..G-1; panel (jb, g)
+ * holds columns g*H + jb*nr + c, c < nr (zero where jb*nr + c >= H), stored K x nr contiguous at
+ * dst + ((jb*G + g) * K) * nr. op(B)[k][n] = transb ? B[n*ldb + k] : B[k*ldb + n].
+ * Only hidden blocks [jb0, jb1) are packed, at dst + ((jb - jb0)*G + g) * K * nr.
+ * With G = 1, H = N this is plain panel packing.
+ */
+void fr_pack_b_s(float *dst, const float *B, int64_t ldb, int transb, int64_t K, int64_t H, int64_t G,
+                 int64_t nr, int64_t jb0, int64_t jb1);
+void fr_pack_b_d(double *dst, const double *B, int64_t ldb, int transb, int64_t K, int64_t H,
+                 int64_t G, int64_t nr, int64_t jb0, int64_t jb1);
+
+/*
+ * General GEMM, row-major: C (M x N, ldc) = beta*C + op(A) (M x K) * op(B) (K x N),
+ * op(X) = X^T when transX. beta must be 0 or 1 (beta = 0 never reads C). Uses up to nthreads
+ * threads; deterministic for a given thread count (K is never split across threads).
+ * Returns FR_OK, FR_ERR_ARG or FR_ERR_NOMEM.
+ */
+int fr_gemm_s(int transa, int transb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+              const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int nthreads);
+int fr_gemm_d(int transa, int transb, int64_t M, int64_t N, int64_t K, const double *A, int64_t lda,
+              const double *B, int64_t ldb, double beta, double *C, int64_t ldc, int nthreads);
+
+/* ---- activations.c: vectorised elementwise non-linearities (path in use) ------------------ */
+/* y[i] = 1 / (1 + exp(-x[i])); max relative error 1e-6 (float) / 1e-14 (double); y may alias x. */
+void fr_sigmoid_s(float *y, const float *x, int64_t n);
+void fr_sigmoid_d(double *y, const double *x, int64_t n);
+/* y[i] = tanh(x[i]); same accuracy; y may alias x. NaN propagates, +-inf saturate to +-1. */
+void fr_tanh_s(float *y, const float *x, int64_t n);
+void fr_tanh_d(double *y, const double *x, int64_t n);
+
+/* ---- rnn.c / lstm.c / gru.c: whole-sequence cells ---------------------------------------- */
+/*
+ * Shapes: y (T,B,H); h0, c0, h_n, c_n (B,H); x (T,B,I); w_ih (G*H, I); w_hh (G*H, H);
+ * b_ih, b_hh (G*H) or NULL (zero); lengths (B) in [0,T] or NULL (all T); h0/c0 NULL = zeros.
+ * cache: NULL for inference, else fr_<cell>_cache_size(T,B,H) elements written by forward and
+ * read by backward (layout private to the kernels). nthreads >= 1.
+ *
+ * Backward write rule: dx, dh0, dc0 are written (=); dw_ih, dw_hh, db_ih, db_hh accumulate (+=),
+ * the caller zeroes them; db_* may be NULL (no bias). dy, dh_n, dc_n may be NULL (zero). Backward
+ * needs the same x, h0, c0, weights, lengths, reverse and sizes as the forward that filled cache.
+ */
+enum { FR_RNN_TANH = 0, FR_RNN_RELU = 1 };
+
+int64_t fr_rnn_cache_size(int64_t T, int64_t B, int64_t H);
+int64_t fr_lstm_cache_size(int64_t T, int64_t B, int64_t H);
+int64_t fr_gru_cache_size(int64_t T, int64_t B, int64_t H);
+
+int fr_rnn_forward_s(float *y, float *h_n, float *cache, const float *x, const float *h0,
+                     const float *w_ih, const float *w_hh, const float *b_ih, const float *b_hh,
+                     const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,
+                     int reverse, int nthreads);
+int fr_rnn_forward_d(double *y, double *h_n, double *cache, const double *x, const double *h0,
+                     const double *w_ih, const double *w_hh, const double *b_ih,
+                     const double *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I,
+                     int64_t H, int act, int reverse, int nthreads);
+int fr_rnn_backward_s(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
+                      const float *cache, const float *x, const float *w_ih, const float *w_hh,
+                      const float *dy, const float *dh_n, const int64_t *lengths, int64_t T,
+                      int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads);
+int fr_rnn_backward_d(double *dx, double *dh0, double *dw_ih, double *dw_hh, double *db_ih,
+                      double *db_hh, const double *cache, const double *x, const double *w_ih,
+                      const double *w_hh, const double *dy, const double *dh_n,
+                      const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,
+                      int reverse, int nthreads);
+
+int fr_lstm_forward_s(float *y, float *h_n, float *c_n, float *cache, const float *x,
+                      const float *h0, const float *c0, const float *w_ih, const float *w_hh,
+                      const float *b_ih, const float *b_hh, const int64_t *lengths, int64_t T,
+                      int64_t B, int64_t I, int64_t H, int reverse, int nthreads);
+int fr_lstm_forward_d(double *y, double *h_n, double *c_n, double *cache, const double *x,
+                      const double *h0, const double *c0, const double *w_ih, const double *w_hh,
+                      const double *b_ih, const double *b_hh, const int64_t *lengths, int64_t T,
+                      int64_t B, int64_t I, int64_t H, int reverse, int nthreads);
+int fr_lstm_backward_s(float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh, float *db_ih,
+                       float *db_hh, const float *cache, const float *x, const float *w_ih,
+                       const float *w_hh, const float *dy, const float *dh_n, const float *dc_n,
+                       const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
+                       int reverse, int nthreads);
+int fr_lstm_backward_d(double *dx, double *dh0, double *dc0, double *dw_ih, double *dw_hh,
+                       double *db_ih, double *db_hh, const double *cache, const double *x,
+                       const double *w_ih, const double *w_hh, const double *dy,
+                       const double *dh_n, const double *dc_n, const int64_t *lengths, int64_t T,
+                       int64_t B, int64_t I, int64_t H, int reverse, int nthreads);
+
+int fr_gru_forward_s(float *y, float *h_n, float *cache, const float *x, const float *h0,
+                     const float *w_ih, const float *w_hh, const float *b_ih, const float *b_hh,
+                     const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
+                     int reverse, int nthreads);
+int fr_gru_forward_d(double *y, double *h_n, double *cache, const double *x, const double *h0,
+                     const double *w_ih, const double *w_hh, const double *b_ih,
+                     const double *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I,
+                     int64_t H, int reverse, int nthreads);
+int fr_gru_backward_s(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
+                      const float *cache, const float *x, const float *w_ih, const float *w_hh,
+                      const float *dy, const float *dh_n, const int64_t *lengths, int64_t T,
+                      int64_t B, int64_t I, int64_t H, int reverse, int nthreads);
+int fr_gru_backward_d(double *dx, double *dh0, double *dw_ih, double *dw_hh, double *db_ih,
+                      double *db_hh, const double *cache, const double *x, const double *w_ih,
+                      const double *w_hh, const double *dy, const double *dh_n,
+                      const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
+                      int reverse, int nthreads);
+
+/* ---- stream.c: single-step inference with weights packed once ------------------------------ */
+/*
+ * For streaming: a layer's weights are packed once (for the SIMD path in use at packing time;
+ * repack after fr_set_arch), then each call advances B rows by one timestep, single-threaded,
+ * without allocating. cell: FR_CELL_*; act: FR_RNN_TANH/RELU for RNN (ignored otherwise).
+ */
+enum { FR_CELL_RNN = 0, FR_CELL_LSTM = 1, FR_CELL_GRU = 2 };
+enum { FR_ACT_LINEAR = 0, FR_ACT_RELU = 1, FR_ACT_TANH = 2, FR_ACT_SIGMOID = 3, FR_ACT_SOFTMAX = 4 };
+
+/* Elements of a cell layer's packed weights (I inputs, H units), or -1 for a bad cell. */
+int64_t fr_step_packed_size_s(int cell, int64_t I, int64_t H);
+int64_t fr_step_packed_size_d(int cell, int64_t I, int64_t H);
+/* Elements of scratch one fr_step call needs for B rows. */
+int64_t fr_step_work_size_s(int cell, int64_t B, int64_t H);
+int64_t fr_step_work_size_d(int cell, int64_t B, int64_t H);
+/* Pack w_ih (G*H, I), w_hh (G*H, H), b_ih, b_hh (G*H or NULL) into packed. */
+int fr_step_pack_s(float *packed, int cell, const float *w_ih, const float *w_hh, const float *b_ih,
+                   const float *b_hh, int64_t I, int64_t H);
+int fr_step_pack_d(double *packed, int cell, const double *w_ih, const double *w_hh,
+                   const double *b_ih, const double *b_hh, int64_t I, int64_t H);
+/* One timestep: h (B,H) and, for LSTM, c (B,H) are updated in place from x (B,I). */
+int fr_step_s(float *h, float *c, float *work, const float *packed, int cell, int act,
+              const float *x, int64_t B, int64_t I, int64_t H);
+int fr_step_d(double *h, double *c, double *work, const double *packed, int cell, int act,
+              const double *x, int64_t B, int64_t I, int64_t H);
+
+/* Elements of a dense layer's packed weights (I inputs, O outputs). */
+int64_t fr_dense_packed_size_s(int64_t I, int64_t O);
+int64_t fr_dense_packed_size_d(int64_t I, int64_t O);
+/* Pack kernel (I, O) (Keras layout, y = x kernel + bias) and bias (O or NULL). */
+void fr_dense_pack_s(float *packed, const float *kernel, const float *bias, int64_t I, int64_t O);
+void fr_dense_pack_d(double *packed, const double *kernel, const double *bias, int64_t I,
+                     int64_t O);
+/* y (B,O) = act(x (B,I) kernel + bias), act FR_ACT_*; work holds fr_dense_work_size elements. */
+int fr_dense_step_s(float *y, float *work, const float *packed, int act, const float *x, int64_t B,
+                    int64_t I, int64_t O);
+int fr_dense_step_d(double *y, double *work, const double *packed, int act, const double *x,
+                    int64_t B, int64_t I, int64_t O);
+/* Elements of scratch one fr_dense_step call needs. */
+int64_t fr_dense_work_size(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTRNN_H */

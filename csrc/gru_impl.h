@@ -1,0 +1,75 @@
+/*
+ * gru_impl.h — GRU pointwise maths and public entry points, instantiated by gru.c per dtype
+ * (REAL, SFX). Gates r, z, n (PyTorch order, reset applied after the recurrent product):
+ *   r = sig(a_r), z = sig(a_z), hn = W_hn h + b_hn, n = tanh(W_in x + b_in + r*hn),
+ *   h' = (1-z)*n + z*h.
+ * The driver keeps b_hn out of the input projection (split_n) and stores hn in the cache (aux0).
+ * Gradient write rule: dx, dh0 written (=); dw_ih, dw_hh, db_ih, db_hh accumulate (+=).
+ */
+
+static void SFX(gru_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const REAL *hh,
+                        const REAL *bhn, const REAL *hprev, REAL *h, REAL *c, REAL *y, REAL *gates,
+                        REAL *aux0, REAL *aux1, int act) {
+    (void)c;
+    (void)aux1;
+    (void)act;
+    if (n <= 0 || n > FR_MAX_NR) return;
+    REAL a[3 * FR_MAX_NR], hn[FR_MAX_NR];
+    for (int64_t g = 0; g < 2; g++)
+        for (int64_t j = 0; j < n; j++) a[g * n + j] = xp[g * ts + j] + hh[g * ts + j];
+    SFX(fr_sigmoid)(a, a, 2 * n);
+    for (int64_t j = 0; j < n; j++) {
+        hn[j] = hh[2 * ts + j] + bhn[j];
+        a[2 * n + j] = xp[2 * ts + j] + a[j] * hn[j];
+    }
+    SFX(fr_tanh)(a + 2 * n, a + 2 * n, n);
+    for (int64_t j = 0; j < n; j++) {
+        const REAL z = a[n + j], nv = a[2 * n + j];
+        const REAL hv = ((REAL)1 - z) * nv + z * hprev[j];
+        h[j] = hv;
+        y[j] = hv;
+    }
+    if (gates)
+        for (int64_t g = 0; g < 3; g++) memcpy(gates + g * H, a + g * n, (size_t)n * sizeof(REAL));
+    if (aux0) memcpy(aux0, hn, (size_t)n * sizeof(REAL));
+}
+
+static void SFX(gru_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux0, const REAL *aux1,
+                        const REAL *hprev, const REAL *dy, REAL *dh, REAL *dc, REAL *dgh, REAL *dgs,
+                        REAL *dgx, int act) {
+    (void)aux1;
+    (void)dc;
+    (void)act;
+    const REAL *gr = gates, *gz = gates + H, *gn = gates + 2 * H;
+    for (int64_t j = 0; j < n; j++) {
+        const REAL dht = dh[j] + (dy ? dy[j] : (REAL)0);
+        const REAL r = gr[j], z = gz[j], nv = gn[j];
+        const REAL dnp = dht * ((REAL)1 - z) * ((REAL)1 - nv * nv);
+        const REAL dr = dnp * aux0[j] * r * ((REAL)1 - r);
+        const REAL dz = dht * (hprev[j] - nv) * z * ((REAL)1 - z);
+        const REAL dhn = dnp * r;
+        dh[j] = dht * z;
+        dgh[j] = dgs[j] = dgx[j] = dr;
+        dgh[H + j] = dgs[H + j] = dgx[H + j] = dz;
+        dgh[2 * H + j] = dgs[2 * H + j] = dhn;
+        dgx[2 * H + j] = dnp;
+    }
+}
+
+const SFX(fr_cell) SFX(fr_gru_cell) = {3, 1, 0, 1, SFX(gru_fw), SFX(gru_bw)};
+
+int SFX(fr_gru_forward)(REAL *y, REAL *h_n, REAL *cache, const REAL *x, const REAL *h0,
+                        const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
+                        const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
+                        int reverse, int nthreads) {
+    return SFX(fr_rec_forward)(&SFX(fr_gru_cell), y, h_n, NULL, cache, x, h0, NULL, w_ih, w_hh, b_ih,
+                               b_hh, lengths, T, B, I, H, 0, reverse, nthreads);
+}
+
+int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh,
+                         const REAL *cache, const REAL *x, const REAL *w_ih, const REAL *w_hh,
+                         const REAL *dy, const REAL *dh_n, const int64_t *lengths, int64_t T,
+                         int64_t B, int64_t I, int64_t H, int reverse, int nthreads) {
+    return SFX(fr_rec_backward)(&SFX(fr_gru_cell), dx, dh0, NULL, dw_ih, dw_hh, db_ih, db_hh, cache, x,
+                                w_ih, w_hh, dy, dh_n, NULL, lengths, T, B, I, H, 0, reverse, nthreads);
+}

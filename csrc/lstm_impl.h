@@ -1,0 +1,76 @@
+/*
+ * lstm_impl.h — LSTM pointwise maths and public entry points, instantiated by lstm.c per dtype
+ * (REAL, SFX). Gates i, f, g, o (PyTorch order):
+ *   i = sig(a_i), f = sig(a_f), g = tanh(a_g), o = sig(a_o), c' = f*c + i*g, h' = o*tanh(c').
+ * Gradient write rule (all cells): dx, dh0, dc0 are written (=); dw_ih, dw_hh, db_ih, db_hh
+ * accumulate (+=) and the caller zeroes them.
+ */
+
+static void SFX(lstm_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const REAL *hh,
+                         const REAL *bhn, const REAL *hprev, REAL *h, REAL *c, REAL *y, REAL *gates,
+                         REAL *aux0, REAL *aux1, int act) {
+    (void)bhn;
+    (void)hprev;
+    (void)act;
+    if (n <= 0 || n > FR_MAX_NR) return;
+    REAL a[4 * FR_MAX_NR], tc[FR_MAX_NR];
+    for (int64_t g = 0; g < 4; g++)
+        for (int64_t j = 0; j < n; j++) a[g * n + j] = xp[g * ts + j] + hh[g * ts + j];
+    SFX(fr_sigmoid)(a, a, 2 * n);
+    SFX(fr_tanh)(a + 2 * n, a + 2 * n, n);
+    SFX(fr_sigmoid)(a + 3 * n, a + 3 * n, n);
+    if (aux0) memcpy(aux0, c, (size_t)n * sizeof(REAL));
+    for (int64_t j = 0; j < n; j++) c[j] = a[n + j] * c[j] + a[j] * a[2 * n + j];
+    SFX(fr_tanh)(tc, c, n);
+    for (int64_t j = 0; j < n; j++) {
+        const REAL hv = a[3 * n + j] * tc[j];
+        h[j] = hv;
+        y[j] = hv;
+    }
+    if (gates)
+        for (int64_t g = 0; g < 4; g++) memcpy(gates + g * H, a + g * n, (size_t)n * sizeof(REAL));
+    if (aux1) memcpy(aux1, tc, (size_t)n * sizeof(REAL));
+}
+
+static void SFX(lstm_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux0, const REAL *aux1,
+                         const REAL *hprev, const REAL *dy, REAL *dh, REAL *dc, REAL *dgh, REAL *dgs,
+                         REAL *dgx, int act) {
+    (void)hprev;
+    (void)dgx;
+    (void)act;
+    const REAL *gi = gates, *gf = gates + H, *gg = gates + 2 * H, *go = gates + 3 * H;
+    for (int64_t j = 0; j < n; j++) {
+        const REAL dht = dh[j] + (dy ? dy[j] : (REAL)0);
+        const REAL tc = aux1[j], i = gi[j], f = gf[j], g = gg[j], o = go[j];
+        const REAL dct = dc[j] + dht * o * ((REAL)1 - tc * tc);
+        const REAL di = dct * g * i * ((REAL)1 - i);
+        const REAL df = dct * aux0[j] * f * ((REAL)1 - f);
+        const REAL dg = dct * i * ((REAL)1 - g * g);
+        const REAL dO = dht * tc * o * ((REAL)1 - o);
+        dc[j] = dct * f;
+        dh[j] = 0;
+        dgh[j] = dgs[j] = di;
+        dgh[H + j] = dgs[H + j] = df;
+        dgh[2 * H + j] = dgs[2 * H + j] = dg;
+        dgh[3 * H + j] = dgs[3 * H + j] = dO;
+    }
+}
+
+const SFX(fr_cell) SFX(fr_lstm_cell) = {4, 2, 1, 0, SFX(lstm_fw), SFX(lstm_bw)};
+
+int SFX(fr_lstm_forward)(REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *x, const REAL *h0,
+                         const REAL *c0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
+                         const REAL *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I,
+                         int64_t H, int reverse, int nthreads) {
+    return SFX(fr_rec_forward)(&SFX(fr_lstm_cell), y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                               lengths, T, B, I, H, 0, reverse, nthreads);
+}
+
+int SFX(fr_lstm_backward)(REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih,
+                          REAL *db_hh, const REAL *cache, const REAL *x, const REAL *w_ih,
+                          const REAL *w_hh, const REAL *dy, const REAL *dh_n, const REAL *dc_n,
+                          const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
+                          int reverse, int nthreads) {
+    return SFX(fr_rec_backward)(&SFX(fr_lstm_cell), dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x,
+                                w_ih, w_hh, dy, dh_n, dc_n, lengths, T, B, I, H, 0, reverse, nthreads);
+}

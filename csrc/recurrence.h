@@ -1,0 +1,97 @@
+/*
+ * recurrence.h — internal interface between the cell files (rnn.c, lstm.c, gru.c) and the shared
+ * whole-sequence driver (recurrence.c). Not part of the public API.
+ *
+ * A cell is described by its gate count and two pointwise functions that work on one batch row and
+ * a segment of n <= FR_MAX_NR hidden units [j0, j0+n). The driver owns everything else: packing,
+ * input projection, the per-step recurrent GEMM, threading, lengths and reverse, the cache layout
+ * and the weight-gradient GEMMs.
+ *
+ * Cache layout (rows r = t*B + b are indexed by time, not by step):
+ *   hprev (T*B, H) | gates (T*B, G*H) post-activation, natural gate order | aux_k (T*B, H), k < naux
+ * LSTM: aux0 = c_prev, aux1 = tanh(c). GRU: aux0 = W_hn h + b_hn. RNN: none; gates = new h.
+ */
+#ifndef FASTRNN_RECURRENCE_H
+#define FASTRNN_RECURRENCE_H
+
+#include "fastrnn.h"
+
+#define FR_MAX_NR 64 /* widest panel a microkernel may use */
+
+/*
+ * Forward pointwise for one row segment.
+ * xp, hh: input projection (incl. folded biases) and recurrent product, gate g at +g*ts.
+ * bhn: GRU recurrent n-bias segment (NULL = 0). hprev: previous state; h: new state (out);
+ * c: LSTM cell state (in: c_prev, out: c_new). y: output (out). gates/aux0/aux1: cache rows, gate g
+ * of gates at +g*H (NULL in inference). act: RNN non-linearity.
+ */
+#define FR_DECLARE_CELL(T, S)                                                                     \
+    typedef void (*fr_fw_##S##_fn)(int64_t n, int64_t ts, int64_t H, const T *xp, const T *hh,    \
+                                   const T *bhn, const T *hprev, T *h, T *c, T *y, T *gates,      \
+                                   T *aux0, T *aux1, int act);                                    \
+    /* Backward pointwise for one row segment. dy: output gradient (NULL = 0). dh: in, gradient   \
+       w.r.t. the new state from later steps; out, the direct gradient w.r.t. hprev (excluding    \
+       the W_hh product). dc: LSTM cell gradient, in/out. dgh: gradient w.r.t. the recurrent      \
+       pre-activations (gate g at +g*H), written to both dgh and dgs. dgx: GRU only, gradient     \
+       w.r.t. the input pre-activations (NULL for cells where it equals dgh). */                  \
+    typedef void (*fr_bw_##S##_fn)(int64_t n, int64_t H, const T *gates, const T *aux0,           \
+                                   const T *aux1, const T *hprev, const T *dy, T *dh, T *dc,      \
+                                   T *dgh, T *dgs, T *dgx, int act);                              \
+    typedef struct {                                                                              \
+        int G;              /* gates in the weights */                                            \
+        int naux;           /* extra (T*B, H) cache blocks */                                     \
+        int has_c;          /* LSTM cell state */                                                 \
+        int split_n;        /* GRU: b_hh's n part stays out of the input projection */            \
+        fr_fw_##S##_fn fw;  /* forward pointwise */                                               \
+        fr_bw_##S##_fn bw;  /* backward pointwise */                                              \
+    } fr_cell_##S;                                                                                \
+    /* A thread's share of the forward weights, packed: hidden blocks [jb0, jb0+nj) of width nr. */ \
+    typedef struct {                                                                              \
+        int64_t jb0, nj, nr;                                                                      \
+        T *wih, *whh, *bias, *bhn; /* panels of W_ih and W_hh, folded bias, GRU n-bias */         \
+    } fr_slice_##S;                                                                               \
+    /* Elements needed to pack a slice of njt hidden blocks. */                                   \
+    int64_t fr_rec_slice_size_##S(const fr_cell_##S *cell, int64_t I, int64_t H, int64_t nr,      \
+                                  int64_t njt);                                                   \
+    /* Describe a slice packed at dst (pointers only, no packing). */                             \
+    void fr_rec_slice_view_##S(const fr_cell_##S *cell, fr_slice_##S *sl, T *dst, int64_t I,      \
+                               int64_t H, int64_t nr, int64_t jb0, int64_t nj, int64_t njt);      \
+    /* Pack hidden blocks [jb0, jb0+nj) into dst (fr_rec_slice_size elements) and describe it. */ \
+    void fr_rec_pack_slice_##S(const fr_cell_##S *cell, fr_slice_##S *sl, T *dst, const T *w_ih,  \
+                               const T *w_hh, const T *b_ih, const T *b_hh, int64_t I, int64_t H, \
+                               int64_t nr, int64_t jb0, int64_t nj, int64_t njt);                 \
+    /* The slice's columns of A (rows x I) W_ih^T + bias into xp (row stride ldxp). */            \
+    void fr_rec_project_##S(const fr_cell_##S *cell, const fr_kernel_##S *kern,                   \
+                            const fr_slice_##S *sl, const T *A, int64_t rows, int64_t I, T *xp,   \
+                            int64_t ldxp);                                                        \
+    /* Step s for all B rows on the slice's hidden units: recurrent tile + pointwise. Reads hp,   \
+       writes hn and c (LSTM) for the slice; xp row qbase+b holds row b's projection; y and       \
+       cache may be NULL; lengths/reverse/Tn map (s, b) to a time index as in the forward. */     \
+    void fr_rec_step_##S(const fr_cell_##S *cell, const fr_kernel_##S *kern,                      \
+                         const fr_slice_##S *sl, int64_t s, int64_t Tn, int64_t B, int64_t H,     \
+                         const int64_t *lengths, int reverse, const T *hp, T *hn, T *c,           \
+                         const T *xp, int64_t ldxp, int64_t qbase, T *y, T *cache, T *tile,       \
+                         int act);                                                                \
+    /* Whole-sequence forward of a cell; arguments as the public fr_<cell>_forward_*. */          \
+    int fr_rec_forward_##S(const fr_cell_##S *cell, T *y, T *h_n, T *c_n, T *cache, const T *x,   \
+                           const T *h0, const T *c0, const T *w_ih, const T *w_hh, const T *b_ih, \
+                           const T *b_hh, const int64_t *lengths, int64_t Tn, int64_t B,          \
+                           int64_t I, int64_t H, int act, int reverse, int nthreads);             \
+    /* Whole-sequence backward; arguments as the public fr_<cell>_backward_*. */                  \
+    int fr_rec_backward_##S(const fr_cell_##S *cell, T *dx, T *dh0, T *dc0, T *dw_ih, T *dw_hh,   \
+                            T *db_ih, T *db_hh, const T *cache, const T *x, const T *w_ih,        \
+                            const T *w_hh, const T *dy, const T *dh_n, const T *dc_n,             \
+                            const int64_t *lengths, int64_t Tn, int64_t B, int64_t I, int64_t H,  \
+                            int act, int reverse, int nthreads);
+
+FR_DECLARE_CELL(float, s)
+FR_DECLARE_CELL(double, d)
+
+/* The cell descriptors (defined in rnn.c, lstm.c, gru.c). */
+extern const fr_cell_s fr_rnn_cell_s, fr_lstm_cell_s, fr_gru_cell_s;
+extern const fr_cell_d fr_rnn_cell_d, fr_lstm_cell_d, fr_gru_cell_d;
+
+/* Cache elements for a cell with G gates and naux aux blocks. */
+int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H);
+
+#endif /* FASTRNN_RECURRENCE_H */

@@ -1,0 +1,357 @@
+/*
+ * recurrence_impl.h — the whole-sequence driver, instantiated once per dtype by recurrence.c with
+ * REAL (float/double) and SFX(name) (name##_s / name##_d) defined.
+ *
+ * Forward (DESIGN.md §3): one parallel region for the whole sequence. Thread `tid` owns hidden
+ * blocks [jb0, jb1) of width nr for all gates: it packs its slices of W_ih and W_hh once (they stay
+ * in its cache), computes its columns of the input projection for a chunk of steps at a time (one
+ * GEMM per chunk: no cache of size T unless training), and per step computes its tile of the
+ * recurrent product and applies the cell's pointwise function while the tile is in L1. One barrier
+ * per step publishes the new state. Backward mirrors it (dh_prev = dG * W_hh by hidden columns, one
+ * barrier per step, ping-pong step buffer); weight gradients are single GEMMs after the loop.
+ */
+
+#define CELL SFX(fr_cell)
+#define KERN SFX(fr_kernel)
+
+/* Steps per input-projection chunk: about PROJ_ROWS rows of (T*B, I) per GEMM. */
+#define PROJ_ROWS 256
+/* Flops per step and thread below which an extra thread costs more than it saves. */
+#define MIN_FLOPS_PER_THREAD 60000.0
+
+static int SFX(pick_threads)(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t H, int G) {
+    double step_flops = 2.0 * (double)B * (double)(I + H) * (double)G * (double)H;
+    int64_t nt = (int64_t)(step_flops / MIN_FLOPS_PER_THREAD);
+    if (nt < 1) nt = 1;
+    if (nt > nthreads) nt = nthreads;
+    if (nt > njb) nt = njb;
+#ifndef _OPENMP
+    nt = 1;
+#endif
+    return (int)nt;
+}
+
+static inline int64_t SFX(imin)(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static inline int SFX(thread_id)(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Hidden blocks [*jb0, *jb0 + *nj) owned by the calling thread (njt blocks per thread). */
+static inline void SFX(my_blocks)(int64_t njb, int64_t njt, int64_t *jb0, int64_t *nj) {
+    const int64_t tid = SFX(thread_id)();
+    *jb0 = SFX(imin)(njb, tid * njt);
+    *nj = SFX(imin)(njb, *jb0 + njt) - *jb0;
+}
+
+/* Time index of batch row b at step s (a bijection on [0, T) for each row). */
+static inline int64_t SFX(time_of)(int64_t s, int64_t L, int reverse) {
+    return (reverse && s < L) ? L - 1 - s : s;
+}
+
+int64_t SFX(fr_rec_slice_size)(const CELL *cell, int64_t I, int64_t H, int64_t nr, int64_t njt) {
+    return njt * cell->G * nr * (I + H + 1) + njt * nr;
+}
+
+void SFX(fr_rec_slice_view)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, int64_t I, int64_t H,
+                            int64_t nr, int64_t jb0, int64_t nj, int64_t njt) {
+    const int64_t G = cell->G;
+    sl->jb0 = jb0;
+    sl->nj = nj;
+    sl->nr = nr;
+    sl->wih = dst;                        /* nj*G panels of I x nr */
+    sl->whh = dst + njt * G * nr * I;     /* nj*G panels of H x nr */
+    sl->bias = sl->whh + njt * G * nr * H; /* nj*G*nr folded input-side biases */
+    sl->bhn = sl->bias + njt * G * nr;     /* nj*nr GRU n recurrent bias */
+}
+
+void SFX(fr_rec_pack_slice)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, const REAL *w_ih,
+                            const REAL *w_hh, const REAL *b_ih, const REAL *b_hh, int64_t I,
+                            int64_t H, int64_t nr, int64_t jb0, int64_t nj, int64_t njt) {
+    const int64_t G = cell->G;
+    SFX(fr_rec_slice_view)(cell, sl, dst, I, H, nr, jb0, nj, njt);
+    if (nj <= 0) return;
+    if (I > 0) SFX(fr_pack_b)(sl->wih, w_ih, I, 1, I, H, G, nr, jb0, jb0 + nj);
+    SFX(fr_pack_b)(sl->whh, w_hh, H, 1, H, H, G, nr, jb0, jb0 + nj);
+    for (int64_t jl = 0; jl < nj; jl++) {
+        for (int64_t g = 0; g < G; g++) {
+            for (int64_t c = 0; c < nr; c++) {
+                const int64_t j = (jb0 + jl) * nr + c;
+                REAL v = 0;
+                if (j < H) {
+                    if (b_ih) v += b_ih[g * H + j];
+                    if (b_hh && !(cell->split_n && g == G - 1)) v += b_hh[g * H + j];
+                }
+                sl->bias[(jl * G + g) * nr + c] = v;
+            }
+        }
+        for (int64_t c = 0; c < nr; c++) {
+            const int64_t j = (jb0 + jl) * nr + c;
+            sl->bhn[jl * nr + c] = (cell->split_n && b_hh && j < H) ? b_hh[(G - 1) * H + j] : 0;
+        }
+    }
+}
+
+void SFX(fr_rec_project)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *sl,
+                         const REAL *A, int64_t rows, int64_t I, REAL *xp, int64_t ldxp) {
+    const int64_t G = cell->G, nr = sl->nr, mr = kern->mr;
+    for (int64_t jl = 0; jl < sl->nj; jl++) {
+        for (int64_t g = 0; g < G; g++) {
+            const REAL *panel = sl->wih + (jl * G + g) * I * nr;
+            REAL *out = xp + (jl * G + g) * nr;
+            const REAL *bp = sl->bias + (jl * G + g) * nr;
+            for (int64_t r0 = 0; r0 < rows; r0 += mr) {
+                const int64_t m = SFX(imin)(mr, rows - r0);
+                if (I > 0) kern->ukr(m, I, A + r0 * I, I, panel, out + r0 * ldxp, ldxp, 0);
+                for (int64_t i = 0; i < m; i++) {
+                    REAL *o = out + (r0 + i) * ldxp;
+                    if (I > 0)
+                        for (int64_t c = 0; c < nr; c++) o[c] += bp[c];
+                    else
+                        for (int64_t c = 0; c < nr; c++) o[c] = bp[c];
+                }
+            }
+        }
+    }
+}
+
+void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *sl, int64_t s,
+                      int64_t Tn, int64_t B, int64_t H, const int64_t *lengths, int reverse,
+                      const REAL *hp, REAL *hn, REAL *c, const REAL *xp, int64_t ldxp,
+                      int64_t qbase, REAL *y, REAL *cache, REAL *tile, int act) {
+    const int64_t G = cell->G, GH = G * H, nr = sl->nr, mr = kern->mr, TB = Tn * B;
+    REAL *hprev_c = cache, *gates_c = cache ? cache + TB * H : NULL;
+    REAL *aux0_c = cache ? gates_c + TB * GH : NULL, *aux1_c = cache ? aux0_c + TB * H : NULL;
+    for (int64_t jl = 0; jl < sl->nj; jl++) {
+        const int64_t j0 = (sl->jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
+        const REAL *wpanel = sl->whh + jl * G * H * nr;
+        for (int64_t b0 = 0; b0 < B; b0 += mr) {
+            const int64_t m = SFX(imin)(mr, B - b0);
+            for (int64_t g = 0; g < G; g++)
+                kern->ukr(m, H, hp + b0 * H, H, wpanel + g * H * nr, tile + g * nr, G * nr, 0);
+            for (int64_t i = 0; i < m; i++) {
+                const int64_t b = b0 + i;
+                const int64_t L = lengths ? lengths[b] : Tn;
+                const int64_t t = SFX(time_of)(s, L, reverse);
+                const int64_t r = t * B + b;
+                if (s < L) {
+                    REAL *gq = cache ? gates_c + r * GH + j0 : NULL;
+                    REAL *a0 = cache && cell->naux > 0 ? aux0_c + r * H + j0 : NULL;
+                    REAL *a1 = cache && cell->naux > 1 ? aux1_c + r * H + j0 : NULL;
+                    if (cache) memcpy(hprev_c + r * H + j0, hp + b * H + j0, (size_t)nv * sizeof(REAL));
+                    cell->fw(nv, nr, H, xp + (qbase + b) * ldxp + jl * G * nr, tile + i * G * nr,
+                             sl->bhn + jl * nr, hp + b * H + j0, hn + b * H + j0,
+                             cell->has_c ? c + b * H + j0 : NULL, y ? y + r * H + j0 : NULL, gq, a0,
+                             a1, act);
+                } else {
+                    memcpy(hn + b * H + j0, hp + b * H + j0, (size_t)nv * sizeof(REAL));
+                    if (y) memset(y + r * H + j0, 0, (size_t)nv * sizeof(REAL));
+                    if (cache) memset(hprev_c + r * H + j0, 0, (size_t)nv * sizeof(REAL));
+                }
+            }
+        }
+    }
+}
+
+int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *x,
+                        const REAL *h0, const REAL *c0, const REAL *w_ih, const REAL *w_hh,
+                        const REAL *b_ih, const REAL *b_hh, const int64_t *lengths, int64_t Tn,
+                        int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads) {
+    if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || y == NULL || h_n == NULL ||
+        (cell->has_c && c_n == NULL) || (Tn * B > 0 && I > 0 && x == NULL) || w_hh == NULL ||
+        (I > 0 && w_ih == NULL))
+        return FR_ERR_ARG;
+    const int64_t G = cell->G, BH = B * H;
+    /* initial state */
+    for (int64_t k = 0; k < BH; k++) h_n[k] = h0 ? h0[k] : (REAL)0;
+    if (cell->has_c)
+        for (int64_t k = 0; k < BH; k++) c_n[k] = c0 ? c0[k] : (REAL)0;
+    if (Tn == 0 || B == 0) return FR_OK;
+
+    const KERN *kern = SFX(fr_kernel_get)();
+    const int64_t mr = kern->mr, nr = kern->nr;
+    if (nr > FR_MAX_NR) return FR_ERR_ARG;
+    const int64_t njb = (H + nr - 1) / nr;
+    const int nt = SFX(pick_threads)(nthreads, njb, B, I, H, (int)G);
+    const int64_t njt = (njb + nt - 1) / nt; /* max hidden blocks per thread */
+    int64_t Tc = (PROJ_ROWS + B - 1) / B;
+    if (Tc > Tn) Tc = Tn;
+    const int gather = reverse && lengths != NULL;
+    const int64_t ldxp = njt * G * nr;
+
+    /* scratch: shared (h ping-pong, gather rows) + per thread (packed slice, x-proj, tile) */
+    const int64_t slice = SFX(fr_rec_slice_size)(cell, I, H, nr, njt);
+    const int64_t per_thread = slice + Tc * B * ldxp + mr * G * nr;
+    const int64_t shared = 2 * BH + (gather ? Tc * B * I : 0);
+    REAL *scratch = (REAL *)malloc((size_t)(shared + nt * per_thread) * sizeof(REAL));
+    if (scratch == NULL) return FR_ERR_NOMEM;
+    REAL *hbuf = scratch;
+    REAL *gbuf = scratch + 2 * BH;
+    memcpy(hbuf, h_n, (size_t)BH * sizeof(REAL));
+
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t jb0, nj;
+        SFX(my_blocks)(njb, njt, &jb0, &nj);
+        REAL *mine = scratch + shared + SFX(thread_id)() * per_thread;
+        REAL *xp = mine + slice;         /* Tc*B rows of ldxp */
+        REAL *tile = xp + Tc * B * ldxp; /* mr x G*nr */
+        SFX(fr_slice) sl;
+        SFX(fr_rec_pack_slice)(cell, &sl, mine, w_ih, w_hh, b_ih, b_hh, I, H, nr, jb0, nj, njt);
+
+        for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
+            const int64_t s1 = SFX(imin)(Tn, s0 + Tc), rows = (s1 - s0) * B;
+            const REAL *A;
+            if (gather) {
+#pragma omp for schedule(static)
+                for (int64_t q = 0; q < rows; q++) {
+                    const int64_t s = s0 + q / B, b = q % B;
+                    const int64_t t = SFX(time_of)(s, lengths[b], 1);
+                    memcpy(gbuf + q * I, x + (t * B + b) * I, (size_t)I * sizeof(REAL));
+                }
+                A = gbuf;
+            } else {
+                A = reverse ? x + (Tn - s1) * B * I : x + s0 * B * I;
+            }
+            /* this thread's columns of the input projection for the chunk */
+            SFX(fr_rec_project)(cell, kern, &sl, A, rows, I, xp, ldxp);
+            for (int64_t s = s0; s < s1; s++) {
+                /* row of the chunk's projection holding (s, b=0) */
+                const int64_t qbase = (reverse && !gather) ? (s1 - 1 - s) * B : (s - s0) * B;
+                SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, H, lengths, reverse,
+                                 hbuf + (s & 1) * BH, hbuf + ((s + 1) & 1) * BH, c_n, xp, ldxp,
+                                 qbase, y, cache, tile, act);
+#pragma omp barrier
+            }
+        }
+        /* final state: this thread's columns */
+        const REAL *hf = hbuf + (Tn & 1) * BH;
+        for (int64_t jl = 0; jl < nj; jl++) {
+            const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
+            for (int64_t b = 0; b < B; b++)
+                memcpy(h_n + b * H + j0, hf + b * H + j0, (size_t)nv * sizeof(REAL));
+        }
+    }
+    free(scratch);
+    return FR_OK;
+}
+
+int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh,
+                         REAL *db_ih, REAL *db_hh, const REAL *cache, const REAL *x, const REAL *w_ih,
+                         const REAL *w_hh, const REAL *dy, const REAL *dh_n, const REAL *dc_n,
+                         const int64_t *lengths, int64_t Tn, int64_t B, int64_t I, int64_t H, int act,
+                         int reverse, int nthreads) {
+    if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || dh0 == NULL || dw_ih == NULL ||
+        dw_hh == NULL || (cell->has_c && dc0 == NULL) || (Tn * B > 0 && cache == NULL) ||
+        (Tn * B * I > 0 && (x == NULL || dx == NULL || w_ih == NULL)) || w_hh == NULL)
+        return FR_ERR_ARG;
+    const int64_t G = cell->G, GH = G * H, BH = B * H, TB = Tn * B;
+    for (int64_t k = 0; k < BH; k++) dh0[k] = dh_n ? dh_n[k] : (REAL)0;
+    if (cell->has_c)
+        for (int64_t k = 0; k < BH; k++) dc0[k] = dc_n ? dc_n[k] : (REAL)0;
+    if (TB == 0) return FR_OK;
+
+    const KERN *kern = SFX(fr_kernel_get)();
+    const int64_t mr = kern->mr, nr = kern->nr;
+    if (nr > FR_MAX_NR) return FR_ERR_ARG;
+    const int64_t njb = (H + nr - 1) / nr;
+    const int nt = SFX(pick_threads)(nthreads, njb, B, 0, H, (int)G);
+    const int64_t njt = (njb + nt - 1) / nt;
+    const int split = cell->split_n;
+
+    const int64_t per_thread = njt * GH * nr + mr * nr;
+    const int64_t shared = TB * GH * (split ? 2 : 1) + 2 * B * GH;
+    REAL *scratch = (REAL *)malloc((size_t)(shared + nt * per_thread) * sizeof(REAL));
+    if (scratch == NULL) return FR_ERR_NOMEM;
+    REAL *dgh_all = scratch;                           /* (T*B, G*H) grads of recurrent pre-acts */
+    REAL *dgx_all = split ? dgh_all + TB * GH : dgh_all; /* (T*B, G*H) grads of input pre-acts */
+    REAL *dgs = dgh_all + TB * GH * (split ? 2 : 1);   /* 2 x (B, G*H) ping-pong step rows */
+
+    const REAL *hprev_c = cache, *gates_c = cache + TB * H;
+    const REAL *aux0_c = gates_c + TB * GH, *aux1_c = aux0_c + TB * H;
+    REAL *dh = dh0, *dc = cell->has_c ? dc0 : NULL;
+
+#pragma omp parallel num_threads(nt)
+    {
+        int64_t jb0, nj;
+        SFX(my_blocks)(njb, njt, &jb0, &nj);
+        const int tid = SFX(thread_id)();
+        REAL *whh_p = scratch + shared + tid * per_thread; /* nj panels of (G*H) x nr */
+        REAL *tile = whh_p + njt * GH * nr;
+        if (nj > 0) SFX(fr_pack_b)(whh_p, w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
+
+        for (int64_t s = Tn - 1; s >= 0; s--) {
+            REAL *dstep = dgs + (s & 1) * B * GH;
+            for (int64_t jl = 0; jl < nj; jl++) {
+                const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
+                for (int64_t b = 0; b < B; b++) {
+                    const int64_t L = lengths ? lengths[b] : Tn;
+                    const int64_t t = SFX(time_of)(s, L, reverse);
+                    const int64_t r = t * B + b;
+                    if (s < L) {
+                        cell->bw(nv, H, gates_c + r * GH + j0, aux0_c + r * H + j0, aux1_c + r * H + j0,
+                                 hprev_c + r * H + j0, dy ? dy + r * H + j0 : NULL, dh + b * H + j0,
+                                 dc ? dc + b * H + j0 : NULL, dgh_all + r * GH + j0, dstep + b * GH + j0,
+                                 split ? dgx_all + r * GH + j0 : NULL, act);
+                    } else {
+                        for (int64_t g = 0; g < G; g++) {
+                            memset(dgh_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                            memset(dstep + b * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                            if (split) memset(dgx_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                        }
+                    }
+                }
+            }
+#pragma omp barrier
+            /* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns] */
+            for (int64_t jl = 0; jl < nj; jl++) {
+                const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
+                for (int64_t b0 = 0; b0 < B; b0 += mr) {
+                    const int64_t m = SFX(imin)(mr, B - b0);
+                    kern->ukr(m, GH, dstep + b0 * GH, GH, whh_p + jl * GH * nr, tile, nr, 0);
+                    for (int64_t i = 0; i < m; i++) {
+                        REAL *d = dh + (b0 + i) * H + j0;
+                        for (int64_t c = 0; c < nv; c++) d[c] += tile[i * nr + c];
+                    }
+                }
+            }
+        }
+    }
+
+    int st = FR_OK;
+    if (I > 0) {
+        st = SFX(fr_gemm)(0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, nthreads);
+        if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, nthreads);
+    }
+    if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, nthreads);
+    if (st == FR_OK && (db_ih || db_hh)) {
+        /* column sums, each column range owned by one thread, rows in order (deterministic) */
+#pragma omp parallel num_threads(nthreads)
+        {
+            const int tid = SFX(thread_id)();
+#ifdef _OPENMP
+            const int nth = omp_get_num_threads();
+#else
+            const int nth = 1;
+#endif
+            const int64_t n0 = GH * tid / nth, n1 = GH * (tid + 1) / nth;
+            for (int64_t r = 0; r < TB; r++) {
+                if (db_ih)
+                    for (int64_t n = n0; n < n1; n++) db_ih[n] += dgx_all[r * GH + n];
+                if (db_hh)
+                    for (int64_t n = n0; n < n1; n++) db_hh[n] += dgh_all[r * GH + n];
+            }
+        }
+    }
+    free(scratch);
+    return st;
+}
+
+#undef CELL
+#undef KERN
+#undef PROJ_ROWS
+#undef MIN_FLOPS_PER_THREAD

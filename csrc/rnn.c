@@ -1,0 +1,12 @@
+/*
+ * rnn.c — RNN cell kernels, float and double (the body is rnn_impl.h, instantiated twice).
+ * The whole-sequence time loop, threading and GEMMs live in recurrence.c.
+ */
+#include <string.h>
+
+#include "recurrence.h"
+
+#define FR_TEMPLATE "rnn_impl.h"
+#include "template.h"
+
+int64_t fr_rnn_cache_size(int64_t T, int64_t B, int64_t H) { return fr_rec_cache_size(1, 0, T, B, H); }

@@ -1,0 +1,68 @@
+/*
+ * rnn_impl.h — vanilla RNN pointwise maths and public entry points, instantiated by rnn.c per
+ * dtype (REAL, SFX): h' = act(W_ih x + b_ih + W_hh h + b_hh), act = tanh (FR_RNN_TANH) or relu.
+ * The cache's gate block holds h' (both derivatives are functions of it).
+ * Gradient write rule: dx, dh0 written (=); dw_ih, dw_hh, db_ih, db_hh accumulate (+=).
+ */
+
+static void SFX(rnn_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const REAL *hh,
+                        const REAL *bhn, const REAL *hprev, REAL *h, REAL *c, REAL *y, REAL *gates,
+                        REAL *aux0, REAL *aux1, int act) {
+    (void)ts;
+    (void)H;
+    (void)bhn;
+    (void)hprev;
+    (void)c;
+    (void)aux0;
+    (void)aux1;
+    if (n <= 0 || n > FR_MAX_NR) return;
+    REAL a[FR_MAX_NR];
+    for (int64_t j = 0; j < n; j++) a[j] = xp[j] + hh[j];
+    if (act == FR_RNN_RELU) {
+        for (int64_t j = 0; j < n; j++) a[j] = a[j] < (REAL)0 ? (REAL)0 : a[j]; /* NaN stays NaN */
+    } else {
+        SFX(fr_tanh)(a, a, n);
+    }
+    memcpy(h, a, (size_t)n * sizeof(REAL));
+    memcpy(y, a, (size_t)n * sizeof(REAL));
+    if (gates) memcpy(gates, a, (size_t)n * sizeof(REAL));
+}
+
+static void SFX(rnn_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux0, const REAL *aux1,
+                        const REAL *hprev, const REAL *dy, REAL *dh, REAL *dc, REAL *dgh, REAL *dgs,
+                        REAL *dgx, int act) {
+    (void)H;
+    (void)aux0;
+    (void)aux1;
+    (void)hprev;
+    (void)dc;
+    (void)dgx;
+    for (int64_t j = 0; j < n; j++) {
+        const REAL dht = dh[j] + (dy ? dy[j] : (REAL)0);
+        const REAL hv = gates[j];
+        const REAL d = act == FR_RNN_RELU ? (hv > (REAL)0 ? dht : (REAL)0) : dht * ((REAL)1 - hv * hv);
+        dh[j] = 0;
+        dgh[j] = dgs[j] = d;
+    }
+}
+
+const SFX(fr_cell) SFX(fr_rnn_cell) = {1, 0, 0, 0, SFX(rnn_fw), SFX(rnn_bw)};
+
+int SFX(fr_rnn_forward)(REAL *y, REAL *h_n, REAL *cache, const REAL *x, const REAL *h0,
+                        const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
+                        const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,
+                        int reverse, int nthreads) {
+    if (act != FR_RNN_TANH && act != FR_RNN_RELU) return FR_ERR_ARG;
+    return SFX(fr_rec_forward)(&SFX(fr_rnn_cell), y, h_n, NULL, cache, x, h0, NULL, w_ih, w_hh, b_ih,
+                               b_hh, lengths, T, B, I, H, act, reverse, nthreads);
+}
+
+int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh,
+                         const REAL *cache, const REAL *x, const REAL *w_ih, const REAL *w_hh,
+                         const REAL *dy, const REAL *dh_n, const int64_t *lengths, int64_t T,
+                         int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads) {
+    if (act != FR_RNN_TANH && act != FR_RNN_RELU) return FR_ERR_ARG;
+    return SFX(fr_rec_backward)(&SFX(fr_rnn_cell), dx, dh0, NULL, dw_ih, dw_hh, db_ih, db_hh, cache, x,
+                                w_ih, w_hh, dy, dh_n, NULL, lengths, T, B, I, H, act, reverse,
+                                nthreads);
+}

@@ -1,0 +1,139 @@
+# Declarations of the C kernels: everything comes from csrc/fastrnn.h, nothing is declared twice.
+from libc.stdint cimport int64_t
+
+cdef extern from "fastrnn.h" nogil:
+    enum:
+        FR_OK
+        FR_ERR_ARG
+        FR_ERR_NOMEM
+        FR_ERR_ARCH
+        FR_ARCH_GENERIC
+        FR_ARCH_AVX2
+        FR_ARCH_AVX512
+        FR_ARCH_COUNT
+        FR_RNN_TANH
+        FR_RNN_RELU
+
+    ctypedef struct fr_kernel_s:
+        int mr
+        int nr
+    ctypedef struct fr_kernel_d:
+        int mr
+        int nr
+
+    int fr_cpu_supports(int arch)
+    int fr_best_arch()
+    int fr_get_arch()
+    int fr_arch_env_error()
+    int fr_set_arch(int arch)
+    const char *fr_arch_name(int arch)
+    int fr_has_openmp()
+    int fr_omp_max_threads()
+    const fr_kernel_s *fr_kernel_get_s()
+    const fr_kernel_d *fr_kernel_get_d()
+    const fr_kernel_s *fr_kernel_for_arch_s(int arch)
+
+    int fr_gemm_s(int transa, int transb, int64_t M, int64_t N, int64_t K, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                  int nthreads)
+    int fr_gemm_d(int transa, int transb, int64_t M, int64_t N, int64_t K, const double *A,
+                  int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc,
+                  int nthreads)
+    void fr_sigmoid_s(float *y, const float *x, int64_t n)
+    void fr_sigmoid_d(double *y, const double *x, int64_t n)
+    void fr_tanh_s(float *y, const float *x, int64_t n)
+    void fr_tanh_d(double *y, const double *x, int64_t n)
+
+    int64_t fr_rnn_cache_size(int64_t T, int64_t B, int64_t H)
+    int64_t fr_lstm_cache_size(int64_t T, int64_t B, int64_t H)
+    int64_t fr_gru_cache_size(int64_t T, int64_t B, int64_t H)
+
+    int fr_rnn_forward_s(float *y, float *h_n, float *cache, const float *x, const float *h0,
+                         const float *w_ih, const float *w_hh, const float *b_ih,
+                         const float *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                         int64_t I, int64_t H, int act, int reverse, int nthreads)
+    int fr_rnn_forward_d(double *y, double *h_n, double *cache, const double *x, const double *h0,
+                         const double *w_ih, const double *w_hh, const double *b_ih,
+                         const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                         int64_t I, int64_t H, int act, int reverse, int nthreads)
+    int fr_rnn_backward_s(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih,
+                          float *db_hh, const float *cache, const float *x, const float *w_ih,
+                          const float *w_hh, const float *dy, const float *dh_n,
+                          const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
+                          int act, int reverse, int nthreads)
+    int fr_rnn_backward_d(double *dx, double *dh0, double *dw_ih, double *dw_hh, double *db_ih,
+                          double *db_hh, const double *cache, const double *x,
+                          const double *w_ih, const double *w_hh, const double *dy,
+                          const double *dh_n, const int64_t *lengths, int64_t T, int64_t B,
+                          int64_t I, int64_t H, int act, int reverse, int nthreads)
+    int fr_lstm_forward_s(float *y, float *h_n, float *c_n, float *cache, const float *x,
+                          const float *h0, const float *c0, const float *w_ih, const float *w_hh,
+                          const float *b_ih, const float *b_hh, const int64_t *lengths,
+                          int64_t T, int64_t B, int64_t I, int64_t H, int reverse, int nthreads)
+    int fr_lstm_forward_d(double *y, double *h_n, double *c_n, double *cache, const double *x,
+                          const double *h0, const double *c0, const double *w_ih,
+                          const double *w_hh, const double *b_ih, const double *b_hh,
+                          const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
+                          int reverse, int nthreads)
+    int fr_lstm_backward_s(float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh,
+                           float *db_ih, float *db_hh, const float *cache, const float *x,
+                           const float *w_ih, const float *w_hh, const float *dy,
+                           const float *dh_n, const float *dc_n, const int64_t *lengths,
+                           int64_t T, int64_t B, int64_t I, int64_t H, int reverse, int nthreads)
+    int fr_lstm_backward_d(double *dx, double *dh0, double *dc0, double *dw_ih, double *dw_hh,
+                           double *db_ih, double *db_hh, const double *cache, const double *x,
+                           const double *w_ih, const double *w_hh, const double *dy,
+                           const double *dh_n, const double *dc_n, const int64_t *lengths,
+                           int64_t T, int64_t B, int64_t I, int64_t H, int reverse, int nthreads)
+    int fr_gru_forward_s(float *y, float *h_n, float *cache, const float *x, const float *h0,
+                         const float *w_ih, const float *w_hh, const float *b_ih,
+                         const float *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                         int64_t I, int64_t H, int reverse, int nthreads)
+    int fr_gru_forward_d(double *y, double *h_n, double *cache, const double *x, const double *h0,
+                         const double *w_ih, const double *w_hh, const double *b_ih,
+                         const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                         int64_t I, int64_t H, int reverse, int nthreads)
+    int fr_gru_backward_s(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih,
+                          float *db_hh, const float *cache, const float *x, const float *w_ih,
+                          const float *w_hh, const float *dy, const float *dh_n,
+                          const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
+                          int reverse, int nthreads)
+    int fr_gru_backward_d(double *dx, double *dh0, double *dw_ih, double *dw_hh, double *db_ih,
+                          double *db_hh, const double *cache, const double *x,
+                          const double *w_ih, const double *w_hh, const double *dy,
+                          const double *dh_n, const int64_t *lengths, int64_t T, int64_t B,
+                          int64_t I, int64_t H, int reverse, int nthreads)
+
+    enum:
+        FR_CELL_RNN
+        FR_CELL_LSTM
+        FR_CELL_GRU
+        FR_ACT_LINEAR
+        FR_ACT_RELU
+        FR_ACT_TANH
+        FR_ACT_SIGMOID
+        FR_ACT_SOFTMAX
+
+    int64_t fr_step_packed_size_s(int cell, int64_t I, int64_t H)
+    int64_t fr_step_packed_size_d(int cell, int64_t I, int64_t H)
+    int64_t fr_step_work_size_s(int cell, int64_t B, int64_t H)
+    int64_t fr_step_work_size_d(int cell, int64_t B, int64_t H)
+    int fr_step_pack_s(float *packed, int cell, const float *w_ih, const float *w_hh,
+                       const float *b_ih, const float *b_hh, int64_t I, int64_t H)
+    int fr_step_pack_d(double *packed, int cell, const double *w_ih, const double *w_hh,
+                       const double *b_ih, const double *b_hh, int64_t I, int64_t H)
+    int fr_step_s(float *h, float *c, float *work, const float *packed, int cell, int act,
+                  const float *x, int64_t B, int64_t I, int64_t H)
+    int fr_step_d(double *h, double *c, double *work, const double *packed, int cell, int act,
+                  const double *x, int64_t B, int64_t I, int64_t H)
+    int64_t fr_dense_packed_size_s(int64_t I, int64_t O)
+    int64_t fr_dense_packed_size_d(int64_t I, int64_t O)
+    void fr_dense_pack_s(float *packed, const float *kernel, const float *bias, int64_t I,
+                         int64_t O)
+    void fr_dense_pack_d(double *packed, const double *kernel, const double *bias, int64_t I,
+                         int64_t O)
+    int fr_dense_step_s(float *y, float *work, const float *packed, int act, const float *x,
+                        int64_t B, int64_t I, int64_t O)
+    int fr_dense_step_d(double *y, double *work, const double *packed, int act, const double *x,
+                        int64_t B, int64_t I, int64_t O)
+    int64_t fr_dense_work_size()

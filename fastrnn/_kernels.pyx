@@ -1,0 +1,689 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Cython bridge to the C kernels in csrc/.
+
+Every entry point checks its buffers (dtype, C-contiguity, exact shapes, writability of outputs),
+so that no call from Python can make the C code read or write out of bounds, then releases the
+GIL around the C call. A C status code becomes a Python exception here. Argument normalisation
+(dtype promotion, copies, friendly messages) happens above, in fastrnn._validate.
+"""
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+
+cnp.import_array()
+
+_ARCH_IDS = {"generic": FR_ARCH_GENERIC, "avx2": FR_ARCH_AVX2, "avx512": FR_ARCH_AVX512}
+_CELL_G = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+cdef int _raise(int status, str what) except -1:
+    if status == FR_OK:
+        return 0
+    if status == FR_ERR_NOMEM:
+        raise MemoryError(f"{what}: out of memory for kernel scratch")
+    if status == FR_ERR_ARCH:
+        raise ValueError(f"{what}: SIMD path not supported on this CPU")
+    raise ValueError(f"{what}: invalid arguments (status {status})")
+
+
+cdef void *_ptr(object a):
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef _chk(object a, str name, tuple shape, object dtype, bint out, bint optional):
+    """Check that `a` is a C-contiguous ndarray of `dtype` and exactly `shape`."""
+    if a is None:
+        if optional:
+            return
+        raise ValueError(f"{name} is required")
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    if out and not a.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+
+
+# ---- build and SIMD path -----------------------------------------------------------------------
+
+def _check_env_arch():
+    if fr_arch_env_error():
+        import os
+        name = repr(os.environ.get("FASTRNN_ARCH"))
+        msg = ("FASTRNN_ARCH=%s is not a SIMD path this CPU and build can run: "
+               "use one of %s or unset FASTRNN_ARCH" % (name, available_arches()))
+        raise ImportError(msg)
+
+def build_info():
+    """Return a dict describing the build: SIMD path in use and available, OpenMP, compiler."""
+    import sysconfig
+    return {
+        "simd": fr_arch_name(fr_get_arch()).decode(),
+        "simd_available": available_arches(),
+        "simd_env_error": bool(fr_arch_env_error()),
+        "openmp": bool(fr_has_openmp()),
+        "max_threads": fr_omp_max_threads(),
+        "compiler": sysconfig.get_config_var("CC") or "unknown",
+    }
+
+
+def available_arches():
+    """Return the SIMD paths this CPU and build can run, best last."""
+    return [n for n, a in _ARCH_IDS.items()
+            if fr_cpu_supports(a) and fr_kernel_for_arch_s(a) != NULL]
+
+
+def get_arch():
+    """Return the name of the SIMD path in use."""
+    return fr_arch_name(fr_get_arch()).decode()
+
+
+def set_arch(str name):
+    """Select the SIMD path ('generic', 'avx2', 'avx512') for all later calls."""
+    if name not in _ARCH_IDS:
+        raise ValueError(f"arch must be one of {sorted(_ARCH_IDS)}, got {name!r}")
+    if fr_set_arch(_ARCH_IDS[name]) != FR_OK:
+        raise ValueError(f"SIMD path {name!r} is not supported on this CPU "
+                         f"(available: {', '.join(available_arches())})")
+
+
+def kernel_info():
+    """Return the microkernel shape (mr, nr) per dtype for the path in use."""
+    cdef const fr_kernel_s *ks = fr_kernel_get_s()
+    cdef const fr_kernel_d *kd = fr_kernel_get_d()
+    return {"arch": get_arch(), "float32": {"mr": ks.mr, "nr": ks.nr},
+            "float64": {"mr": kd.mr, "nr": kd.nr}}
+
+
+# ---- GEMM and activations (exposed for tests and benchmarks) ------------------------------------
+
+def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0, int nthreads=1):
+    """C = beta*C + op(A) @ op(B) with our packed GEMM (2-D C-contiguous float32/float64)."""
+    if not isinstance(A, np.ndarray) or A.ndim != 2:
+        raise ValueError("A must be a 2-D numpy array")
+    if not isinstance(B, np.ndarray) or B.ndim != 2:
+        raise ValueError("B must be a 2-D numpy array")
+    dt = A.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"A must be float32 or float64, got {dt}")
+    cdef int64_t M = A.shape[1] if transa else A.shape[0]
+    cdef int64_t K = A.shape[0] if transa else A.shape[1]
+    cdef int64_t N = B.shape[0] if transb else B.shape[1]
+    cdef int64_t KB = B.shape[1] if transb else B.shape[0]
+    if KB != K:
+        raise ValueError(f"inner dimensions differ: op(A) is ({M}, {K}), op(B) is ({KB}, {N})")
+    if beta != 0.0 and beta != 1.0:
+        raise ValueError("beta must be 0 or 1")
+    if nthreads < 1:
+        raise ValueError("nthreads must be >= 1")
+    _chk(A, "A", A.shape, dt, False, False)
+    _chk(B, "B", B.shape, dt, False, False)
+    if C is None:
+        if beta != 0.0:
+            raise ValueError("beta=1 needs C")
+        C = np.empty((M, N), dtype=dt)
+    _chk(C, "C", (M, N), dt, True, False)
+    cdef void *pa = _ptr(A)
+    cdef void *pb = _ptr(B)
+    cdef void *pc = _ptr(C)
+    cdef int64_t lda = A.shape[1], ldb = B.shape[1], ldc = N
+    cdef int st
+    cdef int ta = transa, tb = transb
+    if dt == np.float32:
+        with nogil:
+            st = fr_gemm_s(ta, tb, M, N, K, <float *>pa, lda, <float *>pb, ldb, <float>beta,
+                           <float *>pc, ldc, nthreads)
+    else:
+        with nogil:
+            st = fr_gemm_d(ta, tb, M, N, K, <double *>pa, lda, <double *>pb, ldb, beta,
+                           <double *>pc, ldc, nthreads)
+    _raise(st, "gemm")
+    return C
+
+
+def _act(x, bint is_tanh):
+    if not isinstance(x, np.ndarray) or (x.dtype != np.float32 and x.dtype != np.float64):
+        raise TypeError("x must be a float32 or float64 numpy array")
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    cdef void *px = _ptr(x)
+    cdef void *py = _ptr(y)
+    cdef int64_t n = x.size
+    if x.dtype == np.float32:
+        with nogil:
+            if is_tanh:
+                fr_tanh_s(<float *>py, <float *>px, n)
+            else:
+                fr_sigmoid_s(<float *>py, <float *>px, n)
+    else:
+        with nogil:
+            if is_tanh:
+                fr_tanh_d(<double *>py, <double *>px, n)
+            else:
+                fr_sigmoid_d(<double *>py, <double *>px, n)
+    return y
+
+
+def sigmoid(x):
+    """Elementwise logistic sigmoid with the vectorised kernel of the path in use."""
+    return _act(x, False)
+
+
+def tanh(x):
+    """Elementwise tanh with the vectorised kernel of the path in use."""
+    return _act(x, True)
+
+
+# ---- cells --------------------------------------------------------------------------------------
+
+cdef tuple _cell_dims(str cell, object x, object w_ih, object w_hh, int nthreads, int act):
+    """Check the arguments every cell call shares; return (dtype, T, B, I, H, G)."""
+    if cell not in _CELL_G:
+        raise ValueError(f"unknown cell {cell!r}")
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        raise ValueError("x must be a 3-D numpy array (T, B, I)")
+    if not isinstance(w_hh, np.ndarray) or w_hh.ndim != 2:
+        raise ValueError("w_hh must be a 2-D numpy array (G*H, H)")
+    dt = x.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"x must be float32 or float64, got {dt}")
+    if nthreads < 1:
+        raise ValueError("nthreads must be >= 1")
+    if cell == "rnn" and act != FR_RNN_TANH and act != FR_RNN_RELU:
+        raise ValueError("act must be FR_RNN_TANH (0) or FR_RNN_RELU (1)")
+    T, B, I, H = x.shape[0], x.shape[1], x.shape[2], w_hh.shape[1]
+    G = _CELL_G[cell]
+    if H < 1:
+        raise ValueError("hidden size must be >= 1")
+    _chk(x, "x", (T, B, I), dt, False, False)
+    _chk(w_hh, "w_hh", (G * H, H), dt, False, False)
+    _chk(w_ih, "w_ih", (G * H, I), dt, False, False)
+    return dt, T, B, I, H, G
+
+
+cdef _chk_lengths(object lengths, int64_t T, int64_t B):
+    _chk(lengths, "lengths", (B,), np.int64, False, True)
+    if lengths is not None and B > 0 and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(f"lengths must lie in [0, {T}]")
+
+
+def cache_size(str cell, int64_t T, int64_t B, int64_t H):
+    """Number of elements of the training cache of a cell."""
+    if cell == "rnn":
+        return fr_rnn_cache_size(T, B, H)
+    if cell == "lstm":
+        return fr_lstm_cache_size(T, B, H)
+    if cell == "gru":
+        return fr_gru_cache_size(T, B, H)
+    raise ValueError(f"unknown cell {cell!r}")
+
+
+def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths,
+                 int act, bint reverse, int nthreads):
+    """Run a cell over a whole sequence, writing y, h_n (and c_n for LSTM), and cache if given.
+
+    All arrays must be C-contiguous with x's dtype (lengths int64); optional ones may be None.
+    """
+    cdef int64_t T, B, I, H, G
+    dt, T, B, I, H, G = _cell_dims(cell, x, w_ih, w_hh, nthreads, act)
+    _chk(b_ih, "b_ih", (G * H,), dt, False, True)
+    _chk(b_hh, "b_hh", (G * H,), dt, False, True)
+    _chk(h0, "h0", (B, H), dt, False, True)
+    _chk(y, "y", (T, B, H), dt, True, False)
+    _chk(h_n, "h_n", (B, H), dt, True, False)
+    if cell == "lstm":
+        _chk(c0, "c0", (B, H), dt, False, True)
+        _chk(c_n, "c_n", (B, H), dt, True, False)
+    _chk(cache, "cache", (cache_size(cell, T, B, H),), dt, True, True)
+    _chk_lengths(lengths, T, B)
+    cdef void *py = _ptr(y)
+    cdef void *phn = _ptr(h_n)
+    cdef void *pcn = _ptr(c_n)
+    cdef void *pca = _ptr(cache)
+    cdef void *px = _ptr(x)
+    cdef void *ph0 = _ptr(h0)
+    cdef void *pc0 = _ptr(c0)
+    cdef void *pwi = _ptr(w_ih)
+    cdef void *pwh = _ptr(w_hh)
+    cdef void *pbi = _ptr(b_ih)
+    cdef void *pbh = _ptr(b_hh)
+    cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
+    cdef int rev = reverse
+    cdef int st = FR_OK
+    cdef int kind = 0 if cell == "rnn" else (1 if cell == "lstm" else 2)
+    cdef bint f32 = dt == np.float32
+    with nogil:
+        if f32:
+            if kind == 0:
+                st = fr_rnn_forward_s(<float *>py, <float *>phn, <float *>pca, <float *>px,
+                                      <float *>ph0, <float *>pwi, <float *>pwh, <float *>pbi,
+                                      <float *>pbh, pl, T, B, I, H, act, rev, nthreads)
+            elif kind == 1:
+                st = fr_lstm_forward_s(<float *>py, <float *>phn, <float *>pcn, <float *>pca,
+                                       <float *>px, <float *>ph0, <float *>pc0, <float *>pwi,
+                                       <float *>pwh, <float *>pbi, <float *>pbh, pl, T, B, I, H,
+                                       rev, nthreads)
+            else:
+                st = fr_gru_forward_s(<float *>py, <float *>phn, <float *>pca, <float *>px,
+                                      <float *>ph0, <float *>pwi, <float *>pwh, <float *>pbi,
+                                      <float *>pbh, pl, T, B, I, H, rev, nthreads)
+        else:
+            if kind == 0:
+                st = fr_rnn_forward_d(<double *>py, <double *>phn, <double *>pca, <double *>px,
+                                      <double *>ph0, <double *>pwi, <double *>pwh, <double *>pbi,
+                                      <double *>pbh, pl, T, B, I, H, act, rev, nthreads)
+            elif kind == 1:
+                st = fr_lstm_forward_d(<double *>py, <double *>phn, <double *>pcn, <double *>pca,
+                                       <double *>px, <double *>ph0, <double *>pc0, <double *>pwi,
+                                       <double *>pwh, <double *>pbi, <double *>pbh, pl, T, B, I,
+                                       H, rev, nthreads)
+            else:
+                st = fr_gru_forward_d(<double *>py, <double *>phn, <double *>pca, <double *>px,
+                                      <double *>ph0, <double *>pwi, <double *>pwh, <double *>pbi,
+                                      <double *>pbh, pl, T, B, I, H, rev, nthreads)
+    _raise(st, f"{cell}_forward")
+
+
+def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, w_ih, w_hh,
+                  dy, dh_n, dc_n, lengths, int act, bint reverse, int nthreads):
+    """Backpropagate through a whole sequence using the cache of cell_forward.
+
+    Writes dx, dh0 (and dc0 for LSTM); accumulates into dw_ih, dw_hh, db_ih, db_hh (+=).
+    """
+    cdef int64_t T, B, I, H, G
+    dt, T, B, I, H, G = _cell_dims(cell, x, w_ih, w_hh, nthreads, act)
+    _chk(cache, "cache", (cache_size(cell, T, B, H),), dt, False, False)
+    _chk(dy, "dy", (T, B, H), dt, False, True)
+    _chk(dh_n, "dh_n", (B, H), dt, False, True)
+    _chk(dx, "dx", (T, B, I), dt, True, False)
+    _chk(dh0, "dh0", (B, H), dt, True, False)
+    _chk(dw_ih, "dw_ih", (G * H, I), dt, True, False)
+    _chk(dw_hh, "dw_hh", (G * H, H), dt, True, False)
+    _chk(db_ih, "db_ih", (G * H,), dt, True, True)
+    _chk(db_hh, "db_hh", (G * H,), dt, True, True)
+    if cell == "lstm":
+        _chk(dc_n, "dc_n", (B, H), dt, False, True)
+        _chk(dc0, "dc0", (B, H), dt, True, False)
+    _chk_lengths(lengths, T, B)
+    cdef void *pdx = _ptr(dx)
+    cdef void *pdh0 = _ptr(dh0)
+    cdef void *pdc0 = _ptr(dc0)
+    cdef void *pdwi = _ptr(dw_ih)
+    cdef void *pdwh = _ptr(dw_hh)
+    cdef void *pdbi = _ptr(db_ih)
+    cdef void *pdbh = _ptr(db_hh)
+    cdef void *pca = _ptr(cache)
+    cdef void *px = _ptr(x)
+    cdef void *pwi = _ptr(w_ih)
+    cdef void *pwh = _ptr(w_hh)
+    cdef void *pdy = _ptr(dy)
+    cdef void *pdhn = _ptr(dh_n)
+    cdef void *pdcn = _ptr(dc_n)
+    cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
+    cdef int rev = reverse
+    cdef int st = FR_OK
+    cdef int kind = 0 if cell == "rnn" else (1 if cell == "lstm" else 2)
+    cdef bint f32 = dt == np.float32
+    with nogil:
+        if f32:
+            if kind == 0:
+                st = fr_rnn_backward_s(<float *>pdx, <float *>pdh0, <float *>pdwi, <float *>pdwh,
+                                       <float *>pdbi, <float *>pdbh, <float *>pca, <float *>px,
+                                       <float *>pwi, <float *>pwh, <float *>pdy, <float *>pdhn,
+                                       pl, T, B, I, H, act, rev, nthreads)
+            elif kind == 1:
+                st = fr_lstm_backward_s(<float *>pdx, <float *>pdh0, <float *>pdc0,
+                                        <float *>pdwi, <float *>pdwh, <float *>pdbi,
+                                        <float *>pdbh, <float *>pca, <float *>px, <float *>pwi,
+                                        <float *>pwh, <float *>pdy, <float *>pdhn, <float *>pdcn,
+                                        pl, T, B, I, H, rev, nthreads)
+            else:
+                st = fr_gru_backward_s(<float *>pdx, <float *>pdh0, <float *>pdwi, <float *>pdwh,
+                                       <float *>pdbi, <float *>pdbh, <float *>pca, <float *>px,
+                                       <float *>pwi, <float *>pwh, <float *>pdy, <float *>pdhn,
+                                       pl, T, B, I, H, rev, nthreads)
+        else:
+            if kind == 0:
+                st = fr_rnn_backward_d(<double *>pdx, <double *>pdh0, <double *>pdwi,
+                                       <double *>pdwh, <double *>pdbi, <double *>pdbh,
+                                       <double *>pca, <double *>px, <double *>pwi, <double *>pwh,
+                                       <double *>pdy, <double *>pdhn, pl, T, B, I, H, act, rev,
+                                       nthreads)
+            elif kind == 1:
+                st = fr_lstm_backward_d(<double *>pdx, <double *>pdh0, <double *>pdc0,
+                                        <double *>pdwi, <double *>pdwh, <double *>pdbi,
+                                        <double *>pdbh, <double *>pca, <double *>px,
+                                        <double *>pwi, <double *>pwh, <double *>pdy,
+                                        <double *>pdhn, <double *>pdcn, pl, T, B, I, H, rev,
+                                        nthreads)
+            else:
+                st = fr_gru_backward_d(<double *>pdx, <double *>pdh0, <double *>pdwi,
+                                       <double *>pdwh, <double *>pdbi, <double *>pdbh,
+                                       <double *>pca, <double *>px, <double *>pwi, <double *>pwh,
+                                       <double *>pdy, <double *>pdhn, pl, T, B, I, H, rev,
+                                       nthreads)
+    _raise(st, f"{cell}_backward")
+
+
+_check_env_arch()
+
+
+# ---- streaming: one timestep through a stack of layers ---------------------------------------
+
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+_STEP_CELL = {"rnn": FR_CELL_RNN, "lstm": FR_CELL_LSTM, "gru": FR_CELL_GRU}
+_DENSE_ACT = {"linear": FR_ACT_LINEAR, "relu": FR_ACT_RELU, "tanh": FR_ACT_TANH,
+              "sigmoid": FR_ACT_SIGMOID, "softmax": FR_ACT_SOFTMAX}
+DENSE_ACTIVATIONS = tuple(_DENSE_ACT)
+
+cdef enum:
+    _K_CELL = 0
+    _K_DENSE = 1
+    _K_EMBED = 2
+
+cdef struct _layer:
+    int kind
+    int cell       # FR_CELL_* for cells
+    int act        # RNN non-linearity or dense activation
+    int64_t nin    # input width (vocabulary size for an embedding)
+    int64_t nout   # output width
+    void *packed   # packed weights (embedding: the table)
+    void *h        # state (B, O)
+    void *c        # LSTM cell state (B, O)
+    void *out      # output of this step (B, O): h for cells
+
+
+cdef class Stream:
+    """Advance a stack of layers one timestep at a time, with weights packed once.
+
+    Parameters
+    ----------
+    layers : list of tuple
+        ``("rnn"|"lstm"|"gru", w_ih, w_hh, b_ih, b_hh, act)`` with PyTorch-layout weights
+        (``act`` "tanh"/"relu" for RNN, ignored otherwise), ``("dense", kernel, bias, act)``
+        with Keras-layout kernel (I, O) and act in DENSE_ACTIVATIONS, or
+        ``("embedding", table)`` (first layer only; inputs are then token ids).
+    batch_size : int
+    dtype : numpy dtype, float32 or float64
+    """
+
+    cdef _layer *L
+    cdef int n
+    cdef int64_t B
+    cdef int64_t nr
+    cdef int f32
+    cdef int embed_first
+    cdef int64_t in_width
+    cdef object keep        # arrays that own the memory the C structs point to
+    cdef object work_arr
+    cdef void *work
+    cdef readonly object dtype
+    cdef object _states     # list of (h, c or None) arrays per recurrent layer
+    cdef object last_out    # the last layer's output buffer (B, O)
+
+    def __cinit__(self):
+        self.L = NULL
+
+    def __dealloc__(self):
+        free(self.L)
+
+    def __init__(self, list layers, int64_t batch_size, dtype):
+        dt = np.dtype(dtype)
+        if dt != np.float32 and dt != np.float64:
+            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not layers:
+            raise ValueError("a stream needs at least one layer")
+        self.dtype = dt
+        self.f32 = dt == np.float32
+        self.B = batch_size
+        self.n = len(layers)
+        self.L = <_layer *>malloc(self.n * sizeof(_layer))
+        if self.L == NULL:
+            raise MemoryError()
+        self.keep = []
+        self._states = []
+        self.nr = fr_kernel_get_s().nr if self.f32 else fr_kernel_get_d().nr
+        self.embed_first = 0
+        cdef int64_t work = fr_dense_work_size()
+        cdef int64_t prev = -1
+        cdef int i
+        cdef int64_t I, O, sz
+        for i, spec in enumerate(layers):
+            kind = spec[0]
+            if kind == "embedding":
+                if i != 0:
+                    raise ValueError("an embedding can only be the first layer of a stream")
+                table = np.ascontiguousarray(spec[1], dtype=dt)
+                if table.ndim != 2:
+                    raise ValueError("embedding table must be 2-D (V, D)")
+                self.keep.append(table)
+                self.L[i].kind = _K_EMBED
+                self.L[i].nin = table.shape[0]
+                self.L[i].nout = table.shape[1]
+                self.L[i].packed = _ptr(table)
+                self.L[i].h = NULL
+                self.L[i].c = NULL
+                out = np.zeros((self.B, table.shape[1]), dtype=dt)
+                self.keep.append(out)
+                self.L[i].out = _ptr(out)
+                self.embed_first = 1
+            elif kind in _STEP_CELL:
+                _, w_ih, w_hh, b_ih, b_hh, act = spec
+                cell = _STEP_CELL[kind]
+                w_ih = np.ascontiguousarray(w_ih, dtype=dt)
+                w_hh = np.ascontiguousarray(w_hh, dtype=dt)
+                G = _CELL_G[kind]
+                if w_hh.ndim != 2 or w_ih.ndim != 2 or w_hh.shape[0] != G * w_hh.shape[1] \
+                        or w_ih.shape[0] != w_hh.shape[0]:
+                    raise ValueError(f"layer {i}: {kind} weights have inconsistent shapes "
+                                     f"{w_ih.shape}, {w_hh.shape}")
+                O = w_hh.shape[1]
+                I = w_ih.shape[1]
+                b_ih = None if b_ih is None else np.ascontiguousarray(b_ih, dtype=dt)
+                b_hh = None if b_hh is None else np.ascontiguousarray(b_hh, dtype=dt)
+                for b, nm in ((b_ih, "b_ih"), (b_hh, "b_hh")):
+                    if b is not None and b.shape != (G * O,):
+                        raise ValueError(f"layer {i}: {nm} must have shape ({G * O},)")
+                self.L[i].kind = _K_CELL
+                self.L[i].cell = cell
+                self.L[i].act = 1 if act == "relu" else 0
+                self.L[i].nin = I
+                self.L[i].nout = O
+                sz = fr_step_packed_size_s(cell, I, O) if self.f32 else \
+                    fr_step_packed_size_d(cell, I, O)
+                packed = np.empty(sz, dtype=dt)
+                if self.f32:
+                    st = fr_step_pack_s(<float *>_ptr(packed), cell, <float *>_ptr(w_ih),
+                                        <float *>_ptr(w_hh), <float *>_ptr(b_ih),
+                                        <float *>_ptr(b_hh), I, O)
+                else:
+                    st = fr_step_pack_d(<double *>_ptr(packed), cell, <double *>_ptr(w_ih),
+                                        <double *>_ptr(w_hh), <double *>_ptr(b_ih),
+                                        <double *>_ptr(b_hh), I, O)
+                _raise(st, "stream pack")
+                h = np.zeros((self.B, O), dtype=dt)
+                c = np.zeros((self.B, O), dtype=dt) if kind == "lstm" else None
+                out = h
+                self.keep += [packed, h, c]
+                self._states.append((h, c))
+                self.L[i].packed = _ptr(packed)
+                self.L[i].h = _ptr(h)
+                self.L[i].c = _ptr(c)
+                self.L[i].out = _ptr(h)
+                sz = fr_step_work_size_s(cell, self.B, O) if self.f32 else \
+                    fr_step_work_size_d(cell, self.B, O)
+                work = max(work, sz)
+            elif kind == "dense":
+                _, kernel, bias, act = spec
+                if act not in _DENSE_ACT:
+                    raise ValueError(f"layer {i}: dense activation must be one of "
+                                     f"{DENSE_ACTIVATIONS}, got {act!r}")
+                kernel = np.ascontiguousarray(kernel, dtype=dt)
+                if kernel.ndim != 2:
+                    raise ValueError(f"layer {i}: dense kernel must be 2-D (I, O)")
+                I = kernel.shape[0]
+                O = kernel.shape[1]
+                bias = None if bias is None else np.ascontiguousarray(bias, dtype=dt)
+                if bias is not None and bias.shape != (O,):
+                    raise ValueError(f"layer {i}: dense bias must have shape ({O},)")
+                sz = fr_dense_packed_size_s(I, O) if self.f32 else fr_dense_packed_size_d(I, O)
+                packed = np.empty(sz, dtype=dt)
+                if self.f32:
+                    fr_dense_pack_s(<float *>_ptr(packed), <float *>_ptr(kernel),
+                                    <float *>_ptr(bias), I, O)
+                else:
+                    fr_dense_pack_d(<double *>_ptr(packed), <double *>_ptr(kernel),
+                                    <double *>_ptr(bias), I, O)
+                out = np.zeros((self.B, O), dtype=dt)
+                self.keep += [packed, out]
+                self.L[i].kind = _K_DENSE
+                self.L[i].act = _DENSE_ACT[act]
+                self.L[i].nin = I
+                self.L[i].nout = O
+                self.L[i].packed = _ptr(packed)
+                self.L[i].h = NULL
+                self.L[i].c = NULL
+                self.L[i].out = _ptr(out)
+            else:
+                raise ValueError(f"layer {i}: unknown layer kind {kind!r}")
+            if prev >= 0 and self.L[i].kind != _K_EMBED and self.L[i].nin != prev:
+                raise ValueError(f"layer {i} expects {self.L[i].nin} inputs but layer {i - 1} "
+                                 f"gives {prev}")
+            prev = self.L[i].nout
+        self.in_width = self.L[0].nin
+        self.work_arr = np.empty(work, dtype=dt)
+        self.work = _ptr(self.work_arr)
+        self.last_out = out if self.L[self.n - 1].kind != _K_CELL else self._states[len(self._states) - 1][0]
+
+    @property
+    def batch_size(self):
+        return self.B
+
+    @property
+    def input_width(self):
+        """Features per step (or the vocabulary size when the first layer is an embedding)."""
+        return self.in_width
+
+    @property
+    def takes_ids(self):
+        """True when inputs are token ids (the first layer is an embedding)."""
+        return bool(self.embed_first)
+
+    def states(self):
+        """The live state arrays: a list of (h, c or None) per recurrent layer."""
+        return list(self._states)
+
+    def reset(self):
+        """Zero every recurrent state."""
+        for h, c in self._states:
+            h[...] = 0
+            if c is not None:
+                c[...] = 0
+
+    cdef int _check_arch(self) except -1:
+        cdef int64_t nr = fr_kernel_get_s().nr if self.f32 else fr_kernel_get_d().nr
+        if nr != self.nr:
+            raise RuntimeError("the SIMD path changed since this stream was opened: open a new "
+                               "stream")
+        return 0
+
+    cdef object _as_input(self, x):
+        """Validate one step's input; return a C-contiguous array the kernels can read."""
+        cdef int64_t B = self.B
+        cdef cnp.ndarray ids
+        cdef int64_t k, v, V
+        if self.embed_first:
+            ids = np.asarray(x)
+            if ids.dtype.kind not in "iu":
+                raise TypeError(f"x must hold integer token ids, got dtype {ids.dtype}")
+            ids = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)
+            if ids.shape[0] != B:
+                raise ValueError(f"x must hold {B} token ids (one per stream row), "
+                                 f"got {ids.shape[0]}")
+            V = self.L[0].nin
+            for k in range(B):
+                v = (<int64_t *>cnp.PyArray_DATA(ids))[k]
+                if v < 0 or v >= V:
+                    raise ValueError(f"token id {v} out of range [0, {V})")
+            return ids
+        xin = x
+        if not (isinstance(xin, np.ndarray) and (<cnp.ndarray>xin).dtype is self.dtype
+                and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>xin)):
+            xin = np.asarray(xin)
+            if xin.dtype != self.dtype:
+                if xin.dtype.kind not in "fiu" or (xin.dtype.kind == "f" and
+                                                   xin.dtype.itemsize > self.dtype.itemsize):
+                    raise TypeError(f"x must be {self.dtype} (or losslessly convertible), "
+                                    f"got {xin.dtype}")
+                xin = xin.astype(self.dtype)
+            xin = np.ascontiguousarray(xin)
+        if cnp.PyArray_SIZE(<cnp.ndarray>xin) != B * self.in_width:
+            raise ValueError(f"x must have shape ({B}, {self.in_width}), got {xin.shape}")
+        return xin
+
+    def step(self, x):
+        """Advance one timestep; return the last layer's output, shape (B, O).
+
+        ``x`` is (B, I) features (or (B,) token ids when the first layer is an embedding).
+        """
+        self._check_arch()
+        xin = self._as_input(x)
+        cdef const void *px = _ptr(xin)
+        cdef int st
+        with nogil:
+            st = self._run(px)
+        _raise(st, "stream step")
+        return self.last_out.copy()
+
+    cdef int _run(self, const void *px) noexcept nogil:
+        cdef int i, st = FR_OK
+        cdef const void *inp = px
+        cdef int64_t k, D
+        for i in range(self.n):  # noqa
+            if self.L[i].kind == _K_EMBED:
+                D = self.L[i].nout
+                for k in range(self.B):
+                    if self.f32:
+                        memcpy(<float *>self.L[i].out + k * D,
+                               <float *>self.L[i].packed + (<int64_t *>px)[k] * D,
+                               D * sizeof(float))
+                    else:
+                        memcpy(<double *>self.L[i].out + k * D,
+                               <double *>self.L[i].packed + (<int64_t *>px)[k] * D,
+                               D * sizeof(double))
+            elif self.L[i].kind == _K_CELL:
+                if self.f32:
+                    st = fr_step_s(<float *>self.L[i].h, <float *>self.L[i].c, <float *>self.work,
+                                   <float *>self.L[i].packed, self.L[i].cell, self.L[i].act,
+                                   <float *>inp, self.B, self.L[i].nin, self.L[i].nout)
+                else:
+                    st = fr_step_d(<double *>self.L[i].h, <double *>self.L[i].c,
+                                   <double *>self.work, <double *>self.L[i].packed,
+                                   self.L[i].cell, self.L[i].act, <double *>inp, self.B,
+                                   self.L[i].nin, self.L[i].nout)
+            else:
+                if self.f32:
+                    st = fr_dense_step_s(<float *>self.L[i].out, <float *>self.work,
+                                         <float *>self.L[i].packed, self.L[i].act, <float *>inp,
+                                         self.B, self.L[i].nin, self.L[i].nout)
+                else:
+                    st = fr_dense_step_d(<double *>self.L[i].out, <double *>self.work,
+                                         <double *>self.L[i].packed, self.L[i].act,
+                                         <double *>inp, self.B, self.L[i].nin, self.L[i].nout)
+            if st != FR_OK:
+                return st
+            inp = self.L[i].out
+        return st
