@@ -129,6 +129,52 @@ def test_matches_reference(impl, cell, case, dtype):
         assert_close(g[n], rg[n], dtype, f"d{n}")
 
 
+def _check_against_reference(impl, cell, a, dtype, lengths, reverse, seed, what):
+    kw = {"lengths": lengths, "reverse": reverse}
+    outs, ctx = forward(impl, cell, a, **kw)
+    routs, rctx = forward(REF, cell, a, **kw)
+    for n, o, r in zip(["y", "h_n", "c_n"][: len(routs)], outs, routs, strict=True):
+        assert_close(o, r, dtype, f"{n} {what}")
+    rng = np.random.default_rng(seed)
+    d = [rng.standard_normal(o.shape).astype(dtype) for o in routs]
+    g = backward(impl, cell, ctx, d)
+    rg = backward(REF, cell, rctx, d)
+    for n in rg:
+        assert_close(g[n], rg[n], dtype, f"d{n} {what}")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_random_shapes(impl, cell, dtype):
+    """A seeded sweep of shapes across the kernels' tile and slice boundaries."""
+    rng = np.random.default_rng(7 + CELLS.index(cell))
+    for draw in range(10):
+        T = int(rng.integers(1, 7))
+        B = int(rng.integers(1, 14))
+        I = int(rng.integers(1, 70))
+        H = int(rng.integers(1, 70))
+        bias = (bool(rng.integers(2)), bool(rng.integers(2)))
+        lengths = rng.integers(0, T + 1, B) if rng.integers(2) else None
+        reverse = bool(rng.integers(2))
+        a = make(cell, T, B, I, H, seed=draw, dtype=dtype, bias=bias, h0=bool(rng.integers(2)))
+        what = f"(draw {draw}: T={T} B={B} I={I} H={H} lengths={lengths} reverse={reverse})"
+        _check_against_reference(impl, cell, a, dtype, lengths, reverse, draw, what)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("cell", CELLS)
+def test_thread_counts(impl, cell, threads):
+    import fastrnn
+
+    a = make(cell, 4, 5, 19, 33, seed=11)
+    fastrnn.set_num_threads(threads)
+    try:
+        assert fastrnn.get_num_threads() == threads
+        _check_against_reference(impl, cell, a, np.float64, [4, 0, 2, 3, 1], True, 12, "")
+    finally:
+        fastrnn.set_num_threads(None)  # back to the default
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_none_output_gradients(impl, cell):
     T, B, I, H = 4, 3, 2, 5
