@@ -389,19 +389,19 @@ def lstm_backward(
     gates = ctx.act.reshape(T, B, 4, H)
     i, f, gg, o = (gates[:, :, k] for k in range(4))
     tc = ctx.tanh_c
-    dc_dh = o * (1 - tc * tc)  # dc_t/dh_t through h_t = o tanh(c_t)
-    # d(a_i, a_f, a_g)/dc_t, each (T, B, H), stacked on axis 2
-    difg_dc = np.stack([gg * i * (1 - i), ctx.c_prev * f * (1 - f), i * (1 - gg * gg)], axis=2)
-    do_dh = tc * o * (1 - o)  # d a_o / dh_t
+    dh_dc = o * (1 - tc * tc)  # dh_t/dc_t  (h_t = o tanh(c_t))
+    # dc_t/d(a_i, a_f, a_g) (a: pre-activations), each (T, B, H), stacked on axis 2
+    dc_da = np.stack([gg * i * (1 - i), ctx.c_prev * f * (1 - f), i * (1 - gg * gg)], axis=2)
+    dh_dao = tc * o * (1 - o)  # dh_t/da_o
     delta = np.zeros((T, B, 4 * H), p.dtype)
     dh = _start_grads(p, g.dh_n)
     dc = _start_grads(p, g.dc_n)
     d = np.empty((B, 4, H), p.dtype)
     for t in reversed(_time_order(T, p.reverse)):
         dht = dh + g.dy[t] if g.dy is not None else dh
-        dct = dc + dht * dc_dh[t]
-        np.multiply(dct[:, None, :], difg_dc[t], out=d[:, :3])
-        np.multiply(dht, do_dh[t], out=d[:, 3])
+        dct = dc + dht * dh_dc[t]
+        np.multiply(dct[:, None, :], dc_da[t], out=d[:, :3])
+        np.multiply(dht, dh_dao[t], out=d[:, 3])
         d2 = d.reshape(B, 4 * H)
         dh_new = d2 @ p.w_hh
         dc_new = dct * f[t]
@@ -547,16 +547,16 @@ def gru_backward(
     mask = ctx.mask
     # Local derivatives of every step at once; the loop below only carries the recurrence.
     r, z, n = ctx.act[:, :, :H], ctx.act[:, :, H : 2 * H], ctx.act[:, :, 2 * H :]
-    dan_dh = (1 - z) * (1 - n * n)  # d a_n / dh_t  (a_n: pre-activation of n)
-    daz_dh = (ctx.h_prev - n) * z * (1 - z)  # d a_z / dh_t
-    dar_dan = ctx.hn_lin * r * (1 - r)  # d a_r / d a_n
+    dh_dan = (1 - z) * (1 - n * n)  # dh_t/da_n  (a: pre-activations)
+    dh_daz = (ctx.h_prev - n) * z * (1 - z)  # dh_t/da_z
+    dan_dar = ctx.hn_lin * r * (1 - r)  # da_n/da_r
     dgx = np.zeros((T, B, 3 * H), p.dtype)
     dgh = np.zeros((T, B, 3 * H), p.dtype)
     dh = _start_grads(p, g.dh_n)
     for t in reversed(_time_order(T, p.reverse)):
         dht = dh + g.dy[t] if g.dy is not None else dh
-        dn = dht * dan_dh[t]
-        dx_t = np.concatenate([dn * dar_dan[t], dht * daz_dh[t], dn], axis=1)
+        dn = dht * dh_dan[t]
+        dx_t = np.concatenate([dn * dan_dar[t], dht * dh_daz[t], dn], axis=1)
         dh_t = dx_t.copy()
         dh_t[:, 2 * H :] *= r[t]
         dprev = dht * z[t] + dh_t @ p.w_hh
