@@ -39,11 +39,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
         "pip install 'fastrnn[torch]' (the CPU build is enough)"
     ) from exc
 
-# The one place that picks the ops implementation.
-try:
-    from . import functional as _ops
-except ImportError:  # TODO: drop once fastrnn.functional is in main
-    from . import reference as _ops
+# The ops: fastrnn's native kernels (fastrnn.reference has the same signatures).
+from . import functional as _ops
 
 __all__ = ["GRU", "LSTM", "RNN", "FallbackWarning", "accelerate", "restore"]
 
@@ -65,7 +62,7 @@ def _warn_once(reason: str) -> None:
         f"fastrnn.torch: {reason}; running torch's own implementation instead "
         "(this warning is shown once)",
         FallbackWarning,
-        stacklevel=4,
+        stacklevel=5,  # _warn_once, forward, Module._call_impl, Module.__call__, caller
     )
 
 
