@@ -45,6 +45,7 @@ from . import functional as _ops
 __all__ = ["GRU", "LSTM", "RNN", "FallbackWarning", "accelerate", "restore"]
 
 _FLOATS = (torch.float32, torch.float64)
+_PLAIN = (torch.Tensor, nn.Parameter)
 
 
 class FallbackWarning(UserWarning):
@@ -209,21 +210,21 @@ class _FastRNNMixin:
             return "TorchScript tracing/scripting cannot see fastrnn's kernels"
         if torch.compiler.is_compiling():
             return "torch.compile cannot trace fastrnn's kernels"
-        if data.device.type != "cpu":
+        if not data.is_cpu:
             return f"input on device '{data.device.type}' (fastrnn runs on the CPU only)"
         if data.dtype not in _FLOATS:
             return f"input dtype {data.dtype} (fastrnn supports float32 and float64)"
         if torch.is_autocast_enabled("cpu"):
             return "CPU autocast is enabled"
-        if data.layout != torch.strided or type(data) is not torch.Tensor:
-            return "tensor subclasses and non-strided tensors are not accelerated"
-        if torch._C._functorch.is_functorch_wrapped_tensor(data):
+        if torch._C._functorch.maybe_current_level() is not None:
             return "torch.func transforms (vmap, grad, ...) are not accelerated"
+        if data.layout != torch.strided or type(data) not in _PLAIN:
+            return "tensor subclasses and non-strided tensors are not accelerated"
         dtype = data.dtype
         for w in self._flat_weights:
-            if not isinstance(w, torch.Tensor) or w.device.type != "cpu" or w.dtype != dtype:
+            if not isinstance(w, torch.Tensor) or not w.is_cpu or w.dtype != dtype:
                 return ""  # torch reports the mismatch
-            if w.layout != torch.strided or type(w) not in (torch.Tensor, nn.Parameter):
+            if w.layout != torch.strided or type(w) not in _PLAIN:
                 return "tensor subclasses and non-strided weights are not accelerated"
         if data is input and input.dim() not in (2, 3):
             return ""  # torch raises its error
@@ -232,11 +233,11 @@ class _FastRNNMixin:
             if self.mode == "LSTM" and not (isinstance(hx, tuple) and len(hx) == 2):
                 return ""
             for h in hs:
-                if not isinstance(h, torch.Tensor) or h.device.type != "cpu" or h.dtype != dtype:
+                if not isinstance(h, torch.Tensor) or not h.is_cpu or h.dtype != dtype:
                     return ""
                 if data is input and h.dim() != input.dim():
                     return ""
-                if h.layout != torch.strided or type(h) not in (torch.Tensor, nn.Parameter):
+                if h.layout != torch.strided or type(h) not in _PLAIN:
                     return "tensor subclasses and non-strided states are not accelerated"
         if data.numel() == 0:
             return ""

@@ -2,9 +2,9 @@
 
 Run as ``python _ddp_worker.py RANK WORLD INIT_METHOD OUT.npz``: builds the model with a
 fixed seed, accelerates it with fastrnn.torch, wraps it in DDP, runs forward + backward on
-this rank's share of the combined batch, and writes the (all-reduced, averaged) gradients
-to ``OUT.npz``. :func:`single_process_grads` computes the same on the whole batch in one
-process.
+this rank's share of the combined batch for a few SGD steps, and writes the (all-reduced,
+averaged) gradients and the parameters after every step to ``OUT.npz``.
+:func:`single_process_run` computes the same on the whole batch in one process.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from torch import nn
 import fastrnn.torch as ft
 
 BATCH = 8
+STEPS = 3
 
 
 class Net(nn.Module):
@@ -42,14 +43,26 @@ def build() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model, x, y
 
 
-def _grads(model: nn.Module) -> dict[str, np.ndarray]:
-    return {n: p.grad.detach().numpy().copy() for n, p in model.named_parameters()}
+def train(model: nn.Module, params: nn.Module, x: torch.Tensor,
+          y: torch.Tensor) -> dict[str, np.ndarray]:
+    """``STEPS`` SGD steps of ``model`` (maybe DDP-wrapped) on (x, y); after each step the
+    gradients and updated parameters of ``params`` (the unwrapped model)."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    out = {}
+    for step in range(STEPS):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+        for n, p in params.named_parameters():
+            out[f"step{step}/grad/{n}"] = p.grad.detach().numpy().copy()
+            out[f"step{step}/param/{n}"] = p.detach().numpy().copy()
+    return out
 
 
-def single_process_grads() -> dict[str, np.ndarray]:
+def single_process_run() -> dict[str, np.ndarray]:
+    """The whole batch in one process, no DDP."""
     model, x, y = build()
-    nn.functional.mse_loss(model(x), y).backward()
-    return _grads(model)
+    return train(model, model, x, y)
 
 
 def main(rank: int, world: int, init_method: str, out: str) -> None:
@@ -58,15 +71,13 @@ def main(rank: int, world: int, init_method: str, out: str) -> None:
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
-                            timeout=timedelta(seconds=45))
+                            timeout=timedelta(seconds=60))
     try:
         model, x, y = build()
-        assert type(model.lstm) is ft.LSTM
-        ddp = DistributedDataParallel(model)
+        assert type(model.lstm) is ft.LSTM and type(model.gru) is ft.GRU
         share = BATCH // world
         part = slice(rank * share, (rank + 1) * share)
-        nn.functional.mse_loss(ddp(x[part]), y[part]).backward()
-        np.savez(out, **_grads(model))
+        np.savez(out, **train(DistributedDataParallel(model), model, x[part], y[part]))
     finally:
         dist.destroy_process_group()
 
