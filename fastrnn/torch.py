@@ -342,8 +342,12 @@ class _FastRNNMixin:
                     layer_out = flat.new_zeros(flat.shape).index_copy(0, idx, packed)
                     layer_out = layer_out.view(T, B, -1)
             layer_in = layer_out
-        h_n = torch.stack(hs)
-        c_n = torch.stack(cs) if cell == "lstm" else None
+        if len(hs) == 1:  # a view is cheaper than stack's copy
+            h_n = hs[0].unsqueeze(0)
+            c_n = cs[0].unsqueeze(0) if cell == "lstm" else None
+        else:
+            h_n = torch.stack(hs)
+            c_n = torch.stack(cs) if cell == "lstm" else None
         return layer_in, h_n, c_n
 
 

@@ -279,6 +279,7 @@ def fresh_warnings():
     ft._warned.clear()
 
 
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 def test_projection_falls_back_with_one_warning(fresh_warnings):
     torch.manual_seed(0)
     ref, fast = make_pair("LSTM", 3, 6, proj_size=2, num_layers=2)
@@ -320,6 +321,8 @@ def test_torch_func_transform_falls_back(fresh_warnings):
     assert torch.equal(g_fast, g_ref)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.trace itself
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_tracing_falls_back(fresh_warnings):
     _, fast = make_pair("RNN", 3, 4)
     x = torch.randn(4, 2, 3)
@@ -355,6 +358,30 @@ def test_runs_fastrnn_kernels_not_torch(monkeypatch):
         with torch.no_grad():
             fast(x)
         assert calls == [(cell, False, False), (cell, True, False)] * 2
+
+
+def test_kernels_see_torch_memory_without_copies(monkeypatch):
+    seen = []
+    real = ft._ops_forward
+
+    def spy(cell, nonlinearity, reverse, lengths, training, x, h0, c0, *weights):
+        out = real(cell, nonlinearity, reverse, lengths, training, x, h0, c0, *weights)
+        seen.append((x, h0, c0, weights, out))
+        return out
+
+    monkeypatch.setattr(ft, "_ops_forward", spy)
+    _, fast = make_pair("LSTM", 3, 4)
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    h0, c0 = torch.randn(1, 2, 4), torch.randn(1, 2, 4)
+    y, (h, c) = fast(x, (h0, c0))
+    (xa, ha, ca, wa, out), = seen
+    assert xa.ctypes.data == x.data_ptr()
+    assert ha.ctypes.data == h0.data_ptr() and ca.ctypes.data == c0.data_ptr()
+    for a, p in zip(wa, fast.parameters(), strict=True):
+        assert a.ctypes.data == p.data_ptr()
+    # Outputs come back as tensors over the kernel's own arrays, no copy on the way out.
+    assert y.data_ptr() == out[0].ctypes.data
+    assert h.data_ptr() == out[1].ctypes.data and c.data_ptr() == out[2].ctypes.data
 
 
 def test_backward_twice_and_inplace_errors():
