@@ -54,13 +54,14 @@ static FR_ALWAYS_INLINE SM_TARGET SM_V SM_FN(fr_tanh)(SM_V x) {
     const int nc = (int)(sizeof(c) / sizeof(c[0]));
     const SM_V one = SM_SET1((SM_T)1), sign = SM_SET1((SM_T)-0.0);
     const SM_V a = SM_ANDNOT(sign, x);
-    const SM_V x2 = SM_MUL(x, x);
+    const SM_V a2 = SM_MUL(a, a);
     SM_V p = SM_SET1(c[nc - 1]);
-    for (int i = nc - 2; i >= 0; i--) p = SM_FMA(p, x2, SM_SET1(c[i]));
-    const SM_V small = SM_FMA(SM_MUL(p, x2), x, x);
+    for (int i = nc - 2; i >= 0; i--) p = SM_FMA(p, a2, SM_SET1(c[i]));
+    const SM_V small = SM_FMA(SM_MUL(p, a2), a, a);
     const SM_V e = SM_FN(fr_exp)(SM_MUL(a, SM_SET1((SM_T)-2)));
-    const SM_V big = SM_OR(SM_DIV(SM_SUB(one, e), SM_ADD(one, e)), SM_AND(x, sign));
-    return SM_BLEND(SM_CMPLT(a, SM_SET1((SM_T)SM_TANH_SMALL)), big, small);
+    const SM_V big = SM_DIV(SM_SUB(one, e), SM_ADD(one, e));
+    const SM_V t = SM_BLEND(SM_CMPLT(a, SM_SET1((SM_T)SM_TANH_SMALL)), big, small);
+    return SM_OR(t, SM_AND(x, sign)); /* tanh(|x|) >= 0: restore x's sign, -0 included */
 }
 
 #undef SM_T
