@@ -120,12 +120,16 @@ class _CellFunction(torch.autograd.Function):
         y, h_n, c_n, fctx = _ops_forward(cell, nonlinearity, reverse, lengths, True,
                                          _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh),
                                          _np(b_ih), _np(b_hh))
-        ctx.fctx = fctx
         ctx.cell = cell
         ctx.has = (h0 is not None, c0 is not None, b_ih is not None, b_hh is not None)
-        # Saved only so that autograd detects in-place changes to them before backward
-        # (the functional context holds views of their memory).
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        # The functional context (with the kernel cache) rides on an empty tensor saved for
+        # backward, so that autograd frees it exactly when it frees saved tensors: after a
+        # backward without retain_graph, even while the outputs are still referenced. The
+        # inputs are saved so that autograd detects in-place changes to them before
+        # backward (the functional context holds views of their memory).
+        holder = torch.empty(0)
+        holder.fastrnn_ctx = fctx
+        ctx.save_for_backward(holder, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
         if cell == "lstm":
             return torch.from_numpy(y), torch.from_numpy(h_n), torch.from_numpy(c_n)
         return torch.from_numpy(y), torch.from_numpy(h_n)
@@ -135,9 +139,9 @@ class _CellFunction(torch.autograd.Function):
     def backward(ctx, dy, dh_n, dc_n=None):
         # Raises torch's own errors when an input was modified in place since forward, or
         # when the graph was already freed (a second backward without retain_graph).
-        ctx.saved_tensors  # noqa: B018
+        holder = ctx.saved_tensors[0]
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = _ops_backward(
-            ctx.cell, ctx.fctx, _np(dy), _np(dh_n), _np(dc_n))
+            ctx.cell, holder.fastrnn_ctx, _np(dy), _np(dh_n), _np(dc_n))
         has_h0, has_c0, has_bi, has_bh = ctx.has
         return (None, None, None, None, _t(dx),
                 _t(dh0) if has_h0 else None, _t(dc0) if has_c0 else None,

@@ -384,6 +384,33 @@ def test_kernels_see_torch_memory_without_copies(monkeypatch):
     assert h.data_ptr() == out[1].ctypes.data and c.data_ptr() == out[2].ctypes.data
 
 
+def test_backward_frees_the_kernel_cache_like_torch_frees_saved_tensors():
+    import tracemalloc
+
+    _, fast = make_pair("LSTM", 16, 64, dtype=torch.float64)
+    x = torch.randn(50, 8, 16, dtype=torch.float64, requires_grad=True)
+    out_bytes = 50 * 8 * 64 * 8  # y, the largest output
+    tracemalloc.start()
+    try:
+        for retain in (True, False):
+            base = tracemalloc.get_traced_memory()[0]
+            y, states = fast(x)
+            held = tracemalloc.get_traced_memory()[0] - base
+            assert held > 4 * out_bytes  # the cache (gates + cell states) is alive
+            y.sum().backward(retain_graph=retain)
+            after = tracemalloc.get_traced_memory()[0] - base
+            # y (still referenced) and the gradients remain; the cache goes with the graph.
+            if retain:
+                assert after > held
+            else:
+                assert after < held - 3 * out_bytes
+            x.grad = None
+            fast.zero_grad(set_to_none=True)
+            del y, states
+    finally:
+        tracemalloc.stop()
+
+
 def test_backward_twice_and_inplace_errors():
     _, fast = make_pair("GRU", 3, 4)
     x = torch.randn(4, 2, 3, requires_grad=True)
