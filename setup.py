@@ -50,7 +50,7 @@ def _compiles(compiler_cmd: list[str], flags: list[str], source: str) -> bool:
             f.write(source)
         cmd = [*compiler_cmd, src, "-o", os.path.join(tmp, "probe"), *flags]
         try:
-            res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+            res = subprocess.run(cmd, capture_output=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired):
             return False
         return res.returncode == 0

@@ -6,16 +6,7 @@
 
 #include "recurrence.h"
 
-#define REAL float
-#define SFX(name) name##_s
-#include "lstm_impl.h"
-#undef REAL
-#undef SFX
-
-#define REAL double
-#define SFX(name) name##_d
-#include "lstm_impl.h"
-#undef REAL
-#undef SFX
+#define FR_TEMPLATE "lstm_impl.h"
+#include "template.h"
 
 int64_t fr_lstm_cache_size(int64_t T, int64_t B, int64_t H) { return fr_rec_cache_size(4, 2, T, B, H); }

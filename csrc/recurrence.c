@@ -15,14 +15,5 @@ int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H) {
     return T * B * H * (int64_t)(1 + G + naux);
 }
 
-#define REAL float
-#define SFX(name) name##_s
-#include "recurrence_impl.h"
-#undef REAL
-#undef SFX
-
-#define REAL double
-#define SFX(name) name##_d
-#include "recurrence_impl.h"
-#undef REAL
-#undef SFX
+#define FR_TEMPLATE "recurrence_impl.h"
+#include "template.h"

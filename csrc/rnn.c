@@ -6,16 +6,7 @@
 
 #include "recurrence.h"
 
-#define REAL float
-#define SFX(name) name##_s
-#include "rnn_impl.h"
-#undef REAL
-#undef SFX
-
-#define REAL double
-#define SFX(name) name##_d
-#include "rnn_impl.h"
-#undef REAL
-#undef SFX
+#define FR_TEMPLATE "rnn_impl.h"
+#include "template.h"
 
 int64_t fr_rnn_cache_size(int64_t T, int64_t B, int64_t H) { return fr_rec_cache_size(1, 0, T, B, H); }

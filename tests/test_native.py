@@ -1,0 +1,184 @@
+"""Properties of the native kernels that the cross-implementation suite does not cover.
+
+- shapes large enough to split the recurrence across threads and the input projection into
+  several chunks (incl. the reverse + lengths gather path), on every SIMD path the machine has;
+- determinism: bitwise-identical results run after run for a fixed thread count;
+- thread-count invariance within rounding;
+- the build/threads API.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import _kernels
+from fastrnn import functional as F
+from fastrnn import reference as R
+
+ARCHES = _kernels.available_arches()
+G = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+@pytest.fixture(params=ARCHES)
+def arch(request):
+    old = _kernels.get_arch()
+    _kernels.set_arch(request.param)
+    yield request.param
+    _kernels.set_arch(old)
+
+
+@pytest.fixture
+def threads():
+    old = fastrnn.get_num_threads()
+    yield
+    fastrnn.set_num_threads(old)
+
+
+def _problem(cell, T, B, I, H, dtype, rng, lengths=False):
+    g = G[cell]
+    s = 1.0 / np.sqrt(H)
+    args = dict(
+        x=rng.standard_normal((T, B, I)).astype(dtype),
+        h0=rng.standard_normal((B, H)).astype(dtype),
+        w_ih=(rng.uniform(-s, s, (g * H, I))).astype(dtype),
+        w_hh=(rng.uniform(-s, s, (g * H, H))).astype(dtype),
+        b_ih=rng.uniform(-s, s, g * H).astype(dtype),
+        b_hh=rng.uniform(-s, s, g * H).astype(dtype),
+    )
+    if cell == "lstm":
+        args["c0"] = rng.standard_normal((B, H)).astype(dtype)
+    if lengths:
+        L = rng.integers(0, T + 1, B)
+        L[0] = T
+        args["lengths"] = L
+    return args
+
+
+def _run(mod, cell, args, reverse, dy, dh, dc):
+    kw = dict(lengths=args.get("lengths"), reverse=reverse)
+    if cell == "lstm":
+        y, h, c, ctx = mod.lstm_forward(args["x"], args["h0"], args["c0"], args["w_ih"],
+                                        args["w_hh"], args["b_ih"], args["b_hh"], **kw)
+        grads = mod.lstm_backward(ctx, dy, dh, dc)
+        return (y, h, c, *grads)
+    f = getattr(mod, f"{cell}_forward")
+    y, h, ctx = f(args["x"], args["h0"], args["w_ih"], args["w_hh"], args["b_ih"], args["b_hh"],
+                  **kw)
+    grads = getattr(mod, f"{cell}_backward")(ctx, dy, dh)
+    return (y, h, *grads)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("reverse,lengths", [(False, False), (True, False), (True, True),
+                                             (False, True)])
+def test_large_shapes_all_paths(arch, threads, cell, reverse, lengths):
+    """T*B > 256 (several projection chunks), H spanning several panels, 2 threads."""
+    fastrnn.set_num_threads(2)
+    rng = np.random.default_rng(7)
+    T, B, I, H = 23, 13, 37, 71
+    args = _problem(cell, T, B, I, H, np.float64, rng, lengths)
+    dy = rng.standard_normal((T, B, H))
+    dh = rng.standard_normal((B, H))
+    dc = rng.standard_normal((B, H))
+    got = _run(F, cell, args, reverse, dy, dh, dc)
+    want = _run(R, cell, args, reverse, dy, dh, dc)
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-11)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_float32_paths_agree(arch, cell):
+    rng = np.random.default_rng(3)
+    T, B, I, H = 9, 6, 19, 45
+    args = _problem(cell, T, B, I, H, np.float32, rng, lengths=True)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    got = _run(F, cell, args, True, dy, None, None)
+    args64 = {k: (v.astype(np.float64) if v.dtype == np.float32 else v) for k, v in args.items()}
+    want = _run(R, cell, args64, True, dy.astype(np.float64), None, None)
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_deterministic_bitwise(threads, cell):
+    fastrnn.set_num_threads(2)
+    rng = np.random.default_rng(11)
+    T, B, I, H = 17, 24, 40, 96
+    args = _problem(cell, T, B, I, H, np.float32, rng, lengths=True)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    first = _run(F, cell, args, False, dy, None, None)
+    for _ in range(3):
+        again = _run(F, cell, args, False, dy, None, None)
+        for a, b in zip(first, again, strict=True):
+            assert np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_thread_count_invariance(threads, cell):
+    rng = np.random.default_rng(5)
+    T, B, I, H = 12, 32, 48, 130
+    args = _problem(cell, T, B, I, H, np.float64, rng)
+    dy = rng.standard_normal((T, B, H))
+    fastrnn.set_num_threads(1)
+    one = _run(F, cell, args, False, dy, None, None)
+    fastrnn.set_num_threads(2)
+    two = _run(F, cell, args, False, dy, None, None)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_inference_keeps_no_context():
+    rng = np.random.default_rng(0)
+    args = _problem("lstm", 5, 2, 3, 4, np.float64, rng)
+    y, h, c, ctx = F.lstm_forward(args["x"], args["h0"], args["c0"], args["w_ih"], args["w_hh"],
+                                  args["b_ih"], args["b_hh"], training=False)
+    assert ctx is None
+    y2, h2, c2, ctx2 = F.lstm_forward(args["x"], args["h0"], args["c0"], args["w_ih"],
+                                      args["w_hh"], args["b_ih"], args["b_hh"])
+    assert ctx2 is not None
+    assert np.array_equal(y, y2) and np.array_equal(h, h2) and np.array_equal(c, c2)
+
+
+def test_threads_api(threads):
+    fastrnn.set_num_threads(3)
+    assert fastrnn.get_num_threads() == 3
+    fastrnn.set_num_threads(None)
+    assert fastrnn.get_num_threads() >= 1
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="n must be a positive int"):
+            fastrnn.set_num_threads(bad)
+
+
+def test_info_reports_build():
+    d = fastrnn.info()
+    assert d["version"] == fastrnn.__version__
+    assert d["simd"] in d["simd_available"]
+    assert "generic" in d["simd_available"]
+    assert isinstance(d["openmp"], bool)
+    assert d["num_threads"] == fastrnn.get_num_threads()
+
+
+def test_set_arch_rejects_unknown():
+    with pytest.raises(ValueError, match="arch must be one of"):
+        _kernels.set_arch("sse9")
+
+
+def test_forced_arch_env():
+    """FASTRNN_ARCH forces a path at import time; a path the CPU lacks is a clear error."""
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)}
+    code = "import fastrnn._kernels as k; print(k.get_arch())"
+    for name in ARCHES:
+        out = subprocess.run([sys.executable, "-c", code], env={**env, "FASTRNN_ARCH": name},
+                             capture_output=True, text=True, check=True).stdout.split()
+        assert out == [name]
+    res = subprocess.run([sys.executable, "-c", code], env={**env, "FASTRNN_ARCH": "nonsense"},
+                         capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "FASTRNN_ARCH='nonsense' is not a SIMD path this CPU" in res.stderr
