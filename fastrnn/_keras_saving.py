@@ -35,7 +35,8 @@ class ModelFileError(ValueError):
 
 def _npy_bytes(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+    np.lib.format.write_array(buf, a if a.flags.c_contiguous else a.copy(order="C"),
+                              allow_pickle=False)
     return buf.getvalue()
 
 

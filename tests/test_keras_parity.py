@@ -35,7 +35,7 @@ def _pair(spec, input_shape, int_input=False):
         name, args, kwargs = item
         if name == "Bidirectional":
             inner = make(mod, args[0])
-            return getattr(mod, "Bidirectional")(inner, *args[1:], **kwargs)
+            return mod.Bidirectional(inner, *args[1:], **kwargs)
         return getattr(mod, name)(*args, **kwargs)
 
     km = keras.Sequential([keras.Input(input_shape, dtype="int32" if int_input else "float32")]
@@ -120,7 +120,7 @@ def test_summary_table_matches_keras_text():
     km, ours = _named_pair()
     for width in (76, 64):  # rich renders Keras's table into 80 columns off a terminal
         kt, ot = [], []
-        km.summary(line_length=width, print_fn=lambda s, **kw: kt.append(s))
+        km.summary(line_length=width, print_fn=lambda s, _kt=kt, **kw: _kt.append(s))
         ours.summary(line_length=width, print_fn=ot.append)
         assert ot[0].rstrip("\n") == kt[0].rstrip("\n")
     assert ours.count_params() == 64000 + 2 * 4 * 128 * (64 + 128 + 1) + 3 * 32 * (256 + 32 + 2) \
