@@ -258,3 +258,19 @@ def test_accuracy_resolution_matches_keras_shapes():
         km.update_state(yt, yp)
         om.update_state(yt, yp)
         assert np.isclose(float(keras.ops.convert_to_numpy(km.result())), om.result())
+
+
+def test_stateful_lstm_matches_keras_across_calls():
+    rs = np.random.default_rng(6)
+    x = rs.normal(size=(4, 5, 3)).astype("float32")
+    km = keras.Sequential([keras.Input(batch_shape=(4, 5, 3)), K.LSTM(6, stateful=True),
+                           K.Dense(2)])
+    ours = Sequential([L.Input(batch_shape=(4, 5, 3)), L.LSTM(6, stateful=True), L.Dense(2)])
+    ours.set_weights(km.get_weights())
+    for _ in range(3):  # state carries over from one call to the next
+        np.testing.assert_allclose(ours.predict(x, verbose=0), km.predict(x, verbose=0),
+                                   atol=ATOL, rtol=1e-4)
+    km.layers[0].reset_states()  # Keras 3 models have no reset_states
+    ours.reset_states()
+    np.testing.assert_allclose(ours.predict(x, verbose=0), km.predict(x, verbose=0), atol=ATOL,
+                               rtol=1e-4)
