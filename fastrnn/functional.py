@@ -48,17 +48,18 @@ class _Context:
                 f"dtype={p.dtype}>")
 
 
-def _forward(cell: str, p: Any, act: int, reverse: bool, training: bool):
+def _forward(cell: str, p: Any, act: int):
     T, B, H = p.T, p.B, p.H
+    training = p.training
     dt = p.dtype
     y = np.empty((T, B, H), dtype=dt)
     h_n = np.empty((B, H), dtype=dt)
     c_n = np.empty((B, H), dtype=dt) if cell == "lstm" else None
     cache = np.empty(_kernels.cache_size(cell, T, B, H), dtype=dt) if training else None
     _kernels.cell_forward(cell, y, h_n, c_n, cache, p.x, p.h0, p.c0 if cell == "lstm" else None,
-                          p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.lengths, act, bool(reverse),
+                          p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.lengths, act, p.reverse,
                           get_num_threads())
-    ctx = _Context(cell, act, bool(reverse), p, cache) if training else None
+    ctx = _Context(cell, act, p.reverse, p, cache) if training else None
     return y, h_n, c_n, ctx
 
 
@@ -116,8 +117,9 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity: str = "tanh", le
     ctx : object or None
         Pass to :func:`rnn_backward`.
     """
-    p = prepare("rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity=nonlinearity)
-    y, h_n, _, ctx = _forward("rnn", p, _ACT[nonlinearity], reverse, training)
+    p = prepare("rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse,
+                training)
+    y, h_n, _, ctx = _forward("rnn", p, _ACT[p.nonlinearity])
     return y, h_n, ctx
 
 
@@ -168,8 +170,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bo
     h_n, c_n : ndarray, shape (B, H)
     ctx : object or None
     """
-    p = prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths)
-    y, h_n, c_n, ctx = _forward("lstm", p, 0, reverse, training)
+    p = prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, training)
+    y, h_n, c_n, ctx = _forward("lstm", p, 0)
     return y, h_n, c_n, ctx
 
 
@@ -217,8 +219,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bool = 
     h_n : ndarray, shape (B, H)
     ctx : object or None
     """
-    p = prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths)
-    y, h_n, _, ctx = _forward("gru", p, 0, reverse, training)
+    p = prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, training)
+    y, h_n, _, ctx = _forward("gru", p, 0)
     return y, h_n, ctx
 
 
