@@ -15,16 +15,11 @@ from typing import Any
 
 import numpy as np
 
+# functional (the native kernels) is the single source of the recurrent ops
 from . import _keras_activations as _acts
+from . import functional as F
 from ._keras_backend import rng
 from ._keras_base import Layer, mask_to_lengths, serialize_initializer
-
-# The single place where the Keras layers pick their ops.
-# TEMPORARY: fall back to the NumPy reference until fastrnn.functional is merged into main.
-try:
-    from . import functional as F
-except ImportError:  # pragma: no cover - removed once functional lands
-    from . import reference as F  # type: ignore[no-redef]
 
 
 def _t(a: np.ndarray) -> np.ndarray:
