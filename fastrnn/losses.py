@@ -573,7 +573,8 @@ def get(identifier: Any) -> Loss:
         return obj
     if callable(identifier):
         raise ValueError(
-            f"loss {identifier!r}: plain callables are not supported because fastrnn computes "
+            f"loss {identifier!r}: plain callables (and Keras loss objects) are not supported "
+            "because fastrnn computes "
             "gradients explicitly; subclass fastrnn.losses.Loss and implement compute(y_true, "
             "y_pred, need_grad) returning per-sample losses and their derivative")
     raise ValueError(f"could not interpret loss {identifier!r}")

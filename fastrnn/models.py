@@ -167,6 +167,20 @@ class Sequential:
         """Input shape with the batch axis (None entries unknown)."""
         return self._batch_input_shape
 
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by name or by index (Keras's ``get_layer``)."""
+        if index is not None:
+            if name is not None:
+                raise ValueError("pass either name or index, not both")
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"index {index} is out of range for {len(self._layers)} layers")
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r}; layers: "
+                         f"{', '.join(l.name for l in self._layers)}")
+
     def add(self, layer: Layer) -> None:
         """Append a layer (or set the input with an :func:`~fastrnn.layers.Input`)."""
         if isinstance(layer, InputLayer):

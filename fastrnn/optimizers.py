@@ -354,7 +354,8 @@ def get(identifier: Any) -> Optimizer:
         return cls()
     if isinstance(identifier, dict):
         return deserialize(identifier)
-    raise ValueError(f"could not interpret optimizer {identifier!r}")
+    raise ValueError(f"could not interpret optimizer {identifier!r}; pass a name ('adam', ...) or "
+                     "a fastrnn.optimizers instance (not a Keras optimizer)")
 
 
 def serialize(optimizer: Optimizer) -> dict:

@@ -250,7 +250,7 @@ def test_bad_training_arguments_are_clear_errors():
         m.compile(optimizer="adamw2", loss="mse")
     with pytest.raises(ValueError, match="unknown metric 'acuracy'"):
         m.compile(optimizer="adam", loss="mse", metrics=["acuracy"])
-    with pytest.raises(ValueError, match="plain callables are not supported"):
+    with pytest.raises(ValueError, match="plain callables .* are not supported"):
         m.compile(optimizer="adam", loss=lambda a, b: (a - b) ** 2)
     m.compile(optimizer="adam", loss="mse")
     with pytest.raises(ValueError, match="same number of samples"):
