@@ -314,3 +314,16 @@ def test_mask_not_at_the_end_is_a_clear_error():
     with pytest.raises(ValueError, match="padding='post'"):
         m.predict(np.array([[0, 0, 3, 4]]), verbose=0)
     m.predict(np.array([[3, 4, 0, 0]]), verbose=0)  # post-padding is fine
+
+
+def test_layer_configs_roundtrip_and_unknown_names():
+    for layer in (L.LSTM(3, return_sequences=True, go_backwards=True, dropout=0.1),
+                  L.GRU(2, stateful=True), L.Bidirectional(L.SimpleRNN(2), merge_mode="ave"),
+                  L.Embedding(5, 2, mask_zero=True), L.Dense(2, activation="softmax"),
+                  L.TimeDistributed(L.Dense(3))):
+        clone = L.deserialize(L.serialize(layer))
+        assert type(clone) is type(layer) and clone.get_config() == layer.get_config()
+    with pytest.raises(ValueError, match="unknown layer type 'LSTMM'"):
+        L.deserialize({"class_name": "LSTMM", "config": {}})
+    with pytest.raises(ValueError, match="invalid config for layer LSTM"):
+        L.deserialize({"class_name": "LSTM", "config": {"units": 3, "bogus": 1}})
