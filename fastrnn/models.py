@@ -319,6 +319,26 @@ class Sequential:
             layer.reset_states()
 
     # -- compile --------------------------------------------------------------------------
+    def stream(self, batch_size: int = 1) -> Any:
+        """Open a streaming session: feed the model one timestep at a time.
+
+        Parameters
+        ----------
+        batch_size : int
+            Independent streams advanced together.
+
+        Returns
+        -------
+        fastrnn.streaming.StreamSession
+            ``step(x_t)`` returns that step's output of the last layer; ``run(chunk)`` steps
+            through a chunk; ``reset()``; ``state`` (readable and assignable). Only causal
+            layers stream (unidirectional RNN/LSTM/GRU, Dense, Embedding, Dropout); others
+            raise a ValueError naming the layer.
+        """
+        from .streaming import StreamSession
+
+        return StreamSession(self, batch_size)
+
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, loss_weights: Any = None,
                 metrics: Any = None, weighted_metrics: Any = None, run_eagerly: bool = False,
                 steps_per_execution: int = 1, jit_compile: Any = "auto",
