@@ -185,6 +185,47 @@ int fr_gru_backward_d(double *dx, double *dh0, double *dw_ih, double *dw_hh, dou
                       const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
                       int reverse, int nthreads);
 
+/* ---- stream.c: single-step inference with weights packed once ------------------------------ */
+/*
+ * For streaming: a layer's weights are packed once (for the SIMD path in use at packing time;
+ * repack after fr_set_arch), then each call advances B rows by one timestep, single-threaded,
+ * without allocating. cell: FR_CELL_*; act: FR_RNN_TANH/RELU for RNN (ignored otherwise).
+ */
+enum { FR_CELL_RNN = 0, FR_CELL_LSTM = 1, FR_CELL_GRU = 2 };
+enum { FR_ACT_LINEAR = 0, FR_ACT_RELU = 1, FR_ACT_TANH = 2, FR_ACT_SIGMOID = 3, FR_ACT_SOFTMAX = 4 };
+
+/* Elements of a cell layer's packed weights (I inputs, H units), or -1 for a bad cell. */
+int64_t fr_step_packed_size_s(int cell, int64_t I, int64_t H);
+int64_t fr_step_packed_size_d(int cell, int64_t I, int64_t H);
+/* Elements of scratch one fr_step call needs for B rows. */
+int64_t fr_step_work_size_s(int cell, int64_t B, int64_t H);
+int64_t fr_step_work_size_d(int cell, int64_t B, int64_t H);
+/* Pack w_ih (G*H, I), w_hh (G*H, H), b_ih, b_hh (G*H or NULL) into packed. */
+int fr_step_pack_s(float *packed, int cell, const float *w_ih, const float *w_hh, const float *b_ih,
+                   const float *b_hh, int64_t I, int64_t H);
+int fr_step_pack_d(double *packed, int cell, const double *w_ih, const double *w_hh,
+                   const double *b_ih, const double *b_hh, int64_t I, int64_t H);
+/* One timestep: h (B,H) and, for LSTM, c (B,H) are updated in place from x (B,I). */
+int fr_step_s(float *h, float *c, float *work, const float *packed, int cell, int act,
+              const float *x, int64_t B, int64_t I, int64_t H);
+int fr_step_d(double *h, double *c, double *work, const double *packed, int cell, int act,
+              const double *x, int64_t B, int64_t I, int64_t H);
+
+/* Elements of a dense layer's packed weights (I inputs, O outputs). */
+int64_t fr_dense_packed_size_s(int64_t I, int64_t O);
+int64_t fr_dense_packed_size_d(int64_t I, int64_t O);
+/* Pack kernel (I, O) (Keras layout, y = x kernel + bias) and bias (O or NULL). */
+void fr_dense_pack_s(float *packed, const float *kernel, const float *bias, int64_t I, int64_t O);
+void fr_dense_pack_d(double *packed, const double *kernel, const double *bias, int64_t I,
+                     int64_t O);
+/* y (B,O) = act(x (B,I) kernel + bias), act FR_ACT_*; work holds fr_dense_work_size elements. */
+int fr_dense_step_s(float *y, float *work, const float *packed, int act, const float *x, int64_t B,
+                    int64_t I, int64_t O);
+int fr_dense_step_d(double *y, double *work, const double *packed, int act, const double *x,
+                    int64_t B, int64_t I, int64_t O);
+/* Elements of scratch one fr_dense_step call needs. */
+int64_t fr_dense_work_size(void);
+
 #ifdef __cplusplus
 }
 #endif

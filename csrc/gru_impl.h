@@ -56,13 +56,13 @@ static void SFX(gru_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux
     }
 }
 
-static const SFX(fr_cell) SFX(gru_cell) = {3, 1, 0, 1, SFX(gru_fw), SFX(gru_bw)};
+const SFX(fr_cell) SFX(fr_gru_cell) = {3, 1, 0, 1, SFX(gru_fw), SFX(gru_bw)};
 
 int SFX(fr_gru_forward)(REAL *y, REAL *h_n, REAL *cache, const REAL *x, const REAL *h0,
                         const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
                         const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
                         int reverse, int nthreads) {
-    return SFX(fr_rec_forward)(&SFX(gru_cell), y, h_n, NULL, cache, x, h0, NULL, w_ih, w_hh, b_ih,
+    return SFX(fr_rec_forward)(&SFX(fr_gru_cell), y, h_n, NULL, cache, x, h0, NULL, w_ih, w_hh, b_ih,
                                b_hh, lengths, T, B, I, H, 0, reverse, nthreads);
 }
 
@@ -70,6 +70,6 @@ int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                          const REAL *cache, const REAL *x, const REAL *w_ih, const REAL *w_hh,
                          const REAL *dy, const REAL *dh_n, const int64_t *lengths, int64_t T,
                          int64_t B, int64_t I, int64_t H, int reverse, int nthreads) {
-    return SFX(fr_rec_backward)(&SFX(gru_cell), dx, dh0, NULL, dw_ih, dw_hh, db_ih, db_hh, cache, x,
+    return SFX(fr_rec_backward)(&SFX(fr_gru_cell), dx, dh0, NULL, dw_ih, dw_hh, db_ih, db_hh, cache, x,
                                 w_ih, w_hh, dy, dh_n, NULL, lengths, T, B, I, H, 0, reverse, nthreads);
 }

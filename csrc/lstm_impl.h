@@ -56,13 +56,13 @@ static void SFX(lstm_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *au
     }
 }
 
-static const SFX(fr_cell) SFX(lstm_cell) = {4, 2, 1, 0, SFX(lstm_fw), SFX(lstm_bw)};
+const SFX(fr_cell) SFX(fr_lstm_cell) = {4, 2, 1, 0, SFX(lstm_fw), SFX(lstm_bw)};
 
 int SFX(fr_lstm_forward)(REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *x, const REAL *h0,
                          const REAL *c0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
                          const REAL *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I,
                          int64_t H, int reverse, int nthreads) {
-    return SFX(fr_rec_forward)(&SFX(lstm_cell), y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+    return SFX(fr_rec_forward)(&SFX(fr_lstm_cell), y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
                                lengths, T, B, I, H, 0, reverse, nthreads);
 }
 
@@ -71,6 +71,6 @@ int SFX(fr_lstm_backward)(REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_
                           const REAL *w_hh, const REAL *dy, const REAL *dh_n, const REAL *dc_n,
                           const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
                           int reverse, int nthreads) {
-    return SFX(fr_rec_backward)(&SFX(lstm_cell), dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x,
+    return SFX(fr_rec_backward)(&SFX(fr_lstm_cell), dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x,
                                 w_ih, w_hh, dy, dh_n, dc_n, lengths, T, B, I, H, 0, reverse, nthreads);
 }

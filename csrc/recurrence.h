@@ -45,6 +45,33 @@
         fr_fw_##S##_fn fw;  /* forward pointwise */                                               \
         fr_bw_##S##_fn bw;  /* backward pointwise */                                              \
     } fr_cell_##S;                                                                                \
+    /* A thread's share of the forward weights, packed: hidden blocks [jb0, jb0+nj) of width nr. */ \
+    typedef struct {                                                                              \
+        int64_t jb0, nj, nr;                                                                      \
+        T *wih, *whh, *bias, *bhn; /* panels of W_ih and W_hh, folded bias, GRU n-bias */         \
+    } fr_slice_##S;                                                                               \
+    /* Elements needed to pack a slice of njt hidden blocks. */                                   \
+    int64_t fr_rec_slice_size_##S(const fr_cell_##S *cell, int64_t I, int64_t H, int64_t nr,      \
+                                  int64_t njt);                                                   \
+    /* Describe a slice packed at dst (pointers only, no packing). */                             \
+    void fr_rec_slice_view_##S(const fr_cell_##S *cell, fr_slice_##S *sl, T *dst, int64_t I,      \
+                               int64_t H, int64_t nr, int64_t jb0, int64_t nj, int64_t njt);      \
+    /* Pack hidden blocks [jb0, jb0+nj) into dst (fr_rec_slice_size elements) and describe it. */ \
+    void fr_rec_pack_slice_##S(const fr_cell_##S *cell, fr_slice_##S *sl, T *dst, const T *w_ih,  \
+                               const T *w_hh, const T *b_ih, const T *b_hh, int64_t I, int64_t H, \
+                               int64_t nr, int64_t jb0, int64_t nj, int64_t njt);                 \
+    /* The slice's columns of A (rows x I) W_ih^T + bias into xp (row stride ldxp). */            \
+    void fr_rec_project_##S(const fr_cell_##S *cell, const fr_kernel_##S *kern,                   \
+                            const fr_slice_##S *sl, const T *A, int64_t rows, int64_t I, T *xp,   \
+                            int64_t ldxp);                                                        \
+    /* Step s for all B rows on the slice's hidden units: recurrent tile + pointwise. Reads hp,   \
+       writes hn and c (LSTM) for the slice; xp row qbase+b holds row b's projection; y and       \
+       cache may be NULL; lengths/reverse/Tn map (s, b) to a time index as in the forward. */     \
+    void fr_rec_step_##S(const fr_cell_##S *cell, const fr_kernel_##S *kern,                      \
+                         const fr_slice_##S *sl, int64_t s, int64_t Tn, int64_t B, int64_t H,     \
+                         const int64_t *lengths, int reverse, const T *hp, T *hn, T *c,           \
+                         const T *xp, int64_t ldxp, int64_t qbase, T *y, T *cache, T *tile,       \
+                         int act);                                                                \
     /* Whole-sequence forward of a cell; arguments as the public fr_<cell>_forward_*. */          \
     int fr_rec_forward_##S(const fr_cell_##S *cell, T *y, T *h_n, T *c_n, T *cache, const T *x,   \
                            const T *h0, const T *c0, const T *w_ih, const T *w_hh, const T *b_ih, \
@@ -59,6 +86,10 @@
 
 FR_DECLARE_CELL(float, s)
 FR_DECLARE_CELL(double, d)
+
+/* The cell descriptors (defined in rnn.c, lstm.c, gru.c). */
+extern const fr_cell_s fr_rnn_cell_s, fr_lstm_cell_s, fr_gru_cell_s;
+extern const fr_cell_d fr_rnn_cell_d, fr_lstm_cell_d, fr_gru_cell_d;
 
 /* Cache elements for a cell with G gates and naux aux blocks. */
 int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H);

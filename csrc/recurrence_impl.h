@@ -53,6 +53,110 @@ static inline int64_t SFX(time_of)(int64_t s, int64_t L, int reverse) {
     return (reverse && s < L) ? L - 1 - s : s;
 }
 
+int64_t SFX(fr_rec_slice_size)(const CELL *cell, int64_t I, int64_t H, int64_t nr, int64_t njt) {
+    return njt * cell->G * nr * (I + H + 1) + njt * nr;
+}
+
+void SFX(fr_rec_slice_view)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, int64_t I, int64_t H,
+                            int64_t nr, int64_t jb0, int64_t nj, int64_t njt) {
+    const int64_t G = cell->G;
+    sl->jb0 = jb0;
+    sl->nj = nj;
+    sl->nr = nr;
+    sl->wih = dst;                        /* nj*G panels of I x nr */
+    sl->whh = dst + njt * G * nr * I;     /* nj*G panels of H x nr */
+    sl->bias = sl->whh + njt * G * nr * H; /* nj*G*nr folded input-side biases */
+    sl->bhn = sl->bias + njt * G * nr;     /* nj*nr GRU n recurrent bias */
+}
+
+void SFX(fr_rec_pack_slice)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, const REAL *w_ih,
+                            const REAL *w_hh, const REAL *b_ih, const REAL *b_hh, int64_t I,
+                            int64_t H, int64_t nr, int64_t jb0, int64_t nj, int64_t njt) {
+    const int64_t G = cell->G;
+    SFX(fr_rec_slice_view)(cell, sl, dst, I, H, nr, jb0, nj, njt);
+    if (nj <= 0) return;
+    if (I > 0) SFX(fr_pack_b)(sl->wih, w_ih, I, 1, I, H, G, nr, jb0, jb0 + nj);
+    SFX(fr_pack_b)(sl->whh, w_hh, H, 1, H, H, G, nr, jb0, jb0 + nj);
+    for (int64_t jl = 0; jl < nj; jl++) {
+        for (int64_t g = 0; g < G; g++) {
+            for (int64_t c = 0; c < nr; c++) {
+                const int64_t j = (jb0 + jl) * nr + c;
+                REAL v = 0;
+                if (j < H) {
+                    if (b_ih) v += b_ih[g * H + j];
+                    if (b_hh && !(cell->split_n && g == G - 1)) v += b_hh[g * H + j];
+                }
+                sl->bias[(jl * G + g) * nr + c] = v;
+            }
+        }
+        for (int64_t c = 0; c < nr; c++) {
+            const int64_t j = (jb0 + jl) * nr + c;
+            sl->bhn[jl * nr + c] = (cell->split_n && b_hh && j < H) ? b_hh[(G - 1) * H + j] : 0;
+        }
+    }
+}
+
+void SFX(fr_rec_project)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *sl,
+                         const REAL *A, int64_t rows, int64_t I, REAL *xp, int64_t ldxp) {
+    const int64_t G = cell->G, nr = sl->nr, mr = kern->mr;
+    for (int64_t jl = 0; jl < sl->nj; jl++) {
+        for (int64_t g = 0; g < G; g++) {
+            const REAL *panel = sl->wih + (jl * G + g) * I * nr;
+            REAL *out = xp + (jl * G + g) * nr;
+            const REAL *bp = sl->bias + (jl * G + g) * nr;
+            for (int64_t r0 = 0; r0 < rows; r0 += mr) {
+                const int64_t m = SFX(imin)(mr, rows - r0);
+                if (I > 0) kern->ukr(m, I, A + r0 * I, I, panel, out + r0 * ldxp, ldxp, 0);
+                for (int64_t i = 0; i < m; i++) {
+                    REAL *o = out + (r0 + i) * ldxp;
+                    if (I > 0)
+                        for (int64_t c = 0; c < nr; c++) o[c] += bp[c];
+                    else
+                        for (int64_t c = 0; c < nr; c++) o[c] = bp[c];
+                }
+            }
+        }
+    }
+}
+
+void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *sl, int64_t s,
+                      int64_t Tn, int64_t B, int64_t H, const int64_t *lengths, int reverse,
+                      const REAL *hp, REAL *hn, REAL *c, const REAL *xp, int64_t ldxp,
+                      int64_t qbase, REAL *y, REAL *cache, REAL *tile, int act) {
+    const int64_t G = cell->G, GH = G * H, nr = sl->nr, mr = kern->mr, TB = Tn * B;
+    REAL *hprev_c = cache, *gates_c = cache ? cache + TB * H : NULL;
+    REAL *aux0_c = cache ? gates_c + TB * GH : NULL, *aux1_c = cache ? aux0_c + TB * H : NULL;
+    for (int64_t jl = 0; jl < sl->nj; jl++) {
+        const int64_t j0 = (sl->jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
+        const REAL *wpanel = sl->whh + jl * G * H * nr;
+        for (int64_t b0 = 0; b0 < B; b0 += mr) {
+            const int64_t m = SFX(imin)(mr, B - b0);
+            for (int64_t g = 0; g < G; g++)
+                kern->ukr(m, H, hp + b0 * H, H, wpanel + g * H * nr, tile + g * nr, G * nr, 0);
+            for (int64_t i = 0; i < m; i++) {
+                const int64_t b = b0 + i;
+                const int64_t L = lengths ? lengths[b] : Tn;
+                const int64_t t = SFX(time_of)(s, L, reverse);
+                const int64_t r = t * B + b;
+                if (s < L) {
+                    REAL *gq = cache ? gates_c + r * GH + j0 : NULL;
+                    REAL *a0 = cache && cell->naux > 0 ? aux0_c + r * H + j0 : NULL;
+                    REAL *a1 = cache && cell->naux > 1 ? aux1_c + r * H + j0 : NULL;
+                    if (cache) memcpy(hprev_c + r * H + j0, hp + b * H + j0, (size_t)nv * sizeof(REAL));
+                    cell->fw(nv, nr, H, xp + (qbase + b) * ldxp + jl * G * nr, tile + i * G * nr,
+                             sl->bhn + jl * nr, hp + b * H + j0, hn + b * H + j0,
+                             cell->has_c ? c + b * H + j0 : NULL, y ? y + r * H + j0 : NULL, gq, a0,
+                             a1, act);
+                } else {
+                    memcpy(hn + b * H + j0, hp + b * H + j0, (size_t)nv * sizeof(REAL));
+                    if (y) memset(y + r * H + j0, 0, (size_t)nv * sizeof(REAL));
+                    if (cache) memset(hprev_c + r * H + j0, 0, (size_t)nv * sizeof(REAL));
+                }
+            }
+        }
+    }
+}
+
 int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *x,
                         const REAL *h0, const REAL *c0, const REAL *w_ih, const REAL *w_hh,
                         const REAL *b_ih, const REAL *b_hh, const int64_t *lengths, int64_t Tn,
@@ -61,7 +165,7 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
         (cell->has_c && c_n == NULL) || (Tn * B > 0 && I > 0 && x == NULL) || w_hh == NULL ||
         (I > 0 && w_ih == NULL))
         return FR_ERR_ARG;
-    const int64_t G = cell->G, GH = G * H, BH = B * H;
+    const int64_t G = cell->G, BH = B * H;
     /* initial state */
     for (int64_t k = 0; k < BH; k++) h_n[k] = h0 ? h0[k] : (REAL)0;
     if (cell->has_c)
@@ -79,57 +183,25 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
     const int gather = reverse && lengths != NULL;
     const int64_t ldxp = njt * G * nr;
 
-    /* scratch: shared (h ping-pong, gather rows) + per thread (packed weights, biases, x-proj, tile) */
-    const int64_t per_thread = njt * G * nr * (I + H + 1) + njt * nr + Tc * B * ldxp + mr * G * nr;
+    /* scratch: shared (h ping-pong, gather rows) + per thread (packed slice, x-proj, tile) */
+    const int64_t slice = SFX(fr_rec_slice_size)(cell, I, H, nr, njt);
+    const int64_t per_thread = slice + Tc * B * ldxp + mr * G * nr;
     const int64_t shared = 2 * BH + (gather ? Tc * B * I : 0);
     REAL *scratch = (REAL *)malloc((size_t)(shared + nt * per_thread) * sizeof(REAL));
     if (scratch == NULL) return FR_ERR_NOMEM;
     REAL *hbuf = scratch;
     REAL *gbuf = scratch + 2 * BH;
-
-    REAL *gates_c = NULL, *hprev_c = NULL, *aux0_c = NULL, *aux1_c = NULL;
-    if (cache) {
-        hprev_c = cache;
-        gates_c = cache + Tn * BH;
-        aux0_c = gates_c + Tn * B * GH;
-        aux1_c = aux0_c + Tn * BH;
-    }
     memcpy(hbuf, h_n, (size_t)BH * sizeof(REAL));
 
 #pragma omp parallel num_threads(nt)
     {
         int64_t jb0, nj;
         SFX(my_blocks)(njb, njt, &jb0, &nj);
-        const int tid = SFX(thread_id)();
-        REAL *mine = scratch + shared + tid * per_thread;
-        REAL *wih_p = mine;                       /* nj*G panels of I x nr */
-        REAL *whh_p = wih_p + njt * G * nr * I;   /* nj*G panels of H x nr */
-        REAL *bias_p = whh_p + njt * G * nr * H;  /* nj*G*nr folded input-side biases */
-        REAL *bhn_p = bias_p + njt * G * nr;      /* nj*nr GRU n recurrent bias */
-        REAL *xp = bhn_p + njt * nr;              /* Tc*B rows of ldxp */
-        REAL *tile = xp + Tc * B * ldxp;          /* mr x G*nr */
-
-        if (nj > 0) {
-            if (I > 0) SFX(fr_pack_b)(wih_p, w_ih, I, 1, I, H, G, nr, jb0, jb0 + nj);
-            SFX(fr_pack_b)(whh_p, w_hh, H, 1, H, H, G, nr, jb0, jb0 + nj);
-            for (int64_t jl = 0; jl < nj; jl++) {
-                for (int64_t g = 0; g < G; g++) {
-                    for (int64_t c = 0; c < nr; c++) {
-                        const int64_t j = (jb0 + jl) * nr + c;
-                        REAL v = 0;
-                        if (j < H) {
-                            if (b_ih) v += b_ih[g * H + j];
-                            if (b_hh && !(cell->split_n && g == G - 1)) v += b_hh[g * H + j];
-                        }
-                        bias_p[(jl * G + g) * nr + c] = v;
-                    }
-                }
-                for (int64_t c = 0; c < nr; c++) {
-                    const int64_t j = (jb0 + jl) * nr + c;
-                    bhn_p[jl * nr + c] = (cell->split_n && b_hh && j < H) ? b_hh[(G - 1) * H + j] : 0;
-                }
-            }
-        }
+        REAL *mine = scratch + shared + SFX(thread_id)() * per_thread;
+        REAL *xp = mine + slice;         /* Tc*B rows of ldxp */
+        REAL *tile = xp + Tc * B * ldxp; /* mr x G*nr */
+        SFX(fr_slice) sl;
+        SFX(fr_rec_pack_slice)(cell, &sl, mine, w_ih, w_hh, b_ih, b_hh, I, H, nr, jb0, nj, njt);
 
         for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
             const int64_t s1 = SFX(imin)(Tn, s0 + Tc), rows = (s1 - s0) * B;
@@ -146,59 +218,13 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                 A = reverse ? x + (Tn - s1) * B * I : x + s0 * B * I;
             }
             /* this thread's columns of the input projection for the chunk */
-            for (int64_t jl = 0; jl < nj; jl++) {
-                for (int64_t g = 0; g < G; g++) {
-                    const REAL *panel = wih_p + (jl * G + g) * I * nr;
-                    REAL *out = xp + (jl * G + g) * nr;
-                    const REAL *bp = bias_p + (jl * G + g) * nr;
-                    for (int64_t r0 = 0; r0 < rows; r0 += mr) {
-                        const int64_t m = SFX(imin)(mr, rows - r0);
-                        if (I > 0) kern->ukr(m, I, A + r0 * I, I, panel, out + r0 * ldxp, ldxp, 0);
-                        for (int64_t i = 0; i < m; i++) {
-                            REAL *o = out + (r0 + i) * ldxp;
-                            if (I > 0)
-                                for (int64_t c = 0; c < nr; c++) o[c] += bp[c];
-                            else
-                                for (int64_t c = 0; c < nr; c++) o[c] = bp[c];
-                        }
-                    }
-                }
-            }
+            SFX(fr_rec_project)(cell, kern, &sl, A, rows, I, xp, ldxp);
             for (int64_t s = s0; s < s1; s++) {
-                const REAL *hp = hbuf + (s & 1) * BH;
-                REAL *hn = hbuf + ((s + 1) & 1) * BH;
                 /* row of the chunk's projection holding (s, b=0) */
                 const int64_t qbase = (reverse && !gather) ? (s1 - 1 - s) * B : (s - s0) * B;
-                for (int64_t jl = 0; jl < nj; jl++) {
-                    const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
-                    const REAL *wpanel = whh_p + jl * G * H * nr;
-                    for (int64_t b0 = 0; b0 < B; b0 += mr) {
-                        const int64_t m = SFX(imin)(mr, B - b0);
-                        for (int64_t g = 0; g < G; g++)
-                            kern->ukr(m, H, hp + b0 * H, H, wpanel + g * H * nr, tile + g * nr, G * nr, 0);
-                        for (int64_t i = 0; i < m; i++) {
-                            const int64_t b = b0 + i;
-                            const int64_t L = lengths ? lengths[b] : Tn;
-                            const int64_t t = SFX(time_of)(s, L, reverse);
-                            const int64_t r = t * B + b;
-                            if (s < L) {
-                                const int64_t q = qbase + b;
-                                REAL *gq = cache ? gates_c + r * GH + j0 : NULL;
-                                REAL *a0 = cache && cell->naux > 0 ? aux0_c + r * H + j0 : NULL;
-                                REAL *a1 = cache && cell->naux > 1 ? aux1_c + r * H + j0 : NULL;
-                                if (cache) memcpy(hprev_c + r * H + j0, hp + b * H + j0, (size_t)nv * sizeof(REAL));
-                                cell->fw(nv, nr, H, xp + q * ldxp + jl * G * nr, tile + i * G * nr,
-                                         bhn_p + jl * nr, hp + b * H + j0, hn + b * H + j0,
-                                         cell->has_c ? c_n + b * H + j0 : NULL, y + r * H + j0, gq, a0,
-                                         a1, act);
-                            } else {
-                                memcpy(hn + b * H + j0, hp + b * H + j0, (size_t)nv * sizeof(REAL));
-                                memset(y + r * H + j0, 0, (size_t)nv * sizeof(REAL));
-                                if (cache) memset(hprev_c + r * H + j0, 0, (size_t)nv * sizeof(REAL));
-                            }
-                        }
-                    }
-                }
+                SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, H, lengths, reverse,
+                                 hbuf + (s & 1) * BH, hbuf + ((s + 1) & 1) * BH, c_n, xp, ldxp,
+                                 qbase, y, cache, tile, act);
 #pragma omp barrier
             }
         }

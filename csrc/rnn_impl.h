@@ -46,14 +46,14 @@ static void SFX(rnn_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux
     }
 }
 
-static const SFX(fr_cell) SFX(rnn_cell) = {1, 0, 0, 0, SFX(rnn_fw), SFX(rnn_bw)};
+const SFX(fr_cell) SFX(fr_rnn_cell) = {1, 0, 0, 0, SFX(rnn_fw), SFX(rnn_bw)};
 
 int SFX(fr_rnn_forward)(REAL *y, REAL *h_n, REAL *cache, const REAL *x, const REAL *h0,
                         const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
                         const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,
                         int reverse, int nthreads) {
     if (act != FR_RNN_TANH && act != FR_RNN_RELU) return FR_ERR_ARG;
-    return SFX(fr_rec_forward)(&SFX(rnn_cell), y, h_n, NULL, cache, x, h0, NULL, w_ih, w_hh, b_ih,
+    return SFX(fr_rec_forward)(&SFX(fr_rnn_cell), y, h_n, NULL, cache, x, h0, NULL, w_ih, w_hh, b_ih,
                                b_hh, lengths, T, B, I, H, act, reverse, nthreads);
 }
 
@@ -62,7 +62,7 @@ int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db
                          const REAL *dy, const REAL *dh_n, const int64_t *lengths, int64_t T,
                          int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads) {
     if (act != FR_RNN_TANH && act != FR_RNN_RELU) return FR_ERR_ARG;
-    return SFX(fr_rec_backward)(&SFX(rnn_cell), dx, dh0, NULL, dw_ih, dw_hh, db_ih, db_hh, cache, x,
+    return SFX(fr_rec_backward)(&SFX(fr_rnn_cell), dx, dh0, NULL, dw_ih, dw_hh, db_ih, db_hh, cache, x,
                                 w_ih, w_hh, dy, dh_n, NULL, lengths, T, B, I, H, act, reverse,
                                 nthreads);
 }

@@ -103,3 +103,37 @@ cdef extern from "fastrnn.h" nogil:
                           const double *w_ih, const double *w_hh, const double *dy,
                           const double *dh_n, const int64_t *lengths, int64_t T, int64_t B,
                           int64_t I, int64_t H, int reverse, int nthreads)
+
+    enum:
+        FR_CELL_RNN
+        FR_CELL_LSTM
+        FR_CELL_GRU
+        FR_ACT_LINEAR
+        FR_ACT_RELU
+        FR_ACT_TANH
+        FR_ACT_SIGMOID
+        FR_ACT_SOFTMAX
+
+    int64_t fr_step_packed_size_s(int cell, int64_t I, int64_t H)
+    int64_t fr_step_packed_size_d(int cell, int64_t I, int64_t H)
+    int64_t fr_step_work_size_s(int cell, int64_t B, int64_t H)
+    int64_t fr_step_work_size_d(int cell, int64_t B, int64_t H)
+    int fr_step_pack_s(float *packed, int cell, const float *w_ih, const float *w_hh,
+                       const float *b_ih, const float *b_hh, int64_t I, int64_t H)
+    int fr_step_pack_d(double *packed, int cell, const double *w_ih, const double *w_hh,
+                       const double *b_ih, const double *b_hh, int64_t I, int64_t H)
+    int fr_step_s(float *h, float *c, float *work, const float *packed, int cell, int act,
+                  const float *x, int64_t B, int64_t I, int64_t H)
+    int fr_step_d(double *h, double *c, double *work, const double *packed, int cell, int act,
+                  const double *x, int64_t B, int64_t I, int64_t H)
+    int64_t fr_dense_packed_size_s(int64_t I, int64_t O)
+    int64_t fr_dense_packed_size_d(int64_t I, int64_t O)
+    void fr_dense_pack_s(float *packed, const float *kernel, const float *bias, int64_t I,
+                         int64_t O)
+    void fr_dense_pack_d(double *packed, const double *kernel, const double *bias, int64_t I,
+                         int64_t O)
+    int fr_dense_step_s(float *y, float *work, const float *packed, int act, const float *x,
+                        int64_t B, int64_t I, int64_t O)
+    int fr_dense_step_d(double *y, double *work, const double *packed, int act, const double *x,
+                        int64_t B, int64_t I, int64_t O)
+    int64_t fr_dense_work_size()

@@ -375,3 +375,315 @@ def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, 
 
 
 _check_env_arch()
+
+
+# ---- streaming: one timestep through a stack of layers ---------------------------------------
+
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+_STEP_CELL = {"rnn": FR_CELL_RNN, "lstm": FR_CELL_LSTM, "gru": FR_CELL_GRU}
+_DENSE_ACT = {"linear": FR_ACT_LINEAR, "relu": FR_ACT_RELU, "tanh": FR_ACT_TANH,
+              "sigmoid": FR_ACT_SIGMOID, "softmax": FR_ACT_SOFTMAX}
+DENSE_ACTIVATIONS = tuple(_DENSE_ACT)
+
+cdef enum:
+    _K_CELL = 0
+    _K_DENSE = 1
+    _K_EMBED = 2
+
+cdef struct _layer:
+    int kind
+    int cell       # FR_CELL_* for cells
+    int act        # RNN non-linearity or dense activation
+    int64_t nin    # input width (vocabulary size for an embedding)
+    int64_t nout   # output width
+    void *packed   # packed weights (embedding: the table)
+    void *h        # state (B, O)
+    void *c        # LSTM cell state (B, O)
+    void *out      # output of this step (B, O): h for cells
+
+
+cdef class Stream:
+    """Advance a stack of layers one timestep at a time, with weights packed once.
+
+    Parameters
+    ----------
+    layers : list of tuple
+        ``("rnn"|"lstm"|"gru", w_ih, w_hh, b_ih, b_hh, act)`` with PyTorch-layout weights
+        (``act`` "tanh"/"relu" for RNN, ignored otherwise), ``("dense", kernel, bias, act)``
+        with Keras-layout kernel (I, O) and act in DENSE_ACTIVATIONS, or
+        ``("embedding", table)`` (first layer only; inputs are then token ids).
+    batch_size : int
+    dtype : numpy dtype, float32 or float64
+    """
+
+    cdef _layer *L
+    cdef int n
+    cdef int64_t B
+    cdef int64_t nr
+    cdef int f32
+    cdef int embed_first
+    cdef int64_t in_width
+    cdef object keep        # arrays that own the memory the C structs point to
+    cdef object work_arr
+    cdef void *work
+    cdef readonly object dtype
+    cdef object _states     # list of (h, c or None) arrays per recurrent layer
+    cdef object last_out    # the last layer's output buffer (B, O)
+
+    def __cinit__(self):
+        self.L = NULL
+
+    def __dealloc__(self):
+        free(self.L)
+
+    def __init__(self, list layers, int64_t batch_size, dtype):
+        dt = np.dtype(dtype)
+        if dt != np.float32 and dt != np.float64:
+            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not layers:
+            raise ValueError("a stream needs at least one layer")
+        self.dtype = dt
+        self.f32 = dt == np.float32
+        self.B = batch_size
+        self.n = len(layers)
+        self.L = <_layer *>malloc(self.n * sizeof(_layer))
+        if self.L == NULL:
+            raise MemoryError()
+        self.keep = []
+        self._states = []
+        self.nr = fr_kernel_get_s().nr if self.f32 else fr_kernel_get_d().nr
+        self.embed_first = 0
+        cdef int64_t work = fr_dense_work_size()
+        cdef int64_t prev = -1
+        cdef int i
+        cdef int64_t I, O, sz
+        for i, spec in enumerate(layers):
+            kind = spec[0]
+            if kind == "embedding":
+                if i != 0:
+                    raise ValueError("an embedding can only be the first layer of a stream")
+                table = np.ascontiguousarray(spec[1], dtype=dt)
+                if table.ndim != 2:
+                    raise ValueError("embedding table must be 2-D (V, D)")
+                self.keep.append(table)
+                self.L[i].kind = _K_EMBED
+                self.L[i].nin = table.shape[0]
+                self.L[i].nout = table.shape[1]
+                self.L[i].packed = _ptr(table)
+                self.L[i].h = NULL
+                self.L[i].c = NULL
+                out = np.zeros((self.B, table.shape[1]), dtype=dt)
+                self.keep.append(out)
+                self.L[i].out = _ptr(out)
+                self.embed_first = 1
+            elif kind in _STEP_CELL:
+                _, w_ih, w_hh, b_ih, b_hh, act = spec
+                cell = _STEP_CELL[kind]
+                w_ih = np.ascontiguousarray(w_ih, dtype=dt)
+                w_hh = np.ascontiguousarray(w_hh, dtype=dt)
+                G = _CELL_G[kind]
+                if w_hh.ndim != 2 or w_ih.ndim != 2 or w_hh.shape[0] != G * w_hh.shape[1] \
+                        or w_ih.shape[0] != w_hh.shape[0]:
+                    raise ValueError(f"layer {i}: {kind} weights have inconsistent shapes "
+                                     f"{w_ih.shape}, {w_hh.shape}")
+                O = w_hh.shape[1]
+                I = w_ih.shape[1]
+                b_ih = None if b_ih is None else np.ascontiguousarray(b_ih, dtype=dt)
+                b_hh = None if b_hh is None else np.ascontiguousarray(b_hh, dtype=dt)
+                for b, nm in ((b_ih, "b_ih"), (b_hh, "b_hh")):
+                    if b is not None and b.shape != (G * O,):
+                        raise ValueError(f"layer {i}: {nm} must have shape ({G * O},)")
+                self.L[i].kind = _K_CELL
+                self.L[i].cell = cell
+                self.L[i].act = 1 if act == "relu" else 0
+                self.L[i].nin = I
+                self.L[i].nout = O
+                sz = fr_step_packed_size_s(cell, I, O) if self.f32 else \
+                    fr_step_packed_size_d(cell, I, O)
+                packed = np.empty(sz, dtype=dt)
+                if self.f32:
+                    st = fr_step_pack_s(<float *>_ptr(packed), cell, <float *>_ptr(w_ih),
+                                        <float *>_ptr(w_hh), <float *>_ptr(b_ih),
+                                        <float *>_ptr(b_hh), I, O)
+                else:
+                    st = fr_step_pack_d(<double *>_ptr(packed), cell, <double *>_ptr(w_ih),
+                                        <double *>_ptr(w_hh), <double *>_ptr(b_ih),
+                                        <double *>_ptr(b_hh), I, O)
+                _raise(st, "stream pack")
+                h = np.zeros((self.B, O), dtype=dt)
+                c = np.zeros((self.B, O), dtype=dt) if kind == "lstm" else None
+                out = h
+                self.keep += [packed, h, c]
+                self._states.append((h, c))
+                self.L[i].packed = _ptr(packed)
+                self.L[i].h = _ptr(h)
+                self.L[i].c = _ptr(c)
+                self.L[i].out = _ptr(h)
+                sz = fr_step_work_size_s(cell, self.B, O) if self.f32 else \
+                    fr_step_work_size_d(cell, self.B, O)
+                work = max(work, sz)
+            elif kind == "dense":
+                _, kernel, bias, act = spec
+                if act not in _DENSE_ACT:
+                    raise ValueError(f"layer {i}: dense activation must be one of "
+                                     f"{DENSE_ACTIVATIONS}, got {act!r}")
+                kernel = np.ascontiguousarray(kernel, dtype=dt)
+                if kernel.ndim != 2:
+                    raise ValueError(f"layer {i}: dense kernel must be 2-D (I, O)")
+                I = kernel.shape[0]
+                O = kernel.shape[1]
+                bias = None if bias is None else np.ascontiguousarray(bias, dtype=dt)
+                if bias is not None and bias.shape != (O,):
+                    raise ValueError(f"layer {i}: dense bias must have shape ({O},)")
+                sz = fr_dense_packed_size_s(I, O) if self.f32 else fr_dense_packed_size_d(I, O)
+                packed = np.empty(sz, dtype=dt)
+                if self.f32:
+                    fr_dense_pack_s(<float *>_ptr(packed), <float *>_ptr(kernel),
+                                    <float *>_ptr(bias), I, O)
+                else:
+                    fr_dense_pack_d(<double *>_ptr(packed), <double *>_ptr(kernel),
+                                    <double *>_ptr(bias), I, O)
+                out = np.zeros((self.B, O), dtype=dt)
+                self.keep += [packed, out]
+                self.L[i].kind = _K_DENSE
+                self.L[i].act = _DENSE_ACT[act]
+                self.L[i].nin = I
+                self.L[i].nout = O
+                self.L[i].packed = _ptr(packed)
+                self.L[i].h = NULL
+                self.L[i].c = NULL
+                self.L[i].out = _ptr(out)
+            else:
+                raise ValueError(f"layer {i}: unknown layer kind {kind!r}")
+            if prev >= 0 and self.L[i].kind != _K_EMBED and self.L[i].nin != prev:
+                raise ValueError(f"layer {i} expects {self.L[i].nin} inputs but layer {i - 1} "
+                                 f"gives {prev}")
+            prev = self.L[i].nout
+        self.in_width = self.L[0].nin
+        self.work_arr = np.empty(work, dtype=dt)
+        self.work = _ptr(self.work_arr)
+        self.last_out = out if self.L[self.n - 1].kind != _K_CELL else self._states[len(self._states) - 1][0]
+
+    @property
+    def batch_size(self):
+        return self.B
+
+    @property
+    def input_width(self):
+        """Features per step (or the vocabulary size when the first layer is an embedding)."""
+        return self.in_width
+
+    @property
+    def takes_ids(self):
+        """True when inputs are token ids (the first layer is an embedding)."""
+        return bool(self.embed_first)
+
+    def states(self):
+        """The live state arrays: a list of (h, c or None) per recurrent layer."""
+        return list(self._states)
+
+    def reset(self):
+        """Zero every recurrent state."""
+        for h, c in self._states:
+            h[...] = 0
+            if c is not None:
+                c[...] = 0
+
+    cdef int _check_arch(self) except -1:
+        cdef int64_t nr = fr_kernel_get_s().nr if self.f32 else fr_kernel_get_d().nr
+        if nr != self.nr:
+            raise RuntimeError("the SIMD path changed since this stream was opened: open a new "
+                               "stream")
+        return 0
+
+    cdef object _as_input(self, x):
+        """Validate one step's input; return a C-contiguous array the kernels can read."""
+        cdef int64_t B = self.B
+        cdef cnp.ndarray ids
+        cdef int64_t k, v, V
+        if self.embed_first:
+            ids = np.asarray(x)
+            if ids.dtype.kind not in "iu":
+                raise TypeError(f"x must hold integer token ids, got dtype {ids.dtype}")
+            ids = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)
+            if ids.shape[0] != B:
+                raise ValueError(f"x must hold {B} token ids (one per stream row), "
+                                 f"got {ids.shape[0]}")
+            V = self.L[0].nin
+            for k in range(B):
+                v = (<int64_t *>cnp.PyArray_DATA(ids))[k]
+                if v < 0 or v >= V:
+                    raise ValueError(f"token id {v} out of range [0, {V})")
+            return ids
+        xin = x
+        if not (isinstance(xin, np.ndarray) and (<cnp.ndarray>xin).dtype is self.dtype
+                and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>xin)):
+            xin = np.asarray(xin)
+            if xin.dtype != self.dtype:
+                if xin.dtype.kind not in "fiu" or (xin.dtype.kind == "f" and
+                                                   xin.dtype.itemsize > self.dtype.itemsize):
+                    raise TypeError(f"x must be {self.dtype} (or losslessly convertible), "
+                                    f"got {xin.dtype}")
+                xin = xin.astype(self.dtype)
+            xin = np.ascontiguousarray(xin)
+        if cnp.PyArray_SIZE(<cnp.ndarray>xin) != B * self.in_width:
+            raise ValueError(f"x must have shape ({B}, {self.in_width}), got {xin.shape}")
+        return xin
+
+    def step(self, x):
+        """Advance one timestep; return the last layer's output, shape (B, O).
+
+        ``x`` is (B, I) features (or (B,) token ids when the first layer is an embedding).
+        """
+        self._check_arch()
+        xin = self._as_input(x)
+        cdef const void *px = _ptr(xin)
+        cdef int st
+        with nogil:
+            st = self._run(px)
+        _raise(st, "stream step")
+        return self.last_out.copy()
+
+    cdef int _run(self, const void *px) noexcept nogil:
+        cdef int i, st = FR_OK
+        cdef const void *inp = px
+        cdef int64_t k, D
+        for i in range(self.n):  # noqa
+            if self.L[i].kind == _K_EMBED:
+                D = self.L[i].nout
+                for k in range(self.B):
+                    if self.f32:
+                        memcpy(<float *>self.L[i].out + k * D,
+                               <float *>self.L[i].packed + (<int64_t *>px)[k] * D,
+                               D * sizeof(float))
+                    else:
+                        memcpy(<double *>self.L[i].out + k * D,
+                               <double *>self.L[i].packed + (<int64_t *>px)[k] * D,
+                               D * sizeof(double))
+            elif self.L[i].kind == _K_CELL:
+                if self.f32:
+                    st = fr_step_s(<float *>self.L[i].h, <float *>self.L[i].c, <float *>self.work,
+                                   <float *>self.L[i].packed, self.L[i].cell, self.L[i].act,
+                                   <float *>inp, self.B, self.L[i].nin, self.L[i].nout)
+                else:
+                    st = fr_step_d(<double *>self.L[i].h, <double *>self.L[i].c,
+                                   <double *>self.work, <double *>self.L[i].packed,
+                                   self.L[i].cell, self.L[i].act, <double *>inp, self.B,
+                                   self.L[i].nin, self.L[i].nout)
+            else:
+                if self.f32:
+                    st = fr_dense_step_s(<float *>self.L[i].out, <float *>self.work,
+                                         <float *>self.L[i].packed, self.L[i].act, <float *>inp,
+                                         self.B, self.L[i].nin, self.L[i].nout)
+                else:
+                    st = fr_dense_step_d(<double *>self.L[i].out, <double *>self.work,
+                                         <double *>self.L[i].packed, self.L[i].act,
+                                         <double *>inp, self.B, self.L[i].nin, self.L[i].nout)
+            if st != FR_OK:
+                return st
+            inp = self.L[i].out
+        return st

@@ -1,0 +1,389 @@
+"""Input validation and normalisation shared by ``fastrnn.reference`` and ``fastrnn.functional``.
+
+Both implementations of the functional ops call :func:`prepare` first and
+:func:`prepare_grads` at the start of a backward, so they accept and reject exactly the
+same inputs with the same messages.
+
+Dtype policy
+------------
+Every op computes in one floating dtype, float32 or float64:
+
+* float64 if any array argument is float64, float32 if any is float32; both present is a
+  ``TypeError`` that says which arguments are float32 and which float64;
+* otherwise float32 if any array is float16, else (integers only) float64;
+* each array is then converted to the compute dtype only when the conversion is lossless
+  (``np.can_cast(src, dst, "safe")``), else ``TypeError`` naming the argument.
+
+Only arguments that carry a dtype (NumPy arrays and scalars, or objects with a ``dtype``
+attribute) take part in choosing the dtype. Python lists and scalars are "weak", as Python
+scalars are in NumPy 2: they are converted to whatever dtype the arrays chose (float64
+when every argument is weak). Complex, boolean, string, object and other non-numeric
+dtypes are a ``TypeError`` naming the argument.
+
+The returned arrays are C-contiguous; a copy is made only when needed (wrong dtype or
+layout), so a returned array may be the caller's own object: never write into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["CELLS", "Grads", "Prepared", "check_ctx", "prepare", "prepare_grads"]
+
+#: Gate count of each cell.
+CELLS: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3}
+
+_CELL_NAMES = {"rnn": "an RNN", "lstm": "an LSTM", "gru": "a GRU"}
+_NONLINEARITIES = ("tanh", "relu")
+_F16 = np.dtype(np.float16)
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Validated, normalised inputs of one forward op.
+
+    Attributes
+    ----------
+    cell : str
+        ``"rnn"``, ``"lstm"`` or ``"gru"``.
+    x : ndarray, shape (T, B, I)
+    h0 : ndarray, shape (B, H)
+        Always an array: zeros (freshly allocated) when the caller passed None.
+    c0 : ndarray of shape (B, H), or None
+        LSTM only (zeros when the caller passed None); None for RNN and GRU.
+    w_ih : ndarray, shape (G*H, I)
+    w_hh : ndarray, shape (G*H, H)
+    b_ih, b_hh : ndarray of shape (G*H,), or None
+        None when the caller passed None (a zero bias whose gradient is None).
+    lengths : ndarray of int64, shape (B,), or None
+        Values in [0, T].
+    nonlinearity : str or None
+        ``"tanh"`` or ``"relu"`` for the RNN, None for LSTM and GRU.
+    reverse, training : bool
+    T, B, I, H, G : int
+        Sequence length, batch, input width, hidden size, gate count.
+    dtype : numpy.dtype
+        float32 or float64; every float array above has this dtype and is C-contiguous.
+    h0_given, c0_given : bool
+        Whether the caller passed h0 / c0 (False: they were None and are zeros here).
+    """
+
+    cell: str
+    x: np.ndarray
+    h0: np.ndarray
+    c0: np.ndarray | None
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: np.ndarray | None
+    b_hh: np.ndarray | None
+    lengths: np.ndarray | None
+    nonlinearity: str | None
+    reverse: bool
+    training: bool
+    T: int
+    B: int
+    I: int
+    H: int
+    G: int
+    dtype: np.dtype
+    h0_given: bool
+    c0_given: bool
+
+    @property
+    def has_b_ih(self) -> bool:
+        """Whether ``b_ih`` was given (not None)."""
+        return self.b_ih is not None
+
+    @property
+    def has_b_hh(self) -> bool:
+        """Whether ``b_hh`` was given (not None)."""
+        return self.b_hh is not None
+
+
+class Grads(NamedTuple):
+    """Validated output gradients of one backward op (None means zero).
+
+    ``dy`` is (T, B, H), ``dh_n`` and ``dc_n`` are (B, H); all C-contiguous in the
+    forward's dtype.
+    """
+
+    dy: np.ndarray | None
+    dh_n: np.ndarray | None
+    dc_n: np.ndarray | None
+
+
+def _to_array(name: str, value: Any) -> tuple[np.ndarray, bool]:
+    """Return ``(array, weak)``; weak means the value carried no dtype of its own."""
+    weak = not hasattr(value, "dtype")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"{name} could not be converted to a numeric array: {e}") from None
+    if arr.dtype.kind not in "fiu" or (arr.dtype.kind == "f" and arr.dtype.itemsize > 8):
+        raise TypeError(
+            f"{name} must be an array of real floating-point (float32 or float64) or integer "
+            f"values, got dtype {arr.dtype}"
+        )
+    return arr, weak
+
+
+def _check_shape(name: str, arr: np.ndarray, expected: tuple[int, ...], what: str) -> None:
+    if arr.shape != expected:
+        raise ValueError(f"{name} must have shape {what} = {expected}, got {arr.shape}")
+
+
+def _choose_dtype(strong: dict[str, np.dtype]) -> np.dtype:
+    f64 = [n for n, d in strong.items() if d == _F64]
+    f32 = [n for n, d in strong.items() if d == _F32]
+    if f64 and f32:
+        raise TypeError(
+            "inputs mix float32 and float64: "
+            f"{', '.join(f32)} {'is' if len(f32) == 1 else 'are'} float32 but "
+            f"{', '.join(f64)} {'is' if len(f64) == 1 else 'are'} float64; "
+            "convert them all to one dtype"
+        )
+    if f64:
+        return _F64
+    if f32:
+        return _F32
+    if any(d == _F16 for d in strong.values()):
+        return _F32
+    return _F64
+
+
+def _convert(name: str, arr: np.ndarray, weak: bool, dtype: np.dtype) -> np.ndarray:
+    if not weak and not np.can_cast(arr.dtype, dtype, "safe"):
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}, which cannot be converted to the compute dtype "
+            f"{dtype} without loss; pass it as {dtype}"
+        )
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+def _prepare_lengths(lengths: Any, T: int, B: int) -> np.ndarray | None:
+    if lengths is None:
+        return None
+    weak = not hasattr(lengths, "dtype")
+    try:
+        arr = np.asarray(lengths)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"lengths could not be converted to an integer array: {e}") from None
+    if arr.dtype.kind not in "iu":
+        if weak and arr.size == 0:
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"lengths must be an array of integers, got dtype {arr.dtype}")
+    if arr.shape != (B,):
+        raise ValueError(f"lengths must have shape (B,) = ({B},), got {arr.shape}")
+    bad = (arr < 0) | (arr > T)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"lengths must be in [0, T] = [0, {T}], got lengths[{i}] = {int(arr[i])}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def prepare(
+    cell: str,
+    x: Any,
+    h0: Any,
+    c0: Any,
+    w_ih: Any,
+    w_hh: Any,
+    b_ih: Any,
+    b_hh: Any,
+    lengths: Any = None,
+    nonlinearity: str | None = None,
+    reverse: Any = False,
+    training: Any = True,
+) -> Prepared:
+    """Validate and normalise the inputs of a forward op.
+
+    Parameters
+    ----------
+    cell : {"rnn", "lstm", "gru"}
+    x : array_like, shape (T, B, I)
+    h0 : array_like of shape (B, H), or None
+    c0 : array_like of shape (B, H), or None
+        LSTM only; must be None for the other cells.
+    w_ih : array_like, shape (G*H, I)
+    w_hh : array_like, shape (G*H, H)
+        H is read from ``w_hh.shape[1]`` and must be at least 1.
+    b_ih, b_hh : array_like of shape (G*H,), or None
+    lengths : array_like of int, shape (B,), or None
+        Each in [0, T].
+    nonlinearity : {"tanh", "relu"} or None
+        Required for the RNN (``"tanh"`` or ``"relu"``); must be None for LSTM and GRU.
+    reverse, training : bool
+
+    Returns
+    -------
+    Prepared
+        C-contiguous arrays in one compute dtype (see the module docstring) and the sizes.
+
+    Raises
+    ------
+    ValueError
+        A wrong rank or shape, a length out of range, an unknown nonlinearity; the
+        message names the argument and the expected shape.
+    TypeError
+        A non-numeric, complex or boolean dtype, mixed float32/float64, a lossy
+        conversion, a non-integer ``lengths``; the message names the argument.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+    G = CELLS[cell]
+    cname = _CELL_NAMES[cell]
+    if cell == "rnn":
+        if not isinstance(nonlinearity, str) or nonlinearity not in _NONLINEARITIES:
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    elif nonlinearity is not None:
+        raise ValueError(f"nonlinearity is only for the RNN; {cname} takes None")
+    if cell != "lstm" and c0 is not None:
+        raise ValueError(f"c0 is only for the LSTM; {cname} takes None")
+    reverse = _flag("reverse", reverse)
+    training = _flag("training", training)
+
+    given = {"x": x, "h0": h0, "c0": c0, "w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}
+    for name in ("x", "w_ih", "w_hh"):
+        if given[name] is None:
+            raise TypeError(f"{name} is required, got None")
+    arrays: dict[str, tuple[np.ndarray, bool]] = {
+        name: _to_array(name, v) for name, v in given.items() if v is not None
+    }
+
+    xa = arrays["x"][0]
+    if xa.ndim != 3:
+        raise ValueError(f"x must be a 3-D array of shape (T, B, I), got shape {xa.shape}")
+    T, B, I = (int(s) for s in xa.shape)
+    whh = arrays["w_hh"][0]
+    if whh.ndim != 2:
+        raise ValueError(
+            f"w_hh must be a 2-D array of shape (G*H, H) for {cname}, got shape {whh.shape}"
+        )
+    H = int(whh.shape[1])
+    if H < 1:
+        raise ValueError(f"the hidden size H = w_hh.shape[1] must be >= 1, got {whh.shape}")
+    sizes = f"for {cname} with hidden size {H}"
+    _check_shape("w_hh", whh, (G * H, H), f"(G*H, H) {sizes}")
+    _check_shape("w_ih", arrays["w_ih"][0], (G * H, I), f"(G*H, I) {sizes} and input size {I}")
+    for name in ("b_ih", "b_hh"):
+        if name in arrays:
+            _check_shape(name, arrays[name][0], (G * H,), f"(G*H,) {sizes}")
+    for name in ("h0", "c0"):
+        if name in arrays:
+            _check_shape(name, arrays[name][0], (B, H), f"(B, H) {sizes} and batch {B}")
+
+    dtype = _choose_dtype({n: a.dtype for n, (a, weak) in arrays.items() if not weak})
+    out = {n: _convert(n, a, weak, dtype) for n, (a, weak) in arrays.items()}
+    lens = _prepare_lengths(lengths, T, B)
+
+    h0a = out["h0"] if "h0" in out else np.zeros((B, H), dtype)
+    c0a: np.ndarray | None = None
+    if cell == "lstm":
+        c0a = out["c0"] if "c0" in out else np.zeros((B, H), dtype)
+    return Prepared(
+        cell=cell,
+        x=out["x"],
+        h0=h0a,
+        c0=c0a,
+        w_ih=out["w_ih"],
+        w_hh=out["w_hh"],
+        b_ih=out.get("b_ih"),
+        b_hh=out.get("b_hh"),
+        lengths=lens,
+        nonlinearity=nonlinearity if cell == "rnn" else None,
+        reverse=reverse,
+        training=training,
+        T=T,
+        B=B,
+        I=I,
+        H=H,
+        G=G,
+        dtype=dtype,
+        h0_given=h0 is not None,
+        c0_given=c0 is not None,
+    )
+
+
+def _prepare_grad(
+    name: str, value: Any, shape: tuple[int, ...], what: str, dtype: np.dtype
+) -> np.ndarray | None:
+    if value is None:
+        return None
+    arr, weak = _to_array(name, value)
+    _check_shape(name, arr, shape, what)
+    if not weak and arr.dtype in (_F32, _F64) and arr.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {arr.dtype} but the forward ran in {dtype}; "
+            "float32 and float64 cannot be mixed"
+        )
+    return _convert(name, arr, weak, dtype)
+
+
+def prepare_grads(meta: Any, dy: Any, dh_n: Any, dc_n: Any = None) -> Grads:
+    """Validate and normalise the output gradients given to a backward op.
+
+    Parameters
+    ----------
+    meta : Prepared or any object with attributes ``cell``, ``T``, ``B``, ``H``, ``dtype``
+        Describes the forward (typically the ``Prepared`` kept in the ctx).
+    dy : array_like of shape (T, B, H), or None
+    dh_n : array_like of shape (B, H), or None
+    dc_n : array_like of shape (B, H), or None
+        LSTM only; must be None for the other cells.
+
+    Returns
+    -------
+    Grads
+        ``(dy, dh_n, dc_n)``, each None (zero) or a C-contiguous array in ``meta.dtype``.
+
+    Raises
+    ------
+    ValueError
+        A wrong shape (the message names the argument and the expected shape).
+    TypeError
+        A non-numeric dtype, a float dtype other than the forward's, a lossy conversion.
+    """
+    T, B, H, dtype = meta.T, meta.B, meta.H, np.dtype(meta.dtype)
+    if meta.cell != "lstm" and dc_n is not None:
+        raise ValueError(f"dc_n is only for the LSTM; {_CELL_NAMES[meta.cell]} takes None")
+    return Grads(
+        _prepare_grad("dy", dy, (T, B, H), "(T, B, H)", dtype),
+        _prepare_grad("dh_n", dh_n, (B, H), "(B, H)", dtype),
+        _prepare_grad("dc_n", dc_n, (B, H), "(B, H)", dtype),
+    )
+
+
+def check_ctx(ctx: Any, ctx_type: type, cell: str, module: str) -> None:
+    """Check that ``ctx`` is a training ctx of ``ctx_type`` made by ``<cell>_forward``.
+
+    ``ctx_type`` must have a ``cell`` attribute. ``module`` is used in the message
+    (e.g. ``"fastrnn.reference"``). Raises ``TypeError`` otherwise.
+    """
+    if ctx is None:
+        raise TypeError(
+            f"ctx is None: {cell}_backward needs the ctx of {cell}_forward(..., training=True)"
+        )
+    if not isinstance(ctx, ctx_type):
+        raise TypeError(
+            f"ctx must be the ctx returned by {module}.{cell}_forward, "
+            f"got {type(ctx).__module__}.{type(ctx).__qualname__}"
+        )
+    if ctx.cell != cell:
+        raise TypeError(
+            f"ctx comes from {ctx.cell}_forward, but {cell}_backward needs the ctx of "
+            f"{cell}_forward"
+        )

@@ -1,0 +1,246 @@
+"""RNN, LSTM and GRU ops over whole sequences, running on fastrnn's C kernels.
+
+One call is one layer in one direction over a time-major sequence. The signatures, shapes and
+maths are identical to :mod:`fastrnn.reference` (the pure-NumPy oracle); see DESIGN.md §2.
+
+Shapes: ``x`` (T, B, I); ``h0``, ``c0``, ``h_n``, ``c_n`` (B, H); ``w_ih`` (G·H, I);
+``w_hh`` (G·H, H); ``b_ih``, ``b_hh`` (G·H,) or None; ``lengths`` (B,) or None;
+``y`` (T, B, H). G = 1 (RNN), 4 (LSTM: gates i, f, g, o), 3 (GRU: gates r, z, n).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _kernels
+from ._threads import get_num_threads
+from ._validate import prepare, prepare_grads
+
+__all__ = [
+    "gru_backward",
+    "gru_forward",
+    "lstm_backward",
+    "lstm_forward",
+    "rnn_backward",
+    "rnn_forward",
+]
+
+_ACT = {"tanh": 0, "relu": 1}
+
+
+class _Context:
+    """What a native backward needs from its forward: inputs, weights and the kernel cache."""
+
+    __slots__ = ("cell", "act", "reverse", "p", "cache")
+
+    def __init__(self, cell: str, act: int, reverse: bool, p: Any, cache: np.ndarray) -> None:
+        self.cell = cell
+        self.act = act
+        self.reverse = reverse
+        self.p = p
+        self.cache = cache
+
+    def __repr__(self) -> str:
+        p = self.p
+        return (f"<fastrnn.functional {self.cell} context T={p.T} B={p.B} I={p.I} H={p.H} "
+                f"dtype={p.dtype}>")
+
+
+def _forward(cell: str, p: Any, act: int):
+    T, B, H = p.T, p.B, p.H
+    training = p.training
+    dt = p.dtype
+    y = np.empty((T, B, H), dtype=dt)
+    h_n = np.empty((B, H), dtype=dt)
+    c_n = np.empty((B, H), dtype=dt) if cell == "lstm" else None
+    cache = np.empty(_kernels.cache_size(cell, T, B, H), dtype=dt) if training else None
+    _kernels.cell_forward(cell, y, h_n, c_n, cache, p.x, p.h0, p.c0 if cell == "lstm" else None,
+                          p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.lengths, act, p.reverse,
+                          get_num_threads())
+    ctx = _Context(cell, act, p.reverse, p, cache) if training else None
+    return y, h_n, c_n, ctx
+
+
+def _backward(cell: str, ctx: Any, dy: Any, dh_n: Any, dc_n: Any):
+    if not isinstance(ctx, _Context):
+        raise TypeError(
+            f"ctx must be the context returned by fastrnn.functional.{cell}_forward("
+            f"training=True), got {type(ctx).__name__}")
+    if ctx.cell != cell:
+        raise TypeError(f"ctx comes from {ctx.cell}_forward, not {cell}_forward")
+    p = ctx.p
+    dy, dh_n, dc_n = prepare_grads(p, dy, dh_n, dc_n)
+    dt = p.dtype
+    T, B, I, H, G = p.T, p.B, p.I, p.H, p.G
+    dx = np.empty((T, B, I), dtype=dt)
+    dh0 = np.empty((B, H), dtype=dt)
+    dc0 = np.empty((B, H), dtype=dt) if cell == "lstm" else None
+    dw_ih = np.zeros((G * H, I), dtype=dt)
+    dw_hh = np.zeros((G * H, H), dtype=dt)
+    db_ih = np.zeros(G * H, dtype=dt) if p.b_ih is not None else None
+    db_hh = np.zeros(G * H, dtype=dt) if p.b_hh is not None else None
+    _kernels.cell_backward(cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, ctx.cache, p.x, p.w_ih,
+                           p.w_hh, dy, dh_n, dc_n if cell == "lstm" else None, p.lengths, ctx.act,
+                           ctx.reverse, get_num_threads())
+    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity: str = "tanh", lengths=None,
+                reverse: bool = False, training: bool = True):
+    """Elman RNN over a whole sequence: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``.
+
+    Parameters
+    ----------
+    x : array_like, shape (T, B, I)
+        Time-major input.
+    h0 : array_like, shape (B, H), or None
+        Initial hidden state (None = zeros).
+    w_ih : array_like, shape (H, I)
+    w_hh : array_like, shape (H, H)
+    b_ih, b_hh : array_like, shape (H,), or None
+        Biases (None = no bias; the matching gradient is then None).
+    nonlinearity : {"tanh", "relu"}
+    lengths : array_like of int, shape (B,), or None
+        Valid steps per sequence, in [0, T]. Outputs past a sequence's end are zero and its
+        final state is the state at its last valid step.
+    reverse : bool
+        Run each sequence from its last valid step back to step 0.
+    training : bool
+        Keep what the backward needs. With False no cache is kept and ``ctx`` is None.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+    h_n : ndarray, shape (B, H)
+    ctx : object or None
+        Pass to :func:`rnn_backward`.
+    """
+    p = prepare("rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse,
+                training)
+    y, h_n, _, ctx = _forward("rnn", p, _ACT[p.nonlinearity])
+    return y, h_n, ctx
+
+
+def rnn_backward(ctx, dy, dh_n):
+    """Gradients of an :func:`rnn_forward` call.
+
+    Parameters
+    ----------
+    ctx : object
+        The context returned by ``rnn_forward(..., training=True)``.
+    dy : array_like, shape (T, B, H), or None
+        Gradient of the loss w.r.t. ``y`` (None = zero).
+    dh_n : array_like, shape (B, H), or None
+        Gradient w.r.t. ``h_n`` (None = zero).
+
+    Returns
+    -------
+    dx : ndarray, shape (T, B, I)
+    dh0 : ndarray, shape (B, H)
+    dw_ih : ndarray, shape (H, I)
+    dw_hh : ndarray, shape (H, H)
+    db_ih, db_hh : ndarray, shape (H,), or None when that bias was None
+    """
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _backward("rnn", ctx, dy, dh_n, None)
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bool = False,
+                 training: bool = True):
+    """LSTM over a whole sequence (PyTorch's gates i, f, g, o).
+
+    ``i, f, o = sigmoid(.)``, ``g = tanh(.)`` of ``W_ih x_t + b_ih + W_hh h_{t-1} + b_hh``
+    (chunks in that order); ``c_t = f*c_{t-1} + i*g``; ``h_t = o*tanh(c_t)``.
+
+    Parameters
+    ----------
+    x : array_like, shape (T, B, I)
+    h0, c0 : array_like, shape (B, H), or None (zeros)
+    w_ih : array_like, shape (4H, I)
+    w_hh : array_like, shape (4H, H)
+    b_ih, b_hh : array_like, shape (4H,), or None
+    lengths, reverse, training
+        As in :func:`rnn_forward`.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+    h_n, c_n : ndarray, shape (B, H)
+    ctx : object or None
+    """
+    p = prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, training)
+    y, h_n, c_n, ctx = _forward("lstm", p, 0)
+    return y, h_n, c_n, ctx
+
+
+def lstm_backward(ctx, dy, dh_n, dc_n):
+    """Gradients of an :func:`lstm_forward` call.
+
+    Parameters
+    ----------
+    ctx : object
+        From ``lstm_forward(..., training=True)``.
+    dy : array_like, shape (T, B, H), or None
+    dh_n, dc_n : array_like, shape (B, H), or None
+
+    Returns
+    -------
+    dx : ndarray, shape (T, B, I)
+    dh0, dc0 : ndarray, shape (B, H)
+    dw_ih : ndarray, shape (4H, I)
+    dw_hh : ndarray, shape (4H, H)
+    db_ih, db_hh : ndarray, shape (4H,), or None
+    """
+    return _backward("lstm", ctx, dy, dh_n, dc_n)
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bool = False,
+                training: bool = True):
+    """GRU over a whole sequence (PyTorch's gates r, z, n; reset after the recurrent product).
+
+    ``r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)``, ``z`` likewise,
+    ``n = tanh(W_in x + b_in + r*(W_hn h + b_hn))``, ``h_t = (1-z)*n + z*h_{t-1}``.
+
+    Parameters
+    ----------
+    x : array_like, shape (T, B, I)
+    h0 : array_like, shape (B, H), or None
+    w_ih : array_like, shape (3H, I)
+    w_hh : array_like, shape (3H, H)
+    b_ih, b_hh : array_like, shape (3H,), or None
+    lengths, reverse, training
+        As in :func:`rnn_forward`.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+    h_n : ndarray, shape (B, H)
+    ctx : object or None
+    """
+    p = prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, training)
+    y, h_n, _, ctx = _forward("gru", p, 0)
+    return y, h_n, ctx
+
+
+def gru_backward(ctx, dy, dh_n):
+    """Gradients of a :func:`gru_forward` call.
+
+    Parameters
+    ----------
+    ctx : object
+        From ``gru_forward(..., training=True)``.
+    dy : array_like, shape (T, B, H), or None
+    dh_n : array_like, shape (B, H), or None
+
+    Returns
+    -------
+    dx : ndarray, shape (T, B, I)
+    dh0 : ndarray, shape (B, H)
+    dw_ih : ndarray, shape (3H, I)
+    dw_hh : ndarray, shape (3H, H)
+    db_ih, db_hh : ndarray, shape (3H,), or None
+    """
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _backward("gru", ctx, dy, dh_n, None)
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

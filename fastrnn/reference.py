@@ -1,0 +1,543 @@
+"""Pure-NumPy reference implementation of the functional RNN, LSTM and GRU ops.
+
+This is the oracle the native kernels (``fastrnn.functional``) are tested against and the
+baseline of the benchmarks. Same functions, same signatures, same maths (PyTorch's).
+
+Layout: time-major, ``x`` is (T, B, I); states (B, H); ``w_ih`` (G*H, I), ``w_hh``
+(G*H, H), biases (G*H,) with G = 1 (RNN), 4 (LSTM, gates i, f, g, o), 3 (GRU, gates
+r, z, n). Written vectorised over the batch; only time is a Python loop. The input
+projection of all timesteps is one GEMM before the loop and the weight and input
+gradients are one GEMM each after the backward loop.
+
+Variable lengths use PyTorch's packed-sequence semantics. A sequence ``b`` is active at
+time ``t`` when ``t < lengths[b]``; inactive steps leave its state unchanged and output
+zeros. The reverse direction visits t = T-1, ..., 0 with the same mask, so each sequence
+starts from h0 at its own last valid step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._validate import Prepared, check_ctx, prepare, prepare_grads
+
+__all__ = [
+    "gru_backward",
+    "gru_forward",
+    "lstm_backward",
+    "lstm_forward",
+    "rnn_backward",
+    "rnn_forward",
+]
+
+_MODULE = "fastrnn.reference"
+
+
+@dataclass(eq=False)
+class _Ctx:
+    """What a forward saves for its backward (arrays indexed by time t, shape (T, B, .))."""
+
+    cell: str
+    p: Prepared
+    mask: np.ndarray | None  # (T, B, 1) bool: t < lengths[b]; None when no lengths
+    h_prev: np.ndarray  # (T, B, H) state entering step t
+    act: np.ndarray  # post-activation gates (T, B, G*H); RNN: new h before masking
+    c_prev: np.ndarray | None = None  # LSTM (T, B, H)
+    tanh_c: np.ndarray | None = None  # LSTM (T, B, H): tanh(c_t)
+    hn_lin: np.ndarray | None = None  # GRU (T, B, H): W_hn h + b_hn
+
+
+def _sigmoid(a: np.ndarray) -> np.ndarray:
+    # exp overflow for very negative a gives inf -> 1/inf = 0, the right limit.
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-a))
+
+
+def _time_order(T: int, reverse: bool) -> range:
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def _mask(p: Prepared) -> np.ndarray | None:
+    if p.lengths is None:
+        return None
+    return (np.arange(p.T)[:, None] < p.lengths[None, :])[:, :, None]
+
+
+def _input_projection(p: Prepared, bias: np.ndarray | None) -> np.ndarray:
+    """``x @ w_ih.T + bias`` for all timesteps at once: (T, B, G*H)."""
+    gx = (p.x.reshape(p.T * p.B, p.I) @ p.w_ih.T).reshape(p.T, p.B, p.G * p.H)
+    if bias is not None:
+        gx += bias
+    return gx
+
+
+def _bias_sum(p: Prepared) -> np.ndarray | None:
+    if p.b_ih is None:
+        return p.b_hh
+    if p.b_hh is None:
+        return p.b_ih
+    return p.b_ih + p.b_hh
+
+
+def _weight_grads(
+    p: Prepared, dgx: np.ndarray, dgh: np.ndarray, h_prev: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """dx, dw_ih, dw_hh, db_ih, db_hh from the per-step gate gradients (one GEMM each)."""
+    TB, GH = p.T * p.B, p.G * p.H
+    dgx2 = dgx.reshape(TB, GH)
+    dgh2 = dgh.reshape(TB, GH)
+    dx = (dgx2 @ p.w_ih).reshape(p.T, p.B, p.I)
+    dw_ih = dgx2.T @ p.x.reshape(TB, p.I)
+    dw_hh = dgh2.T @ h_prev.reshape(TB, p.H)
+    db_ih = dgx2.sum(axis=0) if p.b_ih is not None else None
+    db_hh = dgh2.sum(axis=0) if p.b_hh is not None else None
+    return dx, dw_ih, dw_hh, db_ih, db_hh
+
+
+def _start_grads(p: Prepared, dh_n: np.ndarray | None) -> np.ndarray:
+    return np.zeros((p.B, p.H), p.dtype) if dh_n is None else dh_n.copy()
+
+
+# ----------------------------------------------------------------------------- RNN
+
+
+def rnn_forward(
+    x: Any,
+    h0: Any,
+    w_ih: Any,
+    w_hh: Any,
+    b_ih: Any,
+    b_hh: Any,
+    *,
+    nonlinearity: str = "tanh",
+    lengths: Any = None,
+    reverse: bool = False,
+    training: bool = True,
+) -> tuple[np.ndarray, np.ndarray, _Ctx | None]:
+    r"""Run an Elman RNN layer (one direction) over a whole sequence.
+
+    .. math:: h_t = \mathrm{act}(W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh})
+
+    with act = tanh or relu; ``y[t] = h_t``.
+
+    Parameters
+    ----------
+    x : array_like, shape (T, B, I)
+    h0 : array_like of shape (B, H), or None (zeros)
+    w_ih : array_like, shape (H, I)
+    w_hh : array_like, shape (H, H)
+    b_ih, b_hh : array_like of shape (H,), or None (no bias)
+    nonlinearity : {"tanh", "relu"}
+    lengths : array_like of int, shape (B,), or None
+        Valid steps of each sequence, in [0, T]. Outputs past a sequence's end are zero
+        and its final state is the state at its last valid step.
+    reverse : bool
+        Run each sequence from its last valid step back to step 0.
+    training : bool
+        Save what the backward needs; when False, ``ctx`` is None.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+    h_n : ndarray, shape (B, H)
+    ctx : object or None
+        Pass to :func:`rnn_backward`.
+    """
+    p = prepare(
+        "rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse, training
+    )
+    T, B, H = p.T, p.B, p.H
+    relu = p.nonlinearity == "relu"
+    mask = _mask(p)
+    gx = _input_projection(p, _bias_sum(p))
+    w_hh_t = p.w_hh.T
+    y = np.zeros((T, B, H), p.dtype)
+    h = p.h0.copy()
+    h_prev = np.empty((T, B, H), p.dtype) if p.training else None
+    for t in _time_order(T, p.reverse):
+        if h_prev is not None:
+            h_prev[t] = h
+        a = gx[t] + h @ w_hh_t
+        h_new = np.maximum(a, 0) if relu else np.tanh(a)
+        if mask is None:
+            y[t] = h_new
+            h = h_new
+        else:
+            m = mask[t]
+            y[t] = np.where(m, h_new, 0)
+            h = np.where(m, h_new, h)
+    if not p.training:
+        return y, h, None
+    # At active steps y[t] is the new state (elsewhere act is unused); copied so that a
+    # caller writing into y cannot corrupt the backward.
+    return y, h, _Ctx("rnn", p, mask, h_prev, y.copy())
+
+
+def rnn_backward(
+    ctx: _Ctx, dy: Any, dh_n: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    r"""Gradients of an :func:`rnn_forward` by backpropagation through time.
+
+    With :math:`\delta_t = (\partial L/\partial h_t)\,\mathrm{act}'(a_t)` (``act' = 1 - h^2``
+    for tanh, ``[a > 0]`` for relu): :math:`\partial L/\partial h_{t-1} = W_{hh}^T\delta_t`,
+    ``dx = delta @ W_ih``, ``dw_ih = sum_t delta_t^T x_t``,
+    ``dw_hh = sum_t delta_t^T h_{t-1}``, ``db_ih = db_hh = sum delta``.
+
+    Parameters
+    ----------
+    ctx : object
+        From ``rnn_forward(..., training=True)`` of this module.
+    dy : array_like of shape (T, B, H), or None (zero)
+        Gradient of the loss with respect to ``y``; entries past a sequence's length are
+        ignored (those outputs are constant zeros).
+    dh_n : array_like of shape (B, H), or None (zero)
+
+    Returns
+    -------
+    dx : ndarray (T, B, I)
+    dh0 : ndarray (B, H)
+        Always an array, also when ``h0`` was None.
+    dw_ih : ndarray (H, I)
+    dw_hh : ndarray (H, H)
+    db_ih, db_hh : ndarray (H,), or None when that bias was None
+    """
+    check_ctx(ctx, _Ctx, "rnn", _MODULE)
+    p = ctx.p
+    g = prepare_grads(p, dy, dh_n)
+    T, B, H = p.T, p.B, p.H
+    relu = p.nonlinearity == "relu"
+    mask = ctx.mask
+    delta = np.zeros((T, B, H), p.dtype)
+    dh = _start_grads(p, g.dh_n)
+    for t in reversed(_time_order(T, p.reverse)):
+        hn = ctx.act[t]
+        dht = dh + g.dy[t] if g.dy is not None else dh
+        d = dht * (hn > 0) if relu else dht * (1 - hn * hn)
+        dprev = d @ p.w_hh
+        if mask is None:
+            delta[t] = d
+            dh = dprev
+        else:
+            m = mask[t]
+            delta[t] = np.where(m, d, 0)
+            dh = np.where(m, dprev, dh)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, delta, delta, ctx.h_prev)
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+
+
+# ----------------------------------------------------------------------------- LSTM
+
+
+def lstm_forward(
+    x: Any,
+    h0: Any,
+    c0: Any,
+    w_ih: Any,
+    w_hh: Any,
+    b_ih: Any,
+    b_hh: Any,
+    *,
+    lengths: Any = None,
+    reverse: bool = False,
+    training: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Ctx | None]:
+    r"""Run an LSTM layer (one direction) over a whole sequence.
+
+    Gates i, f, g, o (in that order in the rows of the weights):
+
+    .. math::
+
+        [a_i, a_f, a_g, a_o] &= W_{ih} x_t + b_{ih} + W_{hh} h_{t-1} + b_{hh} \\
+        i = \sigma(a_i),\ f &= \sigma(a_f),\ g = \tanh(a_g),\ o = \sigma(a_o) \\
+        c_t = f c_{t-1} + i g,&\quad h_t = o \tanh(c_t)
+
+    and ``y[t] = h_t``.
+
+    Parameters
+    ----------
+    x : array_like, shape (T, B, I)
+    h0, c0 : array_like of shape (B, H), or None (zeros)
+    w_ih : array_like, shape (4*H, I)
+    w_hh : array_like, shape (4*H, H)
+    b_ih, b_hh : array_like of shape (4*H,), or None (no bias)
+    lengths : array_like of int, shape (B,), or None
+        Valid steps of each sequence, in [0, T]. Outputs past a sequence's end are zero
+        and its final states are those at its last valid step.
+    reverse : bool
+        Run each sequence from its last valid step back to step 0.
+    training : bool
+        Save what the backward needs; when False, ``ctx`` is None.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+    h_n, c_n : ndarray, shape (B, H)
+    ctx : object or None
+        Pass to :func:`lstm_backward`.
+    """
+    p = prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, training)
+    T, B, H = p.T, p.B, p.H
+    mask = _mask(p)
+    gx = _input_projection(p, _bias_sum(p))
+    w_hh_t = p.w_hh.T
+    y = np.zeros((T, B, H), p.dtype)
+    h = p.h0.copy()
+    c = p.c0.copy()
+    if p.training:
+        h_prev = np.empty((T, B, H), p.dtype)
+        c_prev = np.empty((T, B, H), p.dtype)
+        act = np.empty((T, B, 4 * H), p.dtype)
+        tanh_c = np.empty((T, B, H), p.dtype)
+    for t in _time_order(T, p.reverse):
+        a = gx[t] + h @ w_hh_t
+        gates = np.empty_like(a)
+        gates[:, : 2 * H] = _sigmoid(a[:, : 2 * H])
+        gates[:, 2 * H : 3 * H] = np.tanh(a[:, 2 * H : 3 * H])
+        gates[:, 3 * H :] = _sigmoid(a[:, 3 * H :])
+        i, f, gg, o = (gates[:, k * H : (k + 1) * H] for k in range(4))
+        c_new = f * c + i * gg
+        tc = np.tanh(c_new)
+        h_new = o * tc
+        if p.training:
+            h_prev[t] = h
+            c_prev[t] = c
+            act[t] = gates
+            tanh_c[t] = tc
+        if mask is None:
+            y[t] = h_new
+            h, c = h_new, c_new
+        else:
+            m = mask[t]
+            y[t] = np.where(m, h_new, 0)
+            h = np.where(m, h_new, h)
+            c = np.where(m, c_new, c)
+    if not p.training:
+        return y, h, c, None
+    ctx = _Ctx("lstm", p, mask, h_prev, act, c_prev=c_prev, tanh_c=tanh_c)
+    return y, h, c, ctx
+
+
+def lstm_backward(
+    ctx: _Ctx, dy: Any, dh_n: Any, dc_n: Any
+) -> tuple[
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray,
+    np.ndarray | None,
+    np.ndarray | None,
+]:
+    r"""Gradients of an :func:`lstm_forward` by backpropagation through time.
+
+    Per step, with :math:`\bar h = \partial L/\partial h_t` and
+    :math:`\bar c = \partial L/\partial c_t + \bar h\, o\,(1-\tanh^2 c_t)`:
+    :math:`\bar o = \bar h \tanh c_t`, :math:`\bar i = \bar c g`, :math:`\bar g = \bar c i`,
+    :math:`\bar f = \bar c c_{t-1}`, :math:`\partial L/\partial c_{t-1} = \bar c f`; the
+    pre-activation gradients :math:`\delta` multiply by :math:`\sigma' = s(1-s)` and
+    :math:`\tanh' = 1-g^2`; :math:`\partial L/\partial h_{t-1} = W_{hh}^T\delta`.
+    ``dx = delta @ W_ih``, ``dw_ih = sum_t delta_t^T x_t``,
+    ``dw_hh = sum_t delta_t^T h_{t-1}``, ``db_ih = db_hh = sum delta``.
+
+    Parameters
+    ----------
+    ctx : object
+        From ``lstm_forward(..., training=True)`` of this module.
+    dy : array_like of shape (T, B, H), or None (zero)
+    dh_n, dc_n : array_like of shape (B, H), or None (zero)
+
+    Returns
+    -------
+    dx : ndarray (T, B, I)
+    dh0, dc0 : ndarray (B, H)
+    dw_ih : ndarray (4*H, I)
+    dw_hh : ndarray (4*H, H)
+    db_ih, db_hh : ndarray (4*H,), or None when that bias was None
+    """
+    check_ctx(ctx, _Ctx, "lstm", _MODULE)
+    p = ctx.p
+    g = prepare_grads(p, dy, dh_n, dc_n)
+    T, B, H = p.T, p.B, p.H
+    mask = ctx.mask
+    delta = np.zeros((T, B, 4 * H), p.dtype)
+    dh = _start_grads(p, g.dh_n)
+    dc = _start_grads(p, g.dc_n)
+    for t in reversed(_time_order(T, p.reverse)):
+        gates = ctx.act[t]
+        i, f, gg, o = (gates[:, k * H : (k + 1) * H] for k in range(4))
+        tc = ctx.tanh_c[t]
+        dht = dh + g.dy[t] if g.dy is not None else dh
+        dct = dc + dht * o * (1 - tc * tc)
+        d = np.empty((B, 4 * H), p.dtype)
+        d[:, :H] = dct * gg * i * (1 - i)
+        d[:, H : 2 * H] = dct * ctx.c_prev[t] * f * (1 - f)
+        d[:, 2 * H : 3 * H] = dct * i * (1 - gg * gg)
+        d[:, 3 * H :] = dht * tc * o * (1 - o)
+        dh_new = d @ p.w_hh
+        dc_new = dct * f
+        if mask is None:
+            delta[t] = d
+            dh, dc = dh_new, dc_new
+        else:
+            m = mask[t]
+            delta[t] = np.where(m, d, 0)
+            dh = np.where(m, dh_new, dh)
+            dc = np.where(m, dc_new, dc)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, delta, delta, ctx.h_prev)
+    return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
+
+
+# ----------------------------------------------------------------------------- GRU
+
+
+def gru_forward(
+    x: Any,
+    h0: Any,
+    w_ih: Any,
+    w_hh: Any,
+    b_ih: Any,
+    b_hh: Any,
+    *,
+    lengths: Any = None,
+    reverse: bool = False,
+    training: bool = True,
+) -> tuple[np.ndarray, np.ndarray, _Ctx | None]:
+    r"""Run a GRU layer (one direction) over a whole sequence.
+
+    Gates r, z, n (in that order in the rows of the weights), reset applied after the
+    recurrent product (PyTorch; Keras ``reset_after=True``):
+
+    .. math::
+
+        r &= \sigma(W_{ir} x_t + b_{ir} + W_{hr} h_{t-1} + b_{hr}) \\
+        z &= \sigma(W_{iz} x_t + b_{iz} + W_{hz} h_{t-1} + b_{hz}) \\
+        n &= \tanh(W_{in} x_t + b_{in} + r (W_{hn} h_{t-1} + b_{hn})) \\
+        h_t &= (1 - z) n + z h_{t-1}
+
+    and ``y[t] = h_t``.
+
+    Parameters
+    ----------
+    x : array_like, shape (T, B, I)
+    h0 : array_like of shape (B, H), or None (zeros)
+    w_ih : array_like, shape (3*H, I)
+    w_hh : array_like, shape (3*H, H)
+    b_ih, b_hh : array_like of shape (3*H,), or None (no bias)
+    lengths : array_like of int, shape (B,), or None
+        Valid steps of each sequence, in [0, T]. Outputs past a sequence's end are zero
+        and its final state is the state at its last valid step.
+    reverse : bool
+        Run each sequence from its last valid step back to step 0.
+    training : bool
+        Save what the backward needs; when False, ``ctx`` is None.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+    h_n : ndarray, shape (B, H)
+    ctx : object or None
+        Pass to :func:`gru_backward`.
+    """
+    p = prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, training)
+    T, B, H = p.T, p.B, p.H
+    mask = _mask(p)
+    gx = _input_projection(p, p.b_ih)
+    if p.b_hh is not None:  # r and z take both biases; b_hn stays inside r * (...)
+        gx[:, :, : 2 * H] += p.b_hh[: 2 * H]
+    b_hn = p.b_hh[2 * H :] if p.b_hh is not None else None
+    w_hh_t = p.w_hh.T
+    y = np.zeros((T, B, H), p.dtype)
+    h = p.h0.copy()
+    if p.training:
+        h_prev = np.empty((T, B, H), p.dtype)
+        act = np.empty((T, B, 3 * H), p.dtype)
+        hn_lin = np.empty((T, B, H), p.dtype)
+    for t in _time_order(T, p.reverse):
+        gh = h @ w_hh_t
+        if b_hn is not None:
+            gh[:, 2 * H :] += b_hn
+        rz = _sigmoid(gx[t, :, : 2 * H] + gh[:, : 2 * H])
+        r, z = rz[:, :H], rz[:, H:]
+        hn = gh[:, 2 * H :]
+        n = np.tanh(gx[t, :, 2 * H :] + r * hn)
+        h_new = n + z * (h - n)
+        if p.training:
+            h_prev[t] = h
+            act[t, :, : 2 * H] = rz
+            act[t, :, 2 * H :] = n
+            hn_lin[t] = hn
+        if mask is None:
+            y[t] = h_new
+            h = h_new
+        else:
+            m = mask[t]
+            y[t] = np.where(m, h_new, 0)
+            h = np.where(m, h_new, h)
+    if not p.training:
+        return y, h, None
+    return y, h, _Ctx("gru", p, mask, h_prev, act, hn_lin=hn_lin)
+
+
+def gru_backward(
+    ctx: _Ctx, dy: Any, dh_n: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    r"""Gradients of a :func:`gru_forward` by backpropagation through time.
+
+    Per step, with :math:`\bar h = \partial L/\partial h_t` and :math:`\hat n =
+    W_{hn} h_{t-1} + b_{hn}`: :math:`\delta_n = \bar h (1-z)(1-n^2)`,
+    :math:`\delta_z = \bar h (h_{t-1} - n) z (1-z)`,
+    :math:`\delta_r = \delta_n \hat n\, r (1-r)`. The input-side gate gradient is
+    :math:`\delta^x = [\delta_r, \delta_z, \delta_n]`, the recurrent-side one
+    :math:`\delta^h = [\delta_r, \delta_z, r\,\delta_n]`, and
+    :math:`\partial L/\partial h_{t-1} = \bar h z + W_{hh}^T \delta^h`.
+    ``dx = delta^x @ W_ih``, ``dw_ih = sum_t delta^x_t^T x_t``, ``db_ih = sum delta^x``,
+    ``dw_hh = sum_t delta^h_t^T h_{t-1}``, ``db_hh = sum delta^h``.
+
+    Parameters
+    ----------
+    ctx : object
+        From ``gru_forward(..., training=True)`` of this module.
+    dy : array_like of shape (T, B, H), or None (zero)
+    dh_n : array_like of shape (B, H), or None (zero)
+
+    Returns
+    -------
+    dx : ndarray (T, B, I)
+    dh0 : ndarray (B, H)
+    dw_ih : ndarray (3*H, I)
+    dw_hh : ndarray (3*H, H)
+    db_ih, db_hh : ndarray (3*H,), or None when that bias was None
+    """
+    check_ctx(ctx, _Ctx, "gru", _MODULE)
+    p = ctx.p
+    g = prepare_grads(p, dy, dh_n)
+    T, B, H = p.T, p.B, p.H
+    mask = ctx.mask
+    dgx = np.zeros((T, B, 3 * H), p.dtype)
+    dgh = np.zeros((T, B, 3 * H), p.dtype)
+    dh = _start_grads(p, g.dh_n)
+    for t in reversed(_time_order(T, p.reverse)):
+        gates = ctx.act[t]
+        r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
+        hp = ctx.h_prev[t]
+        dht = dh + g.dy[t] if g.dy is not None else dh
+        dn = dht * (1 - z) * (1 - n * n)
+        dz = dht * (hp - n) * z * (1 - z)
+        dr = dn * ctx.hn_lin[t] * r * (1 - r)
+        dx_t = np.concatenate([dr, dz, dn], axis=1)
+        dh_t = np.concatenate([dr, dz, dn * r], axis=1)
+        dprev = dht * z + dh_t @ p.w_hh
+        if mask is None:
+            dgx[t] = dx_t
+            dgh[t] = dh_t
+            dh = dprev
+        else:
+            m = mask[t]
+            dgx[t] = np.where(m, dx_t, 0)
+            dgh[t] = np.where(m, dh_t, 0)
+            dh = np.where(m, dprev, dh)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, dgx, dgh, ctx.h_prev)
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
