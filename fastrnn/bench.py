@@ -325,7 +325,7 @@ def probe_impls(wanted: Sequence[str]) -> dict[str, str | None]:
                 import onnxruntime  # noqa: F401
             status[impl] = None
         except ImportError as e:
-            status[impl] = f"not installed ({e})"
+            status[impl] = f"{type(e).__name__}: {e}"
     return status
 
 
@@ -895,6 +895,14 @@ def _status_text(d: dict[str, Any]) -> str:
     return d["reason"] or d["status"]
 
 
+def _dropin_over_torch(by_impl: dict[str, dict[str, Any]]) -> float | None:
+    """torch.nn's time / fastrnn.torch's time on one case (> 1: the drop-in is faster)."""
+    t, d = by_impl.get("torch"), by_impl.get("dropin")
+    if t and d and t["median_ms"] and d["median_ms"]:
+        return t["median_ms"] / d["median_ms"]
+    return None
+
+
 def _group(report: dict[str, Any]) -> list[tuple[str, str, str, list[dict[str, Any]]]]:
     """Results grouped by (mode, row, cell), in run order."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -923,12 +931,17 @@ def format_text(report: dict[str, Any]) -> str:
         if mode != mode_now:
             lines += ["", f"== {mode} ==", head]
             mode_now = mode
+        by = {d["impl"]: d for d in ds}
         for j, d in enumerate(ds):
             speed = "" if d["impl"] == "fastrnn" else _fmt_num(d["fastrnn_speedup"], ".2f", "x")
+            note = _status_text(d)
+            if d["impl"] == "dropin" and _dropin_over_torch(by) is not None:
+                note = f"torch.nn time / this: {_dropin_over_torch(by):.2f}x" + (
+                    f"; {note}" if note else "")
             lines.append(
                 f"{row if j == 0 else '':<8} {cell if j == 0 else '':<5} {d['label']:<16} "
                 f"{_fmt_ms(d['median_ms']):>10} {_fmt_num(d['gflops']):>8} "
-                f"{_fmt_num(d['pct_peak'], '.0f', '%'):>7} {speed:>9}  {_status_text(d)}")
+                f"{_fmt_num(d['pct_peak'], '.0f', '%'):>7} {speed:>9}  {note}")
     if report["results"]:
         lines.append("")
         lines.append("fastrnn x = the other implementation's time / fastrnn's time "
@@ -936,7 +949,15 @@ def format_text(report: dict[str, Any]) -> str:
     lines += _notes(report)
     if report.get("memory"):
         lines += ["", *format_memory(report["memory"], report["threads"], markdown=False)]
+    lines.append(f"Run time: {_fmt_elapsed(report.get('elapsed_s'))}.")
     return "\n".join(lines) + "\n"
+
+
+def _fmt_elapsed(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(round(s))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
 def _notes(report: dict[str, Any]) -> list[str]:
@@ -1040,6 +1061,7 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
     if report.get("budget_s") is not None:
         out.append(f"Each measurement has a {report['budget_s']:g} s budget (fewer samples, "
                    "or skipped when one call cannot fit).")
+    out.append(f"The whole run took {_fmt_elapsed(report.get('elapsed_s'))}.")
     if plot_path:
         rel = plot_path
         if md_path:
@@ -1055,6 +1077,9 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
         out += ["", f"## {mode.capitalize()}", ""]
         head = ["row (T,B,I,H)", "cell", "fastrnn ms", "GFLOP/s", "% peak"]
         head += [f"{LABELS[a]} ms (speed-up)" for a in mode_anchors]
+        dropin_col = "dropin" in mode_anchors and "torch" in mode_anchors
+        if dropin_col:
+            head.append("fastrnn.torch over torch.nn")
         out.append("| " + " | ".join(head) + " |")
         out.append("|---|---|" + "---:|" * (len(head) - 2))
         for row, cell, ds in groups:
@@ -1084,6 +1109,9 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
                     if diff is not None and not diff <= CHECK_ATOL:
                         s += " ⚠ mismatch"
                     cells.append(s)
+            if dropin_col:
+                r = _dropin_over_torch(by)
+                cells.append("" if r is None else f"{r:.2f}x")
             out.append("| " + " | ".join(cells) + " |")
         if any(d["warmup_only"] for _, _, ds in groups for d in ds):
             out += ["", "† one timed call only (time budget)."]
@@ -1120,8 +1148,10 @@ def write_plot(report: dict[str, Any], path: str) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator
 
     modes = [m for m in MODES if any(d["mode"] == m for d in report["results"])]
-    fig, axes = plt.subplots(len(modes), 1, figsize=(12, 4.5 * max(len(modes), 1)),
-                             squeeze=False)
+    n_groups = max((len([1 for m, *_ in _group(report) if m == mode]) for mode in modes),
+                   default=1)
+    fig, axes = plt.subplots(len(modes), 1, squeeze=False,
+                             figsize=(max(10.0, 3.0 + 1.0 * n_groups), 4.5 * max(len(modes), 1)))
     colors = {a: f"C{k}" for k, a in enumerate(IMPLS[1:])}
     for ax, mode in zip(axes[:, 0], modes, strict=True):
         groups = [(r, c, ds) for m, r, c, ds in _group(report) if m == mode]
@@ -1343,8 +1373,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     if not args.memory_only:
         available = probe_impls(impls)
         if "fastrnn" in impls and available["fastrnn"] is not None:
-            raise BenchError(f"fastrnn.functional cannot be imported: {available['fastrnn']} "
-                             "(build the extension: python setup.py build_ext --inplace)")
+            raise BenchError(f"fastrnn.functional cannot be imported ({available['fastrnn']}); "
+                             "build the extension: python setup.py build_ext --inplace")
         if args.impls is None:  # default: every installed implementation, quietly
             opts.impls = [i for i in impls if available[i] is None]
         if not opts.quiet:
