@@ -216,8 +216,8 @@ def pin_blas_threads(n: int) -> str:
                 setter(int(n))
                 got = int(getter())
                 if got != n:
-                    return f"OpenBLAS, {got} threads (asked for {n})"
-                return f"OpenBLAS, {got} threads"
+                    return f"OpenBLAS, {got} thread(s) (asked for {n})"
+                return f"OpenBLAS, {got} thread(s)"
     return "unknown BLAS (threads from the environment)"
 
 
@@ -715,6 +715,9 @@ def run_grid(opts: Options, available: dict[str, str | None],
             if g:
                 k = (impl, case.cell, case.mode)
                 best_gflops[k] = max(best_gflops.get(k, 0.0), g)
+    except KeyboardInterrupt:
+        warnings.append(f"interrupted after {len(results)} of {len(plan)} measurements: "
+                        "the tables are partial")
     finally:
         progress.close()
     return results
@@ -1389,7 +1392,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
                           time.perf_counter() - t0)
     print(format_text(report), end="")
     _write_outputs(args, report)
-    return 0
+    return 130 if any(w.startswith("interrupted") for w in warnings) else 0
 
 
 class _Parser(argparse.ArgumentParser):
