@@ -9,6 +9,10 @@ r, z, n). Written vectorised over the batch; only time is a Python loop. The inp
 projection of all timesteps is one GEMM before the loop and the weight and input
 gradients are one GEMM each after the backward loop.
 
+The ctx of a training forward keeps references to (not copies of) ``x`` and the weights
+when they were already C-contiguous in the compute dtype: do not modify them in place
+between a forward and its backward. The returned arrays are always fresh.
+
 Variable lengths use PyTorch's packed-sequence semantics. A sequence ``b`` is active at
 time ``t`` when ``t < lengths[b]``; inactive steps leave its state unchanged and output
 zeros. The reverse direction visits t = T-1, ..., 0 with the same mask, so each sequence
@@ -17,8 +21,10 @@ starts from h0 at its own last valid step.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -34,6 +40,22 @@ __all__ = [
 ]
 
 _MODULE = "fastrnn.reference"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _quiet(fn: _F) -> _F:
+    """Run ``fn`` with NumPy's floating-point warnings off.
+
+    Non-finite inputs are allowed and simply propagate (as in the native kernels), and
+    exp overflow in the sigmoid is the correct limit; neither deserves a warning.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(eq=False)
@@ -52,8 +74,7 @@ class _Ctx:
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:
     # exp overflow for very negative a gives inf -> 1/inf = 0, the right limit.
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-a))
+    return 1.0 / (1.0 + np.exp(-a))
 
 
 def _time_order(T: int, reverse: bool) -> range:
@@ -104,6 +125,7 @@ def _start_grads(p: Prepared, dh_n: np.ndarray | None) -> np.ndarray:
 # ----------------------------------------------------------------------------- RNN
 
 
+@_quiet
 def rnn_forward(
     x: Any,
     h0: Any,
@@ -176,6 +198,7 @@ def rnn_forward(
     return y, h, _Ctx("rnn", p, mask, h_prev, y.copy())
 
 
+@_quiet
 def rnn_backward(
     ctx: _Ctx, dy: Any, dh_n: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -231,6 +254,7 @@ def rnn_backward(
 # ----------------------------------------------------------------------------- LSTM
 
 
+@_quiet
 def lstm_forward(
     x: Any,
     h0: Any,
@@ -293,10 +317,8 @@ def lstm_forward(
         tanh_c = np.empty((T, B, H), p.dtype)
     for t in _time_order(T, p.reverse):
         a = gx[t] + h @ w_hh_t
-        gates = np.empty_like(a)
-        gates[:, : 2 * H] = _sigmoid(a[:, : 2 * H])
+        gates = _sigmoid(a)  # right for i, f, o; g is overwritten with its tanh
         gates[:, 2 * H : 3 * H] = np.tanh(a[:, 2 * H : 3 * H])
-        gates[:, 3 * H :] = _sigmoid(a[:, 3 * H :])
         i, f, gg, o = (gates[:, k * H : (k + 1) * H] for k in range(4))
         c_new = f * c + i * gg
         tc = np.tanh(c_new)
@@ -320,6 +342,7 @@ def lstm_forward(
     return y, h, c, ctx
 
 
+@_quiet
 def lstm_backward(
     ctx: _Ctx, dy: Any, dh_n: Any, dc_n: Any
 ) -> tuple[
@@ -362,28 +385,32 @@ def lstm_backward(
     g = prepare_grads(p, dy, dh_n, dc_n)
     T, B, H = p.T, p.B, p.H
     mask = ctx.mask
+    # Local derivatives of every step at once; the loop below only carries the recurrence.
+    gates = ctx.act.reshape(T, B, 4, H)
+    i, f, gg, o = (gates[:, :, k] for k in range(4))
+    tc = ctx.tanh_c
+    dh_dc = o * (1 - tc * tc)  # dh_t/dc_t  (h_t = o tanh(c_t))
+    # dc_t/d(a_i, a_f, a_g) (a: pre-activations), each (T, B, H), stacked on axis 2
+    dc_da = np.stack([gg * i * (1 - i), ctx.c_prev * f * (1 - f), i * (1 - gg * gg)], axis=2)
+    dh_dao = tc * o * (1 - o)  # dh_t/da_o
     delta = np.zeros((T, B, 4 * H), p.dtype)
     dh = _start_grads(p, g.dh_n)
     dc = _start_grads(p, g.dc_n)
+    d = np.empty((B, 4, H), p.dtype)
     for t in reversed(_time_order(T, p.reverse)):
-        gates = ctx.act[t]
-        i, f, gg, o = (gates[:, k * H : (k + 1) * H] for k in range(4))
-        tc = ctx.tanh_c[t]
         dht = dh + g.dy[t] if g.dy is not None else dh
-        dct = dc + dht * o * (1 - tc * tc)
-        d = np.empty((B, 4 * H), p.dtype)
-        d[:, :H] = dct * gg * i * (1 - i)
-        d[:, H : 2 * H] = dct * ctx.c_prev[t] * f * (1 - f)
-        d[:, 2 * H : 3 * H] = dct * i * (1 - gg * gg)
-        d[:, 3 * H :] = dht * tc * o * (1 - o)
-        dh_new = d @ p.w_hh
-        dc_new = dct * f
+        dct = dc + dht * dh_dc[t]
+        np.multiply(dct[:, None, :], dc_da[t], out=d[:, :3])
+        np.multiply(dht, dh_dao[t], out=d[:, 3])
+        d2 = d.reshape(B, 4 * H)
+        dh_new = d2 @ p.w_hh
+        dc_new = dct * f[t]
         if mask is None:
-            delta[t] = d
+            delta[t] = d2
             dh, dc = dh_new, dc_new
         else:
             m = mask[t]
-            delta[t] = np.where(m, d, 0)
+            delta[t] = np.where(m, d2, 0)
             dh = np.where(m, dh_new, dh)
             dc = np.where(m, dc_new, dc)
     dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, delta, delta, ctx.h_prev)
@@ -393,6 +420,7 @@ def lstm_backward(
 # ----------------------------------------------------------------------------- GRU
 
 
+@_quiet
 def gru_forward(
     x: Any,
     h0: Any,
@@ -481,6 +509,7 @@ def gru_forward(
     return y, h, _Ctx("gru", p, mask, h_prev, act, hn_lin=hn_lin)
 
 
+@_quiet
 def gru_backward(
     ctx: _Ctx, dy: Any, dh_n: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -516,20 +545,21 @@ def gru_backward(
     g = prepare_grads(p, dy, dh_n)
     T, B, H = p.T, p.B, p.H
     mask = ctx.mask
+    # Local derivatives of every step at once; the loop below only carries the recurrence.
+    r, z, n = ctx.act[:, :, :H], ctx.act[:, :, H : 2 * H], ctx.act[:, :, 2 * H :]
+    dh_dan = (1 - z) * (1 - n * n)  # dh_t/da_n  (a: pre-activations)
+    dh_daz = (ctx.h_prev - n) * z * (1 - z)  # dh_t/da_z
+    dan_dar = ctx.hn_lin * r * (1 - r)  # da_n/da_r
     dgx = np.zeros((T, B, 3 * H), p.dtype)
     dgh = np.zeros((T, B, 3 * H), p.dtype)
     dh = _start_grads(p, g.dh_n)
     for t in reversed(_time_order(T, p.reverse)):
-        gates = ctx.act[t]
-        r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
-        hp = ctx.h_prev[t]
         dht = dh + g.dy[t] if g.dy is not None else dh
-        dn = dht * (1 - z) * (1 - n * n)
-        dz = dht * (hp - n) * z * (1 - z)
-        dr = dn * ctx.hn_lin[t] * r * (1 - r)
-        dx_t = np.concatenate([dr, dz, dn], axis=1)
-        dh_t = np.concatenate([dr, dz, dn * r], axis=1)
-        dprev = dht * z + dh_t @ p.w_hh
+        dn = dht * dh_dan[t]
+        dx_t = np.concatenate([dn * dan_dar[t], dht * dh_daz[t], dn], axis=1)
+        dh_t = dx_t.copy()
+        dh_t[:, 2 * H :] *= r[t]
+        dprev = dht * z[t] + dh_t @ p.w_hh
         if mask is None:
             dgx[t] = dx_t
             dgh[t] = dh_t
