@@ -639,7 +639,7 @@ class Options:
     impls: list[str]
     threads: int
     repeats: int = 5
-    budget_s: float | None = 20.0
+    budget_s: float | None = 10.0
     seed: int = 0
     quiet: bool = False
 
@@ -1284,10 +1284,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "cores)")
     p.add_argument("--repeats", type=_positive_int, default=5,
                    help="timed samples per measurement, after a warm-up (default 5)")
-    p.add_argument("--budget", type=_budget, default=20.0, metavar="SECONDS",
+    p.add_argument("--budget", type=_budget, default=10.0, metavar="SECONDS",
                    help="time budget of one measurement incl. warm-up: fewer samples (at "
                         "least one timed call); the numpy reference is 'skipped (time "
-                        "budget)' when one call cannot fit (default 20; 'none' for no limit)")
+                        "budget)' when one call cannot fit (default 10; 'none' for no limit)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--json", metavar="FILE", help="write every measurement as JSON")
     p.add_argument("--markdown", metavar="FILE",
