@@ -80,6 +80,7 @@ INFERENCE_ONLY: frozenset[str] = frozenset({"onnxruntime"})
 NOISE_SPREAD = 0.20  # (max - min) / median above this gets a noise note
 CHECK_ATOL = 1e-3  # max |y_impl - y_fastrnn| (float32, |y| <= 1) above this is a warning
 MIN_SAMPLE_S = 0.02  # calls shorter than this are looped inside one timing sample
+PAUSE_S = 0.1  # pause before each measurement (idle OpenMP/ORT workers spin for a while)
 LR = 1e-6  # SGD step of the training rows (tiny: the weights barely move between repeats)
 GEMM_N = 2048
 MEMORY_BIH = (32, 128, 128)  # (B, I, H) of the peak-memory study ("small" row)
@@ -138,6 +139,12 @@ class Result:
     def median_s(self) -> float | None:
         return statistics.median(self.times_s) if self.times_s else None
 
+    def time_s(self, stat: str = "median") -> float | None:
+        """The headline time: the median (default) or the minimum of the samples."""
+        if not self.times_s:
+            return None
+        return min(self.times_s) if stat == "min" else statistics.median(self.times_s)
+
     @property
     def spread(self) -> float | None:
         if len(self.times_s) < 2:
@@ -145,10 +152,9 @@ class Result:
         med = statistics.median(self.times_s)
         return (max(self.times_s) - min(self.times_s)) / med if med > 0 else None
 
-    @property
-    def gflops(self) -> float | None:
-        m = self.median_s
-        return self.case.flops / m / 1e9 if m else None
+    def gflops(self, stat: str = "median") -> float | None:
+        t = self.time_s(stat)
+        return self.case.flops / t / 1e9 if t else None
 
 
 # ---- threads -------------------------------------------------------------------------------------
@@ -640,6 +646,7 @@ class Options:
     threads: int
     repeats: int = 5
     budget_s: float | None = 10.0
+    stat: str = "median"
     seed: int = 0
     quiet: bool = False
 
@@ -693,6 +700,7 @@ def run_grid(opts: Options, available: dict[str, str | None],
             res = Result(case, impl, "ok")
             try:
                 runner = build_runner(impl, case, params, opts.threads)
+                time.sleep(PAUSE_S)  # let the previous library's spinning workers go idle
                 times, number, warm_only, y = measure(runner, opts.repeats, opts.budget_s)
                 del runner
                 res.times_s, res.number, res.warmup_only = times, number, warm_only
@@ -714,7 +722,7 @@ def run_grid(opts: Options, available: dict[str, str | None],
                 warnings.append(f"{LABELS[impl]} failed on {case.row} {case.cell} "
                                 f"{case.mode}: {res.reason}")
             results.append(res)
-            g = res.gflops
+            g = res.gflops("min")
             if g:
                 k = (impl, case.cell, case.mode)
                 best_gflops[k] = max(best_gflops.get(k, 0.0), g)
@@ -823,9 +831,12 @@ def build_report(opts: Options, argv: Sequence[str], peak: dict[str, float] | No
     info = _fastrnn_info()
     rows = []
     fast = {r.case: r for r in results if r.impl == "fastrnn" and r.status == "ok"}
+    stat = opts.stat
     for r in results:
         med = r.median_s
-        fr = fast.get(r.case)
+        t = r.time_s(stat)
+        t_fast = fast[r.case].time_s(stat) if r.case in fast else None
+        gflops = r.gflops(stat)
         d: dict[str, Any] = {
             "row": r.case.row, "T": r.case.T, "B": r.case.B, "I": r.case.I, "H": r.case.H,
             "cell": r.case.cell, "mode": r.case.mode, "impl": r.impl, "label": LABELS[r.impl],
@@ -834,14 +845,15 @@ def build_report(opts: Options, argv: Sequence[str], peak: dict[str, float] | No
             "times_ms": [t * 1e3 for t in r.times_s],
             "calls_per_sample": r.number,
             "warmup_only": r.warmup_only,
+            "time_ms": t * 1e3 if t else None,
             "median_ms": med * 1e3 if med else None,
             "min_ms": min(r.times_s) * 1e3 if r.times_s else None,
             "max_ms": max(r.times_s) * 1e3 if r.times_s else None,
             "spread": r.spread,
             "noisy": bool(r.spread is not None and r.spread > NOISE_SPREAD),
-            "gflops": r.gflops,
-            "pct_peak": (100.0 * r.gflops / peak["gflops"]) if (r.gflops and peak) else None,
-            "fastrnn_speedup": (med / fr.median_s) if (med and fr and fr.median_s) else None,
+            "gflops": gflops,
+            "pct_peak": (100.0 * gflops / peak["gflops"]) if (gflops and peak) else None,
+            "fastrnn_speedup": (t / t_fast) if (t and t_fast) else None,
             "max_abs_diff_vs_fastrnn": r.max_abs_diff,
         }
         rows.append(d)
@@ -860,6 +872,7 @@ def build_report(opts: Options, argv: Sequence[str], peak: dict[str, float] | No
         "blas": blas,
         "threads": opts.threads,
         "repeats": opts.repeats,
+        "stat": stat,
         "budget_s": opts.budget_s,
         "gemm_peak": peak,
         "results": rows,
@@ -904,8 +917,8 @@ def _status_text(d: dict[str, Any]) -> str:
 def _dropin_over_torch(by_impl: dict[str, dict[str, Any]]) -> float | None:
     """torch.nn's time / fastrnn.torch's time on one case (> 1: the drop-in is faster)."""
     t, d = by_impl.get("torch"), by_impl.get("dropin")
-    if t and d and t["median_ms"] and d["median_ms"]:
-        return t["median_ms"] / d["median_ms"]
+    if t and d and t["time_ms"] and d["time_ms"]:
+        return t["time_ms"] / d["time_ms"]
     return None
 
 
@@ -930,7 +943,7 @@ def format_text(report: dict[str, Any]) -> str:
     if peak:
         lines.append(f"GEMM peak: {peak['gflops']:.1f} GFLOP/s (numpy float32 "
                      f"{peak['n']}x{peak['n']} matmul, best of 10)")
-    head = (f"{'row':<8} {'cell':<5} {'impl':<16} {'median ms':>10} {'GFLOP/s':>8} "
+    head = (f"{'row':<8} {'cell':<5} {'impl':<16} {report['stat'] + ' ms':>10} {'GFLOP/s':>8} "
             f"{'% peak':>7} {'fastrnn x':>9}  notes")
     mode_now = None
     for mode, row, cell, ds in _group(report):
@@ -946,7 +959,7 @@ def format_text(report: dict[str, Any]) -> str:
                     f"; {note}" if note else "")
             lines.append(
                 f"{row if j == 0 else '':<8} {cell if j == 0 else '':<5} {d['label']:<16} "
-                f"{_fmt_ms(d['median_ms']):>10} {_fmt_num(d['gflops']):>8} "
+                f"{_fmt_ms(d['time_ms']):>10} {_fmt_num(d['gflops']):>8} "
                 f"{_fmt_num(d['pct_peak'], '.0f', '%'):>7} {speed:>9}  {note}")
     if report["results"]:
         lines.append("")
@@ -975,6 +988,10 @@ def _notes(report: dict[str, Any]) -> list[str]:
                    + ", ".join(f"{d['row']} {d['cell']} {d['mode']} {d['label']} "
                                f"{100 * d['spread']:.0f}%" for d in noisy[:4])
                    + ". Other load on the machine? Rerun with more --repeats.")
+    over = [d for d in report["results"] if d["pct_peak"] and d["pct_peak"] > 100]
+    if over:
+        out.append(f"{len(over)} measurement(s) above 100% of the GEMM peak: the peak "
+                   "measurement was probably slowed by other load on the machine.")
     skipped = [d for d in report["results"] if d["status"] == "skipped"]
     if skipped:
         out.append("Skipped (time budget, no number estimated): "
@@ -1054,7 +1071,8 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
                    f"{peak['median_gflops']:.1f})")
     out += [
         "",
-        f"Times are the median of {report['repeats']} samples after a warm-up (calls shorter "
+        f"Times are the {report['stat']} of {report['repeats']} samples after a warm-up (calls "
+        "shorter "
         f"than {MIN_SAMPLE_S * 1e3:.0f} ms are looped inside a sample), float32, zero initial "
         "states. GFLOP/s count one layer-direction: forward 2·T·B·(I+H)·G·H, training 3x "
         "that. Inference: forward without a training cache (`training=False`, "
@@ -1095,7 +1113,7 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
             first = ds[0]
             cells = [f"{row} ({first['T']},{first['B']},{first['I']},{first['H']})", cell]
             if f and f["status"] == "ok":
-                cells += [_fmt_ms(f["median_ms"]), _fmt_num(f["gflops"]),
+                cells += [_fmt_ms(f["time_ms"]), _fmt_num(f["gflops"]),
                           _fmt_num(f["pct_peak"], ".0f", "%")]
             else:
                 cells += ["-", "-", "-"]
@@ -1107,7 +1125,7 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
                     cells.append({"skipped": "skipped (time budget)",
                                   "unavailable": "n/a"}.get(d["status"], "error"))
                 else:
-                    s = _fmt_ms(d["median_ms"])
+                    s = _fmt_ms(d["time_ms"])
                     if d["fastrnn_speedup"] is not None:
                         s += f" ({d['fastrnn_speedup']:.2f}x)"
                     if d["warmup_only"]:
@@ -1123,7 +1141,7 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
         if any(d["warmup_only"] for _, _, ds in groups for d in ds):
             out += ["", "† one timed call only (time budget)."]
     out += ["", "## Detail", "",
-            "| mode | row | cell | implementation | median ms | min–max ms | GFLOP/s | "
+            f"| mode | row | cell | implementation | {report['stat']} ms | min–max ms | GFLOP/s | "
             "% peak | fastrnn speed-up | max abs diff vs fastrnn | notes |",
             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for mode, row, cell, ds in _group(report):
@@ -1132,7 +1150,7 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
                    if d["min_ms"] is not None else "-")
             diff = d["max_abs_diff_vs_fastrnn"]
             out.append(
-                f"| {mode} | {row} | {cell} | {d['label']} | {_fmt_ms(d['median_ms'])} | {rng} | "
+                f"| {mode} | {row} | {cell} | {d['label']} | {_fmt_ms(d['time_ms'])} | {rng} | "
                 f"{_fmt_num(d['gflops'])} | {_fmt_num(d['pct_peak'], '.0f', '%')} | "
                 f"{'' if d['impl'] == 'fastrnn' else _fmt_num(d['fastrnn_speedup'], '.2f', 'x')}"
                 f" | {'' if diff is None else f'{diff:.1e}'} | "
@@ -1288,6 +1306,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="time budget of one measurement incl. warm-up: fewer samples (at "
                         "least one timed call); the numpy reference is 'skipped (time "
                         "budget)' when one call cannot fit (default 10; 'none' for no limit)")
+    p.add_argument("--stat", choices=["median", "min"], default="median",
+                   help="headline time of a measurement: median (default) or min of the samples "
+                        "(min resists load from other processes on a shared machine)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--json", metavar="FILE", help="write every measurement as JSON")
     p.add_argument("--markdown", metavar="FILE",
@@ -1354,10 +1375,16 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
                 report = json.load(f)
         except (OSError, ValueError) as e:
             raise BenchError(f"--load {args.load}: {e}") from None
-        if report.get("schema") != SCHEMA:
+        if not isinstance(report, dict) or report.get("schema") != SCHEMA:
             raise BenchError(f"--load {args.load}: not a {SCHEMA} file")
-        print(format_text(report), end="")
-        _write_outputs(args, report)
+        report.setdefault("stat", "median")
+        try:
+            for d in report["results"]:
+                d.setdefault("time_ms", d["median_ms"])
+            print(format_text(report), end="")
+            _write_outputs(args, report)
+        except (KeyError, TypeError, ValueError) as e:
+            raise BenchError(f"--load {args.load}: malformed report ({e!r})") from None
         return 0
 
     rows = dict(ROWS) if args.rows is None and not args.shape else {}
@@ -1369,7 +1396,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     if args.no_reference and "reference" in impls:
         impls.remove("reference")
     opts = Options(rows=rows, cells=args.cells, modes=args.modes, impls=impls,
-                   threads=threads, repeats=args.repeats, budget_s=args.budget,
+                   threads=threads, repeats=args.repeats, budget_s=args.budget, stat=args.stat,
                    seed=args.seed, quiet=args.quiet)
 
     t0 = time.perf_counter()

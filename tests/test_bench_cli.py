@@ -51,7 +51,7 @@ def test_bench_tiny_json_and_markdown(tmp_path) -> None:
     assert time.perf_counter() - t0 < 60
     rep = json.loads(out.read_text())
     assert rep["schema"] == bench.SCHEMA
-    assert rep["threads"] == 1 and rep["repeats"] == 1
+    assert rep["threads"] == 1 and rep["repeats"] == 1 and rep["stat"] == "median"
     assert rep["gemm_peak"]["n"] == 256 and rep["gemm_peak"]["gflops"] > 0
     assert rep["machine"]["cpu"] and rep["fastrnn"]["version"]
     # numpy's BLAS runs with the same thread count (or is not an OpenBLAS we can query)
@@ -64,9 +64,10 @@ def test_bench_tiny_json_and_markdown(tmp_path) -> None:
     flops = bench.flop_count("lstm", "inference", 6, 2, 5, 8)
     for mode, d in fast.items():
         assert d["status"] == "ok" and d["median_ms"] > 0 and len(d["times_ms"]) == 1
+        assert d["time_ms"] == d["median_ms"]  # the default headline statistic
         want = flops * (3 if mode == "training" else 1)
         assert math.isclose(d["gflop"] * 1e9, want, rel_tol=1e-12)
-        assert math.isclose(d["gflops"], want / (d["median_ms"] * 1e-3) / 1e9, rel_tol=1e-9)
+        assert math.isclose(d["gflops"], want / (d["time_ms"] * 1e-3) / 1e9, rel_tol=1e-9)
         assert math.isclose(d["pct_peak"], 100 * d["gflops"] / rep["gemm_peak"]["gflops"],
                             rel_tol=1e-9)
     for d in res:
@@ -78,7 +79,7 @@ def test_bench_tiny_json_and_markdown(tmp_path) -> None:
         if d["status"] == "ok" and d["impl"] != "fastrnn":
             # every anchor computed the same function as fastrnn, and its ratio is consistent
             assert d["max_abs_diff_vs_fastrnn"] <= bench.CHECK_ATOL
-            ratio = d["median_ms"] / fast[d["mode"]]["median_ms"]
+            ratio = d["time_ms"] / fast[d["mode"]]["time_ms"]
             assert math.isclose(d["fastrnn_speedup"], ratio, rel_tol=1e-9)
     assert rep["warnings"] == []
     text = md.read_text()
