@@ -106,63 +106,71 @@ def kernel_info():
 
 # ---- GEMM and activations (exposed for tests and benchmarks) ------------------------------------
 
-cdef int64_t _row_stride(object a, str name, object dtype, bint out) except -1:
-    """Row stride (elements) of a 2-D array of `dtype` with contiguous rows (C-contiguous or a
-    column slice of one), so tests can pass any lda/ldb/ldc."""
-    if not isinstance(a, np.ndarray) or a.ndim != 2:
+cdef int64_t _row_stride(object a, str name, int typenum, bint out) except -1:
+    """Row stride (elements) of a 2-D array of type `typenum` with contiguous rows (C-contiguous
+    or a column slice of one), so callers can pass any lda/ldb/ldc. C-API checks only: this sits
+    in front of calls that take a microsecond."""
+    if not cnp.PyArray_Check(a) or cnp.PyArray_NDIM(<cnp.ndarray>a) != 2:
         raise ValueError(f"{name} must be a 2-D numpy array")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
-    cdef int64_t isz = a.itemsize, rows = a.shape[0], cols = a.shape[1]
-    cdef int64_t s0 = a.strides[0], s1 = a.strides[1]
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum:
+        raise TypeError(f"{name} must have dtype {cnp.PyArray_DescrFromType(typenum)}, "
+                        f"got {a.dtype}")
+    if out and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} must be writeable")
+    cdef int64_t isz = cnp.PyArray_ITEMSIZE(arr)
+    cdef int64_t rows = cnp.PyArray_DIM(arr, 0), cols = cnp.PyArray_DIM(arr, 1)
+    cdef int64_t s0 = cnp.PyArray_STRIDE(arr, 0), s1 = cnp.PyArray_STRIDE(arr, 1)
     if rows <= 1 or cols == 0:
-        if out and not a.flags.writeable:
-            raise ValueError(f"{name} must be writeable")
         return max(cols, 1)
     if cols > 1 and s1 != isz:
         raise ValueError(f"{name} must have contiguous rows (unit column stride)")
     if s0 % isz != 0 or s0 < cols * isz:
         raise ValueError(f"{name} rows must not overlap (row stride >= row length)")
-    if out and not a.flags.writeable:
-        raise ValueError(f"{name} must be writeable")
     return s0 // isz
 
 
 def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0, int nthreads=1):
     """C = beta*C + op(A) @ op(B) with our packed GEMM (2-D float32/float64 arrays with contiguous
     rows: C-contiguous, or column slices of such arrays for a larger leading dimension)."""
-    if not isinstance(A, np.ndarray) or A.ndim != 2:
+    if not cnp.PyArray_Check(A) or cnp.PyArray_NDIM(<cnp.ndarray>A) != 2:
         raise ValueError("A must be a 2-D numpy array")
-    if not isinstance(B, np.ndarray) or B.ndim != 2:
+    if not cnp.PyArray_Check(B) or cnp.PyArray_NDIM(<cnp.ndarray>B) != 2:
         raise ValueError("B must be a 2-D numpy array")
-    dt = A.dtype
-    if dt != np.float32 and dt != np.float64:
-        raise TypeError(f"A must be float32 or float64, got {dt}")
-    cdef int64_t M = A.shape[1] if transa else A.shape[0]
-    cdef int64_t K = A.shape[0] if transa else A.shape[1]
-    cdef int64_t N = B.shape[0] if transb else B.shape[1]
-    cdef int64_t KB = B.shape[1] if transb else B.shape[0]
+    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>A)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise TypeError(f"A must be float32 or float64, got {A.dtype}")
+    cdef int64_t a0 = cnp.PyArray_DIM(<cnp.ndarray>A, 0), a1 = cnp.PyArray_DIM(<cnp.ndarray>A, 1)
+    cdef int64_t b0 = cnp.PyArray_DIM(<cnp.ndarray>B, 0), b1 = cnp.PyArray_DIM(<cnp.ndarray>B, 1)
+    cdef int64_t M = a1 if transa else a0
+    cdef int64_t K = a0 if transa else a1
+    cdef int64_t N = b0 if transb else b1
+    cdef int64_t KB = b1 if transb else b0
     if KB != K:
         raise ValueError(f"inner dimensions differ: op(A) is ({M}, {K}), op(B) is ({KB}, {N})")
     if beta != 0.0 and beta != 1.0:
         raise ValueError("beta must be 0 or 1")
     if nthreads < 1:
         raise ValueError("nthreads must be >= 1")
-    cdef int64_t lda = _row_stride(A, "A", dt, False)
-    cdef int64_t ldb = _row_stride(B, "B", dt, False)
+    cdef int64_t lda = _row_stride(A, "A", typenum, False)
+    cdef int64_t ldb = _row_stride(B, "B", typenum, False)
+    cdef cnp.npy_intp dims[2]
     if C is None:
         if beta != 0.0:
             raise ValueError("beta=1 needs C")
-        C = np.empty((M, N), dtype=dt)
-    if not isinstance(C, np.ndarray) or C.shape != (M, N):
+        dims[0] = M
+        dims[1] = N
+        C = cnp.PyArray_EMPTY(2, dims, typenum, 0)
+    elif (not cnp.PyArray_Check(C) or cnp.PyArray_NDIM(<cnp.ndarray>C) != 2
+          or cnp.PyArray_DIM(<cnp.ndarray>C, 0) != M or cnp.PyArray_DIM(<cnp.ndarray>C, 1) != N):
         raise ValueError(f"C must be a numpy array of shape {(M, N)}")
-    cdef int64_t ldc = _row_stride(C, "C", dt, True)
-    cdef void *pa = _ptr(A)
-    cdef void *pb = _ptr(B)
-    cdef void *pc = _ptr(C)
+    cdef int64_t ldc = _row_stride(C, "C", typenum, True)
+    cdef void *pa = cnp.PyArray_DATA(<cnp.ndarray>A)
+    cdef void *pb = cnp.PyArray_DATA(<cnp.ndarray>B)
+    cdef void *pc = cnp.PyArray_DATA(<cnp.ndarray>C)
     cdef int st
     cdef int ta = transa, tb = transb
-    if dt == np.float32:
+    if typenum == cnp.NPY_FLOAT32:
         with nogil:
             st = fr_gemm_s(ta, tb, M, N, K, <float *>pa, lda, <float *>pb, ldb, <float>beta,
                            <float *>pc, ldc, nthreads)
@@ -170,7 +178,8 @@ def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0,
         with nogil:
             st = fr_gemm_d(ta, tb, M, N, K, <double *>pa, lda, <double *>pb, ldb, beta,
                            <double *>pc, ldc, nthreads)
-    _raise(st, "gemm")
+    if st != FR_OK:
+        _raise(st, "gemm")
     return C
 
 
@@ -188,14 +197,15 @@ def ukr(A, Bp, C, *, bint accumulate=False):
     cdef const fr_kernel_d *kd = fr_kernel_get_d()
     cdef int64_t mr = ks.mr if dt == np.float32 else kd.mr
     cdef int64_t nr = ks.nr if dt == np.float32 else kd.nr
-    cdef int64_t lda = _row_stride(A, "A", dt, False)
+    cdef int typenum = cnp.NPY_FLOAT32 if dt == np.float32 else cnp.NPY_FLOAT64
+    cdef int64_t lda = _row_stride(A, "A", typenum, False)
     cdef int64_t m = A.shape[0], K = A.shape[1]
     if m < 1 or m > mr:
         raise ValueError(f"A must have 1..{mr} rows, got {m}")
     _chk(Bp, "Bp", (K, nr), dt, False, False)
     if not isinstance(C, np.ndarray) or C.shape != (m, nr):
         raise ValueError(f"C must be a numpy array of shape {(m, nr)}")
-    cdef int64_t ldc = _row_stride(C, "C", dt, True)
+    cdef int64_t ldc = _row_stride(C, "C", typenum, True)
     cdef void *pa = _ptr(A)
     cdef void *pb = _ptr(Bp)
     cdef void *pc = _ptr(C)
