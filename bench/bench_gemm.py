@@ -106,9 +106,9 @@ def main() -> None:
                     raise AssertionError(f"{name} G={G} {op}: relative error {err:.2e}")
                 tn, tf = [], []
                 for _ in range(ARGS.rounds):
-                    tn += _block(lambda: a @ b, ARGS.repeats)
+                    tn += _block(lambda a=a, b=b: a @ b, ARGS.repeats)
                     time.sleep(ARGS.pause)
-                    tf += _block(lambda: _kernels.gemm(a, b, nthreads=nt), ARGS.repeats)
+                    tf += _block(lambda a=a, b=b: _kernels.gemm(a, b, nthreads=nt), ARGS.repeats)
                     time.sleep(ARGS.pause)
                 flops = 2.0 * M * N * K
                 gn, gf = flops / np.median(tn) / 1e9, flops / np.median(tf) / 1e9
@@ -116,7 +116,8 @@ def main() -> None:
                 print(f"{name:8s} {G:1d} {op:4s} {f'{M}x{K}x{N}':>18s} {gn:11.1f} {gf:12.1f} "
                       f"{gf / gn:6.2f}", flush=True)
     r = np.array(ratios)
-    print(f"# ratio fastrnn/numpy: min {r.min():.2f}, geometric mean {np.exp(np.log(r).mean()):.2f}, "
+    gmean = np.exp(np.log(r).mean())
+    print(f"# ratio fastrnn/numpy: min {r.min():.2f}, geometric mean {gmean:.2f}, "
           f"median {np.median(r):.2f}")
 
 

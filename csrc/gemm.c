@@ -34,12 +34,15 @@
 #define GEMM_MIN_FLOPS_PER_THREAD 200000.0
 /* k rows per pass when packing a transposed op(B). */
 #define PACK_KB 16
+/* Read op(B) in place (no packing) when each thread has at most this many row blocks. */
+#define GEMM_DIRECT_RB 8
+/* Cost of packing a panel, in rows of microkernel work (thread grid choice). */
+#define GEMM_PACK_ROWS 8
 
 
 
 
 
 
-#define DIRECT_RB 8
 #define FR_TEMPLATE "gemm_impl.h"
 #include "template.h"

@@ -109,12 +109,33 @@ void SFX(fr_pack_b)(REAL *dst, const REAL *B, int64_t ldb, int transb, int64_t K
 
 /* ---- driver -------------------------------------------------------------------------------- */
 
+/* One m x nr tile of C at (i, panel p); a partial last panel (nv < nr) goes through `tile`. */
+static inline void SFX(gemm_tile)(const IMPL *ip, int64_t m, int64_t kc, const REAL *a,
+                                  int64_t rsa, int64_t csa, const REAL *bp, int64_t bld, REAL *c,
+                                  int64_t ldc, int64_t nv, int acc, REAL *tile) {
+    const int64_t nr = ip->pub.nr;
+    if (nv == nr) {
+        ip->gk(m, kc, a, rsa, csa, bp, bld, c, ldc, acc);
+        return;
+    }
+    ip->gk(m, kc, a, rsa, csa, bp, bld, tile, nr, 0);
+    for (int64_t r = 0; r < m; r++) {
+        REAL *cr = c + r * ldc;
+        const REAL *tr = tile + r * nr;
+        if (acc)
+            for (int64_t q = 0; q < nv; q++) cr[q] += tr[q];
+        else
+            for (int64_t q = 0; q < nv; q++) cr[q] = tr[q];
+    }
+}
+
 /*
- * One thread's share of C: rows [i0, i1) x panels [p0, p1), all of K. Loops: NC-chunks of panels,
- * KC-blocks of K (pack this chunk's panels into buf: it stays in L2), rows mr at a time (the
- * mr x KC slice of A stays in L1), panels. direct: op(B) is read in place (no transpose and each
- * row block is the only user of a panel, so packing would only add a copy); only a partial last
- * panel is packed then, since the microkernel reads nr full columns.
+ * One thread's share of C: rows [i0, i1) x panels [p0, p1), all of K, a KC-block of K at a time.
+ * Packed (the usual case): per NC-chunk of panels and K block, pack the chunk's panels into buf (it
+ * stays in L2), then sweep the rows mr at a time, each mr x KC slice of A staying in L1 across the
+ * chunk's panels. Direct (op(B) not transposed and few rows, so each panel has few users and a
+ * copy would cost as much as the work): read op(B) in place, panel by panel, the few row blocks
+ * inside; only a partial last panel is packed (the microkernel reads nr full columns).
  */
 static void SFX(gemm_part)(const IMPL *ip, int transa, int transb, int direct, int64_t i0,
                            int64_t i1, int64_t p0, int64_t p1, int64_t N, int64_t K, const REAL *A,
@@ -129,41 +150,32 @@ static void SFX(gemm_part)(const IMPL *ip, int transa, int transb, int direct, i
             const int64_t kc = SFX(gmin)(kcb, K - k0);
             const int acc = beta1 || k0 > 0;
             const REAL *bk = transb ? B + k0 : B + k0 * ldb;
-            for (int64_t p = pc; p < pe; p++) {
-                const int64_t nv = SFX(gmin)(nr, N - p * nr);
-                if (!direct && nv == nr && !transb)
-                    ip->packn(buf + (p - pc) * kc * nr, bk + p * nr, ldb, kc);
-                else if (!direct)
-                    SFX(pack_panel)(buf + (p - pc) * kc * nr, bk, ldb, transb, kc, p * nr, nv, nr);
-                else if (nv < nr)
-                    SFX(pack_panel)(buf, bk, ldb, transb, kc, p * nr, nv, nr);
+            if (direct) {
+                for (int64_t p = pc; p < pe; p++) {
+                    const int64_t j0 = p * nr, nv = SFX(gmin)(nr, N - j0);
+                    if (nv < nr) SFX(pack_panel)(buf, bk, ldb, transb, kc, j0, nv, nr);
+                    const REAL *bp = nv == nr ? bk + j0 : buf;
+                    const int64_t bld = nv == nr ? ldb : nr;
+                    for (int64_t i = i0; i < i1; i += mr)
+                        SFX(gemm_tile)(ip, SFX(gmin)(mr, i1 - i), kc, A + i * rsa + k0 * csa, rsa,
+                                       csa, bp, bld, C + i * ldc + j0, ldc, nv, acc, tile);
+                }
+                continue;
             }
             for (int64_t p = pc; p < pe; p++) {
-                const int64_t j0 = p * nr, nv = SFX(gmin)(nr, N - j0);
-                const REAL *bp = buf + (p - pc) * kc * nr;
-                int64_t bld = nr;
-                if (direct) {
-                    bp = nv == nr ? bk + j0 : buf;
-                    bld = nv == nr ? ldb : nr;
-                }
-                for (int64_t i = i0; i < i1; i += mr) {
-                    const int64_t m = SFX(gmin)(mr, i1 - i);
-                    const REAL *a = A + i * rsa + k0 * csa;
-                    REAL *c = C + i * ldc + j0;
-                    if (nv == nr) {
-                        ip->gk(m, kc, a, rsa, csa, bp, bld, c, ldc, acc);
-                        continue;
-                    }
-                    ip->gk(m, kc, a, rsa, csa, bp, bld, tile, nr, 0);
-                    for (int64_t r = 0; r < m; r++) {
-                        REAL *cr = c + r * ldc;
-                        const REAL *tr = tile + r * nr;
-                        if (acc)
-                            for (int64_t q = 0; q < nv; q++) cr[q] += tr[q];
-                        else
-                            for (int64_t q = 0; q < nv; q++) cr[q] = tr[q];
-                    }
-                }
+                const int64_t nv = SFX(gmin)(nr, N - p * nr);
+                if (nv == nr && !transb)
+                    ip->packn(buf + (p - pc) * kc * nr, bk + p * nr, ldb, kc);
+                else
+                    SFX(pack_panel)(buf + (p - pc) * kc * nr, bk, ldb, transb, kc, p * nr, nv, nr);
+            }
+            for (int64_t i = i0; i < i1; i += mr) {
+                const int64_t m = SFX(gmin)(mr, i1 - i);
+                const REAL *a = A + i * rsa + k0 * csa;
+                for (int64_t p = pc; p < pe; p++)
+                    SFX(gemm_tile)(ip, m, kc, a, rsa, csa, buf + (p - pc) * kc * nr, nr,
+                                   C + i * ldc + p * nr, ldc, SFX(gmin)(nr, N - p * nr), acc,
+                                   tile);
             }
         }
     }
@@ -171,6 +183,32 @@ static void SFX(gemm_part)(const IMPL *ip, int transa, int transb, int direct, i
 
 /* Start of part g of n when `total` units are split as evenly as possible. */
 static inline int64_t SFX(split)(int64_t total, int64_t n, int64_t g) { return total * g / n; }
+
+/* Everything a thread needs to compute its share of one fr_gemm call. */
+typedef struct {
+    const IMPL *ip;
+    int transa, transb, direct, beta1;
+    int64_t M, N, K, lda, ldb, ldc;
+    const REAL *A, *B;
+    REAL *C;
+    int64_t nrb, npan; /* row blocks of mr, panels of nr */
+    int64_t tm, tn;    /* thread grid: row groups x panel groups */
+    int64_t kcb, ncp;  /* K block, panels per packed chunk */
+    REAL *buf;         /* per-thread packing buffers of bufsz elements, or NULL */
+    int64_t bufsz;
+} SFX(gemm_plan);
+
+/* Share t (0 <= t < tm*tn) of the plan: row group t / tn x panel group t % tn. */
+static void SFX(gemm_share)(const SFX(gemm_plan) *g, int64_t t) {
+    const int64_t mr = g->ip->pub.mr, gi = t / g->tn, gj = t % g->tn;
+    const int64_t i0 = SFX(split)(g->nrb, g->tm, gi) * mr;
+    const int64_t i1 = SFX(gmin)(g->M, SFX(split)(g->nrb, g->tm, gi + 1) * mr);
+    const int64_t p0 = SFX(split)(g->npan, g->tn, gj), p1 = SFX(split)(g->npan, g->tn, gj + 1);
+    if (i0 < i1 && p0 < p1)
+        SFX(gemm_part)(g->ip, g->transa, g->transb, g->direct, i0, i1, p0, p1, g->N, g->K, g->A,
+                       g->lda, g->B, g->ldb, g->beta1, g->C, g->ldc,
+                       g->buf ? g->buf + t * g->bufsz : NULL, g->kcb, g->ncp);
+}
 
 int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const REAL *A,
                  int64_t lda, const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc,
@@ -187,66 +225,77 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
     if (A == NULL || B == NULL || lda < (transa ? M : K) || ldb < (transb ? K : N))
         return FR_ERR_ARG;
 
-    const IMPL *ip = SFX(impl_get)();
-    const int64_t mr = ip->pub.mr, nr = ip->pub.nr;
+    SFX(gemm_plan) g = {0};
+    g.ip = SFX(impl_get)();
+    const int64_t mr = g.ip->pub.mr, nr = g.ip->pub.nr;
     if (mr > FR_GEMM_MAX_MR || nr > FR_GEMM_MAX_NR) return FR_ERR_ARG;
-    const int64_t nrb = (M + mr - 1) / mr, npan = (N + nr - 1) / nr;
+    g.transa = transa;
+    g.transb = transb;
+    g.beta1 = beta != (REAL)0;
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.A = A;
+    g.lda = lda;
+    g.B = B;
+    g.ldb = ldb;
+    g.C = C;
+    g.ldc = ldc;
+    g.nrb = (M + mr - 1) / mr;
+    g.npan = (N + nr - 1) / nr;
 
     /* threads: none below GEMM_MIN_FLOPS_PER_THREAD each, never more than tiles */
     const double flops = 2.0 * (double)M * (double)N * (double)K;
     int64_t nt = (int64_t)(flops / GEMM_MIN_FLOPS_PER_THREAD);
     nt = nt < 1 ? 1 : nt;
-    nt = SFX(gmin)(SFX(gmin)(nt, nthreads), nrb * npan);
+    nt = SFX(gmin)(SFX(gmin)(nt, nthreads), g.nrb * g.npan);
 #ifndef _OPENMP
     nt = 1;
 #endif
-    /* thread grid tm x tn (row groups x panel groups): the least work for the busiest thread,
-       counting the panels it packs as PACK_ROWS extra rows; ties go to fewer row groups */
-    const int64_t pack_rows = transb ? 16 : 4;
-    int64_t tm = 1;
+    /* thread grid: the least work for the busiest thread, counting the panels it packs as
+       GEMM_PACK_ROWS extra rows (direct reading packs nothing); ties go to fewer row groups */
     double best = -1.0;
-    for (int64_t t = 1; t <= nt; t++) {
-        if (nt % t != 0) continue;
-        const int64_t rows = (nrb + t - 1) / t * mr, pans = (npan + nt / t - 1) / (nt / t);
-        const int dir = !transb && rows <= mr * DIRECT_RB;
-        const double cost = (double)(rows + (dir ? 0 : pack_rows)) * (double)pans;
+    for (int64_t tm = 1; tm <= nt; tm++) {
+        if (nt % tm != 0) continue;
+        const int64_t rows = (g.nrb + tm - 1) / tm * mr;
+        const int64_t pans = (g.npan + nt / tm - 1) / (nt / tm);
+        const int dir = !transb && rows <= mr * GEMM_DIRECT_RB;
+        const double cost = (double)(rows + (dir ? 0 : GEMM_PACK_ROWS)) * (double)pans;
         if (best < 0.0 || cost < best) {
             best = cost;
-            tm = t;
+            g.tm = tm;
         }
     }
-    const int64_t tn = nt / tm;
-    const int direct = !transb && (nrb + tm - 1) / tm <= DIRECT_RB;
+    g.tn = nt / g.tm;
+    g.direct = !transb && (g.nrb + g.tm - 1) / g.tm <= GEMM_DIRECT_RB;
 
     /* blocking: KC x (ncp panels) of packed B per thread, within GEMM_BBLOCK_BYTES */
-    const int64_t kcb = SFX(gmin)(K, GEMM_KC);
-    int64_t ncp = GEMM_BBLOCK_BYTES / (kcb * nr * (int64_t)sizeof(REAL));
-    ncp = ncp < 1 ? 1 : ncp;
-    ncp = SFX(gmin)(ncp, (npan + tn - 1) / tn);
-    const int64_t line = 64 / (int64_t)sizeof(REAL); /* panels start on cache lines */
-    const int64_t bufsz = (kcb * nr * (direct ? 1 : ncp) + line - 1) / line * line;
-    REAL *buf = (REAL *)aligned_alloc(64, (size_t)(nt * bufsz) * sizeof(REAL));
-    if (buf == NULL) return FR_ERR_NOMEM;
-    const int beta1 = beta != (REAL)0;
+    g.kcb = SFX(gmin)(K, GEMM_KC);
+    g.ncp = GEMM_BBLOCK_BYTES / (g.kcb * nr * (int64_t)sizeof(REAL));
+    g.ncp = g.ncp < 1 ? 1 : g.ncp;
+    g.ncp = SFX(gmin)(g.ncp, (g.npan + g.tn - 1) / g.tn);
+    if (!g.direct || N % nr != 0) {
+        const int64_t line = 64 / (int64_t)sizeof(REAL); /* panels start on cache lines */
+        g.bufsz = (g.kcb * nr * (g.direct ? 1 : g.ncp) + line - 1) / line * line;
+        g.buf = (REAL *)aligned_alloc(64, (size_t)(nt * g.bufsz) * sizeof(REAL));
+        if (g.buf == NULL) return FR_ERR_NOMEM;
+    }
 
-#pragma omp parallel num_threads((int)nt) if (nt > 1)
-    {
-        int64_t t0 = 0, tstep = 1;
+    if (nt == 1) {
+        SFX(gemm_share)(&g, 0);
+    } else {
+#pragma omp parallel num_threads((int)nt)
+        {
+            int64_t t = 0, step = 1;
 #ifdef _OPENMP
-        t0 = omp_get_thread_num();
-        tstep = omp_get_num_threads();
+            t = omp_get_thread_num();
+            step = omp_get_num_threads();
 #endif
-        for (int64_t t = t0; t < nt; t += tstep) { /* one pass unless the runtime gave fewer threads */
-            const int64_t gi = t / tn, gj = t % tn;
-            const int64_t i0 = SFX(split)(nrb, tm, gi) * mr;
-            const int64_t i1 = SFX(gmin)(M, SFX(split)(nrb, tm, gi + 1) * mr);
-            const int64_t p0 = SFX(split)(npan, tn, gj), p1 = SFX(split)(npan, tn, gj + 1);
-            if (i0 < i1 && p0 < p1)
-                SFX(gemm_part)(ip, transa, transb, direct, i0, i1, p0, p1, N, K, A, lda, B, ldb,
-                               beta1, C, ldc, buf + t * bufsz, kcb, ncp);
+            for (; t < nt; t += step) /* one pass, unless the runtime gave fewer threads */
+                SFX(gemm_share)(&g, t);
         }
     }
-    free(buf);
+    free(g.buf);
     return FR_OK;
 }
 

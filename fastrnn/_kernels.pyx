@@ -106,63 +106,71 @@ def kernel_info():
 
 # ---- GEMM and activations (exposed for tests and benchmarks) ------------------------------------
 
-cdef int64_t _row_stride(object a, str name, object dtype, bint out) except -1:
-    """Row stride (elements) of a 2-D array of `dtype` with contiguous rows (C-contiguous or a
-    column slice of one), so tests can pass any lda/ldb/ldc."""
-    if not isinstance(a, np.ndarray) or a.ndim != 2:
+cdef int64_t _row_stride(object a, str name, int typenum, bint out) except -1:
+    """Row stride (elements) of a 2-D array of type `typenum` with contiguous rows (C-contiguous
+    or a column slice of one), so callers can pass any lda/ldb/ldc. C-API checks only: this sits
+    in front of calls that take a microsecond."""
+    if not cnp.PyArray_Check(a) or cnp.PyArray_NDIM(<cnp.ndarray>a) != 2:
         raise ValueError(f"{name} must be a 2-D numpy array")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
-    cdef int64_t isz = a.itemsize, rows = a.shape[0], cols = a.shape[1]
-    cdef int64_t s0 = a.strides[0], s1 = a.strides[1]
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum:
+        raise TypeError(f"{name} must have dtype {cnp.PyArray_DescrFromType(typenum)}, "
+                        f"got {a.dtype}")
+    if out and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} must be writeable")
+    cdef int64_t isz = cnp.PyArray_ITEMSIZE(arr)
+    cdef int64_t rows = cnp.PyArray_DIM(arr, 0), cols = cnp.PyArray_DIM(arr, 1)
+    cdef int64_t s0 = cnp.PyArray_STRIDE(arr, 0), s1 = cnp.PyArray_STRIDE(arr, 1)
     if rows <= 1 or cols == 0:
-        if out and not a.flags.writeable:
-            raise ValueError(f"{name} must be writeable")
         return max(cols, 1)
     if cols > 1 and s1 != isz:
         raise ValueError(f"{name} must have contiguous rows (unit column stride)")
     if s0 % isz != 0 or s0 < cols * isz:
         raise ValueError(f"{name} rows must not overlap (row stride >= row length)")
-    if out and not a.flags.writeable:
-        raise ValueError(f"{name} must be writeable")
     return s0 // isz
 
 
 def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0, int nthreads=1):
     """C = beta*C + op(A) @ op(B) with our packed GEMM (2-D float32/float64 arrays with contiguous
     rows: C-contiguous, or column slices of such arrays for a larger leading dimension)."""
-    if not isinstance(A, np.ndarray) or A.ndim != 2:
+    if not cnp.PyArray_Check(A) or cnp.PyArray_NDIM(<cnp.ndarray>A) != 2:
         raise ValueError("A must be a 2-D numpy array")
-    if not isinstance(B, np.ndarray) or B.ndim != 2:
+    if not cnp.PyArray_Check(B) or cnp.PyArray_NDIM(<cnp.ndarray>B) != 2:
         raise ValueError("B must be a 2-D numpy array")
-    dt = A.dtype
-    if dt != np.float32 and dt != np.float64:
-        raise TypeError(f"A must be float32 or float64, got {dt}")
-    cdef int64_t M = A.shape[1] if transa else A.shape[0]
-    cdef int64_t K = A.shape[0] if transa else A.shape[1]
-    cdef int64_t N = B.shape[0] if transb else B.shape[1]
-    cdef int64_t KB = B.shape[1] if transb else B.shape[0]
+    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>A)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise TypeError(f"A must be float32 or float64, got {A.dtype}")
+    cdef int64_t a0 = cnp.PyArray_DIM(<cnp.ndarray>A, 0), a1 = cnp.PyArray_DIM(<cnp.ndarray>A, 1)
+    cdef int64_t b0 = cnp.PyArray_DIM(<cnp.ndarray>B, 0), b1 = cnp.PyArray_DIM(<cnp.ndarray>B, 1)
+    cdef int64_t M = a1 if transa else a0
+    cdef int64_t K = a0 if transa else a1
+    cdef int64_t N = b0 if transb else b1
+    cdef int64_t KB = b1 if transb else b0
     if KB != K:
         raise ValueError(f"inner dimensions differ: op(A) is ({M}, {K}), op(B) is ({KB}, {N})")
     if beta != 0.0 and beta != 1.0:
         raise ValueError("beta must be 0 or 1")
     if nthreads < 1:
         raise ValueError("nthreads must be >= 1")
-    cdef int64_t lda = _row_stride(A, "A", dt, False)
-    cdef int64_t ldb = _row_stride(B, "B", dt, False)
+    cdef int64_t lda = _row_stride(A, "A", typenum, False)
+    cdef int64_t ldb = _row_stride(B, "B", typenum, False)
+    cdef cnp.npy_intp dims[2]
     if C is None:
         if beta != 0.0:
             raise ValueError("beta=1 needs C")
-        C = np.empty((M, N), dtype=dt)
-    if not isinstance(C, np.ndarray) or C.shape != (M, N):
+        dims[0] = M
+        dims[1] = N
+        C = cnp.PyArray_EMPTY(2, dims, typenum, 0)
+    elif (not cnp.PyArray_Check(C) or cnp.PyArray_NDIM(<cnp.ndarray>C) != 2
+          or cnp.PyArray_DIM(<cnp.ndarray>C, 0) != M or cnp.PyArray_DIM(<cnp.ndarray>C, 1) != N):
         raise ValueError(f"C must be a numpy array of shape {(M, N)}")
-    cdef int64_t ldc = _row_stride(C, "C", dt, True)
-    cdef void *pa = _ptr(A)
-    cdef void *pb = _ptr(B)
-    cdef void *pc = _ptr(C)
+    cdef int64_t ldc = _row_stride(C, "C", typenum, True)
+    cdef void *pa = cnp.PyArray_DATA(<cnp.ndarray>A)
+    cdef void *pb = cnp.PyArray_DATA(<cnp.ndarray>B)
+    cdef void *pc = cnp.PyArray_DATA(<cnp.ndarray>C)
     cdef int st
     cdef int ta = transa, tb = transb
-    if dt == np.float32:
+    if typenum == cnp.NPY_FLOAT32:
         with nogil:
             st = fr_gemm_s(ta, tb, M, N, K, <float *>pa, lda, <float *>pb, ldb, <float>beta,
                            <float *>pc, ldc, nthreads)
@@ -170,7 +178,8 @@ def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0,
         with nogil:
             st = fr_gemm_d(ta, tb, M, N, K, <double *>pa, lda, <double *>pb, ldb, beta,
                            <double *>pc, ldc, nthreads)
-    _raise(st, "gemm")
+    if st != FR_OK:
+        _raise(st, "gemm")
     return C
 
 
@@ -188,14 +197,15 @@ def ukr(A, Bp, C, *, bint accumulate=False):
     cdef const fr_kernel_d *kd = fr_kernel_get_d()
     cdef int64_t mr = ks.mr if dt == np.float32 else kd.mr
     cdef int64_t nr = ks.nr if dt == np.float32 else kd.nr
-    cdef int64_t lda = _row_stride(A, "A", dt, False)
+    cdef int typenum = cnp.NPY_FLOAT32 if dt == np.float32 else cnp.NPY_FLOAT64
+    cdef int64_t lda = _row_stride(A, "A", typenum, False)
     cdef int64_t m = A.shape[0], K = A.shape[1]
     if m < 1 or m > mr:
         raise ValueError(f"A must have 1..{mr} rows, got {m}")
     _chk(Bp, "Bp", (K, nr), dt, False, False)
     if not isinstance(C, np.ndarray) or C.shape != (m, nr):
         raise ValueError(f"C must be a numpy array of shape {(m, nr)}")
-    cdef int64_t ldc = _row_stride(C, "C", dt, True)
+    cdef int64_t ldc = _row_stride(C, "C", typenum, True)
     cdef void *pa = _ptr(A)
     cdef void *pb = _ptr(Bp)
     cdef void *pc = _ptr(C)
@@ -659,25 +669,30 @@ cdef class Stream:
                                "stream")
         return 0
 
-    cdef object _as_input(self, x):
-        """Validate one step's input; return a C-contiguous array the kernels can read."""
+    cdef object _ids(self, x, tuple shape):
+        """Token ids as a C-contiguous int64 array of `shape`, each in [0, V)."""
+        ids = np.asarray(x)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"x must hold integer token ids, got dtype {ids.dtype}")
+        last = shape[len(shape) - 1]
+        if ids.size != int(np.prod(shape)) or (ids.ndim > 1 and ids.shape[ids.ndim - 1] != last):
+            raise ValueError(f"x must hold token ids of shape {shape}, got shape {ids.shape}")
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(shape)
+        V = self.L[0].nin
+        if ids.size:
+            lo, hi = ids.min(), ids.max()
+            if lo < 0 or hi >= V:
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"token id {bad} out of range [0, {V})")
+        return ids
+
+    cdef object _as_input(self, x, int64_t steps=1):
+        """Validate `steps` steps of input; return a C-contiguous array the kernels can read."""
         cdef int64_t B = self.B
         cdef cnp.ndarray ids
         cdef int64_t k, v, V
         if self.embed_first:
-            ids = np.asarray(x)
-            if ids.dtype.kind not in "iu":
-                raise TypeError(f"x must hold integer token ids, got dtype {ids.dtype}")
-            ids = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)
-            if ids.shape[0] != B:
-                raise ValueError(f"x must hold {B} token ids (one per stream row), "
-                                 f"got {ids.shape[0]}")
-            V = self.L[0].nin
-            for k in range(B):
-                v = (<int64_t *>cnp.PyArray_DATA(ids))[k]
-                if v < 0 or v >= V:
-                    raise ValueError(f"token id {v} out of range [0, {V})")
-            return ids
+            return self._ids(x, (B,))
         xin = x
         if not (isinstance(xin, np.ndarray) and (<cnp.ndarray>xin).dtype is self.dtype
                 and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>xin)):
@@ -689,7 +704,7 @@ cdef class Stream:
                                     f"got {xin.dtype}")
                 xin = xin.astype(self.dtype)
             xin = np.ascontiguousarray(xin)
-        if cnp.PyArray_SIZE(<cnp.ndarray>xin) != B * self.in_width:
+        if cnp.PyArray_SIZE(<cnp.ndarray>xin) != steps * B * self.in_width:
             raise ValueError(f"x must have shape ({B}, {self.in_width}), got {xin.shape}")
         return xin
 
@@ -706,6 +721,43 @@ cdef class Stream:
             st = self._run(px)
         _raise(st, "stream step")
         return self.last_out.copy()
+
+    def run(self, xs):
+        """Advance len(xs) timesteps; xs is (T, B, I) (or (T, B) token ids); returns (T, B, O)."""
+        self._check_arch()
+        cdef int64_t T, t, B = self.B
+        cdef int64_t O = self.L[self.n - 1].nout
+        cdef int64_t step_in
+        cdef Py_ssize_t esz = 4 if self.f32 else 8
+        xs = np.asarray(xs)
+        if self.embed_first:
+            if xs.ndim != 2:
+                raise ValueError(f"xs must be (T, {B}) token ids, got shape {xs.shape}")
+            xin = self._ids(xs, (xs.shape[0], B))
+            step_in = B
+            esz = 8
+        else:
+            if xs.ndim != 3 or xs.shape[1] != B or xs.shape[2] != self.in_width:
+                raise ValueError(f"xs must have shape (T, {B}, {self.in_width}), got {xs.shape}")
+            xin = self._as_input(xs, xs.shape[0]) if xs.shape[0] else xs
+            step_in = B * self.in_width
+        T = xs.shape[0]
+        out = np.empty((T, B, O), dtype=self.dtype)
+        if T == 0:
+            return out
+        cdef const char *px = <const char *>_ptr(xin)
+        cdef char *po = <char *>_ptr(out)
+        cdef char *plast = <char *>_ptr(self.last_out)
+        cdef int st = FR_OK
+        cdef Py_ssize_t osz = 4 if self.f32 else 8
+        with nogil:
+            for t in range(T):
+                st = self._run(px + t * step_in * esz)
+                if st != FR_OK:
+                    break
+                memcpy(po + t * B * O * osz, plast, B * O * osz)
+        _raise(st, "stream run")
+        return out
 
     cdef int _run(self, const void *px) noexcept nogil:
         cdef int i, st = FR_OK

@@ -40,7 +40,7 @@ def lawson(f, base, basis, xs, iters=300):
         c = mp.lu_solve(ata, atb)
         err = [abs((bx[i] + mp.fsum(c[j] * phi[i][j] for j in range(n))) / fx[i] - 1)
                for i in range(len(xs))]
-        w = [wi * ei for wi, ei in zip(w, err)]
+        w = [wi * ei for wi, ei in zip(w, err, strict=True)]
         s = mp.fsum(w)
         w = [wi / s for wi in w]
     return [c[j] for j in range(n)], max(err)
