@@ -33,6 +33,13 @@ static int SFX(pick_threads)(int nthreads, int64_t njb, int64_t B, int64_t I, in
 
 static inline int64_t SFX(imin)(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* Threads worth using for a one-off parallel region of `flops` work (fork/join is not free). */
+static int SFX(threads_for)(int nthreads, double flops) {
+    const double per_thread = 4.0e6;
+    int nt = (int)(flops / per_thread);
+    return nt < 1 ? 1 : (nt > nthreads ? nthreads : nt);
+}
+
 static inline int SFX(thread_id)(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -323,14 +330,15 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     }
 
     int st = FR_OK;
+    const int ntg = SFX(threads_for)(nthreads, 2.0 * (double)TB * (double)GH * (double)(I + H));
     if (I > 0) {
-        st = SFX(fr_gemm)(0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, nthreads);
-        if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, nthreads);
+        st = SFX(fr_gemm)(0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
+        if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, ntg);
     }
-    if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, nthreads);
+    if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, ntg);
     if (st == FR_OK && (db_ih || db_hh)) {
         /* column sums, each column range owned by one thread, rows in order (deterministic) */
-#pragma omp parallel num_threads(nthreads)
+#pragma omp parallel num_threads(SFX(threads_for)(nthreads, 2.0 * (double)TB * (double)GH))
         {
             const int tid = SFX(thread_id)();
 #ifdef _OPENMP

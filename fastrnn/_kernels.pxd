@@ -14,12 +14,18 @@ cdef extern from "fastrnn.h" nogil:
         FR_RNN_TANH
         FR_RNN_RELU
 
+    ctypedef void (*fr_ukr_s_fn)(int64_t m, int64_t K, const float *A, int64_t lda,
+                                 const float *Bp, float *C, int64_t ldc, int accumulate)
+    ctypedef void (*fr_ukr_d_fn)(int64_t m, int64_t K, const double *A, int64_t lda,
+                                 const double *Bp, double *C, int64_t ldc, int accumulate)
     ctypedef struct fr_kernel_s:
         int mr
         int nr
+        fr_ukr_s_fn ukr
     ctypedef struct fr_kernel_d:
         int mr
         int nr
+        fr_ukr_d_fn ukr
 
     int fr_cpu_supports(int arch)
     int fr_best_arch()

@@ -106,8 +106,31 @@ def kernel_info():
 
 # ---- GEMM and activations (exposed for tests and benchmarks) ------------------------------------
 
+cdef int64_t _row_stride(object a, str name, object dtype, bint out) except -1:
+    """Row stride (elements) of a 2-D array of `dtype` with contiguous rows (C-contiguous or a
+    column slice of one), so tests can pass any lda/ldb/ldc."""
+    if not isinstance(a, np.ndarray) or a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D numpy array")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {a.dtype}")
+    cdef int64_t isz = a.itemsize, rows = a.shape[0], cols = a.shape[1]
+    cdef int64_t s0 = a.strides[0], s1 = a.strides[1]
+    if rows <= 1 or cols == 0:
+        if out and not a.flags.writeable:
+            raise ValueError(f"{name} must be writeable")
+        return max(cols, 1)
+    if cols > 1 and s1 != isz:
+        raise ValueError(f"{name} must have contiguous rows (unit column stride)")
+    if s0 % isz != 0 or s0 < cols * isz:
+        raise ValueError(f"{name} rows must not overlap (row stride >= row length)")
+    if out and not a.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    return s0 // isz
+
+
 def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0, int nthreads=1):
-    """C = beta*C + op(A) @ op(B) with our packed GEMM (2-D C-contiguous float32/float64)."""
+    """C = beta*C + op(A) @ op(B) with our packed GEMM (2-D float32/float64 arrays with contiguous
+    rows: C-contiguous, or column slices of such arrays for a larger leading dimension)."""
     if not isinstance(A, np.ndarray) or A.ndim != 2:
         raise ValueError("A must be a 2-D numpy array")
     if not isinstance(B, np.ndarray) or B.ndim != 2:
@@ -125,17 +148,18 @@ def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0,
         raise ValueError("beta must be 0 or 1")
     if nthreads < 1:
         raise ValueError("nthreads must be >= 1")
-    _chk(A, "A", A.shape, dt, False, False)
-    _chk(B, "B", B.shape, dt, False, False)
+    cdef int64_t lda = _row_stride(A, "A", dt, False)
+    cdef int64_t ldb = _row_stride(B, "B", dt, False)
     if C is None:
         if beta != 0.0:
             raise ValueError("beta=1 needs C")
         C = np.empty((M, N), dtype=dt)
-    _chk(C, "C", (M, N), dt, True, False)
+    if not isinstance(C, np.ndarray) or C.shape != (M, N):
+        raise ValueError(f"C must be a numpy array of shape {(M, N)}")
+    cdef int64_t ldc = _row_stride(C, "C", dt, True)
     cdef void *pa = _ptr(A)
     cdef void *pb = _ptr(B)
     cdef void *pc = _ptr(C)
-    cdef int64_t lda = A.shape[1], ldb = B.shape[1], ldc = N
     cdef int st
     cdef int ta = transa, tb = transb
     if dt == np.float32:
@@ -147,6 +171,41 @@ def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0,
             st = fr_gemm_d(ta, tb, M, N, K, <double *>pa, lda, <double *>pb, ldb, beta,
                            <double *>pc, ldc, nthreads)
     _raise(st, "gemm")
+    return C
+
+
+def ukr(A, Bp, C, *, bint accumulate=False):
+    """Call the microkernel of the path in use on one tile (for tests).
+
+    C[i, c] (accumulate ? += : =) sum_k A[i, k] * Bp[k, c] for an (m, K) A with m <= mr, a packed
+    (K, nr) panel Bp (C-contiguous) and an (m, nr) C; A and C may be column slices of wider
+    arrays (any lda, ldc).
+    """
+    if not isinstance(A, np.ndarray) or (A.dtype != np.float32 and A.dtype != np.float64):
+        raise TypeError("A must be a float32 or float64 numpy array")
+    dt = A.dtype
+    cdef const fr_kernel_s *ks = fr_kernel_get_s()
+    cdef const fr_kernel_d *kd = fr_kernel_get_d()
+    cdef int64_t mr = ks.mr if dt == np.float32 else kd.mr
+    cdef int64_t nr = ks.nr if dt == np.float32 else kd.nr
+    cdef int64_t lda = _row_stride(A, "A", dt, False)
+    cdef int64_t m = A.shape[0], K = A.shape[1]
+    if m < 1 or m > mr:
+        raise ValueError(f"A must have 1..{mr} rows, got {m}")
+    _chk(Bp, "Bp", (K, nr), dt, False, False)
+    if not isinstance(C, np.ndarray) or C.shape != (m, nr):
+        raise ValueError(f"C must be a numpy array of shape {(m, nr)}")
+    cdef int64_t ldc = _row_stride(C, "C", dt, True)
+    cdef void *pa = _ptr(A)
+    cdef void *pb = _ptr(Bp)
+    cdef void *pc = _ptr(C)
+    cdef int acc = accumulate
+    if dt == np.float32:
+        with nogil:
+            ks.ukr(m, K, <float *>pa, lda, <float *>pb, <float *>pc, ldc, acc)
+    else:
+        with nogil:
+            kd.ukr(m, K, <double *>pa, lda, <double *>pb, <double *>pc, ldc, acc)
     return C
 
 

@@ -1,0 +1,211 @@
+"""Reliability of the native ops under threads, repetition and streaming.
+
+- the GIL is released while a kernel runs (another Python thread makes progress meanwhile);
+- concurrent calls from 4 threads on shared weights give results identical to serial calls;
+- set_num_threads between calls is safe;
+- 10,000 forward+backward calls do not grow resident memory (after warm-up);
+- the streaming path equals the sequence kernels, rejects bad input and cannot outlive a SIMD
+  path change.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import _kernels
+from fastrnn import functional as F
+
+
+def _lstm_args(T, B, I, H, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    s = 1 / np.sqrt(H)
+    return (rng.standard_normal((T, B, I)).astype(dtype), None, None,
+            rng.uniform(-s, s, (4 * H, I)).astype(dtype),
+            rng.uniform(-s, s, (4 * H, H)).astype(dtype),
+            rng.uniform(-s, s, 4 * H).astype(dtype), rng.uniform(-s, s, 4 * H).astype(dtype))
+
+
+@pytest.fixture
+def one_thread():
+    old = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(1)
+    yield
+    fastrnn.set_num_threads(old)
+
+
+def test_gil_released_during_kernel(one_thread):
+    args = _lstm_args(100, 32, 64, 128)
+    F.lstm_forward(*args, training=False)  # warm-up
+    count = 0
+    done = threading.Event()
+
+    def spin():
+        nonlocal count
+        while not done.is_set():
+            count += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        before = count
+        F.lstm_forward(*args, training=False)  # tens of milliseconds in C
+        during = count - before
+    finally:
+        done.set()
+        t.join()
+    # With the GIL held for the whole call the spinner could not run at all in between.
+    assert during > 1000
+
+
+def test_concurrent_calls_match_serial(one_thread):
+    args = _lstm_args(30, 8, 24, 40, np.float64)
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal(args[0].shape) for _ in range(8)]
+    dy = rng.standard_normal((30, 8, 40))
+
+    def job(x):
+        y, h, c, ctx = F.lstm_forward(x, *args[1:])
+        return (y, h, c, *F.lstm_backward(ctx, dy, None, None))
+
+    serial = [job(x) for x in xs]
+    results: list = [None] * len(xs)
+
+    def worker(k):
+        for i in range(k, len(xs), 4):
+            results[i] = job(xs[i])
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, serial, strict=True):
+        for a, b in zip(got, want, strict=True):
+            assert np.array_equal(a, b)
+
+
+def test_set_num_threads_between_calls():
+    old = fastrnn.get_num_threads()
+    args = _lstm_args(20, 16, 32, 96, np.float64)
+    outs = []
+    try:
+        for n in (1, 2, 3, 1, 2):
+            fastrnn.set_num_threads(n)
+            outs.append(F.lstm_forward(*args, training=False)[0])
+    finally:
+        fastrnn.set_num_threads(old)
+    for y in outs[1:]:
+        np.testing.assert_allclose(y, outs[0], rtol=1e-13, atol=1e-14)
+    assert np.array_equal(outs[0], outs[3]) and np.array_equal(outs[1], outs[4])
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def test_no_memory_growth():
+    args = _lstm_args(4, 2, 4, 8)
+    dy = np.ones((4, 2, 8), np.float32)
+
+    def call():
+        y, h, c, ctx = F.lstm_forward(*args)
+        F.lstm_backward(ctx, dy, None, None)
+
+    for _ in range(2000):  # warm-up: allocator pools, caches
+        call()
+    base = _rss_kb()
+    for _ in range(10_000):
+        call()
+    assert _rss_kb() - base < 1024
+
+
+# ---- streaming --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_stream_equals_sequence(cell, dtype, tol):
+    rng = np.random.default_rng(2)
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    T, B, I, H, O = 7, 3, 5, 37, 4
+    w_ih = rng.uniform(-0.3, 0.3, (G * H, I)).astype(dtype)
+    w_hh = rng.uniform(-0.3, 0.3, (G * H, H)).astype(dtype)
+    b_ih, b_hh = rng.standard_normal(G * H).astype(dtype), rng.standard_normal(G * H).astype(dtype)
+    w2 = rng.uniform(-0.3, 0.3, (4 * H, H)).astype(dtype)
+    u2 = rng.uniform(-0.3, 0.3, (4 * H, H)).astype(dtype)
+    kern = rng.standard_normal((H, O)).astype(dtype)
+    bias = rng.standard_normal(O).astype(dtype)
+    s = _kernels.Stream([(cell, w_ih, w_hh, b_ih, b_hh, "relu"), ("lstm", w2, u2, None, None, ""),
+                         ("dense", kern, bias, "softmax")], B, dtype)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    got = np.stack([s.step(x[t]) for t in range(T)])
+    if cell == "lstm":
+        y1 = F.lstm_forward(x, None, None, w_ih, w_hh, b_ih, b_hh, training=False)[0]
+    elif cell == "rnn":
+        y1 = F.rnn_forward(x, None, w_ih, w_hh, b_ih, b_hh, nonlinearity="relu",
+                           training=False)[0]
+    else:
+        y1 = F.gru_forward(x, None, w_ih, w_hh, b_ih, b_hh, training=False)[0]
+    y2 = F.lstm_forward(y1, None, None, w2, u2, None, None, training=False)[0]
+    z = y2 @ kern + bias
+    z = np.exp(z - z.max(-1, keepdims=True))
+    z /= z.sum(-1, keepdims=True)
+    np.testing.assert_allclose(got, z, rtol=tol, atol=tol)
+    # reset() starts over
+    s.reset()
+    np.testing.assert_allclose(s.step(x[0]), z[0], rtol=tol, atol=tol)
+
+
+def test_stream_embedding_and_errors():
+    rng = np.random.default_rng(3)
+    V, D, H = 11, 4, 6
+    table = rng.standard_normal((V, D))
+    w_ih, w_hh = rng.standard_normal((3 * H, D)), rng.standard_normal((3 * H, H))
+    s = _kernels.Stream([("embedding", table), ("gru", w_ih, w_hh, None, None, "")], 2,
+                        np.float64)
+    ids = np.array([[3, 10], [0, 5]])
+    got = np.stack([s.step(ids[t]) for t in range(2)])
+    want = F.gru_forward(table[ids], None, w_ih, w_hh, None, None, training=False)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    with pytest.raises(ValueError, match="token id 11 out of range"):
+        s.step(np.array([11, 0]))
+    with pytest.raises(TypeError, match="integer token ids"):
+        s.step(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="must hold 2 token ids"):
+        s.step(np.array([1, 2, 3]))
+    dense = _kernels.Stream([("dense", np.ones((3, 2)), None, "relu")], 1, np.float32)
+    with pytest.raises(ValueError, match=r"x must have shape \(1, 3\)"):
+        dense.step(np.ones(4, np.float32))
+    with pytest.raises(TypeError, match="must be float32"):
+        dense.step(np.ones(3, np.complex64))
+    with pytest.raises(ValueError, match="layer 1 expects 5 inputs but layer 0 gives 2"):
+        _kernels.Stream([("dense", np.ones((3, 2)), None, "relu"),
+                         ("dense", np.ones((5, 2)), None, "relu")], 1, np.float32)
+    with pytest.raises(ValueError, match="dense activation must be one of"):
+        _kernels.Stream([("dense", np.ones((3, 2)), None, "swish")], 1, np.float32)
+
+
+def test_stream_rejects_simd_path_change():
+    arches = _kernels.available_arches()
+    old = _kernels.get_arch()
+    s = _kernels.Stream([("dense", np.ones((3, 2)), None, "linear")], 1, np.float32)
+    s.step(np.ones(3, np.float32))
+    other = [a for a in arches if a != old]
+    for a in other:
+        _kernels.set_arch(a)
+        try:
+            try:
+                out = s.step(np.ones(3, np.float32))
+            except RuntimeError as e:
+                assert "SIMD path changed" in str(e)
+            else:  # same panel width: the packed layout is still valid
+                np.testing.assert_allclose(out, [[3.0, 3.0]])
+        finally:
+            _kernels.set_arch(old)
