@@ -1,8 +1,11 @@
 """A small workload for valgrind memcheck: every cell forward+backward with lengths and reverse
-(float64, odd H, 2 threads), and a streaming session. Run by tools/memcheck.sh."""
+(float64, odd H, 2 threads), and a streaming session. Run by tools/memcheck.py."""
 
 import numpy as np
-from fastrnn import functional as F, _kernels
+
+from fastrnn import _kernels
+from fastrnn import functional as F
+
 rng = np.random.default_rng(0)
 for cell in ("rnn", "lstm", "gru"):
     G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
