@@ -1,0 +1,685 @@
+"""A character-level LSTM language model: the engine behind ``fastrnn demo`` and ``generate``.
+
+The demo trains ``Embedding -> LSTM -> Dense`` to predict the next character of a text. With
+no text given it reads the Python standard library's own source files (every Python
+installation has them, a virtual environment included), so it runs anywhere with nothing
+to download, and its samples turn from noise into Python-looking code as it learns.
+
+Everything here uses the public Keras-style API (:mod:`fastrnn.models`,
+:mod:`fastrnn.layers`) and streaming sessions (``model.stream``) for generation. Read it
+top to bottom as an example of both::
+
+    from fastrnn.demo import default_corpus, CharVocab, build_char_model, generate
+
+    corpus = default_corpus(max_chars=200_000)
+    vocab = CharVocab.from_text(corpus.text)
+    ids = vocab.encode(corpus.text)
+    model = build_char_model(len(vocab))
+    ...  # model.train_on_batch(x, y) on windows of ids (see run_demo)
+    print(generate(model, vocab, prime="def ", length=200))
+
+A saved char model is an ordinary fastrnn model file (``model.save``) with one more member,
+``fastrnn-charlm.json``, holding the vocabulary; :func:`load_char_model` reads both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import get_num_threads, losses, optimizers
+from .layers import LSTM, Dense, Embedding
+from .models import ModelFileError, Sequential, load_model, set_random_seed
+
+__all__ = ["DEFAULT_MODEL", "CharVocab", "Corpus", "CorpusError", "build_char_model",
+           "default_corpus", "generate", "load_char_model", "read_text", "reference_ops",
+           "save_char_model"]
+
+DEFAULT_MODEL = "fastrnn-demo-model.fr"
+VOCAB_MEMBER = "fastrnn-charlm.json"
+_MIN_DEFAULT_CORPUS = 20_000  # characters of Python source we insist on finding
+_SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
+
+
+class CorpusError(ValueError):
+    """No usable text: the file is missing, binary, empty or too short."""
+
+
+# ---- the text ----------------------------------------------------------------------------
+
+
+@dataclass
+class Corpus:
+    """Training text and where it came from."""
+
+    text: str
+    source: str
+    location: str = ""
+
+
+def _clean(text: str) -> str:
+    """One newline convention and no tabs (4 spaces, as in Python source)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "    ")
+
+
+def stdlib_dir() -> str:
+    """The directory of the standard library's ``.py`` files (also right inside a venv)."""
+    return os.path.dirname(os.path.abspath(os.__file__))
+
+
+def _python_files(root: str) -> Iterator[str]:
+    """``root``'s public top-level modules in name order, then its packages' modules."""
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return
+    for name in names:
+        if name.endswith(".py") and not name.startswith("_"):
+            yield os.path.join(root, name)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        if dirpath == root:
+            continue
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                yield os.path.join(dirpath, name)
+
+
+def default_corpus(max_chars: int = 1_000_000) -> Corpus:
+    """Python source text from the standard library, read in a fixed order.
+
+    The public top-level modules of the standard library directory come first (``abc.py``,
+    ``argparse.py``, ``ast.py``, ...), then its packages, until ``max_chars`` characters are
+    gathered. Where a Python installation ships no ``.py`` sources (some embedded builds),
+    fastrnn's own source files are used instead.
+
+    Parameters
+    ----------
+    max_chars : int
+        Upper bound on the corpus length.
+
+    Returns
+    -------
+    Corpus
+
+    Raises
+    ------
+    CorpusError
+        If fewer than 20,000 characters of Python source can be found.
+    """
+    roots = [stdlib_dir(), os.path.dirname(os.path.abspath(__file__))]
+    for root in roots:
+        parts: list[str] = []
+        n = 0
+        for path in _python_files(root):
+            try:
+                with open(path, "rb") as f:
+                    text = _clean(f.read(max_chars - n + 1).decode("utf-8", errors="replace"))
+            except OSError:
+                continue
+            parts.append(text)
+            n += len(text) + 2
+            if n >= max_chars:
+                break
+        text = "\n\n".join(parts)[:max_chars]
+        if len(text) >= min(max_chars, _MIN_DEFAULT_CORPUS):
+            what = ("the standard library's Python source" if root == roots[0]
+                    else "fastrnn's own Python source (no standard library sources found)")
+            return Corpus(text, what, f"{len(parts)} files in {root}")
+    raise CorpusError(f"found no Python source files under {roots[0]} to train on; give a text "
+                      "file with --text FILE")
+
+
+def read_text(path: str, max_chars: int = 1_000_000) -> Corpus:
+    """Read a UTF-8 text file (at most ``max_chars`` characters) as a corpus.
+
+    Raises
+    ------
+    CorpusError
+        If the file cannot be read, looks binary, or is empty.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(4 * max_chars)
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CorpusError(f"{path}: is a directory, expected a text file") from None
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot read ({e.strerror or e})") from None
+    if b"\x00" in raw[:8192]:
+        raise CorpusError(f"{path}: looks like a binary file, expected UTF-8 text")
+    text = _clean(raw.decode("utf-8", errors="replace"))[:max_chars]
+    if not text.strip():
+        raise CorpusError(f"{path}: the file is empty")
+    return Corpus(text, os.path.basename(path), os.path.abspath(path))
+
+
+# ---- characters <-> ids --------------------------------------------------------------------
+
+
+class CharVocab:
+    """The characters a model knows, each mapped to an id ``0 .. len(vocab) - 1``.
+
+    Parameters
+    ----------
+    chars : str
+        The vocabulary, one character per id (no repeats).
+    """
+
+    def __init__(self, chars: str) -> None:
+        if not chars or len(set(chars)) != len(chars):
+            raise ValueError("chars must be a non-empty string without repeated characters")
+        self.chars = chars
+        self._codes = np.array([ord(c) for c in chars], dtype=np.uint32)
+        self._order = np.argsort(self._codes)
+
+    @classmethod
+    def from_text(cls, text: str, max_size: int = 256) -> CharVocab:
+        """The characters of ``text``, without the rarest (seen less than once in 100,000
+        characters, or beyond the ``max_size`` most frequent), in code point order."""
+        counts = Counter(text)
+        min_count = max(1, len(text) // 100_000)
+        keep = [c for c, k in counts.most_common(max_size) if k >= min_count]
+        return cls("".join(sorted(keep)))
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def __contains__(self, ch: str) -> bool:
+        return ch in self.chars
+
+    def encode(self, text: str, drop_unknown: bool = True) -> np.ndarray:
+        """Ids of ``text``'s characters as int32; unknown characters are dropped (or, with
+        ``drop_unknown=False``, a ValueError names the first one)."""
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        pos = np.searchsorted(self._codes[self._order], codes)
+        pos = np.minimum(pos, len(self.chars) - 1)
+        ids = self._order[pos]
+        known = self._codes[ids] == codes
+        if not known.all():
+            if not drop_unknown:
+                bad = text[int(np.argmin(known))]
+                raise ValueError(f"character {bad!r} is not in the vocabulary")
+            ids = ids[known]
+        return ids.astype(np.int32)
+
+    def decode(self, ids: Any) -> str:
+        """The text of a sequence of ids."""
+        return "".join(self.chars[int(i)] for i in ids)
+
+
+# ---- the model -----------------------------------------------------------------------------
+
+
+def build_char_model(vocab_size: int, embed_dim: int = 48, units: int = 256, layers: int = 1,
+                     learning_rate: float = 3e-3) -> Sequential:
+    """``Embedding -> LSTM (x layers) -> Dense`` predicting the next character's logits.
+
+    Compiled with Adam (``clipnorm=1``) and sparse categorical cross-entropy on logits.
+
+    Parameters
+    ----------
+    vocab_size : int
+    embed_dim : int
+        Size of each character's vector.
+    units : int
+        Hidden size of each LSTM layer.
+    layers : int
+        Number of stacked LSTM layers.
+    learning_rate : float
+
+    Returns
+    -------
+    Sequential
+        Input ``(batch, time)`` character ids; output ``(batch, time, vocab_size)`` logits.
+    """
+    model = Sequential(name="char_lstm")
+    model.add(Embedding(vocab_size, embed_dim))
+    for _ in range(layers):
+        model.add(LSTM(units, return_sequences=True))
+    model.add(Dense(vocab_size))
+    model.compile(optimizer=optimizers.Adam(learning_rate, clipnorm=1.0),
+                  loss=losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _describe(model: Sequential) -> str:
+    parts = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Embedding":
+            parts.append(f"Embedding({layer.input_dim}, {layer.output_dim})")
+        elif kind == "Dense":
+            parts.append(f"Dense({layer.units})")
+        else:
+            parts.append(f"{kind}({layer.units})")
+    return " -> ".join(parts)
+
+
+def save_char_model(model: Sequential, vocab: CharVocab, path: str,
+                    info: dict | None = None) -> None:
+    """Save the model (``model.save``) with the vocabulary inside the same file.
+
+    The file is replaced atomically: it is written beside ``path`` and renamed.
+    """
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        meta = {"format": "fastrnn.charlm", "version": 1, "vocab": vocab.chars, **(info or {})}
+        with zipfile.ZipFile(tmp, "a") as z:
+            z.writestr(VOCAB_MEMBER, json.dumps(meta, ensure_ascii=True))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load_char_model(path: str) -> tuple[Sequential, CharVocab, dict]:
+    """Read a model saved by :func:`save_char_model`.
+
+    Returns
+    -------
+    model : Sequential
+    vocab : CharVocab
+    info : dict
+        What else was saved beside the vocabulary (e.g. the training corpus).
+
+    Raises
+    ------
+    FileNotFoundError, ModelFileError
+        If the file is missing, unreadable, or holds no character vocabulary.
+    """
+    model = load_model(path, compile=False)
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read(VOCAB_MEMBER).decode("utf-8"))
+        vocab = CharVocab(meta["vocab"])
+    except KeyError:
+        raise ModelFileError(f"{path} is a fastrnn model but not a character language model "
+                             "(it has no vocabulary; make one with 'fastrnn demo')") from None
+    except (zipfile.BadZipFile, OSError, ValueError, TypeError) as e:
+        raise ModelFileError(f"{path}: the vocabulary is unreadable ({e})") from None
+    first, last = model.layers[0], model.layers[-1]
+    if type(first).__name__ != "Embedding" or first.input_dim != len(vocab) \
+            or getattr(last, "units", None) != len(vocab):
+        raise ModelFileError(f"{path}: the model does not match its vocabulary of "
+                             f"{len(vocab)} characters")
+    return model, vocab, meta
+
+
+# ---- generation ----------------------------------------------------------------------------
+
+
+def generate(model: Sequential, vocab: CharVocab, prime: str = "\n", length: int = 200,
+             temperature: float = 0.7, rng: np.random.Generator | None = None) -> str:
+    """Sample ``length`` characters after ``prime``, one step at a time.
+
+    A streaming session (``model.stream()``) carries the LSTM state from character to
+    character, so each new character costs one step of the network, not a whole sequence.
+
+    Parameters
+    ----------
+    model : Sequential
+        A character model (ids in, logits out).
+    vocab : CharVocab
+    prime : str
+        Text to start from (every character must be in the vocabulary).
+    length : int
+        Characters to generate.
+    temperature : float
+        Divides the logits: below 1 is more conservative, above 1 more adventurous.
+    rng : numpy.random.Generator, optional
+
+    Returns
+    -------
+    str
+        ``prime`` followed by the generated characters.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    rng = rng if rng is not None else np.random.default_rng()
+    start = prime or ("\n" if "\n" in vocab else vocab.chars[0])
+    ids = vocab.encode(start, drop_unknown=False)
+    session = model.stream(batch_size=1)
+    logits = session.run(ids)[-1]
+    out = []
+    for _ in range(length):
+        z = logits.astype(np.float64) / temperature
+        p = np.exp(z - z.max())
+        cdf = np.cumsum(p)
+        nxt = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")),
+                  len(vocab) - 1)
+        out.append(nxt)
+        logits = session.step(nxt)
+    return prime + vocab.decode(out)
+
+
+# ---- the NumPy reference, for the speed comparison ---------------------------------------
+
+
+@contextlib.contextmanager
+def reference_ops() -> Iterator[None]:
+    """Make the Keras-style recurrent layers run on :mod:`fastrnn.reference` (pure NumPy)
+    instead of the native kernels, inside a ``with`` block (used to time the same model
+    both ways; never needed otherwise)."""
+    from . import _keras_recurrent, reference
+
+    native = _keras_recurrent.F
+    _keras_recurrent.F = reference
+    try:
+        yield
+    finally:
+        _keras_recurrent.F = native
+
+
+def _clone(model: Sequential, learning_rate: float) -> Sequential:
+    twin = Sequential.from_config(model.get_config())
+    twin.set_weights(model.get_weights())
+    twin.compile(optimizer=optimizers.Adam(learning_rate, clipnorm=1.0),
+                 loss=losses.SparseCategoricalCrossentropy(from_logits=True))
+    return twin
+
+
+def _time_steps(model: Sequential, x: np.ndarray, y: np.ndarray, steps: int,
+                budget_s: float) -> float:
+    """Median seconds of one training step (at least one step; stops early past the budget)."""
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < steps and (not times or time.perf_counter() - start < budget_s):
+        t = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _reference_step(model: Sequential) -> Callable[[int], np.ndarray]:
+    """One character step of the model computed with :mod:`fastrnn.reference` (NumPy):
+    returns a function id -> logits that carries the LSTM states from call to call."""
+    from . import reference
+
+    emb, *lstms, dense = model.layers
+    table = emb.embeddings.value
+    weights = [(layer.kernel.value, layer.recurrent_kernel.value, layer.bias.value)
+               for layer in lstms]
+    states = [[None, None] for _ in lstms]
+
+    def step(i: int) -> np.ndarray:
+        x = table[i][None, None]  # (T=1, B=1, features)
+        for (w_ih, w_hh, b), st in zip(weights, states, strict=True):
+            x, st[0], st[1], _ = reference.lstm_forward(x, st[0], st[1], w_ih, w_hh, b, None,
+                                                        training=False)
+        return x[0, 0] @ dense.kernel.value + dense.bias.value
+
+    return step
+
+
+def compare_with_reference(model: Sequential, x: np.ndarray, y: np.ndarray, steps: int = 3,
+                           learning_rate: float = 3e-3, chars: int = 200) -> dict[str, float]:
+    """Time the same model on the native kernels and on the NumPy reference.
+
+    Training: seconds per ``train_on_batch`` on ``(x, y)`` of a copy of ``model`` (``model``
+    itself is not changed), with the recurrent layers on the native kernels and then on
+    :mod:`fastrnn.reference`. Generation: seconds per character, a streaming session's
+    ``step`` against the reference op called one step at a time.
+
+    Returns
+    -------
+    dict
+        ``train_native``, ``train_reference``, ``char_native``, ``char_reference``
+        (seconds).
+    """
+    twin = _clone(model, learning_rate)
+    twin.train_on_batch(x, y)  # warm up: optimizer slots, kernel scratch
+    out = {"train_native": _time_steps(twin, x, y, max(steps, 3), budget_s=5.0)}
+    with reference_ops():
+        out["train_reference"] = _time_steps(twin, x, y, steps, budget_s=8.0)
+    ids = x[0, :chars]
+    ids = np.resize(ids, chars)
+    session = model.stream(batch_size=1)
+    session.step(int(ids[0]))
+    t = time.perf_counter()
+    for i in ids:
+        session.step(int(i))
+    out["char_native"] = (time.perf_counter() - t) / chars
+    ref_step = _reference_step(model)
+    ref_step(int(ids[0]))
+    t = time.perf_counter()
+    for i in ids:
+        ref_step(int(i))
+    out["char_reference"] = (time.perf_counter() - t) / chars
+    return out
+
+
+def pick_threads(model: Sequential, x: np.ndarray, y: np.ndarray) -> tuple[int, str]:
+    """Use one thread when that trains faster than all of them (a machine busy with other
+    work makes threads wait for each other at every timestep). Returns the thread count in
+    effect and a note for the user."""
+    from . import get_num_threads, set_num_threads
+
+    n = get_num_threads()
+    if n == 1:
+        return 1, ""
+    model.train_on_batch(x, y)  # warm up
+    timing = {}
+    for k in (n, 1, n, 1):
+        set_num_threads(k)
+        t = time.perf_counter()
+        model.train_on_batch(x, y)
+        dt = time.perf_counter() - t
+        timing[k] = min(dt, timing.get(k, dt))
+    if timing[1] < 0.8 * timing[n]:
+        set_num_threads(1)
+        return 1, (f" (faster than {n} right now: this machine is busy with other work; "
+                   f"--threads {n} to insist)")
+    set_num_threads(n)
+    return n, ""
+
+
+# ---- the demo ------------------------------------------------------------------------------
+
+
+class _Progress:
+    """One line per epoch: redrawn live on a terminal, written once when the epoch ends
+    otherwise (logs, pipes)."""
+
+    def __init__(self, epochs: int, stream: Any = None) -> None:
+        self.epochs = epochs
+        self.out = stream or sys.stdout
+        self.live = bool(getattr(self.out, "isatty", lambda: False)())
+        self._last = 0.0
+        self._shown = 0
+
+    def _line(self, epoch: int, frac: float, elapsed: float, loss: float, rate: float) -> str:
+        done = int(round(20 * min(max(frac, 0.0), 1.0)))
+        bar = "━" * done + "╌" * (20 - done)
+        if self.live:
+            bar = f"\x1b[32m{'━' * done}\x1b[0m{'━' * (20 - done)}"
+        ppl = math.exp(min(loss, 50.0))
+        return (f"Epoch {epoch}/{self.epochs} {bar} {elapsed:4.1f}s  loss {loss:.3f}  "
+                f"ppl {ppl:5.2f}  {rate:7,.0f} chars/s")
+
+    def update(self, epoch: int, frac: float, elapsed: float, loss: float,
+               rate: float) -> None:
+        now = time.perf_counter()
+        if not self.live or now - self._last < 0.1:
+            return
+        self._last = now
+        text = self._line(epoch, frac, elapsed, loss, rate)
+        self.out.write("\r" + text + " " * max(0, self._shown - len(text)))
+        self.out.flush()
+        self._shown = len(text)
+
+    def finish(self, epoch: int, elapsed: float, loss: float, rate: float,
+               extra: str = "") -> None:
+        text = self._line(epoch, 1.0, elapsed, loss, rate) + extra
+        pad = " " * max(0, self._shown - len(text))
+        self.out.write(("\r" if self.live else "") + text + pad + "\n")
+        self.out.flush()
+        self._shown = 0
+
+
+def _show_sample(text: str, lines: int = 8, width: int = 96) -> str:
+    rows = text.split("\n")[:lines]
+    return "\n".join("  │ " + (r if len(r) <= width else r[:width - 1] + "…") for r in rows)
+
+
+@dataclass
+class DemoSettings:
+    """Settings of :func:`run_demo` (the ``fastrnn demo`` options)."""
+
+    text: str | None = None
+    max_chars: int = 1_000_000
+    units: int = 256
+    embed: int = 48
+    layers: int = 1
+    seq_len: int = 64
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    epochs: int = 5
+    minutes: float = 0.8
+    steps_per_epoch: int | None = None
+    sample_length: int = 240
+    temperature: float = 0.7
+    prime: str = "def "
+    compare_steps: int = 3
+    out: str = DEFAULT_MODEL
+    seed: int = 0
+    threads_fixed: bool = False  # True: keep the thread count (else one thread if faster)
+
+
+def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
+    """Train a character-level LSTM on ``s.text`` (default: the standard library's source),
+    showing progress and samples, then time it against the NumPy reference and save it.
+
+    Returns
+    -------
+    dict
+        ``loss``, ``val_loss`` (last epoch), ``chars_per_s``, ``seconds`` (training),
+        ``speed`` (see :func:`compare_with_reference`; empty if not compared), ``samples``
+        (one per epoch), ``path``, ``threads``.
+    """
+    t_start = time.perf_counter()
+    corpus = read_text(s.text, s.max_chars) if s.text else default_corpus(s.max_chars)
+    vocab = CharVocab.from_text(corpus.text)
+    ids = vocab.encode(corpus.text)
+    window = s.seq_len + 1
+    n_val = max(len(ids) // 20, window)
+    if len(ids) - n_val < window or len(vocab) < 2:
+        raise CorpusError(f"{corpus.source}: too short ({len(ids):,} usable characters); "
+                          f"need at least {window + n_val:,} for --seq-len {s.seq_len}")
+    train_ids, val_ids = ids[:-n_val], ids[-n_val:]
+    set_random_seed(s.seed)
+    rng = np.random.default_rng(s.seed)
+    model = build_char_model(len(vocab), s.embed, s.units, s.layers, s.learning_rate)
+    model.build((None, s.seq_len))
+
+    windows = np.lib.stride_tricks.sliding_window_view(train_ids, window)
+    val_windows = np.lib.stride_tricks.sliding_window_view(val_ids, window)
+    val_pick = val_windows[np.linspace(0, len(val_windows) - 1,
+                                       min(len(val_windows), 4 * s.batch_size)).astype(int)]
+    x_val, y_val = val_pick[:, :-1], val_pick[:, 1:]
+
+    def batch() -> tuple[np.ndarray, np.ndarray]:
+        w = windows[rng.integers(0, len(windows), s.batch_size)]
+        return w[:, :-1], w[:, 1:]
+
+    threads, note = (get_num_threads(), "") if s.threads_fixed else pick_threads(model, *batch())
+    budget = None if s.steps_per_epoch else s.minutes * 60.0 / s.epochs
+    print_fn("fastrnn demo: a character-level LSTM language model, trained on this CPU")
+    print_fn(f"  text     {len(ids):,} characters ({len(vocab)} distinct) of {corpus.source}")
+    if corpus.location:
+        print_fn(f"           ({corpus.location})")
+    print_fn(f"  model    {_describe(model)}, {model.count_params():,} parameters")
+    plan = (f"{s.epochs} epochs of {budget:.0f} s" if budget is not None
+            else f"{s.epochs} epochs of {s.steps_per_epoch} steps")
+    print_fn(f"  training {plan}: batches of {s.batch_size} windows x {s.seq_len} characters, "
+             f"Adam(lr={s.learning_rate:g}), {threads} thread{'s' if threads > 1 else ''}{note}")
+    print_fn("")
+
+    progress = _Progress(s.epochs)
+    samples: list[str] = []
+    chars_done = 0
+    train_time = 0.0
+    loss_mean = val_loss = float("nan")
+    for epoch in range(1, s.epochs + 1):
+        t0 = time.perf_counter()
+        total, steps = 0.0, 0
+        while True:
+            xb, yb = batch()
+            total += float(model.train_on_batch(xb, yb))
+            steps += 1
+            elapsed = time.perf_counter() - t0
+            loss_mean = total / steps
+            rate = (chars_done + steps * xb.size) / (train_time + elapsed)
+            frac = steps / s.steps_per_epoch if budget is None else elapsed / budget
+            if frac >= 1.0:
+                break
+            progress.update(epoch, frac, elapsed, loss_mean, rate)
+        train_time += elapsed
+        chars_done += steps * s.batch_size * s.seq_len
+        val_loss = float(model.evaluate(x_val, y_val, batch_size=s.batch_size, verbose=0))
+        progress.finish(epoch, elapsed, loss_mean, chars_done / train_time,
+                        extra=f"  val ppl {math.exp(min(val_loss, 50.0)):.2f}")
+        sample = generate(model, vocab, s.prime if all(c in vocab for c in s.prime) else "\n",
+                          s.sample_length, s.temperature, rng)
+        samples.append(sample)
+        print_fn(f"  sample at temperature {s.temperature:g}:")
+        print_fn(_show_sample(sample))
+        print_fn("")
+
+    rate = chars_done / train_time
+    print_fn(f"Trained on {chars_done:,} characters in {train_time:.1f} s "
+             f"({rate:,.0f} characters/s): loss {loss_mean:.3f}, validation perplexity "
+             f"{math.exp(min(val_loss, 50.0)):.2f}")
+
+    speed: dict[str, float] = {}
+    if s.compare_steps > 0:
+        xb, yb = batch()
+        speed = compare_with_reference(model, xb, yb, s.compare_steps, s.learning_rate)
+        tn, tr = speed["train_native"], speed["train_reference"]
+        cn, cr = speed["char_native"], speed["char_reference"]
+        print_fn("")
+        print_fn("Speed of this model on fastrnn's kernels and on its NumPy reference (same "
+                 "weights, same maths):")
+        what = f"training step ({s.batch_size} x {s.seq_len} characters)"
+        w = max(len(what), 24)
+        print_fn(f"  {'':{w}}   fastrnn       NumPy")
+        print_fn(f"  {what:{w}}  {_ms(tn)}  {_ms(tr)}  {tr / tn:5.1f}x faster")
+        print_fn(f"  {'generating one character':{w}}  {_ms(cn)}  {_ms(cr)}  "
+                 f"{cr / cn:5.1f}x faster")
+
+    save_char_model(model, vocab, s.out, {"source": corpus.source, "seq_len": s.seq_len})
+    print_fn("")
+    print_fn(f"Saved the model to {s.out} ({time.perf_counter() - t_start:.0f} s in all). "
+             "Next, try:")
+    out_arg = s.out if " " not in s.out else f'"{s.out}"'
+    print_fn(f"  fastrnn generate {out_arg} --prime 'class ' --length 400 --temperature 0.6")
+    return {"loss": loss_mean, "val_loss": val_loss, "chars_per_s": rate,
+            "seconds": train_time, "speed": speed, "samples": samples, "path": s.out,
+            "threads": threads}
+
+
+def _ms(seconds: float) -> str:
+    if seconds >= 0.1:
+        return f"{seconds * 1e3:7,.0f} ms"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:7.1f} ms"
+    return f"{seconds * 1e6:7.1f} us"
