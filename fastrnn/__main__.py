@@ -386,12 +386,26 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train_run(args: argparse.Namespace) -> int:
+    import importlib.util
+    import os
+
     from fastrnn.bench import prepare_threads
 
+    out = args.out or os.path.splitext(os.path.basename(args.data))[0] + ".fr"
+    _check_writable(out, "--out")
+    if args.plot:
+        _check_writable(args.plot, "--plot")
+        if importlib.util.find_spec("matplotlib") is None:
+            raise CommandError("--plot needs matplotlib, which is not installed "
+                               "(pip install matplotlib)", status=2)
     prepare_threads(args.threads)
     from fastrnn import _cli_train
 
-    return _cli_train.run(args, CommandError, _check_writable)
+    try:
+        _cli_train.run(args, out)
+    except _cli_train.TrainError as e:
+        raise CommandError(str(e)) from None
+    return 0
 
 
 # ---- the registry --------------------------------------------------------------------------

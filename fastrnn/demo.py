@@ -46,7 +46,7 @@ from .models import ModelFileError, Sequential, load_model, set_random_seed
 
 __all__ = ["DEFAULT_MODEL", "CharVocab", "Corpus", "CorpusError", "build_char_model",
            "default_corpus", "generate", "load_char_model", "read_text", "reference_ops",
-           "save_char_model"]
+           "save_char_model", "save_with_metadata"]
 
 DEFAULT_MODEL = "fastrnn-demo-model.fr"
 VOCAB_MEMBER = "fastrnn-charlm.json"
@@ -270,11 +270,11 @@ def _describe(model: Sequential) -> str:
     return " -> ".join(parts)
 
 
-def save_char_model(model: Sequential, vocab: CharVocab, path: str,
-                    info: dict | None = None) -> None:
-    """Save the model (``model.save``) with the vocabulary inside the same file.
+def save_with_metadata(model: Sequential, path: str, member: str, meta: dict) -> None:
+    """``model.save(path)`` plus one JSON member ``member`` in the same archive.
 
-    The file is replaced atomically: it is written beside ``path`` and renamed.
+    :func:`fastrnn.models.load_model` ignores the extra member; the file is replaced
+    atomically (written beside ``path``, then renamed).
     """
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
@@ -282,14 +282,20 @@ def save_char_model(model: Sequential, vocab: CharVocab, path: str,
     os.close(fd)
     try:
         model.save(tmp)
-        meta = {"format": "fastrnn.charlm", "version": 1, "vocab": vocab.chars, **(info or {})}
         with zipfile.ZipFile(tmp, "a") as z:
-            z.writestr(VOCAB_MEMBER, json.dumps(meta, ensure_ascii=True))
+            z.writestr(member, json.dumps(meta, ensure_ascii=True, allow_nan=False))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def save_char_model(model: Sequential, vocab: CharVocab, path: str,
+                    info: dict | None = None) -> None:
+    """Save the model (``model.save``) with the vocabulary inside the same file."""
+    meta = {"format": "fastrnn.charlm", "version": 1, "vocab": vocab.chars, **(info or {})}
+    save_with_metadata(model, path, VOCAB_MEMBER, meta)
 
 
 def load_char_model(path: str) -> tuple[Sequential, CharVocab, dict]:
