@@ -1175,8 +1175,8 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
         "",
         f"- Command: `{report['command']}`",
         f"- Date: {report['date']}",
-        f"- CPU: {mach['cpu']} ({mach['logical_cpus']} logical CPUs; "
-        f"{', '.join(mach['cpu_flags']) or 'no AVX2'}), {mach['platform']}",
+        f"- CPU: {mach['cpu']}; {mach['logical_cpus']} logical CPUs; "
+        f"{', '.join(mach['cpu_flags']) or 'no AVX2'}; {mach['platform']}",
         f"- fastrnn {info.get('version')}: SIMD path **{info.get('simd', '?')}** (available: "
         f"{', '.join(info.get('simd_available', [])) or '?'}), OpenMP "
         f"{'yes' if info.get('openmp') else 'no'}, compiler {info.get('compiler', '?')}",
