@@ -534,11 +534,13 @@ class Timer:
     The constructor warms up: one call (two when it is fast: the first pays one-off costs),
     keeping a copy of the first output. Calls shorter than ``MIN_SAMPLE_S`` are repeated
     ``number`` times inside a sample (the sample is their mean). With a budget, fewer
-    than ``repeats`` samples are planned so that warm-up and samples stay within it; when
-    the warm-up alone used it up, the first call is the only sample (``warmup_only``).
+    than ``repeats`` samples are planned so that warm-up and samples stay within it (but
+    at least ``min_samples``); when the warm-up alone used it up, the first call is the
+    only sample (``warmup_only``).
     """
 
-    def __init__(self, run: Runner, repeats: int, budget_s: float | None) -> None:
+    def __init__(self, run: Runner, repeats: int, budget_s: float | None,
+                 min_samples: int = 0) -> None:
         import numpy as np
 
         self.run = run
@@ -555,7 +557,7 @@ class Timer:
         n = repeats
         if budget_s is not None:
             n = min(repeats, int((budget_s - spent) / max(est * self.number, 1e-9)))
-        self.n = max(n, 0)
+        self.n = max(n, min(min_samples, repeats), 0)
         self.times: list[float] = []
 
     @property
@@ -744,7 +746,8 @@ def run_grid(opts: Options, available: dict[str, str | None],
                         continue
                     # The slow reference is skipped (never extrapolated) when even its best
                     # throughput so far on this cell and mode could not finish one call
-                    # within the budget; every other implementation gets a timed call.
+                    # within the budget; every other implementation gets a timed call after
+                    # its warm-up.
                     best = best_gflops.get((impl, case.cell, case.mode))
                     if impl in SKIPPABLE and opts.budget_s is not None and best:
                         predicted = case.flops / (best * 1e9)
@@ -757,7 +760,8 @@ def run_grid(opts: Options, available: dict[str, str | None],
                     try:
                         runner = build_runner(impl, case, params, opts.threads)
                         time.sleep(PAUSE_S)
-                        timers[impl] = Timer(runner, opts.repeats, opts.budget_s)
+                        timers[impl] = Timer(runner, opts.repeats, opts.budget_s,
+                                             min_samples=0 if impl in SKIPPABLE else 1)
                         del runner
                     except Exception as e:  # noqa: BLE001 - one failing anchor must not stop the run
                         fail(impl, e)
@@ -1203,8 +1207,9 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
     ]
     if report.get("budget_s") is not None:
         out.append(f"Each measurement has a {report['budget_s']:g} s budget: fewer samples "
-                   "(at least one timed call); the numpy reference is skipped when one call "
-                   "cannot fit, nothing is extrapolated.")
+                   "(at least one timed call after the warm-up; the numpy reference may be "
+                   "timed on its warm-up call alone, marked †, or skipped when one call cannot "
+                   "fit); nothing is extrapolated.")
     out.append(f"The whole run took {_fmt_elapsed(report.get('elapsed_s'))}.")
     if plot_path:
         rel = plot_path
@@ -1433,8 +1438,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="timed samples per measurement, after a warm-up (default 5)")
     p.add_argument("--budget", type=_budget, default=10.0, metavar="SECONDS",
                    help="time budget of one measurement incl. warm-up: fewer samples (at "
-                        "least one timed call); the numpy reference is 'skipped (time "
-                        "budget)' when one call cannot fit (default 10; 'none' for no limit)")
+                        "least one after the warm-up); the numpy reference may be timed on its "
+                        "warm-up call alone, or 'skipped (time budget)' when one call cannot "
+                        "fit (default 10; 'none' for no limit)")
     p.add_argument("--stat", choices=["median", "min"], default="median",
                    help="headline time of a measurement: median (default) or min of the samples "
                         "(min resists load from other processes on a shared machine)")

@@ -170,3 +170,9 @@ def test_measure_respects_budget() -> None:
     assert times[0] >= 0.3
     times, number, warm_only, _ = bench.measure(lambda: [1.0], repeats=3, budget_s=None)
     assert not warm_only and len(times) == 3 and number > 1
+    calls.clear()
+    tm = bench.Timer(slow, repeats=5, budget_s=0.4, min_samples=1)  # anchors: one timed call
+    assert tm.n == 1 and len(calls) == 1
+    tm.sample()
+    times, number, warm_only = tm.result()
+    assert not warm_only and len(times) == 1 and len(calls) == 2
