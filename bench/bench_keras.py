@@ -32,7 +32,7 @@ def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=3, help="timed epochs per library and case")
     p.add_argument("--threads", type=int, default=2, help="threads for both libraries")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32, help="default: Keras's fit default")
     p.add_argument("--samples", type=int, default=1024, help="samples per timed epoch")
     p.add_argument("--timesteps", type=int, default=100)
     p.add_argument("--cases", default="lstm_classifier,rnn_forecaster")
