@@ -16,10 +16,12 @@ Training for the functional implementations (fastrnn, reference) is forward with
 ``training=True``, backward with the same random ``dy`` and an in-place SGD update of
 the four parameter arrays, so that every training row does the same work.
 
-Each measurement: warm-up, then the median of ``--repeats`` samples; calls faster than
-about 20 ms are looped inside a sample. GFLOP/s use DESIGN's counts (forward
-``2*T*B*(I+H)*G*H``, training 3x) and are compared with the fp32 GEMM peak measured at
-the start of the run (numpy ``a @ b`` on 2048x2048 float32, same threads).
+Each measurement: warm-up, then the median (or ``--stat min``) of ``--repeats`` samples;
+calls faster than about 20 ms are looped inside a sample. Within a case the samples of the
+implementations interleave round-robin, so that load from other processes hits them alike.
+GFLOP/s use DESIGN's counts (forward ``2*T*B*(I+H)*G*H``, training 3x) and are compared
+with the fp32 GEMM peak (numpy ``a @ b`` on 2048x2048 float32, same threads, measured at
+the start and at the end of the run, the better counting).
 
 numpy is imported lazily on purpose: the thread count must reach OpenBLAS through the
 environment before numpy loads it (see :func:`prepare_threads`).
@@ -80,7 +82,7 @@ INFERENCE_ONLY: frozenset[str] = frozenset({"onnxruntime"})
 NOISE_SPREAD = 0.20  # (max - min) / median above this gets a noise note
 CHECK_ATOL = 1e-3  # max |y_impl - y_fastrnn| (float32, |y| <= 1) above this is a warning
 MIN_SAMPLE_S = 0.02  # calls shorter than this are looped inside one timing sample
-PAUSE_S = 0.1  # pause before each measurement (idle OpenMP/ORT workers spin for a while)
+PAUSE_S = 0.03  # pause before each sample (idle OpenMP/ORT/OpenBLAS workers spin a while)
 LR = 1e-6  # SGD step of the training rows (tiny: the weights barely move between repeats)
 GEMM_N = 2048
 MEMORY_BIH = (32, 128, 128)  # (B, I, H) of the peak-memory study ("small" row)
@@ -526,15 +528,75 @@ def build_runner(impl: str, case: Case, p: dict[str, Any], threads: int) -> Runn
 # ---- measuring -----------------------------------------------------------------------------------
 
 
+class Timer:
+    """Warm-up and timing samples of one runner; samples of several Timers can interleave.
+
+    The constructor warms up: one call (two when it is fast: the first pays one-off costs),
+    keeping a copy of the first output. Calls shorter than ``MIN_SAMPLE_S`` are repeated
+    ``number`` times inside a sample (the sample is their mean). With a budget, fewer
+    than ``repeats`` samples are planned so that warm-up and samples stay within it (but
+    at least ``min_samples``); when the warm-up alone used it up, the first call is the
+    only sample (``warmup_only``).
+    """
+
+    def __init__(self, run: Runner, repeats: int, budget_s: float | None,
+                 min_samples: int = 0) -> None:
+        import numpy as np
+
+        self.run = run
+        t = time.perf_counter()
+        self.first_output = np.array(run(), copy=True)
+        self.first = time.perf_counter() - t
+        spent = est = self.first
+        if self.first < 0.25:
+            t = time.perf_counter()
+            run()
+            est = time.perf_counter() - t
+            spent += est
+        self.number = max(1, min(10_000, int(MIN_SAMPLE_S / max(est, 1e-9))))
+        n = repeats
+        if budget_s is not None:
+            n = min(repeats, int((budget_s - spent) / max(est * self.number, 1e-9)))
+        self.n = max(n, min(min_samples, repeats), 0)
+        self.times: list[float] = []
+
+    @property
+    def pending(self) -> bool:
+        """Whether planned samples remain."""
+        return len(self.times) < self.n
+
+    def sample(self) -> None:
+        """Take one timing sample."""
+        run, number = self.run, self.number
+        t = time.perf_counter()
+        for _ in range(number):
+            run()
+        self.times.append((time.perf_counter() - t) / number)
+
+    def result(self) -> tuple[list[float], int, bool]:
+        """(per-call seconds of each sample, calls per sample, warm-up only)."""
+        if not self.times:
+            return [self.first], 1, True
+        return list(self.times), self.number, False
+
+
+class _NoGC:
+    """Collect, then keep the garbage collector off while timing."""
+
+    def __enter__(self) -> None:
+        self.was = gc.isenabled()
+        gc.collect()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.was:
+            gc.enable()
+
+
 def measure(
     run: Runner, repeats: int, budget_s: float | None
 ) -> tuple[list[float], int, bool, Any]:
-    """Time ``run``: warm-up, then ``repeats`` samples (median taken by the caller).
-
-    Calls shorter than ``MIN_SAMPLE_S`` are repeated ``number`` times inside a sample
-    (the sample is the mean). With a budget, fewer samples are taken so that warm-up and
-    samples together stay within it; if the warm-up alone used it up, the warm-up call is
-    the only sample (``warmup_only``).
+    """Time one ``run`` alone: warm-up, then up to ``repeats`` samples (see :class:`Timer`).
 
     Returns
     -------
@@ -542,38 +604,11 @@ def measure(
         Per-call seconds of each sample, calls per sample, whether only the warm-up was
         timed, and a copy of the first call's output.
     """
-    import numpy as np
-
-    gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        t = time.perf_counter()
-        out = np.array(run(), copy=True)
-        first = time.perf_counter() - t
-        spent = first
-        est = first
-        if first < 0.25:  # a second warm-up: the first call pays one-off costs
-            t = time.perf_counter()
-            run()
-            est = time.perf_counter() - t
-            spent += est
-        number = max(1, min(10_000, int(MIN_SAMPLE_S / max(est, 1e-9))))
-        n = repeats
-        if budget_s is not None:
-            n = min(repeats, int((budget_s - spent) / max(est * number, 1e-9)))
-        times: list[float] = []
-        for _ in range(max(n, 0)):
-            t = time.perf_counter()
-            for _ in range(number):
-                run()
-            times.append((time.perf_counter() - t) / number)
-        if not times:
-            return [first], 1, True, out
-        return times, number, False, out
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+    with _NoGC():
+        tm = Timer(run, repeats, budget_s)
+        while tm.pending:
+            tm.sample()
+    return (*tm.result(), tm.first_output)
 
 
 def gemm_peak(n: int = GEMM_N, repeats: int = 10) -> dict[str, float]:
@@ -604,21 +639,28 @@ class Progress:
 
     def __init__(self, total: int, enabled: bool = True) -> None:
         self.total = max(total, 1)
-        self.done = 0
+        self.current = 0  # 1-based index of the step running
         self.enabled = enabled
         self.t0 = time.perf_counter()
         self.tty = sys.stderr.isatty()
         self._last_len = 0
 
     def step(self, label: str) -> None:
-        """Announce the step about to run."""
-        if not self.enabled:
+        """Start the next step."""
+        self.current += 1
+        self._show(label, newline_ok=True)
+
+    def note(self, label: str) -> None:
+        """Change the label of the current step (shown on a tty only)."""
+        self._show(label, newline_ok=False)
+
+    def _show(self, label: str, newline_ok: bool) -> None:
+        if not self.enabled or (not self.tty and not newline_ok):
             return
-        frac = self.done / self.total
         width = 24
-        fill = int(round(frac * width))
+        fill = int(round((self.current - 1) / self.total * width))
         el = int(time.perf_counter() - self.t0)
-        line = (f"[{'#' * fill}{'.' * (width - fill)}] {self.done + 1}/{self.total} "
+        line = (f"[{'#' * fill}{'.' * (width - fill)}] {self.current}/{self.total} "
                 f"{el // 60}:{el % 60:02d}  {label}")
         if self.tty:
             pad = " " * max(0, self._last_len - len(line))
@@ -627,7 +669,6 @@ class Progress:
         else:
             sys.stderr.write(line + "\n")
         sys.stderr.flush()
-        self.done += 1
 
     def close(self) -> None:
         if self.enabled and self.tty:
@@ -663,75 +704,117 @@ def grid_cases(opts: Options) -> list[Case]:
 
 def run_grid(opts: Options, available: dict[str, str | None],
              warnings: list[str]) -> list[Result]:
-    """Measure every implementation on every case of the grid."""
+    """Measure every implementation on every case of the grid.
+
+    Per case, every implementation is set up and warmed up in turn, its first output
+    checked against fastrnn's; then the timing samples interleave round-robin (rotating
+    the order each round, with a short pause before each sample), so that a burst of load
+    from another process hits all implementations alike instead of one of them.
+    """
     cases = grid_cases(opts)
-    plan = [(c, i) for c in cases for i in opts.impls
-            if not (i in INFERENCE_ONLY and c.mode == "training")]
-    progress = Progress(len(plan), enabled=not opts.quiet)
+    progress = Progress(len(cases), enabled=not opts.quiet)
     best_gflops: dict[tuple[str, str, str], float] = {}
     results: list[Result] = []
     params: dict[str, Any] | None = None
     params_key: tuple | None = None
-    fast_y: Any = None
     try:
-        for case, impl in plan:
-            progress.step(f"{case.row} {case.cell} {case.mode} {LABELS[impl]}")
-            if available.get(impl) is not None:
-                results.append(Result(case, impl, "unavailable", available[impl] or ""))
-                continue
+        for case in cases:
+            what = f"{case.row} {case.cell} {case.mode}"
+            progress.step(what)
+            impls = [i for i in opts.impls
+                     if not (i in INFERENCE_ONLY and case.mode == "training")]
             key = (case.row, case.cell)
             if params_key != key:
                 params = None
                 gc.collect()
                 params = make_params(case, opts.seed)
                 params_key = key
-            # The slow reference is skipped (never extrapolated) when even its best throughput
-            # so far on this cell and mode could not finish one call within the budget; every
-            # other implementation gets at least one timed call.
-            best = best_gflops.get((impl, case.cell, case.mode))
-            if impl in SKIPPABLE and opts.budget_s is not None and best:
-                predicted = case.flops / (best * 1e9)
-                if predicted > opts.budget_s:
-                    results.append(Result(
-                        case, impl, "skipped",
-                        f"skipped (time budget): one call would take about {predicted:.0f} s "
-                        f"> --budget {opts.budget_s:g} s"))
-                    continue
-            res = Result(case, impl, "ok")
-            try:
-                runner = build_runner(impl, case, params, opts.threads)
-                time.sleep(PAUSE_S)  # let the previous library's spinning workers go idle
-                times, number, warm_only, y = measure(runner, opts.repeats, opts.budget_s)
-                del runner
-                res.times_s, res.number, res.warmup_only = times, number, warm_only
-                if impl == "fastrnn":
-                    fast_y = y
-                else:
-                    fr = next((r for r in reversed(results)
-                               if r.case == case and r.impl == "fastrnn"), None)
-                    if fr is not None and fr.status == "ok":
-                        res.max_abs_diff = float(abs(y - fast_y).max())
-                        if not res.max_abs_diff <= CHECK_ATOL:
-                            warnings.append(
-                                f"{LABELS[impl]} {case.cell} output differs from fastrnn's on "
-                                f"{case.row} {case.mode}: max |diff| = {res.max_abs_diff:.3g} "
-                                f"> {CHECK_ATOL:g}; this comparison may be invalid")
-                del y
-            except Exception as e:  # noqa: BLE001 - one failing anchor must not stop the run
-                res.status, res.reason = "error", f"{type(e).__name__}: {e}"
-                warnings.append(f"{LABELS[impl]} failed on {case.row} {case.cell} "
-                                f"{case.mode}: {res.reason}")
-            results.append(res)
-            g = res.gflops("min")
-            if g:
-                k = (impl, case.cell, case.mode)
-                best_gflops[k] = max(best_gflops.get(k, 0.0), g)
+            case_results = {i: Result(case, i, "ok") for i in impls}
+            timers: dict[str, Timer] = {}
+
+            def fail(impl: str, e: Exception, res: dict[str, Result] = case_results,
+                     tm: dict[str, Timer] = timers, what: str = what) -> None:
+                res[impl].status, res[impl].reason = "error", f"{type(e).__name__}: {e}"
+                tm.pop(impl, None)
+                warnings.append(f"{LABELS[impl]} failed on {what}: {res[impl].reason}")
+
+            with _NoGC():
+                for impl in impls:
+                    res = case_results[impl]
+                    if available.get(impl) is not None:
+                        res.status, res.reason = "unavailable", available[impl] or ""
+                        continue
+                    # The slow reference is skipped (never extrapolated) when even its best
+                    # throughput so far on this cell and mode could not finish one call
+                    # within the budget; every other implementation gets a timed call after
+                    # its warm-up.
+                    best = best_gflops.get((impl, case.cell, case.mode))
+                    if impl in SKIPPABLE and opts.budget_s is not None and best:
+                        predicted = case.flops / (best * 1e9)
+                        if predicted > opts.budget_s:
+                            res.status = "skipped"
+                            res.reason = (f"skipped (time budget): one call would take about "
+                                          f"{predicted:.0f} s > --budget {opts.budget_s:g} s")
+                            continue
+                    progress.note(f"{what}: {LABELS[impl]} warm-up")
+                    try:
+                        runner = build_runner(impl, case, params, opts.threads)
+                        time.sleep(PAUSE_S)
+                        timers[impl] = Timer(runner, opts.repeats, opts.budget_s,
+                                             min_samples=0 if impl in SKIPPABLE else 1)
+                        del runner
+                    except Exception as e:  # noqa: BLE001 - one failing anchor must not stop the run
+                        fail(impl, e)
+                _check_outputs(case, timers, case_results, warnings)
+                rounds = max((tm.n for tm in timers.values()), default=0)
+                for r in range(rounds):
+                    progress.note(f"{what}: round {r + 1}/{rounds}")
+                    order = list(timers)
+                    order = order[r % len(order):] + order[:r % len(order)]
+                    for impl in order:
+                        tm = timers.get(impl)
+                        if tm is None or not tm.pending:
+                            continue
+                        time.sleep(PAUSE_S)  # the previous library's idle workers stop spinning
+                        try:
+                            tm.sample()
+                        except Exception as e:  # noqa: BLE001
+                            fail(impl, e)
+                for impl, tm in timers.items():
+                    res = case_results[impl]
+                    res.times_s, res.number, res.warmup_only = tm.result()
+            timers.clear()
+            for impl in impls:
+                res = case_results[impl]
+                results.append(res)
+                g = res.gflops("min")
+                if g:
+                    k = (impl, case.cell, case.mode)
+                    best_gflops[k] = max(best_gflops.get(k, 0.0), g)
     except KeyboardInterrupt:
-        warnings.append(f"interrupted after {len(results)} of {len(plan)} measurements: "
-                        "the tables are partial")
+        warnings.append(f"interrupted after {len({r.case for r in results})} of {len(cases)} "
+                        "cases: the tables are partial")
     finally:
         progress.close()
     return results
+
+
+def _check_outputs(case: Case, timers: dict[str, Timer], results: dict[str, Result],
+                   warnings: list[str]) -> None:
+    """Compare every implementation's first output with fastrnn's (same inputs, weights)."""
+    fast = timers.get("fastrnn")
+    if fast is None:
+        return
+    for impl, tm in timers.items():
+        if impl == "fastrnn":
+            continue
+        diff = float(abs(tm.first_output - fast.first_output).max())
+        results[impl].max_abs_diff = diff
+        if not diff <= CHECK_ATOL:
+            warnings.append(
+                f"{LABELS[impl]} {case.cell} output differs from fastrnn's on {case.row} "
+                f"{case.mode}: max |diff| = {diff:.3g} > {CHECK_ATOL:g}; this comparison may be "
+                "invalid")
 
 
 # ---- peak memory (issue 4: inference memory is O(B*G*H) beyond inputs/outputs/weights) ----------
@@ -744,11 +827,36 @@ def _maxrss_bytes() -> int:
     return int(r) if sys.platform == "darwin" else int(r) * 1024
 
 
+def _proc_status_bytes(field_name: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (VmRSS, VmHWM) in bytes; None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def memory_child(spec: str) -> dict[str, Any]:
     """Measure one (cell, mode, T, B, I, H) in this fresh process; called in a subprocess.
 
-    Allocates inputs, weights (and dy), warms the kernels up on one step, records the
-    peak RSS, runs the op once (training: forward + backward), records the peak RSS again.
+    Allocates inputs, weights (and dy), warms the kernels up on one step, resets the peak
+    RSS (Linux ``VmHWM`` through ``/proc/self/clear_refs``) and takes the RSS as the
+    baseline, runs the op once (training: forward + backward), reads the peak RSS.
+    Elsewhere ``ru_maxrss`` stands in (it counts the parent's RSS at fork time as well,
+    which is why the study runs before the timing grid grows the parent).
     """
     import numpy as np
 
@@ -773,12 +881,19 @@ def memory_child(spec: str) -> dict[str, Any]:
 
     once(p["x"][:1], p["dy"][:1])  # load everything, start the thread pool
     gc.collect()
-    base = _maxrss_bytes()
-    arrays = once(p["x"], p["dy"])
-    peak = _maxrss_bytes()
+    if _reset_peak_rss() and _proc_status_bytes("VmHWM") is not None:
+        method = "VmHWM after clear_refs"
+        base = _proc_status_bytes("VmRSS") or 0
+        arrays = once(p["x"], p["dy"])
+        peak = _proc_status_bytes("VmHWM") or 0
+    else:
+        method = "ru_maxrss"
+        base = _maxrss_bytes()
+        arrays = once(p["x"], p["dy"])
+        peak = _maxrss_bytes()
     returned = int(sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)))
     return {
-        "cell": cell, "mode": mode, "T": T, "B": B, "I": I, "H": H,
+        "cell": cell, "mode": mode, "T": T, "B": B, "I": I, "H": H, "method": method,
         "baseline_bytes": base, "peak_bytes": peak, "returned_bytes": returned,
         "inputs_bytes": int(p["x"].nbytes + (p["dy"].nbytes if training else 0)),
         "weights_bytes": int(sum(a.nbytes for a in w)),
@@ -1016,9 +1131,10 @@ def format_memory(mem: list[dict[str, Any]], threads: int, markdown: bool) -> li
     m0 = mem[0]
     mib = 1024.0 * 1024.0
     title = (f"Peak memory of fastrnn (B={m0['B']}, I={m0['I']}, H={m0['H']}, float32, "
-             f"{threads} thread(s), one fresh process per case). working = peak RSS - RSS "
-             f"before the call (inputs and weights allocated) - the arrays returned "
-             f"(y, h_n, c_n; in training also the gradients).")
+             f"{threads} thread(s), one fresh process per case, peak RSS from "
+             f"{m0.get('method', 'ru_maxrss')}). working = peak RSS - RSS before the call "
+             f"(inputs and weights allocated) - the arrays returned (y, h_n, c_n; in training "
+             f"also the gradients).")
     cols = ["cell", "mode", "T", "peak RSS MiB", "returned MiB", "working MiB"]
     rows = [[m["cell"], m["mode"], str(m["T"]), f"{m['peak_bytes'] / mib:.1f}",
              f"{m['returned_bytes'] / mib:.1f}", f"{m['working_bytes'] / mib:.1f}"] for m in mem]
@@ -1063,8 +1179,8 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
         "",
         f"- Command: `{report['command']}`",
         f"- Date: {report['date']}",
-        f"- CPU: {mach['cpu']} ({mach['logical_cpus']} logical CPUs; "
-        f"{', '.join(mach['cpu_flags']) or 'no AVX2'}), {mach['platform']}",
+        f"- CPU: {mach['cpu']}; {mach['logical_cpus']} logical CPUs; "
+        f"{', '.join(mach['cpu_flags']) or 'no AVX2'}; {mach['platform']}",
         f"- fastrnn {info.get('version')}: SIMD path **{info.get('simd', '?')}** (available: "
         f"{', '.join(info.get('simd_available', [])) or '?'}), OpenMP "
         f"{'yes' if info.get('openmp') else 'no'}, compiler {info.get('compiler', '?')}",
@@ -1091,8 +1207,9 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
     ]
     if report.get("budget_s") is not None:
         out.append(f"Each measurement has a {report['budget_s']:g} s budget: fewer samples "
-                   "(at least one timed call); the numpy reference is skipped when one call "
-                   "cannot fit, nothing is extrapolated.")
+                   "(at least one timed call after the warm-up; the numpy reference may be "
+                   "timed on its warm-up call alone, marked †, or skipped when one call cannot "
+                   "fit); nothing is extrapolated.")
     out.append(f"The whole run took {_fmt_elapsed(report.get('elapsed_s'))}.")
     if plot_path:
         rel = plot_path
@@ -1266,6 +1383,16 @@ def _shape(text: str) -> tuple[str, tuple[int, int, int, int]]:
     return (name or "custom"), vals  # type: ignore[return-value]
 
 
+def _bih(text: str) -> tuple[int, int, int]:
+    try:
+        vals = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 3 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected B,I,H (three positive ints), got {text!r}")
+    return vals  # type: ignore[return-value]
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -1311,8 +1438,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="timed samples per measurement, after a warm-up (default 5)")
     p.add_argument("--budget", type=_budget, default=10.0, metavar="SECONDS",
                    help="time budget of one measurement incl. warm-up: fewer samples (at "
-                        "least one timed call); the numpy reference is 'skipped (time "
-                        "budget)' when one call cannot fit (default 10; 'none' for no limit)")
+                        "least one after the warm-up); the numpy reference may be timed on its "
+                        "warm-up call alone, or 'skipped (time budget)' when one call cannot "
+                        "fit (default 10; 'none' for no limit)")
     p.add_argument("--stat", choices=["median", "min"], default="median",
                    help="headline time of a measurement: median (default) or min of the samples "
                         "(min resists load from other processes on a shared machine)")
@@ -1333,6 +1461,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     p.add_argument("--gemm-size", type=_positive_int, default=GEMM_N, help=argparse.SUPPRESS)
+    p.add_argument("--memory-shape", type=_bih, default=MEMORY_BIH, help=argparse.SUPPRESS)
 
 
 def _check_writable(path: str | None, what: str) -> None:
@@ -1411,11 +1540,15 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     warnings: list[str] = []
     results: list[Result] = []
     peak = None
+    memory = None
+    want_memory = args.memory or args.memory_only
+    available = probe_impls(["fastrnn"] if args.memory_only else impls)
+    if ("fastrnn" in impls or want_memory) and available["fastrnn"] is not None:
+        raise BenchError(f"fastrnn.functional cannot be imported ({available['fastrnn']}); "
+                         "build the extension: python setup.py build_ext --inplace")
+    if want_memory:  # before the grid, while this process is small
+        memory = memory_study(opts.cells, threads, bih=args.memory_shape, quiet=opts.quiet)
     if not args.memory_only:
-        available = probe_impls(impls)
-        if "fastrnn" in impls and available["fastrnn"] is not None:
-            raise BenchError(f"fastrnn.functional cannot be imported ({available['fastrnn']}); "
-                             "build the extension: python setup.py build_ext --inplace")
         if args.impls is None:  # default: every installed implementation, quietly
             opts.impls = [i for i in impls if available[i] is None]
         if not opts.quiet:
@@ -1428,9 +1561,6 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
             again = gemm_peak(args.gemm_size)
             peak = dict(max(peak, again, key=lambda d: d["gflops"]),
                         start_gflops=peak["gflops"], end_gflops=again["gflops"])
-    memory = None
-    if args.memory or args.memory_only:
-        memory = memory_study(opts.cells, threads, quiet=opts.quiet)
     report = build_report(opts, argv, peak, results, memory, warnings, blas,
                           time.perf_counter() - t0)
     print(format_text(report), end="")

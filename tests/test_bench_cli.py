@@ -94,6 +94,31 @@ def test_bench_tiny_json_and_markdown(tmp_path) -> None:
     assert md2.read_text() == text
 
 
+def test_bench_memory_study(tmp_path) -> None:
+    """Issue 4: inference keeps no per-timestep memory, training's cache grows with T."""
+    pytest.importorskip("fastrnn.functional")
+    out = tmp_path / "mem.json"
+    B, I, H = 16, 32, 64
+    proc = _cli("bench", "--memory-only", "--cells", "lstm", "--memory-shape", f"{B},{I},{H}",
+                "--threads", "1", "--quiet", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(out.read_text())
+    assert rep["results"] == [] and rep["gemm_peak"] is None
+    mem = {(m["mode"], m["T"]): m for m in rep["memory"]}
+    assert set(mem) == {(mode, T) for mode in bench.MODES for T in bench.MEMORY_TS}
+    per_step = B * 4 * H * 4  # bytes of one timestep's gates
+    for m in mem.values():
+        assert (m["cell"], m["B"], m["I"], m["H"]) == ("lstm", B, I, H)
+        assert m["peak_bytes"] >= m["baseline_bytes"] > 0
+        assert m["working_bytes"] == m["peak_bytes"] - m["baseline_bytes"] - m["returned_bytes"]
+    T_hi = max(bench.MEMORY_TS)
+    # inference: far less than one cache entry per timestep
+    assert mem[("inference", T_hi)]["working_bytes"] < 0.25 * T_hi * per_step
+    # training: at least the gates of every step are kept
+    assert mem[("training", T_hi)]["working_bytes"] > T_hi * per_step
+    assert "inference working memory" in proc.stdout
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
@@ -145,3 +170,9 @@ def test_measure_respects_budget() -> None:
     assert times[0] >= 0.3
     times, number, warm_only, _ = bench.measure(lambda: [1.0], repeats=3, budget_s=None)
     assert not warm_only and len(times) == 3 and number > 1
+    calls.clear()
+    tm = bench.Timer(slow, repeats=5, budget_s=0.4, min_samples=1)  # anchors: one timed call
+    assert tm.n == 1 and len(calls) == 1
+    tm.sample()
+    times, number, warm_only = tm.result()
+    assert not warm_only and len(times) == 1 and len(calls) == 2

@@ -21,14 +21,6 @@ ARCHES = _kernels.available_arches()
 G = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
-@pytest.fixture(params=ARCHES)
-def arch(request):
-    old = _kernels.get_arch()
-    _kernels.set_arch(request.param)
-    yield request.param
-    _kernels.set_arch(old)
-
-
 @pytest.fixture
 def threads():
     old = fastrnn.get_num_threads()
