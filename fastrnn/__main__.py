@@ -386,7 +386,6 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train_run(args: argparse.Namespace) -> int:
-    import importlib.util
     import os
 
     from fastrnn.bench import prepare_threads
@@ -395,10 +394,13 @@ def _train_run(args: argparse.Namespace) -> int:
     _check_writable(out, "--out")
     if args.plot:
         _check_writable(args.plot, "--plot")
-        if importlib.util.find_spec("matplotlib") is None:
-            raise CommandError("--plot needs matplotlib, which is not installed "
-                               "(pip install matplotlib)", status=2)
-    prepare_threads(args.threads)
+    prepare_threads(args.threads)  # before numpy is imported (matplotlib imports it)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError as e:
+            raise CommandError(f"--plot needs matplotlib, which cannot be imported ({e}; "
+                               "pip install matplotlib)", status=2) from None
     from fastrnn import _cli_train
 
     try:

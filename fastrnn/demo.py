@@ -98,7 +98,7 @@ def _python_files(root: str) -> Iterator[str]:
                 yield os.path.join(dirpath, name)
 
 
-def default_corpus(max_chars: int = 1_000_000) -> Corpus:
+def default_corpus(max_chars: int = 1_000_000, roots: list[str] | None = None) -> Corpus:
     """Python source text from the standard library, read in a fixed order.
 
     The public top-level modules of the standard library directory come first (``abc.py``,
@@ -110,6 +110,8 @@ def default_corpus(max_chars: int = 1_000_000) -> Corpus:
     ----------
     max_chars : int
         Upper bound on the corpus length.
+    roots : list of str, optional
+        Directories to try in order (default: the standard library, then fastrnn).
 
     Returns
     -------
@@ -120,14 +122,17 @@ def default_corpus(max_chars: int = 1_000_000) -> Corpus:
     CorpusError
         If fewer than 20,000 characters of Python source can be found.
     """
-    roots = [stdlib_dir(), os.path.dirname(os.path.abspath(__file__))]
+    default = roots is None
+    if roots is None:
+        roots = [stdlib_dir(), os.path.dirname(os.path.abspath(__file__))]
     for root in roots:
         parts: list[str] = []
         n = 0
         for path in _python_files(root):
             try:
-                with open(path, "rb") as f:
-                    text = _clean(f.read(max_chars - n + 1).decode("utf-8", errors="replace"))
+                with open(path, "rb") as f:  # (UTF-8: at most 4 bytes a character)
+                    text = _clean(f.read(4 * (max_chars - n) + 4).decode("utf-8",
+                                                                          errors="replace"))
             except OSError:
                 continue
             parts.append(text)
@@ -136,9 +141,10 @@ def default_corpus(max_chars: int = 1_000_000) -> Corpus:
                 break
         text = "\n\n".join(parts)[:max_chars]
         if len(text) >= min(max_chars, _MIN_DEFAULT_CORPUS):
-            what = ("the standard library's Python source" if root == roots[0]
+            what = ("the standard library's Python source" if root == roots[0] or not default
                     else "fastrnn's own Python source (no standard library sources found)")
-            return Corpus(text, what, f"{len(parts)} files in {root}")
+            files = f"{len(parts)} file{'s' if len(parts) > 1 else ''}"
+            return Corpus(text, what, f"{files} in {root}")
     raise CorpusError(f"found no Python source files under {roots[0]} to train on; give a text "
                       "file with --text FILE")
 
@@ -595,7 +601,6 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
     set_random_seed(s.seed)
     rng = np.random.default_rng(s.seed)
     model = build_char_model(len(vocab), s.embed, s.units, s.layers, s.learning_rate)
-    model.build((None, s.seq_len))
 
     windows = np.lib.stride_tricks.sliding_window_view(train_ids, window)
     val_windows = np.lib.stride_tricks.sliding_window_view(val_ids, window)

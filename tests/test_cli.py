@@ -1,0 +1,413 @@
+"""End-to-end tests of the command line: ``fastrnn demo | generate | train | info | bench``.
+
+Every subcommand runs in a subprocess with tiny settings (each a few seconds), its
+``--help`` shows examples, and bad arguments or files give one line on stderr, a non-zero
+exit status and no traceback. The demo's building blocks (corpus, vocabulary, streaming
+generation, the reference switch) are tested directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from fastrnn import _keras_recurrent, demo, functional, reference
+from fastrnn.models import load_model, set_random_seed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMANDS = ["demo", "generate", "train", "info", "bench"]
+TINY_DEMO = ["demo", "--tiny", "--threads", "1"]
+
+
+def _cli(*args: str, cwd: str | os.PathLike | None = None, timeout: float = 120,
+         env: dict | None = None) -> subprocess.CompletedProcess:
+    e = dict(os.environ if env is None else env)
+    e["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [e.get("PYTHONPATH")])])
+    return subprocess.run([sys.executable, "-m", "fastrnn", *args], cwd=cwd or ROOT, env=e,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess, needle: str, status: int | None = None
+                    ) -> None:
+    assert proc.returncode != 0, proc.stdout
+    if status is not None:
+        assert proc.returncode == status, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0], lines[0]
+
+
+# ---- help ----------------------------------------------------------------------------------
+
+
+def test_top_level_help_lists_every_command() -> None:
+    proc = _cli("--help")
+    assert proc.returncode == 0
+    for cmd in COMMANDS:
+        assert f"    {cmd} " in proc.stdout
+    assert "fastrnn demo" in proc.stdout
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_has_help_with_examples(cmd: str) -> None:
+    proc = _cli(cmd, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m fastrnn " + cmd)
+    examples = proc.stdout.split("examples:\n", 1)
+    assert len(examples) == 2, proc.stdout
+    assert examples[1].count(f"fastrnn {cmd}") >= 2
+
+
+def test_no_command_prints_help_and_fails() -> None:
+    proc = _cli()
+    assert proc.returncode == 2
+    assert "<command>" in proc.stdout
+
+
+# ---- demo and generate ---------------------------------------------------------------------
+
+
+def test_demo_tiny_end_to_end_then_generate(tmp_path) -> None:
+    proc = _cli(*TINY_DEMO, "--out", "m.fr", "--prime", "import ", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "standard library's Python source" in out
+    assert "Embedding(" in out and "LSTM(32)" in out and "1 thread" in out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out
+    assert "chars/s" in out and "ppl" in out and "val ppl" in out
+    assert out.count("sample at temperature 0.7") == 2
+    assert "│ import " in out
+    assert "training step (8 x 16 characters)" in out and "generating one character" in out
+    assert out.count("x faster") == 2
+    assert "fastrnn generate m.fr" in out
+    assert proc.stderr == ""
+
+    model, vocab, info = demo.load_char_model(str(tmp_path / "m.fr"))
+    assert model.layers[0].input_dim == len(vocab) == model.layers[-1].units
+    assert "standard library" in info["source"] and info["seq_len"] == 16
+    # an ordinary fastrnn model file underneath
+    assert load_model(str(tmp_path / "m.fr")).count_params() == model.count_params()
+
+    gen = ("generate", "m.fr", "--prime", "def ", "--length", "50", "--seed", "3",
+           "--temperature", "0.9")
+    a, b = _cli(*gen, cwd=tmp_path), _cli(*gen, cwd=tmp_path)
+    assert a.returncode == 0, a.stderr
+    assert a.stdout == b.stdout  # the seed makes it repeatable
+    assert len(a.stdout) in (54, 55)  # a newline is added unless the text ends with one
+    text = a.stdout[:54]
+    assert text.startswith("def ")
+    assert set(text) <= set(vocab.chars)
+    assert "characters/s" in a.stderr
+    c = _cli("generate", "m.fr", "--length", "30", "--seed", "4", cwd=tmp_path)
+    assert c.returncode == 0 and c.stdout != a.stdout
+
+
+def test_demo_on_own_text_with_fixed_steps(tmp_path) -> None:
+    (tmp_path / "poem.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 200,
+                                       encoding="utf-8")
+    proc = _cli("demo", "--text", "poem.txt", "--tiny", "--epochs", "1", "--steps-per-epoch",
+                "2", "--compare-steps", "0", "--prime", "the ", "--out", "poem.fr",
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "of poem.txt" in proc.stdout and "1 epochs of 2 steps" in proc.stdout
+    assert "faster" not in proc.stdout  # the comparison was switched off
+    _, vocab, _ = demo.load_char_model(str(tmp_path / "poem.fr"))
+    assert vocab.chars == "\n " + "".join(sorted(set("thequickbrownfoxjumpsoverthelazydog")))
+
+
+@pytest.mark.parametrize(
+    "args, needle, status",
+    [
+        (["--text", "missing.txt"], "missing.txt: no such file", 1),
+        (["--text", "bin.dat"], "looks like a binary file", 1),
+        (["--text", "short.txt"], "too short", 1),
+        (["--text", "."], "is a directory", 1),
+        (["--minutes", "-1"], "--minutes: expected a positive number", 2),
+        (["--units", "0"], "--units: expected an integer >= 1", 2),
+        (["--epochs", "two"], "--epochs: expected an integer", 2),
+        (["--out", "nodir/m.fr"], "does not exist", 2),
+        (["--out", "."], "is a directory", 2),
+        (["--temperature", "0"], "--temperature: expected a positive number", 2),
+        (["--bogus"], "unrecognized arguments: --bogus", 2),
+    ],
+)
+def test_demo_errors_are_one_line(tmp_path, args: list[str], needle: str, status: int) -> None:
+    (tmp_path / "bin.dat").write_bytes(b"\x89PNG\x00\x00\x01" * 100)
+    (tmp_path / "short.txt").write_text("abc", encoding="utf-8")
+    _one_line_error(_cli(*TINY_DEMO, *args, cwd=tmp_path, timeout=60), needle, status)
+    assert not (tmp_path / "fastrnn-demo-model.fr").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_char_model(tmp_path_factory) -> str:
+    d = tmp_path_factory.mktemp("charlm")
+    settings = demo.DemoSettings(max_chars=20_000, units=16, embed=8, seq_len=8, batch_size=4,
+                                 epochs=1, steps_per_epoch=2, sample_length=10,
+                                 compare_steps=0, out=str(d / "tiny.fr"), threads_fixed=True)
+    demo.run_demo(settings, print_fn=lambda s: None)
+    return settings.out
+
+
+@pytest.mark.parametrize(
+    "args, needle, status",
+    [
+        (["nope.fr"], "nope.fr: no such model file", 1),
+        (["notzip.fr"], "not a fastrnn model file", 1),
+        (["plain.fr"], "not a character language model", 1),
+        (["{tiny}", "--prime", "\u00e9\u4e2d"], "does not know the character(s) '\u00e9', "
+         "'\u4e2d'", 2),
+        (["{tiny}", "--length", "-3"], "--length: expected an integer >= 0", 2),
+        (["{tiny}", "--temperature", "hot"], "--temperature: expected a positive number", 2),
+        ([], "the following arguments are required: MODEL", 2),
+    ],
+)
+def test_generate_errors_are_one_line(tmp_path, tiny_char_model: str, args: list[str],
+                                      needle: str, status: int) -> None:
+    (tmp_path / "notzip.fr").write_text("hello", encoding="utf-8")
+    from fastrnn.layers import Dense, Input
+    from fastrnn.models import Sequential
+
+    Sequential([Input(shape=(3,)), Dense(2)]).save(str(tmp_path / "plain.fr"))
+    args = [a.replace("{tiny}", tiny_char_model) for a in args]
+    _one_line_error(_cli("generate", *args, cwd=tmp_path, timeout=60), needle, status)
+
+
+def test_generate_length_zero_prints_the_prime(tmp_path, tiny_char_model: str) -> None:
+    proc = _cli("generate", tiny_char_model, "--prime", "def", "--length", "0", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "def\n"
+
+
+# ---- the demo's building blocks ------------------------------------------------------------
+
+
+def test_default_corpus_is_the_stdlib_source_and_deterministic() -> None:
+    a = demo.default_corpus(max_chars=60_000)
+    b = demo.default_corpus(max_chars=60_000)
+    assert a.text == b.text and len(a.text) == 60_000
+    assert a.source == "the standard library's Python source"
+    assert demo.stdlib_dir() in a.location
+    assert "def " in a.text and "import " in a.text and "\t" not in a.text
+    assert "\r" not in a.text
+    # the public top-level modules in name order: abc.py comes first on every Python 3.10+
+    with open(os.path.join(demo.stdlib_dir(), "abc.py"), encoding="utf-8") as f:
+        assert a.text.startswith(f.read(200).replace("\t", "    ")[:100])
+
+
+def test_default_corpus_found_from_a_fresh_venv(tmp_path) -> None:
+    """A new virtual environment (isolated mode, empty environment, another cwd) finds it."""
+    venv = tmp_path / "venv"
+    # numpy comes from the base installation; the standard library stays outside the venv
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages",
+                    str(venv)], check=True, timeout=120, capture_output=True)
+    py = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    code = ("import sys; assert sys.prefix != sys.base_prefix, 'not a venv'; "
+            "sys.path.insert(0, sys.argv[1]); from fastrnn.demo import default_corpus; "
+            "c = default_corpus(300_000); print(len(c.text)); print(c.source)")
+    proc = subprocess.run([str(py), "-I", "-c", code, ROOT], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env={"PATH": os.environ.get("PATH", "")})
+    assert proc.returncode == 0, proc.stderr
+    n, source = proc.stdout.splitlines()
+    assert int(n) == 300_000
+    assert source == "the standard library's Python source"
+
+
+def test_default_corpus_falls_back_to_fastrnn_source(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(demo, "stdlib_dir", lambda: str(tmp_path))
+    c = demo.default_corpus(max_chars=30_000)
+    assert "fastrnn's own Python source" in c.source and len(c.text) == 30_000
+    assert "import numpy as np" in c.text
+    with pytest.raises(demo.CorpusError, match="--text FILE"):
+        demo.default_corpus(max_chars=30_000, roots=[str(tmp_path)])
+
+
+def test_char_vocab_round_trip_and_unknowns() -> None:
+    v = demo.CharVocab.from_text("hello world, hello fastrnn\n")
+    assert v.chars == "".join(sorted(set("hello world, hello fastrnn\n")))
+    ids = v.encode("hello")
+    assert ids.dtype == np.int32 and v.decode(ids) == "hello"
+    assert [v.chars[i] for i in ids] == list("hello")
+    assert v.decode(v.encode("héllo\u4e2d")) == "hllo"  # unknown characters dropped
+    with pytest.raises(ValueError, match="'é' is not in the vocabulary"):
+        v.encode("héllo", drop_unknown=False)
+    rare = demo.CharVocab.from_text("a" * 300_000 + "b" * 2 + "c" * 5)
+    assert rare.chars == "ac"  # seen less than once in 100,000 characters: dropped
+
+
+def test_generation_matches_the_numpy_reference_step() -> None:
+    """The streaming generator and the reference step the demo times compute the same model."""
+    set_random_seed(1)
+    model = demo.build_char_model(11, embed_dim=5, units=7, layers=2)
+    ids = np.array([3, 1, 4, 1, 5, 9, 2, 6])
+    session = model.stream(1)
+    ref = demo._reference_step(model)
+    streamed = np.array([session.step(int(i)) for i in ids])
+    stepped = np.array([ref(int(i)) for i in ids])
+    full = model.predict(ids[None], verbose=0)[0]
+    assert streamed.shape == stepped.shape == full.shape == (8, 11)
+    np.testing.assert_allclose(streamed, full, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stepped, full, rtol=1e-4, atol=1e-5)
+    vocab = demo.CharVocab("abcdefghijk")
+    text = demo.generate(model, vocab, "abc", 20, 0.8, np.random.default_rng(0))
+    assert text.startswith("abc") and len(text) == 23 and set(text) <= set(vocab.chars)
+    assert text == demo.generate(model, vocab, "abc", 20, 0.8, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="temperature"):
+        demo.generate(model, vocab, "a", 5, 0.0)
+
+
+def test_reference_ops_switches_and_restores() -> None:
+    set_random_seed(0)
+    model = demo.build_char_model(6, embed_dim=3, units=5)
+    x = np.random.default_rng(0).integers(0, 6, (2, 7))
+    native = model.predict(x, verbose=0)
+    assert _keras_recurrent.F is functional
+    with demo.reference_ops():
+        assert _keras_recurrent.F is reference
+        np.testing.assert_allclose(model.predict(x, verbose=0), native, rtol=1e-5, atol=1e-6)
+    assert _keras_recurrent.F is functional
+    with pytest.raises(RuntimeError), demo.reference_ops():
+        raise RuntimeError("boom")
+    assert _keras_recurrent.F is functional
+
+
+def test_compare_with_reference_leaves_the_model_alone() -> None:
+    set_random_seed(0)
+    model = demo.build_char_model(6, embed_dim=3, units=5)
+    x = np.random.default_rng(0).integers(0, 6, (2, 7))
+    before = [w.copy() for w in model.get_weights()]
+    speed = demo.compare_with_reference(model, x, np.roll(x, -1, 1), steps=1, chars=5)
+    assert set(speed) == {"train_native", "train_reference", "char_native", "char_reference"}
+    assert all(v > 0 for v in speed.values())
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- train ---------------------------------------------------------------------------------
+
+
+def _series_csv(path, n: int = 400) -> None:
+    t = np.arange(n)
+    rng = np.random.default_rng(0)
+    a = np.sin(2 * np.pi * t / 25) + 0.05 * rng.standard_normal(n)
+    b = 10 + np.cos(2 * np.pi * t / 40)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("date,temp,load\n")
+        for i in range(n):
+            f.write(f"2024-01-{i:04d},{a[i]:.6f},{b[i]:.6f}\n")
+
+
+def test_train_csv_end_to_end_with_plot(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    _series_csv(tmp_path / "s.csv")
+    proc = _cli("train", "s.csv", "--target", "temp", "--window", "12", "--horizon", "2",
+                "--units", "8", "--epochs", "2", "--threads", "1", "--plot", "f.png",
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "400 time steps x 2 column(s) (left out, not numbers: date)" in out
+    assert "forecast temp 2 step(s) ahead from the last 12 steps" in out
+    # 400 steps, split at 320: 320 - 14 + 1 training windows, 400 - 320 - 2 + 1 validation
+    assert "307 training windows (steps 0-319), 79 validation windows (steps 320-399)" in out
+    assert "Epoch 2/2" in out and "val_loss" in out
+    assert "LSTM(8)" in out and "last value (naive)" in out
+    assert "Saved the model to s.fr" in out and (tmp_path / "f.png").stat().st_size > 1000
+    model = load_model(str(tmp_path / "s.fr"))
+    assert model.output_shape == (None, 2)
+    with zipfile.ZipFile(tmp_path / "s.fr") as z:
+        meta = json.loads(z.read("fastrnn-forecast.json"))
+    assert meta["columns"] == ["temp", "load"] and meta["targets"] == ["temp"]
+    assert meta["window"] == 12 and meta["horizon"] == 2
+    assert abs(meta["mean"][1] - 10.0) < 0.1 and len(meta["std"]) == 2
+
+
+def test_train_npy_gru_two_layers_quiet(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", np.cumsum(rng.standard_normal((300, 3)), axis=0))
+    proc = _cli("train", "x.npy", "--cell", "gru", "--layers", "2", "--units", "4",
+                "--window", "8", "--epochs", "1", "--target", "2", "--target", "0", "--quiet",
+                "--out", "g.fr", "--val-fraction", "0.3", "--threads", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Epoch" not in proc.stdout  # --quiet
+    assert "GRU(4) x 2" in proc.stdout and "forecast 2, 0 1 step(s)" in proc.stdout
+    model = load_model(str(tmp_path / "g.fr"))
+    assert [type(layer).__name__ for layer in model.layers] == ["GRU", "GRU", "Dense"]
+    assert model.output_shape == (None, 2)
+
+
+def test_train_rnn_one_dimensional_npy(tmp_path) -> None:
+    np.save(tmp_path / "y.npy", np.sin(np.arange(200) / 5.0))
+    proc = _cli("train", "y.npy", "--cell", "rnn", "--units", "4", "--window", "5",
+                "--epochs", "1", "--quiet", "--threads", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "SimpleRNN(4)" in proc.stdout and (tmp_path / "y.fr").exists()
+
+
+@pytest.mark.parametrize(
+    "files, args, needle, status",
+    [
+        ({}, ["nope.csv"], "nope.csv: no such file", 1),
+        ({"bad.csv": "a,b\n1,2\n3,x\n"}, ["bad.csv"],
+         "bad.csv, line 3, column 'b': 'x' is not a number", 1),
+        ({"gap.csv": "a,b\n1,2\n3,\n"}, ["gap.csv"], "line 3, column 'b': an empty value", 1),
+        ({"rag.csv": "1,2\n3\n"}, ["rag.csv"], "rag.csv, line 2: 1 values", 1),
+        ({"short.csv": "1\n2\n3\n"}, ["short.csv"], "3 time steps is too short", 1),
+        ({"empty.csv": ""}, ["empty.csv"], "empty.csv: the file is empty", 1),
+        ({"text.csv": "x,y\na,b\n"}, ["text.csv"], "no column holds numbers", 1),
+        ({"ok.csv": "a\n" + "1\n" * 100}, ["ok.csv", "--target", "zz"],
+         "--target 'zz': no such column (columns: a)", 1),
+        ({"ok.csv": "a\n" + "1\n" * 100}, ["ok.csv", "--out", "nodir/m.fr"],
+         "does not exist", 2),
+        ({"ok.csv": "a\n" + "1\n" * 100}, ["ok.csv", "--val-fraction", "1.5"],
+         "--val-fraction: expected a number between 0 and 1", 2),
+        ({"ok.csv": "a\n" + "1\n" * 100}, ["ok.csv", "--cell", "tcn"],
+         "--cell: invalid choice: 'tcn'", 2),
+        ({"ok.csv": "a\n" + "1\n" * 100}, ["ok.csv", "--window", "0"],
+         "--window: expected an integer >= 1", 2),
+        ({"cube.npy": None}, ["cube.npy"], "expected shape (time,) or (time, series)", 1),
+        ({"nan.npy": None}, ["nan.npy"], "value nan at time step 3", 1),
+    ],
+)
+def test_train_errors_are_one_line(tmp_path, files: dict, args: list[str], needle: str,
+                                   status: int) -> None:
+    for name, text in files.items():
+        if name == "cube.npy":
+            np.save(tmp_path / name, np.zeros((4, 3, 2)))
+        elif name == "nan.npy":
+            a = np.zeros(100)
+            a[3] = np.nan
+            np.save(tmp_path / name, a)
+        else:
+            (tmp_path / name).write_text(text, encoding="utf-8")
+    _one_line_error(_cli("train", *args, cwd=tmp_path, timeout=60), needle, status)
+
+
+def test_train_plot_without_matplotlib_fails_before_training(tmp_path) -> None:
+    _series_csv(tmp_path / "s.csv", 100)
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "matplotlib.py").write_text("raise ImportError('no matplotlib here')\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(stub)
+    proc = _cli("train", "s.csv", "--plot", "f.png", "--window", "4", cwd=tmp_path, env=env)
+    _one_line_error(proc, "--plot needs matplotlib", 2)
+    assert not (tmp_path / "s.fr").exists()
+
+
+def test_demo_time_budget_splits_over_epochs(tmp_path) -> None:
+    lines: list[str] = []
+    settings = demo.DemoSettings(max_chars=20_000, units=16, embed=8, seq_len=8, batch_size=4,
+                                 epochs=2, minutes=0.01, sample_length=5, compare_steps=0,
+                                 out=str(tmp_path / "b.fr"), threads_fixed=True)
+    result = demo.run_demo(settings, print_fn=lines.append)
+    assert any("2 epochs of 0 s" in s for s in lines)  # 0.6 s rounds to 0
+    # each epoch trains until its 0.3 s are up (plus at most one step)
+    assert 0.6 <= result["seconds"] < 5.0
+    assert len(result["samples"]) == 2 and result["speed"] == {}
+    assert np.isfinite(result["loss"]) and np.isfinite(result["val_loss"])
