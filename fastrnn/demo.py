@@ -290,6 +290,9 @@ def save_with_metadata(model: Sequential, path: str, member: str, meta: dict) ->
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as z:
             z.writestr(member, json.dumps(meta, ensure_ascii=True, allow_nan=False))
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, not the temporary file's 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -509,13 +512,13 @@ def pick_threads(model: Sequential, x: np.ndarray, y: np.ndarray) -> tuple[int, 
 
 
 class _Progress:
-    """One line per epoch: redrawn live on a terminal, written once when the epoch ends
-    otherwise (logs, pipes)."""
+    """One line per epoch: redrawn in place on a terminal; on a pipe or in a log only the
+    line of the finished epoch is written (through ``print_fn``)."""
 
-    def __init__(self, epochs: int, stream: Any = None) -> None:
+    def __init__(self, epochs: int, print_fn: Callable[[str], None]) -> None:
         self.epochs = epochs
-        self.out = stream or sys.stdout
-        self.live = bool(getattr(self.out, "isatty", lambda: False)())
+        self.print_fn = print_fn
+        self.live = sys.stdout.isatty()
         self._last = 0.0
         self._shown = 0
 
@@ -523,29 +526,34 @@ class _Progress:
         done = int(round(20 * min(max(frac, 0.0), 1.0)))
         bar = "━" * done + "╌" * (20 - done)
         if self.live:
-            bar = f"\x1b[32m{'━' * done}\x1b[0m{'━' * (20 - done)}"
+            bar = f"\x1b[32m{'━' * done}\x1b[90m{'━' * (20 - done)}\x1b[0m"
         ppl = math.exp(min(loss, 50.0))
         return (f"Epoch {epoch}/{self.epochs} {bar} {elapsed:4.1f}s  loss {loss:.3f}  "
                 f"ppl {ppl:5.2f}  {rate:7,.0f} chars/s")
 
+    def _draw(self, text: str, end: str = "") -> None:
+        sys.stdout.write("\r" + text + " " * max(0, self._shown - len(text)) + end)
+        sys.stdout.flush()
+        self._shown = 0 if end else len(text)
+
     def update(self, epoch: int, frac: float, elapsed: float, loss: float,
                rate: float) -> None:
         now = time.perf_counter()
-        if not self.live or now - self._last < 0.1:
-            return
-        self._last = now
-        text = self._line(epoch, frac, elapsed, loss, rate)
-        self.out.write("\r" + text + " " * max(0, self._shown - len(text)))
-        self.out.flush()
-        self._shown = len(text)
+        if self.live and now - self._last >= 0.1:
+            self._last = now
+            self._draw(self._line(epoch, frac, elapsed, loss, rate))
 
     def finish(self, epoch: int, elapsed: float, loss: float, rate: float,
                extra: str = "") -> None:
         text = self._line(epoch, 1.0, elapsed, loss, rate) + extra
-        pad = " " * max(0, self._shown - len(text))
-        self.out.write(("\r" if self.live else "") + text + pad + "\n")
-        self.out.flush()
-        self._shown = 0
+        if self.live:
+            self._draw(text, end="\n")
+        else:
+            self.print_fn(text)
+
+    def abort(self) -> None:
+        if self.live and self._shown:
+            self._draw("", end="\n")
 
 
 def _show_sample(text: str, lines: int = 8, width: int = 96) -> str:
@@ -625,44 +633,51 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
              f"Adam(lr={s.learning_rate:g}), {threads} thread{'s' if threads > 1 else ''}{note}")
     print_fn("")
 
-    progress = _Progress(s.epochs)
+    progress = _Progress(s.epochs, print_fn)
     samples: list[str] = []
     chars_done = 0
     train_time = 0.0
     loss_mean = val_loss = float("nan")
-    for epoch in range(1, s.epochs + 1):
-        t0 = time.perf_counter()
-        total, steps = 0.0, 0
-        while True:
-            xb, yb = batch()
-            total += float(model.train_on_batch(xb, yb))
-            steps += 1
-            elapsed = time.perf_counter() - t0
-            loss_mean = total / steps
-            rate = (chars_done + steps * xb.size) / (train_time + elapsed)
-            frac = steps / s.steps_per_epoch if budget is None else elapsed / budget
-            if frac >= 1.0:
-                break
-            progress.update(epoch, frac, elapsed, loss_mean, rate)
-        train_time += elapsed
-        chars_done += steps * s.batch_size * s.seq_len
-        val_loss = float(model.evaluate(x_val, y_val, batch_size=s.batch_size, verbose=0))
-        progress.finish(epoch, elapsed, loss_mean, chars_done / train_time,
-                        extra=f"  val ppl {math.exp(min(val_loss, 50.0)):.2f}")
-        sample = generate(model, vocab, s.prime if all(c in vocab for c in s.prime) else "\n",
-                          s.sample_length, s.temperature, rng)
-        samples.append(sample)
-        print_fn(f"  sample at temperature {s.temperature:g}:")
-        print_fn(_show_sample(sample))
-        print_fn("")
+    interrupted = False
+    try:
+        for epoch in range(1, s.epochs + 1):
+            t0 = time.perf_counter()
+            total, steps, frac = 0.0, 0, 0.0
+            while frac < 1.0:
+                xb, yb = batch()
+                t_step = time.perf_counter()
+                total += float(model.train_on_batch(xb, yb))
+                now = time.perf_counter()
+                train_time += now - t_step
+                chars_done += xb.size
+                steps += 1
+                elapsed = now - t0
+                loss_mean = total / steps
+                frac = steps / s.steps_per_epoch if budget is None else elapsed / budget
+                progress.update(epoch, frac, elapsed, loss_mean, chars_done / train_time)
+            val_loss = float(model.evaluate(x_val, y_val, batch_size=s.batch_size, verbose=0))
+            progress.finish(epoch, elapsed, loss_mean, chars_done / train_time,
+                            extra=f"  val ppl {math.exp(min(val_loss, 50.0)):.2f}")
+            prime = s.prime if all(c in vocab for c in s.prime) else "\n"
+            sample = generate(model, vocab, prime, s.sample_length, s.temperature, rng)
+            samples.append(sample)
+            print_fn(f"  sample at temperature {s.temperature:g}:")
+            print_fn(_show_sample(sample))
+            print_fn("")
+    except KeyboardInterrupt:
+        interrupted = True
+        progress.abort()
+        print_fn("Stopped by Ctrl-C: saving the model as it is (Ctrl-C again to quit).")
+        if not np.isfinite(val_loss):
+            val_loss = float(model.evaluate(x_val, y_val, batch_size=s.batch_size, verbose=0))
 
-    rate = chars_done / train_time
+    rate = chars_done / train_time if train_time > 0 else 0.0
     print_fn(f"Trained on {chars_done:,} characters in {train_time:.1f} s "
              f"({rate:,.0f} characters/s): loss {loss_mean:.3f}, validation perplexity "
              f"{math.exp(min(val_loss, 50.0)):.2f}")
 
     speed: dict[str, float] = {}
-    if s.compare_steps > 0:
+    if s.compare_steps > 0 and not interrupted:
         xb, yb = batch()
         speed = compare_with_reference(model, xb, yb, s.compare_steps, s.learning_rate)
         tn, tr = speed["train_native"], speed["train_reference"]
