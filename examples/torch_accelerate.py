@@ -12,8 +12,9 @@ are often several times faster than torch's on the CPU; for the LSTM torch's own
 (oneDNN) is already strong and the two are close. The timings below are measured, not
 claimed.
 
-    python examples/torch_accelerate.py           # about 30 seconds
-    python examples/torch_accelerate.py --quick   # a few seconds, for smoke tests
+    python examples/torch_accelerate.py             # about 20 seconds
+    python examples/torch_accelerate.py --threads 4 # both libraries on 4 threads
+    python examples/torch_accelerate.py --quick     # a few seconds, for smoke tests
 """
 
 import argparse
@@ -28,10 +29,14 @@ import fastrnn.torch
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
+parser.add_argument("--threads", type=int, default=1,
+                    help="threads for torch and fastrnn alike (default 1: a model this small "
+                         "gains little from more, and timings stay steady on a busy machine)")
 args = parser.parse_args()
 
 torch.manual_seed(0)
-torch.set_num_threads(fastrnn.get_num_threads())  # the same thread count for both
+torch.set_num_threads(args.threads)  # the same thread count for both
+fastrnn.set_num_threads(args.threads)
 rng = np.random.default_rng(0)
 N, T, CHANNELS, CLASSES = (256, 50, 8, 4) if args.quick else (4096, 100, 8, 4)
 EPOCHS = 1 if args.quick else 3

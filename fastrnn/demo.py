@@ -683,8 +683,8 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
         tn, tr = speed["train_native"], speed["train_reference"]
         cn, cr = speed["char_native"], speed["char_reference"]
         print_fn("")
-        print_fn("Speed of this model on fastrnn's kernels and on its NumPy reference (same "
-                 "weights, same maths):")
+        print_fn("Speed of this model on fastrnn's C kernels and on fastrnn.reference, its "
+                 "NumPy twin (vectorised, BLAS; same weights, same maths):")
         what = f"training step ({s.batch_size} x {s.seq_len} characters)"
         w = max(len(what), 24)
         print_fn(f"  {'':{w}}   fastrnn       NumPy")
