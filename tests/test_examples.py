@@ -25,6 +25,15 @@ def _run(script: str, *args: str, cwd: str | os.PathLike) -> subprocess.Complete
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
+def _plot_args(name: str) -> list[str]:
+    """``--plot NAME`` where matplotlib is installed (the examples run without it too)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return []
+    return ["--plot", name]
+
+
 def test_every_example_is_smoke_tested() -> None:
     scripts = sorted(f for f in os.listdir(EXAMPLES) if f.endswith(".py"))
     assert scripts == ["adding_problem.py", "sequence_classification.py", "sine_forecast.py",
@@ -32,23 +41,23 @@ def test_every_example_is_smoke_tested() -> None:
 
 
 def test_sine_forecast(tmp_path) -> None:
-    pytest.importorskip("matplotlib")
-    proc = _run("sine_forecast.py", "--plot", "sine.png", cwd=tmp_path)
+    plot = _plot_args("sine.png")
+    proc = _run("sine_forecast.py", *plot, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "simple_rnn (SimpleRNN)" in proc.stdout and "Epoch 2/2" in proc.stdout
     assert "validation MSE: SimpleRNN" in proc.stdout
     assert "-step forecast: RMS error" in proc.stdout
-    assert (tmp_path / "sine.png").stat().st_size > 1000
+    assert not plot or (tmp_path / "sine.png").stat().st_size > 1000
 
 
 def test_adding_problem(tmp_path) -> None:
-    pytest.importorskip("matplotlib")
-    proc = _run("adding_problem.py", "--plot", "adding.png", cwd=tmp_path)
+    plot = _plot_args("adding.png")
+    proc = _run("adding_problem.py", *plot, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     for cell in ("SimpleRNN", "LSTM", "GRU"):
         assert f"{cell}: validation MSE by epoch" in proc.stdout
     assert proc.stdout.count("learned it") + proc.stdout.count("did not learn it") == 3
-    assert (tmp_path / "adding.png").stat().st_size > 1000
+    assert not plot or (tmp_path / "adding.png").stat().st_size > 1000
 
 
 def test_sequence_classification(tmp_path) -> None:
