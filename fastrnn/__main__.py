@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -234,16 +235,17 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"windows per training step (default {d['batch_size']})")
     g.add_argument("--lr", type=_positive_float, metavar="RATE",
                    help=f"Adam learning rate (default {d['lr']:g})")
-    g.add_argument("--seed", type=_int_at_least(0), default=0,
+    g.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N",
                    help="random seed (default 0)")
-    g.add_argument("--threads", type=_pos, default=None,
-                   help="threads (default: OMP_NUM_THREADS or all cores)")
+    g.add_argument("--threads", type=_pos, default=None, metavar="N",
+                   help="threads (default: OMP_NUM_THREADS, else all cores, or one if a quick "
+                        "measurement finds one faster, as on a machine busy with other work)")
     g = p.add_argument_group("samples and speed check")
-    g.add_argument("--temperature", type=_positive_float, default=0.7,
+    g.add_argument("--temperature", type=_positive_float, default=0.7, metavar="T",
                    help="sampling temperature of the samples (default 0.7)")
     g.add_argument("--sample-length", type=_int_at_least(0), metavar="N",
                    help=f"characters per sample (default {d['sample_length']})")
-    g.add_argument("--prime", default="def ",
+    g.add_argument("--prime", default="def ", metavar="TEXT",
                    help="text each sample starts from (default 'def ')")
     g.add_argument("--compare-steps", type=_int_at_least(0), metavar="N",
                    help=f"training steps timed on the NumPy reference for the speed "
@@ -300,16 +302,16 @@ def _check_writable(path: str, option: str) -> None:
 def _generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL",
                    help="a model saved by 'fastrnn demo' (e.g. fastrnn-demo-model.fr)")
-    p.add_argument("--prime", default="",
+    p.add_argument("--prime", default="", metavar="TEXT",
                    help="text to start from (default: the start of a line)")
     p.add_argument("--length", type=_int_at_least(0), default=500, metavar="N",
                    help="characters to generate (default 500)")
     p.add_argument("--temperature", type=_positive_float, default=0.7, metavar="T",
                    help="below 1: safer, more repetitive; above 1: more surprising "
                         "(default 0.7)")
-    p.add_argument("--seed", type=_int_at_least(0), default=None,
+    p.add_argument("--seed", type=_int_at_least(0), default=None, metavar="N",
                    help="random seed, for a repeatable text (default: different each run)")
-    p.add_argument("--threads", type=_pos, default=None,
+    p.add_argument("--threads", type=_pos, default=None, metavar="N",
                    help="threads (default: OMP_NUM_THREADS or all cores)")
 
 
@@ -368,14 +370,18 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and training")
     g.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm",
                    help="recurrent cell (default lstm)")
-    g.add_argument("--units", type=_pos, default=32, help="hidden units (default 32)")
-    g.add_argument("--layers", type=_pos, default=1, help="stacked layers (default 1)")
-    g.add_argument("--epochs", type=_pos, default=20, help="epochs (default 20)")
-    g.add_argument("--batch-size", type=_pos, default=32, help="batch size (default 32)")
-    g.add_argument("--lr", type=_positive_float, default=3e-3,
+    g.add_argument("--units", type=_pos, default=32, metavar="H",
+                   help="hidden units (default 32)")
+    g.add_argument("--layers", type=_pos, default=1, metavar="N",
+                   help="stacked layers (default 1)")
+    g.add_argument("--epochs", type=_pos, default=20, metavar="N", help="epochs (default 20)")
+    g.add_argument("--batch-size", type=_pos, default=32, metavar="B",
+                   help="batch size (default 32)")
+    g.add_argument("--lr", type=_positive_float, default=3e-3, metavar="RATE",
                    help="Adam learning rate (default 0.003)")
-    g.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
-    g.add_argument("--threads", type=_pos, default=None,
+    g.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N",
+                   help="random seed (default 0)")
+    g.add_argument("--threads", type=_pos, default=None, metavar="N",
                    help="threads (default: OMP_NUM_THREADS or all cores)")
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="FILE",
@@ -472,7 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
     for cmd in COMMANDS:
-        sp = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, epilog=cmd.examples,
+        sp = sub.add_parser(cmd.name, help=cmd.help, description=textwrap.fill(cmd.help, 90),
+                            epilog=cmd.examples,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         cmd.add_arguments(sp)
         sp.set_defaults(_run=cmd.run)
