@@ -99,11 +99,16 @@ static void SFX(pack_panel)(REAL *dst, const REAL *B, int64_t ldb, int transb, i
 
 void SFX(fr_pack_b)(REAL *dst, const REAL *B, int64_t ldb, int transb, int64_t K, int64_t H,
                     int64_t G, int64_t nr, int64_t jb0, int64_t jb1) {
+    const IMPL *ip = SFX(impl_get)();
     for (int64_t jb = jb0; jb < jb1; jb++) {
         const int64_t nv = SFX(gmin)(nr, H - jb * nr);
-        for (int64_t g = 0; g < G; g++)
-            SFX(pack_panel)(dst + ((jb - jb0) * G + g) * K * nr, B, ldb, transb, K,
-                            g * H + jb * nr, nv, nr);
+        for (int64_t g = 0; g < G; g++) {
+            REAL *p = dst + ((jb - jb0) * G + g) * K * nr;
+            if (!transb && nv == nr && nr == ip->pub.nr)
+                ip->packn(p, B + g * H + jb * nr, ldb, K);
+            else
+                SFX(pack_panel)(p, B, ldb, transb, K, g * H + jb * nr, nv, nr);
+        }
     }
 }
 
