@@ -44,5 +44,15 @@
 
 
 
+#include <stdio.h>
+static long tune(const char *n, long d) { const char *e = getenv(n); return e ? atol(e) : d; }
+#undef GEMM_KC
+#define GEMM_KC tune("FR_KC", 256)
+#undef GEMM_BBLOCK_BYTES
+#define GEMM_BBLOCK_BYTES tune("FR_BB", 256 * 1024)
+#undef GEMM_MIN_FLOPS_PER_THREAD
+#define GEMM_MIN_FLOPS_PER_THREAD ((double)tune("FR_MINF", 200000))
+#undef GEMM_DIRECT_RB
+#define GEMM_DIRECT_RB tune("FR_DRB", 8)
 #define FR_TEMPLATE "gemm_impl.h"
 #include "template.h"
