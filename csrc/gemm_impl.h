@@ -172,9 +172,12 @@ static void SFX(pack_a)(REAL *dst, const SFX(gemm_plan) *g, int64_t i, int64_t m
  * Packed (the usual case): per NC-chunk of panels and K block, pack the chunk's panels into the B
  * buffer (it stays in L2), then sweep the rows mr at a time: pack the mr x KC slice of A (it stays
  * in L1 across the chunk's panels) and run the panels. Direct (op(B) not transposed and few rows,
- * so each panel has few users and a copy of B would cost as much as the work): read op(B) in
- * place, panel by panel, with all the thread's (few) slices of A packed once per K block; only a
- * partial last panel is packed (the microkernel reads nr full columns).
+ * so each panel has few users and a copy of B would cost as much as the work): panel by panel,
+ * with all the thread's (few) slices of A packed once per K block, read op(B) in place: the loads
+ * overlap the arithmetic and the few re-reads hit L2. Except that a panel is copied first when it
+ * is partial (the microkernel reads nr full columns) or when B's row stride is a multiple of
+ * GEMM_ALIAS_BYTES and at least GEMM_ALIAS_MIN_ROWS rows will re-read it: such rows fall into
+ * too few L2 sets to stay there between row blocks.
  */
 static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int64_t p0, int64_t p1,
                            REAL *buf) {
@@ -194,9 +197,12 @@ static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int6
                     SFX(pack_a)(abuf + (i - i0) * g->kcp, g, i, SFX(gmin)(mr, i1 - i), k0, kc);
                 for (int64_t p = pc; p < pe; p++) {
                     const int64_t j0 = p * nr, nv = SFX(gmin)(nr, N - j0);
-                    if (nv < nr) SFX(pack_panel)(bbuf, bk, ldb, transb, kc, j0, nv, nr);
-                    const REAL *bp = nv == nr ? bk + j0 : bbuf;
-                    const int64_t bld = nv == nr ? ldb : nr;
+                    const int inplace = nv == nr && (i1 - i0 < GEMM_ALIAS_MIN_ROWS ||
+                                                     ldb * (int64_t)sizeof(REAL) % GEMM_ALIAS_BYTES);
+                    if (!inplace && nv == nr) ip->packn(bbuf, bk + j0, ldb, kc);
+                    else if (!inplace) SFX(pack_panel)(bbuf, bk, ldb, transb, kc, j0, nv, nr);
+                    const REAL *bp = inplace ? bk + j0 : bbuf;
+                    const int64_t bld = inplace ? ldb : nr;
                     for (int64_t i = i0; i < i1; i += mr) {
                         const int64_t m = SFX(gmin)(mr, i1 - i);
                         SFX(gemm_tile)(ip, m, kc, abuf + (i - i0) * g->kcp,
@@ -305,7 +311,7 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
     const int64_t line = 64 / (int64_t)sizeof(REAL); /* buffers start on cache lines */
     g.kcp = (g.kcb + line - 1) / line * line + line;
     g.nap = g.direct ? (g.nrb + g.tm - 1) / g.tm : 1;
-    g.bsz = (g.direct && N % nr == 0) ? 0 : g.kcb * nr * (g.direct ? 1 : g.ncp);
+    g.bsz = g.kcb * nr * (g.direct ? 1 : g.ncp);
     g.bsz = (g.bsz + line - 1) / line * line;
     g.tsz = g.bsz + g.nap * mr * g.kcp;
     g.buf = (REAL *)aligned_alloc(64, (size_t)(nt * g.tsz) * sizeof(REAL));
