@@ -44,5 +44,12 @@
 #define GEMM_ALIAS_BYTES (16 * 1024)
 #define GEMM_ALIAS_MIN_ROWS 17
 
+/* Prefetch one cache line (no-op where the compiler has no prefetch builtin). */
+#if defined(__GNUC__) || defined(__clang__)
+#define FR_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define FR_PREFETCH(p) ((void)(p))
+#endif
+
 #define FR_TEMPLATE "gemm_impl.h"
 #include "template.h"

@@ -168,6 +168,23 @@ static void SFX(pack_a)(REAL *dst, const SFX(gemm_plan) *g, int64_t i, int64_t m
 }
 
 /*
+ * Prefetch part `part` of `parts` of the m x kc slice of op(A) at rows i, columns k0 (the slice
+ * pack_a will copy next), so that the copy finds it in cache instead of waiting on memory.
+ */
+static void SFX(prefetch_a)(const SFX(gemm_plan) *g, int64_t i, int64_t m, int64_t k0, int64_t kc,
+                            int64_t part, int64_t parts) {
+    const int64_t line = 64 / (int64_t)sizeof(REAL);
+    /* rows of A's storage and the contiguous span used in each */
+    const int64_t r0 = g->transa ? k0 : i, nrows = g->transa ? kc : m;
+    const int64_t c0 = g->transa ? i : k0, span = g->transa ? m : kc;
+    for (int64_t r = r0 + nrows * part / parts; r < r0 + nrows * (part + 1) / parts; r++) {
+        const REAL *row = g->A + r * g->lda + c0;
+        for (int64_t c = 0; c < span; c += line) FR_PREFETCH(row + c);
+        FR_PREFETCH(row + span - 1);
+    }
+}
+
+/*
  * One thread's share of C: rows [i0, i1) x panels [p0, p1), all of K, a KC-block of K at a time.
  * Packed (the usual case): per NC-chunk of panels and K block, pack the chunk's panels into the B
  * buffer (it stays in L2), then sweep the rows mr at a time: pack the mr x KC slice of A (it stays
@@ -221,12 +238,14 @@ static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int6
                                     nr);
             }
             for (int64_t i = i0; i < i1; i += mr) {
-                const int64_t m = SFX(gmin)(mr, i1 - i);
+                const int64_t m = SFX(gmin)(mr, i1 - i), mn = SFX(gmin)(mr, i1 - i - mr);
                 SFX(pack_a)(abuf, g, i, m, k0, kc);
-                for (int64_t p = pc; p < pe; p++)
+                for (int64_t p = pc; p < pe; p++) {
+                    if (mn > 0) SFX(prefetch_a)(g, i + mr, mn, k0, kc, p - pc, pe - pc);
                     SFX(gemm_tile)(ip, m, kc, abuf, g->transa ? 1 : g->kcp, g->transa ? m : 1,
                                    bbuf + (p - pc) * kc * nr, nr, g->C + i * g->ldc + p * nr,
                                    g->ldc, SFX(gmin)(nr, N - p * nr), acc, tile);
+                }
             }
         }
     }
