@@ -38,11 +38,14 @@
 #define GEMM_DIRECT_RB 8
 /* Cost of packing a panel, in rows of microkernel work (thread grid choice). */
 #define GEMM_PACK_ROWS 8
-/* Direct reading copies a full panel first when B's row stride is a multiple of this and at least
-   GEMM_ALIAS_MIN_ROWS rows use it (measured: 64 x 1024 x 4096, row stride 16 KiB, 63 -> 77 GFLOP/s
-   on one Zen 4 core; at 8 KiB, reading in place stays faster). */
-#define GEMM_ALIAS_BYTES (16 * 1024)
-#define GEMM_ALIAS_MIN_ROWS 17
+/* Direct reading copies each panel first (prefetching the next one meanwhile) when at least
+   GEMM_COPY_MIN_RB row blocks re-read it, B's rows are at least GEMM_COPY_MIN_STRIDE bytes apart (a
+   page each: hardware prefetchers stop at page boundaries, and such rows share few cache sets) and
+   op(B) has at least GEMM_COPY_MIN_BYTES (it then comes from memory, not L3). Measured on one Zen 4
+   core, 64 x 1024 x N: N = 3072 73 -> 82 GFLOP/s; 64 x 1024 x 1024 (4 MiB) is faster in place. */
+#define GEMM_COPY_MIN_RB 3
+#define GEMM_COPY_MIN_STRIDE 4096
+#define GEMM_COPY_MIN_BYTES (8.0 * 1024 * 1024)
 
 /* Prefetch one cache line (no-op where the compiler has no prefetch builtin). */
 #if defined(__GNUC__) || defined(__clang__)

@@ -185,6 +185,18 @@ static void SFX(prefetch_a)(const SFX(gemm_plan) *g, int64_t i, int64_t m, int64
 }
 
 /*
+ * Prefetch part `part` of `parts` of the kc x nr slice of op(B) (untransposed) in panel p at
+ * K-row k0: the rows of a panel the thread will copy next, spread over the current panel's work.
+ */
+static void SFX(prefetch_panel)(const SFX(gemm_plan) *g, int64_t k0, int64_t kc, int64_t p,
+                                int64_t part, int64_t parts) {
+    const int64_t nr = g->ip->pub.nr, line = 64 / (int64_t)sizeof(REAL);
+    const REAL *b = g->B + k0 * g->ldb + p * nr;
+    for (int64_t k = kc * part / parts; k < kc * (part + 1) / parts; k++)
+        for (int64_t c = 0; c < nr; c += line) FR_PREFETCH(b + k * g->ldb + c);
+}
+
+/*
  * One thread's share of C: rows [i0, i1) x panels [p0, p1), all of K, a KC-block of K at a time.
  * Packed (the usual case): per NC-chunk of panels and K block, pack the chunk's panels into the B
  * buffer (it stays in L2), then sweep the rows mr at a time: pack the mr x KC slice of A (it stays
@@ -212,16 +224,24 @@ static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int6
             if (g->direct) {
                 for (int64_t i = i0; i < i1; i += mr)
                     SFX(pack_a)(abuf + (i - i0) * g->kcp, g, i, SFX(gmin)(mr, i1 - i), k0, kc);
+                /* copy each panel (and fetch the next one while this one runs) when several
+                   row blocks re-read it, each of its rows lies on its own page and B is too big
+                   to stay in cache between calls */
+                const int64_t nrbt = (i1 - i0 + mr - 1) / mr;
+                const int copy = nrbt >= GEMM_COPY_MIN_RB &&
+                                 ldb * (int64_t)sizeof(REAL) >= GEMM_COPY_MIN_STRIDE &&
+                                 (double)K * (double)N * sizeof(REAL) >= GEMM_COPY_MIN_BYTES;
                 for (int64_t p = pc; p < pe; p++) {
                     const int64_t j0 = p * nr, nv = SFX(gmin)(nr, N - j0);
-                    const int inplace = nv == nr && (i1 - i0 < GEMM_ALIAS_MIN_ROWS ||
-                                                     ldb * (int64_t)sizeof(REAL) % GEMM_ALIAS_BYTES);
-                    if (!inplace && nv == nr) ip->packn(bbuf, bk + j0, ldb, kc);
-                    else if (!inplace) SFX(pack_panel)(bbuf, bk, ldb, transb, kc, j0, nv, nr);
+                    if (copy && nv == nr) ip->packn(bbuf, bk + j0, ldb, kc);
+                    else if (copy || nv < nr) SFX(pack_panel)(bbuf, bk, ldb, transb, kc, j0, nv, nr);
+                    const int inplace = !copy && nv == nr;
                     const REAL *bp = inplace ? bk + j0 : bbuf;
                     const int64_t bld = inplace ? ldb : nr;
                     for (int64_t i = i0; i < i1; i += mr) {
                         const int64_t m = SFX(gmin)(mr, i1 - i);
+                        if (copy && p + 1 < pe && (N - (p + 1) * nr) >= nr)
+                            SFX(prefetch_panel)(g, k0, kc, p + 1, (i - i0) / mr, nrbt);
                         SFX(gemm_tile)(ip, m, kc, abuf + (i - i0) * g->kcp,
                                        g->transa ? 1 : g->kcp, g->transa ? m : 1, bp, bld,
                                        g->C + i * g->ldc + j0, g->ldc, nv, acc, tile);
