@@ -203,10 +203,10 @@ static void SFX(prefetch_panel)(const SFX(gemm_plan) *g, int64_t k0, int64_t kc,
  * in L1 across the chunk's panels) and run the panels. Direct (op(B) not transposed and few rows,
  * so each panel has few users and a copy of B would cost as much as the work): panel by panel,
  * with all the thread's (few) slices of A packed once per K block, read op(B) in place: the loads
- * overlap the arithmetic and the few re-reads hit L2. Except that a panel is copied first when it
- * is partial (the microkernel reads nr full columns) or when B's row stride is a multiple of
- * GEMM_ALIAS_BYTES and at least GEMM_ALIAS_MIN_ROWS rows will re-read it: such rows fall into
- * too few L2 sets to stay there between row blocks.
+ * overlap the arithmetic and the few re-reads hit cache. Except that a panel is copied first when
+ * it is partial (the microkernel reads nr full columns), or when B is big, its rows a page apart
+ * and re-read by several row blocks (GEMM_COPY_* in gemm.c): then the copy is what the row blocks
+ * re-read, and the next panel is fetched while this one is in use.
  */
 static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int64_t p0, int64_t p1,
                            REAL *buf) {
