@@ -200,7 +200,7 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
     REAL *gbuf = scratch + 2 * BH;
     memcpy(hbuf, h_n, (size_t)BH * sizeof(REAL));
 
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int64_t jb0, nj;
         SFX(my_blocks)(njb, njt, &jb0, &nj);
@@ -282,7 +282,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     const REAL *aux0_c = gates_c + TB * GH, *aux1_c = aux0_c + TB * H;
     REAL *dh = dh0, *dc = cell->has_c ? dc0 : NULL;
 
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int64_t jb0, nj;
         SFX(my_blocks)(njb, njt, &jb0, &nj);
@@ -338,7 +338,8 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, ntg);
     if (st == FR_OK && (db_ih || db_hh)) {
         /* column sums, each column range owned by one thread, rows in order (deterministic) */
-#pragma omp parallel num_threads(SFX(threads_for)(nthreads, 2.0 * (double)TB * (double)GH))
+        const int ntb = SFX(threads_for)(nthreads, 2.0 * (double)TB * (double)GH);
+#pragma omp parallel num_threads(ntb) if (ntb > 1)
         {
             const int tid = SFX(thread_id)();
 #ifdef _OPENMP

@@ -669,25 +669,30 @@ cdef class Stream:
                                "stream")
         return 0
 
-    cdef object _as_input(self, x):
-        """Validate one step's input; return a C-contiguous array the kernels can read."""
+    cdef object _ids(self, x, tuple shape):
+        """Token ids as a C-contiguous int64 array of `shape`, each in [0, V)."""
+        ids = np.asarray(x)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"x must hold integer token ids, got dtype {ids.dtype}")
+        last = shape[len(shape) - 1]
+        if ids.size != int(np.prod(shape)) or (ids.ndim > 1 and ids.shape[ids.ndim - 1] != last):
+            raise ValueError(f"x must hold token ids of shape {shape}, got shape {ids.shape}")
+        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(shape)
+        V = self.L[0].nin
+        if ids.size:
+            lo, hi = ids.min(), ids.max()
+            if lo < 0 or hi >= V:
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"token id {bad} out of range [0, {V})")
+        return ids
+
+    cdef object _as_input(self, x, int64_t steps=1):
+        """Validate `steps` steps of input; return a C-contiguous array the kernels can read."""
         cdef int64_t B = self.B
         cdef cnp.ndarray ids
         cdef int64_t k, v, V
         if self.embed_first:
-            ids = np.asarray(x)
-            if ids.dtype.kind not in "iu":
-                raise TypeError(f"x must hold integer token ids, got dtype {ids.dtype}")
-            ids = np.ascontiguousarray(ids.reshape(-1), dtype=np.int64)
-            if ids.shape[0] != B:
-                raise ValueError(f"x must hold {B} token ids (one per stream row), "
-                                 f"got {ids.shape[0]}")
-            V = self.L[0].nin
-            for k in range(B):
-                v = (<int64_t *>cnp.PyArray_DATA(ids))[k]
-                if v < 0 or v >= V:
-                    raise ValueError(f"token id {v} out of range [0, {V})")
-            return ids
+            return self._ids(x, (B,))
         xin = x
         if not (isinstance(xin, np.ndarray) and (<cnp.ndarray>xin).dtype is self.dtype
                 and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>xin)):
@@ -699,7 +704,7 @@ cdef class Stream:
                                     f"got {xin.dtype}")
                 xin = xin.astype(self.dtype)
             xin = np.ascontiguousarray(xin)
-        if cnp.PyArray_SIZE(<cnp.ndarray>xin) != B * self.in_width:
+        if cnp.PyArray_SIZE(<cnp.ndarray>xin) != steps * B * self.in_width:
             raise ValueError(f"x must have shape ({B}, {self.in_width}), got {xin.shape}")
         return xin
 
@@ -716,6 +721,43 @@ cdef class Stream:
             st = self._run(px)
         _raise(st, "stream step")
         return self.last_out.copy()
+
+    def run(self, xs):
+        """Advance len(xs) timesteps; xs is (T, B, I) (or (T, B) token ids); returns (T, B, O)."""
+        self._check_arch()
+        cdef int64_t T, t, B = self.B
+        cdef int64_t O = self.L[self.n - 1].nout
+        cdef int64_t step_in
+        cdef Py_ssize_t esz = 4 if self.f32 else 8
+        xs = np.asarray(xs)
+        if self.embed_first:
+            if xs.ndim != 2:
+                raise ValueError(f"xs must be (T, {B}) token ids, got shape {xs.shape}")
+            xin = self._ids(xs, (xs.shape[0], B))
+            step_in = B
+            esz = 8
+        else:
+            if xs.ndim != 3 or xs.shape[1] != B or xs.shape[2] != self.in_width:
+                raise ValueError(f"xs must have shape (T, {B}, {self.in_width}), got {xs.shape}")
+            xin = self._as_input(xs, xs.shape[0]) if xs.shape[0] else xs
+            step_in = B * self.in_width
+        T = xs.shape[0]
+        out = np.empty((T, B, O), dtype=self.dtype)
+        if T == 0:
+            return out
+        cdef const char *px = <const char *>_ptr(xin)
+        cdef char *po = <char *>_ptr(out)
+        cdef char *plast = <char *>_ptr(self.last_out)
+        cdef int st = FR_OK
+        cdef Py_ssize_t osz = 4 if self.f32 else 8
+        with nogil:
+            for t in range(T):
+                st = self._run(px + t * step_in * esz)
+                if st != FR_OK:
+                    break
+                memcpy(po + t * B * O * osz, plast, B * O * osz)
+        _raise(st, "stream run")
+        return out
 
     cdef int _run(self, const void *px) noexcept nogil:
         cdef int i, st = FR_OK

@@ -1,5 +1,26 @@
-"""Shared pytest configuration."""
+"""Shared pytest configuration and fixtures."""
 
 import os
 
+import pytest
+
 os.environ.setdefault("KERAS_BACKEND", "torch")
+
+
+@pytest.fixture
+def arch(request):
+    """Run a test once per SIMD path this machine has (selected for the test, then restored);
+    paths the CPU lacks are not generated (see pytest_generate_tests below)."""
+    from fastrnn import _kernels
+
+    old = _kernels.get_arch()
+    _kernels.set_arch(request.param)
+    yield request.param
+    _kernels.set_arch(old)
+
+
+def pytest_generate_tests(metafunc):
+    if "arch" in metafunc.fixturenames:
+        from fastrnn import _kernels
+
+        metafunc.parametrize("arch", _kernels.available_arches(), indirect=True)

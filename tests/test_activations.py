@@ -15,14 +15,6 @@ from fastrnn import _kernels
 ARCHES = _kernels.available_arches()
 
 
-@pytest.fixture(params=ARCHES)
-def arch(request):
-    old = _kernels.get_arch()
-    _kernels.set_arch(request.param)
-    yield request.param
-    _kernels.set_arch(old)
-
-
 def _sigmoid_exact(x):
     """Sigmoid in x's (wider) precision, without overflow: e/(1+e) with e = exp(-|x|)."""
     e = np.exp(-np.abs(x))

@@ -31,14 +31,6 @@ SHAPES = [  # (M, N, K)
 ]
 
 
-@pytest.fixture(params=ARCHES)
-def arch(request):
-    old = _kernels.get_arch()
-    _kernels.set_arch(request.param)
-    yield request.param
-    _kernels.set_arch(old)
-
-
 def _tol(dtype, K: int) -> float:
     return 4.0 * max(K, 1) * float(np.finfo(dtype).eps)
 

@@ -1,0 +1,338 @@
+"""Base classes of the Keras-compatible layers: :class:`Variable` and :class:`Layer`.
+
+A layer computes forward and backward explicitly (no autodiff engine):
+
+- ``forward(x, mask, training) -> (y, out_mask)`` caches what ``backward`` needs when
+  ``training`` is true;
+- ``backward(dy) -> dx`` returns the input gradient (None when the input is not
+  differentiable, e.g. Embedding's ids) and sets ``variable.grad`` for every weight.
+
+Weights are stored in whatever layout the compute path wants (for recurrent layers, the
+kernels' ``(G·H, I)`` layout); ``get_weights``/``set_weights`` and ``Variable.numpy()`` always
+speak Keras's layout.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import initializers as _inits
+from ._keras_backend import floatx, standardize_float_dtype, to_snake_case, unique_name
+
+Shape = tuple  # a shape with None for unknown dimensions
+
+
+class Variable:
+    """One weight of a layer.
+
+    Attributes
+    ----------
+    name : str
+        Keras's name (``'kernel'``, ``'recurrent_kernel'``, ``'bias'``, ``'embeddings'``).
+    value : ndarray
+        The stored array (the compute layout; updated in place by optimizers).
+    grad : ndarray or None
+        Gradient of the loss with respect to ``value`` after a backward pass.
+    trainable : bool
+    """
+
+    __slots__ = ("name", "path", "value", "grad", "trainable", "_to_keras", "_from_keras",
+                 "keras_shape")
+
+    def __init__(self, name: str, value: np.ndarray, keras_shape: tuple[int, ...],
+                 to_keras: Callable[[np.ndarray], np.ndarray] | None = None,
+                 from_keras: Callable[[np.ndarray], np.ndarray] | None = None,
+                 trainable: bool = True, path: str = "") -> None:
+        self.name = name
+        self.path = path or name
+        self.value = value
+        self.grad: np.ndarray | None = None
+        self.trainable = trainable
+        self.keras_shape = tuple(int(s) for s in keras_shape)
+        self._to_keras = to_keras
+        self._from_keras = from_keras
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Keras's shape of this weight."""
+        return self.keras_shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The weight's dtype."""
+        return self.value.dtype
+
+    def numpy(self) -> np.ndarray:
+        """A copy of the value in Keras's layout."""
+        if self._to_keras is None:
+            return self.value.copy()
+        return np.ascontiguousarray(self._to_keras(self.value))
+
+    def assign(self, keras_value: Any) -> None:
+        """Set the value from an array in Keras's layout (shape checked, cast to dtype)."""
+        a = np.asarray(keras_value)
+        if a.shape != self.keras_shape:
+            raise ValueError(f"weight {self.path!r} expects shape {self.keras_shape}, "
+                             f"got {a.shape}")
+        if a.dtype.kind not in "fiub":
+            raise TypeError(f"weight {self.path!r} expects a numeric array, got dtype {a.dtype}")
+        conv = a if self._from_keras is None else self._from_keras(a)
+        self.value[...] = conv
+
+    def __repr__(self) -> str:
+        return f"<Variable {self.path} shape={self.keras_shape} dtype={self.value.dtype}>"
+
+
+def normalize_shape(shape: Any, argname: str) -> tuple:
+    """A shape tuple with ints or None."""
+    if isinstance(shape, int):
+        shape = (shape,)
+    try:
+        out = tuple(None if s is None else int(s) for s in shape)
+    except TypeError as exc:
+        raise ValueError(f"{argname} must be a tuple of ints or None, got {shape!r}") from exc
+    if any(s is not None and s < 0 for s in out):
+        raise ValueError(f"{argname} must have non-negative entries, got {shape!r}")
+    return out
+
+
+def mask_to_lengths(mask: np.ndarray | None, batch: int, steps: int) -> np.ndarray | None:
+    """Per-sequence lengths of a post-padding mask (None when nothing is masked).
+
+    Raises
+    ------
+    ValueError
+        When the mask is not a padding mask at the end of each sequence.
+    """
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (batch, steps):
+        raise ValueError(f"mask must have shape (batch, timesteps) = {(batch, steps)}, got "
+                         f"{mask.shape}")
+    lengths = mask.sum(axis=1)
+    if int(lengths.min(initial=steps)) == steps:
+        return None
+    expected = np.arange(steps)[None, :] < lengths[:, None]
+    if not np.array_equal(mask, expected):
+        bad = int(np.nonzero((mask != expected).any(axis=1))[0][0])
+        raise ValueError(
+            "mask is not a padding mask at the end of the sequences: sequence "
+            f"{bad} has masked steps before valid ones ({mask[bad].astype(int).tolist()[:20]}"
+            f"{'...' if steps > 20 else ''}). fastrnn's recurrent layers need post-padding: pad "
+            "with padding='post' (keras.utils.pad_sequences defaults to 'pre')")
+    return lengths.astype(np.int64)
+
+
+_COMMON_KWARGS = ("name", "trainable", "dtype", "input_shape", "batch_input_shape", "batch_size",
+                  "input_dim", "input_length")
+
+
+class Layer:
+    """Base class of fastrnn's Keras-compatible layers.
+
+    Parameters
+    ----------
+    name : str, optional
+        Unique name; Keras-style default (``'lstm'``, ``'lstm_1'``, ...).
+    trainable : bool
+        Whether optimizers update this layer's weights.
+    dtype : {'float32', 'float64'}, optional
+        The layer's float type (default :func:`fastrnn.models.floatx`).
+    input_shape : tuple, optional
+        Shape of one sample (no batch axis), as Keras's first-layer ``input_shape``.
+    batch_input_shape : tuple, optional
+        Shape including the batch axis.
+    batch_size : int, optional
+        Fixed batch size (with ``input_shape``), needed by stateful layers.
+    """
+
+    supports_masking = False
+
+    def __init__(self, name: str | None = None, trainable: bool = True, dtype: Any = None,
+                 input_shape: Any = None, batch_input_shape: Any = None,
+                 batch_size: int | None = None, input_dim: int | None = None,
+                 **kwargs: Any) -> None:
+        kwargs.pop("input_length", None)
+        for k in ("activity_regularizer",):
+            if kwargs.pop(k, None) is not None:
+                raise NotImplementedError(f"{type(self).__name__}: {k} is not supported")
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword arguments: "
+                            f"{', '.join(sorted(kwargs))}")
+        self.name = name or unique_name(to_snake_case(type(self).__name__))
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        self.trainable = bool(trainable)
+        self.dtype = standardize_float_dtype(dtype if dtype is not None else floatx(), "dtype")
+        self._batch_input_shape: tuple | None = None
+        if batch_input_shape is not None:
+            self._batch_input_shape = normalize_shape(batch_input_shape, "batch_input_shape")
+        elif input_shape is not None:
+            self._batch_input_shape = (batch_size,) + normalize_shape(input_shape, "input_shape")
+        elif input_dim is not None:
+            self._batch_input_shape = (batch_size, int(input_dim))
+        self.built = False
+        self.input_shape: tuple | None = None
+        self.output_shape: tuple | None = None
+        self._variables: list[Variable] = []
+
+    # -- shapes and building --------------------------------------------------------------
+    def build(self, input_shape: tuple) -> None:
+        """Create the weights for inputs of ``input_shape`` (batch axis included)."""
+        self.built = True
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """Output shape for an input shape (batch axis included, None for unknown)."""
+        return tuple(input_shape)
+
+    def compute_mask(self, inputs: Any, mask: np.ndarray | None) -> np.ndarray | None:
+        """The output mask (Keras semantics)."""
+        return mask if self.supports_masking else None
+
+    def _build_for(self, input_shape: tuple) -> tuple:
+        """Check, build if needed, record shapes; returns the output shape."""
+        input_shape = tuple(input_shape)
+        self.check_input_shape(input_shape)
+        if not self.built:
+            self.build(input_shape)
+            self.built = True
+        out = self.compute_output_shape(input_shape)
+        self.input_shape = input_shape
+        self.output_shape = out
+        return out
+
+    def check_input_shape(self, shape: tuple) -> None:
+        """Raise a clear ValueError if ``shape`` (batch axis included) cannot feed this layer."""
+
+    def _expect_rank(self, shape: tuple, ranks: Sequence[int], what: str) -> None:
+        if len(shape) not in ranks:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) expects a "
+                             f"{'-D or '.join(str(r) for r in ranks)}-D input {what}, got an "
+                             f"input of shape {tuple(shape)}")
+
+    # -- weights --------------------------------------------------------------------------
+    def add_weight(self, name: str, keras_shape: tuple[int, ...], initializer: Any,
+                   to_keras: Callable | None = None, from_keras: Callable | None = None,
+                   trainable: bool = True) -> Variable:
+        """Create a weight initialised in Keras's layout, stored in the compute layout."""
+        init = _inits.get(initializer)
+        keras_value = np.asarray(init(keras_shape, dtype=self.dtype), dtype=self.dtype)
+        if keras_value.shape != tuple(keras_shape):
+            raise ValueError(f"initializer for {self.name}/{name} returned shape "
+                             f"{keras_value.shape}, expected {tuple(keras_shape)}")
+        value = keras_value if from_keras is None else from_keras(keras_value)
+        value = np.ascontiguousarray(value, dtype=self.dtype)
+        v = Variable(name, value, keras_shape, to_keras, from_keras, trainable,
+                     path=f"{self.name}/{name}")
+        self._variables.append(v)
+        return v
+
+    @property
+    def weights(self) -> list[Variable]:
+        """All weights, in Keras's order."""
+        return list(self._variables)
+
+    @property
+    def trainable_weights(self) -> list[Variable]:
+        """Weights optimizers update."""
+        return [v for v in self.weights if v.trainable] if self.trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list[Variable]:
+        """Weights optimizers leave alone."""
+        if not self.trainable:
+            return self.weights
+        return [v for v in self.weights if not v.trainable]
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of the weights in Keras's layout and order."""
+        return [v.numpy() for v in self.weights]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Set the weights from arrays in Keras's layout and order (shapes checked)."""
+        ws = self.weights
+        weights = list(weights)
+        if len(weights) != len(ws):
+            raise ValueError(f"layer {self.name!r} has {len(ws)} weights "
+                             f"({', '.join(f'{v.name}{v.shape}' for v in ws)}), got "
+                             f"{len(weights)} arrays")
+        for v, w in zip(ws, weights, strict=True):
+            if np.shape(w) != v.shape:
+                raise ValueError(f"layer {self.name!r}: weight {v.name!r} expects shape "
+                                 f"{v.shape}, got {np.shape(w)}")
+        for v, w in zip(ws, weights, strict=True):
+            v.assign(w)
+
+    def count_params(self) -> int:
+        """Number of scalars in the weights (Keras's count)."""
+        return int(sum(math.prod(v.shape) for v in self.weights))
+
+    # -- compute --------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, mask: np.ndarray | None, training: bool
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Compute the output and output mask, caching for :meth:`backward` if training."""
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:
+        """Input gradient from the output gradient; sets each weight's ``grad``."""
+        raise NotImplementedError
+
+    def __call__(self, inputs: Any, mask: Any = None, training: bool = False) -> Any:
+        """Run the layer eagerly on a NumPy batch (builds it on first use)."""
+        x = self._prepare_input(inputs)
+        self._build_for((None,) + tuple(x.shape[1:]))
+        self.check_batch(x)
+        y, _ = self.forward(x, None if mask is None else np.asarray(mask, dtype=bool),
+                            bool(training))
+        return y
+
+    def _prepare_input(self, inputs: Any) -> np.ndarray:
+        x = np.asarray(inputs)
+        if x.dtype.kind not in "fiub":
+            raise TypeError(f"layer {self.name!r} expects a numeric array, got dtype {x.dtype}")
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        return x
+
+    def check_batch(self, x: np.ndarray) -> None:
+        """Validate an actual input batch against the built input shape."""
+        if self.input_shape is None:
+            return
+        spec = self.input_shape
+        if x.ndim != len(spec):
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) expects input of "
+                             f"rank {len(spec)} (shape {spec}), got shape {x.shape}")
+        for i, (a, b) in enumerate(zip(x.shape[1:], spec[1:], strict=True), start=1):
+            if b is not None and a != b:
+                raise ValueError(f"layer {self.name!r} ({type(self).__name__}) expects input "
+                                 f"shape {spec}, got {x.shape} (axis {i} differs)")
+
+    # -- state / config -------------------------------------------------------------------
+    def reset_states(self) -> None:
+        """Reset recurrent state (stateful layers only; no-op otherwise)."""
+
+    def get_config(self) -> dict:
+        """Constructor arguments as a JSON-compatible dict (Keras-style)."""
+        cfg: dict[str, Any] = {"name": self.name, "trainable": self.trainable,
+                               "dtype": self.dtype}
+        if self._batch_input_shape is not None:
+            cfg["batch_input_shape"] = list(self._batch_input_shape)
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict) -> Layer:
+        """Rebuild a layer from :meth:`get_config`'s output."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+def serialize_initializer(init: Any) -> Any:
+    """JSON form of an initializer argument."""
+    return _inits.serialize(_inits.get(init))

@@ -1,0 +1,691 @@
+"""Keras-compatible recurrent layers on top of :mod:`fastrnn.functional`.
+
+Each call is one whole-sequence kernel call per direction: the ``(batch, time, features)``
+input is transposed once to the kernels' time-major layout, masks become per-sequence lengths,
+and ``go_backwards`` is the kernels' ``reverse`` flag. Weights are stored in the kernels'
+layout (``W_ih`` (G·H, I), ``W_hh`` (G·H, H), PyTorch gate order) and converted only in
+``get_weights``/``set_weights``/``Variable.numpy``: Keras's ``kernel`` is ``W_ih.T``,
+``recurrent_kernel`` is ``W_hh.T``; for GRU Keras's gate blocks z, r, h are our r, z, n
+permuted, and its ``(2, 3H)`` bias holds the input bias then the recurrent bias.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+# functional (the native kernels) is the single source of the recurrent ops
+from . import _keras_activations as _acts
+from . import functional as F
+from ._keras_backend import rng
+from ._keras_base import Layer, mask_to_lengths, serialize_initializer
+
+
+def _t(a: np.ndarray) -> np.ndarray:
+    return a.T
+
+
+def _gru_perm(a: np.ndarray, axis: int) -> np.ndarray:
+    """Swap the first two of three gate blocks along ``axis`` (z,r,h <-> r,z,n)."""
+    h = a.shape[axis] // 3
+    idx = np.r_[h:2 * h, 0:h, 2 * h:3 * h]
+    return np.take(a, idx, axis=axis)
+
+
+def _gru_kernel_from_keras(k: np.ndarray) -> np.ndarray:
+    return _gru_perm(k, 1).T
+
+
+def _gru_kernel_to_keras(w: np.ndarray) -> np.ndarray:
+    return _gru_perm(w, 0).T
+
+
+def _gru_bias_perm(b: np.ndarray) -> np.ndarray:
+    return _gru_perm(b, 1)
+
+
+def _check_units(cls: str, units: Any) -> int:
+    if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+        raise ValueError(f"{cls}: units must be a positive int, got {units!r}")
+    return int(units)
+
+
+class _RNNBase(Layer):
+    """Shared machinery of SimpleRNN, LSTM and GRU (see their docstrings)."""
+
+    supports_masking = True
+    _cell = ""
+    _gates = 1
+
+    def __init__(self, units: int, activation: Any = "tanh", use_bias: bool = True,
+                 kernel_initializer: Any = "glorot_uniform",
+                 recurrent_initializer: Any = "orthogonal", bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, recurrent_regularizer: Any = None,
+                 bias_regularizer: Any = None, kernel_constraint: Any = None,
+                 recurrent_constraint: Any = None, bias_constraint: Any = None,
+                 dropout: float = 0.0, recurrent_dropout: float = 0.0, seed: int | None = None,
+                 return_sequences: bool = False, return_state: bool = False,
+                 go_backwards: bool = False, stateful: bool = False, unroll: bool = False,
+                 zero_output_for_mask: bool = False, **kwargs: Any) -> None:
+        cls = type(self).__name__
+        for k, v in (("kernel_regularizer", kernel_regularizer),
+                     ("recurrent_regularizer", recurrent_regularizer),
+                     ("bias_regularizer", bias_regularizer),
+                     ("kernel_constraint", kernel_constraint),
+                     ("recurrent_constraint", recurrent_constraint),
+                     ("bias_constraint", bias_constraint)):
+            if v is not None:
+                raise NotImplementedError(f"{cls}: {k} is not supported")
+        kwargs.pop("implementation", None)  # Keras 2 argument, no effect on results
+        kwargs.pop("use_cudnn", None)
+        if kwargs.pop("time_major", False):
+            raise NotImplementedError(f"{cls}: time_major=True is not supported; pass "
+                                      "(batch, timesteps, features) inputs")
+        super().__init__(**kwargs)
+        self.units = _check_units(cls, units)
+        self.activation = _acts.resolve(activation, "activation")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.recurrent_initializer = recurrent_initializer
+        self.bias_initializer = bias_initializer
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"{cls}: dropout must be in [0, 1), got {dropout!r}")
+        if float(recurrent_dropout) != 0.0:
+            raise NotImplementedError(
+                f"{cls}: recurrent_dropout={recurrent_dropout!r} is not supported by fastrnn's "
+                "fused kernels; use dropout= (input dropout) or a Dropout layer instead")
+        self.dropout = float(dropout)
+        self.recurrent_dropout = 0.0
+        self.seed = seed
+        self._rng = rng(seed) if seed is not None else None
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.unroll = bool(unroll)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self._states: list[np.ndarray] | None = None
+        self._ctx: Any = None
+        self._dmask: np.ndarray | None = None
+        self._last_states: list[np.ndarray] = []
+
+    # -- weights ------------------------------------------------------------------------
+    def _converters(self) -> tuple:
+        return _t, _t, None, None
+
+    def _bias_initial(self, shape: tuple[int, ...]) -> Any:
+        return self.bias_initializer
+
+    def check_input_shape(self, shape):
+        self._expect_rank(shape, (3,), "(batch, timesteps, features)")
+        if shape[-1] is None:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) needs a known "
+                             f"feature dimension, got input shape {tuple(shape)}")
+        if self.built and shape[-1] != self.input_size:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for "
+                             f"{self.input_size} input features, got input shape {tuple(shape)}")
+
+    def build(self, input_shape):
+        n_in = int(input_shape[-1])
+        gh = self._gates * self.units
+        k_to, k_from, b_to, b_from = self._converters()
+        self.input_size = n_in
+        self.kernel = self.add_weight("kernel", (n_in, gh), self.kernel_initializer, k_to, k_from)
+        self.recurrent_kernel = self.add_weight("recurrent_kernel", (self.units, gh),
+                                                self.recurrent_initializer, k_to, k_from)
+        self.bias = None
+        if self.use_bias:
+            shape = self._bias_shape()
+            self.bias = self.add_weight("bias", shape, self._bias_initial(shape), b_to, b_from)
+        self.built = True
+
+    def _bias_shape(self) -> tuple[int, ...]:
+        return (self._gates * self.units,)
+
+    def compute_output_shape(self, input_shape):
+        b, t = input_shape[0], input_shape[1]
+        return (b, t, self.units) if self.return_sequences else (b, self.units)
+
+    def compute_mask(self, inputs, mask):
+        return mask if self.return_sequences else None
+
+    # -- state --------------------------------------------------------------------------
+    @property
+    def _n_states(self) -> int:
+        return 2 if self._cell == "lstm" else 1
+
+    @property
+    def states(self) -> list[np.ndarray] | None:
+        """Current recurrent state of a stateful layer (None before the first call)."""
+        return self._states
+
+    def reset_states(self, states: Any = None) -> None:
+        """Zero the carried state of a stateful layer (or set it to ``states``)."""
+        if not self.stateful:
+            return
+        if states is None:
+            self._states = None
+            return
+        states = list(states) if isinstance(states, (list, tuple)) else [states]
+        if len(states) != self._n_states:
+            raise ValueError(f"{self.name}: expected {self._n_states} state arrays, got "
+                             f"{len(states)}")
+        out = []
+        for s in states:
+            s = np.asarray(s, dtype=self.dtype)
+            if s.ndim != 2 or s.shape[1] != self.units:
+                raise ValueError(f"{self.name}: each state must have shape (batch, "
+                                 f"{self.units}), got {s.shape}")
+            out.append(np.ascontiguousarray(s))
+        self._states = out
+
+    def _initial_states(self, batch: int) -> list[np.ndarray | None]:
+        if not self.stateful or self._states is None:
+            return [None] * self._n_states
+        if self._states[0].shape[0] != batch:
+            raise ValueError(
+                f"layer {self.name!r} is stateful and carries state for batch size "
+                f"{self._states[0].shape[0]}, got a batch of {batch}: stateful layers need "
+                "every batch to have the same size (choose a batch_size dividing the number "
+                "of samples, or call reset_states())")
+        return list(self._states)
+
+    # -- time-major core (shared with Bidirectional) -------------------------------------
+    def _core_forward(self, xt: np.ndarray, lengths: np.ndarray | None,
+                      training: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Run the kernel on a contiguous time-major ``xt`` (T, B, I).
+
+        Returns the time-major outputs (in original time order; zeros past each sequence's
+        end) and the final states ``[h]`` or ``[h, c]``.
+        """
+        T, B, _ = xt.shape
+        self._dmask = None
+        if training and self.dropout > 0.0:
+            g = self._rng if self._rng is not None else rng()
+            keep = (g.random((B, xt.shape[2])) >= self.dropout).astype(self.dtype)
+            keep *= 1.0 / (1.0 - self.dropout)
+            self._dmask = keep
+            xt = xt * keep
+        init = self._initial_states(B)
+        w_ih = self.kernel.value
+        w_hh = self.recurrent_kernel.value
+        kw = {"lengths": lengths, "reverse": self.go_backwards, "training": training}
+        if self._cell == "lstm":
+            b = self.bias.value if self.bias is not None else None
+            y, h, c, ctx = F.lstm_forward(xt, init[0], init[1], w_ih, w_hh, b, None, **kw)
+            states = [h, c]
+        elif self._cell == "gru":
+            b_ih = self.bias.value[0] if self.bias is not None else None
+            b_hh = self.bias.value[1] if self.bias is not None else None
+            y, h, ctx = F.gru_forward(xt, init[0], w_ih, w_hh, b_ih, b_hh, **kw)
+            states = [h]
+        else:
+            b = self.bias.value if self.bias is not None else None
+            y, h, ctx = F.rnn_forward(xt, init[0], w_ih, w_hh, b, None,
+                                      nonlinearity=self.activation, **kw)
+            states = [h]
+        self._ctx = ctx
+        if self.stateful:
+            self._states = [np.array(s, copy=True) for s in states]
+        return y, states
+
+    def _core_backward(self, dy_tm: np.ndarray | None, dh_n: np.ndarray | None,
+                       dc_n: np.ndarray | None = None) -> np.ndarray:
+        """Backward of :meth:`_core_forward`: sets the weights' grads, returns dx (T, B, I)."""
+        ctx = self._ctx
+        self._ctx = None
+        if ctx is None:
+            raise RuntimeError(f"layer {self.name!r}: backward() needs a forward() with "
+                               "training=True first")
+        if self._cell == "lstm":
+            dx, _, _, dw_ih, dw_hh, db_ih, _ = F.lstm_backward(ctx, dy_tm, dh_n, dc_n)
+        elif self._cell == "gru":
+            dx, _, dw_ih, dw_hh, db_ih, db_hh = F.gru_backward(ctx, dy_tm, dh_n)
+        else:
+            dx, _, dw_ih, dw_hh, db_ih, _ = F.rnn_backward(ctx, dy_tm, dh_n)
+        self.kernel.grad = dw_ih
+        self.recurrent_kernel.grad = dw_hh
+        if self.bias is not None:
+            self.bias.grad = np.stack([db_ih, db_hh]) if self._cell == "gru" else db_ih
+        if self._dmask is not None:
+            dx = dx * self._dmask
+            self._dmask = None
+        return dx
+
+    # -- Keras-facing forward/backward ----------------------------------------------------
+    def forward(self, x, mask, training):
+        if x.ndim != 3:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) expects a 3-D input "
+                             f"(batch, timesteps, features), got shape {x.shape}")
+        B, T, _ = x.shape
+        xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
+        lengths = mask_to_lengths(mask, B, T)
+        y, states = self._core_forward(xt, lengths, training)
+        self._last_states = states
+        fill = None
+        if self.return_sequences:
+            if lengths is not None and not self.zero_output_for_mask and not self.go_backwards:
+                # Keras repeats the last valid output over masked steps
+                fill = ((np.arange(T)[:, None] >= lengths[None, :])
+                        & (lengths[None, :] > 0))[:, :, None]
+                y = np.where(fill, states[0][None], y)
+            out = (y[::-1] if self.go_backwards else y).transpose(1, 0, 2)
+            out_mask = mask
+        else:
+            out = states[0]
+            if self.zero_output_for_mask and lengths is not None:
+                fill = (lengths > 0)[:, None] if self.go_backwards else (lengths == T)[:, None]
+                out = np.where(fill, out, 0).astype(self.dtype, copy=False)
+            out_mask = None
+        if training:
+            self._fwd_cache = fill
+        return out, out_mask
+
+    def backward(self, dy):
+        fill = self._fwd_cache
+        self._fwd_cache = None
+        if self.return_sequences:
+            dyt = dy.transpose(1, 0, 2)
+            if self.go_backwards:
+                dyt = dyt[::-1]
+            dyt = np.ascontiguousarray(dyt, dtype=self.dtype)
+            dh_n = None
+            if fill is not None:
+                dh_n = np.where(fill, dyt, 0).sum(axis=0, dtype=self.dtype)
+                dyt = np.where(fill, 0, dyt).astype(self.dtype, copy=False)
+            dx = self._core_backward(dyt, dh_n)
+        else:
+            dh_n = np.ascontiguousarray(dy, dtype=self.dtype)
+            if fill is not None:
+                dh_n = np.where(fill, dh_n, 0).astype(self.dtype, copy=False)
+            dx = self._core_backward(None, dh_n)
+        return dx.transpose(1, 0, 2)
+
+    def __call__(self, inputs: Any, mask: Any = None, training: bool = False,
+                 initial_state: Any = None) -> Any:
+        """Run eagerly on a ``(batch, timesteps, features)`` array.
+
+        Returns the output, or ``[output, *final_states]`` with ``return_state=True``.
+        ``initial_state`` (a list of ``(batch, units)`` arrays) is supported here, outside
+        models.
+        """
+        x = self._prepare_input(inputs)
+        self._build_for((None,) + tuple(x.shape[1:]))
+        self.check_batch(x)
+        saved = None
+        if initial_state is not None:
+            saved = (self.stateful, self._states)
+            self.stateful = True
+            self.reset_states(initial_state)
+        try:
+            y, _ = self.forward(x, None if mask is None else np.asarray(mask, dtype=bool),
+                                bool(training))
+        finally:
+            if saved is not None:
+                self.stateful, self._states = saved
+        if self.return_state:
+            return [y] + [np.array(s, copy=True) for s in self._last_states]
+        return y
+
+    def get_config(self):
+        cfg = {**super().get_config(), "units": self.units, "activation": self.activation,
+               "use_bias": self.use_bias,
+               "kernel_initializer": serialize_initializer(self.kernel_initializer),
+               "recurrent_initializer": serialize_initializer(self.recurrent_initializer),
+               "bias_initializer": serialize_initializer(self.bias_initializer),
+               "dropout": self.dropout, "recurrent_dropout": self.recurrent_dropout,
+               "seed": self.seed, "return_sequences": self.return_sequences,
+               "return_state": self.return_state, "go_backwards": self.go_backwards,
+               "stateful": self.stateful, "unroll": self.unroll,
+               "zero_output_for_mask": self.zero_output_for_mask}
+        return cfg
+
+
+class SimpleRNN(_RNNBase):
+    """Fully-connected RNN: ``h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)``.
+
+    Parameters
+    ----------
+    units : int
+        Hidden size H. Weights: ``kernel`` (I, H), ``recurrent_kernel`` (H, H), ``bias`` (H,):
+        ``H(I + H + 1)`` parameters.
+    activation : {'tanh', 'relu'}
+        Other activations raise a clear error (the fused kernels implement these two).
+    use_bias : bool
+    kernel_initializer, recurrent_initializer, bias_initializer : str or Initializer
+        Defaults ``'glorot_uniform'``, ``'orthogonal'``, ``'zeros'``.
+    dropout : float
+        Input dropout rate; one mask over input features per sequence, shared by all steps.
+    recurrent_dropout : float
+        Must be 0 (not supported by the fused kernels).
+    return_sequences : bool
+        Return every step ``(batch, timesteps, H)`` instead of the last ``(batch, H)``.
+    return_state : bool
+        Calling the layer returns ``[output, h]`` (not usable inside ``Sequential``).
+    go_backwards : bool
+        Process the sequence backwards (outputs are then in reversed order, as Keras).
+    stateful : bool
+        Carry the final state of each batch into the next one (same batch size each time);
+        clear it with ``reset_states()``.
+    zero_output_for_mask : bool
+        With a mask and ``return_sequences``: zeros on masked steps instead of Keras's
+        default of repeating the last valid output.
+    **kwargs
+        ``name``, ``dtype``, ``input_shape``, ``batch_size``, ``trainable``.
+    """
+
+    _cell = "rnn"
+    _gates = 1
+
+    def __init__(self, units: int, activation: Any = "tanh", **kwargs: Any) -> None:
+        super().__init__(units, activation=activation, **kwargs)
+        if self.activation not in ("tanh", "relu"):
+            raise ValueError(f"SimpleRNN: activation={activation!r} is not supported by the "
+                             "fused kernels; use 'tanh' or 'relu'")
+
+
+class LSTM(_RNNBase):
+    """Long short-term memory layer (Hochreiter & Schmidhuber), Keras's maths and layout.
+
+    Gates i, f, c, o (Keras's order, the kernels' too): ``kernel`` (I, 4H),
+    ``recurrent_kernel`` (H, 4H), ``bias`` (4H,): ``4H(I + H + 1)`` parameters.
+
+    Parameters
+    ----------
+    units : int
+    activation : 'tanh'
+        Cell/output activation; only the default is supported by the fused kernels.
+    recurrent_activation : 'sigmoid'
+        Gate activation; only the default is supported.
+    unit_forget_bias : bool
+        Initialise the forget gate's bias to one (Keras's default).
+    **kwargs
+        As :class:`SimpleRNN` (``use_bias``, initializers, ``dropout``,
+        ``return_sequences``, ``return_state``, ``go_backwards``, ``stateful``, ...).
+    """
+
+    _cell = "lstm"
+    _gates = 4
+
+    def __init__(self, units: int, activation: Any = "tanh",
+                 recurrent_activation: Any = "sigmoid", unit_forget_bias: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation = _acts.resolve(recurrent_activation, "recurrent_activation")
+        if self.activation != "tanh" or self.recurrent_activation != "sigmoid":
+            raise ValueError(
+                f"LSTM: activation={activation!r}, recurrent_activation="
+                f"{recurrent_activation!r} is not supported by the fused kernels; use the "
+                "defaults activation='tanh', recurrent_activation='sigmoid'")
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def _bias_initial(self, shape):
+        if not self.unit_forget_bias:
+            return self.bias_initializer
+        from . import initializers as inits
+
+        base = inits.get(self.bias_initializer)
+        h = self.units
+
+        def init(shape: Any, dtype: Any = None) -> np.ndarray:
+            return np.concatenate([base((h,), dtype), np.ones(h, dtype=dtype or self.dtype),
+                                   base((2 * h,), dtype)])
+
+        return init
+
+    def get_config(self):
+        return {**super().get_config(), "recurrent_activation": self.recurrent_activation,
+                "unit_forget_bias": self.unit_forget_bias}
+
+
+class GRU(_RNNBase):
+    """Gated recurrent unit, Keras's ``reset_after=True`` variant (the PyTorch/cuDNN maths).
+
+    Keras's weights: ``kernel`` (I, 3H) and ``recurrent_kernel`` (H, 3H) with gate blocks
+    z, r, h; ``bias`` (2, 3H) = input bias and recurrent bias: ``3H(I + H + 2)`` parameters.
+
+    Parameters
+    ----------
+    units : int
+    activation : 'tanh'
+    recurrent_activation : 'sigmoid'
+        Only the defaults are supported by the fused kernels.
+    reset_after : bool
+        Must be True (Keras's default); ``reset_after=False`` raises a clear error.
+    **kwargs
+        As :class:`SimpleRNN`.
+    """
+
+    _cell = "gru"
+    _gates = 3
+
+    def __init__(self, units: int, activation: Any = "tanh",
+                 recurrent_activation: Any = "sigmoid", reset_after: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation = _acts.resolve(recurrent_activation, "recurrent_activation")
+        if self.activation != "tanh" or self.recurrent_activation != "sigmoid":
+            raise ValueError(
+                f"GRU: activation={activation!r}, recurrent_activation="
+                f"{recurrent_activation!r} is not supported by the fused kernels; use the "
+                "defaults activation='tanh', recurrent_activation='sigmoid'")
+        if not reset_after:
+            raise NotImplementedError("GRU: reset_after=False (the original GRU) is not "
+                                      "supported; fastrnn implements reset_after=True, Keras's "
+                                      "default")
+        self.reset_after = True
+
+    def _converters(self):
+        return _gru_kernel_to_keras, _gru_kernel_from_keras, _gru_bias_perm, _gru_bias_perm
+
+    def _bias_shape(self):
+        return (2, 3 * self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "recurrent_activation": self.recurrent_activation,
+                "reset_after": True}
+
+
+_MERGE_MODES = ("concat", "sum", "mul", "ave")
+
+
+class Bidirectional(Layer):
+    """Run a recurrent layer forwards and backwards over the sequence and merge the outputs.
+
+    Parameters
+    ----------
+    layer : SimpleRNN, LSTM or GRU
+        The forward layer's template; the backward copy has ``go_backwards=True``.
+    merge_mode : {'concat', 'sum', 'mul', 'ave'}
+        How the two outputs combine (``concat``: forward features then backward ones).
+    backward_layer : SimpleRNN, LSTM or GRU, optional
+        An explicit backward layer (must have ``go_backwards=True`` and the same
+        ``return_sequences``/``return_state``/``stateful``).
+    **kwargs
+        ``name``, ``input_shape``, ... as any layer.
+
+    Notes
+    -----
+    Both directions share one time-major copy of the input and run as two kernel calls;
+    with a mask each direction covers only the valid steps (the backward one starts at each
+    sequence's own last step), and masked output steps are zero (Keras's behaviour here).
+    """
+
+    supports_masking = True
+
+    def __init__(self, layer: _RNNBase, merge_mode: str | None = "concat", weights: Any = None,
+                 backward_layer: _RNNBase | None = None, **kwargs: Any) -> None:
+        if not isinstance(layer, _RNNBase):
+            raise ValueError(f"Bidirectional wraps a SimpleRNN, LSTM or GRU layer, got {layer!r}")
+        if merge_mode is None:
+            raise NotImplementedError("Bidirectional(merge_mode=None) returns two outputs; "
+                                      "fastrnn models need one: use 'concat', 'sum', 'mul' or "
+                                      "'ave'")
+        if merge_mode not in _MERGE_MODES:
+            raise ValueError(f"Bidirectional: merge_mode must be one of {_MERGE_MODES}, got "
+                             f"{merge_mode!r}")
+        if layer.return_state:
+            raise NotImplementedError("Bidirectional with return_state=True is not supported")
+        kwargs.setdefault("dtype", layer.dtype)
+        if layer._batch_input_shape is not None and "input_shape" not in kwargs \
+                and "batch_input_shape" not in kwargs:
+            kwargs["batch_input_shape"] = layer._batch_input_shape
+        super().__init__(**kwargs)
+        self.merge_mode = merge_mode
+        self._layer_config = _serialize_rnn(layer)
+        cfg = dict(self._layer_config["config"])
+        cfg.pop("batch_input_shape", None)
+        cfg["name"] = "forward_" + layer.name.removeprefix("forward_")
+        self.forward_layer = type(layer).from_config(cfg)
+        self._backward_config = None
+        if backward_layer is None:
+            cfg = dict(self._layer_config["config"])
+            cfg.pop("batch_input_shape", None)
+            cfg["go_backwards"] = True
+            cfg["name"] = "backward_" + layer.name.removeprefix("backward_")
+            self.backward_layer = type(layer).from_config(cfg)
+        else:
+            if not isinstance(backward_layer, _RNNBase):
+                raise ValueError("backward_layer must be a SimpleRNN, LSTM or GRU layer")
+            self._backward_config = _serialize_rnn(backward_layer)
+            cfg = dict(self._backward_config["config"])
+            cfg.pop("batch_input_shape", None)
+            self.backward_layer = type(backward_layer).from_config(cfg)
+        f, b = self.forward_layer, self.backward_layer
+        if f.go_backwards == b.go_backwards:
+            raise ValueError("Bidirectional: the forward and backward layers must have "
+                             f"different go_backwards, got {f.go_backwards} for both")
+        for a in ("stateful", "return_sequences", "return_state"):
+            if getattr(f, a) != getattr(b, a):
+                raise ValueError(f"Bidirectional: forward and backward layers must agree on "
+                                 f"{a}, got {getattr(f, a)} and {getattr(b, a)}")
+        if f.dtype != b.dtype:
+            raise ValueError("Bidirectional: forward and backward layers must share a dtype")
+        self.return_sequences = f.return_sequences
+        self.return_state = False
+        self.stateful = f.stateful
+        self._initial_weights = weights
+
+    def check_input_shape(self, shape):
+        self.forward_layer.check_input_shape(shape)
+        self.backward_layer.check_input_shape(shape)
+
+    def build(self, input_shape):
+        for sub in (self.forward_layer, self.backward_layer):
+            sub._build_for(tuple(input_shape))
+            for v in sub.weights:
+                v.path = f"{self.name}/{sub.name}/{v.name}"
+        if self._initial_weights is not None:
+            self.set_weights(self._initial_weights)
+            self._initial_weights = None
+        self.built = True
+
+    @property
+    def weights(self):
+        return self.forward_layer.weights + self.backward_layer.weights
+
+    def compute_output_shape(self, input_shape):
+        out = self.forward_layer.compute_output_shape(input_shape)
+        if self.merge_mode == "concat":
+            out = tuple(out[:-1]) + (out[-1] * 2,)
+        return tuple(out)
+
+    def compute_mask(self, inputs, mask):
+        return mask if self.return_sequences else None
+
+    def reset_states(self) -> None:
+        self.forward_layer.reset_states()
+        self.backward_layer.reset_states()
+
+    def forward(self, x, mask, training):
+        if x.ndim != 3:
+            raise ValueError(f"layer {self.name!r} (Bidirectional) expects a 3-D input "
+                             f"(batch, timesteps, features), got shape {x.shape}")
+        B, T, _ = x.shape
+        xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
+        lengths = mask_to_lengths(mask, B, T)
+        yf, sf = self.forward_layer._core_forward(xt, lengths, training)
+        yb, sb = self.backward_layer._core_forward(xt, lengths, training)
+        if self.return_sequences:
+            # Keras: concat(y_forward_layer, flip(y_backward_layer)), each layer's outputs in
+            # its processing order; the kernels return original time order
+            a = yf[::-1] if self.forward_layer.go_backwards else yf
+            b = yb if self.backward_layer.go_backwards else yb[::-1]
+        else:
+            a, b = sf[0], sb[0]
+        m = self.merge_mode
+        if m == "concat":
+            out = np.concatenate([a, b], axis=-1)
+        elif m == "sum":
+            out = a + b
+        elif m == "ave":
+            out = (a + b) * 0.5
+        else:
+            out = a * b
+        if training:
+            self._cache = (a, b) if m == "mul" else None
+        if self.return_sequences:
+            return out.transpose(1, 0, 2), mask
+        return out, None
+
+    def backward(self, dy):
+        h = self.forward_layer.units
+        dt = self.dtype
+        dyt = (np.ascontiguousarray(dy.transpose(1, 0, 2), dtype=dt) if self.return_sequences
+               else np.ascontiguousarray(dy, dtype=dt))
+        m = self.merge_mode
+        if m == "concat":
+            da = np.ascontiguousarray(dyt[..., :h])
+            db = np.ascontiguousarray(dyt[..., h:])
+        elif m == "sum":
+            da = db = dyt
+        elif m == "ave":
+            da = db = dyt * 0.5
+        else:
+            a, b = self._cache
+            da, db = dyt * b, dyt * a
+        self._cache = None
+        f, bw = self.forward_layer, self.backward_layer
+        if self.return_sequences:
+            if f.go_backwards:
+                da = np.ascontiguousarray(da[::-1])
+            if not bw.go_backwards:
+                db = np.ascontiguousarray(db[::-1])
+            dx = f._core_backward(da, None)
+            dx += bw._core_backward(db, None)
+        else:
+            dx = f._core_backward(None, da)
+            dx += bw._core_backward(None, db)
+        return dx.transpose(1, 0, 2)
+
+    def get_config(self):
+        cfg = {**super().get_config(), "layer": self._layer_config,
+               "merge_mode": self.merge_mode}
+        if self._backward_config is not None:
+            cfg["backward_layer"] = self._backward_config
+        return cfg
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["layer"] = _deserialize_rnn(config["layer"])
+        if config.get("backward_layer") is not None:
+            config["backward_layer"] = _deserialize_rnn(config["backward_layer"])
+        return cls(**config)
+
+
+_RNN_CLASSES = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
+
+
+def _serialize_rnn(layer: _RNNBase) -> dict:
+    name = type(layer).__name__
+    if _RNN_CLASSES.get(name) is not type(layer):
+        raise ValueError(f"Bidirectional: cannot wrap custom layer type {name}")
+    return {"class_name": name, "config": layer.get_config()}
+
+
+def _deserialize_rnn(config: Any) -> _RNNBase:
+    if not isinstance(config, dict) or config.get("class_name") not in _RNN_CLASSES:
+        raise ValueError(f"Bidirectional: invalid wrapped layer config {config!r}")
+    return _RNN_CLASSES[config["class_name"]].from_config(dict(config.get("config") or {}))

@@ -1,0 +1,623 @@
+"""Keras-compatible layers: recurrent layers on fastrnn's kernels plus the usual companions.
+
+Names, arguments and defaults follow Keras 3, so Keras code runs after changing its imports::
+
+    from fastrnn.models import Sequential
+    from fastrnn.layers import LSTM, Dense, Embedding
+
+    model = Sequential([Embedding(1000, 64), LSTM(128), Dense(10, activation="softmax")])
+
+Recurrent layers (:class:`SimpleRNN`, :class:`LSTM`, :class:`GRU`, :class:`Bidirectional`)
+take masks from ``Embedding(mask_zero=True)`` or :class:`Masking` as per-sequence lengths, so
+the mask must be padding at the end of each sequence (``padding='post'``).
+
+Every layer computes its gradient explicitly: see :class:`Layer` for the protocol.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _keras_activations as _acts
+from ._keras_backend import rng
+from ._keras_base import Layer, Variable, normalize_shape, serialize_initializer
+from ._keras_recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "Activation",
+    "Bidirectional",
+    "Dense",
+    "Dropout",
+    "Embedding",
+    "Flatten",
+    "Input",
+    "InputLayer",
+    "Layer",
+    "Masking",
+    "RepeatVector",
+    "Reshape",
+    "SimpleRNN",
+    "TimeDistributed",
+    "Variable",
+    "deserialize",
+    "serialize",
+]
+
+
+def _last_axis_2d(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """View ``x`` (..., F) as 2-D without copying when it is a (B, T, F) transpose of a
+    contiguous time-major array; returns (2-D array, time_major flag)."""
+    if x.ndim == 3 and not x.flags.c_contiguous:
+        xt = x.transpose(1, 0, 2)
+        if xt.flags.c_contiguous:
+            return xt.reshape(-1, x.shape[-1]), True
+    return x.reshape(-1, x.shape[-1]), False
+
+
+def _restore(a2: np.ndarray, shape: tuple, time_major: bool) -> np.ndarray:
+    if time_major:
+        return a2.reshape(shape[1], shape[0], a2.shape[-1]).transpose(1, 0, 2)
+    return a2.reshape(shape[:-1] + (a2.shape[-1],))
+
+
+class InputLayer(Layer):
+    """The input of a :class:`~fastrnn.models.Sequential` model (what :func:`Input` returns).
+
+    Parameters
+    ----------
+    shape : tuple
+        Shape of one sample, no batch axis (None for a variable dimension).
+    batch_size : int, optional
+    dtype : str, optional
+        ``'int32'``/``'int64'`` for token ids, else a float type.
+    batch_shape : tuple, optional
+        Full shape including the batch axis (instead of ``shape`` + ``batch_size``).
+    """
+
+    def __init__(self, shape: Any = None, batch_size: int | None = None, dtype: Any = None,
+                 sparse: bool | None = None, batch_shape: Any = None, name: str | None = None,
+                 input_shape: Any = None, **kwargs: Any) -> None:
+        if sparse:
+            raise NotImplementedError("sparse inputs are not supported")
+        if shape is None and input_shape is not None:
+            shape = input_shape
+        if batch_shape is None:
+            if shape is None:
+                raise ValueError("Input needs shape= (one sample's shape) or batch_shape=")
+            batch_shape = (batch_size,) + normalize_shape(shape, "shape")
+        self.input_dtype = None if dtype is None else np.dtype(dtype).name
+        super().__init__(name=name, batch_input_shape=batch_shape,
+                         dtype=dtype if dtype is not None and np.dtype(dtype).kind == "f"
+                         else None, **kwargs)
+
+    @property
+    def batch_shape(self) -> tuple:
+        """Full input shape with the batch axis."""
+        assert self._batch_input_shape is not None
+        return self._batch_input_shape
+
+    def get_config(self) -> dict:
+        return {"batch_shape": list(self.batch_shape), "dtype": self.input_dtype,
+                "name": self.name}
+
+
+def Input(shape: Any = None, batch_size: int | None = None, dtype: Any = None,
+          sparse: bool | None = None, batch_shape: Any = None, name: str | None = None,
+          **kwargs: Any) -> InputLayer:
+    """Declare a model's input shape, as ``keras.Input``; pass it to ``Sequential.add``.
+
+    Parameters
+    ----------
+    shape : tuple
+        Shape of one sample (no batch axis), e.g. ``(None, 8)`` for sequences of any length
+        with 8 features.
+    batch_size : int, optional
+        Fixed batch size (needed by stateful recurrent layers).
+    dtype : str, optional
+    batch_shape : tuple, optional
+    name : str, optional
+
+    Returns
+    -------
+    InputLayer
+    """
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, sparse=sparse,
+                      batch_shape=batch_shape, name=name, **kwargs)
+
+
+class Dense(Layer):
+    """``activation(x @ kernel + bias)`` on the last axis (2-D and N-D inputs).
+
+    Parameters
+    ----------
+    units : int
+    activation : str, optional
+        A Keras activation name (``'relu'``, ``'softmax'``, ``'sigmoid'``, ``'tanh'``, ...).
+    use_bias : bool
+    kernel_initializer, bias_initializer : str or Initializer
+    """
+
+    supports_masking = True
+
+    def __init__(self, units: int, activation: Any = None, use_bias: bool = True,
+                 kernel_initializer: Any = "glorot_uniform", bias_initializer: Any = "zeros",
+                 kernel_regularizer: Any = None, bias_regularizer: Any = None,
+                 kernel_constraint: Any = None, bias_constraint: Any = None,
+                 lora_rank: Any = None, **kwargs: Any) -> None:
+        for k, v in (("kernel_regularizer", kernel_regularizer),
+                     ("bias_regularizer", bias_regularizer),
+                     ("kernel_constraint", kernel_constraint),
+                     ("bias_constraint", bias_constraint), ("lora_rank", lora_rank)):
+            if v is not None:
+                raise NotImplementedError(f"Dense: {k} is not supported")
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"Dense: units must be a positive int, got {units!r}")
+        self.units = int(units)
+        self.activation = _acts.resolve(activation)
+        self._act_fwd, self._act_bwd = _acts.get(self.activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.bias_initializer = bias_initializer
+
+    def check_input_shape(self, shape):
+        if len(shape) < 2:
+            raise ValueError(f"layer {self.name!r} (Dense) expects an input of rank >= 2 "
+                             f"(batch, ..., features), got shape {tuple(shape)}")
+        if shape[-1] is None:
+            raise ValueError(f"layer {self.name!r} (Dense) needs a known last dimension, got "
+                             f"input shape {tuple(shape)}")
+        if self.built and shape[-1] != self.kernel.shape[0]:
+            raise ValueError(f"layer {self.name!r} (Dense) was built for {self.kernel.shape[0]} "
+                             f"input features, got input shape {tuple(shape)}")
+
+    def build(self, input_shape):
+        n_in = int(input_shape[-1])
+        self.kernel = self.add_weight("kernel", (n_in, self.units), self.kernel_initializer)
+        self.bias = (self.add_weight("bias", (self.units,), self.bias_initializer)
+                     if self.use_bias else None)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def forward(self, x, mask, training):
+        x2, tm = _last_axis_2d(x)
+        if x2.dtype != self.kernel.value.dtype:
+            x2 = x2.astype(self.kernel.value.dtype)
+        z = x2 @ self.kernel.value
+        if self.bias is not None:
+            z += self.bias.value
+        y = self._act_fwd(z) if self.activation != "linear" else z
+        if training:
+            self._cache = (x2, z, y, x.shape, tm)
+        return _restore(y, x.shape, tm), mask
+
+    def backward(self, dy):
+        x2, z, y, xshape, tm = self._cache
+        self._cache = None
+        d = dy.shape[-1]
+        if tm:
+            dy2 = np.ascontiguousarray(dy.transpose(1, 0, 2)).reshape(-1, d)
+        else:
+            dy2 = dy.reshape(-1, d)
+        dz = self._act_bwd(dy2, z, y) if self.activation != "linear" else dy2
+        self.kernel.grad = x2.T @ dz
+        if self.bias is not None:
+            self.bias.grad = dz.sum(axis=0)
+        dx2 = dz @ self.kernel.value.T
+        return _restore(dx2, xshape, tm)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "activation": self.activation,
+                "use_bias": self.use_bias,
+                "kernel_initializer": serialize_initializer(self.kernel_initializer),
+                "bias_initializer": serialize_initializer(self.bias_initializer)}
+
+
+class Activation(Layer):
+    """Apply an activation function elementwise (softmax on the last axis)."""
+
+    supports_masking = True
+
+    def __init__(self, activation: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.activation = _acts.resolve(activation)
+        self._fwd, self._bwd = _acts.get(self.activation)
+
+    def forward(self, x, mask, training):
+        y = self._fwd(x)
+        if training:
+            self._cache = (x, y)
+        return y, mask
+
+    def backward(self, dy):
+        x, y = self._cache
+        self._cache = None
+        return self._bwd(dy, x, y)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+
+class Embedding(Layer):
+    """Map integer ids to dense vectors: ``embeddings[ids]``.
+
+    Parameters
+    ----------
+    input_dim : int
+        Vocabulary size; ids must be in ``[0, input_dim)``.
+    output_dim : int
+        Vector size.
+    embeddings_initializer : str or Initializer
+        Keras's default ``'uniform'`` (uniform on ±0.05).
+    mask_zero : bool
+        Treat id 0 as padding: the output carries a mask that recurrent layers turn into
+        sequence lengths (pad at the end of sequences).
+    input_length : int, optional
+        Accepted for Keras 2 code: the sequence length, used for the summary's shapes.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int,
+                 embeddings_initializer: Any = "uniform", embeddings_regularizer: Any = None,
+                 embeddings_constraint: Any = None, mask_zero: bool = False,
+                 weights: Any = None, lora_rank: Any = None, input_length: int | None = None,
+                 **kwargs: Any) -> None:
+        for k, v in (("embeddings_regularizer", embeddings_regularizer),
+                     ("embeddings_constraint", embeddings_constraint), ("lora_rank", lora_rank)):
+            if v is not None:
+                raise NotImplementedError(f"Embedding: {k} is not supported")
+        super().__init__(**kwargs)
+        for argname, v in (("input_dim", input_dim), ("output_dim", output_dim)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+                raise ValueError(f"Embedding: {argname} must be a positive int, got {v!r}")
+        self.input_dim = int(input_dim)
+        self.output_dim = int(output_dim)
+        self.embeddings_initializer = embeddings_initializer
+        self.mask_zero = bool(mask_zero)
+        self.input_length = None if input_length is None else int(input_length)
+        if self._batch_input_shape is None:
+            self._batch_input_shape = (None, self.input_length)
+        self._initial_weights = weights
+
+    def check_input_shape(self, shape):
+        if len(shape) < 1:
+            raise ValueError(f"layer {self.name!r} (Embedding) expects integer ids of shape "
+                             f"(batch, timesteps), got shape {tuple(shape)}")
+
+    def build(self, input_shape):
+        self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
+                                          self.embeddings_initializer)
+        if self._initial_weights is not None:
+            self.set_weights(self._initial_weights)
+            self._initial_weights = None
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape) + (self.output_dim,)
+
+    def compute_mask(self, inputs, mask):
+        if not self.mask_zero:
+            return None
+        return np.asarray(inputs) != 0
+
+    def _prepare_input(self, inputs):
+        return np.asarray(inputs)
+
+    def _ids(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype.kind == "f":
+            ids = x.astype(np.intp)
+        elif x.dtype.kind in "iu":
+            ids = x if x.dtype == np.intp else x.astype(np.intp)
+        else:
+            raise TypeError(f"layer {self.name!r} (Embedding) expects integer ids, got dtype "
+                            f"{x.dtype}")
+        if ids.size:
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < 0 or hi >= self.input_dim:
+                raise ValueError(f"layer {self.name!r} (Embedding): ids must be in "
+                                 f"[0, {self.input_dim}), got values in [{lo}, {hi}]")
+        return ids
+
+    def forward(self, x, mask, training):
+        ids = self._ids(x)
+        w = self.embeddings.value
+        if ids.ndim == 2:
+            # gather time-major and return a (batch, time, dim) view: a following recurrent
+            # layer then gets its time-major input without another copy
+            idt = np.ascontiguousarray(ids.T)
+            y = np.take(w, idt, axis=0).transpose(1, 0, 2)
+            if training:
+                self._cache = (idt.reshape(-1), True)
+        else:
+            y = np.take(w, ids, axis=0)
+            if training:
+                self._cache = (ids.reshape(-1), False)
+        out_mask = (ids != 0) if self.mask_zero else None
+        return y, out_mask
+
+    def backward(self, dy):
+        flat_ids, tm = self._cache
+        self._cache = None
+        d = self.output_dim
+        if tm:
+            dyt = dy.transpose(1, 0, 2)
+            dy2 = (dyt if dyt.flags.c_contiguous else np.ascontiguousarray(dyt)).reshape(-1, d)
+        else:
+            dy2 = np.ascontiguousarray(dy).reshape(-1, d)
+        g = np.zeros_like(self.embeddings.value)
+        if flat_ids.size:
+            # sum rows per id: sort once, then one reduceat (several times faster than add.at)
+            order = np.argsort(flat_ids, kind="stable")
+            sorted_ids = flat_ids[order]
+            starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+            g[sorted_ids[starts]] = np.add.reduceat(dy2[order], starts, axis=0)
+        self.embeddings.grad = g
+        return None
+
+    def get_config(self):
+        cfg = {**super().get_config(), "input_dim": self.input_dim,
+               "output_dim": self.output_dim,
+               "embeddings_initializer": serialize_initializer(self.embeddings_initializer),
+               "mask_zero": self.mask_zero}
+        if self.input_length is not None:
+            cfg["input_length"] = self.input_length
+        if cfg.get("batch_input_shape") == [None, self.input_length]:
+            del cfg["batch_input_shape"]
+        return cfg
+
+
+class Masking(Layer):
+    """Mask timesteps whose features all equal ``mask_value`` (and zero them, as Keras).
+
+    The resulting mask must be padding at the end of sequences for recurrent layers.
+    """
+
+    supports_masking = True
+
+    def __init__(self, mask_value: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mask_value = float(mask_value)
+
+    def check_input_shape(self, shape):
+        self._expect_rank(shape, (3,), "(batch, timesteps, features)")
+
+    def forward(self, x, mask, training):
+        m = np.any(x != self.mask_value, axis=-1)
+        y = x * m[..., None]
+        if training:
+            self._cache = m
+        return y, m
+
+    def backward(self, dy):
+        m = self._cache
+        self._cache = None
+        return dy * m[..., None]
+
+    def get_config(self):
+        return {**super().get_config(), "mask_value": self.mask_value}
+
+
+class Dropout(Layer):
+    """Zero a fraction ``rate`` of the inputs during training, scaling the rest by
+    ``1 / (1 - rate)``; identity at inference.
+
+    Parameters
+    ----------
+    rate : float
+        In ``[0, 1)``.
+    noise_shape : tuple, optional
+        Shape of the dropout mask, broadcast over the input (None entries take the input's).
+    seed : int, optional
+    """
+
+    supports_masking = True
+
+    def __init__(self, rate: float, noise_shape: Any = None, seed: int | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.noise_shape = None if noise_shape is None else normalize_shape(noise_shape,
+                                                                            "noise_shape")
+        self.seed = seed
+        self._rng = rng(seed) if seed is not None else None
+
+    def forward(self, x, mask, training):
+        if not training or self.rate == 0.0:
+            self._cache = None
+            return x, mask
+        shape = x.shape
+        if self.noise_shape is not None:
+            if len(self.noise_shape) != x.ndim:
+                raise ValueError(f"Dropout: noise_shape {self.noise_shape} does not match the "
+                                 f"input rank {x.ndim}")
+            shape = tuple(s if n is None else n
+                          for s, n in zip(x.shape, self.noise_shape, strict=True))
+        g = self._rng if self._rng is not None else rng()
+        keep = (g.random(shape) >= self.rate).astype(x.dtype)
+        keep *= 1.0 / (1.0 - self.rate)
+        self._cache = keep
+        return x * keep, mask
+
+    def backward(self, dy):
+        keep = self._cache
+        self._cache = None
+        return dy if keep is None else dy * keep
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate,
+                "noise_shape": None if self.noise_shape is None else list(self.noise_shape),
+                "seed": self.seed}
+
+
+class RepeatVector(Layer):
+    """Repeat a ``(batch, features)`` input ``n`` times: ``(batch, n, features)``."""
+
+    def __init__(self, n: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+            raise ValueError(f"RepeatVector: n must be a positive int, got {n!r}")
+        self.n = int(n)
+
+    def check_input_shape(self, shape):
+        self._expect_rank(shape, (2,), "(batch, features)")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.n, input_shape[1])
+
+    def forward(self, x, mask, training):
+        return np.broadcast_to(x[:, None, :], (x.shape[0], self.n, x.shape[1])), None
+
+    def backward(self, dy):
+        return dy.sum(axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "n": self.n}
+
+
+class Flatten(Layer):
+    """Flatten all axes but the batch axis."""
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        n = None if any(s is None for s in rest) else int(math.prod(rest))
+        return (input_shape[0], n)
+
+    def forward(self, x, mask, training):
+        if training:
+            self._cache = x.shape
+        return x.reshape(x.shape[0], -1), None
+
+    def backward(self, dy):
+        shape = self._cache
+        self._cache = None
+        return dy.reshape(shape)
+
+
+class Reshape(Layer):
+    """Reshape each sample to ``target_shape`` (one entry may be -1)."""
+
+    def __init__(self, target_shape: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(s) for s in target_shape)
+
+    def compute_output_shape(self, input_shape):
+        rest = input_shape[1:]
+        if -1 in self.target_shape:
+            if any(s is None for s in rest):
+                return (input_shape[0],) + tuple(None if s == -1 else s
+                                                 for s in self.target_shape)
+            known = math.prod(s for s in self.target_shape if s != -1)
+            fill = int(math.prod(rest)) // known
+            return (input_shape[0],) + tuple(fill if s == -1 else s for s in self.target_shape)
+        return (input_shape[0],) + self.target_shape
+
+    def forward(self, x, mask, training):
+        if training:
+            self._cache = x.shape
+        return x.reshape((x.shape[0],) + self.target_shape), None
+
+    def backward(self, dy):
+        shape = self._cache
+        self._cache = None
+        return dy.reshape(shape)
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
+
+
+class TimeDistributed(Layer):
+    """Apply a layer to every timestep: ``(batch, time, ...)`` -> ``(batch, time, ...)``.
+
+    Works with per-step layers such as :class:`Dense`, :class:`Activation` and
+    :class:`Dropout` (the wrapped layer sees ``(batch * time, ...)``).
+    """
+
+    supports_masking = True
+
+    def __init__(self, layer: Layer, **kwargs: Any) -> None:
+        if not isinstance(layer, Layer) or isinstance(layer, InputLayer):
+            raise ValueError(f"TimeDistributed wraps a layer, got {layer!r}")
+        super().__init__(**kwargs)
+        self.layer = layer
+
+    def check_input_shape(self, shape):
+        if len(shape) < 3:
+            raise ValueError(f"layer {self.name!r} (TimeDistributed) expects an input of rank "
+                             f">= 3 (batch, timesteps, ...), got shape {tuple(shape)}")
+
+    def build(self, input_shape):
+        self.layer._build_for((None,) + tuple(input_shape[2:]))
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        inner = self.layer.compute_output_shape((None,) + tuple(input_shape[2:]))
+        return tuple(input_shape[:2]) + tuple(inner[1:])
+
+    @property
+    def weights(self):
+        return self.layer.weights
+
+    def forward(self, x, mask, training):
+        b, t = x.shape[:2]
+        y, _ = self.layer.forward(x.reshape((b * t,) + x.shape[2:]), None, training)
+        if training:
+            self._cache = x.shape
+        return y.reshape((b, t) + y.shape[1:]), mask
+
+    def backward(self, dy):
+        shape = self._cache
+        self._cache = None
+        b, t = dy.shape[:2]
+        dx = self.layer.backward(dy.reshape((b * t,) + dy.shape[2:]))
+        return None if dx is None else dx.reshape(shape)
+
+    def get_config(self):
+        return {**super().get_config(), "layer": serialize(self.layer)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["layer"] = deserialize(config["layer"])
+        return cls(**config)
+
+
+_REGISTRY: dict[str, type[Layer]] = {
+    c.__name__: c for c in (InputLayer, Dense, Activation, Embedding, Masking, Dropout,
+                            RepeatVector, Flatten, Reshape, TimeDistributed, SimpleRNN, LSTM, GRU,
+                            Bidirectional)
+}
+
+
+def serialize(layer: Layer) -> dict:
+    """``{'class_name': ..., 'config': ...}`` of a built-in layer (JSON-compatible)."""
+    name = type(layer).__name__
+    if _REGISTRY.get(name) is not type(layer):
+        raise ValueError(f"cannot serialize layer {layer.name!r} of type {name}: only "
+                         f"fastrnn's built-in layers can be saved "
+                         f"({', '.join(sorted(_REGISTRY))})")
+    return {"class_name": name, "config": layer.get_config()}
+
+
+def deserialize(config: dict) -> Layer:
+    """Build a layer from :func:`serialize`'s output (built-in layer classes only)."""
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        raise ValueError(f"a layer config must be a dict with 'class_name', got {config!r}")
+    cls = _REGISTRY.get(config["class_name"])
+    if cls is None:
+        raise ValueError(f"unknown layer type {config['class_name']!r}; known: "
+                         f"{', '.join(sorted(_REGISTRY))}")
+    cfg = config.get("config")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"layer config of {config['class_name']} must be a dict")
+    try:
+        return cls.from_config(dict(cfg))
+    except TypeError as exc:
+        raise ValueError(f"invalid config for layer {config['class_name']}: {exc}") from exc

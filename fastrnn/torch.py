@@ -1,0 +1,442 @@
+"""PyTorch drop-in: :class:`RNN`, :class:`LSTM` and :class:`GRU` running on fastrnn's kernels.
+
+The three classes subclass :class:`torch.nn.RNN`, :class:`torch.nn.LSTM` and
+:class:`torch.nn.GRU` and take exactly their arguments, so parameters, ``state_dict``,
+``repr`` and ``load_state_dict`` are torch's own. Their ``forward`` accepts what torch's
+accepts (batched or unbatched tensors, ``batch_first``, ``h0`` / ``(h0, c0)``,
+:class:`~torch.nn.utils.rnn.PackedSequence`, sorted or not) and returns what torch returns;
+on CPU float32/float64 tensors it runs fastrnn's forward kernels, and autograd calls
+fastrnn's backward kernels (one :class:`torch.autograd.Function` per layer and direction).
+Stacking, bidirectional concatenation and inter-layer dropout (torch's own dropout, so
+seeds behave as in torch) are composed here. Anything not accelerated (``proj_size > 0``,
+other devices, other dtypes, TorchScript, ``torch.compile``, autocast) runs torch's own
+implementation after a one-time :class:`FallbackWarning` that says why.
+
+:func:`accelerate` turns every ``nn.RNN/LSTM/GRU`` inside an existing model into its
+fastrnn equivalent in place (the very same parameter tensors, so optimizers and hooks
+keep working); :func:`restore` does the reverse.
+
+Importing this module needs PyTorch (``pip install 'fastrnn[torch]'``); nothing else in
+fastrnn imports torch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+try:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.autograd.function import once_differentiable
+    from torch.nn.utils.rnn import PackedSequence
+except ImportError as exc:  # pragma: no cover - exercised only without torch
+    raise ImportError(
+        "fastrnn.torch needs PyTorch, which is not installed; install it with "
+        "pip install 'fastrnn[torch]' (the CPU build is enough)"
+    ) from exc
+
+# The ops: fastrnn's native kernels (fastrnn.reference has the same signatures).
+from . import functional as _ops
+
+__all__ = ["GRU", "LSTM", "RNN", "FallbackWarning", "accelerate", "restore"]
+
+_FLOATS = (torch.float32, torch.float64)
+_PLAIN = (torch.Tensor, nn.Parameter)
+
+
+class FallbackWarning(UserWarning):
+    """A fastrnn drop-in module ran torch's own implementation instead of fastrnn's."""
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(reason: str) -> None:
+    if reason in _warned:
+        return
+    _warned.add(reason)
+    warnings.warn(
+        f"fastrnn.torch: {reason}; running torch's own implementation instead "
+        "(this warning is shown once)",
+        FallbackWarning,
+        stacklevel=5,  # _warn_once, forward, Module._call_impl, Module.__call__, caller
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# numpy <-> ops bridge
+
+
+def _np(t: torch.Tensor | None) -> np.ndarray | None:
+    """Zero-copy numpy view of a CPU tensor (None stays None)."""
+    return None if t is None else t.detach().numpy()
+
+
+def _ops_forward(cell: str, nonlinearity: str, reverse: bool, lengths: np.ndarray | None,
+                 training: bool, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    """Call the functional forward of ``cell`` on numpy arrays; returns (y, h_n, c_n, ctx)."""
+    if cell == "lstm":
+        return _ops.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=lengths,
+                                 reverse=reverse, training=training)
+    if cell == "gru":
+        y, h_n, ctx = _ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=lengths,
+                                       reverse=reverse, training=training)
+    else:
+        y, h_n, ctx = _ops.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh,
+                                       nonlinearity=nonlinearity, lengths=lengths,
+                                       reverse=reverse, training=training)
+    return y, h_n, None, ctx
+
+
+def _ops_backward(cell: str, ctx: Any, dy, dh_n, dc_n):
+    """Call the functional backward; returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)."""
+    if cell == "lstm":
+        return _ops.lstm_backward(ctx, dy, dh_n, dc_n)
+    back = _ops.gru_backward if cell == "gru" else _ops.rnn_backward
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = back(ctx, dy, dh_n)
+    return dx, dh0, None, dw_ih, dw_hh, db_ih, db_hh
+
+
+def _t(a: np.ndarray | None) -> torch.Tensor | None:
+    return None if a is None else torch.from_numpy(a)
+
+
+class _CellFunction(torch.autograd.Function):
+    """One layer in one direction over a whole time-major sequence, on fastrnn's kernels.
+
+    Inputs ``x`` (T, B, I), ``h0``/``c0`` (B, H) or None, weights in torch's layout (which
+    is the functional layout); outputs ``y`` (T, B, H), ``h_n`` (B, H) and, for the LSTM,
+    ``c_n`` (B, H). The backward is fastrnn's backward kernel.
+    """
+
+    @staticmethod
+    def forward(ctx, cell, nonlinearity, reverse, lengths, x, h0, c0,
+                w_ih, w_hh, b_ih, b_hh):
+        ctx.set_materialize_grads(False)
+        y, h_n, c_n, fctx = _ops_forward(cell, nonlinearity, reverse, lengths, True,
+                                         _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh),
+                                         _np(b_ih), _np(b_hh))
+        ctx.cell = cell
+        ctx.has = (h0 is not None, c0 is not None, b_ih is not None, b_hh is not None)
+        # The functional context (with the kernel cache) rides on an empty tensor saved for
+        # backward, so that autograd frees it exactly when it frees saved tensors: after a
+        # backward without retain_graph, even while the outputs are still referenced. The
+        # inputs are saved so that autograd detects in-place changes to them before
+        # backward (the functional context holds views of their memory).
+        holder = torch.empty(0)
+        holder.fastrnn_ctx = fctx
+        ctx.save_for_backward(holder, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        if cell == "lstm":
+            return torch.from_numpy(y), torch.from_numpy(h_n), torch.from_numpy(c_n)
+        return torch.from_numpy(y), torch.from_numpy(h_n)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy, dh_n, dc_n=None):
+        # Raises torch's own errors when an input was modified in place since forward, or
+        # when the graph was already freed (a second backward without retain_graph).
+        holder = ctx.saved_tensors[0]
+        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = _ops_backward(
+            ctx.cell, holder.fastrnn_ctx, _np(dy), _np(dh_n), _np(dc_n))
+        has_h0, has_c0, has_bi, has_bh = ctx.has
+        return (None, None, None, None, _t(dx),
+                _t(dh0) if has_h0 else None, _t(dc0) if has_c0 else None,
+                _t(dw_ih), _t(dw_hh),
+                _t(db_ih) if has_bi else None, _t(db_hh) if has_bh else None)
+
+
+def _run_cell(cell: str, nonlinearity: str, reverse: bool, lengths: np.ndarray | None,
+              x: torch.Tensor, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    """One layer-direction: through autograd when a gradient is needed, else cache-free."""
+    tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        out = _CellFunction.apply(cell, nonlinearity, reverse, lengths, *tensors)
+        return (out[0], out[1], out[2]) if cell == "lstm" else (out[0], out[1], None)
+    y, h_n, c_n, _ = _ops_forward(cell, nonlinearity, reverse, lengths, False,
+                                  *(_np(t) for t in tensors))
+    return torch.from_numpy(y), torch.from_numpy(h_n), _t(c_n)
+
+
+# ---------------------------------------------------------------------------------------
+# PackedSequence layout
+
+
+def _packed_layout(batch_sizes: torch.Tensor) -> tuple[torch.Tensor, np.ndarray, int, int]:
+    """Map packed rows to rows of a time-major (T*B) padded layout.
+
+    Returns ``(idx, lengths, T, B)``: packed row ``k`` is padded row ``idx[k] = t*B + b``
+    (batch entries in the packed, i.e. sorted, order), ``lengths`` (B,) int64.
+    """
+    bs = batch_sizes.numpy() if batch_sizes.device.type == "cpu" else batch_sizes.cpu().numpy()
+    T = int(bs.shape[0])
+    B = int(bs[0])
+    mask = np.arange(B)[None, :] < bs[:, None]  # (T, B), row-major = packed order
+    idx = torch.from_numpy(np.flatnonzero(mask))
+    lengths = mask.sum(axis=0).astype(np.int64)
+    return idx, lengths, T, B
+
+
+# ---------------------------------------------------------------------------------------
+# The modules
+
+
+class _FastRNNMixin:
+    """The shared forward of the drop-in modules (mixed in before torch's class)."""
+
+    # Attributes provided by torch.nn.RNNBase.
+    mode: str
+    num_layers: int
+    bidirectional: bool
+    batch_first: bool
+    bias: bool
+    dropout: float
+    proj_size: int
+    training: bool
+    _flat_weights: list
+
+    def _fastrnn_unsupported(self, input: Any, hx: Any) -> str | None:
+        """Why this call cannot run on fastrnn: a reason to warn about, "" for a silent
+        fallback (torch raises its own error, or there is nothing to compute), None when
+        it can."""
+        if isinstance(input, PackedSequence):
+            data = input.data
+        elif isinstance(input, torch.Tensor):
+            data = input
+        else:
+            return ""
+        if self.proj_size > 0:
+            return "proj_size > 0 (LSTM with projections) is not accelerated"
+        if torch.jit.is_scripting() or torch.jit.is_tracing():
+            return "TorchScript tracing/scripting cannot see fastrnn's kernels"
+        if torch.compiler.is_compiling():
+            return "torch.compile cannot trace fastrnn's kernels"
+        if not data.is_cpu:
+            return f"input on device '{data.device.type}' (fastrnn runs on the CPU only)"
+        if data.dtype not in _FLOATS:
+            return f"input dtype {data.dtype} (fastrnn supports float32 and float64)"
+        if torch.is_autocast_enabled("cpu"):
+            return "CPU autocast is enabled"
+        if torch._C._functorch.maybe_current_level() is not None:
+            return "torch.func transforms (vmap, grad, ...) are not accelerated"
+        if data.layout != torch.strided or type(data) not in _PLAIN:
+            return "tensor subclasses and non-strided tensors are not accelerated"
+        dtype = data.dtype
+        for w in self._flat_weights:
+            if not isinstance(w, torch.Tensor) or not w.is_cpu or w.dtype != dtype:
+                return ""  # torch reports the mismatch
+            if w.layout != torch.strided or type(w) not in _PLAIN:
+                return "tensor subclasses and non-strided weights are not accelerated"
+        if data is input and input.dim() not in (2, 3):
+            return ""  # torch raises its error
+        if hx is not None:
+            hs = hx if self.mode == "LSTM" else (hx,)
+            if self.mode == "LSTM" and not (isinstance(hx, tuple) and len(hx) == 2):
+                return ""
+            for h in hs:
+                if not isinstance(h, torch.Tensor) or not h.is_cpu or h.dtype != dtype:
+                    return ""
+                if data is input and h.dim() != input.dim():
+                    return ""
+                if h.layout != torch.strided or type(h) not in _PLAIN:
+                    return "tensor subclasses and non-strided states are not accelerated"
+        if data.numel() == 0:
+            return ""
+        return None
+
+    def forward(self, input, hx=None):  # noqa: A002 - torch's argument name
+        """Run the layer stack; the same inputs and outputs as torch's ``forward``."""
+        self._update_flat_weights()  # type: ignore[attr-defined]
+        reason = self._fastrnn_unsupported(input, hx)
+        if reason is not None:
+            if reason:
+                _warn_once(reason)
+            return super().forward(input, hx)  # type: ignore[misc]
+        if isinstance(input, PackedSequence):
+            return self._fastrnn_packed(input, hx)
+        return self._fastrnn_padded(input, hx)
+
+    # -- argument handling (mirrors torch's, so that errors are torch's) --------------
+
+    def _fastrnn_padded(self, input: torch.Tensor, hx):
+        lstm = self.mode == "LSTM"
+        is_batched = input.dim() == 3  # 2 or 3, and states of matching rank: checked above
+        batch_dim = 0 if self.batch_first else 1
+        if not is_batched:
+            input = input.unsqueeze(batch_dim)
+        if hx is not None:
+            hs = hx if lstm else (hx,)
+            if not is_batched:
+                hs = tuple(h.unsqueeze(1) for h in hs)
+            hx = hs if lstm else hs[0]
+            self.check_forward_args(input, hx, None)  # type: ignore[attr-defined]
+        else:
+            self.check_input(input, None)  # type: ignore[attr-defined]
+        x = input.transpose(0, 1) if self.batch_first else input
+        y, h_n, c_n = self._fastrnn_stack(x.contiguous(), hx, None, None)
+        if self.batch_first:
+            y = y.transpose(0, 1)
+        if not is_batched:
+            y = y.squeeze(batch_dim)
+            h_n = h_n.squeeze(1)
+            c_n = c_n.squeeze(1) if lstm else None
+        return y, ((h_n, c_n) if lstm else h_n)
+
+    def _fastrnn_packed(self, input: PackedSequence, hx):
+        lstm = self.mode == "LSTM"
+        data, batch_sizes, sorted_indices, unsorted_indices = input
+        self.check_input(data, batch_sizes)  # type: ignore[attr-defined]
+        if hx is not None:
+            hx = self.permute_hidden(hx, sorted_indices)  # type: ignore[attr-defined]
+            self.check_forward_args(data, hx, batch_sizes)  # type: ignore[attr-defined]
+        idx, lengths, T, B = _packed_layout(batch_sizes)
+        x = data.new_zeros(T * B, data.shape[1]).index_copy(0, idx, data)
+        y, h_n, c_n = self._fastrnn_stack(x.view(T, B, -1), hx, lengths, idx)
+        out = y.reshape(T * B, -1).index_select(0, idx)
+        hidden = (h_n, c_n) if lstm else h_n
+        return (PackedSequence(out, batch_sizes, sorted_indices, unsorted_indices),
+                self.permute_hidden(hidden, unsorted_indices))  # type: ignore[attr-defined]
+
+    # -- the layer stack ------------------------------------------------------------
+
+    def _fastrnn_stack(self, x: torch.Tensor, hx, lengths: np.ndarray | None,
+                       idx: torch.Tensor | None):
+        """Layers x directions over time-major ``x`` (T, B, I); returns (y, h_n, c_n|None)."""
+        mode = self.mode
+        cell = "lstm" if mode == "LSTM" else "gru" if mode == "GRU" else "rnn"
+        nonlinearity = "relu" if mode == "RNN_RELU" else "tanh"
+        if hx is None:
+            h0s = c0s = None
+        elif cell == "lstm":
+            h0s, c0s = hx
+        else:
+            h0s, c0s = hx, None
+        D = 2 if self.bidirectional else 1
+        n_w = 4 if self.bias else 2
+        weights = self._flat_weights
+        T, B = x.shape[0], x.shape[1]
+        hs: list[torch.Tensor] = []
+        cs: list[torch.Tensor] = []
+        layer_in = x
+        for layer in range(self.num_layers):
+            ys = []
+            for d in range(D):
+                k = layer * D + d
+                w = weights[k * n_w:(k + 1) * n_w]
+                b_ih, b_hh = (w[2], w[3]) if self.bias else (None, None)
+                y, h_n, c_n = _run_cell(
+                    cell, nonlinearity, d == 1, lengths, layer_in,
+                    None if h0s is None else h0s[k], None if c0s is None else c0s[k],
+                    w[0], w[1], b_ih, b_hh)
+                ys.append(y)
+                hs.append(h_n)
+                if c_n is not None:
+                    cs.append(c_n)
+            layer_out = ys[0] if D == 1 else torch.cat(ys, 2)
+            if self.training and self.dropout > 0 and layer < self.num_layers - 1:
+                if idx is None:
+                    layer_out = F.dropout(layer_out, self.dropout, True)
+                else:
+                    # Torch drops out the packed data: same shape, same random draws.
+                    flat = layer_out.view(T * B, -1)
+                    packed = F.dropout(flat.index_select(0, idx), self.dropout, True)
+                    layer_out = flat.new_zeros(flat.shape).index_copy(0, idx, packed)
+                    layer_out = layer_out.view(T, B, -1)
+            layer_in = layer_out
+        if len(hs) == 1:  # a view is cheaper than stack's copy
+            h_n = hs[0].unsqueeze(0)
+            c_n = cs[0].unsqueeze(0) if cell == "lstm" else None
+        else:
+            h_n = torch.stack(hs)
+            c_n = torch.stack(cs) if cell == "lstm" else None
+        return layer_in, h_n, c_n
+
+
+class RNN(_FastRNNMixin, nn.RNN):
+    """Drop-in :class:`torch.nn.RNN` (tanh or relu) running on fastrnn's kernels.
+
+    Takes torch's arguments ``(input_size, hidden_size, num_layers=1, nonlinearity='tanh',
+    bias=True, batch_first=False, dropout=0.0, bidirectional=False, device=None,
+    dtype=None)`` and has torch's parameters, ``state_dict`` and ``forward`` contract:
+    ``output, h_n = rnn(input, h0=None)`` with ``input`` (L, N, H_in), (N, L, H_in) when
+    ``batch_first``, (L, H_in) unbatched, or a ``PackedSequence``.
+    """
+
+
+class LSTM(_FastRNNMixin, nn.LSTM):
+    """Drop-in :class:`torch.nn.LSTM` running on fastrnn's kernels.
+
+    Takes torch's arguments ``(input_size, hidden_size, num_layers=1, bias=True,
+    batch_first=False, dropout=0.0, bidirectional=False, proj_size=0, device=None,
+    dtype=None)``; ``output, (h_n, c_n) = lstm(input, (h0, c0)=None)``. ``proj_size > 0``
+    runs torch's own implementation.
+    """
+
+
+class GRU(_FastRNNMixin, nn.GRU):
+    """Drop-in :class:`torch.nn.GRU` running on fastrnn's kernels.
+
+    Takes torch's arguments ``(input_size, hidden_size, num_layers=1, bias=True,
+    batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None)``;
+    ``output, h_n = gru(input, h0=None)``.
+    """
+
+
+_TO_FAST: dict[type, type] = {nn.RNN: RNN, nn.LSTM: LSTM, nn.GRU: GRU}
+_TO_TORCH: dict[type, type] = {v: k for k, v in _TO_FAST.items()}
+
+
+def _swap_classes(module: nn.Module, table: dict[type, type]) -> nn.Module:
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    for m in module.modules():
+        new = table.get(type(m))
+        if new is not None:
+            m.__class__ = new
+    return module
+
+
+def accelerate(module: nn.Module) -> nn.Module:
+    """Make every ``torch.nn.RNN/LSTM/GRU`` inside ``module`` a fastrnn drop-in, in place.
+
+    Each such submodule (and ``module`` itself, if it is one) becomes an instance of
+    :class:`fastrnn.torch.RNN`, :class:`LSTM` or :class:`GRU` while keeping the very same
+    parameter tensors, buffers and hooks: ``state_dict`` is unchanged, and an optimizer
+    or ``DistributedDataParallel`` wrapper built before the call keeps working. Only
+    modules whose type is exactly ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` are converted
+    (user subclasses may override ``forward`` and are left alone).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model to accelerate.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` itself.
+    """
+    return _swap_classes(module, _TO_FAST)
+
+
+def restore(module: nn.Module) -> nn.Module:
+    """Undo :func:`accelerate`: fastrnn drop-ins inside ``module`` become torch's own again.
+
+    Every :class:`fastrnn.torch.RNN`, :class:`LSTM` and :class:`GRU` (including ``module``
+    itself) becomes an instance of the matching ``torch.nn`` class, in place, with the same
+    parameter tensors.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model to restore.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` itself.
+    """
+    return _swap_classes(module, _TO_TORCH)

@@ -1,0 +1,178 @@
+"""Smoke tests of the command line (``python -m fastrnn info|bench``) on tiny shapes.
+
+The real benchmark lives in ``bench/`` and behind ``python -m fastrnn bench``; here we only
+check that the CLI runs, writes well-formed JSON/Markdown, checks its anchors against
+fastrnn, and reports argument errors as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fastrnn import bench
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [env.get("PYTHONPATH")])])
+    return subprocess.run([sys.executable, "-m", "fastrnn", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_info_runs() -> None:
+    pytest.importorskip("fastrnn.functional")
+    proc = _cli("info", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    import fastrnn
+
+    assert f"fastrnn {fastrnn.__version__}" in proc.stdout
+    assert "SIMD path" in proc.stdout and "OpenMP" in proc.stdout
+    assert "forward+backward through fastrnn.functional" in proc.stdout
+    assert "MISMATCH" not in proc.stdout
+
+
+def test_bench_tiny_json_and_markdown(tmp_path) -> None:
+    pytest.importorskip("fastrnn.functional")
+    out, md = tmp_path / "out.json", tmp_path / "out.md"
+    t0 = time.perf_counter()
+    proc = _cli("bench", "--shape", "tiny=6,2,5,8", "--cells", "lstm", "--repeats", "1",
+                "--threads", "1", "--gemm-size", "256", "--quiet",
+                "--json", str(out), "--markdown", str(md))
+    assert proc.returncode == 0, proc.stderr
+    assert time.perf_counter() - t0 < 60
+    rep = json.loads(out.read_text())
+    assert rep["schema"] == bench.SCHEMA
+    assert rep["threads"] == 1 and rep["repeats"] == 1 and rep["stat"] == "median"
+    assert rep["gemm_peak"]["n"] == 256 and rep["gemm_peak"]["gflops"] > 0
+    assert rep["machine"]["cpu"] and rep["fastrnn"]["version"]
+    # numpy's BLAS runs with the same thread count (or is not an OpenBLAS we can query)
+    assert rep["blas"].startswith(("OpenBLAS, 1 thread(s)", "unknown BLAS")), rep["blas"]
+    res = rep["results"]
+    assert {(d["row"], d["cell"]) for d in res} == {("tiny", "lstm")}
+    assert {d["mode"] for d in res} == {"inference", "training"}
+    fast = {d["mode"]: d for d in res if d["impl"] == "fastrnn"}
+    assert set(fast) == {"inference", "training"}
+    flops = bench.flop_count("lstm", "inference", 6, 2, 5, 8)
+    for mode, d in fast.items():
+        assert d["status"] == "ok" and d["median_ms"] > 0 and len(d["times_ms"]) == 1
+        assert d["time_ms"] == d["median_ms"]  # the default headline statistic
+        want = flops * (3 if mode == "training" else 1)
+        assert math.isclose(d["gflop"] * 1e9, want, rel_tol=1e-12)
+        assert math.isclose(d["gflops"], want / (d["time_ms"] * 1e-3) / 1e9, rel_tol=1e-9)
+        assert math.isclose(d["pct_peak"], 100 * d["gflops"] / rep["gemm_peak"]["gflops"],
+                            rel_tol=1e-9)
+    for d in res:
+        assert d["impl"] in bench.IMPLS
+        assert d["status"] in ("ok", "unavailable", "skipped", "error")
+        assert d["status"] != "error", d["reason"]
+        if d["impl"] == "onnxruntime":
+            assert d["mode"] == "inference"
+        if d["status"] == "ok" and d["impl"] != "fastrnn":
+            # every anchor computed the same function as fastrnn, and its ratio is consistent
+            assert d["max_abs_diff_vs_fastrnn"] <= bench.CHECK_ATOL
+            ratio = d["time_ms"] / fast[d["mode"]]["time_ms"]
+            assert math.isclose(d["fastrnn_speedup"], ratio, rel_tol=1e-9)
+    assert rep["warnings"] == []
+    text = md.read_text()
+    assert text.startswith("# fastrnn benchmark results")
+    assert "--shape tiny=6,2,5,8" in text and "GEMM peak" in text
+    assert "## Inference" in text and "## Training" in text
+    assert "| tiny (6,2,5,8) | lstm |" in text
+    # the saved JSON renders again without measuring
+    md2 = tmp_path / "again.md"
+    proc = _cli("bench", "--load", str(out), "--markdown", str(md2))
+    assert proc.returncode == 0, proc.stderr
+    assert md2.read_text() == text
+
+
+def test_bench_memory_study(tmp_path) -> None:
+    """Issue 4: inference keeps no per-timestep memory, training's cache grows with T."""
+    pytest.importorskip("fastrnn.functional")
+    out = tmp_path / "mem.json"
+    B, I, H = 16, 32, 64
+    proc = _cli("bench", "--memory-only", "--cells", "lstm", "--memory-shape", f"{B},{I},{H}",
+                "--threads", "1", "--quiet", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(out.read_text())
+    assert rep["results"] == [] and rep["gemm_peak"] is None
+    mem = {(m["mode"], m["T"]): m for m in rep["memory"]}
+    assert set(mem) == {(mode, T) for mode in bench.MODES for T in bench.MEMORY_TS}
+    per_step = B * 4 * H * 4  # bytes of one timestep's gates
+    for m in mem.values():
+        assert (m["cell"], m["B"], m["I"], m["H"]) == ("lstm", B, I, H)
+        assert m["peak_bytes"] >= m["baseline_bytes"] > 0
+        assert m["working_bytes"] == m["peak_bytes"] - m["baseline_bytes"] - m["returned_bytes"]
+    T_hi = max(bench.MEMORY_TS)
+    # inference: far less than one cache entry per timestep
+    assert mem[("inference", T_hi)]["working_bytes"] < 0.25 * T_hi * per_step
+    # training: at least the gates of every step are kept
+    assert mem[("training", T_hi)]["working_bytes"] > T_hi * per_step
+    assert "inference working memory" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["bench", "--rows", "nope"], "--rows: unknown value 'nope'"),
+        (["bench", "--threads", "0"], "--threads: expected a positive integer"),
+        (["bench", "--shape", "1,2,3"], "--shape: expected T,B,I,H"),
+        (["bench", "--impls", "tf"], "--impls: unknown value 'tf'"),
+        (["bench", "--json", "/nonexistent-dir/x.json", "--shape", "2,1,2,2"],
+         "does not exist"),
+        (["nosuchcommand"], "invalid choice"),
+    ],
+)
+def test_argument_errors_are_one_line(args: list[str], needle: str) -> None:
+    proc = _cli(*args, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_flop_count_matches_design() -> None:
+    # DESIGN §3: forward 2*T*B*(I+H)*G*H, training 3x
+    assert bench.flop_count("lstm", "inference", 100, 64, 512, 512) == 2 * 100 * 64 * 1024 * 4 * 512
+    assert bench.flop_count("gru", "training", 3, 2, 5, 7) == 3 * 2 * 3 * 2 * 12 * 3 * 7
+    assert bench.flop_count("rnn", "inference", 1, 1, 1, 1) == 4
+
+
+def test_onnx_gate_order() -> None:
+    np = pytest.importorskip("numpy")
+    H = 2
+    a = np.arange(4 * H, dtype=np.float32)  # torch LSTM blocks i, f, g, o
+    i, f, g, o = np.split(a, 4)
+    assert np.array_equal(bench.to_onnx_gates("lstm", a), np.concatenate([i, o, f, g]))
+    r, z, n = np.split(np.arange(3 * H, dtype=np.float32), 3)  # torch GRU r, z, n
+    assert np.array_equal(bench.to_onnx_gates("gru", np.concatenate([r, z, n])),
+                          np.concatenate([z, r, n]))
+
+
+def test_measure_respects_budget() -> None:
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.3)
+        return [0.0]
+
+    times, number, warm_only, out = bench.measure(slow, repeats=5, budget_s=0.4)
+    assert warm_only and len(times) == 1 and number == 1 and len(calls) == 1
+    assert times[0] >= 0.3
+    times, number, warm_only, _ = bench.measure(lambda: [1.0], repeats=3, budget_s=None)
+    assert not warm_only and len(times) == 3 and number > 1
+    calls.clear()
+    tm = bench.Timer(slow, repeats=5, budget_s=0.4, min_samples=1)  # anchors: one timed call
+    assert tm.n == 1 and len(calls) == 1
+    tm.sample()
+    times, number, warm_only = tm.result()
+    assert not warm_only and len(times) == 1 and len(calls) == 2

@@ -1,0 +1,31 @@
+"""A small workload for valgrind memcheck: every cell forward+backward with lengths and reverse
+(float64, odd H, 2 threads), and a streaming session. Run by tools/memcheck.py."""
+
+import numpy as np
+
+from fastrnn import _kernels
+from fastrnn import functional as F
+
+rng = np.random.default_rng(0)
+T, B, I, H = 5, 3, 4, 37
+lengths = np.array([5, 2, 0])
+for cell in ("rnn", "lstm", "gru"):
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    x = rng.standard_normal((T, B, I))
+    w = rng.standard_normal((G * H, I))
+    u = rng.standard_normal((G * H, H))
+    b = rng.standard_normal(G * H)
+    for rev in (False, True):
+        if cell == "lstm":
+            y, h, c, ctx = F.lstm_forward(x, None, None, w, u, b, b, lengths=lengths, reverse=rev)
+            F.lstm_backward(ctx, np.ones_like(y), None, None)
+        else:
+            forward = getattr(F, cell + "_forward")
+            backward = getattr(F, cell + "_backward")
+            y, h, ctx = forward(x, None, w, u, b, b, lengths=lengths, reverse=rev)
+            backward(ctx, np.ones_like(y), None)
+stream = _kernels.Stream(
+    [("lstm", rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H)), None, None, ""),
+     ("dense", np.ones((H, 2)), None, "softmax")], 2, np.float64)
+stream.run(rng.standard_normal((4, 2, I)))
+print("ok")

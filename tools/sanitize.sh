@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Build a copy of the tree with AddressSanitizer + UndefinedBehaviorSanitizer and run the kernel
+# tests against it (any sanitizer report aborts the run). Needs Cython, setuptools and numpy in
+# the active environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git ls-files -z | xargs -0 -I{} cp --parents {} "$work"/
+cd "$work"
+FASTRNN_SANITIZE=1 python setup.py -q build_ext --inplace
+libs="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+LD_PRELOAD="$libs" PYTHONPATH="$work" \
+    python -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_ops.py \
+    tests/test_gemm.py tests/test_activations.py tests/test_reliability.py \
+    tests/test_streaming.py tests/test_bad_input.py
