@@ -38,11 +38,21 @@
 #define GEMM_DIRECT_RB 8
 /* Cost of packing a panel, in rows of microkernel work (thread grid choice). */
 #define GEMM_PACK_ROWS 8
+/* Direct reading copies each panel first (prefetching the next one meanwhile) when at least
+   GEMM_COPY_MIN_RB row blocks re-read it, B's rows are at least GEMM_COPY_MIN_STRIDE bytes apart (a
+   page each: hardware prefetchers stop at page boundaries, and such rows share few cache sets) and
+   op(B) has at least GEMM_COPY_MIN_BYTES (it then comes from memory, not L3). Measured on one Zen 4
+   core, 64 x 1024 x N: N = 3072 73 -> 82 GFLOP/s; 64 x 1024 x 1024 (4 MiB) is faster in place. */
+#define GEMM_COPY_MIN_RB 3
+#define GEMM_COPY_MIN_STRIDE 4096
+#define GEMM_COPY_MIN_BYTES (8.0 * 1024 * 1024)
 
-
-
-
-
+/* Prefetch one cache line (no-op where the compiler has no prefetch builtin). */
+#if defined(__GNUC__) || defined(__clang__)
+#define FR_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define FR_PREFETCH(p) ((void)(p))
+#endif
 
 #define FR_TEMPLATE "gemm_impl.h"
 #include "template.h"

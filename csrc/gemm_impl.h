@@ -99,15 +99,36 @@ static void SFX(pack_panel)(REAL *dst, const REAL *B, int64_t ldb, int transb, i
 
 void SFX(fr_pack_b)(REAL *dst, const REAL *B, int64_t ldb, int transb, int64_t K, int64_t H,
                     int64_t G, int64_t nr, int64_t jb0, int64_t jb1) {
+    const IMPL *ip = SFX(impl_get)();
     for (int64_t jb = jb0; jb < jb1; jb++) {
         const int64_t nv = SFX(gmin)(nr, H - jb * nr);
-        for (int64_t g = 0; g < G; g++)
-            SFX(pack_panel)(dst + ((jb - jb0) * G + g) * K * nr, B, ldb, transb, K,
-                            g * H + jb * nr, nv, nr);
+        for (int64_t g = 0; g < G; g++) {
+            REAL *p = dst + ((jb - jb0) * G + g) * K * nr;
+            if (!transb && nv == nr && nr == ip->pub.nr)
+                ip->packn(p, B + g * H + jb * nr, ldb, K);
+            else
+                SFX(pack_panel)(p, B, ldb, transb, K, g * H + jb * nr, nv, nr);
+        }
     }
 }
 
 /* ---- driver -------------------------------------------------------------------------------- */
+
+/* Everything a thread needs to compute its share of one fr_gemm call. */
+typedef struct {
+    const IMPL *ip;
+    int transa, transb, direct, beta1;
+    int64_t M, N, K, lda, ldb, ldc;
+    const REAL *A, *B;
+    REAL *C;
+    int64_t nrb, npan; /* row blocks of mr, panels of nr */
+    int64_t tm, tn;    /* thread grid: row groups x panel groups */
+    int64_t kcb, ncp;  /* K block, panels per packed chunk of B */
+    int64_t kcp;       /* row stride of a packed slice of A: kcb rounded up, plus a cache line */
+    int64_t nap;       /* slices of A packed at once: 1, or a thread's row blocks when direct */
+    REAL *buf;         /* per thread: bsz elements for B panels, then nap * mr * kcp for A */
+    int64_t bsz, tsz;  /* B part, whole per-thread part (elements, multiples of a cache line) */
+} SFX(gemm_plan);
 
 /* One m x nr tile of C at (i, panel p); a partial last panel (nv < nr) goes through `tile`. */
 static inline void SFX(gemm_tile)(const IMPL *ip, int64_t m, int64_t kc, const REAL *a,
@@ -130,52 +151,121 @@ static inline void SFX(gemm_tile)(const IMPL *ip, int64_t m, int64_t kc, const R
 }
 
 /*
- * One thread's share of C: rows [i0, i1) x panels [p0, p1), all of K, a KC-block of K at a time.
- * Packed (the usual case): per NC-chunk of panels and K block, pack the chunk's panels into buf (it
- * stays in L2), then sweep the rows mr at a time, each mr x KC slice of A staying in L1 across the
- * chunk's panels. Direct (op(B) not transposed and few rows, so each panel has few users and a
- * copy would cost as much as the work): read op(B) in place, panel by panel, the few row blocks
- * inside; only a partial last panel is packed (the microkernel reads nr full columns).
+ * Copy the m x kc slice of op(A) at rows i, columns k0 into dst, in the layout the microkernel
+ * reads best from: row-major A row by row at stride kcp (rsa = kcp, csa = 1), transposed A k by k
+ * (rsa = 1, csa = m). Both are contiguous copies; the copy is what keeps A's rows from sharing
+ * cache sets when lda is a multiple of 4 KiB (H = 1024 floats), and keeps the slice in L1.
  */
-static void SFX(gemm_part)(const IMPL *ip, int transa, int transb, int direct, int64_t i0,
-                           int64_t i1, int64_t p0, int64_t p1, int64_t N, int64_t K, const REAL *A,
-                           int64_t lda, const REAL *B, int64_t ldb, int beta1, REAL *C,
-                           int64_t ldc, REAL *buf, int64_t kcb, int64_t ncp) {
-    const int64_t mr = ip->pub.mr, nr = ip->pub.nr;
-    const int64_t rsa = transa ? 1 : lda, csa = transa ? lda : 1;
+static void SFX(pack_a)(REAL *dst, const SFX(gemm_plan) *g, int64_t i, int64_t m, int64_t k0,
+                        int64_t kc) {
+    if (!g->transa) {
+        for (int64_t r = 0; r < m; r++)
+            memcpy(dst + r * g->kcp, g->A + (i + r) * g->lda + k0, (size_t)kc * sizeof(REAL));
+    } else {
+        for (int64_t k = 0; k < kc; k++)
+            memcpy(dst + k * m, g->A + (k0 + k) * g->lda + i, (size_t)m * sizeof(REAL));
+    }
+}
+
+/*
+ * Prefetch part `part` of `parts` of the m x kc slice of op(A) at rows i, columns k0 (the slice
+ * pack_a will copy next), so that the copy finds it in cache instead of waiting on memory.
+ */
+static void SFX(prefetch_a)(const SFX(gemm_plan) *g, int64_t i, int64_t m, int64_t k0, int64_t kc,
+                            int64_t part, int64_t parts) {
+    const int64_t line = 64 / (int64_t)sizeof(REAL);
+    /* rows of A's storage and the contiguous span used in each */
+    const int64_t r0 = g->transa ? k0 : i, nrows = g->transa ? kc : m;
+    const int64_t c0 = g->transa ? i : k0, span = g->transa ? m : kc;
+    for (int64_t r = r0 + nrows * part / parts; r < r0 + nrows * (part + 1) / parts; r++) {
+        const REAL *row = g->A + r * g->lda + c0;
+        for (int64_t c = 0; c < span; c += line) FR_PREFETCH(row + c);
+        FR_PREFETCH(row + span - 1);
+    }
+}
+
+/*
+ * Prefetch part `part` of `parts` of the kc x nr slice of op(B) (untransposed) in panel p at
+ * K-row k0: the rows of a panel the thread will copy next, spread over the current panel's work.
+ */
+static void SFX(prefetch_panel)(const SFX(gemm_plan) *g, int64_t k0, int64_t kc, int64_t p,
+                                int64_t part, int64_t parts) {
+    const int64_t nr = g->ip->pub.nr, line = 64 / (int64_t)sizeof(REAL);
+    const REAL *b = g->B + k0 * g->ldb + p * nr;
+    for (int64_t k = kc * part / parts; k < kc * (part + 1) / parts; k++)
+        for (int64_t c = 0; c < nr; c += line) FR_PREFETCH(b + k * g->ldb + c);
+}
+
+/*
+ * One thread's share of C: rows [i0, i1) x panels [p0, p1), all of K, a KC-block of K at a time.
+ * Packed (the usual case): per NC-chunk of panels and K block, pack the chunk's panels into the B
+ * buffer (it stays in L2), then sweep the rows mr at a time: pack the mr x KC slice of A (it stays
+ * in L1 across the chunk's panels) and run the panels. Direct (op(B) not transposed and few rows,
+ * so each panel has few users and a copy of B would cost as much as the work): panel by panel,
+ * with all the thread's (few) slices of A packed once per K block, read op(B) in place: the loads
+ * overlap the arithmetic and the few re-reads hit cache. Except that a panel is copied first when
+ * it is partial (the microkernel reads nr full columns), or when B is big, its rows a page apart
+ * and re-read by several row blocks (GEMM_COPY_* in gemm.c): then the copy is what the row blocks
+ * re-read, and the next panel is fetched while this one is in use.
+ */
+static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int64_t p0, int64_t p1,
+                           REAL *buf) {
+    const IMPL *ip = g->ip;
+    const int64_t mr = ip->pub.mr, nr = ip->pub.nr, N = g->N, K = g->K, ldb = g->ldb;
+    const int transb = g->transb;
+    REAL *bbuf = buf, *abuf = buf + g->bsz;
     REAL tile[FR_GEMM_MAX_MR * FR_GEMM_MAX_NR];
-    for (int64_t pc = p0; pc < p1; pc += ncp) {
-        const int64_t pe = SFX(gmin)(p1, pc + ncp);
-        for (int64_t k0 = 0; k0 < K; k0 += kcb) {
-            const int64_t kc = SFX(gmin)(kcb, K - k0);
-            const int acc = beta1 || k0 > 0;
-            const REAL *bk = transb ? B + k0 : B + k0 * ldb;
-            if (direct) {
+    for (int64_t pc = p0; pc < p1; pc += g->ncp) {
+        const int64_t pe = SFX(gmin)(p1, pc + g->ncp);
+        for (int64_t k0 = 0; k0 < K; k0 += g->kcb) {
+            const int64_t kc = SFX(gmin)(g->kcb, K - k0);
+            const int acc = g->beta1 || k0 > 0;
+            const REAL *bk = transb ? g->B + k0 : g->B + k0 * ldb;
+            if (g->direct) {
+                for (int64_t i = i0; i < i1; i += mr)
+                    SFX(pack_a)(abuf + (i - i0) * g->kcp, g, i, SFX(gmin)(mr, i1 - i), k0, kc);
+                /* copy each panel (and fetch the next one while this one runs) when several
+                   row blocks re-read it, each of its rows lies on its own page and B is too big
+                   to stay in cache between calls */
+                const int64_t nrbt = (i1 - i0 + mr - 1) / mr;
+                const int copy = nrbt >= GEMM_COPY_MIN_RB &&
+                                 ldb * (int64_t)sizeof(REAL) >= GEMM_COPY_MIN_STRIDE &&
+                                 (double)K * (double)N * sizeof(REAL) >= GEMM_COPY_MIN_BYTES;
                 for (int64_t p = pc; p < pe; p++) {
                     const int64_t j0 = p * nr, nv = SFX(gmin)(nr, N - j0);
-                    if (nv < nr) SFX(pack_panel)(buf, bk, ldb, transb, kc, j0, nv, nr);
-                    const REAL *bp = nv == nr ? bk + j0 : buf;
-                    const int64_t bld = nv == nr ? ldb : nr;
-                    for (int64_t i = i0; i < i1; i += mr)
-                        SFX(gemm_tile)(ip, SFX(gmin)(mr, i1 - i), kc, A + i * rsa + k0 * csa, rsa,
-                                       csa, bp, bld, C + i * ldc + j0, ldc, nv, acc, tile);
+                    if (copy && nv == nr) ip->packn(bbuf, bk + j0, ldb, kc);
+                    else if (copy || nv < nr) SFX(pack_panel)(bbuf, bk, ldb, transb, kc, j0, nv, nr);
+                    const int inplace = !copy && nv == nr;
+                    const REAL *bp = inplace ? bk + j0 : bbuf;
+                    const int64_t bld = inplace ? ldb : nr;
+                    for (int64_t i = i0; i < i1; i += mr) {
+                        const int64_t m = SFX(gmin)(mr, i1 - i);
+                        if (copy && p + 1 < pe && (N - (p + 1) * nr) >= nr)
+                            SFX(prefetch_panel)(g, k0, kc, p + 1, (i - i0) / mr, nrbt);
+                        SFX(gemm_tile)(ip, m, kc, abuf + (i - i0) * g->kcp,
+                                       g->transa ? 1 : g->kcp, g->transa ? m : 1, bp, bld,
+                                       g->C + i * g->ldc + j0, g->ldc, nv, acc, tile);
+                    }
                 }
                 continue;
             }
             for (int64_t p = pc; p < pe; p++) {
                 const int64_t nv = SFX(gmin)(nr, N - p * nr);
                 if (nv == nr && !transb)
-                    ip->packn(buf + (p - pc) * kc * nr, bk + p * nr, ldb, kc);
+                    ip->packn(bbuf + (p - pc) * kc * nr, bk + p * nr, ldb, kc);
                 else
-                    SFX(pack_panel)(buf + (p - pc) * kc * nr, bk, ldb, transb, kc, p * nr, nv, nr);
+                    SFX(pack_panel)(bbuf + (p - pc) * kc * nr, bk, ldb, transb, kc, p * nr, nv,
+                                    nr);
             }
             for (int64_t i = i0; i < i1; i += mr) {
-                const int64_t m = SFX(gmin)(mr, i1 - i);
-                const REAL *a = A + i * rsa + k0 * csa;
-                for (int64_t p = pc; p < pe; p++)
-                    SFX(gemm_tile)(ip, m, kc, a, rsa, csa, buf + (p - pc) * kc * nr, nr,
-                                   C + i * ldc + p * nr, ldc, SFX(gmin)(nr, N - p * nr), acc,
-                                   tile);
+                const int64_t m = SFX(gmin)(mr, i1 - i), mn = SFX(gmin)(mr, i1 - i - mr);
+                SFX(pack_a)(abuf, g, i, m, k0, kc);
+                for (int64_t p = pc; p < pe; p++) {
+                    if (mn > 0) SFX(prefetch_a)(g, i + mr, mn, k0, kc, p - pc, pe - pc);
+                    SFX(gemm_tile)(ip, m, kc, abuf, g->transa ? 1 : g->kcp, g->transa ? m : 1,
+                                   bbuf + (p - pc) * kc * nr, nr, g->C + i * g->ldc + p * nr,
+                                   g->ldc, SFX(gmin)(nr, N - p * nr), acc, tile);
+                }
             }
         }
     }
@@ -184,30 +274,13 @@ static void SFX(gemm_part)(const IMPL *ip, int transa, int transb, int direct, i
 /* Start of part g of n when `total` units are split as evenly as possible. */
 static inline int64_t SFX(split)(int64_t total, int64_t n, int64_t g) { return total * g / n; }
 
-/* Everything a thread needs to compute its share of one fr_gemm call. */
-typedef struct {
-    const IMPL *ip;
-    int transa, transb, direct, beta1;
-    int64_t M, N, K, lda, ldb, ldc;
-    const REAL *A, *B;
-    REAL *C;
-    int64_t nrb, npan; /* row blocks of mr, panels of nr */
-    int64_t tm, tn;    /* thread grid: row groups x panel groups */
-    int64_t kcb, ncp;  /* K block, panels per packed chunk */
-    REAL *buf;         /* per-thread packing buffers of bufsz elements, or NULL */
-    int64_t bufsz;
-} SFX(gemm_plan);
-
 /* Share t (0 <= t < tm*tn) of the plan: row group t / tn x panel group t % tn. */
 static void SFX(gemm_share)(const SFX(gemm_plan) *g, int64_t t) {
     const int64_t mr = g->ip->pub.mr, gi = t / g->tn, gj = t % g->tn;
     const int64_t i0 = SFX(split)(g->nrb, g->tm, gi) * mr;
     const int64_t i1 = SFX(gmin)(g->M, SFX(split)(g->nrb, g->tm, gi + 1) * mr);
     const int64_t p0 = SFX(split)(g->npan, g->tn, gj), p1 = SFX(split)(g->npan, g->tn, gj + 1);
-    if (i0 < i1 && p0 < p1)
-        SFX(gemm_part)(g->ip, g->transa, g->transb, g->direct, i0, i1, p0, p1, g->N, g->K, g->A,
-                       g->lda, g->B, g->ldb, g->beta1, g->C, g->ldc,
-                       g->buf ? g->buf + t * g->bufsz : NULL, g->kcb, g->ncp);
+    if (i0 < i1 && p0 < p1) SFX(gemm_part)(g, i0, i1, p0, p1, g->buf + t * g->tsz);
 }
 
 int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const REAL *A,
@@ -274,12 +347,14 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
     g.ncp = GEMM_BBLOCK_BYTES / (g.kcb * nr * (int64_t)sizeof(REAL));
     g.ncp = g.ncp < 1 ? 1 : g.ncp;
     g.ncp = SFX(gmin)(g.ncp, (g.npan + g.tn - 1) / g.tn);
-    if (!g.direct || N % nr != 0) {
-        const int64_t line = 64 / (int64_t)sizeof(REAL); /* panels start on cache lines */
-        g.bufsz = (g.kcb * nr * (g.direct ? 1 : g.ncp) + line - 1) / line * line;
-        g.buf = (REAL *)aligned_alloc(64, (size_t)(nt * g.bufsz) * sizeof(REAL));
-        if (g.buf == NULL) return FR_ERR_NOMEM;
-    }
+    const int64_t line = 64 / (int64_t)sizeof(REAL); /* buffers start on cache lines */
+    g.kcp = (g.kcb + line - 1) / line * line + line;
+    g.nap = g.direct ? (g.nrb + g.tm - 1) / g.tm : 1;
+    g.bsz = g.kcb * nr * (g.direct ? 1 : g.ncp);
+    g.bsz = (g.bsz + line - 1) / line * line;
+    g.tsz = g.bsz + g.nap * mr * g.kcp;
+    g.buf = (REAL *)aligned_alloc(64, (size_t)(nt * g.tsz) * sizeof(REAL));
+    if (g.buf == NULL) return FR_ERR_NOMEM;
 
     if (nt == 1) {
         SFX(gemm_share)(&g, 0);

@@ -10,9 +10,11 @@
  * FR_TARGET_AVX512 of simd_target.h): call them from functions carrying the same attribute (e.g. a
  * fused cell epilogue) and they inline there. Only defined where FR_X86_SIMD is 1.
  *
- * Accuracy (tests/test_activations.py, against float64 / long double truth): float max relative
- * error about 2e-7 (sigmoid, tanh), double about 1e-15, over the whole range including denormal
- * inputs and outputs; +-inf saturate (exp: 0 / inf, sigmoid: 0 / 1, tanh: -1 / 1), NaN propagates.
+ * Accuracy (tests/test_activations.py, against float64 / long double truth): max relative error
+ * 2.4e-7 in float (libm's expf/tanhf: 1.7e-7), 3.8e-16 in double, over the whole range including
+ * denormal inputs and outputs; +-inf saturate (exp: 0 / inf, sigmoid: 0 / 1, tanh: -1 / 1), NaN
+ * propagates, tanh keeps the sign of zero. Speed (Zen 4, one core, float): sigmoid 0.33 ns and tanh
+ * 0.46 ns per element with AVX-512 (libm: 7.3 and 14.5 ns).
  * Methods: exp by Cody-Waite reduction, a relative-minimax polynomial (degree 5 float, 11 double)
  * and exponent-bit scaling; sigmoid from exp(-|x|); tanh by an odd polynomial near 0 and
  * (1 - e^{-2|x|}) / (1 + e^{-2|x|}) above. Coefficients: tools/fit_simd_math.py.

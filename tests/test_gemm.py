@@ -72,6 +72,20 @@ def test_gemm_matches_numpy(arch, dtype, transa, transb):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_few_rows_big_b(arch, dtype):
+    """Few rows and a large untransposed B (>= 8 MiB, rows >= 4 KiB apart): the panel-copy
+    variant of reading B in place, with a partial last panel."""
+    rng = np.random.default_rng(8)
+    M, K, N = 40, 1030, 2050
+    A, B = _operands(rng, M, N, K, False, False, dtype)
+    C0 = rng.standard_normal((M, N)).astype(dtype)
+    for nt in (1, 2):
+        C = C0.copy()
+        _kernels.gemm(A, B, C, beta=1.0, nthreads=nt)
+        _check(C, A, B, C0, False, False, 1.0, K)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_gemm_strided_operands(arch, dtype):
     """Leading dimensions larger than the rows (column slices); C outside its columns untouched."""
     rng = np.random.default_rng(2)
