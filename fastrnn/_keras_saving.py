@@ -40,6 +40,20 @@ def _npy_bytes(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read without changing it where the OS allows)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_zip(path: str, members: list[tuple[str, bytes]], overwrite: bool = True) -> None:
     """Write a zip archive to ``path`` through a temporary file and an atomic rename."""
     path = os.fspath(path)
@@ -56,6 +70,7 @@ def atomic_write_zip(path: str, members: list[tuple[str, bytes]], overwrite: boo
                     z.writestr(name, data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # an ordinary file, not mkstemp's private 0600
         os.replace(tmp, path)
     except BaseException:
         try:

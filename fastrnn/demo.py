@@ -290,9 +290,6 @@ def save_with_metadata(model: Sequential, path: str, member: str, meta: dict) ->
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as z:
             z.writestr(member, json.dumps(meta, ensure_ascii=True, allow_nan=False))
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, not the temporary file's 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -191,3 +191,21 @@ def test_unbuilt_model_cannot_be_saved(tmp_path):
     m = Sequential([L.LSTM(3)])
     with pytest.raises(ValueError, match="not built"):
         m.save(tmp_path / "x.keras")
+
+
+def test_saved_file_has_ordinary_permissions(tmp_path):
+    """Saving goes through a private temporary file; the result must not stay 0600."""
+    import os
+    import stat
+
+    from fastrnn.layers import Dense
+    from fastrnn.models import Sequential
+
+    m = Sequential([Dense(2, input_shape=(3,))])
+    path = tmp_path / "m.keras"
+    old = os.umask(0o022)
+    try:
+        m.save(path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
