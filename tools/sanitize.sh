@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build a copy of the tree with AddressSanitizer + UndefinedBehaviorSanitizer and run the kernel
 # tests against it (any sanitizer report aborts the run). Needs Cython, setuptools and numpy in
-# the active environment.
+# the active environment. The RSS-growth test is left out here only: ASan's quarantine holds
+# freed memory on purpose, so resident memory is not a leak signal under it (the normal test run
+# and tools/memcheck.py cover leaks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -15,4 +17,5 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 LD_PRELOAD="$libs" PYTHONPATH="$work" \
     python -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_ops.py \
     tests/test_gemm.py tests/test_activations.py tests/test_reliability.py \
-    tests/test_streaming.py tests/test_bad_input.py
+    tests/test_streaming.py tests/test_bad_input.py \
+    --deselect tests/test_reliability.py::test_no_memory_growth
