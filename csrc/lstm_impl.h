@@ -6,7 +6,7 @@
  * accumulate (+=) and the caller zeroes them.
  */
 
-static void SFX(lstm_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const REAL *hh,
+FR_CLONES static void SFX(lstm_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const REAL *hh,
                          const REAL *bhn, const REAL *hprev, REAL *h, REAL *c, REAL *y, REAL *gates,
                          REAL *aux0, REAL *aux1, int act) {
     (void)bhn;
@@ -32,7 +32,7 @@ static void SFX(lstm_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const
     if (aux1) memcpy(aux1, tc, (size_t)n * sizeof(REAL));
 }
 
-static void SFX(lstm_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux0, const REAL *aux1,
+FR_CLONES static void SFX(lstm_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux0, const REAL *aux1,
                          const REAL *hprev, const REAL *dy, REAL *dh, REAL *dc, REAL *dgh, REAL *dgs,
                          REAL *dgx, int act) {
     (void)hprev;

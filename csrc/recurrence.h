@@ -18,6 +18,15 @@
 
 #define FR_MAX_NR 64 /* widest panel a microkernel may use */
 
+/* Elementwise cell code is compiled for AVX-512, AVX2 and baseline x86-64 and the version is
+   chosen when the library loads (GCC function multiversioning). The clones compute bit-identical
+   results: -std=c11 turns off FMA contraction, and the loops only add, multiply and copy. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FR_CLONES
+#endif
+
 /*
  * Forward pointwise for one row segment.
  * xp, hh: input projection (incl. folded biases) and recurrent product, gate g at +g*ts.

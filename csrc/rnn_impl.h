@@ -5,7 +5,7 @@
  * Gradient write rule: dx, dh0 written (=); dw_ih, dw_hh, db_ih, db_hh accumulate (+=).
  */
 
-static void SFX(rnn_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const REAL *hh,
+FR_CLONES static void SFX(rnn_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const REAL *hh,
                         const REAL *bhn, const REAL *hprev, REAL *h, REAL *c, REAL *y, REAL *gates,
                         REAL *aux0, REAL *aux1, int act) {
     (void)ts;
@@ -28,7 +28,7 @@ static void SFX(rnn_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const 
     if (gates) memcpy(gates, a, (size_t)n * sizeof(REAL));
 }
 
-static void SFX(rnn_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux0, const REAL *aux1,
+FR_CLONES static void SFX(rnn_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux0, const REAL *aux1,
                         const REAL *hprev, const REAL *dy, REAL *dh, REAL *dc, REAL *dgh, REAL *dgs,
                         REAL *dgx, int act) {
     (void)H;
