@@ -36,8 +36,10 @@
 #define PACK_KB 16
 /* Read op(B) in place (no packing) when each thread has at most this many row blocks. */
 #define GEMM_DIRECT_RB 8
-/* Cost of packing a panel, in rows of microkernel work (thread grid choice). */
+/* Costs of packing, for the thread grid choice: a panel of B, in rows of microkernel work; an
+   mr-row slice of A, in panels of microkernel work on it. */
 #define GEMM_PACK_ROWS 8
+#define GEMM_PACK_A_PANELS 0.25
 /* Direct reading copies each panel first (prefetching the next one meanwhile) when at least
    GEMM_COPY_MIN_RB row blocks re-read it, B's rows are at least GEMM_COPY_MIN_STRIDE bytes apart (a
    page each: hardware prefetchers stop at page boundaries, and such rows share few cache sets) and

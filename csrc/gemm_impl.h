@@ -7,6 +7,7 @@
 #define KERN SFX(fr_kernel)
 
 static inline int64_t SFX(gmin)(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t SFX(gmax)(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* ---- portable microkernel: the reference the SIMD kernels are tested against ----------------- */
 
@@ -325,15 +326,21 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
 #ifndef _OPENMP
     nt = 1;
 #endif
-    /* thread grid: the least work for the busiest thread, counting the panels it packs as
-       GEMM_PACK_ROWS extra rows (direct reading packs nothing); ties go to fewer row groups */
+    /* thread grid: the least work for the busiest thread, in row x panel units of microkernel
+       work, counting each panel of B it packs as GEMM_PACK_ROWS rows (direct reading packs
+       none) and each slice of A it packs as GEMM_PACK_A_PANELS panels; ties go to fewer row
+       groups */
+    const int64_t kcb = SFX(gmin)(K, GEMM_KC);
+    const int64_t ncp_max = SFX(gmax)(1, GEMM_BBLOCK_BYTES / (kcb * nr * (int64_t)sizeof(REAL)));
     double best = -1.0;
     for (int64_t tm = 1; tm <= nt; tm++) {
         if (nt % tm != 0) continue;
         const int64_t rows = (g.nrb + tm - 1) / tm * mr;
         const int64_t pans = (g.npan + nt / tm - 1) / (nt / tm);
         const int dir = !transb && rows <= mr * GEMM_DIRECT_RB;
-        const double cost = (double)(rows + (dir ? 0 : GEMM_PACK_ROWS)) * (double)pans;
+        const double chunks = dir ? 1.0 : (double)((pans + ncp_max - 1) / ncp_max);
+        const double cost = (double)rows * ((double)pans + GEMM_PACK_A_PANELS * chunks) +
+                            (dir ? 0.0 : (double)GEMM_PACK_ROWS * (double)pans);
         if (best < 0.0 || cost < best) {
             best = cost;
             g.tm = tm;
@@ -343,10 +350,8 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
     g.direct = !transb && (g.nrb + g.tm - 1) / g.tm <= GEMM_DIRECT_RB;
 
     /* blocking: KC x (ncp panels) of packed B per thread, within GEMM_BBLOCK_BYTES */
-    g.kcb = SFX(gmin)(K, GEMM_KC);
-    g.ncp = GEMM_BBLOCK_BYTES / (g.kcb * nr * (int64_t)sizeof(REAL));
-    g.ncp = g.ncp < 1 ? 1 : g.ncp;
-    g.ncp = SFX(gmin)(g.ncp, (g.npan + g.tn - 1) / g.tn);
+    g.kcb = kcb;
+    g.ncp = SFX(gmin)(ncp_max, (g.npan + g.tn - 1) / g.tn);
     const int64_t line = 64 / (int64_t)sizeof(REAL); /* buffers start on cache lines */
     g.kcp = (g.kcb + line - 1) / line * line + line;
     g.nap = g.direct ? (g.nrb + g.tm - 1) / g.tm : 1;
