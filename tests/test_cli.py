@@ -470,3 +470,10 @@ def test_console_script_name_in_messages() -> None:
                           env=env, timeout=60)
     _one_line_error(proc, "fastrnn demo: error: argument --units", 2)
     assert "python -m" not in proc.stderr
+
+
+def test_demo_speed_ratio_wording():
+    from fastrnn.demo import _ratio
+
+    assert _ratio(2.0, 1.0).strip() == "2.0x faster"
+    assert _ratio(75.2, 89.3).strip() == "1.2x slower"
