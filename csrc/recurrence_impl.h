@@ -314,13 +314,16 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                 }
             }
 #pragma omp barrier
-            /* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns] */
+            /* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns], for rows active
+               at step s only: an inactive row's state passed through unchanged, and its zero
+               dstep row times a non-finite W_hh would otherwise turn its gradient into NaN */
             for (int64_t jl = 0; jl < nj; jl++) {
                 const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
                 for (int64_t b0 = 0; b0 < B; b0 += mr) {
                     const int64_t m = SFX(imin)(mr, B - b0);
                     kern->ukr(m, GH, dstep + b0 * GH, GH, whh_p + jl * GH * nr, tile, nr, 0);
                     for (int64_t i = 0; i < m; i++) {
+                        if (lengths && s >= lengths[b0 + i]) continue;
                         REAL *d = dh + (b0 + i) * H + j0;
                         for (int64_t c = 0; c < nv; c++) d[c] += tile[i * nr + c];
                     }
