@@ -127,6 +127,8 @@ void fr_tanh_d(double *y, const double *x, int64_t n);
  */
 enum { FR_RNN_TANH = 0, FR_RNN_RELU = 1 };
 
+/* Cache elements (T*B*H times a per-cell factor); -1 for a negative size or a count that would
+   overflow int64_t. */
 int64_t fr_rnn_cache_size(int64_t T, int64_t B, int64_t H);
 int64_t fr_lstm_cache_size(int64_t T, int64_t B, int64_t H);
 int64_t fr_gru_cache_size(int64_t T, int64_t B, int64_t H);

@@ -2,6 +2,7 @@
  * recurrence.c — the shared whole-sequence driver for every cell, float and double
  * (the body is recurrence_impl.h, instantiated twice).
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +13,16 @@
 #endif
 
 int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H) {
-    return T * B * H * (int64_t)(1 + G + naux);
+    if (T < 0 || B < 0 || H < 0) return -1;
+    if (T == 0 || B == 0 || H == 0) return 0;
+    /* T * B * H * (1 + G + naux), or -1 where the product would overflow int64_t */
+    const int64_t f[4] = {T, B, H, (int64_t)(1 + G + naux)};
+    int64_t n = 1;
+    for (int k = 0; k < 4; k++) {
+        if (n > INT64_MAX / f[k]) return -1;
+        n *= f[k];
+    }
+    return n;
 }
 
 #define FR_TEMPLATE "recurrence_impl.h"

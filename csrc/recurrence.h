@@ -100,7 +100,8 @@ FR_DECLARE_CELL(double, d)
 extern const fr_cell_s fr_rnn_cell_s, fr_lstm_cell_s, fr_gru_cell_s;
 extern const fr_cell_d fr_rnn_cell_d, fr_lstm_cell_d, fr_gru_cell_d;
 
-/* Cache elements for a cell with G gates and naux aux blocks. */
+/* Cache elements for a cell with G gates and naux aux blocks; -1 for a negative size or a count
+   that would overflow int64_t. */
 int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H);
 
 #endif /* FASTRNN_RECURRENCE_H */

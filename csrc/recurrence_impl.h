@@ -33,6 +33,11 @@ static int SFX(pick_threads)(int nthreads, int64_t njb, int64_t B, int64_t I, in
 
 static inline int64_t SFX(imin)(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* Elements of the training cache, or -1 when sizes are negative or the count overflows int64. */
+static inline int64_t SFX(cache_size)(const CELL *cell, int64_t Tn, int64_t B, int64_t H) {
+    return fr_rec_cache_size(cell->G, cell->naux, Tn, B, H);
+}
+
 /* Threads worth using for a one-off parallel region of `flops` work (fork/join is not free). */
 static int SFX(threads_for)(int nthreads, double flops) {
     const double per_thread = 4.0e6;
@@ -169,8 +174,8 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                         const REAL *b_ih, const REAL *b_hh, const int64_t *lengths, int64_t Tn,
                         int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads) {
     if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || y == NULL || h_n == NULL ||
-        (cell->has_c && c_n == NULL) || (Tn * B > 0 && I > 0 && x == NULL) || w_hh == NULL ||
-        (I > 0 && w_ih == NULL))
+        (cell->has_c && c_n == NULL) || (Tn > 0 && B > 0 && I > 0 && x == NULL) || w_hh == NULL ||
+        (I > 0 && w_ih == NULL) || (cache != NULL && SFX(cache_size)(cell, Tn, B, H) < 0))
         return FR_ERR_ARG;
     const int64_t G = cell->G, BH = B * H;
     /* initial state */
@@ -253,8 +258,9 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                          const int64_t *lengths, int64_t Tn, int64_t B, int64_t I, int64_t H, int act,
                          int reverse, int nthreads) {
     if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || dh0 == NULL || dw_ih == NULL ||
-        dw_hh == NULL || (cell->has_c && dc0 == NULL) || (Tn * B > 0 && cache == NULL) ||
-        (Tn * B * I > 0 && (x == NULL || dx == NULL || w_ih == NULL)) || w_hh == NULL)
+        dw_hh == NULL || (cell->has_c && dc0 == NULL) || (Tn > 0 && B > 0 && cache == NULL) ||
+        (Tn > 0 && B > 0 && I > 0 && (x == NULL || dx == NULL || w_ih == NULL)) || w_hh == NULL ||
+        SFX(cache_size)(cell, Tn, B, H) < 0)
         return FR_ERR_ARG;
     const int64_t G = cell->G, GH = G * H, BH = B * H, TB = Tn * B;
     for (int64_t k = 0; k < BH; k++) dh0[k] = dh_n ? dh_n[k] : (REAL)0;

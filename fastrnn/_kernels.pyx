@@ -121,10 +121,10 @@ cdef int64_t _row_stride(object a, str name, int typenum, bint out) except -1:
     cdef int64_t isz = cnp.PyArray_ITEMSIZE(arr)
     cdef int64_t rows = cnp.PyArray_DIM(arr, 0), cols = cnp.PyArray_DIM(arr, 1)
     cdef int64_t s0 = cnp.PyArray_STRIDE(arr, 0), s1 = cnp.PyArray_STRIDE(arr, 1)
+    if rows > 0 and cols > 1 and s1 != isz:  # (one row too: the kernels read cols elements on)
+        raise ValueError(f"{name} must have contiguous rows (unit column stride)")
     if rows <= 1 or cols == 0:
         return max(cols, 1)
-    if cols > 1 and s1 != isz:
-        raise ValueError(f"{name} must have contiguous rows (unit column stride)")
     if s0 % isz != 0 or s0 < cols * isz:
         raise ValueError(f"{name} rows must not overlap (row stride >= row length)")
     return s0 // isz
@@ -286,14 +286,27 @@ cdef _chk_lengths(object lengths, int64_t T, int64_t B):
 
 
 def cache_size(str cell, int64_t T, int64_t B, int64_t H):
-    """Number of elements of the training cache of a cell."""
+    """Number of elements of the training cache of a cell.
+
+    Raises ValueError for a negative size or a count that does not fit in int64 (the C size
+    function's -1), naming the sizes.
+    """
+    cdef int64_t n
+    for name, v in (("T", T), ("B", B), ("H", H)):
+        if v < 0:
+            raise ValueError(f"cache_size: {name} must be >= 0, got {v}")
     if cell == "rnn":
-        return fr_rnn_cache_size(T, B, H)
-    if cell == "lstm":
-        return fr_lstm_cache_size(T, B, H)
-    if cell == "gru":
-        return fr_gru_cache_size(T, B, H)
-    raise ValueError(f"unknown cell {cell!r}")
+        n = fr_rnn_cache_size(T, B, H)
+    elif cell == "lstm":
+        n = fr_lstm_cache_size(T, B, H)
+    elif cell == "gru":
+        n = fr_gru_cache_size(T, B, H)
+    else:
+        raise ValueError(f"unknown cell {cell!r}")
+    if n < 0:
+        raise ValueError(f"cache_size: the {cell} cache of T={T}, B={B}, H={H} has more "
+                         "elements than fit in a 64-bit size")
+    return n
 
 
 def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths,

@@ -195,6 +195,25 @@ def _prepare_lengths(lengths: Any, T: int, B: int) -> np.ndarray | None:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+#: Bytes an array may hold (NumPy's limit; the C kernels index with int64_t).
+_MAX_BYTES = int(np.iinfo(np.intp).max)
+#: Cache blocks of (T, B, H) a training forward keeps, at most (LSTM: h, 4 gates, c, tanh c).
+_MAX_CACHE_BLOCKS = 7
+
+
+def _check_sizes(T: int, B: int, H: int, dtype: np.dtype, training: bool) -> None:
+    """Reject sizes whose outputs could not exist: a ValueError naming the sizes instead of
+    NumPy's "array is too big" deep inside. Reachable only with an empty input (I = 0), which
+    NumPy allows to have a huge T*B; every other size is bounded by an array the caller holds."""
+    n = T * B * H * (_MAX_CACHE_BLOCKS if training else 1)
+    if n * dtype.itemsize > _MAX_BYTES:
+        cache = " and the training cache" if training else ""
+        raise ValueError(
+            f"sizes T={T}, B={B}, H={H} (from x and w_hh) are too large: y (T, B, H){cache} "
+            f"would need {n * dtype.itemsize} bytes, more than an array can hold ({_MAX_BYTES})"
+        )
+
+
 def prepare(
     cell: str,
     x: Any,
@@ -287,6 +306,7 @@ def prepare(
             _check_shape(name, arrays[name][0], (B, H), f"(B, H) {sizes} and batch {B}")
 
     dtype = _choose_dtype({n: a.dtype for n, (a, weak) in arrays.items() if not weak})
+    _check_sizes(T, B, H, dtype, training)
     out = {n: _convert(n, a, weak, dtype) for n, (a, weak) in arrays.items()}
     lens = _prepare_lengths(lengths, T, B)
 
