@@ -544,10 +544,17 @@ cdef class Stream:
         cdef int i
         cdef int64_t I, O, sz
         for i, spec in enumerate(layers):
+            # (indexing below is unchecked: boundscheck is off in this module)
+            if not isinstance(spec, (tuple, list)) or len(spec) == 0:
+                raise ValueError(f"layer {i}: a layer spec must be a non-empty tuple, "
+                                 f"got {spec!r}")
             kind = spec[0]
             if kind == "embedding":
                 if i != 0:
                     raise ValueError("an embedding can only be the first layer of a stream")
+                if len(spec) != 2:
+                    raise ValueError(f"layer {i}: an embedding spec is ('embedding', table), "
+                                     f"got {len(spec)} items")
                 table = np.ascontiguousarray(spec[1], dtype=dt)
                 if table.ndim != 2:
                     raise ValueError("embedding table must be 2-D (V, D)")
