@@ -6,6 +6,21 @@ maths are identical to :mod:`fastrnn.reference` (the pure-NumPy oracle); see DES
 Shapes: ``x`` (T, B, I); ``h0``, ``c0``, ``h_n``, ``c_n`` (B, H); ``w_ih`` (G·H, I);
 ``w_hh`` (G·H, H); ``b_ih``, ``b_hh`` (G·H,) or None; ``lengths`` (B,) or None;
 ``y`` (T, B, H). G = 1 (RNN), 4 (LSTM: gates i, f, g, o), 3 (GRU: gates r, z, n).
+
+Edge sizes and values (the same in :mod:`fastrnn.reference`; tests/test_sizes.py):
+
+* T = 0: ``y`` has shape (0, B, H), ``h_n``/``c_n`` equal ``h0``/``c0`` (zeros when None);
+  backward gives ``dh0 = dh_n``, ``dc0 = dc_n``, ``dx`` of shape (0, B, I) and zero weight
+  and bias gradients. A sequence with ``lengths[b] = 0`` behaves the same for its row.
+* B = 0: empty outputs and state gradients, zero weight gradients.
+* I = 0: the input projection is the biases alone; ``dx`` and ``dw_ih`` are empty.
+* H = 0 (``w_hh`` of shape (0, 0)) is a ``ValueError``.
+* Sizes whose output (or training cache) could not be an array at all (more bytes than
+  ``np.intp`` counts; reachable only through an empty ``x``) are a ``ValueError`` naming T, B
+  and H, raised before any allocation.
+* NaN and inf in any input, weight or output gradient propagate and never crash: the
+  forward's NaN/inf positions equal the reference's; a row past its length is never touched
+  by the weights (its state and gradient pass through unchanged).
 """
 
 from __future__ import annotations
