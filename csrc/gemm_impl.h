@@ -358,7 +358,7 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
     g.bsz = g.kcb * nr * (g.direct ? 1 : g.ncp);
     g.bsz = (g.bsz + line - 1) / line * line;
     g.tsz = g.bsz + g.nap * mr * g.kcp;
-    g.buf = (REAL *)aligned_alloc(64, (size_t)(nt * g.tsz) * sizeof(REAL));
+    g.buf = (REAL *)fr_scratch_alloc((size_t)(nt * g.tsz) * sizeof(REAL));
     if (g.buf == NULL) return FR_ERR_NOMEM;
 
     if (nt == 1) {
@@ -375,7 +375,7 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
                 SFX(gemm_share)(&g, t);
         }
     }
-    free(g.buf);
+    fr_scratch_free(g.buf);
     return FR_OK;
 }
 

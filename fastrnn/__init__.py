@@ -11,7 +11,7 @@ from ._threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "get_num_threads", "info", "set_num_threads"]
+__all__ = ["__version__", "get_num_threads", "info", "release_memory", "set_num_threads"]
 
 
 def info() -> dict:
@@ -29,3 +29,23 @@ def info() -> dict:
     d["version"] = __version__
     d["num_threads"] = get_num_threads()
     return d
+
+
+def release_memory() -> int:
+    """Free the working memory the kernels keep between calls.
+
+    A training step needs scratch memory of the order of the training cache (the gate
+    gradients of the whole sequence). The kernels keep the last block they used, so the
+    next call of a similar size reuses it instead of page-faulting fresh memory (on the
+    machines measured, ~30 ms per 50 MB). Call this after training to give that block back.
+
+    Returns
+    -------
+    int
+        The number of bytes freed.
+    """
+    from . import _kernels
+
+    n = int(_kernels.scratch_kept())
+    _kernels.scratch_release()
+    return n

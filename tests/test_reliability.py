@@ -209,3 +209,41 @@ def test_stream_rejects_simd_path_change():
                 np.testing.assert_allclose(out, [[3.0, 3.0]])
         finally:
             _kernels.set_arch(old)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_reused_scratch_memory_never_leaks_into_results(cell):
+    """The kernels keep their last scratch block for the next call; a dirty block from a bigger
+    call must give bitwise the same results as fresh memory, and release_memory frees it."""
+    rng = np.random.default_rng(7)
+
+    def run(T, B, I, H, seed):
+        r = np.random.default_rng(seed)
+        G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+        x = r.standard_normal((T, B, I))
+        w, u = r.standard_normal((G * H, I)) * 0.3, r.standard_normal((G * H, H)) * 0.3
+        b1, b2 = r.standard_normal(G * H), r.standard_normal(G * H)
+        dy = r.standard_normal((T, B, H))
+        lengths = r.integers(0, T + 1, B)
+        if cell == "lstm":
+            *out, ctx = F.lstm_forward(x, None, None, w, u, b1, b2, lengths=lengths)
+            grads = F.lstm_backward(ctx, dy, None, None)
+        else:
+            fw = F.rnn_forward if cell == "rnn" else F.gru_forward
+            bw = F.rnn_backward if cell == "rnn" else F.gru_backward
+            *out, ctx = fw(x, None, w, u, b1, b2, lengths=lengths)
+            grads = bw(ctx, dy, None)
+        return [a for a in (*out, *grads) if a is not None]
+
+    fastrnn.release_memory()
+    assert _kernels.scratch_kept() == 0
+    fresh = run(7, 5, 6, 9, 1)
+    assert _kernels.scratch_kept() > 0  # the block is kept for the next call
+    # fill the kept block with another, bigger call's data, then rerun the small case on it
+    run(20, 9, 11, 40, int(rng.integers(1 << 30)))
+    dirty = run(7, 5, 6, 9, 1)
+    for a, b in zip(fresh, dirty):
+        np.testing.assert_array_equal(a, b)
+    assert fastrnn.release_memory() > 0
+    assert _kernels.scratch_kept() == 0
+    assert fastrnn.release_memory() == 0
