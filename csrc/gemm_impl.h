@@ -163,8 +163,11 @@ static void SFX(pack_a)(REAL *dst, const SFX(gemm_plan) *g, int64_t i, int64_t m
         for (int64_t r = 0; r < m; r++)
             memcpy(dst + r * g->kcp, g->A + (i + r) * g->lda + k0, (size_t)kc * sizeof(REAL));
     } else {
-        for (int64_t k = 0; k < kc; k++)
-            memcpy(dst + k * m, g->A + (k0 + k) * g->lda + i, (size_t)m * sizeof(REAL));
+        for (int64_t k = 0; k < kc; k++) { /* m <= mr elements: a loop, not a memcpy call */
+            const REAL *src = g->A + (k0 + k) * g->lda + i;
+            REAL *d = dst + k * m;
+            for (int64_t r = 0; r < m; r++) d[r] = src[r];
+        }
     }
 }
 

@@ -27,6 +27,16 @@
 #define FR_CLONES
 #endif
 
+/* dst[j] = a[j] + b[j] for j < n, b NULL meaning zeros (the incoming state gradient of a segment:
+   later steps' dh plus this step's dy). */
+#define FR_SEG_ADD(dst, a, b, n)                                                                  \
+    do {                                                                                          \
+        if (b)                                                                                    \
+            for (int64_t j_ = 0; j_ < (n); j_++) (dst)[j_] = (a)[j_] + (b)[j_];                   \
+        else                                                                                      \
+            for (int64_t j_ = 0; j_ < (n); j_++) (dst)[j_] = (a)[j_];                             \
+    } while (0)
+
 /*
  * Forward pointwise for one row segment.
  * xp, hh: input projection (incl. folded biases) and recurrent product, gate g at +g*ts.

@@ -242,7 +242,7 @@ def test_reused_scratch_memory_never_leaks_into_results(cell):
     # fill the kept block with another, bigger call's data, then rerun the small case on it
     run(20, 9, 11, 40, int(rng.integers(1 << 30)))
     dirty = run(7, 5, 6, 9, 1)
-    for a, b in zip(fresh, dirty):
+    for a, b in zip(fresh, dirty, strict=True):
         np.testing.assert_array_equal(a, b)
     assert fastrnn.release_memory() > 0
     assert _kernels.scratch_kept() == 0
