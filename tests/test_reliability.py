@@ -247,3 +247,26 @@ def test_reused_scratch_memory_never_leaks_into_results(cell):
     assert fastrnn.release_memory() > 0
     assert _kernels.scratch_kept() == 0
     assert fastrnn.release_memory() == 0
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, "1000"),
+    ({"GOMP_SPINCOUNT": "50000"}, "50000"),
+    ({"OMP_WAIT_POLICY": "active"}, None),
+])
+def test_openmp_spin_wait_is_short_unless_the_user_chose(env, expected):
+    """A short libgomp spin keeps per-step barriers from stalling on a busy machine; the user's
+    own GOMP_SPINCOUNT / OMP_WAIT_POLICY win. Checked in a fresh process (libgomp reads its
+    environment once)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = ("import json, os, fastrnn; from fastrnn import functional; "
+            "print(json.dumps([os.environ.get('GOMP_SPINCOUNT'), "
+            "fastrnn.info()['openmp_spincount']]))")
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True,
+                         text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [expected, expected]
