@@ -7,11 +7,14 @@ pure-NumPy oracle with the same signatures.
 
 from __future__ import annotations
 
-import os
+from ._threads import (
+    _load_kernels_with_short_spin,
+    get_num_threads,
+    openmp_spincount,
+    set_num_threads,
+)
 
-from ._threads import _tune_openmp_wait, get_num_threads, set_num_threads
-
-_tune_openmp_wait()  # before anything loads the extension (and libgomp)
+_load_kernels_with_short_spin()
 
 __version__ = "0.1.0"
 
@@ -27,15 +30,15 @@ def info() -> dict:
         Keys ``version``, ``simd`` (the kernel path in use), ``simd_available``,
         ``openmp`` (bool), ``num_threads``, ``max_threads``, ``compiler`` and
         ``openmp_spincount`` (libgomp's spin-wait before an idle thread sleeps: fastrnn
-        sets 1000 unless ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` was set; see
-        ``fastrnn._threads``).
+        sets 1000 for its own threads unless ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY``
+        was set; see ``fastrnn._threads``).
     """
     from . import _kernels
 
     d = dict(_kernels.build_info())
     d["version"] = __version__
     d["num_threads"] = get_num_threads()
-    d["openmp_spincount"] = os.environ.get("GOMP_SPINCOUNT")
+    d["openmp_spincount"] = openmp_spincount()
     return d
 
 
