@@ -14,8 +14,9 @@ speak Keras's layout.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,21 @@ from . import initializers as _inits
 from ._keras_backend import floatx, standardize_float_dtype, to_snake_case, unique_name
 
 Shape = tuple  # a shape with None for unknown dimensions
+
+# Bytes new weights may still take (None: no limit). load_model sets it from the archive so that
+# a hand-edited config (units=10**9) fails cleanly instead of allocating what the file never held.
+_WEIGHT_BUDGET: list[int] | None = None
+
+
+@contextlib.contextmanager
+def weight_budget(nbytes: int) -> Iterator[None]:
+    """Within the block, creating weights of more than ``nbytes`` in all raises ValueError."""
+    global _WEIGHT_BUDGET
+    old, _WEIGHT_BUDGET = _WEIGHT_BUDGET, [int(nbytes)]
+    try:
+        yield
+    finally:
+        _WEIGHT_BUDGET = old
 
 
 class Variable:
@@ -272,6 +288,11 @@ class Layer:
                    trainable: bool = True) -> Variable:
         """Create a weight initialised in Keras's layout, stored in the compute layout."""
         init = _inits.get(initializer)
+        if _WEIGHT_BUDGET is not None:
+            _WEIGHT_BUDGET[0] -= math.prod(keras_shape) * np.dtype(self.dtype).itemsize
+            if _WEIGHT_BUDGET[0] < 0:
+                raise ValueError(f"weight {self.name}/{name} of shape {tuple(keras_shape)} "
+                                 "makes the model larger than the arrays the file holds")
         keras_value = np.asarray(init(keras_shape, dtype=self.dtype), dtype=self.dtype)
         if keras_value.shape != tuple(keras_shape):
             raise ValueError(f"initializer for {self.name}/{name} returned shape "
