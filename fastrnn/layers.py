@@ -338,7 +338,7 @@ class Embedding(Layer):
                 if bad.any():
                     v = x[np.unravel_index(int(np.argmax(bad)), x.shape)]
                     raise ValueError(f"{where} expects integer ids, got the non-integer value "
-                                     f"{v!r} in a float array")
+                                     f"{float(v)} in a float array")
             lo, hi = x.min(), x.max()
             if lo < 0 or hi >= self.input_dim:
                 raise ValueError(f"{where}: ids must be in [0, {self.input_dim}), got values "
