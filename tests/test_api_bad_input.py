@@ -642,3 +642,32 @@ def test_torch_dropin_constructor_raises_like_torch(kw):
     with pytest.raises(type(want.value)) as got:
         ft.RNN(**args)
     assert str(got.value) == str(want.value)
+
+
+# -- the command line: output paths are checked before minutes of work --------------------------
+
+@pytest.mark.parametrize("args, needle", [
+    (["bench", "--json", "{dir}"], "--json {dir}: is a directory"),
+    (["bench", "--markdown", "nodir/x.md"], "--markdown nodir/x.md: directory"),
+    (["bench", "--shape", "1,2,3"], "expected T,B,I,H"),
+    (["train", "{dir}"], "is a directory, expected a .csv or .npy file"),
+    (["generate", "{dir}"], "not a fastrnn model file"),
+])
+def test_cli_errors_are_one_line_and_immediate(tmp_path, args, needle):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    d = tmp_path / "adir"
+    d.mkdir()
+    args = [a.replace("{dir}", str(d)) for a in args]
+    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "fastrnn", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert time.perf_counter() - t0 < 30
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle.replace("{dir}", str(d)) in lines[0], proc.stderr
