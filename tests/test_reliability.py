@@ -271,3 +271,34 @@ def test_openmp_spin_wait_is_short_unless_the_user_chose(env, expected):
     out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True,
                          text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
+
+@pytest.mark.parametrize("how", ["train_on_batch", "fit"])
+def test_no_memory_growth_in_model_training(how):
+    """1,000 training steps of a Keras-style model (Embedding + LSTM + Dense, Adam with
+    clipping, a metric) keep resident memory flat after warm-up, step by step or in one fit."""
+    from fastrnn import layers as L
+    from fastrnn import optimizers
+    from fastrnn.models import Sequential
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 50, size=(8000, 12))
+    y = rng.integers(0, 4, size=8000)
+    m = Sequential([L.Embedding(50, 8, mask_zero=True), L.LSTM(16),
+                    L.Dense(4, activation="softmax")])
+    m.compile(optimizer=optimizers.Adam(0.01, clipnorm=1.0),
+              loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    def train():
+        if how == "fit":  # 1,000 batches of 8
+            m.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        else:
+            for i in range(1000):
+                m.train_on_batch(x[8 * i:8 * i + 8], y[8 * i:8 * i + 8])
+
+    for _ in range(2):  # warm-up: allocator pools, caches, optimizer slots
+        train()
+    base = _rss_kb()
+    train()
+    growth = _rss_kb() - base
+    print(f"RSS growth over 1,000 {how} steps: {growth} KiB")
+    assert growth < 1024, f"resident memory grew by {growth} KiB over 1,000 steps"
