@@ -272,6 +272,7 @@ def test_openmp_spin_wait_is_short_unless_the_user_chose(env, expected):
                          text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
 
+
 @pytest.mark.parametrize("how", ["train_on_batch", "fit"])
 def test_no_memory_growth_in_model_training(how):
     """1,000 training steps of a Keras-style model (Embedding + LSTM + Dense, Adam with
