@@ -20,6 +20,7 @@
 #endif
 
 #include "fastrnn.h"
+#include "scratch.h"
 #include "gemm_kernels.h"
 
 /* Portable microkernel shape. */

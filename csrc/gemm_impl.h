@@ -163,8 +163,11 @@ static void SFX(pack_a)(REAL *dst, const SFX(gemm_plan) *g, int64_t i, int64_t m
         for (int64_t r = 0; r < m; r++)
             memcpy(dst + r * g->kcp, g->A + (i + r) * g->lda + k0, (size_t)kc * sizeof(REAL));
     } else {
-        for (int64_t k = 0; k < kc; k++)
-            memcpy(dst + k * m, g->A + (k0 + k) * g->lda + i, (size_t)m * sizeof(REAL));
+        for (int64_t k = 0; k < kc; k++) { /* m <= mr elements: a loop, not a memcpy call */
+            const REAL *src = g->A + (k0 + k) * g->lda + i;
+            REAL *d = dst + k * m;
+            for (int64_t r = 0; r < m; r++) d[r] = src[r];
+        }
     }
 }
 
@@ -358,7 +361,7 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
     g.bsz = g.kcb * nr * (g.direct ? 1 : g.ncp);
     g.bsz = (g.bsz + line - 1) / line * line;
     g.tsz = g.bsz + g.nap * mr * g.kcp;
-    g.buf = (REAL *)aligned_alloc(64, (size_t)(nt * g.tsz) * sizeof(REAL));
+    g.buf = (REAL *)fr_scratch_alloc((size_t)(nt * g.tsz) * sizeof(REAL));
     if (g.buf == NULL) return FR_ERR_NOMEM;
 
     if (nt == 1) {
@@ -375,7 +378,7 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
                 SFX(gemm_share)(&g, t);
         }
     }
-    free(g.buf);
+    fr_scratch_free(g.buf);
     return FR_OK;
 }
 

@@ -34,26 +34,40 @@ FR_CLONES static void SFX(gru_fw)(int64_t n, int64_t ts, int64_t H, const REAL *
     if (aux0) memcpy(aux0, hn, (size_t)n * sizeof(REAL));
 }
 
-FR_CLONES static void SFX(gru_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux0, const REAL *aux1,
-                        const REAL *hprev, const REAL *dy, REAL *dh, REAL *dc, REAL *dgh, REAL *dgs,
-                        REAL *dgx, int act) {
+/* The backward maths of one segment; every stream is its own restrict parameter so that the
+   loop vectorises (one pointer with gate offsets g*H would need alias checks on H). */
+static inline void SFX(gru_bw_seg)(int64_t n, const REAL *restrict gr, const REAL *restrict gz,
+                                   const REAL *restrict gn, const REAL *restrict hn,
+                                   const REAL *restrict hprev, const REAL *restrict dht,
+                                   REAL *restrict dh, REAL *restrict hr, REAL *restrict hz,
+                                   REAL *restrict hh, REAL *restrict sr, REAL *restrict sz,
+                                   REAL *restrict sh, REAL *restrict xr, REAL *restrict xz,
+                                   REAL *restrict xn) {
+    for (int64_t j = 0; j < n; j++) {
+        const REAL r = gr[j], z = gz[j], nv = gn[j];
+        const REAL dnp = dht[j] * ((REAL)1 - z) * ((REAL)1 - nv * nv);
+        const REAL dr = dnp * hn[j] * r * ((REAL)1 - r);
+        const REAL dz = dht[j] * (hprev[j] - nv) * z * ((REAL)1 - z);
+        const REAL dhn = dnp * r;
+        dh[j] = dht[j] * z;
+        hr[j] = sr[j] = xr[j] = dr;
+        hz[j] = sz[j] = xz[j] = dz;
+        hh[j] = sh[j] = dhn;
+        xn[j] = dnp;
+    }
+}
+
+FR_CLONES static void SFX(gru_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux0,
+                                  const REAL *aux1, const REAL *hprev, const REAL *dy, REAL *dh,
+                                  REAL *dc, REAL *dgh, REAL *dgs, REAL *dgx, int act) {
     (void)aux1;
     (void)dc;
     (void)act;
-    const REAL *gr = gates, *gz = gates + H, *gn = gates + 2 * H;
-    for (int64_t j = 0; j < n; j++) {
-        const REAL dht = dh[j] + (dy ? dy[j] : (REAL)0);
-        const REAL r = gr[j], z = gz[j], nv = gn[j];
-        const REAL dnp = dht * ((REAL)1 - z) * ((REAL)1 - nv * nv);
-        const REAL dr = dnp * aux0[j] * r * ((REAL)1 - r);
-        const REAL dz = dht * (hprev[j] - nv) * z * ((REAL)1 - z);
-        const REAL dhn = dnp * r;
-        dh[j] = dht * z;
-        dgh[j] = dgs[j] = dgx[j] = dr;
-        dgh[H + j] = dgs[H + j] = dgx[H + j] = dz;
-        dgh[2 * H + j] = dgs[2 * H + j] = dhn;
-        dgx[2 * H + j] = dnp;
-    }
+    if (n <= 0 || n > FR_MAX_NR) return;
+    REAL dht[FR_MAX_NR];
+    FR_SEG_ADD(dht, dh, dy, n);
+    SFX(gru_bw_seg)(n, gates, gates + H, gates + 2 * H, aux0, hprev, dht, dh, dgh, dgh + H,
+                    dgh + 2 * H, dgs, dgs + H, dgs + 2 * H, dgx, dgx + H, dgx + 2 * H);
 }
 
 const SFX(fr_cell) SFX(fr_gru_cell) = {3, 1, 0, 1, SFX(gru_fw), SFX(gru_bw)};

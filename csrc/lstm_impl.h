@@ -32,28 +32,42 @@ FR_CLONES static void SFX(lstm_fw)(int64_t n, int64_t ts, int64_t H, const REAL 
     if (aux1) memcpy(aux1, tc, (size_t)n * sizeof(REAL));
 }
 
-FR_CLONES static void SFX(lstm_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux0, const REAL *aux1,
-                         const REAL *hprev, const REAL *dy, REAL *dh, REAL *dc, REAL *dgh, REAL *dgs,
-                         REAL *dgx, int act) {
+/* The backward maths of one segment; every stream is its own restrict parameter so that the
+   loop vectorises (one pointer with gate offsets g*H would need alias checks on H). */
+static inline void SFX(lstm_bw_seg)(int64_t n, const REAL *restrict gi, const REAL *restrict gf,
+                                    const REAL *restrict gg, const REAL *restrict go,
+                                    const REAL *restrict cprev, const REAL *restrict tcv,
+                                    const REAL *restrict dht, REAL *restrict dc,
+                                    REAL *restrict hi, REAL *restrict hf, REAL *restrict hg,
+                                    REAL *restrict ho, REAL *restrict si, REAL *restrict sf,
+                                    REAL *restrict sg, REAL *restrict so) {
+    for (int64_t j = 0; j < n; j++) {
+        const REAL tc = tcv[j], i = gi[j], f = gf[j], g = gg[j], o = go[j];
+        const REAL dct = dc[j] + dht[j] * o * ((REAL)1 - tc * tc);
+        const REAL di = dct * g * i * ((REAL)1 - i);
+        const REAL df = dct * cprev[j] * f * ((REAL)1 - f);
+        const REAL dg = dct * i * ((REAL)1 - g * g);
+        const REAL dO = dht[j] * tc * o * ((REAL)1 - o);
+        dc[j] = dct * f;
+        hi[j] = si[j] = di;
+        hf[j] = sf[j] = df;
+        hg[j] = sg[j] = dg;
+        ho[j] = so[j] = dO;
+    }
+}
+
+FR_CLONES static void SFX(lstm_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux0,
+                                   const REAL *aux1, const REAL *hprev, const REAL *dy, REAL *dh,
+                                   REAL *dc, REAL *dgh, REAL *dgs, REAL *dgx, int act) {
     (void)hprev;
     (void)dgx;
     (void)act;
-    const REAL *gi = gates, *gf = gates + H, *gg = gates + 2 * H, *go = gates + 3 * H;
-    for (int64_t j = 0; j < n; j++) {
-        const REAL dht = dh[j] + (dy ? dy[j] : (REAL)0);
-        const REAL tc = aux1[j], i = gi[j], f = gf[j], g = gg[j], o = go[j];
-        const REAL dct = dc[j] + dht * o * ((REAL)1 - tc * tc);
-        const REAL di = dct * g * i * ((REAL)1 - i);
-        const REAL df = dct * aux0[j] * f * ((REAL)1 - f);
-        const REAL dg = dct * i * ((REAL)1 - g * g);
-        const REAL dO = dht * tc * o * ((REAL)1 - o);
-        dc[j] = dct * f;
-        dh[j] = 0;
-        dgh[j] = dgs[j] = di;
-        dgh[H + j] = dgs[H + j] = df;
-        dgh[2 * H + j] = dgs[2 * H + j] = dg;
-        dgh[3 * H + j] = dgs[3 * H + j] = dO;
-    }
+    if (n <= 0 || n > FR_MAX_NR) return;
+    REAL dht[FR_MAX_NR];
+    FR_SEG_ADD(dht, dh, dy, n);
+    for (int64_t j = 0; j < n; j++) dh[j] = 0;
+    SFX(lstm_bw_seg)(n, gates, gates + H, gates + 2 * H, gates + 3 * H, aux0, aux1, dht, dc, dgh,
+                     dgh + H, dgh + 2 * H, dgh + 3 * H, dgs, dgs + H, dgs + 2 * H, dgs + 3 * H);
 }
 
 const SFX(fr_cell) SFX(fr_lstm_cell) = {4, 2, 1, 0, SFX(lstm_fw), SFX(lstm_bw)};

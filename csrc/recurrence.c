@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "recurrence.h"
+#include "scratch.h"
 
 #ifdef _OPENMP
 #include <omp.h>

@@ -27,6 +27,16 @@
 #define FR_CLONES
 #endif
 
+/* dst[j] = a[j] + b[j] for j < n, b NULL meaning zeros (the incoming state gradient of a segment:
+   later steps' dh plus this step's dy). */
+#define FR_SEG_ADD(dst, a, b, n)                                                                  \
+    do {                                                                                          \
+        if (b)                                                                                    \
+            for (int64_t j_ = 0; j_ < (n); j_++) (dst)[j_] = (a)[j_] + (b)[j_];                   \
+        else                                                                                      \
+            for (int64_t j_ = 0; j_ < (n); j_++) (dst)[j_] = (a)[j_];                             \
+    } while (0)
+
 /*
  * Forward pointwise for one row segment.
  * xp, hh: input projection (incl. folded biases) and recurrent product, gate g at +g*ts.
@@ -78,7 +88,8 @@
        cache may be NULL; lengths/reverse/Tn map (s, b) to a time index as in the forward. */     \
     void fr_rec_step_##S(const fr_cell_##S *cell, const fr_kernel_##S *kern,                      \
                          const fr_slice_##S *sl, int64_t s, int64_t Tn, int64_t B, int64_t H,     \
-                         const int64_t *lengths, int reverse, const T *hp, T *hn, T *c,           \
+                         const int64_t *lengths, int reverse, const T *hp, T *hn, int64_t ldh,    \
+                         T *c,                                                                     \
                          const T *xp, int64_t ldxp, int64_t qbase, T *y, T *cache, T *tile,       \
                          int act);                                                                \
     /* Whole-sequence forward of a cell; arguments as the public fr_<cell>_forward_*. */          \

@@ -17,7 +17,7 @@
 /* Steps per input-projection chunk: about PROJ_ROWS rows of (T*B, I) per GEMM. */
 #define PROJ_ROWS 256
 /* Flops per step and thread below which an extra thread costs more than it saves. */
-#define MIN_FLOPS_PER_THREAD 60000.0
+#define MIN_FLOPS_PER_THREAD 20000.0
 
 static int SFX(pick_threads)(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t H, int G) {
     double step_flops = 2.0 * (double)B * (double)(I + H) * (double)G * (double)H;
@@ -133,7 +133,7 @@ void SFX(fr_rec_project)(const CELL *cell, const KERN *kern, const SFX(fr_slice)
 
 void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *sl, int64_t s,
                       int64_t Tn, int64_t B, int64_t H, const int64_t *lengths, int reverse,
-                      const REAL *hp, REAL *hn, REAL *c, const REAL *xp, int64_t ldxp,
+                      const REAL *hp, REAL *hn, int64_t ldh, REAL *c, const REAL *xp, int64_t ldxp,
                       int64_t qbase, REAL *y, REAL *cache, REAL *tile, int act) {
     const int64_t G = cell->G, GH = G * H, nr = sl->nr, mr = kern->mr, TB = Tn * B;
     REAL *hprev_c = cache, *gates_c = cache ? cache + TB * H : NULL;
@@ -144,7 +144,7 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
         for (int64_t b0 = 0; b0 < B; b0 += mr) {
             const int64_t m = SFX(imin)(mr, B - b0);
             for (int64_t g = 0; g < G; g++)
-                kern->ukr(m, H, hp + b0 * H, H, wpanel + g * H * nr, tile + g * nr, G * nr, 0);
+                kern->ukr(m, H, hp + b0 * ldh, ldh, wpanel + g * H * nr, tile + g * nr, G * nr, 0);
             for (int64_t i = 0; i < m; i++) {
                 const int64_t b = b0 + i;
                 const int64_t L = lengths ? lengths[b] : Tn;
@@ -154,13 +154,13 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
                     REAL *gq = cache ? gates_c + r * GH + j0 : NULL;
                     REAL *a0 = cache && cell->naux > 0 ? aux0_c + r * H + j0 : NULL;
                     REAL *a1 = cache && cell->naux > 1 ? aux1_c + r * H + j0 : NULL;
-                    if (cache) memcpy(hprev_c + r * H + j0, hp + b * H + j0, (size_t)nv * sizeof(REAL));
+                    if (cache) memcpy(hprev_c + r * H + j0, hp + b * ldh + j0, (size_t)nv * sizeof(REAL));
                     cell->fw(nv, nr, H, xp + (qbase + b) * ldxp + jl * G * nr, tile + i * G * nr,
-                             sl->bhn + jl * nr, hp + b * H + j0, hn + b * H + j0,
+                             sl->bhn + jl * nr, hp + b * ldh + j0, hn + b * ldh + j0,
                              cell->has_c ? c + b * H + j0 : NULL, y ? y + r * H + j0 : NULL, gq, a0,
                              a1, act);
                 } else {
-                    memcpy(hn + b * H + j0, hp + b * H + j0, (size_t)nv * sizeof(REAL));
+                    memcpy(hn + b * ldh + j0, hp + b * ldh + j0, (size_t)nv * sizeof(REAL));
                     if (y) memset(y + r * H + j0, 0, (size_t)nv * sizeof(REAL));
                     if (cache) memset(hprev_c + r * H + j0, 0, (size_t)nv * sizeof(REAL));
                 }
@@ -198,12 +198,16 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
     /* scratch: shared (h ping-pong, gather rows) + per thread (packed slice, x-proj, tile) */
     const int64_t slice = SFX(fr_rec_slice_size)(cell, I, H, nr, njt);
     const int64_t per_thread = slice + Tc * B * ldxp + mr * G * nr;
-    const int64_t shared = 2 * BH + (gather ? Tc * B * I : 0);
-    REAL *scratch = (REAL *)malloc((size_t)(shared + nt * per_thread) * sizeof(REAL));
+    /* state rows padded by a cache line (H*sizeof(REAL) a multiple of 4 KiB would put the
+       microkernel's rows in one L1 set) */
+    const int64_t line = 64 / (int64_t)sizeof(REAL);
+    const int64_t ldh = (H + line - 1) / line * line + line, BL = B * ldh;
+    const int64_t shared = 2 * BL + (gather ? Tc * B * I : 0);
+    REAL *scratch = (REAL *)fr_scratch_alloc((size_t)(shared + nt * per_thread) * sizeof(REAL));
     if (scratch == NULL) return FR_ERR_NOMEM;
     REAL *hbuf = scratch;
-    REAL *gbuf = scratch + 2 * BH;
-    memcpy(hbuf, h_n, (size_t)BH * sizeof(REAL));
+    REAL *gbuf = scratch + 2 * BL;
+    for (int64_t b = 0; b < B; b++) memcpy(hbuf + b * ldh, h_n + b * H, (size_t)H * sizeof(REAL));
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -235,20 +239,20 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                 /* row of the chunk's projection holding (s, b=0) */
                 const int64_t qbase = (reverse && !gather) ? (s1 - 1 - s) * B : (s - s0) * B;
                 SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, H, lengths, reverse,
-                                 hbuf + (s & 1) * BH, hbuf + ((s + 1) & 1) * BH, c_n, xp, ldxp,
+                                 hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp, ldxp,
                                  qbase, y, cache, tile, act);
 #pragma omp barrier
             }
         }
         /* final state: this thread's columns */
-        const REAL *hf = hbuf + (Tn & 1) * BH;
+        const REAL *hf = hbuf + (Tn & 1) * BL;
         for (int64_t jl = 0; jl < nj; jl++) {
             const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
             for (int64_t b = 0; b < B; b++)
-                memcpy(h_n + b * H + j0, hf + b * H + j0, (size_t)nv * sizeof(REAL));
+                memcpy(h_n + b * H + j0, hf + b * ldh + j0, (size_t)nv * sizeof(REAL));
         }
     }
-    free(scratch);
+    fr_scratch_free(scratch);
     return FR_OK;
 }
 
@@ -276,13 +280,17 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     const int64_t njt = (njb + nt - 1) / nt;
     const int split = cell->split_n;
 
+    /* step rows padded by a cache line: with G*H*sizeof(REAL) a multiple of 4 KiB (H = 256,
+       512, 1024...) the microkernel's rows would all map to the same L1 set */
+    const int64_t line = 64 / (int64_t)sizeof(REAL);
+    const int64_t ldd = (GH + line - 1) / line * line + line;
     const int64_t per_thread = njt * GH * nr + mr * nr;
-    const int64_t shared = TB * GH * (split ? 2 : 1) + 2 * B * GH;
-    REAL *scratch = (REAL *)malloc((size_t)(shared + nt * per_thread) * sizeof(REAL));
+    const int64_t shared = TB * GH * (split ? 2 : 1) + 2 * B * ldd;
+    REAL *scratch = (REAL *)fr_scratch_alloc((size_t)(shared + nt * per_thread) * sizeof(REAL));
     if (scratch == NULL) return FR_ERR_NOMEM;
     REAL *dgh_all = scratch;                           /* (T*B, G*H) grads of recurrent pre-acts */
     REAL *dgx_all = split ? dgh_all + TB * GH : dgh_all; /* (T*B, G*H) grads of input pre-acts */
-    REAL *dgs = dgh_all + TB * GH * (split ? 2 : 1);   /* 2 x (B, G*H) ping-pong step rows */
+    REAL *dgs = dgh_all + TB * GH * (split ? 2 : 1);   /* 2 x (B, ldd) ping-pong step rows */
 
     const REAL *hprev_c = cache, *gates_c = cache + TB * H;
     const REAL *aux0_c = gates_c + TB * GH, *aux1_c = aux0_c + TB * H;
@@ -298,7 +306,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
         if (nj > 0) SFX(fr_pack_b)(whh_p, w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
 
         for (int64_t s = Tn - 1; s >= 0; s--) {
-            REAL *dstep = dgs + (s & 1) * B * GH;
+            REAL *dstep = dgs + (s & 1) * B * ldd;
             for (int64_t jl = 0; jl < nj; jl++) {
                 const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
                 for (int64_t b = 0; b < B; b++) {
@@ -308,12 +316,12 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                     if (s < L) {
                         cell->bw(nv, H, gates_c + r * GH + j0, aux0_c + r * H + j0, aux1_c + r * H + j0,
                                  hprev_c + r * H + j0, dy ? dy + r * H + j0 : NULL, dh + b * H + j0,
-                                 dc ? dc + b * H + j0 : NULL, dgh_all + r * GH + j0, dstep + b * GH + j0,
+                                 dc ? dc + b * H + j0 : NULL, dgh_all + r * GH + j0, dstep + b * ldd + j0,
                                  split ? dgx_all + r * GH + j0 : NULL, act);
                     } else {
                         for (int64_t g = 0; g < G; g++) {
                             memset(dgh_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
-                            memset(dstep + b * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                            memset(dstep + b * ldd + g * H + j0, 0, (size_t)nv * sizeof(REAL));
                             if (split) memset(dgx_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
                         }
                     }
@@ -327,7 +335,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                 const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
                 for (int64_t b0 = 0; b0 < B; b0 += mr) {
                     const int64_t m = SFX(imin)(mr, B - b0);
-                    kern->ukr(m, GH, dstep + b0 * GH, GH, whh_p + jl * GH * nr, tile, nr, 0);
+                    kern->ukr(m, GH, dstep + b0 * ldd, ldd, whh_p + jl * GH * nr, tile, nr, 0);
                     for (int64_t i = 0; i < m; i++) {
                         if (lengths && s >= lengths[b0 + i]) continue;
                         REAL *d = dh + (b0 + i) * H + j0;
@@ -365,7 +373,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
             }
         }
     }
-    free(scratch);
+    fr_scratch_free(scratch);
     return st;
 }
 

@@ -143,6 +143,10 @@ def _bench_arguments(p: argparse.ArgumentParser) -> None:
 def _bench_run(args: argparse.Namespace) -> int:
     from fastrnn.bench import BenchError, run
 
+    for option in ("--json", "--markdown", "--plot"):
+        path = getattr(args, option[2:], None)
+        if path and not (option == "--json" and getattr(args, "load", None)):
+            _check_writable(path, option)  # before minutes of measuring, not after
     try:
         return run(args, args._argv)
     except BenchError as e:

@@ -14,8 +14,9 @@ speak Keras's layout.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,21 @@ from . import initializers as _inits
 from ._keras_backend import floatx, standardize_float_dtype, to_snake_case, unique_name
 
 Shape = tuple  # a shape with None for unknown dimensions
+
+# Bytes new weights may still take (None: no limit). load_model sets it from the archive so that
+# a hand-edited config (units=10**9) fails cleanly instead of allocating what the file never held.
+_WEIGHT_BUDGET: list[int] | None = None
+
+
+@contextlib.contextmanager
+def weight_budget(nbytes: int) -> Iterator[None]:
+    """Within the block, creating weights of more than ``nbytes`` in all raises ValueError."""
+    global _WEIGHT_BUDGET
+    old, _WEIGHT_BUDGET = _WEIGHT_BUDGET, [int(nbytes)]
+    try:
+        yield
+    finally:
+        _WEIGHT_BUDGET = old
 
 
 class Variable:
@@ -78,8 +94,9 @@ class Variable:
         if a.shape != self.keras_shape:
             raise ValueError(f"weight {self.path!r} expects shape {self.keras_shape}, "
                              f"got {a.shape}")
-        if a.dtype.kind not in "fiub":
-            raise TypeError(f"weight {self.path!r} expects a numeric array, got dtype {a.dtype}")
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"weight {self.path!r} expects a real (float or int) array, got "
+                            f"dtype {a.dtype}")
         conv = a if self._from_keras is None else self._from_keras(a)
         self.value[...] = conv
 
@@ -87,17 +104,63 @@ class Variable:
         return f"<Variable {self.path} shape={self.keras_shape} dtype={self.value.dtype}>"
 
 
+def check_float(owner: str, argname: str, value: Any, lo: float = -math.inf,
+                hi: float = math.inf, lo_open: bool = False, hi_open: bool = False) -> float:
+    """``value`` as a finite float within the given bounds, else a ValueError/TypeError that
+    names ``owner`` and ``argname`` and the accepted range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{owner}: {argname} must be a number, got {value!r}")
+    v = float(value)
+    lo_ok = v > lo if lo_open else v >= lo
+    hi_ok = v < hi if hi_open else v <= hi
+    if not (math.isfinite(v) and lo_ok and hi_ok):
+        if math.isfinite(lo) and math.isfinite(hi):
+            where = f" in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        elif math.isfinite(lo):
+            where = f" {'>' if lo_open else '>='} {lo:g}"
+        else:
+            where = " a finite number"
+        raise ValueError(f"{owner}: {argname} must be{where}, got {value!r}")
+    return v
+
+
+def check_int(owner: str, argname: str, value: Any, lo: int = 0) -> int:
+    """``value`` as an int ``>= lo`` (bools and floats refused) or a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}: {argname} must be an int >= {lo}, got {value!r}")
+    if value < lo:
+        raise ValueError(f"{owner}: {argname} must be an int >= {lo}, got {value!r}")
+    return int(value)
+
+
 def normalize_shape(shape: Any, argname: str) -> tuple:
     """A shape tuple with ints or None."""
-    if isinstance(shape, int):
+    if isinstance(shape, (int, np.integer)):
         shape = (shape,)
+    if isinstance(shape, (str, bytes)):
+        raise ValueError(f"{argname} must be a tuple of ints or None, got {shape!r}")
     try:
-        out = tuple(None if s is None else int(s) for s in shape)
-    except TypeError as exc:
+        out = tuple(None if s is None else _int_entry(s) for s in shape)
+    except (TypeError, ValueError) as exc:
         raise ValueError(f"{argname} must be a tuple of ints or None, got {shape!r}") from exc
     if any(s is not None and s < 0 for s in out):
         raise ValueError(f"{argname} must have non-negative entries, got {shape!r}")
     return out
+
+
+def _int_entry(s: Any) -> int:
+    if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+        raise TypeError(f"not an int: {s!r}")
+    return int(s)
+
+
+def weights_list(weights: Any, what: str) -> list:
+    """``weights`` as a list of arrays, or a TypeError naming ``what``."""
+    if isinstance(weights, (str, bytes, np.ndarray)) or not isinstance(weights, Sequence) \
+            and not hasattr(weights, "__iter__"):
+        raise TypeError(f"{what} expects a list of arrays (as get_weights() returns), got "
+                        f"{type(weights).__name__}")
+    return list(weights)
 
 
 def mask_to_lengths(mask: np.ndarray | None, batch: int, steps: int) -> np.ndarray | None:
@@ -134,6 +197,10 @@ _COMMON_KWARGS = ("name", "trainable", "dtype", "input_shape", "batch_input_shap
 
 class Layer:
     """Base class of fastrnn's Keras-compatible layers.
+
+    Inputs of another real dtype (float16, ints, bools) are cast to the layer's float type,
+    as Keras autocasts; complex, object and string arrays are a TypeError. NaN and inf in the
+    input propagate to the outputs of the affected samples (nothing is checked per value).
 
     Parameters
     ----------
@@ -221,6 +288,11 @@ class Layer:
                    trainable: bool = True) -> Variable:
         """Create a weight initialised in Keras's layout, stored in the compute layout."""
         init = _inits.get(initializer)
+        if _WEIGHT_BUDGET is not None:
+            _WEIGHT_BUDGET[0] -= math.prod(keras_shape) * np.dtype(self.dtype).itemsize
+            if _WEIGHT_BUDGET[0] < 0:
+                raise ValueError(f"weight {self.name}/{name} of shape {tuple(keras_shape)} "
+                                 "makes the model larger than the arrays the file holds")
         keras_value = np.asarray(init(keras_shape, dtype=self.dtype), dtype=self.dtype)
         if keras_value.shape != tuple(keras_shape):
             raise ValueError(f"initializer for {self.name}/{name} returned shape "
@@ -256,7 +328,7 @@ class Layer:
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Set the weights from arrays in Keras's layout and order (shapes checked)."""
         ws = self.weights
-        weights = list(weights)
+        weights = weights_list(weights, f"layer {self.name!r}: set_weights")
         if len(weights) != len(ws):
             raise ValueError(f"layer {self.name!r} has {len(ws)} weights "
                              f"({', '.join(f'{v.name}{v.shape}' for v in ws)}), got "

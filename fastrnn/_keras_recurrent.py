@@ -19,7 +19,7 @@ import numpy as np
 from . import _keras_activations as _acts
 from . import functional as F
 from ._keras_backend import rng
-from ._keras_base import Layer, mask_to_lengths, serialize_initializer
+from ._keras_base import Layer, check_float, mask_to_lengths, serialize_initializer
 
 
 def _t(a: np.ndarray) -> np.ndarray:
@@ -89,9 +89,9 @@ class _RNNBase(Layer):
         self.kernel_initializer = kernel_initializer
         self.recurrent_initializer = recurrent_initializer
         self.bias_initializer = bias_initializer
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"{cls}: dropout must be in [0, 1), got {dropout!r}")
-        if float(recurrent_dropout) != 0.0:
+        dropout = check_float(cls, "dropout", dropout, 0.0, 1.0, hi_open=True)
+        if check_float(cls, "recurrent_dropout", recurrent_dropout, 0.0, 1.0,
+                       hi_open=True) != 0.0:
             raise NotImplementedError(
                 f"{cls}: recurrent_dropout={recurrent_dropout!r} is not supported by fastrnn's "
                 "fused kernels; use dropout= (input dropout) or a Dropout layer instead")
@@ -119,9 +119,9 @@ class _RNNBase(Layer):
 
     def check_input_shape(self, shape):
         self._expect_rank(shape, (3,), "(batch, timesteps, features)")
-        if shape[-1] is None:
-            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) needs a known "
-                             f"feature dimension, got input shape {tuple(shape)}")
+        if shape[-1] is None or shape[-1] == 0:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) needs a known, "
+                             f"non-zero feature dimension, got input shape {tuple(shape)}")
         if self.built and shape[-1] != self.input_size:
             raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for "
                              f"{self.input_size} input features, got input shape {tuple(shape)}")
@@ -173,7 +173,10 @@ class _RNNBase(Layer):
                              f"{len(states)}")
         out = []
         for s in states:
-            s = np.asarray(s, dtype=self.dtype)
+            s = np.asarray(s)
+            if s.dtype.kind not in "fiu":
+                raise TypeError(f"{self.name}: states must be real arrays, got dtype {s.dtype}")
+            s = s.astype(self.dtype, copy=False)
             if s.ndim != 2 or s.shape[1] != self.units:
                 raise ValueError(f"{self.name}: each state must have shape (batch, "
                                  f"{self.units}), got {s.shape}")
@@ -316,9 +319,10 @@ class _RNNBase(Layer):
         saved = None
         if initial_state is not None:
             saved = (self.stateful, self._states)
-            self.stateful = True
-            self.reset_states(initial_state)
         try:
+            if saved is not None:
+                self.stateful = True
+                self.reset_states(initial_state)
             y, _ = self.forward(x, None if mask is None else np.asarray(mask, dtype=bool),
                                 bool(training))
         finally:

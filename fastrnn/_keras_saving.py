@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -27,6 +28,8 @@ import numpy as np
 FORMAT = "fastrnn.keras"
 VERSION = 1
 _ALLOWED_DTYPES = ("float32", "float64", "int64")
+_MAX_CONFIG_BYTES = 16 << 20
+_MAX_DEFLATE_RATIO = 1032  # the most one byte of a deflate stream can expand to
 
 
 class ModelFileError(ValueError):
@@ -134,15 +137,23 @@ def read_archive(path: Any) -> tuple[dict, zipfile.ZipFile]:
                           f"{exc})") from exc
     try:
         try:
-            raw = z.read("config.json")
+            info = z.getinfo("config.json")
         except KeyError as exc:
             raise _fail(path, "the archive has no config.json (not a fastrnn model file)") \
                 from exc
+        if info.file_size > _MAX_CONFIG_BYTES:
+            raise _fail(path, f"config.json is {info.file_size} bytes, more than a model "
+                              f"config can be ({_MAX_CONFIG_BYTES})")
+        with z.open(info) as f:
+            raw = f.read(_MAX_CONFIG_BYTES + 1)
+        if len(raw) > _MAX_CONFIG_BYTES:
+            raise _fail(path, "config.json is larger than a model config can be")
         config = json.loads(raw.decode("utf-8"))
     except ModelFileError:
         z.close()
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, ValueError,
+            RecursionError) as exc:
         z.close()
         raise _fail(path, f"config.json is unreadable ({exc})") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
@@ -168,21 +179,49 @@ def read_arrays(path: str, z: zipfile.ZipFile, entries: Any, what: str) -> list[
         shape = tuple(e["shape"])
         if not all(isinstance(s, int) and s >= 0 for s in shape):
             raise _fail(path, f"{what} entry {i} has an invalid shape {e['shape']!r}")
+        name = e.get("name", i)
         try:
             with z.open(e["file"]) as f:
-                data = f.read()
-            a = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+                a = _read_npy(f, shape, e["dtype"])
         except KeyError as exc:
-            raise _fail(path, f"{what} array {e.get('name', i)!r} is missing from the archive") \
-                from exc
+            raise _fail(path, f"{what} array {name!r} is missing from the archive") from exc
+        except _Mismatch as exc:
+            raise _fail(path, f"{what} array {name!r} has {exc}, but the config says {shape} "
+                              f"and {e['dtype']}") from None
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise _fail(path, f"{what} array {e.get('name', i)!r} is unreadable or truncated "
+            raise _fail(path, f"{what} array {name!r} is unreadable or truncated "
                               f"({exc})") from exc
-        if a.shape != shape or a.dtype.name != e["dtype"]:
-            raise _fail(path, f"{what} array {e.get('name', i)!r} has shape {a.shape} and dtype "
-                              f"{a.dtype}, but the config says {shape} and {e['dtype']}")
         out.append(a)
     return out
+
+
+class _Mismatch(Exception):
+    """An .npy header that disagrees with the config's shape or dtype."""
+
+
+def _read_npy(f: Any, shape: tuple, dtype: str) -> np.ndarray:
+    """Read one .npy stream, checking its header before allocating anything: object arrays
+    (which need pickle) are refused, the shape and dtype must be the declared ones and the data
+    exactly as long as they say."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        got_shape, fortran, dt = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        got_shape, fortran, dt = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise ValueError(f".npy format version {version} is not supported")
+    if dt.hasobject:
+        raise ValueError("it holds Python objects, which need pickle; fastrnn never loads "
+                         "pickled data")
+    if tuple(got_shape) != shape or dt.name != dtype:
+        raise _Mismatch(f"shape {tuple(got_shape)} and dtype {dt}")
+    n = math.prod(shape) * dt.itemsize
+    data = f.read(n + 1)
+    if len(data) != n:
+        raise ValueError(f"expected {n} bytes of array data, found "
+                         f"{'more' if len(data) > n else len(data)}")
+    a = np.frombuffer(data, dtype=dt).reshape(shape, order="F" if fortran else "C")
+    return np.array(a, dtype=dt.newbyteorder("="), order="C")
 
 
 def check_against_model(path: str, model: Any, entries: list) -> None:
@@ -198,8 +237,16 @@ def check_against_model(path: str, model: Any, entries: list) -> None:
                               f"{tuple(v.shape)} {v.dtype.name}")
 
 
+def _weight_bytes(path: str, z: zipfile.ZipFile) -> int:
+    """An upper bound of the weight bytes the archive can hold (what a rebuilt model may
+    allocate): the sizes its directory records, capped by what the file's bytes can expand to."""
+    listed = sum(i.file_size for i in z.infolist() if i.filename.startswith("weights/"))
+    return min(listed, _MAX_DEFLATE_RATIO * os.path.getsize(path))
+
+
 def load_model(path: Any, compile: bool = True) -> Any:
     """Rebuild a model saved by ``model.save`` (see :func:`fastrnn.models.load_model`)."""
+    from ._keras_base import weight_budget
     from .models import Sequential
 
     path = os.fspath(path)
@@ -212,8 +259,9 @@ def load_model(path: Any, compile: bool = True) -> Any:
         if mcfg.get("class_name") != "Sequential":
             raise _fail(path, f"unknown model class {mcfg.get('class_name')!r}")
         try:
-            model = Sequential.from_config(mcfg.get("config"))
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            with weight_budget(_weight_bytes(path, z)):
+                model = Sequential.from_config(mcfg.get("config"))
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
             raise _fail(path, f"invalid model config ({exc})") from exc
         if not model.built:
             raise _fail(path, "the model config has no input shape")

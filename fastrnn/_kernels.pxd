@@ -1,4 +1,5 @@
-# Declarations of the C kernels: everything comes from csrc/fastrnn.h, nothing is declared twice.
+# Declarations of the C kernels: everything comes from csrc/fastrnn.h and csrc/scratch.h,
+# nothing is declared twice.
 from libc.stdint cimport int64_t
 
 cdef extern from "fastrnn.h" nogil:
@@ -143,3 +144,7 @@ cdef extern from "fastrnn.h" nogil:
     int fr_dense_step_d(double *y, double *work, const double *packed, int act, const double *x,
                         int64_t B, int64_t I, int64_t O)
     int64_t fr_dense_work_size()
+
+cdef extern from "scratch.h" nogil:
+    size_t fr_scratch_kept()
+    void fr_scratch_release()

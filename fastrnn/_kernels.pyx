@@ -96,6 +96,16 @@ def set_arch(str name):
                          f"(available: {', '.join(available_arches())})")
 
 
+def scratch_kept():
+    """Bytes of kernel working memory kept for the next call (0 when none)."""
+    return fr_scratch_kept()
+
+
+def scratch_release():
+    """Free the kernel working memory kept for the next call."""
+    fr_scratch_release()
+
+
 def kernel_info():
     """Return the microkernel shape (mr, nr) per dtype for the path in use."""
     cdef const fr_kernel_s *ks = fr_kernel_get_s()

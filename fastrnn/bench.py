@@ -82,7 +82,7 @@ INFERENCE_ONLY: frozenset[str] = frozenset({"onnxruntime"})
 NOISE_SPREAD = 0.20  # (max - min) / median above this gets a noise note
 CHECK_ATOL = 1e-3  # max |y_impl - y_fastrnn| (float32, |y| <= 1) above this is a warning
 MIN_SAMPLE_S = 0.02  # calls shorter than this are looped inside one timing sample
-PAUSE_S = 0.03  # pause before each sample (idle OpenMP/ORT/OpenBLAS workers spin a while)
+PAUSE_S = 0.15  # pause before each sample: idle ORT/OpenMP/OpenBLAS workers spin for tens of ms
 LR = 1e-6  # SGD step of the training rows (tiny: the weights barely move between repeats)
 GEMM_N = 2048
 MEMORY_BIH = (32, 128, 128)  # (B, I, H) of the peak-memory study ("small" row)

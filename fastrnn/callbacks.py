@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ._keras_base import check_int
+
 __all__ = [
     "Callback",
     "CallbackList",
@@ -286,6 +288,9 @@ class _Monitor(Callback):
     def __init__(self, monitor: str = "val_loss", mode: str = "auto", baseline: Any = None,
                  min_delta: float = 0.0) -> None:
         super().__init__()
+        if not isinstance(monitor, str) or not monitor:
+            raise TypeError(f"{type(self).__name__}: monitor must be the name of a logged "
+                            f"quantity ('val_loss', 'loss', 'val_accuracy', ...), got {monitor!r}")
         if mode not in ("auto", "min", "max"):
             warnings.warn(f"{type(self).__name__} mode {mode!r} is unknown, fallback to auto "
                           "mode", stacklevel=3)
@@ -354,11 +359,12 @@ class EarlyStopping(_Monitor):
                  verbose: int = 0, mode: str = "auto", baseline: float | None = None,
                  restore_best_weights: bool = False, start_from_epoch: int = 0) -> None:
         super().__init__(monitor, mode, None, min_delta)
-        self.patience = int(patience)
+        self.patience = check_int("EarlyStopping", "patience", patience, 0)
         self.verbose = verbose
         self.baseline = baseline
         self.restore_best_weights = restore_best_weights
-        self.start_from_epoch = int(start_from_epoch)
+        self.start_from_epoch = check_int("EarlyStopping", "start_from_epoch",
+                                          start_from_epoch, 0)
         self.wait = 0
         self.stopped_epoch = 0
         self.best_weights: list[np.ndarray] | None = None
@@ -435,11 +441,20 @@ class ModelCheckpoint(_Monitor):
                  mode: str = "auto", save_freq: Any = "epoch",
                  initial_value_threshold: float | None = None) -> None:
         super().__init__(monitor, mode, initial_value_threshold)
-        self.filepath = os.fspath(filepath)
+        try:
+            self.filepath = os.fspath(filepath)
+        except TypeError:
+            raise TypeError(f"ModelCheckpoint: filepath must be a str or PathLike, got "
+                            f"{filepath!r}") from None
+        if not isinstance(self.filepath, str):
+            raise TypeError(f"ModelCheckpoint: filepath must be a str or PathLike, got "
+                            f"{filepath!r}")
         self.verbose = verbose
         self.save_best_only = save_best_only
         self.save_weights_only = save_weights_only
-        if save_freq != "epoch" and (not isinstance(save_freq, int) or save_freq <= 0):
+        if save_freq != "epoch" and (isinstance(save_freq, bool)
+                                     or not isinstance(save_freq, (int, np.integer))
+                                     or save_freq <= 0):
             raise ValueError(f"save_freq must be 'epoch' or a positive int, got {save_freq!r}")
         self.save_freq = save_freq
         self._batches_seen = 0
@@ -504,6 +519,9 @@ class LearningRateScheduler(Callback):
 
     def __init__(self, schedule: Callable[..., float], verbose: int = 0) -> None:
         super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler: schedule must be a function "
+                            f"schedule(epoch, lr) -> lr, got {schedule!r}")
         self.schedule = schedule
         self.verbose = verbose
 
@@ -513,6 +531,10 @@ class LearningRateScheduler(Callback):
             lr = self.schedule(epoch, float(opt.learning_rate))
         except TypeError:
             lr = self.schedule(epoch)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(float(lr)) or lr < 0:
+            raise ValueError(f"LearningRateScheduler: the schedule must return a finite "
+                             f"non-negative float, got {lr!r} at epoch {epoch}")
         opt.learning_rate = float(lr)
         if self.verbose > 0:
             print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
@@ -548,4 +570,6 @@ class LambdaCallback(Callback):
             if fn is not None:
                 if not hasattr(Callback, name):
                     raise TypeError(f"LambdaCallback: unknown hook {name!r}")
+                if not callable(fn):
+                    raise TypeError(f"LambdaCallback: {name} must be a function, got {fn!r}")
                 setattr(self, name, fn)

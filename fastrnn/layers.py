@@ -23,7 +23,13 @@ import numpy as np
 
 from . import _keras_activations as _acts
 from ._keras_backend import rng
-from ._keras_base import Layer, Variable, normalize_shape, serialize_initializer
+from ._keras_base import (
+    Layer,
+    Variable,
+    check_float,
+    normalize_shape,
+    serialize_initializer,
+)
 from ._keras_recurrent import GRU, LSTM, Bidirectional, SimpleRNN
 
 __all__ = [
@@ -90,7 +96,17 @@ class InputLayer(Layer):
             if shape is None:
                 raise ValueError("Input needs shape= (one sample's shape) or batch_shape=")
             batch_shape = (batch_size,) + normalize_shape(shape, "shape")
-        self.input_dtype = None if dtype is None else np.dtype(dtype).name
+        self.input_dtype = None
+        if dtype is not None:
+            try:
+                dt = np.dtype(dtype)
+            except TypeError as exc:
+                raise TypeError(f"Input: dtype must be a float or integer type, got {dtype!r}") \
+                    from exc
+            if dt.kind not in "fiu":
+                raise TypeError(f"Input: dtype must be a float type ('float32', 'float64') or "
+                                f"an integer type for token ids, got {dtype!r}")
+            self.input_dtype = dt.name
         super().__init__(name=name, batch_input_shape=batch_shape,
                          dtype=dtype if dtype is not None and np.dtype(dtype).kind == "f"
                          else None, **kwargs)
@@ -169,9 +185,9 @@ class Dense(Layer):
         if len(shape) < 2:
             raise ValueError(f"layer {self.name!r} (Dense) expects an input of rank >= 2 "
                              f"(batch, ..., features), got shape {tuple(shape)}")
-        if shape[-1] is None:
-            raise ValueError(f"layer {self.name!r} (Dense) needs a known last dimension, got "
-                             f"input shape {tuple(shape)}")
+        if shape[-1] is None or shape[-1] == 0:
+            raise ValueError(f"layer {self.name!r} (Dense) needs a known, non-zero last "
+                             f"dimension, got input shape {tuple(shape)}")
         if self.built and shape[-1] != self.kernel.shape[0]:
             raise ValueError(f"layer {self.name!r} (Dense) was built for {self.kernel.shape[0]} "
                              f"input features, got input shape {tuple(shape)}")
@@ -310,19 +326,24 @@ class Embedding(Layer):
         return np.asarray(inputs)
 
     def _ids(self, x: np.ndarray) -> np.ndarray:
-        if x.dtype.kind == "f":
-            ids = x.astype(np.intp)
-        elif x.dtype.kind in "iu":
-            ids = x if x.dtype == np.intp else x.astype(np.intp)
-        else:
-            raise TypeError(f"layer {self.name!r} (Embedding) expects integer ids, got dtype "
-                            f"{x.dtype}")
-        if ids.size:
-            lo, hi = int(ids.min()), int(ids.max())
+        """``x`` as intp ids; float arrays must hold whole numbers (Keras pipelines often
+        produce float ids), anything else is a TypeError, out-of-range ids a ValueError."""
+        where = f"layer {self.name!r} (Embedding)"
+        if x.dtype.kind not in "fiu":
+            raise TypeError(f"{where} expects integer ids, got dtype {x.dtype}")
+        if x.size:
+            if x.dtype.kind == "f":
+                bad = ~np.isfinite(x)
+                bad |= x != np.round(x)
+                if bad.any():
+                    v = x[np.unravel_index(int(np.argmax(bad)), x.shape)]
+                    raise ValueError(f"{where} expects integer ids, got the non-integer value "
+                                     f"{float(v)} in a float array")
+            lo, hi = x.min(), x.max()
             if lo < 0 or hi >= self.input_dim:
-                raise ValueError(f"layer {self.name!r} (Embedding): ids must be in "
-                                 f"[0, {self.input_dim}), got values in [{lo}, {hi}]")
-        return ids
+                raise ValueError(f"{where}: ids must be in [0, {self.input_dim}), got values "
+                                 f"in [{lo}, {hi}]")
+        return x if x.dtype == np.intp else x.astype(np.intp)
 
     def forward(self, x, mask, training):
         ids = self._ids(x)
@@ -382,7 +403,7 @@ class Masking(Layer):
 
     def __init__(self, mask_value: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.mask_value = float(mask_value)
+        self.mask_value = check_float("Masking", "mask_value", mask_value)
 
     def check_input_shape(self, shape):
         self._expect_rank(shape, (3,), "(batch, timesteps, features)")
@@ -421,9 +442,7 @@ class Dropout(Layer):
     def __init__(self, rate: float, noise_shape: Any = None, seed: int | None = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not 0.0 <= float(rate) < 1.0:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        self.rate = check_float("Dropout", "rate", rate, 0.0, 1.0, hi_open=True)
         self.noise_shape = None if noise_shape is None else normalize_shape(noise_shape,
                                                                             "noise_shape")
         self.seed = seed
@@ -506,7 +525,24 @@ class Reshape(Layer):
 
     def __init__(self, target_shape: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.target_shape = tuple(int(s) for s in target_shape)
+        ok = isinstance(target_shape, (list, tuple)) and all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and (s > 0 or s == -1)
+            for s in target_shape) and sum(s == -1 for s in target_shape) <= 1
+        if not ok:
+            raise ValueError(f"Reshape: target_shape must be a tuple of positive ints with at "
+                             f"most one -1, got {target_shape!r}")
+        ts = target_shape
+        self.target_shape = tuple(int(s) for s in ts)
+
+    def check_input_shape(self, shape):
+        rest = shape[1:]
+        if any(s is None for s in rest):
+            return
+        n, known = int(math.prod(rest)), math.prod(s for s in self.target_shape if s != -1)
+        if (n % known if -1 in self.target_shape else n != known):
+            raise ValueError(f"layer {self.name!r} (Reshape) cannot reshape inputs of shape "
+                             f"{tuple(shape)} ({n} values per sample) to target_shape "
+                             f"{self.target_shape}")
 
     def compute_output_shape(self, input_shape):
         rest = input_shape[1:]
@@ -520,6 +556,7 @@ class Reshape(Layer):
         return (input_shape[0],) + self.target_shape
 
     def forward(self, x, mask, training):
+        self.check_input_shape(x.shape)
         if training:
             self._cache = x.shape
         return x.reshape((x.shape[0],) + self.target_shape), None

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ._keras_base import check_float
+
 __all__ = [
     "BinaryCrossentropy",
     "CategoricalCrossentropy",
@@ -53,7 +55,10 @@ _REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "none", None)
 
 def _float(a: Any, like: np.ndarray) -> np.ndarray:
     dt = like.dtype if like.dtype.kind == "f" else np.dtype(np.float32)
-    return np.asarray(a, dtype=dt)
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"loss targets must be real numbers, got dtype {arr.dtype}")
+    return arr.astype(dt, copy=False)
 
 
 def squeeze_or_expand_to_same_rank(
@@ -262,9 +267,7 @@ class Huber(Loss):
     def __init__(self, delta: float = 1.0, name: str | None = None,
                  reduction: str | None = "sum_over_batch_size") -> None:
         super().__init__(name, reduction)
-        if delta <= 0:
-            raise ValueError(f"delta must be positive, got {delta!r}")
-        self.delta = float(delta)
+        self.delta = check_float("Huber", "delta", delta, 0.0, lo_open=True)
 
     def compute(self, y_true, y_pred, need_grad):
         yt, yp = _align(self.name, y_true, y_pred)
@@ -307,7 +310,8 @@ class BinaryCrossentropy(Loss):
                  name: str | None = None, reduction: str | None = "sum_over_batch_size"):
         super().__init__(name, reduction)
         self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = check_float(type(self).__name__, "label_smoothing",
+                                           label_smoothing, 0.0, 1.0)
 
     def compute(self, y_true, y_pred, need_grad):
         yt, yp = _align(self.name, y_true, y_pred)
@@ -384,7 +388,8 @@ class CategoricalCrossentropy(Loss):
                  name: str | None = None, reduction: str | None = "sum_over_batch_size"):
         super().__init__(name, reduction)
         self.from_logits = bool(from_logits)
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = check_float(type(self).__name__, "label_smoothing",
+                                           label_smoothing, 0.0, 1.0)
 
     def compute(self, y_true, y_pred, need_grad):
         yt = _float(y_true, y_pred)
@@ -425,7 +430,11 @@ class SparseCategoricalCrossentropy(Loss):
                  name: str | None = None, reduction: str | None = "sum_over_batch_size"):
         super().__init__(name, reduction)
         self.from_logits = bool(from_logits)
-        self.ignore_class = ignore_class
+        if ignore_class is not None and (isinstance(ignore_class, bool)
+                                         or not isinstance(ignore_class, (int, np.integer))):
+            raise TypeError(f"SparseCategoricalCrossentropy: ignore_class must be an int or "
+                            f"None, got {ignore_class!r}")
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
 
     def labels(self, y_true: Any, y_pred: np.ndarray) -> np.ndarray:
         """Validated integer labels of shape ``y_pred.shape[:-1]``."""

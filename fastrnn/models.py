@@ -34,7 +34,7 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
 from ._keras_backend import floatx, rng, set_floatx, set_random_seed, unique_name
-from ._keras_base import Layer, Variable, normalize_shape
+from ._keras_base import Layer, Variable, check_float, check_int, normalize_shape, weights_list
 from ._keras_saving import ModelFileError
 from ._keras_saving import load_model as _load_model
 from ._keras_saving import load_weights as _load_weights
@@ -95,6 +95,33 @@ def _as_array(a: Any, what: str) -> np.ndarray:
     if arr.ndim == 0:
         raise ValueError(f"{what} must have a batch axis, got a scalar")
     return arr
+
+
+def _check_finite(a: np.ndarray, name: str, what: str) -> None:
+    """ValueError naming the first NaN/inf of a float array."""
+    if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        v = a[tuple(bad)]
+        raise ValueError(f"{what}: {name} contains {v} at index {tuple(int(i) for i in bad)}; "
+                         f"training and evaluation need finite values (clean or impute the "
+                         f"data first)")
+
+
+def _check_verbose(verbose: Any) -> int:
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or not isinstance(verbose, (int, np.integer)) or verbose < 0:
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return int(verbose)
+
+
+def _callback_list(callbacks: Any) -> list:
+    """A list of callbacks from None, one callback or a sequence (as Keras flattens them)."""
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, (list, tuple)):
+        return list(callbacks)
+    return [callbacks]
 
 
 class _Tracker:
@@ -299,7 +326,7 @@ class Sequential:
         if not self.built:
             raise ValueError("build the model (give it an input shape) before set_weights")
         ws = self.weights
-        weights = list(weights)
+        weights = weights_list(weights, "set_weights")
         if len(weights) != len(ws):
             raise ValueError(f"the model has {len(ws)} weight arrays, got {len(weights)}")
         for v, w in zip(ws, weights, strict=True):
@@ -376,10 +403,17 @@ class Sequential:
             metrics = [metrics]
         elif isinstance(metrics, dict):
             raise NotImplementedError("metrics as a dict is not supported (one output)")
+        elif not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"metrics must be a list of metric names or objects, got "
+                            f"{metrics!r}")
+        for m in metrics:  # fail early on unknown names and odd objects
+            if isinstance(m, str):
+                if m.lower() not in ("accuracy", "acc"):
+                    _metrics.get(m)
+            elif not (isinstance(m, _metrics.Metric) or callable(m)):
+                raise TypeError(f"metrics entries must be names, Metric objects or functions, "
+                                f"got {m!r}")
         self._metric_ids = list(metrics)
-        for m in self._metric_ids:  # fail early on unknown names
-            if isinstance(m, str) and m.lower() not in ("accuracy", "acc"):
-                _metrics.get(m)
         self._metric_objs = None
         self.compiled = True
 
@@ -503,15 +537,26 @@ class Sequential:
 
     # -- data -----------------------------------------------------------------------------
     def _standardize(self, x: Any, y: Any, sample_weight: Any, class_weight: Any = None,
-                     need_y: bool = True) -> tuple[np.ndarray, np.ndarray | None,
-                                                   np.ndarray | None]:
+                     need_y: bool = True, what: str = "fit"
+                     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Checked arrays for training/evaluation: x, y, sample weights (None if not given).
+
+        Training and evaluation refuse empty data and non-finite values in x, y or
+        sample_weight (they would silently turn the loss and then the weights into NaN);
+        ``predict`` takes any values and propagates NaN/inf per sample.
+        """
         if x is not None and y is None and isinstance(x, tuple) and len(x) in (2, 3):
             x, y, *rest = x
             sample_weight = rest[0] if rest else sample_weight
-        xa = self._prepare_x(_as_array(x, "x"))
+        x_in = _as_array(x, "x")
+        if len(x_in) == 0:
+            raise ValueError(f"{what}: x is empty (0 samples); it needs at least one sample")
+        _check_finite(x_in, "x", what)
+        xa = self._prepare_x(x_in)
         ya = None
         if y is not None:
             ya = _as_array(y, "y")
+            _check_finite(ya, "y", what)
             if len(ya) != len(xa):
                 raise ValueError(f"x and y must have the same number of samples: x has "
                                  f"{len(xa)}, y has {len(ya)}")
@@ -520,13 +565,18 @@ class Sequential:
                              "pass NumPy arrays)")
         sw = None
         if sample_weight is not None:
-            sw = np.asarray(sample_weight, dtype=np.float64)
+            sw = _as_array(sample_weight, "sample_weight")
             if sw.ndim == 0 or len(sw) != len(xa):
                 raise ValueError(f"sample_weight must have one entry per sample ({len(xa)}), "
                                  f"got shape {sw.shape}")
+            _check_finite(sw, "sample_weight", what)
+            sw = sw.astype(np.float64, copy=False)
         if class_weight is not None:
             if ya is None:
                 raise ValueError("class_weight needs y")
+            if not isinstance(class_weight, dict):
+                raise TypeError(f"class_weight must be a dict mapping class index to weight, "
+                                f"got {type(class_weight).__name__}")
             labels = ya
             if labels.ndim > 1 and labels.shape[-1] > 1:
                 labels = labels.argmax(axis=-1)
@@ -600,11 +650,14 @@ class Sequential:
         if steps_per_epoch is not None or validation_steps is not None:
             raise NotImplementedError("steps_per_epoch/validation_steps need dataset inputs, "
                                       "which fastrnn does not take; pass NumPy arrays")
-        verbose = 1 if verbose == "auto" else int(verbose)
+        verbose = _check_verbose(verbose)
         batch_size = self._check_batch_size(batch_size)
-        if not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-        xa, ya, sw = self._standardize(x, y, sample_weight, class_weight)
+        validation_split = check_float("fit", "validation_split", validation_split, 0.0, 1.0,
+                                       hi_open=True)
+        epochs = check_int("fit", "epochs", epochs, 0)
+        initial_epoch = check_int("fit", "initial_epoch", initial_epoch, 0)
+        validation_freq = check_int("fit", "validation_freq", validation_freq, 1)
+        xa, ya, sw = self._standardize(x, y, sample_weight, class_weight, what="fit")
         assert ya is not None
         val = None
         if validation_data is not None:
@@ -613,7 +666,7 @@ class Sequential:
                                  "sample_weight_val)")
             vx, vy, vsw = self._standardize(validation_data[0], validation_data[1],
                                             validation_data[2] if len(validation_data) == 3
-                                            else None)
+                                            else None, what="fit (validation_data)")
             val = (vx, vy, vsw)
         elif validation_split:
             split = int(math.ceil(len(xa) * (1.0 - validation_split)))
@@ -631,7 +684,7 @@ class Sequential:
         n = len(xa)
         steps = math.ceil(n / batch_size)
         history = History()
-        cbs_list = list(callbacks or [])
+        cbs_list = _callback_list(callbacks)
         if verbose:
             cbs_list.insert(0, ProgbarLogger(verbose))
         cbs_list.append(history)
@@ -696,13 +749,13 @@ class Sequential:
             raise RuntimeError("call compile(optimizer, loss, ...) before evaluate()")
         if steps is not None:
             raise NotImplementedError("steps= needs dataset inputs; pass NumPy arrays")
-        verbose = 1 if verbose == "auto" else int(verbose)
+        verbose = _check_verbose(verbose)
         batch_size = self._check_batch_size(batch_size)
-        xa, ya, sw = self._standardize(x, y, sample_weight)
+        xa, ya, sw = self._standardize(x, y, sample_weight, what="evaluate")
         assert ya is not None
         self._resolve(ya)
         ya = self._prepare_y(ya)
-        cbs = CallbackList(callbacks, model=self)
+        cbs = CallbackList(_callback_list(callbacks), model=self)
         cbs.on_test_begin()
         t0 = time.perf_counter()
         logs = self._evaluate_arrays(xa, ya, sw, batch_size)
@@ -724,11 +777,11 @@ class Sequential:
         """Outputs for ``x``, computed batch by batch in inference mode (no caches kept)."""
         if steps is not None:
             raise NotImplementedError("steps= needs dataset inputs; pass NumPy arrays")
-        verbose = 1 if verbose == "auto" else int(verbose)
+        verbose = _check_verbose(verbose)
         batch_size = self._check_batch_size(batch_size)
         xa = self._prepare_x(_as_array(x, "x"))
         self._ensure_built(xa)
-        cbs = CallbackList(callbacks, model=self)
+        cbs = CallbackList(_callback_list(callbacks), model=self)
         cbs.on_predict_begin()
         t0 = time.perf_counter()
         outs = []
@@ -754,7 +807,7 @@ class Sequential:
         """One optimisation step on one batch; returns the loss (and metrics) of that batch."""
         if not self.compiled or self.loss is None or self.optimizer is None:
             raise RuntimeError("call compile(optimizer, loss, ...) before train_on_batch()")
-        xa, ya, sw = self._standardize(x, y, sample_weight, class_weight)
+        xa, ya, sw = self._standardize(x, y, sample_weight, class_weight, what="train_on_batch")
         assert ya is not None
         self._resolve(ya)
         self._reset_metrics()
@@ -764,7 +817,7 @@ class Sequential:
     def test_on_batch(self, x: Any, y: Any = None, sample_weight: Any = None,
                       return_dict: bool = False) -> Any:
         """Loss (and metrics) on one batch, in inference mode."""
-        return self.evaluate(x, y, batch_size=len(np.asarray(x)) or 1, verbose=0,
+        return self.evaluate(x, y, batch_size=max(len(_as_array(x, "x")), 1), verbose=0,
                              sample_weight=sample_weight, return_dict=return_dict)
 
     # -- summary --------------------------------------------------------------------------

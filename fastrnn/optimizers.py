@@ -6,6 +6,19 @@ weight's gradient to that L2 norm), ``clipvalue`` (clip each entry to ``±clipva
 ``global_clipnorm`` (scale all gradients together so their joint norm is at most that).
 Updates happen in place on NumPy arrays.
 
+Non-finite gradients are not skipped, exactly as in Keras 3 (whose results these match):
+
+- ``clipnorm``: a weight whose gradient norm is NaN gets an all-NaN gradient; a norm of inf
+  scales the gradient by 0, so its finite entries become 0 and its inf entries NaN. Other
+  weights are clipped normally.
+- ``global_clipnorm``: a non-finite joint norm makes every gradient all-NaN.
+- ``clipvalue``: ±inf entries are clipped to ±clipvalue, NaN entries stay NaN.
+- no clipping: the gradient is used as it is.
+
+So one non-finite gradient poisons the weights it reaches (NaN weights, NaN loss); stop
+training with a callback that watches the loss, or clean the data (``fit`` already refuses
+NaN/inf in x, y and sample_weight).
+
 Examples
 --------
 >>> from fastrnn import optimizers
@@ -20,6 +33,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from ._keras_base import check_float
 
 __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop", "deserialize", "get", "serialize"]
 
@@ -55,14 +70,16 @@ class Optimizer:
             raise ValueError("only one of clipnorm, clipvalue and global_clipnorm can be set; got "
                              f"clipnorm={clipnorm}, clipvalue={clipvalue}, "
                              f"global_clipnorm={global_clipnorm}")
+        owner = type(self).__name__
         for argname, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
                            ("global_clipnorm", global_clipnorm), ("weight_decay", weight_decay)):
-            if v is not None and (not isinstance(v, (int, float)) or v < 0):
-                raise ValueError(f"{argname} must be a non-negative float or None, got {v!r}")
+            if v is not None:
+                check_float(owner, argname, v, 0.0)
+        clipnorm, clipvalue, global_clipnorm, weight_decay = (
+            None if v is None else float(v)
+            for v in (clipnorm, clipvalue, global_clipnorm, weight_decay))
         if not callable(learning_rate):
-            learning_rate = float(learning_rate)
-            if learning_rate < 0:
-                raise ValueError(f"learning_rate must be non-negative, got {learning_rate}")
+            learning_rate = check_float(owner, "learning_rate", learning_rate, 0.0)
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.clipnorm = clipnorm
@@ -119,16 +136,34 @@ class Optimizer:
 
     def _current_lr(self) -> float:
         lr = self.learning_rate
-        return float(lr(self.iterations)) if callable(lr) else lr
+        if not callable(lr):
+            return lr
+        v = lr(self.iterations)
+        owner = type(self).__name__
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise TypeError(f"{owner}: the learning_rate schedule must return a number, got "
+                            f"{v!r}") from None
+        return check_float(owner, "learning rate from the schedule", f, 0.0)
 
     # -- stepping -------------------------------------------------------------------------
     def clip_gradients(self, grads: list[np.ndarray]) -> list[np.ndarray]:
-        """Apply ``clipnorm``, ``global_clipnorm`` or ``clipvalue`` (Keras's order)."""
+        """Apply ``clipnorm``, ``global_clipnorm`` or ``clipvalue`` (Keras's order).
+
+        Non-finite gradients follow Keras (see the module docstring): a NaN norm gives NaN
+        gradients, an inf norm scales by zero.
+        """
         if self.clipnorm:
             out = []
             for g in grads:
                 n = math.sqrt(float(np.vdot(g, g)))
-                out.append(g * (self.clipnorm / max(n, self.clipnorm)) if n > self.clipnorm else g)
+                if math.isnan(n):
+                    out.append(np.full_like(g, np.nan))
+                elif n > self.clipnorm:
+                    out.append(g * (self.clipnorm / n))
+                else:
+                    out.append(g)
             return out
         if self.global_clipnorm:
             n = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
@@ -152,11 +187,22 @@ class Optimizer:
         grads : sequence of ndarray
             Their gradients (same shapes).
         """
+        variables, grads = list(variables), list(grads)
+        if len(grads) != len(variables):
+            raise ValueError(f"got {len(grads)} gradients for {len(variables)} variables")
+        for i, (v, g) in enumerate(zip(variables, grads, strict=True)):
+            if not isinstance(v, np.ndarray) or v.dtype.kind != "f":
+                raise TypeError(f"variable {i} must be a float ndarray (updated in place), got "
+                                f"{type(v).__name__}")
+            if np.shape(g) != v.shape:
+                raise ValueError(f"gradient {i} has shape {np.shape(g)} but its variable has "
+                                 f"shape {v.shape}")
         if not self._built:
             self.build(variables)
-        elif len(self._slots[0] if self._slots else variables) != len(variables):
+        elif self._slots and (len(self._slots[0]) != len(variables) or any(
+                a.shape != v.shape for a, v in zip(self._slots[0], variables, strict=True))):
             raise ValueError("the optimizer was built for a different set of variables")
-        grads = self.clip_gradients(list(grads))
+        grads = self.clip_gradients(grads)
         lr = self._current_lr()
         if self.weight_decay:
             f = 1.0 - self.weight_decay * lr
@@ -203,9 +249,7 @@ class SGD(Optimizer):
     def __init__(self, learning_rate: Any = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
-        self.momentum = float(momentum)
+        self.momentum = check_float("SGD", "momentum", momentum, 0.0, 1.0)
         self.nesterov = bool(nesterov)
         self._slot_names = ("momentum",) if self.momentum != 0 else ()
 
@@ -237,9 +281,9 @@ class Adam(Optimizer):
     def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-7, amsgrad: bool = False, **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
-        self.beta_1 = float(beta_1)
-        self.beta_2 = float(beta_2)
-        self.epsilon = float(epsilon)
+        self.beta_1 = check_float("Adam", "beta_1", beta_1, 0.0, 1.0, hi_open=True)
+        self.beta_2 = check_float("Adam", "beta_2", beta_2, 0.0, 1.0, hi_open=True)
+        self.epsilon = check_float("Adam", "epsilon", epsilon, 0.0)
         self.amsgrad = bool(amsgrad)
         self._slot_names = ("momentum", "velocity") + (("velocity_hat",) if amsgrad else ())
 
@@ -271,9 +315,9 @@ class RMSprop(Optimizer):
     def __init__(self, learning_rate: Any = 0.001, rho: float = 0.9, momentum: float = 0.0,
                  epsilon: float = 1e-7, centered: bool = False, **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
-        self.rho = float(rho)
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
+        self.rho = check_float("RMSprop", "rho", rho, 0.0, 1.0)
+        self.momentum = check_float("RMSprop", "momentum", momentum, 0.0, 1.0)
+        self.epsilon = check_float("RMSprop", "epsilon", epsilon, 0.0)
         self.centered = bool(centered)
         names = ["velocity"]
         if self.momentum > 0:
@@ -318,8 +362,9 @@ class Adagrad(Optimizer):
     def __init__(self, learning_rate: Any = 0.001, initial_accumulator_value: float = 0.1,
                  epsilon: float = 1e-7, **kwargs: Any) -> None:
         super().__init__(learning_rate, **kwargs)
-        self.initial_accumulator_value = float(initial_accumulator_value)
-        self.epsilon = float(epsilon)
+        self.initial_accumulator_value = check_float("Adagrad", "initial_accumulator_value",
+                                                     initial_accumulator_value, 0.0)
+        self.epsilon = check_float("Adagrad", "epsilon", epsilon, 0.0)
         self._slot_names = ("accumulator",)
 
     def _init_slot(self, name, v):

@@ -105,6 +105,9 @@ class StreamSession:
         self.batch_size = int(batch_size)
         self._stream = _kernels.Stream(specs, self.batch_size, self.dtype)
         self._takes_ids = self._stream.takes_ids
+        first = specs[0]
+        self._n_in = (None if first[0] == "embedding" else
+                      int(first[1].shape[0]) if first[0] == "dense" else int(first[1].shape[1]))
 
     def _cast(self, x: Any) -> np.ndarray:
         """Inputs as the model computes them (Keras casts float inputs to the model's dtype)."""
@@ -139,6 +142,11 @@ class StreamSession:
             when a single unbatched input was given.
         """
         a, single = self._one(x_t)
+        if a.ndim != (1 if self._takes_ids else 2):
+            want = (f"({self.batch_size},) token ids" if self._takes_ids else
+                    f"({self.batch_size}, {self._n_in}) (batch_size, features)")
+            raise ValueError(f"x must have shape {want} for one timestep, got "
+                             f"{np.shape(x_t)}; use run() for several timesteps")
         out = self._stream.step(a)
         return out[0] if single else out
 
@@ -162,9 +170,12 @@ class StreamSession:
         single = self.batch_size == 1 and a.ndim == (1 if ids else 2)
         if single:
             a = a[None]
-        if a.ndim != (2 if ids else 3):
-            want = "(batch_size, T)" if ids else "(batch_size, T, features)"
-            raise ValueError(f"x_chunk must have shape {want}, got {np.shape(x_chunk)}")
+        want = (f"({self.batch_size}, T)" if ids else
+                f"({self.batch_size}, T, {self._n_in})")
+        if a.ndim != (2 if ids else 3) or a.shape[0] != self.batch_size \
+                or (not ids and a.shape[2] != self._n_in):
+            raise ValueError(f"x_chunk must have shape {want} (batch_size, T"
+                             f"{'' if ids else ', features'}), got {np.shape(x_chunk)}")
         y = self._stream.run(np.swapaxes(a, 0, 1))  # (T, B, O)
         y = np.swapaxes(y, 0, 1)
         return y[0] if single else np.ascontiguousarray(y)
@@ -187,6 +198,9 @@ class StreamSession:
     @state.setter
     def state(self, values: Any) -> None:
         live = [a for h, c in self._stream.states() for a in (h, c) if a is not None]
+        if not isinstance(values, (list, tuple)):
+            raise TypeError(f"state must be a list of {len(live)} arrays (h, and c for each "
+                            f"LSTM, per recurrent layer), got {type(values).__name__}")
         values = list(values)
         if len(values) != len(live):
             raise ValueError(f"state must be a list of {len(live)} arrays (h, and c for each "

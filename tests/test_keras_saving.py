@@ -209,3 +209,151 @@ def test_saved_file_has_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+# -- hand-edited, hostile and interrupted files ---------------------------------------------
+
+class _Evil:
+    """Unpickling this would create a marker file: it must never happen."""
+
+    marker = ""
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _good(tmp_path):
+    m = Sequential([L.Input((5, 3)), L.LSTM(4), L.Dense(2)])
+    m.compile("adam", "mse")
+    m.train_on_batch(np.zeros((2, 5, 3), np.float32), np.zeros((2, 2), np.float32))
+    path = tmp_path / "good.keras"
+    m.save(path)
+    return path
+
+
+def _layer_cfg(cfg, i):
+    return cfg["model"]["config"]["layers"][i]["config"]
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c.update(version=2), "unsupported file version 2"),
+    (lambda c: c.update(version="1"), "unsupported file version '1'"),
+    (lambda c: c.pop("version"), "unsupported file version None"),
+    (lambda c: _layer_cfg(c, 0).update(units=10**9), "larger than the arrays the file holds"),
+    (lambda c: _layer_cfg(c, 1).update(units=10**12), "larger than the arrays the file holds"),
+    (lambda c: c["model"]["config"]["input"].update(batch_shape=[None, 5, 10**10]),
+     "larger than the arrays the file holds"),
+    (lambda c: _layer_cfg(c, 0).update(units=-3), "units must be a positive int"),
+    (lambda c: _layer_cfg(c, 0).update(units="4"), "units must be a positive int"),
+    (lambda c: _layer_cfg(c, 0).update(dtype="float16"), "dtype must be 'float32' or"),
+    (lambda c: _layer_cfg(c, 0).update(dropout=7), "dropout must be in"),
+    (lambda c: _layer_cfg(c, 1).update(activation="__import__('os')"), "unknown activation"),
+    (lambda c: c["model"]["config"]["layers"][0].update(class_name="Lambda"),
+     "unknown layer type 'Lambda'"),
+    (lambda c: c["model"].update(class_name="Functional"), "unknown model class"),
+    (lambda c: c["model"].update(config=[]), "invalid model config"),
+    (lambda c: c.update(weights=None), "weights list is malformed"),
+    (lambda c: c["weights"][0].update(shape=[3, -16]), r"is \(3, -16\) float32 in the file"),
+    (lambda c: c["weights"][0].update(shape=[10**6, 10**6]), "is .* in the file but the model"),
+    (lambda c: c["weights"][0].update(dtype="object"), r"is \(3, 16\) object in the file"),
+    (lambda c: c["weights"].pop(), "holds 4 weight arrays but the model has 5"),
+    (lambda c: c["compile"].update(optimizer={"class_name": "Evil"}), "invalid compile config"),
+    (lambda c: c["compile"].update(loss="os.system"), "invalid compile config"),
+    (lambda c: c["optimizer_state"].pop(), "optimizer state does not match"),
+    (lambda c: c["optimizer_state"][1].update(shape=[99]), "config says"),
+])
+def test_hand_edited_config_is_a_clear_error(tmp_path, edit, match):
+    good = _good(tmp_path)
+    bad = tmp_path / "bad.keras"
+    _rewrite(good, bad, edit)
+    with pytest.raises(ModelFileError, match=match):
+        load_model(bad)
+
+
+def test_pickle_in_an_npy_is_never_unpickled(tmp_path):
+    good = _good(tmp_path)
+    _Evil.marker = str(tmp_path / "pwned")
+    evil = _npy(np.array([_Evil()], dtype=object), allow_pickle=True)
+    for member in ("weights/00000.npy", "optimizer/00001.npy"):
+        bad = tmp_path / "bad.keras"
+        _rewrite(good, bad, replace={member: evil})
+        with pytest.raises(ModelFileError, match="Python objects, which need pickle"):
+            load_model(bad)
+        m = Sequential([L.Input((5, 3)), L.LSTM(4), L.Dense(2)])
+        if member.startswith("weights"):
+            with pytest.raises(ModelFileError, match="never loads pickled data"):
+                m.load_weights(bad)
+    assert not os.path.exists(_Evil.marker)
+
+
+def test_lying_npy_header_is_refused_before_allocating(tmp_path):
+    good = _good(tmp_path)
+    bad = tmp_path / "bad.keras"
+    header = _npy(np.zeros((3, 16), np.float32))
+    # claim 10^12 floats (4 TB) but hold 192 bytes: must not try to allocate
+    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }"
+    hdr = hdr.ljust(118) + "\n"
+    lie = b"\x93NUMPY\x01\x00" + len(hdr).to_bytes(2, "little") + hdr.encode() + b"\0" * 192
+    _rewrite(good, bad, replace={"weights/00000.npy": lie})
+    with pytest.raises(ModelFileError, match=r"\(1000000, 1000000\).*config says \(3, 16\)"):
+        load_model(bad)
+    extra = header + b"\0" * 8  # trailing bytes after the array data
+    _rewrite(good, bad, replace={"weights/00000.npy": extra})
+    with pytest.raises(ModelFileError, match="found more"):
+        load_model(bad)
+    short = header[:-8]
+    _rewrite(good, bad, replace={"weights/00000.npy": short})
+    with pytest.raises(ModelFileError, match="expected 192 bytes of array data, found 184"):
+        load_model(bad)
+
+
+def test_oversized_and_deeply_nested_config(tmp_path, monkeypatch):
+    good = _good(tmp_path)
+    bad = tmp_path / "bad.keras"
+    _rewrite(good, bad, replace={"config.json": b"[" * 100_000 + b"]" * 100_000})
+    with pytest.raises(ModelFileError, match="config.json is unreadable"):
+        load_model(bad)
+    from fastrnn import _keras_saving
+
+    monkeypatch.setattr(_keras_saving, "_MAX_CONFIG_BYTES", 100)
+    with pytest.raises(ModelFileError, match="more than a model config can be"):
+        load_model(good)
+
+
+@pytest.mark.parametrize("where", ["arrays", "zip", "fsync", "chmod", "rename"])
+def test_failure_at_any_save_step_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch,
+                                                                         where):
+    from fastrnn import _keras_saving
+
+    path = _good(tmp_path)
+    before = path.read_bytes()
+    m2 = Sequential([L.Input((5, 3)), L.GRU(7), L.Dense(2)])
+
+    def boom(*a, **k):
+        raise OSError(f"injected failure at {where}")
+
+    target = {"arrays": (_keras_saving, "_npy_bytes"), "zip": (zipfile.ZipFile, "writestr"),
+              "fsync": (os, "fsync"), "chmod": (os, "chmod"), "rename": (os, "replace")}[where]
+    monkeypatch.setattr(*target, boom)
+    with pytest.raises(OSError, match=f"injected failure at {where}"):
+        m2.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["good.keras"]
+    assert isinstance(load_model(path).layers[0], L.LSTM)
+
+
+def test_interrupt_during_save_keeps_the_old_file(tmp_path, monkeypatch):
+    from fastrnn import _keras_saving
+
+    path = _good(tmp_path)
+    before = path.read_bytes()
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _keras_saving.save_model(Sequential([L.Input((2,)), L.Dense(1)]), path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["good.keras"]

@@ -209,3 +209,97 @@ def test_stream_rejects_simd_path_change():
                 np.testing.assert_allclose(out, [[3.0, 3.0]])
         finally:
             _kernels.set_arch(old)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_reused_scratch_memory_never_leaks_into_results(cell):
+    """The kernels keep their last scratch block for the next call; a dirty block from a bigger
+    call must give bitwise the same results as fresh memory, and release_memory frees it."""
+    rng = np.random.default_rng(7)
+
+    def run(T, B, I, H, seed):
+        r = np.random.default_rng(seed)
+        G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+        x = r.standard_normal((T, B, I))
+        w, u = r.standard_normal((G * H, I)) * 0.3, r.standard_normal((G * H, H)) * 0.3
+        b1, b2 = r.standard_normal(G * H), r.standard_normal(G * H)
+        dy = r.standard_normal((T, B, H))
+        lengths = r.integers(0, T + 1, B)
+        if cell == "lstm":
+            *out, ctx = F.lstm_forward(x, None, None, w, u, b1, b2, lengths=lengths)
+            grads = F.lstm_backward(ctx, dy, None, None)
+        else:
+            fw = F.rnn_forward if cell == "rnn" else F.gru_forward
+            bw = F.rnn_backward if cell == "rnn" else F.gru_backward
+            *out, ctx = fw(x, None, w, u, b1, b2, lengths=lengths)
+            grads = bw(ctx, dy, None)
+        return [a for a in (*out, *grads) if a is not None]
+
+    fastrnn.release_memory()
+    assert _kernels.scratch_kept() == 0
+    fresh = run(7, 5, 6, 9, 1)
+    assert _kernels.scratch_kept() > 0  # the block is kept for the next call
+    # fill the kept block with another, bigger call's data, then rerun the small case on it
+    run(20, 9, 11, 40, int(rng.integers(1 << 30)))
+    dirty = run(7, 5, 6, 9, 1)
+    for a, b in zip(fresh, dirty, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert fastrnn.release_memory() > 0
+    assert _kernels.scratch_kept() == 0
+    assert fastrnn.release_memory() == 0
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, [None, "1000"]),
+    ({"GOMP_SPINCOUNT": "50000"}, ["50000", "50000"]),
+    ({"OMP_WAIT_POLICY": "active"}, [None, None]),
+])
+def test_openmp_spin_wait_is_short_unless_the_user_chose(env, expected):
+    """A short libgomp spin keeps per-step barriers from stalling on a busy machine; the user's
+    own GOMP_SPINCOUNT / OMP_WAIT_POLICY win, and the process environment (what torch's OpenMP
+    and child processes see) is left as it was. Checked in a fresh process (libgomp reads its
+    environment once, when it loads)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = ("import json, os, fastrnn; from fastrnn import functional; "
+            "print(json.dumps([os.environ.get('GOMP_SPINCOUNT'), "
+            "fastrnn.info()['openmp_spincount']]))")
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True,
+                         text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
+
+
+@pytest.mark.parametrize("how", ["train_on_batch", "fit"])
+def test_no_memory_growth_in_model_training(how):
+    """1,000 training steps of a Keras-style model (Embedding + LSTM + Dense, Adam with
+    clipping, a metric) keep resident memory flat after warm-up, step by step or in one fit."""
+    from fastrnn import layers as L
+    from fastrnn import optimizers
+    from fastrnn.models import Sequential
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 50, size=(8000, 12))
+    y = rng.integers(0, 4, size=8000)
+    m = Sequential([L.Embedding(50, 8, mask_zero=True), L.LSTM(16),
+                    L.Dense(4, activation="softmax")])
+    m.compile(optimizer=optimizers.Adam(0.01, clipnorm=1.0),
+              loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    def train():
+        if how == "fit":  # 1,000 batches of 8
+            m.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        else:
+            for i in range(1000):
+                m.train_on_batch(x[8 * i:8 * i + 8], y[8 * i:8 * i + 8])
+
+    for _ in range(2):  # warm-up: allocator pools, caches, optimizer slots
+        train()
+    base = _rss_kb()
+    train()
+    growth = _rss_kb() - base
+    print(f"RSS growth over 1,000 {how} steps: {growth} KiB")
+    assert growth < 1024, f"resident memory grew by {growth} KiB over 1,000 steps"
