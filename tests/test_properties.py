@@ -467,14 +467,18 @@ def test_model_predict_matches_reference(spec):
     """Sequential([<recurrent layer>]).predict equals the reference ops run on the weights the
     layer reports in Keras's layout (kernel (I, G*H), recurrent_kernel (H, G*H); GRU gate
     blocks z, r, h and a (2, 3H) bias), and a wrong-rank input is a clear ValueError."""
-    from fastrnn import layers
+    from fastrnn import initializers, layers
     from fastrnn.models import Sequential
 
     kind, H, return_sequences, use_bias, N, T, I, seed = spec
     rng = np.random.default_rng(seed)
-    layer = getattr(layers, kind)(H, return_sequences=return_sequences, use_bias=use_bias,
-                                  bias_initializer="uniform" if use_bias else "zeros",
-                                  input_shape=(None, I))
+    s = seed % 2**31  # seeded initializers: the global generator other tests rely on is untouched
+    layer = getattr(layers, kind)(
+        H, return_sequences=return_sequences, use_bias=use_bias,
+        kernel_initializer=initializers.GlorotUniform(seed=s),
+        recurrent_initializer=initializers.Orthogonal(seed=s + 1),
+        bias_initializer=initializers.RandomUniform(seed=s + 2) if use_bias else "zeros",
+        input_shape=(None, I))
     model = Sequential([layer])
     x = rng.standard_normal((N, T, I)).astype(np.float32)
     got = model.predict(x, verbose=0)
