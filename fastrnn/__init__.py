@@ -7,14 +7,7 @@ pure-NumPy oracle with the same signatures.
 
 from __future__ import annotations
 
-from ._threads import (
-    _load_kernels_with_short_spin,
-    get_num_threads,
-    openmp_spincount,
-    set_num_threads,
-)
-
-_load_kernels_with_short_spin()
+from ._threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -28,17 +21,13 @@ def info() -> dict:
     -------
     dict
         Keys ``version``, ``simd`` (the kernel path in use), ``simd_available``,
-        ``openmp`` (bool), ``num_threads``, ``max_threads``, ``compiler`` and
-        ``openmp_spincount`` (libgomp's spin-wait before an idle thread sleeps: fastrnn
-        sets 1000 for its own threads unless ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY``
-        was set; see ``fastrnn._threads``).
+        ``openmp`` (bool), ``num_threads``, ``max_threads``, ``compiler``.
     """
     from . import _kernels
 
     d = dict(_kernels.build_info())
     d["version"] = __version__
     d["num_threads"] = get_num_threads()
-    d["openmp_spincount"] = openmp_spincount()
     return d
 
 

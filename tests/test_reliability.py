@@ -249,30 +249,6 @@ def test_reused_scratch_memory_never_leaks_into_results(cell):
     assert fastrnn.release_memory() == 0
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({}, [None, "1000"]),
-    ({"GOMP_SPINCOUNT": "50000"}, ["50000", "50000"]),
-    ({"OMP_WAIT_POLICY": "active"}, [None, None]),
-])
-def test_openmp_spin_wait_is_short_unless_the_user_chose(env, expected):
-    """A short libgomp spin keeps per-step barriers from stalling on a busy machine; the user's
-    own GOMP_SPINCOUNT / OMP_WAIT_POLICY win, and the process environment (what torch's OpenMP
-    and child processes see) is left as it was. Checked in a fresh process (libgomp reads its
-    environment once, when it loads)."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    clean = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
-    code = ("import json, os, fastrnn; from fastrnn import functional; "
-            "print(json.dumps([os.environ.get('GOMP_SPINCOUNT'), "
-            "fastrnn.info()['openmp_spincount']]))")
-    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True,
-                         text=True, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
-
-
 @pytest.mark.parametrize("how", ["train_on_batch", "fit"])
 def test_no_memory_growth_in_model_training(how):
     """1,000 training steps of a Keras-style model (Embedding + LSTM + Dense, Adam with
