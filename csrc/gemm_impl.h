@@ -335,12 +335,15 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
        groups */
     const int64_t kcb = SFX(gmin)(K, GEMM_KC);
     const int64_t ncp_max = SFX(gmax)(1, GEMM_BBLOCK_BYTES / (kcb * nr * (int64_t)sizeof(REAL)));
+    /* Direct reading walks B's rows at stride ldb; when that is a multiple of 4 KiB every row
+       of a panel maps to the same L1 set (the ways overflow after 8 rows), so pack instead. */
+    const int direct_ok = !transb && ((ldb * (int64_t)sizeof(REAL)) % 4096 != 0 || K <= 8);
     double best = -1.0;
     for (int64_t tm = 1; tm <= nt; tm++) {
         if (nt % tm != 0) continue;
         const int64_t rows = (g.nrb + tm - 1) / tm * mr;
         const int64_t pans = (g.npan + nt / tm - 1) / (nt / tm);
-        const int dir = !transb && rows <= mr * GEMM_DIRECT_RB;
+        const int dir = direct_ok && rows <= mr * GEMM_DIRECT_RB;
         const double chunks = dir ? 1.0 : (double)((pans + ncp_max - 1) / ncp_max);
         const double cost = (double)rows * ((double)pans + GEMM_PACK_A_PANELS * chunks) +
                             (dir ? 0.0 : (double)GEMM_PACK_ROWS * (double)pans);
@@ -350,7 +353,7 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
         }
     }
     g.tn = nt / g.tm;
-    g.direct = !transb && (g.nrb + g.tm - 1) / g.tm <= GEMM_DIRECT_RB;
+    g.direct = direct_ok && (g.nrb + g.tm - 1) / g.tm <= GEMM_DIRECT_RB;
 
     /* blocking: KC x (ncp panels) of packed B per thread, within GEMM_BBLOCK_BYTES */
     g.kcb = kcb;
