@@ -241,7 +241,9 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                 SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, H, lengths, reverse,
                                  hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp, ldxp,
                                  qbase, y, cache, tile, act);
+                if (nt > 1) { /* libgomp makes a futex call even for a team of one */
 #pragma omp barrier
+                }
             }
         }
         /* final state: this thread's columns */
@@ -327,7 +329,9 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                     }
                 }
             }
+            if (nt > 1) {
 #pragma omp barrier
+            }
             /* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns], for rows active
                at step s only: an inactive row's state passed through unchanged, and its zero
                dstep row times a non-finite W_hh would otherwise turn its gradient into NaN */
