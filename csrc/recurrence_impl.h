@@ -17,7 +17,7 @@
 /* Steps per input-projection chunk: about PROJ_ROWS rows of (T*B, I) per GEMM. */
 #define PROJ_ROWS 256
 /* Flops per step and thread below which an extra thread costs more than it saves. */
-#define MIN_FLOPS_PER_THREAD 20000.0
+#define MIN_FLOPS_PER_THREAD 16000.0
 
 static int SFX(pick_threads)(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t H, int G) {
     double step_flops = 2.0 * (double)B * (double)(I + H) * (double)G * (double)H;
