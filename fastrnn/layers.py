@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _keras_activations as _acts
+from . import _kernels
 from ._keras_backend import rng
 from ._keras_base import (
     Layer,
@@ -31,6 +32,7 @@ from ._keras_base import (
     serialize_initializer,
 )
 from ._keras_recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from ._threads import get_num_threads
 
 __all__ = [
     "GRU",
@@ -155,9 +157,6 @@ def _matmul(a: np.ndarray, b: np.ndarray, transa: bool = False,
     training step measured 50-77 ms with ``@`` in its Dense layer, 38 ms with OpenBLAS on one
     thread).
     """
-    from . import _kernels
-    from ._threads import get_num_threads
-
     return _kernels.gemm(a, b, transa=transa, transb=transb, nthreads=get_num_threads())
 
 
