@@ -7,7 +7,7 @@
  * Gradient write rule: dx, dh0 written (=); dw_ih, dw_hh, db_ih, db_hh accumulate (+=).
  */
 
-FR_CLONES static void SFX(gru_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const REAL *hh,
+static void SFX(gru_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const REAL *hh,
                         const REAL *bhn, const REAL *hprev, REAL *h, REAL *c, REAL *y, REAL *gates,
                         REAL *aux0, REAL *aux1, int act) {
     (void)c;
@@ -15,23 +15,8 @@ FR_CLONES static void SFX(gru_fw)(int64_t n, int64_t ts, int64_t H, const REAL *
     (void)act;
     if (n <= 0 || n > FR_MAX_NR) return;
     REAL a[3 * FR_MAX_NR], hn[FR_MAX_NR];
-    for (int64_t g = 0; g < 2; g++)
-        for (int64_t j = 0; j < n; j++) a[g * n + j] = xp[g * ts + j] + hh[g * ts + j];
-    SFX(fr_sigmoid)(a, a, 2 * n);
-    for (int64_t j = 0; j < n; j++) {
-        hn[j] = hh[2 * ts + j] + bhn[j];
-        a[2 * n + j] = xp[2 * ts + j] + a[j] * hn[j];
-    }
-    SFX(fr_tanh)(a + 2 * n, a + 2 * n, n);
-    for (int64_t j = 0; j < n; j++) {
-        const REAL z = a[n + j], nv = a[2 * n + j];
-        const REAL hv = ((REAL)1 - z) * nv + z * hprev[j];
-        h[j] = hv;
-        y[j] = hv;
-    }
-    if (gates)
-        for (int64_t g = 0; g < 3; g++) memcpy(gates + g * H, a + g * n, (size_t)n * sizeof(REAL));
-    if (aux0) memcpy(aux0, hn, (size_t)n * sizeof(REAL));
+    SFX(fr_gru_point)(n, ts, xp, hh, bhn, hprev, gates ? gates : a, gates ? H : n, aux0 ? aux0 : hn, h);
+    if (y != h) memcpy(y, h, (size_t)n * sizeof(REAL));
 }
 
 /* The backward maths of one segment; every stream is its own restrict parameter so that the

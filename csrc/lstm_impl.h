@@ -6,7 +6,7 @@
  * accumulate (+=) and the caller zeroes them.
  */
 
-FR_CLONES static void SFX(lstm_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const REAL *hh,
+static void SFX(lstm_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const REAL *hh,
                          const REAL *bhn, const REAL *hprev, REAL *h, REAL *c, REAL *y, REAL *gates,
                          REAL *aux0, REAL *aux1, int act) {
     (void)bhn;
@@ -14,22 +14,9 @@ FR_CLONES static void SFX(lstm_fw)(int64_t n, int64_t ts, int64_t H, const REAL 
     (void)act;
     if (n <= 0 || n > FR_MAX_NR) return;
     REAL a[4 * FR_MAX_NR], tc[FR_MAX_NR];
-    for (int64_t g = 0; g < 4; g++)
-        for (int64_t j = 0; j < n; j++) a[g * n + j] = xp[g * ts + j] + hh[g * ts + j];
-    SFX(fr_sigmoid)(a, a, 2 * n);
-    SFX(fr_tanh)(a + 2 * n, a + 2 * n, n);
-    SFX(fr_sigmoid)(a + 3 * n, a + 3 * n, n);
     if (aux0) memcpy(aux0, c, (size_t)n * sizeof(REAL));
-    for (int64_t j = 0; j < n; j++) c[j] = a[n + j] * c[j] + a[j] * a[2 * n + j];
-    SFX(fr_tanh)(tc, c, n);
-    for (int64_t j = 0; j < n; j++) {
-        const REAL hv = a[3 * n + j] * tc[j];
-        h[j] = hv;
-        y[j] = hv;
-    }
-    if (gates)
-        for (int64_t g = 0; g < 4; g++) memcpy(gates + g * H, a + g * n, (size_t)n * sizeof(REAL));
-    if (aux1) memcpy(aux1, tc, (size_t)n * sizeof(REAL));
+    SFX(fr_lstm_point)(n, ts, xp, hh, c, gates ? gates : a, gates ? H : n, aux1 ? aux1 : tc, h);
+    if (y != h) memcpy(y, h, (size_t)n * sizeof(REAL));
 }
 
 /* The backward maths of one segment; every stream is its own restrict parameter so that the

@@ -7,6 +7,8 @@
  *   c - a*b, SM_MIN(a, b) / SM_MAX(a, b) (b if either is NaN), SM_AND, SM_OR, SM_ANDNOT(a, b) =
  *   ~a & b, SM_CMPLT(a, b) (mask of a < b, false for NaN), SM_BLEND(m, a, b) = m ? b : a,
  *   SM_POW2(t) (2^n as a vector from t = n + SM_MAGIC, n integer),
+ *   optional SM_SCALEF(p, n) (p * 2^n for integer-valued n, one rounding: AVX-512's vscalef) and
+ *   SM_RECIP(d) (1/d for d in [1, 2] to within an ulp or two, cheaper than a division),
  *   constants SM_MAGIC (1.5 * 2^mantissa bits: adding it rounds to an integer held in the low
  *   bits), SM_LOG2E, SM_LN2_HI, SM_LN2_LO (Cody-Waite split of ln 2), SM_EXP_LO / SM_EXP_HI (exp
  *   is 0 below / inf above), SM_EXP_Q and SM_TANH_R (coefficient lists, ascending),
@@ -32,9 +34,22 @@ static FR_ALWAYS_INLINE SM_TARGET SM_V SM_FN(fr_exp)(SM_V x) {
     for (int i = nq - 2; i >= 0; i--) p = SM_FMA(p, r, SM_SET1(q[i]));
     p = SM_FMA(p, r, one);
     p = SM_FMA(p, r, one);
+#ifdef SM_SCALEF
+    return SM_SCALEF(p, n);
+#else
     const SM_V t1 = SM_FMA(n, SM_SET1((SM_T)0.5), magic);
     const SM_V t2 = SM_ADD(SM_SUB(n, SM_SUB(t1, magic)), magic);
     return SM_MUL(SM_MUL(p, SM_POW2(t1)), SM_POW2(t2));
+#endif
+}
+
+/* num / d for d in [1, 2] (the denominators of sigmoid and tanh below). */
+static FR_ALWAYS_INLINE SM_TARGET SM_V SM_FN(fr_div12)(SM_V num, SM_V d) {
+#ifdef SM_RECIP
+    return SM_MUL(num, SM_RECIP(d));
+#else
+    return SM_DIV(num, d);
+#endif
 }
 
 /* sigmoid(x) = (x < 0 ? e : 1) / (1 + e), e = exp(-|x|): never overflows; 0 at -inf, 1 at +inf;
@@ -43,7 +58,7 @@ static FR_ALWAYS_INLINE SM_TARGET SM_V SM_FN(fr_sigmoid)(SM_V x) {
     const SM_V one = SM_SET1((SM_T)1);
     const SM_V e = SM_FN(fr_exp)(SM_OR(x, SM_SET1((SM_T)-0.0)));
     const SM_V num = SM_BLEND(SM_CMPLT(x, SM_SET1((SM_T)0)), one, e);
-    return SM_DIV(num, SM_ADD(one, e));
+    return SM_FN(fr_div12)(num, SM_ADD(one, e));
 }
 
 /* tanh(x): for |x| < SM_TANH_SMALL the odd polynomial x + x^3 R(x^2) (exact for tiny and denormal
@@ -59,7 +74,7 @@ static FR_ALWAYS_INLINE SM_TARGET SM_V SM_FN(fr_tanh)(SM_V x) {
     for (int i = nc - 2; i >= 0; i--) p = SM_FMA(p, a2, SM_SET1(c[i]));
     const SM_V small = SM_FMA(SM_MUL(p, a2), a, a);
     const SM_V e = SM_FN(fr_exp)(SM_MUL(a, SM_SET1((SM_T)-2)));
-    const SM_V big = SM_DIV(SM_SUB(one, e), SM_ADD(one, e));
+    const SM_V big = SM_FN(fr_div12)(SM_SUB(one, e), SM_ADD(one, e));
     const SM_V t = SM_BLEND(SM_CMPLT(a, SM_SET1((SM_T)SM_TANH_SMALL)), big, small);
     return SM_OR(t, SM_AND(x, sign)); /* tanh(|x|) >= 0: restore x's sign, -0 included */
 }
@@ -83,6 +98,8 @@ static FR_ALWAYS_INLINE SM_TARGET SM_V SM_FN(fr_tanh)(SM_V x) {
 #undef SM_CMPLT
 #undef SM_BLEND
 #undef SM_POW2
+#undef SM_SCALEF
+#undef SM_RECIP
 #undef SM_MAGIC
 #undef SM_LOG2E
 #undef SM_LN2_HI
