@@ -26,6 +26,7 @@ layout), so a returned array may be the caller's own object: never write into it
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -132,8 +133,30 @@ def _to_array(name: str, value: Any) -> tuple[np.ndarray, bool]:
     return arr, weak
 
 
-def _check_shape(name: str, arr: np.ndarray, expected: tuple[int, ...], what: str) -> None:
+def _common_float_dtype(given: dict[str, Any]) -> np.dtype | None:
+    """The dtype when every non-None value is a C-contiguous ndarray (not a subclass) of one
+    dtype, float32 or float64 (the kernels take them as they are); else None."""
+    dtype = None
+    for v in given.values():
+        if v is None:
+            continue
+        if type(v) is not np.ndarray or not v.flags.c_contiguous:
+            return None
+        if dtype is None:
+            dtype = v.dtype
+            if dtype != _F32 and dtype != _F64:
+                return None
+        elif v.dtype != dtype:
+            return None
+    return dtype
+
+
+def _check_shape(name: str, arr: np.ndarray, expected: tuple[int, ...],
+                 what: str | Callable[[], str]) -> None:
+    """``what`` names the expected shape; a callable builds that text only on a mismatch."""
     if arr.shape != expected:
+        if callable(what):
+            what = what()
         raise ValueError(f"{name} must have shape {what} = {expected}, got {arr.shape}")
 
 
@@ -279,9 +302,11 @@ def prepare(
     for name in ("x", "w_ih", "w_hh"):
         if given[name] is None:
             raise TypeError(f"{name} is required, got None")
-    arrays: dict[str, tuple[np.ndarray, bool]] = {
-        name: _to_array(name, v) for name, v in given.items() if v is not None
-    }
+    fast_dtype = _common_float_dtype(given)
+    if fast_dtype is not None:  # nothing to convert: skip the general path (stream calls)
+        arrays = {name: (v, False) for name, v in given.items() if v is not None}
+    else:
+        arrays = {name: _to_array(name, v) for name, v in given.items() if v is not None}
 
     xa = arrays["x"][0]
     if xa.ndim != 3:
@@ -295,19 +320,28 @@ def prepare(
     H = int(whh.shape[1])
     if H < 1:
         raise ValueError(f"the hidden size H = w_hh.shape[1] must be >= 1, got {whh.shape}")
-    sizes = f"for {cname} with hidden size {H}"
-    _check_shape("w_hh", whh, (G * H, H), f"(G*H, H) {sizes}")
-    _check_shape("w_ih", arrays["w_ih"][0], (G * H, I), f"(G*H, I) {sizes} and input size {I}")
+    def sizes() -> str:
+        return f"for {cname} with hidden size {H}"
+
+    _check_shape("w_hh", whh, (G * H, H), lambda: f"(G*H, H) {sizes()}")
+    _check_shape("w_ih", arrays["w_ih"][0], (G * H, I),
+                 lambda: f"(G*H, I) {sizes()} and input size {I}")
     for name in ("b_ih", "b_hh"):
         if name in arrays:
-            _check_shape(name, arrays[name][0], (G * H,), f"(G*H,) {sizes}")
+            _check_shape(name, arrays[name][0], (G * H,), lambda: f"(G*H,) {sizes()}")
     for name in ("h0", "c0"):
         if name in arrays:
-            _check_shape(name, arrays[name][0], (B, H), f"(B, H) {sizes} and batch {B}")
+            _check_shape(name, arrays[name][0], (B, H),
+                         lambda: f"(B, H) {sizes()} and batch {B}")
 
-    dtype = _choose_dtype({n: a.dtype for n, (a, weak) in arrays.items() if not weak})
-    _check_sizes(T, B, H, dtype, training)
-    out = {n: _convert(n, a, weak, dtype) for n, (a, weak) in arrays.items()}
+    if fast_dtype is not None:
+        dtype = fast_dtype
+        _check_sizes(T, B, H, dtype, training)
+        out = {n: a for n, (a, _) in arrays.items()}
+    else:
+        dtype = _choose_dtype({n: a.dtype for n, (a, weak) in arrays.items() if not weak})
+        _check_sizes(T, B, H, dtype, training)
+        out = {n: _convert(n, a, weak, dtype) for n, (a, weak) in arrays.items()}
     lens = _prepare_lengths(lengths, T, B)
 
     h0a = out["h0"] if "h0" in out else np.zeros((B, H), dtype)

@@ -338,3 +338,30 @@ def test_matches_torch(impl, cell, case):
                 g[n], want_g.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL, err_msg=f"d{n}{suffix}"
             )
     np.testing.assert_allclose(dx_total, xt.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
+
+
+def test_prepare_fast_path_takes_arrays_as_given_and_still_checks():
+    """C-contiguous arrays of one float dtype go to the kernels as they are (no copy); any
+    other mix takes the converting path, so dtype mixing and shapes are still rejected."""
+    from fastrnn import _validate
+
+    rng = np.random.default_rng(0)
+    T, B, I, H = 3, 2, 4, 5
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    w_ih = rng.standard_normal((4 * H, I)).astype(np.float32)
+    w_hh = rng.standard_normal((4 * H, H)).astype(np.float32)
+    b = np.zeros(4 * H, np.float32)
+    p = _validate.prepare("lstm", x, None, None, w_ih, w_hh, b, b)
+    assert p.x is x and p.w_ih is w_ih and p.w_hh is w_hh and p.b_ih is b
+    assert p.dtype == np.float32
+    with pytest.raises(TypeError, match="mix float32 and float64"):
+        _validate.prepare("lstm", x, None, None, w_ih, w_hh.astype(np.float64), b, b)
+    with pytest.raises(ValueError, match=r"w_hh must have shape \(G\*H, H\)"):
+        _validate.prepare("lstm", x, None, None, w_ih, w_hh[:-1], b, b)
+    with pytest.raises(ValueError, match=r"b_ih must have shape \(G\*H,\)"):
+        _validate.prepare("lstm", x, None, None, w_ih, w_hh, b[:-1], b)
+    xf = np.asfortranarray(x)  # converting path: a C-contiguous copy, same values
+    q = _validate.prepare("lstm", xf, None, None, w_ih, w_hh, b, b)
+    assert q.x.flags.c_contiguous and np.array_equal(q.x, x)
+    h16 = np.zeros((B, H), np.float16)  # float16 state: converted to the float32 of the rest
+    assert _validate.prepare("lstm", x, h16, None, w_ih, w_hh, b, b).h0.dtype == np.float32
