@@ -8,6 +8,7 @@
 
 #include "recurrence.h"
 #include "scratch.h"
+#include "team_sync.h"
 
 #ifdef _OPENMP
 #include <omp.h>

@@ -45,6 +45,17 @@ static int SFX(threads_for)(int nthreads, double flops) {
     return nt < 1 ? 1 : (nt > nthreads ? nthreads : nt);
 }
 
+/* Whether the team's per-step barrier can spin (team_sync.h): only with a processor per thread;
+   oversubscribed, spinning threads would take the processors from the threads they wait for, so
+   libgomp's barrier (which sleeps) is used instead. */
+static inline int SFX(spin_team)(int nt) {
+#ifdef _OPENMP
+    return nt > 1 && nt <= omp_get_num_procs();
+#else
+    return 0;
+#endif
+}
+
 static inline int SFX(thread_id)(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -204,7 +215,12 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
     const int64_t ldh = (H + line - 1) / line * line + line, BL = B * ldh;
     const int64_t shared = 2 * BL + (gather ? Tc * B * I : 0);
     REAL *scratch = (REAL *)fr_scratch_alloc((size_t)(shared + nt * per_thread) * sizeof(REAL));
-    if (scratch == NULL) return FR_ERR_NOMEM;
+    const int spin = SFX(spin_team)(nt);
+    fr_team_flag *team = spin ? fr_team_new(nt) : NULL;
+    if (scratch == NULL || (spin && team == NULL)) {
+        fr_scratch_free(scratch);
+        return FR_ERR_NOMEM;
+    }
     REAL *hbuf = scratch;
     REAL *gbuf = scratch + 2 * BL;
     for (int64_t b = 0; b < B; b++) memcpy(hbuf + b * ldh, h_n + b * H, (size_t)H * sizeof(REAL));
@@ -241,7 +257,9 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                 SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, H, lengths, reverse,
                                  hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp, ldxp,
                                  qbase, y, cache, tile, act);
-                if (nt > 1) { /* libgomp makes a futex call even for a team of one */
+                if (spin) {
+                    fr_team_barrier(team, SFX(thread_id)(), nt, s + 1);
+                } else if (nt > 1) { /* libgomp makes a futex call even for a team of one */
 #pragma omp barrier
                 }
             }
@@ -254,6 +272,7 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                 memcpy(h_n + b * H + j0, hf + b * ldh + j0, (size_t)nv * sizeof(REAL));
         }
     }
+    fr_team_free(team);
     fr_scratch_free(scratch);
     return FR_OK;
 }
@@ -289,7 +308,12 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     const int64_t per_thread = njt * GH * nr + mr * nr;
     const int64_t shared = TB * GH * (split ? 2 : 1) + 2 * B * ldd;
     REAL *scratch = (REAL *)fr_scratch_alloc((size_t)(shared + nt * per_thread) * sizeof(REAL));
-    if (scratch == NULL) return FR_ERR_NOMEM;
+    const int spin = SFX(spin_team)(nt);
+    fr_team_flag *team = spin ? fr_team_new(nt) : NULL;
+    if (scratch == NULL || (spin && team == NULL)) {
+        fr_scratch_free(scratch);
+        return FR_ERR_NOMEM;
+    }
     REAL *dgh_all = scratch;                           /* (T*B, G*H) grads of recurrent pre-acts */
     REAL *dgx_all = split ? dgh_all + TB * GH : dgh_all; /* (T*B, G*H) grads of input pre-acts */
     REAL *dgs = dgh_all + TB * GH * (split ? 2 : 1);   /* 2 x (B, ldd) ping-pong step rows */
@@ -329,7 +353,9 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                     }
                 }
             }
-            if (nt > 1) {
+            if (spin) {
+                fr_team_barrier(team, tid, nt, Tn - s);
+            } else if (nt > 1) {
 #pragma omp barrier
             }
             /* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns], for rows active
@@ -350,6 +376,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
         }
     }
 
+    fr_team_free(team);
     int st = FR_OK;
     const int ntg = SFX(threads_for)(nthreads, 2.0 * (double)TB * (double)GH * (double)(I + H));
     if (I > 0) {

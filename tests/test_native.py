@@ -123,6 +123,26 @@ def test_thread_count_invariance(threads, cell):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_step_barriers_spinning_and_oversubscribed(threads, cell):
+    """Batch-1 sequences: one barrier per step. Two threads on this machine use the spinning
+    team barrier; more threads than processors use libgomp's. Both equal one thread's results
+    (the split over hidden units never changes a sum), forward and backward, over many steps."""
+    import os
+
+    rng = np.random.default_rng(21)
+    T, B, I, H = 300, 1, 24, 200  # 7 hidden panels: enough work for several threads per step
+    args = _problem(cell, T, B, I, H, np.float64, rng)
+    dy = rng.standard_normal((T, B, H))
+    fastrnn.set_num_threads(1)
+    one = _run(F, cell, args, False, dy, None, None)
+    for n in (2, (os.cpu_count() or 1) + 2):
+        fastrnn.set_num_threads(n)
+        got = _run(F, cell, args, False, dy, None, None)
+        for a, b in zip(one, got, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
 def test_inference_keeps_no_context():
     rng = np.random.default_rng(0)
     args = _problem("lstm", 5, 2, 3, 4, np.float64, rng)
