@@ -56,6 +56,15 @@ static inline int SFX(spin_team)(int nt) {
 #endif
 }
 
+/* Threads in the current team (1 outside a parallel region or without OpenMP). */
+static inline int SFX(team_size)(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 static inline int SFX(thread_id)(void) {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -224,56 +233,64 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
     REAL *hbuf = scratch;
     REAL *gbuf = scratch + 2 * BL;
     for (int64_t b = 0; b < B; b++) memcpy(hbuf + b * ldh, h_n + b * H, (size_t)H * sizeof(REAL));
+    int short_team = 0;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        int64_t jb0, nj;
-        SFX(my_blocks)(njb, njt, &jb0, &nj);
-        REAL *mine = scratch + shared + SFX(thread_id)() * per_thread;
-        REAL *xp = mine + slice;         /* Tc*B rows of ldxp */
-        REAL *tile = xp + Tc * B * ldxp; /* mr x G*nr */
-        SFX(fr_slice) sl;
-        SFX(fr_rec_pack_slice)(cell, &sl, mine, w_ih, w_hh, b_ih, b_hh, I, H, nr, jb0, nj, njt);
+        if (SFX(team_size)() != nt) { /* a smaller team than asked: redo with it below */
+            if (SFX(thread_id)() == 0) short_team = SFX(team_size)();
+        } else {
+            int64_t jb0, nj;
+            SFX(my_blocks)(njb, njt, &jb0, &nj);
+            REAL *mine = scratch + shared + SFX(thread_id)() * per_thread;
+            REAL *xp = mine + slice;         /* Tc*B rows of ldxp */
+            REAL *tile = xp + Tc * B * ldxp; /* mr x G*nr */
+            SFX(fr_slice) sl;
+            SFX(fr_rec_pack_slice)(cell, &sl, mine, w_ih, w_hh, b_ih, b_hh, I, H, nr, jb0, nj, njt);
 
-        for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
-            const int64_t s1 = SFX(imin)(Tn, s0 + Tc), rows = (s1 - s0) * B;
-            const REAL *A;
-            if (gather) {
+            for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
+                const int64_t s1 = SFX(imin)(Tn, s0 + Tc), rows = (s1 - s0) * B;
+                const REAL *A;
+                if (gather) {
 #pragma omp for schedule(static)
-                for (int64_t q = 0; q < rows; q++) {
-                    const int64_t s = s0 + q / B, b = q % B;
-                    const int64_t t = SFX(time_of)(s, lengths[b], 1);
-                    memcpy(gbuf + q * I, x + (t * B + b) * I, (size_t)I * sizeof(REAL));
+                    for (int64_t q = 0; q < rows; q++) {
+                        const int64_t s = s0 + q / B, b = q % B;
+                        const int64_t t = SFX(time_of)(s, lengths[b], 1);
+                        memcpy(gbuf + q * I, x + (t * B + b) * I, (size_t)I * sizeof(REAL));
+                    }
+                    A = gbuf;
+                } else {
+                    A = reverse ? x + (Tn - s1) * B * I : x + s0 * B * I;
                 }
-                A = gbuf;
-            } else {
-                A = reverse ? x + (Tn - s1) * B * I : x + s0 * B * I;
-            }
-            /* this thread's columns of the input projection for the chunk */
-            SFX(fr_rec_project)(cell, kern, &sl, A, rows, I, xp, ldxp);
-            for (int64_t s = s0; s < s1; s++) {
-                /* row of the chunk's projection holding (s, b=0) */
-                const int64_t qbase = (reverse && !gather) ? (s1 - 1 - s) * B : (s - s0) * B;
-                SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, H, lengths, reverse,
-                                 hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp, ldxp,
-                                 qbase, y, cache, tile, act);
-                if (spin) {
-                    fr_team_barrier(team, SFX(thread_id)(), nt, s + 1);
-                } else if (nt > 1) { /* libgomp makes a futex call even for a team of one */
+                /* this thread's columns of the input projection for the chunk */
+                SFX(fr_rec_project)(cell, kern, &sl, A, rows, I, xp, ldxp);
+                for (int64_t s = s0; s < s1; s++) {
+                    /* row of the chunk's projection holding (s, b=0) */
+                    const int64_t qbase = (reverse && !gather) ? (s1 - 1 - s) * B : (s - s0) * B;
+                    SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, H, lengths, reverse,
+                                     hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp, ldxp,
+                                     qbase, y, cache, tile, act);
+                    if (spin) {
+                        fr_team_barrier(team, SFX(thread_id)(), nt, s + 1);
+                    } else if (nt > 1) { /* libgomp makes a futex call even for a team of one */
 #pragma omp barrier
+                    }
                 }
             }
-        }
-        /* final state: this thread's columns */
-        const REAL *hf = hbuf + (Tn & 1) * BL;
-        for (int64_t jl = 0; jl < nj; jl++) {
-            const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
-            for (int64_t b = 0; b < B; b++)
-                memcpy(h_n + b * H + j0, hf + b * ldh + j0, (size_t)nv * sizeof(REAL));
+            /* final state: this thread's columns */
+            const REAL *hf = hbuf + (Tn & 1) * BL;
+            for (int64_t jl = 0; jl < nj; jl++) {
+                const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
+                for (int64_t b = 0; b < B; b++)
+                    memcpy(h_n + b * H + j0, hf + b * ldh + j0, (size_t)nv * sizeof(REAL));
+            }
         }
     }
     fr_team_free(team);
     fr_scratch_free(scratch);
+    if (short_team > 0) /* the runtime gave fewer threads (OMP_THREAD_LIMIT, a nested region) */
+        return SFX(fr_rec_forward)(cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                   lengths, Tn, B, I, H, act, reverse, short_team);
     return FR_OK;
 }
 
@@ -321,55 +338,60 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     const REAL *hprev_c = cache, *gates_c = cache + TB * H;
     const REAL *aux0_c = gates_c + TB * GH, *aux1_c = aux0_c + TB * H;
     REAL *dh = dh0, *dc = cell->has_c ? dc0 : NULL;
+    int short_team = 0;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        int64_t jb0, nj;
-        SFX(my_blocks)(njb, njt, &jb0, &nj);
-        const int tid = SFX(thread_id)();
-        REAL *whh_p = scratch + shared + tid * per_thread; /* nj panels of (G*H) x nr */
-        REAL *tile = whh_p + njt * GH * nr;
-        if (nj > 0) SFX(fr_pack_b)(whh_p, w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
+        if (SFX(team_size)() != nt) { /* a smaller team than asked: redo with it below */
+            if (SFX(thread_id)() == 0) short_team = SFX(team_size)();
+        } else {
+            int64_t jb0, nj;
+            SFX(my_blocks)(njb, njt, &jb0, &nj);
+            const int tid = SFX(thread_id)();
+            REAL *whh_p = scratch + shared + tid * per_thread; /* nj panels of (G*H) x nr */
+            REAL *tile = whh_p + njt * GH * nr;
+            if (nj > 0) SFX(fr_pack_b)(whh_p, w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
 
-        for (int64_t s = Tn - 1; s >= 0; s--) {
-            REAL *dstep = dgs + (s & 1) * B * ldd;
-            for (int64_t jl = 0; jl < nj; jl++) {
-                const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
-                for (int64_t b = 0; b < B; b++) {
-                    const int64_t L = lengths ? lengths[b] : Tn;
-                    const int64_t t = SFX(time_of)(s, L, reverse);
-                    const int64_t r = t * B + b;
-                    if (s < L) {
-                        cell->bw(nv, H, gates_c + r * GH + j0, aux0_c + r * H + j0, aux1_c + r * H + j0,
-                                 hprev_c + r * H + j0, dy ? dy + r * H + j0 : NULL, dh + b * H + j0,
-                                 dc ? dc + b * H + j0 : NULL, dgh_all + r * GH + j0, dstep + b * ldd + j0,
-                                 split ? dgx_all + r * GH + j0 : NULL, act);
-                    } else {
-                        for (int64_t g = 0; g < G; g++) {
-                            memset(dgh_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
-                            memset(dstep + b * ldd + g * H + j0, 0, (size_t)nv * sizeof(REAL));
-                            if (split) memset(dgx_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+            for (int64_t s = Tn - 1; s >= 0; s--) {
+                REAL *dstep = dgs + (s & 1) * B * ldd;
+                for (int64_t jl = 0; jl < nj; jl++) {
+                    const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
+                    for (int64_t b = 0; b < B; b++) {
+                        const int64_t L = lengths ? lengths[b] : Tn;
+                        const int64_t t = SFX(time_of)(s, L, reverse);
+                        const int64_t r = t * B + b;
+                        if (s < L) {
+                            cell->bw(nv, H, gates_c + r * GH + j0, aux0_c + r * H + j0, aux1_c + r * H + j0,
+                                     hprev_c + r * H + j0, dy ? dy + r * H + j0 : NULL, dh + b * H + j0,
+                                     dc ? dc + b * H + j0 : NULL, dgh_all + r * GH + j0, dstep + b * ldd + j0,
+                                     split ? dgx_all + r * GH + j0 : NULL, act);
+                        } else {
+                            for (int64_t g = 0; g < G; g++) {
+                                memset(dgh_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                                memset(dstep + b * ldd + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                                if (split) memset(dgx_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                            }
                         }
                     }
                 }
-            }
-            if (spin) {
-                fr_team_barrier(team, tid, nt, Tn - s);
-            } else if (nt > 1) {
+                if (spin) {
+                    fr_team_barrier(team, tid, nt, Tn - s);
+                } else if (nt > 1) {
 #pragma omp barrier
-            }
-            /* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns], for rows active
-               at step s only: an inactive row's state passed through unchanged, and its zero
-               dstep row times a non-finite W_hh would otherwise turn its gradient into NaN */
-            for (int64_t jl = 0; jl < nj; jl++) {
-                const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
-                for (int64_t b0 = 0; b0 < B; b0 += mr) {
-                    const int64_t m = SFX(imin)(mr, B - b0);
-                    kern->ukr(m, GH, dstep + b0 * ldd, ldd, whh_p + jl * GH * nr, tile, nr, 0);
-                    for (int64_t i = 0; i < m; i++) {
-                        if (lengths && s >= lengths[b0 + i]) continue;
-                        REAL *d = dh + (b0 + i) * H + j0;
-                        for (int64_t c = 0; c < nv; c++) d[c] += tile[i * nr + c];
+                }
+                /* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns], for rows active
+                   at step s only: an inactive row's state passed through unchanged, and its zero
+                   dstep row times a non-finite W_hh would otherwise turn its gradient into NaN */
+                for (int64_t jl = 0; jl < nj; jl++) {
+                    const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
+                    for (int64_t b0 = 0; b0 < B; b0 += mr) {
+                        const int64_t m = SFX(imin)(mr, B - b0);
+                        kern->ukr(m, GH, dstep + b0 * ldd, ldd, whh_p + jl * GH * nr, tile, nr, 0);
+                        for (int64_t i = 0; i < m; i++) {
+                            if (lengths && s >= lengths[b0 + i]) continue;
+                            REAL *d = dh + (b0 + i) * H + j0;
+                            for (int64_t c = 0; c < nv; c++) d[c] += tile[i * nr + c];
+                        }
                     }
                 }
             }
@@ -377,6 +399,12 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     }
 
     fr_team_free(team);
+    if (short_team > 0) { /* the runtime gave fewer threads: redo with them */
+        fr_scratch_free(scratch);
+        return SFX(fr_rec_backward)(cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, w_ih,
+                                    w_hh, dy, dh_n, dc_n, lengths, Tn, B, I, H, act, reverse,
+                                    short_team);
+    }
     int st = FR_OK;
     const int ntg = SFX(threads_for)(nthreads, 2.0 * (double)TB * (double)GH * (double)(I + H));
     if (I > 0) {

@@ -143,6 +143,49 @@ def test_step_barriers_spinning_and_oversubscribed(threads, cell):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
 
 
+def test_smaller_team_than_asked_is_correct_and_does_not_hang(tmp_path):
+    """When the OpenMP runtime gives fewer threads than asked (OMP_THREAD_LIMIT, a call from
+    inside another parallel region), the kernels redo the work with the team they got: the
+    results equal the reference, and the spinning step barrier never waits for a thread that
+    does not exist."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "limit.py"
+    script.write_text(
+        "import numpy as np, fastrnn\n"
+        "from fastrnn import functional as F, reference as R\n"
+        "fastrnn.set_num_threads(2)\n"
+        "rng = np.random.default_rng(3)\n"
+        "T, B, I, H = 40, 2, 24, 200\n"
+        "for cell in ('rnn', 'lstm', 'gru'):\n"
+        "    G = {'rnn': 1, 'lstm': 4, 'gru': 3}[cell]\n"
+        "    x = rng.standard_normal((T, B, I))\n"
+        "    w = [rng.standard_normal((G * H, I)) * .1, rng.standard_normal((G * H, H)) * .1,\n"
+        "         rng.standard_normal(G * H) * .1, rng.standard_normal(G * H) * .1]\n"
+        "    dy = rng.standard_normal((T, B, H))\n"
+        "    outs = []\n"
+        "    for mod in (F, R):\n"
+        "        fw, bw = getattr(mod, cell + '_forward'), getattr(mod, cell + '_backward')\n"
+        "        if cell == 'lstm':\n"
+        "            o = fw(x, None, None, *w)\n"
+        "            g = bw(o[-1], dy, None, None)\n"
+        "        else:\n"
+        "            o = fw(x, None, *w, **({'nonlinearity': 'tanh'} if cell == 'rnn' else {}))\n"
+        "            g = bw(o[-1], dy, None)\n"
+        "        outs.append([o[0], *[a for a in g if a is not None]])\n"
+        "    for a, b in zip(*outs):\n"
+        "        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)\n"
+        "print('ok')\n")
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_inference_keeps_no_context():
     rng = np.random.default_rng(0)
     args = _problem("lstm", 5, 2, 3, 4, np.float64, rng)
