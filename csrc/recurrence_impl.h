@@ -242,7 +242,8 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
         } else {
             int64_t jb0, nj;
             SFX(my_blocks)(njb, njt, &jb0, &nj);
-            REAL *mine = scratch + shared + SFX(thread_id)() * per_thread;
+            const int tid = SFX(thread_id)();
+            REAL *mine = scratch + shared + tid * per_thread;
             REAL *xp = mine + slice;         /* Tc*B rows of ldxp */
             REAL *tile = xp + Tc * B * ldxp; /* mr x G*nr */
             SFX(fr_slice) sl;
@@ -271,7 +272,7 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                                      hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp, ldxp,
                                      qbase, y, cache, tile, act);
                     if (spin) {
-                        fr_team_barrier(team, SFX(thread_id)(), nt, s + 1);
+                        fr_team_barrier(team, tid, nt, s + 1);
                     } else if (nt > 1) { /* libgomp makes a futex call even for a team of one */
 #pragma omp barrier
                     }
