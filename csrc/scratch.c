@@ -2,10 +2,11 @@
  * scratch.c — working memory for the kernels (see scratch.h).
  *
  * Every block carries a 64-byte header with its usable size. Blocks of at least FR_HUGE_MIN bytes
- * are 2 MiB aligned and advised as huge pages (Linux); smaller ones come from aligned_alloc. One
- * freed block, the largest seen lately and at most FR_KEEP_MAX bytes, is kept and handed to the
- * next request it is big enough for. A spin lock (atomic_flag) guards the kept block: it is held
- * for a few instructions only.
+ * are 2 MiB aligned and advised as huge pages (Linux); smaller ones come from aligned_alloc. Up to
+ * FR_KEEP_N freed blocks (FR_KEEP_MAX bytes in all) are kept and handed to later requests they fit:
+ * a training step frees and asks again for the same handful of sizes (outputs, gradients, caches,
+ * packed panels), and each kept block spares the kernel a page fault and a page clear per 4 KiB.
+ * A spin lock (atomic_flag) guards the kept list: it is held for a few dozen instructions only.
  */
 #define _DEFAULT_SOURCE
 #include "scratch.h"
@@ -20,10 +21,13 @@
 #define FR_HEADER 64                        /* keeps the payload 64-byte aligned */
 #define FR_HUGE_PAGE ((size_t)2 << 20)      /* x86-64 huge page */
 #define FR_HUGE_MIN ((size_t)4 << 20)       /* below this, huge pages would waste memory */
-#define FR_KEEP_MAX ((size_t)1 << 30)       /* never keep more than 1 GiB */
+#define FR_KEEP_MAX ((size_t)1 << 30)       /* never keep more than 1 GiB in all */
+#define FR_KEEP_N 16                        /* nor more than this many blocks */
 
 static atomic_flag lock = ATOMIC_FLAG_INIT;
-static void *kept = NULL; /* payload pointer of the kept block, or NULL */
+static void *kept[FR_KEEP_N]; /* payload pointers of the kept blocks, oldest first; NULL-free prefix */
+static int n_kept = 0;
+static size_t kept_bytes = 0;
 
 static void acquire(void) {
     while (atomic_flag_test_and_set_explicit(&lock, memory_order_acquire)) {
@@ -51,41 +55,65 @@ static void *block_new(size_t bytes) {
     return base + FR_HEADER;
 }
 
+/* Remove entry i of the kept list (lock held) and return it. */
+static void *take_at(int i) {
+    void *p = kept[i];
+    for (int k = i + 1; k < n_kept; k++) kept[k - 1] = kept[k];
+    n_kept--;
+    kept_bytes -= block_size(p);
+    return p;
+}
+
+/* A request takes the smallest kept block that holds it, but not one more than twice its size
+   (plus a huge page): a small request must not take the block a big one will ask for next. */
 void *fr_scratch_alloc(size_t bytes) {
     void *p = NULL;
     acquire();
-    if (kept && block_size(kept) >= bytes) {
-        p = kept;
-        kept = NULL;
+    int best = -1;
+    for (int i = 0; i < n_kept; i++) {
+        const size_t n = block_size(kept[i]);
+        if (n >= bytes && (bytes >= (SIZE_MAX - FR_HUGE_PAGE) / 2 || n <= 2 * bytes + FR_HUGE_PAGE) &&
+            (best < 0 || n < block_size(kept[best])))
+            best = i;
     }
+    if (best >= 0) p = take_at(best);
     release();
     return p ? p : block_new(bytes);
 }
 
+/* A freed block joins the kept list as its newest entry; the oldest entries make room for it. A
+   block bigger than FR_KEEP_MAX is freed at once. */
 void fr_scratch_free(void *p) {
     if (p == NULL) return;
-    void *drop = p;
     const size_t n = block_size(p);
-    acquire();
-    if (n <= FR_KEEP_MAX && (kept == NULL || block_size(kept) < n)) {
-        drop = kept;
-        kept = p;
+    if (n > FR_KEEP_MAX) {
+        block_free(p);
+        return;
     }
+    void *drop[FR_KEEP_N];
+    int n_drop = 0;
+    acquire();
+    while (n_kept > 0 && (n_kept == FR_KEEP_N || kept_bytes + n > FR_KEEP_MAX)) drop[n_drop++] = take_at(0);
+    kept[n_kept++] = p;
+    kept_bytes += n;
     release();
-    block_free(drop);
+    for (int i = 0; i < n_drop; i++) block_free(drop[i]); /* outside the lock */
 }
 
 void fr_scratch_release(void) {
+    void *drop[FR_KEEP_N];
     acquire();
-    void *p = kept;
-    kept = NULL;
+    const int n = n_kept;
+    for (int i = 0; i < n; i++) drop[i] = kept[i];
+    n_kept = 0;
+    kept_bytes = 0;
     release();
-    block_free(p);
+    for (int i = 0; i < n; i++) block_free(drop[i]);
 }
 
 size_t fr_scratch_kept(void) {
     acquire();
-    const size_t n = kept ? block_size(kept) : 0;
+    const size_t n = kept_bytes;
     release();
     return n;
 }

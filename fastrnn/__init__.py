@@ -35,11 +35,12 @@ def release_memory() -> int:
     """Free the working memory the kernels keep between calls.
 
     A training step needs scratch memory of the order of the training cache (the gate
-    gradients of the whole sequence). The kernels keep the last block they used, so the
-    next call of a similar size reuses it instead of page-faulting fresh memory (on the
-    machines measured, ~30 ms per 50 MB). Likewise the training cache of a forward whose
-    context has been freed is kept (the largest one) for the next training forward. Call
-    this after training to give both back.
+    gradients of the whole sequence), and its big outputs (``y``, ``dx``, the weight
+    gradients, the training cache) live on the same kind of block. When a block is freed
+    (for an output: when the array and all its views are gone), the kernels keep it (up to
+    16 blocks, 1 GiB in all), so the next call of a similar size reuses it instead of
+    page-faulting fresh memory (on the machines measured, ~30 ms per 50 MB; 5-9% of a small
+    LSTM call). Call this after training to give the kept blocks back.
 
     Returns
     -------
@@ -47,8 +48,7 @@ def release_memory() -> int:
         The number of bytes freed.
     """
     from . import _kernels
-    from .functional import _release_cache_pool
 
     n = int(_kernels.scratch_kept())
     _kernels.scratch_release()
-    return n + _release_cache_pool()
+    return n

@@ -146,5 +146,7 @@ cdef extern from "fastrnn.h" nogil:
     int64_t fr_dense_work_size()
 
 cdef extern from "scratch.h" nogil:
+    void *fr_scratch_alloc(size_t nbytes)
+    void fr_scratch_free(void *p)
     size_t fr_scratch_kept()
     void fr_scratch_release()

@@ -45,71 +45,45 @@ __all__ = [
 _ACT = {"tanh": 0, "relu": 1}
 
 
-#: Training caches of contexts that have died, kept for the next training forward (at most
-#: one buffer). Fresh memory costs the kernel a page fault and a page clear per 4 KiB: ~7% of
-#: a large LSTM training step measured here. A list, because its pop and append are atomic:
-#: a buffer goes to exactly one caller even with several Python threads.
-_CACHE_POOL: list[np.ndarray] = []
+#: Arrays of at least this many bytes live on the kernels' kept blocks (csrc/scratch.c), which
+#: go back to a short list of kept blocks when the array and its views die and serve the next
+#: call of the same size. Fresh memory from the OS costs a page fault and a page clear per 4 KiB:
+#: 5-9% of a small LSTM training or inference call measured here, whenever malloc hands big
+#: arrays to mmap (its default above 128 KiB, until a free raises the threshold; heap trimming
+#: gives pages back too). Smaller arrays come from malloc's heap, which is warm already.
+_KEPT_MIN = 1 << 17
 
 
-def _take_cache(n: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """A buffer of at least ``n`` elements (the kept one when it fits) and its first ``n``.
-
-    The kernels write every cache element they later read, so old contents never matter.
-    """
-    try:
-        base = _CACHE_POOL.pop()
-    except IndexError:
-        base = None
-    if base is None or base.dtype != dtype or base.size < n:
-        if base is not None:
-            _give_cache(base)
-        base = np.empty(n, dtype=dtype)
-    return base, base[:n]
+def _empty(shape: tuple, dt: np.dtype) -> np.ndarray:
+    """``np.empty(shape, dt)``, on a kept block when it is big (see ``_KEPT_MIN``)."""
+    n = dt.itemsize
+    for d in shape:
+        n *= d
+    return _kernels.kept_empty(shape, dt) if n >= _KEPT_MIN else np.empty(shape, dt)
 
 
-def _give_cache(base: np.ndarray) -> None:
-    """Keep ``base`` for a later forward: the larger of it and the one already kept."""
-    _CACHE_POOL.append(base)
-    while len(_CACHE_POOL) > 1:
-        try:
-            a, b = _CACHE_POOL.pop(), _CACHE_POOL.pop()
-        except IndexError:
-            break
-        _CACHE_POOL.append(a if a.nbytes >= b.nbytes else b)
-
-
-def _release_cache_pool() -> int:
-    """Drop the kept training cache; returns the bytes it held (see fastrnn.release_memory)."""
-    n = 0
-    while True:
-        try:
-            n += _CACHE_POOL.pop().nbytes
-        except IndexError:
-            return n
+def _zeros(shape: tuple, dt: np.dtype) -> np.ndarray:
+    """``np.zeros(shape, dt)``, on a kept block when it is big (see ``_KEPT_MIN``)."""
+    a = _empty(shape, dt)
+    a.fill(0)
+    return a
 
 
 class _Context:
     """What a native backward needs from its forward: inputs, weights and the kernel cache.
 
-    When the context dies, its cache buffer goes back to the pool for the next forward.
+    The cache lives on a kept block: when the context (and any view of its cache) dies, the
+    block serves the next training forward of the same size.
     """
 
-    __slots__ = ("cell", "act", "reverse", "p", "cache", "_base")
+    __slots__ = ("cell", "act", "reverse", "p", "cache")
 
-    def __init__(self, cell: str, act: int, reverse: bool, p: Any, cache: np.ndarray,
-                 base: np.ndarray) -> None:
+    def __init__(self, cell: str, act: int, reverse: bool, p: Any, cache: np.ndarray) -> None:
         self.cell = cell
         self.act = act
         self.reverse = reverse
         self.p = p
         self.cache = cache
-        self._base = base
-
-    def __del__(self) -> None:
-        base = getattr(self, "_base", None)
-        if base is not None and _give_cache is not None:  # None at interpreter shutdown
-            _give_cache(base)
 
     def __repr__(self) -> str:
         p = self.p
@@ -121,16 +95,15 @@ def _forward(cell: str, p: Any, act: int):
     T, B, H = p.T, p.B, p.H
     training = p.training
     dt = p.dtype
-    y = np.empty((T, B, H), dtype=dt)
+    y = _empty((T, B, H), dt)
     h_n = np.empty((B, H), dtype=dt)
     c_n = np.empty((B, H), dtype=dt) if cell == "lstm" else None
-    base = cache = None
-    if training:
-        base, cache = _take_cache(_kernels.cache_size(cell, T, B, H), dt)
+    # The kernels write every cache element they later read: old contents never matter.
+    cache = _kernels.kept_empty((_kernels.cache_size(cell, T, B, H),), dt) if training else None
     _kernels.cell_forward(cell, y, h_n, c_n, cache, p.x, p.h0, p.c0 if cell == "lstm" else None,
                           p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.lengths, act, p.reverse,
                           get_num_threads())
-    ctx = _Context(cell, act, p.reverse, p, cache, base) if training else None
+    ctx = _Context(cell, act, p.reverse, p, cache) if training else None
     return y, h_n, c_n, ctx
 
 
@@ -145,11 +118,11 @@ def _backward(cell: str, ctx: Any, dy: Any, dh_n: Any, dc_n: Any):
     dy, dh_n, dc_n = prepare_grads(p, dy, dh_n, dc_n)
     dt = p.dtype
     T, B, I, H, G = p.T, p.B, p.I, p.H, p.G
-    dx = np.empty((T, B, I), dtype=dt)
+    dx = _empty((T, B, I), dt)
     dh0 = np.empty((B, H), dtype=dt)
     dc0 = np.empty((B, H), dtype=dt) if cell == "lstm" else None
-    dw_ih = np.zeros((G * H, I), dtype=dt)
-    dw_hh = np.zeros((G * H, H), dtype=dt)
+    dw_ih = _zeros((G * H, I), dt)
+    dw_hh = _zeros((G * H, H), dt)
     db_ih = np.zeros(G * H, dtype=dt) if p.b_ih is not None else None
     db_hh = np.zeros(G * H, dtype=dt) if p.b_hh is not None else None
     _kernels.cell_backward(cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, ctx.cache, p.x, p.w_ih,

@@ -249,53 +249,63 @@ def test_reused_scratch_memory_never_leaks_into_results(cell):
     assert fastrnn.release_memory() == 0
 
 
-def test_training_cache_of_a_dead_context_is_reused_never_shared():
-    """A freed context's cache buffer serves the next training forward (no fresh pages), is
-    never handed to two live contexts, gives the same results as fresh memory, and
-    release_memory gives it back."""
+def test_kept_blocks_are_reused_and_never_shared():
+    """A dead array's block (training cache, output, gradient) serves the next call of its
+    size (no fresh pages), is never handed out while the array or any view of it lives,
+    gives the same results as fresh memory, and release_memory frees it."""
     import gc
 
     rng = np.random.default_rng(3)
-    T, B, I, H = 9, 4, 5, 7
+    T, B, I, H = 64, 8, 5, 32  # y: 128 KiB in float64, the smallest output put on a block
     x = rng.standard_normal((T, B, I))
     w, u = rng.standard_normal((4 * H, I)) * 0.3, rng.standard_normal((4 * H, H)) * 0.3
     dy = rng.standard_normal((T, B, H))
+    lengths = [T, 3, 0, 50, 9, T, 1, 2]
 
     def fwd(xx):
-        return F.lstm_forward(xx, None, None, w, u, None, None, lengths=[9, 3, 0, 5])
+        return F.lstm_forward(xx, None, None, w, u, None, None, lengths=lengths)
+
+    def blocks(*arrays):
+        return {a.ctypes.data for a in arrays}
 
     fastrnn.release_memory()
     y1, _, _, ctx1 = fwd(x)
     g1 = F.lstm_backward(ctx1, dy, None, None)
-    y2, _, _, ctx2 = fwd(x * 2)  # ctx1 alive: a different buffer
-    assert not np.shares_memory(ctx1.cache, ctx2.cache)
-    old = ctx1.cache
+    y2, _, _, ctx2 = fwd(x * 2)  # y1 and ctx1 alive: other blocks
+    for old in (y1, ctx1.cache):
+        assert not np.shares_memory(old, y2) and not np.shares_memory(old, ctx2.cache)
+    del old
+    # A view keeps its block out of reach even when the array it came from is gone.
+    view = ctx1.cache[5:]
+    saved = view.copy()
+    dead_caches = {ctx1.cache.ctypes.data}
     del ctx1
     gc.collect()
-    ctx1_cache = old
-    del old
-    big = F.lstm_forward(rng.standard_normal((2 * T, B, I)), None, None, w, u, None, None)[-1]
-    assert not np.shares_memory(big.cache, ctx1_cache)  # too small for it: fresh memory
-    big_cache = big.cache
-    del big
-    gc.collect()  # the bigger buffer is now the kept one
-    y3, _, _, ctx3 = fwd(x)  # on the dirty, bigger buffer
-    assert np.shares_memory(ctx3.cache, big_cache)
-    assert not np.shares_memory(ctx3.cache, ctx2.cache)
-    np.testing.assert_array_equal(y3, y1)
-    for a, b in zip(g1, F.lstm_backward(ctx3, dy, None, None), strict=True):
+    y3, _, _, ctx3 = fwd(x * 3)
+    assert not np.shares_memory(view, ctx3.cache) and not np.shares_memory(view, y3)
+    np.testing.assert_array_equal(view, saved)
+    # Once nothing views them, the dead blocks serve the next calls of their sizes, dirty.
+    dead_caches.add(ctx3.cache.ctypes.data)
+    kept = _kernels.scratch_kept()
+    del view, ctx3, y3
+    gc.collect()
+    assert _kernels.scratch_kept() >= kept + 2 * ctx2.cache.nbytes + y2.nbytes
+    y4, _, _, ctx4 = fwd(x)
+    assert ctx4.cache.ctypes.data in dead_caches  # no other kept block has this size
+    np.testing.assert_array_equal(y4, y1)
+    for a, b in zip(g1, F.lstm_backward(ctx4, dy, None, None), strict=True):
         if a is not None:
             np.testing.assert_array_equal(a, b)
-    # ctx2's cache was not touched by the forwards after it
+    # ctx2's cache was not touched by the forwards after it.
     g2 = F.lstm_backward(ctx2, dy, None, None)
     y2r, _, _, ctx2r = fwd(x * 2)
     np.testing.assert_array_equal(y2, y2r)
     for a, b in zip(g2, F.lstm_backward(ctx2r, dy, None, None), strict=True):
         if a is not None:
             np.testing.assert_array_equal(a, b)
-    del ctx2, ctx3, ctx2r, ctx1_cache, big_cache
+    del ctx2, ctx4, ctx2r
     gc.collect()
-    assert fastrnn.release_memory() >= 8 * 7 * (2 * T) * B * H  # the kept (T=18) cache
+    assert fastrnn.release_memory() >= 8 * 7 * T * B * H  # at least one training cache
     assert fastrnn.release_memory() == 0
 
 
