@@ -25,7 +25,7 @@
 #define FR_KEEP_N 16                        /* nor more than this many blocks */
 
 static atomic_flag lock = ATOMIC_FLAG_INIT;
-static void *kept[FR_KEEP_N]; /* payload pointers of the kept blocks, oldest first; NULL-free prefix */
+static void *kept[FR_KEEP_N]; /* payload pointers of the kept blocks, oldest first */
 static int n_kept = 0;
 static size_t kept_bytes = 0;
 
@@ -72,8 +72,8 @@ void *fr_scratch_alloc(size_t bytes) {
     int best = -1;
     for (int i = 0; i < n_kept; i++) {
         const size_t n = block_size(kept[i]);
-        if (n >= bytes && (bytes >= (SIZE_MAX - FR_HUGE_PAGE) / 2 || n <= 2 * bytes + FR_HUGE_PAGE) &&
-            (best < 0 || n < block_size(kept[best])))
+        /* kept blocks are at most FR_KEEP_MAX, so with n >= bytes nothing here overflows */
+        if (n >= bytes && n - bytes <= bytes + FR_HUGE_PAGE && (best < 0 || n < block_size(kept[best])))
             best = i;
     }
     if (best >= 0) p = take_at(best);
