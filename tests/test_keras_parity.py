@@ -38,6 +38,11 @@ def _pair(spec, input_shape, int_input=False):
             return mod.Bidirectional(inner, *args[1:], **kwargs)
         return getattr(mod, name)(*args, **kwargs)
 
+    # Keras draws the initial weights (copied into ours): seed it, so that every run checks the
+    # same models. Unseeded, 2 of 40 inits of the SGD forecaster below put training on a path
+    # that amplifies float32 rounding (loss 2-10% apart by epoch 3), with any version of the
+    # kernels: the test failed now and then.
+    keras.utils.set_random_seed(0)
     km = keras.Sequential([keras.Input(input_shape, dtype="int32" if int_input else "float32")]
                           + [make(K, s) for s in spec])
     ours = Sequential([L.Input(input_shape)] + [make(L, s) for s in spec])
