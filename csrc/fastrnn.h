@@ -124,6 +124,12 @@ void fr_tanh_d(double *y, const double *x, int64_t n);
  * Backward write rule: dx, dh0, dc0 are written (=); dw_ih, dw_hh, db_ih, db_hh accumulate (+=),
  * the caller zeroes them; db_* may be NULL (no bias). dy, dh_n, dc_n may be NULL (zero). Backward
  * needs the same x, h0, c0, weights, lengths, reverse and sizes as the forward that filled cache.
+ *
+ * Projected input: w_ih NULL with I = G*H means W_ih is the identity, i.e. x already holds the
+ * input projection of every step (gate g at columns [g*H, (g+1)*H), biases not included). The
+ * backward then writes the gradients of the input pre-activations to dx (T,B,G*H), leaves dw_ih
+ * alone (it may be NULL) and does not read x. (An Embedding before the cell uses this: the
+ * projection of a vocabulary row is computed once per call, not once per token.)
  */
 enum { FR_RNN_TANH = 0, FR_RNN_RELU = 1 };
 
@@ -187,6 +193,22 @@ int fr_gru_backward_d(double *dx, double *dh0, double *dw_ih, double *dw_hh, dou
                       const double *w_hh, const double *dy, const double *dh_n,
                       const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
                       int reverse, int nthreads);
+
+/* ---- rows.c: rows by index --------------------------------------------------------------- */
+/* dst[idx[r], :] += src[r, :] for r < R, rows of n elements, in row order (deterministic for any
+   thread count); FR_ERR_ARG (nothing written) if an index is outside [0, V). */
+int fr_scatter_add_rows_s(float *dst, int64_t V, int64_t n, const float *src, const int64_t *idx,
+                          int64_t R, int nthreads);
+int fr_scatter_add_rows_d(double *dst, int64_t V, int64_t n, const double *src,
+                          const int64_t *idx, int64_t R, int nthreads);
+
+/* ---- optim.c: fused optimizer updates ---------------------------------------------------- */
+/* Adam, one pass over n elements: m += (g - m)*c1; v += (g*g - v)*c2; w -= (m*alpha)/(sqrt(v) + eps)
+   (c1 = 1 - beta_1, c2 = 1 - beta_2, alpha the bias-corrected rate), in that operation order. */
+int fr_adam_update_s(float *w, const float *g, float *m, float *v, int64_t n, float c1, float c2,
+                     float alpha, float eps, int nthreads);
+int fr_adam_update_d(double *w, const double *g, double *m, double *v, int64_t n, double c1,
+                     double c2, double alpha, double eps, int nthreads);
 
 /* ---- stream.c: single-step inference with weights packed once ------------------------------ */
 /*

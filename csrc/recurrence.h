@@ -15,17 +15,10 @@
 #define FASTRNN_RECURRENCE_H
 
 #include "fastrnn.h"
+#include "simd_target.h" /* FR_CLONES */
 
 #define FR_MAX_NR 64 /* widest panel a microkernel may use */
 
-/* Elementwise cell code is compiled for AVX-512, AVX2 and baseline x86-64 and the version is
-   chosen when the library loads (GCC function multiversioning). The clones compute bit-identical
-   results: -std=c11 turns off FMA contraction, and the loops only add, multiply and copy. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define FR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define FR_CLONES
-#endif
 
 /* dst[j] = a[j] + b[j] for j < n, b NULL meaning zeros (the incoming state gradient of a segment:
    later steps' dh plus this step's dy). */

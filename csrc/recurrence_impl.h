@@ -107,7 +107,7 @@ void SFX(fr_rec_pack_slice)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, cons
     const int64_t G = cell->G;
     SFX(fr_rec_slice_view)(cell, sl, dst, I, H, nr, jb0, nj, njt);
     if (nj <= 0) return;
-    if (I > 0) SFX(fr_pack_b)(sl->wih, w_ih, I, 1, I, H, G, nr, jb0, jb0 + nj);
+    if (I > 0 && w_ih != NULL) SFX(fr_pack_b)(sl->wih, w_ih, I, 1, I, H, G, nr, jb0, jb0 + nj);
     SFX(fr_pack_b)(sl->whh, w_hh, H, 1, H, H, G, nr, jb0, jb0 + nj);
     for (int64_t jl = 0; jl < nj; jl++) {
         for (int64_t g = 0; g < G; g++) {
@@ -124,6 +124,25 @@ void SFX(fr_rec_pack_slice)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, cons
         for (int64_t c = 0; c < nr; c++) {
             const int64_t j = (jb0 + jl) * nr + c;
             sl->bhn[jl * nr + c] = (cell->split_n && b_hh && j < H) ? b_hh[(G - 1) * H + j] : 0;
+        }
+    }
+}
+
+/* Identity input weights (w_ih NULL, I = G*H: A holds projected rows, gate g at +g*H): the
+   slice's columns of A plus the folded bias; padding columns past H get the bias (zero). */
+static void SFX(project_identity)(const CELL *cell, const SFX(fr_slice) *sl, const REAL *A,
+                                  int64_t rows, int64_t H, REAL *xp, int64_t ldxp) {
+    const int64_t G = cell->G, nr = sl->nr;
+    for (int64_t q = 0; q < rows; q++) {
+        const REAL *a = A + q * G * H;
+        for (int64_t jl = 0; jl < sl->nj; jl++) {
+            const int64_t j0 = (sl->jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
+            for (int64_t g = 0; g < G; g++) {
+                const REAL *bp = sl->bias + (jl * G + g) * nr;
+                REAL *o = xp + q * ldxp + (jl * G + g) * nr;
+                for (int64_t c = 0; c < nv; c++) o[c] = a[g * H + j0 + c] + bp[c];
+                for (int64_t c = nv; c < nr; c++) o[c] = bp[c];
+            }
         }
     }
 }
@@ -195,9 +214,11 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                         int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads) {
     if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || y == NULL || h_n == NULL ||
         (cell->has_c && c_n == NULL) || (Tn > 0 && B > 0 && I > 0 && x == NULL) || w_hh == NULL ||
-        (I > 0 && w_ih == NULL) || (cache != NULL && SFX(cache_size)(cell, Tn, B, H) < 0))
+        (I > 0 && w_ih == NULL && I != cell->G * H) ||
+        (cache != NULL && SFX(cache_size)(cell, Tn, B, H) < 0))
         return FR_ERR_ARG;
     const int64_t G = cell->G, BH = B * H;
+    const int identity = I > 0 && w_ih == NULL; /* x holds the input projection already */
     /* initial state */
     for (int64_t k = 0; k < BH; k++) h_n[k] = h0 ? h0[k] : (REAL)0;
     if (cell->has_c)
@@ -216,7 +237,7 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
     const int64_t ldxp = njt * G * nr;
 
     /* scratch: shared (h ping-pong, gather rows) + per thread (packed slice, x-proj, tile) */
-    const int64_t slice = SFX(fr_rec_slice_size)(cell, I, H, nr, njt);
+    const int64_t slice = SFX(fr_rec_slice_size)(cell, identity ? 0 : I, H, nr, njt);
     const int64_t per_thread = slice + Tc * B * ldxp + mr * G * nr;
     /* state rows padded by a cache line (H*sizeof(REAL) a multiple of 4 KiB would put the
        microkernel's rows in one L1 set) */
@@ -247,7 +268,8 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
             REAL *xp = mine + slice;         /* Tc*B rows of ldxp */
             REAL *tile = xp + Tc * B * ldxp; /* mr x G*nr */
             SFX(fr_slice) sl;
-            SFX(fr_rec_pack_slice)(cell, &sl, mine, w_ih, w_hh, b_ih, b_hh, I, H, nr, jb0, nj, njt);
+            SFX(fr_rec_pack_slice)(cell, &sl, mine, w_ih, w_hh, b_ih, b_hh, identity ? 0 : I, H, nr,
+                                   jb0, nj, njt);
 
             for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
                 const int64_t s1 = SFX(imin)(Tn, s0 + Tc), rows = (s1 - s0) * B;
@@ -264,7 +286,10 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                     A = reverse ? x + (Tn - s1) * B * I : x + s0 * B * I;
                 }
                 /* this thread's columns of the input projection for the chunk */
-                SFX(fr_rec_project)(cell, kern, &sl, A, rows, I, xp, ldxp);
+                if (identity)
+                    SFX(project_identity)(cell, &sl, A, rows, H, xp, ldxp);
+                else
+                    SFX(fr_rec_project)(cell, kern, &sl, A, rows, I, xp, ldxp);
                 for (int64_t s = s0; s < s1; s++) {
                     /* row of the chunk's projection holding (s, b=0) */
                     const int64_t qbase = (reverse && !gather) ? (s1 - 1 - s) * B : (s - s0) * B;
@@ -300,9 +325,11 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                          const REAL *w_hh, const REAL *dy, const REAL *dh_n, const REAL *dc_n,
                          const int64_t *lengths, int64_t Tn, int64_t B, int64_t I, int64_t H, int act,
                          int reverse, int nthreads) {
-    if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || dh0 == NULL || dw_ih == NULL ||
-        dw_hh == NULL || (cell->has_c && dc0 == NULL) || (Tn > 0 && B > 0 && cache == NULL) ||
-        (Tn > 0 && B > 0 && I > 0 && (x == NULL || dx == NULL || w_ih == NULL)) || w_hh == NULL ||
+    const int identity = I > 0 && w_ih == NULL; /* W_ih is the identity: dx gets the gate grads */
+    if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || dh0 == NULL ||
+        (dw_ih == NULL && !identity) || dw_hh == NULL || (cell->has_c && dc0 == NULL) ||
+        (Tn > 0 && B > 0 && cache == NULL) || (identity && I != cell->G * H) ||
+        (Tn > 0 && B > 0 && I > 0 && (dx == NULL || (!identity && x == NULL))) || w_hh == NULL ||
         SFX(cache_size)(cell, Tn, B, H) < 0)
         return FR_ERR_ARG;
     const int64_t G = cell->G, GH = G * H, BH = B * H, TB = Tn * B;
@@ -324,7 +351,9 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     const int64_t line = 64 / (int64_t)sizeof(REAL);
     const int64_t ldd = (GH + line - 1) / line * line + line;
     const int64_t per_thread = njt * GH * nr + mr * nr;
-    const int64_t shared = TB * GH * (split ? 2 : 1) + 2 * B * ldd;
+    /* the (T*B, G*H) input pre-activation grads go straight to dx when W_ih is the identity */
+    const int64_t own_dgx = identity ? (split ? 1 : 0) : (split ? 2 : 1);
+    const int64_t shared = TB * GH * own_dgx + 2 * B * ldd;
     REAL *scratch = (REAL *)fr_scratch_alloc((size_t)(shared + nt * per_thread) * sizeof(REAL));
     const int spin = SFX(spin_team)(nt);
     fr_team_flag *team = spin ? fr_team_new(nt) : NULL;
@@ -332,9 +361,10 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
         fr_scratch_free(scratch);
         return FR_ERR_NOMEM;
     }
-    REAL *dgh_all = scratch;                           /* (T*B, G*H) grads of recurrent pre-acts */
-    REAL *dgx_all = split ? dgh_all + TB * GH : dgh_all; /* (T*B, G*H) grads of input pre-acts */
-    REAL *dgs = dgh_all + TB * GH * (split ? 2 : 1);   /* 2 x (B, ldd) ping-pong step rows */
+    /* (T*B, G*H) grads of the recurrent and the input pre-activations (the same for all but GRU) */
+    REAL *dgh_all = (identity && !split) ? dx : scratch;
+    REAL *dgx_all = identity ? dx : (split ? scratch + TB * GH : dgh_all);
+    REAL *dgs = scratch + TB * GH * own_dgx; /* 2 x (B, ldd) ping-pong step rows */
 
     const REAL *hprev_c = cache, *gates_c = cache + TB * H;
     const REAL *aux0_c = gates_c + TB * GH, *aux1_c = aux0_c + TB * H;
@@ -407,8 +437,8 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                                     short_team);
     }
     int st = FR_OK;
-    const int ntg = SFX(threads_for)(nthreads, 2.0 * (double)TB * (double)GH * (double)(I + H));
-    if (I > 0) {
+    const int ntg = SFX(threads_for)(nthreads, 2.0 * (double)TB * (double)GH * (double)(identity ? H : I + H));
+    if (I > 0 && !identity) {
         st = SFX(fr_gemm)(0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
         if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, ntg);
     }

@@ -17,4 +17,14 @@
 #define FR_X86_SIMD 0
 #endif
 
+/* Elementwise code (cell pointwise, optimizer updates) is compiled for AVX-512, AVX2 and baseline
+   x86-64 and the version is chosen when the library loads (GCC function multiversioning). The
+   clones compute bit-identical results: -std=c11 turns off FMA contraction, and those loops only
+   add, multiply, divide, take square roots and copy (all correctly rounded). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define FR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FR_CLONES
+#endif
+
 #endif /* FASTRNN_SIMD_TARGET_H */

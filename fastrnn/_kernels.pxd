@@ -40,6 +40,14 @@ cdef extern from "fastrnn.h" nogil:
     const fr_kernel_d *fr_kernel_get_d()
     const fr_kernel_s *fr_kernel_for_arch_s(int arch)
 
+    int fr_scatter_add_rows_s(float *dst, int64_t V, int64_t n, const float *src,
+                              const int64_t *idx, int64_t R, int nthreads)
+    int fr_scatter_add_rows_d(double *dst, int64_t V, int64_t n, const double *src,
+                              const int64_t *idx, int64_t R, int nthreads)
+    int fr_adam_update_s(float *w, const float *g, float *m, float *v, int64_t n, float c1,
+                         float c2, float alpha, float eps, int nthreads)
+    int fr_adam_update_d(double *w, const double *g, double *m, double *v, int64_t n, double c1,
+                         double c2, double alpha, double eps, int nthreads)
     int fr_gemm_s(int transa, int transb, int64_t M, int64_t N, int64_t K, const float *A,
                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
                   int nthreads)

@@ -346,7 +346,10 @@ cdef tuple _cell_dims(str cell, object x, object w_ih, object w_hh, int nthreads
         raise ValueError("hidden size must be >= 1")
     _chk(x, "x", (T, B, I), dt, False, False)
     _chk(w_hh, "w_hh", (G * H, H), dt, False, False)
-    _chk(w_ih, "w_ih", (G * H, I), dt, False, False)
+    if w_ih is None and I > 0 and I != G * H:
+        raise ValueError(f"w_ih=None (identity: x holds the input projection) needs I = G*H = "
+                         f"{G * H}, got I = {I}")
+    _chk(w_ih, "w_ih", (G * H, I), dt, False, I > 0)
     return dt, T, B, I, H, G
 
 
@@ -354,6 +357,74 @@ cdef _chk_lengths(object lengths, int64_t T, int64_t B):
     _chk(lengths, "lengths", (B,), np.int64, False, True)
     if lengths is not None and B > 0 and (lengths.min() < 0 or lengths.max() > T):
         raise ValueError(f"lengths must lie in [0, {T}]")
+
+
+def scatter_add_rows(dst, src, idx, int nthreads=1):
+    """``dst[idx[r]] += src[r]`` for every row r of ``src``, in row order (deterministic).
+
+    ``dst`` (V, n) and ``src`` (R, n) are C-contiguous with one float dtype, ``idx`` (R,)
+    C-contiguous int64 with values in [0, V) (else ValueError, nothing written).
+    """
+    if not isinstance(dst, np.ndarray) or dst.ndim != 2:
+        raise ValueError("dst must be a 2-D numpy array (V, n)")
+    dt = dst.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"dst must be float32 or float64, got {dt}")
+    if not isinstance(idx, np.ndarray) or idx.ndim != 1:
+        raise ValueError("idx must be a 1-D numpy array (R,)")
+    cdef int64_t V = dst.shape[0], n = dst.shape[1], R = idx.shape[0]
+    _chk(dst, "dst", (V, n), dt, True, False)
+    _chk(src, "src", (R, n), dt, False, False)
+    _chk(idx, "idx", (R,), np.int64, False, False)
+    if nthreads < 1:
+        raise ValueError("nthreads must be >= 1")
+    cdef void *pd = _ptr(dst)
+    cdef void *ps = _ptr(src)
+    cdef const int64_t *pi = <const int64_t *>_ptr(idx)
+    cdef int st
+    cdef bint f32 = dt == np.float32
+    with nogil:
+        if f32:
+            st = fr_scatter_add_rows_s(<float *>pd, V, n, <float *>ps, pi, R, nthreads)
+        else:
+            st = fr_scatter_add_rows_d(<double *>pd, V, n, <double *>ps, pi, R, nthreads)
+    if st != FR_OK:
+        raise ValueError(f"scatter_add_rows: idx must lie in [0, {V})")
+
+
+def adam_update(w, g, m, v, double c1, double c2, double alpha, double eps, int nthreads=1):
+    """One fused Adam step in place on ``w``, ``m``, ``v`` from ``g`` (see fr_adam_update).
+
+    All four arrays C-contiguous, one shape and one float dtype; the scalars are rounded to it.
+    """
+    if not isinstance(w, np.ndarray):
+        raise TypeError(f"w must be a numpy.ndarray, got {type(w).__name__}")
+    dt = w.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"w must be float32 or float64, got {dt}")
+    shape = w.shape
+    _chk(w, "w", shape, dt, True, False)
+    _chk(g, "g", shape, dt, False, False)
+    _chk(m, "m", shape, dt, True, False)
+    _chk(v, "v", shape, dt, True, False)
+    if nthreads < 1:
+        raise ValueError("nthreads must be >= 1")
+    cdef int64_t n = w.size
+    cdef void *pw = _ptr(w)
+    cdef void *pg = _ptr(g)
+    cdef void *pm = _ptr(m)
+    cdef void *pv = _ptr(v)
+    cdef bint f32 = dt == np.float32
+    cdef int st
+    with nogil:
+        if f32:
+            st = fr_adam_update_s(<float *>pw, <float *>pg, <float *>pm, <float *>pv, n,
+                                  <float>c1, <float>c2, <float>alpha, <float>eps, nthreads)
+        else:
+            st = fr_adam_update_d(<double *>pw, <double *>pg, <double *>pm, <double *>pv, n,
+                                  c1, c2, alpha, eps, nthreads)
+    if st != FR_OK:
+        _raise(st, "adam_update")
 
 
 def cache_size(str cell, int64_t T, int64_t B, int64_t H):
@@ -459,7 +530,7 @@ def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, 
     _chk(dh_n, "dh_n", (B, H), dt, False, True)
     _chk(dx, "dx", (T, B, I), dt, True, False)
     _chk(dh0, "dh0", (B, H), dt, True, False)
-    _chk(dw_ih, "dw_ih", (G * H, I), dt, True, False)
+    _chk(dw_ih, "dw_ih", (G * H, I), dt, True, w_ih is None)
     _chk(dw_hh, "dw_hh", (G * H, H), dt, True, False)
     _chk(db_ih, "db_ih", (G * H,), dt, True, True)
     _chk(db_hh, "db_hh", (G * H,), dt, True, True)

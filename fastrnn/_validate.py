@@ -57,7 +57,8 @@ class Prepared:
         Always an array: zeros (freshly allocated) when the caller passed None.
     c0 : ndarray of shape (B, H), or None
         LSTM only (zeros when the caller passed None); None for RNN and GRU.
-    w_ih : ndarray, shape (G*H, I)
+    w_ih : ndarray of shape (G*H, I), or None
+        None: the identity (I = G*H; x holds the input projection).
     w_hh : ndarray, shape (G*H, H)
     b_ih, b_hh : ndarray of shape (G*H,), or None
         None when the caller passed None (a zero bias whose gradient is None).
@@ -260,7 +261,8 @@ def prepare(
     h0 : array_like of shape (B, H), or None
     c0 : array_like of shape (B, H), or None
         LSTM only; must be None for the other cells.
-    w_ih : array_like, shape (G*H, I)
+    w_ih : array_like of shape (G*H, I), or None
+        None: x already holds the input projection (then I must equal G*H).
     w_hh : array_like, shape (G*H, H)
         H is read from ``w_hh.shape[1]`` and must be at least 1.
     b_ih, b_hh : array_like of shape (G*H,), or None
@@ -299,7 +301,7 @@ def prepare(
     training = _flag("training", training)
 
     given = {"x": x, "h0": h0, "c0": c0, "w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}
-    for name in ("x", "w_ih", "w_hh"):
+    for name in ("x", "w_hh"):
         if given[name] is None:
             raise TypeError(f"{name} is required, got None")
     fast_dtype = _common_float_dtype(given)
@@ -324,8 +326,14 @@ def prepare(
         return f"for {cname} with hidden size {H}"
 
     _check_shape("w_hh", whh, (G * H, H), lambda: f"(G*H, H) {sizes()}")
-    _check_shape("w_ih", arrays["w_ih"][0], (G * H, I),
-                 lambda: f"(G*H, I) {sizes()} and input size {I}")
+    if "w_ih" in arrays:
+        _check_shape("w_ih", arrays["w_ih"][0], (G * H, I),
+                     lambda: f"(G*H, I) {sizes()} and input size {I}")
+    elif I != G * H:
+        raise ValueError(
+            f"w_ih=None means x already holds the input projection, so x must have shape "
+            f"(T, B, G*H) = (T, B, {G * H}) {sizes()}; got x of shape {xa.shape} (pass w_ih of "
+            f"shape (G*H, I) = ({G * H}, {I}) to project it)")
     for name in ("b_ih", "b_hh"):
         if name in arrays:
             _check_shape(name, arrays[name][0], (G * H,), lambda: f"(G*H,) {sizes()}")
@@ -353,7 +361,7 @@ def prepare(
         x=out["x"],
         h0=h0a,
         c0=c0a,
-        w_ih=out["w_ih"],
+        w_ih=out.get("w_ih"),
         w_hh=out["w_hh"],
         b_ih=out.get("b_ih"),
         b_hh=out.get("b_hh"),

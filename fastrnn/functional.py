@@ -121,7 +121,7 @@ def _backward(cell: str, ctx: Any, dy: Any, dh_n: Any, dc_n: Any):
     dx = _empty((T, B, I), dt)
     dh0 = np.empty((B, H), dtype=dt)
     dc0 = np.empty((B, H), dtype=dt) if cell == "lstm" else None
-    dw_ih = _zeros((G * H, I), dt)
+    dw_ih = None if p.w_ih is None else _zeros((G * H, I), dt)
     dw_hh = _zeros((G * H, H), dt)
     db_ih = np.zeros(G * H, dtype=dt) if p.b_ih is not None else None
     db_hh = np.zeros(G * H, dtype=dt) if p.b_hh is not None else None
@@ -141,7 +141,8 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity: str = "tanh", le
         Time-major input.
     h0 : array_like, shape (B, H), or None
         Initial hidden state (None = zeros).
-    w_ih : array_like, shape (H, I)
+    w_ih : array_like of shape (H, I), or None
+        None: x already holds the input projection ``W_ih x_t`` (I = H, biases not included).
     w_hh : array_like, shape (H, H)
     b_ih, b_hh : array_like, shape (H,), or None
         Biases (None = no bias; the matching gradient is then None).
@@ -183,7 +184,7 @@ def rnn_backward(ctx, dy, dh_n):
     -------
     dx : ndarray, shape (T, B, I)
     dh0 : ndarray, shape (B, H)
-    dw_ih : ndarray, shape (H, I)
+    dw_ih : ndarray of shape (H, I), or None (w_ih None)
     dw_hh : ndarray, shape (H, H)
     db_ih, db_hh : ndarray, shape (H,), or None when that bias was None
     """
@@ -202,7 +203,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bo
     ----------
     x : array_like, shape (T, B, I)
     h0, c0 : array_like, shape (B, H), or None (zeros)
-    w_ih : array_like, shape (4H, I)
+    w_ih : array_like of shape (4H, I), or None
+        None: x already holds the input projection ``W_ih x_t`` (I = 4H, biases not included).
     w_hh : array_like, shape (4H, H)
     b_ih, b_hh : array_like, shape (4H,), or None
     lengths, reverse, training
@@ -233,7 +235,7 @@ def lstm_backward(ctx, dy, dh_n, dc_n):
     -------
     dx : ndarray, shape (T, B, I)
     dh0, dc0 : ndarray, shape (B, H)
-    dw_ih : ndarray, shape (4H, I)
+    dw_ih : ndarray of shape (4H, I), or None (w_ih None)
     dw_hh : ndarray, shape (4H, H)
     db_ih, db_hh : ndarray, shape (4H,), or None
     """
@@ -251,7 +253,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bool = 
     ----------
     x : array_like, shape (T, B, I)
     h0 : array_like, shape (B, H), or None
-    w_ih : array_like, shape (3H, I)
+    w_ih : array_like of shape (3H, I), or None
+        None: x already holds the input projection ``W_ih x_t`` (I = 3H, biases not included).
     w_hh : array_like, shape (3H, H)
     b_ih, b_hh : array_like, shape (3H,), or None
     lengths, reverse, training
@@ -282,7 +285,7 @@ def gru_backward(ctx, dy, dh_n):
     -------
     dx : ndarray, shape (T, B, I)
     dh0 : ndarray, shape (B, H)
-    dw_ih : ndarray, shape (3H, I)
+    dw_ih : ndarray of shape (3H, I), or None (w_ih None)
     dw_hh : ndarray, shape (3H, H)
     db_ih, db_hh : ndarray, shape (3H,), or None
     """

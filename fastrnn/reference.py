@@ -89,7 +89,8 @@ def _mask(p: Prepared) -> np.ndarray | None:
 
 def _input_projection(p: Prepared, bias: np.ndarray | None) -> np.ndarray:
     """``x @ w_ih.T + bias`` for all timesteps at once: (T, B, G*H)."""
-    gx = (p.x.reshape(p.T * p.B, p.I) @ p.w_ih.T).reshape(p.T, p.B, p.G * p.H)
+    x2 = p.x.reshape(p.T * p.B, p.I)
+    gx = (x2 if p.w_ih is None else x2 @ p.w_ih.T).reshape(p.T, p.B, p.G * p.H)
     if bias is not None:
         gx += bias
     return gx
@@ -105,13 +106,17 @@ def _bias_sum(p: Prepared) -> np.ndarray | None:
 
 def _weight_grads(
     p: Prepared, dgx: np.ndarray, dgh: np.ndarray, h_prev: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """dx, dw_ih, dw_hh, db_ih, db_hh from the per-step gate gradients (one GEMM each)."""
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """dx, dw_ih, dw_hh, db_ih, db_hh from the per-step gate gradients (one GEMM each);
+    dw_ih is None when w_ih is (None: the identity)."""
     TB, GH = p.T * p.B, p.G * p.H
     dgx2 = dgx.reshape(TB, GH)
     dgh2 = dgh.reshape(TB, GH)
-    dx = (dgx2 @ p.w_ih).reshape(p.T, p.B, p.I)
-    dw_ih = dgx2.T @ p.x.reshape(TB, p.I)
+    if p.w_ih is None:  # identity: x was the input projection itself
+        dx, dw_ih = dgx2.copy().reshape(p.T, p.B, p.I), None
+    else:
+        dx = (dgx2 @ p.w_ih).reshape(p.T, p.B, p.I)
+        dw_ih = dgx2.T @ p.x.reshape(TB, p.I)
     dw_hh = dgh2.T @ h_prev.reshape(TB, p.H)
     db_ih = dgx2.sum(axis=0) if p.b_ih is not None else None
     db_hh = dgh2.sum(axis=0) if p.b_hh is not None else None
@@ -149,7 +154,8 @@ def rnn_forward(
     ----------
     x : array_like, shape (T, B, I)
     h0 : array_like of shape (B, H), or None (zeros)
-    w_ih : array_like, shape (H, I)
+    w_ih : array_like of shape (H, I), or None
+        None: x already holds the input projection ``W_ih x_t`` (I = H, biases not included).
     w_hh : array_like, shape (H, H)
     b_ih, b_hh : array_like of shape (H,), or None (no bias)
     nonlinearity : {"tanh", "relu"}
@@ -223,7 +229,7 @@ def rnn_backward(
     dx : ndarray (T, B, I)
     dh0 : ndarray (B, H)
         Always an array, also when ``h0`` was None.
-    dw_ih : ndarray (H, I)
+    dw_ih : ndarray of shape (H, I), or None (w_ih None)
     dw_hh : ndarray (H, H)
     db_ih, db_hh : ndarray (H,), or None when that bias was None
     """
@@ -284,7 +290,8 @@ def lstm_forward(
     ----------
     x : array_like, shape (T, B, I)
     h0, c0 : array_like of shape (B, H), or None (zeros)
-    w_ih : array_like, shape (4*H, I)
+    w_ih : array_like of shape (4*H, I), or None
+        None: x already holds the input projection ``W_ih x_t`` (I = 4*H, biases not included).
     w_hh : array_like, shape (4*H, H)
     b_ih, b_hh : array_like of shape (4*H,), or None (no bias)
     lengths : array_like of int, shape (B,), or None
@@ -376,7 +383,7 @@ def lstm_backward(
     -------
     dx : ndarray (T, B, I)
     dh0, dc0 : ndarray (B, H)
-    dw_ih : ndarray (4*H, I)
+    dw_ih : ndarray of shape (4*H, I), or None (w_ih None)
     dw_hh : ndarray (4*H, H)
     db_ih, db_hh : ndarray (4*H,), or None when that bias was None
     """
@@ -451,7 +458,8 @@ def gru_forward(
     ----------
     x : array_like, shape (T, B, I)
     h0 : array_like of shape (B, H), or None (zeros)
-    w_ih : array_like, shape (3*H, I)
+    w_ih : array_like of shape (3*H, I), or None
+        None: x already holds the input projection ``W_ih x_t`` (I = 3*H, biases not included).
     w_hh : array_like, shape (3*H, H)
     b_ih, b_hh : array_like of shape (3*H,), or None (no bias)
     lengths : array_like of int, shape (B,), or None
@@ -536,7 +544,7 @@ def gru_backward(
     -------
     dx : ndarray (T, B, I)
     dh0 : ndarray (B, H)
-    dw_ih : ndarray (3*H, I)
+    dw_ih : ndarray of shape (3*H, I), or None (w_ih None)
     dw_hh : ndarray (3*H, H)
     db_ih, db_hh : ndarray (3*H,), or None when that bias was None
     """

@@ -238,3 +238,144 @@ def test_forced_arch_env():
                          capture_output=True, text=True)
     assert res.returncode != 0
     assert "FASTRNN_ARCH='nonsense' is not a SIMD path this CPU" in res.stderr
+
+
+# ---- projected input (w_ih=None: W_ih is the identity) ----------------------------------------
+
+
+def _strip_dw_ih(cell, outs):
+    """Outputs of _run without dw_ih, and dw_ih (y, h, [c,] dx, dh0, [dc0,] dw_ih, ...)."""
+    k = 6 if cell == "lstm" else 4
+    return outs[:k] + outs[k + 1:], outs[k]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("reverse,lengths", [(False, False), (True, False), (True, True),
+                                             (False, True)])
+def test_projected_input_is_identity_w_ih(arch, threads, cell, reverse, lengths, dtype):
+    """w_ih=None: x holds the input projection (I = G*H). Equals the reference with W_ih the
+    identity matrix, on every SIMD path, over several projection chunks and panels, 2 threads;
+    dx is then the gradient of the input pre-activations and dw_ih is None."""
+    fastrnn.set_num_threads(2)
+    rng = np.random.default_rng(11)
+    T, B, H = 23, 13, 37
+    gh = G[cell] * H
+    args = _problem(cell, T, B, gh, H, dtype, rng, lengths)
+    dy = rng.standard_normal((T, B, H)).astype(dtype)
+    dh = rng.standard_normal((B, H)).astype(dtype)
+    dc = rng.standard_normal((B, H)).astype(dtype)
+    got, dw_got = _strip_dw_ih(cell, _run(F, cell, dict(args, w_ih=None), reverse, dy, dh, dc))
+    want, dw_want = _strip_dw_ih(cell, _run(R, cell, dict(args, w_ih=np.eye(gh, dtype=dtype)),
+                                            reverse, dy, dh, dc))
+    ref_none, dw_ref = _strip_dw_ih(cell, _run(R, cell, dict(args, w_ih=None), reverse, dy, dh,
+                                               dc))
+    assert dw_got is None and dw_ref is None and dw_want.shape == (gh, gh)
+    tol = dict(rtol=1e-10, atol=1e-11) if dtype == np.float64 else dict(rtol=2e-4, atol=2e-5)
+    for a, b, c in zip(got, want, ref_none, strict=True):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, **tol)
+        np.testing.assert_allclose(c, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_projected_input_equals_projecting_outside(threads, cell):
+    """Projecting x by W_ih outside and passing w_ih=None gives the same outputs, and
+    dgx @ W_ih and dgx^T x give the usual dx and dw_ih."""
+    fastrnn.set_num_threads(2)
+    rng = np.random.default_rng(12)
+    T, B, I, H = 9, 6, 5, 21
+    args = _problem(cell, T, B, I, H, np.float64, rng, lengths=True)
+    dy = rng.standard_normal((T, B, H))
+    full = _run(F, cell, args, True, dy, None, None)
+    xp = args["x"] @ args["w_ih"].T
+    proj = _run(F, cell, dict(args, x=xp, w_ih=None), True, dy, None, None)
+    k = 3 if cell == "lstm" else 2  # outputs before dx
+    for a, b in zip(full[:k], proj[:k], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    dgx = proj[k]
+    np.testing.assert_allclose(dgx @ args["w_ih"], full[k], rtol=1e-11, atol=1e-12)
+    dw = dgx.reshape(T * B, -1).T @ args["x"].reshape(T * B, I)
+    np.testing.assert_allclose(dw, full[k + (3 if cell == "lstm" else 2)], rtol=1e-11,
+                               atol=1e-12)
+
+
+def test_projected_input_needs_g_times_h_columns():
+    rng = np.random.default_rng(13)
+    args = _problem("lstm", 3, 2, 7, 4, np.float64, rng)
+    with pytest.raises(ValueError, match=r"w_ih=None.*\(T, B, 16\)"):
+        F.lstm_forward(args["x"], None, None, None, args["w_hh"], None, None)
+    y = np.empty((3, 2, 4))
+    h = np.empty((2, 4))
+    c = np.empty((2, 4))
+    with pytest.raises(ValueError, match="w_ih=None.*I = G\\*H = 16"):
+        _kernels.cell_forward("lstm", y, h, c, None, args["x"], None, None, None, args["w_hh"],
+                              None, None, None, 0, False, 1)
+
+
+# ---- rows by index and the fused optimizer update ----------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+def test_scatter_add_rows(dtype, nthreads):
+    rng = np.random.default_rng(14)
+    for V, n, rows in ((7, 5, 40), (300, 512, 3000), (1, 1, 1), (5, 3, 0), (4, 0, 9)):
+        dst = rng.standard_normal((V, n)).astype(dtype)
+        src = rng.standard_normal((rows, n)).astype(dtype)
+        idx = rng.integers(0, V, rows).astype(np.int64)
+        want = dst.copy()
+        for r in range(rows):  # row order, as the kernel sums
+            want[idx[r]] += src[r]
+        _kernels.scatter_add_rows(dst, src, idx, nthreads)
+        np.testing.assert_array_equal(dst, want)
+
+
+def test_scatter_add_rows_rejects_bad_input():
+    dst = np.zeros((4, 3))
+    src = np.ones((2, 3))
+    for bad in ([0, 4], [-1, 0]):
+        with pytest.raises(ValueError, match=r"idx must lie in \[0, 4\)"):
+            _kernels.scatter_add_rows(dst, src, np.array(bad, dtype=np.int64))
+        assert not dst.any()  # nothing written
+    with pytest.raises(ValueError, match="src must have shape"):
+        _kernels.scatter_add_rows(dst, np.ones((2, 4)), np.array([0, 1], dtype=np.int64))
+    with pytest.raises(TypeError, match="idx must have dtype int64"):
+        _kernels.scatter_add_rows(dst, src, np.array([0, 1], dtype=np.int32))
+    with pytest.raises(TypeError, match="src must have dtype float64"):
+        _kernels.scatter_add_rows(dst, src.astype(np.float32), np.array([0, 1], dtype=np.int64))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [1, 17, 1000, 600_000])
+def test_adam_update_is_bitwise_the_numpy_formulation(dtype, n):
+    """Same operations in the same order as optimizers.Adam's NumPy code (and the scalars
+    rounded to the dtype, as NumPy does with Python floats): bit-identical, threads or not."""
+    rng = np.random.default_rng(15)
+    w = rng.standard_normal(n).astype(dtype)
+    g = rng.standard_normal(n).astype(dtype)
+    m = (rng.standard_normal(n) * 0.1).astype(dtype)
+    v = (np.abs(rng.standard_normal(n)) * 0.1).astype(dtype)
+    b1, b2, alpha, eps = 0.9, 0.999, 1.234e-3, 1e-7
+    w2, m2, v2 = w.copy(), m.copy(), v.copy()
+    m2 += (g - m2) * (1.0 - b1)
+    v2 += (g * g - v2) * (1.0 - b2)
+    d = np.sqrt(v2)
+    d += eps
+    w2 -= (m2 * alpha) / d
+    _kernels.adam_update(w, g, m, v, 1.0 - b1, 1.0 - b2, alpha, eps, 2)
+    for got, want in ((w, w2), (m, m2), (v, v2)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_adam_update_rejects_mismatched_arrays():
+    w = np.zeros(4, np.float32)
+    with pytest.raises(TypeError, match="g must have dtype float32"):
+        _kernels.adam_update(w, np.zeros(4), np.zeros(4, np.float32), np.zeros(4, np.float32),
+                             0.1, 0.001, 0.01, 1e-7)
+    with pytest.raises(ValueError, match="m must have shape"):
+        _kernels.adam_update(w, w.copy(), np.zeros(5, np.float32), w.copy(), 0.1, 0.001, 0.01,
+                             1e-7)
+    with pytest.raises(ValueError, match="v must be C-contiguous"):
+        _kernels.adam_update(w, w.copy(), w.copy(), np.zeros(8, np.float32)[::2], 0.1, 0.001,
+                             0.01, 1e-7)

@@ -1,0 +1,14 @@
+/*
+ * rows.c — row scatter-add by index (an embedding table's gradient from per-token rows), float
+ * and double (the body is rows_impl.h, instantiated twice).
+ */
+#include <stdint.h>
+
+#include "fastrnn.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define FR_TEMPLATE "rows_impl.h"
+#include "template.h"

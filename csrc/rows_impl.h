@@ -1,0 +1,39 @@
+/*
+ * rows_impl.h — row scatter-add by index, instantiated once per dtype by rows.c with REAL and
+ * SFX(name) defined.
+ *
+ * Each thread owns a range of columns and walks the source rows in order, so the sums are
+ * deterministic (the same for any thread count) and no two threads write the same element.
+ */
+
+int SFX(fr_scatter_add_rows)(REAL *dst, int64_t V, int64_t n, const REAL *src,
+                             const int64_t *idx, int64_t R, int nthreads) {
+    if (V < 0 || n < 0 || R < 0 || nthreads < 1 || (R > 0 && n > 0 && (!dst || !src || !idx)))
+        return FR_ERR_ARG;
+    for (int64_t r = 0; r < R; r++)
+        if (idx[r] < 0 || idx[r] >= V) return FR_ERR_ARG;
+    if (R == 0 || n == 0) return FR_OK;
+    /* one thread per ~64 KiB of source, and column ranges of whole cache lines */
+    int64_t nt = (int64_t)((double)R * (double)n * (double)sizeof(REAL) / 65536.0);
+    const int64_t line = 64 / (int64_t)sizeof(REAL);
+    if (nt > (n + line - 1) / line) nt = (n + line - 1) / line;
+    if (nt > nthreads) nt = nthreads;
+    if (nt < 1) nt = 1;
+#pragma omp parallel num_threads((int)nt) if (nt > 1)
+    {
+#ifdef _OPENMP
+        const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+        const int64_t tid = 0, nth = 1;
+#endif
+        const int64_t nl = (n + line - 1) / line;
+        const int64_t c0 = nl * tid / nth * line, c1e = nl * (tid + 1) / nth * line;
+        const int64_t c1 = c1e < n ? c1e : n;
+        for (int64_t r = 0; r < R; r++) {
+            REAL *d = dst + idx[r] * n;
+            const REAL *s = src + r * n;
+            for (int64_t c = c0; c < c1; c++) d[c] += s[c];
+        }
+    }
+    return FR_OK;
+}
