@@ -17,9 +17,65 @@ import numpy as np
 
 # functional (the native kernels) is the single source of the recurrent ops
 from . import _keras_activations as _acts
+from . import _kernels
 from . import functional as F
+from . import functional as _native_ops  # F may be swapped for fastrnn.reference (demo timing)
 from ._keras_backend import rng
 from ._keras_base import Layer, check_float, mask_to_lengths, serialize_initializer
+from ._threads import get_num_threads
+
+
+class _Tokens:
+    """Token ids whose Embedding lookup is folded into the next recurrent layer.
+
+    ``Embedding(V, I)`` then a recurrent layer computes ``W_ih E[id]`` for every token: T*B
+    products of an I-vector. Here the layer projects the V table rows once per call
+    (``P = E W_ih^T``, V x G*H) and picks ``P[id]`` per token; its backward sums the input
+    pre-activation gradients per id (``dP``) and gets ``dE = dP W_ih`` and
+    ``dW_ih = dP^T E`` from two V-row GEMMs instead of T*B-row ones. That pays when
+    ``2 V <= T B`` (see :func:`fold_pays`). Results equal the unfolded path's up to rounding
+    (products are summed in another order).
+
+    Attributes
+    ----------
+    emb : Embedding
+        The layer whose table is used and whose gradient the recurrent layer sets.
+    ids : ndarray of int64, shape (T, B)
+        Time-major, validated ids.
+    """
+
+    __slots__ = ("emb", "ids")
+
+    def __init__(self, emb: Layer, ids_tm: np.ndarray) -> None:
+        self.emb = emb
+        self.ids = ids_tm
+
+    @staticmethod
+    def fold_pays(vocab: int, T: int, B: int) -> bool:
+        """Whether the table projection costs less than the per-token one (2V <= T*B)."""
+        return 2 * vocab <= T * B
+
+    def project(self, w_ih: np.ndarray) -> np.ndarray:
+        """``(E W_ih^T)[ids]``: the input projection of every token, (T, B, G*H), no biases."""
+        table = self.emb.embeddings.value
+        p = _kernels.gemm(table, w_ih, transb=True, nthreads=get_num_threads())
+        T, B = self.ids.shape
+        out = F._empty((T, B, p.shape[1]), p.dtype)
+        np.take(p, self.ids, axis=0, out=out, mode="clip")  # ids are checked: no clipping
+        return out
+
+    def backward(self, dgx: np.ndarray, w_ih: np.ndarray) -> np.ndarray:
+        """Add the table's gradient to the Embedding's and return ``dW_ih``, from ``dgx``
+        (T, B, G*H), the gradient of the input pre-activations."""
+        table = self.emb.embeddings.value
+        nt = get_num_threads()
+        gh = dgx.shape[2]
+        dp = F._zeros((table.shape[0], gh), dgx.dtype)
+        _kernels.scatter_add_rows(dp, dgx.reshape(-1, gh), self.ids.reshape(-1), nt)
+        d_table = _kernels.gemm(dp, w_ih, nthreads=nt)
+        var = self.emb.embeddings
+        var.grad = d_table if var.grad is None else var.grad + d_table
+        return _kernels.gemm(dp, table, transa=True, nthreads=nt)
 
 
 def _t(a: np.ndarray) -> np.ndarray:
@@ -107,6 +163,7 @@ class _RNNBase(Layer):
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self._states: list[np.ndarray] | None = None
         self._ctx: Any = None
+        self._tokens: _Tokens | None = None
         self._dmask: np.ndarray | None = None
         self._last_states: list[np.ndarray] = []
 
@@ -202,8 +259,13 @@ class _RNNBase(Layer):
         Returns the time-major outputs (in original time order; zeros past each sequence's
         end) and the final states ``[h]`` or ``[h, c]``.
         """
-        T, B, _ = xt.shape
+        tokens = xt if isinstance(xt, _Tokens) else None
+        T, B = xt.ids.shape if tokens else xt.shape[:2]
         self._dmask = None
+        w_ih = self.kernel.value
+        if tokens:  # Embedding folded in (the caller checked accepts_tokens)
+            xt, w_ih = tokens.project(w_ih), None
+        self._tokens = tokens if training else None
         if training and self.dropout > 0.0:
             g = self._rng if self._rng is not None else rng()
             keep = (g.random((B, xt.shape[2])) >= self.dropout).astype(self.dtype)
@@ -211,7 +273,6 @@ class _RNNBase(Layer):
             self._dmask = keep
             xt = xt * keep
         init = self._initial_states(B)
-        w_ih = self.kernel.value
         w_hh = self.recurrent_kernel.value
         kw = {"lengths": lengths, "reverse": self.go_backwards, "training": training}
         if self._cell == "lstm":
@@ -233,11 +294,20 @@ class _RNNBase(Layer):
             self._states = [np.array(s, copy=True) for s in states]
         return y, states
 
+    def accepts_tokens(self, emb: Layer, T: int, B: int) -> bool:
+        """Whether a training or inference call may take :class:`_Tokens` from ``emb``
+        instead of its embedded vectors (input dropout needs the vectors)."""
+        return (self.dropout == 0.0 and emb.dtype == self.dtype and F is _native_ops
+                and _Tokens.fold_pays(emb.input_dim, T, B))
+
     def _core_backward(self, dy_tm: np.ndarray | None, dh_n: np.ndarray | None,
-                       dc_n: np.ndarray | None = None) -> np.ndarray:
-        """Backward of :meth:`_core_forward`: sets the weights' grads, returns dx (T, B, I)."""
+                       dc_n: np.ndarray | None = None) -> np.ndarray | None:
+        """Backward of :meth:`_core_forward`: sets the weights' grads, returns dx (T, B, I),
+        or None when the forward took :class:`_Tokens` (the Embedding's grad is set)."""
         ctx = self._ctx
         self._ctx = None
+        tokens = self._tokens
+        self._tokens = None
         if ctx is None:
             raise RuntimeError(f"layer {self.name!r}: backward() needs a forward() with "
                                "training=True first")
@@ -247,6 +317,9 @@ class _RNNBase(Layer):
             dx, _, dw_ih, dw_hh, db_ih, db_hh = F.gru_backward(ctx, dy_tm, dh_n)
         else:
             dx, _, dw_ih, dw_hh, db_ih, _ = F.rnn_backward(ctx, dy_tm, dh_n)
+        if tokens:
+            dw_ih = tokens.backward(dx, self.kernel.value)
+            dx = None
         self.kernel.grad = dw_ih
         self.recurrent_kernel.grad = dw_hh
         if self.bias is not None:
@@ -258,11 +331,15 @@ class _RNNBase(Layer):
 
     # -- Keras-facing forward/backward ----------------------------------------------------
     def forward(self, x, mask, training):
-        if x.ndim != 3:
-            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) expects a 3-D input "
-                             f"(batch, timesteps, features), got shape {x.shape}")
-        B, T, _ = x.shape
-        xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
+        if isinstance(x, _Tokens):
+            T, B = x.ids.shape
+            xt = x
+        else:
+            if x.ndim != 3:
+                raise ValueError(f"layer {self.name!r} ({type(self).__name__}) expects a 3-D "
+                                 f"input (batch, timesteps, features), got shape {x.shape}")
+            B, T, _ = x.shape
+            xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
         lengths = mask_to_lengths(mask, B, T)
         y, states = self._core_forward(xt, lengths, training)
         self._last_states = states
@@ -303,7 +380,7 @@ class _RNNBase(Layer):
             if fill is not None:
                 dh_n = np.where(fill, dh_n, 0).astype(self.dtype, copy=False)
             dx = self._core_backward(None, dh_n)
-        return dx.transpose(1, 0, 2)
+        return None if dx is None else dx.transpose(1, 0, 2)
 
     def __call__(self, inputs: Any, mask: Any = None, training: bool = False,
                  initial_state: Any = None) -> Any:
@@ -602,12 +679,21 @@ class Bidirectional(Layer):
         self.forward_layer.reset_states()
         self.backward_layer.reset_states()
 
+    def accepts_tokens(self, emb: Layer, T: int, B: int) -> bool:
+        """As :meth:`_RNNBase.accepts_tokens`, for both directions."""
+        return (self.forward_layer.accepts_tokens(emb, T, B)
+                and self.backward_layer.accepts_tokens(emb, T, B))
+
     def forward(self, x, mask, training):
-        if x.ndim != 3:
-            raise ValueError(f"layer {self.name!r} (Bidirectional) expects a 3-D input "
-                             f"(batch, timesteps, features), got shape {x.shape}")
-        B, T, _ = x.shape
-        xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
+        if isinstance(x, _Tokens):
+            T, B = x.ids.shape
+            xt = x
+        else:
+            if x.ndim != 3:
+                raise ValueError(f"layer {self.name!r} (Bidirectional) expects a 3-D input "
+                                 f"(batch, timesteps, features), got shape {x.shape}")
+            B, T, _ = x.shape
+            xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
         lengths = mask_to_lengths(mask, B, T)
         yf, sf = self.forward_layer._core_forward(xt, lengths, training)
         yb, sb = self.backward_layer._core_forward(xt, lengths, training)
@@ -657,10 +743,13 @@ class Bidirectional(Layer):
             if not bw.go_backwards:
                 db = np.ascontiguousarray(db[::-1])
             dx = f._core_backward(da, None)
-            dx += bw._core_backward(db, None)
+            dx2 = bw._core_backward(db, None)
         else:
             dx = f._core_backward(None, da)
-            dx += bw._core_backward(None, db)
+            dx2 = bw._core_backward(None, db)
+        if dx is None:  # both took _Tokens: the Embedding's grad holds both directions' parts
+            return None
+        dx += dx2
         return dx.transpose(1, 0, 2)
 
     def get_config(self):

@@ -31,7 +31,7 @@ from ._keras_base import (
     normalize_shape,
     serialize_initializer,
 )
-from ._keras_recurrent import GRU, LSTM, Bidirectional, SimpleRNN
+from ._keras_recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _Tokens
 from ._threads import get_num_threads
 
 __all__ = [
@@ -377,6 +377,17 @@ class Embedding(Layer):
                 self._cache = (ids.reshape(-1), False)
         out_mask = (ids != 0) if self.mask_zero else None
         return y, out_mask
+
+    def tokens(self, x: np.ndarray) -> tuple[_Tokens, np.ndarray | None]:
+        """The forward for a following recurrent layer that folds this lookup into its input
+        projection (see ``_Tokens``): validated time-major ids instead of vectors, and the mask.
+        That layer's backward sets this layer's gradient."""
+        ids = self._ids(x)
+        if ids.ndim != 2:
+            raise ValueError(f"layer {self.name!r} (Embedding): folding into a recurrent layer "
+                             f"needs ids of shape (batch, timesteps), got shape {ids.shape}")
+        out_mask = (ids != 0) if self.mask_zero else None
+        return _Tokens(self, np.ascontiguousarray(ids.T, dtype=np.int64)), out_mask
 
     def backward(self, dy):
         flat_ids, tm = self._cache

@@ -466,8 +466,17 @@ class Sequential:
     # -- compute --------------------------------------------------------------------------
     def _forward(self, x: np.ndarray, training: bool) -> tuple[np.ndarray, np.ndarray | None]:
         mask = None
-        for layer in self._layers:
-            x, mask = layer.forward(x, mask, training)
+        layers = self._layers
+        for i, layer in enumerate(layers):
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if (isinstance(layer, Embedding) and x.ndim == 2 and nxt is not None
+                    and hasattr(nxt, "accepts_tokens")
+                    and nxt.accepts_tokens(layer, x.shape[1], x.shape[0])):
+                # the recurrent layer folds the lookup into its input projection; its
+                # backward sets the Embedding's gradient and stops there
+                x, mask = layer.tokens(x)
+            else:
+                x, mask = layer.forward(x, mask, training)
         return x, mask
 
     def _backward(self, g: np.ndarray) -> None:

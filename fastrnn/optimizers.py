@@ -34,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from . import _kernels
 from ._keras_base import check_float
+from ._threads import get_num_threads
 
 __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop", "deserialize", "get", "serialize"]
 
@@ -271,6 +273,15 @@ class SGD(Optimizer):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
+def _fusable(v: np.ndarray, *others: Any) -> bool:
+    """Whether a fused C update applies: float32/float64 arrays, one dtype and shape, all
+    C-contiguous (anything else takes the NumPy formulation)."""
+    if v.dtype not in (np.float32, np.float64) or not v.flags.c_contiguous:
+        return False
+    return all(isinstance(a, np.ndarray) and a.dtype == v.dtype and a.shape == v.shape
+               and a.flags.c_contiguous for a in others)
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba), Keras's formulation with ``epsilon`` outside the square root.
 
@@ -292,8 +303,13 @@ class Adam(Optimizer):
         b1, b2 = self.beta_1, self.beta_2
         alpha = lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
         vh = self._slots[2] if self.amsgrad else [None] * len(variables)
+        nt = get_num_threads()
         for v, g, m, vel, vhat in zip(variables, grads, self._slots[0], self._slots[1], vh,
                                       strict=True):
+            if vhat is None and _fusable(v, g, m, vel):
+                # one pass in C, same operations in the same order: bit-identical to below
+                _kernels.adam_update(v, g, m, vel, 1.0 - b1, 1.0 - b2, alpha, self.epsilon, nt)
+                continue
             m += (g - m) * (1.0 - b1)
             vel += (g * g - vel) * (1.0 - b2)
             if vhat is not None:
