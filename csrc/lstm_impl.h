@@ -14,9 +14,10 @@ static void SFX(lstm_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const
     (void)act;
     if (n <= 0 || n > FR_MAX_NR) return;
     REAL a[4 * FR_MAX_NR], tc[FR_MAX_NR];
-    if (aux0) memcpy(aux0, c, (size_t)n * sizeof(REAL));
-    SFX(fr_lstm_point)(n, ts, xp, hh, c, gates ? gates : a, gates ? H : n, aux1 ? aux1 : tc, h);
-    if (y != h) memcpy(y, h, (size_t)n * sizeof(REAL));
+    /* the cache's c_prev and the output copy are stores of the fused pass (a memcpy of n <= 64
+       elements compiles to `rep movs` here, which costs more than the maths) */
+    SFX(fr_lstm_point)(n, ts, xp, hh, c, gates ? gates : a, gates ? H : n, aux1 ? aux1 : tc, h,
+                       aux0, y != h ? y : NULL);
 }
 
 /* The backward maths of one segment; every stream is its own restrict parameter so that the

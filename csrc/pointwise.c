@@ -11,8 +11,9 @@
 
 #define DEFINE_GENERIC_POINT(T, S)                                                                \
     static void lstm_point_generic_##S(int64_t n, int64_t ts, const T *xp, const T *hh, T *c,     \
-                                       T *act, int64_t as, T *tc, T *h) {                         \
+                                       T *act, int64_t as, T *tc, T *h, T *cp, T *y) {            \
         T a[4 * FR_MAX_NR];                                                                       \
+        if (cp) memcpy(cp, c, (size_t)n * sizeof(T));                                             \
         for (int64_t j0 = 0; j0 < n; j0 += FR_MAX_NR) {                                           \
             const int64_t m = n - j0 < FR_MAX_NR ? n - j0 : FR_MAX_NR;                            \
             for (int64_t g = 0; g < 4; g++)                                                       \
@@ -26,6 +27,7 @@
             for (int64_t g = 0; g < 4; g++)                                                       \
                 memcpy(act + g * as + j0, a + g * m, (size_t)m * sizeof(T));                      \
         }                                                                                         \
+        if (y) memcpy(y, h, (size_t)n * sizeof(T));                                               \
     }                                                                                             \
     static void gru_point_generic_##S(int64_t n, int64_t ts, const T *xp, const T *hh,           \
                                       const T *bhn, const T *hprev, T *act, int64_t as, T *hn,    \
@@ -106,8 +108,8 @@ DEFINE_GENERIC_POINT(double, d)
 
 #define DEFINE_POINT_API(T, S)                                                                    \
     void fr_lstm_point_##S(int64_t n, int64_t ts, const T *xp, const T *hh, T *c, T *act,         \
-                           int64_t as, T *tc, T *h) {                                             \
-        PW_DISPATCH(lstm_point, S, n, ts, xp, hh, c, act, as, tc, h)                              \
+                           int64_t as, T *tc, T *h, T *cp, T *y) {                                \
+        PW_DISPATCH(lstm_point, S, n, ts, xp, hh, c, act, as, tc, h, cp, y)                       \
     }                                                                                             \
     void fr_gru_point_##S(int64_t n, int64_t ts, const T *xp, const T *hh, const T *bhn,          \
                           const T *hprev, T *act, int64_t as, T *hn, T *h) {                      \

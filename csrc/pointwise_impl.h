@@ -17,32 +17,43 @@
 #define PW_SET1 PW_I(set1)
 
 static FR_ALWAYS_INLINE PW_TARGET void PW_FN(lstm_vec)(const PW_T *xp, const PW_T *hh, int64_t ts, PW_T *c,
-                                      PW_T *act, int64_t as, PW_T *tc, PW_T *h) {
+                                      PW_T *act, int64_t as, PW_T *tc, PW_T *h, PW_T *cp,
+                                      PW_T *y) {
     const PW_V i = PW_SIG(PW_ADD(PW_LOAD(xp), PW_LOAD(hh)));
     const PW_V f = PW_SIG(PW_ADD(PW_LOAD(xp + ts), PW_LOAD(hh + ts)));
     const PW_V g = PW_TANH(PW_ADD(PW_LOAD(xp + 2 * ts), PW_LOAD(hh + 2 * ts)));
     const PW_V o = PW_SIG(PW_ADD(PW_LOAD(xp + 3 * ts), PW_LOAD(hh + 3 * ts)));
-    const PW_V cn = PW_ADD(PW_MUL(f, PW_LOAD(c)), PW_MUL(i, g));
+    const PW_V cv = PW_LOAD(c);
+    const PW_V cn = PW_ADD(PW_MUL(f, cv), PW_MUL(i, g));
     const PW_V t = PW_TANH(cn);
+    const PW_V hv = PW_MUL(o, t);
+    if (cp) PW_STORE(cp, cv);
     PW_STORE(c, cn);
     PW_STORE(tc, t);
-    PW_STORE(h, PW_MUL(o, t));
+    PW_STORE(h, hv);
+    if (y) PW_STORE(y, hv);
     PW_STORE(act, i);
     PW_STORE(act + as, f);
     PW_STORE(act + 2 * as, g);
     PW_STORE(act + 3 * as, o);
 }
 
+/* cp (the old c) and y (a copy of h) may be NULL. */
 static PW_TARGET void PW_FN(lstm_point)(int64_t n, int64_t ts, const PW_T *xp, const PW_T *hh,
-                                        PW_T *c, PW_T *act, int64_t as, PW_T *tc, PW_T *h) {
+                                        PW_T *c, PW_T *act, int64_t as, PW_T *tc, PW_T *h,
+                                        PW_T *cp, PW_T *y) {
     int64_t j = 0;
+#define PW_OPT(p, k) ((p) ? (p) + (k) : NULL)
     for (; j + 2 * PW_W <= n; j += 2 * PW_W) { /* two independent chains in flight */
-        PW_FN(lstm_vec)(xp + j, hh + j, ts, c + j, act + j, as, tc + j, h + j);
+        PW_FN(lstm_vec)(xp + j, hh + j, ts, c + j, act + j, as, tc + j, h + j, PW_OPT(cp, j),
+                        PW_OPT(y, j));
         PW_FN(lstm_vec)(xp + j + PW_W, hh + j + PW_W, ts, c + j + PW_W, act + j + PW_W, as,
-                        tc + j + PW_W, h + j + PW_W);
+                        tc + j + PW_W, h + j + PW_W, PW_OPT(cp, j + PW_W), PW_OPT(y, j + PW_W));
     }
     for (; j + PW_W <= n; j += PW_W)
-        PW_FN(lstm_vec)(xp + j, hh + j, ts, c + j, act + j, as, tc + j, h + j);
+        PW_FN(lstm_vec)(xp + j, hh + j, ts, c + j, act + j, as, tc + j, h + j, PW_OPT(cp, j),
+                        PW_OPT(y, j));
+#undef PW_OPT
     if (j < n) {
         const int64_t m = n - j;
         PW_T bx[4 * PW_W] = {0}, bh[4 * PW_W] = {0}, ba[4 * PW_W], bc[PW_W] = {0}, bt[PW_W], bo[PW_W];
@@ -51,11 +62,13 @@ static PW_TARGET void PW_FN(lstm_point)(int64_t n, int64_t ts, const PW_T *xp, c
             memcpy(bh + g * PW_W, hh + g * ts + j, (size_t)m * sizeof(PW_T));
         }
         memcpy(bc, c + j, (size_t)m * sizeof(PW_T));
-        PW_FN(lstm_vec)(bx, bh, PW_W, bc, ba, PW_W, bt, bo);
+        if (cp) memcpy(cp + j, bc, (size_t)m * sizeof(PW_T));
+        PW_FN(lstm_vec)(bx, bh, PW_W, bc, ba, PW_W, bt, bo, NULL, NULL);
         for (int64_t g = 0; g < 4; g++) memcpy(act + g * as + j, ba + g * PW_W, (size_t)m * sizeof(PW_T));
         memcpy(c + j, bc, (size_t)m * sizeof(PW_T));
         memcpy(tc + j, bt, (size_t)m * sizeof(PW_T));
         memcpy(h + j, bo, (size_t)m * sizeof(PW_T));
+        if (y) memcpy(y + j, bo, (size_t)m * sizeof(PW_T));
     }
 }
 

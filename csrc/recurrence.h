@@ -32,11 +32,12 @@
 
 /* pointwise.c: fused forward pointwise of n hidden units on the SIMD path in use. Gate g's
    pre-activation is xp[g*ts + j] + hh[g*ts + j]; activated gates go to act[g*as + j].
-   LSTM: c in/out (c_prev -> c_new), tc = tanh(c_new), h = o*tc.
+   LSTM: c in/out (c_prev -> c_new), tc = tanh(c_new), h = o*tc; cp (c_prev) and y (h) are copies
+   written when not NULL.
    GRU: hn = hh_n + bhn, n = tanh(xp_n + r*hn), h = (1-z)*n + z*hprev. */
 #define FR_DECLARE_POINT(T, S)                                                                    \
     void fr_lstm_point_##S(int64_t n, int64_t ts, const T *xp, const T *hh, T *c, T *act,         \
-                           int64_t as, T *tc, T *h);                                              \
+                           int64_t as, T *tc, T *h, T *cp, T *y);                                 \
     void fr_gru_point_##S(int64_t n, int64_t ts, const T *xp, const T *hh, const T *bhn,          \
                           const T *hprev, T *act, int64_t as, T *hn, T *h);
 FR_DECLARE_POINT(float, s)
