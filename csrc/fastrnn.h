@@ -194,6 +194,12 @@ int fr_gru_backward_d(double *dx, double *dh0, double *dw_ih, double *dw_hh, dou
                       const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
                       int reverse, int nthreads);
 
+/* ---- recurrence.c: the drivers behind the cells ------------------------------------------ */
+/* Batch groups of the whole-sequence drivers' thread team for all later calls (a tuning and
+   testing knob): 0 lets each call choose (the default), n > 0 asks for n groups of rows, used
+   wherever the call's team size is a multiple of n and B >= n. FR_ERR_ARG for n < 0. */
+int fr_set_batch_groups(int n);
+
 /* ---- rows.c: rows by index --------------------------------------------------------------- */
 /* dst[idx[r], :] += src[r, :] for r < R, rows of n elements, in row order (deterministic for any
    thread count); FR_ERR_ARG (nothing written) if an index is outside [0, V). */

@@ -2,6 +2,7 @@
  * recurrence.c — the shared whole-sequence driver for every cell, float and double
  * (the body is recurrence_impl.h, instantiated twice).
  */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,19 @@ int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H) {
         n *= f[k];
     }
     return n;
+}
+
+/* 0: the drivers choose their batch groups; n > 0: n groups wherever the team allows */
+static _Atomic int forced_groups;
+
+int fr_set_batch_groups(int n) {
+    if (n < 0) return FR_ERR_ARG;
+    atomic_store_explicit(&forced_groups, n, memory_order_relaxed);
+    return FR_OK;
+}
+
+int fr_rec_batch_groups_forced(void) {
+    return atomic_load_explicit(&forced_groups, memory_order_relaxed);
 }
 
 #define FR_TEMPLATE "recurrence_impl.h"

@@ -90,12 +90,13 @@ FR_DECLARE_POINT(double, d)
     void fr_rec_project_##S(const fr_cell_##S *cell, const fr_kernel_##S *kern,                   \
                             const fr_slice_##S *sl, const T *A, int64_t rows, int64_t I, T *xp,   \
                             int64_t ldxp);                                                        \
-    /* Step s for all B rows on the slice's hidden units: recurrent tile + pointwise. Reads hp,   \
-       writes hn and c (LSTM) for the slice; xp row qbase+b holds row b's projection; y and       \
+    /* Step s for rows [rb0, rb1) of B on the slice's hidden units: recurrent tile + pointwise.   \
+       Reads hp, writes hn and c (LSTM) there; xp row qbase+b holds row b's projection; y and     \
        cache may be NULL; lengths/reverse/Tn map (s, b) to a time index as in the forward. */     \
     void fr_rec_step_##S(const fr_cell_##S *cell, const fr_kernel_##S *kern,                      \
-                         const fr_slice_##S *sl, int64_t s, int64_t Tn, int64_t B, int64_t H,     \
-                         const int64_t *lengths, int reverse, const T *hp, T *hn, int64_t ldh,    \
+                         const fr_slice_##S *sl, int64_t s, int64_t Tn, int64_t B, int64_t rb0,   \
+                         int64_t rb1, int64_t H, const int64_t *lengths, int reverse,             \
+                         const T *hp, T *hn, int64_t ldh,                                         \
                          T *c,                                                                     \
                          const T *xp, int64_t ldxp, int64_t qbase, T *y, T *cache, T *tile,       \
                          int act);                                                                \
@@ -121,5 +122,8 @@ extern const fr_cell_d fr_rnn_cell_d, fr_lstm_cell_d, fr_gru_cell_d;
 /* Cache elements for a cell with G gates and naux aux blocks; -1 for a negative size or a count
    that would overflow int64_t. */
 int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H);
+
+/* The batch-group count set by fr_set_batch_groups (0: the drivers choose). */
+int fr_rec_batch_groups_forced(void);
 
 #endif /* FASTRNN_RECURRENCE_H */

@@ -16,6 +16,9 @@
 
 /* Steps per input-projection chunk: about PROJ_ROWS rows of (T*B, I) per GEMM. */
 #define PROJ_ROWS 256
+/* Packed weight bytes above which batch groups lose to splitting hidden units only (measured:
+   LSTM H=128 gains with groups at 512 KiB, H=256 loses or breaks even at 2 MiB). */
+#define FR_GROUP_MAX_WEIGHT_BYTES (1 << 20)
 /* Flops per step and thread below which an extra thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 16000.0
 
@@ -32,6 +35,20 @@ static int SFX(pick_threads)(int nthreads, int64_t njb, int64_t B, int64_t I, in
 }
 
 static inline int64_t SFX(imin)(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Split a team of nt threads into nbg batch groups of nt/nbg threads each: a group owns rows
+   [B*g/nbg, B*(g+1)/nbg) for the whole sequence (rows never interact, so groups never wait for
+   each other) and splits the hidden blocks among its threads (one barrier per step inside the
+   group). Every thread of a group packs all the group's weight columns, so groups pay off while
+   the weights a step reads (wbytes) stay in a core's L2 and each group keeps two row tiles. */
+static int SFX(batch_groups)(int nt, int64_t B, int64_t mr, int64_t wbytes) {
+    int nbg = fr_rec_batch_groups_forced();
+    if (nbg > 0) return (nt % nbg == 0 && B >= nbg) ? nbg : 1;
+    if (wbytes > FR_GROUP_MAX_WEIGHT_BYTES) return 1;
+    for (nbg = nt; nbg > 1; nbg--)
+        if (nt % nbg == 0 && B / nbg >= 2 * mr) return nbg;
+    return 1;
+}
 
 /* Elements of the training cache, or -1 when sizes are negative or the count overflows int64. */
 static inline int64_t SFX(cache_size)(const CELL *cell, int64_t Tn, int64_t B, int64_t H) {
@@ -73,10 +90,9 @@ static inline int SFX(thread_id)(void) {
 #endif
 }
 
-/* Hidden blocks [*jb0, *jb0 + *nj) owned by the calling thread (njt blocks per thread). */
-static inline void SFX(my_blocks)(int64_t njb, int64_t njt, int64_t *jb0, int64_t *nj) {
-    const int64_t tid = SFX(thread_id)();
-    *jb0 = SFX(imin)(njb, tid * njt);
+/* Hidden blocks [*jb0, *jb0 + *nj) owned by thread hg of its group (njt blocks per thread). */
+static inline void SFX(my_blocks)(int64_t njb, int64_t njt, int64_t hg, int64_t *jb0, int64_t *nj) {
+    *jb0 = SFX(imin)(njb, hg * njt);
     *nj = SFX(imin)(njb, *jb0 + njt) - *jb0;
 }
 
@@ -171,7 +187,8 @@ void SFX(fr_rec_project)(const CELL *cell, const KERN *kern, const SFX(fr_slice)
 }
 
 void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *sl, int64_t s,
-                      int64_t Tn, int64_t B, int64_t H, const int64_t *lengths, int reverse,
+                      int64_t Tn, int64_t B, int64_t rb0, int64_t rb1, int64_t H,
+                      const int64_t *lengths, int reverse,
                       const REAL *hp, REAL *hn, int64_t ldh, REAL *c, const REAL *xp, int64_t ldxp,
                       int64_t qbase, REAL *y, REAL *cache, REAL *tile, int act) {
     const int64_t G = cell->G, GH = G * H, nr = sl->nr, mr = kern->mr, TB = Tn * B;
@@ -180,8 +197,8 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
     for (int64_t jl = 0; jl < sl->nj; jl++) {
         const int64_t j0 = (sl->jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
         const REAL *wpanel = sl->whh + jl * G * H * nr;
-        for (int64_t b0 = 0; b0 < B; b0 += mr) {
-            const int64_t m = SFX(imin)(mr, B - b0);
+        for (int64_t b0 = rb0; b0 < rb1; b0 += mr) {
+            const int64_t m = SFX(imin)(mr, rb1 - b0);
             for (int64_t g = 0; g < G; g++)
                 kern->ukr(m, H, hp + b0 * ldh, ldh, wpanel + g * H * nr, tile + g * nr, G * nr, 0);
             for (int64_t i = 0; i < m; i++) {
@@ -230,22 +247,25 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
     if (nr > FR_MAX_NR) return FR_ERR_ARG;
     const int64_t njb = (H + nr - 1) / nr;
     const int nt = SFX(pick_threads)(nthreads, njb, B, I, H, (int)G);
-    const int64_t njt = (njb + nt - 1) / nt; /* max hidden blocks per thread */
-    int64_t Tc = (PROJ_ROWS + B - 1) / B;
+    const int nbg = SFX(batch_groups)(nt, B, mr, G * H * ((identity ? 0 : I) + H) * (int64_t)sizeof(REAL));
+    const int nhg = nt / nbg;
+    const int64_t njt = (njb + nhg - 1) / nhg; /* max hidden blocks per thread */
+    const int64_t bmax = (B + nbg - 1) / nbg;  /* max rows per group */
+    int64_t Tc = (PROJ_ROWS + bmax - 1) / bmax;
     if (Tc > Tn) Tc = Tn;
     const int gather = reverse && lengths != NULL;
     const int64_t ldxp = njt * G * nr;
 
     /* scratch: shared (h ping-pong, gather rows) + per thread (packed slice, x-proj, tile) */
     const int64_t slice = SFX(fr_rec_slice_size)(cell, identity ? 0 : I, H, nr, njt);
-    const int64_t per_thread = slice + Tc * B * ldxp + mr * G * nr;
+    const int64_t per_thread = slice + Tc * bmax * ldxp + mr * G * nr;
     /* state rows padded by a cache line (H*sizeof(REAL) a multiple of 4 KiB would put the
        microkernel's rows in one L1 set) */
     const int64_t line = 64 / (int64_t)sizeof(REAL);
     const int64_t ldh = (H + line - 1) / line * line + line, BL = B * ldh;
     const int64_t shared = 2 * BL + (gather ? Tc * B * I : 0);
     REAL *scratch = (REAL *)fr_scratch_alloc((size_t)(shared + nt * per_thread) * sizeof(REAL));
-    const int spin = SFX(spin_team)(nt);
+    const int spin = nhg > 1 && SFX(spin_team)(nt);
     fr_team_flag *team = spin ? fr_team_new(nt) : NULL;
     if (scratch == NULL || (spin && team == NULL)) {
         fr_scratch_free(scratch);
@@ -261,12 +281,13 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
         if (SFX(team_size)() != nt) { /* a smaller team than asked: redo with it below */
             if (SFX(thread_id)() == 0) short_team = SFX(team_size)();
         } else {
+            const int tid = SFX(thread_id)(), bg = tid / nhg, hg = tid % nhg;
+            const int64_t rb0 = B * bg / nbg, rb1 = B * (bg + 1) / nbg, nb = rb1 - rb0;
             int64_t jb0, nj;
-            SFX(my_blocks)(njb, njt, &jb0, &nj);
-            const int tid = SFX(thread_id)();
+            SFX(my_blocks)(njb, njt, hg, &jb0, &nj);
             REAL *mine = scratch + shared + tid * per_thread;
-            REAL *xp = mine + slice;         /* Tc*B rows of ldxp */
-            REAL *tile = xp + Tc * B * ldxp; /* mr x G*nr */
+            REAL *xp = mine + slice;            /* Tc*nb rows of ldxp: (step, row - rb0) */
+            REAL *tile = xp + Tc * bmax * ldxp; /* mr x G*nr */
             SFX(fr_slice) sl;
             SFX(fr_rec_pack_slice)(cell, &sl, mine, w_ih, w_hh, b_ih, b_hh, identity ? 0 : I, H, nr,
                                    jb0, nj, njt);
@@ -285,29 +306,35 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                 } else {
                     A = reverse ? x + (Tn - s1) * B * I : x + s0 * B * I;
                 }
-                /* this thread's columns of the input projection for the chunk */
-                if (identity)
-                    SFX(project_identity)(cell, &sl, A, rows, H, xp, ldxp);
-                else
-                    SFX(fr_rec_project)(cell, kern, &sl, A, rows, I, xp, ldxp);
+                /* this thread's columns of the input projection for the chunk, its rows only
+                   (A holds B rows per step; xp nb) */
+                for (int64_t k = 0; k < (nb == B ? 1 : s1 - s0); k++) {
+                    const REAL *Ak = A + (k * B + rb0) * I;
+                    const int64_t rk = nb == B ? rows : nb;
+                    if (identity)
+                        SFX(project_identity)(cell, &sl, Ak, rk, H, xp + k * nb * ldxp, ldxp);
+                    else
+                        SFX(fr_rec_project)(cell, kern, &sl, Ak, rk, I, xp + k * nb * ldxp, ldxp);
+                }
                 for (int64_t s = s0; s < s1; s++) {
-                    /* row of the chunk's projection holding (s, b=0) */
-                    const int64_t qbase = (reverse && !gather) ? (s1 - 1 - s) * B : (s - s0) * B;
-                    SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, H, lengths, reverse,
+                    /* xp row of (s, b) is qbase + b */
+                    const int64_t qbase =
+                        ((reverse && !gather) ? (s1 - 1 - s) * nb : (s - s0) * nb) - rb0;
+                    SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, rb0, rb1, H, lengths, reverse,
                                      hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp, ldxp,
                                      qbase, y, cache, tile, act);
                     if (spin) {
-                        fr_team_barrier(team, tid, nt, s + 1);
-                    } else if (nt > 1) { /* libgomp makes a futex call even for a team of one */
+                        fr_team_barrier(team + bg * nhg, hg, nhg, s + 1);
+                    } else if (nhg > 1) { /* libgomp makes a futex call even for a team of one */
 #pragma omp barrier
                     }
                 }
             }
-            /* final state: this thread's columns */
+            /* final state: this thread's rows and columns */
             const REAL *hf = hbuf + (Tn & 1) * BL;
             for (int64_t jl = 0; jl < nj; jl++) {
                 const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
-                for (int64_t b = 0; b < B; b++)
+                for (int64_t b = rb0; b < rb1; b++)
                     memcpy(h_n + b * H + j0, hf + b * ldh + j0, (size_t)nv * sizeof(REAL));
             }
         }
@@ -343,7 +370,8 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     if (nr > FR_MAX_NR) return FR_ERR_ARG;
     const int64_t njb = (H + nr - 1) / nr;
     const int nt = SFX(pick_threads)(nthreads, njb, B, 0, H, (int)G);
-    const int64_t njt = (njb + nt - 1) / nt;
+    const int nbg = SFX(batch_groups)(nt, B, mr, GH * H * (int64_t)sizeof(REAL)), nhg = nt / nbg;
+    const int64_t njt = (njb + nhg - 1) / nhg;
     const int split = cell->split_n;
 
     /* step rows padded by a cache line: with G*H*sizeof(REAL) a multiple of 4 KiB (H = 256,
@@ -355,7 +383,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     const int64_t own_dgx = identity ? (split ? 1 : 0) : (split ? 2 : 1);
     const int64_t shared = TB * GH * own_dgx + 2 * B * ldd;
     REAL *scratch = (REAL *)fr_scratch_alloc((size_t)(shared + nt * per_thread) * sizeof(REAL));
-    const int spin = SFX(spin_team)(nt);
+    const int spin = nhg > 1 && SFX(spin_team)(nt);
     fr_team_flag *team = spin ? fr_team_new(nt) : NULL;
     if (scratch == NULL || (spin && team == NULL)) {
         fr_scratch_free(scratch);
@@ -376,9 +404,10 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
         if (SFX(team_size)() != nt) { /* a smaller team than asked: redo with it below */
             if (SFX(thread_id)() == 0) short_team = SFX(team_size)();
         } else {
+            const int tid = SFX(thread_id)(), bg = tid / nhg, hg = tid % nhg;
+            const int64_t rb0 = B * bg / nbg, rb1 = B * (bg + 1) / nbg;
             int64_t jb0, nj;
-            SFX(my_blocks)(njb, njt, &jb0, &nj);
-            const int tid = SFX(thread_id)();
+            SFX(my_blocks)(njb, njt, hg, &jb0, &nj);
             REAL *whh_p = scratch + shared + tid * per_thread; /* nj panels of (G*H) x nr */
             REAL *tile = whh_p + njt * GH * nr;
             if (nj > 0) SFX(fr_pack_b)(whh_p, w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
@@ -387,7 +416,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                 REAL *dstep = dgs + (s & 1) * B * ldd;
                 for (int64_t jl = 0; jl < nj; jl++) {
                     const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
-                    for (int64_t b = 0; b < B; b++) {
+                    for (int64_t b = rb0; b < rb1; b++) {
                         const int64_t L = lengths ? lengths[b] : Tn;
                         const int64_t t = SFX(time_of)(s, L, reverse);
                         const int64_t r = t * B + b;
@@ -406,8 +435,8 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                     }
                 }
                 if (spin) {
-                    fr_team_barrier(team, tid, nt, Tn - s);
-                } else if (nt > 1) {
+                    fr_team_barrier(team + bg * nhg, hg, nhg, Tn - s);
+                } else if (nhg > 1) {
 #pragma omp barrier
                 }
                 /* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns], for rows active
@@ -415,8 +444,8 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                    dstep row times a non-finite W_hh would otherwise turn its gradient into NaN */
                 for (int64_t jl = 0; jl < nj; jl++) {
                     const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
-                    for (int64_t b0 = 0; b0 < B; b0 += mr) {
-                        const int64_t m = SFX(imin)(mr, B - b0);
+                    for (int64_t b0 = rb0; b0 < rb1; b0 += mr) {
+                        const int64_t m = SFX(imin)(mr, rb1 - b0);
                         kern->ukr(m, GH, dstep + b0 * ldd, ldd, whh_p + jl * GH * nr, tile, nr, 0);
                         for (int64_t i = 0; i < m; i++) {
                             if (lengths && s >= lengths[b0 + i]) continue;
@@ -471,3 +500,4 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
 #undef KERN
 #undef PROJ_ROWS
 #undef MIN_FLOPS_PER_THREAD
+#undef FR_GROUP_MAX_WEIGHT_BYTES

@@ -35,6 +35,7 @@ cdef extern from "fastrnn.h" nogil:
     int fr_set_arch(int arch)
     const char *fr_arch_name(int arch)
     int fr_has_openmp()
+    int fr_set_batch_groups(int n)
     int fr_omp_max_threads()
     const fr_kernel_s *fr_kernel_get_s()
     const fr_kernel_d *fr_kernel_get_d()

@@ -99,6 +99,14 @@ def set_arch(str name):
                          f"(available: {', '.join(available_arches())})")
 
 
+def set_batch_groups(int n):
+    """Batch groups of the sequence kernels' thread team for later calls: 0 lets each call
+    choose (the default); n > 0 forces n groups of rows wherever the team allows (testing and
+    tuning)."""
+    if fr_set_batch_groups(n) != FR_OK:
+        raise ValueError(f"n must be >= 0, got {n}")
+
+
 def scratch_kept():
     """Bytes of kernel working memory kept for later calls (0 when none)."""
     return fr_scratch_kept()
