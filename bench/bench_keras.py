@@ -8,8 +8,10 @@ Two cases, the same model, data, batch size, optimizer and thread count in both 
   Adam.
 
 Each measurement is one epoch of ``model.fit`` over ``--samples`` samples (after a warm-up
-epoch); the median over ``--repeats`` epochs gives samples per second. Both models start from
-the same weights (copied with get_weights/set_weights).
+epoch); the median over ``--repeats`` epochs gives samples per second. The two libraries'
+epochs alternate (ours, Keras's, ours, ...), so that load from other processes on a shared
+machine hits both alike; the ratio is the median of the per-pair ratios. Both models start
+from the same weights (copied with get_weights/set_weights).
 
 Usage::
 
@@ -78,15 +80,16 @@ def _build(mod, case: str, t: int):
     return layers, loss, shape, dtype
 
 
-def _time_fit(model, x, y, batch_size: int, repeats: int) -> list[float]:
+def _warm_up(model, x, y, batch_size: int) -> None:
     model.fit(x[: 2 * batch_size], y[: 2 * batch_size], batch_size=batch_size, epochs=1,
-              verbose=0, shuffle=False)  # warm-up (allocations, thread pools)
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
-        rates.append(len(x) / (time.perf_counter() - t0))
-    return rates
+              verbose=0, shuffle=False)  # allocations, thread pools
+
+
+def _epoch(model, x, y, batch_size: int) -> float:
+    """Samples per second of one epoch."""
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
+    return len(x) / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -106,20 +109,33 @@ def main() -> None:
         ours.compile(optimizer=O.Adam(), loss=loss)
         row = {"case": case, "samples": a.samples, "timesteps": a.timesteps,
                "batch_size": a.batch_size, "threads": a.threads}
-        row["fastrnn"] = _time_fit(ours, x, y, a.batch_size, a.repeats)
+        km = None
         if keras is not None:
             klayers, _, _, _ = _build(keras.layers, case, a.timesteps)
             km = keras.Sequential([keras.Input(shape, dtype=dtype)] + klayers)
             km.compile(optimizer=keras.optimizers.Adam(), loss=loss)
             km.set_weights(ours.get_weights())
-            row["keras_torch"] = _time_fit(km, x, y, a.batch_size, a.repeats)
+        _warm_up(ours, x, y, a.batch_size)
+        if km is not None:
+            _warm_up(km, x, y, a.batch_size)
+        row["fastrnn"], row["keras_torch"] = [], []
+        for _ in range(a.repeats):  # alternate: both see the same machine conditions
+            row["fastrnn"].append(_epoch(ours, x, y, a.batch_size))
+            if km is not None:
+                row["keras_torch"].append(_epoch(km, x, y, a.batch_size))
         results.append(row)
         f = statistics.median(row["fastrnn"])
         line = f"{case:16s} fastrnn {f:9.1f} samples/s"
-        if "keras_torch" in row:
+        if km is not None:
             k = statistics.median(row["keras_torch"])
-            row["ratio"] = f / k
-            line += f" | keras-on-torch {k:8.1f} samples/s | ratio {f / k:6.2f}x"
+            row["ratio"] = statistics.median(
+                [fr / kr for fr, kr in zip(row["fastrnn"], row["keras_torch"], strict=True)])
+            line += (f" | keras-on-torch {k:8.1f} samples/s | ratio {row['ratio']:6.2f}x "
+                     f"(median of {a.repeats} paired epochs; per pair: "
+                     + ", ".join(f"{fr / kr:.2f}" for fr, kr in
+                                 zip(row["fastrnn"], row["keras_torch"], strict=True)) + ")")
+        else:
+            del row["keras_torch"]
         print(line, flush=True)
     info = fastrnn.info()
     print(f"# threads={a.threads} batch_size={a.batch_size} samples={a.samples} "

@@ -58,7 +58,9 @@ class _Tokens:
     def project(self, w_ih: np.ndarray) -> np.ndarray:
         """``(E W_ih^T)[ids]``: the input projection of every token, (T, B, G*H), no biases."""
         table = self.emb.embeddings.value
-        p = _kernels.gemm(table, w_ih, transb=True, nthreads=get_num_threads())
+        # outputs on kept blocks: fresh pages would fault on every batch
+        p = _kernels.gemm(table, w_ih, F._empty((table.shape[0], w_ih.shape[0]), table.dtype),
+                          transb=True, nthreads=get_num_threads())
         T, B = self.ids.shape
         out = F._empty((T, B, p.shape[1]), p.dtype)
         np.take(p, self.ids, axis=0, out=out, mode="clip")  # ids are checked: no clipping
@@ -72,10 +74,11 @@ class _Tokens:
         gh = dgx.shape[2]
         dp = F._zeros((table.shape[0], gh), dgx.dtype)
         _kernels.scatter_add_rows(dp, dgx.reshape(-1, gh), self.ids.reshape(-1), nt)
-        d_table = _kernels.gemm(dp, w_ih, nthreads=nt)
+        d_table = _kernels.gemm(dp, w_ih, F._empty(table.shape, dgx.dtype), nthreads=nt)
         var = self.emb.embeddings
         var.grad = d_table if var.grad is None else var.grad + d_table
-        return _kernels.gemm(dp, table, transa=True, nthreads=nt)
+        return _kernels.gemm(dp, table, F._empty(w_ih.shape, dgx.dtype), transa=True,
+                             nthreads=nt)
 
 
 def _t(a: np.ndarray) -> np.ndarray:
