@@ -1,5 +1,6 @@
 """A small workload for valgrind memcheck: every cell forward+backward with lengths and reverse
-(float64, odd H, 2 threads), and a streaming session. Run by tools/memcheck.py."""
+(float64, odd H, 2 threads; with one and with two batch groups), and a streaming session. Run
+by tools/memcheck.py."""
 
 import numpy as np
 
@@ -15,7 +16,8 @@ for cell in ("rnn", "lstm", "gru"):
     w = rng.standard_normal((G * H, I))
     u = rng.standard_normal((G * H, H))
     b = rng.standard_normal(G * H)
-    for rev in (False, True):
+    for rev, groups in ((False, 0), (True, 0), (False, 2), (True, 2)):
+        _kernels.set_batch_groups(groups)
         if cell == "lstm":
             y, h, c, ctx = F.lstm_forward(x, None, None, w, u, b, b, lengths=lengths, reverse=rev)
             F.lstm_backward(ctx, np.ones_like(y), None, None)
@@ -24,6 +26,7 @@ for cell in ("rnn", "lstm", "gru"):
             backward = getattr(F, cell + "_backward")
             y, h, ctx = forward(x, None, w, u, b, b, lengths=lengths, reverse=rev)
             backward(ctx, np.ones_like(y), None)
+_kernels.set_batch_groups(0)
 stream = _kernels.Stream(
     [("lstm", rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H)), None, None, ""),
      ("dense", np.ones((H, 2)), None, "softmax")], 2, np.float64)
