@@ -296,6 +296,11 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                 const int64_t s1 = SFX(imin)(Tn, s0 + Tc), rows = (s1 - s0) * B;
                 const REAL *A;
                 if (gather) {
+                    /* gbuf is shared: without per-step barriers (batch groups) a thread could
+                       overwrite rows another group has not projected yet */
+                    if (nbg > 1) {
+#pragma omp barrier
+                    }
 #pragma omp for schedule(static)
                     for (int64_t q = 0; q < rows; q++) {
                         const int64_t s = s0 + q / B, b = q % B;
