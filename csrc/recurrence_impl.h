@@ -247,8 +247,8 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
     if (nr > FR_MAX_NR) return FR_ERR_ARG;
     const int64_t njb = (H + nr - 1) / nr;
     const int nt = SFX(pick_threads)(nthreads, njb, B, I, H, (int)G);
-    const int nbg = SFX(batch_groups)(nt, B, mr, G * H * ((identity ? 0 : I) + H) * (int64_t)sizeof(REAL));
-    const int nhg = nt / nbg;
+    const int64_t wbytes = G * H * ((identity ? 0 : I) + H) * (int64_t)sizeof(REAL);
+    const int nbg = SFX(batch_groups)(nt, B, mr, wbytes), nhg = nt / nbg;
     const int64_t njt = (njb + nhg - 1) / nhg; /* max hidden blocks per thread */
     const int64_t bmax = (B + nbg - 1) / nbg;  /* max rows per group */
     int64_t Tc = (PROJ_ROWS + bmax - 1) / bmax;
