@@ -199,6 +199,21 @@ int fr_gru_backward_d(double *dx, double *dh0, double *dw_ih, double *dw_hh, dou
    testing knob): 0 lets each call choose (the default), n > 0 asks for n groups of rows, used
    wherever the call's team size is a multiple of n and B >= n. FR_ERR_ARG for n < 0. */
 int fr_set_batch_groups(int n);
+/* Forward of cell (FR_CELL_*) whose projected input is picked from a table: the input of step t,
+   batch row b is table[ids[t*B+b]] (V rows of G*H, biases not included), exactly as
+   fr_<cell>_forward_* with w_ih NULL and x = those rows (an embedding folded into W_ih, without
+   materialising x). Its backward is fr_<cell>_backward_* with w_ih NULL and x NULL (dx is then
+   the (T,B,G*H) gradient of the projected input). FR_ERR_ARG for an id outside [0, V). */
+int fr_forward_rows_s(int cell, float *y, float *h_n, float *c_n, float *cache, const float *table,
+                      int64_t V, const int64_t *ids, const float *h0, const float *c0,
+                      const float *w_hh, const float *b_ih, const float *b_hh,
+                      const int64_t *lengths, int64_t T, int64_t B, int64_t H, int act,
+                      int reverse, int nthreads);
+int fr_forward_rows_d(int cell, double *y, double *h_n, double *c_n, double *cache,
+                      const double *table, int64_t V, const int64_t *ids, const double *h0,
+                      const double *c0, const double *w_hh, const double *b_ih,
+                      const double *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t H,
+                      int act, int reverse, int nthreads);
 
 /* ---- rows.c: rows by index --------------------------------------------------------------- */
 /* dst[idx[r], :] += src[r, :] for r < R, rows of n elements, in row order (deterministic for any

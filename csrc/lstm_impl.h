@@ -64,8 +64,8 @@ int SFX(fr_lstm_forward)(REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL 
                          const REAL *c0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
                          const REAL *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I,
                          int64_t H, int reverse, int nthreads) {
-    return SFX(fr_rec_forward)(&SFX(fr_lstm_cell), y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                               lengths, T, B, I, H, 0, reverse, nthreads);
+    return SFX(fr_rec_forward)(&SFX(fr_lstm_cell), y, h_n, c_n, cache, x, NULL, 0, h0, c0, w_ih,
+                               w_hh, b_ih, b_hh, lengths, T, B, I, H, 0, reverse, nthreads);
 }
 
 int SFX(fr_lstm_backward)(REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih,

@@ -100,8 +100,12 @@ FR_DECLARE_POINT(double, d)
                          T *c,                                                                     \
                          const T *xp, int64_t ldxp, int64_t qbase, T *y, T *cache, T *tile,       \
                          int act);                                                                \
-    /* Whole-sequence forward of a cell; arguments as the public fr_<cell>_forward_*. */          \
+    /* The descriptor of FR_CELL_RNN/LSTM/GRU, NULL for another value. */                         \
+    const fr_cell_##S *fr_rec_cell_of_##S(int cell);                                              \
+    /* Whole-sequence forward of a cell; arguments as the public fr_<cell>_forward_*, plus ids    \
+       (NULL, or T*B row indices into x, then a table of V rows of G*H projected inputs). */      \
     int fr_rec_forward_##S(const fr_cell_##S *cell, T *y, T *h_n, T *c_n, T *cache, const T *x,   \
+                           const int64_t *ids, int64_t V,                                         \
                            const T *h0, const T *c0, const T *w_ih, const T *w_hh, const T *b_ih, \
                            const T *b_hh, const int64_t *lengths, int64_t Tn, int64_t B,          \
                            int64_t I, int64_t H, int act, int reverse, int nthreads);             \

@@ -145,12 +145,14 @@ void SFX(fr_rec_pack_slice)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, cons
 }
 
 /* Identity input weights (w_ih NULL, I = G*H: A holds projected rows, gate g at +g*H): the
-   slice's columns of A plus the folded bias; padding columns past H get the bias (zero). */
+   slice's columns of A plus the folded bias; padding columns past H get the bias (zero). Row q is
+   A + q*G*H, or A + ids[q]*G*H when ids is not NULL (rows picked from a table). */
 static void SFX(project_identity)(const CELL *cell, const SFX(fr_slice) *sl, const REAL *A,
-                                  int64_t rows, int64_t H, REAL *xp, int64_t ldxp) {
+                                  const int64_t *ids, int64_t rows, int64_t H, REAL *xp,
+                                  int64_t ldxp) {
     const int64_t G = cell->G, nr = sl->nr;
     for (int64_t q = 0; q < rows; q++) {
-        const REAL *a = A + q * G * H;
+        const REAL *a = A + (ids ? ids[q] : q) * G * H;
         for (int64_t jl = 0; jl < sl->nj; jl++) {
             const int64_t j0 = (sl->jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
             for (int64_t g = 0; g < G; g++) {
@@ -226,14 +228,19 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
 }
 
 int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *x,
-                        const REAL *h0, const REAL *c0, const REAL *w_ih, const REAL *w_hh,
-                        const REAL *b_ih, const REAL *b_hh, const int64_t *lengths, int64_t Tn,
-                        int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads) {
+                        const int64_t *ids, int64_t V, const REAL *h0, const REAL *c0,
+                        const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
+                        const int64_t *lengths, int64_t Tn, int64_t B, int64_t I, int64_t H,
+                        int act, int reverse, int nthreads) {
     if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || y == NULL || h_n == NULL ||
         (cell->has_c && c_n == NULL) || (Tn > 0 && B > 0 && I > 0 && x == NULL) || w_hh == NULL ||
         (I > 0 && w_ih == NULL && I != cell->G * H) ||
-        (cache != NULL && SFX(cache_size)(cell, Tn, B, H) < 0))
+        (cache != NULL && SFX(cache_size)(cell, Tn, B, H) < 0) ||
+        (ids != NULL && (w_ih != NULL || I != cell->G * H)))
         return FR_ERR_ARG;
+    if (ids != NULL)
+        for (int64_t r = 0; r < Tn * B; r++)
+            if (ids[r] < 0 || ids[r] >= V) return FR_ERR_ARG;
     const int64_t G = cell->G, BH = B * H;
     const int identity = I > 0 && w_ih == NULL; /* x holds the input projection already */
     /* initial state */
@@ -295,6 +302,7 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
             for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
                 const int64_t s1 = SFX(imin)(Tn, s0 + Tc), rows = (s1 - s0) * B;
                 const REAL *A;
+                const int64_t *ids_c = NULL; /* ids of the chunk's rows (rows of x otherwise) */
                 if (gather) {
                     /* gbuf is shared: without per-step barriers (batch groups) a thread could
                        overwrite rows another group has not projected yet */
@@ -305,19 +313,24 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                     for (int64_t q = 0; q < rows; q++) {
                         const int64_t s = s0 + q / B, b = q % B;
                         const int64_t t = SFX(time_of)(s, lengths[b], 1);
-                        memcpy(gbuf + q * I, x + (t * B + b) * I, (size_t)I * sizeof(REAL));
+                        const int64_t r = ids ? ids[t * B + b] : t * B + b;
+                        memcpy(gbuf + q * I, x + r * I, (size_t)I * sizeof(REAL));
                     }
                     A = gbuf;
+                } else if (ids) {
+                    A = x;
+                    ids_c = ids + (reverse ? Tn - s1 : s0) * B;
                 } else {
                     A = reverse ? x + (Tn - s1) * B * I : x + s0 * B * I;
                 }
                 /* this thread's columns of the input projection for the chunk, its rows only
                    (A holds B rows per step; xp nb) */
                 for (int64_t k = 0; k < (nb == B ? 1 : s1 - s0); k++) {
-                    const REAL *Ak = A + (k * B + rb0) * I;
                     const int64_t rk = nb == B ? rows : nb;
+                    const REAL *Ak = ids_c ? A : A + (k * B + rb0) * I;
+                    const int64_t *idk = ids_c ? ids_c + k * B + rb0 : NULL;
                     if (identity)
-                        SFX(project_identity)(cell, &sl, Ak, rk, H, xp + k * nb * ldxp, ldxp);
+                        SFX(project_identity)(cell, &sl, Ak, idk, rk, H, xp + k * nb * ldxp, ldxp);
                     else
                         SFX(fr_rec_project)(cell, kern, &sl, Ak, rk, I, xp + k * nb * ldxp, ldxp);
                 }
@@ -347,9 +360,32 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
     fr_team_free(team);
     fr_scratch_free(scratch);
     if (short_team > 0) /* the runtime gave fewer threads (OMP_THREAD_LIMIT, a nested region) */
-        return SFX(fr_rec_forward)(cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                                   lengths, Tn, B, I, H, act, reverse, short_team);
+        return SFX(fr_rec_forward)(cell, y, h_n, c_n, cache, x, ids, V, h0, c0, w_ih, w_hh, b_ih,
+                                   b_hh, lengths, Tn, B, I, H, act, reverse, short_team);
     return FR_OK;
+}
+
+const CELL *SFX(fr_rec_cell_of)(int cell) {
+    switch (cell) {
+    case FR_CELL_RNN: return &SFX(fr_rnn_cell);
+    case FR_CELL_LSTM: return &SFX(fr_lstm_cell);
+    case FR_CELL_GRU: return &SFX(fr_gru_cell);
+    default: return NULL;
+    }
+}
+
+int SFX(fr_forward_rows)(int cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *table,
+                         int64_t V, const int64_t *ids, const REAL *h0, const REAL *c0,
+                         const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
+                         const int64_t *lengths, int64_t T, int64_t B, int64_t H, int act,
+                         int reverse, int nthreads) {
+    const CELL *cd = SFX(fr_rec_cell_of)(cell);
+    if (cd == NULL || H < 1 || V < 0 || (T > 0 && B > 0 && (ids == NULL || table == NULL)) ||
+        (cell == FR_CELL_RNN && act != FR_RNN_TANH && act != FR_RNN_RELU))
+        return FR_ERR_ARG;
+    return SFX(fr_rec_forward)(cd, y, h_n, cd->has_c ? c_n : NULL, cache, table, ids, V, h0,
+                               cd->has_c ? c0 : NULL, NULL, w_hh, b_ih, b_hh, lengths, T, B,
+                               cd->G * H, H, act, reverse, nthreads);
 }
 
 int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh,

@@ -67,8 +67,8 @@ int SFX(fr_rnn_forward)(REAL *y, REAL *h_n, REAL *cache, const REAL *x, const RE
                         const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,
                         int reverse, int nthreads) {
     if (act != FR_RNN_TANH && act != FR_RNN_RELU) return FR_ERR_ARG;
-    return SFX(fr_rec_forward)(&SFX(fr_rnn_cell), y, h_n, NULL, cache, x, h0, NULL, w_ih, w_hh, b_ih,
-                               b_hh, lengths, T, B, I, H, act, reverse, nthreads);
+    return SFX(fr_rec_forward)(&SFX(fr_rnn_cell), y, h_n, NULL, cache, x, NULL, 0, h0, NULL, w_ih,
+                               w_hh, b_ih, b_hh, lengths, T, B, I, H, act, reverse, nthreads);
 }
 
 int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh,

@@ -2,24 +2,15 @@
  * stream_impl.h — streaming step kernels, instantiated by stream.c per dtype (REAL, SFX).
  */
 
-static const SFX(fr_cell) *SFX(cell_of)(int cell) {
-    switch (cell) {
-    case FR_CELL_RNN: return &SFX(fr_rnn_cell);
-    case FR_CELL_LSTM: return &SFX(fr_lstm_cell);
-    case FR_CELL_GRU: return &SFX(fr_gru_cell);
-    default: return NULL;
-    }
-}
-
 int64_t SFX(fr_step_packed_size)(int cell, int64_t I, int64_t H) {
-    const SFX(fr_cell) *cd = SFX(cell_of)(cell);
+    const SFX(fr_cell) *cd = SFX(fr_rec_cell_of)(cell);
     if (cd == NULL || I < 0 || H < 1) return -1;
     const int64_t nr = SFX(fr_kernel_get)()->nr, njb = (H + nr - 1) / nr;
     return SFX(fr_rec_slice_size)(cd, I, H, nr, njb);
 }
 
 int64_t SFX(fr_step_work_size)(int cell, int64_t B, int64_t H) {
-    const SFX(fr_cell) *cd = SFX(cell_of)(cell);
+    const SFX(fr_cell) *cd = SFX(fr_rec_cell_of)(cell);
     if (cd == NULL || B < 0 || H < 1) return -1;
     const SFX(fr_kernel) *kern = SFX(fr_kernel_get)();
     const int64_t nr = kern->nr, njb = (H + nr - 1) / nr;
@@ -28,7 +19,7 @@ int64_t SFX(fr_step_work_size)(int cell, int64_t B, int64_t H) {
 
 int SFX(fr_step_pack)(REAL *packed, int cell, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
                       const REAL *b_hh, int64_t I, int64_t H) {
-    const SFX(fr_cell) *cd = SFX(cell_of)(cell);
+    const SFX(fr_cell) *cd = SFX(fr_rec_cell_of)(cell);
     if (cd == NULL || packed == NULL || w_hh == NULL || I < 0 || H < 1 || (I > 0 && w_ih == NULL))
         return FR_ERR_ARG;
     const int64_t nr = SFX(fr_kernel_get)()->nr, njb = (H + nr - 1) / nr;
@@ -39,7 +30,7 @@ int SFX(fr_step_pack)(REAL *packed, int cell, const REAL *w_ih, const REAL *w_hh
 
 int SFX(fr_step)(REAL *h, REAL *c, REAL *work, const REAL *packed, int cell, int act,
                  const REAL *x, int64_t B, int64_t I, int64_t H) {
-    const SFX(fr_cell) *cd = SFX(cell_of)(cell);
+    const SFX(fr_cell) *cd = SFX(fr_rec_cell_of)(cell);
     if (cd == NULL || h == NULL || work == NULL || packed == NULL || B < 0 || I < 0 || H < 1 ||
         (cd->has_c && c == NULL) || (B > 0 && I > 0 && x == NULL) ||
         (cell == FR_CELL_RNN && act != FR_RNN_TANH && act != FR_RNN_RELU))

@@ -56,15 +56,12 @@ class _Tokens:
         return 2 * vocab <= T * B
 
     def project(self, w_ih: np.ndarray) -> np.ndarray:
-        """``(E W_ih^T)[ids]``: the input projection of every token, (T, B, G*H), no biases."""
+        """``E W_ih^T``: the input projection of every table row, (V, G*H), no biases (the
+        kernels pick row ``ids[t, b]`` for step t, batch entry b)."""
         table = self.emb.embeddings.value
-        # outputs on kept blocks: fresh pages would fault on every batch
-        p = _kernels.gemm(table, w_ih, F._empty((table.shape[0], w_ih.shape[0]), table.dtype),
-                          transb=True, nthreads=get_num_threads())
-        T, B = self.ids.shape
-        out = F._empty((T, B, p.shape[1]), p.dtype)
-        np.take(p, self.ids, axis=0, out=out, mode="clip")  # ids are checked: no clipping
-        return out
+        # on a kept block: fresh pages would fault on every batch
+        return _kernels.gemm(table, w_ih, F._empty((table.shape[0], w_ih.shape[0]), table.dtype),
+                             transb=True, nthreads=get_num_threads())
 
     def backward(self, dgx: np.ndarray, w_ih: np.ndarray) -> np.ndarray:
         """Add the table's gradient to the Embedding's and return ``dW_ih``, from ``dgx``
@@ -266,9 +263,9 @@ class _RNNBase(Layer):
         T, B = xt.ids.shape if tokens else xt.shape[:2]
         self._dmask = None
         w_ih = self.kernel.value
-        if tokens:  # Embedding folded in (the caller checked accepts_tokens)
-            xt, w_ih = tokens.project(w_ih), None
         self._tokens = tokens if training else None
+        if tokens:  # Embedding folded in (the caller checked accepts_tokens: no input dropout)
+            return self._tokens_forward(tokens, lengths, training)
         if training and self.dropout > 0.0:
             g = self._rng if self._rng is not None else rng()
             keep = (g.random((B, xt.shape[2])) >= self.dropout).astype(self.dtype)
@@ -291,6 +288,32 @@ class _RNNBase(Layer):
             b = self.bias.value if self.bias is not None else None
             y, h, ctx = F.rnn_forward(xt, init[0], w_ih, w_hh, b, None,
                                       nonlinearity=self.activation, **kw)
+            states = [h]
+        self._ctx = ctx
+        if self.stateful:
+            self._states = [np.array(s, copy=True) for s in states]
+        return y, states
+
+    def _tokens_forward(self, tokens: _Tokens, lengths: np.ndarray | None,
+                        training: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        """:meth:`_core_forward` on token ids: the kernels pick the projected table's rows."""
+        init = self._initial_states(tokens.ids.shape[1])
+        table = tokens.project(self.kernel.value)
+        w_hh = self.recurrent_kernel.value
+        kw = {"lengths": lengths, "reverse": self.go_backwards, "training": training}
+        if self._cell == "gru":
+            b_ih = self.bias.value[0] if self.bias is not None else None
+            b_hh = self.bias.value[1] if self.bias is not None else None
+        else:
+            b_ih, b_hh = (self.bias.value if self.bias is not None else None), None
+        if self._cell == "lstm":
+            y, h, c, ctx = F._forward_rows("lstm", table, tokens.ids, init[0], init[1], w_hh, b_ih,
+                                           b_hh, **kw)
+            states = [h, c]
+        else:
+            nl = self.activation if self._cell == "rnn" else None
+            y, h, ctx = F._forward_rows(self._cell, table, tokens.ids, init[0], None, w_hh, b_ih,
+                                        b_hh, nonlinearity=nl, **kw)
             states = [h]
         self._ctx = ctx
         if self.stateful:

@@ -36,6 +36,16 @@ cdef extern from "fastrnn.h" nogil:
     const char *fr_arch_name(int arch)
     int fr_has_openmp()
     int fr_set_batch_groups(int n)
+    int fr_forward_rows_s(int cell, float *y, float *h_n, float *c_n, float *cache,
+                          const float *table, int64_t V, const int64_t *ids, const float *h0,
+                          const float *c0, const float *w_hh, const float *b_ih,
+                          const float *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                          int64_t H, int act, int reverse, int nthreads)
+    int fr_forward_rows_d(int cell, double *y, double *h_n, double *c_n, double *cache,
+                          const double *table, int64_t V, const int64_t *ids, const double *h0,
+                          const double *c0, const double *w_hh, const double *b_ih,
+                          const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                          int64_t H, int act, int reverse, int nthreads)
     int fr_omp_max_threads()
     const fr_kernel_s *fr_kernel_get_s()
     const fr_kernel_d *fr_kernel_get_d()

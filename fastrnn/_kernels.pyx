@@ -333,27 +333,35 @@ def tanh(x):
 
 # ---- cells --------------------------------------------------------------------------------------
 
-cdef tuple _cell_dims(str cell, object x, object w_ih, object w_hh, int nthreads, int act):
-    """Check the arguments every cell call shares; return (dtype, T, B, I, H, G)."""
+cdef tuple _input_dims(str cell, object a, str name, str shape, int ndim, object w_hh,
+                       int nthreads, int act):
+    """Check what every cell call shares: the cell, the input ``a`` (``name``, an ``ndim``-D
+    float array), w_hh, nthreads and act; return (dtype, H, G)."""
     if cell not in _CELL_G:
         raise ValueError(f"unknown cell {cell!r}")
-    if not isinstance(x, np.ndarray) or x.ndim != 3:
-        raise ValueError("x must be a 3-D numpy array (T, B, I)")
+    if not isinstance(a, np.ndarray) or a.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D numpy array {shape}")
     if not isinstance(w_hh, np.ndarray) or w_hh.ndim != 2:
         raise ValueError("w_hh must be a 2-D numpy array (G*H, H)")
-    dt = x.dtype
+    dt = a.dtype
     if dt != np.float32 and dt != np.float64:
-        raise TypeError(f"x must be float32 or float64, got {dt}")
+        raise TypeError(f"{name} must be float32 or float64, got {dt}")
     if nthreads < 1:
         raise ValueError("nthreads must be >= 1")
     if cell == "rnn" and act != FR_RNN_TANH and act != FR_RNN_RELU:
         raise ValueError("act must be FR_RNN_TANH (0) or FR_RNN_RELU (1)")
-    T, B, I, H = x.shape[0], x.shape[1], x.shape[2], w_hh.shape[1]
-    G = _CELL_G[cell]
+    H, G = w_hh.shape[1], _CELL_G[cell]
     if H < 1:
         raise ValueError("hidden size must be >= 1")
-    _chk(x, "x", (T, B, I), dt, False, False)
     _chk(w_hh, "w_hh", (G * H, H), dt, False, False)
+    return dt, H, G
+
+
+cdef tuple _cell_dims(str cell, object x, object w_ih, object w_hh, int nthreads, int act):
+    """Check the arguments every cell call shares; return (dtype, T, B, I, H, G)."""
+    dt, H, G = _input_dims(cell, x, "x", "(T, B, I)", 3, w_hh, nthreads, act)
+    T, B, I = x.shape[0], x.shape[1], x.shape[2]
+    _chk(x, "x", (T, B, I), dt, False, False)
     if w_ih is None and I > 0 and I != G * H:
         raise ValueError(f"w_ih=None (identity: x holds the input projection) needs I = G*H = "
                          f"{G * H}, got I = {I}")
@@ -459,14 +467,9 @@ def cache_size(str cell, int64_t T, int64_t B, int64_t H):
     return n
 
 
-def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths,
-                 int act, bint reverse, int nthreads):
-    """Run a cell over a whole sequence, writing y, h_n (and c_n for LSTM), and cache if given.
-
-    All arrays must be C-contiguous with x's dtype (lengths int64); optional ones may be None.
-    """
-    cdef int64_t T, B, I, H, G
-    dt, T, B, I, H, G = _cell_dims(cell, x, w_ih, w_hh, nthreads, act)
+cdef _chk_forward_rest(str cell, object dt, int64_t T, int64_t B, int64_t H, int64_t G, y, h_n,
+                       c_n, cache, h0, c0, b_ih, b_hh, lengths):
+    """The forward's checks beyond the input and w_hh: biases, states, outputs, cache, lengths."""
     _chk(b_ih, "b_ih", (G * H,), dt, False, True)
     _chk(b_hh, "b_hh", (G * H,), dt, False, True)
     _chk(h0, "h0", (B, H), dt, False, True)
@@ -477,6 +480,17 @@ def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh
         _chk(c_n, "c_n", (B, H), dt, True, False)
     _chk(cache, "cache", (cache_size(cell, T, B, H),), dt, True, True)
     _chk_lengths(lengths, T, B)
+
+
+def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths,
+                 int act, bint reverse, int nthreads):
+    """Run a cell over a whole sequence, writing y, h_n (and c_n for LSTM), and cache if given.
+
+    All arrays must be C-contiguous with x's dtype (lengths int64); optional ones may be None.
+    """
+    cdef int64_t T, B, I, H, G
+    dt, T, B, I, H, G = _cell_dims(cell, x, w_ih, w_hh, nthreads, act)
+    _chk_forward_rest(cell, dt, T, B, H, G, y, h_n, c_n, cache, h0, c0, b_ih, b_hh, lengths)
     cdef void *py = _ptr(y)
     cdef void *phn = _ptr(h_n)
     cdef void *pcn = _ptr(c_n)
@@ -525,14 +539,64 @@ def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh
     _raise(st, f"{cell}_forward")
 
 
+def cell_forward_rows(str cell, y, h_n, c_n, cache, table, ids, h0, c0, w_hh, b_ih, b_hh,
+                      lengths, int act, bint reverse, int nthreads):
+    """cell_forward with w_ih None and x = table[ids], without materialising x.
+
+    ``table`` (V, G*H) holds projected inputs (no biases), ``ids`` (T, B) int64 in [0, V) picks
+    the row of every step and batch entry; the other arguments are cell_forward's. The backward
+    is cell_backward with w_ih None and x None.
+    """
+    cdef int64_t T, B, V, H, G
+    dt, H, G = _input_dims(cell, table, "table", "(V, G*H)", 2, w_hh, nthreads, act)
+    if not isinstance(ids, np.ndarray) or ids.ndim != 2:
+        raise ValueError("ids must be a 2-D numpy array (T, B)")
+    T, B, V = ids.shape[0], ids.shape[1], table.shape[0]
+    _chk(table, "table", (V, G * H), dt, False, False)
+    _chk(ids, "ids", (T, B), np.int64, False, False)
+    _chk_forward_rest(cell, dt, T, B, H, G, y, h_n, c_n, cache, h0, c0, b_ih, b_hh, lengths)
+    cdef void *py = _ptr(y)
+    cdef void *phn = _ptr(h_n)
+    cdef void *pcn = _ptr(c_n) if cell == "lstm" else NULL
+    cdef void *pca = _ptr(cache)
+    cdef void *pt = _ptr(table)
+    cdef const int64_t *pid = <const int64_t *>_ptr(ids)
+    cdef void *ph0 = _ptr(h0)
+    cdef void *pc0 = _ptr(c0) if cell == "lstm" else NULL
+    cdef void *pwh = _ptr(w_hh)
+    cdef void *pbi = _ptr(b_ih)
+    cdef void *pbh = _ptr(b_hh)
+    cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
+    cdef int rev = reverse
+    cdef int kind = _STEP_CELL[cell]
+    cdef int st
+    cdef bint f32 = dt == np.float32
+    with nogil:
+        if f32:
+            st = fr_forward_rows_s(kind, <float *>py, <float *>phn, <float *>pcn, <float *>pca,
+                                   <float *>pt, V, pid, <float *>ph0, <float *>pc0, <float *>pwh,
+                                   <float *>pbi, <float *>pbh, pl, T, B, H, act, rev, nthreads)
+        else:
+            st = fr_forward_rows_d(kind, <double *>py, <double *>phn, <double *>pcn,
+                                   <double *>pca, <double *>pt, V, pid, <double *>ph0,
+                                   <double *>pc0, <double *>pwh, <double *>pbi, <double *>pbh, pl,
+                                   T, B, H, act, rev, nthreads)
+    if st == FR_ERR_ARG:
+        raise ValueError(f"{cell}_forward_rows: ids must lie in [0, {V})")
+    _raise(st, f"{cell}_forward_rows")
+
+
 def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, w_ih, w_hh,
                   dy, dh_n, dc_n, lengths, int act, bint reverse, int nthreads):
     """Backpropagate through a whole sequence using the cache of cell_forward.
 
     Writes dx, dh0 (and dc0 for LSTM); accumulates into dw_ih, dw_hh, db_ih, db_hh (+=).
+    With w_ih None (projected input) x is not read and may be None (sizes then come from dx).
     """
     cdef int64_t T, B, I, H, G
-    dt, T, B, I, H, G = _cell_dims(cell, x, w_ih, w_hh, nthreads, act)
+    if x is None and w_ih is not None:
+        raise ValueError("x is needed unless w_ih is None (projected input)")
+    dt, T, B, I, H, G = _cell_dims(cell, dx if x is None else x, w_ih, w_hh, nthreads, act)
     _chk(cache, "cache", (cache_size(cell, T, B, H),), dt, False, False)
     _chk(dy, "dy", (T, B, H), dt, False, True)
     _chk(dh_n, "dh_n", (B, H), dt, False, True)

@@ -52,7 +52,9 @@ class Prepared:
     ----------
     cell : str
         ``"rnn"``, ``"lstm"`` or ``"gru"``.
-    x : ndarray, shape (T, B, I)
+    x : ndarray of shape (T, B, I), or None
+        None only for a native forward whose projected input rows come from a table
+        (``functional._forward_rows``, the Keras layers' Embedding fold).
     h0 : ndarray, shape (B, H)
         Always an array: zeros (freshly allocated) when the caller passed None.
     c0 : ndarray of shape (B, H), or None
@@ -76,7 +78,7 @@ class Prepared:
     """
 
     cell: str
-    x: np.ndarray
+    x: np.ndarray | None
     h0: np.ndarray
     c0: np.ndarray | None
     w_ih: np.ndarray

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _kernels
 from ._threads import get_num_threads
-from ._validate import prepare, prepare_grads
+from ._validate import Prepared, prepare, prepare_grads
 
 __all__ = [
     "gru_backward",
@@ -105,6 +105,42 @@ def _forward(cell: str, p: Any, act: int):
                           get_num_threads())
     ctx = _Context(cell, act, p.reverse, p, cache) if training else None
     return y, h_n, c_n, ctx
+
+
+def _forward_rows(cell: str, table: np.ndarray, ids: np.ndarray, h0: np.ndarray | None,
+                  c0: np.ndarray | None, w_hh: np.ndarray, b_ih: np.ndarray | None,
+                  b_hh: np.ndarray | None, *, nonlinearity: str | None = None,
+                  lengths: np.ndarray | None = None, reverse: bool = False,
+                  training: bool = True) -> tuple:
+    """The forward of ``cell`` with ``w_ih=None`` and ``x = table[ids]``, without building x.
+
+    For the Keras layers' Embedding fold: ``table`` (V, G*H) holds the projected embedding
+    rows (no biases), ``ids`` (T, B) picks one per step and batch entry. The arguments are
+    trusted (C-contiguous, one float dtype, ``ids`` int64; the kernel checks the id range).
+    Returns what the public forward returns: ``(y, h_n, c_n, ctx)`` for the LSTM, else
+    ``(y, h_n, ctx)``; ``ctx`` works with the public backward, whose ``dx`` is then the
+    (T, B, G*H) gradient of the picked rows and ``dw_ih`` None.
+    """
+    dt = table.dtype
+    T, B = ids.shape
+    H = w_hh.shape[1]
+    G = w_hh.shape[0] // H
+    lstm = cell == "lstm"
+    p = Prepared(cell=cell, x=None, h0=np.zeros((B, H), dt) if h0 is None else h0,
+                 c0=(np.zeros((B, H), dt) if c0 is None else c0) if lstm else None, w_ih=None,
+                 w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, lengths=lengths,
+                 nonlinearity=nonlinearity if cell == "rnn" else None, reverse=reverse,
+                 training=training, T=T, B=B, I=G * H, H=H, G=G, dtype=dt,
+                 h0_given=h0 is not None, c0_given=c0 is not None)
+    act = _ACT[nonlinearity] if cell == "rnn" else 0
+    y = _empty((T, B, H), dt)
+    h_n = np.empty((B, H), dtype=dt)
+    c_n = np.empty((B, H), dtype=dt) if lstm else None
+    cache = _kernels.kept_empty((_kernels.cache_size(cell, T, B, H),), dt) if training else None
+    _kernels.cell_forward_rows(cell, y, h_n, c_n, cache, table, ids, p.h0, p.c0, w_hh, b_ih,
+                               b_hh, lengths, act, reverse, get_num_threads())
+    ctx = _Context(cell, act, reverse, p, cache) if training else None
+    return (y, h_n, c_n, ctx) if lstm else (y, h_n, ctx)
 
 
 def _backward(cell: str, ctx: Any, dy: Any, dh_n: Any, dc_n: Any):

@@ -442,3 +442,97 @@ def test_adam_update_rejects_mismatched_arrays():
     with pytest.raises(ValueError, match="v must be C-contiguous"):
         _kernels.adam_update(w, w.copy(), w.copy(), np.zeros(8, np.float32)[::2], 0.1, 0.001,
                              0.01, 1e-7)
+
+
+# ---- projected input picked from a table (cell_forward_rows) ----------------------------------
+
+
+def _rows_case(cell, rng, T=23, B=13, H=37, V=17, dtype=np.float64):
+    g = G[cell]
+    table = rng.standard_normal((V, g * H)).astype(dtype)
+    ids = rng.integers(0, V, (T, B)).astype(np.int64)
+    w_hh = (rng.standard_normal((g * H, H)) * 0.2).astype(dtype)
+    b_ih = rng.standard_normal(g * H).astype(dtype)
+    b_hh = rng.standard_normal(g * H).astype(dtype)
+    return table, ids, w_hh, b_ih, b_hh
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("reverse,lengths", [(False, False), (True, False), (True, True),
+                                             (False, True)])
+@pytest.mark.parametrize("ngroups", [0, 2])
+def test_forward_rows_equals_forward_on_picked_rows(threads, groups, arch, cell, reverse,
+                                                    lengths, ngroups):
+    """The kernel that picks projected input rows from a table by id gives bitwise the
+    outputs and the training cache of the projected-input forward on x = table[ids], on every
+    SIMD path, with and without batch groups; the public backward of its context (x None)
+    equals the reference's with w_ih None on those rows."""
+    fastrnn.set_num_threads(2)
+    _kernels.set_batch_groups(ngroups)
+    rng = np.random.default_rng(5)
+    T, B, H = 23, 13, 37
+    table, ids, w_hh, b_ih, b_hh = _rows_case(cell, rng, T, B, H)
+    L = rng.integers(0, T + 1, B).astype(np.int64) if lengths else None
+    h0 = rng.standard_normal((B, H))
+    c0 = rng.standard_normal((B, H)) if cell == "lstm" else None
+    n = _kernels.cache_size(cell, T, B, H)
+
+    def run(rows):
+        y, hn, cache = np.zeros((T, B, H)), np.zeros((B, H)), np.zeros(n)
+        cn = np.zeros((B, H)) if cell == "lstm" else None
+        if rows:
+            _kernels.cell_forward_rows(cell, y, hn, cn, cache, table, ids, h0, c0, w_hh, b_ih,
+                                       b_hh, L, 0, reverse, 2)
+        else:
+            _kernels.cell_forward(cell, y, hn, cn, cache, table[ids], h0, c0, None, w_hh, b_ih,
+                                  b_hh, L, 0, reverse, 2)
+        return [a for a in (y, hn, cn, cache) if a is not None]
+
+    for a, b in zip(run(True), run(False), strict=True):
+        assert np.array_equal(a, b)
+
+    kw = dict(lengths=L, reverse=reverse)
+    dy = rng.standard_normal((T, B, H))
+    if cell == "lstm":
+        *_, ctx = F._forward_rows(cell, table, ids, h0, c0, w_hh, b_ih, b_hh, **kw)
+        got = F.lstm_backward(ctx, dy, None, None)
+        *_, rctx = R.lstm_forward(table[ids], h0, c0, None, w_hh, b_ih, b_hh, **kw)
+        want = R.lstm_backward(rctx, dy, None, None)
+    else:
+        nl = "tanh" if cell == "rnn" else None
+        *_, ctx = F._forward_rows(cell, table, ids, h0, None, w_hh, b_ih, b_hh,
+                                  nonlinearity=nl, **kw)
+        got = getattr(F, f"{cell}_backward")(ctx, dy, None)
+        extra = {"nonlinearity": nl} if nl else {}
+        *_, rctx = getattr(R, f"{cell}_forward")(table[ids], h0, None, w_hh, b_ih, b_hh, **kw,
+                                                 **extra)
+        want = getattr(R, f"{cell}_backward")(rctx, dy, None)
+    for a, b in zip(got, want, strict=True):
+        if b is None:
+            assert a is None
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-11)
+
+
+def test_forward_rows_bad_ids_and_shapes():
+    rng = np.random.default_rng(0)
+    T, B, H = 4, 3, 5
+    table, ids, w_hh, b_ih, b_hh = _rows_case("gru", rng, T, B, H, V=6)
+    y, hn = np.zeros((T, B, H)), np.zeros((B, H))
+    for bad in (-1, 6):
+        wrong = ids.copy()
+        wrong[2, 1] = bad
+        with pytest.raises(ValueError, match=r"ids must lie in \[0, 6\)"):
+            _kernels.cell_forward_rows("gru", y, hn, None, None, table, wrong, None, None, w_hh,
+                                       b_ih, b_hh, None, 0, False, 1)
+    with pytest.raises(ValueError, match="table"):
+        _kernels.cell_forward_rows("gru", y, hn, None, None, table[:, :-1], ids, None, None,
+                                   w_hh, b_ih, b_hh, None, 0, False, 1)
+    with pytest.raises(TypeError, match="ids must have dtype int64"):
+        _kernels.cell_forward_rows("gru", y, hn, None, None, table, ids.astype(np.int32), None,
+                                   None, w_hh, b_ih, b_hh, None, 0, False, 1)
+    with pytest.raises(ValueError, match="x is needed unless w_ih is None"):
+        _kernels.cell_backward("gru", np.zeros((T, B, 3)), np.zeros((B, H)), None,
+                               np.zeros((3 * H, 3)), np.zeros((3 * H, H)), None, None,
+                               np.zeros(_kernels.cache_size("gru", T, B, H)), None,
+                               np.zeros((3 * H, 3)), w_hh, None, None, None, None, 0, False, 1)

@@ -1,6 +1,6 @@
 """A small workload for valgrind memcheck: every cell forward+backward with lengths and reverse
-(float64, odd H, 2 threads; with one and with two batch groups), and a streaming session. Run
-by tools/memcheck.py."""
+(float64, odd H, 2 threads; with one and with two batch groups), the same forward picking its
+projected input rows from a table, and a streaming session. Run by tools/memcheck.py."""
 
 import numpy as np
 
@@ -26,6 +26,15 @@ for cell in ("rnn", "lstm", "gru"):
             backward = getattr(F, cell + "_backward")
             y, h, ctx = forward(x, None, w, u, b, b, lengths=lengths, reverse=rev)
             backward(ctx, np.ones_like(y), None)
+    table = rng.standard_normal((7, G * H))
+    ids = rng.integers(0, 7, (T, B)).astype(np.int64)
+    nl = "tanh" if cell == "rnn" else None
+    out = F._forward_rows(cell, table, ids, None, None, u, b, b, nonlinearity=nl,
+                          lengths=lengths, reverse=True)
+    if cell == "lstm":
+        F.lstm_backward(out[-1], np.ones_like(out[0]), None, None)
+    else:
+        getattr(F, cell + "_backward")(out[-1], np.ones_like(out[0]), None)
 _kernels.set_batch_groups(0)
 stream = _kernels.Stream(
     [("lstm", rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H)), None, None, ""),
