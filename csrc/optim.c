@@ -6,11 +6,8 @@
 #include <math.h>
 
 #include "fastrnn.h"
+#include "omp_share.h"
 #include "simd_target.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* sqrtf for float, sqrt for double (both correctly rounded, as NumPy's) */
 #define FR_SQRT(x) _Generic((x), float: sqrtf, default: sqrt)(x)

@@ -25,12 +25,8 @@ int SFX(fr_adam_update)(REAL *w, const REAL *g, REAL *m, REAL *v, int64_t n, REA
     if (nt < 1) nt = 1;
 #pragma omp parallel num_threads((int)nt) if (nt > 1)
     {
-#ifdef _OPENMP
-        const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-        const int64_t tid = 0, nth = 1;
-#endif
-        const int64_t i0 = n * tid / nth, i1 = n * (tid + 1) / nth;
+        int64_t i0, i1;
+        fr_omp_share(n, &i0, &i1);
         SFX(adam_span)(w + i0, g + i0, m + i0, v + i0, i1 - i0, c1, c2, alpha, eps);
     }
     return FR_OK;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "omp_share.h"
 #include "recurrence.h"
 #include "scratch.h"
 #include "team_sync.h"

@@ -69,6 +69,7 @@ static inline int SFX(spin_team)(int nt) {
 #ifdef _OPENMP
     return nt > 1 && nt <= omp_get_num_procs();
 #else
+    (void)nt;
     return 0;
 #endif
 }
@@ -516,15 +517,11 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     if (st == FR_OK && (db_ih || db_hh)) {
         /* column sums, each column range owned by one thread, rows in order (deterministic) */
         const int ntb = SFX(threads_for)(nthreads, 2.0 * (double)TB * (double)GH);
+        (void)ntb; /* only the pragma reads it */
 #pragma omp parallel num_threads(ntb) if (ntb > 1)
         {
-            const int tid = SFX(thread_id)();
-#ifdef _OPENMP
-            const int nth = omp_get_num_threads();
-#else
-            const int nth = 1;
-#endif
-            const int64_t n0 = GH * tid / nth, n1 = GH * (tid + 1) / nth;
+            int64_t n0, n1;
+            fr_omp_share(GH, &n0, &n1);
             for (int64_t r = 0; r < TB; r++) {
                 if (db_ih)
                     for (int64_t n = n0; n < n1; n++) db_ih[n] += dgx_all[r * GH + n];

@@ -5,10 +5,7 @@
 #include <stdint.h>
 
 #include "fastrnn.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "omp_share.h"
 
 #define FR_TEMPLATE "rows_impl.h"
 #include "template.h"

@@ -21,14 +21,9 @@ int SFX(fr_scatter_add_rows)(REAL *dst, int64_t V, int64_t n, const REAL *src,
     if (nt < 1) nt = 1;
 #pragma omp parallel num_threads((int)nt) if (nt > 1)
     {
-#ifdef _OPENMP
-        const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
-#else
-        const int64_t tid = 0, nth = 1;
-#endif
-        const int64_t nl = (n + line - 1) / line;
-        const int64_t c0 = nl * tid / nth * line, c1e = nl * (tid + 1) / nth * line;
-        const int64_t c1 = c1e < n ? c1e : n;
+        int64_t l0, l1; /* this thread's cache lines of a row */
+        fr_omp_share((n + line - 1) / line, &l0, &l1);
+        const int64_t c0 = l0 * line, c1 = l1 * line < n ? l1 * line : n;
         for (int64_t r = 0; r < R; r++) {
             REAL *d = dst + idx[r] * n;
             const REAL *s = src + r * n;

@@ -78,6 +78,19 @@ class _Tokens:
                              nthreads=nt)
 
 
+def _time_major(layer: Layer, what: str, x: Any) -> tuple[Any, int, int]:
+    """A recurrent layer's input as the kernels take it: ``(xt, T, B)``, xt the contiguous
+    time-major (T, B, F) copy of a (B, T, F) batch, or the :class:`_Tokens` themselves."""
+    if isinstance(x, _Tokens):
+        T, B = x.ids.shape
+        return x, T, B
+    if x.ndim != 3:
+        raise ValueError(f"layer {layer.name!r} ({what}) expects a 3-D input "
+                         f"(batch, timesteps, features), got shape {x.shape}")
+    B, T, _ = x.shape
+    return np.ascontiguousarray(x.transpose(1, 0, 2), dtype=layer.dtype), T, B
+
+
 def _t(a: np.ndarray) -> np.ndarray:
     return a.T
 
@@ -262,60 +275,36 @@ class _RNNBase(Layer):
         tokens = xt if isinstance(xt, _Tokens) else None
         T, B = xt.ids.shape if tokens else xt.shape[:2]
         self._dmask = None
-        w_ih = self.kernel.value
         self._tokens = tokens if training else None
-        if tokens:  # Embedding folded in (the caller checked accepts_tokens: no input dropout)
-            return self._tokens_forward(tokens, lengths, training)
-        if training and self.dropout > 0.0:
+        if not tokens and training and self.dropout > 0.0:
             g = self._rng if self._rng is not None else rng()
             keep = (g.random((B, xt.shape[2])) >= self.dropout).astype(self.dtype)
             keep *= 1.0 / (1.0 - self.dropout)
             self._dmask = keep
             xt = xt * keep
         init = self._initial_states(B)
-        w_hh = self.recurrent_kernel.value
-        kw = {"lengths": lengths, "reverse": self.go_backwards, "training": training}
-        if self._cell == "lstm":
-            b = self.bias.value if self.bias is not None else None
-            y, h, c, ctx = F.lstm_forward(xt, init[0], init[1], w_ih, w_hh, b, None, **kw)
-            states = [h, c]
+        if self.bias is None:
+            b_ih = b_hh = None
         elif self._cell == "gru":
-            b_ih = self.bias.value[0] if self.bias is not None else None
-            b_hh = self.bias.value[1] if self.bias is not None else None
-            y, h, ctx = F.gru_forward(xt, init[0], w_ih, w_hh, b_ih, b_hh, **kw)
-            states = [h]
+            b_ih, b_hh = self.bias.value[0], self.bias.value[1]
         else:
-            b = self.bias.value if self.bias is not None else None
-            y, h, ctx = F.rnn_forward(xt, init[0], w_ih, w_hh, b, None,
-                                      nonlinearity=self.activation, **kw)
-            states = [h]
-        self._ctx = ctx
-        if self.stateful:
-            self._states = [np.array(s, copy=True) for s in states]
-        return y, states
-
-    def _tokens_forward(self, tokens: _Tokens, lengths: np.ndarray | None,
-                        training: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-        """:meth:`_core_forward` on token ids: the kernels pick the projected table's rows."""
-        init = self._initial_states(tokens.ids.shape[1])
-        table = tokens.project(self.kernel.value)
+            b_ih, b_hh = self.bias.value, None
         w_hh = self.recurrent_kernel.value
+        c0 = init[1] if self._cell == "lstm" else None
         kw = {"lengths": lengths, "reverse": self.go_backwards, "training": training}
-        if self._cell == "gru":
-            b_ih = self.bias.value[0] if self.bias is not None else None
-            b_hh = self.bias.value[1] if self.bias is not None else None
+        if self._cell == "rnn":
+            kw["nonlinearity"] = self.activation
+        if tokens:
+            # Embedding folded in (the caller checked accepts_tokens: no input dropout): the
+            # kernels pick the projected table's rows
+            out = F._forward_rows(self._cell, tokens.project(self.kernel.value), tokens.ids,
+                                  init[0], c0, w_hh, b_ih, b_hh, **kw)
+        elif self._cell == "lstm":
+            out = F.lstm_forward(xt, init[0], c0, self.kernel.value, w_hh, b_ih, b_hh, **kw)
         else:
-            b_ih, b_hh = (self.bias.value if self.bias is not None else None), None
-        if self._cell == "lstm":
-            y, h, c, ctx = F._forward_rows("lstm", table, tokens.ids, init[0], init[1], w_hh, b_ih,
-                                           b_hh, **kw)
-            states = [h, c]
-        else:
-            nl = self.activation if self._cell == "rnn" else None
-            y, h, ctx = F._forward_rows(self._cell, table, tokens.ids, init[0], None, w_hh, b_ih,
-                                        b_hh, nonlinearity=nl, **kw)
-            states = [h]
-        self._ctx = ctx
+            forward = F.gru_forward if self._cell == "gru" else F.rnn_forward
+            out = forward(xt, init[0], self.kernel.value, w_hh, b_ih, b_hh, **kw)
+        y, states, self._ctx = out[0], list(out[1:-1]), out[-1]
         if self.stateful:
             self._states = [np.array(s, copy=True) for s in states]
         return y, states
@@ -357,15 +346,7 @@ class _RNNBase(Layer):
 
     # -- Keras-facing forward/backward ----------------------------------------------------
     def forward(self, x, mask, training):
-        if isinstance(x, _Tokens):
-            T, B = x.ids.shape
-            xt = x
-        else:
-            if x.ndim != 3:
-                raise ValueError(f"layer {self.name!r} ({type(self).__name__}) expects a 3-D "
-                                 f"input (batch, timesteps, features), got shape {x.shape}")
-            B, T, _ = x.shape
-            xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
+        xt, T, B = _time_major(self, type(self).__name__, x)
         lengths = mask_to_lengths(mask, B, T)
         y, states = self._core_forward(xt, lengths, training)
         self._last_states = states
@@ -711,15 +692,7 @@ class Bidirectional(Layer):
                 and self.backward_layer.accepts_tokens(emb, T, B))
 
     def forward(self, x, mask, training):
-        if isinstance(x, _Tokens):
-            T, B = x.ids.shape
-            xt = x
-        else:
-            if x.ndim != 3:
-                raise ValueError(f"layer {self.name!r} (Bidirectional) expects a 3-D input "
-                                 f"(batch, timesteps, features), got shape {x.shape}")
-            B, T, _ = x.shape
-            xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=self.dtype)
+        xt, T, B = _time_major(self, "Bidirectional", x)
         lengths = mask_to_lengths(mask, B, T)
         yf, sf = self.forward_layer._core_forward(xt, lengths, training)
         yb, sb = self.backward_layer._core_forward(xt, lengths, training)

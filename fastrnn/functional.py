@@ -91,7 +91,9 @@ class _Context:
                 f"dtype={p.dtype}>")
 
 
-def _forward(cell: str, p: Any, act: int):
+def _forward(cell: str, p: Any, act: int, rows: tuple | None = None):
+    """The native forward of prepared inputs; ``rows`` = (table, ids) picks the projected
+    input rows from a table (p.x is then None, see :func:`_forward_rows`)."""
     T, B, H = p.T, p.B, p.H
     training = p.training
     dt = p.dtype
@@ -100,9 +102,13 @@ def _forward(cell: str, p: Any, act: int):
     c_n = np.empty((B, H), dtype=dt) if cell == "lstm" else None
     # The kernels write every cache element they later read: old contents never matter.
     cache = _kernels.kept_empty((_kernels.cache_size(cell, T, B, H),), dt) if training else None
-    _kernels.cell_forward(cell, y, h_n, c_n, cache, p.x, p.h0, p.c0 if cell == "lstm" else None,
-                          p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.lengths, act, p.reverse,
-                          get_num_threads())
+    c0 = p.c0 if cell == "lstm" else None
+    if rows is None:
+        _kernels.cell_forward(cell, y, h_n, c_n, cache, p.x, p.h0, c0, p.w_ih, p.w_hh, p.b_ih,
+                              p.b_hh, p.lengths, act, p.reverse, get_num_threads())
+    else:
+        _kernels.cell_forward_rows(cell, y, h_n, c_n, cache, rows[0], rows[1], p.h0, c0, p.w_hh,
+                                   p.b_ih, p.b_hh, p.lengths, act, p.reverse, get_num_threads())
     ctx = _Context(cell, act, p.reverse, p, cache) if training else None
     return y, h_n, c_n, ctx
 
@@ -132,14 +138,8 @@ def _forward_rows(cell: str, table: np.ndarray, ids: np.ndarray, h0: np.ndarray 
                  nonlinearity=nonlinearity if cell == "rnn" else None, reverse=reverse,
                  training=training, T=T, B=B, I=G * H, H=H, G=G, dtype=dt,
                  h0_given=h0 is not None, c0_given=c0 is not None)
-    act = _ACT[nonlinearity] if cell == "rnn" else 0
-    y = _empty((T, B, H), dt)
-    h_n = np.empty((B, H), dtype=dt)
-    c_n = np.empty((B, H), dtype=dt) if lstm else None
-    cache = _kernels.kept_empty((_kernels.cache_size(cell, T, B, H),), dt) if training else None
-    _kernels.cell_forward_rows(cell, y, h_n, c_n, cache, table, ids, p.h0, p.c0, w_hh, b_ih,
-                               b_hh, lengths, act, reverse, get_num_threads())
-    ctx = _Context(cell, act, reverse, p, cache) if training else None
+    y, h_n, c_n, ctx = _forward(cell, p, _ACT[nonlinearity] if cell == "rnn" else 0,
+                                (table, ids))
     return (y, h_n, c_n, ctx) if lstm else (y, h_n, ctx)
 
 
