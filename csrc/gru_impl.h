@@ -55,7 +55,7 @@ FR_CLONES static void SFX(gru_bw)(int64_t n, int64_t H, const REAL *gates, const
                     dgh + 2 * H, dgs, dgs + H, dgs + 2 * H, dgx, dgx + H, dgx + 2 * H);
 }
 
-const SFX(fr_cell) SFX(fr_gru_cell) = {3, 1, 0, 1, SFX(gru_fw), SFX(gru_bw)};
+const SFX(fr_cell) SFX(fr_gru_cell) = {3, 1, 0, 1, 1, SFX(gru_fw), SFX(gru_bw)};
 
 int SFX(fr_gru_forward)(REAL *y, REAL *h_n, REAL *cache, const REAL *x, const REAL *h0,
                         const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,

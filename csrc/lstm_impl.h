@@ -58,7 +58,7 @@ FR_CLONES static void SFX(lstm_bw)(int64_t n, int64_t H, const REAL *gates, cons
                      dgh + H, dgh + 2 * H, dgh + 3 * H, dgs, dgs + H, dgs + 2 * H, dgs + 3 * H);
 }
 
-const SFX(fr_cell) SFX(fr_lstm_cell) = {4, 2, 1, 0, SFX(lstm_fw), SFX(lstm_bw)};
+const SFX(fr_cell) SFX(fr_lstm_cell) = {4, 2, 1, 0, 0, SFX(lstm_fw), SFX(lstm_bw)};
 
 int SFX(fr_lstm_forward)(REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *x, const REAL *h0,
                          const REAL *c0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,

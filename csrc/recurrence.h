@@ -68,6 +68,7 @@ FR_DECLARE_POINT(double, d)
         int naux;           /* extra (T*B, H) cache blocks */                                     \
         int has_c;          /* LSTM cell state */                                                 \
         int split_n;        /* GRU: b_hh's n part stays out of the input projection */            \
+        int bw_hprev;       /* the backward pointwise reads h_prev (GRU) */                       \
         fr_fw_##S##_fn fw;  /* forward pointwise */                                               \
         fr_bw_##S##_fn bw;  /* backward pointwise */                                              \
     } fr_cell_##S;                                                                                \

@@ -60,7 +60,7 @@ FR_CLONES static void SFX(rnn_bw)(int64_t n, int64_t H, const REAL *restrict gat
     }
 }
 
-const SFX(fr_cell) SFX(fr_rnn_cell) = {1, 0, 0, 0, SFX(rnn_fw), SFX(rnn_bw)};
+const SFX(fr_cell) SFX(fr_rnn_cell) = {1, 0, 0, 0, 0, SFX(rnn_fw), SFX(rnn_bw)};
 
 int SFX(fr_rnn_forward)(REAL *y, REAL *h_n, REAL *cache, const REAL *x, const REAL *h0,
                         const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
