@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "omp_share.h"
+#include "prefetch.h"
 #include "recurrence.h"
 #include "scratch.h"
 #include "team_sync.h"

@@ -97,27 +97,14 @@ static inline void SFX(my_blocks)(int64_t njb, int64_t njt, int64_t hg, int64_t 
     *nj = SFX(imin)(njb, *jb0 + njt) - *jb0;
 }
 
-/* Prefetch the cache lines of p[0, n) into L2 (for writing when w): a step's cache rows are
-   rows of a (T*B, ...) array far apart in memory, which hardware prefetchers do not follow. */
-static FR_ALWAYS_INLINE void SFX(prefetch_span)(const REAL *p, int64_t n, int w) {
-#if defined(__GNUC__) || defined(__clang__)
-    const int64_t step = 64 / (int64_t)sizeof(REAL);
-    for (int64_t k = 0; k < n; k += step) {
-        if (w)
-            __builtin_prefetch(p + k, 1, 2);
-        else
-            __builtin_prefetch(p + k, 0, 2);
-    }
-#else
-    (void)p;
-    (void)n;
-    (void)w;
-#endif
+/* Prefetch n elements at p into L2 (for writing when w). */
+static FR_PF_INLINE void SFX(prefetch_span)(const REAL *p, int64_t n, int w) {
+    fr_prefetch(p, n * (int64_t)sizeof(REAL), w);
 }
 
 /* Prefetch for writing the training cache and output lines a forward step stores for row r,
    hidden units [j0, j0+nv) (y may be NULL). Inference (no cache) measured no gain from it. */
-static FR_ALWAYS_INLINE void SFX(prefetch_fw_row)(const CELL *cell, int64_t r, int64_t j0, int64_t nv,
+static FR_PF_INLINE void SFX(prefetch_fw_row)(const CELL *cell, int64_t r, int64_t j0, int64_t nv,
                                         int64_t H, const REAL *y, const REAL *hprev_c,
                                         const REAL *gates_c, const REAL *aux0_c,
                                         const REAL *aux1_c) {
@@ -131,7 +118,7 @@ static FR_ALWAYS_INLINE void SFX(prefetch_fw_row)(const CELL *cell, int64_t r, i
 
 /* Prefetch the lines the backward pointwise reads (cache, dy) and writes (gate grads) for row r,
    hidden units [j0, j0+nv) (dy and dgx may be NULL). */
-static FR_ALWAYS_INLINE void SFX(prefetch_bw_row)(const CELL *cell, int64_t r, int64_t j0, int64_t nv,
+static FR_PF_INLINE void SFX(prefetch_bw_row)(const CELL *cell, int64_t r, int64_t j0, int64_t nv,
                                         int64_t H, const REAL *hprev_c, const REAL *gates_c,
                                         const REAL *aux0_c, const REAL *aux1_c, const REAL *dy,
                                         const REAL *dgh, const REAL *dgx) {

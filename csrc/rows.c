@@ -6,6 +6,7 @@
 
 #include "fastrnn.h"
 #include "omp_share.h"
+#include "prefetch.h"
 
 #define FR_TEMPLATE "rows_impl.h"
 #include "template.h"
