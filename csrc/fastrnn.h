@@ -122,7 +122,8 @@ void fr_tanh_d(double *y, const double *x, int64_t n);
  * read by backward (layout private to the kernels). nthreads >= 1.
  *
  * Backward write rule: dx, dh0, dc0 are written (=); dw_ih, dw_hh, db_ih, db_hh accumulate (+=),
- * the caller zeroes them; db_* may be NULL (no bias). dy, dh_n, dc_n may be NULL (zero). Backward
+ * the caller zeroes them; db_* may be NULL (no bias). dy, dh_n, dc_n may be NULL (zero). dx may be
+ * NULL when w_ih is not (the input's gradient is then not computed: one GEMM less). Backward
  * needs the same x, h0, c0, weights, lengths, reverse and sizes as the forward that filled cache.
  *
  * Projected input: w_ih NULL with I = G*H means W_ih is the identity, i.e. x already holds the

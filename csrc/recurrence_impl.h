@@ -445,7 +445,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || dh0 == NULL ||
         (dw_ih == NULL && !identity) || dw_hh == NULL || (cell->has_c && dc0 == NULL) ||
         (Tn > 0 && B > 0 && cache == NULL) || (identity && I != cell->G * H) ||
-        (Tn > 0 && B > 0 && I > 0 && (dx == NULL || (!identity && x == NULL))) || w_hh == NULL ||
+        (Tn > 0 && B > 0 && I > 0 && (identity ? dx == NULL : x == NULL)) || w_hh == NULL ||
         SFX(cache_size)(cell, Tn, B, H) < 0)
         return FR_ERR_ARG;
     const int64_t G = cell->G, GH = G * H, BH = B * H, TB = Tn * B;
@@ -561,7 +561,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     int st = FR_OK;
     const int ntg = SFX(threads_for)(nthreads, 2.0 * (double)TB * (double)GH * (double)(identity ? H : I + H));
     if (I > 0 && !identity) {
-        st = SFX(fr_gemm)(0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
+        if (dx) st = SFX(fr_gemm)(0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
         if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, ntg);
     }
     if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, ntg);

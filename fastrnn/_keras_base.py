@@ -219,6 +219,9 @@ class Layer:
     """
 
     supports_masking = False
+    # Whether backward must return the input gradient: the model sets it to False on layers
+    # that no trainable weight precedes (their input is data), which may then skip computing it.
+    _need_dx = True
 
     def __init__(self, name: str | None = None, trainable: bool = True, dtype: Any = None,
                  input_shape: Any = None, batch_input_shape: Any = None,

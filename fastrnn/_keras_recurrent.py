@@ -326,12 +326,14 @@ class _RNNBase(Layer):
         if ctx is None:
             raise RuntimeError(f"layer {self.name!r}: backward() needs a forward() with "
                                "training=True first")
+        need_dx = self._need_dx or bool(tokens)  # the fold's table grads come from dx
         if self._cell == "lstm":
-            dx, _, _, dw_ih, dw_hh, db_ih, _ = F.lstm_backward(ctx, dy_tm, dh_n, dc_n)
+            dx, _, _, dw_ih, dw_hh, db_ih, _ = F.lstm_backward(ctx, dy_tm, dh_n, dc_n,
+                                                               need_dx=need_dx)
         elif self._cell == "gru":
-            dx, _, dw_ih, dw_hh, db_ih, db_hh = F.gru_backward(ctx, dy_tm, dh_n)
+            dx, _, dw_ih, dw_hh, db_ih, db_hh = F.gru_backward(ctx, dy_tm, dh_n, need_dx=need_dx)
         else:
-            dx, _, dw_ih, dw_hh, db_ih, _ = F.rnn_backward(ctx, dy_tm, dh_n)
+            dx, _, dw_ih, dw_hh, db_ih, _ = F.rnn_backward(ctx, dy_tm, dh_n, need_dx=need_dx)
         if tokens:
             dw_ih = tokens.backward(dx, self.kernel.value)
             dx = None
@@ -340,7 +342,7 @@ class _RNNBase(Layer):
         if self.bias is not None:
             self.bias.grad = np.stack([db_ih, db_hh]) if self._cell == "gru" else db_ih
         if self._dmask is not None:
-            dx = dx * self._dmask
+            dx = None if dx is None else dx * self._dmask
             self._dmask = None
         return dx
 
@@ -736,6 +738,7 @@ class Bidirectional(Layer):
             da, db = dyt * b, dyt * a
         self._cache = None
         f, bw = self.forward_layer, self.backward_layer
+        f._need_dx = bw._need_dx = self._need_dx
         if self.return_sequences:
             if f.go_backwards:
                 da = np.ascontiguousarray(da[::-1])
@@ -746,8 +749,8 @@ class Bidirectional(Layer):
         else:
             dx = f._core_backward(None, da)
             dx2 = bw._core_backward(None, db)
-        if dx is None:  # both took _Tokens: the Embedding's grad holds both directions' parts
-            return None
+        if dx is None:  # both took _Tokens (the Embedding's grad holds both directions'
+            return None  # parts), or no input gradient is needed
         dx += dx2
         return dx.transpose(1, 0, 2)
 

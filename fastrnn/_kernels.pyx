@@ -592,15 +592,19 @@ def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, 
 
     Writes dx, dh0 (and dc0 for LSTM); accumulates into dw_ih, dw_hh, db_ih, db_hh (+=).
     With w_ih None (projected input) x is not read and may be None (sizes then come from dx).
+    dx None (only with w_ih given): the input's gradient is not computed.
     """
     cdef int64_t T, B, I, H, G
     if x is None and w_ih is not None:
         raise ValueError("x is needed unless w_ih is None (projected input)")
+    if dx is None and w_ih is None:
+        raise ValueError("dx is required when w_ih is None (it receives the input "
+                         "pre-activation gradients)")
     dt, T, B, I, H, G = _cell_dims(cell, dx if x is None else x, w_ih, w_hh, nthreads, act)
     _chk(cache, "cache", (cache_size(cell, T, B, H),), dt, False, False)
     _chk(dy, "dy", (T, B, H), dt, False, True)
     _chk(dh_n, "dh_n", (B, H), dt, False, True)
-    _chk(dx, "dx", (T, B, I), dt, True, False)
+    _chk(dx, "dx", (T, B, I), dt, True, True)
     _chk(dh0, "dh0", (B, H), dt, True, False)
     _chk(dw_ih, "dw_ih", (G * H, I), dt, True, w_ih is None)
     _chk(dw_hh, "dw_hh", (G * H, H), dt, True, False)

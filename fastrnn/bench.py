@@ -6,7 +6,8 @@ DESIGN.md §4, all in one process with one thread count:
 - ``reference``: the pure-NumPy oracle ``fastrnn.reference`` (slow on big rows: every
   measurement has a time budget);
 - ``torch``: ``torch.nn.RNN/LSTM/GRU`` (inference under ``torch.inference_mode()``,
-  training = forward + ``y.backward(dy)`` + ``torch.optim.SGD`` step);
+  training = forward + ``y.backward(dy)`` + ``torch.optim.SGD`` step; training-data, on
+  request, the same with an input that needs no gradient);
 - ``dropin``: fastrnn's drop-in modules ``fastrnn.torch.RNN/LSTM/GRU``, measured exactly
   like ``torch``;
 - ``onnxruntime``: a one-node ONNX model with the LSTM/GRU/RNN operator (inference only),
@@ -58,7 +59,10 @@ ROWS: dict[str, tuple[int, int, int, int]] = {
 }
 CELLS: tuple[str, ...] = ("rnn", "lstm", "gru")
 GATES: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3}
-MODES: tuple[str, ...] = ("inference", "training")
+MODES: tuple[str, ...] = ("inference", "training", "training-data")
+# The default grid; "training-data" (the input is data that needs no gradient, as into a first
+# layer: backward without dx) is on request (--modes).
+DEFAULT_MODES: tuple[str, ...] = ("inference", "training")
 IMPLS: tuple[str, ...] = ("fastrnn", "reference", "torch", "dropin", "onnxruntime")
 IMPL_ALIASES: dict[str, str] = {
     "numpy": "reference",
@@ -97,9 +101,12 @@ class BenchError(Exception):
 def flop_count(cell: str, mode: str, T: int, B: int, I: int, H: int) -> float:
     """FLOPs of one layer-direction over a sequence (DESIGN.md §3).
 
-    Forward ``2*T*B*(I+H)*G*H``; training (forward + backward) 3x that.
+    Forward ``2*T*B*(I+H)*G*H``; training (forward + backward) 3x that; training-data
+    (no input gradient) 3x that less the dx GEMM ``2*T*B*I*G*H``.
     """
     f = 2.0 * T * B * (I + H) * GATES[cell] * H
+    if mode == "training-data":
+        return 3.0 * f - 2.0 * T * B * I * GATES[cell] * H
     return 3.0 * f if mode == "training" else f
 
 
@@ -389,10 +396,13 @@ def _functional_runner(ops: Any, case: Case, p: dict[str, Any]) -> Runner:
 
         return run
 
+    need_dx = case.mode == "training"
+
     def run_train() -> Any:
         out = forward(True)
         y, ctx = out[0], out[-1]
-        grads = bwd(ctx, dy, None, None) if cell == "lstm" else bwd(ctx, dy, None)
+        grads = (bwd(ctx, dy, None, None, need_dx=need_dx) if cell == "lstm"
+                 else bwd(ctx, dy, None, need_dx=need_dx))
         for param, g in zip(w, grads[-4:], strict=True):
             g *= lr
             param -= g
@@ -435,7 +445,8 @@ def _torch_runner(kind: str, case: Case, p: dict[str, Any], threads: int) -> Run
         return run
 
     mod.train()
-    x.requires_grad_(True)  # fastrnn's backward always returns dx: make torch compute it too
+    # training: every implementation computes dx; training-data: x is data (no gradient)
+    x.requires_grad_(case.mode == "training")
     dy = torch.from_numpy(p["dy"])
     opt = torch.optim.SGD(mod.parameters(), lr=LR)
 
@@ -722,7 +733,7 @@ def run_grid(opts: Options, available: dict[str, str | None],
             what = f"{case.row} {case.cell} {case.mode}"
             progress.step(what)
             impls = [i for i in opts.impls
-                     if not (i in INFERENCE_ONLY and case.mode == "training")]
+                     if not (i in INFERENCE_ONLY and case.mode != "inference")]
             key = (case.row, case.cell)
             if params_key != key:
                 params = None
@@ -915,7 +926,7 @@ def memory_study(cells: Sequence[str], threads: int, bih: tuple[int, int, int] =
     for k in _THREAD_ENV:
         env[k] = str(threads)
     B, I, H = bih
-    plan = [(c, m, T) for c in cells for m in MODES for T in Ts]
+    plan = [(c, m, T) for c in cells for m in DEFAULT_MODES for T in Ts]
     progress = Progress(len(plan), enabled=not quiet)
     out = []
     try:
@@ -1154,7 +1165,7 @@ def format_memory(mem: list[dict[str, Any]], threads: int, markdown: bool) -> li
         lo, hi = Ts[0], Ts[-1]
         for cell in dict.fromkeys(m["cell"] for m in mem):
             parts = []
-            for mode in MODES:
+            for mode in DEFAULT_MODES:
                 a, b = by.get((cell, mode, lo)), by.get((cell, mode, hi))
                 if a and b:
                     parts.append(f"{mode} working memory {a['working_bytes'] / mib:.1f} MiB at "
@@ -1201,7 +1212,10 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
         "that. Inference: forward without a training cache (`training=False`, "
         "`torch.inference_mode()`, ONNX Runtime session). Training: forward + backward with "
         "a random dy (all gradients incl. dx) + an SGD step on the weights (torch: "
-        "`y.backward(dy)` + `torch.optim.SGD`). A speed-up is the other implementation's "
+        "`y.backward(dy)` + `torch.optim.SGD`). Training-data (when run): the same with an "
+        "input that needs no gradient, as data into a first layer (torch: `x.requires_grad` "
+        "False; fastrnn: `need_dx=False`), counted as 3x the forward less the dx GEMM "
+        "2·T·B·I·G·H. A speed-up is the other implementation's "
         "time / fastrnn's time (> 1: fastrnn is faster). Every output is checked against "
         f"fastrnn's (max |diff| <= {CHECK_ATOL:g}).",
     ]
@@ -1424,8 +1438,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="add a custom row (repeatable; NAME=T,B,I,H names it)")
     p.add_argument("--cells", type=_csv(CELLS), default=list(CELLS),
                    help="comma-separated cells: rnn, lstm, gru (default all)")
-    p.add_argument("--modes", type=_csv(MODES), default=list(MODES),
-                   help="comma-separated modes: inference, training (default both)")
+    p.add_argument("--modes", type=_csv(MODES), default=list(DEFAULT_MODES),
+                   help="comma-separated modes: inference, training (all gradients incl. the "
+                        "input's), training-data (the input is data that needs no gradient, as "
+                        "into a first layer) (default inference,training)")
     p.add_argument("--impls", type=_csv(IMPLS, IMPL_ALIASES), default=None,
                    help="comma-separated implementations: fastrnn, reference (numpy), torch, "
                         "dropin (fastrnn.torch), onnxruntime (ort) (default: all installed)")

@@ -143,7 +143,7 @@ def _forward_rows(cell: str, table: np.ndarray, ids: np.ndarray, h0: np.ndarray 
     return (y, h_n, c_n, ctx) if lstm else (y, h_n, ctx)
 
 
-def _backward(cell: str, ctx: Any, dy: Any, dh_n: Any, dc_n: Any):
+def _backward(cell: str, ctx: Any, dy: Any, dh_n: Any, dc_n: Any, need_dx: bool = True):
     if not isinstance(ctx, _Context):
         raise TypeError(
             f"ctx must be the context returned by fastrnn.functional.{cell}_forward("
@@ -154,7 +154,8 @@ def _backward(cell: str, ctx: Any, dy: Any, dh_n: Any, dc_n: Any):
     dy, dh_n, dc_n = prepare_grads(p, dy, dh_n, dc_n)
     dt = p.dtype
     T, B, I, H, G = p.T, p.B, p.I, p.H, p.G
-    dx = _empty((T, B, I), dt)
+    # with w_ih None the kernel writes the input pre-activation grads to dx: always needed
+    dx = _empty((T, B, I), dt) if need_dx or p.w_ih is None else None
     dh0 = np.empty((B, H), dtype=dt)
     dc0 = np.empty((B, H), dtype=dt) if cell == "lstm" else None
     dw_ih = None if p.w_ih is None else _zeros((G * H, I), dt)
@@ -164,7 +165,7 @@ def _backward(cell: str, ctx: Any, dy: Any, dh_n: Any, dc_n: Any):
     _kernels.cell_backward(cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, ctx.cache, p.x, p.w_ih,
                            p.w_hh, dy, dh_n, dc_n if cell == "lstm" else None, p.lengths, ctx.act,
                            ctx.reverse, get_num_threads())
-    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+    return (dx if need_dx else None), dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity: str = "tanh", lengths=None,
@@ -204,7 +205,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity: str = "tanh", le
     return y, h_n, ctx
 
 
-def rnn_backward(ctx, dy, dh_n):
+def rnn_backward(ctx, dy, dh_n, *, need_dx: bool = True):
     """Gradients of an :func:`rnn_forward` call.
 
     Parameters
@@ -215,16 +216,19 @@ def rnn_backward(ctx, dy, dh_n):
         Gradient of the loss w.r.t. ``y`` (None = zero).
     dh_n : array_like, shape (B, H), or None
         Gradient w.r.t. ``h_n`` (None = zero).
+    need_dx : bool
+        Compute ``dx``. False returns None in its place and skips one GEMM (a third of the
+        backward's weight-gradient work): for an input that needs no gradient, such as data.
 
     Returns
     -------
-    dx : ndarray, shape (T, B, I)
+    dx : ndarray, shape (T, B, I), or None (need_dx False)
     dh0 : ndarray, shape (B, H)
     dw_ih : ndarray of shape (H, I), or None (w_ih None)
     dw_hh : ndarray, shape (H, H)
     db_ih, db_hh : ndarray, shape (H,), or None when that bias was None
     """
-    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _backward("rnn", ctx, dy, dh_n, None)
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _backward("rnn", ctx, dy, dh_n, None, need_dx)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -257,7 +261,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bo
     return y, h_n, c_n, ctx
 
 
-def lstm_backward(ctx, dy, dh_n, dc_n):
+def lstm_backward(ctx, dy, dh_n, dc_n, *, need_dx: bool = True):
     """Gradients of an :func:`lstm_forward` call.
 
     Parameters
@@ -266,16 +270,19 @@ def lstm_backward(ctx, dy, dh_n, dc_n):
         From ``lstm_forward(..., training=True)``.
     dy : array_like, shape (T, B, H), or None
     dh_n, dc_n : array_like, shape (B, H), or None
+    need_dx : bool
+        Compute ``dx``. False returns None in its place and skips one GEMM (a third of the
+        backward's weight-gradient work): for an input that needs no gradient, such as data.
 
     Returns
     -------
-    dx : ndarray, shape (T, B, I)
+    dx : ndarray, shape (T, B, I), or None (need_dx False)
     dh0, dc0 : ndarray, shape (B, H)
     dw_ih : ndarray of shape (4H, I), or None (w_ih None)
     dw_hh : ndarray, shape (4H, H)
     db_ih, db_hh : ndarray, shape (4H,), or None
     """
-    return _backward("lstm", ctx, dy, dh_n, dc_n)
+    return _backward("lstm", ctx, dy, dh_n, dc_n, need_dx)
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bool = False,
@@ -307,7 +314,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bool = 
     return y, h_n, ctx
 
 
-def gru_backward(ctx, dy, dh_n):
+def gru_backward(ctx, dy, dh_n, *, need_dx: bool = True):
     """Gradients of a :func:`gru_forward` call.
 
     Parameters
@@ -316,14 +323,17 @@ def gru_backward(ctx, dy, dh_n):
         From ``gru_forward(..., training=True)``.
     dy : array_like, shape (T, B, H), or None
     dh_n : array_like, shape (B, H), or None
+    need_dx : bool
+        Compute ``dx``. False returns None in its place and skips one GEMM (a third of the
+        backward's weight-gradient work): for an input that needs no gradient, such as data.
 
     Returns
     -------
-    dx : ndarray, shape (T, B, I)
+    dx : ndarray, shape (T, B, I), or None (need_dx False)
     dh0 : ndarray, shape (B, H)
     dw_ih : ndarray of shape (3H, I), or None (w_ih None)
     dw_hh : ndarray, shape (3H, H)
     db_ih, db_hh : ndarray, shape (3H,), or None
     """
-    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _backward("gru", ctx, dy, dh_n, None)
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _backward("gru", ctx, dy, dh_n, None, need_dx)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

@@ -480,10 +480,18 @@ class Sequential:
         return x, mask
 
     def _backward(self, g: np.ndarray) -> None:
-        for layer in reversed(self._layers):
-            g = layer.backward(g)
-            if g is None:
-                break
+        need = False  # an input gradient matters once a trainable weight precedes the layer
+        for layer in self._layers:
+            layer._need_dx = need
+            need = need or bool(layer.trainable_weights)
+        try:
+            for layer in reversed(self._layers):
+                g = layer.backward(g)
+                if g is None:
+                    break
+        finally:  # the flag is this call's: a layer used on its own returns its dx
+            for layer in self._layers:
+                layer._need_dx = True
 
     def __call__(self, x: Any, training: bool = False) -> np.ndarray:
         """Forward pass on a NumPy batch."""

@@ -105,18 +105,21 @@ def _bias_sum(p: Prepared) -> np.ndarray | None:
 
 
 def _weight_grads(
-    p: Prepared, dgx: np.ndarray, dgh: np.ndarray, h_prev: np.ndarray
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    p: Prepared, dgx: np.ndarray, dgh: np.ndarray, h_prev: np.ndarray, need_dx: bool
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray | None,
+           np.ndarray | None]:
     """dx, dw_ih, dw_hh, db_ih, db_hh from the per-step gate gradients (one GEMM each);
-    dw_ih is None when w_ih is (None: the identity)."""
+    dw_ih is None when w_ih is (None: the identity), dx None unless need_dx."""
     TB, GH = p.T * p.B, p.G * p.H
     dgx2 = dgx.reshape(TB, GH)
     dgh2 = dgh.reshape(TB, GH)
     if p.w_ih is None:  # identity: x was the input projection itself
         dx, dw_ih = dgx2.copy().reshape(p.T, p.B, p.I), None
     else:
-        dx = (dgx2 @ p.w_ih).reshape(p.T, p.B, p.I)
+        dx = (dgx2 @ p.w_ih).reshape(p.T, p.B, p.I) if need_dx else None
         dw_ih = dgx2.T @ p.x.reshape(TB, p.I)
+    if not need_dx:
+        dx = None
     dw_hh = dgh2.T @ h_prev.reshape(TB, p.H)
     db_ih = dgx2.sum(axis=0) if p.b_ih is not None else None
     db_hh = dgh2.sum(axis=0) if p.b_hh is not None else None
@@ -206,8 +209,10 @@ def rnn_forward(
 
 @_quiet
 def rnn_backward(
-    ctx: _Ctx, dy: Any, dh_n: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    ctx: _Ctx, dy: Any, dh_n: Any, *, need_dx: bool = True
+) -> tuple[
+    np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None
+]:
     r"""Gradients of an :func:`rnn_forward` by backpropagation through time.
 
     With :math:`\delta_t = (\partial L/\partial h_t)\,\mathrm{act}'(a_t)` (``act' = 1 - h^2``
@@ -223,10 +228,12 @@ def rnn_backward(
         Gradient of the loss with respect to ``y``; entries past a sequence's length are
         ignored (those outputs are constant zeros).
     dh_n : array_like of shape (B, H), or None (zero)
+    need_dx : bool
+        Compute ``dx`` (False: None in its place, one GEMM less).
 
     Returns
     -------
-    dx : ndarray (T, B, I)
+    dx : ndarray (T, B, I), or None (need_dx False)
     dh0 : ndarray (B, H)
         Always an array, also when ``h0`` was None.
     dw_ih : ndarray of shape (H, I), or None (w_ih None)
@@ -253,7 +260,7 @@ def rnn_backward(
             m = mask[t]
             delta[t] = np.where(m, d, 0)
             dh = np.where(m, dprev, dh)
-    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, delta, delta, ctx.h_prev)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, delta, delta, ctx.h_prev, need_dx)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -351,9 +358,9 @@ def lstm_forward(
 
 @_quiet
 def lstm_backward(
-    ctx: _Ctx, dy: Any, dh_n: Any, dc_n: Any
+    ctx: _Ctx, dy: Any, dh_n: Any, dc_n: Any, *, need_dx: bool = True
 ) -> tuple[
-    np.ndarray,
+    np.ndarray | None,
     np.ndarray,
     np.ndarray,
     np.ndarray,
@@ -378,10 +385,12 @@ def lstm_backward(
         From ``lstm_forward(..., training=True)`` of this module.
     dy : array_like of shape (T, B, H), or None (zero)
     dh_n, dc_n : array_like of shape (B, H), or None (zero)
+    need_dx : bool
+        Compute ``dx`` (False: None in its place, one GEMM less).
 
     Returns
     -------
-    dx : ndarray (T, B, I)
+    dx : ndarray (T, B, I), or None (need_dx False)
     dh0, dc0 : ndarray (B, H)
     dw_ih : ndarray of shape (4*H, I), or None (w_ih None)
     dw_hh : ndarray (4*H, H)
@@ -420,7 +429,7 @@ def lstm_backward(
             delta[t] = np.where(m, d2, 0)
             dh = np.where(m, dh_new, dh)
             dc = np.where(m, dc_new, dc)
-    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, delta, delta, ctx.h_prev)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, delta, delta, ctx.h_prev, need_dx)
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -519,8 +528,10 @@ def gru_forward(
 
 @_quiet
 def gru_backward(
-    ctx: _Ctx, dy: Any, dh_n: Any
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    ctx: _Ctx, dy: Any, dh_n: Any, *, need_dx: bool = True
+) -> tuple[
+    np.ndarray | None, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None
+]:
     r"""Gradients of a :func:`gru_forward` by backpropagation through time.
 
     Per step, with :math:`\bar h = \partial L/\partial h_t` and :math:`\hat n =
@@ -539,10 +550,12 @@ def gru_backward(
         From ``gru_forward(..., training=True)`` of this module.
     dy : array_like of shape (T, B, H), or None (zero)
     dh_n : array_like of shape (B, H), or None (zero)
+    need_dx : bool
+        Compute ``dx`` (False: None in its place, one GEMM less).
 
     Returns
     -------
-    dx : ndarray (T, B, I)
+    dx : ndarray (T, B, I), or None (need_dx False)
     dh0 : ndarray (B, H)
     dw_ih : ndarray of shape (3*H, I), or None (w_ih None)
     dw_hh : ndarray (3*H, H)
@@ -577,5 +590,5 @@ def gru_backward(
             dgx[t] = np.where(m, dx_t, 0)
             dgh[t] = np.where(m, dh_t, 0)
             dh = np.where(m, dprev, dh)
-    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, dgx, dgh, ctx.h_prev)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, dgx, dgh, ctx.h_prev, need_dx)
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh

@@ -92,12 +92,13 @@ def _ops_forward(cell: str, nonlinearity: str, reverse: bool, lengths: np.ndarra
     return y, h_n, None, ctx
 
 
-def _ops_backward(cell: str, ctx: Any, dy, dh_n, dc_n):
-    """Call the functional backward; returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)."""
+def _ops_backward(cell: str, ctx: Any, dy, dh_n, dc_n, need_dx: bool):
+    """Call the functional backward; returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh),
+    dx None unless ``need_dx``."""
     if cell == "lstm":
-        return _ops.lstm_backward(ctx, dy, dh_n, dc_n)
+        return _ops.lstm_backward(ctx, dy, dh_n, dc_n, need_dx=need_dx)
     back = _ops.gru_backward if cell == "gru" else _ops.rnn_backward
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = back(ctx, dy, dh_n)
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = back(ctx, dy, dh_n, need_dx=need_dx)
     return dx, dh0, None, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -140,8 +141,9 @@ class _CellFunction(torch.autograd.Function):
         # Raises torch's own errors when an input was modified in place since forward, or
         # when the graph was already freed (a second backward without retain_graph).
         holder = ctx.saved_tensors[0]
+        # an input that needs no gradient (data) saves the backward its dx GEMM
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = _ops_backward(
-            ctx.cell, holder.fastrnn_ctx, _np(dy), _np(dh_n), _np(dc_n))
+            ctx.cell, holder.fastrnn_ctx, _np(dy), _np(dh_n), _np(dc_n), ctx.needs_input_grad[4])
         has_h0, has_c0, has_bi, has_bh = ctx.has
         return (None, None, None, None, _t(dx),
                 _t(dh0) if has_h0 else None, _t(dc0) if has_c0 else None,

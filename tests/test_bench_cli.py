@@ -105,7 +105,7 @@ def test_bench_memory_study(tmp_path) -> None:
     rep = json.loads(out.read_text())
     assert rep["results"] == [] and rep["gemm_peak"] is None
     mem = {(m["mode"], m["T"]): m for m in rep["memory"]}
-    assert set(mem) == {(mode, T) for mode in bench.MODES for T in bench.MEMORY_TS}
+    assert set(mem) == {(mode, T) for mode in bench.DEFAULT_MODES for T in bench.MEMORY_TS}
     per_step = B * 4 * H * 4  # bytes of one timestep's gates
     for m in mem.values():
         assert (m["cell"], m["B"], m["I"], m["H"]) == ("lstm", B, I, H)
@@ -137,6 +137,28 @@ def test_argument_errors_are_one_line(args: list[str], needle: str) -> None:
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_bench_training_data_mode(tmp_path) -> None:
+    """--modes training-data: every implementation trains on an input that needs no gradient
+    (fastrnn without its dx GEMM), FLOPs count 3x the forward less that GEMM, and the
+    outputs are still checked against fastrnn's."""
+    pytest.importorskip("fastrnn.functional")
+    out = tmp_path / "out.json"
+    proc = _cli("bench", "--shape", "tiny=6,2,5,8", "--cells", "gru", "--modes", "training-data",
+                "--repeats", "1", "--threads", "1", "--gemm-size", "128", "--quiet",
+                "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())["results"]
+    assert {d["mode"] for d in res} == {"training-data"}
+    fast = next(d for d in res if d["impl"] == "fastrnn")
+    want = 3 * bench.flop_count("gru", "inference", 6, 2, 5, 8) - 2 * 6 * 2 * 5 * 3 * 8
+    assert fast["status"] == "ok" and math.isclose(fast["gflop"] * 1e9, want, rel_tol=1e-12)
+    assert not any(d["impl"] == "onnxruntime" for d in res)  # inference only
+    for d in res:
+        assert d["status"] != "error", d["reason"]
+        if d["status"] == "ok" and d["impl"] != "fastrnn":
+            assert d["max_abs_diff_vs_fastrnn"] <= bench.CHECK_ATOL
 
 
 def test_flop_count_matches_design() -> None:

@@ -207,3 +207,53 @@ def test_sample_weights_and_class_weights_enter_the_gradient():
     assert np.isclose(v, np.sum(per * sw) / 4, rtol=1e-14)
     assert np.allclose(g[:, 0], 2 * (out - y)[:, 0] * sw / 4, rtol=1e-14)
     assert g[1, 0] == 0.0
+
+
+@pytest.mark.parametrize("first", ["lstm", "gru", "simplernn", "bidirectional", "masking"])
+def test_model_backward_skips_the_data_input_gradient(first, monkeypatch):
+    """In Sequential's backward the first recurrent layer (no trainable weight before it) asks
+    the kernels for no dx; the weight gradients equal a backward that computes it, and the
+    layers' flags are restored afterwards (a layer on its own returns its dx)."""
+    from fastrnn import functional as F
+
+    asked = []
+    for name in ("lstm_backward", "gru_backward", "rnn_backward"):
+        real = getattr(F, name)
+
+        def spy(*a, _real=real, **kw):
+            asked.append(kw.get("need_dx", True))
+            return _real(*a, **kw)
+
+        monkeypatch.setattr(F, name, spy)
+
+    def build():
+        rec = {"lstm": lambda: L.LSTM(5, return_sequences=True),
+               "gru": lambda: L.GRU(5, return_sequences=True),
+               "simplernn": lambda: L.SimpleRNN(5, return_sequences=True),
+               "bidirectional": lambda: L.Bidirectional(L.LSTM(5, return_sequences=True)),
+               "masking": lambda: L.LSTM(5, return_sequences=True)}[first]
+        layers = [L.Masking(0.0)] if first == "masking" else []
+        layers += [rec(), L.GRU(4), L.Dense(2)]
+        return Sequential(layers)
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 6, 4))
+    x[1, 4:] = 0.0  # a padded tail for Masking
+    y = rng.standard_normal((3, 2))
+    model = build()
+    model.build((None, 6, 4))
+    out, mask = model._forward(x.astype(model.layers[0].dtype), True)
+    loss = losses.get("mse")
+    _, g = loss.value_and_grad(y.astype(out.dtype), out, None, mask)
+    asked.clear()
+    model._backward(g)
+    n_first = 2 if first == "bidirectional" else 1
+    # the second recurrent layer (GRU) needs its dx, the first does not
+    assert asked == [True] + [False] * n_first, asked
+    skipped = [np.array(v.grad, copy=True) for v in model.weights]
+    assert all(layer._need_dx for layer in model.layers)
+    # the same step with every dx computed (the layer-by-layer loop of _loss_and_grads)
+    _, full, dx = _loss_and_grads(model, loss, x.astype(out.dtype), y.astype(out.dtype))
+    assert dx is not None
+    for a, b in zip(skipped, full, strict=True):
+        np.testing.assert_array_equal(a, b)

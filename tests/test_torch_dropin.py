@@ -360,6 +360,34 @@ def test_runs_fastrnn_kernels_not_torch(monkeypatch):
         assert calls == [(cell, False, False), (cell, True, False)] * 2
 
 
+def test_input_without_grad_skips_dx_and_matches_torch(monkeypatch):
+    """Data that needs no gradient: the first layer's backward is asked for no dx (one GEMM
+    less), later layers' are, and every parameter's gradient still equals torch's."""
+    calls = []
+    real = ft._ops_backward
+
+    def spy(cell, ctx, dy, dh_n, dc_n, need_dx):
+        out = real(cell, ctx, dy, dh_n, dc_n, need_dx)
+        calls.append((need_dx, out[0] is None))
+        return out
+
+    monkeypatch.setattr(ft, "_ops_backward", spy)
+    for kind in ("RNN", "LSTM", "GRU"):
+        torch.manual_seed(3)
+        ref, fast = make_pair(kind, 3, 5, num_layers=2, bidirectional=True,
+                              dtype=torch.float64)
+        x = torch.randn(6, 4, 3, dtype=torch.float64)
+        w = torch.randn(6, 4, 10, dtype=torch.float64)
+        calls.clear()
+        for mod in (ref, fast):
+            (mod(x)[0] * w).sum().backward()
+        # backward runs layer 2 (both directions) first, then layer 1
+        assert calls == [(True, False)] * 2 + [(False, True)] * 2, calls
+        for (name, a), b in zip(ref.named_parameters(), fast.parameters(), strict=True):
+            close(b.grad, a.grad, torch.float64, f"{kind} {name}")
+        assert x.grad is None
+
+
 def test_kernels_see_torch_memory_without_copies(monkeypatch):
     seen = []
     real = ft._ops_forward
