@@ -7,15 +7,16 @@
  * Gradient write rule: dx, dh0 written (=); dw_ih, dw_hh, db_ih, db_hh accumulate (+=).
  */
 
-static void SFX(gru_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const REAL *hh,
-                        const REAL *bhn, const REAL *hprev, REAL *h, REAL *c, REAL *y, REAL *gates,
-                        REAL *aux0, REAL *aux1, int act) {
+static void SFX(gru_fw)(fr_point_fn pw, int64_t n, int64_t ts, int64_t H, const REAL *xp,
+                        const REAL *hh, const REAL *bhn, const REAL *hprev, REAL *h, REAL *c,
+                        REAL *y, REAL *gates, REAL *aux0, REAL *aux1, int act) {
     (void)c;
     (void)aux1;
     (void)act;
     if (n <= 0 || n > FR_MAX_NR) return;
     REAL a[3 * FR_MAX_NR], hn[FR_MAX_NR];
-    SFX(fr_gru_point)(n, ts, xp, hh, bhn, hprev, gates ? gates : a, gates ? H : n, aux0 ? aux0 : hn, h);
+    ((SFX(fr_gru_point_fn))pw)(n, ts, xp, hh, bhn, hprev, gates ? gates : a, gates ? H : n,
+                               aux0 ? aux0 : hn, h);
     if (y != h) memcpy(y, h, (size_t)n * sizeof(REAL));
 }
 
@@ -55,7 +56,8 @@ FR_CLONES static void SFX(gru_bw)(int64_t n, int64_t H, const REAL *gates, const
                     dgh + 2 * H, dgs, dgs + H, dgs + 2 * H, dgx, dgx + H, dgx + 2 * H);
 }
 
-const SFX(fr_cell) SFX(fr_gru_cell) = {3, 1, 0, 1, 1, SFX(gru_fw), SFX(gru_bw)};
+const SFX(fr_cell) SFX(fr_gru_cell) = {3, 1, 0, 1, 1, SFX(gru_fw), SFX(gru_bw),
+                                        SFX(fr_gru_point_for)};
 
 int SFX(fr_gru_forward)(REAL *y, REAL *h_n, REAL *cache, const REAL *x, const REAL *h0,
                         const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,

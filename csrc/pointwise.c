@@ -96,25 +96,21 @@ DEFINE_GENERIC_POINT(double, d)
 #define PW_TANH fr_tanh_avx512_pd
 #include "pointwise_impl.h"
 
-#define PW_DISPATCH(NAME, S, ...)                                                                 \
-    switch (fr_get_arch()) {                                                                      \
-    case FR_ARCH_AVX512: NAME##_avx512_##S(__VA_ARGS__); return;                                  \
-    case FR_ARCH_AVX2: NAME##_avx2_##S(__VA_ARGS__); return;                                      \
-    default: NAME##_generic_##S(__VA_ARGS__); return;                                             \
+#define PW_PICK(NAME, S, arch)                                                                    \
+    switch (arch) {                                                                               \
+    case FR_ARCH_AVX512: return (fr_point_fn)NAME##_avx512_##S;                                   \
+    case FR_ARCH_AVX2: return (fr_point_fn)NAME##_avx2_##S;                                       \
+    default: return (fr_point_fn)NAME##_generic_##S;                                              \
     }
 #else
-#define PW_DISPATCH(NAME, S, ...) NAME##_generic_##S(__VA_ARGS__)
+#define PW_PICK(NAME, S, arch) return (void)(arch), (fr_point_fn)NAME##_generic_##S
 #endif
 
+/* The function pointer casts below are undone by the cells (lstm_impl.h, gru_impl.h), which call
+   through the kernels' own types (fr_lstm_point_fn_*, fr_gru_point_fn_*). */
 #define DEFINE_POINT_API(T, S)                                                                    \
-    void fr_lstm_point_##S(int64_t n, int64_t ts, const T *xp, const T *hh, T *c, T *act,         \
-                           int64_t as, T *tc, T *h, T *cp, T *y) {                                \
-        PW_DISPATCH(lstm_point, S, n, ts, xp, hh, c, act, as, tc, h, cp, y)                       \
-    }                                                                                             \
-    void fr_gru_point_##S(int64_t n, int64_t ts, const T *xp, const T *hh, const T *bhn,          \
-                          const T *hprev, T *act, int64_t as, T *hn, T *h) {                      \
-        PW_DISPATCH(gru_point, S, n, ts, xp, hh, bhn, hprev, act, as, hn, h)                      \
-    }
+    fr_point_fn fr_lstm_point_for_##S(int arch) { PW_PICK(lstm_point, S, arch); }                 \
+    fr_point_fn fr_gru_point_for_##S(int arch) { PW_PICK(gru_point, S, arch); }
 
 DEFINE_POINT_API(float, s)
 DEFINE_POINT_API(double, d)

@@ -30,16 +30,26 @@
             for (int64_t j_ = 0; j_ < (n); j_++) (dst)[j_] = (a)[j_];                             \
     } while (0)
 
-/* pointwise.c: fused forward pointwise of n hidden units on the SIMD path in use. Gate g's
-   pre-activation is xp[g*ts + j] + hh[g*ts + j]; activated gates go to act[g*as + j].
+/* A cell's pointwise kernel for one SIMD path, as a generic function pointer: the driver resolves
+   it once per call (cell->point_for) and the cell casts it back to its own type. Choosing the path
+   once per row segment instead cost ~4% of an LSTM inference step (measured). */
+typedef void (*fr_point_fn)(void);
+
+/* pointwise.c: fused forward pointwise of n hidden units. Gate g's pre-activation is
+   xp[g*ts + j] + hh[g*ts + j]; activated gates go to act[g*as + j].
    LSTM: c in/out (c_prev -> c_new), tc = tanh(c_new), h = o*tc; cp (c_prev) and y (h) are copies
    written when not NULL.
-   GRU: hn = hh_n + bhn, n = tanh(xp_n + r*hn), h = (1-z)*n + z*hprev. */
+   GRU: hn = hh_n + bhn, n = tanh(xp_n + r*hn), h = (1-z)*n + z*hprev.
+   fr_<cell>_point_for_* returns the kernel of SIMD path `arch` (FR_ARCH_*; portable C for any
+   other value). */
 #define FR_DECLARE_POINT(T, S)                                                                    \
-    void fr_lstm_point_##S(int64_t n, int64_t ts, const T *xp, const T *hh, T *c, T *act,         \
-                           int64_t as, T *tc, T *h, T *cp, T *y);                                 \
-    void fr_gru_point_##S(int64_t n, int64_t ts, const T *xp, const T *hh, const T *bhn,          \
-                          const T *hprev, T *act, int64_t as, T *hn, T *h);
+    typedef void (*fr_lstm_point_fn_##S)(int64_t n, int64_t ts, const T *xp, const T *hh, T *c,  \
+                                         T *act, int64_t as, T *tc, T *h, T *cp, T *y);           \
+    typedef void (*fr_gru_point_fn_##S)(int64_t n, int64_t ts, const T *xp, const T *hh,          \
+                                        const T *bhn, const T *hprev, T *act, int64_t as, T *hn,  \
+                                        T *h);                                                    \
+    fr_point_fn fr_lstm_point_for_##S(int arch);                                                  \
+    fr_point_fn fr_gru_point_for_##S(int arch);
 FR_DECLARE_POINT(float, s)
 FR_DECLARE_POINT(double, d)
 #undef FR_DECLARE_POINT
@@ -49,12 +59,13 @@ FR_DECLARE_POINT(double, d)
  * xp, hh: input projection (incl. folded biases) and recurrent product, gate g at +g*ts.
  * bhn: GRU recurrent n-bias segment (NULL = 0). hprev: previous state; h: new state (out);
  * c: LSTM cell state (in: c_prev, out: c_new). y: output (out). gates/aux0/aux1: cache rows, gate g
- * of gates at +g*H (NULL in inference). act: RNN non-linearity.
+ * of gates at +g*H (NULL in inference). act: RNN non-linearity. pw: the cell's pointwise kernel
+ * (cell->point_for(arch), NULL for a cell without one).
  */
 #define FR_DECLARE_CELL(T, S)                                                                     \
-    typedef void (*fr_fw_##S##_fn)(int64_t n, int64_t ts, int64_t H, const T *xp, const T *hh,    \
-                                   const T *bhn, const T *hprev, T *h, T *c, T *y, T *gates,      \
-                                   T *aux0, T *aux1, int act);                                    \
+    typedef void (*fr_fw_##S##_fn)(fr_point_fn pw, int64_t n, int64_t ts, int64_t H, const T *xp, \
+                                   const T *hh, const T *bhn, const T *hprev, T *h, T *c, T *y,   \
+                                   T *gates, T *aux0, T *aux1, int act);                          \
     /* Backward pointwise for one row segment. dy: output gradient (NULL = 0). dh: in, gradient   \
        w.r.t. the new state from later steps; out, the direct gradient w.r.t. hprev (excluding    \
        the W_hh product). dc: LSTM cell gradient, in/out. dgh: gradient w.r.t. the recurrent      \
@@ -71,6 +82,7 @@ FR_DECLARE_POINT(double, d)
         int bw_hprev;       /* the backward pointwise reads h_prev (GRU) */                       \
         fr_fw_##S##_fn fw;  /* forward pointwise */                                               \
         fr_bw_##S##_fn bw;  /* backward pointwise */                                              \
+        fr_point_fn (*point_for)(int arch); /* fw's pointwise kernel per SIMD path, or NULL */    \
     } fr_cell_##S;                                                                                \
     /* A thread's share of the forward weights, packed: hidden blocks [jb0, jb0+nj) of width nr. */ \
     typedef struct {                                                                              \
@@ -100,7 +112,7 @@ FR_DECLARE_POINT(double, d)
                          const T *hp, T *hn, int64_t ldh,                                         \
                          T *c,                                                                     \
                          const T *xp, int64_t ldxp, int64_t qbase, T *y, T *cache, T *tile,       \
-                         int act);                                                                \
+                         fr_point_fn pw, int act);                                                \
     /* The descriptor of FR_CELL_RNN/LSTM/GRU, NULL for another value. */                         \
     const fr_cell_##S *fr_rec_cell_of_##S(int cell);                                              \
     /* Whole-sequence forward of a cell; arguments as the public fr_<cell>_forward_*, plus ids    \

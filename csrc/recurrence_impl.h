@@ -237,7 +237,7 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
                       int64_t Tn, int64_t B, int64_t rb0, int64_t rb1, int64_t H,
                       const int64_t *lengths, int reverse,
                       const REAL *hp, REAL *hn, int64_t ldh, REAL *c, const REAL *xp, int64_t ldxp,
-                      int64_t qbase, REAL *y, REAL *cache, REAL *tile, int act) {
+                      int64_t qbase, REAL *y, REAL *cache, REAL *tile, fr_point_fn pw, int act) {
     const int64_t G = cell->G, GH = G * H, nr = sl->nr, mr = kern->mr, TB = Tn * B;
     REAL *hprev_c = cache, *gates_c = cache ? cache + TB * H : NULL;
     REAL *aux0_c = cache ? gates_c + TB * GH : NULL, *aux1_c = cache ? aux0_c + TB * H : NULL;
@@ -261,7 +261,7 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
                     REAL *a0 = cache && cell->naux > 0 ? aux0_c + r * H + j0 : NULL;
                     REAL *a1 = cache && cell->naux > 1 ? aux1_c + r * H + j0 : NULL;
                     if (cache) memcpy(hprev_c + r * H + j0, hp + b * ldh + j0, (size_t)nv * sizeof(REAL));
-                    cell->fw(nv, nr, H, xp + (qbase + b) * ldxp + jl * G * nr, tile + i * G * nr,
+                    cell->fw(pw, nv, nr, H, xp + (qbase + b) * ldxp + jl * G * nr, tile + i * G * nr,
                              sl->bhn + jl * nr, hp + b * ldh + j0, hn + b * ldh + j0,
                              cell->has_c ? c + b * H + j0 : NULL, y ? y + r * H + j0 : NULL, gq, a0,
                              a1, act);
@@ -298,6 +298,7 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
     if (Tn == 0 || B == 0) return FR_OK;
 
     const KERN *kern = SFX(fr_kernel_get)();
+    const fr_point_fn pw = cell->point_for ? cell->point_for(fr_get_arch()) : NULL;
     const int64_t mr = kern->mr, nr = kern->nr;
     if (nr > FR_MAX_NR) return FR_ERR_ARG;
     const int64_t njb = (H + nr - 1) / nr;
@@ -388,7 +389,7 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                         ((reverse && !gather) ? (s1 - 1 - s) * nb : (s - s0) * nb) - rb0;
                     SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, rb0, rb1, H, lengths, reverse,
                                      hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp, ldxp,
-                                     qbase, y, cache, tile, act);
+                                     qbase, y, cache, tile, pw, act);
                     if (spin) {
                         fr_team_barrier(team + bg * nhg, hg, nhg, s + 1);
                     } else if (nhg > 1) { /* libgomp makes a futex call even for a team of one */

@@ -5,9 +5,10 @@
  * Gradient write rule: dx, dh0 written (=); dw_ih, dw_hh, db_ih, db_hh accumulate (+=).
  */
 
-FR_CLONES static void SFX(rnn_fw)(int64_t n, int64_t ts, int64_t H, const REAL *xp, const REAL *hh,
-                        const REAL *bhn, const REAL *hprev, REAL *h, REAL *c, REAL *y, REAL *gates,
-                        REAL *aux0, REAL *aux1, int act) {
+FR_CLONES static void SFX(rnn_fw)(fr_point_fn pw, int64_t n, int64_t ts, int64_t H, const REAL *xp,
+                                  const REAL *hh, const REAL *bhn, const REAL *hprev, REAL *h,
+                                  REAL *c, REAL *y, REAL *gates, REAL *aux0, REAL *aux1, int act) {
+    (void)pw;
     (void)ts;
     (void)H;
     (void)bhn;
@@ -60,7 +61,7 @@ FR_CLONES static void SFX(rnn_bw)(int64_t n, int64_t H, const REAL *restrict gat
     }
 }
 
-const SFX(fr_cell) SFX(fr_rnn_cell) = {1, 0, 0, 0, 0, SFX(rnn_fw), SFX(rnn_bw)};
+const SFX(fr_cell) SFX(fr_rnn_cell) = {1, 0, 0, 0, 0, SFX(rnn_fw), SFX(rnn_bw), NULL};
 
 int SFX(fr_rnn_forward)(REAL *y, REAL *h_n, REAL *cache, const REAL *x, const REAL *h0,
                         const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,

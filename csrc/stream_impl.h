@@ -44,7 +44,9 @@ int SFX(fr_step)(REAL *h, REAL *c, REAL *work, const REAL *packed, int cell, int
     REAL *xp = work, *hn = xp + B * ldxp, *tile = hn + B * H;
     SFX(fr_rec_project)(cd, kern, &sl, x, B, I, xp, ldxp);
     /* one step at time 0 of a length-1 sequence; the output row is the new state itself */
-    SFX(fr_rec_step)(cd, kern, &sl, 0, 1, B, 0, B, H, NULL, 0, h, hn, H, c, xp, ldxp, 0, hn, NULL, tile, act);
+    const fr_point_fn pw = cd->point_for ? cd->point_for(fr_get_arch()) : NULL;
+    SFX(fr_rec_step)(cd, kern, &sl, 0, 1, B, 0, B, H, NULL, 0, h, hn, H, c, xp, ldxp, 0, hn, NULL, tile,
+                     pw, act);
     memcpy(h, hn, (size_t)(B * H) * sizeof(REAL));
     return FR_OK;
 }
