@@ -191,12 +191,10 @@ static void SFX(project_identity)(const CELL *cell, const SFX(fr_slice) *sl, con
     const int64_t G = cell->G, nr = sl->nr;
     for (int64_t q = 0; q < rows; q++) {
         const REAL *a = A + (ids ? ids[q] : q) * G * H;
-        if (ids && q + 4 < rows) { /* a row picked from a table: start loading a later one */
-            const REAL *an = A + ids[q + 4] * G * H;
-            for (int64_t jl = 0; jl < sl->nj; jl++)
-                for (int64_t g = 0; g < G; g++)
-                    SFX(prefetch_span)(an + g * H + (sl->jb0 + jl) * nr,
-                                       SFX(imin)(nr, H - (sl->jb0 + jl) * nr), 0);
+        if (ids && q + FR_PREFETCH_ROWS_AHEAD < rows) { /* table rows: load a later row's slice */
+            const REAL *an = A + ids[q + FR_PREFETCH_ROWS_AHEAD] * G * H + sl->jb0 * nr;
+            const int64_t ncols = SFX(imin)(sl->nj * nr, H - sl->jb0 * nr);
+            for (int64_t g = 0; g < G; g++) SFX(prefetch_span)(an + g * H, ncols, 0);
         }
         for (int64_t jl = 0; jl < sl->nj; jl++) {
             const int64_t j0 = (sl->jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);

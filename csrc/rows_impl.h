@@ -25,8 +25,9 @@ int SFX(fr_scatter_add_rows)(REAL *dst, int64_t V, int64_t n, const REAL *src,
         fr_omp_share((n + line - 1) / line, &l0, &l1);
         const int64_t c0 = l0 * line, c1 = l1 * line < n ? l1 * line : n;
         for (int64_t r = 0; r < R; r++) {
-            if (r + 4 < R) /* destination rows are random rows of the table: load one ahead */
-                fr_prefetch(dst + idx[r + 4] * n + c0, (c1 - c0) * (int64_t)sizeof(REAL), 1);
+            if (r + FR_PREFETCH_ROWS_AHEAD < R) /* destination rows are random table rows */
+                fr_prefetch(dst + idx[r + FR_PREFETCH_ROWS_AHEAD] * n + c0,
+                            (c1 - c0) * (int64_t)sizeof(REAL), 1);
             REAL *d = dst + idx[r] * n;
             const REAL *s = src + r * n;
             for (int64_t c = c0; c < c1; c++) d[c] += s[c];

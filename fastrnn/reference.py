@@ -113,13 +113,13 @@ def _weight_grads(
     TB, GH = p.T * p.B, p.G * p.H
     dgx2 = dgx.reshape(TB, GH)
     dgh2 = dgh.reshape(TB, GH)
-    if p.w_ih is None:  # identity: x was the input projection itself
-        dx, dw_ih = dgx2.copy().reshape(p.T, p.B, p.I), None
-    else:
-        dx = (dgx2 @ p.w_ih).reshape(p.T, p.B, p.I) if need_dx else None
-        dw_ih = dgx2.T @ p.x.reshape(TB, p.I)
     if not need_dx:
         dx = None
+    elif p.w_ih is None:  # identity: x was the input projection itself
+        dx = dgx2.copy().reshape(p.T, p.B, p.I)
+    else:
+        dx = (dgx2 @ p.w_ih).reshape(p.T, p.B, p.I)
+    dw_ih = None if p.w_ih is None else dgx2.T @ p.x.reshape(TB, p.I)
     dw_hh = dgh2.T @ h_prev.reshape(TB, p.H)
     db_ih = dgx2.sum(axis=0) if p.b_ih is not None else None
     db_hh = dgh2.sum(axis=0) if p.b_hh is not None else None
