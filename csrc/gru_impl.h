@@ -7,19 +7,6 @@
  * Gradient write rule: dx, dh0 written (=); dw_ih, dw_hh, db_ih, db_hh accumulate (+=).
  */
 
-static void SFX(gru_fw)(fr_point_fn pw, int64_t n, int64_t ts, int64_t H, const REAL *xp,
-                        const REAL *hh, const REAL *bhn, const REAL *hprev, REAL *h, REAL *c,
-                        REAL *y, REAL *gates, REAL *aux0, REAL *aux1, int act) {
-    (void)c;
-    (void)aux1;
-    (void)act;
-    if (n <= 0 || n > FR_MAX_NR) return;
-    REAL a[3 * FR_MAX_NR], hn[FR_MAX_NR];
-    ((SFX(fr_gru_point_fn))pw)(n, ts, xp, hh, bhn, hprev, gates ? gates : a, gates ? H : n,
-                               aux0 ? aux0 : hn, h);
-    if (y != h) memcpy(y, h, (size_t)n * sizeof(REAL));
-}
-
 /* The backward maths of one segment; every stream is its own restrict parameter so that the
    loop vectorises (one pointer with gate offsets g*H would need alias checks on H). */
 static inline void SFX(gru_bw_seg)(int64_t n, const REAL *restrict gr, const REAL *restrict gz,
@@ -56,8 +43,7 @@ FR_CLONES static void SFX(gru_bw)(int64_t n, int64_t H, const REAL *gates, const
                     dgh + 2 * H, dgs, dgs + H, dgs + 2 * H, dgx, dgx + H, dgx + 2 * H);
 }
 
-const SFX(fr_cell) SFX(fr_gru_cell) = {3, 1, 0, 1, 1, SFX(gru_fw), SFX(gru_bw),
-                                        SFX(fr_gru_point_for)};
+const SFX(fr_cell) SFX(fr_gru_cell) = {3, 1, 0, 1, 1, SFX(gru_bw), SFX(fr_gru_point_for)};
 
 int SFX(fr_gru_forward)(REAL *y, REAL *h_n, REAL *cache, const REAL *x, const REAL *h0,
                         const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,

@@ -6,20 +6,6 @@
  * accumulate (+=) and the caller zeroes them.
  */
 
-static void SFX(lstm_fw)(fr_point_fn pw, int64_t n, int64_t ts, int64_t H, const REAL *xp,
-                         const REAL *hh, const REAL *bhn, const REAL *hprev, REAL *h, REAL *c,
-                         REAL *y, REAL *gates, REAL *aux0, REAL *aux1, int act) {
-    (void)bhn;
-    (void)hprev;
-    (void)act;
-    if (n <= 0 || n > FR_MAX_NR) return;
-    REAL a[4 * FR_MAX_NR], tc[FR_MAX_NR];
-    /* the cache's c_prev and the output copy are stores of the fused pass (a memcpy of n <= 64
-       elements compiles to `rep movs` here, which costs more than the maths) */
-    ((SFX(fr_lstm_point_fn))pw)(n, ts, xp, hh, c, gates ? gates : a, gates ? H : n,
-                                aux1 ? aux1 : tc, h, aux0, y != h ? y : NULL);
-}
-
 /* The backward maths of one segment; every stream is its own restrict parameter so that the
    loop vectorises (one pointer with gate offsets g*H would need alias checks on H). */
 static inline void SFX(lstm_bw_seg)(int64_t n, const REAL *restrict gi, const REAL *restrict gf,
@@ -58,8 +44,7 @@ FR_CLONES static void SFX(lstm_bw)(int64_t n, int64_t H, const REAL *gates, cons
                      dgh + H, dgh + 2 * H, dgh + 3 * H, dgs, dgs + H, dgs + 2 * H, dgs + 3 * H);
 }
 
-const SFX(fr_cell) SFX(fr_lstm_cell) = {4, 2, 1, 0, 0, SFX(lstm_fw), SFX(lstm_bw),
-                                         SFX(fr_lstm_point_for)};
+const SFX(fr_cell) SFX(fr_lstm_cell) = {4, 2, 1, 0, 0, SFX(lstm_bw), SFX(fr_lstm_point_for)};
 
 int SFX(fr_lstm_forward)(REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *x, const REAL *h0,
                          const REAL *c0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,

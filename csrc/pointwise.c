@@ -1,5 +1,5 @@
 /*
- * pointwise.c — the LSTM and GRU forward pointwise of one row segment, fused: pre-activation sums,
+ * pointwise.c — the LSTM and GRU forward pointwise of a tile of rows, fused: pre-activation sums,
  * gate non-linearities, state update and stores in one pass with the gates in registers
  * (pointwise_impl.h per instruction set), dispatched on the SIMD path in use. The portable
  * versions go through the array activations of activations.c.
@@ -9,9 +9,10 @@
 #include "recurrence.h"
 #include "simd_math.h"
 
+#define OPT(p, k) ((p) ? (p) + (k) : NULL)
 #define DEFINE_GENERIC_POINT(T, S)                                                                \
-    static void lstm_point_generic_##S(int64_t n, int64_t ts, const T *xp, const T *hh, T *c,     \
-                                       T *act, int64_t as, T *tc, T *h, T *cp, T *y) {            \
+    static void lstm_row_generic_##S(int64_t n, int64_t ts, const T *xp, const T *hh, T *c,       \
+                                     T *act, int64_t as, T *tc, T *h, T *cp, T *y) {              \
         T a[4 * FR_MAX_NR];                                                                       \
         if (cp) memcpy(cp, c, (size_t)n * sizeof(T));                                             \
         for (int64_t j0 = 0; j0 < n; j0 += FR_MAX_NR) {                                           \
@@ -29,9 +30,20 @@
         }                                                                                         \
         if (y) memcpy(y, h, (size_t)n * sizeof(T));                                               \
     }                                                                                             \
-    static void gru_point_generic_##S(int64_t n, int64_t ts, const T *xp, const T *hh,           \
-                                      const T *bhn, const T *hprev, T *act, int64_t as, T *hn,    \
-                                      T *h) {                                                     \
+    static void lstm_tile_generic_##S(const fr_tile_##S *t, int nonlin) {                         \
+        (void)nonlin;                                                                             \
+        T act[4 * FR_MAX_NR], tc[FR_MAX_NR]; /* for the stores inference does not keep */        \
+        const int64_t n = t->n, H = t->H;                                                         \
+        FR_TILE_ROWS(t, i, r) {                                                                   \
+            lstm_row_generic_##S(n, t->ts, t->xp + i * t->ldxp, t->hh + i * t->ldhh,              \
+                                 t->c + i * t->ldc, t->gates ? t->gates + r * 4 * H : act,        \
+                                 t->gates ? H : n, t->aux1 ? t->aux1 + r * H : tc,                \
+                                 t->h + i * t->ldh, OPT(t->aux0, r * H), OPT(t->y, r * H));       \
+        }                                                                                         \
+    }                                                                                             \
+    static void gru_row_generic_##S(int64_t n, int64_t ts, const T *xp, const T *hh,             \
+                                    const T *bhn, const T *hprev, T *act, int64_t as, T *hn,      \
+                                    T *h, T *y) {                                                 \
         T a[3 * FR_MAX_NR];                                                                       \
         for (int64_t j0 = 0; j0 < n; j0 += FR_MAX_NR) {                                           \
             const int64_t m = n - j0 < FR_MAX_NR ? n - j0 : FR_MAX_NR;                            \
@@ -50,6 +62,18 @@
             for (int64_t g = 0; g < 3; g++)                                                       \
                 memcpy(act + g * as + j0, a + g * m, (size_t)m * sizeof(T));                      \
         }                                                                                         \
+        if (y) memcpy(y, h, (size_t)n * sizeof(T));                                               \
+    }                                                                                             \
+    static void gru_tile_generic_##S(const fr_tile_##S *t, int nonlin) {                          \
+        (void)nonlin;                                                                             \
+        T act[3 * FR_MAX_NR], hn[FR_MAX_NR]; /* for the stores inference does not keep */         \
+        const int64_t n = t->n, H = t->H;                                                         \
+        FR_TILE_ROWS(t, i, r) {                                                                   \
+            gru_row_generic_##S(n, t->ts, t->xp + i * t->ldxp, t->hh + i * t->ldhh, t->bhn,       \
+                                t->hprev + i * t->ldh, t->gates ? t->gates + r * 3 * H : act,     \
+                                t->gates ? H : n, t->aux0 ? t->aux0 + r * H : hn,                 \
+                                t->h + i * t->ldh, OPT(t->y, r * H));                             \
+        }                                                                                         \
     }
 
 DEFINE_GENERIC_POINT(float, s)
@@ -58,6 +82,7 @@ DEFINE_GENERIC_POINT(double, d)
 #if FR_X86_SIMD
 #define PW_T float
 #define PW_V __m256
+#define PW_TILE fr_tile_s
 #define PW_W 8
 #define PW_TARGET FR_TARGET_AVX2
 #define PW_FN(name) name##_avx2_s
@@ -68,6 +93,7 @@ DEFINE_GENERIC_POINT(double, d)
 
 #define PW_T double
 #define PW_V __m256d
+#define PW_TILE fr_tile_d
 #define PW_W 4
 #define PW_TARGET FR_TARGET_AVX2
 #define PW_FN(name) name##_avx2_d
@@ -78,6 +104,7 @@ DEFINE_GENERIC_POINT(double, d)
 
 #define PW_T float
 #define PW_V __m512
+#define PW_TILE fr_tile_s
 #define PW_W 16
 #define PW_TARGET FR_TARGET_AVX512
 #define PW_FN(name) name##_avx512_s
@@ -88,6 +115,7 @@ DEFINE_GENERIC_POINT(double, d)
 
 #define PW_T double
 #define PW_V __m512d
+#define PW_TILE fr_tile_d
 #define PW_W 8
 #define PW_TARGET FR_TARGET_AVX512
 #define PW_FN(name) name##_avx512_d
@@ -98,19 +126,17 @@ DEFINE_GENERIC_POINT(double, d)
 
 #define PW_PICK(NAME, S, arch)                                                                    \
     switch (arch) {                                                                               \
-    case FR_ARCH_AVX512: return (fr_point_fn)NAME##_avx512_##S;                                   \
-    case FR_ARCH_AVX2: return (fr_point_fn)NAME##_avx2_##S;                                       \
-    default: return (fr_point_fn)NAME##_generic_##S;                                              \
+    case FR_ARCH_AVX512: return NAME##_avx512_##S;                                                \
+    case FR_ARCH_AVX2: return NAME##_avx2_##S;                                                    \
+    default: return NAME##_generic_##S;                                                           \
     }
 #else
-#define PW_PICK(NAME, S, arch) return (void)(arch), (fr_point_fn)NAME##_generic_##S
+#define PW_PICK(NAME, S, arch) return (void)(arch), NAME##_generic_##S
 #endif
 
-/* The function pointer casts below are undone by the cells (lstm_impl.h, gru_impl.h), which call
-   through the kernels' own types (fr_lstm_point_fn_*, fr_gru_point_fn_*). */
 #define DEFINE_POINT_API(T, S)                                                                    \
-    fr_point_fn fr_lstm_point_for_##S(int arch) { PW_PICK(lstm_point, S, arch); }                 \
-    fr_point_fn fr_gru_point_for_##S(int arch) { PW_PICK(gru_point, S, arch); }
+    fr_point_fn_##S fr_lstm_point_for_##S(int arch) { PW_PICK(lstm_tile, S, arch); }              \
+    fr_point_fn_##S fr_gru_point_for_##S(int arch) { PW_PICK(gru_tile, S, arch); }
 
 DEFINE_POINT_API(float, s)
 DEFINE_POINT_API(double, d)

@@ -2,8 +2,9 @@
  * recurrence.h — internal interface between the cell files (rnn.c, lstm.c, gru.c) and the shared
  * whole-sequence driver (recurrence.c). Not part of the public API.
  *
- * A cell is described by its gate count and two pointwise functions that work on one batch row and
- * a segment of n <= FR_MAX_NR hidden units [j0, j0+n). The driver owns everything else: packing,
+ * A cell is described by its gate count and two pointwise functions: the forward one works on a
+ * tile of rows (fr_tile) and the backward one on one batch row; both on a segment of
+ * n <= FR_MAX_NR hidden units [j0, j0+n). The driver owns everything else: packing,
  * input projection, the per-step recurrent GEMM, threading, lengths and reverse, the cache layout
  * and the weight-gradient GEMMs.
  *
@@ -30,42 +31,51 @@
             for (int64_t j_ = 0; j_ < (n); j_++) (dst)[j_] = (a)[j_];                             \
     } while (0)
 
-/* A cell's pointwise kernel for one SIMD path, as a generic function pointer: the driver resolves
-   it once per call (cell->point_for) and the cell casts it back to its own type. Choosing the path
-   once per row segment instead cost ~4% of an LSTM inference step (measured). */
-typedef void (*fr_point_fn)(void);
+#define FR_MAX_MR 8 /* most rows a microkernel tile may have */
 
-/* pointwise.c: fused forward pointwise of n hidden units. Gate g's pre-activation is
-   xp[g*ts + j] + hh[g*ts + j]; activated gates go to act[g*as + j].
-   LSTM: c in/out (c_prev -> c_new), tc = tanh(c_new), h = o*tc; cp (c_prev) and y (h) are copies
-   written when not NULL.
-   GRU: hn = hh_n + bhn, n = tanh(xp_n + r*hn), h = (1-z)*n + z*hprev.
-   fr_<cell>_point_for_* returns the kernel of SIMD path `arch` (FR_ARCH_*; portable C for any
-   other value). */
+/*
+ * One tile of a forward step for a cell's pointwise kernel: rows i < m (consecutive batch rows)
+ * and the n <= FR_MAX_NR hidden units [j0, j0+n) of every gate; per-row pointers point at row 0,
+ * unit j0. Gate g's pre-activation of row i is xp[i*ldxp + g*ts + j] + hh[i*ldhh + g*ts + j].
+ * rows[i] is row i's time row r = t*B + b (its row of y and of the cache), or -1 for a row the
+ * kernel skips (its sequence has ended: the driver handles it).
+ * LSTM: c in/out (c_prev -> c_new), h = o*tanh(c_new). GRU: hn = hh_n + bhn,
+ * n = tanh(xp_n + r*hn), h = (1-z)*n + z*hprev. RNN: h = act(xp + hh).
+ * y (+r*H) and the cache rows gates (+r*G*H, gate g at +g*H), aux0 and aux1 (+r*H) are stored
+ * where not NULL (the cache layout above; NULL in inference).
+ */
 #define FR_DECLARE_POINT(T, S)                                                                    \
-    typedef void (*fr_lstm_point_fn_##S)(int64_t n, int64_t ts, const T *xp, const T *hh, T *c,  \
-                                         T *act, int64_t as, T *tc, T *h, T *cp, T *y);           \
-    typedef void (*fr_gru_point_fn_##S)(int64_t n, int64_t ts, const T *xp, const T *hh,          \
-                                        const T *bhn, const T *hprev, T *act, int64_t as, T *hn,  \
-                                        T *h);                                                    \
-    fr_point_fn fr_lstm_point_for_##S(int arch);                                                  \
-    fr_point_fn fr_gru_point_for_##S(int arch);
+    typedef struct {                                                                              \
+        int64_t m, n, ts, H;                                                                      \
+        const T *xp;                                                                              \
+        int64_t ldxp;                                                                             \
+        const T *hh;                                                                              \
+        int64_t ldhh;                                                                             \
+        const T *bhn;   /* GRU recurrent n-bias, shared by the rows */                            \
+        const T *hprev; /* previous state, row i at +i*ldh */                                     \
+        T *h;           /* new state, row i at +i*ldh */                                          \
+        int64_t ldh;                                                                              \
+        T *c; /* LSTM cell state, row i at +i*ldc */                                              \
+        int64_t ldc;                                                                              \
+        const int64_t *rows;                                                                      \
+        T *y, *gates, *aux0, *aux1;                                                               \
+    } fr_tile_##S;                                                                                \
+    /* A cell's forward pointwise kernel over a tile (act: the RNN non-linearity). */             \
+    typedef void (*fr_point_fn_##S)(const fr_tile_##S *t, int act);                               \
+    /* pointwise.c: the LSTM / GRU kernel of SIMD path arch (FR_ARCH_*; portable C for any       \
+       other value). */                                                                           \
+    fr_point_fn_##S fr_lstm_point_for_##S(int arch);                                              \
+    fr_point_fn_##S fr_gru_point_for_##S(int arch);
 FR_DECLARE_POINT(float, s)
 FR_DECLARE_POINT(double, d)
 #undef FR_DECLARE_POINT
 
-/*
- * Forward pointwise for one row segment.
- * xp, hh: input projection (incl. folded biases) and recurrent product, gate g at +g*ts.
- * bhn: GRU recurrent n-bias segment (NULL = 0). hprev: previous state; h: new state (out);
- * c: LSTM cell state (in: c_prev, out: c_new). y: output (out). gates/aux0/aux1: cache rows, gate g
- * of gates at +g*H (NULL in inference). act: RNN non-linearity. pw: the cell's pointwise kernel
- * (cell->point_for(arch), NULL for a cell without one).
- */
+/* Loop over the rows i of tile t that are not skipped, r their time rows. */
+#define FR_TILE_ROWS(t, i, r)                                                                     \
+    for (int64_t i = 0, r; i < (t)->m; i++)                                                       \
+        if ((r = (t)->rows[i]) >= 0)
+
 #define FR_DECLARE_CELL(T, S)                                                                     \
-    typedef void (*fr_fw_##S##_fn)(fr_point_fn pw, int64_t n, int64_t ts, int64_t H, const T *xp, \
-                                   const T *hh, const T *bhn, const T *hprev, T *h, T *c, T *y,   \
-                                   T *gates, T *aux0, T *aux1, int act);                          \
     /* Backward pointwise for one row segment. dy: output gradient (NULL = 0). dh: in, gradient   \
        w.r.t. the new state from later steps; out, the direct gradient w.r.t. hprev (excluding    \
        the W_hh product). dc: LSTM cell gradient, in/out. dgh: gradient w.r.t. the recurrent      \
@@ -80,9 +90,10 @@ FR_DECLARE_POINT(double, d)
         int has_c;          /* LSTM cell state */                                                 \
         int split_n;        /* GRU: b_hh's n part stays out of the input projection */            \
         int bw_hprev;       /* the backward pointwise reads h_prev (GRU) */                       \
-        fr_fw_##S##_fn fw;  /* forward pointwise */                                               \
-        fr_bw_##S##_fn bw;  /* backward pointwise */                                              \
-        fr_point_fn (*point_for)(int arch); /* fw's pointwise kernel per SIMD path, or NULL */    \
+        fr_bw_##S##_fn bw;  /* backward pointwise of one row segment */                           \
+        /* the forward pointwise kernel of SIMD path arch (resolved once per driver call: once   \
+           per row segment cost ~4% of an LSTM inference step, measured) */                       \
+        fr_point_fn_##S (*point_for)(int arch);                                                   \
     } fr_cell_##S;                                                                                \
     /* A thread's share of the forward weights, packed: hidden blocks [jb0, jb0+nj) of width nr. */ \
     typedef struct {                                                                              \
@@ -112,7 +123,7 @@ FR_DECLARE_POINT(double, d)
                          const T *hp, T *hn, int64_t ldh,                                         \
                          T *c,                                                                     \
                          const T *xp, int64_t ldxp, int64_t qbase, T *y, T *cache, T *tile,       \
-                         fr_point_fn pw, int act);                                                \
+                         fr_point_fn_##S pw, int act);                                            \
     /* The descriptor of FR_CELL_RNN/LSTM/GRU, NULL for another value. */                         \
     const fr_cell_##S *fr_rec_cell_of_##S(int cell);                                              \
     /* Whole-sequence forward of a cell; arguments as the public fr_<cell>_forward_*, plus ids    \

@@ -235,13 +235,23 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
                       int64_t Tn, int64_t B, int64_t rb0, int64_t rb1, int64_t H,
                       const int64_t *lengths, int reverse,
                       const REAL *hp, REAL *hn, int64_t ldh, REAL *c, const REAL *xp, int64_t ldxp,
-                      int64_t qbase, REAL *y, REAL *cache, REAL *tile, fr_point_fn pw, int act) {
+                      int64_t qbase, REAL *y, REAL *cache, REAL *tile, SFX(fr_point_fn) pw, int act) {
     const int64_t G = cell->G, GH = G * H, nr = sl->nr, mr = kern->mr, TB = Tn * B;
     REAL *hprev_c = cache, *gates_c = cache ? cache + TB * H : NULL;
-    REAL *aux0_c = cache ? gates_c + TB * GH : NULL, *aux1_c = cache ? aux0_c + TB * H : NULL;
+    REAL *aux0_c = cache && cell->naux > 0 ? gates_c + TB * GH : NULL;
+    REAL *aux1_c = cache && cell->naux > 1 ? aux0_c + TB * H : NULL;
+    int64_t rows[FR_MAX_MR];
+    SFX(fr_tile) tl = {.ts = nr, .H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * nr, .ldh = ldh,
+                       .ldc = H, .rows = rows};
     for (int64_t jl = 0; jl < sl->nj; jl++) {
         const int64_t j0 = (sl->jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
         const REAL *wpanel = sl->whh + jl * G * H * nr;
+        tl.n = nv;
+        tl.bhn = sl->bhn + jl * nr;
+        tl.y = y ? y + j0 : NULL;
+        tl.gates = gates_c ? gates_c + j0 : NULL;
+        tl.aux0 = aux0_c ? aux0_c + j0 : NULL;
+        tl.aux1 = aux1_c ? aux1_c + j0 : NULL;
         for (int64_t b0 = rb0; b0 < rb1; b0 += mr) {
             const int64_t m = SFX(imin)(mr, rb1 - b0);
             for (int64_t g = 0; g < G; g++)
@@ -249,26 +259,26 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
             for (int64_t i = 0; i < m; i++) {
                 const int64_t b = b0 + i;
                 const int64_t L = lengths ? lengths[b] : Tn;
-                const int64_t t = SFX(time_of)(s, L, reverse);
-                const int64_t r = t * B + b;
+                const int64_t r = SFX(time_of)(s, L, reverse) * B + b;
                 if (cache && s + 1 < Tn) /* the row's next step, one step ahead of its stores */
                     SFX(prefetch_fw_row)(cell, SFX(time_of)(s + 1, L, reverse) * B + b, j0, nv, H, y,
                                          hprev_c, gates_c, aux0_c, aux1_c);
                 if (s < L) {
-                    REAL *gq = cache ? gates_c + r * GH + j0 : NULL;
-                    REAL *a0 = cache && cell->naux > 0 ? aux0_c + r * H + j0 : NULL;
-                    REAL *a1 = cache && cell->naux > 1 ? aux1_c + r * H + j0 : NULL;
+                    rows[i] = r;
                     if (cache) memcpy(hprev_c + r * H + j0, hp + b * ldh + j0, (size_t)nv * sizeof(REAL));
-                    cell->fw(pw, nv, nr, H, xp + (qbase + b) * ldxp + jl * G * nr, tile + i * G * nr,
-                             sl->bhn + jl * nr, hp + b * ldh + j0, hn + b * ldh + j0,
-                             cell->has_c ? c + b * H + j0 : NULL, y ? y + r * H + j0 : NULL, gq, a0,
-                             a1, act);
-                } else {
+                } else { /* the row's sequence has ended: its state passes through */
+                    rows[i] = -1;
                     memcpy(hn + b * ldh + j0, hp + b * ldh + j0, (size_t)nv * sizeof(REAL));
                     if (y) memset(y + r * H + j0, 0, (size_t)nv * sizeof(REAL));
                     if (cache) memset(hprev_c + r * H + j0, 0, (size_t)nv * sizeof(REAL));
                 }
             }
+            tl.m = m;
+            tl.xp = xp + (qbase + b0) * ldxp + jl * G * nr;
+            tl.hprev = hp + b0 * ldh + j0;
+            tl.h = hn + b0 * ldh + j0;
+            tl.c = cell->has_c ? c + b0 * H + j0 : NULL;
+            pw(&tl, act);
         }
     }
 }
@@ -296,9 +306,9 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
     if (Tn == 0 || B == 0) return FR_OK;
 
     const KERN *kern = SFX(fr_kernel_get)();
-    const fr_point_fn pw = cell->point_for ? cell->point_for(fr_get_arch()) : NULL;
+    const SFX(fr_point_fn) pw = cell->point_for(fr_get_arch());
     const int64_t mr = kern->mr, nr = kern->nr;
-    if (nr > FR_MAX_NR) return FR_ERR_ARG;
+    if (nr > FR_MAX_NR || mr > FR_MAX_MR) return FR_ERR_ARG;
     const int64_t njb = (H + nr - 1) / nr;
     const int nt = SFX(pick_threads)(nthreads, njb, B, I, H, (int)G);
     const int64_t wbytes = G * H * ((identity ? 0 : I) + H) * (int64_t)sizeof(REAL);

@@ -5,28 +5,28 @@
  * Gradient write rule: dx, dh0 written (=); dw_ih, dw_hh, db_ih, db_hh accumulate (+=).
  */
 
-FR_CLONES static void SFX(rnn_fw)(fr_point_fn pw, int64_t n, int64_t ts, int64_t H, const REAL *xp,
-                                  const REAL *hh, const REAL *bhn, const REAL *hprev, REAL *h,
-                                  REAL *c, REAL *y, REAL *gates, REAL *aux0, REAL *aux1, int act) {
-    (void)pw;
-    (void)ts;
-    (void)H;
-    (void)bhn;
-    (void)hprev;
-    (void)c;
-    (void)aux0;
-    (void)aux1;
-    if (n <= 0 || n > FR_MAX_NR) return;
-    REAL a[FR_MAX_NR];
-    for (int64_t j = 0; j < n; j++) a[j] = xp[j] + hh[j];
-    if (act == FR_RNN_RELU) {
-        for (int64_t j = 0; j < n; j++) a[j] = a[j] < (REAL)0 ? (REAL)0 : a[j]; /* NaN stays NaN */
-    } else {
-        SFX(fr_tanh)(a, a, n);
+/* The forward pointwise over a tile (recurrence.h's fr_tile): h = act(xp + hh), also stored to y
+   and to the cache's gate row where those are not NULL. */
+FR_CLONES static void SFX(rnn_tile)(const SFX(fr_tile) *t, int act) {
+    const int64_t n = t->n, H = t->H;
+    FR_TILE_ROWS(t, i, r) {
+        const REAL *xp = t->xp + i * t->ldxp, *hh = t->hh + i * t->ldhh;
+        REAL *h = t->h + i * t->ldh;
+        for (int64_t j = 0; j < n; j++) h[j] = xp[j] + hh[j];
+        if (act == FR_RNN_RELU) {
+            for (int64_t j = 0; j < n; j++) h[j] = h[j] < (REAL)0 ? (REAL)0 : h[j]; /* NaN stays NaN */
+        } else {
+            SFX(fr_tanh)(h, h, n);
+        }
+        if (t->y) memcpy(t->y + r * H, h, (size_t)n * sizeof(REAL));
+        if (t->gates) memcpy(t->gates + r * H, h, (size_t)n * sizeof(REAL));
     }
-    memcpy(h, a, (size_t)n * sizeof(REAL));
-    memcpy(y, a, (size_t)n * sizeof(REAL));
-    if (gates) memcpy(gates, a, (size_t)n * sizeof(REAL));
+}
+
+/* The RNN has one pointwise kernel (its tanh dispatches on the SIMD path itself). */
+static SFX(fr_point_fn) SFX(rnn_point_for)(int arch) {
+    (void)arch;
+    return SFX(rnn_tile);
 }
 
 FR_CLONES static void SFX(rnn_bw)(int64_t n, int64_t H, const REAL *restrict gates,
@@ -61,7 +61,7 @@ FR_CLONES static void SFX(rnn_bw)(int64_t n, int64_t H, const REAL *restrict gat
     }
 }
 
-const SFX(fr_cell) SFX(fr_rnn_cell) = {1, 0, 0, 0, 0, SFX(rnn_fw), SFX(rnn_bw), NULL};
+const SFX(fr_cell) SFX(fr_rnn_cell) = {1, 0, 0, 0, 0, SFX(rnn_bw), SFX(rnn_point_for)};
 
 int SFX(fr_rnn_forward)(REAL *y, REAL *h_n, REAL *cache, const REAL *x, const REAL *h0,
                         const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,

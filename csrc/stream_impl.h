@@ -38,15 +38,15 @@ int SFX(fr_step)(REAL *h, REAL *c, REAL *work, const REAL *packed, int cell, int
     if (B == 0) return FR_OK;
     const SFX(fr_kernel) *kern = SFX(fr_kernel_get)();
     const int64_t nr = kern->nr, njb = (H + nr - 1) / nr, ldxp = cd->G * njb * nr;
+    if (nr > FR_MAX_NR || kern->mr > FR_MAX_MR) return FR_ERR_ARG;
     SFX(fr_slice) sl;
     /* the view only hands out pointers into packed, which the step reads and never writes */
     SFX(fr_rec_slice_view)(cd, &sl, (REAL *)(uintptr_t)packed, I, H, nr, 0, njb, njb);
     REAL *xp = work, *hn = xp + B * ldxp, *tile = hn + B * H;
     SFX(fr_rec_project)(cd, kern, &sl, x, B, I, xp, ldxp);
-    /* one step at time 0 of a length-1 sequence; the output row is the new state itself */
-    const fr_point_fn pw = cd->point_for ? cd->point_for(fr_get_arch()) : NULL;
-    SFX(fr_rec_step)(cd, kern, &sl, 0, 1, B, 0, B, H, NULL, 0, h, hn, H, c, xp, ldxp, 0, hn, NULL, tile,
-                     pw, act);
+    /* one step at time 0 of a length-1 sequence, without a separate output (hn is the output) */
+    SFX(fr_rec_step)(cd, kern, &sl, 0, 1, B, 0, B, H, NULL, 0, h, hn, H, c, xp, ldxp, 0, NULL, NULL,
+                     tile, cd->point_for(fr_get_arch()), act);
     memcpy(h, hn, (size_t)(B * H) * sizeof(REAL));
     return FR_OK;
 }
