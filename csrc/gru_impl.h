@@ -30,17 +30,17 @@ static inline void SFX(gru_bw_seg)(int64_t n, const REAL *restrict gr, const REA
     }
 }
 
-FR_CLONES static void SFX(gru_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux0,
-                                  const REAL *aux1, const REAL *hprev, const REAL *dy, REAL *dh,
-                                  REAL *dc, REAL *dgh, REAL *dgs, REAL *dgx, int act) {
-    (void)aux1;
-    (void)dc;
+FR_CLONES static void SFX(gru_bw)(const SFX(fr_bw_tile) *t, int act) {
     (void)act;
-    if (n <= 0 || n > FR_MAX_NR) return;
-    REAL dht[FR_MAX_NR];
-    FR_SEG_ADD(dht, dh, dy, n);
-    SFX(gru_bw_seg)(n, gates, gates + H, gates + 2 * H, aux0, hprev, dht, dh, dgh, dgh + H,
-                    dgh + 2 * H, dgs, dgs + H, dgs + 2 * H, dgx, dgx + H, dgx + 2 * H);
+    const int64_t n = t->n, H = t->H;
+    FR_TILE_ROWS(t, i, r) {
+        REAL dht[FR_MAX_NR], *dh = t->dh + i * H;
+        FR_SEG_ADD(dht, dh, t->dy ? t->dy + r * H : NULL, n);
+        const REAL *g = t->gates + r * 3 * H;
+        REAL *dg = t->dgh + r * 3 * H, *dx = t->dgx + r * 3 * H, *ds = t->dgs + i * t->ldd;
+        SFX(gru_bw_seg)(n, g, g + H, g + 2 * H, t->aux0 + r * H, t->hprev + r * H, dht, dh, dg,
+                        dg + H, dg + 2 * H, ds, ds + H, ds + 2 * H, dx, dx + H, dx + 2 * H);
+    }
 }
 
 const SFX(fr_cell) SFX(fr_gru_cell) = {3, 1, 0, 1, 1, SFX(gru_bw), SFX(fr_gru_point_for)};

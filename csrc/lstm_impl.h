@@ -30,18 +30,19 @@ static inline void SFX(lstm_bw_seg)(int64_t n, const REAL *restrict gi, const RE
     }
 }
 
-FR_CLONES static void SFX(lstm_bw)(int64_t n, int64_t H, const REAL *gates, const REAL *aux0,
-                                   const REAL *aux1, const REAL *hprev, const REAL *dy, REAL *dh,
-                                   REAL *dc, REAL *dgh, REAL *dgs, REAL *dgx, int act) {
-    (void)hprev;
-    (void)dgx;
+FR_CLONES static void SFX(lstm_bw)(const SFX(fr_bw_tile) *t, int act) {
     (void)act;
-    if (n <= 0 || n > FR_MAX_NR) return;
-    REAL dht[FR_MAX_NR];
-    FR_SEG_ADD(dht, dh, dy, n);
-    for (int64_t j = 0; j < n; j++) dh[j] = 0;
-    SFX(lstm_bw_seg)(n, gates, gates + H, gates + 2 * H, gates + 3 * H, aux0, aux1, dht, dc, dgh,
-                     dgh + H, dgh + 2 * H, dgh + 3 * H, dgs, dgs + H, dgs + 2 * H, dgs + 3 * H);
+    const int64_t n = t->n, H = t->H;
+    FR_TILE_ROWS(t, i, r) {
+        REAL dht[FR_MAX_NR], *dh = t->dh + i * H;
+        FR_SEG_ADD(dht, dh, t->dy ? t->dy + r * H : NULL, n);
+        for (int64_t j = 0; j < n; j++) dh[j] = 0;
+        const REAL *g = t->gates + r * 4 * H;
+        REAL *dg = t->dgh + r * 4 * H, *ds = t->dgs + i * t->ldd;
+        SFX(lstm_bw_seg)(n, g, g + H, g + 2 * H, g + 3 * H, t->aux0 + r * H, t->aux1 + r * H, dht,
+                         t->dc + i * H, dg, dg + H, dg + 2 * H, dg + 3 * H, ds, ds + H, ds + 2 * H,
+                         ds + 3 * H);
+    }
 }
 
 const SFX(fr_cell) SFX(fr_lstm_cell) = {4, 2, 1, 0, 0, SFX(lstm_bw), SFX(fr_lstm_point_for)};

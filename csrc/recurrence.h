@@ -2,9 +2,8 @@
  * recurrence.h — internal interface between the cell files (rnn.c, lstm.c, gru.c) and the shared
  * whole-sequence driver (recurrence.c). Not part of the public API.
  *
- * A cell is described by its gate count and two pointwise functions: the forward one works on a
- * tile of rows (fr_tile) and the backward one on one batch row; both on a segment of
- * n <= FR_MAX_NR hidden units [j0, j0+n). The driver owns everything else: packing,
+ * A cell is described by its gate count and two pointwise functions that work on a tile of rows
+ * (fr_tile, fr_bw_tile) and a segment of n <= FR_MAX_NR hidden units [j0, j0+n). The driver owns everything else: packing,
  * input projection, the per-step recurrent GEMM, threading, lengths and reverse, the cache layout
  * and the weight-gradient GEMMs.
  *
@@ -76,21 +75,29 @@ FR_DECLARE_POINT(double, d)
         if ((r = (t)->rows[i]) >= 0)
 
 #define FR_DECLARE_CELL(T, S)                                                                     \
-    /* Backward pointwise for one row segment. dy: output gradient (NULL = 0). dh: in, gradient   \
-       w.r.t. the new state from later steps; out, the direct gradient w.r.t. hprev (excluding    \
-       the W_hh product). dc: LSTM cell gradient, in/out. dgh: gradient w.r.t. the recurrent      \
-       pre-activations (gate g at +g*H), written to both dgh and dgs. dgx: GRU only, gradient     \
-       w.r.t. the input pre-activations (NULL for cells where it equals dgh). */                  \
-    typedef void (*fr_bw_##S##_fn)(int64_t n, int64_t H, const T *gates, const T *aux0,           \
-                                   const T *aux1, const T *hprev, const T *dy, T *dh, T *dc,      \
-                                   T *dgh, T *dgs, T *dgx, int act);                              \
+    /* Rows i < m of a backward step for a cell's backward pointwise, on hidden units            \
+       [j0, j0+n): rows[i] is row i's time row r (-1: skip). Cache rows (gates +r*G*H, aux0, aux1, \
+       hprev +r*H), dy (+r*H, NULL = 0) and the pre-activation gradients dgh, dgx (+r*G*H) point  \
+       at unit j0 of time row 0; dh, dc (+i*H) and the step rows dgs (+i*ldd) at row i = 0.       \
+       dh: in, the gradient w.r.t. the new state from later steps; out, the direct gradient      \
+       w.r.t. hprev (excluding the W_hh product). dc: LSTM cell gradient, in/out. dgh: gradient   \
+       w.r.t. the recurrent pre-activations (gate g at +g*H), written to both dgh and dgs. dgx:   \
+       GRU only, gradient w.r.t. the input pre-activations (NULL for cells where it equals dgh). */ \
+    typedef struct {                                                                              \
+        int64_t m, n, H;                                                                          \
+        const int64_t *rows;                                                                      \
+        const T *gates, *aux0, *aux1, *hprev, *dy;                                                \
+        T *dh, *dc, *dgh, *dgx, *dgs;                                                             \
+        int64_t ldd;                                                                              \
+    } fr_bw_tile_##S;                                                                             \
+    typedef void (*fr_bw_##S##_fn)(const fr_bw_tile_##S *t, int act);                             \
     typedef struct {                                                                              \
         int G;              /* gates in the weights */                                            \
         int naux;           /* extra (T*B, H) cache blocks */                                     \
         int has_c;          /* LSTM cell state */                                                 \
         int split_n;        /* GRU: b_hh's n part stays out of the input projection */            \
         int bw_hprev;       /* the backward pointwise reads h_prev (GRU) */                       \
-        fr_bw_##S##_fn bw;  /* backward pointwise of one row segment */                           \
+        fr_bw_##S##_fn bw;  /* backward pointwise of a tile of rows */                            \
         /* the forward pointwise kernel of SIMD path arch (resolved once per driver call: once   \
            per row segment cost ~4% of an LSTM inference step, measured) */                       \
         fr_point_fn_##S (*point_for)(int arch);                                                   \

@@ -19,6 +19,8 @@
 /* Packed weight bytes above which batch groups lose to splitting hidden units only (measured:
    LSTM H=128 gains with groups at 512 KiB, H=256 loses or breaks even at 2 MiB). */
 #define FR_GROUP_MAX_WEIGHT_BYTES (1 << 20)
+/* Rows per call of the backward pointwise. */
+#define FR_BW_ROWS 16
 /* Flops per step and thread below which an extra thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 16000.0
 
@@ -493,7 +495,8 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     REAL *dgs = scratch + TB * GH * own_dgx; /* 2 x (B, ldd) ping-pong step rows */
 
     const REAL *hprev_c = cache, *gates_c = cache + TB * H;
-    const REAL *aux0_c = gates_c + TB * GH, *aux1_c = aux0_c + TB * H;
+    const REAL *aux0_c = cell->naux > 0 ? gates_c + TB * GH : NULL;
+    const REAL *aux1_c = cell->naux > 1 ? aux0_c + TB * H : NULL;
     REAL *dh = dh0, *dc = cell->has_c ? dc0 : NULL;
     int short_team = 0;
 
@@ -510,30 +513,43 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
             REAL *tile = whh_p + njt * GH * nr;
             if (nj > 0) SFX(fr_pack_b)(whh_p, w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
 
+            int64_t rows[FR_BW_ROWS];
+            SFX(fr_bw_tile) bt = {.H = H, .rows = rows, .ldd = ldd};
             for (int64_t s = Tn - 1; s >= 0; s--) {
                 REAL *dstep = dgs + (s & 1) * B * ldd;
                 for (int64_t jl = 0; jl < nj; jl++) {
                     const int64_t j0 = (jb0 + jl) * nr, nv = SFX(imin)(nr, H - j0);
-                    for (int64_t b = rb0; b < rb1; b++) {
-                        const int64_t L = lengths ? lengths[b] : Tn;
-                        const int64_t t = SFX(time_of)(s, L, reverse);
-                        const int64_t r = t * B + b;
-                        if (s > 0) /* the row's next step, one step ahead of use */
-                            SFX(prefetch_bw_row)(cell, SFX(time_of)(s - 1, L, reverse) * B + b, j0, nv,
-                                                 H, hprev_c, gates_c, aux0_c, aux1_c, dy, dgh_all,
-                                                 split ? dgx_all : NULL);
-                        if (s < L) {
-                            cell->bw(nv, H, gates_c + r * GH + j0, aux0_c + r * H + j0, aux1_c + r * H + j0,
-                                     hprev_c + r * H + j0, dy ? dy + r * H + j0 : NULL, dh + b * H + j0,
-                                     dc ? dc + b * H + j0 : NULL, dgh_all + r * GH + j0, dstep + b * ldd + j0,
-                                     split ? dgx_all + r * GH + j0 : NULL, act);
-                        } else {
-                            for (int64_t g = 0; g < G; g++) {
-                                memset(dgh_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
-                                memset(dstep + b * ldd + g * H + j0, 0, (size_t)nv * sizeof(REAL));
-                                if (split) memset(dgx_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
-                            }
+                    bt.n = nv;
+                    bt.gates = gates_c + j0;
+                    bt.aux0 = aux0_c ? aux0_c + j0 : NULL;
+                    bt.aux1 = aux1_c ? aux1_c + j0 : NULL;
+                    bt.hprev = hprev_c + j0;
+                    bt.dy = dy ? dy + j0 : NULL;
+                    bt.dgh = dgh_all + j0;
+                    bt.dgx = split ? dgx_all + j0 : NULL;
+                    for (int64_t b0 = rb0; b0 < rb1; b0 += FR_BW_ROWS) {
+                        const int64_t m = SFX(imin)(FR_BW_ROWS, rb1 - b0);
+                        for (int64_t i = 0; i < m; i++) {
+                            const int64_t b = b0 + i;
+                            const int64_t L = lengths ? lengths[b] : Tn;
+                            const int64_t r = SFX(time_of)(s, L, reverse) * B + b;
+                            if (s > 0) /* the row's next step, one step ahead of use */
+                                SFX(prefetch_bw_row)(cell, SFX(time_of)(s - 1, L, reverse) * B + b, j0,
+                                                     nv, H, hprev_c, gates_c, aux0_c, aux1_c, dy, dgh_all,
+                                                     split ? dgx_all : NULL);
+                            rows[i] = s < L ? r : -1;
+                            if (s >= L) /* past the row's end: zero gradients */
+                                for (int64_t g = 0; g < G; g++) {
+                                    memset(dgh_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                                    memset(dstep + b * ldd + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                                    if (split) memset(dgx_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                                }
                         }
+                        bt.m = m;
+                        bt.dh = dh + b0 * H + j0;
+                        bt.dc = dc ? dc + b0 * H + j0 : NULL;
+                        bt.dgs = dstep + b0 * ldd + j0;
+                        cell->bw(&bt, act);
                     }
                 }
                 if (spin) {
@@ -597,5 +613,6 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
 #undef CELL
 #undef KERN
 #undef PROJ_ROWS
+#undef FR_BW_ROWS
 #undef MIN_FLOPS_PER_THREAD
 #undef FR_GROUP_MAX_WEIGHT_BYTES

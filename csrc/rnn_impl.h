@@ -29,35 +29,34 @@ static SFX(fr_point_fn) SFX(rnn_point_for)(int arch) {
     return SFX(rnn_tile);
 }
 
-FR_CLONES static void SFX(rnn_bw)(int64_t n, int64_t H, const REAL *restrict gates,
-                                  const REAL *restrict aux0, const REAL *restrict aux1,
-                                  const REAL *restrict hprev, const REAL *restrict dy,
-                                  REAL *restrict dh, REAL *restrict dc, REAL *restrict dgh,
-                                  REAL *restrict dgs, REAL *restrict dgx, int act) {
-    (void)H;
-    (void)aux0;
-    (void)aux1;
-    (void)hprev;
-    (void)dc;
-    (void)dgx;
-    if (n <= 0 || n > FR_MAX_NR) return;
-    REAL dht[FR_MAX_NR]; /* restrict pointers and no branch in the loop: it vectorises */
-    FR_SEG_ADD(dht, dh, dy, n);
+/* The backward maths of one row segment (restrict pointers and no branch in the loops: they
+   vectorise). */
+static inline void SFX(rnn_bw_seg)(int64_t n, const REAL *restrict hv, const REAL *restrict dht,
+                                   REAL *restrict dh, REAL *restrict dgh, REAL *restrict dgs,
+                                   int act) {
     if (act == FR_RNN_RELU) {
         for (int64_t j = 0; j < n; j++) {
-            const REAL d = gates[j] > (REAL)0 ? dht[j] : (REAL)0;
+            const REAL d = hv[j] > (REAL)0 ? dht[j] : (REAL)0;
             dh[j] = 0;
             dgh[j] = d;
             dgs[j] = d;
         }
     } else {
         for (int64_t j = 0; j < n; j++) {
-            const REAL hv = gates[j];
-            const REAL d = dht[j] * ((REAL)1 - hv * hv);
+            const REAL d = dht[j] * ((REAL)1 - hv[j] * hv[j]);
             dh[j] = 0;
             dgh[j] = d;
             dgs[j] = d;
         }
+    }
+}
+
+FR_CLONES static void SFX(rnn_bw)(const SFX(fr_bw_tile) *t, int act) {
+    const int64_t n = t->n, H = t->H;
+    FR_TILE_ROWS(t, i, r) {
+        REAL dht[FR_MAX_NR], *dh = t->dh + i * H;
+        FR_SEG_ADD(dht, dh, t->dy ? t->dy + r * H : NULL, n);
+        SFX(rnn_bw_seg)(n, t->gates + r * H, dht, dh, t->dgh + r * H, t->dgs + i * t->ldd, act);
     }
 }
 
