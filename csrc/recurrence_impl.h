@@ -136,6 +136,19 @@ static FR_PF_INLINE void SFX(prefetch_bw_row)(const CELL *cell, int64_t r, int64
     if (dy) SFX(prefetch_span)(dy + r * H + j0, nv, 0);
 }
 
+/* db[g*H + j] += d[r*G*H + g*H + j] for the tile's rows r, gates g < G and units j < t->n (d and
+   db at the tile's first unit). */
+FR_CLONES static void SFX(sum_rows)(const SFX(fr_bw_tile) *t, int64_t G, const REAL *d, REAL *db) {
+    const int64_t n = t->n, H = t->H;
+    FR_TILE_ROWS(t, i, r) {
+        for (int64_t g = 0; g < G; g++) {
+            const REAL *restrict src = d + r * G * H + g * H;
+            REAL *restrict dst = db + g * H;
+            for (int64_t j = 0; j < n; j++) dst[j] += src[j];
+        }
+    }
+}
+
 /* Time index of batch row b at step s (a bijection on [0, T) for each row). */
 static inline int64_t SFX(time_of)(int64_t s, int64_t L, int reverse) {
     return (reverse && s < L) ? L - 1 - s : s;
@@ -478,7 +491,10 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
        512, 1024...) the microkernel's rows would all map to the same L1 set */
     const int64_t line = 64 / (int64_t)sizeof(REAL);
     const int64_t ldd = (GH + line - 1) / line * line + line;
-    const int64_t per_thread = njt * GH * nr + mr * nr;
+    /* bias gradients: each thread sums the gate gradients it writes (dgh, and GRU's dgx apart)
+       into its own accumulators, added up in thread order after the loop */
+    const int64_t nacc = (db_ih || db_hh) ? (split ? 2 : 1) : 0;
+    const int64_t per_thread = njt * GH * nr + mr * nr + nacc * GH;
     /* the (T*B, G*H) input pre-activation grads go straight to dx when W_ih is the identity */
     const int64_t own_dgx = identity ? (split ? 1 : 0) : (split ? 2 : 1);
     const int64_t shared = TB * GH * own_dgx + 2 * B * ldd;
@@ -511,6 +527,8 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
             SFX(my_blocks)(njb, njt, hg, &jb0, &nj);
             REAL *whh_p = scratch + shared + tid * per_thread; /* nj panels of (G*H) x nr */
             REAL *tile = whh_p + njt * GH * nr;
+            REAL *acc = tile + mr * nr; /* nacc x G*H bias-gradient sums */
+            if (nacc > 0) memset(acc, 0, (size_t)(nacc * GH) * sizeof(REAL));
             if (nj > 0) SFX(fr_pack_b)(whh_p, w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
 
             int64_t rows[FR_BW_ROWS];
@@ -550,6 +568,10 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                         bt.dc = dc ? dc + b0 * H + j0 : NULL;
                         bt.dgs = dstep + b0 * ldd + j0;
                         cell->bw(&bt, act);
+                        if (nacc > 0) { /* while the rows just written are in L1 */
+                            SFX(sum_rows)(&bt, G, bt.dgh, acc + j0);
+                            if (split) SFX(sum_rows)(&bt, G, bt.dgx, acc + GH + j0);
+                        }
                     }
                 }
                 if (spin) {
@@ -590,19 +612,15 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
         if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, ntg);
     }
     if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, ntg);
-    if (st == FR_OK && (db_ih || db_hh)) {
-        /* column sums, each column range owned by one thread, rows in order (deterministic) */
-        const int ntb = SFX(threads_for)(nthreads, 2.0 * (double)TB * (double)GH);
-        (void)ntb; /* only the pragma reads it */
-#pragma omp parallel num_threads(ntb) if (ntb > 1)
-        {
-            int64_t n0, n1;
-            fr_omp_share(GH, &n0, &n1);
-            for (int64_t r = 0; r < TB; r++) {
-                if (db_ih)
-                    for (int64_t n = n0; n < n1; n++) db_ih[n] += dgx_all[r * GH + n];
-                if (db_hh)
-                    for (int64_t n = n0; n < n1; n++) db_hh[n] += dgh_all[r * GH + n];
+    for (int t = 0; t < nt && nacc > 0; t++) { /* bias gradients: the threads' sums, in order */
+        int64_t jb0, nj;
+        SFX(my_blocks)(njb, njt, t % nhg, &jb0, &nj);
+        const REAL *acc = scratch + shared + t * per_thread + njt * GH * nr + mr * nr;
+        for (int64_t g = 0; g < G; g++) {
+            const int64_t c0 = g * H + jb0 * nr, c1 = g * H + SFX(imin)(H, (jb0 + nj) * nr);
+            for (int64_t c = c0; c < c1; c++) {
+                if (db_hh) db_hh[c] += acc[c];
+                if (db_ih) db_ih[c] += acc[split ? GH + c : c];
             }
         }
     }
