@@ -1040,6 +1040,53 @@ def _status_text(d: dict[str, Any]) -> str:
     return d["reason"] or d["status"]
 
 
+#: Rounds two implementations must share for a per-round ratio.
+ROUND_MIN = 3
+
+
+def round_ratio(other: dict[str, Any], base: dict[str, Any]) -> float | None:
+    """Median over the rounds both were timed in of other's time / base's time (> 1: base is
+    faster); None with fewer than ``ROUND_MIN`` shared rounds.
+
+    The samples of one round run back to back, so a phase of load from other processes slows
+    both sides of a round's ratio alike, where a min or median per implementation compares
+    samples taken minutes apart. Sample k of every implementation is from round k.
+    """
+    if other.get("status") != "ok" or base.get("status") != "ok":
+        return None
+    if other.get("warmup_only") or base.get("warmup_only"):
+        return None
+    a, b = other.get("times_ms") or [], base.get("times_ms") or []
+    n = min(len(a), len(b))
+    if n < ROUND_MIN:
+        return None
+    return float(statistics.median(x / y for x, y in zip(a[:n], b[:n], strict=True)))
+
+
+def _round_ratio_lines(report: dict[str, Any], anchors: list[str]) -> list[str]:
+    """The markdown section of per-round ratios (empty when no case has enough rounds)."""
+    cols = [("fastrnn", a) for a in anchors]
+    if "dropin" in anchors and "torch" in anchors:
+        cols.append(("dropin", "torch"))
+    rows = []
+    for mode, row, cell, ds in _group(report):
+        by = {d["impl"]: d for d in ds}
+        vals = [round_ratio(by[a], by[b]) if a in by and b in by else None for b, a in cols]
+        if any(v is not None for v in vals):
+            rows.append(f"| {mode} | {row} | {cell} | "
+                        + " | ".join("" if v is None else f"{v:.3f}x" for v in vals) + " |")
+    if not rows:
+        return []
+    head = [f"{LABELS[b]} over {LABELS[a]}" for b, a in cols]
+    return ["", "## Per-round ratios", "",
+            "The median over the rounds of (the other implementation's time / this one's): "
+            "within a round the implementations run back to back, so this comparison holds "
+            "through load that moves the per-implementation statistics above (> 1: the "
+            "first-named is faster).", "",
+            "| mode | row | cell | " + " | ".join(head) + " |",
+            "|---|---|---|" + "---:|" * len(head), *rows]
+
+
 def _dropin_over_torch(by_impl: dict[str, dict[str, Any]]) -> float | None:
     """torch.nn's time / fastrnn.torch's time on one case (> 1: the drop-in is faster)."""
     t, d = by_impl.get("torch"), by_impl.get("dropin")
@@ -1278,6 +1325,7 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
             out.append("| " + " | ".join(cells) + " |")
         if any(d["warmup_only"] for _, _, ds in groups for d in ds):
             out += ["", "† one timed call only (time budget)."]
+    out += _round_ratio_lines(report, anchors)
     out += ["", "## Detail", "",
             f"| mode | row | cell | implementation | {report['stat']} ms | min–max ms | GFLOP/s | "
             "% peak | fastrnn speed-up | max abs diff vs fastrnn | notes |",

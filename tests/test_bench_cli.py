@@ -87,6 +87,7 @@ def test_bench_tiny_json_and_markdown(tmp_path) -> None:
     assert "--shape tiny=6,2,5,8" in text and "GEMM peak" in text
     assert "## Inference" in text and "## Training" in text
     assert "| tiny (6,2,5,8) | lstm |" in text
+    assert "## Per-round ratios" not in text  # one round: no per-round ratios
     # the saved JSON renders again without measuring
     md2 = tmp_path / "again.md"
     proc = _cli("bench", "--load", str(out), "--markdown", str(md2))
@@ -159,6 +160,29 @@ def test_bench_training_data_mode(tmp_path) -> None:
         assert d["status"] != "error", d["reason"]
         if d["status"] == "ok" and d["impl"] != "fastrnn":
             assert d["max_abs_diff_vs_fastrnn"] <= bench.CHECK_ATOL
+
+
+def test_round_ratio_pairs_samples_of_the_same_round() -> None:
+    """The per-round ratio pairs sample k with sample k (the same round), takes the median,
+    and declines with too few shared rounds, a warm-up-only time or a failed measurement."""
+    fast = {"status": "ok", "warmup_only": False, "times_ms": [1.0, 4.0, 2.0, 8.0, 1.0]}
+    # a load phase in rounds 1 and 3 slows both: per-round ratios 2, 2, 3, 2 (round 4 unshared)
+    other = {"status": "ok", "warmup_only": False, "times_ms": [2.0, 8.0, 6.0, 16.0]}
+    assert bench.round_ratio(other, fast) == 2.0
+    assert bench.round_ratio(fast, other) == 0.5
+    assert bench.round_ratio({**other, "times_ms": [2.0, 8.0]}, fast) is None
+    assert bench.round_ratio({**other, "warmup_only": True}, fast) is None
+    assert bench.round_ratio({**other, "status": "error"}, fast) is None
+    # in the markdown: a section with one row per case that has the rounds
+    report = {"results": [
+        {"mode": "training", "row": "r", "cell": "lstm", "impl": "fastrnn", **fast},
+        {"mode": "training", "row": "r", "cell": "lstm", "impl": "torch", **other},
+        {"mode": "training", "row": "r", "cell": "lstm", "impl": "dropin", "status": "ok",
+         "warmup_only": False, "times_ms": [1.0, 4.0, 3.0, 4.0]},
+    ]}
+    lines = bench._round_ratio_lines(report, ["torch", "dropin"])
+    assert "## Per-round ratios" in lines
+    assert lines[-1] == "| training | r | lstm | 2.000x | 1.000x | 2.000x |"
 
 
 def test_flop_count_matches_design() -> None:
