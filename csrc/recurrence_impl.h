@@ -509,6 +509,8 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     REAL *dgh_all = (identity && !split) ? dx : scratch;
     REAL *dgx_all = identity ? dx : (split ? scratch + TB * GH : dgh_all);
     REAL *dgs = scratch + TB * GH * own_dgx; /* 2 x (B, ldd) ping-pong step rows */
+    /* thread t's part: packed W_hh panels, a tile, then its bias-gradient sums (acc0 + t*per_thread) */
+    REAL *acc0 = scratch + shared + njt * GH * nr + mr * nr;
 
     const REAL *hprev_c = cache, *gates_c = cache + TB * H;
     const REAL *aux0_c = cell->naux > 0 ? gates_c + TB * GH : NULL;
@@ -527,7 +529,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
             SFX(my_blocks)(njb, njt, hg, &jb0, &nj);
             REAL *whh_p = scratch + shared + tid * per_thread; /* nj panels of (G*H) x nr */
             REAL *tile = whh_p + njt * GH * nr;
-            REAL *acc = tile + mr * nr; /* nacc x G*H bias-gradient sums */
+            REAL *acc = acc0 + tid * per_thread; /* nacc x G*H bias-gradient sums */
             if (nacc > 0) memset(acc, 0, (size_t)(nacc * GH) * sizeof(REAL));
             if (nj > 0) SFX(fr_pack_b)(whh_p, w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
 
@@ -615,7 +617,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     for (int t = 0; t < nt && nacc > 0; t++) { /* bias gradients: the threads' sums, in order */
         int64_t jb0, nj;
         SFX(my_blocks)(njb, njt, t % nhg, &jb0, &nj);
-        const REAL *acc = scratch + shared + t * per_thread + njt * GH * nr + mr * nr;
+        const REAL *acc = acc0 + t * per_thread;
         for (int64_t g = 0; g < G; g++) {
             const int64_t c0 = g * H + jb0 * nr, c1 = g * H + SFX(imin)(H, (jb0 + nj) * nr);
             for (int64_t c = c0; c < c1; c++) {
