@@ -59,6 +59,35 @@ def test_roundtrip_is_bitwise_and_training_resumes_identically(tmp_path):
         assert np.array_equal(a, b)
 
 
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def _flat(arrays):
+    return np.concatenate([np.ravel(a) for a in arrays])
+
+
+def test_files_saved_by_the_flat_layout_still_load():
+    """Files written by commit f31c9ad (tests/data/README.md) load with their weights,
+    optimizer state and compile settings, predict what that code predicted and train on from
+    where it stopped."""
+    e = np.load(os.path.join(DATA, "model_f31c9ad_expected.npz"))
+    m = load_model(os.path.join(DATA, "model_f31c9ad.keras"))
+    assert m.name == "saved_f31c9ad"
+    assert [type(a).__name__ for a in m.layers] == [
+        "Embedding", "Bidirectional", "LSTM", "SimpleRNN", "Dropout", "Dense"]
+    np.testing.assert_array_equal(_flat(m.get_weights()), e["weights"])
+    np.testing.assert_array_equal(_flat(m.optimizer.get_state()), e["optimizer_state"])
+    assert m.optimizer.iterations == 2 and m.optimizer.clipnorm == 1.0
+    np.testing.assert_allclose(m.predict(e["x"], verbose=0), e["predict"], rtol=1e-5, atol=1e-7)
+    set_random_seed(7)
+    m.train_on_batch(e["x"][:4], e["y"][:4])
+    np.testing.assert_allclose(_flat(m.get_weights()), e["weights_after_step"], rtol=1e-5,
+                               atol=1e-7)
+    w = Sequential.from_config(m.get_config())
+    w.load_weights(os.path.join(DATA, "weights_f31c9ad.keras"))
+    np.testing.assert_array_equal(_flat(w.get_weights()), e["weights"])
+
+
 def test_save_before_fit_and_weights_only(tmp_path):
     m = Sequential([L.Input((5, 3)), L.LSTM(4), L.Dense(1)])
     m.save(tmp_path / "a.keras")
