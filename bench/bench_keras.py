@@ -52,9 +52,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import numpy as np  # noqa: E402
 
 import fastrnn  # noqa: E402
-from fastrnn import layers as L  # noqa: E402
-from fastrnn import optimizers as O  # noqa: E402
-from fastrnn.models import Sequential  # noqa: E402
+from fastrnn.keras import layers as L  # noqa: E402
+from fastrnn.keras import optimizers as O  # noqa: E402
+from fastrnn.keras.models import Sequential  # noqa: E402
 
 
 def _data(case: str, n: int, t: int, seed: int = 0):

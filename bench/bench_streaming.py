@@ -42,8 +42,8 @@ def _time_steps(fn, xs) -> tuple[float, float]:
 
 
 def build_models():
-    from fastrnn.layers import GRU, LSTM, Dense
-    from fastrnn.models import Sequential
+    from fastrnn.keras.layers import GRU, LSTM, Dense
+    from fastrnn.keras.models import Sequential
 
     a = Sequential([LSTM(64, input_shape=(None, 1)), Dense(1)])
     b = Sequential([GRU(128, return_sequences=True, input_shape=(None, 1)), GRU(128), Dense(1)])

@@ -19,9 +19,9 @@ import time
 import numpy as np
 
 import fastrnn
-from fastrnn import optimizers
-from fastrnn.layers import GRU, LSTM, Dense, Input, SimpleRNN
-from fastrnn.models import Sequential, set_random_seed
+from fastrnn.keras import optimizers
+from fastrnn.keras.layers import GRU, LSTM, Dense, Input, SimpleRNN
+from fastrnn.keras.models import Sequential, set_random_seed
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")

@@ -13,8 +13,8 @@ import argparse
 
 import numpy as np
 
-from fastrnn.layers import Dense, Input, SimpleRNN
-from fastrnn.models import Sequential, set_random_seed
+from fastrnn.keras.layers import Dense, Input, SimpleRNN
+from fastrnn.keras.models import Sequential, set_random_seed
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")

@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from fastrnn.layers import GRU, Dense, Input
-from fastrnn.models import Sequential, set_random_seed
+from fastrnn.keras.layers import GRU, Dense, Input
+from fastrnn.keras.models import Sequential, set_random_seed
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")

@@ -328,7 +328,7 @@ def _generate_run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from fastrnn import demo
-    from fastrnn.models import ModelFileError
+    from fastrnn.keras.models import ModelFileError
 
     try:
         model, vocab, _ = demo.load_char_model(args.model)

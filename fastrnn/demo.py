@@ -5,8 +5,8 @@ no text given it reads the Python standard library's own source files (every Pyt
 installation has them, a virtual environment included), so it runs anywhere with nothing
 to download, and its samples turn from noise into Python-looking code as it learns.
 
-Everything here uses the public Keras-style API (:mod:`fastrnn.models`,
-:mod:`fastrnn.layers`) and streaming sessions (``model.stream``) for generation. Read it
+Everything here uses the public Keras-style API (:mod:`fastrnn.keras.models`,
+:mod:`fastrnn.keras.layers`) and streaming sessions (``model.stream``) for generation. Read it
 top to bottom as an example of both::
 
     from fastrnn.demo import default_corpus, CharVocab, build_char_model, generate
@@ -40,9 +40,10 @@ from typing import Any
 
 import numpy as np
 
-from . import get_num_threads, losses, optimizers
-from .layers import LSTM, Dense, Embedding
-from .models import ModelFileError, Sequential, load_model, set_random_seed
+from . import get_num_threads
+from .keras import losses, optimizers
+from .keras.layers import LSTM, Dense, Embedding
+from .keras.models import ModelFileError, Sequential, load_model, set_random_seed
 
 __all__ = ["DEFAULT_MODEL", "CharVocab", "Corpus", "CorpusError", "build_char_model",
            "default_corpus", "generate", "load_char_model", "read_text", "reference_ops",
@@ -285,7 +286,7 @@ def _ratio(reference: float, native: float) -> str:
 def save_with_metadata(model: Sequential, path: str, member: str, meta: dict) -> None:
     """``model.save(path)`` plus one JSON member ``member`` in the same archive.
 
-    :func:`fastrnn.models.load_model` ignores the extra member; the file is replaced
+    :func:`fastrnn.keras.models.load_model` ignores the extra member; the file is replaced
     atomically (written beside ``path``, then renamed).
     """
     path = os.fspath(path)
@@ -398,7 +399,8 @@ def reference_ops() -> Iterator[None]:
     """Make the Keras-style recurrent layers run on :mod:`fastrnn.reference` (pure NumPy)
     instead of the native kernels, inside a ``with`` block (used to time the same model
     both ways; never needed otherwise)."""
-    from . import _keras_recurrent, reference
+    from . import reference
+    from .keras import recurrent as _keras_recurrent
 
     native = _keras_recurrent.F
     _keras_recurrent.F = reference

@@ -11,9 +11,9 @@ import warnings
 import numpy as np
 import pytest
 
-from fastrnn import callbacks, losses, metrics, optimizers
-from fastrnn import layers as L
-from fastrnn.models import Sequential
+from fastrnn.keras import callbacks, losses, metrics, optimizers
+from fastrnn.keras import layers as L
+from fastrnn.keras.models import Sequential
 
 X = np.random.default_rng(0).standard_normal((8, 5, 3)).astype(np.float32)
 Y = np.random.default_rng(1).standard_normal((8, 2)).astype(np.float32)
@@ -263,7 +263,7 @@ CASES = [
      "validation_freq must be an int >= 1"),
     ("fit-verbose-str", lambda: fit(verbose="x"), ValueError, "verbose must be 'auto', 0, 1"),
     ("fit-callback-not-callback", lambda: fit(callbacks=[3]), TypeError,
-     "callbacks must be fastrnn.callbacks.Callback instances"),
+     "callbacks must be fastrnn.keras.callbacks.Callback instances"),
     ("fit-steps-per-epoch", lambda: fit(steps_per_epoch=3), NotImplementedError,
      "steps_per_epoch"),
     ("predict-features", lambda: lstm_model().predict(X[..., :2], verbose=0), ValueError,

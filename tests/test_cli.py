@@ -19,8 +19,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from fastrnn import _keras_recurrent, demo, functional, reference
-from fastrnn.models import load_model, set_random_seed
+from fastrnn import demo, functional, reference
+from fastrnn.keras import recurrent as _keras_recurrent
+from fastrnn.keras.models import load_model, set_random_seed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ["demo", "generate", "train", "info", "bench"]
@@ -206,8 +207,8 @@ def tiny_char_model(tmp_path_factory) -> str:
 def test_generate_errors_are_one_line(tmp_path, tiny_char_model: str, args: list[str],
                                       needle: str, status: int) -> None:
     (tmp_path / "notzip.fr").write_text("hello", encoding="utf-8")
-    from fastrnn.layers import Dense, Input
-    from fastrnn.models import Sequential
+    from fastrnn.keras.layers import Dense, Input
+    from fastrnn.keras.models import Sequential
 
     Sequential([Input(shape=(3,)), Dense(2)]).save(str(tmp_path / "plain.fr"))
     args = [a.replace("{tiny}", tiny_char_model) for a in args]

@@ -1,4 +1,4 @@
-"""The Embedding -> recurrent fold (``fastrnn._keras_recurrent._Tokens``) and the fused Adam
+"""The Embedding -> recurrent fold (``fastrnn.keras.recurrent._Tokens``) and the fused Adam
 update: the same model trained with and without them gives the same results (float64), the fold
 runs exactly when it pays, and its gradients pass finite differences."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastrnn import _keras_recurrent
-from fastrnn import layers as L
-from fastrnn import optimizers as O
-from fastrnn.models import Sequential
+from fastrnn.keras import layers as L
+from fastrnn.keras import optimizers as O
+from fastrnn.keras import recurrent
+from fastrnn.keras.models import Sequential
 
 D = "float64"
 
@@ -42,7 +42,7 @@ def _data(kind: str, vocab: int, n: int = 24):
 
 
 def _no_fold(monkeypatch) -> None:
-    monkeypatch.setattr(_keras_recurrent._Tokens, "fold_pays", staticmethod(lambda *a: False))
+    monkeypatch.setattr(recurrent._Tokens, "fold_pays", staticmethod(lambda *a: False))
 
 
 def _embedding_forward_calls(monkeypatch) -> list:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastrnn import layers as L
-from fastrnn import losses
-from fastrnn.models import Sequential
+from fastrnn.keras import layers as L
+from fastrnn.keras import losses
+from fastrnn.keras.models import Sequential
 
 RTOL = 1e-6  # relative to the largest gradient entry; central differences with h = 1e-6
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastrnn import initializers as I
-from fastrnn import layers as L
-from fastrnn.models import Sequential, set_random_seed
+from fastrnn.keras import initializers as I
+from fastrnn.keras import layers as L
+from fastrnn.keras.models import Sequential, set_random_seed
 
 D = "float64"
 TOL = {"rtol": 1e-12, "atol": 1e-13}

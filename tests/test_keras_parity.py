@@ -9,11 +9,11 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from fastrnn import layers as L  # noqa: E402
-from fastrnn import losses as fl  # noqa: E402
-from fastrnn import metrics as fm  # noqa: E402
-from fastrnn import optimizers as fo  # noqa: E402
-from fastrnn.models import Sequential  # noqa: E402
+from fastrnn.keras import layers as L  # noqa: E402
+from fastrnn.keras import losses as fl  # noqa: E402
+from fastrnn.keras import metrics as fm  # noqa: E402
+from fastrnn.keras import optimizers as fo  # noqa: E402
+from fastrnn.keras.models import Sequential  # noqa: E402
 
 K = keras.layers
 

@@ -11,9 +11,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from fastrnn import layers as L
-from fastrnn import optimizers
-from fastrnn.models import ModelFileError, Sequential, load_model, set_random_seed
+from fastrnn.keras import layers as L
+from fastrnn.keras import optimizers
+from fastrnn.keras.models import ModelFileError, Sequential, load_model, set_random_seed
 
 
 def _model():
@@ -227,8 +227,8 @@ def test_saved_file_has_ordinary_permissions(tmp_path):
     import os
     import stat
 
-    from fastrnn.layers import Dense
-    from fastrnn.models import Sequential
+    from fastrnn.keras.layers import Dense
+    from fastrnn.keras.models import Sequential
 
     m = Sequential([Dense(2, input_shape=(3,))])
     path = tmp_path / "m.keras"
@@ -342,9 +342,9 @@ def test_oversized_and_deeply_nested_config(tmp_path, monkeypatch):
     _rewrite(good, bad, replace={"config.json": b"[" * 100_000 + b"]" * 100_000})
     with pytest.raises(ModelFileError, match="config.json is unreadable"):
         load_model(bad)
-    from fastrnn import _keras_saving
+    from fastrnn.keras import saving
 
-    monkeypatch.setattr(_keras_saving, "_MAX_CONFIG_BYTES", 100)
+    monkeypatch.setattr(saving, "_MAX_CONFIG_BYTES", 100)
     with pytest.raises(ModelFileError, match="more than a model config can be"):
         load_model(good)
 
@@ -352,7 +352,7 @@ def test_oversized_and_deeply_nested_config(tmp_path, monkeypatch):
 @pytest.mark.parametrize("where", ["arrays", "zip", "fsync", "chmod", "rename"])
 def test_failure_at_any_save_step_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch,
                                                                          where):
-    from fastrnn import _keras_saving
+    from fastrnn.keras import saving
 
     path = _good(tmp_path)
     before = path.read_bytes()
@@ -361,7 +361,7 @@ def test_failure_at_any_save_step_keeps_the_old_file_and_leaves_no_temp(tmp_path
     def boom(*a, **k):
         raise OSError(f"injected failure at {where}")
 
-    target = {"arrays": (_keras_saving, "_npy_bytes"), "zip": (zipfile.ZipFile, "writestr"),
+    target = {"arrays": (saving, "_npy_bytes"), "zip": (zipfile.ZipFile, "writestr"),
               "fsync": (os, "fsync"), "chmod": (os, "chmod"), "rename": (os, "replace")}[where]
     monkeypatch.setattr(*target, boom)
     with pytest.raises(OSError, match=f"injected failure at {where}"):
@@ -373,7 +373,7 @@ def test_failure_at_any_save_step_keeps_the_old_file_and_leaves_no_temp(tmp_path
 
 
 def test_interrupt_during_save_keeps_the_old_file(tmp_path, monkeypatch):
-    from fastrnn import _keras_saving
+    from fastrnn.keras import saving
 
     path = _good(tmp_path)
     before = path.read_bytes()
@@ -383,6 +383,6 @@ def test_interrupt_during_save_keeps_the_old_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _keras_saving.save_model(Sequential([L.Input((2,)), L.Dense(1)]), path)
+        saving.save_model(Sequential([L.Input((2,)), L.Dense(1)]), path)
     monkeypatch.undo()
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["good.keras"]

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from fastrnn import callbacks as C
-from fastrnn import layers as L
-from fastrnn import losses, metrics, optimizers
-from fastrnn.models import Sequential, set_random_seed
+from fastrnn.keras import callbacks as C
+from fastrnn.keras import layers as L
+from fastrnn.keras import losses, metrics, optimizers
+from fastrnn.keras.models import Sequential, set_random_seed
 
 
 @pytest.fixture(autouse=True)

@@ -20,11 +20,12 @@ import warnings
 import numpy as np
 import pytest
 
-from fastrnn import _kernels, optimizers
+from fastrnn import _kernels
 from fastrnn import functional as F
-from fastrnn import layers as L
 from fastrnn import reference as R
-from fastrnn.models import Sequential
+from fastrnn.keras import layers as L
+from fastrnn.keras import optimizers
+from fastrnn.keras.models import Sequential
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 # the ``arch`` fixture (tests/conftest.py) runs a test once per SIMD path the machine has

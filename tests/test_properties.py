@@ -467,8 +467,8 @@ def test_model_predict_matches_reference(spec):
     """Sequential([<recurrent layer>]).predict equals the reference ops run on the weights the
     layer reports in Keras's layout (kernel (I, G*H), recurrent_kernel (H, G*H); GRU gate
     blocks z, r, h and a (2, 3H) bias), and a wrong-rank input is a clear ValueError."""
-    from fastrnn import initializers, layers
-    from fastrnn.models import Sequential
+    from fastrnn.keras import initializers, layers
+    from fastrnn.keras.models import Sequential
 
     kind, H, return_sequences, use_bias, N, T, I, seed = spec
     rng = np.random.default_rng(seed)

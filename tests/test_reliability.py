@@ -313,9 +313,9 @@ def test_kept_blocks_are_reused_and_never_shared():
 def test_no_memory_growth_in_model_training(how):
     """1,000 training steps of a Keras-style model (Embedding + LSTM + Dense, Adam with
     clipping, a metric) keep resident memory flat after warm-up, step by step or in one fit."""
-    from fastrnn import layers as L
-    from fastrnn import optimizers
-    from fastrnn.models import Sequential
+    from fastrnn.keras import layers as L
+    from fastrnn.keras import optimizers
+    from fastrnn.keras.models import Sequential
 
     rng = np.random.default_rng(0)
     x = rng.integers(1, 50, size=(8000, 12))

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastrnn.layers import GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, SimpleRNN
-from fastrnn.models import Sequential
+from fastrnn.keras.layers import GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, SimpleRNN
+from fastrnn.keras.models import Sequential
 
 
 def _seq_model(dtype="float64"):

@@ -1,6 +1,6 @@
 """Shared state of the Keras-compatible API: default float type, random generator, names.
 
-Public entry points are re-exported from :mod:`fastrnn.models` (``floatx``, ``set_floatx``,
+Public entry points are re-exported from :mod:`fastrnn.keras.models` (``floatx``, ``set_floatx``,
 ``set_random_seed``).
 """
 

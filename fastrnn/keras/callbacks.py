@@ -6,7 +6,7 @@ Setting ``self.model.stop_training = True`` ends ``fit`` after the current epoch
 
 Examples
 --------
->>> from fastrnn.callbacks import EarlyStopping, ModelCheckpoint
+>>> from fastrnn.keras.callbacks import EarlyStopping, ModelCheckpoint
 >>> cbs = [EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True),
 ...        ModelCheckpoint("best.keras", save_best_only=True)]
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ._keras_base import check_int
+from .base import check_int
 
 __all__ = [
     "Callback",
@@ -88,8 +88,8 @@ class CallbackList:
         self.callbacks = list(callbacks or [])
         for c in self.callbacks:
             if not isinstance(c, Callback):
-                raise TypeError(f"callbacks must be fastrnn.callbacks.Callback instances, got "
-                                f"{c!r}")
+                raise TypeError("callbacks must be fastrnn.keras.callbacks.Callback instances, "
+                                f"got {c!r}")
             if model is not None:
                 c.set_model(model)
             if params is not None:
@@ -422,7 +422,7 @@ class ModelCheckpoint(_Monitor):
     filepath : str or PathLike
         May contain ``{epoch}`` and log keys with format specs, e.g.
         ``'ckpt-{epoch:02d}-{val_loss:.2f}.keras'``. Files are fastrnn model files
-        (:func:`fastrnn.models.load_model` reads them); with ``save_weights_only`` the file
+        (:func:`fastrnn.keras.models.load_model` reads them); with ``save_weights_only`` the file
         holds only the weights (``model.load_weights`` reads it).
     monitor : str
     verbose : int

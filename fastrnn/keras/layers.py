@@ -2,8 +2,8 @@
 
 Names, arguments and defaults follow Keras 3, so Keras code runs after changing its imports::
 
-    from fastrnn.models import Sequential
-    from fastrnn.layers import LSTM, Dense, Embedding
+    from fastrnn.keras.models import Sequential
+    from fastrnn.keras.layers import LSTM, Dense, Embedding
 
     model = Sequential([Embedding(1000, 64), LSTM(128), Dense(10, activation="softmax")])
 
@@ -21,18 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from . import _keras_activations as _acts
-from . import _kernels
-from ._keras_backend import rng
-from ._keras_base import (
+from .. import _kernels
+from .._threads import get_num_threads
+from . import activations as _acts
+from .backend import rng
+from .base import (
     Layer,
     Variable,
     check_float,
     normalize_shape,
     serialize_initializer,
 )
-from ._keras_recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _Tokens
-from ._threads import get_num_threads
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _Tokens
 
 __all__ = [
     "GRU",
@@ -74,7 +74,7 @@ def _restore(a2: np.ndarray, shape: tuple, time_major: bool) -> np.ndarray:
 
 
 class InputLayer(Layer):
-    """The input of a :class:`~fastrnn.models.Sequential` model (what :func:`Input` returns).
+    """The input of a :class:`~fastrnn.keras.models.Sequential` model (what :func:`Input` returns).
 
     Parameters
     ----------

@@ -2,8 +2,8 @@
 
 Typical Keras code runs after changing its imports::
 
-    from fastrnn.models import Sequential
-    from fastrnn.layers import Embedding, LSTM, Dense
+    from fastrnn.keras.models import Sequential
+    from fastrnn.keras.layers import Embedding, LSTM, Dense
 
     model = Sequential()
     model.add(Embedding(1000, 64))
@@ -33,12 +33,8 @@ import numpy as np
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
-from ._keras_backend import floatx, rng, set_floatx, set_random_seed, unique_name
-from ._keras_base import Layer, Variable, check_float, check_int, normalize_shape, weights_list
-from ._keras_saving import ModelFileError
-from ._keras_saving import load_model as _load_model
-from ._keras_saving import load_weights as _load_weights
-from ._keras_saving import save_model as _save_model
+from .backend import floatx, rng, set_floatx, set_random_seed, unique_name
+from .base import Layer, Variable, check_float, check_int, normalize_shape, weights_list
 from .callbacks import CallbackList, History, ProgbarLogger
 from .layers import (
     Activation,
@@ -52,6 +48,10 @@ from .layers import (
     deserialize,
     serialize,
 )
+from .saving import ModelFileError
+from .saving import load_model as _load_model
+from .saving import load_weights as _load_weights
+from .saving import save_model as _save_model
 
 __all__ = ["ModelFileError", "Sequential", "floatx", "load_model", "set_floatx",
            "set_random_seed"]
@@ -152,7 +152,7 @@ class Sequential:
     Parameters
     ----------
     layers : list of Layer, optional
-        Layers to add in order (an :func:`fastrnn.layers.Input` first is allowed).
+        Layers to add in order (an :func:`fastrnn.keras.layers.Input` first is allowed).
     name : str, optional
 
     Notes
@@ -209,7 +209,7 @@ class Sequential:
                          f"{', '.join(l.name for l in self._layers)}")
 
     def add(self, layer: Layer) -> None:
-        """Append a layer (or set the input with an :func:`~fastrnn.layers.Input`)."""
+        """Append a layer (or set the input with an :func:`~fastrnn.keras.layers.Input`)."""
         if isinstance(layer, InputLayer):
             if self._layers or self._input_layer is not None:
                 raise ValueError("an Input can only be added first, once")
@@ -218,7 +218,7 @@ class Sequential:
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a fastrnn layer, got {layer!r} (a Keras "
-                            "layer? import layers from fastrnn.layers)")
+                            "layer? import layers from fastrnn.keras.layers)")
         if getattr(layer, "return_state", False):
             raise ValueError(f"layer {layer.name!r} has return_state=True, which returns several "
                              "outputs; a Sequential model needs layers with one output")
@@ -362,7 +362,7 @@ class Sequential:
             layers stream (unidirectional RNN/LSTM/GRU, Dense, Embedding, Dropout); others
             raise a ValueError naming the layer.
         """
-        from .streaming import StreamSession
+        from ..streaming import StreamSession
 
         return StreamSession(self, batch_size)
 
@@ -379,7 +379,7 @@ class Sequential:
         loss : str or Loss
             ``'mse'``, ``'mae'``, ``'huber'``, ``'binary_crossentropy'``,
             ``'categorical_crossentropy'``, ``'sparse_categorical_crossentropy'``, a
-            :class:`fastrnn.losses.Loss`, ...
+            :class:`fastrnn.keras.losses.Loss`, ...
         metrics : list, optional
             ``'accuracy'`` (resolved from the data's shapes as Keras does), ``'mae'``,
             ``'mse'``, metric objects or functions.

@@ -8,7 +8,7 @@ respect the output's padding mask (mean over valid steps).
 Examples
 --------
 >>> import numpy as np
->>> from fastrnn import metrics
+>>> from fastrnn.keras import metrics
 >>> m = metrics.SparseCategoricalAccuracy()
 >>> m.update_state(np.array([0, 1]), np.array([[0.9, 0.1], [0.8, 0.2]]))
 >>> float(m.result())
@@ -83,7 +83,7 @@ class Metric:
 
 
 def _default_name(cls: type) -> str:
-    from ._keras_backend import to_snake_case
+    from .backend import to_snake_case
 
     return to_snake_case(cls.__name__)
 

@@ -21,7 +21,7 @@ NaN/inf in x, y and sample_weight).
 
 Examples
 --------
->>> from fastrnn import optimizers
+>>> from fastrnn.keras import optimizers
 >>> opt = optimizers.get("adam")
 >>> opt = optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True, clipnorm=1.0)
 """
@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _kernels
-from ._keras_base import check_float
-from ._threads import get_num_threads
+from .. import _kernels
+from .._threads import get_num_threads
+from .base import check_float
 
 __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop", "deserialize", "get", "serialize"]
 
@@ -416,7 +416,7 @@ def get(identifier: Any) -> Optimizer:
     if isinstance(identifier, dict):
         return deserialize(identifier)
     raise ValueError(f"could not interpret optimizer {identifier!r}; pass a name ('adam', ...) or "
-                     "a fastrnn.optimizers instance (not a Keras optimizer)")
+                     "a fastrnn.keras.optimizers instance (not a Keras optimizer)")
 
 
 def serialize(optimizer: Optimizer) -> dict:

@@ -3,11 +3,11 @@
 Every initializer is called as ``init(shape, dtype=None)`` and returns a NumPy array. Shapes
 are in Keras's layout (a kernel is ``(fan_in, fan_out)``); recurrent layers convert to the
 kernels' layout afterwards. Randomness comes from the generator seeded by
-:func:`fastrnn.models.set_random_seed`, or from ``seed`` when given.
+:func:`fastrnn.keras.models.set_random_seed`, or from ``seed`` when given.
 
 Examples
 --------
->>> from fastrnn import initializers
+>>> from fastrnn.keras import initializers
 >>> w = initializers.get("glorot_uniform")((64, 512))
 >>> initializers.Orthogonal(seed=0)((128, 512)).shape
 (128, 512)
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._keras_backend import floatx, rng, standardize_float_dtype
+from .backend import floatx, rng, standardize_float_dtype
 
 __all__ = [
     "Constant",

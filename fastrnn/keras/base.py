@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import initializers as _inits
-from ._keras_backend import floatx, standardize_float_dtype, to_snake_case, unique_name
+from .backend import floatx, standardize_float_dtype, to_snake_case, unique_name
 
 Shape = tuple  # a shape with None for unknown dimensions
 
@@ -209,7 +209,7 @@ class Layer:
     trainable : bool
         Whether optimizers update this layer's weights.
     dtype : {'float32', 'float64'}, optional
-        The layer's float type (default :func:`fastrnn.models.floatx`).
+        The layer's float type (default :func:`fastrnn.keras.models.floatx`).
     input_shape : tuple, optional
         Shape of one sample (no batch axis), as Keras's first-layer ``input_shape``.
     batch_input_shape : tuple, optional

@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from .. import _kernels
+from .. import functional as F
+from .. import functional as _native_ops  # F may be swapped for fastrnn.reference (demo timing)
+from .._threads import get_num_threads
+
 # functional (the native kernels) is the single source of the recurrent ops
-from . import _keras_activations as _acts
-from . import _kernels
-from . import functional as F
-from . import functional as _native_ops  # F may be swapped for fastrnn.reference (demo timing)
-from ._keras_backend import rng
-from ._keras_base import Layer, check_float, mask_to_lengths, serialize_initializer
-from ._threads import get_num_threads
+from . import activations as _acts
+from .backend import rng
+from .base import Layer, check_float, mask_to_lengths, serialize_initializer
 
 
 class _Tokens:

@@ -245,8 +245,8 @@ def _weight_bytes(path: str, z: zipfile.ZipFile) -> int:
 
 
 def load_model(path: Any, compile: bool = True) -> Any:
-    """Rebuild a model saved by ``model.save`` (see :func:`fastrnn.models.load_model`)."""
-    from ._keras_base import weight_budget
+    """Rebuild a model saved by ``model.save`` (see :func:`fastrnn.keras.models.load_model`)."""
+    from .base import weight_budget
     from .models import Sequential
 
     path = os.fspath(path)

@@ -14,7 +14,7 @@ derivative).
 Examples
 --------
 >>> import numpy as np
->>> from fastrnn import losses
+>>> from fastrnn.keras import losses
 >>> losses.get("mse")(np.zeros((2, 3)), np.ones((2, 3)))
 1.0
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ._keras_base import check_float
+from .base import check_float
 
 __all__ = [
     "BinaryCrossentropy",
@@ -584,8 +584,8 @@ def get(identifier: Any) -> Loss:
         raise ValueError(
             f"loss {identifier!r}: plain callables (and Keras loss objects) are not supported "
             "because fastrnn computes "
-            "gradients explicitly; subclass fastrnn.losses.Loss and implement compute(y_true, "
-            "y_pred, need_grad) returning per-sample losses and their derivative")
+            "gradients explicitly; subclass fastrnn.keras.losses.Loss and implement "
+            "compute(y_true, y_pred, need_grad) returning per-sample losses and their derivative")
     raise ValueError(f"could not interpret loss {identifier!r}")
 
 
