@@ -80,7 +80,7 @@ def load_model(filepath: Any, compile: bool = True) -> Sequential:
         If the file is unreadable, truncated, not a fastrnn model, or any array's shape or
         dtype disagrees with the config. No code from the file is ever executed.
     """
-    return _load_model(filepath, compile=compile)
+    return _load_model(filepath, {"Sequential": Sequential}, compile=compile)
 
 
 def _as_array(a: Any, what: str) -> np.ndarray:

@@ -21,9 +21,12 @@ import math
 import os
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from .base import weight_budget
 
 FORMAT = "fastrnn.keras"
 VERSION = 1
@@ -244,11 +247,32 @@ def _weight_bytes(path: str, z: zipfile.ZipFile) -> int:
     return min(listed, _MAX_DEFLATE_RATIO * os.path.getsize(path))
 
 
-def load_model(path: Any, compile: bool = True) -> Any:
-    """Rebuild a model saved by ``model.save`` (see :func:`fastrnn.keras.models.load_model`)."""
-    from .base import weight_budget
-    from .models import Sequential
+def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True) -> Any:
+    """Rebuild a model saved by ``model.save``.
 
+    Parameters
+    ----------
+    path : str or PathLike
+    model_classes : mapping of str to class
+        The model classes a file may name, by class name (the fixed registry: nothing else is
+        ever instantiated); each has ``from_config``. :func:`fastrnn.keras.models.load_model`
+        passes ``{"Sequential": Sequential}``.
+    compile : bool
+        Restore the optimizer (with its state), loss and metrics when they were saved.
+
+    Returns
+    -------
+    object
+        The model, an instance of one of ``model_classes``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ModelFileError
+        If the file is unreadable, truncated, not a fastrnn model, names a class that
+        ``model_classes`` does not hold, or disagrees with its config.
+    """
     path = os.fspath(path)
     config, z = read_archive(path)
     with z:
@@ -256,11 +280,12 @@ def load_model(path: Any, compile: bool = True) -> Any:
             raise _fail(path, "this file holds only weights (saved with save_weights): build "
                               "the model and call model.load_weights(path)")
         mcfg = config["model"]
-        if mcfg.get("class_name") != "Sequential":
-            raise _fail(path, f"unknown model class {mcfg.get('class_name')!r}")
+        cls = mcfg.get("class_name")
+        if not isinstance(cls, str) or cls not in model_classes:
+            raise _fail(path, f"unknown model class {cls!r}")
         try:
             with weight_budget(_weight_bytes(path, z)):
-                model = Sequential.from_config(mcfg.get("config"))
+                model = model_classes[cls].from_config(mcfg.get("config"))
         except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
             raise _fail(path, f"invalid model config ({exc})") from exc
         if not model.built:
