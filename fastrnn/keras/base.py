@@ -219,9 +219,6 @@ class Layer:
     """
 
     supports_masking = False
-    # Whether backward must return the input gradient: the model sets it to False on layers
-    # that no trainable weight precedes (their input is data), which may then skip computing it.
-    _need_dx = True
 
     def __init__(self, name: str | None = None, trainable: bool = True, dtype: Any = None,
                  input_shape: Any = None, batch_input_shape: Any = None,
@@ -353,8 +350,25 @@ class Layer:
         """Compute the output and output mask, caching for :meth:`backward` if training."""
         raise NotImplementedError
 
-    def backward(self, dy: np.ndarray) -> np.ndarray | None:
-        """Input gradient from the output gradient; sets each weight's ``grad``."""
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        """Input gradient from the output gradient; sets each weight's ``grad``.
+
+        Parameters
+        ----------
+        dy : ndarray
+            Gradient of the loss with respect to the output of the last :meth:`forward`
+            (which had ``training=True``).
+        need_dx : bool
+            Whether the caller uses the input gradient. ``Sequential`` passes False to layers
+            that no trainable weight precedes (their input is data); a layer may then skip
+            computing it and return None (the recurrent layers do).
+
+        Returns
+        -------
+        ndarray or None
+            The input gradient, or None when the input is not differentiable (Embedding's
+            ids) or ``need_dx`` is False and the layer skipped it.
+        """
         raise NotImplementedError
 
     def __call__(self, inputs: Any, mask: Any = None, training: bool = False) -> Any:

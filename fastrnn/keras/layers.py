@@ -229,7 +229,7 @@ class Dense(Layer):
             self._cache = (x2, z, y, x.shape, tm)
         return _restore(y, x.shape, tm), mask
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         x2, z, y, xshape, tm = self._cache
         self._cache = None
         d = dy.shape[-1]
@@ -268,7 +268,7 @@ class Activation(Layer):
             self._cache = (x, y)
         return y, mask
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         x, y = self._cache
         self._cache = None
         return self._bwd(dy, x, y)
@@ -389,7 +389,7 @@ class Embedding(Layer):
         out_mask = (ids != 0) if self.mask_zero else None
         return _Tokens(self, np.ascontiguousarray(ids.T, dtype=np.int64)), out_mask
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         flat_ids, tm = self._cache
         self._cache = None
         d = self.output_dim
@@ -442,7 +442,7 @@ class Masking(Layer):
             self._cache = m
         return y, m
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         m = self._cache
         self._cache = None
         return dy * m[..., None]
@@ -492,7 +492,7 @@ class Dropout(Layer):
         self._cache = keep
         return x * keep, mask
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         keep = self._cache
         self._cache = None
         return dy if keep is None else dy * keep
@@ -521,7 +521,7 @@ class RepeatVector(Layer):
     def forward(self, x, mask, training):
         return np.broadcast_to(x[:, None, :], (x.shape[0], self.n, x.shape[1])), None
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         return dy.sum(axis=1)
 
     def get_config(self):
@@ -541,7 +541,7 @@ class Flatten(Layer):
             self._cache = x.shape
         return x.reshape(x.shape[0], -1), None
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         shape = self._cache
         self._cache = None
         return dy.reshape(shape)
@@ -588,7 +588,7 @@ class Reshape(Layer):
             self._cache = x.shape
         return x.reshape((x.shape[0],) + self.target_shape), None
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         shape = self._cache
         self._cache = None
         return dy.reshape(shape)
@@ -636,11 +636,11 @@ class TimeDistributed(Layer):
             self._cache = x.shape
         return y.reshape((b, t) + y.shape[1:]), mask
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         shape = self._cache
         self._cache = None
         b, t = dy.shape[:2]
-        dx = self.layer.backward(dy.reshape((b * t,) + dy.shape[2:]))
+        dx = self.layer.backward(dy.reshape((b * t,) + dy.shape[2:]), need_dx)
         return None if dx is None else dx.reshape(shape)
 
     def get_config(self):

@@ -480,18 +480,15 @@ class Sequential:
         return x, mask
 
     def _backward(self, g: np.ndarray) -> None:
-        need = False  # an input gradient matters once a trainable weight precedes the layer
+        # a layer's input gradient matters once a trainable weight precedes the layer
+        need_dx, need = [], False
         for layer in self._layers:
-            layer._need_dx = need
+            need_dx.append(need)
             need = need or bool(layer.trainable_weights)
-        try:
-            for layer in reversed(self._layers):
-                g = layer.backward(g)
-                if g is None:
-                    break
-        finally:  # the flag is this call's: a layer used on its own returns its dx
-            for layer in self._layers:
-                layer._need_dx = True
+        for layer, need in zip(reversed(self._layers), reversed(need_dx), strict=True):
+            g = layer.backward(g, need)
+            if g is None:
+                break
 
     def __call__(self, x: Any, training: bool = False) -> np.ndarray:
         """Forward pass on a NumPy batch."""

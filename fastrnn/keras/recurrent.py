@@ -317,9 +317,11 @@ class _RNNBase(Layer):
                 and _Tokens.fold_pays(emb.input_dim, T, B))
 
     def _core_backward(self, dy_tm: np.ndarray | None, dh_n: np.ndarray | None,
-                       dc_n: np.ndarray | None = None) -> np.ndarray | None:
+                       dc_n: np.ndarray | None = None, need_dx: bool = True
+                       ) -> np.ndarray | None:
         """Backward of :meth:`_core_forward`: sets the weights' grads, returns dx (T, B, I),
-        or None when the forward took :class:`_Tokens` (the Embedding's grad is set)."""
+        or None when the forward took :class:`_Tokens` (the Embedding's grad is set) or
+        ``need_dx`` is False."""
         ctx = self._ctx
         self._ctx = None
         tokens = self._tokens
@@ -327,7 +329,7 @@ class _RNNBase(Layer):
         if ctx is None:
             raise RuntimeError(f"layer {self.name!r}: backward() needs a forward() with "
                                "training=True first")
-        need_dx = self._need_dx or bool(tokens)  # the fold's table grads come from dx
+        need_dx = need_dx or bool(tokens)  # the fold's table grads come from dx
         if self._cell == "lstm":
             dx, _, _, dw_ih, dw_hh, db_ih, _ = F.lstm_backward(ctx, dy_tm, dh_n, dc_n,
                                                                need_dx=need_dx)
@@ -372,7 +374,7 @@ class _RNNBase(Layer):
             self._fwd_cache = fill
         return out, out_mask
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         fill = self._fwd_cache
         self._fwd_cache = None
         if self.return_sequences:
@@ -384,12 +386,12 @@ class _RNNBase(Layer):
             if fill is not None:
                 dh_n = np.where(fill, dyt, 0).sum(axis=0, dtype=self.dtype)
                 dyt = np.where(fill, 0, dyt).astype(self.dtype, copy=False)
-            dx = self._core_backward(dyt, dh_n)
+            dx = self._core_backward(dyt, dh_n, need_dx=need_dx)
         else:
             dh_n = np.ascontiguousarray(dy, dtype=self.dtype)
             if fill is not None:
                 dh_n = np.where(fill, dh_n, 0).astype(self.dtype, copy=False)
-            dx = self._core_backward(None, dh_n)
+            dx = self._core_backward(None, dh_n, need_dx=need_dx)
         return None if dx is None else dx.transpose(1, 0, 2)
 
     def __call__(self, inputs: Any, mask: Any = None, training: bool = False,
@@ -721,7 +723,7 @@ class Bidirectional(Layer):
             return out.transpose(1, 0, 2), mask
         return out, None
 
-    def backward(self, dy):
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         h = self.forward_layer.units
         dt = self.dtype
         dyt = (np.ascontiguousarray(dy.transpose(1, 0, 2), dtype=dt) if self.return_sequences
@@ -739,17 +741,16 @@ class Bidirectional(Layer):
             da, db = dyt * b, dyt * a
         self._cache = None
         f, bw = self.forward_layer, self.backward_layer
-        f._need_dx = bw._need_dx = self._need_dx
         if self.return_sequences:
             if f.go_backwards:
                 da = np.ascontiguousarray(da[::-1])
             if not bw.go_backwards:
                 db = np.ascontiguousarray(db[::-1])
-            dx = f._core_backward(da, None)
-            dx2 = bw._core_backward(db, None)
+            dx = f._core_backward(da, None, need_dx=need_dx)
+            dx2 = bw._core_backward(db, None, need_dx=need_dx)
         else:
-            dx = f._core_backward(None, da)
-            dx2 = bw._core_backward(None, db)
+            dx = f._core_backward(None, da, need_dx=need_dx)
+            dx2 = bw._core_backward(None, db, need_dx=need_dx)
         if dx is None:  # both took _Tokens (the Embedding's grad holds both directions'
             return None  # parts), or no input gradient is needed
         dx += dx2
