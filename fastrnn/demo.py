@@ -395,19 +395,17 @@ def generate(model: Sequential, vocab: CharVocab, prime: str = "\n", length: int
 
 
 @contextlib.contextmanager
-def reference_ops() -> Iterator[None]:
-    """Make the Keras-style recurrent layers run on :mod:`fastrnn.reference` (pure NumPy)
-    instead of the native kernels, inside a ``with`` block (used to time the same model
-    both ways; never needed otherwise)."""
-    from . import reference
-    from .keras import recurrent as _keras_recurrent
+def reference_ops(model: Sequential) -> Iterator[None]:
+    """Run ``model``'s recurrent layers on :mod:`fastrnn.reference` (pure NumPy) instead of
+    the native kernels inside a ``with`` block (:meth:`Sequential.set_ops`; used to time the
+    same model both ways, never needed otherwise)."""
+    from . import functional, reference
 
-    native = _keras_recurrent.F
-    _keras_recurrent.F = reference
+    model.set_ops(reference)
     try:
         yield
     finally:
-        _keras_recurrent.F = native
+        model.set_ops(functional)
 
 
 def _clone(model: Sequential, learning_rate: float) -> Sequential:
@@ -469,7 +467,7 @@ def compare_with_reference(model: Sequential, x: np.ndarray, y: np.ndarray, step
     twin = _clone(model, learning_rate)
     twin.train_on_batch(x, y)  # warm up: optimizer slots, kernel scratch
     out = {"train_native": _time_steps(twin, x, y, max(steps, 3), budget_s=5.0)}
-    with reference_ops():
+    with reference_ops(twin):
         out["train_reference"] = _time_steps(twin, x, y, steps, budget_s=8.0)
     ids = x[0, :chars]
     ids = np.resize(ids, chars)

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 from fastrnn import demo, functional, reference
-from fastrnn.keras import recurrent as _keras_recurrent
 from fastrnn.keras.models import load_model, set_random_seed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -305,14 +304,15 @@ def test_reference_ops_switches_and_restores() -> None:
     model = demo.build_char_model(6, embed_dim=3, units=5)
     x = np.random.default_rng(0).integers(0, 6, (2, 7))
     native = model.predict(x, verbose=0)
-    assert _keras_recurrent.F is functional
-    with demo.reference_ops():
-        assert _keras_recurrent.F is reference
+    recurrent = [layer for layer in model.layers if hasattr(layer, "ops")]
+    assert recurrent and all(layer.ops is functional for layer in recurrent)
+    with demo.reference_ops(model):
+        assert all(layer.ops is reference for layer in recurrent)
         np.testing.assert_allclose(model.predict(x, verbose=0), native, rtol=1e-5, atol=1e-6)
-    assert _keras_recurrent.F is functional
-    with pytest.raises(RuntimeError), demo.reference_ops():
+    assert all(layer.ops is functional for layer in recurrent)
+    with pytest.raises(RuntimeError), demo.reference_ops(model):
         raise RuntimeError("boom")
-    assert _keras_recurrent.F is functional
+    assert all(layer.ops is functional for layer in recurrent)
 
 
 def test_compare_with_reference_leaves_the_model_alone() -> None:

@@ -327,3 +327,27 @@ def test_layer_configs_roundtrip_and_unknown_names():
         L.deserialize({"class_name": "LSTMM", "config": {}})
     with pytest.raises(ValueError, match="invalid config for layer LSTM"):
         L.deserialize({"class_name": "LSTM", "config": {"units": 3, "bogus": 1}})
+
+
+def test_set_ops_runs_the_recurrent_layers_on_the_reference():
+    from fastrnn import functional, reference
+
+    set_random_seed(4)
+    m = Sequential([L.Input((5, 3)), L.Bidirectional(L.GRU(4, return_sequences=True)),
+                    L.LSTM(3, return_sequences=True), L.SimpleRNN(2), L.Dense(2)])
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    native = m.predict(x, verbose=0)
+    bi, lstm, rnn = m.layers[:3]
+    layers = [bi.forward_layer, bi.backward_layer, lstm, rnn]
+    assert all(layer.ops is functional for layer in layers)
+    m.set_ops(reference)
+    assert all(layer.ops is reference for layer in layers)
+    np.testing.assert_allclose(m.predict(x, verbose=0), native, rtol=1e-5, atol=1e-6)
+    # the choice is not part of the config: a copy starts on the native kernels
+    assert all(layer.ops is functional for layer in Sequential.from_config(m.get_config()).layers
+               if hasattr(layer, "ops"))
+    with pytest.raises(TypeError, match="ops must provide"):
+        m.set_ops(np)
+    assert lstm.ops is reference
+    m.set_ops(functional)
+    assert all(layer.ops is functional for layer in layers)

@@ -26,6 +26,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -346,6 +347,26 @@ class Sequential:
             layer.reset_states()
 
     # -- compile --------------------------------------------------------------------------
+    def set_ops(self, ops: ModuleType) -> None:
+        """Run the model's recurrent layers on the ops of ``ops``.
+
+        Parameters
+        ----------
+        ops : module
+            :mod:`fastrnn.functional` (the native kernels, every layer's default) or
+            :mod:`fastrnn.reference` (the same functions in pure NumPy: slow, to time or check
+            the kernels against the same model). The choice is no part of the model's config:
+            layers added later, copies and loaded models start on :mod:`fastrnn.functional`.
+
+        Raises
+        ------
+        TypeError
+            If ``ops`` lacks one of the functions the layers call.
+        """
+        for layer in self._layers:
+            if hasattr(layer, "set_ops"):
+                layer.set_ops(ops)
+
     def stream(self, batch_size: int = 1) -> Any:
         """Open a streaming session: feed the model one timestep at a time.
 

@@ -11,16 +11,14 @@ permuted, and its ``(2, 3H)`` bias holds the input bias then the recurrent bias.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from .. import _kernels
 from .. import functional as F
-from .. import functional as _native_ops  # F may be swapped for fastrnn.reference (demo timing)
 from .._threads import get_num_threads
-
-# functional (the native kernels) is the single source of the recurrent ops
 from . import activations as _acts
 from .backend import rng
 from .base import Layer, check_float, mask_to_lengths, serialize_initializer
@@ -121,6 +119,11 @@ def _check_units(cls: str, units: Any) -> int:
     return int(units)
 
 
+# The functions of fastrnn.functional (and fastrnn.reference) the recurrent layers call.
+_OPS = ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward",
+        "gru_backward")
+
+
 class _RNNBase(Layer):
     """Shared machinery of SimpleRNN, LSTM and GRU (see their docstrings)."""
 
@@ -176,6 +179,7 @@ class _RNNBase(Layer):
         self.unroll = bool(unroll)
         self.zero_output_for_mask = bool(zero_output_for_mask)
         self._states: list[np.ndarray] | None = None
+        self.ops: ModuleType = F
         self._ctx: Any = None
         self._tokens: _Tokens | None = None
         self._dmask: np.ndarray | None = None
@@ -220,6 +224,29 @@ class _RNNBase(Layer):
 
     def compute_mask(self, inputs, mask):
         return mask if self.return_sequences else None
+
+    # -- ops ----------------------------------------------------------------------------
+    def set_ops(self, ops: ModuleType) -> None:
+        """Choose the module whose recurrent ops the layer calls (its ``ops`` attribute).
+
+        Parameters
+        ----------
+        ops : module
+            :mod:`fastrnn.functional` (the native kernels; every layer's default) or
+            :mod:`fastrnn.reference` (the same functions in NumPy: slow, to time or check the
+            kernels against). Only the native ops fold an Embedding into the layer.
+
+        Raises
+        ------
+        TypeError
+            If ``ops`` lacks one of the functions the layer calls.
+        """
+        missing = [n for n in _OPS if not callable(getattr(ops, n, None))]
+        if missing:
+            raise TypeError(f"layer {self.name!r}: ops must provide {', '.join(_OPS)} (like "
+                            f"fastrnn.functional or fastrnn.reference); {ops!r} lacks "
+                            f"{', '.join(missing)}")
+        self.ops = ops
 
     # -- state --------------------------------------------------------------------------
     @property
@@ -301,9 +328,10 @@ class _RNNBase(Layer):
             out = F._forward_rows(self._cell, tokens.project(self.kernel.value), tokens.ids,
                                   init[0], c0, w_hh, b_ih, b_hh, **kw)
         elif self._cell == "lstm":
-            out = F.lstm_forward(xt, init[0], c0, self.kernel.value, w_hh, b_ih, b_hh, **kw)
+            out = self.ops.lstm_forward(xt, init[0], c0, self.kernel.value, w_hh, b_ih, b_hh,
+                                        **kw)
         else:
-            forward = F.gru_forward if self._cell == "gru" else F.rnn_forward
+            forward = self.ops.gru_forward if self._cell == "gru" else self.ops.rnn_forward
             out = forward(xt, init[0], self.kernel.value, w_hh, b_ih, b_hh, **kw)
         y, states, self._ctx = out[0], list(out[1:-1]), out[-1]
         if self.stateful:
@@ -313,7 +341,7 @@ class _RNNBase(Layer):
     def accepts_tokens(self, emb: Layer, T: int, B: int) -> bool:
         """Whether a training or inference call may take :class:`_Tokens` from ``emb``
         instead of its embedded vectors (input dropout needs the vectors)."""
-        return (self.dropout == 0.0 and emb.dtype == self.dtype and F is _native_ops
+        return (self.dropout == 0.0 and emb.dtype == self.dtype and self.ops is F
                 and _Tokens.fold_pays(emb.input_dim, T, B))
 
     def _core_backward(self, dy_tm: np.ndarray | None, dh_n: np.ndarray | None,
@@ -331,12 +359,14 @@ class _RNNBase(Layer):
                                "training=True first")
         need_dx = need_dx or bool(tokens)  # the fold's table grads come from dx
         if self._cell == "lstm":
-            dx, _, _, dw_ih, dw_hh, db_ih, _ = F.lstm_backward(ctx, dy_tm, dh_n, dc_n,
-                                                               need_dx=need_dx)
+            dx, _, _, dw_ih, dw_hh, db_ih, _ = self.ops.lstm_backward(ctx, dy_tm, dh_n, dc_n,
+                                                                      need_dx=need_dx)
         elif self._cell == "gru":
-            dx, _, dw_ih, dw_hh, db_ih, db_hh = F.gru_backward(ctx, dy_tm, dh_n, need_dx=need_dx)
+            dx, _, dw_ih, dw_hh, db_ih, db_hh = self.ops.gru_backward(ctx, dy_tm, dh_n,
+                                                                      need_dx=need_dx)
         else:
-            dx, _, dw_ih, dw_hh, db_ih, _ = F.rnn_backward(ctx, dy_tm, dh_n, need_dx=need_dx)
+            dx, _, dw_ih, dw_hh, db_ih, _ = self.ops.rnn_backward(ctx, dy_tm, dh_n,
+                                                                  need_dx=need_dx)
         if tokens:
             dw_ih = tokens.backward(dx, self.kernel.value)
             dx = None
@@ -690,6 +720,11 @@ class Bidirectional(Layer):
     def reset_states(self) -> None:
         self.forward_layer.reset_states()
         self.backward_layer.reset_states()
+
+    def set_ops(self, ops: ModuleType) -> None:
+        """As :meth:`_RNNBase.set_ops`, for both directions."""
+        self.forward_layer.set_ops(ops)
+        self.backward_layer.set_ops(ops)
 
     def accepts_tokens(self, emb: Layer, T: int, B: int) -> bool:
         """As :meth:`_RNNBase.accepts_tokens`, for both directions."""
