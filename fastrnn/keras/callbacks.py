@@ -148,10 +148,10 @@ class History(Callback):
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.epoch = []
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
@@ -190,14 +190,14 @@ class ProgbarLogger(Callback):
     def _out(self) -> Any:
         return self.stream if self.stream is not None else sys.stdout
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.epochs = self.params.get("epochs", 1)
         self.steps = self.params.get("steps")
         self.batch_size = self.params.get("batch_size")
         out = self._out()
         self._dynamic = bool(getattr(out, "isatty", lambda: False)()) or "ipykernel" in sys.modules
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
         self._last = 0.0
         self._prev_width = 0
@@ -205,7 +205,7 @@ class ProgbarLogger(Callback):
         if self.verbose:
             self._write(f"Epoch {epoch + 1}/{self.epochs}\n")
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._seen = batch + 1
         if self.verbose != 1 or not self._dynamic:
             return
@@ -215,7 +215,7 @@ class ProgbarLogger(Callback):
         self._last = now
         self._render(logs or {}, final=False)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
         if self.verbose == 1:
             self._render(logs, final=True)
@@ -370,14 +370,14 @@ class EarlyStopping(_Monitor):
         self.best_weights: list[np.ndarray] | None = None
         self.best_epoch = 0
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.wait = 0
         self.stopped_epoch = 0
         self.best = None
         self.best_weights = None
         self.best_epoch = 0
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.monitor_op is None:
             self._set_monitor_op()
         current = (logs or {}).get(self.monitor)
@@ -404,7 +404,7 @@ class EarlyStopping(_Monitor):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict | None = None) -> None:
         if self.stopped_epoch > 0 and self.verbose > 0:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
@@ -460,17 +460,17 @@ class ModelCheckpoint(_Monitor):
         self._batches_seen = 0
         self._current_epoch = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._current_epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self.save_freq == "epoch":
             return
         self._batches_seen += 1
         if self._batches_seen % self.save_freq == 0:
             self._save(self._current_epoch, logs or {}, batch=batch)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.save_freq == "epoch":
             self._save(epoch, logs or {})
 
@@ -525,7 +525,7 @@ class LearningRateScheduler(Callback):
         self.schedule = schedule
         self.verbose = verbose
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         opt = self.model.optimizer
         try:
             lr = self.schedule(epoch, float(opt.learning_rate))
@@ -539,7 +539,7 @@ class LearningRateScheduler(Callback):
         if self.verbose > 0:
             print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
             logs["learning_rate"] = float(self.model.optimizer.learning_rate)
 
@@ -547,7 +547,7 @@ class LearningRateScheduler(Callback):
 class TerminateOnNaN(Callback):
     """Stop training as soon as the loss becomes NaN or infinite."""
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
             print(f"Batch {batch}: Invalid loss, terminating training")

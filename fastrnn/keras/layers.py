@@ -195,7 +195,7 @@ class Dense(Layer):
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer
 
-    def check_input_shape(self, shape):
+    def check_input_shape(self, shape: tuple) -> None:
         if len(shape) < 2:
             raise ValueError(f"layer {self.name!r} (Dense) expects an input of rank >= 2 "
                              f"(batch, ..., features), got shape {tuple(shape)}")
@@ -206,17 +206,18 @@ class Dense(Layer):
             raise ValueError(f"layer {self.name!r} (Dense) was built for {self.kernel.shape[0]} "
                              f"input features, got input shape {tuple(shape)}")
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         n_in = int(input_shape[-1])
         self.kernel = self.add_weight("kernel", (n_in, self.units), self.kernel_initializer)
         self.bias = (self.add_weight("bias", (self.units,), self.bias_initializer)
                      if self.use_bias else None)
         self.built = True
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def forward(self, x, mask, training):
+    def forward(self, x: np.ndarray, mask: np.ndarray | None, training: bool
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         x2, tm = _last_axis_2d(x)
         if x2.dtype != self.kernel.value.dtype:
             x2 = x2.astype(self.kernel.value.dtype)
@@ -245,7 +246,7 @@ class Dense(Layer):
         dx2 = _matmul(dz, self.kernel.value, transb=True)
         return _restore(dx2, xshape, tm)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": self.use_bias,
                 "kernel_initializer": serialize_initializer(self.kernel_initializer),
@@ -262,7 +263,8 @@ class Activation(Layer):
         self.activation = _acts.resolve(activation)
         self._fwd, self._bwd = _acts.get(self.activation)
 
-    def forward(self, x, mask, training):
+    def forward(self, x: np.ndarray, mask: np.ndarray | None, training: bool
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         y = self._fwd(x)
         if training:
             self._cache = (x, y)
@@ -273,7 +275,7 @@ class Activation(Layer):
         self._cache = None
         return self._bwd(dy, x, y)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "activation": self.activation}
 
 
@@ -317,12 +319,12 @@ class Embedding(Layer):
             self._batch_input_shape = (None, self.input_length)
         self._initial_weights = weights
 
-    def check_input_shape(self, shape):
+    def check_input_shape(self, shape: tuple) -> None:
         if len(shape) < 1:
             raise ValueError(f"layer {self.name!r} (Embedding) expects integer ids of shape "
                              f"(batch, timesteps), got shape {tuple(shape)}")
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
                                           self.embeddings_initializer)
         if self._initial_weights is not None:
@@ -330,10 +332,10 @@ class Embedding(Layer):
             self._initial_weights = None
         self.built = True
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         return tuple(input_shape) + (self.output_dim,)
 
-    def compute_mask(self, inputs, mask):
+    def compute_mask(self, inputs: Any, mask: np.ndarray | None) -> np.ndarray | None:
         if not self.mask_zero:
             return None
         return np.asarray(inputs) != 0
@@ -361,7 +363,8 @@ class Embedding(Layer):
                                  f"in [{lo}, {hi}]")
         return x if x.dtype == np.intp else x.astype(np.intp)
 
-    def forward(self, x, mask, training):
+    def forward(self, x: np.ndarray, mask: np.ndarray | None, training: bool
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         ids = self._ids(x)
         w = self.embeddings.value
         if ids.ndim == 2:
@@ -408,7 +411,7 @@ class Embedding(Layer):
         self.embeddings.grad = g
         return None
 
-    def get_config(self):
+    def get_config(self) -> dict:
         cfg = {**super().get_config(), "input_dim": self.input_dim,
                "output_dim": self.output_dim,
                "embeddings_initializer": serialize_initializer(self.embeddings_initializer),
@@ -432,10 +435,11 @@ class Masking(Layer):
         super().__init__(**kwargs)
         self.mask_value = check_float("Masking", "mask_value", mask_value)
 
-    def check_input_shape(self, shape):
+    def check_input_shape(self, shape: tuple) -> None:
         self._expect_rank(shape, (3,), "(batch, timesteps, features)")
 
-    def forward(self, x, mask, training):
+    def forward(self, x: np.ndarray, mask: np.ndarray | None, training: bool
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         m = np.any(x != self.mask_value, axis=-1)
         y = x * m[..., None]
         if training:
@@ -447,7 +451,7 @@ class Masking(Layer):
         self._cache = None
         return dy * m[..., None]
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "mask_value": self.mask_value}
 
 
@@ -475,7 +479,8 @@ class Dropout(Layer):
         self.seed = seed
         self._rng = rng(seed) if seed is not None else None
 
-    def forward(self, x, mask, training):
+    def forward(self, x: np.ndarray, mask: np.ndarray | None, training: bool
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         if not training or self.rate == 0.0:
             self._cache = None
             return x, mask
@@ -497,7 +502,7 @@ class Dropout(Layer):
         self._cache = None
         return dy if keep is None else dy * keep
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "rate": self.rate,
                 "noise_shape": None if self.noise_shape is None else list(self.noise_shape),
                 "seed": self.seed}
@@ -512,31 +517,33 @@ class RepeatVector(Layer):
             raise ValueError(f"RepeatVector: n must be a positive int, got {n!r}")
         self.n = int(n)
 
-    def check_input_shape(self, shape):
+    def check_input_shape(self, shape: tuple) -> None:
         self._expect_rank(shape, (2,), "(batch, features)")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.n, input_shape[1])
 
-    def forward(self, x, mask, training):
+    def forward(self, x: np.ndarray, mask: np.ndarray | None, training: bool
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         return np.broadcast_to(x[:, None, :], (x.shape[0], self.n, x.shape[1])), None
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         return dy.sum(axis=1)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "n": self.n}
 
 
 class Flatten(Layer):
     """Flatten all axes but the batch axis."""
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         rest = input_shape[1:]
         n = None if any(s is None for s in rest) else int(math.prod(rest))
         return (input_shape[0], n)
 
-    def forward(self, x, mask, training):
+    def forward(self, x: np.ndarray, mask: np.ndarray | None, training: bool
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         if training:
             self._cache = x.shape
         return x.reshape(x.shape[0], -1), None
@@ -561,7 +568,7 @@ class Reshape(Layer):
         ts = target_shape
         self.target_shape = tuple(int(s) for s in ts)
 
-    def check_input_shape(self, shape):
+    def check_input_shape(self, shape: tuple) -> None:
         rest = shape[1:]
         if any(s is None for s in rest):
             return
@@ -571,7 +578,7 @@ class Reshape(Layer):
                              f"{tuple(shape)} ({n} values per sample) to target_shape "
                              f"{self.target_shape}")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         rest = input_shape[1:]
         if -1 in self.target_shape:
             if any(s is None for s in rest):
@@ -582,7 +589,8 @@ class Reshape(Layer):
             return (input_shape[0],) + tuple(fill if s == -1 else s for s in self.target_shape)
         return (input_shape[0],) + self.target_shape
 
-    def forward(self, x, mask, training):
+    def forward(self, x: np.ndarray, mask: np.ndarray | None, training: bool
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         self.check_input_shape(x.shape)
         if training:
             self._cache = x.shape
@@ -593,7 +601,7 @@ class Reshape(Layer):
         self._cache = None
         return dy.reshape(shape)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
@@ -612,24 +620,25 @@ class TimeDistributed(Layer):
         super().__init__(**kwargs)
         self.layer = layer
 
-    def check_input_shape(self, shape):
+    def check_input_shape(self, shape: tuple) -> None:
         if len(shape) < 3:
             raise ValueError(f"layer {self.name!r} (TimeDistributed) expects an input of rank "
                              f">= 3 (batch, timesteps, ...), got shape {tuple(shape)}")
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         self.layer._build_for((None,) + tuple(input_shape[2:]))
         self.built = True
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         inner = self.layer.compute_output_shape((None,) + tuple(input_shape[2:]))
         return tuple(input_shape[:2]) + tuple(inner[1:])
 
     @property
-    def weights(self):
+    def weights(self) -> list[Variable]:
         return self.layer.weights
 
-    def forward(self, x, mask, training):
+    def forward(self, x: np.ndarray, mask: np.ndarray | None, training: bool
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         b, t = x.shape[:2]
         y, _ = self.layer.forward(x.reshape((b * t,) + x.shape[2:]), None, training)
         if training:
@@ -643,11 +652,11 @@ class TimeDistributed(Layer):
         dx = self.layer.backward(dy.reshape((b * t,) + dy.shape[2:]), need_dx)
         return None if dx is None else dx.reshape(shape)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "layer": serialize(self.layer)}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict) -> Layer:
         config = dict(config)
         config["layer"] = deserialize(config["layer"])
         return cls(**config)

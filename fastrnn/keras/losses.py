@@ -237,7 +237,8 @@ class MeanSquaredError(Loss):
 
     default_name = "mean_squared_error"
 
-    def compute(self, y_true, y_pred, need_grad):
+    def compute(self, y_true: np.ndarray, y_pred: np.ndarray,
+                need_grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
         yt, yp = _align(self.name, y_true, y_pred)
         d = yp - yt
         n = d.shape[-1] if d.ndim else 1
@@ -250,7 +251,8 @@ class MeanAbsoluteError(Loss):
 
     default_name = "mean_absolute_error"
 
-    def compute(self, y_true, y_pred, need_grad):
+    def compute(self, y_true: np.ndarray, y_pred: np.ndarray,
+                need_grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
         yt, yp = _align(self.name, y_true, y_pred)
         d = yp - yt
         n = d.shape[-1] if d.ndim else 1
@@ -269,7 +271,8 @@ class Huber(Loss):
         super().__init__(name, reduction)
         self.delta = check_float("Huber", "delta", delta, 0.0, lo_open=True)
 
-    def compute(self, y_true, y_pred, need_grad):
+    def compute(self, y_true: np.ndarray, y_pred: np.ndarray,
+                need_grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
         yt, yp = _align(self.name, y_true, y_pred)
         d = yp - yt
         a = np.abs(d)
@@ -283,7 +286,7 @@ class Huber(Loss):
         g = np.where(inside, d, dl * np.sign(d)) * (1.0 / n)
         return L.astype(yp.dtype, copy=False), g.astype(yp.dtype).reshape(y_pred.shape)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "delta": self.delta}
 
 
@@ -313,7 +316,8 @@ class BinaryCrossentropy(Loss):
         self.label_smoothing = check_float(type(self).__name__, "label_smoothing",
                                            label_smoothing, 0.0, 1.0)
 
-    def compute(self, y_true, y_pred, need_grad):
+    def compute(self, y_true: np.ndarray, y_pred: np.ndarray,
+                need_grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
         yt, yp = _align(self.name, y_true, y_pred)
         if self.label_smoothing:
             yt = yt * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
@@ -334,7 +338,7 @@ class BinaryCrossentropy(Loss):
             g = g.astype(y_pred.dtype, copy=False).reshape(y_pred.shape)
         return L, g
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing}
 
@@ -391,7 +395,8 @@ class CategoricalCrossentropy(Loss):
         self.label_smoothing = check_float(type(self).__name__, "label_smoothing",
                                            label_smoothing, 0.0, 1.0)
 
-    def compute(self, y_true, y_pred, need_grad):
+    def compute(self, y_true: np.ndarray, y_pred: np.ndarray,
+                need_grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
         yt = _float(y_true, y_pred)
         if y_pred.ndim < 1:
             raise ValueError(f"{self.name}: the model's output must have a class axis")
@@ -405,7 +410,7 @@ class CategoricalCrossentropy(Loss):
             return L, g
         return _cce_from_probs(yt, y_pred, False, need_grad)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing}
 
@@ -460,7 +465,8 @@ class SparseCategoricalCrossentropy(Loss):
                              f"[{check.min()}, {check.max()}]")
         return yt
 
-    def compute(self, y_true, y_pred, need_grad):
+    def compute(self, y_true: np.ndarray, y_pred: np.ndarray,
+                need_grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
         yt = self.labels(y_true, y_pred)
         ignore = None
         if self.ignore_class is not None:
@@ -483,7 +489,7 @@ class SparseCategoricalCrossentropy(Loss):
                 g[ignore] = 0
         return L, g
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "from_logits": self.from_logits,
                 "ignore_class": self.ignore_class}
 

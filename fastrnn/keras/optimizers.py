@@ -269,7 +269,7 @@ class SGD(Optimizer):
             else:
                 v += m
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
 
@@ -319,7 +319,7 @@ class Adam(Optimizer):
             denom += self.epsilon
             v -= (m * alpha) / denom
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,
                 "epsilon": self.epsilon, "amsgrad": self.amsgrad}
 
@@ -366,7 +366,7 @@ class RMSprop(Optimizer):
             else:
                 v -= inc
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
                 "epsilon": self.epsilon, "centered": self.centered}
 
@@ -391,7 +391,7 @@ class Adagrad(Optimizer):
             acc += g * g
             v -= (lr * g) / np.sqrt(acc + self.epsilon)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(),
                 "initial_accumulator_value": self.initial_accumulator_value,
                 "epsilon": self.epsilon}

@@ -21,7 +21,7 @@ from .. import functional as F
 from .._threads import get_num_threads
 from . import activations as _acts
 from .backend import rng
-from .base import Layer, check_float, mask_to_lengths, serialize_initializer
+from .base import Layer, Variable, check_float, mask_to_lengths, serialize_initializer
 
 
 class _Tokens:
@@ -192,7 +192,7 @@ class _RNNBase(Layer):
     def _bias_initial(self, shape: tuple[int, ...]) -> Any:
         return self.bias_initializer
 
-    def check_input_shape(self, shape):
+    def check_input_shape(self, shape: tuple) -> None:
         self._expect_rank(shape, (3,), "(batch, timesteps, features)")
         if shape[-1] is None or shape[-1] == 0:
             raise ValueError(f"layer {self.name!r} ({type(self).__name__}) needs a known, "
@@ -201,7 +201,7 @@ class _RNNBase(Layer):
             raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was built for "
                              f"{self.input_size} input features, got input shape {tuple(shape)}")
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         n_in = int(input_shape[-1])
         gh = self._gates * self.units
         k_to, k_from, b_to, b_from = self._converters()
@@ -218,11 +218,11 @@ class _RNNBase(Layer):
     def _bias_shape(self) -> tuple[int, ...]:
         return (self._gates * self.units,)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         b, t = input_shape[0], input_shape[1]
         return (b, t, self.units) if self.return_sequences else (b, self.units)
 
-    def compute_mask(self, inputs, mask):
+    def compute_mask(self, inputs: Any, mask: np.ndarray | None) -> np.ndarray | None:
         return mask if self.return_sequences else None
 
     # -- ops ----------------------------------------------------------------------------
@@ -380,7 +380,8 @@ class _RNNBase(Layer):
         return dx
 
     # -- Keras-facing forward/backward ----------------------------------------------------
-    def forward(self, x, mask, training):
+    def forward(self, x: np.ndarray | _Tokens, mask: np.ndarray | None, training: bool
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         xt, T, B = _time_major(self, type(self).__name__, x)
         lengths = mask_to_lengths(mask, B, T)
         y, states = self._core_forward(xt, lengths, training)
@@ -451,7 +452,7 @@ class _RNNBase(Layer):
             return [y] + [np.array(s, copy=True) for s in self._last_states]
         return y
 
-    def get_config(self):
+    def get_config(self) -> dict:
         cfg = {**super().get_config(), "units": self.units, "activation": self.activation,
                "use_bias": self.use_bias,
                "kernel_initializer": serialize_initializer(self.kernel_initializer),
@@ -557,7 +558,7 @@ class LSTM(_RNNBase):
 
         return init
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "recurrent_activation": self.recurrent_activation,
                 "unit_forget_bias": self.unit_forget_bias}
 
@@ -605,7 +606,7 @@ class GRU(_RNNBase):
     def _bias_shape(self):
         return (2, 3 * self.units)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "recurrent_activation": self.recurrent_activation,
                 "reset_after": True}
 
@@ -690,11 +691,11 @@ class Bidirectional(Layer):
         self.stateful = f.stateful
         self._initial_weights = weights
 
-    def check_input_shape(self, shape):
+    def check_input_shape(self, shape: tuple) -> None:
         self.forward_layer.check_input_shape(shape)
         self.backward_layer.check_input_shape(shape)
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple) -> None:
         for sub in (self.forward_layer, self.backward_layer):
             sub._build_for(tuple(input_shape))
             for v in sub.weights:
@@ -705,16 +706,16 @@ class Bidirectional(Layer):
         self.built = True
 
     @property
-    def weights(self):
+    def weights(self) -> list[Variable]:
         return self.forward_layer.weights + self.backward_layer.weights
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         out = self.forward_layer.compute_output_shape(input_shape)
         if self.merge_mode == "concat":
             out = tuple(out[:-1]) + (out[-1] * 2,)
         return tuple(out)
 
-    def compute_mask(self, inputs, mask):
+    def compute_mask(self, inputs: Any, mask: np.ndarray | None) -> np.ndarray | None:
         return mask if self.return_sequences else None
 
     def reset_states(self) -> None:
@@ -731,7 +732,8 @@ class Bidirectional(Layer):
         return (self.forward_layer.accepts_tokens(emb, T, B)
                 and self.backward_layer.accepts_tokens(emb, T, B))
 
-    def forward(self, x, mask, training):
+    def forward(self, x: np.ndarray | _Tokens, mask: np.ndarray | None, training: bool
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         xt, T, B = _time_major(self, "Bidirectional", x)
         lengths = mask_to_lengths(mask, B, T)
         yf, sf = self.forward_layer._core_forward(xt, lengths, training)
@@ -791,7 +793,7 @@ class Bidirectional(Layer):
         dx += dx2
         return dx.transpose(1, 0, 2)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         cfg = {**super().get_config(), "layer": self._layer_config,
                "merge_mode": self.merge_mode}
         if self._backward_config is not None:
@@ -799,7 +801,7 @@ class Bidirectional(Layer):
         return cfg
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict) -> Layer:
         config = dict(config)
         config["layer"] = _deserialize_rnn(config["layer"])
         if config.get("backward_layer") is not None:
