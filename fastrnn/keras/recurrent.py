@@ -18,8 +18,10 @@ import numpy as np
 
 from .. import _kernels
 from .. import functional as F
+from .._cells import CELLS
 from .._threads import get_num_threads
 from . import activations as _acts
+from . import initializers as _inits
 from .backend import rng
 from .base import Layer, Variable, check_float, mask_to_lengths, serialize_initializer
 
@@ -128,8 +130,7 @@ class _RNNBase(Layer):
     """Shared machinery of SimpleRNN, LSTM and GRU (see their docstrings)."""
 
     supports_masking = True
-    _cell = ""
-    _gates = 1
+    _cell = ""  # the cell's name in fastrnn._cells.CELLS
 
     def __init__(self, units: int, activation: Any = "tanh", use_bias: bool = True,
                  kernel_initializer: Any = "glorot_uniform",
@@ -203,7 +204,7 @@ class _RNNBase(Layer):
 
     def build(self, input_shape: tuple) -> None:
         n_in = int(input_shape[-1])
-        gh = self._gates * self.units
+        gh = CELLS[self._cell].gates * self.units
         k_to, k_from, b_to, b_from = self._converters()
         self.input_size = n_in
         self.kernel = self.add_weight("kernel", (n_in, gh), self.kernel_initializer, k_to, k_from)
@@ -216,7 +217,17 @@ class _RNNBase(Layer):
         self.built = True
 
     def _bias_shape(self) -> tuple[int, ...]:
-        return (self._gates * self.units,)
+        return (CELLS[self._cell].gates * self.units,)
+
+    def _op_biases(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The ops' ``(b_ih, b_hh)`` from the bias weight: Keras's single (G*H,) bias is the
+        input bias."""
+        return (None, None) if self.bias is None else (self.bias.value, None)
+
+    def _bias_grad(self, db_ih: np.ndarray, db_hh: np.ndarray | None) -> np.ndarray:
+        """The bias weight's gradient from the ops' bias gradients (inverse of
+        :meth:`_op_biases`)."""
+        return db_ih
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         b, t = input_shape[0], input_shape[1]
@@ -251,7 +262,7 @@ class _RNNBase(Layer):
     # -- state --------------------------------------------------------------------------
     @property
     def _n_states(self) -> int:
-        return 2 if self._cell == "lstm" else 1
+        return 2 if CELLS[self._cell].has_cell_state else 1
 
     @property
     def states(self) -> list[np.ndarray] | None:
@@ -311,12 +322,7 @@ class _RNNBase(Layer):
             self._dmask = keep
             xt = xt * keep
         init = self._initial_states(B)
-        if self.bias is None:
-            b_ih = b_hh = None
-        elif self._cell == "gru":
-            b_ih, b_hh = self.bias.value[0], self.bias.value[1]
-        else:
-            b_ih, b_hh = self.bias.value, None
+        b_ih, b_hh = self._op_biases()
         w_hh = self.recurrent_kernel.value
         c0 = init[1] if self._cell == "lstm" else None
         kw = {"lengths": lengths, "reverse": self.go_backwards, "training": training}
@@ -359,21 +365,21 @@ class _RNNBase(Layer):
                                "training=True first")
         need_dx = need_dx or bool(tokens)  # the fold's table grads come from dx
         if self._cell == "lstm":
-            dx, _, _, dw_ih, dw_hh, db_ih, _ = self.ops.lstm_backward(ctx, dy_tm, dh_n, dc_n,
-                                                                      need_dx=need_dx)
+            dx, _, _, dw_ih, dw_hh, db_ih, db_hh = self.ops.lstm_backward(
+                ctx, dy_tm, dh_n, dc_n, need_dx=need_dx)
         elif self._cell == "gru":
             dx, _, dw_ih, dw_hh, db_ih, db_hh = self.ops.gru_backward(ctx, dy_tm, dh_n,
                                                                       need_dx=need_dx)
         else:
-            dx, _, dw_ih, dw_hh, db_ih, _ = self.ops.rnn_backward(ctx, dy_tm, dh_n,
-                                                                  need_dx=need_dx)
+            dx, _, dw_ih, dw_hh, db_ih, db_hh = self.ops.rnn_backward(ctx, dy_tm, dh_n,
+                                                                      need_dx=need_dx)
         if tokens:
             dw_ih = tokens.backward(dx, self.kernel.value)
             dx = None
         self.kernel.grad = dw_ih
         self.recurrent_kernel.grad = dw_hh
         if self.bias is not None:
-            self.bias.grad = np.stack([db_ih, db_hh]) if self._cell == "gru" else db_ih
+            self.bias.grad = self._bias_grad(db_ih, db_hh)
         if self._dmask is not None:
             dx = None if dx is None else dx * self._dmask
             self._dmask = None
@@ -500,7 +506,6 @@ class SimpleRNN(_RNNBase):
     """
 
     _cell = "rnn"
-    _gates = 1
 
     def __init__(self, units: int, activation: Any = "tanh", **kwargs: Any) -> None:
         super().__init__(units, activation=activation, **kwargs)
@@ -509,7 +514,25 @@ class SimpleRNN(_RNNBase):
                              "fused kernels; use 'tanh' or 'relu'")
 
 
-class LSTM(_RNNBase):
+class _GatedRNN(_RNNBase):
+    """Shared part of LSTM and GRU: a gate activation beside the cell's activation (the fused
+    kernels implement the defaults, tanh and sigmoid, only)."""
+
+    def __init__(self, units: int, activation: Any = "tanh",
+                 recurrent_activation: Any = "sigmoid", **kwargs: Any) -> None:
+        super().__init__(units, activation=activation, **kwargs)
+        self.recurrent_activation = _acts.resolve(recurrent_activation, "recurrent_activation")
+        if self.activation != "tanh" or self.recurrent_activation != "sigmoid":
+            raise ValueError(
+                f"{type(self).__name__}: activation={activation!r}, recurrent_activation="
+                f"{recurrent_activation!r} is not supported by the fused kernels; use the "
+                "defaults activation='tanh', recurrent_activation='sigmoid'")
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "recurrent_activation": self.recurrent_activation}
+
+
+class LSTM(_GatedRNN):
     """Long short-term memory layer (Hochreiter & Schmidhuber), Keras's maths and layout.
 
     Gates i, f, c, o (Keras's order, the kernels' too): ``kernel`` (I, 4H),
@@ -530,26 +553,18 @@ class LSTM(_RNNBase):
     """
 
     _cell = "lstm"
-    _gates = 4
 
     def __init__(self, units: int, activation: Any = "tanh",
                  recurrent_activation: Any = "sigmoid", unit_forget_bias: bool = True,
                  **kwargs: Any) -> None:
-        super().__init__(units, activation=activation, **kwargs)
-        self.recurrent_activation = _acts.resolve(recurrent_activation, "recurrent_activation")
-        if self.activation != "tanh" or self.recurrent_activation != "sigmoid":
-            raise ValueError(
-                f"LSTM: activation={activation!r}, recurrent_activation="
-                f"{recurrent_activation!r} is not supported by the fused kernels; use the "
-                "defaults activation='tanh', recurrent_activation='sigmoid'")
+        super().__init__(units, activation=activation,
+                         recurrent_activation=recurrent_activation, **kwargs)
         self.unit_forget_bias = bool(unit_forget_bias)
 
     def _bias_initial(self, shape):
         if not self.unit_forget_bias:
             return self.bias_initializer
-        from . import initializers as inits
-
-        base = inits.get(self.bias_initializer)
+        base = _inits.get(self.bias_initializer)
         h = self.units
 
         def init(shape: Any, dtype: Any = None) -> np.ndarray:
@@ -559,11 +574,10 @@ class LSTM(_RNNBase):
         return init
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "recurrent_activation": self.recurrent_activation,
-                "unit_forget_bias": self.unit_forget_bias}
+        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}
 
 
-class GRU(_RNNBase):
+class GRU(_GatedRNN):
     """Gated recurrent unit, Keras's ``reset_after=True`` variant (the PyTorch/cuDNN maths).
 
     Keras's weights: ``kernel`` (I, 3H) and ``recurrent_kernel`` (H, 3H) with gate blocks
@@ -582,18 +596,12 @@ class GRU(_RNNBase):
     """
 
     _cell = "gru"
-    _gates = 3
 
     def __init__(self, units: int, activation: Any = "tanh",
                  recurrent_activation: Any = "sigmoid", reset_after: bool = True,
                  **kwargs: Any) -> None:
-        super().__init__(units, activation=activation, **kwargs)
-        self.recurrent_activation = _acts.resolve(recurrent_activation, "recurrent_activation")
-        if self.activation != "tanh" or self.recurrent_activation != "sigmoid":
-            raise ValueError(
-                f"GRU: activation={activation!r}, recurrent_activation="
-                f"{recurrent_activation!r} is not supported by the fused kernels; use the "
-                "defaults activation='tanh', recurrent_activation='sigmoid'")
+        super().__init__(units, activation=activation,
+                         recurrent_activation=recurrent_activation, **kwargs)
         if not reset_after:
             raise NotImplementedError("GRU: reset_after=False (the original GRU) is not "
                                       "supported; fastrnn implements reset_after=True, Keras's "
@@ -606,9 +614,15 @@ class GRU(_RNNBase):
     def _bias_shape(self):
         return (2, 3 * self.units)
 
+    def _op_biases(self):
+        # Keras's (2, 3H) bias: the input bias, then the recurrent bias
+        return (None, None) if self.bias is None else (self.bias.value[0], self.bias.value[1])
+
+    def _bias_grad(self, db_ih, db_hh):
+        return np.stack([db_ih, db_hh])
+
     def get_config(self) -> dict:
-        return {**super().get_config(), "recurrent_activation": self.recurrent_activation,
-                "reset_after": True}
+        return {**super().get_config(), "reset_after": True}
 
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave")
