@@ -295,7 +295,23 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
 
 
-class BinaryCrossentropy(Loss):
+class _Crossentropy(Loss):
+    """Shared part of the binary and categorical crossentropies: ``from_logits`` and
+    ``label_smoothing`` (see theirs)."""
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
+                 name: str | None = None, reduction: str | None = "sum_over_batch_size"):
+        super().__init__(name, reduction)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = check_float(type(self).__name__, "label_smoothing",
+                                           label_smoothing, 0.0, 1.0)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing}
+
+
+class BinaryCrossentropy(_Crossentropy):
     """Binary cross-entropy, averaged over the last axis; name ``'binary_crossentropy'``.
 
     Parameters
@@ -308,13 +324,6 @@ class BinaryCrossentropy(Loss):
     """
 
     default_name = "binary_crossentropy"
-
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
-                 name: str | None = None, reduction: str | None = "sum_over_batch_size"):
-        super().__init__(name, reduction)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = check_float(type(self).__name__, "label_smoothing",
-                                           label_smoothing, 0.0, 1.0)
 
     def compute(self, y_true: np.ndarray, y_pred: np.ndarray,
                 need_grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -337,10 +346,6 @@ class BinaryCrossentropy(Loss):
         if g is not None:
             g = g.astype(y_pred.dtype, copy=False).reshape(y_pred.shape)
         return L, g
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -375,7 +380,7 @@ def _cce_from_probs(yt_onehot_or_idx: np.ndarray, yp: np.ndarray, sparse: bool,
     return L, g.astype(yp.dtype, copy=False)
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_Crossentropy):
     """Cross-entropy with one-hot (or soft) targets; name ``'categorical_crossentropy'``.
 
     Parameters
@@ -387,13 +392,6 @@ class CategoricalCrossentropy(Loss):
     """
 
     default_name = "categorical_crossentropy"
-
-    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
-                 name: str | None = None, reduction: str | None = "sum_over_batch_size"):
-        super().__init__(name, reduction)
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = check_float(type(self).__name__, "label_smoothing",
-                                           label_smoothing, 0.0, 1.0)
 
     def compute(self, y_true: np.ndarray, y_pred: np.ndarray,
                 need_grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -409,10 +407,6 @@ class CategoricalCrossentropy(Loss):
             g = (np.exp(logp) * yt.sum(axis=-1, keepdims=True) - yt) if need_grad else None
             return L, g
         return _cce_from_probs(yt, y_pred, False, need_grad)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing}
 
 
 class SparseCategoricalCrossentropy(Loss):
