@@ -163,6 +163,31 @@ def weights_list(weights: Any, what: str) -> list:
     return list(weights)
 
 
+def assign_weights(variables: Sequence[Variable], weights: list,
+                   describe: Callable[[Variable], str]) -> None:
+    """Write ``weights[i]`` into ``variables[i]`` after checking every shape first (nothing is
+    written when one is wrong).
+
+    Parameters
+    ----------
+    variables : sequence of Variable
+    weights : list of array-like
+        As many arrays as ``variables`` (the caller checks the count), in Keras's layout.
+    describe : callable
+        ``describe(variable)`` names the variable in the error message.
+
+    Raises
+    ------
+    ValueError
+        For the first array whose shape is not its variable's.
+    """
+    for v, w in zip(variables, weights, strict=True):
+        if np.shape(w) != v.shape:
+            raise ValueError(f"{describe(v)} expects shape {v.shape}, got {np.shape(w)}")
+    for v, w in zip(variables, weights, strict=True):
+        v.assign(w)
+
+
 def mask_to_lengths(mask: np.ndarray | None, batch: int, steps: int) -> np.ndarray | None:
     """Per-sequence lengths of a post-padding mask (None when nothing is masked).
 
@@ -333,12 +358,7 @@ class Layer:
             raise ValueError(f"layer {self.name!r} has {len(ws)} weights "
                              f"({', '.join(f'{v.name}{v.shape}' for v in ws)}), got "
                              f"{len(weights)} arrays")
-        for v, w in zip(ws, weights, strict=True):
-            if np.shape(w) != v.shape:
-                raise ValueError(f"layer {self.name!r}: weight {v.name!r} expects shape "
-                                 f"{v.shape}, got {np.shape(w)}")
-        for v, w in zip(ws, weights, strict=True):
-            v.assign(w)
+        assign_weights(ws, weights, lambda v: f"layer {self.name!r}: weight {v.name!r}")
 
     def count_params(self) -> int:
         """Number of scalars in the weights (Keras's count)."""

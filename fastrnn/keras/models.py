@@ -35,7 +35,15 @@ from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
 from .backend import floatx, rng, set_floatx, set_random_seed, unique_name
-from .base import Layer, Variable, check_float, check_int, normalize_shape, weights_list
+from .base import (
+    Layer,
+    Variable,
+    assign_weights,
+    check_float,
+    check_int,
+    normalize_shape,
+    weights_list,
+)
 from .callbacks import CallbackList, History, ProgbarLogger
 from .layers import (
     Activation,
@@ -330,12 +338,7 @@ class Sequential:
         weights = weights_list(weights, "set_weights")
         if len(weights) != len(ws):
             raise ValueError(f"the model has {len(ws)} weight arrays, got {len(weights)}")
-        for v, w in zip(ws, weights, strict=True):
-            if np.shape(w) != v.shape:
-                raise ValueError(f"weight {v.path!r} expects shape {v.shape}, got "
-                                 f"{np.shape(w)}")
-        for v, w in zip(ws, weights, strict=True):
-            v.assign(w)
+        assign_weights(ws, weights, lambda v: f"weight {v.path!r}")
 
     def count_params(self) -> int:
         """Total number of weights (Keras's count)."""
