@@ -386,3 +386,41 @@ def test_interrupt_during_save_keeps_the_old_file(tmp_path, monkeypatch):
         saving.save_model(Sequential([L.Input((2,)), L.Dense(1)]), path)
     monkeypatch.undo()
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["good.keras"]
+
+
+
+def _keras_imports() -> dict[str, set[str]]:
+    """For each module of fastrnn.keras, the fastrnn.keras modules it imports (anywhere in it,
+    function bodies included)."""
+    import ast
+    import pathlib
+
+    pkg = pathlib.Path(__file__).resolve().parent.parent / "fastrnn" / "keras"
+    names = {p.stem for p in pkg.glob("*.py")} - {"__init__"}
+    graph = {}
+    for name in names:
+        deps = set()
+        for node in ast.walk(ast.parse((pkg / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                    "fastrnn.keras"):
+                deps |= {node.module.removeprefix("fastrnn.keras").lstrip(".")}
+        graph[name] = deps & names
+    return graph
+
+
+def test_no_import_cycle_in_the_keras_package():
+    """saving (the file format) stands below models: models passes it the model classes."""
+    graph = _keras_imports()
+    assert "models" not in graph["saving"]
+
+    def reach(start):
+        seen, todo = set(), [start]
+        while todo:
+            for d in graph[todo.pop()] - seen:
+                seen.add(d)
+                todo.append(d)
+        return seen
+
+    assert [m for m in sorted(graph) if m in reach(m)] == []
