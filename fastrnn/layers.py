@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _keras_activations as _acts
-from . import _kernels
+from . import _native
 from ._keras_backend import rng
 from ._keras_base import (
     Layer,
@@ -32,7 +32,6 @@ from ._keras_base import (
     serialize_initializer,
 )
 from ._keras_recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _Tokens
-from ._threads import get_num_threads
 
 __all__ = [
     "GRU",
@@ -157,7 +156,7 @@ def _matmul(a: np.ndarray, b: np.ndarray, transa: bool = False,
     training step measured 50-77 ms with ``@`` in its Dense layer, 38 ms with OpenBLAS on one
     thread).
     """
-    return _kernels.gemm(a, b, transa=transa, transb=transb, nthreads=get_num_threads())
+    return _native.gemm(a, b, transa=transa, transb=transb)
 
 
 class Dense(Layer):
