@@ -23,9 +23,9 @@ def info() -> dict:
         Keys ``version``, ``simd`` (the kernel path in use), ``simd_available``,
         ``openmp`` (bool), ``num_threads``, ``max_threads``, ``compiler``.
     """
-    from . import _kernels
+    from . import _native
 
-    d = dict(_kernels.build_info())
+    d = _native.build_info()
     d["version"] = __version__
     d["num_threads"] = get_num_threads()
     return d
@@ -47,8 +47,6 @@ def release_memory() -> int:
     int
         The number of bytes freed.
     """
-    from . import _kernels
+    from . import _native
 
-    n = int(_kernels.scratch_kept())
-    _kernels.scratch_release()
-    return n
+    return _native.release_memory()

@@ -33,6 +33,11 @@ class Cell:
         The gates' order along the G*H axis (PyTorch's order).
     has_cell_state : bool
         Whether the cell carries a second state ``c`` beside ``h`` (the LSTM).
+    nonlinearities : tuple of str
+        The non-linearities the cell takes (first: the default); empty for a cell whose
+        non-linearities are fixed (``nonlinearity`` must then be None).
+    title : str
+        The cell in messages ("an LSTM").
     """
 
     name: str
@@ -40,14 +45,19 @@ class Cell:
     gates: int
     gate_order: tuple[str, ...]
     has_cell_state: bool
+    nonlinearities: tuple[str, ...]
+    title: str
 
 
 CELLS: dict[str, Cell] = {
     c.name: c
     for c in (
-        Cell("rnn", code=0, gates=1, gate_order=("h",), has_cell_state=False),
-        Cell("lstm", code=1, gates=4, gate_order=("i", "f", "g", "o"), has_cell_state=True),
-        Cell("gru", code=2, gates=3, gate_order=("r", "z", "n"), has_cell_state=False),
+        Cell("rnn", code=0, gates=1, gate_order=("h",), has_cell_state=False,
+             nonlinearities=("tanh", "relu"), title="an RNN"),
+        Cell("lstm", code=1, gates=4, gate_order=("i", "f", "g", "o"), has_cell_state=True,
+             nonlinearities=(), title="an LSTM"),
+        Cell("gru", code=2, gates=3, gate_order=("r", "z", "n"), has_cell_state=False,
+             nonlinearities=(), title="a GRU"),
     )
 }
 

@@ -32,13 +32,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["CELLS", "Grads", "Prepared", "check_ctx", "prepare", "prepare_grads"]
+from ._cells import CELLS, cell_spec
 
-#: Gate count of each cell.
-CELLS: dict[str, int] = {"rnn": 1, "lstm": 4, "gru": 3}
+__all__ = ["Grads", "Prepared", "check_ctx", "prepare", "prepare_grads"]
 
-_CELL_NAMES = {"rnn": "an RNN", "lstm": "an LSTM", "gru": "a GRU"}
-_NONLINEARITIES = ("tanh", "relu")
 _F16 = np.dtype(np.float16)
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -51,10 +48,10 @@ class Prepared:
     Attributes
     ----------
     cell : str
-        ``"rnn"``, ``"lstm"`` or ``"gru"``.
+        A name in the cell table (:data:`fastrnn._cells.CELLS`).
     x : ndarray of shape (T, B, I), or None
         None only for a native forward whose projected input rows come from a table
-        (``functional._forward_rows``, the Keras layers' Embedding fold).
+        (:func:`fastrnn._native.forward_rows`, the Keras layers' Embedding fold).
     h0 : ndarray, shape (B, H)
         Always an array: zeros (freshly allocated) when the caller passed None.
     c0 : ndarray of shape (B, H), or None
@@ -288,16 +285,16 @@ def prepare(
         A non-numeric, complex or boolean dtype, mixed float32/float64, a lossy
         conversion, a non-integer ``lengths``; the message names the argument.
     """
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
-    G = CELLS[cell]
-    cname = _CELL_NAMES[cell]
-    if cell == "rnn":
-        if not isinstance(nonlinearity, str) or nonlinearity not in _NONLINEARITIES:
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    spec = cell_spec(cell)
+    G = spec.gates
+    cname = spec.title
+    if spec.nonlinearities:
+        if not isinstance(nonlinearity, str) or nonlinearity not in spec.nonlinearities:
+            raise ValueError(f"nonlinearity must be {' or '.join(map(repr, spec.nonlinearities))}"
+                             f", got {nonlinearity!r}")
     elif nonlinearity is not None:
         raise ValueError(f"nonlinearity is only for the RNN; {cname} takes None")
-    if cell != "lstm" and c0 is not None:
+    if not spec.has_cell_state and c0 is not None:
         raise ValueError(f"c0 is only for the LSTM; {cname} takes None")
     reverse = _flag("reverse", reverse)
     training = _flag("training", training)
@@ -356,7 +353,7 @@ def prepare(
 
     h0a = out["h0"] if "h0" in out else np.zeros((B, H), dtype)
     c0a: np.ndarray | None = None
-    if cell == "lstm":
+    if spec.has_cell_state:
         c0a = out["c0"] if "c0" in out else np.zeros((B, H), dtype)
     return Prepared(
         cell=cell,
@@ -368,7 +365,7 @@ def prepare(
         b_ih=out.get("b_ih"),
         b_hh=out.get("b_hh"),
         lengths=lens,
-        nonlinearity=nonlinearity if cell == "rnn" else None,
+        nonlinearity=nonlinearity if spec.nonlinearities else None,
         reverse=reverse,
         training=training,
         T=T,
@@ -422,8 +419,9 @@ def prepare_grads(meta: Any, dy: Any, dh_n: Any, dc_n: Any = None) -> Grads:
         A non-numeric dtype, a float dtype other than the forward's, a lossy conversion.
     """
     T, B, H, dtype = meta.T, meta.B, meta.H, np.dtype(meta.dtype)
-    if meta.cell != "lstm" and dc_n is not None:
-        raise ValueError(f"dc_n is only for the LSTM; {_CELL_NAMES[meta.cell]} takes None")
+    spec = CELLS[meta.cell]
+    if not spec.has_cell_state and dc_n is not None:
+        raise ValueError(f"dc_n is only for the LSTM; {spec.title} takes None")
     return Grads(
         _prepare_grad("dy", dy, (T, B, H), "(T, B, H)", dtype),
         _prepare_grad("dh_n", dh_n, (B, H), "(B, H)", dtype),
@@ -431,22 +429,24 @@ def prepare_grads(meta: Any, dy: Any, dh_n: Any, dc_n: Any = None) -> Grads:
     )
 
 
-def check_ctx(ctx: Any, ctx_type: type, cell: str, module: str) -> None:
+def check_ctx(ctx: Any, ctx_type: type, cell: str | None, module: str) -> None:
     """Check that ``ctx`` is a training ctx of ``ctx_type`` made by ``<cell>_forward``.
 
-    ``ctx_type`` must have a ``cell`` attribute. ``module`` is used in the message
-    (e.g. ``"fastrnn.reference"``). Raises ``TypeError`` otherwise.
+    ``ctx_type`` must have a ``cell`` attribute; ``cell`` None accepts any cell's ctx (the
+    generic ``cell_backward``). ``module`` is used in the message (e.g.
+    ``"fastrnn.reference"``). Raises ``TypeError`` otherwise.
     """
+    name = cell or "cell"
     if ctx is None:
         raise TypeError(
-            f"ctx is None: {cell}_backward needs the ctx of {cell}_forward(..., training=True)"
+            f"ctx is None: {name}_backward needs the ctx of {name}_forward(..., training=True)"
         )
     if not isinstance(ctx, ctx_type):
         raise TypeError(
-            f"ctx must be the ctx returned by {module}.{cell}_forward, "
+            f"ctx must be the ctx returned by {module}.{name}_forward, "
             f"got {type(ctx).__module__}.{type(ctx).__qualname__}"
         )
-    if ctx.cell != cell:
+    if cell is not None and ctx.cell != cell:
         raise TypeError(
             f"ctx comes from {ctx.cell}_forward, but {cell}_backward needs the ctx of "
             f"{cell}_forward"

@@ -1,7 +1,9 @@
 """RNN, LSTM and GRU ops over whole sequences, running on fastrnn's C kernels.
 
 One call is one layer in one direction over a time-major sequence. The signatures, shapes and
-maths are identical to :mod:`fastrnn.reference` (the pure-NumPy oracle); see DESIGN.md §2.
+maths are identical to :mod:`fastrnn.reference` (the pure-NumPy oracle) and PyTorch's.
+:func:`cell_forward` / :func:`cell_backward` take the cell by name (the cell table,
+:mod:`fastrnn._cells`); the per-cell functions are that op with the cell's own arguments.
 
 Shapes: ``x`` (T, B, I); ``h0``, ``c0``, ``h_n``, ``c_n`` (B, H); ``w_ih`` (G·H, I);
 ``w_hh`` (G·H, H); ``b_ih``, ``b_hh`` (G·H,) or None; ``lengths`` (B,) or None;
@@ -27,13 +29,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from . import _kernels
-from ._threads import get_num_threads
-from ._validate import Prepared, prepare, prepare_grads
+from . import _native
+from ._validate import check_ctx, prepare, prepare_grads
 
 __all__ = [
+    "cell_backward",
+    "cell_forward",
     "gru_backward",
     "gru_forward",
     "lstm_backward",
@@ -42,130 +43,68 @@ __all__ = [
     "rnn_forward",
 ]
 
-_ACT = {"tanh": 0, "relu": 1}
+_MODULE = "fastrnn.functional"
 
 
-#: Arrays of at least this many bytes live on the kernels' kept blocks (csrc/scratch.c), which
-#: go back to a short list of kept blocks when the array and its views die and serve the next
-#: call of the same size. Fresh memory from the OS costs a page fault and a page clear per 4 KiB:
-#: 5-9% of a small LSTM training or inference call measured here, whenever malloc hands big
-#: arrays to mmap (its default above 128 KiB, until a free raises the threshold; heap trimming
-#: gives pages back too). Smaller arrays come from malloc's heap, which is warm already.
-_KEPT_MIN = 1 << 17
+def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any,
+                 b_hh: Any, *, nonlinearity: str | None = None, lengths: Any = None,
+                 reverse: bool = False, training: bool = True) -> tuple:
+    """Any cell over a whole sequence: the one op behind ``rnn/lstm/gru_forward``.
 
+    Parameters
+    ----------
+    cell : {"rnn", "lstm", "gru"}
+        A name in the cell table (:data:`fastrnn._cells.CELLS`).
+    x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, training
+        As in the cell's own forward (e.g. :func:`lstm_forward`).
+    c0 : array_like of shape (B, H), or None
+        The initial cell state of a cell that has one (the LSTM); must be None otherwise.
+    nonlinearity : str or None
+        Required for a cell with a choice of non-linearity (the RNN: ``"tanh"`` or
+        ``"relu"``); must be None for the others.
 
-def _empty(shape: tuple, dt: np.dtype) -> np.ndarray:
-    """``np.empty(shape, dt)``, on a kept block when it is big (see ``_KEPT_MIN``)."""
-    n = dt.itemsize
-    for d in shape:
-        n *= d
-    return _kernels.kept_empty(shape, dt) if n >= _KEPT_MIN else np.empty(shape, dt)
-
-
-def _zeros(shape: tuple, dt: np.dtype) -> np.ndarray:
-    """``np.zeros(shape, dt)``, on a kept block when it is big (see ``_KEPT_MIN``)."""
-    a = _empty(shape, dt)
-    a.fill(0)
-    return a
-
-
-class _Context:
-    """What a native backward needs from its forward: inputs, weights and the kernel cache.
-
-    The cache lives on a kept block: when the context (and any view of its cache) dies, the
-    block serves the next training forward of the same size.
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+    h_n : ndarray, shape (B, H)
+    c_n : ndarray of shape (B, H), or None (a cell without a cell state)
+    ctx : object or None
+        Pass to :func:`cell_backward` (or the cell's own backward).
     """
-
-    __slots__ = ("cell", "act", "reverse", "p", "cache")
-
-    def __init__(self, cell: str, act: int, reverse: bool, p: Any, cache: np.ndarray) -> None:
-        self.cell = cell
-        self.act = act
-        self.reverse = reverse
-        self.p = p
-        self.cache = cache
-
-    def __repr__(self) -> str:
-        p = self.p
-        return (f"<fastrnn.functional {self.cell} context T={p.T} B={p.B} I={p.I} H={p.H} "
-                f"dtype={p.dtype}>")
+    p = prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse,
+                training)
+    return _native.forward(p)
 
 
-def _forward(cell: str, p: Any, act: int, rows: tuple | None = None):
-    """The native forward of prepared inputs; ``rows`` = (table, ids) picks the projected
-    input rows from a table (p.x is then None, see :func:`_forward_rows`)."""
-    T, B, H = p.T, p.B, p.H
-    training = p.training
-    dt = p.dtype
-    y = _empty((T, B, H), dt)
-    h_n = np.empty((B, H), dtype=dt)
-    c_n = np.empty((B, H), dtype=dt) if cell == "lstm" else None
-    # The kernels write every cache element they later read: old contents never matter.
-    cache = _kernels.kept_empty((_kernels.cache_size(cell, T, B, H),), dt) if training else None
-    c0 = p.c0 if cell == "lstm" else None
-    if rows is None:
-        _kernels.cell_forward(cell, y, h_n, c_n, cache, p.x, p.h0, c0, p.w_ih, p.w_hh, p.b_ih,
-                              p.b_hh, p.lengths, act, p.reverse, get_num_threads())
-    else:
-        _kernels.cell_forward_rows(cell, y, h_n, c_n, cache, rows[0], rows[1], p.h0, c0, p.w_hh,
-                                   p.b_ih, p.b_hh, p.lengths, act, p.reverse, get_num_threads())
-    ctx = _Context(cell, act, p.reverse, p, cache) if training else None
-    return y, h_n, c_n, ctx
+def cell_backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any = None, *,
+                  need_dx: bool = True) -> tuple:
+    """Gradients of a :func:`cell_forward` call (or of any cell's own forward).
 
+    Parameters
+    ----------
+    ctx : object
+        The context returned by a forward with ``training=True``.
+    dy : array_like, shape (T, B, H), or None
+        Gradient of the loss w.r.t. ``y`` (None = zero).
+    dh_n : array_like, shape (B, H), or None
+        Gradient w.r.t. ``h_n`` (None = zero).
+    dc_n : array_like of shape (B, H), or None
+        Gradient w.r.t. ``c_n``, for a cell with a cell state only.
+    need_dx : bool
+        Compute ``dx``. False returns None in its place and skips one GEMM (a third of the
+        backward's weight-gradient work): for an input that needs no gradient, such as data.
 
-def _forward_rows(cell: str, table: np.ndarray, ids: np.ndarray, h0: np.ndarray | None,
-                  c0: np.ndarray | None, w_hh: np.ndarray, b_ih: np.ndarray | None,
-                  b_hh: np.ndarray | None, *, nonlinearity: str | None = None,
-                  lengths: np.ndarray | None = None, reverse: bool = False,
-                  training: bool = True) -> tuple:
-    """The forward of ``cell`` with ``w_ih=None`` and ``x = table[ids]``, without building x.
-
-    For the Keras layers' Embedding fold: ``table`` (V, G*H) holds the projected embedding
-    rows (no biases), ``ids`` (T, B) picks one per step and batch entry. The arguments are
-    trusted (C-contiguous, one float dtype, ``ids`` int64; the kernel checks the id range).
-    Returns what the public forward returns: ``(y, h_n, c_n, ctx)`` for the LSTM, else
-    ``(y, h_n, ctx)``; ``ctx`` works with the public backward, whose ``dx`` is then the
-    (T, B, G*H) gradient of the picked rows and ``dw_ih`` None.
+    Returns
+    -------
+    dx : ndarray, shape (T, B, I), or None (need_dx False)
+    dh0 : ndarray, shape (B, H)
+    dc0 : ndarray of shape (B, H), or None (a cell without a cell state)
+    dw_ih : ndarray of shape (G*H, I), or None (w_ih None)
+    dw_hh : ndarray, shape (G*H, H)
+    db_ih, db_hh : ndarray, shape (G*H,), or None when that bias was None
     """
-    dt = table.dtype
-    T, B = ids.shape
-    H = w_hh.shape[1]
-    G = w_hh.shape[0] // H
-    lstm = cell == "lstm"
-    p = Prepared(cell=cell, x=None, h0=np.zeros((B, H), dt) if h0 is None else h0,
-                 c0=(np.zeros((B, H), dt) if c0 is None else c0) if lstm else None, w_ih=None,
-                 w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, lengths=lengths,
-                 nonlinearity=nonlinearity if cell == "rnn" else None, reverse=reverse,
-                 training=training, T=T, B=B, I=G * H, H=H, G=G, dtype=dt,
-                 h0_given=h0 is not None, c0_given=c0 is not None)
-    y, h_n, c_n, ctx = _forward(cell, p, _ACT[nonlinearity] if cell == "rnn" else 0,
-                                (table, ids))
-    return (y, h_n, c_n, ctx) if lstm else (y, h_n, ctx)
-
-
-def _backward(cell: str, ctx: Any, dy: Any, dh_n: Any, dc_n: Any, need_dx: bool = True):
-    if not isinstance(ctx, _Context):
-        raise TypeError(
-            f"ctx must be the context returned by fastrnn.functional.{cell}_forward("
-            f"training=True), got {type(ctx).__name__}")
-    if ctx.cell != cell:
-        raise TypeError(f"ctx comes from {ctx.cell}_forward, not {cell}_forward")
-    p = ctx.p
-    dy, dh_n, dc_n = prepare_grads(p, dy, dh_n, dc_n)
-    dt = p.dtype
-    T, B, I, H, G = p.T, p.B, p.I, p.H, p.G
-    # with w_ih None the kernel writes the input pre-activation grads to dx: always needed
-    dx = _empty((T, B, I), dt) if need_dx or p.w_ih is None else None
-    dh0 = np.empty((B, H), dtype=dt)
-    dc0 = np.empty((B, H), dtype=dt) if cell == "lstm" else None
-    dw_ih = None if p.w_ih is None else _zeros((G * H, I), dt)
-    dw_hh = _zeros((G * H, H), dt)
-    db_ih = np.zeros(G * H, dtype=dt) if p.b_ih is not None else None
-    db_hh = np.zeros(G * H, dtype=dt) if p.b_hh is not None else None
-    _kernels.cell_backward(cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, ctx.cache, p.x, p.w_ih,
-                           p.w_hh, dy, dh_n, dc_n if cell == "lstm" else None, p.lengths, ctx.act,
-                           ctx.reverse, get_num_threads())
-    return (dx if need_dx else None), dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+    check_ctx(ctx, _native.Context, None, _MODULE)
+    return _native.backward(ctx, prepare_grads(ctx.p, dy, dh_n, dc_n), need_dx)
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity: str = "tanh", lengths=None,
@@ -199,9 +138,9 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity: str = "tanh", le
     ctx : object or None
         Pass to :func:`rnn_backward`.
     """
-    p = prepare("rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse,
-                training)
-    y, h_n, _, ctx = _forward("rnn", p, _ACT[p.nonlinearity])
+    y, h_n, _, ctx = cell_forward("rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh,
+                                  nonlinearity=nonlinearity, lengths=lengths, reverse=reverse,
+                                  training=training)
     return y, h_n, ctx
 
 
@@ -228,7 +167,8 @@ def rnn_backward(ctx, dy, dh_n, *, need_dx: bool = True):
     dw_hh : ndarray, shape (H, H)
     db_ih, db_hh : ndarray, shape (H,), or None when that bias was None
     """
-    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _backward("rnn", ctx, dy, dh_n, None, need_dx)
+    check_ctx(ctx, _native.Context, "rnn", _MODULE)
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = cell_backward(ctx, dy, dh_n, need_dx=need_dx)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -256,9 +196,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bo
     h_n, c_n : ndarray, shape (B, H)
     ctx : object or None
     """
-    p = prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, training)
-    y, h_n, c_n, ctx = _forward("lstm", p, 0)
-    return y, h_n, c_n, ctx
+    return cell_forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=lengths,
+                        reverse=reverse, training=training)
 
 
 def lstm_backward(ctx, dy, dh_n, dc_n, *, need_dx: bool = True):
@@ -282,7 +221,8 @@ def lstm_backward(ctx, dy, dh_n, dc_n, *, need_dx: bool = True):
     dw_hh : ndarray, shape (4H, H)
     db_ih, db_hh : ndarray, shape (4H,), or None
     """
-    return _backward("lstm", ctx, dy, dh_n, dc_n, need_dx)
+    check_ctx(ctx, _native.Context, "lstm", _MODULE)
+    return cell_backward(ctx, dy, dh_n, dc_n, need_dx=need_dx)
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bool = False,
@@ -309,8 +249,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bool = 
     h_n : ndarray, shape (B, H)
     ctx : object or None
     """
-    p = prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, training)
-    y, h_n, _, ctx = _forward("gru", p, 0)
+    y, h_n, _, ctx = cell_forward("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths=lengths,
+                                  reverse=reverse, training=training)
     return y, h_n, ctx
 
 
@@ -335,5 +275,6 @@ def gru_backward(ctx, dy, dh_n, *, need_dx: bool = True):
     dw_hh : ndarray, shape (3H, H)
     db_ih, db_hh : ndarray, shape (3H,), or None
     """
-    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = _backward("gru", ctx, dy, dh_n, None, need_dx)
+    check_ctx(ctx, _native.Context, "gru", _MODULE)
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = cell_backward(ctx, dy, dh_n, need_dx=need_dx)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

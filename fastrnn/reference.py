@@ -28,9 +28,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ._validate import Prepared, check_ctx, prepare, prepare_grads
+from ._validate import Grads, Prepared, check_ctx, prepare, prepare_grads
 
 __all__ = [
+    "cell_backward",
+    "cell_forward",
     "gru_backward",
     "gru_forward",
     "lstm_backward",
@@ -177,9 +179,15 @@ def rnn_forward(
     ctx : object or None
         Pass to :func:`rnn_backward`.
     """
-    p = prepare(
-        "rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse, training
-    )
+    y, h_n, _, ctx = cell_forward("rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh,
+                                  nonlinearity=nonlinearity, lengths=lengths, reverse=reverse,
+                                  training=training)
+    return y, h_n, ctx
+
+
+@_quiet
+def _rnn_forward(p: Prepared) -> tuple:
+    """The RNN's forward maths on prepared inputs: ``(y, h_n, None, ctx)``."""
     T, B, H = p.T, p.B, p.H
     relu = p.nonlinearity == "relu"
     mask = _mask(p)
@@ -201,10 +209,10 @@ def rnn_forward(
             y[t] = np.where(m, h_new, 0)
             h = np.where(m, h_new, h)
     if not p.training:
-        return y, h, None
+        return y, h, None, None
     # At active steps y[t] is the new state (elsewhere act is unused); copied so that a
     # caller writing into y cannot corrupt the backward.
-    return y, h, _Ctx("rnn", p, mask, h_prev, y.copy())
+    return y, h, None, _Ctx("rnn", p, mask, h_prev, y.copy())
 
 
 @_quiet
@@ -241,8 +249,14 @@ def rnn_backward(
     db_ih, db_hh : ndarray (H,), or None when that bias was None
     """
     check_ctx(ctx, _Ctx, "rnn", _MODULE)
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = cell_backward(ctx, dy, dh_n, need_dx=need_dx)
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+@_quiet
+def _rnn_backward(ctx: _Ctx, g: Grads, need_dx: bool) -> tuple:
+    """The RNN's backward maths: ``(dx, dh0, None, dw_ih, dw_hh, db_ih, db_hh)``."""
     p = ctx.p
-    g = prepare_grads(p, dy, dh_n)
     T, B, H = p.T, p.B, p.H
     relu = p.nonlinearity == "relu"
     mask = ctx.mask
@@ -261,7 +275,7 @@ def rnn_backward(
             delta[t] = np.where(m, d, 0)
             dh = np.where(m, dprev, dh)
     dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, delta, delta, ctx.h_prev, need_dx)
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+    return dx, dh, None, dw_ih, dw_hh, db_ih, db_hh
 
 
 # ----------------------------------------------------------------------------- LSTM
@@ -316,7 +330,13 @@ def lstm_forward(
     ctx : object or None
         Pass to :func:`lstm_backward`.
     """
-    p = prepare("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, training)
+    return cell_forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=lengths,
+                        reverse=reverse, training=training)
+
+
+@_quiet
+def _lstm_forward(p: Prepared) -> tuple:
+    """The LSTM's forward maths on prepared inputs: ``(y, h_n, c_n, ctx)``."""
     T, B, H = p.T, p.B, p.H
     mask = _mask(p)
     gx = _input_projection(p, _bias_sum(p))
@@ -397,8 +417,13 @@ def lstm_backward(
     db_ih, db_hh : ndarray (4*H,), or None when that bias was None
     """
     check_ctx(ctx, _Ctx, "lstm", _MODULE)
+    return cell_backward(ctx, dy, dh_n, dc_n, need_dx=need_dx)
+
+
+@_quiet
+def _lstm_backward(ctx: _Ctx, g: Grads, need_dx: bool) -> tuple:
+    """The LSTM's backward maths: ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``."""
     p = ctx.p
-    g = prepare_grads(p, dy, dh_n, dc_n)
     T, B, H = p.T, p.B, p.H
     mask = ctx.mask
     # Local derivatives of every step at once; the loop below only carries the recurrence.
@@ -486,7 +511,14 @@ def gru_forward(
     ctx : object or None
         Pass to :func:`gru_backward`.
     """
-    p = prepare("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths, None, reverse, training)
+    y, h_n, _, ctx = cell_forward("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths=lengths,
+                                  reverse=reverse, training=training)
+    return y, h_n, ctx
+
+
+@_quiet
+def _gru_forward(p: Prepared) -> tuple:
+    """The GRU's forward maths on prepared inputs: ``(y, h_n, None, ctx)``."""
     T, B, H = p.T, p.B, p.H
     mask = _mask(p)
     gx = _input_projection(p, p.b_ih)
@@ -522,8 +554,8 @@ def gru_forward(
             y[t] = np.where(m, h_new, 0)
             h = np.where(m, h_new, h)
     if not p.training:
-        return y, h, None
-    return y, h, _Ctx("gru", p, mask, h_prev, act, hn_lin=hn_lin)
+        return y, h, None, None
+    return y, h, None, _Ctx("gru", p, mask, h_prev, act, hn_lin=hn_lin)
 
 
 @_quiet
@@ -562,8 +594,14 @@ def gru_backward(
     db_ih, db_hh : ndarray (3*H,), or None when that bias was None
     """
     check_ctx(ctx, _Ctx, "gru", _MODULE)
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = cell_backward(ctx, dy, dh_n, need_dx=need_dx)
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+@_quiet
+def _gru_backward(ctx: _Ctx, g: Grads, need_dx: bool) -> tuple:
+    """The GRU's backward maths: ``(dx, dh0, None, dw_ih, dw_hh, db_ih, db_hh)``."""
     p = ctx.p
-    g = prepare_grads(p, dy, dh_n)
     T, B, H = p.T, p.B, p.H
     mask = ctx.mask
     # Local derivatives of every step at once; the loop below only carries the recurrence.
@@ -591,4 +629,42 @@ def gru_backward(
             dgh[t] = np.where(m, dh_t, 0)
             dh = np.where(m, dprev, dh)
     dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, dgx, dgh, ctx.h_prev, need_dx)
-    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+    return dx, dh, None, dw_ih, dw_hh, db_ih, db_hh
+
+
+# ----------------------------------------------------------------------------- any cell
+
+#: Each cell's maths on prepared inputs: (forward(p), backward(ctx, grads, need_dx)).
+_MATHS: dict[str, tuple[Callable[..., tuple], Callable[..., tuple]]] = {
+    "rnn": (_rnn_forward, _rnn_backward),
+    "lstm": (_lstm_forward, _lstm_backward),
+    "gru": (_gru_forward, _gru_backward),
+}
+
+
+def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any,
+                 b_hh: Any, *, nonlinearity: str | None = None, lengths: Any = None,
+                 reverse: bool = False, training: bool = True) -> tuple:
+    """Any cell over a whole sequence; the same op as :func:`fastrnn.functional.cell_forward`.
+
+    Returns
+    -------
+    y, h_n, c_n, ctx
+        ``c_n`` None for a cell without a cell state; ``ctx`` None unless ``training``.
+    """
+    p = prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse,
+                training)
+    return _MATHS[cell][0](p)
+
+
+def cell_backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any = None, *,
+                  need_dx: bool = True) -> tuple:
+    """Gradients of any cell's forward; as :func:`fastrnn.functional.cell_backward`.
+
+    Returns
+    -------
+    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+        ``dc0`` None for a cell without a cell state; ``dx`` None when not ``need_dx``.
+    """
+    check_ctx(ctx, _Ctx, None, _MODULE)
+    return _MATHS[ctx.cell][1](ctx, prepare_grads(ctx.p, dy, dh_n, dc_n), need_dx)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _kernels
+from . import _native
 
 __all__ = ["StreamSession"]
 
@@ -54,9 +54,9 @@ def _plan(model: Any) -> tuple[list[tuple], list[Any], np.dtype]:
             recurrent.append(layer)
             dtype = dtype or w_ih.dtype
         elif kind == "Dense":
-            if layer.activation not in _kernels.DENSE_ACTIVATIONS:
+            if layer.activation not in _native.DENSE_ACTIVATIONS:
                 raise ValueError(f"{where}: activation {layer.activation!r} has no streaming "
-                                 f"kernel (one of {', '.join(_kernels.DENSE_ACTIVATIONS)})")
+                                 f"kernel (one of {', '.join(_native.DENSE_ACTIVATIONS)})")
             bias = layer.bias.value if layer.bias is not None else None
             specs.append(("dense", layer.kernel.value, bias, layer.activation))
             dtype = dtype or layer.kernel.value.dtype
@@ -103,7 +103,7 @@ class StreamSession:
                              "layer an input_shape, call model.build(...), fit or predict)")
         specs, self._layers, self.dtype = _plan(model)
         self.batch_size = int(batch_size)
-        self._stream = _kernels.Stream(specs, self.batch_size, self.dtype)
+        self._stream = _native.Stream(specs, self.batch_size, self.dtype)
         self._takes_ids = self._stream.takes_ids
         first = specs[0]
         self._n_in = (None if first[0] == "embedding" else

@@ -41,10 +41,15 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
 
 # The ops: fastrnn's native kernels (fastrnn.reference has the same signatures).
 from . import functional as _ops
+from ._cells import CELLS
 
 __all__ = ["GRU", "LSTM", "RNN", "FallbackWarning", "accelerate", "restore"]
 
 _FLOATS = (torch.float32, torch.float64)
+#: torch's RNN modes as fastrnn cells and non-linearities.
+_MODES: dict[str, tuple[str, str | None]] = {
+    "RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"), "LSTM": ("lstm", None),
+    "GRU": ("gru", None)}
 _PLAIN = (torch.Tensor, nn.Parameter)
 
 
@@ -76,30 +81,18 @@ def _np(t: torch.Tensor | None) -> np.ndarray | None:
     return None if t is None else t.detach().numpy()
 
 
-def _ops_forward(cell: str, nonlinearity: str, reverse: bool, lengths: np.ndarray | None,
+def _ops_forward(cell: str, nonlinearity: str | None, reverse: bool, lengths: np.ndarray | None,
                  training: bool, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
-    """Call the functional forward of ``cell`` on numpy arrays; returns (y, h_n, c_n, ctx)."""
-    if cell == "lstm":
-        return _ops.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=lengths,
-                                 reverse=reverse, training=training)
-    if cell == "gru":
-        y, h_n, ctx = _ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths=lengths,
-                                       reverse=reverse, training=training)
-    else:
-        y, h_n, ctx = _ops.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh,
-                                       nonlinearity=nonlinearity, lengths=lengths,
-                                       reverse=reverse, training=training)
-    return y, h_n, None, ctx
+    """The functional forward of ``cell`` on numpy arrays; returns (y, h_n, c_n, ctx)."""
+    return _ops.cell_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                             nonlinearity=nonlinearity, lengths=lengths, reverse=reverse,
+                             training=training)
 
 
-def _ops_backward(cell: str, ctx: Any, dy, dh_n, dc_n, need_dx: bool):
-    """Call the functional backward; returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh),
-    dx None unless ``need_dx``."""
-    if cell == "lstm":
-        return _ops.lstm_backward(ctx, dy, dh_n, dc_n, need_dx=need_dx)
-    back = _ops.gru_backward if cell == "gru" else _ops.rnn_backward
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = back(ctx, dy, dh_n, need_dx=need_dx)
-    return dx, dh0, None, dw_ih, dw_hh, db_ih, db_hh
+def _ops_backward(ctx: Any, dy, dh_n, dc_n, need_dx: bool):
+    """The functional backward; returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh), dx None
+    unless ``need_dx``."""
+    return _ops.cell_backward(ctx, dy, dh_n, dc_n, need_dx=need_dx)
 
 
 def _t(a: np.ndarray | None) -> torch.Tensor | None:
@@ -131,7 +124,7 @@ class _CellFunction(torch.autograd.Function):
         holder = torch.empty(0)
         holder.fastrnn_ctx = fctx
         ctx.save_for_backward(holder, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-        if cell == "lstm":
+        if c_n is not None:
             return torch.from_numpy(y), torch.from_numpy(h_n), torch.from_numpy(c_n)
         return torch.from_numpy(y), torch.from_numpy(h_n)
 
@@ -143,7 +136,7 @@ class _CellFunction(torch.autograd.Function):
         holder = ctx.saved_tensors[0]
         # an input that needs no gradient (data) saves the backward its dx GEMM
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = _ops_backward(
-            ctx.cell, holder.fastrnn_ctx, _np(dy), _np(dh_n), _np(dc_n), ctx.needs_input_grad[4])
+            holder.fastrnn_ctx, _np(dy), _np(dh_n), _np(dc_n), ctx.needs_input_grad[4])
         has_h0, has_c0, has_bi, has_bh = ctx.has
         return (None, None, None, None, _t(dx),
                 _t(dh0) if has_h0 else None, _t(dc0) if has_c0 else None,
@@ -151,13 +144,13 @@ class _CellFunction(torch.autograd.Function):
                 _t(db_ih) if has_bi else None, _t(db_hh) if has_bh else None)
 
 
-def _run_cell(cell: str, nonlinearity: str, reverse: bool, lengths: np.ndarray | None,
+def _run_cell(cell: str, nonlinearity: str | None, reverse: bool, lengths: np.ndarray | None,
               x: torch.Tensor, h0, c0, w_ih, w_hh, b_ih, b_hh):
     """One layer-direction: through autograd when a gradient is needed, else cache-free."""
     tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         out = _CellFunction.apply(cell, nonlinearity, reverse, lengths, *tensors)
-        return (out[0], out[1], out[2]) if cell == "lstm" else (out[0], out[1], None)
+        return (out[0], out[1], out[2]) if CELLS[cell].has_cell_state else (out[0], out[1], None)
     y, h_n, c_n, _ = _ops_forward(cell, nonlinearity, reverse, lengths, False,
                                   *(_np(t) for t in tensors))
     return torch.from_numpy(y), torch.from_numpy(h_n), _t(c_n)
@@ -235,8 +228,9 @@ class _FastRNNMixin:
         if data is input and input.dim() not in (2, 3):
             return ""  # torch raises its error
         if hx is not None:
-            hs = hx if self.mode == "LSTM" else (hx,)
-            if self.mode == "LSTM" and not (isinstance(hx, tuple) and len(hx) == 2):
+            has_c = CELLS[_MODES[self.mode][0]].has_cell_state
+            hs = hx if has_c else (hx,)
+            if has_c and not (isinstance(hx, tuple) and len(hx) == 2):
                 return ""
             for h in hs:
                 if not isinstance(h, torch.Tensor) or not h.is_cpu or h.dtype != dtype:
@@ -264,7 +258,7 @@ class _FastRNNMixin:
     # -- argument handling (mirrors torch's, so that errors are torch's) --------------
 
     def _fastrnn_padded(self, input: torch.Tensor, hx):
-        lstm = self.mode == "LSTM"
+        lstm = CELLS[_MODES[self.mode][0]].has_cell_state
         is_batched = input.dim() == 3  # 2 or 3, and states of matching rank: checked above
         batch_dim = 0 if self.batch_first else 1
         if not is_batched:
@@ -288,7 +282,7 @@ class _FastRNNMixin:
         return y, ((h_n, c_n) if lstm else h_n)
 
     def _fastrnn_packed(self, input: PackedSequence, hx):
-        lstm = self.mode == "LSTM"
+        lstm = CELLS[_MODES[self.mode][0]].has_cell_state
         data, batch_sizes, sorted_indices, unsorted_indices = input
         self.check_input(data, batch_sizes)  # type: ignore[attr-defined]
         if hx is not None:
@@ -307,12 +301,11 @@ class _FastRNNMixin:
     def _fastrnn_stack(self, x: torch.Tensor, hx, lengths: np.ndarray | None,
                        idx: torch.Tensor | None):
         """Layers x directions over time-major ``x`` (T, B, I); returns (y, h_n, c_n|None)."""
-        mode = self.mode
-        cell = "lstm" if mode == "LSTM" else "gru" if mode == "GRU" else "rnn"
-        nonlinearity = "relu" if mode == "RNN_RELU" else "tanh"
+        cell, nonlinearity = _MODES[self.mode]
+        has_c = CELLS[cell].has_cell_state
         if hx is None:
             h0s = c0s = None
-        elif cell == "lstm":
+        elif has_c:
             h0s, c0s = hx
         else:
             h0s, c0s = hx, None
@@ -350,10 +343,10 @@ class _FastRNNMixin:
             layer_in = layer_out
         if len(hs) == 1:  # a view is cheaper than stack's copy
             h_n = hs[0].unsqueeze(0)
-            c_n = cs[0].unsqueeze(0) if cell == "lstm" else None
+            c_n = cs[0].unsqueeze(0) if has_c else None
         else:
             h_n = torch.stack(hs)
-            c_n = torch.stack(cs) if cell == "lstm" else None
+            c_n = torch.stack(cs) if has_c else None
         return layer_in, h_n, c_n
 
 

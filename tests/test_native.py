@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import _kernels
+from fastrnn import _kernels, _native
 from fastrnn import functional as F
 from fastrnn import reference as R
+from fastrnn._cells import CELLS
 
 ARCHES = _kernels.available_arches()
 G = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -493,20 +494,14 @@ def test_forward_rows_equals_forward_on_picked_rows(threads, groups, arch, cell,
 
     kw = dict(lengths=L, reverse=reverse)
     dy = rng.standard_normal((T, B, H))
-    if cell == "lstm":
-        *_, ctx = F._forward_rows(cell, table, ids, h0, c0, w_hh, b_ih, b_hh, **kw)
-        got = F.lstm_backward(ctx, dy, None, None)
-        *_, rctx = R.lstm_forward(table[ids], h0, c0, None, w_hh, b_ih, b_hh, **kw)
-        want = R.lstm_backward(rctx, dy, None, None)
-    else:
-        nl = "tanh" if cell == "rnn" else None
-        *_, ctx = F._forward_rows(cell, table, ids, h0, None, w_hh, b_ih, b_hh,
-                                  nonlinearity=nl, **kw)
-        got = getattr(F, f"{cell}_backward")(ctx, dy, None)
-        extra = {"nonlinearity": nl} if nl else {}
-        *_, rctx = getattr(R, f"{cell}_forward")(table[ids], h0, None, w_hh, b_ih, b_hh, **kw,
-                                                 **extra)
-        want = getattr(R, f"{cell}_backward")(rctx, dy, None)
+    nl = "tanh" if cell == "rnn" else None
+    c0 = c0 if CELLS[cell].has_cell_state else None
+    *_, ctx = _native.forward_rows(cell, table, ids, h0, c0, w_hh, b_ih, b_hh, nonlinearity=nl,
+                                   **kw)
+    got = F.cell_backward(ctx, dy, None)
+    *_, rctx = R.cell_forward(cell, table[ids], h0, c0, None, w_hh, b_ih, b_hh, nonlinearity=nl,
+                              **kw)
+    want = R.cell_backward(rctx, dy, None)
     for a, b in zip(got, want, strict=True):
         if b is None:
             assert a is None

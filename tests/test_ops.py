@@ -365,3 +365,44 @@ def test_prepare_fast_path_takes_arrays_as_given_and_still_checks():
     assert q.x.flags.c_contiguous and np.array_equal(q.x, x)
     h16 = np.zeros((B, H), np.float16)  # float16 state: converted to the float32 of the rest
     assert _validate.prepare("lstm", x, h16, None, w_ih, w_hh, b, b).h0.dtype == np.float32
+
+
+# ------------------------------------------------------------------ the cell-generic op
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cell_forward_is_the_cells_own_op(impl, cell, reverse):
+    """``cell_forward`` / ``cell_backward`` give exactly what the per-cell functions give,
+    and the per-cell backward refuses another cell's ctx while the generic one takes any."""
+    name = cell.split("_")[0]
+    nl = cell.split("_")[1] if name == "rnn" else None
+    a = make(cell, 6, 3, 5, 7, seed=11)
+    lengths = np.array([6, 2, 0])
+    outs, ctx = forward(impl, cell, a, lengths=lengths, reverse=reverse)
+    y, h_n, c_n, gctx = impl.cell_forward(name, a["x"], a["h0"], a["c0"], a["w_ih"], a["w_hh"],
+                                          a["b_ih"], a["b_hh"], nonlinearity=nl,
+                                          lengths=lengths, reverse=reverse)
+    assert (c_n is None) == (name != "lstm")
+    for got, want in zip((y, h_n, c_n) if c_n is not None else (y, h_n), outs, strict=True):
+        assert np.array_equal(got, want)
+    dy = np.random.default_rng(3).standard_normal(y.shape)
+    want = impl.cell_backward(ctx, dy, None)
+    got = impl.cell_backward(gctx, dy, None)
+    assert len(got) == 7 and (got[2] is None) == (name != "lstm")
+    for g, w in zip(got, want, strict=True):
+        assert (g is None and w is None) or np.array_equal(g, w)
+    other = "gru" if name != "gru" else "lstm"
+    with pytest.raises(TypeError, match="ctx"):
+        getattr(impl, f"{other}_backward")(gctx, dy, None, *([None] if other == "lstm" else []))
+
+
+def test_cell_forward_names_the_cells(impl):
+    a = make("gru", 2, 1, 3, 4, seed=0)
+    with pytest.raises(ValueError, match=r"cell must be one of \['gru', 'lstm', 'rnn'\]"):
+        impl.cell_forward("lstmp", a["x"], None, None, a["w_ih"], a["w_hh"], None, None)
+    with pytest.raises(ValueError, match="nonlinearity"):
+        impl.cell_forward("rnn", a["x"], None, None, a["w_ih"][:4], a["w_hh"][:4], None, None)
+    with pytest.raises(ValueError, match="c0 is only for the LSTM"):
+        impl.cell_forward("gru", a["x"], None, np.zeros((1, 4)), a["w_ih"], a["w_hh"], None,
+                          None)

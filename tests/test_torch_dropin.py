@@ -366,8 +366,8 @@ def test_input_without_grad_skips_dx_and_matches_torch(monkeypatch):
     calls = []
     real = ft._ops_backward
 
-    def spy(cell, ctx, dy, dh_n, dc_n, need_dx):
-        out = real(cell, ctx, dy, dh_n, dc_n, need_dx)
+    def spy(ctx, dy, dh_n, dc_n, need_dx):
+        out = real(ctx, dy, dh_n, dc_n, need_dx)
         calls.append((need_dx, out[0] is None))
         return out
 

@@ -4,14 +4,16 @@ projected input rows from a table, and a streaming session. Run by tools/memchec
 
 import numpy as np
 
-from fastrnn import _kernels
+from fastrnn import _kernels, _native
 from fastrnn import functional as F
+from fastrnn._cells import CELLS
 
 rng = np.random.default_rng(0)
 T, B, I, H = 5, 3, 4, 37
 lengths = np.array([5, 2, 0])
-for cell in ("rnn", "lstm", "gru"):
-    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+for cell, spec in CELLS.items():
+    G = spec.gates
+    nl = (spec.nonlinearities or (None,))[0]
     x = rng.standard_normal((T, B, I))
     w = rng.standard_normal((G * H, I))
     u = rng.standard_normal((G * H, H))
@@ -19,23 +21,14 @@ for cell in ("rnn", "lstm", "gru"):
     for rev, groups in ((False, 0), (True, 0), (False, 2), (True, 2)):
         _kernels.set_batch_groups(groups)
         need_dx = groups == 2  # the runs without groups take the C backward with dx NULL
-        if cell == "lstm":
-            y, h, c, ctx = F.lstm_forward(x, None, None, w, u, b, b, lengths=lengths, reverse=rev)
-            F.lstm_backward(ctx, np.ones_like(y), None, None, need_dx=need_dx)
-        else:
-            forward = getattr(F, cell + "_forward")
-            backward = getattr(F, cell + "_backward")
-            y, h, ctx = forward(x, None, w, u, b, b, lengths=lengths, reverse=rev)
-            backward(ctx, np.ones_like(y), None, need_dx=need_dx)
+        y, h, c, ctx = F.cell_forward(cell, x, None, None, w, u, b, b, nonlinearity=nl,
+                                      lengths=lengths, reverse=rev)
+        F.cell_backward(ctx, np.ones_like(y), None, None, need_dx=need_dx)
     table = rng.standard_normal((7, G * H))
     ids = rng.integers(0, 7, (T, B)).astype(np.int64)
-    nl = "tanh" if cell == "rnn" else None
-    out = F._forward_rows(cell, table, ids, None, None, u, b, b, nonlinearity=nl,
-                          lengths=lengths, reverse=True)
-    if cell == "lstm":
-        F.lstm_backward(out[-1], np.ones_like(out[0]), None, None)
-    else:
-        getattr(F, cell + "_backward")(out[-1], np.ones_like(out[0]), None)
+    out = _native.forward_rows(cell, table, ids, None, None, u, b, b, nonlinearity=nl,
+                               lengths=lengths, reverse=True)
+    F.cell_backward(out[-1], np.ones_like(out[0]), None, None)
 _kernels.set_batch_groups(0)
 stream = _kernels.Stream(
     [("lstm", rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H)), None, None, ""),

@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _kernels
-from .._threads import get_num_threads
+from .. import _native
 from . import activations as _acts
 from .backend import rng
 from .base import (
@@ -157,7 +156,7 @@ def _matmul(a: np.ndarray, b: np.ndarray, transa: bool = False,
     training step measured 50-77 ms with ``@`` in its Dense layer, 38 ms with OpenBLAS on one
     thread).
     """
-    return _kernels.gemm(a, b, transa=transa, transb=transb, nthreads=get_num_threads())
+    return _native.gemm(a, b, transa=transa, transb=transb)
 
 
 class Dense(Layer):

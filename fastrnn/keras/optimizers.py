@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _kernels
+from .. import _native
 from .._threads import get_num_threads
 from .base import check_float
 
@@ -308,7 +308,7 @@ class Adam(Optimizer):
                                       strict=True):
             if vhat is None and _fusable(v, g, m, vel):
                 # one pass in C, same operations in the same order: bit-identical to below
-                _kernels.adam_update(v, g, m, vel, 1.0 - b1, 1.0 - b2, alpha, self.epsilon, nt)
+                _native.adam_update(v, g, m, vel, 1.0 - b1, 1.0 - b2, alpha, self.epsilon, nt)
                 continue
             m += (g - m) * (1.0 - b1)
             vel += (g * g - vel) * (1.0 - b2)

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import _kernels
+from .. import _native
 from .. import functional as F
 from .._cells import CELLS
-from .._threads import get_num_threads
 from . import activations as _acts
 from . import initializers as _inits
 from .backend import rng
@@ -61,22 +60,20 @@ class _Tokens:
         kernels pick row ``ids[t, b]`` for step t, batch entry b)."""
         table = self.emb.embeddings.value
         # on a kept block: fresh pages would fault on every batch
-        return _kernels.gemm(table, w_ih, F._empty((table.shape[0], w_ih.shape[0]), table.dtype),
-                             transb=True, nthreads=get_num_threads())
+        return _native.gemm(table, w_ih, _native.empty((table.shape[0], w_ih.shape[0]),
+                                                       table.dtype), transb=True)
 
     def backward(self, dgx: np.ndarray, w_ih: np.ndarray) -> np.ndarray:
         """Add the table's gradient to the Embedding's and return ``dW_ih``, from ``dgx``
         (T, B, G*H), the gradient of the input pre-activations."""
         table = self.emb.embeddings.value
-        nt = get_num_threads()
         gh = dgx.shape[2]
-        dp = F._zeros((table.shape[0], gh), dgx.dtype)
-        _kernels.scatter_add_rows(dp, dgx.reshape(-1, gh), self.ids.reshape(-1), nt)
-        d_table = _kernels.gemm(dp, w_ih, F._empty(table.shape, dgx.dtype), nthreads=nt)
+        dp = _native.zeros((table.shape[0], gh), dgx.dtype)
+        _native.scatter_add_rows(dp, dgx.reshape(-1, gh), self.ids.reshape(-1))
+        d_table = _native.gemm(dp, w_ih, _native.empty(table.shape, dgx.dtype))
         var = self.emb.embeddings
         var.grad = d_table if var.grad is None else var.grad + d_table
-        return _kernels.gemm(dp, table, F._empty(w_ih.shape, dgx.dtype), transa=True,
-                             nthreads=nt)
+        return _native.gemm(dp, table, _native.empty(w_ih.shape, dgx.dtype), transa=True)
 
 
 def _time_major(layer: Layer, what: str, x: Any) -> tuple[Any, int, int]:
@@ -331,8 +328,10 @@ class _RNNBase(Layer):
         if tokens:
             # Embedding folded in (the caller checked accepts_tokens: no input dropout): the
             # kernels pick the projected table's rows
-            out = F._forward_rows(self._cell, tokens.project(self.kernel.value), tokens.ids,
-                                  init[0], c0, w_hh, b_ih, b_hh, **kw)
+            out = _native.forward_rows(self._cell, tokens.project(self.kernel.value),
+                                       tokens.ids, init[0], c0, w_hh, b_ih, b_hh, **kw)
+            if out[2] is None:  # as the per-cell ops below: (y, h_n, ctx) without a cell state
+                out = (out[0], out[1], out[3])
         elif self._cell == "lstm":
             out = self.ops.lstm_forward(xt, init[0], c0, self.kernel.value, w_hh, b_ih, b_hh,
                                         **kw)

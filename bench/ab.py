@@ -1,0 +1,102 @@
+"""Paired A/B of two builds of fastrnn: is a change faster, slower or neutral?
+
+Each checkout must have its extension built in place (``python setup.py build_ext
+--inplace``). For every case, subprocesses alternate between the two checkouts (base, head,
+base, head, ...); each times the case's best of ``--calls`` calls after a warm-up through
+``fastrnn.functional``'s per-cell ops (every version since the cell table has them). The
+figure is the median over the pairs of head's time / base's time: below 1 is faster. A
+burst of load from another process hits both sides of a pair alike, which a comparison of
+two separate runs cannot promise on a shared machine.
+
+    python bench/ab.py --base ../base-checkout --head . --pairs 9
+    python bench/ab.py --base ../base --head . --cases lstm:inference:100,32,128,128
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+
+#: cell:mode:T,B,I,H — the small and medium grid rows, batch-1 stream rows and an off-grid one.
+DEFAULT_CASES = [
+    "lstm:inference:200,1,64,64", "lstm:training:200,1,64,64",
+    "lstm:inference:100,32,128,128", "lstm:training:100,32,128,128",
+    "lstm:inference:50,16,256,256", "lstm:training:50,16,256,256",
+    "gru:inference:100,32,128,128", "gru:training:100,32,128,128",
+    "rnn:inference:200,1,64,64", "rnn:training:100,32,128,128",
+    "lstm:inference:60,24,100,200", "gru:training:40,48,300,300",
+]
+
+_CHILD = r"""
+import sys, time
+import numpy as np
+from fastrnn import functional as F
+cell, mode, T, B, I, H, calls, threads = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:9])
+import fastrnn
+fastrnn.set_num_threads(threads)
+from fastrnn._cells import CELLS
+G, has_c = CELLS[cell].gates, CELLS[cell].has_cell_state
+rng = np.random.default_rng(0)
+x = rng.standard_normal((T, B, I), dtype=np.float32)
+w = rng.standard_normal((G * H, I), dtype=np.float32) * 0.1
+u = rng.standard_normal((G * H, H), dtype=np.float32) * 0.1
+b = np.zeros(G * H, np.float32)
+dy = np.ones((T, B, H), np.float32)
+fw, bw = getattr(F, cell + "_forward"), getattr(F, cell + "_backward")
+def run():
+    if has_c:
+        y, h, c, ctx = fw(x, None, None, w, u, b, b, training=mode == "training")
+        if ctx is not None:
+            bw(ctx, dy, None, None)
+    else:
+        y, h, ctx = fw(x, None, w, u, b, b, training=mode == "training")
+        if ctx is not None:
+            bw(ctx, dy, None)
+run(); run()
+best = float("inf")
+for _ in range(calls):
+    t0 = time.perf_counter(); run(); best = min(best, time.perf_counter() - t0)
+print(best)
+"""
+
+
+def _time(root: str, case: str, calls: int, threads: int) -> float:
+    cell, mode, shape = case.split(":")
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(root)}
+    out = subprocess.run([sys.executable, "-c", _CHILD, cell, mode, *shape.split(","),
+                          str(calls), str(threads)], env=env, cwd=os.path.abspath(root),
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the A/B and print one line per case; returns the exit status."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--base", required=True, help="checkout of the build to compare against")
+    p.add_argument("--head", required=True, help="checkout of the changed build")
+    p.add_argument("--cases", default=",".join(DEFAULT_CASES).replace(",", ";"),
+                   help="cell:mode:T,B,I,H cases separated by ';'")
+    p.add_argument("--pairs", type=int, default=7, help="alternating subprocess pairs")
+    p.add_argument("--calls", type=int, default=15, help="timed calls per subprocess (best)")
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args(argv)
+    print(f"A/B head={a.head} base={a.base}: median over {a.pairs} pairs of head/base "
+          f"(best of {a.calls} calls each, {a.threads} threads)")
+    for case in a.cases.split(";"):
+        ratios, base_t = [], []
+        for _ in range(a.pairs):
+            tb = _time(a.base, case, a.calls, a.threads)
+            th = _time(a.head, case, a.calls, a.threads)
+            ratios.append(th / tb)
+            base_t.append(tb)
+        print(f"{case:34s} base {statistics.median(base_t) * 1e3:9.3f} ms   head/base "
+              f"{statistics.median(ratios):.3f}  (range {min(ratios):.3f}-{max(ratios):.3f})",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,277 @@
+"""The C kernels as NumPy functions on trusted arguments: what the layers above need.
+
+The public ops (:mod:`fastrnn.functional`) check and normalise their arguments, then call
+:func:`forward` and :func:`backward` here. The Keras-style layers, the optimizers and
+streaming also come here, for what is not a whole-sequence op: kept-memory arrays, the GEMM,
+the row scatter, the row pick of an Embedding folded into a recurrent layer, the fused Adam
+update and the streaming stack. Nothing above this module imports ``fastrnn._kernels``.
+
+Arguments here are trusted: C-contiguous arrays of one float dtype (ids and lengths int64),
+as :func:`fastrnn._validate.prepare` returns them; the Cython bridge still checks shapes and
+dtypes before any pointer reaches C.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _kernels
+from ._cells import CELLS, NONLINEARITIES
+from ._threads import get_num_threads
+from ._validate import Grads, Prepared
+
+__all__ = [
+    "DENSE_ACTIVATIONS",
+    "Context",
+    "Stream",
+    "adam_update",
+    "backward",
+    "build_info",
+    "empty",
+    "forward",
+    "forward_rows",
+    "gemm",
+    "release_memory",
+    "scatter_add_rows",
+    "zeros",
+]
+
+#: Activations the streaming Dense step runs in C.
+DENSE_ACTIVATIONS: tuple[str, ...] = _kernels.DENSE_ACTIVATIONS
+#: The streaming stack of layers (weights packed once, one call per timestep).
+Stream = _kernels.Stream
+
+#: Arrays of at least this many bytes live on the kernels' kept blocks (csrc/scratch.c), which
+#: go back to a short list of kept blocks when the array and its views die and serve the next
+#: call of the same size. Fresh memory from the OS costs a page fault and a page clear per 4 KiB:
+#: 5-9% of a small LSTM training or inference call measured here, whenever malloc hands big
+#: arrays to mmap (its default above 128 KiB, until a free raises the threshold; heap trimming
+#: gives pages back too). Smaller arrays come from malloc's heap, which is warm already.
+KEPT_MIN = 1 << 17
+
+
+def _threads(nthreads: int | None) -> int:
+    return get_num_threads() if nthreads is None else nthreads
+
+
+def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``np.empty(shape, dtype)``, on a kept block when it is big (see ``KEPT_MIN``).
+
+    Parameters
+    ----------
+    shape : tuple of int
+    dtype : numpy dtype
+        float32 or float64 for a kept block; any dtype below ``KEPT_MIN`` bytes.
+
+    Returns
+    -------
+    ndarray
+        Uninitialised, C-contiguous.
+    """
+    dt = np.dtype(dtype)
+    n = dt.itemsize
+    for d in shape:
+        n *= d
+    return _kernels.kept_empty(tuple(shape), dt) if n >= KEPT_MIN else np.empty(shape, dt)
+
+
+def zeros(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """``np.zeros(shape, dtype)``, on a kept block when it is big (see :func:`empty`)."""
+    a = empty(shape, dtype)
+    a.fill(0)
+    return a
+
+
+def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None, *, transa: bool = False,
+         transb: bool = False, nthreads: int | None = None) -> np.ndarray:
+    """``op(a) @ op(b)`` on the kernels' GEMM, into ``out`` when given.
+
+    Parameters
+    ----------
+    a, b : ndarray
+        2-D, one float dtype; rows may be strided, elements contiguous.
+    out : ndarray, optional
+        C-contiguous (M, N) result (e.g. from :func:`empty`); a new array when None.
+    transa, transb : bool
+        Use the transpose of ``a`` / ``b``.
+    nthreads : int, optional
+        Threads (default :func:`fastrnn.get_num_threads`).
+
+    Returns
+    -------
+    ndarray
+        ``out`` (or the new array).
+    """
+    return _kernels.gemm(a, b, out, transa=transa, transb=transb, nthreads=_threads(nthreads))
+
+
+def scatter_add_rows(dst: np.ndarray, src: np.ndarray, idx: np.ndarray,
+                     nthreads: int | None = None) -> None:
+    """``dst[idx[r]] += src[r]`` for every row r, in row order (deterministic).
+
+    Parameters
+    ----------
+    dst : ndarray, shape (V, n)
+    src : ndarray, shape (R, n)
+    idx : ndarray of int64, shape (R,)
+        Values in [0, V) (else ValueError, nothing written).
+    nthreads : int, optional
+    """
+    _kernels.scatter_add_rows(dst, src, idx, _threads(nthreads))
+
+
+def adam_update(w: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, c1: float,
+                c2: float, alpha: float, eps: float, nthreads: int | None = None) -> None:
+    """One fused Adam step in place on ``w``, ``m``, ``v`` from the gradient ``g``.
+
+    ``m += (g - m)*c1; v += (g*g - v)*c2; w -= (m*alpha)/(sqrt(v) + eps)``, with
+    ``c1 = 1 - beta_1``, ``c2 = 1 - beta_2`` and ``alpha`` the bias-corrected rate.
+    """
+    _kernels.adam_update(w, g, m, v, c1, c2, alpha, eps, _threads(nthreads))
+
+
+def build_info() -> dict[str, Any]:
+    """How the kernels were built and what they run on (SIMD path, OpenMP, threads)."""
+    return dict(_kernels.build_info())
+
+
+def release_memory() -> int:
+    """Give the kept blocks back to the OS; returns the bytes they held."""
+    n = int(_kernels.scratch_kept())
+    _kernels.scratch_release()
+    return n
+
+
+class Context:
+    """What a native backward needs from its forward: inputs, weights and the kernel cache.
+
+    The cache lives on a kept block: when the context (and any view of its cache) dies, the
+    block serves the next training forward of the same size.
+    """
+
+    __slots__ = ("cell", "act", "reverse", "p", "cache")
+
+    def __init__(self, cell: str, act: int, reverse: bool, p: Prepared,
+                 cache: np.ndarray) -> None:
+        self.cell = cell
+        self.act = act
+        self.reverse = reverse
+        self.p = p
+        self.cache = cache
+
+    def __repr__(self) -> str:
+        p = self.p
+        return (f"<fastrnn.functional {self.cell} context T={p.T} B={p.B} I={p.I} H={p.H} "
+                f"dtype={p.dtype}>")
+
+
+def forward(p: Prepared, rows: tuple[np.ndarray, np.ndarray] | None = None) -> tuple:
+    """The whole-sequence forward of prepared inputs.
+
+    Parameters
+    ----------
+    p : Prepared
+        From :func:`fastrnn._validate.prepare` (or built by :func:`forward_rows`).
+    rows : (table, ids), optional
+        Pick the projected input of step t, batch row b from ``table[ids[t, b]]`` (``p.x`` is
+        then None and ``p.w_ih`` None).
+
+    Returns
+    -------
+    y, h_n, c_n, ctx
+        ``c_n`` None for a cell without a cell state; ``ctx`` None unless ``p.training``.
+    """
+    spec = CELLS[p.cell]
+    T, B, H, dt = p.T, p.B, p.H, p.dtype
+    act = NONLINEARITIES[p.nonlinearity] if p.nonlinearity is not None else 0
+    y = empty((T, B, H), dt)
+    h_n = np.empty((B, H), dtype=dt)
+    c_n = np.empty((B, H), dtype=dt) if spec.has_cell_state else None
+    # The kernels write every cache element they later read: old contents never matter.
+    cache = (_kernels.kept_empty((_kernels.cache_size(p.cell, T, B, H),), dt)
+             if p.training else None)
+    nt = get_num_threads()
+    if rows is None:
+        _kernels.cell_forward(p.cell, y, h_n, c_n, cache, p.x, p.h0, p.c0, p.w_ih, p.w_hh,
+                              p.b_ih, p.b_hh, p.lengths, act, p.reverse, nt)
+    else:
+        _kernels.cell_forward_rows(p.cell, y, h_n, c_n, cache, rows[0], rows[1], p.h0, p.c0,
+                                   p.w_hh, p.b_ih, p.b_hh, p.lengths, act, p.reverse, nt)
+    ctx = Context(p.cell, act, p.reverse, p, cache) if p.training else None
+    return y, h_n, c_n, ctx
+
+
+def forward_rows(cell: str, table: np.ndarray, ids: np.ndarray, h0: np.ndarray | None,
+                 c0: np.ndarray | None, w_hh: np.ndarray, b_ih: np.ndarray | None,
+                 b_hh: np.ndarray | None, *, nonlinearity: str | None = None,
+                 lengths: np.ndarray | None = None, reverse: bool = False,
+                 training: bool = True) -> tuple:
+    """The forward of ``cell`` with ``w_ih=None`` and ``x = table[ids]``, without building x.
+
+    For the Keras layers' Embedding fold: ``table`` (V, G*H) holds the projected embedding
+    rows (no biases), ``ids`` (T, B) picks one per step and batch entry. The arguments are
+    trusted (C-contiguous, one float dtype, ``ids`` int64; the kernel checks the id range).
+
+    Returns
+    -------
+    y, h_n, c_n, ctx
+        As :func:`fastrnn.functional.cell_forward`; ``ctx`` works with its backward, whose
+        ``dx`` is then the (T, B, G*H) gradient of the picked rows and ``dw_ih`` None.
+    """
+    spec = CELLS[cell]
+    dt = table.dtype
+    T, B = ids.shape
+    H = w_hh.shape[1]
+    G = spec.gates
+    if spec.has_cell_state:
+        c0 = np.zeros((B, H), dt) if c0 is None else c0
+    else:
+        c0 = None
+    if spec.nonlinearities:
+        nonlinearity = spec.nonlinearities[0] if nonlinearity is None else nonlinearity
+    else:
+        nonlinearity = None
+    p = Prepared(cell=cell, x=None, h0=np.zeros((B, H), dt) if h0 is None else h0, c0=c0,
+                 w_ih=None, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, lengths=lengths,
+                 nonlinearity=nonlinearity, reverse=reverse, training=training, T=T, B=B,
+                 I=G * H, H=H, G=G, dtype=dt, h0_given=h0 is not None,
+                 c0_given=c0 is not None)
+    return forward(p, (table, ids))
+
+
+def backward(ctx: Context, grads: Grads, need_dx: bool = True) -> tuple:
+    """The whole-sequence backward of a training forward.
+
+    Parameters
+    ----------
+    ctx : Context
+        From :func:`forward` with ``p.training``.
+    grads : Grads
+        Validated ``(dy, dh_n, dc_n)`` (see :func:`fastrnn._validate.prepare_grads`).
+    need_dx : bool
+        Compute ``dx`` (always computed with ``w_ih`` None: it is the projected input's).
+
+    Returns
+    -------
+    dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+        ``dc0`` None without a cell state; ``dw_ih`` None with ``w_ih`` None; bias gradients
+        None where the bias was None; ``dx`` None when not ``need_dx``.
+    """
+    p = ctx.p
+    spec = CELLS[ctx.cell]
+    dt = p.dtype
+    T, B, I, H, G = p.T, p.B, p.I, p.H, p.G
+    # with w_ih None the kernel writes the input pre-activation grads to dx: always needed
+    dx = empty((T, B, I), dt) if need_dx or p.w_ih is None else None
+    dh0 = np.empty((B, H), dtype=dt)
+    dc0 = np.empty((B, H), dtype=dt) if spec.has_cell_state else None
+    dw_ih = None if p.w_ih is None else zeros((G * H, I), dt)
+    dw_hh = zeros((G * H, H), dt)
+    db_ih = np.zeros(G * H, dtype=dt) if p.b_ih is not None else None
+    db_hh = np.zeros(G * H, dtype=dt) if p.b_hh is not None else None
+    _kernels.cell_backward(ctx.cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, ctx.cache, p.x,
+                           p.w_ih, p.w_hh, grads.dy, grads.dh_n, grads.dc_n, p.lengths, ctx.act,
+                           ctx.reverse, get_num_threads())
+    return (dx if need_dx else None), dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
