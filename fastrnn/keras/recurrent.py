@@ -1,12 +1,17 @@
 """Keras-compatible recurrent layers on top of :mod:`fastrnn.functional`.
 
-Each call is one whole-sequence kernel call per direction: the ``(batch, time, features)``
-input is transposed once to the kernels' time-major layout, masks become per-sequence lengths,
-and ``go_backwards`` is the kernels' ``reverse`` flag. Weights are stored in the kernels'
-layout (``W_ih`` (G·H, I), ``W_hh`` (G·H, H), PyTorch gate order) and converted only in
-``get_weights``/``set_weights``/``Variable.numpy``: Keras's ``kernel`` is ``W_ih.T``,
-``recurrent_kernel`` is ``W_hh.T``; for GRU Keras's gate blocks z, r, h are our r, z, n
-permuted, and its ``(2, 3H)`` bias holds the input bias then the recurrent bias.
+Every cell takes the same route: the layer's forward is one
+:func:`fastrnn.functional.cell_forward` call per direction and its backward one
+:func:`~fastrnn.functional.cell_backward` (from the layer's ``ops`` module, which
+:meth:`_RNNBase.set_ops` can switch to :mod:`fastrnn.reference`); what differs per cell comes
+from the cell table (:data:`fastrnn._cells.CELLS`), and Keras's weight layout from the layer
+class. The ``(batch, time, features)`` input is transposed once to the kernels' time-major
+layout, masks become per-sequence lengths, and ``go_backwards`` is the kernels' ``reverse``
+flag. Weights are stored in the kernels' layout (``W_ih`` (G·H, I), ``W_hh`` (G·H, H), PyTorch
+gate order) and converted only in ``get_weights``/``set_weights``/``Variable.numpy``: Keras's
+``kernel`` is ``W_ih.T``, ``recurrent_kernel`` is ``W_hh.T``; for GRU Keras's gate blocks z, r,
+h are our r, z, n permuted, and its ``(2, 3H)`` bias holds the input bias then the recurrent
+bias.
 """
 
 from __future__ import annotations
@@ -119,8 +124,7 @@ def _check_units(cls: str, units: Any) -> int:
 
 
 # The functions of fastrnn.functional (and fastrnn.reference) the recurrent layers call.
-_OPS = ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward",
-        "gru_backward")
+_OPS = ("cell_forward", "cell_backward")
 
 
 class _RNNBase(Layer):
@@ -318,27 +322,22 @@ class _RNNBase(Layer):
             keep *= 1.0 / (1.0 - self.dropout)
             self._dmask = keep
             xt = xt * keep
-        init = self._initial_states(B)
+        init = self._initial_states(B)  # [h0] or [h0, c0]
+        h0, c0 = init[0], (init[1] if len(init) > 1 else None)
         b_ih, b_hh = self._op_biases()
         w_hh = self.recurrent_kernel.value
-        c0 = init[1] if self._cell == "lstm" else None
-        kw = {"lengths": lengths, "reverse": self.go_backwards, "training": training}
-        if self._cell == "rnn":
-            kw["nonlinearity"] = self.activation
+        kw = {"nonlinearity": self.activation if CELLS[self._cell].nonlinearities else None,
+              "lengths": lengths, "reverse": self.go_backwards, "training": training}
         if tokens:
             # Embedding folded in (the caller checked accepts_tokens: no input dropout): the
             # kernels pick the projected table's rows
-            out = _native.forward_rows(self._cell, tokens.project(self.kernel.value),
-                                       tokens.ids, init[0], c0, w_hh, b_ih, b_hh, **kw)
-            if out[2] is None:  # as the per-cell ops below: (y, h_n, ctx) without a cell state
-                out = (out[0], out[1], out[3])
-        elif self._cell == "lstm":
-            out = self.ops.lstm_forward(xt, init[0], c0, self.kernel.value, w_hh, b_ih, b_hh,
-                                        **kw)
+            y, h_n, c_n, self._ctx = _native.forward_rows(
+                self._cell, tokens.project(self.kernel.value), tokens.ids, h0, c0, w_hh, b_ih,
+                b_hh, **kw)
         else:
-            forward = self.ops.gru_forward if self._cell == "gru" else self.ops.rnn_forward
-            out = forward(xt, init[0], self.kernel.value, w_hh, b_ih, b_hh, **kw)
-        y, states, self._ctx = out[0], list(out[1:-1]), out[-1]
+            y, h_n, c_n, self._ctx = self.ops.cell_forward(
+                self._cell, xt, h0, c0, self.kernel.value, w_hh, b_ih, b_hh, **kw)
+        states = [h_n] if c_n is None else [h_n, c_n]
         if self.stateful:
             self._states = [np.array(s, copy=True) for s in states]
         return y, states
@@ -363,14 +362,7 @@ class _RNNBase(Layer):
             raise RuntimeError(f"layer {self.name!r}: backward() needs a forward() with "
                                "training=True first")
         need_dx = need_dx or bool(tokens)  # the fold's table grads come from dx
-        if self._cell == "lstm":
-            dx, _, _, dw_ih, dw_hh, db_ih, db_hh = self.ops.lstm_backward(
-                ctx, dy_tm, dh_n, dc_n, need_dx=need_dx)
-        elif self._cell == "gru":
-            dx, _, dw_ih, dw_hh, db_ih, db_hh = self.ops.gru_backward(ctx, dy_tm, dh_n,
-                                                                      need_dx=need_dx)
-        else:
-            dx, _, dw_ih, dw_hh, db_ih, db_hh = self.ops.rnn_backward(ctx, dy_tm, dh_n,
+        dx, _, _, dw_ih, dw_hh, db_ih, db_hh = self.ops.cell_backward(ctx, dy_tm, dh_n, dc_n,
                                                                       need_dx=need_dx)
         if tokens:
             dw_ih = tokens.backward(dx, self.kernel.value)
