@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import optimizers
-from .demo import save_with_metadata
-from .layers import GRU, LSTM, Dense, SimpleRNN
-from .models import Sequential, set_random_seed
+from fastrnn import optimizers
+from fastrnn.cli.demo import save_with_metadata
+from fastrnn.layers import GRU, LSTM, Dense, SimpleRNN
+from fastrnn.models import Sequential, set_random_seed
 
 FORECAST_MEMBER = "fastrnn-forecast.json"
 _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}

@@ -9,7 +9,7 @@ Everything here uses the public Keras-style API (:mod:`fastrnn.models`,
 :mod:`fastrnn.layers`) and streaming sessions (``model.stream``) for generation. Read it
 top to bottom as an example of both::
 
-    from fastrnn.demo import default_corpus, CharVocab, build_char_model, generate
+    from fastrnn.cli.demo import default_corpus, CharVocab, build_char_model, generate
 
     corpus = default_corpus(max_chars=200_000)
     vocab = CharVocab.from_text(corpus.text)
@@ -40,9 +40,10 @@ from typing import Any
 
 import numpy as np
 
-from . import get_num_threads, losses, optimizers
-from .layers import LSTM, Dense, Embedding
-from .models import ModelFileError, Sequential, load_model, set_random_seed
+import fastrnn
+from fastrnn import get_num_threads, losses, optimizers
+from fastrnn.layers import LSTM, Dense, Embedding
+from fastrnn.models import ModelFileError, Sequential, load_model, set_random_seed
 
 __all__ = ["DEFAULT_MODEL", "CharVocab", "Corpus", "CorpusError", "build_char_model",
            "default_corpus", "generate", "load_char_model", "read_text", "reference_ops",
@@ -124,7 +125,7 @@ def default_corpus(max_chars: int = 1_000_000, roots: list[str] | None = None) -
     """
     default = roots is None
     if roots is None:
-        roots = [stdlib_dir(), os.path.dirname(os.path.abspath(__file__))]
+        roots = [stdlib_dir(), os.path.dirname(os.path.abspath(fastrnn.__file__))]
     for root in roots:
         parts: list[str] = []
         n = 0
@@ -398,7 +399,7 @@ def reference_ops() -> Iterator[None]:
     """Make the Keras-style recurrent layers run on :mod:`fastrnn.reference` (pure NumPy)
     instead of the native kernels, inside a ``with`` block (used to time the same model
     both ways; never needed otherwise)."""
-    from . import _keras_recurrent, reference
+    from fastrnn import _keras_recurrent, reference
 
     native = _keras_recurrent.F
     _keras_recurrent.F = reference
@@ -431,7 +432,7 @@ def _time_steps(model: Sequential, x: np.ndarray, y: np.ndarray, steps: int,
 def _reference_step(model: Sequential) -> Callable[[int], np.ndarray]:
     """One character step of the model computed with :mod:`fastrnn.reference` (NumPy):
     returns a function id -> logits that carries the LSTM states from call to call."""
-    from . import reference
+    from fastrnn import reference
 
     emb, *lstms, dense = model.layers
     table = emb.embeddings.value
@@ -490,7 +491,7 @@ def pick_threads(model: Sequential, x: np.ndarray, y: np.ndarray) -> tuple[int, 
     """Use one thread when that trains faster than all of them (a machine busy with other
     work makes threads wait for each other at every timestep). Returns the thread count in
     effect and a note for the user."""
-    from . import get_num_threads, set_num_threads
+    from fastrnn import set_num_threads
 
     n = get_num_threads()
     if n == 1:

@@ -263,7 +263,7 @@ def _demo_run(args: argparse.Namespace) -> int:
 
     threads_fixed = args.threads is not None or bool(os.environ.get("OMP_NUM_THREADS"))
     prepare_threads(args.threads)
-    from fastrnn import demo
+    from fastrnn.cli import demo
 
     base = _DEMO_TINY if args.tiny else _DEMO_DEFAULTS
     val = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in base.items()}
@@ -327,7 +327,7 @@ def _generate_run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from fastrnn import demo
+    from fastrnn.cli import demo
     from fastrnn.models import ModelFileError
 
     try:
@@ -411,7 +411,7 @@ def _train_run(args: argparse.Namespace) -> int:
         except ImportError as e:
             raise CommandError(f"--plot needs matplotlib, which cannot be imported ({e}; "
                                "pip install matplotlib)", status=2) from None
-    from fastrnn import _cli_train
+    from fastrnn.cli import train as _cli_train
 
     try:
         _cli_train.run(args, out)
