@@ -17,6 +17,7 @@ import time
 import pytest
 
 from fastrnn import bench
+from fastrnn.bench import report as bench_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -180,7 +181,7 @@ def test_round_ratio_pairs_samples_of_the_same_round() -> None:
         {"mode": "training", "row": "r", "cell": "lstm", "impl": "dropin", "status": "ok",
          "warmup_only": False, "times_ms": [1.0, 4.0, 3.0, 4.0]},
     ]}
-    lines = bench._round_ratio_lines(report, ["torch", "dropin"])
+    lines = bench_report._round_ratio_lines(report, ["torch", "dropin"])
     assert "## Per-round ratios" in lines
     assert lines[-1] == "| training | r | lstm | 2.000x | 1.000x | 2.000x |"
 

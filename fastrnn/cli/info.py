@@ -18,9 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p : argparse.ArgumentParser
         The command's parser.
     """
-    from fastrnn.bench import _positive_int
+    from fastrnn.bench import positive_int
 
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="threads for the check (default: OMP_NUM_THREADS or all cores)")
 
 
