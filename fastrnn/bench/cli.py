@@ -1,4 +1,8 @@
-"""The benchmark's options and its run: ``python -m fastrnn bench``."""
+"""The benchmark's options and its run, behind ``python -m fastrnn bench``.
+
+The parser and the dispatch of the command line are :mod:`fastrnn.cli.main`; this module adds
+the ``bench`` options (:func:`add_arguments`) and runs them (:func:`run`).
+"""
 
 from __future__ import annotations
 
@@ -81,6 +85,22 @@ def _bih(text: str) -> tuple[int, int, int]:
 
 
 def positive_int(text: str) -> int:
+    """An argparse type: a positive integer.
+
+    Parameters
+    ----------
+    text : str
+        The option's value.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        For anything else.
+    """
     try:
         v = int(text)
     except ValueError:
@@ -103,7 +123,13 @@ def _budget(text: str) -> float | None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Add the ``bench`` options to ``p`` (used by ``python -m fastrnn bench``)."""
+    """Add the ``bench`` options to ``p`` (used by ``python -m fastrnn bench``).
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The command's parser.
+    """
     p.add_argument("--rows", type=_csv(ROWS), default=None,
                    help=f"comma-separated rows of the grid ({', '.join(ROWS)}; default all, "
                         "or none when --shape is given)")
@@ -180,7 +206,26 @@ def _write_outputs(args: argparse.Namespace, report: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
-    """Run the benchmark described by parsed ``args``; return the exit status."""
+    """Run the benchmark described by parsed ``args``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The options of :func:`add_arguments`, parsed.
+    argv : sequence of str
+        The command line's words after ``bench`` (recorded in the report).
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 130 when interrupted (the tables are then partial).
+
+    Raises
+    ------
+    BenchError
+        For an output that cannot be written, a missing matplotlib or fastrnn extension,
+        an unreadable ``--load`` file or a failed memory measurement.
+    """
     threads = prepare_threads(args.threads)
     if args.memory_child:
         print(json.dumps(memory_child(args.memory_child)))
@@ -259,30 +304,3 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     _write_outputs(args, report)
     return 130 if any(w.startswith("interrupted") for w in warnings) else 0
 
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def build_parser(prog: str = "python -m fastrnn bench") -> argparse.ArgumentParser:
-    """The stand-alone parser of ``bench`` (``python -m fastrnn bench --help``)."""
-    p = _Parser(prog=prog, description=__doc__.split("\n\n")[0] if __doc__ else None)
-    add_arguments(p)
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m fastrnn bench``: parse ``argv``, run, return the status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args, argv)
-    except BenchError as e:
-        print(f"fastrnn bench: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("fastrnn bench: interrupted", file=sys.stderr)
-        return 130

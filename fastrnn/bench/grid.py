@@ -32,6 +32,20 @@ def run_grid(opts: Options, available: dict[str, str | None],
     checked against fastrnn's; then the timing samples interleave round-robin (rotating
     the order each round, with a short pause before each sample), so that a burst of load
     from another process hits all implementations alike instead of one of them.
+
+    Parameters
+    ----------
+    opts : Options
+        What to run and how.
+    available : dict
+        impl -> None (ready) or why not (:func:`fastrnn.bench.runners.probe_impls`).
+    warnings : list of str
+        Failures, output mismatches and an interruption are appended here.
+
+    Returns
+    -------
+    list of Result
+        One per (case, implementation), in run order; partial after Ctrl-C.
     """
     cases = grid_cases(opts)
     progress = Progress(len(cases), enabled=not opts.quiet)

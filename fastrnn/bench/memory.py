@@ -1,5 +1,8 @@
-"""Peak memory of fastrnn's ops: inference keeps no per-timestep memory (O(B*G*H) beyond the
-inputs, outputs and weights), training's cache grows with T. One fresh process per case."""
+"""The peak-memory study: fastrnn's inference against training, one fresh process per case.
+
+Inference keeps no per-timestep memory (O(B*G*H) beyond the inputs, outputs and weights);
+training's cache grows with T.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from fastrnn._cells import CELLS as _CELL_TABLE
 from fastrnn.bench.cases import DEFAULT_MODES, Case, make_params
 from fastrnn.bench.machine import THREAD_ENV
 from fastrnn.bench.progress import Progress
-from fastrnn.bench.runners import fastrnn_ops
+from fastrnn.bench.runners import fastrnn_ops, no_states
 
 MEMORY_BIH = (32, 128, 128)  # (B, I, H) of the peak-memory study ("small" row)
 MEMORY_TS = (100, 1000)
@@ -62,6 +65,18 @@ def memory_child(spec: str) -> dict[str, Any]:
     baseline, runs the op once (training: forward + backward), reads the peak RSS.
     Elsewhere ``ru_maxrss`` stands in (it counts the parent's RSS at fork time as well,
     which is why the study runs before the timing grid grows the parent).
+
+    Parameters
+    ----------
+    spec : str
+        ``"cell,mode,T,B,I,H"`` (mode ``inference`` or ``training``).
+
+    Returns
+    -------
+    dict
+        The case, ``method``, ``baseline_bytes``, ``peak_bytes``, ``returned_bytes``,
+        ``inputs_bytes``, ``weights_bytes``, ``working_bytes`` (peak - baseline - returned)
+        and ``bgh_bytes`` (B*G*H float32s).
     """
     import numpy as np
 
@@ -73,14 +88,14 @@ def memory_child(spec: str) -> dict[str, Any]:
     w = [p[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")]
     fwd = getattr(ops, f"{cell}_forward")
     bwd = getattr(ops, f"{cell}_backward")
+    states = no_states(cell)
     training = mode == "training"
 
     def once(x: Any, dy: Any) -> list[Any]:
-        out = fwd(x, None, None, *w, training=training) if cell == "lstm" else \
-            fwd(x, None, *w, training=training)
+        out = fwd(x, *states, *w, training=training)
         arrays = [a for a in out[:-1]]
         if training:
-            grads = bwd(out[-1], dy, None, None) if cell == "lstm" else bwd(out[-1], dy, None)
+            grads = bwd(out[-1], dy, *states)
             arrays += [g for g in grads if g is not None]
         return arrays
 
@@ -109,7 +124,31 @@ def memory_child(spec: str) -> dict[str, Any]:
 
 def memory_study(cells: Sequence[str], threads: int, bih: tuple[int, int, int] = MEMORY_BIH,
                  Ts: Sequence[int] = MEMORY_TS, quiet: bool = False) -> list[dict[str, Any]]:
-    """Peak RSS of fastrnn's inference vs training for each T, one fresh process per case."""
+    """Peak RSS of fastrnn's inference vs training for each T, one fresh process per case.
+
+    Parameters
+    ----------
+    cells : sequence of str
+        The cells to measure.
+    threads : int
+        Threads of every measuring process.
+    bih : tuple of int
+        (B, I, H) of every case.
+    Ts : sequence of int
+        The sequence lengths.
+    quiet : bool
+        No progress bar.
+
+    Returns
+    -------
+    list of dict
+        :func:`memory_child`'s result per (cell, mode, T).
+
+    Raises
+    ------
+    MemoryStudyError
+        When a measuring process fails.
+    """
     import fastrnn
 
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))

@@ -9,7 +9,15 @@ from fastrnn.bench.report import group_by_case
 
 
 def write_plot(report: dict[str, Any], path: str) -> None:
-    """Bar chart of fastrnn's speed-up over each anchor, per row and cell, one panel per mode."""
+    """Bar chart of fastrnn's speed-up over each anchor, per row and cell, one panel per mode.
+
+    Parameters
+    ----------
+    report : dict
+        A report (:func:`fastrnn.bench.report.build_report`).
+    path : str
+        The PNG file to write.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -43,6 +43,7 @@ class Progress:
         sys.stderr.flush()
 
     def close(self) -> None:
+        """Clear the bar (on a tty)."""
         if self.enabled and self.tty:
             sys.stderr.write("\r" + " " * self._last_len + "\r")
             sys.stderr.flush()

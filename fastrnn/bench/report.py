@@ -22,7 +22,34 @@ SCHEMA = "fastrnn-bench/1"
 def build_report(opts: Options, argv: Sequence[str], peak: dict[str, float] | None,
                  results: list[Result], memory: list[dict[str, Any]] | None,
                  warnings: list[str], blas: str, elapsed_s: float) -> dict[str, Any]:
-    """Everything measured, as a JSON-ready dict (the ``--json`` file)."""
+    """Everything measured, as a JSON-ready dict (the ``--json`` file).
+
+    Parameters
+    ----------
+    opts : Options
+        What was run and how.
+    argv : sequence of str
+        The command line's words after ``bench``.
+    peak : dict or None
+        The GEMM peak (:func:`fastrnn.bench.timing.gemm_peak`), None when not measured.
+    results : list of Result
+        The grid's measurements.
+    memory : list of dict or None
+        The peak-memory study's results.
+    warnings : list of str
+        What went wrong or looks wrong.
+    blas : str
+        numpy's BLAS and its threads (:func:`fastrnn.bench.machine.pin_blas_threads`).
+    elapsed_s : float
+        The run's duration.
+
+    Returns
+    -------
+    dict
+        Schema :data:`SCHEMA`: the command, date, machine, versions, settings, one row per
+        result (times, GFLOP/s, % of peak, speed-up over fastrnn, output check), memory and
+        warnings.
+    """
     info = fastrnn_info()
     rows = []
     fast = {r.case: r for r in results if r.impl == "fastrnn" and r.status == "ok"}
@@ -114,12 +141,22 @@ ROUND_MIN = 3
 
 
 def round_ratio(other: dict[str, Any], base: dict[str, Any]) -> float | None:
-    """Median over the rounds both were timed in of other's time / base's time (> 1: base is
-    faster); None with fewer than ``ROUND_MIN`` shared rounds.
+    """Median over the rounds both were timed in of other's time / base's time.
 
     The samples of one round run back to back, so a phase of load from other processes slows
     both sides of a round's ratio alike, where a min or median per implementation compares
     samples taken minutes apart. Sample k of every implementation is from round k.
+
+    Parameters
+    ----------
+    other, base : dict
+        Two result rows of a report (same case).
+
+    Returns
+    -------
+    float or None
+        > 1: base is faster; None with fewer than ``ROUND_MIN`` shared rounds or a row that
+        is not a full measurement.
     """
     if other.get("status") != "ok" or base.get("status") != "ok":
         return None
@@ -165,7 +202,18 @@ def _dropin_over_torch(by_impl: dict[str, dict[str, Any]]) -> float | None:
 
 
 def group_by_case(report: dict[str, Any]) -> list[tuple[str, str, str, list[dict[str, Any]]]]:
-    """Results grouped by (mode, row, cell), in run order."""
+    """Results grouped by (mode, row, cell), in run order.
+
+    Parameters
+    ----------
+    report : dict
+        A report (:func:`build_report`).
+
+    Returns
+    -------
+    list of tuple
+        ``(mode, row, cell, rows)`` with that case's result rows.
+    """
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for mode in MODES:
         for d in report["results"]:
@@ -175,7 +223,17 @@ def group_by_case(report: dict[str, Any]) -> list[tuple[str, str, str, list[dict
 
 
 def format_text(report: dict[str, Any]) -> str:
-    """The plain-text tables printed at the end of a run."""
+    """The plain-text tables printed at the end of a run.
+
+    Parameters
+    ----------
+    report : dict
+        A report (:func:`build_report`).
+
+    Returns
+    -------
+    str
+    """
     peak = report.get("gemm_peak")
     info = report["fastrnn"]
     lines = [
@@ -252,7 +310,22 @@ def _notes(report: dict[str, Any]) -> list[str]:
 
 
 def format_memory(mem: list[dict[str, Any]], threads: int, markdown: bool) -> list[str]:
-    """The peak-memory table and its conclusion lines."""
+    """The peak-memory table and its conclusion lines.
+
+    Parameters
+    ----------
+    mem : list of dict
+        The study's results (:func:`fastrnn.bench.memory.memory_study`).
+    threads : int
+        The threads they ran with.
+    markdown : bool
+        A Markdown table instead of aligned text.
+
+    Returns
+    -------
+    list of str
+        The lines (empty without results).
+    """
     if not mem:
         return []
     m0 = mem[0]
@@ -294,7 +367,21 @@ def format_memory(mem: list[dict[str, Any]], threads: int, markdown: bool) -> li
 
 def format_markdown(report: dict[str, Any], plot_path: str | None = None,
                     md_path: str | None = None) -> str:
-    """The ``--markdown`` file: command, machine, GEMM peak, summary and detail tables."""
+    """The ``--markdown`` file: command, machine, GEMM peak, summary and detail tables.
+
+    Parameters
+    ----------
+    report : dict
+        A report (:func:`build_report`).
+    plot_path : str, optional
+        A chart to show (linked relative to ``md_path``).
+    md_path : str, optional
+        Where the Markdown will be written.
+
+    Returns
+    -------
+    str
+    """
     info = report["fastrnn"]
     v = report["versions"]
     peak = report.get("gemm_peak")

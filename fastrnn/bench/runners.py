@@ -28,7 +28,13 @@ Runner = Callable[[], Any]  # one call of the measured work; returns the output 
 
 
 def fastrnn_ops() -> Any:
-    """The module whose ops the ``fastrnn`` rows measure: ``fastrnn.functional``."""
+    """The module whose ops the ``fastrnn`` rows measure.
+
+    Returns
+    -------
+    module
+        :mod:`fastrnn.functional`.
+    """
     from fastrnn import functional
 
     return functional
@@ -41,7 +47,18 @@ def _reference_ops() -> Any:
 
 
 def probe_impls(wanted: Sequence[str]) -> dict[str, str | None]:
-    """Import what each implementation needs; map impl -> None (ready) or why not."""
+    """Import what each implementation needs.
+
+    Parameters
+    ----------
+    wanted : sequence of str
+        Implementations (of :data:`fastrnn.bench.cases.IMPLS`).
+
+    Returns
+    -------
+    dict
+        impl -> None (ready) or why not (the import error).
+    """
     status: dict[str, str | None] = {}
     for impl in wanted:
         try:
@@ -62,6 +79,23 @@ def probe_impls(wanted: Sequence[str]) -> dict[str, str | None]:
     return status
 
 
+def no_states(cell: str) -> tuple[None, ...]:
+    """The state arguments of the functional ops where every state is zero.
+
+    Parameters
+    ----------
+    cell : str
+        A cell of the cell table.
+
+    Returns
+    -------
+    tuple of None
+        ``(None, None)`` for a cell with a cell state (the LSTM's ``h0, c0``; its backward's
+        ``dh_n, dc_n``), ``(None,)`` otherwise.
+    """
+    return (None, None) if _CELL_TABLE[cell].has_cell_state else (None,)
+
+
 def _functional_runner(ops: Any, case: Case, p: dict[str, Any]) -> Runner:
     """fastrnn.functional or fastrnn.reference: forward, or forward + backward + SGD."""
     import numpy as np
@@ -69,16 +103,13 @@ def _functional_runner(ops: Any, case: Case, p: dict[str, Any]) -> Runner:
     cell = case.cell
     fwd = getattr(ops, f"{cell}_forward")
     bwd = getattr(ops, f"{cell}_backward")
+    states = no_states(cell)  # zero initial states; no gradient at the final ones
     x, dy = p["x"], p["dy"]
     w = [np.array(p[k]) for k in ("w_ih", "w_hh", "b_ih", "b_hh")]  # own copies (SGD moves them)
     lr = np.float32(LR)
 
     def forward(training: bool) -> tuple:
-        if cell == "lstm":
-            return fwd(x, None, None, *w, training=training)
-        if cell == "rnn":
-            return fwd(x, None, *w, nonlinearity="tanh", training=training)
-        return fwd(x, None, *w, training=training)
+        return fwd(x, *states, *w, training=training)
 
     if case.mode == "inference":
 
@@ -92,8 +123,7 @@ def _functional_runner(ops: Any, case: Case, p: dict[str, Any]) -> Runner:
     def run_train() -> Any:
         out = forward(True)
         y, ctx = out[0], out[-1]
-        grads = (bwd(ctx, dy, None, None, need_dx=need_dx) if cell == "lstm"
-                 else bwd(ctx, dy, None, need_dx=need_dx))
+        grads = bwd(ctx, dy, *states, need_dx=need_dx)
         for param, g in zip(w, grads[-4:], strict=True):
             g *= lr
             param -= g
@@ -156,7 +186,20 @@ _ONNX_GATE_ORDER = {"rnn": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}  # from 
 
 
 def to_onnx_gates(cell: str, a: Any) -> Any:
-    """Reorder PyTorch gate blocks (LSTM i,f,g,o; GRU r,z,n) to ONNX's (i,o,f,c; z,r,h)."""
+    """Reorder PyTorch gate blocks (LSTM i,f,g,o; GRU r,z,n) to ONNX's (i,o,f,c; z,r,h).
+
+    Parameters
+    ----------
+    cell : str
+        A cell of the cell table.
+    a : numpy.ndarray
+        A weight (G*H, K) or bias (G*H,) in PyTorch's gate order.
+
+    Returns
+    -------
+    numpy.ndarray
+        The same blocks in ONNX's order, contiguous.
+    """
     import numpy as np
 
     blocks = np.split(a, _CELL_TABLE[cell].gates, axis=0)
@@ -164,7 +207,21 @@ def to_onnx_gates(cell: str, a: Any) -> Any:
 
 
 def onnx_model_bytes(case: Case, p: dict[str, Any]) -> bytes:
-    """A one-node ONNX model (RNN/LSTM/GRU operator, weights as initializers)."""
+    """A one-node ONNX model (RNN/LSTM/GRU operator, weights as initializers).
+
+    Parameters
+    ----------
+    case : Case
+        Its cell and shape.
+    p : dict
+        The inputs and weights (:func:`fastrnn.bench.cases.make_params`).
+
+    Returns
+    -------
+    bytes
+        The serialized model (opset 14): input ``X`` (T, B, I), outputs ``Y``, ``Y_h``
+        (and ``Y_c`` for the LSTM).
+    """
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
@@ -177,7 +234,7 @@ def onnx_model_bytes(case: Case, p: dict[str, Any]) -> bytes:
         attrs["activations"] = ["Tanh"]
     if cell == "gru":
         attrs["linear_before_reset"] = 1  # PyTorch's GRU: r * (W_hn h + b_hn)
-    outputs = ["Y", "Y_h"] + (["Y_c"] if cell == "lstm" else [])
+    outputs = ["Y", "Y_h"] + (["Y_c"] if _CELL_TABLE[cell].has_cell_state else [])
     node = helper.make_node(
         {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[cell], ["X", "W", "R", "B"], outputs, **attrs
     )
@@ -215,7 +272,30 @@ def _ort_runner(case: Case, p: dict[str, Any], threads: int) -> Runner:
 
 
 def build_runner(impl: str, case: Case, p: dict[str, Any], threads: int) -> Runner:
-    """Set up ``impl`` for ``case`` (weights loaded, sessions built) and return its call."""
+    """Set up ``impl`` for ``case`` (weights loaded, sessions built) and return its call.
+
+    Parameters
+    ----------
+    impl : str
+        One of :data:`fastrnn.bench.cases.IMPLS`.
+    case : Case
+        The cell, shape and mode.
+    p : dict
+        The inputs and weights (:func:`fastrnn.bench.cases.make_params`).
+    threads : int
+        Threads for torch and ONNX Runtime (fastrnn's are set by
+        :func:`fastrnn.bench.machine.prepare_threads`).
+
+    Returns
+    -------
+    Runner
+        One call of the measured work, returning the output sequence ``y``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown implementation.
+    """
     if impl == "fastrnn":
         return _functional_runner(fastrnn_ops(), case, p)
     if impl == "reference":

@@ -83,6 +83,15 @@ def measure(
 ) -> tuple[list[float], int, bool, Any]:
     """Time one ``run`` alone: warm-up, then up to ``repeats`` samples (see :class:`Timer`).
 
+    Parameters
+    ----------
+    run : Runner
+        The call to time.
+    repeats : int
+        Samples at most.
+    budget_s : float or None
+        Seconds for warm-up and samples (None: no limit).
+
     Returns
     -------
     (times_s, number, warmup_only, first_output)
@@ -97,7 +106,20 @@ def measure(
 
 
 def gemm_peak(n: int = GEMM_N, repeats: int = 10) -> dict[str, float]:
-    """Measure numpy's float32 ``a @ b`` on n x n matrices (the machine's practical peak)."""
+    """Measure numpy's float32 ``a @ b`` on n x n matrices (the machine's practical peak).
+
+    Parameters
+    ----------
+    n : int
+        The matrices' size.
+    repeats : int
+        Timed products (after one warm-up).
+
+    Returns
+    -------
+    dict
+        ``n``, ``gflops`` (the best), ``median_gflops``, ``best_ms``.
+    """
     import numpy as np
 
     rng = np.random.default_rng(1)
