@@ -97,7 +97,7 @@ def test_bench_tiny_json_and_markdown(tmp_path) -> None:
 
 
 def test_bench_memory_study(tmp_path) -> None:
-    """Issue 4: inference keeps no per-timestep memory, training's cache grows with T."""
+    """Inference keeps no per-timestep memory, training's cache grows with T."""
     pytest.importorskip("fastrnn.functional")
     out = tmp_path / "mem.json"
     B, I, H = 16, 32, 64
@@ -187,7 +187,7 @@ def test_round_ratio_pairs_samples_of_the_same_round() -> None:
 
 
 def test_flop_count_matches_design() -> None:
-    # DESIGN §3: forward 2*T*B*(I+H)*G*H, training 3x
+    # forward 2*T*B*(I+H)*G*H, training 3x
     assert bench.flop_count("lstm", "inference", 100, 64, 512, 512) == 2 * 100 * 64 * 1024 * 4 * 512
     assert bench.flop_count("gru", "training", 3, 2, 5, 7) == 3 * 2 * 3 * 2 * 12 * 3 * 7
     assert bench.flop_count("rnn", "inference", 1, 1, 1, 1) == 4
