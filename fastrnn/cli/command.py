@@ -9,12 +9,13 @@ options. Nothing here imports numpy (see :mod:`fastrnn.cli.main`).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["Command", "CommandError", "check_writable", "fraction", "int_at_least",
-           "positive", "positive_float"]
+           "number_in", "positive", "positive_float"]
 
 
 class CommandError(Exception):
@@ -66,56 +67,38 @@ def int_at_least(lo: int) -> Callable[[str], int]:
 positive = int_at_least(1)
 
 
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number above zero.
+def number_in(low: float, high: float, expected: str) -> Callable[[str], float]:
+    """An argparse type: a number strictly between ``low`` and ``high``.
 
     Parameters
     ----------
-    text : str
-        The option's value.
+    low, high : float
+        The open interval (``math.inf`` for no upper bound: infinity itself is refused).
+    expected : str
+        What the error message says is expected (``"a positive number"``).
 
     Returns
     -------
-    float
-
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        For anything else.
+    callable
+        Text -> float, raising ``argparse.ArgumentTypeError`` on anything else.
     """
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not low < v < high:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return v
+
+    return parse
 
 
-def fraction(text: str) -> float:
-    """An argparse type: a number strictly between 0 and 1.
-
-    Parameters
-    ----------
-    text : str
-        The option's value.
-
-    Returns
-    -------
-    float
-
-    Raises
-    ------
-    argparse.ArgumentTypeError
-        For anything else.
-    """
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not 0.0 < v < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
-    return v
+#: An argparse type: a finite number above zero.
+positive_float = number_in(0.0, math.inf, "a positive number")
+#: An argparse type: a number strictly between 0 and 1.
+fraction = number_in(0.0, 1.0, "a number between 0 and 1")
 
 
 def check_writable(path: str, option: str) -> None:
