@@ -1,4 +1,4 @@
-"""Per-step latency of streaming inference (issue 8).
+"""Per-step latency of streaming inference.
 
 Models, batch 1, float32:
   A. LSTM(64) -> Dense(1), 1 input feature
