@@ -7,6 +7,14 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
+def pytest_configure(config):
+    """A plain run calls the pytest-benchmark cases (``tests/test_bench_cells.py``) once each,
+    as tests; ``--benchmark-only`` or ``--benchmark-enable`` times them."""
+    opt = config.option
+    if hasattr(opt, "benchmark_disable") and not (opt.benchmark_only or opt.benchmark_enable):
+        opt.benchmark_disable = True
+
+
 @pytest.fixture
 def arch(request):
     """Run a test once per SIMD path this machine has (selected for the test, then restored);

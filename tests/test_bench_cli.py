@@ -17,6 +17,7 @@ import time
 import pytest
 
 from fastrnn import bench
+from fastrnn.bench import report as bench_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,7 +97,7 @@ def test_bench_tiny_json_and_markdown(tmp_path) -> None:
 
 
 def test_bench_memory_study(tmp_path) -> None:
-    """Issue 4: inference keeps no per-timestep memory, training's cache grows with T."""
+    """Inference keeps no per-timestep memory, training's cache grows with T."""
     pytest.importorskip("fastrnn.functional")
     out = tmp_path / "mem.json"
     B, I, H = 16, 32, 64
@@ -180,13 +181,13 @@ def test_round_ratio_pairs_samples_of_the_same_round() -> None:
         {"mode": "training", "row": "r", "cell": "lstm", "impl": "dropin", "status": "ok",
          "warmup_only": False, "times_ms": [1.0, 4.0, 3.0, 4.0]},
     ]}
-    lines = bench._round_ratio_lines(report, ["torch", "dropin"])
+    lines = bench_report._round_ratio_lines(report, ["torch", "dropin"])
     assert "## Per-round ratios" in lines
     assert lines[-1] == "| training | r | lstm | 2.000x | 1.000x | 2.000x |"
 
 
 def test_flop_count_matches_design() -> None:
-    # DESIGN §3: forward 2*T*B*(I+H)*G*H, training 3x
+    # forward 2*T*B*(I+H)*G*H, training 3x
     assert bench.flop_count("lstm", "inference", 100, 64, 512, 512) == 2 * 100 * 64 * 1024 * 4 * 512
     assert bench.flop_count("gru", "training", 3, 2, 5, 7) == 3 * 2 * 3 * 2 * 12 * 3 * 7
     assert bench.flop_count("rnn", "inference", 1, 1, 1, 1) == 4

@@ -19,7 +19,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from fastrnn import demo, functional, reference
+from fastrnn import functional, reference
+from fastrnn.cli import demo
 from fastrnn.keras.models import load_model, set_random_seed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -243,7 +244,7 @@ def test_default_corpus_found_from_a_fresh_venv(tmp_path) -> None:
                    timeout=120, capture_output=True)
     py = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     code = ("import sys; assert sys.prefix != sys.base_prefix, 'not a venv'; "
-            "sys.path[:0] = sys.argv[1:]; from fastrnn.demo import default_corpus; "
+            "sys.path[:0] = sys.argv[1:]; from fastrnn.cli.demo import default_corpus; "
             "c = default_corpus(300_000); print(len(c.text)); print(c.source)")
     # fastrnn and numpy from where this test runs (numpy may live in another venv, as in CI)
     numpy_home = os.path.dirname(os.path.dirname(np.__file__))
@@ -464,7 +465,7 @@ def test_demo_time_budget_splits_over_epochs(tmp_path) -> None:
 def test_console_script_name_in_messages() -> None:
     """Run as the ``fastrnn`` console script, messages say ``fastrnn``, not ``python -m``."""
     code = ("import sys; sys.argv[0] = '/usr/local/bin/fastrnn'; "
-            "from fastrnn.__main__ import main; sys.exit(main(['demo', '--units', 'x']))")
+            "from fastrnn.cli.main import main; sys.exit(main(['demo', '--units', 'x']))")
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -474,7 +475,7 @@ def test_console_script_name_in_messages() -> None:
 
 
 def test_demo_speed_ratio_wording():
-    from fastrnn.demo import _ratio
+    from fastrnn.cli.demo import _ratio
 
     assert _ratio(2.0, 1.0).strip() == "2.0x faster"
     assert _ratio(75.2, 89.3).strip() == "1.2x slower"

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .demo import save_with_metadata
-from .keras import optimizers
-from .keras.layers import GRU, LSTM, Dense, SimpleRNN
-from .keras.models import Sequential, set_random_seed
+from fastrnn.cli.demo import save_with_metadata
+from fastrnn.keras import optimizers
+from fastrnn.keras.layers import GRU, LSTM, Dense, SimpleRNN
+from fastrnn.keras.models import Sequential, set_random_seed
 
 FORECAST_MEMBER = "fastrnn-forecast.json"
 _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
@@ -56,6 +56,20 @@ def read_csv(path: str) -> Series:
 
     The delimiter (comma, semicolon, tab) is detected; a first row with any non-number is a
     header. Columns whose first data row is not a number (dates, labels) are left out.
+
+    Parameters
+    ----------
+    path : str
+        The CSV file.
+
+    Returns
+    -------
+    Series
+
+    Raises
+    ------
+    TrainError
+        For a file that is not UTF-8, empty, ragged or holds a value that is not a number.
     """
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
@@ -104,7 +118,23 @@ def read_csv(path: str) -> Series:
 
 
 def read_npy(path: str) -> Series:
-    """Read a .npy array of shape (time,) or (time, series) (no pickled objects)."""
+    """Read a .npy array of shape (time,) or (time, series) (no pickled objects).
+
+    Parameters
+    ----------
+    path : str
+        The .npy file.
+
+    Returns
+    -------
+    Series
+        Columns named by their index.
+
+    Raises
+    ------
+    TrainError
+        For an unreadable file, an array that does not hold numbers or of another shape.
+    """
     try:
         a = np.load(path, allow_pickle=False)
     except ValueError as e:
@@ -120,7 +150,22 @@ def read_npy(path: str) -> Series:
 
 
 def read_series(path: str) -> Series:
-    """Read a .npy or CSV file (by extension; anything not .npy is read as CSV)."""
+    """Read a .npy or CSV file (by extension; anything not .npy is read as CSV).
+
+    Parameters
+    ----------
+    path : str
+        The file.
+
+    Returns
+    -------
+    Series
+
+    Raises
+    ------
+    TrainError
+        For a missing file, a directory, unreadable data or a value that is not finite.
+    """
     if os.path.isdir(path):
         raise TrainError(f"{path}: is a directory, expected a .csv or .npy file")
     if not os.path.exists(path):
@@ -135,7 +180,24 @@ def read_series(path: str) -> Series:
 
 
 def select_targets(series: Series, wanted: list[str] | None) -> list[int]:
-    """Column indices of ``--target`` values (names, or 0-based indices)."""
+    """Column indices of ``--target`` values (names, or 0-based indices).
+
+    Parameters
+    ----------
+    series : Series
+    wanted : list of str or None
+        Column names or indices; None or empty: every column.
+
+    Returns
+    -------
+    list of int
+        Without repeats, in the order asked.
+
+    Raises
+    ------
+    TrainError
+        For a column that does not exist.
+    """
     if not wanted:
         return list(range(len(series.names)))
     out: list[int] = []
@@ -158,6 +220,22 @@ def make_windows(values: np.ndarray, window: int, horizon: int, targets: list[in
 
     Sample ``i`` sees steps ``start + i - window .. start + i - 1`` and predicts steps
     ``start + i .. start + i + horizon - 1`` (``start >= window``).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The series (time, columns).
+    window, horizon : int
+        Past steps seen, future steps predicted.
+    targets : list of int
+        The predicted columns.
+    start : int
+        The first predicted step.
+
+    Returns
+    -------
+    x, y : numpy.ndarray
+        float32, contiguous.
     """
     v = values[start - window:]
     w = np.lib.stride_tricks.sliding_window_view(v, window + horizon, axis=0)  # (n, F, W+K)
@@ -169,7 +247,25 @@ def make_windows(values: np.ndarray, window: int, horizon: int, targets: list[in
 
 def build_model(cell: str, units: int, layers: int, window: int, features: int,
                 outputs: int, learning_rate: float) -> Sequential:
-    """``cell x layers -> Dense(outputs)``, compiled with Adam on the mean squared error."""
+    """``cell x layers -> Dense(outputs)``, compiled with Adam on the mean squared error.
+
+    Parameters
+    ----------
+    cell : str
+        ``"lstm"``, ``"gru"`` or ``"rnn"``.
+    units, layers : int
+        Hidden units of each recurrent layer, and how many are stacked.
+    window, features : int
+        The input's shape (time steps, columns).
+    outputs : int
+        The Dense layer's units.
+    learning_rate : float
+        Adam's learning rate (gradients clipped to norm 1).
+
+    Returns
+    -------
+    Sequential
+    """
     model = Sequential(name=f"{cell}_forecaster")
     for k in range(layers):
         kw = {"input_shape": (window, features)} if k == 0 else {}
@@ -202,7 +298,26 @@ def _plot(path: str, truth: np.ndarray, pred: np.ndarray, naive: np.ndarray, sta
 
 
 def run(args: argparse.Namespace, out: str) -> dict:
-    """Train, evaluate and save as ``fastrnn train`` does; returns the validation numbers."""
+    """Train, evaluate and save as ``fastrnn train`` does.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``train`` options.
+    out : str
+        Where to save the model.
+
+    Returns
+    -------
+    dict
+        ``val_loss``, ``naive_loss`` (standardised MSE), ``mae``, ``naive_mae`` (data
+        units), ``n_train``, ``n_val``.
+
+    Raises
+    ------
+    TrainError
+        For unusable data or a series too short for the settings.
+    """
     series = read_series(args.data)
     targets = select_targets(series, args.target)
     T, F = series.values.shape

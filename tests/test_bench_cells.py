@@ -1,9 +1,12 @@
 """Fine-grained pytest-benchmark cases: one cell, one phase, one implementation.
 
-Run from the repository root (the extension built in place)::
+A plain test run calls each case once, as a test (see ``pytest_configure`` in
+``tests/conftest.py``); to time them, run from the repository root (the extension built in
+place)::
 
-    python -m pytest bench/ --benchmark-only
-    python -m pytest bench/ --benchmark-only -k "lstm and small" --benchmark-compare
+    python -m pytest tests/test_bench_cells.py --benchmark-only
+    python -m pytest tests/test_bench_cells.py --benchmark-only -k "lstm and small" \
+        --benchmark-compare
 
 Phases: ``inference`` (forward, ``training=False``), ``forward_train`` (forward that
 keeps the training cache) and ``backward`` (backward alone, on a fresh forward's
@@ -17,17 +20,18 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn.bench import GATES, ROWS
+from fastrnn._cells import CELLS
+from fastrnn.bench import ROWS
 
+pytest.importorskip("pytest_benchmark")
 F = pytest.importorskip("fastrnn.functional")
 
 BENCH_ROWS = ("stream", "small")
-CELLS = ("rnn", "lstm", "gru")
 
 
 def _params(cell: str, row: str) -> dict[str, np.ndarray]:
     T, B, I, H = ROWS[row]
-    G = GATES[cell]
+    G = CELLS[cell].gates
     rng = np.random.default_rng(0)
     k = np.float32(1.0 / np.sqrt(H))
 
@@ -55,7 +59,7 @@ def _backward(ops, cell: str, ctx, dy):
 
 def _set_info(benchmark, cell: str, row: str, phase: str, impl: str) -> None:
     T, B, I, H = ROWS[row]
-    flops = 2.0 * T * B * (I + H) * GATES[cell] * H * (2 if phase == "backward" else 1)
+    flops = 2.0 * T * B * (I + H) * CELLS[cell].gates * H * (2 if phase == "backward" else 1)
     benchmark.extra_info.update({"cell": cell, "row": row, "phase": phase, "impl": impl,
                                  "shape": [T, B, I, H], "gflop": flops / 1e9,
                                  "threads": fastrnn.get_num_threads()})

@@ -9,7 +9,7 @@ Everything here uses the public Keras-style API (:mod:`fastrnn.keras.models`,
 :mod:`fastrnn.keras.layers`) and streaming sessions (``model.stream``) for generation. Read it
 top to bottom as an example of both::
 
-    from fastrnn.demo import default_corpus, CharVocab, build_char_model, generate
+    from fastrnn.cli.demo import default_corpus, CharVocab, build_char_model, generate
 
     corpus = default_corpus(max_chars=200_000)
     vocab = CharVocab.from_text(corpus.text)
@@ -40,10 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from . import get_num_threads
-from .keras import losses, optimizers
-from .keras.layers import LSTM, Dense, Embedding
-from .keras.models import ModelFileError, Sequential, load_model, set_random_seed
+import fastrnn
+from fastrnn import get_num_threads
+from fastrnn.keras import losses, optimizers
+from fastrnn.keras.layers import LSTM, Dense, Embedding
+from fastrnn.keras.models import ModelFileError, Sequential, load_model, set_random_seed
 
 __all__ = ["DEFAULT_MODEL", "CharVocab", "Corpus", "CorpusError", "build_char_model",
            "default_corpus", "generate", "load_char_model", "read_text", "reference_ops",
@@ -77,7 +78,12 @@ def _clean(text: str) -> str:
 
 
 def stdlib_dir() -> str:
-    """The directory of the standard library's ``.py`` files (also right inside a venv)."""
+    """The directory of the standard library's ``.py`` files (also right inside a venv).
+
+    Returns
+    -------
+    str
+    """
     return os.path.dirname(os.path.abspath(os.__file__))
 
 
@@ -125,7 +131,7 @@ def default_corpus(max_chars: int = 1_000_000, roots: list[str] | None = None) -
     """
     default = roots is None
     if roots is None:
-        roots = [stdlib_dir(), os.path.dirname(os.path.abspath(__file__))]
+        roots = [stdlib_dir(), os.path.dirname(os.path.abspath(fastrnn.__file__))]
     for root in roots:
         parts: list[str] = []
         n = 0
@@ -152,6 +158,17 @@ def default_corpus(max_chars: int = 1_000_000, roots: list[str] | None = None) -
 
 def read_text(path: str, max_chars: int = 1_000_000) -> Corpus:
     """Read a UTF-8 text file (at most ``max_chars`` characters) as a corpus.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    max_chars : int
+        Upper bound on the corpus length.
+
+    Returns
+    -------
+    Corpus
 
     Raises
     ------
@@ -196,8 +213,21 @@ class CharVocab:
 
     @classmethod
     def from_text(cls, text: str, max_size: int = 256) -> CharVocab:
-        """The characters of ``text``, without the rarest (seen less than once in 100,000
-        characters, or beyond the ``max_size`` most frequent), in code point order."""
+        """The characters of ``text``, without the rarest, in code point order.
+
+        The rarest are those seen less than once in 100,000 characters, or beyond the
+        ``max_size`` most frequent.
+
+        Parameters
+        ----------
+        text : str
+        max_size : int
+            The most characters kept.
+
+        Returns
+        -------
+        CharVocab
+        """
         counts = Counter(text)
         min_count = max(1, len(text) // 100_000)
         keep = [c for c, k in counts.most_common(max_size) if k >= min_count]
@@ -210,8 +240,19 @@ class CharVocab:
         return ch in self.chars
 
     def encode(self, text: str, drop_unknown: bool = True) -> np.ndarray:
-        """Ids of ``text``'s characters as int32; unknown characters are dropped (or, with
-        ``drop_unknown=False``, a ValueError names the first one)."""
+        """Ids of ``text``'s characters.
+
+        Parameters
+        ----------
+        text : str
+        drop_unknown : bool
+            Drop characters not in the vocabulary (else a ValueError names the first).
+
+        Returns
+        -------
+        numpy.ndarray
+            int32 ids.
+        """
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         pos = np.searchsorted(self._codes[self._order], codes)
         pos = np.minimum(pos, len(self.chars) - 1)
@@ -225,7 +266,16 @@ class CharVocab:
         return ids.astype(np.int32)
 
     def decode(self, ids: Any) -> str:
-        """The text of a sequence of ids."""
+        """The text of a sequence of ids.
+
+        Parameters
+        ----------
+        ids : iterable of int
+
+        Returns
+        -------
+        str
+        """
         return "".join(self.chars[int(i)] for i in ids)
 
 
@@ -288,6 +338,16 @@ def save_with_metadata(model: Sequential, path: str, member: str, meta: dict) ->
 
     :func:`fastrnn.keras.models.load_model` ignores the extra member; the file is replaced
     atomically (written beside ``path``, then renamed).
+
+    Parameters
+    ----------
+    model : Sequential
+    path : str
+        The model file.
+    member : str
+        The name of the JSON member.
+    meta : dict
+        Its content (JSON-serialisable).
     """
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
@@ -306,13 +366,28 @@ def save_with_metadata(model: Sequential, path: str, member: str, meta: dict) ->
 
 def save_char_model(model: Sequential, vocab: CharVocab, path: str,
                     info: dict | None = None) -> None:
-    """Save the model (``model.save``) with the vocabulary inside the same file."""
+    """Save the model (``model.save``) with the vocabulary inside the same file.
+
+    Parameters
+    ----------
+    model : Sequential
+    vocab : CharVocab
+    path : str
+        The model file.
+    info : dict, optional
+        More to store beside the vocabulary (e.g. the training corpus).
+    """
     meta = {"format": "fastrnn.charlm", "version": 1, "vocab": vocab.chars, **(info or {})}
     save_with_metadata(model, path, VOCAB_MEMBER, meta)
 
 
 def load_char_model(path: str) -> tuple[Sequential, CharVocab, dict]:
     """Read a model saved by :func:`save_char_model`.
+
+    Parameters
+    ----------
+    path : str
+        The model file.
 
     Returns
     -------
@@ -398,8 +473,18 @@ def generate(model: Sequential, vocab: CharVocab, prime: str = "\n", length: int
 def reference_ops(model: Sequential) -> Iterator[None]:
     """Run ``model``'s recurrent layers on :mod:`fastrnn.reference` (pure NumPy) instead of
     the native kernels inside a ``with`` block (:meth:`Sequential.set_ops`; used to time the
-    same model both ways, never needed otherwise)."""
-    from . import functional, reference
+    same model both ways, never needed otherwise).
+
+    Parameters
+    ----------
+    model : Sequential
+        The model whose recurrent layers switch (back to :mod:`fastrnn.functional` on exit).
+
+    Yields
+    ------
+    None
+    """
+    from fastrnn import functional, reference
 
     model.set_ops(reference)
     try:
@@ -431,7 +516,7 @@ def _time_steps(model: Sequential, x: np.ndarray, y: np.ndarray, steps: int,
 def _reference_step(model: Sequential) -> Callable[[int], np.ndarray]:
     """One character step of the model computed with :mod:`fastrnn.reference` (NumPy):
     returns a function id -> logits that carries the LSTM states from call to call."""
-    from . import reference
+    from fastrnn import reference
 
     emb, *lstms, dense = model.layers
     table = emb.embeddings.value
@@ -457,6 +542,19 @@ def compare_with_reference(model: Sequential, x: np.ndarray, y: np.ndarray, step
     itself is not changed), with the recurrent layers on the native kernels and then on
     :mod:`fastrnn.reference`. Generation: seconds per character, a streaming session's
     ``step`` against the reference op called one step at a time.
+
+    Parameters
+    ----------
+    model : Sequential
+        A character model (not changed).
+    x, y : numpy.ndarray
+        One training batch of ids and next ids.
+    steps : int
+        Training steps timed on the reference.
+    learning_rate : float
+        The copy's Adam learning rate.
+    chars : int
+        Characters generated each way.
 
     Returns
     -------
@@ -487,10 +585,25 @@ def compare_with_reference(model: Sequential, x: np.ndarray, y: np.ndarray, step
 
 
 def pick_threads(model: Sequential, x: np.ndarray, y: np.ndarray) -> tuple[int, str]:
-    """Use one thread when that trains faster than all of them (a machine busy with other
-    work makes threads wait for each other at every timestep). Returns the thread count in
-    effect and a note for the user."""
-    from . import get_num_threads, set_num_threads
+    """Use one thread when that trains faster than all of them.
+
+    A machine busy with other work makes threads wait for each other at every timestep.
+
+    Parameters
+    ----------
+    model : Sequential
+        The model to time (trained on ``x``, ``y`` a few steps).
+    x, y : numpy.ndarray
+        One training batch.
+
+    Returns
+    -------
+    threads : int
+        The thread count in effect.
+    note : str
+        A note for the user (empty when all threads are kept).
+    """
+    from fastrnn import set_num_threads
 
     n = get_num_threads()
     if n == 1:
@@ -591,6 +704,12 @@ class DemoSettings:
 def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
     """Train a character-level LSTM on ``s.text`` (default: the standard library's source),
     showing progress and samples, then time it against the NumPy reference and save it.
+
+    Parameters
+    ----------
+    s : DemoSettings
+    print_fn : callable
+        Where the lines go.
 
     Returns
     -------

@@ -1,0 +1,217 @@
+"""What the benchmark measures: the grid of shapes, the cells, the modes and the implementations.
+
+A :class:`Case` is one (row, cell, mode) of the grid with its FLOP count; a :class:`Result`
+is the measurement of one implementation on one case; :class:`Options` is what a run
+covers. The gate count of each cell comes from the cell table, :mod:`fastrnn._cells`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastrnn._cells import CELLS as _CELL_TABLE
+
+#: The public grid: name -> (T, B, I, H).
+ROWS: dict[str, tuple[int, int, int, int]] = {
+    "stream": (200, 1, 64, 64),
+    "small": (100, 32, 128, 128),
+    "medium": (50, 16, 256, 256),
+    "large": (100, 64, 512, 512),
+    "xlarge": (100, 64, 1024, 1024),
+}
+#: The cells, in the cell table's order (rnn, lstm, gru).
+CELLS: tuple[str, ...] = tuple(_CELL_TABLE)
+#: What a call does: forward only, training (all gradients), training on data (no dx).
+MODES: tuple[str, ...] = ("inference", "training", "training-data")
+#: The default grid's modes; "training-data" (the input is data that needs no gradient, as into
+#: a first layer: backward without dx) is on request (--modes).
+DEFAULT_MODES: tuple[str, ...] = ("inference", "training")
+#: The implementations (see :mod:`fastrnn.bench.runners`), fastrnn first.
+IMPLS: tuple[str, ...] = ("fastrnn", "reference", "torch", "dropin", "onnxruntime")
+#: Other names accepted by ``--impls``.
+IMPL_ALIASES: dict[str, str] = {
+    "numpy": "reference",
+    "ref": "reference",
+    "fastrnn.torch": "dropin",
+    "ort": "onnxruntime",
+    "onnx": "onnxruntime",
+}
+#: Each implementation's name in the tables.
+LABELS: dict[str, str] = {
+    "fastrnn": "fastrnn",
+    "reference": "numpy reference",
+    "torch": "torch.nn",
+    "dropin": "fastrnn.torch",
+    "onnxruntime": "ONNX Runtime",
+}
+#: Implementations skipped when one call cannot fit in the time budget (others always run).
+SKIPPABLE: frozenset[str] = frozenset({"reference"})
+#: Implementations that only run inference.
+INFERENCE_ONLY: frozenset[str] = frozenset({"onnxruntime"})
+
+CHECK_ATOL = 1e-3  # max |y_impl - y_fastrnn| (float32, |y| <= 1) above this is a warning
+
+
+def flop_count(cell: str, mode: str, T: int, B: int, I: int, H: int) -> float:
+    """FLOPs of one layer-direction over a sequence (the two GEMMs of every step).
+
+    Forward ``2*T*B*(I+H)*G*H``; training (forward + backward) 3x that; training-data
+    (no input gradient) 3x that less the dx GEMM ``2*T*B*I*G*H``.
+
+    Parameters
+    ----------
+    cell : str
+        A cell of the cell table (its gate count is G).
+    mode : str
+        One of :data:`MODES`.
+    T, B, I, H : int
+        Sequence length, batch, input size, hidden size.
+
+    Returns
+    -------
+    float
+    """
+    G = _CELL_TABLE[cell].gates
+    f = 2.0 * T * B * (I + H) * G * H
+    if mode == "training-data":
+        return 3.0 * f - 2.0 * T * B * I * G * H
+    return 3.0 * f if mode == "training" else f
+
+
+@dataclass(frozen=True)
+class Case:
+    """One cell of the grid: a shape, a cell type and a mode."""
+
+    row: str
+    T: int
+    B: int
+    I: int
+    H: int
+    cell: str
+    mode: str
+
+    @property
+    def flops(self) -> float:
+        """FLOPs of one call (:func:`flop_count`)."""
+        return flop_count(self.cell, self.mode, self.T, self.B, self.I, self.H)
+
+    @property
+    def shape(self) -> str:
+        """``"T,B,I,H"``."""
+        return f"{self.T},{self.B},{self.I},{self.H}"
+
+
+@dataclass
+class Result:
+    """The measurement of one implementation on one case."""
+
+    case: Case
+    impl: str
+    status: str  # "ok" | "skipped" | "unavailable" | "error"
+    reason: str = ""
+    times_s: list[float] = field(default_factory=list)
+    number: int = 1  # calls per timing sample
+    warmup_only: bool = False
+    max_abs_diff: float | None = None
+
+    @property
+    def median_s(self) -> float | None:
+        """The median of the samples (None without samples)."""
+        return statistics.median(self.times_s) if self.times_s else None
+
+    def time_s(self, stat: str = "median") -> float | None:
+        """The headline time: the median (default) or the minimum of the samples."""
+        if not self.times_s:
+            return None
+        return min(self.times_s) if stat == "min" else statistics.median(self.times_s)
+
+    @property
+    def spread(self) -> float | None:
+        """(max - min) / median of the samples (None with fewer than two)."""
+        if len(self.times_s) < 2:
+            return None
+        med = statistics.median(self.times_s)
+        return (max(self.times_s) - min(self.times_s)) / med if med > 0 else None
+
+    def gflops(self, stat: str = "median") -> float | None:
+        """GFLOP/s at the headline time (:meth:`time_s`); None without samples."""
+        t = self.time_s(stat)
+        return self.case.flops / t / 1e9 if t else None
+
+
+@dataclass
+class Options:
+    """What to run and how (the parsed command line)."""
+
+    rows: dict[str, tuple[int, int, int, int]]
+    cells: list[str]
+    modes: list[str]
+    impls: list[str]
+    threads: int
+    repeats: int = 5
+    budget_s: float | None = 10.0
+    stat: str = "median"
+    seed: int = 0
+    quiet: bool = False
+
+
+def grid_cases(opts: Options) -> list[Case]:
+    """Every (row, cell, mode) to run, in run order (small rows first).
+
+    Parameters
+    ----------
+    opts : Options
+        The rows, cells and modes of the run.
+
+    Returns
+    -------
+    list of Case
+    """
+    return [
+        Case(row, *shape, cell, mode)
+        for row, shape in opts.rows.items()
+        for cell in opts.cells
+        for mode in opts.modes
+    ]
+
+
+def make_params(case: Case, seed: int = 0) -> dict[str, Any]:
+    """Random float32 inputs shared by every implementation of a (row, cell).
+
+    Weights and biases are uniform in ``[-1/sqrt(H), 1/sqrt(H)]`` (PyTorch's init), x and
+    dy standard normal; initial states are zero (None) everywhere.
+
+    Parameters
+    ----------
+    case : Case
+        Its shape and cell (the mode does not matter).
+    seed : int
+        Seed of the random generator.
+
+    Returns
+    -------
+    dict
+        ``x`` (T, B, I), ``w_ih`` (G*H, I), ``w_hh`` (G*H, H), ``b_ih``, ``b_hh`` (G*H,),
+        ``dy`` (T, B, H), all float32.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    T, B, I, H, G = case.T, case.B, case.I, case.H, _CELL_TABLE[case.cell].gates
+    k = 1.0 / math.sqrt(H)
+
+    def u(*shape: int) -> Any:
+        return (rng.random(shape, dtype=np.float32) * np.float32(2 * k) - np.float32(k))
+
+    return {
+        "x": rng.standard_normal((T, B, I), dtype=np.float32),
+        "w_ih": u(G * H, I),
+        "w_hh": u(G * H, H),
+        "b_ih": u(G * H),
+        "b_hh": u(G * H),
+        "dy": rng.standard_normal((T, B, H), dtype=np.float32),
+    }
+

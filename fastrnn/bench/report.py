@@ -1,0 +1,507 @@
+"""The benchmark's report: the JSON-ready dict, the text tables, the Markdown file and the
+per-round ratios."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import shlex
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from fastrnn.bench.cases import CHECK_ATOL, DEFAULT_MODES, IMPLS, LABELS, MODES, Options, Result
+from fastrnn.bench.machine import cpu_flags, cpu_model, fastrnn_info, versions
+from fastrnn.bench.timing import MIN_SAMPLE_S
+
+NOISE_SPREAD = 0.20  # (max - min) / median above this gets a noise note
+SCHEMA = "fastrnn-bench/1"
+
+
+def build_report(opts: Options, argv: Sequence[str], peak: dict[str, float] | None,
+                 results: list[Result], memory: list[dict[str, Any]] | None,
+                 warnings: list[str], blas: str, elapsed_s: float) -> dict[str, Any]:
+    """Everything measured, as a JSON-ready dict (the ``--json`` file).
+
+    Parameters
+    ----------
+    opts : Options
+        What was run and how.
+    argv : sequence of str
+        The command line's words after ``bench``.
+    peak : dict or None
+        The GEMM peak (:func:`fastrnn.bench.timing.gemm_peak`), None when not measured.
+    results : list of Result
+        The grid's measurements.
+    memory : list of dict or None
+        The peak-memory study's results.
+    warnings : list of str
+        What went wrong or looks wrong.
+    blas : str
+        numpy's BLAS and its threads (:func:`fastrnn.bench.machine.pin_blas_threads`).
+    elapsed_s : float
+        The run's duration.
+
+    Returns
+    -------
+    dict
+        Schema :data:`SCHEMA`: the command, date, machine, versions, settings, one row per
+        result (times, GFLOP/s, % of peak, speed-up over fastrnn, output check), memory and
+        warnings.
+    """
+    info = fastrnn_info()
+    rows = []
+    fast = {r.case: r for r in results if r.impl == "fastrnn" and r.status == "ok"}
+    stat = opts.stat
+    for r in results:
+        med = r.median_s
+        t = r.time_s(stat)
+        t_fast = fast[r.case].time_s(stat) if r.case in fast else None
+        gflops = r.gflops(stat)
+        d: dict[str, Any] = {
+            "row": r.case.row, "T": r.case.T, "B": r.case.B, "I": r.case.I, "H": r.case.H,
+            "cell": r.case.cell, "mode": r.case.mode, "impl": r.impl, "label": LABELS[r.impl],
+            "status": r.status, "reason": r.reason or None,
+            "gflop": r.case.flops / 1e9,
+            "times_ms": [t * 1e3 for t in r.times_s],
+            "calls_per_sample": r.number,
+            "warmup_only": r.warmup_only,
+            "time_ms": t * 1e3 if t else None,
+            "median_ms": med * 1e3 if med else None,
+            "min_ms": min(r.times_s) * 1e3 if r.times_s else None,
+            "max_ms": max(r.times_s) * 1e3 if r.times_s else None,
+            "spread": r.spread,
+            "noisy": bool(r.spread is not None and r.spread > NOISE_SPREAD),
+            "gflops": gflops,
+            "pct_peak": (100.0 * gflops / peak["gflops"]) if (gflops and peak) else None,
+            "fastrnn_speedup": (t / t_fast) if (t and t_fast) else None,
+            "max_abs_diff_vs_fastrnn": r.max_abs_diff,
+        }
+        rows.append(d)
+    return {
+        "schema": SCHEMA,
+        "command": "python -m fastrnn bench" + ("" if not argv else " " + shlex.join(argv)),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {
+            "cpu": cpu_model(),
+            "cpu_flags": cpu_flags(),
+            "logical_cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "fastrnn": info,
+        "versions": versions(),
+        "blas": blas,
+        "threads": opts.threads,
+        "repeats": opts.repeats,
+        "stat": stat,
+        "budget_s": opts.budget_s,
+        "gemm_peak": peak,
+        "results": rows,
+        "memory": memory,
+        "warnings": list(warnings),
+        "elapsed_s": elapsed_s,
+    }
+
+
+def _fmt_ms(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms >= 100:
+        return f"{ms:.0f}"
+    if ms >= 10:
+        return f"{ms:.1f}"
+    if ms >= 1:
+        return f"{ms:.2f}"
+    return f"{ms:.3f}"
+
+
+def _fmt_num(v: float | None, fmt: str = ".1f", suffix: str = "") -> str:
+    return "-" if v is None else f"{v:{fmt}}{suffix}"
+
+
+def _status_text(d: dict[str, Any]) -> str:
+    if d["status"] == "ok":
+        notes = []
+        if d["warmup_only"]:
+            notes.append("1 run (time budget)")
+        if d["noisy"]:
+            notes.append(f"noisy: spread {100 * d['spread']:.0f}%")
+        diff = d["max_abs_diff_vs_fastrnn"]
+        if diff is not None and not diff <= CHECK_ATOL:
+            notes.append(f"OUTPUT MISMATCH {diff:.2g}")
+        return "; ".join(notes)
+    if d["status"] == "unavailable":
+        return "unavailable: " + (d["reason"] or "")
+    return d["reason"] or d["status"]
+
+
+#: Rounds two implementations must share for a per-round ratio.
+ROUND_MIN = 3
+
+
+def round_ratio(other: dict[str, Any], base: dict[str, Any]) -> float | None:
+    """Median over the rounds both were timed in of other's time / base's time.
+
+    The samples of one round run back to back, so a phase of load from other processes slows
+    both sides of a round's ratio alike, where a min or median per implementation compares
+    samples taken minutes apart. Sample k of every implementation is from round k.
+
+    Parameters
+    ----------
+    other, base : dict
+        Two result rows of a report (same case).
+
+    Returns
+    -------
+    float or None
+        > 1: base is faster; None with fewer than ``ROUND_MIN`` shared rounds or a row that
+        is not a full measurement.
+    """
+    if other.get("status") != "ok" or base.get("status") != "ok":
+        return None
+    if other.get("warmup_only") or base.get("warmup_only"):
+        return None
+    a, b = other.get("times_ms") or [], base.get("times_ms") or []
+    n = min(len(a), len(b))
+    if n < ROUND_MIN:
+        return None
+    return float(statistics.median(x / y for x, y in zip(a[:n], b[:n], strict=True)))
+
+
+def _round_ratio_lines(report: dict[str, Any], anchors: list[str]) -> list[str]:
+    """The markdown section of per-round ratios (empty when no case has enough rounds)."""
+    cols = [("fastrnn", a) for a in anchors]
+    if "dropin" in anchors and "torch" in anchors:
+        cols.append(("dropin", "torch"))
+    rows = []
+    for mode, row, cell, ds in group_by_case(report):
+        by = {d["impl"]: d for d in ds}
+        vals = [round_ratio(by[a], by[b]) if a in by and b in by else None for b, a in cols]
+        if any(v is not None for v in vals):
+            rows.append(f"| {mode} | {row} | {cell} | "
+                        + " | ".join("" if v is None else f"{v:.3f}x" for v in vals) + " |")
+    if not rows:
+        return []
+    head = [f"{LABELS[b]} over {LABELS[a]}" for b, a in cols]
+    return ["", "## Per-round ratios", "",
+            "The median over the rounds of (the other implementation's time / this one's): "
+            "within a round the implementations run back to back, so this comparison holds "
+            "through load that moves the per-implementation statistics above (> 1: the "
+            "first-named is faster).", "",
+            "| mode | row | cell | " + " | ".join(head) + " |",
+            "|---|---|---|" + "---:|" * len(head), *rows]
+
+
+def _dropin_over_torch(by_impl: dict[str, dict[str, Any]]) -> float | None:
+    """torch.nn's time / fastrnn.torch's time on one case (> 1: the drop-in is faster)."""
+    t, d = by_impl.get("torch"), by_impl.get("dropin")
+    if t and d and t["time_ms"] and d["time_ms"]:
+        return t["time_ms"] / d["time_ms"]
+    return None
+
+
+def group_by_case(report: dict[str, Any]) -> list[tuple[str, str, str, list[dict[str, Any]]]]:
+    """Results grouped by (mode, row, cell), in run order.
+
+    Parameters
+    ----------
+    report : dict
+        A report (:func:`build_report`).
+
+    Returns
+    -------
+    list of tuple
+        ``(mode, row, cell, rows)`` with that case's result rows.
+    """
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for mode in MODES:
+        for d in report["results"]:
+            if d["mode"] == mode:
+                groups.setdefault((mode, d["row"], d["cell"]), []).append(d)
+    return [(m, r, c, v) for (m, r, c), v in groups.items()]
+
+
+def format_text(report: dict[str, Any]) -> str:
+    """The plain-text tables printed at the end of a run.
+
+    Parameters
+    ----------
+    report : dict
+        A report (:func:`build_report`).
+
+    Returns
+    -------
+    str
+    """
+    peak = report.get("gemm_peak")
+    info = report["fastrnn"]
+    lines = [
+        f"fastrnn {info.get('version')} bench: {report['machine']['cpu']}, "
+        f"{report['threads']} thread(s), SIMD path {info.get('simd', '?')}, {report['blas']}",
+    ]
+    if peak:
+        lines.append(f"GEMM peak: {peak['gflops']:.1f} GFLOP/s (numpy float32 "
+                     f"{peak['n']}x{peak['n']} matmul, best of 10{_peak_when(peak)})")
+    head = (f"{'row':<8} {'cell':<5} {'impl':<16} {report['stat'] + ' ms':>10} {'GFLOP/s':>8} "
+            f"{'% peak':>7} {'fastrnn x':>9}  notes")
+    mode_now = None
+    for mode, row, cell, ds in group_by_case(report):
+        if mode != mode_now:
+            lines += ["", f"== {mode} ==", head]
+            mode_now = mode
+        by = {d["impl"]: d for d in ds}
+        for j, d in enumerate(ds):
+            speed = "" if d["impl"] == "fastrnn" else _fmt_num(d["fastrnn_speedup"], ".2f", "x")
+            note = _status_text(d)
+            if d["impl"] == "dropin" and _dropin_over_torch(by) is not None:
+                note = f"torch.nn time / this: {_dropin_over_torch(by):.2f}x" + (
+                    f"; {note}" if note else "")
+            lines.append(
+                f"{row if j == 0 else '':<8} {cell if j == 0 else '':<5} {d['label']:<16} "
+                f"{_fmt_ms(d['time_ms']):>10} {_fmt_num(d['gflops']):>8} "
+                f"{_fmt_num(d['pct_peak'], '.0f', '%'):>7} {speed:>9}  {note}")
+    if report["results"]:
+        lines.append("")
+        lines.append("fastrnn x = the other implementation's time / fastrnn's time "
+                     "(> 1: fastrnn is faster).")
+    lines += _notes(report)
+    if report.get("memory"):
+        lines += ["", *format_memory(report["memory"], report["threads"], markdown=False)]
+    lines.append(f"Run time: {_fmt_elapsed(report.get('elapsed_s'))}.")
+    return "\n".join(lines) + "\n"
+
+
+def _peak_when(peak: dict[str, Any]) -> str:
+    if "start_gflops" in peak:
+        return (f", the better of the start ({peak['start_gflops']:.1f}) and the end "
+                f"({peak['end_gflops']:.1f}) of the run")
+    return ""
+
+
+def _fmt_elapsed(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(round(s))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def _notes(report: dict[str, Any]) -> list[str]:
+    out = []
+    noisy = [d for d in report["results"] if d["noisy"]]
+    if noisy:
+        out.append(f"Noise: {len(noisy)} measurement(s) spread more than "
+                   f"{100 * NOISE_SPREAD:.0f}% between repeats ((max-min)/median), e.g. "
+                   + ", ".join(f"{d['row']} {d['cell']} {d['mode']} {d['label']} "
+                               f"{100 * d['spread']:.0f}%" for d in noisy[:4])
+                   + ". Other load on the machine? Rerun with more --repeats.")
+    over = [d for d in report["results"] if d["pct_peak"] and d["pct_peak"] > 100]
+    if over:
+        out.append(f"{len(over)} measurement(s) above 100% of the GEMM peak: the peak "
+                   "measurement was probably slowed by other load on the machine.")
+    skipped = [d for d in report["results"] if d["status"] == "skipped"]
+    if skipped:
+        out.append("Skipped (time budget, no number estimated): "
+                   + ", ".join(f"{d['row']} {d['cell']} {d['mode']} {d['label']}"
+                               for d in skipped) + ".")
+    for w in report.get("warnings", []):
+        out.append("WARNING: " + w)
+    return out
+
+
+def format_memory(mem: list[dict[str, Any]], threads: int, markdown: bool) -> list[str]:
+    """The peak-memory table and its conclusion lines.
+
+    Parameters
+    ----------
+    mem : list of dict
+        The study's results (:func:`fastrnn.bench.memory.memory_study`).
+    threads : int
+        The threads they ran with.
+    markdown : bool
+        A Markdown table instead of aligned text.
+
+    Returns
+    -------
+    list of str
+        The lines (empty without results).
+    """
+    if not mem:
+        return []
+    m0 = mem[0]
+    mib = 1024.0 * 1024.0
+    title = (f"Peak memory of fastrnn (B={m0['B']}, I={m0['I']}, H={m0['H']}, float32, "
+             f"{threads} thread(s), one fresh process per case, peak RSS from "
+             f"{m0.get('method', 'ru_maxrss')}). working = peak RSS - RSS before the call "
+             f"(inputs and weights allocated) - the arrays returned (y, h_n, c_n; in training "
+             f"also the gradients).")
+    cols = ["cell", "mode", "T", "peak RSS MiB", "returned MiB", "working MiB"]
+    rows = [[m["cell"], m["mode"], str(m["T"]), f"{m['peak_bytes'] / mib:.1f}",
+             f"{m['returned_bytes'] / mib:.1f}", f"{m['working_bytes'] / mib:.1f}"] for m in mem]
+    out = [title, ""] if markdown else [title]
+    if markdown:
+        out.append("| " + " | ".join(cols) + " |")
+        out.append("|" + "---|" * len(cols))
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+    else:
+        w = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+        out.append("  ".join(c.ljust(w[i]) for i, c in enumerate(cols)))
+        out += ["  ".join(r[i].ljust(w[i]) for i in range(len(cols))) for r in rows]
+    out.append("")
+    by = {(m["cell"], m["mode"], m["T"]): m for m in mem}
+    Ts = sorted({m["T"] for m in mem})
+    if len(Ts) >= 2:
+        lo, hi = Ts[0], Ts[-1]
+        for cell in dict.fromkeys(m["cell"] for m in mem):
+            parts = []
+            for mode in DEFAULT_MODES:
+                a, b = by.get((cell, mode, lo)), by.get((cell, mode, hi))
+                if a and b:
+                    parts.append(f"{mode} working memory {a['working_bytes'] / mib:.1f} MiB at "
+                                 f"T={lo} vs {b['working_bytes'] / mib:.1f} MiB at T={hi}")
+            bgh = by.get((cell, "inference", lo))
+            tail = (f" (B*G*H*4 bytes = {bgh['bgh_bytes'] / mib:.2f} MiB)" if bgh else "")
+            out.append(("- " if markdown else "") + f"{cell}: " + "; ".join(parts) + tail)
+    return out
+
+
+def format_markdown(report: dict[str, Any], plot_path: str | None = None,
+                    md_path: str | None = None) -> str:
+    """The ``--markdown`` file: command, machine, GEMM peak, summary and detail tables.
+
+    Parameters
+    ----------
+    report : dict
+        A report (:func:`build_report`).
+    plot_path : str, optional
+        A chart to show (linked relative to ``md_path``).
+    md_path : str, optional
+        Where the Markdown will be written.
+
+    Returns
+    -------
+    str
+    """
+    info = report["fastrnn"]
+    v = report["versions"]
+    peak = report.get("gemm_peak")
+    mach = report["machine"]
+    anchors = [i for i in IMPLS[1:]
+               if any(d["impl"] == i for d in report["results"])]
+    out = [
+        "# fastrnn benchmark results",
+        "",
+        f"- Command: `{report['command']}`",
+        f"- Date: {report['date']}",
+        f"- CPU: {mach['cpu']}; {mach['logical_cpus']} logical CPUs; "
+        f"{', '.join(mach['cpu_flags']) or 'no AVX2'}; {mach['platform']}",
+        f"- fastrnn {info.get('version')}: SIMD path **{info.get('simd', '?')}** (available: "
+        f"{', '.join(info.get('simd_available', [])) or '?'}), OpenMP "
+        f"{'yes' if info.get('openmp') else 'no'}, compiler {info.get('compiler', '?')}",
+        f"- Threads: **{report['threads']}** for every implementation "
+        f"(numpy: {report['blas']})",
+        "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
+    ]
+    if peak:
+        out.append(f"- GEMM peak: **{peak['gflops']:.1f} GFLOP/s** (numpy float32 "
+                   f"{peak['n']}x{peak['n']} `a @ b`, best of 10{_peak_when(peak)}; median "
+                   f"{peak['median_gflops']:.1f})")
+    out += [
+        "",
+        f"Times are the {report['stat']} of {report['repeats']} samples after a warm-up (calls "
+        "shorter "
+        f"than {MIN_SAMPLE_S * 1e3:.0f} ms are looped inside a sample), float32, zero initial "
+        "states. GFLOP/s count one layer-direction: forward 2·T·B·(I+H)·G·H, training 3x "
+        "that. Inference: forward without a training cache (`training=False`, "
+        "`torch.inference_mode()`, ONNX Runtime session). Training: forward + backward with "
+        "a random dy (all gradients incl. dx) + an SGD step on the weights (torch: "
+        "`y.backward(dy)` + `torch.optim.SGD`). Training-data (when run): the same with an "
+        "input that needs no gradient, as data into a first layer (torch: `x.requires_grad` "
+        "False; fastrnn: `need_dx=False`), counted as 3x the forward less the dx GEMM "
+        "2·T·B·I·G·H. A speed-up is the other implementation's "
+        "time / fastrnn's time (> 1: fastrnn is faster). Every output is checked against "
+        f"fastrnn's (max |diff| <= {CHECK_ATOL:g}).",
+    ]
+    if report.get("budget_s") is not None:
+        out.append(f"Each measurement has a {report['budget_s']:g} s budget: fewer samples "
+                   "(at least one timed call after the warm-up; the numpy reference may be "
+                   "timed on its warm-up call alone, marked †, or skipped when one call cannot "
+                   "fit); nothing is extrapolated.")
+    out.append(f"The whole run took {_fmt_elapsed(report.get('elapsed_s'))}.")
+    if plot_path:
+        rel = plot_path
+        if md_path:
+            rel = os.path.relpath(os.path.abspath(plot_path),
+                                  os.path.dirname(os.path.abspath(md_path)))
+        out += ["", f"![fastrnn speed-up over each anchor]({rel})"]
+    for mode in MODES:
+        groups = [(r, c, ds) for m, r, c, ds in group_by_case(report) if m == mode]
+        if not groups:
+            continue
+        mode_anchors = [a for a in anchors
+                        if any(d["impl"] == a for _, _, ds in groups for d in ds)]
+        out += ["", f"## {mode.capitalize()}", ""]
+        head = ["row (T,B,I,H)", "cell", "fastrnn ms", "GFLOP/s", "% peak"]
+        head += [f"{LABELS[a]} ms (speed-up)" for a in mode_anchors]
+        dropin_col = "dropin" in mode_anchors and "torch" in mode_anchors
+        if dropin_col:
+            head.append("fastrnn.torch over torch.nn")
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|---|---|" + "---:|" * (len(head) - 2))
+        for row, cell, ds in groups:
+            by = {d["impl"]: d for d in ds}
+            f = by.get("fastrnn")
+            first = ds[0]
+            cells = [f"{row} ({first['T']},{first['B']},{first['I']},{first['H']})", cell]
+            if f and f["status"] == "ok":
+                cells += [_fmt_ms(f["time_ms"]), _fmt_num(f["gflops"]),
+                          _fmt_num(f["pct_peak"], ".0f", "%")]
+            else:
+                cells += ["-", "-", "-"]
+            for a in mode_anchors:
+                d = by.get(a)
+                if d is None:
+                    cells.append("")
+                elif d["status"] != "ok":
+                    cells.append({"skipped": "skipped (time budget)",
+                                  "unavailable": "n/a"}.get(d["status"], "error"))
+                else:
+                    s = _fmt_ms(d["time_ms"])
+                    if d["fastrnn_speedup"] is not None:
+                        s += f" ({d['fastrnn_speedup']:.2f}x)"
+                    if d["warmup_only"]:
+                        s += " †"
+                    diff = d["max_abs_diff_vs_fastrnn"]
+                    if diff is not None and not diff <= CHECK_ATOL:
+                        s += " ⚠ mismatch"
+                    cells.append(s)
+            if dropin_col:
+                r = _dropin_over_torch(by)
+                cells.append("" if r is None else f"{r:.2f}x")
+            out.append("| " + " | ".join(cells) + " |")
+        if any(d["warmup_only"] for _, _, ds in groups for d in ds):
+            out += ["", "† one timed call only (time budget)."]
+    out += _round_ratio_lines(report, anchors)
+    out += ["", "## Detail", "",
+            f"| mode | row | cell | implementation | {report['stat']} ms | min–max ms | GFLOP/s | "
+            "% peak | fastrnn speed-up | max abs diff vs fastrnn | notes |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for mode, row, cell, ds in group_by_case(report):
+        for d in ds:
+            rng = (f"{_fmt_ms(d['min_ms'])}–{_fmt_ms(d['max_ms'])}"
+                   if d["min_ms"] is not None else "-")
+            diff = d["max_abs_diff_vs_fastrnn"]
+            out.append(
+                f"| {mode} | {row} | {cell} | {d['label']} | {_fmt_ms(d['time_ms'])} | {rng} | "
+                f"{_fmt_num(d['gflops'])} | {_fmt_num(d['pct_peak'], '.0f', '%')} | "
+                f"{'' if d['impl'] == 'fastrnn' else _fmt_num(d['fastrnn_speedup'], '.2f', 'x')}"
+                f" | {'' if diff is None else f'{diff:.1e}'} | "
+                f"{_status_text(d).replace('|', '/')} |")
+    if report.get("memory"):
+        out += ["", "## Peak memory", "",
+                *format_memory(report["memory"], report["threads"], markdown=True)]
+    notes = _notes(report)
+    if notes:
+        out += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    return "\n".join(out) + "\n"
+

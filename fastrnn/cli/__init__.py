@@ -1,0 +1,13 @@
+"""The command line (``fastrnn <command>``, ``python -m fastrnn <command>``) and its engines.
+
+- :mod:`fastrnn.cli.main`: the parser and the dispatch to the registered commands;
+- :mod:`fastrnn.cli.command`: what a command is made of (its error, argument types);
+- :mod:`fastrnn.cli.info`: ``info``, the build description and a self-check;
+- :mod:`fastrnn.cli.commands`: the options and runners of ``demo``, ``generate``, ``train``
+  and ``bench``;
+- :mod:`fastrnn.cli.demo`: the character-level language model behind ``demo`` and
+  ``generate``;
+- :mod:`fastrnn.cli.train`: the time-series forecaster behind ``train``.
+
+The benchmark behind ``bench`` is the package :mod:`fastrnn.bench`.
+"""

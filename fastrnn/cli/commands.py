@@ -1,0 +1,364 @@
+"""The options of ``fastrnn demo``, ``generate``, ``train`` and ``bench``, and their runners.
+
+Each command is a pair: ``<name>_arguments`` adds its options to a parser (nothing heavy is
+imported), ``<name>_run`` turns the parsed options into a call of the engine:
+:mod:`fastrnn.cli.demo` (``demo`` and ``generate``), :mod:`fastrnn.cli.train` (``train``)
+and :mod:`fastrnn.bench` (``bench``). The thread count is handed out before numpy loads
+(:func:`fastrnn.bench.prepare_threads`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fastrnn.cli.command import (
+    CommandError,
+    check_writable,
+    fraction,
+    int_at_least,
+    positive,
+    positive_float,
+)
+
+__all__ = ["bench_arguments", "bench_run", "demo_arguments", "demo_run", "generate_arguments",
+           "generate_run", "train_arguments", "train_run"]
+
+# ---- demo ----------------------------------------------------------------------------------
+
+_DEMO_DEFAULTS = {"max_chars": 1_000_000, "units": 256, "embed": 48, "layers": 1, "seq_len": 64,
+                  "batch_size": 32, "lr": 5e-3, "epochs": 5, "minutes": 0.8,
+                  "steps_per_epoch": None, "sample_length": 240, "compare_steps": 3}
+# --tiny: the whole demo in a few seconds (to check that everything works)
+_DEMO_TINY = {"max_chars": 30_000, "units": 32, "embed": 16, "layers": 1, "seq_len": 16,
+              "batch_size": 8, "lr": 1e-2, "epochs": 2, "minutes": 0.8, "steps_per_epoch": 3,
+              "sample_length": 40, "compare_steps": 1}
+
+
+def demo_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``demo`` options to ``p`` (defaults shown from the full-size settings).
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The command's parser.
+    """
+    d = _DEMO_DEFAULTS
+    g = p.add_argument_group("text and output")
+    g.add_argument("--text", metavar="FILE",
+                   help="train on this UTF-8 text file (default: the Python standard "
+                        "library's own source code, found on every machine)")
+    g.add_argument("--max-chars", type=int_at_least(100), metavar="N",
+                   help=f"use at most N characters of the text (default {d['max_chars']:,})")
+    g.add_argument("--out", metavar="FILE", default="fastrnn-demo-model.fr",
+                   help="where to save the trained model (default fastrnn-demo-model.fr)")
+    g = p.add_argument_group("training time")
+    g.add_argument("--minutes", type=positive_float, metavar="M",
+                   help=f"training time in minutes, split evenly over the epochs (default "
+                        f"{d['minutes']}); the speed check and saving take a few seconds more")
+    g.add_argument("--epochs", type=positive, metavar="N",
+                   help=f"epochs; a sample of generated text is shown after each "
+                        f"(default {d['epochs']})")
+    g.add_argument("--steps-per-epoch", type=positive, metavar="N",
+                   help="a fixed number of training steps per epoch instead of a time budget "
+                        "(reproducible work on any machine)")
+    g.add_argument("--tiny", action="store_true",
+                   help="a tiny model and text, finished in seconds (checks that all works)")
+    g = p.add_argument_group("model and optimisation")
+    g.add_argument("--units", type=positive, metavar="H",
+                   help=f"LSTM hidden units (default {d['units']})")
+    g.add_argument("--layers", type=positive, metavar="N",
+                   help=f"stacked LSTM layers (default {d['layers']})")
+    g.add_argument("--embed", type=positive, metavar="D",
+                   help=f"character embedding size (default {d['embed']})")
+    g.add_argument("--seq-len", type=int_at_least(2), metavar="T",
+                   help=f"characters per training window (backpropagation through time; "
+                        f"default {d['seq_len']})")
+    g.add_argument("--batch-size", type=positive, metavar="B",
+                   help=f"windows per training step (default {d['batch_size']})")
+    g.add_argument("--lr", type=positive_float, metavar="RATE",
+                   help=f"Adam learning rate (default {d['lr']:g})")
+    g.add_argument("--seed", type=int_at_least(0), default=0, metavar="N",
+                   help="random seed (default 0)")
+    g.add_argument("--threads", type=positive, default=None, metavar="N",
+                   help="threads (default: OMP_NUM_THREADS, else all cores, or one if a quick "
+                        "measurement finds one faster, as on a machine busy with other work)")
+    g = p.add_argument_group("samples and speed check")
+    g.add_argument("--temperature", type=positive_float, default=0.7, metavar="T",
+                   help="sampling temperature of the samples (default 0.7)")
+    g.add_argument("--sample-length", type=int_at_least(0), metavar="N",
+                   help=f"characters per sample (default {d['sample_length']})")
+    g.add_argument("--prime", default="def ", metavar="TEXT",
+                   help="text each sample starts from (default 'def ')")
+    g.add_argument("--compare-steps", type=int_at_least(0), metavar="N",
+                   help=f"training steps timed on the NumPy reference for the speed "
+                        f"comparison; 0 skips it (default {d['compare_steps']})")
+
+
+def demo_run(args: argparse.Namespace) -> int:
+    """Fill in the defaults (``--tiny``: the tiny ones), then run the demo.
+
+    The demo is :func:`fastrnn.cli.demo.run_demo`.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``demo`` options.
+
+    Returns
+    -------
+    int
+        The exit status (0).
+
+    Raises
+    ------
+    CommandError
+        When the output cannot be written or there is no usable text.
+    """
+    import os
+
+    from fastrnn.bench import prepare_threads
+
+    threads_fixed = args.threads is not None or bool(os.environ.get("OMP_NUM_THREADS"))
+    prepare_threads(args.threads)
+    from fastrnn.cli import demo
+
+    base = _DEMO_TINY if args.tiny else _DEMO_DEFAULTS
+    val = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in base.items()}
+    settings = demo.DemoSettings(
+        text=args.text, max_chars=val["max_chars"], units=val["units"], embed=val["embed"],
+        layers=val["layers"], seq_len=val["seq_len"], batch_size=val["batch_size"],
+        learning_rate=val["lr"], epochs=val["epochs"], minutes=val["minutes"],
+        steps_per_epoch=val["steps_per_epoch"], sample_length=val["sample_length"],
+        temperature=args.temperature, prime=args.prime, compare_steps=val["compare_steps"],
+        out=args.out, seed=args.seed,
+        threads_fixed=threads_fixed)
+    check_writable(args.out, "--out")
+    try:
+        demo.run_demo(settings, print_fn=_print)
+    except demo.CorpusError as e:
+        raise CommandError(str(e)) from None
+    return 0
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+# ---- generate ------------------------------------------------------------------------------
+
+
+def generate_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``generate`` options to ``p``.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The command's parser.
+    """
+    p.add_argument("model", metavar="MODEL",
+                   help="a model saved by 'fastrnn demo' (e.g. fastrnn-demo-model.fr)")
+    p.add_argument("--prime", default="", metavar="TEXT",
+                   help="text to start from (default: the start of a line)")
+    p.add_argument("--length", type=int_at_least(0), default=500, metavar="N",
+                   help="characters to generate (default 500)")
+    p.add_argument("--temperature", type=positive_float, default=0.7, metavar="T",
+                   help="below 1: safer, more repetitive; above 1: more surprising "
+                        "(default 0.7)")
+    p.add_argument("--seed", type=int_at_least(0), default=None, metavar="N",
+                   help="random seed, for a repeatable text (default: different each run)")
+    p.add_argument("--threads", type=positive, default=None, metavar="N",
+                   help="threads (default: OMP_NUM_THREADS or all cores)")
+
+
+def generate_run(args: argparse.Namespace) -> int:
+    """Load a character model, write ``--length`` characters to stdout, the speed to stderr.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``generate`` options.
+
+    Returns
+    -------
+    int
+        The exit status (0).
+
+    Raises
+    ------
+    CommandError
+        When the model file is missing or not a character model, or ``--prime``
+        holds characters the model does not know.
+    """
+    from fastrnn.bench import prepare_threads
+
+    prepare_threads(args.threads)
+    import time
+
+    import numpy as np
+
+    from fastrnn.cli import demo
+    from fastrnn.keras.models import ModelFileError
+
+    try:
+        model, vocab, _ = demo.load_char_model(args.model)
+    except FileNotFoundError:
+        raise CommandError(f"{args.model}: no such model file (make one with 'fastrnn demo')") \
+            from None
+    except ModelFileError as e:
+        raise CommandError(str(e)) from None
+    missing = sorted({c for c in args.prime if c not in vocab})
+    if missing:
+        raise CommandError(f"--prime: the model does not know the character(s) "
+                           f"{', '.join(repr(c) for c in missing)}", status=2)
+    t = time.perf_counter()
+    text = demo.generate(model, vocab, args.prime, args.length, args.temperature,
+                         np.random.default_rng(args.seed))
+    dt = time.perf_counter() - t
+    sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+    sys.stdout.flush()
+    print(f"({args.length:,} characters in {dt:.2f} s, {args.length / max(dt, 1e-9):,.0f} "
+          "characters/s, one streaming step each)", file=sys.stderr)
+    return 0
+
+
+# ---- train ---------------------------------------------------------------------------------
+
+
+def train_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``train`` options to ``p``.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The command's parser.
+    """
+    p.add_argument("data", metavar="FILE",
+                   help="the series: a .csv (rows are time steps, columns are series; an "
+                        "optional header row names them) or a .npy array of shape (time,) "
+                        "or (time, series)")
+    g = p.add_argument_group("the forecasting task")
+    g.add_argument("--target", action="append", default=None, metavar="COLUMN",
+                   help="column to forecast, by header name or 0-based index (repeatable; "
+                        "default: every column)")
+    g.add_argument("--window", type=positive, default=32, metavar="W",
+                   help="past time steps the model sees (default 32)")
+    g.add_argument("--horizon", type=positive, default=1, metavar="K",
+                   help="future time steps it predicts (default 1)")
+    g.add_argument("--val-fraction", type=fraction, default=0.2, metavar="F",
+                   help="the last fraction of the series held out for validation "
+                        "(default 0.2)")
+    g = p.add_argument_group("model and training")
+    g.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm",
+                   help="recurrent cell (default lstm)")
+    g.add_argument("--units", type=positive, default=32, metavar="H",
+                   help="hidden units (default 32)")
+    g.add_argument("--layers", type=positive, default=1, metavar="N",
+                   help="stacked layers (default 1)")
+    g.add_argument("--epochs", type=positive, default=20, metavar="N", help="epochs (default 20)")
+    g.add_argument("--batch-size", type=positive, default=32, metavar="B",
+                   help="batch size (default 32)")
+    g.add_argument("--lr", type=positive_float, default=3e-3, metavar="RATE",
+                   help="Adam learning rate (default 0.003)")
+    g.add_argument("--seed", type=int_at_least(0), default=0, metavar="N",
+                   help="random seed (default 0)")
+    g.add_argument("--threads", type=positive, default=None, metavar="N",
+                   help="threads (default: OMP_NUM_THREADS or all cores)")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", metavar="FILE",
+                   help="where to save the model (default: FILE's name with .fr)")
+    g.add_argument("--plot", metavar="PNG",
+                   help="plot the validation forecast against the truth (needs matplotlib)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def train_run(args: argparse.Namespace) -> int:
+    """Check the outputs can be written, then run :func:`fastrnn.cli.train.run`.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``train`` options.
+
+    Returns
+    -------
+    int
+        The exit status (0).
+
+    Raises
+    ------
+    CommandError
+        When an output cannot be written, ``--plot`` lacks matplotlib, or the data
+        or settings are unusable.
+    """
+    import os
+
+    from fastrnn.bench import prepare_threads
+
+    out = args.out or os.path.splitext(os.path.basename(args.data))[0] + ".fr"
+    check_writable(out, "--out")
+    if args.plot:
+        check_writable(args.plot, "--plot")
+    prepare_threads(args.threads)  # before numpy is imported (matplotlib imports it)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError as e:
+            raise CommandError(f"--plot needs matplotlib, which cannot be imported ({e}; "
+                               "pip install matplotlib)", status=2) from None
+    from fastrnn.cli import train
+
+    try:
+        train.run(args, out)
+    except train.TrainError as e:
+        raise CommandError(str(e)) from None
+    return 0
+
+
+# ---- bench ---------------------------------------------------------------------------------------
+
+
+def bench_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``bench`` options to ``p`` (:func:`fastrnn.bench.add_arguments`).
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The command's parser.
+    """
+    from fastrnn.bench import add_arguments
+
+    add_arguments(p)
+
+
+def bench_run(args: argparse.Namespace) -> int:
+    """Check the output files can be written, then run :func:`fastrnn.bench.run`.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``bench`` options, with ``command_argv`` (the words after ``bench``,
+        recorded in the report).
+
+    Returns
+    -------
+    int
+        The benchmark's exit status.
+
+    Raises
+    ------
+    CommandError
+        With status 2 for an output that cannot be written or a ``BenchError``.
+    """
+    from fastrnn.bench import BenchError, run
+
+    for option in ("--json", "--markdown", "--plot"):
+        path = getattr(args, option[2:], None)
+        if path and not (option == "--json" and getattr(args, "load", None)):
+            check_writable(path, option)  # before minutes of measuring, not after
+    try:
+        return run(args, args.command_argv)
+    except BenchError as e:
+        raise CommandError(str(e), status=2) from None
+
+

@@ -1,0 +1,144 @@
+"""The command line: ``python -m fastrnn <command>`` (or the ``fastrnn`` console script).
+
+Commands are registered in :data:`COMMANDS`; each is a name, a one-line help, a function
+adding its options to an argparse parser and a function running it on the parsed
+arguments (returning the exit status). Adding a command is one more entry. The commands'
+functions are in :mod:`fastrnn.cli.info` and :mod:`fastrnn.cli.commands`.
+
+Nothing heavy is imported before a command runs: the thread count must reach numpy's
+OpenBLAS through the environment before numpy is loaded (see
+:func:`fastrnn.bench.prepare_threads`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from fastrnn.cli import commands, info
+from fastrnn.cli.command import Command, CommandError
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+COMMANDS: list[Command] = [
+    Command("demo", "train a character-level LSTM language model on Python's own source code "
+            "(about a minute), watch it learn, compare its speed with NumPy",
+            commands.demo_arguments, commands.demo_run, """\
+examples:
+  fastrnn demo                        # about a minute; saves fastrnn-demo-model.fr
+  fastrnn demo --minutes 5 --units 512
+  fastrnn demo --text shakespeare.txt --out shakespeare.fr
+  fastrnn demo --epochs 3 --steps-per-epoch 100 --seed 1   # fixed work, repeatable
+  fastrnn demo --tiny                 # everything in a few seconds
+"""),
+    Command("generate", "write text with a character model saved by 'fastrnn demo'",
+            commands.generate_arguments, commands.generate_run, """\
+examples:
+  fastrnn generate fastrnn-demo-model.fr
+  fastrnn generate fastrnn-demo-model.fr --prime 'class ' --length 1000 --temperature 0.5
+  fastrnn generate shakespeare.fr --prime 'ROMEO:' --seed 7
+"""),
+    Command("train", "train a forecasting model (RNN, LSTM or GRU) on time series from a CSV "
+            "or .npy file, report validation loss, save it",
+            commands.train_arguments, commands.train_run, """\
+examples:
+  fastrnn train prices.csv                      # every column, next step, LSTM(32)
+  fastrnn train prices.csv --target close --window 64 --horizon 5 --plot forecast.png
+  fastrnn train sensors.npy --cell gru --units 64 --layers 2 --epochs 50 --out sensors.fr
+"""),
+    Command("info", "show the build (version, SIMD path, OpenMP, threads) and run a quick "
+            "self-check", info.add_arguments, info.run, """\
+examples:
+  fastrnn info
+  fastrnn info --threads 1
+"""),
+    Command("bench", "benchmark fastrnn against the numpy reference, torch and ONNX Runtime",
+            commands.bench_arguments, commands.bench_run, """\
+examples:
+  fastrnn bench --rows small,medium --cells lstm
+  fastrnn bench --shape 100,1,64,64 --impls fastrnn,torch --threads 1
+  fastrnn bench --json results.json --markdown RESULTS.md
+"""),
+]
+
+
+def _prog() -> str:
+    """``fastrnn`` when run as the console script, ``python -m fastrnn`` otherwise."""
+    import os
+
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "fastrnn" if name in ("fastrnn", "fastrnn.exe") else "python -m fastrnn"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per registered command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its errors are one line on stderr and exit status 2; ``command`` holds the chosen
+        command's name (None when there is none).
+    """
+    p = _Parser(prog=_prog(),
+                description="fastrnn: fast RNN, LSTM and GRU on the CPU.",
+                epilog="start here:\n  fastrnn demo      train a language model in about a "
+                       "minute\n\n'fastrnn <command> --help' shows each command's options "
+                       "and examples.",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
+    for cmd in COMMANDS:
+        sp = sub.add_parser(cmd.name, help=cmd.help, description=textwrap.fill(cmd.help, 90),
+                            epilog=cmd.examples,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        cmd.add_arguments(sp)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The words after the program's name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: the command's, 1 for a failure it reports, 2 for bad arguments
+        (or no command), 130 when interrupted.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    args.command_argv = argv[1:]  # the words after the command's name (bench records them)
+    command = next(c for c in COMMANDS if c.name == args.command)
+    try:
+        return int(command.run(args))
+    except CommandError as e:
+        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+        return e.status
+    except OSError as e:  # a file that cannot be read or written, a full disk, ...
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"{parser.prog} {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{parser.prog} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
