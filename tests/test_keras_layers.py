@@ -351,3 +351,20 @@ def test_set_ops_runs_the_recurrent_layers_on_the_reference():
     assert lstm.ops is reference
     m.set_ops(functional)
     assert all(layer.ops is functional for layer in layers)
+
+
+def test_the_keras_package_exposes_its_modules_and_main_names(tmp_path):
+    import fastrnn.keras as keras
+
+    for name in ("layers", "models", "optimizers", "losses", "metrics", "callbacks",
+                 "initializers", "activations", "saving", "base", "backend", "recurrent"):
+        assert getattr(keras, name).__name__ == f"fastrnn.keras.{name}"
+    assert keras.Sequential is keras.models.Sequential
+    assert keras.load_model is keras.models.load_model
+    assert keras.Input is keras.layers.Input
+    keras.set_random_seed(0)
+    m = keras.Sequential([keras.Input((4, 2)), keras.layers.LSTM(3), keras.layers.Dense(1)])
+    m.save(tmp_path / "m.keras")
+    x = np.ones((1, 4, 2), dtype=keras.floatx())
+    np.testing.assert_array_equal(keras.load_model(tmp_path / "m.keras").predict(x, verbose=0),
+                                  m.predict(x, verbose=0))
