@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from . import _native
+from ._cells import NONLINEARITIES
 
 __all__ = ["StreamSession"]
 
 # Layers a stream passes through unchanged (inference-time identities).
 _IDENTITY = ("Dropout", "InputLayer")
-_CELLS = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
 
 
 def _plan(model: Any) -> tuple[list[tuple], list[Any], np.dtype]:
@@ -35,22 +35,16 @@ def _plan(model: Any) -> tuple[list[tuple], list[Any], np.dtype]:
         where = f"layer {i} ({layer.name!r}, {kind})"
         if kind in _IDENTITY:
             continue
-        if kind in _CELLS:
+        if hasattr(layer, "op_weights"):  # a recurrent layer (SimpleRNN, LSTM, GRU)
             if layer.go_backwards:
                 raise ValueError(f"{where} has go_backwards=True: it reads the sequence from the "
                                  "end, so it cannot be streamed one step at a time")
-            w_ih, w_hh = layer.kernel.value, layer.recurrent_kernel.value
-            b_ih = b_hh = None
-            if layer.bias is not None:
-                if kind == "GRU":
-                    b_ih, b_hh = layer.bias.value[0], layer.bias.value[1]
-                else:
-                    b_ih = layer.bias.value
-            act = layer.activation if kind == "SimpleRNN" else "tanh"
-            if act not in ("tanh", "relu"):
+            act = layer.nonlinearity or "tanh"
+            if act not in NONLINEARITIES:
                 raise ValueError(f"{where}: activation {act!r} has no streaming kernel "
                                  "(tanh or relu)")
-            specs.append((_CELLS[kind], w_ih, w_hh, b_ih, b_hh, act))
+            w_ih, w_hh, b_ih, b_hh = layer.op_weights()
+            specs.append((layer.cell, w_ih, w_hh, b_ih, b_hh, act))
             recurrent.append(layer)
             dtype = dtype or w_ih.dtype
         elif kind == "Dense":
@@ -81,7 +75,7 @@ class StreamSession:
 
     Parameters
     ----------
-    model : fastrnn.models.Sequential
+    model : fastrnn.keras.models.Sequential
         A built model of causal layers: SimpleRNN/LSTM/GRU (any depth, not ``go_backwards``,
         not Bidirectional), Dense, Embedding (first), Dropout (identity).
     batch_size : int

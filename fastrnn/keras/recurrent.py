@@ -230,6 +230,23 @@ class _RNNBase(Layer):
         :meth:`_op_biases`)."""
         return db_ih
 
+    @property
+    def cell(self) -> str:
+        """The layer's cell in the cell table (:data:`fastrnn._cells.CELLS`)."""
+        return self._cell
+
+    @property
+    def nonlinearity(self) -> str | None:
+        """The non-linearity the ops take (the activation of a cell with a choice of one,
+        else None)."""
+        return self.activation if CELLS[self._cell].nonlinearities else None
+
+    def op_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
+                                  np.ndarray | None]:
+        """The weights as the ops take them: ``(w_ih, w_hh, b_ih, b_hh)`` in the ops' layout
+        (views of the layer's current values; read-only use)."""
+        return (self.kernel.value, self.recurrent_kernel.value, *self._op_biases())
+
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         b, t = input_shape[0], input_shape[1]
         return (b, t, self.units) if self.return_sequences else (b, self.units)
@@ -324,19 +341,17 @@ class _RNNBase(Layer):
             xt = xt * keep
         init = self._initial_states(B)  # [h0] or [h0, c0]
         h0, c0 = init[0], (init[1] if len(init) > 1 else None)
-        b_ih, b_hh = self._op_biases()
-        w_hh = self.recurrent_kernel.value
-        kw = {"nonlinearity": self.activation if CELLS[self._cell].nonlinearities else None,
-              "lengths": lengths, "reverse": self.go_backwards, "training": training}
+        w_ih, w_hh, b_ih, b_hh = self.op_weights()
+        kw = {"nonlinearity": self.nonlinearity, "lengths": lengths,
+              "reverse": self.go_backwards, "training": training}
         if tokens:
             # Embedding folded in (the caller checked accepts_tokens: no input dropout): the
             # kernels pick the projected table's rows
             y, h_n, c_n, self._ctx = _native.forward_rows(
-                self._cell, tokens.project(self.kernel.value), tokens.ids, h0, c0, w_hh, b_ih,
-                b_hh, **kw)
+                self._cell, tokens.project(w_ih), tokens.ids, h0, c0, w_hh, b_ih, b_hh, **kw)
         else:
             y, h_n, c_n, self._ctx = self.ops.cell_forward(
-                self._cell, xt, h0, c0, self.kernel.value, w_hh, b_ih, b_hh, **kw)
+                self._cell, xt, h0, c0, w_ih, w_hh, b_ih, b_hh, **kw)
         states = [h_n] if c_n is None else [h_n, c_n]
         if self.stateful:
             self._states = [np.array(s, copy=True) for s in states]
