@@ -43,20 +43,12 @@ FR_CLONES static void SFX(gru_bw)(const SFX(fr_bw_tile) *t, int act) {
     }
 }
 
-const SFX(fr_cell) SFX(fr_gru_cell) = {3, 1, 0, 1, 1, SFX(gru_bw), SFX(fr_gru_point_for)};
-
-int SFX(fr_gru_forward)(REAL *y, REAL *h_n, REAL *cache, const REAL *x, const REAL *h0,
-                        const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
-                        const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
-                        int reverse, int nthreads) {
-    return SFX(fr_rec_forward)(&SFX(fr_gru_cell), y, h_n, NULL, cache, x, NULL, 0, h0, NULL, w_ih,
-                               w_hh, b_ih, b_hh, lengths, T, B, I, H, 0, reverse, nthreads);
-}
-
-int SFX(fr_gru_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh,
-                         const REAL *cache, const REAL *x, const REAL *w_ih, const REAL *w_hh,
-                         const REAL *dy, const REAL *dh_n, const int64_t *lengths, int64_t T,
-                         int64_t B, int64_t I, int64_t H, int reverse, int nthreads) {
-    return SFX(fr_rec_backward)(&SFX(fr_gru_cell), dx, dh0, NULL, dw_ih, dw_hh, db_ih, db_hh, cache, x,
-                                w_ih, w_hh, dy, dh_n, NULL, lengths, T, B, I, H, 0, reverse, nthreads);
-}
+const SFX(fr_cell) SFX(fr_gru_cell) = {
+    .G = 3,
+    .naux = 1, /* W_hn h + b_hn */
+    .has_c = 0,
+    .split_n = 1,
+    .bw_hprev = 1,
+    .bw = SFX(gru_bw),
+    .point_for = SFX(fr_gru_point_for),
+};

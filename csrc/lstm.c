@@ -8,7 +8,3 @@
 
 #define FR_TEMPLATE "lstm_impl.h"
 #include "template.h"
-
-int64_t fr_lstm_cache_size(int64_t T, int64_t B, int64_t H) {
-    return fr_rec_cache_size(fr_lstm_cell_s.G, fr_lstm_cell_s.naux, T, B, H);
-}

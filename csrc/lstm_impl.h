@@ -45,21 +45,12 @@ FR_CLONES static void SFX(lstm_bw)(const SFX(fr_bw_tile) *t, int act) {
     }
 }
 
-const SFX(fr_cell) SFX(fr_lstm_cell) = {4, 2, 1, 0, 0, SFX(lstm_bw), SFX(fr_lstm_point_for)};
-
-int SFX(fr_lstm_forward)(REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *x, const REAL *h0,
-                         const REAL *c0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
-                         const REAL *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I,
-                         int64_t H, int reverse, int nthreads) {
-    return SFX(fr_rec_forward)(&SFX(fr_lstm_cell), y, h_n, c_n, cache, x, NULL, 0, h0, c0, w_ih,
-                               w_hh, b_ih, b_hh, lengths, T, B, I, H, 0, reverse, nthreads);
-}
-
-int SFX(fr_lstm_backward)(REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih,
-                          REAL *db_hh, const REAL *cache, const REAL *x, const REAL *w_ih,
-                          const REAL *w_hh, const REAL *dy, const REAL *dh_n, const REAL *dc_n,
-                          const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
-                          int reverse, int nthreads) {
-    return SFX(fr_rec_backward)(&SFX(fr_lstm_cell), dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x,
-                                w_ih, w_hh, dy, dh_n, dc_n, lengths, T, B, I, H, 0, reverse, nthreads);
-}
+const SFX(fr_cell) SFX(fr_lstm_cell) = {
+    .G = 4,
+    .naux = 2, /* c_prev, tanh(c) */
+    .has_c = 1,
+    .split_n = 0,
+    .bw_hprev = 0,
+    .bw = SFX(lstm_bw),
+    .point_for = SFX(fr_lstm_point_for),
+};

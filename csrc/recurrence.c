@@ -43,5 +43,15 @@ int fr_rec_batch_groups_forced(void) {
     return atomic_load_explicit(&forced_groups, memory_order_relaxed);
 }
 
+int fr_cell_gates(int cell) {
+    const fr_cell_s *cd = fr_rec_cell_of_s(cell);
+    return cd ? cd->G : -1;
+}
+
+int64_t fr_cell_cache_size(int cell, int64_t T, int64_t B, int64_t H) {
+    const fr_cell_s *cd = fr_rec_cell_of_s(cell);
+    return cd ? fr_rec_cache_size(cd->G, cd->naux, T, B, H) : -1;
+}
+
 #define FR_TEMPLATE "recurrence_impl.h"
 #include "template.h"

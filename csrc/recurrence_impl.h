@@ -446,18 +446,46 @@ const CELL *SFX(fr_rec_cell_of)(int cell) {
     }
 }
 
-int SFX(fr_forward_rows)(int cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *table,
-                         int64_t V, const int64_t *ids, const REAL *h0, const REAL *c0,
-                         const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
-                         const int64_t *lengths, int64_t T, int64_t B, int64_t H, int act,
-                         int reverse, int nthreads) {
-    const CELL *cd = SFX(fr_rec_cell_of)(cell);
-    if (cd == NULL || H < 1 || V < 0 || (T > 0 && B > 0 && (ids == NULL || table == NULL)) ||
-        (cell == FR_CELL_RNN && act != FR_RNN_TANH && act != FR_RNN_RELU))
+/* The descriptor of cell, or NULL where cell or act is not valid. */
+static const CELL *SFX(checked_cell)(int cell, int act) {
+    if (cell == FR_CELL_RNN && act != FR_RNN_TANH && act != FR_RNN_RELU) return NULL;
+    return SFX(fr_rec_cell_of)(cell);
+}
+
+int SFX(fr_cell_forward)(int cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *x,
+                         const REAL *h0, const REAL *c0, const REAL *w_ih, const REAL *w_hh,
+                         const REAL *b_ih, const REAL *b_hh, const int64_t *lengths, int64_t T,
+                         int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads) {
+    const CELL *cd = SFX(checked_cell)(cell, act);
+    if (cd == NULL) return FR_ERR_ARG;
+    return SFX(fr_rec_forward)(cd, y, h_n, cd->has_c ? c_n : NULL, cache, x, NULL, 0, h0,
+                               cd->has_c ? c0 : NULL, w_ih, w_hh, b_ih, b_hh, lengths, T, B, I, H,
+                               act, reverse, nthreads);
+}
+
+int SFX(fr_cell_forward_rows)(int cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache,
+                              const REAL *table, int64_t V, const int64_t *ids, const REAL *h0,
+                              const REAL *c0, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
+                              const int64_t *lengths, int64_t T, int64_t B, int64_t H, int act,
+                              int reverse, int nthreads) {
+    const CELL *cd = SFX(checked_cell)(cell, act);
+    if (cd == NULL || H < 1 || V < 0 || (T > 0 && B > 0 && (ids == NULL || table == NULL)))
         return FR_ERR_ARG;
     return SFX(fr_rec_forward)(cd, y, h_n, cd->has_c ? c_n : NULL, cache, table, ids, V, h0,
                                cd->has_c ? c0 : NULL, NULL, w_hh, b_ih, b_hh, lengths, T, B,
                                cd->G * H, H, act, reverse, nthreads);
+}
+
+int SFX(fr_cell_backward)(int cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh,
+                          REAL *db_ih, REAL *db_hh, const REAL *cache, const REAL *x,
+                          const REAL *w_ih, const REAL *w_hh, const REAL *dy, const REAL *dh_n,
+                          const REAL *dc_n, const int64_t *lengths, int64_t T, int64_t B,
+                          int64_t I, int64_t H, int act, int reverse, int nthreads) {
+    const CELL *cd = SFX(checked_cell)(cell, act);
+    if (cd == NULL) return FR_ERR_ARG;
+    return SFX(fr_rec_backward)(cd, dx, dh0, cd->has_c ? dc0 : NULL, dw_ih, dw_hh, db_ih, db_hh,
+                                cache, x, w_ih, w_hh, dy, dh_n, cd->has_c ? dc_n : NULL, lengths, T,
+                                B, I, H, act, reverse, nthreads);
 }
 
 int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh,

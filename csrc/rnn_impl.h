@@ -60,23 +60,12 @@ FR_CLONES static void SFX(rnn_bw)(const SFX(fr_bw_tile) *t, int act) {
     }
 }
 
-const SFX(fr_cell) SFX(fr_rnn_cell) = {1, 0, 0, 0, 0, SFX(rnn_bw), SFX(rnn_point_for)};
-
-int SFX(fr_rnn_forward)(REAL *y, REAL *h_n, REAL *cache, const REAL *x, const REAL *h0,
-                        const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
-                        const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,
-                        int reverse, int nthreads) {
-    if (act != FR_RNN_TANH && act != FR_RNN_RELU) return FR_ERR_ARG;
-    return SFX(fr_rec_forward)(&SFX(fr_rnn_cell), y, h_n, NULL, cache, x, NULL, 0, h0, NULL, w_ih,
-                               w_hh, b_ih, b_hh, lengths, T, B, I, H, act, reverse, nthreads);
-}
-
-int SFX(fr_rnn_backward)(REAL *dx, REAL *dh0, REAL *dw_ih, REAL *dw_hh, REAL *db_ih, REAL *db_hh,
-                         const REAL *cache, const REAL *x, const REAL *w_ih, const REAL *w_hh,
-                         const REAL *dy, const REAL *dh_n, const int64_t *lengths, int64_t T,
-                         int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads) {
-    if (act != FR_RNN_TANH && act != FR_RNN_RELU) return FR_ERR_ARG;
-    return SFX(fr_rec_backward)(&SFX(fr_rnn_cell), dx, dh0, NULL, dw_ih, dw_hh, db_ih, db_hh, cache, x,
-                                w_ih, w_hh, dy, dh_n, NULL, lengths, T, B, I, H, act, reverse,
-                                nthreads);
-}
+const SFX(fr_cell) SFX(fr_rnn_cell) = {
+    .G = 1,
+    .naux = 0,
+    .has_c = 0,
+    .split_n = 0,
+    .bw_hprev = 0,
+    .bw = SFX(rnn_bw),
+    .point_for = SFX(rnn_point_for),
+};
