@@ -508,6 +508,32 @@ cdef struct _CellCall:
     int act, reverse, nthreads
 
 
+cdef _CellCall _cell_call(str cell, int64_t V, int64_t T, int64_t B, int64_t I, int64_t H, int act,
+                          bint reverse, int nthreads, dict arrays):
+    """One call of a cell entry: the cell's code, the sizes, and the data of the arrays named as
+    the entry's arguments (NULL for one not given or None, and for the cell-state arrays of a
+    cell without one). The arrays have been checked."""
+    g = arrays.get
+    cdef bint has_c = CELLS[cell].has_cell_state
+    cdef _CellCall a
+    a.cell = CELLS[cell].code
+    a.y, a.h_n, a.cache, a.x = _ptr(g("y")), _ptr(g("h_n")), _ptr(g("cache")), _ptr(g("x"))
+    a.h0, a.w_ih, a.w_hh = _ptr(g("h0")), _ptr(g("w_ih")), _ptr(g("w_hh"))
+    a.b_ih, a.b_hh, a.dx, a.dh0 = _ptr(g("b_ih")), _ptr(g("b_hh")), _ptr(g("dx")), _ptr(g("dh0"))
+    a.dw_ih, a.dw_hh = _ptr(g("dw_ih")), _ptr(g("dw_hh"))
+    a.db_ih, a.db_hh = _ptr(g("db_ih")), _ptr(g("db_hh"))
+    a.dy, a.dh_n = _ptr(g("dy")), _ptr(g("dh_n"))
+    a.c_n = _ptr(g("c_n")) if has_c else NULL
+    a.c0 = _ptr(g("c0")) if has_c else NULL
+    a.dc0 = _ptr(g("dc0")) if has_c else NULL
+    a.dc_n = _ptr(g("dc_n")) if has_c else NULL
+    a.ids = <const int64_t *>_ptr(g("ids"))
+    a.lengths = <const int64_t *>_ptr(g("lengths"))
+    a.rows, a.steps, a.batch, a.inputs, a.hidden = V, T, B, I, H
+    a.act, a.reverse, a.nthreads = act, reverse, nthreads
+    return a
+
+
 cdef int _forward(const _CellCall *a, floating *tag) noexcept nogil:
     cdef int (*entry)(int, floating *, floating *, floating *, floating *, const floating *,
                       const floating *, const floating *, const floating *, const floating *,
@@ -582,23 +608,9 @@ def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh
     cdef int64_t T, B, I, H, G
     dt, T, B, I, H, G = _cell_dims(cell, x, w_ih, w_hh, nthreads, act)
     _chk_forward_rest(cell, dt, T, B, H, G, y, h_n, c_n, cache, h0, c0, b_ih, b_hh, lengths)
-    cdef bint has_c = CELLS[cell].has_cell_state
-    cdef _CellCall a
-    a.cell = CELLS[cell].code
-    a.y = _ptr(y)
-    a.h_n = _ptr(h_n)
-    a.c_n = _ptr(c_n) if has_c else NULL
-    a.cache = _ptr(cache)
-    a.x = _ptr(x)
-    a.h0 = _ptr(h0)
-    a.c0 = _ptr(c0) if has_c else NULL
-    a.w_ih = _ptr(w_ih)
-    a.w_hh = _ptr(w_hh)
-    a.b_ih = _ptr(b_ih)
-    a.b_hh = _ptr(b_hh)
-    a.lengths = <const int64_t *>_ptr(lengths)
-    a.steps, a.batch, a.inputs, a.hidden = T, B, I, H
-    a.act, a.reverse, a.nthreads = act, reverse, nthreads
+    cdef _CellCall a = _cell_call(cell, 0, T, B, I, H, act, reverse, nthreads, dict(
+        y=y, h_n=h_n, c_n=c_n, cache=cache, x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih,
+        b_hh=b_hh, lengths=lengths))
     cdef bint f32 = dt == np.float32
     cdef int st
     with nogil:
@@ -622,23 +634,10 @@ def cell_forward_rows(str cell, y, h_n, c_n, cache, table, ids, h0, c0, w_hh, b_
     _chk(table, "table", (V, G * H), dt, False, False)
     _chk(ids, "ids", (T, B), np.int64, False, False)
     _chk_forward_rest(cell, dt, T, B, H, G, y, h_n, c_n, cache, h0, c0, b_ih, b_hh, lengths)
-    cdef bint has_c = CELLS[cell].has_cell_state
-    cdef _CellCall a
-    a.cell = CELLS[cell].code
-    a.y = _ptr(y)
-    a.h_n = _ptr(h_n)
-    a.c_n = _ptr(c_n) if has_c else NULL
-    a.cache = _ptr(cache)
-    a.x = _ptr(table)
-    a.ids = <const int64_t *>_ptr(ids)
-    a.h0 = _ptr(h0)
-    a.c0 = _ptr(c0) if has_c else NULL
-    a.w_hh = _ptr(w_hh)
-    a.b_ih = _ptr(b_ih)
-    a.b_hh = _ptr(b_hh)
-    a.lengths = <const int64_t *>_ptr(lengths)
-    a.rows, a.steps, a.batch, a.hidden = V, T, B, H
-    a.act, a.reverse, a.nthreads = act, reverse, nthreads
+    # the table takes x's place, as in the C entry
+    cdef _CellCall a = _cell_call(cell, V, T, B, G * H, H, act, reverse, nthreads, dict(
+        y=y, h_n=h_n, c_n=c_n, cache=cache, x=table, ids=ids, h0=h0, c0=c0, w_hh=w_hh, b_ih=b_ih,
+        b_hh=b_hh, lengths=lengths))
     cdef bint f32 = dt == np.float32
     cdef int st
     with nogil:
@@ -672,30 +671,13 @@ def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, 
     _chk(dw_hh, "dw_hh", (G * H, H), dt, True, False)
     _chk(db_ih, "db_ih", (G * H,), dt, True, True)
     _chk(db_hh, "db_hh", (G * H,), dt, True, True)
-    cdef bint has_c = CELLS[cell].has_cell_state
-    if has_c:
+    if CELLS[cell].has_cell_state:
         _chk(dc_n, "dc_n", (B, H), dt, False, True)
         _chk(dc0, "dc0", (B, H), dt, True, False)
     _chk_lengths(lengths, T, B)
-    cdef _CellCall a
-    a.cell = CELLS[cell].code
-    a.dx = _ptr(dx)
-    a.dh0 = _ptr(dh0)
-    a.dc0 = _ptr(dc0) if has_c else NULL
-    a.dw_ih = _ptr(dw_ih)
-    a.dw_hh = _ptr(dw_hh)
-    a.db_ih = _ptr(db_ih)
-    a.db_hh = _ptr(db_hh)
-    a.cache = _ptr(cache)
-    a.x = _ptr(x)
-    a.w_ih = _ptr(w_ih)
-    a.w_hh = _ptr(w_hh)
-    a.dy = _ptr(dy)
-    a.dh_n = _ptr(dh_n)
-    a.dc_n = _ptr(dc_n) if has_c else NULL
-    a.lengths = <const int64_t *>_ptr(lengths)
-    a.steps, a.batch, a.inputs, a.hidden = T, B, I, H
-    a.act, a.reverse, a.nthreads = act, reverse, nthreads
+    cdef _CellCall a = _cell_call(cell, 0, T, B, I, H, act, reverse, nthreads, dict(
+        dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh, cache=cache,
+        x=x, w_ih=w_ih, w_hh=w_hh, dy=dy, dh_n=dh_n, dc_n=dc_n, lengths=lengths))
     cdef bint f32 = dt == np.float32
     cdef int st
     with nogil:
