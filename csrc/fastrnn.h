@@ -106,7 +106,7 @@ int fr_gemm_d(int transa, int transb, int64_t M, int64_t N, int64_t K, const dou
               const double *B, int64_t ldb, double beta, double *C, int64_t ldc, int nthreads);
 
 /* ---- activations.c: vectorised elementwise non-linearities (path in use) ------------------ */
-/* (In-register forms for fused SIMD code: csrc/simd_math.h, fr_{exp,sigmoid,tanh}_{avx2,avx512}_{ps,pd}.) */
+/* (In-register forms for fused SIMD code: csrc/simd_math.h, fr_v{exp,sigmoid,tanh}_{avx2,avx512}_{s,d}.) */
 /* y[i] = 1 / (1 + exp(-x[i])); max relative error 1e-6 (float) / 1e-14 (double); y may alias x. */
 void fr_sigmoid_s(float *y, const float *x, int64_t n);
 void fr_sigmoid_d(double *y, const double *x, int64_t n);

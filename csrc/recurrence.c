@@ -533,6 +533,54 @@ static void SFX(fw_begin)(fr_pass *ps) {
         memcpy(hbuf + b * f->ldh, f->h_n + b * f->H, (size_t)f->H * sizeof(REAL));
 }
 
+/* The input projection of the chunk of steps [s0, s1): this thread's columns (slice sl) for its
+   rows [rb0, rb1), into xp, nb = rb1 - rb0 rows per step in the order the steps' input rows are
+   read (fw_thread's qbase finds them). Reversed sequences with lengths first gather the chunk's
+   input rows into the shared gbuf (all threads take part). */
+static void SFX(fw_project_chunk)(const SFX(fw_pass) *f, const SFX(fr_slice) *sl, int64_t s0,
+                                  int64_t s1, int64_t rb0, int64_t rb1, REAL *xp) {
+    const CELL *cell = f->cell;
+    const REAL *x = f->x;
+    const int64_t *ids = f->ids, *lengths = f->lengths;
+    const int64_t Tn = f->Tn, B = f->B, I = f->I, H = f->H, ldxp = f->ldxp;
+    const int64_t rows = (s1 - s0) * B, nb = rb1 - rb0;
+    const int reverse = f->reverse, gather = f->gather;
+    REAL *gbuf = (REAL *)f->ps.mem.scratch + 2 * f->BL;
+    const REAL *A;
+    const int64_t *ids_c = NULL; /* ids of the chunk's rows (rows of x otherwise) */
+    if (gather) {
+        /* gbuf is shared: without per-step barriers (batch groups) a thread could
+           overwrite rows another group has not projected yet */
+        if (f->ps.plan.nbg > 1) {
+#pragma omp barrier
+        }
+#pragma omp for schedule(static)
+        for (int64_t q = 0; q < rows; q++) {
+            const int64_t s = s0 + q / B, b = q % B;
+            const int64_t t = time_of(s, lengths[b], 1);
+            const int64_t r = ids ? ids[t * B + b] : t * B + b;
+            memcpy(gbuf + q * I, x + r * I, (size_t)I * sizeof(REAL));
+        }
+        A = gbuf;
+    } else if (ids) {
+        A = x;
+        ids_c = ids + (reverse ? Tn - s1 : s0) * B;
+    } else {
+        A = reverse ? x + (Tn - s1) * B * I : x + s0 * B * I;
+    }
+    /* this thread's columns of the input projection for the chunk, its rows only
+       (A holds B rows per step; xp nb) */
+    for (int64_t k = 0; k < (nb == B ? 1 : s1 - s0); k++) {
+        const int64_t rk = nb == B ? rows : nb;
+        const REAL *Ak = ids_c ? A : A + (k * B + rb0) * I;
+        const int64_t *idk = ids_c ? ids_c + k * B + rb0 : NULL;
+        if (f->identity)
+            SFX(project_identity)(cell, sl, Ak, idk, rk, H, xp + k * nb * ldxp, ldxp);
+        else
+            SFX(fr_rec_project)(cell, f->kern, sl, Ak, rk, I, xp + k * nb * ldxp, ldxp);
+    }
+}
+
 /* Thread tid of the forward: its weight slice, then chunks of input projection and steps. */
 static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     const SFX(fw_pass) *f = (const SFX(fw_pass) *)ps;
@@ -541,14 +589,12 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     const KERN *kern = f->kern;
     const SFX(fr_point_fn) pw = f->pw;
     REAL *y = f->y, *h_n = f->h_n, *c_n = f->c_n, *cache = f->cache;
-    const REAL *x = f->x;
-    const int64_t *ids = f->ids, *lengths = f->lengths;
-    const int64_t Tn = f->Tn, B = f->B, I = f->I, H = f->H, nr = p->nr, nbg = p->nbg;
+    const int64_t *lengths = f->lengths;
+    const int64_t Tn = f->Tn, B = f->B, I = f->I, H = f->H, nr = p->nr;
     const int64_t Tc = f->Tc, bmax = f->bmax, ldxp = f->ldxp, ldh = f->ldh, BL = f->BL;
     const int act = f->act, reverse = f->reverse, identity = f->identity, gather = f->gather;
     REAL *scratch = (REAL *)ps->mem.scratch;
     REAL *hbuf = scratch;
-    REAL *gbuf = scratch + 2 * BL;
 
     const int bg = tid / p->nhg, hg = tid % p->nhg;
     int64_t rb0, rb1, jb0, nj;
@@ -562,58 +608,26 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     SFX(fr_rec_pack_slice)(cell, &sl, mine, f->w_ih, f->w_hh, f->b_ih, f->b_hh, identity ? 0 : I,
                            H, nr, jb0, nj, p->njt);
 
-                for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
-                    const int64_t s1 = imin(Tn, s0 + Tc), rows = (s1 - s0) * B;
-                    const REAL *A;
-                    const int64_t *ids_c = NULL; /* ids of the chunk's rows (rows of x otherwise) */
-                    if (gather) {
-                        /* gbuf is shared: without per-step barriers (batch groups) a thread could
-                           overwrite rows another group has not projected yet */
-                        if (nbg > 1) {
-    #pragma omp barrier
-                        }
-    #pragma omp for schedule(static)
-                        for (int64_t q = 0; q < rows; q++) {
-                            const int64_t s = s0 + q / B, b = q % B;
-                            const int64_t t = time_of(s, lengths[b], 1);
-                            const int64_t r = ids ? ids[t * B + b] : t * B + b;
-                            memcpy(gbuf + q * I, x + r * I, (size_t)I * sizeof(REAL));
-                        }
-                        A = gbuf;
-                    } else if (ids) {
-                        A = x;
-                        ids_c = ids + (reverse ? Tn - s1 : s0) * B;
-                    } else {
-                        A = reverse ? x + (Tn - s1) * B * I : x + s0 * B * I;
-                    }
-                    /* this thread's columns of the input projection for the chunk, its rows only
-                       (A holds B rows per step; xp nb) */
-                    for (int64_t k = 0; k < (nb == B ? 1 : s1 - s0); k++) {
-                        const int64_t rk = nb == B ? rows : nb;
-                        const REAL *Ak = ids_c ? A : A + (k * B + rb0) * I;
-                        const int64_t *idk = ids_c ? ids_c + k * B + rb0 : NULL;
-                        if (identity)
-                            SFX(project_identity)(cell, &sl, Ak, idk, rk, H, xp + k * nb * ldxp, ldxp);
-                        else
-                            SFX(fr_rec_project)(cell, kern, &sl, Ak, rk, I, xp + k * nb * ldxp, ldxp);
-                    }
-                    for (int64_t s = s0; s < s1; s++) {
-                        /* xp row of (s, b) is qbase + b */
-                        const int64_t qbase =
-                            ((reverse && !gather) ? (s1 - 1 - s) * nb : (s - s0) * nb) - rb0;
-                        SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, rb0, rb1, H, lengths, reverse,
-                                         hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp, ldxp,
-                                         qbase, y, cache, tile, pw, act);
-                        group_barrier(&ps->mem, p, bg, hg, s + 1);
-                    }
-                }
-                /* final state: this thread's rows and columns */
-                const REAL *hf = hbuf + (Tn & 1) * BL;
-                for (int64_t jl = 0; jl < nj; jl++) {
-                    const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
-                    for (int64_t b = rb0; b < rb1; b++)
-                        memcpy(h_n + b * H + j0, hf + b * ldh + j0, (size_t)nv * sizeof(REAL));
-                }
+    for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
+        const int64_t s1 = imin(Tn, s0 + Tc);
+        SFX(fw_project_chunk)(f, &sl, s0, s1, rb0, rb1, xp);
+        for (int64_t s = s0; s < s1; s++) {
+            /* xp row of (s, b) is qbase + b */
+            const int64_t qbase =
+                ((reverse && !gather) ? (s1 - 1 - s) * nb : (s - s0) * nb) - rb0;
+            SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, rb0, rb1, H, lengths, reverse,
+                             hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp, ldxp,
+                             qbase, y, cache, tile, pw, act);
+            group_barrier(&ps->mem, p, bg, hg, s + 1);
+        }
+    }
+    /* final state: this thread's rows and columns */
+    const REAL *hf = hbuf + (Tn & 1) * BL;
+    for (int64_t jl = 0; jl < nj; jl++) {
+        const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
+        for (int64_t b = rb0; b < rb1; b++)
+            memcpy(h_n + b * H + j0, hf + b * ldh + j0, (size_t)nv * sizeof(REAL));
+    }
 }
 
 int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *x,
@@ -706,6 +720,29 @@ static REAL *SFX(bw_acc)(const SFX(bw_pass) *w, int t) {
            p->mr * p->nr + t * w->per_thread;
 }
 
+/* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns] (whh_p: the thread's nj
+   packed panels of (G*H) x nr, hidden blocks from jb0; tile: mr x nr of its scratch), for the rows
+   [rb0, rb1) active at step s only: an inactive row's state passed through unchanged, and its zero
+   dstep row times a non-finite W_hh would otherwise turn its gradient into NaN. */
+static void SFX(bw_dh_prev)(const KERN *kern, REAL *dh, const REAL *dstep, int64_t ldd,
+                            const REAL *whh_p, REAL *tile, const int64_t *lengths, int64_t s,
+                            int64_t rb0, int64_t rb1, int64_t jb0, int64_t nj, int64_t H,
+                            int64_t GH) {
+    const int64_t mr = kern->mr, nr = kern->nr;
+    for (int64_t jl = 0; jl < nj; jl++) {
+        const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
+        for (int64_t b0 = rb0; b0 < rb1; b0 += mr) {
+            const int64_t m = imin(mr, rb1 - b0);
+            kern->ukr(m, GH, dstep + b0 * ldd, ldd, whh_p + jl * GH * nr, tile, nr, 0);
+            for (int64_t i = 0; i < m; i++) {
+                if (lengths && s >= lengths[b0 + i]) continue;
+                REAL *d = dh + (b0 + i) * H + j0;
+                for (int64_t c = 0; c < nv; c++) d[c] += tile[i * nr + c];
+            }
+        }
+    }
+}
+
 /* Thread tid of the backward: its W_hh panels, then the steps from last to first. */
 static void SFX(bw_thread)(const fr_pass *ps, int tid) {
     const SFX(bw_pass) *w = (const SFX(bw_pass) *)ps;
@@ -715,7 +752,7 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
     const REAL *dy = w->dy;
     const int64_t *lengths = w->lengths;
     const int64_t Tn = w->Tn, B = w->B, H = w->H, G = cell->G, GH = G * H, TB = Tn * B;
-    const int64_t mr = p->mr, nr = p->nr, ldd = w->ldd, nacc = w->nacc;
+    const int64_t nr = p->nr, ldd = w->ldd, nacc = w->nacc;
     const int act = w->act, reverse = w->reverse, split = cell->split_n;
     REAL *scratch = (REAL *)ps->mem.scratch;
     REAL *dgh_all = SFX(bw_dgh_all)(w), *dgx_all = SFX(bw_dgx_all)(w);
@@ -779,21 +816,7 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
             }
         }
         group_barrier(&ps->mem, p, bg, hg, Tn - s);
-        /* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns], for rows active
-           at step s only: an inactive row's state passed through unchanged, and its zero
-           dstep row times a non-finite W_hh would otherwise turn its gradient into NaN */
-        for (int64_t jl = 0; jl < nj; jl++) {
-            const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
-            for (int64_t b0 = rb0; b0 < rb1; b0 += mr) {
-                const int64_t m = imin(mr, rb1 - b0);
-                kern->ukr(m, GH, dstep + b0 * ldd, ldd, whh_p + jl * GH * nr, tile, nr, 0);
-                for (int64_t i = 0; i < m; i++) {
-                    if (lengths && s >= lengths[b0 + i]) continue;
-                    REAL *d = dh + (b0 + i) * H + j0;
-                    for (int64_t c = 0; c < nv; c++) d[c] += tile[i * nr + c];
-                }
-            }
-        }
+        SFX(bw_dh_prev)(kern, dh, dstep, ldd, whh_p, tile, lengths, s, rb0, rb1, jb0, nj, H, GH);
     }
 }
 
