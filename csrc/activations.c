@@ -48,7 +48,7 @@ ACT_LOOP(tanh, fr_vtanh)
 #define ACT_TANH tanh
 #endif
 
-static void SFX(sigmoid_portable)(REAL *y, const REAL *x, int64_t n) {
+static void SFX(sigmoid_generic)(REAL *y, const REAL *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         const REAL v = x[i];
         if (v >= (REAL)0) {
@@ -60,16 +60,16 @@ static void SFX(sigmoid_portable)(REAL *y, const REAL *x, int64_t n) {
     }
 }
 
-static void SFX(tanh_portable)(REAL *y, const REAL *x, int64_t n) {
+static void SFX(tanh_generic)(REAL *y, const REAL *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = ACT_TANH(x[i]);
 }
 
 void SFX(fr_sigmoid)(REAL *y, const REAL *x, int64_t n) {
-    FR_BY_ARCH(fr_get_arch(), SFX(sigmoid_avx512), SFX(sigmoid_avx2), SFX(sigmoid_portable))(y, x, n);
+    FR_BY_ARCH(fr_get_arch(), SFX(sigmoid_avx512), SFX(sigmoid_avx2), SFX(sigmoid_generic))(y, x, n);
 }
 
 void SFX(fr_tanh)(REAL *y, const REAL *x, int64_t n) {
-    FR_BY_ARCH(fr_get_arch(), SFX(tanh_avx512), SFX(tanh_avx2), SFX(tanh_portable))(y, x, n);
+    FR_BY_ARCH(fr_get_arch(), SFX(tanh_avx512), SFX(tanh_avx2), SFX(tanh_generic))(y, x, n);
 }
 
 #undef ACT_EXP

@@ -103,8 +103,9 @@ static void SFX(packn_generic)(REAL *dst, const REAL *B, int64_t ldb, int64_t K)
     for (int64_t k = 0; k < K; k++) memcpy(dst + k * GEN_NR, B + k * ldb, GEN_NR * sizeof(REAL));
 }
 
-static const IMPL SFX(impl_generic) = {{GEN_MR, GEN_NR, SFX(ukr_generic)}, SFX(gk_generic),
-                                       SFX(packn_generic)};
+static const IMPL SFX(impl_generic) = {.pub = {.mr = GEN_MR, .nr = GEN_NR, .ukr = SFX(ukr_generic)},
+                                       .gk = SFX(gk_generic),
+                                       .packn = SFX(packn_generic)};
 
 /* ---- kernel tables ------------------------------------------------------------------------- */
 

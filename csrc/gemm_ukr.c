@@ -128,7 +128,8 @@ static VTARGET void UKR_PACKN(REAL *dst, const REAL *B, int64_t ldb, int64_t K) 
 
 /* The path's kernels for the GEMM driver (gemm_kernels.h). */
 const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
-    static const SFX(fr_gemm_impl) impl = {{UKR_MR, UKR_NR, UKR_NAME}, UKR_STRIDED, UKR_PACKN};
+    static const SFX(fr_gemm_impl) impl = {
+        .pub = {.mr = UKR_MR, .nr = UKR_NR, .ukr = UKR_NAME}, .gk = UKR_STRIDED, .packn = UKR_PACKN};
     return &impl;
 }
 

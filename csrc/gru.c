@@ -99,7 +99,7 @@ static VTARGET void VSFX(gru_tile)(const SFX(fr_tile) *t, int nonlin) {
 /* The portable forward of one row of n units, FR_MAX_NR at a time, through the array activations
    of activations.c: act (gate g at +g*as) and hn (hh_n + bhn) always written, y (h) where not
    NULL. */
-static void SFX(gru_row_portable)(int64_t n, int64_t ts, const REAL *xp, const REAL *hh,
+static void SFX(gru_row_generic)(int64_t n, int64_t ts, const REAL *xp, const REAL *hh,
                                   const REAL *bhn, const REAL *hprev, REAL *act, int64_t as,
                                   REAL *hn, REAL *h, REAL *y) {
     REAL a[3 * FR_MAX_NR];
@@ -123,12 +123,12 @@ static void SFX(gru_row_portable)(int64_t n, int64_t ts, const REAL *xp, const R
     if (y) memcpy(y, h, (size_t)n * sizeof(REAL));
 }
 
-static void SFX(gru_tile_portable)(const SFX(fr_tile) *t, int nonlin) {
+static void SFX(gru_tile_generic)(const SFX(fr_tile) *t, int nonlin) {
     (void)nonlin;
     REAL act[3 * FR_MAX_NR], hn[FR_MAX_NR]; /* for the stores inference does not keep */
     const int64_t n = t->n, H = t->H;
     FR_TILE_ROWS(t, i, r) {
-        SFX(gru_row_portable)(n, t->ts, t->xp + i * t->ldxp, t->hh + i * t->ldhh, t->bhn,
+        SFX(gru_row_generic)(n, t->ts, t->xp + i * t->ldxp, t->hh + i * t->ldhh, t->bhn,
                               t->hprev + i * t->ldh, t->gates ? t->gates + r * 3 * H : act,
                               t->gates ? H : n, t->aux0 ? t->aux0 + r * H : hn,
                               t->h + i * t->ldh, FR_OPT(t->y, r * H));
@@ -137,7 +137,7 @@ static void SFX(gru_tile_portable)(const SFX(fr_tile) *t, int nonlin) {
 
 /* The forward pointwise of SIMD path arch. */
 static SFX(fr_point_fn) SFX(gru_point_for)(int arch) {
-    return FR_BY_ARCH(arch, SFX(gru_tile_avx512), SFX(gru_tile_avx2), SFX(gru_tile_portable));
+    return FR_BY_ARCH(arch, SFX(gru_tile_avx512), SFX(gru_tile_avx2), SFX(gru_tile_generic));
 }
 
 /* The backward maths of one segment; every stream is its own restrict parameter so that the

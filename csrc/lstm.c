@@ -109,7 +109,7 @@ static VTARGET void VSFX(lstm_tile)(const SFX(fr_tile) *t, int nonlin) {
 /* The portable forward of one row of n units, FR_MAX_NR at a time, through the array activations
    of activations.c: act (gate g at +g*as) and tc (tanh(c_new)) always written, cp (c_prev) and y
    (h) where not NULL. */
-static void SFX(lstm_row_portable)(int64_t n, int64_t ts, const REAL *xp, const REAL *hh, REAL *c,
+static void SFX(lstm_row_generic)(int64_t n, int64_t ts, const REAL *xp, const REAL *hh, REAL *c,
                                    REAL *act, int64_t as, REAL *tc, REAL *h, REAL *cp, REAL *y) {
     REAL a[4 * FR_MAX_NR];
     if (cp) memcpy(cp, c, (size_t)n * sizeof(REAL));
@@ -129,12 +129,12 @@ static void SFX(lstm_row_portable)(int64_t n, int64_t ts, const REAL *xp, const 
     if (y) memcpy(y, h, (size_t)n * sizeof(REAL));
 }
 
-static void SFX(lstm_tile_portable)(const SFX(fr_tile) *t, int nonlin) {
+static void SFX(lstm_tile_generic)(const SFX(fr_tile) *t, int nonlin) {
     (void)nonlin;
     REAL act[4 * FR_MAX_NR], tc[FR_MAX_NR]; /* for the stores inference does not keep */
     const int64_t n = t->n, H = t->H;
     FR_TILE_ROWS(t, i, r) {
-        SFX(lstm_row_portable)(n, t->ts, t->xp + i * t->ldxp, t->hh + i * t->ldhh,
+        SFX(lstm_row_generic)(n, t->ts, t->xp + i * t->ldxp, t->hh + i * t->ldhh,
                                t->c + i * t->ldc, t->gates ? t->gates + r * 4 * H : act,
                                t->gates ? H : n, t->aux1 ? t->aux1 + r * H : tc,
                                t->h + i * t->ldh, FR_OPT(t->aux0, r * H), FR_OPT(t->y, r * H));
@@ -143,7 +143,7 @@ static void SFX(lstm_tile_portable)(const SFX(fr_tile) *t, int nonlin) {
 
 /* The forward pointwise of SIMD path arch. */
 static SFX(fr_point_fn) SFX(lstm_point_for)(int arch) {
-    return FR_BY_ARCH(arch, SFX(lstm_tile_avx512), SFX(lstm_tile_avx2), SFX(lstm_tile_portable));
+    return FR_BY_ARCH(arch, SFX(lstm_tile_avx512), SFX(lstm_tile_avx2), SFX(lstm_tile_generic));
 }
 
 /* The backward maths of one segment; every stream is its own restrict parameter so that the
