@@ -1,77 +1,78 @@
 /*
  * activations.c — elementwise sigmoid and tanh over arrays, dispatched on the SIMD path in use
  * (fr_get_arch()). The AVX2 and AVX-512 loops apply the in-register functions of simd_math.h; the
- * portable versions use libm and are the accuracy reference for the SIMD ones.
+ * portable versions use libm and are the accuracy reference for the SIMD ones. This file is its
+ * own template body (template.h): the SIMD loops per (path, dtype), then the portable versions and
+ * the public functions per dtype.
  */
+#ifndef REAL
 #include <math.h>
 #include <string.h>
 
 #include "fastrnn.h"
 #include "simd_math.h"
 
-#define DEFINE_GENERIC_ACT(T, S, EXP, TANH)                                                       \
-    static void sigmoid_generic_##S(T *y, const T *x, int64_t n) {                                \
-        for (int64_t i = 0; i < n; i++) {                                                         \
-            const T v = x[i];                                                                     \
-            if (v >= (T)0) {                                                                      \
-                y[i] = (T)1 / ((T)1 + EXP(-v));                                                   \
-            } else {                                                                              \
-                const T e = EXP(v);                                                               \
-                y[i] = e / ((T)1 + e);                                                            \
-            }                                                                                     \
-        }                                                                                         \
-    }                                                                                             \
-    static void tanh_generic_##S(T *y, const T *x, int64_t n) {                                   \
-        for (int64_t i = 0; i < n; i++) y[i] = TANH(x[i]);                                        \
-    }
+#define FR_TEMPLATE "activations.c"
+#define FR_TEMPLATE_SIMD
+#include "template.h"
+#define FR_TEMPLATE "activations.c"
+#include "template.h"
 
-DEFINE_GENERIC_ACT(float, s, expf, tanhf)
-DEFINE_GENERIC_ACT(double, d, exp, tanh)
+#elif defined(VEC) /* the SIMD loops of one (path, dtype) */
 
-#if FR_X86_SIMD
-/* y[i] = FN(x[i]) a vector of W at a time; the last partial vector goes through a zero-padded
-   copy on the stack, so nothing is read or written past n. */
-#define DEFINE_SIMD_LOOP(NAME, FN, T, V, W, TARGET, LOAD, STORE)                                 \
-    static TARGET void NAME(T *y, const T *x, int64_t n) {                                        \
+/* y[i] = FN(x[i]) a vector at a time; the last partial vector goes through a zero-padded copy on
+   the stack, so nothing is read or written past n. */
+#define ACT_LOOP(NAME, FN)                                                                        \
+    static VTARGET void VSFX(NAME)(REAL * y, const REAL *x, int64_t n) {                          \
         int64_t i = 0;                                                                            \
-        for (; i + W <= n; i += W) STORE(y + i, FN(LOAD(x + i)));                                 \
+        for (; i + VW <= n; i += VW) V_STORE(y + i, VSFX(FN)(V_LOAD(x + i)));                     \
         if (i < n) {                                                                              \
-            T buf[W];                                                                             \
+            REAL buf[VW];                                                                         \
             memset(buf, 0, sizeof(buf));                                                          \
-            memcpy(buf, x + i, (size_t)(n - i) * sizeof(T));                                      \
-            STORE(buf, FN(LOAD(buf)));                                                            \
-            memcpy(y + i, buf, (size_t)(n - i) * sizeof(T));                                      \
+            memcpy(buf, x + i, (size_t)(n - i) * sizeof(REAL));                                   \
+            V_STORE(buf, VSFX(FN)(V_LOAD(buf)));                                                  \
+            memcpy(y + i, buf, (size_t)(n - i) * sizeof(REAL));                                   \
         }                                                                                         \
     }
+ACT_LOOP(sigmoid, fr_vsigmoid)
+ACT_LOOP(tanh, fr_vtanh)
+#undef ACT_LOOP
 
-DEFINE_SIMD_LOOP(sigmoid_avx2_s, fr_sigmoid_avx2_ps, float, __m256, 8, FR_TARGET_AVX2,
-                 _mm256_loadu_ps, _mm256_storeu_ps)
-DEFINE_SIMD_LOOP(tanh_avx2_s, fr_tanh_avx2_ps, float, __m256, 8, FR_TARGET_AVX2, _mm256_loadu_ps,
-                 _mm256_storeu_ps)
-DEFINE_SIMD_LOOP(sigmoid_avx2_d, fr_sigmoid_avx2_pd, double, __m256d, 4, FR_TARGET_AVX2,
-                 _mm256_loadu_pd, _mm256_storeu_pd)
-DEFINE_SIMD_LOOP(tanh_avx2_d, fr_tanh_avx2_pd, double, __m256d, 4, FR_TARGET_AVX2,
-                 _mm256_loadu_pd, _mm256_storeu_pd)
-DEFINE_SIMD_LOOP(sigmoid_avx512_s, fr_sigmoid_avx512_ps, float, __m512, 16, FR_TARGET_AVX512,
-                 _mm512_loadu_ps, _mm512_storeu_ps)
-DEFINE_SIMD_LOOP(tanh_avx512_s, fr_tanh_avx512_ps, float, __m512, 16, FR_TARGET_AVX512,
-                 _mm512_loadu_ps, _mm512_storeu_ps)
-DEFINE_SIMD_LOOP(sigmoid_avx512_d, fr_sigmoid_avx512_pd, double, __m512d, 8, FR_TARGET_AVX512,
-                 _mm512_loadu_pd, _mm512_storeu_pd)
-DEFINE_SIMD_LOOP(tanh_avx512_d, fr_tanh_avx512_pd, double, __m512d, 8, FR_TARGET_AVX512,
-                 _mm512_loadu_pd, _mm512_storeu_pd)
+#else /* the portable versions and the public functions of one dtype */
 
-#define DISPATCH(NAME, S, y, x, n)                                                                \
-    switch (fr_get_arch()) {                                                                      \
-    case FR_ARCH_AVX512: NAME##_avx512_##S(y, x, n); return;                                      \
-    case FR_ARCH_AVX2: NAME##_avx2_##S(y, x, n); return;                                          \
-    default: NAME##_generic_##S(y, x, n); return;                                                 \
-    }
+#if FR_F32
+#define ACT_EXP expf
+#define ACT_TANH tanhf
 #else
-#define DISPATCH(NAME, S, y, x, n) NAME##_generic_##S(y, x, n)
+#define ACT_EXP exp
+#define ACT_TANH tanh
 #endif
 
-void fr_sigmoid_s(float *y, const float *x, int64_t n) { DISPATCH(sigmoid, s, y, x, n); }
-void fr_sigmoid_d(double *y, const double *x, int64_t n) { DISPATCH(sigmoid, d, y, x, n); }
-void fr_tanh_s(float *y, const float *x, int64_t n) { DISPATCH(tanh, s, y, x, n); }
-void fr_tanh_d(double *y, const double *x, int64_t n) { DISPATCH(tanh, d, y, x, n); }
+static void SFX(sigmoid_generic)(REAL *y, const REAL *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const REAL v = x[i];
+        if (v >= (REAL)0) {
+            y[i] = (REAL)1 / ((REAL)1 + ACT_EXP(-v));
+        } else {
+            const REAL e = ACT_EXP(v);
+            y[i] = e / ((REAL)1 + e);
+        }
+    }
+}
+
+static void SFX(tanh_generic)(REAL *y, const REAL *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = ACT_TANH(x[i]);
+}
+
+void SFX(fr_sigmoid)(REAL *y, const REAL *x, int64_t n) {
+    FR_BY_ARCH(fr_get_arch(), SFX(sigmoid_avx512), SFX(sigmoid_avx2), SFX(sigmoid_generic))(y, x, n);
+}
+
+void SFX(fr_tanh)(REAL *y, const REAL *x, int64_t n) {
+    FR_BY_ARCH(fr_get_arch(), SFX(tanh_avx512), SFX(tanh_avx2), SFX(tanh_generic))(y, x, n);
+}
+
+#undef ACT_EXP
+#undef ACT_TANH
+
+#endif

@@ -1,7 +1,7 @@
 /*
  * fastrnn.h — the public C interface of fastrnn's kernels.
  *
- * Conventions (DESIGN.md §5):
+ * Conventions:
  *   - Row-major, time-major. Size letters: T time, B batch, I input width, H hidden, G gates.
  *   - Functions return an int status (FR_OK on success); C never prints, exits or aborts.
  *   - Arguments: outputs first, then saved state (cache), then inputs and weights, then sizes.
@@ -106,7 +106,7 @@ int fr_gemm_d(int transa, int transb, int64_t M, int64_t N, int64_t K, const dou
               const double *B, int64_t ldb, double beta, double *C, int64_t ldc, int nthreads);
 
 /* ---- activations.c: vectorised elementwise non-linearities (path in use) ------------------ */
-/* (In-register forms for fused SIMD code: csrc/simd_math.h, fr_{exp,sigmoid,tanh}_{avx2,avx512}_{ps,pd}.) */
+/* (In-register forms for fused SIMD code: csrc/simd_math.h, fr_v{exp,sigmoid,tanh}_{avx2,avx512}_{s,d}.) */
 /* y[i] = 1 / (1 + exp(-x[i])); max relative error 1e-6 (float) / 1e-14 (double); y may alias x. */
 void fr_sigmoid_s(float *y, const float *x, int64_t n);
 void fr_sigmoid_d(double *y, const double *x, int64_t n);
@@ -114,12 +114,14 @@ void fr_sigmoid_d(double *y, const double *x, int64_t n);
 void fr_tanh_s(float *y, const float *x, int64_t n);
 void fr_tanh_d(double *y, const double *x, int64_t n);
 
-/* ---- rnn.c / lstm.c / gru.c: whole-sequence cells ---------------------------------------- */
+/* ---- the cells: maths in rnn.c / lstm.c / gru.c, whole-sequence driver in recurrence.c ----- */
 /*
  * Shapes: y (T,B,H); h0, c0, h_n, c_n (B,H); x (T,B,I); w_ih (G*H, I); w_hh (G*H, H);
  * b_ih, b_hh (G*H) or NULL (zero); lengths (B) in [0,T] or NULL (all T); h0/c0 NULL = zeros.
- * cache: NULL for inference, else fr_<cell>_cache_size(T,B,H) elements written by forward and
- * read by backward (layout private to the kernels). nthreads >= 1.
+ * cell: FR_CELL_*; G = fr_cell_gates(cell). The cell state arguments (c0, c_n, dc0, dc_n) are used
+ * by the LSTM only (ignored, and may be NULL, for the others); act (FR_RNN_TANH/RELU) by the RNN
+ * only. cache: NULL for inference, else fr_cell_cache_size(cell, T, B, H) elements written by
+ * forward and read by backward (layout private to the kernels). nthreads >= 1.
  *
  * Backward write rule: dx, dh0, dc0 are written (=); dw_ih, dw_hh, db_ih, db_hh accumulate (+=),
  * the caller zeroes them; db_* may be NULL (no bias). dy, dh_n, dc_n may be NULL (zero). dx may be
@@ -132,89 +134,56 @@ void fr_tanh_d(double *y, const double *x, int64_t n);
  * alone (it may be NULL) and does not read x. (An Embedding before the cell uses this: the
  * projection of a vocabulary row is computed once per call, not once per token.)
  */
+enum { FR_CELL_RNN = 0, FR_CELL_LSTM = 1, FR_CELL_GRU = 2 };
 enum { FR_RNN_TANH = 0, FR_RNN_RELU = 1 };
 
-/* Cache elements (T*B*H times a per-cell factor); -1 for a negative size or a count that would
-   overflow int64_t. */
-int64_t fr_rnn_cache_size(int64_t T, int64_t B, int64_t H);
-int64_t fr_lstm_cache_size(int64_t T, int64_t B, int64_t H);
-int64_t fr_gru_cache_size(int64_t T, int64_t B, int64_t H);
+/* The cell's gate count G, or -1 for an unknown cell. */
+int fr_cell_gates(int cell);
+/* Cache elements (T*B*H times a per-cell factor); -1 for an unknown cell, a negative size or a
+   count that would overflow int64_t. */
+int64_t fr_cell_cache_size(int cell, int64_t T, int64_t B, int64_t H);
 
-int fr_rnn_forward_s(float *y, float *h_n, float *cache, const float *x, const float *h0,
-                     const float *w_ih, const float *w_hh, const float *b_ih, const float *b_hh,
-                     const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,
-                     int reverse, int nthreads);
-int fr_rnn_forward_d(double *y, double *h_n, double *cache, const double *x, const double *h0,
-                     const double *w_ih, const double *w_hh, const double *b_ih,
-                     const double *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I,
-                     int64_t H, int act, int reverse, int nthreads);
-int fr_rnn_backward_s(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
-                      const float *cache, const float *x, const float *w_ih, const float *w_hh,
-                      const float *dy, const float *dh_n, const int64_t *lengths, int64_t T,
-                      int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads);
-int fr_rnn_backward_d(double *dx, double *dh0, double *dw_ih, double *dw_hh, double *db_ih,
-                      double *db_hh, const double *cache, const double *x, const double *w_ih,
-                      const double *w_hh, const double *dy, const double *dh_n,
-                      const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,
-                      int reverse, int nthreads);
-
-int fr_lstm_forward_s(float *y, float *h_n, float *c_n, float *cache, const float *x,
+/* Whole-sequence forward of a cell: y, h_n (and c_n), and cache when not NULL. FR_ERR_ARG for an
+   unknown cell, a bad size or act, or a missing required array. */
+int fr_cell_forward_s(int cell, float *y, float *h_n, float *c_n, float *cache, const float *x,
                       const float *h0, const float *c0, const float *w_ih, const float *w_hh,
                       const float *b_ih, const float *b_hh, const int64_t *lengths, int64_t T,
-                      int64_t B, int64_t I, int64_t H, int reverse, int nthreads);
-int fr_lstm_forward_d(double *y, double *h_n, double *c_n, double *cache, const double *x,
-                      const double *h0, const double *c0, const double *w_ih, const double *w_hh,
-                      const double *b_ih, const double *b_hh, const int64_t *lengths, int64_t T,
-                      int64_t B, int64_t I, int64_t H, int reverse, int nthreads);
-int fr_lstm_backward_s(float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh, float *db_ih,
-                       float *db_hh, const float *cache, const float *x, const float *w_ih,
-                       const float *w_hh, const float *dy, const float *dh_n, const float *dc_n,
-                       const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
-                       int reverse, int nthreads);
-int fr_lstm_backward_d(double *dx, double *dh0, double *dc0, double *dw_ih, double *dw_hh,
-                       double *db_ih, double *db_hh, const double *cache, const double *x,
-                       const double *w_ih, const double *w_hh, const double *dy,
-                       const double *dh_n, const double *dc_n, const int64_t *lengths, int64_t T,
-                       int64_t B, int64_t I, int64_t H, int reverse, int nthreads);
-
-int fr_gru_forward_s(float *y, float *h_n, float *cache, const float *x, const float *h0,
-                     const float *w_ih, const float *w_hh, const float *b_ih, const float *b_hh,
-                     const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
-                     int reverse, int nthreads);
-int fr_gru_forward_d(double *y, double *h_n, double *cache, const double *x, const double *h0,
-                     const double *w_ih, const double *w_hh, const double *b_ih,
-                     const double *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t I,
-                     int64_t H, int reverse, int nthreads);
-int fr_gru_backward_s(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih, float *db_hh,
-                      const float *cache, const float *x, const float *w_ih, const float *w_hh,
-                      const float *dy, const float *dh_n, const int64_t *lengths, int64_t T,
-                      int64_t B, int64_t I, int64_t H, int reverse, int nthreads);
-int fr_gru_backward_d(double *dx, double *dh0, double *dw_ih, double *dw_hh, double *db_ih,
-                      double *db_hh, const double *cache, const double *x, const double *w_ih,
-                      const double *w_hh, const double *dy, const double *dh_n,
-                      const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
+                      int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads);
+int fr_cell_forward_d(int cell, double *y, double *h_n, double *c_n, double *cache,
+                      const double *x, const double *h0, const double *c0, const double *w_ih,
+                      const double *w_hh, const double *b_ih, const double *b_hh,
+                      const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,
                       int reverse, int nthreads);
-
-/* ---- recurrence.c: the drivers behind the cells ------------------------------------------ */
-/* Batch groups of the whole-sequence drivers' thread team for all later calls (a tuning and
+/* Whole-sequence backward of a cell from the cache of fr_cell_forward_* (write rule above). */
+int fr_cell_backward_s(int cell, float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh,
+                       float *db_ih, float *db_hh, const float *cache, const float *x,
+                       const float *w_ih, const float *w_hh, const float *dy, const float *dh_n,
+                       const float *dc_n, const int64_t *lengths, int64_t T, int64_t B, int64_t I,
+                       int64_t H, int act, int reverse, int nthreads);
+int fr_cell_backward_d(int cell, double *dx, double *dh0, double *dc0, double *dw_ih,
+                       double *dw_hh, double *db_ih, double *db_hh, const double *cache,
+                       const double *x, const double *w_ih, const double *w_hh, const double *dy,
+                       const double *dh_n, const double *dc_n, const int64_t *lengths, int64_t T,
+                       int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads);
+/* Forward whose projected input is picked from a table: the input of step t, batch row b is
+   table[ids[t*B+b]] (V rows of G*H, biases not included), exactly as fr_cell_forward_* with w_ih
+   NULL and x = those rows (an embedding folded into W_ih, without materialising x). Its backward
+   is fr_cell_backward_* with w_ih NULL and x NULL (dx is then the (T,B,G*H) gradient of the
+   projected input). FR_ERR_ARG for an id outside [0, V). */
+int fr_cell_forward_rows_s(int cell, float *y, float *h_n, float *c_n, float *cache,
+                           const float *table, int64_t V, const int64_t *ids, const float *h0,
+                           const float *c0, const float *w_hh, const float *b_ih,
+                           const float *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                           int64_t H, int act, int reverse, int nthreads);
+int fr_cell_forward_rows_d(int cell, double *y, double *h_n, double *c_n, double *cache,
+                           const double *table, int64_t V, const int64_t *ids, const double *h0,
+                           const double *c0, const double *w_hh, const double *b_ih,
+                           const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                           int64_t H, int act, int reverse, int nthreads);
+/* Batch groups of the whole-sequence driver's thread team for all later calls (a tuning and
    testing knob): 0 lets each call choose (the default), n > 0 asks for n groups of rows, used
    wherever the call's team size is a multiple of n and B >= n. FR_ERR_ARG for n < 0. */
 int fr_set_batch_groups(int n);
-/* Forward of cell (FR_CELL_*) whose projected input is picked from a table: the input of step t,
-   batch row b is table[ids[t*B+b]] (V rows of G*H, biases not included), exactly as
-   fr_<cell>_forward_* with w_ih NULL and x = those rows (an embedding folded into W_ih, without
-   materialising x). Its backward is fr_<cell>_backward_* with w_ih NULL and x NULL (dx is then
-   the (T,B,G*H) gradient of the projected input). FR_ERR_ARG for an id outside [0, V). */
-int fr_forward_rows_s(int cell, float *y, float *h_n, float *c_n, float *cache, const float *table,
-                      int64_t V, const int64_t *ids, const float *h0, const float *c0,
-                      const float *w_hh, const float *b_ih, const float *b_hh,
-                      const int64_t *lengths, int64_t T, int64_t B, int64_t H, int act,
-                      int reverse, int nthreads);
-int fr_forward_rows_d(int cell, double *y, double *h_n, double *c_n, double *cache,
-                      const double *table, int64_t V, const int64_t *ids, const double *h0,
-                      const double *c0, const double *w_hh, const double *b_ih,
-                      const double *b_hh, const int64_t *lengths, int64_t T, int64_t B, int64_t H,
-                      int act, int reverse, int nthreads);
 
 /* ---- rows.c: rows by index --------------------------------------------------------------- */
 /* dst[idx[r], :] += src[r, :] for r < R, rows of n elements, in row order (deterministic for any
@@ -238,7 +207,6 @@ int fr_adam_update_d(double *w, const double *g, double *m, double *v, int64_t n
  * repack after fr_set_arch), then each call advances B rows by one timestep, single-threaded,
  * without allocating. cell: FR_CELL_*; act: FR_RNN_TANH/RELU for RNN (ignored otherwise).
  */
-enum { FR_CELL_RNN = 0, FR_CELL_LSTM = 1, FR_CELL_GRU = 2 };
 enum { FR_ACT_LINEAR = 0, FR_ACT_RELU = 1, FR_ACT_TANH = 2, FR_ACT_SIGMOID = 3, FR_ACT_SOFTMAX = 4 };
 
 /* Elements of a cell layer's packed weights (I inputs, H units), or -1 for a bad cell. */

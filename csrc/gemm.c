@@ -3,15 +3,16 @@
  *
  * op(B) is packed into K x nr panels (gate-interleaved for the recurrent weights, see fastrnn.h),
  * and a microkernel computes m x nr tiles (m <= mr) reading A row-wise. The microkernels of each
- * SIMD path live in gemm_avx2.c / gemm_avx512.c (template gemm_ukr.h); cpu.c chooses the path at
- * run time; the portable C kernel here is always present. The driver and packing are in
- * gemm_impl.h, instantiated for float and double.
+ * SIMD path live in gemm_ukr.c; cpu.c chooses the path at run time; the portable C kernel here is
+ * always present. The driver, the packing and the portable kernel are this file's template body
+ * (template.h), instantiated for float and double.
  *
  * fr_gemm_*: each thread owns a rectangle of C (a grid of row groups x panel groups chosen for
  * balance), packs its own panels of op(B) a KC x NC block at a time and never shares partial sums,
  * so there is one parallel region and no barrier, and every element of C is computed by the same
  * kernel calls in the same order whatever the thread count: results are bitwise reproducible.
  */
+#ifndef REAL
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,7 @@
 #include "fastrnn.h"
 #include "scratch.h"
 #include "gemm_kernels.h"
+#include "simd_target.h"
 
 /* Portable microkernel shape. */
 #define GEN_MR 4
@@ -57,5 +59,395 @@
 #define FR_PREFETCH(p) ((void)(p))
 #endif
 
-#define FR_TEMPLATE "gemm_impl.h"
+#define FR_TEMPLATE "gemm.c"
 #include "template.h"
+
+#else /* the body, per dtype */
+
+#define IMPL SFX(fr_gemm_impl)
+#define KERN SFX(fr_kernel)
+
+static inline int64_t SFX(gmin)(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t SFX(gmax)(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* ---- portable microkernel: the reference the SIMD kernels are tested against ----------------- */
+
+/* Strided form (gemm_kernels.h), written so that the compiler can vectorise the column loop. */
+static void SFX(gk_generic)(int64_t m, int64_t K, const REAL *A, int64_t rsa, int64_t csa,
+                            const REAL *B, int64_t ldb, REAL *C, int64_t ldc, int accumulate) {
+    if (m < 1 || m > GEN_MR) return;
+    REAL acc[GEN_MR][GEN_NR];
+    memset(acc, 0, sizeof(acc));
+    for (int64_t k = 0; k < K; k++) {
+        const REAL *b = B + k * ldb;
+        for (int64_t i = 0; i < m; i++) {
+            const REAL a = A[i * rsa + k * csa];
+            for (int c = 0; c < GEN_NR; c++) acc[i][c] += a * b[c];
+        }
+    }
+    for (int64_t i = 0; i < m; i++) {
+        REAL *cr = C + i * ldc;
+        if (accumulate)
+            for (int c = 0; c < GEN_NR; c++) cr[c] += acc[i][c];
+        else
+            for (int c = 0; c < GEN_NR; c++) cr[c] = acc[i][c];
+    }
+}
+
+static void SFX(ukr_generic)(int64_t m, int64_t K, const REAL *A, int64_t lda, const REAL *Bp,
+                             REAL *C, int64_t ldc, int accumulate) {
+    SFX(gk_generic)(m, K, A, lda, 1, Bp, GEN_NR, C, ldc, accumulate);
+}
+
+static void SFX(packn_generic)(REAL *dst, const REAL *B, int64_t ldb, int64_t K) {
+    for (int64_t k = 0; k < K; k++) memcpy(dst + k * GEN_NR, B + k * ldb, GEN_NR * sizeof(REAL));
+}
+
+static const IMPL SFX(impl_generic) = {.pub = {.mr = GEN_MR, .nr = GEN_NR, .ukr = SFX(ukr_generic)},
+                                       .gk = SFX(gk_generic),
+                                       .packn = SFX(packn_generic)};
+
+/* ---- kernel tables ------------------------------------------------------------------------- */
+
+static const IMPL *SFX(impl_for_arch)(int arch) {
+    if (arch < 0 || arch >= FR_ARCH_COUNT) return NULL;
+#if FR_X86_SIMD
+    return FR_BY_ARCH(arch, SFX(fr_gemm_impl_avx512)(), SFX(fr_gemm_impl_avx2)(), &SFX(impl_generic));
+#else
+    return arch == FR_ARCH_GENERIC ? &SFX(impl_generic) : NULL;
+#endif
+}
+
+static const IMPL *SFX(impl_get)(void) {
+    const IMPL *p = SFX(impl_for_arch)(fr_get_arch());
+    return p ? p : &SFX(impl_generic);
+}
+
+const KERN *SFX(fr_kernel_for_arch)(int arch) {
+    const IMPL *p = SFX(impl_for_arch)(arch);
+    return p ? &p->pub : NULL;
+}
+
+const KERN *SFX(fr_kernel_get)(void) { return &SFX(impl_get)()->pub; }
+
+/* ---- packing ------------------------------------------------------------------------------- */
+
+/* Columns [j0, j0 + nv) of op(B) (rows k < K) into a K x nr panel, zero in columns nv..nr-1. */
+static void SFX(pack_panel)(REAL *dst, const REAL *B, int64_t ldb, int transb, int64_t K,
+                            int64_t j0, int64_t nv, int64_t nr) {
+    if (!transb) {
+        for (int64_t k = 0; k < K; k++) {
+            REAL *row = dst + k * nr;
+            const REAL *src = B + k * ldb + j0;
+            int64_t c = 0;
+            for (; c < nv; c++) row[c] = src[c];
+            for (; c < nr; c++) row[c] = (REAL)0;
+        }
+        return;
+    }
+    /* op(B)[k][j] = B[j*ldb + k]: read PACK_KB contiguous k of each source row per pass, so the
+       rows being read and the panel rows being written both stay in L1. */
+    for (int64_t k0 = 0; k0 < K; k0 += PACK_KB) {
+        const int64_t kk = SFX(gmin)(PACK_KB, K - k0);
+        REAL *d = dst + k0 * nr;
+        int64_t c = 0;
+        for (; c < nv; c++) {
+            const REAL *src = B + (j0 + c) * ldb + k0;
+            for (int64_t k = 0; k < kk; k++) d[k * nr + c] = src[k];
+        }
+        for (; c < nr; c++)
+            for (int64_t k = 0; k < kk; k++) d[k * nr + c] = (REAL)0;
+    }
+}
+
+void SFX(fr_pack_b)(REAL *dst, const REAL *B, int64_t ldb, int transb, int64_t K, int64_t H,
+                    int64_t G, int64_t nr, int64_t jb0, int64_t jb1) {
+    const IMPL *ip = SFX(impl_get)();
+    for (int64_t jb = jb0; jb < jb1; jb++) {
+        const int64_t nv = SFX(gmin)(nr, H - jb * nr);
+        for (int64_t g = 0; g < G; g++) {
+            REAL *p = dst + ((jb - jb0) * G + g) * K * nr;
+            if (!transb && nv == nr && nr == ip->pub.nr)
+                ip->packn(p, B + g * H + jb * nr, ldb, K);
+            else
+                SFX(pack_panel)(p, B, ldb, transb, K, g * H + jb * nr, nv, nr);
+        }
+    }
+}
+
+/* ---- driver -------------------------------------------------------------------------------- */
+
+/* Everything a thread needs to compute its share of one fr_gemm call. */
+typedef struct {
+    const IMPL *ip;
+    int transa, transb, direct, beta1;
+    int64_t M, N, K, lda, ldb, ldc;
+    const REAL *A, *B;
+    REAL *C;
+    int64_t nrb, npan; /* row blocks of mr, panels of nr */
+    int64_t tm, tn;    /* thread grid: row groups x panel groups */
+    int64_t kcb, ncp;  /* K block, panels per packed chunk of B */
+    int64_t kcp;       /* row stride of a packed slice of A: kcb rounded up, plus a cache line */
+    int64_t nap;       /* slices of A packed at once: 1, or a thread's row blocks when direct */
+    REAL *buf;         /* per thread: bsz elements for B panels, then nap * mr * kcp for A */
+    int64_t bsz, tsz;  /* B part, whole per-thread part (elements, multiples of a cache line) */
+} SFX(gemm_plan);
+
+/* One m x nr tile of C at (i, panel p); a partial last panel (nv < nr) goes through `tile`. */
+static inline void SFX(gemm_tile)(const IMPL *ip, int64_t m, int64_t kc, const REAL *a,
+                                  int64_t rsa, int64_t csa, const REAL *bp, int64_t bld, REAL *c,
+                                  int64_t ldc, int64_t nv, int acc, REAL *tile) {
+    const int64_t nr = ip->pub.nr;
+    if (nv == nr) {
+        ip->gk(m, kc, a, rsa, csa, bp, bld, c, ldc, acc);
+        return;
+    }
+    ip->gk(m, kc, a, rsa, csa, bp, bld, tile, nr, 0);
+    for (int64_t r = 0; r < m; r++) {
+        REAL *cr = c + r * ldc;
+        const REAL *tr = tile + r * nr;
+        if (acc)
+            for (int64_t q = 0; q < nv; q++) cr[q] += tr[q];
+        else
+            for (int64_t q = 0; q < nv; q++) cr[q] = tr[q];
+    }
+}
+
+/*
+ * Copy the m x kc slice of op(A) at rows i, columns k0 into dst, in the layout the microkernel
+ * reads best from: row-major A row by row at stride kcp (rsa = kcp, csa = 1), transposed A k by k
+ * (rsa = 1, csa = m). Both are contiguous copies; the copy is what keeps A's rows from sharing
+ * cache sets when lda is a multiple of 4 KiB (H = 1024 floats), and keeps the slice in L1.
+ */
+static void SFX(pack_a)(REAL *dst, const SFX(gemm_plan) *g, int64_t i, int64_t m, int64_t k0,
+                        int64_t kc) {
+    if (!g->transa) {
+        for (int64_t r = 0; r < m; r++)
+            memcpy(dst + r * g->kcp, g->A + (i + r) * g->lda + k0, (size_t)kc * sizeof(REAL));
+    } else {
+        for (int64_t k = 0; k < kc; k++) { /* m <= mr elements: a loop, not a memcpy call */
+            const REAL *src = g->A + (k0 + k) * g->lda + i;
+            REAL *d = dst + k * m;
+            for (int64_t r = 0; r < m; r++) d[r] = src[r];
+        }
+    }
+}
+
+/*
+ * Prefetch part `part` of `parts` of the m x kc slice of op(A) at rows i, columns k0 (the slice
+ * pack_a will copy next), so that the copy finds it in cache instead of waiting on memory.
+ */
+static void SFX(prefetch_a)(const SFX(gemm_plan) *g, int64_t i, int64_t m, int64_t k0, int64_t kc,
+                            int64_t part, int64_t parts) {
+    const int64_t line = 64 / (int64_t)sizeof(REAL);
+    /* rows of A's storage and the contiguous span used in each */
+    const int64_t r0 = g->transa ? k0 : i, nrows = g->transa ? kc : m;
+    const int64_t c0 = g->transa ? i : k0, span = g->transa ? m : kc;
+    for (int64_t r = r0 + nrows * part / parts; r < r0 + nrows * (part + 1) / parts; r++) {
+        const REAL *row = g->A + r * g->lda + c0;
+        for (int64_t c = 0; c < span; c += line) FR_PREFETCH(row + c);
+        FR_PREFETCH(row + span - 1);
+    }
+}
+
+/*
+ * Prefetch part `part` of `parts` of the kc x nr slice of op(B) (untransposed) in panel p at
+ * K-row k0: the rows of a panel the thread will copy next, spread over the current panel's work.
+ */
+static void SFX(prefetch_panel)(const SFX(gemm_plan) *g, int64_t k0, int64_t kc, int64_t p,
+                                int64_t part, int64_t parts) {
+    const int64_t nr = g->ip->pub.nr, line = 64 / (int64_t)sizeof(REAL);
+    const REAL *b = g->B + k0 * g->ldb + p * nr;
+    for (int64_t k = kc * part / parts; k < kc * (part + 1) / parts; k++)
+        for (int64_t c = 0; c < nr; c += line) FR_PREFETCH(b + k * g->ldb + c);
+}
+
+/*
+ * One thread's share of C: rows [i0, i1) x panels [p0, p1), all of K, a KC-block of K at a time.
+ * Packed (the usual case): per NC-chunk of panels and K block, pack the chunk's panels into the B
+ * buffer (it stays in L2), then sweep the rows mr at a time: pack the mr x KC slice of A (it stays
+ * in L1 across the chunk's panels) and run the panels. Direct (op(B) not transposed and few rows,
+ * so each panel has few users and a copy of B would cost as much as the work): panel by panel,
+ * with all the thread's (few) slices of A packed once per K block, read op(B) in place: the loads
+ * overlap the arithmetic and the few re-reads hit cache. Except that a panel is copied first when
+ * it is partial (the microkernel reads nr full columns), or when B is big, its rows a page apart
+ * and re-read by several row blocks (GEMM_COPY_* in gemm.c): then the copy is what the row blocks
+ * re-read, and the next panel is fetched while this one is in use.
+ */
+static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int64_t p0, int64_t p1,
+                           REAL *buf) {
+    const IMPL *ip = g->ip;
+    const int64_t mr = ip->pub.mr, nr = ip->pub.nr, N = g->N, K = g->K, ldb = g->ldb;
+    const int transb = g->transb;
+    REAL *bbuf = buf, *abuf = buf + g->bsz;
+    REAL tile[FR_GEMM_MAX_MR * FR_GEMM_MAX_NR];
+    for (int64_t pc = p0; pc < p1; pc += g->ncp) {
+        const int64_t pe = SFX(gmin)(p1, pc + g->ncp);
+        for (int64_t k0 = 0; k0 < K; k0 += g->kcb) {
+            const int64_t kc = SFX(gmin)(g->kcb, K - k0);
+            const int acc = g->beta1 || k0 > 0;
+            const REAL *bk = transb ? g->B + k0 : g->B + k0 * ldb;
+            if (g->direct) {
+                for (int64_t i = i0; i < i1; i += mr)
+                    SFX(pack_a)(abuf + (i - i0) * g->kcp, g, i, SFX(gmin)(mr, i1 - i), k0, kc);
+                /* copy each panel (and fetch the next one while this one runs) when several
+                   row blocks re-read it, each of its rows lies on its own page and B is too big
+                   to stay in cache between calls */
+                const int64_t nrbt = (i1 - i0 + mr - 1) / mr;
+                const int copy = nrbt >= GEMM_COPY_MIN_RB &&
+                                 ldb * (int64_t)sizeof(REAL) >= GEMM_COPY_MIN_STRIDE &&
+                                 (double)K * (double)N * sizeof(REAL) >= GEMM_COPY_MIN_BYTES;
+                for (int64_t p = pc; p < pe; p++) {
+                    const int64_t j0 = p * nr, nv = SFX(gmin)(nr, N - j0);
+                    if (copy && nv == nr) ip->packn(bbuf, bk + j0, ldb, kc);
+                    else if (copy || nv < nr) SFX(pack_panel)(bbuf, bk, ldb, transb, kc, j0, nv, nr);
+                    const int inplace = !copy && nv == nr;
+                    const REAL *bp = inplace ? bk + j0 : bbuf;
+                    const int64_t bld = inplace ? ldb : nr;
+                    for (int64_t i = i0; i < i1; i += mr) {
+                        const int64_t m = SFX(gmin)(mr, i1 - i);
+                        if (copy && p + 1 < pe && (N - (p + 1) * nr) >= nr)
+                            SFX(prefetch_panel)(g, k0, kc, p + 1, (i - i0) / mr, nrbt);
+                        SFX(gemm_tile)(ip, m, kc, abuf + (i - i0) * g->kcp,
+                                       g->transa ? 1 : g->kcp, g->transa ? m : 1, bp, bld,
+                                       g->C + i * g->ldc + j0, g->ldc, nv, acc, tile);
+                    }
+                }
+                continue;
+            }
+            for (int64_t p = pc; p < pe; p++) {
+                const int64_t nv = SFX(gmin)(nr, N - p * nr);
+                if (nv == nr && !transb)
+                    ip->packn(bbuf + (p - pc) * kc * nr, bk + p * nr, ldb, kc);
+                else
+                    SFX(pack_panel)(bbuf + (p - pc) * kc * nr, bk, ldb, transb, kc, p * nr, nv,
+                                    nr);
+            }
+            for (int64_t i = i0; i < i1; i += mr) {
+                const int64_t m = SFX(gmin)(mr, i1 - i), mn = SFX(gmin)(mr, i1 - i - mr);
+                SFX(pack_a)(abuf, g, i, m, k0, kc);
+                for (int64_t p = pc; p < pe; p++) {
+                    if (mn > 0) SFX(prefetch_a)(g, i + mr, mn, k0, kc, p - pc, pe - pc);
+                    SFX(gemm_tile)(ip, m, kc, abuf, g->transa ? 1 : g->kcp, g->transa ? m : 1,
+                                   bbuf + (p - pc) * kc * nr, nr, g->C + i * g->ldc + p * nr,
+                                   g->ldc, SFX(gmin)(nr, N - p * nr), acc, tile);
+                }
+            }
+        }
+    }
+}
+
+/* Start of part g of n when `total` units are split as evenly as possible. */
+static inline int64_t SFX(split)(int64_t total, int64_t n, int64_t g) { return total * g / n; }
+
+/* Share t (0 <= t < tm*tn) of the plan: row group t / tn x panel group t % tn. */
+static void SFX(gemm_share)(const SFX(gemm_plan) *g, int64_t t) {
+    const int64_t mr = g->ip->pub.mr, gi = t / g->tn, gj = t % g->tn;
+    const int64_t i0 = SFX(split)(g->nrb, g->tm, gi) * mr;
+    const int64_t i1 = SFX(gmin)(g->M, SFX(split)(g->nrb, g->tm, gi + 1) * mr);
+    const int64_t p0 = SFX(split)(g->npan, g->tn, gj), p1 = SFX(split)(g->npan, g->tn, gj + 1);
+    if (i0 < i1 && p0 < p1) SFX(gemm_part)(g, i0, i1, p0, p1, g->buf + t * g->tsz);
+}
+
+int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const REAL *A,
+                 int64_t lda, const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc,
+                 int nthreads) {
+    if (M < 0 || N < 0 || K < 0 || nthreads < 1 || (beta != (REAL)0 && beta != (REAL)1))
+        return FR_ERR_ARG;
+    if (M == 0 || N == 0) return FR_OK;
+    if (C == NULL || ldc < N) return FR_ERR_ARG;
+    if (K == 0) {
+        if (beta == (REAL)0)
+            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(REAL));
+        return FR_OK;
+    }
+    if (A == NULL || B == NULL || lda < (transa ? M : K) || ldb < (transb ? K : N))
+        return FR_ERR_ARG;
+
+    SFX(gemm_plan) g = {0};
+    g.ip = SFX(impl_get)();
+    const int64_t mr = g.ip->pub.mr, nr = g.ip->pub.nr;
+    if (mr > FR_GEMM_MAX_MR || nr > FR_GEMM_MAX_NR) return FR_ERR_ARG;
+    g.transa = transa;
+    g.transb = transb;
+    g.beta1 = beta != (REAL)0;
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.A = A;
+    g.lda = lda;
+    g.B = B;
+    g.ldb = ldb;
+    g.C = C;
+    g.ldc = ldc;
+    g.nrb = (M + mr - 1) / mr;
+    g.npan = (N + nr - 1) / nr;
+
+    /* threads: none below GEMM_MIN_FLOPS_PER_THREAD each, never more than tiles */
+    const double flops = 2.0 * (double)M * (double)N * (double)K;
+    int64_t nt = (int64_t)(flops / GEMM_MIN_FLOPS_PER_THREAD);
+    nt = nt < 1 ? 1 : nt;
+    nt = SFX(gmin)(SFX(gmin)(nt, nthreads), g.nrb * g.npan);
+#ifndef _OPENMP
+    nt = 1;
+#endif
+    /* thread grid: the least work for the busiest thread, in row x panel units of microkernel
+       work, counting each panel of B it packs as GEMM_PACK_ROWS rows (direct reading packs
+       none) and each slice of A it packs as GEMM_PACK_A_PANELS panels; ties go to fewer row
+       groups */
+    const int64_t kcb = SFX(gmin)(K, GEMM_KC);
+    const int64_t ncp_max = SFX(gmax)(1, GEMM_BBLOCK_BYTES / (kcb * nr * (int64_t)sizeof(REAL)));
+    /* Direct reading walks B's rows at stride ldb; when that is a multiple of 4 KiB every row
+       of a panel maps to the same L1 set (the ways overflow after 8 rows), so pack instead. */
+    const int direct_ok = !transb && ((ldb * (int64_t)sizeof(REAL)) % 4096 != 0 || K <= 8);
+    double best = -1.0;
+    for (int64_t tm = 1; tm <= nt; tm++) {
+        if (nt % tm != 0) continue;
+        const int64_t rows = (g.nrb + tm - 1) / tm * mr;
+        const int64_t pans = (g.npan + nt / tm - 1) / (nt / tm);
+        const int dir = direct_ok && rows <= mr * GEMM_DIRECT_RB;
+        const double chunks = dir ? 1.0 : (double)((pans + ncp_max - 1) / ncp_max);
+        const double cost = (double)rows * ((double)pans + GEMM_PACK_A_PANELS * chunks) +
+                            (dir ? 0.0 : (double)GEMM_PACK_ROWS * (double)pans);
+        if (best < 0.0 || cost < best) {
+            best = cost;
+            g.tm = tm;
+        }
+    }
+    g.tn = nt / g.tm;
+    g.direct = direct_ok && (g.nrb + g.tm - 1) / g.tm <= GEMM_DIRECT_RB;
+
+    /* blocking: KC x (ncp panels) of packed B per thread, within GEMM_BBLOCK_BYTES */
+    g.kcb = kcb;
+    g.ncp = SFX(gmin)(ncp_max, (g.npan + g.tn - 1) / g.tn);
+    const int64_t line = 64 / (int64_t)sizeof(REAL); /* buffers start on cache lines */
+    g.kcp = (g.kcb + line - 1) / line * line + line;
+    g.nap = g.direct ? (g.nrb + g.tm - 1) / g.tm : 1;
+    g.bsz = g.kcb * nr * (g.direct ? 1 : g.ncp);
+    g.bsz = (g.bsz + line - 1) / line * line;
+    g.tsz = g.bsz + g.nap * mr * g.kcp;
+    g.buf = (REAL *)fr_scratch_alloc((size_t)(nt * g.tsz) * sizeof(REAL));
+    if (g.buf == NULL) return FR_ERR_NOMEM;
+
+    if (nt == 1) {
+        SFX(gemm_share)(&g, 0);
+    } else {
+#pragma omp parallel num_threads((int)nt)
+        {
+            int64_t t = 0, step = 1;
+#ifdef _OPENMP
+            t = omp_get_thread_num();
+            step = omp_get_num_threads();
+#endif
+            for (; t < nt; t += step) /* one pass, unless the runtime gave fewer threads */
+                SFX(gemm_share)(&g, t);
+        }
+    }
+    fr_scratch_free(g.buf);
+    return FR_OK;
+}
+
+#undef IMPL
+#undef KERN
+
+#endif

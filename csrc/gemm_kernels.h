@@ -1,6 +1,6 @@
 /*
  * gemm_kernels.h — private interface between the GEMM driver (gemm.c) and the microkernels of
- * each SIMD path (gemm_avx2.c, gemm_avx512.c). Not part of the public API.
+ * each SIMD path (gemm_ukr.c). Not part of the public API.
  *
  * Besides the public contract (fr_ukr_*_fn, fastrnn.h), every path provides a strided form used by
  * fr_gemm_* so that it never has to copy A and may read B in place:
@@ -39,7 +39,7 @@ typedef struct {
     fr_packn_d_fn packn;
 } fr_gemm_impl_d;
 
-/* The kernels of the AVX2+FMA and AVX-512 paths; NULL when this compiler cannot build them. */
+/* The kernels of the AVX2+FMA and AVX-512 paths (gemm_ukr.c; only where FR_X86_SIMD is 1). */
 const fr_gemm_impl_s *fr_gemm_impl_avx2_s(void);
 const fr_gemm_impl_d *fr_gemm_impl_avx2_d(void);
 const fr_gemm_impl_s *fr_gemm_impl_avx512_s(void);

@@ -1,7 +1,22 @@
 /*
- * recurrence.c — the shared whole-sequence driver for every cell, float and double
- * (the body is recurrence_impl.h, instantiated twice).
+ * recurrence.c — the whole-sequence driver shared by every cell, float and double, and the public
+ * cell entry points (fr_cell_*). This file is its own template body (template.h): the dtype-free
+ * parts first, then the driver per dtype.
+ *
+ * Forward: one parallel region for the whole sequence. Thread `tid` owns hidden blocks [jb0, jb1)
+ * of width nr for all gates: it packs its slices of W_ih and W_hh once (they stay in its cache),
+ * computes its columns of the input projection for a chunk of steps at a time (one GEMM per chunk:
+ * no cache of size T unless training), and per step computes its tile of the recurrent product
+ * and applies the cell's pointwise function while the tile is in L1. One barrier per step
+ * publishes the new state. Backward mirrors it (dh_prev = dG * W_hh by hidden columns, one barrier
+ * per step, ping-pong step buffer); weight gradients are single GEMMs after the loop.
+ *
+ * Both directions run as a pass through the same phases: plan the team (threads, batch groups,
+ * hidden blocks per thread), lay out the scratch (rows padded by a cache line), acquire it, run
+ * the team's region, and start over with a smaller team when the runtime gives fewer threads than
+ * planned (run_pass).
  */
+#ifndef REAL
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +31,23 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+/* Steps per input-projection chunk: about PROJ_ROWS rows of (T*B, I) per GEMM. */
+#define PROJ_ROWS 256
+/* Packed weight bytes above which batch groups lose to splitting hidden units only (measured:
+   LSTM H=128 gains with groups at 512 KiB, H=256 loses or breaks even at 2 MiB). */
+#define FR_GROUP_MAX_WEIGHT_BYTES (1 << 20)
+/* Rows per call of the backward pointwise. */
+#define FR_BW_ROWS 16
+/* Flops per step and thread below which an extra thread costs more than it saves. */
+#define MIN_FLOPS_PER_THREAD 16000.0
+
+static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+/* Time index of batch row b at step s (a bijection on [0, T) for each row). */
+static inline int64_t time_of(int64_t s, int64_t L, int reverse) {
+    return (reverse && s < L) ? L - 1 - s : s;
+}
 
 int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H) {
     if (T < 0 || B < 0 || H < 0) return -1;
@@ -43,5 +75,863 @@ int fr_rec_batch_groups_forced(void) {
     return atomic_load_explicit(&forced_groups, memory_order_relaxed);
 }
 
-#define FR_TEMPLATE "recurrence_impl.h"
+int fr_cell_gates(int cell) {
+    const fr_cell_s *cd = fr_rec_cell_of_s(cell);
+    return cd ? cd->G : -1;
+}
+
+int64_t fr_cell_cache_size(int cell, int64_t T, int64_t B, int64_t H) {
+    const fr_cell_s *cd = fr_rec_cell_of_s(cell);
+    return cd ? fr_rec_cache_size(cd->G, cd->naux, T, B, H) : -1;
+}
+
+/* ---- phase 1: team planning ------------------------------------------------------------------ */
+
+/* A pass's thread team: nt threads in nbg batch groups of nhg threads; hidden blocks of nr units
+   (njb of them, at most njt per thread); microkernel tiles of at most mr rows. */
+typedef struct {
+    int nt, nbg, nhg;
+    int64_t mr, nr, njb, njt;
+} fr_team_plan;
+
+static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t H, int64_t G) {
+    double step_flops = 2.0 * (double)B * (double)(I + H) * (double)G * (double)H;
+    int64_t nt = (int64_t)(step_flops / MIN_FLOPS_PER_THREAD);
+    if (nt < 1) nt = 1;
+    if (nt > nthreads) nt = nthreads;
+    if (nt > njb) nt = njb;
+#ifndef _OPENMP
+    nt = 1;
+#endif
+    return (int)nt;
+}
+
+/* Split a team of nt threads into nbg batch groups of nt/nbg threads each: a group owns rows
+   [B*g/nbg, B*(g+1)/nbg) for the whole sequence (rows never interact, so groups never wait for
+   each other) and splits the hidden blocks among its threads (one barrier per step inside the
+   group). Every thread of a group packs all the group's weight columns, so groups pay off while
+   the weights a step reads (wbytes) stay in a core's L2 and each group keeps two row tiles. */
+static int batch_groups(int nt, int64_t B, int64_t mr, int64_t wbytes) {
+    int nbg = fr_rec_batch_groups_forced();
+    if (nbg > 0) return (nt % nbg == 0 && B >= nbg) ? nbg : 1;
+    if (wbytes > FR_GROUP_MAX_WEIGHT_BYTES) return 1;
+    for (nbg = nt; nbg > 1; nbg--)
+        if (nt % nbg == 0 && B / nbg >= 2 * mr) return nbg;
+    return 1;
+}
+
+/* Plan the team of a pass over B rows, H units and G gates for at most nthreads threads; flops_I:
+   the input width a step's work is counted with, wbytes: the packed weights a step reads.
+   FR_ERR_ARG for a microkernel wider than the driver's bounds. */
+static int plan_team(fr_team_plan *p, int64_t mr, int64_t nr, int nthreads, int64_t B,
+                     int64_t flops_I, int64_t H, int64_t G, int64_t wbytes) {
+    if (nr > FR_MAX_NR || mr > FR_MAX_MR) return FR_ERR_ARG;
+    p->mr = mr;
+    p->nr = nr;
+    p->njb = (H + nr - 1) / nr;
+    p->nt = pick_threads(nthreads, p->njb, B, flops_I, H, G);
+    p->nbg = batch_groups(p->nt, B, mr, wbytes);
+    p->nhg = p->nt / p->nbg;
+    p->njt = (p->njb + p->nhg - 1) / p->nhg;
+    return FR_OK;
+}
+
+/* Hidden blocks [*jb0, *jb0 + *nj) owned by thread hg of its group. */
+static inline void my_blocks(const fr_team_plan *p, int64_t hg, int64_t *jb0, int64_t *nj) {
+    *jb0 = imin(p->njb, hg * p->njt);
+    *nj = imin(p->njb, *jb0 + p->njt) - *jb0;
+}
+
+/* Rows [*rb0, *rb1) of B owned by batch group bg. */
+static inline void my_rows(const fr_team_plan *p, int64_t B, int64_t bg, int64_t *rb0,
+                           int64_t *rb1) {
+    *rb0 = B * bg / p->nbg;
+    *rb1 = B * (bg + 1) / p->nbg;
+}
+
+/* ---- phase 2: padding and layout ------------------------------------------------------------- */
+
+/* The stride of rows of n elements of esize bytes, padded by a cache line: with a row size a
+   multiple of 4 KiB (H = 256, 512, 1024... in float) the microkernel's rows would all map to the
+   same L1 set. */
+static inline int64_t padded_ld(int64_t n, int64_t esize) {
+    const int64_t line = 64 / esize;
+    return (n + line - 1) / line * line + line;
+}
+
+/* ---- phase 3: scratch and the team's barrier flags ----------------------------------------- */
+
+/* Whether the team's per-step barrier can spin (team_sync.h): only with a processor per thread;
+   oversubscribed, spinning threads would take the processors from the threads they wait for, so
+   libgomp's barrier (which sleeps) is used instead. */
+static inline int spin_team(int nt) {
+#ifdef _OPENMP
+    return nt > 1 && nt <= omp_get_num_procs();
+#else
+    (void)nt;
+    return 0;
+#endif
+}
+
+/* A pass's working memory: the scratch, and the barrier flags when the team spins (team NULL
+   otherwise). */
+typedef struct {
+    void *scratch;
+    fr_team_flag *team;
+    int spin;
+} fr_team_mem;
+
+/* Acquire bytes of scratch and the flags p's team needs; FR_ERR_NOMEM (nothing held) on failure. */
+static int acquire(fr_team_mem *mem, const fr_team_plan *p, size_t bytes) {
+    mem->scratch = fr_scratch_alloc(bytes);
+    mem->spin = p->nhg > 1 && spin_team(p->nt);
+    mem->team = mem->spin ? fr_team_new(p->nt) : NULL;
+    if (mem->scratch == NULL || (mem->spin && mem->team == NULL)) {
+        fr_team_free(mem->team);
+        fr_scratch_free(mem->scratch);
+        mem->scratch = NULL;
+        mem->team = NULL;
+        return FR_ERR_NOMEM;
+    }
+    return FR_OK;
+}
+
+/* Release the flags (the scratch stays). */
+static void release_flags(fr_team_mem *mem) {
+    fr_team_free(mem->team);
+    mem->team = NULL;
+}
+
+/* Release everything acquire took. */
+static void release(fr_team_mem *mem) {
+    release_flags(mem);
+    fr_scratch_free(mem->scratch);
+    mem->scratch = NULL;
+}
+
+/* The k-th per-step barrier of the threads of batch group bg (hg: this thread's index in it). */
+static inline void group_barrier(const fr_team_mem *mem, const fr_team_plan *p, int bg, int hg,
+                                 int64_t k) {
+    if (mem->spin) {
+        fr_team_barrier(mem->team + bg * p->nhg, hg, p->nhg, k);
+    } else if (p->nhg > 1) { /* libgomp makes a futex call even for a team of one */
+#pragma omp barrier
+    }
+}
+
+/* ---- phase 4: the team's region, and the retry with a smaller team ------------------------- */
+
+/* Threads in the current team (1 outside a parallel region or without OpenMP). */
+static inline int team_size(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+static inline int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/*
+ * A pass of a driver (forward or backward), as run_pass sees it: the sizes its team is planned
+ * for, and its phases: layout (the scratch bytes for ps->plan, filling the pass's layout), begin
+ * (after the scratch is acquired, before the region; may be NULL) and thread (the work of thread
+ * tid in the region). A driver's own pass type starts with this struct.
+ */
+typedef struct fr_pass fr_pass;
+struct fr_pass {
+    int64_t mr, nr;           /* the microkernel's tile */
+    int64_t B, flops_I, H, G; /* plan_team's sizes */
+    int64_t wbytes;
+    size_t (*layout)(fr_pass *ps);
+    void (*begin)(fr_pass *ps);
+    void (*thread)(const fr_pass *ps, int tid);
+    fr_team_plan plan;
+    fr_team_mem mem;
+};
+
+/* Plan ps's team for nthreads, lay out and acquire its scratch, run its threads in one parallel
+   region; where the runtime gives a smaller team (OMP_THREAD_LIMIT, a nested region), none of
+   them runs: release and start over with that many threads. On FR_OK the pass still holds its
+   memory (the caller releases it); on failure it holds nothing. */
+static int run_pass(fr_pass *ps, int nthreads) {
+    for (;;) {
+        int st = plan_team(&ps->plan, ps->mr, ps->nr, nthreads, ps->B, ps->flops_I, ps->H, ps->G,
+                           ps->wbytes);
+        if (st == FR_OK) st = acquire(&ps->mem, &ps->plan, ps->layout(ps));
+        if (st != FR_OK) return st;
+        if (ps->begin) ps->begin(ps);
+        const int nt = ps->plan.nt;
+        int short_team = 0;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            if (team_size() != nt) { /* a smaller team than asked: redo with it below */
+                if (thread_id() == 0) short_team = team_size();
+            } else {
+                ps->thread(ps, thread_id());
+            }
+        }
+        if (short_team == 0) return FR_OK;
+        release(&ps->mem);
+        nthreads = short_team;
+    }
+}
+
+/* Threads worth using for a one-off parallel region of `flops` work (fork/join is not free). */
+static int threads_for(int nthreads, double flops) {
+    const double per_thread = 4.0e6;
+    int nt = (int)(flops / per_thread);
+    return nt < 1 ? 1 : (nt > nthreads ? nthreads : nt);
+}
+
+#define FR_TEMPLATE "recurrence.c"
 #include "template.h"
+
+#else /* the driver of one dtype */
+
+#define CELL SFX(fr_cell)
+#define KERN SFX(fr_kernel)
+
+/* Prefetch n elements at p into L2 (for writing when w). */
+static FR_PF_INLINE void SFX(prefetch_span)(const REAL *p, int64_t n, int w) {
+    fr_prefetch(p, n * (int64_t)sizeof(REAL), w);
+}
+
+/* Prefetch for writing the training cache and output lines a forward step stores for row r,
+   hidden units [j0, j0+nv) (y may be NULL). Inference (no cache) measured no gain from it. */
+static FR_PF_INLINE void SFX(prefetch_fw_row)(const CELL *cell, int64_t r, int64_t j0, int64_t nv,
+                                        int64_t H, const REAL *y, const REAL *hprev_c,
+                                        const REAL *gates_c, const REAL *aux0_c,
+                                        const REAL *aux1_c) {
+    const int64_t G = cell->G;
+    if (y) SFX(prefetch_span)(y + r * H + j0, nv, 1);
+    SFX(prefetch_span)(hprev_c + r * H + j0, nv, 1);
+    for (int64_t g = 0; g < G; g++) SFX(prefetch_span)(gates_c + r * G * H + g * H + j0, nv, 1);
+    if (cell->naux > 0) SFX(prefetch_span)(aux0_c + r * H + j0, nv, 1);
+    if (cell->naux > 1) SFX(prefetch_span)(aux1_c + r * H + j0, nv, 1);
+}
+
+/* Prefetch the lines the backward pointwise reads (cache, dy) and writes (gate grads) for row r,
+   hidden units [j0, j0+nv) (dy and dgx may be NULL). */
+static FR_PF_INLINE void SFX(prefetch_bw_row)(const CELL *cell, int64_t r, int64_t j0, int64_t nv,
+                                        int64_t H, const REAL *hprev_c, const REAL *gates_c,
+                                        const REAL *aux0_c, const REAL *aux1_c, const REAL *dy,
+                                        const REAL *dgh, const REAL *dgx) {
+    const int64_t G = cell->G, GH = G * H;
+    for (int64_t g = 0; g < G; g++) {
+        SFX(prefetch_span)(gates_c + r * GH + g * H + j0, nv, 0);
+        SFX(prefetch_span)(dgh + r * GH + g * H + j0, nv, 1);
+        if (dgx) SFX(prefetch_span)(dgx + r * GH + g * H + j0, nv, 1);
+    }
+    if (cell->naux > 0) SFX(prefetch_span)(aux0_c + r * H + j0, nv, 0);
+    if (cell->naux > 1) SFX(prefetch_span)(aux1_c + r * H + j0, nv, 0);
+    if (cell->bw_hprev) SFX(prefetch_span)(hprev_c + r * H + j0, nv, 0);
+    if (dy) SFX(prefetch_span)(dy + r * H + j0, nv, 0);
+}
+
+/* db[g*H + j] += d[r*G*H + g*H + j] for the tile's rows r, gates g < G and units j < t->n (d and
+   db at the tile's first unit). */
+FR_CLONES static void SFX(sum_rows)(const SFX(fr_bw_tile) *t, int64_t G, const REAL *d, REAL *db) {
+    const int64_t n = t->n, H = t->H;
+    FR_TILE_ROWS(t, i, r) {
+        for (int64_t g = 0; g < G; g++) {
+            const REAL *restrict src = d + r * G * H + g * H;
+            REAL *restrict dst = db + g * H;
+            for (int64_t j = 0; j < n; j++) dst[j] += src[j];
+        }
+    }
+}
+
+int64_t SFX(fr_rec_slice_size)(const CELL *cell, int64_t I, int64_t H, int64_t nr, int64_t njt) {
+    return njt * cell->G * nr * (I + H + 1) + njt * nr;
+}
+
+void SFX(fr_rec_slice_view)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, int64_t I, int64_t H,
+                            int64_t nr, int64_t jb0, int64_t nj, int64_t njt) {
+    const int64_t G = cell->G;
+    sl->jb0 = jb0;
+    sl->nj = nj;
+    sl->nr = nr;
+    sl->wih = dst;                        /* nj*G panels of I x nr */
+    sl->whh = dst + njt * G * nr * I;     /* nj*G panels of H x nr */
+    sl->bias = sl->whh + njt * G * nr * H; /* nj*G*nr folded input-side biases */
+    sl->bhn = sl->bias + njt * G * nr;     /* nj*nr GRU n recurrent bias */
+}
+
+void SFX(fr_rec_pack_slice)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, const REAL *w_ih,
+                            const REAL *w_hh, const REAL *b_ih, const REAL *b_hh, int64_t I,
+                            int64_t H, int64_t nr, int64_t jb0, int64_t nj, int64_t njt) {
+    const int64_t G = cell->G;
+    SFX(fr_rec_slice_view)(cell, sl, dst, I, H, nr, jb0, nj, njt);
+    if (nj <= 0) return;
+    if (I > 0 && w_ih != NULL) SFX(fr_pack_b)(sl->wih, w_ih, I, 1, I, H, G, nr, jb0, jb0 + nj);
+    SFX(fr_pack_b)(sl->whh, w_hh, H, 1, H, H, G, nr, jb0, jb0 + nj);
+    for (int64_t jl = 0; jl < nj; jl++) {
+        for (int64_t g = 0; g < G; g++) {
+            for (int64_t c = 0; c < nr; c++) {
+                const int64_t j = (jb0 + jl) * nr + c;
+                REAL v = 0;
+                if (j < H) {
+                    if (b_ih) v += b_ih[g * H + j];
+                    if (b_hh && !(cell->split_n && g == G - 1)) v += b_hh[g * H + j];
+                }
+                sl->bias[(jl * G + g) * nr + c] = v;
+            }
+        }
+        for (int64_t c = 0; c < nr; c++) {
+            const int64_t j = (jb0 + jl) * nr + c;
+            sl->bhn[jl * nr + c] = (cell->split_n && b_hh && j < H) ? b_hh[(G - 1) * H + j] : 0;
+        }
+    }
+}
+
+/* Identity input weights (w_ih NULL, I = G*H: A holds projected rows, gate g at +g*H): the
+   slice's columns of A plus the folded bias; padding columns past H get the bias (zero). Row q is
+   A + q*G*H, or A + ids[q]*G*H when ids is not NULL (rows picked from a table). */
+static void SFX(project_identity)(const CELL *cell, const SFX(fr_slice) *sl, const REAL *A,
+                                  const int64_t *ids, int64_t rows, int64_t H, REAL *xp,
+                                  int64_t ldxp) {
+    const int64_t G = cell->G, nr = sl->nr;
+    for (int64_t q = 0; q < rows; q++) {
+        const REAL *a = A + (ids ? ids[q] : q) * G * H;
+        if (ids && q + FR_PREFETCH_ROWS_AHEAD < rows) { /* table rows: load a later row's slice */
+            const REAL *an = A + ids[q + FR_PREFETCH_ROWS_AHEAD] * G * H + sl->jb0 * nr;
+            const int64_t ncols = imin(sl->nj * nr, H - sl->jb0 * nr);
+            for (int64_t g = 0; g < G; g++) SFX(prefetch_span)(an + g * H, ncols, 0);
+        }
+        for (int64_t jl = 0; jl < sl->nj; jl++) {
+            const int64_t j0 = (sl->jb0 + jl) * nr, nv = imin(nr, H - j0);
+            for (int64_t g = 0; g < G; g++) {
+                const REAL *bp = sl->bias + (jl * G + g) * nr;
+                REAL *o = xp + q * ldxp + (jl * G + g) * nr;
+                for (int64_t c = 0; c < nv; c++) o[c] = a[g * H + j0 + c] + bp[c];
+                for (int64_t c = nv; c < nr; c++) o[c] = bp[c];
+            }
+        }
+    }
+}
+
+void SFX(fr_rec_project)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *sl,
+                         const REAL *A, int64_t rows, int64_t I, REAL *xp, int64_t ldxp) {
+    const int64_t G = cell->G, nr = sl->nr, mr = kern->mr;
+    for (int64_t jl = 0; jl < sl->nj; jl++) {
+        for (int64_t g = 0; g < G; g++) {
+            const REAL *panel = sl->wih + (jl * G + g) * I * nr;
+            REAL *out = xp + (jl * G + g) * nr;
+            const REAL *bp = sl->bias + (jl * G + g) * nr;
+            for (int64_t r0 = 0; r0 < rows; r0 += mr) {
+                const int64_t m = imin(mr, rows - r0);
+                if (I > 0) kern->ukr(m, I, A + r0 * I, I, panel, out + r0 * ldxp, ldxp, 0);
+                for (int64_t i = 0; i < m; i++) {
+                    REAL *o = out + (r0 + i) * ldxp;
+                    if (I > 0)
+                        for (int64_t c = 0; c < nr; c++) o[c] += bp[c];
+                    else
+                        for (int64_t c = 0; c < nr; c++) o[c] = bp[c];
+                }
+            }
+        }
+    }
+}
+
+void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *sl, int64_t s,
+                      int64_t Tn, int64_t B, int64_t rb0, int64_t rb1, int64_t H,
+                      const int64_t *lengths, int reverse,
+                      const REAL *hp, REAL *hn, int64_t ldh, REAL *c, const REAL *xp, int64_t ldxp,
+                      int64_t qbase, REAL *y, REAL *cache, REAL *tile, SFX(fr_point_fn) pw, int act) {
+    const int64_t G = cell->G, GH = G * H, nr = sl->nr, mr = kern->mr, TB = Tn * B;
+    REAL *hprev_c = cache, *gates_c = cache ? cache + TB * H : NULL;
+    REAL *aux0_c = cache && cell->naux > 0 ? gates_c + TB * GH : NULL;
+    REAL *aux1_c = cache && cell->naux > 1 ? aux0_c + TB * H : NULL;
+    int64_t rows[FR_MAX_MR];
+    SFX(fr_tile) tl = {.ts = nr, .H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * nr, .ldh = ldh,
+                       .ldc = H, .rows = rows};
+    for (int64_t jl = 0; jl < sl->nj; jl++) {
+        const int64_t j0 = (sl->jb0 + jl) * nr, nv = imin(nr, H - j0);
+        const REAL *wpanel = sl->whh + jl * G * H * nr;
+        tl.n = nv;
+        tl.bhn = sl->bhn + jl * nr;
+        tl.y = y ? y + j0 : NULL;
+        tl.gates = gates_c ? gates_c + j0 : NULL;
+        tl.aux0 = aux0_c ? aux0_c + j0 : NULL;
+        tl.aux1 = aux1_c ? aux1_c + j0 : NULL;
+        for (int64_t b0 = rb0; b0 < rb1; b0 += mr) {
+            const int64_t m = imin(mr, rb1 - b0);
+            for (int64_t g = 0; g < G; g++)
+                kern->ukr(m, H, hp + b0 * ldh, ldh, wpanel + g * H * nr, tile + g * nr, G * nr, 0);
+            for (int64_t i = 0; i < m; i++) {
+                const int64_t b = b0 + i;
+                const int64_t L = lengths ? lengths[b] : Tn;
+                const int64_t r = time_of(s, L, reverse) * B + b;
+                if (cache && s + 1 < Tn) /* the row's next step, one step ahead of its stores */
+                    SFX(prefetch_fw_row)(cell, time_of(s + 1, L, reverse) * B + b, j0, nv, H, y,
+                                         hprev_c, gates_c, aux0_c, aux1_c);
+                if (s < L) {
+                    rows[i] = r;
+                    if (cache) memcpy(hprev_c + r * H + j0, hp + b * ldh + j0, (size_t)nv * sizeof(REAL));
+                } else { /* the row's sequence has ended: its state passes through */
+                    rows[i] = -1;
+                    memcpy(hn + b * ldh + j0, hp + b * ldh + j0, (size_t)nv * sizeof(REAL));
+                    if (y) memset(y + r * H + j0, 0, (size_t)nv * sizeof(REAL));
+                    if (cache) memset(hprev_c + r * H + j0, 0, (size_t)nv * sizeof(REAL));
+                }
+            }
+            tl.m = m;
+            tl.xp = xp + (qbase + b0) * ldxp + jl * G * nr;
+            tl.hprev = hp + b0 * ldh + j0;
+            tl.h = hn + b0 * ldh + j0;
+            tl.c = cell->has_c ? c + b0 * H + j0 : NULL;
+            pw(&tl, act);
+        }
+    }
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+/* The forward pass: its arguments and its layout (fw_layout). */
+typedef struct {
+    fr_pass ps;
+    const CELL *cell;
+    const KERN *kern;
+    SFX(fr_point_fn) pw;
+    REAL *y, *h_n, *c_n, *cache;
+    const REAL *x, *w_ih, *w_hh, *b_ih, *b_hh;
+    const int64_t *ids, *lengths;
+    int64_t Tn, B, I, H;
+    int act, reverse, identity, gather;
+    int64_t Tc, bmax, ldxp, slice, per_thread, ldh, BL, shared;
+} SFX(fw_pass);
+
+/* Scratch: shared (h ping-pong, gather rows) + per thread (packed slice, x-proj, tile). */
+static size_t SFX(fw_layout)(fr_pass *ps) {
+    SFX(fw_pass) *f = (SFX(fw_pass) *)ps;
+    const fr_team_plan *p = &ps->plan;
+    const int64_t G = f->cell->G, B = f->B, H = f->H;
+    f->bmax = (B + p->nbg - 1) / p->nbg; /* max rows per group */
+    f->Tc = (PROJ_ROWS + f->bmax - 1) / f->bmax;
+    if (f->Tc > f->Tn) f->Tc = f->Tn;
+    f->ldxp = p->njt * G * p->nr;
+    f->slice = SFX(fr_rec_slice_size)(f->cell, f->identity ? 0 : f->I, H, p->nr, p->njt);
+    f->per_thread = f->slice + f->Tc * f->bmax * f->ldxp + p->mr * G * p->nr;
+    f->ldh = padded_ld(H, (int64_t)sizeof(REAL)); /* state rows */
+    f->BL = B * f->ldh;
+    f->shared = 2 * f->BL + (f->gather ? f->Tc * B * f->I : 0);
+    return (size_t)(f->shared + p->nt * f->per_thread) * sizeof(REAL);
+}
+
+/* The initial state into the first state buffer. */
+static void SFX(fw_begin)(fr_pass *ps) {
+    SFX(fw_pass) *f = (SFX(fw_pass) *)ps;
+    REAL *hbuf = (REAL *)ps->mem.scratch;
+    for (int64_t b = 0; b < f->B; b++)
+        memcpy(hbuf + b * f->ldh, f->h_n + b * f->H, (size_t)f->H * sizeof(REAL));
+}
+
+/* The input projection of the chunk of steps [s0, s1): this thread's columns (slice sl) for its
+   rows [rb0, rb1), into xp, nb = rb1 - rb0 rows per step in the order the steps' input rows are
+   read (fw_thread's qbase finds them). Reversed sequences with lengths first gather the chunk's
+   input rows into the shared gbuf (all threads take part). */
+static void SFX(fw_project_chunk)(const SFX(fw_pass) *f, const SFX(fr_slice) *sl, int64_t s0,
+                                  int64_t s1, int64_t rb0, int64_t rb1, REAL *xp) {
+    const CELL *cell = f->cell;
+    const REAL *x = f->x;
+    const int64_t *ids = f->ids, *lengths = f->lengths;
+    const int64_t Tn = f->Tn, B = f->B, I = f->I, H = f->H, ldxp = f->ldxp;
+    const int64_t rows = (s1 - s0) * B, nb = rb1 - rb0;
+    const int reverse = f->reverse, gather = f->gather;
+    REAL *gbuf = (REAL *)f->ps.mem.scratch + 2 * f->BL;
+    const REAL *A;
+    const int64_t *ids_c = NULL; /* ids of the chunk's rows (rows of x otherwise) */
+    if (gather) {
+        /* gbuf is shared: without per-step barriers (batch groups) a thread could
+           overwrite rows another group has not projected yet */
+        if (f->ps.plan.nbg > 1) {
+#pragma omp barrier
+        }
+#pragma omp for schedule(static)
+        for (int64_t q = 0; q < rows; q++) {
+            const int64_t s = s0 + q / B, b = q % B;
+            const int64_t t = time_of(s, lengths[b], 1);
+            const int64_t r = ids ? ids[t * B + b] : t * B + b;
+            memcpy(gbuf + q * I, x + r * I, (size_t)I * sizeof(REAL));
+        }
+        A = gbuf;
+    } else if (ids) {
+        A = x;
+        ids_c = ids + (reverse ? Tn - s1 : s0) * B;
+    } else {
+        A = reverse ? x + (Tn - s1) * B * I : x + s0 * B * I;
+    }
+    /* this thread's columns of the input projection for the chunk, its rows only
+       (A holds B rows per step; xp nb) */
+    for (int64_t k = 0; k < (nb == B ? 1 : s1 - s0); k++) {
+        const int64_t rk = nb == B ? rows : nb;
+        const REAL *Ak = ids_c ? A : A + (k * B + rb0) * I;
+        const int64_t *idk = ids_c ? ids_c + k * B + rb0 : NULL;
+        if (f->identity)
+            SFX(project_identity)(cell, sl, Ak, idk, rk, H, xp + k * nb * ldxp, ldxp);
+        else
+            SFX(fr_rec_project)(cell, f->kern, sl, Ak, rk, I, xp + k * nb * ldxp, ldxp);
+    }
+}
+
+/* Thread tid of the forward: its weight slice, then chunks of input projection and steps. */
+static void SFX(fw_thread)(const fr_pass *ps, int tid) {
+    const SFX(fw_pass) *f = (const SFX(fw_pass) *)ps;
+    const fr_team_plan *p = &ps->plan;
+    const CELL *cell = f->cell;
+    const KERN *kern = f->kern;
+    const SFX(fr_point_fn) pw = f->pw;
+    REAL *y = f->y, *h_n = f->h_n, *c_n = f->c_n, *cache = f->cache;
+    const int64_t *lengths = f->lengths;
+    const int64_t Tn = f->Tn, B = f->B, I = f->I, H = f->H, nr = p->nr;
+    const int64_t Tc = f->Tc, bmax = f->bmax, ldxp = f->ldxp, ldh = f->ldh, BL = f->BL;
+    const int act = f->act, reverse = f->reverse, identity = f->identity, gather = f->gather;
+    REAL *scratch = (REAL *)ps->mem.scratch;
+    REAL *hbuf = scratch;
+
+    const int bg = tid / p->nhg, hg = tid % p->nhg;
+    int64_t rb0, rb1, jb0, nj;
+    my_rows(p, B, bg, &rb0, &rb1);
+    my_blocks(p, hg, &jb0, &nj);
+    const int64_t nb = rb1 - rb0;
+    REAL *mine = scratch + f->shared + tid * f->per_thread;
+    REAL *xp = mine + f->slice;         /* Tc*nb rows of ldxp: (step, row - rb0) */
+    REAL *tile = xp + Tc * bmax * ldxp; /* mr x G*nr */
+    SFX(fr_slice) sl;
+    SFX(fr_rec_pack_slice)(cell, &sl, mine, f->w_ih, f->w_hh, f->b_ih, f->b_hh, identity ? 0 : I,
+                           H, nr, jb0, nj, p->njt);
+
+    for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
+        const int64_t s1 = imin(Tn, s0 + Tc);
+        SFX(fw_project_chunk)(f, &sl, s0, s1, rb0, rb1, xp);
+        for (int64_t s = s0; s < s1; s++) {
+            /* xp row of (s, b) is qbase + b */
+            const int64_t qbase =
+                ((reverse && !gather) ? (s1 - 1 - s) * nb : (s - s0) * nb) - rb0;
+            SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, rb0, rb1, H, lengths, reverse,
+                             hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp, ldxp,
+                             qbase, y, cache, tile, pw, act);
+            group_barrier(&ps->mem, p, bg, hg, s + 1);
+        }
+    }
+    /* final state: this thread's rows and columns */
+    const REAL *hf = hbuf + (Tn & 1) * BL;
+    for (int64_t jl = 0; jl < nj; jl++) {
+        const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
+        for (int64_t b = rb0; b < rb1; b++)
+            memcpy(h_n + b * H + j0, hf + b * ldh + j0, (size_t)nv * sizeof(REAL));
+    }
+}
+
+int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *x,
+                        const int64_t *ids, int64_t V, const REAL *h0, const REAL *c0,
+                        const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
+                        const int64_t *lengths, int64_t Tn, int64_t B, int64_t I, int64_t H,
+                        int act, int reverse, int nthreads) {
+    if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || y == NULL || h_n == NULL ||
+        (cell->has_c && c_n == NULL) || (Tn > 0 && B > 0 && I > 0 && x == NULL) || w_hh == NULL ||
+        (I > 0 && w_ih == NULL && I != cell->G * H) ||
+        (cache != NULL && fr_rec_cache_size(cell->G, cell->naux, Tn, B, H) < 0) ||
+        (ids != NULL && (w_ih != NULL || I != cell->G * H)))
+        return FR_ERR_ARG;
+    if (ids != NULL)
+        for (int64_t r = 0; r < Tn * B; r++)
+            if (ids[r] < 0 || ids[r] >= V) return FR_ERR_ARG;
+    const int64_t G = cell->G, BH = B * H;
+    const int identity = I > 0 && w_ih == NULL; /* x holds the input projection already */
+    /* initial state */
+    for (int64_t k = 0; k < BH; k++) h_n[k] = h0 ? h0[k] : (REAL)0;
+    if (cell->has_c)
+        for (int64_t k = 0; k < BH; k++) c_n[k] = c0 ? c0[k] : (REAL)0;
+    if (Tn == 0 || B == 0) return FR_OK;
+
+    const KERN *kern = SFX(fr_kernel_get)();
+    SFX(fw_pass) f = {
+        .ps = {.mr = kern->mr, .nr = kern->nr, .B = B, .flops_I = I, .H = H, .G = G,
+               .wbytes = G * H * ((identity ? 0 : I) + H) * (int64_t)sizeof(REAL),
+               .layout = SFX(fw_layout), .begin = SFX(fw_begin), .thread = SFX(fw_thread)},
+        .cell = cell, .kern = kern, .pw = cell->point_for(fr_get_arch()),
+        .y = y, .h_n = h_n, .c_n = c_n, .cache = cache,
+        .x = x, .w_ih = w_ih, .w_hh = w_hh, .b_ih = b_ih, .b_hh = b_hh,
+        .ids = ids, .lengths = lengths, .Tn = Tn, .B = B, .I = I, .H = H,
+        .act = act, .reverse = reverse, .identity = identity, .gather = reverse && lengths != NULL,
+    };
+    const int st = run_pass(&f.ps, nthreads);
+    if (st == FR_OK) release(&f.ps.mem);
+    return st;
+}
+
+/* ---- backward ----------------------------------------------------------------------------- */
+
+/* The backward pass: its arguments and its layout (bw_layout). */
+typedef struct {
+    fr_pass ps;
+    const CELL *cell;
+    const KERN *kern;
+    REAL *dx, *dh0, *dc0;
+    const REAL *cache, *w_hh, *dy;
+    const int64_t *lengths;
+    int64_t Tn, B, H;
+    int act, reverse, identity;
+    int64_t nacc; /* bias-gradient sums per thread: 0 (no bias), 1, or 2 (dgh and GRU's dgx) */
+    int64_t ldd, per_thread, own_dgx, shared;
+} SFX(bw_pass);
+
+/* Scratch: shared (the (T*B, G*H) pre-activation grads dx does not take, the ping-pong step rows)
+   + per thread (packed W_hh panels, a tile, the bias-gradient sums). */
+static size_t SFX(bw_layout)(fr_pass *ps) {
+    SFX(bw_pass) *w = (SFX(bw_pass) *)ps;
+    const fr_team_plan *p = &ps->plan;
+    const int64_t GH = w->cell->G * w->H, TB = w->Tn * w->B;
+    const int split = w->cell->split_n;
+    w->ldd = padded_ld(GH, (int64_t)sizeof(REAL)); /* step rows */
+    /* bias gradients: each thread sums the gate gradients it writes (dgh, and GRU's dgx apart)
+       into its own accumulators, added up in thread order after the loop */
+    w->per_thread = p->njt * GH * p->nr + p->mr * p->nr + w->nacc * GH;
+    /* the (T*B, G*H) input pre-activation grads go straight to dx when W_ih is the identity */
+    w->own_dgx = w->identity ? (split ? 1 : 0) : (split ? 2 : 1);
+    w->shared = TB * GH * w->own_dgx + 2 * w->B * w->ldd;
+    return (size_t)(w->shared + p->nt * w->per_thread) * sizeof(REAL);
+}
+
+/* (T*B, G*H) grads of the recurrent pre-activations. */
+static REAL *SFX(bw_dgh_all)(const SFX(bw_pass) *w) {
+    return (w->identity && !w->cell->split_n) ? w->dx : (REAL *)w->ps.mem.scratch;
+}
+
+/* (T*B, G*H) grads of the input pre-activations (the same as dgh_all for all cells but GRU). */
+static REAL *SFX(bw_dgx_all)(const SFX(bw_pass) *w) {
+    if (w->identity) return w->dx;
+    return w->cell->split_n ? (REAL *)w->ps.mem.scratch + w->Tn * w->B * w->cell->G * w->H
+                            : SFX(bw_dgh_all)(w);
+}
+
+/* Thread t's bias-gradient sums (nacc x G*H), after its packed panels and tile. */
+static REAL *SFX(bw_acc)(const SFX(bw_pass) *w, int t) {
+    const fr_team_plan *p = &w->ps.plan;
+    return (REAL *)w->ps.mem.scratch + w->shared + p->njt * w->cell->G * w->H * p->nr +
+           p->mr * p->nr + t * w->per_thread;
+}
+
+/* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns] (whh_p: the thread's nj
+   packed panels of (G*H) x nr, hidden blocks from jb0; tile: mr x nr of its scratch), for the rows
+   [rb0, rb1) active at step s only: an inactive row's state passed through unchanged, and its zero
+   dstep row times a non-finite W_hh would otherwise turn its gradient into NaN. */
+static void SFX(bw_dh_prev)(const KERN *kern, REAL *dh, const REAL *dstep, int64_t ldd,
+                            const REAL *whh_p, REAL *tile, const int64_t *lengths, int64_t s,
+                            int64_t rb0, int64_t rb1, int64_t jb0, int64_t nj, int64_t H,
+                            int64_t GH) {
+    const int64_t mr = kern->mr, nr = kern->nr;
+    for (int64_t jl = 0; jl < nj; jl++) {
+        const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
+        for (int64_t b0 = rb0; b0 < rb1; b0 += mr) {
+            const int64_t m = imin(mr, rb1 - b0);
+            kern->ukr(m, GH, dstep + b0 * ldd, ldd, whh_p + jl * GH * nr, tile, nr, 0);
+            for (int64_t i = 0; i < m; i++) {
+                if (lengths && s >= lengths[b0 + i]) continue;
+                REAL *d = dh + (b0 + i) * H + j0;
+                for (int64_t c = 0; c < nv; c++) d[c] += tile[i * nr + c];
+            }
+        }
+    }
+}
+
+/* Thread tid of the backward: its W_hh panels, then the steps from last to first. */
+static void SFX(bw_thread)(const fr_pass *ps, int tid) {
+    const SFX(bw_pass) *w = (const SFX(bw_pass) *)ps;
+    const fr_team_plan *p = &ps->plan;
+    const CELL *cell = w->cell;
+    const KERN *kern = w->kern;
+    const REAL *dy = w->dy;
+    const int64_t *lengths = w->lengths;
+    const int64_t Tn = w->Tn, B = w->B, H = w->H, G = cell->G, GH = G * H, TB = Tn * B;
+    const int64_t nr = p->nr, ldd = w->ldd, nacc = w->nacc;
+    const int act = w->act, reverse = w->reverse, split = cell->split_n;
+    REAL *scratch = (REAL *)ps->mem.scratch;
+    REAL *dgh_all = SFX(bw_dgh_all)(w), *dgx_all = SFX(bw_dgx_all)(w);
+    REAL *dgs = scratch + TB * GH * w->own_dgx; /* 2 x (B, ldd) ping-pong step rows */
+    const REAL *hprev_c = w->cache, *gates_c = w->cache + TB * H;
+    const REAL *aux0_c = cell->naux > 0 ? gates_c + TB * GH : NULL;
+    const REAL *aux1_c = cell->naux > 1 ? aux0_c + TB * H : NULL;
+    REAL *dh = w->dh0, *dc = cell->has_c ? w->dc0 : NULL;
+
+    const int bg = tid / p->nhg, hg = tid % p->nhg;
+    int64_t rb0, rb1, jb0, nj;
+    my_rows(p, B, bg, &rb0, &rb1);
+    my_blocks(p, hg, &jb0, &nj);
+    REAL *whh_p = scratch + w->shared + tid * w->per_thread; /* nj panels of (G*H) x nr */
+    REAL *tile = whh_p + p->njt * GH * nr;
+    REAL *acc = SFX(bw_acc)(w, tid);
+    if (nacc > 0) memset(acc, 0, (size_t)(nacc * GH) * sizeof(REAL));
+    if (nj > 0) SFX(fr_pack_b)(whh_p, w->w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
+
+    int64_t rows[FR_BW_ROWS];
+    SFX(fr_bw_tile) bt = {.H = H, .rows = rows, .ldd = ldd};
+    for (int64_t s = Tn - 1; s >= 0; s--) {
+        REAL *dstep = dgs + (s & 1) * B * ldd;
+        for (int64_t jl = 0; jl < nj; jl++) {
+            const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
+            bt.n = nv;
+            bt.gates = gates_c + j0;
+            bt.aux0 = aux0_c ? aux0_c + j0 : NULL;
+            bt.aux1 = aux1_c ? aux1_c + j0 : NULL;
+            bt.hprev = hprev_c + j0;
+            bt.dy = dy ? dy + j0 : NULL;
+            bt.dgh = dgh_all + j0;
+            bt.dgx = split ? dgx_all + j0 : NULL;
+            for (int64_t b0 = rb0; b0 < rb1; b0 += FR_BW_ROWS) {
+                const int64_t m = imin(FR_BW_ROWS, rb1 - b0);
+                for (int64_t i = 0; i < m; i++) {
+                    const int64_t b = b0 + i;
+                    const int64_t L = lengths ? lengths[b] : Tn;
+                    const int64_t r = time_of(s, L, reverse) * B + b;
+                    if (s > 0) /* the row's next step, one step ahead of use */
+                        SFX(prefetch_bw_row)(cell, time_of(s - 1, L, reverse) * B + b, j0,
+                                             nv, H, hprev_c, gates_c, aux0_c, aux1_c, dy, dgh_all,
+                                             split ? dgx_all : NULL);
+                    rows[i] = s < L ? r : -1;
+                    if (s >= L) /* past the row's end: zero gradients */
+                        for (int64_t g = 0; g < G; g++) {
+                            memset(dgh_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                            memset(dstep + b * ldd + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                            if (split) memset(dgx_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                        }
+                }
+                bt.m = m;
+                bt.dh = dh + b0 * H + j0;
+                bt.dc = dc ? dc + b0 * H + j0 : NULL;
+                bt.dgs = dstep + b0 * ldd + j0;
+                cell->bw(&bt, act);
+                if (nacc > 0) { /* while the rows just written are in L1 */
+                    SFX(sum_rows)(&bt, G, bt.dgh, acc + j0);
+                    if (split) SFX(sum_rows)(&bt, G, bt.dgx, acc + GH + j0);
+                }
+            }
+        }
+        group_barrier(&ps->mem, p, bg, hg, Tn - s);
+        SFX(bw_dh_prev)(kern, dh, dstep, ldd, whh_p, tile, lengths, s, rb0, rb1, jb0, nj, H, GH);
+    }
+}
+
+int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh,
+                         REAL *db_ih, REAL *db_hh, const REAL *cache, const REAL *x, const REAL *w_ih,
+                         const REAL *w_hh, const REAL *dy, const REAL *dh_n, const REAL *dc_n,
+                         const int64_t *lengths, int64_t Tn, int64_t B, int64_t I, int64_t H, int act,
+                         int reverse, int nthreads) {
+    const int identity = I > 0 && w_ih == NULL; /* W_ih is the identity: dx gets the gate grads */
+    if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || dh0 == NULL ||
+        (dw_ih == NULL && !identity) || dw_hh == NULL || (cell->has_c && dc0 == NULL) ||
+        (Tn > 0 && B > 0 && cache == NULL) || (identity && I != cell->G * H) ||
+        (Tn > 0 && B > 0 && I > 0 && (identity ? dx == NULL : x == NULL)) || w_hh == NULL ||
+        fr_rec_cache_size(cell->G, cell->naux, Tn, B, H) < 0)
+        return FR_ERR_ARG;
+    const int64_t G = cell->G, GH = G * H, BH = B * H, TB = Tn * B;
+    for (int64_t k = 0; k < BH; k++) dh0[k] = dh_n ? dh_n[k] : (REAL)0;
+    if (cell->has_c)
+        for (int64_t k = 0; k < BH; k++) dc0[k] = dc_n ? dc_n[k] : (REAL)0;
+    if (TB == 0) return FR_OK;
+
+    const KERN *kern = SFX(fr_kernel_get)();
+    const int split = cell->split_n;
+    SFX(bw_pass) w = {
+        .ps = {.mr = kern->mr, .nr = kern->nr, .B = B, .flops_I = 0, .H = H, .G = G,
+               .wbytes = GH * H * (int64_t)sizeof(REAL), .layout = SFX(bw_layout), .begin = NULL,
+               .thread = SFX(bw_thread)},
+        .cell = cell, .kern = kern, .dx = dx, .dh0 = dh0, .dc0 = dc0,
+        .cache = cache, .w_hh = w_hh, .dy = dy, .lengths = lengths, .Tn = Tn, .B = B, .H = H,
+        .act = act, .reverse = reverse, .identity = identity,
+        .nacc = (db_ih || db_hh) ? (split ? 2 : 1) : 0,
+    };
+    int st = run_pass(&w.ps, nthreads);
+    if (st != FR_OK) return st;
+    release_flags(&w.ps.mem);
+
+    /* the weight gradients: single GEMMs over all steps */
+    const fr_team_plan *p = &w.ps.plan;
+    const REAL *dgh_all = SFX(bw_dgh_all)(&w), *dgx_all = SFX(bw_dgx_all)(&w), *hprev_c = cache;
+    const int ntg = threads_for(nthreads, 2.0 * (double)TB * (double)GH * (double)(identity ? H : I + H));
+    if (I > 0 && !identity) {
+        if (dx) st = SFX(fr_gemm)(0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
+        if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, ntg);
+    }
+    if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, ntg);
+    for (int t = 0; t < p->nt && w.nacc > 0; t++) { /* bias gradients: the threads' sums, in order */
+        int64_t jb0, nj;
+        my_blocks(p, t % p->nhg, &jb0, &nj);
+        const REAL *acc = SFX(bw_acc)(&w, t);
+        for (int64_t g = 0; g < G; g++) {
+            const int64_t c0 = g * H + jb0 * p->nr, c1 = g * H + imin(H, (jb0 + nj) * p->nr);
+            for (int64_t c = c0; c < c1; c++) {
+                if (db_hh) db_hh[c] += acc[c];
+                if (db_ih) db_ih[c] += acc[split ? GH + c : c];
+            }
+        }
+    }
+    release(&w.ps.mem);
+    return st;
+}
+
+/* ---- the cells and the public entry points ------------------------------------------------ */
+
+const CELL *SFX(fr_rec_cell_of)(int cell) {
+    switch (cell) {
+    case FR_CELL_RNN: return &SFX(fr_rnn_cell);
+    case FR_CELL_LSTM: return &SFX(fr_lstm_cell);
+    case FR_CELL_GRU: return &SFX(fr_gru_cell);
+    default: return NULL;
+    }
+}
+
+/* The descriptor of cell, or NULL where cell or act is not valid. */
+static const CELL *SFX(checked_cell)(int cell, int act) {
+    if (cell == FR_CELL_RNN && act != FR_RNN_TANH && act != FR_RNN_RELU) return NULL;
+    return SFX(fr_rec_cell_of)(cell);
+}
+
+int SFX(fr_cell_forward)(int cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *x,
+                         const REAL *h0, const REAL *c0, const REAL *w_ih, const REAL *w_hh,
+                         const REAL *b_ih, const REAL *b_hh, const int64_t *lengths, int64_t T,
+                         int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads) {
+    const CELL *cd = SFX(checked_cell)(cell, act);
+    if (cd == NULL) return FR_ERR_ARG;
+    return SFX(fr_rec_forward)(cd, y, h_n, cd->has_c ? c_n : NULL, cache, x, NULL, 0, h0,
+                               cd->has_c ? c0 : NULL, w_ih, w_hh, b_ih, b_hh, lengths, T, B, I, H,
+                               act, reverse, nthreads);
+}
+
+int SFX(fr_cell_forward_rows)(int cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache,
+                              const REAL *table, int64_t V, const int64_t *ids, const REAL *h0,
+                              const REAL *c0, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
+                              const int64_t *lengths, int64_t T, int64_t B, int64_t H, int act,
+                              int reverse, int nthreads) {
+    const CELL *cd = SFX(checked_cell)(cell, act);
+    if (cd == NULL || H < 1 || V < 0 || (T > 0 && B > 0 && (ids == NULL || table == NULL)))
+        return FR_ERR_ARG;
+    return SFX(fr_rec_forward)(cd, y, h_n, cd->has_c ? c_n : NULL, cache, table, ids, V, h0,
+                               cd->has_c ? c0 : NULL, NULL, w_hh, b_ih, b_hh, lengths, T, B,
+                               cd->G * H, H, act, reverse, nthreads);
+}
+
+int SFX(fr_cell_backward)(int cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh,
+                          REAL *db_ih, REAL *db_hh, const REAL *cache, const REAL *x,
+                          const REAL *w_ih, const REAL *w_hh, const REAL *dy, const REAL *dh_n,
+                          const REAL *dc_n, const int64_t *lengths, int64_t T, int64_t B,
+                          int64_t I, int64_t H, int act, int reverse, int nthreads) {
+    const CELL *cd = SFX(checked_cell)(cell, act);
+    if (cd == NULL) return FR_ERR_ARG;
+    return SFX(fr_rec_backward)(cd, dx, dh0, cd->has_c ? dc0 : NULL, dw_ih, dw_hh, db_ih, db_hh,
+                                cache, x, w_ih, w_hh, dy, dh_n, cd->has_c ? dc_n : NULL, lengths, T,
+                                B, I, H, act, reverse, nthreads);
+}
+
+#undef CELL
+#undef KERN
+
+#endif

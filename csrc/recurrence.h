@@ -1,6 +1,7 @@
 /*
  * recurrence.h — internal interface between the cell files (rnn.c, lstm.c, gru.c) and the shared
- * whole-sequence driver (recurrence.c). Not part of the public API.
+ * whole-sequence driver (recurrence.c). Not part of the public API. The per-dtype declarations are
+ * this file's template body (template.h): fr_tile_s / fr_tile_d and so on.
  *
  * A cell is described by its gate count and two pointwise functions that work on a tile of rows
  * (fr_tile, fr_bw_tile) and a segment of n <= FR_MAX_NR hidden units [j0, j0+n). The driver owns everything else: packing,
@@ -11,6 +12,7 @@
  *   hprev (T*B, H) | gates (T*B, G*H) post-activation, natural gate order | aux_k (T*B, H), k < naux
  * LSTM: aux0 = c_prev, aux1 = tanh(c). GRU: aux0 = W_hn h + b_hn. RNN: none; gates = new h.
  */
+#ifndef REAL
 #ifndef FASTRNN_RECURRENCE_H
 #define FASTRNN_RECURRENCE_H
 
@@ -18,7 +20,7 @@
 #include "simd_target.h" /* FR_CLONES */
 
 #define FR_MAX_NR 64 /* widest panel a microkernel may use */
-
+#define FR_MAX_MR 8  /* most rows a microkernel tile may have */
 
 /* dst[j] = a[j] + b[j] for j < n, b NULL meaning zeros (the incoming state gradient of a segment:
    later steps' dh plus this step's dy). */
@@ -30,7 +32,26 @@
             for (int64_t j_ = 0; j_ < (n); j_++) (dst)[j_] = (a)[j_];                             \
     } while (0)
 
-#define FR_MAX_MR 8 /* most rows a microkernel tile may have */
+/* Loop over the rows i of tile t that are not skipped, r their time rows. */
+#define FR_TILE_ROWS(t, i, r)                                                                     \
+    for (int64_t i = 0, r; i < (t)->m; i++)                                                       \
+        if ((r = (t)->rows[i]) >= 0)
+
+/* p + k, or NULL where p is NULL (the optional stores of a tile). */
+#define FR_OPT(p, k) ((p) ? (p) + (k) : NULL)
+
+/* Cache elements for a cell with G gates and naux aux blocks; -1 for a negative size or a count
+   that would overflow int64_t. */
+int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H);
+
+/* The batch-group count set by fr_set_batch_groups (0: the drivers choose). */
+int fr_rec_batch_groups_forced(void);
+
+#define FR_TEMPLATE "recurrence.h"
+#include "template.h"
+
+#endif /* FASTRNN_RECURRENCE_H */
+#else /* the declarations of one dtype */
 
 /*
  * One tile of a forward step for a cell's pointwise kernel: rows i < m (consecutive batch rows)
@@ -43,122 +64,105 @@
  * y (+r*H) and the cache rows gates (+r*G*H, gate g at +g*H), aux0 and aux1 (+r*H) are stored
  * where not NULL (the cache layout above; NULL in inference).
  */
-#define FR_DECLARE_POINT(T, S)                                                                    \
-    typedef struct {                                                                              \
-        int64_t m, n, ts, H;                                                                      \
-        const T *xp;                                                                              \
-        int64_t ldxp;                                                                             \
-        const T *hh;                                                                              \
-        int64_t ldhh;                                                                             \
-        const T *bhn;   /* GRU recurrent n-bias, shared by the rows */                            \
-        const T *hprev; /* previous state, row i at +i*ldh */                                     \
-        T *h;           /* new state, row i at +i*ldh */                                          \
-        int64_t ldh;                                                                              \
-        T *c; /* LSTM cell state, row i at +i*ldc */                                              \
-        int64_t ldc;                                                                              \
-        const int64_t *rows;                                                                      \
-        T *y, *gates, *aux0, *aux1;                                                               \
-    } fr_tile_##S;                                                                                \
-    /* A cell's forward pointwise kernel over a tile (act: the RNN non-linearity). */             \
-    typedef void (*fr_point_fn_##S)(const fr_tile_##S *t, int act);                               \
-    /* pointwise.c: the LSTM / GRU kernel of SIMD path arch (FR_ARCH_*; portable C for any       \
-       other value). */                                                                           \
-    fr_point_fn_##S fr_lstm_point_for_##S(int arch);                                              \
-    fr_point_fn_##S fr_gru_point_for_##S(int arch);
-FR_DECLARE_POINT(float, s)
-FR_DECLARE_POINT(double, d)
-#undef FR_DECLARE_POINT
+typedef struct {
+    int64_t m, n, ts, H;
+    const REAL *xp;
+    int64_t ldxp;
+    const REAL *hh;
+    int64_t ldhh;
+    const REAL *bhn;   /* GRU recurrent n-bias, shared by the rows */
+    const REAL *hprev; /* previous state, row i at +i*ldh */
+    REAL *h;           /* new state, row i at +i*ldh */
+    int64_t ldh;
+    REAL *c; /* LSTM cell state, row i at +i*ldc */
+    int64_t ldc;
+    const int64_t *rows;
+    REAL *y, *gates, *aux0, *aux1;
+} SFX(fr_tile);
 
-/* Loop over the rows i of tile t that are not skipped, r their time rows. */
-#define FR_TILE_ROWS(t, i, r)                                                                     \
-    for (int64_t i = 0, r; i < (t)->m; i++)                                                       \
-        if ((r = (t)->rows[i]) >= 0)
+/* A cell's forward pointwise kernel over a tile (act: the RNN non-linearity). */
+typedef void (*SFX(fr_point_fn))(const SFX(fr_tile) *t, int act);
 
-#define FR_DECLARE_CELL(T, S)                                                                     \
-    /* Rows i < m of a backward step for a cell's backward pointwise, on hidden units            \
-       [j0, j0+n): rows[i] is row i's time row r (-1: skip). Cache rows (gates +r*G*H, aux0, aux1, \
-       hprev +r*H), dy (+r*H, NULL = 0) and the pre-activation gradients dgh, dgx (+r*G*H) point  \
-       at unit j0 of time row 0; dh, dc (+i*H) and the step rows dgs (+i*ldd) at row i = 0.       \
-       dh: in, the gradient w.r.t. the new state from later steps; out, the direct gradient      \
-       w.r.t. hprev (excluding the W_hh product). dc: LSTM cell gradient, in/out. dgh: gradient   \
-       w.r.t. the recurrent pre-activations (gate g at +g*H), written to both dgh and dgs. dgx:   \
-       GRU only, gradient w.r.t. the input pre-activations (NULL for cells where it equals dgh). */ \
-    typedef struct {                                                                              \
-        int64_t m, n, H;                                                                          \
-        const int64_t *rows;                                                                      \
-        const T *gates, *aux0, *aux1, *hprev, *dy;                                                \
-        T *dh, *dc, *dgh, *dgx, *dgs;                                                             \
-        int64_t ldd;                                                                              \
-    } fr_bw_tile_##S;                                                                             \
-    typedef void (*fr_bw_##S##_fn)(const fr_bw_tile_##S *t, int act);                             \
-    typedef struct {                                                                              \
-        int G;              /* gates in the weights */                                            \
-        int naux;           /* extra (T*B, H) cache blocks */                                     \
-        int has_c;          /* LSTM cell state */                                                 \
-        int split_n;        /* GRU: b_hh's n part stays out of the input projection */            \
-        int bw_hprev;       /* the backward pointwise reads h_prev (GRU) */                       \
-        fr_bw_##S##_fn bw;  /* backward pointwise of a tile of rows */                            \
-        /* the forward pointwise kernel of SIMD path arch (resolved once per driver call: once   \
-           per row segment cost ~4% of an LSTM inference step, measured) */                       \
-        fr_point_fn_##S (*point_for)(int arch);                                                   \
-    } fr_cell_##S;                                                                                \
-    /* A thread's share of the forward weights, packed: hidden blocks [jb0, jb0+nj) of width nr. */ \
-    typedef struct {                                                                              \
-        int64_t jb0, nj, nr;                                                                      \
-        T *wih, *whh, *bias, *bhn; /* panels of W_ih and W_hh, folded bias, GRU n-bias */         \
-    } fr_slice_##S;                                                                               \
-    /* Elements needed to pack a slice of njt hidden blocks. */                                   \
-    int64_t fr_rec_slice_size_##S(const fr_cell_##S *cell, int64_t I, int64_t H, int64_t nr,      \
-                                  int64_t njt);                                                   \
-    /* Describe a slice packed at dst (pointers only, no packing). */                             \
-    void fr_rec_slice_view_##S(const fr_cell_##S *cell, fr_slice_##S *sl, T *dst, int64_t I,      \
-                               int64_t H, int64_t nr, int64_t jb0, int64_t nj, int64_t njt);      \
-    /* Pack hidden blocks [jb0, jb0+nj) into dst (fr_rec_slice_size elements) and describe it. */ \
-    void fr_rec_pack_slice_##S(const fr_cell_##S *cell, fr_slice_##S *sl, T *dst, const T *w_ih,  \
-                               const T *w_hh, const T *b_ih, const T *b_hh, int64_t I, int64_t H, \
-                               int64_t nr, int64_t jb0, int64_t nj, int64_t njt);                 \
-    /* The slice's columns of A (rows x I) W_ih^T + bias into xp (row stride ldxp). */            \
-    void fr_rec_project_##S(const fr_cell_##S *cell, const fr_kernel_##S *kern,                   \
-                            const fr_slice_##S *sl, const T *A, int64_t rows, int64_t I, T *xp,   \
-                            int64_t ldxp);                                                        \
-    /* Step s for rows [rb0, rb1) of B on the slice's hidden units: recurrent tile + pointwise.   \
-       Reads hp, writes hn and c (LSTM) there; xp row qbase+b holds row b's projection; y and     \
-       cache may be NULL; lengths/reverse/Tn map (s, b) to a time index as in the forward. */     \
-    void fr_rec_step_##S(const fr_cell_##S *cell, const fr_kernel_##S *kern,                      \
-                         const fr_slice_##S *sl, int64_t s, int64_t Tn, int64_t B, int64_t rb0,   \
-                         int64_t rb1, int64_t H, const int64_t *lengths, int reverse,             \
-                         const T *hp, T *hn, int64_t ldh,                                         \
-                         T *c,                                                                     \
-                         const T *xp, int64_t ldxp, int64_t qbase, T *y, T *cache, T *tile,       \
-                         fr_point_fn_##S pw, int act);                                            \
-    /* The descriptor of FR_CELL_RNN/LSTM/GRU, NULL for another value. */                         \
-    const fr_cell_##S *fr_rec_cell_of_##S(int cell);                                              \
-    /* Whole-sequence forward of a cell; arguments as the public fr_<cell>_forward_*, plus ids    \
-       (NULL, or T*B row indices into x, then a table of V rows of G*H projected inputs). */      \
-    int fr_rec_forward_##S(const fr_cell_##S *cell, T *y, T *h_n, T *c_n, T *cache, const T *x,   \
-                           const int64_t *ids, int64_t V,                                         \
-                           const T *h0, const T *c0, const T *w_ih, const T *w_hh, const T *b_ih, \
-                           const T *b_hh, const int64_t *lengths, int64_t Tn, int64_t B,          \
-                           int64_t I, int64_t H, int act, int reverse, int nthreads);             \
-    /* Whole-sequence backward; arguments as the public fr_<cell>_backward_*. */                  \
-    int fr_rec_backward_##S(const fr_cell_##S *cell, T *dx, T *dh0, T *dc0, T *dw_ih, T *dw_hh,   \
-                            T *db_ih, T *db_hh, const T *cache, const T *x, const T *w_ih,        \
-                            const T *w_hh, const T *dy, const T *dh_n, const T *dc_n,             \
-                            const int64_t *lengths, int64_t Tn, int64_t B, int64_t I, int64_t H,  \
-                            int act, int reverse, int nthreads);
+/*
+ * Rows i < m of a backward step for a cell's backward pointwise, on hidden units [j0, j0+n):
+ * rows[i] is row i's time row r (-1: skip). Cache rows (gates +r*G*H, aux0, aux1, hprev +r*H), dy
+ * (+r*H, NULL = 0) and the pre-activation gradients dgh, dgx (+r*G*H) point at unit j0 of time
+ * row 0; dh, dc (+i*H) and the step rows dgs (+i*ldd) at row i = 0.
+ * dh: in, the gradient w.r.t. the new state from later steps; out, the direct gradient w.r.t.
+ * hprev (excluding the W_hh product). dc: LSTM cell gradient, in/out. dgh: gradient w.r.t. the
+ * recurrent pre-activations (gate g at +g*H), written to both dgh and dgs. dgx: GRU only, gradient
+ * w.r.t. the input pre-activations (NULL for cells where it equals dgh).
+ */
+typedef struct {
+    int64_t m, n, H;
+    const int64_t *rows;
+    const REAL *gates, *aux0, *aux1, *hprev, *dy;
+    REAL *dh, *dc, *dgh, *dgx, *dgs;
+    int64_t ldd;
+} SFX(fr_bw_tile);
 
-FR_DECLARE_CELL(float, s)
-FR_DECLARE_CELL(double, d)
+/* A cell's backward pointwise kernel over a tile of rows (act: the RNN non-linearity). */
+typedef void (*SFX(fr_bw_fn))(const SFX(fr_bw_tile) *t, int act);
+
+/* A cell, as the driver sees it (one per cell file, by designated initialisers). */
+typedef struct {
+    int G;            /* gates in the weights */
+    int naux;         /* extra (T*B, H) cache blocks */
+    int has_c;        /* LSTM cell state */
+    int split_n;      /* GRU: b_hh's n part stays out of the input projection */
+    int bw_hprev;     /* the backward pointwise reads h_prev (GRU) */
+    SFX(fr_bw_fn) bw; /* backward pointwise of a tile of rows */
+    /* the forward pointwise kernel of SIMD path arch (resolved once per driver call: once per
+       row segment cost ~4% of an LSTM inference step, measured) */
+    SFX(fr_point_fn) (*point_for)(int arch);
+} SFX(fr_cell);
 
 /* The cell descriptors (defined in rnn.c, lstm.c, gru.c). */
-extern const fr_cell_s fr_rnn_cell_s, fr_lstm_cell_s, fr_gru_cell_s;
-extern const fr_cell_d fr_rnn_cell_d, fr_lstm_cell_d, fr_gru_cell_d;
+extern const SFX(fr_cell) SFX(fr_rnn_cell), SFX(fr_lstm_cell), SFX(fr_gru_cell);
 
-/* Cache elements for a cell with G gates and naux aux blocks; -1 for a negative size or a count
-   that would overflow int64_t. */
-int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H);
+/* A thread's share of the forward weights, packed: hidden blocks [jb0, jb0+nj) of width nr. */
+typedef struct {
+    int64_t jb0, nj, nr;
+    REAL *wih, *whh, *bias, *bhn; /* panels of W_ih and W_hh, folded bias, GRU n-bias */
+} SFX(fr_slice);
 
-/* The batch-group count set by fr_set_batch_groups (0: the drivers choose). */
-int fr_rec_batch_groups_forced(void);
+/* Elements needed to pack a slice of njt hidden blocks. */
+int64_t SFX(fr_rec_slice_size)(const SFX(fr_cell) *cell, int64_t I, int64_t H, int64_t nr,
+                               int64_t njt);
+/* Describe a slice packed at dst (pointers only, no packing). */
+void SFX(fr_rec_slice_view)(const SFX(fr_cell) *cell, SFX(fr_slice) *sl, REAL *dst, int64_t I,
+                            int64_t H, int64_t nr, int64_t jb0, int64_t nj, int64_t njt);
+/* Pack hidden blocks [jb0, jb0+nj) into dst (fr_rec_slice_size elements) and describe it. */
+void SFX(fr_rec_pack_slice)(const SFX(fr_cell) *cell, SFX(fr_slice) *sl, REAL *dst,
+                            const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
+                            int64_t I, int64_t H, int64_t nr, int64_t jb0, int64_t nj,
+                            int64_t njt);
+/* The slice's columns of A (rows x I) W_ih^T + bias into xp (row stride ldxp). */
+void SFX(fr_rec_project)(const SFX(fr_cell) *cell, const SFX(fr_kernel) *kern,
+                         const SFX(fr_slice) *sl, const REAL *A, int64_t rows, int64_t I, REAL *xp,
+                         int64_t ldxp);
+/* Step s for rows [rb0, rb1) of B on the slice's hidden units: recurrent tile + pointwise. Reads
+   hp, writes hn and c (LSTM) there; xp row qbase+b holds row b's projection; y and cache may be
+   NULL; lengths/reverse/Tn map (s, b) to a time index as in the forward. */
+void SFX(fr_rec_step)(const SFX(fr_cell) *cell, const SFX(fr_kernel) *kern,
+                      const SFX(fr_slice) *sl, int64_t s, int64_t Tn, int64_t B, int64_t rb0,
+                      int64_t rb1, int64_t H, const int64_t *lengths, int reverse, const REAL *hp,
+                      REAL *hn, int64_t ldh, REAL *c, const REAL *xp, int64_t ldxp, int64_t qbase,
+                      REAL *y, REAL *cache, REAL *tile, SFX(fr_point_fn) pw, int act);
+/* The descriptor of FR_CELL_RNN/LSTM/GRU, NULL for another value. */
+const SFX(fr_cell) *SFX(fr_rec_cell_of)(int cell);
+/* Whole-sequence forward of a cell; arguments as the public fr_cell_forward_*, plus ids (NULL,
+   or T*B row indices into x, then a table of V rows of G*H projected inputs). */
+int SFX(fr_rec_forward)(const SFX(fr_cell) *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache,
+                        const REAL *x, const int64_t *ids, int64_t V, const REAL *h0,
+                        const REAL *c0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
+                        const REAL *b_hh, const int64_t *lengths, int64_t Tn, int64_t B, int64_t I,
+                        int64_t H, int act, int reverse, int nthreads);
+/* Whole-sequence backward; arguments as the public fr_cell_backward_*. */
+int SFX(fr_rec_backward)(const SFX(fr_cell) *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih,
+                         REAL *dw_hh, REAL *db_ih, REAL *db_hh, const REAL *cache, const REAL *x,
+                         const REAL *w_ih, const REAL *w_hh, const REAL *dy, const REAL *dh_n,
+                         const REAL *dc_n, const int64_t *lengths, int64_t Tn, int64_t B,
+                         int64_t I, int64_t H, int act, int reverse, int nthreads);
 
-#endif /* FASTRNN_RECURRENCE_H */
+#endif

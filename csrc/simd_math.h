@@ -1,10 +1,9 @@
 /*
- * simd_math.h — in-register exp, sigmoid and tanh for AVX2+FMA and AVX-512, float and double:
+ * simd_math.h — in-register exp, sigmoid and tanh for AVX2+FMA and AVX-512, float and double,
+ * instantiated per (SIMD path, dtype) through template.h (this file is its own body):
  *
- *   __m256  fr_exp_avx2_ps(__m256 x),    fr_sigmoid_avx2_ps, fr_tanh_avx2_ps
- *   __m256d fr_exp_avx2_pd(__m256d x),   fr_sigmoid_avx2_pd, fr_tanh_avx2_pd
- *   __m512  fr_exp_avx512_ps(__m512 x),  fr_sigmoid_avx512_ps, fr_tanh_avx512_ps
- *   __m512d fr_exp_avx512_pd(__m512d x), fr_sigmoid_avx512_pd, fr_tanh_avx512_pd
+ *   VEC fr_vexp_<path>_<s|d>(VEC x), fr_vsigmoid_<path>_<s|d>, fr_vtanh_<path>_<s|d>
+ *   (path avx2 or avx512; in a body of template.h's SIMD mode: VSFX(fr_vsigmoid)(x) ...)
  *
  * static inline, with the target attribute of their instruction set (FR_TARGET_AVX2 /
  * FR_TARGET_AVX512 of simd_target.h): call them from functions carrying the same attribute (e.g. a
@@ -20,12 +19,11 @@
  * and exponent-bit scaling; sigmoid from exp(-|x|); tanh by an odd polynomial near 0 and
  * (1 - e^{-2|x|}) / (1 + e^{-2|x|}) above. Coefficients: tools/fit_simd_math.py.
  */
+#ifndef REAL
 #ifndef FASTRNN_SIMD_MATH_H
 #define FASTRNN_SIMD_MATH_H
 
 #include "simd_target.h"
-
-#if FR_X86_SIMD
 
 /* exp(r) = 1 + r + r^2 (q0 + q1 r + ...), |r| <= ln2/2: max relative error 1.05e-7 (float), 3.6e-18
    (double) before rounding. */
@@ -46,156 +44,113 @@
      0.0218694687485285368182, -0.00886253871341476529908, 0.00357858804385566390363,             \
      -0.00131810839148002953849}
 
-/* 1/d for d in [1, 2]: the 14-bit hardware estimate and one Newton step, r + r(1 - d r) (exact at
-   d = 1 and 2, so sigmoid(0) = 0.5 and sigmoid(inf) = 1 exactly). AVX2's 12-bit estimate would
-   miss 1/1 by an ulp after one step, so AVX2 keeps the division. */
-static FR_ALWAYS_INLINE FR_TARGET_AVX512 __m512 fr_recip_avx512_ps(__m512 d) {
-    const __m512 r = _mm512_rcp14_ps(d);
-    return _mm512_fmadd_ps(_mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r, r);
+#define FR_TEMPLATE "simd_math.h"
+#define FR_TEMPLATE_SIMD
+#include "template.h"
+
+#endif /* FASTRNN_SIMD_MATH_H */
+#else /* the body, per (SIMD path, dtype) */
+
+/* Per-dtype constants: SM_MAGIC (1.5 * 2^mantissa bits: adding it rounds to an integer held in the
+   low bits), SM_LOG2E, SM_LN2_HI, SM_LN2_LO (Cody-Waite split of ln 2), SM_EXP_LO / SM_EXP_HI
+   (exp is 0 below / inf above), SM_EXP_Q and SM_TANH_R (coefficient lists, ascending),
+   SM_TANH_SMALL (|x| below which tanh uses its odd polynomial). */
+#if FR_F32
+#define SM_MAGIC 12582912.0f
+#define SM_LOG2E 1.44269504088896341f
+#define SM_LN2_HI 0.693359375f
+#define SM_LN2_LO -2.12194440e-4f
+#define SM_EXP_LO -104.0f
+#define SM_EXP_HI 89.0f
+#define SM_EXP_Q FR_EXPF_Q
+#define SM_TANH_R FR_TANHF_R
+#define SM_TANH_SMALL 0.4f
+#else
+#define SM_MAGIC 6755399441055744.0
+#define SM_LOG2E 1.4426950408889634074
+#define SM_LN2_HI 6.93147180369123816490e-01
+#define SM_LN2_LO 1.90821492927058770002e-10
+#define SM_EXP_LO -746.0
+#define SM_EXP_HI 710.0
+#define SM_EXP_Q FR_EXPD_Q
+#define SM_TANH_R FR_TANHD_R
+#define SM_TANH_SMALL 0.25
+#endif
+
+/* exp(x): x = n ln2 + r, |r| <= ln2/2, exp(r) = 1 + r + r^2 Q(r) (relative minimax,
+   tools/fit_simd_math.py), times 2^n: on AVX-512 by vscalef (one rounding), on AVX2 built in the
+   exponent bits as 2^n1 * 2^n2, n1 = round(n/2), so that results down to the smallest denormal are
+   right (one rounding, in the last product). NaN propagates, -inf gives 0, +inf gives inf. */
+static FR_ALWAYS_INLINE VTARGET VEC VSFX(fr_vexp)(VEC x) {
+    static const REAL q[] = SM_EXP_Q;
+    const int nq = (int)(sizeof(q) / sizeof(q[0]));
+    const VEC one = V_SET1((REAL)1), magic = V_SET1((REAL)SM_MAGIC);
+    x = V_MIN(V_SET1((REAL)SM_EXP_HI), V_MAX(V_SET1((REAL)SM_EXP_LO), x));
+    const VEC t = V_FMA(x, V_SET1((REAL)SM_LOG2E), magic);
+    const VEC n = V_SUB(t, magic);
+    VEC r = V_FNMA(n, V_SET1((REAL)SM_LN2_HI), x);
+    r = V_FNMA(n, V_SET1((REAL)SM_LN2_LO), r);
+    VEC p = V_SET1(q[nq - 1]);
+    for (int i = nq - 2; i >= 0; i--) p = V_FMA(p, r, V_SET1(q[i]));
+    p = V_FMA(p, r, one);
+    p = V_FMA(p, r, one);
+#if FR_AVX512
+    return V_OP(scalef)(p, n);
+#else
+    const VEC t1 = V_FMA(n, V_SET1((REAL)0.5), magic);
+    const VEC t2 = V_ADD(V_SUB(n, V_SUB(t1, magic)), magic);
+    return V_MUL(V_MUL(p, V_POW2(t1)), V_POW2(t2));
+#endif
 }
 
-/* ---- per-dtype constants ---- */
-/* 1.5 * 2^(mantissa bits): adding it rounds to an integer kept in the low bits */
-#define SM_MAGIC_F 12582912.0f
-#define SM_MAGIC_D 6755399441055744.0
+/* num / d for d in [1, 2] (the denominators of sigmoid and tanh below). AVX-512 float: the 14-bit
+   reciprocal estimate and one Newton step, r + r(1 - d r) (exact at d = 1 and 2, so sigmoid(0) =
+   0.5 and sigmoid(inf) = 1 exactly), cheaper than a division. AVX2's 12-bit estimate would miss
+   1/1 by an ulp after one step, so AVX2 (and double) keep the division. */
+static FR_ALWAYS_INLINE VTARGET VEC VSFX(fr_vdiv12)(VEC num, VEC d) {
+#if FR_AVX512 && FR_F32
+    const VEC r = _mm512_rcp14_ps(d);
+    return V_MUL(num, V_FMA(V_FNMA(d, r, V_SET1(1.0f)), r, r));
+#else
+    return V_DIV(num, d);
+#endif
+}
 
-/* ---- AVX2 + FMA, float ---- */
-#define SM_T float
-#define SM_V __m256
-#define SM_TARGET FR_TARGET_AVX2
-#define SM_FN(name) name##_avx2_ps
-#define SM_SET1 _mm256_set1_ps
-#define SM_ADD _mm256_add_ps
-#define SM_SUB _mm256_sub_ps
-#define SM_MUL _mm256_mul_ps
-#define SM_DIV _mm256_div_ps
-#define SM_FMA _mm256_fmadd_ps
-#define SM_FNMA _mm256_fnmadd_ps
-#define SM_MIN _mm256_min_ps
-#define SM_MAX _mm256_max_ps
-#define SM_AND _mm256_and_ps
-#define SM_OR _mm256_or_ps
-#define SM_ANDNOT _mm256_andnot_ps
-#define SM_CMPLT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
-#define SM_BLEND(m, a, b) _mm256_blendv_ps(a, b, m)
-#define SM_POW2(t)                                                                                \
-    _mm256_castsi256_ps(                                                                          \
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127)), 23))
-#define SM_MAGIC SM_MAGIC_F
-#define SM_LOG2E 1.44269504088896341f
-#define SM_LN2_HI 0.693359375f
-#define SM_LN2_LO -2.12194440e-4f
-#define SM_EXP_LO -104.0f
-#define SM_EXP_HI 89.0f
-#define SM_EXP_Q FR_EXPF_Q
-#define SM_TANH_R FR_TANHF_R
-#define SM_TANH_SMALL 0.4f
-#include "simd_math_impl.h"
+/* sigmoid(x) = (x < 0 ? e : 1) / (1 + e), e = exp(-|x|): never overflows; 0 at -inf, 1 at +inf;
+   NaN propagates. */
+static FR_ALWAYS_INLINE VTARGET VEC VSFX(fr_vsigmoid)(VEC x) {
+    const VEC one = V_SET1((REAL)1);
+    const VEC e = VSFX(fr_vexp)(V_OR(x, V_SET1((REAL)-0.0)));
+    const VEC num = V_BLEND(V_CMPLT(x, V_SET1((REAL)0)), one, e);
+    return VSFX(fr_vdiv12)(num, V_ADD(one, e));
+}
 
-/* ---- AVX2 + FMA, double ---- */
-#define SM_T double
-#define SM_V __m256d
-#define SM_TARGET FR_TARGET_AVX2
-#define SM_FN(name) name##_avx2_pd
-#define SM_SET1 _mm256_set1_pd
-#define SM_ADD _mm256_add_pd
-#define SM_SUB _mm256_sub_pd
-#define SM_MUL _mm256_mul_pd
-#define SM_DIV _mm256_div_pd
-#define SM_FMA _mm256_fmadd_pd
-#define SM_FNMA _mm256_fnmadd_pd
-#define SM_MIN _mm256_min_pd
-#define SM_MAX _mm256_max_pd
-#define SM_AND _mm256_and_pd
-#define SM_OR _mm256_or_pd
-#define SM_ANDNOT _mm256_andnot_pd
-#define SM_CMPLT(a, b) _mm256_cmp_pd(a, b, _CMP_LT_OQ)
-#define SM_BLEND(m, a, b) _mm256_blendv_pd(a, b, m)
-#define SM_POW2(t)                                                                                \
-    _mm256_castsi256_pd(                                                                          \
-        _mm256_slli_epi64(_mm256_add_epi64(_mm256_castpd_si256(t), _mm256_set1_epi64x(1023)), 52))
-#define SM_MAGIC SM_MAGIC_D
-#define SM_LOG2E 1.4426950408889634074
-#define SM_LN2_HI 6.93147180369123816490e-01
-#define SM_LN2_LO 1.90821492927058770002e-10
-#define SM_EXP_LO -746.0
-#define SM_EXP_HI 710.0
-#define SM_EXP_Q FR_EXPD_Q
-#define SM_TANH_R FR_TANHD_R
-#define SM_TANH_SMALL 0.25
-#include "simd_math_impl.h"
+/* tanh(x): for |x| < SM_TANH_SMALL the odd polynomial x + x^3 R(x^2) (exact for tiny and denormal
+   x); above, sign(x) (1 - e) / (1 + e) with e = exp(-2|x|) (no cancellation there: e < 0.61).
+   +-inf give +-1; NaN propagates. */
+static FR_ALWAYS_INLINE VTARGET VEC VSFX(fr_vtanh)(VEC x) {
+    static const REAL c[] = SM_TANH_R;
+    const int nc = (int)(sizeof(c) / sizeof(c[0]));
+    const VEC one = V_SET1((REAL)1), sign = V_SET1((REAL)-0.0);
+    const VEC a = V_ANDNOT(sign, x);
+    const VEC a2 = V_MUL(a, a);
+    VEC p = V_SET1(c[nc - 1]);
+    for (int i = nc - 2; i >= 0; i--) p = V_FMA(p, a2, V_SET1(c[i]));
+    const VEC small = V_FMA(V_MUL(p, a2), a, a);
+    const VEC e = VSFX(fr_vexp)(V_MUL(a, V_SET1((REAL)-2)));
+    const VEC big = VSFX(fr_vdiv12)(V_SUB(one, e), V_ADD(one, e));
+    const VEC t = V_BLEND(V_CMPLT(a, V_SET1((REAL)SM_TANH_SMALL)), big, small);
+    return V_OR(t, V_AND(x, sign)); /* tanh(|x|) >= 0: restore x's sign, -0 included */
+}
 
-/* ---- AVX-512, float ---- */
-#define SM_T float
-#define SM_V __m512
-#define SM_TARGET FR_TARGET_AVX512
-#define SM_FN(name) name##_avx512_ps
-#define SM_SET1 _mm512_set1_ps
-#define SM_ADD _mm512_add_ps
-#define SM_SUB _mm512_sub_ps
-#define SM_MUL _mm512_mul_ps
-#define SM_DIV _mm512_div_ps
-#define SM_FMA _mm512_fmadd_ps
-#define SM_FNMA _mm512_fnmadd_ps
-#define SM_MIN _mm512_min_ps
-#define SM_MAX _mm512_max_ps
-#define SM_AND _mm512_and_ps
-#define SM_OR _mm512_or_ps
-#define SM_ANDNOT _mm512_andnot_ps
-#define SM_CMPLT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
-#define SM_BLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
-#define SM_POW2(t)                                                                                \
-    _mm512_castsi512_ps(                                                                          \
-        _mm512_slli_epi32(_mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127)), 23))
-#define SM_SCALEF(p, n) _mm512_scalef_ps(p, n)
-#define SM_RECIP(d) fr_recip_avx512_ps(d)
-#define SM_MAGIC SM_MAGIC_F
-#define SM_LOG2E 1.44269504088896341f
-#define SM_LN2_HI 0.693359375f
-#define SM_LN2_LO -2.12194440e-4f
-#define SM_EXP_LO -104.0f
-#define SM_EXP_HI 89.0f
-#define SM_EXP_Q FR_EXPF_Q
-#define SM_TANH_R FR_TANHF_R
-#define SM_TANH_SMALL 0.4f
-#include "simd_math_impl.h"
+#undef SM_MAGIC
+#undef SM_LOG2E
+#undef SM_LN2_HI
+#undef SM_LN2_LO
+#undef SM_EXP_LO
+#undef SM_EXP_HI
+#undef SM_EXP_Q
+#undef SM_TANH_R
+#undef SM_TANH_SMALL
 
-/* ---- AVX-512, double ---- */
-#define SM_T double
-#define SM_V __m512d
-#define SM_TARGET FR_TARGET_AVX512
-#define SM_FN(name) name##_avx512_pd
-#define SM_SET1 _mm512_set1_pd
-#define SM_ADD _mm512_add_pd
-#define SM_SUB _mm512_sub_pd
-#define SM_MUL _mm512_mul_pd
-#define SM_DIV _mm512_div_pd
-#define SM_FMA _mm512_fmadd_pd
-#define SM_FNMA _mm512_fnmadd_pd
-#define SM_MIN _mm512_min_pd
-#define SM_MAX _mm512_max_pd
-#define SM_AND _mm512_and_pd
-#define SM_OR _mm512_or_pd
-#define SM_ANDNOT _mm512_andnot_pd
-#define SM_CMPLT(a, b) _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ)
-#define SM_BLEND(m, a, b) _mm512_mask_blend_pd(m, a, b)
-#define SM_POW2(t)                                                                                \
-    _mm512_castsi512_pd(                                                                          \
-        _mm512_slli_epi64(_mm512_add_epi64(_mm512_castpd_si512(t), _mm512_set1_epi64(1023)), 52))
-#define SM_SCALEF(p, n) _mm512_scalef_pd(p, n)
-#define SM_MAGIC SM_MAGIC_D
-#define SM_LOG2E 1.4426950408889634074
-#define SM_LN2_HI 6.93147180369123816490e-01
-#define SM_LN2_LO 1.90821492927058770002e-10
-#define SM_EXP_LO -746.0
-#define SM_EXP_HI 710.0
-#define SM_EXP_Q FR_EXPD_Q
-#define SM_TANH_R FR_TANHD_R
-#define SM_TANH_SMALL 0.25
-#include "simd_math_impl.h"
-
-#undef SM_MAGIC_F
-#undef SM_MAGIC_D
-
-#endif /* FR_X86_SIMD */
-#endif /* FASTRNN_SIMD_MATH_H */
+#endif

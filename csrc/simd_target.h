@@ -27,4 +27,13 @@
 #define FR_CLONES
 #endif
 
+/* The variant of SIMD path arch (FR_ARCH_*) among a path's three variants (an expression; the
+   generic (portable C) one for any other value, and the only one named where FR_X86_SIMD is 0). */
+#if FR_X86_SIMD
+#define FR_BY_ARCH(arch, avx512, avx2, generic)                                                   \
+    ((arch) == FR_ARCH_AVX512 ? (avx512) : (arch) == FR_ARCH_AVX2 ? (avx2) : (generic))
+#else
+#define FR_BY_ARCH(arch, avx512, avx2, generic) ((void)(arch), (generic))
+#endif
+
 #endif /* FASTRNN_SIMD_TARGET_H */

@@ -36,16 +36,6 @@ cdef extern from "fastrnn.h" nogil:
     const char *fr_arch_name(int arch)
     int fr_has_openmp()
     int fr_set_batch_groups(int n)
-    int fr_forward_rows_s(int cell, float *y, float *h_n, float *c_n, float *cache,
-                          const float *table, int64_t V, const int64_t *ids, const float *h0,
-                          const float *c0, const float *w_hh, const float *b_ih,
-                          const float *b_hh, const int64_t *lengths, int64_t T, int64_t B,
-                          int64_t H, int act, int reverse, int nthreads)
-    int fr_forward_rows_d(int cell, double *y, double *h_n, double *c_n, double *cache,
-                          const double *table, int64_t V, const int64_t *ids, const double *h0,
-                          const double *c0, const double *w_hh, const double *b_ih,
-                          const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
-                          int64_t H, int act, int reverse, int nthreads)
     int fr_omp_max_threads()
     const fr_kernel_s *fr_kernel_get_s()
     const fr_kernel_d *fr_kernel_get_d()
@@ -70,65 +60,42 @@ cdef extern from "fastrnn.h" nogil:
     void fr_tanh_s(float *y, const float *x, int64_t n)
     void fr_tanh_d(double *y, const double *x, int64_t n)
 
-    int64_t fr_rnn_cache_size(int64_t T, int64_t B, int64_t H)
-    int64_t fr_lstm_cache_size(int64_t T, int64_t B, int64_t H)
-    int64_t fr_gru_cache_size(int64_t T, int64_t B, int64_t H)
-
-    int fr_rnn_forward_s(float *y, float *h_n, float *cache, const float *x, const float *h0,
-                         const float *w_ih, const float *w_hh, const float *b_ih,
-                         const float *b_hh, const int64_t *lengths, int64_t T, int64_t B,
-                         int64_t I, int64_t H, int act, int reverse, int nthreads)
-    int fr_rnn_forward_d(double *y, double *h_n, double *cache, const double *x, const double *h0,
-                         const double *w_ih, const double *w_hh, const double *b_ih,
-                         const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
-                         int64_t I, int64_t H, int act, int reverse, int nthreads)
-    int fr_rnn_backward_s(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih,
-                          float *db_hh, const float *cache, const float *x, const float *w_ih,
-                          const float *w_hh, const float *dy, const float *dh_n,
+    int fr_cell_gates(int cell)
+    int64_t fr_cell_cache_size(int cell, int64_t T, int64_t B, int64_t H)
+    int fr_cell_forward_s(int cell, float *y, float *h_n, float *c_n, float *cache,
+                          const float *x, const float *h0, const float *c0, const float *w_ih,
+                          const float *w_hh, const float *b_ih, const float *b_hh,
                           const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
                           int act, int reverse, int nthreads)
-    int fr_rnn_backward_d(double *dx, double *dh0, double *dw_ih, double *dw_hh, double *db_ih,
-                          double *db_hh, const double *cache, const double *x,
-                          const double *w_ih, const double *w_hh, const double *dy,
-                          const double *dh_n, const int64_t *lengths, int64_t T, int64_t B,
+    int fr_cell_forward_d(int cell, double *y, double *h_n, double *c_n, double *cache,
+                          const double *x, const double *h0, const double *c0,
+                          const double *w_ih, const double *w_hh, const double *b_ih,
+                          const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
                           int64_t I, int64_t H, int act, int reverse, int nthreads)
-    int fr_lstm_forward_s(float *y, float *h_n, float *c_n, float *cache, const float *x,
-                          const float *h0, const float *c0, const float *w_ih, const float *w_hh,
-                          const float *b_ih, const float *b_hh, const int64_t *lengths,
-                          int64_t T, int64_t B, int64_t I, int64_t H, int reverse, int nthreads)
-    int fr_lstm_forward_d(double *y, double *h_n, double *c_n, double *cache, const double *x,
-                          const double *h0, const double *c0, const double *w_ih,
-                          const double *w_hh, const double *b_ih, const double *b_hh,
-                          const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
-                          int reverse, int nthreads)
-    int fr_lstm_backward_s(float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh,
-                           float *db_ih, float *db_hh, const float *cache, const float *x,
-                           const float *w_ih, const float *w_hh, const float *dy,
+    int fr_cell_backward_s(int cell, float *dx, float *dh0, float *dc0, float *dw_ih,
+                           float *dw_hh, float *db_ih, float *db_hh, const float *cache,
+                           const float *x, const float *w_ih, const float *w_hh, const float *dy,
                            const float *dh_n, const float *dc_n, const int64_t *lengths,
-                           int64_t T, int64_t B, int64_t I, int64_t H, int reverse, int nthreads)
-    int fr_lstm_backward_d(double *dx, double *dh0, double *dc0, double *dw_ih, double *dw_hh,
-                           double *db_ih, double *db_hh, const double *cache, const double *x,
-                           const double *w_ih, const double *w_hh, const double *dy,
-                           const double *dh_n, const double *dc_n, const int64_t *lengths,
-                           int64_t T, int64_t B, int64_t I, int64_t H, int reverse, int nthreads)
-    int fr_gru_forward_s(float *y, float *h_n, float *cache, const float *x, const float *h0,
-                         const float *w_ih, const float *w_hh, const float *b_ih,
-                         const float *b_hh, const int64_t *lengths, int64_t T, int64_t B,
-                         int64_t I, int64_t H, int reverse, int nthreads)
-    int fr_gru_forward_d(double *y, double *h_n, double *cache, const double *x, const double *h0,
-                         const double *w_ih, const double *w_hh, const double *b_ih,
-                         const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
-                         int64_t I, int64_t H, int reverse, int nthreads)
-    int fr_gru_backward_s(float *dx, float *dh0, float *dw_ih, float *dw_hh, float *db_ih,
-                          float *db_hh, const float *cache, const float *x, const float *w_ih,
-                          const float *w_hh, const float *dy, const float *dh_n,
-                          const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
-                          int reverse, int nthreads)
-    int fr_gru_backward_d(double *dx, double *dh0, double *dw_ih, double *dw_hh, double *db_ih,
-                          double *db_hh, const double *cache, const double *x,
-                          const double *w_ih, const double *w_hh, const double *dy,
-                          const double *dh_n, const int64_t *lengths, int64_t T, int64_t B,
-                          int64_t I, int64_t H, int reverse, int nthreads)
+                           int64_t T, int64_t B, int64_t I, int64_t H, int act, int reverse,
+                           int nthreads)
+    int fr_cell_backward_d(int cell, double *dx, double *dh0, double *dc0, double *dw_ih,
+                           double *dw_hh, double *db_ih, double *db_hh, const double *cache,
+                           const double *x, const double *w_ih, const double *w_hh,
+                           const double *dy, const double *dh_n, const double *dc_n,
+                           const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
+                           int act, int reverse, int nthreads)
+    int fr_cell_forward_rows_s(int cell, float *y, float *h_n, float *c_n, float *cache,
+                               const float *table, int64_t V, const int64_t *ids,
+                               const float *h0, const float *c0, const float *w_hh,
+                               const float *b_ih, const float *b_hh, const int64_t *lengths,
+                               int64_t T, int64_t B, int64_t H, int act, int reverse,
+                               int nthreads)
+    int fr_cell_forward_rows_d(int cell, double *y, double *h_n, double *c_n, double *cache,
+                               const double *table, int64_t V, const int64_t *ids,
+                               const double *h0, const double *c0, const double *w_hh,
+                               const double *b_ih, const double *b_hh, const int64_t *lengths,
+                               int64_t T, int64_t B, int64_t H, int act, int reverse,
+                               int nthreads)
 
     enum:
         FR_CELL_RNN

@@ -18,8 +18,13 @@ cdef extern from "Python.h":
 
 cnp.import_array()
 
+from fastrnn._cells import CELLS
+
 _ARCH_IDS = {"generic": FR_ARCH_GENERIC, "avx2": FR_ARCH_AVX2, "avx512": FR_ARCH_AVX512}
-_CELL_G = {"rnn": 1, "lstm": 4, "gru": 3}
+
+ctypedef fused floating:
+    float
+    double
 
 
 cdef int _raise(int status, str what) except -1:
@@ -337,7 +342,7 @@ cdef tuple _input_dims(str cell, object a, str name, str shape, int ndim, object
                        int nthreads, int act):
     """Check what every cell call shares: the cell, the input ``a`` (``name``, an ``ndim``-D
     float array), w_hh, nthreads and act; return (dtype, H, G)."""
-    if cell not in _CELL_G:
+    if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}")
     if not isinstance(a, np.ndarray) or a.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-D numpy array {shape}")
@@ -350,7 +355,7 @@ cdef tuple _input_dims(str cell, object a, str name, str shape, int ndim, object
         raise ValueError("nthreads must be >= 1")
     if cell == "rnn" and act != FR_RNN_TANH and act != FR_RNN_RELU:
         raise ValueError("act must be FR_RNN_TANH (0) or FR_RNN_RELU (1)")
-    H, G = w_hh.shape[1], _CELL_G[cell]
+    H, G = w_hh.shape[1], CELLS[cell].gates
     if H < 1:
         raise ValueError("hidden size must be >= 1")
     _chk(w_hh, "w_hh", (G * H, H), dt, False, False)
@@ -443,6 +448,15 @@ def adam_update(w, g, m, v, double c1, double c2, double alpha, double eps, int 
         _raise(st, "adam_update")
 
 
+def cell_gates(int code):
+    """The gate count G of the C kernels' cell ``code`` (``FR_CELL_*``); ValueError for an unknown
+    code."""
+    cdef int G = fr_cell_gates(code)
+    if G < 0:
+        raise ValueError(f"unknown cell code {code}")
+    return G
+
+
 def cache_size(str cell, int64_t T, int64_t B, int64_t H):
     """Number of elements of the training cache of a cell.
 
@@ -453,18 +467,121 @@ def cache_size(str cell, int64_t T, int64_t B, int64_t H):
     for name, v in (("T", T), ("B", B), ("H", H)):
         if v < 0:
             raise ValueError(f"cache_size: {name} must be >= 0, got {v}")
-    if cell == "rnn":
-        n = fr_rnn_cache_size(T, B, H)
-    elif cell == "lstm":
-        n = fr_lstm_cache_size(T, B, H)
-    elif cell == "gru":
-        n = fr_gru_cache_size(T, B, H)
-    else:
+    if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}")
+    n = fr_cell_cache_size(CELLS[cell].code, T, B, H)
     if n < 0:
         raise ValueError(f"cache_size: the {cell} cache of T={T}, B={B}, H={H} has more "
                          "elements than fit in a 64-bit size")
     return n
+
+
+# The arguments of one call of a cell entry (fr_cell_*), its arrays as untyped pointers: a def
+# function fills it once, and a helper fused over the dtype (typed by its ``tag``) makes the one
+# call of the entry of that dtype.
+cdef struct _CellCall:
+    int cell
+    void *y
+    void *h_n
+    void *c_n
+    void *cache
+    void *x
+    void *h0
+    void *c0
+    void *w_ih
+    void *w_hh
+    void *b_ih
+    void *b_hh
+    void *dx
+    void *dh0
+    void *dc0
+    void *dw_ih
+    void *dw_hh
+    void *db_ih
+    void *db_hh
+    void *dy
+    void *dh_n
+    void *dc_n
+    const int64_t *ids
+    const int64_t *lengths
+    int64_t rows, steps, batch, inputs, hidden  # V, T, B, I, H (the macro I of complex.h)
+    int act, reverse, nthreads
+
+
+cdef _CellCall _cell_call(str cell, int64_t V, int64_t T, int64_t B, int64_t I, int64_t H, int act,
+                          bint reverse, int nthreads, dict arrays):
+    """One call of a cell entry: the cell's code, the sizes, and the data of the arrays named as
+    the entry's arguments (NULL for one not given or None, and for the cell-state arrays of a
+    cell without one). The arrays have been checked."""
+    g = arrays.get
+    cdef bint has_c = CELLS[cell].has_cell_state
+    cdef _CellCall a
+    a.cell = CELLS[cell].code
+    a.y, a.h_n, a.cache, a.x = _ptr(g("y")), _ptr(g("h_n")), _ptr(g("cache")), _ptr(g("x"))
+    a.h0, a.w_ih, a.w_hh = _ptr(g("h0")), _ptr(g("w_ih")), _ptr(g("w_hh"))
+    a.b_ih, a.b_hh, a.dx, a.dh0 = _ptr(g("b_ih")), _ptr(g("b_hh")), _ptr(g("dx")), _ptr(g("dh0"))
+    a.dw_ih, a.dw_hh = _ptr(g("dw_ih")), _ptr(g("dw_hh"))
+    a.db_ih, a.db_hh = _ptr(g("db_ih")), _ptr(g("db_hh"))
+    a.dy, a.dh_n = _ptr(g("dy")), _ptr(g("dh_n"))
+    a.c_n = _ptr(g("c_n")) if has_c else NULL
+    a.c0 = _ptr(g("c0")) if has_c else NULL
+    a.dc0 = _ptr(g("dc0")) if has_c else NULL
+    a.dc_n = _ptr(g("dc_n")) if has_c else NULL
+    a.ids = <const int64_t *>_ptr(g("ids"))
+    a.lengths = <const int64_t *>_ptr(g("lengths"))
+    a.rows, a.steps, a.batch, a.inputs, a.hidden = V, T, B, I, H
+    a.act, a.reverse, a.nthreads = act, reverse, nthreads
+    return a
+
+
+cdef int _forward(const _CellCall *a, floating *tag) noexcept nogil:
+    cdef int (*entry)(int, floating *, floating *, floating *, floating *, const floating *,
+                      const floating *, const floating *, const floating *, const floating *,
+                      const floating *, const floating *, const int64_t *, int64_t, int64_t,
+                      int64_t, int64_t, int, int, int) noexcept nogil
+    if floating is float:
+        entry = fr_cell_forward_s
+    else:
+        entry = fr_cell_forward_d
+    return entry(a.cell, <floating *>a.y, <floating *>a.h_n, <floating *>a.c_n,
+                 <floating *>a.cache, <const floating *>a.x, <const floating *>a.h0,
+                 <const floating *>a.c0, <const floating *>a.w_ih, <const floating *>a.w_hh,
+                 <const floating *>a.b_ih, <const floating *>a.b_hh, a.lengths, a.steps,
+                 a.batch, a.inputs, a.hidden, a.act, a.reverse, a.nthreads)
+
+
+cdef int _forward_rows(const _CellCall *a, floating *tag) noexcept nogil:
+    cdef int (*entry)(int, floating *, floating *, floating *, floating *, const floating *,
+                      int64_t, const int64_t *, const floating *, const floating *,
+                      const floating *, const floating *, const floating *, const int64_t *,
+                      int64_t, int64_t, int64_t, int, int, int) noexcept nogil
+    if floating is float:
+        entry = fr_cell_forward_rows_s
+    else:
+        entry = fr_cell_forward_rows_d
+    return entry(a.cell, <floating *>a.y, <floating *>a.h_n, <floating *>a.c_n,
+                 <floating *>a.cache, <const floating *>a.x, a.rows, a.ids, <const floating *>a.h0,
+                 <const floating *>a.c0, <const floating *>a.w_hh, <const floating *>a.b_ih,
+                 <const floating *>a.b_hh, a.lengths, a.steps, a.batch, a.hidden, a.act, a.reverse,
+                 a.nthreads)
+
+
+cdef int _backward(const _CellCall *a, floating *tag) noexcept nogil:
+    cdef int (*entry)(int, floating *, floating *, floating *, floating *, floating *, floating *,
+                      floating *, const floating *, const floating *, const floating *,
+                      const floating *, const floating *, const floating *, const floating *,
+                      const int64_t *, int64_t, int64_t, int64_t, int64_t, int, int,
+                      int) noexcept nogil
+    if floating is float:
+        entry = fr_cell_backward_s
+    else:
+        entry = fr_cell_backward_d
+    return entry(a.cell, <floating *>a.dx, <floating *>a.dh0, <floating *>a.dc0,
+                 <floating *>a.dw_ih, <floating *>a.dw_hh, <floating *>a.db_ih,
+                 <floating *>a.db_hh, <const floating *>a.cache, <const floating *>a.x,
+                 <const floating *>a.w_ih, <const floating *>a.w_hh, <const floating *>a.dy,
+                 <const floating *>a.dh_n, <const floating *>a.dc_n, a.lengths, a.steps,
+                 a.batch, a.inputs, a.hidden, a.act, a.reverse, a.nthreads)
 
 
 cdef _chk_forward_rest(str cell, object dt, int64_t T, int64_t B, int64_t H, int64_t G, y, h_n,
@@ -475,7 +592,7 @@ cdef _chk_forward_rest(str cell, object dt, int64_t T, int64_t B, int64_t H, int
     _chk(h0, "h0", (B, H), dt, False, True)
     _chk(y, "y", (T, B, H), dt, True, False)
     _chk(h_n, "h_n", (B, H), dt, True, False)
-    if cell == "lstm":
+    if CELLS[cell].has_cell_state:
         _chk(c0, "c0", (B, H), dt, False, True)
         _chk(c_n, "c_n", (B, H), dt, True, False)
     _chk(cache, "cache", (cache_size(cell, T, B, H),), dt, True, True)
@@ -491,51 +608,13 @@ def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh
     cdef int64_t T, B, I, H, G
     dt, T, B, I, H, G = _cell_dims(cell, x, w_ih, w_hh, nthreads, act)
     _chk_forward_rest(cell, dt, T, B, H, G, y, h_n, c_n, cache, h0, c0, b_ih, b_hh, lengths)
-    cdef void *py = _ptr(y)
-    cdef void *phn = _ptr(h_n)
-    cdef void *pcn = _ptr(c_n)
-    cdef void *pca = _ptr(cache)
-    cdef void *px = _ptr(x)
-    cdef void *ph0 = _ptr(h0)
-    cdef void *pc0 = _ptr(c0)
-    cdef void *pwi = _ptr(w_ih)
-    cdef void *pwh = _ptr(w_hh)
-    cdef void *pbi = _ptr(b_ih)
-    cdef void *pbh = _ptr(b_hh)
-    cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
-    cdef int rev = reverse
-    cdef int st = FR_OK
-    cdef int kind = 0 if cell == "rnn" else (1 if cell == "lstm" else 2)
+    cdef _CellCall a = _cell_call(cell, 0, T, B, I, H, act, reverse, nthreads, dict(
+        y=y, h_n=h_n, c_n=c_n, cache=cache, x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih,
+        b_hh=b_hh, lengths=lengths))
     cdef bint f32 = dt == np.float32
+    cdef int st
     with nogil:
-        if f32:
-            if kind == 0:
-                st = fr_rnn_forward_s(<float *>py, <float *>phn, <float *>pca, <float *>px,
-                                      <float *>ph0, <float *>pwi, <float *>pwh, <float *>pbi,
-                                      <float *>pbh, pl, T, B, I, H, act, rev, nthreads)
-            elif kind == 1:
-                st = fr_lstm_forward_s(<float *>py, <float *>phn, <float *>pcn, <float *>pca,
-                                       <float *>px, <float *>ph0, <float *>pc0, <float *>pwi,
-                                       <float *>pwh, <float *>pbi, <float *>pbh, pl, T, B, I, H,
-                                       rev, nthreads)
-            else:
-                st = fr_gru_forward_s(<float *>py, <float *>phn, <float *>pca, <float *>px,
-                                      <float *>ph0, <float *>pwi, <float *>pwh, <float *>pbi,
-                                      <float *>pbh, pl, T, B, I, H, rev, nthreads)
-        else:
-            if kind == 0:
-                st = fr_rnn_forward_d(<double *>py, <double *>phn, <double *>pca, <double *>px,
-                                      <double *>ph0, <double *>pwi, <double *>pwh, <double *>pbi,
-                                      <double *>pbh, pl, T, B, I, H, act, rev, nthreads)
-            elif kind == 1:
-                st = fr_lstm_forward_d(<double *>py, <double *>phn, <double *>pcn, <double *>pca,
-                                       <double *>px, <double *>ph0, <double *>pc0, <double *>pwi,
-                                       <double *>pwh, <double *>pbi, <double *>pbh, pl, T, B, I,
-                                       H, rev, nthreads)
-            else:
-                st = fr_gru_forward_d(<double *>py, <double *>phn, <double *>pca, <double *>px,
-                                      <double *>ph0, <double *>pwi, <double *>pwh, <double *>pbi,
-                                      <double *>pbh, pl, T, B, I, H, rev, nthreads)
+        st = _forward(&a, <float *>NULL) if f32 else _forward(&a, <double *>NULL)
     _raise(st, f"{cell}_forward")
 
 
@@ -555,32 +634,14 @@ def cell_forward_rows(str cell, y, h_n, c_n, cache, table, ids, h0, c0, w_hh, b_
     _chk(table, "table", (V, G * H), dt, False, False)
     _chk(ids, "ids", (T, B), np.int64, False, False)
     _chk_forward_rest(cell, dt, T, B, H, G, y, h_n, c_n, cache, h0, c0, b_ih, b_hh, lengths)
-    cdef void *py = _ptr(y)
-    cdef void *phn = _ptr(h_n)
-    cdef void *pcn = _ptr(c_n) if cell == "lstm" else NULL
-    cdef void *pca = _ptr(cache)
-    cdef void *pt = _ptr(table)
-    cdef const int64_t *pid = <const int64_t *>_ptr(ids)
-    cdef void *ph0 = _ptr(h0)
-    cdef void *pc0 = _ptr(c0) if cell == "lstm" else NULL
-    cdef void *pwh = _ptr(w_hh)
-    cdef void *pbi = _ptr(b_ih)
-    cdef void *pbh = _ptr(b_hh)
-    cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
-    cdef int rev = reverse
-    cdef int kind = _STEP_CELL[cell]
-    cdef int st
+    # the table takes x's place, as in the C entry
+    cdef _CellCall a = _cell_call(cell, V, T, B, G * H, H, act, reverse, nthreads, dict(
+        y=y, h_n=h_n, c_n=c_n, cache=cache, x=table, ids=ids, h0=h0, c0=c0, w_hh=w_hh, b_ih=b_ih,
+        b_hh=b_hh, lengths=lengths))
     cdef bint f32 = dt == np.float32
+    cdef int st
     with nogil:
-        if f32:
-            st = fr_forward_rows_s(kind, <float *>py, <float *>phn, <float *>pcn, <float *>pca,
-                                   <float *>pt, V, pid, <float *>ph0, <float *>pc0, <float *>pwh,
-                                   <float *>pbi, <float *>pbh, pl, T, B, H, act, rev, nthreads)
-        else:
-            st = fr_forward_rows_d(kind, <double *>py, <double *>phn, <double *>pcn,
-                                   <double *>pca, <double *>pt, V, pid, <double *>ph0,
-                                   <double *>pc0, <double *>pwh, <double *>pbi, <double *>pbh, pl,
-                                   T, B, H, act, rev, nthreads)
+        st = _forward_rows(&a, <float *>NULL) if f32 else _forward_rows(&a, <double *>NULL)
     if st == FR_ERR_ARG:
         raise ValueError(f"{cell}_forward_rows: ids must lie in [0, {V})")
     _raise(st, f"{cell}_forward_rows")
@@ -610,67 +671,17 @@ def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, 
     _chk(dw_hh, "dw_hh", (G * H, H), dt, True, False)
     _chk(db_ih, "db_ih", (G * H,), dt, True, True)
     _chk(db_hh, "db_hh", (G * H,), dt, True, True)
-    if cell == "lstm":
+    if CELLS[cell].has_cell_state:
         _chk(dc_n, "dc_n", (B, H), dt, False, True)
         _chk(dc0, "dc0", (B, H), dt, True, False)
     _chk_lengths(lengths, T, B)
-    cdef void *pdx = _ptr(dx)
-    cdef void *pdh0 = _ptr(dh0)
-    cdef void *pdc0 = _ptr(dc0)
-    cdef void *pdwi = _ptr(dw_ih)
-    cdef void *pdwh = _ptr(dw_hh)
-    cdef void *pdbi = _ptr(db_ih)
-    cdef void *pdbh = _ptr(db_hh)
-    cdef void *pca = _ptr(cache)
-    cdef void *px = _ptr(x)
-    cdef void *pwi = _ptr(w_ih)
-    cdef void *pwh = _ptr(w_hh)
-    cdef void *pdy = _ptr(dy)
-    cdef void *pdhn = _ptr(dh_n)
-    cdef void *pdcn = _ptr(dc_n)
-    cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
-    cdef int rev = reverse
-    cdef int st = FR_OK
-    cdef int kind = 0 if cell == "rnn" else (1 if cell == "lstm" else 2)
+    cdef _CellCall a = _cell_call(cell, 0, T, B, I, H, act, reverse, nthreads, dict(
+        dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh, db_ih=db_ih, db_hh=db_hh, cache=cache,
+        x=x, w_ih=w_ih, w_hh=w_hh, dy=dy, dh_n=dh_n, dc_n=dc_n, lengths=lengths))
     cdef bint f32 = dt == np.float32
+    cdef int st
     with nogil:
-        if f32:
-            if kind == 0:
-                st = fr_rnn_backward_s(<float *>pdx, <float *>pdh0, <float *>pdwi, <float *>pdwh,
-                                       <float *>pdbi, <float *>pdbh, <float *>pca, <float *>px,
-                                       <float *>pwi, <float *>pwh, <float *>pdy, <float *>pdhn,
-                                       pl, T, B, I, H, act, rev, nthreads)
-            elif kind == 1:
-                st = fr_lstm_backward_s(<float *>pdx, <float *>pdh0, <float *>pdc0,
-                                        <float *>pdwi, <float *>pdwh, <float *>pdbi,
-                                        <float *>pdbh, <float *>pca, <float *>px, <float *>pwi,
-                                        <float *>pwh, <float *>pdy, <float *>pdhn, <float *>pdcn,
-                                        pl, T, B, I, H, rev, nthreads)
-            else:
-                st = fr_gru_backward_s(<float *>pdx, <float *>pdh0, <float *>pdwi, <float *>pdwh,
-                                       <float *>pdbi, <float *>pdbh, <float *>pca, <float *>px,
-                                       <float *>pwi, <float *>pwh, <float *>pdy, <float *>pdhn,
-                                       pl, T, B, I, H, rev, nthreads)
-        else:
-            if kind == 0:
-                st = fr_rnn_backward_d(<double *>pdx, <double *>pdh0, <double *>pdwi,
-                                       <double *>pdwh, <double *>pdbi, <double *>pdbh,
-                                       <double *>pca, <double *>px, <double *>pwi, <double *>pwh,
-                                       <double *>pdy, <double *>pdhn, pl, T, B, I, H, act, rev,
-                                       nthreads)
-            elif kind == 1:
-                st = fr_lstm_backward_d(<double *>pdx, <double *>pdh0, <double *>pdc0,
-                                        <double *>pdwi, <double *>pdwh, <double *>pdbi,
-                                        <double *>pdbh, <double *>pca, <double *>px,
-                                        <double *>pwi, <double *>pwh, <double *>pdy,
-                                        <double *>pdhn, <double *>pdcn, pl, T, B, I, H, rev,
-                                        nthreads)
-            else:
-                st = fr_gru_backward_d(<double *>pdx, <double *>pdh0, <double *>pdwi,
-                                       <double *>pdwh, <double *>pdbi, <double *>pdbh,
-                                       <double *>pca, <double *>px, <double *>pwi, <double *>pwh,
-                                       <double *>pdy, <double *>pdhn, pl, T, B, I, H, rev,
-                                       nthreads)
+        st = _backward(&a, <float *>NULL) if f32 else _backward(&a, <double *>NULL)
     _raise(st, f"{cell}_backward")
 
 
@@ -682,7 +693,6 @@ _check_env_arch()
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
-_STEP_CELL = {"rnn": FR_CELL_RNN, "lstm": FR_CELL_LSTM, "gru": FR_CELL_GRU}
 _DENSE_ACT = {"linear": FR_ACT_LINEAR, "relu": FR_ACT_RELU, "tanh": FR_ACT_TANH,
               "sigmoid": FR_ACT_SIGMOID, "softmax": FR_ACT_SOFTMAX}
 DENSE_ACTIVATIONS = tuple(_DENSE_ACT)
@@ -787,12 +797,12 @@ cdef class Stream:
                 self.keep.append(out)
                 self.L[i].out = _ptr(out)
                 self.embed_first = 1
-            elif kind in _STEP_CELL:
+            elif kind in CELLS:
                 _, w_ih, w_hh, b_ih, b_hh, act = spec
-                cell = _STEP_CELL[kind]
+                cell = CELLS[kind].code
                 w_ih = np.ascontiguousarray(w_ih, dtype=dt)
                 w_hh = np.ascontiguousarray(w_hh, dtype=dt)
-                G = _CELL_G[kind]
+                G = CELLS[kind].gates
                 if w_hh.ndim != 2 or w_ih.ndim != 2 or w_hh.shape[0] != G * w_hh.shape[1] \
                         or w_ih.shape[0] != w_hh.shape[0]:
                     raise ValueError(f"layer {i}: {kind} weights have inconsistent shapes "
@@ -822,7 +832,7 @@ cdef class Stream:
                                         <double *>_ptr(b_hh), I, O)
                 _raise(st, "stream pack")
                 h = np.zeros((self.B, O), dtype=dt)
-                c = np.zeros((self.B, O), dtype=dt) if kind == "lstm" else None
+                c = np.zeros((self.B, O), dtype=dt) if CELLS[kind].has_cell_state else None
                 out = h
                 self.keep += [packed, h, c]
                 self._states.append((h, c))

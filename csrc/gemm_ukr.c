@@ -1,0 +1,146 @@
+/*
+ * gemm_ukr.c — the SIMD GEMM microkernels, one per (path, dtype), by shape (rows x columns):
+ * AVX2+FMA 6x16 float and 6x8 double (6 rows x 2 ymm vectors: 12 accumulators, 2 panel loads and 6
+ * broadcasts per k, the BLIS Haswell/Zen shape), AVX-512 8x32 float and 8x16 double (8 rows x 2
+ * zmm vectors: 16 accumulators, 2 panel loads and 8 broadcasts per k). Compiled with function-level
+ * target attributes (template.h's SIMD mode); cpu.c selects the path at run time, gemm.c holds the
+ * driver and the portable kernel.
+ *
+ * Each variant defines the public microkernel ukr_<path>_<s|d> (fr_ukr_*_fn of fastrnn.h), its
+ * strided form ukr_strided_* and its panel copy ukr_packn_* (gemm_kernels.h), gathered in
+ * fr_gemm_impl_<path>_<s|d>().
+ *
+ * Each row count m = 1..UKR_MR gets its own fully unrolled code (a switch over an inlined body
+ * with constant m). Rows share each loaded B vector; few rows leave the FMA units idle while they
+ * wait on the previous FMA of the same accumulator, so small m also splits k over `u` independent
+ * accumulator sets (about 8 chains in flight, enough for two FMA pipes of latency 4), summed in a
+ * fixed order at the end: m = 1 (batch-1 matrix-vector steps) runs 4 sets, m = 2, 3 run 2.
+ */
+#ifndef REAL
+#include "gemm_kernels.h"
+
+#define FR_TEMPLATE "gemm_ukr.c"
+#define FR_TEMPLATE_SIMD
+#include "template.h"
+
+#else /* the microkernel of one (path, dtype) */
+
+#define UKR_MR (FR_AVX512 ? 8 : 6) /* max rows */
+#define UKR_TILE VSFX(ukr_tile)
+#define UKR_STRIDED VSFX(ukr_strided)
+#define UKR_PACKN VSFX(ukr_packn)
+#define UKR_NAME VSFX(ukr)
+#define UKR_NR (2 * VW)
+/* Independent accumulator sets over k for m rows. */
+#define UKR_U(m) ((m) == 1 ? 4 : (m) <= 3 ? 2 : 1)
+
+/* The m x NR tile; m, u and acol (A transposed: rsa = 1) are constants after inlining. */
+static FR_ALWAYS_INLINE VTARGET void UKR_TILE(const int m, const int u, const int acol,
+                                                 int64_t K, const REAL *A, int64_t lda,
+                                                 const REAL *B, int64_t ldb, REAL *C,
+                                                 int64_t ldc, int accumulate) {
+    const int64_t rs = acol ? 1 : lda, cs = acol ? lda : 1;
+    VEC acc[4][UKR_MR][2];
+    for (int i = 0; i < m; i++) {
+        _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + i * ldc + UKR_NR - 1), _MM_HINT_T0);
+    }
+    for (int s = 0; s < u; s++)
+        for (int i = 0; i < m; i++) acc[s][i][0] = acc[s][i][1] = V_ZERO();
+    int64_t k = 0;
+    for (; k + u <= K; k += u) {
+        for (int s = 0; s < u; s++) {
+            const REAL *b = B + (k + s) * ldb;
+            const VEC b0 = V_LOAD(b), b1 = V_LOAD(b + VW);
+            const REAL *a = A + (k + s) * cs;
+            for (int i = 0; i < m; i++) {
+                const VEC ai = V_SET1(a[i * rs]);
+                acc[s][i][0] = V_FMA(ai, b0, acc[s][i][0]);
+                acc[s][i][1] = V_FMA(ai, b1, acc[s][i][1]);
+            }
+        }
+    }
+    for (; k < K; k++) { /* only when u > 1 */
+        const REAL *b = B + k * ldb;
+        const VEC b0 = V_LOAD(b), b1 = V_LOAD(b + VW);
+        const REAL *a = A + k * cs;
+        for (int i = 0; i < m; i++) {
+            const VEC ai = V_SET1(a[i * rs]);
+            acc[0][i][0] = V_FMA(ai, b0, acc[0][i][0]);
+            acc[0][i][1] = V_FMA(ai, b1, acc[0][i][1]);
+        }
+    }
+    for (int s = 1; s < u; s++)
+        for (int i = 0; i < m; i++) {
+            acc[0][i][0] = V_ADD(acc[0][i][0], acc[s][i][0]);
+            acc[0][i][1] = V_ADD(acc[0][i][1], acc[s][i][1]);
+        }
+    for (int i = 0; i < m; i++) {
+        REAL *c = C + i * ldc;
+        if (accumulate) {
+            acc[0][i][0] = V_ADD(acc[0][i][0], V_LOAD(c));
+            acc[0][i][1] = V_ADD(acc[0][i][1], V_LOAD(c + VW));
+        }
+        V_STORE(c, acc[0][i][0]);
+        V_STORE(c + VW, acc[0][i][1]);
+    }
+}
+
+#define UKR_CASE(mm, acol, ld)                                                                    \
+    case mm:                                                                                      \
+        UKR_TILE(mm, UKR_U(mm), acol, K, A, ld, B, ldb, C, ldc, accumulate);                      \
+        break;
+#if FR_AVX512
+#define UKR_CASES(acol, ld)                                                                       \
+    UKR_CASE(1, acol, ld) UKR_CASE(2, acol, ld) UKR_CASE(3, acol, ld) UKR_CASE(4, acol, ld)       \
+    UKR_CASE(5, acol, ld) UKR_CASE(6, acol, ld) UKR_CASE(7, acol, ld) UKR_CASE(8, acol, ld)
+#else
+#define UKR_CASES(acol, ld)                                                                       \
+    UKR_CASE(1, acol, ld) UKR_CASE(2, acol, ld) UKR_CASE(3, acol, ld) UKR_CASE(4, acol, ld)       \
+    UKR_CASE(5, acol, ld) UKR_CASE(6, acol, ld)
+#endif
+
+/* Strided form (gemm_kernels.h): row-wise A when csa == 1, else transposed A (rsa == 1). */
+static VTARGET void UKR_STRIDED(int64_t m, int64_t K, const REAL *A, int64_t rsa,
+                                   int64_t csa, const REAL *B, int64_t ldb, REAL *C,
+                                   int64_t ldc, int accumulate) {
+    if (csa == 1) {
+        switch (m) { UKR_CASES(0, rsa) default: break; }
+    } else {
+        switch (m) { UKR_CASES(1, csa) default: break; }
+    }
+}
+
+/* Public microkernel (fr_ukr_*_fn): Bp is one packed K x NR panel. */
+static void UKR_NAME(int64_t m, int64_t K, const REAL *A, int64_t lda, const REAL *Bp,
+                     REAL *C, int64_t ldc, int accumulate) {
+    UKR_STRIDED(m, K, A, lda, 1, Bp, UKR_NR, C, ldc, accumulate);
+}
+
+/* Panel copy (gemm_kernels.h): K rows of NR elements at stride ldb into a contiguous panel. */
+static VTARGET void UKR_PACKN(REAL *dst, const REAL *B, int64_t ldb, int64_t K) {
+    for (int64_t k = 0; k < K; k++) {
+        const VEC b0 = V_LOAD(B + k * ldb), b1 = V_LOAD(B + k * ldb + VW);
+        V_STORE(dst + k * UKR_NR, b0);
+        V_STORE(dst + k * UKR_NR + VW, b1);
+    }
+}
+
+/* The path's kernels for the GEMM driver (gemm_kernels.h). */
+const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
+    static const SFX(fr_gemm_impl) impl = {
+        .pub = {.mr = UKR_MR, .nr = UKR_NR, .ukr = UKR_NAME}, .gk = UKR_STRIDED, .packn = UKR_PACKN};
+    return &impl;
+}
+
+#undef UKR_CASES
+#undef UKR_CASE
+#undef UKR_U
+#undef UKR_NR
+#undef UKR_MR
+#undef UKR_NAME
+#undef UKR_STRIDED
+#undef UKR_PACKN
+#undef UKR_TILE
+
+#endif
