@@ -1,7 +1,7 @@
 """Build script for fastrnn's native extension.
 
 The C kernels in ``csrc/`` are compiled with strict C11 flags (``-Wall -Wextra``);
-the Cython wrapper ``fastrnn/_kernels.pyx`` with the compiler's defaults. OpenMP is
+the Cython wrapper ``src/fastrnn/_kernels.pyx`` with the compiler's defaults. OpenMP is
 probed by compiling a tiny program; ``FASTRNN_OPENMP=0|1`` forces the decision.
 
 Environment switches (all optional):
@@ -135,10 +135,10 @@ def _extensions() -> list[Extension]:
     c_sources = sorted(glob.glob(os.path.join(CSRC, "*.c")))
     ext = Extension(
         "fastrnn._kernels",
-        sources=[os.path.join("fastrnn", "_kernels.pyx"), *c_sources],
+        sources=[os.path.join("src", "fastrnn", "_kernels.pyx"), *c_sources],
         include_dirs=[CSRC, np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        depends=glob.glob(os.path.join(CSRC, "*.h")) + ["fastrnn/_kernels.pxd"],
+        depends=glob.glob(os.path.join(CSRC, "*.h")) + ["src/fastrnn/_kernels.pxd"],
     )
     return cythonize(
         [ext],

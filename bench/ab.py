@@ -65,7 +65,9 @@ print(best)
 
 def _time(root: str, case: str, calls: int, threads: int) -> float:
     cell, mode, shape = case.split(":")
-    env = {**os.environ, "PYTHONPATH": os.path.abspath(root)}
+    root = os.path.abspath(root)
+    src = os.path.join(root, "src")  # the package's home: src/ (or the root, before src/)
+    env = {**os.environ, "PYTHONPATH": src if os.path.isdir(src) else root}
     out = subprocess.run([sys.executable, "-c", _CHILD, cell, mode, *shape.split(","),
                           str(calls), str(threads)], env=env, cwd=os.path.abspath(root),
                          capture_output=True, text=True, check=True)
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--base", required=True, help="checkout of the build to compare against")
     p.add_argument("--head", required=True, help="checkout of the changed build")
-    p.add_argument("--cases", default=",".join(DEFAULT_CASES).replace(",", ";"),
+    p.add_argument("--cases", default=";".join(DEFAULT_CASES),
                    help="cell:mode:T,B,I,H cases separated by ';'")
     p.add_argument("--pairs", type=int, default=7, help="alternating subprocess pairs")
     p.add_argument("--calls", type=int, default=15, help="timed calls per subprocess (best)")

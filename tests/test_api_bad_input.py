@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
+import fastrnn
 from fastrnn.keras import callbacks, losses, metrics, optimizers
 from fastrnn.keras import layers as L
 from fastrnn.keras.models import Sequential
@@ -662,7 +663,8 @@ def test_cli_errors_are_one_line_and_immediate(tmp_path, args, needle):
     d = tmp_path / "adir"
     d.mkdir()
     args = [a.replace("{dir}", str(d)) for a in args]
-    env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
+    env = {**os.environ, "PYTHONPATH": pkg_parent + os.pathsep + os.environ.get("PYTHONPATH", "")}
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "fastrnn", *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=60)

@@ -16,15 +16,18 @@ import time
 
 import pytest
 
+import fastrnn
 from fastrnn import bench
 from fastrnn.bench import report as bench_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Where the package under test was imported from (src/ of a checkout, or site-packages).
+PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.run([sys.executable, "-m", "fastrnn", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -19,11 +19,14 @@ import zipfile
 import numpy as np
 import pytest
 
+import fastrnn
 from fastrnn import functional, reference
 from fastrnn.cli import demo
 from fastrnn.keras.models import load_model, set_random_seed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Where the package under test was imported from (src/ of a checkout, or site-packages).
+PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
 COMMANDS = ["demo", "generate", "train", "info", "bench"]
 TINY_DEMO = ["demo", "--tiny", "--threads", "1"]
 
@@ -31,7 +34,7 @@ TINY_DEMO = ["demo", "--tiny", "--threads", "1"]
 def _cli(*args: str, cwd: str | os.PathLike | None = None, timeout: float = 120,
          env: dict | None = None) -> subprocess.CompletedProcess:
     e = dict(os.environ if env is None else env)
-    e["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [e.get("PYTHONPATH")])])
+    e["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, *filter(None, [e.get("PYTHONPATH")])])
     return subprocess.run([sys.executable, "-m", "fastrnn", *args], cwd=cwd or ROOT, env=e,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -114,7 +117,7 @@ def test_demo_tiny_end_to_end_then_generate(tmp_path) -> None:
 
 def test_demo_ctrl_c_stops_training_and_still_saves(tmp_path) -> None:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, *filter(None, [env.get("PYTHONPATH")])])
     proc = subprocess.Popen([sys.executable, "-m", "fastrnn", "demo", "--minutes", "5",
                              "--units", "16", "--threads", "1", "--max-chars", "30000",
                              "--out", "c.fr"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
@@ -248,7 +251,7 @@ def test_default_corpus_found_from_a_fresh_venv(tmp_path) -> None:
             "c = default_corpus(300_000); print(len(c.text)); print(c.source)")
     # fastrnn and numpy from where this test runs (numpy may live in another venv, as in CI)
     numpy_home = os.path.dirname(os.path.dirname(np.__file__))
-    proc = subprocess.run([str(py), "-I", "-c", code, ROOT, numpy_home], cwd=tmp_path,
+    proc = subprocess.run([str(py), "-I", "-c", code, PKG_PARENT, numpy_home], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120,
                           env={"PATH": os.environ.get("PATH", "")})
     assert proc.returncode == 0, proc.stderr
@@ -467,7 +470,7 @@ def test_console_script_name_in_messages() -> None:
     code = ("import sys; sys.argv[0] = '/usr/local/bin/fastrnn'; "
             "from fastrnn.cli.main import main; sys.exit(main(['demo', '--units', 'x']))")
     env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT
+    env["PYTHONPATH"] = PKG_PARENT
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=60)
     _one_line_error(proc, "fastrnn demo: error: argument --units", 2)

@@ -12,13 +12,17 @@ import sys
 
 import pytest
 
+import fastrnn
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
+#: Where the package under test was imported from (src/ of a checkout, or site-packages).
+PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
 
 
 def _run(script: str, *args: str, cwd: str | os.PathLike) -> subprocess.CompletedProcess:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("OMP_NUM_THREADS", "1")  # tiny problems: no thread start-up or contention
     env["MPLBACKEND"] = "Agg"
     return subprocess.run([sys.executable, os.path.join(EXAMPLES, script), "--quick", *args],

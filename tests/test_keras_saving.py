@@ -11,6 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
+import fastrnn
 from fastrnn.keras import layers as L
 from fastrnn.keras import optimizers
 from fastrnn.keras.models import ModelFileError, Sequential, load_model, set_random_seed
@@ -395,7 +396,7 @@ def _keras_imports() -> dict[str, set[str]]:
     import ast
     import pathlib
 
-    pkg = pathlib.Path(__file__).resolve().parent.parent / "fastrnn" / "keras"
+    pkg = pathlib.Path(fastrnn.__file__).resolve().parent / "keras"
     names = {p.stem for p in pkg.glob("*.py")} - {"__init__"}
     graph = {}
     for name in names:

@@ -13,7 +13,9 @@ import pathlib
 
 import pytest
 
-PKG = pathlib.Path(__file__).resolve().parent.parent / "fastrnn"
+import fastrnn
+
+PKG = pathlib.Path(fastrnn.__file__).resolve().parent
 
 #: The layers below the user-facing ones.
 CORE = {"fastrnn", "fastrnn._cells", "fastrnn._threads", "fastrnn._validate", "fastrnn._native",

@@ -23,9 +23,12 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
+import fastrnn  # noqa: E402
 import fastrnn.torch as ft  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Where the package under test was imported from (src/ of a checkout, or site-packages).
+PKG_PARENT = Path(fastrnn.__file__).resolve().parents[1]
 TOL = {torch.float64: dict(rtol=1e-9, atol=1e-11), torch.float32: dict(rtol=1e-4, atol=1e-5)}
 TORCH_CLS = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
 FAST_CLS = {"RNN": ft.RNN, "LSTM": ft.LSTM, "GRU": ft.GRU}
@@ -561,7 +564,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     spec = importlib.util.spec_from_file_location("_ddp_worker", ROOT / "tests" / "_ddp_worker.py")
     worker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(worker)
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    path = os.pathsep.join([str(PKG_PARENT), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS="1")
     for _attempt in range(3):  # a port taken between probing and binding: try another
         port = _free_port()
@@ -597,7 +600,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
 
 
 def test_import_error_without_torch_and_fastrnn_does_not_import_torch():
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(PKG_PARENT))
     code = ("import sys; import fastrnn; assert 'torch' not in sys.modules, 'torch imported'; "
             "sys.modules['torch'] = None\n"
             "try:\n    import fastrnn.torch\nexcept ImportError as e:\n    print(e)\n"
