@@ -33,8 +33,11 @@ import traceback
 
 import numpy as np
 
+from fastrnn._cells import CELLS as CELL_TABLE
+
 EXPECTED = ("ValueError", "TypeError", "OverflowError", "MemoryError")
-CELLS = {"rnn": 1, "lstm": 4, "gru": 3}
+#: Gate count of each cell, from the cell table.
+CELLS = {name: c.gates for name, c in CELL_TABLE.items()}
 HUGE = 2**40
 
 

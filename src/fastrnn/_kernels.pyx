@@ -18,7 +18,7 @@ cdef extern from "Python.h":
 
 cnp.import_array()
 
-from fastrnn._cells import CELLS
+from fastrnn._cells import CELLS, NONLINEARITIES
 
 _ARCH_IDS = {"generic": FR_ARCH_GENERIC, "avx2": FR_ARCH_AVX2, "avx512": FR_ARCH_AVX512}
 
@@ -353,7 +353,7 @@ cdef tuple _input_dims(str cell, object a, str name, str shape, int ndim, object
         raise TypeError(f"{name} must be float32 or float64, got {dt}")
     if nthreads < 1:
         raise ValueError("nthreads must be >= 1")
-    if cell == "rnn" and act != FR_RNN_TANH and act != FR_RNN_RELU:
+    if CELLS[cell].nonlinearities and act not in NONLINEARITIES.values():
         raise ValueError("act must be FR_RNN_TANH (0) or FR_RNN_RELU (1)")
     H, G = w_hh.shape[1], CELLS[cell].gates
     if H < 1:
