@@ -1,4 +1,5 @@
-"""End-to-end tests of the command line: ``fastrnn demo | generate | train | info | bench``.
+"""End-to-end tests of the command line: ``fastrnn demo | generate | train | predict | info |
+bench``.
 
 Every subcommand runs in a subprocess with tiny settings (each a few seconds), its
 ``--help`` shows examples, and bad arguments or files give one line on stderr, a non-zero
@@ -27,7 +28,7 @@ from fastrnn.keras.models import load_model, set_random_seed
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Where the package under test was imported from (src/ of a checkout, or site-packages).
 PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
-COMMANDS = ["demo", "generate", "train", "info", "bench"]
+COMMANDS = ["demo", "generate", "train", "predict", "info", "bench"]
 TINY_DEMO = ["demo", "--tiny", "--threads", "1"]
 
 
@@ -362,8 +363,11 @@ def test_train_csv_end_to_end(tmp_path) -> None:
     out = proc.stdout
     assert "400 time steps x 2 column(s) (left out, not numbers: date)" in out
     assert "forecast temp 2 step(s) ahead from the last 12 steps" in out
-    # 400 steps, split at 320: 320 - 14 + 1 training windows, 400 - 320 - 2 + 1 validation
-    assert "307 training windows (steps 0-319), 79 validation windows (steps 320-399)" in out
+    # auto: both periodic columns look non-stationary to Dickey-Fuller at this length
+    assert "inputs   differences of temp, load (auto:" in out
+    # 400 steps, split at 320: 320 - 14 + 1 training windows less the first step (lost to the
+    # differences), 400 - 320 - 2 + 1 validation windows
+    assert "306 training windows (steps 0-319), 79 validation windows (steps 320-399)" in out
     assert "Epoch 2/2" in out and "val_loss" in out
     assert "LSTM(8)" in out and "last value (naive)" in out
     assert "Saved the model to s.fr" in out
@@ -375,7 +379,8 @@ def test_train_csv_end_to_end(tmp_path) -> None:
         meta = json.loads(z.read("fastrnn-forecast.json"))
     assert meta["columns"] == ["temp", "load"] and meta["targets"] == ["temp"]
     assert meta["window"] == 12 and meta["horizon"] == 2
-    assert abs(meta["mean"][1] - 10.0) < 0.1 and len(meta["std"]) == 2
+    assert meta["transforms"] == ["diff", "diff"] and meta["label"] == "LSTM(8)"
+    assert abs(meta["mean"][1]) < 0.01 and len(meta["std"]) == 2  # of the differences
 
 
 def test_train_npy_gru_two_layers_quiet(tmp_path) -> None:
@@ -448,7 +453,183 @@ def test_train_plot_without_matplotlib_fails_before_training(tmp_path) -> None:
     env["PYTHONPATH"] = str(stub)
     proc = _cli("train", "s.csv", "--plot", "f.png", "--window", "4", cwd=tmp_path, env=env)
     _one_line_error(proc, "--plot needs matplotlib", 2)
+    assert "pip install 'fastrnn[plot]'" in proc.stderr  # the extra that brings it
     assert not (tmp_path / "s.fr").exists()
+
+
+# ---- forecasting a random walk, and predict -------------------------------------------------
+
+
+def _walk(n: int = 1000, seed: int = 25) -> np.ndarray:
+    """A price-like random walk with drift: its last 20% leave the range of the first 80%."""
+    return 100 + np.cumsum(0.2 + np.random.default_rng(seed).standard_normal(n))
+
+
+def _walk_csv(path, values: np.ndarray) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("date,close\n")
+        f.writelines(f"d{i},{v:.6f}\n" for i, v in enumerate(values))
+
+
+def _train_in_process(capsys, *argv: str) -> tuple[dict, str]:
+    from fastrnn.cli import train
+    from fastrnn.cli.main import build_parser
+
+    args = build_parser().parse_args(["train", *argv])
+    threads = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(1)
+    try:
+        result = train.run(args, args.out)
+    finally:
+        fastrnn.set_num_threads(threads)
+    return result, capsys.readouterr().out
+
+
+def test_train_random_walk_is_no_worse_than_naive(tmp_path, capsys) -> None:
+    """Issue 25: a model of the levels was hundreds of times worse than repeating the last
+    value on a random walk leaving its training range; differences (the default here) are
+    within a small factor of it (measured: 0.92x the naive MSE; levels: 431x)."""
+    v = _walk()
+    assert v[800:].max() > v[:800].max()  # the validation prices leave the training range
+    _walk_csv(tmp_path / "walk.csv", v)
+    common = [str(tmp_path / "walk.csv"), "--target", "close", "--window", "16", "--units",
+              "16", "--epochs", "5", "--quiet"]
+    auto, out = _train_in_process(capsys, *common, "--out", str(tmp_path / "a.fr"))
+    assert auto["transforms"] == ["diff"]
+    assert "inputs   differences of close (auto:" in out
+    assert auto["mse"] <= 1.5 * auto["naive_mse"], out
+    assert auto["mae"] <= 1.5 * auto["naive_mae"], out
+
+    levels, out = _train_in_process(capsys, *common, "--transform", "none", "--out",
+                                    str(tmp_path / "n.fr"))
+    assert levels["transforms"] == ["none"] and levels["mse"] > 10 * levels["naive_mse"]
+    verdict = [line for line in out.splitlines() if "naive forecast:" in line]
+    assert len(verdict) == 1, out  # one line: the two losses, why, and what to try
+    assert "does not beat the naive forecast: MSE" in verdict[0]
+    assert "leave the training range" in verdict[0] and "try --transform diff" in verdict[0]
+
+
+@pytest.mark.parametrize("transform", ["none", "diff", "return"])
+def test_preparation_inverse_gives_back_the_levels(transform: str) -> None:
+    """The scaled, transformed targets taken back to levels are the truth: training and
+    prediction agree on windows, scaling and the inverse of the transform."""
+    from fastrnn.cli.forecast import Preparation
+
+    v = np.column_stack([_walk(300), 50 + np.sin(np.arange(300) / 4.0)])
+    prep = Preparation.fit(v, ["a", "b"], [1, 0], transform, window=7, horizon=3, split=240)
+    assert prep.transforms == [transform] * 2 and prep.lag == (transform != "none")
+    at = prep.origins(len(v), known=True)
+    assert at[0] == 6 + prep.lag and at[-1] == len(v) - 4
+    x, y = prep.inputs(v, at), prep.outputs(v, at)
+    assert x.shape == (len(at), 7, 2) and y.shape == (len(at), 6)
+    train = prep.transformed(v[:240])
+    np.testing.assert_allclose(((train - prep.mean) / prep.std).mean(axis=0), 0, atol=1e-9)
+    np.testing.assert_allclose(prep.to_levels(y, v, at), prep.truth(v, at), rtol=1e-5)
+    np.testing.assert_array_equal(prep.naive(v, at)[:, 2], v[at][:, [1, 0]])
+    again = Preparation.from_meta(json.loads(json.dumps(prep.to_meta())))
+    np.testing.assert_array_equal(again.inputs(v, at), x)
+
+
+def test_dickey_fuller_tells_a_random_walk_from_noise() -> None:
+    from fastrnn.cli.forecast import DF_CRITICAL_5, Preparation, dickey_fuller
+
+    rng = np.random.default_rng(3)
+    noise = rng.standard_normal(500)
+    assert dickey_fuller(noise) < DF_CRITICAL_5 < dickey_fuller(np.cumsum(noise))
+    assert dickey_fuller(np.arange(50.0)) == 0.0 and dickey_fuller(np.ones(9)) == -np.inf
+    prep = Preparation.fit(np.column_stack([np.cumsum(noise), noise]), ["walk", "noise"],
+                           [0], "auto", 5, 1, 400)
+    assert prep.transforms == ["diff", "none"]
+    assert prep.describe() == "differences of walk; levels of noise"
+
+
+def test_naive_verdict_is_one_line_with_both_losses() -> None:
+    from fastrnn.cli.forecast import naive_verdict
+
+    worse = naive_verdict({"mse": 0.5, "naive_mse": 0.25}, "try this")
+    assert worse.count("\n") == 0 and "0.5 against 0.25" in worse
+    assert "does not beat" in worse and "(2.00x); try this" in worse
+    better = naive_verdict({"mse": 0.2, "naive_mse": 0.25}, "unused")
+    assert "beats the naive forecast" in better and "1.25x lower" in better
+    assert "unused" not in better
+
+
+def test_predict_round_trips_a_trained_model(tmp_path) -> None:
+    v = _walk(600, seed=7)
+    _walk_csv(tmp_path / "walk.csv", v)
+    proc = _cli("train", "walk.csv", "--window", "8", "--horizon", "3", "--units", "8",
+                "--epochs", "2", "--quiet", "--threads", "1", "--out", "w.fr", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "fastrnn predict w.fr FILE" in proc.stdout
+    _walk_csv(tmp_path / "new.csv", v[400:] + 30.0)  # new data, another price level
+    plot = ["--plot", "p.png"] if _have_matplotlib() else []
+    proc = _cli("predict", "w.fr", "new.csv", "--out", "p.csv", "--threads", "1", *plot,
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "differences of close" in out and "200 time steps: 192 forecasts" in out
+    assert "On the 189 windows whose next 3 step(s) are in the file" in out
+    assert "last value (naive)" in out and "Forecast after the last step (199):" in out
+    if plot:
+        assert (tmp_path / "p.png").stat().st_size > 1000
+
+    # the same forecasts computed here from the model file: differences, scaled, windows
+    model = load_model(str(tmp_path / "w.fr"))
+    with zipfile.ZipFile(tmp_path / "w.fr") as z:
+        meta = json.loads(z.read("fastrnn-forecast.json"))
+    new = v[400:] + 30.0
+    z_ = (np.diff(new) - meta["mean"][0]) / meta["std"][0]
+    x = np.lib.stride_tricks.sliding_window_view(z_, 8)[:, :, None].astype(np.float32)
+    pred = model.predict(x, verbose=0) * meta["std"][0] + meta["mean"][0]
+    expect = new[8:, None] + np.cumsum(pred, axis=1)  # window i ends at step i + 8
+    rows = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
+    header = (tmp_path / "p.csv").read_text().splitlines()[0]
+    assert header == "last_step,close_t+1,close_t+2,close_t+3"
+    np.testing.assert_array_equal(rows[:, 0], np.arange(8, 200))
+    np.testing.assert_allclose(rows[:, 1:], expect, rtol=1e-5)
+    last = ", ".join(f"{a:.6g}" for a in expect[-1])
+    assert f"  close: {last}" in out
+
+
+@pytest.mark.parametrize(
+    "files, args, needle, status",
+    [
+        ({}, ["nope.fr", "d.csv"], "nope.fr: no such model file (make one with 'fastrnn "
+         "train')", 1),
+        ({}, ["plain.fr", "d.csv"], "plain.fr is a fastrnn model but not a forecaster", 1),
+        ({}, ["w.fr", "nope.csv"], "nope.csv: no such file", 1),
+        ({"other.csv": "date,open\nd0,1\nd1,2\n"}, ["w.fr", "other.csv"],
+         "other.csv: no column 'close', which the model was trained on", 1),
+        ({"few.csv": "close\n" + "1\n" * 5}, ["w.fr", "few.csv"],
+         "few.csv: 5 time step(s), but the model needs at least 9 (its window of 8, plus 1 "
+         "for the differences or returns)", 1),
+        ({}, ["w.fr", "d.csv", "--out", "nodir/p.csv"], "does not exist", 2),
+        ({}, ["w.fr"], "the following arguments are required: FILE", 2),
+    ],
+)
+def test_predict_errors_are_one_line(tmp_path, files: dict, args: list[str], needle: str,
+                                     status: int) -> None:
+    from fastrnn.cli.forecast import FORECAST_MEMBER, Preparation
+    from fastrnn.cli.train import build_model
+    from fastrnn.keras.layers import Dense, Input
+    from fastrnn.keras.models import Sequential
+
+    v = _walk(100)
+    _walk_csv(tmp_path / "d.csv", v)
+    prep = Preparation.fit(v[:, None], ["close"], [0], "diff", 8, 1, 80)
+    demo.save_with_metadata(build_model("gru", 2, 1, 8, 1, 1, 1e-3), str(tmp_path / "w.fr"),
+                            FORECAST_MEMBER, prep.to_meta())
+    Sequential([Input(shape=(3,)), Dense(2)]).save(str(tmp_path / "plain.fr"))
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    _one_line_error(_cli("predict", *args, cwd=tmp_path, timeout=60), needle, status)
+
+
+def test_train_returns_of_a_negative_series_is_one_line(tmp_path) -> None:
+    np.save(tmp_path / "neg.npy", np.linspace(-5, 5, 200))
+    proc = _cli("train", "neg.npy", "--transform", "return", "--threads", "1", cwd=tmp_path)
+    _one_line_error(proc, "returns of column '0' need positive values, but time step 0 holds "
+                    "-5 (try --transform diff)", 1)
 
 
 def test_demo_time_budget_splits_over_epochs(tmp_path) -> None:

@@ -1,10 +1,11 @@
-"""The options of ``fastrnn demo``, ``generate``, ``train`` and ``bench``, and their runners.
+"""The options of ``fastrnn demo``, ``generate``, ``train``, ``predict`` and ``bench``, and
+their runners.
 
 Each command is a pair: ``<name>_arguments`` adds its options to a parser (nothing heavy is
 imported), ``<name>_run`` turns the parsed options into a call of the engine:
-:mod:`fastrnn.cli.demo` (``demo`` and ``generate``), :mod:`fastrnn.cli.train` (``train``)
-and :mod:`fastrnn.bench` (``bench``). The thread count is handed out before numpy loads
-(:func:`fastrnn.bench.prepare_threads`).
+:mod:`fastrnn.cli.demo` (``demo`` and ``generate``), :mod:`fastrnn.cli.train` (``train``),
+:mod:`fastrnn.cli.predict` (``predict``) and :mod:`fastrnn.bench` (``bench``). The thread
+count is handed out before numpy loads (:func:`fastrnn.bench.prepare_threads`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from fastrnn.cli.command import (
 )
 
 __all__ = ["bench_arguments", "bench_run", "demo_arguments", "demo_run", "generate_arguments",
-           "generate_run", "train_arguments", "train_run"]
+           "generate_run", "predict_arguments", "predict_run", "require_matplotlib",
+           "train_arguments", "train_run"]
 
 # ---- demo ----------------------------------------------------------------------------------
 
@@ -248,6 +250,13 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-fraction", type=fraction, default=0.2, metavar="F",
                    help="the last fraction of the series held out for validation "
                         "(default 0.2)")
+    g.add_argument("--transform", choices=["auto", "none", "diff", "return"], default="auto",
+                   help="what the model sees and forecasts of each column: its levels "
+                        "(none), its differences from step to step (diff) or its relative "
+                        "changes (return, positive values only); auto (default): differences "
+                        "of a column that looks non-stationary, such as a price (a "
+                        "Dickey-Fuller test on the training part), levels of the others. "
+                        "Forecasts are always given in the data's units")
     g = p.add_argument_group("model and training")
     g.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm",
                    help="recurrent cell (default lstm)")
@@ -268,7 +277,8 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", metavar="FILE",
                    help="where to save the model (default: FILE's name with .fr)")
     g.add_argument("--plot", metavar="PNG",
-                   help="plot the validation forecast against the truth (needs matplotlib)")
+                   help="plot the validation forecast against the truth (needs matplotlib: "
+                        "pip install 'fastrnn[plot]')")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -301,15 +311,91 @@ def train_run(args: argparse.Namespace) -> int:
         check_writable(args.plot, "--plot")
     prepare_threads(args.threads)  # before numpy is imported (matplotlib imports it)
     if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError as e:
-            raise CommandError(f"--plot needs matplotlib, which cannot be imported ({e}; "
-                               "pip install matplotlib)", status=2) from None
+        require_matplotlib()
     from fastrnn.cli import train
 
     try:
         train.run(args, out)
+    except train.TrainError as e:
+        raise CommandError(str(e)) from None
+    return 0
+
+
+def require_matplotlib() -> None:
+    """Fail before the work when ``--plot`` cannot be drawn.
+
+    Raises
+    ------
+    CommandError
+        With status 2 when matplotlib cannot be imported; the message says how to get it.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise CommandError(f"--plot needs matplotlib, which cannot be imported ({e}): "
+                           "pip install 'fastrnn[plot]' (or pip install matplotlib)",
+                           status=2) from None
+
+
+# ---- predict -------------------------------------------------------------------------------
+
+
+def predict_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``predict`` options to ``p``.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The command's parser.
+    """
+    p.add_argument("model", metavar="MODEL",
+                   help="a model saved by 'fastrnn train' (e.g. prices.fr)")
+    p.add_argument("data", metavar="FILE",
+                   help="the series to forecast: a .csv or .npy file like the one the model "
+                        "was trained on (the same columns, by header name; more rows or "
+                        "fewer, at least the model's window)")
+    p.add_argument("--out", metavar="CSV",
+                   help="write every window's forecast to this CSV (one row per window, "
+                        "named by its last time step; columns <target>_t+<k>)")
+    p.add_argument("--plot", metavar="PNG",
+                   help="plot the series and the forecast of the first target (needs "
+                        "matplotlib: pip install 'fastrnn[plot]')")
+    p.add_argument("--threads", type=positive, default=None, metavar="N",
+                   help="threads (default: OMP_NUM_THREADS or all cores)")
+
+
+def predict_run(args: argparse.Namespace) -> int:
+    """Check the outputs can be written, then run :func:`fastrnn.cli.predict.run`.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``predict`` options.
+
+    Returns
+    -------
+    int
+        The exit status (0).
+
+    Raises
+    ------
+    CommandError
+        When an output cannot be written, ``--plot`` lacks matplotlib, or the model or
+        the data is unusable.
+    """
+    from fastrnn.bench import prepare_threads
+
+    if args.out:
+        check_writable(args.out, "--out")
+    if args.plot:
+        check_writable(args.plot, "--plot")
+    prepare_threads(args.threads)  # before numpy is imported (matplotlib imports it)
+    if args.plot:
+        require_matplotlib()
+    from fastrnn.cli import predict, train
+
+    try:
+        predict.run(args)
     except train.TrainError as e:
         raise CommandError(str(e)) from None
     return 0

@@ -47,8 +47,8 @@ from fastrnn.keras.layers import LSTM, Dense, Embedding
 from fastrnn.keras.models import ModelFileError, Sequential, load_model, set_random_seed
 
 __all__ = ["DEFAULT_MODEL", "CharVocab", "Corpus", "CorpusError", "build_char_model",
-           "default_corpus", "generate", "load_char_model", "read_text", "reference_ops",
-           "save_char_model", "save_with_metadata"]
+           "default_corpus", "generate", "load_char_model", "load_with_metadata", "read_text",
+           "reference_ops", "save_char_model", "save_with_metadata"]
 
 DEFAULT_MODEL = "fastrnn-demo-model.fr"
 VOCAB_MEMBER = "fastrnn-charlm.json"
@@ -364,6 +364,40 @@ def save_with_metadata(model: Sequential, path: str, member: str, meta: dict) ->
         raise
 
 
+def load_with_metadata(path: str, member: str) -> tuple[Sequential, dict | None]:
+    """Read a model saved by :func:`save_with_metadata` and its JSON member.
+
+    Parameters
+    ----------
+    path : str
+        The model file.
+    member : str
+        The name of the JSON member.
+
+    Returns
+    -------
+    model : Sequential
+    meta : dict or None
+        The member's content; None when the file has no such member.
+
+    Raises
+    ------
+    FileNotFoundError, ModelFileError
+        If the file is missing or unreadable, or the member is not a JSON object.
+    """
+    model = load_model(path, compile=False)
+    try:
+        with zipfile.ZipFile(path) as z:
+            if member not in z.namelist():
+                return model, None
+            meta = json.loads(z.read(member).decode("utf-8"))
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ModelFileError(f"{path}: {member} is unreadable ({e})") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: {member} is unreadable (not a JSON object)")
+    return model, meta
+
+
 def save_char_model(model: Sequential, vocab: CharVocab, path: str,
                     info: dict | None = None) -> None:
     """Save the model (``model.save``) with the vocabulary inside the same file.
@@ -401,15 +435,13 @@ def load_char_model(path: str) -> tuple[Sequential, CharVocab, dict]:
     FileNotFoundError, ModelFileError
         If the file is missing, unreadable, or holds no character vocabulary.
     """
-    model = load_model(path, compile=False)
-    try:
-        with zipfile.ZipFile(path) as z:
-            meta = json.loads(z.read(VOCAB_MEMBER).decode("utf-8"))
-        vocab = CharVocab(meta["vocab"])
-    except KeyError:
+    model, meta = load_with_metadata(path, VOCAB_MEMBER)
+    if meta is None:
         raise ModelFileError(f"{path} is a fastrnn model but not a character language model "
-                             "(it has no vocabulary; make one with 'fastrnn demo')") from None
-    except (zipfile.BadZipFile, OSError, ValueError, TypeError) as e:
+                             "(it has no vocabulary; make one with 'fastrnn demo')")
+    try:
+        vocab = CharVocab(meta["vocab"])
+    except (KeyError, ValueError, TypeError) as e:
         raise ModelFileError(f"{path}: the vocabulary is unreadable ({e})") from None
     first, last = model.layers[0], model.layers[-1]
     if type(first).__name__ != "Embedding" or first.input_dim != len(vocab) \
