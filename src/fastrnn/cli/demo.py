@@ -47,8 +47,9 @@ from fastrnn.keras.layers import LSTM, Dense, Embedding
 from fastrnn.keras.models import ModelFileError, Sequential, load_model, set_random_seed
 
 __all__ = ["DEFAULT_MODEL", "CharVocab", "Corpus", "CorpusError", "build_char_model",
-           "default_corpus", "generate", "load_char_model", "load_with_metadata", "read_text",
-           "reference_ops", "save_char_model", "save_with_metadata"]
+           "compare_with_reference", "default_corpus", "generate", "interleaved", "load_char_model",
+           "load_with_metadata", "pick_threads", "read_text", "reference_ops", "run_demo",
+           "same_threads", "save_char_model", "save_with_metadata", "speed_lines"]
 
 DEFAULT_MODEL = "fastrnn-demo-model.fr"
 VOCAB_MEMBER = "fastrnn-charlm.json"
@@ -533,16 +534,66 @@ def _clone(model: Sequential, learning_rate: float) -> Sequential:
     return twin
 
 
-def _time_steps(model: Sequential, x: np.ndarray, y: np.ndarray, steps: int,
-                budget_s: float) -> float:
-    """Median seconds of one training step (at least one step; stops early past the budget)."""
-    times: list[float] = []
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int,
+                budget_s: float) -> dict[str, float]:
+    """Median seconds of each function, called in turn (a, b, a, b, ...).
+
+    Taking turns makes other work on the machine slow every function alike, so their
+    ratio is fair where the machine is busy; at least one round runs, and no new round
+    starts past ``budget_s``.
+
+    Parameters
+    ----------
+    fns : dict of str to callable
+        The functions to time, by name (called without arguments).
+    rounds : int
+        Calls of each function at most.
+    budget_s : float
+        Seconds after which no new round starts.
+
+    Returns
+    -------
+    dict
+        Name -> the median of its call times (seconds).
+    """
+    times: dict[str, list[float]] = {k: [] for k in fns}
     start = time.perf_counter()
-    while len(times) < steps and (not times or time.perf_counter() - start < budget_s):
-        t = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    for r in range(max(rounds, 1)):
+        if r and time.perf_counter() - start >= budget_s:
+            break
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+@contextlib.contextmanager
+def same_threads(n: int) -> Iterator[str]:
+    """Run fastrnn and numpy's BLAS on ``n`` threads each inside a ``with`` block.
+
+    fastrnn's thread count is restored on exit; numpy's BLAS stays on ``n`` threads.
+
+    Parameters
+    ----------
+    n : int
+        The thread count of both.
+
+    Yields
+    ------
+    str
+        numpy's BLAS and its thread count (:func:`fastrnn.bench.pin_blas_threads`), e.g.
+        ``"OpenBLAS, 1 thread(s)"``.
+    """
+    from fastrnn import set_num_threads
+    from fastrnn.bench import pin_blas_threads
+
+    old = get_num_threads()
+    set_num_threads(n)
+    try:
+        yield pin_blas_threads(n)
+    finally:
+        set_num_threads(old)
 
 
 def _reference_step(model: Sequential) -> Callable[[int], np.ndarray]:
@@ -567,13 +618,16 @@ def _reference_step(model: Sequential) -> Callable[[int], np.ndarray]:
 
 
 def compare_with_reference(model: Sequential, x: np.ndarray, y: np.ndarray, steps: int = 3,
-                           learning_rate: float = 3e-3, chars: int = 200) -> dict[str, float]:
-    """Time the same model on the native kernels and on the NumPy reference.
+                           learning_rate: float = 3e-3, chars: int = 200,
+                           threads: int | None = None) -> dict[str, Any]:
+    """Time the same model on the native kernels and on the NumPy reference, fairly.
 
-    Training: seconds per ``train_on_batch`` on ``(x, y)`` of a copy of ``model`` (``model``
-    itself is not changed), with the recurrent layers on the native kernels and then on
-    :mod:`fastrnn.reference`. Generation: seconds per character, a streaming session's
-    ``step`` against the reference op called one step at a time.
+    Both run on the same number of threads (fastrnn's and numpy's BLAS, :func:`same_threads`)
+    and take turns (:func:`interleaved`), so that other load on the machine slows both
+    alike. Training: seconds per ``train_on_batch`` on ``(x, y)`` of two copies of ``model``
+    (``model`` itself is not changed), one with its recurrent layers on the native kernels,
+    one on :mod:`fastrnn.reference`. Generation: seconds per character, a streaming
+    session's ``step`` against the reference op called one step at a time.
 
     Parameters
     ----------
@@ -582,38 +636,78 @@ def compare_with_reference(model: Sequential, x: np.ndarray, y: np.ndarray, step
     x, y : numpy.ndarray
         One training batch of ids and next ids.
     steps : int
-        Training steps timed on the reference.
+        Training steps timed on each (fewer if they take more than 10 s).
     learning_rate : float
-        The copy's Adam learning rate.
+        The copies' Adam learning rate.
     chars : int
         Characters generated each way.
+    threads : int, optional
+        The thread count of both (default: fastrnn's current one).
 
     Returns
     -------
     dict
         ``train_native``, ``train_reference``, ``char_native``, ``char_reference``
-        (seconds).
+        (seconds), ``threads`` (int) and ``blas`` (numpy's BLAS and its threads).
     """
-    twin = _clone(model, learning_rate)
-    twin.train_on_batch(x, y)  # warm up: optimizer slots, kernel scratch
-    out = {"train_native": _time_steps(twin, x, y, max(steps, 3), budget_s=5.0)}
-    with reference_ops(twin):
-        out["train_reference"] = _time_steps(twin, x, y, steps, budget_s=8.0)
-    ids = x[0, :chars]
-    ids = np.resize(ids, chars)
-    session = model.stream(batch_size=1)
-    session.step(int(ids[0]))
-    t = time.perf_counter()
-    for i in ids:
-        session.step(int(i))
-    out["char_native"] = (time.perf_counter() - t) / chars
-    ref_step = _reference_step(model)
-    ref_step(int(ids[0]))
-    t = time.perf_counter()
-    for i in ids:
-        ref_step(int(i))
-    out["char_reference"] = (time.perf_counter() - t) / chars
+    threads = get_num_threads() if threads is None else threads
+    with same_threads(threads) as blas:
+        native, ref = _clone(model, learning_rate), _clone(model, learning_rate)
+        with reference_ops(ref):
+            native.train_on_batch(x, y)  # warm up: optimizer slots, kernel scratch
+            ref.train_on_batch(x, y)
+            out: dict[str, Any] = {
+                f"train_{k}": v for k, v in interleaved(
+                    {"native": lambda: native.train_on_batch(x, y),
+                     "reference": lambda: ref.train_on_batch(x, y)},
+                    steps, budget_s=10.0).items()}
+        block = max(chars // 5, 1)
+        ids = np.resize(x[0], block)
+        session = model.stream(batch_size=1)
+        ref_step = _reference_step(model)
+        session.step(int(ids[0]))
+        ref_step(int(ids[0]))
+
+        def run(step: Callable[[int], object]) -> Callable[[], None]:
+            def chars_() -> None:
+                for i in ids:
+                    step(int(i))
+            return chars_
+
+        per_block = interleaved({"native": run(session.step), "reference": run(ref_step)},
+                                5, budget_s=5.0)
+    out.update({f"char_{k}": v / block for k, v in per_block.items()})
+    out.update(threads=threads, blas=blas)
     return out
+
+
+def speed_lines(speed: dict[str, Any], batch_size: int, seq_len: int) -> list[str]:
+    """The demo's speed table: fastrnn against the NumPy reference on the same threads.
+
+    Parameters
+    ----------
+    speed : dict
+        From :func:`compare_with_reference`.
+    batch_size, seq_len : int
+        The training batch's shape (for the row's name).
+
+    Returns
+    -------
+    list of str
+        A title (two lines) naming the thread count of both, a header and two rows.
+    """
+    n = speed["threads"]
+    tn, tr = speed["train_native"], speed["train_reference"]
+    cn, cr = speed["char_native"], speed["char_reference"]
+    what = f"training step ({batch_size} x {seq_len} characters)"
+    w = max(len(what), 24)
+    return [f"Speed of this model, both on {n} thread{'s' if n > 1 else ''}: fastrnn's C "
+            "kernels against fastrnn.reference, its NumPy twin",
+            f"(vectorised, {speed['blas']}; same weights, same maths), taking turns so that "
+            "other load slows both alike:",
+            f"  {'':{w}}   fastrnn       NumPy",
+            f"  {what:{w}}  {_ms(tn)}  {_ms(tr)}  {_ratio(tr, tn)}",
+            f"  {'generating one character':{w}}  {_ms(cn)}  {_ms(cr)}  {_ratio(cr, cn)}"]
 
 
 def pick_threads(model: Sequential, x: np.ndarray, y: np.ndarray) -> tuple[int, str]:
@@ -830,20 +924,14 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
              f"({rate:,.0f} characters/s): loss {loss_mean:.3f}, validation perplexity "
              f"{math.exp(min(val_loss, 50.0)):.2f}")
 
-    speed: dict[str, float] = {}
+    speed: dict[str, Any] = {}
     if s.compare_steps > 0 and not interrupted:
         xb, yb = batch()
-        speed = compare_with_reference(model, xb, yb, s.compare_steps, s.learning_rate)
-        tn, tr = speed["train_native"], speed["train_reference"]
-        cn, cr = speed["char_native"], speed["char_reference"]
+        speed = compare_with_reference(model, xb, yb, s.compare_steps, s.learning_rate,
+                                       threads=threads)
         print_fn("")
-        print_fn("Speed of this model on fastrnn's C kernels and on fastrnn.reference, its "
-                 "NumPy twin (vectorised, BLAS; same weights, same maths):")
-        what = f"training step ({s.batch_size} x {s.seq_len} characters)"
-        w = max(len(what), 24)
-        print_fn(f"  {'':{w}}   fastrnn       NumPy")
-        print_fn(f"  {what:{w}}  {_ms(tn)}  {_ms(tr)}  {_ratio(tr, tn)}")
-        print_fn(f"  {'generating one character':{w}}  {_ms(cn)}  {_ms(cr)}  {_ratio(cr, cn)}")
+        for line in speed_lines(speed, s.batch_size, s.seq_len):
+            print_fn(line)
 
     save_char_model(model, vocab, s.out, {"source": corpus.source, "seq_len": s.seq_len})
     print_fn("")
