@@ -166,6 +166,54 @@ def test_demo_on_own_text_with_fixed_steps(tmp_path) -> None:
     assert vocab.chars == "\n " + "".join(sorted(set("thequickbrownfoxjumpsoverthelazydog")))
 
 
+def test_demo_on_own_text_names_its_model_and_primes_from_the_text(tmp_path,
+                                                                   tiny_char_model) -> None:
+    """Issue 25: ``demo --text`` overwrote the default demo's model and sampled English
+    from ``def ``. It saves poem.fr, starts samples from the text, keeps another text's
+    model unless told, and says what it saved where."""
+    (tmp_path / "poem.txt").write_text("\n  Roses are red, violets are blue\n" * 300,
+                                       encoding="utf-8")
+    run = ("demo", "--text", "poem.txt", "--tiny", "--threads", "1", "--compare-steps", "0")
+    proc = _cli(*run, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "  samples  start from 'Roses ' (--prime TEXT to change)" in out
+    assert out.count("│ Roses ") == 2  # each epoch's sample
+    assert "Saved the model of poem.txt to poem.fr (" in out
+    assert "fastrnn generate poem.fr --prime 'Roses ' " in out
+    assert not (tmp_path / "fastrnn-demo-model.fr").exists()
+    info = demo.load_char_model(str(tmp_path / "poem.fr"))[2]
+    assert info["text"] == str(tmp_path / "poem.txt")
+
+    again = _cli(*run, cwd=tmp_path)  # the same text: a new run replaces its own model
+    assert again.returncode == 0, again.stderr
+    assert "to poem.fr, replacing the earlier one (" in again.stdout
+
+    other = (tmp_path / "poem.fr")
+    other.write_bytes(open(tiny_char_model, "rb").read())  # a model of the Python source
+    _one_line_error(_cli(*run, cwd=tmp_path, timeout=60), "poem.fr holds a model trained on "
+                    "the standard library's Python source; to keep it, name another file "
+                    "with --out FILE, or replace it with --force", 2)
+    assert other.read_bytes() == open(tiny_char_model, "rb").read()
+    forced = _cli(*run, "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert demo.load_char_model(str(other))[2]["source"] == "poem.txt"
+
+
+def test_demo_default_output_and_prime_helpers(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert demo.default_out(None) == demo.DEFAULT_MODEL == "fastrnn-demo-model.fr"
+    assert demo.default_out("books/my_book.txt") == "my_book.fr"
+    assert demo.default_out("notes") == "notes.fr"
+    assert demo.default_out("book.fr") == "book-model.fr"  # never the text file itself
+    assert demo.corpus_prime("\n\n  First Citizen:\nBefore we proceed") == "First "
+    assert demo.corpus_prime("CHAPTER\n") == "CHAPTER"
+    assert demo.corpus_prime("\n \n") == "\n"
+    assert demo.other_run("absent.fr", None) == ""
+    (tmp_path / "x.fr").write_text("hello", encoding="utf-8")
+    assert demo.other_run("x.fr", "t.txt") == "a file that is not a model of 'fastrnn demo'"
+
+
 @pytest.mark.parametrize(
     "args, needle, status",
     [

@@ -52,8 +52,13 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
                         "library's own source code, found on every machine)")
     g.add_argument("--max-chars", type=int_at_least(100), metavar="N",
                    help=f"use at most N characters of the text (default {d['max_chars']:,})")
-    g.add_argument("--out", metavar="FILE", default="fastrnn-demo-model.fr",
-                   help="where to save the trained model (default fastrnn-demo-model.fr)")
+    g.add_argument("--out", metavar="FILE",
+                   help="where to save the trained model (default: fastrnn-demo-model.fr, or "
+                        "for --text my_book.txt my_book.fr; a model of another text there is "
+                        "kept unless --out names it or --force is given)")
+    g.add_argument("--force", action="store_true",
+                   help="replace the default output file even when it holds a model of "
+                        "another text")
     g = p.add_argument_group("training time")
     g.add_argument("--minutes", type=positive_float, metavar="M",
                    help=f"training time in minutes, split evenly over the epochs (default "
@@ -90,17 +95,21 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
                    help="sampling temperature of the samples (default 0.7)")
     g.add_argument("--sample-length", type=int_at_least(0), metavar="N",
                    help=f"characters per sample (default {d['sample_length']})")
-    g.add_argument("--prime", default="def ", metavar="TEXT",
-                   help="text each sample starts from (default 'def ')")
+    g.add_argument("--prime", default=None, metavar="TEXT",
+                   help="text each sample starts from (default: 'def ' for the Python "
+                        "source; for --text, the start of the text's first line)")
     g.add_argument("--compare-steps", type=int_at_least(0), metavar="N",
                    help=f"training steps timed on the NumPy reference for the speed "
                         f"comparison; 0 skips it (default {d['compare_steps']})")
 
 
 def demo_run(args: argparse.Namespace) -> int:
-    """Fill in the defaults (``--tiny``: the tiny ones), then run the demo.
+    """Fill in the defaults (``--tiny``: the tiny ones), check the output, run the demo.
 
-    The demo is :func:`fastrnn.cli.demo.run_demo`.
+    The model goes to ``--out``, else :func:`fastrnn.cli.demo.default_out` (named after
+    ``--text``) unless that file holds another text's model
+    (:func:`fastrnn.cli.demo.other_run`) and ``--force`` is not given. The demo is
+    :func:`fastrnn.cli.demo.run_demo`.
 
     Parameters
     ----------
@@ -115,7 +124,8 @@ def demo_run(args: argparse.Namespace) -> int:
     Raises
     ------
     CommandError
-        When the output cannot be written or there is no usable text.
+        When the output cannot be written, would replace another text's model without
+        ``--out`` or ``--force``, or there is no usable text.
     """
     import os
 
@@ -133,9 +143,13 @@ def demo_run(args: argparse.Namespace) -> int:
         learning_rate=val["lr"], epochs=val["epochs"], minutes=val["minutes"],
         steps_per_epoch=val["steps_per_epoch"], sample_length=val["sample_length"],
         temperature=args.temperature, prime=args.prime, compare_steps=val["compare_steps"],
-        out=args.out, seed=args.seed,
+        out=args.out or demo.default_out(args.text), seed=args.seed,
         threads_fixed=threads_fixed)
-    check_writable(args.out, "--out")
+    check_writable(settings.out, "--out")
+    clash = "" if args.out or args.force else demo.other_run(settings.out, args.text)
+    if clash:
+        raise CommandError(f"{settings.out} holds {clash}; to keep it, name another file "
+                           f"with --out FILE, or replace it with --force", status=2)
     try:
         demo.run_demo(settings, print_fn=_print)
     except demo.CorpusError as e:

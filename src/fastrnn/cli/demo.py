@@ -28,6 +28,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -47,9 +48,10 @@ from fastrnn.keras.layers import LSTM, Dense, Embedding
 from fastrnn.keras.models import ModelFileError, Sequential, load_model, set_random_seed
 
 __all__ = ["DEFAULT_MODEL", "CharVocab", "Corpus", "CorpusError", "build_char_model",
-           "compare_with_reference", "default_corpus", "generate", "interleaved", "load_char_model",
-           "load_with_metadata", "pick_threads", "read_text", "reference_ops", "run_demo",
-           "same_threads", "save_char_model", "save_with_metadata", "speed_lines"]
+           "compare_with_reference", "corpus_prime", "default_corpus", "default_out", "generate",
+           "interleaved", "load_char_model", "load_with_metadata", "other_run", "pick_threads",
+           "read_text", "reference_ops", "run_demo", "same_threads", "save_char_model",
+           "save_with_metadata", "speed_lines"]
 
 DEFAULT_MODEL = "fastrnn-demo-model.fr"
 VOCAB_MEMBER = "fastrnn-charlm.json"
@@ -191,6 +193,82 @@ def read_text(path: str, max_chars: int = 1_000_000) -> Corpus:
     if not text.strip():
         raise CorpusError(f"{path}: the file is empty")
     return Corpus(text, os.path.basename(path), os.path.abspath(path))
+
+
+def corpus_prime(text: str) -> str:
+    """Where samples of a user's text start: the start of its first line that is not blank.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
+        That line's first word with the space after it (``"First "`` for ``"First
+        Citizen:"``), or its first 20 characters when it has no space among them; a
+        newline for a text of blank lines.
+    """
+    for line in text.split("\n"):
+        line = line.strip()
+        if line:
+            cut = line.find(" ")
+            return line[:cut + 1] if 0 < cut < 20 else line[:20]
+    return "\n"
+
+
+def default_out(text: str | None) -> str:
+    """The file a demo saves its model to when ``--out`` is not given.
+
+    Parameters
+    ----------
+    text : str or None
+        The ``--text`` file (None: the default Python corpus).
+
+    Returns
+    -------
+    str
+        :data:`DEFAULT_MODEL` for the default corpus, else the text file's name with
+        ``.fr`` in the current directory (``my_book.txt`` -> ``my_book.fr``;
+        ``my_book-model.fr`` if that would be the text file itself).
+    """
+    if not text:
+        return DEFAULT_MODEL
+    stem = os.path.splitext(os.path.basename(os.path.normpath(text)))[0] or "text"
+    out = stem + ".fr"
+    return stem + "-model.fr" if os.path.abspath(out) == os.path.abspath(text) else out
+
+
+def other_run(path: str, text: str | None) -> str:
+    """What a demo would overwrite at ``path`` that another run made, if anything.
+
+    Parameters
+    ----------
+    path : str
+        The model file about to be written.
+    text : str or None
+        The text of this run (None: the default Python corpus).
+
+    Returns
+    -------
+    str
+        ``""`` when there is no file at ``path`` or it holds a demo's model of the same
+        text (a new run of the same demo replaces it); else what the file holds, e.g.
+        ``"a model trained on /home/me/poems.txt"``.
+    """
+    if not os.path.lexists(path):
+        return ""
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read(VOCAB_MEMBER).decode("utf-8"))
+        source = str(meta.get("source", ""))
+    except (KeyError, OSError, zipfile.BadZipFile, ValueError, AttributeError):
+        return "a file that is not a model of 'fastrnn demo'"
+    if "text" in meta:  # the text's absolute path, "" for the default corpus
+        same = meta["text"] == (os.path.abspath(text) if text else "")
+    else:  # saved before the path was kept: the text's file name
+        same = source == os.path.basename(text) if text else "Python source" in source
+    return "" if same else f"a model trained on {meta.get('text') or source}"
 
 
 # ---- characters <-> ids --------------------------------------------------------------------
@@ -820,7 +898,7 @@ class DemoSettings:
     steps_per_epoch: int | None = None
     sample_length: int = 240
     temperature: float = 0.7
-    prime: str = "def "
+    prime: str | None = None  # None: "def " for the Python corpus, else corpus_prime(text)
     compare_steps: int = 3
     out: str = DEFAULT_MODEL
     seed: int = 0
@@ -868,6 +946,12 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
         w = windows[rng.integers(0, len(windows), s.batch_size)]
         return w[:, :-1], w[:, 1:]
 
+    if s.prime is not None:
+        prime = s.prime
+    else:
+        prime = corpus_prime(corpus.text) if s.text else "def "
+    if not all(c in vocab for c in prime):
+        prime = "\n"
     threads, note = (get_num_threads(), "") if s.threads_fixed else pick_threads(model, *batch())
     budget = None if s.steps_per_epoch else s.minutes * 60.0 / s.epochs
     print_fn("fastrnn demo: a character-level LSTM language model, trained on this CPU")
@@ -875,6 +959,8 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
     if corpus.location:
         print_fn(f"           ({corpus.location})")
     print_fn(f"  model    {_describe(model)}, {model.count_params():,} parameters")
+    print_fn(f"  samples  start from {prime!r}" + ("" if s.prime is not None else
+                                                    " (--prime TEXT to change)"))
     plan = (f"{s.epochs} epochs of {budget:.0f} s" if budget is not None
             else f"{s.epochs} epochs of {s.steps_per_epoch} steps")
     print_fn(f"  training {plan}: batches of {s.batch_size} windows x {s.seq_len} characters, "
@@ -906,7 +992,6 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
             val_loss = float(model.evaluate(x_val, y_val, batch_size=s.batch_size, verbose=0))
             progress.finish(epoch, elapsed, loss_mean, chars_done / train_time,
                             extra=f"  val ppl {math.exp(min(val_loss, 50.0)):.2f}")
-            prime = s.prime if all(c in vocab for c in s.prime) else "\n"
             sample = generate(model, vocab, prime, s.sample_length, s.temperature, rng)
             samples.append(sample)
             print_fn(f"  sample at temperature {s.temperature:g}:")
@@ -933,12 +1018,16 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
         for line in speed_lines(speed, s.batch_size, s.seq_len):
             print_fn(line)
 
-    save_char_model(model, vocab, s.out, {"source": corpus.source, "seq_len": s.seq_len})
+    replaced = os.path.lexists(s.out)
+    save_char_model(model, vocab, s.out, {"source": corpus.source, "seq_len": s.seq_len,
+                                          "text": os.path.abspath(s.text) if s.text else ""})
     print_fn("")
-    print_fn(f"Saved the model to {s.out} ({time.perf_counter() - t_start:.0f} s in all). "
-             "Next, try:")
-    out_arg = s.out if " " not in s.out else f'"{s.out}"'
-    print_fn(f"  fastrnn generate {out_arg} --prime 'class ' --length 400 --temperature 0.6")
+    print_fn(f"Saved the model of {corpus.source} to {s.out}"
+             f"{', replacing the earlier one' if replaced else ''} "
+             f"({time.perf_counter() - t_start:.0f} s in all). Next, try:")
+    next_prime = "class " if not s.text else prime
+    print_fn(f"  fastrnn generate {shlex.quote(s.out)} --prime {shlex.quote(next_prime)} "
+             "--length 400 --temperature 0.6")
     return {"loss": loss_mean, "val_loss": val_loss, "chars_per_s": rate,
             "seconds": train_time, "speed": speed, "samples": samples, "path": s.out,
             "threads": threads}

@@ -37,7 +37,8 @@ COMMANDS: list[Command] = [
 examples:
   fastrnn demo                        # about a minute; saves fastrnn-demo-model.fr
   fastrnn demo --minutes 5 --units 512
-  fastrnn demo --text shakespeare.txt --out shakespeare.fr
+  fastrnn demo --text shakespeare.txt   # saves shakespeare.fr; samples start from its text
+  fastrnn demo --text shakespeare.txt --out shakespeare-long.fr --minutes 10
   fastrnn demo --epochs 3 --steps-per-epoch 100 --seed 1   # fixed work, repeatable
   fastrnn demo --tiny                 # everything in a few seconds
 """),
