@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from types import ModuleType
 
 from fastrnn.cli.command import (
     CommandError,
@@ -22,9 +24,21 @@ from fastrnn.cli.command import (
     positive_float,
 )
 
-__all__ = ["bench_arguments", "bench_run", "demo_arguments", "demo_run", "generate_arguments",
-           "generate_run", "predict_arguments", "predict_run", "require_matplotlib",
-           "train_arguments", "train_run"]
+__all__ = ["add_threads", "bench_arguments", "bench_run", "demo_arguments", "demo_run",
+           "generate_arguments", "generate_run", "predict_arguments", "predict_run",
+           "require_matplotlib", "train_arguments", "train_run"]
+
+def add_threads(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add ``--threads N`` (default: ``OMP_NUM_THREADS`` or all cores) to ``p``.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser or argument group
+        Where the option goes.
+    """
+    p.add_argument("--threads", type=positive, default=None, metavar="N",
+                   help="threads (default: OMP_NUM_THREADS or all cores)")
+
 
 # ---- demo ----------------------------------------------------------------------------------
 
@@ -183,8 +197,7 @@ def generate_arguments(p: argparse.ArgumentParser) -> None:
                         "(default 0.7)")
     p.add_argument("--seed", type=int_at_least(0), default=None, metavar="N",
                    help="random seed, for a repeatable text (default: different each run)")
-    p.add_argument("--threads", type=positive, default=None, metavar="N",
-                   help="threads (default: OMP_NUM_THREADS or all cores)")
+    add_threads(p)
 
 
 def generate_run(args: argparse.Namespace) -> int:
@@ -285,8 +298,7 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
                    help="Adam learning rate (default 0.003)")
     g.add_argument("--seed", type=int_at_least(0), default=0, metavar="N",
                    help="random seed (default 0)")
-    g.add_argument("--threads", type=positive, default=None, metavar="N",
-                   help="threads (default: OMP_NUM_THREADS or all cores)")
+    add_threads(g)
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="FILE",
                    help="where to save the model (default: FILE's name with .fr)")
@@ -317,22 +329,30 @@ def train_run(args: argparse.Namespace) -> int:
     """
     import os
 
+    out = args.out or os.path.splitext(os.path.basename(args.data))[0] + ".fr"
+    _forecast_run(args, out, lambda train: train.run(args, out))
+    return 0
+
+
+def _forecast_run(args: argparse.Namespace, out: str | None,
+                  run: Callable[[ModuleType], object]) -> None:
+    """What ``train`` and ``predict`` do around their engine: check ``out`` and ``--plot``
+    can be written and drawn, set the threads, then ``run(fastrnn.cli.train)`` with its
+    ``TrainError`` as a one-line failure."""
     from fastrnn.bench import prepare_threads
 
-    out = args.out or os.path.splitext(os.path.basename(args.data))[0] + ".fr"
-    check_writable(out, "--out")
-    if args.plot:
-        check_writable(args.plot, "--plot")
+    for path, option in ((out, "--out"), (args.plot, "--plot")):
+        if path:
+            check_writable(path, option)
     prepare_threads(args.threads)  # before numpy is imported (matplotlib imports it)
     if args.plot:
         require_matplotlib()
     from fastrnn.cli import train
 
     try:
-        train.run(args, out)
+        run(train)
     except train.TrainError as e:
         raise CommandError(str(e)) from None
-    return 0
 
 
 def require_matplotlib() -> None:
@@ -374,8 +394,7 @@ def predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", metavar="PNG",
                    help="plot the series and the forecast of the first target (needs "
                         "matplotlib: pip install 'fastrnn[plot]')")
-    p.add_argument("--threads", type=positive, default=None, metavar="N",
-                   help="threads (default: OMP_NUM_THREADS or all cores)")
+    add_threads(p)
 
 
 def predict_run(args: argparse.Namespace) -> int:
@@ -397,21 +416,12 @@ def predict_run(args: argparse.Namespace) -> int:
         When an output cannot be written, ``--plot`` lacks matplotlib, or the model or
         the data is unusable.
     """
-    from fastrnn.bench import prepare_threads
+    def run(_train: ModuleType) -> None:
+        from fastrnn.cli import predict
 
-    if args.out:
-        check_writable(args.out, "--out")
-    if args.plot:
-        check_writable(args.plot, "--plot")
-    prepare_threads(args.threads)  # before numpy is imported (matplotlib imports it)
-    if args.plot:
-        require_matplotlib()
-    from fastrnn.cli import predict, train
-
-    try:
         predict.run(args)
-    except train.TrainError as e:
-        raise CommandError(str(e)) from None
+
+    _forecast_run(args, args.out, run)
     return 0
 
 

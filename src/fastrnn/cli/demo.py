@@ -443,7 +443,7 @@ def save_with_metadata(model: Sequential, path: str, member: str, meta: dict) ->
         raise
 
 
-def load_with_metadata(path: str, member: str) -> tuple[Sequential, dict | None]:
+def load_with_metadata(path: str, member: str, kind: str) -> tuple[Sequential, dict]:
     """Read a model saved by :func:`save_with_metadata` and its JSON member.
 
     Parameters
@@ -452,23 +452,27 @@ def load_with_metadata(path: str, member: str) -> tuple[Sequential, dict | None]
         The model file.
     member : str
         The name of the JSON member.
+    kind : str
+        What a file with that member is, and how to make one, for the message when it has
+        none (``"forecaster (make one with 'fastrnn train')"``).
 
     Returns
     -------
     model : Sequential
-    meta : dict or None
-        The member's content; None when the file has no such member.
+    meta : dict
+        The member's content.
 
     Raises
     ------
     FileNotFoundError, ModelFileError
-        If the file is missing or unreadable, or the member is not a JSON object.
+        If the file is missing or unreadable, or the member is missing or not a JSON
+        object.
     """
     model = load_model(path, compile=False)
     try:
         with zipfile.ZipFile(path) as z:
             if member not in z.namelist():
-                return model, None
+                raise ModelFileError(f"{path} is a fastrnn model but not a {kind}")
             meta = json.loads(z.read(member).decode("utf-8"))
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise ModelFileError(f"{path}: {member} is unreadable ({e})") from None
@@ -514,10 +518,8 @@ def load_char_model(path: str) -> tuple[Sequential, CharVocab, dict]:
     FileNotFoundError, ModelFileError
         If the file is missing, unreadable, or holds no character vocabulary.
     """
-    model, meta = load_with_metadata(path, VOCAB_MEMBER)
-    if meta is None:
-        raise ModelFileError(f"{path} is a fastrnn model but not a character language model "
-                             "(it has no vocabulary; make one with 'fastrnn demo')")
+    model, meta = load_with_metadata(path, VOCAB_MEMBER, "character language model (it has "
+                                     "no vocabulary; make one with 'fastrnn demo')")
     try:
         vocab = CharVocab(meta["vocab"])
     except (KeyError, ValueError, TypeError) as e:

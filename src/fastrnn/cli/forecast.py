@@ -182,6 +182,21 @@ class Preparation:
         return np.column_stack([_apply(k, values[:, j])
                                 for j, k in enumerate(self.transforms)])
 
+    def scaled(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`transformed`, minus the training mean, over the training std.
+
+        Parameters
+        ----------
+        values : numpy.ndarray
+            The series (time, columns).
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(T - lag, columns)``.
+        """
+        return (self.transformed(values) - self.mean) / self.std
+
     def origins(self, n_steps: int, known: bool, start: int = 0) -> np.ndarray:
         """The steps windows end at: from ``max(start, first_origin)`` to the last step
         (``known``: the last whose ``horizon`` next steps are in the series).
@@ -217,7 +232,7 @@ class Preparation:
         -------
         numpy.ndarray
         """
-        z = (self.transformed(values) - self.mean) / self.std
+        z = self.scaled(values)
         w = np.lib.stride_tricks.sliding_window_view(z, self.window, axis=0)  # (n, F, W)
         w = w[origins - self.first_origin].transpose(0, 2, 1)
         return np.ascontiguousarray(w, dtype=np.float32)
@@ -236,7 +251,7 @@ class Preparation:
         -------
         numpy.ndarray
         """
-        z = (self.transformed(values) - self.mean) / self.std
+        z = self.scaled(values)
         rows = origins[:, None] + np.arange(1, self.horizon + 1) - self.lag  # (n, H)
         y = z[rows][:, :, self.targets]
         return np.ascontiguousarray(y.reshape(len(origins), -1), dtype=np.float32)

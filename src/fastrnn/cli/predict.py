@@ -48,15 +48,13 @@ def load_forecaster(path: str) -> tuple[Sequential, Preparation, dict]:
         For a missing file, a file that is not a forecaster, or a broken description.
     """
     try:
-        model, meta = load_with_metadata(path, FORECAST_MEMBER)
+        model, meta = load_with_metadata(path, FORECAST_MEMBER,
+                                         "forecaster (make one with 'fastrnn train')")
     except FileNotFoundError:
         raise TrainError(f"{path}: no such model file (make one with 'fastrnn train')") \
             from None
     except ModelFileError as e:
         raise TrainError(str(e)) from None
-    if meta is None:
-        raise TrainError(f"{path} is a fastrnn model but not a forecaster (make one with "
-                         "'fastrnn train')")
     try:
         prep = Preparation.from_meta(meta)
     except (KeyError, ValueError, TypeError) as e:
