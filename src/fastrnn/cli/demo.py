@@ -783,8 +783,8 @@ def speed_lines(speed: dict[str, Any], batch_size: int, seq_len: int) -> list[st
     w = max(len(what), 24)
     return [f"Speed of this model, both on {n} thread{'s' if n > 1 else ''}: fastrnn's C "
             "kernels against fastrnn.reference, its NumPy twin",
-            f"(vectorised, {speed['blas']}; same weights, same maths), taking turns so that "
-            "other load slows both alike:",
+            f"({speed['blas']}; same weights, same maths), taking turns so that other load "
+            "slows both alike:",
             f"  {'':{w}}   fastrnn       NumPy",
             f"  {what:{w}}  {_ms(tn)}  {_ms(tr)}  {_ratio(tr, tn)}",
             f"  {'generating one character':{w}}  {_ms(cn)}  {_ms(cr)}  {_ratio(cr, cn)}"]
