@@ -1,16 +1,19 @@
-"""The options of ``fastrnn demo``, ``generate``, ``train`` and ``bench``, and their runners.
+"""The options of ``fastrnn demo``, ``generate``, ``train``, ``predict`` and ``bench``, and
+their runners.
 
 Each command is a pair: ``<name>_arguments`` adds its options to a parser (nothing heavy is
 imported), ``<name>_run`` turns the parsed options into a call of the engine:
-:mod:`fastrnn.cli.demo` (``demo`` and ``generate``), :mod:`fastrnn.cli.train` (``train``)
-and :mod:`fastrnn.bench` (``bench``). The thread count is handed out before numpy loads
-(:func:`fastrnn.bench.prepare_threads`).
+:mod:`fastrnn.cli.demo` (``demo`` and ``generate``), :mod:`fastrnn.cli.train` (``train``),
+:mod:`fastrnn.cli.predict` (``predict``) and :mod:`fastrnn.bench` (``bench``). The thread
+count is handed out before numpy loads (:func:`fastrnn.bench.prepare_threads`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from types import ModuleType
 
 from fastrnn.cli.command import (
     CommandError,
@@ -21,8 +24,21 @@ from fastrnn.cli.command import (
     positive_float,
 )
 
-__all__ = ["bench_arguments", "bench_run", "demo_arguments", "demo_run", "generate_arguments",
-           "generate_run", "train_arguments", "train_run"]
+__all__ = ["add_threads", "bench_arguments", "bench_run", "demo_arguments", "demo_run",
+           "generate_arguments", "generate_run", "predict_arguments", "predict_run",
+           "require_matplotlib", "train_arguments", "train_run"]
+
+def add_threads(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add ``--threads N`` (default: ``OMP_NUM_THREADS`` or all cores) to ``p``.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser or argument group
+        Where the option goes.
+    """
+    p.add_argument("--threads", type=positive, default=None, metavar="N",
+                   help="threads (default: OMP_NUM_THREADS or all cores)")
+
 
 # ---- demo ----------------------------------------------------------------------------------
 
@@ -50,8 +66,13 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
                         "library's own source code, found on every machine)")
     g.add_argument("--max-chars", type=int_at_least(100), metavar="N",
                    help=f"use at most N characters of the text (default {d['max_chars']:,})")
-    g.add_argument("--out", metavar="FILE", default="fastrnn-demo-model.fr",
-                   help="where to save the trained model (default fastrnn-demo-model.fr)")
+    g.add_argument("--out", metavar="FILE",
+                   help="where to save the trained model (default: fastrnn-demo-model.fr, or "
+                        "for --text my_book.txt my_book.fr; a model of another text there is "
+                        "kept unless --out names it or --force is given)")
+    g.add_argument("--force", action="store_true",
+                   help="replace the default output file even when it holds a model of "
+                        "another text")
     g = p.add_argument_group("training time")
     g.add_argument("--minutes", type=positive_float, metavar="M",
                    help=f"training time in minutes, split evenly over the epochs (default "
@@ -88,17 +109,21 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
                    help="sampling temperature of the samples (default 0.7)")
     g.add_argument("--sample-length", type=int_at_least(0), metavar="N",
                    help=f"characters per sample (default {d['sample_length']})")
-    g.add_argument("--prime", default="def ", metavar="TEXT",
-                   help="text each sample starts from (default 'def ')")
+    g.add_argument("--prime", default=None, metavar="TEXT",
+                   help="text each sample starts from (default: 'def ' for the Python "
+                        "source; for --text, the start of the text's first line)")
     g.add_argument("--compare-steps", type=int_at_least(0), metavar="N",
                    help=f"training steps timed on the NumPy reference for the speed "
                         f"comparison; 0 skips it (default {d['compare_steps']})")
 
 
 def demo_run(args: argparse.Namespace) -> int:
-    """Fill in the defaults (``--tiny``: the tiny ones), then run the demo.
+    """Fill in the defaults (``--tiny``: the tiny ones), check the output, run the demo.
 
-    The demo is :func:`fastrnn.cli.demo.run_demo`.
+    The model goes to ``--out``, else :func:`fastrnn.cli.demo.default_out` (named after
+    ``--text``) unless that file holds another text's model
+    (:func:`fastrnn.cli.demo.other_run`) and ``--force`` is not given. The demo is
+    :func:`fastrnn.cli.demo.run_demo`.
 
     Parameters
     ----------
@@ -113,7 +138,8 @@ def demo_run(args: argparse.Namespace) -> int:
     Raises
     ------
     CommandError
-        When the output cannot be written or there is no usable text.
+        When the output cannot be written, would replace another text's model without
+        ``--out`` or ``--force``, or there is no usable text.
     """
     import os
 
@@ -131,9 +157,13 @@ def demo_run(args: argparse.Namespace) -> int:
         learning_rate=val["lr"], epochs=val["epochs"], minutes=val["minutes"],
         steps_per_epoch=val["steps_per_epoch"], sample_length=val["sample_length"],
         temperature=args.temperature, prime=args.prime, compare_steps=val["compare_steps"],
-        out=args.out, seed=args.seed,
+        out=args.out or demo.default_out(args.text), seed=args.seed,
         threads_fixed=threads_fixed)
-    check_writable(args.out, "--out")
+    check_writable(settings.out, "--out")
+    clash = "" if args.out or args.force else demo.other_run(settings.out, args.text)
+    if clash:
+        raise CommandError(f"{settings.out} holds {clash}; to keep it, name another file "
+                           f"with --out FILE, or replace it with --force", status=2)
     try:
         demo.run_demo(settings, print_fn=_print)
     except demo.CorpusError as e:
@@ -167,8 +197,7 @@ def generate_arguments(p: argparse.ArgumentParser) -> None:
                         "(default 0.7)")
     p.add_argument("--seed", type=int_at_least(0), default=None, metavar="N",
                    help="random seed, for a repeatable text (default: different each run)")
-    p.add_argument("--threads", type=positive, default=None, metavar="N",
-                   help="threads (default: OMP_NUM_THREADS or all cores)")
+    add_threads(p)
 
 
 def generate_run(args: argparse.Namespace) -> int:
@@ -248,6 +277,13 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-fraction", type=fraction, default=0.2, metavar="F",
                    help="the last fraction of the series held out for validation "
                         "(default 0.2)")
+    g.add_argument("--transform", choices=["auto", "none", "diff", "return"], default="auto",
+                   help="what the model sees and forecasts of each column: its levels "
+                        "(none), its differences from step to step (diff) or its relative "
+                        "changes (return, positive values only); auto (default): differences "
+                        "of a column that looks non-stationary, such as a price (a "
+                        "Dickey-Fuller test on the training part), levels of the others. "
+                        "Forecasts are always given in the data's units")
     g = p.add_argument_group("model and training")
     g.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm",
                    help="recurrent cell (default lstm)")
@@ -262,13 +298,13 @@ def train_arguments(p: argparse.ArgumentParser) -> None:
                    help="Adam learning rate (default 0.003)")
     g.add_argument("--seed", type=int_at_least(0), default=0, metavar="N",
                    help="random seed (default 0)")
-    g.add_argument("--threads", type=positive, default=None, metavar="N",
-                   help="threads (default: OMP_NUM_THREADS or all cores)")
+    add_threads(g)
     g = p.add_argument_group("output")
     g.add_argument("--out", metavar="FILE",
                    help="where to save the model (default: FILE's name with .fr)")
     g.add_argument("--plot", metavar="PNG",
-                   help="plot the validation forecast against the truth (needs matplotlib)")
+                   help="plot the validation forecast against the truth (needs matplotlib: "
+                        "pip install 'fastrnn[plot]')")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -293,25 +329,99 @@ def train_run(args: argparse.Namespace) -> int:
     """
     import os
 
+    out = args.out or os.path.splitext(os.path.basename(args.data))[0] + ".fr"
+    _forecast_run(args, out, lambda train: train.run(args, out))
+    return 0
+
+
+def _forecast_run(args: argparse.Namespace, out: str | None,
+                  run: Callable[[ModuleType], object]) -> None:
+    """What ``train`` and ``predict`` do around their engine: check ``out`` and ``--plot``
+    can be written and drawn, set the threads, then ``run(fastrnn.cli.train)`` with its
+    ``TrainError`` as a one-line failure."""
     from fastrnn.bench import prepare_threads
 
-    out = args.out or os.path.splitext(os.path.basename(args.data))[0] + ".fr"
-    check_writable(out, "--out")
-    if args.plot:
-        check_writable(args.plot, "--plot")
+    for path, option in ((out, "--out"), (args.plot, "--plot")):
+        if path:
+            check_writable(path, option)
     prepare_threads(args.threads)  # before numpy is imported (matplotlib imports it)
     if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError as e:
-            raise CommandError(f"--plot needs matplotlib, which cannot be imported ({e}; "
-                               "pip install matplotlib)", status=2) from None
+        require_matplotlib()
     from fastrnn.cli import train
 
     try:
-        train.run(args, out)
+        run(train)
     except train.TrainError as e:
         raise CommandError(str(e)) from None
+
+
+def require_matplotlib() -> None:
+    """Fail before the work when ``--plot`` cannot be drawn.
+
+    Raises
+    ------
+    CommandError
+        With status 2 when matplotlib cannot be imported; the message says how to get it.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise CommandError(f"--plot needs matplotlib, which cannot be imported ({e}): "
+                           "pip install 'fastrnn[plot]' (or pip install matplotlib)",
+                           status=2) from None
+
+
+# ---- predict -------------------------------------------------------------------------------
+
+
+def predict_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``predict`` options to ``p``.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The command's parser.
+    """
+    p.add_argument("model", metavar="MODEL",
+                   help="a model saved by 'fastrnn train' (e.g. prices.fr)")
+    p.add_argument("data", metavar="FILE",
+                   help="the series to forecast: a .csv or .npy file like the one the model "
+                        "was trained on (the same columns, by header name; more rows or "
+                        "fewer, at least the model's window)")
+    p.add_argument("--out", metavar="CSV",
+                   help="write every window's forecast to this CSV (one row per window, "
+                        "named by its last time step; columns <target>_t+<k>)")
+    p.add_argument("--plot", metavar="PNG",
+                   help="plot the series and the forecast of the first target (needs "
+                        "matplotlib: pip install 'fastrnn[plot]')")
+    add_threads(p)
+
+
+def predict_run(args: argparse.Namespace) -> int:
+    """Check the outputs can be written, then run :func:`fastrnn.cli.predict.run`.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``predict`` options.
+
+    Returns
+    -------
+    int
+        The exit status (0).
+
+    Raises
+    ------
+    CommandError
+        When an output cannot be written, ``--plot`` lacks matplotlib, or the model or
+        the data is unusable.
+    """
+    def run(_train: ModuleType) -> None:
+        from fastrnn.cli import predict
+
+        predict.run(args)
+
+    _forecast_run(args, args.out, run)
     return 0
 
 

@@ -28,6 +28,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -47,8 +48,10 @@ from fastrnn.keras.layers import LSTM, Dense, Embedding
 from fastrnn.keras.models import ModelFileError, Sequential, load_model, set_random_seed
 
 __all__ = ["DEFAULT_MODEL", "CharVocab", "Corpus", "CorpusError", "build_char_model",
-           "default_corpus", "generate", "load_char_model", "read_text", "reference_ops",
-           "save_char_model", "save_with_metadata"]
+           "compare_with_reference", "corpus_prime", "default_corpus", "default_out", "generate",
+           "interleaved", "load_char_model", "load_with_metadata", "other_run", "pick_threads",
+           "read_text", "reference_ops", "run_demo", "same_threads", "save_char_model",
+           "save_with_metadata", "speed_lines"]
 
 DEFAULT_MODEL = "fastrnn-demo-model.fr"
 VOCAB_MEMBER = "fastrnn-charlm.json"
@@ -190,6 +193,82 @@ def read_text(path: str, max_chars: int = 1_000_000) -> Corpus:
     if not text.strip():
         raise CorpusError(f"{path}: the file is empty")
     return Corpus(text, os.path.basename(path), os.path.abspath(path))
+
+
+def corpus_prime(text: str) -> str:
+    """Where samples of a user's text start: the start of its first line that is not blank.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
+        That line's first word with the space after it (``"First "`` for ``"First
+        Citizen:"``), or its first 20 characters when it has no space among them; a
+        newline for a text of blank lines.
+    """
+    for line in text.split("\n"):
+        line = line.strip()
+        if line:
+            cut = line.find(" ")
+            return line[:cut + 1] if 0 < cut < 20 else line[:20]
+    return "\n"
+
+
+def default_out(text: str | None) -> str:
+    """The file a demo saves its model to when ``--out`` is not given.
+
+    Parameters
+    ----------
+    text : str or None
+        The ``--text`` file (None: the default Python corpus).
+
+    Returns
+    -------
+    str
+        :data:`DEFAULT_MODEL` for the default corpus, else the text file's name with
+        ``.fr`` in the current directory (``my_book.txt`` -> ``my_book.fr``;
+        ``my_book-model.fr`` if that would be the text file itself).
+    """
+    if not text:
+        return DEFAULT_MODEL
+    stem = os.path.splitext(os.path.basename(os.path.normpath(text)))[0] or "text"
+    out = stem + ".fr"
+    return stem + "-model.fr" if os.path.abspath(out) == os.path.abspath(text) else out
+
+
+def other_run(path: str, text: str | None) -> str:
+    """What a demo would overwrite at ``path`` that another run made, if anything.
+
+    Parameters
+    ----------
+    path : str
+        The model file about to be written.
+    text : str or None
+        The text of this run (None: the default Python corpus).
+
+    Returns
+    -------
+    str
+        ``""`` when there is no file at ``path`` or it holds a demo's model of the same
+        text (a new run of the same demo replaces it); else what the file holds, e.g.
+        ``"a model trained on /home/me/poems.txt"``.
+    """
+    if not os.path.lexists(path):
+        return ""
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read(VOCAB_MEMBER).decode("utf-8"))
+        source = str(meta.get("source", ""))
+    except (KeyError, OSError, zipfile.BadZipFile, ValueError, AttributeError):
+        return "a file that is not a model of 'fastrnn demo'"
+    if "text" in meta:  # the text's absolute path, "" for the default corpus
+        same = meta["text"] == (os.path.abspath(text) if text else "")
+    else:  # saved before the path was kept: the text's file name
+        same = source == os.path.basename(text) if text else "Python source" in source
+    return "" if same else f"a model trained on {meta.get('text') or source}"
 
 
 # ---- characters <-> ids --------------------------------------------------------------------
@@ -364,6 +443,44 @@ def save_with_metadata(model: Sequential, path: str, member: str, meta: dict) ->
         raise
 
 
+def load_with_metadata(path: str, member: str, kind: str) -> tuple[Sequential, dict]:
+    """Read a model saved by :func:`save_with_metadata` and its JSON member.
+
+    Parameters
+    ----------
+    path : str
+        The model file.
+    member : str
+        The name of the JSON member.
+    kind : str
+        What a file with that member is, and how to make one, for the message when it has
+        none (``"forecaster (make one with 'fastrnn train')"``).
+
+    Returns
+    -------
+    model : Sequential
+    meta : dict
+        The member's content.
+
+    Raises
+    ------
+    FileNotFoundError, ModelFileError
+        If the file is missing or unreadable, or the member is missing or not a JSON
+        object.
+    """
+    model = load_model(path, compile=False)
+    try:
+        with zipfile.ZipFile(path) as z:
+            if member not in z.namelist():
+                raise ModelFileError(f"{path} is a fastrnn model but not a {kind}")
+            meta = json.loads(z.read(member).decode("utf-8"))
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ModelFileError(f"{path}: {member} is unreadable ({e})") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: {member} is unreadable (not a JSON object)")
+    return model, meta
+
+
 def save_char_model(model: Sequential, vocab: CharVocab, path: str,
                     info: dict | None = None) -> None:
     """Save the model (``model.save``) with the vocabulary inside the same file.
@@ -401,15 +518,11 @@ def load_char_model(path: str) -> tuple[Sequential, CharVocab, dict]:
     FileNotFoundError, ModelFileError
         If the file is missing, unreadable, or holds no character vocabulary.
     """
-    model = load_model(path, compile=False)
+    model, meta = load_with_metadata(path, VOCAB_MEMBER, "character language model (it has "
+                                     "no vocabulary; make one with 'fastrnn demo')")
     try:
-        with zipfile.ZipFile(path) as z:
-            meta = json.loads(z.read(VOCAB_MEMBER).decode("utf-8"))
         vocab = CharVocab(meta["vocab"])
-    except KeyError:
-        raise ModelFileError(f"{path} is a fastrnn model but not a character language model "
-                             "(it has no vocabulary; make one with 'fastrnn demo')") from None
-    except (zipfile.BadZipFile, OSError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError) as e:
         raise ModelFileError(f"{path}: the vocabulary is unreadable ({e})") from None
     first, last = model.layers[0], model.layers[-1]
     if type(first).__name__ != "Embedding" or first.input_dim != len(vocab) \
@@ -501,16 +614,66 @@ def _clone(model: Sequential, learning_rate: float) -> Sequential:
     return twin
 
 
-def _time_steps(model: Sequential, x: np.ndarray, y: np.ndarray, steps: int,
-                budget_s: float) -> float:
-    """Median seconds of one training step (at least one step; stops early past the budget)."""
-    times: list[float] = []
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int,
+                budget_s: float) -> dict[str, float]:
+    """Median seconds of each function, called in turn (a, b, a, b, ...).
+
+    Taking turns makes other work on the machine slow every function alike, so their
+    ratio is fair where the machine is busy; at least one round runs, and no new round
+    starts past ``budget_s``.
+
+    Parameters
+    ----------
+    fns : dict of str to callable
+        The functions to time, by name (called without arguments).
+    rounds : int
+        Calls of each function at most.
+    budget_s : float
+        Seconds after which no new round starts.
+
+    Returns
+    -------
+    dict
+        Name -> the median of its call times (seconds).
+    """
+    times: dict[str, list[float]] = {k: [] for k in fns}
     start = time.perf_counter()
-    while len(times) < steps and (not times or time.perf_counter() - start < budget_s):
-        t = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    for r in range(max(rounds, 1)):
+        if r and time.perf_counter() - start >= budget_s:
+            break
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+@contextlib.contextmanager
+def same_threads(n: int) -> Iterator[str]:
+    """Run fastrnn and numpy's BLAS on ``n`` threads each inside a ``with`` block.
+
+    fastrnn's thread count is restored on exit; numpy's BLAS stays on ``n`` threads.
+
+    Parameters
+    ----------
+    n : int
+        The thread count of both.
+
+    Yields
+    ------
+    str
+        numpy's BLAS and its thread count (:func:`fastrnn.bench.pin_blas_threads`), e.g.
+        ``"OpenBLAS, 1 thread(s)"``.
+    """
+    from fastrnn import set_num_threads
+    from fastrnn.bench import pin_blas_threads
+
+    old = get_num_threads()
+    set_num_threads(n)
+    try:
+        yield pin_blas_threads(n)
+    finally:
+        set_num_threads(old)
 
 
 def _reference_step(model: Sequential) -> Callable[[int], np.ndarray]:
@@ -535,13 +698,16 @@ def _reference_step(model: Sequential) -> Callable[[int], np.ndarray]:
 
 
 def compare_with_reference(model: Sequential, x: np.ndarray, y: np.ndarray, steps: int = 3,
-                           learning_rate: float = 3e-3, chars: int = 200) -> dict[str, float]:
-    """Time the same model on the native kernels and on the NumPy reference.
+                           learning_rate: float = 3e-3, chars: int = 200,
+                           threads: int | None = None) -> dict[str, Any]:
+    """Time the same model on the native kernels and on the NumPy reference, fairly.
 
-    Training: seconds per ``train_on_batch`` on ``(x, y)`` of a copy of ``model`` (``model``
-    itself is not changed), with the recurrent layers on the native kernels and then on
-    :mod:`fastrnn.reference`. Generation: seconds per character, a streaming session's
-    ``step`` against the reference op called one step at a time.
+    Both run on the same number of threads (fastrnn's and numpy's BLAS, :func:`same_threads`)
+    and take turns (:func:`interleaved`), so that other load on the machine slows both
+    alike. Training: seconds per ``train_on_batch`` on ``(x, y)`` of two copies of ``model``
+    (``model`` itself is not changed), one with its recurrent layers on the native kernels,
+    one on :mod:`fastrnn.reference`. Generation: seconds per character, a streaming
+    session's ``step`` against the reference op called one step at a time.
 
     Parameters
     ----------
@@ -550,38 +716,78 @@ def compare_with_reference(model: Sequential, x: np.ndarray, y: np.ndarray, step
     x, y : numpy.ndarray
         One training batch of ids and next ids.
     steps : int
-        Training steps timed on the reference.
+        Training steps timed on each (fewer if they take more than 10 s).
     learning_rate : float
-        The copy's Adam learning rate.
+        The copies' Adam learning rate.
     chars : int
         Characters generated each way.
+    threads : int, optional
+        The thread count of both (default: fastrnn's current one).
 
     Returns
     -------
     dict
         ``train_native``, ``train_reference``, ``char_native``, ``char_reference``
-        (seconds).
+        (seconds), ``threads`` (int) and ``blas`` (numpy's BLAS and its threads).
     """
-    twin = _clone(model, learning_rate)
-    twin.train_on_batch(x, y)  # warm up: optimizer slots, kernel scratch
-    out = {"train_native": _time_steps(twin, x, y, max(steps, 3), budget_s=5.0)}
-    with reference_ops(twin):
-        out["train_reference"] = _time_steps(twin, x, y, steps, budget_s=8.0)
-    ids = x[0, :chars]
-    ids = np.resize(ids, chars)
-    session = model.stream(batch_size=1)
-    session.step(int(ids[0]))
-    t = time.perf_counter()
-    for i in ids:
-        session.step(int(i))
-    out["char_native"] = (time.perf_counter() - t) / chars
-    ref_step = _reference_step(model)
-    ref_step(int(ids[0]))
-    t = time.perf_counter()
-    for i in ids:
-        ref_step(int(i))
-    out["char_reference"] = (time.perf_counter() - t) / chars
+    threads = get_num_threads() if threads is None else threads
+    with same_threads(threads) as blas:
+        native, ref = _clone(model, learning_rate), _clone(model, learning_rate)
+        with reference_ops(ref):
+            native.train_on_batch(x, y)  # warm up: optimizer slots, kernel scratch
+            ref.train_on_batch(x, y)
+            out: dict[str, Any] = {
+                f"train_{k}": v for k, v in interleaved(
+                    {"native": lambda: native.train_on_batch(x, y),
+                     "reference": lambda: ref.train_on_batch(x, y)},
+                    steps, budget_s=10.0).items()}
+        block = max(chars // 5, 1)
+        ids = np.resize(x[0], block)
+        session = model.stream(batch_size=1)
+        ref_step = _reference_step(model)
+        session.step(int(ids[0]))
+        ref_step(int(ids[0]))
+
+        def run(step: Callable[[int], object]) -> Callable[[], None]:
+            def chars_() -> None:
+                for i in ids:
+                    step(int(i))
+            return chars_
+
+        per_block = interleaved({"native": run(session.step), "reference": run(ref_step)},
+                                5, budget_s=5.0)
+    out.update({f"char_{k}": v / block for k, v in per_block.items()})
+    out.update(threads=threads, blas=blas)
     return out
+
+
+def speed_lines(speed: dict[str, Any], batch_size: int, seq_len: int) -> list[str]:
+    """The demo's speed table: fastrnn against the NumPy reference on the same threads.
+
+    Parameters
+    ----------
+    speed : dict
+        From :func:`compare_with_reference`.
+    batch_size, seq_len : int
+        The training batch's shape (for the row's name).
+
+    Returns
+    -------
+    list of str
+        A title (two lines) naming the thread count of both, a header and two rows.
+    """
+    n = speed["threads"]
+    tn, tr = speed["train_native"], speed["train_reference"]
+    cn, cr = speed["char_native"], speed["char_reference"]
+    what = f"training step ({batch_size} x {seq_len} characters)"
+    w = max(len(what), 24)
+    return [f"Speed of this model, both on {n} thread{'s' if n > 1 else ''}: fastrnn's C "
+            "kernels against fastrnn.reference, its NumPy twin",
+            f"({speed['blas']}; same weights, same maths), taking turns so that other load "
+            "slows both alike:",
+            f"  {'':{w}}   fastrnn       NumPy",
+            f"  {what:{w}}  {_ms(tn)}  {_ms(tr)}  {_ratio(tr, tn)}",
+            f"  {'generating one character':{w}}  {_ms(cn)}  {_ms(cr)}  {_ratio(cr, cn)}"]
 
 
 def pick_threads(model: Sequential, x: np.ndarray, y: np.ndarray) -> tuple[int, str]:
@@ -694,7 +900,7 @@ class DemoSettings:
     steps_per_epoch: int | None = None
     sample_length: int = 240
     temperature: float = 0.7
-    prime: str = "def "
+    prime: str | None = None  # None: "def " for the Python corpus, else corpus_prime(text)
     compare_steps: int = 3
     out: str = DEFAULT_MODEL
     seed: int = 0
@@ -742,6 +948,12 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
         w = windows[rng.integers(0, len(windows), s.batch_size)]
         return w[:, :-1], w[:, 1:]
 
+    if s.prime is not None:
+        prime = s.prime
+    else:
+        prime = corpus_prime(corpus.text) if s.text else "def "
+    if not all(c in vocab for c in prime):
+        prime = "\n"
     threads, note = (get_num_threads(), "") if s.threads_fixed else pick_threads(model, *batch())
     budget = None if s.steps_per_epoch else s.minutes * 60.0 / s.epochs
     print_fn("fastrnn demo: a character-level LSTM language model, trained on this CPU")
@@ -749,6 +961,8 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
     if corpus.location:
         print_fn(f"           ({corpus.location})")
     print_fn(f"  model    {_describe(model)}, {model.count_params():,} parameters")
+    print_fn(f"  samples  start from {prime!r}" + ("" if s.prime is not None else
+                                                    " (--prime TEXT to change)"))
     plan = (f"{s.epochs} epochs of {budget:.0f} s" if budget is not None
             else f"{s.epochs} epochs of {s.steps_per_epoch} steps")
     print_fn(f"  training {plan}: batches of {s.batch_size} windows x {s.seq_len} characters, "
@@ -780,7 +994,6 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
             val_loss = float(model.evaluate(x_val, y_val, batch_size=s.batch_size, verbose=0))
             progress.finish(epoch, elapsed, loss_mean, chars_done / train_time,
                             extra=f"  val ppl {math.exp(min(val_loss, 50.0)):.2f}")
-            prime = s.prime if all(c in vocab for c in s.prime) else "\n"
             sample = generate(model, vocab, prime, s.sample_length, s.temperature, rng)
             samples.append(sample)
             print_fn(f"  sample at temperature {s.temperature:g}:")
@@ -798,27 +1011,25 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
              f"({rate:,.0f} characters/s): loss {loss_mean:.3f}, validation perplexity "
              f"{math.exp(min(val_loss, 50.0)):.2f}")
 
-    speed: dict[str, float] = {}
+    speed: dict[str, Any] = {}
     if s.compare_steps > 0 and not interrupted:
         xb, yb = batch()
-        speed = compare_with_reference(model, xb, yb, s.compare_steps, s.learning_rate)
-        tn, tr = speed["train_native"], speed["train_reference"]
-        cn, cr = speed["char_native"], speed["char_reference"]
+        speed = compare_with_reference(model, xb, yb, s.compare_steps, s.learning_rate,
+                                       threads=threads)
         print_fn("")
-        print_fn("Speed of this model on fastrnn's C kernels and on fastrnn.reference, its "
-                 "NumPy twin (vectorised, BLAS; same weights, same maths):")
-        what = f"training step ({s.batch_size} x {s.seq_len} characters)"
-        w = max(len(what), 24)
-        print_fn(f"  {'':{w}}   fastrnn       NumPy")
-        print_fn(f"  {what:{w}}  {_ms(tn)}  {_ms(tr)}  {_ratio(tr, tn)}")
-        print_fn(f"  {'generating one character':{w}}  {_ms(cn)}  {_ms(cr)}  {_ratio(cr, cn)}")
+        for line in speed_lines(speed, s.batch_size, s.seq_len):
+            print_fn(line)
 
-    save_char_model(model, vocab, s.out, {"source": corpus.source, "seq_len": s.seq_len})
+    replaced = os.path.lexists(s.out)
+    save_char_model(model, vocab, s.out, {"source": corpus.source, "seq_len": s.seq_len,
+                                          "text": os.path.abspath(s.text) if s.text else ""})
     print_fn("")
-    print_fn(f"Saved the model to {s.out} ({time.perf_counter() - t_start:.0f} s in all). "
-             "Next, try:")
-    out_arg = s.out if " " not in s.out else f'"{s.out}"'
-    print_fn(f"  fastrnn generate {out_arg} --prime 'class ' --length 400 --temperature 0.6")
+    print_fn(f"Saved the model of {corpus.source} to {s.out}"
+             f"{', replacing the earlier one' if replaced else ''} "
+             f"({time.perf_counter() - t_start:.0f} s in all). Next, try:")
+    next_prime = "class " if not s.text else prime
+    print_fn(f"  fastrnn generate {shlex.quote(s.out)} --prime {shlex.quote(next_prime)} "
+             "--length 400 --temperature 0.6")
     return {"loss": loss_mean, "val_loss": val_loss, "chars_per_s": rate,
             "seconds": train_time, "speed": speed, "samples": samples, "path": s.out,
             "threads": threads}

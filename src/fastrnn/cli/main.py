@@ -37,7 +37,8 @@ COMMANDS: list[Command] = [
 examples:
   fastrnn demo                        # about a minute; saves fastrnn-demo-model.fr
   fastrnn demo --minutes 5 --units 512
-  fastrnn demo --text shakespeare.txt --out shakespeare.fr
+  fastrnn demo --text shakespeare.txt   # saves shakespeare.fr; samples start from its text
+  fastrnn demo --text shakespeare.txt --out shakespeare-long.fr --minutes 10
   fastrnn demo --epochs 3 --steps-per-epoch 100 --seed 1   # fixed work, repeatable
   fastrnn demo --tiny                 # everything in a few seconds
 """),
@@ -54,7 +55,19 @@ examples:
 examples:
   fastrnn train prices.csv                      # every column, next step, LSTM(32)
   fastrnn train prices.csv --target close --window 64 --horizon 5 --plot forecast.png
+  fastrnn train prices.csv --target close --transform return   # model relative changes
   fastrnn train sensors.npy --cell gru --units 64 --layers 2 --epochs 50 --out sensors.fr
+
+--plot needs matplotlib: pip install 'fastrnn[plot]'. A model that does not beat the naive
+"repeat the last value" forecast on the validation part is told so, with a hint.
+"""),
+    Command("predict", "forecast a series with a model saved by 'fastrnn train' (the same "
+            "columns, transforms and scaling as in training), optionally to a CSV and a plot",
+            commands.predict_arguments, commands.predict_run, """\
+examples:
+  fastrnn predict prices.fr new_prices.csv      # the forecast after the last row
+  fastrnn predict prices.fr new_prices.csv --out forecasts.csv --plot forecast.png
+  fastrnn predict sensors.fr sensors.npy --threads 1
 """),
     Command("info", "show the build (version, SIMD path, OpenMP, threads) and run a quick "
             "self-check", info.add_arguments, info.run, """\

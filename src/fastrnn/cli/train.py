@@ -1,12 +1,15 @@
 """``fastrnn train``: fit a forecasting model to time series read from a CSV or .npy file.
 
 The series (rows = time steps, columns = series) is split by time: the first part trains,
-the last ``--val-fraction`` validates. Each column is standardised with the training part's
-mean and standard deviation. Samples are windows of ``--window`` past steps of every column;
-targets are the next ``--horizon`` steps of the ``--target`` columns. The model is
-``[SimpleRNN|LSTM|GRU] x layers -> Dense(horizon * targets)`` trained with Adam on the mean
-squared error, and its validation loss is reported beside the naive forecast that repeats
-the last observed value.
+the last ``--val-fraction`` validates. Each column is transformed (levels, differences or
+returns, ``--transform``; by default differences of a column that looks non-stationary) and
+scaled with the training part's mean and standard deviation
+(:class:`fastrnn.cli.forecast.Preparation`). Samples are windows of ``--window`` past steps of
+every column; targets are the next ``--horizon`` steps of the ``--target`` columns. The model
+is ``[SimpleRNN|LSTM|GRU] x layers -> Dense(horizon * targets)`` trained with Adam on the
+mean squared error. Its validation forecasts, back in the data's units, are compared with
+the naive forecast that repeats the last observed value, with a hint when the model does
+not beat it. The model file holds the preparation, for ``fastrnn predict``.
 """
 
 from __future__ import annotations
@@ -22,11 +25,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastrnn.cli.demo import save_with_metadata
+from fastrnn.cli.forecast import (
+    DF_CRITICAL_5,
+    FORECAST_MEMBER,
+    Preparation,
+    PreparationError,
+    compare_with_naive,
+    dickey_fuller,
+    naive_verdict,
+    plot_forecast,
+)
 from fastrnn.keras import optimizers
 from fastrnn.keras.layers import GRU, LSTM, Dense, SimpleRNN
 from fastrnn.keras.models import Sequential, set_random_seed
 
-FORECAST_MEMBER = "fastrnn-forecast.json"
 _CELLS = {"lstm": LSTM, "gru": GRU, "rnn": SimpleRNN}
 
 
@@ -214,37 +226,6 @@ def select_targets(series: Series, wanted: list[str] | None) -> list[int]:
     return out
 
 
-def make_windows(values: np.ndarray, window: int, horizon: int, targets: list[int],
-                 start: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Samples ``x`` (n, window, columns) and targets ``y`` (n, horizon * len(targets)).
-
-    Sample ``i`` sees steps ``start + i - window .. start + i - 1`` and predicts steps
-    ``start + i .. start + i + horizon - 1`` (``start >= window``).
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        The series (time, columns).
-    window, horizon : int
-        Past steps seen, future steps predicted.
-    targets : list of int
-        The predicted columns.
-    start : int
-        The first predicted step.
-
-    Returns
-    -------
-    x, y : numpy.ndarray
-        float32, contiguous.
-    """
-    v = values[start - window:]
-    w = np.lib.stride_tricks.sliding_window_view(v, window + horizon, axis=0)  # (n, F, W+K)
-    w = w.transpose(0, 2, 1)
-    x = np.ascontiguousarray(w[:, :window, :], dtype=np.float32)
-    y = np.ascontiguousarray(w[:, window:, targets], dtype=np.float32).reshape(len(w), -1)
-    return x, y
-
-
 def build_model(cell: str, units: int, layers: int, window: int, features: int,
                 outputs: int, learning_rate: float) -> Sequential:
     """``cell x layers -> Dense(outputs)``, compiled with Adam on the mean squared error.
@@ -275,26 +256,72 @@ def build_model(cell: str, units: int, layers: int, window: int, features: int,
     return model
 
 
-def _plot(path: str, truth: np.ndarray, pred: np.ndarray, naive: np.ndarray, start: int,
-          name: str, horizon: int, label: str) -> None:
-    import matplotlib
+def _label(model: Sequential) -> str:
+    """``LSTM(32) x 2``: the recurrent layers of a forecaster."""
+    rec = [layer for layer in model.layers if type(layer).__name__ != "Dense"]
+    if not rec:
+        return "model"
+    name = f"{type(rec[0]).__name__}({rec[0].units})"
+    return name + (f" x {len(rec)}" if len(rec) > 1 else "")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 4), dpi=110)
-    t = np.arange(start, start + len(truth))
-    ax.plot(t, truth, color="black", lw=1.2, label="truth")
-    ax.plot(t, pred, color="tab:blue", lw=1.2,
-            label=f"{label} forecast, {horizon} step{'s' if horizon > 1 else ''} ahead")
-    ax.plot(t, naive, color="tab:gray", lw=0.8, ls="--", label="last value (naive)")
-    ax.set_xlabel("time step")
-    ax.set_ylabel(name)
-    ax.set_title(f"fastrnn train: validation forecast of {name!r}")
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def _hint(prep: Preparation, values: np.ndarray, split: int) -> str:
+    """Why a model may not beat the naive forecast, and what to try (one clause)."""
+    for j in prep.targets:
+        name = prep.columns[j]
+        if prep.transforms[j] != "none":
+            continue
+        lo, hi = values[:split, j].min(), values[:split, j].max()
+        vlo, vhi = values[split:, j].min(), values[split:, j].max()
+        if vlo < lo or vhi > hi:
+            return (f"the validation values of {name!r} ({vlo:.4g} to {vhi:.4g}) leave the "
+                    f"training range ({lo:.4g} to {hi:.4g}), which a model of levels cannot "
+                    "forecast: try --transform diff (or return)")
+        if dickey_fuller(values[:split, j]) > DF_CRITICAL_5:
+            return (f"{name!r} looks non-stationary (a Dickey-Fuller test cannot reject a unit "
+                    "root): try --transform diff (or return)")
+    names = ", ".join(repr(prep.columns[j]) for j in prep.targets)
+    return (f"the changes of {names} look unpredictable from the last {prep.window} steps (for "
+            "a random walk the last value is the best forecast there is); a longer --window, "
+            "more --epochs or more informative columns may help")
+
+
+def validation_report(prep: Preparation, values: np.ndarray, origins: np.ndarray,
+                      pred: np.ndarray, scale: np.ndarray, label: str,
+                      hint: str) -> tuple[dict[str, float], list[str]]:
+    """The model's losses beside the naive forecast's, as table lines and a verdict.
+
+    Parameters
+    ----------
+    prep : Preparation
+    values : numpy.ndarray
+        The series (time, columns).
+    origins : numpy.ndarray
+        The windows' last steps (their forecast steps are in ``values``).
+    pred : numpy.ndarray
+        The model's outputs for them (n, horizon * targets).
+    scale : numpy.ndarray
+        Each target's scale for the MSE (its training standard deviation).
+    label : str
+        The model's name.
+    hint : str
+        What may help if the model does not beat the naive forecast.
+
+    Returns
+    -------
+    losses : dict
+        :func:`fastrnn.cli.forecast.compare_with_naive` of the levels.
+    lines : list of str
+    """
+    losses = compare_with_naive(prep.to_levels(pred, values, origins),
+                                prep.truth(values, origins), prep.naive(values, origins),
+                                scale)
+    lines = [f"  {'':22} {'MSE (scaled)':>13} {'MAE (data units)':>17}",
+             f"  {label:22} {losses['mse']:13.5g} {losses['mae']:17.5g}",
+             f"  {'last value (naive)':22} {losses['naive_mse']:13.5g} "
+             f"{losses['naive_mae']:17.5g}",
+             naive_verdict(losses, hint)]
+    return losses, lines
 
 
 def run(args: argparse.Namespace, out: str) -> dict:
@@ -310,8 +337,9 @@ def run(args: argparse.Namespace, out: str) -> dict:
     Returns
     -------
     dict
-        ``val_loss``, ``naive_loss`` (standardised MSE), ``mae``, ``naive_mae`` (data
-        units), ``n_train``, ``n_val``.
+        ``mse``, ``naive_mse`` (levels, scaled by each target's training standard
+        deviation), ``mae``, ``naive_mae`` (data units), ``n_train``, ``n_val``,
+        ``transforms``.
 
     Raises
     ------
@@ -320,35 +348,37 @@ def run(args: argparse.Namespace, out: str) -> dict:
     """
     series = read_series(args.data)
     targets = select_targets(series, args.target)
-    T, F = series.values.shape
+    values = series.values
+    T, F = values.shape
     split = int(round(T * (1.0 - args.val_fraction)))
-    n_train = split - args.window - args.horizon + 1
-    n_val = T - max(split, args.window) - args.horizon + 1
-    if n_train < 1 or n_val < 1 or split < args.window:
-        need = math.ceil((args.window + args.horizon) / min(args.val_fraction,
-                                                            1 - args.val_fraction))
+    try:
+        prep = Preparation.fit(values, series.names, targets, args.transform, args.window,
+                               args.horizon, max(split, 3))
+    except PreparationError as e:
+        raise TrainError(f"{args.data}: {e}") from None
+    train_at = prep.origins(split, known=True)
+    val_at = prep.origins(T, known=True, start=split - 1)
+    if len(train_at) < 1 or len(val_at) < 1:
+        need = math.ceil((prep.lag + args.window + args.horizon)
+                         / min(args.val_fraction, 1 - args.val_fraction))
         raise TrainError(f"{args.data}: {T} time steps is too short for --window {args.window} "
                          f"--horizon {args.horizon} --val-fraction {args.val_fraction:g} "
                          f"(needs about {need})")
-
-    mean = series.values[:split].mean(axis=0)
-    std = series.values[:split].std(axis=0)
-    std[std == 0] = 1.0
-    z = (series.values - mean) / std
-    x_train, y_train = make_windows(z[:split], args.window, args.horizon, targets,
-                                    start=args.window)
-    x_val, y_val = make_windows(z, args.window, args.horizon, targets, start=split)
+    x_train, y_train = prep.inputs(values, train_at), prep.outputs(values, train_at)
+    x_val, y_val = prep.inputs(values, val_at), prep.outputs(values, val_at)
 
     set_random_seed(args.seed)
     model = build_model(args.cell, args.units, args.layers, args.window, F,
                         args.horizon * len(targets), args.lr)
-    cell_name = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}[args.cell]
-    label = f"{cell_name}({args.units})" + (f" x {args.layers}" if args.layers > 1 else "")
+    label = _label(model)
     tnames = ", ".join(series.names[j] for j in targets)
     print(f"fastrnn train: {args.data}, {T:,} time steps x {F} column(s)"
           + (f" (left out, not numbers: {', '.join(series.skipped)})" if series.skipped else ""))
     print(f"  task     forecast {tnames} {args.horizon} step(s) ahead from the last "
           f"{args.window} steps of every column")
+    why = " (auto: differences where a Dickey-Fuller test finds no stationarity)" \
+        if args.transform == "auto" else ""
+    print(f"  inputs   {prep.describe()}{why}, scaled by the training part's mean and std")
     print(f"  data     {len(x_train):,} training windows (steps 0-{split - 1}), "
           f"{len(x_val):,} validation windows (steps {split}-{T - 1})")
     print(f"  model    {label} -> Dense({args.horizon * len(targets)}), "
@@ -359,41 +389,29 @@ def run(args: argparse.Namespace, out: str) -> dict:
               validation_data=(x_val, y_val), verbose=0 if args.quiet else 1)
 
     pred = model.predict(x_val, batch_size=256, verbose=0)
-    last = x_val[:, -1, targets]                                  # (n, targets)
-    naive = np.tile(last, (1, args.horizon))                       # same layout as y
-    mse = float(np.mean((pred - y_val) ** 2))
-    mse_naive = float(np.mean((naive - y_val) ** 2))
-    scale = np.tile(std[targets], args.horizon)
-    mae = float(np.mean(np.abs(pred - y_val) * scale))
-    mae_naive = float(np.mean(np.abs(naive - y_val) * scale))
+    scale = values[:split][:, targets].std(axis=0)
+    losses, lines = validation_report(prep, values, val_at, pred, scale, label,
+                                      _hint(prep, values, split))
     print()
     print(f"Validation on the last {args.val_fraction:.0%} of the series "
-          f"({len(x_val):,} windows):")
-    print(f"  {'':22} {'MSE (standardised)':>19} {'MAE (data units)':>17}")
-    print(f"  {label:22} {mse:19.5f} {mae:17.5g}")
-    print(f"  {'last value (naive)':22} {mse_naive:19.5f} {mae_naive:17.5g}")
-    if mse_naive > 0:
-        ratio = mse_naive / mse if mse > 0 else math.inf
-        verdict = (f"{ratio:.1f}x lower than" if ratio >= 1.05 else
-                   "about the same as" if ratio > 0.95 else f"{1 / ratio:.1f}x higher than")
-        print(f"  -> the model's validation loss is {verdict} the naive forecast's")
+          f"({len(x_val):,} windows; forecasts in data units, MSE of errors divided by each "
+          "target's training std):")
+    for line in lines:
+        print(line)
 
-    meta = {"format": "fastrnn.forecast", "version": 1, "columns": series.names,
-            "targets": [series.names[j] for j in targets], "window": args.window,
-            "horizon": args.horizon, "mean": mean.tolist(), "std": std.tolist(),
-            "output_layout": "(horizon, targets) flattened, standardised"}
+    meta = {**prep.to_meta(), "label": label, "scale": scale.tolist()}
     save_with_metadata(model, out, FORECAST_MEMBER, meta)
     print()
-    print(f"Saved the model to {out} (its inputs are windows of shape ({args.window}, {F}), "
-          f"standardised with the mean and std stored in the file's {FORECAST_MEMBER}).")
+    print(f"Saved the model to {out}, with its inputs' transforms and scaling (apply it to "
+          f"new data with: fastrnn predict {out} FILE).")
     if args.plot:
         j = 0  # the first target, its last forecast step
-        col = (args.horizon - 1) * len(targets) + j
-        t0 = split + args.horizon - 1
-        _plot(args.plot, y_val[:, col] * std[targets[j]] + mean[targets[j]],
-              pred[:, col] * std[targets[j]] + mean[targets[j]],
-              naive[:, col] * std[targets[j]] + mean[targets[j]], t0,
-              series.names[targets[j]], args.horizon, label)
+        levels = prep.to_levels(pred, values, val_at)[:, -1, j]
+        steps = val_at + args.horizon
+        plot_forecast(args.plot, steps, prep.truth(values, val_at)[:, -1, j], levels,
+                      prep.naive(values, val_at)[:, -1, j], series.names[targets[j]],
+                      args.horizon, label,
+                      f"fastrnn train: validation forecast of {series.names[targets[j]]!r}")
         print(f"Plotted the validation forecast of {series.names[targets[j]]!r} to {args.plot}")
-    return {"val_loss": mse, "naive_loss": mse_naive, "mae": mae, "naive_mae": mae_naive,
-            "n_train": len(x_train), "n_val": len(x_val)}
+    return {**losses, "n_train": len(x_train), "n_val": len(x_val),
+            "transforms": prep.transforms}
