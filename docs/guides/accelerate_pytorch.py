@@ -1,6 +1,6 @@
 """Accelerate a PyTorch model: fastrnn.torch.accelerate(model), or the drop-in classes.
 
-    python docs/guides/accelerate_pytorch.py           # about 15 seconds
+    python docs/guides/accelerate_pytorch.py           # about 10 seconds
     python docs/guides/accelerate_pytorch.py --quick   # a few seconds
 """
 

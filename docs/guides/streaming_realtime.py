@@ -1,7 +1,7 @@
 """Streaming: run a trained model on live data, one reading at a time.
 
-    python docs/guides/streaming_realtime.py           # about 10 seconds
-    python docs/guides/streaming_realtime.py --quick   # a few seconds
+    python docs/guides/streaming_realtime.py           # a few seconds
+    python docs/guides/streaming_realtime.py --quick   # a second
 """
 
 import argparse

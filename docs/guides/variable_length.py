@@ -1,7 +1,7 @@
 """Variable-length sequences: pad at the end, mask the padding.
 
-    python docs/guides/variable_length.py           # about 10 seconds
-    python docs/guides/variable_length.py --quick   # a few seconds
+    python docs/guides/variable_length.py           # about 5 seconds
+    python docs/guides/variable_length.py --quick   # a second
 """
 
 import argparse
