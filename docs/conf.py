@@ -28,7 +28,7 @@ extensions = [
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "requirements.txt", "guides/*.py"]
+exclude_patterns = ["_build"]
 
 # numpy-style docstrings only
 napoleon_google_docstring = False
