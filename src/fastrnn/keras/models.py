@@ -407,9 +407,10 @@ class Sequential:
         metrics : list, optional
             ``'accuracy'`` (resolved from the data's shapes as Keras does), ``'mae'``,
             ``'mse'``, metric objects or functions.
-        loss_weights, weighted_metrics, run_eagerly, steps_per_execution, jit_compile,
-        auto_scale_loss
-            Accepted for compatibility; ``loss_weights`` and ``weighted_metrics`` must be None.
+        loss_weights, weighted_metrics
+            Accepted for compatibility; both must be None.
+        run_eagerly, steps_per_execution, jit_compile, auto_scale_loss
+            Accepted for compatibility.
         """
         if loss_weights is not None:
             raise NotImplementedError("loss_weights is not supported (Sequential has one output)")
