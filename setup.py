@@ -32,6 +32,7 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.modified import newer_group
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join("csrc")
@@ -133,6 +134,10 @@ class BuildExt(build_ext):
         jobs = jobs or (1 if ctype == "msvc" else _cpu_count())
         _say("flags: " + " ".join(base + strict + omp_c))
         for ext in self.extensions:
+            if not self.force and not newer_group([*ext.sources, *ext.depends],
+                                                  self.get_ext_fullpath(ext.name), "newer"):
+                _say(f"{ext.name} is up to date")
+                continue  # build_extension skips it too
             c_sources = [s for s in ext.sources if s.startswith(CSRC + os.sep)]
             wrapper = [s for s in ext.sources if s not in c_sources]
             # (sources, keyword arguments of compiler.compile), longest first
