@@ -11,6 +11,11 @@ Environment switches (all optional):
   at run time through function-level target attributes).
 - ``FASTRNN_SANITIZE=1``  build with AddressSanitizer and UndefinedBehaviorSanitizer.
 - ``FASTRNN_DEBUG=1``     build with ``-O0 -g``.
+
+The C files and the Cython wrapper compile in parallel, one compiler process per CPU
+(``build_ext -j N`` / ``--parallel N`` sets the count); the wrapper, the longest, starts
+first. Python's default flags include ``-g``; the generated wrapper (40,000 lines) is built
+with ``-g0`` (a third less compile time) unless ``FASTRNN_DEBUG=1`` or ``FASTRNN_SANITIZE=1``.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.modified import newer_group
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CSRC = os.path.join("csrc")
@@ -69,8 +76,15 @@ int main(void) {
 """
 
 
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 class BuildExt(build_ext):
-    """Compile csrc/ with strict flags, probe OpenMP, then build the Cython wrapper."""
+    """Probe OpenMP, compile csrc/ (strict flags) and the Cython wrapper in parallel, link."""
 
     def build_extensions(self) -> None:
         compiler = self.compiler
@@ -93,7 +107,8 @@ class BuildExt(build_ext):
             base.append("-march=native")
             _say("FASTRNN_NATIVE=1: adding -march=native")
         link_extra: list[str] = []
-        if _env_flag("FASTRNN_SANITIZE") and ctype != "msvc":
+        sanitize = _env_flag("FASTRNN_SANITIZE") and ctype != "msvc"
+        if sanitize:
             san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"]
             base += san
             link_extra += ["-fsanitize=address,undefined"]
@@ -114,20 +129,41 @@ class BuildExt(build_ext):
         if not use_omp:
             omp_c, omp_l = [], []
 
-        for ext in self.extensions:
-            c_sources = [s for s in ext.sources if s.startswith(CSRC + os.sep)]
-            ext.sources = [s for s in ext.sources if s not in c_sources]
-            objects = compiler.compile(
-                c_sources,
-                output_dir=self.build_temp,
-                include_dirs=[CSRC],
-                extra_postargs=base + strict + omp_c,
-                depends=glob.glob(os.path.join(CSRC, "*.h")),
-            )
-            ext.extra_objects = list(ext.extra_objects or []) + objects
-            ext.extra_compile_args = list(ext.extra_compile_args or []) + base + omp_c
-            ext.extra_link_args = list(ext.extra_link_args or []) + omp_l + link_extra
+        wrapper_extra = [] if debug or sanitize or ctype == "msvc" else ["-g0"]
+        jobs = self.parallel if isinstance(self.parallel, int) and self.parallel > 0 else None
+        jobs = jobs or (1 if ctype == "msvc" else _cpu_count())
         _say("flags: " + " ".join(base + strict + omp_c))
+        for ext in self.extensions:
+            if not self.force and not newer_group([*ext.sources, *ext.depends],
+                                                  self.get_ext_fullpath(ext.name), "newer"):
+                _say(f"{ext.name} is up to date")
+                continue  # build_extension skips it too
+            c_sources = [s for s in ext.sources if s.startswith(CSRC + os.sep)]
+            wrapper = [s for s in ext.sources if s not in c_sources]
+            # (sources, keyword arguments of compiler.compile), longest first
+            units = [(wrapper, {
+                "macros": ext.define_macros, "include_dirs": ext.include_dirs,
+                "extra_postargs": base + omp_c + wrapper_extra + list(ext.extra_compile_args or []),
+                "depends": ext.depends})]
+            units += [([src], {
+                "include_dirs": [CSRC], "extra_postargs": base + strict + omp_c,
+                "depends": glob.glob(os.path.join(CSRC, "*.h"))})
+                for src in sorted(c_sources, key=os.path.getsize, reverse=True)]
+            _say(f"compiling {len(c_sources) + len(wrapper)} files, {jobs} at a time")
+
+            def compile_unit(unit: tuple[list[str], dict]) -> list[str]:
+                srcs, kw = unit
+                return compiler.compile(srcs, output_dir=self.build_temp, debug=self.debug, **kw)
+
+            for obj in compiler.object_filenames(c_sources + wrapper, output_dir=self.build_temp):
+                os.makedirs(os.path.dirname(obj) or ".", exist_ok=True)  # not from two threads
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                objects = [o for objs in pool.map(compile_unit, units) for o in objs]
+            # compiled above: build_extension only links (when a source is newer than the .so)
+            ext.depends = [*ext.depends, *wrapper, *c_sources]
+            ext.sources = []
+            ext.extra_objects = list(ext.extra_objects or []) + objects
+            ext.extra_link_args = list(ext.extra_link_args or []) + omp_l + link_extra
         super().build_extensions()
 
 

@@ -38,7 +38,7 @@ torch.manual_seed(0)
 torch.set_num_threads(args.threads)  # the same thread count for both
 fastrnn.set_num_threads(args.threads)
 rng = np.random.default_rng(0)
-N, T, CHANNELS, CLASSES = (256, 50, 8, 4) if args.quick else (4096, 100, 8, 4)
+N, T, CHANNELS, CLASSES = (256, 50, 8, 4) if args.quick else (2048, 100, 8, 4)
 EPOCHS = 1 if args.quick else 3
 BATCH = 32
 
@@ -91,7 +91,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 x_train, y_train = make_data(N)
 x_val, y_val = make_data(N // 4)
 model = Classifier()
-optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
 
 print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batches of {BATCH} "
       f"signals, {T} steps x {CHANNELS} channels\n")

@@ -387,3 +387,52 @@ def test_python_lists_accepted(impl, cell):
     for u, v in zip(g, lg, strict=True):
         if u is not None:
             np.testing.assert_array_equal(u, v)
+
+
+# A batch-first x of shape (B, T, I) with B != T: each argument sized for the batch-first
+# reading (h0/c0 and lengths sized by x.shape[0], dy of shape (B, T, H)) gets the hint.
+BATCH_FIRST_HINT = r"x is time-major \(T, B, I\).*x\.transpose\(1, 0, 2\)"
+
+
+@pytest.mark.parametrize("name", ["h0", "c0", "lengths"])
+def test_batch_first_input_gets_the_transpose_hint(impl, name):
+    a = make("lstm")
+    a["x"] = a["x"].transpose(1, 0, 2).copy()  # (B, T, I): read as T = B, B = T
+    kw = {}
+    if name == "lengths":
+        a["h0"] = a["c0"] = None
+        kw["lengths"] = [T] * B
+    else:
+        a["h0" if name == "c0" else "c0"] = None  # the other state sized to match
+    with pytest.raises(ValueError, match=rf"\b{name}\b.*{BATCH_FIRST_HINT}"):
+        forward(impl, "lstm", a, **kw)
+
+
+def test_batch_first_dy_gets_the_transpose_hint(impl):
+    outs, ctx = forward(impl, "gru", make("gru"))
+    dy = np.zeros((B, T, H))
+    with pytest.raises(ValueError, match=r"\bdy\b.*time-major.*dy\.transpose\(1, 0, 2\)"):
+        backward(impl, "gru", ctx, [dy, None])
+
+
+@pytest.mark.parametrize("case", [
+    ("x", {"x": np.zeros((T, I))}, {}),
+    ("h0", {"h0": np.zeros((B, H + 1))}, {}),
+    ("lengths-count", {}, {"lengths": [1] * (B + 2)}),  # B + 2: neither B nor T
+    ("lengths-range", {}, {"lengths": [T + 1] * B}),
+], ids=lambda c: c[0])
+def test_shape_messages_say_x_is_time_major(impl, case):
+    """Every message about x's sizes names the layout, hint or no hint."""
+    _, args, kw = case
+    a = {**make("rnn_tanh"), **args}
+    with pytest.raises(ValueError, match=r"time-major") as err:
+        forward(impl, "rnn_tanh", a, **kw)
+    assert "transpose" not in str(err.value)
+
+
+def test_no_transpose_hint_when_the_sizes_do_not_suggest_it(impl):
+    a = make("lstm")
+    a["h0"] = np.zeros((B + 2, H))  # neither B nor T
+    with pytest.raises(ValueError, match=r"time-major") as err:
+        forward(impl, "lstm", a)
+    assert "transpose" not in str(err.value)

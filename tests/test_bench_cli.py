@@ -91,12 +91,19 @@ def test_bench_tiny_json_and_markdown(tmp_path) -> None:
     assert "--shape tiny=6,2,5,8" in text and "GEMM peak" in text
     assert "## Inference" in text and "## Training" in text
     assert "| tiny (6,2,5,8) | lstm |" in text
+    # every table names each row's shape (T, B, I, H): summary, detail
+    assert "| inference | tiny (6,2,5,8) | lstm | fastrnn |" in text
+    assert text.count("row (T,B,I,H)") == 3  # two summaries and the detail table
     assert "## Per-round ratios" not in text  # one round: no per-round ratios
     # the saved JSON renders again without measuring
     md2 = tmp_path / "again.md"
     proc = _cli("bench", "--load", str(out), "--markdown", str(md2))
     assert proc.returncode == 0, proc.stderr
     assert md2.read_text() == text
+    # the text tables (printed at the end of a run, and on --load) too
+    table = proc.stdout.splitlines()
+    assert any(ln.startswith("row (T,B,I,H) ") for ln in table), proc.stdout
+    assert sum(ln.startswith("tiny (6,2,5,8) ") and " lstm " in ln for ln in table) == 2
 
 
 def test_bench_memory_study(tmp_path) -> None:

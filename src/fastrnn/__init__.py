@@ -1,8 +1,29 @@
 """fastrnn: fast RNN, LSTM and GRU training and inference on the CPU.
 
-The heavy lifting happens in C (``csrc/``) through the Cython module
-``fastrnn._kernels``; ``fastrnn.functional`` exposes the ops, ``fastrnn.reference`` is a
-pure-NumPy oracle with the same signatures.
+The heavy lifting happens in C (``csrc/``) through the Cython module ``fastrnn._kernels``.
+Where to start:
+
+- :mod:`fastrnn.keras`: a Keras-compatible API (``Sequential``, ``SimpleRNN``/``LSTM``/``GRU``,
+  ``Embedding``, ``Dense``, ``compile``/``fit``/``predict``/``save``); Keras code runs after
+  changing its imports.
+- :mod:`fastrnn.torch`: a PyTorch drop-in (``fastrnn.torch.LSTM`` etc. subclass ``torch.nn``'s;
+  ``fastrnn.torch.accelerate(model)`` swaps them into an existing model in place).
+- ``model.stream()``: streaming inference, one timestep at a time, for real-time data
+  (:mod:`fastrnn.streaming`).
+- :mod:`fastrnn.functional`: the ops over whole time-major (T, B, I) sequences, NumPy in and
+  out; :mod:`fastrnn.reference` has the same functions in pure NumPy.
+- The ``fastrnn`` command (also ``python -m fastrnn``): ``fastrnn demo`` trains a model in
+  about a minute, ``fastrnn train`` fits a forecaster to a CSV, ``fastrnn bench`` and
+  ``fastrnn info`` measure and check the build; ``fastrnn --help`` lists every command.
+- :func:`info`, :func:`set_num_threads`, :func:`get_num_threads`, :func:`release_memory`.
+
+Example::
+
+    import numpy as np
+    from fastrnn.keras import Sequential, layers
+    model = Sequential([layers.Input(shape=(20, 3)), layers.LSTM(32), layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.random.rand(256, 20, 3), np.random.rand(256, 1), epochs=2)
 """
 
 from __future__ import annotations

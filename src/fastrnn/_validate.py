@@ -34,7 +34,8 @@ import numpy as np
 
 from ._cells import CELLS, cell_spec
 
-__all__ = ["Grads", "Prepared", "check_ctx", "prepare", "prepare_grads"]
+__all__ = ["BATCH_FIRST_HINT", "TIME_MAJOR", "Grads", "Prepared", "check_ctx", "prepare",
+           "prepare_grads"]
 
 _F16 = np.dtype(np.float16)
 _F32 = np.dtype(np.float32)
@@ -151,13 +152,32 @@ def _common_float_dtype(given: dict[str, Any]) -> np.dtype | None:
     return dtype
 
 
+#: What every message about the layout says.
+TIME_MAJOR = "x is time-major (T, B, I)"
+#: The advice of a message whose shapes suggest a batch-first ``x``.
+BATCH_FIRST_HINT = ("for a batch-first x of shape (B, T, I) pass x.transpose(1, 0, 2) (and "
+                    "transpose y back)")
+
+
 def _check_shape(name: str, arr: np.ndarray, expected: tuple[int, ...],
-                 what: str | Callable[[], str]) -> None:
-    """``what`` names the expected shape; a callable builds that text only on a mismatch."""
+                 what: str | Callable[[], str], note: str | Callable[[], str] = "") -> None:
+    """``what`` names the expected shape, ``note`` follows the shapes (why, or a hint); a
+    callable builds that text only on a mismatch."""
     if arr.shape != expected:
         if callable(what):
             what = what()
-        raise ValueError(f"{name} must have shape {what} = {expected}, got {arr.shape}")
+        if callable(note):
+            note = note()
+        raise ValueError(f"{name} must have shape {what} = {expected}, got {arr.shape}"
+                         + (f": {note}" if note else ""))
+
+
+def _batch_note(name: str, shape: tuple[int, ...], T: int, B: int, H: int) -> str:
+    """Why a state's first size must be B; the batch-first hint when it is T instead."""
+    note = f"{TIME_MAJOR}, so B = x.shape[1] = {B}"
+    if T != B and shape == (T, H):
+        note += f"; {name}'s batch {T} is x.shape[0]: {BATCH_FIRST_HINT}"
+    return note
 
 
 def _choose_dtype(strong: dict[str, np.dtype]) -> np.dtype:
@@ -210,11 +230,15 @@ def _prepare_lengths(lengths: Any, T: int, B: int) -> np.ndarray | None:
         else:
             raise TypeError(f"lengths must be an array of integers, got dtype {arr.dtype}")
     if arr.shape != (B,):
-        raise ValueError(f"lengths must have shape (B,) = ({B},), got {arr.shape}")
+        note = f"one length per sequence; {TIME_MAJOR}, so B = x.shape[1] = {B}"
+        if T != B and arr.shape == (T,):
+            note += f"; these are x.shape[0] lengths: {BATCH_FIRST_HINT}"
+        raise ValueError(f"lengths must have shape (B,) = ({B},), got {arr.shape}: {note}")
     bad = (arr < 0) | (arr > T)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"lengths must be in [0, T] = [0, {T}], got lengths[{i}] = {int(arr[i])}")
+        raise ValueError(f"lengths must be in [0, T] = [0, {T}], got lengths[{i}] = "
+                         f"{int(arr[i])}: {TIME_MAJOR}, so T = x.shape[0] = {T} steps")
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
@@ -311,7 +335,9 @@ def prepare(
 
     xa = arrays["x"][0]
     if xa.ndim != 3:
-        raise ValueError(f"x must be a 3-D array of shape (T, B, I), got shape {xa.shape}")
+        hint = "; one sequence of shape (T, I) is x[:, None, :]" if xa.ndim == 2 else ""
+        raise ValueError(f"x must be a 3-D time-major array of shape (T, B, I) (steps, batch, "
+                         f"features), got shape {xa.shape}{hint}")
     T, B, I = (int(s) for s in xa.shape)
     whh = arrays["w_hh"][0]
     if whh.ndim != 2:
@@ -330,16 +356,19 @@ def prepare(
                      lambda: f"(G*H, I) {sizes()} and input size {I}")
     elif I != G * H:
         raise ValueError(
-            f"w_ih=None means x already holds the input projection, so x must have shape "
-            f"(T, B, G*H) = (T, B, {G * H}) {sizes()}; got x of shape {xa.shape} (pass w_ih of "
+            f"w_ih=None means x already holds the input projection, so x must have the "
+            f"time-major shape (T, B, G*H) = (T, B, {G * H}) {sizes()}; got x of shape "
+            f"{xa.shape} (pass w_ih of "
             f"shape (G*H, I) = ({G * H}, {I}) to project it)")
     for name in ("b_ih", "b_hh"):
         if name in arrays:
             _check_shape(name, arrays[name][0], (G * H,), lambda: f"(G*H,) {sizes()}")
     for name in ("h0", "c0"):
         if name in arrays:
-            _check_shape(name, arrays[name][0], (B, H),
-                         lambda: f"(B, H) {sizes()} and batch {B}")
+            a = arrays[name][0]
+            if a.shape != (B, H):
+                _check_shape(name, a, (B, H), f"(B, H) {sizes()}",
+                             _batch_note(name, a.shape, T, B, H))
 
     if fast_dtype is not None:
         dtype = fast_dtype
@@ -380,12 +409,13 @@ def prepare(
 
 
 def _prepare_grad(
-    name: str, value: Any, shape: tuple[int, ...], what: str, dtype: np.dtype
+    name: str, value: Any, shape: tuple[int, ...], what: str, dtype: np.dtype,
+    note: Callable[[tuple[int, ...]], str] | None = None,
 ) -> np.ndarray | None:
     if value is None:
         return None
     arr, weak = _to_array(name, value)
-    _check_shape(name, arr, shape, what)
+    _check_shape(name, arr, shape, what, "" if note is None else lambda: note(arr.shape))
     if not weak and arr.dtype in (_F32, _F64) and arr.dtype != dtype:
         raise TypeError(
             f"{name} has dtype {arr.dtype} but the forward ran in {dtype}; "
@@ -422,10 +452,20 @@ def prepare_grads(meta: Any, dy: Any, dh_n: Any, dc_n: Any = None) -> Grads:
     spec = CELLS[meta.cell]
     if not spec.has_cell_state and dc_n is not None:
         raise ValueError(f"dc_n is only for the LSTM; {spec.title} takes None")
+
+    def dy_note(shape: tuple[int, ...]) -> str:
+        note = f"dy is time-major (T, B, H) like y, as {TIME_MAJOR}"
+        if T != B and shape == (B, T, H):
+            note += "; for a batch-first dy of shape (B, T, H) pass dy.transpose(1, 0, 2)"
+        return note
+
+    def state_note(shape: tuple[int, ...]) -> str:
+        return f"{TIME_MAJOR}, so B = x.shape[1] = {B}"
+
     return Grads(
-        _prepare_grad("dy", dy, (T, B, H), "(T, B, H)", dtype),
-        _prepare_grad("dh_n", dh_n, (B, H), "(B, H)", dtype),
-        _prepare_grad("dc_n", dc_n, (B, H), "(B, H)", dtype),
+        _prepare_grad("dy", dy, (T, B, H), "(T, B, H)", dtype, dy_note),
+        _prepare_grad("dh_n", dh_n, (B, H), "(B, H)", dtype, state_note),
+        _prepare_grad("dc_n", dc_n, (B, H), "(B, H)", dtype, state_note),
     )
 
 

@@ -5,6 +5,11 @@ maths are identical to :mod:`fastrnn.reference` (the pure-NumPy oracle) and PyTo
 :func:`cell_forward` / :func:`cell_backward` take the cell by name (the cell table,
 :mod:`fastrnn._cells`); the per-cell functions are that op with the cell's own arguments.
 
+Layout: time-major. ``x`` is (T, B, I), steps first, not the batch-first (B, T, I) of Keras
+and of torch's ``batch_first=True``: pass such an array as ``x.transpose(1, 0, 2)`` (a
+batch-first array of valid shape would silently run with T and B swapped; a shape error that
+suggests one says so).
+
 Shapes: ``x`` (T, B, I); ``h0``, ``c0``, ``h_n``, ``c_n`` (B, H); ``w_ih`` (G·H, I);
 ``w_hh`` (G·H, H); ``b_ih``, ``b_hh`` (G·H,) or None; ``lengths`` (B,) or None;
 ``y`` (T, B, H). G = 1 (RNN), 4 (LSTM: gates i, f, g, o), 3 (GRU: gates r, z, n).
@@ -66,6 +71,7 @@ def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih
     Returns
     -------
     y : ndarray, shape (T, B, H)
+        Time-major, like ``x``.
     h_n : ndarray, shape (B, H)
     c_n : ndarray of shape (B, H), or None (a cell without a cell state)
     ctx : object or None
@@ -85,7 +91,7 @@ def cell_backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any = None, *,
     ctx : object
         The context returned by a forward with ``training=True``.
     dy : array_like, shape (T, B, H), or None
-        Gradient of the loss w.r.t. ``y`` (None = zero).
+        Gradient of the loss w.r.t. ``y`` (None = zero), time-major like ``y``.
     dh_n : array_like, shape (B, H), or None
         Gradient w.r.t. ``h_n`` (None = zero).
     dc_n : array_like of shape (B, H), or None
@@ -114,7 +120,8 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity: str = "tanh", le
     Parameters
     ----------
     x : array_like, shape (T, B, I)
-        Time-major input.
+        Time-major input (steps first); a batch-first array ``xb`` of shape (B, T, I) is
+        ``xb.transpose(1, 0, 2)``.
     h0 : array_like, shape (B, H), or None
         Initial hidden state (None = zeros).
     w_ih : array_like of shape (H, I), or None
@@ -152,7 +159,7 @@ def rnn_backward(ctx, dy, dh_n, *, need_dx: bool = True):
     ctx : object
         The context returned by ``rnn_forward(..., training=True)``.
     dy : array_like, shape (T, B, H), or None
-        Gradient of the loss w.r.t. ``y`` (None = zero).
+        Gradient of the loss w.r.t. ``y`` (None = zero), time-major like ``y``.
     dh_n : array_like, shape (B, H), or None
         Gradient w.r.t. ``h_n`` (None = zero).
     need_dx : bool
@@ -182,6 +189,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bo
     Parameters
     ----------
     x : array_like, shape (T, B, I)
+        Time-major input, as in :func:`rnn_forward`.
     h0, c0 : array_like, shape (B, H), or None (zeros)
     w_ih : array_like of shape (4H, I), or None
         None: x already holds the input projection ``W_ih x_t`` (I = 4H, biases not included).
@@ -235,6 +243,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bool = 
     Parameters
     ----------
     x : array_like, shape (T, B, I)
+        Time-major input, as in :func:`rnn_forward`.
     h0 : array_like, shape (B, H), or None
     w_ih : array_like of shape (3H, I), or None
         None: x already holds the input projection ``W_ih x_t`` (I = 3H, biases not included).

@@ -158,6 +158,7 @@ def rnn_forward(
     Parameters
     ----------
     x : array_like, shape (T, B, I)
+        Time-major (steps first); a batch-first ``xb`` (B, T, I) is ``xb.transpose(1, 0, 2)``.
     h0 : array_like of shape (B, H), or None (zeros)
     w_ih : array_like of shape (H, I), or None
         None: x already holds the input projection ``W_ih x_t`` (I = H, biases not included).
@@ -310,6 +311,7 @@ def lstm_forward(
     Parameters
     ----------
     x : array_like, shape (T, B, I)
+        Time-major (steps first); a batch-first ``xb`` (B, T, I) is ``xb.transpose(1, 0, 2)``.
     h0, c0 : array_like of shape (B, H), or None (zeros)
     w_ih : array_like of shape (4*H, I), or None
         None: x already holds the input projection ``W_ih x_t`` (I = 4*H, biases not included).
@@ -491,6 +493,7 @@ def gru_forward(
     Parameters
     ----------
     x : array_like, shape (T, B, I)
+        Time-major (steps first); a batch-first ``xb`` (B, T, I) is ``xb.transpose(1, 0, 2)``.
     h0 : array_like of shape (B, H), or None (zeros)
     w_ih : array_like of shape (3*H, I), or None
         None: x already holds the input projection ``W_ih x_t`` (I = 3*H, biases not included).

@@ -104,6 +104,28 @@ def build_report(opts: Options, argv: Sequence[str], peak: dict[str, float] | No
     }
 
 
+#: The heading of a row-name column: each name is followed by its shape.
+ROW_HEAD = "row (T,B,I,H)"
+
+
+def row_label(d: dict[str, Any]) -> str:
+    """A result row's grid name with its shape, ``"small (100,32,128,128)"`` (T, B, I, H).
+
+    Parameters
+    ----------
+    d : dict
+        A result row of a report (:func:`build_report`); one without the sizes (a hand-made
+        row) gives the name alone.
+
+    Returns
+    -------
+    str
+    """
+    if all(k in d for k in ("T", "B", "I", "H")):
+        return f"{d['row']} ({d['T']},{d['B']},{d['I']},{d['H']})"
+    return str(d["row"])
+
+
 def _fmt_ms(ms: float | None) -> str:
     if ms is None:
         return "-"
@@ -175,11 +197,11 @@ def _round_ratio_lines(report: dict[str, Any], anchors: list[str]) -> list[str]:
     if "dropin" in anchors and "torch" in anchors:
         cols.append(("dropin", "torch"))
     rows = []
-    for mode, row, cell, ds in group_by_case(report):
+    for mode, _row, cell, ds in group_by_case(report):
         by = {d["impl"]: d for d in ds}
         vals = [round_ratio(by[a], by[b]) if a in by and b in by else None for b, a in cols]
         if any(v is not None for v in vals):
-            rows.append(f"| {mode} | {row} | {cell} | "
+            rows.append(f"| {mode} | {row_label(ds[0])} | {cell} | "
                         + " | ".join("" if v is None else f"{v:.3f}x" for v in vals) + " |")
     if not rows:
         return []
@@ -189,7 +211,7 @@ def _round_ratio_lines(report: dict[str, Any], anchors: list[str]) -> list[str]:
             "within a round the implementations run back to back, so this comparison holds "
             "through load that moves the per-implementation statistics above (> 1: the "
             "first-named is faster).", "",
-            "| mode | row | cell | " + " | ".join(head) + " |",
+            f"| mode | {ROW_HEAD} | cell | " + " | ".join(head) + " |",
             "|---|---|---|" + "---:|" * len(head), *rows]
 
 
@@ -243,10 +265,12 @@ def format_text(report: dict[str, Any]) -> str:
     if peak:
         lines.append(f"GEMM peak: {peak['gflops']:.1f} GFLOP/s (numpy float32 "
                      f"{peak['n']}x{peak['n']} matmul, best of 10{_peak_when(peak)})")
-    head = (f"{'row':<8} {'cell':<5} {'impl':<16} {report['stat'] + ' ms':>10} {'GFLOP/s':>8} "
-            f"{'% peak':>7} {'fastrnn x':>9}  notes")
+    groups = group_by_case(report)
+    w = max([len(ROW_HEAD), *(len(row_label(ds[0])) for _, _, _, ds in groups)])
+    head = (f"{ROW_HEAD:<{w}} {'cell':<5} {'impl':<16} {report['stat'] + ' ms':>10} "
+            f"{'GFLOP/s':>8} {'% peak':>7} {'fastrnn x':>9}  notes")
     mode_now = None
-    for mode, row, cell, ds in group_by_case(report):
+    for mode, _row, cell, ds in groups:
         if mode != mode_now:
             lines += ["", f"== {mode} ==", head]
             mode_now = mode
@@ -258,7 +282,8 @@ def format_text(report: dict[str, Any]) -> str:
                 note = f"torch.nn time / this: {_dropin_over_torch(by):.2f}x" + (
                     f"; {note}" if note else "")
             lines.append(
-                f"{row if j == 0 else '':<8} {cell if j == 0 else '':<5} {d['label']:<16} "
+                f"{row_label(d) if j == 0 else '':<{w}} {cell if j == 0 else '':<5} "
+                f"{d['label']:<16} "
                 f"{_fmt_ms(d['time_ms']):>10} {_fmt_num(d['gflops']):>8} "
                 f"{_fmt_num(d['pct_peak'], '.0f', '%'):>7} {speed:>9}  {note}")
     if report["results"]:
@@ -441,18 +466,17 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
         mode_anchors = [a for a in anchors
                         if any(d["impl"] == a for _, _, ds in groups for d in ds)]
         out += ["", f"## {mode.capitalize()}", ""]
-        head = ["row (T,B,I,H)", "cell", "fastrnn ms", "GFLOP/s", "% peak"]
+        head = [ROW_HEAD, "cell", "fastrnn ms", "GFLOP/s", "% peak"]
         head += [f"{LABELS[a]} ms (speed-up)" for a in mode_anchors]
         dropin_col = "dropin" in mode_anchors and "torch" in mode_anchors
         if dropin_col:
             head.append("fastrnn.torch over torch.nn")
         out.append("| " + " | ".join(head) + " |")
         out.append("|---|---|" + "---:|" * (len(head) - 2))
-        for row, cell, ds in groups:
+        for _row, cell, ds in groups:
             by = {d["impl"]: d for d in ds}
             f = by.get("fastrnn")
-            first = ds[0]
-            cells = [f"{row} ({first['T']},{first['B']},{first['I']},{first['H']})", cell]
+            cells = [row_label(ds[0]), cell]
             if f and f["status"] == "ok":
                 cells += [_fmt_ms(f["time_ms"]), _fmt_num(f["gflops"]),
                           _fmt_num(f["pct_peak"], ".0f", "%")]
@@ -483,16 +507,18 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
             out += ["", "† one timed call only (time budget)."]
     out += _round_ratio_lines(report, anchors)
     out += ["", "## Detail", "",
-            f"| mode | row | cell | implementation | {report['stat']} ms | min–max ms | GFLOP/s | "
+            f"| mode | {ROW_HEAD} | cell | implementation | {report['stat']} ms | min–max ms | "
+            "GFLOP/s | "
             "% peak | fastrnn speed-up | max abs diff vs fastrnn | notes |",
             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for mode, row, cell, ds in group_by_case(report):
+    for mode, _row, cell, ds in group_by_case(report):
         for d in ds:
             rng = (f"{_fmt_ms(d['min_ms'])}–{_fmt_ms(d['max_ms'])}"
                    if d["min_ms"] is not None else "-")
             diff = d["max_abs_diff_vs_fastrnn"]
             out.append(
-                f"| {mode} | {row} | {cell} | {d['label']} | {_fmt_ms(d['time_ms'])} | {rng} | "
+                f"| {mode} | {row_label(d)} | {cell} | {d['label']} | {_fmt_ms(d['time_ms'])} | "
+                f"{rng} | "
                 f"{_fmt_num(d['gflops'])} | {_fmt_num(d['pct_peak'], '.0f', '%')} | "
                 f"{'' if d['impl'] == 'fastrnn' else _fmt_num(d['fastrnn_speedup'], '.2f', 'x')}"
                 f" | {'' if diff is None else f'{diff:.1e}'} | "
