@@ -233,3 +233,17 @@ def test_measure_respects_budget() -> None:
     tm.sample()
     times, number, warm_only = tm.result()
     assert not warm_only and len(times) == 1 and len(calls) == 2
+
+
+def test_plot_without_matplotlib_names_the_extra(tmp_path) -> None:
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "matplotlib.py").write_text("raise ImportError('no matplotlib here')\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(stub), PKG_PARENT])
+    proc = subprocess.run([sys.executable, "-m", "fastrnn", "bench", "--rows", "stream",
+                           "--cells", "rnn", "--plot", str(tmp_path / "p.png")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "pip install 'fastrnn[plot]'" in proc.stderr
+    assert not (tmp_path / "p.png").exists()

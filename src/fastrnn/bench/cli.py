@@ -238,7 +238,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise BenchError("--plot needs matplotlib, which is not installed "
-                             "(pip install matplotlib, or drop --plot)") from None
+                             "(pip install 'fastrnn[plot]', or drop --plot)") from None
     if args.load:
         try:
             with open(args.load) as f:
