@@ -1,20 +1,77 @@
-"""Thread-count policy: resolved in Python, passed explicitly to every kernel call."""
+"""Thread-count policy: resolved in Python, passed explicitly to every kernel call.
+
+The count a call uses comes from, first to last: :func:`set_num_threads`; ``OMP_NUM_THREADS``;
+every CPU this process may run on. Then:
+
+* **Validation.** A setting must be an integer in 1..:data:`MAX_THREADS` (no Linux machine has
+  more CPUs, so a larger number is a mistake, not a setting for a bigger machine); anything else
+  is a ``ValueError`` that names the setting (``set_num_threads``, ``OMP_NUM_THREADS``,
+  or ``nthreads``) and this range. ``OMP_NUM_THREADS`` is read as
+  OpenMP does: surrounding blanks are ignored, an empty value means unset, and a list such as
+  ``4,2`` (counts for nested levels) gives its first entry, the only level fastrnn opens.
+* **Cap.** A count above :func:`thread_cap` (:data:`THREADS_PER_CPU` per CPU this process may
+  run on) is clamped to it, with a warning once per setting. More threads than CPUs never speed
+  the kernels up (the team meets at a barrier every step), but a few per CPU still reproduce a
+  bigger machine's results bit for bit (they depend on the thread count) and exercise the
+  oversubscribed path; far beyond, they cost only memory and scheduling (1000 threads on 2
+  cores). Clamping rather than failing keeps a script or a job's environment written for a
+  bigger machine running on a smaller one.
+"""
 
 from __future__ import annotations
 
+import operator
 import os
+import warnings
+
+__all__ = ["MAX_THREADS", "THREADS_PER_CPU", "get_num_threads", "set_num_threads", "thread_cap",
+           "usable_cpus"]
+
+#: The largest thread count a setting may name: Linux's largest CPU count (NR_CPUS).
+MAX_THREADS = 8192
+#: Threads per usable CPU before a count is clamped (see the module's docstring).
+THREADS_PER_CPU = 4
 
 _num_threads: int | None = None
+#: (setting, value, cap) triples already warned about.
+_warned: set[tuple[str, int, int]] = set()
 
 
-def _default_threads() -> int:
-    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
+def _check(n: object, what: str, hint: str = "") -> int:
+    """n as an int if it is a valid thread count, else a ValueError naming `what`."""
+    try:
+        v = operator.index(n) if not isinstance(n, bool) else None
+    except TypeError:
+        v = None
+    if v is None or not 1 <= v <= MAX_THREADS:
+        raise ValueError(f"{what} must be a positive int in 1..{MAX_THREADS}{hint}; got {n!r}")
+    return v
+
+
+def usable_cpus() -> int:
+    """The number of CPUs this process may run on (its affinity mask; else the CPU count)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def thread_cap() -> int:
+    """The most threads a call uses: :data:`THREADS_PER_CPU` per CPU this process may run on."""
+    return THREADS_PER_CPU * usable_cpus()
+
+
+def _env_threads() -> int | None:
+    raw = os.environ.get("OMP_NUM_THREADS")
+    if raw is None or not raw.strip():
+        return None
+    first = raw.split(",")[0].strip()
+    if first.isascii() and first.isdigit() and len(first) <= 6 and 1 <= int(first) <= MAX_THREADS:
+        return int(first)
+    raise ValueError(
+        f"OMP_NUM_THREADS={raw!r} is not a thread count: fastrnn needs a positive int in "
+        f"1..{MAX_THREADS} (a list such as '4,2' gives its first entry); fix or unset it, or "
+        f"call fastrnn.set_num_threads(n), which takes precedence")
 
 
 def set_num_threads(n: int | None) -> None:
@@ -23,18 +80,63 @@ def set_num_threads(n: int | None) -> None:
     Parameters
     ----------
     n : int or None
-        A positive thread count, or None to go back to the default (``OMP_NUM_THREADS``
-        when set, else every core this process may run on).
+        A thread count in 1..``MAX_THREADS`` (8192), or None to go back to the default
+        (``OMP_NUM_THREADS`` when set, else every CPU this process may run on). A count above
+        :func:`thread_cap` (4 per usable CPU) is clamped to it, with a warning once.
+
+    Raises
+    ------
+    ValueError
+        If n is not an int in 1..8192 (bool included) or None.
     """
     global _num_threads
     if n is None:
         _num_threads = None
         return
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int or None, got {n!r}")
-    _num_threads = n
+    _num_threads = _check(n, "set_num_threads: n", " or None")
+
+
+def _requested(cpus: int) -> tuple[int, str]:
+    """The count asked for before the cap and limits, and the setting that asked for it."""
+    if _num_threads is not None:
+        return _num_threads, "set_num_threads"
+    env = _env_threads()
+    if env is not None:
+        return env, "OMP_NUM_THREADS"
+    return cpus, ""
+
+
+def _capped(n: int, setting: str, cpus: int) -> int:
+    cap = THREADS_PER_CPU * cpus
+    if n > cap:
+        if (setting, n, cap) not in _warned:
+            _warned.add((setting, n, cap))
+            warnings.warn(f"fastrnn: {setting} asks for {n} threads; using {cap} ("
+                          f"{THREADS_PER_CPU} per CPU this process may run on, the cap)",
+                          RuntimeWarning, stacklevel=3)
+        n = cap
+    return n
 
 
 def get_num_threads() -> int:
-    """Return the number of threads the kernels will use on the next call."""
-    return _num_threads if _num_threads is not None else _default_threads()
+    """Return the number of threads the kernels will use on the next call.
+
+    Raises
+    ------
+    ValueError
+        If no count was set and ``OMP_NUM_THREADS`` is set to something other than a thread
+        count (the message names it and the accepted range).
+    """
+    cpus = usable_cpus()
+    n = _capped(*_requested(cpus), cpus)
+    return n
+
+
+def threads_arg(nthreads: int | None) -> int:
+    """An explicit ``nthreads`` argument, validated and capped; None gives the current count."""
+    if nthreads is None:
+        return get_num_threads()
+    n = _capped(_check(nthreads, "nthreads"), "nthreads", usable_cpus())
+    return n
+
+
