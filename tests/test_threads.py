@@ -1,9 +1,19 @@
-"""Thread settings: validation and the cap (issue 21).
+"""Thread settings: validation and the cap, and fork safety (issue 21).
 
+The fork scenarios run in a subprocess of their own (a new session, killed whole on time-out), and
+every forked child arms an alarm: a regression fails with the scenario's output instead of
+hanging the test run. Before the fork handlers (csrc/fork.c), every scenario here that forks
+after a 2-thread call hung in the child: libgomp's worker pool does not survive fork, and the
+child's first 2-thread region waited forever for workers that fork had not copied.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -12,6 +22,9 @@ import pytest
 import fastrnn
 from fastrnn import _native, _threads
 from fastrnn import functional as F
+
+PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
+HANG_GUARD_S = 60  # a scenario's whole run; only a hang guard, never a timing
 
 
 @pytest.fixture(autouse=True)
@@ -97,3 +110,207 @@ def test_explicit_nthreads_argument_is_validated():
     with pytest.raises(ValueError, match="nthreads"):
         _native.gemm(a, a, nthreads=0)
     np.testing.assert_allclose(_native.gemm(a, a, nthreads=2), a @ a)
+
+
+# ---- subprocess scenarios ----------------------------------------------------------------
+
+def _run(code: str, env: dict | None = None) -> str:
+    """Run code in a fresh interpreter in a session of its own; a hang kills the session (forked
+    children included) and fails the test with what the scenario printed."""
+    e = dict(os.environ, **(env or {}))
+    e.pop("OMP_NUM_THREADS", None)
+    e["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, *filter(None, [e.get("PYTHONPATH")])])
+    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=e, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=HANG_GUARD_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+        pytest.fail(f"scenario hung (killed after {HANG_GUARD_S} s)\n{out[-3000:]}\n{err[-3000:]}")
+    assert p.returncode == 0, f"exit {p.returncode}\n{out[-3000:]}\n{err[-3000:]}"
+    return out
+
+
+# ---- fork ------------------------------------------------------------------------------------
+
+# Shared by the fork scenarios: every kernel family, run with the thread count in force; the
+# shapes are ones whose first call in a forked child hung before the fork handlers.
+WORK = """
+import os, signal, sys, threading
+import numpy as np
+import fastrnn
+from fastrnn import _native, functional as F
+
+SHAPES = [("lstm", 50, 1, 64, 64), ("lstm", 20, 24, 100, 200), ("gru", 30, 32, 64, 128),
+          ("gru", 30, 1, 32, 256), ("rnn", 40, 16, 32, 128)]
+
+def problem(cell, T, B, I, H, seed):
+    r = np.random.default_rng(seed)
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    return (r.standard_normal((T, B, I)).astype(np.float32), np.zeros((B, H), np.float32),
+            (r.standard_normal((G * H, I)) * 0.1).astype(np.float32),
+            (r.standard_normal((G * H, H)) * 0.1).astype(np.float32),
+            np.zeros(G * H, np.float32))
+
+def work(seed=0):
+    outs = []
+    for cell, T, B, I, H in SHAPES:
+        x, h0, w_ih, w_hh, b = problem(cell, T, B, I, H, seed)
+        kw = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+        state = (h0, h0.copy()) if cell == "lstm" else (h0,)
+        fw, bw = getattr(F, cell + "_forward"), getattr(F, cell + "_backward")
+        outs.append(fw(x, *state, w_ih, w_hh, b, b, training=False, **kw)[0])
+        o = fw(x, *state, w_ih, w_hh, b, b, **kw)
+        dy = np.ones_like(o[0])
+        g = bw(o[-1], dy, *(np.zeros_like(s) for s in state))
+        outs += [o[0], *g]
+    a = np.linspace(-1, 1, 256 * 192, dtype=np.float32).reshape(256, 192)
+    outs.append(_native.gemm(a, a.T.copy()))
+    return outs
+
+def same(a, b):
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+"""
+
+
+def test_os_fork_child_runs_single_threaded_then_with_threads_again():
+    """Parent: 1-thread results, then 2 threads (idle workers left behind), then fork. Child:
+    starts single-threaded and equals the parent's 1-thread results bit for bit; after
+    set_num_threads(2), its 2-thread results equal the parent's. Three forks in a row; the parent
+    keeps working with 2 threads between them."""
+    out = _run(WORK + """
+fastrnn.set_num_threads(1)
+one = work()
+fastrnn.set_num_threads(2)
+two = work()
+for k in range(3):
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(40)
+        ok = fastrnn.get_num_threads() == 1 and same(work(), one)
+        fastrnn.set_num_threads(2)
+        ok = ok and fastrnn.get_num_threads() == 2 and same(work(), two)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"fork {k}: status {status}"
+    assert same(work(), two)
+print("ok")
+""")
+    assert out.strip() == "ok"
+
+
+def test_fork_while_other_threads_run_kernels():
+    """Forks made while another thread runs 2-thread calls (its team spinning, scratch blocks
+    moving through the kept list), and from a non-main thread that has a team of its own: each
+    child finishes its calls with the parent's results."""
+    out = _run(WORK + """
+fastrnn.set_num_threads(1)
+one = work()
+fastrnn.set_num_threads(2)
+two = work()
+stop = threading.Event()
+
+def busy():
+    while not stop.is_set():
+        work(1)
+
+def fork_and_check(tag):
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(40)
+        ok = same(work(), one)
+        fastrnn.set_num_threads(2)
+        os._exit(0 if ok and same(work(), two) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"{tag}: status {status}"
+
+t = threading.Thread(target=busy)
+t.start()
+try:
+    for k in range(4):
+        fork_and_check(f"main thread, fork {k}")
+finally:
+    stop.set()
+    t.join()
+
+def from_thread():
+    work()  # this thread's own 2-thread team
+    for k in range(2):
+        fork_and_check(f"other thread, fork {k}")
+
+errors = []
+
+def run_from_thread():
+    try:
+        from_thread()
+    except BaseException as e:
+        errors.append(repr(e))
+
+t = threading.Thread(target=run_from_thread)
+t.start()
+t.join()
+assert not errors, errors
+print("ok")
+""")
+    assert out.strip() == "ok"
+
+
+def test_multiprocessing_fork_pool():
+    """A fork-start Pool mapping fastrnn calls after the parent ran 2-thread calls: every task
+    returns the parent's results (single-threaded by default; 2 threads when the pool's
+    initializer sets them)."""
+    out = _run(WORK + """
+import multiprocessing as mp
+
+def task(seed):
+    return fastrnn.get_num_threads(), work(seed)
+
+fastrnn.set_num_threads(1)
+one = [work(s) for s in range(4)]
+fastrnn.set_num_threads(2)
+two = [work(s) for s in range(4)]
+ctx = mp.get_context("fork")
+for init, want_threads, want in ((None, 1, one), (fastrnn.set_num_threads, 2, two)):
+    with ctx.Pool(2, initializer=init, initargs=(2,) if init else ()) as pool:
+        got = pool.map_async(task, range(4)).get(timeout=40)
+    assert [n for n, _ in got] == [want_threads] * 4, [n for n, _ in got]
+    assert all(same(g, w) for (_, g), w in zip(got, want))
+print("ok")
+""")
+    assert out.strip() == "ok"
+
+
+def test_torch_dataloader_workers():
+    """A torch DataLoader with 2 fork-started workers whose dataset calls fastrnn, after the
+    parent ran 2-thread calls: every item equals the parent's, with the workers' default (one
+    thread) and with 2 threads set by worker_init_fn; two epochs each (new workers each)."""
+    pytest.importorskip("torch")
+    out = _run(WORK + """
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+class Seqs(Dataset):
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        x, h0, w_ih, w_hh, b = problem("lstm", 20, 8, 32, 96, i)
+        y = F.lstm_forward(x, h0, h0, w_ih, w_hh, b, b, training=False)[0]
+        return fastrnn.get_num_threads(), torch.from_numpy(y)
+
+fastrnn.set_num_threads(1)
+one = [Seqs()[i][1] for i in range(6)]
+fastrnn.set_num_threads(2)
+two = [Seqs()[i][1] for i in range(6)]
+work()
+for init, threads, want in ((None, 1, one), (lambda _: fastrnn.set_num_threads(2), 2, two)):
+    loader = DataLoader(Seqs(), batch_size=None, num_workers=2, multiprocessing_context="fork",
+                        worker_init_fn=init, timeout=40)
+    for epoch in range(2):
+        got = list(loader)
+        assert [n for n, _ in got] == [threads] * 6, (threads, epoch, [n for n, _ in got])
+        assert all(torch.equal(g, w) for (_, g), w in zip(got, want)), (threads, epoch)
+print("ok")
+""")
+    assert out.strip() == "ok"

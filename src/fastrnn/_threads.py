@@ -16,12 +16,18 @@ every CPU this process may run on. Then:
   oversubscribed path; far beyond, they cost only memory and scheduling (1000 threads on 2
   cores). Clamping rather than failing keeps a script or a job's environment written for a
   bigger machine running on a smaller one.
+* **Fork.** A process forked from this one (``os.fork``, a ``multiprocessing`` pool with the fork
+  start method, a torch ``DataLoader`` worker) starts single-threaded, as if it had called
+  ``set_num_threads(1)``: forked workers usually share the machine with their parent and each
+  other, and torch's DataLoader does the same with torch's threads. The child may set any count
+  again; the C fork handlers (``csrc/fork.c``) let it start a fresh team.
 """
 
 from __future__ import annotations
 
 import operator
 import os
+import sys
 import warnings
 
 __all__ = ["MAX_THREADS", "THREADS_PER_CPU", "get_num_threads", "set_num_threads", "thread_cap",
@@ -35,6 +41,9 @@ THREADS_PER_CPU = 4
 _num_threads: int | None = None
 #: (setting, value, cap) triples already warned about.
 _warned: set[tuple[str, int, int]] = set()
+#: Whether the kernels may start threads in this process (False in a child forked while its
+#: parent's OpenMP pool could not be released: fastrnn._kernels.fork_pool_released()).
+_may_thread = True
 
 
 def _check(n: object, what: str, hint: str = "") -> int:
@@ -127,6 +136,8 @@ def get_num_threads() -> int:
         If no count was set and ``OMP_NUM_THREADS`` is set to something other than a thread
         count (the message names it and the accepted range).
     """
+    if not _may_thread:
+        return 1
     cpus = usable_cpus()
     n = _capped(*_requested(cpus), cpus)
     return n
@@ -137,6 +148,17 @@ def threads_arg(nthreads: int | None) -> int:
     if nthreads is None:
         return get_num_threads()
     n = _capped(_check(nthreads, "nthreads"), "nthreads", usable_cpus())
-    return n
+    return n if _may_thread else 1
 
 
+# ---- fork ----------------------------------------------------------------------------------------
+
+def _after_fork_in_child() -> None:
+    global _num_threads, _may_thread
+    _num_threads = 1
+    kernels = sys.modules.get("fastrnn._kernels")
+    _may_thread = kernels is None or kernels.fork_pool_released()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
