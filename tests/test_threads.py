@@ -1,4 +1,4 @@
-"""Thread settings: validation and the cap, and fork safety (issue 21).
+"""Thread settings: validation and the cap, threadpoolctl, and fork safety (issue 21).
 
 The fork scenarios run in a subprocess of their own (a new session, killed whole on time-out), and
 every forked child arms an alarm: a regression fails with the scenario's output instead of
@@ -32,6 +32,7 @@ def _restore_threads():
     old = _threads._num_threads
     yield
     _threads._num_threads = old
+    _threads._limits.clear()
 
 
 def _lstm_args(seed=0, T=30, B=4, I=16, H=64):
@@ -112,7 +113,70 @@ def test_explicit_nthreads_argument_is_validated():
     np.testing.assert_allclose(_native.gemm(a, a, nthreads=2), a @ a)
 
 
-# ---- subprocess scenarios ----------------------------------------------------------------
+# ---- threadpoolctl ---------------------------------------------------------------------------
+
+def _spy_threads(monkeypatch):
+    """Record the thread count each recurrent kernel call receives."""
+    from fastrnn import _kernels
+
+    seen = []
+    real = _kernels.cell_forward
+
+    def spy(*args):
+        seen.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(_kernels, "cell_forward", spy)
+    return seen
+
+
+def test_threadpoolctl_lists_and_limits_fastrnn(monkeypatch):
+    tpc = pytest.importorskip("threadpoolctl")
+    fastrnn.set_num_threads(2)
+    mine = [d for d in tpc.threadpool_info() if d["internal_api"] == "fastrnn"]
+    assert len(mine) == 1, tpc.threadpool_info()
+    assert mine[0]["user_api"] == "openmp" and mine[0]["num_threads"] == 2
+    assert mine[0]["version"] == fastrnn.__version__
+    seen = _spy_threads(monkeypatch)
+    args = _lstm_args()
+    with tpc.threadpool_limits(1):
+        assert fastrnn.get_num_threads() == 1
+        F.lstm_forward(*args, training=False)
+        with tpc.threadpool_limits(2):  # nested: the inner limit rules, then the outer again
+            assert fastrnn.get_num_threads() == 2
+        assert fastrnn.get_num_threads() == 1
+        F.lstm_forward(*args, training=False)
+    assert fastrnn.get_num_threads() == 2 and not _threads._limits
+    F.lstm_forward(*args, training=False)
+    assert seen == [1, 1, 2]
+    with tpc.threadpool_limits(1, user_api="openmp"):
+        assert fastrnn.get_num_threads() == 1
+    with tpc.threadpool_limits(1, user_api="blas"):
+        assert fastrnn.get_num_threads() == 2
+
+
+def test_threadpoolctl_limit_only_caps_and_yields_to_later_settings():
+    tpc = pytest.importorskip("threadpoolctl")
+    fastrnn.set_num_threads(2)
+    with tpc.threadpool_limits(3):  # a limit above the setting does not raise the count
+        assert fastrnn.get_num_threads() == 2
+    with tpc.threadpool_limits(1):
+        fastrnn.set_num_threads(3)  # a setting made under a limit takes effect when it ends
+        assert fastrnn.get_num_threads() == 1
+    assert fastrnn.get_num_threads() == 3
+    limiter = tpc.threadpool_limits(1)  # the plain-call form, restored by hand
+    assert fastrnn.get_num_threads() == 1
+    limiter.restore_original_limits()
+    assert fastrnn.get_num_threads() == 3 and not _threads._limits
+
+
+def test_threadpoolctl_info_survives_a_bad_omp_num_threads(monkeypatch):
+    tpc = pytest.importorskip("threadpoolctl")
+    monkeypatch.setenv("OMP_NUM_THREADS", "abc")
+    fastrnn.set_num_threads(None)
+    mine = [d for d in tpc.threadpool_info() if d["internal_api"] == "fastrnn"]
+    assert mine and mine[0]["num_threads"] is None
+
 
 def _run(code: str, env: dict | None = None) -> str:
     """Run code in a fresh interpreter in a session of its own; a hang kills the session (forked
@@ -130,6 +194,27 @@ def _run(code: str, env: dict | None = None) -> str:
         pytest.fail(f"scenario hung (killed after {HANG_GUARD_S} s)\n{out[-3000:]}\n{err[-3000:]}")
     assert p.returncode == 0, f"exit {p.returncode}\n{out[-3000:]}\n{err[-3000:]}"
     return out
+
+
+@pytest.mark.parametrize("first", ["fastrnn", "threadpoolctl"])
+def test_threadpoolctl_registration_either_import_order(first):
+    pytest.importorskip("threadpoolctl")
+    out = _run(f"""
+        import sys
+        import {first}
+        import fastrnn, threadpoolctl
+        info = [d for d in threadpoolctl.threadpool_info() if d["internal_api"] == "fastrnn"]
+        assert len(info) == 1, threadpoolctl.threadpool_info()
+        with threadpoolctl.threadpool_limits(1):
+            assert fastrnn.get_num_threads() == 1
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+def test_import_fastrnn_does_not_import_threadpoolctl():
+    out = _run("import sys, fastrnn; print('threadpoolctl' in sys.modules)")
+    assert out.strip() == "False"
 
 
 # ---- fork ------------------------------------------------------------------------------------

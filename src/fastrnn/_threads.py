@@ -6,7 +6,7 @@ every CPU this process may run on. Then:
 * **Validation.** A setting must be an integer in 1..:data:`MAX_THREADS` (no Linux machine has
   more CPUs, so a larger number is a mistake, not a setting for a bigger machine); anything else
   is a ``ValueError`` that names the setting (``set_num_threads``, ``OMP_NUM_THREADS``,
-  or ``nthreads``) and this range. ``OMP_NUM_THREADS`` is read as
+  ``nthreads``, or the threadpoolctl limit) and this range. ``OMP_NUM_THREADS`` is read as
   OpenMP does: surrounding blanks are ignored, an empty value means unset, and a list such as
   ``4,2`` (counts for nested levels) gives its first entry, the only level fastrnn opens.
 * **Cap.** A count above :func:`thread_cap` (:data:`THREADS_PER_CPU` per CPU this process may
@@ -16,6 +16,10 @@ every CPU this process may run on. Then:
   oversubscribed path; far beyond, they cost only memory and scheduling (1000 threads on 2
   cores). Clamping rather than failing keeps a script or a job's environment written for a
   bigger machine running on a smaller one.
+* **threadpoolctl.** ``threadpoolctl.threadpool_limits(n)`` caps the count at n while it is in
+  force (user API ``"openmp"``, internal API ``"fastrnn"``), and ``threadpool_info()`` lists
+  fastrnn. threadpoolctl stays optional: fastrnn registers its controller when both are imported,
+  in either order, without importing threadpoolctl itself.
 * **Fork.** A process forked from this one (``os.fork``, a ``multiprocessing`` pool with the fork
   start method, a torch ``DataLoader`` worker) starts single-threaded, as if it had called
   ``set_num_threads(1)``: forked workers usually share the machine with their parent and each
@@ -39,6 +43,8 @@ MAX_THREADS = 8192
 THREADS_PER_CPU = 4
 
 _num_threads: int | None = None
+#: threadpoolctl limits in force, innermost last: (the limit, the count before it).
+_limits: list[tuple[int, int | None]] = []
 #: (setting, value, cap) triples already warned about.
 _warned: set[tuple[str, int, int]] = set()
 #: Whether the kernels may start threads in this process (False in a child forked while its
@@ -140,6 +146,8 @@ def get_num_threads() -> int:
         return 1
     cpus = usable_cpus()
     n = _capped(*_requested(cpus), cpus)
+    if _limits:
+        n = min(n, _limits[-1][0])
     return n
 
 
@@ -162,3 +170,96 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# ---- threadpoolctl ---------------------------------------------------------------------------
+
+def _limit_get() -> int | None:
+    try:
+        return get_num_threads()
+    except ValueError:  # a bad OMP_NUM_THREADS: threadpool_info() must still work
+        return None
+
+
+def _limit_set(n: int | None) -> None:
+    """threadpoolctl sets a limit, then, when it ends, the count it found before: that one ends
+    the innermost limit (whatever set_num_threads did in between takes effect again)."""
+    if _limits and _limits[-1][1] == n:
+        _limits.pop()
+    elif n is not None:
+        _limits.append((_check(n, "threadpoolctl limit for fastrnn"), _limit_get()))
+
+
+def _register_threadpoolctl(tpc) -> None:
+    """Register fastrnn's controller with a threadpoolctl module (3.x; older ones lack the API)."""
+    base, register = getattr(tpc, "LibController", None), getattr(tpc, "register", None)
+    if base is None or register is None:
+        return
+    from . import _kernels  # noqa: F401  (threadpoolctl lists loaded libraries only)
+
+    class FastrnnController(base):
+        """fastrnn's kernels (``fastrnn._kernels``), as threadpoolctl sees them."""
+
+        user_api = "openmp"
+        internal_api = "fastrnn"
+        filename_prefixes = ("_kernels",)
+        check_symbols = ("fr_fork_guard_install",)
+
+        def get_num_threads(self):
+            return _limit_get()
+
+        def set_num_threads(self, num_threads):
+            _limit_set(num_threads)
+
+        def get_version(self):
+            from . import __version__
+
+            return __version__
+
+    register(FastrnnController)
+
+
+class _RegisterOnImport:
+    """Registers fastrnn with threadpoolctl when threadpoolctl is imported after fastrnn
+    (importing it here would add ~15 ms to ``import fastrnn``)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "threadpoolctl":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        import importlib.util
+
+        spec = importlib.util.find_spec(name)
+        if spec is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _RegisteringLoader(spec.loader)
+        return spec
+
+
+class _RegisteringLoader:
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        _register_safely(module)
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+def _register_safely(tpc) -> None:
+    try:
+        _register_threadpoolctl(tpc)
+    except Exception as e:  # never break threadpoolctl's import
+        warnings.warn(f"fastrnn: could not register with threadpoolctl: {e!r}", RuntimeWarning,
+                      stacklevel=2)
+
+
+if "threadpoolctl" in sys.modules:
+    _register_safely(sys.modules["threadpoolctl"])
+else:
+    sys.meta_path.insert(0, _RegisterOnImport())
