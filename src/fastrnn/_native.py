@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _kernels
 from ._cells import CELLS, NONLINEARITIES
-from ._threads import get_num_threads, threads_arg
+from ._threads import enable_threadpoolctl, get_num_threads, threads_arg
 from ._validate import Grads, Prepared
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
     "scatter_add_rows",
     "zeros",
 ]
+
+enable_threadpoolctl()  # the kernels' library is loaded: threadpoolctl may list and limit it
 
 #: Activations the streaming Dense step runs in C.
 DENSE_ACTIVATIONS: tuple[str, ...] = _kernels.DENSE_ACTIVATIONS

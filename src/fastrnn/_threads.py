@@ -18,8 +18,9 @@ every CPU this process may run on. Then:
   bigger machine running on a smaller one.
 * **threadpoolctl.** ``threadpoolctl.threadpool_limits(n)`` caps the count at n while it is in
   force (user API ``"openmp"``, internal API ``"fastrnn"``), and ``threadpool_info()`` lists
-  fastrnn. threadpoolctl stays optional: fastrnn registers its controller when both are imported,
-  in either order, without importing threadpoolctl itself.
+  fastrnn. threadpoolctl stays optional: fastrnn registers its controller once its kernels are
+  loaded (``fastrnn._native`` calls :func:`enable_threadpoolctl`; threadpoolctl only sees loaded
+  libraries) and threadpoolctl is imported, in either order, without importing it itself.
 * **Fork.** A process forked from this one (``os.fork``, a ``multiprocessing`` pool with the fork
   start method, a torch ``DataLoader`` worker) starts single-threaded, as if it had called
   ``set_num_threads(1)``: forked workers usually share the machine with their parent and each
@@ -34,8 +35,8 @@ import os
 import sys
 import warnings
 
-__all__ = ["MAX_THREADS", "THREADS_PER_CPU", "get_num_threads", "set_num_threads", "thread_cap",
-           "usable_cpus"]
+__all__ = ["MAX_THREADS", "THREADS_PER_CPU", "enable_threadpoolctl", "get_num_threads",
+           "set_num_threads", "thread_cap", "threads_arg", "usable_cpus"]
 
 #: The largest thread count a setting may name: Linux's largest CPU count (NR_CPUS).
 MAX_THREADS = 8192
@@ -195,7 +196,6 @@ def _register_threadpoolctl(tpc) -> None:
     base, register = getattr(tpc, "LibController", None), getattr(tpc, "register", None)
     if base is None or register is None:
         return
-    from . import _kernels  # noqa: F401  (threadpoolctl lists loaded libraries only)
 
     class FastrnnController(base):
         """fastrnn's kernels (``fastrnn._kernels``), as threadpoolctl sees them."""
@@ -212,9 +212,7 @@ def _register_threadpoolctl(tpc) -> None:
             _limit_set(num_threads)
 
         def get_version(self):
-            from . import __version__
-
-            return __version__
+            return getattr(sys.modules.get("fastrnn"), "__version__", None)
 
     register(FastrnnController)
 
@@ -259,7 +257,10 @@ def _register_safely(tpc) -> None:
                       stacklevel=2)
 
 
-if "threadpoolctl" in sys.modules:
-    _register_safely(sys.modules["threadpoolctl"])
-else:
-    sys.meta_path.insert(0, _RegisterOnImport())
+def enable_threadpoolctl() -> None:
+    """Register with threadpoolctl now if it is imported, else the moment it is. Called once,
+    by fastrnn._native, when the kernels' library is loaded."""
+    if "threadpoolctl" in sys.modules:
+        _register_safely(sys.modules["threadpoolctl"])
+    elif not any(isinstance(f, _RegisterOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterOnImport())
