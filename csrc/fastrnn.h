@@ -50,6 +50,16 @@ int fr_has_openmp(void);
 /* omp_get_max_threads() (1 without OpenMP). */
 int fr_omp_max_threads(void);
 
+/* ---- fork.c: fork safety ----------------------------------------------------------------- */
+/* Install the fork handlers (once; later calls do nothing): before a fork, the forking thread's
+   OpenMP worker pool is released and no thread holds the kept-block lock, so that a child can
+   run the kernels, with any thread count. FR_OK, or FR_ERR_NOMEM. */
+int fr_fork_guard_install(void);
+/* 1 if the last fork (in this process or, read in a child, in its parent before the fork)
+   released the forking thread's pool or found none, so a child may start threads; 0 if it could
+   not (a libgomp older than GCC 9): that child must stay single-threaded. */
+int fr_fork_pool_released(void);
+
 /* ---- gemm.c: packed-panel GEMM ----------------------------------------------------------- */
 /*
  * A microkernel computes an (m x nr) tile, m <= mr:

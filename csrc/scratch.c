@@ -111,6 +111,10 @@ void fr_scratch_release(void) {
     for (int i = 0; i < n; i++) block_free(drop[i]);
 }
 
+void fr_scratch_lock(void) { acquire(); }
+
+void fr_scratch_unlock(void) { release(); }
+
 size_t fr_scratch_kept(void) {
     acquire();
     const size_t n = kept_bytes;

@@ -27,4 +27,9 @@ void fr_scratch_release(void);
 /* Bytes currently kept for reuse (0 when none). */
 size_t fr_scratch_kept(void);
 
+/* Take / let go of the kept list's lock: the fork handlers (fork.c) hold it across fork() so that
+   a child never inherits it held. Nothing else may call fr_scratch_* in between. */
+void fr_scratch_lock(void);
+void fr_scratch_unlock(void);
+
 #endif

@@ -37,6 +37,8 @@ cdef extern from "fastrnn.h" nogil:
     int fr_has_openmp()
     int fr_set_batch_groups(int n)
     int fr_omp_max_threads()
+    int fr_fork_guard_install()
+    int fr_fork_pool_released()
     const fr_kernel_s *fr_kernel_get_s()
     const fr_kernel_d *fr_kernel_get_d()
     const fr_kernel_s *fr_kernel_for_arch_s(int arch)

@@ -61,6 +61,17 @@ cdef _chk(object a, str name, tuple shape, object dtype, bint out, bint optional
         raise ValueError(f"{name} must be writeable")
 
 
+# ---- fork safety (csrc/fork.c) -----------------------------------------------------------------
+
+_raise(fr_fork_guard_install(), "fork handlers")
+
+
+def fork_pool_released():
+    """Whether the last fork released the forking thread's OpenMP worker pool (or found none),
+    so that a forked child may start threads; read in a child, it tells about its own fork."""
+    return bool(fr_fork_pool_released())
+
+
 # ---- build and SIMD path -----------------------------------------------------------------------
 
 def _check_env_arch():

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _kernels
 from ._cells import CELLS, NONLINEARITIES
-from ._threads import get_num_threads
+from ._threads import enable_threadpoolctl, get_num_threads, threads_arg
 from ._validate import Grads, Prepared
 
 __all__ = [
@@ -38,6 +38,8 @@ __all__ = [
     "zeros",
 ]
 
+enable_threadpoolctl()  # the kernels' library is loaded: threadpoolctl may list and limit it
+
 #: Activations the streaming Dense step runs in C.
 DENSE_ACTIVATIONS: tuple[str, ...] = _kernels.DENSE_ACTIVATIONS
 #: The streaming stack of layers (weights packed once, one call per timestep).
@@ -53,7 +55,7 @@ KEPT_MIN = 1 << 17
 
 
 def _threads(nthreads: int | None) -> int:
-    return get_num_threads() if nthreads is None else nthreads
+    return threads_arg(nthreads)
 
 
 def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
