@@ -789,3 +789,10 @@ def test_demo_speed_ratio_wording():
 
     assert _ratio(2.0, 1.0).strip() == "2.0x faster"
     assert _ratio(75.2, 89.3).strip() == "1.2x slower"
+
+
+@pytest.mark.parametrize("command", ["info", "demo"])
+def test_malformed_omp_num_threads_is_a_one_line_error(command) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="abc")
+    proc = _cli(command, *(["--tiny"] if command == "demo" else []), env=env)
+    _one_line_error(proc, "OMP_NUM_THREADS='abc' is not a thread count", 2)

@@ -53,6 +53,10 @@ _warned: set[tuple[str, int, int]] = set()
 _may_thread = True
 
 
+class ThreadSettingError(ValueError):
+    """A thread count (an argument or ``OMP_NUM_THREADS``) that is not one fastrnn can use."""
+
+
 def _check(n: object, what: str, hint: str = "") -> int:
     """n as an int if it is a valid thread count, else a ValueError naming `what`."""
     try:
@@ -60,7 +64,8 @@ def _check(n: object, what: str, hint: str = "") -> int:
     except TypeError:
         v = None
     if v is None or not 1 <= v <= MAX_THREADS:
-        raise ValueError(f"{what} must be a positive int in 1..{MAX_THREADS}{hint}; got {n!r}")
+        raise ThreadSettingError(f"{what} must be a positive int in 1..{MAX_THREADS}{hint}; "
+                                 f"got {n!r}")
     return v
 
 
@@ -84,7 +89,7 @@ def _env_threads() -> int | None:
     first = raw.split(",")[0].strip()
     if first.isascii() and first.isdigit() and len(first) <= 6 and 1 <= int(first) <= MAX_THREADS:
         return int(first)
-    raise ValueError(
+    raise ThreadSettingError(
         f"OMP_NUM_THREADS={raw!r} is not a thread count: fastrnn needs a positive int in "
         f"1..{MAX_THREADS} (a list such as '4,2' gives its first entry); fix or unset it, or "
         f"call fastrnn.set_num_threads(n), which takes precedence")

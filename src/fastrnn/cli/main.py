@@ -17,6 +17,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 
+from fastrnn._threads import ThreadSettingError
 from fastrnn.cli import commands, info
 from fastrnn.cli.command import Command, CommandError
 
@@ -144,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as e:
         print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
         return e.status
+    except ThreadSettingError as e:  # a malformed OMP_NUM_THREADS
+        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except OSError as e:  # a file that cannot be read or written, a full disk, ...
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"{parser.prog} {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
