@@ -7,6 +7,9 @@ accepts (batched or unbatched tensors, ``batch_first``, ``h0`` / ``(h0, c0)``,
 :class:`~torch.nn.utils.rnn.PackedSequence`, sorted or not) and returns what torch returns;
 on CPU float32/float64 tensors it runs fastrnn's forward kernels, and autograd calls
 fastrnn's backward kernels (one :class:`torch.autograd.Function` per layer and direction).
+A backward that is itself differentiated (``create_graph=True``: gradient penalties,
+Hessian-vector products, ``gradgradcheck``) re-runs that layer-direction in torch's own ops
+and differentiates it, so higher-order gradients are torch's.
 Stacking, bidirectional concatenation and inter-layer dropout (torch's own dropout, so
 seeds behave as in torch) are composed here. Anything not accelerated (``proj_size > 0``,
 other devices, other dtypes, TorchScript, ``torch.compile``, autocast) runs torch's own
@@ -31,7 +34,6 @@ try:
     import torch
     import torch.nn.functional as F
     from torch import nn
-    from torch.autograd.function import once_differentiable
     from torch.nn.utils.rnn import PackedSequence
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError(
@@ -99,12 +101,124 @@ def _t(a: np.ndarray | None) -> torch.Tensor | None:
     return None if a is None else torch.from_numpy(a)
 
 
+# ---------------------------------------------------------------------------------------
+# The differentiable path: the cells' maths in torch ops (PyTorch's formulation), used only
+# when a backward is itself differentiated (create_graph=True), where fastrnn's backward
+# kernels, whose results carry no graph, would give silently wrong higher-order gradients.
+
+
+def _rnn_step(gi: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, w_hh: torch.Tensor,
+              b_hh: torch.Tensor | None, nonlinearity: str | None):
+    """``h' = act(gi + W_hh h + b_hh)``; returns ``(h', None)``."""
+    a = gi + F.linear(h, w_hh, b_hh)
+    return (torch.relu(a) if nonlinearity == "relu" else torch.tanh(a)), None
+
+
+def _lstm_step(gi: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, w_hh: torch.Tensor,
+               b_hh: torch.Tensor | None, nonlinearity: str | None):
+    """Gates i, f, g, o; ``c' = f c + i g``, ``h' = o tanh(c')``; returns ``(h', c')``."""
+    i, f, g, o = (gi + F.linear(h, w_hh, b_hh)).chunk(4, 1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
+def _gru_step(gi: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None, w_hh: torch.Tensor,
+              b_hh: torch.Tensor | None, nonlinearity: str | None):
+    """Gates r, z, n with ``b_hn`` inside ``r * (...)``; ``h' = n + z (h - n)``."""
+    i_r, i_z, i_n = gi.chunk(3, 1)
+    h_r, h_z, h_n = F.linear(h, w_hh, b_hh).chunk(3, 1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return n + z * (h - n), None
+
+
+#: One step of each cell in torch ops: ``step(gi, h, c, w_hh, b_hh, nonlinearity)`` with
+#: ``gi = W_ih x_t + b_ih`` returns ``(h', c')`` (``c'`` None without a cell state).
+_TORCH_STEPS = {"rnn": _rnn_step, "lstm": _lstm_step, "gru": _gru_step}
+
+
+def _torch_forward(cell: str, nonlinearity: str | None, reverse: bool,
+                   lengths: np.ndarray | None, x: torch.Tensor, h0: torch.Tensor | None,
+                   c0: torch.Tensor | None, w_ih: torch.Tensor, w_hh: torch.Tensor,
+                   b_ih: torch.Tensor | None, b_hh: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The kernels' forward (same arguments and conventions) in differentiable torch ops.
+
+    Parameters
+    ----------
+    cell : str
+        A name in :data:`fastrnn._cells.CELLS`.
+    nonlinearity : str or None
+        The RNN's ``"tanh"`` or ``"relu"``; None for the other cells.
+    reverse : bool
+        Run each sequence from its last valid step back to step 0.
+    lengths : ndarray of int, shape (B,), or None
+        Valid steps per sequence: outputs past a sequence's end are zero, and its state stays
+        the one at its last valid step.
+    x : Tensor, shape (T, B, I)
+    h0, c0 : Tensor of shape (B, H), or None (zeros); ``c0`` for the LSTM only
+    w_ih, w_hh, b_ih, b_hh : Tensor
+        Weights in torch's layout; biases may be None.
+
+    Returns
+    -------
+    y : Tensor, shape (T, B, H)
+    h_n : Tensor, shape (B, H)
+    c_n : Tensor of shape (B, H), or None (a cell without a cell state)
+    """
+    step = _TORCH_STEPS[cell]
+    T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
+    gi = F.linear(x, w_ih, b_ih)
+    h = x.new_zeros(B, H) if h0 is None else h0
+    c = None
+    if CELLS[cell].has_cell_state:
+        c = x.new_zeros(B, H) if c0 is None else c0
+    mask = None
+    if lengths is not None:
+        mask = (torch.arange(T)[:, None] < torch.from_numpy(lengths)[None, :]).unsqueeze(2)
+    ys: list[torch.Tensor] = [x] * T  # placeholders, each step overwritten below
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        h_new, c_new = step(gi[t], h, c, w_hh, b_hh, nonlinearity)
+        if mask is None:
+            ys[t], h, c = h_new, h_new, c_new
+        else:
+            ys[t] = torch.where(mask[t], h_new, 0.0)
+            h = torch.where(mask[t], h_new, h)
+            c = None if c is None else torch.where(mask[t], c_new, c)
+    return torch.stack(ys), h, c
+
+
+def _differentiable_backward(args: tuple, inputs: tuple, needs: tuple, grads: tuple) -> tuple:
+    """The gradients of one layer-direction as a differentiable graph (for create_graph).
+
+    Re-runs the forward on the saved ``inputs`` (the original tensors, so the graph reaches
+    what they depend on) with :func:`_torch_forward` and differentiates it with
+    ``create_graph=True``: the gradients depend differentiably on the inputs and on
+    ``grads``. ``args`` are ``(cell, nonlinearity, reverse, lengths)``, ``needs`` the
+    inputs' ``needs_input_grad``; returns one gradient (or None) per input.
+    """
+    outs = _torch_forward(*args, *inputs)
+    wanted = [k for k, (t, need) in enumerate(zip(inputs, needs, strict=True))
+              if t is not None and need]
+    pairs = [(o, g) for o, g in zip(outs, grads, strict=True) if o is not None and g is not None]
+    result: list[torch.Tensor | None] = [None] * len(inputs)
+    if wanted and pairs:
+        got = torch.autograd.grad([o for o, _ in pairs], [inputs[k] for k in wanted],
+                                  [g for _, g in pairs], create_graph=True, allow_unused=True)
+        for k, g in zip(wanted, got, strict=True):
+            result[k] = g
+    return tuple(result)
+
+
 class _CellFunction(torch.autograd.Function):
     """One layer in one direction over a whole time-major sequence, on fastrnn's kernels.
 
     Inputs ``x`` (T, B, I), ``h0``/``c0`` (B, H) or None, weights in torch's layout (which
     is the functional layout); outputs ``y`` (T, B, H), ``h_n`` (B, H) and, for the LSTM,
-    ``c_n`` (B, H). The backward is fastrnn's backward kernel.
+    ``c_n`` (B, H). The backward is fastrnn's backward kernel; a backward that is itself
+    differentiated (``create_graph=True``: grad mode is on inside it) runs
+    :func:`_differentiable_backward` instead, so higher-order gradients are torch's.
     """
 
     @staticmethod
@@ -114,13 +228,14 @@ class _CellFunction(torch.autograd.Function):
         y, h_n, c_n, fctx = _ops_forward(cell, nonlinearity, reverse, lengths, True,
                                          _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh),
                                          _np(b_ih), _np(b_hh))
-        ctx.cell = cell
+        ctx.args = (cell, nonlinearity, reverse, lengths)
         ctx.has = (h0 is not None, c0 is not None, b_ih is not None, b_hh is not None)
         # The functional context (with the kernel cache) rides on an empty tensor saved for
         # backward, so that autograd frees it exactly when it frees saved tensors: after a
         # backward without retain_graph, even while the outputs are still referenced. The
         # inputs are saved so that autograd detects in-place changes to them before
-        # backward (the functional context holds views of their memory).
+        # backward (the functional context holds views of their memory), and for the
+        # differentiable backward.
         holder = torch.empty(0)
         holder.fastrnn_ctx = fctx
         ctx.save_for_backward(holder, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
@@ -129,11 +244,13 @@ class _CellFunction(torch.autograd.Function):
         return torch.from_numpy(y), torch.from_numpy(h_n)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy, dh_n, dc_n=None):
         # Raises torch's own errors when an input was modified in place since forward, or
         # when the graph was already freed (a second backward without retain_graph).
-        holder = ctx.saved_tensors[0]
+        holder, *inputs = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: this backward is differentiated
+            return (None, None, None, None, *_differentiable_backward(
+                ctx.args, tuple(inputs), ctx.needs_input_grad[4:], (dy, dh_n, dc_n)))
         # an input that needs no gradient (data) saves the backward its dx GEMM
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = _ops_backward(
             holder.fastrnn_ctx, _np(dy), _np(dh_n), _np(dc_n), ctx.needs_input_grad[4])
