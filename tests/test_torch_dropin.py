@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -546,6 +547,110 @@ def test_training_follows_torch_loss_trajectory():
         losses.append(traj)
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-8, atol=0)
     assert losses[0][-1] < 0.9 * losses[0][0]  # it did train
+
+
+# --------------------------------------------------------------------------------------
+# Saving a whole model: a drop-in pickles as the torch.nn class it subclasses.
+
+#: torch's own classes, allowlisted as a program loading a whole torch.nn model with
+#: torch.load's default weights_only=True does (pytorch/examples' word language model).
+_LOADER = """
+import sys
+import torch
+from torch import nn
+torch.set_default_dtype(torch.float64)
+with torch.serialization.safe_globals([nn.ModuleDict, nn.LSTM, nn.GRU, nn.RNN, nn.Linear]):
+    model = torch.load(sys.argv[1])  # torch's default: weights_only=True
+assert "fastrnn" not in sys.modules, "the loader imported fastrnn"
+x = torch.load(sys.argv[2])
+torch.save({"types": {k: type(m).__qualname__ for k, m in model.items()},
+            "alias": model["alias"] is model["lstm"],
+            "out": [model[k](x)[0] for k in ("lstm", "gru", "rnn")],
+            "state": model.state_dict()}, sys.argv[3])
+"""
+
+
+def _saved_model():
+    torch.manual_seed(5)
+    model = nn.ModuleDict({
+        "lstm": nn.LSTM(3, 4, num_layers=2, bidirectional=True),
+        "gru": nn.GRU(3, 4, batch_first=True, dropout=0.5, num_layers=2),
+        "rnn": nn.RNN(3, 2, nonlinearity="relu", bias=False),
+        "head": nn.Linear(4, 1),
+    }).double()
+    model["alias"] = model["lstm"]  # a module held twice stays one module
+    return ft.accelerate(model).eval()
+
+
+def test_whole_model_loads_in_a_torch_process_without_fastrnn(tmp_path):
+    model = _saved_model()
+    assert type(model["lstm"]) is ft.LSTM and type(model["rnn"]) is ft.RNN
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    torch.save(model, tmp_path / "model.pt")
+    torch.save(x, tmp_path / "x.pt")
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(tmp_path / "model.pt")
+    assert not [g for g in unsafe if "fastrnn" in g], unsafe
+    env = dict(os.environ, PYTHONPATH=str(PKG_PARENT))  # fastrnn importable, not imported
+    r = subprocess.run([sys.executable, "-c", _LOADER, str(tmp_path / "model.pt"),
+                        str(tmp_path / "x.pt"), str(tmp_path / "out.pt")],
+                       env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = torch.load(tmp_path / "out.pt")
+    assert got["types"] == {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN", "head": "Linear",
+                            "alias": "LSTM"}
+    assert got["alias"]
+    for k, out in zip(("lstm", "gru", "rnn"), got["out"], strict=True):
+        close(out, model[k](x)[0], torch.float64, f"{k} loaded without fastrnn")
+    assert list(got["state"]) == list(model.state_dict())
+    for k, v in model.state_dict().items():
+        assert torch.equal(got["state"][k], v), k
+
+
+def test_whole_model_loads_in_a_process_with_fastrnn_and_accelerate_reapplies(tmp_path):
+    model = _saved_model()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    torch.save(model, tmp_path / "model.pt")
+    rng = torch.get_rng_state()
+    with torch.serialization.safe_globals([nn.ModuleDict, nn.LSTM, nn.GRU, nn.RNN,
+                                           nn.Linear]):
+        loaded = torch.load(tmp_path / "model.pt")
+    assert torch.equal(torch.get_rng_state(), rng)  # loading draws no random numbers
+    also = torch.load(tmp_path / "model.pt", weights_only=False)
+    for m in (loaded, also):
+        assert [type(v) for v in m.values()] == [nn.LSTM, nn.GRU, nn.RNN, nn.Linear, nn.LSTM]
+        assert m["alias"] is m["lstm"]
+        assert m["rnn"].nonlinearity == "relu" and not m["gru"].training
+        assert repr(m) == repr(model)
+    ft.accelerate(loaded)
+    assert type(loaded["lstm"]) is ft.LSTM and type(loaded["gru"]) is ft.GRU
+    for k in ("lstm", "gru", "rnn"):
+        assert torch.equal(loaded[k](x)[0], model[k](x)[0]), k
+    sd = model.state_dict()
+    assert list(loaded.state_dict()) == list(sd)
+    assert all(torch.equal(v, sd[k]) for k, v in loaded.state_dict().items())
+    # The loaded module trains: its parameters are real tensors, not the meta ones it was
+    # rebuilt from.
+    loaded["lstm"](x)[0].sum().backward()
+    assert all(p.grad is not None and p.device.type == "cpu"
+               for p in loaded["lstm"].parameters())
+
+
+class _MyFastLSTM(ft.LSTM):
+    """A user subclass of a drop-in: pickles as itself."""
+
+
+def test_copies_keep_the_drop_in_class_and_subclasses_pickle_as_themselves():
+    model = _saved_model()
+    deep = copy.deepcopy(model)
+    assert type(deep["lstm"]) is ft.LSTM and deep["alias"] is deep["lstm"]
+    assert deep["lstm"].weight_ih_l0 is not model["lstm"].weight_ih_l0
+    shallow = copy.copy(model["gru"])
+    assert type(shallow) is ft.GRU and shallow.weight_hh_l0 is model["gru"].weight_hh_l0
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    assert torch.equal(deep["lstm"](x)[0], model["lstm"](x)[0])
+    assert type(pickle.loads(pickle.dumps(model["lstm"]))) is nn.LSTM
+    mine = _MyFastLSTM(3, 4)
+    assert type(pickle.loads(pickle.dumps(mine))) is _MyFastLSTM
 
 
 # --------------------------------------------------------------------------------------

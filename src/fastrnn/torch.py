@@ -17,7 +17,10 @@ implementation after a one-time :class:`FallbackWarning` that says why.
 
 :func:`accelerate` turns every ``nn.RNN/LSTM/GRU`` inside an existing model into its
 fastrnn equivalent in place (the very same parameter tensors, so optimizers and hooks
-keep working); :func:`restore` does the reverse.
+keep working); :func:`restore` does the reverse. Pickling (``torch.save(model)``) stores a
+drop-in as the ``torch.nn`` class it subclasses, so the file loads in any torch process
+(with ``weights_only=True`` too) as torch's modules; :func:`accelerate` after loading makes
+them fastrnn's again. Copies (:func:`copy.copy`, :func:`copy.deepcopy`) keep the drop-in.
 
 Importing this module needs PyTorch (``pip install 'fastrnn[torch]'``); nothing else in
 fastrnn imports torch.
@@ -25,6 +28,7 @@ fastrnn imports torch.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
@@ -360,6 +364,39 @@ class _FastRNNMixin:
             return ""
         return None
 
+    # -- pickling: as torch.nn's class, so that any torch process loads it --------------
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickle a drop-in as the ``torch.nn`` class it subclasses (see :func:`accelerate`).
+
+        The pickle names only ``torch.nn.RNN/LSTM/GRU``: it is rebuilt from cheap
+        constructor arguments (1x1, parameters on the meta device, so no random draws) and
+        then takes this module's state (its parameters, hooks and attributes), so
+        ``torch.load`` with ``weights_only=True`` loads it wherever torch's own modules
+        load, in a process without fastrnn too. A user subclass pickles as itself.
+        """
+        torch_cls = _TO_TORCH.get(type(self))
+        if torch_cls is None:
+            return super().__reduce_ex__(protocol)
+        # (input_size, hidden_size, num_layers, [nonlinearity,] bias, batch_first, dropout,
+        # bidirectional, proj_size, device): every value overwritten by the state
+        args = (1, 1, 1, *(("tanh",) if torch_cls is nn.RNN else ()),
+                True, False, 0.0, False, 0, "meta")
+        return torch_cls, args, self.__getstate__()  # type: ignore[attr-defined]
+
+    def __copy__(self) -> Any:
+        """A shallow copy keeps the drop-in's class (only pickling names torch's)."""
+        new = type(self).__new__(type(self))
+        new.__setstate__(self.__getstate__())  # type: ignore[attr-defined]
+        return new
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        """A deep copy keeps the drop-in's class (only pickling names torch's)."""
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))  # type: ignore[attr-defined]
+        return new
+
     def forward(self, input, hx=None):  # noqa: A002 - torch's argument name
         """Run the layer stack; the same inputs and outputs as torch's ``forward``."""
         self._update_flat_weights()  # type: ignore[attr-defined]
@@ -519,7 +556,9 @@ def accelerate(module: nn.Module) -> nn.Module:
     parameter tensors, buffers and hooks: ``state_dict`` is unchanged, and an optimizer
     or ``DistributedDataParallel`` wrapper built before the call keeps working. Only
     modules whose type is exactly ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` are converted
-    (user subclasses may override ``forward`` and are left alone).
+    (user subclasses may override ``forward`` and are left alone). ``torch.save(module)``
+    stores the converted modules as torch's classes; call ``accelerate`` again after
+    ``torch.load``.
 
     Parameters
     ----------
