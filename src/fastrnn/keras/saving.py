@@ -208,8 +208,9 @@ def _check_depth(path: str, value: Any, what: str) -> None:
 
 
 def _open_zip(path: str) -> zipfile.ZipFile:
-    """Open the archive, refusing one with more members than a model file has or with a
-    member name that occurs twice (the reader would see one of them, a checker the other)."""
+    """Open the archive, refusing one with more members than a model file has, a member
+    that is encrypted or neither stored nor deflated, or a member name that occurs twice
+    (the reader would see one of them, a checker the other)."""
     try:
         z = zipfile.ZipFile(path, "r")
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
@@ -220,6 +221,12 @@ def _open_zip(path: str) -> zipfile.ZipFile:
         z.close()
         raise _fail(path, f"the archive has {len(infos)} members, more than a model file has "
                           f"({_MAX_MEMBERS})")
+    for i in infos:
+        if i.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or i.flag_bits & 1:
+            z.close()
+            # zipfile bounds what a deflate stream expands to per read, not bzip2 or lzma
+            raise _fail(path, f"the member {i.filename!r} is encrypted or compressed with "
+                              f"method {i.compress_type} (a model file is stored or deflated)")
     if len(z.NameToInfo) != len(infos):
         seen: set[str] = set()
         dup = next(i.filename for i in infos if i.filename in seen or seen.add(i.filename))
