@@ -7,10 +7,31 @@ Layout of the archive::
     weights/00000.npy ...  the model's weights in Keras's layout and order
     optimizer/00000.npy    the optimizer's state (iterations, slots), when saved
 
-Loading executes no code: the JSON is parsed, layer classes come from a fixed registry, arrays
-are read with ``allow_pickle=False`` and every shape and dtype is checked against the config
-and the rebuilt model. Saving writes a temporary file beside the target and renames it over
-the target, so an interrupted save never destroys an existing file.
+Loading is safe for files from an untrusted source. It executes no code: the JSON is parsed,
+layer classes come from a fixed registry, arrays are never unpickled. Memory and time stay
+bounded by what the model needs:
+
+- the archive may hold at most 100,000 members, each stored or deflated (zipfile bounds what
+  a deflate stream expands to per read; bzip2 and lzma it does not), none named twice;
+- ``config.json`` (and any extra JSON member the CLI stores, see :func:`read_json_member`) is
+  at most 4 MiB as declared and as decompressed, and nested at most 64 levels;
+- the rebuilt model may allocate no more weight bytes than the archive's weight members
+  declare (at most what the file's bytes can expand to);
+- every array entry (weights, optimizer state) is checked for count, shape and dtype against
+  the rebuilt model (and its optimizer, built for it) before any array data is read; no two
+  entries may name the same member; the members' declared sizes together must fit
+  :func:`array_budget` (the model's parameter bytes × 5 + 1 MiB);
+- each member's ``.npy`` header must give the expected shape and a plain dtype, and its
+  declared size must be exactly that header plus that data, which is then read in 1 MiB
+  chunks into an array allocated for it (a stream that expands beyond its declared size is
+  cut there by zipfile and fails its CRC).
+
+Anything else is a :class:`ModelFileError`.
+
+Saving writes a temporary file beside the target and renames it over the target, so an
+interrupted save never destroys an existing file. The file replaced keeps its permission bits
+(a new file gets ``0o666 & ~umask``); a symlink is followed, so its target is replaced and the
+link stays a link.
 """
 
 from __future__ import annotations
@@ -227,7 +248,7 @@ def _open_zip(path: str) -> zipfile.ZipFile:
             # zipfile bounds what a deflate stream expands to per read, not bzip2 or lzma
             raise _fail(path, f"the member {i.filename!r} is encrypted or compressed with "
                               f"method {i.compress_type} (a model file is stored or deflated)")
-    if len(z.NameToInfo) != len(infos):
+    if len({i.filename for i in infos}) != len(infos):
         seen: set[str] = set()
         dup = next(i.filename for i in infos if i.filename in seen or seen.add(i.filename))
         z.close()
