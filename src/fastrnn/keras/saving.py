@@ -52,7 +52,6 @@ from .base import weight_budget
 
 FORMAT = "fastrnn.keras"
 VERSION = 1
-_ALLOWED_DTYPES = ("float32", "float64", "int64")
 _MAX_CONFIG_BYTES = 4 << 20  # a model config (and each extra JSON member) at most
 _MAX_JSON_DEPTH = 64  # a Sequential config is about 8 levels deep
 _MAX_MEMBERS = 100_000  # members of one archive (4 per weight with Adam's amsgrad)
@@ -592,12 +591,16 @@ def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True
             if ostate is not None:
                 _check_entries(path, ostate, _optimizer_expected(model), "optimizer")
         # every entry checked: now the members, under one budget for the whole file
-        budget = array_budget(model)
         _distinct_members(path, entries, ostate or [])
+        budget = array_budget(model)
+        sizes = {i.filename: i.file_size for i in z.infolist()}
+        declared = sum(sizes.get(e["file"], 0) for e in entries + (ostate or []))
+        if declared > budget:
+            raise _fail(path, f"its arrays declare {declared} bytes, more than the model "
+                              f"needs ({budget})")
         arrays = read_arrays(path, z, entries, "weight", budget)
         model.set_weights(arrays)
         if ostate is not None:
-            budget -= sum(z.getinfo(e["file"]).file_size for e in entries)
             state = read_arrays(path, z, ostate, "optimizer", budget)
             try:
                 model.optimizer.set_state(state, [v.value for v in model._trainable_vars()])
