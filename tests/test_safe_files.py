@@ -314,6 +314,24 @@ def test_load_weights_refuses_a_weight_bomb_in_bounded_memory(tmp_path):
     assert peak < PEAK_LIMIT
 
 
+def test_demo_overwrite_check_reads_a_bomb_in_bounded_memory(tmp_path):
+    """``fastrnn demo`` looks into the file it would overwrite: bounded as loading is."""
+    import tracemalloc
+
+    from fastrnn.cli import demo
+
+    path = tmp_path / "m.fr"
+    _case_cli_metadata_bomb(_good(tmp_path / "good.keras"), path)
+    tracemalloc.start()
+    try:
+        got = demo.other_run(str(path), None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == "a file that is not a model of 'fastrnn demo'"
+    assert peak < PEAK_LIMIT
+
+
 def test_too_many_members(tmp_path, monkeypatch):
     from fastrnn.keras import saving
 

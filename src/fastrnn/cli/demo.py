@@ -260,10 +260,9 @@ def other_run(path: str, text: str | None) -> str:
     if not os.path.lexists(path):
         return ""
     try:
-        with zipfile.ZipFile(path) as z:
-            meta = json.loads(z.read(VOCAB_MEMBER).decode("utf-8"))
+        meta = read_json_member(path, VOCAB_MEMBER)  # bounded, as when loading
         source = str(meta.get("source", ""))
-    except (KeyError, OSError, zipfile.BadZipFile, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError):  # ModelFileError is a ValueError
         return "a file that is not a model of 'fastrnn demo'"
     if "text" in meta:  # the text's absolute path, "" for the default corpus
         same = meta["text"] == (os.path.abspath(text) if text else "")
