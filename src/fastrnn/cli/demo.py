@@ -43,9 +43,10 @@ import numpy as np
 
 import fastrnn
 from fastrnn import get_num_threads
-from fastrnn.keras import losses, optimizers
+from fastrnn.keras import losses, optimizers, saving
 from fastrnn.keras.layers import LSTM, Dense, Embedding
 from fastrnn.keras.models import ModelFileError, Sequential, load_model, set_random_seed
+from fastrnn.keras.saving import read_json_member
 
 __all__ = ["DEFAULT_MODEL", "CharVocab", "Corpus", "CorpusError", "build_char_model",
            "compare_with_reference", "corpus_prime", "default_corpus", "default_out", "generate",
@@ -259,10 +260,9 @@ def other_run(path: str, text: str | None) -> str:
     if not os.path.lexists(path):
         return ""
     try:
-        with zipfile.ZipFile(path) as z:
-            meta = json.loads(z.read(VOCAB_MEMBER).decode("utf-8"))
+        meta = read_json_member(path, VOCAB_MEMBER)  # bounded, as when loading
         source = str(meta.get("source", ""))
-    except (KeyError, OSError, zipfile.BadZipFile, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError):  # ModelFileError is a ValueError
         return "a file that is not a model of 'fastrnn demo'"
     if "text" in meta:  # the text's absolute path, "" for the default corpus
         same = meta["text"] == (os.path.abspath(text) if text else "")
@@ -416,7 +416,8 @@ def save_with_metadata(model: Sequential, path: str, member: str, meta: dict) ->
     """``model.save(path)`` plus one JSON member ``member`` in the same archive.
 
     :func:`fastrnn.keras.models.load_model` ignores the extra member; the file is replaced
-    atomically (written beside ``path``, then renamed).
+    atomically (written beside ``path``, then renamed), as ``model.save`` does: an existing
+    file keeps its permission bits and a symlink's target is written.
 
     Parameters
     ----------
@@ -428,7 +429,7 @@ def save_with_metadata(model: Sequential, path: str, member: str, meta: dict) ->
     meta : dict
         Its content (JSON-serialisable).
     """
-    path = os.fspath(path)
+    path = saving.save_target(os.fspath(path))
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     os.close(fd)
@@ -436,7 +437,7 @@ def save_with_metadata(model: Sequential, path: str, member: str, meta: dict) ->
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as z:
             z.writestr(member, json.dumps(meta, ensure_ascii=True, allow_nan=False))
-        os.replace(tmp, path)
+        saving.replace_keeping_mode(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -469,13 +470,9 @@ def load_with_metadata(path: str, member: str, kind: str) -> tuple[Sequential, d
         object.
     """
     model = load_model(path, compile=False)
-    try:
-        with zipfile.ZipFile(path) as z:
-            if member not in z.namelist():
-                raise ModelFileError(f"{path} is a fastrnn model but not a {kind}")
-            meta = json.loads(z.read(member).decode("utf-8"))
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise ModelFileError(f"{path}: {member} is unreadable ({e})") from None
+    meta = read_json_member(path, member)  # bounded: size, nesting, no zip bomb
+    if meta is None:
+        raise ModelFileError(f"{path} is a fastrnn model but not a {kind}")
     if not isinstance(meta, dict):
         raise ModelFileError(f"{path}: {member} is unreadable (not a JSON object)")
     return model, meta

@@ -86,8 +86,10 @@ def load_model(filepath: Any, compile: bool = True) -> Sequential:
     FileNotFoundError
         If the file does not exist.
     ModelFileError (a ValueError)
-        If the file is unreadable, truncated, not a fastrnn model, or any array's shape or
-        dtype disagrees with the config. No code from the file is ever executed.
+        If the file is unreadable, truncated, not a fastrnn model, or any array's count,
+        shape or dtype disagrees with the config and the rebuilt model. No code from the file
+        is ever executed, and a hostile file (duplicate members, lying sizes, zip bombs) is
+        refused within bounded memory: see :mod:`fastrnn.keras.saving`.
     """
     return _load_model(filepath, {"Sequential": Sequential}, compile=compile)
 
@@ -888,7 +890,9 @@ class Sequential:
 
         The file is a zip archive with a JSON config and ``.npy`` arrays (no pickle); it is
         written to a temporary file and renamed, so a failure never destroys an existing
-        model. Read it back with :func:`load_model`.
+        model. An existing file keeps its permission bits (a new one gets the umask's mode);
+        when ``filepath`` is a symlink, the file it points to is written and the link stays.
+        Read it back with :func:`load_model`.
         """
         _save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
