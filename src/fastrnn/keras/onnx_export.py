@@ -1,0 +1,534 @@
+"""Export a fastrnn Keras-style model to ONNX, with the standard recurrent operators.
+
+:func:`export_onnx` writes a model that ONNX Runtime (or any ONNX backend) runs without
+fastrnn: every :class:`~fastrnn.keras.layers.SimpleRNN`, :class:`~fastrnn.keras.layers.LSTM`
+and :class:`~fastrnn.keras.layers.GRU` becomes one standard ``RNN``/``LSTM``/``GRU`` node
+(:class:`~fastrnn.keras.layers.Bidirectional` one node with ``direction="bidirectional"``),
+the other layers the ordinary operators (``MatMul``, ``Gather``, ``Softmax``, ...).
+
+What the conversion does, layer by layer:
+
+- Keras's batch-first ``(batch, time, features)`` tensors are transposed to ONNX's
+  time-major layout around each recurrent node (``Transpose``), and back.
+- Weights go from the kernels' layout (PyTorch gate order) to ONNX's: LSTM gates
+  i, f, g, o become i, o, f, c; GRU gates r, z, n become z, r, h, and fastrnn's GRU (Keras's
+  ``reset_after=True``) is ``linear_before_reset=1``; ``B`` holds the input bias then the
+  recurrent bias (zeros where the layer has none).
+- Masks (``Masking``, ``Embedding(mask_zero=True)``) are computed in the graph from the
+  input and become the recurrent nodes' ``sequence_lens`` (the number of valid steps of
+  each sequence; as in fastrnn, masks must be padding at the end of each sequence). Keras's
+  outputs on masked steps are reproduced: the last valid output repeated
+  (``return_sequences`` forwards), zeros (``go_backwards``, ``Bidirectional``,
+  ``zero_output_for_mask``).
+- ``go_backwards`` is ``direction="reverse"`` and its outputs are flipped in time, as
+  Keras returns them; ``Bidirectional`` merges the two directions with ``Concat``, ``Add``,
+  ``Mul`` or their mean.
+- With ``states=True`` (the default for a model with a ``stateful`` layer) every recurrent
+  layer gets two more graph inputs per state, ``<layer>_h0`` (and ``<layer>_c0`` for an
+  LSTM) of shape ``(batch, units)``, and the final states as outputs ``<layer>_h``
+  (``<layer>_c``): feed each call's final states to the next call to carry state as a
+  stateful layer does (zeros at the start, as after ``reset_states()``).
+- ``Dropout`` is the identity (inference), ``Embedding`` a ``Gather``, ``Dense`` a
+  ``MatMul`` and ``Add`` plus its activation; ``Flatten``, ``Reshape``, ``RepeatVector``
+  and ``TimeDistributed`` the matching shape operators.
+
+The batch size and the number of steps are dynamic axes (``batch``, ``time``), whatever
+the model was built or trained with. The ONNX model computes in float32 (a float64 model's
+weights are rounded to float32). A layer with no ONNX form raises
+:class:`OnnxExportError` naming it.
+
+``onnx`` is an optional dependency (``pip install 'fastrnn[onnx]'``), imported only here,
+when a model is exported.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .._cells import CELLS
+from . import activations as _acts
+from .layers import (
+    Activation,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    InputLayer,
+    Masking,
+    RepeatVector,
+    Reshape,
+    TimeDistributed,
+)
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _RNNBase
+
+__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "OnnxExportError", "export_onnx"]
+
+#: The ONNX opset written by default (ONNX Runtime 1.14 and later run it).
+DEFAULT_OPSET = 17
+#: The oldest opset the exporter writes (``ReduceSum`` with its axes as an input).
+MIN_OPSET = 13
+
+# Each cell's ONNX operator, its gate order there (the kernels' order is CELLS[...].gate_order)
+# and the operator's fixed attributes.
+_ONNX_CELLS: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {
+    "rnn": ("RNN", ("h",), {}),
+    "lstm": ("LSTM", ("i", "o", "f", "g"), {}),
+    "gru": ("GRU", ("z", "r", "n"), {"linear_before_reset": 1}),
+}
+
+# Activations that are one ONNX node: name -> (op, attributes)
+_ACT_NODES: dict[str, tuple[str, dict[str, Any]]] = {
+    "relu": ("Relu", {}),
+    "sigmoid": ("Sigmoid", {}),
+    "tanh": ("Tanh", {}),
+    "softmax": ("Softmax", {"axis": -1}),
+    "softplus": ("Softplus", {}),
+    "softsign": ("Softsign", {}),
+    "elu": ("Elu", {"alpha": 1.0}),
+    "selu": ("Selu", {"alpha": _acts._SELU_ALPHA, "gamma": _acts._SELU_SCALE}),
+    "exponential": ("Exp", {}),
+    "leaky_relu": ("LeakyRelu", {"alpha": 0.2}),
+    "hard_sigmoid": ("HardSigmoid", {"alpha": 1.0 / 6.0, "beta": 0.5}),
+}
+
+
+class OnnxExportError(ValueError):
+    """A model that cannot be exported to ONNX (the message names the layer and why)."""
+
+
+def _onnx() -> Any:
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ImportError("exporting to ONNX needs the 'onnx' package: pip install onnx "
+                          "(or pip install 'fastrnn[onnx]', which adds onnxruntime to run "
+                          "the exported model)") from exc
+    return onnx
+
+
+class _Graph:
+    """An ONNX graph under construction: nodes, initializers and fresh names."""
+
+    def __init__(self, onnx: Any) -> None:
+        self.onnx = onnx
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self.inputs: list[Any] = []
+        self.outputs: list[Any] = []
+        self._n = 0
+        self._consts: dict[tuple, str] = {}
+
+    def name(self, hint: str) -> str:
+        self._n += 1
+        return f"{hint}_{self._n}"
+
+    def const(self, value: Any, dtype: Any = np.float32, hint: str = "const") -> str:
+        a = np.ascontiguousarray(np.asarray(value, dtype=dtype))
+        key = (a.dtype.str, a.shape, a.tobytes())
+        if a.size <= 16 and key in self._consts:
+            return self._consts[key]
+        n = self.name(hint)
+        self.initializers.append(self.onnx.numpy_helper.from_array(a, n))
+        if a.size <= 16:
+            self._consts[key] = n
+        return n
+
+    def ints(self, values: Any) -> str:
+        return self.const(values, np.int64, "ints")
+
+    def node(self, op: str, inputs: list[str], n_out: int = 1, hint: str | None = None,
+             **attrs: Any) -> Any:
+        outs = [self.name(hint or op.lower()) for _ in range(n_out)]
+        self.nodes.append(self.onnx.helper.make_node(op, inputs, outs, name=self.name(op),
+                                                     **attrs))
+        return outs[0] if n_out == 1 else outs
+
+
+class _Tensor:
+    """A value flowing between layers: its name, rank and Keras mask ((batch, time) bool
+    tensor name, or None)."""
+
+    __slots__ = ("mask", "name", "rank")
+
+    def __init__(self, name: str, rank: int, mask: str | None = None) -> None:
+        self.name, self.rank, self.mask = name, rank, mask
+
+
+def _activation(g: _Graph, x: str, name: str, layer: Any) -> str:
+    if name == "linear":
+        return x
+    if name in _ACT_NODES:
+        op, attrs = _ACT_NODES[name]
+        return g.node(op, [x], **attrs)
+    if name == "relu6":
+        return g.node("Clip", [x, g.const(0.0), g.const(6.0)])
+    if name in ("swish", "silu"):
+        return g.node("Mul", [x, g.node("Sigmoid", [x])])
+    raise OnnxExportError(f"layer {layer.name!r} ({type(layer).__name__}): activation "
+                          f"{name!r} has no ONNX form in fastrnn's exporter")
+
+
+def _onnx_weights(layers: list[_RNNBase]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ONNX's ``W`` (D, G*H, I), ``R`` (D, G*H, H) and ``B`` (D, 2*G*H) of one recurrent node
+    whose directions are ``layers`` (one, or forward and backward)."""
+    cell = layers[0].cell
+    kernel_order = CELLS[cell].gate_order
+    perm = [kernel_order.index(gate) for gate in _ONNX_CELLS[cell][1]]
+    Ws, Rs, Bs = [], [], []
+    for layer in layers:
+        w_ih, w_hh, b_ih, b_hh = layer.op_weights()
+        h = layer.units
+        idx = np.concatenate([np.arange(p * h, (p + 1) * h) for p in perm])
+        zeros = np.zeros(w_ih.shape[0], np.float64)
+        Ws.append(w_ih[idx])
+        Rs.append(w_hh[idx])
+        Bs.append(np.concatenate([(zeros if b_ih is None else b_ih)[idx],
+                                  (zeros if b_hh is None else b_hh)[idx]]))
+    return tuple(np.stack(a).astype(np.float32) for a in (Ws, Rs, Bs))  # type: ignore[return-value]
+
+
+def _same_cell(f: _RNNBase, b: _RNNBase) -> bool:
+    return (type(f) is type(b) and f.units == b.units and f.activation == b.activation
+            and f.input_size == b.input_size)
+
+
+class _Exporter:
+    """Converts a model's layers one by one into ``_Graph`` nodes."""
+
+    def __init__(self, g: _Graph, states: bool) -> None:
+        self.g = g
+        self.states = states
+
+    # -- recurrent layers -------------------------------------------------------------
+    def _state_inputs(self, layer: _RNNBase) -> list[str]:
+        """Graph inputs ``<layer>_h0`` (``_c0``), (batch, units), as (1, batch, units)."""
+        g, onnx = self.g, self.g.onnx
+        names = []
+        for s in ("h", "c")[:layer._n_states]:
+            name = f"{layer.name}_{s}0"
+            g.inputs.append(onnx.helper.make_tensor_value_info(
+                name, onnx.TensorProto.FLOAT, ["batch", layer.units]))
+            names.append(g.node("Unsqueeze", [name, g.ints([0])]))
+        return names
+
+    def _state_outputs(self, layers: list[_RNNBase], finals: list[str]) -> None:
+        """Graph outputs ``<layer>_h`` (``_c``), (batch, units), from the node's (D, B, H)
+        final states."""
+        g, onnx = self.g, self.g.onnx
+        for k, s in enumerate(("h", "c")[:len(finals)]):
+            for d, layer in enumerate(layers):
+                one = g.node("Slice", [finals[k], g.ints([d]), g.ints([d + 1]), g.ints([0])])
+                name = f"{layer.name}_{s}"
+                g.nodes.append(onnx.helper.make_node("Squeeze", [one, g.ints([0])], [name],
+                                                     name=g.name("Squeeze")))
+                g.outputs.append(onnx.helper.make_tensor_value_info(
+                    name, onnx.TensorProto.FLOAT, ["batch", layer.units]))
+
+    def _recurrent_node(self, layers: list[_RNNBase], xt: str, lengths: str | None
+                        ) -> tuple[str, list[str]]:
+        """One ONNX RNN/LSTM/GRU node over time-major ``xt`` whose directions are
+        ``layers`` (each runs forward, or reversed when its ``go_backwards``). Returns ``Y``
+        (T, D, B, H) and the final states [``Y_h``, (``Y_c``)], each (D, B, H)."""
+        g = self.g
+        first = layers[0]
+        op, _, attrs = _ONNX_CELLS[first.cell]
+        W, R, B = _onnx_weights(layers)
+        if len(layers) == 2:
+            direction = "bidirectional"
+        else:
+            direction = "reverse" if first.go_backwards else "forward"
+        attrs = dict(attrs, hidden_size=first.units, direction=direction)
+        if op == "RNN":
+            attrs["activations"] = [first.activation.capitalize()] * len(layers)
+        inputs = [xt, g.const(W, hint=f"{first.name}_W"), g.const(R, hint=f"{first.name}_R"),
+                  g.const(B, hint=f"{first.name}_B"), lengths or ""]
+        if self.states:
+            per_layer = [self._state_inputs(layer) for layer in layers]
+            inits = [p[0] if len(p) == 1 else g.node("Concat", list(p), axis=0)
+                     for p in zip(*per_layer, strict=True)]
+            inputs += inits
+        while inputs[-1] == "":
+            inputs.pop()
+        outs = g.node(op, inputs, n_out=1 + first._n_states, hint=first.name, **attrs)
+        Y, finals = outs[0], list(outs[1:])
+        if self.states:
+            self._state_outputs(layers, finals)
+        return Y, finals
+
+    def _lengths(self, mask: str | None) -> str | None:
+        if mask is None:
+            return None
+        g = self.g
+        n = g.node("ReduceSum", [g.node("Cast", [mask], to=self.g.onnx.TensorProto.INT64),
+                                 g.ints([1])], keepdims=0)
+        return g.node("Cast", [n], to=g.onnx.TensorProto.INT32, hint="sequence_lens")
+
+    def _flip_time(self, y: str) -> str:
+        g = self.g
+        return g.node("Slice", [y, g.ints([-1]), g.ints([np.iinfo(np.int64).min]), g.ints([0]),
+                                g.ints([-1])])
+
+    def _pick(self, t: str, d: int, axis: int) -> str:
+        """Direction ``d`` of ``t`` along ``axis`` (removed)."""
+        g = self.g
+        one = g.node("Slice", [t, g.ints([d]), g.ints([d + 1]), g.ints([axis])])
+        return g.node("Squeeze", [one, g.ints([axis])])
+
+    def _time_major(self, layer: Any, x: _Tensor) -> str:
+        if x.rank != 3:
+            raise OnnxExportError(f"layer {layer.name!r} ({type(layer).__name__}) expects a "
+                                  f"3-D input (batch, timesteps, features), got rank {x.rank}")
+        return self.g.node("Transpose", [x.name], perm=[1, 0, 2])
+
+    def rnn(self, layer: _RNNBase, x: _Tensor) -> _Tensor:
+        g = self.g
+        if layer.return_state:
+            raise OnnxExportError(f"layer {layer.name!r} ({type(layer).__name__}): "
+                                  "return_state=True has no place in a one-output model")
+        lengths = self._lengths(x.mask)
+        Y, finals = self._recurrent_node([layer], self._time_major(layer, x), lengths)
+        if layer.return_sequences:
+            y = self._pick(Y, 0, 1)  # (T, B, H)
+            if lengths is not None and not layer.zero_output_for_mask \
+                    and not layer.go_backwards:
+                # Keras repeats the last valid output over the masked steps
+                steps = g.node("Range", [g.const(0, np.int64), g.node(
+                    "Gather", [g.node("Shape", [y]), g.const(0, np.int64)]),
+                    g.const(1, np.int64)])
+                len64 = g.node("Cast", [lengths], to=g.onnx.TensorProto.INT64)
+                past = g.node("GreaterOrEqual", [g.node("Unsqueeze", [steps, g.ints([1])]),
+                                                 len64])
+                fill = g.node("And", [past, g.node("Greater", [len64, g.const(0, np.int64)])])
+                y = g.node("Where", [g.node("Unsqueeze", [fill, g.ints([2])]), finals[0], y])
+            if layer.go_backwards:
+                y = self._flip_time(y)
+            return _Tensor(g.node("Transpose", [y], perm=[1, 0, 2]), 3, x.mask)
+        out = self._pick(finals[0], 0, 0)  # (B, H)
+        if layer.zero_output_for_mask and lengths is not None:
+            len64 = g.node("Cast", [lengths], to=g.onnx.TensorProto.INT64)
+            if layer.go_backwards:
+                keep = g.node("Greater", [len64, g.const(0, np.int64)])
+            else:
+                steps = g.node("Gather", [g.node("Shape", [x.name]), g.const(1, np.int64)])
+                keep = g.node("Equal", [len64, steps])
+            out = g.node("Where", [g.node("Unsqueeze", [keep, g.ints([1])]), out,
+                                   g.const(0.0)])
+        return _Tensor(out, 2, None)
+
+    def bidirectional(self, layer: Bidirectional, x: _Tensor) -> _Tensor:
+        g = self.g
+        f, b = layer.forward_layer, layer.backward_layer
+        lengths = self._lengths(x.mask)
+        xt = self._time_major(layer, x)
+        if not f.go_backwards and _same_cell(f, b):
+            Y, finals = self._recurrent_node([f, b], xt, lengths)
+            ys = [self._pick(Y, d, 1) for d in (0, 1)]
+            hs = [self._pick(finals[0], d, 0) for d in (0, 1)]
+        else:  # two nodes (e.g. a backward layer of another kind or size)
+            ys, hs = [], []
+            for sub in (f, b):
+                Y, finals = self._recurrent_node([sub], xt, lengths)
+                ys.append(self._pick(Y, 0, 1))
+                hs.append(self._pick(finals[0], 0, 0))
+        if layer.return_sequences:
+            # Keras: the forward layer's outputs in its processing order, the backward
+            # layer's flipped back; the nodes return the original time order
+            a = self._flip_time(ys[0]) if f.go_backwards else ys[0]
+            bb = ys[1] if b.go_backwards else self._flip_time(ys[1])
+        else:
+            a, bb = hs
+        m = layer.merge_mode
+        if m == "concat":
+            out = g.node("Concat", [a, bb], axis=-1)
+        elif m == "sum":
+            out = g.node("Add", [a, bb])
+        elif m == "ave":
+            out = g.node("Mul", [g.node("Add", [a, bb]), g.const(0.5)])
+        else:
+            out = g.node("Mul", [a, bb])
+        if layer.return_sequences:
+            return _Tensor(g.node("Transpose", [out], perm=[1, 0, 2]), 3, x.mask)
+        return _Tensor(out, 2, None)
+
+    # -- the other layers -------------------------------------------------------------
+    def dense(self, layer: Dense, x: _Tensor) -> _Tensor:
+        g = self.g
+        y = g.node("MatMul", [x.name, g.const(layer.kernel.value, hint=f"{layer.name}_kernel")])
+        if layer.bias is not None:
+            y = g.node("Add", [y, g.const(layer.bias.value, hint=f"{layer.name}_bias")])
+        return _Tensor(_activation(g, y, layer.activation, layer), x.rank, x.mask)
+
+    def activation(self, layer: Activation, x: _Tensor) -> _Tensor:
+        return _Tensor(_activation(self.g, x.name, layer.activation, layer), x.rank, x.mask)
+
+    def embedding(self, layer: Embedding, x: _Tensor) -> _Tensor:
+        g = self.g
+        ids = g.node("Cast", [x.name], to=g.onnx.TensorProto.INT64)
+        y = g.node("Gather", [g.const(layer.embeddings.value, hint=f"{layer.name}_embeddings"),
+                              ids], axis=0)
+        mask = None
+        if layer.mask_zero:
+            mask = g.node("Not", [g.node("Equal", [ids, g.const(0, np.int64)])], hint="mask")
+        return _Tensor(y, x.rank + 1, mask)
+
+    def masking(self, layer: Masking, x: _Tensor) -> _Tensor:
+        g = self.g
+        differs = g.node("Not", [g.node("Equal", [x.name, g.const(layer.mask_value)])])
+        count = g.node("ReduceSum", [g.node("Cast", [differs], to=g.onnx.TensorProto.FLOAT),
+                                     g.ints([-1])], keepdims=0)
+        mask = g.node("Greater", [count, g.const(0.0)], hint="mask")
+        keep = g.node("Cast", [g.node("Unsqueeze", [mask, g.ints([-1])])],
+                      to=g.onnx.TensorProto.FLOAT)
+        return _Tensor(g.node("Mul", [x.name, keep]), x.rank, mask)
+
+    def dropout(self, layer: Dropout, x: _Tensor) -> _Tensor:
+        return x
+
+    def flatten(self, layer: Flatten, x: _Tensor) -> _Tensor:
+        return _Tensor(self.g.node("Flatten", [x.name], axis=1), 2, None)
+
+    def reshape(self, layer: Reshape, x: _Tensor) -> _Tensor:
+        g = self.g
+        y = g.node("Reshape", [x.name, g.ints([0, *layer.target_shape])])
+        return _Tensor(y, 1 + len(layer.target_shape), None)
+
+    def repeat_vector(self, layer: RepeatVector, x: _Tensor) -> _Tensor:
+        g = self.g
+        y = g.node("Tile", [g.node("Unsqueeze", [x.name, g.ints([1])]),
+                            g.ints([1, layer.n, 1])])
+        return _Tensor(y, 3, None)
+
+    def time_distributed(self, layer: TimeDistributed, x: _Tensor) -> _Tensor:
+        g = self.g
+        shape = g.node("Shape", [x.name])
+        rest = g.node("Slice", [shape, g.ints([2]), g.ints([x.rank]), g.ints([0])])
+        flat = g.node("Reshape", [x.name, g.node("Concat", [g.ints([-1]), rest], axis=0)])
+        inner = self.layer(layer.layer, _Tensor(flat, x.rank - 1, None))
+        inner_rest = g.node("Slice", [g.node("Shape", [inner.name]), g.ints([1]),
+                                      g.ints([inner.rank]), g.ints([0])])
+        bt = g.node("Slice", [shape, g.ints([0]), g.ints([2]), g.ints([0])])
+        y = g.node("Reshape", [inner.name, g.node("Concat", [bt, inner_rest], axis=0)])
+        return _Tensor(y, inner.rank + 1, x.mask)
+
+    _DISPATCH: dict[type, str] = {
+        SimpleRNN: "rnn", LSTM: "rnn", GRU: "rnn", Bidirectional: "bidirectional",
+        Dense: "dense", Activation: "activation", Embedding: "embedding", Masking: "masking",
+        Dropout: "dropout", Flatten: "flatten", Reshape: "reshape",
+        RepeatVector: "repeat_vector", TimeDistributed: "time_distributed",
+    }
+
+    def layer(self, layer: Any, x: _Tensor) -> _Tensor:
+        """Convert one layer applied to ``x`` (fastrnn's own layer classes only: a subclass
+        may compute something else)."""
+        method = self._DISPATCH.get(type(layer))
+        if method is None:
+            raise OnnxExportError(
+                f"layer {layer.name!r} ({type(layer).__name__}) has no ONNX form in fastrnn's "
+                "exporter; supported layers: "
+                + ", ".join(sorted(c.__name__ for c in self._DISPATCH)))
+        return getattr(self, method)(layer, x)
+
+
+def _dims(shape: tuple, *, names: tuple[str, ...] = ("batch", "time")) -> list[Any]:
+    """An ONNX shape: known sizes, and symbolic names for the batch and time axes and for
+    any other unknown one."""
+    out: list[Any] = []
+    for i, s in enumerate(shape):
+        if i < len(names) and (i == 0 or s is None):
+            out.append(names[i])  # the batch axis is always dynamic
+        else:
+            out.append(f"dim{i}" if s is None else int(s))
+    return out
+
+
+def _check_opset(opset: Any, onnx: Any) -> int:
+    hi = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) \
+            or not MIN_OPSET <= opset <= hi:
+        raise ValueError(f"opset must be an int in [{MIN_OPSET}, {hi}] (the installed onnx "
+                         f"package knows opsets up to {hi}), got {opset!r}")
+    return int(opset)
+
+
+def export_onnx(model: Any, path: str | os.PathLike | None = None, *,
+                opset: int = DEFAULT_OPSET, states: bool | None = None,
+                input_name: str = "input", output_name: str = "output") -> Any:
+    """Convert a fastrnn Keras-style model to an ONNX model (and write it to ``path``).
+
+    Parameters
+    ----------
+    model : fastrnn.keras.Sequential
+        A built model (called, fitted, loaded, or given an input shape).
+    path : str or PathLike, optional
+        Where to write the ``.onnx`` file (None: only return the model).
+    opset : int
+        The ONNX opset to write (default :data:`DEFAULT_OPSET`; at least :data:`MIN_OPSET`).
+    states : bool, optional
+        Add the recurrent layers' initial states as inputs and their final states as
+        outputs (see the module's description). Default: True when a layer is ``stateful``.
+    input_name, output_name : str
+        The graph's input and output names.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The checked model (``onnx.checker.check_model(full_check=True)`` passed).
+
+    Raises
+    ------
+    ImportError
+        When the ``onnx`` package is not installed.
+    OnnxExportError (a ValueError)
+        When a layer has no ONNX form (the message names it), or the model is not built.
+    TypeError
+        When ``model`` is not a fastrnn Sequential model.
+    """
+    onnx = _onnx()
+    from .models import Sequential
+
+    if not isinstance(model, Sequential):
+        raise TypeError(f"export_onnx expects a fastrnn.keras Sequential model, got "
+                        f"{type(model).__name__}")
+    opset = _check_opset(opset, onnx)
+    for argname, v in (("input_name", input_name), ("output_name", output_name)):
+        if not isinstance(v, str) or not v:
+            raise ValueError(f"{argname} must be a non-empty string, got {v!r}")
+    layers = [layer for layer in model.layers if not isinstance(layer, InputLayer)]
+    if not layers:
+        raise OnnxExportError("the model has no layers to export")
+    shape = model.input_shape
+    if not all(layer.built for layer in layers) or shape is None:
+        raise OnnxExportError("the model is not built: call it on data, fit it, or give its "
+                              "first layer an input shape before exporting")
+    rnns = [s for layer in layers for s in (
+        (layer.forward_layer, layer.backward_layer) if isinstance(layer, Bidirectional)
+        else (layer,)) if isinstance(s, _RNNBase)]
+    if states is None:
+        states = any(r.stateful for r in rnns)
+    g = _Graph(onnx)
+    tokens = isinstance(layers[0], Embedding)
+    elem = onnx.TensorProto.INT64 if tokens else onnx.TensorProto.FLOAT
+    g.inputs.append(onnx.helper.make_tensor_value_info(input_name, elem, _dims(tuple(shape))))
+    ex = _Exporter(g, bool(states))
+    x = _Tensor(input_name, len(shape), None)
+    for layer in layers:
+        x = ex.layer(layer, x)
+    g.nodes.append(onnx.helper.make_node("Identity", [x.name], [output_name],
+                                         name=g.name("Identity")))
+    out_shape = ["batch"] + [None] * (x.rank - 1)
+    g.outputs.insert(0, onnx.helper.make_tensor_value_info(output_name, onnx.TensorProto.FLOAT,
+                                                           out_shape))
+    graph = onnx.helper.make_graph(g.nodes, model.name or "fastrnn_model", g.inputs, g.outputs,
+                                   g.initializers)
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
+                                   producer_name="fastrnn")
+    # the oldest IR version that holds the opset, so that older runtimes accept the file
+    proto.ir_version = onnx.helper.find_min_ir_version_for(list(proto.opset_import))
+    onnx.checker.check_model(proto, full_check=True)
+    if path is not None:
+        onnx.save_model(proto, os.fspath(path))
+    return proto
+
