@@ -318,6 +318,11 @@ class _FastRNNMixin:
         """Why this call cannot run on fastrnn: a reason to warn about, "" for a silent
         fallback (torch raises its own error, or there is nothing to compute), None when
         it can."""
+        # ONNX export (issue 23; keep when merging): torch.onnx.export, TorchScript-based
+        # (dynamo=False) or dynamo-based, must see torch.nn's own forward so that it writes
+        # the standard ONNX RNN/LSTM/GRU operators; a silent fallback, not a warning.
+        if torch.onnx.is_in_onnx_export():
+            return ""
         if isinstance(input, PackedSequence):
             data = input.data
         elif isinstance(input, torch.Tensor):
