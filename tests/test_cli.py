@@ -28,7 +28,7 @@ from fastrnn.keras.models import load_model, set_random_seed
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Where the package under test was imported from (src/ of a checkout, or site-packages).
 PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
-COMMANDS = ["demo", "generate", "train", "predict", "info", "bench"]
+COMMANDS = ["demo", "generate", "train", "predict", "export", "info", "bench"]
 TINY_DEMO = ["demo", "--tiny", "--threads", "1"]
 
 

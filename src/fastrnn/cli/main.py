@@ -3,7 +3,8 @@
 Commands are registered in :data:`COMMANDS`; each is a name, a one-line help, a function
 adding its options to an argparse parser and a function running it on the parsed
 arguments (returning the exit status). Adding a command is one more entry. The commands'
-functions are in :mod:`fastrnn.cli.info` and :mod:`fastrnn.cli.commands`.
+functions are in :mod:`fastrnn.cli.info`, :mod:`fastrnn.cli.export` and
+:mod:`fastrnn.cli.commands`.
 
 Nothing heavy is imported before a command runs: the thread count must reach numpy's
 OpenBLAS through the environment before numpy is loaded (see
@@ -18,7 +19,7 @@ import textwrap
 from collections.abc import Sequence
 
 from fastrnn._threads import ThreadSettingError
-from fastrnn.cli import commands, info
+from fastrnn.cli import commands, export, info
 from fastrnn.cli.command import Command, CommandError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -69,6 +70,13 @@ examples:
   fastrnn predict prices.fr new_prices.csv      # the forecast after the last row
   fastrnn predict prices.fr new_prices.csv --out forecasts.csv --plot forecast.png
   fastrnn predict sensors.fr sensors.npy --threads 1
+"""),
+    Command("export", "convert a saved model file to ONNX (the standard LSTM/GRU/RNN operators; "
+            "needs the onnx package)", export.add_arguments, export.run, """\
+examples:
+  fastrnn export model.fr model.onnx
+  fastrnn export model.keras model.onnx --opset 18
+  fastrnn export stateful.fr stateful.onnx --states
 """),
     Command("info", "show the build (version, SIMD path, OpenMP, threads) and run a quick "
             "self-check", info.add_arguments, info.run, """\

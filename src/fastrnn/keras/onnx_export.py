@@ -33,9 +33,10 @@ What the conversion does, layer by layer:
   and ``TimeDistributed`` the matching shape operators.
 
 The batch size and the number of steps are dynamic axes (``batch``, ``time``), whatever
-the model was built or trained with. The ONNX model computes in float32 (a float64 model's
-weights are rounded to float32). A layer with no ONNX form raises
-:class:`OnnxExportError` naming it.
+the model was built or trained with (the number of steps stays fixed when the model's input
+shape fixes it and a ``Flatten`` or ``Reshape`` layer depends on it). The ONNX model
+computes in float32 (a float64 model's weights are rounded to float32). A layer with no
+ONNX form raises :class:`OnnxExportError` naming it.
 
 ``onnx`` is an optional dependency (``pip install 'fastrnn[onnx]'``), imported only here,
 when a model is exported.
@@ -432,13 +433,13 @@ class _Exporter:
         return getattr(self, method)(layer, x)
 
 
-def _dims(shape: tuple, *, names: tuple[str, ...] = ("batch", "time")) -> list[Any]:
-    """An ONNX shape: known sizes, and symbolic names for the batch and time axes and for
-    any other unknown one."""
-    out: list[Any] = []
-    for i, s in enumerate(shape):
-        if i < len(names) and (i == 0 or s is None):
-            out.append(names[i])  # the batch axis is always dynamic
+def _dims(shape: tuple, dynamic_time: bool) -> list[Any]:
+    """The graph input's ONNX shape: ``batch`` for axis 0, ``time`` for axis 1 when
+    ``dynamic_time`` or unknown, the known sizes elsewhere (``dimK`` where unknown)."""
+    out: list[Any] = ["batch"]
+    for i, s in enumerate(shape[1:], start=1):
+        if i == 1 and (dynamic_time or s is None):
+            out.append("time")
         else:
             out.append(f"dim{i}" if s is None else int(s))
     return out
@@ -511,7 +512,11 @@ def export_onnx(model: Any, path: str | os.PathLike | None = None, *,
     g = _Graph(onnx)
     tokens = isinstance(layers[0], Embedding)
     elem = onnx.TensorProto.INT64 if tokens else onnx.TensorProto.FLOAT
-    g.inputs.append(onnx.helper.make_tensor_value_info(input_name, elem, _dims(tuple(shape))))
+    # the time axis is dynamic unless a layer's output size depends on it (Flatten, Reshape)
+    dynamic_time = (len(shape) == 3 or tokens) and not any(
+        isinstance(layer, (Flatten, Reshape)) for layer in layers)
+    g.inputs.append(onnx.helper.make_tensor_value_info(input_name, elem,
+                                                       _dims(tuple(shape), dynamic_time)))
     ex = _Exporter(g, bool(states))
     x = _Tensor(input_name, len(shape), None)
     for layer in layers:

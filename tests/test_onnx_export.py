@@ -1,0 +1,435 @@
+"""ONNX export: fastrnn's Keras-style models (:mod:`fastrnn.keras.onnx_export`), the torch
+drop-in through ``torch.onnx.export``, and ``fastrnn export``.
+
+Every exported model is checked by ``onnx.checker.check_model(full_check=True)`` and run by
+ONNX Runtime on batch sizes and sequence lengths other than the ones the model was built or
+exported with; its outputs must equal fastrnn's up to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import fastrnn
+import fastrnn.torch as ft
+from fastrnn.cli import export as cli_export
+from fastrnn.cli.command import CommandError
+from fastrnn.keras import Sequential
+from fastrnn.keras import layers as L
+from fastrnn.keras.activations import ACTIVATIONS
+from fastrnn.keras.models import load_model
+from fastrnn.keras.onnx_export import OnnxExportError, _Exporter, export_onnx
+
+RTOL = ATOL = 2e-5  # float32 rounding over a few steps
+CELLS = {"SimpleRNN-tanh": lambda **kw: L.SimpleRNN(6, **kw),
+         "SimpleRNN-relu": lambda **kw: L.SimpleRNN(6, activation="relu", **kw),
+         "LSTM": lambda **kw: L.LSTM(6, **kw),
+         "GRU": lambda **kw: L.GRU(6, **kw)}
+# (batch, time) pairs run through the exported model: none is the export's
+SHAPES = ((3, 5), (1, 9), (6, 2))
+PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
+
+
+def _session(proto: onnx.ModelProto) -> ort.InferenceSession:
+    onnx.checker.check_model(proto, full_check=True)
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _ops(proto: onnx.ModelProto) -> set[str]:
+    return {n.op_type for n in proto.graph.node}
+
+
+def _padded(rng: np.random.Generator, b: int, t: int, f: int) -> np.ndarray:
+    """A float batch whose sequences have lengths from t down to 0 (zeros pad the end)."""
+    x = rng.standard_normal((b, t, f)).astype(np.float32)
+    lengths = rng.integers(0, t + 1, b)
+    lengths[0] = t
+    if b > 2:
+        lengths[-1] = 0  # an all-padding sequence
+    for i, n in enumerate(lengths):
+        x[i, n:] = 0.0
+    return x
+
+
+def _check(model: Sequential, xs: list[np.ndarray], **kw) -> onnx.ModelProto:
+    proto = export_onnx(model, **kw)
+    sess = _session(proto)
+    for x in xs:
+        want = model.predict(x, verbose=0)
+        got = sess.run(None, {"input": x})[0]
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    return proto
+
+
+# ---- each cell, direction, output kind and mask ---------------------------------------------
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_recurrent_layer_matches(cell, go_backwards, return_sequences, masked):
+    rng = np.random.default_rng(0)
+    layers = [L.Input((None, 4))] + ([L.Masking()] if masked else [])
+    model = Sequential(layers + [CELLS[cell](return_sequences=return_sequences,
+                                             go_backwards=go_backwards)])
+    make = _padded if masked else (lambda r, b, t, f: r.standard_normal((b, t, f))
+                                   .astype(np.float32))
+    proto = _check(model, [make(rng, b, t, 4) for b, t in SHAPES])
+    op = {"S": "RNN", "L": "LSTM", "G": "GRU"}[cell[0]]
+    assert op in _ops(proto)
+    assert not _ops(proto) & {"Loop", "Scan"}
+    node = next(n for n in proto.graph.node if n.op_type == op)
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["direction"] == (b"reverse" if go_backwards else b"forward")
+    assert (len(node.input) > 4 and node.input[4] != "") == masked  # sequence_lens: masks
+    if op == "GRU":
+        assert attrs["linear_before_reset"] == 1
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_zero_output_for_mask(go_backwards, return_sequences):
+    rng = np.random.default_rng(1)
+    model = Sequential([L.Input((None, 3)), L.Masking(),
+                        L.LSTM(5, return_sequences=return_sequences, go_backwards=go_backwards,
+                               zero_output_for_mask=True)])
+    _check(model, [_padded(rng, b, t, 3) for b, t in SHAPES])
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave"])
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_bidirectional_matches(cell, merge_mode, return_sequences, masked):
+    rng = np.random.default_rng(2)
+    layers = [L.Input((None, 4))] + ([L.Masking()] if masked else [])
+    model = Sequential(layers + [L.Bidirectional(CELLS[cell](return_sequences=return_sequences),
+                                                 merge_mode=merge_mode)])
+    x = [(_padded(rng, b, t, 4) if masked else rng.standard_normal((b, t, 4))
+          .astype(np.float32)) for b, t in SHAPES]
+    proto = _check(model, x)
+    rec = [n for n in proto.graph.node if n.op_type in ("RNN", "LSTM", "GRU")]
+    assert len(rec) == 1
+    assert onnx.helper.get_attribute_value(
+        next(a for a in rec[0].attribute if a.name == "direction")) == b"bidirectional"
+
+
+def test_bidirectional_with_another_backward_layer_is_two_nodes():
+    rng = np.random.default_rng(3)
+    model = Sequential([L.Input((None, 4)), L.Masking(),
+                        L.Bidirectional(L.LSTM(5, return_sequences=True),
+                                        backward_layer=L.GRU(3, return_sequences=True,
+                                                             go_backwards=True))])
+    proto = _check(model, [_padded(rng, b, t, 4) for b, t in SHAPES])
+    assert {"LSTM", "GRU"} <= _ops(proto)
+
+
+def test_embedding_mask_zero_stack():
+    """Embedding(mask_zero) + LSTM + Dense: token ids padded with 0, lengths in the graph."""
+    rng = np.random.default_rng(4)
+    model = Sequential([L.Input((None,), dtype="int64"), L.Embedding(30, 8, mask_zero=True),
+                        L.LSTM(12, return_sequences=True), L.Dropout(0.3),
+                        L.Bidirectional(L.GRU(6)), L.Dense(4, activation="softmax")])
+    xs = []
+    for b, t in SHAPES:
+        ids = rng.integers(1, 30, (b, t))
+        for i, n in enumerate(rng.integers(1, t + 1, b)):
+            ids[i, n:] = 0
+        xs.append(ids.astype(np.int64))
+    proto = _check(model, xs)
+    assert {"Gather", "LSTM", "GRU", "MatMul", "Softmax"} <= _ops(proto)
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+
+
+def test_embedding_without_mask_and_timedistributed_dense():
+    rng = np.random.default_rng(5)
+    model = Sequential([L.Input((None,), dtype="int32"), L.Embedding(10, 4),
+                        L.SimpleRNN(7, return_sequences=True),
+                        L.TimeDistributed(L.Dense(3, activation="tanh"))])
+    _check(model, [rng.integers(0, 10, (b, t)).astype(np.int64) for b, t in SHAPES])
+
+
+def test_fixed_input_length_still_takes_other_lengths():
+    """A model built for 5 steps exports with a dynamic time axis: compared on other lengths
+    with a twin built for any length (fastrnn itself refuses them)."""
+    rng = np.random.default_rng(6)
+
+    def build(steps):
+        return Sequential([L.Input((steps, 4)), L.GRU(6, return_sequences=True), L.GRU(3)])
+
+    model, twin = build(5), build(None)
+    twin.set_weights(model.get_weights())
+    proto = export_onnx(model)
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", "time", 4]
+    sess = _session(proto)
+    for b, t in SHAPES:
+        x = rng.standard_normal((b, t, 4)).astype(np.float32)
+        np.testing.assert_allclose(sess.run(None, {"input": x})[0],
+                                   twin.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+
+
+def test_flatten_reshape_repeatvector_keep_a_fixed_length():
+    rng = np.random.default_rng(7)
+    model = Sequential([L.Input((6, 2)), L.LSTM(4, return_sequences=True), L.Flatten(),
+                        L.Dense(8, activation="relu"), L.RepeatVector(3),
+                        L.GRU(5, return_sequences=True), L.Reshape((5, 3)),
+                        L.Activation("sigmoid")])
+    proto = _check(model, [rng.standard_normal((b, 6, 2)).astype(np.float32)
+                           for b in (1, 4)])
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 6, 2]
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_dense_activations(activation):
+    rng = np.random.default_rng(8)
+    model = Sequential([L.Input((5,)), L.Dense(7, activation=activation),
+                        L.Dense(3, use_bias=False)])
+    _check(model, [rng.standard_normal((b, 5)).astype(np.float32) * 3 for b in (1, 4)])
+
+
+def test_float64_model_exports_in_float32():
+    rng = np.random.default_rng(9)
+    model = Sequential([L.Input((None, 3)), L.LSTM(5, dtype="float64"),
+                        L.Dense(2, dtype="float64")])
+    sess = _session(export_onnx(model))
+    x = rng.standard_normal((4, 6, 3))
+    got = sess.run(None, {"input": x.astype(np.float32)})[0]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+# ---- states ---------------------------------------------------------------------------------
+
+def test_stateful_model_carries_states_through_inputs_and_outputs():
+    rng = np.random.default_rng(10)
+    model = Sequential([L.Input((None, 3), batch_size=2), L.LSTM(5, stateful=True,
+                                                                  return_sequences=True),
+                        L.Bidirectional(L.GRU(4, stateful=True)), L.Dense(2)])
+    proto = export_onnx(model)  # states=True by default for a stateful model
+    names = [i.name for i in proto.graph.input]
+    lstm, bidi = model.layers[0], model.layers[1]
+    fw, bw = bidi.forward_layer.name, bidi.backward_layer.name
+    assert names == ["input", f"{lstm.name}_h0", f"{lstm.name}_c0", f"{fw}_h0", f"{bw}_h0"]
+    sess = _session(proto)
+    feeds = {n: np.zeros((2, s), np.float32) for n, s in zip(names[1:], (5, 5, 4, 4),
+                                                              strict=True)}
+    model.reset_states()
+    for t in (4, 7, 1):  # three consecutive batches
+        x = rng.standard_normal((2, t, 3)).astype(np.float32)
+        want = model.predict(x, batch_size=2, verbose=0)
+        outs = sess.run(None, {"input": x, **feeds})
+        np.testing.assert_allclose(outs[0], want, rtol=RTOL, atol=ATOL)
+        finals = dict(zip([o.name for o in proto.graph.output], outs, strict=True))
+        feeds = {n: finals[n[:-1]] for n in feeds}
+    np.testing.assert_allclose(feeds[f"{lstm.name}_h0"], lstm._states[0], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(feeds[f"{lstm.name}_c0"], lstm._states[1], rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_initial_states_as_inputs(cell):
+    rng = np.random.default_rng(11)
+    layer = CELLS[cell](return_sequences=True, go_backwards=cell == "GRU")
+    model = Sequential([L.Input((None, 4)), layer])
+    sess = _session(export_onnx(model, states=True))
+    for b, t in SHAPES:
+        x = rng.standard_normal((b, t, 4)).astype(np.float32)
+        init = [rng.standard_normal((b, 6)).astype(np.float32) for _ in range(layer._n_states)]
+        want = layer(x, initial_state=init)
+        feeds = dict(zip([f"{layer.name}_{s}0" for s in "hc"], init, strict=False))
+        got = sess.run(None, {"input": x, **feeds})[0]
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+def test_a_layer_without_onnx_form_is_named():
+    class Doubling(L.Layer):
+        def forward(self, x, mask, training):
+            return 2 * x, mask
+
+    model = Sequential([L.Input((None, 3)), L.LSTM(4, return_sequences=True),
+                        Doubling(name="doubler"), L.LSTM(2)])
+    model.build()
+    with pytest.raises(OnnxExportError, match=r"layer 'doubler' \(Doubling\) has no ONNX form"):
+        export_onnx(model)
+
+
+def test_a_subclass_of_a_recurrent_layer_is_not_taken_for_it():
+    class MyLSTM(L.LSTM):
+        pass
+
+    model = Sequential([L.Input((None, 3)), MyLSTM(4, name="mine")])
+    model.build()
+    with pytest.raises(OnnxExportError, match=r"'mine' \(MyLSTM\)"):
+        export_onnx(model)
+
+
+def test_bad_arguments():
+    model = Sequential([L.Input((None, 3)), L.LSTM(4)])
+    with pytest.raises(TypeError, match="Sequential"):
+        export_onnx(object())
+    for opset in (5, 10_000, "17", 17.0, True):
+        with pytest.raises(ValueError, match="opset must be an int"):
+            export_onnx(model, opset=opset)
+    with pytest.raises(ValueError, match="input_name"):
+        export_onnx(model, input_name="")
+    with pytest.raises(OnnxExportError, match="not built"):
+        export_onnx(Sequential([L.LSTM(4)]))
+
+
+def test_missing_onnx_package_is_a_clear_error(monkeypatch, tmp_path):
+    model = Sequential([L.Input((None, 3)), L.LSTM(4)])
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"needs the 'onnx' package: pip install onnx"):
+        export_onnx(model)
+    model.save(str(tmp_path / "m.fr"))
+    args = cli_export.argparse.Namespace(model=str(tmp_path / "m.fr"),
+                                         output=str(tmp_path / "m.onnx"), opset=None,
+                                         states=False)
+    with pytest.raises(CommandError, match="needs the 'onnx' package"):
+        cli_export.run(args)
+
+
+@pytest.mark.parametrize("opset", [13, 17, onnx.defs.onnx_opset_version()])
+def test_opsets_and_file_output(opset, tmp_path):
+    rng = np.random.default_rng(12)
+    model = Sequential([L.Input((None, 3)), L.Masking(), L.GRU(4, return_sequences=True),
+                        L.LSTM(2)])
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, opset=opset)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.opset_import[0].version == opset
+    if opset <= 21:  # the newest opsets may be newer than ONNX Runtime's
+        x = _padded(rng, 3, 5, 3)
+        got = _session(proto).run(None, {"input": x})[0]
+        np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+
+
+# ---- the torch drop-in through torch.onnx.export ---------------------------------------------
+
+class _Net(torch.nn.Module):
+    def __init__(self, rnn: torch.nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn
+        self.head = torch.nn.Linear(rnn.hidden_size * (2 if rnn.bidirectional else 1), 3)
+
+    def forward(self, x, h0):
+        y, h = self.rnn(x, h0)
+        return self.head(y), h
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN-tanh", "RNN-relu"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_torch_dropin_exports_standard_operators(kind, batch_first, tmp_path):
+    torch.manual_seed(0)
+    name, _, act = kind.partition("-")
+    kw = {"nonlinearity": act} if act else {}
+    rnn = getattr(ft, name)(4, 5, num_layers=2, bidirectional=True, batch_first=batch_first,
+                            **kw)
+    net = _Net(rnn).eval()
+    lstm = name == "LSTM"
+
+    def inputs(b, t):
+        x = torch.randn((b, t, 4) if batch_first else (t, b, 4))
+        h = torch.randn(4, b, 5)
+        return x, ((h, torch.randn(4, b, 5)) if lstm else h)
+
+    path = tmp_path / "net.onnx"
+    bt = {0: "batch", 1: "time"} if batch_first else {0: "time", 1: "batch"}
+    hs = ["h0", "c0"] if lstm else ["h0"]
+    outs = ["y", "h_n", "c_n"] if lstm else ["y", "h_n"]
+    axes = {"x": bt, "y": bt, **{n: {1: "batch"} for n in hs + outs[1:]}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ft.FallbackWarning)  # no fallback warning in export
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # dynamo=False's
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        # torch's advice to make the states inputs, which they are here
+        warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size")
+        torch.onnx.export(net, inputs(3, 6), str(path), dynamo=False, opset_version=17,
+                          input_names=["x", *hs], output_names=outs, dynamic_axes=axes)
+    proto = onnx.load(str(path))
+    assert name in _ops(proto)
+    assert sum(n.op_type == name for n in proto.graph.node) == 2  # one per layer
+    sess = _session(proto)
+    reference = copy.deepcopy(net)
+    ft.restore(reference)  # torch.nn's own modules
+    assert type(reference.rnn) is getattr(torch.nn, name)
+    for b, t in SHAPES:
+        x, h = inputs(b, t)
+        with torch.no_grad():
+            y, hn = net(x, h)  # fastrnn's kernels
+            y_ref, hn_ref = reference(x, h)
+        feeds = {"x": x.numpy(), **dict(zip(hs, [s.numpy() for s in (h if lstm else (h,))],
+                                            strict=True))}
+        got = sess.run(None, feeds)
+        torch.testing.assert_close(y, y_ref, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(got[0], y.numpy(), rtol=RTOL, atol=ATOL)
+        for g, w in zip(got[1:], hn if lstm else (hn,), strict=True):
+            np.testing.assert_allclose(g, w.numpy(), rtol=RTOL, atol=ATOL)
+
+
+# ---- the command line -----------------------------------------------------------------------
+
+def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, *filter(None, [env.get("PYTHONPATH")])])
+    return subprocess.run([sys.executable, "-m", "fastrnn", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_round_trip(tmp_path):
+    rng = np.random.default_rng(13)
+    model = Sequential([L.Input((None,), dtype="int64"), L.Embedding(20, 6, mask_zero=True),
+                        L.Bidirectional(L.LSTM(5, return_sequences=True), merge_mode="sum"),
+                        L.GRU(4), L.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    ids = rng.integers(1, 20, (8, 6))
+    ids[3, 2:] = 0
+    model.fit(ids, rng.integers(0, 2, 8), epochs=1, verbose=0)
+    model.save(str(tmp_path / "m.fr"))
+    proc = _cli("export", "m.fr", "m.onnx", "--opset", "18", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("wrote m.onnx: ONNX opset 18,")
+    assert "recurrent: 1 LSTM, 1 GRU" in proc.stdout
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    loaded = load_model(str(tmp_path / "m.fr"))
+    x = rng.integers(0, 20, (5, 9)).astype(np.int64)
+    x[0, 4:] = 0
+    np.testing.assert_allclose(_session(proto).run(None, {"input": x})[0],
+                               loaded.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+
+
+def test_cli_errors(tmp_path, monkeypatch):
+    proc = _cli("export", "missing.fr", "m.onnx", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "python -m fastrnn export: error: missing.fr: no such model file"
+    Sequential([L.Input((None, 3)), L.Masking(), L.LSTM(2)]).save(str(tmp_path / "m.fr"))
+    proc = _cli("export", "m.fr", "m.onnx", "--opset", "7", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "opset must be an int in [13," in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "junk.fr").write_bytes(b"not a model")
+    proc = _cli("export", "junk.fr", "m.onnx", cwd=tmp_path)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1
+    assert "junk.fr" in proc.stderr and "Traceback" not in proc.stderr
+    # a layer the exporter lacks (in process: every layer a file can hold has an ONNX form)
+    monkeypatch.setattr(_Exporter, "_DISPATCH", {k: v for k, v in _Exporter._DISPATCH.items()
+                                                 if k is not L.Masking})
+    args = cli_export.argparse.Namespace(model=str(tmp_path / "m.fr"),
+                                         output=str(tmp_path / "m.onnx"), opset=None,
+                                         states=False)
+    with pytest.raises(CommandError, match=r"cannot export to ONNX: layer 'masking\w*' "
+                                           r"\(Masking\) has no ONNX form"):
+        cli_export.run(args)
