@@ -276,6 +276,20 @@ def test_a_subclass_of_a_recurrent_layer_is_not_taken_for_it():
         export_onnx(model)
 
 
+def test_model_export_method(tmp_path, capsys):
+    """Keras's ``model.export(path, format="onnx")``."""
+    rng = np.random.default_rng(14)
+    model = Sequential([L.Input((None, 3)), L.GRU(4, return_sequences=True), L.Dense(2)])
+    model.export(str(tmp_path / "m.onnx"), format="onnx")
+    assert capsys.readouterr().out.startswith("Saved the ONNX model to")
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    x = rng.standard_normal((2, 7, 3)).astype(np.float32)
+    np.testing.assert_allclose(_session(proto).run(None, {"input": x})[0],
+                               model.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
+    with pytest.raises(ValueError, match="format must be 'onnx'"):
+        model.export(str(tmp_path / "m"), format="tf_saved_model")
+
+
 def test_bad_arguments():
     model = Sequential([L.Input((None, 3)), L.LSTM(4)])
     with pytest.raises(TypeError, match="Sequential"):

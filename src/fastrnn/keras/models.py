@@ -904,6 +904,21 @@ class Sequential:
         """Load weights from a file written by :meth:`save` or :meth:`save_weights`."""
         _load_weights(self, filepath)
 
+    def export(self, filepath: Any, format: str = "onnx", verbose: bool = True,
+               **kwargs: Any) -> None:
+        """Export the model for inference, as Keras's ``model.export``: ``format="onnx"``
+        only (the other formats are TensorFlow's), written by
+        :func:`fastrnn.keras.onnx_export.export_onnx` (``kwargs``: ``opset``, ``states``,
+        ``input_name``, ``output_name``). Needs the ``onnx`` package."""
+        if format != "onnx":
+            raise ValueError(f"export: format must be 'onnx' (fastrnn exports ONNX only), got "
+                             f"{format!r}")
+        from .onnx_export import export_onnx
+
+        export_onnx(self, filepath, **kwargs)
+        if verbose:
+            print(f"Saved the ONNX model to {filepath}")
+
     def get_config(self) -> dict:
         """The architecture as a JSON-compatible dict."""
         cfg: dict[str, Any] = {"name": self.name,

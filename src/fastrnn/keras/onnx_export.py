@@ -488,9 +488,9 @@ def export_onnx(model: Any, path: str | os.PathLike | None = None, *,
         When ``model`` is not a fastrnn Sequential model.
     """
     onnx = _onnx()
-    from .models import Sequential
-
-    if not isinstance(model, Sequential):
+    # a Sequential model (not imported: fastrnn.keras.models calls this module)
+    if type(model).__name__ != "Sequential" or not isinstance(getattr(model, "layers", None),
+                                                              list):
         raise TypeError(f"export_onnx expects a fastrnn.keras Sequential model, got "
                         f"{type(model).__name__}")
     opset = _check_opset(opset, onnx)
