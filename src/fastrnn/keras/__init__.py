@@ -14,6 +14,7 @@ The submodules mirror Keras's:
 - :mod:`~fastrnn.keras.optimizers`, :mod:`~fastrnn.keras.losses`,
   :mod:`~fastrnn.keras.metrics`, :mod:`~fastrnn.keras.callbacks`,
   :mod:`~fastrnn.keras.initializers`, :mod:`~fastrnn.keras.activations`;
+- :mod:`~fastrnn.keras.onnx_export`: export to ONNX (standard LSTM/GRU/RNN operators);
 - :mod:`~fastrnn.keras.saving`: the model file format (a zip of JSON config and ``.npy``
   arrays);
 - :mod:`~fastrnn.keras.base` (``Layer``, ``Variable``) and :mod:`~fastrnn.keras.backend`
