@@ -205,34 +205,31 @@ class _Exporter:
 
     # -- recurrent layers -------------------------------------------------------------
     def _state_inputs(self, layer: _RNNBase) -> list[str]:
-        """Graph inputs ``<layer>_h0`` (``_c0``), (batch, units), as (1, batch, units)."""
+        """New graph inputs ``<layer>_h0`` (``_c0``), each (batch, units)."""
         g, onnx = self.g, self.g.onnx
-        names = []
-        for s in ("h", "c")[:layer._n_states]:
-            name = f"{layer.name}_{s}0"
-            g.inputs.append(onnx.helper.make_tensor_value_info(
-                name, onnx.TensorProto.FLOAT, ["batch", layer.units]))
-            names.append(g.node("Unsqueeze", [name, g.ints([0])]))
+        names = [f"{layer.name}_{s}0" for s in ("h", "c")[:layer._n_states]]
+        g.inputs += [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT,
+                                                        ["batch", layer.units]) for n in names]
         return names
 
-    def _state_outputs(self, layers: list[_RNNBase], finals: list[str]) -> None:
-        """Graph outputs ``<layer>_h`` (``_c``), (batch, units), from the node's (D, B, H)
-        final states."""
+    def _state_outputs(self, layer: _RNNBase, finals: list[str]) -> None:
+        """The final states ``finals`` (each (batch, units)) as graph outputs ``<layer>_h``
+        (``_c``)."""
         g, onnx = self.g, self.g.onnx
-        for k, s in enumerate(("h", "c")[:len(finals)]):
-            for d, layer in enumerate(layers):
-                one = g.node("Slice", [finals[k], g.ints([d]), g.ints([d + 1]), g.ints([0])])
-                name = f"{layer.name}_{s}"
-                g.nodes.append(onnx.helper.make_node("Squeeze", [one, g.ints([0])], [name],
-                                                     name=g.name("Squeeze")))
-                g.outputs.append(onnx.helper.make_tensor_value_info(
-                    name, onnx.TensorProto.FLOAT, ["batch", layer.units]))
+        for s, t in zip(("h", "c"), finals, strict=False):
+            name = f"{layer.name}_{s}"
+            g.nodes.append(onnx.helper.make_node("Identity", [t], [name],
+                                                 name=g.name("Identity")))
+            g.outputs.append(onnx.helper.make_tensor_value_info(
+                name, onnx.TensorProto.FLOAT, ["batch", layer.units]))
 
-    def _recurrent_node(self, layers: list[_RNNBase], xt: str, lengths: str | None
-                        ) -> tuple[str, list[str]]:
+    def _recurrent_node(self, layers: list[_RNNBase], xt: str, lengths: str | None,
+                        inits: list[list[str]] | None = None) -> tuple[str, list[list[str]]]:
         """One ONNX RNN/LSTM/GRU node over time-major ``xt`` whose directions are
-        ``layers`` (each runs forward, or reversed when its ``go_backwards``). Returns ``Y``
-        (T, D, B, H) and the final states [``Y_h``, (``Y_c``)], each (D, B, H)."""
+        ``layers`` (each runs forward, or reversed when its ``go_backwards``), from the
+        initial states ``inits`` (per layer ``[h0]`` or ``[h0, c0]``, each (batch, units);
+        with ``states=True`` new graph inputs by default, else zeros). Returns ``Y``
+        (T, D, B, H) and each layer's final states ``[h]`` or ``[h, c]``, (batch, units)."""
         g = self.g
         first = layers[0]
         op, _, attrs = _ONNX_CELLS[first.cell]
@@ -246,18 +243,20 @@ class _Exporter:
             attrs["activations"] = [first.activation.capitalize()] * len(layers)
         inputs = [xt, g.const(W, hint=f"{first.name}_W"), g.const(R, hint=f"{first.name}_R"),
                   g.const(B, hint=f"{first.name}_B"), lengths or ""]
-        if self.states:
-            per_layer = [self._state_inputs(layer) for layer in layers]
-            inits = [p[0] if len(p) == 1 else g.node("Concat", list(p), axis=0)
-                     for p in zip(*per_layer, strict=True)]
-            inputs += inits
+        if inits is None and self.states:
+            inits = [self._state_inputs(layer) for layer in layers]
+        if inits is not None:
+            # ONNX wants each state as (D, batch, units): the directions stacked
+            inputs += [g.node("Concat", [g.node("Unsqueeze", [t, g.ints([0])]) for t in ts],
+                              axis=0) for ts in zip(*inits, strict=True)]
         while inputs[-1] == "":
             inputs.pop()
         outs = g.node(op, inputs, n_out=1 + first._n_states, hint=first.name, **attrs)
-        Y, finals = outs[0], list(outs[1:])
+        finals = [[self._pick(t, d, 0) for t in outs[1:]] for d in range(len(layers))]
         if self.states:
-            self._state_outputs(layers, finals)
-        return Y, finals
+            for layer, fin in zip(layers, finals, strict=True):
+                self._state_outputs(layer, fin)
+        return outs[0], finals
 
     def _lengths(self, mask: str | None) -> str | None:
         if mask is None:
@@ -285,12 +284,20 @@ class _Exporter:
         return self.g.node("Transpose", [x.name], perm=[1, 0, 2])
 
     def rnn(self, layer: _RNNBase, x: _Tensor) -> _Tensor:
-        g = self.g
         if layer.return_state:
             raise OnnxExportError(f"layer {layer.name!r} ({type(layer).__name__}): "
                                   "return_state=True has no place in a one-output model")
+        return self.rnn_call(layer, x)[0]
+
+    def rnn_call(self, layer: _RNNBase, x: _Tensor, init: list[str] | None = None
+                 ) -> tuple[_Tensor, list[str]]:
+        """A SimpleRNN/LSTM/GRU on ``x`` from the initial states ``init`` (``[h0]`` or
+        ``[h0, c0]``, each (batch, units)): its Keras output and its final states."""
+        g = self.g
         lengths = self._lengths(x.mask)
-        Y, finals = self._recurrent_node([layer], self._time_major(layer, x), lengths)
+        Y, per_layer = self._recurrent_node([layer], self._time_major(layer, x), lengths,
+                                            None if init is None else [init])
+        finals = per_layer[0]
         if layer.return_sequences:
             y = self._pick(Y, 0, 1)  # (T, B, H)
             if lengths is not None and not layer.zero_output_for_mask \
@@ -306,8 +313,8 @@ class _Exporter:
                 y = g.node("Where", [g.node("Unsqueeze", [fill, g.ints([2])]), finals[0], y])
             if layer.go_backwards:
                 y = self._flip_time(y)
-            return _Tensor(g.node("Transpose", [y], perm=[1, 0, 2]), 3, x.mask)
-        out = self._pick(finals[0], 0, 0)  # (B, H)
+            return _Tensor(g.node("Transpose", [y], perm=[1, 0, 2]), 3, x.mask), finals
+        out = finals[0]  # (B, H)
         if layer.zero_output_for_mask and lengths is not None:
             len64 = g.node("Cast", [lengths], to=g.onnx.TensorProto.INT64)
             if layer.go_backwards:
@@ -317,23 +324,28 @@ class _Exporter:
                 keep = g.node("Equal", [len64, steps])
             out = g.node("Where", [g.node("Unsqueeze", [keep, g.ints([1])]), out,
                                    g.const(0.0)])
-        return _Tensor(out, 2, None)
+        return _Tensor(out, 2, None), finals
 
-    def bidirectional(self, layer: Bidirectional, x: _Tensor) -> _Tensor:
+    def bidirectional(self, layer: Bidirectional, x: _Tensor,
+                      init: list[str] | None = None) -> _Tensor:
+        """Both directions on ``x``, merged; ``init``: the forward layer's initial states,
+        then the backward layer's (as Keras's ``initial_state``)."""
         g = self.g
         f, b = layer.forward_layer, layer.backward_layer
+        inits = None if init is None else [init[:f._n_states], init[f._n_states:]]
         lengths = self._lengths(x.mask)
         xt = self._time_major(layer, x)
         if not f.go_backwards and _same_cell(f, b):
-            Y, finals = self._recurrent_node([f, b], xt, lengths)
+            Y, finals = self._recurrent_node([f, b], xt, lengths, inits)
             ys = [self._pick(Y, d, 1) for d in (0, 1)]
-            hs = [self._pick(finals[0], d, 0) for d in (0, 1)]
         else:  # two nodes (e.g. a backward layer of another kind or size)
-            ys, hs = [], []
-            for sub in (f, b):
-                Y, finals = self._recurrent_node([sub], xt, lengths)
+            ys, finals = [], []
+            for d, sub in enumerate((f, b)):
+                Y, fin = self._recurrent_node([sub], xt, lengths,
+                                              None if inits is None else [inits[d]])
                 ys.append(self._pick(Y, 0, 1))
-                hs.append(self._pick(finals[0], 0, 0))
+                finals += fin
+        hs = [finals[0][0], finals[1][0]]
         if layer.return_sequences:
             # Keras: the forward layer's outputs in its processing order, the backward
             # layer's flipped back; the nodes return the original time order
