@@ -252,6 +252,27 @@ def test_initial_states_as_inputs(cell):
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_initial_states_with_a_mask_and_an_empty_sequence(cell, return_sequences):
+    """An all-padding sequence keeps its initial state, as in fastrnn."""
+    rng = np.random.default_rng(15)
+    layer = CELLS[cell](return_sequences=return_sequences)
+    model = Sequential([L.Input((None, 2)), L.Masking(), layer])
+    proto = export_onnx(model, states=True)
+    sess = _session(proto)
+    x = _padded(rng, 4, 5, 2)
+    init = [rng.standard_normal((4, 6)).astype(np.float32) for _ in range(layer._n_states)]
+    mask = np.any(x != 0, axis=-1)
+    layer.return_state = True
+    want = layer(x, mask=mask, initial_state=init)
+    feeds = dict(zip([f"{layer.name}_{s}0" for s in "hc"], init, strict=False))
+    got = sess.run(None, {"input": x, **feeds})
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL)
+
+
 # ---- errors ---------------------------------------------------------------------------------
 
 def test_a_layer_without_onnx_form_is_named():

@@ -253,6 +253,12 @@ class _Exporter:
             inputs.pop()
         outs = g.node(op, inputs, n_out=1 + first._n_states, hint=first.name, **attrs)
         finals = [[self._pick(t, d, 0) for t in outs[1:]] for d in range(len(layers))]
+        if inits is not None and lengths is not None:
+            # an empty sequence keeps its initial state (ONNX Runtime returns zeros)
+            empty = g.node("Unsqueeze", [g.node("Equal", [lengths, g.const(0, np.int32)]),
+                                         g.ints([1])])
+            finals = [[g.node("Where", [empty, h0, h]) for h0, h in zip(i, f, strict=True)]
+                      for i, f in zip(inits, finals, strict=True)]
         if self.states:
             for layer, fin in zip(layers, finals, strict=True):
                 self._state_outputs(layer, fin)
