@@ -19,12 +19,13 @@ What the conversion does, layer by layer:
   each sequence; as in fastrnn, masks must be padding at the end of each sequence). Keras's
   outputs on masked steps are reproduced: the last valid output repeated
   (``return_sequences`` forwards), zeros (``go_backwards``, ``Bidirectional``,
-  ``zero_output_for_mask``).
+  ``zero_output_for_mask``). The graph cannot raise fastrnn's error for a mask with gaps
+  (pre-padding): it counts the valid steps as if they came first.
 - ``go_backwards`` is ``direction="reverse"`` and its outputs are flipped in time, as
   Keras returns them; ``Bidirectional`` merges the two directions with ``Concat``, ``Add``,
   ``Mul`` or their mean.
 - With ``states=True`` (the default for a model with a ``stateful`` layer) every recurrent
-  layer gets two more graph inputs per state, ``<layer>_h0`` (and ``<layer>_c0`` for an
+  layer gets graph inputs for its states, ``<layer>_h0`` (and ``<layer>_c0`` for an
   LSTM) of shape ``(batch, units)``, and the final states as outputs ``<layer>_h``
   (``<layer>_c``): feed each call's final states to the next call to carry state as a
   stateful layer does (zeros at the start, as after ``reset_states()``).
