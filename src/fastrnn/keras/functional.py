@@ -32,9 +32,9 @@ def _as_tensor_list(value: Any, what: str) -> tuple[list[KerasTensor], list[str]
     keys = None
     if isinstance(value, KerasTensor):
         items = [value]
-    elif isinstance(value, dict):
-        keys = [str(k) for k in value]
-        items = list(value.values())
+    elif isinstance(value, dict):  # in sorted key order, as Keras flattens dicts
+        keys = sorted(str(k) for k in value)
+        items = [value[k] for k in sorted(value)]
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
