@@ -10,7 +10,6 @@ import pytest
 keras = pytest.importorskip("keras")
 
 import fastrnn.keras as fk  # noqa: E402
-from fastrnn.keras import layers as L  # noqa: E402
 from fastrnn.keras.base import Layer  # noqa: E402
 
 K = keras.layers

@@ -39,7 +39,9 @@ def _as_tensor_list(value: Any, what: str) -> tuple[list[KerasTensor], list[str]
         items = list(value)
     else:
         raise TypeError(f"Model: {what} must be a symbolic tensor (from keras.Input or a layer "
-                        f"call), a list or a dict of them, got {type(value).__name__}")
+                        f"call), a list or a dict of them, got {type(value).__name__}"
+                        + (": did you pass NumPy arrays? Models are built from keras.Input"
+                           if isinstance(value, np.ndarray) else ""))
     if not items:
         raise ValueError(f"Model: {what} is empty")
     for t in items:
