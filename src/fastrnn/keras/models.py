@@ -34,6 +34,7 @@ import numpy as np
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
+from . import saving as _saving
 from .backend import floatx, rng, set_floatx, set_random_seed, unique_name
 from .base import (
     Layer,
@@ -97,7 +98,7 @@ def load_model(filepath: Any, compile: bool = True, safe_mode: bool = True) -> A
         is ever executed, and a hostile file (duplicate members, lying sizes, zip bombs) is
         refused within bounded memory: see :mod:`fastrnn.keras.saving`.
     """
-    return _load_model(filepath, _MODEL_CLASSES, compile=compile)
+    return _load_model(filepath, _MODEL_CLASSES, compile=compile, safe_mode=safe_mode)
 
 
 def _as_array(a: Any, what: str) -> np.ndarray:
@@ -1618,6 +1619,7 @@ class Model(_Trainer):
 
 Functional = Model
 _MODEL_CLASSES: dict[str, Any] = {"Sequential": Sequential, "Model": Model}
+_saving.MODEL_CLASSES.update(_MODEL_CLASSES)
 
 
 
