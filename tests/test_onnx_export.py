@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import fastrnn
+import fastrnn.keras as keras
 import fastrnn.torch as ft
 from fastrnn.cli import export as cli_export
 from fastrnn.cli.command import CommandError
@@ -210,6 +211,83 @@ def test_float64_model_exports_in_float32():
     np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
 
 
+# ---- functional models ----------------------------------------------------------------------
+
+def _check_model(model, feeds_list, proto=None):
+    proto = proto or export_onnx(model)
+    sess = _session(proto)
+    names = [i.name for i in proto.graph.input]
+    for feeds in feeds_list:
+        want = model.predict([feeds[n] for n in names], verbose=0)
+        want = want if isinstance(want, list) else [want]
+        got = sess.run(None, feeds)
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape
+            np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL)
+    return proto
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "SimpleRNN-relu"])
+def test_functional_seq2seq_with_states(cell):
+    """An encoder's final states start the decoder (initial_state, return_state); two inputs
+    of different lengths, two outputs."""
+    rng = np.random.default_rng(16)
+    make = CELLS[cell]
+    enc_in = keras.Input(shape=(None,), dtype="int64", name="source")
+    dec_in = keras.Input(shape=(None, 3), name="target")
+    x = L.Embedding(15, 5, mask_zero=True)(enc_in)
+    enc_out, *states = make(return_state=True)(x)
+    seq, *dec_states = make(return_sequences=True, return_state=True)(dec_in,
+                                                                      initial_state=states)
+    probs = L.Dense(4, activation="softmax", name="probs")(seq)
+    model = keras.Model([enc_in, dec_in], [probs, dec_states[0]])
+    feeds = []
+    for (b, t), t2 in zip(SHAPES, (4, 1, 6), strict=True):
+        ids = rng.integers(1, 15, (b, t))
+        ids[0, max(1, t - 2):] = 0
+        feeds.append({"source": ids.astype(np.int64),
+                      "target": rng.standard_normal((b, t2, 3)).astype(np.float32)})
+    proto = _check_model(model, feeds)
+    dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+            for i in proto.graph.input]
+    assert dims == [["batch", "source_time"], ["batch", "target_time", 3]]
+
+
+def test_functional_nested_shared_and_bidirectional():
+    rng = np.random.default_rng(17)
+    inner_in = keras.Input(shape=(None, 4))
+    inner = keras.Model(inner_in, L.Bidirectional(L.GRU(3, return_sequences=True),
+                                                  merge_mode="ave")(L.Masking()(inner_in)),
+                        name="inner")
+    x = keras.Input(shape=(None, 4), name="x")
+    h = inner(x)
+    dense = L.Dense(3, activation="tanh")
+    a = dense(L.LSTM(3, return_sequences=True)(h))
+    b = dense(h)  # the same layer twice
+    model = keras.Model(x, [L.LSTM(2, go_backwards=True)(a), L.SimpleRNN(2)(b)])
+    _check_model(model, [{"x": _padded(rng, bb, t, 4)} for bb, t in SHAPES])
+
+
+def test_functional_from_a_file_and_stateful(tmp_path):
+    rng = np.random.default_rng(18)
+    i = keras.Input(shape=(None, 2), batch_size=3, name="series")
+    o = L.Dense(1)(L.GRU(4, stateful=True)(i))
+    model = keras.Model(i, o)
+    model.save(str(tmp_path / "f.fr"))
+    loaded = load_model(str(tmp_path / "f.fr"))
+    proto = export_onnx(loaded)
+    gru = loaded.layers[1]
+    assert [n.name for n in proto.graph.input] == ["series", f"{gru.name}_h0"]
+    sess = _session(proto)
+    h = np.zeros((3, 4), np.float32)
+    for t in (5, 2):
+        x = rng.standard_normal((3, t, 2)).astype(np.float32)
+        got, h = sess.run(None, {"series": x, f"{gru.name}_h0": h})
+        np.testing.assert_allclose(got, loaded.predict(x, batch_size=3, verbose=0),
+                                   rtol=RTOL, atol=ATOL)
+
+
 # ---- states ---------------------------------------------------------------------------------
 
 def test_stateful_model_carries_states_through_inputs_and_outputs():
@@ -284,6 +362,22 @@ def test_a_layer_without_onnx_form_is_named():
                         Doubling(name="doubler"), L.LSTM(2)])
     model.build()
     with pytest.raises(OnnxExportError, match=r"layer 'doubler' \(Doubling\) has no ONNX form"):
+        export_onnx(model)
+
+
+def test_a_layer_on_several_inputs_without_onnx_form_is_named():
+    class Pair(L.Layer):
+        multi_input = True
+
+        def compute_output_shape(self, input_shape):
+            return input_shape[0]
+
+        def forward(self, xs, masks, training):
+            return xs[0] + xs[1], None
+
+    a, b = keras.Input(shape=(3,)), keras.Input(shape=(3,))
+    model = keras.Model([a, b], L.Dense(2)(Pair(name="pair")([a, b])))
+    with pytest.raises(OnnxExportError, match=r"layer 'pair' \(Pair\) called on 2 inputs"):
         export_onnx(model)
 
 

@@ -1,8 +1,10 @@
 """Export a fastrnn Keras-style model to ONNX, with the standard recurrent operators.
 
-:func:`export_onnx` writes a model that ONNX Runtime (or any ONNX backend) runs without
-fastrnn: every :class:`~fastrnn.keras.layers.SimpleRNN`, :class:`~fastrnn.keras.layers.LSTM`
-and :class:`~fastrnn.keras.layers.GRU` becomes one standard ``RNN``/``LSTM``/``GRU`` node
+:func:`export_onnx` writes a model (``Sequential``, or a functional ``Model`` with several
+inputs and outputs, nested models, shared layers, ``initial_state`` and ``return_state``)
+that ONNX Runtime (or any ONNX backend) runs without fastrnn: every
+:class:`~fastrnn.keras.layers.SimpleRNN`, :class:`~fastrnn.keras.layers.LSTM` and
+:class:`~fastrnn.keras.layers.GRU` becomes one standard ``RNN``/``LSTM``/``GRU`` node
 (:class:`~fastrnn.keras.layers.Bidirectional` one node with ``direction="bidirectional"``),
 the other layers the ordinary operators (``MatMul``, ``Gather``, ``Softmax``, ...).
 
@@ -433,6 +435,32 @@ class _Exporter:
         y = g.node("Reshape", [inner.name, g.node("Concat", [bt, inner_rest], axis=0)])
         return _Tensor(y, inner.rank + 1, x.mask)
 
+    def run_graph(self, graph: Any, inputs: list[_Tensor]) -> list[_Tensor]:
+        """Convert a functional graph's nodes in their execution order; ``inputs`` stand for
+        ``graph.inputs``. Returns the tensors of ``graph.outputs``."""
+        env = {id(t): x for t, x in zip(graph.inputs, inputs, strict=True)}
+        for node in graph.nodes:
+            outs = self.call(node, [env[id(t)] for t in node.inputs])
+            for t, y in zip(node.outputs, outs, strict=True):
+                env[id(t)] = y
+        return [env[id(t)] for t in graph.outputs]
+
+    def call(self, node: Any, xs: list[_Tensor]) -> list[_Tensor]:
+        """One node of a functional graph: a layer call (or a nested model) on ``xs``."""
+        layer = node.layer
+        inner = getattr(layer, "_graph", None)
+        if inner is not None:  # a model used as a layer
+            return self.run_graph(inner, xs)
+        if isinstance(layer, _RNNBase) and type(layer) in self._DISPATCH:
+            out, finals = self.rnn_call(layer, xs[0], [x.name for x in xs[1:]] or None)
+            if layer.return_state:
+                return [out] + [_Tensor(f, 2, None) for f in finals]
+            return [out]
+        if len(xs) != 1:
+            raise OnnxExportError(f"layer {layer.name!r} ({type(layer).__name__}) called on "
+                                  f"{len(xs)} inputs has no ONNX form in fastrnn's exporter")
+        return [self.layer(layer, xs[0])]
+
     _DISPATCH: dict[type, str] = {
         SimpleRNN: "rnn", LSTM: "rnn", GRU: "rnn", Bidirectional: "bidirectional",
         Dense: "dense", Activation: "activation", Embedding: "embedding", Masking: "masking",
@@ -452,12 +480,13 @@ class _Exporter:
         return getattr(self, method)(layer, x)
 
 
-def _dims(shape: tuple, dynamic_time: bool) -> list[Any]:
-    """The graph input's ONNX shape: ``batch`` for axis 0, ``time`` for axis 1 when
-    ``dynamic_time`` or unknown, the known sizes elsewhere (``dimK`` where unknown)."""
+def _dims(shape: tuple, dynamic_time: bool, sequence: bool) -> list[Any]:
+    """A graph input's ONNX shape: ``batch`` for axis 0, for a ``sequence`` ``time`` for
+    axis 1 when ``dynamic_time`` or unknown, the known sizes elsewhere (``dimK`` where
+    unknown)."""
     out: list[Any] = ["batch"]
     for i, s in enumerate(shape[1:], start=1):
-        if i == 1 and (dynamic_time or s is None):
+        if sequence and i == 1 and (dynamic_time or s is None):
             out.append("time")
         else:
             out.append(f"dim{i}" if s is None else int(s))
@@ -473,6 +502,27 @@ def _check_opset(opset: Any, onnx: Any) -> int:
     return int(opset)
 
 
+def _graph_layers(graph: Any) -> list[Any]:
+    """Every layer called in a functional graph, nested models' layers included."""
+    out: list[Any] = []
+    for node in graph.nodes:
+        inner = getattr(node.layer, "_graph", None)
+        out += _graph_layers(inner) if inner is not None else [node.layer]
+    return out
+
+
+def _kind(model: Any) -> str:
+    """``'sequential'`` or ``'functional'`` (the classes are not imported:
+    fastrnn.keras.models calls this module)."""
+    name = type(model).__name__
+    if name == "Sequential" and isinstance(getattr(model, "layers", None), list):
+        return "sequential"
+    if name == "Model" and getattr(model, "_graph", None) is not None:
+        return "functional"
+    raise TypeError(f"export_onnx expects a fastrnn.keras Sequential or functional Model, got "
+                    f"{name}")
+
+
 def export_onnx(model: Any, path: str | os.PathLike | None = None, *,
                 opset: int = DEFAULT_OPSET, states: bool | None = None,
                 input_name: str = "input", output_name: str = "output") -> Any:
@@ -480,8 +530,10 @@ def export_onnx(model: Any, path: str | os.PathLike | None = None, *,
 
     Parameters
     ----------
-    model : fastrnn.keras.Sequential
-        A built model (called, fitted, loaded, or given an input shape).
+    model : fastrnn.keras.Sequential or fastrnn.keras.Model
+        A built model (called, fitted, loaded, or given an input shape); a functional
+        ``Model`` may have several inputs and outputs, nested models, shared layers and
+        recurrent layers with ``initial_state`` and ``return_state``.
     path : str or PathLike, optional
         Where to write the ``.onnx`` file (None: only return the model).
     opset : int
@@ -490,7 +542,8 @@ def export_onnx(model: Any, path: str | os.PathLike | None = None, *,
         Add the recurrent layers' initial states as inputs and their final states as
         outputs (see the module's description). Default: True when a layer is ``stateful``.
     input_name, output_name : str
-        The graph's input and output names.
+        The graph's input and output names for a ``Sequential`` model (a functional
+        model's are its ``input_names`` and ``output_names``).
 
     Returns
     -------
@@ -504,47 +557,60 @@ def export_onnx(model: Any, path: str | os.PathLike | None = None, *,
     OnnxExportError (a ValueError)
         When a layer has no ONNX form (the message names it), or the model is not built.
     TypeError
-        When ``model`` is not a fastrnn Sequential model.
+        When ``model`` is not a fastrnn Sequential or functional model.
     """
     onnx = _onnx()
-    # a Sequential model (not imported: fastrnn.keras.models calls this module)
-    if type(model).__name__ != "Sequential" or not isinstance(getattr(model, "layers", None),
-                                                              list):
-        raise TypeError(f"export_onnx expects a fastrnn.keras Sequential model, got "
-                        f"{type(model).__name__}")
+    kind = _kind(model)
     opset = _check_opset(opset, onnx)
     for argname, v in (("input_name", input_name), ("output_name", output_name)):
         if not isinstance(v, str) or not v:
             raise ValueError(f"{argname} must be a non-empty string, got {v!r}")
-    layers = [layer for layer in model.layers if not isinstance(layer, InputLayer)]
-    if not layers:
-        raise OnnxExportError("the model has no layers to export")
-    shape = model.input_shape
-    if not all(layer.built for layer in layers) or shape is None:
-        raise OnnxExportError("the model is not built: call it on data, fit it, or give its "
-                              "first layer an input shape before exporting")
+    if kind == "sequential":
+        layers = [layer for layer in model.layers if not isinstance(layer, InputLayer)]
+        if not layers:
+            raise OnnxExportError("the model has no layers to export")
+        if not all(layer.built for layer in layers) or model.input_shape is None:
+            raise OnnxExportError("the model is not built: call it on data, fit it, or give "
+                                  "its first layer an input shape before exporting")
+        tokens = isinstance(layers[0], Embedding)
+        # (name, shape, integer ids?) of each graph input; names of the outputs
+        ins = [(input_name, tuple(model.input_shape), tokens)]
+        outs = [output_name]
+    else:
+        layers = _graph_layers(model._graph)
+        ins = [(n, tuple(t.shape), np.dtype(t.dtype).kind in "iu")
+               for n, t in zip(model.input_names, model._graph.inputs, strict=True)]
+        outs = list(model.output_names)
     rnns = [s for layer in layers for s in (
         (layer.forward_layer, layer.backward_layer) if isinstance(layer, Bidirectional)
         else (layer,)) if isinstance(s, _RNNBase)]
     if states is None:
         states = any(r.stateful for r in rnns)
     g = _Graph(onnx)
-    tokens = isinstance(layers[0], Embedding)
-    elem = onnx.TensorProto.INT64 if tokens else onnx.TensorProto.FLOAT
     # the time axis is dynamic unless a layer's output size depends on it (Flatten, Reshape)
-    dynamic_time = (len(shape) == 3 or tokens) and not any(
-        isinstance(layer, (Flatten, Reshape)) for layer in layers)
-    g.inputs.append(onnx.helper.make_tensor_value_info(input_name, elem,
-                                                       _dims(tuple(shape), dynamic_time)))
+    fixed = any(isinstance(layer, (Flatten, Reshape)) for layer in layers)
+    tensors = []
+    for name, shape, ids in ins:
+        sequence = len(shape) == 3 or (ids and len(shape) == 2)
+        dims = _dims(shape, sequence and not fixed, sequence)
+        if len(ins) > 1:  # each input its own time axis (an encoder's and a decoder's differ)
+            dims = [f"{name}_time" if d == "time" else d for d in dims]
+        elem = onnx.TensorProto.INT64 if ids else onnx.TensorProto.FLOAT
+        g.inputs.append(onnx.helper.make_tensor_value_info(name, elem, dims))
+        tensors.append(_Tensor(name, len(shape), None))
     ex = _Exporter(g, bool(states))
-    x = _Tensor(input_name, len(shape), None)
-    for layer in layers:
-        x = ex.layer(layer, x)
-    g.nodes.append(onnx.helper.make_node("Identity", [x.name], [output_name],
-                                         name=g.name("Identity")))
-    out_shape = ["batch"] + [None] * (x.rank - 1)
-    g.outputs.insert(0, onnx.helper.make_tensor_value_info(output_name, onnx.TensorProto.FLOAT,
-                                                           out_shape))
+    if kind == "sequential":
+        x = tensors[0]
+        for layer in layers:
+            x = ex.layer(layer, x)
+        results = [x]
+    else:
+        results = ex.run_graph(model._graph, tensors)
+    for k, (name, x) in enumerate(zip(outs, results, strict=True)):
+        g.nodes.append(onnx.helper.make_node("Identity", [x.name], [name],
+                                             name=g.name("Identity")))
+        g.outputs.insert(k, onnx.helper.make_tensor_value_info(
+            name, onnx.TensorProto.FLOAT, ["batch"] + [None] * (x.rank - 1)))
     graph = onnx.helper.make_graph(g.nodes, model.name or "fastrnn_model", g.inputs, g.outputs,
                                    g.initializers)
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
@@ -555,4 +621,3 @@ def export_onnx(model: Any, path: str | os.PathLike | None = None, *,
     if path is not None:
         onnx.save_model(proto, os.fspath(path))
     return proto
-
