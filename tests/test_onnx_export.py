@@ -541,6 +541,23 @@ def test_cli_round_trip(tmp_path):
                                loaded.predict(x, verbose=0), rtol=RTOL, atol=ATOL)
 
 
+def test_cli_functional_seq2seq_file(tmp_path):
+    rng = np.random.default_rng(19)
+    enc_in = keras.Input(shape=(None, 3), name="enc")
+    dec_in = keras.Input(shape=(None, 2), name="dec")
+    _, h, c = L.LSTM(4, return_state=True)(enc_in)
+    seq = L.LSTM(4, return_sequences=True)(dec_in, initial_state=[h, c])
+    model = keras.Model([enc_in, dec_in], L.Dense(2)(seq))
+    model.save(str(tmp_path / "s2s.fr"))
+    proc = _cli("export", "s2s.fr", "s2s.onnx", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "recurrent: 2 LSTM" in proc.stdout and "inputs: enc, dec;" in proc.stdout
+    feeds = {"enc": rng.standard_normal((2, 7, 3)).astype(np.float32),
+             "dec": rng.standard_normal((2, 3, 2)).astype(np.float32)}
+    _check_model(load_model(str(tmp_path / "s2s.fr")), [feeds],
+                 onnx.load(str(tmp_path / "s2s.onnx")))
+
+
 def test_cli_errors(tmp_path, monkeypatch):
     proc = _cli("export", "missing.fr", "m.onnx", cwd=tmp_path)
     assert proc.returncode == 1
