@@ -338,3 +338,29 @@ def test_keras_namespace_has_what_programs_import():
                  "metrics", "callbacks", "initializers", "saving", "load_model"):
         assert hasattr(keras, name), name
     assert km.Model is keras.Model
+
+
+def test_embedding_lookup_folds_into_the_recurrent_layer_in_a_graph(monkeypatch):
+    """As in Sequential, an Embedding feeding one recurrent call hands it the ids (the
+    Embedding's own forward does not run), with the same training result as without."""
+    from fastrnn import reference
+
+    def build():
+        keras.set_random_seed(3)
+        i = keras.Input(shape=(12,), dtype="int64")
+        h = layers.GRU(4)(layers.Embedding(5, 3, mask_zero=True)(i))
+        m = keras.Model(i, layers.Dense(1)(h))
+        m.compile(keras.optimizers.SGD(0.5), "mse")
+        return m
+
+    rs = np.random.default_rng(6)
+    x, y = rs.integers(1, 5, (16, 12)), rs.random((16, 1))
+    x[:4, 8:] = 0
+    unfolded = build()
+    unfolded.set_ops(reference)  # the reference ops take vectors: no fold
+    unfolded.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    folded = build()
+    monkeypatch.setattr(layers.Embedding, "forward", lambda *a: pytest.fail("not folded"))
+    folded.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    for a, b in zip(folded.get_weights(), unfolded.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
