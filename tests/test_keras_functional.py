@@ -364,3 +364,39 @@ def test_embedding_lookup_folds_into_the_recurrent_layer_in_a_graph(monkeypatch)
     folded.fit(x, y, batch_size=16, epochs=2, verbose=0)
     for a, b in zip(folded.get_weights(), unfolded.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_training_flag_at_a_call_and_eager_model_calls():
+    """``layer(x, training=True)`` keeps that layer in training mode (Monte-Carlo dropout);
+    calling a model on arrays runs it eagerly."""
+    i = keras.Input(shape=(64,))
+    mc = keras.Model(i, layers.Dropout(0.5)(i, training=True))
+    plain = keras.Model(i, layers.Dropout(0.5)(i))
+    x = np.ones((2, 64), dtype=np.float32)
+    assert (mc.predict(x, verbose=0) == 0).any()
+    np.testing.assert_array_equal(plain.predict(x, verbose=0), x)
+    np.testing.assert_array_equal(plain(x), x)
+    a, b = keras.Input(shape=(3,)), keras.Input(shape=(3,))
+    two = keras.Model([a, b], [layers.Dense(2)(a), b])
+    out = two([np.ones((4, 3)), np.zeros((4, 3))])
+    assert isinstance(out, list) and out[0].shape == (4, 2)
+
+
+def test_sequential_used_as_a_layer_trains():
+    keras.set_floatx("float64")
+    try:
+        body = keras.Sequential([keras.Input(shape=(5, 3)), layers.GRU(4), layers.Dense(2)])
+        x = keras.Input(shape=(5, 3))
+        m = keras.Model(x, layers.Dense(1)(body(x)))
+        assert m.count_params() == body.count_params() + 3
+        m.compile(keras.optimizers.SGD(0.1), "mse")
+        rs = np.random.default_rng(8)
+        xs, ys = rs.random((8, 5, 3)), rs.random((8, 1))
+        before = [w.copy() for w in body.get_weights()]
+        m.train_on_batch(xs, ys)
+        assert all(not np.array_equal(a, b) for a, b in zip(before, body.get_weights(),
+                                                            strict=True))
+        np.testing.assert_allclose(m.predict(xs, verbose=0),
+                                   m.layers[-1](body.predict(xs, verbose=0)), atol=1e-12)
+    finally:
+        keras.set_floatx("float32")

@@ -237,3 +237,19 @@ def test_summary_with_connected_to_matches_keras_text():
         km.summary(line_length=width, print_fn=lambda s, _kt=kt, **kw: _kt.append(s))
         om.summary(line_length=width, print_fn=ot.append)
         assert ot[0].rstrip("\n") == kt[0].rstrip("\n")
+
+
+def test_sequential_used_as_a_layer_matches_keras():
+    """A Sequential inside a functional model, after a trainable layer: the gradient flows
+    through the Sequential into the layer before it."""
+    def build(mod):
+        body = mod.Sequential([mod.Input(shape=(6, 4)), mod.layers.LSTM(3, name="body_lstm"),
+                               mod.layers.Dense(2, name="body_dense")], name="body")
+        x = mod.Input(shape=(6, 3))
+        h = mod.layers.Dense(4, activation="tanh", name="pre")(x)
+        return mod.Model(x, mod.layers.Dense(1, name="post")(body(h)))
+
+    rs = np.random.default_rng(9)
+    x = rs.standard_normal((5, 6, 3))
+    y = rs.standard_normal((5, 1))
+    _check_same(build(keras), build(fk), x, y)
