@@ -68,6 +68,10 @@ def test_layer_called_on_input_builds_and_records_the_graph():
     lstm = layers.LSTM(4, return_sequences=True)
     y = lstm(x)
     assert lstm.built and lstm.input is x and lstm.output is y
+    assert x._keras_history[0].input is x and x._keras_history[0].output is x
+    lstm(keras.Input(shape=(6, 3)))
+    with pytest.raises(AttributeError, match="called 2 times"):
+        _ = lstm.output
     assert y.shape == (None, 6, 4)
     out, h, c = layers.LSTM(2, return_state=True)(y)
     assert out.shape == h.shape == c.shape == (None, 2)
@@ -338,3 +342,65 @@ def test_keras_namespace_has_what_programs_import():
                  "metrics", "callbacks", "initializers", "saving", "load_model"):
         assert hasattr(keras, name), name
     assert km.Model is keras.Model
+
+
+def test_embedding_lookup_folds_into_the_recurrent_layer_in_a_graph(monkeypatch):
+    """As in Sequential, an Embedding feeding one recurrent call hands it the ids (the
+    Embedding's own forward does not run), with the same training result as without."""
+    from fastrnn import reference
+
+    def build():
+        keras.set_random_seed(3)
+        i = keras.Input(shape=(12,), dtype="int64")
+        h = layers.GRU(4)(layers.Embedding(5, 3, mask_zero=True)(i))
+        m = keras.Model(i, layers.Dense(1)(h))
+        m.compile(keras.optimizers.SGD(0.5), "mse")
+        return m
+
+    rs = np.random.default_rng(6)
+    x, y = rs.integers(1, 5, (16, 12)), rs.random((16, 1))
+    x[:4, 8:] = 0
+    unfolded = build()
+    unfolded.set_ops(reference)  # the reference ops take vectors: no fold
+    unfolded.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    folded = build()
+    monkeypatch.setattr(layers.Embedding, "forward", lambda *a: pytest.fail("not folded"))
+    folded.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    for a, b in zip(folded.get_weights(), unfolded.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_training_flag_at_a_call_and_eager_model_calls():
+    """``layer(x, training=True)`` keeps that layer in training mode (Monte-Carlo dropout);
+    calling a model on arrays runs it eagerly."""
+    i = keras.Input(shape=(64,))
+    mc = keras.Model(i, layers.Dropout(0.5)(i, training=True))
+    plain = keras.Model(i, layers.Dropout(0.5)(i))
+    x = np.ones((2, 64), dtype=np.float32)
+    assert (mc.predict(x, verbose=0) == 0).any()
+    np.testing.assert_array_equal(plain.predict(x, verbose=0), x)
+    np.testing.assert_array_equal(plain(x), x)
+    a, b = keras.Input(shape=(3,)), keras.Input(shape=(3,))
+    two = keras.Model([a, b], [layers.Dense(2)(a), b])
+    out = two([np.ones((4, 3)), np.zeros((4, 3))])
+    assert isinstance(out, list) and out[0].shape == (4, 2)
+
+
+def test_sequential_used_as_a_layer_trains():
+    keras.set_floatx("float64")
+    try:
+        body = keras.Sequential([keras.Input(shape=(5, 3)), layers.GRU(4), layers.Dense(2)])
+        x = keras.Input(shape=(5, 3))
+        m = keras.Model(x, layers.Dense(1)(body(x)))
+        assert m.count_params() == body.count_params() + 3
+        m.compile(keras.optimizers.SGD(0.1), "mse")
+        rs = np.random.default_rng(8)
+        xs, ys = rs.random((8, 5, 3)), rs.random((8, 1))
+        before = [w.copy() for w in body.get_weights()]
+        m.train_on_batch(xs, ys)
+        assert all(not np.array_equal(a, b) for a, b in zip(before, body.get_weights(),
+                                                            strict=True))
+        np.testing.assert_allclose(m.predict(xs, verbose=0),
+                                   m.layers[-1](body.predict(xs, verbose=0)), atol=1e-12)
+    finally:
+        keras.set_floatx("float32")

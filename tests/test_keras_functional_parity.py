@@ -237,3 +237,40 @@ def test_summary_with_connected_to_matches_keras_text():
         km.summary(line_length=width, print_fn=lambda s, _kt=kt, **kw: _kt.append(s))
         om.summary(line_length=width, print_fn=ot.append)
         assert ot[0].rstrip("\n") == kt[0].rstrip("\n")
+
+
+def test_sequential_used_as_a_layer_matches_keras():
+    """A Sequential inside a functional model, after a trainable layer: the gradient flows
+    through the Sequential into the layer before it."""
+    def build(mod):
+        body = mod.Sequential([mod.Input(shape=(6, 4)), mod.layers.LSTM(3, name="body_lstm"),
+                               mod.layers.Dense(2, name="body_dense")], name="body")
+        x = mod.Input(shape=(6, 3))
+        h = mod.layers.Dense(4, activation="tanh", name="pre")(x)
+        return mod.Model(x, mod.layers.Dense(1, name="post")(body(h)))
+
+    rs = np.random.default_rng(9)
+    x = rs.standard_normal((5, 6, 3))
+    y = rs.standard_normal((5, 1))
+    _check_same(build(keras), build(fk), x, y)
+
+
+def test_masked_encoder_decoder_matches_keras():
+    """Embedding(mask_zero=True) on both sides of an encoder-decoder: the encoder's final
+    states are those of each sequence's last real token, and the decoder starts from them."""
+    def build(mod):
+        enc_in = mod.Input(shape=(None,), dtype="int32")
+        dec_in = mod.Input(shape=(None,), dtype="int32")
+        e = mod.layers.Embedding(12, 4, mask_zero=True, name="enc_emb")(enc_in)
+        _, h, c = mod.layers.LSTM(5, return_state=True, name="enc")(e)
+        d = mod.layers.Embedding(9, 3, mask_zero=True, name="dec_emb")(dec_in)
+        seq = mod.layers.LSTM(5, return_sequences=True, name="dec")(d, initial_state=[h, c])
+        return mod.Model([enc_in, dec_in], mod.layers.Dense(2, name="out")(seq))
+
+    rs = np.random.default_rng(10)
+    xe, xd = rs.integers(1, 12, (6, 7)), rs.integers(1, 9, (6, 5))
+    for r, (ne, nd) in enumerate([(7, 5), (3, 2), (5, 5), (1, 3), (6, 1), (2, 4)]):
+        xe[r, ne:] = 0
+        xd[r, nd:] = 0
+    y = rs.standard_normal((6, 5, 2))
+    _check_same(build(keras), build(fk), [xe, xd], y)

@@ -134,6 +134,21 @@ class Graph:
         self.shared = [counts[id(n.layer)] > 1 for n in self.nodes]
         self.casts = [None if isinstance(n.layer, Embedding) or not isinstance(n.layer, Layer)
                       else np.dtype(n.layer.dtype) for n in self.nodes]
+        # An Embedding whose output feeds only one single-input recurrent call (and is no model
+        # output) may hand that layer its ids: the lookup folds into the recurrent layer's input
+        # projection, as in Sequential (decided per batch by the layer's accepts_tokens).
+        users: dict[int, list[Node]] = {}
+        for n in self.nodes:
+            for s in n.inputs:
+                users.setdefault(id(s), []).append(n)
+        out_ids = {id(t) for t in outputs}
+        self.fold_into: list[Any] = []
+        for n in self.nodes:
+            u = users.get(id(n.outputs[0]), [])
+            ok = (isinstance(n.layer, Embedding) and not n.list_call and len(u) == 1
+                  and not u[0].list_call and id(n.outputs[0]) not in out_ids
+                  and hasattr(u[0].layer, "accepts_tokens"))
+            self.fold_into.append(u[0].layer if ok else None)
 
     def _disconnected(self, t: KerasTensor, done: list[str], at: Any = None) -> str:
         where = f" at layer {at.name!r}" if at is not None else " (a model output)"
@@ -225,13 +240,29 @@ class Graph:
             ins = []
             for s in self.in_slots[k]:
                 v = vals[s]
-                if cast is not None and v.dtype != cast:
+                if not isinstance(v, np.ndarray):
+                    pass  # folded Embedding ids (_Tokens)
+                elif cast is not None and v.dtype != cast:
                     v = v.astype(cast)
                 elif cast is None and isinstance(node.layer, Layer) and v.dtype.kind == "f":
                     v = v.astype(np.int64)  # Embedding ids given as floats
                 ins.append(v)
             tr = training if node.training is None else node.training
-            if node.list_call:
+            nxt = self.fold_into[k]
+            if nxt is not None and ins[0].ndim == 2 \
+                    and nxt.accepts_tokens(node.layer, ins[0].shape[1], ins[0].shape[0]):
+                s = self.out_slots[k][0]
+                vals[s], msk[s] = node.layer.tokens(ins[0])
+                if tape is not None:
+                    tape.append(None)  # its gradient comes from the recurrent layer
+                continue
+            if node.n_states:
+                # Keras 3 passes a mask only to calls with one tensor argument: a recurrent
+                # layer given initial_state runs unmasked, and its output carries the
+                # sequence's mask on (Layer.compute_mask of the first input's mask)
+                y, m = node.layer.forward(ins, None, tr)
+                m = node.layer.compute_mask(None, msk[self.in_slots[k][0]])
+            elif node.list_call:
                 y, m = node.layer.forward(ins, [msk[s] for s in self.in_slots[k]], tr)
             else:
                 y, m = node.layer.forward(ins[0], msk[self.in_slots[k][0]], tr)
