@@ -269,6 +269,32 @@ def test_functional_nested_shared_and_bidirectional():
     _check_model(model, [{"x": _padded(rng, bb, t, 4)} for bb, t in SHAPES])
 
 
+def test_functional_masked_decoder_with_initial_state_and_sequential_layers():
+    """A decoder given initial_state runs unmasked (as fastrnn's graphs and Keras 3), its
+    output carrying the mask on; Sequential models used as layers."""
+    rng = np.random.default_rng(20)
+    src = keras.Input(shape=(None,), dtype="int64", name="src")
+    tgt = keras.Input(shape=(None,), dtype="int64", name="tgt")
+    encoder = keras.Sequential([keras.Input(shape=(None,), dtype="int64"),
+                                L.Embedding(12, 4, mask_zero=True),
+                                L.GRU(5, return_sequences=True), L.Dropout(0.2)])
+    _, h = L.GRU(5, return_state=True)(encoder(src))
+    d = L.Embedding(12, 4, mask_zero=True)(tgt)
+    seq, h2 = L.GRU(5, return_sequences=True, return_state=True)(d, initial_state=[h])
+    seq = L.LSTM(3, return_sequences=True)(seq)  # takes the mask carried on
+    # h2: the state after every step, padding included (the call is unmasked)
+    model = keras.Model([src, tgt], [L.TimeDistributed(L.Dense(2))(seq), h2])
+    feeds = []
+    for (b, t), t2 in zip(SHAPES, (3, 5, 4), strict=True):
+        a, c = rng.integers(1, 12, (b, t)), rng.integers(1, 12, (b, t2))
+        a[0, max(1, t - 1):] = 0
+        c[-1, 1:] = 0
+        feeds.append({"src": a.astype(np.int64), "tgt": c.astype(np.int64)})
+    _check_model(model, feeds)
+    head = keras.Sequential([keras.Input(shape=(None, 3)), model.layers[-1]])
+    _check(head, [rng.standard_normal((b, t, 3)).astype(np.float32) for b, t in SHAPES])
+
+
 def test_functional_from_a_file_and_stateful(tmp_path):
     rng = np.random.default_rng(18)
     i = keras.Input(shape=(None, 2), batch_size=3, name="series")

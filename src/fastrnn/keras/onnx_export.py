@@ -452,7 +452,14 @@ class _Exporter:
         if inner is not None:  # a model used as a layer
             return self.run_graph(inner, xs)
         if isinstance(layer, _RNNBase) and type(layer) in self._DISPATCH:
-            out, finals = self.rnn_call(layer, xs[0], [x.name for x in xs[1:]] or None)
+            x, init = xs[0], [t.name for t in xs[1:]] or None
+            if init is not None:
+                # as fastrnn's graphs (and Keras 3): a call with initial_state runs unmasked,
+                # its output carrying the sequence's mask
+                out, finals = self.rnn_call(layer, _Tensor(x.name, x.rank, None), init)
+                out.mask = x.mask if layer.return_sequences else None
+            else:
+                out, finals = self.rnn_call(layer, x)
             if layer.return_state:
                 return [out] + [_Tensor(f, 2, None) for f in finals]
             return [out]
@@ -471,6 +478,16 @@ class _Exporter:
     def layer(self, layer: Any, x: _Tensor) -> _Tensor:
         """Convert one layer applied to ``x`` (fastrnn's own layer classes only: a subclass
         may compute something else)."""
+        if _is_sequential(layer):  # a Sequential model used as a layer
+            for inner in _chain(layer):
+                x = self.layer(inner, x)
+            return x
+        if getattr(layer, "_graph", None) is not None:  # a functional model used as a layer
+            outs = self.run_graph(layer._graph, [x])
+            if len(outs) != 1:
+                raise OnnxExportError(f"model {layer.name!r} used as a layer has "
+                                      f"{len(outs)} outputs where one is expected")
+            return outs[0]
         method = self._DISPATCH.get(type(layer))
         if method is None:
             raise OnnxExportError(
@@ -502,12 +519,28 @@ def _check_opset(opset: Any, onnx: Any) -> int:
     return int(opset)
 
 
-def _graph_layers(graph: Any) -> list[Any]:
-    """Every layer called in a functional graph, nested models' layers included."""
+def _is_sequential(obj: Any) -> bool:
+    """Whether ``obj`` is a fastrnn Sequential model (the class is not imported:
+    fastrnn.keras.models calls this module)."""
+    return type(obj).__name__ == "Sequential" and isinstance(getattr(obj, "layers", None), list)
+
+
+def _chain(model: Any) -> list[Any]:
+    """A Sequential model's layers, its Input left out."""
+    return [layer for layer in model.layers if not isinstance(layer, InputLayer)]
+
+
+def _all_layers(layers: list[Any]) -> list[Any]:
+    """``layers`` with each nested model replaced by its own layers (at any depth)."""
     out: list[Any] = []
-    for node in graph.nodes:
-        inner = getattr(node.layer, "_graph", None)
-        out += _graph_layers(inner) if inner is not None else [node.layer]
+    for layer in layers:
+        graph = getattr(layer, "_graph", None)
+        if graph is not None:
+            out += _all_layers([node.layer for node in graph.nodes])
+        elif _is_sequential(layer):
+            out += _all_layers(_chain(layer))
+        else:
+            out.append(layer)
     return out
 
 
@@ -515,7 +548,7 @@ def _kind(model: Any) -> str:
     """``'sequential'`` or ``'functional'`` (the classes are not imported:
     fastrnn.keras.models calls this module)."""
     name = type(model).__name__
-    if name == "Sequential" and isinstance(getattr(model, "layers", None), list):
+    if _is_sequential(model):
         return "sequential"
     if name == "Model" and getattr(model, "_graph", None) is not None:
         return "functional"
@@ -566,21 +599,22 @@ def export_onnx(model: Any, path: str | os.PathLike | None = None, *,
         if not isinstance(v, str) or not v:
             raise ValueError(f"{argname} must be a non-empty string, got {v!r}")
     if kind == "sequential":
-        layers = [layer for layer in model.layers if not isinstance(layer, InputLayer)]
+        layers = _chain(model)
         if not layers:
             raise OnnxExportError("the model has no layers to export")
         if not all(layer.built for layer in layers) or model.input_shape is None:
             raise OnnxExportError("the model is not built: call it on data, fit it, or give "
                                   "its first layer an input shape before exporting")
-        tokens = isinstance(layers[0], Embedding)
+        tokens = isinstance(_all_layers(layers[:1])[0], Embedding)
         # (name, shape, integer ids?) of each graph input; names of the outputs
         ins = [(input_name, tuple(model.input_shape), tokens)]
         outs = [output_name]
     else:
-        layers = _graph_layers(model._graph)
+        layers = [node.layer for node in model._graph.nodes]
         ins = [(n, tuple(t.shape), np.dtype(t.dtype).kind in "iu")
                for n, t in zip(model.input_names, model._graph.inputs, strict=True)]
         outs = list(model.output_names)
+    top, layers = layers, _all_layers(layers)
     rnns = [s for layer in layers for s in (
         (layer.forward_layer, layer.backward_layer) if isinstance(layer, Bidirectional)
         else (layer,)) if isinstance(s, _RNNBase)]
@@ -601,7 +635,7 @@ def export_onnx(model: Any, path: str | os.PathLike | None = None, *,
     ex = _Exporter(g, bool(states))
     if kind == "sequential":
         x = tensors[0]
-        for layer in layers:
+        for layer in top:
             x = ex.layer(layer, x)
         results = [x]
     else:
