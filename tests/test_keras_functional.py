@@ -417,3 +417,13 @@ def test_model_cut_from_an_intermediate_tensor(tmp_path):
     np.testing.assert_array_equal(head.predict(hv, verbose=0), full.predict(x, verbose=0))
     with pytest.raises(ValueError, match="intermediate tensor"):
         head.save(tmp_path / "head.keras")
+
+
+def test_one_output_takes_a_list_of_one_loss_and_a_loss_weight():
+    i = keras.Input(shape=(3,))
+    m = keras.Model(i, layers.Dense(1)(i))
+    x, y = np.ones((2, 3)), np.zeros((2, 1))
+    m.compile("sgd", loss="mse")
+    plain = m.evaluate(x, y, verbose=0)
+    m.compile("sgd", loss=["mse"], loss_weights=[2.0])
+    assert m.evaluate(x, y, verbose=0) == pytest.approx(2 * plain)

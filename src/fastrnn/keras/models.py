@@ -316,6 +316,9 @@ class _Trainer:
                 missing = [n for n in names if n not in value]
                 raise ValueError(f"compile: {what} lacks an entry for outputs {missing}")
             return [value.get(n) for n in names]
+        if isinstance(value, (list, tuple)) and len(names) == 1 and len(value) == 1 \
+                and what != "metrics":
+            return [value[0]]  # loss=["mse"] for one output
         if isinstance(value, (list, tuple)) and len(names) > 1:
             if len(value) != len(names):
                 raise ValueError(f"compile: {what} has {len(value)} entries for "
