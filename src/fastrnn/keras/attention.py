@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .backend import rng
-from .base import check_float
+from .base import Variable, check_float
 from .merging import MultiInputLayer
 
 __all__ = ["AdditiveAttention", "Attention"]
@@ -172,9 +172,14 @@ class Attention(_BaseAttention):
                              f"{score_mode!r}")
         self.score_mode = score_mode
 
+    def _scalar(self, name: str) -> Variable:
+        v = self.add_weight(name, (), "ones")
+        v.value = v.value.reshape(())  # stored 0-d, as Keras's shape () weight
+        return v
+
     def build(self, input_shape: Any) -> None:
-        self.scale = self.add_weight("scale", (), "ones") if self.use_scale else None
-        self.concat_score_weight = (self.add_weight("concat_score_weight", (), "ones")
+        self.scale = self._scalar("scale") if self.use_scale else None
+        self.concat_score_weight = (self._scalar("concat_score_weight")
                                     if self.score_mode == "concat" else None)
         self.built = True
 

@@ -126,6 +126,12 @@ def _state_sizes(cell: Any) -> list[int]:
     return [int(s) for s in size] if isinstance(size, (list, tuple)) else [int(size)]
 
 
+def _has_backward(cell: Any) -> bool:
+    """Whether a cell defines its own per-step backward (Layer's abstract one does not count)."""
+    fn = getattr(type(cell), "backward", None)
+    return callable(fn) and fn is not Layer.backward
+
+
 def _accepts_training(fn: Any) -> bool:
     try:
         return "training" in inspect.signature(fn).parameters
@@ -143,9 +149,11 @@ class StackedRNNCells(Layer):
     """
 
     def __init__(self, cells: Sequence[Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
         if isinstance(cells, (str, bytes)) or not isinstance(cells, Sequence) or not cells:
             raise ValueError(f"StackedRNNCells expects a non-empty list of cells, got {cells!r}")
+        if "dtype" not in kwargs and isinstance(cells[0], Layer):
+            kwargs["dtype"] = cells[0].dtype
+        super().__init__(**kwargs)
         for c in cells:
             _check_cell(c, "StackedRNNCells")
         self.cells = list(cells)
@@ -191,7 +199,7 @@ class StackedRNNCells(Layer):
         sizes = [len(_state_sizes(c)) for c in self.cells]
         ends = np.cumsum(sizes)
         for c, n, end in zip(reversed(self.cells), reversed(sizes), reversed(ends), strict=True):
-            if not hasattr(c, "backward") or isinstance(c, _FusedCell):
+            if not _has_backward(c) or isinstance(c, _FusedCell):
                 raise NotImplementedError(f"cell {getattr(c, 'name', c)!r} has no per-step "
                                           "backward(d_output, d_states)")
             d_out, dp = c.backward(d_out, list(d_states[end - n:end]))
@@ -352,7 +360,7 @@ class RNN(Layer):
         if states is None:
             return [None] * len(self._fused)
         states = [states] if isinstance(states, np.ndarray) else list(states)
-        counts = [lay._n_states() for lay in self._fused]
+        counts = [lay._n_states for lay in self._fused]
         if len(states) != sum(counts):
             raise ValueError(f"layer {self.name!r} (RNN) expects {sum(counts)} initial states "
                              f"(one per state of each cell), got {len(states)}")
@@ -413,7 +421,7 @@ class RNN(Layer):
     # -- the per-step path (your own cells) -----------------------------------------------
     def _step_forward(self, x, mask, training, initial_state):
         cell = self.cell
-        if training and not callable(getattr(cell, "backward", None)):
+        if training and not _has_backward(cell):
             raise NotImplementedError(
                 f"layer {self.name!r} (RNN): cell {getattr(cell, 'name', cell)!r} has no "
                 "backward(d_output, d_states) method, so it cannot be trained (inference "

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from .base import weight_budget
+from .lambda_layer import unsafe_deserialization
 
 FORMAT = "fastrnn.keras"
 VERSION = 1
@@ -536,7 +537,8 @@ def _weight_bytes(path: str, z: zipfile.ZipFile) -> int:
     return min(listed, _MAX_DEFLATE_RATIO * os.path.getsize(path))
 
 
-def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True) -> Any:
+def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True,
+               safe_mode: bool = True) -> Any:
     """Rebuild a model saved by ``model.save``.
 
     Parameters
@@ -548,6 +550,9 @@ def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True
         passes ``{"Sequential": Sequential}``.
     compile : bool
         Restore the optimizer (with its state), loss and metrics when they were saved.
+    safe_mode : bool
+        Refuse Lambda layers, whose functions would be imported (code run) to rebuild them;
+        False allows them, for files you trust (as Keras).
 
     Returns
     -------
@@ -573,7 +578,8 @@ def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True
         if not isinstance(cls, str) or cls not in model_classes:
             raise _fail(path, f"unknown model class {cls!r}")
         try:
-            with weight_budget(_weight_bytes(path, z)):
+            with weight_budget(_weight_bytes(path, z)), \
+                    unsafe_deserialization(not safe_mode):
                 model = model_classes[cls].from_config(mcfg.get("config"))
         except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
             raise _fail(path, f"invalid model config ({exc})") from exc
