@@ -61,6 +61,7 @@ from .saving import ModelFileError
 from .saving import load_model as _load_model
 from .saving import load_weights as _load_weights
 from .saving import save_model as _save_model
+from .symbolic import KerasTensor
 
 __all__ = ["ModelFileError", "Sequential", "floatx", "load_model", "set_floatx",
            "set_random_seed"]
@@ -221,6 +222,13 @@ class Sequential:
 
     def add(self, layer: Layer) -> None:
         """Append a layer (or set the input with an :func:`~fastrnn.keras.layers.Input`)."""
+        if isinstance(layer, KerasTensor):
+            node = layer._node
+            if node is None or not node.is_input:
+                raise TypeError(f"Sequential.add takes layers or a keras.Input, got the "
+                                f"output of layer {layer._keras_history[0].name!r} ({layer!r});"
+                                " build a keras.Model(inputs, outputs) for a functional graph")
+            layer = node.layer
         if isinstance(layer, InputLayer):
             if self._layers or self._input_layer is not None:
                 raise ValueError("an Input can only be added first, once")
