@@ -454,7 +454,9 @@ def test_rnn_return_state_and_initial_state_and_cell_step():
     init = [np.full((2, 4), 0.3), np.full((2, 4), -0.2), np.full((2, 3), 0.1)]
     y2 = rnn(x, initial_state=init)[0]
     assert not np.allclose(y2, y)
-    with pytest.raises(ValueError, match="expects 3 initial states"):
+    with pytest.raises(ValueError, match=r"initial_state expects 3 states of shapes "
+                                         r"\[\(None, 4\), \(None, 4\), \(None, 3\)\], "
+                                         r"got \[\(2, 4\), \(2, 4\)\]"):
         rnn(x, initial_state=init[:2])
     # one cell step equals one timestep of the layer
     cell = L.LSTMCell(4, dtype="float64")
@@ -463,6 +465,44 @@ def test_rnn_return_state_and_initial_state_and_cell_step():
     yr, hr, cr = ref(x[:, :1])
     np.testing.assert_allclose(out, yr)
     np.testing.assert_allclose(c, cr)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: L.RNN([L.LSTMCell(3, dtype="float64"), L.GRUCell(2, dtype="float64")],
+                  return_state=True, return_sequences=True, dtype="float64"),
+    lambda: L.RNN(L.LSTMCell(3, dtype="float64"), return_state=True, dtype="float64"),
+    lambda: L.RNN(MinimalCell(3, dtype="float64"), return_state=True, dtype="float64"),
+])
+def test_rnn_initial_state_and_return_state_gradients(make):
+    """The recurrent layers' graph protocol: forward([x, *initial_states]) returns
+    [output, *final_states]; backward([dy, *d_states]) returns [dx, *d_initial_states]; all
+    checked against finite differences of sum(out * r) + sum(states * r_s)."""
+    rnn = make()
+    rng = np.random.default_rng(0)
+    x = _x(2, 4, 3)
+    rnn._build_for((None, 4, 3))
+    init = [rng.normal(size=(2, s)) for s in rnn._sizes]
+    outs, _ = rnn.forward([x, *init], [POST_MASK[1:, :4], None, None, None][:1 + len(init)],
+                          True)
+    rs = [rng.normal(size=o.shape) for o in outs]
+    grads = rnn.backward(rs)
+    assert len(grads) == 1 + len(init)
+
+    def loss():
+        o, _ = rnn.forward([x, *init], [POST_MASK[1:, :4]] + [None] * len(init), False)
+        return sum(float((a * r).sum()) for a, r in zip(o, rs, strict=True))
+
+    for arr, g in zip([x, *init], grads, strict=True):
+        flat = arr.reshape(-1)
+        for i in rng.choice(flat.size, size=min(5, flat.size), replace=False):
+            old = flat[i]
+            flat[i] = old + 1e-6
+            up = loss()
+            flat[i] = old - 1e-6
+            down = loss()
+            flat[i] = old
+            np.testing.assert_allclose(g.reshape(-1)[i], (up - down) / 2e-6, rtol=1e-5,
+                                       atol=1e-7)
 
 
 class MinimalCell(L.Layer):

@@ -128,9 +128,17 @@ class _BaseAttention(MultiInputLayer):
             return [dq.astype(dt, copy=False), (dv + dk).astype(dt, copy=False)]
         return [dq.astype(dt, copy=False), dv.astype(dt, copy=False), dk.astype(dt, copy=False)]
 
-    def __call__(self, inputs: Any, mask: Any = None, training: bool = False,
+    def __call__(self, inputs: Any, mask: Any = None, training: Any = None,
                  return_attention_scores: bool = False, use_causal_mask: bool = False) -> Any:
         """Eager call on ``[query, value(, key)]``; ``mask=[query_mask, value_mask]``."""
+        from .symbolic import is_symbolic
+
+        if is_symbolic(inputs):
+            # the graph records call arguments other than the defaults
+            kw = {k: True for k, v in (("use_causal_mask", use_causal_mask),
+                                       ("return_attention_scores", return_attention_scores))
+                  if v}
+            return super().__call__(inputs, mask=mask, training=training, **kw)
         if mask is not None and isinstance(mask, (list, tuple)) and len(mask) < len(inputs):
             mask = list(mask) + [None] * (len(inputs) - len(mask))
         y = super().__call__(inputs, mask=mask, training=training,

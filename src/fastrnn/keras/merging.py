@@ -73,9 +73,14 @@ class MultiInputLayer(Layer):
                 raise ValueError(f"layer {self.name!r} ({type(self).__name__}) expects input "
                                  f"{i} of shape {tuple(spec)}, got {x.shape}")
 
-    def __call__(self, inputs: Any, mask: Any = None, training: bool = False,
+    def __call__(self, inputs: Any, mask: Any = None, training: Any = None,
                  **kwargs: Any) -> Any:
-        """Run eagerly on a list of NumPy arrays (builds the layer on first use)."""
+        """Run eagerly on a list of NumPy arrays (builds the layer on first use), or record a
+        call in a functional graph when given symbolic tensors."""
+        from .symbolic import is_symbolic, symbolic_call
+
+        if is_symbolic(inputs, kwargs):
+            return symbolic_call(self, inputs, mask=mask, training=training, **kwargs)
         if not isinstance(inputs, (list, tuple)):
             raise ValueError(f"layer {self.name!r} ({type(self).__name__}) expects a list of "
                              f"inputs, got {type(inputs).__name__}")

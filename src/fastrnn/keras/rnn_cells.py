@@ -280,7 +280,7 @@ class RNN(Layer):
                                      f"{self.dtype}")
                 last = i == n - 1
                 lay.return_sequences = self.return_sequences if last else True
-                lay.return_state = False
+                lay.return_state = self.return_state
                 lay.go_backwards = self.go_backwards and i == 0
                 lay.stateful = self.stateful
                 lay.zero_output_for_mask = self.zero_output_for_mask if last else False
@@ -304,6 +304,8 @@ class RNN(Layer):
             shape = tuple(input_shape)
             for lay in self._fused:
                 shape = lay._build_for(shape)
+                if isinstance(shape, list):  # [output, *states] with return_state
+                    shape = shape[0]
         elif not getattr(self.cell, "built", False):
             if hasattr(self.cell, "build"):
                 self.cell.build((input_shape[0], input_shape[-1]))
@@ -313,10 +315,24 @@ class RNN(Layer):
             self.cell.built = True
         self.built = True
 
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
+    def compute_output_shape(self, input_shape: tuple) -> Any:
         b, t = input_shape[0], input_shape[1]
-        out = int(getattr(self.cell, "output_size", self._sizes[0]))
-        return (b, t, out) if self.return_sequences else (b, out)
+        n = int(getattr(self.cell, "output_size", self._sizes[0]))
+        out = (b, t, n) if self.return_sequences else (b, n)
+        if self.return_state:
+            return [out] + [(b, s) for s in self._sizes]
+        return out
+
+    def check_initial_state(self, shapes: list[tuple]) -> None:
+        """Check ``initial_state`` shapes: one ``(batch, size)`` per state of every cell."""
+        want = [(None, s) for s in self._sizes]
+        ok = len(shapes) == len(want) and all(
+            len(s) == 2 and (s[1] is None or s[1] == w[1]) for s, w in zip(shapes, want,
+                                                                         strict=True))
+        if not ok:
+            raise ValueError(f"layer {self.name!r} (RNN): initial_state expects "
+                             f"{len(want)} states of shapes {want}, got "
+                             f"{[tuple(s) for s in shapes]}")
 
     def compute_mask(self, inputs: Any, mask: Any) -> Any:
         return mask if self.return_sequences else None
@@ -364,6 +380,7 @@ class RNN(Layer):
         if len(states) != sum(counts):
             raise ValueError(f"layer {self.name!r} (RNN) expects {sum(counts)} initial states "
                              f"(one per state of each cell), got {len(states)}")
+        states = [np.ascontiguousarray(a, dtype=self.dtype) for a in states]
         out, i = [], 0
         for n in counts:
             out.append(states[i:i + n])
@@ -371,51 +388,83 @@ class RNN(Layer):
         return out
 
     # -- compute --------------------------------------------------------------------------
-    def forward(self, x: np.ndarray, mask: np.ndarray | None, training: bool,
-                initial_state: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+    # The recurrent layers' protocol: forward takes x or [x, *initial_states] (with a list of
+    # masks) and returns the output, or [output, *final_states] with return_state; backward
+    # takes the output gradient (a list with return_state, None for states without one) and
+    # returns dx, or [dx, *d_initial_states] after a forward with initial states.
+    def forward(self, x: Any, mask: Any, training: bool) -> tuple[Any, np.ndarray | None]:
+        init = None
+        self._with_init = isinstance(x, list)
+        if self._with_init:
+            x, *init = x
+            mask = mask[0] if isinstance(mask, list) else mask
+            b = np.shape(x)[0]
+            self.check_initial_state([np.shape(s) for s in init])
+            if any(np.shape(s)[0] != b for s in init):
+                raise ValueError(f"layer {self.name!r} (RNN): initial_state carries state for "
+                                 f"another batch size than the input's {b}")
         if self._fused is None:
-            return self._step_forward(x, mask, training, initial_state)
-        if initial_state is not None:
-            return self._with_initial_state(initial_state,
-                                            lambda: self.forward(x, mask, training))
+            y, m = self._step_forward(x, mask, training, init)
+            return ([y, *self._last] if self.return_state else y), m
         m = mask
-        for lay in self._fused:
-            x, m = lay.forward(x, m, training)
-        return x, m
+        states: list[np.ndarray] = []
+        for lay, st in zip(self._fused, self._split(init), strict=True):
+            if st is None:
+                x, m = lay.forward(x, m, training)
+            else:
+                x, m = lay.forward([x, *st], [m] + [None] * len(st), training)
+            if self.return_state:
+                x, *st_out = x
+                states += st_out
+        return ([x, *states] if self.return_state else x), m
 
-    def _with_initial_state(self, initial_state: Any, run: Any) -> Any:
-        assert self._fused is not None
-        saved = [(lay.stateful, lay._states) for lay in self._fused]
-        try:
-            for lay, st in zip(self._fused, self._split(initial_state), strict=True):
-                lay.stateful = True
-                lay.reset_states(st)
-            return run()
-        finally:
-            for lay, (sf, st) in zip(self._fused, saved, strict=True):
-                lay.stateful, lay._states = sf, st
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        with_init = getattr(self, "_with_init", False)
         if self._fused is None:
-            return self._step_backward(dy, need_dx)
-        g: np.ndarray | None = dy
-        n = len(self._fused)
-        for i, lay in enumerate(reversed(self._fused)):
-            assert g is not None
-            g = lay.backward(g, need_dx or i < n - 1)
-        return g
+            return self._step_backward(dy, need_dx, with_init)
+        dstates: list[Any] = [None] * len(self._sizes)
+        if self.return_state:
+            dy, *dstates = dy
+        counts = [lay._n_states for lay in self._fused]
+        ends = np.cumsum(counts)
+        g: Any = dy
+        d_init: list[Any] = []
+        for i in range(len(self._fused) - 1, -1, -1):
+            lay = self._fused[i]
+            ds = dstates[ends[i] - counts[i]:ends[i]]
+            g = lay.backward([g, *ds] if self.return_state else g, need_dx or i > 0)
+            if getattr(lay, "_with_init", False):
+                g, *di = g
+                d_init = list(di) + d_init
+            else:
+                d_init = [None] * counts[i] + d_init
+        return [g, *d_init] if with_init else g
 
-    def __call__(self, inputs: Any, mask: Any = None, training: bool = False,
-                 initial_state: Any = None) -> Any:
-        """Run eagerly; returns the output, or ``[output, *final_states]`` with
-        ``return_state=True``."""
+    def __call__(self, inputs: Any, mask: Any = None, training: Any = None,
+                 initial_state: Any = None, **kwargs: Any) -> Any:
+        """Run eagerly (or record a call on symbolic tensors); returns the output, or
+        ``[output, *final_states]`` with ``return_state=True``."""
+        from .symbolic import is_symbolic, symbolic_call
+
+        if is_symbolic(inputs, {"initial_state": initial_state}):
+            return symbolic_call(self, inputs, mask=mask, training=training,
+                                 initial_state=initial_state, **kwargs)
+        if kwargs:
+            raise TypeError(f"layer {self.name!r} got unexpected keyword arguments: "
+                            f"{', '.join(sorted(kwargs))}")
         x = self._prepare_input(inputs)
         self._build_for((None,) + tuple(x.shape[1:]))
         self.check_batch(x)
         m = None if mask is None else np.asarray(mask, dtype=bool)
-        y, _ = self.forward(x, m, bool(training), initial_state=initial_state)
+        if initial_state is not None:
+            st = [initial_state] if isinstance(initial_state, np.ndarray) else \
+                list(initial_state)
+            st = [np.asarray(a, dtype=self.dtype) for a in st]
+            y, _ = self.forward([x, *st], [m] + [None] * len(st), bool(training))
+        else:
+            y, _ = self.forward(x, m, bool(training))
         if self.return_state:
-            return [y] + [np.array(s, copy=True) for s in self._last_states]
+            return [y[0]] + [np.array(a, copy=True) for a in y[1:]]
         return y
 
     # -- the per-step path (your own cells) -----------------------------------------------
@@ -464,14 +513,21 @@ class RNN(Layer):
             return y, mask
         return outs[-1], None
 
-    def _step_backward(self, dy, need_dx):
+    def _step_backward(self, dy, need_dx, with_init):
         mask, order, xshape = self._step_cache
         self._step_cache = None
         for v in self.weights:
             v.grad = np.zeros_like(v.value)
         dx = np.zeros(xshape, dtype=self.dtype)
         d_states = [np.zeros((xshape[0], s), dtype=self.dtype) for s in self._sizes]
-        d_carry = np.zeros((xshape[0], dy.shape[-1]), dtype=self.dtype)  # into previous out
+        if self.return_state:  # gradients of the final states join the last step's
+            dy, *ds = dy
+            d_states = [z if d is None else z + d for z, d in zip(d_states, ds, strict=True)]
+        n_out = int(getattr(self.cell, "output_size", self._sizes[0]))
+        if dy is None:
+            dy = np.zeros((xshape[0], xshape[1], n_out) if self.return_sequences
+                          else (xshape[0], n_out), dtype=self.dtype)
+        d_carry = np.zeros((xshape[0], n_out), dtype=self.dtype)  # into the previous output
         n = len(order)
         for i in range(n - 1, -1, -1):
             t = order[i]
@@ -491,6 +547,8 @@ class RNN(Layer):
                 d_prev = [p + k for p, k in zip(d_prev, keep, strict=True)]
             d_states = d_prev
             dx[:, t] = d_in
+        if with_init:
+            return [dx, *d_states]
         return dx if need_dx else None
 
     # -- config ---------------------------------------------------------------------------
