@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from . import data_adapters as _data
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
@@ -692,6 +693,8 @@ class Sequential:
             ``history.history`` maps ``'loss'``, metric names and ``'val_*'`` to per-epoch
             values.
         """
+        if _data.is_dataset(x):  # a generator or keras.utils.PyDataset
+            return _data.fit(self, **_data.arguments(locals()))
         if not self.compiled or self.optimizer is None:
             raise RuntimeError("call compile(optimizer, loss, ...) before fit()")
         if self.loss is None:
@@ -794,6 +797,8 @@ class Sequential:
             The loss when there are no metrics, else ``[loss, *metrics]`` (or a dict with
             ``return_dict=True``).
         """
+        if _data.is_dataset(x):  # a generator or keras.utils.PyDataset
+            return _data.evaluate(self, **_data.arguments(locals()))
         if not self.compiled or self.loss is None:
             raise RuntimeError("call compile(optimizer, loss, ...) before evaluate()")
         if steps is not None:
@@ -824,6 +829,8 @@ class Sequential:
     def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto",
                 steps: Any = None, callbacks: Any = None) -> np.ndarray:
         """Outputs for ``x``, computed batch by batch in inference mode (no caches kept)."""
+        if _data.is_dataset(x):  # a generator or keras.utils.PyDataset
+            return _data.predict(self, **_data.arguments(locals()))
         if steps is not None:
             raise NotImplementedError("steps= needs dataset inputs; pass NumPy arrays")
         verbose = _check_verbose(verbose)
