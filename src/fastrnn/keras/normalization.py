@@ -200,8 +200,8 @@ class BatchNormalization(_Normalization):
         Default 1e-3.
     center, scale : bool
         Whether to learn ``beta`` / ``gamma``.
-    beta_initializer, gamma_initializer, moving_mean_initializer,
-    moving_variance_initializer : str or Initializer
+    beta_initializer, gamma_initializer : str or Initializer
+    moving_mean_initializer, moving_variance_initializer : str or Initializer
 
     Notes
     -----
