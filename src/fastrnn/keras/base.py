@@ -411,7 +411,7 @@ class Layer:
         """
         raise NotImplementedError
 
-    def __call__(self, inputs: Any, mask: Any = None, training: bool = False,
+    def __call__(self, inputs: Any, mask: Any = None, training: bool | None = None,
                  **kwargs: Any) -> Any:
         """Run the layer eagerly on a NumPy batch (builds it on first use), or, called on
         :func:`fastrnn.keras.Input` tensors, record it in a functional graph and return its

@@ -103,14 +103,13 @@ def _callbacks(callbacks: Any) -> list:
 
 
 def _eval_batch(model: Any, x: Any, y: Any, sw: Any, what: str) -> None:
-    xa, ya, swa = model._standardize(x, y, sw, what=what)
-    model._resolve(ya)
-    ya = model._prepare_y(ya)
-    out, mask = model._forward(xa, False)
-    lo = model._loss_obj
-    loss = lo(ya, out, swa) if mask is None else lo.value_and_grad(ya, out, swa, mask)[0]
-    model._loss_tracker.update(float(loss), len(xa))
-    model._update_metrics(ya, out, swa, mask)
+    xs, ys, sws = model._standardize(x, y, sw, what=what)
+    model._resolve(ys)
+    ys = model._prepare_y(ys)
+    outs, masks = model._run(xs, False)
+    loss, _ = model._losses_of(ys, outs, sws, masks, False)
+    model._loss_tracker.update(loss, len(xs[0]))
+    model._update_metrics(ys, outs, sws, masks)
 
 
 def _evaluate_source(model: Any, src: _Source, what: str) -> dict[str, float]:
@@ -182,11 +181,11 @@ def fit(model: Any, x: Any, epochs: int = 1, verbose: Any = "auto", callbacks: A
         for step, batch in enumerate(src.epoch()):
             cbs.on_train_batch_begin(step)
             xb, yb, swb = _unpack(batch, "fit", True)
-            xa, ya, swa = model._standardize(xb, yb, swb, class_weight, what="fit")
-            model._resolve(ya)
+            xs, ys, sws = model._standardize(xb, yb, swb, class_weight, what="fit")
+            model._resolve(ys)
             if variables is None:
                 variables = model._trainable_vars()
-            model._train_batch(xa, model._prepare_y(ya), swa, variables)
+            model._train_batch(xs, model._prepare_y(ys), sws, variables)
             seen += 1
             cbs.on_train_batch_end(step, model._logs())
             if model.stop_training:
@@ -243,10 +242,14 @@ def predict(model: Any, x: Any, verbose: Any = "auto", steps: Any = None,
     for i, batch in enumerate(src.epoch()):
         cbs.on_predict_batch_begin(i)
         xb = _unpack(batch, "predict", False)[0]
-        outs.append(np.ascontiguousarray(model.predict(xb, verbose=0)))
+        outs.append(model.predict(xb, verbose=0))
         cbs.on_predict_batch_end(i, {"outputs": outs[-1]})
     cbs.on_predict_end()
     if not outs:
         raise ValueError("predict: the data produced no batch")
+    first = outs[0]
+    if isinstance(first, dict):
+        return {k: np.concatenate([o[k] for o in outs]) for k in first}
+    if isinstance(first, list):
+        return [np.concatenate([o[k] for o in outs]) for k in range(len(first))]
     return np.concatenate(outs, axis=0)
-

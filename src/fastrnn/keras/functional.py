@@ -32,14 +32,16 @@ def _as_tensor_list(value: Any, what: str) -> tuple[list[KerasTensor], list[str]
     keys = None
     if isinstance(value, KerasTensor):
         items = [value]
-    elif isinstance(value, dict):
-        keys = [str(k) for k in value]
-        items = list(value.values())
+    elif isinstance(value, dict):  # in sorted key order, as Keras flattens dicts
+        keys = sorted(str(k) for k in value)
+        items = [value[k] for k in sorted(value)]
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
         raise TypeError(f"Model: {what} must be a symbolic tensor (from keras.Input or a layer "
-                        f"call), a list or a dict of them, got {type(value).__name__}")
+                        f"call), a list or a dict of them, got {type(value).__name__}"
+                        + (": did you pass NumPy arrays? Models are built from keras.Input"
+                           if isinstance(value, np.ndarray) else ""))
     if not items:
         raise ValueError(f"Model: {what} is empty")
     for t in items:
@@ -132,6 +134,21 @@ class Graph:
         self.shared = [counts[id(n.layer)] > 1 for n in self.nodes]
         self.casts = [None if isinstance(n.layer, Embedding) or not isinstance(n.layer, Layer)
                       else np.dtype(n.layer.dtype) for n in self.nodes]
+        # An Embedding whose output feeds only one single-input recurrent call (and is no model
+        # output) may hand that layer its ids: the lookup folds into the recurrent layer's input
+        # projection, as in Sequential (decided per batch by the layer's accepts_tokens).
+        users: dict[int, list[Node]] = {}
+        for n in self.nodes:
+            for s in n.inputs:
+                users.setdefault(id(s), []).append(n)
+        out_ids = {id(t) for t in outputs}
+        self.fold_into: list[Any] = []
+        for n in self.nodes:
+            u = users.get(id(n.outputs[0]), [])
+            ok = (isinstance(n.layer, Embedding) and not n.list_call and len(u) == 1
+                  and not u[0].list_call and id(n.outputs[0]) not in out_ids
+                  and hasattr(u[0].layer, "accepts_tokens"))
+            self.fold_into.append(u[0].layer if ok else None)
 
     def _disconnected(self, t: KerasTensor, done: list[str], at: Any = None) -> str:
         where = f" at layer {at.name!r}" if at is not None else " (a model output)"
@@ -223,12 +240,22 @@ class Graph:
             ins = []
             for s in self.in_slots[k]:
                 v = vals[s]
-                if cast is not None and v.dtype != cast:
+                if not isinstance(v, np.ndarray):
+                    pass  # folded Embedding ids (_Tokens)
+                elif cast is not None and v.dtype != cast:
                     v = v.astype(cast)
                 elif cast is None and isinstance(node.layer, Layer) and v.dtype.kind == "f":
                     v = v.astype(np.int64)  # Embedding ids given as floats
                 ins.append(v)
             tr = training if node.training is None else node.training
+            nxt = self.fold_into[k]
+            if nxt is not None and ins[0].ndim == 2 \
+                    and nxt.accepts_tokens(node.layer, ins[0].shape[1], ins[0].shape[0]):
+                s = self.out_slots[k][0]
+                vals[s], msk[s] = node.layer.tokens(ins[0])
+                if tape is not None:
+                    tape.append(None)  # its gradient comes from the recurrent layer
+                continue
             if node.list_call:
                 y, m = node.layer.forward(ins, [msk[s] for s in self.in_slots[k]], tr)
             else:

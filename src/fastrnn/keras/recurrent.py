@@ -509,7 +509,7 @@ class _RNNBase(Layer):
     def _ctx_batch(self) -> int:
         return int(self._last_states[0].shape[0])
 
-    def __call__(self, inputs: Any, mask: Any = None, training: bool = False,
+    def __call__(self, inputs: Any, mask: Any = None, training: bool | None = None,
                  initial_state: Any = None, **kwargs: Any) -> Any:
         """Run eagerly on a ``(batch, timesteps, features)`` array, or record a call in a
         functional graph when given symbolic tensors.

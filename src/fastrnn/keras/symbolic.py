@@ -23,15 +23,8 @@ _NO_VALUES = ("is a symbolic tensor of the functional API (what keras.Input and 
 
 
 class KerasTensor:
-    """A symbolic tensor: the shape (batch axis first, None where unknown), dtype and name of
-    a value a functional model will compute.
-
-    Attributes
-    ----------
-    shape : tuple
-    dtype : str
-    name : str
-    """
+    """A symbolic tensor: the ``shape`` (a tuple, batch axis first, None where unknown),
+    ``dtype`` (a string) and ``name`` of a value a functional model will compute."""
 
     __slots__ = ("shape", "dtype", "name", "_node", "_index")
 
@@ -85,20 +78,11 @@ class KerasTensor:
 
 
 class Node:
-    """One call of a layer in a graph.
-
-    Attributes
-    ----------
-    layer : Layer or model
-    inputs : list of KerasTensor
-    outputs : list of KerasTensor
-    list_call : bool
-        Whether forward/backward take lists (several inputs, or initial states).
-    multi_output : bool
-        Whether forward returns a list of outputs.
-    training : bool or None
-        A ``training=`` given at the call (overrides the model's mode), else None.
-    """
+    """One call of a layer in a graph: the ``layer`` (or model), its ``inputs`` and
+    ``outputs`` (lists of :class:`KerasTensor`), ``list_call`` (forward/backward take lists:
+    several inputs, or initial states), ``multi_output`` (forward returns a list),
+    ``training`` (a ``training=`` given at the call, overriding the model's mode, else None)
+    and ``n_states`` (how many of the inputs are initial states)."""
 
     __slots__ = ("layer", "inputs", "outputs", "list_call", "multi_output", "training",
                  "n_states")
