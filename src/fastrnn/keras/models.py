@@ -83,7 +83,8 @@ def load_model(filepath: Any, compile: bool = True, safe_mode: bool = True) -> A
         Restore the optimizer (with its state), loss and metrics when they were saved.
 
     safe_mode : bool
-        Accepted for Keras compatibility (fastrnn never executes code from a file).
+        Refuse Lambda layers, whose functions would be imported (code run) to rebuild them;
+        False allows them, for files you trust (as Keras). Nothing else is ever executed.
 
     Returns
     -------
