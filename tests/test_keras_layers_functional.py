@@ -183,3 +183,30 @@ def test_functional_model_fits_a_generator_of_multi_input_batches():
 
     h_gen = models[1].fit(gen(), steps_per_epoch=2, epochs=2, verbose=0)
     np.testing.assert_allclose(h_gen.history["loss"], h_arr.history["loss"], rtol=1e-12)
+
+
+def test_causal_self_attention_call_argument_in_a_functional_model(tmp_path):
+    def build(mod):
+        L = mod.layers
+        x = mod.Input((6, 4))
+        h = L.LSTM(4, return_sequences=True)(x)
+        a = L.Attention(use_scale=True)([h, h], use_causal_mask=True)
+        return mod.Model(x, L.Dense(2)(L.Add()([h, a])))
+
+    r = _rng()
+    x = r.normal(size=(5, 6, 4))
+    om = _check(build, x, r.normal(size=(5, 6, 2)))
+    # causal: outputs at step t do not depend on later steps
+    x2 = x.copy()
+    x2[:, 4:] += 1.0
+    np.testing.assert_allclose(om.predict(x2, verbose=0)[:, :4], om.predict(x, verbose=0)[:, :4],
+                               rtol=1e-12, atol=1e-12)
+    p = tmp_path / "c.keras"
+    om.save(p)
+    np.testing.assert_array_equal(fk.load_model(p).predict(x, verbose=0),
+                                  om.predict(x, verbose=0))
+    att = fk.layers.Attention()
+    q = fk.Input((3, 2))
+    att([q, q], use_causal_mask=True)
+    with pytest.raises(ValueError, match="must use one setting"):
+        att([q, q], use_causal_mask=False)

@@ -41,8 +41,9 @@ class _BaseAttention(MultiInputLayer):
     max_inputs = 3
 
     def __init__(self, use_scale: bool, dropout: float, seed: int | None,
-                 **kwargs: Any) -> None:
+                 causal: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.causal = bool(causal)
         self.use_scale = bool(use_scale)
         self.dropout = check_float(type(self).__name__, "dropout", dropout, 0.0, 1.0,
                                    hi_open=True)
@@ -85,7 +86,9 @@ class _BaseAttention(MultiInputLayer):
     def _scores_backward(self, ds: np.ndarray, ctx: Any) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def forward(self, xs, masks, training, use_causal_mask: bool = False):
+    def forward(self, xs, masks, training, use_causal_mask: bool | None = None):
+        if use_causal_mask is None:
+            use_causal_mask = self.causal
         q, v = xs[0], xs[1]
         k = xs[2] if len(xs) > 2 else v
         qm = masks[0] if masks else None
@@ -129,27 +132,36 @@ class _BaseAttention(MultiInputLayer):
         return [dq.astype(dt, copy=False), dv.astype(dt, copy=False), dk.astype(dt, copy=False)]
 
     def __call__(self, inputs: Any, mask: Any = None, training: Any = None,
-                 return_attention_scores: bool = False, use_causal_mask: bool = False) -> Any:
-        """Eager call on ``[query, value(, key)]``; ``mask=[query_mask, value_mask]``."""
+                 return_attention_scores: bool = False, use_causal_mask: bool | None = None
+                 ) -> Any:
+        """Eager call on ``[query, value(, key)]`` with ``mask=[query_mask, value_mask]``, or a
+        call on symbolic tensors (functional API).
+
+        In a functional model ``use_causal_mask=True`` is recorded on the layer (its
+        ``causal`` attribute, saved with it): a layer is causal in all its calls or in none.
+        """
         from .symbolic import is_symbolic
 
         if is_symbolic(inputs):
-            # the graph records call arguments other than the defaults
-            kw = {k: True for k, v in (("use_causal_mask", use_causal_mask),
-                                       ("return_attention_scores", return_attention_scores))
-                  if v}
+            if use_causal_mask is not None and bool(use_causal_mask) != self.causal:
+                if getattr(self, "_inbound_nodes", None):
+                    raise ValueError(f"layer {self.name!r} ({type(self).__name__}) was called "
+                                     f"with use_causal_mask={self.causal} before; a layer "
+                                     "shared by several calls must use one setting")
+                self.causal = bool(use_causal_mask)
+            kw = {"return_attention_scores": True} if return_attention_scores else {}
             return super().__call__(inputs, mask=mask, training=training, **kw)
         if mask is not None and isinstance(mask, (list, tuple)) and len(mask) < len(inputs):
             mask = list(mask) + [None] * (len(inputs) - len(mask))
         y = super().__call__(inputs, mask=mask, training=training,
-                             use_causal_mask=bool(use_causal_mask))
+                             use_causal_mask=use_causal_mask)
         if return_attention_scores:
             return y, self.last_attention_scores
         return y
 
     def get_config(self) -> dict:
         return {**super().get_config(), "use_scale": self.use_scale, "dropout": self.dropout,
-                "seed": self.seed}
+                "seed": self.seed, "causal": self.causal}
 
 
 class Attention(_BaseAttention):
@@ -165,6 +177,9 @@ class Attention(_BaseAttention):
     dropout : float
         Dropout on the attention weights in training.
     seed : int, optional
+    causal : bool
+        Keras 2's argument: always apply the causal mask (what ``use_causal_mask=True`` at a
+        functional call records).
 
     Notes
     -----
@@ -173,8 +188,8 @@ class Attention(_BaseAttention):
     """
 
     def __init__(self, use_scale: bool = False, score_mode: str = "dot", dropout: float = 0.0,
-                 seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(use_scale, dropout, seed, **kwargs)
+                 seed: int | None = None, causal: bool = False, **kwargs: Any) -> None:
+        super().__init__(use_scale, dropout, seed, causal, **kwargs)
         if score_mode not in ("dot", "concat"):
             raise ValueError(f"Attention: score_mode must be 'dot' or 'concat', got "
                              f"{score_mode!r}")
@@ -240,8 +255,8 @@ class AdditiveAttention(_BaseAttention):
     """
 
     def __init__(self, use_scale: bool = True, dropout: float = 0.0, seed: int | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(use_scale, dropout, seed, **kwargs)
+                 causal: bool = False, **kwargs: Any) -> None:
+        super().__init__(use_scale, dropout, seed, causal, **kwargs)
 
     def build(self, input_shape: Any) -> None:
         dim = int(input_shape[0][-1])
