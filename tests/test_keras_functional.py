@@ -68,6 +68,10 @@ def test_layer_called_on_input_builds_and_records_the_graph():
     lstm = layers.LSTM(4, return_sequences=True)
     y = lstm(x)
     assert lstm.built and lstm.input is x and lstm.output is y
+    assert x._keras_history[0].input is x and x._keras_history[0].output is x
+    lstm(keras.Input(shape=(6, 3)))
+    with pytest.raises(AttributeError, match="called 2 times"):
+        _ = lstm.output
     assert y.shape == (None, 6, 4)
     out, h, c = layers.LSTM(2, return_state=True)(y)
     assert out.shape == h.shape == c.shape == (None, 2)
