@@ -20,12 +20,16 @@ TOL = 1e-6
 
 @pytest.fixture(autouse=True)
 def _float64():
-    old_k, old_f = keras.config.floatx(), fk.floatx()
+    # Keras fixes its global dtype policy from floatx at the first layer it builds: set and
+    # restore both, so that later tests get float32 Keras layers again
+    old_k, old_f, old_p = keras.config.floatx(), fk.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     fk.set_floatx("float64")
     keras.utils.set_random_seed(0)
     yield
     keras.config.set_floatx(old_k)
+    keras.config.set_dtype_policy(old_p)
     fk.set_floatx(old_f)
 
 

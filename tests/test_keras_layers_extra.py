@@ -26,10 +26,14 @@ KTOL = 1e-6
 
 @pytest.fixture
 def f64():
-    old = keras.config.floatx()
+    # Keras fixes its global dtype policy from floatx at the first layer it builds: set and
+    # restore both, so that later tests get float32 Keras layers again
+    old, old_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     yield
     keras.config.set_floatx(old)
+    keras.config.set_dtype_policy(old_policy)
 
 
 def _keras_run(kl, xs, r, masks=None, training=True, **kw):
