@@ -20,9 +20,8 @@ TOL = 1e-6
 
 @pytest.fixture(autouse=True)
 def _float64():
-    # Keras fixes its global dtype policy from floatx at the first layer it builds: set and
-    # restore both, so that later tests get float32 Keras layers again
-    old_k, old_f, old_p = keras.config.floatx(), fk.floatx(), keras.config.dtype_policy()
+    # Keras caches its global dtype policy from floatx on first use: set and restore both
+    old_k, old_p, old_f = keras.config.floatx(), keras.config.dtype_policy(), fk.floatx()
     keras.config.set_floatx("float64")
     keras.config.set_dtype_policy("float64")
     fk.set_floatx("float64")
