@@ -166,10 +166,18 @@ def test_unreadable_truncated_and_mismatched_files_raise_clearly(tmp_path):
         load_model(bad)
 
     def layer(cfg):
-        cfg["model"]["config"]["layers"][0]["class_name"] = "Lambda"
+        cfg["model"]["config"]["layers"][0]["class_name"] = "EvalCode"
 
     _rewrite(good, bad, layer)
-    with pytest.raises(ModelFileError, match="unknown layer type 'Lambda'"):
+    with pytest.raises(ModelFileError, match="unknown layer type 'EvalCode'"):
+        load_model(bad)
+
+    def lambda_layer(cfg):  # a Lambda naming a function: refused before anything is imported
+        cfg["model"]["config"]["layers"][0] = {
+            "class_name": "Lambda", "config": {"function": "os:system", "name": "evil"}}
+
+    _rewrite(good, bad, lambda_layer)
+    with pytest.raises(ModelFileError, match="pass safe_mode=False"):
         load_model(bad)
 
     def fmt(cfg):
@@ -279,7 +287,9 @@ def _layer_cfg(cfg, i):
     (lambda c: _layer_cfg(c, 0).update(dropout=7), "dropout must be in"),
     (lambda c: _layer_cfg(c, 1).update(activation="__import__('os')"), "unknown activation"),
     (lambda c: c["model"]["config"]["layers"][0].update(class_name="Lambda"),
-     "unknown layer type 'Lambda'"),
+     "pass safe_mode=False"),
+    (lambda c: c["model"]["config"]["layers"][0].update(class_name="EvalCode"),
+     "unknown layer type 'EvalCode'"),
     (lambda c: c["model"].update(class_name="Functional"), "unknown model class"),
     (lambda c: c["model"].update(config=[]), "invalid model config"),
     (lambda c: c.update(weights=None), "weights list is malformed"),

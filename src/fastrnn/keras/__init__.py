@@ -42,9 +42,11 @@ from . import (
     metrics,
     models,
     optimizers,
+    preprocessing,
     recurrent,
     saving,
     symbolic,
+    utils,
 )
 from .layers import Input, InputLayer
 from .models import (
@@ -61,4 +63,5 @@ from .symbolic import KerasTensor
 __all__ = ["Input", "InputLayer", "KerasTensor", "Model", "ModelFileError", "Sequential",
            "activations", "backend", "base", "callbacks", "floatx", "functional",
            "initializers", "layers", "load_model", "losses", "metrics", "models", "optimizers",
-           "recurrent", "saving", "set_floatx", "set_random_seed", "symbolic"]
+           "preprocessing", "recurrent", "saving", "set_floatx", "set_random_seed", "symbolic",
+           "utils"]

@@ -711,3 +711,31 @@ def deserialize(config: dict) -> Layer:
         return cls.from_config(dict(cfg))
     except TypeError as exc:
         raise ValueError(f"invalid config for layer {config['class_name']}: {exc}") from exc
+
+
+# -- the layers RNN programs use beside the recurrent ones (issue 22) --------------------------
+from .advanced_activations import LeakyReLU  # noqa: E402
+from .attention import AdditiveAttention, Attention  # noqa: E402
+from .convolutional import Conv1D  # noqa: E402
+from .lambda_layer import Lambda  # noqa: E402
+from .merging import Add, Concatenate, Multiply  # noqa: E402
+from .normalization import BatchNormalization, LayerNormalization  # noqa: E402
+from .pooling import (  # noqa: E402
+    AveragePooling1D,
+    GlobalAveragePooling1D,
+    GlobalMaxPooling1D,
+    MaxPooling1D,
+)
+from .regularization import SpatialDropout1D  # noqa: E402
+from .rnn_cells import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells  # noqa: E402
+
+_EXTRA_LAYERS = (LeakyReLU, Attention, AdditiveAttention, Conv1D, Lambda, Add, Concatenate,
+                 Multiply, BatchNormalization, LayerNormalization, AveragePooling1D,
+                 GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D, SpatialDropout1D,
+                 RNN, SimpleRNNCell, LSTMCell, GRUCell, StackedRNNCells)
+_REGISTRY.update({c.__name__: c for c in _EXTRA_LAYERS})
+__all__ += [c.__name__ for c in _EXTRA_LAYERS]
+# Keras's lower-case aliases of the pooling layers
+MaxPool1D, AvgPool1D = MaxPooling1D, AveragePooling1D
+GlobalMaxPool1D, GlobalAvgPool1D = GlobalMaxPooling1D, GlobalAveragePooling1D
+__all__ += ["AvgPool1D", "GlobalAvgPool1D", "GlobalMaxPool1D", "MaxPool1D"]

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from . import data_adapters as _data
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
@@ -91,7 +92,8 @@ def load_model(filepath: Any, compile: bool = True, safe_mode: bool = True) -> A
         Restore the optimizer (with its state), loss and metrics when they were saved.
 
     safe_mode : bool
-        Accepted for Keras compatibility (fastrnn never executes code from a file).
+        Refuse Lambda layers, whose functions would be imported (code run) to rebuild them;
+        False allows them, for files you trust (as Keras). Nothing else is ever executed.
 
     Returns
     -------
@@ -640,8 +642,8 @@ class _Trainer:
                     raise ValueError(f"x and y must have the same number of samples: x has "
                                      f"{n}, y has {len(a)}")
         elif need_y:
-            raise ValueError("y is required (fastrnn does not take datasets or generators; "
-                             "pass NumPy arrays)")
+            raise ValueError("y is required (pass arrays x and y, or a generator or "
+                             "keras.utils.PyDataset yielding (x, y) batches)")
         n_out = len(self._output_names)
         sws: list[Any] = [None] * n_out
         if sample_weight is not None:
@@ -733,6 +735,8 @@ class _Trainer:
             ``history.history`` maps ``'loss'``, metric names and ``'val_*'`` to per-epoch
             values.
         """
+        if _data.is_dataset(x):  # a generator or keras.utils.PyDataset
+            return _data.fit(self, **_data.arguments(locals()))
         if not self.compiled or self.optimizer is None:
             raise RuntimeError("call compile(optimizer, loss, ...) before fit()")
         if self.loss is None:
@@ -834,6 +838,8 @@ class _Trainer:
             The loss when there are no metrics (and one output), else ``[loss,
             *output_losses, *metrics]`` (or a dict with ``return_dict=True``).
         """
+        if _data.is_dataset(x):  # a generator or keras.utils.PyDataset
+            return _data.evaluate(self, **_data.arguments(locals()))
         if not self.compiled or self.loss is None:
             raise RuntimeError("call compile(optimizer, loss, ...) before evaluate()")
         if steps is not None:
@@ -881,6 +887,8 @@ class _Trainer:
                 steps: Any = None, callbacks: Any = None) -> Any:
         """Outputs for ``x``, computed batch by batch in inference mode (no caches kept): one
         array, or a list/dict for a model declared with several outputs."""
+        if _data.is_dataset(x):  # a generator or keras.utils.PyDataset
+            return _data.predict(self, **_data.arguments(locals()))
         if steps is not None:
             raise NotImplementedError("steps= needs dataset inputs; pass NumPy arrays")
         verbose = _check_verbose(verbose)

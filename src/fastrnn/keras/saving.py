@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from .base import weight_budget
+from .lambda_layer import unsafe_deserialization
 
 FORMAT = "fastrnn.keras"
 VERSION = 1
@@ -559,7 +560,9 @@ def load_model(path: Any, model_classes: Mapping[str, Any] | None = None, compil
     compile : bool
         Restore the optimizer (with its state), loss and metrics when they were saved.
     safe_mode : bool
-        Accepted for Keras compatibility: nothing from the file is ever executed.
+        Refuse Lambda layers (rebuilding one imports the function the file names, i.e. runs
+        code); False allows them, for files you trust, as Keras. Nothing else from the file is
+        ever executed.
     custom_objects : None
         Custom classes are not supported (only built-in layers load).
 
@@ -592,7 +595,8 @@ def load_model(path: Any, model_classes: Mapping[str, Any] | None = None, compil
         if not isinstance(cls, str) or cls not in model_classes:
             raise _fail(path, f"unknown model class {cls!r}")
         try:
-            with weight_budget(_weight_bytes(path, z)):
+            with weight_budget(_weight_bytes(path, z)), \
+                    unsafe_deserialization(not safe_mode):
                 model = model_classes[cls].from_config(mcfg.get("config"))
         except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
             raise _fail(path, f"invalid model config ({exc})") from exc
