@@ -43,7 +43,7 @@ import os
 import stat
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -123,21 +123,21 @@ def replace_keeping_mode(tmp: str, path: str) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_zip(path: str, members: list[tuple[str, bytes]], overwrite: bool = True) -> None:
-    """Write a zip archive to ``path`` through a temporary file and an atomic rename.
+def atomic_write(path: str, write: Callable[[Any], None], overwrite: bool = True) -> None:
+    """Write a file through a temporary file and an atomic rename.
 
-    The temporary file is made in the directory of the file written and renamed over it, so
-    an interrupted save never leaves a half-written file. An existing file keeps its
-    permission bits; a new one gets the default mode (``0o666 & ~umask``). When ``path`` is
-    a symlink, the file it points to is replaced (the link stays a link, as when a program
-    opens the link for writing).
+    ``write(f)`` writes the contents to the open binary file ``f``. The temporary file is made
+    in the directory of the file written and renamed over it, so an interrupted save never
+    leaves a half-written file. An existing file keeps its permission bits; a new one gets
+    the default mode (``0o666 & ~umask``). When ``path`` is a symlink, the file it points to
+    is replaced (the link stays a link, as when a program opens the link for writing).
 
     Parameters
     ----------
     path : str
         The file to write.
-    members : list of (str, bytes)
-        Member names and contents, in order.
+    write : callable
+        Writes the contents to the binary file object it is given.
     overwrite : bool
         When False and ``path`` exists (or is a symlink), raise FileExistsError.
 
@@ -158,9 +158,7 @@ def atomic_write_zip(path: str, members: list[tuple[str, bytes]], overwrite: boo
     fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(real) + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
-                for name, data in members:
-                    z.writestr(name, data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         replace_keeping_mode(tmp, real)
@@ -170,6 +168,36 @@ def atomic_write_zip(path: str, members: list[tuple[str, bytes]], overwrite: boo
         except OSError:
             pass
         raise
+
+
+def atomic_write_zip(path: str, members: list[tuple[str, bytes]], overwrite: bool = True) -> None:
+    """Write a zip archive of ``members`` (names and contents, in order) with
+    :func:`atomic_write` (mode kept, symlinks written through, never half-written).
+
+    Parameters
+    ----------
+    path : str
+    members : list of (str, bytes)
+    overwrite : bool
+    """
+    def write(f: Any) -> None:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
+            for name, data in members:
+                z.writestr(name, data)
+
+    atomic_write(path, write, overwrite)
+
+
+def atomic_write_file(path: str, data: bytes, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` with :func:`atomic_write`.
+
+    Parameters
+    ----------
+    path : str
+    data : bytes
+    overwrite : bool
+    """
+    atomic_write(path, lambda f: f.write(data), overwrite)
 
 
 def _array_entries(arrays: list[np.ndarray], prefix: str, names: list[str]
@@ -311,9 +339,8 @@ def read_archive(path: Any) -> tuple[dict, zipfile.ZipFile]:
                 from exc
         config = _read_json(path, z, info)
         if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise _fail(path, "config.json does not describe a fastrnn model (a Keras .keras "
-                              "file cannot be read directly: move weights with "
-                              "get_weights/set_weights)")
+            raise _fail(path, "config.json does not describe a fastrnn model (Keras's "
+                              ".keras files are read by fastrnn.keras.models.load_model)")
         if config.get("version") != VERSION:
             raise _fail(path, f"unsupported file version {config.get('version')!r} (this "
                               f"fastrnn reads version {VERSION})")
