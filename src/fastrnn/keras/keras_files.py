@@ -478,8 +478,11 @@ def _set(path: str, model: Any, arrays: list[np.ndarray]) -> None:
 
 def _sniff(path: str) -> str:
     """``'h5'``, ``'zip'`` or ``'other'`` from the file's first bytes."""
-    with open(path, "rb") as f:
-        head = f.read(8)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:  # a directory, ...: fastrnn's loader says what it is not
+        return "other"
     if head == H5_SIGNATURE:
         return "h5"
     return "zip" if head[:2] == b"PK" else "other"
@@ -498,8 +501,8 @@ def _keras_archive(path: str) -> tuple[zipfile.ZipFile, Any] | None:
     except BaseException:
         z.close()
         raise
-    if isinstance(config, dict) and config.get("format") == _saving.FORMAT:
-        z.close()
+    if not isinstance(config, dict) or "format" in config or "class_name" not in config:
+        z.close()  # fastrnn's own (or neither's): fastrnn's loader says which
         return None
     return z, config
 
