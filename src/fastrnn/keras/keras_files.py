@@ -72,6 +72,7 @@ H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_H5_DEPTH = 16
 _H5_SLACK = 4 << 20  # HDF5 bookkeeping (superblock, group and dataset headers) allowed
 _MAX_NAME = 1024  # a legacy weight name's length at most
+_MAX_LEGACY_LAYERS = 10_000  # entries of a legacy file's layer_names at most
 _KERAS_VERSION = "3.0.0"  # written to metadata.json (the oldest Keras that reads the file)
 
 # Keras settings fastrnn's layers do not take, harmless with these values (or any value:
@@ -324,8 +325,9 @@ def keras_config(model: Any) -> dict:
 
 # -- reading HDF5 safely -----------------------------------------------------------------------
 
-def _node(path: str, root: Any, rel: str) -> Any:
-    """The object at ``rel`` under ``root``, reached through hard links only (None if absent)."""
+def _node(path: str, root: Any, rel: str, base: str = "") -> Any:
+    """The object at ``rel`` under ``root`` (the group ``base``, for messages), reached
+    through hard links only (None if absent)."""
     h5py = _h5py()
     parts = rel.split("/")
     if len(parts) > MAX_H5_DEPTH or any(p in ("", ".", "..") for p in parts):
@@ -333,9 +335,9 @@ def _node(path: str, root: Any, rel: str) -> Any:
                           f"levels or malformed")
     node = root
     for i, p in enumerate(parts):
-        where = "/".join(parts[:i + 1])
+        where = "/".join(([base] if base else []) + parts[:i + 1])
         if not isinstance(node, h5py.Group):
-            raise _fail(path, f"{'/'.join(parts[:i])!r} is not a group")
+            raise _fail(path, f"{where.rpartition('/')[0]!r} is not a group")
         link = node.get(p, getlink=True)
         if link is None:
             return None
@@ -393,7 +395,7 @@ def _read_keras_layout(path: str, root: Any, model: Any) -> list[np.ndarray]:
     checked = []
     for rel, g, variables in groups:  # every shape and dtype before any data
         for i, v in enumerate(variables):
-            ds = _node(path, g, str(i))
+            ds = _node(path, g, str(i), rel)
             if ds is None:
                 raise _fail(path, f"{rel}/{i} is missing (the model's {v.path!r})")
             if not isinstance(ds, h5py.Dataset) or (ds.shape, ds.dtype) != \
@@ -427,29 +429,39 @@ def _text(v: Any) -> str:
 
 
 def _read_legacy_layout(path: str, root: Any, model: Any) -> list[np.ndarray]:
-    """The model's weights from Keras 2's layout: ``root/<layer name>`` groups, each with a
-    ``weight_names`` attribute naming its datasets in order."""
+    """The model's weights from Keras 2's layout, matched by order as Keras 2 does: the
+    ``layer_names`` attribute lists ``root``'s layer groups, each with a ``weight_names``
+    attribute naming its datasets in order; the groups that hold weights pair with the
+    model's layers that have weights."""
     h5py = _h5py()
-    checked = []
-    for layer in model.layers:
-        variables = list(layer.weights)
-        g = _node(path, root, layer.name) if "/" not in layer.name else None
-        if g is None:
-            if variables:
-                raise _fail(path, f"the file has no weights for layer {layer.name!r}")
-            continue
+    names = _attr(path, root, "layer_names", _MAX_LEGACY_LAYERS)
+    if names is None:
+        raise _fail(path, "the file has no layer_names attribute (not a Keras weights file)")
+    most = max((len(layer.weights) for layer in model.layers), default=0)
+    in_file = []
+    for n in (_text(n) for n in np.ravel(names)):
+        g = _node(path, root, n)
         if not isinstance(g, h5py.Group):
-            raise _fail(path, f"{layer.name!r} is not a group")
-        names = _attr(path, g, "weight_names", len(variables))
-        names = [] if names is None else [_text(n) for n in np.ravel(names)]
-        if len(names) != len(variables):
-            raise _fail(path, f"layer {layer.name!r} has {len(names)} weights in the file but "
-                              f"{len(variables)} in the model")
-        for n, v in zip(names, variables, strict=True):
-            if len(n) > _MAX_NAME:
-                raise _fail(path, f"a weight name of layer {layer.name!r} is too long")
-            ds = _node(path, g, n)
-            where = f"{layer.name}/{n}"
+            raise _fail(path, f"the layer group {n[:100]!r} is missing or not a group")
+        wn = _attr(path, g, "weight_names", most)
+        wn = [] if wn is None else [_text(w) for w in np.ravel(wn)]
+        if wn:
+            in_file.append((n, g, wn))
+    layers = [layer for layer in model.layers if layer.weights]
+    if len(in_file) != len(layers):
+        raise _fail(path, f"the file holds weights for {len(in_file)} layers but the model has "
+                          f"{len(layers)} layers with weights")
+    checked = []
+    for (n, g, wn), layer in zip(in_file, layers, strict=True):
+        variables = list(layer.weights)
+        if len(wn) != len(variables):
+            raise _fail(path, f"layer {n[:100]!r} has {len(wn)} weights in the file but the "
+                              f"model's {layer.name!r} has {len(variables)}")
+        for w, v in zip(wn, variables, strict=True):
+            if len(w) > _MAX_NAME:
+                raise _fail(path, f"a weight name of layer {n[:100]!r} is too long")
+            where = f"{n}/{w}"
+            ds = _node(path, g, w, n)
             if ds is None:
                 raise _fail(path, f"{where!r} is missing")
             if not isinstance(ds, h5py.Dataset) or (ds.shape, ds.dtype) != \
