@@ -603,7 +603,7 @@ def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True
     ------
     FileNotFoundError
         If the file does not exist.
-    ModelFileError
+    fastrnn.keras.saving.ModelFileError
         If the file is unreadable, hostile (see the module docstring), uses layers or
         settings fastrnn lacks (all listed), or disagrees with its config.
     ImportError
@@ -634,7 +634,7 @@ def load_weights(model: Any, path: Any) -> None:
 
     Raises
     ------
-    ModelFileError
+    fastrnn.keras.saving.ModelFileError
         If the file is unreadable, hostile or does not match the model.
     """
     path = os.fspath(path)
