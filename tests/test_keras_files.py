@@ -565,3 +565,82 @@ def test_truncated_and_missing_weights_are_clear_errors(tmp_path):
     members = _edit_h5(good, tmp_path, lambda f, d: f.__delitem__("layers/dense"))
     _write_zip(path, members)
     assert "has no 'layers/dense/vars'" in _load_bounded(path)
+
+
+# -- compile settings and optimizer state ---------------------------------------------------
+
+OPTIMIZERS = {"adam": lambda: keras.optimizers.Adam(),
+              "adam_amsgrad": lambda: keras.optimizers.Adam(amsgrad=True),
+              "sgd": lambda: keras.optimizers.SGD(),
+              "sgd_momentum": lambda: keras.optimizers.SGD(momentum=0.9),
+              "rmsprop": lambda: keras.optimizers.RMSprop(),
+              "rmsprop_centered": lambda: keras.optimizers.RMSprop(momentum=0.5, centered=True),
+              "adagrad": lambda: keras.optimizers.Adagrad()}
+
+
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+def test_training_resumes_identically_across_libraries(tmp_path, opt):
+    """Optimizer settings and state cross in both directions: one more step from the loaded
+    file gives the same weights in Keras and fastrnn (float32 rounding)."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(8, 5, 3)).astype(np.float32)
+    y = rng.normal(size=(8, 2)).astype(np.float32)
+    km = keras.Sequential([keras.Input((5, 3)), keras.layers.GRU(4, return_sequences=True),
+                           keras.layers.LSTM(3), keras.layers.Dense(2)])
+    km.compile(OPTIMIZERS[opt](), "mse", metrics=["mae"])
+    km.fit(x, y, epochs=3, batch_size=4, verbose=0)
+    km.save(tmp_path / "k.keras")
+    fm = load_model(tmp_path / "k.keras")
+    assert type(fm.optimizer).__name__ == type(km.optimizer).__name__
+    assert fm.optimizer.iterations == int(km.optimizer.iterations) == 6
+    assert fm.loss == "mse" and fm._metric_ids == ["mae"]
+
+    def step_both(a, b):
+        a.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+        b.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
+        for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+            np.testing.assert_allclose(wa, np.asarray(wb), rtol=1e-5, atol=1e-6)
+
+    step_both(fm, km)
+    fm.save(tmp_path / "f.keras")
+    km2 = keras.saving.load_model(tmp_path / "f.keras")
+    assert int(km2.optimizer.iterations) == 7
+    step_both(fm, km2)
+
+
+def test_keras_compile_settings_fastrnn_lacks_warn_and_load_uncompiled(tmp_path):
+    km = keras.Sequential([keras.Input((4, 3)), keras.layers.LSTM(3), keras.layers.Dense(2)])
+    km.compile(keras.optimizers.Nadam(), "mse")
+    km.fit(np.zeros((2, 4, 3)), np.zeros((2, 2)), verbose=0)
+    km.save(tmp_path / "k.keras")
+    with pytest.warns(UserWarning, match="the model was not compiled .*Nadam"):
+        fm = load_model(tmp_path / "k.keras")
+    assert not fm.compiled and fm.optimizer is None
+    assert not load_model(tmp_path / "k.keras", compile=False).compiled
+
+
+def test_hostile_optimizer_state_is_refused(tmp_path):
+    km = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4), keras.layers.Dense(2)])
+    km.compile("adam", "mse")
+    km.fit(np.zeros((2, 5, 3)), np.zeros((2, 2)), verbose=0)
+    km.save(tmp_path / "good.keras")
+    with zipfile.ZipFile(tmp_path / "good.keras") as z:
+        good = {n: z.read(n) for n in z.namelist()}
+    cases = {
+        "huge": (lambda f, d: _replace(f, "optimizer/vars/3", shape=(10**6, 10**6),
+                                       dtype=np.float32),
+                 r"'optimizer/vars/3' is \(1000000, 1000000\) float32 in the file"),
+        "link": (lambda f, d: (f.__delitem__("optimizer/vars/4"),
+                               f.__setitem__("optimizer/vars/4", h5py.SoftLink("/layers"))),
+                 "'optimizer/vars/4' is a SoftLink"),
+        "iteration": (lambda f, d: _replace(f, "optimizer/vars/0", data=np.zeros(3)),
+                      "is not the iteration count"),
+    }
+    for name, (edit, expected) in cases.items():
+        path = tmp_path / f"{name}.keras"
+        _write_zip(path, _edit_h5(good, tmp_path, edit))
+        import re
+
+        msg = _load_bounded(path)
+        assert re.search(expected, msg), (name, msg)
+        assert load_model(path, compile=False).optimizer is None  # weights alone still load

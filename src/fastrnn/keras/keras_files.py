@@ -5,9 +5,10 @@ What is read and written
 - ``.keras`` (Keras 3): a zip archive of ``config.json`` (the model's Keras config),
   ``metadata.json`` and ``model.weights.h5`` (the weights, HDF5). :func:`load_model` reads the
   ones Keras writes; ``model.save("m.keras")`` writes one that ``keras.saving.load_model``
-  reads. The architecture and the weights travel; the compile settings and the optimizer
-  state do not (a loaded model is not compiled: call ``compile``). fastrnn's own format
-  (any other suffix) keeps them.
+  reads. The architecture, the weights, the compile settings (optimizer, loss, metrics by
+  name) and the optimizer's state (``optimizer/vars``: iteration, learning rate, then the
+  slots in Keras's order) travel both ways; compile settings fastrnn lacks leave the loaded
+  model uncompiled with a warning, as Keras does.
 - ``.weights.h5`` (Keras 3): the weights alone, in the same HDF5 layout as inside a
   ``.keras`` archive (``layers/<layer>/vars/<i>``; a recurrent layer's under
   ``layers/<layer>/cell/vars``, a Bidirectional's under ``forward_layer/`` and
@@ -52,6 +53,7 @@ import io
 import json
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from typing import Any
@@ -170,6 +172,84 @@ def weight_plan(model: Any) -> list[tuple[str, str, list[Variable]]]:
         raise ValueError("the model's weights are not its layers' in order: cannot map them "
                          "to Keras's weights file")
     return plan
+
+
+# Keras creates these slots of an optimizer together, interleaved per variable (one
+# ``add_optimizer_variables`` call); every other slot follows one slot name at a time (read
+# from ``optimizer.variables`` of each Keras optimizer).
+_INTERLEAVED = {"Adam": ("momentum", "velocity")}
+
+
+def _slot_order(opt: Any, n: int) -> list[tuple[int, int]]:
+    """(slot index, variable index) of each optimizer array after iteration and learning
+    rate, in Keras's order."""
+    names = list(opt._slot_names)
+    together = [s for s in _INTERLEAVED.get(type(opt).__name__, ()) if s in names]
+    order = [(names.index(s), i) for i in range(n) for s in together]
+    for k, s in enumerate(names):
+        if s not in together:
+            order += [(k, i) for i in range(n)]
+    return order
+
+
+def _optimizer_arrays(model: Any) -> list[np.ndarray] | None:
+    """The compiled model's optimizer state as Keras's ``optimizer/vars`` (iteration,
+    learning rate, the slots in Keras's order and weight layout), or None."""
+    opt = getattr(model, "optimizer", None)
+    if not getattr(model, "compiled", False) or opt is None or not opt.built \
+            or callable(opt.learning_rate):
+        return None
+    variables = model._trainable_vars()
+    out = [np.array(opt.iterations, dtype=np.int64),
+           np.array(opt.learning_rate, dtype=np.float32)]
+    for k, i in _slot_order(opt, len(variables)):
+        v, a = variables[i], opt._slots[k][i]
+        out.append(np.ascontiguousarray(a if v._to_keras is None else v._to_keras(a)))
+    return out
+
+
+def _read_optimizer(path: str, root: Any, model: Any) -> None:
+    """Restore the optimizer state Keras saved under ``optimizer/vars`` into the compiled
+    model's optimizer, every array checked first; a state for another optimizer or model is
+    skipped with a warning, as Keras does."""
+    h5py = _h5py()
+    opt = model.optimizer
+    g = _node(path, root, "optimizer/vars")
+    if g is None or len(g) == 0 or callable(opt.learning_rate):
+        return
+    variables = model._trainable_vars()
+    order = _slot_order(opt, len(variables))
+    if len(g) != 2 + len(order):
+        warnings.warn(f"{path!r}: optimizer state skipped: the file holds {len(g)} optimizer "
+                      f"arrays, the model's {type(opt).__name__} has {2 + len(order)}",
+                      stacklevel=3)
+        return
+    it = _node(path, g, "0", "optimizer/vars")
+    if not isinstance(it, h5py.Dataset) or it.shape != () or it.dtype.kind not in "iu" \
+            or it.dtype.itemsize > 8:
+        raise _fail(path, "'optimizer/vars/0' is not the iteration count (a scalar integer)")
+    expected = [Variable("iteration", np.zeros((), it.dtype), ()),
+                Variable("learning_rate", np.zeros((), np.float32), ())]
+    for k, i in order:
+        v = variables[i]
+        expected.append(Variable(f"{v.path}/{opt._slot_names[k]}", np.zeros((), v.dtype),
+                                 v.shape))
+    checked = []
+    for j, e in enumerate(expected):
+        ds = _node(path, g, str(j), "optimizer/vars")
+        where = f"optimizer/vars/{j}"
+        if ds is None:
+            raise _fail(path, f"{where!r} is missing")
+        if not isinstance(ds, h5py.Dataset) or (ds.shape, ds.dtype) != \
+                (tuple(e.shape), np.dtype(e.dtype)):
+            _read_dataset(path, ds, where, e)
+        checked.append((ds, where, e))
+    arrays = [_read_dataset(path, ds, where, e) for ds, where, e in checked]
+    opt.build([v.value for v in variables])
+    opt.iterations = int(arrays[0])
+    for (k, i), a in zip(order, arrays[2:], strict=True):
+        v = variables[i]
+        opt._slots[k][i][...] = a if v._from_keras is None else v._from_keras(a)
 
 
 # -- Keras config <-> fastrnn config ----------------------------------------------------------
@@ -320,7 +400,23 @@ def keras_config(model: Any) -> dict:
             "config": {"name": model.name, "trainable": True, "layers": layers},
             "registered_name": None,
             "build_config": {"input_shape": list(model._batch_input_shape)},
-            "compile_config": None}
+            "compile_config": _compile_to_keras(model._compile_config())}
+
+
+def _compile_to_keras(cfg: dict | None) -> dict | None:
+    """fastrnn's compile settings as Keras's ``compile_config`` (None: not compiled, or
+    with something that cannot be saved, such as a loss function)."""
+    if cfg is None:
+        return None
+    opt, loss = cfg["optimizer"], cfg["loss"]
+    opt = {"module": "keras.optimizers", "class_name": opt["class_name"],
+           "config": opt["config"], "registered_name": None}
+    if isinstance(loss, dict):
+        loss = {"module": "keras.losses", "class_name": loss["class_name"],
+                "config": loss["config"], "registered_name": None}
+    return {"optimizer": opt, "loss": loss, "loss_weights": None,
+            "metrics": list(cfg["metrics"]) or None, "weighted_metrics": None,
+            "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
 
 
 # -- reading HDF5 safely -----------------------------------------------------------------------
@@ -548,17 +644,43 @@ def _build_budget(path: str, z: zipfile.ZipFile) -> int:
     return min(declared, _saving._MAX_DEFLATE_RATIO * os.path.getsize(path))
 
 
+def _compile(path: str, model: Any, cfg: Any) -> bool:
+    """Compile ``model`` as Keras's ``compile_config`` says (optimizer, loss, metrics; the
+    optimizer's state is not restored). What fastrnn lacks is a warning, as in Keras, and the
+    model stays uncompiled."""
+    if not isinstance(cfg, dict) or not cfg:
+        return False
+    try:
+        opt, loss = cfg.get("optimizer"), cfg.get("loss")
+        if isinstance(opt, dict):
+            opt = {"class_name": opt.get("class_name"), "config": opt.get("config")}
+        if isinstance(loss, dict):
+            loss = {"class_name": loss.get("class_name"), "config": loss.get("config")}
+        model._compile_from_config({"optimizer": opt, "loss": loss,
+                                    "metrics": cfg.get("metrics") or []})
+    except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError) as exc:
+        model.compiled = False
+        model.optimizer = None
+        warnings.warn(f"{path!r}: the model was not compiled (its compile settings use "
+                      f"something fastrnn lacks: {str(exc)[:300]}); call model.compile()",
+                      stacklevel=3)
+        return False
+    return True
+
+
 def _load_archive(path: str, z: zipfile.ZipFile, config: Any,
-                  model_classes: Mapping[str, Any]) -> Any:
+                  model_classes: Mapping[str, Any], compile: bool) -> Any:
     with z:
         model = _model_from_keras(path, config, model_classes, _build_budget(path, z))
         data = _h5_member(path, z, _saving.array_budget(model) + _H5_SLACK)
     with _open_h5(path, io.BytesIO(data)) as f:
         _set(path, model, _read_keras_layout(path, f, model))
+        if compile and _compile(path, model, config.get("compile_config")):
+            _read_optimizer(path, f, model)
     return model
 
 
-def _load_legacy(path: str, model_classes: Mapping[str, Any]) -> Any:
+def _load_legacy(path: str, model_classes: Mapping[str, Any], compile: bool) -> Any:
     with _open_h5(path, path) as f:
         raw = _attr(path, f, "model_config", 1)
         if raw is None:
@@ -577,6 +699,18 @@ def _load_legacy(path: str, model_classes: Mapping[str, Any]) -> Any:
         if weights is None:
             raise _fail(path, "the file has no model_weights group")
         _set(path, model, _read_legacy_layout(path, weights, model))
+        training = _attr(path, f, "training_config", 1) if compile else None
+    if training is not None:
+        try:
+            training = json.loads(_text(np.ravel(training)[0] if isinstance(
+                training, np.ndarray) else training))
+        except (ValueError, RecursionError) as exc:
+            raise _fail(path, f"training_config is not JSON ({exc})") from exc
+        _saving._check_depth(path, training, "training_config")
+        if isinstance(training, dict):
+            _compile(path, model, {"optimizer": training.get("optimizer_config"),
+                                   "loss": training.get("loss"),
+                                   "metrics": training.get("metrics")})
     return model
 
 
@@ -591,8 +725,7 @@ def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True
     model_classes : mapping of str to class
         The model classes a file may name (``{"Sequential": Sequential}``).
     compile : bool
-        For fastrnn's own format: restore the optimizer, loss and metrics. Keras files load
-        uncompiled.
+        Restore the optimizer (with its state), loss and metrics when the file has them.
 
     Returns
     -------
@@ -614,11 +747,11 @@ def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True
         raise FileNotFoundError(f"no such model file: {path!r}")
     kind = _sniff(path)
     if kind == "h5":
-        return _load_legacy(path, model_classes)
+        return _load_legacy(path, model_classes, compile)
     if kind == "zip":
         found = _keras_archive(path)
         if found is not None:
-            return _load_archive(path, *found, model_classes)
+            return _load_archive(path, *found, model_classes, compile)
     return _saving.load_model(path, model_classes, compile=compile)
 
 
@@ -666,8 +799,8 @@ def load_weights(model: Any, path: Any) -> None:
 
 # -- writing ---------------------------------------------------------------------------------
 
-def _weights_h5(model: Any) -> bytes:
-    """The model's weights in Keras 3's HDF5 layout."""
+def _weights_h5(model: Any, with_optimizer: bool = True) -> bytes:
+    """The model's weights (and its optimizer's state) in Keras 3's HDF5 layout."""
     h5py = _h5py()
     buf = io.BytesIO()
     with h5py.File(buf, "w") as f:
@@ -677,6 +810,12 @@ def _weights_h5(model: Any) -> bytes:
             for i, v in enumerate(variables):
                 g.create_dataset(str(i), data=v.numpy())
         f.require_group("vars").attrs["name"] = model.name
+        state = _optimizer_arrays(model) if with_optimizer else None
+        if state is not None:
+            g = f.require_group("optimizer/vars")
+            g.attrs["name"] = model.optimizer.name
+            for i, a in enumerate(state):
+                g.create_dataset(str(i), data=a)
     return buf.getvalue()
 
 
@@ -690,10 +829,10 @@ def save_model(model: Any, path: Any, overwrite: bool = True,
                include_optimizer: bool = True) -> None:
     """Save ``model`` in the format its suffix names (see :func:`file_format`).
 
-    ``.keras`` writes Keras 3's archive (architecture and weights; Keras reads it with
-    ``keras.saving.load_model``); ``.weights.h5`` is refused (use ``save_weights``), as are
-    ``.h5``/``.hdf5`` (legacy Keras, not written); any other suffix writes fastrnn's own
-    format with compile settings and optimizer state. Saving writes a temporary file and
+    ``.keras`` writes Keras 3's archive (architecture, weights, compile settings and
+    optimizer state; Keras reads it with ``keras.saving.load_model``); ``.weights.h5`` is
+    refused (use ``save_weights``), as are ``.h5``/``.hdf5`` (legacy Keras, not written);
+    any other suffix writes fastrnn's own format. Saving writes a temporary file and
     renames it, keeps the replaced file's permission bits and writes through a symlink
     (:func:`fastrnn.keras.saving.atomic_write_zip`).
 
@@ -703,7 +842,7 @@ def save_model(model: Any, path: Any, overwrite: bool = True,
     path : str or PathLike
     overwrite : bool
     include_optimizer : bool
-        fastrnn's own format only.
+        Save the optimizer's state too (its compile settings are always saved).
     """
     fmt = file_format(path)
     if fmt == "fastrnn":
@@ -723,7 +862,7 @@ def save_model(model: Any, path: Any, overwrite: bool = True,
             "saved_by": "fastrnn"}
     members = [("metadata.json", json.dumps(meta).encode()),
                ("config.json", json.dumps(keras_config(model), allow_nan=False).encode()),
-               ("model.weights.h5", _weights_h5(model))]
+               ("model.weights.h5", _weights_h5(model, include_optimizer))]
     _saving.atomic_write_zip(path, members, overwrite)
 
 

@@ -76,8 +76,7 @@ def load_model(filepath: Any, compile: bool = True) -> Sequential:
         or a legacy Keras HDF5 model (``.h5``): told apart by content, see
         :mod:`fastrnn.keras.keras_files`.
     compile : bool
-        Restore the optimizer (with its state), loss and metrics when they were saved
-        (fastrnn's own format; Keras files load uncompiled).
+        Restore the optimizer (with its state), loss and metrics when they were saved.
 
     Returns
     -------
@@ -895,8 +894,7 @@ class Sequential:
         model. An existing file keeps its permission bits (a new one gets the umask's mode);
         when ``filepath`` is a symlink, the file it points to is written and the link stays.
         Read it back with :func:`load_model`. A ``.keras`` suffix writes Keras 3's format
-        instead (architecture and weights, no optimizer: Keras loads it); ``.h5`` is refused
-        (see :mod:`fastrnn.keras.keras_files`).
+        instead (Keras loads it); ``.h5`` is refused (see :mod:`fastrnn.keras.keras_files`).
         """
         _files.save_model(self, filepath, overwrite=overwrite,
                           include_optimizer=include_optimizer)
