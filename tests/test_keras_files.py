@@ -644,3 +644,14 @@ def test_hostile_optimizer_state_is_refused(tmp_path):
         msg = _load_bounded(path)
         assert re.search(expected, msg), (name, msg)
         assert load_model(path, compile=False).optimizer is None  # weights alone still load
+
+
+def test_legacy_h5_training_config_compiles_the_model(tmp_path):
+    km = keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(4), keras.layers.Dense(2)])
+    km.compile(keras.optimizers.RMSprop(0.01), "mse", metrics=["mae"])
+    km.fit(np.zeros((2, 5, 3)), np.zeros((2, 2)), verbose=0)
+    km.save(tmp_path / "c.h5")
+    fm = load_model(tmp_path / "c.h5")
+    assert type(fm.optimizer).__name__ == "RMSprop" and fm.optimizer.learning_rate == \
+        pytest.approx(0.01) and fm.loss == "mse" and fm._metric_ids == ["mae"]
+    assert not load_model(tmp_path / "c.h5", compile=False).compiled
