@@ -22,10 +22,9 @@ import time
 import numpy as np
 
 import fastrnn
-from fastrnn.keras import optimizers
-from fastrnn.keras.callbacks import Callback
-from fastrnn.keras.layers import GRU, LSTM, Dense, Input, SimpleRNN
-from fastrnn.keras.models import Sequential, set_random_seed
+import fastrnn.keras as keras
+from fastrnn.keras import layers
+from fastrnn.keras.models import set_random_seed
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
@@ -54,7 +53,7 @@ def adding_problem(n: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-class Progress(Callback):
+class Progress(keras.callbacks.Callback):
     """Print each epoch's validation MSE as it comes; stop once the task is solved."""
 
     def __init__(self, name: str, solved_below: float) -> None:
@@ -86,10 +85,10 @@ print(f"adding problem: {N:,} sequences of {T} steps; always answering 1.0 score
       f"MSE {baseline:.3f}\n")
 
 curves = {}
-for cell in (SimpleRNN, LSTM, GRU):
+for cell in (layers.SimpleRNN, layers.LSTM, layers.GRU):
     set_random_seed(0)                                    # same start for every cell
-    model = Sequential([Input(shape=(T, 2)), cell(UNITS), Dense(1)])
-    model.compile(optimizer=optimizers.Adam(learning_rate=1e-2, clipnorm=1.0), loss="mse")
+    model = keras.Sequential([keras.Input(shape=(T, 2)), cell(UNITS), layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-2, clipnorm=1.0), loss="mse")
     progress = Progress(cell.__name__, solved_below=0.1 * baseline)
     start = time.perf_counter()
     history = model.fit(x_train, y_train, batch_size=50, epochs=EPOCHS,

@@ -15,8 +15,9 @@ import argparse
 import numpy as np
 
 import fastrnn
-from fastrnn.keras.layers import LSTM, Dense, Embedding
-from fastrnn.keras.models import Sequential, set_random_seed
+import fastrnn.keras as keras
+from fastrnn.keras import layers
+from fastrnn.keras.models import set_random_seed
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
@@ -80,10 +81,10 @@ for t, label in list(zip(texts, labels, strict=True))[:3]:
     print(f"  {'positive' if label else 'negative'}: {t}")
 print()
 
-model = Sequential([
-    Embedding(len(vocab) + 1, 32, mask_zero=True),
-    LSTM(64),
-    Dense(1, activation="sigmoid"),
+model = keras.Sequential([
+    layers.Embedding(len(vocab) + 1, 32, mask_zero=True),
+    layers.LSTM(64),
+    layers.Dense(1, activation="sigmoid"),
 ])
 model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
 model.fit(x, y, batch_size=32, epochs=EPOCHS, validation_split=0.2, verbose=2)

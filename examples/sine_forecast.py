@@ -13,8 +13,9 @@ import argparse
 
 import numpy as np
 
-from fastrnn.keras.layers import Dense, Input, SimpleRNN
-from fastrnn.keras.models import Sequential, set_random_seed
+import fastrnn.keras as keras
+from fastrnn.keras import layers
+from fastrnn.keras.models import set_random_seed
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
@@ -40,10 +41,10 @@ split = int(0.8 * len(x))                # train on the past, validate on the fu
 x_train, y_train, x_val, y_val = x[:split], y[:split], x[split:], y[split:]
 
 # 2. The model: Keras code, fastrnn imports.
-model = Sequential([
-    Input(shape=(WINDOW, 1)),
-    SimpleRNN(32),
-    Dense(1),
+model = keras.Sequential([
+    keras.Input(shape=(WINDOW, 1)),
+    layers.SimpleRNN(32),
+    layers.Dense(1),
 ])
 model.compile(optimizer="adam", loss="mse")
 model.summary()

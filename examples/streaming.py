@@ -19,8 +19,9 @@ import time
 
 import numpy as np
 
-from fastrnn.keras.layers import GRU, Dense, Input
-from fastrnn.keras.models import Sequential, set_random_seed
+import fastrnn.keras as keras
+from fastrnn.keras import layers
+from fastrnn.keras.models import set_random_seed
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
@@ -45,10 +46,10 @@ def signal(n: int, length: int) -> np.ndarray:
 # 1. Train a causal model: at every step, predict the next reading.
 seqs = signal(N, T + 1)
 x, y = seqs[:, :-1], seqs[:, 1:]
-model = Sequential([
-    Input(shape=(None, 1)),               # sequences of any length
-    GRU(32, return_sequences=True),       # one output per step
-    Dense(1),
+model = keras.Sequential([
+    keras.Input(shape=(None, 1)),         # sequences of any length
+    layers.GRU(32, return_sequences=True),  # one output per step
+    layers.Dense(1),
 ])
 model.compile(optimizer="adam", loss="mse")
 model.fit(x, y, batch_size=32, epochs=EPOCHS, verbose=2)

@@ -593,7 +593,7 @@ def test_training_resumes_identically_across_libraries(tmp_path, opt):
     fm = load_model(tmp_path / "k.keras")
     assert type(fm.optimizer).__name__ == type(km.optimizer).__name__
     assert fm.optimizer.iterations == int(km.optimizer.iterations) == 6
-    assert fm.loss == "mse" and fm._metric_ids == ["mae"]
+    assert fm.loss == "mse" and fm._compile_config()["metrics"] == ["mae"]
 
     def step_both(a, b):
         a.fit(x, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
@@ -653,5 +653,5 @@ def test_legacy_h5_training_config_compiles_the_model(tmp_path):
     km.save(tmp_path / "c.h5")
     fm = load_model(tmp_path / "c.h5")
     assert type(fm.optimizer).__name__ == "RMSprop" and fm.optimizer.learning_rate == \
-        pytest.approx(0.01) and fm.loss == "mse" and fm._metric_ids == ["mae"]
+        pytest.approx(0.01) and fm._compile_config()["metrics"] == ["mae"]
     assert not load_model(tmp_path / "c.h5", compile=False).compiled

@@ -8,8 +8,9 @@ import argparse
 
 import numpy as np
 
-from fastrnn.keras.layers import LSTM, Bidirectional, Dense, Input
-from fastrnn.keras.models import Sequential, set_random_seed
+import fastrnn.keras as keras
+from fastrnn.keras import layers
+from fastrnn.keras.models import set_random_seed
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
@@ -30,7 +31,7 @@ print(f"target: the next step's input; predicting 0 everywhere scores MSE {np.me
 
 def train(name: str, layers: list) -> None:
     set_random_seed(0)
-    model = Sequential([Input(shape=(T, 1)), *layers, Dense(1)])
+    model = keras.Sequential([keras.Input(shape=(T, 1)), *layers, layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse")
     history = model.fit(x, y, batch_size=32, epochs=EPOCHS, validation_split=0.2, verbose=0)
     print(f"{name:>26}: {model.count_params():6,} weights, validation MSE "
@@ -38,15 +39,15 @@ def train(name: str, layers: list) -> None:
 
 
 # One direction: the output at step t depends on steps 1..t only.
-train("LSTM", [LSTM(32, return_sequences=True)])
+train("LSTM", [layers.LSTM(32, return_sequences=True)])
 
 # Bidirectional runs a second copy of the layer from the last step back to the first and
 # concatenates the two outputs at every step (merge_mode="concat": 2 x 32 features).
-train("Bidirectional(LSTM)", [Bidirectional(LSTM(32, return_sequences=True))])
+train("Bidirectional(LSTM)", [layers.Bidirectional(layers.LSTM(32, return_sequences=True))])
 
 # Deep: stack recurrent layers. Every layer but the last of a many-to-one model needs
 # return_sequences=True, so that the next layer gets a whole sequence.
 train("2 x Bidirectional(LSTM)", [
-    Bidirectional(LSTM(32, return_sequences=True)),
-    Bidirectional(LSTM(32, return_sequences=True)),
+    layers.Bidirectional(layers.LSTM(32, return_sequences=True)),
+    layers.Bidirectional(layers.LSTM(32, return_sequences=True)),
 ])

@@ -9,10 +9,10 @@ import argparse
 import numpy as np
 
 import fastrnn
+import fastrnn.keras as keras
 from fastrnn import functional as F
-from fastrnn.keras.layers import GRU, LSTM, Dense, Input, SimpleRNN
-from fastrnn.keras.models import Sequential, set_random_seed
-from fastrnn.keras.optimizers import Adam
+from fastrnn.keras import layers
+from fastrnn.keras.models import set_random_seed
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="shorter sequences, a few seconds")
@@ -37,7 +37,7 @@ def adding_problem(n: int) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def gradient_reaching_first_step(model: Sequential, x: np.ndarray) -> float:
+def gradient_reaching_first_step(model: keras.Sequential, x: np.ndarray) -> float:
     """|d h_T / d x_1| / |d h_T / d x_T|: how much of the last step's gradient gets back to the
     first input, through the recurrent layer alone (fastrnn.functional, on its own weights)."""
     rnn = model.layers[0]
@@ -55,13 +55,13 @@ x_val, y_val = adding_problem(500)
 baseline = float(np.mean((y_val - 1.0) ** 2))          # always answer 1.0 (the mean)
 print(f"adding problem, T = {T}: always answering 1.0 scores MSE {baseline:.3f}")
 
-for cell in (SimpleRNN, LSTM, GRU):
+for cell in (layers.SimpleRNN, layers.LSTM, layers.GRU):
     set_random_seed(0)                                  # the same start for every cell
-    model = Sequential([Input(shape=(T, 2)), cell(32), Dense(1)])
+    model = keras.Sequential([keras.Input(shape=(T, 2)), cell(32), layers.Dense(1)])
     # clipnorm=1.0: rescale any gradient longer than 1 before the update. A recurrent net's
     # gradient can also explode (grow at every step back); clipping keeps one bad batch from
     # throwing the weights far away.
-    model.compile(optimizer=Adam(learning_rate=5e-3, clipnorm=1.0), loss="mse")
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=5e-3, clipnorm=1.0), loss="mse")
     before = gradient_reaching_first_step(model, x_val)
     history = model.fit(x_train, y_train, batch_size=50, epochs=EPOCHS,
                         validation_data=(x_val, y_val), verbose=0)

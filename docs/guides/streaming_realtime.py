@@ -9,8 +9,9 @@ import time
 
 import numpy as np
 
-from fastrnn.keras.layers import GRU, Dense, Input
-from fastrnn.keras.models import Sequential, set_random_seed
+import fastrnn.keras as keras
+from fastrnn.keras import layers
+from fastrnn.keras.models import set_random_seed
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
@@ -34,10 +35,10 @@ def waves(n: int, length: int) -> np.ndarray:
 #    Streaming needs layers that only look back: SimpleRNN/LSTM/GRU (not Bidirectional),
 #    Dense, Embedding, Dropout.
 data = waves(N, 101)
-model = Sequential([
-    Input(shape=(None, 1)),
-    GRU(32, return_sequences=True),
-    Dense(1),
+model = keras.Sequential([
+    keras.Input(shape=(None, 1)),
+    layers.GRU(32, return_sequences=True),
+    layers.Dense(1),
 ])
 model.compile(optimizer="adam", loss="mse")
 model.fit(data[:, :-1], data[:, 1:], batch_size=32, epochs=EPOCHS, verbose=0)

@@ -8,8 +8,9 @@ import argparse
 
 import numpy as np
 
-from fastrnn.keras.layers import LSTM, Dense, Input, Masking
-from fastrnn.keras.models import Sequential, set_random_seed
+import fastrnn.keras as keras
+from fastrnn.keras import layers
+from fastrnn.keras.models import set_random_seed
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
@@ -43,11 +44,11 @@ print(f"{N} sequences of 3..{MAX_LEN} steps, padded at the end into one array {x
 #    and the padding never touches the weights or the gradient. (Padding with zeros needs
 #    readings that are never exactly 0; pick another mask_value otherwise.)
 #    With token ids, Embedding(vocab, dim, mask_zero=True) does the same for id 0.
-model = Sequential([
-    Input(shape=(None, 1)),                # any number of steps
-    Masking(mask_value=0.0),
-    LSTM(32),
-    Dense(1),
+model = keras.Sequential([
+    keras.Input(shape=(None, 1)),          # any number of steps
+    layers.Masking(mask_value=0.0),
+    layers.LSTM(32),
+    layers.Dense(1),
 ])
 model.compile(optimizer="adam", loss="mse")
 model.fit(x, y, batch_size=32, epochs=EPOCHS, validation_split=0.2, verbose=0)
@@ -61,7 +62,7 @@ print(f"padded batch vs each sequence alone: largest difference "
       f"{np.max(np.abs(batch - alone)):.1e}")
 
 # Without the mask, the same weights read the padding as real zeros and answer differently.
-unmasked = Sequential([Input(shape=(None, 1)), LSTM(32), Dense(1)])
+unmasked = keras.Sequential([keras.Input(shape=(None, 1)), layers.LSTM(32), layers.Dense(1)])
 unmasked.set_weights(model.get_weights())
 print(f"the same model without Masking: largest difference "
       f"{np.max(np.abs(unmasked.predict(x[:8], verbose=0) - alone)):.1e}")

@@ -1,16 +1,23 @@
 """The Keras-compatible API: Keras 3's models, layers and training loop on fastrnn's kernels.
 
-Code written for Keras runs after changing its imports::
+Code written for Keras runs after changing one import::
 
-    from fastrnn.keras import Sequential
-    from fastrnn.keras.layers import LSTM, Dense, Embedding
+    import fastrnn.keras as keras          # was: import keras
+    from fastrnn.keras import layers       # was: from keras import layers
+
+    inputs = keras.Input(shape=(None, 8))
+    x = layers.LSTM(32)(inputs)
+    model = keras.Model(inputs, layers.Dense(1)(x))
 
 The submodules mirror Keras's:
 
-- :mod:`~fastrnn.keras.models`: :class:`Sequential` (``compile``/``fit``/``evaluate``/
-  ``predict``/``save``/``stream``), :func:`load_model`, the float type and the seed;
+- :mod:`~fastrnn.keras.models`: :class:`Sequential` and the functional :class:`Model`
+  (``compile``/``fit``/``evaluate``/``predict``/``save``/``stream``), :func:`load_model`,
+  the float type and the seed;
 - :mod:`~fastrnn.keras.layers`: the layers (:mod:`~fastrnn.keras.recurrent` holds SimpleRNN,
-  LSTM, GRU and Bidirectional, which run on :mod:`fastrnn.functional`);
+  LSTM, GRU and Bidirectional, which run on :mod:`fastrnn.functional`) and :func:`Input`;
+- :mod:`~fastrnn.keras.symbolic` and :mod:`~fastrnn.keras.functional`: symbolic tensors and the
+  graph a functional model runs;
 - :mod:`~fastrnn.keras.optimizers`, :mod:`~fastrnn.keras.losses`,
   :mod:`~fastrnn.keras.metrics`, :mod:`~fastrnn.keras.callbacks`,
   :mod:`~fastrnn.keras.initializers`, :mod:`~fastrnn.keras.activations`;
@@ -27,6 +34,7 @@ from . import (
     backend,
     base,
     callbacks,
+    functional,
     initializers,
     layers,
     losses,
@@ -35,9 +43,11 @@ from . import (
     optimizers,
     recurrent,
     saving,
+    symbolic,
 )
-from .layers import Input
+from .layers import Input, InputLayer
 from .models import (
+    Model,
     ModelFileError,
     Sequential,
     floatx,
@@ -45,7 +55,9 @@ from .models import (
     set_floatx,
     set_random_seed,
 )
+from .symbolic import KerasTensor
 
-__all__ = ["Input", "ModelFileError", "Sequential", "activations", "backend", "base",
-           "callbacks", "floatx", "initializers", "layers", "load_model", "losses", "metrics",
-           "models", "optimizers", "recurrent", "saving", "set_floatx", "set_random_seed"]
+__all__ = ["Input", "InputLayer", "KerasTensor", "Model", "ModelFileError", "Sequential",
+           "activations", "backend", "base", "callbacks", "floatx", "functional",
+           "initializers", "layers", "load_model", "losses", "metrics", "models", "optimizers",
+           "recurrent", "saving", "set_floatx", "set_random_seed", "symbolic"]

@@ -7,6 +7,23 @@ A layer computes forward and backward explicitly (no autodiff engine):
 - ``backward(dy) -> dx`` returns the input gradient (None when the input is not
   differentiable, e.g. Embedding's ids) and sets ``variable.grad`` for every weight.
 
+Several inputs or outputs (the functional API, :mod:`fastrnn.keras.functional`):
+
+- a layer whose class sets ``multi_input = True`` (merge layers, attention; a recurrent layer
+  given ``initial_state``) takes ``forward(xs, masks, training)`` with ``xs`` a list of
+  arrays and ``masks`` a list (one mask or None per input) or None; its
+  ``backward(dy, need_dx)`` returns a list with one gradient (or None) per input. Its
+  ``build``/``compute_output_shape``/``check_input_shape`` receive a list of shapes. Eager
+  ``layer([a, b])`` works on NumPy arrays.
+- a layer with several outputs (a recurrent layer with ``return_state=True``) returns a list
+  of outputs from ``forward`` (its mask belongs to the first) and a list of shapes from
+  ``compute_output_shape``; its ``backward`` takes a list of output gradients, None for an
+  output that received none.
+- ``backward`` always refers to the layer's last ``forward``. A layer shared by several nodes
+  of a graph is the graph's business: it snapshots the layer's attributes after each node's
+  forward and restores them before that node's backward, and it sums the weight gradients of
+  the nodes (a layer's ``backward`` overwrites ``variable.grad``).
+
 Weights are stored in whatever layout the compute path wants (for recurrent layers, the
 kernels' ``(G·H, I)`` layout); ``get_weights``/``set_weights`` and ``Variable.numpy()`` always
 speak Keras's layout.
@@ -244,6 +261,7 @@ class Layer:
     """
 
     supports_masking = False
+    multi_input = False  # True: forward/backward take/give lists (see the module docstring)
 
     def __init__(self, name: str | None = None, trainable: bool = True, dtype: Any = None,
                  input_shape: Any = None, batch_input_shape: Any = None,
@@ -286,9 +304,11 @@ class Layer:
         """The output mask (Keras semantics)."""
         return mask if self.supports_masking else None
 
-    def _build_for(self, input_shape: tuple) -> tuple:
-        """Check, build if needed, record shapes; returns the output shape."""
-        input_shape = tuple(input_shape)
+    def _build_for(self, input_shape: Any) -> Any:
+        """Check, build if needed, record shapes; returns the output shape (a list of shapes
+        for several outputs). A :attr:`multi_input` layer gets a list of shapes."""
+        input_shape = ([tuple(s) for s in input_shape] if self.multi_input
+                       else tuple(input_shape))
         self.check_input_shape(input_shape)
         if not self.built:
             self.build(input_shape)
@@ -391,8 +411,27 @@ class Layer:
         """
         raise NotImplementedError
 
-    def __call__(self, inputs: Any, mask: Any = None, training: bool = False) -> Any:
-        """Run the layer eagerly on a NumPy batch (builds it on first use)."""
+    def __call__(self, inputs: Any, mask: Any = None, training: bool | None = None,
+                 **kwargs: Any) -> Any:
+        """Run the layer eagerly on a NumPy batch (builds it on first use), or, called on
+        :func:`fastrnn.keras.Input` tensors, record it in a functional graph and return its
+        symbolic output(s)."""
+        from .symbolic import is_symbolic, symbolic_call
+
+        if is_symbolic(inputs, kwargs):
+            return symbolic_call(self, inputs, mask=mask, training=training, **kwargs)
+        if kwargs:
+            raise TypeError(f"layer {self.name!r} ({type(self).__name__}) got unexpected "
+                            f"keyword arguments: {', '.join(sorted(kwargs))}")
+        if self.multi_input:
+            if not isinstance(inputs, (list, tuple)) or not inputs:
+                raise TypeError(f"layer {self.name!r} ({type(self).__name__}) takes a list of "
+                                f"inputs, got {type(inputs).__name__}")
+            xs = [self._prepare_input(a) for a in inputs]
+            self._build_for([(None,) + tuple(x.shape[1:]) for x in xs])
+            masks = None if mask is None else [None if m is None else np.asarray(m, dtype=bool)
+                                               for m in mask]
+            return self.forward(xs, masks, bool(training))[0]
         x = self._prepare_input(inputs)
         self._build_for((None,) + tuple(x.shape[1:]))
         self.check_batch(x)
@@ -400,10 +439,38 @@ class Layer:
                             bool(training))
         return y
 
+    # -- functional-graph connectivity (Keras's layer.input / layer.output) ----------------
+    def _only_node(self, what: str) -> Any:
+        nodes = getattr(self, "_inbound_nodes", [])
+        if not nodes:
+            raise AttributeError(f"layer {self.name!r} has never been called on a symbolic "
+                                 f"tensor (keras.Input), so it has no {what}")
+        if len(nodes) > 1:
+            raise AttributeError(f"layer {self.name!r} has been called {len(nodes)} times "
+                                 f"(a shared layer), so its {what} is ambiguous; use the "
+                                 "tensors its calls returned")
+        return nodes[0]
+
+    @property
+    def input(self) -> Any:
+        """The symbolic input of the layer's one call in a functional graph (a list for
+        several inputs)."""
+        node = self._only_node("input")
+        return node.inputs[0] if len(node.inputs) == 1 else list(node.inputs)
+
+    @property
+    def output(self) -> Any:
+        """The symbolic output of the layer's one call (a list for several outputs)."""
+        node = self._only_node("output")
+        return node.outputs[0] if len(node.outputs) == 1 else list(node.outputs)
+
     def _prepare_input(self, inputs: Any) -> np.ndarray:
         x = np.asarray(inputs)
         if x.dtype.kind not in "fiub":
-            raise TypeError(f"layer {self.name!r} expects a numeric array, got dtype {x.dtype}")
+            raise TypeError(f"layer {self.name!r} expects a numeric array, got dtype {x.dtype}"
+                            + (" (a list of symbolic and non-symbolic values? the functional "
+                               "API calls layers on keras.Input tensors only)"
+                               if x.dtype == object else ""))
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         return x

@@ -341,6 +341,99 @@ def _sequential_from_keras(path: str, config: Any, build_config: Any) -> dict:
     return out
 
 
+def _ref(t: Any) -> list:
+    """A Keras tensor reference ``[layer, node, tensor]`` (Keras 3's ``__keras_tensor__``
+    or a Keras 2 node entry)."""
+    if isinstance(t, dict) and t.get("class_name") == "__keras_tensor__" \
+            and isinstance(t.get("config"), dict):
+        t = t["config"].get("keras_history")
+    if isinstance(t, list) and len(t) >= 3:
+        return list(t[:3])
+    raise ValueError(f"invalid tensor reference {str(t)[:100]}")
+
+
+def _refs(v: Any) -> list[list]:
+    """The tensor references in a (possibly nested list of) tensor(s)."""
+    if isinstance(v, list) and v and not isinstance(v[0], str) and \
+            not (isinstance(v, list) and len(v) >= 3 and isinstance(v[0], str)):
+        return [r for x in v for r in _refs(x)]
+    return [_ref(v)]
+
+
+def _io(v: Any) -> tuple[list, list | None, bool]:
+    """Keras's ``input_layers``/``output_layers``: references, dict keys, whether a list."""
+    if isinstance(v, dict):
+        return [_ref(x) for x in v.values()], list(v), True
+    if isinstance(v, list) and len(v) >= 3 and isinstance(v[0], str):
+        return [_ref(v)], None, False
+    if isinstance(v, list):
+        return [_ref(x) for x in v], None, True
+    raise ValueError("the functional config has no input_layers/output_layers")
+
+
+def _functional_from_keras(path: str, config: Any) -> dict:
+    """A Keras functional config (Keras 3, or Keras 2's ``Model``/``Functional``) as
+    fastrnn's :meth:`Model.get_config` output: the layer calls in an execution order."""
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+        raise _fail(path, "the functional config has no 'layers' list")
+    found: list[str] = []
+    _unsupported(config["layers"], found)
+    if found:
+        raise _fail(path, "the model uses layers fastrnn does not have (or custom objects, "
+                          "which would run code from the file): " + ", ".join(found))
+    problems: list[str] = []
+    layers, pending = [], []
+    try:
+        for d in config["layers"]:
+            layers.append(_layer_from_keras(d, problems))
+            name = d.get("name") or d["config"].get("name")
+            for k, node in enumerate(d.get("inbound_nodes") or []):
+                if isinstance(node, dict):  # Keras 3: the call's args and kwargs
+                    args, kwargs = node.get("args") or [], node.get("kwargs") or {}
+                    if len(args) != 1:
+                        problems.append(f"{name!r}: a call with {len(args)} positional inputs")
+                        continue
+                    main = _refs(args[0])
+                    states = _refs(kwargs["initial_state"]) if kwargs.get("initial_state") \
+                        else []
+                    for key, val in kwargs.items():
+                        if key not in ("initial_state", "training", "mask") or \
+                                (key == "mask" and val is not None):
+                            problems.append(f"{name!r}: call argument {key}")
+                else:  # Keras 2: a list of [layer, node, tensor, kwargs]
+                    refs = [_ref(e) for e in node]
+                    rnn = d.get("class_name") in ("SimpleRNN", "LSTM", "GRU")
+                    main, states = (refs[:1], refs[1:]) if rnn else (refs, [])
+                pending.append((name, k, main, states))
+        inputs, in_keys, in_listed = _io(config.get("input_layers"))
+        outputs, out_keys, out_listed = _io(config.get("output_layers"))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _fail(path, f"invalid functional config ({exc})") from exc
+    if problems:
+        raise _fail(path, "the model uses settings fastrnn does not support: "
+                          + "; ".join(problems))
+    # the calls in an order where each one's inputs exist (and a layer's calls in order)
+    done = {(r[0], 0) for r in inputs}
+    done |= {(d["config"].get("name"), 0) for d in layers if d["class_name"] == "InputLayer"}
+    nodes = []
+    while pending:
+        ready = [p for p in pending if all((r[0], r[1]) in done for r in p[2] + p[3])
+                 and (p[1] == 0 or (p[0], p[1] - 1) in done)]
+        if not ready:
+            raise _fail(path, f"the functional config's calls cannot be ordered (the call "
+                              f"{pending[0][0]!r} #{pending[0][1]} needs a tensor no call "
+                              f"makes)")
+        first = ready[0]
+        pending.remove(first)
+        done.add((first[0], first[1]))
+        nodes.append({"layer": first[0], "inputs": first[2] + first[3],
+                      "n_states": len(first[3]), "training": None})
+    return {"name": config.get("name"), "trainable": bool(config.get("trainable", True)),
+            "layers": layers, "nodes": nodes, "inputs": inputs, "outputs": outputs,
+            "input_keys": in_keys, "output_keys": out_keys, "inputs_listed": in_listed,
+            "outputs_listed": out_listed}
+
+
 def _model_from_keras(path: str, config: Any, model_classes: Mapping[str, Any],
                       budget: int) -> Any:
     """Rebuild the model a Keras config describes (no weights yet), allocating at most
@@ -348,10 +441,15 @@ def _model_from_keras(path: str, config: Any, model_classes: Mapping[str, Any],
     if not isinstance(config, dict):
         raise _fail(path, "the model config is not a JSON object")
     cls = config.get("class_name")
-    if cls != "Sequential" or cls not in model_classes:
+    if cls in ("Functional", "Model") and "Model" in model_classes:
+        cls = "Model"
+        fcfg = _functional_from_keras(path, config.get("config"))
+    elif cls == "Sequential" and cls in model_classes:
+        fcfg = _sequential_from_keras(path, config.get("config"), config.get("build_config"))
+    else:
         raise _fail(path, f"the file holds a Keras {str(cls)[:60]!r} model; fastrnn reads "
-                          f"Keras's {', '.join(sorted(model_classes))} models")
-    fcfg = _sequential_from_keras(path, config.get("config"), config.get("build_config"))
+                          f"Keras's Sequential" + (" and functional" if "Model" in model_classes
+                                                   else "") + " models")
     try:
         with weight_budget(budget):
             model = model_classes[cls].from_config(fcfg)
@@ -391,6 +489,8 @@ def keras_config(model: Any) -> dict:
     dict
     """
     cfg = model.get_config()
+    if "nodes" in cfg:
+        return _functional_to_keras(model, cfg)
     inp = dict(cfg.get("input") or {"batch_shape": list(model._batch_input_shape),
                                      "name": "input_layer"})
     inp["dtype"] = inp.get("dtype") or model.layers[0].dtype
@@ -400,6 +500,68 @@ def keras_config(model: Any) -> dict:
             "config": {"name": model.name, "trainable": True, "layers": layers},
             "registered_name": None,
             "build_config": {"input_shape": list(model._batch_input_shape)},
+            "compile_config": _compile_to_keras(model._compile_config())}
+
+
+def _functional_to_keras(model: Any, cfg: dict) -> dict:
+    """A functional model's config as Keras 3's ``Functional`` config."""
+    known: dict[tuple[str, int], list] = {}  # each call's outputs (shape, dtype)
+    calls: dict[str, int] = {}
+    for t in model._graph.inputs:
+        known[(t._node.layer.name, 0)] = [t]
+        calls[t._node.layer.name] = 1
+    for node in model._graph.nodes:
+        if node.is_input:
+            continue
+        k = calls.get(node.layer.name, 0)
+        calls[node.layer.name] = k + 1
+        known[(node.layer.name, k)] = node.outputs
+
+    def tensor(r: list) -> dict:
+        t = known[(r[0], r[1])][r[2]]
+        return {"class_name": "__keras_tensor__",
+                "config": {"shape": list(t.shape), "dtype": t.dtype, "keras_history": list(r)}}
+
+    def io(refs: list, keys: Any, listed: Any) -> Any:
+        if keys is not None:
+            return dict(zip(keys, refs, strict=True))
+        return refs if listed or len(refs) > 1 else refs[0]
+
+    layers, by_name = [], {}
+    for d in cfg["layers"]:
+        if d["class_name"] not in _REGISTRY:
+            raise ValueError(f"cannot write the {d['class_name']} inside model {model.name!r} "
+                             f"to a .keras file (a model used as a layer); save it in "
+                             f"fastrnn's own format")
+        if d["class_name"] == "InputLayer":
+            c = dict(d["config"])
+            c["dtype"] = c.get("dtype") or model.weights[0].dtype.name if model.weights \
+                else c.get("dtype") or "float32"
+            k = {"module": "keras.layers", "class_name": "InputLayer", "config": c,
+                 "registered_name": None}
+        else:
+            k = _layer_to_keras(d)
+        k["name"] = d["config"]["name"]
+        k["inbound_nodes"] = []
+        by_name[k["name"]] = k
+        layers.append(k)
+    for n in cfg["nodes"]:
+        ins, n_states = n["inputs"], n.get("n_states", 0)
+        main = ins[:len(ins) - n_states]
+        kwargs: dict[str, Any] = {}
+        if n_states:
+            kwargs["initial_state"] = [tensor(r) for r in ins[len(ins) - n_states:]]
+        if n.get("training") is not None:
+            kwargs["training"] = n["training"]
+        arg = tensor(main[0]) if len(main) == 1 else [tensor(r) for r in main]
+        by_name[n["layer"]]["inbound_nodes"].append({"args": [arg], "kwargs": kwargs})
+    return {"module": "keras.src.models.functional", "class_name": "Functional",
+            "config": {"name": model.name, "trainable": True, "layers": layers,
+                       "input_layers": io(cfg["inputs"], cfg.get("input_keys"),
+                                          cfg.get("inputs_listed")),
+                       "output_layers": io(cfg["outputs"], cfg.get("output_keys"),
+                                           cfg.get("outputs_listed"))},
+            "registered_name": "Functional", "build_config": {"input_shape": None},
             "compile_config": _compile_to_keras(model._compile_config())}
 
 
@@ -644,6 +806,18 @@ def _build_budget(path: str, z: zipfile.ZipFile) -> int:
     return min(declared, _saving._MAX_DEFLATE_RATIO * os.path.getsize(path))
 
 
+def _plain(v: Any) -> Any:
+    """Keras's serialized objects (``module``, ``registered_name``, ...) as fastrnn's
+    ``{'class_name', 'config'}``, inside dicts (per output) and lists too."""
+    if isinstance(v, dict) and "class_name" in v:
+        return {"class_name": v["class_name"], "config": v.get("config")}
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
 def _compile(path: str, model: Any, cfg: Any) -> bool:
     """Compile ``model`` as Keras's ``compile_config`` says (optimizer, loss, metrics; the
     optimizer's state is not restored). What fastrnn lacks is a warning, as in Keras, and the
@@ -651,13 +825,11 @@ def _compile(path: str, model: Any, cfg: Any) -> bool:
     if not isinstance(cfg, dict) or not cfg:
         return False
     try:
-        opt, loss = cfg.get("optimizer"), cfg.get("loss")
-        if isinstance(opt, dict):
-            opt = {"class_name": opt.get("class_name"), "config": opt.get("config")}
-        if isinstance(loss, dict):
-            loss = {"class_name": loss.get("class_name"), "config": loss.get("config")}
-        model._compile_from_config({"optimizer": opt, "loss": loss,
-                                    "metrics": cfg.get("metrics") or []})
+        fcfg = {"optimizer": _plain(cfg.get("optimizer")), "loss": _plain(cfg.get("loss")),
+                "metrics": cfg.get("metrics") or []}
+        if cfg.get("loss_weights") is not None:
+            fcfg["loss_weights"] = cfg["loss_weights"]
+        model._compile_from_config(fcfg)
     except (TypeError, ValueError, KeyError, AttributeError, NotImplementedError) as exc:
         model.compiled = False
         model.optimizer = None
@@ -714,7 +886,8 @@ def _load_legacy(path: str, model_classes: Mapping[str, Any], compile: bool) -> 
     return model
 
 
-def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True) -> Any:
+def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True,
+               safe_mode: bool = True) -> Any:
     """Load a model file of any format fastrnn reads, told apart by its content.
 
     Parameters
@@ -726,6 +899,9 @@ def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True
         The model classes a file may name (``{"Sequential": Sequential}``).
     compile : bool
         Restore the optimizer (with its state), loss and metrics when the file has them.
+    safe_mode : bool
+        Accepted for Keras compatibility: nothing from a file is ever executed (``Lambda``
+        layers and custom objects are refused either way).
 
     Returns
     -------
@@ -752,7 +928,7 @@ def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True
         found = _keras_archive(path)
         if found is not None:
             return _load_archive(path, *found, model_classes, compile)
-    return _saving.load_model(path, model_classes, compile=compile)
+    return _saving.load_model(path, model_classes, compile=compile, safe_mode=safe_mode)
 
 
 def load_weights(model: Any, path: Any) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import _native
 from . import activations as _acts
-from .backend import rng
+from .backend import floatx, rng, unique_name
 from .base import (
     Layer,
     Variable,
@@ -32,6 +32,7 @@ from .base import (
     serialize_initializer,
 )
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _Tokens
+from .symbolic import KerasTensor, Node
 
 __all__ = [
     "GRU",
@@ -125,8 +126,9 @@ class InputLayer(Layer):
 
 def Input(shape: Any = None, batch_size: int | None = None, dtype: Any = None,
           sparse: bool | None = None, batch_shape: Any = None, name: str | None = None,
-          **kwargs: Any) -> InputLayer:
-    """Declare a model's input shape, as ``keras.Input``; pass it to ``Sequential.add``.
+          tensor: Any = None, optional: bool = False, **kwargs: Any) -> KerasTensor:
+    """A model input, as ``keras.Input``: a symbolic tensor to call layers on (functional
+    API) or the first entry of a ``Sequential`` model.
 
     Parameters
     ----------
@@ -136,15 +138,31 @@ def Input(shape: Any = None, batch_size: int | None = None, dtype: Any = None,
     batch_size : int, optional
         Fixed batch size (needed by stateful recurrent layers).
     dtype : str, optional
+        A float type, or an integer type for token ids (default: the float type).
     batch_shape : tuple, optional
+        Full shape including the batch axis (instead of ``shape`` + ``batch_size``).
     name : str, optional
+        The input's name (the key of this input when data comes as a dict).
 
     Returns
     -------
-    InputLayer
+    KerasTensor
     """
-    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, sparse=sparse,
-                      batch_shape=batch_shape, name=name, **kwargs)
+    if tensor is not None:
+        raise NotImplementedError("Input(tensor=...) is not supported")
+    if optional:
+        raise NotImplementedError("Input(optional=True) is not supported")
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, sparse=sparse,
+                       batch_shape=batch_shape, name=name or unique_name("input_layer"),
+                       **kwargs)
+    node = Node(layer, [], False)
+    dt = layer.input_dtype or floatx()
+    out = KerasTensor(layer.batch_shape, dt, layer.name, node, 0)
+    node.outputs = [out]
+    layer.__dict__.setdefault("_inbound_nodes", []).append(node)
+    layer.built = True
+    layer.output_shape = layer.batch_shape
+    return out
 
 
 def _matmul(a: np.ndarray, b: np.ndarray, transa: bool = False,

@@ -247,9 +247,12 @@ class _RNNBase(Layer):
         (views of the layer's current values; read-only use)."""
         return (self.kernel.value, self.recurrent_kernel.value, *self._op_biases())
 
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
+    def compute_output_shape(self, input_shape: tuple) -> Any:
         b, t = input_shape[0], input_shape[1]
-        return (b, t, self.units) if self.return_sequences else (b, self.units)
+        out = (b, t, self.units) if self.return_sequences else (b, self.units)
+        if self.return_state:
+            return [out] + [(b, self.units)] * self._n_states
+        return out
 
     def compute_mask(self, inputs: Any, mask: np.ndarray | None) -> np.ndarray | None:
         return mask if self.return_sequences else None
@@ -323,8 +326,11 @@ class _RNNBase(Layer):
 
     # -- time-major core (shared with Bidirectional) -------------------------------------
     def _core_forward(self, xt: np.ndarray, lengths: np.ndarray | None,
-                      training: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Run the kernel on a contiguous time-major ``xt`` (T, B, I).
+                      training: bool, init: list[np.ndarray | None] | None = None
+                      ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Run the kernel on a contiguous time-major ``xt`` (T, B, I), from the initial
+        states ``init`` (``[h0]`` or ``[h0, c0]``; default: the carried state of a stateful
+        layer, else zeros).
 
         Returns the time-major outputs (in original time order; zeros past each sequence's
         end) and the final states ``[h]`` or ``[h, c]``.
@@ -339,7 +345,8 @@ class _RNNBase(Layer):
             keep *= 1.0 / (1.0 - self.dropout)
             self._dmask = keep
             xt = xt * keep
-        init = self._initial_states(B)  # [h0] or [h0, c0]
+        if init is None:
+            init = self._initial_states(B)  # [h0] or [h0, c0]
         h0, c0 = init[0], (init[1] if len(init) > 1 else None)
         w_ih, w_hh, b_ih, b_hh = self.op_weights()
         kw = {"nonlinearity": self.nonlinearity, "lengths": lengths,
@@ -377,8 +384,9 @@ class _RNNBase(Layer):
             raise RuntimeError(f"layer {self.name!r}: backward() needs a forward() with "
                                "training=True first")
         need_dx = need_dx or bool(tokens)  # the fold's table grads come from dx
-        dx, _, _, dw_ih, dw_hh, db_ih, db_hh = self.ops.cell_backward(ctx, dy_tm, dh_n, dc_n,
-                                                                      need_dx=need_dx)
+        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = self.ops.cell_backward(
+            ctx, dy_tm, dh_n, dc_n, need_dx=need_dx)
+        self._d_init = [dh0] if dc0 is None else [dh0, dc0]
         if tokens:
             dw_ih = tokens.backward(dx, self.kernel.value)
             dx = None
@@ -392,11 +400,46 @@ class _RNNBase(Layer):
         return dx
 
     # -- Keras-facing forward/backward ----------------------------------------------------
-    def forward(self, x: np.ndarray | _Tokens, mask: np.ndarray | None, training: bool
-                ) -> tuple[np.ndarray, np.ndarray | None]:
+    def check_initial_state(self, shapes: list[tuple]) -> None:
+        """Check the shapes of ``initial_state`` tensors: ``[h]`` (``[h, c]`` for LSTM), each
+        ``(batch, units)``."""
+        n = self._n_states
+        if len(shapes) != n:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}): initial_state "
+                             f"expected {n} state arrays, got {len(shapes)} "
+                             f"({'[h, c]' if n == 2 else '[h]'} expected)")
+        for s in shapes:
+            if len(s) != 2 or (s[1] is not None and s[1] != self.units):
+                raise ValueError(f"layer {self.name!r} ({type(self).__name__}): in "
+                                 f"initial_state, each state must have shape (batch, "
+                                 f"{self.units}), got {tuple(s)}")
+
+    def _states_in(self, states: list[Any], batch: int) -> list[np.ndarray]:
+        arrs = [np.asarray(s) for s in states]
+        for a in arrs:
+            if a.dtype.kind not in "fiub":
+                raise TypeError(f"layer {self.name!r}: initial states must be real arrays, "
+                                f"got dtype {a.dtype}")
+        self.check_initial_state([a.shape for a in arrs])
+        for a in arrs:
+            if a.shape[0] != batch:
+                raise ValueError(f"layer {self.name!r}: initial_state carries state for batch "
+                                 f"size {a.shape[0]}, got a batch of {batch}")
+        return [np.ascontiguousarray(a, dtype=self.dtype) for a in arrs]
+
+    def forward(self, x: Any, mask: Any, training: bool) -> tuple[Any, np.ndarray | None]:
+        """As :meth:`Layer.forward`; ``x`` may also be ``[x, *initial_states]`` (with a list of
+        masks). With ``return_state=True`` the output is ``[output, *final_states]``."""
+        init = None
+        self._with_init = isinstance(x, list)
+        if self._with_init:
+            x, *states = x
+            mask = mask[0] if mask is not None else None
         xt, T, B = _time_major(self, type(self).__name__, x)
+        if self._with_init:
+            init = self._states_in(states, B)
         lengths = mask_to_lengths(mask, B, T)
-        y, states = self._core_forward(xt, lengths, training)
+        y, states = self._core_forward(xt, lengths, training, init)
         self._last_states = states
         fill = None
         if self.return_sequences:
@@ -415,53 +458,86 @@ class _RNNBase(Layer):
             out_mask = None
         if training:
             self._fwd_cache = fill
+        if self.return_state:
+            return [out, *states], out_mask
         return out, out_mask
 
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+    def backward(self, dy: Any, need_dx: bool = True) -> Any:
+        """As :meth:`Layer.backward`; with ``return_state=True`` ``dy`` is the list of output
+        gradients (None for an output without one); after a forward with initial states the
+        result is ``[dx, *d_initial_states]``."""
         fill = self._fwd_cache
         self._fwd_cache = None
-        if self.return_sequences:
-            dyt = dy.transpose(1, 0, 2)
-            if self.go_backwards:
-                dyt = dyt[::-1]
-            dyt = np.ascontiguousarray(dyt, dtype=self.dtype)
-            dh_n = None
-            if fill is not None:
-                dh_n = np.where(fill, dyt, 0).sum(axis=0, dtype=self.dtype)
-                dyt = np.where(fill, 0, dyt).astype(self.dtype, copy=False)
-            dx = self._core_backward(dyt, dh_n, need_dx=need_dx)
-        else:
-            dh_n = np.ascontiguousarray(dy, dtype=self.dtype)
-            if fill is not None:
-                dh_n = np.where(fill, dh_n, 0).astype(self.dtype, copy=False)
-            dx = self._core_backward(None, dh_n, need_dx=need_dx)
-        return None if dx is None else dx.transpose(1, 0, 2)
+        dstates: list[Any] = [None] * self._n_states
+        if self.return_state:
+            dy, *dstates = dy
+        dt = self.dtype
 
-    def __call__(self, inputs: Any, mask: Any = None, training: bool = False,
-                 initial_state: Any = None) -> Any:
-        """Run eagerly on a ``(batch, timesteps, features)`` array.
+        def add(a: Any, b: Any) -> Any:
+            return b if a is None else a if b is None else a + b
+
+        if self.return_sequences:
+            dh_n = None
+            if dy is None:
+                dyt = None
+            else:
+                dyt = dy.transpose(1, 0, 2)
+                if self.go_backwards:
+                    dyt = dyt[::-1]
+                dyt = np.ascontiguousarray(dyt, dtype=dt)
+                if fill is not None:
+                    dh_n = np.where(fill, dyt, 0).sum(axis=0, dtype=dt)
+                    dyt = np.where(fill, 0, dyt).astype(dt, copy=False)
+        else:
+            dyt = None
+            dh_n = None if dy is None else np.ascontiguousarray(dy, dtype=dt)
+            if fill is not None and dh_n is not None:
+                dh_n = np.where(fill, dh_n, 0).astype(dt, copy=False)
+        dh_n = add(dh_n, dstates[0])
+        dh_n = None if dh_n is None else np.ascontiguousarray(dh_n, dtype=dt)
+        dc_n = None
+        if len(dstates) > 1 and dstates[1] is not None:
+            dc_n = np.ascontiguousarray(dstates[1], dtype=dt)
+        if dyt is None and dh_n is None:
+            dh_n = np.zeros((self._ctx_batch(), self.units), dt)
+        dx = self._core_backward(dyt, dh_n, dc_n, need_dx=need_dx)
+        dx = None if dx is None else dx.transpose(1, 0, 2)
+        if getattr(self, "_with_init", False):
+            return [dx, *self._d_init]
+        return dx
+
+    def _ctx_batch(self) -> int:
+        return int(self._last_states[0].shape[0])
+
+    def __call__(self, inputs: Any, mask: Any = None, training: bool | None = None,
+                 initial_state: Any = None, **kwargs: Any) -> Any:
+        """Run eagerly on a ``(batch, timesteps, features)`` array, or record a call in a
+        functional graph when given symbolic tensors.
 
         Returns the output, or ``[output, *final_states]`` with ``return_state=True``.
-        ``initial_state`` (a list of ``(batch, units)`` arrays) is supported here, outside
-        models.
+        ``initial_state``: a list of ``(batch, units)`` arrays (``[h]``, or ``[h, c]`` for
+        LSTM), or symbolic tensors in a functional model.
         """
+        from .symbolic import is_symbolic, symbolic_call
+
+        if is_symbolic(inputs, {"initial_state": initial_state}):
+            return symbolic_call(self, inputs, mask=mask, training=training,
+                                 initial_state=initial_state, **kwargs)
+        if kwargs:
+            raise TypeError(f"layer {self.name!r} got unexpected keyword arguments: "
+                            f"{', '.join(sorted(kwargs))}")
         x = self._prepare_input(inputs)
         self._build_for((None,) + tuple(x.shape[1:]))
         self.check_batch(x)
-        saved = None
+        m = None if mask is None else np.asarray(mask, dtype=bool)
         if initial_state is not None:
-            saved = (self.stateful, self._states)
-        try:
-            if saved is not None:
-                self.stateful = True
-                self.reset_states(initial_state)
-            y, _ = self.forward(x, None if mask is None else np.asarray(mask, dtype=bool),
-                                bool(training))
-        finally:
-            if saved is not None:
-                self.stateful, self._states = saved
+            states = list(initial_state) if isinstance(initial_state, (list, tuple)) \
+                else [initial_state]
+            y, _ = self.forward([x, *states], [m] + [None] * len(states), bool(training))
+        else:
+            y, _ = self.forward(x, m, bool(training))
         if self.return_state:
-            return [y] + [np.array(s, copy=True) for s in self._last_states]
+            return [y[0]] + [np.array(s, copy=True) for s in y[1:]]
         return y
 
     def get_config(self) -> dict:

@@ -7,6 +7,10 @@ Layout of the archive::
     weights/00000.npy ...  the model's weights in Keras's layout and order
     optimizer/00000.npy    the optimizer's state (iterations, slots), when saved
 
+The model is a ``Sequential`` or a functional ``Model`` (whose config lists its layers, then
+its layer calls in execution order, each naming its input tensors by layer, call and output
+index; a reference to anything not defined before it is an error).
+
 Loading is safe for files from an untrusted source. It executes no code: the JSON is parsed,
 layer classes come from a fixed registry, arrays are never unpickled. Memory and time stay
 bounded by what the model needs:
@@ -563,18 +567,28 @@ def _weight_bytes(path: str, z: zipfile.ZipFile) -> int:
     return min(listed, _MAX_DEFLATE_RATIO * os.path.getsize(path))
 
 
-def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True) -> Any:
-    """Rebuild a model saved by ``model.save``.
+# The model classes a file may name (filled by fastrnn.keras.models, which stands above this
+# module: Sequential and the functional Model).
+MODEL_CLASSES: dict[str, Any] = {}
+
+
+def load_model(path: Any, model_classes: Mapping[str, Any] | None = None, compile: bool = True,
+               safe_mode: bool = True, custom_objects: Any = None) -> Any:
+    """Rebuild a model saved by ``model.save`` (also reached as ``keras.saving.load_model``).
 
     Parameters
     ----------
     path : str or PathLike
-    model_classes : mapping of str to class
+    model_classes : mapping of str to class, optional
         The model classes a file may name, by class name (the fixed registry: nothing else is
-        ever instantiated); each has ``from_config``. :func:`fastrnn.keras.models.load_model`
-        passes ``{"Sequential": Sequential}``.
+        ever instantiated); each has ``from_config``. Default :data:`MODEL_CLASSES`
+        (``Sequential`` and the functional ``Model``).
     compile : bool
         Restore the optimizer (with its state), loss and metrics when they were saved.
+    safe_mode : bool
+        Accepted for Keras compatibility: nothing from the file is ever executed.
+    custom_objects : None
+        Custom classes are not supported (only built-in layers load).
 
     Returns
     -------
@@ -589,6 +603,11 @@ def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True
         If the file is unreadable, truncated, not a fastrnn model, names a class that
         ``model_classes`` does not hold, or disagrees with its config.
     """
+    if custom_objects:
+        raise NotImplementedError("load_model: custom_objects are not supported; fastrnn "
+                                  "model files hold built-in layers only")
+    if model_classes is None:
+        model_classes = MODEL_CLASSES
     path = os.fspath(path)
     config, z = read_archive(path)
     with z:
