@@ -277,12 +277,103 @@ def test_settings_fastrnn_lacks_are_listed(tmp_path):
         load_model(tmp_path / "k.keras")
 
 
-def test_functional_keras_model_is_a_clear_error(tmp_path):
-    i = keras.Input((4, 3))
-    km = keras.Model(i, keras.layers.Dense(2)(keras.layers.LSTM(3)(i)))
+def _seq2seq(K):
+    """A functional seq2seq model: encoder states into the decoder, a Dense shared by two
+    outputs (two calls of one layer)."""
+    L = K.layers
+    ei = K.Input((None, 5), name="enc")
+    _, h, c = L.LSTM(4, return_state=True)(ei)
+    di = K.Input((None, 6), name="dec")
+    seq, _, _ = L.LSTM(4, return_sequences=True, return_state=True)(di, initial_state=[h, c])
+    shared = L.Dense(6)
+    side = L.Bidirectional(L.GRU(2, return_sequences=True))(ei)
+    return K.Model([ei, di], [shared(seq), shared(L.Dense(4)(side))])
+
+
+def _dict_model(K):
+    L = K.layers
+    a, b = K.Input((4, 3), name="a"), K.Input((4, 3), name="b")
+    rnn = L.GRU(3)
+    return K.Model({"a": a, "b": b}, {"left": L.Dense(2)(rnn(a)), "right": L.Dense(1)(rnn(b))})
+
+
+def _seq2seq_inputs(rng):
+    x = [rng.normal(size=(3, 7, 5)).astype(np.float32),
+         rng.normal(size=(3, 4, 6)).astype(np.float32)]
+    return x
+
+
+def _same(a, b):
+    if isinstance(a, dict):
+        assert set(a) == set(b)
+        a, b = [a[k] for k in sorted(a)], [b[k] for k in sorted(b)]
+    for p, q in zip(a, b, strict=True):
+        np.testing.assert_allclose(p, np.asarray(q), rtol=2e-5, atol=2e-6)
+
+
+def test_functional_seq2seq_both_directions(tmp_path):
+    import fastrnn.keras as fk
+
+    rng = np.random.default_rng(12)
+    x = _seq2seq_inputs(rng)
+    km = _seq2seq(keras)
+    _randomize(km, rng)
     km.save(tmp_path / "k.keras")
-    with pytest.raises(ModelFileError, match=r"Keras 'Functional' model; fastrnn reads"):
+    fm = load_model(tmp_path / "k.keras")
+    assert isinstance(fm, fk.Model)
+    assert [layer.name for layer in fm.layers] == [layer.name for layer in km.layers]
+    _same(fm.predict(x, verbose=0), km.predict(x, verbose=0))
+    km.save(tmp_path / "legacy.h5")
+    _same(load_model(tmp_path / "legacy.h5").predict(x, verbose=0), km.predict(x, verbose=0))
+
+    fm = _seq2seq(fk)
+    _randomize(fm, rng)
+    fm.compile("adam", ["mse", "mae"])
+    fm.fit(x, [np.zeros((3, 4, 6), np.float32), np.zeros((3, 7, 6), np.float32)], verbose=0)
+    fm.save(tmp_path / "f.keras")
+    km = keras.saving.load_model(tmp_path / "f.keras")
+    _same(fm.predict(x, verbose=0), km.predict(x, verbose=0))
+    assert int(km.optimizer.iterations) == fm.optimizer.iterations == 1
+    # weights alone, both ways
+    km.save_weights(tmp_path / "k.weights.h5")
+    fm2 = _seq2seq(fk)
+    fm2.load_weights(tmp_path / "k.weights.h5")
+    _same(fm2.predict(x, verbose=0), km.predict(x, verbose=0))
+    fm2.save_weights(tmp_path / "f.weights.h5")
+    km2 = _seq2seq(keras)
+    km2.load_weights(tmp_path / "f.weights.h5")
+    _same(fm2.predict(x, verbose=0), km2.predict(x, verbose=0))
+
+
+def test_functional_dict_inputs_and_outputs_both_directions(tmp_path):
+    rng = np.random.default_rng(13)
+    x = {"a": rng.normal(size=(2, 4, 3)).astype(np.float32),
+         "b": rng.normal(size=(2, 4, 3)).astype(np.float32)}
+    km = _dict_model(keras)
+    _randomize(km, rng)
+    km.save(tmp_path / "k.keras")
+    fm = load_model(tmp_path / "k.keras")
+    _same(fm.predict(x, verbose=0), km.predict(x, verbose=0))
+    fm.save(tmp_path / "f.keras")
+    _same(fm.predict(x, verbose=0), keras.saving.load_model(tmp_path / "f.keras")
+          .predict(x, verbose=0))
+
+
+def test_models_used_as_layers_are_clear_errors(tmp_path):
+    import fastrnn.keras as fk
+
+    i = keras.Input((4, 3))
+    sub = keras.Sequential([keras.Input((4, 3)), keras.layers.LSTM(2)], name="sub")
+    keras.Model(i, keras.layers.Dense(1)(sub(i))).save(tmp_path / "k.keras")
+    with pytest.raises(ModelFileError, match=r"does not have .*Sequential \('sub'\)"):
         load_model(tmp_path / "k.keras")
+    i = fk.Input((4, 3))
+    inner = fk.Model(i, fk.layers.GRU(2)(i), name="inner")
+    j = fk.Input((4, 3))
+    with pytest.raises(ValueError, match=r"cannot write the Model inside model .* \(a model "
+                                         r"used as a layer\)"):
+        fk.Model(j, inner(j)).save(tmp_path / "f.keras")
+    assert not (tmp_path / "f.keras").exists()
 
 
 # -- saving: suffixes, modes, symlinks ------------------------------------------------------
