@@ -746,3 +746,16 @@ def test_legacy_h5_training_config_compiles_the_model(tmp_path):
     assert type(fm.optimizer).__name__ == "RMSprop" and fm.optimizer.learning_rate == \
         pytest.approx(0.01) and fm._compile_config()["metrics"] == ["mae"]
     assert not load_model(tmp_path / "c.h5", compile=False).compiled
+
+
+def test_keras_saving_load_model_reads_keras_files_too(tmp_path):
+    """``import fastrnn.keras as keras; keras.saving.load_model(path)`` as in Keras."""
+    import fastrnn.keras as fk
+
+    rng = np.random.default_rng(14)
+    km = _keras_model("gru_forecaster", rng)
+    km.save(tmp_path / "k.keras")
+    km.save(tmp_path / "k.h5")
+    x = _inputs("gru_forecaster", rng)
+    for name in ("k.keras", "k.h5"):
+        _assert_same_predictions(fk.saving.load_model(tmp_path / name), km, x)

@@ -918,6 +918,12 @@ def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True
     ImportError
         For a Keras HDF5 file when h5py is not installed.
     """
+    return _saving.load_model(path, model_classes, compile=compile, safe_mode=safe_mode)
+
+
+def _load_keras_file(path: Any, model_classes: Mapping[str, Any], compile: bool) -> Any:
+    """The model in a Keras file (``.keras`` archive or HDF5 model), or None for any other
+    file (fastrnn's own: :func:`fastrnn.keras.saving.load_model` goes on with it)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such model file: {path!r}")
@@ -928,7 +934,11 @@ def load_model(path: Any, model_classes: Mapping[str, Any], compile: bool = True
         found = _keras_archive(path)
         if found is not None:
             return _load_archive(path, *found, model_classes, compile)
-    return _saving.load_model(path, model_classes, compile=compile, safe_mode=safe_mode)
+    return None
+
+
+# fastrnn.keras.saving.load_model (keras.saving.load_model) reads Keras's files through this
+_saving.KERAS_FILE_LOADER = _load_keras_file
 
 
 def load_weights(model: Any, path: Any) -> None:

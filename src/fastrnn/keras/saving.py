@@ -570,6 +570,9 @@ def _weight_bytes(path: str, z: zipfile.ZipFile) -> int:
 # The model classes a file may name (filled by fastrnn.keras.models, which stands above this
 # module: Sequential and the functional Model).
 MODEL_CLASSES: dict[str, Any] = {}
+# Reads Keras's own model files (``.keras`` archives, HDF5 models) and returns None for any
+# other file: set by fastrnn.keras.keras_files, which stands above this module.
+KERAS_FILE_LOADER: Callable[[Any, Mapping[str, Any], bool], Any] | None = None
 
 
 def load_model(path: Any, model_classes: Mapping[str, Any] | None = None, compile: bool = True,
@@ -608,6 +611,10 @@ def load_model(path: Any, model_classes: Mapping[str, Any] | None = None, compil
                                   "model files hold built-in layers only")
     if model_classes is None:
         model_classes = MODEL_CLASSES
+    if KERAS_FILE_LOADER is not None:  # a file Keras wrote (or fastrnn in Keras's format)
+        model = KERAS_FILE_LOADER(path, model_classes, compile)
+        if model is not None:
+            return model
     path = os.fspath(path)
     config, z = read_archive(path)
     with z:
