@@ -2,6 +2,11 @@
 
 What is read and written
 ------------------------
+Sequential and functional models (Keras's ``Functional`` config: layers with their
+``inbound_nodes``, run in an order where every call's inputs exist; ``initial_state``
+tensors; list or dict inputs and outputs). A model used as a layer inside another is not
+read or written in Keras's format (fastrnn's own format keeps it).
+
 - ``.keras`` (Keras 3): a zip archive of ``config.json`` (the model's Keras config),
   ``metadata.json`` and ``model.weights.h5`` (the weights, HDF5). :func:`load_model` reads the
   ones Keras writes; ``model.save("m.keras")`` writes one that ``keras.saving.load_model``
@@ -150,7 +155,7 @@ def weight_plan(model: Any) -> list[tuple[str, str, list[Variable]]]:
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Model
         A built model.
 
     Returns
@@ -481,7 +486,7 @@ def keras_config(model: Any) -> dict:
 
     Parameters
     ----------
-    model : Sequential
+    model : Sequential or Model
         A built model.
 
     Returns
