@@ -20,12 +20,16 @@ TOL = 1e-6
 
 @pytest.fixture(autouse=True)
 def _float64():
-    old_k, old_f = keras.config.floatx(), fk.floatx()
+    # Keras caches its global dtype policy at first use (from floatx then): set both, so
+    # that the layers are float64 whatever Keras built earlier in the process
+    old_k, old_p, old_f = keras.config.floatx(), keras.config.dtype_policy(), fk.floatx()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     fk.set_floatx("float64")
     keras.utils.set_random_seed(0)
     yield
     keras.config.set_floatx(old_k)
+    keras.config.set_dtype_policy(old_p)
     fk.set_floatx(old_f)
 
 
