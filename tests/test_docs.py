@@ -41,7 +41,8 @@ def _numbers(line: str) -> list[float]:
 def test_every_guide_is_tested_and_shown() -> None:
     scripts = sorted(f for f in os.listdir(GUIDES) if f.endswith(".py"))
     assert scripts == ["accelerate_pytorch.py", "bidirectional_deep.py", "io_configurations.py",
-                       "long_dependencies.py", "streaming_realtime.py", "variable_length.py"]
+                       "long_dependencies.py", "seq2seq_functional.py", "streaming_realtime.py",
+                       "variable_length.py"]
     for script in scripts:  # each script is shown by the page of the same name
         with open(os.path.join(GUIDES, script[:-3] + ".md"), encoding="utf-8") as f:
             assert f"```{{literalinclude}} {script}\n" in f.read()
@@ -49,6 +50,16 @@ def test_every_guide_is_tested_and_shown() -> None:
         toc = f.read()
     pages = sorted(f[:-3] for f in os.listdir(GUIDES) if f.endswith(".md") and f != "index.md")
     assert all(f"\n{page}\n" in toc for page in pages)
+
+
+def test_seq2seq_functional(tmp_path) -> None:
+    out = _run("seq2seq_functional.py", tmp_path)
+    assert "Connected to" in out and "encoder[0][1]" in out
+    acc = _numbers(next(l for l in out.splitlines() if l.startswith("teacher-forced")))
+    assert acc[0] > 0.9  # chance is 1/6
+    symbols, sequences = _numbers(next(l for l in out.splitlines()
+                                       if l.startswith("greedy decoding")))
+    assert symbols > 0.9 and sequences > 0.6
 
 
 def test_io_configurations(tmp_path) -> None:

@@ -68,6 +68,10 @@ def test_layer_called_on_input_builds_and_records_the_graph():
     lstm = layers.LSTM(4, return_sequences=True)
     y = lstm(x)
     assert lstm.built and lstm.input is x and lstm.output is y
+    assert x._keras_history[0].input is x and x._keras_history[0].output is x
+    lstm(keras.Input(shape=(6, 3)))
+    with pytest.raises(AttributeError, match="called 2 times"):
+        _ = lstm.output
     assert y.shape == (None, 6, 4)
     out, h, c = layers.LSTM(2, return_state=True)(y)
     assert out.shape == h.shape == c.shape == (None, 2)
@@ -400,3 +404,26 @@ def test_sequential_used_as_a_layer_trains():
                                    m.layers[-1](body.predict(xs, verbose=0)), atol=1e-12)
     finally:
         keras.set_floatx("float32")
+
+
+def test_model_cut_from_an_intermediate_tensor(tmp_path):
+    i = keras.Input(shape=(5, 3))
+    h = layers.LSTM(4)(i)
+    o = layers.Dense(2)(layers.Dense(3)(h))
+    full, head = keras.Model(i, o), keras.Model(h, o)
+    assert len(head.layers) == 2 and head.input_shape == (None, 4)
+    x = np.random.default_rng(9).random((3, 5, 3)).astype(np.float32)
+    hv = keras.Model(i, h).predict(x, verbose=0)
+    np.testing.assert_array_equal(head.predict(hv, verbose=0), full.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="intermediate tensor"):
+        head.save(tmp_path / "head.keras")
+
+
+def test_one_output_takes_a_list_of_one_loss_and_a_loss_weight():
+    i = keras.Input(shape=(3,))
+    m = keras.Model(i, layers.Dense(1)(i))
+    x, y = np.ones((2, 3)), np.zeros((2, 1))
+    m.compile("sgd", loss="mse")
+    plain = m.evaluate(x, y, verbose=0)
+    m.compile("sgd", loss=["mse"], loss_weights=[2.0])
+    assert m.evaluate(x, y, verbose=0) == pytest.approx(2 * plain)

@@ -20,8 +20,7 @@ TOL = 1e-6
 
 @pytest.fixture(autouse=True)
 def _float64():
-    # Keras caches its global dtype policy at first use (from floatx then): set both, so
-    # that the layers are float64 whatever Keras built earlier in the process
+    # Keras caches its global dtype policy from floatx on first use: set and restore both
     old_k, old_p, old_f = keras.config.floatx(), keras.config.dtype_policy(), fk.floatx()
     keras.config.set_floatx("float64")
     keras.config.set_dtype_policy("float64")
@@ -257,3 +256,24 @@ def test_sequential_used_as_a_layer_matches_keras():
     x = rs.standard_normal((5, 6, 3))
     y = rs.standard_normal((5, 1))
     _check_same(build(keras), build(fk), x, y)
+
+
+def test_masked_encoder_decoder_matches_keras():
+    """Embedding(mask_zero=True) on both sides of an encoder-decoder: the encoder's final
+    states are those of each sequence's last real token, and the decoder starts from them."""
+    def build(mod):
+        enc_in = mod.Input(shape=(None,), dtype="int32")
+        dec_in = mod.Input(shape=(None,), dtype="int32")
+        e = mod.layers.Embedding(12, 4, mask_zero=True, name="enc_emb")(enc_in)
+        _, h, c = mod.layers.LSTM(5, return_state=True, name="enc")(e)
+        d = mod.layers.Embedding(9, 3, mask_zero=True, name="dec_emb")(dec_in)
+        seq = mod.layers.LSTM(5, return_sequences=True, name="dec")(d, initial_state=[h, c])
+        return mod.Model([enc_in, dec_in], mod.layers.Dense(2, name="out")(seq))
+
+    rs = np.random.default_rng(10)
+    xe, xd = rs.integers(1, 12, (6, 7)), rs.integers(1, 9, (6, 5))
+    for r, (ne, nd) in enumerate([(7, 5), (3, 2), (5, 5), (1, 3), (6, 1), (2, 4)]):
+        xe[r, ne:] = 0
+        xd[r, nd:] = 0
+    y = rs.standard_normal((6, 5, 2))
+    _check_same(build(keras), build(fk), [xe, xd], y)

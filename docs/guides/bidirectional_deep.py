@@ -29,9 +29,9 @@ y[:, :-1] = x[:, 1:]
 print(f"target: the next step's input; predicting 0 everywhere scores MSE {np.mean(y ** 2):.3f}")
 
 
-def train(name: str, layers: list) -> None:
+def train(name: str, rnn_layers: list) -> None:
     set_random_seed(0)
-    model = keras.Sequential([keras.Input(shape=(T, 1)), *layers, layers.Dense(1)])
+    model = keras.Sequential([keras.Input(shape=(T, 1)), *rnn_layers, layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse")
     history = model.fit(x, y, batch_size=32, epochs=EPOCHS, validation_split=0.2, verbose=0)
     print(f"{name:>26}: {model.count_params():6,} weights, validation MSE "

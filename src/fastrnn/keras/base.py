@@ -456,6 +456,8 @@ class Layer:
         """The symbolic input of the layer's one call in a functional graph (a list for
         several inputs)."""
         node = self._only_node("input")
+        if not node.inputs:  # an InputLayer: its tensor
+            return node.outputs[0]
         return node.inputs[0] if len(node.inputs) == 1 else list(node.inputs)
 
     @property

@@ -256,7 +256,13 @@ class Graph:
                 if tape is not None:
                     tape.append(None)  # its gradient comes from the recurrent layer
                 continue
-            if node.list_call:
+            if node.n_states:
+                # Keras 3 passes a mask only to calls with one tensor argument: a recurrent
+                # layer given initial_state runs unmasked, and its output carries the
+                # sequence's mask on (Layer.compute_mask of the first input's mask)
+                y, m = node.layer.forward(ins, None, tr)
+                m = node.layer.compute_mask(None, msk[self.in_slots[k][0]])
+            elif node.list_call:
                 y, m = node.layer.forward(ins, [msk[s] for s in self.in_slots[k]], tr)
             else:
                 y, m = node.layer.forward(ins[0], msk[self.in_slots[k][0]], tr)

@@ -1,18 +1,27 @@
-"""Keras-compatible models: :class:`Sequential`, :func:`load_model`, global settings.
+"""Keras-compatible models: :class:`Sequential`, the functional :class:`Model`,
+:func:`load_model`, global settings.
 
-Typical Keras code runs after changing its imports::
+Typical Keras code runs after changing its import::
 
-    from fastrnn.keras.models import Sequential
-    from fastrnn.keras.layers import Embedding, LSTM, Dense
+    import fastrnn.keras as keras          # was: import keras
+    from fastrnn.keras import layers
 
-    model = Sequential()
-    model.add(Embedding(1000, 64))
-    model.add(LSTM(128))
-    model.add(Dense(10, activation="softmax"))
+    model = keras.Sequential()
+    model.add(layers.Embedding(1000, 64))
+    model.add(layers.LSTM(128))
+    model.add(layers.Dense(10, activation="softmax"))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     model.summary()
     history = model.fit(x, y, batch_size=32, epochs=5, validation_split=0.1)
+
+    inputs = keras.Input(shape=(None, 8))               # the functional API
+    seq, h, c = layers.LSTM(32, return_sequences=True, return_state=True)(inputs)
+    model = keras.Model(inputs, [layers.Dense(1)(seq), h])
+
+Both kinds share one training loop (``_Trainer``): ``compile``, ``fit``, ``evaluate``,
+``predict``, weights, ``summary`` and saving behave the same; a functional model takes lists or
+dicts of arrays for several inputs and outputs.
 
 Float type: layers are float32 by default (Keras's default and the fast path);
 ``set_floatx('float64')`` before building a model (or ``dtype='float64'`` on each layer)
@@ -308,6 +317,9 @@ class _Trainer:
                 missing = [n for n in names if n not in value]
                 raise ValueError(f"compile: {what} lacks an entry for outputs {missing}")
             return [value.get(n) for n in names]
+        if isinstance(value, (list, tuple)) and len(names) == 1 and len(value) == 1 \
+                and what != "metrics":
+            return [value[0]]  # loss=["mse"] for one output
         if isinstance(value, (list, tuple)) and len(names) > 1:
             if len(value) != len(names):
                 raise ValueError(f"compile: {what} has {len(value)} entries for "
