@@ -218,8 +218,8 @@ def test_save_and_load_shared_layers_submodels_and_dict_outputs(tmp_path):
     x = {"a": rs.random((6, 5, 2)), "b": rs.random((6, 5, 2))}
     y = {"left": rs.random((6, 2)), "right": rs.random((6, 1))}
     m.fit(x, y, epochs=1, verbose=0)
-    m.save(tmp_path / "m.keras")
-    back = keras.load_model(tmp_path / "m.keras")
+    m.save(tmp_path / "m.fr")
+    back = keras.load_model(tmp_path / "m.fr")
     p, q = m.predict(x, verbose=0), back.predict(x, verbose=0)
     assert set(q) == {"left", "right"}
     for k in p:

@@ -40,7 +40,7 @@ def test_roundtrip_is_bitwise_and_training_resumes_identically(tmp_path):
     m = _model()
     x, y = _data()
     m.fit(x, y, batch_size=8, epochs=2, verbose=0)
-    path = tmp_path / "model.keras"
+    path = tmp_path / "model.fr"
     m.save(path)
     m2 = load_model(path)
     assert [type(a) for a in m2.layers] == [type(a) for a in m.layers]
@@ -91,8 +91,8 @@ def test_files_saved_by_the_flat_layout_still_load():
 
 def test_save_before_fit_and_weights_only(tmp_path):
     m = Sequential([L.Input((5, 3)), L.LSTM(4), L.Dense(1)])
-    m.save(tmp_path / "a.keras")
-    m2 = load_model(tmp_path / "a.keras")
+    m.save(tmp_path / "a.fr")
+    m2 = load_model(tmp_path / "a.fr")
     assert not m2.compiled
     for a, b in zip(m.get_weights(), m2.get_weights(), strict=True):
         assert np.array_equal(a, b)
@@ -130,19 +130,19 @@ def _npy(a, allow_pickle=False):
 
 def test_unreadable_truncated_and_mismatched_files_raise_clearly(tmp_path):
     m = Sequential([L.Input((5, 3)), L.GRU(4), L.Dense(2)])
-    good = tmp_path / "good.keras"
+    good = tmp_path / "good.fr"
     m.save(good)
     with pytest.raises(FileNotFoundError):
-        load_model(tmp_path / "missing.keras")
-    (tmp_path / "junk.keras").write_bytes(b"this is not a zip")
+        load_model(tmp_path / "missing.fr")
+    (tmp_path / "junk.fr").write_bytes(b"this is not a zip")
     with pytest.raises(ModelFileError, match="not a fastrnn model file"):
-        load_model(tmp_path / "junk.keras")
+        load_model(tmp_path / "junk.fr")
     data = good.read_bytes()
     for cut in (len(data) // 2, len(data) - 10, 30):
-        (tmp_path / "cut.keras").write_bytes(data[:cut])
+        (tmp_path / "cut.fr").write_bytes(data[:cut])
         with pytest.raises(ModelFileError):
-            load_model(tmp_path / "cut.keras")
-    bad = tmp_path / "bad.keras"
+            load_model(tmp_path / "cut.fr")
+    bad = tmp_path / "bad.fr"
 
     def shape(cfg):
         cfg["weights"][0]["shape"] = [3, 13]
@@ -200,7 +200,7 @@ def test_unreadable_truncated_and_mismatched_files_raise_clearly(tmp_path):
 
 def test_failed_save_keeps_the_existing_file(tmp_path, monkeypatch):
     m = Sequential([L.Input((5, 3)), L.LSTM(4), L.Dense(1)])
-    path = tmp_path / "m.keras"
+    path = tmp_path / "m.fr"
     m.save(path)
     before = path.read_bytes()
     m2 = Sequential([L.Input((5, 3)), L.LSTM(8), L.Dense(1)])
@@ -218,7 +218,7 @@ def test_failed_save_keeps_the_existing_file(tmp_path, monkeypatch):
         m2.save(path)
     monkeypatch.undo()
     assert path.read_bytes() == before
-    assert os.listdir(tmp_path) == ["m.keras"]  # no temporary file left behind
+    assert os.listdir(tmp_path) == ["m.fr"]  # no temporary file left behind
     with pytest.raises(FileExistsError):
         m2.save(path, overwrite=False)
     m2.save(path)
@@ -228,7 +228,7 @@ def test_failed_save_keeps_the_existing_file(tmp_path, monkeypatch):
 def test_unbuilt_model_cannot_be_saved(tmp_path):
     m = Sequential([L.LSTM(3)])
     with pytest.raises(ValueError, match="not built"):
-        m.save(tmp_path / "x.keras")
+        m.save(tmp_path / "x.fr")
 
 
 def test_saved_file_has_ordinary_permissions(tmp_path):
@@ -240,7 +240,7 @@ def test_saved_file_has_ordinary_permissions(tmp_path):
     from fastrnn.keras.models import Sequential
 
     m = Sequential([Dense(2, input_shape=(3,))])
-    path = tmp_path / "m.keras"
+    path = tmp_path / "m.fr"
     old = os.umask(0o022)
     try:
         m.save(path)
@@ -264,7 +264,7 @@ def _good(tmp_path):
     m = Sequential([L.Input((5, 3)), L.LSTM(4), L.Dense(2)])
     m.compile("adam", "mse")
     m.train_on_batch(np.zeros((2, 5, 3), np.float32), np.zeros((2, 2), np.float32))
-    path = tmp_path / "good.keras"
+    path = tmp_path / "good.fr"
     m.save(path)
     return path
 
@@ -306,7 +306,7 @@ def _layer_cfg(cfg, i):
 ])
 def test_hand_edited_config_is_a_clear_error(tmp_path, edit, match):
     good = _good(tmp_path)
-    bad = tmp_path / "bad.keras"
+    bad = tmp_path / "bad.fr"
     _rewrite(good, bad, edit)
     with pytest.raises(ModelFileError, match=match):
         load_model(bad)
@@ -317,7 +317,7 @@ def test_pickle_in_an_npy_is_never_unpickled(tmp_path):
     _Evil.marker = str(tmp_path / "pwned")
     evil = _npy(np.array([_Evil()], dtype=object), allow_pickle=True)
     for member in ("weights/00000.npy", "optimizer/00001.npy"):
-        bad = tmp_path / "bad.keras"
+        bad = tmp_path / "bad.fr"
         _rewrite(good, bad, replace={member: evil})
         with pytest.raises(ModelFileError, match="Python objects, which need pickle"):
             load_model(bad)
@@ -330,7 +330,7 @@ def test_pickle_in_an_npy_is_never_unpickled(tmp_path):
 
 def test_lying_npy_header_is_refused_before_allocating(tmp_path):
     good = _good(tmp_path)
-    bad = tmp_path / "bad.keras"
+    bad = tmp_path / "bad.fr"
     header = _npy(np.zeros((3, 16), np.float32))
     # claim 10^12 floats (4 TB) but hold 192 bytes: must not try to allocate
     hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }"
@@ -353,7 +353,7 @@ def test_lying_npy_header_is_refused_before_allocating(tmp_path):
 
 def test_oversized_and_deeply_nested_config(tmp_path, monkeypatch):
     good = _good(tmp_path)
-    bad = tmp_path / "bad.keras"
+    bad = tmp_path / "bad.fr"
     _rewrite(good, bad, replace={"config.json": b"[" * 100_000 + b"]" * 100_000})
     with pytest.raises(ModelFileError, match="config.json is unreadable"):
         load_model(bad)
@@ -383,7 +383,7 @@ def test_failure_at_any_save_step_keeps_the_old_file_and_leaves_no_temp(tmp_path
         m2.save(path)
     monkeypatch.undo()
     assert path.read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["good.keras"]
+    assert sorted(os.listdir(tmp_path)) == ["good.fr"]
     assert isinstance(load_model(path).layers[0], L.LSTM)
 
 
@@ -400,7 +400,7 @@ def test_interrupt_during_save_keeps_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         saving.save_model(Sequential([L.Input((2,)), L.Dense(1)]), path)
     monkeypatch.undo()
-    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["good.keras"]
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["good.fr"]
 
 
 

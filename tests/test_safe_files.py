@@ -259,10 +259,10 @@ def outcomes(tmp_path_factory):
     """Build every hostile file, then load each in one child process that measures the
     loader's peak allocation (tracemalloc) and its resident-memory growth."""
     d = tmp_path_factory.mktemp("hostile")
-    good = _good(d / "good.keras")
+    good = _good(d / "good.fr")
     paths, expected = {}, {}
     for name, build in CASES.items():
-        paths[name] = str(d / f"{name}.keras")
+        paths[name] = str(d / f"{name}.fr")
         expected[name] = build(good, paths[name])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [os.path.dirname(os.path.dirname(__import__("fastrnn").__file__))]
@@ -299,8 +299,8 @@ def test_hostile_files_are_small(outcomes):
 def test_load_weights_refuses_a_weight_bomb_in_bounded_memory(tmp_path):
     import tracemalloc
 
-    good = _good(tmp_path / "good.keras")
-    path = tmp_path / "bomb.keras"
+    good = _good(tmp_path / "good.fr")
+    path = tmp_path / "bomb.fr"
     members = {k: v for k, v in good.items() if k != "weights/00000.npy"}
     _write(path, members, [("weights/00000.npy", _npy_header((3, 16)), BOMB, b"\0")])
     m = Sequential([L.Input((5, 3)), L.LSTM(4), L.Dense(2)])
@@ -321,7 +321,7 @@ def test_demo_overwrite_check_reads_a_bomb_in_bounded_memory(tmp_path):
     from fastrnn.cli import demo
 
     path = tmp_path / "m.fr"
-    _case_cli_metadata_bomb(_good(tmp_path / "good.keras"), path)
+    _case_cli_metadata_bomb(_good(tmp_path / "good.fr"), path)
     tracemalloc.start()
     try:
         got = demo.other_run(str(path), None)
@@ -335,13 +335,13 @@ def test_demo_overwrite_check_reads_a_bomb_in_bounded_memory(tmp_path):
 def test_too_many_members(tmp_path, monkeypatch):
     from fastrnn.keras import saving
 
-    good = _good(tmp_path / "good.keras")
+    good = _good(tmp_path / "good.fr")
     monkeypatch.setattr(saving, "_MAX_MEMBERS", len(good))
-    path = tmp_path / "more.keras"
+    path = tmp_path / "more.fr"
     _write(path, {**good, "extra": b""})
     with pytest.raises(ModelFileError, match=f"has {len(good) + 1} members, more than"):
         load_model(path)
-    assert isinstance(load_model(tmp_path / "good.keras"), Sequential)
+    assert isinstance(load_model(tmp_path / "good.fr"), Sequential)
 
 
 def test_the_files_of_an_earlier_version_still_load():
@@ -368,7 +368,7 @@ def _mode(path) -> int:
 
 @pytest.mark.parametrize("how", ["save", "save_weights"])
 def test_save_keeps_a_private_files_mode(tmp_path, how):
-    path = tmp_path / "m.keras"
+    path = tmp_path / "m.fr"
     m = _small()
     getattr(m, how)(path)
     os.chmod(path, 0o600)
@@ -383,15 +383,15 @@ def test_save_keeps_a_private_files_mode(tmp_path, how):
 def test_new_file_gets_the_umask_mode(tmp_path, umask, mode):
     old = os.umask(umask)
     try:
-        _small().save(tmp_path / "new.keras")
+        _small().save(tmp_path / "new.fr")
     finally:
         os.umask(old)
-    assert _mode(tmp_path / "new.keras") == mode
+    assert _mode(tmp_path / "new.fr") == mode
 
 
 @pytest.mark.parametrize("weights_only", [False, True])
 def test_model_checkpoint_keeps_a_private_checkpoint_private(tmp_path, weights_only):
-    path = tmp_path / "ckpt.keras"
+    path = tmp_path / "ckpt.fr"
     m = _small()
     x, y = np.zeros((8, 4), np.float32), np.zeros((8, 2), np.float32)
     ckpt = callbacks.ModelCheckpoint(str(path), save_weights_only=weights_only)
@@ -406,26 +406,26 @@ def test_model_checkpoint_keeps_a_private_checkpoint_private(tmp_path, weights_o
 def test_save_writes_through_a_symlink(tmp_path):
     real_dir = tmp_path / "store"
     real_dir.mkdir()
-    real = real_dir / "model.keras"
+    real = real_dir / "model.fr"
     m = _small()
     m.save(real)
     os.chmod(real, 0o600)
-    link = tmp_path / "latest.keras"
+    link = tmp_path / "latest.fr"
     os.symlink(real, link)
     m2 = Sequential([L.Input((4,)), L.Dense(3)])
     m2.save(link)
     assert os.path.islink(link) and os.readlink(link) == str(real)
     assert _mode(real) == 0o600
     assert load_model(real).layers[-1].units == 3
-    assert sorted(os.listdir(real_dir)) == ["model.keras"]  # no temp file left
-    assert sorted(os.listdir(tmp_path)) == ["latest.keras", "store"]
+    assert sorted(os.listdir(real_dir)) == ["model.fr"]  # no temp file left
+    assert sorted(os.listdir(tmp_path)) == ["latest.fr", "store"]
 
 
 def test_save_through_a_dangling_symlink_creates_its_target(tmp_path):
-    link = tmp_path / "link.keras"
-    os.symlink("target.keras", link)
+    link = tmp_path / "link.fr"
+    os.symlink("target.fr", link)
     _small().save(link)
-    assert os.path.islink(link) and (tmp_path / "target.keras").is_file()
+    assert os.path.islink(link) and (tmp_path / "target.fr").is_file()
     with pytest.raises(FileExistsError):
         _small().save(link, overwrite=False)
 

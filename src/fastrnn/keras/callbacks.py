@@ -421,9 +421,11 @@ class ModelCheckpoint(_Monitor):
     ----------
     filepath : str or PathLike
         May contain ``{epoch}`` and log keys with format specs, e.g.
-        ``'ckpt-{epoch:02d}-{val_loss:.2f}.keras'``. Files are fastrnn model files
-        (:func:`fastrnn.keras.models.load_model` reads them); with ``save_weights_only`` the file
-        holds only the weights (``model.load_weights`` reads it).
+        ``'ckpt-{epoch:02d}-{val_loss:.2f}.fr'``. Files are written by ``model.save`` (the
+        suffix picks the format: ``.keras`` is Keras 3's; any other but ``.h5`` fastrnn's
+        own) and :func:`fastrnn.keras.models.load_model` reads them; with
+        ``save_weights_only`` the file holds only the weights (``model.save_weights``;
+        ``model.load_weights`` reads it).
     monitor : str
     verbose : int
     save_best_only : bool

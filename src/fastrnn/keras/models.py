@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from . import data_adapters as _data
+from . import keras_files as _files
 from . import losses as _losses
 from . import metrics as _metrics
 from . import optimizers as _optimizers
@@ -71,9 +72,6 @@ from .layers import (
     serialize,
 )
 from .saving import ModelFileError
-from .saving import load_model as _load_model
-from .saving import load_weights as _load_weights
-from .saving import save_model as _save_model
 from .symbolic import KerasTensor, Node, is_symbolic, symbolic_call
 
 __all__ = ["Functional", "Model", "ModelFileError", "Sequential", "floatx", "load_model",
@@ -88,6 +86,9 @@ def load_model(filepath: Any, compile: bool = True, safe_mode: bool = True) -> A
     Parameters
     ----------
     filepath : str or PathLike
+        fastrnn's own model file, a ``.keras`` file (Keras 3's, or fastrnn's in that format)
+        or a legacy Keras HDF5 model (``.h5``): told apart by content, see
+        :mod:`fastrnn.keras.keras_files`.
     compile : bool
         Restore the optimizer (with its state), loss and metrics when they were saved.
 
@@ -109,7 +110,7 @@ def load_model(filepath: Any, compile: bool = True, safe_mode: bool = True) -> A
         is ever executed, and a hostile file (duplicate members, lying sizes, zip bombs) is
         refused within bounded memory: see :mod:`fastrnn.keras.saving`.
     """
-    return _load_model(filepath, _MODEL_CLASSES, compile=compile, safe_mode=safe_mode)
+    return _files.load_model(filepath, _MODEL_CLASSES, compile=compile, safe_mode=safe_mode)
 
 
 def _as_array(a: Any, what: str) -> np.ndarray:
@@ -970,17 +971,20 @@ class _Trainer:
         written to a temporary file and renamed, so a failure never destroys an existing
         model. An existing file keeps its permission bits (a new one gets the umask's mode);
         when ``filepath`` is a symlink, the file it points to is written and the link stays.
-        Read it back with :func:`load_model`.
+        Read it back with :func:`load_model`. A ``.keras`` suffix writes Keras 3's format
+        instead (Keras loads it); ``.h5`` is refused (see :mod:`fastrnn.keras.keras_files`).
         """
-        _save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+        _files.save_model(self, filepath, overwrite=overwrite,
+                          include_optimizer=include_optimizer)
 
     def save_weights(self, filepath: Any, overwrite: bool = True) -> None:
-        """Save only the weights (same file format; read with :meth:`load_weights`)."""
-        _save_model(self, filepath, overwrite=overwrite, weights_only=True)
+        """Save only the weights (fastrnn's format; ``.weights.h5``: Keras's layout)."""
+        _files.save_weights(self, filepath, overwrite=overwrite)
 
     def load_weights(self, filepath: Any) -> None:
-        """Load weights from a file written by :meth:`save` or :meth:`save_weights`."""
-        _load_weights(self, filepath)
+        """Load weights from a file written by :meth:`save` or :meth:`save_weights`, or by
+        Keras (``.weights.h5``, ``.keras``, legacy ``.h5``)."""
+        _files.load_weights(self, filepath)
 
     def export(self, filepath: Any, format: str = "onnx", verbose: bool = True,
                **kwargs: Any) -> None:

@@ -47,7 +47,7 @@ import os
 import stat
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -128,21 +128,21 @@ def replace_keeping_mode(tmp: str, path: str) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_zip(path: str, members: list[tuple[str, bytes]], overwrite: bool = True) -> None:
-    """Write a zip archive to ``path`` through a temporary file and an atomic rename.
+def atomic_write(path: str, write: Callable[[Any], None], overwrite: bool = True) -> None:
+    """Write a file through a temporary file and an atomic rename.
 
-    The temporary file is made in the directory of the file written and renamed over it, so
-    an interrupted save never leaves a half-written file. An existing file keeps its
-    permission bits; a new one gets the default mode (``0o666 & ~umask``). When ``path`` is
-    a symlink, the file it points to is replaced (the link stays a link, as when a program
-    opens the link for writing).
+    ``write(f)`` writes the contents to the open binary file ``f``. The temporary file is made
+    in the directory of the file written and renamed over it, so an interrupted save never
+    leaves a half-written file. An existing file keeps its permission bits; a new one gets
+    the default mode (``0o666 & ~umask``). When ``path`` is a symlink, the file it points to
+    is replaced (the link stays a link, as when a program opens the link for writing).
 
     Parameters
     ----------
     path : str
         The file to write.
-    members : list of (str, bytes)
-        Member names and contents, in order.
+    write : callable
+        Writes the contents to the binary file object it is given.
     overwrite : bool
         When False and ``path`` exists (or is a symlink), raise FileExistsError.
 
@@ -163,9 +163,7 @@ def atomic_write_zip(path: str, members: list[tuple[str, bytes]], overwrite: boo
     fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(real) + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
-                for name, data in members:
-                    z.writestr(name, data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         replace_keeping_mode(tmp, real)
@@ -175,6 +173,36 @@ def atomic_write_zip(path: str, members: list[tuple[str, bytes]], overwrite: boo
         except OSError:
             pass
         raise
+
+
+def atomic_write_zip(path: str, members: list[tuple[str, bytes]], overwrite: bool = True) -> None:
+    """Write a zip archive of ``members`` (names and contents, in order) with
+    :func:`atomic_write` (mode kept, symlinks written through, never half-written).
+
+    Parameters
+    ----------
+    path : str
+    members : list of (str, bytes)
+    overwrite : bool
+    """
+    def write(f: Any) -> None:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as z:
+            for name, data in members:
+                z.writestr(name, data)
+
+    atomic_write(path, write, overwrite)
+
+
+def atomic_write_file(path: str, data: bytes, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` with :func:`atomic_write`.
+
+    Parameters
+    ----------
+    path : str
+    data : bytes
+    overwrite : bool
+    """
+    atomic_write(path, lambda f: f.write(data), overwrite)
 
 
 def _array_entries(arrays: list[np.ndarray], prefix: str, names: list[str]
@@ -316,9 +344,8 @@ def read_archive(path: Any) -> tuple[dict, zipfile.ZipFile]:
                 from exc
         config = _read_json(path, z, info)
         if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise _fail(path, "config.json does not describe a fastrnn model (a Keras .keras "
-                              "file cannot be read directly: move weights with "
-                              "get_weights/set_weights)")
+            raise _fail(path, "config.json does not describe a fastrnn model (Keras's "
+                              ".keras files are read by fastrnn.keras.models.load_model)")
         if config.get("version") != VERSION:
             raise _fail(path, f"unsupported file version {config.get('version')!r} (this "
                               f"fastrnn reads version {VERSION})")
@@ -544,6 +571,9 @@ def _weight_bytes(path: str, z: zipfile.ZipFile) -> int:
 # The model classes a file may name (filled by fastrnn.keras.models, which stands above this
 # module: Sequential and the functional Model).
 MODEL_CLASSES: dict[str, Any] = {}
+# Reads Keras's own model files (``.keras`` archives, HDF5 models) and returns None for any
+# other file: set by fastrnn.keras.keras_files, which stands above this module.
+KERAS_FILE_LOADER: Callable[[Any, Mapping[str, Any], bool], Any] | None = None
 
 
 def load_model(path: Any, model_classes: Mapping[str, Any] | None = None, compile: bool = True,
@@ -584,6 +614,10 @@ def load_model(path: Any, model_classes: Mapping[str, Any] | None = None, compil
                                   "model files hold built-in layers only")
     if model_classes is None:
         model_classes = MODEL_CLASSES
+    if KERAS_FILE_LOADER is not None:  # a file Keras wrote (or fastrnn in Keras's format)
+        model = KERAS_FILE_LOADER(path, model_classes, compile)
+        if model is not None:
+            return model
     path = os.fspath(path)
     config, z = read_archive(path)
     with z:
