@@ -167,7 +167,7 @@ def test_bf16_backward_matches_reference(arch, cell):
     # float32 reference of the same inputs: the rounded operands make a measurable difference
     _, _, _, ctx32 = _run(reference, cell, x, h0, c0, w, training=True, lengths=lengths)
     want32 = reference.cell_backward(ctx32, dy, dh, dc)
-    for g, r, r32 in zip(got, want, want32):
+    for g, r, r32 in zip(got, want, want32, strict=True):
         if r is None:
             assert g is None
             continue
