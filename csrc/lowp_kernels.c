@@ -8,8 +8,14 @@
  * int32. (vdpbf16ps treats bf16 denormals as zero; the portable kernel does not: inputs of
  * magnitude below 1.2e-38 may differ.)
  */
+#define _GNU_SOURCE /* syscall(): AMX's permission request */
 #include <math.h>
 #include <string.h>
+#if defined(__linux__) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "lowp.h"
 #include "simd_target.h"
@@ -79,6 +85,7 @@ static void rows_bf16_portable(uint32_t *A, int64_t lda, float *scale, const flo
         for (int64_t p = 0; p < K / 2; p++)
             a[p] = (uint32_t)lp_bf16(s[2 * p]) | ((uint32_t)lp_bf16(s[2 * p + 1]) << 16);
         if (K & 1) a[K / 2] = lp_bf16(s[K - 1]);
+        for (int64_t p = (K + 1) / 2; p < lp_kwords(FR_PREC_BF16, K); p++) a[p] = 0;
     }
 }
 
@@ -120,8 +127,10 @@ static void rows_int8_portable(uint32_t *A, int64_t lda, float *scale, const flo
     }
 }
 
-static const lp_kernel k_bf16_portable = {ukr_bf16_portable, rows_bf16_portable, "portable"};
-static const lp_kernel k_int8_portable = {ukr_int8_portable, rows_int8_portable, "portable"};
+static const lp_kernel k_bf16_portable = {ukr_bf16_portable, rows_bf16_portable, "portable", 8,
+                                          NULL, NULL};
+static const lp_kernel k_int8_portable = {ukr_int8_portable, rows_int8_portable, "portable", 8,
+                                          NULL, NULL};
 
 #if FR_X86_SIMD
 /* ---- AVX-512 ------------------------------------------------------------------------------- */
@@ -153,12 +162,37 @@ static FR_ALWAYS_INLINE T512BF void bf16_tile(const int m, int64_t kw, const uin
     }
 }
 
+/* One row: four interleaved chains per vector (a single chain waits on vdpbf16ps' latency). */
+static FR_ALWAYS_INLINE T512BF void bf16_row(int64_t kw, const uint32_t *A, const uint32_t *P,
+                                             const float *bias, float *C) {
+    __m512 c[4][2];
+    for (int j = 0; j < 4; j++) c[j][0] = c[j][1] = _mm512_setzero_ps();
+    int64_t p = 0;
+    for (; p + 4 <= kw; p += 4)
+        for (int j = 0; j < 4; j++) {
+            const __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[p + j]);
+            c[j][0] = _mm512_dpbf16_ps(c[j][0], a, (__m512bh)_mm512_loadu_si512(P + (p + j) * LP_NR));
+            c[j][1] = _mm512_dpbf16_ps(c[j][1], a,
+                                       (__m512bh)_mm512_loadu_si512(P + (p + j) * LP_NR + 16));
+        }
+    for (; p < kw; p++) {
+        const __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[p]);
+        c[0][0] = _mm512_dpbf16_ps(c[0][0], a, (__m512bh)_mm512_loadu_si512(P + p * LP_NR));
+        c[0][1] = _mm512_dpbf16_ps(c[0][1], a, (__m512bh)_mm512_loadu_si512(P + p * LP_NR + 16));
+    }
+    for (int v = 0; v < 2; v++) {
+        __m512 r = _mm512_add_ps(_mm512_add_ps(c[0][v], c[1][v]), _mm512_add_ps(c[2][v], c[3][v]));
+        if (bias) r = _mm512_add_ps(r, _mm512_loadu_ps(bias + 16 * v));
+        _mm512_storeu_ps(C + 16 * v, r);
+    }
+}
+
 static T512BF void ukr_bf16_avx512(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
                                    const uint32_t *P, const float *ascale, const float *bias,
                                    float *C, int64_t ldc) {
     (void)ascale;
     switch (m) {
-    case 1: bf16_tile(1, kw, A, lda, P, bias, C, ldc); break;
+    case 1: bf16_row(kw, A, P, bias, C); break;
     case 2: bf16_tile(2, kw, A, lda, P, bias, C, ldc); break;
     case 3: bf16_tile(3, kw, A, lda, P, bias, C, ldc); break;
     case 4: bf16_tile(4, kw, A, lda, P, bias, C, ldc); break;
@@ -205,11 +239,41 @@ static FR_ALWAYS_INLINE T512VNNI void int8_tile(const int m, int64_t kw, const u
     }
 }
 
+/* One row: four interleaved chains per vector (exact int32 sums: the order does not matter). */
+static FR_ALWAYS_INLINE T512VNNI void int8_row(int64_t kw, const uint32_t *A, const uint32_t *P,
+                                               float ascale, const float *bias, float *C) {
+    __m512i c[4][2];
+    for (int j = 0; j < 4; j++) c[j][0] = c[j][1] = _mm512_setzero_si512();
+    int64_t p = 0;
+    for (; p + 4 <= kw; p += 4)
+        for (int j = 0; j < 4; j++) {
+            const __m512i a = _mm512_set1_epi32((int)A[p + j]);
+            c[j][0] = _mm512_dpbusd_epi32(c[j][0], a, _mm512_loadu_si512(P + (p + j) * LP_NR));
+            c[j][1] = _mm512_dpbusd_epi32(c[j][1], a, _mm512_loadu_si512(P + (p + j) * LP_NR + 16));
+        }
+    for (; p < kw; p++) {
+        const __m512i a = _mm512_set1_epi32((int)A[p]);
+        c[0][0] = _mm512_dpbusd_epi32(c[0][0], a, _mm512_loadu_si512(P + p * LP_NR));
+        c[0][1] = _mm512_dpbusd_epi32(c[0][1], a, _mm512_loadu_si512(P + p * LP_NR + 16));
+    }
+    const uint32_t *tail = P + kw * LP_NR;
+    const __m512 as = _mm512_set1_ps(ascale);
+    for (int v = 0; v < 2; v++) {
+        const __m512i acc = _mm512_add_epi32(_mm512_add_epi32(c[0][v], c[1][v]),
+                                             _mm512_add_epi32(c[2][v], c[3][v]));
+        const __m512i k = _mm512_loadu_si512(tail + 16 * v);
+        const __m512 s = _mm512_loadu_ps((const float *)(tail + LP_NR + 16 * v));
+        __m512 r = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, k)), _mm512_mul_ps(as, s));
+        if (bias) r = _mm512_add_ps(r, _mm512_loadu_ps(bias + 16 * v));
+        _mm512_storeu_ps(C + 16 * v, r);
+    }
+}
+
 static T512VNNI void ukr_int8_avx512(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
                                      const uint32_t *P, const float *ascale, const float *bias,
                                      float *C, int64_t ldc) {
     switch (m) {
-    case 1: int8_tile(1, kw, A, lda, P, ascale, bias, C, ldc); break;
+    case 1: int8_row(kw, A, P, ascale[0], bias, C); break;
     case 2: int8_tile(2, kw, A, lda, P, ascale, bias, C, ldc); break;
     case 3: int8_tile(3, kw, A, lda, P, ascale, bias, C, ldc); break;
     case 4: int8_tile(4, kw, A, lda, P, ascale, bias, C, ldc); break;
@@ -286,7 +350,7 @@ static T512 void rows_bf16_avx512(uint32_t *A, int64_t lda, float *scale, const 
             _mm256_storeu_si256((__m256i *)(a + k), _mm512_cvtepi32_epi16(_mm512_srli_epi32(rnd, 16)));
         }
         for (; k < K; k++) a[k] = lp_bf16(s[k]);
-        if (K & 1) a[K] = 0;
+        for (; k < 2 * lp_kwords(FR_PREC_BF16, K); k++) a[k] = 0;
     }
 }
 
@@ -332,10 +396,85 @@ static T512 void rows_int8_avx512(uint32_t *A, int64_t lda, float *scale, const 
     }
 }
 
-static const lp_kernel k_bf16_avx512 = {ukr_bf16_avx512, rows_bf16_avx512, "avx512_bf16"};
-static const lp_kernel k_int8_avx512 = {ukr_int8_avx512, rows_int8_avx512, "avx512_vnni"};
-static const lp_kernel k_int8_avxvnni = {ukr_int8_avxvnni, rows_int8_portable, "avx_vnni"};
+/* ---- AMX (tdpbf16ps): 16 rows x 32 columns per call, K in steps of 32 -------------------- */
+#define TAMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_cfg;
+
+/* Tiles: 0, 1 the two 16x16 float blocks of C; 2 the A block (16 rows x 32 bf16); 3, 4 the B
+   blocks (16 pairs x 16 columns each, the panel's two halves). */
+static const amx_cfg amx_config __attribute__((aligned(64))) = {
+    .palette = 1, .colsb = {64, 64, 64, 64, 64}, .rows = {16, 16, 16, 16, 16}};
+
+static TAMX void amx_begin(void) {
+    /* a constant in memory: GCC 12 drops stores to a stack copy that only ldtilecfg reads */
+    _tile_loadconfig(&amx_config);
+}
+
+static TAMX void amx_end(void) { _tile_release(); }
+
+static TAMX void ukr_bf16_amx(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
+                              const uint32_t *P, const float *ascale, const float *bias, float *C,
+                              int64_t ldc) {
+    (void)ascale;
+    float out[16 * LP_NR] __attribute__((aligned(64)));
+    _tile_zero(0);
+    _tile_zero(1);
+    for (int64_t p = 0; p < kw; p += 16) {
+        _tile_loadd(2, A + p, lda * 4);
+        _tile_loadd(3, P + p * LP_NR, LP_NR * 4);
+        _tile_loadd(4, P + p * LP_NR + 16, LP_NR * 4);
+        _tile_dpbf16ps(0, 2, 3);
+        _tile_dpbf16ps(1, 2, 4);
+    }
+    _tile_stored(0, out, LP_NR * 4);
+    _tile_stored(1, out + 16, LP_NR * 4);
+    for (int64_t i = 0; i < m; i++)
+        for (int v = 0; v < 2; v++) {
+            __m512 r = _mm512_load_ps(out + i * LP_NR + 16 * v);
+            if (bias) r = _mm512_add_ps(r, _mm512_loadu_ps(bias + 16 * v));
+            _mm512_storeu_ps(C + i * ldc + 16 * v, r);
+        }
+}
+
+/* Whether AMX-BF16 runs here: the CPU has it and Linux lets this process use the tile data. */
+static int amx_usable(void) {
+    static int state = -1; /* benign race: every thread computes the same value */
+    if (state < 0) {
+        int ok = 0;
+#if defined(__linux__)
+        unsigned a, b, c, d;
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 24)) && (d & (1u << 22)) &&
+            fr_cpu_has_lowp(FR_CPU_AVX512_BF16))
+            ok = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
 #endif
+        state = ok;
+    }
+    return state;
+}
+
+static const lp_kernel k_bf16_amx = {ukr_bf16_amx, rows_bf16_avx512, "amx_bf16", 16, amx_begin,
+                                     amx_end};
+static const lp_kernel k_bf16_avx512 = {ukr_bf16_avx512, rows_bf16_avx512, "avx512_bf16", 8,
+                                        NULL, NULL};
+static const lp_kernel k_int8_avx512 = {ukr_int8_avx512, rows_int8_avx512, "avx512_vnni", 8,
+                                        NULL, NULL};
+static const lp_kernel k_int8_avxvnni = {ukr_int8_avxvnni, rows_int8_portable, "avx_vnni", 8,
+                                         NULL, NULL};
+#endif
+
+static int amx_off = 0;
+
+int fr_lp_set_amx(int on) {
+    amx_off = !on;
+    return FR_OK;
+}
+
+static int lp_amx_disabled(void) { return amx_off; }
 
 int fr_cpu_has_lowp(int feature) {
 #if FR_X86_SIMD
@@ -355,6 +494,7 @@ int fr_cpu_has_lowp(int feature) {
 const lp_kernel *lp_kernel_for(int prec, int arch) {
 #if FR_X86_SIMD
     if (prec == FR_PREC_BF16) {
+        if (arch == FR_ARCH_AVX512 && !lp_amx_disabled() && amx_usable()) return &k_bf16_amx;
         if (arch == FR_ARCH_AVX512 && fr_cpu_has_lowp(FR_CPU_AVX512_BF16)) return &k_bf16_avx512;
         return &k_bf16_portable;
     }

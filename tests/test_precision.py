@@ -38,6 +38,14 @@ def _inputs(rng, cell, T, B, I, H):
     return x, h0, c0
 
 
+@pytest.fixture(params=["amx", "no_amx"])
+def amx(request):
+    """bf16 with AMX where the machine has it (else the same as no_amx), and without."""
+    _kernels.lp_set_amx(request.param == "amx")
+    yield request.param
+    _kernels.lp_set_amx(True)
+
+
 def _run(mod, cell, x, h0, c0, w, **kw):
     return mod.cell_forward(cell, x, h0, c0, *w, nonlinearity=_nl(cell), **kw)
 
@@ -78,7 +86,7 @@ def test_quantize_rows_int8():
 
 @pytest.mark.parametrize("precision", REDUCED)
 @pytest.mark.parametrize("cell", CELL_NAMES)
-def test_forward_matches_reference(arch, cell, precision):
+def test_forward_matches_reference(arch, amx, cell, precision):
     rng = np.random.default_rng(2)
     T, B, I, H = 7, 11, 40, 70
     x, h0, c0 = _inputs(rng, cell, T, B, I, H)
@@ -150,7 +158,7 @@ def test_identity_input(cell, precision):
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
-def test_bf16_backward_matches_reference(arch, cell):
+def test_bf16_backward_matches_reference(arch, amx, cell):
     rng = np.random.default_rng(6)
     T, B, I, H = 6, 5, 17, 33
     x, h0, c0 = _inputs(rng, cell, T, B, I, H)
@@ -329,7 +337,7 @@ def test_per_cell_wrappers_pass_precision():
 
 @pytest.mark.parametrize("precision", REDUCED)
 @pytest.mark.parametrize("cell", CELL_NAMES)
-def test_stream_steps_equal_sequence(cell, precision):
+def test_stream_steps_equal_sequence(amx, cell, precision):
     rng = np.random.default_rng(16)
     T, B, I, H = 6, 2, 5, 33
     x, _, _ = _inputs(rng, cell, T, B, I, H)
@@ -349,10 +357,29 @@ def test_stream_precision_needs_float32():
         _native.Stream([("lstm", *w, "tanh")], 1, np.float32, "int4")
 
 
+def test_amx_switch():
+    _kernels.lp_set_amx(False)
+    try:
+        assert _kernels.lowp_info()["bfloat16"] != "amx_bf16"
+    finally:
+        _kernels.lp_set_amx(True)
+
+
+@pytest.mark.parametrize("B", [1, 15, 16, 17, 40])
+def test_bf16_row_tiles(amx, B):
+    """Batch sizes around the kernels' row tiles (8 rows; AMX: 16) and K not a multiple of 32."""
+    rng = np.random.default_rng(18)
+    x, h0, c0 = _inputs(rng, "lstm", 4, B, 45, 50)
+    w = _weights(rng, "lstm", 45, 50)
+    y = _run(functional, "lstm", x, h0, c0, w, training=False, precision="bf16")[0]
+    yr = _run(reference, "lstm", x, h0, c0, w, training=False, precision="bf16")[0]
+    assert np.abs(y - yr).max() < TOL
+
+
 def test_build_info_reports_precision():
     info = _native.build_info()["precision"]
     assert set(info) == {"avx512_bf16", "avx512_vnni", "avx_vnni", "bfloat16", "int8"}
-    assert info["bfloat16"] in ("avx512_bf16", "portable")
+    assert info["bfloat16"] in ("amx_bf16", "avx512_bf16", "portable")
     assert info["int8"] in ("avx512_vnni", "avx_vnni", "portable")
     if info["avx512_bf16"] and _kernels.get_arch() == "avx512":
-        assert info["bfloat16"] == "avx512_bf16"
+        assert info["bfloat16"] in ("amx_bf16", "avx512_bf16")

@@ -730,6 +730,11 @@ def lowp_info():
     }
 
 
+def lp_set_amx(bint on):
+    """Let bfloat16 use AMX where the CPU and OS allow (the default) or not (testing, tuning)."""
+    fr_lp_set_amx(on)
+
+
 def lp_pack(str cell, str precision, w_ih, w_hh, b_ih, b_hh):
     """The weights packed for fr_lp_forward: a 64-byte aligned uint8 array.
 
