@@ -179,9 +179,11 @@ def test_bf16_backward_matches_reference(arch, amx, cell):
         if r is None:
             assert g is None
             continue
-        scale = max(1.0, float(np.abs(r).max()))
-        assert np.abs(g - r).max() < 2e-5 * scale
-        assert np.abs(r32 - r).max() > 5e-4 * scale  # the rounding is measurable in each
+        # relative norms: a gate gradient on a bf16 rounding boundary may round the other way
+        # in the kernel (its float32 sums differ in the last bits), moving one product term
+        size = float(np.linalg.norm(r))
+        assert np.linalg.norm(g - r) < 3e-4 * size
+        assert np.linalg.norm(r32 - r) > 2e-3 * size  # the rounding is measurable in each
 
 
 def test_bf16_gradient_of_rounded_weights():
