@@ -266,11 +266,14 @@ enum { FR_CPU_AVX512_BF16 = 0, FR_CPU_AVX512_VNNI = 1, FR_CPU_AVX_VNNI = 2 };
 /* 1 if this CPU has the feature (FR_CPU_*), else 0. */
 int fr_cpu_has_lowp(int feature);
 /* Static name of the kernels precision prec runs on now ("avx512_bf16", "avx512_vnni",
-   "avx_vnni", "amx_bf16", "portable"), or "unknown" for another prec. */
+   "avx_vnni", "avx2_madd", "amx_bf16", "portable"), or "unknown" for another prec. */
 const char *fr_lowp_path(int prec);
 /* Let bfloat16 use AMX (tdpbf16ps) where the CPU and OS allow (on = 1, the default) or not (0:
    AVX512_BF16 vdpbf16ps on the AVX-512 path): a testing and tuning knob. FR_OK. */
 int fr_lp_set_amx(int on);
+/* Let int8 use VNNI (vpdpbusd) where the CPU has it (on = 1, the default) or not (0: the AVX2
+   path's widening vpmaddwd kernel on the AVX2 and AVX-512 paths): a testing knob. FR_OK. */
+int fr_lp_set_vnni(int on);
 /* Bytes of the packed weights of cell with I inputs (identity: w_ih NULL, I = G*H) and H units
    in precision prec; -1 for a bad cell, precision or size. */
 int64_t fr_lp_packed_bytes(int cell, int prec, int identity, int64_t I, int64_t H);

@@ -330,6 +330,62 @@ static T256VNNI void ukr_int8_avxvnni(int64_t m, int64_t kw, const uint32_t *A, 
     }
 }
 
+/* AVX2 without VNNI: bytes widened to int16 and multiplied with vpmaddwd (exact: a u8 times an s8
+   pair-summed stays far inside int32; the saturating vpmaddubsw is not used). m <= 4 rows, 16
+   columns (one half of the panel) per call. */
+static FR_ALWAYS_INLINE FR_TARGET_AVX2 void int8_half_avx2(const int m, int64_t kw,
+                                                           const uint32_t *A, int64_t lda,
+                                                           const uint32_t *P, int half,
+                                                           int32_t *acc_out) {
+    __m256i c[4][2];
+    const __m256i lo8 = _mm256_set1_epi32(0x00FF00FF);
+    for (int i = 0; i < m; i++) c[i][0] = c[i][1] = _mm256_setzero_si256();
+    for (int64_t p = 0; p < kw; p++) {
+        __m256i we[2], wo[2];
+        for (int v = 0; v < 2; v++) {
+            const __m256i w = _mm256_loadu_si256((const __m256i *)(P + p * LP_NR + 16 * half + 8 * v));
+            we[v] = _mm256_srai_epi16(_mm256_slli_epi16(w, 8), 8); /* bytes 0, 2 as int16 */
+            wo[v] = _mm256_srai_epi16(w, 8);                       /* bytes 1, 3 */
+        }
+        for (int i = 0; i < m; i++) {
+            const __m256i a = _mm256_set1_epi32((int)A[i * lda + p]);
+            const __m256i ae = _mm256_and_si256(a, lo8);
+            const __m256i ao = _mm256_and_si256(_mm256_srli_epi16(a, 8), lo8);
+            for (int v = 0; v < 2; v++)
+                c[i][v] = _mm256_add_epi32(c[i][v], _mm256_add_epi32(_mm256_madd_epi16(ae, we[v]),
+                                                                     _mm256_madd_epi16(ao, wo[v])));
+        }
+    }
+    for (int i = 0; i < m; i++)
+        for (int v = 0; v < 2; v++)
+            _mm256_storeu_si256((__m256i *)(acc_out + i * LP_NR + 16 * half + 8 * v), c[i][v]);
+}
+
+static FR_TARGET_AVX2 void ukr_int8_avx2(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
+                                         const uint32_t *P, const float *ascale,
+                                         const float *bias, float *C, int64_t ldc) {
+    const int32_t *comp = (const int32_t *)(P + kw * LP_NR);
+    const float *wscale = (const float *)(comp + LP_NR);
+    int32_t acc[4 * LP_NR];
+    for (int64_t i0 = 0; i0 < m; i0 += 4) {
+        const int64_t mm = m - i0 < 4 ? m - i0 : 4;
+        for (int half = 0; half < 2; half++) {
+            const uint32_t *a = A + i0 * lda;
+            switch (mm) {
+            case 1: int8_half_avx2(1, kw, a, lda, P, half, acc); break;
+            case 2: int8_half_avx2(2, kw, a, lda, P, half, acc); break;
+            case 3: int8_half_avx2(3, kw, a, lda, P, half, acc); break;
+            default: int8_half_avx2(4, kw, a, lda, P, half, acc); break;
+            }
+        }
+        for (int64_t i = 0; i < mm; i++)
+            for (int c = 0; c < LP_NR; c++) {
+                const float v = (float)(acc[i * LP_NR + c] - comp[c]) * (ascale[i0 + i] * wscale[c]);
+                C[(i0 + i) * ldc + c] = bias ? v + bias[c] : v;
+            }
+    }
+}
+
 /* bf16 rows: the portable rounding on 16 lanes (integer ops: identical results). */
 static T512 void rows_bf16_avx512(uint32_t *A, int64_t lda, float *scale, const float *src,
                                   int64_t lds, int64_t n, int64_t K) {
@@ -465,6 +521,8 @@ static const lp_kernel k_int8_avx512 = {ukr_int8_avx512, rows_int8_avx512, "avx5
                                         NULL, NULL};
 static const lp_kernel k_int8_avxvnni = {ukr_int8_avxvnni, rows_int8_portable, "avx_vnni", 8,
                                          NULL, NULL};
+static const lp_kernel k_int8_avx2 = {ukr_int8_avx2, rows_int8_portable, "avx2_madd", 8, NULL,
+                                      NULL};
 #endif
 
 static int amx_off = 0;
@@ -475,6 +533,15 @@ int fr_lp_set_amx(int on) {
 }
 
 static int lp_amx_disabled(void) { return amx_off; }
+
+static int vnni_off = 0;
+
+int fr_lp_set_vnni(int on) {
+    vnni_off = !on;
+    return FR_OK;
+}
+
+static int lp_vnni_disabled(void) { return vnni_off; }
 
 int fr_cpu_has_lowp(int feature) {
 #if FR_X86_SIMD
@@ -498,9 +565,12 @@ const lp_kernel *lp_kernel_for(int prec, int arch) {
         if (arch == FR_ARCH_AVX512 && fr_cpu_has_lowp(FR_CPU_AVX512_BF16)) return &k_bf16_avx512;
         return &k_bf16_portable;
     }
-    if (arch == FR_ARCH_AVX512 && fr_cpu_has_lowp(FR_CPU_AVX512_VNNI)) return &k_int8_avx512;
-    if ((arch == FR_ARCH_AVX512 || arch == FR_ARCH_AVX2) && fr_cpu_has_lowp(FR_CPU_AVX_VNNI))
+    if (arch == FR_ARCH_AVX512 && fr_cpu_has_lowp(FR_CPU_AVX512_VNNI) && !lp_vnni_disabled())
+        return &k_int8_avx512;
+    if ((arch == FR_ARCH_AVX512 || arch == FR_ARCH_AVX2) && fr_cpu_has_lowp(FR_CPU_AVX_VNNI) &&
+        !lp_vnni_disabled())
         return &k_int8_avxvnni;
+    if (arch == FR_ARCH_AVX512 || arch == FR_ARCH_AVX2) return &k_int8_avx2;
     return &k_int8_portable;
 #else
     (void)arch;

@@ -40,10 +40,13 @@ def _inputs(rng, cell, T, B, I, H):
 
 @pytest.fixture(params=["amx", "no_amx"])
 def amx(request):
-    """bf16 with AMX where the machine has it (else the same as no_amx), and without."""
+    """bf16 with AMX where the machine has it (else the same as no_amx), and without; int8
+    likewise with VNNI and without (the widening AVX2 kernel)."""
     _kernels.lp_set_amx(request.param == "amx")
+    _kernels.lp_set_vnni(request.param == "amx")
     yield request.param
     _kernels.lp_set_amx(True)
+    _kernels.lp_set_vnni(True)
 
 
 def _run(mod, cell, x, h0, c0, w, **kw):
@@ -359,12 +362,25 @@ def test_stream_precision_needs_float32():
         _native.Stream([("lstm", *w, "tanh")], 1, np.float32, "int4")
 
 
-def test_amx_switch():
+def test_amx_vnni_switch():
     _kernels.lp_set_amx(False)
+    _kernels.lp_set_vnni(False)
     try:
         assert _kernels.lowp_info()["bfloat16"] != "amx_bf16"
+        assert "vnni" not in _kernels.lowp_info()["int8"]
     finally:
         _kernels.lp_set_amx(True)
+        _kernels.lp_set_vnni(True)
+
+
+@pytest.mark.parametrize("B", [1, 3, 4, 5, 9])
+def test_int8_row_tiles(arch, amx, B):
+    rng = np.random.default_rng(19)
+    x, h0, c0 = _inputs(rng, "gru", 3, B, 45, 50)
+    w = _weights(rng, "gru", 45, 50)
+    y = _run(functional, "gru", x, h0, c0, w, training=False, precision="int8")[0]
+    yr = _run(reference, "gru", x, h0, c0, w, training=False, precision="int8")[0]
+    assert np.abs(y - yr).max() < TOL
 
 
 @pytest.mark.parametrize("B", [1, 15, 16, 17, 40])
@@ -382,6 +398,6 @@ def test_build_info_reports_precision():
     info = _native.build_info()["precision"]
     assert set(info) == {"avx512_bf16", "avx512_vnni", "avx_vnni", "bfloat16", "int8"}
     assert info["bfloat16"] in ("amx_bf16", "avx512_bf16", "portable")
-    assert info["int8"] in ("avx512_vnni", "avx_vnni", "portable")
+    assert info["int8"] in ("avx512_vnni", "avx_vnni", "avx2_madd", "portable")
     if info["avx512_bf16"] and _kernels.get_arch() == "avx512":
         assert info["bfloat16"] in ("amx_bf16", "avx512_bf16")

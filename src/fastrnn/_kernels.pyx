@@ -735,6 +735,11 @@ def lp_set_amx(bint on):
     fr_lp_set_amx(on)
 
 
+def lp_set_vnni(bint on):
+    """Let int8 use VNNI where the CPU has it (the default) or not (testing)."""
+    fr_lp_set_vnni(on)
+
+
 def lp_pack(str cell, str precision, w_ih, w_hh, b_ih, b_hh):
     """The weights packed for fr_lp_forward: a 64-byte aligned uint8 array.
 
