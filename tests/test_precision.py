@@ -401,3 +401,26 @@ def test_build_info_reports_precision():
     assert info["int8"] in ("avx512_vnni", "avx_vnni", "avx2_madd", "portable")
     if info["avx512_bf16"] and _kernels.get_arch() == "avx512":
         assert info["bfloat16"] in ("amx_bf16", "avx512_bf16")
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+def test_forward_rows_precision(precision):
+    """The Embedding fold's op (rows of a projected table) in a reduced precision."""
+    rng = np.random.default_rng(20)
+    H, V, T, B = 12, 9, 5, 3
+    G = CELLS["lstm"].gates
+    table = rng.standard_normal((V, G * H)).astype(np.float32)
+    ids = rng.integers(0, V, (T, B)).astype(np.int64)
+    _, w_hh, b_ih, b_hh = _weights(rng, "lstm", 1, H)
+    training = precision == "bfloat16"
+    y, h, c, ctx = _native.forward_rows("lstm", table, ids, None, None, w_hh, b_ih, b_hh,
+                                        training=training, precision=precision)
+    yr = reference.cell_forward("lstm", table[ids], None, None, None, w_hh, b_ih, b_hh,
+                                training=False, precision=precision)[0]
+    assert np.abs(y - yr).max() < TOL
+    if training:
+        dx = functional.cell_backward(ctx, np.ones_like(y), None, None)[0]
+        assert dx.shape == (T, B, G * H)
+    with pytest.raises(ValueError, match="ids"):
+        _native.forward_rows("lstm", table, ids + V, None, None, w_hh, b_ih, b_hh,
+                             training=False, precision=precision)
