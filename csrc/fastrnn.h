@@ -266,10 +266,10 @@ enum { FR_CPU_AVX512_BF16 = 0, FR_CPU_AVX512_VNNI = 1, FR_CPU_AVX_VNNI = 2 };
 /* 1 if this CPU has the feature (FR_CPU_*), else 0. */
 int fr_cpu_has_lowp(int feature);
 /* Static name of the kernels precision prec runs on now ("avx512_bf16", "avx512_vnni",
-   "avx_vnni", "avx2_madd", "amx_bf16", "portable"), or "unknown" for another prec. */
+   "avx_vnni", "avx2_madd", "amx_bf16", "amx_int8", "portable"), or "unknown" for another prec. */
 const char *fr_lowp_path(int prec);
-/* Let bfloat16 use AMX (tdpbf16ps) where the CPU and OS allow (on = 1, the default) or not (0:
-   AVX512_BF16 vdpbf16ps on the AVX-512 path): a testing and tuning knob. FR_OK. */
+/* Let bfloat16 and int8 use AMX (tdpbf16ps, tdpbusd) where the CPU and OS allow (on = 1, the
+   default) or not (0: AVX512_BF16 vdpbf16ps, VNNI vpdpbusd): a testing and tuning knob. FR_OK. */
 int fr_lp_set_amx(int on);
 /* Let int8 use VNNI (vpdpbusd) where the CPU has it (on = 1, the default) or not (0: the AVX2
    path's widening vpmaddwd kernel on the AVX2 and AVX-512 paths): a testing knob. FR_OK. */

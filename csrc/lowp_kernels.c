@@ -109,7 +109,7 @@ static inline uint8_t quant_u8(float v, float inv) {
 
 static void rows_int8_portable(uint32_t *A, int64_t lda, float *scale, const float *src,
                                int64_t lds, int64_t n, int64_t K) {
-    const int64_t kw = (K + 3) / 4;
+    const int64_t kw = lp_kwords(FR_PREC_INT8, K);
     for (int64_t r = 0; r < n; r++) {
         const float *s = src + r * lds;
         float amax = 0.0f;
@@ -414,7 +414,7 @@ static T512 void rows_int8_avx512(uint32_t *A, int64_t lda, float *scale, const 
                                   int64_t lds, int64_t n, int64_t K) {
     const __m512 absm = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
     const __m512 fmax = _mm512_set1_ps(3.4028235e38f);
-    const int64_t kw = (K + 3) / 4;
+    const int64_t kw = lp_kwords(FR_PREC_INT8, K);
     for (int64_t r = 0; r < n; r++) {
         const float *s = src + r * lds;
         __m512 vmax = _mm512_setzero_ps();
@@ -497,23 +497,63 @@ static TAMX void ukr_bf16_amx(int64_t m, int64_t kw, const uint32_t *A, int64_t 
         }
 }
 
-/* Whether AMX-BF16 runs here: the CPU has it and Linux lets this process use the tile data. */
-static int amx_usable(void) {
+#define TAMX8 __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+
+/* int8 on AMX (tdpbusd: u8 rows times s8 quads), the tiles of the bf16 kernel; int32 blocks
+   dequantized as the VNNI kernel does. */
+static TAMX8 void ukr_int8_amx(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
+                               const uint32_t *P, const float *ascale, const float *bias, float *C,
+                               int64_t ldc) {
+    int32_t out[16 * LP_NR] __attribute__((aligned(64)));
+    _tile_zero(0);
+    _tile_zero(1);
+    for (int64_t p = 0; p < kw; p += 16) {
+        _tile_loadd(2, A + p, lda * 4);
+        _tile_loadd(3, P + p * LP_NR, LP_NR * 4);
+        _tile_loadd(4, P + p * LP_NR + 16, LP_NR * 4);
+        _tile_dpbusd(0, 2, 3);
+        _tile_dpbusd(1, 2, 4);
+    }
+    _tile_stored(0, out, LP_NR * 4);
+    _tile_stored(1, out + 16, LP_NR * 4);
+    const uint32_t *tail = P + kw * LP_NR;
+    for (int64_t i = 0; i < m; i++) {
+        const __m512 as = _mm512_set1_ps(ascale[i]);
+        for (int v = 0; v < 2; v++) {
+            const __m512i k = _mm512_loadu_si512(tail + 16 * v);
+            const __m512 s = _mm512_loadu_ps((const float *)(tail + LP_NR + 16 * v));
+            const __m512i acc = _mm512_load_si512(out + i * LP_NR + 16 * v);
+            __m512 r = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, k)),
+                                     _mm512_mul_ps(as, s));
+            if (bias) r = _mm512_add_ps(r, _mm512_loadu_ps(bias + 16 * v));
+            _mm512_storeu_ps(C + i * ldc + 16 * v, r);
+        }
+    }
+}
+
+/* Whether AMX with the feature bit (CPUID 7.0 EDX: 22 AMX-BF16, 25 AMX-INT8) runs here: the CPU
+   has it and Linux lets this process use the tile data. */
+static int amx_usable(int bit) {
     static int state = -1; /* benign race: every thread computes the same value */
+    static unsigned edx = 0;
     if (state < 0) {
         int ok = 0;
 #if defined(__linux__)
         unsigned a, b, c, d;
-        if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 24)) && (d & (1u << 22)) &&
-            fr_cpu_has_lowp(FR_CPU_AVX512_BF16))
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 24)) &&
+            fr_cpu_has_lowp(FR_CPU_AVX512_BF16) && fr_cpu_has_lowp(FR_CPU_AVX512_VNNI)) {
+            edx = d;
             ok = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+        }
 #endif
         state = ok;
     }
-    return state;
+    return state && (edx & (1u << bit));
 }
 
 static const lp_kernel k_bf16_amx = {ukr_bf16_amx, rows_bf16_avx512, "amx_bf16", 16, amx_begin,
+                                     amx_end};
+static const lp_kernel k_int8_amx = {ukr_int8_amx, rows_int8_avx512, "amx_int8", 16, amx_begin,
                                      amx_end};
 static const lp_kernel k_bf16_avx512 = {ukr_bf16_avx512, rows_bf16_avx512, "avx512_bf16", 8,
                                         NULL, NULL};
@@ -561,10 +601,12 @@ int fr_cpu_has_lowp(int feature) {
 const lp_kernel *lp_kernel_for(int prec, int arch) {
 #if FR_X86_SIMD
     if (prec == FR_PREC_BF16) {
-        if (arch == FR_ARCH_AVX512 && !lp_amx_disabled() && amx_usable()) return &k_bf16_amx;
+        if (arch == FR_ARCH_AVX512 && !lp_amx_disabled() && amx_usable(22)) return &k_bf16_amx;
         if (arch == FR_ARCH_AVX512 && fr_cpu_has_lowp(FR_CPU_AVX512_BF16)) return &k_bf16_avx512;
         return &k_bf16_portable;
     }
+    if (arch == FR_ARCH_AVX512 && !lp_amx_disabled() && !lp_vnni_disabled() && amx_usable(25))
+        return &k_int8_amx;
     if (arch == FR_ARCH_AVX512 && fr_cpu_has_lowp(FR_CPU_AVX512_VNNI) && !lp_vnni_disabled())
         return &k_int8_avx512;
     if ((arch == FR_ARCH_AVX512 || arch == FR_ARCH_AVX2) && fr_cpu_has_lowp(FR_CPU_AVX_VNNI) &&

@@ -142,8 +142,9 @@ def build_info() -> dict[str, Any]:
 
     ``info["precision"]``: whether the CPU has ``avx512_bf16``, ``avx512_vnni`` and
     ``avx_vnni``, and the kernels ``bfloat16`` and ``int8`` run on with the SIMD path in use
-    (``"avx512_bf16"``, ``"avx512_vnni"``, ``"avx_vnni"`` or ``"portable"``: float32/int32
-    arithmetic in C on the same rounded operands, the same numbers).
+    (``"amx_bf16"``, ``"avx512_bf16"``, ``"amx_int8"``, ``"avx512_vnni"``, ``"avx_vnni"``,
+    ``"avx2_madd"`` or ``"portable"``: float32/int32 arithmetic in C on the same rounded
+    operands, the same numbers).
     """
     return dict(_kernels.build_info())
 

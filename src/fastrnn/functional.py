@@ -40,8 +40,9 @@ Precision (``precision=``, one of :data:`PRECISIONS`; ``"bf16"`` is ``"bfloat16"
   C on the same rounded operands (``fastrnn.info()["precision"]`` says which).
 * ``"int8"``: inference only (``training=False``; else ValueError). Weights quantized per
   output channel, ``x_t``/``h_{t-1}`` rows per row on the fly, int32 accumulation,
-  dequantized into float32 gate maths. Kernels: AVX512_VNNI or AVX-VNNI (``vpdpbusd``), else
-  portable C (exact integer sums: the same numbers).
+  dequantized into float32 gate maths. Kernels: AMX (``tdpbusd``), AVX512_VNNI or AVX-VNNI
+  (``vpdpbusd``), AVX2 (widening ``vpmaddwd``), else portable C (exact integer sums: the same
+  numbers everywhere).
 
 Both need float32 arrays (a float64 one is a TypeError naming it). The rounding is written
 out in :mod:`fastrnn.reference` (``cell_forward(..., precision=...)`` models it exactly, up to
