@@ -275,7 +275,8 @@ int fr_lp_set_amx(int on);
    path's widening vpmaddwd kernel on the AVX2 and AVX-512 paths): a testing knob. FR_OK. */
 int fr_lp_set_vnni(int on);
 /* Bytes of the packed weights of cell with I inputs (identity: w_ih NULL, I = G*H) and H units
-   in precision prec; -1 for a bad cell, precision or size. */
+   in precision prec; -1 for a bad cell, precision or size (int8: I and H at most 65536, so
+   that its int32 sums cannot overflow). */
 int64_t fr_lp_packed_bytes(int cell, int prec, int identity, int64_t I, int64_t H);
 /* Pack w_ih (G*H, I) (NULL: the identity, I = G*H), w_hh (G*H, H), b_ih, b_hh (G*H or NULL) into
    packed (fr_lp_packed_bytes bytes, 64-byte aligned). FR_OK or FR_ERR_ARG. */

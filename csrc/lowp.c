@@ -26,6 +26,9 @@
 #define LP_MAGIC 0x70776c66 /* "flwp" */
 #define LP_PROJ_ROWS 256    /* input rows per projection chunk */
 #define LP_MIN_FLOPS 48000.0 /* per step and thread, below which a thread does not pay */
+/* int8 sums of up to K products of 255 * 127 (and the 128 * column-sum compensations) stay in
+   int32 for K up to 66000: inputs and hidden sizes above this limit are refused */
+#define LP_INT8_MAX_K 65536
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
@@ -41,7 +44,8 @@ typedef struct {
 static int lp_layout(lp_header *h, int cell, int prec, int identity, int64_t I, int64_t H) {
     const int G = fr_cell_gates(cell);
     if (G < 0 || (prec != FR_PREC_BF16 && prec != FR_PREC_INT8) || H < 1 || I < 0 ||
-        (identity && I != G * H) || H > ((int64_t)1 << 24) || I > ((int64_t)1 << 26))
+        (identity && I != G * H) || H > ((int64_t)1 << 24) || I > ((int64_t)1 << 26) ||
+        (prec == FR_PREC_INT8 && (I > LP_INT8_MAX_K || H > LP_INT8_MAX_K)))
         return FR_ERR_ARG;
     h->magic = LP_MAGIC;
     h->cell = cell;

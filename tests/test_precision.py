@@ -426,3 +426,11 @@ def test_forward_rows_precision(precision):
     with pytest.raises(ValueError, match="ids"):
         _native.forward_rows("lstm", table, ids + V, None, None, w_hh, b_ih, b_hh,
                              training=False, precision=precision)
+
+
+def test_int8_size_limit():
+    """int8 sums stay in int32: an input wider than 65536 is refused, not overflowed."""
+    w_ih = np.zeros((4, 65537), np.float32)
+    w_hh = np.zeros((4, 1), np.float32)
+    with pytest.raises(ValueError, match="65536"):
+        functional.prepare_weights("lstm", w_ih, w_hh, None, None, precision="int8")

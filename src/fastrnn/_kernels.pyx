@@ -762,7 +762,8 @@ def lp_pack(str cell, str precision, w_ih, w_hh, b_ih, b_hh):
     _chk(b_hh, "b_hh", (G * H,), np.float32, False, True)
     cdef int64_t n = fr_lp_packed_bytes(code, prec, w_ih is None and I > 0, I, H)
     if n < 0:
-        raise ValueError(f"{cell} {precision}: sizes I={I}, H={H} out of range")
+        raise ValueError(f"{cell} {precision}: sizes I={I}, H={H} out of range (int8 takes I "
+                         f"and H up to 65536, bfloat16 H up to 2**24)")
     raw = np.empty(n + 64, np.uint8)
     off = (-(<Py_ssize_t>cnp.PyArray_DATA(raw))) % 64
     packed = raw[off:off + n]

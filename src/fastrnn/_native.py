@@ -371,8 +371,10 @@ class PreparedWeights:
         self._arrays = arrays  # held: their memory cannot be reused by other arrays
         self._keys = tuple(_key(a) for a in arrays)
         self._sum = _checksum(arrays) if self.check == "content" else None
-        self._packed: np.ndarray | None = None  # made on first use
-        self._rounded: tuple | None = None
+        self._packed: np.ndarray | None = None
+        self._rounded: tuple | None = None  # made on first use (a bf16 training call)
+        if self.precision != "float32":
+            self.packed()
 
     @classmethod
     def _of(cls, p: Prepared) -> PreparedWeights:
