@@ -29,6 +29,7 @@ fastrnn imports torch.
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 from typing import Any
 
@@ -36,6 +37,7 @@ import numpy as np
 
 try:
     import torch
+    import torch.autograd.forward_ad as _fwad
     import torch.nn.functional as F
     from torch import nn
     from torch.nn.utils.rnn import PackedSequence
@@ -46,12 +48,17 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     ) from exc
 
 # The ops: fastrnn's native kernels (fastrnn.reference has the same signatures).
+from . import _native, _validate
 from . import functional as _ops
-from ._cells import CELLS
+from ._cells import CELLS, NONLINEARITIES
 
 __all__ = ["GRU", "LSTM", "RNN", "FallbackWarning", "accelerate", "restore"]
 
 _FLOATS = (torch.float32, torch.float64)
+# torch.compile declines to trace any nn.RNN/LSTM/GRU instance (the drop-ins included) unless
+# this is set; with it, the drop-ins trace into fastrnn's custom operators (and torch's own
+# modules into torch's experimental support for them).
+torch._dynamo.config.allow_rnn = True
 #: torch's RNN modes as fastrnn cells and non-linearities.
 _MODES: dict[str, tuple[str, str | None]] = {
     "RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"), "LSTM": ("lstm", None),
@@ -66,13 +73,12 @@ class FallbackWarning(UserWarning):
 _warned: set[str] = set()
 
 
-def _warn_once(reason: str) -> None:
+def _warn_once(reason: str, instead: str = "torch's own implementation") -> None:
     if reason in _warned:
         return
     _warned.add(reason)
     warnings.warn(
-        f"fastrnn.torch: {reason}; running torch's own implementation instead "
-        "(this warning is shown once)",
+        f"fastrnn.torch: {reason}; running {instead} instead (this warning is shown once)",
         FallbackWarning,
         stacklevel=5,  # _warn_once, forward, Module._call_impl, Module.__call__, caller
     )
@@ -215,6 +221,31 @@ def _differentiable_backward(args: tuple, inputs: tuple, needs: tuple, grads: tu
     return tuple(result)
 
 
+def _batched(*ts: torch.Tensor | None) -> bool:
+    """Whether any of ``ts`` is batched by vmap (torch.func's, or the legacy one that
+    ``autograd.grad(..., is_grads_batched=True)`` uses)."""
+    f = torch._C._functorch
+    return any(t is not None and (f.is_batchedtensor(t) or f.is_legacy_batchedtensor(t))
+               for t in ts)
+
+
+def _batched_backward(args: tuple, fctx: Any, inputs: tuple, needs: tuple,
+                      grads: tuple) -> tuple:
+    """The kernels' backward through ``fastrnn::cell_backward`` (for vmapped gradients).
+
+    ``args`` are ``(cell, nonlinearity, reverse, lengths)``, ``fctx`` the forward's
+    functional context (its cache), ``inputs`` the saved inputs, ``needs`` their
+    ``needs_input_grad``; returns one gradient (or None) per input.
+    """
+    cell, nonlinearity, reverse, lengths = args
+    dy, dh_n, dc_n = grads
+    out = torch.ops.fastrnn.cell_backward(
+        cell, nonlinearity or "", reverse, _t(lengths), torch.from_numpy(fctx.cache), *inputs,
+        dy, dh_n, dc_n if CELLS[cell].has_cell_state else None, needs[0])
+    return tuple(g if need and t is not None else None
+                 for g, t, need in zip(out, inputs, needs, strict=True))
+
+
 class _CellFunction(torch.autograd.Function):
     """One layer in one direction over a whole time-major sequence, on fastrnn's kernels.
 
@@ -255,6 +286,12 @@ class _CellFunction(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: this backward is differentiated
             return (None, None, None, None, *_differentiable_backward(
                 ctx.args, tuple(inputs), ctx.needs_input_grad[4:], (dy, dh_n, dc_n)))
+        if _batched(dy, dh_n, dc_n):
+            # batched gradients (is_grads_batched, vectorized jacobians): the backward op,
+            # which vmap runs once per gradient (its vmap rule, or torch's batching fallback)
+            return (None, None, None, None, *_batched_backward(
+                ctx.args, holder.fastrnn_ctx, tuple(inputs), ctx.needs_input_grad[4:],
+                (dy, dh_n, dc_n)))
         # an input that needs no gradient (data) saves the backward its dx GEMM
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = _ops_backward(
             holder.fastrnn_ctx, _np(dy), _np(dh_n), _np(dc_n), ctx.needs_input_grad[4])
@@ -265,16 +302,220 @@ class _CellFunction(torch.autograd.Function):
                 _t(db_ih) if has_bi else None, _t(db_hh) if has_bh else None)
 
 
-def _run_cell(cell: str, nonlinearity: str | None, reverse: bool, lengths: np.ndarray | None,
-              x: torch.Tensor, h0, c0, w_ih, w_hh, b_ih, b_hh):
-    """One layer-direction: through autograd when a gradient is needed, else cache-free."""
+# ---------------------------------------------------------------------------------------
+# Custom operators (torch.library): fastrnn's forward and backward as the ops
+# ``fastrnn::cell_forward`` and ``fastrnn::cell_backward``, with shape functions (fake
+# tensors), autograd and vmap rules, so torch.compile and torch.export keep them in their
+# graphs. The training cache is an output tensor of the forward op and an input of the
+# backward op (like the reserve buffer of cuDNN's RNN op); a missing optional output (c_n of a
+# cell without a cell state, an unwanted dx, a gradient of an absent bias) is an empty
+# tensor of shape (0,).
+
+_FWD_SCHEMA = ("(str cell, str nonlinearity, bool reverse, Tensor? lengths, bool training, "
+               "Tensor x, Tensor? h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+               "Tensor? b_hh) -> (Tensor, Tensor, Tensor, Tensor)")
+_BWD_SCHEMA = ("(str cell, str nonlinearity, bool reverse, Tensor? lengths, Tensor cache, "
+               "Tensor x, Tensor? h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+               "Tensor? b_hh, Tensor? dy, Tensor? dh_n, Tensor? dc_n, bool need_dx) -> "
+               "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
+
+
+@functools.cache
+def _cache_per_element(cell: str) -> int:
+    """Cache elements per (step, batch row, hidden unit) of ``cell``'s training forward."""
+    one = np.zeros((1, 1, 1))
+    G = CELLS[cell].gates
+    nl = CELLS[cell].nonlinearities[0] if CELLS[cell].nonlinearities else None
+    *_, fctx = _ops.cell_forward(cell, one, None, None, np.zeros((G, 1)), np.zeros((G, 1)),
+                                 None, None, nonlinearity=nl)
+    return int(fctx.cache.size)
+
+
+def _none_if_empty(t: torch.Tensor) -> torch.Tensor | None:
+    return None if t.dim() == 1 and t.shape[0] == 0 else t
+
+
+@torch.library.custom_op("fastrnn::cell_forward", mutates_args=(), schema=_FWD_SCHEMA)
+def _op_forward(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh, b_ih,
+                b_hh):
+    """``fastrnn::cell_forward``: :func:`fastrnn.functional.cell_forward` on tensors.
+
+    Returns ``(y, h_n, c_n, cache)``; ``c_n`` is empty without a cell state, ``cache``
+    empty unless ``training``. ``nonlinearity`` is ``""`` for the cells without one.
+    """
+    y, h_n, c_n, fctx = _ops_forward(cell, nonlinearity or None, reverse, _np(lengths),
+                                     training, _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh),
+                                     _np(b_ih), _np(b_hh))
+    return (torch.from_numpy(y), torch.from_numpy(h_n),
+            x.new_empty(0) if c_n is None else torch.from_numpy(c_n),
+            x.new_empty(0) if fctx is None else torch.from_numpy(fctx.cache))
+
+
+@_op_forward.register_fake
+def _op_forward_fake(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh,
+                     b_ih, b_hh):
+    T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
+    has_c = CELLS[cell].has_cell_state
+    return (x.new_empty(T, B, H), x.new_empty(B, H),
+            x.new_empty(B, H) if has_c else x.new_empty(0),
+            x.new_empty(T * B * H * _cache_per_element(cell) if training else 0))
+
+
+@torch.library.custom_op("fastrnn::cell_backward", mutates_args=(), schema=_BWD_SCHEMA)
+def _op_backward(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w_hh, b_ih,
+                 b_hh, dy, dh_n, dc_n, need_dx):
+    """``fastrnn::cell_backward``: :func:`fastrnn.functional.cell_backward` of a
+    ``fastrnn::cell_forward`` with ``training`` (its ``cache`` and the same inputs).
+
+    Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``, each empty where absent (dx
+    unless ``need_dx``, dc0 without a cell state, a bias gradient without that bias).
+    """
+    nl = nonlinearity or None
+    if cache.numel() != x.shape[0] * x.shape[1] * w_hh.shape[1] * _cache_per_element(cell):
+        raise RuntimeError("fastrnn::cell_backward: the cache is not a training forward's "
+                           "(run fastrnn::cell_forward with training=True)")
+    p = _validate.prepare(cell, _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh), _np(b_ih),
+                          _np(b_hh), _np(lengths), nl, reverse, True)
+    fctx = _native.Context(cell, NONLINEARITIES[nl] if nl else 0, reverse, p, _np(cache))
+    out = _ops_backward(fctx, _np(dy), _np(dh_n), _np(dc_n), need_dx)
+    return tuple(x.new_empty(0) if a is None else torch.from_numpy(a) for a in out)
+
+
+@_op_backward.register_fake
+def _op_backward_fake(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w_hh, b_ih,
+                      b_hh, dy, dh_n, dc_n, need_dx):
+    B, H = x.shape[1], w_hh.shape[1]
+    has_c = CELLS[cell].has_cell_state
+    return (torch.empty_like(x) if need_dx else x.new_empty(0), x.new_empty(B, H),
+            x.new_empty(B, H) if has_c else x.new_empty(0), torch.empty_like(w_ih),
+            torch.empty_like(w_hh), x.new_empty(0) if b_ih is None else torch.empty_like(b_ih),
+            x.new_empty(0) if b_hh is None else torch.empty_like(b_hh))
+
+
+def _op_forward_setup(ctx, inputs, output):
+    cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh, b_ih, b_hh = inputs
+    ctx.set_materialize_grads(False)
+    ctx.args = (cell, nonlinearity, reverse)
+    ctx.save_for_backward(lengths, output[3], x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+
+
+def _op_forward_autograd(ctx, dy, dh_n, dc_n, dcache):
+    lengths, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
+    cell, nonlinearity, reverse = ctx.args
+    if not CELLS[cell].has_cell_state:
+        dc_n = None
+    if dy is None and dh_n is None and dc_n is None:
+        return (None,) * 12
+    grads = torch.ops.fastrnn.cell_backward(cell, nonlinearity, reverse, lengths, cache, x, h0,
+                                            c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n,
+                                            ctx.needs_input_grad[5])
+    needs = ctx.needs_input_grad[5:]
+    return (None,) * 5 + tuple(g if need and t is not None else None for g, t, need in zip(
+        grads, (x, h0, c0, w_ih, w_hh, b_ih, b_hh), needs, strict=True))
+
+
+def _op_backward_setup(ctx, inputs, output):
+    (cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n,
+     dc_n, need_dx) = inputs
+    ctx.set_materialize_grads(False)
+    ctx.args = (cell, nonlinearity or None, reverse)
+    ctx.save_for_backward(lengths, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n)
+
+
+def _op_backward_autograd(ctx, *gouts):
+    """The backward op differentiated (double backward): torch's ops, differentiably.
+
+    The first-order gradients are recomputed as a graph (:func:`_differentiable_backward`)
+    and differentiated against ``gouts``; with grad mode on (a third order) that graph is
+    kept as well.
+    """
+    lengths, *saved = ctx.saved_tensors
+    cell, nonlinearity, reverse = ctx.args
+    keep = torch.is_grad_enabled()
+    needs = ctx.needs_input_grad[5:15]
+    with torch.enable_grad():
+        prims = [t if t is None or t.requires_grad else t.detach().requires_grad_(True)
+                 for t in saved]
+        inputs, grads = tuple(prims[:7]), tuple(prims[7:])
+        firsts = _differentiable_backward(
+            (cell, nonlinearity, reverse, _np(lengths)), inputs,
+            tuple(t is not None for t in inputs), grads)
+        pairs = [(f, g) for f, g in zip(firsts, gouts, strict=True)
+                 if f is not None and g is not None and g.shape == f.shape]
+        wanted = [k for k, (t, need) in enumerate(zip(prims, needs, strict=True))
+                  if need and t is not None]
+        result: list[torch.Tensor | None] = [None] * 10
+        if pairs and wanted:
+            got = torch.autograd.grad([f for f, _ in pairs], [prims[k] for k in wanted],
+                                      [g for _, g in pairs], create_graph=keep,
+                                      allow_unused=True)
+            for k, g in zip(wanted, got, strict=True):
+                result[k] = g
+    return (None,) * 5 + tuple(result) + (None,)
+
+
+torch.library.register_autograd("fastrnn::cell_forward", _op_forward_autograd,
+                                setup_context=_op_forward_setup)
+torch.library.register_autograd("fastrnn::cell_backward", _op_backward_autograd,
+                                setup_context=_op_backward_setup)
+
+
+def _vmap_by_slices(op):
+    """A vmap rule that runs ``op`` once per slice of the vmapped dimension (a batched
+    gradient runs fastrnn's kernels once per gradient, as a loop over them would)."""
+    def rule(info, in_dims, *args):
+        outs = [op(*(a.select(d, i) if d is not None else a
+                     for a, d in zip(args, in_dims, strict=True)))
+                for i in range(info.batch_size)]
+        stacked = tuple(torch.stack([o[k] for o in outs]) for k in range(len(outs[0])))
+        return stacked, (0,) * len(stacked)
+    return rule
+
+
+torch.library.register_vmap("fastrnn::cell_forward", _vmap_by_slices(_op_forward))
+torch.library.register_vmap("fastrnn::cell_backward", _vmap_by_slices(_op_backward))
+
+
+#: How a layer-direction runs: fastrnn's kernels called directly (eager), fastrnn's custom
+#: operators (inside torch.compile / torch.export, which keep them in their graphs), or the
+#: cells' maths in torch ops (under torch.func transforms and forward-mode AD, which fastrnn's
+#: kernels cannot serve).
+KERNEL, OPS, TORCH_OPS = "kernel", "ops", "torch_ops"
+
+
+def _run_cell(path: str, cell: str, nonlinearity: str | None, reverse: bool,
+              lengths: np.ndarray | None, x: torch.Tensor, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    """One layer-direction on ``path``; returns ``(y, h_n, c_n or None)``.
+
+    On the kernel path: through autograd when a gradient is needed, else cache-free.
+    """
     tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+    if path == TORCH_OPS:
+        return _torch_forward(cell, nonlinearity, reverse, lengths, *tensors)
+    training = torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                               for t in tensors)
+    if path == OPS:
+        y, h_n, c_n, _ = torch.ops.fastrnn.cell_forward(
+            cell, nonlinearity or "", reverse, None if lengths is None else torch.from_numpy(
+                lengths), training, *tensors)
+        return y, h_n, (c_n if CELLS[cell].has_cell_state else None)
+    if training:
         out = _CellFunction.apply(cell, nonlinearity, reverse, lengths, *tensors)
         return (out[0], out[1], out[2]) if CELLS[cell].has_cell_state else (out[0], out[1], None)
     y, h_n, c_n, _ = _ops_forward(cell, nonlinearity, reverse, lengths, False,
                                   *(_np(t) for t in tensors))
     return torch.from_numpy(y), torch.from_numpy(h_n), _t(c_n)
+
+
+def _current_path() -> str:
+    """The path (see :data:`KERNEL`) for a forward that fastrnn can run at all."""
+    if torch.compiler.is_compiling():
+        return OPS
+    if torch._C._functorch.maybe_current_level() is not None or _fwad._current_level >= 0:
+        _warn_once("torch.func transforms and forward-mode AD cannot run fastrnn's kernels",
+                   "the cells' maths in torch ops")
+        return TORCH_OPS
+    return KERNEL
 
 
 # ---------------------------------------------------------------------------------------
@@ -328,23 +569,23 @@ class _FastRNNMixin:
             return "proj_size > 0 (LSTM with projections) is not accelerated"
         if torch.jit.is_scripting() or torch.jit.is_tracing():
             return "TorchScript tracing/scripting cannot see fastrnn's kernels"
-        if torch.compiler.is_compiling():
-            return "torch.compile cannot trace fastrnn's kernels"
+        if torch.compiler.is_compiling() and isinstance(input, PackedSequence):
+            return "packed sequences are not accelerated inside torch.compile"
         if not data.is_cpu:
             return f"input on device '{data.device.type}' (fastrnn runs on the CPU only)"
         if data.dtype not in _FLOATS:
             return f"input dtype {data.dtype} (fastrnn supports float32 and float64)"
         if torch.is_autocast_enabled("cpu"):
             return "CPU autocast is enabled"
-        if torch._C._functorch.maybe_current_level() is not None:
-            return "torch.func transforms (vmap, grad, ...) are not accelerated"
-        if data.layout != torch.strided or type(data) not in _PLAIN:
+        # inside torch.compile / torch.export the tensors are the tracer's (fake) tensors
+        if data.layout != torch.strided or (type(data) not in _PLAIN
+                                            and not torch.compiler.is_compiling()):
             return "tensor subclasses and non-strided tensors are not accelerated"
         dtype = data.dtype
         for w in self._flat_weights:
             if not isinstance(w, torch.Tensor) or not w.is_cpu or w.dtype != dtype:
                 return ""  # torch reports the mismatch
-            if w.layout != torch.strided or type(w) not in _PLAIN:
+            if w.layout != torch.strided or (type(w) not in _PLAIN and not torch.compiler.is_compiling()):
                 return "tensor subclasses and non-strided weights are not accelerated"
         if data is input and input.dim() not in (2, 3):
             return ""  # torch raises its error
@@ -358,7 +599,7 @@ class _FastRNNMixin:
                     return ""
                 if data is input and h.dim() != input.dim():
                     return ""
-                if h.layout != torch.strided or type(h) not in _PLAIN:
+                if h.layout != torch.strided or (type(h) not in _PLAIN and not torch.compiler.is_compiling()):
                     return "tensor subclasses and non-strided states are not accelerated"
         if data.numel() == 0:
             return ""
@@ -405,13 +646,14 @@ class _FastRNNMixin:
             if reason:
                 _warn_once(reason)
             return super().forward(input, hx)  # type: ignore[misc]
+        path = _current_path()
         if isinstance(input, PackedSequence):
-            return self._fastrnn_packed(input, hx)
-        return self._fastrnn_padded(input, hx)
+            return self._fastrnn_packed(input, hx, path)
+        return self._fastrnn_padded(input, hx, path)
 
     # -- argument handling (mirrors torch's, so that errors are torch's) --------------
 
-    def _fastrnn_padded(self, input: torch.Tensor, hx):
+    def _fastrnn_padded(self, input: torch.Tensor, hx, path: str):
         lstm = CELLS[_MODES[self.mode][0]].has_cell_state
         is_batched = input.dim() == 3  # 2 or 3, and states of matching rank: checked above
         batch_dim = 0 if self.batch_first else 1
@@ -426,7 +668,7 @@ class _FastRNNMixin:
         else:
             self.check_input(input, None)  # type: ignore[attr-defined]
         x = input.transpose(0, 1) if self.batch_first else input
-        y, h_n, c_n = self._fastrnn_stack(x.contiguous(), hx, None, None)
+        y, h_n, c_n = self._fastrnn_stack(x.contiguous(), hx, None, None, path)
         if self.batch_first:
             y = y.transpose(0, 1)
         if not is_batched:
@@ -435,7 +677,7 @@ class _FastRNNMixin:
             c_n = c_n.squeeze(1) if lstm else None
         return y, ((h_n, c_n) if lstm else h_n)
 
-    def _fastrnn_packed(self, input: PackedSequence, hx):
+    def _fastrnn_packed(self, input: PackedSequence, hx, path: str):
         lstm = CELLS[_MODES[self.mode][0]].has_cell_state
         data, batch_sizes, sorted_indices, unsorted_indices = input
         self.check_input(data, batch_sizes)  # type: ignore[attr-defined]
@@ -444,7 +686,7 @@ class _FastRNNMixin:
             self.check_forward_args(data, hx, batch_sizes)  # type: ignore[attr-defined]
         idx, lengths, T, B = _packed_layout(batch_sizes)
         x = data.new_zeros(T * B, data.shape[1]).index_copy(0, idx, data)
-        y, h_n, c_n = self._fastrnn_stack(x.view(T, B, -1), hx, lengths, idx)
+        y, h_n, c_n = self._fastrnn_stack(x.view(T, B, -1), hx, lengths, idx, path)
         out = y.reshape(T * B, -1).index_select(0, idx)
         hidden = (h_n, c_n) if lstm else h_n
         return (PackedSequence(out, batch_sizes, sorted_indices, unsorted_indices),
@@ -453,7 +695,7 @@ class _FastRNNMixin:
     # -- the layer stack ------------------------------------------------------------
 
     def _fastrnn_stack(self, x: torch.Tensor, hx, lengths: np.ndarray | None,
-                       idx: torch.Tensor | None):
+                       idx: torch.Tensor | None, path: str):
         """Layers x directions over time-major ``x`` (T, B, I); returns (y, h_n, c_n|None)."""
         cell, nonlinearity = _MODES[self.mode]
         has_c = CELLS[cell].has_cell_state
@@ -477,7 +719,7 @@ class _FastRNNMixin:
                 w = weights[k * n_w:(k + 1) * n_w]
                 b_ih, b_hh = (w[2], w[3]) if self.bias else (None, None)
                 y, h_n, c_n = _run_cell(
-                    cell, nonlinearity, d == 1, lengths, layer_in,
+                    path, cell, nonlinearity, d == 1, lengths, layer_in,
                     None if h0s is None else h0s[k], None if c0s is None else c0s[k],
                     w[0], w[1], b_ih, b_hh)
                 ys.append(y)
