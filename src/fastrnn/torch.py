@@ -569,8 +569,6 @@ class _FastRNNMixin:
             return "proj_size > 0 (LSTM with projections) is not accelerated"
         if torch.jit.is_scripting() or torch.jit.is_tracing():
             return "TorchScript tracing/scripting cannot see fastrnn's kernels"
-        if torch.compiler.is_compiling() and isinstance(input, PackedSequence):
-            return "packed sequences are not accelerated inside torch.compile"
         if not data.is_cpu:
             return f"input on device '{data.device.type}' (fastrnn runs on the CPU only)"
         if data.dtype not in _FLOATS:
@@ -578,14 +576,18 @@ class _FastRNNMixin:
         if torch.is_autocast_enabled("cpu"):
             return "CPU autocast is enabled"
         # inside torch.compile / torch.export the tensors are the tracer's (fake) tensors
-        if data.layout != torch.strided or (type(data) not in _PLAIN
-                                            and not torch.compiler.is_compiling()):
+        tracing = torch.compiler.is_compiling()
+
+        def odd(t: torch.Tensor) -> bool:
+            return t.layout != torch.strided or (type(t) not in _PLAIN and not tracing)
+
+        if odd(data):
             return "tensor subclasses and non-strided tensors are not accelerated"
         dtype = data.dtype
         for w in self._flat_weights:
             if not isinstance(w, torch.Tensor) or not w.is_cpu or w.dtype != dtype:
                 return ""  # torch reports the mismatch
-            if w.layout != torch.strided or (type(w) not in _PLAIN and not torch.compiler.is_compiling()):
+            if odd(w):
                 return "tensor subclasses and non-strided weights are not accelerated"
         if data is input and input.dim() not in (2, 3):
             return ""  # torch raises its error
@@ -599,7 +601,7 @@ class _FastRNNMixin:
                     return ""
                 if data is input and h.dim() != input.dim():
                     return ""
-                if h.layout != torch.strided or (type(h) not in _PLAIN and not torch.compiler.is_compiling()):
+                if odd(h):
                     return "tensor subclasses and non-strided states are not accelerated"
         if data.numel() == 0:
             return ""
@@ -648,6 +650,8 @@ class _FastRNNMixin:
             return super().forward(input, hx)  # type: ignore[misc]
         path = _current_path()
         if isinstance(input, PackedSequence):
+            if path == OPS:  # torch.compile: a graph break, as for torch's own modules
+                return _packed_outside_graph(self, input, hx)
             return self._fastrnn_packed(input, hx, path)
         return self._fastrnn_padded(input, hx, path)
 
@@ -744,6 +748,14 @@ class _FastRNNMixin:
             h_n = torch.stack(hs)
             c_n = torch.stack(cs) if has_c else None
         return layer_in, h_n, c_n
+
+
+@torch.compiler.disable
+def _packed_outside_graph(module: _FastRNNMixin, input: PackedSequence, hx):  # noqa: A002
+    """A packed sequence inside torch.compile: its layout is data-dependent (read from
+    ``batch_sizes``), so it runs eagerly on fastrnn's kernels, outside the graph (torch's
+    own modules break the graph on packed sequences too)."""
+    return module._fastrnn_packed(input, hx, KERNEL)
 
 
 class RNN(_FastRNNMixin, nn.RNN):
