@@ -11,9 +11,23 @@ A backward that is itself differentiated (``create_graph=True``: gradient penalt
 Hessian-vector products, ``gradgradcheck``) re-runs that layer-direction in torch's own ops
 and differentiates it, so higher-order gradients are torch's.
 Stacking, bidirectional concatenation and inter-layer dropout (torch's own dropout, so
-seeds behave as in torch) are composed here. Anything not accelerated (``proj_size > 0``,
-other devices, other dtypes, TorchScript, ``torch.compile``, autocast) runs torch's own
-implementation after a one-time :class:`FallbackWarning` that says why.
+seeds behave as in torch) are composed here.
+
+The kernels are also registered as the custom operators ``fastrnn::cell_forward`` and
+``fastrnn::cell_backward`` (:mod:`torch.library`: shape functions, autograd, vmap rules).
+Inside ``torch.compile`` (``fullgraph=True`` included) and ``torch.export`` the drop-ins call
+them, so the graphs keep fastrnn's kernels; a packed sequence inside ``torch.compile`` runs
+eagerly on the kernels outside the graph (its layout is data-dependent; torch's own modules
+break the graph there too). Importing this module sets ``torch._dynamo.config.allow_rnn``,
+without which ``torch.compile`` refuses to trace any ``nn.RNN/LSTM/GRU`` instance (torch's
+own modules then trace with torch's experimental support). Batched gradients
+(``autograd.grad(..., is_grads_batched=True)``, ``jacobian(..., vectorize=True)``) run the
+backward operator once per gradient. Under ``torch.func`` transforms (``grad``, ``vmap``,
+``jacrev``, ``jacfwd``) and forward-mode AD the drop-ins run the cells' maths in torch ops
+(differentiable in every mode, and batchable by ``vmap``, which torch's own modules are not),
+after a one-time :class:`FallbackWarning`. Anything else not accelerated (``proj_size > 0``,
+other devices, other dtypes, TorchScript, autocast) runs torch's own implementation after a
+one-time :class:`FallbackWarning` that says why.
 
 :func:`accelerate` turns every ``nn.RNN/LSTM/GRU`` inside an existing model into its
 fastrnn equivalent in place (the very same parameter tensors, so optimizers and hooks
