@@ -349,7 +349,13 @@ def _none_if_empty(t: torch.Tensor) -> torch.Tensor | None:
     return None if t.dim() == 1 and t.shape[0] == 0 else t
 
 
-@torch.library.custom_op("fastrnn::cell_forward", mutates_args=(), schema=_FWD_SCHEMA)
+# torch.library.define/impl rather than custom_op: custom_op's wrapper checks every call's
+# outputs for aliasing, a cost per call that these fresh outputs do not need
+torch.library.define("fastrnn::cell_forward", _FWD_SCHEMA)
+torch.library.define("fastrnn::cell_backward", _BWD_SCHEMA)
+
+
+@torch.library.impl("fastrnn::cell_forward", "CPU")
 def _op_forward(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh, b_ih,
                 b_hh):
     """``fastrnn::cell_forward``: :func:`fastrnn.functional.cell_forward` on tensors.
@@ -365,7 +371,7 @@ def _op_forward(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih,
             x.new_empty(0) if fctx is None else torch.from_numpy(fctx.cache))
 
 
-@_op_forward.register_fake
+@torch.library.register_fake("fastrnn::cell_forward")
 def _op_forward_fake(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh,
                      b_ih, b_hh):
     T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
@@ -375,7 +381,7 @@ def _op_forward_fake(cell, nonlinearity, reverse, lengths, training, x, h0, c0, 
             x.new_empty(T * B * H * _cache_per_element(cell) if training else 0))
 
 
-@torch.library.custom_op("fastrnn::cell_backward", mutates_args=(), schema=_BWD_SCHEMA)
+@torch.library.impl("fastrnn::cell_backward", "CPU")
 def _op_backward(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w_hh, b_ih,
                  b_hh, dy, dh_n, dc_n, need_dx):
     """``fastrnn::cell_backward``: :func:`fastrnn.functional.cell_backward` of a
@@ -395,7 +401,7 @@ def _op_backward(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w
     return tuple(x.new_empty(0) if a is None else torch.from_numpy(a) for a in out)
 
 
-@_op_backward.register_fake
+@torch.library.register_fake("fastrnn::cell_backward")
 def _op_backward_fake(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w_hh, b_ih,
                       b_hh, dy, dh_n, dc_n, need_dx):
     B, H = x.shape[1], w_hh.shape[1]
