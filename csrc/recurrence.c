@@ -820,11 +820,22 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
     }
 }
 
+/* The backward's GEMMs: fr_gemm, or with bf (float only) the bf16-operand GEMM. */
+static int SFX(wgemm)(int bf, int ta, int tb, int64_t M, int64_t N, int64_t K, const REAL *A,
+                      int64_t lda, const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc,
+                      int nt) {
+#if FR_F32
+    if (bf) return fr_gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, nt);
+#endif
+    (void)bf;
+    return SFX(fr_gemm)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, nt);
+}
+
 int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh,
                          REAL *db_ih, REAL *db_hh, const REAL *cache, const REAL *x, const REAL *w_ih,
                          const REAL *w_hh, const REAL *dy, const REAL *dh_n, const REAL *dc_n,
                          const int64_t *lengths, int64_t Tn, int64_t B, int64_t I, int64_t H, int act,
-                         int reverse, int nthreads) {
+                         int reverse, int nthreads, const REAL *hprev_w) {
     const int identity = I > 0 && w_ih == NULL; /* W_ih is the identity: dx gets the gate grads */
     if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || dh0 == NULL ||
         (dw_ih == NULL && !identity) || dw_hh == NULL || (cell->has_c && dc0 == NULL) ||
@@ -855,13 +866,17 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
 
     /* the weight gradients: single GEMMs over all steps */
     const fr_team_plan *p = &w.ps.plan;
-    const REAL *dgh_all = SFX(bw_dgh_all)(&w), *dgx_all = SFX(bw_dgx_all)(&w), *hprev_c = cache;
+    const REAL *dgh_all = SFX(bw_dgh_all)(&w), *dgx_all = SFX(bw_dgx_all)(&w);
+    const REAL *hprev_c = hprev_w ? hprev_w : cache;
     const int ntg = threads_for(nthreads, 2.0 * (double)TB * (double)GH * (double)(identity ? H : I + H));
+    const int bf = hprev_w != NULL; /* a bf16 forward's backward: bf16 operands (fastrnn.h) */
     if (I > 0 && !identity) {
-        if (dx) st = SFX(fr_gemm)(0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
-        if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, ntg);
+        if (dx) st = SFX(wgemm)(bf, 0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
+        if (st == FR_OK)
+            st = SFX(wgemm)(bf, 1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, ntg);
     }
-    if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, ntg);
+    if (st == FR_OK)
+        st = SFX(wgemm)(bf, 1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, ntg);
     for (int t = 0; t < p->nt && w.nacc > 0; t++) { /* bias gradients: the threads' sums, in order */
         int64_t jb0, nj;
         my_blocks(p, t % p->nhg, &jb0, &nj);
@@ -928,7 +943,7 @@ int SFX(fr_cell_backward)(int cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih,
     if (cd == NULL) return FR_ERR_ARG;
     return SFX(fr_rec_backward)(cd, dx, dh0, cd->has_c ? dc0 : NULL, dw_ih, dw_hh, db_ih, db_hh,
                                 cache, x, w_ih, w_hh, dy, dh_n, cd->has_c ? dc_n : NULL, lengths, T,
-                                B, I, H, act, reverse, nthreads);
+                                B, I, H, act, reverse, nthreads, NULL);
 }
 
 #undef CELL

@@ -13,6 +13,7 @@ dtypes before any pointer reaches C.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -20,17 +21,19 @@ import numpy as np
 from . import _kernels
 from ._cells import CELLS, NONLINEARITIES
 from ._threads import enable_threadpoolctl, get_num_threads, threads_arg
-from ._validate import Grads, Prepared
+from ._validate import PRECISIONS, Grads, Prepared, check_precision
 
 __all__ = [
     "DENSE_ACTIVATIONS",
     "Context",
+    "PreparedWeights",
     "Stream",
     "adam_update",
     "backward",
     "build_info",
     "empty",
     "forward",
+    "forward_prec",
     "forward_rows",
     "gemm",
     "release_memory",
@@ -135,7 +138,13 @@ def adam_update(w: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, c1: 
 
 
 def build_info() -> dict[str, Any]:
-    """How the kernels were built and what they run on (SIMD path, OpenMP, threads)."""
+    """How the kernels were built and what they run on (SIMD path, OpenMP, threads).
+
+    ``info["precision"]``: whether the CPU has ``avx512_bf16``, ``avx512_vnni`` and
+    ``avx_vnni``, and the kernels ``bfloat16`` and ``int8`` run on with the SIMD path in use
+    (``"avx512_bf16"``, ``"avx512_vnni"``, ``"avx_vnni"`` or ``"portable"``: float32/int32
+    arithmetic in C on the same rounded operands, the same numbers).
+    """
     return dict(_kernels.build_info())
 
 
@@ -153,20 +162,21 @@ class Context:
     block serves the next training forward of the same size.
     """
 
-    __slots__ = ("cell", "act", "reverse", "p", "cache")
+    __slots__ = ("cell", "act", "reverse", "p", "cache", "hq")
 
     def __init__(self, cell: str, act: int, reverse: bool, p: Prepared,
-                 cache: np.ndarray) -> None:
+                 cache: np.ndarray, hq: np.ndarray | None = None) -> None:
         self.cell = cell
         self.act = act
         self.reverse = reverse
-        self.p = p
+        self.p = p  # a bf16 forward's: x and weights as its GEMMs saw them (rounded)
         self.cache = cache
+        self.hq = hq  # a bf16 forward's rounded h_{t-1} (T, B, H), for dw_hh
 
     def __repr__(self) -> str:
         p = self.p
         return (f"<fastrnn.functional {self.cell} context T={p.T} B={p.B} I={p.I} H={p.H} "
-                f"dtype={p.dtype}>")
+                f"dtype={p.dtype} precision={p.precision}>")
 
 
 def forward(p: Prepared, rows: tuple[np.ndarray, np.ndarray] | None = None) -> tuple:
@@ -209,12 +219,16 @@ def forward_rows(cell: str, table: np.ndarray, ids: np.ndarray, h0: np.ndarray |
                  c0: np.ndarray | None, w_hh: np.ndarray, b_ih: np.ndarray | None,
                  b_hh: np.ndarray | None, *, nonlinearity: str | None = None,
                  lengths: np.ndarray | None = None, reverse: bool = False,
-                 training: bool = True) -> tuple:
+                 training: bool = True, precision: str = "float32",
+                 prepared: PreparedWeights | None = None) -> tuple:
     """The forward of ``cell`` with ``w_ih=None`` and ``x = table[ids]``, without building x.
 
     For the Keras layers' Embedding fold: ``table`` (V, G*H) holds the projected embedding
     rows (no biases), ``ids`` (T, B) picks one per step and batch entry. The arguments are
     trusted (C-contiguous, one float dtype, ``ids`` int64; the kernel checks the id range).
+    A reduced ``precision`` (float32 arrays; ``prepared`` made with ``w_ih=None``) builds
+    ``x = table[ids]`` and runs the identity-input op of that precision: the picked rows enter
+    no GEMM and are not rounded.
 
     Returns
     -------
@@ -240,7 +254,13 @@ def forward_rows(cell: str, table: np.ndarray, ids: np.ndarray, h0: np.ndarray |
                  nonlinearity=nonlinearity, reverse=reverse, training=training, T=T, B=B,
                  I=G * H, H=H, G=G, dtype=dt, h0_given=h0 is not None,
                  c0_given=c0 is not None)
-    return forward(p, (table, ids))
+    precision = check_precision(precision, training)
+    if precision == "float32" and prepared is None:
+        return forward(p, (table, ids))
+    if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
+        raise ValueError(f"ids must lie in [0, {table.shape[0]})")
+    x = np.ascontiguousarray(table[ids], dtype=dt)
+    return forward_prec(dataclasses.replace(p, x=x, precision=precision), prepared)
 
 
 def backward(ctx: Context, grads: Grads, need_dx: bool = True) -> tuple:
@@ -275,5 +295,155 @@ def backward(ctx: Context, grads: Grads, need_dx: bool = True) -> tuple:
     db_hh = np.zeros(G * H, dtype=dt) if p.b_hh is not None else None
     _kernels.cell_backward(ctx.cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, ctx.cache, p.x,
                            p.w_ih, p.w_hh, grads.dy, grads.dh_n, grads.dc_n, p.lengths, ctx.act,
-                           ctx.reverse, get_num_threads())
+                           ctx.reverse, get_num_threads(), ctx.hq)
     return (dx if need_dx else None), dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+
+
+_WEIGHTS = ("w_ih", "w_hh", "b_ih", "b_hh")
+
+
+def _key(a: np.ndarray | None) -> tuple | None:
+    """Which array ``a`` is: its data pointer, shape and strides."""
+    if a is None:
+        return None
+    return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+
+
+def _checksum(arrays: tuple) -> tuple:
+    """Checksums of the arrays' bytes (fr_checksum: one pass; catches any change of a weight)."""
+    return tuple(None if a is None else _kernels.checksum(a) for a in arrays)
+
+
+class PreparedWeights:
+    """A layer's weights prepared once for a precision: see
+    :func:`fastrnn.functional.prepare_weights`.
+
+    Attributes
+    ----------
+    cell, precision : str
+    check : {"content", "identity"}
+        What a call checks before using the prepared weights (see ``prepare_weights``).
+    version : object
+        Free for the owner (a layer, the drop-in) to record which version of its weights the
+        object holds; nothing here reads or changes it.
+    I, H, G : int
+    """
+
+    __slots__ = ("cell", "precision", "check", "version", "I", "H", "G", "_arrays", "_keys",
+                 "_sum", "_packed", "_rounded")
+
+    def __init__(self, cell: str, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *,
+                 precision: str, check: str = "content") -> None:
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {tuple(CELLS)}, got {cell!r}")
+        if check not in ("content", "identity"):
+            raise ValueError(f"check must be 'content' or 'identity', got {check!r}")
+        self.cell = cell
+        self.precision = check_precision(precision)
+        self.check = check
+        self.version: Any = None
+        self.update(w_ih, w_hh, b_ih, b_hh)
+
+    def update(self, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any) -> None:
+        """Prepare again from these weights (after the owner changed them).
+
+        Parameters
+        ----------
+        w_ih : array_like of float32, shape (G*H, I), or None
+        w_hh : array_like of float32, shape (G*H, H)
+        b_ih, b_hh : array_like of float32, shape (G*H,), or None
+        """
+        from ._validate import prepare
+        spec = CELLS[self.cell]
+        G = spec.gates
+        H = int(np.shape(w_hh)[1]) if np.ndim(w_hh) == 2 else 0
+        I = int(np.shape(w_ih)[1]) if w_ih is not None and np.ndim(w_ih) == 2 else G * H
+        x = np.empty((0, 1, I), np.float32)
+        p = prepare(self.cell, x, None, None, w_ih, w_hh, b_ih, b_hh, None,
+                    spec.nonlinearities[0] if spec.nonlinearities else None, False, False,
+                    self.precision)
+        self._set(p)
+
+    def _set(self, p: Prepared) -> None:
+        arrays = tuple(getattr(p, k) for k in _WEIGHTS)
+        self.I, self.H, self.G = p.I, p.H, p.G
+        self._arrays = arrays  # held: their memory cannot be reused by other arrays
+        self._keys = tuple(_key(a) for a in arrays)
+        self._sum = _checksum(arrays) if self.check == "content" else None
+        self._packed: np.ndarray | None = None  # made on first use
+        self._rounded: tuple | None = None
+
+    @classmethod
+    def _of(cls, p: Prepared) -> PreparedWeights:
+        """For one call: p's weights, checked already (no content checksum)."""
+        pw = cls.__new__(cls)
+        pw.cell, pw.precision, pw.check, pw.version = p.cell, p.precision, "identity", None
+        pw._set(p)
+        return pw
+
+    def packed(self) -> np.ndarray:
+        """The weights packed for the reduced-precision kernels (made once)."""
+        if self._packed is None:
+            w_ih, w_hh, b_ih, b_hh = self._arrays
+            self._packed = _kernels.lp_pack(self.cell, self.precision, w_ih, w_hh, b_ih, b_hh)
+        return self._packed
+
+    def rounded(self) -> tuple:
+        """(w_ih, w_hh) rounded to bfloat16 (w_ih None for the identity): the backward's."""
+        if self._rounded is None:
+            w_ih, w_hh = self._arrays[0], self._arrays[1]
+            self._rounded = (None if w_ih is None else _kernels.round_bf16(w_ih),
+                             _kernels.round_bf16(w_hh))
+        return self._rounded
+
+    def _sync(self, p: Prepared) -> None:
+        """Make the object hold p's weights: pack again if they are other arrays or changed."""
+        if p.cell != self.cell:
+            raise ValueError(f"prepared weights are for cell {self.cell!r}, the call runs "
+                             f"{p.cell!r}")
+        if p.precision != self.precision:
+            raise ValueError(f"prepared weights are for precision {self.precision!r}, the call "
+                             f"asks for {p.precision!r}")
+        arrays = tuple(getattr(p, k) for k in _WEIGHTS)
+        if tuple(_key(a) for a in arrays) != self._keys or (
+                self.check == "content" and _checksum(arrays) != self._sum):
+            self._set(p)
+
+    def __repr__(self) -> str:
+        return (f"<fastrnn PreparedWeights {self.cell} {self.precision} I={self.I} H={self.H} "
+                f"check={self.check}>")
+
+
+def forward_prec(p: Prepared, prepared: PreparedWeights | None) -> tuple:
+    """The whole-sequence forward of p in its precision, with prepared weights (or not).
+
+    Returns
+    -------
+    y, h_n, c_n, ctx
+        As :func:`forward`.
+    """
+    if prepared is not None:
+        prepared._sync(p)
+    if p.precision == "float32":
+        return forward(p)
+    pw = prepared if prepared is not None else PreparedWeights._of(p)
+    spec = CELLS[p.cell]
+    T, B, H = p.T, p.B, p.H
+    act = NONLINEARITIES[p.nonlinearity] if p.nonlinearity is not None else 0
+    y = empty((T, B, H), np.float32)
+    h_n = np.empty((B, H), dtype=np.float32)
+    c_n = np.empty((B, H), dtype=np.float32) if spec.has_cell_state else None
+    cache = (_kernels.kept_empty((_kernels.cache_size(p.cell, T, B, H),), np.dtype(np.float32))
+             if p.training else None)
+    hq = empty((T, B, H), np.float32) if p.training else None
+    _kernels.lp_forward(p.cell, pw.packed(), y, h_n, c_n, cache, hq, p.x, p.h0, p.c0,
+                        p.lengths, act, p.reverse, get_num_threads())
+    if not p.training:
+        return y, h_n, c_n, None
+    w_ih_r, w_hh_r = pw.rounded()
+    x_r = p.x if p.w_ih is None else _kernels.round_bf16(p.x)
+    pr = dataclasses.replace(p, x=x_r, w_ih=w_ih_r, w_hh=w_hh_r)
+    return y, h_n, c_n, Context(p.cell, act, p.reverse, pr, cache, hq)
+
+
+assert PRECISIONS[0] == "float32"
