@@ -45,6 +45,7 @@ from __future__ import annotations
 import copy
 import functools
 import warnings
+import weakref
 from typing import Any
 
 import numpy as np
@@ -66,7 +67,7 @@ from . import _native, _validate
 from . import functional as _ops
 from ._cells import CELLS, NONLINEARITIES
 
-__all__ = ["GRU", "LSTM", "RNN", "FallbackWarning", "accelerate", "restore"]
+__all__ = ["GRU", "LSTM", "RNN", "FallbackWarning", "accelerate", "quantize_dynamic", "restore"]
 
 _FLOATS = (torch.float32, torch.float64)
 # torch.compile declines to trace any nn.RNN/LSTM/GRU instance (the drop-ins included) unless
@@ -108,11 +109,12 @@ def _np(t: torch.Tensor | None) -> np.ndarray | None:
 
 
 def _ops_forward(cell: str, nonlinearity: str | None, reverse: bool, lengths: np.ndarray | None,
-                 training: bool, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+                 training: bool, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *,
+                 precision: str = "float32", prepared: Any = None):
     """The functional forward of ``cell`` on numpy arrays; returns (y, h_n, c_n, ctx)."""
     return _ops.cell_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
                              nonlinearity=nonlinearity, lengths=lengths, reverse=reverse,
-                             training=training)
+                             training=training, precision=precision, prepared=prepared)
 
 
 def _ops_backward(ctx: Any, dy, dh_n, dc_n, need_dx: bool):
@@ -271,13 +273,16 @@ class _CellFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, cell, nonlinearity, reverse, lengths, x, h0, c0,
+    def forward(ctx, cell, nonlinearity, reverse, lengths, kernel_options, x, h0, c0,
                 w_ih, w_hh, b_ih, b_hh):
         ctx.set_materialize_grads(False)
+        precision, prepared = kernel_options
         y, h_n, c_n, fctx = _ops_forward(cell, nonlinearity, reverse, lengths, True,
                                          _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh),
-                                         _np(b_ih), _np(b_hh))
+                                         _np(b_ih), _np(b_hh), precision=precision,
+                                         prepared=prepared)
         ctx.args = (cell, nonlinearity, reverse, lengths)
+        ctx.precision = precision
         ctx.has = (h0 is not None, c0 is not None, b_ih is not None, b_hh is not None)
         # The functional context (with the kernel cache) rides on an empty tensor saved for
         # backward, so that autograd frees it exactly when it frees saved tensors: after a
@@ -297,20 +302,23 @@ class _CellFunction(torch.autograd.Function):
         # Raises torch's own errors when an input was modified in place since forward, or
         # when the graph was already freed (a second backward without retain_graph).
         holder, *inputs = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: this backward is differentiated
-            return (None, None, None, None, *_differentiable_backward(
-                ctx.args, tuple(inputs), ctx.needs_input_grad[4:], (dy, dh_n, dc_n)))
-        if _batched(dy, dh_n, dc_n):
+        batched = _batched(dy, dh_n, dc_n)
+        if torch.is_grad_enabled() or (batched and ctx.precision != "float32"):
+            # create_graph=True: this backward is differentiated (batched gradients of a
+            # bfloat16 forward: the backward operator knows the float32 kernels only)
+            return (None,) * 5 + _differentiable_backward(
+                ctx.args, tuple(inputs), ctx.needs_input_grad[5:], (dy, dh_n, dc_n))
+        if batched:
             # batched gradients (is_grads_batched, vectorized jacobians): the backward op,
             # which vmap runs once per gradient (its vmap rule, or torch's batching fallback)
-            return (None, None, None, None, *_batched_backward(
-                ctx.args, holder.fastrnn_ctx, tuple(inputs), ctx.needs_input_grad[4:],
-                (dy, dh_n, dc_n)))
+            return (None,) * 5 + _batched_backward(
+                ctx.args, holder.fastrnn_ctx, tuple(inputs), ctx.needs_input_grad[5:],
+                (dy, dh_n, dc_n))
         # an input that needs no gradient (data) saves the backward its dx GEMM
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = _ops_backward(
-            holder.fastrnn_ctx, _np(dy), _np(dh_n), _np(dc_n), ctx.needs_input_grad[4])
+            holder.fastrnn_ctx, _np(dy), _np(dh_n), _np(dc_n), ctx.needs_input_grad[5])
         has_h0, has_c0, has_bi, has_bh = ctx.has
-        return (None, None, None, None, _t(dx),
+        return (None, None, None, None, None, _t(dx),
                 _t(dh0) if has_h0 else None, _t(dc0) if has_c0 else None,
                 _t(dw_ih), _t(dw_hh),
                 _t(db_ih) if has_bi else None, _t(db_hh) if has_bh else None)
@@ -504,26 +512,32 @@ KERNEL, OPS, TORCH_OPS = "kernel", "ops", "torch_ops"
 
 
 def _run_cell(path: str, cell: str, nonlinearity: str | None, reverse: bool,
-              lengths: np.ndarray | None, x: torch.Tensor, h0, c0, w_ih, w_hh, b_ih, b_hh):
+              lengths: np.ndarray | None, x: torch.Tensor, h0, c0, w_ih, w_hh, b_ih, b_hh,
+              kernel_options: tuple = ("float32", None)):
     """One layer-direction on ``path``; returns ``(y, h_n, c_n or None)``.
 
-    On the kernel path: through autograd when a gradient is needed, else cache-free.
+    On the kernel path: through autograd when a gradient is needed, else cache-free;
+    ``kernel_options`` are the kernels' ``(precision, prepared)`` (int8: never through
+    autograd, its kernels are inference-only).
     """
     tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
     if path == TORCH_OPS:
         return _torch_forward(cell, nonlinearity, reverse, lengths, *tensors)
-    training = torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                               for t in tensors)
+    precision, prepared = kernel_options
+    training = precision != "int8" and torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in tensors)
     if path == OPS:
         y, h_n, c_n, _ = torch.ops.fastrnn.cell_forward(
             cell, nonlinearity or "", reverse, None if lengths is None else torch.from_numpy(
                 lengths), training, *tensors)
         return y, h_n, (c_n if CELLS[cell].has_cell_state else None)
     if training:
-        out = _CellFunction.apply(cell, nonlinearity, reverse, lengths, *tensors)
+        out = _CellFunction.apply(cell, nonlinearity, reverse, lengths, kernel_options,
+                                  *tensors)
         return (out[0], out[1], out[2]) if CELLS[cell].has_cell_state else (out[0], out[1], None)
     y, h_n, c_n, _ = _ops_forward(cell, nonlinearity, reverse, lengths, False,
-                                  *(_np(t) for t in tensors))
+                                  *(_np(t) for t in tensors), precision=precision,
+                                  prepared=prepared)
     return torch.from_numpy(y), torch.from_numpy(h_n), _t(c_n)
 
 
@@ -536,6 +550,35 @@ def _current_path() -> str:
                    "the cells' maths in torch ops")
         return TORCH_OPS
     return KERNEL
+
+
+# ---------------------------------------------------------------------------------------
+# Reduced precision: bfloat16 under CPU autocast, int8 after quantize_dynamic
+
+#: The modes whose outputs torch's CPU autocast to bfloat16 returns in bfloat16 (lstm,
+#: rnn_tanh and rnn_relu are on its lower-precision list; the GRU's GEMMs run in bfloat16
+#: but it returns float32): the drop-ins follow it (tests/test_torch_precision.py checks the
+#: output dtypes against torch's).
+_AUTOCAST_BF16_OUTPUTS = frozenset({"LSTM", "RNN_TANH", "RNN_RELU"})
+#: Drop-ins that :func:`quantize_dynamic` made int8 (weakly held: not part of their state).
+_INT8: weakref.WeakSet = weakref.WeakSet()
+#: Each module's prepared weights per (layer-direction, precision), outside its state (so
+#: pickling and state_dict never see them); valid while the weights' (storage, _version)
+#: are unchanged: an optimizer step or load_state_dict changes a version and re-prepares.
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _prepared(module: nn.Module, k: int, precision: str, cell: str, ws: tuple) -> Any:
+    """The :class:`fastrnn.functional.PreparedWeights` of layer-direction ``k``."""
+    key = tuple(None if w is None else (w.data_ptr(), w._version) for w in ws)
+    cache = _PREPARED.setdefault(module, {})
+    pw = cache.get((k, precision))
+    if pw is None or pw.version != key:
+        pw = _ops.prepare_weights(cell, *(_np(w) for w in ws), precision=precision,
+                                  check="identity")
+        pw.version = key
+        cache[(k, precision)] = pw
+    return pw
 
 
 # ---------------------------------------------------------------------------------------
@@ -593,8 +636,12 @@ class _FastRNNMixin:
             return f"input on device '{data.device.type}' (fastrnn runs on the CPU only)"
         if data.dtype not in _FLOATS:
             return f"input dtype {data.dtype} (fastrnn supports float32 and float64)"
-        if torch.is_autocast_enabled("cpu"):
-            return "CPU autocast is enabled"
+        if self._fastrnn_precision(data.dtype) is None:
+            if self in _INT8:
+                return ("int8 drop-ins run fastrnn's int8 kernels on float32 input in eager "
+                        "mode only")
+            return (f"CPU autocast to {torch.get_autocast_dtype('cpu')} of {data.dtype} "
+                    "input is accelerated to bfloat16 in eager mode only")
         # inside torch.compile / torch.export the tensors are the tracer's (fake) tensors
         tracing = torch.compiler.is_compiling()
 
@@ -626,6 +673,20 @@ class _FastRNNMixin:
         if data.numel() == 0:
             return ""
         return None
+
+    def _fastrnn_precision(self, dtype: torch.dtype) -> str | None:
+        """The kernels' precision for input of ``dtype``: ``"float32"`` (the arrays' own
+        dtype), ``"bfloat16"`` (CPU autocast to bfloat16 on float32 input), ``"int8"``
+        (after :func:`quantize_dynamic`);
+        None where such a call is not accelerated (inside torch.compile or a torch.func
+        transform, another autocast dtype)."""
+        eager = _current_path() == KERNEL
+        if self in _INT8:
+            return "int8" if eager and dtype == torch.float32 else None
+        if not torch.is_autocast_enabled("cpu") or dtype != torch.float32:
+            return "float32"  # torch's autocast leaves this call in its own dtype too
+        return "bfloat16" if eager and torch.get_autocast_dtype("cpu") == torch.bfloat16 \
+            else None
 
     # -- pickling: as torch.nn's class, so that any torch process loads it --------------
 
@@ -732,6 +793,7 @@ class _FastRNNMixin:
         D = 2 if self.bidirectional else 1
         n_w = 4 if self.bias else 2
         weights = self._flat_weights
+        precision = self._fastrnn_precision(x.dtype) if path == KERNEL else "float32"
         T, B = x.shape[0], x.shape[1]
         hs: list[torch.Tensor] = []
         cs: list[torch.Tensor] = []
@@ -742,10 +804,12 @@ class _FastRNNMixin:
                 k = layer * D + d
                 w = weights[k * n_w:(k + 1) * n_w]
                 b_ih, b_hh = (w[2], w[3]) if self.bias else (None, None)
+                options = ("float32", None) if precision in (None, "float32") else (
+                    precision, _prepared(self, k, precision, cell, (w[0], w[1], b_ih, b_hh)))
                 y, h_n, c_n = _run_cell(
                     path, cell, nonlinearity, d == 1, lengths, layer_in,
                     None if h0s is None else h0s[k], None if c0s is None else c0s[k],
-                    w[0], w[1], b_ih, b_hh)
+                    w[0], w[1], b_ih, b_hh, options)
                 ys.append(y)
                 hs.append(h_n)
                 if c_n is not None:
@@ -767,6 +831,9 @@ class _FastRNNMixin:
         else:
             h_n = torch.stack(hs)
             c_n = torch.stack(cs) if has_c else None
+        if precision == "bfloat16" and self.mode in _AUTOCAST_BF16_OUTPUTS:
+            return (layer_in.to(torch.bfloat16), h_n.to(torch.bfloat16),
+                    None if c_n is None else c_n.to(torch.bfloat16))
         return layer_in, h_n, c_n
 
 
@@ -844,7 +911,38 @@ def accelerate(module: nn.Module) -> nn.Module:
     torch.nn.Module
         ``module`` itself.
     """
+    for m in module.modules() if isinstance(module, nn.Module) else ():
+        _INT8.discard(m)
     return _swap_classes(module, _TO_FAST)
+
+
+def quantize_dynamic(module: nn.Module) -> nn.Module:
+    """fastrnn's counterpart of ``torch.ao.quantization.quantize_dynamic`` for recurrent layers.
+
+    Every ``nn.RNN/LSTM/GRU`` in ``module`` becomes a fastrnn drop-in (as :func:`accelerate`)
+    that runs fastrnn's int8 inference kernels on float32 input: weights quantized per output
+    channel once (and again whenever they change in place), the inputs and states of each
+    step quantized per row, int32 sums, float32 gate maths
+    (:mod:`fastrnn.functional`, ``precision="int8"``). The parameters stay the float32
+    tensors they were (``state_dict`` and pickling unchanged); the outputs carry no gradient
+    (int8 is inference-only, as torch's dynamically quantized modules). :func:`restore` or
+    :func:`accelerate` on the module returns it to float32.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model, changed in place.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` itself.
+    """
+    accelerate(module)
+    for m in module.modules():
+        if isinstance(m, _FastRNNMixin):
+            _INT8.add(m)
+    return module
 
 
 def restore(module: nn.Module) -> nn.Module:
@@ -864,4 +962,6 @@ def restore(module: nn.Module) -> nn.Module:
     torch.nn.Module
         ``module`` itself.
     """
+    for m in module.modules() if isinstance(module, nn.Module) else ():
+        _INT8.discard(m)
     return _swap_classes(module, _TO_TORCH)
