@@ -25,9 +25,19 @@ own modules then trace with torch's experimental support). Batched gradients
 backward operator once per gradient. Under ``torch.func`` transforms (``grad``, ``vmap``,
 ``jacrev``, ``jacfwd``) and forward-mode AD the drop-ins run the cells' maths in torch ops
 (differentiable in every mode, and batchable by ``vmap``, which torch's own modules are not),
-after a one-time :class:`FallbackWarning`. Anything else not accelerated (``proj_size > 0``,
-other devices, other dtypes, TorchScript, autocast) runs torch's own implementation after a
-one-time :class:`FallbackWarning` that says why.
+after a one-time :class:`FallbackWarning`.
+
+Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` float32 input runs fastrnn's bfloat16
+kernels (GEMM operands rounded to bfloat16, float32 accumulation and gate maths; training
+works) and returns torch's output dtypes under autocast (bfloat16 for the LSTM and RNN,
+float32 for the GRU). :func:`quantize_dynamic` switches drop-ins to fastrnn's int8 inference
+kernels. The weights are prepared (rounded, quantized, packed) once per module and
+layer-direction and again whenever a parameter changes storage or ``_version`` (an
+optimizer step, ``load_state_dict``); they are kept outside the module's state.
+
+Anything else not accelerated (``proj_size > 0``, other devices, other dtypes, TorchScript,
+autocast to float16, autocast or int8 inside ``torch.compile``) runs torch's own
+implementation after a one-time :class:`FallbackWarning` that says why.
 
 :func:`accelerate` turns every ``nn.RNN/LSTM/GRU`` inside an existing model into its
 fastrnn equivalent in place (the very same parameter tensors, so optimizers and hooks
