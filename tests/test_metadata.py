@@ -68,9 +68,10 @@ def test_authors_and_no_made_up_urls() -> None:
 
 def test_torch_extra_keeps_a_users_torch() -> None:
     """``pip install 'fastrnn[torch]'`` accepts any torch the drop-in works with (CI pins its
-    own), so it never replaces the torch a user already has."""
+    own), so it never replaces the torch a user already has. 2.6: torch.library's
+    register_vmap, which the drop-in's custom operators use."""
     (req,) = _pyproject()["project"]["optional-dependencies"]["torch"]
-    assert req.replace(" ", "") == "torch>=2.4", req
+    assert req.replace(" ", "") == "torch>=2.6", req
     assert "==" not in req
 
 

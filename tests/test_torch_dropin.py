@@ -346,9 +346,9 @@ def test_runs_fastrnn_kernels_not_torch(monkeypatch):
     calls = []
     real = ft._ops_forward
 
-    def spy(cell, nonlinearity, reverse, lengths, training, *args):
+    def spy(cell, nonlinearity, reverse, lengths, training, *args, **options):
         calls.append((cell, reverse, training))
-        return real(cell, nonlinearity, reverse, lengths, training, *args)
+        return real(cell, nonlinearity, reverse, lengths, training, *args, **options)
 
     monkeypatch.setattr(ft, "_ops_forward", spy)
     for kind, cell in (("RNN", "rnn"), ("LSTM", "lstm"), ("GRU", "gru")):
@@ -396,8 +396,9 @@ def test_kernels_see_torch_memory_without_copies(monkeypatch):
     seen = []
     real = ft._ops_forward
 
-    def spy(cell, nonlinearity, reverse, lengths, training, x, h0, c0, *weights):
-        out = real(cell, nonlinearity, reverse, lengths, training, x, h0, c0, *weights)
+    def spy(cell, nonlinearity, reverse, lengths, training, x, h0, c0, *weights, **options):
+        out = real(cell, nonlinearity, reverse, lengths, training, x, h0, c0, *weights,
+                   **options)
         seen.append((x, h0, c0, weights, out))
         return out
 

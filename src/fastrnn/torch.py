@@ -11,8 +11,32 @@ A backward that is itself differentiated (``create_graph=True``: gradient penalt
 Hessian-vector products, ``gradgradcheck``) re-runs that layer-direction in torch's own ops
 and differentiates it, so higher-order gradients are torch's.
 Stacking, bidirectional concatenation and inter-layer dropout (torch's own dropout, so
-seeds behave as in torch) are composed here. Anything not accelerated (``proj_size > 0``,
-other devices, other dtypes, TorchScript, ``torch.compile``, autocast) runs torch's own
+seeds behave as in torch) are composed here.
+
+The kernels are also registered as the custom operators ``fastrnn::cell_forward`` and
+``fastrnn::cell_backward`` (:mod:`torch.library`: shape functions, autograd, vmap rules).
+Inside ``torch.compile`` (``fullgraph=True`` included) and ``torch.export`` the drop-ins call
+them, so the graphs keep fastrnn's kernels; a packed sequence inside ``torch.compile`` runs
+eagerly on the kernels outside the graph (its layout is data-dependent; torch's own modules
+break the graph there too). Importing this module sets ``torch._dynamo.config.allow_rnn``,
+without which ``torch.compile`` refuses to trace any ``nn.RNN/LSTM/GRU`` instance (torch's
+own modules then trace with torch's experimental support). Batched gradients
+(``autograd.grad(..., is_grads_batched=True)``, ``jacobian(..., vectorize=True)``) run the
+backward operator once per gradient. Under ``torch.func`` transforms (``grad``, ``vmap``,
+``jacrev``, ``jacfwd``) and forward-mode AD the drop-ins run the cells' maths in torch ops
+(differentiable in every mode, and batchable by ``vmap``, which torch's own modules are not),
+after a one-time :class:`FallbackWarning`.
+
+Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` float32 input runs fastrnn's bfloat16
+kernels (GEMM operands rounded to bfloat16, float32 accumulation and gate maths; training
+works) and returns torch's output dtypes under autocast (bfloat16 for the LSTM and RNN,
+float32 for the GRU). :func:`quantize_dynamic` switches drop-ins to fastrnn's int8 inference
+kernels. The weights are prepared (rounded, quantized, packed) once per module and
+layer-direction and again whenever a parameter changes storage or ``_version`` (an
+optimizer step, ``load_state_dict``); they are kept outside the module's state.
+
+Anything else not accelerated (``proj_size > 0``, other devices, other dtypes, TorchScript,
+autocast to float16, autocast or int8 inside ``torch.compile``) runs torch's own
 implementation after a one-time :class:`FallbackWarning` that says why.
 
 :func:`accelerate` turns every ``nn.RNN/LSTM/GRU`` inside an existing model into its
@@ -29,13 +53,16 @@ fastrnn imports torch.
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
+import weakref
 from typing import Any
 
 import numpy as np
 
 try:
     import torch
+    import torch.autograd.forward_ad as _fwad
     import torch.nn.functional as F
     from torch import nn
     from torch.nn.utils.rnn import PackedSequence
@@ -46,12 +73,17 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
     ) from exc
 
 # The ops: fastrnn's native kernels (fastrnn.reference has the same signatures).
+from . import _native, _validate
 from . import functional as _ops
-from ._cells import CELLS
+from ._cells import CELLS, NONLINEARITIES
 
-__all__ = ["GRU", "LSTM", "RNN", "FallbackWarning", "accelerate", "restore"]
+__all__ = ["GRU", "LSTM", "RNN", "FallbackWarning", "accelerate", "quantize_dynamic", "restore"]
 
 _FLOATS = (torch.float32, torch.float64)
+# torch.compile declines to trace any nn.RNN/LSTM/GRU instance (the drop-ins included) unless
+# this is set; with it, the drop-ins trace into fastrnn's custom operators (and torch's own
+# modules into torch's experimental support for them).
+torch._dynamo.config.allow_rnn = True
 #: torch's RNN modes as fastrnn cells and non-linearities.
 _MODES: dict[str, tuple[str, str | None]] = {
     "RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"), "LSTM": ("lstm", None),
@@ -66,13 +98,12 @@ class FallbackWarning(UserWarning):
 _warned: set[str] = set()
 
 
-def _warn_once(reason: str) -> None:
+def _warn_once(reason: str, instead: str = "torch's own implementation") -> None:
     if reason in _warned:
         return
     _warned.add(reason)
     warnings.warn(
-        f"fastrnn.torch: {reason}; running torch's own implementation instead "
-        "(this warning is shown once)",
+        f"fastrnn.torch: {reason}; running {instead} instead (this warning is shown once)",
         FallbackWarning,
         stacklevel=5,  # _warn_once, forward, Module._call_impl, Module.__call__, caller
     )
@@ -88,11 +119,12 @@ def _np(t: torch.Tensor | None) -> np.ndarray | None:
 
 
 def _ops_forward(cell: str, nonlinearity: str | None, reverse: bool, lengths: np.ndarray | None,
-                 training: bool, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+                 training: bool, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *,
+                 precision: str = "float32", prepared: Any = None):
     """The functional forward of ``cell`` on numpy arrays; returns (y, h_n, c_n, ctx)."""
     return _ops.cell_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
                              nonlinearity=nonlinearity, lengths=lengths, reverse=reverse,
-                             training=training)
+                             training=training, precision=precision, prepared=prepared)
 
 
 def _ops_backward(ctx: Any, dy, dh_n, dc_n, need_dx: bool):
@@ -215,6 +247,31 @@ def _differentiable_backward(args: tuple, inputs: tuple, needs: tuple, grads: tu
     return tuple(result)
 
 
+def _batched(*ts: torch.Tensor | None) -> bool:
+    """Whether any of ``ts`` is batched by vmap (torch.func's, or the legacy one that
+    ``autograd.grad(..., is_grads_batched=True)`` uses)."""
+    f = torch._C._functorch
+    return any(t is not None and (f.is_batchedtensor(t) or f.is_legacy_batchedtensor(t))
+               for t in ts)
+
+
+def _batched_backward(args: tuple, fctx: Any, inputs: tuple, needs: tuple,
+                      grads: tuple) -> tuple:
+    """The kernels' backward through ``fastrnn::cell_backward`` (for vmapped gradients).
+
+    ``args`` are ``(cell, nonlinearity, reverse, lengths)``, ``fctx`` the forward's
+    functional context (its cache), ``inputs`` the saved inputs, ``needs`` their
+    ``needs_input_grad``; returns one gradient (or None) per input.
+    """
+    cell, nonlinearity, reverse, lengths = args
+    dy, dh_n, dc_n = grads
+    out = torch.ops.fastrnn.cell_backward(
+        cell, nonlinearity or "", reverse, _t(lengths), torch.from_numpy(fctx.cache), *inputs,
+        dy, dh_n, dc_n if CELLS[cell].has_cell_state else None, needs[0])
+    return tuple(g if need and t is not None else None
+                 for g, t, need in zip(out, inputs, needs, strict=True))
+
+
 class _CellFunction(torch.autograd.Function):
     """One layer in one direction over a whole time-major sequence, on fastrnn's kernels.
 
@@ -226,13 +283,16 @@ class _CellFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, cell, nonlinearity, reverse, lengths, x, h0, c0,
+    def forward(ctx, cell, nonlinearity, reverse, lengths, kernel_options, x, h0, c0,
                 w_ih, w_hh, b_ih, b_hh):
         ctx.set_materialize_grads(False)
+        precision, prepared = kernel_options
         y, h_n, c_n, fctx = _ops_forward(cell, nonlinearity, reverse, lengths, True,
                                          _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh),
-                                         _np(b_ih), _np(b_hh))
+                                         _np(b_ih), _np(b_hh), precision=precision,
+                                         prepared=prepared)
         ctx.args = (cell, nonlinearity, reverse, lengths)
+        ctx.precision = precision
         ctx.has = (h0 is not None, c0 is not None, b_ih is not None, b_hh is not None)
         # The functional context (with the kernel cache) rides on an empty tensor saved for
         # backward, so that autograd frees it exactly when it frees saved tensors: after a
@@ -252,29 +312,283 @@ class _CellFunction(torch.autograd.Function):
         # Raises torch's own errors when an input was modified in place since forward, or
         # when the graph was already freed (a second backward without retain_graph).
         holder, *inputs = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: this backward is differentiated
-            return (None, None, None, None, *_differentiable_backward(
-                ctx.args, tuple(inputs), ctx.needs_input_grad[4:], (dy, dh_n, dc_n)))
+        batched = _batched(dy, dh_n, dc_n)
+        if torch.is_grad_enabled() or (batched and ctx.precision != "float32"):
+            # create_graph=True: this backward is differentiated (batched gradients of a
+            # bfloat16 forward: the backward operator knows the float32 kernels only)
+            return (None,) * 5 + _differentiable_backward(
+                ctx.args, tuple(inputs), ctx.needs_input_grad[5:], (dy, dh_n, dc_n))
+        if batched:
+            # batched gradients (is_grads_batched, vectorized jacobians): the backward op,
+            # which vmap runs once per gradient (its vmap rule, or torch's batching fallback)
+            return (None,) * 5 + _batched_backward(
+                ctx.args, holder.fastrnn_ctx, tuple(inputs), ctx.needs_input_grad[5:],
+                (dy, dh_n, dc_n))
         # an input that needs no gradient (data) saves the backward its dx GEMM
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = _ops_backward(
-            holder.fastrnn_ctx, _np(dy), _np(dh_n), _np(dc_n), ctx.needs_input_grad[4])
+            holder.fastrnn_ctx, _np(dy), _np(dh_n), _np(dc_n), ctx.needs_input_grad[5])
         has_h0, has_c0, has_bi, has_bh = ctx.has
-        return (None, None, None, None, _t(dx),
+        return (None, None, None, None, None, _t(dx),
                 _t(dh0) if has_h0 else None, _t(dc0) if has_c0 else None,
                 _t(dw_ih), _t(dw_hh),
                 _t(db_ih) if has_bi else None, _t(db_hh) if has_bh else None)
 
 
-def _run_cell(cell: str, nonlinearity: str | None, reverse: bool, lengths: np.ndarray | None,
-              x: torch.Tensor, h0, c0, w_ih, w_hh, b_ih, b_hh):
-    """One layer-direction: through autograd when a gradient is needed, else cache-free."""
+# ---------------------------------------------------------------------------------------
+# Custom operators (torch.library): fastrnn's forward and backward as the ops
+# ``fastrnn::cell_forward`` and ``fastrnn::cell_backward``, with shape functions (fake
+# tensors), autograd and vmap rules, so torch.compile and torch.export keep them in their
+# graphs. The training cache is an output tensor of the forward op and an input of the
+# backward op (like the reserve buffer of cuDNN's RNN op); a missing optional output (c_n of a
+# cell without a cell state, an unwanted dx, a gradient of an absent bias) is an empty
+# tensor of shape (0,).
+
+_FWD_SCHEMA = ("(str cell, str nonlinearity, bool reverse, Tensor? lengths, bool training, "
+               "Tensor x, Tensor? h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+               "Tensor? b_hh) -> (Tensor, Tensor, Tensor, Tensor)")
+_BWD_SCHEMA = ("(str cell, str nonlinearity, bool reverse, Tensor? lengths, Tensor cache, "
+               "Tensor x, Tensor? h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+               "Tensor? b_hh, Tensor? dy, Tensor? dh_n, Tensor? dc_n, bool need_dx) -> "
+               "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
+
+
+@functools.cache
+def _cache_per_element(cell: str) -> int:
+    """Cache elements per (step, batch row, hidden unit) of ``cell``'s training forward."""
+    one = np.zeros((1, 1, 1))
+    G = CELLS[cell].gates
+    nl = CELLS[cell].nonlinearities[0] if CELLS[cell].nonlinearities else None
+    *_, fctx = _ops.cell_forward(cell, one, None, None, np.zeros((G, 1)), np.zeros((G, 1)),
+                                 None, None, nonlinearity=nl)
+    return int(fctx.cache.size)
+
+
+def _none_if_empty(t: torch.Tensor) -> torch.Tensor | None:
+    return None if t.dim() == 1 and t.shape[0] == 0 else t
+
+
+# torch.library.define/impl rather than custom_op: custom_op's wrapper checks every call's
+# outputs for aliasing, a cost per call that these fresh outputs do not need
+torch.library.define("fastrnn::cell_forward", _FWD_SCHEMA)
+torch.library.define("fastrnn::cell_backward", _BWD_SCHEMA)
+
+
+@torch.library.impl("fastrnn::cell_forward", "CPU")
+def _op_forward(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh, b_ih,
+                b_hh):
+    """``fastrnn::cell_forward``: :func:`fastrnn.functional.cell_forward` on tensors.
+
+    Returns ``(y, h_n, c_n, cache)``; ``c_n`` is empty without a cell state, ``cache``
+    empty unless ``training``. ``nonlinearity`` is ``""`` for the cells without one.
+    """
+    y, h_n, c_n, fctx = _ops_forward(cell, nonlinearity or None, reverse, _np(lengths),
+                                     training, _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh),
+                                     _np(b_ih), _np(b_hh))
+    return (torch.from_numpy(y), torch.from_numpy(h_n),
+            x.new_empty(0) if c_n is None else torch.from_numpy(c_n),
+            x.new_empty(0) if fctx is None else torch.from_numpy(fctx.cache))
+
+
+@torch.library.register_fake("fastrnn::cell_forward")
+def _op_forward_fake(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh,
+                     b_ih, b_hh):
+    T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
+    has_c = CELLS[cell].has_cell_state
+    return (x.new_empty(T, B, H), x.new_empty(B, H),
+            x.new_empty(B, H) if has_c else x.new_empty(0),
+            x.new_empty(T * B * H * _cache_per_element(cell) if training else 0))
+
+
+@torch.library.impl("fastrnn::cell_backward", "CPU")
+def _op_backward(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w_hh, b_ih,
+                 b_hh, dy, dh_n, dc_n, need_dx):
+    """``fastrnn::cell_backward``: :func:`fastrnn.functional.cell_backward` of a
+    ``fastrnn::cell_forward`` with ``training`` (its ``cache`` and the same inputs).
+
+    Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``, each empty where absent (dx
+    unless ``need_dx``, dc0 without a cell state, a bias gradient without that bias).
+    """
+    nl = nonlinearity or None
+    if cache.numel() != x.shape[0] * x.shape[1] * w_hh.shape[1] * _cache_per_element(cell):
+        raise RuntimeError("fastrnn::cell_backward: the cache is not a training forward's "
+                           "(run fastrnn::cell_forward with training=True)")
+    p = _validate.prepare(cell, _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh), _np(b_ih),
+                          _np(b_hh), _np(lengths), nl, reverse, True)
+    fctx = _native.Context(cell, NONLINEARITIES[nl] if nl else 0, reverse, p, _np(cache))
+    out = _ops_backward(fctx, _np(dy), _np(dh_n), _np(dc_n), need_dx)
+    return tuple(x.new_empty(0) if a is None else torch.from_numpy(a) for a in out)
+
+
+@torch.library.register_fake("fastrnn::cell_backward")
+def _op_backward_fake(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w_hh, b_ih,
+                      b_hh, dy, dh_n, dc_n, need_dx):
+    B, H = x.shape[1], w_hh.shape[1]
+    has_c = CELLS[cell].has_cell_state
+    return (torch.empty_like(x) if need_dx else x.new_empty(0), x.new_empty(B, H),
+            x.new_empty(B, H) if has_c else x.new_empty(0), torch.empty_like(w_ih),
+            torch.empty_like(w_hh), x.new_empty(0) if b_ih is None else torch.empty_like(b_ih),
+            x.new_empty(0) if b_hh is None else torch.empty_like(b_hh))
+
+
+def _op_forward_setup(ctx, inputs, output):
+    cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh, b_ih, b_hh = inputs
+    ctx.set_materialize_grads(False)
+    ctx.args = (cell, nonlinearity, reverse)
+    ctx.save_for_backward(lengths, output[3], x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+
+
+def _op_forward_autograd(ctx, dy, dh_n, dc_n, dcache):
+    lengths, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
+    cell, nonlinearity, reverse = ctx.args
+    if not CELLS[cell].has_cell_state:
+        dc_n = None
+    if dy is None and dh_n is None and dc_n is None:
+        return (None,) * 12
+    grads = torch.ops.fastrnn.cell_backward(cell, nonlinearity, reverse, lengths, cache, x, h0,
+                                            c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n,
+                                            ctx.needs_input_grad[5])
+    needs = ctx.needs_input_grad[5:]
+    return (None,) * 5 + tuple(g if need and t is not None else None for g, t, need in zip(
+        grads, (x, h0, c0, w_ih, w_hh, b_ih, b_hh), needs, strict=True))
+
+
+def _op_backward_setup(ctx, inputs, output):
+    (cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n,
+     dc_n, need_dx) = inputs
+    ctx.set_materialize_grads(False)
+    ctx.args = (cell, nonlinearity or None, reverse)
+    ctx.save_for_backward(lengths, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n)
+
+
+def _op_backward_autograd(ctx, *gouts):
+    """The backward op differentiated (double backward): torch's ops, differentiably.
+
+    The first-order gradients are recomputed as a graph (:func:`_differentiable_backward`)
+    and differentiated against ``gouts``; with grad mode on (a third order) that graph is
+    kept as well.
+    """
+    lengths, *saved = ctx.saved_tensors
+    cell, nonlinearity, reverse = ctx.args
+    keep = torch.is_grad_enabled()
+    needs = ctx.needs_input_grad[5:15]
+    with torch.enable_grad():
+        prims = [t if t is None or t.requires_grad else t.detach().requires_grad_(True)
+                 for t in saved]
+        inputs, grads = tuple(prims[:7]), tuple(prims[7:])
+        firsts = _differentiable_backward(
+            (cell, nonlinearity, reverse, _np(lengths)), inputs,
+            tuple(t is not None for t in inputs), grads)
+        pairs = [(f, g) for f, g in zip(firsts, gouts, strict=True)
+                 if f is not None and g is not None and g.shape == f.shape]
+        wanted = [k for k, (t, need) in enumerate(zip(prims, needs, strict=True))
+                  if need and t is not None]
+        result: list[torch.Tensor | None] = [None] * 10
+        if pairs and wanted:
+            got = torch.autograd.grad([f for f, _ in pairs], [prims[k] for k in wanted],
+                                      [g for _, g in pairs], create_graph=keep,
+                                      allow_unused=True)
+            for k, g in zip(wanted, got, strict=True):
+                result[k] = g
+    return (None,) * 5 + tuple(result) + (None,)
+
+
+torch.library.register_autograd("fastrnn::cell_forward", _op_forward_autograd,
+                                setup_context=_op_forward_setup)
+torch.library.register_autograd("fastrnn::cell_backward", _op_backward_autograd,
+                                setup_context=_op_backward_setup)
+
+
+def _vmap_by_slices(op):
+    """A vmap rule that runs ``op`` once per slice of the vmapped dimension (a batched
+    gradient runs fastrnn's kernels once per gradient, as a loop over them would)."""
+    def rule(info, in_dims, *args):
+        outs = [op(*(a.select(d, i) if d is not None else a
+                     for a, d in zip(args, in_dims, strict=True)))
+                for i in range(info.batch_size)]
+        stacked = tuple(torch.stack([o[k] for o in outs]) for k in range(len(outs[0])))
+        return stacked, (0,) * len(stacked)
+    return rule
+
+
+torch.library.register_vmap("fastrnn::cell_forward", _vmap_by_slices(_op_forward))
+torch.library.register_vmap("fastrnn::cell_backward", _vmap_by_slices(_op_backward))
+
+
+#: How a layer-direction runs: fastrnn's kernels called directly (eager), fastrnn's custom
+#: operators (inside torch.compile / torch.export, which keep them in their graphs), or the
+#: cells' maths in torch ops (under torch.func transforms and forward-mode AD, which fastrnn's
+#: kernels cannot serve).
+KERNEL, OPS, TORCH_OPS = "kernel", "ops", "torch_ops"
+
+
+def _run_cell(path: str, cell: str, nonlinearity: str | None, reverse: bool,
+              lengths: np.ndarray | None, x: torch.Tensor, h0, c0, w_ih, w_hh, b_ih, b_hh,
+              kernel_options: tuple = ("float32", None)):
+    """One layer-direction on ``path``; returns ``(y, h_n, c_n or None)``.
+
+    On the kernel path: through autograd when a gradient is needed, else cache-free;
+    ``kernel_options`` are the kernels' ``(precision, prepared)`` (int8: never through
+    autograd, its kernels are inference-only).
+    """
     tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        out = _CellFunction.apply(cell, nonlinearity, reverse, lengths, *tensors)
+    if path == TORCH_OPS:
+        return _torch_forward(cell, nonlinearity, reverse, lengths, *tensors)
+    precision, prepared = kernel_options
+    training = precision != "int8" and torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in tensors)
+    if path == OPS:
+        y, h_n, c_n, _ = torch.ops.fastrnn.cell_forward(
+            cell, nonlinearity or "", reverse, None if lengths is None else torch.from_numpy(
+                lengths), training, *tensors)
+        return y, h_n, (c_n if CELLS[cell].has_cell_state else None)
+    if training:
+        out = _CellFunction.apply(cell, nonlinearity, reverse, lengths, kernel_options,
+                                  *tensors)
         return (out[0], out[1], out[2]) if CELLS[cell].has_cell_state else (out[0], out[1], None)
     y, h_n, c_n, _ = _ops_forward(cell, nonlinearity, reverse, lengths, False,
-                                  *(_np(t) for t in tensors))
+                                  *(_np(t) for t in tensors), precision=precision,
+                                  prepared=prepared)
     return torch.from_numpy(y), torch.from_numpy(h_n), _t(c_n)
+
+
+def _current_path() -> str:
+    """The path (see :data:`KERNEL`) for a forward that fastrnn can run at all."""
+    if torch.compiler.is_compiling():
+        return OPS
+    if torch._C._functorch.maybe_current_level() is not None or _fwad._current_level >= 0:
+        _warn_once("torch.func transforms and forward-mode AD cannot run fastrnn's kernels",
+                   "the cells' maths in torch ops")
+        return TORCH_OPS
+    return KERNEL
+
+
+# ---------------------------------------------------------------------------------------
+# Reduced precision: bfloat16 under CPU autocast, int8 after quantize_dynamic
+
+#: The modes whose outputs torch's CPU autocast to bfloat16 returns in bfloat16 (lstm,
+#: rnn_tanh and rnn_relu are on its lower-precision list; the GRU's GEMMs run in bfloat16
+#: but it returns float32): the drop-ins follow it (tests/test_torch_precision.py checks the
+#: output dtypes against torch's).
+_AUTOCAST_BF16_OUTPUTS = frozenset({"LSTM", "RNN_TANH", "RNN_RELU"})
+#: Drop-ins that :func:`quantize_dynamic` made int8 (weakly held: not part of their state).
+_INT8: weakref.WeakSet = weakref.WeakSet()
+#: Each module's prepared weights per (layer-direction, precision), outside its state (so
+#: pickling and state_dict never see them); valid while the weights' (storage, _version)
+#: are unchanged: an optimizer step or load_state_dict changes a version and re-prepares.
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _prepared(module: nn.Module, k: int, precision: str, cell: str, ws: tuple) -> Any:
+    """The :class:`fastrnn.functional.PreparedWeights` of layer-direction ``k``."""
+    key = tuple(None if w is None else (w.data_ptr(), w._version) for w in ws)
+    cache = _PREPARED.setdefault(module, {})
+    pw = cache.get((k, precision))
+    if pw is None or pw.version != key:
+        pw = _ops.prepare_weights(cell, *(_np(w) for w in ws), precision=precision,
+                                  check="identity")
+        pw.version = key
+        cache[(k, precision)] = pw
+    return pw
 
 
 # ---------------------------------------------------------------------------------------
@@ -333,23 +647,29 @@ class _FastRNNMixin:
             return "proj_size > 0 (LSTM with projections) is not accelerated"
         if torch.jit.is_scripting() or torch.jit.is_tracing():
             return "TorchScript tracing/scripting cannot see fastrnn's kernels"
-        if torch.compiler.is_compiling():
-            return "torch.compile cannot trace fastrnn's kernels"
         if not data.is_cpu:
             return f"input on device '{data.device.type}' (fastrnn runs on the CPU only)"
         if data.dtype not in _FLOATS:
             return f"input dtype {data.dtype} (fastrnn supports float32 and float64)"
-        if torch.is_autocast_enabled("cpu"):
-            return "CPU autocast is enabled"
-        if torch._C._functorch.maybe_current_level() is not None:
-            return "torch.func transforms (vmap, grad, ...) are not accelerated"
-        if data.layout != torch.strided or type(data) not in _PLAIN:
+        if self._fastrnn_precision(data.dtype) is None:
+            if self in _INT8:
+                return ("int8 drop-ins run fastrnn's int8 kernels on float32 input in eager "
+                        "mode only")
+            return (f"CPU autocast to {torch.get_autocast_dtype('cpu')} of {data.dtype} "
+                    "input is accelerated to bfloat16 in eager mode only")
+        # inside torch.compile / torch.export the tensors are the tracer's (fake) tensors
+        tracing = torch.compiler.is_compiling()
+
+        def odd(t: torch.Tensor) -> bool:
+            return t.layout != torch.strided or (type(t) not in _PLAIN and not tracing)
+
+        if odd(data):
             return "tensor subclasses and non-strided tensors are not accelerated"
         dtype = data.dtype
         for w in self._flat_weights:
             if not isinstance(w, torch.Tensor) or not w.is_cpu or w.dtype != dtype:
                 return ""  # torch reports the mismatch
-            if w.layout != torch.strided or type(w) not in _PLAIN:
+            if odd(w):
                 return "tensor subclasses and non-strided weights are not accelerated"
         if data is input and input.dim() not in (2, 3):
             return ""  # torch raises its error
@@ -363,11 +683,25 @@ class _FastRNNMixin:
                     return ""
                 if data is input and h.dim() != input.dim():
                     return ""
-                if h.layout != torch.strided or type(h) not in _PLAIN:
+                if odd(h):
                     return "tensor subclasses and non-strided states are not accelerated"
         if data.numel() == 0:
             return ""
         return None
+
+    def _fastrnn_precision(self, dtype: torch.dtype) -> str | None:
+        """The kernels' precision for input of ``dtype``: ``"float32"`` (the arrays' own
+        dtype), ``"bfloat16"`` (CPU autocast to bfloat16 on float32 input), ``"int8"``
+        (after :func:`quantize_dynamic`);
+        None where such a call is not accelerated (inside torch.compile or a torch.func
+        transform, another autocast dtype)."""
+        eager = _current_path() == KERNEL
+        if self in _INT8:
+            return "int8" if eager and dtype == torch.float32 else None
+        if not torch.is_autocast_enabled("cpu") or dtype != torch.float32:
+            return "float32"  # torch's autocast leaves this call in its own dtype too
+        return "bfloat16" if eager and torch.get_autocast_dtype("cpu") == torch.bfloat16 \
+            else None
 
     # -- pickling: as torch.nn's class, so that any torch process loads it --------------
 
@@ -410,13 +744,16 @@ class _FastRNNMixin:
             if reason:
                 _warn_once(reason)
             return super().forward(input, hx)  # type: ignore[misc]
+        path = _current_path()
         if isinstance(input, PackedSequence):
-            return self._fastrnn_packed(input, hx)
-        return self._fastrnn_padded(input, hx)
+            if path == OPS:  # torch.compile: a graph break, as for torch's own modules
+                return _packed_outside_graph(self, input, hx)
+            return self._fastrnn_packed(input, hx, path)
+        return self._fastrnn_padded(input, hx, path)
 
     # -- argument handling (mirrors torch's, so that errors are torch's) --------------
 
-    def _fastrnn_padded(self, input: torch.Tensor, hx):
+    def _fastrnn_padded(self, input: torch.Tensor, hx, path: str):
         lstm = CELLS[_MODES[self.mode][0]].has_cell_state
         is_batched = input.dim() == 3  # 2 or 3, and states of matching rank: checked above
         batch_dim = 0 if self.batch_first else 1
@@ -431,7 +768,7 @@ class _FastRNNMixin:
         else:
             self.check_input(input, None)  # type: ignore[attr-defined]
         x = input.transpose(0, 1) if self.batch_first else input
-        y, h_n, c_n = self._fastrnn_stack(x.contiguous(), hx, None, None)
+        y, h_n, c_n = self._fastrnn_stack(x.contiguous(), hx, None, None, path)
         if self.batch_first:
             y = y.transpose(0, 1)
         if not is_batched:
@@ -440,7 +777,7 @@ class _FastRNNMixin:
             c_n = c_n.squeeze(1) if lstm else None
         return y, ((h_n, c_n) if lstm else h_n)
 
-    def _fastrnn_packed(self, input: PackedSequence, hx):
+    def _fastrnn_packed(self, input: PackedSequence, hx, path: str):
         lstm = CELLS[_MODES[self.mode][0]].has_cell_state
         data, batch_sizes, sorted_indices, unsorted_indices = input
         self.check_input(data, batch_sizes)  # type: ignore[attr-defined]
@@ -449,7 +786,7 @@ class _FastRNNMixin:
             self.check_forward_args(data, hx, batch_sizes)  # type: ignore[attr-defined]
         idx, lengths, T, B = _packed_layout(batch_sizes)
         x = data.new_zeros(T * B, data.shape[1]).index_copy(0, idx, data)
-        y, h_n, c_n = self._fastrnn_stack(x.view(T, B, -1), hx, lengths, idx)
+        y, h_n, c_n = self._fastrnn_stack(x.view(T, B, -1), hx, lengths, idx, path)
         out = y.reshape(T * B, -1).index_select(0, idx)
         hidden = (h_n, c_n) if lstm else h_n
         return (PackedSequence(out, batch_sizes, sorted_indices, unsorted_indices),
@@ -458,7 +795,7 @@ class _FastRNNMixin:
     # -- the layer stack ------------------------------------------------------------
 
     def _fastrnn_stack(self, x: torch.Tensor, hx, lengths: np.ndarray | None,
-                       idx: torch.Tensor | None):
+                       idx: torch.Tensor | None, path: str):
         """Layers x directions over time-major ``x`` (T, B, I); returns (y, h_n, c_n|None)."""
         cell, nonlinearity = _MODES[self.mode]
         has_c = CELLS[cell].has_cell_state
@@ -471,6 +808,7 @@ class _FastRNNMixin:
         D = 2 if self.bidirectional else 1
         n_w = 4 if self.bias else 2
         weights = self._flat_weights
+        precision = self._fastrnn_precision(x.dtype) if path == KERNEL else "float32"
         T, B = x.shape[0], x.shape[1]
         hs: list[torch.Tensor] = []
         cs: list[torch.Tensor] = []
@@ -481,10 +819,12 @@ class _FastRNNMixin:
                 k = layer * D + d
                 w = weights[k * n_w:(k + 1) * n_w]
                 b_ih, b_hh = (w[2], w[3]) if self.bias else (None, None)
+                options = ("float32", None) if precision in (None, "float32") else (
+                    precision, _prepared(self, k, precision, cell, (w[0], w[1], b_ih, b_hh)))
                 y, h_n, c_n = _run_cell(
-                    cell, nonlinearity, d == 1, lengths, layer_in,
+                    path, cell, nonlinearity, d == 1, lengths, layer_in,
                     None if h0s is None else h0s[k], None if c0s is None else c0s[k],
-                    w[0], w[1], b_ih, b_hh)
+                    w[0], w[1], b_ih, b_hh, options)
                 ys.append(y)
                 hs.append(h_n)
                 if c_n is not None:
@@ -506,7 +846,18 @@ class _FastRNNMixin:
         else:
             h_n = torch.stack(hs)
             c_n = torch.stack(cs) if has_c else None
+        if precision == "bfloat16" and self.mode in _AUTOCAST_BF16_OUTPUTS:
+            return (layer_in.to(torch.bfloat16), h_n.to(torch.bfloat16),
+                    None if c_n is None else c_n.to(torch.bfloat16))
         return layer_in, h_n, c_n
+
+
+@torch.compiler.disable
+def _packed_outside_graph(module: _FastRNNMixin, input: PackedSequence, hx):  # noqa: A002
+    """A packed sequence inside torch.compile: its layout is data-dependent (read from
+    ``batch_sizes``), so it runs eagerly on fastrnn's kernels, outside the graph (torch's
+    own modules break the graph on packed sequences too)."""
+    return module._fastrnn_packed(input, hx, KERNEL)
 
 
 class RNN(_FastRNNMixin, nn.RNN):
@@ -575,7 +926,38 @@ def accelerate(module: nn.Module) -> nn.Module:
     torch.nn.Module
         ``module`` itself.
     """
+    for m in module.modules() if isinstance(module, nn.Module) else ():
+        _INT8.discard(m)
     return _swap_classes(module, _TO_FAST)
+
+
+def quantize_dynamic(module: nn.Module) -> nn.Module:
+    """fastrnn's counterpart of ``torch.ao.quantization.quantize_dynamic`` for recurrent layers.
+
+    Every ``nn.RNN/LSTM/GRU`` in ``module`` becomes a fastrnn drop-in (as :func:`accelerate`)
+    that runs fastrnn's int8 inference kernels on float32 input: weights quantized per output
+    channel once (and again whenever they change in place), the inputs and states of each
+    step quantized per row, int32 sums, float32 gate maths
+    (:mod:`fastrnn.functional`, ``precision="int8"``). The parameters stay the float32
+    tensors they were (``state_dict`` and pickling unchanged); the outputs carry no gradient
+    (int8 is inference-only, as torch's dynamically quantized modules). :func:`restore` or
+    :func:`accelerate` on the module returns it to float32.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model, changed in place.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` itself.
+    """
+    accelerate(module)
+    for m in module.modules():
+        if isinstance(m, _FastRNNMixin):
+            _INT8.add(m)
+    return module
 
 
 def restore(module: nn.Module) -> nn.Module:
@@ -595,4 +977,6 @@ def restore(module: nn.Module) -> nn.Module:
     torch.nn.Module
         ``module`` itself.
     """
+    for m in module.modules() if isinstance(module, nn.Module) else ():
+        _INT8.discard(m)
     return _swap_classes(module, _TO_TORCH)

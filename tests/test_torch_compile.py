@@ -1,0 +1,344 @@
+"""fastrnn's custom operators: torch.compile, torch.export, batched gradients and torch.func.
+
+Inside ``torch.compile`` and ``torch.export`` the drop-ins call ``fastrnn::cell_forward``
+(and autograd ``fastrnn::cell_backward``), which stay in the graphs: the tests count the
+kernel calls a compiled model makes and compare compiled with eager (bit-equal: the same
+kernels run). Batched gradients run the backward op once per gradient; torch.func transforms
+and forward-mode AD run the cells' maths in torch ops. Float64 results agree with torch.nn's
+to ``rtol=1e-9, atol=1e-11``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
+
+import fastrnn.torch as ft  # noqa: E402
+
+F64 = torch.float64
+TOL = dict(rtol=1e-9, atol=1e-11)
+TORCH_CLS = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
+FAST_CLS = {"RNN": ft.RNN, "LSTM": ft.LSTM, "GRU": ft.GRU}
+KINDS = ["RNN", "LSTM", "GRU"]
+
+
+def make_pair(kind, *args, dtype=F64, **kwargs):
+    """A torch.nn module and a drop-in with the same weights."""
+    torch.manual_seed(0)
+    ref = TORCH_CLS[kind](*args, dtype=dtype, **kwargs)
+    fast = FAST_CLS[kind](*args, dtype=dtype, **kwargs)
+    fast.load_state_dict(ref.state_dict())
+    return ref, fast
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """Counts of fastrnn's forward and backward kernel calls (eager and compiled alike)."""
+    calls = {"forward": 0, "backward": 0}
+    fwd, bwd = ft._ops_forward, ft._ops_backward
+
+    def counted_forward(*a, **k):
+        calls["forward"] += 1
+        return fwd(*a, **k)
+
+    def counted_backward(*a, **k):
+        calls["backward"] += 1
+        return bwd(*a, **k)
+
+    monkeypatch.setattr(ft, "_ops_forward", counted_forward)
+    monkeypatch.setattr(ft, "_ops_backward", counted_backward)
+    return calls
+
+
+def states(kind, LD, B, H, dtype, requires_grad=True):
+    torch.manual_seed(2)
+    hs = [torch.randn(LD, B, H, dtype=dtype, requires_grad=requires_grad)
+          for _ in range(2 if kind == "LSTM" else 1)]
+    return (tuple(hs) if kind == "LSTM" else hs[0]), hs
+
+
+def loss_of(kind, out):
+    y, hn = out
+    return y.pow(2).sum() + (hn[0] if kind == "LSTM" else hn).sum()
+
+
+# --------------------------------------------------------------------------------------
+# torch.compile
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("kind", KINDS)
+def test_compile_fullgraph_runs_fastrnn_kernels_equal_to_eager(kind, dtype, kernel_calls):
+    """Two bidirectional layers, batch_first, given states: outputs and every gradient of the
+    compiled model equal eager fastrnn's bit for bit, from fastrnn's kernels (4 forward and 4
+    backward calls: one per layer-direction), with no fallback warning."""
+    _, fast = make_pair(kind, 3, 4, num_layers=2, bidirectional=True, batch_first=True,
+                        dtype=dtype)
+    torch.manual_seed(1)
+    x = torch.randn(2, 5, 3, dtype=dtype, requires_grad=True)
+    hx, hs = states(kind, 4, 2, 4, dtype)
+    leaves = [x, *hs, *fast.parameters()]
+    eager = fast(x, hx)
+    g_eager = torch.autograd.grad(loss_of(kind, eager), leaves)
+    torch._dynamo.reset()
+    compiled = torch.compile(fast, fullgraph=True, backend="aot_eager")
+    kernel_calls.update(forward=0, backward=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ft.FallbackWarning)
+        out = compiled(x, hx)
+        g = torch.autograd.grad(loss_of(kind, out), leaves)
+    assert kernel_calls == {"forward": 4, "backward": 4}
+    for a, b in zip((out[0], *(out[1] if kind == "LSTM" else (out[1],)), *g),
+                    (eager[0], *(eager[1] if kind == "LSTM" else (eager[1],)), *g_eager),
+                    strict=True):
+        assert torch.equal(a, b)
+
+
+def test_compile_with_inductor_in_a_model_matches_torch_nn(kernel_calls):
+    """The default backend (inductor) on a model holding a drop-in between Linear layers,
+    trained one step: equal to the same model with torch.nn's LSTM."""
+
+    class Net(nn.Module):
+        def __init__(self, rnn):
+            super().__init__()
+            self.inp = nn.Linear(3, 5, dtype=F64)
+            self.rnn = rnn
+            self.out = nn.Linear(4, 1, dtype=F64)
+
+        def forward(self, x):
+            y, (h, _) = self.rnn(torch.tanh(self.inp(x)))
+            return self.out(y).sum() + h.sum()
+
+    ref_rnn, fast_rnn = make_pair("LSTM", 5, 4, num_layers=2)
+    torch.manual_seed(3)
+    ref = Net(ref_rnn)
+    fast = Net(fast_rnn)
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 2, 3, dtype=F64)
+    torch._dynamo.reset()
+    compiled = torch.compile(fast, fullgraph=True)
+    kernel_calls.update(forward=0, backward=0)
+    loss = compiled(x)
+    loss.backward()
+    assert kernel_calls == {"forward": 2, "backward": 2}
+    ref_loss = ref(x)
+    ref_loss.backward()
+    torch.testing.assert_close(loss, ref_loss, **TOL)
+    for (name, p), q in zip(fast.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, **TOL, msg=name)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_compile_inference_unbatched_and_eval_dropout(kind, kernel_calls):
+    """Under no_grad the compiled forward keeps no training cache; unbatched input; a model
+    with dropout in eval mode."""
+    ref, fast = make_pair(kind, 3, 4, num_layers=2, dropout=0.5)
+    ref.eval()
+    fast.eval()
+    x = torch.randn(5, 3, dtype=F64)
+    torch._dynamo.reset()
+    compiled = torch.compile(fast, fullgraph=True, backend="aot_eager")
+    kernel_calls.update(forward=0, backward=0)
+    with torch.no_grad():
+        out = compiled(x)
+        expected = ref(x)
+    assert kernel_calls["forward"] == 2
+    torch.testing.assert_close(out[0], expected[0], **TOL)
+
+
+def test_compile_packed_sequence_runs_kernels_outside_the_graph(kernel_calls):
+    """A packed sequence breaks the graph (as with torch.nn) and runs fastrnn's kernels."""
+    ref, fast = make_pair("GRU", 3, 4, bidirectional=True)
+    x = torch.randn(5, 3, 3, dtype=F64)
+    lengths = torch.tensor([5, 2, 4])
+
+    def run(module):
+        out, h = module(pack_padded_sequence(torch.sin(x), lengths, enforce_sorted=False))
+        return out.data.sum() * 2 + h.sum()
+
+    torch._dynamo.reset()
+    kernel_calls.update(forward=0, backward=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ft.FallbackWarning)
+        got = torch.compile(run, backend="aot_eager")(fast)
+    assert kernel_calls["forward"] == 2
+    torch.testing.assert_close(got, run(ref), **TOL)
+
+
+# --------------------------------------------------------------------------------------
+# torch.export
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_export_keeps_fastrnn_ops_with_dynamic_shapes(kind):
+    ref, fast = make_pair(kind, 3, 4, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 2, 3, dtype=F64)
+    hx, _ = states(kind, 4, 2, 4, F64, requires_grad=False)
+    T, B = torch.export.Dim("T", min=2), torch.export.Dim("B", min=2)
+    h_dims = ({1: B}, {1: B}) if kind == "LSTM" else {1: B}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's note on _flat_weights
+        ep = torch.export.export(fast, (x, hx), dynamic_shapes=({0: T, 1: B}, h_dims))
+    targets = [n.target for n in ep.graph.nodes if n.op == "call_function"]
+    assert targets.count(torch.ops.fastrnn.cell_forward.default) == 4
+    assert not any("lstm" in str(t) or "gru" in str(t) or "rnn_" in str(t) for t in targets)
+    x2 = torch.randn(7, 3, 3, dtype=F64)
+    hx2, _ = states(kind, 4, 3, 4, F64, requires_grad=False)
+    got, expected = ep.module()(x2, hx2), ref(x2, hx2)
+    torch.testing.assert_close(got[0], expected[0], **TOL)
+    torch.testing.assert_close(got[1], expected[1], **TOL)
+
+
+# --------------------------------------------------------------------------------------
+# The custom operators themselves
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize("cell,nonlinearity,G", [("rnn", "relu", 1), ("lstm", "", 4),
+                                                  ("gru", "", 3)])
+def test_custom_ops_pass_opcheck_gradcheck_and_gradgradcheck(cell, nonlinearity, G,
+                                                             with_lengths):
+    """torch.library.opcheck (schema, fake tensors, autograd registration, AOT dispatch),
+    gradcheck and gradgradcheck (the backward op's own autograd) of the forward op."""
+    torch.manual_seed(0)
+    T, B, I, H = 4, 3, 2, 3
+    lengths = torch.tensor([4, 1, 0]) if with_lengths else None
+    x = torch.randn(T, B, I, dtype=F64, requires_grad=True)
+    h0 = torch.randn(B, H, dtype=F64, requires_grad=True)
+    c0 = torch.randn(B, H, dtype=F64, requires_grad=True) if cell == "lstm" else None
+    ws = [torch.randn(*s, dtype=F64, requires_grad=True)
+          for s in ((G * H, I), (G * H, H), (G * H,), (G * H,))]
+    args = (cell, nonlinearity, True, lengths, True, x, h0, c0, *ws)
+    # With lengths, cache elements past a sequence's end are never written or read: their
+    # values are unspecified, which the AOT-dispatch comparison of outputs cannot allow.
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor",
+             *(() if with_lengths else ("test_aot_dispatch_dynamic",)))
+    torch.library.opcheck(torch.ops.fastrnn.cell_forward.default, args, test_utils=utils)
+
+    def f(x, h0, c0, *ws):
+        y, h_n, c_n, _ = torch.ops.fastrnn.cell_forward(cell, nonlinearity, True, lengths,
+                                                        True, x, h0, c0, *ws)
+        return (y, h_n, c_n) if cell == "lstm" else (y, h_n)
+
+    got = f(x, h0, c0, *ws)
+    expected = ft._torch_forward(cell, nonlinearity or None, True,
+                                 None if lengths is None else lengths.numpy(), x, h0, c0, *ws)
+    for a, b in zip(got, expected, strict=False):
+        torch.testing.assert_close(a, b, **TOL)
+    assert torch.autograd.gradcheck(f, (x, h0, c0, *ws))
+    assert torch.autograd.gradgradcheck(f, (x, h0, c0, *ws))
+
+
+def test_backward_op_refuses_an_inference_cache():
+    x = torch.randn(2, 1, 1, dtype=F64)
+    w = torch.randn(1, 1, dtype=F64)
+    *_, cache = torch.ops.fastrnn.cell_forward("rnn", "tanh", False, None, False, x, None,
+                                               None, w, w, None, None)
+    with pytest.raises(RuntimeError, match="training=True"):
+        torch.ops.fastrnn.cell_backward("rnn", "tanh", False, None, cache, x, None, None, w, w,
+                                        None, None, torch.ones(2, 1, 1, dtype=F64), None, None,
+                                        True)
+
+
+# --------------------------------------------------------------------------------------
+# Batched gradients and torch.func
+
+
+def as_function(module, kind, lengths=None):
+    """``f(x, *states, *params)`` returning the module's outputs as a tuple of tensors."""
+    names = [n for n, _ in module.named_parameters()]
+    n_states = 2 if kind == "LSTM" else 1
+
+    def f(x, *rest):
+        hs, ps = rest[:n_states], rest[n_states:]
+        inp = x if lengths is None else pack_padded_sequence(x, lengths, enforce_sorted=False)
+        out, hn = torch.func.functional_call(module, dict(zip(names, ps, strict=True)),
+                                             (inp, hs if kind == "LSTM" else hs[0]))
+        hn = hn if kind == "LSTM" else (hn,)
+        return (out.data if lengths is not None else out, *hn)
+
+    return f
+
+
+def leaves(module, kind, T=4, B=3, I=2, H=3, LD=2):
+    torch.manual_seed(1)
+    x = torch.randn(T, B, I, dtype=F64, requires_grad=True)
+    hs = [torch.randn(LD, B, H, dtype=F64, requires_grad=True)
+          for _ in range(2 if kind == "LSTM" else 1)]
+    ps = [p.detach().clone().requires_grad_(True) for p in module.parameters()]
+    return (x, *hs, *ps)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("kind", KINDS)
+def test_is_grads_batched_matches_torch(kind, packed, kernel_calls):
+    ref, fast = make_pair(kind, 2, 3, bidirectional=True)
+    lengths = torch.tensor([4, 2, 3]) if packed else None
+    args = leaves(fast, kind)
+    results = []
+    for module in (ref, fast):
+        outs = as_function(module, kind, lengths)(*args)
+        torch.manual_seed(5)
+        gs = [torch.randn(6, *o.shape, dtype=F64) for o in outs]
+        results.append(torch.autograd.grad(outs, args, gs, is_grads_batched=True))
+    kernel_calls.update(forward=0, backward=0)
+    outs = as_function(fast, kind, lengths)(*args)
+    torch.autograd.grad(outs, args, [torch.randn(6, *o.shape, dtype=F64) for o in outs],
+                        is_grads_batched=True)
+    assert kernel_calls == {"forward": 2, "backward": 12}  # 2 directions x 6 gradients
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_vectorized_jacobian_matches_torch(kind):
+    ref, fast = make_pair(kind, 2, 3, num_layers=2)
+    x = torch.randn(3, 2, 2, dtype=F64)
+    jac = [torch.autograd.functional.jacobian(lambda x, m=m: m(x)[0], x, vectorize=True)
+           for m in (ref, fast)]
+    torch.testing.assert_close(jac[1], jac[0], **TOL)
+    hess = [torch.autograd.functional.hessian(lambda x, m=m: m(x)[0].pow(2).sum(), x)
+            for m in (ref, fast)]
+    torch.testing.assert_close(hess[1], hess[0], **TOL)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.func's own imports
+@pytest.mark.parametrize("kind", KINDS)
+def test_torch_func_transforms_match_torch(kind):
+    """grad, jacrev, jacfwd and forward-mode AD equal torch.nn's; vmap (which torch.nn's
+    modules do not support) equals a loop of torch.nn calls."""
+    ref, fast = make_pair(kind, 2, 3, bidirectional=True)
+    x = torch.randn(4, 3, 2, dtype=F64)
+    for transform in (torch.func.grad(lambda x, m: m(x)[0].pow(2).sum()),
+                      torch.func.jacrev(lambda x, m: m(x)[0]),
+                      torch.func.jacfwd(lambda x, m: m(x)[0])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ft.FallbackWarning)
+            got = transform(x, fast)
+        torch.testing.assert_close(got, transform(x, ref), **TOL)
+    xs = torch.randn(5, 4, 3, 2, dtype=F64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ft.FallbackWarning)
+        got = torch.func.vmap(lambda x: fast(x)[0])(xs)
+    torch.testing.assert_close(got, torch.stack([ref(x)[0] for x in xs]), **TOL)
+    tangent = torch.randn_like(x)
+    import torch.autograd.forward_ad as fwad
+    results = []
+    for m in (ref, fast):
+        with fwad.dual_level(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ft.FallbackWarning)
+            results.append(fwad.unpack_dual(m(fwad.make_dual(x, tangent))[0]).tangent)
+    torch.testing.assert_close(results[1], results[0], **TOL)
+
+
+def test_torch_func_transform_warns_once_that_kernels_do_not_run(monkeypatch):
+    monkeypatch.setattr(ft, "_warned", set())
+    _, fast = make_pair("GRU", 2, 3)
+    with pytest.warns(ft.FallbackWarning, match="torch ops"):
+        torch.func.grad(lambda x: fast(x)[0].sum())(torch.randn(3, 2, dtype=F64))
