@@ -20,17 +20,19 @@ import numpy as np
 from . import _kernels
 from ._cells import CELLS, NONLINEARITIES
 from ._threads import enable_threadpoolctl, get_num_threads, threads_arg
-from ._validate import Grads, Prepared
+from ._validate import PRECISIONS, Grads, Prepared, check_precision
 
 __all__ = [
     "DENSE_ACTIVATIONS",
     "Context",
+    "PreparedWeights",
     "Stream",
     "adam_update",
     "backward",
     "build_info",
     "empty",
     "forward",
+    "forward_prec",
     "forward_rows",
     "gemm",
     "release_memory",
@@ -153,20 +155,21 @@ class Context:
     block serves the next training forward of the same size.
     """
 
-    __slots__ = ("cell", "act", "reverse", "p", "cache")
+    __slots__ = ("cell", "act", "reverse", "p", "cache", "ref")
 
     def __init__(self, cell: str, act: int, reverse: bool, p: Prepared,
-                 cache: np.ndarray) -> None:
+                 cache: np.ndarray | None, ref: Any = None) -> None:
         self.cell = cell
         self.act = act
         self.reverse = reverse
         self.p = p
         self.cache = cache
+        self.ref = ref
 
     def __repr__(self) -> str:
         p = self.p
         return (f"<fastrnn.functional {self.cell} context T={p.T} B={p.B} I={p.I} H={p.H} "
-                f"dtype={p.dtype}>")
+                f"dtype={p.dtype} precision={p.precision}>")
 
 
 def forward(p: Prepared, rows: tuple[np.ndarray, np.ndarray] | None = None) -> tuple:
@@ -261,6 +264,9 @@ def backward(ctx: Context, grads: Grads, need_dx: bool = True) -> tuple:
         ``dc0`` None without a cell state; ``dw_ih`` None with ``w_ih`` None; bias gradients
         None where the bias was None; ``dx`` None when not ``need_dx``.
     """
+    if ctx.ref is not None:
+        from . import reference
+        return reference._MATHS[ctx.cell][1](ctx.ref, grads, need_dx)
     p = ctx.p
     spec = CELLS[ctx.cell]
     dt = p.dtype
@@ -277,3 +283,121 @@ def backward(ctx: Context, grads: Grads, need_dx: bool = True) -> tuple:
                            p.w_ih, p.w_hh, grads.dy, grads.dh_n, grads.dc_n, p.lengths, ctx.act,
                            ctx.reverse, get_num_threads())
     return (dx if need_dx else None), dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+
+
+_WEIGHTS = ("w_ih", "w_hh", "b_ih", "b_hh")
+
+
+def _key(a: np.ndarray | None) -> tuple | None:
+    """Which array ``a`` is: its data pointer, shape and strides."""
+    if a is None:
+        return None
+    return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+
+
+def _checksum(arrays: tuple) -> int:
+    """A checksum of the arrays' bytes (one pass; catches any change of a weight)."""
+    import zlib
+    c = 0
+    for a in arrays:
+        if a is not None:
+            c = zlib.crc32(memoryview(a).cast("B"), c)
+    return c
+
+
+class PreparedWeights:
+    """A layer's weights prepared once for a precision: see
+    :func:`fastrnn.functional.prepare_weights`.
+
+    Attributes
+    ----------
+    cell, precision : str
+    check : {"content", "identity"}
+        What a call checks before using the prepared weights (see ``prepare_weights``).
+    version : object
+        Free for the owner (a layer, the drop-in) to record which version of its weights the
+        object holds; nothing here reads or changes it.
+    I, H, G : int
+    """
+
+    __slots__ = ("cell", "precision", "check", "version", "I", "H", "G", "_arrays", "_keys",
+                 "_sum", "packs")
+
+    def __init__(self, cell: str, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *,
+                 precision: str, check: str = "content") -> None:
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {tuple(CELLS)}, got {cell!r}")
+        if check not in ("content", "identity"):
+            raise ValueError(f"check must be 'content' or 'identity', got {check!r}")
+        self.cell = cell
+        self.precision = check_precision(precision)
+        self.check = check
+        self.version: Any = None
+        self.update(w_ih, w_hh, b_ih, b_hh)
+
+    def update(self, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any) -> None:
+        """Prepare again from these weights (after the owner changed them).
+
+        Parameters
+        ----------
+        w_ih : array_like of float32, shape (G*H, I), or None
+        w_hh : array_like of float32, shape (G*H, H)
+        b_ih, b_hh : array_like of float32, shape (G*H,), or None
+        """
+        from ._validate import prepare
+        spec = CELLS[self.cell]
+        G = spec.gates
+        H = int(np.shape(w_hh)[1]) if np.ndim(w_hh) == 2 else 0
+        I = int(np.shape(w_ih)[1]) if w_ih is not None and np.ndim(w_ih) == 2 else G * H
+        x = np.empty((0, 1, I), np.float32)
+        p = prepare(self.cell, x, None, None, w_ih, w_hh, b_ih, b_hh, None,
+                    spec.nonlinearities[0] if spec.nonlinearities else None, False, False,
+                    self.precision)
+        self._set(p)
+
+    def _set(self, p: Prepared) -> None:
+        arrays = tuple(getattr(p, k) for k in _WEIGHTS)
+        self.I, self.H, self.G = p.I, p.H, p.G
+        self._arrays = arrays  # held: their memory cannot be reused by other arrays
+        self._keys = tuple(_key(a) for a in arrays)
+        self._sum = _checksum(arrays) if self.check == "content" else None
+        self.packs = {}  # the packed forms, made on first use (per SIMD path)
+
+    def _sync(self, p: Prepared) -> None:
+        """Make the object hold p's weights: pack again if they are other arrays or changed."""
+        if p.cell != self.cell:
+            raise ValueError(f"prepared weights are for cell {self.cell!r}, the call runs "
+                             f"{p.cell!r}")
+        if p.precision != self.precision:
+            raise ValueError(f"prepared weights are for precision {self.precision!r}, the call "
+                             f"asks for {p.precision!r}")
+        arrays = tuple(getattr(p, k) for k in _WEIGHTS)
+        if tuple(_key(a) for a in arrays) != self._keys or (
+                self.check == "content" and _checksum(arrays) != self._sum):
+            self._set(p)
+
+    def __repr__(self) -> str:
+        return (f"<fastrnn PreparedWeights {self.cell} {self.precision} I={self.I} H={self.H} "
+                f"check={self.check}>")
+
+
+def forward_prec(p: Prepared, prepared: PreparedWeights | None) -> tuple:
+    """The whole-sequence forward of p in its precision, with prepared weights (or not).
+
+    Returns
+    -------
+    y, h_n, c_n, ctx
+        As :func:`forward`.
+    """
+    if prepared is not None:
+        prepared._sync(p)
+    if p.precision == "float32":
+        return forward(p)
+    from . import reference
+    y, h_n, c_n, ref = reference._MATHS[p.cell][0](p)
+    act = NONLINEARITIES[p.nonlinearity] if p.nonlinearity is not None else 0
+    ctx = Context(p.cell, act, p.reverse, p, None, ref) if p.training else None
+    return y, h_n, c_n, ctx
+
+
+assert PRECISIONS[0] == "float32"

@@ -34,7 +34,8 @@ import numpy as np
 
 from ._cells import CELLS, cell_spec
 
-__all__ = ["BATCH_FIRST_HINT", "TIME_MAJOR", "Grads", "Prepared", "check_ctx", "prepare",
+__all__ = ["BATCH_FIRST_HINT", "PRECISIONS", "TIME_MAJOR", "Grads", "Prepared", "check_ctx",
+           "check_precision", "prepare",
            "prepare_grads"]
 
 _F16 = np.dtype(np.float16)
@@ -73,6 +74,9 @@ class Prepared:
         float32 or float64; every float array above has this dtype and is C-contiguous.
     h0_given, c0_given : bool
         Whether the caller passed h0 / c0 (False: they were None and are zeros here).
+    precision : str
+        The compute precision, a name in :data:`PRECISIONS` (``"float32"``: the dtype's
+        own arithmetic; ``"bfloat16"`` and ``"int8"`` need float32 arrays).
     """
 
     cell: str
@@ -95,6 +99,7 @@ class Prepared:
     dtype: np.dtype
     h0_given: bool
     c0_given: bool
+    precision: str = "float32"
 
     @property
     def has_b_ih(self) -> bool:
@@ -261,6 +266,43 @@ def _check_sizes(T: int, B: int, H: int, dtype: np.dtype, training: bool) -> Non
         )
 
 
+#: The compute precisions of the ops: the dtype's own arithmetic, bfloat16 GEMM operands
+#: (float32 accumulation), int8 GEMM operands (int32 accumulation; inference only).
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "int8")
+_PRECISION_ALIASES = {"bf16": "bfloat16", "fp32": "float32"}
+
+
+def check_precision(precision: Any, training: bool = False) -> str:
+    """The canonical name of ``precision`` (``"bf16"`` is ``"bfloat16"``).
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or ``"int8"`` with ``training`` (int8 is inference-only).
+    """
+    if not isinstance(precision, str):
+        raise TypeError(f"precision must be a str, one of {PRECISIONS}, got "
+                        f"{type(precision).__name__}")
+    name = _PRECISION_ALIASES.get(precision, precision)
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS} (or 'bf16'), got {precision!r}")
+    if name == "int8" and training:
+        raise ValueError("int8 is inference-only: pass training=False with precision='int8' "
+                         "(or train in 'bfloat16' or 'float32')")
+    return name
+
+
+def _reduced_dtype(precision: str, strong: dict[str, np.dtype]) -> np.dtype:
+    """float32, the one compute dtype of a reduced precision; TypeError naming a float64."""
+    f64 = [n for n, d in strong.items() if d == _F64]
+    if f64:
+        raise TypeError(
+            f"precision={precision!r} computes on float32 arrays, but "
+            f"{', '.join(f64)} {'is' if len(f64) == 1 else 'are'} float64; pass "
+            f"{'it' if len(f64) == 1 else 'them'} as float32 (e.g. .astype(np.float32))")
+    return _F32
+
+
 def prepare(
     cell: str,
     x: Any,
@@ -274,6 +316,7 @@ def prepare(
     nonlinearity: str | None = None,
     reverse: Any = False,
     training: Any = True,
+    precision: Any = "float32",
 ) -> Prepared:
     """Validate and normalise the inputs of a forward op.
 
@@ -294,6 +337,9 @@ def prepare(
     nonlinearity : {"tanh", "relu"} or None
         Required for the RNN (``"tanh"`` or ``"relu"``); must be None for LSTM and GRU.
     reverse, training : bool
+    precision : {"float32", "bfloat16", "bf16", "int8"}
+        A reduced precision needs float32 arrays (a float64 one is a TypeError naming it;
+        dtype-less values become float32); ``"int8"`` needs ``training`` False.
 
     Returns
     -------
@@ -322,6 +368,8 @@ def prepare(
         raise ValueError(f"c0 is only for the LSTM; {cname} takes None")
     reverse = _flag("reverse", reverse)
     training = _flag("training", training)
+    precision = check_precision(precision, training)
+    reduced = precision != "float32"
 
     given = {"x": x, "h0": h0, "c0": c0, "w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}
     for name in ("x", "w_hh"):
@@ -370,7 +418,12 @@ def prepare(
                 _check_shape(name, a, (B, H), f"(B, H) {sizes()}",
                              _batch_note(name, a.shape, T, B, H))
 
-    if fast_dtype is not None:
+    if reduced:
+        strong = {n: a.dtype for n, (a, weak) in arrays.items() if not weak}
+        dtype = _reduced_dtype(precision, strong)
+        _check_sizes(T, B, H, dtype, training)
+        out = {n: _convert(n, a, weak, dtype) for n, (a, weak) in arrays.items()}
+    elif fast_dtype is not None:
         dtype = fast_dtype
         _check_sizes(T, B, H, dtype, training)
         out = {n: a for n, (a, _) in arrays.items()}
@@ -405,6 +458,7 @@ def prepare(
         dtype=dtype,
         h0_given=h0 is not None,
         c0_given=c0 is not None,
+        precision=precision,
     )
 
 

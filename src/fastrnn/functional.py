@@ -28,6 +28,21 @@ Edge sizes and values (the same in :mod:`fastrnn.reference`; tests/test_sizes.py
 * NaN and inf in any input, weight or output gradient propagate and never crash: the
   forward's NaN/inf positions equal the reference's; a row past its length is never touched
   by the weights (its state and gradient pass through unchanged).
+
+Precision (``precision=``, one of :data:`PRECISIONS`; ``"bf16"`` is ``"bfloat16"``):
+
+* ``"float32"`` (default): the arrays' own dtype (float32 or float64) throughout.
+* ``"bfloat16"``: GEMM operands rounded to bfloat16 (weights once, ``x_t`` and ``h_{t-1}`` as
+  they enter the GEMM), float32 accumulation, float32 gate maths, state, outputs and
+  gradients; training works (:func:`cell_backward` gives the gradients of this forward).
+* ``"int8"``: inference only (``training=False``; else ValueError). Weights quantized per
+  output channel, ``x_t``/``h_{t-1}`` rows per row on the fly, int32 accumulation,
+  dequantized into float32 gate maths.
+
+Both need float32 arrays (a float64 one is a TypeError naming it). The rounding is written
+out in :mod:`fastrnn.reference` (``cell_forward(..., precision=...)`` models it exactly, up to
+float32 summation order). :func:`prepare_weights` converts/quantizes the weights once for
+many calls (``cell_forward(..., prepared=pw)``); without it each call prepares its own.
 """
 
 from __future__ import annotations
@@ -35,15 +50,19 @@ from __future__ import annotations
 from typing import Any
 
 from . import _native
-from ._validate import check_ctx, prepare, prepare_grads
+from ._native import PreparedWeights
+from ._validate import PRECISIONS, check_ctx, check_precision, prepare, prepare_grads
 
 __all__ = [
+    "PRECISIONS",
+    "PreparedWeights",
     "cell_backward",
     "cell_forward",
     "gru_backward",
     "gru_forward",
     "lstm_backward",
     "lstm_forward",
+    "prepare_weights",
     "rnn_backward",
     "rnn_forward",
 ]
@@ -51,9 +70,40 @@ __all__ = [
 _MODULE = "fastrnn.functional"
 
 
+def prepare_weights(cell: str, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *,
+                    precision: str, check: str = "content") -> PreparedWeights:
+    """A layer's weights converted (bfloat16) or quantized (int8) and packed once.
+
+    Pass the result as ``prepared=`` to every :func:`cell_forward` of these weights (one
+    object per layer and direction). It never runs stale weights: each call checks that the
+    weights it is given are the arrays the object was made from (same data pointer, shape
+    and dtype) and, with ``check="content"``, that their bytes did not change since (a
+    checksum in C, one pass over the weights: about 1-3% of a small row's call, measured);
+    on any difference it packs again from the given arrays before running. With
+    ``check="identity"`` the content pass is skipped: the owner promises to call
+    :meth:`PreparedWeights.update` whenever it changes the weights (the Keras layers and the
+    torch drop-in do, tracking ``PreparedWeights.version``).
+
+    Parameters
+    ----------
+    cell : {"rnn", "lstm", "gru"}
+    w_ih : array_like of float32, shape (G*H, I), or None (identity: see :func:`cell_forward`)
+    w_hh : array_like of float32, shape (G*H, H)
+    b_ih, b_hh : array_like of float32, shape (G*H,), or None
+    precision : {"float32", "bfloat16", "bf16", "int8"}
+    check : {"content", "identity"}
+
+    Returns
+    -------
+    PreparedWeights
+    """
+    return PreparedWeights(cell, w_ih, w_hh, b_ih, b_hh, precision=precision, check=check)
+
+
 def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any,
                  b_hh: Any, *, nonlinearity: str | None = None, lengths: Any = None,
-                 reverse: bool = False, training: bool = True) -> tuple:
+                 reverse: bool = False, training: bool = True, precision: str = "float32",
+                 prepared: PreparedWeights | None = None) -> tuple:
     """Any cell over a whole sequence: the one op behind ``rnn/lstm/gru_forward``.
 
     Parameters
@@ -67,6 +117,12 @@ def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih
     nonlinearity : str or None
         Required for a cell with a choice of non-linearity (the RNN: ``"tanh"`` or
         ``"relu"``); must be None for the others.
+    precision : {"float32", "bfloat16", "bf16", "int8"}
+        The compute precision (the module docstring); ``"int8"`` needs ``training=False``,
+        the reduced ones need float32 arrays.
+    prepared : PreparedWeights, optional
+        From :func:`prepare_weights` for these weights, cell and precision (re-packed when
+        the weights changed; see there). None: the call prepares the weights itself.
 
     Returns
     -------
@@ -77,9 +133,15 @@ def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih
     ctx : object or None
         Pass to :func:`cell_backward` (or the cell's own backward).
     """
+    precision = check_precision(precision, training)
+    if prepared is not None and not isinstance(prepared, PreparedWeights):
+        raise TypeError(f"prepared must be a PreparedWeights (from prepare_weights) or None, "
+                        f"got {type(prepared).__name__}")
     p = prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse,
-                training)
-    return _native.forward(p)
+                training, precision)
+    if precision == "float32" and prepared is None:
+        return _native.forward(p)
+    return _native.forward_prec(p, prepared)
 
 
 def cell_backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any = None, *,
@@ -114,7 +176,8 @@ def cell_backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any = None, *,
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity: str = "tanh", lengths=None,
-                reverse: bool = False, training: bool = True):
+                reverse: bool = False, training: bool = True, precision: str = "float32",
+                prepared: PreparedWeights | None = None):
     """Elman RNN over a whole sequence: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``.
 
     Parameters
@@ -137,6 +200,8 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity: str = "tanh", le
         Run each sequence from its last valid step back to step 0.
     training : bool
         Keep what the backward needs. With False no cache is kept and ``ctx`` is None.
+    precision, prepared
+        As in :func:`cell_forward`.
 
     Returns
     -------
@@ -147,7 +212,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, nonlinearity: str = "tanh", le
     """
     y, h_n, _, ctx = cell_forward("rnn", x, h0, None, w_ih, w_hh, b_ih, b_hh,
                                   nonlinearity=nonlinearity, lengths=lengths, reverse=reverse,
-                                  training=training)
+                                  training=training, precision=precision, prepared=prepared)
     return y, h_n, ctx
 
 
@@ -180,7 +245,8 @@ def rnn_backward(ctx, dy, dh_n, *, need_dx: bool = True):
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bool = False,
-                 training: bool = True):
+                 training: bool = True, precision: str = "float32",
+                 prepared: PreparedWeights | None = None):
     """LSTM over a whole sequence (PyTorch's gates i, f, g, o).
 
     ``i, f, o = sigmoid(.)``, ``g = tanh(.)`` of ``W_ih x_t + b_ih + W_hh h_{t-1} + b_hh``
@@ -195,8 +261,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bo
         None: x already holds the input projection ``W_ih x_t`` (I = 4H, biases not included).
     w_hh : array_like, shape (4H, H)
     b_ih, b_hh : array_like, shape (4H,), or None
-    lengths, reverse, training
-        As in :func:`rnn_forward`.
+    lengths, reverse, training, precision, prepared
+        As in :func:`rnn_forward` and :func:`cell_forward`.
 
     Returns
     -------
@@ -205,7 +271,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bo
     ctx : object or None
     """
     return cell_forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths=lengths,
-                        reverse=reverse, training=training)
+                        reverse=reverse, training=training, precision=precision,
+                        prepared=prepared)
 
 
 def lstm_backward(ctx, dy, dh_n, dc_n, *, need_dx: bool = True):
@@ -234,7 +301,8 @@ def lstm_backward(ctx, dy, dh_n, dc_n, *, need_dx: bool = True):
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bool = False,
-                training: bool = True):
+                training: bool = True, precision: str = "float32",
+                prepared: PreparedWeights | None = None):
     """GRU over a whole sequence (PyTorch's gates r, z, n; reset after the recurrent product).
 
     ``r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)``, ``z`` likewise,
@@ -249,8 +317,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bool = 
         None: x already holds the input projection ``W_ih x_t`` (I = 3H, biases not included).
     w_hh : array_like, shape (3H, H)
     b_ih, b_hh : array_like, shape (3H,), or None
-    lengths, reverse, training
-        As in :func:`rnn_forward`.
+    lengths, reverse, training, precision, prepared
+        As in :func:`rnn_forward` and :func:`cell_forward`.
 
     Returns
     -------
@@ -259,7 +327,8 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, lengths=None, reverse: bool = 
     ctx : object or None
     """
     y, h_n, _, ctx = cell_forward("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, lengths=lengths,
-                                  reverse=reverse, training=training)
+                                  reverse=reverse, training=training, precision=precision,
+                                  prepared=prepared)
     return y, h_n, ctx
 
 

@@ -17,10 +17,33 @@ Variable lengths use PyTorch's packed-sequence semantics. A sequence ``b`` is ac
 time ``t`` when ``t < lengths[b]``; inactive steps leave its state unchanged and output
 zeros. The reverse direction visits t = T-1, ..., 0 with the same mask, so each sequence
 starts from h0 at its own last valid step.
+
+Reduced precision (``precision=`` of :func:`cell_forward`; the kernels of
+:mod:`fastrnn.functional` do exactly this rounding, up to float32 summation order):
+
+* ``"bfloat16"``: every GEMM operand is rounded to bfloat16 (:func:`round_bf16`:
+  round-to-nearest-even to 8 significant bits, kept in float32) as it enters the GEMM: the
+  weights ``w_ih`` and ``w_hh`` once, the input rows ``x_t`` and the state rows ``h_{t-1}``
+  of every step. Products are accumulated in float32; the biases, gate maths, cell state,
+  outputs and the state carried to the next step stay float32 (only the copy that enters the
+  GEMM is rounded). Backward: the same rounded operands enter the backward's GEMMs
+  (``dh_{t-1} += delta W~_hh``, ``dx = delta W~_ih``, ``dw_ih = sum delta^T x~``,
+  ``dw_hh = sum delta^T h~_{t-1}``, ``~``: rounded as in the forward); the gate gradients
+  ``delta`` and every accumulation stay float32. This is the exact gradient of the bf16
+  forward with the rounding treated as the identity (straight-through).
+* ``"int8"`` (inference only): ``w_ih`` and ``w_hh`` are quantized once per output channel
+  (:func:`quantize_weights_int8`: symmetric, scale ``max|w_row| / 127``); each step's
+  input rows and state rows are quantized per row on the fly (:func:`quantize_rows_int8`,
+  the same scheme); the int8 products are summed exactly in int32 and dequantized as
+  ``float32(acc) * (row_scale * channel_scale)`` (the scale product in float32), then the
+  float32 bias and gate maths follow. A row whose largest magnitude is 0 has scale 0 (its
+  product is 0); a row with a NaN or an infinity gets a NaN scale, so the non-finite value
+  propagates to every output it touches.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,17 +51,21 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ._validate import Grads, Prepared, check_ctx, prepare, prepare_grads
+from ._validate import PRECISIONS, Grads, Prepared, check_ctx, prepare, prepare_grads
 
 __all__ = [
+    "PRECISIONS",
     "cell_backward",
     "cell_forward",
     "gru_backward",
     "gru_forward",
     "lstm_backward",
     "lstm_forward",
+    "quantize_rows_int8",
+    "quantize_weights_int8",
     "rnn_backward",
     "rnn_forward",
+    "round_bf16",
 ]
 
 _MODULE = "fastrnn.reference"
@@ -74,6 +101,99 @@ class _Ctx:
     hn_lin: np.ndarray | None = None  # GRU (T, B, H): W_hn h + b_hn
 
 
+def round_bf16(a: Any) -> np.ndarray:
+    """float32 values rounded to the nearest bfloat16 (ties to even), returned as float32.
+
+    Parameters
+    ----------
+    a : array_like of float32
+
+    Returns
+    -------
+    ndarray of float32
+        Each value with its low 16 bits rounded off: round-to-nearest-even on the 16-bit
+        boundary (a finite value past the largest bfloat16 becomes an infinity); NaN stays
+        NaN (quiet), infinities stay.
+    """
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    r = (u + (np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))) & np.uint32(0xFFFF0000)
+    nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    r = np.where(nan, (u | np.uint32(0x00400000)) & np.uint32(0xFFFF0000), r)
+    return r.astype(np.uint32).view(np.float32)
+
+
+@_quiet
+def quantize_rows_int8(a: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-row int8 quantization: ``a[r] ~ q[r] * scale[r]``.
+
+    ``amax = max|a[r]|``; ``scale = amax / 127`` and ``q = rint(a * (127 / amax))``
+    (float32 arithmetic, ties to even, clipped to [-127, 127]). ``amax = 0`` gives scale 0
+    and q 0; a row holding NaN or an infinity gets scale NaN and q 0.
+
+    Parameters
+    ----------
+    a : array_like of float32, shape (R, K)
+
+    Returns
+    -------
+    q : ndarray of int8, shape (R, K)
+    scale : ndarray of float32, shape (R,)
+    """
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    amax = np.max(np.abs(a), axis=1) if a.shape[1] else np.zeros(a.shape[0], np.float32)
+    finite = np.isfinite(amax)
+    pos = finite & (amax > 0)
+    safe = np.where(pos, amax, np.float32(1))
+    inv = np.where(pos, np.float32(127) / safe, np.float32(0)).astype(np.float32)
+    q = np.rint(np.where(finite[:, None], a, 0) * inv[:, None])
+    q = np.clip(q, -127, 127).astype(np.int8)
+    scale = np.where(finite, amax / np.float32(127), np.float32(np.nan)).astype(np.float32)
+    return q, scale
+
+
+def quantize_weights_int8(w: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A weight matrix (N, K) quantized per output channel (row): :func:`quantize_rows_int8`.
+
+    Returns
+    -------
+    q : ndarray of int8, shape (N, K)
+    scale : ndarray of float32, shape (N,)
+    """
+    return quantize_rows_int8(w)
+
+
+class _Gemm:
+    """``a @ w.T`` for a fixed weight ``w`` (N, K) in a precision (the module docstring)."""
+
+    def __init__(self, w: np.ndarray, precision: str) -> None:
+        self.precision = precision
+        if precision == "int8":
+            q, self.scale = quantize_weights_int8(w)
+            self.qt = q.astype(np.int64).T
+        else:
+            self.wt = (round_bf16(w) if precision == "bfloat16" else w).T
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        if self.precision == "int8":
+            qa, sa = quantize_rows_int8(a)
+            acc = qa.astype(np.int64) @ self.qt
+            return acc.astype(np.float32) * (sa[:, None] * self.scale[None, :])
+        if self.precision == "bfloat16":
+            return round_bf16(a) @ self.wt
+        return a @ self.wt
+
+
+def _bw_operands(ctx: _Ctx) -> tuple[Prepared, np.ndarray]:
+    """The backward's GEMM operands: (p with x and weights as the forward's GEMMs saw them,
+    the states h_{t-1} likewise)."""
+    p = ctx.p
+    if p.precision != "bfloat16":
+        return p, ctx.h_prev
+    rw = {k: round_bf16(getattr(p, k)) for k in ("x", "w_ih", "w_hh")
+          if getattr(p, k) is not None}
+    return dataclasses.replace(p, **rw), round_bf16(ctx.h_prev)
+
+
 def _sigmoid(a: np.ndarray) -> np.ndarray:
     # exp overflow for very negative a gives inf -> 1/inf = 0, the right limit.
     return 1.0 / (1.0 + np.exp(-a))
@@ -92,7 +212,11 @@ def _mask(p: Prepared) -> np.ndarray | None:
 def _input_projection(p: Prepared, bias: np.ndarray | None) -> np.ndarray:
     """``x @ w_ih.T + bias`` for all timesteps at once: (T, B, G*H)."""
     x2 = p.x.reshape(p.T * p.B, p.I)
-    gx = (x2 if p.w_ih is None else x2 @ p.w_ih.T).reshape(p.T, p.B, p.G * p.H)
+    if p.w_ih is None:  # the projection itself: no GEMM, nothing rounded
+        gx = x2.copy()
+    else:
+        gx = _Gemm(p.w_ih, p.precision)(x2)
+    gx = gx.reshape(p.T, p.B, p.G * p.H)
     if bias is not None:
         gx += bias
     return gx
@@ -193,14 +317,14 @@ def _rnn_forward(p: Prepared) -> tuple:
     relu = p.nonlinearity == "relu"
     mask = _mask(p)
     gx = _input_projection(p, _bias_sum(p))
-    w_hh_t = p.w_hh.T
+    hh = _Gemm(p.w_hh, p.precision)
     y = np.zeros((T, B, H), p.dtype)
     h = p.h0.copy()
     h_prev = np.empty((T, B, H), p.dtype) if p.training else None
     for t in _time_order(T, p.reverse):
         if h_prev is not None:
             h_prev[t] = h
-        a = gx[t] + h @ w_hh_t
+        a = gx[t] + hh(h)
         h_new = np.maximum(a, 0) if relu else np.tanh(a)
         if mask is None:
             y[t] = h_new
@@ -257,7 +381,7 @@ def rnn_backward(
 @_quiet
 def _rnn_backward(ctx: _Ctx, g: Grads, need_dx: bool) -> tuple:
     """The RNN's backward maths: ``(dx, dh0, None, dw_ih, dw_hh, db_ih, db_hh)``."""
-    p = ctx.p
+    p, h_prev_mm = _bw_operands(ctx)
     T, B, H = p.T, p.B, p.H
     relu = p.nonlinearity == "relu"
     mask = ctx.mask
@@ -275,7 +399,7 @@ def _rnn_backward(ctx: _Ctx, g: Grads, need_dx: bool) -> tuple:
             m = mask[t]
             delta[t] = np.where(m, d, 0)
             dh = np.where(m, dprev, dh)
-    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, delta, delta, ctx.h_prev, need_dx)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, delta, delta, h_prev_mm, need_dx)
     return dx, dh, None, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -342,7 +466,7 @@ def _lstm_forward(p: Prepared) -> tuple:
     T, B, H = p.T, p.B, p.H
     mask = _mask(p)
     gx = _input_projection(p, _bias_sum(p))
-    w_hh_t = p.w_hh.T
+    hh = _Gemm(p.w_hh, p.precision)
     y = np.zeros((T, B, H), p.dtype)
     h = p.h0.copy()
     c = p.c0.copy()
@@ -352,7 +476,7 @@ def _lstm_forward(p: Prepared) -> tuple:
         act = np.empty((T, B, 4 * H), p.dtype)
         tanh_c = np.empty((T, B, H), p.dtype)
     for t in _time_order(T, p.reverse):
-        a = gx[t] + h @ w_hh_t
+        a = gx[t] + hh(h)
         gates = _sigmoid(a)  # right for i, f, o; g is overwritten with its tanh
         gates[:, 2 * H : 3 * H] = np.tanh(a[:, 2 * H : 3 * H])
         i, f, gg, o = (gates[:, k * H : (k + 1) * H] for k in range(4))
@@ -425,7 +549,7 @@ def lstm_backward(
 @_quiet
 def _lstm_backward(ctx: _Ctx, g: Grads, need_dx: bool) -> tuple:
     """The LSTM's backward maths: ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    p = ctx.p
+    p, h_prev_mm = _bw_operands(ctx)
     T, B, H = p.T, p.B, p.H
     mask = ctx.mask
     # Local derivatives of every step at once; the loop below only carries the recurrence.
@@ -456,7 +580,7 @@ def _lstm_backward(ctx: _Ctx, g: Grads, need_dx: bool) -> tuple:
             delta[t] = np.where(m, d2, 0)
             dh = np.where(m, dh_new, dh)
             dc = np.where(m, dc_new, dc)
-    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, delta, delta, ctx.h_prev, need_dx)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, delta, delta, h_prev_mm, need_dx)
     return dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -528,7 +652,7 @@ def _gru_forward(p: Prepared) -> tuple:
     if p.b_hh is not None:  # r and z take both biases; b_hn stays inside r * (...)
         gx[:, :, : 2 * H] += p.b_hh[: 2 * H]
     b_hn = p.b_hh[2 * H :] if p.b_hh is not None else None
-    w_hh_t = p.w_hh.T
+    hh = _Gemm(p.w_hh, p.precision)
     y = np.zeros((T, B, H), p.dtype)
     h = p.h0.copy()
     if p.training:
@@ -536,7 +660,7 @@ def _gru_forward(p: Prepared) -> tuple:
         act = np.empty((T, B, 3 * H), p.dtype)
         hn_lin = np.empty((T, B, H), p.dtype)
     for t in _time_order(T, p.reverse):
-        gh = h @ w_hh_t
+        gh = hh(h)
         if b_hn is not None:
             gh[:, 2 * H :] += b_hn
         rz = _sigmoid(gx[t, :, : 2 * H] + gh[:, : 2 * H])
@@ -604,7 +728,7 @@ def gru_backward(
 @_quiet
 def _gru_backward(ctx: _Ctx, g: Grads, need_dx: bool) -> tuple:
     """The GRU's backward maths: ``(dx, dh0, None, dw_ih, dw_hh, db_ih, db_hh)``."""
-    p = ctx.p
+    p, h_prev_mm = _bw_operands(ctx)
     T, B, H = p.T, p.B, p.H
     mask = ctx.mask
     # Local derivatives of every step at once; the loop below only carries the recurrence.
@@ -631,7 +755,7 @@ def _gru_backward(ctx: _Ctx, g: Grads, need_dx: bool) -> tuple:
             dgx[t] = np.where(m, dx_t, 0)
             dgh[t] = np.where(m, dh_t, 0)
             dh = np.where(m, dprev, dh)
-    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, dgx, dgh, ctx.h_prev, need_dx)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(p, dgx, dgh, h_prev_mm, need_dx)
     return dx, dh, None, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -647,8 +771,14 @@ _MATHS: dict[str, tuple[Callable[..., tuple], Callable[..., tuple]]] = {
 
 def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any,
                  b_hh: Any, *, nonlinearity: str | None = None, lengths: Any = None,
-                 reverse: bool = False, training: bool = True) -> tuple:
+                 reverse: bool = False, training: bool = True,
+                 precision: str = "float32") -> tuple:
     """Any cell over a whole sequence; the same op as :func:`fastrnn.functional.cell_forward`.
+
+    ``precision`` (one of :data:`PRECISIONS`, or ``"bf16"``) models the rounding of the
+    kernels' reduced-precision paths (the module docstring); a reduced precision needs float32
+    arrays and ``"int8"`` needs ``training=False``. :func:`cell_backward` of a bfloat16
+    context gives the gradients of the bfloat16 forward.
 
     Returns
     -------
@@ -656,7 +786,7 @@ def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih
         ``c_n`` None for a cell without a cell state; ``ctx`` None unless ``training``.
     """
     p = prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse,
-                training)
+                training, precision)
     return _MATHS[cell][0](p)
 
 
