@@ -14,6 +14,8 @@ The submodules mirror Keras's:
 - :mod:`~fastrnn.keras.optimizers`, :mod:`~fastrnn.keras.losses`,
   :mod:`~fastrnn.keras.metrics`, :mod:`~fastrnn.keras.callbacks`,
   :mod:`~fastrnn.keras.initializers`, :mod:`~fastrnn.keras.activations`;
+- :mod:`~fastrnn.keras.mixed_precision`: dtype policies (``set_global_policy(
+  "mixed_bfloat16")``; the int8 policy of ``Sequential.quantize("int8")``);
 - :mod:`~fastrnn.keras.saving`: the model file format (a zip of JSON config and ``.npy``
   arrays);
 - :mod:`~fastrnn.keras.base` (``Layer``, ``Variable``) and :mod:`~fastrnn.keras.backend`
@@ -31,6 +33,7 @@ from . import (
     layers,
     losses,
     metrics,
+    mixed_precision,
     models,
     optimizers,
     recurrent,
@@ -48,4 +51,4 @@ from .models import (
 
 __all__ = ["Input", "ModelFileError", "Sequential", "activations", "backend", "base",
            "callbacks", "floatx", "initializers", "layers", "load_model", "losses", "metrics",
-           "models", "optimizers", "recurrent", "saving", "set_floatx", "set_random_seed"]
+           "mixed_precision", "models", "optimizers", "recurrent", "saving", "set_floatx", "set_random_seed"]

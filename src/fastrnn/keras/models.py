@@ -372,6 +372,49 @@ class Sequential:
             if hasattr(layer, "set_ops"):
                 layer.set_ops(ops)
 
+    def quantize(self, mode: str | None = None, config: Any = None, filters: Any = None,
+                 **kwargs: Any) -> None:
+        """Quantize the recurrent layers for int8 inference (Keras 3's ``model.quantize``).
+
+        Each SimpleRNN, LSTM and GRU layer (also inside Bidirectional) gets the policy
+        ``"int8_from_<its policy>"`` and its inference (``predict``, ``evaluate``, calling
+        the model, ``stream()``) runs fastrnn's int8 kernels on weights quantized once per
+        output channel. The float32 weights stay (saved, trainable no more: ``fit`` then
+        raises a ValueError naming the layer). Other layers (Dense, Embedding) keep
+        computing in float32, where Keras would quantize Dense too.
+
+        Parameters
+        ----------
+        mode : {"int8"}
+        config, filters
+            Keras's arguments: ``config`` must be None; ``filters`` (a layer name regex, a
+            list of them, or a callable taking the layer) selects the layers.
+
+        Raises
+        ------
+        ValueError
+            For an unbuilt model, another mode, a layer quantized already or a float64 one.
+        """
+        import re
+
+        if kwargs:
+            raise ValueError(f"Unrecognized keyword arguments passed to Sequential: {kwargs}")
+        if not self.built:
+            raise ValueError("Cannot quantize a model that isn't yet built: give it an input "
+                             "shape (or fit/predict once) first")
+
+        def selected(layer: Layer) -> bool:
+            if filters is None:
+                return True
+            if callable(filters):
+                return bool(filters(layer))
+            pats = [filters] if isinstance(filters, str) else list(filters)
+            return any(re.search(p, layer.name) for p in pats)
+
+        for layer in self._layers:
+            if hasattr(layer, "quantize") and selected(layer):
+                layer.quantize(mode, config=config)
+
     def stream(self, batch_size: int = 1) -> Any:
         """Open a streaming session: feed the model one timestep at a time.
 
@@ -554,6 +597,7 @@ class Sequential:
         self.optimizer.apply([v.value for v in variables], grads)
         for v in variables:
             v.grad = None
+            v.version += 1  # prepared (bfloat16/int8) weights are made again
         self._loss_tracker.update(loss, xb.shape[0])
         self._update_metrics(yb, out, swb, mask)
 
