@@ -285,6 +285,17 @@ class Layer:
         self.output_shape: tuple | None = None
         self._variables: list[Variable] = []
 
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the layer computes in (its policy's; ``"bfloat16"`` for a recurrent
+        layer under ``"mixed_bfloat16"``, whose inputs and outputs stay :attr:`dtype`)."""
+        return self.dtype_policy.compute_dtype
+
+    @property
+    def variable_dtype(self) -> str:
+        """The dtype of the weights (:attr:`dtype`)."""
+        return self.dtype_policy.variable_dtype
+
     # -- shapes and building --------------------------------------------------------------
     def build(self, input_shape: tuple) -> None:
         """Create the weights for inputs of ``input_shape`` (batch axis included)."""
