@@ -119,10 +119,12 @@ def _functional_runner(ops: Any, case: Case, p: dict[str, Any],
     w = [np.array(p[k]) for k in ("w_ih", "w_hh", "b_ih", "b_hh")]  # own copies (SGD moves them)
     lr = np.float32(LR)
     kw: dict[str, Any] = {} if precision == "float32" else {"precision": precision}
+    kw["nonlinearity"] = "tanh" if _CELL_TABLE[cell].nonlinearities else None
 
     if case.mode == "inference":
         if precision != "float32":  # what a deployment does: weights prepared once
-            kw["prepared"] = ops.prepare_weights(cell, *w, precision=precision)
+            kw["prepared"] = ops.prepare_weights(cell, *w, precision=precision,
+                                                 check="identity")
 
         def run() -> Any:
             return ops.cell_forward(cell, x, h0, c0, *w, training=False, **kw)[0]

@@ -51,4 +51,5 @@ from .models import (
 
 __all__ = ["Input", "ModelFileError", "Sequential", "activations", "backend", "base",
            "callbacks", "floatx", "initializers", "layers", "load_model", "losses", "metrics",
-           "mixed_precision", "models", "optimizers", "recurrent", "saving", "set_floatx", "set_random_seed"]
+           "mixed_precision", "models", "optimizers", "recurrent", "saving", "set_floatx",
+           "set_random_seed"]
