@@ -429,11 +429,32 @@ class Sequential:
             ``step(x_t)`` returns that step's output of the last layer; ``run(chunk)`` steps
             through a chunk; ``reset()``; ``state`` (readable and assignable). Only causal
             layers stream (unidirectional RNN/LSTM/GRU, Dense, Embedding, Dropout); others
-            raise a ValueError naming the layer.
+            raise a ValueError naming the layer. The recurrent layers step in their
+            precision: bfloat16 under the ``"mixed_bfloat16"`` policy, int8 after
+            :meth:`quantize` (all of them in the same one).
         """
         from ..streaming import StreamSession
 
-        return StreamSession(self, batch_size)
+        precision = self._recurrent_precision()
+        if precision == "float32":
+            return StreamSession(self, batch_size)
+        return StreamSession(self, batch_size, precision=precision)
+
+    def _recurrent_precision(self) -> str:
+        """The one ``precision=`` of the recurrent layers (``"float32"`` without any): the
+        ``"mixed_bfloat16"`` policy's ``"bfloat16"``, or ``"int8"`` after :meth:`quantize`.
+
+        Raises
+        ------
+        ValueError
+            When the recurrent layers differ (a stream runs one precision).
+        """
+        precs = {layer.name: layer.precision for layer in self._layers
+                 if hasattr(layer, "precision")}
+        if len(set(precs.values())) > 1:
+            raise ValueError("a stream runs every recurrent layer in one precision; the "
+                             "layers have " + ", ".join(f"{n}: {p}" for n, p in precs.items()))
+        return next(iter(precs.values()), "float32")
 
     def compile(self, optimizer: Any = "rmsprop", loss: Any = None, loss_weights: Any = None,
                 metrics: Any = None, weighted_metrics: Any = None, run_eagerly: bool = False,
