@@ -251,6 +251,51 @@ int fr_dense_step_d(double *y, double *work, const double *packed, int act, cons
 /* Elements of scratch one fr_dense_step call needs. */
 int64_t fr_dense_work_size(void);
 
+/* ---- lowp.c, lowp_kernels.c: reduced-precision forward (bfloat16, int8), float32 I/O --------- */
+/*
+ * bf16: weights, x_t and h_{t-1} rounded to bfloat16 (nearest even) as they enter the GEMMs,
+ * float32 accumulation; int8: weights quantized per output channel, x_t and h_{t-1} per row
+ * (symmetric, scale max|row|/127), exact int32 sums dequantized by row scale * channel scale.
+ * Gate maths, states, outputs and biases stay float32. (fastrnn.reference writes it out.)
+ * The weights are packed once (fr_lp_pack) into a caller-owned block, valid on every SIMD path;
+ * each forward picks the kernels of the path in use.
+ */
+enum { FR_PREC_F32 = 0, FR_PREC_BF16 = 1, FR_PREC_INT8 = 2 };
+enum { FR_CPU_AVX512_BF16 = 0, FR_CPU_AVX512_VNNI = 1, FR_CPU_AVX_VNNI = 2 };
+
+/* 1 if this CPU has the feature (FR_CPU_*), else 0. */
+int fr_cpu_has_lowp(int feature);
+/* Static name of the kernels precision prec runs on now ("avx512_bf16", "avx512_vnni",
+   "avx_vnni", "portable"), or "unknown" for another prec. */
+const char *fr_lowp_path(int prec);
+/* Bytes of the packed weights of cell with I inputs (identity: w_ih NULL, I = G*H) and H units
+   in precision prec; -1 for a bad cell, precision or size. */
+int64_t fr_lp_packed_bytes(int cell, int prec, int identity, int64_t I, int64_t H);
+/* Pack w_ih (G*H, I) (NULL: the identity, I = G*H), w_hh (G*H, H), b_ih, b_hh (G*H or NULL) into
+   packed (fr_lp_packed_bytes bytes, 64-byte aligned). FR_OK or FR_ERR_ARG. */
+int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float *w_hh,
+               const float *b_ih, const float *b_hh, int64_t I, int64_t H);
+/* Whole-sequence forward on packed weights; arguments as fr_cell_forward_s (cell, I, H and the
+   precision come from packed; I and H must match). hq: NULL, or (bf16 training) T*B*H floats
+   receiving h_{t-1} as the GEMM saw it (bf16-rounded; zero past a row's length), the operand of
+   the backward's dw_hh. FR_ERR_ARG, FR_ERR_NOMEM. */
+int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *cache, float *hq,
+                  const float *x, const float *h0, const float *c0, const int64_t *lengths,
+                  int64_t T, int64_t B, int64_t I, int64_t H, int act, int reverse,
+                  int nthreads);
+/* fr_cell_backward_s of a bf16 forward: the same, with dw_hh taken against hq (fr_lp_forward's
+   bf16-rounded h_{t-1}, T*B*H) instead of the cache's float32 states. */
+int fr_cell_backward_hq_s(int cell, float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh,
+                          float *db_ih, float *db_hh, const float *cache, const float *hq,
+                          const float *x, const float *w_ih, const float *w_hh, const float *dy,
+                          const float *dh_n, const float *dc_n, const int64_t *lengths, int64_t T,
+                          int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads);
+/* dst[i] = src[i] rounded to bfloat16 (nearest even; NaN stays NaN), as float32; may alias. */
+void fr_round_bf16(float *dst, const float *src, int64_t n);
+/* A 64-bit checksum of n bytes (Fletcher-style over 32-bit words: any change of one word, and
+   any swap of two, changes it). For the prepared weights' staleness check. */
+uint64_t fr_checksum(const void *p, int64_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -824,7 +824,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                          REAL *db_ih, REAL *db_hh, const REAL *cache, const REAL *x, const REAL *w_ih,
                          const REAL *w_hh, const REAL *dy, const REAL *dh_n, const REAL *dc_n,
                          const int64_t *lengths, int64_t Tn, int64_t B, int64_t I, int64_t H, int act,
-                         int reverse, int nthreads) {
+                         int reverse, int nthreads, const REAL *hprev_w) {
     const int identity = I > 0 && w_ih == NULL; /* W_ih is the identity: dx gets the gate grads */
     if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || dh0 == NULL ||
         (dw_ih == NULL && !identity) || dw_hh == NULL || (cell->has_c && dc0 == NULL) ||
@@ -855,7 +855,8 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
 
     /* the weight gradients: single GEMMs over all steps */
     const fr_team_plan *p = &w.ps.plan;
-    const REAL *dgh_all = SFX(bw_dgh_all)(&w), *dgx_all = SFX(bw_dgx_all)(&w), *hprev_c = cache;
+    const REAL *dgh_all = SFX(bw_dgh_all)(&w), *dgx_all = SFX(bw_dgx_all)(&w);
+    const REAL *hprev_c = hprev_w ? hprev_w : cache;
     const int ntg = threads_for(nthreads, 2.0 * (double)TB * (double)GH * (double)(identity ? H : I + H));
     if (I > 0 && !identity) {
         if (dx) st = SFX(fr_gemm)(0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
@@ -928,7 +929,7 @@ int SFX(fr_cell_backward)(int cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih,
     if (cd == NULL) return FR_ERR_ARG;
     return SFX(fr_rec_backward)(cd, dx, dh0, cd->has_c ? dc0 : NULL, dw_ih, dw_hh, db_ih, db_hh,
                                 cache, x, w_ih, w_hh, dy, dh_n, cd->has_c ? dc_n : NULL, lengths, T,
-                                B, I, H, act, reverse, nthreads);
+                                B, I, H, act, reverse, nthreads, NULL);
 }
 
 #undef CELL

@@ -1,6 +1,6 @@
 # Declarations of the C kernels: everything comes from csrc/fastrnn.h and csrc/scratch.h,
 # nothing is declared twice.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from "fastrnn.h" nogil:
     enum:
@@ -132,6 +132,31 @@ cdef extern from "fastrnn.h" nogil:
     int fr_dense_step_d(double *y, double *work, const double *packed, int act, const double *x,
                         int64_t B, int64_t I, int64_t O)
     int64_t fr_dense_work_size()
+
+    enum:
+        FR_PREC_F32
+        FR_PREC_BF16
+        FR_PREC_INT8
+        FR_CPU_AVX512_BF16
+        FR_CPU_AVX512_VNNI
+        FR_CPU_AVX_VNNI
+    int fr_cpu_has_lowp(int feature)
+    const char *fr_lowp_path(int prec)
+    int64_t fr_lp_packed_bytes(int cell, int prec, int identity, int64_t I, int64_t H)
+    int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float *w_hh,
+                   const float *b_ih, const float *b_hh, int64_t I, int64_t H)
+    int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *cache,
+                      float *hq, const float *x, const float *h0, const float *c0,
+                      const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
+                      int act, int reverse, int nthreads)
+    int fr_cell_backward_hq_s(int cell, float *dx, float *dh0, float *dc0, float *dw_ih,
+                              float *dw_hh, float *db_ih, float *db_hh, const float *cache,
+                              const float *hq, const float *x, const float *w_ih,
+                              const float *w_hh, const float *dy, const float *dh_n,
+                              const float *dc_n, const int64_t *lengths, int64_t T, int64_t B,
+                              int64_t I, int64_t H, int act, int reverse, int nthreads)
+    void fr_round_bf16(float *dst, const float *src, int64_t n)
+    uint64_t fr_checksum(const void *p, int64_t n)
 
 cdef extern from "scratch.h" nogil:
     void *fr_scratch_alloc(size_t nbytes)

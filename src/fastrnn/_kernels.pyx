@@ -10,7 +10,7 @@ GIL around the C call. A C status code becomes a Python exception here. Argument
 import numpy as np
 
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
@@ -92,6 +92,7 @@ def build_info():
         "openmp": bool(fr_has_openmp()),
         "max_threads": fr_omp_max_threads(),
         "compiler": sysconfig.get_config_var("CC") or "unknown",
+        "precision": lowp_info(),
     }
 
 
@@ -659,7 +660,7 @@ def cell_forward_rows(str cell, y, h_n, c_n, cache, table, ids, h0, c0, w_hh, b_
 
 
 def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, w_ih, w_hh,
-                  dy, dh_n, dc_n, lengths, int act, bint reverse, int nthreads):
+                  dy, dh_n, dc_n, lengths, int act, bint reverse, int nthreads, hq=None):
     """Backpropagate through a whole sequence using the cache of cell_forward.
 
     Writes dx, dh0 (and dc0 for LSTM); accumulates into dw_ih, dw_hh, db_ih, db_hh (+=).
@@ -691,9 +692,137 @@ def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, 
         x=x, w_ih=w_ih, w_hh=w_hh, dy=dy, dh_n=dh_n, dc_n=dc_n, lengths=lengths))
     cdef bint f32 = dt == np.float32
     cdef int st
+    cdef const float *phq
+    if hq is not None:  # a bf16 forward's rounded states for dw_hh
+        if not f32:
+            raise TypeError("hq needs float32 arrays")
+        _chk(hq, "hq", (T, B, H), dt, False, False)
+        phq = <const float *>_ptr(hq)
+        with nogil:
+            st = fr_cell_backward_hq_s(a.cell, <float *>a.dx, <float *>a.dh0, <float *>a.dc0,
+                                       <float *>a.dw_ih, <float *>a.dw_hh, <float *>a.db_ih,
+                                       <float *>a.db_hh, <const float *>a.cache,
+                                       phq, <const float *>a.x,
+                                       <const float *>a.w_ih, <const float *>a.w_hh,
+                                       <const float *>a.dy, <const float *>a.dh_n,
+                                       <const float *>a.dc_n, a.lengths, a.steps, a.batch,
+                                       a.inputs, a.hidden, a.act, a.reverse, a.nthreads)
+        _raise(st, f"{cell}_backward")
+        return
     with nogil:
         st = _backward(&a, <float *>NULL) if f32 else _backward(&a, <double *>NULL)
     _raise(st, f"{cell}_backward")
+
+
+# ---- reduced precision (csrc/lowp.c) -----------------------------------------------------------
+
+_PRECS = {"bfloat16": FR_PREC_BF16, "int8": FR_PREC_INT8}
+
+
+def lowp_info():
+    """CPU features and the kernels each reduced precision runs on now."""
+    return {
+        "avx512_bf16": bool(fr_cpu_has_lowp(FR_CPU_AVX512_BF16)),
+        "avx512_vnni": bool(fr_cpu_has_lowp(FR_CPU_AVX512_VNNI)),
+        "avx_vnni": bool(fr_cpu_has_lowp(FR_CPU_AVX_VNNI)),
+        "bfloat16": fr_lowp_path(FR_PREC_BF16).decode(),
+        "int8": fr_lowp_path(FR_PREC_INT8).decode(),
+    }
+
+
+def lp_pack(str cell, str precision, w_ih, w_hh, b_ih, b_hh):
+    """The weights packed for fr_lp_forward: a 64-byte aligned uint8 array.
+
+    Float32 C-contiguous arrays (w_ih None: the identity, I = G*H); sizes checked here.
+    """
+    cdef int code = CELLS[cell].code
+    cdef int prec = _PRECS[precision]
+    cdef int64_t G = CELLS[cell].gates
+    _chk(w_hh, "w_hh", (w_hh.shape[0], w_hh.shape[1]) if w_hh.ndim == 2 else (-1, -1),
+         np.float32, False, False)
+    cdef int64_t H = w_hh.shape[1]
+    _chk(w_hh, "w_hh", (G * H, H), np.float32, False, False)
+    cdef int64_t I = G * H
+    if w_ih is not None:
+        if w_ih.ndim != 2:
+            raise ValueError("w_ih must be 2-D")
+        I = w_ih.shape[1]
+        _chk(w_ih, "w_ih", (G * H, I), np.float32, False, False)
+    _chk(b_ih, "b_ih", (G * H,), np.float32, False, True)
+    _chk(b_hh, "b_hh", (G * H,), np.float32, False, True)
+    cdef int64_t n = fr_lp_packed_bytes(code, prec, w_ih is None and I > 0, I, H)
+    if n < 0:
+        raise ValueError(f"{cell} {precision}: sizes I={I}, H={H} out of range")
+    raw = np.empty(n + 64, np.uint8)
+    off = (-(<Py_ssize_t>cnp.PyArray_DATA(raw))) % 64
+    packed = raw[off:off + n]
+    cdef int st
+    cdef void *pp = _ptr(packed)
+    cdef const float *p1 = <const float *>_ptr(w_ih)
+    cdef const float *p2 = <const float *>_ptr(w_hh)
+    cdef const float *p3 = <const float *>_ptr(b_ih)
+    cdef const float *p4 = <const float *>_ptr(b_hh)
+    with nogil:
+        st = fr_lp_pack(pp, code, prec, p1, p2, p3, p4, I, H)
+    _raise(st, "lp_pack")
+    return packed
+
+
+def lp_forward(str cell, packed, y, h_n, c_n, cache, hq, x, h0, c0, lengths, int act,
+               bint reverse, int nthreads):
+    """Whole-sequence reduced-precision forward on packed weights (lp_pack); float32 arrays."""
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        raise ValueError("x must be a 3-D array")
+    cdef int64_t T = x.shape[0], B = x.shape[1], I = x.shape[2]
+    cdef int64_t G = CELLS[cell].gates
+    if not isinstance(packed, np.ndarray) or packed.dtype != np.uint8 or packed.ndim != 1:
+        raise TypeError("packed must come from lp_pack")
+    cdef int64_t H = h_n.shape[1]
+    _chk(x, "x", (T, B, I), np.float32, False, False)
+    _chk_forward_rest(cell, np.dtype(np.float32), T, B, H, G, y, h_n, c_n, cache, h0, c0, None,
+                      None, lengths)
+    _chk(hq, "hq", (T, B, H), np.float32, True, True)
+    if nthreads < 1:
+        raise ValueError("nthreads must be >= 1")
+    cdef int st
+    cdef void *pk = _ptr(packed)
+    cdef float *py = <float *>_ptr(y)
+    cdef float *phn = <float *>_ptr(h_n)
+    cdef float *pcn = <float *>_ptr(c_n)
+    cdef float *pca = <float *>_ptr(cache)
+    cdef float *phq = <float *>_ptr(hq)
+    cdef const float *px = <const float *>_ptr(x)
+    cdef const float *ph0 = <const float *>_ptr(h0)
+    cdef const float *pc0 = <const float *>_ptr(c0)
+    cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
+    with nogil:
+        st = fr_lp_forward(pk, py, phn, pcn, pca, phq, px, ph0, pc0, pl, T, B, I, H, act,
+                           reverse, nthreads)
+    _raise(st, f"{cell}_forward (reduced precision)")
+
+
+def round_bf16(src):
+    """A new float32 array: src (float32, C-contiguous) rounded to bfloat16."""
+    _chk(src, "src", src.shape, np.float32, False, False)
+    out = np.empty_like(src)
+    cdef float *po = <float *>_ptr(out)
+    cdef const float *ps = <const float *>_ptr(src)
+    cdef int64_t n = cnp.PyArray_SIZE(src)
+    with nogil:
+        fr_round_bf16(po, ps, n)
+    return out
+
+
+def checksum(a):
+    """fr_checksum of a C-contiguous array's bytes."""
+    if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
+        raise TypeError("checksum needs a C-contiguous ndarray")
+    cdef int64_t n = a.nbytes
+    cdef const void *p = _ptr(a)
+    cdef uint64_t c
+    with nogil:
+        c = fr_checksum(p, n)
+    return c
 
 
 _check_env_arch()

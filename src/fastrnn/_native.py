@@ -13,6 +13,7 @@ dtypes before any pointer reaches C.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -137,7 +138,13 @@ def adam_update(w: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, c1: 
 
 
 def build_info() -> dict[str, Any]:
-    """How the kernels were built and what they run on (SIMD path, OpenMP, threads)."""
+    """How the kernels were built and what they run on (SIMD path, OpenMP, threads).
+
+    ``info["precision"]``: whether the CPU has ``avx512_bf16``, ``avx512_vnni`` and
+    ``avx_vnni``, and the kernels ``bfloat16`` and ``int8`` run on with the SIMD path in use
+    (``"avx512_bf16"``, ``"avx512_vnni"``, ``"avx_vnni"`` or ``"portable"``: float32/int32
+    arithmetic in C on the same rounded operands, the same numbers).
+    """
     return dict(_kernels.build_info())
 
 
@@ -155,16 +162,16 @@ class Context:
     block serves the next training forward of the same size.
     """
 
-    __slots__ = ("cell", "act", "reverse", "p", "cache", "ref")
+    __slots__ = ("cell", "act", "reverse", "p", "cache", "hq")
 
     def __init__(self, cell: str, act: int, reverse: bool, p: Prepared,
-                 cache: np.ndarray | None, ref: Any = None) -> None:
+                 cache: np.ndarray, hq: np.ndarray | None = None) -> None:
         self.cell = cell
         self.act = act
         self.reverse = reverse
-        self.p = p
+        self.p = p  # a bf16 forward's: x and weights as its GEMMs saw them (rounded)
         self.cache = cache
-        self.ref = ref
+        self.hq = hq  # a bf16 forward's rounded h_{t-1} (T, B, H), for dw_hh
 
     def __repr__(self) -> str:
         p = self.p
@@ -264,9 +271,6 @@ def backward(ctx: Context, grads: Grads, need_dx: bool = True) -> tuple:
         ``dc0`` None without a cell state; ``dw_ih`` None with ``w_ih`` None; bias gradients
         None where the bias was None; ``dx`` None when not ``need_dx``.
     """
-    if ctx.ref is not None:
-        from . import reference
-        return reference._MATHS[ctx.cell][1](ctx.ref, grads, need_dx)
     p = ctx.p
     spec = CELLS[ctx.cell]
     dt = p.dtype
@@ -281,7 +285,7 @@ def backward(ctx: Context, grads: Grads, need_dx: bool = True) -> tuple:
     db_hh = np.zeros(G * H, dtype=dt) if p.b_hh is not None else None
     _kernels.cell_backward(ctx.cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, ctx.cache, p.x,
                            p.w_ih, p.w_hh, grads.dy, grads.dh_n, grads.dc_n, p.lengths, ctx.act,
-                           ctx.reverse, get_num_threads())
+                           ctx.reverse, get_num_threads(), ctx.hq)
     return (dx if need_dx else None), dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -295,14 +299,9 @@ def _key(a: np.ndarray | None) -> tuple | None:
     return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
 
 
-def _checksum(arrays: tuple) -> int:
-    """A checksum of the arrays' bytes (one pass; catches any change of a weight)."""
-    import zlib
-    c = 0
-    for a in arrays:
-        if a is not None:
-            c = zlib.crc32(memoryview(a).cast("B"), c)
-    return c
+def _checksum(arrays: tuple) -> tuple:
+    """Checksums of the arrays' bytes (fr_checksum: one pass; catches any change of a weight)."""
+    return tuple(None if a is None else _kernels.checksum(a) for a in arrays)
 
 
 class PreparedWeights:
@@ -321,7 +320,7 @@ class PreparedWeights:
     """
 
     __slots__ = ("cell", "precision", "check", "version", "I", "H", "G", "_arrays", "_keys",
-                 "_sum", "packs")
+                 "_sum", "_packed", "_rounded")
 
     def __init__(self, cell: str, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *,
                  precision: str, check: str = "content") -> None:
@@ -361,7 +360,31 @@ class PreparedWeights:
         self._arrays = arrays  # held: their memory cannot be reused by other arrays
         self._keys = tuple(_key(a) for a in arrays)
         self._sum = _checksum(arrays) if self.check == "content" else None
-        self.packs = {}  # the packed forms, made on first use (per SIMD path)
+        self._packed: np.ndarray | None = None  # made on first use
+        self._rounded: tuple | None = None
+
+    @classmethod
+    def _of(cls, p: Prepared) -> PreparedWeights:
+        """For one call: p's weights, checked already (no content checksum)."""
+        pw = cls.__new__(cls)
+        pw.cell, pw.precision, pw.check, pw.version = p.cell, p.precision, "identity", None
+        pw._set(p)
+        return pw
+
+    def packed(self) -> np.ndarray:
+        """The weights packed for the reduced-precision kernels (made once)."""
+        if self._packed is None:
+            w_ih, w_hh, b_ih, b_hh = self._arrays
+            self._packed = _kernels.lp_pack(self.cell, self.precision, w_ih, w_hh, b_ih, b_hh)
+        return self._packed
+
+    def rounded(self) -> tuple:
+        """(w_ih, w_hh) rounded to bfloat16 (w_ih None for the identity): the backward's."""
+        if self._rounded is None:
+            w_ih, w_hh = self._arrays[0], self._arrays[1]
+            self._rounded = (None if w_ih is None else _kernels.round_bf16(w_ih),
+                             _kernels.round_bf16(w_hh))
+        return self._rounded
 
     def _sync(self, p: Prepared) -> None:
         """Make the object hold p's weights: pack again if they are other arrays or changed."""
@@ -393,11 +416,24 @@ def forward_prec(p: Prepared, prepared: PreparedWeights | None) -> tuple:
         prepared._sync(p)
     if p.precision == "float32":
         return forward(p)
-    from . import reference
-    y, h_n, c_n, ref = reference._MATHS[p.cell][0](p)
+    pw = prepared if prepared is not None else PreparedWeights._of(p)
+    spec = CELLS[p.cell]
+    T, B, H = p.T, p.B, p.H
     act = NONLINEARITIES[p.nonlinearity] if p.nonlinearity is not None else 0
-    ctx = Context(p.cell, act, p.reverse, p, None, ref) if p.training else None
-    return y, h_n, c_n, ctx
+    y = empty((T, B, H), np.float32)
+    h_n = np.empty((B, H), dtype=np.float32)
+    c_n = np.empty((B, H), dtype=np.float32) if spec.has_cell_state else None
+    cache = (_kernels.kept_empty((_kernels.cache_size(p.cell, T, B, H),), np.dtype(np.float32))
+             if p.training else None)
+    hq = empty((T, B, H), np.float32) if p.training else None
+    _kernels.lp_forward(p.cell, pw.packed(), y, h_n, c_n, cache, hq, p.x, p.h0, p.c0,
+                        p.lengths, act, p.reverse, get_num_threads())
+    if not p.training:
+        return y, h_n, c_n, None
+    w_ih_r, w_hh_r = pw.rounded()
+    x_r = p.x if p.w_ih is None else _kernels.round_bf16(p.x)
+    pr = dataclasses.replace(p, x=x_r, w_ih=w_ih_r, w_hh=w_hh_r)
+    return y, h_n, c_n, Context(p.cell, act, p.reverse, pr, cache, hq)
 
 
 assert PRECISIONS[0] == "float32"

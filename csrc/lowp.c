@@ -1,0 +1,421 @@
+/*
+ * lowp.c — the reduced-precision (bfloat16, int8) whole-sequence forward: weight packing (once,
+ * fr_lp_pack) and the driver (fr_lp_forward). Formats and microkernels: lowp.h, lowp_kernels.c.
+ * The cells' pointwise maths are the float32 ones (rnn.c, lstm.c, gru.c) through the same tile
+ * interface as recurrence.c, so the training cache has the float32 layout and the float32
+ * backward (fr_cell_backward_s) runs on it.
+ *
+ * One parallel region for the sequence. Thread tid owns hidden blocks of LP_NR units (all gates);
+ * per chunk of steps it converts the chunk's input rows once (bf16 pairs or u8 quads, gathered in
+ * the order the steps read them) and projects its own columns; per step it converts the B state
+ * rows once into its own buffer, runs its recurrent tiles and the pointwise maths while the tile
+ * is in L1; one barrier per step publishes the new state.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lowp.h"
+#include "recurrence.h"
+#include "scratch.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define LP_MAGIC 0x70776c66 /* "flwp" */
+#define LP_PROJ_ROWS 256    /* input rows per projection chunk */
+#define LP_MIN_FLOPS 48000.0 /* per step and thread, below which a thread does not pay */
+
+static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
+
+/* The packed block: this header, then (64-byte aligned) the folded biases (njb*G*LP_NR floats),
+   the GRU n biases (njb*LP_NR), the W_ih panels (njb*G, none for the identity), the W_hh panels
+   (njb*G); panel (jb, g) holds columns g*H + jb*LP_NR + c, c < LP_NR. */
+typedef struct {
+    int64_t magic, cell, prec, identity, I, H, G, njb;
+    int64_t off_bias, off_bhn, off_ih, off_hh, pb_ih, pb_hh, total;
+} lp_header;
+
+static int lp_layout(lp_header *h, int cell, int prec, int identity, int64_t I, int64_t H) {
+    const int G = fr_cell_gates(cell);
+    if (G < 0 || (prec != FR_PREC_BF16 && prec != FR_PREC_INT8) || H < 1 || I < 0 ||
+        (identity && I != G * H) || H > ((int64_t)1 << 24) || I > ((int64_t)1 << 26))
+        return FR_ERR_ARG;
+    h->magic = LP_MAGIC;
+    h->cell = cell;
+    h->prec = prec;
+    h->identity = identity;
+    h->I = I;
+    h->H = H;
+    h->G = G;
+    h->njb = (H + LP_NR - 1) / LP_NR;
+    h->pb_ih = identity || I == 0 ? 0 : lp_panel_bytes(prec, I);
+    h->pb_hh = lp_panel_bytes(prec, H);
+    h->off_bias = align64((int64_t)sizeof(lp_header));
+    h->off_bhn = h->off_bias + align64(h->njb * G * LP_NR * 4);
+    h->off_ih = h->off_bhn + align64(h->njb * LP_NR * 4);
+    h->off_hh = h->off_ih + h->njb * G * h->pb_ih;
+    h->total = h->off_hh + h->njb * G * h->pb_hh;
+    return FR_OK;
+}
+
+int64_t fr_lp_packed_bytes(int cell, int prec, int identity, int64_t I, int64_t H) {
+    lp_header h;
+    return lp_layout(&h, cell, prec, identity != 0, I, H) == FR_OK ? h.total : -1;
+}
+
+/* Symmetric int8 quantization of one weight row (fastrnn.reference.quantize_rows_int8). */
+static float quant_row_s8(const float *w, int64_t K, int8_t *q) {
+    float amax = 0.0f;
+    int finite = 1;
+    for (int64_t k = 0; k < K; k++) {
+        const float a = w[k] < 0 ? -w[k] : w[k];
+        if (!(a <= 3.4028235e38f)) finite = 0;
+        else if (a > amax) amax = a;
+    }
+    if (!finite) {
+        memset(q, 0, (size_t)K);
+        return NAN;
+    }
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    for (int64_t k = 0; k < K; k++) {
+        float v = nearbyintf(w[k] * inv);
+        v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
+        q[k] = (int8_t)v;
+    }
+    return amax / 127.0f;
+}
+
+/* Panel of columns g*H + j0 + c (c < LP_NR; zero where j0 + c >= H) of W (G*H rows of K). */
+static void pack_panel(uint8_t *dst, int prec, const float *W, int64_t K, int64_t H, int64_t g,
+                       int64_t j0, int8_t *qrow) {
+    const int64_t kw = lp_kwords(prec, K);
+    uint32_t *P = (uint32_t *)dst;
+    memset(dst, 0, (size_t)lp_panel_bytes(prec, K));
+    for (int64_t c = 0; c < LP_NR && j0 + c < H; c++) {
+        const float *w = W + (g * H + j0 + c) * K;
+        if (prec == FR_PREC_BF16) {
+            uint16_t *p16 = (uint16_t *)P;
+            for (int64_t k = 0; k < K; k++) p16[((k / 2) * LP_NR + c) * 2 + (k & 1)] = lp_bf16(w[k]);
+        } else {
+            const float sc = quant_row_s8(w, K, qrow);
+            int8_t *p8 = (int8_t *)P;
+            int32_t sum = 0;
+            for (int64_t k = 0; k < K; k++) {
+                p8[((k / 4) * LP_NR + c) * 4 + (k & 3)] = qrow[k];
+                sum += qrow[k];
+            }
+            int32_t *comp = (int32_t *)(P + kw * LP_NR);
+            float *wscale = (float *)(comp + LP_NR);
+            comp[c] = 128 * sum;
+            wscale[c] = sc;
+        }
+    }
+}
+
+int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float *w_hh,
+               const float *b_ih, const float *b_hh, int64_t I, int64_t H) {
+    lp_header h;
+    if (packed == NULL || w_hh == NULL || (I > 0 && w_ih == NULL && I != fr_cell_gates(cell) * H))
+        return FR_ERR_ARG;
+    const int identity = I > 0 && w_ih == NULL;
+    int st = lp_layout(&h, cell, prec, identity, I, H);
+    if (st != FR_OK) return st;
+    const fr_cell_s *cd = fr_rec_cell_of_s(cell);
+    const int64_t G = h.G, K = I > H ? I : H;
+    int8_t *qrow = malloc((size_t)(K > 0 ? K : 1));
+    if (qrow == NULL) return FR_ERR_NOMEM;
+    uint8_t *base = packed;
+    memcpy(base, &h, sizeof h);
+    float *bias = (float *)(base + h.off_bias), *bhn = (float *)(base + h.off_bhn);
+    for (int64_t jb = 0; jb < h.njb; jb++) {
+        const int64_t j0 = jb * LP_NR;
+        for (int64_t g = 0; g < G; g++) {
+            for (int64_t c = 0; c < LP_NR; c++) {
+                const int64_t j = j0 + c;
+                float v = 0;
+                if (j < H) {
+                    if (b_ih) v += b_ih[g * H + j];
+                    if (b_hh && !(cd->split_n && g == G - 1)) v += b_hh[g * H + j];
+                }
+                bias[(jb * G + g) * LP_NR + c] = v;
+            }
+            if (h.pb_ih)
+                pack_panel(base + h.off_ih + (jb * G + g) * h.pb_ih, prec, w_ih, I, H, g, j0, qrow);
+            pack_panel(base + h.off_hh + (jb * G + g) * h.pb_hh, prec, w_hh, H, H, g, j0, qrow);
+        }
+        for (int64_t c = 0; c < LP_NR; c++)
+            bhn[jb * LP_NR + c] = (cd->split_n && b_hh && j0 + c < H) ? b_hh[(G - 1) * H + j0 + c] : 0;
+    }
+    free(qrow);
+    return FR_OK;
+}
+
+/* ---- the forward -------------------------------------------------------------------------- */
+
+typedef struct {
+    const lp_header *h;
+    const uint8_t *base;
+    const lp_kernel *k;
+    const fr_cell_s *cd;
+    fr_point_fn_s pw;
+    float *y, *h_n, *c_n, *cache, *hq, *hbuf;
+    const float *x;
+    const int64_t *lengths;
+    int64_t T, B, Tc, ldh, ldxp, kwI, kwH, per_thread_bytes;
+    int act, reverse;
+    uint8_t *scratch; /* per thread: xp, Ax, ascale, Ah, hscale, tile */
+} lp_fw;
+
+static inline int64_t time_of(int64_t s, int64_t L, int reverse) {
+    return (reverse && s < L) ? L - 1 - s : s;
+}
+
+/* Convert the input rows of steps [s0, s1) (row q = (s - s0)*B + b, the time row it reads). */
+static void lp_convert_chunk(const lp_fw *f, int64_t s0, int64_t s1, uint32_t *Ax, float *as) {
+    const int64_t B = f->B, I = f->h->I, kw = f->kwI, T = f->T;
+    if (f->lengths == NULL && !f->reverse) {
+        f->k->rows(Ax, kw, as, f->x + s0 * B * I, I, (s1 - s0) * B, I);
+    } else if (f->lengths == NULL) {
+        for (int64_t s = s0; s < s1; s++)
+            f->k->rows(Ax + (s - s0) * B * kw, kw, as + (s - s0) * B, f->x + (T - 1 - s) * B * I, I,
+                       B, I);
+    } else {
+        for (int64_t s = s0; s < s1; s++)
+            for (int64_t b = 0; b < B; b++) {
+                const int64_t q = (s - s0) * B + b;
+                const int64_t t = time_of(s, f->lengths[b], f->reverse);
+                f->k->rows(Ax + q * kw, kw, as + q, f->x + (t * B + b) * I, I, 1, I);
+            }
+    }
+}
+
+/* The identity projection (x holds the G*H pre-activations) of the chunk, own columns. */
+static void lp_project_identity(const lp_fw *f, int64_t s0, int64_t s1, int64_t jb0, int64_t nj,
+                                float *xp) {
+    const int64_t B = f->B, H = f->h->H, G = f->h->G, GH = G * H;
+    const float *bias = (const float *)(f->base + f->h->off_bias);
+    for (int64_t s = s0; s < s1; s++)
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t q = (s - s0) * B + b;
+            const int64_t L = f->lengths ? f->lengths[b] : f->T;
+            const float *a = f->x + (time_of(s, L, f->reverse) * B + b) * GH;
+            for (int64_t jl = 0; jl < nj; jl++) {
+                const int64_t jb = jb0 + jl, j0 = jb * LP_NR, nv = imin(LP_NR, H - j0);
+                for (int64_t g = 0; g < G; g++) {
+                    const float *bp = bias + (jb * G + g) * LP_NR;
+                    float *o = xp + q * f->ldxp + (jl * G + g) * LP_NR;
+                    for (int64_t c = 0; c < nv; c++) o[c] = a[g * H + j0 + c] + bp[c];
+                    for (int64_t c = nv; c < LP_NR; c++) o[c] = bp[c];
+                }
+            }
+        }
+}
+
+static void lp_thread(const lp_fw *f, int tid, int nt) {
+    const lp_header *hd = f->h;
+    const int64_t B = f->B, T = f->T, H = hd->H, G = hd->G, GH = G * H, TB = T * B;
+    const int64_t njb = hd->njb, njt = (njb + nt - 1) / nt;
+    const int64_t jb0 = imin(njb, tid * njt), nj = imin(njb, jb0 + njt) - jb0;
+    const int64_t ldxp = f->ldxp, ldh = f->ldh, kwI = f->kwI, kwH = f->kwH, Tc = f->Tc;
+    const lp_kernel *k = f->k;
+    uint8_t *mine = f->scratch + tid * f->per_thread_bytes;
+    float *xp = (float *)mine;
+    uint32_t *Ax = (uint32_t *)(mine + align64(Tc * B * ldxp * 4));
+    float *as = (float *)((uint8_t *)Ax + align64(Tc * B * kwI * 4));
+    uint32_t *Ah = (uint32_t *)((uint8_t *)as + align64(Tc * B * 4));
+    float *hs = (float *)((uint8_t *)Ah + align64(B * kwH * 4));
+    float *tile = (float *)((uint8_t *)hs + align64(B * 4));
+    const float *bias = (const float *)(f->base + hd->off_bias);
+    const float *bhn = (const float *)(f->base + hd->off_bhn);
+    float *cache = f->cache;
+    float *hprev_c = cache, *gates_c = cache ? cache + TB * H : NULL;
+    float *aux0_c = cache && f->cd->naux > 0 ? gates_c + TB * GH : NULL;
+    float *aux1_c = cache && f->cd->naux > 1 ? aux0_c + TB * H : NULL;
+    int64_t rows[LP_MR];
+    fr_tile_s tl = {.ts = LP_NR, .H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * LP_NR,
+                    .ldh = ldh, .ldc = H, .rows = rows};
+
+    for (int64_t s0 = 0; s0 < T; s0 += Tc) {
+        const int64_t s1 = imin(T, s0 + Tc), nrow = (s1 - s0) * B;
+        if (nj > 0) {
+            if (hd->identity) {
+                lp_project_identity(f, s0, s1, jb0, nj, xp);
+            } else {
+                if (hd->I > 0) lp_convert_chunk(f, s0, s1, Ax, as);
+                for (int64_t jl = 0; jl < nj; jl++)
+                    for (int64_t g = 0; g < G; g++) {
+                        const int64_t pi = (jb0 + jl) * G + g;
+                        const float *bp = bias + pi * LP_NR;
+                        float *out = xp + (jl * G + g) * LP_NR;
+                        if (hd->I == 0) {
+                            for (int64_t q = 0; q < nrow; q++) memcpy(out + q * ldxp, bp, LP_NR * 4);
+                            continue;
+                        }
+                        const uint32_t *panel = (const uint32_t *)(f->base + hd->off_ih + pi * hd->pb_ih);
+                        for (int64_t r0 = 0; r0 < nrow; r0 += LP_MR)
+                            k->ukr(imin(LP_MR, nrow - r0), kwI, Ax + r0 * kwI, kwI, panel, as + r0,
+                                   bp, out + r0 * ldxp, ldxp);
+                    }
+            }
+        }
+        for (int64_t s = s0; s < s1; s++) {
+            const float *hp = f->hbuf + (s & 1) * B * ldh;
+            float *hn = f->hbuf + ((s + 1) & 1) * B * ldh;
+            if (nj > 0) k->rows(Ah, kwH, hs, hp, ldh, B, H);
+            for (int64_t jl = 0; jl < nj; jl++) {
+                const int64_t jb = jb0 + jl, j0 = jb * LP_NR, nv = imin(LP_NR, H - j0);
+                tl.n = nv;
+                tl.bhn = bhn + jb * LP_NR;
+                tl.y = f->y ? f->y + j0 : NULL;
+                tl.gates = gates_c ? gates_c + j0 : NULL;
+                tl.aux0 = aux0_c ? aux0_c + j0 : NULL;
+                tl.aux1 = aux1_c ? aux1_c + j0 : NULL;
+                for (int64_t b0 = 0; b0 < B; b0 += LP_MR) {
+                    const int64_t m = imin(LP_MR, B - b0);
+                    for (int64_t g = 0; g < G; g++)
+                        k->ukr(m, kwH, Ah + b0 * kwH, kwH,
+                               (const uint32_t *)(f->base + hd->off_hh + (jb * G + g) * hd->pb_hh),
+                               hs + b0, NULL, tile + g * LP_NR, G * LP_NR);
+                    for (int64_t i = 0; i < m; i++) {
+                        const int64_t b = b0 + i;
+                        const int64_t L = f->lengths ? f->lengths[b] : T;
+                        const int64_t r = time_of(s, L, f->reverse) * B + b;
+                        const float *hpr = hp + b * ldh + j0;
+                        if (s < L) {
+                            rows[i] = r;
+                            if (cache) memcpy(hprev_c + r * H + j0, hpr, (size_t)nv * 4);
+                            if (f->hq)
+                                for (int64_t c = 0; c < nv; c++) {
+                                    union {
+                                        uint32_t u;
+                                        float v;
+                                    } cv = {.u = (uint32_t)lp_bf16(hpr[c]) << 16};
+                                    f->hq[r * H + j0 + c] = cv.v;
+                                }
+                        } else { /* the row's sequence has ended: its state passes through */
+                            rows[i] = -1;
+                            memcpy(hn + b * ldh + j0, hpr, (size_t)nv * 4);
+                            if (f->y) memset(f->y + r * H + j0, 0, (size_t)nv * 4);
+                            if (cache) memset(hprev_c + r * H + j0, 0, (size_t)nv * 4);
+                            if (f->hq) memset(f->hq + r * H + j0, 0, (size_t)nv * 4);
+                        }
+                    }
+                    tl.m = m;
+                    tl.xp = xp + ((s - s0) * B + b0) * ldxp + jl * G * LP_NR;
+                    tl.hprev = hp + b0 * ldh + j0;
+                    tl.h = hn + b0 * ldh + j0;
+                    tl.c = f->cd->has_c ? f->c_n + b0 * H + j0 : NULL;
+                    f->pw(&tl, f->act);
+                }
+            }
+            if (nt > 1) {
+#pragma omp barrier
+            }
+        }
+    }
+}
+
+int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *cache, float *hq,
+                  const float *x, const float *h0, const float *c0, const int64_t *lengths,
+                  int64_t T, int64_t B, int64_t I, int64_t H, int act, int reverse,
+                  int nthreads) {
+    if (packed == NULL) return FR_ERR_ARG;
+    const lp_header *hd = packed;
+    if (hd->magic != LP_MAGIC || hd->I != I || hd->H != H || T < 0 || B < 0 || nthreads < 1 ||
+        y == NULL || h_n == NULL)
+        return FR_ERR_ARG;
+    const fr_cell_s *cd = fr_rec_cell_of_s((int)hd->cell);
+    if (cd == NULL || (cd->has_c && c_n == NULL) || (T > 0 && B > 0 && I > 0 && x == NULL) ||
+        (hd->cell == FR_CELL_RNN && act != FR_RNN_TANH && act != FR_RNN_RELU) ||
+        (cache != NULL && fr_rec_cache_size(cd->G, cd->naux, T, B, H) < 0) ||
+        (hq != NULL && hd->prec != FR_PREC_BF16))
+        return FR_ERR_ARG;
+    const int64_t BH = B * H, G = hd->G;
+    for (int64_t k = 0; k < BH; k++) h_n[k] = h0 ? h0[k] : 0.0f;
+    if (cd->has_c)
+        for (int64_t k = 0; k < BH; k++) c_n[k] = c0 ? c0[k] : 0.0f;
+    if (T == 0 || B == 0) return FR_OK;
+
+    lp_fw f = {.h = hd, .base = packed, .k = lp_kernel_for((int)hd->prec, fr_get_arch()),
+               .cd = cd, .pw = cd->point_for(fr_get_arch()), .y = y, .h_n = h_n,
+               .c_n = cd->has_c ? c_n : NULL, .cache = cache, .hq = hq, .x = x,
+               .lengths = lengths, .T = T, .B = B, .act = act, .reverse = reverse};
+    f.Tc = imin(T, (LP_PROJ_ROWS + B - 1) / B);
+    f.ldh = (H + 15) / 16 * 16 + 16;
+    f.ldxp = hd->njb * G * LP_NR; /* room for every block: a smaller team owns more */
+    f.kwI = hd->identity ? 0 : lp_kwords((int)hd->prec, I);
+    f.kwH = lp_kwords((int)hd->prec, H);
+    f.per_thread_bytes = align64(f.Tc * B * f.ldxp * 4) + align64(f.Tc * B * f.kwI * 4) +
+                         align64(f.Tc * B * 4) + align64(B * f.kwH * 4) + align64(B * 4) +
+                         align64(LP_MR * G * LP_NR * 4);
+    const double step_flops = 2.0 * (double)B * (double)((hd->identity ? 0 : I) + H) * (double)G *
+                              (double)H;
+    int64_t nt = (int64_t)(step_flops / LP_MIN_FLOPS);
+    nt = nt < 1 ? 1 : imin(nt, imin(nthreads, hd->njb));
+#ifndef _OPENMP
+    nt = 1;
+#endif
+    const int64_t shared = align64(2 * B * f.ldh * 4);
+    uint8_t *mem = fr_scratch_alloc((size_t)(shared + nt * f.per_thread_bytes));
+    if (mem == NULL) return FR_ERR_NOMEM;
+    f.hbuf = (float *)mem;
+    f.scratch = mem + shared;
+    memset(f.hbuf, 0, (size_t)(2 * B * f.ldh * 4)); /* padding columns are converted too */
+    for (int64_t b = 0; b < B; b++) memcpy(f.hbuf + b * f.ldh, h_n + b * H, (size_t)H * 4);
+#pragma omp parallel num_threads((int)nt) if (nt > 1)
+    {
+#ifdef _OPENMP
+        lp_thread(&f, omp_get_thread_num(), omp_get_num_threads());
+#else
+        lp_thread(&f, 0, 1);
+#endif
+    }
+    const float *hf = f.hbuf + (T & 1) * B * f.ldh;
+    for (int64_t b = 0; b < B; b++) memcpy(h_n + b * H, hf + b * f.ldh, (size_t)H * 4);
+    fr_scratch_free(mem);
+    return FR_OK;
+}
+
+int fr_cell_backward_hq_s(int cell, float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh,
+                          float *db_ih, float *db_hh, const float *cache, const float *hq,
+                          const float *x, const float *w_ih, const float *w_hh, const float *dy,
+                          const float *dh_n, const float *dc_n, const int64_t *lengths, int64_t T,
+                          int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads) {
+    const fr_cell_s *cd = fr_rec_cell_of_s(cell);
+    if (cd == NULL || hq == NULL || (cell == FR_CELL_RNN && act != FR_RNN_TANH && act != FR_RNN_RELU))
+        return FR_ERR_ARG;
+    return fr_rec_backward_s(cd, dx, dh0, cd->has_c ? dc0 : NULL, dw_ih, dw_hh, db_ih, db_hh, cache,
+                             x, w_ih, w_hh, dy, dh_n, cd->has_c ? dc_n : NULL, lengths, T, B, I, H,
+                             act, reverse, nthreads, hq);
+}
+
+void fr_round_bf16(float *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        union {
+            uint32_t u;
+            float v;
+        } cv = {.u = (uint32_t)lp_bf16(src[i]) << 16};
+        dst[i] = cv.v;
+    }
+}
+
+uint64_t fr_checksum(const void *p, int64_t n) {
+    const uint8_t *b = p;
+    uint64_t s1[4] = {0, 0, 0, 0}, s2[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 4; l++) {
+            uint32_t w;
+            memcpy(&w, b + i + 4 * l, 4);
+            s1[l] += w;
+            s2[l] += s1[l];
+        }
+    uint64_t tail = 0;
+    for (; i < n; i++) tail = tail * 257u + b[i] + 1u;
+    uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ull ^ tail;
+    for (int l = 0; l < 4; l++) h = (h ^ s1[l]) * 0x100000001B3ull ^ (s2[l] * 0xC2B2AE3D27D4EB4Full);
+    return h;
+}

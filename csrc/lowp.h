@@ -1,0 +1,70 @@
+/*
+ * lowp.h — private interface of the reduced-precision (bfloat16, int8) recurrence: the operand
+ * formats, the per-path microkernels and row converters (lowp_kernels.c) the driver (lowp.c)
+ * uses. Not part of the public API (that is in fastrnn.h, section lowp.c).
+ *
+ * Formats (K the reduction length, LP_NR = 32 output columns per panel):
+ *   bfloat16: an A row is ceil(K/2) uint32 words, word p holding bf16(a[2p]) in its low half and
+ *     bf16(a[2p+1]) in its high half (0 past K). A panel is ceil(K/2) groups of LP_NR words, word
+ *     (p, c) holding column c's weights k = 2p, 2p+1 the same way: the operand order of
+ *     vdpbf16ps.
+ *   int8: an A row is ceil(K/4) uint32 words of 4 unsigned bytes u = q + 128 (q the row's
+ *     symmetric int8 value, 128 past K), plus the row's float scale. A panel is ceil(K/4) groups
+ *     of LP_NR words of 4 signed bytes (column c's weights k = 4p..4p+3, 0 past K), followed by
+ *     LP_NR int32 compensations 128 * sum_k w[k][c] and LP_NR float channel scales: the operand
+ *     order of vpdpbusd; sum_k u*w - comp = sum_k q*w exactly in int32.
+ */
+#ifndef FASTRNN_LOWP_H
+#define FASTRNN_LOWP_H
+
+#include <stdint.h>
+
+#include "fastrnn.h"
+
+#define LP_NR 32 /* output columns per panel (a hidden block of LP_NR units per gate) */
+#define LP_MR 8  /* most rows per microkernel call */
+
+/* uint32 words of an A row / of a panel's k-group for K and precision prec (FR_PREC_*). */
+static inline int64_t lp_kwords(int prec, int64_t K) {
+    return prec == FR_PREC_BF16 ? (K + 1) / 2 : (K + 3) / 4;
+}
+/* Bytes of one panel (LP_NR columns, K deep), its int8 tail included. */
+static inline int64_t lp_panel_bytes(int prec, int64_t K) {
+    return lp_kwords(prec, K) * LP_NR * 4 + (prec == FR_PREC_INT8 ? 2 * LP_NR * 4 : 0);
+}
+
+/*
+ * A microkernel: rows i < m <= LP_MR of C (row stride ldc), columns c < LP_NR:
+ *   C[i][c] = dot(A row i, panel column c) (+ bias[c] when bias is not NULL),
+ * bf16: float32 sums of the bf16 products; int8: float(int32 sum - comp[c]) * (ascale[i] *
+ * wscale[c]) (ascale NULL for bf16). A rows at stride lda words; kw words per row.
+ */
+typedef void (*lp_ukr_fn)(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
+                          const uint32_t *panel, const float *ascale, const float *bias, float *C,
+                          int64_t ldc);
+/* Convert n rows of K floats (row stride lds) into A rows (stride lda words); int8 also writes
+   each row's scale to scale[r]. */
+typedef void (*lp_rows_fn)(uint32_t *A, int64_t lda, float *scale, const float *src, int64_t lds,
+                           int64_t n, int64_t K);
+
+typedef struct {
+    lp_ukr_fn ukr;
+    lp_rows_fn rows;
+    const char *name; /* "avx512_bf16", "avx512_vnni", "portable", ... */
+} lp_kernel;
+
+/* The kernels of precision prec on SIMD path arch (FR_ARCH_*), falling back to what the CPU has
+   (the portable C kernels at worst). Never NULL for FR_PREC_BF16 / FR_PREC_INT8. */
+const lp_kernel *lp_kernel_for(int prec, int arch);
+
+/* bf16 of a float, round to nearest even (NaN stays a quiet NaN): the upper half of the result. */
+static inline uint16_t lp_bf16(float f) {
+    union {
+        float f;
+        uint32_t u;
+    } v = {.f = f};
+    if ((v.u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((v.u | 0x00400000u) >> 16);
+    return (uint16_t)((v.u + 0x7FFFu + ((v.u >> 16) & 1u)) >> 16);
+}
+
+#endif /* FASTRNN_LOWP_H */

@@ -1,0 +1,374 @@
+/*
+ * lowp_kernels.c — the reduced-precision microkernels and row converters (formats: lowp.h), per
+ * path: portable C, AVX-512 (AVX512_BF16 vdpbf16ps, AVX512_VNNI vpdpbusd) and AVX-VNNI for the
+ * AVX2 path's int8.
+ *
+ * Every path computes the same numbers: the bf16 products are exact in float32 and are added
+ * in one order (the pair's odd element first, as vdpbf16ps does), and the int8 sums are exact
+ * int32. (vdpbf16ps treats bf16 denormals as zero; the portable kernel does not: inputs of
+ * magnitude below 1.2e-38 may differ.)
+ */
+#include <math.h>
+#include <string.h>
+
+#include "lowp.h"
+#include "simd_target.h"
+
+/* ---- portable ------------------------------------------------------------------------------ */
+
+static inline float bf_lo(uint32_t w) {
+    union {
+        uint32_t u;
+        float f;
+    } v = {.u = w << 16};
+    return v.f;
+}
+static inline float bf_hi(uint32_t w) {
+    union {
+        uint32_t u;
+        float f;
+    } v = {.u = w & 0xFFFF0000u};
+    return v.f;
+}
+
+static void ukr_bf16_portable(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
+                              const uint32_t *P, const float *ascale, const float *bias, float *C,
+                              int64_t ldc) {
+    (void)ascale;
+    for (int64_t i = 0; i < m; i++) {
+        float acc[LP_NR] = {0};
+        const uint32_t *a = A + i * lda;
+        for (int64_t p = 0; p < kw; p++) {
+            const float ah = bf_hi(a[p]), al = bf_lo(a[p]);
+            const uint32_t *w = P + p * LP_NR;
+            for (int c = 0; c < LP_NR; c++) {
+                acc[c] += ah * bf_hi(w[c]);
+                acc[c] += al * bf_lo(w[c]);
+            }
+        }
+        for (int c = 0; c < LP_NR; c++) C[i * ldc + c] = bias ? acc[c] + bias[c] : acc[c];
+    }
+}
+
+static void ukr_int8_portable(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
+                              const uint32_t *P, const float *ascale, const float *bias, float *C,
+                              int64_t ldc) {
+    const int32_t *comp = (const int32_t *)(P + kw * LP_NR);
+    const float *wscale = (const float *)(comp + LP_NR);
+    for (int64_t i = 0; i < m; i++) {
+        int32_t acc[LP_NR] = {0};
+        const uint8_t *a = (const uint8_t *)(A + i * lda);
+        for (int64_t p = 0; p < kw; p++) {
+            const int8_t *w = (const int8_t *)(P + p * LP_NR);
+            for (int c = 0; c < LP_NR; c++)
+                for (int e = 0; e < 4; e++) acc[c] += (int32_t)a[4 * p + e] * (int32_t)w[4 * c + e];
+        }
+        for (int c = 0; c < LP_NR; c++) {
+            const float v = (float)(acc[c] - comp[c]) * (ascale[i] * wscale[c]);
+            C[i * ldc + c] = bias ? v + bias[c] : v;
+        }
+    }
+}
+
+static void rows_bf16_portable(uint32_t *A, int64_t lda, float *scale, const float *src,
+                               int64_t lds, int64_t n, int64_t K) {
+    (void)scale;
+    for (int64_t r = 0; r < n; r++) {
+        const float *s = src + r * lds;
+        uint32_t *a = A + r * lda;
+        for (int64_t p = 0; p < K / 2; p++)
+            a[p] = (uint32_t)lp_bf16(s[2 * p]) | ((uint32_t)lp_bf16(s[2 * p + 1]) << 16);
+        if (K & 1) a[K / 2] = lp_bf16(s[K - 1]);
+    }
+}
+
+/* The symmetric int8 scale of a row (lowp.h; fastrnn.reference.quantize_rows_int8): *inv the
+   multiplier to q, the return value the dequantization scale. */
+static inline float row_scale(float amax, int finite, float *inv) {
+    if (!finite) {
+        *inv = 0.0f;
+        return NAN;
+    }
+    *inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    return amax / 127.0f;
+}
+
+static inline uint8_t quant_u8(float v, float inv) {
+    float q = nearbyintf(v * inv);
+    if (q > 127.0f) q = 127.0f;
+    if (q < -127.0f) q = -127.0f;
+    return (uint8_t)((int)q + 128);
+}
+
+static void rows_int8_portable(uint32_t *A, int64_t lda, float *scale, const float *src,
+                               int64_t lds, int64_t n, int64_t K) {
+    const int64_t kw = (K + 3) / 4;
+    for (int64_t r = 0; r < n; r++) {
+        const float *s = src + r * lds;
+        float amax = 0.0f;
+        int finite = 1;
+        for (int64_t k = 0; k < K; k++) {
+            const float a = fabsf(s[k]);
+            if (!(a <= 3.4028235e38f)) finite = 0;
+            else if (a > amax) amax = a;
+        }
+        float inv;
+        scale[r] = row_scale(amax, finite, &inv);
+        uint8_t *a = (uint8_t *)(A + r * lda);
+        for (int64_t k = 0; k < K; k++) a[k] = finite ? quant_u8(s[k], inv) : 128;
+        for (int64_t k = K; k < 4 * kw; k++) a[k] = 128;
+    }
+}
+
+static const lp_kernel k_bf16_portable = {ukr_bf16_portable, rows_bf16_portable, "portable"};
+static const lp_kernel k_int8_portable = {ukr_int8_portable, rows_int8_portable, "portable"};
+
+#if FR_X86_SIMD
+/* ---- AVX-512 ------------------------------------------------------------------------------- */
+#define T512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+#define T512BF __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma")))
+#define T512VNNI __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")))
+#define T256VNNI __attribute__((target("avx2,fma,avxvnni")))
+
+/* m rows (a compile-time constant after inlining) x 32 columns, bf16. */
+static FR_ALWAYS_INLINE T512BF void bf16_tile(const int m, int64_t kw, const uint32_t *A,
+                                              int64_t lda, const uint32_t *P, const float *bias,
+                                              float *C, int64_t ldc) {
+    __m512 c0[LP_MR], c1[LP_MR];
+    for (int i = 0; i < m; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < kw; p++) {
+        const __m512bh w0 = (__m512bh)_mm512_loadu_si512(P + p * LP_NR);
+        const __m512bh w1 = (__m512bh)_mm512_loadu_si512(P + p * LP_NR + 16);
+        for (int i = 0; i < m; i++) {
+            const __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[i * lda + p]);
+            c0[i] = _mm512_dpbf16_ps(c0[i], a, w0);
+            c1[i] = _mm512_dpbf16_ps(c1[i], a, w1);
+        }
+    }
+    const __m512 b0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+    const __m512 b1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
+    for (int i = 0; i < m; i++) {
+        _mm512_storeu_ps(C + i * ldc, bias ? _mm512_add_ps(c0[i], b0) : c0[i]);
+        _mm512_storeu_ps(C + i * ldc + 16, bias ? _mm512_add_ps(c1[i], b1) : c1[i]);
+    }
+}
+
+static T512BF void ukr_bf16_avx512(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
+                                   const uint32_t *P, const float *ascale, const float *bias,
+                                   float *C, int64_t ldc) {
+    (void)ascale;
+    switch (m) {
+    case 1: bf16_tile(1, kw, A, lda, P, bias, C, ldc); break;
+    case 2: bf16_tile(2, kw, A, lda, P, bias, C, ldc); break;
+    case 3: bf16_tile(3, kw, A, lda, P, bias, C, ldc); break;
+    case 4: bf16_tile(4, kw, A, lda, P, bias, C, ldc); break;
+    case 5: bf16_tile(5, kw, A, lda, P, bias, C, ldc); break;
+    case 6: bf16_tile(6, kw, A, lda, P, bias, C, ldc); break;
+    case 7: bf16_tile(7, kw, A, lda, P, bias, C, ldc); break;
+    default: bf16_tile(8, kw, A, lda, P, bias, C, ldc); break;
+    }
+}
+
+static FR_ALWAYS_INLINE T512VNNI void int8_tile(const int m, int64_t kw, const uint32_t *A,
+                                                int64_t lda, const uint32_t *P,
+                                                const float *ascale, const float *bias, float *C,
+                                                int64_t ldc) {
+    __m512i c0[LP_MR], c1[LP_MR];
+    for (int i = 0; i < m; i++) c0[i] = c1[i] = _mm512_setzero_si512();
+    for (int64_t p = 0; p < kw; p++) {
+        const __m512i w0 = _mm512_loadu_si512(P + p * LP_NR);
+        const __m512i w1 = _mm512_loadu_si512(P + p * LP_NR + 16);
+        for (int i = 0; i < m; i++) {
+            const __m512i a = _mm512_set1_epi32((int)A[i * lda + p]);
+            c0[i] = _mm512_dpbusd_epi32(c0[i], a, w0);
+            c1[i] = _mm512_dpbusd_epi32(c1[i], a, w1);
+        }
+    }
+    const uint32_t *tail = P + kw * LP_NR;
+    const __m512i k0 = _mm512_loadu_si512(tail), k1 = _mm512_loadu_si512(tail + 16);
+    const __m512 s0 = _mm512_loadu_ps((const float *)(tail + LP_NR));
+    const __m512 s1 = _mm512_loadu_ps((const float *)(tail + LP_NR + 16));
+    const __m512 b0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+    const __m512 b1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
+    for (int i = 0; i < m; i++) {
+        const __m512 as = _mm512_set1_ps(ascale[i]);
+        __m512 v0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c0[i], k0)),
+                                  _mm512_mul_ps(as, s0));
+        __m512 v1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c1[i], k1)),
+                                  _mm512_mul_ps(as, s1));
+        if (bias) {
+            v0 = _mm512_add_ps(v0, b0);
+            v1 = _mm512_add_ps(v1, b1);
+        }
+        _mm512_storeu_ps(C + i * ldc, v0);
+        _mm512_storeu_ps(C + i * ldc + 16, v1);
+    }
+}
+
+static T512VNNI void ukr_int8_avx512(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
+                                     const uint32_t *P, const float *ascale, const float *bias,
+                                     float *C, int64_t ldc) {
+    switch (m) {
+    case 1: int8_tile(1, kw, A, lda, P, ascale, bias, C, ldc); break;
+    case 2: int8_tile(2, kw, A, lda, P, ascale, bias, C, ldc); break;
+    case 3: int8_tile(3, kw, A, lda, P, ascale, bias, C, ldc); break;
+    case 4: int8_tile(4, kw, A, lda, P, ascale, bias, C, ldc); break;
+    case 5: int8_tile(5, kw, A, lda, P, ascale, bias, C, ldc); break;
+    case 6: int8_tile(6, kw, A, lda, P, ascale, bias, C, ldc); break;
+    case 7: int8_tile(7, kw, A, lda, P, ascale, bias, C, ldc); break;
+    default: int8_tile(8, kw, A, lda, P, ascale, bias, C, ldc); break;
+    }
+}
+
+/* AVX-VNNI (256-bit vpdpbusd) for the AVX2 path's int8: 4 rows x 32 columns at most. */
+static FR_ALWAYS_INLINE T256VNNI void int8_tile_avx2(const int m, int64_t kw, const uint32_t *A,
+                                                     int64_t lda, const uint32_t *P,
+                                                     const float *ascale, const float *bias,
+                                                     float *C, int64_t ldc) {
+    __m256i c[4][4];
+    for (int i = 0; i < m; i++)
+        for (int v = 0; v < 4; v++) c[i][v] = _mm256_setzero_si256();
+    for (int64_t p = 0; p < kw; p++) {
+        __m256i w[4];
+        for (int v = 0; v < 4; v++) w[v] = _mm256_loadu_si256((const __m256i *)(P + p * LP_NR + 8 * v));
+        for (int i = 0; i < m; i++) {
+            const __m256i a = _mm256_set1_epi32((int)A[i * lda + p]);
+            for (int v = 0; v < 4; v++) c[i][v] = _mm256_dpbusd_avx_epi32(c[i][v], a, w[v]);
+        }
+    }
+    const uint32_t *tail = P + kw * LP_NR;
+    for (int i = 0; i < m; i++) {
+        const __m256 as = _mm256_set1_ps(ascale[i]);
+        for (int v = 0; v < 4; v++) {
+            const __m256i k = _mm256_loadu_si256((const __m256i *)(tail + 8 * v));
+            const __m256 s = _mm256_loadu_ps((const float *)(tail + LP_NR + 8 * v));
+            __m256 r = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(c[i][v], k)),
+                                     _mm256_mul_ps(as, s));
+            if (bias) r = _mm256_add_ps(r, _mm256_loadu_ps(bias + 8 * v));
+            _mm256_storeu_ps(C + i * ldc + 8 * v, r);
+        }
+    }
+}
+
+static T256VNNI void ukr_int8_avxvnni(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
+                                      const uint32_t *P, const float *ascale, const float *bias,
+                                      float *C, int64_t ldc) {
+    for (int64_t i0 = 0; i0 < m; i0 += 4) {
+        const int64_t mm = m - i0 < 4 ? m - i0 : 4;
+        const uint32_t *a = A + i0 * lda;
+        float *o = C + i0 * ldc;
+        switch (mm) {
+        case 1: int8_tile_avx2(1, kw, a, lda, P, ascale + i0, bias, o, ldc); break;
+        case 2: int8_tile_avx2(2, kw, a, lda, P, ascale + i0, bias, o, ldc); break;
+        case 3: int8_tile_avx2(3, kw, a, lda, P, ascale + i0, bias, o, ldc); break;
+        default: int8_tile_avx2(4, kw, a, lda, P, ascale + i0, bias, o, ldc); break;
+        }
+    }
+}
+
+/* bf16 rows: the portable rounding on 16 lanes (integer ops: identical results). */
+static T512 void rows_bf16_avx512(uint32_t *A, int64_t lda, float *scale, const float *src,
+                                  int64_t lds, int64_t n, int64_t K) {
+    (void)scale;
+    const __m512i half = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1);
+    const __m512i absm = _mm512_set1_epi32(0x7FFFFFFF), infb = _mm512_set1_epi32(0x7F800000);
+    const __m512i qbit = _mm512_set1_epi32(0x00400000);
+    for (int64_t r = 0; r < n; r++) {
+        const float *s = src + r * lds;
+        uint16_t *a = (uint16_t *)(A + r * lda);
+        int64_t k = 0;
+        for (; k + 16 <= K; k += 16) {
+            const __m512i u = _mm512_loadu_si512(s + k);
+            const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, absm), infb);
+            __m512i rnd = _mm512_add_epi32(u, _mm512_add_epi32(half, _mm512_and_si512(
+                                                                         _mm512_srli_epi32(u, 16), one)));
+            rnd = _mm512_mask_or_epi32(rnd, nan, u, qbit);
+            _mm256_storeu_si256((__m256i *)(a + k), _mm512_cvtepi32_epi16(_mm512_srli_epi32(rnd, 16)));
+        }
+        for (; k < K; k++) a[k] = lp_bf16(s[k]);
+        if (K & 1) a[K] = 0;
+    }
+}
+
+static T512 void rows_int8_avx512(uint32_t *A, int64_t lda, float *scale, const float *src,
+                                  int64_t lds, int64_t n, int64_t K) {
+    const __m512 absm = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+    const __m512 fmax = _mm512_set1_ps(3.4028235e38f);
+    const int64_t kw = (K + 3) / 4;
+    for (int64_t r = 0; r < n; r++) {
+        const float *s = src + r * lds;
+        __m512 vmax = _mm512_setzero_ps();
+        __mmask16 bad = 0;
+        int64_t k = 0;
+        for (; k + 16 <= K; k += 16) {
+            const __m512 a = _mm512_and_ps(_mm512_loadu_ps(s + k), absm);
+            bad |= _mm512_cmp_ps_mask(a, fmax, _CMP_NLE_UQ);
+            vmax = _mm512_max_ps(vmax, a);
+        }
+        float amax = _mm512_reduce_max_ps(vmax);
+        int finite = bad == 0;
+        for (; k < K; k++) {
+            const float a = fabsf(s[k]);
+            if (!(a <= 3.4028235e38f)) finite = 0;
+            else if (a > amax) amax = a;
+        }
+        float inv;
+        scale[r] = row_scale(amax, finite, &inv);
+        uint8_t *q = (uint8_t *)(A + r * lda);
+        if (!finite) {
+            memset(q, 128, (size_t)(4 * kw));
+            continue;
+        }
+        const __m512 vinv = _mm512_set1_ps(inv);
+        const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+        const __m512i off = _mm512_set1_epi32(128);
+        for (k = 0; k + 16 <= K; k += 16) {
+            __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(s + k), vinv));
+            v = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(v, lo), hi), off);
+            _mm_storeu_si128((__m128i *)(q + k), _mm512_cvtepi32_epi8(v));
+        }
+        for (; k < K; k++) q[k] = quant_u8(s[k], inv);
+        for (; k < 4 * kw; k++) q[k] = 128;
+    }
+}
+
+static const lp_kernel k_bf16_avx512 = {ukr_bf16_avx512, rows_bf16_avx512, "avx512_bf16"};
+static const lp_kernel k_int8_avx512 = {ukr_int8_avx512, rows_int8_avx512, "avx512_vnni"};
+static const lp_kernel k_int8_avxvnni = {ukr_int8_avxvnni, rows_int8_portable, "avx_vnni"};
+#endif
+
+int fr_cpu_has_lowp(int feature) {
+#if FR_X86_SIMD
+    __builtin_cpu_init();
+    switch (feature) {
+    case FR_CPU_AVX512_BF16: return __builtin_cpu_supports("avx512bf16");
+    case FR_CPU_AVX512_VNNI: return __builtin_cpu_supports("avx512vnni");
+    case FR_CPU_AVX_VNNI: return __builtin_cpu_supports("avxvnni");
+    default: return 0;
+    }
+#else
+    (void)feature;
+    return 0;
+#endif
+}
+
+const lp_kernel *lp_kernel_for(int prec, int arch) {
+#if FR_X86_SIMD
+    if (prec == FR_PREC_BF16) {
+        if (arch == FR_ARCH_AVX512 && fr_cpu_has_lowp(FR_CPU_AVX512_BF16)) return &k_bf16_avx512;
+        return &k_bf16_portable;
+    }
+    if (arch == FR_ARCH_AVX512 && fr_cpu_has_lowp(FR_CPU_AVX512_VNNI)) return &k_int8_avx512;
+    if ((arch == FR_ARCH_AVX512 || arch == FR_ARCH_AVX2) && fr_cpu_has_lowp(FR_CPU_AVX_VNNI))
+        return &k_int8_avxvnni;
+    return &k_int8_portable;
+#else
+    (void)arch;
+    return prec == FR_PREC_BF16 ? &k_bf16_portable : &k_int8_portable;
+#endif
+}
+
+const char *fr_lowp_path(int prec) {
+    if (prec != FR_PREC_BF16 && prec != FR_PREC_INT8) return "unknown";
+    return lp_kernel_for(prec, fr_get_arch())->name;
+}
