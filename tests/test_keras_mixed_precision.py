@@ -1,6 +1,6 @@
 """Keras's dtype policies on fastrnn's layers: mixed bfloat16 and int8 quantization.
 
-The recurrent layers under ``"mixed_bfloat16"`` must compute what :mod:`fastrnn.reference`
+The recurrent layers under ``"mixed_bfloat16"`` must compute what :mod:`reference`
 computes with ``precision="bfloat16"`` (the same rounding), stay near float32, train, save
 their policy; ``quantize("int8")`` likewise against the reference's int8 and blocks
 training; the prepared weights are reused and never stale. Policy names and attributes are
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastrnn
+from fastrnn import functional, reference
 from fastrnn.keras import Sequential, load_model, mixed_precision
 from fastrnn.keras import layers as L
 
@@ -108,7 +109,7 @@ def test_keras_serialized_policy_is_accepted() -> None:
 def test_bf16_layers_match_the_reference_of_the_same_rounding(cls, bidirectional) -> None:
     m = _model(cls, "mixed_bfloat16", bidirectional)
     y = m.predict(X, verbose=0)
-    m.set_ops(fastrnn.reference)
+    m.set_ops(reference)
     y_ref = m.predict(X, verbose=0)
     np.testing.assert_allclose(y, y_ref, atol=2e-5, rtol=0)
     f32 = _model(cls, "float32", bidirectional)
@@ -122,7 +123,7 @@ def test_bf16_layer_equals_the_reference_op() -> None:
     y = layer(X)
     w_ih, w_hh, b_ih, b_hh = layer.op_weights()
     xt = np.ascontiguousarray(X.transpose(1, 0, 2))
-    y_ref = fastrnn.reference.cell_forward("lstm", xt, None, None, w_ih, w_hh, b_ih, b_hh,
+    y_ref = reference.cell_forward("lstm", xt, None, None, w_ih, w_hh, b_ih, b_hh,
                                            training=False, precision="bfloat16")[0]
     np.testing.assert_allclose(y, y_ref.transpose(1, 0, 2), atol=2e-5, rtol=0)
 
@@ -130,7 +131,7 @@ def test_bf16_layer_equals_the_reference_op() -> None:
 @pytest.mark.parametrize("cls", CELLS)
 def test_bf16_training_gradients_match_the_reference(cls) -> None:
     grads = []
-    for ops in (fastrnn.functional, fastrnn.reference):
+    for ops in (functional, reference):
         m = _model(cls, "mixed_bfloat16")
         m.set_ops(ops)
         m.compile("sgd", "mse")
@@ -169,7 +170,7 @@ def test_quantized_layers_match_the_int8_reference(cls, bidirectional) -> None:
     names = {layer.dtype_policy.name for layer in m.layers}
     assert names == {"int8_from_float32", "float32"}  # Dense stays float32
     y = m.predict(X, verbose=0)
-    m.set_ops(fastrnn.reference)
+    m.set_ops(reference)
     np.testing.assert_allclose(y, m.predict(X, verbose=0), atol=2e-5, rtol=0)
     err = np.abs(y - y32).max()
     assert 0 < err < 0.05, err
