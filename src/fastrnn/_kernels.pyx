@@ -852,6 +852,8 @@ cdef struct _layer:
     void *h        # state (B, O)
     void *c        # LSTM cell state (B, O)
     void *out      # output of this step (B, O): h for cells
+    int prec       # cells: FR_PREC_F32, or a reduced precision (packed by lp_pack)
+    void *ybuf     # reduced-precision cells: the step's output rows (B, O)
 
 
 cdef class Stream:
@@ -866,6 +868,9 @@ cdef class Stream:
         ``("embedding", table)`` (first layer only; inputs are then token ids).
     batch_size : int
     dtype : numpy dtype, float32 or float64
+    precision : {"float32", "bfloat16", "bf16", "int8"}
+        The recurrent layers' compute precision (reduced ones need float32; Dense layers stay
+        float32); a reduced-precision step is the whole-sequence op with T = 1.
     """
 
     cdef _layer *L
@@ -881,6 +886,7 @@ cdef class Stream:
     cdef readonly object dtype
     cdef object _states     # list of (h, c or None) arrays per recurrent layer
     cdef object last_out    # the last layer's output buffer (B, O)
+    cdef readonly str precision
 
     def __cinit__(self):
         self.L = NULL
@@ -888,10 +894,15 @@ cdef class Stream:
     def __dealloc__(self):
         free(self.L)
 
-    def __init__(self, list layers, int64_t batch_size, dtype):
+    def __init__(self, list layers, int64_t batch_size, dtype, precision="float32"):
+        from fastrnn._validate import check_precision
         dt = np.dtype(dtype)
         if dt != np.float32 and dt != np.float64:
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        self.precision = check_precision(precision)
+        if self.precision != "float32" and dt != np.float32:
+            raise TypeError(f"precision={self.precision!r} needs dtype float32, got {dt}")
+        cdef int prec = _PRECS.get(self.precision, FR_PREC_F32)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not layers:
@@ -928,6 +939,7 @@ cdef class Stream:
                     raise ValueError("embedding table must be 2-D (V, D)")
                 self.keep.append(table)
                 self.L[i].kind = _K_EMBED
+                self.L[i].prec = FR_PREC_F32
                 self.L[i].nin = table.shape[0]
                 self.L[i].nout = table.shape[1]
                 self.L[i].packed = _ptr(table)
@@ -959,10 +971,22 @@ cdef class Stream:
                 self.L[i].act = 1 if act == "relu" else 0
                 self.L[i].nin = I
                 self.L[i].nout = O
-                sz = fr_step_packed_size_s(cell, I, O) if self.f32 else \
-                    fr_step_packed_size_d(cell, I, O)
-                packed = np.empty(sz, dtype=dt)
-                if self.f32:
+                self.L[i].prec = prec
+                self.L[i].ybuf = NULL
+                if prec != FR_PREC_F32:
+                    packed = lp_pack(kind, self.precision, w_ih, w_hh, b_ih, b_hh)
+                    ybuf = np.zeros((self.B, O), dtype=dt)
+                    self.keep.append(ybuf)
+                    self.L[i].ybuf = _ptr(ybuf)
+                    st = FR_OK
+                    sz = 0
+                else:
+                    sz = fr_step_packed_size_s(cell, I, O) if self.f32 else \
+                        fr_step_packed_size_d(cell, I, O)
+                    packed = np.empty(sz, dtype=dt)
+                if prec != FR_PREC_F32:
+                    pass
+                elif self.f32:
                     st = fr_step_pack_s(<float *>_ptr(packed), cell, <float *>_ptr(w_ih),
                                         <float *>_ptr(w_hh), <float *>_ptr(b_ih),
                                         <float *>_ptr(b_hh), I, O)
@@ -1007,6 +1031,7 @@ cdef class Stream:
                 out = np.zeros((self.B, O), dtype=dt)
                 self.keep += [packed, out]
                 self.L[i].kind = _K_DENSE
+                self.L[i].prec = FR_PREC_F32
                 self.L[i].act = _DENSE_ACT[act]
                 self.L[i].nin = I
                 self.L[i].nout = O
@@ -1163,6 +1188,12 @@ cdef class Stream:
                         memcpy(<double *>self.L[i].out + k * D,
                                <double *>self.L[i].packed + (<int64_t *>px)[k] * D,
                                D * sizeof(double))
+            elif self.L[i].kind == _K_CELL and self.L[i].prec != FR_PREC_F32:
+                st = fr_lp_forward(self.L[i].packed, <float *>self.L[i].ybuf,
+                                   <float *>self.L[i].h, <float *>self.L[i].c, NULL, NULL,
+                                   <const float *>inp, <const float *>self.L[i].h,
+                                   <const float *>self.L[i].c, NULL, 1, self.B, self.L[i].nin,
+                                   self.L[i].nout, self.L[i].act, 0, 1)
             elif self.L[i].kind == _K_CELL:
                 if self.f32:
                     st = fr_step_s(<float *>self.L[i].h, <float *>self.L[i].c, <float *>self.work,

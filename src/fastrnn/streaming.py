@@ -80,6 +80,10 @@ class StreamSession:
         not Bidirectional), Dense, Embedding (first), Dropout (identity).
     batch_size : int
         Independent streams advanced together.
+    precision : {"float32", "bfloat16", "bf16", "int8"}
+        The recurrent layers' compute precision (see :mod:`fastrnn.functional`); a reduced
+        one needs a float32 model. Each step equals the whole-sequence op of that precision
+        with T = 1.
 
     Notes
     -----
@@ -88,7 +92,7 @@ class StreamSession:
     ``Embedding(mask_zero=True)`` receives is treated as a real token.
     """
 
-    def __init__(self, model: Any, batch_size: int = 1) -> None:
+    def __init__(self, model: Any, batch_size: int = 1, precision: str = "float32") -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -97,7 +101,8 @@ class StreamSession:
                              "layer an input_shape, call model.build(...), fit or predict)")
         specs, self._layers, self.dtype = _plan(model)
         self.batch_size = int(batch_size)
-        self._stream = _native.Stream(specs, self.batch_size, self.dtype)
+        self._stream = _native.Stream(specs, self.batch_size, self.dtype, precision)
+        self.precision: str = self._stream.precision
         self._takes_ids = self._stream.takes_ids
         first = specs[0]
         self._n_in = (None if first[0] == "embedding" else

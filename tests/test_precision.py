@@ -1,0 +1,358 @@
+"""bfloat16 and int8: the kernels against the reference of the same rounding (every SIMD path
+this machine has, the portable kernels forced), the rounding and quantization scheme itself,
+prepared weights (reuse, invalidation), the bf16 backward, streaming, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastrnn import _kernels, _native, functional, reference
+from fastrnn._cells import CELLS
+
+CELL_NAMES = tuple(CELLS)
+REDUCED = ("bfloat16", "int8")
+# the kernels sum in float32 in another order than NumPy and a state may round the other way
+# at a bf16/int8 boundary: far below the distance to the float32 result (checked below)
+TOL = 2e-4
+
+
+def _weights(rng, cell, I, H, scale=0.3, identity=False):
+    G = CELLS[cell].gates
+    w_ih = None if identity else (rng.standard_normal((G * H, I)) * scale).astype(np.float32)
+    w_hh = (rng.standard_normal((G * H, H)) * scale).astype(np.float32)
+    b_ih = rng.standard_normal(G * H).astype(np.float32) * 0.5
+    b_hh = rng.standard_normal(G * H).astype(np.float32) * 0.5
+    return w_ih, w_hh, b_ih, b_hh
+
+
+def _nl(cell):
+    return "tanh" if CELLS[cell].nonlinearities else None
+
+
+def _inputs(rng, cell, T, B, I, H):
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    h0 = (rng.standard_normal((B, H)) * 0.5).astype(np.float32)
+    c0 = (rng.standard_normal((B, H)) * 0.5).astype(np.float32) \
+        if CELLS[cell].has_cell_state else None
+    return x, h0, c0
+
+
+def _run(mod, cell, x, h0, c0, w, **kw):
+    return mod.cell_forward(cell, x, h0, c0, *w, nonlinearity=_nl(cell), **kw)
+
+
+# ---- the scheme ---------------------------------------------------------------------------
+
+
+def test_round_bf16_values():
+    a = np.array([1.0, 1 + 2**-8, 1 + 3 * 2**-9, 1 + 2**-7 + 2**-8, -2.5, np.inf, -np.inf,
+                  3.3961776e38, 0.0], np.float32)
+    want = np.array([1.0, 1.0, 1 + 2**-7, 1 + 2**-6, -2.5, np.inf, -np.inf, np.inf, 0.0],
+                    np.float32)
+    np.testing.assert_array_equal(reference.round_bf16(a), want)
+    assert np.isnan(reference.round_bf16(np.array([np.nan], np.float32)))[0]
+    r = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    np.testing.assert_array_equal(_kernels.round_bf16(r), reference.round_bf16(r))
+    assert not np.any(reference.round_bf16(r).view(np.uint32) & 0xFFFF)
+    assert np.all(np.abs(reference.round_bf16(r) - r) <= np.abs(r) * 2.0**-8)
+
+
+def test_quantize_rows_int8():
+    a = np.array([[0.5, -1.0, 0.25], [0.0, 0.0, 0.0], [1.0, np.nan, 2.0]], np.float32)
+    q, s = reference.quantize_rows_int8(a)
+    assert q.dtype == np.int8 and s.dtype == np.float32
+    np.testing.assert_array_equal(q[0], [64, -127, 32])  # 63.5 rounds to even 64; 31.75 -> 32
+    assert s[0] == np.float32(1.0) / np.float32(127)
+    np.testing.assert_array_equal(q[1], 0)
+    assert s[1] == 0
+    assert np.isnan(s[2]) and not q[2].any()
+    r = np.random.default_rng(1).standard_normal((20, 33)).astype(np.float32)
+    q, s = reference.quantize_weights_int8(r)
+    assert np.abs(q).max() == 127
+    assert np.all(np.abs(q * s[:, None] - r) <= s[:, None] * 0.5 + 1e-7)
+
+
+# ---- kernels against the reference of the same rounding ------------------------------------
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_forward_matches_reference(arch, cell, precision):
+    rng = np.random.default_rng(2)
+    T, B, I, H = 7, 11, 40, 70
+    x, h0, c0 = _inputs(rng, cell, T, B, I, H)
+    w = _weights(rng, cell, I, H)
+    y, h, c, _ = _run(functional, cell, x, h0, c0, w, training=False, precision=precision)
+    yr, hr, cr, _ = _run(reference, cell, x, h0, c0, w, training=False, precision=precision)
+    y32 = _run(reference, cell, x, h0, c0, w, training=False)[0]
+    err = np.abs(y - yr).max()
+    assert err < TOL
+    np.testing.assert_allclose(h, hr, atol=TOL)
+    if c is not None:
+        np.testing.assert_allclose(c, cr, atol=TOL)
+    # a missing rounding step would land near the float32 result: it is much further away
+    assert np.abs(y32 - yr).max() > 20 * TOL
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_portable_kernels_match(cell, precision):
+    """The portable C kernels (generic path) give the SIMD kernels' numbers."""
+    rng = np.random.default_rng(3)
+    x, h0, c0 = _inputs(rng, cell, 5, 9, 37, 45)
+    w = _weights(rng, cell, 37, 45)
+    old = _kernels.get_arch()
+    try:
+        _kernels.set_arch("generic")
+        assert _kernels.lowp_info()[precision] == "portable"
+        yg = _run(functional, cell, x, h0, c0, w, training=False, precision=precision)[0]
+    finally:
+        _kernels.set_arch(old)
+    y = _run(functional, cell, x, h0, c0, w, training=False, precision=precision)[0]
+    yr = _run(reference, cell, x, h0, c0, w, training=False, precision=precision)[0]
+    assert np.abs(yg - yr).max() < TOL
+    assert np.abs(yg - y).max() < TOL
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_lengths_reverse(cell, precision, reverse):
+    rng = np.random.default_rng(4)
+    T, B, I, H = 9, 13, 20, 40
+    x, h0, c0 = _inputs(rng, cell, T, B, I, H)
+    w = _weights(rng, cell, I, H)
+    lengths = rng.integers(0, T + 1, B)
+    lengths[0], lengths[1] = 0, T
+    kw = dict(training=False, precision=precision, lengths=lengths, reverse=reverse)
+    y, h, _, _ = _run(functional, cell, x, h0, c0, w, **kw)
+    yr, hr, _, _ = _run(reference, cell, x, h0, c0, w, **kw)
+    assert np.abs(y - yr).max() < TOL
+    assert np.abs(h - hr).max() < TOL
+    np.testing.assert_array_equal(h[0], h0[0])  # an empty sequence keeps its state
+    for b in range(B):
+        assert not y[lengths[b]:, b].any()
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_identity_input(cell, precision):
+    """w_ih None: x holds the projection; it enters no GEMM and is not rounded."""
+    rng = np.random.default_rng(5)
+    H = 24
+    G = CELLS[cell].gates
+    x, h0, c0 = _inputs(rng, cell, 6, 4, G * H, H)
+    w = _weights(rng, cell, G * H, H, identity=True)
+    y = _run(functional, cell, x, h0, c0, w, training=False, precision=precision)[0]
+    yr = _run(reference, cell, x, h0, c0, w, training=False, precision=precision)[0]
+    assert np.abs(y - yr).max() < TOL
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_bf16_backward_matches_reference(arch, cell):
+    rng = np.random.default_rng(6)
+    T, B, I, H = 6, 5, 17, 33
+    x, h0, c0 = _inputs(rng, cell, T, B, I, H)
+    w = _weights(rng, cell, I, H)
+    lengths = rng.integers(1, T + 1, B)
+    kw = dict(training=True, precision="bf16", lengths=lengths)
+    y, _, _, ctx = _run(functional, cell, x, h0, c0, w, **kw)
+    _, _, _, ctxr = _run(reference, cell, x, h0, c0, w, **kw)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dh = rng.standard_normal(h0.shape).astype(np.float32)
+    dc = rng.standard_normal(h0.shape).astype(np.float32) if c0 is not None else None
+    got = functional.cell_backward(ctx, dy, dh, dc)
+    want = reference.cell_backward(ctxr, dy, dh, dc)
+    # float32 reference of the same inputs: the rounded operands make a measurable difference
+    _, _, _, ctx32 = _run(reference, cell, x, h0, c0, w, training=True, lengths=lengths)
+    want32 = reference.cell_backward(ctx32, dy, dh, dc)
+    for g, r, r32 in zip(got, want, want32, strict=True):
+        if r is None:
+            assert g is None
+            continue
+        scale = max(1.0, float(np.abs(r).max()))
+        assert np.abs(g - r).max() < 2e-5 * scale
+        assert np.abs(r32 - r).max() > 5e-4 * scale  # the rounding is measurable in each
+
+
+def test_bf16_gradient_of_rounded_weights():
+    """The bf16 backward is the float32 backward of the rounded operands (straight-through)."""
+    rng = np.random.default_rng(7)
+    x, h0, c0 = _inputs(rng, "lstm", 4, 3, 8, 16)
+    w = _weights(rng, "lstm", 8, 16)
+    y, _, _, ctx = _run(functional, "lstm", x, h0, c0, w, training=True, precision="bfloat16")
+    dy = np.ones_like(y)
+    g = functional.cell_backward(ctx, dy, None, None)
+    assert all(a is None or np.isfinite(a).all() for a in g)
+    assert ctx.p.precision == "bfloat16"
+    np.testing.assert_array_equal(ctx.p.w_hh, reference.round_bf16(w[1]))
+
+
+# ---- prepared weights ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+def test_prepared_reused_and_invalidated(precision):
+    rng = np.random.default_rng(8)
+    cell = "gru"
+    x, h0, _ = _inputs(rng, cell, 5, 3, 12, 20)
+    w = list(_weights(rng, cell, 12, 20))
+    pw = functional.prepare_weights(cell, *w, precision=precision)
+    assert isinstance(pw, functional.PreparedWeights)
+    y1 = _run(functional, cell, x, h0, None, w, training=False, precision=precision,
+              prepared=pw)[0]
+    packed = pw.packed()
+    y2 = _run(functional, cell, x, h0, None, w, training=False, precision=precision,
+              prepared=pw)[0]
+    np.testing.assert_array_equal(y1, y2)
+    assert pw.packed() is packed  # reused, not packed again
+    w[1][3, 4] += 1.0  # in place: the next call must see it
+    w[2][0] = 5.0
+    y3 = _run(functional, cell, x, h0, None, w, training=False, precision=precision,
+              prepared=pw)[0]
+    yr = _run(reference, cell, x, h0, None, w, training=False, precision=precision)[0]
+    assert np.abs(y3 - yr).max() < TOL
+    assert np.abs(y3 - y1).max() > 1e-3
+    # other arrays with other values: packed again from them
+    w2 = [a.copy() * 0.5 for a in w]
+    y4 = _run(functional, cell, x, h0, None, w2, training=False, precision=precision,
+              prepared=pw)[0]
+    yr2 = _run(reference, cell, x, h0, None, w2, training=False, precision=precision)[0]
+    assert np.abs(y4 - yr2).max() < TOL
+
+
+def test_prepared_identity_check_and_update():
+    rng = np.random.default_rng(9)
+    x, h0, c0 = _inputs(rng, "lstm", 4, 2, 6, 10)
+    w = list(_weights(rng, "lstm", 6, 10))
+    pw = functional.prepare_weights("lstm", *w, precision="int8", check="identity")
+    pw.version = 1
+    y1 = _run(functional, "lstm", x, h0, c0, w, training=False, precision="int8",
+              prepared=pw)[0]
+    w[1] *= 2.0  # in place, the owner tells the object
+    pw.update(*w)
+    pw.version = 2
+    y2 = _run(functional, "lstm", x, h0, c0, w, training=False, precision="int8",
+              prepared=pw)[0]
+    yr = _run(reference, "lstm", x, h0, c0, w, training=False, precision="int8")[0]
+    assert np.abs(y2 - yr).max() < TOL and np.abs(y2 - y1).max() > 1e-3
+    assert pw.version == 2
+
+
+def test_prepared_mismatch_errors():
+    rng = np.random.default_rng(10)
+    x, h0, c0 = _inputs(rng, "lstm", 3, 2, 6, 10)
+    w = _weights(rng, "lstm", 6, 10)
+    pw = functional.prepare_weights("lstm", *w, precision="bf16")
+    with pytest.raises(ValueError, match="precision"):
+        _run(functional, "lstm", x, h0, c0, w, training=False, precision="int8", prepared=pw)
+    with pytest.raises(TypeError, match="prepared"):
+        _run(functional, "lstm", x, h0, c0, w, training=False, precision="bf16",
+             prepared=object())
+    wg = _weights(rng, "gru", 6, 10)
+    pg = functional.prepare_weights("gru", *wg, precision="bf16")
+    with pytest.raises(ValueError, match="cell"):
+        _run(functional, "lstm", x, h0, c0, w, training=False, precision="bf16", prepared=pg)
+    with pytest.raises(ValueError, match="check"):
+        functional.prepare_weights("lstm", *w, precision="bf16", check="never")
+
+
+def test_prepared_float32_precision():
+    rng = np.random.default_rng(11)
+    x, h0, c0 = _inputs(rng, "lstm", 3, 2, 6, 10)
+    w = _weights(rng, "lstm", 6, 10)
+    pw = functional.prepare_weights("lstm", *w, precision="float32")
+    y = _run(functional, "lstm", x, h0, c0, w, training=False, prepared=pw)[0]
+    np.testing.assert_array_equal(y, _run(functional, "lstm", x, h0, c0, w, training=False)[0])
+
+
+# ---- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_float64_refused(precision):
+    rng = np.random.default_rng(12)
+    x, h0, c0 = _inputs(rng, "lstm", 3, 2, 6, 10)
+    w = _weights(rng, "lstm", 6, 10)
+    with pytest.raises(TypeError, match="x is float64"):
+        _run(functional, "lstm", x.astype(np.float64), h0, c0, w, training=False,
+             precision=precision)
+    w64 = (w[0], w[1].astype(np.float64), w[2], w[3])
+    with pytest.raises(TypeError, match="w_hh"):
+        _run(functional, "lstm", x, h0, c0, w64, training=False, precision=precision)
+    with pytest.raises(TypeError, match="w_hh"):
+        functional.prepare_weights("lstm", *w64, precision=precision)
+
+
+def test_int8_training_and_unknown_refused():
+    rng = np.random.default_rng(13)
+    x, h0, c0 = _inputs(rng, "lstm", 3, 2, 6, 10)
+    w = _weights(rng, "lstm", 6, 10)
+    with pytest.raises(ValueError, match="int8 is inference-only"):
+        _run(functional, "lstm", x, h0, c0, w, training=True, precision="int8")
+    with pytest.raises(ValueError, match="precision"):
+        _run(functional, "lstm", x, h0, c0, w, training=False, precision="fp8")
+    assert functional.PRECISIONS == ("float32", "bfloat16", "int8")
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+def test_nonfinite_propagates(precision):
+    rng = np.random.default_rng(14)
+    x, h0, c0 = _inputs(rng, "lstm", 3, 4, 6, 10)
+    w = _weights(rng, "lstm", 6, 10)
+    x[1, 2, 3] = np.nan
+    y = _run(functional, "lstm", x, h0, c0, w, training=False, precision=precision)[0]
+    yr = _run(reference, "lstm", x, h0, c0, w, training=False, precision=precision)[0]
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(yr))
+    assert np.isnan(y[1:, 2]).all() and not np.isnan(y[:, [0, 1, 3]]).any()
+
+
+def test_per_cell_wrappers_pass_precision():
+    rng = np.random.default_rng(15)
+    x, h0, c0 = _inputs(rng, "lstm", 3, 2, 6, 10)
+    w = _weights(rng, "lstm", 6, 10)
+    a = functional.lstm_forward(x, h0, c0, *w, training=False, precision="int8")[0]
+    b = functional.cell_forward("lstm", x, h0, c0, *w, training=False, precision="int8")[0]
+    np.testing.assert_array_equal(a, b)
+    wr = _weights(rng, "rnn", 6, 10)
+    a = functional.rnn_forward(x, h0, *wr, training=False, precision="bf16")[0]
+    b = reference.rnn_forward(x, h0, *wr, training=False)[0]
+    assert 1e-5 < np.abs(a - b).max() < 0.1
+    wg = _weights(rng, "gru", 6, 10)
+    _, _, ctx = functional.gru_forward(x, h0, *wg, precision="bf16")
+    assert ctx.p.precision == "bfloat16"
+
+
+# ---- streaming ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_stream_steps_equal_sequence(cell, precision):
+    rng = np.random.default_rng(16)
+    T, B, I, H = 6, 2, 5, 33
+    x, _, _ = _inputs(rng, cell, T, B, I, H)
+    w = _weights(rng, cell, I, H)
+    st = _native.Stream([(cell, *w, "tanh")], B, np.float32, precision)
+    assert st.precision == precision
+    ys = np.stack([st.step(x[t]) for t in range(T)])
+    y = _run(functional, cell, x, None, None, w, training=False, precision=precision)[0]
+    np.testing.assert_array_equal(ys, y)
+
+
+def test_stream_precision_needs_float32():
+    w = _weights(np.random.default_rng(17), "lstm", 4, 8)
+    with pytest.raises(TypeError, match="float32"):
+        _native.Stream([("lstm", *w, "tanh")], 1, np.float64, "int8")
+    with pytest.raises(ValueError, match="precision"):
+        _native.Stream([("lstm", *w, "tanh")], 1, np.float32, "int4")
+
+
+def test_build_info_reports_precision():
+    info = _native.build_info()["precision"]
+    assert set(info) == {"avx512_bf16", "avx512_vnni", "avx_vnni", "bfloat16", "int8"}
+    assert info["bfloat16"] in ("avx512_bf16", "portable")
+    assert info["int8"] in ("avx512_vnni", "avx_vnni", "portable")
+    if info["avx512_bf16"] and _kernels.get_arch() == "avx512":
+        assert info["bfloat16"] == "avx512_bf16"
