@@ -263,3 +263,28 @@ def test_saving_keeps_the_policy(tmp_path, quantize) -> None:
         layer.dtype_policy.name for layer in m.layers]
     assert m2.layers[0].forward_layer.precision == ("int8" if quantize else "bfloat16")
     np.testing.assert_array_equal(m2.predict(X, verbose=0), y)
+
+
+# -- streaming ------------------------------------------------------------------------------
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_stream_honours_the_policy_and_quantization(precision) -> None:
+    fastrnn.keras.set_random_seed(1)
+    policy = "mixed_bfloat16" if precision == "bfloat16" else None
+    m = Sequential([L.Input((9, 6)), L.LSTM(7, return_sequences=True, dtype=policy),
+                    L.GRU(5, return_sequences=True, dtype=policy), L.Dense(3)])
+    y32 = m.predict(X[:1], verbose=0)[0]
+    if precision == "int8":
+        m.quantize("int8")
+    y = m.predict(X[:1], verbose=0)[0]
+    session = m.stream()
+    assert session.precision == precision
+    steps = np.stack([session.step(X[0, t]) for t in range(X.shape[1])])
+    np.testing.assert_allclose(steps, y, atol=2e-5, rtol=0)
+    assert np.abs(steps - y32).max() > 0  # not the float32 model
+
+
+def test_stream_needs_one_precision() -> None:
+    m = Sequential([L.Input((9, 6)), L.LSTM(7, return_sequences=True, name="first"),
+                    L.GRU(5, dtype="mixed_bfloat16", name="second")])
+    with pytest.raises(ValueError, match="one precision.*first: float32, second: bfloat16"):
+        m.stream()
