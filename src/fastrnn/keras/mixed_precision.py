@@ -55,22 +55,16 @@ _GLOBAL: DTypePolicy | None = None
 class DTypePolicy:
     """A layer's dtype policy (Keras 3's ``keras.DTypePolicy``).
 
+    Its properties: ``name``, ``compute_dtype`` (what the layer computes in: ``"bfloat16"``
+    for the recurrent layers under ``"mixed_bfloat16"``, whose other layers compute in
+    float32), ``variable_dtype`` (the weights' dtype), ``quantization_mode`` (``"int8"`` for
+    a quantized policy, else None) and ``precision`` (the ops' ``precision=``).
+
     Parameters
     ----------
     name : str
         ``"float32"``, ``"float64"`` or ``"mixed_bfloat16"`` (default: the float type,
         :func:`fastrnn.keras.models.floatx`).
-
-    Attributes
-    ----------
-    name : str
-    compute_dtype : str
-        What the layer computes in: ``"bfloat16"`` for the recurrent layers under
-        ``"mixed_bfloat16"`` (the others compute in float32), else the variable dtype.
-    variable_dtype : str
-        What the weights are kept in (``"float32"`` or ``"float64"``).
-    quantization_mode : str or None
-        ``"int8"`` for a quantized policy, else None.
 
     Raises
     ------
