@@ -288,3 +288,28 @@ def test_stream_needs_one_precision() -> None:
                     L.GRU(5, dtype="mixed_bfloat16", name="second")])
     with pytest.raises(ValueError, match="one precision.*first: float32, second: bfloat16"):
         m.stream()
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_bf16_error_against_float32_is_keras_mixed_bfloat16s_or_less(cls) -> None:
+    """On the same weights, fastrnn's mixed_bfloat16 layer is no further from float32 than
+    Keras 3's own mixed_bfloat16 layer (which also rounds the gate maths to bfloat16)."""
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(5).standard_normal((8, 30, 12)).astype(np.float32)
+    kcls = getattr(keras.layers, cls.__name__)
+
+    def out(t):
+        return keras.ops.convert_to_numpy(keras.ops.cast(t, "float32"))
+
+    k32 = kcls(16, return_sequences=True)
+    y32 = out(k32(x))
+    kbf = kcls(16, return_sequences=True, dtype="mixed_bfloat16")
+    kbf.build(x.shape)
+    kbf.set_weights(k32.get_weights())
+    ours = cls(16, return_sequences=True, dtype="mixed_bfloat16")
+    ours.build((None, 30, 12))
+    ours.set_weights(k32.get_weights())
+    assert ours.compute_dtype == kbf.compute_dtype and ours.variable_dtype == kbf.variable_dtype
+    err_keras = np.abs(out(kbf(x)) - y32).max()
+    err_ours = np.abs(ours(x) - y32).max()
+    assert 0 < err_ours <= 1.5 * err_keras, (err_ours, err_keras)
