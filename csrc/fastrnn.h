@@ -266,10 +266,17 @@ enum { FR_CPU_AVX512_BF16 = 0, FR_CPU_AVX512_VNNI = 1, FR_CPU_AVX_VNNI = 2 };
 /* 1 if this CPU has the feature (FR_CPU_*), else 0. */
 int fr_cpu_has_lowp(int feature);
 /* Static name of the kernels precision prec runs on now ("avx512_bf16", "avx512_vnni",
-   "avx_vnni", "portable"), or "unknown" for another prec. */
+   "avx_vnni", "avx2_madd", "amx_bf16", "amx_int8", "portable"), or "unknown" for another prec. */
 const char *fr_lowp_path(int prec);
+/* Let bfloat16 and int8 use AMX (tdpbf16ps, tdpbusd) where the CPU and OS allow (on = 1, the
+   default) or not (0: AVX512_BF16 vdpbf16ps, VNNI vpdpbusd): a testing and tuning knob. FR_OK. */
+int fr_lp_set_amx(int on);
+/* Let int8 use VNNI (vpdpbusd) where the CPU has it (on = 1, the default) or not (0: the AVX2
+   path's widening vpmaddwd kernel on the AVX2 and AVX-512 paths): a testing knob. FR_OK. */
+int fr_lp_set_vnni(int on);
 /* Bytes of the packed weights of cell with I inputs (identity: w_ih NULL, I = G*H) and H units
-   in precision prec; -1 for a bad cell, precision or size. */
+   in precision prec; -1 for a bad cell, precision or size (int8: I and H at most 65536, so
+   that its int32 sums cannot overflow). */
 int64_t fr_lp_packed_bytes(int cell, int prec, int identity, int64_t I, int64_t H);
 /* Pack w_ih (G*H, I) (NULL: the identity, I = G*H), w_hh (G*H, H), b_ih, b_hh (G*H or NULL) into
    packed (fr_lp_packed_bytes bytes, 64-byte aligned). FR_OK or FR_ERR_ARG. */
@@ -283,13 +290,19 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
                   const float *x, const float *h0, const float *c0, const int64_t *lengths,
                   int64_t T, int64_t B, int64_t I, int64_t H, int act, int reverse,
                   int nthreads);
-/* fr_cell_backward_s of a bf16 forward: the same, with dw_hh taken against hq (fr_lp_forward's
-   bf16-rounded h_{t-1}, T*B*H) instead of the cache's float32 states. */
+/* fr_cell_backward_s of a bf16 forward: the same recurrence (float32 gate gradients, dh_{t-1} =
+   delta W_hh in float32 on the weights given), with dx = delta W_ih, dw_ih += delta^T x and
+   dw_hh += delta^T hq on fr_gemm_bf16 (hq: fr_lp_forward's bf16-rounded h_{t-1}, T*B*H). */
 int fr_cell_backward_hq_s(int cell, float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh,
                           float *db_ih, float *db_hh, const float *cache, const float *hq,
                           const float *x, const float *w_ih, const float *w_hh, const float *dy,
                           const float *dh_n, const float *dc_n, const int64_t *lengths, int64_t T,
                           int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads);
+/* fr_gemm_s with both operands rounded to bfloat16 as they are packed, float32 accumulation
+   (C = beta*C + op(A) op(B), beta 0 or 1): AMX, AVX512_BF16 or portable kernels. */
+int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const float *A,
+                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                 int nthreads);
 /* dst[i] = src[i] rounded to bfloat16 (nearest even; NaN stays NaN), as float32; may alias. */
 void fr_round_bf16(float *dst, const float *src, int64_t n);
 /* A 64-bit checksum of n bytes (Fletcher-style over 32-bit words: any change of one word, and

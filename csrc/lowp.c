@@ -26,6 +26,9 @@
 #define LP_MAGIC 0x70776c66 /* "flwp" */
 #define LP_PROJ_ROWS 256    /* input rows per projection chunk */
 #define LP_MIN_FLOPS 48000.0 /* per step and thread, below which a thread does not pay */
+/* int8 sums of up to K products of 255 * 127 (and the 128 * column-sum compensations) stay in
+   int32 for K up to 66000: inputs and hidden sizes above this limit are refused */
+#define LP_INT8_MAX_K 65536
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
@@ -41,7 +44,8 @@ typedef struct {
 static int lp_layout(lp_header *h, int cell, int prec, int identity, int64_t I, int64_t H) {
     const int G = fr_cell_gates(cell);
     if (G < 0 || (prec != FR_PREC_BF16 && prec != FR_PREC_INT8) || H < 1 || I < 0 ||
-        (identity && I != G * H) || H > ((int64_t)1 << 24) || I > ((int64_t)1 << 26))
+        (identity && I != G * H) || H > ((int64_t)1 << 24) || I > ((int64_t)1 << 26) ||
+        (prec == FR_PREC_INT8 && (I > LP_INT8_MAX_K || H > LP_INT8_MAX_K)))
         return FR_ERR_ARG;
     h->magic = LP_MAGIC;
     h->cell = cell;
@@ -224,9 +228,9 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
     uint8_t *mine = f->scratch + tid * f->per_thread_bytes;
     float *xp = (float *)mine;
     uint32_t *Ax = (uint32_t *)(mine + align64(Tc * B * ldxp * 4));
-    float *as = (float *)((uint8_t *)Ax + align64(Tc * B * kwI * 4));
+    float *as = (float *)((uint8_t *)Ax + align64((Tc * B + LP_MR) * kwI * 4));
     uint32_t *Ah = (uint32_t *)((uint8_t *)as + align64(Tc * B * 4));
-    float *hs = (float *)((uint8_t *)Ah + align64(B * kwH * 4));
+    float *hs = (float *)((uint8_t *)Ah + align64((B + LP_MR) * kwH * 4));
     float *tile = (float *)((uint8_t *)hs + align64(B * 4));
     const float *bias = (const float *)(f->base + hd->off_bias);
     const float *bhn = (const float *)(f->base + hd->off_bhn);
@@ -234,7 +238,12 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
     float *hprev_c = cache, *gates_c = cache ? cache + TB * H : NULL;
     float *aux0_c = cache && f->cd->naux > 0 ? gates_c + TB * GH : NULL;
     float *aux1_c = cache && f->cd->naux > 1 ? aux0_c + TB * H : NULL;
+    const int64_t mr = k->mr;
     int64_t rows[LP_MR];
+    /* the rows past the last that a whole-tile load reads (results unused): defined values */
+    memset(Ax + Tc * B * kwI, 0, (size_t)(LP_MR * kwI * 4));
+    memset(Ah + B * kwH, 0, (size_t)(LP_MR * kwH * 4));
+    if (k->begin) k->begin();
     fr_tile_s tl = {.ts = LP_NR, .H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * LP_NR,
                     .ldh = ldh, .ldc = H, .rows = rows};
 
@@ -255,8 +264,8 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                             continue;
                         }
                         const uint32_t *panel = (const uint32_t *)(f->base + hd->off_ih + pi * hd->pb_ih);
-                        for (int64_t r0 = 0; r0 < nrow; r0 += LP_MR)
-                            k->ukr(imin(LP_MR, nrow - r0), kwI, Ax + r0 * kwI, kwI, panel, as + r0,
+                        for (int64_t r0 = 0; r0 < nrow; r0 += mr)
+                            k->ukr(imin(mr, nrow - r0), kwI, Ax + r0 * kwI, kwI, panel, as + r0,
                                    bp, out + r0 * ldxp, ldxp);
                     }
             }
@@ -273,8 +282,8 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                 tl.gates = gates_c ? gates_c + j0 : NULL;
                 tl.aux0 = aux0_c ? aux0_c + j0 : NULL;
                 tl.aux1 = aux1_c ? aux1_c + j0 : NULL;
-                for (int64_t b0 = 0; b0 < B; b0 += LP_MR) {
-                    const int64_t m = imin(LP_MR, B - b0);
+                for (int64_t b0 = 0; b0 < B; b0 += mr) {
+                    const int64_t m = imin(mr, B - b0);
                     for (int64_t g = 0; g < G; g++)
                         k->ukr(m, kwH, Ah + b0 * kwH, kwH,
                                (const uint32_t *)(f->base + hd->off_hh + (jb * G + g) * hd->pb_hh),
@@ -316,6 +325,7 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
             }
         }
     }
+    if (k->end) k->end();
 }
 
 int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *cache, float *hq,
@@ -348,8 +358,8 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
     f.ldxp = hd->njb * G * LP_NR; /* room for every block: a smaller team owns more */
     f.kwI = hd->identity ? 0 : lp_kwords((int)hd->prec, I);
     f.kwH = lp_kwords((int)hd->prec, H);
-    f.per_thread_bytes = align64(f.Tc * B * f.ldxp * 4) + align64(f.Tc * B * f.kwI * 4) +
-                         align64(f.Tc * B * 4) + align64(B * f.kwH * 4) + align64(B * 4) +
+    f.per_thread_bytes = align64(f.Tc * B * f.ldxp * 4) + align64((f.Tc * B + LP_MR) * f.kwI * 4) +
+                         align64(f.Tc * B * 4) + align64((B + LP_MR) * f.kwH * 4) + align64(B * 4) +
                          align64(LP_MR * G * LP_NR * 4);
     const double step_flops = 2.0 * (double)B * (double)((hd->identity ? 0 : I) + H) * (double)G *
                               (double)H;

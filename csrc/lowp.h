@@ -4,15 +4,16 @@
  * uses. Not part of the public API (that is in fastrnn.h, section lowp.c).
  *
  * Formats (K the reduction length, LP_NR = 32 output columns per panel):
- *   bfloat16: an A row is ceil(K/2) uint32 words, word p holding bf16(a[2p]) in its low half and
- *     bf16(a[2p+1]) in its high half (0 past K). A panel is ceil(K/2) groups of LP_NR words, word
- *     (p, c) holding column c's weights k = 2p, 2p+1 the same way: the operand order of
- *     vdpbf16ps.
- *   int8: an A row is ceil(K/4) uint32 words of 4 unsigned bytes u = q + 128 (q the row's
- *     symmetric int8 value, 128 past K), plus the row's float scale. A panel is ceil(K/4) groups
+ *   bfloat16: an A row is kw = 16*ceil(K/32) uint32 words, word p holding bf16(a[2p]) in its low
+ *     half and bf16(a[2p+1]) in its high half (0 past K). A panel is kw groups of LP_NR words,
+ *     word (p, c) holding column c's weights k = 2p, 2p+1 the same way: the operand order of
+ *     vdpbf16ps, and (16 pairs by 16 columns at a time) of AMX's tdpbf16ps B tiles.
+ *   int8: an A row is kw = 16*ceil(K/64) uint32 words of 4 unsigned bytes u = q + 128 (q the
+ *     row's symmetric int8 value, 128 past K), plus the row's float scale. A panel is kw groups
  *     of LP_NR words of 4 signed bytes (column c's weights k = 4p..4p+3, 0 past K), followed by
  *     LP_NR int32 compensations 128 * sum_k w[k][c] and LP_NR float channel scales: the operand
- *     order of vpdpbusd; sum_k u*w - comp = sum_k q*w exactly in int32.
+ *     order of vpdpbusd (and of AMX's tdpbusd B tiles); sum_k u*w - comp = sum_k q*w exactly in
+ *     int32.
  */
 #ifndef FASTRNN_LOWP_H
 #define FASTRNN_LOWP_H
@@ -22,11 +23,11 @@
 #include "fastrnn.h"
 
 #define LP_NR 32 /* output columns per panel (a hidden block of LP_NR units per gate) */
-#define LP_MR 8  /* most rows per microkernel call */
+#define LP_MR 16 /* most rows per microkernel call on any path (lp_kernel.mr: this path's) */
 
 /* uint32 words of an A row / of a panel's k-group for K and precision prec (FR_PREC_*). */
 static inline int64_t lp_kwords(int prec, int64_t K) {
-    return prec == FR_PREC_BF16 ? (K + 1) / 2 : (K + 3) / 4;
+    return prec == FR_PREC_BF16 ? (K + 31) / 32 * 16 : (K + 63) / 64 * 16;
 }
 /* Bytes of one panel (LP_NR columns, K deep), its int8 tail included. */
 static inline int64_t lp_panel_bytes(int prec, int64_t K) {
@@ -50,7 +51,11 @@ typedef void (*lp_rows_fn)(uint32_t *A, int64_t lda, float *scale, const float *
 typedef struct {
     lp_ukr_fn ukr;
     lp_rows_fn rows;
-    const char *name; /* "avx512_bf16", "avx512_vnni", "portable", ... */
+    const char *name; /* "amx_bf16", "avx512_bf16", "avx512_vnni", "portable", ... */
+    int mr;           /* rows per ukr call, <= LP_MR; A buffers hold mr - 1 readable rows past
+                         the last (AMX loads whole tiles; their results are not used) */
+    void (*begin)(void); /* NULL, or called by each thread before its first ukr call */
+    void (*end)(void);   /* NULL, or called by each thread after its last */
 } lp_kernel;
 
 /* The kernels of precision prec on SIMD path arch (FR_ARCH_*), falling back to what the CPU has

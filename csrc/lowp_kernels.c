@@ -8,8 +8,14 @@
  * int32. (vdpbf16ps treats bf16 denormals as zero; the portable kernel does not: inputs of
  * magnitude below 1.2e-38 may differ.)
  */
+#define _GNU_SOURCE /* syscall(): AMX's permission request */
 #include <math.h>
 #include <string.h>
+#if defined(__linux__) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "lowp.h"
 #include "simd_target.h"
@@ -79,6 +85,7 @@ static void rows_bf16_portable(uint32_t *A, int64_t lda, float *scale, const flo
         for (int64_t p = 0; p < K / 2; p++)
             a[p] = (uint32_t)lp_bf16(s[2 * p]) | ((uint32_t)lp_bf16(s[2 * p + 1]) << 16);
         if (K & 1) a[K / 2] = lp_bf16(s[K - 1]);
+        for (int64_t p = (K + 1) / 2; p < lp_kwords(FR_PREC_BF16, K); p++) a[p] = 0;
     }
 }
 
@@ -102,7 +109,7 @@ static inline uint8_t quant_u8(float v, float inv) {
 
 static void rows_int8_portable(uint32_t *A, int64_t lda, float *scale, const float *src,
                                int64_t lds, int64_t n, int64_t K) {
-    const int64_t kw = (K + 3) / 4;
+    const int64_t kw = lp_kwords(FR_PREC_INT8, K);
     for (int64_t r = 0; r < n; r++) {
         const float *s = src + r * lds;
         float amax = 0.0f;
@@ -120,8 +127,10 @@ static void rows_int8_portable(uint32_t *A, int64_t lda, float *scale, const flo
     }
 }
 
-static const lp_kernel k_bf16_portable = {ukr_bf16_portable, rows_bf16_portable, "portable"};
-static const lp_kernel k_int8_portable = {ukr_int8_portable, rows_int8_portable, "portable"};
+static const lp_kernel k_bf16_portable = {ukr_bf16_portable, rows_bf16_portable, "portable", 8,
+                                          NULL, NULL};
+static const lp_kernel k_int8_portable = {ukr_int8_portable, rows_int8_portable, "portable", 8,
+                                          NULL, NULL};
 
 #if FR_X86_SIMD
 /* ---- AVX-512 ------------------------------------------------------------------------------- */
@@ -153,12 +162,37 @@ static FR_ALWAYS_INLINE T512BF void bf16_tile(const int m, int64_t kw, const uin
     }
 }
 
+/* One row: four interleaved chains per vector (a single chain waits on vdpbf16ps' latency). */
+static FR_ALWAYS_INLINE T512BF void bf16_row(int64_t kw, const uint32_t *A, const uint32_t *P,
+                                             const float *bias, float *C) {
+    __m512 c[4][2];
+    for (int j = 0; j < 4; j++) c[j][0] = c[j][1] = _mm512_setzero_ps();
+    int64_t p = 0;
+    for (; p + 4 <= kw; p += 4)
+        for (int j = 0; j < 4; j++) {
+            const __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[p + j]);
+            c[j][0] = _mm512_dpbf16_ps(c[j][0], a, (__m512bh)_mm512_loadu_si512(P + (p + j) * LP_NR));
+            c[j][1] = _mm512_dpbf16_ps(c[j][1], a,
+                                       (__m512bh)_mm512_loadu_si512(P + (p + j) * LP_NR + 16));
+        }
+    for (; p < kw; p++) {
+        const __m512bh a = (__m512bh)_mm512_set1_epi32((int)A[p]);
+        c[0][0] = _mm512_dpbf16_ps(c[0][0], a, (__m512bh)_mm512_loadu_si512(P + p * LP_NR));
+        c[0][1] = _mm512_dpbf16_ps(c[0][1], a, (__m512bh)_mm512_loadu_si512(P + p * LP_NR + 16));
+    }
+    for (int v = 0; v < 2; v++) {
+        __m512 r = _mm512_add_ps(_mm512_add_ps(c[0][v], c[1][v]), _mm512_add_ps(c[2][v], c[3][v]));
+        if (bias) r = _mm512_add_ps(r, _mm512_loadu_ps(bias + 16 * v));
+        _mm512_storeu_ps(C + 16 * v, r);
+    }
+}
+
 static T512BF void ukr_bf16_avx512(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
                                    const uint32_t *P, const float *ascale, const float *bias,
                                    float *C, int64_t ldc) {
     (void)ascale;
     switch (m) {
-    case 1: bf16_tile(1, kw, A, lda, P, bias, C, ldc); break;
+    case 1: bf16_row(kw, A, P, bias, C); break;
     case 2: bf16_tile(2, kw, A, lda, P, bias, C, ldc); break;
     case 3: bf16_tile(3, kw, A, lda, P, bias, C, ldc); break;
     case 4: bf16_tile(4, kw, A, lda, P, bias, C, ldc); break;
@@ -205,11 +239,41 @@ static FR_ALWAYS_INLINE T512VNNI void int8_tile(const int m, int64_t kw, const u
     }
 }
 
+/* One row: four interleaved chains per vector (exact int32 sums: the order does not matter). */
+static FR_ALWAYS_INLINE T512VNNI void int8_row(int64_t kw, const uint32_t *A, const uint32_t *P,
+                                               float ascale, const float *bias, float *C) {
+    __m512i c[4][2];
+    for (int j = 0; j < 4; j++) c[j][0] = c[j][1] = _mm512_setzero_si512();
+    int64_t p = 0;
+    for (; p + 4 <= kw; p += 4)
+        for (int j = 0; j < 4; j++) {
+            const __m512i a = _mm512_set1_epi32((int)A[p + j]);
+            c[j][0] = _mm512_dpbusd_epi32(c[j][0], a, _mm512_loadu_si512(P + (p + j) * LP_NR));
+            c[j][1] = _mm512_dpbusd_epi32(c[j][1], a, _mm512_loadu_si512(P + (p + j) * LP_NR + 16));
+        }
+    for (; p < kw; p++) {
+        const __m512i a = _mm512_set1_epi32((int)A[p]);
+        c[0][0] = _mm512_dpbusd_epi32(c[0][0], a, _mm512_loadu_si512(P + p * LP_NR));
+        c[0][1] = _mm512_dpbusd_epi32(c[0][1], a, _mm512_loadu_si512(P + p * LP_NR + 16));
+    }
+    const uint32_t *tail = P + kw * LP_NR;
+    const __m512 as = _mm512_set1_ps(ascale);
+    for (int v = 0; v < 2; v++) {
+        const __m512i acc = _mm512_add_epi32(_mm512_add_epi32(c[0][v], c[1][v]),
+                                             _mm512_add_epi32(c[2][v], c[3][v]));
+        const __m512i k = _mm512_loadu_si512(tail + 16 * v);
+        const __m512 s = _mm512_loadu_ps((const float *)(tail + LP_NR + 16 * v));
+        __m512 r = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, k)), _mm512_mul_ps(as, s));
+        if (bias) r = _mm512_add_ps(r, _mm512_loadu_ps(bias + 16 * v));
+        _mm512_storeu_ps(C + 16 * v, r);
+    }
+}
+
 static T512VNNI void ukr_int8_avx512(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
                                      const uint32_t *P, const float *ascale, const float *bias,
                                      float *C, int64_t ldc) {
     switch (m) {
-    case 1: int8_tile(1, kw, A, lda, P, ascale, bias, C, ldc); break;
+    case 1: int8_row(kw, A, P, ascale[0], bias, C); break;
     case 2: int8_tile(2, kw, A, lda, P, ascale, bias, C, ldc); break;
     case 3: int8_tile(3, kw, A, lda, P, ascale, bias, C, ldc); break;
     case 4: int8_tile(4, kw, A, lda, P, ascale, bias, C, ldc); break;
@@ -266,6 +330,62 @@ static T256VNNI void ukr_int8_avxvnni(int64_t m, int64_t kw, const uint32_t *A, 
     }
 }
 
+/* AVX2 without VNNI: bytes widened to int16 and multiplied with vpmaddwd (exact: a u8 times an s8
+   pair-summed stays far inside int32; the saturating vpmaddubsw is not used). m <= 4 rows, 16
+   columns (one half of the panel) per call. */
+static FR_ALWAYS_INLINE FR_TARGET_AVX2 void int8_half_avx2(const int m, int64_t kw,
+                                                           const uint32_t *A, int64_t lda,
+                                                           const uint32_t *P, int half,
+                                                           int32_t *acc_out) {
+    __m256i c[4][2];
+    const __m256i lo8 = _mm256_set1_epi32(0x00FF00FF);
+    for (int i = 0; i < m; i++) c[i][0] = c[i][1] = _mm256_setzero_si256();
+    for (int64_t p = 0; p < kw; p++) {
+        __m256i we[2], wo[2];
+        for (int v = 0; v < 2; v++) {
+            const __m256i w = _mm256_loadu_si256((const __m256i *)(P + p * LP_NR + 16 * half + 8 * v));
+            we[v] = _mm256_srai_epi16(_mm256_slli_epi16(w, 8), 8); /* bytes 0, 2 as int16 */
+            wo[v] = _mm256_srai_epi16(w, 8);                       /* bytes 1, 3 */
+        }
+        for (int i = 0; i < m; i++) {
+            const __m256i a = _mm256_set1_epi32((int)A[i * lda + p]);
+            const __m256i ae = _mm256_and_si256(a, lo8);
+            const __m256i ao = _mm256_and_si256(_mm256_srli_epi16(a, 8), lo8);
+            for (int v = 0; v < 2; v++)
+                c[i][v] = _mm256_add_epi32(c[i][v], _mm256_add_epi32(_mm256_madd_epi16(ae, we[v]),
+                                                                     _mm256_madd_epi16(ao, wo[v])));
+        }
+    }
+    for (int i = 0; i < m; i++)
+        for (int v = 0; v < 2; v++)
+            _mm256_storeu_si256((__m256i *)(acc_out + i * LP_NR + 16 * half + 8 * v), c[i][v]);
+}
+
+static FR_TARGET_AVX2 void ukr_int8_avx2(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
+                                         const uint32_t *P, const float *ascale,
+                                         const float *bias, float *C, int64_t ldc) {
+    const int32_t *comp = (const int32_t *)(P + kw * LP_NR);
+    const float *wscale = (const float *)(comp + LP_NR);
+    int32_t acc[4 * LP_NR];
+    for (int64_t i0 = 0; i0 < m; i0 += 4) {
+        const int64_t mm = m - i0 < 4 ? m - i0 : 4;
+        for (int half = 0; half < 2; half++) {
+            const uint32_t *a = A + i0 * lda;
+            switch (mm) {
+            case 1: int8_half_avx2(1, kw, a, lda, P, half, acc); break;
+            case 2: int8_half_avx2(2, kw, a, lda, P, half, acc); break;
+            case 3: int8_half_avx2(3, kw, a, lda, P, half, acc); break;
+            default: int8_half_avx2(4, kw, a, lda, P, half, acc); break;
+            }
+        }
+        for (int64_t i = 0; i < mm; i++)
+            for (int c = 0; c < LP_NR; c++) {
+                const float v = (float)(acc[i * LP_NR + c] - comp[c]) * (ascale[i0 + i] * wscale[c]);
+                C[(i0 + i) * ldc + c] = bias ? v + bias[c] : v;
+            }
+    }
+}
+
 /* bf16 rows: the portable rounding on 16 lanes (integer ops: identical results). */
 static T512 void rows_bf16_avx512(uint32_t *A, int64_t lda, float *scale, const float *src,
                                   int64_t lds, int64_t n, int64_t K) {
@@ -286,7 +406,7 @@ static T512 void rows_bf16_avx512(uint32_t *A, int64_t lda, float *scale, const 
             _mm256_storeu_si256((__m256i *)(a + k), _mm512_cvtepi32_epi16(_mm512_srli_epi32(rnd, 16)));
         }
         for (; k < K; k++) a[k] = lp_bf16(s[k]);
-        if (K & 1) a[K] = 0;
+        for (; k < 2 * lp_kwords(FR_PREC_BF16, K); k++) a[k] = 0;
     }
 }
 
@@ -294,7 +414,7 @@ static T512 void rows_int8_avx512(uint32_t *A, int64_t lda, float *scale, const 
                                   int64_t lds, int64_t n, int64_t K) {
     const __m512 absm = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
     const __m512 fmax = _mm512_set1_ps(3.4028235e38f);
-    const int64_t kw = (K + 3) / 4;
+    const int64_t kw = lp_kwords(FR_PREC_INT8, K);
     for (int64_t r = 0; r < n; r++) {
         const float *s = src + r * lds;
         __m512 vmax = _mm512_setzero_ps();
@@ -332,10 +452,136 @@ static T512 void rows_int8_avx512(uint32_t *A, int64_t lda, float *scale, const 
     }
 }
 
-static const lp_kernel k_bf16_avx512 = {ukr_bf16_avx512, rows_bf16_avx512, "avx512_bf16"};
-static const lp_kernel k_int8_avx512 = {ukr_int8_avx512, rows_int8_avx512, "avx512_vnni"};
-static const lp_kernel k_int8_avxvnni = {ukr_int8_avxvnni, rows_int8_portable, "avx_vnni"};
+/* ---- AMX (tdpbf16ps): 16 rows x 32 columns per call, K in steps of 32 -------------------- */
+#define TAMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_cfg;
+
+/* Tiles: 0, 1 the two 16x16 float blocks of C; 2 the A block (16 rows x 32 bf16); 3, 4 the B
+   blocks (16 pairs x 16 columns each, the panel's two halves). */
+static const amx_cfg amx_config __attribute__((aligned(64))) = {
+    .palette = 1, .colsb = {64, 64, 64, 64, 64}, .rows = {16, 16, 16, 16, 16}};
+
+static TAMX void amx_begin(void) {
+    /* a constant in memory: GCC 12 drops stores to a stack copy that only ldtilecfg reads */
+    _tile_loadconfig(&amx_config);
+}
+
+static TAMX void amx_end(void) { _tile_release(); }
+
+static TAMX void ukr_bf16_amx(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
+                              const uint32_t *P, const float *ascale, const float *bias, float *C,
+                              int64_t ldc) {
+    (void)ascale;
+    float out[16 * LP_NR] __attribute__((aligned(64)));
+    _tile_zero(0);
+    _tile_zero(1);
+    for (int64_t p = 0; p < kw; p += 16) {
+        _tile_loadd(2, A + p, lda * 4);
+        _tile_loadd(3, P + p * LP_NR, LP_NR * 4);
+        _tile_loadd(4, P + p * LP_NR + 16, LP_NR * 4);
+        _tile_dpbf16ps(0, 2, 3);
+        _tile_dpbf16ps(1, 2, 4);
+    }
+    _tile_stored(0, out, LP_NR * 4);
+    _tile_stored(1, out + 16, LP_NR * 4);
+    for (int64_t i = 0; i < m; i++)
+        for (int v = 0; v < 2; v++) {
+            __m512 r = _mm512_load_ps(out + i * LP_NR + 16 * v);
+            if (bias) r = _mm512_add_ps(r, _mm512_loadu_ps(bias + 16 * v));
+            _mm512_storeu_ps(C + i * ldc + 16 * v, r);
+        }
+}
+
+#define TAMX8 __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
+
+/* int8 on AMX (tdpbusd: u8 rows times s8 quads), the tiles of the bf16 kernel; int32 blocks
+   dequantized as the VNNI kernel does. */
+static TAMX8 void ukr_int8_amx(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
+                               const uint32_t *P, const float *ascale, const float *bias, float *C,
+                               int64_t ldc) {
+    int32_t out[16 * LP_NR] __attribute__((aligned(64)));
+    _tile_zero(0);
+    _tile_zero(1);
+    for (int64_t p = 0; p < kw; p += 16) {
+        _tile_loadd(2, A + p, lda * 4);
+        _tile_loadd(3, P + p * LP_NR, LP_NR * 4);
+        _tile_loadd(4, P + p * LP_NR + 16, LP_NR * 4);
+        _tile_dpbusd(0, 2, 3);
+        _tile_dpbusd(1, 2, 4);
+    }
+    _tile_stored(0, out, LP_NR * 4);
+    _tile_stored(1, out + 16, LP_NR * 4);
+    const uint32_t *tail = P + kw * LP_NR;
+    for (int64_t i = 0; i < m; i++) {
+        const __m512 as = _mm512_set1_ps(ascale[i]);
+        for (int v = 0; v < 2; v++) {
+            const __m512i k = _mm512_loadu_si512(tail + 16 * v);
+            const __m512 s = _mm512_loadu_ps((const float *)(tail + LP_NR + 16 * v));
+            const __m512i acc = _mm512_load_si512(out + i * LP_NR + 16 * v);
+            __m512 r = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, k)),
+                                     _mm512_mul_ps(as, s));
+            if (bias) r = _mm512_add_ps(r, _mm512_loadu_ps(bias + 16 * v));
+            _mm512_storeu_ps(C + i * ldc + 16 * v, r);
+        }
+    }
+}
+
+/* Whether AMX with the feature bit (CPUID 7.0 EDX: 22 AMX-BF16, 25 AMX-INT8) runs here: the CPU
+   has it and Linux lets this process use the tile data. */
+static int amx_usable(int bit) {
+    static int state = -1; /* benign race: every thread computes the same value */
+    static unsigned edx = 0;
+    if (state < 0) {
+        int ok = 0;
+#if defined(__linux__)
+        unsigned a, b, c, d;
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 24)) &&
+            fr_cpu_has_lowp(FR_CPU_AVX512_BF16) && fr_cpu_has_lowp(FR_CPU_AVX512_VNNI)) {
+            edx = d;
+            ok = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+        }
 #endif
+        state = ok;
+    }
+    return state && (edx & (1u << bit));
+}
+
+static const lp_kernel k_bf16_amx = {ukr_bf16_amx, rows_bf16_avx512, "amx_bf16", 16, amx_begin,
+                                     amx_end};
+static const lp_kernel k_int8_amx = {ukr_int8_amx, rows_int8_avx512, "amx_int8", 16, amx_begin,
+                                     amx_end};
+static const lp_kernel k_bf16_avx512 = {ukr_bf16_avx512, rows_bf16_avx512, "avx512_bf16", 8,
+                                        NULL, NULL};
+static const lp_kernel k_int8_avx512 = {ukr_int8_avx512, rows_int8_avx512, "avx512_vnni", 8,
+                                        NULL, NULL};
+static const lp_kernel k_int8_avxvnni = {ukr_int8_avxvnni, rows_int8_portable, "avx_vnni", 8,
+                                         NULL, NULL};
+static const lp_kernel k_int8_avx2 = {ukr_int8_avx2, rows_int8_portable, "avx2_madd", 8, NULL,
+                                      NULL};
+#endif
+
+static int amx_off = 0;
+
+int fr_lp_set_amx(int on) {
+    amx_off = !on;
+    return FR_OK;
+}
+
+static int lp_amx_disabled(void) { return amx_off; }
+
+static int vnni_off = 0;
+
+int fr_lp_set_vnni(int on) {
+    vnni_off = !on;
+    return FR_OK;
+}
+
+static int lp_vnni_disabled(void) { return vnni_off; }
 
 int fr_cpu_has_lowp(int feature) {
 #if FR_X86_SIMD
@@ -355,12 +601,18 @@ int fr_cpu_has_lowp(int feature) {
 const lp_kernel *lp_kernel_for(int prec, int arch) {
 #if FR_X86_SIMD
     if (prec == FR_PREC_BF16) {
+        if (arch == FR_ARCH_AVX512 && !lp_amx_disabled() && amx_usable(22)) return &k_bf16_amx;
         if (arch == FR_ARCH_AVX512 && fr_cpu_has_lowp(FR_CPU_AVX512_BF16)) return &k_bf16_avx512;
         return &k_bf16_portable;
     }
-    if (arch == FR_ARCH_AVX512 && fr_cpu_has_lowp(FR_CPU_AVX512_VNNI)) return &k_int8_avx512;
-    if ((arch == FR_ARCH_AVX512 || arch == FR_ARCH_AVX2) && fr_cpu_has_lowp(FR_CPU_AVX_VNNI))
+    if (arch == FR_ARCH_AVX512 && !lp_amx_disabled() && !lp_vnni_disabled() && amx_usable(25))
+        return &k_int8_amx;
+    if (arch == FR_ARCH_AVX512 && fr_cpu_has_lowp(FR_CPU_AVX512_VNNI) && !lp_vnni_disabled())
+        return &k_int8_avx512;
+    if ((arch == FR_ARCH_AVX512 || arch == FR_ARCH_AVX2) && fr_cpu_has_lowp(FR_CPU_AVX_VNNI) &&
+        !lp_vnni_disabled())
         return &k_int8_avxvnni;
+    if (arch == FR_ARCH_AVX512 || arch == FR_ARCH_AVX2) return &k_int8_avx2;
     return &k_int8_portable;
 #else
     (void)arch;

@@ -820,6 +820,17 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
     }
 }
 
+/* The backward's GEMMs: fr_gemm, or with bf (float only) the bf16-operand GEMM. */
+static int SFX(wgemm)(int bf, int ta, int tb, int64_t M, int64_t N, int64_t K, const REAL *A,
+                      int64_t lda, const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc,
+                      int nt) {
+#if FR_F32
+    if (bf) return fr_gemm_bf16(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, nt);
+#endif
+    (void)bf;
+    return SFX(fr_gemm)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, nt);
+}
+
 int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh,
                          REAL *db_ih, REAL *db_hh, const REAL *cache, const REAL *x, const REAL *w_ih,
                          const REAL *w_hh, const REAL *dy, const REAL *dh_n, const REAL *dc_n,
@@ -858,11 +869,14 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     const REAL *dgh_all = SFX(bw_dgh_all)(&w), *dgx_all = SFX(bw_dgx_all)(&w);
     const REAL *hprev_c = hprev_w ? hprev_w : cache;
     const int ntg = threads_for(nthreads, 2.0 * (double)TB * (double)GH * (double)(identity ? H : I + H));
+    const int bf = hprev_w != NULL; /* a bf16 forward's backward: bf16 operands (fastrnn.h) */
     if (I > 0 && !identity) {
-        if (dx) st = SFX(fr_gemm)(0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
-        if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, ntg);
+        if (dx) st = SFX(wgemm)(bf, 0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
+        if (st == FR_OK)
+            st = SFX(wgemm)(bf, 1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, ntg);
     }
-    if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, ntg);
+    if (st == FR_OK)
+        st = SFX(wgemm)(bf, 1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, ntg);
     for (int t = 0; t < p->nt && w.nacc > 0; t++) { /* bias gradients: the threads' sums, in order */
         int64_t jb0, nj;
         my_blocks(p, t % p->nhg, &jb0, &nj);

@@ -158,9 +158,10 @@ int SFX(fr_rec_forward)(const SFX(fr_cell) *cell, REAL *y, REAL *h_n, REAL *c_n,
                         const REAL *c0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
                         const REAL *b_hh, const int64_t *lengths, int64_t Tn, int64_t B, int64_t I,
                         int64_t H, int act, int reverse, int nthreads);
-/* Whole-sequence backward; arguments as the public fr_cell_backward_*, plus hprev_w: NULL, or the
-   (T*B, H) states h_{t-1} the weight gradient dw_hh is taken with instead of the cache's (the
-   bf16-rounded ones of a bf16 forward, fr_lp_forward's hq). */
+/* Whole-sequence backward; arguments as the public fr_cell_backward_*, plus hprev_w: NULL, or (a
+   bf16 forward's backward, float only) the (T*B, H) bf16-rounded states h_{t-1} the weight
+   gradient dw_hh is taken with instead of the cache's; dx, dw_ih and dw_hh then run on
+   fr_gemm_bf16 (the gate gradients rounded to bf16 as they enter those GEMMs). */
 int SFX(fr_rec_backward)(const SFX(fr_cell) *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih,
                          REAL *dw_hh, REAL *db_ih, REAL *db_hh, const REAL *cache, const REAL *x,
                          const REAL *w_ih, const REAL *w_hh, const REAL *dy, const REAL *dh_n,

@@ -38,6 +38,18 @@ def _inputs(rng, cell, T, B, I, H):
     return x, h0, c0
 
 
+@pytest.fixture(params=["amx", "vnni", "plain"])
+def amx(request):
+    """The kernel choices of the AVX-512 path: AMX (bf16 and int8) where the machine has it;
+    without AMX (AVX512_BF16 vdpbf16ps, VNNI vpdpbusd); without AMX and VNNI (int8 on the
+    widening AVX2 kernel). On a machine without a feature the choices coincide."""
+    _kernels.lp_set_amx(request.param == "amx")
+    _kernels.lp_set_vnni(request.param != "plain")
+    yield request.param
+    _kernels.lp_set_amx(True)
+    _kernels.lp_set_vnni(True)
+
+
 def _run(mod, cell, x, h0, c0, w, **kw):
     return mod.cell_forward(cell, x, h0, c0, *w, nonlinearity=_nl(cell), **kw)
 
@@ -78,7 +90,7 @@ def test_quantize_rows_int8():
 
 @pytest.mark.parametrize("precision", REDUCED)
 @pytest.mark.parametrize("cell", CELL_NAMES)
-def test_forward_matches_reference(arch, cell, precision):
+def test_forward_matches_reference(arch, amx, cell, precision):
     rng = np.random.default_rng(2)
     T, B, I, H = 7, 11, 40, 70
     x, h0, c0 = _inputs(rng, cell, T, B, I, H)
@@ -150,7 +162,7 @@ def test_identity_input(cell, precision):
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
-def test_bf16_backward_matches_reference(arch, cell):
+def test_bf16_backward_matches_reference(arch, amx, cell):
     rng = np.random.default_rng(6)
     T, B, I, H = 6, 5, 17, 33
     x, h0, c0 = _inputs(rng, cell, T, B, I, H)
@@ -171,9 +183,11 @@ def test_bf16_backward_matches_reference(arch, cell):
         if r is None:
             assert g is None
             continue
-        scale = max(1.0, float(np.abs(r).max()))
-        assert np.abs(g - r).max() < 2e-5 * scale
-        assert np.abs(r32 - r).max() > 5e-4 * scale  # the rounding is measurable in each
+        # relative norms: a gate gradient on a bf16 rounding boundary may round the other way
+        # in the kernel (its float32 sums differ in the last bits), moving one product term
+        size = float(np.linalg.norm(r))
+        assert np.linalg.norm(g - r) < 3e-4 * size
+        assert np.linalg.norm(r32 - r) > 2e-3 * size  # the rounding is measurable in each
 
 
 def test_bf16_gradient_of_rounded_weights():
@@ -329,7 +343,7 @@ def test_per_cell_wrappers_pass_precision():
 
 @pytest.mark.parametrize("precision", REDUCED)
 @pytest.mark.parametrize("cell", CELL_NAMES)
-def test_stream_steps_equal_sequence(cell, precision):
+def test_stream_steps_equal_sequence(amx, cell, precision):
     rng = np.random.default_rng(16)
     T, B, I, H = 6, 2, 5, 33
     x, _, _ = _inputs(rng, cell, T, B, I, H)
@@ -349,10 +363,74 @@ def test_stream_precision_needs_float32():
         _native.Stream([("lstm", *w, "tanh")], 1, np.float32, "int4")
 
 
+def test_amx_vnni_switch():
+    _kernels.lp_set_amx(False)
+    _kernels.lp_set_vnni(False)
+    try:
+        assert "amx" not in _kernels.lowp_info()["bfloat16"]
+        assert "vnni" not in _kernels.lowp_info()["int8"]
+        assert "amx" not in _kernels.lowp_info()["int8"]
+    finally:
+        _kernels.lp_set_amx(True)
+        _kernels.lp_set_vnni(True)
+
+
+@pytest.mark.parametrize("B", [1, 3, 4, 5, 9])
+def test_int8_row_tiles(arch, amx, B):
+    rng = np.random.default_rng(19)
+    x, h0, c0 = _inputs(rng, "gru", 3, B, 45, 50)
+    w = _weights(rng, "gru", 45, 50)
+    y = _run(functional, "gru", x, h0, c0, w, training=False, precision="int8")[0]
+    yr = _run(reference, "gru", x, h0, c0, w, training=False, precision="int8")[0]
+    assert np.abs(y - yr).max() < TOL
+
+
+@pytest.mark.parametrize("B", [1, 15, 16, 17, 40])
+def test_bf16_row_tiles(amx, B):
+    """Batch sizes around the kernels' row tiles (8 rows; AMX: 16) and K not a multiple of 32."""
+    rng = np.random.default_rng(18)
+    x, h0, c0 = _inputs(rng, "lstm", 4, B, 45, 50)
+    w = _weights(rng, "lstm", 45, 50)
+    y = _run(functional, "lstm", x, h0, c0, w, training=False, precision="bf16")[0]
+    yr = _run(reference, "lstm", x, h0, c0, w, training=False, precision="bf16")[0]
+    assert np.abs(y - yr).max() < TOL
+
+
 def test_build_info_reports_precision():
     info = _native.build_info()["precision"]
     assert set(info) == {"avx512_bf16", "avx512_vnni", "avx_vnni", "bfloat16", "int8"}
-    assert info["bfloat16"] in ("avx512_bf16", "portable")
-    assert info["int8"] in ("avx512_vnni", "avx_vnni", "portable")
+    assert info["bfloat16"] in ("amx_bf16", "avx512_bf16", "portable")
+    assert info["int8"] in ("amx_int8", "avx512_vnni", "avx_vnni", "avx2_madd", "portable")
     if info["avx512_bf16"] and _kernels.get_arch() == "avx512":
-        assert info["bfloat16"] == "avx512_bf16"
+        assert info["bfloat16"] in ("amx_bf16", "avx512_bf16")
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+def test_forward_rows_precision(precision):
+    """The Embedding fold's op (rows of a projected table) in a reduced precision."""
+    rng = np.random.default_rng(20)
+    H, V, T, B = 12, 9, 5, 3
+    G = CELLS["lstm"].gates
+    table = rng.standard_normal((V, G * H)).astype(np.float32)
+    ids = rng.integers(0, V, (T, B)).astype(np.int64)
+    _, w_hh, b_ih, b_hh = _weights(rng, "lstm", 1, H)
+    training = precision == "bfloat16"
+    y, h, c, ctx = _native.forward_rows("lstm", table, ids, None, None, w_hh, b_ih, b_hh,
+                                        training=training, precision=precision)
+    yr = reference.cell_forward("lstm", table[ids], None, None, None, w_hh, b_ih, b_hh,
+                                training=False, precision=precision)[0]
+    assert np.abs(y - yr).max() < TOL
+    if training:
+        dx = functional.cell_backward(ctx, np.ones_like(y), None, None)[0]
+        assert dx.shape == (T, B, G * H)
+    with pytest.raises(ValueError, match="ids"):
+        _native.forward_rows("lstm", table, ids + V, None, None, w_hh, b_ih, b_hh,
+                             training=False, precision=precision)
+
+
+def test_int8_size_limit():
+    """int8 sums stay in int32: an input wider than 65536 is refused, not overflowed."""
+    w_ih = np.zeros((4, 65537), np.float32)
+    w_hh = np.zeros((4, 1), np.float32)
+    with pytest.raises(ValueError, match="65536"):
+        functional.prepare_weights("lstm", w_ih, w_hh, None, None, precision="int8")

@@ -1,6 +1,7 @@
 """A small workload for valgrind memcheck: every cell forward+backward with lengths and reverse
 (float64, odd H, 2 threads; with one and with two batch groups), the same forward picking its
-projected input rows from a table, and a streaming session. Run by tools/memcheck.py."""
+projected input rows from a table, a streaming session, and the bfloat16 and int8 ops and an int8
+stream. Run by tools/memcheck.py."""
 
 import numpy as np
 
@@ -34,4 +35,19 @@ stream = _kernels.Stream(
     [("lstm", rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H)), None, None, ""),
      ("dense", np.ones((H, 2)), None, "softmax")], 2, np.float64)
 stream.run(rng.standard_normal((4, 2, I)))
+# reduced precision (the kernels valgrind's CPU model offers: portable or AVX2)
+for cell, spec in CELLS.items():
+    G = spec.gates
+    nl = (spec.nonlinearities or (None,))[0]
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    w, u = (rng.standard_normal((G * H, n)).astype(np.float32) for n in (I, H))
+    b = rng.standard_normal(G * H).astype(np.float32)
+    y, h, c, ctx = F.cell_forward(cell, x, None, None, w, u, b, b, nonlinearity=nl,
+                                  lengths=lengths, reverse=True, precision="bfloat16")
+    F.cell_backward(ctx, np.ones_like(y), None, None)
+    F.cell_forward(cell, x, None, None, w, u, b, b, nonlinearity=nl, lengths=lengths,
+                   training=False, precision="int8")
+_kernels.Stream([("gru", rng.standard_normal((3 * H, I)).astype(np.float32),
+                  rng.standard_normal((3 * H, H)).astype(np.float32), None, None, "")], 2,
+                np.float32, "int8").run(rng.standard_normal((3, 2, I)).astype(np.float32))
 print("ok")

@@ -142,6 +142,8 @@ cdef extern from "fastrnn.h" nogil:
         FR_CPU_AVX_VNNI
     int fr_cpu_has_lowp(int feature)
     const char *fr_lowp_path(int prec)
+    int fr_lp_set_amx(int on)
+    int fr_lp_set_vnni(int on)
     int64_t fr_lp_packed_bytes(int cell, int prec, int identity, int64_t I, int64_t H)
     int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float *w_hh,
                    const float *b_ih, const float *b_hh, int64_t I, int64_t H)

@@ -730,6 +730,16 @@ def lowp_info():
     }
 
 
+def lp_set_amx(bint on):
+    """Let bfloat16 use AMX where the CPU and OS allow (the default) or not (testing, tuning)."""
+    fr_lp_set_amx(on)
+
+
+def lp_set_vnni(bint on):
+    """Let int8 use VNNI where the CPU has it (the default) or not (testing)."""
+    fr_lp_set_vnni(on)
+
+
 def lp_pack(str cell, str precision, w_ih, w_hh, b_ih, b_hh):
     """The weights packed for fr_lp_forward: a 64-byte aligned uint8 array.
 
@@ -752,7 +762,8 @@ def lp_pack(str cell, str precision, w_ih, w_hh, b_ih, b_hh):
     _chk(b_hh, "b_hh", (G * H,), np.float32, False, True)
     cdef int64_t n = fr_lp_packed_bytes(code, prec, w_ih is None and I > 0, I, H)
     if n < 0:
-        raise ValueError(f"{cell} {precision}: sizes I={I}, H={H} out of range")
+        raise ValueError(f"{cell} {precision}: sizes I={I}, H={H} out of range (int8 takes I "
+                         f"and H up to 65536, bfloat16 H up to 2**24)")
     raw = np.empty(n + 64, np.uint8)
     off = (-(<Py_ssize_t>cnp.PyArray_DATA(raw))) % 64
     packed = raw[off:off + n]

@@ -142,8 +142,9 @@ def build_info() -> dict[str, Any]:
 
     ``info["precision"]``: whether the CPU has ``avx512_bf16``, ``avx512_vnni`` and
     ``avx_vnni``, and the kernels ``bfloat16`` and ``int8`` run on with the SIMD path in use
-    (``"avx512_bf16"``, ``"avx512_vnni"``, ``"avx_vnni"`` or ``"portable"``: float32/int32
-    arithmetic in C on the same rounded operands, the same numbers).
+    (``"amx_bf16"``, ``"avx512_bf16"``, ``"amx_int8"``, ``"avx512_vnni"``, ``"avx_vnni"``,
+    ``"avx2_madd"`` or ``"portable"``: float32/int32 arithmetic in C on the same rounded
+    operands, the same numbers).
     """
     return dict(_kernels.build_info())
 
@@ -219,12 +220,16 @@ def forward_rows(cell: str, table: np.ndarray, ids: np.ndarray, h0: np.ndarray |
                  c0: np.ndarray | None, w_hh: np.ndarray, b_ih: np.ndarray | None,
                  b_hh: np.ndarray | None, *, nonlinearity: str | None = None,
                  lengths: np.ndarray | None = None, reverse: bool = False,
-                 training: bool = True) -> tuple:
+                 training: bool = True, precision: str = "float32",
+                 prepared: PreparedWeights | None = None) -> tuple:
     """The forward of ``cell`` with ``w_ih=None`` and ``x = table[ids]``, without building x.
 
     For the Keras layers' Embedding fold: ``table`` (V, G*H) holds the projected embedding
     rows (no biases), ``ids`` (T, B) picks one per step and batch entry. The arguments are
     trusted (C-contiguous, one float dtype, ``ids`` int64; the kernel checks the id range).
+    A reduced ``precision`` (float32 arrays; ``prepared`` made with ``w_ih=None``) builds
+    ``x = table[ids]`` and runs the identity-input op of that precision: the picked rows enter
+    no GEMM and are not rounded.
 
     Returns
     -------
@@ -250,7 +255,13 @@ def forward_rows(cell: str, table: np.ndarray, ids: np.ndarray, h0: np.ndarray |
                  nonlinearity=nonlinearity, reverse=reverse, training=training, T=T, B=B,
                  I=G * H, H=H, G=G, dtype=dt, h0_given=h0 is not None,
                  c0_given=c0 is not None)
-    return forward(p, (table, ids))
+    precision = check_precision(precision, training)
+    if precision == "float32" and prepared is None:
+        return forward(p, (table, ids))
+    if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
+        raise ValueError(f"ids must lie in [0, {table.shape[0]})")
+    x = np.ascontiguousarray(table[ids], dtype=dt)
+    return forward_prec(dataclasses.replace(p, x=x, precision=precision), prepared)
 
 
 def backward(ctx: Context, grads: Grads, need_dx: bool = True) -> tuple:
@@ -360,8 +371,10 @@ class PreparedWeights:
         self._arrays = arrays  # held: their memory cannot be reused by other arrays
         self._keys = tuple(_key(a) for a in arrays)
         self._sum = _checksum(arrays) if self.check == "content" else None
-        self._packed: np.ndarray | None = None  # made on first use
-        self._rounded: tuple | None = None
+        self._packed: np.ndarray | None = None
+        self._rounded: tuple | None = None  # made on first use (a bf16 training call)
+        if self.precision != "float32":
+            self.packed()
 
     @classmethod
     def _of(cls, p: Prepared) -> PreparedWeights:

@@ -34,10 +34,15 @@ Precision (``precision=``, one of :data:`PRECISIONS`; ``"bf16"`` is ``"bfloat16"
 * ``"float32"`` (default): the arrays' own dtype (float32 or float64) throughout.
 * ``"bfloat16"``: GEMM operands rounded to bfloat16 (weights once, ``x_t`` and ``h_{t-1}`` as
   they enter the GEMM), float32 accumulation, float32 gate maths, state, outputs and
-  gradients; training works (:func:`cell_backward` gives the gradients of this forward).
+  gradients; training works (:func:`cell_backward` of its context gives the gradients of this
+  forward; its big GEMMs take bf16 operands, see :mod:`fastrnn.reference`). Kernels: AMX
+  (``tdpbf16ps``) where the CPU and OS allow, else AVX512_BF16 (``vdpbf16ps``), else portable
+  C on the same rounded operands (``fastrnn.info()["precision"]`` says which).
 * ``"int8"``: inference only (``training=False``; else ValueError). Weights quantized per
   output channel, ``x_t``/``h_{t-1}`` rows per row on the fly, int32 accumulation,
-  dequantized into float32 gate maths.
+  dequantized into float32 gate maths. Kernels: AMX (``tdpbusd``), AVX512_VNNI or AVX-VNNI
+  (``vpdpbusd``), AVX2 (widening ``vpmaddwd``), else portable C (exact integer sums: the same
+  numbers everywhere).
 
 Both need float32 arrays (a float64 one is a TypeError naming it). The rounding is written
 out in :mod:`fastrnn.reference` (``cell_forward(..., precision=...)`` models it exactly, up to
@@ -78,7 +83,9 @@ def prepare_weights(cell: str, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *,
     object per layer and direction). It never runs stale weights: each call checks that the
     weights it is given are the arrays the object was made from (same data pointer, shape
     and dtype) and, with ``check="content"``, that their bytes did not change since (a
-    checksum in C, one pass over the weights: about 1-3% of a small row's call, measured);
+    checksum in C, one pass over the weights: measured 6 us for an LSTM(64)'s weights, about
+    1-5% of its (200, 1, 64, 64) int8 call, and 0.4 ms for LSTM(512), under 2% of its large
+    rows);
     on any difference it packs again from the given arrays before running. With
     ``check="identity"`` the content pass is skipped: the owner promises to call
     :meth:`PreparedWeights.update` whenever it changes the weights (the Keras layers and the

@@ -26,11 +26,12 @@ Reduced precision (``precision=`` of :func:`cell_forward`; the kernels of
   weights ``w_ih`` and ``w_hh`` once, the input rows ``x_t`` and the state rows ``h_{t-1}``
   of every step. Products are accumulated in float32; the biases, gate maths, cell state,
   outputs and the state carried to the next step stay float32 (only the copy that enters the
-  GEMM is rounded). Backward: the same rounded operands enter the backward's GEMMs
-  (``dh_{t-1} += delta W~_hh``, ``dx = delta W~_ih``, ``dw_ih = sum delta^T x~``,
-  ``dw_hh = sum delta^T h~_{t-1}``, ``~``: rounded as in the forward); the gate gradients
-  ``delta`` and every accumulation stay float32. This is the exact gradient of the bf16
-  forward with the rounding treated as the identity (straight-through).
+  GEMM is rounded). Backward (``~``: rounded to bf16): the recurrence carries float32
+  gradients, ``dh_{t-1} += delta W~_hh`` with float32 ``delta``; the three big GEMMs after it
+  round both operands, ``dx = delta~ W~_ih``, ``dw_ih = sum delta~^T x~``,
+  ``dw_hh = sum delta~^T h~_{t-1}`` (float32 accumulation); the bias gradients are float32
+  sums of ``delta``. Up to the rounding of ``delta`` in those GEMMs this is the exact
+  gradient of the bf16 forward with the rounding treated as the identity (straight-through).
 * ``"int8"`` (inference only): ``w_ih`` and ``w_hh`` are quantized once per output channel
   (:func:`quantize_weights_int8`: symmetric, scale ``max|w_row| / 127``); each step's
   input rows and state rows are quantized per row on the fly (:func:`quantize_rows_int8`,
@@ -239,16 +240,18 @@ def _weight_grads(
     TB, GH = p.T * p.B, p.G * p.H
     dgx2 = dgx.reshape(TB, GH)
     dgh2 = dgh.reshape(TB, GH)
+    db_ih = dgx2.sum(axis=0) if p.b_ih is not None else None
+    db_hh = dgh2.sum(axis=0) if p.b_hh is not None else None
     if not need_dx:
         dx = None
     elif p.w_ih is None:  # identity: x was the input projection itself
         dx = dgx2.copy().reshape(p.T, p.B, p.I)
-    else:
+    if p.precision == "bfloat16":  # the gate gradients enter these GEMMs as bf16 too
+        dgx2, dgh2 = round_bf16(dgx2), round_bf16(dgh2)
+    if need_dx and p.w_ih is not None:
         dx = (dgx2 @ p.w_ih).reshape(p.T, p.B, p.I)
     dw_ih = None if p.w_ih is None else dgx2.T @ p.x.reshape(TB, p.I)
     dw_hh = dgh2.T @ h_prev.reshape(TB, p.H)
-    db_ih = dgx2.sum(axis=0) if p.b_ih is not None else None
-    db_hh = dgh2.sum(axis=0) if p.b_hh is not None else None
     return dx, dw_ih, dw_hh, db_ih, db_hh
 
 

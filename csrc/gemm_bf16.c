@@ -1,0 +1,103 @@
+/*
+ * gemm_bf16.c — a general GEMM on bfloat16 operands with float32 accumulation and float32 I/O:
+ * both operands are rounded to bf16 (nearest even) as they are packed, then the reduced-precision
+ * microkernels of lowp_kernels.c (AMX, AVX512_BF16 or portable) run over 32-column panels. The
+ * bf16 backward's big GEMMs (dx, dw_ih, dw_hh) use it.
+ */
+#include <string.h>
+
+#include "lowp.h"
+#include "scratch.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const float *A,
+                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                 int nthreads) {
+    if (M < 0 || N < 0 || K < 0 || nthreads < 1 || (beta != 0.0f && beta != 1.0f) ||
+        (M > 0 && N > 0 && (C == NULL || ldc < N)) ||
+        (M > 0 && N > 0 && K > 0 && (A == NULL || B == NULL)))
+        return FR_ERR_ARG;
+    if (M == 0 || N == 0) return FR_OK;
+    if (K == 0) {
+        if (beta == 0.0f)
+            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        return FR_OK;
+    }
+    const lp_kernel *k = lp_kernel_for(FR_PREC_BF16, fr_get_arch());
+    const int64_t kw = lp_kwords(FR_PREC_BF16, K), np = (N + LP_NR - 1) / LP_NR, mr = k->mr;
+    const int64_t nmb = (M + mr - 1) / mr;
+    const int64_t abytes = (M + LP_MR) * kw * 4, pbytes = np * kw * LP_NR * 4;
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    int nt = (int)(flops / 4.0e6);
+    nt = nt < 1 ? 1 : (nt > nthreads ? nthreads : nt);
+    const int64_t tbytes = LP_MR * LP_NR * 4; /* per thread: an output tile */
+    uint8_t *mem = fr_scratch_alloc((size_t)(abytes + pbytes + nt * tbytes + 64));
+    if (mem == NULL) return FR_ERR_NOMEM;
+    uint32_t *Ab = (uint32_t *)mem, *Bp = (uint32_t *)(mem + abytes);
+    uint8_t *per = mem + abytes + pbytes;
+    memset(Ab + M * kw, 0, (size_t)(LP_MR * kw * 4));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#ifdef _OPENMP
+        const int tid = omp_get_thread_num();
+#else
+        const int tid = 0;
+#endif
+        float *tile = (float *)(per + tid * tbytes);
+        if (transa) { /* op(A) row i is column i of A: walk A's rows, write this thread's rows */
+#ifdef _OPENMP
+            const int ntm = omp_get_num_threads();
+#else
+            const int ntm = 1;
+#endif
+            const int64_t i0 = M * tid / ntm, i1 = M * (tid + 1) / ntm;
+            for (int64_t i = i0; i < i1; i++) memset(Ab + i * kw, 0, (size_t)(kw * 4));
+            for (int64_t kk = 0; kk < K; kk++) {
+                const float *a = A + kk * lda;
+                for (int64_t i = i0; i < i1; i++)
+                    ((uint16_t *)(Ab + i * kw))[kk] = lp_bf16(a[i]);
+            }
+        } else {
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < M; i++) k->rows(Ab + i * kw, kw, NULL, A + i * lda, lda, 1, K);
+        }
+#pragma omp for schedule(static)
+        for (int64_t j = 0; j < np; j++) {
+            uint16_t *p16 = (uint16_t *)(Bp + j * kw * LP_NR);
+            const int64_t n0 = j * LP_NR, nv = imin(LP_NR, N - n0);
+            memset(p16, 0, (size_t)(kw * LP_NR * 4));
+            if (transb) /* column n of op(B) is row n of B */
+                for (int64_t c = 0; c < nv; c++)
+                    for (int64_t kk = 0; kk < K; kk++)
+                        p16[((kk / 2) * LP_NR + c) * 2 + (kk & 1)] = lp_bf16(B[(n0 + c) * ldb + kk]);
+            else
+                for (int64_t kk = 0; kk < K; kk++)
+                    for (int64_t c = 0; c < nv; c++)
+                        p16[((kk / 2) * LP_NR + c) * 2 + (kk & 1)] = lp_bf16(B[kk * ldb + n0 + c]);
+        }
+#pragma omp barrier
+        if (k->begin) k->begin();
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < nmb * np; t++) {
+            const int64_t i0 = (t % nmb) * mr, j = t / nmb, m = imin(mr, M - i0);
+            const int64_t n0 = j * LP_NR, nv = imin(LP_NR, N - n0);
+            k->ukr(m, kw, Ab + i0 * kw, kw, Bp + j * kw * LP_NR, NULL, NULL, tile, LP_NR);
+            for (int64_t i = 0; i < m; i++) {
+                float *c = C + (i0 + i) * ldc + n0;
+                const float *r = tile + i * LP_NR;
+                if (beta == 0.0f)
+                    for (int64_t q = 0; q < nv; q++) c[q] = r[q];
+                else
+                    for (int64_t q = 0; q < nv; q++) c[q] += r[q];
+            }
+        }
+        if (k->end) k->end();
+    }
+    fr_scratch_free(mem);
+    return FR_OK;
+}
