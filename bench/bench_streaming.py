@@ -10,6 +10,13 @@ For each: fastrnn's ``session.step(x_t)`` (median and 99th percentile, microseco
 (``model.predict``-free: the functional ops, training=False) divided by T.
 
     python bench/bench_streaming.py [--steps 20000] [--threads 1]
+    python bench/bench_streaming.py --precisions float32,bfloat16,int8   # LSTM(256) per precision
+
+``--precisions`` times instead one model, Embedding-free LSTM(256) -> Dense(1) with 256 input
+features, stepped in each precision (bfloat16: the ``"mixed_bfloat16"`` policy; int8:
+``model.quantize("int8")``), the precisions taking turns in blocks of 200 steps so that load
+hits them alike; the table gives each one's median step and its speed-up over float32 (the
+issue-20 target: int8 at least 2x float32).
 
 Timings are per call with ``time.perf_counter_ns`` around each step; medians and p99 over all
 steps after a warm-up. Both libraries use the same thread count.
@@ -95,16 +102,58 @@ def torch_stepper(model):
     return step
 
 
+def precision_table(steps: int, precisions: list[str]) -> None:
+    """Print the per-step latency of LSTM(256) -> Dense(1) in each precision (batch 1)."""
+    from fastrnn.keras.layers import LSTM, Dense
+    from fastrnn.keras.models import Sequential, set_random_seed
+
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((steps, 256)).astype(np.float32)
+    sessions, outs = {}, {}
+    for prec in precisions:
+        set_random_seed(0)  # the same weights in every precision
+        policy = "mixed_bfloat16" if prec == "bfloat16" else "float32"
+        model = Sequential([LSTM(256, input_shape=(None, 256), dtype=policy), Dense(1)])
+        if prec == "int8":
+            model.quantize("int8")
+        sessions[prec] = model.stream(batch_size=1)
+        outs[prec] = np.concatenate([sessions[prec].step(x) for x in xs[:200]])
+        sessions[prec].reset()
+    ns: dict[str, list[int]] = {p: [] for p in precisions}
+    for start in range(0, steps, 200):  # blocks of 200 steps, precisions in turn
+        for prec, session in sessions.items():
+            for x in xs[start:start + 200]:
+                t0 = time.perf_counter_ns()
+                session.step(x)
+                ns[prec].append(time.perf_counter_ns() - t0)
+    base = _percentiles(ns[precisions[0]])[0]
+    print("| precision | step median µs | p99 µs | speed-up over " + precisions[0]
+          + " | max abs diff of the outputs vs " + precisions[0] + " |")
+    print("|---|---|---|---|---|")
+    for prec in precisions:
+        med, p99 = _percentiles(ns[prec])
+        diff = float(np.abs(outs[prec] - outs[precisions[0]]).max())
+        print(f"| {prec} | {med:.2f} | {p99:.2f} | {base / med:.2f}x | {diff:.2e} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seq-len", type=int, default=1000, help="T for the full-sequence forward")
+    ap.add_argument("--precisions", default=None,
+                    help="comma-separated precisions (float32,bfloat16,int8): time LSTM(256) "
+                         "-> Dense(1) in each instead")
     args = ap.parse_args()
 
     import fastrnn
 
     fastrnn.set_num_threads(args.threads)
+    if args.precisions:
+        print(f"# streaming latency per precision, LSTM(256) -> Dense(1), batch 1, "
+              f"{args.threads} thread(s), {platform.processor() or platform.machine()}")
+        precision_table(args.steps, args.precisions.split(","))
+        return
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((args.steps, 1)).astype(np.float32)
     try:

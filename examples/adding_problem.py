@@ -14,6 +14,7 @@ the task (its error under a tenth of the baseline for two epochs in a row).
     python examples/adding_problem.py                     # about 10 seconds
     python examples/adding_problem.py --plot adding.png   # learning curves (matplotlib)
     python examples/adding_problem.py --quick             # a few seconds, for smoke tests
+    python examples/adding_problem.py --precision bfloat16   # the cells in bfloat16
 """
 
 import argparse
@@ -23,13 +24,18 @@ import numpy as np
 
 import fastrnn
 import fastrnn.keras as keras
-from fastrnn.keras import layers
+from fastrnn.keras import layers, mixed_precision
 from fastrnn.keras.models import set_random_seed
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
+parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                    help="what the recurrent layers compute in: bfloat16 sets Keras's "
+                         "'mixed_bfloat16' policy (float32 weights)")
 parser.add_argument("--plot", metavar="PNG", help="save the learning curves as a PNG")
 args = parser.parse_args()
+if args.precision == "bfloat16":
+    mixed_precision.set_global_policy("mixed_bfloat16")
 
 T = 20 if args.quick else 100          # sequence length
 N = 500 if args.quick else 10_000      # training sequences

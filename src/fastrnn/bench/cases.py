@@ -29,8 +29,60 @@ MODES: tuple[str, ...] = ("inference", "training", "training-data")
 #: The default grid's modes; "training-data" (the input is data that needs no gradient, as into
 #: a first layer: backward without dx) is on request (--modes).
 DEFAULT_MODES: tuple[str, ...] = ("inference", "training")
+#: The precisions a run can cover (``--precision``); fastrnn's float32 is the default.
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "int8")
+#: Other names accepted by ``--precision``.
+PRECISION_ALIASES: dict[str, str] = {"fp32": "float32", "bf16": "bfloat16", "qint8": "int8"}
+
+
+@dataclass(frozen=True)
+class Impl:
+    """One implementation the benchmark times (a row of :data:`IMPL_TABLE`).
+
+    Attributes
+    ----------
+    name : str
+        Its name on the command line and in the JSON report.
+    label : str
+        Its name in the tables.
+    precision : str
+        The precision it computes in (one of :data:`PRECISIONS`).
+    inference_only : bool
+        It has no training mode.
+    cells : tuple of str
+        The cells it implements.
+    skippable : bool
+        It may be skipped when one call cannot fit the time budget (the slow reference).
+    """
+
+    name: str
+    label: str
+    precision: str = "float32"
+    inference_only: bool = False
+    cells: tuple[str, ...] = tuple(_CELL_TABLE)
+    skippable: bool = False
+
+
+#: Every implementation, fastrnn first, then each precision's fastrnn row before its anchors.
+#: A speed-up compares an implementation with fastrnn in the same precision; every output is
+#: checked against fastrnn's float32 output on the same weights and inputs (for the reduced
+#: precisions that difference is their error against float32).
+IMPL_TABLE: tuple[Impl, ...] = (
+    Impl("fastrnn", "fastrnn"),
+    Impl("reference", "numpy reference", skippable=True),
+    Impl("torch", "torch.nn"),
+    Impl("dropin", "fastrnn.torch"),
+    Impl("onnxruntime", "ONNX Runtime", inference_only=True),
+    Impl("fastrnn-bf16", "fastrnn bf16", "bfloat16"),
+    Impl("torch-bf16", "torch bf16 autocast", "bfloat16"),
+    Impl("fastrnn-int8", "fastrnn int8", "int8", inference_only=True),
+    Impl("torch-int8", "torch int8 dynamic", "int8", inference_only=True,
+         cells=("lstm", "gru")),
+    Impl("ort-int8", "ORT int8 DynamicQuantizeLSTM", "int8", inference_only=True,
+         cells=("lstm",)),
+)
 #: The implementations (see :mod:`fastrnn.bench.runners`), fastrnn first.
-IMPLS: tuple[str, ...] = ("fastrnn", "reference", "torch", "dropin", "onnxruntime")
+IMPLS: tuple[str, ...] = tuple(i.name for i in IMPL_TABLE)
 #: Other names accepted by ``--impls``.
 IMPL_ALIASES: dict[str, str] = {
     "numpy": "reference",
@@ -38,21 +90,82 @@ IMPL_ALIASES: dict[str, str] = {
     "fastrnn.torch": "dropin",
     "ort": "onnxruntime",
     "onnx": "onnxruntime",
+    "fastrnn-bfloat16": "fastrnn-bf16",
+    "torch-autocast": "torch-bf16",
+    "torch-bfloat16": "torch-bf16",
+    "torch-qint8": "torch-int8",
+    "onnxruntime-int8": "ort-int8",
 }
 #: Each implementation's name in the tables.
-LABELS: dict[str, str] = {
-    "fastrnn": "fastrnn",
-    "reference": "numpy reference",
-    "torch": "torch.nn",
-    "dropin": "fastrnn.torch",
-    "onnxruntime": "ONNX Runtime",
-}
+LABELS: dict[str, str] = {i.name: i.label for i in IMPL_TABLE}
+#: Each implementation's precision.
+PRECISION_OF: dict[str, str] = {i.name: i.precision for i in IMPL_TABLE}
+#: fastrnn's implementation in each precision (the base of that precision's speed-ups).
+FASTRNN_OF: dict[str, str] = {"float32": "fastrnn", "bfloat16": "fastrnn-bf16",
+                              "int8": "fastrnn-int8"}
 #: Implementations skipped when one call cannot fit in the time budget (others always run).
-SKIPPABLE: frozenset[str] = frozenset({"reference"})
+SKIPPABLE: frozenset[str] = frozenset(i.name for i in IMPL_TABLE if i.skippable)
 #: Implementations that only run inference.
-INFERENCE_ONLY: frozenset[str] = frozenset({"onnxruntime"})
+INFERENCE_ONLY: frozenset[str] = frozenset(i.name for i in IMPL_TABLE if i.inference_only)
+
+
+def base_of(impl: str) -> str:
+    """The implementation ``impl``'s speed-up is measured against.
+
+    Parameters
+    ----------
+    impl : str
+        One of :data:`IMPLS`.
+
+    Returns
+    -------
+    str
+        fastrnn in the same precision; for fastrnn in a reduced precision, fastrnn's float32.
+    """
+    base = FASTRNN_OF[PRECISION_OF[impl]]
+    return "fastrnn" if base == impl else base
+
+
+def runs_case(impl: str, cell: str, mode: str) -> bool:
+    """Whether ``impl`` implements ``cell`` in ``mode``.
+
+    Parameters
+    ----------
+    impl : str
+        One of :data:`IMPLS`.
+    cell : str
+        A cell of the cell table.
+    mode : str
+        One of :data:`MODES`.
+
+    Returns
+    -------
+    bool
+    """
+    row = IMPL_TABLE[IMPLS.index(impl)]
+    return cell in row.cells and not (row.inference_only and mode != "inference")
+
 
 CHECK_ATOL = 1e-3  # max |y_impl - y_fastrnn| (float32, |y| <= 1) above this is a warning
+#: The same check for an implementation in a reduced precision (its error against fastrnn's
+#: float32 output): beyond this the rounding alone cannot explain it.
+REDUCED_ATOL = 0.25
+
+
+def check_atol(impl: str) -> float:
+    """The largest max |y_impl - y_fastrnn float32| that is not reported as a mismatch.
+
+    Parameters
+    ----------
+    impl : str
+        One of :data:`IMPLS`.
+
+    Returns
+    -------
+    float
+        :data:`CHECK_ATOL` for a float32 implementation, :data:`REDUCED_ATOL` otherwise.
+    """
+    return CHECK_ATOL if PRECISION_OF[impl] == "float32" else REDUCED_ATOL
 
 
 def flop_count(cell: str, mode: str, T: int, B: int, I: int, H: int) -> float:
@@ -156,6 +269,7 @@ class Options:
     stat: str = "median"
     seed: int = 0
     quiet: bool = False
+    precisions: list[str] = field(default_factory=lambda: ["float32"])
 
 
 def grid_cases(opts: Options) -> list[Case]:

@@ -17,9 +17,13 @@ from typing import Any
 from fastrnn.bench.cases import (
     CELLS,
     DEFAULT_MODES,
+    FASTRNN_OF,
     IMPL_ALIASES,
     IMPLS,
     MODES,
+    PRECISION_ALIASES,
+    PRECISION_OF,
+    PRECISIONS,
     ROWS,
     Options,
     Result,
@@ -30,7 +34,7 @@ from fastrnn.bench.memory import MEMORY_BIH, MemoryStudyError, memory_child, mem
 from fastrnn.bench.plot import write_plot
 from fastrnn.bench.report import SCHEMA, build_report, format_markdown, format_text
 from fastrnn.bench.runners import probe_impls
-from fastrnn.bench.timing import GEMM_N, gemm_peak
+from fastrnn.bench.timing import GEMM_N, bf16_gemm_peak, gemm_peak
 
 
 class BenchError(Exception):
@@ -141,9 +145,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated modes: inference, training (all gradients incl. the "
                         "input's), training-data (the input is data that needs no gradient, as "
                         "into a first layer) (default inference,training)")
+    p.add_argument("--precision", type=_csv(PRECISIONS, PRECISION_ALIASES), default=None,
+                   help="comma-separated precisions: float32, bfloat16 (bf16), int8; each "
+                        "runs fastrnn in it beside that precision's anchors (bfloat16: torch "
+                        "bf16 autocast and the bf16 GEMM peak; int8, inference only: torch's "
+                        "dynamic int8 LSTM/GRU and ONNX Runtime's DynamicQuantizeLSTM), its "
+                        "error measured against fastrnn float32, which always runs "
+                        "(default float32, or the precisions of --impls)")
     p.add_argument("--impls", type=_csv(IMPLS, IMPL_ALIASES), default=None,
                    help="comma-separated implementations: fastrnn, reference (numpy), torch, "
-                        "dropin (fastrnn.torch), onnxruntime (ort) (default: all installed)")
+                        "dropin (fastrnn.torch), onnxruntime (ort), fastrnn-bf16, torch-bf16, "
+                        "fastrnn-int8, torch-int8, ort-int8 (default: all installed ones of "
+                        "the --precision)")
     p.add_argument("--no-reference", action="store_true",
                    help="leave out the (slow) numpy reference")
     p.add_argument("--threads", type=positive_int, default=None,
@@ -205,6 +218,26 @@ def _write_outputs(args: argparse.Namespace, report: dict[str, Any]) -> None:
             print(f"{what} written to {path}")
 
 
+def _better_peak(first: dict[str, Any], again: dict[str, Any]) -> dict[str, Any]:
+    """The better of a peak measured at the start and at the end of the run."""
+    return dict(max(first, again, key=lambda d: d["gflops"]),
+                start_gflops=first["gflops"], end_gflops=again["gflops"])
+
+
+def _bf16_peak(n: int, threads: int, precisions: Sequence[str],
+               warnings: list[str]) -> dict[str, Any] | None:
+    """torch's bf16 GEMM peak when the run covers bfloat16 (None otherwise or without torch)."""
+    if "bfloat16" not in precisions:
+        return None
+    try:
+        import torch
+    except ImportError as e:
+        warnings.append(f"no bf16 GEMM peak: torch cannot be imported ({e})")
+        return None
+    torch.set_num_threads(threads)
+    return bf16_gemm_peak(n)
+
+
 def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     """Run the benchmark described by parsed ``args``.
 
@@ -262,18 +295,31 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         rows[r] = ROWS[r]
     for name, dims in args.shape:
         rows[name] = dims
-    impls = list(args.impls) if args.impls is not None else list(IMPLS)
+    precisions = args.precision
+    if precisions is None:
+        precisions = (["float32"] if args.impls is None else
+                      list(dict.fromkeys(PRECISION_OF[i] for i in args.impls)))
+    if args.impls is None:
+        impls = [i for i in IMPLS if PRECISION_OF[i] in precisions]
+        if "fastrnn" not in impls:  # the errors are measured against fastrnn float32
+            impls.insert(0, "fastrnn")
+    else:
+        impls = list(args.impls)
+        off = [i for i in impls if PRECISION_OF[i] not in precisions]
+        if off:
+            raise BenchError(f"--impls {','.join(off)} not in --precision "
+                             f"{','.join(precisions)}")
     if args.no_reference and "reference" in impls:
         impls.remove("reference")
     opts = Options(rows=rows, cells=args.cells, modes=args.modes, impls=impls,
                    threads=threads, repeats=args.repeats, budget_s=args.budget, stat=args.stat,
-                   seed=args.seed, quiet=args.quiet)
+                   seed=args.seed, quiet=args.quiet, precisions=precisions)
 
     t0 = time.perf_counter()
     blas = pin_blas_threads(threads)
     warnings: list[str] = []
     results: list[Result] = []
-    peak = None
+    peak = bf_peak = None
     memory = None
     want_memory = args.memory or args.memory_only
     available = probe_impls(["fastrnn"] if args.memory_only else impls)
@@ -288,18 +334,23 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     if not args.memory_only:
         if args.impls is None:  # default: every installed implementation, quietly
             opts.impls = [i for i in impls if available[i] is None]
+            for prec in precisions:  # but a precision asked for that fastrnn lacks is said
+                if available.get(FASTRNN_OF[prec]) is not None:
+                    warnings.append(f"{FASTRNN_OF[prec]} not run: {available[FASTRNN_OF[prec]]}")
         if not opts.quiet:
             print(f"measuring the GEMM peak ({args.gemm_size}x{args.gemm_size} float32, "
                   f"{threads} threads)...", file=sys.stderr)
         peak = gemm_peak(args.gemm_size)
+        bf_peak = _bf16_peak(args.gemm_size, threads, precisions, warnings)
         results = run_grid(opts, available, warnings)
         if results and not any(w.startswith("interrupted") for w in warnings):
             # measured again at the end: a peak disturbed by load once is not taken as the peak
-            again = gemm_peak(args.gemm_size)
-            peak = dict(max(peak, again, key=lambda d: d["gflops"]),
-                        start_gflops=peak["gflops"], end_gflops=again["gflops"])
+            peak = _better_peak(peak, gemm_peak(args.gemm_size))
+            if bf_peak is not None:
+                again = _bf16_peak(args.gemm_size, threads, precisions, warnings)
+                bf_peak = _better_peak(bf_peak, again) if again else bf_peak
     report = build_report(opts, argv, peak, results, memory, warnings, blas,
-                          time.perf_counter() - t0)
+                          time.perf_counter() - t0, bf16_peak=bf_peak)
     print(format_text(report), end="")
     _write_outputs(args, report)
     return 130 if any(w.startswith("interrupted") for w in warnings) else 0

@@ -136,15 +136,17 @@ def cpu_flags() -> list[str]:
     Returns
     -------
     list of str
-        Those of avx2, fma, avx512f, avx512bw, avx512_bf16 in /proc/cpuinfo (empty
-        elsewhere).
+        Those of avx2, fma, avx512f, avx512bw, avx512_bf16, avx512_vnni, avx_vnni, amx_bf16,
+        amx_int8 in /proc/cpuinfo (empty elsewhere): the last four are the int8 and AMX
+        instructions of the reduced precisions.
     """
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
                     have = set(line.split(":", 1)[1].split())
-                    return [x for x in ("avx2", "fma", "avx512f", "avx512bw", "avx512_bf16")
+                    return [x for x in ("avx2", "fma", "avx512f", "avx512bw", "avx512_bf16",
+                                        "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
                             if x in have]
     except OSError:
         pass

@@ -11,7 +11,20 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from fastrnn.bench.cases import CHECK_ATOL, DEFAULT_MODES, IMPLS, LABELS, MODES, Options, Result
+from fastrnn.bench.cases import (
+    CHECK_ATOL,
+    DEFAULT_MODES,
+    FASTRNN_OF,
+    IMPLS,
+    LABELS,
+    MODES,
+    PRECISION_OF,
+    REDUCED_ATOL,
+    Options,
+    Result,
+    base_of,
+    check_atol,
+)
 from fastrnn.bench.machine import cpu_flags, cpu_model, fastrnn_info, versions
 from fastrnn.bench.timing import MIN_SAMPLE_S
 
@@ -21,7 +34,8 @@ SCHEMA = "fastrnn-bench/1"
 
 def build_report(opts: Options, argv: Sequence[str], peak: dict[str, float] | None,
                  results: list[Result], memory: list[dict[str, Any]] | None,
-                 warnings: list[str], blas: str, elapsed_s: float) -> dict[str, Any]:
+                 warnings: list[str], blas: str, elapsed_s: float,
+                 bf16_peak: dict[str, float] | None = None) -> dict[str, Any]:
     """Everything measured, as a JSON-ready dict (the ``--json`` file).
 
     Parameters
@@ -42,26 +56,34 @@ def build_report(opts: Options, argv: Sequence[str], peak: dict[str, float] | No
         numpy's BLAS and its threads (:func:`fastrnn.bench.machine.pin_blas_threads`).
     elapsed_s : float
         The run's duration.
+    bf16_peak : dict, optional
+        The bfloat16 GEMM peak (:func:`fastrnn.bench.timing.bf16_gemm_peak`) when the run
+        covers bfloat16: the % of peak of the bfloat16 rows.
 
     Returns
     -------
     dict
         Schema :data:`SCHEMA`: the command, date, machine, versions, settings, one row per
-        result (times, GFLOP/s, % of peak, speed-up over fastrnn, output check), memory and
+        result (precision, times, GFLOP/s, % of its precision's peak, speed-up over fastrnn
+        in the same precision, output check against fastrnn's float32 output), memory and
         warnings.
     """
     info = fastrnn_info()
     rows = []
-    fast = {r.case: r for r in results if r.impl == "fastrnn" and r.status == "ok"}
+    ok = {(r.case, r.impl): r for r in results if r.status == "ok"}
     stat = opts.stat
+    peaks = {"float32": peak, "bfloat16": bf16_peak}
     for r in results:
         med = r.median_s
         t = r.time_s(stat)
-        t_fast = fast[r.case].time_s(stat) if r.case in fast else None
+        base = ok.get((r.case, base_of(r.impl))) if r.impl != "fastrnn" else None
+        t_fast = base.time_s(stat) if base is not None else None
         gflops = r.gflops(stat)
+        pk = peaks.get(PRECISION_OF[r.impl])
         d: dict[str, Any] = {
             "row": r.case.row, "T": r.case.T, "B": r.case.B, "I": r.case.I, "H": r.case.H,
             "cell": r.case.cell, "mode": r.case.mode, "impl": r.impl, "label": LABELS[r.impl],
+            "precision": PRECISION_OF[r.impl],
             "status": r.status, "reason": r.reason or None,
             "gflop": r.case.flops / 1e9,
             "times_ms": [t * 1e3 for t in r.times_s],
@@ -74,7 +96,7 @@ def build_report(opts: Options, argv: Sequence[str], peak: dict[str, float] | No
             "spread": r.spread,
             "noisy": bool(r.spread is not None and r.spread > NOISE_SPREAD),
             "gflops": gflops,
-            "pct_peak": (100.0 * gflops / peak["gflops"]) if (gflops and peak) else None,
+            "pct_peak": (100.0 * gflops / pk["gflops"]) if (gflops and pk) else None,
             "fastrnn_speedup": (t / t_fast) if (t and t_fast) else None,
             "max_abs_diff_vs_fastrnn": r.max_abs_diff,
         }
@@ -97,6 +119,8 @@ def build_report(opts: Options, argv: Sequence[str], peak: dict[str, float] | No
         "stat": stat,
         "budget_s": opts.budget_s,
         "gemm_peak": peak,
+        "bf16_gemm_peak": bf16_peak,
+        "precisions": list(getattr(opts, "precisions", ["float32"])),
         "results": rows,
         "memory": memory,
         "warnings": list(warnings),
@@ -142,6 +166,11 @@ def _fmt_num(v: float | None, fmt: str = ".1f", suffix: str = "") -> str:
     return "-" if v is None else f"{v:{fmt}}{suffix}"
 
 
+def _precision(d: dict[str, Any]) -> str:
+    """A result row's precision (a report from before precisions: float32)."""
+    return d.get("precision") or PRECISION_OF.get(d["impl"], "float32")
+
+
 def _status_text(d: dict[str, Any]) -> str:
     if d["status"] == "ok":
         notes = []
@@ -150,12 +179,127 @@ def _status_text(d: dict[str, Any]) -> str:
         if d["noisy"]:
             notes.append(f"noisy: spread {100 * d['spread']:.0f}%")
         diff = d["max_abs_diff_vs_fastrnn"]
-        if diff is not None and not diff <= CHECK_ATOL:
+        if diff is not None and not diff <= check_atol(d["impl"]):
             notes.append(f"OUTPUT MISMATCH {diff:.2g}")
+        elif diff is not None and _precision(d) != "float32":
+            notes.append(f"error vs float32 {diff:.2g}")
         return "; ".join(notes)
     if d["status"] == "unavailable":
         return "unavailable: " + (d["reason"] or "")
     return d["reason"] or d["status"]
+
+
+#: How the tables compare the precisions (printed when a run has reduced-precision rows).
+PRECISION_NOTE = (
+    "Precisions: an anchor's speed-up is over fastrnn in the same precision (torch bf16 "
+    "autocast over fastrnn bf16; torch int8 dynamic and ORT int8 DynamicQuantizeLSTM over "
+    "fastrnn int8); fastrnn bf16's and int8's own over fastrnn float32 (< 1: the reduced "
+    "precision is faster). Every output is compared with fastrnn's float32 output on the same "
+    "weights and inputs: for a reduced precision that max abs difference is its error against "
+    f"float32 (a mismatch above {REDUCED_ATOL:g}). The % peak of the bfloat16 rows is of the "
+    "bf16 GEMM peak; the int8 rows have none.")
+
+#: The issue's targets: (precision, mode or None for both, what, comparison, needed).
+#: Kinds: "speed" (best anchor's time / fastrnn's time, >= needed; 1.3 where that anchor runs
+#: below 60% of the bf16 peak), "peak" (% of the bf16 peak, >= needed; large and xlarge LSTM
+#: and GRU), "speed-x2" (fastrnn float32's time / fastrnn int8's, >= needed; GRU and RNN,
+#: medium to xlarge), "error" (fastrnn's error / the anchor's, <= needed).
+BF16_PEAK_TARGET = {"inference": 85.0, "training": 75.0}
+BIG_ROWS = ("large", "xlarge")
+
+
+def precision_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The reduced-precision targets of issue 20, computed from one run's results.
+
+    - bfloat16, every case: fastrnn bf16 at least as fast as the best anchor (torch bf16
+      autocast, fastrnn float32), 1.3x where that anchor runs below 60% of the bf16 peak;
+      large and xlarge LSTM and GRU at least 85% (inference) / 75% (training) of the bf16
+      peak; error against float32 at most 1.5x torch bf16 autocast's.
+    - int8, inference: LSTM at least as fast as ONNX Runtime's DynamicQuantizeLSTM with at
+      most 1.5x its error; GRU and RNN at least 2x fastrnn float32 on medium, large, xlarge.
+
+    Parameters
+    ----------
+    report : dict
+        A report (:func:`build_report`).
+
+    Returns
+    -------
+    list of dict
+        One per target that the run measured: ``mode``, ``row`` (with its shape), ``cell``,
+        ``target`` (what is compared), ``need`` (e.g. ``">= 1.30x"``), ``value`` (the
+        measured ratio or %), ``met`` (bool).
+    """
+    bf_peak = (report.get("bf16_gemm_peak") or {}).get("gflops")
+    out: list[dict[str, Any]] = []
+
+    def add(ds: list[dict[str, Any]], target: str, value: float, need: float,
+            at_most: bool = False, unit: str = "x") -> None:
+        d = ds[0]
+        fmt = ".0f" if unit == "%" else ".2f"
+        out.append({"mode": d["mode"], "row": row_label(d), "cell": d["cell"], "target": target,
+                    "need": f"{'<=' if at_most else '>='} {need:{fmt}}{unit}",
+                    "value": value, "unit": unit,
+                    "met": value <= need if at_most else value >= need})
+
+    for mode, row, cell, ds in group_by_case(report):
+        by = {d["impl"]: d for d in ds if d["status"] == "ok" and d["time_ms"]}
+        bf, i8 = by.get("fastrnn-bf16"), by.get("fastrnn-int8")
+        if bf:
+            anchors = [by[a] for a in ("torch-bf16", "fastrnn") if a in by]
+            if anchors:
+                best = min(anchors, key=lambda d: d["time_ms"])
+                need = 1.3 if (bf_peak and best["gflops"] < 0.6 * bf_peak) else 1.0
+                add(ds, f"bf16 speed over the best anchor ({best['label']})",
+                    best["time_ms"] / bf["time_ms"], need)
+            if (bf["pct_peak"] is not None and row in BIG_ROWS and cell in ("lstm", "gru")
+                    and mode in BF16_PEAK_TARGET):
+                add(ds, "bf16 % of the bf16 peak", bf["pct_peak"], BF16_PEAK_TARGET[mode],
+                    unit="%")
+            tb = by.get("torch-bf16")
+            if tb and tb["max_abs_diff_vs_fastrnn"] and bf["max_abs_diff_vs_fastrnn"] is not None:
+                add(ds, "bf16 error / torch bf16 autocast's error",
+                    bf["max_abs_diff_vs_fastrnn"] / tb["max_abs_diff_vs_fastrnn"], 1.5,
+                    at_most=True)
+        if i8 and mode == "inference":
+            ort = by.get("ort-int8")
+            if ort:
+                add(ds, "int8 speed over ORT int8 DynamicQuantizeLSTM",
+                    ort["time_ms"] / i8["time_ms"], 1.0)
+                if ort["max_abs_diff_vs_fastrnn"] and i8["max_abs_diff_vs_fastrnn"] is not None:
+                    add(ds, "int8 error / ORT DynamicQuantizeLSTM's error",
+                        i8["max_abs_diff_vs_fastrnn"] / ort["max_abs_diff_vs_fastrnn"], 1.5,
+                        at_most=True)
+            f32 = by.get("fastrnn")
+            if f32 and cell in ("gru", "rnn") and row in ("medium", *BIG_ROWS):
+                add(ds, "int8 speed over fastrnn float32", f32["time_ms"] / i8["time_ms"], 2.0)
+    return out
+
+
+def format_targets(targets: list[dict[str, Any]], markdown: bool) -> list[str]:
+    """The targets (:func:`precision_targets`) as table lines.
+
+    Parameters
+    ----------
+    targets : list of dict
+        The targets.
+    markdown : bool
+        A Markdown table instead of aligned text.
+
+    Returns
+    -------
+    list of str
+    """
+    cols = ["mode", ROW_HEAD, "cell", "target", "needed", "measured", "met"]
+    rows = [[t["mode"], t["row"], t["cell"], t["target"], t["need"],
+             f"{t['value']:.0f}%" if t["unit"] == "%" else f"{t['value']:.2f}x",
+             "yes" if t["met"] else "NO"] for t in targets]
+    if markdown:
+        return ["| " + " | ".join(cols) + " |", "|---|---|---|---|---:|---:|---|",
+                *("| " + " | ".join(r) + " |" for r in rows)]
+    w = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    return ["  ".join(c.ljust(w[i]) for i, c in enumerate(cols)),
+            *("  ".join(r[i].ljust(w[i]) for i in range(len(cols))) for r in rows)]
 
 
 #: Rounds two implementations must share for a per-round ratio.
@@ -193,7 +337,11 @@ def round_ratio(other: dict[str, Any], base: dict[str, Any]) -> float | None:
 
 def _round_ratio_lines(report: dict[str, Any], anchors: list[str]) -> list[str]:
     """The markdown section of per-round ratios (empty when no case has enough rounds)."""
-    cols = [("fastrnn", a) for a in anchors]
+    present = {"fastrnn", *anchors}
+    # (first-named, other): each anchor against fastrnn in its precision; fastrnn's reduced
+    # precisions against its float32
+    cols = [(a, base_of(a)) if a in FASTRNN_OF.values() else (base_of(a), a)
+            for a in anchors if base_of(a) in present]
     if "dropin" in anchors and "torch" in anchors:
         cols.append(("dropin", "torch"))
     rows = []
@@ -265,9 +413,15 @@ def format_text(report: dict[str, Any]) -> str:
     if peak:
         lines.append(f"GEMM peak: {peak['gflops']:.1f} GFLOP/s (numpy float32 "
                      f"{peak['n']}x{peak['n']} matmul, best of 10{_peak_when(peak)})")
+    bf = report.get("bf16_gemm_peak")
+    if bf:
+        lines.append(f"bf16 GEMM peak: {bf['gflops']:.1f} GFLOP/s (torch bfloat16 "
+                     f"{bf['n']}x{bf['n']} matmul, best of 10{_peak_when(bf)}): the % peak of "
+                     "the bfloat16 rows")
     groups = group_by_case(report)
     w = max([len(ROW_HEAD), *(len(row_label(ds[0])) for _, _, _, ds in groups)])
-    head = (f"{ROW_HEAD:<{w}} {'cell':<5} {'impl':<16} {report['stat'] + ' ms':>10} "
+    wl = max([16, *(len(d["label"]) for d in report["results"])])
+    head = (f"{ROW_HEAD:<{w}} {'cell':<5} {'impl':<{wl}} {report['stat'] + ' ms':>10} "
             f"{'GFLOP/s':>8} {'% peak':>7} {'fastrnn x':>9}  notes")
     mode_now = None
     for mode, _row, cell, ds in groups:
@@ -283,13 +437,19 @@ def format_text(report: dict[str, Any]) -> str:
                     f"; {note}" if note else "")
             lines.append(
                 f"{row_label(d) if j == 0 else '':<{w}} {cell if j == 0 else '':<5} "
-                f"{d['label']:<16} "
+                f"{d['label']:<{wl}} "
                 f"{_fmt_ms(d['time_ms']):>10} {_fmt_num(d['gflops']):>8} "
                 f"{_fmt_num(d['pct_peak'], '.0f', '%'):>7} {speed:>9}  {note}")
     if report["results"]:
         lines.append("")
         lines.append("fastrnn x = the other implementation's time / fastrnn's time "
                      "(> 1: fastrnn is faster).")
+        if any(_precision(d) != "float32" for d in report["results"]):
+            lines.append(PRECISION_NOTE)
+        targets = precision_targets(report)
+        if targets:
+            lines += ["", "Targets of the reduced precisions (issue 20):",
+                      *format_targets(targets, markdown=False)]
     lines += _notes(report)
     if report.get("memory"):
         lines += ["", *format_memory(report["memory"], report["threads"], markdown=False)]
@@ -431,6 +591,11 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
         out.append(f"- GEMM peak: **{peak['gflops']:.1f} GFLOP/s** (numpy float32 "
                    f"{peak['n']}x{peak['n']} `a @ b`, best of 10{_peak_when(peak)}; median "
                    f"{peak['median_gflops']:.1f})")
+    bf = report.get("bf16_gemm_peak")
+    if bf:
+        out.append(f"- bf16 GEMM peak: **{bf['gflops']:.1f} GFLOP/s** (torch bfloat16 "
+                   f"{bf['n']}x{bf['n']} `a @ b`, best of 10{_peak_when(bf)}; median "
+                   f"{bf['median_gflops']:.1f})")
     out += [
         "",
         f"Times are the {report['stat']} of {report['repeats']} samples after a warm-up (calls "
@@ -447,6 +612,9 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
         "time / fastrnn's time (> 1: fastrnn is faster). Every output is checked against "
         f"fastrnn's (max |diff| <= {CHECK_ATOL:g}).",
     ]
+    reduced = any(_precision(d) != "float32" for d in report["results"])
+    if reduced:
+        out += ["", PRECISION_NOTE]
     if report.get("budget_s") is not None:
         out.append(f"Each measurement has a {report['budget_s']:g} s budget: fewer samples "
                    "(at least one timed call after the warm-up; the numpy reference may be "
@@ -496,7 +664,7 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
                     if d["warmup_only"]:
                         s += " †"
                     diff = d["max_abs_diff_vs_fastrnn"]
-                    if diff is not None and not diff <= CHECK_ATOL:
+                    if diff is not None and not diff <= check_atol(d["impl"]):
                         s += " ⚠ mismatch"
                     cells.append(s)
             if dropin_col:
@@ -505,11 +673,16 @@ def format_markdown(report: dict[str, Any], plot_path: str | None = None,
             out.append("| " + " | ".join(cells) + " |")
         if any(d["warmup_only"] for _, _, ds in groups for d in ds):
             out += ["", "† one timed call only (time budget)."]
+    targets = precision_targets(report)
+    if targets:
+        out += ["", "## Reduced-precision targets", "",
+                "The targets of issue 20, from this run's times (ratios of one run; a noisy "
+                "machine moves them).", "", *format_targets(targets, markdown=True)]
     out += _round_ratio_lines(report, anchors)
     out += ["", "## Detail", "",
             f"| mode | {ROW_HEAD} | cell | implementation | {report['stat']} ms | min–max ms | "
             "GFLOP/s | "
-            "% peak | fastrnn speed-up | max abs diff vs fastrnn | notes |",
+            "% peak | fastrnn speed-up | max abs diff vs fastrnn float32 | notes |",
             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for mode, _row, cell, ds in group_by_case(report):
         for d in ds:

@@ -7,7 +7,15 @@
   same with an input that needs no gradient);
 - ``dropin``: fastrnn's drop-in modules ``fastrnn.torch.RNN/LSTM/GRU``, measured exactly
   like ``torch``;
-- ``onnxruntime``: a one-node ONNX model with the LSTM/GRU/RNN operator (inference only).
+- ``onnxruntime``: a one-node ONNX model with the LSTM/GRU/RNN operator (inference only);
+- ``fastrnn-bf16``, ``fastrnn-int8``: fastrnn's ops with ``precision="bfloat16"`` /
+  ``"int8"`` (inference on weights prepared once, :func:`fastrnn.functional.prepare_weights`;
+  training passes the weights that the SGD step moves, so they are converted every call);
+- ``torch-bf16``: ``torch.nn`` under ``torch.autocast("cpu", dtype=torch.bfloat16)``;
+- ``torch-int8``: ``torch.ao.quantization.quantize_dynamic`` of ``torch.nn.LSTM``/``GRU``
+  (int8 weights, activations quantized per call; inference only);
+- ``ort-int8``: a one-node ONNX model with ONNX Runtime's ``com.microsoft``
+  ``DynamicQuantizeLSTM`` (int8 weights per output channel; inference only).
 
 Training for the functional implementations (fastrnn, reference) is forward with
 ``training=True``, backward with the same random ``dy`` and an in-place SGD update of
@@ -20,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastrnn._cells import CELLS as _CELL_TABLE
-from fastrnn.bench.cases import Case
+from fastrnn.bench.cases import PRECISION_OF, Case
 
 LR = 1e-6  # SGD step of the training rows (tiny: the weights barely move between repeats)
 
@@ -66,11 +74,15 @@ def probe_impls(wanted: Sequence[str]) -> dict[str, str | None]:
                 fastrnn_ops()
             elif impl == "reference":
                 _reference_ops()
-            elif impl == "torch":
+            elif impl == "fastrnn-bf16" or impl == "fastrnn-int8":
+                ops = fastrnn_ops()
+                if PRECISION_OF[impl] not in getattr(ops, "PRECISIONS", ("float32",)):
+                    raise ImportError(f"this fastrnn has no {PRECISION_OF[impl]} kernels")
+            elif impl in ("torch", "torch-bf16", "torch-int8"):
                 import torch  # noqa: F401
             elif impl == "dropin":
                 import fastrnn.torch  # noqa: F401
-            elif impl == "onnxruntime":
+            elif impl in ("onnxruntime", "ort-int8"):
                 import onnx  # noqa: F401
                 import onnxruntime  # noqa: F401
             status[impl] = None
@@ -96,34 +108,34 @@ def no_states(cell: str) -> tuple[None, ...]:
     return (None, None) if _CELL_TABLE[cell].has_cell_state else (None,)
 
 
-def _functional_runner(ops: Any, case: Case, p: dict[str, Any]) -> Runner:
+def _functional_runner(ops: Any, case: Case, p: dict[str, Any],
+                       precision: str = "float32") -> Runner:
     """fastrnn.functional or fastrnn.reference: forward, or forward + backward + SGD."""
     import numpy as np
 
     cell = case.cell
-    fwd = getattr(ops, f"{cell}_forward")
-    bwd = getattr(ops, f"{cell}_backward")
-    states = no_states(cell)  # zero initial states; no gradient at the final ones
+    h0 = c0 = None  # zero initial states; no gradient at the final ones
     x, dy = p["x"], p["dy"]
     w = [np.array(p[k]) for k in ("w_ih", "w_hh", "b_ih", "b_hh")]  # own copies (SGD moves them)
     lr = np.float32(LR)
-
-    def forward(training: bool) -> tuple:
-        return fwd(x, *states, *w, training=training)
+    kw: dict[str, Any] = {} if precision == "float32" else {"precision": precision}
+    kw["nonlinearity"] = "tanh" if _CELL_TABLE[cell].nonlinearities else None
 
     if case.mode == "inference":
+        if precision != "float32":  # what a deployment does: weights prepared once
+            kw["prepared"] = ops.prepare_weights(cell, *w, precision=precision,
+                                                 check="identity")
 
         def run() -> Any:
-            return forward(False)[0]
+            return ops.cell_forward(cell, x, h0, c0, *w, training=False, **kw)[0]
 
         return run
 
     need_dx = case.mode == "training"
 
     def run_train() -> Any:
-        out = forward(True)
-        y, ctx = out[0], out[-1]
-        grads = bwd(ctx, dy, *states, need_dx=need_dx)
+        y, _, _, ctx = ops.cell_forward(cell, x, h0, c0, *w, training=True, **kw)
+        grads = ops.cell_backward(ctx, dy, None, None, need_dx=need_dx)
         for param, g in zip(w, grads[-4:], strict=True):
             g *= lr
             param -= g
@@ -132,11 +144,11 @@ def _functional_runner(ops: Any, case: Case, p: dict[str, Any]) -> Runner:
     return run_train
 
 
-def _torch_runner(kind: str, case: Case, p: dict[str, Any], threads: int) -> Runner:
-    """torch.nn modules (kind 'torch') or fastrnn.torch drop-ins (kind 'dropin')."""
+def _torch_module(kind: str, case: Case, p: dict[str, Any]) -> Any:
+    """A one-layer torch.nn (kind 'torch') or fastrnn.torch (kind 'dropin') module holding
+    the case's weights."""
     import torch
 
-    torch.set_num_threads(threads)
     if kind == "dropin":
         import fastrnn.torch as ns
     else:
@@ -149,19 +161,43 @@ def _torch_runner(kind: str, case: Case, p: dict[str, Any], threads: int) -> Run
     else:
         mod = ns.GRU(I, H)
     with torch.no_grad():
-        for name in ("w_ih", "w_hh", "b_ih", "b_hh"):
-            tname = {"w_ih": "weight_ih_l0", "w_hh": "weight_hh_l0",
-                     "b_ih": "bias_ih_l0", "b_hh": "bias_hh_l0"}[name]
+        for name, tname in (("w_ih", "weight_ih_l0"), ("w_hh", "weight_hh_l0"),
+                            ("b_ih", "bias_ih_l0"), ("b_hh", "bias_hh_l0")):
             getattr(mod, tname).copy_(torch.from_numpy(p[name]))
+    return mod
+
+
+def _torch_runner(kind: str, case: Case, p: dict[str, Any], threads: int) -> Runner:
+    """torch.nn modules (kind 'torch'; 'torch-bf16' under bf16 autocast; 'torch-int8'
+    dynamically quantized) or fastrnn.torch drop-ins (kind 'dropin')."""
+    import contextlib
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(threads)
+    mod = _torch_module("dropin" if kind == "dropin" else "torch", case, p)
+    if kind == "torch-int8":
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():  # torch.ao's deprecation notices
+            warnings.simplefilter("ignore")
+            mod = quantize_dynamic(torch.nn.Sequential(mod), {type(mod)}, dtype=torch.qint8)[0]
+
+    def autocast() -> Any:
+        if kind == "torch-bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     x = torch.from_numpy(p["x"].copy())
 
     if case.mode == "inference":
         mod.eval()
 
         def run() -> Any:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 y, _ = mod(x)
-            return y.numpy()
+            return y.float().numpy()
 
         return run
 
@@ -174,10 +210,11 @@ def _torch_runner(kind: str, case: Case, p: dict[str, Any], threads: int) -> Run
     def run_train() -> Any:
         opt.zero_grad(set_to_none=True)
         x.grad = None
-        y, _ = mod(x)
-        y.backward(dy)  # the gradient of (y * dy).sum(), without the extra elementwise ops
+        with autocast():
+            y, _ = mod(x)
+        y.backward(dy.to(y.dtype))  # the gradient of (y * dy).sum(), without extra ops
         opt.step()
-        return y.detach().numpy()
+        return y.detach().float().numpy()
 
     return run_train
 
@@ -252,7 +289,86 @@ def onnx_model_bytes(case: Case, p: dict[str, Any]) -> bytes:
     return model.SerializeToString()
 
 
-def _ort_runner(case: Case, p: dict[str, Any], threads: int) -> Runner:
+def quantize_per_channel(w: Any) -> tuple[Any, Any]:
+    """Symmetric int8 per output row (as ONNX Runtime's quantizer does for its LSTM).
+
+    Parameters
+    ----------
+    w : numpy.ndarray, shape (N, K)
+        Float32 weights, one output channel per row.
+
+    Returns
+    -------
+    (q, scale)
+        ``q`` int8 (N, K) with ``w ~= q * scale[:, None]`` and ``|q| <= 127``; ``scale``
+        float32 (N,) (1 for an all-zero row).
+    """
+    import numpy as np
+
+    amax = np.abs(w).max(axis=1)
+    scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def onnx_int8_lstm_bytes(case: Case, p: dict[str, Any]) -> bytes:
+    """A one-node ONNX model with ONNX Runtime's ``com.microsoft.DynamicQuantizeLSTM``.
+
+    The weights are quantized per output channel (symmetric int8, zero points 0) and stored
+    transposed, ``W`` (1, I, 4H) and ``R`` (1, H, 4H) in ONNX's gate order (i, o, f, c), with
+    their scales and zero points (1, 4H); the operator quantizes the activations itself at
+    run time.
+
+    Parameters
+    ----------
+    case : Case
+        An LSTM case (its shape).
+    p : dict
+        The inputs and weights (:func:`fastrnn.bench.cases.make_params`).
+
+    Returns
+    -------
+    bytes
+        The serialized model: input ``X`` (T, B, I), outputs ``Y``, ``Y_h``, ``Y_c``.
+
+    Raises
+    ------
+    ValueError
+        For a cell other than the LSTM (ONNX Runtime quantizes no other).
+    """
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    if case.cell != "lstm":
+        raise ValueError(f"DynamicQuantizeLSTM is an LSTM; got cell {case.cell!r}")
+    T, B, I, H = case.T, case.B, case.I, case.H
+    inits = []
+    for name, key in (("W", "w_ih"), ("R", "w_hh")):
+        q, scale = quantize_per_channel(to_onnx_gates("lstm", p[key]))
+        inits += [numpy_helper.from_array(np.ascontiguousarray(q.T[None]), name),
+                  numpy_helper.from_array(scale[None], f"{name}_scale"),
+                  numpy_helper.from_array(np.zeros((1, 4 * H), np.int8), f"{name}_zero_point")]
+    bias = np.concatenate([to_onnx_gates("lstm", p["b_ih"]), to_onnx_gates("lstm", p["b_hh"])])
+    inits.append(numpy_helper.from_array(bias[None], "B"))
+    node = helper.make_node(
+        "DynamicQuantizeLSTM",
+        ["X", "W", "R", "B", "", "", "", "", "W_scale", "W_zero_point", "R_scale",
+         "R_zero_point"],
+        ["Y", "Y_h", "Y_c"], domain="com.microsoft", hidden_size=H)
+    f32 = TensorProto.FLOAT
+    graph = helper.make_graph(
+        [node], "fastrnn_bench_lstm_int8",
+        [helper.make_tensor_value_info("X", f32, [T, B, I])],
+        [helper.make_tensor_value_info("Y", f32, [T, 1, B, H])]
+        + [helper.make_tensor_value_info(n, f32, [1, B, H]) for n in ("Y_h", "Y_c")],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _ort_runner(case: Case, p: dict[str, Any], threads: int, int8: bool = False) -> Runner:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -260,9 +376,8 @@ def _ort_runner(case: Case, p: dict[str, Any], threads: int) -> Runner:
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(
-        onnx_model_bytes(case, p), so, providers=["CPUExecutionProvider"]
-    )
+    model = onnx_int8_lstm_bytes(case, p) if int8 else onnx_model_bytes(case, p)
+    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     feed = {"X": p["x"]}
 
     def run() -> Any:
@@ -296,13 +411,13 @@ def build_runner(impl: str, case: Case, p: dict[str, Any], threads: int) -> Runn
     ValueError
         For an unknown implementation.
     """
-    if impl == "fastrnn":
-        return _functional_runner(fastrnn_ops(), case, p)
+    if impl in ("fastrnn", "fastrnn-bf16", "fastrnn-int8"):
+        return _functional_runner(fastrnn_ops(), case, p, PRECISION_OF[impl])
     if impl == "reference":
         return _functional_runner(_reference_ops(), case, p)
-    if impl in ("torch", "dropin"):
+    if impl in ("torch", "dropin", "torch-bf16", "torch-int8"):
         return _torch_runner(impl, case, p, threads)
-    if impl == "onnxruntime":
-        return _ort_runner(case, p, threads)
+    if impl in ("onnxruntime", "ort-int8"):
+        return _ort_runner(case, p, threads, int8=impl == "ort-int8")
     raise ValueError(f"unknown implementation {impl!r}")
 

@@ -140,3 +140,48 @@ def gemm_peak(n: int = GEMM_N, repeats: int = 10) -> dict[str, float]:
         "best_ms": min(times) * 1e3,
     }
 
+
+
+def bf16_gemm_peak(n: int = GEMM_N, repeats: int = 10) -> dict[str, float]:
+    """Measure torch's bfloat16 ``a @ b`` on n x n matrices (the bf16 peak of the run).
+
+    torch runs it with oneDNN's bf16 kernels (``vdpbf16ps`` where the CPU has AVX512_BF16),
+    with the threads set by ``torch.set_num_threads``.
+
+    Parameters
+    ----------
+    n : int
+        The matrices' size.
+    repeats : int
+        Timed products (after one warm-up).
+
+    Returns
+    -------
+    dict
+        ``n``, ``gflops`` (the best), ``median_gflops``, ``best_ms``, ``what``.
+
+    Raises
+    ------
+    ImportError
+        Without torch.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn((n, n), generator=g).to(torch.bfloat16)
+    b = torch.randn((n, n), generator=g).to(torch.bfloat16)
+    c = torch.empty((n, n), dtype=torch.bfloat16)
+    torch.matmul(a, b, out=c)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.matmul(a, b, out=c)
+        times.append(time.perf_counter() - t)
+    flops = 2.0 * n**3
+    return {
+        "n": n,
+        "gflops": flops / min(times) / 1e9,
+        "median_gflops": flops / statistics.median(times) / 1e9,
+        "best_ms": min(times) * 1e3,
+        "what": "torch bfloat16 matmul",
+    }

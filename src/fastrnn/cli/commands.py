@@ -51,6 +51,9 @@ _DEMO_TINY = {"max_chars": 30_000, "units": 32, "embed": 16, "layers": 1, "seq_l
               "sample_length": 40, "compare_steps": 1}
 
 
+_PRECISIONS = {"float32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16", "int8": "int8"}
+
+
 def demo_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``demo`` options to ``p`` (defaults shown from the full-size settings).
 
@@ -104,6 +107,9 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=positive, default=None, metavar="N",
                    help="threads (default: OMP_NUM_THREADS, else all cores, or one if a quick "
                         "measurement finds one faster, as on a machine busy with other work)")
+    g.add_argument("--precision", choices=["float32", "bfloat16", "bf16"], default="float32",
+                   help="what the LSTM computes in while training: float32 (default) or "
+                        "bfloat16 (Keras's 'mixed_bfloat16' policy: float32 weights)")
     g = p.add_argument_group("samples and speed check")
     g.add_argument("--temperature", type=positive_float, default=0.7, metavar="T",
                    help="sampling temperature of the samples (default 0.7)")
@@ -115,6 +121,9 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compare-steps", type=int_at_least(0), metavar="N",
                    help=f"training steps timed on the NumPy reference for the speed "
                         f"comparison; 0 skips it (default {d['compare_steps']})")
+    g.add_argument("--no-precisions", action="store_true",
+                   help="skip the table of the trained model's inference in float32, bfloat16 "
+                        "and int8 (validation perplexity, predict and generation speed)")
 
 
 def demo_run(args: argparse.Namespace) -> int:
@@ -158,7 +167,8 @@ def demo_run(args: argparse.Namespace) -> int:
         steps_per_epoch=val["steps_per_epoch"], sample_length=val["sample_length"],
         temperature=args.temperature, prime=args.prime, compare_steps=val["compare_steps"],
         out=args.out or demo.default_out(args.text), seed=args.seed,
-        threads_fixed=threads_fixed)
+        threads_fixed=threads_fixed, precision=_PRECISIONS[args.precision],
+        compare_precisions=not args.no_precisions)
     check_writable(settings.out, "--out")
     clash = "" if args.out or args.force else demo.other_run(settings.out, args.text)
     if clash:
@@ -197,6 +207,9 @@ def generate_arguments(p: argparse.ArgumentParser) -> None:
                         "(default 0.7)")
     p.add_argument("--seed", type=int_at_least(0), default=None, metavar="N",
                    help="random seed, for a repeatable text (default: different each run)")
+    p.add_argument("--precision", choices=["float32", "bfloat16", "bf16", "int8"], default=None,
+                   help="what the LSTM computes in: float32, bfloat16, or int8 (weights "
+                        "quantized: model.quantize('int8')) (default: as the model was trained)")
     add_threads(p)
 
 
@@ -240,6 +253,9 @@ def generate_run(args: argparse.Namespace) -> int:
     if missing:
         raise CommandError(f"--prime: the model does not know the character(s) "
                            f"{', '.join(repr(c) for c in missing)}", status=2)
+    if args.precision is not None:
+        model = demo.with_precision(model, _PRECISIONS[args.precision])
+    precision = demo.model_precision(model)
     t = time.perf_counter()
     text = demo.generate(model, vocab, args.prime, args.length, args.temperature,
                          np.random.default_rng(args.seed))
@@ -247,7 +263,7 @@ def generate_run(args: argparse.Namespace) -> int:
     sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
     sys.stdout.flush()
     print(f"({args.length:,} characters in {dt:.2f} s, {args.length / max(dt, 1e-9):,.0f} "
-          "characters/s, one streaming step each)", file=sys.stderr)
+          f"characters/s, one streaming step each, {precision})", file=sys.stderr)
     return 0
 
 

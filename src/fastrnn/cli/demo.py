@@ -361,8 +361,13 @@ class CharVocab:
 # ---- the model -----------------------------------------------------------------------------
 
 
+#: The dtype policy of the recurrent layers for each precision (int8 is a quantized float32
+#: model: :func:`with_precision`).
+PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "int8": "float32"}
+
+
 def build_char_model(vocab_size: int, embed_dim: int = 48, units: int = 256, layers: int = 1,
-                     learning_rate: float = 3e-3) -> Sequential:
+                     learning_rate: float = 3e-3, precision: str = "float32") -> Sequential:
     """``Embedding -> LSTM (x layers) -> Dense`` predicting the next character's logits.
 
     Compiled with Adam (``clipnorm=1``) and sparse categorical cross-entropy on logits.
@@ -377,16 +382,27 @@ def build_char_model(vocab_size: int, embed_dim: int = 48, units: int = 256, lay
     layers : int
         Number of stacked LSTM layers.
     learning_rate : float
+    precision : {"float32", "bfloat16"}
+        What the LSTM layers compute in (bfloat16: the ``"mixed_bfloat16"`` policy; the
+        weights stay float32).
 
     Returns
     -------
     Sequential
         Input ``(batch, time)`` character ids; output ``(batch, time, vocab_size)`` logits.
+
+    Raises
+    ------
+    ValueError
+        For ``precision="int8"`` (inference only: :func:`with_precision`) or another one.
     """
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"training precision must be 'float32' or 'bfloat16', got "
+                         f"{precision!r} (int8 is for inference only)")
     model = Sequential(name="char_lstm")
     model.add(Embedding(vocab_size, embed_dim))
     for _ in range(layers):
-        model.add(LSTM(units, return_sequences=True))
+        model.add(LSTM(units, return_sequences=True, dtype=PRECISION_POLICIES[precision]))
     model.add(Dense(vocab_size))
     model.compile(optimizer=optimizers.Adam(learning_rate, clipnorm=1.0),
                   loss=losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -609,6 +625,146 @@ def _clone(model: Sequential, learning_rate: float) -> Sequential:
     twin.compile(optimizer=optimizers.Adam(learning_rate, clipnorm=1.0),
                  loss=losses.SparseCategoricalCrossentropy(from_logits=True))
     return twin
+
+
+def with_precision(model: Sequential, precision: str) -> Sequential:
+    """A copy of ``model`` (same weights) whose recurrent layers run in ``precision``.
+
+    Parameters
+    ----------
+    model : Sequential
+        A built model (not changed).
+    precision : {"float32", "bfloat16", "int8"}
+        float32 and bfloat16 set the recurrent layers' policy (``"float32"``,
+        ``"mixed_bfloat16"``); int8 quantizes them (``Sequential.quantize("int8")``: inference
+        only).
+
+    Returns
+    -------
+    Sequential
+        Not compiled.
+    """
+    if precision not in PRECISION_POLICIES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_POLICIES)}, got "
+                         f"{precision!r}")
+    cfg = model.get_config()
+    for lc in cfg["layers"]:
+        if lc["class_name"] in ("SimpleRNN", "LSTM", "GRU"):
+            lc["config"] = {**lc["config"], "dtype": PRECISION_POLICIES[precision]}
+    twin = Sequential.from_config(cfg)
+    twin.set_weights(model.get_weights())
+    if precision == "int8":
+        twin.quantize("int8")
+    return twin
+
+
+def model_precision(model: Sequential) -> str:
+    """What the model's recurrent layers compute in (their ``precision``; float32 without).
+
+    Parameters
+    ----------
+    model : Sequential
+
+    Returns
+    -------
+    str
+        ``"float32"``, ``"bfloat16"``, ``"int8"``, or the layers' precisions joined by ``/``
+        where they differ.
+    """
+    precs = dict.fromkeys(layer.precision for layer in model.layers
+                          if hasattr(layer, "precision"))
+    return "/".join(precs) or "float32"
+
+
+def compare_precisions(model: Sequential, x_val: np.ndarray, y_val: np.ndarray,
+                       batch_size: int, chars: int = 100) -> list[dict[str, Any]]:
+    """The trained model's inference in float32, bfloat16 and int8: quality and speed.
+
+    Each precision runs a copy of ``model`` with the same weights (:func:`with_precision`):
+    the validation loss (its perplexity, against float32's), the seconds of a ``predict``
+    of the validation batch and of one generated character (a streaming step), timed in
+    turns (:func:`interleaved`) so that other load slows every precision alike.
+
+    Parameters
+    ----------
+    model : Sequential
+        A trained character model (not changed).
+    x_val, y_val : numpy.ndarray
+        Validation windows: ids and next ids.
+    batch_size : int
+        Of ``predict`` and ``evaluate``.
+    chars : int
+        Streaming steps per timing.
+
+    Returns
+    -------
+    list of dict
+        One per precision: ``precision``, ``val_loss``, ``perplexity``, ``ppl_change``
+        (relative to float32), ``predict_s``, ``char_s``.
+    """
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True)
+    twins = {p: with_precision(model, p) for p in PRECISION_POLICIES}
+    rows: dict[str, dict[str, Any]] = {}
+    for p, twin in twins.items():
+        twin.compile(loss=loss)
+        val = float(twin.evaluate(x_val, y_val, batch_size=batch_size, verbose=0))
+        rows[p] = {"precision": p, "val_loss": val, "perplexity": math.exp(min(val, 50.0))}
+    for r in rows.values():
+        r["ppl_change"] = r["perplexity"] / rows["float32"]["perplexity"] - 1.0
+    xb = x_val[:batch_size]
+    ids = np.resize(x_val[0], max(chars, 1))
+    sessions = {p: twin.stream(batch_size=1) for p, twin in twins.items()}
+
+    def predict(twin: Sequential) -> Callable[[], object]:
+        return lambda: twin.predict(xb, batch_size=batch_size, verbose=0)
+
+    def stream(session: Any) -> Callable[[], None]:
+        def run() -> None:
+            for i in ids:
+                session.step(int(i))
+        return run
+
+    for p, twin in twins.items():  # warm up: prepared weights, kernel scratch
+        predict(twin)()
+        sessions[p].step(int(ids[0]))
+    t_pred = interleaved({p: predict(t) for p, t in twins.items()}, 5, budget_s=10.0)
+    t_char = interleaved({p: stream(s) for p, s in sessions.items()}, 5, budget_s=5.0)
+    for p, r in rows.items():
+        r["predict_s"] = t_pred[p]
+        r["char_s"] = t_char[p] / len(ids)
+    return list(rows.values())
+
+
+def precision_lines(rows: list[dict[str, Any]], batch_size: int, seq_len: int) -> list[str]:
+    """The demo's precision table (:func:`compare_precisions`).
+
+    Parameters
+    ----------
+    rows : list of dict
+        From :func:`compare_precisions`.
+    batch_size, seq_len : int
+        The validation batch's shape (for the column's name).
+
+    Returns
+    -------
+    list of str
+        A title, a header and one row per precision.
+    """
+    base = rows[0]
+    out = ["Inference of the trained model in each precision (same weights; bfloat16: the "
+           "'mixed_bfloat16' policy; int8: model.quantize('int8')):",
+           f"  {'precision':10} {'val perplexity':>22} {f'predict {batch_size}x{seq_len}':>22}"
+           f" {'one character':>22}"]
+    for r in rows:
+        ppl = f"{r['perplexity']:.3f}"
+        pred, char = _ms(r["predict_s"]), _ms(r["char_s"])
+        if r is not base:
+            ppl += f" ({100 * r['ppl_change']:+.1f}%)"
+            pred += f" ({base['predict_s'] / r['predict_s']:.2f}x)"
+            char += f" ({base['char_s'] / r['char_s']:.2f}x)"
+        out.append(f"  {r['precision']:10} {ppl:>22} {pred:>22} {char:>22}")
+    out.append("  (x: float32's time / this one's, > 1: faster; noisy on a busy machine)")
+    return out
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int,
@@ -899,6 +1055,8 @@ class DemoSettings:
     temperature: float = 0.7
     prime: str | None = None  # None: "def " for the Python corpus, else corpus_prime(text)
     compare_steps: int = 3
+    precision: str = "float32"  # of training: "float32" or "bfloat16"
+    compare_precisions: bool = True  # the inference table in float32, bfloat16 and int8
     out: str = DEFAULT_MODEL
     seed: int = 0
     threads_fixed: bool = False  # True: keep the thread count (else one thread if faster)
@@ -919,7 +1077,8 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
     dict
         ``loss``, ``val_loss`` (last epoch), ``chars_per_s``, ``seconds`` (training),
         ``speed`` (see :func:`compare_with_reference`; empty if not compared), ``samples``
-        (one per epoch), ``path``, ``threads``.
+        (one per epoch), ``path``, ``threads``, ``precisions`` (see
+        :func:`compare_precisions`; empty if not compared).
     """
     t_start = time.perf_counter()
     corpus = read_text(s.text, s.max_chars) if s.text else default_corpus(s.max_chars)
@@ -933,7 +1092,8 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
     train_ids, val_ids = ids[:-n_val], ids[-n_val:]
     set_random_seed(s.seed)
     rng = np.random.default_rng(s.seed)
-    model = build_char_model(len(vocab), s.embed, s.units, s.layers, s.learning_rate)
+    model = build_char_model(len(vocab), s.embed, s.units, s.layers, s.learning_rate,
+                             s.precision)
 
     windows = np.lib.stride_tricks.sliding_window_view(train_ids, window)
     val_windows = np.lib.stride_tricks.sliding_window_view(val_ids, window)
@@ -963,7 +1123,9 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
     plan = (f"{s.epochs} epochs of {budget:.0f} s" if budget is not None
             else f"{s.epochs} epochs of {s.steps_per_epoch} steps")
     print_fn(f"  training {plan}: batches of {s.batch_size} windows x {s.seq_len} characters, "
-             f"Adam(lr={s.learning_rate:g}), {threads} thread{'s' if threads > 1 else ''}{note}")
+             f"Adam(lr={s.learning_rate:g}), {threads} thread{'s' if threads > 1 else ''}{note}"
+             + ("" if s.precision == "float32" else
+                f", LSTM in {s.precision} ('mixed_bfloat16' policy)"))
     print_fn("")
 
     progress = _Progress(s.epochs, print_fn)
@@ -1016,6 +1178,13 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
         print_fn("")
         for line in speed_lines(speed, s.batch_size, s.seq_len):
             print_fn(line)
+    precisions: list[dict[str, Any]] = []
+    if s.compare_precisions and not interrupted:
+        with same_threads(threads):
+            precisions = compare_precisions(model, x_val, y_val, s.batch_size)
+        print_fn("")
+        for line in precision_lines(precisions, s.batch_size, s.seq_len):
+            print_fn(line)
 
     replaced = os.path.lexists(s.out)
     save_char_model(model, vocab, s.out, {"source": corpus.source, "seq_len": s.seq_len,
@@ -1029,7 +1198,7 @@ def run_demo(s: DemoSettings, print_fn: Callable[[str], None] = print) -> dict:
              "--length 400 --temperature 0.6")
     return {"loss": loss_mean, "val_loss": val_loss, "chars_per_s": rate,
             "seconds": train_time, "speed": speed, "samples": samples, "path": s.out,
-            "threads": threads}
+            "threads": threads, "precisions": precisions}
 
 
 def _ms(seconds: float) -> str:

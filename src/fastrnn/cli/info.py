@@ -59,9 +59,39 @@ def run(args: argparse.Namespace) -> int:
     print(f"  OpenMP        {'yes' if info.get('openmp') else 'no'}")
     print(f"  threads       {info['num_threads']} (max {info.get('max_threads', '?')})")
     print(f"  compiler      {info.get('compiler', '?')}")
+    for line in precision_lines(info):
+        print(line)
     print(f"  numpy         {np.__version__}")
     sys.stdout.flush()
     return self_check()
+
+
+def precision_lines(info: dict) -> list[str]:
+    """The reduced-precision paths of the build and the CPU features behind them.
+
+    Parameters
+    ----------
+    info : dict
+        :func:`fastrnn.info`'s description (its ``precision`` entry, when the build has
+        reduced-precision kernels).
+
+    Returns
+    -------
+    list of str
+        One line per precision (bfloat16, int8) naming the kernel path it runs and whether
+        the CPU has AVX512_BF16, AVX512_VNNI and AVX-VNNI; empty without the entry.
+    """
+    prec = info.get("precision")
+    if not isinstance(prec, dict):
+        return []
+
+    def has(flag: str) -> str:
+        return "yes" if prec.get(flag) else "no"
+
+    return [f"  bfloat16      {prec.get('bfloat16', '?')} path (CPU AVX512_BF16: "
+            f"{has('avx512_bf16')})",
+            f"  int8          {prec.get('int8', '?')} path (CPU AVX512_VNNI: "
+            f"{has('avx512_vnni')}, AVX-VNNI: {has('avx_vnni')})"]
 
 
 def self_check() -> int:

@@ -22,6 +22,8 @@ The submodules mirror Keras's:
   :mod:`~fastrnn.keras.metrics`, :mod:`~fastrnn.keras.callbacks`,
   :mod:`~fastrnn.keras.initializers`, :mod:`~fastrnn.keras.activations`;
 - :mod:`~fastrnn.keras.onnx_export`: export to ONNX (standard LSTM/GRU/RNN operators);
+- :mod:`~fastrnn.keras.mixed_precision`: dtype policies (``set_global_policy(
+  "mixed_bfloat16")``; the int8 policy of ``Sequential.quantize("int8")``);
 - :mod:`~fastrnn.keras.saving`: the model file format (a zip of JSON config and ``.npy``
   arrays);
 - :mod:`~fastrnn.keras.base` (``Layer``, ``Variable``) and :mod:`~fastrnn.keras.backend`
@@ -40,6 +42,7 @@ from . import (
     layers,
     losses,
     metrics,
+    mixed_precision,
     models,
     optimizers,
     preprocessing,
@@ -63,5 +66,5 @@ from .symbolic import KerasTensor
 __all__ = ["Input", "InputLayer", "KerasTensor", "Model", "ModelFileError", "Sequential",
            "activations", "backend", "base", "callbacks", "floatx", "functional",
            "initializers", "layers", "load_model", "losses", "metrics", "models", "optimizers",
-           "preprocessing", "recurrent", "saving", "set_floatx", "set_random_seed", "symbolic",
-           "utils"]
+           "mixed_precision", "preprocessing", "recurrent", "saving", "set_floatx",
+           "set_random_seed", "symbolic", "utils"]

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from . import initializers as _inits
-from .backend import floatx, standardize_float_dtype, to_snake_case, unique_name
+from . import mixed_precision as _mp
+from .backend import to_snake_case, unique_name
 
 Shape = tuple  # a shape with None for unknown dimensions
 
@@ -71,10 +72,15 @@ class Variable:
     grad : ndarray or None
         Gradient of the loss with respect to ``value`` after a backward pass.
     trainable : bool
+    version : int
+        Counts the changes of ``value``: :meth:`assign` and the model's optimizer steps bump
+        it, so that what is derived from the weights (a recurrent layer's bfloat16 or int8
+        prepared weights) is made again. Code that writes ``value`` in place otherwise bumps
+        it too.
     """
 
     __slots__ = ("name", "path", "value", "grad", "trainable", "_to_keras", "_from_keras",
-                 "keras_shape")
+                 "keras_shape", "version")
 
     def __init__(self, name: str, value: np.ndarray, keras_shape: tuple[int, ...],
                  to_keras: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -88,6 +94,7 @@ class Variable:
         self.keras_shape = tuple(int(s) for s in keras_shape)
         self._to_keras = to_keras
         self._from_keras = from_keras
+        self.version = 0
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -116,6 +123,7 @@ class Variable:
                             f"dtype {a.dtype}")
         conv = a if self._from_keras is None else self._from_keras(a)
         self.value[...] = conv
+        self.version += 1
 
     def __repr__(self) -> str:
         return f"<Variable {self.path} shape={self.keras_shape} dtype={self.value.dtype}>"
@@ -250,8 +258,9 @@ class Layer:
         Unique name; Keras-style default (``'lstm'``, ``'lstm_1'``, ...).
     trainable : bool
         Whether optimizers update this layer's weights.
-    dtype : {'float32', 'float64'}, optional
-        The layer's float type (default :func:`fastrnn.keras.models.floatx`).
+    dtype : {'float32', 'float64', 'mixed_bfloat16'} or DTypePolicy, optional
+        The layer's float type, or a dtype policy (:mod:`fastrnn.keras.mixed_precision`;
+        default the global policy, initially :func:`fastrnn.keras.models.floatx`).
     input_shape : tuple, optional
         Shape of one sample (no batch axis), as Keras's first-layer ``input_shape``.
     batch_input_shape : tuple, optional
@@ -278,7 +287,10 @@ class Layer:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty string, got {name!r}")
         self.trainable = bool(trainable)
-        self.dtype = standardize_float_dtype(dtype if dtype is not None else floatx(), "dtype")
+        #: the layer's dtype policy (:mod:`fastrnn.keras.mixed_precision`); ``dtype`` is
+        #: its variable dtype, the type of the weights and of the arrays between layers
+        self.dtype_policy = _mp.get(dtype)
+        self.dtype = self.dtype_policy.variable_dtype
         self._batch_input_shape: tuple | None = None
         if batch_input_shape is not None:
             self._batch_input_shape = normalize_shape(batch_input_shape, "batch_input_shape")
@@ -290,6 +302,17 @@ class Layer:
         self.input_shape: tuple | None = None
         self.output_shape: tuple | None = None
         self._variables: list[Variable] = []
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the layer computes in (its policy's; ``"bfloat16"`` for a recurrent
+        layer under ``"mixed_bfloat16"``, whose inputs and outputs stay :attr:`dtype`)."""
+        return self.dtype_policy.compute_dtype
+
+    @property
+    def variable_dtype(self) -> str:
+        """The dtype of the weights (:attr:`dtype`)."""
+        return self.dtype_policy.variable_dtype
 
     # -- shapes and building --------------------------------------------------------------
     def build(self, input_shape: tuple) -> None:
@@ -497,7 +520,7 @@ class Layer:
     def get_config(self) -> dict:
         """Constructor arguments as a JSON-compatible dict (Keras-style)."""
         cfg: dict[str, Any] = {"name": self.name, "trainable": self.trainable,
-                               "dtype": self.dtype}
+                               "dtype": self.dtype_policy.name}
         if self._batch_input_shape is not None:
             cfg["batch_input_shape"] = list(self._batch_input_shape)
         return cfg

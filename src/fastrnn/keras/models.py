@@ -291,6 +291,66 @@ class _Trainer:
             if hasattr(layer, "set_ops"):
                 layer.set_ops(ops)
 
+    def quantize(self, mode: str | None = None, config: Any = None, filters: Any = None,
+                 **kwargs: Any) -> None:
+        """Quantize the recurrent layers for int8 inference (Keras 3's ``model.quantize``).
+
+        Each SimpleRNN, LSTM and GRU layer (also inside Bidirectional and nested models) gets
+        the policy ``"int8_from_<its policy>"`` and its inference (``predict``, ``evaluate``,
+        calling the model, ``stream()``) runs fastrnn's int8 kernels on weights quantized
+        once per output channel. The float32 weights stay (saved, trainable no more: ``fit``
+        then raises a ValueError naming the layer). Other layers (Dense, Embedding) keep
+        computing in float32, where Keras would quantize Dense too.
+
+        Parameters
+        ----------
+        mode : {"int8"}
+        config, filters
+            Keras's arguments: ``config`` must be None; ``filters`` (a layer name regex, a
+            list of them, or a callable taking the layer) selects the layers.
+
+        Raises
+        ------
+        ValueError
+            For an unbuilt model, another mode, a layer quantized already or a float64 one.
+        """
+        import re
+
+        if kwargs:
+            raise ValueError(f"Unrecognized keyword arguments passed to {type(self).__name__}: "
+                             f"{kwargs}")
+        if not self.built:
+            raise ValueError("Cannot quantize a model that isn't yet built: give it an input "
+                             "shape (or fit/predict once) first")
+
+        def selected(layer: Any) -> bool:
+            if filters is None:
+                return True
+            if callable(filters):
+                return bool(filters(layer))
+            pats = [filters] if isinstance(filters, str) else list(filters)
+            return any(re.search(p, layer.name) for p in pats)
+
+        for layer in self.layers:
+            if hasattr(layer, "quantize") and selected(layer):
+                layer.quantize(mode, config=config)
+
+    def _recurrent_precision(self) -> str:
+        """The one ``precision=`` of the recurrent layers (``"float32"`` without any): the
+        ``"mixed_bfloat16"`` policy's ``"bfloat16"``, or ``"int8"`` after :meth:`quantize`.
+
+        Raises
+        ------
+        ValueError
+            When the recurrent layers differ (a stream runs one precision).
+        """
+        precs = {layer.name: layer.precision for layer in self.layers
+                 if hasattr(layer, "precision")}
+        if len(set(precs.values())) > 1:
+            raise ValueError("a stream runs every recurrent layer in one precision; the "
+                             "layers have " + ", ".join(f"{n}: {p}" for n, p in precs.items()))
+        return next(iter(precs.values()), "float32")
+
     # -- the Layer protocol, so that a model can be called inside another model --------------
     @property
     def multi_input(self) -> bool:
@@ -548,6 +608,7 @@ class _Trainer:
         self.optimizer.apply([v.value for v in variables], grads)
         for v in variables:
             v.grad = None
+            v.version += 1  # prepared (bfloat16/int8) weights are made again
         self._loss_tracker.update(loss, xb[0].shape[0])
         self._update_metrics(yb, outs, swb, masks)
 
@@ -1147,11 +1208,16 @@ class Sequential(_Trainer):
             ``step(x_t)`` returns that step's output of the last layer; ``run(chunk)`` steps
             through a chunk; ``reset()``; ``state`` (readable and assignable). Only causal
             layers stream (unidirectional RNN/LSTM/GRU, Dense, Embedding, Dropout); others
-            raise a ValueError naming the layer.
+            raise a ValueError naming the layer. The recurrent layers step in their
+            precision: bfloat16 under the ``"mixed_bfloat16"`` policy, int8 after
+            :meth:`quantize` (all of them in the same one).
         """
         from ..streaming import StreamSession
 
-        return StreamSession(self, batch_size)
+        precision = self._recurrent_precision()
+        if precision == "float32":
+            return StreamSession(self, batch_size)
+        return StreamSession(self, batch_size, precision=precision)
 
     # -- the hooks of the shared training loop --------------------------------------------
     _input_names = ["x"]
@@ -1528,7 +1594,10 @@ class Model(_Trainer):
                              "layer feeding only the next, no shared layers, no "
                              "return_state/initial_state); stream the chain part as its own "
                              "keras.Model, or use predict()")
-        return StreamSession(self, batch_size)
+        precision = self._recurrent_precision()
+        if precision == "float32":
+            return StreamSession(self, batch_size)
+        return StreamSession(self, batch_size, precision=precision)
 
     # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict:

@@ -26,6 +26,7 @@ from .. import functional as F
 from .._cells import CELLS
 from . import activations as _acts
 from . import initializers as _inits
+from . import mixed_precision as _mp
 from .backend import rng
 from .base import Layer, Variable, check_float, mask_to_lengths, serialize_initializer
 
@@ -186,6 +187,7 @@ class _RNNBase(Layer):
         self._tokens: _Tokens | None = None
         self._dmask: np.ndarray | None = None
         self._last_states: list[np.ndarray] = []
+        self._prepared: Any = None  # PreparedWeights of the reduced precision, made on use
 
     # -- weights ------------------------------------------------------------------------
     def _converters(self) -> tuple:
@@ -256,6 +258,79 @@ class _RNNBase(Layer):
 
     def compute_mask(self, inputs: Any, mask: np.ndarray | None) -> np.ndarray | None:
         return mask if self.return_sequences else None
+
+    # -- precision ----------------------------------------------------------------------
+    @property
+    def precision(self) -> str:
+        """The ops' ``precision=`` of this layer's inference: ``"float32"`` (the arrays'
+        dtype), ``"bfloat16"`` under the ``"mixed_bfloat16"`` policy, ``"int8"`` once
+        quantized (:meth:`quantize`; training then raises)."""
+        return self.dtype_policy.precision
+
+    def quantize(self, mode: str, type_check: bool = True, config: Any = None) -> None:
+        """Quantize the layer for inference (Keras 3's ``Layer.quantize``).
+
+        The weights stay float32 (the master copy: saved, returned by ``get_weights``); the
+        layer's inference runs the int8 kernels on weights quantized once per output channel
+        and reused until the weights change. Training the layer afterwards raises.
+
+        Parameters
+        ----------
+        mode : {"int8"}
+        type_check, config
+            Keras's arguments; ``config`` must be None (fastrnn's scheme is fixed: symmetric
+            int8 weights per output channel, activations per row at run time).
+
+        Raises
+        ------
+        ValueError
+            For an unbuilt or already quantized layer, another mode, a float64 layer or a
+            ``config``.
+        """
+        if not self.built:
+            raise ValueError(f"Cannot quantize a layer that isn't yet built. Layer "
+                             f"'{self.name}' (of type '{type(self).__name__}') is not built yet.")
+        if self.dtype_policy.quantization_mode is not None:
+            raise ValueError(f"Layer '{self.name}' is already quantized with "
+                             f"dtype_policy='{self.dtype_policy.name}'. Received: mode={mode}")
+        if mode not in _mp.QUANTIZATION_MODES:
+            raise ValueError(f"Invalid quantization mode. Expected one of "
+                             f"{_mp.QUANTIZATION_MODES}. Received: mode={mode}")
+        if config is not None:
+            raise ValueError(f"layer {self.name!r}: quantize(config=...) is not supported (the "
+                             "int8 scheme is per-channel symmetric weights, per-row "
+                             "activations)")
+        if self.dtype != "float32":
+            raise ValueError(f"layer {self.name!r} has dtype {self.dtype}: int8 quantization "
+                             "needs a float32 layer")
+        self.dtype_policy = _mp.QuantizedDTypePolicy(mode, self.dtype_policy.name)
+        self._prepared = None
+
+    def _weights_version(self) -> tuple[int, ...]:
+        """The versions of the weights (:attr:`fastrnn.keras.base.Variable.version`)."""
+        return tuple(v.version for v in self._variables)
+
+    def prepared_weights(self) -> Any:
+        """The weights prepared for :attr:`precision` (None for float32): made once, reused
+        by every call, made again when a weight's version changed (the optimizer's step,
+        ``set_weights``, loading) or its array was replaced.
+
+        Returns
+        -------
+        fastrnn.functional.PreparedWeights or None
+        """
+        prec = self.precision
+        if prec == "float32":
+            return None
+        pw, version = self._prepared, self._weights_version()
+        if pw is None or pw.precision != prec:
+            pw = F.prepare_weights(self._cell, *self.op_weights(), precision=prec,
+                                   check="identity")
+        elif pw.version != version:
+            pw.update(*self.op_weights())
+        pw.version = version
+        self._prepared = pw
+        return pw
 
     # -- ops ----------------------------------------------------------------------------
     def set_ops(self, ops: ModuleType) -> None:
@@ -349,8 +424,17 @@ class _RNNBase(Layer):
             init = self._initial_states(B)  # [h0] or [h0, c0]
         h0, c0 = init[0], (init[1] if len(init) > 1 else None)
         w_ih, w_hh, b_ih, b_hh = self.op_weights()
-        kw = {"nonlinearity": self.nonlinearity, "lengths": lengths,
-              "reverse": self.go_backwards, "training": training}
+        kw: dict[str, Any] = {"nonlinearity": self.nonlinearity, "lengths": lengths,
+                              "reverse": self.go_backwards, "training": training}
+        if self.precision != "float32":
+            if training and self.dtype_policy.quantization_mode is not None:
+                raise ValueError(
+                    f"Layer '{self.name}' is quantized with dtype_policy="
+                    f"'{self.dtype_policy.name}': int8 runs inference only. Train the "
+                    "float model, then call quantize('int8') for inference.")
+            kw["precision"] = self.precision
+            if self.ops is F:
+                kw["prepared"] = self.prepared_weights()
         if tokens:
             # Embedding folded in (the caller checked accepts_tokens: no input dropout): the
             # kernels pick the projected table's rows
@@ -368,7 +452,7 @@ class _RNNBase(Layer):
         """Whether a training or inference call may take :class:`_Tokens` from ``emb``
         instead of its embedded vectors (input dropout needs the vectors)."""
         return (self.dropout == 0.0 and emb.dtype == self.dtype and self.ops is F
-                and _Tokens.fold_pays(emb.input_dim, T, B))
+                and self.precision == "float32" and _Tokens.fold_pays(emb.input_dim, T, B))
 
     def _core_backward(self, dy_tm: np.ndarray | None, dh_n: np.ndarray | None,
                        dc_n: np.ndarray | None = None, need_dx: bool = True
@@ -747,7 +831,7 @@ class Bidirectional(Layer):
                              f"{merge_mode!r}")
         if layer.return_state:
             raise NotImplementedError("Bidirectional with return_state=True is not supported")
-        kwargs.setdefault("dtype", layer.dtype)
+        kwargs.setdefault("dtype", layer.dtype_policy.name)
         if layer._batch_input_shape is not None and "input_shape" not in kwargs \
                 and "batch_input_shape" not in kwargs:
             kwargs["batch_input_shape"] = layer._batch_input_shape
@@ -817,6 +901,18 @@ class Bidirectional(Layer):
     def reset_states(self) -> None:
         self.forward_layer.reset_states()
         self.backward_layer.reset_states()
+
+    def quantize(self, mode: str, type_check: bool = True, config: Any = None) -> None:
+        """As :meth:`_RNNBase.quantize`, for both directions (kept in the saved config)."""
+        if not self.built:
+            raise ValueError(f"Cannot quantize a layer that isn't yet built. Layer "
+                             f"'{self.name}' (of type 'Bidirectional') is not built yet.")
+        for sub in (self.forward_layer, self.backward_layer):
+            sub.quantize(mode, type_check, config)
+        for c in (self._layer_config, self._backward_config):
+            if c is not None:
+                c["config"] = {**c["config"], "dtype": self.forward_layer.dtype_policy.name}
+        self.dtype_policy = _mp.QuantizedDTypePolicy(mode, self.dtype_policy.name)
 
     def set_ops(self, ops: ModuleType) -> None:
         """As :meth:`_RNNBase.set_ops`, for both directions."""
