@@ -313,3 +313,31 @@ def test_bf16_error_against_float32_is_keras_mixed_bfloat16s_or_less(cls) -> Non
     err_keras = np.abs(out(kbf(x)) - y32).max()
     err_ours = np.abs(ours(x) - y32).max()
     assert 0 < err_ours <= 1.5 * err_keras, (err_ours, err_keras)
+
+
+# -- functional models ------------------------------------------------------------------
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_functional_model_quantizes_and_streams_like_sequential(precision) -> None:
+    """keras.Model shares quantize() and the stream's precision with Sequential: the same
+    layers give the same outputs, step by step too."""
+    import fastrnn.keras as fk
+
+    policy = "mixed_bfloat16" if precision == "bfloat16" else None
+    seq = _model(L.LSTM, policy)
+    inp = fk.Input((9, 6))
+    out = inp
+    for layer in seq.layers:
+        out = layer(out)
+    model = fk.Model(inp, out)
+    y32 = model.predict(X, verbose=0)
+    if precision == "int8":
+        model.quantize("int8")
+        assert {layer.dtype_policy.name for layer in model.layers[1:]} == \
+            {"int8_from_float32", "float32"}
+    y = model.predict(X, verbose=0)
+    np.testing.assert_array_equal(y, seq.predict(X, verbose=0))  # the same layer objects
+    assert np.abs(y - y32).max() > 0  # not the float32 computation
+    session = model.stream()
+    assert session.precision == precision
+    steps = np.stack([session.step(X[0, t]) for t in range(X.shape[1])])
+    np.testing.assert_allclose(steps[-1], y[0], atol=2e-5, rtol=0)
