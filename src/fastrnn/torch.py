@@ -486,7 +486,7 @@ def _op_forward_autograd(ctx, dy, dh_n, dc_n, dcache):
     grads = torch.ops.fastrnn.cell_backward(cell, nonlinearity, reverse, lengths, cache, x, h0,
                                             c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n,
                                             ctx.needs_input_grad[5], w_hr)
-    needs = (*ctx.needs_input_grad[5:], False)
+    needs = (*ctx.needs_input_grad[5:13], *(False,) * (13 - n_in))  # w_hr's: False if absent
     return ((None,) * 5 + tuple(g if need and t is not None else None for g, t, need in zip(
         grads, (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr), needs, strict=True)))[:n_in]
 
