@@ -303,8 +303,8 @@ class _CellFunction(torch.autograd.Function):
         precision, prepared = kernel_options
         y, h_n, c_n, fctx = _ops_forward(cell, nonlinearity, reverse, lengths, True,
                                          _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh),
-                                         _np(b_ih), _np(b_hh), _np(w_hr), precision=precision,
-                                         prepared=prepared)
+                                         _np(b_ih), _np(b_hh), w_hr=_np(w_hr),
+                                         precision=precision, prepared=prepared)
         ctx.args = (cell, nonlinearity, reverse, lengths)
         ctx.precision = precision
         ctx.has = (h0 is not None, c0 is not None, b_ih is not None, b_hh is not None)
@@ -409,7 +409,7 @@ def _op_forward(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih,
     """
     y, h_n, c_n, fctx = _ops_forward(cell, nonlinearity or None, reverse, _np(lengths),
                                      training, _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh),
-                                     _np(b_ih), _np(b_hh), _np(w_hr))
+                                     _np(b_ih), _np(b_hh), w_hr=_np(w_hr))
     return (torch.from_numpy(y), torch.from_numpy(h_n),
             x.new_empty(0) if c_n is None else torch.from_numpy(c_n),
             x.new_empty(0) if fctx is None else torch.from_numpy(fctx.cache))
@@ -591,8 +591,8 @@ def _run_cell(path: str, cell: str, nonlinearity: str | None, reverse: bool,
                                   *tensors)
         return (out[0], out[1], out[2]) if CELLS[cell].has_cell_state else (out[0], out[1], None)
     y, h_n, c_n, _ = _ops_forward(cell, nonlinearity, reverse, lengths, False,
-                                  *(_np(t) for t in tensors), precision=precision,
-                                  prepared=prepared)
+                                  *(_np(t) for t in tensors[:7]), w_hr=_np(w_hr),
+                                  precision=precision, prepared=prepared)
     return torch.from_numpy(y), torch.from_numpy(h_n), _t(c_n)
 
 
