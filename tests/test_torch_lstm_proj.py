@@ -246,3 +246,14 @@ def test_bfloat16_autocast_with_projection_falls_back_with_a_warning():
         a = ref(x)[0]
     ft._warned.clear()
     torch.testing.assert_close(b, a)
+
+
+def test_int8_with_projection_falls_back_with_a_warning():
+    ft._warned.clear()
+    ref, fast = make_pair(3, 4, proj_size=2, dtype=torch.float32)
+    ft.quantize_dynamic(fast)
+    x = torch.randn(4, 2, 3)
+    with pytest.warns(ft.FallbackWarning, match="proj_size"):
+        b = fast(x)[0]
+    ft._warned.clear()
+    torch.testing.assert_close(b, ref(x)[0])
