@@ -175,6 +175,40 @@ int fr_cell_backward_d(int cell, double *dx, double *dh0, double *dc0, double *d
                        const double *x, const double *w_ih, const double *w_hh, const double *dy,
                        const double *dh_n, const double *dc_n, const int64_t *lengths, int64_t T,
                        int64_t B, int64_t I, int64_t H, int act, int reverse, int nthreads);
+/* ---- lstm_proj.c: the LSTM with a projection (torch.nn.LSTM(proj_size=P)) ---------------- */
+/*
+ * As fr_cell_forward_* / fr_cell_backward_* of the LSTM, with h_t = W_hr r_t where r_t = o*tanh(c_t):
+ * y (T,B,P); h0, h_n, dh0, dh_n (B,P); c0, c_n, dc0, dc_n (B,H); w_hh (4H,P); w_hr (P,H) (no
+ * bias). cache: NULL for inference, else fr_lstmp_cache_size(T, B, H, P) elements. The write
+ * rule, lengths and reverse are the whole-sequence driver's (dw_hr accumulates). H, P >= 1.
+ */
+/* Cache elements of a training forward; -1 for a negative size or an int64_t overflow. */
+int64_t fr_lstmp_cache_size(int64_t T, int64_t B, int64_t H, int64_t P);
+/* Whole-sequence forward with projection. FR_ERR_ARG, FR_ERR_NOMEM. */
+int fr_lstmp_forward_s(float *y, float *h_n, float *c_n, float *cache, const float *x,
+                       const float *h0, const float *c0, const float *w_ih, const float *w_hh,
+                       const float *w_hr, const float *b_ih, const float *b_hh,
+                       const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
+                       int64_t P, int reverse, int nthreads);
+int fr_lstmp_forward_d(double *y, double *h_n, double *c_n, double *cache, const double *x,
+                       const double *h0, const double *c0, const double *w_ih,
+                       const double *w_hh, const double *w_hr, const double *b_ih,
+                       const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                       int64_t I, int64_t H, int64_t P, int reverse, int nthreads);
+/* Whole-sequence backward from the cache of fr_lstmp_forward_*. FR_ERR_ARG, FR_ERR_NOMEM. */
+int fr_lstmp_backward_s(float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh,
+                        float *dw_hr, float *db_ih, float *db_hh, const float *cache,
+                        const float *x, const float *w_ih, const float *w_hh, const float *w_hr,
+                        const float *dy, const float *dh_n, const float *dc_n,
+                        const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
+                        int64_t P, int reverse, int nthreads);
+int fr_lstmp_backward_d(double *dx, double *dh0, double *dc0, double *dw_ih, double *dw_hh,
+                        double *dw_hr, double *db_ih, double *db_hh, const double *cache,
+                        const double *x, const double *w_ih, const double *w_hh,
+                        const double *w_hr, const double *dy, const double *dh_n,
+                        const double *dc_n, const int64_t *lengths, int64_t T, int64_t B,
+                        int64_t I, int64_t H, int64_t P, int reverse, int nthreads);
+
 /* Forward whose projected input is picked from a table: the input of step t, batch row b is
    table[ids[t*B+b]] (V rows of G*H, biases not included), exactly as fr_cell_forward_* with w_ih
    NULL and x = those rows (an embedding folded into W_ih, without materialising x). Its backward

@@ -1,7 +1,7 @@
 """A small workload for valgrind memcheck: every cell forward+backward with lengths and reverse
 (float64, odd H, 2 threads; with one and with two batch groups), the same forward picking its
-projected input rows from a table, a streaming session, and the bfloat16 and int8 ops and an int8
-stream. Run by tools/memcheck.py."""
+projected input rows from a table, the LSTM with a projection (w_hr), a streaming session, and the
+bfloat16 and int8 ops and an int8 stream. Run by tools/memcheck.py."""
 
 import numpy as np
 
@@ -31,6 +31,14 @@ for cell, spec in CELLS.items():
                                lengths=lengths, reverse=True)
     F.cell_backward(out[-1], np.ones_like(out[0]), None, None)
 _kernels.set_batch_groups(0)
+P = 5  # the LSTM with a projection: every path, need_dx both ways
+for rev in (False, True):
+    y, h, c, ctx = F.cell_forward("lstm", rng.standard_normal((T, B, I)), None, None,
+                                  rng.standard_normal((4 * H, I)),
+                                  rng.standard_normal((4 * H, P)), rng.standard_normal(4 * H),
+                                  None, lengths=lengths, reverse=rev,
+                                  w_hr=rng.standard_normal((P, H)))
+    F.cell_backward(ctx, np.ones_like(y), None, np.ones_like(c), need_dx=rev)
 stream = _kernels.Stream(
     [("lstm", rng.standard_normal((4 * H, I)), rng.standard_normal((4 * H, H)), None, None, ""),
      ("dense", np.ones((H, 2)), None, "softmax")], 2, np.float64)

@@ -86,6 +86,29 @@ cdef extern from "fastrnn.h" nogil:
                            const double *dy, const double *dh_n, const double *dc_n,
                            const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
                            int act, int reverse, int nthreads)
+    int64_t fr_lstmp_cache_size(int64_t T, int64_t B, int64_t H, int64_t P)
+    int fr_lstmp_forward_s(float *y, float *h_n, float *c_n, float *cache, const float *x,
+                           const float *h0, const float *c0, const float *w_ih,
+                           const float *w_hh, const float *w_hr, const float *b_ih,
+                           const float *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                           int64_t I, int64_t H, int64_t P, int reverse, int nthreads)
+    int fr_lstmp_forward_d(double *y, double *h_n, double *c_n, double *cache, const double *x,
+                           const double *h0, const double *c0, const double *w_ih,
+                           const double *w_hh, const double *w_hr, const double *b_ih,
+                           const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                           int64_t I, int64_t H, int64_t P, int reverse, int nthreads)
+    int fr_lstmp_backward_s(float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh,
+                            float *dw_hr, float *db_ih, float *db_hh, const float *cache,
+                            const float *x, const float *w_ih, const float *w_hh,
+                            const float *w_hr, const float *dy, const float *dh_n,
+                            const float *dc_n, const int64_t *lengths, int64_t T, int64_t B,
+                            int64_t I, int64_t H, int64_t P, int reverse, int nthreads)
+    int fr_lstmp_backward_d(double *dx, double *dh0, double *dc0, double *dw_ih, double *dw_hh,
+                            double *dw_hr, double *db_ih, double *db_hh, const double *cache,
+                            const double *x, const double *w_ih, const double *w_hh,
+                            const double *w_hr, const double *dy, const double *dh_n,
+                            const double *dc_n, const int64_t *lengths, int64_t T, int64_t B,
+                            int64_t I, int64_t H, int64_t P, int reverse, int nthreads)
     int fr_cell_forward_rows_s(int cell, float *y, float *h_n, float *c_n, float *cache,
                                const float *table, int64_t V, const int64_t *ids,
                                const float *h0, const float *c0, const float *w_hh,

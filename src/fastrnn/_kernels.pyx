@@ -714,6 +714,143 @@ def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, 
     _raise(st, f"{cell}_backward")
 
 
+# ---- the LSTM with a projection (csrc/lstm_proj.c) ---------------------------------------------
+
+def lstmp_cache_size(int64_t T, int64_t B, int64_t H, int64_t P):
+    """Elements of the training cache of an LSTM with projection (ValueError on overflow)."""
+    cdef int64_t n = fr_lstmp_cache_size(T, B, H, P)
+    if n < 0:
+        raise ValueError(f"lstmp_cache_size: invalid or too large T={T}, B={B}, H={H}, P={P}")
+    return n
+
+
+cdef tuple _lstmp_dims(x, w_ih, w_hh, w_hr, int nthreads):
+    """Check x, w_ih, w_hh (4H, P), w_hr (P, H); return (dtype, T, B, I, H, P)."""
+    if not isinstance(x, np.ndarray) or x.ndim != 3:
+        raise ValueError("x must be a 3-D numpy array (T, B, I)")
+    if not isinstance(w_hr, np.ndarray) or w_hr.ndim != 2:
+        raise ValueError("w_hr must be a 2-D numpy array (P, H)")
+    dt = x.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"x must be float32 or float64, got {dt}")
+    if nthreads < 1:
+        raise ValueError("nthreads must be >= 1")
+    P, H = w_hr.shape[0], w_hr.shape[1]
+    if H < 1 or P < 1:
+        raise ValueError("w_hr must have shape (P, H) with P, H >= 1")
+    T, B, I = x.shape[0], x.shape[1], x.shape[2]
+    _chk(x, "x", (T, B, I), dt, False, False)
+    _chk(w_hr, "w_hr", (P, H), dt, False, False)
+    _chk(w_hh, "w_hh", (4 * H, P), dt, False, False)
+    _chk(w_ih, "w_ih", (4 * H, I), dt, False, False)
+    return dt, T, B, I, H, P
+
+
+def lstmp_forward(y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, lengths,
+                  bint reverse, int nthreads):
+    """The LSTM with projection over a whole sequence: y (T, B, P), h_n (B, P), c_n (B, H)
+    and the cache (lstmp_cache_size elements) when given."""
+    cdef int64_t T, B, I, H, P
+    dt, T, B, I, H, P = _lstmp_dims(x, w_ih, w_hh, w_hr, nthreads)
+    _chk(b_ih, "b_ih", (4 * H,), dt, False, True)
+    _chk(b_hh, "b_hh", (4 * H,), dt, False, True)
+    _chk(h0, "h0", (B, P), dt, False, True)
+    _chk(c0, "c0", (B, H), dt, False, True)
+    _chk(y, "y", (T, B, P), dt, True, False)
+    _chk(h_n, "h_n", (B, P), dt, True, False)
+    _chk(c_n, "c_n", (B, H), dt, True, False)
+    _chk(cache, "cache", (lstmp_cache_size(T, B, H, P),), dt, True, True)
+    _chk_lengths(lengths, T, B)
+    cdef void *py = _ptr(y)
+    cdef void *phn = _ptr(h_n)
+    cdef void *pcn = _ptr(c_n)
+    cdef void *pc = _ptr(cache)
+    cdef void *px = _ptr(x)
+    cdef void *ph0 = _ptr(h0)
+    cdef void *pc0 = _ptr(c0)
+    cdef void *pwi = _ptr(w_ih)
+    cdef void *pwh = _ptr(w_hh)
+    cdef void *pwr = _ptr(w_hr)
+    cdef void *pbi = _ptr(b_ih)
+    cdef void *pbh = _ptr(b_hh)
+    cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
+    cdef bint f32 = dt == np.float32
+    cdef int st
+    with nogil:
+        if f32:
+            st = fr_lstmp_forward_s(<float *>py, <float *>phn, <float *>pcn, <float *>pc,
+                                    <const float *>px, <const float *>ph0, <const float *>pc0,
+                                    <const float *>pwi, <const float *>pwh, <const float *>pwr,
+                                    <const float *>pbi, <const float *>pbh, pl, T, B, I, H, P,
+                                    reverse, nthreads)
+        else:
+            st = fr_lstmp_forward_d(<double *>py, <double *>phn, <double *>pcn, <double *>pc,
+                                    <const double *>px, <const double *>ph0,
+                                    <const double *>pc0, <const double *>pwi,
+                                    <const double *>pwh, <const double *>pwr,
+                                    <const double *>pbi, <const double *>pbh, pl, T, B, I, H,
+                                    P, reverse, nthreads)
+    _raise(st, "lstm_forward (projection)")
+
+
+def lstmp_backward(dx, dh0, dc0, dw_ih, dw_hh, dw_hr, db_ih, db_hh, cache, x, w_ih, w_hh, w_hr,
+                   dy, dh_n, dc_n, lengths, bint reverse, int nthreads):
+    """Backward of lstmp_forward from its cache: writes dx (None: not computed), dh0 (B, P),
+    dc0 (B, H); accumulates dw_ih, dw_hh, dw_hr, db_ih, db_hh (+=)."""
+    cdef int64_t T, B, I, H, P
+    dt, T, B, I, H, P = _lstmp_dims(x, w_ih, w_hh, w_hr, nthreads)
+    _chk(cache, "cache", (lstmp_cache_size(T, B, H, P),), dt, False, False)
+    _chk(dy, "dy", (T, B, P), dt, False, True)
+    _chk(dh_n, "dh_n", (B, P), dt, False, True)
+    _chk(dc_n, "dc_n", (B, H), dt, False, True)
+    _chk(dx, "dx", (T, B, I), dt, True, True)
+    _chk(dh0, "dh0", (B, P), dt, True, False)
+    _chk(dc0, "dc0", (B, H), dt, True, False)
+    _chk(dw_ih, "dw_ih", (4 * H, I), dt, True, False)
+    _chk(dw_hh, "dw_hh", (4 * H, P), dt, True, False)
+    _chk(dw_hr, "dw_hr", (P, H), dt, True, False)
+    _chk(db_ih, "db_ih", (4 * H,), dt, True, True)
+    _chk(db_hh, "db_hh", (4 * H,), dt, True, True)
+    _chk_lengths(lengths, T, B)
+    cdef void *pdx = _ptr(dx)
+    cdef void *pdh0 = _ptr(dh0)
+    cdef void *pdc0 = _ptr(dc0)
+    cdef void *pdwi = _ptr(dw_ih)
+    cdef void *pdwh = _ptr(dw_hh)
+    cdef void *pdwr = _ptr(dw_hr)
+    cdef void *pdbi = _ptr(db_ih)
+    cdef void *pdbh = _ptr(db_hh)
+    cdef void *pc = _ptr(cache)
+    cdef void *px = _ptr(x)
+    cdef void *pwi = _ptr(w_ih)
+    cdef void *pwh = _ptr(w_hh)
+    cdef void *pwr = _ptr(w_hr)
+    cdef void *pdy = _ptr(dy)
+    cdef void *pdhn = _ptr(dh_n)
+    cdef void *pdcn = _ptr(dc_n)
+    cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
+    cdef bint f32 = dt == np.float32
+    cdef int st
+    with nogil:
+        if f32:
+            st = fr_lstmp_backward_s(<float *>pdx, <float *>pdh0, <float *>pdc0, <float *>pdwi,
+                                     <float *>pdwh, <float *>pdwr, <float *>pdbi, <float *>pdbh,
+                                     <const float *>pc, <const float *>px, <const float *>pwi,
+                                     <const float *>pwh, <const float *>pwr,
+                                     <const float *>pdy, <const float *>pdhn,
+                                     <const float *>pdcn, pl, T, B, I, H, P, reverse, nthreads)
+        else:
+            st = fr_lstmp_backward_d(<double *>pdx, <double *>pdh0, <double *>pdc0,
+                                     <double *>pdwi, <double *>pdwh, <double *>pdwr,
+                                     <double *>pdbi, <double *>pdbh, <const double *>pc,
+                                     <const double *>px, <const double *>pwi,
+                                     <const double *>pwh, <const double *>pwr,
+                                     <const double *>pdy, <const double *>pdhn,
+                                     <const double *>pdcn, pl, T, B, I, H, P, reverse,
+                                     nthreads)
+    _raise(st, "lstm_backward (projection)")
+
+
 # ---- reduced precision (csrc/lowp.c) -----------------------------------------------------------
 
 _PRECS = {"bfloat16": FR_PREC_BF16, "int8": FR_PREC_INT8}

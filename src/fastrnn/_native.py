@@ -21,18 +21,21 @@ import numpy as np
 from . import _kernels
 from ._cells import CELLS, NONLINEARITIES
 from ._threads import enable_threadpoolctl, get_num_threads, threads_arg
-from ._validate import PRECISIONS, Grads, Prepared, check_precision
+from ._validate import PRECISIONS, Grads, Prepared, PreparedProj, check_precision
 
 __all__ = [
     "DENSE_ACTIVATIONS",
     "Context",
     "PreparedWeights",
+    "ProjContext",
     "Stream",
     "adam_update",
     "backward",
+    "backward_proj",
     "build_info",
     "empty",
     "forward",
+    "forward_proj",
     "forward_prec",
     "forward_rows",
     "gemm",
@@ -298,6 +301,61 @@ def backward(ctx: Context, grads: Grads, need_dx: bool = True) -> tuple:
                            p.w_ih, p.w_hh, grads.dy, grads.dh_n, grads.dc_n, p.lengths, ctx.act,
                            ctx.reverse, get_num_threads(), ctx.hq)
     return (dx if need_dx else None), dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+
+
+class ProjContext:
+    """What the backward of an LSTM with a projection needs: its inputs and the cache."""
+
+    __slots__ = ("p", "cache")
+    cell = "lstm"
+
+    def __init__(self, p: PreparedProj, cache: np.ndarray) -> None:
+        self.p = p
+        self.cache = cache
+
+    def __repr__(self) -> str:
+        p = self.p
+        return (f"<fastrnn.functional lstm (projection) context T={p.T} B={p.B} I={p.I} "
+                f"H={p.H} P={p.P} dtype={p.dtype}>")
+
+
+def forward_proj(p: PreparedProj) -> tuple:
+    """The whole-sequence forward of an LSTM with a projection (``p.w_hr``).
+
+    Returns
+    -------
+    y (T, B, P), h_n (B, P), c_n (B, H), ctx
+        ``ctx`` (a :class:`ProjContext`) None unless ``p.training``.
+    """
+    T, B, H, P, dt = p.T, p.B, p.H, p.P, p.dtype
+    y = empty((T, B, P), dt)
+    h_n = np.empty((B, P), dtype=dt)
+    c_n = np.empty((B, H), dtype=dt)
+    cache = (_kernels.kept_empty((_kernels.lstmp_cache_size(T, B, H, P),), dt)
+             if p.training else None)
+    _kernels.lstmp_forward(y, h_n, c_n, cache, p.x, p.h0, p.c0, p.w_ih, p.w_hh, p.w_hr,
+                           p.b_ih, p.b_hh, p.lengths, p.reverse, get_num_threads())
+    return y, h_n, c_n, (ProjContext(p, cache) if p.training else None)
+
+
+def backward_proj(ctx: ProjContext, grads: Grads, need_dx: bool = True) -> tuple:
+    """The backward of :func:`forward_proj`: ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh,
+    dw_hr)`` (``dx`` None unless ``need_dx``; a bias gradient None where that bias was)."""
+    p = ctx.p
+    dt = p.dtype
+    T, B, I, H, P = p.T, p.B, p.I, p.H, p.P
+    dx = empty((T, B, I), dt) if need_dx else None
+    dh0 = np.empty((B, P), dtype=dt)
+    dc0 = np.empty((B, H), dtype=dt)
+    dw_ih = zeros((4 * H, I), dt)
+    dw_hh = zeros((4 * H, P), dt)
+    dw_hr = zeros((P, H), dt)
+    db_ih = np.zeros(4 * H, dtype=dt) if p.b_ih is not None else None
+    db_hh = np.zeros(4 * H, dtype=dt) if p.b_hh is not None else None
+    _kernels.lstmp_backward(dx, dh0, dc0, dw_ih, dw_hh, dw_hr, db_ih, db_hh, ctx.cache, p.x,
+                            p.w_ih, p.w_hh, p.w_hr, grads.dy, grads.dh_n, grads.dc_n,
+                            p.lengths, p.reverse, get_num_threads())
+    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr
 
 
 _WEIGHTS = ("w_ih", "w_hh", "b_ih", "b_hh")

@@ -545,3 +545,89 @@ def check_ctx(ctx: Any, ctx_type: type, cell: str | None, module: str) -> None:
             f"ctx comes from {ctx.cell}_forward, but {cell}_backward needs the ctx of "
             f"{cell}_forward"
         )
+
+
+@dataclass(frozen=True)
+class PreparedProj:
+    """Validated, normalised inputs of an LSTM forward with a projection (``w_hr``).
+
+    As :class:`Prepared` for the LSTM, with ``w_hh`` (4*H, P), ``w_hr`` (P, H), ``h0``
+    (B, P), ``c0`` (B, H) and the outputs ``y`` (T, B, P), ``h_n`` (B, P), ``c_n`` (B, H).
+    """
+
+    x: np.ndarray
+    h0: np.ndarray
+    c0: np.ndarray
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    w_hr: np.ndarray
+    b_ih: np.ndarray | None
+    b_hh: np.ndarray | None
+    lengths: np.ndarray | None
+    reverse: bool
+    training: bool
+    T: int
+    B: int
+    I: int
+    H: int
+    P: int
+    dtype: np.dtype
+    cell: str = "lstm"
+    G: int = 4
+
+
+def prepare_proj(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, w_hr: Any, b_ih: Any,
+                 b_hh: Any, lengths: Any = None, reverse: Any = False,
+                 training: Any = True) -> PreparedProj:
+    """Validate and normalise the inputs of an LSTM forward with a projection.
+
+    Shapes: ``x`` (T, B, I), ``h0`` (B, P) or None, ``c0`` (B, H) or None, ``w_ih``
+    (4*H, I), ``w_hh`` (4*H, P), ``w_hr`` (P, H) (H and P are read from it), biases (4*H,)
+    or None, ``lengths`` (B,) or None. ValueError names a wrong shape, TypeError a wrong
+    dtype (as :func:`prepare`).
+    """
+    reverse = _flag("reverse", reverse)
+    training = _flag("training", training)
+    given = {"x": x, "h0": h0, "c0": c0, "w_ih": w_ih, "w_hh": w_hh, "w_hr": w_hr,
+             "b_ih": b_ih, "b_hh": b_hh}
+    for name in ("x", "w_ih", "w_hh", "w_hr"):
+        if given[name] is None:
+            raise TypeError(f"{name} is required with a projection, got None")
+    arrays = {name: _to_array(name, v) for name, v in given.items() if v is not None}
+    xa = arrays["x"][0]
+    if xa.ndim != 3:
+        raise ValueError(f"x must be a 3-D time-major array of shape (T, B, I), got shape "
+                         f"{xa.shape}")
+    T, B, I = (int(s) for s in xa.shape)
+    whr = arrays["w_hr"][0]
+    if whr.ndim != 2 or whr.shape[0] < 1 or whr.shape[1] < 1:
+        raise ValueError(f"w_hr must be a 2-D array of shape (P, H) with P, H >= 1, got "
+                         f"shape {whr.shape}")
+    P, H = (int(s) for s in whr.shape)
+    what = f"for the LSTM with hidden size H = {H} and projection size P = {P} (from w_hr)"
+    expected = {"w_ih": (4 * H, I), "w_hh": (4 * H, P), "b_ih": (4 * H,), "b_hh": (4 * H,),
+                "h0": (B, P), "c0": (B, H)}
+    text = {"w_ih": "(4*H, I)", "w_hh": "(4*H, P)", "b_ih": "(4*H,)", "b_hh": "(4*H,)",
+            "h0": "(B, P)", "c0": "(B, H)"}
+    for name, shape in expected.items():
+        if name in arrays:
+            _check_shape(name, arrays[name][0], shape, f"{text[name]} {what}")
+    dtype = _choose_dtype({n: a.dtype for n, (a, weak) in arrays.items() if not weak})
+    _check_sizes(T, B, H + P, dtype, training)
+    out = {n: _convert(n, a, weak, dtype) for n, (a, weak) in arrays.items()}
+    return PreparedProj(
+        x=out["x"], h0=out["h0"] if "h0" in out else np.zeros((B, P), dtype),
+        c0=out["c0"] if "c0" in out else np.zeros((B, H), dtype), w_ih=out["w_ih"],
+        w_hh=out["w_hh"], w_hr=out["w_hr"], b_ih=out.get("b_ih"), b_hh=out.get("b_hh"),
+        lengths=_prepare_lengths(lengths, T, B), reverse=reverse, training=training, T=T, B=B,
+        I=I, H=H, P=P, dtype=dtype)
+
+
+def prepare_grads_proj(p: PreparedProj, dy: Any, dh_n: Any, dc_n: Any) -> Grads:
+    """The output gradients of an LSTM forward with a projection: ``dy`` (T, B, P), ``dh_n``
+    (B, P), ``dc_n`` (B, H), each None (zero) or an array (checked as :func:`prepare_grads`)."""
+    return Grads(
+        _prepare_grad("dy", dy, (p.T, p.B, p.P), "(T, B, P)", p.dtype),
+        _prepare_grad("dh_n", dh_n, (p.B, p.P), "(B, P)", p.dtype),
+        _prepare_grad("dc_n", dc_n, (p.B, p.H), "(B, H)", p.dtype),
+    )

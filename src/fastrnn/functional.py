@@ -56,7 +56,15 @@ from typing import Any
 
 from . import _native
 from ._native import PreparedWeights
-from ._validate import PRECISIONS, check_ctx, check_precision, prepare, prepare_grads
+from ._validate import (
+    PRECISIONS,
+    check_ctx,
+    check_precision,
+    prepare,
+    prepare_grads,
+    prepare_grads_proj,
+    prepare_proj,
+)
 
 __all__ = [
     "PRECISIONS",
@@ -110,7 +118,7 @@ def prepare_weights(cell: str, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *,
 def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any,
                  b_hh: Any, *, nonlinearity: str | None = None, lengths: Any = None,
                  reverse: bool = False, training: bool = True, precision: str = "float32",
-                 prepared: PreparedWeights | None = None) -> tuple:
+                 prepared: PreparedWeights | None = None, w_hr: Any = None) -> tuple:
     """Any cell over a whole sequence: the one op behind ``rnn/lstm/gru_forward``.
 
     Parameters
@@ -130,17 +138,32 @@ def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih
     prepared : PreparedWeights, optional
         From :func:`prepare_weights` for these weights, cell and precision (re-packed when
         the weights changed; see there). None: the call prepares the weights itself.
+    w_hr : array_like of shape (P, H), or None
+        The LSTM's projection (``torch.nn.LSTM(proj_size=P)``): ``h_t = W_hr (o * tanh(c_t))``
+        of size P, so ``w_hh`` is (4*H, P), ``h0``/``h_n``/``y`` have P units (``c0``/``c_n``
+        keep H) and :func:`cell_backward` returns ``dw_hr`` as an eighth value. LSTM only,
+        in the arrays' own precision (``"float32"``, no ``prepared``), with ``w_ih`` given.
 
     Returns
     -------
     y : ndarray, shape (T, B, H)
-        Time-major, like ``x``.
+        Time-major, like ``x`` (P units with ``w_hr``).
     h_n : ndarray, shape (B, H)
     c_n : ndarray of shape (B, H), or None (a cell without a cell state)
     ctx : object or None
         Pass to :func:`cell_backward` (or the cell's own backward).
     """
     precision = check_precision(precision, training)
+    if w_hr is not None:
+        if cell != "lstm":
+            raise ValueError(f"w_hr (a projection) is only for the LSTM, got cell {cell!r}")
+        if precision != "float32" or prepared is not None:
+            raise ValueError("w_hr (LSTM with projection) runs in the arrays' own precision "
+                             "only: pass precision='float32' and prepared=None")
+        if nonlinearity is not None:
+            raise ValueError("nonlinearity is only for the RNN; LSTM takes None")
+        return _native.forward_proj(prepare_proj(x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh,
+                                                 lengths, reverse, training))
     if prepared is not None and not isinstance(prepared, PreparedWeights):
         raise TypeError(f"prepared must be a PreparedWeights (from prepare_weights) or None, "
                         f"got {type(prepared).__name__}")
@@ -177,7 +200,12 @@ def cell_backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any = None, *,
     dw_ih : ndarray of shape (G*H, I), or None (w_ih None)
     dw_hh : ndarray, shape (G*H, H)
     db_ih, db_hh : ndarray, shape (G*H,), or None when that bias was None
+    dw_hr : ndarray, shape (P, H)
+        Only for a forward with ``w_hr`` (an eighth value); ``dh0`` is then (B, P) and
+        ``dy``/``dh_n`` have P units.
     """
+    if isinstance(ctx, _native.ProjContext):
+        return _native.backward_proj(ctx, prepare_grads_proj(ctx.p, dy, dh_n, dc_n), need_dx)
     check_ctx(ctx, _native.Context, None, _MODULE)
     return _native.backward(ctx, prepare_grads(ctx.p, dy, dh_n, dc_n), need_dx)
 

@@ -52,7 +52,17 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ._validate import PRECISIONS, Grads, Prepared, check_ctx, prepare, prepare_grads
+from ._validate import (
+    PRECISIONS,
+    Grads,
+    Prepared,
+    PreparedProj,
+    check_ctx,
+    prepare,
+    prepare_grads,
+    prepare_grads_proj,
+    prepare_proj,
+)
 
 __all__ = [
     "PRECISIONS",
@@ -762,6 +772,96 @@ def _gru_backward(ctx: _Ctx, g: Grads, need_dx: bool) -> tuple:
     return dx, dh, None, dw_ih, dw_hh, db_ih, db_hh
 
 
+# ----------------------------------------------------------------------------- LSTM with projection
+
+
+@dataclass
+class _ProjCtx:
+    """A training forward of the LSTM with a projection: inputs and per-step values (T, B, .)."""
+
+    p: PreparedProj
+    mask: np.ndarray | None
+    h_prev: np.ndarray
+    act: np.ndarray
+    c_prev: np.ndarray
+    tanh_c: np.ndarray
+    r: np.ndarray
+    cell: str = "lstm"
+
+
+@_quiet
+def _lstmp_forward(p: PreparedProj) -> tuple:
+    """The LSTM with projection: the LSTM's step with ``r_t = o tanh(c_t)`` and
+    ``h_t = r_t W_hr^T`` (P units) as the state and output; ``(y, h_n, c_n, ctx)``."""
+    T, B, H, P = p.T, p.B, p.H, p.P
+    mask = None if p.lengths is None else (np.arange(T)[:, None] < p.lengths[None, :])[:, :, None]
+    bias = 0 if p.b_ih is None and p.b_hh is None else (
+        (0 if p.b_ih is None else p.b_ih) + (0 if p.b_hh is None else p.b_hh))
+    gx = (p.x.reshape(T * B, p.I) @ p.w_ih.T).reshape(T, B, 4 * H) + bias
+    y = np.zeros((T, B, P), p.dtype)
+    h, c = p.h0.copy(), p.c0.copy()
+    h_prev = np.zeros((T, B, P), p.dtype)
+    act = np.zeros((T, B, 4 * H), p.dtype)
+    c_prev = np.zeros((T, B, H), p.dtype)
+    tanh_c = np.zeros((T, B, H), p.dtype)
+    rs = np.zeros((T, B, H), p.dtype)
+    for t in _time_order(T, p.reverse):
+        a = gx[t] + h @ p.w_hh.T
+        gates = _sigmoid(a)
+        gates[:, 2 * H : 3 * H] = np.tanh(a[:, 2 * H : 3 * H])
+        i, f, gg, o = (gates[:, k * H : (k + 1) * H] for k in range(4))
+        c_new = f * c + i * gg
+        tc = np.tanh(c_new)
+        r = o * tc
+        h_new = r @ p.w_hr.T
+        m = True if mask is None else mask[t]
+        h_prev[t] = np.where(m, h, 0)
+        c_prev[t] = np.where(m, c, 0)
+        act[t] = np.where(m, gates, 0)
+        tanh_c[t] = np.where(m, tc, 0)
+        rs[t] = np.where(m, r, 0)
+        y[t] = np.where(m, h_new, 0)
+        h = np.where(m, h_new, h)
+        c = np.where(m, c_new, c)
+    ctx = _ProjCtx(p, mask, h_prev, act, c_prev, tanh_c, rs) if p.training else None
+    return y, h, c, ctx
+
+
+@_quiet
+def _lstmp_backward(ctx: _ProjCtx, g: Grads, need_dx: bool) -> tuple:
+    """Backpropagation through :func:`_lstmp_forward`: per step ``dh_t`` (P units, later steps'
+    plus ``dy_t``) gives ``dr = dh_t W_hr`` and ``dW_hr += dh_t^T r_t``; the LSTM's pointwise
+    backward runs on ``dr``; ``dh_{t-1} = delta W_hh``. Returns ``(dx, dh0, dc0, dw_ih, dw_hh,
+    db_ih, db_hh, dw_hr)``."""
+    p = ctx.p
+    T, B, H, P = p.T, p.B, p.H, p.P
+    delta = np.zeros((T, B, 4 * H), p.dtype)
+    dhs = np.zeros((T, B, P), p.dtype)
+    dh = np.zeros((B, P), p.dtype) if g.dh_n is None else g.dh_n.copy()
+    dc = np.zeros((B, H), p.dtype) if g.dc_n is None else g.dc_n.copy()
+    for t in reversed(_time_order(T, p.reverse)):
+        m = True if ctx.mask is None else ctx.mask[t]
+        dht = dh + g.dy[t] if g.dy is not None else dh
+        dr = dht @ p.w_hr
+        i, f, gg, o = (ctx.act[t][:, k * H : (k + 1) * H] for k in range(4))
+        tc = ctx.tanh_c[t]
+        dct = dc + dr * o * (1 - tc * tc)
+        d = np.concatenate([dct * gg * i * (1 - i), dct * ctx.c_prev[t] * f * (1 - f),
+                            dct * i * (1 - gg * gg), dr * tc * o * (1 - o)], axis=1)
+        delta[t] = np.where(m, d, 0)
+        dhs[t] = np.where(m, dht, 0)
+        dh = np.where(m, delta[t] @ p.w_hh, dh)
+        dc = np.where(m, dct * f, dc)
+    d2 = delta.reshape(T * B, 4 * H)
+    dx = (d2 @ p.w_ih).reshape(T, B, p.I) if need_dx else None
+    dw_ih = d2.T @ p.x.reshape(T * B, p.I)
+    dw_hh = d2.T @ ctx.h_prev.reshape(T * B, P)
+    dw_hr = dhs.reshape(T * B, P).T @ ctx.r.reshape(T * B, H)
+    db = d2.sum(axis=0)
+    return (dx, dh, dc, dw_ih, dw_hh, None if p.b_ih is None else db,
+            None if p.b_hh is None else db.copy(), dw_hr)
+
+
 # ----------------------------------------------------------------------------- any cell
 
 #: Each cell's maths on prepared inputs: (forward(p), backward(ctx, grads, need_dx)).
@@ -775,8 +875,10 @@ _MATHS: dict[str, tuple[Callable[..., tuple], Callable[..., tuple]]] = {
 def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any,
                  b_hh: Any, *, nonlinearity: str | None = None, lengths: Any = None,
                  reverse: bool = False, training: bool = True,
-                 precision: str = "float32") -> tuple:
+                 precision: str = "float32", w_hr: Any = None) -> tuple:
     """Any cell over a whole sequence; the same op as :func:`fastrnn.functional.cell_forward`.
+
+    ``w_hr`` (P, H): the LSTM's projection (``torch.nn.LSTM(proj_size=P)``), as there.
 
     ``precision`` (one of :data:`PRECISIONS`, or ``"bf16"``) models the rounding of the
     kernels' reduced-precision paths (the module docstring); a reduced precision needs float32
@@ -788,6 +890,14 @@ def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih
     y, h_n, c_n, ctx
         ``c_n`` None for a cell without a cell state; ``ctx`` None unless ``training``.
     """
+    if w_hr is not None:
+        if cell != "lstm":
+            raise ValueError(f"w_hr (a projection) is only for the LSTM, got cell {cell!r}")
+        if precision != "float32" or nonlinearity is not None:
+            raise ValueError("w_hr (LSTM with projection) takes precision='float32' and "
+                             "nonlinearity=None")
+        return _lstmp_forward(prepare_proj(x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, lengths,
+                                           reverse, training))
     p = prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse,
                 training, precision)
     return _MATHS[cell][0](p)
@@ -800,7 +910,10 @@ def cell_backward(ctx: Any, dy: Any, dh_n: Any, dc_n: Any = None, *,
     Returns
     -------
     dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
-        ``dc0`` None for a cell without a cell state; ``dx`` None when not ``need_dx``.
+        ``dc0`` None for a cell without a cell state; ``dx`` None when not ``need_dx``;
+        ``dw_hr`` as an eighth value after a forward with ``w_hr``.
     """
+    if isinstance(ctx, _ProjCtx):
+        return _lstmp_backward(ctx, prepare_grads_proj(ctx.p, dy, dh_n, dc_n), need_dx)
     check_ctx(ctx, _Ctx, None, _MODULE)
     return _MATHS[ctx.cell][1](ctx, prepare_grads(ctx.p, dy, dh_n, dc_n), need_dx)

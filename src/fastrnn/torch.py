@@ -35,9 +35,13 @@ kernels. The weights are prepared (rounded, quantized, packed) once per module a
 layer-direction and again whenever a parameter changes storage or ``_version`` (an
 optimizer step, ``load_state_dict``); they are kept outside the module's state.
 
-Anything else not accelerated (``proj_size > 0``, other devices, other dtypes, TorchScript,
-autocast to float16, autocast or int8 inside ``torch.compile``) runs torch's own
-implementation after a one-time :class:`FallbackWarning` that says why.
+``LSTM(proj_size=P)`` (LSTM with projections) runs on fastrnn's float32/float64 kernels
+(``csrc/lstm_proj.c``) on every path above: eager, autograd, packed sequences,
+``torch.compile`` (the custom operators take an optional ``w_hr``) and the torch-ops paths.
+
+Anything else not accelerated (other devices, other dtypes, TorchScript, autocast to float16,
+autocast or int8 inside ``torch.compile``, bfloat16 or int8 with ``proj_size > 0``) runs
+torch's own implementation after a one-time :class:`FallbackWarning` that says why.
 
 :func:`accelerate` turns every ``nn.RNN/LSTM/GRU`` inside an existing model into its
 fastrnn equivalent in place (the very same parameter tensors, so optimizers and hooks
@@ -119,18 +123,21 @@ def _np(t: torch.Tensor | None) -> np.ndarray | None:
 
 
 def _ops_forward(cell: str, nonlinearity: str | None, reverse: bool, lengths: np.ndarray | None,
-                 training: bool, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *,
+                 training: bool, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, *,
                  precision: str = "float32", prepared: Any = None):
-    """The functional forward of ``cell`` on numpy arrays; returns (y, h_n, c_n, ctx)."""
+    """The functional forward of ``cell`` on numpy arrays; returns (y, h_n, c_n, ctx).
+    ``w_hr``: the LSTM's projection (``proj_size``), or None."""
     return _ops.cell_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
                              nonlinearity=nonlinearity, lengths=lengths, reverse=reverse,
-                             training=training, precision=precision, prepared=prepared)
+                             training=training, precision=precision, prepared=prepared,
+                             w_hr=w_hr)
 
 
 def _ops_backward(ctx: Any, dy, dh_n, dc_n, need_dx: bool):
-    """The functional backward; returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh), dx None
-    unless ``need_dx``."""
-    return _ops.cell_backward(ctx, dy, dh_n, dc_n, need_dx=need_dx)
+    """The functional backward; returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr),
+    dx None unless ``need_dx``, dw_hr None without a projection."""
+    out = _ops.cell_backward(ctx, dy, dh_n, dc_n, need_dx=need_dx)
+    return out if len(out) == 8 else (*out, None)
 
 
 def _t(a: np.ndarray | None) -> torch.Tensor | None:
@@ -177,7 +184,8 @@ _TORCH_STEPS = {"rnn": _rnn_step, "lstm": _lstm_step, "gru": _gru_step}
 def _torch_forward(cell: str, nonlinearity: str | None, reverse: bool,
                    lengths: np.ndarray | None, x: torch.Tensor, h0: torch.Tensor | None,
                    c0: torch.Tensor | None, w_ih: torch.Tensor, w_hh: torch.Tensor,
-                   b_ih: torch.Tensor | None, b_hh: torch.Tensor | None
+                   b_ih: torch.Tensor | None, b_hh: torch.Tensor | None,
+                   w_hr: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The kernels' forward (same arguments and conventions) in differentiable torch ops.
 
@@ -196,6 +204,9 @@ def _torch_forward(cell: str, nonlinearity: str | None, reverse: bool,
     h0, c0 : Tensor of shape (B, H), or None (zeros); ``c0`` for the LSTM only
     w_ih, w_hh, b_ih, b_hh : Tensor
         Weights in torch's layout; biases may be None.
+    w_hr : Tensor of shape (P, H), or None
+        The LSTM's projection (``proj_size = P``): the state and output are
+        ``h_t = W_hr (o tanh(c_t))``, so ``h0``, ``h_n`` and ``y`` have P units.
 
     Returns
     -------
@@ -208,14 +219,16 @@ def _torch_forward(cell: str, nonlinearity: str | None, reverse: bool,
     gi = F.linear(x, w_ih, b_ih)
     h = x.new_zeros(B, H) if h0 is None else h0
     c = None
-    if CELLS[cell].has_cell_state:
-        c = x.new_zeros(B, H) if c0 is None else c0
+    if CELLS[cell].has_cell_state:  # H cell units (H != h's P units with a projection)
+        c = x.new_zeros(B, w_hh.shape[0] // CELLS[cell].gates) if c0 is None else c0
     mask = None
     if lengths is not None:
         mask = (torch.arange(T)[:, None] < torch.from_numpy(lengths)[None, :]).unsqueeze(2)
     ys: list[torch.Tensor] = [x] * T  # placeholders, each step overwritten below
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         h_new, c_new = step(gi[t], h, c, w_hh, b_hh, nonlinearity)
+        if w_hr is not None:
+            h_new = F.linear(h_new, w_hr)
         if mask is None:
             ys[t], h, c = h_new, h_new, c_new
         else:
@@ -265,9 +278,10 @@ def _batched_backward(args: tuple, fctx: Any, inputs: tuple, needs: tuple,
     """
     cell, nonlinearity, reverse, lengths = args
     dy, dh_n, dc_n = grads
+    *tensors, w_hr = inputs
     out = torch.ops.fastrnn.cell_backward(
-        cell, nonlinearity or "", reverse, _t(lengths), torch.from_numpy(fctx.cache), *inputs,
-        dy, dh_n, dc_n if CELLS[cell].has_cell_state else None, needs[0])
+        cell, nonlinearity or "", reverse, _t(lengths), torch.from_numpy(fctx.cache), *tensors,
+        dy, dh_n, dc_n if CELLS[cell].has_cell_state else None, needs[0], w_hr)
     return tuple(g if need and t is not None else None
                  for g, t, need in zip(out, inputs, needs, strict=True))
 
@@ -284,13 +298,13 @@ class _CellFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cell, nonlinearity, reverse, lengths, kernel_options, x, h0, c0,
-                w_ih, w_hh, b_ih, b_hh):
+                w_ih, w_hh, b_ih, b_hh, w_hr):
         ctx.set_materialize_grads(False)
         precision, prepared = kernel_options
         y, h_n, c_n, fctx = _ops_forward(cell, nonlinearity, reverse, lengths, True,
                                          _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh),
-                                         _np(b_ih), _np(b_hh), precision=precision,
-                                         prepared=prepared)
+                                         _np(b_ih), _np(b_hh), w_hr=_np(w_hr),
+                                         precision=precision, prepared=prepared)
         ctx.args = (cell, nonlinearity, reverse, lengths)
         ctx.precision = precision
         ctx.has = (h0 is not None, c0 is not None, b_ih is not None, b_hh is not None)
@@ -302,7 +316,7 @@ class _CellFunction(torch.autograd.Function):
         # differentiable backward.
         holder = torch.empty(0)
         holder.fastrnn_ctx = fctx
-        ctx.save_for_backward(holder, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+        ctx.save_for_backward(holder, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
         if c_n is not None:
             return torch.from_numpy(y), torch.from_numpy(h_n), torch.from_numpy(c_n)
         return torch.from_numpy(y), torch.from_numpy(h_n)
@@ -325,13 +339,13 @@ class _CellFunction(torch.autograd.Function):
                 ctx.args, holder.fastrnn_ctx, tuple(inputs), ctx.needs_input_grad[5:],
                 (dy, dh_n, dc_n))
         # an input that needs no gradient (data) saves the backward its dx GEMM
-        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = _ops_backward(
+        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr = _ops_backward(
             holder.fastrnn_ctx, _np(dy), _np(dh_n), _np(dc_n), ctx.needs_input_grad[5])
         has_h0, has_c0, has_bi, has_bh = ctx.has
         return (None, None, None, None, None, _t(dx),
                 _t(dh0) if has_h0 else None, _t(dc0) if has_c0 else None,
                 _t(dw_ih), _t(dw_hh),
-                _t(db_ih) if has_bi else None, _t(db_hh) if has_bh else None)
+                _t(db_ih) if has_bi else None, _t(db_hh) if has_bh else None, _t(dw_hr))
 
 
 # ---------------------------------------------------------------------------------------
@@ -345,11 +359,12 @@ class _CellFunction(torch.autograd.Function):
 
 _FWD_SCHEMA = ("(str cell, str nonlinearity, bool reverse, Tensor? lengths, bool training, "
                "Tensor x, Tensor? h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-               "Tensor? b_hh) -> (Tensor, Tensor, Tensor, Tensor)")
+               "Tensor? b_hh, Tensor? w_hr=None) -> (Tensor, Tensor, Tensor, Tensor)")
 _BWD_SCHEMA = ("(str cell, str nonlinearity, bool reverse, Tensor? lengths, Tensor cache, "
                "Tensor x, Tensor? h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-               "Tensor? b_hh, Tensor? dy, Tensor? dh_n, Tensor? dc_n, bool need_dx) -> "
-               "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
+               "Tensor? b_hh, Tensor? dy, Tensor? dh_n, Tensor? dc_n, bool need_dx, "
+               "Tensor? w_hr=None) -> "
+               "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
 
 
 @functools.cache
@@ -361,6 +376,17 @@ def _cache_per_element(cell: str) -> int:
     *_, fctx = _ops.cell_forward(cell, one, None, None, np.zeros((G, 1)), np.zeros((G, 1)),
                                  None, None, nonlinearity=nl)
     return int(fctx.cache.size)
+
+
+def _cache_numel(cell: str, x: torch.Tensor, w_hh: torch.Tensor,
+                 w_hr: torch.Tensor | None) -> int:
+    """Elements of the training cache of a forward of these sizes (with or without a
+    projection ``w_hr``)."""
+    T, B = x.shape[0], x.shape[1]
+    if w_hr is not None:  # hprev (P) | gates (4H) | c_prev, tanh(c), r (H each)
+        P, H = w_hr.shape[0], w_hr.shape[1]
+        return T * B * (P + 7 * H)
+    return T * B * w_hh.shape[1] * _cache_per_element(cell)
 
 
 def _none_if_empty(t: torch.Tensor) -> torch.Tensor | None:
@@ -375,7 +401,7 @@ torch.library.define("fastrnn::cell_backward", _BWD_SCHEMA)
 
 @torch.library.impl("fastrnn::cell_forward", "CPU")
 def _op_forward(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh, b_ih,
-                b_hh):
+                b_hh, w_hr=None):
     """``fastrnn::cell_forward``: :func:`fastrnn.functional.cell_forward` on tensors.
 
     Returns ``(y, h_n, c_n, cache)``; ``c_n`` is empty without a cell state, ``cache``
@@ -383,7 +409,7 @@ def _op_forward(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih,
     """
     y, h_n, c_n, fctx = _ops_forward(cell, nonlinearity or None, reverse, _np(lengths),
                                      training, _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh),
-                                     _np(b_ih), _np(b_hh))
+                                     _np(b_ih), _np(b_hh), w_hr=_np(w_hr))
     return (torch.from_numpy(y), torch.from_numpy(h_n),
             x.new_empty(0) if c_n is None else torch.from_numpy(c_n),
             x.new_empty(0) if fctx is None else torch.from_numpy(fctx.cache))
@@ -391,73 +417,87 @@ def _op_forward(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih,
 
 @torch.library.register_fake("fastrnn::cell_forward")
 def _op_forward_fake(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh,
-                     b_ih, b_hh):
+                     b_ih, b_hh, w_hr=None):
     T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
     has_c = CELLS[cell].has_cell_state
+    Hc = w_hh.shape[0] // CELLS[cell].gates  # the cell state's units (H, or H of w_hr)
     return (x.new_empty(T, B, H), x.new_empty(B, H),
-            x.new_empty(B, H) if has_c else x.new_empty(0),
-            x.new_empty(T * B * H * _cache_per_element(cell) if training else 0))
+            x.new_empty(B, Hc) if has_c else x.new_empty(0),
+            x.new_empty(_cache_numel(cell, x, w_hh, w_hr) if training else 0))
 
 
 @torch.library.impl("fastrnn::cell_backward", "CPU")
 def _op_backward(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w_hh, b_ih,
-                 b_hh, dy, dh_n, dc_n, need_dx):
+                 b_hh, dy, dh_n, dc_n, need_dx, w_hr=None):
     """``fastrnn::cell_backward``: :func:`fastrnn.functional.cell_backward` of a
     ``fastrnn::cell_forward`` with ``training`` (its ``cache`` and the same inputs).
 
-    Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``, each empty where absent (dx
-    unless ``need_dx``, dc0 without a cell state, a bias gradient without that bias).
+    Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, dw_hr)``, each empty where absent
+    (dx unless ``need_dx``, dc0 without a cell state, a bias gradient without that bias, dw_hr
+    without a projection).
     """
     nl = nonlinearity or None
-    if cache.numel() != x.shape[0] * x.shape[1] * w_hh.shape[1] * _cache_per_element(cell):
+    if cache.numel() != _cache_numel(cell, x, w_hh, w_hr):
         raise RuntimeError("fastrnn::cell_backward: the cache is not a training forward's "
                            "(run fastrnn::cell_forward with training=True)")
-    p = _validate.prepare(cell, _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh), _np(b_ih),
-                          _np(b_hh), _np(lengths), nl, reverse, True)
-    fctx = _native.Context(cell, NONLINEARITIES[nl] if nl else 0, reverse, p, _np(cache))
+    fctx: Any
+    if w_hr is not None:
+        pp = _validate.prepare_proj(_np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh), _np(w_hr),
+                                    _np(b_ih), _np(b_hh), _np(lengths), reverse, True)
+        fctx = _native.ProjContext(pp, _np(cache))
+    else:
+        p = _validate.prepare(cell, _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh), _np(b_ih),
+                              _np(b_hh), _np(lengths), nl, reverse, True)
+        fctx = _native.Context(cell, NONLINEARITIES[nl] if nl else 0, reverse, p, _np(cache))
     out = _ops_backward(fctx, _np(dy), _np(dh_n), _np(dc_n), need_dx)
     return tuple(x.new_empty(0) if a is None else torch.from_numpy(a) for a in out)
 
 
 @torch.library.register_fake("fastrnn::cell_backward")
 def _op_backward_fake(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w_hh, b_ih,
-                      b_hh, dy, dh_n, dc_n, need_dx):
+                      b_hh, dy, dh_n, dc_n, need_dx, w_hr=None):
     B, H = x.shape[1], w_hh.shape[1]
     has_c = CELLS[cell].has_cell_state
+    Hc = w_hh.shape[0] // CELLS[cell].gates
     return (torch.empty_like(x) if need_dx else x.new_empty(0), x.new_empty(B, H),
-            x.new_empty(B, H) if has_c else x.new_empty(0), torch.empty_like(w_ih),
+            x.new_empty(B, Hc) if has_c else x.new_empty(0), torch.empty_like(w_ih),
             torch.empty_like(w_hh), x.new_empty(0) if b_ih is None else torch.empty_like(b_ih),
-            x.new_empty(0) if b_hh is None else torch.empty_like(b_hh))
+            x.new_empty(0) if b_hh is None else torch.empty_like(b_hh),
+            x.new_empty(0) if w_hr is None else torch.empty_like(w_hr))
 
 
 def _op_forward_setup(ctx, inputs, output):
-    cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh, b_ih, b_hh = inputs
+    cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *rest = \
+        inputs
+    w_hr = rest[0] if rest else None
     ctx.set_materialize_grads(False)
     ctx.args = (cell, nonlinearity, reverse)
-    ctx.save_for_backward(lengths, output[3], x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    ctx.save_for_backward(lengths, output[3], x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
 
 
 def _op_forward_autograd(ctx, dy, dh_n, dc_n, dcache):
-    lengths, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh = ctx.saved_tensors
+    lengths, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr = ctx.saved_tensors
     cell, nonlinearity, reverse = ctx.args
+    n_in = len(ctx.needs_input_grad)
     if not CELLS[cell].has_cell_state:
         dc_n = None
     if dy is None and dh_n is None and dc_n is None:
-        return (None,) * 12
+        return (None,) * n_in
     grads = torch.ops.fastrnn.cell_backward(cell, nonlinearity, reverse, lengths, cache, x, h0,
                                             c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n,
-                                            ctx.needs_input_grad[5])
-    needs = ctx.needs_input_grad[5:]
-    return (None,) * 5 + tuple(g if need and t is not None else None for g, t, need in zip(
-        grads, (x, h0, c0, w_ih, w_hh, b_ih, b_hh), needs, strict=True))
+                                            ctx.needs_input_grad[5], w_hr)
+    needs = (*ctx.needs_input_grad[5:13], *(False,) * (13 - n_in))  # w_hr's: False if absent
+    return ((None,) * 5 + tuple(g if need and t is not None else None for g, t, need in zip(
+        grads, (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr), needs, strict=True)))[:n_in]
 
 
 def _op_backward_setup(ctx, inputs, output):
     (cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n,
-     dc_n, need_dx) = inputs
+     dc_n, need_dx, *rest) = inputs
+    w_hr = rest[0] if rest else None
     ctx.set_materialize_grads(False)
     ctx.args = (cell, nonlinearity or None, reverse)
-    ctx.save_for_backward(lengths, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n)
+    ctx.save_for_backward(lengths, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, dy, dh_n, dc_n)
 
 
 def _op_backward_autograd(ctx, *gouts):
@@ -470,11 +510,14 @@ def _op_backward_autograd(ctx, *gouts):
     lengths, *saved = ctx.saved_tensors
     cell, nonlinearity, reverse = ctx.args
     keep = torch.is_grad_enabled()
-    needs = ctx.needs_input_grad[5:15]
+    n_in = len(ctx.needs_input_grad)
+    g = ctx.needs_input_grad
+    # the inputs x..b_hh, w_hr, then dy, dh_n, dc_n, in the order saved
+    needs = (*g[5:12], g[16] if n_in > 16 else False, *g[12:15])
     with torch.enable_grad():
         prims = [t if t is None or t.requires_grad else t.detach().requires_grad_(True)
                  for t in saved]
-        inputs, grads = tuple(prims[:7]), tuple(prims[7:])
+        inputs, grads = tuple(prims[:8]), tuple(prims[8:])
         firsts = _differentiable_backward(
             (cell, nonlinearity, reverse, _np(lengths)), inputs,
             tuple(t is not None for t in inputs), grads)
@@ -482,14 +525,16 @@ def _op_backward_autograd(ctx, *gouts):
                  if f is not None and g is not None and g.shape == f.shape]
         wanted = [k for k, (t, need) in enumerate(zip(prims, needs, strict=True))
                   if need and t is not None]
-        result: list[torch.Tensor | None] = [None] * 10
+        result: list[torch.Tensor | None] = [None] * 11
         if pairs and wanted:
             got = torch.autograd.grad([f for f, _ in pairs], [prims[k] for k in wanted],
                                       [g for _, g in pairs], create_graph=keep,
                                       allow_unused=True)
-            for k, g in zip(wanted, got, strict=True):
-                result[k] = g
-    return (None,) * 5 + tuple(result) + (None,)
+            for k, gk in zip(wanted, got, strict=True):
+                result[k] = gk
+    # back to the op's argument order: x..b_hh, dy, dh_n, dc_n, need_dx, w_hr
+    out = (None,) * 5 + tuple(result[:7]) + tuple(result[8:]) + (None, result[7])
+    return out[:n_in]
 
 
 torch.library.register_autograd("fastrnn::cell_forward", _op_forward_autograd,
@@ -523,14 +568,14 @@ KERNEL, OPS, TORCH_OPS = "kernel", "ops", "torch_ops"
 
 def _run_cell(path: str, cell: str, nonlinearity: str | None, reverse: bool,
               lengths: np.ndarray | None, x: torch.Tensor, h0, c0, w_ih, w_hh, b_ih, b_hh,
-              kernel_options: tuple = ("float32", None)):
+              kernel_options: tuple = ("float32", None), w_hr: torch.Tensor | None = None):
     """One layer-direction on ``path``; returns ``(y, h_n, c_n or None)``.
 
     On the kernel path: through autograd when a gradient is needed, else cache-free;
     ``kernel_options`` are the kernels' ``(precision, prepared)`` (int8: never through
     autograd, its kernels are inference-only).
     """
-    tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    tensors = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
     if path == TORCH_OPS:
         return _torch_forward(cell, nonlinearity, reverse, lengths, *tensors)
     precision, prepared = kernel_options
@@ -546,8 +591,8 @@ def _run_cell(path: str, cell: str, nonlinearity: str | None, reverse: bool,
                                   *tensors)
         return (out[0], out[1], out[2]) if CELLS[cell].has_cell_state else (out[0], out[1], None)
     y, h_n, c_n, _ = _ops_forward(cell, nonlinearity, reverse, lengths, False,
-                                  *(_np(t) for t in tensors), precision=precision,
-                                  prepared=prepared)
+                                  *(_np(t) for t in tensors[:7]), w_hr=_np(w_hr),
+                                  precision=precision, prepared=prepared)
     return torch.from_numpy(y), torch.from_numpy(h_n), _t(c_n)
 
 
@@ -643,14 +688,15 @@ class _FastRNNMixin:
             data = input
         else:
             return ""
-        if self.proj_size > 0:
-            return "proj_size > 0 (LSTM with projections) is not accelerated"
         if torch.jit.is_scripting() or torch.jit.is_tracing():
             return "TorchScript tracing/scripting cannot see fastrnn's kernels"
         if not data.is_cpu:
             return f"input on device '{data.device.type}' (fastrnn runs on the CPU only)"
         if data.dtype not in _FLOATS:
             return f"input dtype {data.dtype} (fastrnn supports float32 and float64)"
+        if self.proj_size > 0 and self._fastrnn_precision(data.dtype) not in ("float32", None):
+            return ("proj_size > 0 (LSTM with projections) runs on fastrnn's float32/float64 "
+                    "kernels only, not its bfloat16 or int8 ones")
         if self._fastrnn_precision(data.dtype) is None:
             if self in _INT8:
                 return ("int8 drop-ins run fastrnn's int8 kernels on float32 input in eager "
@@ -806,7 +852,8 @@ class _FastRNNMixin:
         else:
             h0s, c0s = hx, None
         D = 2 if self.bidirectional else 1
-        n_w = 4 if self.bias else 2
+        proj = self.proj_size > 0  # torch's flat weights end with w_hr per layer-direction
+        n_w = (4 if self.bias else 2) + (1 if proj else 0)
         weights = self._flat_weights
         precision = self._fastrnn_precision(x.dtype) if path == KERNEL else "float32"
         T, B = x.shape[0], x.shape[1]
@@ -824,7 +871,7 @@ class _FastRNNMixin:
                 y, h_n, c_n = _run_cell(
                     path, cell, nonlinearity, d == 1, lengths, layer_in,
                     None if h0s is None else h0s[k], None if c0s is None else c0s[k],
-                    w[0], w[1], b_ih, b_hh, options)
+                    w[0], w[1], b_ih, b_hh, options, w[-1] if proj else None)
                 ys.append(y)
                 hs.append(h_n)
                 if c_n is not None:
@@ -877,7 +924,7 @@ class LSTM(_FastRNNMixin, nn.LSTM):
     Takes torch's arguments ``(input_size, hidden_size, num_layers=1, bias=True,
     batch_first=False, dropout=0.0, bidirectional=False, proj_size=0, device=None,
     dtype=None)``; ``output, (h_n, c_n) = lstm(input, (h0, c0)=None)``. ``proj_size > 0``
-    runs torch's own implementation.
+    runs on fastrnn's projection kernels (float32/float64).
     """
 
 
