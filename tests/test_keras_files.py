@@ -862,3 +862,50 @@ def test_functional_attention_seq2seq_both_directions(tmp_path):
     fm2.save_weights(tmp_path / "f.weights.h5")
     km.load_weights(tmp_path / "f.weights.h5")
     _same([fm2.predict(x, verbose=0)], [km.predict(x, verbose=0)])
+
+
+def test_hostile_h5_in_the_new_layers_paths_is_refused(tmp_path):
+    """The nested cell groups and BatchNormalization's moving statistics get the same checks
+    (links, shapes before reading, exact dataset counts) as every other weight."""
+    import re
+
+    km = keras.Sequential([keras.Input((5, 3)), keras.layers.BatchNormalization(),
+                           keras.layers.RNN(keras.layers.StackedRNNCells(
+                               [keras.layers.GRUCell(4), keras.layers.LSTMCell(2)]))])
+    km.save(tmp_path / "good.keras")
+    with zipfile.ZipFile(tmp_path / "good.keras") as z:
+        good = {n: z.read(n) for n in z.namelist()}
+    cells = "layers/rnn/cell/cells"
+
+    def soft_cell(f, d):
+        f.copy(f"{cells}/gru_cell", "stash")
+        del f[f"{cells}/gru_cell"]
+        f[f"{cells}/gru_cell"] = h5py.SoftLink("/stash")
+
+    def external_cell(f, d):
+        with h5py.File(d / "o.h5", "w") as o:
+            o.create_dataset("k", data=np.zeros((3, 12), np.float32))
+        del f[f"{cells}/gru_cell/vars/0"]
+        f[f"{cells}/gru_cell/vars/0"] = h5py.ExternalLink(str(d / "o.h5"), "k")
+
+    cases = {
+        "soft_cell": (soft_cell, f"'{cells}/gru_cell' is a SoftLink"),
+        "huge_moving_variance": (
+            lambda f, d: _replace(f, "layers/batch_normalization/vars/3",
+                                  shape=(10**6, 10**6), dtype=np.float32),
+            r"'layers/batch_normalization/vars/3' is \(1000000, 1000000\) float32 in the file "
+            r"but the model's 'batch_normalization(_\d+)?/moving_variance' is \(3,\)"),
+        "extra_in_cell": (
+            lambda f, d: f[f"{cells}/lstm_cell/vars"].create_dataset("3", data=np.zeros(2)),
+            f"'{cells}/lstm_cell/vars' holds 4 entries but the model's layer has 3 weights"),
+        "external_cell_weight": (external_cell,
+                                 f"'{cells}/gru_cell/vars/0' is a ExternalLink"),
+    }
+    for name, (edit, expected) in cases.items():
+        path = tmp_path / f"{name}.keras"
+        _write_zip(path, _edit_h5(good, tmp_path, edit))
+        msg = _load_bounded(path)
+        assert re.search(expected, msg), (name, msg)
+    fm = load_model(tmp_path / "good.keras")
+    x = np.random.default_rng(16).normal(size=(2, 5, 3)).astype(np.float32)
+    _assert_same_predictions(fm, km, [x])
