@@ -835,7 +835,9 @@ def _attention_seq2seq(K):
     dec = L.RNN(L.LSTMCell(4), return_sequences=True)(di, initial_state=[h, c])
     ctx = L.Attention(use_scale=True)([dec, enc])
     own = L.AdditiveAttention()([dec, dec], use_causal_mask=True)
-    x = L.Concatenate()([L.Add()([dec, own]), L.Multiply()([ctx, dec])])
+    plain = L.Attention()([dec, enc])  # no scale: a layer without weights
+    concat = L.Attention(score_mode="concat")([dec, enc])
+    x = L.Concatenate()([L.Add()([dec, own, plain]), L.Multiply()([ctx, dec]), concat])
     return K.Model([ei, di], L.Dense(3)(L.LeakyReLU(0.1)(x)))
 
 
