@@ -911,3 +911,13 @@ def test_hostile_h5_in_the_new_layers_paths_is_refused(tmp_path):
     fm = load_model(tmp_path / "good.keras")
     x = np.random.default_rng(16).normal(size=(2, 5, 3)).astype(np.float32)
     _assert_same_predictions(fm, km, [x])
+
+
+def test_attention_called_causal_and_not_is_refused(tmp_path):
+    q = keras.Input((4, 3))
+    att = keras.layers.Attention()
+    out = keras.layers.Add()([att([q, q], use_causal_mask=True), att([q, q])])
+    keras.Model(q, out).save(tmp_path / "k.keras")
+    with pytest.raises(ModelFileError, match=r"'attention(_\d+)?': use_causal_mask=False in one "
+                                             r"call but not in all"):
+        load_model(tmp_path / "k.keras")

@@ -441,16 +441,16 @@ def _functional_from_keras(path: str, config: Any) -> dict:
                     main = _refs(args[0])
                     states = _refs(kwargs["initial_state"]) if kwargs.get("initial_state") \
                         else []
-                    causal = kwargs.get("use_causal_mask")
-                    if causal is not None and "causal" in _accepted(_REGISTRY[d["class_name"]]):
-                        # recorded on the layer in fastrnn: one setting for all its calls
-                        if layers[-1]["config"].setdefault("causal", bool(causal)) != causal:
-                            problems.append(f"{name!r}: calls with and without "
-                                            f"use_causal_mask")
+                    attention = "causal" in _accepted(_REGISTRY[d["class_name"]])
+                    if attention:  # fastrnn records use_causal_mask on the layer
+                        causal = kwargs.get("use_causal_mask") or False
+                        if layers[-1]["config"].setdefault("causal", causal) is not causal:
+                            problems.append(f"{name!r}: use_causal_mask={str(causal)[:20]} "
+                                            f"in one call but not in all (fastrnn keeps one "
+                                            f"setting per layer)")
                     for key, val in kwargs.items():
-                        if key in ("use_causal_mask", "return_attention_scores") and \
-                                "causal" in _accepted(_REGISTRY[d["class_name"]]) and \
-                                (key == "use_causal_mask" or val is False):
+                        if attention and (key == "use_causal_mask" or (
+                                key == "return_attention_scores" and val is False)):
                             continue
                         if key not in ("initial_state", "training", "mask") or \
                                 (key == "mask" and val is not None):
