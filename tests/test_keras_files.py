@@ -853,9 +853,13 @@ def test_functional_attention_seq2seq_both_directions(tmp_path):
     causal = [la.causal for la in fm.layers if type(la).__name__ == "AdditiveAttention"]
     assert causal == [True]
     _same([fm.predict(x, verbose=0)], [km.predict(x, verbose=0)])
+    fm.compile("adam", "mse")  # optimizer state of 0-d weights (Attention's scale) crosses
+    fm.fit(x, np.zeros((3, 4, 3), np.float32), verbose=0)
     fm.save(tmp_path / "f.keras")
-    _same([fm.predict(x, verbose=0)],
-          [keras.saving.load_model(tmp_path / "f.keras").predict(x, verbose=0)])
+    kf = keras.saving.load_model(tmp_path / "f.keras")
+    _same([fm.predict(x, verbose=0)], [kf.predict(x, verbose=0)])
+    assert int(kf.optimizer.iterations) == 1
+    assert load_model(tmp_path / "f.keras").optimizer.iterations == 1
     km.save_weights(tmp_path / "k.weights.h5")
     fm2 = _attention_seq2seq(fk)
     fm2.load_weights(tmp_path / "k.weights.h5")

@@ -238,7 +238,8 @@ def _optimizer_arrays(model: Any) -> list[np.ndarray] | None:
            np.array(opt.learning_rate, dtype=np.float32)]
     for k, i in _slot_order(opt, len(variables)):
         v, a = variables[i], opt._slots[k][i]
-        out.append(np.ascontiguousarray(a if v._to_keras is None else v._to_keras(a)))
+        # np.array, not ascontiguousarray: that makes a 0-d slot (Attention's scale) 1-d
+        out.append(np.array(a if v._to_keras is None else v._to_keras(a), order="C"))
     return out
 
 

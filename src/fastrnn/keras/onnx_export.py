@@ -769,7 +769,7 @@ class _Exporter:
             raise OnnxExportError(
                 f"layer {layer.name!r} ({type(layer).__name__}) has no ONNX form in fastrnn's "
                 "exporter; supported layers: "
-                + ", ".join(sorted(c.__name__ for c in self._DISPATCH)))
+                + ", ".join(sorted(c.__name__ for c in [*self._DISPATCH, *self._MULTI])))
         return getattr(self, method)(layer, x)
 
 
