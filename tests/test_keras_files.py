@@ -50,8 +50,29 @@ def _others(L, S):
               L.Activation("tanh"), L.Flatten(), L.RepeatVector(2), L.LSTM(2)])
 
 
+def _conv_forecaster(L, S):
+    return S([L.Input((12, 3)), L.Conv1D(4, 3, padding="causal", dilation_rate=2),
+              L.MaxPooling1D(2), L.Conv1D(5, 2, strides=2, activation="relu", padding="same"),
+              L.AveragePooling1D(2, padding="same"), L.LSTM(5, return_sequences=True),
+              L.GlobalAveragePooling1D(), L.Dense(1)])
+
+
+def _normalized(L, S):
+    return S([L.Input((6, 3)), L.BatchNormalization(), L.LSTM(4, return_sequences=True),
+              L.LayerNormalization(), L.LeakyReLU(0.2), L.SpatialDropout1D(0.1),
+              L.BatchNormalization(center=False, epsilon=0.01), L.GlobalMaxPooling1D(),
+              L.Dense(2)])
+
+
+def _rnn_cells(L, S):
+    return S([L.Input((6, 3)), L.RNN(L.LSTMCell(4), return_sequences=True),
+              L.RNN(L.StackedRNNCells([L.GRUCell(3), L.SimpleRNNCell(2), L.GRUCell(2)]))])
+
+
 MODELS = {"lstm_classifier": _lstm_classifier, "gru_forecaster": _gru_forecaster,
-          "bidirectional": _bidirectional, "stateful": _stateful, "others": _others}
+          "bidirectional": _bidirectional, "stateful": _stateful, "others": _others,
+          "conv_forecaster": _conv_forecaster, "normalized": _normalized,
+          "rnn_cells": _rnn_cells}
 
 
 def _inputs(name, rng):
@@ -70,12 +91,20 @@ def _inputs(name, rng):
         return xs
     if name == "stateful":
         return [rng.normal(size=(2, 5, 3)).astype(np.float32) for _ in range(2)]
+    if name == "conv_forecaster":
+        return [rng.normal(size=(3, 12, 3)).astype(np.float32) for _ in range(2)]
+    if name in ("normalized", "rnn_cells"):
+        return [rng.normal(size=(3, 6, 3)).astype(np.float32) for _ in range(2)]
     return [rng.normal(size=(4, 5, 3)).astype(np.float32) for _ in range(2)]
 
 
 def _randomize(model, rng):
-    model.set_weights([rng.normal(scale=0.4, size=w.shape).astype(w.dtype)
-                       for w in model.get_weights()])
+    """Random weights; variances (BatchNormalization's moving statistics) positive."""
+    arrays = [rng.normal(scale=0.4, size=w.shape).astype(w.dtype) for w in model.get_weights()]
+    for i, v in enumerate(model.weights):
+        if "variance" in v.path:
+            arrays[i] = np.abs(arrays[i]) + np.float32(0.5)
+    model.set_weights(arrays)
 
 
 def _keras_model(name, rng):
@@ -248,12 +277,48 @@ def test_hand_written_keras2_h5_loads(tmp_path):
 # -- what fastrnn lacks ----------------------------------------------------------------------
 
 def test_layers_fastrnn_lacks_are_all_listed(tmp_path):
-    km = keras.Sequential([keras.Input((8, 3)), keras.layers.Conv1D(4, 3),
+    km = keras.Sequential([keras.Input((8, 3)), keras.layers.GaussianNoise(0.1),
                            keras.layers.Lambda(lambda t: t * 2),
-                           keras.layers.LSTM(3), keras.layers.LayerNormalization()])
+                           keras.layers.RNN(keras.layers.LSTMCell(3)),
+                           keras.layers.UnitNormalization()])
     km.save(tmp_path / "k.keras")
-    with pytest.raises(ModelFileError, match=r"layers fastrnn does not have .*Conv1D \('conv1d'\)"
-                                             r", Lambda \('lambda'\), LayerNormalization"):
+    with pytest.raises(ModelFileError, match=r"layers fastrnn does not have .*GaussianNoise "
+                                             r"\('gaussian_noise(_\d+)?'\), Lambda "
+                                             r"\('lambda(_\d+)?': a Lambda layer's function "
+                                             r"is Python bytecode.*\), "
+                                             r"UnitNormalization"):
+        load_model(tmp_path / "k.keras")
+
+
+def test_lambda_never_crosses_a_keras_file(tmp_path):
+    """Keras stores a Lambda's function as marshalled bytecode: fastrnn refuses it even with
+    safe_mode=False, reading and writing."""
+    km = keras.Sequential([keras.Input((4, 3)), keras.layers.Lambda(lambda t: t * 2),
+                           keras.layers.LSTM(2)])
+    km.save(tmp_path / "k.keras")
+    for safe in (True, False):
+        with pytest.raises(ModelFileError, match=r"Lambda \('lambda(_\d+)?': a Lambda layer's "
+                                                 r"function is Python bytecode"):
+            load_model(tmp_path / "k.keras", safe_mode=safe)
+    fm = Sequential([FL.Input((4, 3)), FL.Lambda(np.tanh), FL.LSTM(2)])
+    with pytest.raises(ValueError, match=r"cannot write the Lambda layer 'lambda.*' to a Keras "
+                                         r"file"):
+        fm.save(tmp_path / "f.keras")
+    assert not (tmp_path / "f.keras").exists()
+    fm.save_weights(tmp_path / "f.weights.h5")  # weights alone hold no function
+    km.load_weights(tmp_path / "f.weights.h5")
+
+
+def test_custom_cells_are_refused(tmp_path):
+    @keras.saving.register_keras_serializable(package="mine")
+    class MyCell(keras.layers.Layer):
+        state_size = 2
+
+        def call(self, x, states):
+            return x[:, :2], [x[:, :2]]
+
+    keras.Sequential([keras.Input((4, 3)), keras.layers.RNN(MyCell())]).save(tmp_path / "k.keras")
+    with pytest.raises(ModelFileError, match=r"custom object MyCell"):
         load_model(tmp_path / "k.keras")
 
 
@@ -759,3 +824,104 @@ def test_keras_saving_load_model_reads_keras_files_too(tmp_path):
     x = _inputs("gru_forecaster", rng)
     for name in ("k.keras", "k.h5"):
         _assert_same_predictions(fk.saving.load_model(tmp_path / name), km, x)
+
+
+def _attention_seq2seq(K):
+    """A functional seq2seq model with attention and merges: the decoder attends to the
+    encoder's sequence (Attention with a scale, AdditiveAttention causal over itself)."""
+    L = K.layers
+    ei, di = K.Input((None, 5), name="enc"), K.Input((None, 6), name="dec")
+    enc, h, c = L.LSTM(4, return_sequences=True, return_state=True)(ei)
+    dec = L.RNN(L.LSTMCell(4), return_sequences=True)(di, initial_state=[h, c])
+    ctx = L.Attention(use_scale=True)([dec, enc])
+    own = L.AdditiveAttention()([dec, dec], use_causal_mask=True)
+    plain = L.Attention()([dec, enc])  # no scale: a layer without weights
+    concat = L.Attention(score_mode="concat")([dec, enc])
+    x = L.Concatenate()([L.Add()([dec, own, plain]), L.Multiply()([ctx, dec]), concat])
+    return K.Model([ei, di], L.Dense(3)(L.LeakyReLU(0.1)(x)))
+
+
+def test_functional_attention_seq2seq_both_directions(tmp_path):
+    import fastrnn.keras as fk
+
+    rng = np.random.default_rng(15)
+    x = _seq2seq_inputs(rng)
+    km = _attention_seq2seq(keras)
+    _randomize(km, rng)
+    km.save(tmp_path / "k.keras")
+    fm = load_model(tmp_path / "k.keras")
+    causal = [la.causal for la in fm.layers if type(la).__name__ == "AdditiveAttention"]
+    assert causal == [True]
+    _same([fm.predict(x, verbose=0)], [km.predict(x, verbose=0)])
+    fm.compile("adam", "mse")  # optimizer state of 0-d weights (Attention's scale) crosses
+    fm.fit(x, np.zeros((3, 4, 3), np.float32), verbose=0)
+    fm.save(tmp_path / "f.keras")
+    kf = keras.saving.load_model(tmp_path / "f.keras")
+    _same([fm.predict(x, verbose=0)], [kf.predict(x, verbose=0)])
+    assert int(kf.optimizer.iterations) == 1
+    assert load_model(tmp_path / "f.keras").optimizer.iterations == 1
+    km.save_weights(tmp_path / "k.weights.h5")
+    fm2 = _attention_seq2seq(fk)
+    fm2.load_weights(tmp_path / "k.weights.h5")
+    _same([fm2.predict(x, verbose=0)], [km.predict(x, verbose=0)])
+    _randomize(fm2, rng)
+    fm2.save_weights(tmp_path / "f.weights.h5")
+    km.load_weights(tmp_path / "f.weights.h5")
+    _same([fm2.predict(x, verbose=0)], [km.predict(x, verbose=0)])
+
+
+def test_hostile_h5_in_the_new_layers_paths_is_refused(tmp_path):
+    """The nested cell groups and BatchNormalization's moving statistics get the same checks
+    (links, shapes before reading, exact dataset counts) as every other weight."""
+    import re
+
+    km = keras.Sequential([keras.Input((5, 3)), keras.layers.BatchNormalization(),
+                           keras.layers.RNN(keras.layers.StackedRNNCells(
+                               [keras.layers.GRUCell(4), keras.layers.LSTMCell(2)]))])
+    km.save(tmp_path / "good.keras")
+    with zipfile.ZipFile(tmp_path / "good.keras") as z:
+        good = {n: z.read(n) for n in z.namelist()}
+    cells = "layers/rnn/cell/cells"
+
+    def soft_cell(f, d):
+        f.copy(f"{cells}/gru_cell", "stash")
+        del f[f"{cells}/gru_cell"]
+        f[f"{cells}/gru_cell"] = h5py.SoftLink("/stash")
+
+    def external_cell(f, d):
+        with h5py.File(d / "o.h5", "w") as o:
+            o.create_dataset("k", data=np.zeros((3, 12), np.float32))
+        del f[f"{cells}/gru_cell/vars/0"]
+        f[f"{cells}/gru_cell/vars/0"] = h5py.ExternalLink(str(d / "o.h5"), "k")
+
+    cases = {
+        "soft_cell": (soft_cell, f"'{cells}/gru_cell' is a SoftLink"),
+        "huge_moving_variance": (
+            lambda f, d: _replace(f, "layers/batch_normalization/vars/3",
+                                  shape=(10**6, 10**6), dtype=np.float32),
+            r"'layers/batch_normalization/vars/3' is \(1000000, 1000000\) float32 in the file "
+            r"but the model's 'batch_normalization(_\d+)?/moving_variance' is \(3,\)"),
+        "extra_in_cell": (
+            lambda f, d: f[f"{cells}/lstm_cell/vars"].create_dataset("3", data=np.zeros(2)),
+            f"'{cells}/lstm_cell/vars' holds 4 entries but the model's layer has 3 weights"),
+        "external_cell_weight": (external_cell,
+                                 f"'{cells}/gru_cell/vars/0' is a ExternalLink"),
+    }
+    for name, (edit, expected) in cases.items():
+        path = tmp_path / f"{name}.keras"
+        _write_zip(path, _edit_h5(good, tmp_path, edit))
+        msg = _load_bounded(path)
+        assert re.search(expected, msg), (name, msg)
+    fm = load_model(tmp_path / "good.keras")
+    x = np.random.default_rng(16).normal(size=(2, 5, 3)).astype(np.float32)
+    _assert_same_predictions(fm, km, [x])
+
+
+def test_attention_called_causal_and_not_is_refused(tmp_path):
+    q = keras.Input((4, 3))
+    att = keras.layers.Attention()
+    out = keras.layers.Add()([att([q, q], use_causal_mask=True), att([q, q])])
+    keras.Model(q, out).save(tmp_path / "k.keras")
+    with pytest.raises(ModelFileError, match=r"'attention(_\d+)?': use_causal_mask=False in one "
+                                             r"call but not in all"):
+        load_model(tmp_path / "k.keras")

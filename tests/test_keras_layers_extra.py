@@ -668,7 +668,7 @@ def test_lambda_is_refused_by_load_model_unless_safe_mode_false(tmp_path):
 
     m = Sequential([L.Input((5, 3)), L.Lambda(_last_step, backward=_last_step_backward),
                     L.Dense(2)])
-    p = tmp_path / "lam.keras"
+    p = tmp_path / "lam.fr"  # fastrnn's format: a .keras file (Keras's) holds no Lambda
     m.save(p)
     with pytest.raises(ModelFileError, match="safe_mode=False"):
         load_model(p)
@@ -676,7 +676,7 @@ def test_lambda_is_refused_by_load_model_unless_safe_mode_false(tmp_path):
     x = _x(2, 5, 3)
     np.testing.assert_allclose(m2.predict(x, verbose=0), m.predict(x, verbose=0))
     with pytest.raises(ValueError, match="anonymous or nested"):
-        Sequential([L.Input((5, 3)), L.Lambda(lambda t: t)]).save(tmp_path / "anon.keras")
+        Sequential([L.Input((5, 3)), L.Lambda(lambda t: t)]).save(tmp_path / "anon.fr")
 
 
 # -- bad inputs --------------------------------------------------------------------------------

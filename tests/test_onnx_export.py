@@ -29,7 +29,13 @@ from fastrnn.keras import Sequential
 from fastrnn.keras import layers as L
 from fastrnn.keras.activations import ACTIVATIONS
 from fastrnn.keras.models import load_model
-from fastrnn.keras.onnx_export import OnnxExportError, _Exporter, export_onnx
+from fastrnn.keras.onnx_export import (
+    DEFAULT_OPSET,
+    MIN_OPSET,
+    OnnxExportError,
+    _Exporter,
+    export_onnx,
+)
 
 RTOL = ATOL = 2e-5  # float32 rounding over a few steps
 CELLS = {"SimpleRNN-tanh": lambda **kw: L.SimpleRNN(6, **kw),
@@ -375,6 +381,153 @@ def test_initial_states_with_a_mask_and_an_empty_sequence(cell, return_sequences
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL)
+
+
+# ---- the layers of issue 22 ----------------------------------------------------------------
+
+def _randomize(model, rng):
+    """Random weights; variances (BatchNormalization's moving statistics) positive."""
+    arrays = [rng.normal(scale=0.5, size=w.shape).astype(w.dtype) for w in model.get_weights()]
+    for i, v in enumerate(model.weights):
+        if "variance" in v.path:
+            arrays[i] = np.abs(arrays[i]) + np.float32(0.5)
+    model.set_weights(arrays)
+
+
+# name -> (the layers after the Input (None, 4), whether the inputs end in padding)
+LAYER_CASES = {
+    "leaky_relu": (lambda: [L.Masking(), L.LeakyReLU(0.2), L.LSTM(5)], True),
+    "batch_normalization": (lambda: [L.BatchNormalization(), L.LSTM(5, return_sequences=True),
+                                     L.BatchNormalization(center=False, epsilon=0.01)], False),
+    "layer_normalization": (lambda: [L.Masking(), L.LayerNormalization(),
+                                     L.GRU(5, return_sequences=True),
+                                     L.LayerNormalization(scale=False)], True),
+    "conv_valid": (lambda: [L.Conv1D(5, 3, strides=2, activation="relu"), L.LSTM(4)], False),
+    "conv_same": (lambda: [L.Conv1D(5, 3, padding="same", dilation_rate=2),
+                           L.Conv1D(3, 4, strides=2, padding="same", use_bias=False)], False),
+    "conv_causal": (lambda: [L.Conv1D(5, 3, padding="causal", dilation_rate=2,
+                                      activation="tanh"), L.GRU(4, return_sequences=True)],
+                    False),
+    "pooling": (lambda: [L.MaxPooling1D(2), L.AveragePooling1D(3, strides=1, padding="same"),
+                         L.MaxPooling1D(2, padding="same"), L.AveragePooling1D(1)], False),
+    "global_max_masked": (lambda: [L.Masking(), L.LSTM(5, return_sequences=True),
+                                   L.GlobalMaxPooling1D()], True),
+    "global_average_masked": (lambda: [L.Masking(), L.GRU(5, return_sequences=True),
+                                       L.GlobalAveragePooling1D(keepdims=True)], True),
+    "global_average": (lambda: [L.GlobalAveragePooling1D()], False),
+    "spatial_dropout": (lambda: [L.Masking(), L.SpatialDropout1D(0.4), L.GRU(4)], True),
+    "rnn_cells": (lambda: [L.Masking(), L.RNN(L.LSTMCell(5), return_sequences=True),
+                           L.RNN(L.StackedRNNCells([L.GRUCell(4), L.SimpleRNNCell(3)]),
+                                 go_backwards=True)], True),
+    "rnn_cell_list": (lambda: [L.RNN([L.SimpleRNNCell(4), L.LSTMCell(3)],
+                                     return_sequences=True, zero_output_for_mask=True)],
+                      False),
+}
+# (batch, time) pairs for them: long enough for the valid convolutions and poolings
+LAYER_SHAPES = ((3, 9), (1, 12), (5, 7))
+
+
+@pytest.mark.parametrize("opset", [MIN_OPSET, DEFAULT_OPSET, onnx.defs.onnx_opset_version()])
+@pytest.mark.parametrize("name", sorted(LAYER_CASES))
+def test_issue22_layers_match(name, opset):
+    rng = np.random.default_rng(30)
+    make, masked = LAYER_CASES[name]
+    model = Sequential([L.Input((None, 4))] + make())
+    _randomize(model, rng)
+    xs = [(_padded(rng, b, t, 4) if masked else rng.standard_normal((b, t, 4))
+           .astype(np.float32)) for b, t in LAYER_SHAPES]
+    proto = _check(model, xs, opset=opset)
+    if name == "layer_normalization":
+        assert ("LayerNormalization" in _ops(proto)) == (opset >= 17)
+    if name.startswith("rnn_cell"):
+        assert {"LSTM"} <= _ops(proto) and not _ops(proto) & {"Loop", "Scan"}
+
+
+@pytest.mark.parametrize("opset", [MIN_OPSET, DEFAULT_OPSET])
+def test_layer_normalization_over_two_axes(opset):
+    rng = np.random.default_rng(33)
+    model = Sequential([L.Input((6, 4)), L.LayerNormalization(axis=[1, 2]), L.LSTM(3)])
+    _randomize(model, rng)
+    _check(model, [rng.standard_normal((b, 6, 4)).astype(np.float32) for b in (1, 3)],
+           opset=opset)
+
+
+def _attention_seq2seq():
+    """Encoder (Embedding mask) and decoder (RNN(LSTMCell) from the encoder's states),
+    attention over the encoder with its mask, causal self-attention, merges."""
+    src = keras.Input(shape=(None,), dtype="int64", name="source")
+    tgt = keras.Input(shape=(None, 3), name="target")
+    enc, h, c = L.LSTM(6, return_sequences=True, return_state=True)(
+        L.Embedding(12, 5, mask_zero=True)(src))
+    dec = L.RNN(L.LSTMCell(6), return_sequences=True)(tgt, initial_state=[h, c])
+    ctx = L.Attention(use_scale=True)([dec, enc])
+    cctx = L.Attention(score_mode="concat", use_scale=True)([dec, enc, enc])
+    own = L.AdditiveAttention()([dec, dec], use_causal_mask=True)
+    plain = L.AdditiveAttention(use_scale=False)([dec, enc])
+    causal_dot = L.Attention()([dec, dec], use_causal_mask=True)
+    x = L.Concatenate()([L.Add()([dec, own, causal_dot]), L.Multiply()([ctx, cctx]), plain])
+    pooled = L.GlobalAveragePooling1D()(enc)
+    return keras.Model([src, tgt], [L.Dense(4)(L.LeakyReLU(0.1)(x)), pooled])
+
+
+def test_functional_attention_seq2seq_matches():
+    rng = np.random.default_rng(31)
+    model = _attention_seq2seq()
+    _randomize(model, rng)
+    feeds = []
+    for b, ts, tt in ((3, 7, 4), (2, 3, 6), (4, 5, 1)):
+        ids = rng.integers(1, 12, (b, ts)).astype(np.int64)
+        for i in range(b):
+            ids[i, rng.integers(1, ts + 1):] = 0  # at least one valid step
+        feeds.append({"source": ids,
+                      "target": rng.standard_normal((b, tt, 3)).astype(np.float32)})
+    proto = _check_model(model, feeds)
+    assert {"Softmax", "LSTM", "Concat", "Where"} <= _ops(proto)
+
+
+def test_functional_merges_of_masked_inputs_match():
+    """Add/Multiply/Concatenate (time and feature axes) of masked and unmasked inputs: the
+    merged masks reach the recurrent layers as Keras's."""
+    a, b = keras.Input(shape=(None, 3), name="a"), keras.Input(shape=(None, 3), name="b")
+    ma, mb = L.Masking()(a), L.Masking()(b)
+    outs = [L.LSTM(4)(L.Add()([ma, mb])), L.LSTM(4)(L.Multiply()([ma, mb])),
+            L.GRU(4)(L.Multiply()([ma, b])),
+            L.GlobalAveragePooling1D()(L.Concatenate(axis=1)([ma, b])),
+            L.SimpleRNN(4)(L.Concatenate()([ma, mb])),
+            L.GlobalAveragePooling1D()(L.Concatenate()([ma, b]))]
+    model = keras.Model([a, b], outs)
+    rng = np.random.default_rng(32)
+    _randomize(model, rng)
+    feeds = [{"a": _padded(rng, n, t, 3), "b": _padded(rng, n, t, 3)}
+             for n, t in ((3, 5), (4, 2), (1, 6))]
+    _check_model(model, feeds)
+
+
+def test_lambda_custom_cells_and_dynamic_padding_are_named():
+    model = Sequential([L.Input((None, 3)), L.Lambda(np.tanh, name="squash"), L.LSTM(2)])
+    model.build()
+    with pytest.raises(OnnxExportError, match=r"layer 'squash' \(Lambda\) has no ONNX form"):
+        export_onnx(model)
+
+    class Minimal(L.Layer):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.state_size = 2
+
+        def call(self, x, states):
+            h = np.tanh(x[:, :2] + states[0])
+            return h, [h]
+
+    model = Sequential([L.Input((None, 4)), L.Conv1D(3, 3, strides=2, dilation_rate=2,
+                                                     padding="same", name="c")])
+    with pytest.raises(OnnxExportError, match=r"layer 'c' \(Conv1D\): padding='same' with "
+                                              r"both strides and dilation_rate above 1"):
+        export_onnx(model)
+    model = Sequential([L.Input((None, 3)), L.RNN(Minimal(name="mine"), name="loop")])
+    model.predict(np.zeros((1, 2, 3), np.float32), verbose=0)
+    with pytest.raises(OnnxExportError, match=r"layer 'loop' \(RNN\) runs the custom cell "
+                                              r"'mine' \(Minimal\), which has no ONNX form"):
+        export_onnx(model)
 
 
 # ---- errors ---------------------------------------------------------------------------------

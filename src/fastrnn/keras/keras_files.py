@@ -17,8 +17,14 @@ read or written in Keras's format (fastrnn's own format keeps it).
 - ``.weights.h5`` (Keras 3): the weights alone, in the same HDF5 layout as inside a
   ``.keras`` archive (``layers/<layer>/vars/<i>``; a recurrent layer's under
   ``layers/<layer>/cell/vars``, a Bidirectional's under ``forward_layer/`` and
-  ``backward_layer/``, a TimeDistributed's under ``layer/``; the group names are the layer
-  classes in snake case, numbered ``_1``, ``_2``, ... when repeated, as Keras names them).
+  ``backward_layer/``, a TimeDistributed's under ``layer/``, an ``RNN(cell)``'s under
+  ``cell/vars`` and a ``StackedRNNCells``'s under ``cell/cells/<cell>/vars``; the group names
+  are the layer classes in snake case, numbered ``_1``, ``_2``, ... when repeated, as Keras
+  names them). Every layer fastrnn has crosses (convolution, pooling, normalization with
+  BatchNormalization's moving statistics, merging, attention, LeakyReLU,
+  SpatialDropout1D, ``RNN`` of the built-in cells) but ``Lambda``: Keras stores its
+  function as marshalled Python bytecode, which fastrnn never loads (even with
+  ``safe_mode=False``) nor writes.
 - Legacy Keras 2 HDF5 models (``.h5``): the ``model_config`` attribute and the
   ``model_weights/<layer name>`` groups (each with its ``weight_names`` attribute) are read;
   fastrnn does not write this format (Keras 3 calls it legacy too).
@@ -31,18 +37,18 @@ fastrnn's own format (:mod:`fastrnn.keras.saving`).
 Files from an untrusted source
 ------------------------------
 Nothing in a file executes code: the config is JSON, layer classes come from fastrnn's fixed
-registry (a file naming a class fastrnn lacks, a ``Lambda`` layer or a custom object, fails
-with a message listing all of them). The rebuilt model may allocate no more weight bytes than
-the file's HDF5 part holds (its zip member's declared size, capped by what the archive's
-bytes can expand to, or the ``.h5`` file's size). The zip archive is opened as fastrnn's own
-(members stored or deflated, none named twice, ``config.json`` at most 4 MiB and 64 levels
-deep), and ``model.weights.h5`` may declare at most the model's array budget
+registry (a file naming a class fastrnn lacks, a ``Lambda`` layer, a custom cell or a custom
+object, fails with a message listing all of them). The rebuilt model may allocate no more
+weight bytes than the file's HDF5 part holds (its zip member's declared size, capped by what
+the archive's bytes can expand to, or the ``.h5`` file's size). The zip archive is opened as
+fastrnn's own (members stored or deflated, none named twice, ``config.json`` at most 4 MiB
+and 64 levels deep), and ``model.weights.h5`` may declare at most the model's array budget
 (:func:`fastrnn.keras.saving.array_budget`) plus 4 MiB of HDF5 bookkeeping; a stream that
 expands beyond its declared size fails its CRC. In the HDF5 part only the paths the model
 needs are visited, each step through a hard link (soft and external links are refused, never
-followed), at most :data:`MAX_H5_DEPTH` levels deep; each ``vars`` group must hold exactly the
-expected datasets; each dataset's shape and dtype must be the model's before any of it is
-read, and its storage contiguous or compact in the file itself (external files, virtual
+followed), at most :data:`MAX_H5_DEPTH` levels deep; each ``vars`` group must hold exactly
+the expected datasets; each dataset's shape and dtype must be the model's before any of it
+is read, and its storage contiguous or compact in the file itself (external files, virtual
 datasets and chunked, possibly compressed, storage are refused). Anything else is a
 :class:`~fastrnn.keras.saving.ModelFileError`.
 
@@ -69,6 +75,7 @@ from . import saving as _saving
 from .base import Layer, Variable, weight_budget
 from .layers import _REGISTRY, TimeDistributed
 from .recurrent import Bidirectional, _RNNBase
+from .rnn_cells import _RNN_ARGS, RNN, StackedRNNCells
 from .saving import ModelFileError
 
 __all__ = ["file_format", "load_model", "load_weights", "save_model", "save_weights",
@@ -88,7 +95,11 @@ _HARMLESS: dict[str, Any] = {
     "data_format": "channels_last", "implementation": None, "use_cudnn": None,
     "sparse": False, "ragged": False, "optional": False, "quantization_config": None,
     "lora_rank": None, "lora_alpha": None, "shared_object_id": None, "synchronized": False,
+    "renorm_momentum": None,  # BatchNormalization's, used only with renorm=True (refused)
 }
+# Keras's Lambda stores its function as marshalled Python bytecode: never read or written
+_LAMBDA_REFUSED = ("a Lambda layer's function is Python bytecode in a Keras file, which "
+                   "fastrnn never loads or writes")
 
 
 def _fail(path: str, msg: str) -> ModelFileError:
@@ -147,7 +158,25 @@ def _layer_groups(layer: Layer, prefix: str) -> list[tuple[str, str, list[Variab
         return [(*own, []), (f"{prefix}/cell/vars", cell, list(layer.weights))]
     if isinstance(layer, TimeDistributed):
         return [(*own, [])] + _layer_groups(layer.layer, f"{prefix}/layer")
+    if isinstance(layer, RNN):
+        return [(*own, [])] + _cell_groups(layer.cell, f"{prefix}/cell")
     return [(*own, list(layer.weights))]
+
+
+def _cell_groups(cell: Any, prefix: str) -> list[tuple[str, str, list[Variable]]]:
+    """The groups of an ``RNN``'s cell: a stack's cells under ``cells/<class>[_n]``, named
+    as Keras names list members (read from files Keras wrote)."""
+    name = getattr(cell, "name", _snake(type(cell).__name__))
+    if not isinstance(cell, StackedRNNCells):
+        return [(f"{prefix}/vars", name, list(getattr(cell, "weights", [])))]
+    out: list[tuple[str, str, list[Variable]]] = [(f"{prefix}/vars", name, [])]
+    counts: dict[str, int] = {}
+    for c in cell.cells:
+        base = _snake(type(c).__name__)
+        n = counts.get(base, 0)
+        counts[base] = n + 1
+        out += _cell_groups(c, f"{prefix}/cells/" + (base if n == 0 else f"{base}_{n}"))
+    return out
 
 
 def weight_plan(model: Any) -> list[tuple[str, str, list[Variable]]]:
@@ -209,7 +238,8 @@ def _optimizer_arrays(model: Any) -> list[np.ndarray] | None:
            np.array(opt.learning_rate, dtype=np.float32)]
     for k, i in _slot_order(opt, len(variables)):
         v, a = variables[i], opt._slots[k][i]
-        out.append(np.ascontiguousarray(a if v._to_keras is None else v._to_keras(a)))
+        # np.array, not ascontiguousarray: that makes a 0-d slot (Attention's scale) 1-d
+        out.append(np.array(a if v._to_keras is None else v._to_keras(a), order="C"))
     return out
 
 
@@ -289,9 +319,15 @@ def _unsupported(layers: list, found: list[str]) -> None:
             what = "custom object " if custom else ""
             found.append(f"{what}{str(cls)[:60]} ({str(name)[:60]!r})")
             continue
+        if cls == "Lambda":
+            found.append(f"Lambda ({str(name)[:60]!r}: {_LAMBDA_REFUSED})")
+            continue
         if isinstance(cfg, dict):
-            _unsupported([cfg[k] for k in ("layer", "backward_layer")
-                          if isinstance(cfg.get(k), dict)], found)
+            inner = [cfg[k] for k in ("layer", "backward_layer", "cell")
+                     if isinstance(cfg.get(k), dict)]
+            if isinstance(cfg.get("cells"), list):
+                inner += cfg["cells"]
+            _unsupported(inner, found)
 
 
 def _layer_from_keras(d: dict, problems: list[str]) -> dict:
@@ -301,15 +337,20 @@ def _layer_from_keras(d: dict, problems: list[str]) -> dict:
     cfg = d.get("config")
     if not isinstance(cfg, dict):
         raise ValueError(f"the config of a {cls} layer is not a dict")
-    accepted = _accepted(_REGISTRY[cls])
+    layer_cls = _REGISTRY[cls]
+    accepted = _accepted(layer_cls)
+    if hasattr(layer_cls, "_layer_cls"):  # a built-in cell takes its fused layer's settings
+        accepted |= _accepted(layer_cls._layer_cls) - set(_RNN_ARGS)
     out: dict[str, Any] = {}
     for k, v in cfg.items():
         if k == "dtype":
             v = _dtype_name(v)
         elif k.endswith("_initializer"):
             continue  # the weights come from the file
-        elif k in ("layer", "backward_layer") and isinstance(v, dict):
+        elif k in ("layer", "backward_layer", "cell") and isinstance(v, dict):
             v = _layer_from_keras(v, problems)
+        elif k == "cells" and isinstance(v, list):
+            v = [_layer_from_keras(c, problems) for c in v]
         elif cls == "InputLayer" and k == "batch_input_shape":  # Keras 2
             k = "batch_shape"
         if k in accepted:
@@ -401,7 +442,17 @@ def _functional_from_keras(path: str, config: Any) -> dict:
                     main = _refs(args[0])
                     states = _refs(kwargs["initial_state"]) if kwargs.get("initial_state") \
                         else []
+                    attention = "causal" in _accepted(_REGISTRY[d["class_name"]])
+                    if attention:  # fastrnn records use_causal_mask on the layer
+                        causal = kwargs.get("use_causal_mask") or False
+                        if layers[-1]["config"].setdefault("causal", causal) is not causal:
+                            problems.append(f"{name!r}: use_causal_mask={str(causal)[:20]} "
+                                            f"in one call but not in all (fastrnn keeps one "
+                                            f"setting per layer)")
                     for key, val in kwargs.items():
+                        if attention and (key == "use_causal_mask" or (
+                                key == "return_attention_scores" and val is False)):
+                            continue
                         if key not in ("initial_state", "training", "mask") or \
                                 (key == "mask" and val is not None):
                             problems.append(f"{name!r}: call argument {key}")
@@ -466,17 +517,38 @@ def _model_from_keras(path: str, config: Any, model_classes: Mapping[str, Any],
     return model
 
 
+# settings of fastrnn's layers that Keras 3's same layer does not take (from Keras's configs)
+_KERAS_LACKS = {"SpatialDropout1D": ("trainable",)}
+
+
 def _layer_to_keras(d: dict) -> dict:
+    if d["class_name"] == "Lambda":
+        raise ValueError(f"cannot write the Lambda layer {d['config'].get('name')!r} to a "
+                         f"Keras file: {_LAMBDA_REFUSED}; save the model in fastrnn's own "
+                         f"format")
     cfg: dict[str, Any] = {}
     for k, v in d["config"].items():
         if k.endswith("_initializer") and isinstance(v, dict):
             v = {"module": "keras.initializers", "class_name": v["class_name"],
                  "config": v.get("config") or {}, "registered_name": None}
-        elif k in ("layer", "backward_layer") and isinstance(v, dict):
+        elif k in ("layer", "backward_layer", "cell") and isinstance(v, dict):
             v = _layer_to_keras(v)
+        elif k == "cells" and isinstance(v, list):
+            v = [_layer_to_keras(c) for c in v]
         elif k == "batch_input_shape":
             continue  # the InputLayer carries the input shape
+        elif k == "causal" and d["class_name"] in ("Attention", "AdditiveAttention"):
+            continue  # a call argument in Keras 3 (use_causal_mask): see _functional_to_keras
+        elif k in _KERAS_LACKS.get(d["class_name"], ()):
+            continue
         cfg[k] = v
+    if d["class_name"] == "Bidirectional" and "backward_layer" not in cfg:
+        # written out: Keras would otherwise derive it by serializing the forward layer while
+        # loading, which its object-sharing scope can confuse with an earlier object
+        back = json.loads(json.dumps(cfg["layer"]))
+        back["config"]["name"] = "backward_" + str(back["config"].get("name"))
+        back["config"]["go_backwards"] = not back["config"].get("go_backwards", False)
+        cfg["backward_layer"] = back
     return {"module": "keras.layers", "class_name": d["class_name"], "config": cfg,
             "registered_name": None}
 
@@ -558,6 +630,9 @@ def _functional_to_keras(model: Any, cfg: dict) -> dict:
             kwargs["initial_state"] = [tensor(r) for r in ins[len(ins) - n_states:]]
         if n.get("training") is not None:
             kwargs["training"] = n["training"]
+        if by_name[n["layer"]]["class_name"] in ("Attention", "AdditiveAttention") and \
+                model.get_layer(n["layer"]).causal:
+            kwargs["use_causal_mask"] = True
         arg = tensor(main[0]) if len(main) == 1 else [tensor(r) for r in main]
         by_name[n["layer"]]["inbound_nodes"].append({"args": [arg], "kwargs": kwargs})
     return {"module": "keras.src.models.functional", "class_name": "Functional",

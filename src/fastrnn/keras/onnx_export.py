@@ -31,9 +31,27 @@ What the conversion does, layer by layer:
   LSTM) of shape ``(batch, units)``, and the final states as outputs ``<layer>_h``
   (``<layer>_c``): feed each call's final states to the next call to carry state as a
   stateful layer does (zeros at the start, as after ``reset_states()``).
-- ``Dropout`` is the identity (inference), ``Embedding`` a ``Gather``, ``Dense`` a
-  ``MatMul`` and ``Add`` plus its activation; ``Flatten``, ``Reshape``, ``RepeatVector``
-  and ``TimeDistributed`` the matching shape operators.
+- ``Dropout`` and ``SpatialDropout1D`` are the identity (inference), ``Embedding`` a
+  ``Gather``, ``Dense`` a ``MatMul`` and ``Add`` plus its activation; ``Flatten``,
+  ``Reshape``, ``RepeatVector`` and ``TimeDistributed`` the matching shape operators.
+- ``RNN`` of the built-in cells (``SimpleRNNCell``, ``LSTMCell``, ``GRUCell``, a
+  ``StackedRNNCells`` or list of them) is the same recurrent nodes as the fused layers, one
+  per cell; an ``RNN`` of your own cell raises, naming the layer and the cell.
+- ``Conv1D`` is ``Conv`` (transposed to channels-first and back; ``'same'`` padding as
+  ``SAME_UPPER``, or explicit pads with a dilation; ``'causal'`` pads on the left),
+  ``MaxPooling1D``/``AveragePooling1D`` are ``MaxPool``/``AveragePool`` (padded steps not
+  counted), ``GlobalMaxPooling1D``/``GlobalAveragePooling1D`` ``GlobalMaxPool``/
+  ``GlobalAveragePool``, the average over the valid steps when there is a mask (as Keras).
+- ``BatchNormalization`` (inference) is a ``Mul`` and an ``Add`` with the moving
+  statistics folded in; ``LayerNormalization`` the ``LayerNormalization`` operator from
+  opset 17 (over trailing axes), else ``ReduceMean``/``Sqrt``/``Div``; ``LeakyReLU`` is
+  ``LeakyRelu``.
+- ``Add``, ``Multiply`` and ``Concatenate`` are ``Add``, ``Mul`` and ``Concat`` with Keras's
+  merged masks; ``Attention`` (dot or concat scores, optional scale) and
+  ``AdditiveAttention`` are ``MatMul``/``Tanh``/``ReduceSum`` scores, the value mask and the
+  causal mask (``use_causal_mask``) subtracting 1e9 as Keras, ``Softmax`` and ``MatMul``
+  with the value; the query mask zeroes the output and is its mask. ``Lambda`` has no ONNX
+  form (its function is Python).
 
 The batch size and the number of steps are dynamic axes (``batch``, ``time``), whatever
 the model was built or trained with (the number of steps stays fixed when the model's input
@@ -54,6 +72,10 @@ import numpy as np
 
 from .._cells import CELLS
 from . import activations as _acts
+from .advanced_activations import LeakyReLU
+from .attention import _BIG as _ATTENTION_BIG
+from .attention import AdditiveAttention, Attention
+from .convolutional import Conv1D
 from .layers import (
     Activation,
     Dense,
@@ -66,7 +88,12 @@ from .layers import (
     Reshape,
     TimeDistributed,
 )
+from .merging import Add, Concatenate, Multiply
+from .normalization import BatchNormalization, LayerNormalization
+from .pooling import AveragePooling1D, GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _RNNBase
+from .regularization import SpatialDropout1D
+from .rnn_cells import RNN
 
 __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "OnnxExportError", "export_onnx"]
 
@@ -116,8 +143,9 @@ def _onnx() -> Any:
 class _Graph:
     """An ONNX graph under construction: nodes, initializers and fresh names."""
 
-    def __init__(self, onnx: Any) -> None:
+    def __init__(self, onnx: Any, opset: int = DEFAULT_OPSET) -> None:
         self.onnx = onnx
+        self.opset = opset
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.inputs: list[Any] = []
@@ -451,28 +479,276 @@ class _Exporter:
         inner = getattr(layer, "_graph", None)
         if inner is not None:  # a model used as a layer
             return self.run_graph(inner, xs)
-        if isinstance(layer, _RNNBase) and type(layer) in self._DISPATCH:
+        recurrent = isinstance(layer, _RNNBase) and type(layer) in self._DISPATCH
+        if recurrent or type(layer) is RNN:
             x, init = xs[0], [t.name for t in xs[1:]] or None
+            run = self.rnn_call if recurrent else self.rnn_cells_call
             if init is not None:
                 # as fastrnn's graphs (and Keras 3): a call with initial_state runs unmasked,
                 # its output carrying the sequence's mask
-                out, finals = self.rnn_call(layer, _Tensor(x.name, x.rank, None), init)
+                out, finals = run(layer, _Tensor(x.name, x.rank, None), init)
                 out.mask = x.mask if layer.return_sequences else None
             else:
-                out, finals = self.rnn_call(layer, x)
+                out, finals = run(layer, x)
             if layer.return_state:
                 return [out] + [_Tensor(f, 2, None) for f in finals]
             return [out]
+        method = self._MULTI.get(type(layer))
+        if method is not None:
+            return [getattr(self, method)(layer, xs)]
         if len(xs) != 1:
             raise OnnxExportError(f"layer {layer.name!r} ({type(layer).__name__}) called on "
                                   f"{len(xs)} inputs has no ONNX form in fastrnn's exporter")
         return [self.layer(layer, xs[0])]
+
+    # -- the layers of issue 22 ----------------------------------------------------------
+    def rnn_cells(self, layer: RNN, x: _Tensor) -> _Tensor:
+        if layer.return_state:
+            raise OnnxExportError(f"layer {layer.name!r} (RNN): return_state=True has no place "
+                                  "in a one-output model")
+        return self.rnn_cells_call(layer, x)[0]
+
+    def rnn_cells_call(self, layer: RNN, x: _Tensor, init: list[str] | None = None
+                       ) -> tuple[_Tensor, list[str]]:
+        """``RNN`` of built-in cells: its fused layers one after the other, as fastrnn runs
+        them (the same ONNX nodes as the fused layers); your own cells have no ONNX form."""
+        fused = getattr(layer, "_fused", None)
+        if fused is None:
+            raise OnnxExportError(f"layer {layer.name!r} (RNN) runs the custom cell "
+                                  f"{getattr(layer.cell, 'name', layer.cell)!r} "
+                                  f"({type(layer.cell).__name__}), which has no ONNX form; "
+                                  "the built-in cells (SimpleRNNCell, LSTMCell, GRUCell, "
+                                  "StackedRNNCells of them) export")
+        finals: list[str] = []
+        k = 0
+        for lay in fused:
+            st = None if init is None else init[k:k + lay._n_states]
+            k += lay._n_states
+            x, fin = self.rnn_call(lay, x, st)
+            finals += fin
+        return x, finals
+
+    def leaky_relu(self, layer: LeakyReLU, x: _Tensor) -> _Tensor:
+        return _Tensor(self.g.node("LeakyRelu", [x.name], alpha=float(layer.negative_slope)),
+                       x.rank, x.mask)
+
+    def batch_normalization(self, layer: BatchNormalization, x: _Tensor) -> _Tensor:
+        """Inference: ``x * a + b`` with the moving statistics folded into ``a`` and ``b``."""
+        bs = layer._bshape(x.rank)
+        inv = 1.0 / np.sqrt(layer.moving_variance.value.astype(np.float64) + layer.epsilon)
+        a = inv if layer.gamma is None else inv * layer.gamma.value
+        b = -layer.moving_mean.value * a
+        if layer.beta is not None:
+            b = b + layer.beta.value
+        g = self.g
+        y = g.node("Mul", [x.name, g.const(np.reshape(a, bs), hint=f"{layer.name}_scale")])
+        y = g.node("Add", [y, g.const(np.reshape(b, bs), hint=f"{layer.name}_shift")])
+        return _Tensor(y, x.rank, x.mask)
+
+    def _mean(self, x: str, axes: list[int]) -> str:
+        """``ReduceMean`` over ``axes``, kept (axes an attribute before opset 18)."""
+        g = self.g
+        if g.opset >= 18:
+            return g.node("ReduceMean", [x, g.ints(axes)], keepdims=1)
+        return g.node("ReduceMean", [x], axes=axes, keepdims=1)
+
+    def layer_normalization(self, layer: LayerNormalization, x: _Tensor) -> _Tensor:
+        g = self.g
+        axes = sorted(a % x.rank for a in layer._axes)
+        bs = layer._bshape(x.rank)
+        trailing = axes == list(range(axes[0], x.rank))
+        if g.opset >= 17 and trailing:  # the LayerNormalization operator
+            pshape = [bs[a] for a in axes]
+            gamma = np.ones(pshape) if layer.gamma is None else layer.gamma.value.reshape(pshape)
+            ins = [x.name, g.const(gamma, hint=f"{layer.name}_gamma")]
+            if layer.beta is not None:
+                ins.append(g.const(layer.beta.value.reshape(pshape), hint=f"{layer.name}_beta"))
+            y = g.node("LayerNormalization", ins, axis=axes[0], epsilon=float(layer.epsilon))
+            return _Tensor(y, x.rank, x.mask)
+        xc = g.node("Sub", [x.name, self._mean(x.name, axes)])
+        var = self._mean(g.node("Mul", [xc, xc]), axes)
+        y = g.node("Div", [xc, g.node("Sqrt", [g.node("Add", [var, g.const(layer.epsilon)])])])
+        if layer.gamma is not None:
+            y = g.node("Mul", [y, g.const(layer.gamma.value.reshape(bs))])
+        if layer.beta is not None:
+            y = g.node("Add", [y, g.const(layer.beta.value.reshape(bs))])
+        return _Tensor(y, x.rank, x.mask)
+
+    def _channels_first(self, layer: Any, x: _Tensor) -> str:
+        if x.rank != 3:
+            raise OnnxExportError(f"layer {layer.name!r} ({type(layer).__name__}) expects a "
+                                  f"3-D input (batch, steps, channels), got rank {x.rank}")
+        return self.g.node("Transpose", [x.name], perm=[0, 2, 1])
+
+    def _window_attrs(self, layer: Any, size: int, stride: int, dilation: int, padding: str
+                      ) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"kernel_shape": [size], "strides": [stride]}
+        span = dilation * (size - 1) + 1
+        if padding == "same" and dilation == 1:  # the extra step on the right, as Keras
+            attrs["auto_pad"] = "SAME_UPPER"
+        elif padding == "same" and stride == 1:  # ONNX Runtime: no SAME_* with dilations
+            attrs["pads"] = [(span - 1) // 2, span - 1 - (span - 1) // 2]
+        elif padding == "same":
+            raise OnnxExportError(f"layer {layer.name!r} ({type(layer).__name__}): "
+                                  "padding='same' with both strides and dilation_rate above 1 "
+                                  "has no ONNX form in fastrnn's exporter (its padding depends "
+                                  "on the sequence length)")
+        elif padding == "causal":
+            attrs["pads"] = [dilation * (size - 1), 0]
+        return attrs
+
+    def conv1d(self, layer: Conv1D, x: _Tensor) -> _Tensor:
+        g = self.g
+        w = np.transpose(layer.kernel.value, (2, 1, 0))  # (filters, channels, size)
+        ins = [self._channels_first(layer, x), g.const(w, hint=f"{layer.name}_kernel")]
+        if layer.bias is not None:
+            ins.append(g.const(layer.bias.value, hint=f"{layer.name}_bias"))
+        y = g.node("Conv", ins, dilations=[layer.dilation_rate],
+                   **self._window_attrs(layer, layer.kernel_size, layer.strides,
+                                        layer.dilation_rate, layer.padding))
+        y = g.node("Transpose", [y], perm=[0, 2, 1])
+        return _Tensor(_activation(g, y, layer.activation, layer), 3, None)
+
+    def pooling1d(self, layer: MaxPooling1D | AveragePooling1D, x: _Tensor) -> _Tensor:
+        g = self.g
+        op = "MaxPool" if isinstance(layer, MaxPooling1D) else "AveragePool"
+        y = g.node(op, [self._channels_first(layer, x)],
+                   **self._window_attrs(layer, layer.pool_size, layer.strides, 1,
+                                        layer.padding))
+        return _Tensor(g.node("Transpose", [y], perm=[0, 2, 1]), 3, None)
+
+    def global_pooling1d(self, layer: GlobalMaxPooling1D | GlobalAveragePooling1D,
+                         x: _Tensor) -> _Tensor:
+        """Over the time axis; the average over the valid steps only when there is a mask
+        (as Keras; the max ignores it, as Keras 3)."""
+        g = self.g
+        if isinstance(layer, GlobalAveragePooling1D) and x.mask is not None:
+            m = g.node("Cast", [g.node("Unsqueeze", [x.mask, g.ints([-1])])],
+                       to=g.onnx.TensorProto.FLOAT)
+            y = g.node("Div", [g.node("ReduceSum", [g.node("Mul", [x.name, m]), g.ints([1])],
+                                      keepdims=1),
+                               g.node("ReduceSum", [m, g.ints([1])], keepdims=1)])
+        else:
+            op = "GlobalMaxPool" if isinstance(layer, GlobalMaxPooling1D) else \
+                "GlobalAveragePool"
+            y = g.node("Transpose", [g.node(op, [self._channels_first(layer, x)])],
+                       perm=[0, 2, 1])
+        if not layer.keepdims:
+            return _Tensor(g.node("Squeeze", [y, g.ints([1])]), 2, None)
+        return _Tensor(y, 3, None)
+
+    def _full_mask(self, x: _Tensor) -> str:
+        """``x``'s (batch, time) mask, all True where it has none."""
+        g = self.g
+        if x.mask is not None:
+            return x.mask
+        bt = g.node("Slice", [g.node("Shape", [x.name]), g.ints([0]), g.ints([2]), g.ints([0])])
+        return g.node("Expand", [g.const(True, np.bool_), bt])
+
+    def _or(self, masks: list[str]) -> str:
+        out = masks[0]
+        for m in masks[1:]:
+            out = self.g.node("Or", [out, m])
+        return out
+
+    def add(self, layer: Add, xs: list[_Tensor]) -> _Tensor:
+        g = self.g
+        y = xs[0].name
+        for x in xs[1:]:
+            y = g.node("Add", [y, x.name])
+        masks = [x.mask for x in xs]
+        return _Tensor(y, xs[0].rank, None if None in masks else self._or(masks))
+
+    def multiply(self, layer: Multiply, xs: list[_Tensor]) -> _Tensor:
+        """Keras 3: an input's masked entries count as 1; with masks on every input the
+        output is 0 where none is valid (and masked by their OR)."""
+        g = self.g
+        names = [x.name if x.mask is None else g.node("Where", [
+            g.node("Unsqueeze", [x.mask, g.ints([-1])]), x.name, g.const(1.0)]) for x in xs]
+        y = names[0]
+        for n in names[1:]:
+            y = g.node("Mul", [y, n])
+        masks = [x.mask for x in xs]
+        if None in masks:
+            return _Tensor(y, xs[0].rank, None)
+        keep = self._or(masks)
+        y = g.node("Where", [g.node("Unsqueeze", [keep, g.ints([-1])]), y, g.const(0.0)])
+        return _Tensor(y, xs[0].rank, keep)
+
+    def concatenate(self, layer: Concatenate, xs: list[_Tensor]) -> _Tensor:
+        g = self.g
+        rank = xs[0].rank
+        ax = layer._axis(rank)
+        y = g.node("Concat", [x.name for x in xs], axis=ax)
+        mask = None
+        if any(x.mask is not None for x in xs):
+            if ax == rank - 1:  # Keras: any valid entry of the step (a missing mask: valid)
+                mask = None if any(x.mask is None for x in xs) else \
+                    self._or([x.mask for x in xs])
+            elif rank == 3 and ax == 1:  # along time: the masks side by side
+                mask = g.node("Concat", [self._full_mask(x) for x in xs], axis=1)
+            else:
+                raise OnnxExportError(f"layer {layer.name!r} (Concatenate): masked inputs "
+                                      f"concatenated on axis {layer.axis} of rank {rank} have "
+                                      "no ONNX form in fastrnn's exporter")
+        return _Tensor(y, rank, mask)
+
+    def attention(self, layer: Attention | AdditiveAttention, xs: list[_Tensor]) -> _Tensor:
+        """Scores (dot, concat or additive), value mask and causal mask as ``s - 1e9``
+        (Keras), ``Softmax`` over the value steps, ``MatMul`` with the value; the query mask
+        zeroes the output and is its mask. Dropout is the identity (inference)."""
+        g = self.g
+        q, v = xs[0], xs[1]
+        k = xs[2] if len(xs) > 2 else v
+        if any(t.rank != 3 for t in (q, v, k)):
+            raise OnnxExportError(f"layer {layer.name!r} ({type(layer).__name__}) expects "
+                                  "3-D inputs (batch, steps, dim)")
+        if isinstance(layer, Attention) and layer.score_mode == "dot":
+            s = g.node("MatMul", [q.name, g.node("Transpose", [k.name], perm=[0, 2, 1])])
+            if layer.scale is not None:
+                s = g.node("Mul", [s, g.const(layer.scale.value, hint=f"{layer.name}_scale")])
+        else:
+            a = g.node("Add", [g.node("Unsqueeze", [q.name, g.ints([2])]),
+                               g.node("Unsqueeze", [k.name, g.ints([1])])])
+            if isinstance(layer, Attention):
+                if layer.scale is not None:
+                    a = g.node("Mul", [a, g.const(layer.scale.value)])
+                s = g.node("ReduceSum", [g.node("Tanh", [a]), g.ints([-1])], keepdims=0)
+                s = g.node("Mul", [s, g.const(layer.concat_score_weight.value)])
+            else:
+                t = g.node("Tanh", [a])
+                if layer.scale is not None:
+                    t = g.node("Mul", [t, g.const(layer.scale.value, hint=f"{layer.name}_scale")])
+                s = g.node("ReduceSum", [t, g.ints([-1])], keepdims=0)
+        smask = None if v.mask is None else g.node("Unsqueeze", [v.mask, g.ints([1])])
+        if layer.causal:
+            def steps(t: _Tensor) -> str:
+                n = g.node("Gather", [g.node("Shape", [t.name]), g.const(1, np.int64)])
+                return g.node("Range", [g.const(0, np.int64), n, g.const(1, np.int64)])
+            causal = g.node("GreaterOrEqual", [g.node("Unsqueeze", [steps(q), g.ints([1])]),
+                                               g.node("Unsqueeze", [steps(k), g.ints([0])])])
+            smask = causal if smask is None else g.node("And", [smask, causal])
+        if smask is not None:
+            s = g.node("Where", [smask, s, g.node("Sub", [s, g.const(_ATTENTION_BIG)])])
+        out = g.node("MatMul", [g.node("Softmax", [s], axis=-1), v.name])
+        if q.mask is not None:
+            out = g.node("Where", [g.node("Unsqueeze", [q.mask, g.ints([-1])]), out,
+                                   g.const(0.0)])
+        return _Tensor(out, 3, q.mask)
+
+    _MULTI: dict[type, str] = {Add: "add", Multiply: "multiply", Concatenate: "concatenate",
+                               Attention: "attention", AdditiveAttention: "attention"}
 
     _DISPATCH: dict[type, str] = {
         SimpleRNN: "rnn", LSTM: "rnn", GRU: "rnn", Bidirectional: "bidirectional",
         Dense: "dense", Activation: "activation", Embedding: "embedding", Masking: "masking",
         Dropout: "dropout", Flatten: "flatten", Reshape: "reshape",
         RepeatVector: "repeat_vector", TimeDistributed: "time_distributed",
+        RNN: "rnn_cells", LeakyReLU: "leaky_relu", BatchNormalization: "batch_normalization",
+        LayerNormalization: "layer_normalization", Conv1D: "conv1d",
+        MaxPooling1D: "pooling1d", AveragePooling1D: "pooling1d",
+        GlobalMaxPooling1D: "global_pooling1d", GlobalAveragePooling1D: "global_pooling1d",
+        SpatialDropout1D: "dropout",
     }
 
     def layer(self, layer: Any, x: _Tensor) -> _Tensor:
@@ -493,7 +769,7 @@ class _Exporter:
             raise OnnxExportError(
                 f"layer {layer.name!r} ({type(layer).__name__}) has no ONNX form in fastrnn's "
                 "exporter; supported layers: "
-                + ", ".join(sorted(c.__name__ for c in self._DISPATCH)))
+                + ", ".join(sorted(c.__name__ for c in [*self._DISPATCH, *self._MULTI])))
         return getattr(self, method)(layer, x)
 
 
@@ -617,10 +893,11 @@ def export_onnx(model: Any, path: str | os.PathLike | None = None, *,
     top, layers = layers, _all_layers(layers)
     rnns = [s for layer in layers for s in (
         (layer.forward_layer, layer.backward_layer) if isinstance(layer, Bidirectional)
+        else (getattr(layer, "_fused", None) or ()) if isinstance(layer, RNN)
         else (layer,)) if isinstance(s, _RNNBase)]
     if states is None:
         states = any(r.stateful for r in rnns)
-    g = _Graph(onnx)
+    g = _Graph(onnx, opset)
     # the time axis is dynamic unless a layer's output size depends on it (Flatten, Reshape)
     fixed = any(isinstance(layer, (Flatten, Reshape)) for layer in layers)
     tensors = []
