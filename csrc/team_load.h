@@ -1,0 +1,62 @@
+/*
+ * team_load.h — what a recurrence pass knows of the machine it actually gets, and the thread count
+ * it picks from that. Internal, not part of the public API.
+ *
+ * Process-wide state, all atomics: the passes in flight (concurrent callers share the thread
+ * budget instead of each spinning a full team against the others); when the last team finished
+ * (after FR_LOAD_IDLE_NS of idle, the team's threads sleep and waking them has a cost); the wake
+ * cost measured on the passes that paid it (the delay until the last thread of the team starts);
+ * the serial speed measured on the passes run (nanoseconds per flop); and until when the machine
+ * counts as contended (a recent team slept a large part of its time in its per-step barrier:
+ * other pools' threads or other processes hold the cores), during which teams are halved.
+ */
+#ifndef FASTRNN_TEAM_LOAD_H
+#define FASTRNN_TEAM_LOAD_H
+
+#include <stdint.h>
+
+/* Idle time after which the team's threads (and cores) are asleep. libgomp's threads spin about
+   300000 polls (under a millisecond) before they sleep on a futex. */
+#define FR_LOAD_IDLE_NS 1000000
+/* The wake cost assumed until one is measured, ns (measured here: team_load.c). */
+#define FR_LOAD_WAKE_NS 60000
+/* The serial speed assumed until one is measured, ns per flop (~20 GFLOP/s: one AVX2 core). */
+#define FR_LOAD_NS_PER_FLOP 0.05
+/* Share of a team's time asleep in its barrier from which the machine counts as contended. */
+#define FR_LOAD_CONTENDED_SHARE 0.2
+/* How long the machine counts as contended after such a pass (at least), ns. */
+#define FR_LOAD_CONTENDED_NS 50000000
+
+/* A pass's entry in the process-wide load: fill with fr_load_enter, end with fr_load_leave. */
+typedef struct {
+    int64_t t_enter; /* clock at entry, ns */
+    int inflight;    /* passes in flight at entry, this one included */
+    int idle;        /* whether the team had been idle for FR_LOAD_IDLE_NS at entry */
+} fr_load_ticket;
+
+/* Monotonic clock, nanoseconds. */
+int64_t fr_load_now_ns(void);
+
+/* Count a pass in (before it plans its team). */
+void fr_load_enter(fr_load_ticket *t);
+
+/* Threads for a pass that would use `want` (the size-based count, already capped by the caller's
+   budget `nthreads`) for `flops` of work in all: the share of the budget left to it by the
+   passes in flight, halved while the machine is contended, 1 where waking an idle team costs
+   more than the threads would save. Always within [1, want]. */
+int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops);
+
+/* Count a pass out: it ran nt threads over `flops` of work; wake_ns: the delay until its last
+   thread started (0 when nt == 1), slept_ns: its threads' total sleep in barriers. */
+void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_ns,
+                   int64_t slept_ns);
+
+/* The share of a budget of nthreads left to a parallel region outside a pass by the passes in
+   flight (at least 1). */
+int fr_load_share(int nthreads);
+
+/* The current estimates, for the benchmark and tests: wake cost (ns), serial speed (ns per flop
+   times 1e6), passes in flight, whether contended now. */
+void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *inflight, int *contended);
+
+#endif
