@@ -80,6 +80,8 @@ int fr_load_share(int nthreads) {
     return share < 1 ? 1 : share;
 }
 
+void fr_load_forget_inflight(void) { atomic_store_explicit(&inflight, 0, memory_order_relaxed); }
+
 void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *n_inflight, int *contended) {
     *wake_ns = atomic_load_explicit(&wake_est_ns, memory_order_relaxed);
     *ns_per_mflop = atomic_load_explicit(&ns_per_gflop, memory_order_relaxed) / 1000;

@@ -55,6 +55,9 @@ void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_n
    flight (at least 1). */
 int fr_load_share(int nthreads);
 
+/* Count every pass out (a forked child's handler: the passes in flight were its parent's). */
+void fr_load_forget_inflight(void);
+
 /* The current estimates, for the benchmark and tests: wake cost (ns), serial speed (ns per flop
    times 1e6), passes in flight, whether contended now. */
 void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *inflight, int *contended);
