@@ -189,7 +189,9 @@ def run_pipeline(threads: int, rounds: int) -> dict[str, Any]:
     _set_threads("fastrnn", threads)
     _set_threads("torch", threads)
     raw = [one_round(threads) for _ in range(rounds)]
-    return {"threads": threads, "rounds": raw, "summary": summarize(raw),
+    from fastrnn import _kernels
+    load = _kernels.team_load() if hasattr(_kernels, "team_load") else None  # older checkouts
+    return {"threads": threads, "rounds": raw, "summary": summarize(raw), "team_load": load,
             "shapes": {"disturbed": SHAPE, "callers": CONCURRENT_SHAPE, "idle": IDLE_SHAPE}}
 
 
@@ -240,6 +242,10 @@ def format_pipeline(report: dict[str, Any]) -> str:
         if "target" in row:
             tgt = f"{row['target']}: {'met' if row['met'] else 'NOT met'}"
         lines.append(f"{cond:<14} {fr:>9} {tn:>9} {fot:>9}  {tgt}")
+    if report.get("team_load"):
+        d = report["team_load"]
+        lines.append(f"team: wake cost after idle {d['wake_ns'] / 1e3:.0f} us, serial speed "
+                     f"{1e6 / d['ns_per_mflop']:.1f} GFLOP/s (fastrnn's running estimates)")
     lines.append("(disturbed rows: time over the same round's quiet time; callers: total "
                  "throughput over serial; after idle: time over 1 thread's after the same idle)")
     return "\n".join(lines) + "\n"
