@@ -40,6 +40,9 @@
 #define FR_GROUP_MAX_WEIGHT_BYTES (1 << 20)
 /* Rows per call of the backward pointwise. */
 #define FR_BW_ROWS 16
+/* A pass's flops from which a one-thread pass measures its time off the processor (two clock
+   reads of a few hundred nanoseconds against about 50 us of work). */
+#define FR_MEASURE_FLOPS 1.0e6
 /* Flops per step and thread below which an extra thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 16000.0
 
@@ -283,27 +286,34 @@ static int run_pass(fr_pass *ps, int nthreads) {
         if (ps->begin) ps->begin(ps);
         const int nt = ps->plan.nt;
         int short_team = 0;
-        const int64_t t0 = nt > 1 ? fr_load_now_ns() : 0;
+        /* measured where it costs nothing next to the work: a team's start-up and the time its
+           threads spend off their processors (team_load.h) */
+        const int measure = nt > 1 || flops > FR_MEASURE_FLOPS;
+        const int64_t t0 = measure ? fr_load_now_ns() : 0;
         _Atomic int64_t last_start = t0; /* when the team's last thread started */
+        _Atomic int64_t off = 0;         /* the threads' wall time minus CPU time */
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
-            if (nt > 1) {
-                const int64_t ts = fr_load_now_ns();
-                int64_t seen = atomic_load_explicit(&last_start, memory_order_relaxed);
-                while (ts > seen && !atomic_compare_exchange_weak_explicit(
-                                        &last_start, &seen, ts, memory_order_relaxed,
-                                        memory_order_relaxed)) {
-                }
+            const int64_t ts = measure ? fr_load_now_ns() : 0;
+            const int64_t cpu0 = measure ? fr_load_thread_cpu_ns() : 0;
+            int64_t seen = atomic_load_explicit(&last_start, memory_order_relaxed);
+            while (ts > seen && !atomic_compare_exchange_weak_explicit(
+                                    &last_start, &seen, ts, memory_order_relaxed,
+                                    memory_order_relaxed)) {
             }
             if (team_size() != nt) { /* a smaller team than asked: redo with it below */
                 if (thread_id() == 0) short_team = team_size();
             } else {
                 ps->thread(ps, thread_id());
             }
+            if (measure) {
+                const int64_t cpu = fr_load_thread_cpu_ns() - cpu0, wall = fr_load_now_ns() - ts;
+                if (cpu0 >= 0 && wall > cpu) atomic_fetch_add(&off, wall - cpu);
+            }
         }
         if (short_team == 0) {
             fr_load_leave(&tk, nt, flops, atomic_load(&last_start) - t0,
-                          fr_team_slept_ns(ps->mem.team, nt));
+                          measure ? atomic_load(&off) : -1);
             return FR_OK;
         }
         release(&ps->mem);

@@ -56,15 +56,23 @@ static void ema(_Atomic int64_t *avg, int64_t x) {
     atomic_store_explicit(avg, a + (x - a) / 4, memory_order_relaxed);
 }
 
+int64_t fr_load_thread_cpu_ns(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return -1;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_ns,
-                   int64_t slept_ns) {
+                   int64_t off_ns) {
     const int64_t now = fr_load_now_ns(), wall = now - t->t_enter;
+    if (off_ns >= 0 && (double)off_ns > FR_LOAD_CONTENDED_SHARE * (double)wall * nt) {
+        /* even a pass of one thread that waits for its core marks the machine: more threads
+           would wait longer */
+        const int64_t hold = 4 * wall > FR_LOAD_CONTENDED_NS ? 4 * wall : FR_LOAD_CONTENDED_NS;
+        atomic_store_explicit(&contended_until_ns, now + hold, memory_order_relaxed);
+    }
     if (nt > 1) {
         if (t->idle && wake_ns > 0) ema(&wake_est_ns, wake_ns);
-        if ((double)slept_ns > FR_LOAD_CONTENDED_SHARE * (double)wall * nt) {
-            const int64_t hold = 4 * wall > FR_LOAD_CONTENDED_NS ? 4 * wall : FR_LOAD_CONTENDED_NS;
-            atomic_store_explicit(&contended_until_ns, now + hold, memory_order_relaxed);
-        }
         atomic_store_explicit(&last_end_ns, now, memory_order_relaxed);
     } else if (flops > 1e5 && t->inflight == 1) {
         /* a serial pass alone: its speed (small passes are dominated by fixed costs) */

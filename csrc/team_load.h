@@ -7,8 +7,9 @@
  * (after FR_LOAD_IDLE_NS of idle, the team's threads sleep and waking them has a cost); the wake
  * cost measured on the passes that paid it (the delay until the last thread of the team starts);
  * the serial speed measured on the passes run (nanoseconds per flop); and until when the machine
- * counts as contended (a recent team slept a large part of its time in its per-step barrier:
- * other pools' threads or other processes hold the cores), during which teams are halved.
+ * counts as contended (a recent pass's threads were off their cores for a large part of its time:
+ * waiting for the processor or asleep in the per-step barrier, because other pools' threads, other
+ * processes or other callers hold the cores), during which teams are halved.
  */
 #ifndef FASTRNN_TEAM_LOAD_H
 #define FASTRNN_TEAM_LOAD_H
@@ -22,7 +23,8 @@
 #define FR_LOAD_WAKE_NS 60000
 /* The serial speed assumed until one is measured, ns per flop (~20 GFLOP/s: one AVX2 core). */
 #define FR_LOAD_NS_PER_FLOP 0.05
-/* Share of a team's time asleep in its barrier from which the machine counts as contended. */
+/* Share of a pass's thread time spent off the processor from which the machine counts as
+   contended. */
 #define FR_LOAD_CONTENDED_SHARE 0.2
 /* How long the machine counts as contended after such a pass (at least), ns. */
 #define FR_LOAD_CONTENDED_NS 50000000
@@ -47,9 +49,13 @@ void fr_load_enter(fr_load_ticket *t);
 int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops);
 
 /* Count a pass out: it ran nt threads over `flops` of work; wake_ns: the delay until its last
-   thread started (0 when nt == 1), slept_ns: its threads' total sleep in barriers. */
+   thread started (0 when nt == 1); off_ns: its threads' total time off the processor while in
+   the pass (wall minus CPU time; negative: not measured). */
 void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_ns,
-                   int64_t slept_ns);
+                   int64_t off_ns);
+
+/* CPU time of the calling thread, nanoseconds. */
+int64_t fr_load_thread_cpu_ns(void);
 
 /* The share of a budget of nthreads left to a parallel region outside a pass by the passes in
    flight (at least 1). */

@@ -26,7 +26,6 @@ fr_team_flag *fr_team_new(int nt) {
         atomic_init(&f[i].n, 0);
         atomic_init(&f[i].word, 0);
         atomic_init(&f[i].sleepers, 0);
-        atomic_init(&f[i].slept_ns, 0);
     }
     return f;
 }
@@ -59,7 +58,7 @@ static void sleep_on(fr_team_flag *f, uint32_t w) {
 #endif
 }
 
-void fr_team_wait(fr_team_flag *f, int64_t k, fr_team_flag *me) {
+void fr_team_wait(fr_team_flag *f, int64_t k) {
     const int64_t t0 = now_ns();
     int64_t t = t0;
     while (atomic_load_explicit(&f->n, memory_order_acquire) < k && t - t0 < FR_TEAM_SPIN_NS) {
@@ -67,7 +66,6 @@ void fr_team_wait(fr_team_flag *f, int64_t k, fr_team_flag *me) {
         t = now_ns();
     }
     if (atomic_load_explicit(&f->n, memory_order_acquire) >= k) return;
-    const int64_t s0 = now_ns();
     while (atomic_load_explicit(&f->n, memory_order_acquire) < k) {
         const uint32_t w = atomic_load_explicit(&f->word, memory_order_seq_cst);
         atomic_fetch_add_explicit(&f->sleepers, 1, memory_order_seq_cst);
@@ -76,12 +74,4 @@ void fr_team_wait(fr_team_flag *f, int64_t k, fr_team_flag *me) {
             sleep_on(f, w);
         atomic_fetch_sub_explicit(&f->sleepers, 1, memory_order_seq_cst);
     }
-    atomic_fetch_add_explicit(&me->slept_ns, now_ns() - s0, memory_order_relaxed);
-}
-
-int64_t fr_team_slept_ns(const fr_team_flag *f, int nt) {
-    int64_t s = 0;
-    for (int i = 0; f != NULL && i < nt; i++)
-        s += atomic_load_explicit(&f[i].slept_ns, memory_order_relaxed);
-    return s;
 }

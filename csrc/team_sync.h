@@ -8,8 +8,7 @@
  * numbers by spinning (pause). A spin that lasts longer than FR_TEAM_SPIN_NS means the awaited
  * thread has lost its processor (another pool's spinning threads, a busy process, more callers
  * than cores): the waiter then sleeps on a futex until the awaited thread arrives (and wakes it),
- * so that it stops taking the processor from the thread it waits for. The time slept is counted
- * per thread (the pass reads it to notice that it is not alone on the machine: team_load.h).
+ * so that it stops taking the processor from the thread it waits for.
  */
 #ifndef FASTRNN_TEAM_SYNC_H
 #define FASTRNN_TEAM_SYNC_H
@@ -34,8 +33,7 @@ typedef struct {
     _Atomic int64_t n;         /* the last barrier this thread reached */
     _Atomic uint32_t word;     /* the low 32 bits of n: the futex word sleepers wait on */
     _Atomic int32_t sleepers;  /* threads asleep (or about to sleep) on word */
-    _Atomic int64_t slept_ns;  /* time this thread slept in its waits (written by it only) */
-    char pad[64 - 2 * sizeof(int64_t) - 2 * sizeof(int32_t)];
+    char pad[64 - sizeof(int64_t) - 2 * sizeof(int32_t)];
 } fr_team_flag;
 
 /* Flags for nt threads, every count 0 (NULL when out of memory); free with fr_team_free. */
@@ -47,12 +45,8 @@ void fr_team_free(fr_team_flag *f);
 /* Wake every thread asleep on flag f (the slow path of an arrival). */
 void fr_team_wake(fr_team_flag *f);
 
-/* Wait until f->n >= k: spin up to FR_TEAM_SPIN_NS, then sleep; the time slept is added to
-   me->slept_ns (the slow path of a wait). */
-void fr_team_wait(fr_team_flag *f, int64_t k, fr_team_flag *me);
-
-/* The total time the nt threads of f slept in their waits, in nanoseconds. */
-int64_t fr_team_slept_ns(const fr_team_flag *f, int nt);
+/* Wait until f->n >= k: spin up to FR_TEAM_SPIN_NS, then sleep (the slow path of a wait). */
+void fr_team_wait(fr_team_flag *f, int64_t k);
 
 /* Barrier number k (1, 2, ... in order) for thread tid of nt: returns when all nt threads have
    arrived at it; every thread's writes before its arrival are visible to all after. */
@@ -70,7 +64,7 @@ static inline void fr_team_barrier(fr_team_flag *f, int tid, int nt, int64_t k) 
             if (++spins < FR_TEAM_SPINS) {
                 FR_TEAM_PAUSE();
             } else {
-                fr_team_wait(&f[i], k, me);
+                fr_team_wait(&f[i], k);
                 break;
             }
         }
