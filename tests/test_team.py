@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import _kernels
+from fastrnn import _native
 from fastrnn import functional as F
 from fastrnn.bench import pipeline
 from fastrnn.bench.report import worst_ratio
@@ -136,7 +136,7 @@ def test_concurrent_callers_get_the_serial_results(callers, restore_threads):
     for (_i, s, k), v in got.items():
         assert _same(v, serial[(s, k)]), (s, k)
     assert len(got) == callers * 6
-    assert _kernels.team_load()["inflight"] == 0
+    assert _native.team_load()["inflight"] == 0
 
 
 def test_busy_processes_beside_the_team(restore_threads):
@@ -155,11 +155,11 @@ def test_busy_processes_beside_the_team(restore_threads):
         for p in busy:
             p.kill()
             p.wait()
-    assert _kernels.team_load()["inflight"] == 0
+    assert _native.team_load()["inflight"] == 0
 
 
 def test_team_load_reports_its_estimates():
-    d = _kernels.team_load()
+    d = _native.team_load()
     assert set(d) == {"wake_ns", "ns_per_mflop", "inflight", "contended"}
     assert d["wake_ns"] > 0 and d["ns_per_mflop"] > 0 and d["inflight"] >= 0
     assert isinstance(d["contended"], bool)
@@ -173,7 +173,7 @@ def test_forked_child_does_not_count_the_parents_passes():
         import os, signal, threading
         import numpy as np
         import fastrnn
-        from fastrnn import _kernels, functional as F
+        from fastrnn import _native, functional as F
         r = np.random.default_rng(0)
         x = r.standard_normal((200, 24, 64)).astype(np.float32)
         w = (r.standard_normal((256, 64)) * 0.1).astype(np.float32)
@@ -192,10 +192,10 @@ def test_forked_child_does_not_count_the_parents_passes():
             pid = os.fork()
             if pid == 0:
                 signal.alarm(60)
-                ok = _kernels.team_load()["inflight"] == 0
+                ok = _native.team_load()["inflight"] == 0
                 fastrnn.set_num_threads(2)
                 ok = ok and np.array_equal(work(), want)
-                ok = ok and _kernels.team_load()["inflight"] == 0
+                ok = ok and _native.team_load()["inflight"] == 0
                 os._exit(0 if ok else 1)
             _, status = os.waitpid(pid, 0)
             assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, (k, status)

@@ -189,8 +189,8 @@ def run_pipeline(threads: int, rounds: int) -> dict[str, Any]:
     _set_threads("fastrnn", threads)
     _set_threads("torch", threads)
     raw = [one_round(threads) for _ in range(rounds)]
-    from fastrnn import _kernels
-    load = _kernels.team_load() if hasattr(_kernels, "team_load") else None  # older checkouts
+    from fastrnn import _native
+    load = _native.team_load() if hasattr(_native, "team_load") else None  # older checkouts
     return {"threads": threads, "rounds": raw, "summary": summarize(raw), "team_load": load,
             "shapes": {"disturbed": SHAPE, "callers": CONCURRENT_SHAPE, "idle": IDLE_SHAPE}}
 
