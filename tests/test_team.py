@@ -6,6 +6,7 @@ timeouts only guard against hangs."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -278,3 +279,21 @@ def test_worst_ratio_is_against_the_faster_anchor():
     ratio, where = worst_ratio(report)
     assert ratio == pytest.approx(0.9) and where.startswith("training")
     assert worst_ratio({"results": [_row("fastrnn", "inference", [1.0])]}) is None
+
+
+def test_offgrid_cli_runs_the_sweep_and_reports_the_worst_ratio(tmp_path):
+    from fastrnn.bench.cases import OFF_GRID
+    out = tmp_path / "off.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, *filter(None, [env.get("PYTHONPATH")])])
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastrnn", "bench", "--offgrid", "--cells", "rnn", "--modes",
+         "inference", "--impls", "fastrnn,torch", "--repeats", "3", "--threads", "2",
+         "--gemm-size", "256", "--quiet", "--no-reference", "--json", str(out)],
+        env=env, capture_output=True, text=True, timeout=HANG_GUARD_S * 3)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rep = json.loads(out.read_text())
+    assert {d["row"] for d in rep["results"]} == set(OFF_GRID)
+    assert any(I != H for _T, _B, I, H in OFF_GRID.values())
+    assert "off-grid worst per-round ratio" in proc.stdout
+    assert worst_ratio(rep) is not None
