@@ -19,10 +19,13 @@
 /* Idle time after which the team's threads (and cores) are asleep. libgomp's threads spin about
    300000 polls (under a millisecond) before they sleep on a futex. */
 #define FR_LOAD_IDLE_NS 1000000
-/* The wake cost assumed until one is measured, ns (measured here: team_load.c). */
-#define FR_LOAD_WAKE_NS 60000
-/* The serial speed assumed until one is measured, ns per flop (~20 GFLOP/s: one AVX2 core). */
-#define FR_LOAD_NS_PER_FLOP 0.05
+/* The wake cost assumed until one is measured, ns. Measured on the 2-core development VM after
+   100 ms idle: 2 threads cost 3.4 ms against 0.36 ms on 1 for a batch-1 LSTM(64), T = 100
+   (the issue's report: 11.8 ms against 0.43 ms); the team's own estimate there: 1 to 5 ms. */
+#define FR_LOAD_WAKE_NS 1000000
+/* The serial speed assumed until one is measured, ns per flop (50 GFLOP/s; one AVX-512 core of
+   the development VM measures 50 to 100, an AVX2 core about half). */
+#define FR_LOAD_NS_PER_FLOP 0.02
 /* Share of a pass's thread time spent off the processor from which the machine counts as
    contended. */
 #define FR_LOAD_CONTENDED_SHARE 0.2
