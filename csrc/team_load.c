@@ -65,7 +65,8 @@ int64_t fr_load_thread_cpu_ns(void) {
 void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_ns,
                    int64_t off_ns) {
     const int64_t now = fr_load_now_ns(), wall = now - t->t_enter;
-    if (off_ns >= 0 && (double)off_ns > FR_LOAD_CONTENDED_SHARE * (double)wall * nt) {
+    if (off_ns > FR_LOAD_CONTENDED_MIN_NS &&
+        (double)off_ns > FR_LOAD_CONTENDED_SHARE * (double)wall * nt) {
         /* even a pass of one thread that waits for its core marks the machine: more threads
            would wait longer */
         const int64_t hold = 4 * wall > FR_LOAD_CONTENDED_NS ? 4 * wall : FR_LOAD_CONTENDED_NS;

@@ -29,6 +29,9 @@
 /* Share of a pass's thread time spent off the processor from which the machine counts as
    contended. */
 #define FR_LOAD_CONTENDED_SHARE 0.2
+/* Off-processor time below which a pass never marks the machine contended, ns (one preemption
+   of a sub-millisecond pass is not a machine held by others). */
+#define FR_LOAD_CONTENDED_MIN_NS 200000
 /* How long the machine counts as contended after such a pass (at least), ns. */
 #define FR_LOAD_CONTENDED_NS 50000000
 
