@@ -138,12 +138,7 @@ def _check_finite(a: np.ndarray, name: str, what: str) -> None:
                          f"data first)")
 
 
-def _check_verbose(verbose: Any) -> int:
-    if verbose == "auto":
-        return 1
-    if isinstance(verbose, bool) or not isinstance(verbose, (int, np.integer)) or verbose < 0:
-        raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
-    return int(verbose)
+_check_verbose = _data._check_verbose
 
 
 def _take(arrays: list[Any], idx: Any) -> list[Any]:
