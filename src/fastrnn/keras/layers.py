@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import _native
 from . import activations as _acts
-from .backend import floatx, rng, unique_name
+from .backend import floatx, unique_name
 from .base import (
     Layer,
     Variable,
@@ -32,6 +32,7 @@ from .base import (
     serialize_initializer,
 )
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _Tokens
+from .regularization import Dropout, SpatialDropout1D
 from .symbolic import KerasTensor, Node
 
 __all__ = [
@@ -472,59 +473,6 @@ class Masking(Layer):
         return {**super().get_config(), "mask_value": self.mask_value}
 
 
-class Dropout(Layer):
-    """Zero a fraction ``rate`` of the inputs during training, scaling the rest by
-    ``1 / (1 - rate)``; identity at inference.
-
-    Parameters
-    ----------
-    rate : float
-        In ``[0, 1)``.
-    noise_shape : tuple, optional
-        Shape of the dropout mask, broadcast over the input (None entries take the input's).
-    seed : int, optional
-    """
-
-    supports_masking = True
-
-    def __init__(self, rate: float, noise_shape: Any = None, seed: int | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.rate = check_float("Dropout", "rate", rate, 0.0, 1.0, hi_open=True)
-        self.noise_shape = None if noise_shape is None else normalize_shape(noise_shape,
-                                                                            "noise_shape")
-        self.seed = seed
-        self._rng = rng(seed) if seed is not None else None
-
-    def forward(self, x: np.ndarray, mask: np.ndarray | None, training: bool
-                ) -> tuple[np.ndarray, np.ndarray | None]:
-        if not training or self.rate == 0.0:
-            self._cache = None
-            return x, mask
-        shape = x.shape
-        if self.noise_shape is not None:
-            if len(self.noise_shape) != x.ndim:
-                raise ValueError(f"Dropout: noise_shape {self.noise_shape} does not match the "
-                                 f"input rank {x.ndim}")
-            shape = tuple(s if n is None else n
-                          for s, n in zip(x.shape, self.noise_shape, strict=True))
-        g = self._rng if self._rng is not None else rng()
-        keep = (g.random(shape) >= self.rate).astype(x.dtype)
-        keep *= 1.0 / (1.0 - self.rate)
-        self._cache = keep
-        return x * keep, mask
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        keep = self._cache
-        self._cache = None
-        return dy if keep is None else dy * keep
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "rate": self.rate,
-                "noise_shape": None if self.noise_shape is None else list(self.noise_shape),
-                "seed": self.seed}
-
-
 class RepeatVector(Layer):
     """Repeat a ``(batch, features)`` input ``n`` times: ``(batch, n, features)``."""
 
@@ -726,7 +674,6 @@ from .pooling import (  # noqa: E402
     GlobalMaxPooling1D,
     MaxPooling1D,
 )
-from .regularization import SpatialDropout1D  # noqa: E402
 from .rnn_cells import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells  # noqa: E402
 
 _EXTRA_LAYERS = (LeakyReLU, Attention, AdditiveAttention, Conv1D, Lambda, Add, Concatenate,
