@@ -29,7 +29,9 @@ from .base import (
     Variable,
     check_float,
     normalize_shape,
+    registered_class,
     serialize_initializer,
+    serialize_registered,
 )
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _Tokens
 from .regularization import Dropout, SpatialDropout1D
@@ -636,27 +638,14 @@ _REGISTRY: dict[str, type[Layer]] = {
 
 def serialize(layer: Layer) -> dict:
     """``{'class_name': ..., 'config': ...}`` of a built-in layer (JSON-compatible)."""
-    name = type(layer).__name__
-    if _REGISTRY.get(name) is not type(layer):
-        raise ValueError(f"cannot serialize layer {layer.name!r} of type {name}: only "
-                         f"fastrnn's built-in layers can be saved "
-                         f"({', '.join(sorted(_REGISTRY))})")
-    return {"class_name": name, "config": layer.get_config()}
+    return serialize_registered(_REGISTRY, layer, "layer")
 
 
 def deserialize(config: dict) -> Layer:
     """Build a layer from :func:`serialize`'s output (built-in layer classes only)."""
-    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
-        raise ValueError(f"a layer config must be a dict with 'class_name', got {config!r}")
-    cls = _REGISTRY.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"unknown layer type {config['class_name']!r}; known: "
-                         f"{', '.join(sorted(_REGISTRY))}")
-    cfg = config.get("config")
-    if not isinstance(cfg, dict):
-        raise ValueError(f"layer config of {config['class_name']} must be a dict")
+    cls, cfg = registered_class(_REGISTRY, config, "layer")
     try:
-        return cls.from_config(dict(cfg))
+        return cls.from_config(cfg)
     except TypeError as exc:
         raise ValueError(f"invalid config for layer {config['class_name']}: {exc}") from exc
 

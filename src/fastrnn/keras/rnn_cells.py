@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Layer, Variable, mask_to_lengths
+from .base import Layer, Variable, mask_to_lengths, registered_class, serialize_registered
 from .recurrent import GRU, LSTM, SimpleRNN, _call_with_state, _RNNBase
 
 __all__ = ["GRUCell", "LSTMCell", "RNN", "SimpleRNNCell", "StackedRNNCells"]
@@ -558,23 +558,10 @@ _CELLS: dict[str, type[Layer]] = {c.__name__: c for c in (SimpleRNNCell, LSTMCel
 
 def serialize_cell(cell: Any) -> dict:
     """``{'class_name', 'config'}`` of a built-in cell (your own cells cannot be saved)."""
-    name = type(cell).__name__
-    if _CELLS.get(name) is not type(cell):
-        raise ValueError(f"cannot serialize cell {getattr(cell, 'name', cell)!r} of type "
-                         f"{name}: only the built-in cells ({', '.join(sorted(_CELLS))}) can "
-                         "be saved")
-    return {"class_name": name, "config": cell.get_config()}
+    return serialize_registered(_CELLS, cell, "cell")
 
 
 def deserialize_cell(config: Any) -> Any:
     """Rebuild a cell from :func:`serialize_cell`'s output (built-in cells only)."""
-    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
-        raise ValueError(f"a cell config must be a dict with 'class_name', got {config!r}")
-    cls = _CELLS.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"unknown cell type {config['class_name']!r}; known: "
-                         f"{', '.join(sorted(_CELLS))}")
-    cfg = config.get("config")
-    if not isinstance(cfg, dict):
-        raise ValueError(f"cell config of {config['class_name']} must be a dict")
-    return cls.from_config(dict(cfg))
+    cls, cfg = registered_class(_CELLS, config, "cell")
+    return cls.from_config(cfg)
