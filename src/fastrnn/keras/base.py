@@ -149,6 +149,14 @@ def check_float(owner: str, argname: str, value: Any, lo: float = -math.inf,
     return v
 
 
+def reject_unsupported(owner: str, **args: Any) -> None:
+    """NotImplementedError naming the first of the Keras arguments ``args`` (in order) that
+    is not None: fastrnn does not implement them (regularizers, constraints, LoRA...)."""
+    for k, v in args.items():
+        if v is not None:
+            raise NotImplementedError(f"{owner}: {k} is not supported")
+
+
 def check_int(owner: str, argname: str, value: Any, lo: int = 0) -> int:
     """``value`` as an int ``>= lo`` (bools and floats refused) or a clear error."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

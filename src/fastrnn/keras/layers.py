@@ -30,6 +30,7 @@ from .base import (
     check_float,
     normalize_shape,
     registered_class,
+    reject_unsupported,
     serialize_initializer,
     serialize_registered,
 )
@@ -199,12 +200,10 @@ class Dense(Layer):
                  kernel_regularizer: Any = None, bias_regularizer: Any = None,
                  kernel_constraint: Any = None, bias_constraint: Any = None,
                  lora_rank: Any = None, **kwargs: Any) -> None:
-        for k, v in (("kernel_regularizer", kernel_regularizer),
-                     ("bias_regularizer", bias_regularizer),
-                     ("kernel_constraint", kernel_constraint),
-                     ("bias_constraint", bias_constraint), ("lora_rank", lora_rank)):
-            if v is not None:
-                raise NotImplementedError(f"Dense: {k} is not supported")
+        reject_unsupported("Dense", kernel_regularizer=kernel_regularizer,
+                           bias_regularizer=bias_regularizer,
+                           kernel_constraint=kernel_constraint,
+                           bias_constraint=bias_constraint, lora_rank=lora_rank)
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense: units must be a positive int, got {units!r}")
@@ -322,10 +321,8 @@ class Embedding(Layer):
                  embeddings_constraint: Any = None, mask_zero: bool = False,
                  weights: Any = None, lora_rank: Any = None, input_length: int | None = None,
                  **kwargs: Any) -> None:
-        for k, v in (("embeddings_regularizer", embeddings_regularizer),
-                     ("embeddings_constraint", embeddings_constraint), ("lora_rank", lora_rank)):
-            if v is not None:
-                raise NotImplementedError(f"Embedding: {k} is not supported")
+        reject_unsupported("Embedding", embeddings_regularizer=embeddings_regularizer,
+                           embeddings_constraint=embeddings_constraint, lora_rank=lora_rank)
         super().__init__(**kwargs)
         for argname, v in (("input_dim", input_dim), ("output_dim", output_dim)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
