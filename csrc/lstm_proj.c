@@ -29,6 +29,27 @@ static inline int64_t lstmp_time_of(int64_t s, int64_t L, int reverse) {
     return (reverse && s < L) ? L - 1 - s : s;
 }
 
+/* Whether every length is in [0, T] (no lengths: all T). */
+static int lstmp_lengths_ok(const int64_t *lengths, int64_t B, int64_t T) {
+    if (lengths)
+        for (int64_t b = 0; b < B; b++)
+            if (lengths[b] < 0 || lengths[b] > T) return 0;
+    return 1;
+}
+
+/* The drivers' scratch: `bytes` of work space and B row indices; FR_ERR_NOMEM (nothing held)
+   or FR_OK (free both with fr_scratch_free). */
+static int lstmp_scratch(size_t bytes, int64_t B, void **work, int64_t **rows) {
+    *work = fr_scratch_alloc(bytes);
+    if (*work == NULL) return FR_ERR_NOMEM;
+    *rows = fr_scratch_alloc((size_t)B * sizeof(int64_t));
+    if (*rows == NULL) {
+        fr_scratch_free(*work);
+        return FR_ERR_NOMEM;
+    }
+    return FR_OK;
+}
+
 int64_t fr_lstmp_cache_size(int64_t T, int64_t B, int64_t H, int64_t P) {
     if (T < 0 || B < 0 || H < 0 || P < 0) return -1;
     if (T == 0 || B == 0) return 0;
@@ -57,9 +78,7 @@ int SFX(fr_lstmp_forward)(REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL
         (I > 0 && T > 0 && B > 0 && (x == NULL || w_ih == NULL)) ||
         fr_lstmp_cache_size(T, B, H, P) < 0)
         return FR_ERR_ARG;
-    if (lengths)
-        for (int64_t b = 0; b < B; b++)
-            if (lengths[b] < 0 || lengths[b] > T) return FR_ERR_ARG;
+    if (!lstmp_lengths_ok(lengths, B, T)) return FR_ERR_ARG;
     const int64_t GH = 4 * H, TB = T * B;
     for (int64_t k = 0; k < B * P; k++) h_n[k] = h0 ? h0[k] : (REAL)0;
     for (int64_t k = 0; k < B * H; k++) c_n[k] = c0 ? c0[k] : (REAL)0;
@@ -67,13 +86,10 @@ int SFX(fr_lstmp_forward)(REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL
 
     /* xp (T*B, 4H) | xs, hs (B, 4H) | rb (B, H) | pb (B, P) */
     const size_t n = (size_t)(TB * GH + 2 * B * GH + B * H + B * P);
-    REAL *xp = fr_scratch_alloc(n * sizeof(REAL));
-    if (xp == NULL) return FR_ERR_NOMEM;
-    int64_t *rows = fr_scratch_alloc((size_t)B * sizeof(int64_t));
-    if (rows == NULL) {
-        fr_scratch_free(xp);
-        return FR_ERR_NOMEM;
-    }
+    void *work;
+    int64_t *rows;
+    if (lstmp_scratch(n * sizeof(REAL), B, &work, &rows) != FR_OK) return FR_ERR_NOMEM;
+    REAL *xp = work;
     REAL *xs = xp + TB * GH, *hs = xs + B * GH, *rb = hs + B * GH, *pb = rb + B * H;
     memset(rb, 0, (size_t)(B * H) * sizeof(REAL)); /* rows never computed stay defined */
     int st = FR_OK;
@@ -150,9 +166,7 @@ int SFX(fr_lstmp_backward)(REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw
         (I > 0 && T > 0 && B > 0 && (x == NULL || w_ih == NULL || dw_ih == NULL)) ||
         fr_lstmp_cache_size(T, B, H, P) < 0)
         return FR_ERR_ARG;
-    if (lengths)
-        for (int64_t b = 0; b < B; b++)
-            if (lengths[b] < 0 || lengths[b] > T) return FR_ERR_ARG;
+    if (!lstmp_lengths_ok(lengths, B, T)) return FR_ERR_ARG;
     const int64_t GH = 4 * H, TB = T * B;
     for (int64_t k = 0; k < B * P; k++) dh0[k] = dh_n ? dh_n[k] : (REAL)0;
     for (int64_t k = 0; k < B * H; k++) dc0[k] = dc_n ? dc_n[k] : (REAL)0;
@@ -160,13 +174,10 @@ int SFX(fr_lstmp_backward)(REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw
 
     /* dg (T*B, 4H) | dhs (T*B, P) | dstep (B, 4H) | dr (B, H) | hb, pb (B, P) */
     const size_t n = (size_t)(TB * GH + TB * P + B * GH + B * H + 2 * B * P);
-    REAL *dg = fr_scratch_alloc(n * sizeof(REAL));
-    if (dg == NULL) return FR_ERR_NOMEM;
-    int64_t *rows = fr_scratch_alloc((size_t)B * sizeof(int64_t));
-    if (rows == NULL) {
-        fr_scratch_free(dg);
-        return FR_ERR_NOMEM;
-    }
+    void *work;
+    int64_t *rows;
+    if (lstmp_scratch(n * sizeof(REAL), B, &work, &rows) != FR_OK) return FR_ERR_NOMEM;
+    REAL *dg = work;
     REAL *dhs = dg + TB * GH, *dstep = dhs + TB * P, *dr = dstep + B * GH, *hb = dr + B * H;
     REAL *pb = hb + B * P;
     const REAL *hprev_c = cache, *gates_c = cache + TB * P, *cprev_c = gates_c + TB * GH;

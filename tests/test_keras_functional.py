@@ -5,30 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _keras_helpers import SumForTest as _SumForTest
 
 import fastrnn.keras as keras
 from fastrnn.keras import layers
-from fastrnn.keras.base import Layer
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     keras.set_random_seed(0)
-
-
-class _SumForTest(Layer):
-    """A test-only two-input layer (the sum)."""
-
-    multi_input = True
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[0])
-
-    def forward(self, xs, masks, training):
-        return xs[0] + xs[1], None
-
-    def backward(self, dy, need_dx=True):
-        return [dy, dy]
 
 
 def _seq2seq(units=8, n_in=5, n_out=6):

@@ -9,8 +9,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from _keras_helpers import SumForTest as _SumForTest  # noqa: E402
+from _keras_helpers import float64_everywhere, sgd_delta  # noqa: E402
+
 import fastrnn.keras as fk  # noqa: E402
-from fastrnn.keras.base import Layer  # noqa: E402
 
 K = keras.layers
 # Keras's Dense on a 3-D input (torch backend) is float32-accurate even in float64 (1e-7
@@ -20,44 +22,13 @@ TOL = 1e-6
 
 @pytest.fixture(autouse=True)
 def _float64():
-    # Keras caches its global dtype policy from floatx on first use: set and restore both
-    old_k, old_p, old_f = keras.config.floatx(), keras.config.dtype_policy(), fk.floatx()
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    fk.set_floatx("float64")
-    keras.utils.set_random_seed(0)
-    yield
-    keras.config.set_floatx(old_k)
-    keras.config.set_dtype_policy(old_p)
-    fk.set_floatx(old_f)
-
-
-class _SumForTest(Layer):
-    """A test-only two-input layer (the sum), to build graphs with several inputs here
-    without depending on the merge layers of fastrnn.keras.layers."""
-
-    multi_input = True
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[0])
-
-    def forward(self, xs, masks, training):
-        return xs[0] + xs[1], None
-
-    def backward(self, dy, need_dx=True):
-        return [dy, dy]
+    with float64_everywhere():
+        yield
 
 
 def _sgd_step(model, x, y, keras_side):
-    """Weights after minus before one SGD step with learning rate 1: minus the gradient."""
-    before = [w.copy() for w in model.get_weights()]
-    if keras_side:
-        model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
-    else:
-        model.compile(optimizer=fk.optimizers.SGD(1.0), loss="mse")
-    loss = model.train_on_batch(x, y)
-    return float(np.ravel(loss)[0]), [a - b for a, b in zip(model.get_weights(), before,
-                                                            strict=True)]
+    """Loss and weights after minus before one SGD step with learning rate 1."""
+    return sgd_delta(model, x, y, keras.optimizers if keras_side else fk.optimizers)
 
 
 def _check_same(km, om, x, y):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from _keras_helpers import float64_everywhere
+from _keras_helpers import sgd_delta as _sgd_delta
 
 import fastrnn.keras as fk
 
@@ -20,24 +22,8 @@ TOL = 1e-6
 
 @pytest.fixture(autouse=True)
 def _float64():
-    # Keras fixes its global dtype policy from floatx at the first layer it builds: set and
-    # restore both, so that later tests get float32 Keras layers again
-    old_k, old_f, old_p = keras.config.floatx(), fk.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    fk.set_floatx("float64")
-    keras.utils.set_random_seed(0)
-    yield
-    keras.config.set_floatx(old_k)
-    keras.config.set_dtype_policy(old_p)
-    fk.set_floatx(old_f)
-
-
-def _sgd_delta(model, x, y, opt):
-    before = [w.copy() for w in model.get_weights()]
-    model.compile(optimizer=opt.SGD(1.0), loss="mse")
-    loss = float(np.ravel(model.train_on_batch(x, y))[0])
-    return loss, [a - b for a, b in zip(model.get_weights(), before, strict=True)]
+    with float64_everywhere():
+        yield
 
 
 def _check(build, x, y):

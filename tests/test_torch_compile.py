@@ -16,44 +16,23 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _torch_helpers import (  # noqa: E402
+    F64,
+    KINDS,
+    TOL,
+    count_kernel_calls,
+    make_pair,
+)
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
 import fastrnn.torch as ft  # noqa: E402
 
-F64 = torch.float64
-TOL = dict(rtol=1e-9, atol=1e-11)
-TORCH_CLS = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
-FAST_CLS = {"RNN": ft.RNN, "LSTM": ft.LSTM, "GRU": ft.GRU}
-KINDS = ["RNN", "LSTM", "GRU"]
-
-
-def make_pair(kind, *args, dtype=F64, **kwargs):
-    """A torch.nn module and a drop-in with the same weights."""
-    torch.manual_seed(0)
-    ref = TORCH_CLS[kind](*args, dtype=dtype, **kwargs)
-    fast = FAST_CLS[kind](*args, dtype=dtype, **kwargs)
-    fast.load_state_dict(ref.state_dict())
-    return ref, fast
-
 
 @pytest.fixture
 def kernel_calls(monkeypatch):
     """Counts of fastrnn's forward and backward kernel calls (eager and compiled alike)."""
-    calls = {"forward": 0, "backward": 0}
-    fwd, bwd = ft._ops_forward, ft._ops_backward
-
-    def counted_forward(*a, **k):
-        calls["forward"] += 1
-        return fwd(*a, **k)
-
-    def counted_backward(*a, **k):
-        calls["backward"] += 1
-        return bwd(*a, **k)
-
-    monkeypatch.setattr(ft, "_ops_forward", counted_forward)
-    monkeypatch.setattr(ft, "_ops_backward", counted_backward)
-    return calls
+    return count_kernel_calls(monkeypatch)
 
 
 def states(kind, LD, B, H, dtype, requires_grad=True):

@@ -11,25 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from torch import nn  # noqa: E402
+from _torch_helpers import F64, KINDS, TOL, make_pair  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence  # noqa: E402
 
 import fastrnn.torch as ft  # noqa: E402
-
-F64 = torch.float64
-TOL = dict(rtol=1e-9, atol=1e-11)
-TORCH_CLS = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
-FAST_CLS = {"RNN": ft.RNN, "LSTM": ft.LSTM, "GRU": ft.GRU}
-KINDS = ["RNN", "LSTM", "GRU"]
-
-
-def make_pair(kind, *args, **kwargs):
-    """A torch.nn module and a drop-in with the same float64 weights."""
-    torch.manual_seed(0)
-    ref = TORCH_CLS[kind](*args, dtype=F64, **kwargs)
-    fast = FAST_CLS[kind](*args, dtype=F64, **kwargs)
-    fast.load_state_dict(ref.state_dict())
-    return ref, fast
 
 
 def as_function(module, kind, packed_lengths=None):

@@ -12,12 +12,13 @@ import pytest
 
 torch = pytest.importorskip("torch")  # CI installs torch: this runs there
 
+from _torch_helpers import F64, count_kernel_calls  # noqa: E402
+from _torch_helpers import make_pair as _make_pair  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 import fastrnn.torch as ft  # noqa: E402
 
-F64 = torch.float64
 # torch's own LSTMP warns once that oneDNN does not take projections
 pytestmark = pytest.mark.filterwarnings(
     "ignore:LSTM with projections is not supported with oneDNN")
@@ -26,31 +27,18 @@ pytestmark = pytest.mark.filterwarnings(
 @pytest.fixture
 def kernel_calls(monkeypatch):
     """Counts of fastrnn's forward/backward calls; fails a test on any fallback warning."""
-    calls = {"forward": 0, "backward": 0}
-    fwd, bwd = ft._ops_forward, ft._ops_backward
-
-    def counted_forward(*a, **k):
-        calls["forward"] += 1
+    def check_forward(k):
         assert k.get("w_hr") is not None  # the projection reached the kernels
-        return fwd(*a, **k)
 
-    def counted_backward(*a, **k):
-        calls["backward"] += 1
-        return bwd(*a, **k)
-
-    monkeypatch.setattr(ft, "_ops_forward", counted_forward)
-    monkeypatch.setattr(ft, "_ops_backward", counted_backward)
+    calls = count_kernel_calls(monkeypatch, check_forward)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ft.FallbackWarning)
         yield calls
 
 
 def make_pair(*args, dtype=F64, **kwargs):
-    torch.manual_seed(0)
-    ref = nn.LSTM(*args, dtype=dtype, **kwargs)
-    fast = ft.LSTM(*args, dtype=dtype, **kwargs)
-    fast.load_state_dict(ref.state_dict())
-    return ref, fast
+    """torch.nn.LSTM and fastrnn.torch.LSTM with the same weights."""
+    return _make_pair("LSTM", *args, dtype=dtype, **kwargs)
 
 
 def outputs_and_grads(module, inputs, leaves, packed=False):

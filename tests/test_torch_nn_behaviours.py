@@ -15,6 +15,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _torch_helpers import F64, FAST_CLS, KINDS, TOL, TORCH_CLS, make_pair  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils import parametrizations  # noqa: E402
 from torch.nn.utils.rnn import (  # noqa: E402
@@ -24,20 +25,6 @@ from torch.nn.utils.rnn import (  # noqa: E402
 )
 
 import fastrnn.torch as ft  # noqa: E402
-
-F64 = torch.float64
-TOL = dict(rtol=1e-9, atol=1e-11)
-TORCH_CLS = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
-FAST_CLS = {"RNN": ft.RNN, "LSTM": ft.LSTM, "GRU": ft.GRU}
-KINDS = ["RNN", "LSTM", "GRU"]
-
-
-def make_pair(kind, *args, **kwargs):
-    torch.manual_seed(0)
-    ref = TORCH_CLS[kind](*args, dtype=F64, **kwargs)
-    fast = FAST_CLS[kind](*args, dtype=F64, **kwargs)
-    fast.load_state_dict(ref.state_dict())
-    return ref, fast
 
 
 def flat(out):

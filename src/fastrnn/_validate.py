@@ -576,6 +576,20 @@ class PreparedProj:
     G: int = 4
 
 
+def check_proj_args(cell: str, precision: str, nonlinearity: Any,
+                    prepared: Any = None) -> None:
+    """Raise ValueError unless the arguments beside ``w_hr`` fit an LSTM with a projection:
+    ``cell="lstm"``, ``precision="float32"``, no ``prepared`` weights, no nonlinearity.
+    (The forwards of :mod:`fastrnn.functional` and :mod:`fastrnn.reference` call it.)"""
+    if cell != "lstm":
+        raise ValueError(f"w_hr (a projection) is only for the LSTM, got cell {cell!r}")
+    if precision != "float32" or prepared is not None:
+        raise ValueError("w_hr (LSTM with projection) runs in the arrays' own precision "
+                         "only: pass precision='float32' and prepared=None")
+    if nonlinearity is not None:
+        raise ValueError("nonlinearity is only for the RNN; LSTM takes None")
+
+
 def prepare_proj(x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, w_hr: Any, b_ih: Any,
                  b_hh: Any, lengths: Any = None, reverse: Any = False,
                  training: Any = True) -> PreparedProj:

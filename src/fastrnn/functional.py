@@ -60,6 +60,7 @@ from ._validate import (
     PRECISIONS,
     check_ctx,
     check_precision,
+    check_proj_args,
     prepare,
     prepare_grads,
     prepare_grads_proj,
@@ -155,13 +156,7 @@ def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih
     """
     precision = check_precision(precision, training)
     if w_hr is not None:
-        if cell != "lstm":
-            raise ValueError(f"w_hr (a projection) is only for the LSTM, got cell {cell!r}")
-        if precision != "float32" or prepared is not None:
-            raise ValueError("w_hr (LSTM with projection) runs in the arrays' own precision "
-                             "only: pass precision='float32' and prepared=None")
-        if nonlinearity is not None:
-            raise ValueError("nonlinearity is only for the RNN; LSTM takes None")
+        check_proj_args(cell, precision, nonlinearity, prepared)
         return _native.forward_proj(prepare_proj(x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh,
                                                  lengths, reverse, training))
     if prepared is not None and not isinstance(prepared, PreparedWeights):

@@ -58,6 +58,7 @@ from ._validate import (
     Prepared,
     PreparedProj,
     check_ctx,
+    check_proj_args,
     prepare,
     prepare_grads,
     prepare_grads_proj,
@@ -891,11 +892,7 @@ def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih
         ``c_n`` None for a cell without a cell state; ``ctx`` None unless ``training``.
     """
     if w_hr is not None:
-        if cell != "lstm":
-            raise ValueError(f"w_hr (a projection) is only for the LSTM, got cell {cell!r}")
-        if precision != "float32" or nonlinearity is not None:
-            raise ValueError("w_hr (LSTM with projection) takes precision='float32' and "
-                             "nonlinearity=None")
+        check_proj_args(cell, precision, nonlinearity)
         return _lstmp_forward(prepare_proj(x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, lengths,
                                            reverse, training))
     p = prepare(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, nonlinearity, reverse,

@@ -149,6 +149,14 @@ def check_float(owner: str, argname: str, value: Any, lo: float = -math.inf,
     return v
 
 
+def reject_unsupported(owner: str, **args: Any) -> None:
+    """NotImplementedError naming the first of the Keras arguments ``args`` (in order) that
+    is not None: fastrnn does not implement them (regularizers, constraints, LoRA...)."""
+    for k, v in args.items():
+        if v is not None:
+            raise NotImplementedError(f"{owner}: {k} is not supported")
+
+
 def check_int(owner: str, argname: str, value: Any, lo: int = 0) -> int:
     """``value`` as an int ``>= lo`` (bools and floats refused) or a clear error."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -532,6 +540,32 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+def serialize_registered(registry: dict, obj: Any, what: str) -> dict:
+    """``{'class_name', 'config'}`` of ``obj``, whose class must be ``registry``'s entry for
+    its name (``what``: "layer" or "cell", for the error message)."""
+    name = type(obj).__name__
+    if registry.get(name) is not type(obj):
+        raise ValueError(f"cannot serialize {what} {getattr(obj, 'name', obj)!r} of type "
+                         f"{name}: only fastrnn's built-in {what}s can be saved "
+                         f"({', '.join(sorted(registry))})")
+    return {"class_name": name, "config": obj.get_config()}
+
+
+def registered_class(registry: dict, config: Any, what: str) -> tuple[type, dict]:
+    """The class ``registry`` holds for ``config["class_name"]`` and a copy of
+    ``config["config"]``; ValueError names what is wrong with ``config``."""
+    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
+        raise ValueError(f"a {what} config must be a dict with 'class_name', got {config!r}")
+    cls = registry.get(config["class_name"])
+    if cls is None:
+        raise ValueError(f"unknown {what} type {config['class_name']!r}; known: "
+                         f"{', '.join(sorted(registry))}")
+    cfg = config.get("config")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{what} config of {config['class_name']} must be a dict")
+    return cls, dict(cfg)
 
 
 def serialize_initializer(init: Any) -> Any:

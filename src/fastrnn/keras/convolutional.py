@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import _native
 from . import activations as _acts
-from .base import Layer, serialize_initializer
+from .base import Layer, reject_unsupported, serialize_initializer
 
 __all__ = ["Conv1D", "padded_length", "window_geometry"]
 
@@ -121,12 +121,10 @@ class Conv1D(Layer):
                  kernel_regularizer: Any = None, bias_regularizer: Any = None,
                  kernel_constraint: Any = None, bias_constraint: Any = None,
                  **kwargs: Any) -> None:
-        for k, v in (("kernel_regularizer", kernel_regularizer),
-                     ("bias_regularizer", bias_regularizer),
-                     ("kernel_constraint", kernel_constraint),
-                     ("bias_constraint", bias_constraint)):
-            if v is not None:
-                raise NotImplementedError(f"Conv1D: {k} is not supported")
+        reject_unsupported("Conv1D", kernel_regularizer=kernel_regularizer,
+                           bias_regularizer=bias_regularizer,
+                           kernel_constraint=kernel_constraint,
+                           bias_constraint=bias_constraint)
         super().__init__(**kwargs)
         if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) \
                 or filters <= 0:

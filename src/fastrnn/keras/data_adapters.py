@@ -97,9 +97,22 @@ def _check_verbose(verbose: Any) -> int:
 
 
 def _callbacks(callbacks: Any) -> list:
+    """A list of callbacks from None, one callback or a sequence (as Keras flattens them)."""
     if callbacks is None:
         return []
     return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+
+
+def _fit_callbacks(model: Any, callbacks: Any, verbose: int,
+                   params: dict) -> tuple[CallbackList, History]:
+    """The callbacks of a ``fit``: a progress bar first when ``verbose``, the user's, then
+    the returned :class:`History` last."""
+    history = History()
+    cbs_list = _callbacks(callbacks)
+    if verbose:
+        cbs_list.insert(0, ProgbarLogger(verbose))
+    cbs_list.append(history)
+    return CallbackList(cbs_list, model=model, params=params), history
 
 
 def _eval_batch(model: Any, x: Any, y: Any, sw: Any, what: str) -> None:
@@ -162,13 +175,8 @@ def fit(model: Any, x: Any, epochs: int = 1, verbose: Any = "auto", callbacks: A
         else:
             raise ValueError("validation_data must be (x_val, y_val), (x_val, y_val, "
                              "sample_weight_val), a generator or a PyDataset")
-    history = History()
-    cbs_list = _callbacks(callbacks)
-    if verbose:
-        cbs_list.insert(0, ProgbarLogger(verbose))
-    cbs_list.append(history)
-    cbs = CallbackList(cbs_list, model=model,
-                       params={"epochs": epochs, "steps": src.steps, "verbose": verbose})
+    cbs, history = _fit_callbacks(model, callbacks, verbose,
+                                  {"epochs": epochs, "steps": src.steps, "verbose": verbose})
     model.stop_training = False
     model.history = history
     variables = None

@@ -23,15 +23,19 @@ import numpy as np
 
 from .. import _native
 from . import activations as _acts
-from .backend import floatx, rng, unique_name
+from .backend import floatx, unique_name
 from .base import (
     Layer,
     Variable,
     check_float,
     normalize_shape,
+    registered_class,
+    reject_unsupported,
     serialize_initializer,
+    serialize_registered,
 )
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, _Tokens
+from .regularization import Dropout, SpatialDropout1D
 from .symbolic import KerasTensor, Node
 
 __all__ = [
@@ -196,12 +200,10 @@ class Dense(Layer):
                  kernel_regularizer: Any = None, bias_regularizer: Any = None,
                  kernel_constraint: Any = None, bias_constraint: Any = None,
                  lora_rank: Any = None, **kwargs: Any) -> None:
-        for k, v in (("kernel_regularizer", kernel_regularizer),
-                     ("bias_regularizer", bias_regularizer),
-                     ("kernel_constraint", kernel_constraint),
-                     ("bias_constraint", bias_constraint), ("lora_rank", lora_rank)):
-            if v is not None:
-                raise NotImplementedError(f"Dense: {k} is not supported")
+        reject_unsupported("Dense", kernel_regularizer=kernel_regularizer,
+                           bias_regularizer=bias_regularizer,
+                           kernel_constraint=kernel_constraint,
+                           bias_constraint=bias_constraint, lora_rank=lora_rank)
         super().__init__(**kwargs)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense: units must be a positive int, got {units!r}")
@@ -319,10 +321,8 @@ class Embedding(Layer):
                  embeddings_constraint: Any = None, mask_zero: bool = False,
                  weights: Any = None, lora_rank: Any = None, input_length: int | None = None,
                  **kwargs: Any) -> None:
-        for k, v in (("embeddings_regularizer", embeddings_regularizer),
-                     ("embeddings_constraint", embeddings_constraint), ("lora_rank", lora_rank)):
-            if v is not None:
-                raise NotImplementedError(f"Embedding: {k} is not supported")
+        reject_unsupported("Embedding", embeddings_regularizer=embeddings_regularizer,
+                           embeddings_constraint=embeddings_constraint, lora_rank=lora_rank)
         super().__init__(**kwargs)
         for argname, v in (("input_dim", input_dim), ("output_dim", output_dim)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
@@ -470,59 +470,6 @@ class Masking(Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "mask_value": self.mask_value}
-
-
-class Dropout(Layer):
-    """Zero a fraction ``rate`` of the inputs during training, scaling the rest by
-    ``1 / (1 - rate)``; identity at inference.
-
-    Parameters
-    ----------
-    rate : float
-        In ``[0, 1)``.
-    noise_shape : tuple, optional
-        Shape of the dropout mask, broadcast over the input (None entries take the input's).
-    seed : int, optional
-    """
-
-    supports_masking = True
-
-    def __init__(self, rate: float, noise_shape: Any = None, seed: int | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.rate = check_float("Dropout", "rate", rate, 0.0, 1.0, hi_open=True)
-        self.noise_shape = None if noise_shape is None else normalize_shape(noise_shape,
-                                                                            "noise_shape")
-        self.seed = seed
-        self._rng = rng(seed) if seed is not None else None
-
-    def forward(self, x: np.ndarray, mask: np.ndarray | None, training: bool
-                ) -> tuple[np.ndarray, np.ndarray | None]:
-        if not training or self.rate == 0.0:
-            self._cache = None
-            return x, mask
-        shape = x.shape
-        if self.noise_shape is not None:
-            if len(self.noise_shape) != x.ndim:
-                raise ValueError(f"Dropout: noise_shape {self.noise_shape} does not match the "
-                                 f"input rank {x.ndim}")
-            shape = tuple(s if n is None else n
-                          for s, n in zip(x.shape, self.noise_shape, strict=True))
-        g = self._rng if self._rng is not None else rng()
-        keep = (g.random(shape) >= self.rate).astype(x.dtype)
-        keep *= 1.0 / (1.0 - self.rate)
-        self._cache = keep
-        return x * keep, mask
-
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
-        keep = self._cache
-        self._cache = None
-        return dy if keep is None else dy * keep
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "rate": self.rate,
-                "noise_shape": None if self.noise_shape is None else list(self.noise_shape),
-                "seed": self.seed}
 
 
 class RepeatVector(Layer):
@@ -688,27 +635,14 @@ _REGISTRY: dict[str, type[Layer]] = {
 
 def serialize(layer: Layer) -> dict:
     """``{'class_name': ..., 'config': ...}`` of a built-in layer (JSON-compatible)."""
-    name = type(layer).__name__
-    if _REGISTRY.get(name) is not type(layer):
-        raise ValueError(f"cannot serialize layer {layer.name!r} of type {name}: only "
-                         f"fastrnn's built-in layers can be saved "
-                         f"({', '.join(sorted(_REGISTRY))})")
-    return {"class_name": name, "config": layer.get_config()}
+    return serialize_registered(_REGISTRY, layer, "layer")
 
 
 def deserialize(config: dict) -> Layer:
     """Build a layer from :func:`serialize`'s output (built-in layer classes only)."""
-    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
-        raise ValueError(f"a layer config must be a dict with 'class_name', got {config!r}")
-    cls = _REGISTRY.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"unknown layer type {config['class_name']!r}; known: "
-                         f"{', '.join(sorted(_REGISTRY))}")
-    cfg = config.get("config")
-    if not isinstance(cfg, dict):
-        raise ValueError(f"layer config of {config['class_name']} must be a dict")
+    cls, cfg = registered_class(_REGISTRY, config, "layer")
     try:
-        return cls.from_config(dict(cfg))
+        return cls.from_config(cfg)
     except TypeError as exc:
         raise ValueError(f"invalid config for layer {config['class_name']}: {exc}") from exc
 
@@ -726,7 +660,6 @@ from .pooling import (  # noqa: E402
     GlobalMaxPooling1D,
     MaxPooling1D,
 )
-from .regularization import SpatialDropout1D  # noqa: E402
 from .rnn_cells import RNN, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells  # noqa: E402
 
 _EXTRA_LAYERS = (LeakyReLU, Attention, AdditiveAttention, Conv1D, Lambda, Add, Concatenate,

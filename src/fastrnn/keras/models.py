@@ -56,7 +56,7 @@ from .base import (
     normalize_shape,
     weights_list,
 )
-from .callbacks import CallbackList, History, ProgbarLogger
+from .callbacks import CallbackList, History
 from .functional import Graph, _as_tensor_list
 from .layers import (
     Activation,
@@ -138,12 +138,7 @@ def _check_finite(a: np.ndarray, name: str, what: str) -> None:
                          f"data first)")
 
 
-def _check_verbose(verbose: Any) -> int:
-    if verbose == "auto":
-        return 1
-    if isinstance(verbose, bool) or not isinstance(verbose, (int, np.integer)) or verbose < 0:
-        raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
-    return int(verbose)
+_check_verbose = _data._check_verbose
 
 
 def _take(arrays: list[Any], idx: Any) -> list[Any]:
@@ -151,13 +146,7 @@ def _take(arrays: list[Any], idx: Any) -> list[Any]:
     return [None if a is None else a[idx] for a in arrays]
 
 
-def _callback_list(callbacks: Any) -> list:
-    """A list of callbacks from None, one callback or a sequence (as Keras flattens them)."""
-    if callbacks is None:
-        return []
-    if isinstance(callbacks, (list, tuple)):
-        return list(callbacks)
-    return [callbacks]
+_callback_list = _data._callbacks
 
 
 class _Tracker:
@@ -841,14 +830,9 @@ class _Trainer:
         variables = self._trainable_vars()
         n = len(xs[0])
         steps = math.ceil(n / batch_size)
-        history = History()
-        cbs_list = _callback_list(callbacks)
-        if verbose:
-            cbs_list.insert(0, ProgbarLogger(verbose))
-        cbs_list.append(history)
-        cbs = CallbackList(cbs_list, model=self,
-                           params={"epochs": epochs, "steps": steps, "verbose": verbose,
-                                   "batch_size": batch_size, "samples": n})
+        cbs, history = _data._fit_callbacks(
+            self, callbacks, verbose, {"epochs": epochs, "steps": steps, "verbose": verbose,
+                                       "batch_size": batch_size, "samples": n})
         want_begin = cbs.has("on_train_batch_begin")
         want_end = cbs.has("on_train_batch_end")
         self.stop_training = False

@@ -82,6 +82,40 @@ class _Tokens:
         return _native.gemm(dp, table, _native.empty(w_ih.shape, dgx.dtype), transa=True)
 
 
+def _call_with_state(layer: Layer, inputs: Any, mask: Any, training: Any,
+                     initial_state: Any, kwargs: dict, state_dtype: Any = None) -> Any:
+    """The shared ``__call__`` of the recurrent layers and of :class:`RNN`.
+
+    Records a symbolic call when any input or initial state is symbolic; otherwise
+    runs ``layer.forward`` eagerly on ``inputs`` (plus ``initial_state``, a list of
+    arrays or one array, cast to ``state_dtype`` when given) and returns the output,
+    or ``[output, *final_states]`` (copies) with ``layer.return_state``.
+    """
+    from .symbolic import is_symbolic, symbolic_call
+
+    if is_symbolic(inputs, {"initial_state": initial_state}):
+        return symbolic_call(layer, inputs, mask=mask, training=training,
+                             initial_state=initial_state, **kwargs)
+    if kwargs:
+        raise TypeError(f"layer {layer.name!r} got unexpected keyword arguments: "
+                        f"{', '.join(sorted(kwargs))}")
+    x = layer._prepare_input(inputs)
+    layer._build_for((None,) + tuple(x.shape[1:]))
+    layer.check_batch(x)
+    m = None if mask is None else np.asarray(mask, dtype=bool)
+    if initial_state is not None:
+        states = list(initial_state) if isinstance(initial_state, (list, tuple)) \
+            else [initial_state]
+        if state_dtype is not None:
+            states = [np.asarray(a, dtype=state_dtype) for a in states]
+        y, _ = layer.forward([x, *states], [m] + [None] * len(states), bool(training))
+    else:
+        y, _ = layer.forward(x, m, bool(training))
+    if layer.return_state:
+        return [y[0]] + [np.array(a, copy=True) for a in y[1:]]
+    return y
+
+
 def _time_major(layer: Layer, what: str, x: Any) -> tuple[Any, int, int]:
     """A recurrent layer's input as the kernels take it: ``(xt, T, B)``, xt the contiguous
     time-major (T, B, F) copy of a (B, T, F) batch, or the :class:`_Tokens` themselves."""
@@ -602,27 +636,7 @@ class _RNNBase(Layer):
         ``initial_state``: a list of ``(batch, units)`` arrays (``[h]``, or ``[h, c]`` for
         LSTM), or symbolic tensors in a functional model.
         """
-        from .symbolic import is_symbolic, symbolic_call
-
-        if is_symbolic(inputs, {"initial_state": initial_state}):
-            return symbolic_call(self, inputs, mask=mask, training=training,
-                                 initial_state=initial_state, **kwargs)
-        if kwargs:
-            raise TypeError(f"layer {self.name!r} got unexpected keyword arguments: "
-                            f"{', '.join(sorted(kwargs))}")
-        x = self._prepare_input(inputs)
-        self._build_for((None,) + tuple(x.shape[1:]))
-        self.check_batch(x)
-        m = None if mask is None else np.asarray(mask, dtype=bool)
-        if initial_state is not None:
-            states = list(initial_state) if isinstance(initial_state, (list, tuple)) \
-                else [initial_state]
-            y, _ = self.forward([x, *states], [m] + [None] * len(states), bool(training))
-        else:
-            y, _ = self.forward(x, m, bool(training))
-        if self.return_state:
-            return [y[0]] + [np.array(s, copy=True) for s in y[1:]]
-        return y
+        return _call_with_state(self, inputs, mask, training, initial_state, kwargs)
 
     def get_config(self) -> dict:
         cfg = {**super().get_config(), "units": self.units, "activation": self.activation,

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import Layer, Variable, mask_to_lengths
-from .recurrent import GRU, LSTM, SimpleRNN, _RNNBase
+from .base import Layer, Variable, mask_to_lengths, registered_class, serialize_registered
+from .recurrent import GRU, LSTM, SimpleRNN, _call_with_state, _RNNBase
 
 __all__ = ["GRUCell", "LSTMCell", "RNN", "SimpleRNNCell", "StackedRNNCells"]
 
@@ -444,28 +444,8 @@ class RNN(Layer):
                  initial_state: Any = None, **kwargs: Any) -> Any:
         """Run eagerly (or record a call on symbolic tensors); returns the output, or
         ``[output, *final_states]`` with ``return_state=True``."""
-        from .symbolic import is_symbolic, symbolic_call
-
-        if is_symbolic(inputs, {"initial_state": initial_state}):
-            return symbolic_call(self, inputs, mask=mask, training=training,
-                                 initial_state=initial_state, **kwargs)
-        if kwargs:
-            raise TypeError(f"layer {self.name!r} got unexpected keyword arguments: "
-                            f"{', '.join(sorted(kwargs))}")
-        x = self._prepare_input(inputs)
-        self._build_for((None,) + tuple(x.shape[1:]))
-        self.check_batch(x)
-        m = None if mask is None else np.asarray(mask, dtype=bool)
-        if initial_state is not None:
-            st = [initial_state] if isinstance(initial_state, np.ndarray) else \
-                list(initial_state)
-            st = [np.asarray(a, dtype=self.dtype) for a in st]
-            y, _ = self.forward([x, *st], [m] + [None] * len(st), bool(training))
-        else:
-            y, _ = self.forward(x, m, bool(training))
-        if self.return_state:
-            return [y[0]] + [np.array(a, copy=True) for a in y[1:]]
-        return y
+        return _call_with_state(self, inputs, mask, training, initial_state, kwargs,
+                                state_dtype=self.dtype)
 
     # -- the per-step path (your own cells) -----------------------------------------------
     def _step_forward(self, x, mask, training, initial_state):
@@ -578,23 +558,10 @@ _CELLS: dict[str, type[Layer]] = {c.__name__: c for c in (SimpleRNNCell, LSTMCel
 
 def serialize_cell(cell: Any) -> dict:
     """``{'class_name', 'config'}`` of a built-in cell (your own cells cannot be saved)."""
-    name = type(cell).__name__
-    if _CELLS.get(name) is not type(cell):
-        raise ValueError(f"cannot serialize cell {getattr(cell, 'name', cell)!r} of type "
-                         f"{name}: only the built-in cells ({', '.join(sorted(_CELLS))}) can "
-                         "be saved")
-    return {"class_name": name, "config": cell.get_config()}
+    return serialize_registered(_CELLS, cell, "cell")
 
 
 def deserialize_cell(config: Any) -> Any:
     """Rebuild a cell from :func:`serialize_cell`'s output (built-in cells only)."""
-    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
-        raise ValueError(f"a cell config must be a dict with 'class_name', got {config!r}")
-    cls = _CELLS.get(config["class_name"])
-    if cls is None:
-        raise ValueError(f"unknown cell type {config['class_name']!r}; known: "
-                         f"{', '.join(sorted(_CELLS))}")
-    cfg = config.get("config")
-    if not isinstance(cfg, dict):
-        raise ValueError(f"cell config of {config['class_name']} must be a dict")
-    return cls.from_config(dict(cfg))
+    cls, cfg = registered_class(_CELLS, config, "cell")
+    return cls.from_config(cfg)
