@@ -8,8 +8,9 @@ Four cases, each built once from the same code for both libraries (``mod`` is ``
 - ``rnn_forecaster``: SimpleRNN(128) + Dense(1) on length-``--timesteps`` windows of a noisy
   sine, MSE, Adam;
 - ``seq2seq``: the keras-io character-level translator's training model, scaled: one-hot
-  source (length 16, 70 symbols) into LSTM(256, return_state=True), its states as the
-  ``initial_state`` of a decoder LSTM(256, return_sequences=True) over a one-hot target
+  source (length 16, 70 symbols) into LSTM(256, return_state=True) (``--seq2seq-units``),
+  its states as the ``initial_state`` of a decoder LSTM(256, return_sequences=True) over a
+  one-hot target
   (length 60, 90 symbols), Dense(90, softmax) on every step, categorical cross-entropy,
   Adam (functional API, two inputs);
 - ``conv_lstm_forecaster``: Conv1D(32, 5, relu) + MaxPooling1D(2) + LSTM(64) + Dense(1) on
@@ -51,12 +52,15 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=1024, help="samples per timed epoch")
     p.add_argument("--timesteps", type=int, default=100)
     p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--seq2seq-units", type=int, default=SEQ2SEQ["units"],
+                   help="LSTM units of the seq2seq case (keras-io's translator: 256)")
     p.add_argument("--no-keras", action="store_true", help="measure fastrnn only")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     a = p.parse_args()
     unknown = sorted(set(c.strip() for c in a.cases.split(",") if c.strip()) - set(CASES))
     if unknown:
         p.error(f"--cases: unknown {unknown}; expected some of {list(CASES)}")
+    SEQ2SEQ["units"] = a.seq2seq_units
     return a
 
 
@@ -170,6 +174,8 @@ def main() -> None:
         ours = _build(fkeras, case, a.timesteps)
         row = {"case": case, "samples": a.samples, "timesteps": a.timesteps,
                "batch_size": a.batch_size, "threads": a.threads}
+        if case == "seq2seq":
+            row["seq2seq"] = dict(SEQ2SEQ)
         km = None
         if keras is not None:
             km = _build(keras, case, a.timesteps)
