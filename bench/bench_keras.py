@@ -10,9 +10,8 @@ Four cases, each built once from the same code for both libraries (``mod`` is ``
 - ``seq2seq``: the keras-io character-level translator's training model, scaled: one-hot
   source (length 16, 70 symbols) into LSTM(256, return_state=True) (``--seq2seq-units``),
   its states as the ``initial_state`` of a decoder LSTM(256, return_sequences=True) over a
-  one-hot target
-  (length 60, 90 symbols), Dense(90, softmax) on every step, categorical cross-entropy,
-  Adam (functional API, two inputs);
+  one-hot target (length 60, 90 symbols), Dense(90, softmax) on every step, categorical
+  cross-entropy, Adam (functional API, two inputs);
 - ``conv_lstm_forecaster``: Conv1D(32, 5, relu) + MaxPooling1D(2) + LSTM(64) + Dense(1) on
   length-``--timesteps`` windows of a noisy 7-variable series, MSE, Adam.
 
