@@ -113,3 +113,14 @@ def test_keras_api_imports_neither_the_dropin_nor_the_cli():
             bad = sorted(d for d in deps if d.startswith(("fastrnn.torch", "fastrnn.cli",
                                                           "fastrnn.bench")))
             assert not bad, f"{m} imports {bad}"
+
+
+@pytest.mark.parametrize("name", ["models", "layers", "optimizers", "callbacks", "utils"])
+def test_keras_submodules_live_under_fastrnn_keras_only(name):
+    """``keras.models`` is ``fastrnn.keras.models``; a guessed ``fastrnn.models`` fails loudly
+    instead of resolving to something else (the README says so)."""
+    import importlib
+
+    assert importlib.import_module(f"fastrnn.keras.{name}").__name__ == f"fastrnn.keras.{name}"
+    with pytest.raises(ModuleNotFoundError, match=f"fastrnn.{name}"):
+        importlib.import_module(f"fastrnn.{name}")
