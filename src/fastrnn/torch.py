@@ -945,6 +945,7 @@ def _swap_classes(module: nn.Module, table: dict[type, type]) -> nn.Module:
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     for m in module.modules():
+        _INT8.discard(m)  # both ways out of quantize_dynamic's int8 inference
         new = table.get(type(m))
         if new is not None:
             m.__class__ = new
@@ -973,8 +974,6 @@ def accelerate(module: nn.Module) -> nn.Module:
     torch.nn.Module
         ``module`` itself.
     """
-    for m in module.modules() if isinstance(module, nn.Module) else ():
-        _INT8.discard(m)
     return _swap_classes(module, _TO_FAST)
 
 
@@ -1024,6 +1023,4 @@ def restore(module: nn.Module) -> nn.Module:
     torch.nn.Module
         ``module`` itself.
     """
-    for m in module.modules() if isinstance(module, nn.Module) else ():
-        _INT8.discard(m)
     return _swap_classes(module, _TO_TORCH)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastrnn.bench.runners import Runner
@@ -126,19 +127,7 @@ def gemm_peak(n: int = GEMM_N, repeats: int = 10) -> dict[str, float]:
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), np.float32)
-    np.matmul(a, b, out=c)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        np.matmul(a, b, out=c)
-        times.append(time.perf_counter() - t)
-    flops = 2.0 * n**3
-    return {
-        "n": n,
-        "gflops": flops / min(times) / 1e9,
-        "median_gflops": flops / statistics.median(times) / 1e9,
-        "best_ms": min(times) * 1e3,
-    }
+    return _matmul_peak(lambda: np.matmul(a, b, out=c), n, repeats)
 
 
 
@@ -171,11 +160,18 @@ def bf16_gemm_peak(n: int = GEMM_N, repeats: int = 10) -> dict[str, float]:
     a = torch.randn((n, n), generator=g).to(torch.bfloat16)
     b = torch.randn((n, n), generator=g).to(torch.bfloat16)
     c = torch.empty((n, n), dtype=torch.bfloat16)
-    torch.matmul(a, b, out=c)
+    return {**_matmul_peak(lambda: torch.matmul(a, b, out=c), n, repeats),
+            "what": "torch bfloat16 matmul"}
+
+
+def _matmul_peak(product: Callable[[], object], n: int, repeats: int) -> dict:
+    """Time ``product`` (an n x n x n matrix product) after one warm-up: the best and median
+    GFLOP/s of ``repeats`` calls, and the best call's milliseconds."""
+    product()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        torch.matmul(a, b, out=c)
+        product()
         times.append(time.perf_counter() - t)
     flops = 2.0 * n**3
     return {
@@ -183,5 +179,4 @@ def bf16_gemm_peak(n: int = GEMM_N, repeats: int = 10) -> dict[str, float]:
         "gflops": flops / min(times) / 1e9,
         "median_gflops": flops / statistics.median(times) / 1e9,
         "best_ms": min(times) * 1e3,
-        "what": "torch bfloat16 matmul",
     }
