@@ -170,6 +170,38 @@ def test_compile_fullgraph_runs_the_projection_kernels_equal_to_eager(dtype, ker
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_export_with_proj_size_runs_the_projection_kernels_equal_to_eager(dtype, kernel_calls):
+    """torch.export of a two-layer bidirectional LSTMP with dynamic T and B: the exported
+    program holds fastrnn::cell_forward (one per layer-direction, no aten LSTM), its calls reach
+    the projection kernels (w_hr), and it matches eager fastrnn and torch.nn at other sizes."""
+    ref, fast = make_pair(3, 5, num_layers=2, proj_size=2, bidirectional=True, dtype=dtype)
+    torch.manual_seed(8)
+    x = torch.randn(5, 2, 3, dtype=dtype)
+    hx = (torch.randn(4, 2, 2, dtype=dtype), torch.randn(4, 2, 5, dtype=dtype))
+    T, B = torch.export.Dim("T", min=2), torch.export.Dim("B", min=2)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning,
+                                message=".*_flat_weights.*")  # torch's note
+        ep = torch.export.export(fast, (x, hx),
+                                 dynamic_shapes=({0: T, 1: B}, ({1: B}, {1: B})))
+    targets = [n.target for n in ep.graph.nodes if n.op == "call_function"]
+    assert targets.count(torch.ops.fastrnn.cell_forward.default) == 4
+    assert not any("lstm" in str(t) for t in targets), targets
+    x2 = torch.randn(7, 3, 3, dtype=dtype)
+    hx2 = (torch.randn(4, 3, 2, dtype=dtype), torch.randn(4, 3, 5, dtype=dtype))
+    kernel_calls.update(forward=0, backward=0)
+    got = ep.module()(x2, hx2)
+    assert kernel_calls["forward"] == 4
+    eager, expected = fast(x2, hx2), ref(x2, hx2)
+    for a, b, c in zip((got[0], *got[1]), (eager[0], *eager[1]), (expected[0], *expected[1]),
+                       strict=True):
+        assert a.shape == c.shape
+        assert torch.equal(a, b)
+        tol = dict(rtol=1e-9, atol=1e-11) if dtype == F64 else dict(rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a, c, **tol)
+
+
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_custom_op_with_w_hr_passes_opcheck_and_gradchecks(with_lengths):
     torch.manual_seed(6)
