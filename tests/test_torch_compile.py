@@ -225,6 +225,53 @@ def test_backward_op_refuses_an_inference_cache():
                                         True)
 
 
+@pytest.mark.parametrize("proj", [False, True])
+def test_backward_op_reuses_the_forward_context_only_for_unchanged_inputs(proj, monkeypatch):
+    """The backward op given the forward op's own cache and the same inputs reuses the
+    forward's context (no new validation); a cache copy, or an input changed in place since,
+    rebuilds it from the arguments; every way gives the gradients of the inputs it is given."""
+    torch.manual_seed(3)
+    T, B, I, H, P = 4, 2, 3, 5, 2
+    Hs = P if proj else H
+    x = torch.randn(T, B, I, dtype=F64)
+    ws = [torch.randn(4 * H, I, dtype=F64), torch.randn(4 * H, Hs, dtype=F64),
+          torch.randn(4 * H, dtype=F64), torch.randn(4 * H, dtype=F64)]
+    w_hr = torch.randn(P, H, dtype=F64) if proj else None
+    grads = (torch.randn(T, B, Hs, dtype=F64), torch.randn(B, Hs, dtype=F64),
+             torch.randn(B, H, dtype=F64))
+    prepares = []
+    for name in ("prepare", "prepare_proj"):
+        f = getattr(ft._validate, name)
+        monkeypatch.setattr(ft._validate, name,
+                            lambda *a, f=f, **k: prepares.append(1) or f(*a, **k))
+
+    def forward():
+        return torch.ops.fastrnn.cell_forward("lstm", "", False, None, True, x, None, None, *ws,
+                                              w_hr)[3]
+
+    def backward(cache):
+        return torch.ops.fastrnn.cell_backward("lstm", "", False, None, cache, x, None, None,
+                                               *ws, *grads, True, w_hr)
+
+    cache = forward()
+    prepares.clear()
+    reused = backward(cache)
+    assert prepares == []  # the forward's context
+    rebuilt = backward(cache.clone())
+    assert prepares == [1]
+    for a, b in zip(reused, rebuilt, strict=True):
+        assert torch.equal(a, b)
+    cache = forward()
+    with torch.no_grad():
+        ws[1].mul_(0.5)  # in place after the forward: the version changes
+    prepares.clear()
+    changed = backward(cache)
+    assert prepares == [1]  # rebuilt, with the weights as they are now
+    for a, b in zip(changed, backward(cache.clone()), strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(changed[0], reused[0])
+
+
 # --------------------------------------------------------------------------------------
 # Batched gradients and torch.func
 

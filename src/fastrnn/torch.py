@@ -70,6 +70,7 @@ try:
     import torch.nn.functional as F
     from torch import nn
     from torch.nn.utils.rnn import PackedSequence
+    from torch.utils.weak import WeakIdKeyDictionary
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError(
         "fastrnn.torch needs PyTorch, which is not installed; install it with "
@@ -393,6 +394,29 @@ def _none_if_empty(t: torch.Tensor) -> torch.Tensor | None:
     return None if t.dim() == 1 and t.shape[0] == 0 else t
 
 
+#: The functional context of each training ``fastrnn::cell_forward``, keyed (weakly) by the
+#: cache tensor it returned, with the key of its inputs (:func:`_inputs_key`): a
+#: ``fastrnn::cell_backward`` given that very cache and the same, unchanged inputs (as
+#: torch.compile's and torch.export's graphs give it) reuses the context instead of validating
+#: and wrapping the inputs again; any other call rebuilds it from its arguments.
+_CONTEXTS = WeakIdKeyDictionary()
+
+
+def _inputs_key(cell, nonlinearity, reverse, lengths, *tensors) -> tuple | None:
+    """What a forward's context depends on: the arguments, and each tensor's memory, shape,
+    strides, dtype and version (an in-place change bumps the version); None when a tensor
+    keeps no version (an inference tensor), so that nothing is reused."""
+    key: list = [cell, nonlinearity, reverse]
+    for t in (lengths, *tensors):
+        if t is None:
+            key.append(None)
+        elif t.is_inference():
+            return None
+        else:
+            key.append((t.data_ptr(), t._version, t.shape, t.stride(), t.dtype))
+    return tuple(key)
+
+
 # torch.library.define/impl rather than custom_op: custom_op's wrapper checks every call's
 # outputs for aliasing, a cost per call that these fresh outputs do not need
 torch.library.define("fastrnn::cell_forward", _FWD_SCHEMA)
@@ -410,9 +434,16 @@ def _op_forward(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih,
     y, h_n, c_n, fctx = _ops_forward(cell, nonlinearity or None, reverse, _np(lengths),
                                      training, _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh),
                                      _np(b_ih), _np(b_hh), w_hr=_np(w_hr))
+    if fctx is None:
+        cache = x.new_empty(0)
+    else:
+        cache = torch.from_numpy(fctx.cache)
+        key = _inputs_key(cell, nonlinearity, reverse, lengths, x, h0, c0, w_ih, w_hh, b_ih,
+                          b_hh, w_hr)
+        if key is not None:  # the inputs held too: their memory is not reused meanwhile
+            _CONTEXTS[cache] = (key, fctx, (lengths, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr))
     return (torch.from_numpy(y), torch.from_numpy(h_n),
-            x.new_empty(0) if c_n is None else torch.from_numpy(c_n),
-            x.new_empty(0) if fctx is None else torch.from_numpy(fctx.cache))
+            x.new_empty(0) if c_n is None else torch.from_numpy(c_n), cache)
 
 
 @torch.library.register_fake("fastrnn::cell_forward")
@@ -441,7 +472,11 @@ def _op_backward(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w
         raise RuntimeError("fastrnn::cell_backward: the cache is not a training forward's "
                            "(run fastrnn::cell_forward with training=True)")
     fctx: Any
-    if w_hr is not None:
+    saved = _CONTEXTS.get(cache)
+    if saved is not None and saved[0] == _inputs_key(cell, nonlinearity, reverse, lengths, x,
+                                                     h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
+        fctx = saved[1]  # the forward's own context: the same inputs, unchanged since
+    elif w_hr is not None:
         pp = _validate.prepare_proj(_np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh), _np(w_hr),
                                     _np(b_ih), _np(b_hh), _np(lengths), reverse, True)
         fctx = _native.ProjContext(pp, _np(cache))
@@ -672,8 +707,9 @@ class _FastRNNMixin:
     proj_size: int
     training: bool
     _flat_weights: list
+    _flat_weights_names: list
 
-    def _fastrnn_unsupported(self, input: Any, hx: Any) -> str | None:
+    def _fastrnn_unsupported(self, input: Any, hx: Any, weights: list) -> str | None:
         """Why this call cannot run on fastrnn: a reason to warn about, "" for a silent
         fallback (torch raises its own error, or there is nothing to compute), None when
         it can."""
@@ -712,7 +748,7 @@ class _FastRNNMixin:
         if odd(data):
             return "tensor subclasses and non-strided tensors are not accelerated"
         dtype = data.dtype
-        for w in self._flat_weights:
+        for w in weights:
             if not isinstance(w, torch.Tensor) or not w.is_cpu or w.dtype != dtype:
                 return ""  # torch reports the mismatch
             if odd(w):
@@ -784,8 +820,14 @@ class _FastRNNMixin:
 
     def forward(self, input, hx=None):  # noqa: A002 - torch's argument name
         """Run the layer stack; the same inputs and outputs as torch's ``forward``."""
-        self._update_flat_weights()  # type: ignore[attr-defined]
-        reason = self._fastrnn_unsupported(input, hx)
+        if torch.compiler.is_compiling():
+            # the same list, without the attribute write that a compiled graph would replay
+            # (as bytecode around the graph) on every call
+            weights = [getattr(self, n) for n in self._flat_weights_names]
+        else:
+            self._update_flat_weights()  # type: ignore[attr-defined]
+            weights = self._flat_weights
+        reason = self._fastrnn_unsupported(input, hx, weights)
         if reason is not None:
             if reason:
                 _warn_once(reason)
@@ -854,7 +896,8 @@ class _FastRNNMixin:
         D = 2 if self.bidirectional else 1
         proj = self.proj_size > 0  # torch's flat weights end with w_hr per layer-direction
         n_w = (4 if self.bias else 2) + (1 if proj else 0)
-        weights = self._flat_weights
+        weights = [getattr(self, n) for n in self._flat_weights_names] if path == OPS \
+            else self._flat_weights  # see forward
         precision = self._fastrnn_precision(x.dtype) if path == KERNEL else "float32"
         T, B = x.shape[0], x.shape[1]
         hs: list[torch.Tensor] = []
@@ -887,7 +930,9 @@ class _FastRNNMixin:
                     layer_out = flat.new_zeros(flat.shape).index_copy(0, idx, packed)
                     layer_out = layer_out.view(T, B, -1)
             layer_in = layer_out
-        if len(hs) == 1:  # a view is cheaper than stack's copy
+        if len(hs) == 1 and path != OPS:  # a view is cheaper than stack's copy (but in a
+            # compiled graph, an output that is a view of an intermediate costs AOTAutograd
+            # a view replay per call, more than this small copy)
             h_n = hs[0].unsqueeze(0)
             c_n = cs[0].unsqueeze(0) if has_c else None
         else:
