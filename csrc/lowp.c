@@ -162,7 +162,8 @@ int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float 
 typedef struct {
     const lp_header *h;
     const uint8_t *base;
-    const lp_kernel *k;
+    const lp_kernel *k;  /* the input projection's kernels */
+    const lp_kernel *ks; /* the recurrent step's (the same operand format) */
     const fr_cell_s *cd;
     fr_point_fn_s pw;
     float *y, *h_n, *c_n, *cache, *hq, *hbuf;
@@ -224,7 +225,7 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
     const int64_t njb = hd->njb, njt = (njb + nt - 1) / nt;
     const int64_t jb0 = imin(njb, tid * njt), nj = imin(njb, jb0 + njt) - jb0;
     const int64_t ldxp = f->ldxp, ldh = f->ldh, kwI = f->kwI, kwH = f->kwH, Tc = f->Tc;
-    const lp_kernel *k = f->k;
+    const lp_kernel *k = f->k, *ks = f->ks;
     uint8_t *mine = f->scratch + tid * f->per_thread_bytes;
     float *xp = (float *)mine;
     uint32_t *Ax = (uint32_t *)(mine + align64(Tc * B * ldxp * 4));
@@ -238,12 +239,14 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
     float *hprev_c = cache, *gates_c = cache ? cache + TB * H : NULL;
     float *aux0_c = cache && f->cd->naux > 0 ? gates_c + TB * GH : NULL;
     float *aux1_c = cache && f->cd->naux > 1 ? aux0_c + TB * H : NULL;
-    const int64_t mr = k->mr;
+    const int64_t mr = k->mr, mrs = ks->mr;
     int64_t rows[LP_MR];
     /* the rows past the last that a whole-tile load reads (results unused): defined values */
     memset(Ax + Tc * B * kwI, 0, (size_t)(LP_MR * kwI * 4));
     memset(Ah + B * kwH, 0, (size_t)(LP_MR * kwH * 4));
-    if (k->begin) k->begin();
+    void (*const begin)(void) = k->begin ? k->begin : ks->begin;
+    void (*const end)(void) = k->end ? k->end : ks->end;
+    if (begin) begin();
     fr_tile_s tl = {.ts = LP_NR, .H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * LP_NR,
                     .ldh = ldh, .ldc = H, .rows = rows};
 
@@ -273,7 +276,7 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
         for (int64_t s = s0; s < s1; s++) {
             const float *hp = f->hbuf + (s & 1) * B * ldh;
             float *hn = f->hbuf + ((s + 1) & 1) * B * ldh;
-            if (nj > 0) k->rows(Ah, kwH, hs, hp, ldh, B, H);
+            if (nj > 0) ks->rows(Ah, kwH, hs, hp, ldh, B, H);
             for (int64_t jl = 0; jl < nj; jl++) {
                 const int64_t jb = jb0 + jl, j0 = jb * LP_NR, nv = imin(LP_NR, H - j0);
                 tl.n = nv;
@@ -282,10 +285,10 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                 tl.gates = gates_c ? gates_c + j0 : NULL;
                 tl.aux0 = aux0_c ? aux0_c + j0 : NULL;
                 tl.aux1 = aux1_c ? aux1_c + j0 : NULL;
-                for (int64_t b0 = 0; b0 < B; b0 += mr) {
-                    const int64_t m = imin(mr, B - b0);
+                for (int64_t b0 = 0; b0 < B; b0 += mrs) {
+                    const int64_t m = imin(mrs, B - b0);
                     for (int64_t g = 0; g < G; g++)
-                        k->ukr(m, kwH, Ah + b0 * kwH, kwH,
+                        ks->ukr(m, kwH, Ah + b0 * kwH, kwH,
                                (const uint32_t *)(f->base + hd->off_hh + (jb * G + g) * hd->pb_hh),
                                hs + b0, NULL, tile + g * LP_NR, G * LP_NR);
                     for (int64_t i = 0; i < m; i++) {
@@ -325,7 +328,7 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
             }
         }
     }
-    if (k->end) k->end();
+    if (end) end();
 }
 
 int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *cache, float *hq,
@@ -349,11 +352,16 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
         for (int64_t k = 0; k < BH; k++) c_n[k] = c0 ? c0[k] : 0.0f;
     if (T == 0 || B == 0) return FR_OK;
 
-    lp_fw f = {.h = hd, .base = packed, .k = lp_kernel_for((int)hd->prec, fr_get_arch()),
+    lp_fw f = {.h = hd, .base = packed,
                .cd = cd, .pw = cd->point_for(fr_get_arch()), .y = y, .h_n = h_n,
                .c_n = cd->has_c ? c_n : NULL, .cache = cache, .hq = hq, .x = x,
                .lengths = lengths, .T = T, .B = B, .act = act, .reverse = reverse};
     f.Tc = imin(T, (LP_PROJ_ROWS + B - 1) / B);
+    /* the kernels by rows: the step's B, the projection's chunk (a stream step: 1 and 1) */
+    const double call_macs = (double)T * (double)B *
+                             (double)((hd->identity ? 0 : I) + H) * (double)G * (double)H;
+    f.k = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), f.Tc * B, call_macs);
+    f.ks = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), B, call_macs);
     f.ldh = (H + 15) / 16 * 16 + 16;
     f.ldxp = hd->njb * G * LP_NR; /* room for every block: a smaller team owns more */
     f.kwI = hd->identity ? 0 : lp_kwords((int)hd->prec, I);

@@ -62,6 +62,12 @@ typedef struct {
    (the portable C kernels at worst). Never NULL for FR_PREC_BF16 / FR_PREC_INT8. */
 const lp_kernel *lp_kernel_for(int prec, int arch);
 
+/* The kernels of a product with rows rows (a step's batch, a projection chunk's rows) in a call
+   of call_macs multiply-adds: lp_kernel_for's, or in place of AMX the AVX-512 kernels of the same
+   operand format where AMX does not pay (rows at most 1; for bf16 also a small call; or rows at
+   most the limit fr_lp_set_small_rows set). Never NULL. */
+const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows, double call_macs);
+
 /* bf16 of a float, round to nearest even (NaN stays a quiet NaN): the upper half of the result. */
 static inline uint16_t lp_bf16(float f) {
     union {

@@ -434,3 +434,105 @@ def test_int8_size_limit():
     w_hh = np.zeros((4, 1), np.float32)
     with pytest.raises(ValueError, match="65536"):
         functional.prepare_weights("lstm", w_ih, w_hh, None, None, precision="int8")
+
+
+# ---- the small-rows kernel choice (AMX or AVX-512 by a product's rows) -----------------------
+
+
+@pytest.fixture(params=["rule", "amx_always", "avx512_upto_64"])
+def small_rows(request):
+    """The measured rule (one row off AMX; bf16 only in a small call), AMX on every product, and
+    every product of up to 64 rows off AMX (a step of a batch up to 64 on AVX-512 while a longer
+    projection chunk stays on AMX). On a machine without AMX the three coincide."""
+    _kernels.lp_set_small_rows({"rule": -1, "amx_always": 0, "avx512_upto_64": 64}[request.param])
+    yield request.param
+    _kernels.lp_set_small_rows(-1)
+
+
+def test_small_rows_rule_paths():
+    """Which kernels a product's rows choose, both ways forced and by the rule."""
+    info = _kernels.lowp_info()
+    has_amx = {p: info[p].startswith("amx") for p in REDUCED}
+    off = {"bfloat16": "avx512_bf16", "int8": "avx512_vnni"}
+    try:
+        for p in REDUCED:
+            path = info[p]
+            _kernels.lp_set_small_rows(-1)
+            small_bf16 = off[p] if has_amx[p] else path
+            assert _kernels.lowp_rows_path(p, 1, 1e3) == small_bf16
+            assert _kernels.lowp_rows_path(p, 2, 1e3) == path
+            assert _kernels.lowp_rows_path(p, 16, 1e9) == path
+            # one row of a big call: int8 stays off AMX, bf16 (which AMX repays there) not
+            assert _kernels.lowp_rows_path(p, 1, 1e9) == (small_bf16 if p == "int8" else path)
+            _kernels.lp_set_small_rows(0)
+            assert _kernels.lowp_rows_path(p, 1, 1e3) == path
+            _kernels.lp_set_small_rows(64)
+            assert _kernels.lowp_rows_path(p, 64, 1e9) == small_bf16
+            assert _kernels.lowp_rows_path(p, 65, 1e3) == path
+            assert _kernels.lowp_info()[p] == path  # the whole-path name does not move
+    finally:
+        _kernels.lp_set_small_rows(-1)
+
+
+@pytest.mark.parametrize("B", [1, 2, 17])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_small_rows_forward_matches_reference(small_rows, cell, precision, reverse, B):
+    """Every kernel choice of the step and the projection against the reference, with lengths,
+    reverse and both directions (a bidirectional layer's two calls)."""
+    rng = np.random.default_rng(21)
+    T, I, H = 9, 37, 45
+    x, h0, c0 = _inputs(rng, cell, T, B, I, H)
+    w = _weights(rng, cell, I, H)
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T
+    kw = dict(training=False, precision=precision, lengths=lengths, reverse=reverse)
+    y, h, c, _ = _run(functional, cell, x, h0, c0, w, **kw)
+    yr, hr, cr, _ = _run(reference, cell, x, h0, c0, w, **kw)
+    assert np.abs(y - yr).max() < TOL
+    assert np.abs(h - hr).max() < TOL
+    if c is not None:
+        assert np.abs(c - cr).max() < TOL
+    y32 = _run(reference, cell, x, h0, c0, w, training=False, lengths=lengths, reverse=reverse)[0]
+    assert np.abs(y32 - yr).max() > 20 * TOL
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_small_rows_stream_and_long_layer(small_rows, cell, precision):
+    """A batch-1 stream step (one-row projection and step) against the sequence call and the
+    reference, on a layer of 57600 (RNN) to 230400 (LSTM) multiply-adds a step: the rule keeps
+    bf16 off AMX for one step and for the RNN's whole call, on AMX for the others' calls (int8
+    sums are exact: identical; bf16 sums of another kernel may differ in the last bits)."""
+    rng = np.random.default_rng(22)
+    T, I, H = 4, 200, 160
+    x, _, _ = _inputs(rng, cell, T, 1, I, H)
+    w = _weights(rng, cell, I, H, scale=0.05)
+    st = _native.Stream([(cell, *w, "tanh")], 1, np.float32, precision)
+    ys = np.stack([st.step(x[t]) for t in range(T)])
+    y = _run(functional, cell, x, None, None, w, training=False, precision=precision)[0]
+    yr = _run(reference, cell, x, None, None, w, training=False, precision=precision)[0]
+    if precision == "int8":
+        np.testing.assert_array_equal(ys, y)
+    assert np.abs(ys - y).max() < TOL
+    assert np.abs(y - yr).max() < TOL
+    assert np.abs(ys - yr).max() < TOL
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_small_rows_bf16_training_forward(small_rows, cell):
+    """The bf16 training forward (cache, rounded h_{t-1}) of a batch of one under each choice."""
+    rng = np.random.default_rng(23)
+    T, B, I, H = 7, 1, 19, 33
+    x, h0, c0 = _inputs(rng, cell, T, B, I, H)
+    w = _weights(rng, cell, I, H)
+    y, _, _, ctx = _run(functional, cell, x, h0, c0, w, training=True, precision="bf16")
+    yr, _, _, ctxr = _run(reference, cell, x, h0, c0, w, training=True, precision="bf16")
+    assert np.abs(y - yr).max() < TOL
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = functional.cell_backward(ctx, dy, None, None)
+    want = reference.cell_backward(ctxr, dy, None, None)
+    for g, r in zip(got, want, strict=True):
+        if r is not None:
+            assert np.linalg.norm(g - r) < 3e-4 * float(np.linalg.norm(r))
