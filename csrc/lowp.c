@@ -18,6 +18,7 @@
 #include "lowp.h"
 #include "recurrence.h"
 #include "scratch.h"
+#include "team_sync.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -171,7 +172,8 @@ typedef struct {
     const int64_t *lengths;
     int64_t T, B, Tc, ldh, ldxp, kwI, kwH, per_thread_bytes;
     int act, reverse;
-    uint8_t *scratch; /* per thread: xp, Ax, ascale, Ah, hscale, tile */
+    uint8_t *scratch;   /* per thread: xp, Ax, ascale, Ah, hscale, tile */
+    fr_team_flag *team; /* the spinning per-step barrier's flags (NULL: libgomp's barrier) */
 } lp_fw;
 
 static inline int64_t time_of(int64_t s, int64_t L, int reverse) {
@@ -240,7 +242,7 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
     float *aux0_c = cache && f->cd->naux > 0 ? gates_c + TB * GH : NULL;
     float *aux1_c = cache && f->cd->naux > 1 ? aux0_c + TB * H : NULL;
     const int64_t mr = k->mr, mrs = ks->mr;
-    int64_t rows[LP_MR];
+    int64_t rows[LP_MR], nbar = 0;
     /* the rows past the last that a whole-tile load reads (results unused): defined values */
     memset(Ax + Tc * B * kwI, 0, (size_t)(LP_MR * kwI * 4));
     memset(Ah + B * kwH, 0, (size_t)(LP_MR * kwH * 4));
@@ -323,7 +325,9 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                     f->pw(&tl, f->act);
                 }
             }
-            if (nt > 1) {
+            if (nt > 1 && f->team) {
+                fr_team_barrier(f->team, tid, nt, ++nbar);
+            } else if (nt > 1) {
 #pragma omp barrier
             }
         }
@@ -379,6 +383,12 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
     const int64_t shared = align64(2 * B * f.ldh * 4);
     uint8_t *mem = fr_scratch_alloc((size_t)(shared + nt * f.per_thread_bytes));
     if (mem == NULL) return FR_ERR_NOMEM;
+#ifdef _OPENMP
+    /* the float32 recurrence's barrier (team_sync.h): spinning, yielding when oversubscribed;
+       libgomp's (a futex wake-up every step) only where threads outnumber the processors or the
+       flags cannot be had */
+    f.team = nt > 1 && nt <= omp_get_num_procs() ? fr_team_new((int)nt) : NULL;
+#endif
     f.hbuf = (float *)mem;
     f.scratch = mem + shared;
     memset(f.hbuf, 0, (size_t)(2 * B * f.ldh * 4)); /* padding columns are converted too */
@@ -393,6 +403,7 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
     }
     const float *hf = f.hbuf + (T & 1) * B * f.ldh;
     for (int64_t b = 0; b < B; b++) memcpy(h_n + b * H, hf + b * f.ldh, (size_t)H * 4);
+    fr_team_free(f.team);
     fr_scratch_free(mem);
     return FR_OK;
 }
