@@ -448,3 +448,82 @@ uint64_t fr_checksum(const void *p, int64_t n) {
     for (int l = 0; l < 4; l++) h = (h ^ s1[l]) * 0x100000001B3ull ^ (s2[l] * 0xC2B2AE3D27D4EB4Full);
     return h;
 }
+
+/* ---- the bf16 backward's recurrent product: dh_{t-1} += delta~ W~_hh ----------------------- */
+
+/* The transposed W_hh panels (panel jb: hidden units jb*LP_NR + c as columns, the G*H gate
+   gradients as K) and the per-thread scratch (bf16 delta rows, a tile). */
+struct lp_bw {
+    const lp_kernel *k;
+    int64_t H, GH, njb, kw, pb, per_thread;
+    uint8_t *panels, *scratch;
+};
+
+lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t T, int64_t B, int nthreads) {
+    if (w_hh == NULL || GH < 1 || H < 1 || B < 0 || nthreads < 1) return NULL;
+    lp_bw *bw = calloc(1, sizeof *bw);
+    float *wt = malloc((size_t)(H * GH) * sizeof(float));
+    if (bw == NULL || wt == NULL) {
+        free(bw);
+        free(wt);
+        return NULL;
+    }
+    bw->k = lp_kernel_for_rows(FR_PREC_BF16, fr_get_arch(), B,
+                               (double)T * (double)B * (double)GH * (double)H);
+    bw->H = H;
+    bw->GH = GH;
+    bw->njb = (H + LP_NR - 1) / LP_NR;
+    bw->kw = lp_kwords(FR_PREC_BF16, GH);
+    bw->pb = lp_panel_bytes(FR_PREC_BF16, GH);
+    bw->per_thread = align64((B + LP_MR) * bw->kw * 4) + align64((B + LP_MR) * 4) +
+                     align64(LP_MR * LP_NR * 4);
+    bw->panels = fr_scratch_alloc((size_t)(bw->njb * bw->pb + nthreads * bw->per_thread));
+    if (bw->panels == NULL) {
+        free(wt);
+        free(bw);
+        return NULL;
+    }
+    bw->scratch = bw->panels + bw->njb * bw->pb;
+    for (int64_t n = 0; n < GH; n++)
+        for (int64_t c = 0; c < H; c++) wt[c * GH + n] = w_hh[n * H + c];
+    for (int64_t jb = 0; jb < bw->njb; jb++)
+        pack_panel(bw->panels + jb * bw->pb, FR_PREC_BF16, wt, GH, H, 0, jb * LP_NR, NULL);
+    free(wt);
+    return bw;
+}
+
+void lp_bw_free(lp_bw *bw) {
+    if (bw == NULL) return;
+    fr_scratch_free(bw->panels);
+    free(bw);
+}
+
+void lp_bw_dh_prev(const lp_bw *bw, int tid, float *dh, const float *dstep, int64_t ldd,
+                   const int64_t *lengths, int64_t s, int64_t rb0, int64_t rb1, int64_t c0,
+                   int64_t c1) {
+    const int64_t m_all = rb1 - rb0, kw = bw->kw, H = bw->H;
+    if (m_all <= 0 || c0 >= c1) return;
+    const lp_kernel *k = bw->k;
+    uint8_t *mine = bw->scratch + tid * bw->per_thread;
+    uint32_t *A = (uint32_t *)mine;
+    float *as = (float *)(mine + align64((m_all + LP_MR) * kw * 4));
+    float *tile = (float *)((uint8_t *)as + align64((m_all + LP_MR) * 4));
+    k->rows(A, kw, as, dstep + rb0 * ldd, ldd, m_all, bw->GH);
+    memset(A + m_all * kw, 0, (size_t)(LP_MR * kw * 4)); /* read by whole-tile loads, unused */
+    if (k->begin) k->begin();
+    for (int64_t jb = c0 / LP_NR; jb * LP_NR < c1; jb++) {
+        const int64_t j0 = jb * LP_NR, ca = c0 > j0 ? c0 : j0, cb = imin(c1, j0 + LP_NR);
+        const uint32_t *panel = (const uint32_t *)(bw->panels + jb * bw->pb);
+        for (int64_t b0 = 0; b0 < m_all; b0 += k->mr) {
+            const int64_t m = imin(k->mr, m_all - b0);
+            k->ukr(m, kw, A + b0 * kw, kw, panel, as + b0, NULL, tile, LP_NR);
+            for (int64_t i = 0; i < m; i++) {
+                const int64_t b = rb0 + b0 + i;
+                if (lengths && s >= lengths[b]) continue; /* its state passed through */
+                float *d = dh + b * H;
+                for (int64_t c = ca; c < cb; c++) d[c] += tile[i * LP_NR + c - j0];
+            }
+        }
+    }
+    if (k->end) k->end();
+}

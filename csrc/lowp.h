@@ -68,6 +68,21 @@ const lp_kernel *lp_kernel_for(int prec, int arch);
    most the limit fr_lp_set_small_rows set). Never NULL. */
 const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows, double call_macs);
 
+/* The bf16 backward's recurrent product dh_{t-1} += delta~ W~_hh (delta~ the step's gate
+   gradients rounded to bf16 as they enter it, W~_hh the weights rounded once), for
+   recurrence.c's backward: the transposed bf16 panels of w_hh (G*H rows of H; GH = G*H) and
+   scratch for up to nthreads threads of a T-step, B-row pass. NULL when out of memory or for bad
+   sizes; free with lp_bw_free (NULL is ignored). */
+typedef struct lp_bw lp_bw;
+lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t T, int64_t B, int nthreads);
+void lp_bw_free(lp_bw *bw);
+/* Thread tid (< the nthreads of lp_bw_new): dh[b][c] += sum_n bf16(dstep[b][n]) * W~_hh[n][c]
+   (float32 sums) for rows b in [rb0, rb1) still active at step s (lengths NULL: all) and
+   columns c in [c0, c1); dstep rows at stride ldd, dh rows at stride H. */
+void lp_bw_dh_prev(const lp_bw *bw, int tid, float *dh, const float *dstep, int64_t ldd,
+                   const int64_t *lengths, int64_t s, int64_t rb0, int64_t rb1, int64_t c0,
+                   int64_t c1);
+
 /* bf16 of a float, round to nearest even (NaN stays a quiet NaN): the upper half of the result. */
 static inline uint16_t lp_bf16(float f) {
     union {
