@@ -462,12 +462,7 @@ struct lp_bw {
 lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t T, int64_t B, int nthreads) {
     if (w_hh == NULL || GH < 1 || H < 1 || B < 0 || nthreads < 1) return NULL;
     lp_bw *bw = calloc(1, sizeof *bw);
-    float *wt = malloc((size_t)(H * GH) * sizeof(float));
-    if (bw == NULL || wt == NULL) {
-        free(bw);
-        free(wt);
-        return NULL;
-    }
+    if (bw == NULL) return NULL;
     bw->k = lp_kernel_for_rows(FR_PREC_BF16, fr_get_arch(), B,
                                (double)T * (double)B * (double)GH * (double)H);
     bw->H = H;
@@ -479,16 +474,14 @@ lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t T, int64_t B,
                      align64(LP_MR * LP_NR * 4);
     bw->panels = fr_scratch_alloc((size_t)(bw->njb * bw->pb + nthreads * bw->per_thread));
     if (bw->panels == NULL) {
-        free(wt);
         free(bw);
         return NULL;
     }
     bw->scratch = bw->panels + bw->njb * bw->pb;
-    for (int64_t n = 0; n < GH; n++)
-        for (int64_t c = 0; c < H; c++) wt[c * GH + n] = w_hh[n * H + c];
+    /* W_hh (G*H rows of H) is the K x N operand itself: panel jb holds its columns jb*LP_NR.. */
     for (int64_t jb = 0; jb < bw->njb; jb++)
-        pack_panel(bw->panels + jb * bw->pb, FR_PREC_BF16, wt, GH, H, 0, jb * LP_NR, NULL);
-    free(wt);
+        lp_pack_kn_bf16((uint32_t *)(bw->panels + jb * bw->pb), w_hh, H, GH, jb * LP_NR,
+                        imin(LP_NR, H - jb * LP_NR));
     return bw;
 }
 

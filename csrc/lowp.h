@@ -68,6 +68,15 @@ const lp_kernel *lp_kernel_for(int prec, int arch);
    most the limit fr_lp_set_small_rows set). Never NULL. */
 const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows, double call_macs);
 
+/* bf16 panel (lowp.h's format) of columns n0 <= n < n0 + nv (nv <= LP_NR) of B (K rows at
+   stride ldb): word (p, c) = (bf16 B[2p][n0 + c], bf16 B[2p + 1][n0 + c]), zero past K and nv
+   (the AVX-512 rounding on that path: the same bits). */
+void lp_pack_kn_bf16(uint32_t *P, const float *B, int64_t ldb, int64_t K, int64_t n0, int64_t nv);
+/* bf16 A rows i0 <= i < i1 (stride kw words = lp_kwords(BF16, K)) of A^T: row i holds column i of
+   A (K rows at stride lda), zero past K. */
+void lp_pack_t_rows_bf16(uint32_t *Ab, int64_t kw, const float *A, int64_t lda, int64_t K,
+                         int64_t i0, int64_t i1);
+
 /* The bf16 backward's recurrent product dh_{t-1} += delta~ W~_hh (delta~ the step's gate
    gradients rounded to bf16 as they enter it, W~_hh the weights rounded once), for
    recurrence.c's backward: the transposed bf16 panels of w_hh (G*H rows of H; GH = G*H) and

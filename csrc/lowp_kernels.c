@@ -127,6 +127,26 @@ static void rows_int8_portable(uint32_t *A, int64_t lda, float *scale, const flo
     }
 }
 
+/* bf16 panel words (p, c) = (bf16 B[2p][n0 + c], bf16 B[2p + 1][n0 + c]) of rows k < K of B
+   (row stride ldb), columns c < nv; the rest of the panel (kw(K) groups of LP_NR words) zero. */
+static void pack_kn_portable(uint32_t *P, const float *B, int64_t ldb, int64_t K, int64_t n0,
+                             int64_t nv) {
+    const int64_t kw = lp_kwords(FR_PREC_BF16, K);
+    memset(P, 0, (size_t)(kw * LP_NR * 4));
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t c = 0; c < nv; c++)
+            ((uint16_t *)P)[((k / 2) * LP_NR + c) * 2 + (k & 1)] = lp_bf16(B[k * ldb + n0 + c]);
+}
+
+/* bf16 A rows i0 <= i < i1 of op(A) = A^T (row i: column i of A, rows k < K at stride lda) at
+   stride kw words (the words past K zero). */
+static void pack_t_rows_portable(uint32_t *Ab, int64_t kw, const float *A, int64_t lda,
+                                 int64_t K, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) memset(Ab + i * kw, 0, (size_t)(kw * 4));
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t i = i0; i < i1; i++) ((uint16_t *)(Ab + i * kw))[k] = lp_bf16(A[k * lda + i]);
+}
+
 static const lp_kernel k_bf16_portable = {ukr_bf16_portable, rows_bf16_portable, "portable", 8,
                                           NULL, NULL};
 static const lp_kernel k_int8_portable = {ukr_int8_portable, rows_int8_portable, "portable", 8,
@@ -452,6 +472,58 @@ static T512 void rows_int8_avx512(uint32_t *A, int64_t lda, float *scale, const 
     }
 }
 
+/* 16 floats rounded to bf16 (lp_bf16 on 16 lanes), the result in each lane's upper half (the
+   lower half holds rounding garbage). */
+static FR_ALWAYS_INLINE T512 __m512i bf16_hi16(__m512i u) {
+    const __m512i nanm = _mm512_set1_epi32(0x7FFFFFFF), infb = _mm512_set1_epi32(0x7F800000);
+    const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, nanm), infb);
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF),
+                                                     _mm512_and_si512(_mm512_srli_epi32(u, 16),
+                                                                      _mm512_set1_epi32(1))));
+    return _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x00400000));
+}
+
+/* Two rows' 16 columns as panel words: (bf16 lo[c], bf16 hi[c]). */
+static FR_ALWAYS_INLINE T512 __m512i bf16_pair_words(__m512i lo, __m512i hi) {
+    return _mm512_or_si512(_mm512_srli_epi32(bf16_hi16(lo), 16),
+                           _mm512_and_si512(bf16_hi16(hi), _mm512_set1_epi32((int)0xFFFF0000u)));
+}
+
+static T512 void pack_kn_avx512(uint32_t *P, const float *B, int64_t ldb, int64_t K, int64_t n0,
+                                int64_t nv) {
+    const int64_t kw = lp_kwords(FR_PREC_BF16, K);
+    for (int64_t p = 0; p < kw; p++)
+        for (int v = 0; v < 2; v++) {
+            const int64_t c0 = 16 * v, k0 = 2 * p;
+            const int64_t n = nv - c0 < 0 ? 0 : (nv - c0 > 16 ? 16 : nv - c0);
+            const __mmask16 mk = (__mmask16)((1u << n) - 1u);
+            const __m512i lo = k0 < K && n > 0 ? _mm512_maskz_loadu_epi32(mk, B + k0 * ldb + n0 + c0)
+                                               : _mm512_setzero_si512();
+            const __m512i hi = k0 + 1 < K && n > 0
+                                   ? _mm512_maskz_loadu_epi32(mk, B + (k0 + 1) * ldb + n0 + c0)
+                                   : _mm512_setzero_si512();
+            _mm512_storeu_si512(P + p * LP_NR + c0, bf16_pair_words(lo, hi));
+        }
+}
+
+static T512 void pack_t_rows_avx512(uint32_t *Ab, int64_t kw, const float *A, int64_t lda,
+                                    int64_t K, int64_t i0, int64_t i1) {
+    uint32_t w[16] __attribute__((aligned(64)));
+    for (int64_t i = i0; i < i1; i += 16) {
+        const int64_t n = i1 - i > 16 ? 16 : i1 - i;
+        const __mmask16 mk = (__mmask16)((1u << n) - 1u);
+        for (int64_t p = 0; p < kw; p++) {
+            const int64_t k0 = 2 * p;
+            const __m512i lo = k0 < K ? _mm512_maskz_loadu_epi32(mk, A + k0 * lda + i)
+                                      : _mm512_setzero_si512();
+            const __m512i hi = k0 + 1 < K ? _mm512_maskz_loadu_epi32(mk, A + (k0 + 1) * lda + i)
+                                          : _mm512_setzero_si512();
+            _mm512_store_si512(w, bf16_pair_words(lo, hi));
+            for (int64_t r = 0; r < n; r++) Ab[(i + r) * kw + p] = w[r];
+        }
+    }
+}
+
 /* ---- AMX (tdpbf16ps): 16 rows x 32 columns per call, K in steps of 32 -------------------- */
 #define TAMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 
@@ -660,6 +732,36 @@ const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows, double cal
 const char *fr_lowp_rows_path(int prec, int64_t rows, double call_macs) {
     if (prec != FR_PREC_BF16 && prec != FR_PREC_INT8) return "unknown";
     return lp_kernel_for_rows(prec, fr_get_arch(), rows, call_macs)->name;
+}
+
+static int has_avx512_rounding(void) {
+#if FR_X86_SIMD
+    return fr_get_arch() == FR_ARCH_AVX512;
+#else
+    return 0;
+#endif
+}
+
+void lp_pack_kn_bf16(uint32_t *P, const float *B, int64_t ldb, int64_t K, int64_t n0,
+                     int64_t nv) {
+#if FR_X86_SIMD
+    if (has_avx512_rounding()) {
+        pack_kn_avx512(P, B, ldb, K, n0, nv);
+        return;
+    }
+#endif
+    pack_kn_portable(P, B, ldb, K, n0, nv);
+}
+
+void lp_pack_t_rows_bf16(uint32_t *Ab, int64_t kw, const float *A, int64_t lda, int64_t K,
+                         int64_t i0, int64_t i1) {
+#if FR_X86_SIMD
+    if (has_avx512_rounding()) {
+        pack_t_rows_avx512(Ab, kw, A, lda, K, i0, i1);
+        return;
+    }
+#endif
+    pack_t_rows_portable(Ab, kw, A, lda, K, i0, i1);
 }
 
 const char *fr_lowp_path(int prec) {
