@@ -23,7 +23,7 @@
 #include "fastrnn.h"
 
 #define LP_NR 32 /* output columns per panel (a hidden block of LP_NR units per gate) */
-#define LP_MR 16 /* most rows per microkernel call on any path (lp_kernel.mr: this path's) */
+#define LP_MR 32 /* most rows per microkernel call on any path (lp_kernel.mr: this path's) */
 
 /* uint32 words of an A row / of a panel's k-group for K and precision prec (FR_PREC_*). */
 static inline int64_t lp_kwords(int prec, int64_t K) {

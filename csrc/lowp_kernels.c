@@ -163,7 +163,7 @@ static const lp_kernel k_int8_portable = {ukr_int8_portable, rows_int8_portable,
 static FR_ALWAYS_INLINE T512BF void bf16_tile(const int m, int64_t kw, const uint32_t *A,
                                               int64_t lda, const uint32_t *P, const float *bias,
                                               float *C, int64_t ldc) {
-    __m512 c0[LP_MR], c1[LP_MR];
+    __m512 c0[8], c1[8];
     for (int i = 0; i < m; i++) c0[i] = c1[i] = _mm512_setzero_ps();
     for (int64_t p = 0; p < kw; p++) {
         const __m512bh w0 = (__m512bh)_mm512_loadu_si512(P + p * LP_NR);
@@ -227,7 +227,7 @@ static FR_ALWAYS_INLINE T512VNNI void int8_tile(const int m, int64_t kw, const u
                                                 int64_t lda, const uint32_t *P,
                                                 const float *ascale, const float *bias, float *C,
                                                 int64_t ldc) {
-    __m512i c0[LP_MR], c1[LP_MR];
+    __m512i c0[8], c1[8];
     for (int i = 0; i < m; i++) c0[i] = c1[i] = _mm512_setzero_si512();
     for (int64_t p = 0; p < kw; p++) {
         const __m512i w0 = _mm512_loadu_si512(P + p * LP_NR);
@@ -524,7 +524,7 @@ static T512 void pack_t_rows_avx512(uint32_t *Ab, int64_t kw, const float *A, in
     }
 }
 
-/* ---- AMX (tdpbf16ps): 16 rows x 32 columns per call, K in steps of 32 -------------------- */
+/* ---- AMX (tdpbf16ps, tdpbusd): up to 32 rows x 32 columns per call, K in 16-word steps ------ */
 #define TAMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 
 typedef struct {
@@ -533,10 +533,14 @@ typedef struct {
     uint8_t rows[16];
 } amx_cfg;
 
-/* Tiles: 0, 1 the two 16x16 float blocks of C; 2 the A block (16 rows x 32 bf16); 3, 4 the B
-   blocks (16 pairs x 16 columns each, the panel's two halves). */
+/* Tiles: 0, 1 the two 16x16 blocks of C's rows 0-15 (the panel's two halves of 16 columns), 5, 6
+   those of rows 16-31; 2, 7 the A blocks of rows 0-15 and 16-31 (16 rows x 64 bytes); 3, 4 the B
+   blocks (16 k-groups x 16 columns each, the panel's two halves). With 32 rows each B tile
+   loaded serves two products (2x2 blocking); up to 16 rows, rows 16-31 are left out. */
 static const amx_cfg amx_config __attribute__((aligned(64))) = {
-    .palette = 1, .colsb = {64, 64, 64, 64, 64}, .rows = {16, 16, 16, 16, 16}};
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+    .rows = {16, 16, 16, 16, 16, 16, 16, 16}};
 
 static TAMX void amx_begin(void) {
     /* a constant in memory: GCC 12 drops stores to a stack copy that only ldtilecfg reads */
@@ -545,22 +549,46 @@ static TAMX void amx_begin(void) {
 
 static TAMX void amx_end(void) { _tile_release(); }
 
+/* The AMX products of one call into out (rows 0-15, and 16-31 when m > 16; LP_NR columns, stride
+   LP_NR): dp is _tile_dpbf16ps or _tile_dpbusd (a macro: the tile numbers are immediates). */
+#define AMX_PRODUCTS(dp, m, kw, A, lda, P, out)                                                     \
+    do {                                                                                            \
+        _tile_zero(0);                                                                              \
+        _tile_zero(1);                                                                              \
+        if ((m) > 16) {                                                                             \
+            _tile_zero(5);                                                                          \
+            _tile_zero(6);                                                                          \
+            for (int64_t p = 0; p < (kw); p += 16) {                                                \
+                _tile_loadd(3, (P) + p * LP_NR, LP_NR * 4);                                         \
+                _tile_loadd(4, (P) + p * LP_NR + 16, LP_NR * 4);                                    \
+                _tile_loadd(2, (A) + p, (lda) * 4);                                                 \
+                _tile_loadd(7, (A) + 16 * (lda) + p, (lda) * 4);                                    \
+                dp(0, 2, 3);                                                                        \
+                dp(1, 2, 4);                                                                        \
+                dp(5, 7, 3);                                                                        \
+                dp(6, 7, 4);                                                                        \
+            }                                                                                       \
+            _tile_stored(5, (out) + 16 * LP_NR, LP_NR * 4);                                         \
+            _tile_stored(6, (out) + 16 * LP_NR + 16, LP_NR * 4);                                    \
+        } else {                                                                                    \
+            for (int64_t p = 0; p < (kw); p += 16) {                                                \
+                _tile_loadd(2, (A) + p, (lda) * 4);                                                 \
+                _tile_loadd(3, (P) + p * LP_NR, LP_NR * 4);                                         \
+                _tile_loadd(4, (P) + p * LP_NR + 16, LP_NR * 4);                                    \
+                dp(0, 2, 3);                                                                        \
+                dp(1, 2, 4);                                                                        \
+            }                                                                                       \
+        }                                                                                           \
+        _tile_stored(0, (out), LP_NR * 4);                                                          \
+        _tile_stored(1, (out) + 16, LP_NR * 4);                                                     \
+    } while (0)
+
 static TAMX void ukr_bf16_amx(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
                               const uint32_t *P, const float *ascale, const float *bias, float *C,
                               int64_t ldc) {
     (void)ascale;
-    float out[16 * LP_NR] __attribute__((aligned(64)));
-    _tile_zero(0);
-    _tile_zero(1);
-    for (int64_t p = 0; p < kw; p += 16) {
-        _tile_loadd(2, A + p, lda * 4);
-        _tile_loadd(3, P + p * LP_NR, LP_NR * 4);
-        _tile_loadd(4, P + p * LP_NR + 16, LP_NR * 4);
-        _tile_dpbf16ps(0, 2, 3);
-        _tile_dpbf16ps(1, 2, 4);
-    }
-    _tile_stored(0, out, LP_NR * 4);
-    _tile_stored(1, out + 16, LP_NR * 4);
+    float out[32 * LP_NR] __attribute__((aligned(64)));
+    AMX_PRODUCTS(_tile_dpbf16ps, m, kw, A, lda, P, out);
     for (int64_t i = 0; i < m; i++)
         for (int v = 0; v < 2; v++) {
             __m512 r = _mm512_load_ps(out + i * LP_NR + 16 * v);
@@ -576,18 +604,8 @@ static TAMX void ukr_bf16_amx(int64_t m, int64_t kw, const uint32_t *A, int64_t 
 static TAMX8 void ukr_int8_amx(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
                                const uint32_t *P, const float *ascale, const float *bias, float *C,
                                int64_t ldc) {
-    int32_t out[16 * LP_NR] __attribute__((aligned(64)));
-    _tile_zero(0);
-    _tile_zero(1);
-    for (int64_t p = 0; p < kw; p += 16) {
-        _tile_loadd(2, A + p, lda * 4);
-        _tile_loadd(3, P + p * LP_NR, LP_NR * 4);
-        _tile_loadd(4, P + p * LP_NR + 16, LP_NR * 4);
-        _tile_dpbusd(0, 2, 3);
-        _tile_dpbusd(1, 2, 4);
-    }
-    _tile_stored(0, out, LP_NR * 4);
-    _tile_stored(1, out + 16, LP_NR * 4);
+    int32_t out[32 * LP_NR] __attribute__((aligned(64)));
+    AMX_PRODUCTS(_tile_dpbusd, m, kw, A, lda, P, out);
     const uint32_t *tail = P + kw * LP_NR;
     for (int64_t i = 0; i < m; i++) {
         const __m512 as = _mm512_set1_ps(ascale[i]);
@@ -623,9 +641,9 @@ static int amx_usable(int bit) {
     return state && (edx & (1u << bit));
 }
 
-static const lp_kernel k_bf16_amx = {ukr_bf16_amx, rows_bf16_avx512, "amx_bf16", 16, amx_begin,
+static const lp_kernel k_bf16_amx = {ukr_bf16_amx, rows_bf16_avx512, "amx_bf16", 32, amx_begin,
                                      amx_end};
-static const lp_kernel k_int8_amx = {ukr_int8_amx, rows_int8_avx512, "amx_int8", 16, amx_begin,
+static const lp_kernel k_int8_amx = {ukr_int8_amx, rows_int8_avx512, "amx_int8", 32, amx_begin,
                                      amx_end};
 static const lp_kernel k_bf16_avx512 = {ukr_bf16_avx512, rows_bf16_avx512, "avx512_bf16", 8,
                                         NULL, NULL};

@@ -375,7 +375,7 @@ def test_amx_vnni_switch():
         _kernels.lp_set_vnni(True)
 
 
-@pytest.mark.parametrize("B", [1, 3, 4, 5, 9])
+@pytest.mark.parametrize("B", [1, 3, 4, 5, 9, 17, 33])
 def test_int8_row_tiles(arch, amx, B):
     rng = np.random.default_rng(19)
     x, h0, c0 = _inputs(rng, "gru", 3, B, 45, 50)
@@ -385,9 +385,10 @@ def test_int8_row_tiles(arch, amx, B):
     assert np.abs(y - yr).max() < TOL
 
 
-@pytest.mark.parametrize("B", [1, 15, 16, 17, 40])
+@pytest.mark.parametrize("B", [1, 15, 16, 17, 32, 33, 40])
 def test_bf16_row_tiles(amx, B):
-    """Batch sizes around the kernels' row tiles (8 rows; AMX: 16) and K not a multiple of 32."""
+    """Batch sizes around the kernels' row tiles (8 rows; AMX: 16 and 32) and K not a multiple of
+    32."""
     rng = np.random.default_rng(18)
     x, h0, c0 = _inputs(rng, "lstm", 4, B, 45, 50)
     w = _weights(rng, "lstm", 45, 50)
