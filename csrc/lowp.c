@@ -26,7 +26,13 @@
 
 #define LP_MAGIC 0x70776c66 /* "flwp" */
 #define LP_PROJ_ROWS 256    /* input rows per projection chunk */
-#define LP_MIN_FLOPS 48000.0 /* per step and thread, below which a thread does not pay */
+/* Threads: where the batch has a row per thread, each thread owns rows for the whole sequence
+   (rows never interact: no barrier; each reads all the weights) once the call has
+   LP_MIN_CALL_FLOPS per thread. A batch of one splits the hidden blocks instead, with a barrier
+   per step, once a step has LP_MIN_STEP_FLOPS per thread: a step of the fast kernels is a few
+   microseconds, and on a busy machine every barrier may wait for a descheduled thread. */
+#define LP_MIN_CALL_FLOPS 4.0e6
+#define LP_MIN_STEP_FLOPS 2.0e6
 /* int8 sums of up to K products of 255 * 127 (and the 128 * column-sum compensations) stay in
    int32 for K up to 66000: inputs and hidden sizes above this limit are refused */
 #define LP_INT8_MAX_K 65536
@@ -174,39 +180,42 @@ typedef struct {
     int act, reverse;
     uint8_t *scratch;   /* per thread: xp, Ax, ascale, Ah, hscale, tile */
     fr_team_flag *team; /* the spinning per-step barrier's flags (NULL: libgomp's barrier) */
+    int split_rows;     /* the threads split the batch (1) or the hidden blocks (0) */
 } lp_fw;
 
 static inline int64_t time_of(int64_t s, int64_t L, int reverse) {
     return (reverse && s < L) ? L - 1 - s : s;
 }
 
-/* Convert the input rows of steps [s0, s1) (row q = (s - s0)*B + b, the time row it reads). */
-static void lp_convert_chunk(const lp_fw *f, int64_t s0, int64_t s1, uint32_t *Ax, float *as) {
+/* Convert the input rows b in [rb0, rb0 + nb) of steps [s0, s1) (row q = (s - s0)*nb + b - rb0,
+   the time row it reads). */
+static void lp_convert_chunk(const lp_fw *f, int64_t s0, int64_t s1, int64_t rb0, int64_t nb,
+                             uint32_t *Ax, float *as) {
     const int64_t B = f->B, I = f->h->I, kw = f->kwI, T = f->T;
-    if (f->lengths == NULL && !f->reverse) {
+    if (f->lengths == NULL && !f->reverse && nb == B) {
         f->k->rows(Ax, kw, as, f->x + s0 * B * I, I, (s1 - s0) * B, I);
     } else if (f->lengths == NULL) {
         for (int64_t s = s0; s < s1; s++)
-            f->k->rows(Ax + (s - s0) * B * kw, kw, as + (s - s0) * B, f->x + (T - 1 - s) * B * I, I,
-                       B, I);
+            f->k->rows(Ax + (s - s0) * nb * kw, kw, as + (s - s0) * nb,
+                       f->x + ((f->reverse ? T - 1 - s : s) * B + rb0) * I, I, nb, I);
     } else {
         for (int64_t s = s0; s < s1; s++)
-            for (int64_t b = 0; b < B; b++) {
-                const int64_t q = (s - s0) * B + b;
+            for (int64_t b = rb0; b < rb0 + nb; b++) {
+                const int64_t q = (s - s0) * nb + b - rb0;
                 const int64_t t = time_of(s, f->lengths[b], f->reverse);
                 f->k->rows(Ax + q * kw, kw, as + q, f->x + (t * B + b) * I, I, 1, I);
             }
     }
 }
 
-/* The identity projection (x holds the G*H pre-activations) of the chunk, own columns. */
-static void lp_project_identity(const lp_fw *f, int64_t s0, int64_t s1, int64_t jb0, int64_t nj,
-                                float *xp) {
+/* The identity projection (x holds the G*H pre-activations) of the chunk, own rows and columns. */
+static void lp_project_identity(const lp_fw *f, int64_t s0, int64_t s1, int64_t rb0, int64_t nb,
+                                int64_t jb0, int64_t nj, float *xp) {
     const int64_t B = f->B, H = f->h->H, G = f->h->G, GH = G * H;
     const float *bias = (const float *)(f->base + f->h->off_bias);
     for (int64_t s = s0; s < s1; s++)
-        for (int64_t b = 0; b < B; b++) {
-            const int64_t q = (s - s0) * B + b;
+        for (int64_t b = rb0; b < rb0 + nb; b++) {
+            const int64_t q = (s - s0) * nb + b - rb0;
             const int64_t L = f->lengths ? f->lengths[b] : f->T;
             const float *a = f->x + (time_of(s, L, f->reverse) * B + b) * GH;
             for (int64_t jl = 0; jl < nj; jl++) {
@@ -224,8 +233,10 @@ static void lp_project_identity(const lp_fw *f, int64_t s0, int64_t s1, int64_t 
 static void lp_thread(const lp_fw *f, int tid, int nt) {
     const lp_header *hd = f->h;
     const int64_t B = f->B, T = f->T, H = hd->H, G = hd->G, GH = G * H, TB = T * B;
-    const int64_t njb = hd->njb, njt = (njb + nt - 1) / nt;
-    const int64_t jb0 = imin(njb, tid * njt), nj = imin(njb, jb0 + njt) - jb0;
+    const int64_t njb = hd->njb, njt = f->split_rows ? njb : (njb + nt - 1) / nt;
+    const int64_t jb0 = imin(njb, (f->split_rows ? 0 : tid) * njt), nj = imin(njb, jb0 + njt) - jb0;
+    const int64_t rb0 = f->split_rows ? B * tid / nt : 0;
+    const int64_t nb = (f->split_rows ? B * (tid + 1) / nt : B) - rb0; /* own rows */
     const int64_t ldxp = f->ldxp, ldh = f->ldh, kwI = f->kwI, kwH = f->kwH, Tc = f->Tc;
     const lp_kernel *k = f->k, *ks = f->ks;
     uint8_t *mine = f->scratch + tid * f->per_thread_bytes;
@@ -244,8 +255,8 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
     const int64_t mr = k->mr, mrs = ks->mr;
     int64_t rows[LP_MR], nbar = 0;
     /* the rows past the last that a whole-tile load reads (results unused): defined values */
-    memset(Ax + Tc * B * kwI, 0, (size_t)(LP_MR * kwI * 4));
-    memset(Ah + B * kwH, 0, (size_t)(LP_MR * kwH * 4));
+    memset(Ax + Tc * nb * kwI, 0, (size_t)(LP_MR * kwI * 4));
+    memset(Ah + nb * kwH, 0, (size_t)(LP_MR * kwH * 4));
     void (*const begin)(void) = k->begin ? k->begin : ks->begin;
     void (*const end)(void) = k->end ? k->end : ks->end;
     if (begin) begin();
@@ -253,12 +264,12 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                     .ldh = ldh, .ldc = H, .rows = rows};
 
     for (int64_t s0 = 0; s0 < T; s0 += Tc) {
-        const int64_t s1 = imin(T, s0 + Tc), nrow = (s1 - s0) * B;
+        const int64_t s1 = imin(T, s0 + Tc), nrow = (s1 - s0) * nb;
         if (nj > 0) {
             if (hd->identity) {
-                lp_project_identity(f, s0, s1, jb0, nj, xp);
+                lp_project_identity(f, s0, s1, rb0, nb, jb0, nj, xp);
             } else {
-                if (hd->I > 0) lp_convert_chunk(f, s0, s1, Ax, as);
+                if (hd->I > 0) lp_convert_chunk(f, s0, s1, rb0, nb, Ax, as);
                 for (int64_t jl = 0; jl < nj; jl++)
                     for (int64_t g = 0; g < G; g++) {
                         const int64_t pi = (jb0 + jl) * G + g;
@@ -278,7 +289,7 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
         for (int64_t s = s0; s < s1; s++) {
             const float *hp = f->hbuf + (s & 1) * B * ldh;
             float *hn = f->hbuf + ((s + 1) & 1) * B * ldh;
-            if (nj > 0) ks->rows(Ah, kwH, hs, hp, ldh, B, H);
+            if (nj > 0) ks->rows(Ah, kwH, hs, hp + rb0 * ldh, ldh, nb, H);
             for (int64_t jl = 0; jl < nj; jl++) {
                 const int64_t jb = jb0 + jl, j0 = jb * LP_NR, nv = imin(LP_NR, H - j0);
                 tl.n = nv;
@@ -287,14 +298,14 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                 tl.gates = gates_c ? gates_c + j0 : NULL;
                 tl.aux0 = aux0_c ? aux0_c + j0 : NULL;
                 tl.aux1 = aux1_c ? aux1_c + j0 : NULL;
-                for (int64_t b0 = 0; b0 < B; b0 += mrs) {
-                    const int64_t m = imin(mrs, B - b0);
+                for (int64_t b0 = 0; b0 < nb; b0 += mrs) {
+                    const int64_t m = imin(mrs, nb - b0);
                     for (int64_t g = 0; g < G; g++)
                         ks->ukr(m, kwH, Ah + b0 * kwH, kwH,
                                (const uint32_t *)(f->base + hd->off_hh + (jb * G + g) * hd->pb_hh),
                                hs + b0, NULL, tile + g * LP_NR, G * LP_NR);
                     for (int64_t i = 0; i < m; i++) {
-                        const int64_t b = b0 + i;
+                        const int64_t b = rb0 + b0 + i;
                         const int64_t L = f->lengths ? f->lengths[b] : T;
                         const int64_t r = time_of(s, L, f->reverse) * B + b;
                         const float *hpr = hp + b * ldh + j0;
@@ -318,14 +329,16 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                         }
                     }
                     tl.m = m;
-                    tl.xp = xp + ((s - s0) * B + b0) * ldxp + jl * G * LP_NR;
-                    tl.hprev = hp + b0 * ldh + j0;
-                    tl.h = hn + b0 * ldh + j0;
-                    tl.c = f->cd->has_c ? f->c_n + b0 * H + j0 : NULL;
+                    tl.xp = xp + ((s - s0) * nb + b0) * ldxp + jl * G * LP_NR;
+                    tl.hprev = hp + (rb0 + b0) * ldh + j0;
+                    tl.h = hn + (rb0 + b0) * ldh + j0;
+                    tl.c = f->cd->has_c ? f->c_n + (rb0 + b0) * H + j0 : NULL;
                     f->pw(&tl, f->act);
                 }
             }
-            if (nt > 1 && f->team) {
+            if (nt > 1 && f->split_rows) {
+                /* own rows only: nothing to wait for */
+            } else if (nt > 1 && f->team) {
                 fr_team_barrier(f->team, tid, nt, ++nbar);
             } else if (nt > 1) {
 #pragma omp barrier
@@ -361,11 +374,6 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
                .c_n = cd->has_c ? c_n : NULL, .cache = cache, .hq = hq, .x = x,
                .lengths = lengths, .T = T, .B = B, .act = act, .reverse = reverse};
     f.Tc = imin(T, (LP_PROJ_ROWS + B - 1) / B);
-    /* the kernels by rows: the step's B, the projection's chunk (a stream step: 1 and 1) */
-    const double call_macs = (double)T * (double)B *
-                             (double)((hd->identity ? 0 : I) + H) * (double)G * (double)H;
-    f.k = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), f.Tc * B, call_macs);
-    f.ks = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), B, call_macs);
     f.ldh = (H + 15) / 16 * 16 + 16;
     f.ldxp = hd->njb * G * LP_NR; /* room for every block: a smaller team owns more */
     f.kwI = hd->identity ? 0 : lp_kwords((int)hd->prec, I);
@@ -375,11 +383,22 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
                          align64(LP_MR * G * LP_NR * 4);
     const double step_flops = 2.0 * (double)B * (double)((hd->identity ? 0 : I) + H) * (double)G *
                               (double)H;
-    int64_t nt = (int64_t)(step_flops / LP_MIN_FLOPS);
-    nt = nt < 1 ? 1 : imin(nt, imin(nthreads, hd->njb));
+    int64_t nt;
+    if (B >= 2) {
+        f.split_rows = 1;
+        nt = imin((int64_t)(step_flops * (double)T / LP_MIN_CALL_FLOPS), imin(nthreads, B));
+    } else {
+        nt = imin((int64_t)(step_flops / LP_MIN_STEP_FLOPS), imin(nthreads, hd->njb));
+    }
+    if (nt < 1) nt = 1;
 #ifndef _OPENMP
     nt = 1;
 #endif
+    /* the kernels by rows: a thread's step rows, its projection chunk's (a stream step: 1, 1) */
+    const int64_t srows = f.split_rows ? (B + nt - 1) / nt : B;
+    const double call_macs = step_flops * (double)T / 2.0;
+    f.k = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), f.Tc * srows, call_macs);
+    f.ks = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), srows, call_macs);
     const int64_t shared = align64(2 * B * f.ldh * 4);
     uint8_t *mem = fr_scratch_alloc((size_t)(shared + nt * f.per_thread_bytes));
     if (mem == NULL) return FR_ERR_NOMEM;
@@ -387,7 +406,7 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
     /* the float32 recurrence's barrier (team_sync.h): spinning, yielding when oversubscribed;
        libgomp's (a futex wake-up every step) only where threads outnumber the processors or the
        flags cannot be had */
-    f.team = nt > 1 && nt <= omp_get_num_procs() ? fr_team_new((int)nt) : NULL;
+    f.team = nt > 1 && !f.split_rows && nt <= omp_get_num_procs() ? fr_team_new((int)nt) : NULL;
 #endif
     f.hbuf = (float *)mem;
     f.scratch = mem + shared;

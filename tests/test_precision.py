@@ -537,3 +537,64 @@ def test_small_rows_bf16_training_forward(small_rows, cell):
     for g, r in zip(got, want, strict=True):
         if r is not None:
             assert np.linalg.norm(g - r) < 3e-4 * float(np.linalg.norm(r))
+
+
+# ---- the thread team: rows split (a batch), hidden blocks split (a batch of one) ------------
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    import fastrnn
+    old = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(request.param)
+    yield request.param
+    fastrnn.set_num_threads(old)
+
+
+@pytest.mark.parametrize("lengths", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_team_rows_split(threads, small_rows, cell, precision, reverse, lengths):
+    """A call big enough for two threads (over 8 MFLOP): with two, each owns rows of the batch
+    for the whole sequence (odd B: unequal shares), its projection and step on its own rows."""
+    rng = np.random.default_rng(24)
+    T, B, I, H = 8, 17, 200, 100
+    x, h0, c0 = _inputs(rng, cell, T, B, I, H)
+    w = _weights(rng, cell, I, H, scale=0.05)
+    ln = rng.integers(1, T + 1, B) if lengths else None
+    kw = dict(training=precision == "bfloat16", precision=precision, lengths=ln,
+              reverse=reverse)
+    y, h, c, ctx = _run(functional, cell, x, h0, c0, w, **kw)
+    yr, hr, cr, ctxr = _run(reference, cell, x, h0, c0, w, **kw)
+    y32 = _run(reference, cell, x, h0, c0, w, training=False, lengths=ln, reverse=reverse)[0]
+    # a state the kernel's float32 maths put on the other side of a bf16/int8 rounding boundary
+    # moves a few entries by up to ~1e-3 for a step or two (a wrong row or column: by ~0.1-1);
+    # far from the distance to the float32 result over all entries (the rounding is there)
+    for a, r in ((y, yr), (h, hr), (c, cr)):
+        if r is not None:
+            assert np.abs(a - r).max() < 10 * TOL
+    assert np.linalg.norm(y - yr) < 0.05 * np.linalg.norm(y32 - yr)
+    if precision == "bfloat16":  # the cache and rounded states the backward reads, per row
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        for g, r in zip(functional.cell_backward(ctx, dy, None, None),
+                        reference.cell_backward(ctxr, dy, None, None), strict=True):
+            if r is not None:  # relative norms, as in test_bf16_backward_matches_reference
+                assert np.linalg.norm(g - r) < 3e-4 * float(np.linalg.norm(r))
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_team_blocks_split_batch_of_one(threads, cell, precision):
+    """A batch of one with a step of over 4 MFLOP (GRU: 4.4): two threads split the hidden
+    blocks and meet at a barrier every step."""
+    rng = np.random.default_rng(25)
+    T, B, I, H = 3, 1, 600, 610
+    x, h0, c0 = _inputs(rng, cell, T, B, I, H)
+    w = _weights(rng, cell, I, H, scale=0.04)
+    for reverse in (False, True):
+        kw = dict(training=False, precision=precision, reverse=reverse)
+        y, h, _, _ = _run(functional, cell, x, h0, c0, w, **kw)
+        yr, hr, _, _ = _run(reference, cell, x, h0, c0, w, **kw)
+        assert np.abs(y - yr).max() < TOL
+        assert np.abs(h - hr).max() < TOL
