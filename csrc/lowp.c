@@ -396,9 +396,8 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
 #endif
     /* the kernels by rows: a thread's step rows, its projection chunk's (a stream step: 1, 1) */
     const int64_t srows = f.split_rows ? (B + nt - 1) / nt : B;
-    const double call_macs = step_flops * (double)T / 2.0;
-    f.k = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), f.Tc * srows, call_macs);
-    f.ks = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), srows, call_macs);
+    f.k = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), f.Tc * srows);
+    f.ks = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), srows);
     const int64_t shared = align64(2 * B * f.ldh * 4);
     uint8_t *mem = fr_scratch_alloc((size_t)(shared + nt * f.per_thread_bytes));
     if (mem == NULL) return FR_ERR_NOMEM;
@@ -470,7 +469,7 @@ uint64_t fr_checksum(const void *p, int64_t n) {
 
 /* ---- the bf16 backward's recurrent product: dh_{t-1} += delta~ W~_hh ----------------------- */
 
-/* The transposed W_hh panels (panel jb: hidden units jb*LP_NR + c as columns, the G*H gate
+/* The W_hh panels (panel jb: hidden units jb*LP_NR + c as columns, the G*H gate
    gradients as K) and the per-thread scratch (bf16 delta rows, a tile). */
 struct lp_bw {
     const lp_kernel *k;
@@ -478,12 +477,11 @@ struct lp_bw {
     uint8_t *panels, *scratch;
 };
 
-lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t T, int64_t B, int nthreads) {
+lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t B, int nthreads) {
     if (w_hh == NULL || GH < 1 || H < 1 || B < 0 || nthreads < 1) return NULL;
     lp_bw *bw = calloc(1, sizeof *bw);
     if (bw == NULL) return NULL;
-    bw->k = lp_kernel_for_rows(FR_PREC_BF16, fr_get_arch(), B,
-                               (double)T * (double)B * (double)GH * (double)H);
+    bw->k = lp_kernel_for_rows(FR_PREC_BF16, fr_get_arch(), B);
     bw->H = H;
     bw->GH = GH;
     bw->njb = (H + LP_NR - 1) / LP_NR;

@@ -62,11 +62,10 @@ typedef struct {
    (the portable C kernels at worst). Never NULL for FR_PREC_BF16 / FR_PREC_INT8. */
 const lp_kernel *lp_kernel_for(int prec, int arch);
 
-/* The kernels of a product with rows rows (a step's batch, a projection chunk's rows) in a call
-   of call_macs multiply-adds: lp_kernel_for's, or in place of AMX the AVX-512 kernels of the same
-   operand format where AMX does not pay (rows at most 1; for bf16 also a small call; or rows at
-   most the limit fr_lp_set_small_rows set). Never NULL. */
-const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows, double call_macs);
+/* The kernels of a product with rows rows (a thread's step rows, a projection chunk's rows):
+   lp_kernel_for's, or in place of AMX the AVX-512 kernels of the same operand format where rows
+   is at most the small-rows limit (1, or what fr_lp_set_small_rows set). Never NULL. */
+const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows);
 
 /* bf16 panel (lowp.h's format) of columns n0 <= n < n0 + nv (nv <= LP_NR) of B (K rows at
    stride ldb): word (p, c) = (bf16 B[2p][n0 + c], bf16 B[2p + 1][n0 + c]), zero past K and nv
@@ -79,11 +78,11 @@ void lp_pack_t_rows_bf16(uint32_t *Ab, int64_t kw, const float *A, int64_t lda, 
 
 /* The bf16 backward's recurrent product dh_{t-1} += delta~ W~_hh (delta~ the step's gate
    gradients rounded to bf16 as they enter it, W~_hh the weights rounded once), for
-   recurrence.c's backward: the transposed bf16 panels of w_hh (G*H rows of H; GH = G*H) and
-   scratch for up to nthreads threads of a T-step, B-row pass. NULL when out of memory or for bad
+   recurrence.c's backward: the bf16 panels of w_hh (G*H rows of H; GH = G*H) and scratch for
+   up to nthreads threads of a B-row pass. NULL when out of memory or for bad
    sizes; free with lp_bw_free (NULL is ignored). */
 typedef struct lp_bw lp_bw;
-lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t T, int64_t B, int nthreads);
+lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t B, int nthreads);
 void lp_bw_free(lp_bw *bw);
 /* Thread tid (< the nthreads of lp_bw_new): dh[b][c] += sum_n bf16(dstep[b][n]) * W~_hh[n][c]
    (float32 sums) for rows b in [rb0, rb1) still active at step s (lengths NULL: all) and

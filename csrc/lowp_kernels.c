@@ -710,16 +710,13 @@ const lp_kernel *lp_kernel_for(int prec, int arch) {
 #endif
 }
 
-/* Where a product's rows (a step's batch, a projection chunk's rows) are at most the small-rows
-   limit, the AVX-512 kernel of the same operand format runs in place of AMX. Measured one thread
-   (bench/RESULTS_precision.md, issue 20 small rows): int8 on AMX is 2-14% slower than vpdpbusd on
-   one row in a whole sequence and 14-33% in a stream step (its tile configuration per call), and
-   faster from two rows; bf16 on AMX is faster than vdpbf16ps from one row in a sequence (1.3x at
-   B 1, 2-5x at B 2-16) but slower in a stream step of a small layer, where the call's tile set-up
-   is not repaid: one-row bf16 calls of fewer than LP_BF16_AMX_MACS multiply-adds stay off AMX
-   (a stream step of RNN(256), 131k, runs 12% faster without; GRU(256), 393k, 22% slower). */
+/* Where a product's rows (a thread's step rows, a projection chunk's rows) are at most the
+   small-rows limit, the AVX-512 kernel of the same operand format runs in place of AMX. Measured,
+   one thread, cells RNN/GRU/LSTM, H 64-512 (bench/RESULTS_precision.md, issue 20): on one row
+   vpdpbusd beats AMX's tdpbusd by 0-9% in a 200-step sequence and 6-34% in a stream step (whose
+   call also configures the tiles), vdpbf16ps beats tdpbf16ps by 4-23% in 8 of 9 sequences and
+   12-15% in 4 of 6 stream steps; from two rows AMX is faster (bf16 2-5x at 2-16 rows). */
 #define LP_SMALL_ROWS 1
-#define LP_BF16_AMX_MACS 262144.0
 
 static int small_rows_set = -1;
 
@@ -728,28 +725,23 @@ int fr_lp_set_small_rows(int rows) {
     return FR_OK;
 }
 
-const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows, double call_macs) {
+const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows) {
     const lp_kernel *k = lp_kernel_for(prec, arch);
 #if FR_X86_SIMD
-    const int small = small_rows_set >= 0
-                          ? rows <= small_rows_set
-                          : rows <= LP_SMALL_ROWS &&
-                                (prec == FR_PREC_INT8 || call_macs < LP_BF16_AMX_MACS);
-    if (small) {
+    if (rows <= (small_rows_set >= 0 ? small_rows_set : LP_SMALL_ROWS)) {
         /* AMX is chosen only where AVX512_BF16 and VNNI are present (amx_usable) */
         if (k == &k_bf16_amx) return &k_bf16_avx512;
         if (k == &k_int8_amx) return &k_int8_avx512;
     }
 #else
     (void)rows;
-    (void)call_macs;
 #endif
     return k;
 }
 
-const char *fr_lowp_rows_path(int prec, int64_t rows, double call_macs) {
+const char *fr_lowp_rows_path(int prec, int64_t rows) {
     if (prec != FR_PREC_BF16 && prec != FR_PREC_INT8) return "unknown";
-    return lp_kernel_for_rows(prec, fr_get_arch(), rows, call_macs)->name;
+    return lp_kernel_for_rows(prec, fr_get_arch(), rows)->name;
 }
 
 static int has_avx512_rounding(void) {
