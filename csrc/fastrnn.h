@@ -308,6 +308,13 @@ int fr_lp_set_amx(int on);
 /* Let int8 use VNNI (vpdpbusd) where the CPU has it (on = 1, the default) or not (0: the AVX2
    path's widening vpmaddwd kernel on the AVX2 and AVX-512 paths): a testing knob. FR_OK. */
 int fr_lp_set_vnni(int on);
+/* Set the small-rows limit: a product with at most rows rows (a thread's step rows, a projection
+   chunk's rows) runs on the AVX-512 kernels (vdpbf16ps, vpdpbusd) in place of AMX; rows < 0
+   restores the measured limit (1), 0 keeps AMX everywhere. A testing and tuning knob. FR_OK. */
+int fr_lp_set_small_rows(int rows);
+/* Static name of the kernels (as fr_lowp_path) a product of precision prec with rows rows runs
+   on now. */
+const char *fr_lowp_rows_path(int prec, int64_t rows);
 /* Bytes of the packed weights of cell with I inputs (identity: w_ih NULL, I = G*H) and H units
    in precision prec; -1 for a bad cell, precision or size (int8: I and H at most 65536, so
    that its int32 sums cannot overflow). */

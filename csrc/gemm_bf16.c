@@ -55,13 +55,7 @@ int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
 #else
             const int ntm = 1;
 #endif
-            const int64_t i0 = M * tid / ntm, i1 = M * (tid + 1) / ntm;
-            for (int64_t i = i0; i < i1; i++) memset(Ab + i * kw, 0, (size_t)(kw * 4));
-            for (int64_t kk = 0; kk < K; kk++) {
-                const float *a = A + kk * lda;
-                for (int64_t i = i0; i < i1; i++)
-                    ((uint16_t *)(Ab + i * kw))[kk] = lp_bf16(a[i]);
-            }
+            lp_pack_t_rows_bf16(Ab, kw, A, lda, K, M * tid / ntm, M * (tid + 1) / ntm);
         } else {
 #pragma omp for schedule(static)
             for (int64_t i = 0; i < M; i++) k->rows(Ab + i * kw, kw, NULL, A + i * lda, lda, 1, K);
@@ -76,9 +70,7 @@ int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
                     for (int64_t kk = 0; kk < K; kk++)
                         p16[((kk / 2) * LP_NR + c) * 2 + (kk & 1)] = lp_bf16(B[(n0 + c) * ldb + kk]);
             else
-                for (int64_t kk = 0; kk < K; kk++)
-                    for (int64_t c = 0; c < nv; c++)
-                        p16[((kk / 2) * LP_NR + c) * 2 + (kk & 1)] = lp_bf16(B[kk * ldb + n0 + c]);
+                lp_pack_kn_bf16(Bp + j * kw * LP_NR, B, ldb, K, n0, nv);
         }
 #pragma omp barrier
         if (k->begin) k->begin();

@@ -18,6 +18,7 @@
 #include "lowp.h"
 #include "recurrence.h"
 #include "scratch.h"
+#include "team_sync.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -25,7 +26,13 @@
 
 #define LP_MAGIC 0x70776c66 /* "flwp" */
 #define LP_PROJ_ROWS 256    /* input rows per projection chunk */
-#define LP_MIN_FLOPS 48000.0 /* per step and thread, below which a thread does not pay */
+/* Threads: where the batch has a row per thread, each thread owns rows for the whole sequence
+   (rows never interact: no barrier; each reads all the weights) once the call has
+   LP_MIN_CALL_FLOPS per thread. A batch of one splits the hidden blocks instead, with a barrier
+   per step, once a step has LP_MIN_STEP_FLOPS per thread: a step of the fast kernels is a few
+   microseconds, and on a busy machine every barrier may wait for a descheduled thread. */
+#define LP_MIN_CALL_FLOPS 4.0e6
+#define LP_MIN_STEP_FLOPS 2.0e6
 /* int8 sums of up to K products of 255 * 127 (and the 128 * column-sum compensations) stay in
    int32 for K up to 66000: inputs and hidden sizes above this limit are refused */
 #define LP_INT8_MAX_K 65536
@@ -162,7 +169,8 @@ int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float 
 typedef struct {
     const lp_header *h;
     const uint8_t *base;
-    const lp_kernel *k;
+    const lp_kernel *k;  /* the input projection's kernels */
+    const lp_kernel *ks; /* the recurrent step's (the same operand format) */
     const fr_cell_s *cd;
     fr_point_fn_s pw;
     float *y, *h_n, *c_n, *cache, *hq, *hbuf;
@@ -170,40 +178,44 @@ typedef struct {
     const int64_t *lengths;
     int64_t T, B, Tc, ldh, ldxp, kwI, kwH, per_thread_bytes;
     int act, reverse;
-    uint8_t *scratch; /* per thread: xp, Ax, ascale, Ah, hscale, tile */
+    uint8_t *scratch;   /* per thread: xp, Ax, ascale, Ah, hscale, tile */
+    fr_team_flag *team; /* the spinning per-step barrier's flags (NULL: libgomp's barrier) */
+    int split_rows;     /* the threads split the batch (1) or the hidden blocks (0) */
 } lp_fw;
 
 static inline int64_t time_of(int64_t s, int64_t L, int reverse) {
     return (reverse && s < L) ? L - 1 - s : s;
 }
 
-/* Convert the input rows of steps [s0, s1) (row q = (s - s0)*B + b, the time row it reads). */
-static void lp_convert_chunk(const lp_fw *f, int64_t s0, int64_t s1, uint32_t *Ax, float *as) {
+/* Convert the input rows b in [rb0, rb0 + nb) of steps [s0, s1) (row q = (s - s0)*nb + b - rb0,
+   the time row it reads). */
+static void lp_convert_chunk(const lp_fw *f, int64_t s0, int64_t s1, int64_t rb0, int64_t nb,
+                             uint32_t *Ax, float *as) {
     const int64_t B = f->B, I = f->h->I, kw = f->kwI, T = f->T;
-    if (f->lengths == NULL && !f->reverse) {
+    if (f->lengths == NULL && !f->reverse && nb == B) {
         f->k->rows(Ax, kw, as, f->x + s0 * B * I, I, (s1 - s0) * B, I);
     } else if (f->lengths == NULL) {
         for (int64_t s = s0; s < s1; s++)
-            f->k->rows(Ax + (s - s0) * B * kw, kw, as + (s - s0) * B, f->x + (T - 1 - s) * B * I, I,
-                       B, I);
+            f->k->rows(Ax + (s - s0) * nb * kw, kw, as + (s - s0) * nb,
+                       f->x + ((f->reverse ? T - 1 - s : s) * B + rb0) * I, I, nb, I);
     } else {
         for (int64_t s = s0; s < s1; s++)
-            for (int64_t b = 0; b < B; b++) {
-                const int64_t q = (s - s0) * B + b;
+            for (int64_t b = rb0; b < rb0 + nb; b++) {
+                const int64_t q = (s - s0) * nb + b - rb0;
                 const int64_t t = time_of(s, f->lengths[b], f->reverse);
                 f->k->rows(Ax + q * kw, kw, as + q, f->x + (t * B + b) * I, I, 1, I);
             }
     }
 }
 
-/* The identity projection (x holds the G*H pre-activations) of the chunk, own columns. */
-static void lp_project_identity(const lp_fw *f, int64_t s0, int64_t s1, int64_t jb0, int64_t nj,
-                                float *xp) {
+/* The identity projection (x holds the G*H pre-activations) of the chunk, own rows and columns. */
+static void lp_project_identity(const lp_fw *f, int64_t s0, int64_t s1, int64_t rb0, int64_t nb,
+                                int64_t jb0, int64_t nj, float *xp) {
     const int64_t B = f->B, H = f->h->H, G = f->h->G, GH = G * H;
     const float *bias = (const float *)(f->base + f->h->off_bias);
     for (int64_t s = s0; s < s1; s++)
-        for (int64_t b = 0; b < B; b++) {
-            const int64_t q = (s - s0) * B + b;
+        for (int64_t b = rb0; b < rb0 + nb; b++) {
+            const int64_t q = (s - s0) * nb + b - rb0;
             const int64_t L = f->lengths ? f->lengths[b] : f->T;
             const float *a = f->x + (time_of(s, L, f->reverse) * B + b) * GH;
             for (int64_t jl = 0; jl < nj; jl++) {
@@ -221,10 +233,12 @@ static void lp_project_identity(const lp_fw *f, int64_t s0, int64_t s1, int64_t 
 static void lp_thread(const lp_fw *f, int tid, int nt) {
     const lp_header *hd = f->h;
     const int64_t B = f->B, T = f->T, H = hd->H, G = hd->G, GH = G * H, TB = T * B;
-    const int64_t njb = hd->njb, njt = (njb + nt - 1) / nt;
-    const int64_t jb0 = imin(njb, tid * njt), nj = imin(njb, jb0 + njt) - jb0;
+    const int64_t njb = hd->njb, njt = f->split_rows ? njb : (njb + nt - 1) / nt;
+    const int64_t jb0 = imin(njb, (f->split_rows ? 0 : tid) * njt), nj = imin(njb, jb0 + njt) - jb0;
+    const int64_t rb0 = f->split_rows ? B * tid / nt : 0;
+    const int64_t nb = (f->split_rows ? B * (tid + 1) / nt : B) - rb0; /* own rows */
     const int64_t ldxp = f->ldxp, ldh = f->ldh, kwI = f->kwI, kwH = f->kwH, Tc = f->Tc;
-    const lp_kernel *k = f->k;
+    const lp_kernel *k = f->k, *ks = f->ks;
     uint8_t *mine = f->scratch + tid * f->per_thread_bytes;
     float *xp = (float *)mine;
     uint32_t *Ax = (uint32_t *)(mine + align64(Tc * B * ldxp * 4));
@@ -238,22 +252,24 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
     float *hprev_c = cache, *gates_c = cache ? cache + TB * H : NULL;
     float *aux0_c = cache && f->cd->naux > 0 ? gates_c + TB * GH : NULL;
     float *aux1_c = cache && f->cd->naux > 1 ? aux0_c + TB * H : NULL;
-    const int64_t mr = k->mr;
-    int64_t rows[LP_MR];
+    const int64_t mr = k->mr, mrs = ks->mr;
+    int64_t rows[LP_MR], nbar = 0;
     /* the rows past the last that a whole-tile load reads (results unused): defined values */
-    memset(Ax + Tc * B * kwI, 0, (size_t)(LP_MR * kwI * 4));
-    memset(Ah + B * kwH, 0, (size_t)(LP_MR * kwH * 4));
-    if (k->begin) k->begin();
+    memset(Ax + Tc * nb * kwI, 0, (size_t)(LP_MR * kwI * 4));
+    memset(Ah + nb * kwH, 0, (size_t)(LP_MR * kwH * 4));
+    void (*const begin)(void) = k->begin ? k->begin : ks->begin;
+    void (*const end)(void) = k->end ? k->end : ks->end;
+    if (begin) begin();
     fr_tile_s tl = {.ts = LP_NR, .H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * LP_NR,
                     .ldh = ldh, .ldc = H, .rows = rows};
 
     for (int64_t s0 = 0; s0 < T; s0 += Tc) {
-        const int64_t s1 = imin(T, s0 + Tc), nrow = (s1 - s0) * B;
+        const int64_t s1 = imin(T, s0 + Tc), nrow = (s1 - s0) * nb;
         if (nj > 0) {
             if (hd->identity) {
-                lp_project_identity(f, s0, s1, jb0, nj, xp);
+                lp_project_identity(f, s0, s1, rb0, nb, jb0, nj, xp);
             } else {
-                if (hd->I > 0) lp_convert_chunk(f, s0, s1, Ax, as);
+                if (hd->I > 0) lp_convert_chunk(f, s0, s1, rb0, nb, Ax, as);
                 for (int64_t jl = 0; jl < nj; jl++)
                     for (int64_t g = 0; g < G; g++) {
                         const int64_t pi = (jb0 + jl) * G + g;
@@ -273,7 +289,7 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
         for (int64_t s = s0; s < s1; s++) {
             const float *hp = f->hbuf + (s & 1) * B * ldh;
             float *hn = f->hbuf + ((s + 1) & 1) * B * ldh;
-            if (nj > 0) k->rows(Ah, kwH, hs, hp, ldh, B, H);
+            if (nj > 0) ks->rows(Ah, kwH, hs, hp + rb0 * ldh, ldh, nb, H);
             for (int64_t jl = 0; jl < nj; jl++) {
                 const int64_t jb = jb0 + jl, j0 = jb * LP_NR, nv = imin(LP_NR, H - j0);
                 tl.n = nv;
@@ -282,14 +298,14 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                 tl.gates = gates_c ? gates_c + j0 : NULL;
                 tl.aux0 = aux0_c ? aux0_c + j0 : NULL;
                 tl.aux1 = aux1_c ? aux1_c + j0 : NULL;
-                for (int64_t b0 = 0; b0 < B; b0 += mr) {
-                    const int64_t m = imin(mr, B - b0);
+                for (int64_t b0 = 0; b0 < nb; b0 += mrs) {
+                    const int64_t m = imin(mrs, nb - b0);
                     for (int64_t g = 0; g < G; g++)
-                        k->ukr(m, kwH, Ah + b0 * kwH, kwH,
+                        ks->ukr(m, kwH, Ah + b0 * kwH, kwH,
                                (const uint32_t *)(f->base + hd->off_hh + (jb * G + g) * hd->pb_hh),
                                hs + b0, NULL, tile + g * LP_NR, G * LP_NR);
                     for (int64_t i = 0; i < m; i++) {
-                        const int64_t b = b0 + i;
+                        const int64_t b = rb0 + b0 + i;
                         const int64_t L = f->lengths ? f->lengths[b] : T;
                         const int64_t r = time_of(s, L, f->reverse) * B + b;
                         const float *hpr = hp + b * ldh + j0;
@@ -313,19 +329,23 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                         }
                     }
                     tl.m = m;
-                    tl.xp = xp + ((s - s0) * B + b0) * ldxp + jl * G * LP_NR;
-                    tl.hprev = hp + b0 * ldh + j0;
-                    tl.h = hn + b0 * ldh + j0;
-                    tl.c = f->cd->has_c ? f->c_n + b0 * H + j0 : NULL;
+                    tl.xp = xp + ((s - s0) * nb + b0) * ldxp + jl * G * LP_NR;
+                    tl.hprev = hp + (rb0 + b0) * ldh + j0;
+                    tl.h = hn + (rb0 + b0) * ldh + j0;
+                    tl.c = f->cd->has_c ? f->c_n + (rb0 + b0) * H + j0 : NULL;
                     f->pw(&tl, f->act);
                 }
             }
-            if (nt > 1) {
+            if (nt > 1 && f->split_rows) {
+                /* own rows only: nothing to wait for */
+            } else if (nt > 1 && f->team) {
+                fr_team_barrier(f->team, tid, nt, ++nbar);
+            } else if (nt > 1) {
 #pragma omp barrier
             }
         }
     }
-    if (k->end) k->end();
+    if (end) end();
 }
 
 int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *cache, float *hq,
@@ -349,7 +369,7 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
         for (int64_t k = 0; k < BH; k++) c_n[k] = c0 ? c0[k] : 0.0f;
     if (T == 0 || B == 0) return FR_OK;
 
-    lp_fw f = {.h = hd, .base = packed, .k = lp_kernel_for((int)hd->prec, fr_get_arch()),
+    lp_fw f = {.h = hd, .base = packed,
                .cd = cd, .pw = cd->point_for(fr_get_arch()), .y = y, .h_n = h_n,
                .c_n = cd->has_c ? c_n : NULL, .cache = cache, .hq = hq, .x = x,
                .lengths = lengths, .T = T, .B = B, .act = act, .reverse = reverse};
@@ -363,14 +383,30 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
                          align64(LP_MR * G * LP_NR * 4);
     const double step_flops = 2.0 * (double)B * (double)((hd->identity ? 0 : I) + H) * (double)G *
                               (double)H;
-    int64_t nt = (int64_t)(step_flops / LP_MIN_FLOPS);
-    nt = nt < 1 ? 1 : imin(nt, imin(nthreads, hd->njb));
+    int64_t nt;
+    if (B >= 2) {
+        f.split_rows = 1;
+        nt = imin((int64_t)(step_flops * (double)T / LP_MIN_CALL_FLOPS), imin(nthreads, B));
+    } else {
+        nt = imin((int64_t)(step_flops / LP_MIN_STEP_FLOPS), imin(nthreads, hd->njb));
+    }
+    if (nt < 1) nt = 1;
 #ifndef _OPENMP
     nt = 1;
 #endif
+    /* the kernels by rows: a thread's step rows, its projection chunk's (a stream step: 1, 1) */
+    const int64_t srows = f.split_rows ? (B + nt - 1) / nt : B;
+    f.k = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), f.Tc * srows);
+    f.ks = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), srows);
     const int64_t shared = align64(2 * B * f.ldh * 4);
     uint8_t *mem = fr_scratch_alloc((size_t)(shared + nt * f.per_thread_bytes));
     if (mem == NULL) return FR_ERR_NOMEM;
+#ifdef _OPENMP
+    /* the float32 recurrence's barrier (team_sync.h): spinning, yielding when oversubscribed;
+       libgomp's (a futex wake-up every step) only where threads outnumber the processors or the
+       flags cannot be had */
+    f.team = nt > 1 && !f.split_rows && nt <= omp_get_num_procs() ? fr_team_new((int)nt) : NULL;
+#endif
     f.hbuf = (float *)mem;
     f.scratch = mem + shared;
     memset(f.hbuf, 0, (size_t)(2 * B * f.ldh * 4)); /* padding columns are converted too */
@@ -385,6 +421,7 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
     }
     const float *hf = f.hbuf + (T & 1) * B * f.ldh;
     for (int64_t b = 0; b < B; b++) memcpy(h_n + b * H, hf + b * f.ldh, (size_t)H * 4);
+    fr_team_free(f.team);
     fr_scratch_free(mem);
     return FR_OK;
 }
@@ -428,4 +465,75 @@ uint64_t fr_checksum(const void *p, int64_t n) {
     uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ull ^ tail;
     for (int l = 0; l < 4; l++) h = (h ^ s1[l]) * 0x100000001B3ull ^ (s2[l] * 0xC2B2AE3D27D4EB4Full);
     return h;
+}
+
+/* ---- the bf16 backward's recurrent product: dh_{t-1} += delta~ W~_hh ----------------------- */
+
+/* The W_hh panels (panel jb: hidden units jb*LP_NR + c as columns, the G*H gate
+   gradients as K) and the per-thread scratch (bf16 delta rows, a tile). */
+struct lp_bw {
+    const lp_kernel *k;
+    int64_t H, GH, njb, kw, pb, per_thread;
+    uint8_t *panels, *scratch;
+};
+
+lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t B, int nthreads) {
+    if (w_hh == NULL || GH < 1 || H < 1 || B < 0 || nthreads < 1) return NULL;
+    lp_bw *bw = calloc(1, sizeof *bw);
+    if (bw == NULL) return NULL;
+    bw->k = lp_kernel_for_rows(FR_PREC_BF16, fr_get_arch(), B);
+    bw->H = H;
+    bw->GH = GH;
+    bw->njb = (H + LP_NR - 1) / LP_NR;
+    bw->kw = lp_kwords(FR_PREC_BF16, GH);
+    bw->pb = lp_panel_bytes(FR_PREC_BF16, GH);
+    bw->per_thread = align64((B + LP_MR) * bw->kw * 4) + align64((B + LP_MR) * 4) +
+                     align64(LP_MR * LP_NR * 4);
+    bw->panels = fr_scratch_alloc((size_t)(bw->njb * bw->pb + nthreads * bw->per_thread));
+    if (bw->panels == NULL) {
+        free(bw);
+        return NULL;
+    }
+    bw->scratch = bw->panels + bw->njb * bw->pb;
+    /* W_hh (G*H rows of H) is the K x N operand itself: panel jb holds its columns jb*LP_NR.. */
+    for (int64_t jb = 0; jb < bw->njb; jb++)
+        lp_pack_kn_bf16((uint32_t *)(bw->panels + jb * bw->pb), w_hh, H, GH, jb * LP_NR,
+                        imin(LP_NR, H - jb * LP_NR));
+    return bw;
+}
+
+void lp_bw_free(lp_bw *bw) {
+    if (bw == NULL) return;
+    fr_scratch_free(bw->panels);
+    free(bw);
+}
+
+void lp_bw_dh_prev(const lp_bw *bw, int tid, float *dh, const float *dstep, int64_t ldd,
+                   const int64_t *lengths, int64_t s, int64_t rb0, int64_t rb1, int64_t c0,
+                   int64_t c1) {
+    const int64_t m_all = rb1 - rb0, kw = bw->kw, H = bw->H;
+    if (m_all <= 0 || c0 >= c1) return;
+    const lp_kernel *k = bw->k;
+    uint8_t *mine = bw->scratch + tid * bw->per_thread;
+    uint32_t *A = (uint32_t *)mine;
+    float *as = (float *)(mine + align64((m_all + LP_MR) * kw * 4));
+    float *tile = (float *)((uint8_t *)as + align64((m_all + LP_MR) * 4));
+    k->rows(A, kw, as, dstep + rb0 * ldd, ldd, m_all, bw->GH);
+    memset(A + m_all * kw, 0, (size_t)(LP_MR * kw * 4)); /* read by whole-tile loads, unused */
+    if (k->begin) k->begin();
+    for (int64_t jb = c0 / LP_NR; jb * LP_NR < c1; jb++) {
+        const int64_t j0 = jb * LP_NR, ca = c0 > j0 ? c0 : j0, cb = imin(c1, j0 + LP_NR);
+        const uint32_t *panel = (const uint32_t *)(bw->panels + jb * bw->pb);
+        for (int64_t b0 = 0; b0 < m_all; b0 += k->mr) {
+            const int64_t m = imin(k->mr, m_all - b0);
+            k->ukr(m, kw, A + b0 * kw, kw, panel, as + b0, NULL, tile, LP_NR);
+            for (int64_t i = 0; i < m; i++) {
+                const int64_t b = rb0 + b0 + i;
+                if (lengths && s >= lengths[b]) continue; /* its state passed through */
+                float *d = dh + b * H;
+                for (int64_t c = ca; c < cb; c++) d[c] += tile[i * LP_NR + c - j0];
+            }
+        }
+    }
+    if (k->end) k->end();
 }

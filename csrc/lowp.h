@@ -23,7 +23,7 @@
 #include "fastrnn.h"
 
 #define LP_NR 32 /* output columns per panel (a hidden block of LP_NR units per gate) */
-#define LP_MR 16 /* most rows per microkernel call on any path (lp_kernel.mr: this path's) */
+#define LP_MR 32 /* most rows per microkernel call on any path (lp_kernel.mr: this path's) */
 
 /* uint32 words of an A row / of a panel's k-group for K and precision prec (FR_PREC_*). */
 static inline int64_t lp_kwords(int prec, int64_t K) {
@@ -61,6 +61,35 @@ typedef struct {
 /* The kernels of precision prec on SIMD path arch (FR_ARCH_*), falling back to what the CPU has
    (the portable C kernels at worst). Never NULL for FR_PREC_BF16 / FR_PREC_INT8. */
 const lp_kernel *lp_kernel_for(int prec, int arch);
+
+/* The kernels of a product with rows rows (a thread's step rows, a projection chunk's rows):
+   lp_kernel_for's, or in place of AMX the AVX-512 kernels of the same operand format where rows
+   is at most the small-rows limit (1, or what fr_lp_set_small_rows set). Never NULL. */
+const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows);
+
+/* bf16 panel (lowp.h's format) of columns n0 <= n < n0 + nv (nv <= LP_NR) of B (K rows at
+   stride ldb): word (p, c) = (bf16 B[2p][n0 + c], bf16 B[2p + 1][n0 + c]), zero past K and nv
+   (the AVX-512 rounding on that path: the same bits). */
+void lp_pack_kn_bf16(uint32_t *P, const float *B, int64_t ldb, int64_t K, int64_t n0, int64_t nv);
+/* bf16 A rows i0 <= i < i1 (stride kw words = lp_kwords(BF16, K)) of A^T: row i holds column i of
+   A (K rows at stride lda), zero past K. */
+void lp_pack_t_rows_bf16(uint32_t *Ab, int64_t kw, const float *A, int64_t lda, int64_t K,
+                         int64_t i0, int64_t i1);
+
+/* The bf16 backward's recurrent product dh_{t-1} += delta~ W~_hh (delta~ the step's gate
+   gradients rounded to bf16 as they enter it, W~_hh the weights rounded once), for
+   recurrence.c's backward: the bf16 panels of w_hh (G*H rows of H; GH = G*H) and scratch for
+   up to nthreads threads of a B-row pass. NULL when out of memory or for bad
+   sizes; free with lp_bw_free (NULL is ignored). */
+typedef struct lp_bw lp_bw;
+lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t B, int nthreads);
+void lp_bw_free(lp_bw *bw);
+/* Thread tid (< the nthreads of lp_bw_new): dh[b][c] += sum_n bf16(dstep[b][n]) * W~_hh[n][c]
+   (float32 sums) for rows b in [rb0, rb1) still active at step s (lengths NULL: all) and
+   columns c in [c0, c1); dstep rows at stride ldd, dh rows at stride H. */
+void lp_bw_dh_prev(const lp_bw *bw, int tid, float *dh, const float *dstep, int64_t ldd,
+                   const int64_t *lengths, int64_t s, int64_t rb0, int64_t rb1, int64_t c0,
+                   int64_t c1);
 
 /* bf16 of a float, round to nearest even (NaN stays a quiet NaN): the upper half of the result. */
 static inline uint16_t lp_bf16(float f) {

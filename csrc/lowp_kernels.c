@@ -127,6 +127,26 @@ static void rows_int8_portable(uint32_t *A, int64_t lda, float *scale, const flo
     }
 }
 
+/* bf16 panel words (p, c) = (bf16 B[2p][n0 + c], bf16 B[2p + 1][n0 + c]) of rows k < K of B
+   (row stride ldb), columns c < nv; the rest of the panel (kw(K) groups of LP_NR words) zero. */
+static void pack_kn_portable(uint32_t *P, const float *B, int64_t ldb, int64_t K, int64_t n0,
+                             int64_t nv) {
+    const int64_t kw = lp_kwords(FR_PREC_BF16, K);
+    memset(P, 0, (size_t)(kw * LP_NR * 4));
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t c = 0; c < nv; c++)
+            ((uint16_t *)P)[((k / 2) * LP_NR + c) * 2 + (k & 1)] = lp_bf16(B[k * ldb + n0 + c]);
+}
+
+/* bf16 A rows i0 <= i < i1 of op(A) = A^T (row i: column i of A, rows k < K at stride lda) at
+   stride kw words (the words past K zero). */
+static void pack_t_rows_portable(uint32_t *Ab, int64_t kw, const float *A, int64_t lda,
+                                 int64_t K, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) memset(Ab + i * kw, 0, (size_t)(kw * 4));
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t i = i0; i < i1; i++) ((uint16_t *)(Ab + i * kw))[k] = lp_bf16(A[k * lda + i]);
+}
+
 static const lp_kernel k_bf16_portable = {ukr_bf16_portable, rows_bf16_portable, "portable", 8,
                                           NULL, NULL};
 static const lp_kernel k_int8_portable = {ukr_int8_portable, rows_int8_portable, "portable", 8,
@@ -143,7 +163,7 @@ static const lp_kernel k_int8_portable = {ukr_int8_portable, rows_int8_portable,
 static FR_ALWAYS_INLINE T512BF void bf16_tile(const int m, int64_t kw, const uint32_t *A,
                                               int64_t lda, const uint32_t *P, const float *bias,
                                               float *C, int64_t ldc) {
-    __m512 c0[LP_MR], c1[LP_MR];
+    __m512 c0[8], c1[8];
     for (int i = 0; i < m; i++) c0[i] = c1[i] = _mm512_setzero_ps();
     for (int64_t p = 0; p < kw; p++) {
         const __m512bh w0 = (__m512bh)_mm512_loadu_si512(P + p * LP_NR);
@@ -207,7 +227,7 @@ static FR_ALWAYS_INLINE T512VNNI void int8_tile(const int m, int64_t kw, const u
                                                 int64_t lda, const uint32_t *P,
                                                 const float *ascale, const float *bias, float *C,
                                                 int64_t ldc) {
-    __m512i c0[LP_MR], c1[LP_MR];
+    __m512i c0[8], c1[8];
     for (int i = 0; i < m; i++) c0[i] = c1[i] = _mm512_setzero_si512();
     for (int64_t p = 0; p < kw; p++) {
         const __m512i w0 = _mm512_loadu_si512(P + p * LP_NR);
@@ -452,7 +472,59 @@ static T512 void rows_int8_avx512(uint32_t *A, int64_t lda, float *scale, const 
     }
 }
 
-/* ---- AMX (tdpbf16ps): 16 rows x 32 columns per call, K in steps of 32 -------------------- */
+/* 16 floats rounded to bf16 (lp_bf16 on 16 lanes), the result in each lane's upper half (the
+   lower half holds rounding garbage). */
+static FR_ALWAYS_INLINE T512 __m512i bf16_hi16(__m512i u) {
+    const __m512i nanm = _mm512_set1_epi32(0x7FFFFFFF), infb = _mm512_set1_epi32(0x7F800000);
+    const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, nanm), infb);
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF),
+                                                     _mm512_and_si512(_mm512_srli_epi32(u, 16),
+                                                                      _mm512_set1_epi32(1))));
+    return _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x00400000));
+}
+
+/* Two rows' 16 columns as panel words: (bf16 lo[c], bf16 hi[c]). */
+static FR_ALWAYS_INLINE T512 __m512i bf16_pair_words(__m512i lo, __m512i hi) {
+    return _mm512_or_si512(_mm512_srli_epi32(bf16_hi16(lo), 16),
+                           _mm512_and_si512(bf16_hi16(hi), _mm512_set1_epi32((int)0xFFFF0000u)));
+}
+
+static T512 void pack_kn_avx512(uint32_t *P, const float *B, int64_t ldb, int64_t K, int64_t n0,
+                                int64_t nv) {
+    const int64_t kw = lp_kwords(FR_PREC_BF16, K);
+    for (int64_t p = 0; p < kw; p++)
+        for (int v = 0; v < 2; v++) {
+            const int64_t c0 = 16 * v, k0 = 2 * p;
+            const int64_t n = nv - c0 < 0 ? 0 : (nv - c0 > 16 ? 16 : nv - c0);
+            const __mmask16 mk = (__mmask16)((1u << n) - 1u);
+            const __m512i lo = k0 < K && n > 0 ? _mm512_maskz_loadu_epi32(mk, B + k0 * ldb + n0 + c0)
+                                               : _mm512_setzero_si512();
+            const __m512i hi = k0 + 1 < K && n > 0
+                                   ? _mm512_maskz_loadu_epi32(mk, B + (k0 + 1) * ldb + n0 + c0)
+                                   : _mm512_setzero_si512();
+            _mm512_storeu_si512(P + p * LP_NR + c0, bf16_pair_words(lo, hi));
+        }
+}
+
+static T512 void pack_t_rows_avx512(uint32_t *Ab, int64_t kw, const float *A, int64_t lda,
+                                    int64_t K, int64_t i0, int64_t i1) {
+    uint32_t w[16] __attribute__((aligned(64)));
+    for (int64_t i = i0; i < i1; i += 16) {
+        const int64_t n = i1 - i > 16 ? 16 : i1 - i;
+        const __mmask16 mk = (__mmask16)((1u << n) - 1u);
+        for (int64_t p = 0; p < kw; p++) {
+            const int64_t k0 = 2 * p;
+            const __m512i lo = k0 < K ? _mm512_maskz_loadu_epi32(mk, A + k0 * lda + i)
+                                      : _mm512_setzero_si512();
+            const __m512i hi = k0 + 1 < K ? _mm512_maskz_loadu_epi32(mk, A + (k0 + 1) * lda + i)
+                                          : _mm512_setzero_si512();
+            _mm512_store_si512(w, bf16_pair_words(lo, hi));
+            for (int64_t r = 0; r < n; r++) Ab[(i + r) * kw + p] = w[r];
+        }
+    }
+}
+
+/* ---- AMX (tdpbf16ps, tdpbusd): up to 32 rows x 32 columns per call, K in 16-word steps ------ */
 #define TAMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 
 typedef struct {
@@ -461,10 +533,14 @@ typedef struct {
     uint8_t rows[16];
 } amx_cfg;
 
-/* Tiles: 0, 1 the two 16x16 float blocks of C; 2 the A block (16 rows x 32 bf16); 3, 4 the B
-   blocks (16 pairs x 16 columns each, the panel's two halves). */
+/* Tiles: 0, 1 the two 16x16 blocks of C's rows 0-15 (the panel's two halves of 16 columns), 5, 6
+   those of rows 16-31; 2, 7 the A blocks of rows 0-15 and 16-31 (16 rows x 64 bytes); 3, 4 the B
+   blocks (16 k-groups x 16 columns each, the panel's two halves). With 32 rows each B tile
+   loaded serves two products (2x2 blocking); up to 16 rows, rows 16-31 are left out. */
 static const amx_cfg amx_config __attribute__((aligned(64))) = {
-    .palette = 1, .colsb = {64, 64, 64, 64, 64}, .rows = {16, 16, 16, 16, 16}};
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+    .rows = {16, 16, 16, 16, 16, 16, 16, 16}};
 
 static TAMX void amx_begin(void) {
     /* a constant in memory: GCC 12 drops stores to a stack copy that only ldtilecfg reads */
@@ -473,22 +549,46 @@ static TAMX void amx_begin(void) {
 
 static TAMX void amx_end(void) { _tile_release(); }
 
+/* The AMX products of one call into out (rows 0-15, and 16-31 when m > 16; LP_NR columns, stride
+   LP_NR): dp is _tile_dpbf16ps or _tile_dpbusd (a macro: the tile numbers are immediates). */
+#define AMX_PRODUCTS(dp, m, kw, A, lda, P, out)                                                     \
+    do {                                                                                            \
+        _tile_zero(0);                                                                              \
+        _tile_zero(1);                                                                              \
+        if ((m) > 16) {                                                                             \
+            _tile_zero(5);                                                                          \
+            _tile_zero(6);                                                                          \
+            for (int64_t p = 0; p < (kw); p += 16) {                                                \
+                _tile_loadd(3, (P) + p * LP_NR, LP_NR * 4);                                         \
+                _tile_loadd(4, (P) + p * LP_NR + 16, LP_NR * 4);                                    \
+                _tile_loadd(2, (A) + p, (lda) * 4);                                                 \
+                _tile_loadd(7, (A) + 16 * (lda) + p, (lda) * 4);                                    \
+                dp(0, 2, 3);                                                                        \
+                dp(1, 2, 4);                                                                        \
+                dp(5, 7, 3);                                                                        \
+                dp(6, 7, 4);                                                                        \
+            }                                                                                       \
+            _tile_stored(5, (out) + 16 * LP_NR, LP_NR * 4);                                         \
+            _tile_stored(6, (out) + 16 * LP_NR + 16, LP_NR * 4);                                    \
+        } else {                                                                                    \
+            for (int64_t p = 0; p < (kw); p += 16) {                                                \
+                _tile_loadd(2, (A) + p, (lda) * 4);                                                 \
+                _tile_loadd(3, (P) + p * LP_NR, LP_NR * 4);                                         \
+                _tile_loadd(4, (P) + p * LP_NR + 16, LP_NR * 4);                                    \
+                dp(0, 2, 3);                                                                        \
+                dp(1, 2, 4);                                                                        \
+            }                                                                                       \
+        }                                                                                           \
+        _tile_stored(0, (out), LP_NR * 4);                                                          \
+        _tile_stored(1, (out) + 16, LP_NR * 4);                                                     \
+    } while (0)
+
 static TAMX void ukr_bf16_amx(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
                               const uint32_t *P, const float *ascale, const float *bias, float *C,
                               int64_t ldc) {
     (void)ascale;
-    float out[16 * LP_NR] __attribute__((aligned(64)));
-    _tile_zero(0);
-    _tile_zero(1);
-    for (int64_t p = 0; p < kw; p += 16) {
-        _tile_loadd(2, A + p, lda * 4);
-        _tile_loadd(3, P + p * LP_NR, LP_NR * 4);
-        _tile_loadd(4, P + p * LP_NR + 16, LP_NR * 4);
-        _tile_dpbf16ps(0, 2, 3);
-        _tile_dpbf16ps(1, 2, 4);
-    }
-    _tile_stored(0, out, LP_NR * 4);
-    _tile_stored(1, out + 16, LP_NR * 4);
+    float out[32 * LP_NR] __attribute__((aligned(64)));
+    AMX_PRODUCTS(_tile_dpbf16ps, m, kw, A, lda, P, out);
     for (int64_t i = 0; i < m; i++)
         for (int v = 0; v < 2; v++) {
             __m512 r = _mm512_load_ps(out + i * LP_NR + 16 * v);
@@ -504,18 +604,8 @@ static TAMX void ukr_bf16_amx(int64_t m, int64_t kw, const uint32_t *A, int64_t 
 static TAMX8 void ukr_int8_amx(int64_t m, int64_t kw, const uint32_t *A, int64_t lda,
                                const uint32_t *P, const float *ascale, const float *bias, float *C,
                                int64_t ldc) {
-    int32_t out[16 * LP_NR] __attribute__((aligned(64)));
-    _tile_zero(0);
-    _tile_zero(1);
-    for (int64_t p = 0; p < kw; p += 16) {
-        _tile_loadd(2, A + p, lda * 4);
-        _tile_loadd(3, P + p * LP_NR, LP_NR * 4);
-        _tile_loadd(4, P + p * LP_NR + 16, LP_NR * 4);
-        _tile_dpbusd(0, 2, 3);
-        _tile_dpbusd(1, 2, 4);
-    }
-    _tile_stored(0, out, LP_NR * 4);
-    _tile_stored(1, out + 16, LP_NR * 4);
+    int32_t out[32 * LP_NR] __attribute__((aligned(64)));
+    AMX_PRODUCTS(_tile_dpbusd, m, kw, A, lda, P, out);
     const uint32_t *tail = P + kw * LP_NR;
     for (int64_t i = 0; i < m; i++) {
         const __m512 as = _mm512_set1_ps(ascale[i]);
@@ -551,9 +641,9 @@ static int amx_usable(int bit) {
     return state && (edx & (1u << bit));
 }
 
-static const lp_kernel k_bf16_amx = {ukr_bf16_amx, rows_bf16_avx512, "amx_bf16", 16, amx_begin,
+static const lp_kernel k_bf16_amx = {ukr_bf16_amx, rows_bf16_avx512, "amx_bf16", 32, amx_begin,
                                      amx_end};
-static const lp_kernel k_int8_amx = {ukr_int8_amx, rows_int8_avx512, "amx_int8", 16, amx_begin,
+static const lp_kernel k_int8_amx = {ukr_int8_amx, rows_int8_avx512, "amx_int8", 32, amx_begin,
                                      amx_end};
 static const lp_kernel k_bf16_avx512 = {ukr_bf16_avx512, rows_bf16_avx512, "avx512_bf16", 8,
                                         NULL, NULL};
@@ -618,6 +708,70 @@ const lp_kernel *lp_kernel_for(int prec, int arch) {
     (void)arch;
     return prec == FR_PREC_BF16 ? &k_bf16_portable : &k_int8_portable;
 #endif
+}
+
+/* Where a product's rows (a thread's step rows, a projection chunk's rows) are at most the
+   small-rows limit, the AVX-512 kernel of the same operand format runs in place of AMX. Measured,
+   one thread, cells RNN/GRU/LSTM, H 64-512 (bench/RESULTS_precision.md, issue 20): on one row
+   vpdpbusd beats AMX's tdpbusd by 0-9% in a 200-step sequence and 6-34% in a stream step (whose
+   call also configures the tiles), vdpbf16ps beats tdpbf16ps by 4-23% in 8 of 9 sequences and
+   12-15% in 4 of 6 stream steps; from two rows AMX is faster (bf16 2-5x at 2-16 rows). */
+#define LP_SMALL_ROWS 1
+
+static int small_rows_set = -1;
+
+int fr_lp_set_small_rows(int rows) {
+    small_rows_set = rows < 0 ? -1 : rows;
+    return FR_OK;
+}
+
+const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows) {
+    const lp_kernel *k = lp_kernel_for(prec, arch);
+#if FR_X86_SIMD
+    if (rows <= (small_rows_set >= 0 ? small_rows_set : LP_SMALL_ROWS)) {
+        /* AMX is chosen only where AVX512_BF16 and VNNI are present (amx_usable) */
+        if (k == &k_bf16_amx) return &k_bf16_avx512;
+        if (k == &k_int8_amx) return &k_int8_avx512;
+    }
+#else
+    (void)rows;
+#endif
+    return k;
+}
+
+const char *fr_lowp_rows_path(int prec, int64_t rows) {
+    if (prec != FR_PREC_BF16 && prec != FR_PREC_INT8) return "unknown";
+    return lp_kernel_for_rows(prec, fr_get_arch(), rows)->name;
+}
+
+static int has_avx512_rounding(void) {
+#if FR_X86_SIMD
+    return fr_get_arch() == FR_ARCH_AVX512;
+#else
+    return 0;
+#endif
+}
+
+void lp_pack_kn_bf16(uint32_t *P, const float *B, int64_t ldb, int64_t K, int64_t n0,
+                     int64_t nv) {
+#if FR_X86_SIMD
+    if (has_avx512_rounding()) {
+        pack_kn_avx512(P, B, ldb, K, n0, nv);
+        return;
+    }
+#endif
+    pack_kn_portable(P, B, ldb, K, n0, nv);
+}
+
+void lp_pack_t_rows_bf16(uint32_t *Ab, int64_t kw, const float *A, int64_t lda, int64_t K,
+                         int64_t i0, int64_t i1) {
+#if FR_X86_SIMD
+    if (has_avx512_rounding()) {
+        pack_t_rows_avx512(Ab, kw, A, lda, K, i0, i1);
+        return;
+    }
+#endif
+    pack_t_rows_portable(Ab, kw, A, lda, K, i0, i1);
 }
 
 const char *fr_lowp_path(int prec) {

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lowp.h"
 #include "omp_share.h"
 #include "prefetch.h"
 #include "recurrence.h"
@@ -682,6 +683,7 @@ typedef struct {
     int act, reverse, identity;
     int64_t nacc; /* bias-gradient sums per thread: 0 (no bias), 1, or 2 (dgh and GRU's dgx) */
     int64_t ldd, per_thread, own_dgx, shared;
+    const lp_bw *lpbw; /* a bf16 forward's backward: dh_{t-1} on bf16 operands (lowp.h) */
 } SFX(bw_pass);
 
 /* Scratch: shared (the (T*B, G*H) pre-activation grads dx does not take, the ping-pong step rows)
@@ -770,7 +772,7 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
     REAL *tile = whh_p + p->njt * GH * nr;
     REAL *acc = SFX(bw_acc)(w, tid);
     if (nacc > 0) memset(acc, 0, (size_t)(nacc * GH) * sizeof(REAL));
-    if (nj > 0) SFX(fr_pack_b)(whh_p, w->w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
+    if (nj > 0 && !w->lpbw) SFX(fr_pack_b)(whh_p, w->w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
 
     int64_t rows[FR_BW_ROWS];
     SFX(fr_bw_tile) bt = {.H = H, .rows = rows, .ldd = ldd};
@@ -816,7 +818,13 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
             }
         }
         group_barrier(&ps->mem, p, bg, hg, Tn - s);
-        SFX(bw_dh_prev)(kern, dh, dstep, ldd, whh_p, tile, lengths, s, rb0, rb1, jb0, nj, H, GH);
+#if FR_F32
+        if (w->lpbw)
+            lp_bw_dh_prev(w->lpbw, tid, dh, dstep, ldd, lengths, s, rb0, rb1, jb0 * nr,
+                          imin(H, (jb0 + nj) * nr));
+        else
+#endif
+            SFX(bw_dh_prev)(kern, dh, dstep, ldd, whh_p, tile, lengths, s, rb0, rb1, jb0, nj, H, GH);
     }
 }
 
@@ -860,7 +868,14 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
         .act = act, .reverse = reverse, .identity = identity,
         .nacc = (db_ih || db_hh) ? (split ? 2 : 1) : 0,
     };
+    lp_bw *lpbw = NULL;
+#if FR_F32
+    if (hprev_w != NULL && (lpbw = lp_bw_new(w_hh, GH, H, B, nthreads)) == NULL)
+        return FR_ERR_NOMEM;
+    w.lpbw = lpbw;
+#endif
     int st = run_pass(&w.ps, nthreads);
+    lp_bw_free(lpbw);
     if (st != FR_OK) return st;
     release_flags(&w.ps.mem);
 

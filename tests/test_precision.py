@@ -375,7 +375,7 @@ def test_amx_vnni_switch():
         _kernels.lp_set_vnni(True)
 
 
-@pytest.mark.parametrize("B", [1, 3, 4, 5, 9])
+@pytest.mark.parametrize("B", [1, 3, 4, 5, 9, 17, 33])
 def test_int8_row_tiles(arch, amx, B):
     rng = np.random.default_rng(19)
     x, h0, c0 = _inputs(rng, "gru", 3, B, 45, 50)
@@ -385,9 +385,10 @@ def test_int8_row_tiles(arch, amx, B):
     assert np.abs(y - yr).max() < TOL
 
 
-@pytest.mark.parametrize("B", [1, 15, 16, 17, 40])
+@pytest.mark.parametrize("B", [1, 15, 16, 17, 32, 33, 40])
 def test_bf16_row_tiles(amx, B):
-    """Batch sizes around the kernels' row tiles (8 rows; AMX: 16) and K not a multiple of 32."""
+    """Batch sizes around the kernels' row tiles (8 rows; AMX: 16 and 32) and K not a multiple of
+    32."""
     rng = np.random.default_rng(18)
     x, h0, c0 = _inputs(rng, "lstm", 4, B, 45, 50)
     w = _weights(rng, "lstm", 45, 50)
@@ -434,3 +435,161 @@ def test_int8_size_limit():
     w_hh = np.zeros((4, 1), np.float32)
     with pytest.raises(ValueError, match="65536"):
         functional.prepare_weights("lstm", w_ih, w_hh, None, None, precision="int8")
+
+
+# ---- the small-rows kernel choice (AMX or AVX-512 by a product's rows) -----------------------
+
+
+@pytest.fixture(params=["rule", "amx_always", "avx512_upto_64"])
+def small_rows(request):
+    """The measured rule (one row off AMX), AMX on every product, and every product of up to 64
+    rows off AMX (a step of a batch up to 64 on AVX-512 while a longer projection chunk stays on
+    AMX). On a machine without AMX the three coincide."""
+    _kernels.lp_set_small_rows({"rule": -1, "amx_always": 0, "avx512_upto_64": 64}[request.param])
+    yield request.param
+    _kernels.lp_set_small_rows(-1)
+
+
+def test_small_rows_rule_paths():
+    """Which kernels a product's rows choose, both ways forced and by the rule."""
+    info = _kernels.lowp_info()
+    off = {"bfloat16": "avx512_bf16", "int8": "avx512_vnni"}
+    try:
+        for p in REDUCED:
+            path = info[p]
+            small = off[p] if path.startswith("amx") else path
+            _kernels.lp_set_small_rows(-1)
+            assert _kernels.lowp_rows_path(p, 1) == small
+            assert _kernels.lowp_rows_path(p, 2) == path
+            _kernels.lp_set_small_rows(0)
+            assert _kernels.lowp_rows_path(p, 1) == path
+            _kernels.lp_set_small_rows(64)
+            assert _kernels.lowp_rows_path(p, 64) == small
+            assert _kernels.lowp_rows_path(p, 65) == path
+            assert _kernels.lowp_info()[p] == path  # the whole-path name does not move
+    finally:
+        _kernels.lp_set_small_rows(-1)
+
+
+@pytest.mark.parametrize("B", [1, 2, 17])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_small_rows_forward_matches_reference(small_rows, cell, precision, reverse, B):
+    """Every kernel choice of the step and the projection against the reference, with lengths,
+    reverse and both directions (a bidirectional layer's two calls)."""
+    rng = np.random.default_rng(21)
+    T, I, H = 9, 37, 45
+    x, h0, c0 = _inputs(rng, cell, T, B, I, H)
+    w = _weights(rng, cell, I, H)
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T
+    kw = dict(training=False, precision=precision, lengths=lengths, reverse=reverse)
+    y, h, c, _ = _run(functional, cell, x, h0, c0, w, **kw)
+    yr, hr, cr, _ = _run(reference, cell, x, h0, c0, w, **kw)
+    assert np.abs(y - yr).max() < TOL
+    assert np.abs(h - hr).max() < TOL
+    if c is not None:
+        assert np.abs(c - cr).max() < TOL
+    y32 = _run(reference, cell, x, h0, c0, w, training=False, lengths=lengths, reverse=reverse)[0]
+    assert np.abs(y32 - yr).max() > 20 * TOL
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_small_rows_stream_and_long_layer(small_rows, cell, precision):
+    """A batch-1 stream step (one-row projection and step) against the sequence call (whose
+    projection has T rows) and the reference (int8 sums are exact: identical; bf16 sums of
+    another kernel may differ in the last bits)."""
+    rng = np.random.default_rng(22)
+    T, I, H = 4, 200, 160
+    x, _, _ = _inputs(rng, cell, T, 1, I, H)
+    w = _weights(rng, cell, I, H, scale=0.05)
+    st = _native.Stream([(cell, *w, "tanh")], 1, np.float32, precision)
+    ys = np.stack([st.step(x[t]) for t in range(T)])
+    y = _run(functional, cell, x, None, None, w, training=False, precision=precision)[0]
+    yr = _run(reference, cell, x, None, None, w, training=False, precision=precision)[0]
+    if precision == "int8":
+        np.testing.assert_array_equal(ys, y)
+    assert np.abs(ys - y).max() < TOL
+    assert np.abs(y - yr).max() < TOL
+    assert np.abs(ys - yr).max() < TOL
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_small_rows_bf16_training_forward(small_rows, cell):
+    """The bf16 training forward (cache, rounded h_{t-1}) of a batch of one under each choice."""
+    rng = np.random.default_rng(23)
+    T, B, I, H = 7, 1, 19, 33
+    x, h0, c0 = _inputs(rng, cell, T, B, I, H)
+    w = _weights(rng, cell, I, H)
+    y, _, _, ctx = _run(functional, cell, x, h0, c0, w, training=True, precision="bf16")
+    yr, _, _, ctxr = _run(reference, cell, x, h0, c0, w, training=True, precision="bf16")
+    assert np.abs(y - yr).max() < TOL
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = functional.cell_backward(ctx, dy, None, None)
+    want = reference.cell_backward(ctxr, dy, None, None)
+    for g, r in zip(got, want, strict=True):
+        if r is not None:
+            assert np.linalg.norm(g - r) < 3e-4 * float(np.linalg.norm(r))
+
+
+# ---- the thread team: rows split (a batch), hidden blocks split (a batch of one) ------------
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    import fastrnn
+    old = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(request.param)
+    yield request.param
+    fastrnn.set_num_threads(old)
+
+
+@pytest.mark.parametrize("lengths", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_team_rows_split(threads, small_rows, cell, precision, reverse, lengths):
+    """A call big enough for two threads (over 8 MFLOP): with two, each owns rows of the batch
+    for the whole sequence (odd B: unequal shares), its projection and step on its own rows."""
+    rng = np.random.default_rng(24)
+    T, B, I, H = 8, 17, 200, 100
+    x, h0, c0 = _inputs(rng, cell, T, B, I, H)
+    w = _weights(rng, cell, I, H, scale=0.05)
+    ln = rng.integers(1, T + 1, B) if lengths else None
+    kw = dict(training=precision == "bfloat16", precision=precision, lengths=ln,
+              reverse=reverse)
+    y, h, c, ctx = _run(functional, cell, x, h0, c0, w, **kw)
+    yr, hr, cr, ctxr = _run(reference, cell, x, h0, c0, w, **kw)
+    y32 = _run(reference, cell, x, h0, c0, w, training=False, lengths=ln, reverse=reverse)[0]
+    # a state the kernel's float32 maths put on the other side of a bf16/int8 rounding boundary
+    # moves a few entries by up to ~1e-3 for a step or two (a wrong row or column: by ~0.1-1);
+    # far from the distance to the float32 result over all entries (the rounding is there)
+    for a, r in ((y, yr), (h, hr), (c, cr)):
+        if r is not None:
+            assert np.abs(a - r).max() < 10 * TOL
+    assert np.linalg.norm(y - yr) < 0.05 * np.linalg.norm(y32 - yr)
+    if precision == "bfloat16":  # the cache and rounded states the backward reads, per row
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        for g, r in zip(functional.cell_backward(ctx, dy, None, None),
+                        reference.cell_backward(ctxr, dy, None, None), strict=True):
+            if r is not None:  # relative norms, as in test_bf16_backward_matches_reference
+                assert np.linalg.norm(g - r) < 3e-4 * float(np.linalg.norm(r))
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_team_blocks_split_batch_of_one(threads, cell, precision):
+    """A batch of one with a step of over 4 MFLOP (GRU: 4.4): two threads split the hidden
+    blocks and meet at a barrier every step."""
+    rng = np.random.default_rng(25)
+    T, B, I, H = 3, 1, 600, 610
+    x, h0, c0 = _inputs(rng, cell, T, B, I, H)
+    w = _weights(rng, cell, I, H, scale=0.04)
+    for reverse in (False, True):
+        kw = dict(training=False, precision=precision, reverse=reverse)
+        y, h, _, _ = _run(functional, cell, x, h0, c0, w, **kw)
+        yr, hr, _, _ = _run(reference, cell, x, h0, c0, w, **kw)
+        assert np.abs(y - yr).max() < TOL
+        assert np.abs(h - hr).max() < TOL

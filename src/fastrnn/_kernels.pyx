@@ -872,6 +872,17 @@ def lp_set_amx(bint on):
     fr_lp_set_amx(on)
 
 
+def lp_set_small_rows(int rows):
+    """Run a product with at most rows rows on the AVX-512 kernels in place of AMX (rows < 0: the
+    measured limit, 1; 0: AMX everywhere); testing, tuning."""
+    fr_lp_set_small_rows(rows)
+
+
+def lowp_rows_path(str precision, int64_t rows):
+    """The kernels a product of precision with rows rows runs on now."""
+    return fr_lowp_rows_path(_PRECS[precision], rows).decode()
+
+
 def lp_set_vnni(bint on):
     """Let int8 use VNNI where the CPU has it (the default) or not (testing)."""
     fr_lp_set_vnni(on)

@@ -27,10 +27,11 @@ Reduced precision (``precision=`` of :func:`cell_forward`; the kernels of
   of every step. Products are accumulated in float32; the biases, gate maths, cell state,
   outputs and the state carried to the next step stay float32 (only the copy that enters the
   GEMM is rounded). Backward (``~``: rounded to bf16): the recurrence carries float32
-  gradients, ``dh_{t-1} += delta W~_hh`` with float32 ``delta``; the three big GEMMs after it
+  gradients; each step's gate gradients ``delta`` (float32) enter the recurrent product
+  rounded, ``dh_{t-1} += delta~ W~_hh`` (float32 accumulation); the three big GEMMs after it
   round both operands, ``dx = delta~ W~_ih``, ``dw_ih = sum delta~^T x~``,
   ``dw_hh = sum delta~^T h~_{t-1}`` (float32 accumulation); the bias gradients are float32
-  sums of ``delta``. Up to the rounding of ``delta`` in those GEMMs this is the exact
+  sums of ``delta``. Up to the rounding of ``delta`` in those products this is the exact
   gradient of the bf16 forward with the rounding treated as the identity (straight-through).
 * ``"int8"`` (inference only): ``w_ih`` and ``w_hh`` are quantized once per output channel
   (:func:`quantize_weights_int8`: symmetric, scale ``max|w_row| / 127``); each step's
@@ -204,6 +205,13 @@ def _bw_operands(ctx: _Ctx) -> tuple[Prepared, np.ndarray]:
     rw = {k: round_bf16(getattr(p, k)) for k in ("x", "w_ih", "w_hh")
           if getattr(p, k) is not None}
     return dataclasses.replace(p, **rw), round_bf16(ctx.h_prev)
+
+
+def _bw_rec(p: Prepared, d: np.ndarray) -> np.ndarray:
+    """The backward's recurrent product ``d @ w_hh`` (``d`` a step's gate gradients): in
+    bfloat16 ``d`` enters it rounded too (``p`` from :func:`_bw_operands`: ``w_hh`` already
+    rounded)."""
+    return (round_bf16(d) if p.precision == "bfloat16" else d) @ p.w_hh
 
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:
@@ -405,7 +413,7 @@ def _rnn_backward(ctx: _Ctx, g: Grads, need_dx: bool) -> tuple:
         hn = ctx.act[t]
         dht = dh + g.dy[t] if g.dy is not None else dh
         d = dht * (hn > 0) if relu else dht * (1 - hn * hn)
-        dprev = d @ p.w_hh
+        dprev = _bw_rec(p, d)
         if mask is None:
             delta[t] = d
             dh = dprev
@@ -584,7 +592,7 @@ def _lstm_backward(ctx: _Ctx, g: Grads, need_dx: bool) -> tuple:
         np.multiply(dct[:, None, :], dc_da[t], out=d[:, :3])
         np.multiply(dht, dh_dao[t], out=d[:, 3])
         d2 = d.reshape(B, 4 * H)
-        dh_new = d2 @ p.w_hh
+        dh_new = _bw_rec(p, d2)
         dc_new = dct * f[t]
         if mask is None:
             delta[t] = d2
@@ -759,7 +767,7 @@ def _gru_backward(ctx: _Ctx, g: Grads, need_dx: bool) -> tuple:
         dx_t = np.concatenate([dn * dan_dar[t], dht * dh_daz[t], dn], axis=1)
         dh_t = dx_t.copy()
         dh_t[:, 2 * H :] *= r[t]
-        dprev = dht * z[t] + dh_t @ p.w_hh
+        dprev = dht * z[t] + _bw_rec(p, dh_t)
         if mask is None:
             dgx[t] = dx_t
             dgh[t] = dh_t
