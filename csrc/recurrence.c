@@ -26,6 +26,7 @@
 #include "prefetch.h"
 #include "recurrence.h"
 #include "scratch.h"
+#include "team_load.h"
 #include "team_sync.h"
 
 #ifdef _OPENMP
@@ -39,6 +40,9 @@
 #define FR_GROUP_MAX_WEIGHT_BYTES (1 << 20)
 /* Rows per call of the backward pointwise. */
 #define FR_BW_ROWS 16
+/* A pass's flops from which a one-thread pass measures its time off the processor (two clock
+   reads of a few hundred nanoseconds against about 50 us of work). */
+#define FR_MEASURE_FLOPS 1.0e6
 /* Flops per step and thread below which an extra thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 16000.0
 
@@ -94,7 +98,11 @@ typedef struct {
     int64_t mr, nr, njb, njt;
 } fr_team_plan;
 
-static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t H, int64_t G) {
+/* Threads for a pass: one per MIN_FLOPS_PER_THREAD of a step's work, at most one per hidden block
+   and nthreads; then what the machine leaves it (team_load.h: concurrent passes, contention, the
+   cost of waking an idle team for the pass's `flops` of work). */
+static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t H, int64_t G,
+                        const fr_load_ticket *tk, double flops) {
     double step_flops = 2.0 * (double)B * (double)(I + H) * (double)G * (double)H;
     int64_t nt = (int64_t)(step_flops / MIN_FLOPS_PER_THREAD);
     if (nt < 1) nt = 1;
@@ -103,7 +111,7 @@ static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t
 #ifndef _OPENMP
     nt = 1;
 #endif
-    return (int)nt;
+    return nt > 1 ? fr_load_threads(tk, nthreads, (int)nt, flops) : 1;
 }
 
 /* Split a team of nt threads into nbg batch groups of nt/nbg threads each: a group owns rows
@@ -122,14 +130,16 @@ static int batch_groups(int nt, int64_t B, int64_t mr, int64_t wbytes) {
 
 /* Plan the team of a pass over B rows, H units and G gates for at most nthreads threads; flops_I:
    the input width a step's work is counted with, wbytes: the packed weights a step reads.
+   tk, flops: the pass's entry in the process-wide load and its work in all (pick_threads).
    FR_ERR_ARG for a microkernel wider than the driver's bounds. */
 static int plan_team(fr_team_plan *p, int64_t mr, int64_t nr, int nthreads, int64_t B,
-                     int64_t flops_I, int64_t H, int64_t G, int64_t wbytes) {
+                     int64_t flops_I, int64_t H, int64_t G, int64_t wbytes,
+                     const fr_load_ticket *tk, double flops) {
     if (nr > FR_MAX_NR || mr > FR_MAX_MR) return FR_ERR_ARG;
     p->mr = mr;
     p->nr = nr;
     p->njb = (H + nr - 1) / nr;
-    p->nt = pick_threads(nthreads, p->njb, B, flops_I, H, G);
+    p->nt = pick_threads(nthreads, p->njb, B, flops_I, H, G, tk, flops);
     p->nbg = batch_groups(p->nt, B, mr, wbytes);
     p->nhg = p->nt / p->nbg;
     p->njt = (p->njb + p->nhg - 1) / p->nhg;
@@ -247,7 +257,7 @@ static inline int thread_id(void) {
 typedef struct fr_pass fr_pass;
 struct fr_pass {
     int64_t mr, nr;           /* the microkernel's tile */
-    int64_t B, flops_I, H, G; /* plan_team's sizes */
+    int64_t T, B, flops_I, H, G; /* plan_team's sizes (T: steps) */
     int64_t wbytes;
     size_t (*layout)(fr_pass *ps);
     void (*begin)(fr_pass *ps);
@@ -261,23 +271,51 @@ struct fr_pass {
    them runs: release and start over with that many threads. On FR_OK the pass still holds its
    memory (the caller releases it); on failure it holds nothing. */
 static int run_pass(fr_pass *ps, int nthreads) {
+    fr_load_ticket tk;
+    fr_load_enter(&tk);
+    const double flops = 2.0 * (double)ps->T * (double)ps->B * (double)(ps->flops_I + ps->H) *
+                         (double)ps->G * (double)ps->H;
     for (;;) {
         int st = plan_team(&ps->plan, ps->mr, ps->nr, nthreads, ps->B, ps->flops_I, ps->H, ps->G,
-                           ps->wbytes);
+                           ps->wbytes, &tk, flops);
         if (st == FR_OK) st = acquire(&ps->mem, &ps->plan, ps->layout(ps));
-        if (st != FR_OK) return st;
+        if (st != FR_OK) {
+            fr_load_leave(&tk, 1, 0.0, 0, 0);
+            return st;
+        }
         if (ps->begin) ps->begin(ps);
         const int nt = ps->plan.nt;
         int short_team = 0;
+        /* measured where it costs nothing next to the work: a team's start-up and the time its
+           threads spend off their processors (team_load.h) */
+        const int measure = nt > 1 || flops > FR_MEASURE_FLOPS;
+        const int64_t t0 = measure ? fr_load_now_ns() : 0;
+        _Atomic int64_t last_start = t0; /* when the team's last thread started */
+        _Atomic int64_t off = 0;         /* the threads' wall time minus CPU time */
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
+            const int64_t ts = measure ? fr_load_now_ns() : 0;
+            const int64_t cpu0 = measure ? fr_load_thread_cpu_ns() : 0;
+            int64_t seen = atomic_load_explicit(&last_start, memory_order_relaxed);
+            while (ts > seen && !atomic_compare_exchange_weak_explicit(
+                                    &last_start, &seen, ts, memory_order_relaxed,
+                                    memory_order_relaxed)) {
+            }
             if (team_size() != nt) { /* a smaller team than asked: redo with it below */
                 if (thread_id() == 0) short_team = team_size();
             } else {
                 ps->thread(ps, thread_id());
             }
+            if (measure) {
+                const int64_t cpu = fr_load_thread_cpu_ns() - cpu0, wall = fr_load_now_ns() - ts;
+                if (cpu0 >= 0 && wall > cpu) atomic_fetch_add(&off, wall - cpu);
+            }
         }
-        if (short_team == 0) return FR_OK;
+        if (short_team == 0) {
+            fr_load_leave(&tk, nt, flops, atomic_load(&last_start) - t0,
+                          measure ? atomic_load(&off) : -1);
+            return FR_OK;
+        }
         release(&ps->mem);
         nthreads = short_team;
     }
@@ -286,6 +324,7 @@ static int run_pass(fr_pass *ps, int nthreads) {
 /* Threads worth using for a one-off parallel region of `flops` work (fork/join is not free). */
 static int threads_for(int nthreads, double flops) {
     const double per_thread = 4.0e6;
+    nthreads = fr_load_share(nthreads); /* the share the passes in flight leave */
     int nt = (int)(flops / per_thread);
     return nt < 1 ? 1 : (nt > nthreads ? nthreads : nt);
 }
@@ -333,19 +372,6 @@ static FR_PF_INLINE void SFX(prefetch_bw_row)(const CELL *cell, int64_t r, int64
     if (cell->naux > 1) SFX(prefetch_span)(aux1_c + r * H + j0, nv, 0);
     if (cell->bw_hprev) SFX(prefetch_span)(hprev_c + r * H + j0, nv, 0);
     if (dy) SFX(prefetch_span)(dy + r * H + j0, nv, 0);
-}
-
-/* db[g*H + j] += d[r*G*H + g*H + j] for the tile's rows r, gates g < G and units j < t->n (d and
-   db at the tile's first unit). */
-FR_CLONES static void SFX(sum_rows)(const SFX(fr_bw_tile) *t, int64_t G, const REAL *d, REAL *db) {
-    const int64_t n = t->n, H = t->H;
-    FR_TILE_ROWS(t, i, r) {
-        for (int64_t g = 0; g < G; g++) {
-            const REAL *restrict src = d + r * G * H + g * H;
-            REAL *restrict dst = db + g * H;
-            for (int64_t j = 0; j < n; j++) dst[j] += src[j];
-        }
-    }
 }
 
 int64_t SFX(fr_rec_slice_size)(const CELL *cell, int64_t I, int64_t H, int64_t nr, int64_t njt) {
@@ -654,7 +680,7 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
 
     const KERN *kern = SFX(fr_kernel_get)();
     SFX(fw_pass) f = {
-        .ps = {.mr = kern->mr, .nr = kern->nr, .B = B, .flops_I = I, .H = H, .G = G,
+        .ps = {.mr = kern->mr, .nr = kern->nr, .T = Tn, .B = B, .flops_I = I, .H = H, .G = G,
                .wbytes = G * H * ((identity ? 0 : I) + H) * (int64_t)sizeof(REAL),
                .layout = SFX(fw_layout), .begin = SFX(fw_begin), .thread = SFX(fw_thread)},
         .cell = cell, .kern = kern, .pw = cell->point_for(fr_get_arch()),
@@ -680,7 +706,7 @@ typedef struct {
     const int64_t *lengths;
     int64_t Tn, B, H;
     int act, reverse, identity;
-    int64_t nacc; /* bias-gradient sums per thread: 0 (no bias), 1, or 2 (dgh and GRU's dgx) */
+    int64_t nacc; /* bias-gradient sums: 0 (no bias), 1, or 2 (dgh and GRU's dgx) */
     int64_t ldd, per_thread, own_dgx, shared;
 } SFX(bw_pass);
 
@@ -692,8 +718,8 @@ static size_t SFX(bw_layout)(fr_pass *ps) {
     const int64_t GH = w->cell->G * w->H, TB = w->Tn * w->B;
     const int split = w->cell->split_n;
     w->ldd = padded_ld(GH, (int64_t)sizeof(REAL)); /* step rows */
-    /* bias gradients: each thread sums the gate gradients it writes (dgh, and GRU's dgx apart)
-       into its own accumulators, added up in thread order after the loop */
+    /* bias gradients: after the loop, column sums of all the gate gradients into thread 0's
+       accumulators (bias_grads) */
     w->per_thread = p->njt * GH * p->nr + p->mr * p->nr + w->nacc * GH;
     /* the (T*B, G*H) input pre-activation grads go straight to dx when W_ih is the identity */
     w->own_dgx = w->identity ? (split ? 1 : 0) : (split ? 2 : 1);
@@ -718,6 +744,28 @@ static REAL *SFX(bw_acc)(const SFX(bw_pass) *w, int t) {
     const fr_team_plan *p = &w->ps.plan;
     return (REAL *)w->ps.mem.scratch + w->shared + p->njt * w->cell->G * w->H * p->nr +
            p->mr * p->nr + t * w->per_thread;
+}
+
+/* db_hh (and db_ih) += the column sums of the gate gradients over all T*B rows, row by row: the
+   same sums whatever team ran the pass (per-thread sums over batch groups would depend on it). */
+static void SFX(bias_grads)(const SFX(bw_pass) *w, REAL *db_ih, REAL *db_hh) {
+    const int64_t GH = w->cell->G * w->H, TB = w->Tn * w->B;
+    const int split = w->cell->split_n;
+    const REAL *dgh_all = SFX(bw_dgh_all)(w), *dgx_all = SFX(bw_dgx_all)(w);
+    REAL *acc = SFX(bw_acc)(w, 0);
+    memset(acc, 0, (size_t)(w->nacc * GH) * sizeof(REAL));
+    for (int64_t r = 0; r < TB; r++) {
+        const REAL *gh = dgh_all + r * GH;
+        for (int64_t c = 0; c < GH; c++) acc[c] += gh[c];
+        if (split) {
+            const REAL *gx = dgx_all + r * GH;
+            for (int64_t c = 0; c < GH; c++) acc[GH + c] += gx[c];
+        }
+    }
+    for (int64_t c = 0; c < GH; c++) {
+        if (db_hh) db_hh[c] += acc[c];
+        if (db_ih) db_ih[c] += acc[split ? GH + c : c];
+    }
 }
 
 /* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns] (whh_p: the thread's nj
@@ -752,7 +800,7 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
     const REAL *dy = w->dy;
     const int64_t *lengths = w->lengths;
     const int64_t Tn = w->Tn, B = w->B, H = w->H, G = cell->G, GH = G * H, TB = Tn * B;
-    const int64_t nr = p->nr, ldd = w->ldd, nacc = w->nacc;
+    const int64_t nr = p->nr, ldd = w->ldd;
     const int act = w->act, reverse = w->reverse, split = cell->split_n;
     REAL *scratch = (REAL *)ps->mem.scratch;
     REAL *dgh_all = SFX(bw_dgh_all)(w), *dgx_all = SFX(bw_dgx_all)(w);
@@ -768,8 +816,6 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
     my_blocks(p, hg, &jb0, &nj);
     REAL *whh_p = scratch + w->shared + tid * w->per_thread; /* nj panels of (G*H) x nr */
     REAL *tile = whh_p + p->njt * GH * nr;
-    REAL *acc = SFX(bw_acc)(w, tid);
-    if (nacc > 0) memset(acc, 0, (size_t)(nacc * GH) * sizeof(REAL));
     if (nj > 0) SFX(fr_pack_b)(whh_p, w->w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
 
     int64_t rows[FR_BW_ROWS];
@@ -809,10 +855,6 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
                 bt.dc = dc ? dc + b0 * H + j0 : NULL;
                 bt.dgs = dstep + b0 * ldd + j0;
                 cell->bw(&bt, act);
-                if (nacc > 0) { /* while the rows just written are in L1 */
-                    SFX(sum_rows)(&bt, G, bt.dgh, acc + j0);
-                    if (split) SFX(sum_rows)(&bt, G, bt.dgx, acc + GH + j0);
-                }
             }
         }
         group_barrier(&ps->mem, p, bg, hg, Tn - s);
@@ -852,7 +894,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     const KERN *kern = SFX(fr_kernel_get)();
     const int split = cell->split_n;
     SFX(bw_pass) w = {
-        .ps = {.mr = kern->mr, .nr = kern->nr, .B = B, .flops_I = 0, .H = H, .G = G,
+        .ps = {.mr = kern->mr, .nr = kern->nr, .T = Tn, .B = B, .flops_I = 0, .H = H, .G = G,
                .wbytes = GH * H * (int64_t)sizeof(REAL), .layout = SFX(bw_layout), .begin = NULL,
                .thread = SFX(bw_thread)},
         .cell = cell, .kern = kern, .dx = dx, .dh0 = dh0, .dc0 = dc0,
@@ -865,11 +907,11 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     release_flags(&w.ps.mem);
 
     /* the weight gradients: single GEMMs over all steps */
-    const fr_team_plan *p = &w.ps.plan;
     const REAL *dgh_all = SFX(bw_dgh_all)(&w), *dgx_all = SFX(bw_dgx_all)(&w);
     const REAL *hprev_c = hprev_w ? hprev_w : cache;
     const int ntg = threads_for(nthreads, 2.0 * (double)TB * (double)GH * (double)(identity ? H : I + H));
     const int bf = hprev_w != NULL; /* a bf16 forward's backward: bf16 operands (fastrnn.h) */
+    if (w.nacc > 0) SFX(bias_grads)(&w, db_ih, db_hh);
     if (I > 0 && !identity) {
         if (dx) st = SFX(wgemm)(bf, 0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
         if (st == FR_OK)
@@ -877,18 +919,6 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     }
     if (st == FR_OK)
         st = SFX(wgemm)(bf, 1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, ntg);
-    for (int t = 0; t < p->nt && w.nacc > 0; t++) { /* bias gradients: the threads' sums, in order */
-        int64_t jb0, nj;
-        my_blocks(p, t % p->nhg, &jb0, &nj);
-        const REAL *acc = SFX(bw_acc)(&w, t);
-        for (int64_t g = 0; g < G; g++) {
-            const int64_t c0 = g * H + jb0 * p->nr, c1 = g * H + imin(H, (jb0 + nj) * p->nr);
-            for (int64_t c = c0; c < c1; c++) {
-                if (db_hh) db_hh[c] += acc[c];
-                if (db_ih) db_ih[c] += acc[split ? GH + c : c];
-            }
-        }
-    }
     release(&w.ps.mem);
     return st;
 }

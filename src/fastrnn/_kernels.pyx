@@ -72,6 +72,17 @@ def fork_pool_released():
     return bool(fr_fork_pool_released())
 
 
+def team_load():
+    """What the recurrence's thread teams have measured of the machine (csrc/team_load.h): the
+    cost of waking an idle team (ns), the serial speed (ns per Mflop), the passes in flight now
+    and whether the machine counts as contended now (teams halved)."""
+    cdef int64_t wake = 0, speed = 0
+    cdef int inflight = 0, contended = 0
+    fr_load_stats(&wake, &speed, &inflight, &contended)
+    return {"wake_ns": wake, "ns_per_mflop": speed, "inflight": inflight,
+            "contended": bool(contended)}
+
+
 # ---- build and SIMD path -----------------------------------------------------------------------
 
 def _check_env_arch():
