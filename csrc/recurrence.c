@@ -40,18 +40,13 @@
 #define FR_GROUP_MAX_WEIGHT_BYTES (1 << 20)
 /* Rows per call of the backward pointwise. */
 #define FR_BW_ROWS 16
-/* A pass's flops from which a one-thread pass measures its time off the processor (two clock
-   reads of a few hundred nanoseconds against about 50 us of work). */
+/* A pass's flops from which a one-thread pass counts its preemptions (two getrusage calls of
+   under a microsecond against about 50 us of work). */
 #define FR_MEASURE_FLOPS 1.0e6
 /* Flops per step and thread below which an extra thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 16000.0
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-
-/* Time index of batch row b at step s (a bijection on [0, T) for each row). */
-static inline int64_t time_of(int64_t s, int64_t L, int reverse) {
-    return (reverse && s < L) ? L - 1 - s : s;
-}
 
 int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H) {
     if (T < 0 || B < 0 || H < 0) return -1;
@@ -286,16 +281,16 @@ static int run_pass(fr_pass *ps, int nthreads) {
         if (ps->begin) ps->begin(ps);
         const int nt = ps->plan.nt;
         int short_team = 0;
-        /* measured where it costs nothing next to the work: a team's start-up and the time its
-           threads spend off their processors (team_load.h) */
+        /* measured where it costs nothing next to the work: a team's start-up and its threads'
+           preemptions (team_load.h) */
         const int measure = nt > 1 || flops > FR_MEASURE_FLOPS;
         const int64_t t0 = measure ? fr_load_now_ns() : 0;
         _Atomic int64_t last_start = t0; /* when the team's last thread started */
-        _Atomic int64_t off = 0;         /* the threads' wall time minus CPU time */
+        _Atomic int64_t preempts = 0;    /* the threads' involuntary context switches */
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
             const int64_t ts = measure ? fr_load_now_ns() : 0;
-            const int64_t cpu0 = measure ? fr_load_thread_cpu_ns() : 0;
+            const int64_t pre0 = measure ? fr_load_thread_preempts() : -1;
             int64_t seen = atomic_load_explicit(&last_start, memory_order_relaxed);
             while (ts > seen && !atomic_compare_exchange_weak_explicit(
                                     &last_start, &seen, ts, memory_order_relaxed,
@@ -306,14 +301,14 @@ static int run_pass(fr_pass *ps, int nthreads) {
             } else {
                 ps->thread(ps, thread_id());
             }
-            if (measure) {
-                const int64_t cpu = fr_load_thread_cpu_ns() - cpu0, wall = fr_load_now_ns() - ts;
-                if (cpu0 >= 0 && wall > cpu) atomic_fetch_add(&off, wall - cpu);
+            if (pre0 >= 0) {
+                const int64_t pre1 = fr_load_thread_preempts();
+                if (pre1 > pre0) atomic_fetch_add(&preempts, pre1 - pre0);
             }
         }
         if (short_team == 0) {
             fr_load_leave(&tk, nt, flops, atomic_load(&last_start) - t0,
-                          measure ? atomic_load(&off) : -1);
+                          measure ? atomic_load(&preempts) : -1);
             return FR_OK;
         }
         release(&ps->mem);
@@ -321,8 +316,7 @@ static int run_pass(fr_pass *ps, int nthreads) {
     }
 }
 
-/* Threads worth using for a one-off parallel region of `flops` work (fork/join is not free). */
-static int threads_for(int nthreads, double flops) {
+int fr_rec_threads_for(int nthreads, double flops) { /* fork/join is not free */
     const double per_thread = 4.0e6;
     nthreads = fr_load_share(nthreads); /* the share the passes in flight leave */
     int nt = (int)(flops / per_thread);
@@ -494,10 +488,10 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
             for (int64_t i = 0; i < m; i++) {
                 const int64_t b = b0 + i;
                 const int64_t L = lengths ? lengths[b] : Tn;
-                const int64_t r = time_of(s, L, reverse) * B + b;
+                const int64_t r = fr_rec_time_of(s, L, reverse) * B + b;
                 if (cache && s + 1 < Tn) /* the row's next step, one step ahead of its stores */
-                    SFX(prefetch_fw_row)(cell, time_of(s + 1, L, reverse) * B + b, j0, nv, H, y,
-                                         hprev_c, gates_c, aux0_c, aux1_c);
+                    SFX(prefetch_fw_row)(cell, fr_rec_time_of(s + 1, L, reverse) * B + b, j0, nv,
+                                         H, y, hprev_c, gates_c, aux0_c, aux1_c);
                 if (s < L) {
                     rows[i] = r;
                     if (cache) memcpy(hprev_c + r * H + j0, hp + b * ldh + j0, (size_t)nv * sizeof(REAL));
@@ -583,7 +577,7 @@ static void SFX(fw_project_chunk)(const SFX(fw_pass) *f, const SFX(fr_slice) *sl
 #pragma omp for schedule(static)
         for (int64_t q = 0; q < rows; q++) {
             const int64_t s = s0 + q / B, b = q % B;
-            const int64_t t = time_of(s, lengths[b], 1);
+            const int64_t t = fr_rec_time_of(s, lengths[b], 1);
             const int64_t r = ids ? ids[t * B + b] : t * B + b;
             memcpy(gbuf + q * I, x + r * I, (size_t)I * sizeof(REAL));
         }
@@ -837,9 +831,9 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
                 for (int64_t i = 0; i < m; i++) {
                     const int64_t b = b0 + i;
                     const int64_t L = lengths ? lengths[b] : Tn;
-                    const int64_t r = time_of(s, L, reverse) * B + b;
+                    const int64_t r = fr_rec_time_of(s, L, reverse) * B + b;
                     if (s > 0) /* the row's next step, one step ahead of use */
-                        SFX(prefetch_bw_row)(cell, time_of(s - 1, L, reverse) * B + b, j0,
+                        SFX(prefetch_bw_row)(cell, fr_rec_time_of(s - 1, L, reverse) * B + b, j0,
                                              nv, H, hprev_c, gates_c, aux0_c, aux1_c, dy, dgh_all,
                                              split ? dgx_all : NULL);
                     rows[i] = s < L ? r : -1;
@@ -909,7 +903,8 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     /* the weight gradients: single GEMMs over all steps */
     const REAL *dgh_all = SFX(bw_dgh_all)(&w), *dgx_all = SFX(bw_dgx_all)(&w);
     const REAL *hprev_c = hprev_w ? hprev_w : cache;
-    const int ntg = threads_for(nthreads, 2.0 * (double)TB * (double)GH * (double)(identity ? H : I + H));
+    const int ntg = fr_rec_threads_for(nthreads, 2.0 * (double)TB * (double)GH *
+                                                     (double)(identity ? H : I + H));
     const int bf = hprev_w != NULL; /* a bf16 forward's backward: bf16 operands (fastrnn.h) */
     if (w.nacc > 0) SFX(bias_grads)(&w, db_ih, db_hh);
     if (I > 0 && !identity) {

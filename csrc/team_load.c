@@ -7,6 +7,7 @@
 #include "team_load.h"
 
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static _Atomic int inflight;
@@ -15,6 +16,8 @@ static _Atomic int64_t last_any_ns;        /* when the last pass of any size end
 static _Atomic int64_t wake_est_ns = FR_LOAD_WAKE_NS;
 static _Atomic int64_t ns_per_gflop = (int64_t)(FR_LOAD_NS_PER_FLOP * 1e9);
 static _Atomic int64_t contended_until_ns; /* 0: not contended */
+static _Atomic int64_t bucket_empty_ns;    /* when the preemption bucket will be empty */
+static _Atomic int64_t preempts_seen;      /* preemptions seen in all (for the stats) */
 
 int64_t fr_load_now_ns(void) {
     struct timespec ts;
@@ -29,7 +32,9 @@ void fr_load_enter(fr_load_ticket *t) {
        would pay the wake. Calls that come close together pay it once and find the team warm. */
     const int64_t team = atomic_load_explicit(&last_end_ns, memory_order_relaxed);
     const int64_t any = atomic_load_explicit(&last_any_ns, memory_order_relaxed);
-    t->idle = (team == 0 || t->t_enter - team > FR_LOAD_IDLE_NS) &&
+    t->first = team == 0;
+    t->warm = team != 0 && t->t_enter - team <= FR_LOAD_IDLE_NS;
+    t->idle = !t->warm &&
               (any == 0 || t->t_enter - any > FR_LOAD_IDLE_NS);
 }
 
@@ -56,24 +61,48 @@ static void ema(_Atomic int64_t *avg, int64_t x) {
     atomic_store_explicit(avg, a + (x - a) / 4, memory_order_relaxed);
 }
 
-int64_t fr_load_thread_cpu_ns(void) {
-    struct timespec ts;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return -1;
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+int64_t fr_load_thread_preempts(void) {
+#ifdef RUSAGE_THREAD
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) != 0) return -1;
+    return (int64_t)ru.ru_nivcsw;
+#else
+    return -1;
+#endif
+}
+
+int fr_load_preempt_bucket(int64_t *full, int64_t start, int64_t now, int64_t n) {
+    /* the bucket drained until the pass started; its preemptions came in during the pass, which
+       drained them as they came */
+    const int64_t cap = (int64_t)FR_LOAD_PREEMPT_MARK * FR_LOAD_PREEMPT_DRAIN_NS;
+    int64_t f = (*full > start ? *full : start) + n * FR_LOAD_PREEMPT_DRAIN_NS;
+    if (f > now + cap) f = now + cap; /* capped: once contention ends, it drains within cap */
+    *full = f;
+    /* holding more than MARK - 1 (a drained preemption leaves a part of one) */
+    return f - now > cap - FR_LOAD_PREEMPT_DRAIN_NS;
 }
 
 void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_ns,
-                   int64_t off_ns) {
+                   int64_t preempts) {
     const int64_t now = fr_load_now_ns(), wall = now - t->t_enter;
-    if (off_ns > FR_LOAD_CONTENDED_MIN_NS &&
-        (double)off_ns > FR_LOAD_CONTENDED_SHARE * (double)wall * nt) {
-        /* even a pass of one thread that waits for its core marks the machine: more threads
-           would wait longer */
-        const int64_t hold = 4 * wall > FR_LOAD_CONTENDED_NS ? 4 * wall : FR_LOAD_CONTENDED_NS;
-        atomic_store_explicit(&contended_until_ns, now + hold, memory_order_relaxed);
+    /* a warm team's thread that starts late waited for a processor: count it as a preemption */
+    if (nt > 1 && t->warm && wake_ns > FR_LOAD_LATE_NS)
+        preempts = (preempts > 0 ? preempts : 0) + 1;
+    if (preempts > 0) {
+        /* even a pass of one thread that loses its core marks the machine: more threads would
+           lose theirs more often. A race between two passes' updates loses one's preemptions. */
+        atomic_fetch_add_explicit(&preempts_seen, preempts, memory_order_relaxed);
+        int64_t full = atomic_load_explicit(&bucket_empty_ns, memory_order_relaxed);
+        const int mark = fr_load_preempt_bucket(&full, t->t_enter, now, preempts);
+        atomic_store_explicit(&bucket_empty_ns, full, memory_order_relaxed);
+        if (mark) {
+            const int64_t hold = 4 * wall > FR_LOAD_CONTENDED_NS ? 4 * wall : FR_LOAD_CONTENDED_NS;
+            atomic_store_explicit(&contended_until_ns, now + hold, memory_order_relaxed);
+        }
     }
     if (nt > 1) {
-        if (t->idle && wake_ns > 0) ema(&wake_est_ns, wake_ns);
+        /* the first team's start is the pool's creation, paid once: not a wake */
+        if (t->idle && !t->first && wake_ns > 0) ema(&wake_est_ns, wake_ns);
         atomic_store_explicit(&last_end_ns, now, memory_order_relaxed);
     } else if (flops > 1e5 && t->inflight == 1) {
         /* a serial pass alone: its speed (small passes are dominated by fixed costs) */
@@ -89,12 +118,17 @@ int fr_load_share(int nthreads) {
     return share < 1 ? 1 : share;
 }
 
-void fr_load_forget_inflight(void) { atomic_store_explicit(&inflight, 0, memory_order_relaxed); }
+void fr_load_forget_inflight(void) {
+    atomic_store_explicit(&inflight, 0, memory_order_relaxed);
+    atomic_store_explicit(&last_end_ns, 0, memory_order_relaxed);
+}
 
-void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *n_inflight, int *contended) {
+void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *n_inflight, int *contended,
+                   int64_t *preempts) {
     *wake_ns = atomic_load_explicit(&wake_est_ns, memory_order_relaxed);
     *ns_per_mflop = atomic_load_explicit(&ns_per_gflop, memory_order_relaxed) / 1000;
     *n_inflight = atomic_load_explicit(&inflight, memory_order_relaxed);
     *contended = fr_load_now_ns() <
                  atomic_load_explicit(&contended_until_ns, memory_order_relaxed);
+    *preempts = atomic_load_explicit(&preempts_seen, memory_order_relaxed);
 }

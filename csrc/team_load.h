@@ -6,10 +6,17 @@
  * budget instead of each spinning a full team against the others); when the last team finished
  * (after FR_LOAD_IDLE_NS of idle, the team's threads sleep and waking them has a cost); the wake
  * cost measured on the passes that paid it (the delay until the last thread of the team starts);
- * the serial speed measured on the passes run (nanoseconds per flop); and until when the machine
- * counts as contended (a recent pass's threads were off their cores for a large part of its time:
- * waiting for the processor or asleep in the per-step barrier, because other pools' threads, other
- * processes or other callers hold the cores), during which teams are halved.
+ * the serial speed measured on the passes run (nanoseconds per flop); the recent preemptions of
+ * the team's threads (involuntary context switches: another runnable thread took the processor:
+ * other pools' spinning threads, other processes, other callers), a leaky bucket that drains
+ * FR_LOAD_PREEMPT_DRAIN_NS per preemption; and until when the machine counts as contended (the
+ * bucket held FR_LOAD_PREEMPT_MARK preemptions), during which teams are halved. A warm team's
+ * thread that starts late (FR_LOAD_LATE_NS) waited for a processor and counts as preempted.
+ *
+ * Why preemptions and not wall minus CPU time: a thread asleep in the per-step barrier, a team
+ * still starting (pool start, a wake from sleep) and a page fault all take wall time without CPU
+ * time on a quiet machine; they are voluntary switches or none, and do not count here. One
+ * preemption now and then (a kernel worker, a timer) drains before the next.
  */
 #ifndef FASTRNN_TEAM_LOAD_H
 #define FASTRNN_TEAM_LOAD_H
@@ -26,13 +33,17 @@
 /* The serial speed assumed until one is measured, ns per flop (50 GFLOP/s; one AVX-512 core of
    the development VM measures 50 to 100, an AVX2 core about half). */
 #define FR_LOAD_NS_PER_FLOP 0.02
-/* Share of a pass's thread time spent off the processor from which the machine counts as
-   contended. */
-#define FR_LOAD_CONTENDED_SHARE 0.2
-/* Off-processor time below which a pass never marks the machine contended, ns (one preemption
-   of a sub-millisecond pass is not a machine held by others). */
-#define FR_LOAD_CONTENDED_MIN_NS 200000
-/* How long the machine counts as contended after such a pass (at least), ns. */
+/* Preemptions in the bucket from which the machine counts as contended. */
+#define FR_LOAD_PREEMPT_MARK 2
+/* Time one preemption stays in the bucket, ns: FR_LOAD_PREEMPT_MARK preemptions within this
+   long mark the machine. A processor shared with another runnable thread preempts every few
+   milliseconds (the scheduler's slice); a quiet one far more rarely. */
+#define FR_LOAD_PREEMPT_DRAIN_NS 25000000
+/* A delay until the last thread of a warm team starts (its threads still spin or have just gone
+   to sleep; a quiet machine starts them within tens of microseconds) from which that thread
+   waited for a processor: it counts as a preemption, ns. */
+#define FR_LOAD_LATE_NS 500000
+/* How long the machine counts as contended after it is marked (at least), ns. */
 #define FR_LOAD_CONTENDED_NS 50000000
 
 /* A pass's entry in the process-wide load: fill with fr_load_enter, end with fr_load_leave. */
@@ -40,6 +51,8 @@ typedef struct {
     int64_t t_enter; /* clock at entry, ns */
     int inflight;    /* passes in flight at entry, this one included */
     int idle;        /* whether the team had been idle for FR_LOAD_IDLE_NS at entry */
+    int warm;        /* whether a team ran within FR_LOAD_IDLE_NS before entry */
+    int first;       /* whether no team ran before (this one may start the thread pool) */
 } fr_load_ticket;
 
 /* Monotonic clock, nanoseconds. */
@@ -55,23 +68,31 @@ void fr_load_enter(fr_load_ticket *t);
 int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops);
 
 /* Count a pass out: it ran nt threads over `flops` of work; wake_ns: the delay until its last
-   thread started (0 when nt == 1); off_ns: its threads' total time off the processor while in
-   the pass (wall minus CPU time; negative: not measured). */
+   thread started (0 when nt == 1); preempts: its threads' preemptions while in the pass (the sum
+   of fr_load_thread_preempts differences; negative: not measured). */
 void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_ns,
-                   int64_t off_ns);
+                   int64_t preempts);
 
-/* CPU time of the calling thread, nanoseconds. */
-int64_t fr_load_thread_cpu_ns(void);
+/* Involuntary context switches of the calling thread so far (-1 where not available). */
+int64_t fr_load_thread_preempts(void);
+
+/* The preemption bucket's rule, pure: given the time *full at which the bucket would be empty, a
+   pass that ran from start to now and saw n >= 0 preemptions (counted in as they drain), store
+   the new empty time in *full (the bucket holds at most FR_LOAD_PREEMPT_MARK preemptions) and
+   return whether it holds more than FR_LOAD_PREEMPT_MARK - 1 (the machine is contended). */
+int fr_load_preempt_bucket(int64_t *full, int64_t start, int64_t now, int64_t n);
 
 /* The share of a budget of nthreads left to a parallel region outside a pass by the passes in
    flight (at least 1). */
 int fr_load_share(int nthreads);
 
-/* Count every pass out (a forked child's handler: the passes in flight were its parent's). */
+/* Count every pass out and forget the last team (a forked child's handler: the passes in flight
+   were its parent's, and its thread pool is new). */
 void fr_load_forget_inflight(void);
 
 /* The current estimates, for the benchmark and tests: wake cost (ns), serial speed (ns per flop
-   times 1e6), passes in flight, whether contended now. */
-void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *inflight, int *contended);
+   times 1e6), passes in flight, whether contended now, the preemptions seen so far in all. */
+void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *inflight, int *contended,
+                   int64_t *preempts);
 
 #endif

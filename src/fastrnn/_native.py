@@ -168,7 +168,8 @@ def team_load() -> dict[str, int | bool]:
     dict
         ``wake_ns``: the cost of waking an idle team; ``ns_per_mflop``: the serial speed;
         ``inflight``: fastrnn passes running now; ``contended``: whether teams are halved now
-        (a recent pass's threads spent much of their time off their processors).
+        (the team's threads were preempted by other runnable threads faster than the quiet
+        machine's rate); ``preempts``: the preemptions of team threads counted so far.
     """
     return dict(_kernels.team_load())
 
