@@ -43,6 +43,11 @@
 /* A pass's flops from which a one-thread pass counts its preemptions (two getrusage calls of
    under a microsecond against about 50 us of work). */
 #define FR_MEASURE_FLOPS 1.0e6
+/* Columns per chunk of the bias-gradient sums (a thread's share of each row, whole lines). */
+#define FR_BIAS_COLS 128
+/* An addition of the bias-gradient sums counted as this many flops by fr_rec_threads_for (it
+   streams its operand from memory: a thread pays off from about a million). */
+#define FR_BIAS_ADD_FLOPS 4.0
 /* Flops per step and thread below which an extra thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 16000.0
 
@@ -741,19 +746,29 @@ static REAL *SFX(bw_acc)(const SFX(bw_pass) *w, int t) {
 }
 
 /* db_hh (and db_ih) += the column sums of the gate gradients over all T*B rows, row by row: the
-   same sums whatever team ran the pass (per-thread sums over batch groups would depend on it). */
-static void SFX(bias_grads)(const SFX(bw_pass) *w, REAL *db_ih, REAL *db_hh) {
+   same sums whatever team ran the pass (per-thread sums over batch groups would depend on it).
+   Up to nthreads threads split the columns (each column still sums its rows in order). */
+static void SFX(bias_grads)(const SFX(bw_pass) *w, REAL *db_ih, REAL *db_hh, int nthreads) {
     const int64_t GH = w->cell->G * w->H, TB = w->Tn * w->B;
     const int split = w->cell->split_n;
     const REAL *dgh_all = SFX(bw_dgh_all)(w), *dgx_all = SFX(bw_dgx_all)(w);
     REAL *acc = SFX(bw_acc)(w, 0);
-    memset(acc, 0, (size_t)(w->nacc * GH) * sizeof(REAL));
-    for (int64_t r = 0; r < TB; r++) {
-        const REAL *gh = dgh_all + r * GH;
-        for (int64_t c = 0; c < GH; c++) acc[c] += gh[c];
-        if (split) {
-            const REAL *gx = dgx_all + r * GH;
-            for (int64_t c = 0; c < GH; c++) acc[GH + c] += gx[c];
+    const int64_t nchunk = (GH + FR_BIAS_COLS - 1) / FR_BIAS_COLS;
+    int nt = fr_rec_threads_for(nthreads, FR_BIAS_ADD_FLOPS * (double)(TB * GH * w->nacc));
+    if (nt > nchunk) nt = (int)nchunk;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int64_t q = 0; q < nchunk; q++) {
+        const int64_t c0 = q * FR_BIAS_COLS, n = imin(GH, c0 + FR_BIAS_COLS) - c0;
+        REAL *restrict ah = acc + c0, *restrict ax = acc + GH + c0;
+        memset(ah, 0, (size_t)n * sizeof(REAL));
+        if (split) memset(ax, 0, (size_t)n * sizeof(REAL));
+        for (int64_t r = 0; r < TB; r++) {
+            const REAL *restrict gh = dgh_all + r * GH + c0;
+            for (int64_t c = 0; c < n; c++) ah[c] += gh[c];
+            if (split) {
+                const REAL *restrict gx = dgx_all + r * GH + c0;
+                for (int64_t c = 0; c < n; c++) ax[c] += gx[c];
+            }
         }
     }
     for (int64_t c = 0; c < GH; c++) {
@@ -906,7 +921,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     const int ntg = fr_rec_threads_for(nthreads, 2.0 * (double)TB * (double)GH *
                                                      (double)(identity ? H : I + H));
     const int bf = hprev_w != NULL; /* a bf16 forward's backward: bf16 operands (fastrnn.h) */
-    if (w.nacc > 0) SFX(bias_grads)(&w, db_ih, db_hh);
+    if (w.nacc > 0) SFX(bias_grads)(&w, db_ih, db_hh, nthreads);
     if (I > 0 && !identity) {
         if (dx) st = SFX(wgemm)(bf, 0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
         if (st == FR_OK)

@@ -88,7 +88,9 @@ void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_n
     /* a warm team's thread that starts late waited for a processor: count it as a preemption */
     if (nt > 1 && t->warm && wake_ns > FR_LOAD_LATE_NS)
         preempts = (preempts > 0 ? preempts : 0) + 1;
-    if (preempts > 0) {
+    /* the pool's first start: its threads sit where the scheduler first put them (perhaps
+       sharing the caller's processor until it moves one), which says nothing of later passes */
+    if (preempts > 0 && !(nt > 1 && t->first)) {
         /* even a pass of one thread that loses its core marks the machine: more threads would
            lose theirs more often. A race between two passes' updates loses one's preemptions. */
         atomic_fetch_add_explicit(&preempts_seen, preempts, memory_order_relaxed);
