@@ -40,8 +40,8 @@
 #define FR_GROUP_MAX_WEIGHT_BYTES (1 << 20)
 /* Rows per call of the backward pointwise. */
 #define FR_BW_ROWS 16
-/* A pass's flops from which a one-thread pass counts its preemptions (two getrusage calls of
-   under a microsecond against about 50 us of work). */
+/* A pass's flops from which a one-thread pass measures its waits for a processor (two reads of
+   about a microsecond against about 50 us of work). */
 #define FR_MEASURE_FLOPS 1.0e6
 /* Columns per chunk of the bias-gradient sums (a thread's share of each row, whole lines). */
 #define FR_BIAS_COLS 128
@@ -287,15 +287,15 @@ static int run_pass(fr_pass *ps, int nthreads) {
         const int nt = ps->plan.nt;
         int short_team = 0;
         /* measured where it costs nothing next to the work: a team's start-up and its threads'
-           preemptions (team_load.h) */
+           waits for a processor (team_load.h) */
         const int measure = nt > 1 || flops > FR_MEASURE_FLOPS;
         const int64_t t0 = measure ? fr_load_now_ns() : 0;
         _Atomic int64_t last_start = t0; /* when the team's last thread started */
-        _Atomic int64_t preempts = 0;    /* the threads' involuntary context switches */
+        _Atomic int64_t waited = 0;      /* the threads' waits for a processor, ns */
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
             const int64_t ts = measure ? fr_load_now_ns() : 0;
-            const int64_t pre0 = measure ? fr_load_thread_preempts() : -1;
+            const int64_t w0 = measure ? fr_load_thread_wait_ns() : -1;
             int64_t seen = atomic_load_explicit(&last_start, memory_order_relaxed);
             while (ts > seen && !atomic_compare_exchange_weak_explicit(
                                     &last_start, &seen, ts, memory_order_relaxed,
@@ -306,14 +306,14 @@ static int run_pass(fr_pass *ps, int nthreads) {
             } else {
                 ps->thread(ps, thread_id());
             }
-            if (pre0 >= 0) {
-                const int64_t pre1 = fr_load_thread_preempts();
-                if (pre1 > pre0) atomic_fetch_add(&preempts, pre1 - pre0);
+            if (w0 >= 0) {
+                const int64_t w1 = fr_load_thread_wait_ns();
+                if (w1 > w0) atomic_fetch_add(&waited, w1 - w0);
             }
         }
         if (short_team == 0) {
             fr_load_leave(&tk, nt, flops, atomic_load(&last_start) - t0,
-                          measure ? atomic_load(&preempts) : -1);
+                          measure ? atomic_load(&waited) : -1);
             return FR_OK;
         }
         release(&ps->mem);

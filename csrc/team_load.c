@@ -7,8 +7,13 @@
 #include "team_load.h"
 
 #include <stdatomic.h>
-#include <sys/resource.h>
+#include <stdlib.h>
 #include <time.h>
+#ifdef __linux__
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
+#endif
 
 static _Atomic int inflight;
 static _Atomic int64_t last_end_ns;        /* when the last pass with a team ended (0: never) */
@@ -16,8 +21,8 @@ static _Atomic int64_t last_any_ns;        /* when the last pass of any size end
 static _Atomic int64_t wake_est_ns = FR_LOAD_WAKE_NS;
 static _Atomic int64_t ns_per_gflop = (int64_t)(FR_LOAD_NS_PER_FLOP * 1e9);
 static _Atomic int64_t contended_until_ns; /* 0: not contended */
-static _Atomic int64_t bucket_empty_ns;    /* when the preemption bucket will be empty */
-static _Atomic int64_t preempts_seen;      /* preemptions seen in all (for the stats) */
+static _Atomic int64_t bucket_empty_ns;    /* when the wait bucket will be empty */
+static _Atomic int64_t waited_all_ns;      /* the waits counted in all (for the stats) */
 
 int64_t fr_load_now_ns(void) {
     struct timespec ts;
@@ -61,41 +66,74 @@ static void ema(_Atomic int64_t *avg, int64_t x) {
     atomic_store_explicit(avg, a + (x - a) / 4, memory_order_relaxed);
 }
 
-int64_t fr_load_thread_preempts(void) {
-#ifdef RUSAGE_THREAD
-    struct rusage ru;
-    if (getrusage(RUSAGE_THREAD, &ru) != 0) return -1;
-    return (int64_t)ru.ru_nivcsw;
+#ifdef __linux__
+/* Each thread keeps its /proc/thread-self/schedstat open (an open costs microseconds, a read
+   under one): the key's value is (pid << 32) | (fd + 1), the pid telling a forked child that the
+   descriptor it inherited reads its parent's thread; the destructor closes it at thread exit. */
+static pthread_key_t stat_key;
+static pthread_once_t stat_once = PTHREAD_ONCE_INIT;
+static int stat_key_ok;
+
+static void stat_close(void *v) { close((int)((uintptr_t)v & 0xffffffffu) - 1); }
+
+static void stat_init(void) { stat_key_ok = pthread_key_create(&stat_key, stat_close) == 0; }
+
+static int stat_fd(void) {
+    pthread_once(&stat_once, stat_init);
+    if (!stat_key_ok) return -1;
+    const uintptr_t v = (uintptr_t)pthread_getspecific(stat_key);
+    const uintptr_t pid = (uintptr_t)getpid();
+    if (v != 0 && (v >> 32) == pid) return (int)(v & 0xffffffffu) - 1;
+    if (v != 0) close((int)(v & 0xffffffffu) - 1); /* the parent's thread's, in a forked child */
+    const int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    pthread_setspecific(stat_key, fd < 0 ? NULL : (void *)((pid << 32) | (uintptr_t)(fd + 1)));
+    return fd;
+}
+#endif
+
+int64_t fr_load_thread_wait_ns(void) {
+#ifdef __linux__
+    const int fd = stat_fd();
+    if (fd < 0) return -1;
+    char buf[96];
+    const ssize_t k = pread(fd, buf, sizeof buf - 1, 0);
+    if (k <= 0) return -1;
+    buf[k] = '\0';
+    /* "<ns on the processor> <ns waiting for one> <slices>" */
+    char *p = buf;
+    (void)strtoll(p, &p, 10);
+    char *q = p;
+    const long long w = strtoll(p, &q, 10);
+    return q == p || w < 0 ? -1 : (int64_t)w;
 #else
     return -1;
 #endif
 }
 
-int fr_load_preempt_bucket(int64_t *full, int64_t start, int64_t now, int64_t n) {
-    /* the bucket drained until the pass started; its preemptions came in during the pass, which
-       drained them as they came */
-    const int64_t cap = (int64_t)FR_LOAD_PREEMPT_MARK * FR_LOAD_PREEMPT_DRAIN_NS;
-    int64_t f = (*full > start ? *full : start) + n * FR_LOAD_PREEMPT_DRAIN_NS;
-    if (f > now + cap) f = now + cap; /* capped: once contention ends, it drains within cap */
+int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns) {
+    /* the bucket drained until the pass started; its waits came in during the pass, which
+       drained them as they came. In time: the bucket empties wait / share after it starts. */
+    const int64_t mark = (int64_t)(FR_LOAD_WAIT_MARK_NS / FR_LOAD_WAIT_SHARE);
+    int64_t f = (*full > start ? *full : start) + (int64_t)((double)wait_ns / FR_LOAD_WAIT_SHARE);
+    if (f > now + 2 * mark) f = now + 2 * mark; /* capped: once waits end, it drains soon */
     *full = f;
-    /* holding more than MARK - 1 (a drained preemption leaves a part of one) */
-    return f - now > cap - FR_LOAD_PREEMPT_DRAIN_NS;
+    return f - now > mark;
 }
 
 void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_ns,
-                   int64_t preempts) {
+                   int64_t wait_ns) {
     const int64_t now = fr_load_now_ns(), wall = now - t->t_enter;
-    /* a warm team's thread that starts late waited for a processor: count it as a preemption */
+    /* a warm team's thread that starts late waited for a processor */
     if (nt > 1 && t->warm && wake_ns > FR_LOAD_LATE_NS)
-        preempts = (preempts > 0 ? preempts : 0) + 1;
+        wait_ns = (wait_ns > 0 ? wait_ns : 0) + wake_ns;
     /* the pool's first start: its threads sit where the scheduler first put them (perhaps
        sharing the caller's processor until it moves one), which says nothing of later passes */
-    if (preempts > 0 && !(nt > 1 && t->first)) {
-        /* even a pass of one thread that loses its core marks the machine: more threads would
-           lose theirs more often. A race between two passes' updates loses one's preemptions. */
-        atomic_fetch_add_explicit(&preempts_seen, preempts, memory_order_relaxed);
+    if (wait_ns > 0 && !(nt > 1 && t->first)) {
+        /* even a pass of one thread that waits for its core marks the machine: more threads would
+           wait longer. A race between two passes' updates loses one's waits. */
+        atomic_fetch_add_explicit(&waited_all_ns, wait_ns, memory_order_relaxed);
         int64_t full = atomic_load_explicit(&bucket_empty_ns, memory_order_relaxed);
-        const int mark = fr_load_preempt_bucket(&full, t->t_enter, now, preempts);
+        const int mark = fr_load_wait_bucket(&full, t->t_enter, now, wait_ns);
         atomic_store_explicit(&bucket_empty_ns, full, memory_order_relaxed);
         if (mark) {
             const int64_t hold = 4 * wall > FR_LOAD_CONTENDED_NS ? 4 * wall : FR_LOAD_CONTENDED_NS;
@@ -126,11 +164,11 @@ void fr_load_forget_inflight(void) {
 }
 
 void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *n_inflight, int *contended,
-                   int64_t *preempts) {
+                   int64_t *waited_ns) {
     *wake_ns = atomic_load_explicit(&wake_est_ns, memory_order_relaxed);
     *ns_per_mflop = atomic_load_explicit(&ns_per_gflop, memory_order_relaxed) / 1000;
     *n_inflight = atomic_load_explicit(&inflight, memory_order_relaxed);
     *contended = fr_load_now_ns() <
                  atomic_load_explicit(&contended_until_ns, memory_order_relaxed);
-    *preempts = atomic_load_explicit(&preempts_seen, memory_order_relaxed);
+    *waited_ns = atomic_load_explicit(&waited_all_ns, memory_order_relaxed);
 }

@@ -6,17 +6,18 @@
  * budget instead of each spinning a full team against the others); when the last team finished
  * (after FR_LOAD_IDLE_NS of idle, the team's threads sleep and waking them has a cost); the wake
  * cost measured on the passes that paid it (the delay until the last thread of the team starts);
- * the serial speed measured on the passes run (nanoseconds per flop); the recent preemptions of
- * the team's threads (involuntary context switches: another runnable thread took the processor:
- * other pools' spinning threads, other processes, other callers), a leaky bucket that drains
- * FR_LOAD_PREEMPT_DRAIN_NS per preemption; and until when the machine counts as contended (the
- * bucket held FR_LOAD_PREEMPT_MARK preemptions), during which teams are halved. A warm team's
- * thread that starts late (FR_LOAD_LATE_NS) waited for a processor and counts as preempted.
+ * the serial speed measured on the passes run (nanoseconds per flop); the recent time the team's
+ * threads waited for a processor (runnable but not running: other pools' spinning threads, other
+ * processes, other callers hold the cores; Linux's per-thread schedstat), a leaky bucket that
+ * drains FR_LOAD_WAIT_SHARE of the time that passes; and until when the machine counts as
+ * contended (the bucket held more than FR_LOAD_WAIT_MARK_NS), during which teams are halved. A
+ * warm team's thread that starts late (FR_LOAD_LATE_NS) waited for a processor too.
  *
- * Why preemptions and not wall minus CPU time: a thread asleep in the per-step barrier, a team
- * still starting (pool start, a wake from sleep) and a page fault all take wall time without CPU
- * time on a quiet machine; they are voluntary switches or none, and do not count here. One
- * preemption now and then (a kernel worker, a timer) drains before the next.
+ * Why the wait for a processor and not wall minus CPU time: a thread asleep in the per-step
+ * barrier, a team still starting (pool start, a wake from sleep) and a page fault take wall time
+ * without CPU time on a quiet machine, where no thread waits for a processor. And not the count
+ * of preemptions: a thread that sleeps in the barrier and then waits for its processor to come
+ * free is not preempted, and that is how a loaded machine slows a team most.
  */
 #ifndef FASTRNN_TEAM_LOAD_H
 #define FASTRNN_TEAM_LOAD_H
@@ -33,15 +34,14 @@
 /* The serial speed assumed until one is measured, ns per flop (50 GFLOP/s; one AVX-512 core of
    the development VM measures 50 to 100, an AVX2 core about half). */
 #define FR_LOAD_NS_PER_FLOP 0.02
-/* Preemptions in the bucket from which the machine counts as contended. */
-#define FR_LOAD_PREEMPT_MARK 2
-/* Time one preemption stays in the bucket, ns: FR_LOAD_PREEMPT_MARK preemptions within this
-   long mark the machine. A processor shared with another runnable thread preempts every few
-   milliseconds (the scheduler's slice); a quiet one far more rarely. */
-#define FR_LOAD_PREEMPT_DRAIN_NS 25000000
+/* The share of the time that passes which the wait bucket drains: waits below about this share
+   of a team's time never mark the machine. */
+#define FR_LOAD_WAIT_SHARE 0.125
+/* Wait in the bucket above which the machine counts as contended, ns (a burst allowance). */
+#define FR_LOAD_WAIT_MARK_NS 1000000
 /* A delay until the last thread of a warm team starts (its threads still spin or have just gone
    to sleep; a quiet machine starts them within tens of microseconds) from which that thread
-   waited for a processor: it counts as a preemption, ns. */
+   waited for a processor: that delay counts as a wait, ns. */
 #define FR_LOAD_LATE_NS 500000
 /* How long the machine counts as contended after it is marked (at least), ns. */
 #define FR_LOAD_CONTENDED_NS 50000000
@@ -68,19 +68,21 @@ void fr_load_enter(fr_load_ticket *t);
 int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops);
 
 /* Count a pass out: it ran nt threads over `flops` of work; wake_ns: the delay until its last
-   thread started (0 when nt == 1); preempts: its threads' preemptions while in the pass (the sum
-   of fr_load_thread_preempts differences; negative: not measured). */
+   thread started (0 when nt == 1); wait_ns: its threads' time waiting for a processor while in
+   the pass (the sum of fr_load_thread_wait_ns differences; negative: not measured). */
 void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_ns,
-                   int64_t preempts);
+                   int64_t wait_ns);
 
-/* Involuntary context switches of the calling thread so far (-1 where not available). */
-int64_t fr_load_thread_preempts(void);
+/* Nanoseconds the calling thread has waited for a processor so far (runnable, not running), or
+   -1 where the system does not tell (not Linux, no schedstat). */
+int64_t fr_load_thread_wait_ns(void);
 
-/* The preemption bucket's rule, pure: given the time *full at which the bucket would be empty, a
-   pass that ran from start to now and saw n >= 0 preemptions (counted in as they drain), store
-   the new empty time in *full (the bucket holds at most FR_LOAD_PREEMPT_MARK preemptions) and
-   return whether it holds more than FR_LOAD_PREEMPT_MARK - 1 (the machine is contended). */
-int fr_load_preempt_bucket(int64_t *full, int64_t start, int64_t now, int64_t n);
+/* The wait bucket's rule, pure: given the time *full at which the bucket would be empty, a pass
+   that ran from start to now and whose threads waited wait_ns >= 0 for a processor (counted in
+   as the bucket drains), store the new empty time in *full (the bucket holds at most twice
+   FR_LOAD_WAIT_MARK_NS) and return whether it holds more than FR_LOAD_WAIT_MARK_NS (the machine
+   is contended). */
+int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns);
 
 /* The share of a budget of nthreads left to a parallel region outside a pass by the passes in
    flight (at least 1). */
@@ -91,8 +93,9 @@ int fr_load_share(int nthreads);
 void fr_load_forget_inflight(void);
 
 /* The current estimates, for the benchmark and tests: wake cost (ns), serial speed (ns per flop
-   times 1e6), passes in flight, whether contended now, the preemptions seen so far in all. */
+   times 1e6), passes in flight, whether contended now, the team threads' waits for a processor
+   so far in all (ns). */
 void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *inflight, int *contended,
-                   int64_t *preempts);
+                   int64_t *waited_ns);
 
 #endif

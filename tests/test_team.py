@@ -161,43 +161,45 @@ def test_busy_processes_beside_the_team(restore_threads):
 
 def test_team_load_reports_its_estimates():
     d = _native.team_load()
-    assert set(d) == {"wake_ns", "ns_per_mflop", "inflight", "contended", "preempts"}
+    assert set(d) == {"wake_ns", "ns_per_mflop", "inflight", "contended", "waited_ns"}
     assert d["wake_ns"] > 0 and d["ns_per_mflop"] > 0 and d["inflight"] >= 0
-    assert d["preempts"] >= 0
+    assert d["waited_ns"] >= 0
     assert isinstance(d["contended"], bool)
 
 
 MS = 1_000_000  # ns
 
 
-def test_one_preemption_now_and_then_does_not_mark_the_machine():
-    """The contention rule (fr_load_preempt_bucket): single preemptions that come further apart
-    than the drain time (a kernel worker, a timer on a quiet machine) never mark it; nor do
-    passes that saw none, nor two spread over a long pass."""
-    bucket = _native._kernels.preempt_bucket
+def test_short_waits_for_a_processor_do_not_mark_the_machine():
+    """The contention rule (fr_load_wait_bucket): passes whose threads wait for a processor a
+    small share of their time (a kernel worker, a timer on a quiet machine), or not at all,
+    never mark it, however many of them run back to back."""
+    bucket = _native._kernels.wait_bucket
     full, now = 0, 10_000 * MS
-    for _ in range(20):
-        full, mark = bucket(full, now - MS, now, 1)
+    for _ in range(200):
+        full, mark = bucket(full, now, now + 10 * MS, MS // 10)  # 1% of a 10 ms pass
         assert not mark
-        now += 30 * MS
-    full, mark = bucket(full, now - MS, now, 0)
-    assert not mark and full <= now
-    assert not bucket(0, now - 200 * MS, now, 2)[1]  # 2 in 200 ms
-
-
-def test_preemptions_close_together_mark_the_machine():
-    """Two preemptions in one short pass, or in passes a few ms apart, mark it; the bucket is
-    capped, so once they stop it drains within twice the drain time."""
-    bucket = _native._kernels.preempt_bucket
-    now = 10_000 * MS
-    assert bucket(0, now - MS, now, 2)[1]
-    full, mark = bucket(0, now - 4 * MS, now, 1)
+        now += 10 * MS
+    full, mark = bucket(full, now, now + MS, 0)
     assert not mark
-    full, mark = bucket(full, now + MS, now + 5 * MS, 1)
+    assert not bucket(0, now - 200 * MS, now, 5 * MS)[1]  # 2.5% of 200 ms
+
+
+def test_long_waits_for_a_processor_mark_the_machine():
+    """A pass whose threads waited a large share of it marks the machine, as do smaller waits
+    that keep coming; the bucket is capped, so once they stop it drains soon."""
+    bucket = _native._kernels.wait_bucket
+    now = 10_000 * MS
+    assert bucket(0, now - 10 * MS, now, 5 * MS)[1]
+    full, mark = bucket(0, now - 4 * MS, now, MS)
+    assert not mark
+    for _ in range(10):
+        full, mark = bucket(full, now, now + 4 * MS, MS)  # 25% of each 4 ms pass
+        now += 4 * MS
     assert mark
-    full, mark = bucket(full, now + 5 * MS, now + 6 * MS, 1000)
-    assert mark and full <= now + 6 * MS + 50 * MS
-    assert not bucket(full, now + 100 * MS, now + 101 * MS, 1)[1]
+    full, mark = bucket(full, now, now + MS, 10_000 * MS)
+    assert mark
+    assert not bucket(full, now + 100 * MS, now + 101 * MS, 0)[1]
 
 
 def test_forked_child_does_not_count_the_parents_passes():

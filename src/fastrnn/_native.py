@@ -168,8 +168,8 @@ def team_load() -> dict[str, int | bool]:
     dict
         ``wake_ns``: the cost of waking an idle team; ``ns_per_mflop``: the serial speed;
         ``inflight``: fastrnn passes running now; ``contended``: whether teams are halved now
-        (the team's threads were preempted by other runnable threads faster than the quiet
-        machine's rate); ``preempts``: the preemptions of team threads counted so far.
+        (the team's threads waited for a processor for more than a small share of their time);
+        ``waited_ns``: the team threads' waits for a processor counted so far.
     """
     return dict(_kernels.team_load())
 
