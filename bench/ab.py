@@ -35,7 +35,8 @@ _CHILD = r"""
 import sys, time
 import numpy as np
 from fastrnn import functional as F
-cell, mode, T, B, I, H, calls, threads, first = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:10])
+cell, mode, T, B, I, H, calls, threads, first, fifo = (sys.argv[1], sys.argv[2],
+                                                       *map(int, sys.argv[3:11]))
 import fastrnn
 fastrnn.set_num_threads(threads)
 from fastrnn._cells import CELLS
@@ -46,6 +47,9 @@ w = rng.standard_normal((G * H, I), dtype=np.float32) * 0.1
 u = rng.standard_normal((G * H, H), dtype=np.float32) * 0.1
 b = np.zeros(G * H, np.float32)
 dy = np.ones((T, B, H), np.float32)
+if fifo:  # from here on (the calls; threads started later inherit it)
+    import os
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
 fw, bw = getattr(F, cell + "_forward"), getattr(F, cell + "_backward")
 def run():
     if has_c:
@@ -70,13 +74,14 @@ print(best)
 """
 
 
-def _time(root: str, case: str, calls: int, threads: int, first: bool = False) -> float:
+def _time(root: str, case: str, calls: int, threads: int, first: bool = False,
+          fifo: bool = False) -> float:
     cell, mode, shape = case.split(":")
     root = os.path.abspath(root)
     src = os.path.join(root, "src")  # the package's home: src/ (or the root, before src/)
     env = {**os.environ, "PYTHONPATH": src if os.path.isdir(src) else root}
     out = subprocess.run([sys.executable, "-c", _CHILD, cell, mode, *shape.split(","),
-                          str(calls), str(threads), str(int(first))], env=env,
+                          str(calls), str(threads), str(int(first)), str(int(fifo))], env=env,
                          cwd=os.path.abspath(root), capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -94,15 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first", action="store_true",
                    help="time the total of each fresh process's first --calls calls (no warm-up) "
                         "instead of the best call after a warm-up")
+    p.add_argument("--fifo", action="store_true",
+                   help="run each process's calls under SCHED_FIFO priority 1 (root only): a "
+                        "stand-in for a quiet machine on a shared one, where other processes "
+                        "would otherwise take the cores; keep such runs short")
     a = p.parse_args(argv)
     what = f"total of the first {a.calls} calls" if a.first else f"best of {a.calls} calls"
+    what += ", SCHED_FIFO" if a.fifo else ""
     print(f"A/B head={a.head} base={a.base}: median over {a.pairs} pairs of head/base "
           f"({what} each, {a.threads} threads)")
     for case in a.cases.split(";"):
         ratios, base_t = [], []
         for _ in range(a.pairs):
-            tb = _time(a.base, case, a.calls, a.threads, a.first)
-            th = _time(a.head, case, a.calls, a.threads, a.first)
+            tb = _time(a.base, case, a.calls, a.threads, a.first, a.fifo)
+            th = _time(a.head, case, a.calls, a.threads, a.first, a.fifo)
             ratios.append(th / tb)
             base_t.append(tb)
         print(f"{case:34s} base {statistics.median(base_t) * 1e3:9.3f} ms   head/base "

@@ -23,6 +23,7 @@ static _Atomic int64_t ns_per_gflop = (int64_t)(FR_LOAD_NS_PER_FLOP * 1e9);
 static _Atomic int64_t contended_until_ns; /* 0: not contended */
 static _Atomic int64_t bucket_empty_ns;    /* when the wait bucket will be empty */
 static _Atomic int64_t waited_all_ns;      /* the waits counted in all (for the stats) */
+static _Atomic int64_t pool_start_ns;      /* when the first team ended (0: none yet) */
 
 int64_t fr_load_now_ns(void) {
     struct timespec ts;
@@ -126,9 +127,16 @@ void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_n
     /* a warm team's thread that starts late waited for a processor */
     if (nt > 1 && t->warm && wake_ns > FR_LOAD_LATE_NS)
         wait_ns = (wait_ns > 0 ? wait_ns : 0) + wake_ns;
-    /* the pool's first start: its threads sit where the scheduler first put them (perhaps
-       sharing the caller's processor until it moves one), which says nothing of later passes */
-    if (wait_ns > 0 && !(nt > 1 && t->first)) {
+    /* the pool's first FR_LOAD_SETTLE_NS: its threads sit where the scheduler first put them
+       (perhaps sharing the caller's processor, where a spinning libgomp thread holds it for up
+       to its spin count, until the scheduler moves one), which says nothing of later passes */
+    int64_t pool = 0;
+    if (nt > 1 && t->first) /* the first team (or one of the first, racing) */
+        atomic_compare_exchange_strong_explicit(&pool_start_ns, &pool, now, memory_order_relaxed,
+                                                memory_order_relaxed);
+    pool = atomic_load_explicit(&pool_start_ns, memory_order_relaxed);
+    const int settling = pool != 0 && now - pool < FR_LOAD_SETTLE_NS;
+    if (wait_ns > 0 && !settling) {
         /* even a pass of one thread that waits for its core marks the machine: more threads would
            wait longer. A race between two passes' updates loses one's waits. */
         atomic_fetch_add_explicit(&waited_all_ns, wait_ns, memory_order_relaxed);
@@ -161,6 +169,7 @@ int fr_load_share(int nthreads) {
 void fr_load_forget_inflight(void) {
     atomic_store_explicit(&inflight, 0, memory_order_relaxed);
     atomic_store_explicit(&last_end_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&pool_start_ns, 0, memory_order_relaxed);
 }
 
 void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *n_inflight, int *contended,

@@ -11,7 +11,8 @@
  * processes, other callers hold the cores; Linux's per-thread schedstat), a leaky bucket that
  * drains FR_LOAD_WAIT_SHARE of the time that passes; and until when the machine counts as
  * contended (the bucket held more than FR_LOAD_WAIT_MARK_NS), during which teams are halved. A
- * warm team's thread that starts late (FR_LOAD_LATE_NS) waited for a processor too.
+ * warm team's thread that starts late (FR_LOAD_LATE_NS) waited for a processor too. Waits in the
+ * first FR_LOAD_SETTLE_NS after the thread pool starts do not count.
  *
  * Why the wait for a processor and not wall minus CPU time: a thread asleep in the per-step
  * barrier, a team still starting (pool start, a wake from sleep) and a page fault take wall time
@@ -43,6 +44,11 @@
    to sleep; a quiet machine starts them within tens of microseconds) from which that thread
    waited for a processor: that delay counts as a wait, ns. */
 #define FR_LOAD_LATE_NS 500000
+/* Time after the first team pass (the thread pool's start) during which waits do not mark the
+   machine, ns: the scheduler is still placing the new threads (on the development VM, with the
+   caller's processor shared at first, the second and third team passes waited 9-14 ms for a
+   processor with nothing else running: a libgomp thread spinning where the other must run). */
+#define FR_LOAD_SETTLE_NS 100000000
 /* How long the machine counts as contended after it is marked (at least), ns. */
 #define FR_LOAD_CONTENDED_NS 50000000
 
@@ -88,8 +94,8 @@ int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_
    flight (at least 1). */
 int fr_load_share(int nthreads);
 
-/* Count every pass out and forget the last team (a forked child's handler: the passes in flight
-   were its parent's, and its thread pool is new). */
+/* Count every pass out and forget the last team and the pool's start (a forked child's
+   handler: the passes in flight were its parent's, and its thread pool is new). */
 void fr_load_forget_inflight(void);
 
 /* The current estimates, for the benchmark and tests: wake cost (ns), serial speed (ns per flop
