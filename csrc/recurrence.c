@@ -43,11 +43,6 @@
 /* A pass's flops from which a one-thread pass measures its waits for a processor (two reads of
    about a microsecond against about 50 us of work). */
 #define FR_MEASURE_FLOPS 1.0e6
-/* Columns per chunk of the bias-gradient sums (a thread's share of each row, whole lines). */
-#define FR_BIAS_COLS 128
-/* An addition of the bias-gradient sums counted as this many flops by fr_rec_threads_for (it
-   streams its operand from memory: a thread pays off from about a million). */
-#define FR_BIAS_ADD_FLOPS 4.0
 /* Flops per step and thread below which an extra thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 16000.0
 
@@ -717,12 +712,12 @@ static size_t SFX(bw_layout)(fr_pass *ps) {
     const int64_t GH = w->cell->G * w->H, TB = w->Tn * w->B;
     const int split = w->cell->split_n;
     w->ldd = padded_ld(GH, (int64_t)sizeof(REAL)); /* step rows */
-    /* bias gradients: after the loop, column sums of all the gate gradients into thread 0's
-       accumulators (bias_grads) */
-    w->per_thread = p->njt * GH * p->nr + p->mr * p->nr + w->nacc * GH;
+    w->per_thread = p->njt * GH * p->nr + p->mr * p->nr;
     /* the (T*B, G*H) input pre-activation grads go straight to dx when W_ih is the identity */
     w->own_dgx = w->identity ? (split ? 1 : 0) : (split ? 2 : 1);
-    w->shared = TB * GH * w->own_dgx + 2 * w->B * w->ldd;
+    /* bias gradients: per batch row, the sums over its steps of its gate gradients (B x nacc*GH,
+       bw_acc), added up over the rows after the loop (bias_grads) */
+    w->shared = TB * GH * w->own_dgx + 2 * w->B * w->ldd + w->B * w->nacc * GH;
     return (size_t)(w->shared + p->nt * w->per_thread) * sizeof(REAL);
 }
 
@@ -738,38 +733,44 @@ static REAL *SFX(bw_dgx_all)(const SFX(bw_pass) *w) {
                             : SFX(bw_dgh_all)(w);
 }
 
-/* Thread t's bias-gradient sums (nacc x G*H), after its packed panels and tile. */
-static REAL *SFX(bw_acc)(const SFX(bw_pass) *w, int t) {
-    const fr_team_plan *p = &w->ps.plan;
-    return (REAL *)w->ps.mem.scratch + w->shared + p->njt * w->cell->G * w->H * p->nr +
-           p->mr * p->nr + t * w->per_thread;
+/* The bias-gradient sums per batch row (B rows of nacc*G*H: dgh's, then GRU's dgx's), at the end
+   of the shared scratch. */
+static REAL *SFX(bw_acc)(const SFX(bw_pass) *w) {
+    return (REAL *)w->ps.mem.scratch + w->shared - w->B * w->nacc * w->cell->G * w->H;
+}
+/* acc[(b0 + i)*lda + g*H + j] += d[r*G*H + g*H + j] for the tile's rows i (time rows r, batch
+   rows b0 + i), gates g < G and units j < t->n (d and acc at the tile's first unit): each batch
+   row sums its own steps, in step order, by whichever thread owns it, so the sums do not depend
+   on the team. */
+FR_CLONES static void SFX(sum_rows)(const SFX(fr_bw_tile) *t, int64_t G, const REAL *d, REAL *acc,
+                                    int64_t b0, int64_t lda) {
+    const int64_t n = t->n, H = t->H;
+    FR_TILE_ROWS(t, i, r) {
+        for (int64_t g = 0; g < G; g++) {
+            const REAL *restrict src = d + r * G * H + g * H;
+            REAL *restrict dst = acc + (b0 + i) * lda + g * H;
+            for (int64_t j = 0; j < n; j++) dst[j] += src[j];
+        }
+    }
 }
 
-/* db_hh (and db_ih) += the column sums of the gate gradients over all T*B rows, row by row: the
-   same sums whatever team ran the pass (per-thread sums over batch groups would depend on it).
-   Up to nthreads threads split the columns (each column still sums its rows in order). */
-static void SFX(bias_grads)(const SFX(bw_pass) *w, REAL *db_ih, REAL *db_hh, int nthreads) {
-    const int64_t GH = w->cell->G * w->H, TB = w->Tn * w->B;
+/* Zero the per-row bias-gradient sums (the pass's begin). */
+static void SFX(bw_begin)(fr_pass *ps) {
+    const SFX(bw_pass) *w = (const SFX(bw_pass) *)ps;
+    if (w->nacc > 0)
+        memset(SFX(bw_acc)(w), 0, (size_t)(w->B * w->nacc * w->cell->G * w->H) * sizeof(REAL));
+}
+
+/* db_hh (and db_ih) += the per-row sums of the gate gradients (sum_rows) added over the batch
+   rows in order: the same sums whatever team ran the pass. */
+static void SFX(bias_grads)(const SFX(bw_pass) *w, REAL *db_ih, REAL *db_hh) {
+    const int64_t GH = w->cell->G * w->H, lda = w->nacc * GH;
     const int split = w->cell->split_n;
-    const REAL *dgh_all = SFX(bw_dgh_all)(w), *dgx_all = SFX(bw_dgx_all)(w);
-    REAL *acc = SFX(bw_acc)(w, 0);
-    const int64_t nchunk = (GH + FR_BIAS_COLS - 1) / FR_BIAS_COLS;
-    int nt = fr_rec_threads_for(nthreads, FR_BIAS_ADD_FLOPS * (double)(TB * GH * w->nacc));
-    if (nt > nchunk) nt = (int)nchunk;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int64_t q = 0; q < nchunk; q++) {
-        const int64_t c0 = q * FR_BIAS_COLS, n = imin(GH, c0 + FR_BIAS_COLS) - c0;
-        REAL *restrict ah = acc + c0, *restrict ax = acc + GH + c0;
-        memset(ah, 0, (size_t)n * sizeof(REAL));
-        if (split) memset(ax, 0, (size_t)n * sizeof(REAL));
-        for (int64_t r = 0; r < TB; r++) {
-            const REAL *restrict gh = dgh_all + r * GH + c0;
-            for (int64_t c = 0; c < n; c++) ah[c] += gh[c];
-            if (split) {
-                const REAL *restrict gx = dgx_all + r * GH + c0;
-                for (int64_t c = 0; c < n; c++) ax[c] += gx[c];
-            }
-        }
+    const REAL *acc = SFX(bw_acc)(w);
+    for (int64_t b = 1; b < w->B; b++) { /* into row 0 */
+        REAL *restrict dst = (REAL *)acc;
+        const REAL *restrict src = acc + b * lda;
+        for (int64_t c = 0; c < lda; c++) dst[c] += src[c];
     }
     for (int64_t c = 0; c < GH; c++) {
         if (db_hh) db_hh[c] += acc[c];
@@ -809,7 +810,7 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
     const REAL *dy = w->dy;
     const int64_t *lengths = w->lengths;
     const int64_t Tn = w->Tn, B = w->B, H = w->H, G = cell->G, GH = G * H, TB = Tn * B;
-    const int64_t nr = p->nr, ldd = w->ldd;
+    const int64_t nr = p->nr, ldd = w->ldd, nacc = w->nacc;
     const int act = w->act, reverse = w->reverse, split = cell->split_n;
     REAL *scratch = (REAL *)ps->mem.scratch;
     REAL *dgh_all = SFX(bw_dgh_all)(w), *dgx_all = SFX(bw_dgx_all)(w);
@@ -825,6 +826,7 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
     my_blocks(p, hg, &jb0, &nj);
     REAL *whh_p = scratch + w->shared + tid * w->per_thread; /* nj panels of (G*H) x nr */
     REAL *tile = whh_p + p->njt * GH * nr;
+    REAL *acc = SFX(bw_acc)(w);
     if (nj > 0) SFX(fr_pack_b)(whh_p, w->w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
 
     int64_t rows[FR_BW_ROWS];
@@ -864,6 +866,10 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
                 bt.dc = dc ? dc + b0 * H + j0 : NULL;
                 bt.dgs = dstep + b0 * ldd + j0;
                 cell->bw(&bt, act);
+                if (nacc > 0) { /* while the rows just written are in L1 */
+                    SFX(sum_rows)(&bt, G, bt.dgh, acc + j0, b0, nacc * GH);
+                    if (split) SFX(sum_rows)(&bt, G, bt.dgx, acc + GH + j0, b0, nacc * GH);
+                }
             }
         }
         group_barrier(&ps->mem, p, bg, hg, Tn - s);
@@ -904,7 +910,8 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     const int split = cell->split_n;
     SFX(bw_pass) w = {
         .ps = {.mr = kern->mr, .nr = kern->nr, .T = Tn, .B = B, .flops_I = 0, .H = H, .G = G,
-               .wbytes = GH * H * (int64_t)sizeof(REAL), .layout = SFX(bw_layout), .begin = NULL,
+               .wbytes = GH * H * (int64_t)sizeof(REAL), .layout = SFX(bw_layout),
+               .begin = SFX(bw_begin),
                .thread = SFX(bw_thread)},
         .cell = cell, .kern = kern, .dx = dx, .dh0 = dh0, .dc0 = dc0,
         .cache = cache, .w_hh = w_hh, .dy = dy, .lengths = lengths, .Tn = Tn, .B = B, .H = H,
@@ -921,7 +928,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     const int ntg = fr_rec_threads_for(nthreads, 2.0 * (double)TB * (double)GH *
                                                      (double)(identity ? H : I + H));
     const int bf = hprev_w != NULL; /* a bf16 forward's backward: bf16 operands (fastrnn.h) */
-    if (w.nacc > 0) SFX(bias_grads)(&w, db_ih, db_hh, nthreads);
+    if (w.nacc > 0) SFX(bias_grads)(&w, db_ih, db_hh);
     if (I > 0 && !identity) {
         if (dx) st = SFX(wgemm)(bf, 0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
         if (st == FR_OK)
