@@ -69,26 +69,34 @@ static void ema(_Atomic int64_t *avg, int64_t x) {
 
 #ifdef __linux__
 /* Each thread keeps its /proc/thread-self/schedstat open (an open costs microseconds, a read
-   under one): the key's value is (pid << 32) | (fd + 1), the pid telling a forked child that the
-   descriptor it inherited reads its parent's thread; the destructor closes it at thread exit. */
+   under one): the key's value is the descriptor + 1; the destructor closes it at thread exit,
+   and a forked child forgets the forking thread's (it reads the parent's thread). */
 static pthread_key_t stat_key;
 static pthread_once_t stat_once = PTHREAD_ONCE_INIT;
 static int stat_key_ok;
 
-static void stat_close(void *v) { close((int)((uintptr_t)v & 0xffffffffu) - 1); }
+static void stat_close(void *v) { close((int)(intptr_t)v - 1); }
 
 static void stat_init(void) { stat_key_ok = pthread_key_create(&stat_key, stat_close) == 0; }
 
 static int stat_fd(void) {
     pthread_once(&stat_once, stat_init);
     if (!stat_key_ok) return -1;
-    const uintptr_t v = (uintptr_t)pthread_getspecific(stat_key);
-    const uintptr_t pid = (uintptr_t)getpid();
-    if (v != 0 && (v >> 32) == pid) return (int)(v & 0xffffffffu) - 1;
-    if (v != 0) close((int)(v & 0xffffffffu) - 1); /* the parent's thread's, in a forked child */
+    const intptr_t v = (intptr_t)pthread_getspecific(stat_key);
+    if (v != 0) return (int)v - 1;
     const int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-    pthread_setspecific(stat_key, fd < 0 ? NULL : (void *)((pid << 32) | (uintptr_t)(fd + 1)));
+    if (fd >= 0) pthread_setspecific(stat_key, (void *)(intptr_t)(fd + 1));
     return fd;
+}
+
+/* In a forked child: close the forking thread's descriptor (it reads the parent's thread). */
+static void stat_forget(void) {
+    if (!stat_key_ok) return;
+    const intptr_t v = (intptr_t)pthread_getspecific(stat_key);
+    if (v != 0) {
+        close((int)v - 1);
+        pthread_setspecific(stat_key, NULL);
+    }
 }
 #endif
 
@@ -167,6 +175,9 @@ int fr_load_share(int nthreads) {
 }
 
 void fr_load_forget_inflight(void) {
+#ifdef __linux__
+    stat_forget();
+#endif
     atomic_store_explicit(&inflight, 0, memory_order_relaxed);
     atomic_store_explicit(&last_end_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&pool_start_ns, 0, memory_order_relaxed);

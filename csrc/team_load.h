@@ -94,8 +94,9 @@ int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_
    flight (at least 1). */
 int fr_load_share(int nthreads);
 
-/* Count every pass out and forget the last team and the pool's start (a forked child's
-   handler: the passes in flight were its parent's, and its thread pool is new). */
+/* Count every pass out and forget the last team, the pool's start and the calling thread's
+   schedstat descriptor (a forked child's handler: the passes in flight were its parent's, its
+   thread pool is new, and the descriptor reads the parent's thread). */
 void fr_load_forget_inflight(void);
 
 /* The current estimates, for the benchmark and tests: wake cost (ns), serial speed (ns per flop
