@@ -10,6 +10,7 @@ two separate runs cannot promise on a shared machine.
 
     python bench/ab.py --base ../base-checkout --head . --pairs 9
     python bench/ab.py --base ../base --head . --cases lstm:inference:100,32,128,128
+    python bench/ab.py --base ../base --head . --first --calls 10   # a new process's first calls
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ _CHILD = r"""
 import sys, time
 import numpy as np
 from fastrnn import functional as F
-cell, mode, T, B, I, H, calls, threads = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:9])
+cell, mode, T, B, I, H, calls, threads, first, fifo = (sys.argv[1], sys.argv[2],
+                                                       *map(int, sys.argv[3:11]))
 import fastrnn
 fastrnn.set_num_threads(threads)
 from fastrnn._cells import CELLS
@@ -45,6 +47,9 @@ w = rng.standard_normal((G * H, I), dtype=np.float32) * 0.1
 u = rng.standard_normal((G * H, H), dtype=np.float32) * 0.1
 b = np.zeros(G * H, np.float32)
 dy = np.ones((T, B, H), np.float32)
+if fifo:  # from here on (the calls; threads started later inherit it)
+    import os
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
 fw, bw = getattr(F, cell + "_forward"), getattr(F, cell + "_backward")
 def run():
     if has_c:
@@ -55,6 +60,12 @@ def run():
         y, h, ctx = fw(x, None, w, u, b, b, training=mode == "training")
         if ctx is not None:
             bw(ctx, dy, None)
+if first:  # the process's first calls, no warm-up: their total time
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        run()
+    print(time.perf_counter() - t0)
+    sys.exit()
 run(); run()
 best = float("inf")
 for _ in range(calls):
@@ -63,14 +74,15 @@ print(best)
 """
 
 
-def _time(root: str, case: str, calls: int, threads: int) -> float:
+def _time(root: str, case: str, calls: int, threads: int, first: bool = False,
+          fifo: bool = False) -> float:
     cell, mode, shape = case.split(":")
     root = os.path.abspath(root)
     src = os.path.join(root, "src")  # the package's home: src/ (or the root, before src/)
     env = {**os.environ, "PYTHONPATH": src if os.path.isdir(src) else root}
     out = subprocess.run([sys.executable, "-c", _CHILD, cell, mode, *shape.split(","),
-                          str(calls), str(threads)], env=env, cwd=os.path.abspath(root),
-                         capture_output=True, text=True, check=True)
+                          str(calls), str(threads), str(int(first)), str(int(fifo))], env=env,
+                         cwd=os.path.abspath(root), capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -84,14 +96,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=7, help="alternating subprocess pairs")
     p.add_argument("--calls", type=int, default=15, help="timed calls per subprocess (best)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--first", action="store_true",
+                   help="time the total of each fresh process's first --calls calls (no warm-up) "
+                        "instead of the best call after a warm-up")
+    p.add_argument("--fifo", action="store_true",
+                   help="run each process's calls under SCHED_FIFO priority 1 (root only): a "
+                        "stand-in for a quiet machine on a shared one, where other processes "
+                        "would otherwise take the cores; keep such runs short")
     a = p.parse_args(argv)
+    what = f"total of the first {a.calls} calls" if a.first else f"best of {a.calls} calls"
+    what += ", SCHED_FIFO" if a.fifo else ""
     print(f"A/B head={a.head} base={a.base}: median over {a.pairs} pairs of head/base "
-          f"(best of {a.calls} calls each, {a.threads} threads)")
+          f"({what} each, {a.threads} threads)")
     for case in a.cases.split(";"):
         ratios, base_t = [], []
         for _ in range(a.pairs):
-            tb = _time(a.base, case, a.calls, a.threads)
-            th = _time(a.head, case, a.calls, a.threads)
+            tb = _time(a.base, case, a.calls, a.threads, a.first, a.fifo)
+            th = _time(a.head, case, a.calls, a.threads, a.first, a.fifo)
             ratios.append(th / tb)
             base_t.append(tb)
         print(f"{case:34s} base {statistics.median(base_t) * 1e3:9.3f} ms   head/base "

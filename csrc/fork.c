@@ -26,6 +26,7 @@
 
 #include "fastrnn.h"
 #include "scratch.h"
+#include "team_load.h"
 
 /* GCC's -fopenmp means libgomp, which has omp_pause_resource_all from GCC 9 on (while it still
    reports _OPENMP 201511). It releases only the host's threads (omp_pause_resource would start
@@ -53,9 +54,16 @@ static void prepare(void) {
 
 static void after(void) { fr_scratch_unlock(); }
 
+/* The child has only the forking thread: passes the parent's other threads had in flight are
+   not the child's (team_load.h would otherwise leave the child a fraction of its threads). */
+static void after_in_child(void) {
+    fr_load_forget_inflight();
+    fr_scratch_unlock();
+}
+
 int fr_fork_guard_install(void) {
     if (atomic_flag_test_and_set(&installed)) return FR_OK;
-    if (pthread_atfork(prepare, after, after) != 0) {
+    if (pthread_atfork(prepare, after, after_in_child) != 0) {
         atomic_flag_clear(&installed);
         return FR_ERR_NOMEM; /* pthread_atfork fails only for want of memory */
     }

@@ -18,17 +18,6 @@
 #include "recurrence.h"
 #include "scratch.h"
 
-/* Threads for one GEMM of `flops` work inside the step loop (a fork costs a few microseconds). */
-static int lstmp_threads(int nthreads, double flops) {
-    const int nt = (int)(flops / 4.0e6);
-    return nt < 1 ? 1 : (nt > nthreads ? nthreads : nt);
-}
-
-/* Time index of batch row b at step s (the whole-sequence driver's convention). */
-static inline int64_t lstmp_time_of(int64_t s, int64_t L, int reverse) {
-    return (reverse && s < L) ? L - 1 - s : s;
-}
-
 /* Whether every length is in [0, T] (no lengths: all T). */
 static int lstmp_lengths_ok(const int64_t *lengths, int64_t B, int64_t T) {
     if (lengths)
@@ -95,7 +84,7 @@ int SFX(fr_lstmp_forward)(REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL
     int st = FR_OK;
     if (I > 0)
         st = SFX(fr_gemm)(0, 1, TB, GH, I, x, I, w_ih, I, 0, xp, GH,
-                          lstmp_threads(nthreads, 2.0 * (double)TB * (double)GH * (double)I));
+                          fr_rec_threads_for(nthreads, 2.0 * (double)TB * (double)GH * (double)I));
     else
         memset(xp, 0, (size_t)(TB * GH) * sizeof(REAL));
     for (int64_t q = 0; q < TB && (b_ih || b_hh); q++)
@@ -106,13 +95,13 @@ int SFX(fr_lstmp_forward)(REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL
     REAL *cprev_c = cache ? gates_c + TB * GH : NULL, *tanh_c = cache ? cprev_c + TB * H : NULL;
     REAL *r_c = cache ? tanh_c + TB * H : NULL;
     const SFX(fr_point_fn) pw = SFX(fr_lstm_cell).point_for(fr_get_arch());
-    const int nt_rec = lstmp_threads(nthreads, 2.0 * (double)B * (double)GH * (double)P);
-    const int nt_proj = lstmp_threads(nthreads, 2.0 * (double)B * (double)P * (double)H);
+    const int nt_rec = fr_rec_threads_for(nthreads, 2.0 * (double)B * (double)GH * (double)P);
+    const int nt_proj = fr_rec_threads_for(nthreads, 2.0 * (double)B * (double)P * (double)H);
     REAL *h = h_n, *c = c_n; /* the state, updated in place */
     for (int64_t s = 0; s < T && st == FR_OK; s++) {
         for (int64_t b = 0; b < B; b++) {
             const int64_t L = lengths ? lengths[b] : T;
-            const int64_t r = lstmp_time_of(s, L, reverse) * B + b;
+            const int64_t r = fr_rec_time_of(s, L, reverse) * B + b;
             rows[b] = s < L ? r : -1;
             if (s < L) {
                 memcpy(xs + b * GH, xp + r * GH, (size_t)GH * sizeof(REAL));
@@ -183,14 +172,14 @@ int SFX(fr_lstmp_backward)(REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw
     const REAL *hprev_c = cache, *gates_c = cache + TB * P, *cprev_c = gates_c + TB * GH;
     const REAL *tanh_c = cprev_c + TB * H, *r_c = tanh_c + TB * H;
     const SFX(fr_bw_fn) bw = SFX(fr_lstm_cell).bw;
-    const int nt_rec = lstmp_threads(nthreads, 2.0 * (double)B * (double)GH * (double)P);
-    const int nt_proj = lstmp_threads(nthreads, 2.0 * (double)B * (double)P * (double)H);
+    const int nt_rec = fr_rec_threads_for(nthreads, 2.0 * (double)B * (double)GH * (double)P);
+    const int nt_proj = fr_rec_threads_for(nthreads, 2.0 * (double)B * (double)P * (double)H);
     REAL *dh = dh0, *dc = dc0; /* the state gradients, carried in place */
     int st = FR_OK;
     for (int64_t s = T - 1; s >= 0 && st == FR_OK; s--) {
         for (int64_t b = 0; b < B; b++) {
             const int64_t L = lengths ? lengths[b] : T;
-            const int64_t r = lstmp_time_of(s, L, reverse) * B + b;
+            const int64_t r = fr_rec_time_of(s, L, reverse) * B + b;
             rows[b] = s < L ? r : -1;
             if (s < L) { /* the gradient w.r.t. h_t: later steps' plus this step's output's */
                 for (int64_t k = 0; k < P; k++)
@@ -221,7 +210,8 @@ int SFX(fr_lstmp_backward)(REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw
         for (int64_t b = 0; b < B; b++)
             if (rows[b] >= 0) memcpy(dh + b * P, pb + b * P, (size_t)P * sizeof(REAL));
     }
-    const int ntg = lstmp_threads(nthreads, 2.0 * (double)TB * (double)GH * (double)(I + P + H));
+    const int ntg =
+        fr_rec_threads_for(nthreads, 2.0 * (double)TB * (double)GH * (double)(I + P + H));
     if (st == FR_OK && I > 0) {
         if (dx) st = SFX(fr_gemm)(0, 0, TB, I, GH, dg, GH, w_ih, I, 0, dx, I, ntg);
         if (st == FR_OK) st = SFX(fr_gemm)(1, 0, GH, I, TB, dg, GH, x, I, 1, dw_ih, I, ntg);

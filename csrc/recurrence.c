@@ -27,6 +27,7 @@
 #include "prefetch.h"
 #include "recurrence.h"
 #include "scratch.h"
+#include "team_load.h"
 #include "team_sync.h"
 
 #ifdef _OPENMP
@@ -40,15 +41,13 @@
 #define FR_GROUP_MAX_WEIGHT_BYTES (1 << 20)
 /* Rows per call of the backward pointwise. */
 #define FR_BW_ROWS 16
+/* A pass's flops from which a one-thread pass measures its waits for a processor (two reads of
+   about a microsecond against about 50 us of work). */
+#define FR_MEASURE_FLOPS 1.0e6
 /* Flops per step and thread below which an extra thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 16000.0
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-
-/* Time index of batch row b at step s (a bijection on [0, T) for each row). */
-static inline int64_t time_of(int64_t s, int64_t L, int reverse) {
-    return (reverse && s < L) ? L - 1 - s : s;
-}
 
 int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H) {
     if (T < 0 || B < 0 || H < 0) return -1;
@@ -95,7 +94,11 @@ typedef struct {
     int64_t mr, nr, njb, njt;
 } fr_team_plan;
 
-static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t H, int64_t G) {
+/* Threads for a pass: one per MIN_FLOPS_PER_THREAD of a step's work, at most one per hidden block
+   and nthreads; then what the machine leaves it (team_load.h: concurrent passes, contention, the
+   cost of waking an idle team for the pass's `flops` of work). */
+static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t H, int64_t G,
+                        const fr_load_ticket *tk, double flops) {
     double step_flops = 2.0 * (double)B * (double)(I + H) * (double)G * (double)H;
     int64_t nt = (int64_t)(step_flops / MIN_FLOPS_PER_THREAD);
     if (nt < 1) nt = 1;
@@ -104,7 +107,7 @@ static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t
 #ifndef _OPENMP
     nt = 1;
 #endif
-    return (int)nt;
+    return nt > 1 ? fr_load_threads(tk, nthreads, (int)nt, flops) : 1;
 }
 
 /* Split a team of nt threads into nbg batch groups of nt/nbg threads each: a group owns rows
@@ -123,14 +126,16 @@ static int batch_groups(int nt, int64_t B, int64_t mr, int64_t wbytes) {
 
 /* Plan the team of a pass over B rows, H units and G gates for at most nthreads threads; flops_I:
    the input width a step's work is counted with, wbytes: the packed weights a step reads.
+   tk, flops: the pass's entry in the process-wide load and its work in all (pick_threads).
    FR_ERR_ARG for a microkernel wider than the driver's bounds. */
 static int plan_team(fr_team_plan *p, int64_t mr, int64_t nr, int nthreads, int64_t B,
-                     int64_t flops_I, int64_t H, int64_t G, int64_t wbytes) {
+                     int64_t flops_I, int64_t H, int64_t G, int64_t wbytes,
+                     const fr_load_ticket *tk, double flops) {
     if (nr > FR_MAX_NR || mr > FR_MAX_MR) return FR_ERR_ARG;
     p->mr = mr;
     p->nr = nr;
     p->njb = (H + nr - 1) / nr;
-    p->nt = pick_threads(nthreads, p->njb, B, flops_I, H, G);
+    p->nt = pick_threads(nthreads, p->njb, B, flops_I, H, G, tk, flops);
     p->nbg = batch_groups(p->nt, B, mr, wbytes);
     p->nhg = p->nt / p->nbg;
     p->njt = (p->njb + p->nhg - 1) / p->nhg;
@@ -248,7 +253,7 @@ static inline int thread_id(void) {
 typedef struct fr_pass fr_pass;
 struct fr_pass {
     int64_t mr, nr;           /* the microkernel's tile */
-    int64_t B, flops_I, H, G; /* plan_team's sizes */
+    int64_t T, B, flops_I, H, G; /* plan_team's sizes (T: steps) */
     int64_t wbytes;
     size_t (*layout)(fr_pass *ps);
     void (*begin)(fr_pass *ps);
@@ -262,31 +267,59 @@ struct fr_pass {
    them runs: release and start over with that many threads. On FR_OK the pass still holds its
    memory (the caller releases it); on failure it holds nothing. */
 static int run_pass(fr_pass *ps, int nthreads) {
+    fr_load_ticket tk;
+    fr_load_enter(&tk);
+    const double flops = 2.0 * (double)ps->T * (double)ps->B * (double)(ps->flops_I + ps->H) *
+                         (double)ps->G * (double)ps->H;
     for (;;) {
         int st = plan_team(&ps->plan, ps->mr, ps->nr, nthreads, ps->B, ps->flops_I, ps->H, ps->G,
-                           ps->wbytes);
+                           ps->wbytes, &tk, flops);
         if (st == FR_OK) st = acquire(&ps->mem, &ps->plan, ps->layout(ps));
-        if (st != FR_OK) return st;
+        if (st != FR_OK) {
+            fr_load_leave(&tk, 1, 0.0, 0, 0);
+            return st;
+        }
         if (ps->begin) ps->begin(ps);
         const int nt = ps->plan.nt;
         int short_team = 0;
+        /* measured where it costs nothing next to the work: a team's start-up and its threads'
+           waits for a processor (team_load.h) */
+        const int measure = nt > 1 || flops > FR_MEASURE_FLOPS;
+        const int64_t t0 = measure ? fr_load_now_ns() : 0;
+        _Atomic int64_t last_start = t0; /* when the team's last thread started */
+        _Atomic int64_t waited = 0;      /* the threads' waits for a processor, ns */
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
+            const int64_t ts = measure ? fr_load_now_ns() : 0;
+            const int64_t w0 = measure ? fr_load_thread_wait_ns() : -1;
+            int64_t seen = atomic_load_explicit(&last_start, memory_order_relaxed);
+            while (ts > seen && !atomic_compare_exchange_weak_explicit(
+                                    &last_start, &seen, ts, memory_order_relaxed,
+                                    memory_order_relaxed)) {
+            }
             if (team_size() != nt) { /* a smaller team than asked: redo with it below */
                 if (thread_id() == 0) short_team = team_size();
             } else {
                 ps->thread(ps, thread_id());
             }
+            if (w0 >= 0) {
+                const int64_t w1 = fr_load_thread_wait_ns();
+                if (w1 > w0) atomic_fetch_add(&waited, w1 - w0);
+            }
         }
-        if (short_team == 0) return FR_OK;
+        if (short_team == 0) {
+            fr_load_leave(&tk, nt, flops, atomic_load(&last_start) - t0,
+                          measure ? atomic_load(&waited) : -1);
+            return FR_OK;
+        }
         release(&ps->mem);
         nthreads = short_team;
     }
 }
 
-/* Threads worth using for a one-off parallel region of `flops` work (fork/join is not free). */
-static int threads_for(int nthreads, double flops) {
+int fr_rec_threads_for(int nthreads, double flops) { /* fork/join is not free */
     const double per_thread = 4.0e6;
+    nthreads = fr_load_share(nthreads); /* the share the passes in flight leave */
     int nt = (int)(flops / per_thread);
     return nt < 1 ? 1 : (nt > nthreads ? nthreads : nt);
 }
@@ -334,19 +367,6 @@ static FR_PF_INLINE void SFX(prefetch_bw_row)(const CELL *cell, int64_t r, int64
     if (cell->naux > 1) SFX(prefetch_span)(aux1_c + r * H + j0, nv, 0);
     if (cell->bw_hprev) SFX(prefetch_span)(hprev_c + r * H + j0, nv, 0);
     if (dy) SFX(prefetch_span)(dy + r * H + j0, nv, 0);
-}
-
-/* db[g*H + j] += d[r*G*H + g*H + j] for the tile's rows r, gates g < G and units j < t->n (d and
-   db at the tile's first unit). */
-FR_CLONES static void SFX(sum_rows)(const SFX(fr_bw_tile) *t, int64_t G, const REAL *d, REAL *db) {
-    const int64_t n = t->n, H = t->H;
-    FR_TILE_ROWS(t, i, r) {
-        for (int64_t g = 0; g < G; g++) {
-            const REAL *restrict src = d + r * G * H + g * H;
-            REAL *restrict dst = db + g * H;
-            for (int64_t j = 0; j < n; j++) dst[j] += src[j];
-        }
-    }
 }
 
 int64_t SFX(fr_rec_slice_size)(const CELL *cell, int64_t I, int64_t H, int64_t nr, int64_t njt) {
@@ -469,10 +489,10 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
             for (int64_t i = 0; i < m; i++) {
                 const int64_t b = b0 + i;
                 const int64_t L = lengths ? lengths[b] : Tn;
-                const int64_t r = time_of(s, L, reverse) * B + b;
+                const int64_t r = fr_rec_time_of(s, L, reverse) * B + b;
                 if (cache && s + 1 < Tn) /* the row's next step, one step ahead of its stores */
-                    SFX(prefetch_fw_row)(cell, time_of(s + 1, L, reverse) * B + b, j0, nv, H, y,
-                                         hprev_c, gates_c, aux0_c, aux1_c);
+                    SFX(prefetch_fw_row)(cell, fr_rec_time_of(s + 1, L, reverse) * B + b, j0, nv,
+                                         H, y, hprev_c, gates_c, aux0_c, aux1_c);
                 if (s < L) {
                     rows[i] = r;
                     if (cache) memcpy(hprev_c + r * H + j0, hp + b * ldh + j0, (size_t)nv * sizeof(REAL));
@@ -558,7 +578,7 @@ static void SFX(fw_project_chunk)(const SFX(fw_pass) *f, const SFX(fr_slice) *sl
 #pragma omp for schedule(static)
         for (int64_t q = 0; q < rows; q++) {
             const int64_t s = s0 + q / B, b = q % B;
-            const int64_t t = time_of(s, lengths[b], 1);
+            const int64_t t = fr_rec_time_of(s, lengths[b], 1);
             const int64_t r = ids ? ids[t * B + b] : t * B + b;
             memcpy(gbuf + q * I, x + r * I, (size_t)I * sizeof(REAL));
         }
@@ -655,7 +675,7 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
 
     const KERN *kern = SFX(fr_kernel_get)();
     SFX(fw_pass) f = {
-        .ps = {.mr = kern->mr, .nr = kern->nr, .B = B, .flops_I = I, .H = H, .G = G,
+        .ps = {.mr = kern->mr, .nr = kern->nr, .T = Tn, .B = B, .flops_I = I, .H = H, .G = G,
                .wbytes = G * H * ((identity ? 0 : I) + H) * (int64_t)sizeof(REAL),
                .layout = SFX(fw_layout), .begin = SFX(fw_begin), .thread = SFX(fw_thread)},
         .cell = cell, .kern = kern, .pw = cell->point_for(fr_get_arch()),
@@ -681,7 +701,7 @@ typedef struct {
     const int64_t *lengths;
     int64_t Tn, B, H;
     int act, reverse, identity;
-    int64_t nacc; /* bias-gradient sums per thread: 0 (no bias), 1, or 2 (dgh and GRU's dgx) */
+    int64_t nacc; /* bias-gradient sums: 0 (no bias), 1, or 2 (dgh and GRU's dgx) */
     int64_t ldd, per_thread, own_dgx, shared;
     const lp_bw *lpbw; /* a bf16 forward's backward: dh_{t-1} on bf16 operands (lowp.h) */
 } SFX(bw_pass);
@@ -694,12 +714,12 @@ static size_t SFX(bw_layout)(fr_pass *ps) {
     const int64_t GH = w->cell->G * w->H, TB = w->Tn * w->B;
     const int split = w->cell->split_n;
     w->ldd = padded_ld(GH, (int64_t)sizeof(REAL)); /* step rows */
-    /* bias gradients: each thread sums the gate gradients it writes (dgh, and GRU's dgx apart)
-       into its own accumulators, added up in thread order after the loop */
-    w->per_thread = p->njt * GH * p->nr + p->mr * p->nr + w->nacc * GH;
+    w->per_thread = p->njt * GH * p->nr + p->mr * p->nr;
     /* the (T*B, G*H) input pre-activation grads go straight to dx when W_ih is the identity */
     w->own_dgx = w->identity ? (split ? 1 : 0) : (split ? 2 : 1);
-    w->shared = TB * GH * w->own_dgx + 2 * w->B * w->ldd;
+    /* bias gradients: per batch row, the sums over its steps of its gate gradients (B x nacc*GH,
+       bw_acc), added up over the rows after the loop (bias_grads) */
+    w->shared = TB * GH * w->own_dgx + 2 * w->B * w->ldd + w->B * w->nacc * GH;
     return (size_t)(w->shared + p->nt * w->per_thread) * sizeof(REAL);
 }
 
@@ -715,11 +735,49 @@ static REAL *SFX(bw_dgx_all)(const SFX(bw_pass) *w) {
                             : SFX(bw_dgh_all)(w);
 }
 
-/* Thread t's bias-gradient sums (nacc x G*H), after its packed panels and tile. */
-static REAL *SFX(bw_acc)(const SFX(bw_pass) *w, int t) {
-    const fr_team_plan *p = &w->ps.plan;
-    return (REAL *)w->ps.mem.scratch + w->shared + p->njt * w->cell->G * w->H * p->nr +
-           p->mr * p->nr + t * w->per_thread;
+/* The bias-gradient sums per batch row (B rows of nacc*G*H: dgh's, then GRU's dgx's), at the end
+   of the shared scratch. */
+static REAL *SFX(bw_acc)(const SFX(bw_pass) *w) {
+    return (REAL *)w->ps.mem.scratch + w->shared - w->B * w->nacc * w->cell->G * w->H;
+}
+/* acc[(b0 + i)*lda + g*H + j] += d[r*G*H + g*H + j] for the tile's rows i (time rows r, batch
+   rows b0 + i), gates g < G and units j < t->n (d and acc at the tile's first unit): each batch
+   row sums its own steps, in step order, by whichever thread owns it, so the sums do not depend
+   on the team. */
+FR_CLONES static void SFX(sum_rows)(const SFX(fr_bw_tile) *t, int64_t G, const REAL *d, REAL *acc,
+                                    int64_t b0, int64_t lda) {
+    const int64_t n = t->n, H = t->H;
+    FR_TILE_ROWS(t, i, r) {
+        for (int64_t g = 0; g < G; g++) {
+            const REAL *restrict src = d + r * G * H + g * H;
+            REAL *restrict dst = acc + (b0 + i) * lda + g * H;
+            for (int64_t j = 0; j < n; j++) dst[j] += src[j];
+        }
+    }
+}
+
+/* Zero the per-row bias-gradient sums (the pass's begin). */
+static void SFX(bw_begin)(fr_pass *ps) {
+    const SFX(bw_pass) *w = (const SFX(bw_pass) *)ps;
+    if (w->nacc > 0)
+        memset(SFX(bw_acc)(w), 0, (size_t)(w->B * w->nacc * w->cell->G * w->H) * sizeof(REAL));
+}
+
+/* db_hh (and db_ih) += the per-row sums of the gate gradients (sum_rows) added over the batch
+   rows in order: the same sums whatever team ran the pass. */
+static void SFX(bias_grads)(const SFX(bw_pass) *w, REAL *db_ih, REAL *db_hh) {
+    const int64_t GH = w->cell->G * w->H, lda = w->nacc * GH;
+    const int split = w->cell->split_n;
+    const REAL *acc = SFX(bw_acc)(w);
+    for (int64_t b = 1; b < w->B; b++) { /* into row 0 */
+        REAL *restrict dst = (REAL *)acc;
+        const REAL *restrict src = acc + b * lda;
+        for (int64_t c = 0; c < lda; c++) dst[c] += src[c];
+    }
+    for (int64_t c = 0; c < GH; c++) {
+        if (db_hh) db_hh[c] += acc[c];
+        if (db_ih) db_ih[c] += acc[split ? GH + c : c];
+    }
 }
 
 /* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns] (whh_p: the thread's nj
@@ -770,8 +828,7 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
     my_blocks(p, hg, &jb0, &nj);
     REAL *whh_p = scratch + w->shared + tid * w->per_thread; /* nj panels of (G*H) x nr */
     REAL *tile = whh_p + p->njt * GH * nr;
-    REAL *acc = SFX(bw_acc)(w, tid);
-    if (nacc > 0) memset(acc, 0, (size_t)(nacc * GH) * sizeof(REAL));
+    REAL *acc = SFX(bw_acc)(w);
     if (nj > 0 && !w->lpbw) SFX(fr_pack_b)(whh_p, w->w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
 
     int64_t rows[FR_BW_ROWS];
@@ -793,9 +850,9 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
                 for (int64_t i = 0; i < m; i++) {
                     const int64_t b = b0 + i;
                     const int64_t L = lengths ? lengths[b] : Tn;
-                    const int64_t r = time_of(s, L, reverse) * B + b;
+                    const int64_t r = fr_rec_time_of(s, L, reverse) * B + b;
                     if (s > 0) /* the row's next step, one step ahead of use */
-                        SFX(prefetch_bw_row)(cell, time_of(s - 1, L, reverse) * B + b, j0,
+                        SFX(prefetch_bw_row)(cell, fr_rec_time_of(s - 1, L, reverse) * B + b, j0,
                                              nv, H, hprev_c, gates_c, aux0_c, aux1_c, dy, dgh_all,
                                              split ? dgx_all : NULL);
                     rows[i] = s < L ? r : -1;
@@ -812,8 +869,8 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
                 bt.dgs = dstep + b0 * ldd + j0;
                 cell->bw(&bt, act);
                 if (nacc > 0) { /* while the rows just written are in L1 */
-                    SFX(sum_rows)(&bt, G, bt.dgh, acc + j0);
-                    if (split) SFX(sum_rows)(&bt, G, bt.dgx, acc + GH + j0);
+                    SFX(sum_rows)(&bt, G, bt.dgh, acc + j0, b0, nacc * GH);
+                    if (split) SFX(sum_rows)(&bt, G, bt.dgx, acc + GH + j0, b0, nacc * GH);
                 }
             }
         }
@@ -860,8 +917,9 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     const KERN *kern = SFX(fr_kernel_get)();
     const int split = cell->split_n;
     SFX(bw_pass) w = {
-        .ps = {.mr = kern->mr, .nr = kern->nr, .B = B, .flops_I = 0, .H = H, .G = G,
-               .wbytes = GH * H * (int64_t)sizeof(REAL), .layout = SFX(bw_layout), .begin = NULL,
+        .ps = {.mr = kern->mr, .nr = kern->nr, .T = Tn, .B = B, .flops_I = 0, .H = H, .G = G,
+               .wbytes = GH * H * (int64_t)sizeof(REAL), .layout = SFX(bw_layout),
+               .begin = SFX(bw_begin),
                .thread = SFX(bw_thread)},
         .cell = cell, .kern = kern, .dx = dx, .dh0 = dh0, .dc0 = dc0,
         .cache = cache, .w_hh = w_hh, .dy = dy, .lengths = lengths, .Tn = Tn, .B = B, .H = H,
@@ -880,11 +938,12 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     release_flags(&w.ps.mem);
 
     /* the weight gradients: single GEMMs over all steps */
-    const fr_team_plan *p = &w.ps.plan;
     const REAL *dgh_all = SFX(bw_dgh_all)(&w), *dgx_all = SFX(bw_dgx_all)(&w);
     const REAL *hprev_c = hprev_w ? hprev_w : cache;
-    const int ntg = threads_for(nthreads, 2.0 * (double)TB * (double)GH * (double)(identity ? H : I + H));
+    const int ntg = fr_rec_threads_for(nthreads, 2.0 * (double)TB * (double)GH *
+                                                     (double)(identity ? H : I + H));
     const int bf = hprev_w != NULL; /* a bf16 forward's backward: bf16 operands (fastrnn.h) */
+    if (w.nacc > 0) SFX(bias_grads)(&w, db_ih, db_hh);
     if (I > 0 && !identity) {
         if (dx) st = SFX(wgemm)(bf, 0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
         if (st == FR_OK)
@@ -892,18 +951,6 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     }
     if (st == FR_OK)
         st = SFX(wgemm)(bf, 1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, ntg);
-    for (int t = 0; t < p->nt && w.nacc > 0; t++) { /* bias gradients: the threads' sums, in order */
-        int64_t jb0, nj;
-        my_blocks(p, t % p->nhg, &jb0, &nj);
-        const REAL *acc = SFX(bw_acc)(&w, t);
-        for (int64_t g = 0; g < G; g++) {
-            const int64_t c0 = g * H + jb0 * p->nr, c1 = g * H + imin(H, (jb0 + nj) * p->nr);
-            for (int64_t c = c0; c < c1; c++) {
-                if (db_hh) db_hh[c] += acc[c];
-                if (db_ih) db_ih[c] += acc[split ? GH + c : c];
-            }
-        }
-    }
     release(&w.ps.mem);
     return st;
 }

@@ -47,6 +47,16 @@ int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H);
 /* The batch-group count set by fr_set_batch_groups (0: the drivers choose). */
 int fr_rec_batch_groups_forced(void);
 
+/* Threads for a one-off parallel region (a GEMM) of `flops` work: one per 4 Mflop, at most the
+   share of nthreads the fastrnn passes in flight leave (team_load.h), at least 1. */
+int fr_rec_threads_for(int nthreads, double flops);
+
+/* Time index of batch row b of length L at step s of a pass (reverse: the row runs backward
+   over its own L steps; steps past L keep their index): a bijection on [0, T) for each row. */
+static inline int64_t fr_rec_time_of(int64_t s, int64_t L, int reverse) {
+    return (reverse && s < L) ? L - 1 - s : s;
+}
+
 #define FR_TEMPLATE "recurrence.h"
 #include "template.h"
 

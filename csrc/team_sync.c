@@ -1,20 +1,77 @@
 /*
- * team_sync.c — allocation and the yielding slow path of team_sync.h's barrier.
+ * team_sync.c — allocation and the slow paths (timed spin, futex sleep, wake) of team_sync.h's
+ * barrier. Without futexes (not Linux) the sleep is a sched_yield loop.
  */
-#define _DEFAULT_SOURCE
+#define _GNU_SOURCE
 #include "team_sync.h"
 
+#include <limits.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <time.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+/* The longest single sleep: a wake-up missed for any reason costs at most this much. */
+#define FR_TEAM_SLEEP_NS 2000000
 
 fr_team_flag *fr_team_new(int nt) {
     if (nt < 1) return NULL;
     fr_team_flag *f = aligned_alloc(64, (size_t)nt * sizeof(fr_team_flag));
     if (f == NULL) return NULL;
-    for (int i = 0; i < nt; i++) atomic_init(&f[i].n, 0);
+    for (int i = 0; i < nt; i++) {
+        atomic_init(&f[i].n, 0);
+        atomic_init(&f[i].word, 0);
+        atomic_init(&f[i].sleepers, 0);
+    }
     return f;
 }
 
 void fr_team_free(fr_team_flag *f) { free(f); }
 
-void fr_team_yield(void) { sched_yield(); }
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void fr_team_wake(fr_team_flag *f) {
+#ifdef __linux__
+    syscall(SYS_futex, (uint32_t *)&f->word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#else
+    (void)f;
+#endif
+}
+
+/* Sleep while f->word == w (or up to FR_TEAM_SLEEP_NS; spurious returns are fine). */
+static void sleep_on(fr_team_flag *f, uint32_t w) {
+#ifdef __linux__
+    const struct timespec limit = {0, FR_TEAM_SLEEP_NS};
+    syscall(SYS_futex, (uint32_t *)&f->word, FUTEX_WAIT_PRIVATE, w, &limit, NULL, 0);
+#else
+    (void)f;
+    (void)w;
+    sched_yield();
+#endif
+}
+
+void fr_team_wait(fr_team_flag *f, int64_t k) {
+    const int64_t t0 = now_ns();
+    int64_t t = t0;
+    while (atomic_load_explicit(&f->n, memory_order_acquire) < k && t - t0 < FR_TEAM_SPIN_NS) {
+        for (int i = 0; i < 64; i++) FR_TEAM_PAUSE();
+        t = now_ns();
+    }
+    if (atomic_load_explicit(&f->n, memory_order_acquire) >= k) return;
+    while (atomic_load_explicit(&f->n, memory_order_acquire) < k) {
+        const uint32_t w = atomic_load_explicit(&f->word, memory_order_seq_cst);
+        atomic_fetch_add_explicit(&f->sleepers, 1, memory_order_seq_cst);
+        if (atomic_load_explicit(&f->word, memory_order_seq_cst) == w &&
+            atomic_load_explicit(&f->n, memory_order_acquire) < k)
+            sleep_on(f, w);
+        atomic_fetch_sub_explicit(&f->sleepers, 1, memory_order_seq_cst);
+    }
+}

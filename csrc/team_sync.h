@@ -1,12 +1,14 @@
 /*
- * team_sync.h — the per-step barrier of the recurrence's thread team, without system calls.
+ * team_sync.h — the per-step barrier of the recurrence's thread team: spin briefly, then sleep.
  * Internal, not part of the public API.
  *
  * Why: libgomp's barrier ends in a futex wake-up system call by the last thread to arrive, on the
  * critical path of every time step (a batch-1 step is ~1 us of work here). Here each thread
  * publishes the number of the barrier it reached in its own cache line and waits for the others'
- * numbers by spinning (pause), falling back to sched_yield after FR_TEAM_SPINS polls so that an
- * oversubscribed machine still makes progress.
+ * numbers by spinning (pause). A spin that lasts longer than FR_TEAM_SPIN_NS means the awaited
+ * thread has lost its processor (another pool's spinning threads, a busy process, more callers
+ * than cores): the waiter then sleeps on a futex until the awaited thread arrives (and wakes it),
+ * so that it stops taking the processor from the thread it waits for.
  */
 #ifndef FASTRNN_TEAM_SYNC_H
 #define FASTRNN_TEAM_SYNC_H
@@ -20,12 +22,18 @@
 #define FR_TEAM_PAUSE() ((void)0)
 #endif
 
-#define FR_TEAM_SPINS 20000
+/* Polls before a wait starts to look at the clock (a balanced step's wait ends well before). */
+#define FR_TEAM_SPINS 256
+/* Nanoseconds a wait spins before it sleeps: far more than a quiet team's imbalance on a step
+   of up to a few hundred microseconds, far less than a scheduler's time slice (~3 ms). */
+#define FR_TEAM_SPIN_NS 50000
 
-/* One thread's arrival count, alone in a cache line. */
+/* One thread's arrival count, alone in a cache line, with what a sleeping waiter needs. */
 typedef struct {
-    _Atomic int64_t n;
-    char pad[64 - sizeof(_Atomic int64_t)];
+    _Atomic int64_t n;         /* the last barrier this thread reached */
+    _Atomic uint32_t word;     /* the low 32 bits of n: the futex word sleepers wait on */
+    _Atomic int32_t sleepers;  /* threads asleep (or about to sleep) on word */
+    char pad[64 - sizeof(int64_t) - 2 * sizeof(int32_t)];
 } fr_team_flag;
 
 /* Flags for nt threads, every count 0 (NULL when out of memory); free with fr_team_free. */
@@ -34,21 +42,30 @@ fr_team_flag *fr_team_new(int nt);
 /* Free flags from fr_team_new (NULL is ignored). */
 void fr_team_free(fr_team_flag *f);
 
-/* Let another thread run (the slow path of a wait). */
-void fr_team_yield(void);
+/* Wake every thread asleep on flag f (the slow path of an arrival). */
+void fr_team_wake(fr_team_flag *f);
+
+/* Wait until f->n >= k: spin up to FR_TEAM_SPIN_NS, then sleep (the slow path of a wait). */
+void fr_team_wait(fr_team_flag *f, int64_t k);
 
 /* Barrier number k (1, 2, ... in order) for thread tid of nt: returns when all nt threads have
    arrived at it; every thread's writes before its arrival are visible to all after. */
 static inline void fr_team_barrier(fr_team_flag *f, int tid, int nt, int64_t k) {
-    atomic_store_explicit(&f[tid].n, k, memory_order_release);
+    fr_team_flag *me = &f[tid];
+    atomic_store_explicit(&me->n, k, memory_order_release);
+    /* seq_cst store, then seq_cst load of sleepers: a waiter that counted itself before this
+       load is woken; one that counts itself after it sees the new word and does not sleep */
+    atomic_store_explicit(&me->word, (uint32_t)k, memory_order_seq_cst);
+    if (atomic_load_explicit(&me->sleepers, memory_order_seq_cst) > 0) fr_team_wake(me);
     for (int i = 0; i < nt; i++) {
+        if (i == tid) continue;
         int spins = 0;
         while (atomic_load_explicit(&f[i].n, memory_order_acquire) < k) {
-            if (spins < FR_TEAM_SPINS) {
-                spins++;
+            if (++spins < FR_TEAM_SPINS) {
                 FR_TEAM_PAUSE();
             } else {
-                fr_team_yield();
+                fr_team_wait(&f[i], k);
+                break;
             }
         }
     }

@@ -185,6 +185,11 @@ cdef extern from "fastrnn.h" nogil:
     void fr_round_bf16(float *dst, const float *src, int64_t n)
     uint64_t fr_checksum(const void *p, int64_t n)
 
+cdef extern from "team_load.h" nogil:
+    void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *inflight, int *contended,
+                       int64_t *waited_ns)
+    int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns)
+
 cdef extern from "scratch.h" nogil:
     void *fr_scratch_alloc(size_t nbytes)
     void fr_scratch_free(void *p)

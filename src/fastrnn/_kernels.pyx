@@ -72,6 +72,26 @@ def fork_pool_released():
     return bool(fr_fork_pool_released())
 
 
+def team_load():
+    """What the recurrence's thread teams have measured of the machine (csrc/team_load.h): the
+    cost of waking an idle team (ns), the serial speed (ns per Mflop), the passes in flight now,
+    whether the machine counts as contended now (teams halved) and the team threads' waits
+    for a processor counted so far (ns)."""
+    cdef int64_t wake = 0, speed = 0, waited = 0
+    cdef int inflight = 0, contended = 0
+    fr_load_stats(&wake, &speed, &inflight, &contended, &waited)
+    return {"wake_ns": wake, "ns_per_mflop": speed, "inflight": inflight,
+            "contended": bool(contended), "waited_ns": waited}
+
+
+def wait_bucket(int64_t full, int64_t start, int64_t now, int64_t wait_ns):
+    """The contention test's rule (csrc/team_load.h fr_load_wait_bucket), for the tests:
+    returns (the bucket's new empty time, whether the machine counts as contended)."""
+    cdef int64_t f = full
+    cdef int mark = fr_load_wait_bucket(&f, start, now, wait_ns)
+    return f, bool(mark)
+
+
 # ---- build and SIMD path -----------------------------------------------------------------------
 
 def _check_env_arch():

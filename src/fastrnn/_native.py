@@ -41,6 +41,7 @@ __all__ = [
     "gemm",
     "release_memory",
     "scatter_add_rows",
+    "team_load",
     "zeros",
 ]
 
@@ -157,6 +158,20 @@ def release_memory() -> int:
     n = int(_kernels.scratch_kept())
     _kernels.scratch_release()
     return n
+
+
+def team_load() -> dict[str, int | bool]:
+    """What the recurrence's thread teams have measured of the machine (``csrc/team_load.h``).
+
+    Returns
+    -------
+    dict
+        ``wake_ns``: the cost of waking an idle team; ``ns_per_mflop``: the serial speed;
+        ``inflight``: fastrnn passes running now; ``contended``: whether teams are halved now
+        (the team's threads waited for a processor for more than a small share of their time);
+        ``waited_ns``: the team threads' waits for a processor counted so far.
+    """
+    return dict(_kernels.team_load())
 
 
 class Context:

@@ -22,6 +22,15 @@ ROWS: dict[str, tuple[int, int, int, int]] = {
     "large": (100, 64, 512, 512),
     "xlarge": (100, 64, 1024, 1024),
 }
+#: The off-grid sweep (``--offgrid``): H and B not multiples of the microkernel tiles, I != H
+#: (but for the issue's (40, 48, 300, 300)).
+OFF_GRID: dict[str, tuple[int, int, int, int]] = {
+    "off-60x24-I100-H200": (60, 24, 100, 200),
+    "off-40x48-I300-H300": (40, 48, 300, 300),
+    "off-50x20-I70-H130": (50, 20, 70, 130),
+    "off-30x40-I200-H250": (30, 40, 200, 250),
+    "off-100x7-I50-H100": (100, 7, 50, 100),
+}
 #: The cells, in the cell table's order (rnn, lstm, gru).
 CELLS: tuple[str, ...] = tuple(_CELL_TABLE)
 #: What a call does: forward only, training (all gradients), training on data (no dx).

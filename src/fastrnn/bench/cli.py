@@ -21,6 +21,7 @@ from fastrnn.bench.cases import (
     IMPL_ALIASES,
     IMPLS,
     MODES,
+    OFF_GRID,
     PRECISION_ALIASES,
     PRECISION_OF,
     PRECISIONS,
@@ -32,7 +33,13 @@ from fastrnn.bench.grid import run_grid
 from fastrnn.bench.machine import pin_blas_threads, prepare_threads
 from fastrnn.bench.memory import MEMORY_BIH, MemoryStudyError, memory_child, memory_study
 from fastrnn.bench.plot import write_plot
-from fastrnn.bench.report import SCHEMA, build_report, format_markdown, format_text
+from fastrnn.bench.report import (
+    SCHEMA,
+    build_report,
+    format_markdown,
+    format_text,
+    worst_ratio,
+)
 from fastrnn.bench.runners import probe_impls
 from fastrnn.bench.timing import GEMM_N, bf16_gemm_peak, gemm_peak
 
@@ -187,6 +194,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="re-render --markdown/--plot/the table from a saved --json file "
                         "instead of measuring")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--pipeline", action="store_true",
+                   help="time fastrnn and torch.nn LSTM calls where users run them (after a "
+                        "numpy or other-library call, beside a busy process, 2 and 4 "
+                        "concurrent callers, after 100 ms idle), --repeats rounds, with the "
+                        "targets of issue 21; replaces the grid")
+    p.add_argument("--offgrid", action="store_true",
+                   help="the off-grid sweep (H and B not multiples of the tiles, I != H) "
+                        "instead of the grid rows, with fastrnn's worst per-round ratio "
+                        "against the faster of torch.nn and ONNX Runtime")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     p.add_argument("--gemm-size", type=positive_int, default=GEMM_N, help=argparse.SUPPRESS)
     p.add_argument("--memory-shape", type=_bih, default=MEMORY_BIH, help=argparse.SUPPRESS)
@@ -290,7 +306,19 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
             raise BenchError(f"--load {args.load}: malformed report ({e!r})") from None
         return 0
 
+    if args.pipeline:
+        from fastrnn.bench.pipeline import format_pipeline, run_pipeline
+        pin_blas_threads(threads)
+        report = run_pipeline(threads, args.repeats)
+        print(format_pipeline(report), end="")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=1)
+                f.write("\n")
+        return 0
     rows = dict(ROWS) if args.rows is None and not args.shape else {}
+    if args.offgrid:
+        rows = dict(OFF_GRID)
     for r in args.rows or []:
         rows[r] = ROWS[r]
     for name, dims in args.shape:
@@ -352,6 +380,10 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     report = build_report(opts, argv, peak, results, memory, warnings, blas,
                           time.perf_counter() - t0, bf16_peak=bf_peak)
     print(format_text(report), end="")
+    if args.offgrid:
+        worst = worst_ratio(report)
+        print("off-grid worst per-round ratio (faster of torch.nn/ONNX Runtime over fastrnn): "
+              + (f"{worst[0]:.3f}x ({worst[1]})" if worst else "none (too few rounds)"))
     _write_outputs(args, report)
     return 130 if any(w.startswith("interrupted") for w in warnings) else 0
 

@@ -363,6 +363,35 @@ def _round_ratio_lines(report: dict[str, Any], anchors: list[str]) -> list[str]:
             "|---|---|---|" + "---:|" * len(head), *rows]
 
 
+def worst_ratio(report: dict[str, Any]) -> tuple[float, str] | None:
+    """fastrnn's worst per-round ratio against the faster of torch.nn and ONNX Runtime.
+
+    Per case: :func:`round_ratio` of each of ``torch`` and ``onnxruntime`` (inference only)
+    over ``fastrnn``, the smaller of the two (the faster anchor); then the smallest over the
+    cases (< 1: fastrnn is slower there).
+
+    Parameters
+    ----------
+    report : dict
+        A report (:func:`build_report`).
+
+    Returns
+    -------
+    tuple or None
+        ``(ratio, "mode cell row")`` of the worst case; None when no case has a ratio.
+    """
+    worst: tuple[float, str] | None = None
+    for mode, row, cell, ds in group_by_case(report):
+        by = {d["impl"]: d for d in ds}
+        if "fastrnn" not in by:
+            continue
+        vals = [round_ratio(by[a], by["fastrnn"]) for a in ("torch", "onnxruntime") if a in by]
+        vals = [v for v in vals if v is not None]
+        if vals and (worst is None or min(vals) < worst[0]):
+            worst = (min(vals), f"{mode} {cell} {row}")
+    return worst
+
+
 def _dropin_over_torch(by_impl: dict[str, dict[str, Any]]) -> float | None:
     """torch.nn's time / fastrnn.torch's time on one case (> 1: the drop-in is faster)."""
     t, d = by_impl.get("torch"), by_impl.get("dropin")

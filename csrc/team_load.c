@@ -1,0 +1,194 @@
+/*
+ * team_load.c — the process-wide load a recurrence pass sees and the thread count it picks
+ * (team_load.h). Estimates are exponential moving averages kept in atomics (a race between two
+ * updates loses one sample, which is harmless).
+ */
+#define _GNU_SOURCE
+#include "team_load.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+#ifdef __linux__
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
+#endif
+
+static _Atomic int inflight;
+static _Atomic int64_t last_end_ns;        /* when the last pass with a team ended (0: never) */
+static _Atomic int64_t last_any_ns;        /* when the last pass of any size ended (0: never) */
+static _Atomic int64_t wake_est_ns = FR_LOAD_WAKE_NS;
+static _Atomic int64_t ns_per_gflop = (int64_t)(FR_LOAD_NS_PER_FLOP * 1e9);
+static _Atomic int64_t contended_until_ns; /* 0: not contended */
+static _Atomic int64_t bucket_empty_ns;    /* when the wait bucket will be empty */
+static _Atomic int64_t waited_all_ns;      /* the waits counted in all (for the stats) */
+static _Atomic int64_t pool_start_ns;      /* when the first team ended (0: none yet) */
+
+int64_t fr_load_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void fr_load_enter(fr_load_ticket *t) {
+    t->inflight = atomic_fetch_add_explicit(&inflight, 1, memory_order_relaxed) + 1;
+    t->t_enter = fr_load_now_ns();
+    /* the team sleeps, and no pass ran lately: calls come apart (a stream with pauses), each
+       would pay the wake. Calls that come close together pay it once and find the team warm. */
+    const int64_t team = atomic_load_explicit(&last_end_ns, memory_order_relaxed);
+    const int64_t any = atomic_load_explicit(&last_any_ns, memory_order_relaxed);
+    t->first = team == 0;
+    t->warm = team != 0 && t->t_enter - team <= FR_LOAD_IDLE_NS;
+    t->idle = !t->warm &&
+              (any == 0 || t->t_enter - any > FR_LOAD_IDLE_NS);
+}
+
+int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops) {
+    int nt = want;
+    /* concurrent passes: this one's share of the budget */
+    const int share = nthreads / (t->inflight > 0 ? t->inflight : 1);
+    if (nt > share) nt = share;
+    if (nt > 1 && t->t_enter < atomic_load_explicit(&contended_until_ns, memory_order_relaxed))
+        nt = (nt + 1) / 2;
+    if (nt > 1 && t->idle) {
+        /* the threads save (1 - 1/nt) of the serial time; waking them costs wake_est */
+        const double serial = flops * 1e-9 *
+                              (double)atomic_load_explicit(&ns_per_gflop, memory_order_relaxed);
+        const double wake = (double)atomic_load_explicit(&wake_est_ns, memory_order_relaxed);
+        if (serial * (1.0 - 1.0 / nt) < 2.0 * wake) nt = 1;
+    }
+    return nt < 1 ? 1 : nt;
+}
+
+/* avg += (x - avg) / 4 */
+static void ema(_Atomic int64_t *avg, int64_t x) {
+    const int64_t a = atomic_load_explicit(avg, memory_order_relaxed);
+    atomic_store_explicit(avg, a + (x - a) / 4, memory_order_relaxed);
+}
+
+#ifdef __linux__
+/* Each thread keeps its /proc/thread-self/schedstat open (an open costs microseconds, a read
+   under one): the key's value is the descriptor + 1; the destructor closes it at thread exit,
+   and a forked child forgets the forking thread's (it reads the parent's thread). */
+static pthread_key_t stat_key;
+static pthread_once_t stat_once = PTHREAD_ONCE_INIT;
+static int stat_key_ok;
+
+static void stat_close(void *v) { close((int)(intptr_t)v - 1); }
+
+static void stat_init(void) { stat_key_ok = pthread_key_create(&stat_key, stat_close) == 0; }
+
+static int stat_fd(void) {
+    pthread_once(&stat_once, stat_init);
+    if (!stat_key_ok) return -1;
+    const intptr_t v = (intptr_t)pthread_getspecific(stat_key);
+    if (v != 0) return (int)v - 1;
+    const int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) pthread_setspecific(stat_key, (void *)(intptr_t)(fd + 1));
+    return fd;
+}
+
+/* In a forked child: close the forking thread's descriptor (it reads the parent's thread). */
+static void stat_forget(void) {
+    if (!stat_key_ok) return;
+    const intptr_t v = (intptr_t)pthread_getspecific(stat_key);
+    if (v != 0) {
+        close((int)v - 1);
+        pthread_setspecific(stat_key, NULL);
+    }
+}
+#endif
+
+int64_t fr_load_thread_wait_ns(void) {
+#ifdef __linux__
+    const int fd = stat_fd();
+    if (fd < 0) return -1;
+    char buf[96];
+    const ssize_t k = pread(fd, buf, sizeof buf - 1, 0);
+    if (k <= 0) return -1;
+    buf[k] = '\0';
+    /* "<ns on the processor> <ns waiting for one> <slices>" */
+    char *p = buf;
+    (void)strtoll(p, &p, 10);
+    char *q = p;
+    const long long w = strtoll(p, &q, 10);
+    return q == p || w < 0 ? -1 : (int64_t)w;
+#else
+    return -1;
+#endif
+}
+
+int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns) {
+    /* the bucket drained until the pass started; its waits came in during the pass, which
+       drained them as they came. In time: the bucket empties wait / share after it starts. */
+    const int64_t mark = (int64_t)(FR_LOAD_WAIT_MARK_NS / FR_LOAD_WAIT_SHARE);
+    int64_t f = (*full > start ? *full : start) + (int64_t)((double)wait_ns / FR_LOAD_WAIT_SHARE);
+    if (f > now + 2 * mark) f = now + 2 * mark; /* capped: once waits end, it drains soon */
+    *full = f;
+    return f - now > mark;
+}
+
+void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_ns,
+                   int64_t wait_ns) {
+    const int64_t now = fr_load_now_ns(), wall = now - t->t_enter;
+    /* a warm team's thread that starts late waited for a processor */
+    if (nt > 1 && t->warm && wake_ns > FR_LOAD_LATE_NS)
+        wait_ns = (wait_ns > 0 ? wait_ns : 0) + wake_ns;
+    /* the pool's first FR_LOAD_SETTLE_NS: its threads sit where the scheduler first put them
+       (perhaps sharing the caller's processor, where a spinning libgomp thread holds it for up
+       to its spin count, until the scheduler moves one), which says nothing of later passes */
+    int64_t pool = 0;
+    if (nt > 1 && t->first) /* the first team (or one of the first, racing) */
+        atomic_compare_exchange_strong_explicit(&pool_start_ns, &pool, now, memory_order_relaxed,
+                                                memory_order_relaxed);
+    pool = atomic_load_explicit(&pool_start_ns, memory_order_relaxed);
+    const int settling = pool != 0 && now - pool < FR_LOAD_SETTLE_NS;
+    if (wait_ns > 0 && !settling) {
+        /* even a pass of one thread that waits for its core marks the machine: more threads would
+           wait longer. A race between two passes' updates loses one's waits. */
+        atomic_fetch_add_explicit(&waited_all_ns, wait_ns, memory_order_relaxed);
+        int64_t full = atomic_load_explicit(&bucket_empty_ns, memory_order_relaxed);
+        const int mark = fr_load_wait_bucket(&full, t->t_enter, now, wait_ns);
+        atomic_store_explicit(&bucket_empty_ns, full, memory_order_relaxed);
+        if (mark) {
+            const int64_t hold = 4 * wall > FR_LOAD_CONTENDED_NS ? 4 * wall : FR_LOAD_CONTENDED_NS;
+            atomic_store_explicit(&contended_until_ns, now + hold, memory_order_relaxed);
+        }
+    }
+    if (nt > 1) {
+        /* the first team's start is the pool's creation, paid once: not a wake */
+        if (t->idle && !t->first && wake_ns > 0) ema(&wake_est_ns, wake_ns);
+        atomic_store_explicit(&last_end_ns, now, memory_order_relaxed);
+    } else if (flops > 1e5 && t->inflight == 1) {
+        /* a serial pass alone: its speed (small passes are dominated by fixed costs) */
+        ema(&ns_per_gflop, (int64_t)((double)wall / flops * 1e9));
+    }
+    atomic_store_explicit(&last_any_ns, now, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&inflight, 1, memory_order_relaxed);
+}
+
+int fr_load_share(int nthreads) {
+    const int others = atomic_load_explicit(&inflight, memory_order_relaxed);
+    const int share = nthreads / (others + 1);
+    return share < 1 ? 1 : share;
+}
+
+void fr_load_forget_inflight(void) {
+#ifdef __linux__
+    stat_forget();
+#endif
+    atomic_store_explicit(&inflight, 0, memory_order_relaxed);
+    atomic_store_explicit(&last_end_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&pool_start_ns, 0, memory_order_relaxed);
+}
+
+void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *n_inflight, int *contended,
+                   int64_t *waited_ns) {
+    *wake_ns = atomic_load_explicit(&wake_est_ns, memory_order_relaxed);
+    *ns_per_mflop = atomic_load_explicit(&ns_per_gflop, memory_order_relaxed) / 1000;
+    *n_inflight = atomic_load_explicit(&inflight, memory_order_relaxed);
+    *contended = fr_load_now_ns() <
+                 atomic_load_explicit(&contended_until_ns, memory_order_relaxed);
+    *waited_ns = atomic_load_explicit(&waited_all_ns, memory_order_relaxed);
+}

@@ -1,0 +1,108 @@
+/*
+ * team_load.h — what a recurrence pass knows of the machine it actually gets, and the thread count
+ * it picks from that. Internal, not part of the public API.
+ *
+ * Process-wide state, all atomics: the passes in flight (concurrent callers share the thread
+ * budget instead of each spinning a full team against the others); when the last team finished
+ * (after FR_LOAD_IDLE_NS of idle, the team's threads sleep and waking them has a cost); the wake
+ * cost measured on the passes that paid it (the delay until the last thread of the team starts);
+ * the serial speed measured on the passes run (nanoseconds per flop); the recent time the team's
+ * threads waited for a processor (runnable but not running: other pools' spinning threads, other
+ * processes, other callers hold the cores; Linux's per-thread schedstat), a leaky bucket that
+ * drains FR_LOAD_WAIT_SHARE of the time that passes; and until when the machine counts as
+ * contended (the bucket held more than FR_LOAD_WAIT_MARK_NS), during which teams are halved. A
+ * warm team's thread that starts late (FR_LOAD_LATE_NS) waited for a processor too. Waits in the
+ * first FR_LOAD_SETTLE_NS after the thread pool starts do not count.
+ *
+ * Why the wait for a processor and not wall minus CPU time: a thread asleep in the per-step
+ * barrier, a team still starting (pool start, a wake from sleep) and a page fault take wall time
+ * without CPU time on a quiet machine, where no thread waits for a processor. And not the count
+ * of preemptions: a thread that sleeps in the barrier and then waits for its processor to come
+ * free is not preempted, and that is how a loaded machine slows a team most.
+ */
+#ifndef FASTRNN_TEAM_LOAD_H
+#define FASTRNN_TEAM_LOAD_H
+
+#include <stdint.h>
+
+/* Idle time after which the team's threads (and cores) are asleep. libgomp's threads spin about
+   300000 polls (under a millisecond) before they sleep on a futex. */
+#define FR_LOAD_IDLE_NS 1000000
+/* The wake cost assumed until one is measured, ns. Measured on the 2-core development VM after
+   100 ms idle: 2 threads cost 3.4 ms against 0.36 ms on 1 for a batch-1 LSTM(64), T = 100
+   (the issue's report: 11.8 ms against 0.43 ms); the team's own estimate there: 1 to 5 ms. */
+#define FR_LOAD_WAKE_NS 1000000
+/* The serial speed assumed until one is measured, ns per flop (50 GFLOP/s; one AVX-512 core of
+   the development VM measures 50 to 100, an AVX2 core about half). */
+#define FR_LOAD_NS_PER_FLOP 0.02
+/* The share of the time that passes which the wait bucket drains: waits below about this share
+   of a team's time never mark the machine. */
+#define FR_LOAD_WAIT_SHARE 0.125
+/* Wait in the bucket above which the machine counts as contended, ns (a burst allowance). */
+#define FR_LOAD_WAIT_MARK_NS 1000000
+/* A delay until the last thread of a warm team starts (its threads still spin or have just gone
+   to sleep; a quiet machine starts them within tens of microseconds) from which that thread
+   waited for a processor: that delay counts as a wait, ns. */
+#define FR_LOAD_LATE_NS 500000
+/* Time after the first team pass (the thread pool's start) during which waits do not mark the
+   machine, ns: the scheduler is still placing the new threads (on the development VM, with the
+   caller's processor shared at first, the second and third team passes waited 9-14 ms for a
+   processor with nothing else running: a libgomp thread spinning where the other must run). */
+#define FR_LOAD_SETTLE_NS 100000000
+/* How long the machine counts as contended after it is marked (at least), ns. */
+#define FR_LOAD_CONTENDED_NS 50000000
+
+/* A pass's entry in the process-wide load: fill with fr_load_enter, end with fr_load_leave. */
+typedef struct {
+    int64_t t_enter; /* clock at entry, ns */
+    int inflight;    /* passes in flight at entry, this one included */
+    int idle;        /* whether the team had been idle for FR_LOAD_IDLE_NS at entry */
+    int warm;        /* whether a team ran within FR_LOAD_IDLE_NS before entry */
+    int first;       /* whether no team ran before (this one may start the thread pool) */
+} fr_load_ticket;
+
+/* Monotonic clock, nanoseconds. */
+int64_t fr_load_now_ns(void);
+
+/* Count a pass in (before it plans its team). */
+void fr_load_enter(fr_load_ticket *t);
+
+/* Threads for a pass that would use `want` (the size-based count, already capped by the caller's
+   budget `nthreads`) for `flops` of work in all: the share of the budget left to it by the
+   passes in flight, halved while the machine is contended, 1 where waking an idle team costs
+   more than the threads would save. Always within [1, want]. */
+int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops);
+
+/* Count a pass out: it ran nt threads over `flops` of work; wake_ns: the delay until its last
+   thread started (0 when nt == 1); wait_ns: its threads' time waiting for a processor while in
+   the pass (the sum of fr_load_thread_wait_ns differences; negative: not measured). */
+void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_ns,
+                   int64_t wait_ns);
+
+/* Nanoseconds the calling thread has waited for a processor so far (runnable, not running), or
+   -1 where the system does not tell (not Linux, no schedstat). */
+int64_t fr_load_thread_wait_ns(void);
+
+/* The wait bucket's rule, pure: given the time *full at which the bucket would be empty, a pass
+   that ran from start to now and whose threads waited wait_ns >= 0 for a processor (counted in
+   as the bucket drains), store the new empty time in *full (the bucket holds at most twice
+   FR_LOAD_WAIT_MARK_NS) and return whether it holds more than FR_LOAD_WAIT_MARK_NS (the machine
+   is contended). */
+int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns);
+
+/* The share of a budget of nthreads left to a parallel region outside a pass by the passes in
+   flight (at least 1). */
+int fr_load_share(int nthreads);
+
+/* Count every pass out and forget the last team, the pool's start and the calling thread's
+   schedstat descriptor (a forked child's handler: the passes in flight were its parent's, its
+   thread pool is new, and the descriptor reads the parent's thread). */
+void fr_load_forget_inflight(void);
+
+/* The current estimates, for the benchmark and tests: wake cost (ns), serial speed (ns per flop
+   times 1e6), passes in flight, whether contended now, the team threads' waits for a processor
+   so far in all (ns). */
+void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *inflight, int *contended,
+                   int64_t *waited_ns);
+
+#endif
