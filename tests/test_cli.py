@@ -131,7 +131,7 @@ def test_demo_ctrl_c_stops_training_and_still_saves(tmp_path) -> None:
                 break
         time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -191,7 +191,7 @@ def test_demo_on_own_text_names_its_model_and_primes_from_the_text(tmp_path,
 
     other = (tmp_path / "poem.fr")
     other.write_bytes(open(tiny_char_model, "rb").read())  # a model of the Python source
-    _one_line_error(_cli(*run, cwd=tmp_path, timeout=60), "poem.fr holds a model trained on "
+    _one_line_error(_cli(*run, cwd=tmp_path, timeout=300), "poem.fr holds a model trained on "
                     "the standard library's Python source; to keep it, name another file "
                     "with --out FILE, or replace it with --force", 2)
     assert other.read_bytes() == open(tiny_char_model, "rb").read()
@@ -233,7 +233,7 @@ def test_demo_default_output_and_prime_helpers(tmp_path, monkeypatch) -> None:
 def test_demo_errors_are_one_line(tmp_path, args: list[str], needle: str, status: int) -> None:
     (tmp_path / "bin.dat").write_bytes(b"\x89PNG\x00\x00\x01" * 100)
     (tmp_path / "short.txt").write_text("abc", encoding="utf-8")
-    _one_line_error(_cli(*TINY_DEMO, *args, cwd=tmp_path, timeout=60), needle, status)
+    _one_line_error(_cli(*TINY_DEMO, *args, cwd=tmp_path, timeout=300), needle, status)
     assert not (tmp_path / "fastrnn-demo-model.fr").exists()
 
 
@@ -268,7 +268,7 @@ def test_generate_errors_are_one_line(tmp_path, tiny_char_model: str, args: list
 
     Sequential([Input(shape=(3,)), Dense(2)]).save(str(tmp_path / "plain.fr"))
     args = [a.replace("{tiny}", tiny_char_model) for a in args]
-    _one_line_error(_cli("generate", *args, cwd=tmp_path, timeout=60), needle, status)
+    _one_line_error(_cli("generate", *args, cwd=tmp_path, timeout=300), needle, status)
 
 
 def test_generate_length_zero_prints_the_prime(tmp_path, tiny_char_model: str) -> None:
@@ -494,7 +494,7 @@ def test_train_errors_are_one_line(tmp_path, files: dict, args: list[str], needl
             np.save(tmp_path / name, a)
         else:
             (tmp_path / name).write_text(text, encoding="utf-8")
-    _one_line_error(_cli("train", *args, cwd=tmp_path, timeout=60), needle, status)
+    _one_line_error(_cli("train", *args, cwd=tmp_path, timeout=300), needle, status)
 
 
 def test_train_plot_without_matplotlib_fails_before_training(tmp_path) -> None:
@@ -675,7 +675,7 @@ def test_predict_errors_are_one_line(tmp_path, files: dict, args: list[str], nee
     Sequential([Input(shape=(3,)), Dense(2)]).save(str(tmp_path / "plain.fr"))
     for name, text in files.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
-    _one_line_error(_cli("predict", *args, cwd=tmp_path, timeout=60), needle, status)
+    _one_line_error(_cli("predict", *args, cwd=tmp_path, timeout=300), needle, status)
 
 
 def test_train_returns_of_a_negative_series_is_one_line(tmp_path) -> None:
@@ -706,7 +706,7 @@ def test_console_script_name_in_messages() -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = PKG_PARENT
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=60)
+                          env=env, timeout=300)
     _one_line_error(proc, "fastrnn demo: error: argument --units", 2)
     assert "python -m" not in proc.stderr
 
