@@ -111,23 +111,22 @@ static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t
    each other) and splits the njb hidden blocks among its threads (one barrier per step inside the
    group). Every thread of a group packs all the group's weight columns, so groups pay off while
    the weights a step reads (wbytes) stay in a core's L2 and each group keeps two row tiles, or
-   where they cut the busiest thread's padded tile work: hidden blocks it owns x its rows rounded
-   up to half a row tile (off the tile grid, e.g. H = 200 in 7 blocks of 32, B = 24: 4 blocks x
-   24 rows in one group, 7 x 12 in two). */
+   where they cut the busiest thread's tile work (hidden blocks it owns x its rows) by over 10%,
+   which pays for its packing all the weights (off the tile grid, e.g. H = 200 in 7 blocks of 32,
+   B = 24: 4 blocks x 24 rows in one group, 7 x 12 in two). */
 static int batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes) {
     int nbg = fr_rec_batch_groups_forced();
     if (nbg > 0) return (nt % nbg == 0 && B >= nbg) ? nbg : 1;
     if (wbytes > FR_GROUP_MAX_WEIGHT_BYTES) return 1;
-    const int64_t half = mr > 1 ? mr / 2 : 1;
     int64_t work[2] = {0, 0}; /* one group, nbg groups */
     for (nbg = nt; nbg > 1; nbg--) {
         if (nt % nbg != 0 || B < nbg) continue;
         if (B / nbg >= 2 * mr) return nbg;
         for (int k = 0; k < 2; k++) {
-            const int64_t g = k ? nbg : 1, nhg = nt / g, rows = (B + g - 1) / g;
-            work[k] = (njb + nhg - 1) / nhg * ((rows + half - 1) / half * half);
+            const int64_t g = k ? nbg : 1, nhg = nt / g;
+            work[k] = (njb + nhg - 1) / nhg * ((B + g - 1) / g);
         }
-        if (work[1] < work[0]) return nbg;
+        if (10 * work[1] < 9 * work[0]) return nbg;
     }
     return 1;
 }
