@@ -72,9 +72,11 @@ static inline int64_t SFX(gmax)(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* ---- portable microkernel: the reference the SIMD kernels are tested against ----------------- */
 
-/* Strided form (gemm_kernels.h), written so that the compiler can vectorise the column loop. */
-static void SFX(gk_generic)(int64_t m, int64_t K, const REAL *A, int64_t rsa, int64_t csa,
-                            const REAL *B, int64_t ldb, REAL *C, int64_t ldc, int accumulate) {
+/* Strided form (gemm_kernels.h) over nrw = GEN_NR or GEN_NR / 2 columns (a constant after
+   inlining), written so that the compiler can vectorise the column loop. */
+static inline void SFX(gk_generic_w)(const int nrw, int64_t m, int64_t K, const REAL *A,
+                                     int64_t rsa, int64_t csa, const REAL *B, int64_t ldb, REAL *C,
+                                     int64_t ldc, int accumulate) {
     if (m < 1 || m > GEN_MR) return;
     REAL acc[GEN_MR][GEN_NR];
     memset(acc, 0, sizeof(acc));
@@ -82,16 +84,26 @@ static void SFX(gk_generic)(int64_t m, int64_t K, const REAL *A, int64_t rsa, in
         const REAL *b = B + k * ldb;
         for (int64_t i = 0; i < m; i++) {
             const REAL a = A[i * rsa + k * csa];
-            for (int c = 0; c < GEN_NR; c++) acc[i][c] += a * b[c];
+            for (int c = 0; c < nrw; c++) acc[i][c] += a * b[c];
         }
     }
     for (int64_t i = 0; i < m; i++) {
         REAL *cr = C + i * ldc;
         if (accumulate)
-            for (int c = 0; c < GEN_NR; c++) cr[c] += acc[i][c];
+            for (int c = 0; c < nrw; c++) cr[c] += acc[i][c];
         else
-            for (int c = 0; c < GEN_NR; c++) cr[c] = acc[i][c];
+            for (int c = 0; c < nrw; c++) cr[c] = acc[i][c];
     }
+}
+
+static void SFX(gk_generic)(int64_t m, int64_t K, const REAL *A, int64_t rsa, int64_t csa,
+                            const REAL *B, int64_t ldb, REAL *C, int64_t ldc, int accumulate) {
+    SFX(gk_generic_w)(GEN_NR, m, K, A, rsa, csa, B, ldb, C, ldc, accumulate);
+}
+
+static void SFX(gk_generic_half)(int64_t m, int64_t K, const REAL *A, int64_t rsa, int64_t csa,
+                                 const REAL *B, int64_t ldb, REAL *C, int64_t ldc, int accumulate) {
+    SFX(gk_generic_w)(GEN_NR / 2, m, K, A, rsa, csa, B, ldb, C, ldc, accumulate);
 }
 
 static void SFX(ukr_generic)(int64_t m, int64_t K, const REAL *A, int64_t lda, const REAL *Bp,
@@ -103,9 +115,11 @@ static void SFX(packn_generic)(REAL *dst, const REAL *B, int64_t ldb, int64_t K)
     for (int64_t k = 0; k < K; k++) memcpy(dst + k * GEN_NR, B + k * ldb, GEN_NR * sizeof(REAL));
 }
 
-static const IMPL SFX(impl_generic) = {.pub = {.mr = GEN_MR, .nr = GEN_NR, .ukr = SFX(ukr_generic)},
-                                       .gk = SFX(gk_generic),
-                                       .packn = SFX(packn_generic)};
+static const IMPL SFX(impl_generic) = {
+    .pub = {.mr = GEN_MR, .nr = GEN_NR, .ukr = SFX(ukr_generic)},
+    .gk = SFX(gk_generic),
+    .packn = SFX(packn_generic),
+    .gk_half = SFX(gk_generic_half)};
 
 /* ---- kernel tables ------------------------------------------------------------------------- */
 
@@ -193,7 +207,8 @@ typedef struct {
     int64_t bsz, tsz;  /* B part, whole per-thread part (elements, multiples of a cache line) */
 } SFX(gemm_plan);
 
-/* One m x nr tile of C at (i, panel p); a partial last panel (nv < nr) goes through `tile`. */
+/* One m x nr tile of C at (i, panel p); a partial last panel (nv < nr) runs the half-width
+   kernel when nv fits in it (straight into C when nv is exactly half) and goes through `tile`. */
 static inline void SFX(gemm_tile)(const IMPL *ip, int64_t m, int64_t kc, const REAL *a,
                                   int64_t rsa, int64_t csa, const REAL *bp, int64_t bld, REAL *c,
                                   int64_t ldc, int64_t nv, int acc, REAL *tile) {
@@ -202,7 +217,14 @@ static inline void SFX(gemm_tile)(const IMPL *ip, int64_t m, int64_t kc, const R
         ip->gk(m, kc, a, rsa, csa, bp, bld, c, ldc, acc);
         return;
     }
-    ip->gk(m, kc, a, rsa, csa, bp, bld, tile, nr, 0);
+    if (2 * nv == nr) {
+        ip->gk_half(m, kc, a, rsa, csa, bp, bld, c, ldc, acc);
+        return;
+    }
+    if (2 * nv < nr) /* the valid columns fit in the first half of the panel */
+        ip->gk_half(m, kc, a, rsa, csa, bp, bld, tile, nr, 0);
+    else
+        ip->gk(m, kc, a, rsa, csa, bp, bld, tile, nr, 0);
     for (int64_t r = 0; r < m; r++) {
         REAL *cr = c + r * ldc;
         const REAL *tr = tile + r * nr;

@@ -7,8 +7,9 @@
  * driver and the portable kernel.
  *
  * Each variant defines the public microkernel ukr_<path>_<s|d> (fr_ukr_*_fn of fastrnn.h), its
- * strided form ukr_strided_* and its panel copy ukr_packn_* (gemm_kernels.h), gathered in
- * fr_gemm_impl_<path>_<s|d>().
+ * strided form ukr_strided_*, its half-width strided form ukr_strided_half_* (the same rows, one
+ * vector of columns: the last panel of a GEMM when its valid columns fit in one vector) and its
+ * panel copy ukr_packn_* (gemm_kernels.h), gathered in fr_gemm_impl_<path>_<s|d>().
  *
  * Each row count m = 1..UKR_MR gets its own fully unrolled code (a switch over an inlined body
  * with constant m). Rows share each loaded B vector; few rows leave the FMA units idle while they
@@ -28,22 +29,25 @@
 #define UKR_MR (FR_AVX512 ? 8 : 6) /* max rows */
 #define UKR_TILE VSFX(ukr_tile)
 #define UKR_STRIDED VSFX(ukr_strided)
+#define UKR_STRIDED_HALF VSFX(ukr_strided_half)
 #define UKR_PACKN VSFX(ukr_packn)
 #define UKR_NAME VSFX(ukr)
 #define UKR_NR (2 * VW)
-/* Independent accumulator sets over k for m rows. */
+/* Independent accumulator sets over k for m rows (the same at both widths: a column of the half
+   tile is summed exactly as that column of the full tile). */
 #define UKR_U(m) ((m) == 1 ? 4 : (m) <= 3 ? 2 : 1)
 
-/* The m x NR tile; m, u and acol (A transposed: rsa = 1) are constants after inlining. */
-static FR_ALWAYS_INLINE VTARGET void UKR_TILE(const int m, const int u, const int acol,
-                                                 int64_t K, const REAL *A, int64_t lda,
-                                                 const REAL *B, int64_t ldb, REAL *C,
+/* The m x (nv * VW) tile, nv = 2 (full) or 1 (half); m, u, nv and acol (A transposed: rsa = 1)
+   are constants after inlining. */
+static FR_ALWAYS_INLINE VTARGET void UKR_TILE(const int m, const int u, const int nv,
+                                                 const int acol, int64_t K, const REAL *A,
+                                                 int64_t lda, const REAL *B, int64_t ldb, REAL *C,
                                                  int64_t ldc, int accumulate) {
     const int64_t rs = acol ? 1 : lda, cs = acol ? lda : 1;
     VEC acc[4][UKR_MR][2];
     for (int i = 0; i < m; i++) {
         _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(C + i * ldc + UKR_NR - 1), _MM_HINT_T0);
+        if (nv == 2) _mm_prefetch((const char *)(C + i * ldc + UKR_NR - 1), _MM_HINT_T0);
     }
     for (int s = 0; s < u; s++)
         for (int i = 0; i < m; i++) acc[s][i][0] = acc[s][i][1] = V_ZERO();
@@ -51,53 +55,54 @@ static FR_ALWAYS_INLINE VTARGET void UKR_TILE(const int m, const int u, const in
     for (; k + u <= K; k += u) {
         for (int s = 0; s < u; s++) {
             const REAL *b = B + (k + s) * ldb;
-            const VEC b0 = V_LOAD(b), b1 = V_LOAD(b + VW);
+            const VEC b0 = V_LOAD(b), b1 = nv == 2 ? V_LOAD(b + VW) : V_ZERO();
             const REAL *a = A + (k + s) * cs;
             for (int i = 0; i < m; i++) {
                 const VEC ai = V_SET1(a[i * rs]);
                 acc[s][i][0] = V_FMA(ai, b0, acc[s][i][0]);
-                acc[s][i][1] = V_FMA(ai, b1, acc[s][i][1]);
+                if (nv == 2) acc[s][i][1] = V_FMA(ai, b1, acc[s][i][1]);
             }
         }
     }
     for (; k < K; k++) { /* only when u > 1 */
         const REAL *b = B + k * ldb;
-        const VEC b0 = V_LOAD(b), b1 = V_LOAD(b + VW);
+        const VEC b0 = V_LOAD(b), b1 = nv == 2 ? V_LOAD(b + VW) : V_ZERO();
         const REAL *a = A + k * cs;
         for (int i = 0; i < m; i++) {
             const VEC ai = V_SET1(a[i * rs]);
             acc[0][i][0] = V_FMA(ai, b0, acc[0][i][0]);
-            acc[0][i][1] = V_FMA(ai, b1, acc[0][i][1]);
+            if (nv == 2) acc[0][i][1] = V_FMA(ai, b1, acc[0][i][1]);
         }
     }
     for (int s = 1; s < u; s++)
         for (int i = 0; i < m; i++) {
             acc[0][i][0] = V_ADD(acc[0][i][0], acc[s][i][0]);
-            acc[0][i][1] = V_ADD(acc[0][i][1], acc[s][i][1]);
+            if (nv == 2) acc[0][i][1] = V_ADD(acc[0][i][1], acc[s][i][1]);
         }
     for (int i = 0; i < m; i++) {
         REAL *c = C + i * ldc;
         if (accumulate) {
             acc[0][i][0] = V_ADD(acc[0][i][0], V_LOAD(c));
-            acc[0][i][1] = V_ADD(acc[0][i][1], V_LOAD(c + VW));
+            if (nv == 2) acc[0][i][1] = V_ADD(acc[0][i][1], V_LOAD(c + VW));
         }
         V_STORE(c, acc[0][i][0]);
-        V_STORE(c + VW, acc[0][i][1]);
+        if (nv == 2) V_STORE(c + VW, acc[0][i][1]);
     }
 }
 
-#define UKR_CASE(mm, acol, ld)                                                                    \
+#define UKR_CASE(mm, nv, acol, ld)                                                                \
     case mm:                                                                                      \
-        UKR_TILE(mm, UKR_U(mm), acol, K, A, ld, B, ldb, C, ldc, accumulate);                      \
+        UKR_TILE(mm, UKR_U(mm), nv, acol, K, A, ld, B, ldb, C, ldc, accumulate);                  \
         break;
 #if FR_AVX512
-#define UKR_CASES(acol, ld)                                                                       \
-    UKR_CASE(1, acol, ld) UKR_CASE(2, acol, ld) UKR_CASE(3, acol, ld) UKR_CASE(4, acol, ld)       \
-    UKR_CASE(5, acol, ld) UKR_CASE(6, acol, ld) UKR_CASE(7, acol, ld) UKR_CASE(8, acol, ld)
+#define UKR_CASES(nv, acol, ld)                                                                   \
+    UKR_CASE(1, nv, acol, ld) UKR_CASE(2, nv, acol, ld) UKR_CASE(3, nv, acol, ld)                 \
+    UKR_CASE(4, nv, acol, ld) UKR_CASE(5, nv, acol, ld) UKR_CASE(6, nv, acol, ld)                 \
+    UKR_CASE(7, nv, acol, ld) UKR_CASE(8, nv, acol, ld)
 #else
-#define UKR_CASES(acol, ld)                                                                       \
-    UKR_CASE(1, acol, ld) UKR_CASE(2, acol, ld) UKR_CASE(3, acol, ld) UKR_CASE(4, acol, ld)       \
-    UKR_CASE(5, acol, ld) UKR_CASE(6, acol, ld)
+#define UKR_CASES(nv, acol, ld)                                                                   \
+    UKR_CASE(1, nv, acol, ld) UKR_CASE(2, nv, acol, ld) UKR_CASE(3, nv, acol, ld)                 \
+    UKR_CASE(4, nv, acol, ld) UKR_CASE(5, nv, acol, ld) UKR_CASE(6, nv, acol, ld)
 #endif
 
 /* Strided form (gemm_kernels.h): row-wise A when csa == 1, else transposed A (rsa == 1). */
@@ -105,9 +110,20 @@ static VTARGET void UKR_STRIDED(int64_t m, int64_t K, const REAL *A, int64_t rsa
                                    int64_t csa, const REAL *B, int64_t ldb, REAL *C,
                                    int64_t ldc, int accumulate) {
     if (csa == 1) {
-        switch (m) { UKR_CASES(0, rsa) default: break; }
+        switch (m) { UKR_CASES(2, 0, rsa) default: break; }
     } else {
-        switch (m) { UKR_CASES(1, csa) default: break; }
+        switch (m) { UKR_CASES(2, 1, csa) default: break; }
+    }
+}
+
+/* Its half-width form: columns c < VW only (reads B and writes C there only). */
+static VTARGET void UKR_STRIDED_HALF(int64_t m, int64_t K, const REAL *A, int64_t rsa,
+                                        int64_t csa, const REAL *B, int64_t ldb, REAL *C,
+                                        int64_t ldc, int accumulate) {
+    if (csa == 1) {
+        switch (m) { UKR_CASES(1, 0, rsa) default: break; }
+    } else {
+        switch (m) { UKR_CASES(1, 1, csa) default: break; }
     }
 }
 
@@ -128,8 +144,10 @@ static VTARGET void UKR_PACKN(REAL *dst, const REAL *B, int64_t ldb, int64_t K) 
 
 /* The path's kernels for the GEMM driver (gemm_kernels.h). */
 const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
-    static const SFX(fr_gemm_impl) impl = {
-        .pub = {.mr = UKR_MR, .nr = UKR_NR, .ukr = UKR_NAME}, .gk = UKR_STRIDED, .packn = UKR_PACKN};
+    static const SFX(fr_gemm_impl) impl = {.pub = {.mr = UKR_MR, .nr = UKR_NR, .ukr = UKR_NAME},
+                                           .gk = UKR_STRIDED,
+                                           .packn = UKR_PACKN,
+                                           .gk_half = UKR_STRIDED_HALF};
     return &impl;
 }
 
@@ -140,6 +158,7 @@ const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
 #undef UKR_MR
 #undef UKR_NAME
 #undef UKR_STRIDED
+#undef UKR_STRIDED_HALF
 #undef UKR_PACKN
 #undef UKR_TILE
 

@@ -112,15 +112,26 @@ static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t
 
 /* Split a team of nt threads into nbg batch groups of nt/nbg threads each: a group owns rows
    [B*g/nbg, B*(g+1)/nbg) for the whole sequence (rows never interact, so groups never wait for
-   each other) and splits the hidden blocks among its threads (one barrier per step inside the
+   each other) and splits the njb hidden blocks among its threads (one barrier per step inside the
    group). Every thread of a group packs all the group's weight columns, so groups pay off while
-   the weights a step reads (wbytes) stay in a core's L2 and each group keeps two row tiles. */
-static int batch_groups(int nt, int64_t B, int64_t mr, int64_t wbytes) {
+   the weights a step reads (wbytes) stay in a core's L2 and each group keeps two row tiles, or
+   where they cut the busiest thread's tile work (hidden blocks it owns x its rows) by over 10%,
+   which pays for its packing all the weights (off the tile grid, e.g. H = 200 in 7 blocks of 32,
+   B = 24: 4 blocks x 24 rows in one group, 7 x 12 in two). */
+static int batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes) {
     int nbg = fr_rec_batch_groups_forced();
     if (nbg > 0) return (nt % nbg == 0 && B >= nbg) ? nbg : 1;
     if (wbytes > FR_GROUP_MAX_WEIGHT_BYTES) return 1;
-    for (nbg = nt; nbg > 1; nbg--)
-        if (nt % nbg == 0 && B / nbg >= 2 * mr) return nbg;
+    int64_t work[2] = {0, 0}; /* one group, nbg groups */
+    for (nbg = nt; nbg > 1; nbg--) {
+        if (nt % nbg != 0 || B < nbg) continue;
+        if (B / nbg >= 2 * mr) return nbg;
+        for (int k = 0; k < 2; k++) {
+            const int64_t g = k ? nbg : 1, nhg = nt / g;
+            work[k] = (njb + nhg - 1) / nhg * ((B + g - 1) / g);
+        }
+        if (10 * work[1] < 9 * work[0]) return nbg;
+    }
     return 1;
 }
 
@@ -136,7 +147,7 @@ static int plan_team(fr_team_plan *p, int64_t mr, int64_t nr, int nthreads, int6
     p->nr = nr;
     p->njb = (H + nr - 1) / nr;
     p->nt = pick_threads(nthreads, p->njb, B, flops_I, H, G, tk, flops);
-    p->nbg = batch_groups(p->nt, B, mr, wbytes);
+    p->nbg = batch_groups(p->nt, B, mr, p->njb, wbytes);
     p->nhg = p->nt / p->nbg;
     p->njt = (p->njb + p->nhg - 1) / p->nhg;
     return FR_OK;

@@ -17,7 +17,8 @@ ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 LD_PRELOAD="$libs" PYTHONPATH="$work/src" \
     python -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_ops.py \
-    tests/test_gemm.py tests/test_activations.py tests/test_reliability.py \
+    tests/test_gemm.py tests/test_gemm_remainder.py tests/test_activations.py \
+    tests/test_reliability.py \
     tests/test_streaming.py tests/test_bad_input.py tests/test_sizes.py tests/test_properties.py \
     tests/test_fuzz.py tests/test_threads.py tests/test_precision.py tests/test_lstm_proj.py \
     --deselect tests/test_reliability.py::test_no_memory_growth
