@@ -46,6 +46,32 @@ void fr_team_wake(fr_team_flag *f) {
 #endif
 }
 
+#ifdef __linux__
+#include <linux/membarrier.h>
+#include <pthread.h>
+
+static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
+static int membarrier_ok;
+
+static void membarrier_register(void) {
+    membarrier_ok =
+        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+#endif
+
+/* A full memory barrier on every running thread of the process (the heavy side of the
+   barrier's asymmetric fence: team_sync.h's arrivals use none); 0 where there is none
+   (no membarrier, a forked child whose registration did not carry over, a tool's emulation). */
+static int process_barrier(void) {
+#ifdef __linux__
+    pthread_once(&membarrier_once, membarrier_register);
+    return membarrier_ok &&
+           syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+#else
+    return 0;
+#endif
+}
+
 /* Sleep while f->word == w (or up to FR_TEAM_SLEEP_NS; spurious returns are fine). */
 static void sleep_on(fr_team_flag *f, uint32_t w) {
 #ifdef __linux__
@@ -69,8 +95,12 @@ void fr_team_wait(fr_team_flag *f, int64_t k) {
     while (atomic_load_explicit(&f->n, memory_order_acquire) < k) {
         const uint32_t w = atomic_load_explicit(&f->word, memory_order_seq_cst);
         atomic_fetch_add_explicit(&f->sleepers, 1, memory_order_seq_cst);
-        if (atomic_load_explicit(&f->word, memory_order_seq_cst) == w &&
-            atomic_load_explicit(&f->n, memory_order_acquire) < k)
+        /* after the process-wide barrier, the awaited thread either has arrived (seen below) or
+           will see sleepers > 0 when it does, and wake us */
+        if (!process_barrier())
+            sched_yield();
+        else if (atomic_load_explicit(&f->word, memory_order_seq_cst) == w &&
+                 atomic_load_explicit(&f->n, memory_order_acquire) < k)
             sleep_on(f, w);
         atomic_fetch_sub_explicit(&f->sleepers, 1, memory_order_seq_cst);
     }
