@@ -27,6 +27,8 @@
 /* Nanoseconds a wait spins before it sleeps: far more than a quiet team's imbalance on a step
    of up to a few hundred microseconds, far less than a scheduler's time slice (~3 ms). */
 #define FR_TEAM_SPIN_NS 50000
+/* Nanoseconds (from the wait's start) until which it then yields before it sleeps. */
+#define FR_TEAM_YIELD_NS 1000000
 
 /* One thread's arrival count, alone in a cache line, with what a sleeping waiter needs. */
 typedef struct {
@@ -45,8 +47,8 @@ void fr_team_free(fr_team_flag *f);
 /* Wake every thread asleep on flag f (the slow path of an arrival). */
 void fr_team_wake(fr_team_flag *f);
 
-/* Wait until f->n >= k: spin up to FR_TEAM_SPIN_NS, then sleep, or yield where the process-wide
-   barrier the sleep needs (membarrier) is not available (the slow path of a wait). */
+/* Wait until f->n >= k: spin up to FR_TEAM_SPIN_NS, yield up to FR_TEAM_YIELD_NS, then sleep (or
+   go on yielding where the sleep's process-wide barrier, membarrier, is not available). */
 void fr_team_wait(fr_team_flag *f, int64_t k);
 
 /* Barrier number k (1, 2, ... in order) for thread tid of nt: returns when all nt threads have
