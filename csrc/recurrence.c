@@ -44,6 +44,12 @@
 /* A pass's flops from which a one-thread pass measures its waits for a processor (two reads of
    about a microsecond against about 50 us of work). */
 #define FR_MEASURE_FLOPS 1.0e6
+/* A pass's flops from which every pass measures (about 0.5 ms of work: the reads, a few
+   microseconds on the team's critical path, stay under 1%); smaller passes measure one in
+   FR_MEASURE_EVERY (and always after idle, and the first), so that a contended machine is still
+   noticed within a few calls while a batch-1 call does not pay ~10% for it. */
+#define FR_MEASURE_ALL_FLOPS 1.0e8
+#define FR_MEASURE_EVERY 8
 /* Flops per step and thread below which an extra thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 16000.0
 
@@ -295,7 +301,11 @@ static int run_pass(fr_pass *ps, int nthreads) {
         int short_team = 0;
         /* measured where it costs nothing next to the work: a team's start-up and its threads'
            waits for a processor (team_load.h) */
-        const int measure = nt > 1 || flops > FR_MEASURE_FLOPS;
+        static _Atomic unsigned passes;
+        const int measure =
+            flops > FR_MEASURE_ALL_FLOPS || tk.idle || tk.first ||
+            ((nt > 1 || flops > FR_MEASURE_FLOPS) &&
+             atomic_fetch_add_explicit(&passes, 1, memory_order_relaxed) % FR_MEASURE_EVERY == 0);
         const int64_t t0 = measure ? fr_load_now_ns() : 0;
         _Atomic int64_t last_start = t0; /* when the team's last thread started */
         _Atomic int64_t waited = 0;      /* the threads' waits for a processor, ns */

@@ -24,7 +24,6 @@ fr_team_flag *fr_team_new(int nt) {
     if (f == NULL) return NULL;
     for (int i = 0; i < nt; i++) {
         atomic_init(&f[i].n, 0);
-        atomic_init(&f[i].word, 0);
         atomic_init(&f[i].sleepers, 0);
     }
     return f;
@@ -38,9 +37,18 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The futex word: the low 32 bits of f->n (the kernel reads them as they are in memory). */
+static uint32_t *futex_word(fr_team_flag *f) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (uint32_t *)(void *)&f->n + 1;
+#else
+    return (uint32_t *)(void *)&f->n;
+#endif
+}
+
 void fr_team_wake(fr_team_flag *f) {
 #ifdef __linux__
-    syscall(SYS_futex, (uint32_t *)&f->word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    syscall(SYS_futex, futex_word(f), FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 #else
     (void)f;
 #endif
@@ -72,11 +80,11 @@ static int process_barrier(void) {
 #endif
 }
 
-/* Sleep while f->word == w (or up to FR_TEAM_SLEEP_NS; spurious returns are fine). */
+/* Sleep while n's low 32 bits == w (or up to FR_TEAM_SLEEP_NS; spurious returns are fine). */
 static void sleep_on(fr_team_flag *f, uint32_t w) {
 #ifdef __linux__
     const struct timespec limit = {0, FR_TEAM_SLEEP_NS};
-    syscall(SYS_futex, (uint32_t *)&f->word, FUTEX_WAIT_PRIVATE, w, &limit, NULL, 0);
+    syscall(SYS_futex, futex_word(f), FUTEX_WAIT_PRIVATE, w, &limit, NULL, 0);
 #else
     (void)f;
     (void)w;
@@ -100,14 +108,13 @@ void fr_team_wait(fr_team_flag *f, int64_t k) {
         t = now_ns();
     }
     while (atomic_load_explicit(&f->n, memory_order_acquire) < k) {
-        const uint32_t w = atomic_load_explicit(&f->word, memory_order_seq_cst);
+        const uint32_t w = (uint32_t)atomic_load_explicit(&f->n, memory_order_seq_cst);
         atomic_fetch_add_explicit(&f->sleepers, 1, memory_order_seq_cst);
         /* after the process-wide barrier, the awaited thread either has arrived (seen below) or
            will see sleepers > 0 when it does, and wake us */
         if (!process_barrier())
             sched_yield();
-        else if (atomic_load_explicit(&f->word, memory_order_seq_cst) == w &&
-                 atomic_load_explicit(&f->n, memory_order_acquire) < k)
+        else if (atomic_load_explicit(&f->n, memory_order_seq_cst) < k)
             sleep_on(f, w);
         atomic_fetch_sub_explicit(&f->sleepers, 1, memory_order_seq_cst);
     }
