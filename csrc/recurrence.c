@@ -124,13 +124,31 @@ static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t
    where they cut the busiest thread's tile work (hidden blocks it owns x its rows) by over 10%,
    which pays for its packing all the weights (off the tile grid, e.g. H = 200 in 7 blocks of 32,
    B = 24: 4 blocks x 24 rows in one group, 7 x 12 in two). */
+/* Whether splitting B rows into nbg groups leaves every row's sums as they are with one group.
+   The microkernel sums a row in one of UKR_U(m) orders, m its tile's row count (gemm_ukr.c: 1 for
+   m >= 4, more for 1-3 rows); one group tiles the steps' B rows and the flattened projection's
+   k*B rows, a group its own rows per step. With no tile of 1-3 rows in either, every row is
+   summed in the one order, so a call's results do not depend on the team it gets (the idle,
+   contention and concurrency rules change teams from call to call). */
+static int groups_keep_sums(int64_t B, int64_t mr, int nbg) {
+    for (int64_t k = 1; k <= mr; k++) {
+        const int64_t rem = (k * B) % mr;
+        if (rem > 0 && rem < 4) return 0;
+    }
+    for (int64_t g = 0; g < nbg; g++) {
+        const int64_t rows = B * (g + 1) / nbg - B * g / nbg, rem = rows % mr;
+        if (rows < 4 || (rem > 0 && rem < 4)) return 0;
+    }
+    return 1;
+}
+
 static int batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes) {
     int nbg = fr_rec_batch_groups_forced();
     if (nbg > 0) return (nt % nbg == 0 && B >= nbg) ? nbg : 1;
     if (wbytes > FR_GROUP_MAX_WEIGHT_BYTES) return 1;
     int64_t work[2] = {0, 0}; /* one group, nbg groups */
     for (nbg = nt; nbg > 1; nbg--) {
-        if (nt % nbg != 0 || B < nbg) continue;
+        if (nt % nbg != 0 || B < nbg || !groups_keep_sums(B, mr, nbg)) continue;
         if (B / nbg >= 2 * mr) return nbg;
         for (int k = 0; k < 2; k++) {
             const int64_t g = k ? nbg : 1, nhg = nt / g;

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +16,7 @@ import threading
 
 import numpy as np
 import pytest
+from _scenario import run_scenario  # noqa: E402
 
 import fastrnn
 from fastrnn import _native
@@ -240,18 +240,7 @@ def test_forked_child_does_not_count_the_parents_passes():
         t.join()
         print("ok")
         """)
-    env = dict(os.environ)
-    env.pop("OMP_NUM_THREADS", None)
-    env["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, *filter(None, [env.get("PYTHONPATH")])])
-    p = subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=HANG_GUARD_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        pytest.fail(f"scenario hung\n{out[-2000:]}\n{err[-2000:]}")
-    assert p.returncode == 0 and out.strip() == "ok", err[-3000:]
+    assert run_scenario(code, guard_s=HANG_GUARD_S).strip() == "ok"
 
 
 # ---- the benchmark's bookkeeping ---------------------------------------------------------------
@@ -333,3 +322,37 @@ def test_offgrid_cli_runs_the_sweep_and_reports_the_worst_ratio(tmp_path):
     assert any(I != H for _T, _B, I, H in OFF_GRID.values())
     assert "off-grid worst per-round ratio" in proc.stdout
     assert worst_ratio(rep) is not None
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_results_do_not_depend_on_the_team(cell, dtype, restore_threads):
+    """The team a call gets changes from call to call (idle, contention, concurrent callers), so
+    its results must not depend on it: forward outputs and all gradients are bit for bit the same
+    with 1, 2 and 3 threads for every batch size (batch groups are taken only where they leave
+    every row's sums in the one order, recurrence.c's groups_keep_sums)."""
+    from fastrnn._cells import CELLS
+
+    G, has_c = CELLS[cell].gates, CELLS[cell].has_cell_state
+    rng = np.random.default_rng(5)
+    for B in (4, 7, 12, 13, 20, 24, 34, 36, 40, 41, 48):
+        T, I, H = 3, 10, 65
+        x = rng.standard_normal((T, B, I)).astype(dtype)
+        w = (rng.standard_normal((G * H, I)) * 0.3).astype(dtype)
+        u = (rng.standard_normal((G * H, H)) * 0.3).astype(dtype)
+        b = rng.standard_normal(G * H).astype(dtype)
+        fw, bw = getattr(F, cell + "_forward"), getattr(F, cell + "_backward")
+        runs = []
+        for n in (1, 2, 3):
+            fastrnn.set_num_threads(n)
+            if has_c:
+                y, h, c, ctx = fw(x, None, None, w, u, b, b, training=True)
+                grads = bw(ctx, np.cos(y), None, None)
+                out = (y, h, c)
+            else:
+                y, h, ctx = fw(x, None, w, u, b, b, training=True)
+                grads = bw(ctx, np.cos(y), None)
+                out = (y, h)
+            runs.append([*out, *(g for g in grads if g is not None)])
+        for n, run in zip((2, 3), runs[1:], strict=True):
+            assert _same(run, runs[0]), (cell, dtype.__name__, B, n)

@@ -10,14 +10,11 @@ child's first 2-thread region waited forever for workers that fork had not copie
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import textwrap
 import warnings
 
 import numpy as np
 import pytest
+from _scenario import run_scenario  # noqa: E402
 
 import fastrnn
 from fastrnn import _native, _threads
@@ -181,21 +178,8 @@ def test_threadpoolctl_info_survives_a_bad_omp_num_threads(monkeypatch):
 
 
 def _run(code: str, env: dict | None = None) -> str:
-    """Run code in a fresh interpreter in a session of its own; a hang kills the session (forked
-    children included) and fails the test with what the scenario printed."""
-    e = dict(os.environ, **(env or {}))
-    e.pop("OMP_NUM_THREADS", None)
-    e["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, *filter(None, [e.get("PYTHONPATH")])])
-    p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=e, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=HANG_GUARD_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        pytest.fail(f"scenario hung (killed after {HANG_GUARD_S} s)\n{out[-3000:]}\n{err[-3000:]}")
-    assert p.returncode == 0, f"exit {p.returncode}\n{out[-3000:]}\n{err[-3000:]}"
-    return out
+    """Run code in a fresh interpreter (tests/_scenario.py): stdout; a hang fails the test."""
+    return run_scenario(code, env, HANG_GUARD_S)
 
 
 @pytest.mark.parametrize("first", ["fastrnn.functional", "threadpoolctl"])
