@@ -123,7 +123,10 @@ def test_demo_ctrl_c_stops_training_and_still_saves(tmp_path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "fastrnn", "demo", "--minutes", "5",
                              "--units", "16", "--threads", "1", "--max-chars", "30000",
                              "--out", "c.fr"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # a shell's background job ignores SIGINT, and a child inherits
+                            # that (Python then installs no handler): restore the default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout is not None
         for line in proc.stdout:  # the header's last line, then training starts
