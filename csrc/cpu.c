@@ -1,11 +1,15 @@
 /*
- * cpu.c — run-time choice of the SIMD path (generic C, AVX2+FMA, AVX-512).
+ * cpu.c — run-time choice of the SIMD path (generic C, AVX2+FMA, AVX-512), and the per-core L2
+ * cache size the GEMM blocks for.
  *
  * The path is detected once (CPU features via the compiler's cpuid builtins) and may be forced by
  * the environment variable FASTRNN_ARCH=generic|avx2|avx512 or by fr_set_arch().
  */
+#define _GNU_SOURCE /* sysconf's cache-size names (glibc) */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fastrnn.h"
 
@@ -108,4 +112,19 @@ int fr_omp_max_threads(void) {
 #else
     return 1;
 #endif
+}
+
+int64_t fr_l2_bytes(void) {
+    static _Atomic int64_t l2; /* 0: not read yet (a race reads it twice, harmlessly) */
+    int64_t v = atomic_load_explicit(&l2, memory_order_relaxed);
+    if (v > 0) return v;
+    v = 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    const long r = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (r > 0) v = (int64_t)r;
+#endif
+    if (v < FR_L2_MIN_BYTES) v = FR_L2_MIN_BYTES; /* unknown (0, -1) or implausibly small */
+    if (v > FR_L2_MAX_BYTES) v = FR_L2_MAX_BYTES;
+    atomic_store_explicit(&l2, v, memory_order_relaxed);
+    return v;
 }

@@ -49,6 +49,12 @@ const char *fr_arch_name(int arch);
 int fr_has_openmp(void);
 /* omp_get_max_threads() (1 without OpenMP). */
 int fr_omp_max_threads(void);
+/* Bounds of fr_l2_bytes: the smallest L2 of the target machines (Zen 3), and a cap. */
+#define FR_L2_MIN_BYTES (512 * 1024)
+#define FR_L2_MAX_BYTES (2 * 1024 * 1024)
+/* One core's L2 cache in bytes as the OS reports it, within [FR_L2_MIN_BYTES, FR_L2_MAX_BYTES]
+   (the minimum where it does not tell). */
+int64_t fr_l2_bytes(void);
 
 /* ---- fork.c: fork safety ----------------------------------------------------------------- */
 /* Install the fork handlers (once; later calls do nothing): before a fork, the forking thread's

@@ -230,3 +230,23 @@ def test_kernel_info_shapes():
         assert info["arch"] == name
         for dt in ("float32", "float64"):
             assert 1 <= info[dt]["mr"] <= 8 and info[dt]["nr"] in (8, 16, 32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_transposed_a_in_blocks(arch, dtype):
+    """Transposed A packed a block of row slices at a time (gemm.c's pack_a_block): rows over
+    several blocks per thread with a partial last block and slice, K over several K blocks, a
+    partial last panel; bitwise equal to the same product from A transposed in memory (the
+    same kernel calls on the same values), for 1 and 2 threads."""
+    rng = np.random.default_rng(9)
+    for M, N, K in [(397, 70, 300), (1000, 33, 513), (129, 64, 40)]:
+        A, B = _operands(rng, M, N, K, True, False, dtype)
+        At = np.ascontiguousarray(A.T)
+        C0 = rng.standard_normal((M, N)).astype(dtype)
+        for nt in (1, 2):
+            C = C0.copy()
+            _kernels.gemm(A, B, C, transa=True, beta=1.0, nthreads=nt)
+            _check(C, A, B, C0, True, False, 1.0, K)
+            D = C0.copy()
+            _kernels.gemm(At, B, D, beta=1.0, nthreads=nt)
+            assert np.array_equal(C, D)
