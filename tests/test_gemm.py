@@ -234,12 +234,13 @@ def test_kernel_info_shapes():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gemm_transposed_a_in_blocks(arch, dtype):
-    """Transposed A packed a block of row slices at a time (gemm.c's pack_a_block): rows over
-    several blocks per thread with a partial last block and slice, K over several K blocks, a
-    partial last panel; bitwise equal to the same product from A transposed in memory (the
-    same kernel calls on the same values), for 1 and 2 threads."""
+    """Transposed A whose storage rows lie a page or more apart (M >= 1024 floats) is packed a
+    block of row slices at a time (gemm.c's pack_a_block): rows over several blocks per thread
+    with a partial last block and slice, K over several K blocks, a partial last panel; bitwise
+    equal to the same product from A transposed in memory (the same kernel calls on the same
+    values), for 1 and 2 threads. Nearer rows (M = 397) take the slice by slice copy."""
     rng = np.random.default_rng(9)
-    for M, N, K in [(397, 70, 300), (1000, 33, 513), (129, 64, 40)]:
+    for M, N, K in [(1100, 70, 300), (2053, 33, 513), (1029, 64, 40), (397, 70, 300)]:
         A, B = _operands(rng, M, N, K, True, False, dtype)
         At = np.ascontiguousarray(A.T)
         C0 = rng.standard_normal((M, N)).astype(dtype)
