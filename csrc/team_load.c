@@ -21,7 +21,6 @@ static _Atomic int64_t last_any_ns;        /* when the last pass of any size end
 static _Atomic int64_t wake_est_ns = FR_LOAD_WAKE_NS;
 static _Atomic int64_t ns_per_gflop = (int64_t)(FR_LOAD_NS_PER_FLOP * 1e9);
 static _Atomic int64_t contended_until_ns; /* 0: not contended */
-static _Atomic int64_t hold_ns = FR_LOAD_HOLD_MIN_NS; /* the last mark's hold */
 static _Atomic int64_t bucket_empty_ns;    /* when the wait bucket will be empty */
 static _Atomic int64_t waited_all_ns;      /* the waits counted in all (for the stats) */
 static _Atomic int64_t pool_start_ns;      /* when the first team ended (0: none yet) */
@@ -127,11 +126,6 @@ int64_t fr_load_thread_wait_ns(void) {
 #endif
 }
 
-int64_t fr_load_next_hold(int64_t hold, int64_t until, int64_t now) {
-    if (until == 0 || now - until > hold) return FR_LOAD_HOLD_MIN_NS; /* a new episode */
-    return 2 * hold < FR_LOAD_HOLD_MAX_NS ? 2 * hold : FR_LOAD_HOLD_MAX_NS;
-}
-
 int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns) {
     /* the bucket drained until the pass started; its waits came in during the pass, which
        drained them as they came. In time: the bucket empties wait / share after it starts. */
@@ -170,12 +164,8 @@ void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_n
         const int mark = fr_load_wait_bucket(&full, t->t_enter, now, wait_ns);
         atomic_store_explicit(&bucket_empty_ns, full, memory_order_relaxed);
         if (mark) {
-            const int64_t h = fr_load_next_hold(
-                atomic_load_explicit(&hold_ns, memory_order_relaxed),
-                atomic_load_explicit(&contended_until_ns, memory_order_relaxed), now);
-            atomic_store_explicit(&hold_ns, h, memory_order_relaxed);
-            atomic_store_explicit(&contended_until_ns, now + (2 * wall > h ? 2 * wall : h),
-                                  memory_order_relaxed);
+            const int64_t hold = 4 * wall > FR_LOAD_CONTENDED_NS ? 4 * wall : FR_LOAD_CONTENDED_NS;
+            atomic_store_explicit(&contended_until_ns, now + hold, memory_order_relaxed);
         }
     }
     if (nt > 1) {

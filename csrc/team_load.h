@@ -50,15 +50,8 @@
    caller's processor shared at first, the second and third team passes waited 9-14 ms for a
    processor with nothing else running: a libgomp thread spinning where the other must run). */
 #define FR_LOAD_SETTLE_NS 100000000
-/* How long the machine counts as contended after it is marked: at least twice the marking pass's
-   time and the hold, which starts at FR_LOAD_HOLD_MIN_NS and doubles, up to FR_LOAD_HOLD_MAX_NS,
-   each time the machine is marked again within a hold of the last one's end (a busy process
-   stays; other pools' spinning threads stop within milliseconds of their last call), ns.
-   Measured beside ONNX Runtime's calls (its threads spin after each): a fixed 50 ms hold kept
-   an LSTM (50,20,70,130) on one thread for all of its 12 calls that followed, 2.7 ms each
-   against 1.6 ms on two. */
-#define FR_LOAD_HOLD_MIN_NS 5000000
-#define FR_LOAD_HOLD_MAX_NS 500000000
+/* How long the machine counts as contended after it is marked (at least), ns. */
+#define FR_LOAD_CONTENDED_NS 50000000
 
 /* A pass's entry in the process-wide load: fill with fr_load_enter, end with fr_load_leave. */
 typedef struct {
@@ -95,10 +88,6 @@ void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_n
 /* Nanoseconds the calling thread has waited for a processor so far (runnable, not running), or
    -1 where the system does not tell (not Linux, no schedstat). */
 int64_t fr_load_thread_wait_ns(void);
-
-/* The hold's rule, pure: the hold after a mark at `now`, given the previous hold and when the
-   machine stopped counting as contended after the previous mark (until, 0 if never). */
-int64_t fr_load_next_hold(int64_t hold, int64_t until, int64_t now);
 
 /* The wait bucket's rule, pure: given the time *full at which the bucket would be empty, a pass
    that ran from start to now and whose threads waited wait_ns >= 0 for a processor (counted in

@@ -202,25 +202,6 @@ def test_long_waits_for_a_processor_mark_the_machine():
     assert not bucket(full, now + 100 * MS, now + 101 * MS, 0)[1]
 
 
-def test_contention_hold_doubles_while_marks_keep_coming_and_restarts_after():
-    """fr_load_next_hold: a first mark holds the minimum (other pools' spinners stop within
-    milliseconds); marks that keep coming within a hold of the last one's end (a busy process)
-    double it up to the cap; a mark long after the last hold ended starts again."""
-    rule = _native._kernels.next_hold
-    lo = rule(0, 0, 10_000 * MS)
-    assert lo == 5 * MS
-    now, hold, until, holds = 10_000 * MS, lo, 10_000 * MS + lo, []
-    for _ in range(12):  # each new mark right after the last hold ended
-        now = until + MS
-        hold = rule(hold, until, now)
-        until = now + hold
-        holds.append(hold)
-    assert holds[:3] == [10 * MS, 20 * MS, 40 * MS]
-    assert holds[-1] == 500 * MS and max(holds) == 500 * MS
-    assert rule(hold, until, until + hold + MS) == lo  # long after: a new episode
-    assert rule(lo, until, until - MS) == 2 * lo  # marked again during the hold
-
-
 def test_idle_rule_wakes_the_team_only_where_it_saves_more_than_the_wake():
     """After idle (fr_load_idle_team): a batch-1 call (0.3 ms of work) stays on one thread
     whatever the wake costs, a call whose threads save more than the wake gets them (an LSTM

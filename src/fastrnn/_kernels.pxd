@@ -190,7 +190,6 @@ cdef extern from "team_load.h" nogil:
                        int64_t *waited_ns)
     int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns)
     int fr_load_idle_team(int nt, double serial_ns, double wake_ns)
-    int64_t fr_load_next_hold(int64_t hold, int64_t until, int64_t now)
 
 cdef extern from "scratch.h" nogil:
     void *fr_scratch_alloc(size_t nbytes)

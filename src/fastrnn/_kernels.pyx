@@ -92,12 +92,6 @@ def wait_bucket(int64_t full, int64_t start, int64_t now, int64_t wait_ns):
     return f, bool(mark)
 
 
-def next_hold(int64_t hold, int64_t until, int64_t now):
-    """The contention hold's rule (csrc/team_load.h fr_load_next_hold), for the tests: the hold
-    after a mark at now, given the previous hold and the previous contended-until (0: never)."""
-    return fr_load_next_hold(hold, until, now)
-
-
 def idle_team(int nt, double serial_ns, double wake_ns):
     """The idle rule (csrc/team_load.h fr_load_idle_team), for the tests: the threads of a pass
     that begins after idle, whose work takes serial_ns on one thread, when waking costs
