@@ -44,14 +44,6 @@ void fr_load_enter(fr_load_ticket *t) {
               (any == 0 || t->t_enter - any > FR_LOAD_IDLE_NS);
 }
 
-int fr_load_idle_team(int nt, double serial_ns, double wake_ns) {
-    /* the threads save (1 - 1/nt) of the serial time; waking them costs at most the wake (the
-       caller's thread works meanwhile: measured after 150 ms idle, an LSTM call of 13 ms on 1
-       thread took 5.5-6.6 ms on 2 with a wake estimate of 2.5 ms, where twice the estimate had
-       sent it to 1 thread) */
-    return nt > 1 && serial_ns * (1.0 - 1.0 / nt) < wake_ns ? 1 : nt;
-}
-
 int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops) {
     int nt = want;
     /* concurrent passes: this one's share of the budget */
@@ -60,10 +52,11 @@ int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flop
     if (nt > 1 && t->t_enter < atomic_load_explicit(&contended_until_ns, memory_order_relaxed))
         nt = (nt + 1) / 2;
     if (nt > 1 && t->idle) {
+        /* the threads save (1 - 1/nt) of the serial time; waking them costs wake_est */
         const double serial = flops * 1e-9 *
                               (double)atomic_load_explicit(&ns_per_gflop, memory_order_relaxed);
         const double wake = (double)atomic_load_explicit(&wake_est_ns, memory_order_relaxed);
-        nt = fr_load_idle_team(nt, serial, wake);
+        if (serial * (1.0 - 1.0 / nt) < 2.0 * wake) nt = 1;
     }
     return nt < 1 ? 1 : nt;
 }
@@ -151,12 +144,7 @@ void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_n
                                                 memory_order_relaxed);
     pool = atomic_load_explicit(&pool_start_ns, memory_order_relaxed);
     const int settling = pool != 0 && now - pool < FR_LOAD_SETTLE_NS;
-    /* nor a pass that began after idle: its team's threads went to sleep and so did the idle
-       processors under them (a virtual machine's halted vCPU takes milliseconds to run again),
-       so a thread woken in the barrier waits for its processor to wake, alone on the machine
-       (measured: a 4 ms LSTM call after 150 ms idle marked the machine and halved the next 7
-       back-to-back calls, 3.9 -> 7.3 ms). The wake is the wake cost's business (wake_est). */
-    if (wait_ns > 0 && !settling && !t->idle) {
+    if (wait_ns > 0 && !settling) {
         /* even a pass of one thread that waits for its core marks the machine: more threads would
            wait longer. A race between two passes' updates loses one's waits. */
         atomic_fetch_add_explicit(&waited_all_ns, wait_ns, memory_order_relaxed);

@@ -12,8 +12,7 @@
  * drains FR_LOAD_WAIT_SHARE of the time that passes; and until when the machine counts as
  * contended (the bucket held more than FR_LOAD_WAIT_MARK_NS), during which teams are halved. A
  * warm team's thread that starts late (FR_LOAD_LATE_NS) waited for a processor too. Waits in the
- * first FR_LOAD_SETTLE_NS after the thread pool starts do not count, nor those of a pass that
- * began after idle (its processors were asleep too, and waking them is the wake cost).
+ * first FR_LOAD_SETTLE_NS after the thread pool starts do not count.
  *
  * Why the wait for a processor and not wall minus CPU time: a thread asleep in the per-step
  * barrier, a team still starting (pool start, a wake from sleep) and a page fault take wall time
@@ -73,11 +72,6 @@ void fr_load_enter(fr_load_ticket *t);
    passes in flight, halved while the machine is contended, 1 where waking an idle team costs
    more than the threads would save. Always within [1, want]. */
 int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops);
-
-/* The idle rule's team, pure: nt threads for a pass that begins after idle, whose work takes
-   serial_ns on one thread, when waking the team costs wake_ns: 1 where the threads would save
-   less than the wake, else nt. */
-int fr_load_idle_team(int nt, double serial_ns, double wake_ns);
 
 /* Count a pass out: it ran nt threads over `flops` of work; wake_ns: the delay until its last
    thread started (0 when nt == 1); wait_ns: its threads' time waiting for a processor while in

@@ -202,67 +202,6 @@ def test_long_waits_for_a_processor_mark_the_machine():
     assert not bucket(full, now + 100 * MS, now + 101 * MS, 0)[1]
 
 
-def test_idle_rule_wakes_the_team_only_where_it_saves_more_than_the_wake():
-    """After idle (fr_load_idle_team): a batch-1 call (0.3 ms of work) stays on one thread
-    whatever the wake costs, a call whose threads save more than the wake gets them (an LSTM
-    call of 13 ms with a 2.5 ms wake: 2 threads measured 5.5-6.6 ms against 13), and one that
-    saves less than the wake does not."""
-    rule = _native._kernels.idle_team
-    assert rule(2, 0.3 * MS, 1.0 * MS) == 1
-    assert rule(2, 0.3 * MS, 0.1 * MS) == 2  # saves 0.15 ms
-    assert rule(2, 13 * MS, 2.5 * MS) == 2
-    assert rule(2, 4 * MS, 2.5 * MS) == 1
-    assert rule(4, 4 * MS, 2.5 * MS) == 4  # saves 3 ms
-    assert rule(1, 100 * MS, 0) == 1
-
-
-def test_passes_after_idle_do_not_mark_the_machine():
-    """A pass that begins after idle does not count its threads' waits for a processor: its
-    processors went to sleep with the team (a virtual machine's halted vCPU takes milliseconds
-    to run again), so such waits say nothing of other work. Beside processes that spin on every
-    core, where back-to-back passes do wait (and count it), calls 150 ms apart never leave the
-    machine marked contended (teams halved)."""
-    code = textwrap.dedent("""
-        import json, os, subprocess, sys, time
-        import numpy as np
-        import fastrnn
-        from fastrnn import _native, functional as F
-        r = np.random.default_rng(0)
-        x = r.standard_normal((60, 24, 100)).astype(np.float32)  # passes of milliseconds
-        w_ih = (r.standard_normal((800, 100)) * 0.1).astype(np.float32)
-        w_hh = (r.standard_normal((800, 200)) * 0.1).astype(np.float32)
-        b = np.zeros(800, np.float32)
-        def work():
-            return F.lstm_forward(x, None, None, w_ih, w_hh, b, b, training=False)[0]
-        fastrnn.set_num_threads(2)
-        work()  # the pool starts
-        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                for _ in range(os.cpu_count() or 2)]
-        try:
-            time.sleep(1.0)  # past the pool's settling window and any earlier mark's hold
-            after_idle = []
-            for _ in range(6):
-                time.sleep(0.15)
-                work()
-                after_idle.append(_native.team_load()["contended"])
-            waited_idle = _native.team_load()["waited_ns"]
-            for _ in range(30):  # back to back: these passes' waits count
-                work()
-            waited = _native.team_load()["waited_ns"]
-        finally:
-            for p in busy:
-                p.kill()
-                p.wait()
-        print(json.dumps({"after_idle": after_idle, "waited_idle": waited_idle,
-                          "waited": waited}))
-        """)
-    out = json.loads(run_scenario(code, guard_s=HANG_GUARD_S).strip().splitlines()[-1])
-    assert out["after_idle"] == [False] * 6, out
-    assert out["waited_idle"] == 0, out
-    # the busy processes did take the cores from the team (else the check above says nothing)
-    assert out["waited"] > 0, out
-
-
 def test_forked_child_does_not_count_the_parents_passes():
     """A fork made while another thread of the parent is inside calls: the child counts no pass
     in flight (it would otherwise keep a share of its threads for a thread it does not have),

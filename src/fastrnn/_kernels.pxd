@@ -189,7 +189,6 @@ cdef extern from "team_load.h" nogil:
     void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *inflight, int *contended,
                        int64_t *waited_ns)
     int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns)
-    int fr_load_idle_team(int nt, double serial_ns, double wake_ns)
 
 cdef extern from "scratch.h" nogil:
     void *fr_scratch_alloc(size_t nbytes)

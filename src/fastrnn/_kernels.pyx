@@ -92,13 +92,6 @@ def wait_bucket(int64_t full, int64_t start, int64_t now, int64_t wait_ns):
     return f, bool(mark)
 
 
-def idle_team(int nt, double serial_ns, double wake_ns):
-    """The idle rule (csrc/team_load.h fr_load_idle_team), for the tests: the threads of a pass
-    that begins after idle, whose work takes serial_ns on one thread, when waking costs
-    wake_ns."""
-    return fr_load_idle_team(nt, serial_ns, wake_ns)
-
-
 # ---- build and SIMD path -----------------------------------------------------------------------
 
 def _check_env_arch():
