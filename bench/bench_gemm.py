@@ -4,7 +4,9 @@ For every row (T, B, I, H) of the public grid and G in {1, 3, 4} it times the tw
 layer makes, float32, with the same thread count for both libraries:
 
 - ``proj``: the input projection of all steps, (T*B, I) x (I, G*H);
-- ``rec``: one recurrent step, (B, H) x (H, G*H).
+- ``rec``: one recurrent step, (B, H) x (H, G*H);
+- ``wgrad``: the backward's input-weight gradient over all steps, (T*B, G*H)^T x (T*B, I): op(A)
+  transposed (numpy ``a.T @ b``, fastrnn ``gemm(a, b, transa=True)``).
 
 Usage::
 
@@ -106,20 +108,25 @@ def main() -> None:
     ratios, best = [], []
     for name, T, B, I, H in GRID:
         for G in GATES:
-            for op, (M, K, N) in (("proj", (T * B, I, G * H)), ("rec", (B, H, G * H))):
-                a = rng.standard_normal((M, K)).astype(dt)
+            for op, (M, K, N), ta in (("proj", (T * B, I, G * H), False),
+                                      ("rec", (B, H, G * H), False),
+                                      ("wgrad", (G * H, T * B, I), True)):
+                a = rng.standard_normal((K, M) if ta else (M, K)).astype(dt)
                 b = rng.standard_normal((K, N)).astype(dt)
-                ref = a.astype(np.float64) @ b.astype(np.float64)
-                got = _kernels.gemm(a, b, nthreads=nt)
+                opa = a.T if ta else a
+                ref = opa.astype(np.float64) @ b.astype(np.float64)
+                got = _kernels.gemm(a, b, transa=ta, nthreads=nt)
                 tol = 1e-4 if dt == np.float32 else 1e-12
                 err = np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30)
                 if err > tol:
                     raise AssertionError(f"{name} G={G} {op}: relative error {err:.2e}")
                 tn, tf = [], []
                 for _ in range(ARGS.rounds):
-                    tn += _block(lambda a=a, b=b: a @ b, ARGS.repeats)
+                    tn += _block(lambda a=opa, b=b: a @ b, ARGS.repeats)
                     time.sleep(ARGS.pause)
-                    tf += _block(lambda a=a, b=b: _kernels.gemm(a, b, nthreads=nt), ARGS.repeats)
+                    tf += _block(lambda a=a, b=b, ta=ta: _kernels.gemm(a, b, transa=ta,
+                                                                        nthreads=nt),
+                                 ARGS.repeats)
                     time.sleep(ARGS.pause)
                 flops = 2.0 * M * N * K
                 gn, gf = flops / np.median(tn) / 1e9, flops / np.median(tf) / 1e9
