@@ -13,12 +13,6 @@
 #include <omp.h>
 #endif
 
-/* K block (words: 2 bf16 each; a multiple of the AMX tile's 16) and M block (rows) of the tile
-   loop. Measured on the weight gradients of LSTM (100,64,1024,1024) (K = T*B = 6400): each
-   tile ran the whole K, streaming 400 KiB of A per 32-column panel from L3. */
-#define GB_KB 512
-#define GB_MB 256
-
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
 int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const float *A,
@@ -36,7 +30,7 @@ int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
     }
     const lp_kernel *k = lp_kernel_for(FR_PREC_BF16, fr_get_arch());
     const int64_t kw = lp_kwords(FR_PREC_BF16, K), np = (N + LP_NR - 1) / LP_NR, mr = k->mr;
-    const int64_t mbr = (GB_MB + mr - 1) / mr * mr, nmk = (M + mbr - 1) / mbr; /* M blocks */
+    const int64_t nmb = (M + mr - 1) / mr;
     const int64_t abytes = (M + LP_MR) * kw * 4, pbytes = np * kw * LP_NR * 4;
     double flops = 2.0 * (double)M * (double)N * (double)K;
     int nt = (int)(flops / 4.0e6);
@@ -80,30 +74,18 @@ int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
         }
 #pragma omp barrier
         if (k->begin) k->begin();
-        /* tiles by blocks: the K-words of an M-block of A's rows (GB_MB x GB_KB: 512 KiB) stay
-           in L2 while the thread's panels pass over them, each panel's GB_KB words (64 KiB) while
-           the block's rows pass. A tile (M-block, panel) belongs to the same thread in every K
-           block (the same static schedule), which adds the block's sums into C. */
-        for (int64_t p0 = 0; p0 < kw; p0 += GB_KB) {
-            const int64_t kb = imin(GB_KB, kw - p0);
-            const int set = p0 == 0 && beta == 0.0f;
 #pragma omp for schedule(static)
-            for (int64_t t = 0; t < nmk * np; t++) {
-                const int64_t i1 = imin(M, (t / np + 1) * mbr), j = t % np;
-                const int64_t n0 = j * LP_NR, nv = imin(LP_NR, N - n0);
-                for (int64_t i0 = (t / np) * mbr; i0 < i1; i0 += mr) {
-                    const int64_t m = imin(mr, i1 - i0);
-                    k->ukr(m, kb, Ab + i0 * kw + p0, kw, Bp + (j * kw + p0) * LP_NR, NULL, NULL,
-                           tile, LP_NR);
-                    for (int64_t i = 0; i < m; i++) {
-                        float *c = C + (i0 + i) * ldc + n0;
-                        const float *r = tile + i * LP_NR;
-                        if (set)
-                            for (int64_t q = 0; q < nv; q++) c[q] = r[q];
-                        else
-                            for (int64_t q = 0; q < nv; q++) c[q] += r[q];
-                    }
-                }
+        for (int64_t t = 0; t < nmb * np; t++) {
+            const int64_t i0 = (t % nmb) * mr, j = t / nmb, m = imin(mr, M - i0);
+            const int64_t n0 = j * LP_NR, nv = imin(LP_NR, N - n0);
+            k->ukr(m, kw, Ab + i0 * kw, kw, Bp + j * kw * LP_NR, NULL, NULL, tile, LP_NR);
+            for (int64_t i = 0; i < m; i++) {
+                float *c = C + (i0 + i) * ldc + n0;
+                const float *r = tile + i * LP_NR;
+                if (beta == 0.0f)
+                    for (int64_t q = 0; q < nv; q++) c[q] = r[q];
+                else
+                    for (int64_t q = 0; q < nv; q++) c[q] += r[q];
             }
         }
         if (k->end) k->end();
