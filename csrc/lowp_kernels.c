@@ -483,6 +483,9 @@ static FR_ALWAYS_INLINE T512 __m512i bf16_hi16(__m512i u) {
     return _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x00400000));
 }
 
+/* Words of a pack_t_rows pass (rows of A: twice as many). */
+#define PACK_T_PB 64
+
 /* Two rows' 16 columns as panel words: (bf16 lo[c], bf16 hi[c]). */
 static FR_ALWAYS_INLINE T512 __m512i bf16_pair_words(__m512i lo, __m512i hi) {
     return _mm512_or_si512(_mm512_srli_epi32(bf16_hi16(lo), 16),
@@ -509,17 +512,24 @@ static T512 void pack_kn_avx512(uint32_t *P, const float *B, int64_t ldb, int64_
 static T512 void pack_t_rows_avx512(uint32_t *Ab, int64_t kw, const float *A, int64_t lda,
                                     int64_t K, int64_t i0, int64_t i1) {
     uint32_t w[16] __attribute__((aligned(64)));
-    for (int64_t i = i0; i < i1; i += 16) {
-        const int64_t n = i1 - i > 16 ? 16 : i1 - i;
-        const __mmask16 mk = (__mmask16)((1u << n) - 1u);
-        for (int64_t p = 0; p < kw; p++) {
-            const int64_t k0 = 2 * p;
-            const __m512i lo = k0 < K ? _mm512_maskz_loadu_epi32(mk, A + k0 * lda + i)
-                                      : _mm512_setzero_si512();
-            const __m512i hi = k0 + 1 < K ? _mm512_maskz_loadu_epi32(mk, A + (k0 + 1) * lda + i)
+    /* PACK_T_PB words (2 * PACK_T_PB rows of A) at a time across all the columns: walking every
+       row of A for each 16 columns touched a page per row (the rows of a weight gradient's A lie
+       a page or more apart) */
+    for (int64_t p0 = 0; p0 < kw; p0 += PACK_T_PB) {
+        const int64_t p1 = p0 + PACK_T_PB < kw ? p0 + PACK_T_PB : kw;
+        for (int64_t i = i0; i < i1; i += 16) {
+            const int64_t n = i1 - i > 16 ? 16 : i1 - i;
+            const __mmask16 mk = (__mmask16)((1u << n) - 1u);
+            for (int64_t p = p0; p < p1; p++) {
+                const int64_t k0 = 2 * p;
+                const __m512i lo = k0 < K ? _mm512_maskz_loadu_epi32(mk, A + k0 * lda + i)
                                           : _mm512_setzero_si512();
-            _mm512_store_si512(w, bf16_pair_words(lo, hi));
-            for (int64_t r = 0; r < n; r++) Ab[(i + r) * kw + p] = w[r];
+                const __m512i hi = k0 + 1 < K
+                                       ? _mm512_maskz_loadu_epi32(mk, A + (k0 + 1) * lda + i)
+                                       : _mm512_setzero_si512();
+                _mm512_store_si512(w, bf16_pair_words(lo, hi));
+                for (int64_t r = 0; r < n; r++) Ab[(i + r) * kw + p] = w[r];
+            }
         }
     }
 }

@@ -190,6 +190,34 @@ def test_bf16_backward_matches_reference(arch, amx, cell):
         assert np.linalg.norm(r32 - r) > 2e-3 * size  # the rounding is measurable in each
 
 
+def test_bf16_backward_long_sequence(arch, amx):
+    """A bf16 LSTM backward whose weight-gradient GEMMs have K = T*B = 1100 (lowp_kernels.c's
+    transposed copy runs in passes of 64 words: 9 of them, the last partial; 4*H = 320 rows over
+    the threads), against the reference of the same rounding. Over 50 steps the gate gradients
+    on a bf16 rounding boundary (the kernel's float32 sums differ from NumPy's in the last bits)
+    add up to relative differences of about 1e-3, against 6e-3 to 1e-2 between the float32 and
+    the bf16 reference: the bound sits between the two."""
+    rng = np.random.default_rng(16)
+    T, B, I, H = 50, 22, 40, 80
+    x, h0, c0 = _inputs(rng, "lstm", T, B, I, H)
+    w = _weights(rng, "lstm", I, H)
+    kw = dict(training=True, precision="bf16")
+    y, _, _, ctx = _run(functional, "lstm", x, h0, c0, w, **kw)
+    _, _, _, ctxr = _run(reference, "lstm", x, h0, c0, w, **kw)
+    _, _, _, ctx32 = _run(reference, "lstm", x, h0, c0, w, training=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = functional.cell_backward(ctx, dy, None, None)
+    want = reference.cell_backward(ctxr, dy, None, None)
+    want32 = reference.cell_backward(ctx32, dy, None, None)
+    for g, r, r32 in zip(got, want, want32, strict=True):
+        if r is None:
+            assert g is None
+            continue
+        size = float(np.linalg.norm(r))
+        assert np.linalg.norm(g - r) < 3e-3 * size
+        assert np.linalg.norm(r32 - r) > 5e-3 * size
+
+
 def test_bf16_gradient_of_rounded_weights():
     """The bf16 backward is the float32 backward of the rounded operands (straight-through)."""
     rng = np.random.default_rng(7)
