@@ -483,8 +483,6 @@ static FR_ALWAYS_INLINE T512 __m512i bf16_hi16(__m512i u) {
     return _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x00400000));
 }
 
-/* Words of a pack_t_rows pass (rows of A: twice as many). */
-#define PACK_T_PB 64
 
 /* Two rows' 16 columns as panel words: (bf16 lo[c], bf16 hi[c]). */
 static FR_ALWAYS_INLINE T512 __m512i bf16_pair_words(__m512i lo, __m512i hi) {
@@ -509,26 +507,62 @@ static T512 void pack_kn_avx512(uint32_t *P, const float *B, int64_t ldb, int64_
         }
 }
 
+/* Words of a pack_t_rows pass (rows of A: twice as many). */
+#define PACK_T_PB 64
+
+/* Transpose 16 x 16 32-bit words in registers: r[i] element j becomes r[j] element i. */
+static FR_ALWAYS_INLINE T512 void transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int i = 0; i < 8; i++) { /* 128-bit lanes: pairs of row quads */
+        const int a = (i / 4) * 8 + i % 4, b = a + 4;
+        t[a] = _mm512_shuffle_i32x4(r[a], r[b], 0x88);
+        t[b] = _mm512_shuffle_i32x4(r[a], r[b], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+        r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
+    }
+}
+
+/* The panel words of rows k0 = 2p, 2p + 1 of A at columns [i, i + 16) (mask mk), zero past K. */
+static FR_ALWAYS_INLINE T512 __m512i t_words(const float *A, int64_t lda, int64_t K, int64_t p,
+                                               int64_t i, __mmask16 mk) {
+    const int64_t k0 = 2 * p;
+    const __m512i lo =
+        k0 < K ? _mm512_maskz_loadu_epi32(mk, A + k0 * lda + i) : _mm512_setzero_si512();
+    const __m512i hi = k0 + 1 < K ? _mm512_maskz_loadu_epi32(mk, A + (k0 + 1) * lda + i)
+                                  : _mm512_setzero_si512();
+    return bf16_pair_words(lo, hi);
+}
+
 static T512 void pack_t_rows_avx512(uint32_t *Ab, int64_t kw, const float *A, int64_t lda,
                                     int64_t K, int64_t i0, int64_t i1) {
-    uint32_t w[16] __attribute__((aligned(64)));
     /* PACK_T_PB words (2 * PACK_T_PB rows of A) at a time across all the columns: walking every
        row of A for each 16 columns touched a page per row (the rows of a weight gradient's A lie
-       a page or more apart) */
+       a page or more apart). 16 words of 16 columns are transposed in registers and stored as
+       one vector per row of Ab (kw = lp_kwords(BF16, K) is a multiple of 16, as is PACK_T_PB). */
     for (int64_t p0 = 0; p0 < kw; p0 += PACK_T_PB) {
         const int64_t p1 = p0 + PACK_T_PB < kw ? p0 + PACK_T_PB : kw;
         for (int64_t i = i0; i < i1; i += 16) {
             const int64_t n = i1 - i > 16 ? 16 : i1 - i;
             const __mmask16 mk = (__mmask16)((1u << n) - 1u);
-            for (int64_t p = p0; p < p1; p++) {
-                const int64_t k0 = 2 * p;
-                const __m512i lo = k0 < K ? _mm512_maskz_loadu_epi32(mk, A + k0 * lda + i)
-                                          : _mm512_setzero_si512();
-                const __m512i hi = k0 + 1 < K
-                                       ? _mm512_maskz_loadu_epi32(mk, A + (k0 + 1) * lda + i)
-                                       : _mm512_setzero_si512();
-                _mm512_store_si512(w, bf16_pair_words(lo, hi));
-                for (int64_t r = 0; r < n; r++) Ab[(i + r) * kw + p] = w[r];
+            for (int64_t p = p0; p < p1; p += 16) {
+                __m512i v[16];
+                for (int q = 0; q < 16; q++) v[q] = t_words(A, lda, K, p + q, i, mk);
+                transpose16(v);
+                for (int64_t r = 0; r < n; r++) _mm512_storeu_si512(Ab + (i + r) * kw + p, v[r]);
             }
         }
     }
