@@ -265,16 +265,12 @@ static void SFX(pack_a)(REAL *dst, const SFX(gemm_plan) *g, int64_t i, int64_t m
 static void SFX(pack_a_block)(REAL *dst, const SFX(gemm_plan) *g, int64_t i, int64_t rows,
                               int64_t k0, int64_t kc) {
     const int64_t mr = g->ip->pub.mr;
-    const int64_t full = rows / mr, rest = rows - full * mr;
     for (int64_t k = 0; k < kc; k++) {
         const REAL *src = g->A + (k0 + k) * g->lda + i;
-        for (int64_t b = 0; b < full; b++) {
-            REAL *d = dst + b * mr * g->kcp + k * mr;
-            for (int64_t r = 0; r < mr; r++) d[r] = src[b * mr + r];
-        }
-        if (rest > 0) {
-            REAL *d = dst + full * mr * g->kcp + k * rest;
-            for (int64_t r = 0; r < rest; r++) d[r] = src[full * mr + r];
+        for (int64_t b0 = 0; b0 < rows; b0 += mr) {
+            const int64_t m = SFX(gmin)(mr, rows - b0);
+            REAL *d = dst + b0 * g->kcp + k * m;
+            for (int64_t r = 0; r < m; r++) d[r] = src[b0 + r];
         }
     }
 }
