@@ -32,6 +32,7 @@
 #define UKR_STRIDED_HALF VSFX(ukr_strided_half)
 #define UKR_PACKN VSFX(ukr_packn)
 #define UKR_NAME VSFX(ukr)
+#define UKR_NAME_HALF VSFX(ukr_half)
 #define UKR_NR (2 * VW)
 /* Independent accumulator sets over k for m rows (the same at both widths: a column of the half
    tile is summed exactly as that column of the full tile). */
@@ -133,6 +134,12 @@ static void UKR_NAME(int64_t m, int64_t K, const REAL *A, int64_t lda, const REA
     UKR_STRIDED(m, K, A, lda, 1, Bp, UKR_NR, C, ldc, accumulate);
 }
 
+/* Its half-width form (fastrnn.h's ukr_half): the panel's first VW columns. */
+static void UKR_NAME_HALF(int64_t m, int64_t K, const REAL *A, int64_t lda, const REAL *Bp,
+                          REAL *C, int64_t ldc, int accumulate) {
+    UKR_STRIDED_HALF(m, K, A, lda, 1, Bp, UKR_NR, C, ldc, accumulate);
+}
+
 /* Panel copy (gemm_kernels.h): K rows of NR elements at stride ldb into a contiguous panel. */
 static VTARGET void UKR_PACKN(REAL *dst, const REAL *B, int64_t ldb, int64_t K) {
     for (int64_t k = 0; k < K; k++) {
@@ -144,7 +151,10 @@ static VTARGET void UKR_PACKN(REAL *dst, const REAL *B, int64_t ldb, int64_t K) 
 
 /* The path's kernels for the GEMM driver (gemm_kernels.h). */
 const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
-    static const SFX(fr_gemm_impl) impl = {.pub = {.mr = UKR_MR, .nr = UKR_NR, .ukr = UKR_NAME},
+    static const SFX(fr_gemm_impl) impl = {.pub = {.mr = UKR_MR,
+                                                   .nr = UKR_NR,
+                                                   .ukr = UKR_NAME,
+                                                   .ukr_half = UKR_NAME_HALF},
                                            .gk = UKR_STRIDED,
                                            .packn = UKR_PACKN,
                                            .gk_half = UKR_STRIDED_HALF};
@@ -157,6 +167,7 @@ const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
 #undef UKR_NR
 #undef UKR_MR
 #undef UKR_NAME
+#undef UKR_NAME_HALF
 #undef UKR_STRIDED
 #undef UKR_STRIDED_HALF
 #undef UKR_PACKN

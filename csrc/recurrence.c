@@ -124,27 +124,29 @@ static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t
    where they cut the busiest thread's tile work (hidden blocks it owns x its rows) by over 10%,
    which pays for its packing all the weights (off the tile grid, e.g. H = 200 in 7 blocks of 32,
    B = 24: 4 blocks x 24 rows in one group, 7 x 12 in two). */
+/* Whether rows split into tiles of at most mr rows (fr_rec_tile_rows) give every tile 4 rows or
+   more: from 4 rows up with mr = 8, all but 7 rows with mr = 6. */
+static int tiles_of_four(int64_t rows, int64_t mr) {
+    return rows >= 4 && rows / ((rows + mr - 1) / mr) >= 4;
+}
+
 /* Whether splitting B rows into nbg groups leaves every row's sums as they are with one group.
    The microkernel sums a row in one of UKR_U(m) orders, m its tile's row count (gemm_ukr.c: 1 for
    m >= 4, more for 1-3 rows); one group tiles the steps' B rows and the flattened projection's
-   k*B rows, a group its own rows per step. With no tile of 1-3 rows in either, every row is
-   summed in the one order, so a call's results do not depend on the team it gets (the idle,
-   contention and concurrency rules change teams from call to call). */
+   k*B rows, a group its own rows per step. Where all of those tiles have 4 rows or more, every
+   row is summed in the one order, so a call's results do not depend on the team it gets (the
+   idle, contention and concurrency rules change teams from call to call). */
 static int groups_keep_sums(int64_t B, int64_t mr, int nbg) {
-    for (int64_t k = 1; k <= mr; k++) {
-        const int64_t rem = (k * B) % mr;
-        if (rem > 0 && rem < 4) return 0;
-    }
-    for (int64_t g = 0; g < nbg; g++) {
-        const int64_t rows = B * (g + 1) / nbg - B * g / nbg, rem = rows % mr;
-        if (rows < 4 || (rem > 0 && rem < 4)) return 0;
-    }
+    for (int64_t k = 1; k <= mr; k++)
+        if (!tiles_of_four(k * B, mr)) return 0;
+    for (int64_t g = 0; g < nbg; g++)
+        if (!tiles_of_four(B * (g + 1) / nbg - B * g / nbg, mr)) return 0;
     return 1;
 }
 
 static int batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes) {
     int nbg = fr_rec_batch_groups_forced();
-    if (nbg > 0) return (nt % nbg == 0 && B >= nbg) ? nbg : 1;
+    if (nbg > 0) return (nt % nbg == 0 && B >= nbg && groups_keep_sums(B, mr, nbg)) ? nbg : 1;
     if (wbytes > FR_GROUP_MAX_WEIGHT_BYTES) return 1;
     int64_t work[2] = {0, 0}; /* one group, nbg groups */
     for (nbg = nt; nbg > 1; nbg--) {
@@ -177,10 +179,13 @@ static int plan_team(fr_team_plan *p, int64_t mr, int64_t nr, int nthreads, int6
     return FR_OK;
 }
 
-/* Hidden blocks [*jb0, *jb0 + *nj) owned by thread hg of its group. */
+/* Hidden blocks [*jb0, *jb0 + *nj) owned by thread hg of its group: njb / nhg blocks each, one
+   more for the last njb % nhg threads (at most njt), so that the thread holding the last block,
+   often a partial one, holds as many others as any thread (H = 200 in 7 blocks: 3 and 3 + the
+   last, not 4 and 2 + the last). */
 static inline void my_blocks(const fr_team_plan *p, int64_t hg, int64_t *jb0, int64_t *nj) {
-    *jb0 = imin(p->njb, hg * p->njt);
-    *nj = imin(p->njb, *jb0 + p->njt) - *jb0;
+    *jb0 = p->njb * hg / p->nhg;
+    *nj = p->njb * (hg + 1) / p->nhg - *jb0;
 }
 
 /* Rows [*rb0, *rb1) of B owned by batch group bg. */
@@ -418,6 +423,7 @@ void SFX(fr_rec_slice_view)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, int6
     sl->jb0 = jb0;
     sl->nj = nj;
     sl->nr = nr;
+    sl->H = H;
     sl->wih = dst;                        /* nj*G panels of I x nr */
     sl->whh = dst + njt * G * nr * I;     /* nj*G panels of H x nr */
     sl->bias = sl->whh + njt * G * nr * H; /* nj*G*nr folded input-side biases */
@@ -477,24 +483,34 @@ static void SFX(project_identity)(const CELL *cell, const SFX(fr_slice) *sl, con
     }
 }
 
+/* o[i*ldo + c] (accumulate ? += : =) bp[c] for rows i < m, columns c < n. */
+FR_CLONES static void SFX(add_bias)(REAL *o, int64_t ldo, int64_t m, const REAL *restrict bp,
+                                    int64_t n, int accumulate) {
+    for (int64_t i = 0; i < m; i++) {
+        REAL *restrict r = o + i * ldo;
+        if (accumulate)
+            for (int64_t c = 0; c < n; c++) r[c] += bp[c];
+        else
+            for (int64_t c = 0; c < n; c++) r[c] = bp[c];
+    }
+}
+
 void SFX(fr_rec_project)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *sl,
                          const REAL *A, int64_t rows, int64_t I, REAL *xp, int64_t ldxp) {
     const int64_t G = cell->G, nr = sl->nr, mr = kern->mr;
     for (int64_t jl = 0; jl < sl->nj; jl++) {
+        const int half = fr_rec_half_block(sl->H - (sl->jb0 + jl) * nr, nr);
+        const int64_t nw = half ? nr / 2 : nr; /* the columns computed */
         for (int64_t g = 0; g < G; g++) {
             const REAL *panel = sl->wih + (jl * G + g) * I * nr;
             REAL *out = xp + (jl * G + g) * nr;
             const REAL *bp = sl->bias + (jl * G + g) * nr;
-            for (int64_t r0 = 0; r0 < rows; r0 += mr) {
-                const int64_t m = imin(mr, rows - r0);
-                if (I > 0) kern->ukr(m, I, A + r0 * I, I, panel, out + r0 * ldxp, ldxp, 0);
-                for (int64_t i = 0; i < m; i++) {
-                    REAL *o = out + (r0 + i) * ldxp;
-                    if (I > 0)
-                        for (int64_t c = 0; c < nr; c++) o[c] += bp[c];
-                    else
-                        for (int64_t c = 0; c < nr; c++) o[c] = bp[c];
-                }
+            for (int64_t r0 = 0, m; r0 < rows; r0 += m) {
+                m = fr_rec_tile_rows(rows - r0, mr);
+                if (I > 0)
+                    (half ? kern->ukr_half : kern->ukr)(m, I, A + r0 * I, I, panel,
+                                                        out + r0 * ldxp, ldxp, 0);
+                SFX(add_bias)(out + r0 * ldxp, ldxp, m, bp, nw, I > 0);
             }
         }
     }
@@ -514,6 +530,7 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
                        .ldc = H, .rows = rows};
     for (int64_t jl = 0; jl < sl->nj; jl++) {
         const int64_t j0 = (sl->jb0 + jl) * nr, nv = imin(nr, H - j0);
+        const int half = fr_rec_half_block(nv, nr);
         const REAL *wpanel = sl->whh + jl * G * H * nr;
         tl.n = nv;
         tl.bhn = sl->bhn + jl * nr;
@@ -521,10 +538,11 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
         tl.gates = gates_c ? gates_c + j0 : NULL;
         tl.aux0 = aux0_c ? aux0_c + j0 : NULL;
         tl.aux1 = aux1_c ? aux1_c + j0 : NULL;
-        for (int64_t b0 = rb0; b0 < rb1; b0 += mr) {
-            const int64_t m = imin(mr, rb1 - b0);
+        for (int64_t b0 = rb0, m; b0 < rb1; b0 += m) {
+            m = fr_rec_tile_rows(rb1 - b0, mr);
             for (int64_t g = 0; g < G; g++)
-                kern->ukr(m, H, hp + b0 * ldh, ldh, wpanel + g * H * nr, tile + g * nr, G * nr, 0);
+                (half ? kern->ukr_half : kern->ukr)(m, H, hp + b0 * ldh, ldh, wpanel + g * H * nr,
+                                                    tile + g * nr, G * nr, 0);
             for (int64_t i = 0; i < m; i++) {
                 const int64_t b = b0 + i;
                 const int64_t L = lengths ? lengths[b] : Tn;
@@ -830,9 +848,11 @@ static void SFX(bw_dh_prev)(const KERN *kern, REAL *dh, const REAL *dstep, int64
     const int64_t mr = kern->mr, nr = kern->nr;
     for (int64_t jl = 0; jl < nj; jl++) {
         const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
-        for (int64_t b0 = rb0; b0 < rb1; b0 += mr) {
-            const int64_t m = imin(mr, rb1 - b0);
-            kern->ukr(m, GH, dstep + b0 * ldd, ldd, whh_p + jl * GH * nr, tile, nr, 0);
+        const int half = fr_rec_half_block(nv, nr);
+        for (int64_t b0 = rb0, m; b0 < rb1; b0 += m) {
+            m = fr_rec_tile_rows(rb1 - b0, mr);
+            (half ? kern->ukr_half : kern->ukr)(m, GH, dstep + b0 * ldd, ldd, whh_p + jl * GH * nr,
+                                                tile, nr, 0);
             for (int64_t i = 0; i < m; i++) {
                 if (lengths && s >= lengths[b0 + i]) continue;
                 REAL *d = dh + (b0 + i) * H + j0;

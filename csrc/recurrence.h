@@ -57,6 +57,19 @@ static inline int64_t fr_rec_time_of(int64_t s, int64_t L, int reverse) {
     return (reverse && s < L) ? L - 1 - s : s;
 }
 
+/* Rows of the next microkernel tile when `left` rows remain, tiles of at most mr rows: the rows
+   split evenly over the fewest tiles (10 rows of mr = 8: 5 + 5, not 8 + 2): tiles of 4 rows or
+   more wherever the rows allow, which the microkernel sums in one order (gemm_ukr.c's UKR_U), so
+   that batch groups can keep a row's sums as they are without groups (recurrence.c). */
+static inline int64_t fr_rec_tile_rows(int64_t left, int64_t mr) {
+    return left / ((left + mr - 1) / mr);
+}
+
+/* Whether a microkernel call on a hidden block of nv valid units (of panels nr wide) takes the
+   kernel's half-width form (fastrnn.h's ukr_half): a last block of H = 200 in blocks of 32 (8
+   units) then costs about half a block instead of a whole one, in every gate. */
+static inline int fr_rec_half_block(int64_t nv, int64_t nr) { return 2 * nv <= nr; }
+
 #define FR_TEMPLATE "recurrence.h"
 #include "template.h"
 
@@ -130,9 +143,10 @@ typedef struct {
 /* The cell descriptors (defined in rnn.c, lstm.c, gru.c). */
 extern const SFX(fr_cell) SFX(fr_rnn_cell), SFX(fr_lstm_cell), SFX(fr_gru_cell);
 
-/* A thread's share of the forward weights, packed: hidden blocks [jb0, jb0+nj) of width nr. */
+/* A thread's share of the forward weights, packed: hidden blocks [jb0, jb0+nj) of width nr, of
+   H hidden units in all. */
 typedef struct {
-    int64_t jb0, nj, nr;
+    int64_t jb0, nj, nr, H;
     REAL *wih, *whh, *bias, *bhn; /* panels of W_ih and W_hh, folded bias, GRU n-bias */
 } SFX(fr_slice);
 

@@ -175,12 +175,15 @@ def test_gemm_rejects_bad_layouts():
 
 # ---- the microkernel contract (fastrnn.h, fr_ukr_*_fn) -------------------------------------------
 
+@pytest.mark.parametrize("half", [False, True], ids=["full", "half"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ukr_contract(arch, dtype):
+def test_ukr_contract(arch, dtype, half):
     """Every row count m = 1..mr, K small and odd, accumulate or not, lda > K and ldc > nr; rows
-    past m and columns past nr of C's storage are left alone."""
+    past m and columns past nr (nr // 2 for the half-width form) of C's storage are left alone,
+    and the half-width form sums each column exactly as the full kernel does."""
     info = _kernels.kernel_info()[np.dtype(dtype).name]
     mr, nr = info["mr"], info["nr"]
+    nc = nr // 2 if half else nr
     rng = np.random.default_rng(6)
     for m in range(1, mr + 1):
         for K in (0, 1, 2, 3, 7, 17, 100):
@@ -188,17 +191,21 @@ def test_ukr_contract(arch, dtype):
             Bp = rng.standard_normal((K, nr)).astype(dtype)
             for accumulate in (False, True):
                 store = np.full((m + 2, nr + 5), 3.0, dtype=dtype)
-                C = store[:m, :nr]
+                C = store[:m, :nc]
                 C0 = rng.standard_normal((m, nr)).astype(dtype)
-                C[...] = C0
-                _kernels.ukr(A, Bp, C, accumulate=accumulate)
-                ref = A.astype(np.float64) @ Bp.astype(np.float64)
-                scale = np.abs(A.astype(np.float64)) @ np.abs(Bp.astype(np.float64))
+                C[...] = C0[:, :nc]
+                _kernels.ukr(A, Bp, C, accumulate=accumulate, half=half)
+                ref = A.astype(np.float64) @ Bp[:, :nc].astype(np.float64)
+                scale = np.abs(A.astype(np.float64)) @ np.abs(Bp[:, :nc].astype(np.float64))
                 if accumulate:
-                    ref += C0
-                    scale += np.abs(C0)
+                    ref += C0[:, :nc]
+                    scale += np.abs(C0[:, :nc])
                 assert np.all(np.abs(C - ref) <= _tol(dtype, K) * scale + 1e-300), (m, K)
-                assert np.all(store[m:, :] == 3.0) and np.all(store[:, nr:] == 3.0), (m, K)
+                assert np.all(store[m:, :] == 3.0) and np.all(store[:, nc:] == 3.0), (m, K)
+                if half:
+                    full = C0.copy()
+                    _kernels.ukr(A, Bp, full, accumulate=accumulate)
+                    np.testing.assert_array_equal(C, full[:, :nc])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -23,10 +23,12 @@ cdef extern from "fastrnn.h" nogil:
         int mr
         int nr
         fr_ukr_s_fn ukr
+        fr_ukr_s_fn ukr_half
     ctypedef struct fr_kernel_d:
         int mr
         int nr
         fr_ukr_d_fn ukr
+        fr_ukr_d_fn ukr_half
 
     int fr_cpu_supports(int arch)
     int fr_best_arch()

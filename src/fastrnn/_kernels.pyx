@@ -299,12 +299,13 @@ def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0,
     return C
 
 
-def ukr(A, Bp, C, *, bint accumulate=False):
+def ukr(A, Bp, C, *, bint accumulate=False, bint half=False):
     """Call the microkernel of the path in use on one tile (for tests).
 
     C[i, c] (accumulate ? += : =) sum_k A[i, k] * Bp[k, c] for an (m, K) A with m <= mr, a packed
     (K, nr) panel Bp (C-contiguous) and an (m, nr) C; A and C may be column slices of wider
-    arrays (any lda, ldc).
+    arrays (any lda, ldc). half: the kernel's half-width form, with an (m, nr // 2) C (it reads
+    Bp's first nr // 2 columns).
     """
     if not isinstance(A, np.ndarray) or (A.dtype != np.float32 and A.dtype != np.float64):
         raise TypeError("A must be a float32 or float64 numpy array")
@@ -319,8 +320,9 @@ def ukr(A, Bp, C, *, bint accumulate=False):
     if m < 1 or m > mr:
         raise ValueError(f"A must have 1..{mr} rows, got {m}")
     _chk(Bp, "Bp", (K, nr), dt, False, False)
-    if not isinstance(C, np.ndarray) or C.shape != (m, nr):
-        raise ValueError(f"C must be a numpy array of shape {(m, nr)}")
+    cdef int64_t nc = nr // 2 if half else nr
+    if not isinstance(C, np.ndarray) or C.shape != (m, nc):
+        raise ValueError(f"C must be a numpy array of shape {(m, nc)}")
     cdef int64_t ldc = _row_stride(C, "C", typenum, True)
     cdef void *pa = _ptr(A)
     cdef void *pb = _ptr(Bp)
@@ -328,10 +330,12 @@ def ukr(A, Bp, C, *, bint accumulate=False):
     cdef int acc = accumulate
     if dt == np.float32:
         with nogil:
-            ks.ukr(m, K, <float *>pa, lda, <float *>pb, <float *>pc, ldc, acc)
+            (ks.ukr_half if half else ks.ukr)(m, K, <float *>pa, lda, <float *>pb, <float *>pc,
+                                              ldc, acc)
     else:
         with nogil:
-            kd.ukr(m, K, <double *>pa, lda, <double *>pb, <double *>pc, ldc, acc)
+            (kd.ukr_half if half else kd.ukr)(m, K, <double *>pa, lda, <double *>pb, <double *>pc,
+                                              ldc, acc)
     return C
 
 
