@@ -37,7 +37,7 @@ DEFAULT_CASES = [
     "lstm:inference:60,24,100,200", "gru:training:40,48,300,300",
 ]
 
-#: Off the tiles (AVX-512 float: 8 rows x 32 columns; AVX2: 6 x 16): the issue's H = 200 and
+#: Off the tiles (AVX-512 float: 12 rows x 32 columns; AVX2: 6 x 16): the issue's H = 200 and
 #: H = 300 rows and their B = 7, 24, 48 and H = 72, 100, 136 neighbours, LSTM and GRU.
 OFFGRID_CASES = [
     "lstm:inference:60,24,100,200", "lstm:training:60,24,100,200",

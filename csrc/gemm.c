@@ -28,7 +28,7 @@
 /* Portable microkernel shape. */
 #define GEN_MR 4
 #define GEN_NR 16
-/* K block: an mr x KC slice of A (8 KiB in float at mr = 8) stays in L1 while the panels stream. */
+/* K block: an mr x KC slice of A (12 KiB in float at mr = 12) stays in L1 while the panels stream. */
 #define GEMM_KC 256
 /* Packed block of transposed A per thread (slices of mr rows x KC), beside the B block in L2
    (pack_a_block). */

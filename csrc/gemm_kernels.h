@@ -19,7 +19,7 @@
 #include "fastrnn.h"
 
 /* Bounds on every path's register tile (the driver keeps an edge tile of this size on the stack). */
-#define FR_GEMM_MAX_MR 8
+#define FR_GEMM_MAX_MR 12
 #define FR_GEMM_MAX_NR 32
 
 typedef void (*fr_gk_s_fn)(int64_t m, int64_t K, const float *A, int64_t rsa, int64_t csa,

@@ -39,6 +39,10 @@
 /* Packed weight bytes above which batch groups lose to splitting hidden units only (measured:
    LSTM H=128 gains with groups at 512 KiB, H=256 loses or breaks even at 2 MiB). */
 #define FR_GROUP_MAX_WEIGHT_BYTES (1 << 20)
+/* Rows per batch group from which groups always pay where the weights stay in L2 (measured with
+   tiles of 8 rows: two tiles a group; small LSTM training without them, one group of 32 rows,
+   1.3x the time). */
+#define FR_GROUP_ROWS 16
 /* Rows per call of the backward pointwise. */
 #define FR_BW_ROWS 16
 /* A pass's flops from which a one-thread pass measures its waits for a processor (two reads of
@@ -120,12 +124,12 @@ static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t
    [B*g/nbg, B*(g+1)/nbg) for the whole sequence (rows never interact, so groups never wait for
    each other) and splits the njb hidden blocks among its threads (one barrier per step inside the
    group). Every thread of a group packs all the group's weight columns, so groups pay off while
-   the weights a step reads (wbytes) stay in a core's L2 and each group keeps two row tiles, or
+   the weights a step reads (wbytes) stay in a core's L2 and each group keeps FR_GROUP_ROWS rows, or
    where they cut the busiest thread's tile work (hidden blocks it owns x its rows) by over 10%,
    which pays for its packing all the weights (off the tile grid, e.g. H = 200 in 7 blocks of 32,
    B = 24: 4 blocks x 24 rows in one group, 7 x 12 in two). */
 /* Whether rows split into tiles of at most mr rows (fr_rec_tile_rows) give every tile 4 rows or
-   more: from 4 rows up with mr = 8, all but 7 rows with mr = 6. */
+   more: from 4 rows up with mr = 8 or 12, all but 7 rows with mr = 6. */
 static int tiles_of_four(int64_t rows, int64_t mr) {
     return rows >= 4 && rows / ((rows + mr - 1) / mr) >= 4;
 }
@@ -151,7 +155,7 @@ static int batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbyt
     int64_t work[2] = {0, 0}; /* one group, nbg groups */
     for (nbg = nt; nbg > 1; nbg--) {
         if (nt % nbg != 0 || B < nbg || !groups_keep_sums(B, mr, nbg)) continue;
-        if (B / nbg >= 2 * mr) return nbg;
+        if (B / nbg >= FR_GROUP_ROWS) return nbg;
         for (int k = 0; k < 2; k++) {
             const int64_t g = k ? nbg : 1, nhg = nt / g;
             work[k] = (njb + nhg - 1) / nhg * ((B + g - 1) / g);

@@ -236,7 +236,7 @@ def test_kernel_info_shapes():
             _kernels.set_arch(old)
         assert info["arch"] == name
         for dt in ("float32", "float64"):
-            assert 1 <= info[dt]["mr"] <= 8 and info[dt]["nr"] in (8, 16, 32)
+            assert 1 <= info[dt]["mr"] <= 12 and info[dt]["nr"] in (8, 16, 32)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
