@@ -28,7 +28,8 @@
 /* Portable microkernel shape. */
 #define GEN_MR 4
 #define GEN_NR 16
-/* K block: an mr x KC slice of A (12 KiB in float at mr = 12) stays in L1 while the panels stream. */
+/* K block: an mr x KC slice of A (12 KiB in float at mr = 12) stays in L1 while the panels
+   stream. */
 #define GEMM_KC 256
 /* Packed block of transposed A per thread (slices of mr rows x KC), beside the B block in L2
    (pack_a_block). */
@@ -125,7 +126,8 @@ static const IMPL SFX(impl_generic) = {
             .ukr_half = SFX(ukr_generic_half)},
     .gk = SFX(gk_generic),
     .packn = SFX(packn_generic),
-    .gk_half = SFX(gk_generic_half)};
+    .gk_half = SFX(gk_generic_half),
+    .packt = NULL};
 
 /* ---- kernel tables ------------------------------------------------------------------------- */
 
@@ -152,9 +154,14 @@ const KERN *SFX(fr_kernel_get)(void) { return &SFX(impl_get)()->pub; }
 
 /* ---- packing ------------------------------------------------------------------------------- */
 
-/* Columns [j0, j0 + nv) of op(B) (rows k < K) into a K x nr panel, zero in columns nv..nr-1. */
-static void SFX(pack_panel)(REAL *dst, const REAL *B, int64_t ldb, int transb, int64_t K,
-                            int64_t j0, int64_t nv, int64_t nr) {
+/* Columns [j0, j0 + nv) of op(B) (rows k < K) into a K x nr panel, zero in columns nv..nr-1
+   (transposed B of panels of ip's width: ip's own copy where it has one). */
+static void SFX(pack_panel)(const IMPL *ip, REAL *dst, const REAL *B, int64_t ldb, int transb,
+                            int64_t K, int64_t j0, int64_t nv, int64_t nr) {
+    if (transb && ip->packt && nr == ip->pub.nr) {
+        ip->packt(dst, B + j0 * ldb, ldb, K, nv);
+        return;
+    }
     if (!transb) {
         for (int64_t k = 0; k < K; k++) {
             REAL *row = dst + k * nr;
@@ -190,7 +197,7 @@ void SFX(fr_pack_b)(REAL *dst, const REAL *B, int64_t ldb, int transb, int64_t K
             if (!transb && nv == nr && nr == ip->pub.nr)
                 ip->packn(p, B + g * H + jb * nr, ldb, K);
             else
-                SFX(pack_panel)(p, B, ldb, transb, K, g * H + jb * nr, nv, nr);
+                SFX(pack_panel)(ip, p, B, ldb, transb, K, g * H + jb * nr, nv, nr);
         }
     }
 }
@@ -348,7 +355,8 @@ static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int6
                 for (int64_t p = pc; p < pe; p++) {
                     const int64_t j0 = p * nr, nv = SFX(gmin)(nr, N - j0);
                     if (copy && nv == nr) ip->packn(bbuf, bk + j0, ldb, kc);
-                    else if (copy || nv < nr) SFX(pack_panel)(bbuf, bk, ldb, transb, kc, j0, nv, nr);
+                    else if (copy || nv < nr)
+                        SFX(pack_panel)(ip, bbuf, bk, ldb, transb, kc, j0, nv, nr);
                     const int inplace = !copy && nv == nr;
                     const REAL *bp = inplace ? bk + j0 : bbuf;
                     const int64_t bld = inplace ? ldb : nr;
@@ -368,7 +376,7 @@ static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int6
                 if (nv == nr && !transb)
                     ip->packn(bbuf + (p - pc) * kc * nr, bk + p * nr, ldb, kc);
                 else
-                    SFX(pack_panel)(bbuf + (p - pc) * kc * nr, bk, ldb, transb, kc, p * nr, nv,
+                    SFX(pack_panel)(ip, bbuf + (p - pc) * kc * nr, bk, ldb, transb, kc, p * nr, nv,
                                     nr);
             }
             const int blk = g->nap > 1; /* transposed A packed a block at a time */

@@ -9,6 +9,8 @@
  *   csa = lda). It reads A only at i < m, k < K and B only at k < K, c < nr.
  * and a panel copy: dst[k*nr + c] = B[k*ldb + c] for k < K, c < nr (a full panel of an
  * untransposed op(B)).
+ * and, where a path has one (else NULL), a panel copy of transposed B (packt): dst[k*nr + c] =
+ * B[c*ldb + k] for k < K, c < nv, zero for nv <= c < nr (nv <= nr: the panel's source rows).
  * and a half-width strided form (gk_half): the same contract with nr / 2 columns (it reads B and
  * writes C only at c < nr / 2), each column summed in the same order as by the full one, for the
  * last panel of N when its valid columns fit in the first half.
@@ -28,14 +30,18 @@ typedef void (*fr_gk_d_fn)(int64_t m, int64_t K, const double *A, int64_t rsa, i
                            const double *B, int64_t ldb, double *C, int64_t ldc, int accumulate);
 typedef void (*fr_packn_s_fn)(float *dst, const float *B, int64_t ldb, int64_t K);
 typedef void (*fr_packn_d_fn)(double *dst, const double *B, int64_t ldb, int64_t K);
+typedef void (*fr_packt_s_fn)(float *dst, const float *B, int64_t ldb, int64_t K, int64_t nv);
+typedef void (*fr_packt_d_fn)(double *dst, const double *B, int64_t ldb, int64_t K, int64_t nv);
 
 /* A path's GEMM kernels: the public microkernel (pub.ukr), its strided form, the panel copy, the
-   half-width strided form (pub.nr / 2 columns, the same rows). */
+   half-width strided form (pub.nr / 2 columns, the same rows), the transposed panel copy (NULL:
+   the driver's portable one). */
 typedef struct {
     fr_kernel_s pub;
     fr_gk_s_fn gk;
     fr_packn_s_fn packn;
     fr_gk_s_fn gk_half;
+    fr_packt_s_fn packt;
 } fr_gemm_impl_s;
 
 typedef struct {
@@ -43,6 +49,7 @@ typedef struct {
     fr_gk_d_fn gk;
     fr_packn_d_fn packn;
     fr_gk_d_fn gk_half;
+    fr_packt_d_fn packt;
 } fr_gemm_impl_d;
 
 /* The kernels of the AVX2+FMA and AVX-512 paths (gemm_ukr.c; only where FR_X86_SIMD is 1). */

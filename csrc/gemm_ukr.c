@@ -23,6 +23,7 @@
  */
 #ifndef REAL
 #include "gemm_kernels.h"
+#include "transpose16.h"
 
 #define FR_TEMPLATE "gemm_ukr.c"
 #define FR_TEMPLATE_SIMD
@@ -154,6 +155,29 @@ static VTARGET void UKR_PACKN(REAL *dst, const REAL *B, int64_t ldb, int64_t K) 
     }
 }
 
+#if FR_AVX512 && FR_F32
+#define UKR_PACKT VSFX(ukr_packt)
+/* Transposed panel copy (gemm_kernels.h): 16 k of 16 source rows at a time, transposed in
+   registers and stored as 16 panel rows (the portable copy writes one element at a time). */
+static VTARGET void UKR_PACKT(REAL *dst, const REAL *B, int64_t ldb, int64_t K, int64_t nv) {
+    for (int64_t k0 = 0; k0 < K; k0 += 16) {
+        const int64_t kk = K - k0 < 16 ? K - k0 : 16;
+        const __mmask16 mk = (__mmask16)((1u << kk) - 1u);
+        for (int64_t c0 = 0; c0 < UKR_NR; c0 += 16) {
+            __m512i v[16];
+            for (int64_t q = 0; q < 16; q++)
+                v[q] = c0 + q < nv ? _mm512_maskz_loadu_epi32(mk, B + (c0 + q) * ldb + k0)
+                                   : _mm512_setzero_si512();
+            fr_transpose16(v);
+            for (int64_t q = 0; q < kk; q++)
+                _mm512_storeu_si512((void *)(dst + (k0 + q) * UKR_NR + c0), v[q]);
+        }
+    }
+}
+#else
+#define UKR_PACKT NULL
+#endif
+
 /* The path's kernels for the GEMM driver (gemm_kernels.h). */
 const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
     static const SFX(fr_gemm_impl) impl = {.pub = {.mr = UKR_MR,
@@ -162,7 +186,8 @@ const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
                                                    .ukr_half = UKR_NAME_HALF},
                                            .gk = UKR_STRIDED,
                                            .packn = UKR_PACKN,
-                                           .gk_half = UKR_STRIDED_HALF};
+                                           .gk_half = UKR_STRIDED_HALF,
+                                           .packt = UKR_PACKT};
     return &impl;
 }
 
@@ -176,6 +201,7 @@ const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
 #undef UKR_STRIDED
 #undef UKR_STRIDED_HALF
 #undef UKR_PACKN
+#undef UKR_PACKT
 #undef UKR_TILE
 
 #endif

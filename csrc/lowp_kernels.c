@@ -19,6 +19,7 @@
 
 #include "lowp.h"
 #include "simd_target.h"
+#include "transpose16.h"
 
 /* ---- portable ------------------------------------------------------------------------------ */
 
@@ -510,32 +511,6 @@ static T512 void pack_kn_avx512(uint32_t *P, const float *B, int64_t ldb, int64_
 /* Words of a pack_t_rows pass (rows of A: twice as many). */
 #define PACK_T_PB 64
 
-/* Transpose 16 x 16 32-bit words in registers: r[i] element j becomes r[j] element i. */
-static FR_ALWAYS_INLINE T512 void transpose16(__m512i r[16]) {
-    __m512i t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
-        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
-        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
-        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
-    }
-    for (int i = 0; i < 8; i++) { /* 128-bit lanes: pairs of row quads */
-        const int a = (i / 4) * 8 + i % 4, b = a + 4;
-        t[a] = _mm512_shuffle_i32x4(r[a], r[b], 0x88);
-        t[b] = _mm512_shuffle_i32x4(r[a], r[b], 0xdd);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
-        r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
-        r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
-    }
-}
-
 /* The panel words of rows k0 = 2p, 2p + 1 of A at columns [i, i + 16) (mask mk), zero past K. */
 static FR_ALWAYS_INLINE T512 __m512i t_words(const float *A, int64_t lda, int64_t K, int64_t p,
                                                int64_t i, __mmask16 mk) {
@@ -561,7 +536,7 @@ static T512 void pack_t_rows_avx512(uint32_t *Ab, int64_t kw, const float *A, in
             for (int64_t p = p0; p < p1; p += 16) {
                 __m512i v[16];
                 for (int q = 0; q < 16; q++) v[q] = t_words(A, lda, K, p + q, i, mk);
-                transpose16(v);
+                fr_transpose16(v);
                 for (int64_t r = 0; r < n; r++) _mm512_storeu_si512(Ab + (i + r) * kw + p, v[r]);
             }
         }

@@ -168,7 +168,8 @@ static int batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbyt
 
 /* Plan the team of a pass over B rows, H units and G gates for at most nthreads threads; flops_I:
    the input width a step's work is counted with, wbytes: the packed weights a step reads, cut:
-   the work cut batch groups must bring (batch_groups). tk, flops: the pass's entry in the process-wide load and its work in all (pick_threads).
+   the work cut batch groups must bring (batch_groups). tk, flops: the pass's entry in the
+   process-wide load and its work in all (pick_threads).
    FR_ERR_ARG for a microkernel wider than the driver's bounds. */
 static int plan_team(fr_team_plan *p, int64_t mr, int64_t nr, int nthreads, int64_t B,
                      int64_t flops_I, int64_t H, int64_t G, int64_t wbytes, int cut,
