@@ -357,6 +357,12 @@ int fr_cell_backward_hq_s(int cell, float *dx, float *dh0, float *dc0, float *dw
 int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const float *A,
                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
                  int nthreads);
+/* fr_gemm_bf16's C1 = beta*C1 + op(A) B1 (K x N1) and C2 = beta*C2 + op(A) B2 (K x N2) with op(A)
+   rounded and packed once (the bf16 backward's dw_ih and dw_hh share delta^T). */
+int fr_gemm_bf16_pair(int transa, int64_t M, int64_t K, const float *A, int64_t lda, int64_t N1,
+                      const float *B1, int64_t ldb1, float *C1, int64_t ldc1, int64_t N2,
+                      const float *B2, int64_t ldb2, float *C2, int64_t ldc2, float beta,
+                      int nthreads);
 /* dst[i] = src[i] rounded to bfloat16 (nearest even; NaN stays NaN), as float32; may alias. */
 void fr_round_bf16(float *dst, const float *src, int64_t n);
 /* A 64-bit checksum of n bytes (Fletcher-style over 32-bit words: any change of one word, and

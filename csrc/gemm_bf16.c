@@ -15,24 +15,37 @@
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
-int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const float *A,
-                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
-                 int nthreads) {
-    if (M < 0 || N < 0 || K < 0 || nthreads < 1 || (beta != 0.0f && beta != 1.0f) ||
-        (M > 0 && N > 0 && (C == NULL || ldc < N)) ||
-        (M > 0 && N > 0 && K > 0 && (A == NULL || B == NULL)))
-        return FR_ERR_ARG;
-    if (M == 0 || N == 0) return FR_OK;
+/* One product of op(A) (shared by the segments of a call): C = beta*C + op(A) op(B), N columns. */
+typedef struct {
+    int64_t N, ldb, ldc;
+    const float *B;
+    float *C;
+} bf_seg;
+
+/* The products of op(A) with each of ns segments' op(B), op(A) packed once; arguments as
+   fr_gemm_bf16's (checked by the callers). */
+static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const float *A,
+                          int64_t lda, const bf_seg *sg, int ns, float beta, int nthreads) {
+    int64_t Nall = 0, np = 0, pj[3] = {0, 0, 0}; /* pj[s]: the first panel of segment s */
+    for (int s = 0; s < ns; s++) {
+        Nall += sg[s].N;
+        pj[s] = np;
+        np += (sg[s].N + LP_NR - 1) / LP_NR;
+    }
+    pj[ns] = np;
+    if (M == 0 || Nall == 0) return FR_OK;
     if (K == 0) {
         if (beta == 0.0f)
-            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+            for (int s = 0; s < ns; s++)
+                for (int64_t i = 0; i < M && sg[s].N > 0; i++)
+                    memset(sg[s].C + i * sg[s].ldc, 0, (size_t)sg[s].N * sizeof(float));
         return FR_OK;
     }
     const lp_kernel *k = lp_kernel_for(FR_PREC_BF16, fr_get_arch());
-    const int64_t kw = lp_kwords(FR_PREC_BF16, K), np = (N + LP_NR - 1) / LP_NR, mr = k->mr;
+    const int64_t kw = lp_kwords(FR_PREC_BF16, K), mr = k->mr;
     const int64_t nmb = (M + mr - 1) / mr;
     const int64_t abytes = (M + LP_MR) * kw * 4, pbytes = np * kw * LP_NR * 4;
-    double flops = 2.0 * (double)M * (double)N * (double)K;
+    double flops = 2.0 * (double)M * (double)Nall * (double)K;
     int nt = (int)(flops / 4.0e6);
     nt = nt < 1 ? 1 : (nt > nthreads ? nthreads : nt);
     const int64_t tbytes = LP_MR * LP_NR * 4; /* per thread: an output tile */
@@ -62,8 +75,12 @@ int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
         }
 #pragma omp for schedule(static)
         for (int64_t j = 0; j < np; j++) {
+            int s = 0;
+            while (j >= pj[s + 1]) s++;
+            const float *B = sg[s].B;
+            const int64_t ldb = sg[s].ldb;
             uint16_t *p16 = (uint16_t *)(Bp + j * kw * LP_NR);
-            const int64_t n0 = j * LP_NR, nv = imin(LP_NR, N - n0);
+            const int64_t n0 = (j - pj[s]) * LP_NR, nv = imin(LP_NR, sg[s].N - n0);
             memset(p16, 0, (size_t)(kw * LP_NR * 4));
             if (transb) /* column n of op(B) is row n of B */
                 for (int64_t c = 0; c < nv; c++)
@@ -77,10 +94,12 @@ int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < nmb * np; t++) {
             const int64_t i0 = (t % nmb) * mr, j = t / nmb, m = imin(mr, M - i0);
-            const int64_t n0 = j * LP_NR, nv = imin(LP_NR, N - n0);
+            int s = 0;
+            while (j >= pj[s + 1]) s++;
+            const int64_t n0 = (j - pj[s]) * LP_NR, nv = imin(LP_NR, sg[s].N - n0);
             k->ukr(m, kw, Ab + i0 * kw, kw, Bp + j * kw * LP_NR, NULL, NULL, tile, LP_NR);
             for (int64_t i = 0; i < m; i++) {
-                float *c = C + (i0 + i) * ldc + n0;
+                float *c = sg[s].C + (i0 + i) * sg[s].ldc + n0;
                 const float *r = tile + i * LP_NR;
                 if (beta == 0.0f)
                     for (int64_t q = 0; q < nv; q++) c[q] = r[q];
@@ -92,4 +111,30 @@ int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
     }
     fr_scratch_free(mem);
     return FR_OK;
+}
+
+int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const float *A,
+                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                 int nthreads) {
+    if (M < 0 || N < 0 || K < 0 || nthreads < 1 || (beta != 0.0f && beta != 1.0f) ||
+        (M > 0 && N > 0 && (C == NULL || ldc < N)) ||
+        (M > 0 && N > 0 && K > 0 && (A == NULL || B == NULL)))
+        return FR_ERR_ARG;
+    const bf_seg sg = {.N = N, .ldb = ldb, .ldc = ldc, .B = B, .C = C};
+    return gemm_bf16_segs(transa, transb, M, K, A, lda, &sg, 1, beta, nthreads);
+}
+
+int fr_gemm_bf16_pair(int transa, int64_t M, int64_t K, const float *A, int64_t lda, int64_t N1,
+                      const float *B1, int64_t ldb1, float *C1, int64_t ldc1, int64_t N2,
+                      const float *B2, int64_t ldb2, float *C2, int64_t ldc2, float beta,
+                      int nthreads) {
+    if (M < 0 || N1 < 0 || N2 < 0 || K < 0 || nthreads < 1 || (beta != 0.0f && beta != 1.0f) ||
+        (M > 0 && N1 > 0 && (C1 == NULL || ldc1 < N1)) ||
+        (M > 0 && N2 > 0 && (C2 == NULL || ldc2 < N2)) ||
+        (M > 0 && K > 0 && ((N1 > 0 && (A == NULL || B1 == NULL)) ||
+                            (N2 > 0 && (A == NULL || B2 == NULL)))))
+        return FR_ERR_ARG;
+    const bf_seg sg[2] = {{.N = N1, .ldb = ldb1, .ldc = ldc1, .B = B1, .C = C1},
+                          {.N = N2, .ldb = ldb2, .ldc = ldc2, .B = B2, .C = C2}};
+    return gemm_bf16_segs(transa, 0, M, K, A, lda, sg, 2, beta, nthreads);
 }

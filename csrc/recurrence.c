@@ -1017,11 +1017,19 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                                                      (double)(identity ? H : I + H));
     const int bf = hprev_w != NULL; /* a bf16 forward's backward: bf16 operands (fastrnn.h) */
     if (w.nacc > 0) SFX(bias_grads)(&w, db_ih, db_hh);
-    if (I > 0 && !identity) {
-        if (dx) st = SFX(wgemm)(bf, 0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
-        if (st == FR_OK)
-            st = SFX(wgemm)(bf, 1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, ntg);
+    const int w_ih_grad = I > 0 && !identity;
+    if (w_ih_grad && dx) st = SFX(wgemm)(bf, 0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
+#if FR_F32
+    /* bf16 operands, one delta for both (all cells but GRU): round and pack delta^T once */
+    if (st == FR_OK && bf && w_ih_grad && dgx_all == dgh_all) {
+        st = fr_gemm_bf16_pair(1, GH, TB, dgh_all, GH, I, x, I, dw_ih, I, H, hprev_c, H, dw_hh, H,
+                               1.0f, ntg);
+        release(&w.ps.mem);
+        return st;
     }
+#endif
+    if (st == FR_OK && w_ih_grad)
+        st = SFX(wgemm)(bf, 1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, ntg);
     if (st == FR_OK)
         st = SFX(wgemm)(bf, 1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, ntg);
     release(&w.ps.mem);
