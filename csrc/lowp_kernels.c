@@ -484,7 +484,6 @@ static FR_ALWAYS_INLINE T512 __m512i bf16_hi16(__m512i u) {
     return _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x00400000));
 }
 
-
 /* Two rows' 16 columns as panel words: (bf16 lo[c], bf16 hi[c]). */
 static FR_ALWAYS_INLINE T512 __m512i bf16_pair_words(__m512i lo, __m512i hi) {
     return _mm512_or_si512(_mm512_srli_epi32(bf16_hi16(lo), 16),

@@ -120,15 +120,6 @@ static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t
     return nt > 1 ? fr_load_threads(tk, nthreads, (int)nt, flops) : 1;
 }
 
-/* Split a team of nt threads into nbg batch groups of nt/nbg threads each: a group owns rows
-   [B*g/nbg, B*(g+1)/nbg) for the whole sequence (rows never interact, so groups never wait for
-   each other) and splits the njb hidden blocks among its threads (one barrier per step inside the
-   group). Every thread of a group packs all the group's weight columns, so groups pay off while
-   the weights a step reads (wbytes) stay in a core's L2 and each group keeps FR_GROUP_ROWS rows, or
-   where they cut the busiest thread's tile work (hidden blocks it owns x its rows) by over 10%,
-   which pays for its packing all the weights (off the tile grid, e.g. H = 200 in 7 blocks of 32,
-   B = 24: 4 blocks x 24 rows in one group, 7 x 12 in two): a cut of `cut` percent, the pass's
-   own (fr_pass.group_cut); at 0 an equal cut is enough. */
 /* Whether rows split into tiles of at most mr rows (fr_rec_tile_rows) give every tile 4 rows or
    more: from 4 rows up with mr = 8 or 12, all but 7 rows with mr = 6. */
 static int tiles_of_four(int64_t rows, int64_t mr) {
@@ -149,6 +140,15 @@ static int groups_keep_sums(int64_t B, int64_t mr, int nbg) {
     return 1;
 }
 
+/* Split a team of nt threads into nbg batch groups of nt/nbg threads each: a group owns rows
+   [B*g/nbg, B*(g+1)/nbg) for the whole sequence (rows never interact, so groups never wait for
+   each other) and splits the njb hidden blocks among its threads (one barrier per step inside the
+   group). Every thread of a group packs all the group's weight columns, so groups pay off while
+   the weights a step reads (wbytes) stay in a core's L2 and each group keeps FR_GROUP_ROWS rows,
+   or where they cut the busiest thread's tile work (hidden blocks it owns x its rows) by `cut`
+   percent, the pass's own (fr_pass.group_cut: the forward's 10 pays for its packing all the
+   weights; at 0 an equal work is enough). Off the tile grid, e.g. H = 200 in 7 blocks of 32,
+   B = 24: 4 blocks x 24 rows in one group, 7 x 12 in two. */
 static int batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes, int cut) {
     int nbg = fr_rec_batch_groups_forced();
     if (nbg > 0) return (nt % nbg == 0 && B >= nbg && groups_keep_sums(B, mr, nbg)) ? nbg : 1;
@@ -966,6 +966,21 @@ static int SFX(wgemm)(int bf, int ta, int tb, int64_t M, int64_t N, int64_t K, c
     return SFX(fr_gemm)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, nt);
 }
 
+/* The weight gradients over all steps: dw_ih += dgx^T x (where ih) and dw_hh += dgh^T hq. With
+   bf16 operands and one delta for both (every cell but the GRU, whose n gate splits it), delta^T
+   is rounded and packed once (fr_gemm_bf16_pair). */
+static int SFX(wgrads)(int bf, int ih, int64_t GH, int64_t TB, int64_t I, int64_t H,
+                       const REAL *dgx, const REAL *dgh, const REAL *x, const REAL *hq,
+                       REAL *dw_ih, REAL *dw_hh, int nt) {
+#if FR_F32
+    if (bf && ih && dgx == dgh)
+        return fr_gemm_bf16_pair(1, GH, TB, dgh, GH, I, x, I, dw_ih, I, H, hq, H, dw_hh, H, 1.0f,
+                                 nt);
+#endif
+    const int st = ih ? SFX(wgemm)(bf, 1, 0, GH, I, TB, dgx, GH, x, I, 1, dw_ih, I, nt) : FR_OK;
+    return st == FR_OK ? SFX(wgemm)(bf, 1, 0, GH, H, TB, dgh, GH, hq, H, 1, dw_hh, H, nt) : st;
+}
+
 int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh,
                          REAL *db_ih, REAL *db_hh, const REAL *cache, const REAL *x, const REAL *w_ih,
                          const REAL *w_hh, const REAL *dy, const REAL *dh_n, const REAL *dc_n,
@@ -1017,21 +1032,11 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                                                      (double)(identity ? H : I + H));
     const int bf = hprev_w != NULL; /* a bf16 forward's backward: bf16 operands (fastrnn.h) */
     if (w.nacc > 0) SFX(bias_grads)(&w, db_ih, db_hh);
-    const int w_ih_grad = I > 0 && !identity;
-    if (w_ih_grad && dx) st = SFX(wgemm)(bf, 0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
-#if FR_F32
-    /* bf16 operands, one delta for both (all cells but GRU): round and pack delta^T once */
-    if (st == FR_OK && bf && w_ih_grad && dgx_all == dgh_all) {
-        st = fr_gemm_bf16_pair(1, GH, TB, dgh_all, GH, I, x, I, dw_ih, I, H, hprev_c, H, dw_hh, H,
-                               1.0f, ntg);
-        release(&w.ps.mem);
-        return st;
-    }
-#endif
-    if (st == FR_OK && w_ih_grad)
-        st = SFX(wgemm)(bf, 1, 0, GH, I, TB, dgx_all, GH, x, I, 1, dw_ih, I, ntg);
+    if (I > 0 && !identity && dx)
+        st = SFX(wgemm)(bf, 0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
     if (st == FR_OK)
-        st = SFX(wgemm)(bf, 1, 0, GH, H, TB, dgh_all, GH, hprev_c, H, 1, dw_hh, H, ntg);
+        st = SFX(wgrads)(bf, I > 0 && !identity, GH, TB, I, H, dgx_all, dgh_all, x, hprev_c, dw_ih,
+                         dw_hh, ntg);
     release(&w.ps.mem);
     return st;
 }
