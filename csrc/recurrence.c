@@ -341,8 +341,10 @@ static int run_pass(fr_pass *ps, int nthreads) {
         const int64_t t0 = measure ? fr_load_now_ns() : 0;
         _Atomic int64_t last_start = t0; /* when the team's last thread started */
         _Atomic int64_t waited = 0;      /* the threads' waits for a processor, ns */
+        int *const workers = nt > 1 ? fr_load_worker_slots() : NULL;
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
+            fr_load_note_worker(workers, thread_id());
             const int64_t ts = measure ? fr_load_now_ns() : 0;
             const int64_t w0 = measure ? fr_load_thread_wait_ns() : -1;
             int64_t seen = atomic_load_explicit(&last_start, memory_order_relaxed);

@@ -9,9 +9,16 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #ifdef __linux__
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #endif
 
@@ -51,6 +58,13 @@ int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flop
     if (nt > share) nt = share;
     if (nt > 1 && t->t_enter < atomic_load_explicit(&contended_until_ns, memory_order_relaxed))
         nt = (nt + 1) / 2;
+    if (nt > 1) {
+        /* other threads runnable now (another pool still spinning, a busy process, another
+           caller): a team larger than the free processors would wait for them at every step */
+        const double serial = flops * 1e-9 *
+                              (double)atomic_load_explicit(&ns_per_gflop, memory_order_relaxed);
+        if (serial >= FR_LOAD_RUNNABLE_MIN_NS) nt = fr_load_free_threads(nt);
+    }
     if (nt > 1 && t->idle) {
         /* the threads save (1 - 1/nt) of the serial time; waking them costs wake_est */
         const double serial = flops * 1e-9 *
@@ -99,6 +113,209 @@ static void stat_forget(void) {
     }
 }
 #endif
+
+int fr_load_free_rule(int want, int ncpu, int running, int own) {
+    int others = running - 1 - own;
+    if (others < 0) others = 0;
+    const int free = ncpu - others;
+    return free < 1 ? 1 : (free > want ? want : free);
+}
+
+#ifdef __linux__
+/* A caller's table of its pool's workers: their thread ids (written by the workers in the team's
+   region, read by the caller after it) and the caller's open descriptors of their stat files. */
+typedef struct {
+    int tid[FR_LOAD_MAX_WORKERS];
+    int fd_tid[FR_LOAD_MAX_WORKERS]; /* whose stat fd[k] reads (0: none open) */
+    int fd[FR_LOAD_MAX_WORKERS];
+} worker_table;
+
+static pthread_key_t table_key;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+static int table_key_ok;
+
+static void table_clear(worker_table *w) {
+    for (int k = 0; k < FR_LOAD_MAX_WORKERS; k++) {
+        if (w->fd_tid[k] != 0) close(w->fd[k]);
+        w->fd_tid[k] = 0;
+        w->tid[k] = 0;
+    }
+}
+
+static void table_free(void *v) {
+    table_clear(v);
+    free(v);
+}
+
+static void table_init(void) { table_key_ok = pthread_key_create(&table_key, table_free) == 0; }
+
+static worker_table *my_table(int create) {
+    pthread_once(&table_once, table_init);
+    if (!table_key_ok) return NULL;
+    worker_table *w = pthread_getspecific(table_key);
+    if (w == NULL && create && (w = calloc(1, sizeof *w)) != NULL &&
+        pthread_setspecific(table_key, w) != 0) {
+        free(w);
+        w = NULL;
+    }
+    return w;
+}
+
+/* Processors this process may run on, where they are all the online ones (0 otherwise: the
+   system-wide runnable count would include threads on processors it cannot use). */
+static int machine_cpus(void) {
+    static _Atomic int cpus = -1;
+    int n = atomic_load_explicit(&cpus, memory_order_relaxed);
+    if (n < 0) {
+        cpu_set_t set;
+        const long online = sysconf(_SC_NPROCESSORS_ONLN);
+        n = sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == online
+                ? (int)online
+                : 0;
+        atomic_store_explicit(&cpus, n, memory_order_relaxed);
+    }
+    return n;
+}
+
+/* Threads runnable on the machine now, the caller included (the kernel's nr_running, the first
+   number of /proc/loadavg's fourth field), or -1. */
+static int runnable_once(void) {
+    static _Atomic int fd = -1;
+    int f = atomic_load_explicit(&fd, memory_order_relaxed);
+    if (f < 0) {
+        f = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+        if (f < 0) return -1;
+        int expected = -1;
+        if (!atomic_compare_exchange_strong(&fd, &expected, f)) { /* another thread opened it */
+            close(f);
+            f = expected;
+        }
+    }
+    char buf[128];
+    const ssize_t k = pread(f, buf, sizeof buf - 1, 0);
+    if (k <= 0) return -1;
+    buf[k] = '\0';
+    /* "0.35 0.84 0.97 1/84 12178" */
+    const char *p = buf;
+    for (int field = 0; field < 3 && p != NULL; field++) {
+        p = strchr(p, ' ');
+        if (p != NULL) p++;
+    }
+    if (p == NULL) return -1;
+    char *end;
+    const long n = strtol(p, &end, 10);
+    return end == p || *end != '/' || n < 1 ? -1 : (int)n;
+}
+
+/* Reads of the runnable count a pass takes the least of: a thread that holds a processor (another
+   pool spinning, a busy process) shows in every read, one that passes by (a short-lived process,
+   a kernel thread: about 1% of reads on the quiet development VM) in few. */
+#define FR_LOAD_RUNNABLE_READS 3
+
+static int runnable_now(void) {
+    int least = -1;
+    for (int k = 0; k < FR_LOAD_RUNNABLE_READS; k++) {
+        const int n = runnable_once();
+        if (n < 0) return -1;
+        if (least < 0 || n < least) least = n;
+    }
+    return least;
+}
+
+/* The caller's workers that are runnable now (spinning between its passes). */
+static int own_runnable(void) {
+    worker_table *w = my_table(0);
+    if (w == NULL) return 0;
+    int n = 0;
+    for (int k = 1; k < FR_LOAD_MAX_WORKERS; k++) {
+        if (w->tid[k] == 0) continue;
+        if (w->fd_tid[k] != w->tid[k]) {
+            if (w->fd_tid[k] != 0) close(w->fd[k]);
+            char path[64];
+            snprintf(path, sizeof path, "/proc/self/task/%d/stat", w->tid[k]);
+            w->fd[k] = open(path, O_RDONLY | O_CLOEXEC);
+            w->fd_tid[k] = w->fd[k] >= 0 ? w->tid[k] : 0;
+            if (w->fd_tid[k] == 0) { /* the worker has exited (a fork's prepare ends the pool) */
+                w->tid[k] = 0;
+                continue;
+            }
+        }
+        char buf[256];
+        const ssize_t len = pread(w->fd[k], buf, sizeof buf - 1, 0);
+        if (len <= 0) { /* exited since */
+            close(w->fd[k]);
+            w->fd_tid[k] = 0;
+            w->tid[k] = 0;
+            continue;
+        }
+        buf[len] = '\0';
+        /* "<tid> (<name>) <state> ...": the name may hold spaces and parentheses */
+        const char *q = strrchr(buf, ')');
+        if (q != NULL && q[1] == ' ' && q[2] == 'R') n++;
+    }
+    return n;
+}
+#endif
+
+int *fr_load_worker_slots(void) {
+#ifdef __linux__
+    worker_table *w = my_table(1);
+    return w ? w->tid : NULL;
+#else
+    return NULL;
+#endif
+}
+
+void fr_load_note_worker(int *slots, int k) {
+#ifdef __linux__
+    static _Thread_local int me;
+    if (slots == NULL || k < 1 || k >= FR_LOAD_MAX_WORKERS) return;
+    if (me == 0) me = (int)syscall(SYS_gettid);
+    if (slots[k] != me) slots[k] = me;
+#else
+    (void)slots;
+    (void)k;
+#endif
+}
+
+int fr_load_others_runnable(void) {
+#ifdef __linux__
+    const int running = machine_cpus() > 0 ? runnable_now() : -1;
+    if (running < 0) return -1;
+    const int others = running - 1 - own_runnable();
+    return others < 0 ? 0 : others;
+#else
+    return -1;
+#endif
+}
+
+int fr_load_probe_workers(int nt) {
+    int *slots = fr_load_worker_slots();
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        fr_load_note_worker(slots, omp_get_thread_num());
+#endif
+    }
+#ifdef __linux__
+    return slots ? own_runnable() : -1;
+#else
+    return -1;
+#endif
+}
+
+int fr_load_free_threads(int want) {
+#ifdef __linux__
+    const int ncpu = machine_cpus();
+    const int running = ncpu > 0 ? runnable_now() : -1;
+    if (running < 0) return want;
+    /* the caller's own workers matter only where the others could leave fewer than want */
+    if (ncpu - (running - 1) >= want) return want;
+    return fr_load_free_rule(want, ncpu, running, own_runnable());
+#else
+    return want;
+#endif
+}
 
 int64_t fr_load_thread_wait_ns(void) {
 #ifdef __linux__
@@ -177,6 +394,8 @@ int fr_load_share(int nthreads) {
 void fr_load_forget_inflight(void) {
 #ifdef __linux__
     stat_forget();
+    worker_table *w = my_table(0); /* the parent's workers */
+    if (w != NULL) table_clear(w);
 #endif
     atomic_store_explicit(&inflight, 0, memory_order_relaxed);
     atomic_store_explicit(&last_end_ns, 0, memory_order_relaxed);

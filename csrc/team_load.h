@@ -52,6 +52,12 @@
 /* How long the machine counts as contended after it is marked (at least), ns. */
 #define FR_LOAD_CONTENDED_NS 50000000
 
+/* A pass's serial time (estimated) from which it reads how many threads are runnable beside it
+   (fr_load_others_runnable: a few microseconds), ns. */
+#define FR_LOAD_RUNNABLE_MIN_NS 100000
+/* The worker threads of a caller's OpenMP pool whose state is read (the rest count as others). */
+#define FR_LOAD_MAX_WORKERS 64
+
 /* A pass's entry in the process-wide load: fill with fr_load_enter, end with fr_load_leave. */
 typedef struct {
     int64_t t_enter; /* clock at entry, ns */
@@ -72,6 +78,35 @@ void fr_load_enter(fr_load_ticket *t);
    passes in flight, halved while the machine is contended, 1 where waking an idle team costs
    more than the threads would save. Always within [1, want]. */
 int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops);
+
+/* The calling thread's table of its OpenMP pool's workers (fr_load_note_worker fills it), or NULL
+   where it cannot be had (out of memory, not Linux). Owned by the calling thread. */
+int *fr_load_worker_slots(void);
+
+/* In a team's region: worker k (1 <= k) of the caller whose table is slots (NULL: nothing) notes
+   its thread id, so that the caller can tell its own idle workers' spinning from other load. */
+void fr_load_note_worker(int *slots, int k);
+
+/* Threads runnable on the machine now besides the caller and its own pool's workers (which spin
+   for a while between passes, libgomp's GOMP_SPINCOUNT, and are free for its next team): other
+   pools' spinning threads, other callers, other processes. -1 where the system does not tell (not
+   Linux) or cannot tell for this process (its affinity leaves out some online processors, whose
+   threads the count would include). Reads /proc/loadavg and the states of the caller's workers. */
+int fr_load_others_runnable(void);
+
+/* Processors free now for a team of want threads (fr_load_free_rule on the reading above; the
+   workers' states are read only where the others could matter): within [1, want], want where
+   the system does not tell. */
+int fr_load_free_threads(int want);
+
+/* For the tests: run an OpenMP region of nt threads whose workers note themselves, then return
+   how many of the calling thread's workers are runnable now (-1 where states cannot be read). */
+int fr_load_probe_workers(int nt);
+
+/* The rule, pure: processors free for a team of want threads on ncpu processors where `running`
+   threads are runnable (the caller included) of which `own` are the caller's idle workers: within
+   [1, want]. */
+int fr_load_free_rule(int want, int ncpu, int running, int own);
 
 /* Count a pass out: it ran nt threads over `flops` of work; wake_ns: the delay until its last
    thread started (0 when nt == 1); wait_ns: its threads' time waiting for a processor while in

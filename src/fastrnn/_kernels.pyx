@@ -75,13 +75,27 @@ def fork_pool_released():
 def team_load():
     """What the recurrence's thread teams have measured of the machine (csrc/team_load.h): the
     cost of waking an idle team (ns), the serial speed (ns per Mflop), the passes in flight now,
-    whether the machine counts as contended now (teams halved) and the team threads' waits
-    for a processor counted so far (ns)."""
+    whether the machine counts as contended now (teams halved), the team threads' waits
+    for a processor counted so far (ns) and the threads runnable now besides the caller and its
+    own workers (-1: the system does not tell)."""
     cdef int64_t wake = 0, speed = 0, waited = 0
     cdef int inflight = 0, contended = 0
     fr_load_stats(&wake, &speed, &inflight, &contended, &waited)
     return {"wake_ns": wake, "ns_per_mflop": speed, "inflight": inflight,
-            "contended": bool(contended), "waited_ns": waited}
+            "contended": bool(contended), "waited_ns": waited,
+            "others_runnable": fr_load_others_runnable()}
+
+
+def probe_workers(int nt):
+    """Run an OpenMP region of nt threads, then count the calling thread's workers that are
+    runnable (csrc/team_load.h fr_load_probe_workers; -1: states cannot be read), for the tests."""
+    return fr_load_probe_workers(nt)
+
+
+def free_rule(int want, int ncpu, int running, int own):
+    """The rule a team's size takes from the threads runnable beside it (csrc/team_load.h
+    fr_load_free_rule), for the tests: processors free for want threads, within [1, want]."""
+    return fr_load_free_rule(want, ncpu, running, own)
 
 
 def wait_bucket(int64_t full, int64_t start, int64_t now, int64_t wait_ns):

@@ -169,7 +169,10 @@ def team_load() -> dict[str, int | bool]:
         ``wake_ns``: the cost of waking an idle team; ``ns_per_mflop``: the serial speed;
         ``inflight``: fastrnn passes running now; ``contended``: whether teams are halved now
         (the team's threads waited for a processor for more than a small share of their time);
-        ``waited_ns``: the team threads' waits for a processor counted so far.
+        ``waited_ns``: the team threads' waits for a processor counted so far;
+        ``others_runnable``: threads runnable now besides the caller and its own idle workers
+        (other pools, callers, processes; a team takes no more threads than the processors they
+        leave free), -1 where the system does not tell.
     """
     return dict(_kernels.team_load())
 
