@@ -24,6 +24,7 @@
 #include "scratch.h"
 #include "gemm_kernels.h"
 #include "simd_target.h"
+#include "team_load.h"
 
 /* Portable microkernel shape. */
 #define GEN_MR 4
@@ -509,11 +510,13 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
     if (nt == 1) {
         SFX(gemm_share)(&g, 0);
     } else {
+        int *const workers = fr_load_worker_slots();
 #pragma omp parallel num_threads((int)nt)
         {
             int64_t t = 0, step = 1;
 #ifdef _OPENMP
             t = omp_get_thread_num();
+            fr_load_note_worker(workers, (int)t);
             step = omp_get_num_threads();
 #endif
             for (; t < nt; t += step) /* one pass, unless the runtime gave fewer threads */

@@ -8,6 +8,7 @@
 
 #include "lowp.h"
 #include "scratch.h"
+#include "team_load.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -54,10 +55,12 @@ static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const fl
     uint32_t *Ab = (uint32_t *)mem, *Bp = (uint32_t *)(mem + abytes);
     uint8_t *per = mem + abytes + pbytes;
     memset(Ab + M * kw, 0, (size_t)(LP_MR * kw * 4));
+    int *const workers = nt > 1 ? fr_load_worker_slots() : NULL;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
 #ifdef _OPENMP
         const int tid = omp_get_thread_num();
+        fr_load_note_worker(workers, tid);
 #else
         const int tid = 0;
 #endif

@@ -19,6 +19,7 @@
 #include "recurrence.h"
 #include "scratch.h"
 #include "team_sync.h"
+#include "team_load.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -411,9 +412,11 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
     f.scratch = mem + shared;
     memset(f.hbuf, 0, (size_t)(2 * B * f.ldh * 4)); /* padding columns are converted too */
     for (int64_t b = 0; b < B; b++) memcpy(f.hbuf + b * f.ldh, h_n + b * H, (size_t)H * 4);
+    int *const workers = nt > 1 ? fr_load_worker_slots() : NULL;
 #pragma omp parallel num_threads((int)nt) if (nt > 1)
     {
 #ifdef _OPENMP
+        fr_load_note_worker(workers, omp_get_thread_num());
         lp_thread(&f, omp_get_thread_num(), omp_get_num_threads());
 #else
         lp_thread(&f, 0, 1);

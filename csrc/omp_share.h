@@ -10,6 +10,16 @@
 #include <omp.h>
 #endif
 
+/* The calling thread's number in its OpenMP team (0 outside a parallel region or without
+   OpenMP). */
+static inline int fr_omp_thread(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 /* [*i0, *i1): the calling thread's part of [0, n), the team's threads in order (all of [0, n)
    outside a parallel region or without OpenMP). */
 static inline void fr_omp_share(int64_t n, int64_t *i0, int64_t *i1) {

@@ -10,6 +10,7 @@
 #include "fastrnn.h"
 #include "omp_share.h"
 #include "simd_target.h"
+#include "team_load.h"
 
 /* sqrtf for float, sqrt for double (both correctly rounded, as NumPy's) */
 #define FR_SQRT(x) _Generic((x), float: sqrtf, default: sqrt)(x)
@@ -38,9 +39,11 @@ int SFX(fr_adam_update)(REAL *w, const REAL *g, REAL *m, REAL *v, int64_t n, REA
     int64_t nt = n >> 18;
     if (nt > nthreads) nt = nthreads;
     if (nt < 1) nt = 1;
+    int *const workers = nt > 1 ? fr_load_worker_slots() : NULL;
 #pragma omp parallel num_threads((int)nt) if (nt > 1)
     {
         int64_t i0, i1;
+        fr_load_note_worker(workers, fr_omp_thread());
         fr_omp_share(n, &i0, &i1);
         SFX(adam_span)(w + i0, g + i0, m + i0, v + i0, i1 - i0, c1, c2, alpha, eps);
     }

@@ -282,13 +282,6 @@ static inline int team_size(void) {
 #endif
 }
 
-static inline int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /*
  * A pass of a driver (forward or backward), as run_pass sees it: the sizes its team is planned
@@ -344,7 +337,7 @@ static int run_pass(fr_pass *ps, int nthreads) {
         int *const workers = nt > 1 ? fr_load_worker_slots() : NULL;
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
-            fr_load_note_worker(workers, thread_id());
+            fr_load_note_worker(workers, fr_omp_thread());
             const int64_t ts = measure ? fr_load_now_ns() : 0;
             const int64_t w0 = measure ? fr_load_thread_wait_ns() : -1;
             int64_t seen = atomic_load_explicit(&last_start, memory_order_relaxed);
@@ -353,9 +346,9 @@ static int run_pass(fr_pass *ps, int nthreads) {
                                     memory_order_relaxed)) {
             }
             if (team_size() != nt) { /* a smaller team than asked: redo with it below */
-                if (thread_id() == 0) short_team = team_size();
+                if (fr_omp_thread() == 0) short_team = team_size();
             } else {
-                ps->thread(ps, thread_id());
+                ps->thread(ps, fr_omp_thread());
             }
             if (w0 >= 0) {
                 const int64_t w1 = fr_load_thread_wait_ns();

@@ -11,6 +11,7 @@
 #include "fastrnn.h"
 #include "omp_share.h"
 #include "prefetch.h"
+#include "team_load.h"
 
 #define FR_TEMPLATE "rows.c"
 #include "template.h"
@@ -30,9 +31,11 @@ int SFX(fr_scatter_add_rows)(REAL *dst, int64_t V, int64_t n, const REAL *src,
     if (nt > (n + line - 1) / line) nt = (n + line - 1) / line;
     if (nt > nthreads) nt = nthreads;
     if (nt < 1) nt = 1;
+    int *const workers = nt > 1 ? fr_load_worker_slots() : NULL;
 #pragma omp parallel num_threads((int)nt) if (nt > 1)
     {
         int64_t l0, l1; /* this thread's cache lines of a row */
+        fr_load_note_worker(workers, fr_omp_thread());
         fr_omp_share((n + line - 1) / line, &l0, &l1);
         const int64_t c0 = l0 * line, c1 = l1 * line < n ? l1 * line : n;
         for (int64_t r = 0; r < R; r++) {
