@@ -54,6 +54,8 @@
    noticed within a few calls while a batch-1 call does not pay ~10% for it. */
 #define FR_MEASURE_ALL_FLOPS 1.0e8
 #define FR_MEASURE_EVERY 8
+/* A one-off region's flops from which fr_rec_threads_for reads the runnable threads beside it. */
+#define FR_FREE_CHECK_FLOPS 5.0e7
 /* Flops per step and thread below which an extra thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 16000.0
 
@@ -369,7 +371,10 @@ int fr_rec_threads_for(int nthreads, double flops) { /* fork/join is not free */
     const double per_thread = 4.0e6;
     nthreads = fr_load_share(nthreads); /* the share the passes in flight leave */
     int nt = (int)(flops / per_thread);
-    return nt < 1 ? 1 : (nt > nthreads ? nthreads : nt);
+    nt = nt < 1 ? 1 : (nt > nthreads ? nthreads : nt);
+    /* a large region (about a millisecond or more): the processors other runnable threads leave
+       free (the read costs microseconds; the recurrence's per-step regions stay below this) */
+    return nt > 1 && flops >= FR_FREE_CHECK_FLOPS ? fr_load_free_threads(nt) : nt;
 }
 
 #define FR_TEMPLATE "recurrence.c"

@@ -48,7 +48,8 @@ int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H);
 int fr_rec_batch_groups_forced(void);
 
 /* Threads for a one-off parallel region (a GEMM) of `flops` work: one per 4 Mflop, at most the
-   share of nthreads the fastrnn passes in flight leave (team_load.h), at least 1. */
+   share of nthreads the fastrnn passes in flight leave and, for a large region, the processors
+   other runnable threads leave free (team_load.h), at least 1. */
 int fr_rec_threads_for(int nthreads, double flops);
 
 /* Time index of batch row b of length L at step s of a pass (reverse: the row runs backward
