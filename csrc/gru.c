@@ -24,48 +24,28 @@
 #elif defined(VEC) /* the fused forward of one (SIMD path, dtype) */
 
 /* As lstm.c's fused forward: one pass in registers, the row loop inside the kernel, the scalar
-   formulas' operation order (no FMA contraction), zero-padded copies for a partial last vector. */
+   formulas' operation order (no FMA contraction), masked loads and stores
+   (V_LOADN / V_STOREN) for a partial last vector. */
 
-/* One vector of GRU units; act (gate g at +g*as), hn (hh_n + bhn) and y (h) are stores made where
-   not NULL. */
+/* The first m (<= VW) GRU units of a vector; act (gate g at +g*as), hn (hh_n + bhn) and y (h)
+   are stores made where not NULL. */
 static FR_ALWAYS_INLINE VTARGET void VSFX(gru_vec)(const REAL *xp, const REAL *hh, int64_t ts,
                                                    const REAL *bhn, const REAL *hprev, REAL *act,
-                                                   int64_t as, REAL *hn, REAL *h, REAL *y) {
-    const VEC r = VSFX(fr_vsigmoid)(V_ADD(V_LOAD(xp), V_LOAD(hh)));
-    const VEC z = VSFX(fr_vsigmoid)(V_ADD(V_LOAD(xp + ts), V_LOAD(hh + ts)));
-    const VEC hv = V_ADD(V_LOAD(hh + 2 * ts), V_LOAD(bhn));
-    const VEC nv = VSFX(fr_vtanh)(V_ADD(V_LOAD(xp + 2 * ts), V_MUL(r, hv)));
-    const VEC hnew = V_ADD(V_MUL(V_SUB(V_SET1((REAL)1), z), nv), V_MUL(z, V_LOAD(hprev)));
-    V_STORE(h, hnew);
-    if (y) V_STORE(y, hnew);
-    if (hn) V_STORE(hn, hv);
+                                                   int64_t as, REAL *hn, REAL *h, REAL *y,
+                                                   int64_t m) {
+    const VEC r = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp, m), V_LOADN(hh, m)));
+    const VEC z = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp + ts, m), V_LOADN(hh + ts, m)));
+    const VEC hv = V_ADD(V_LOADN(hh + 2 * ts, m), V_LOADN(bhn, m));
+    const VEC nv = VSFX(fr_vtanh)(V_ADD(V_LOADN(xp + 2 * ts, m), V_MUL(r, hv)));
+    const VEC hnew = V_ADD(V_MUL(V_SUB(V_SET1((REAL)1), z), nv), V_MUL(z, V_LOADN(hprev, m)));
+    V_STOREN(h, m, hnew);
+    if (y) V_STOREN(y, m, hnew);
+    if (hn) V_STOREN(hn, m, hv);
     if (act) {
-        V_STORE(act, r);
-        V_STORE(act + as, z);
-        V_STORE(act + 2 * as, nv);
+        V_STOREN(act, m, r);
+        V_STOREN(act + as, m, z);
+        V_STOREN(act + 2 * as, m, nv);
     }
-}
-
-/* The last m < VW units of a row, through zero-padded copies (out of line: rare). */
-static __attribute__((noinline)) VTARGET void VSFX(gru_part)(int64_t m, int64_t ts,
-                                                             const REAL *xp, const REAL *hh,
-                                                             const REAL *bhn, const REAL *hprev,
-                                                             REAL *act, int64_t as, REAL *hn,
-                                                             REAL *h, REAL *y) {
-    REAL bx[3 * VW] = {0}, bh[3 * VW] = {0}, bb[VW] = {0}, bp[VW] = {0}, ba[3 * VW], bn[VW],
-         bo[VW];
-    for (int64_t g = 0; g < 3; g++) {
-        memcpy(bx + g * VW, xp + g * ts, (size_t)m * sizeof(REAL));
-        memcpy(bh + g * VW, hh + g * ts, (size_t)m * sizeof(REAL));
-    }
-    memcpy(bb, bhn, (size_t)m * sizeof(REAL));
-    memcpy(bp, hprev, (size_t)m * sizeof(REAL));
-    VSFX(gru_vec)(bx, bh, VW, bb, bp, ba, VW, bn, bo, NULL);
-    if (act)
-        for (int64_t g = 0; g < 3; g++) memcpy(act + g * as, ba + g * VW, (size_t)m * sizeof(REAL));
-    if (hn) memcpy(hn, bn, (size_t)m * sizeof(REAL));
-    memcpy(h, bo, (size_t)m * sizeof(REAL));
-    if (y) memcpy(y, bo, (size_t)m * sizeof(REAL));
 }
 
 static VTARGET void VSFX(gru_tile)(const SFX(fr_tile) *t, int nonlin) {
@@ -78,19 +58,17 @@ static VTARGET void VSFX(gru_tile)(const SFX(fr_tile) *t, int nonlin) {
         REAL *h = t->h + i * t->ldh;
         REAL *act = FR_OPT(t->gates, r * 3 * H), *hn = FR_OPT(t->aux0, r * H);
         REAL *y = FR_OPT(t->y, r * H);
-#define GRU_VEC(j) /* the vector at unit j */                                                     \
+#define GRU_VEC(j, m) /* m units from unit j */                                                   \
     VSFX(gru_vec)(xp + (j), hh + (j), ts, bhn + (j), hp + (j), FR_OPT(act, j), H, FR_OPT(hn, j),   \
-                  h + (j), FR_OPT(y, j))
+                  h + (j), FR_OPT(y, j), m)
         int64_t j = 0;
         for (; j + 2 * VW <= n; j += 2 * VW) { /* two independent chains per row */
-            GRU_VEC(j);
-            GRU_VEC(j + VW);
+            GRU_VEC(j, VW);
+            GRU_VEC(j + VW, VW);
         }
-        for (; j + VW <= n; j += VW) GRU_VEC(j);
+        for (; j + VW <= n; j += VW) GRU_VEC(j, VW);
+        if (j < n) GRU_VEC(j, n - j);
 #undef GRU_VEC
-        if (j < n)
-            VSFX(gru_part)(n - j, ts, xp + j, hh + j, bhn + j, hp + j, FR_OPT(act, j), H,
-                           FR_OPT(hn, j), h + j, FR_OPT(y, j));
     }
 }
 

@@ -28,56 +28,34 @@
  * registers and lets the out-of-order core overlap one row's dependency chain with the next
  * (measured: LSTM small inference 0.88x the time of one call per row). Arithmetic is
  * multiply-then-add in the scalar formulas' order (no FMA contraction), so every path rounds the
- * state updates identically. A partial last vector goes through zero-padded copies on the stack:
- * nothing is read or written past n.
+ * state updates identically. A partial last vector loads and stores its first lanes only
+ * (V_LOADN / V_STOREN, masked): nothing is read or written past n.
  */
 
-/* One vector of LSTM units; act (gate g at +g*as), tc (tanh(c_new)), cp (c_prev) and y (h) are
-   stores made where not NULL. */
+/* The first m (<= VW) LSTM units of a vector; act (gate g at +g*as), tc (tanh(c_new)), cp
+   (c_prev) and y (h) are stores made where not NULL. */
 static FR_ALWAYS_INLINE VTARGET void VSFX(lstm_vec)(const REAL *xp, const REAL *hh, int64_t ts,
                                                     REAL *c, REAL *act, int64_t as, REAL *tc,
-                                                    REAL *h, REAL *cp, REAL *y) {
-    const VEC i = VSFX(fr_vsigmoid)(V_ADD(V_LOAD(xp), V_LOAD(hh)));
-    const VEC f = VSFX(fr_vsigmoid)(V_ADD(V_LOAD(xp + ts), V_LOAD(hh + ts)));
-    const VEC g = VSFX(fr_vtanh)(V_ADD(V_LOAD(xp + 2 * ts), V_LOAD(hh + 2 * ts)));
-    const VEC o = VSFX(fr_vsigmoid)(V_ADD(V_LOAD(xp + 3 * ts), V_LOAD(hh + 3 * ts)));
-    const VEC cv = V_LOAD(c);
+                                                    REAL *h, REAL *cp, REAL *y, int64_t m) {
+    const VEC i = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp, m), V_LOADN(hh, m)));
+    const VEC f = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp + ts, m), V_LOADN(hh + ts, m)));
+    const VEC g = VSFX(fr_vtanh)(V_ADD(V_LOADN(xp + 2 * ts, m), V_LOADN(hh + 2 * ts, m)));
+    const VEC o = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp + 3 * ts, m), V_LOADN(hh + 3 * ts, m)));
+    const VEC cv = V_LOADN(c, m);
     const VEC cn = V_ADD(V_MUL(f, cv), V_MUL(i, g));
     const VEC t = VSFX(fr_vtanh)(cn);
     const VEC hv = V_MUL(o, t);
-    if (cp) V_STORE(cp, cv);
-    V_STORE(c, cn);
-    V_STORE(h, hv);
-    if (y) V_STORE(y, hv);
-    if (tc) V_STORE(tc, t);
+    if (cp) V_STOREN(cp, m, cv);
+    V_STOREN(c, m, cn);
+    V_STOREN(h, m, hv);
+    if (y) V_STOREN(y, m, hv);
+    if (tc) V_STOREN(tc, m, t);
     if (act) {
-        V_STORE(act, i);
-        V_STORE(act + as, f);
-        V_STORE(act + 2 * as, g);
-        V_STORE(act + 3 * as, o);
+        V_STOREN(act, m, i);
+        V_STOREN(act + as, m, f);
+        V_STOREN(act + 2 * as, m, g);
+        V_STOREN(act + 3 * as, m, o);
     }
-}
-
-/* The last m < VW units of a row, through zero-padded copies (out of line: rare). */
-static __attribute__((noinline)) VTARGET void VSFX(lstm_part)(int64_t m, int64_t ts,
-                                                              const REAL *xp, const REAL *hh,
-                                                              REAL *c, REAL *act, int64_t as,
-                                                              REAL *tc, REAL *h, REAL *cp,
-                                                              REAL *y) {
-    REAL bx[4 * VW] = {0}, bh[4 * VW] = {0}, ba[4 * VW], bc[VW] = {0}, bt[VW], bo[VW];
-    for (int64_t g = 0; g < 4; g++) {
-        memcpy(bx + g * VW, xp + g * ts, (size_t)m * sizeof(REAL));
-        memcpy(bh + g * VW, hh + g * ts, (size_t)m * sizeof(REAL));
-    }
-    memcpy(bc, c, (size_t)m * sizeof(REAL));
-    if (cp) memcpy(cp, bc, (size_t)m * sizeof(REAL));
-    VSFX(lstm_vec)(bx, bh, VW, bc, ba, VW, bt, bo, NULL, NULL);
-    if (act)
-        for (int64_t g = 0; g < 4; g++) memcpy(act + g * as, ba + g * VW, (size_t)m * sizeof(REAL));
-    memcpy(c, bc, (size_t)m * sizeof(REAL));
-    if (tc) memcpy(tc, bt, (size_t)m * sizeof(REAL));
-    memcpy(h, bo, (size_t)m * sizeof(REAL));
-    if (y) memcpy(y, bo, (size_t)m * sizeof(REAL));
 }
 
 static VTARGET void VSFX(lstm_tile)(const SFX(fr_tile) *t, int nonlin) {
@@ -88,19 +66,17 @@ static VTARGET void VSFX(lstm_tile)(const SFX(fr_tile) *t, int nonlin) {
         REAL *c = t->c + i * t->ldc, *h = t->h + i * t->ldh;
         REAL *act = FR_OPT(t->gates, r * 4 * H), *cp = FR_OPT(t->aux0, r * H);
         REAL *tc = FR_OPT(t->aux1, r * H), *y = FR_OPT(t->y, r * H);
-#define LSTM_VEC(j) /* the vector at unit j */                                                    \
+#define LSTM_VEC(j, m) /* m units from unit j */                                                  \
     VSFX(lstm_vec)(xp + (j), hh + (j), ts, c + (j), FR_OPT(act, j), H, FR_OPT(tc, j), h + (j),     \
-                   FR_OPT(cp, j), FR_OPT(y, j))
+                   FR_OPT(cp, j), FR_OPT(y, j), m)
         int64_t j = 0;
         for (; j + 2 * VW <= n; j += 2 * VW) { /* two independent chains per row */
-            LSTM_VEC(j);
-            LSTM_VEC(j + VW);
+            LSTM_VEC(j, VW);
+            LSTM_VEC(j + VW, VW);
         }
-        for (; j + VW <= n; j += VW) LSTM_VEC(j);
+        for (; j + VW <= n; j += VW) LSTM_VEC(j, VW);
+        if (j < n) LSTM_VEC(j, n - j);
 #undef LSTM_VEC
-        if (j < n)
-            VSFX(lstm_part)(n - j, ts, xp + j, hh + j, c + j, FR_OPT(act, j), H, FR_OPT(tc, j),
-                            h + j, FR_OPT(cp, j), FR_OPT(y, j));
     }
 }
 

@@ -21,7 +21,8 @@
  *   V_FMA(a, b, c) = a*b + c, V_FNMA(a, b, c) = c - a*b, V_MIN(a, b) / V_MAX(a, b) (b where
  *   either is NaN), V_AND, V_OR, V_ANDNOT(a, b) = ~a & b, V_CMPLT(a, b) (mask of a < b, false
  *   for NaN), V_BLEND(m, a, b) = m ? b : a, V_POW2(t) (2^n from t = n + 1.5 * 2^mantissa bits,
- *   n integer: the exponent bits of n, see simd_math.h)
+ *   n integer: the exponent bits of n, see simd_math.h), V_LOADN(p, m) / V_STOREN(p, m, v) (the
+ *   first m lanes, 1 <= m <= VW: masked, a whole vector at m == VW)
  *
  * A file may be its own body: its first pass (includes, declarations, what is not templated)
  * stands under `#ifndef REAL`, defines FR_TEMPLATE as the file's own name and includes this file;
@@ -46,6 +47,9 @@
 #define V_POW2(t)                                                                                 \
     _mm256_castsi256_ps(                                                                          \
         _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(127)), 23))
+#define V_LANES(m) _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(m)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define V_PLOAD(p, m) _mm256_maskload_ps(p, V_LANES(m))
+#define V_PSTORE(p, m, v) _mm256_maskstore_ps(p, V_LANES(m), v)
 #elif FR_TEMPLATE_VARIANT == 2 /* AVX2 + FMA, double */
 #define REAL double
 #define SFX(name) name##_d
@@ -61,6 +65,9 @@
 #define V_POW2(t)                                                                                 \
     _mm256_castsi256_pd(                                                                          \
         _mm256_slli_epi64(_mm256_add_epi64(_mm256_castpd_si256(t), _mm256_set1_epi64x(1023)), 52))
+#define V_LANES(m) _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)(m)), _mm256_setr_epi64x(0, 1, 2, 3))
+#define V_PLOAD(p, m) _mm256_maskload_pd(p, V_LANES(m))
+#define V_PSTORE(p, m, v) _mm256_maskstore_pd(p, V_LANES(m), v)
 #elif FR_TEMPLATE_VARIANT == 3 /* AVX-512, float */
 #define REAL float
 #define SFX(name) name##_s
@@ -76,6 +83,8 @@
 #define V_POW2(t)                                                                                 \
     _mm512_castsi512_ps(                                                                          \
         _mm512_slli_epi32(_mm512_add_epi32(_mm512_castps_si512(t), _mm512_set1_epi32(127)), 23))
+#define V_PLOAD(p, m) _mm512_maskz_loadu_ps((__mmask16)((1u << (m)) - 1), p)
+#define V_PSTORE(p, m, v) _mm512_mask_storeu_ps(p, (__mmask16)((1u << (m)) - 1), v)
 #else /* AVX-512, double */
 #define REAL double
 #define SFX(name) name##_d
@@ -91,7 +100,19 @@
 #define V_POW2(t)                                                                                 \
     _mm512_castsi512_pd(                                                                          \
         _mm512_slli_epi64(_mm512_add_epi64(_mm512_castpd_si512(t), _mm512_set1_epi64(1023)), 52))
+#define V_PLOAD(p, m) _mm512_maskz_loadu_pd((__mmask8)((1u << (m)) - 1), p)
+#define V_PSTORE(p, m, v) _mm512_mask_storeu_pd(p, (__mmask8)((1u << (m)) - 1), v)
 #endif
+/* The first m lanes (1 <= m <= VW; the others read as 0, not written): a whole vector at m == VW,
+   which the always-inlined cell functions see as a constant. */
+#define V_LOADN(p, m) ((m) == VW ? V_LOAD(p) : V_PLOAD(p, m))
+#define V_STOREN(p, m, v)                                                                         \
+    do {                                                                                          \
+        if ((m) == VW)                                                                            \
+            V_STORE(p, v);                                                                        \
+        else                                                                                      \
+            V_PSTORE(p, m, v);                                                                    \
+    } while (0)
 
 #include FR_TEMPLATE
 
@@ -107,6 +128,11 @@
 #undef V_CMPLT
 #undef V_BLEND
 #undef V_POW2
+#undef V_LANES
+#undef V_PLOAD
+#undef V_PSTORE
+#undef V_LOADN
+#undef V_STOREN
 
 #elif !defined(FR_TEMPLATE)
 #error "define FR_TEMPLATE before including template.h"
