@@ -84,13 +84,14 @@ static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const fl
             const int64_t ldb = sg[s].ldb;
             uint16_t *p16 = (uint16_t *)(Bp + j * kw * LP_NR);
             const int64_t n0 = (j - pj[s]) * LP_NR, nv = imin(LP_NR, sg[s].N - n0);
-            memset(p16, 0, (size_t)(kw * LP_NR * 4));
-            if (transb) /* column n of op(B) is row n of B */
+            if (transb) { /* column n of op(B) is row n of B */
+                memset(p16, 0, (size_t)(kw * LP_NR * 4));
                 for (int64_t c = 0; c < nv; c++)
                     for (int64_t kk = 0; kk < K; kk++)
                         p16[((kk / 2) * LP_NR + c) * 2 + (kk & 1)] = lp_bf16(B[(n0 + c) * ldb + kk]);
-            else
+            } else { /* the whole panel, its padding included */
                 lp_pack_kn_bf16(Bp + j * kw * LP_NR, B, ldb, K, n0, nv);
+            }
         }
 #pragma omp barrier
         if (k->begin) k->begin();
