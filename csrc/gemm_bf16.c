@@ -2,7 +2,8 @@
  * gemm_bf16.c — a general GEMM on bfloat16 operands with float32 accumulation and float32 I/O:
  * both operands are rounded to bf16 (nearest even) as they are packed, then the reduced-precision
  * microkernels of lowp_kernels.c (AMX, AVX512_BF16 or portable) run over 32-column panels. The
- * bf16 backward's big GEMMs (dx, dw_ih, dw_hh) use it.
+ * bf16 backward's big GEMMs (dx, dw_ih, dw_hh) use it, with A (the gate gradients) rounded to bf16
+ * once as the backward writes it (lowp.h's lp_gemm_bf16_h, lp_gemm_bf16_pair_h).
  */
 #include <string.h>
 
@@ -23,10 +24,18 @@ typedef struct {
     float *C;
 } bf_seg;
 
-/* The products of op(A) with each of ns segments' op(B), op(A) packed once; arguments as
-   fr_gemm_bf16's (checked by the callers). */
-static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const float *A,
-                          int64_t lda, const bf_seg *sg, int ns, float beta, int nthreads) {
+/* The A operand: floats (f), or values already rounded to bf16 (h, lowp.h's lp_gemm_bf16_h);
+   ld its row stride in elements. */
+typedef struct {
+    const float *f;
+    const uint16_t *h;
+    int64_t ld;
+} bf_a;
+
+/* The products of op(A) with each of ns segments' op(B), op(A) packed once (or, from bf16 rows
+   without transa, used as it stands); arguments as fr_gemm_bf16's (checked by the callers). */
+static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const bf_a *a,
+                          const bf_seg *sg, int ns, float beta, int nthreads) {
     int64_t Nall = 0, np = 0, pj[3] = {0, 0, 0}; /* pj[s]: the first panel of segment s */
     for (int s = 0; s < ns; s++) {
         Nall += sg[s].N;
@@ -45,16 +54,20 @@ static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const fl
     const lp_kernel *k = lp_kernel_for(FR_PREC_BF16, fr_get_arch());
     const int64_t kw = lp_kwords(FR_PREC_BF16, K), mr = k->mr;
     const int64_t nmb = (M + mr - 1) / mr;
-    const int64_t abytes = (M + LP_MR) * kw * 4, pbytes = np * kw * LP_NR * 4;
+    /* bf16 rows used as they stand: the A rows of the kernels already (lowp.h) */
+    const int direct = !transa && a->h != NULL;
+    const int64_t abytes = direct ? 0 : (M + LP_MR) * kw * 4, pbytes = np * kw * LP_NR * 4;
+    const int64_t alda = direct ? a->ld / 2 : kw; /* A rows' stride in words */
     double flops = 2.0 * (double)M * (double)Nall * (double)K;
     int nt = (int)(flops / 4.0e6);
     nt = nt < 1 ? 1 : (nt > nthreads ? nthreads : nt);
     const int64_t tbytes = LP_MR * LP_NR * 4; /* per thread: an output tile */
     uint8_t *mem = fr_scratch_alloc((size_t)(abytes + pbytes + nt * tbytes + 64));
     if (mem == NULL) return FR_ERR_NOMEM;
-    uint32_t *Ab = (uint32_t *)mem, *Bp = (uint32_t *)(mem + abytes);
+    uint32_t *Ab = direct ? (uint32_t *)(uintptr_t)a->h : (uint32_t *)mem;
+    uint32_t *Bp = (uint32_t *)(mem + abytes);
     uint8_t *per = mem + abytes + pbytes;
-    memset(Ab + M * kw, 0, (size_t)(LP_MR * kw * 4));
+    if (!direct) memset(Ab + M * kw, 0, (size_t)(LP_MR * kw * 4));
     int *const workers = nt > 1 ? fr_load_worker_slots() : NULL;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -71,10 +84,15 @@ static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const fl
 #else
             const int ntm = 1;
 #endif
-            lp_pack_t_rows_bf16(Ab, kw, A, lda, K, M * tid / ntm, M * (tid + 1) / ntm);
-        } else {
+            const int64_t i0 = M * tid / ntm, i1 = M * (tid + 1) / ntm;
+            if (a->h)
+                lp_pack_t16_rows_bf16(Ab, kw, a->h, a->ld, K, i0, i1);
+            else
+                lp_pack_t_rows_bf16(Ab, kw, a->f, a->ld, K, i0, i1);
+        } else if (!direct) {
 #pragma omp for schedule(static)
-            for (int64_t i = 0; i < M; i++) k->rows(Ab + i * kw, kw, NULL, A + i * lda, lda, 1, K);
+            for (int64_t i = 0; i < M; i++)
+                k->rows(Ab + i * kw, kw, NULL, a->f + i * a->ld, a->ld, 1, K);
         }
 #pragma omp for schedule(static)
         for (int64_t j = 0; j < np; j++) {
@@ -101,7 +119,7 @@ static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const fl
             int s = 0;
             while (j >= pj[s + 1]) s++;
             const int64_t n0 = (j - pj[s]) * LP_NR, nv = imin(LP_NR, sg[s].N - n0);
-            k->ukr(m, kw, Ab + i0 * kw, kw, Bp + j * kw * LP_NR, NULL, NULL, tile, LP_NR);
+            k->ukr(m, kw, Ab + i0 * alda, alda, Bp + j * kw * LP_NR, NULL, NULL, tile, LP_NR);
             for (int64_t i = 0; i < m; i++) {
                 float *c = sg[s].C + (i0 + i) * sg[s].ldc + n0;
                 const float *r = tile + i * LP_NR;
@@ -117,28 +135,63 @@ static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const fl
     return FR_OK;
 }
 
+/* Whether the arguments of a single product (A floats or bf16) are valid. */
+static int one_ok(int64_t M, int64_t N, int64_t K, const void *A, const float *B, float beta,
+                  const float *C, int64_t ldc, int nthreads) {
+    return !(M < 0 || N < 0 || K < 0 || nthreads < 1 || (beta != 0.0f && beta != 1.0f) ||
+             (M > 0 && N > 0 && (C == NULL || ldc < N)) ||
+             (M > 0 && N > 0 && K > 0 && (A == NULL || B == NULL)));
+}
+
+/* Whether the arguments of a pair of products sharing A are valid. */
+static int pair_ok(int64_t M, int64_t K, const void *A, int64_t N1, const float *B1,
+                   const float *C1, int64_t ldc1, int64_t N2, const float *B2, const float *C2,
+                   int64_t ldc2, float beta, int nthreads) {
+    return !(M < 0 || N1 < 0 || N2 < 0 || K < 0 || nthreads < 1 ||
+             (beta != 0.0f && beta != 1.0f) || (M > 0 && N1 > 0 && (C1 == NULL || ldc1 < N1)) ||
+             (M > 0 && N2 > 0 && (C2 == NULL || ldc2 < N2)) ||
+             (M > 0 && K > 0 && ((N1 > 0 && (A == NULL || B1 == NULL)) ||
+                                 (N2 > 0 && (A == NULL || B2 == NULL)))));
+}
+
 int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const float *A,
                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
                  int nthreads) {
-    if (M < 0 || N < 0 || K < 0 || nthreads < 1 || (beta != 0.0f && beta != 1.0f) ||
-        (M > 0 && N > 0 && (C == NULL || ldc < N)) ||
-        (M > 0 && N > 0 && K > 0 && (A == NULL || B == NULL)))
+    if (!one_ok(M, N, K, A, B, beta, C, ldc, nthreads)) return FR_ERR_ARG;
+    const bf_seg sg = {.N = N, .ldb = ldb, .ldc = ldc, .B = B, .C = C};
+    const bf_a a = {.f = A, .ld = lda};
+    return gemm_bf16_segs(transa, transb, M, K, &a, &sg, 1, beta, nthreads);
+}
+
+int lp_gemm_bf16_h(int transa, int64_t M, int64_t N, int64_t K, const uint16_t *A, int64_t lda,
+                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int nthreads) {
+    if (!one_ok(M, N, K, A, B, beta, C, ldc, nthreads) || (!transa && lda % 2 != 0))
         return FR_ERR_ARG;
     const bf_seg sg = {.N = N, .ldb = ldb, .ldc = ldc, .B = B, .C = C};
-    return gemm_bf16_segs(transa, transb, M, K, A, lda, &sg, 1, beta, nthreads);
+    const bf_a a = {.h = A, .ld = lda};
+    return gemm_bf16_segs(transa, 0, M, K, &a, &sg, 1, beta, nthreads);
 }
 
 int fr_gemm_bf16_pair(int transa, int64_t M, int64_t K, const float *A, int64_t lda, int64_t N1,
                       const float *B1, int64_t ldb1, float *C1, int64_t ldc1, int64_t N2,
                       const float *B2, int64_t ldb2, float *C2, int64_t ldc2, float beta,
                       int nthreads) {
-    if (M < 0 || N1 < 0 || N2 < 0 || K < 0 || nthreads < 1 || (beta != 0.0f && beta != 1.0f) ||
-        (M > 0 && N1 > 0 && (C1 == NULL || ldc1 < N1)) ||
-        (M > 0 && N2 > 0 && (C2 == NULL || ldc2 < N2)) ||
-        (M > 0 && K > 0 && ((N1 > 0 && (A == NULL || B1 == NULL)) ||
-                            (N2 > 0 && (A == NULL || B2 == NULL)))))
+    if (!pair_ok(M, K, A, N1, B1, C1, ldc1, N2, B2, C2, ldc2, beta, nthreads)) return FR_ERR_ARG;
+    const bf_seg sg[2] = {{.N = N1, .ldb = ldb1, .ldc = ldc1, .B = B1, .C = C1},
+                          {.N = N2, .ldb = ldb2, .ldc = ldc2, .B = B2, .C = C2}};
+    const bf_a a = {.f = A, .ld = lda};
+    return gemm_bf16_segs(transa, 0, M, K, &a, sg, 2, beta, nthreads);
+}
+
+int lp_gemm_bf16_pair_h(int transa, int64_t M, int64_t K, const uint16_t *A, int64_t lda,
+                        int64_t N1, const float *B1, int64_t ldb1, float *C1, int64_t ldc1,
+                        int64_t N2, const float *B2, int64_t ldb2, float *C2, int64_t ldc2,
+                        float beta, int nthreads) {
+    if (!pair_ok(M, K, A, N1, B1, C1, ldc1, N2, B2, C2, ldc2, beta, nthreads) ||
+        (!transa && lda % 2 != 0))
         return FR_ERR_ARG;
     const bf_seg sg[2] = {{.N = N1, .ldb = ldb1, .ldc = ldc1, .B = B1, .C = C1},
                           {.N = N2, .ldb = ldb2, .ldc = ldc2, .B = B2, .C = C2}};
-    return gemm_bf16_segs(transa, 0, M, K, A, lda, sg, 2, beta, nthreads);
+    const bf_a a = {.h = A, .ld = lda};
+    return gemm_bf16_segs(transa, 0, M, K, &a, sg, 2, beta, nthreads);
 }

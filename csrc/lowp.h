@@ -76,6 +76,25 @@ void lp_pack_kn_bf16(uint32_t *P, const float *B, int64_t ldb, int64_t K, int64_
 void lp_pack_t_rows_bf16(uint32_t *Ab, int64_t kw, const float *A, int64_t lda, int64_t K,
                          int64_t i0, int64_t i1);
 
+/* bf16 of n floats (lp_bf16 each; the AVX-512 rounding where the path has it: the same bits)
+   into dst, nothing past n written. */
+void lp_bf16_span(uint16_t *dst, const float *src, int64_t n);
+/* lp_pack_t_rows_bf16 from A already in bf16 (K rows of uint16 at stride lda): the same rows. */
+void lp_pack_t16_rows_bf16(uint32_t *Ab, int64_t kw, const uint16_t *A, int64_t lda, int64_t K,
+                           int64_t i0, int64_t i1);
+
+/* fr_gemm_bf16 and fr_gemm_bf16_pair (fastrnn.h) with A already rounded to bf16 (uint16 rows at
+   stride lda elements): transa 0: A's rows are the kernels' A rows as they stand, so lda is even,
+   the elements past K up to 2 * lp_kwords(BF16, K) are zero and LP_MR rows past M are readable;
+   transa 1: op(A) = A^T is packed from it (lp_pack_t16_rows_bf16). Results bit for bit those of
+   the float calls on the floats A was rounded from. */
+int lp_gemm_bf16_h(int transa, int64_t M, int64_t N, int64_t K, const uint16_t *A, int64_t lda,
+                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int nthreads);
+int lp_gemm_bf16_pair_h(int transa, int64_t M, int64_t K, const uint16_t *A, int64_t lda,
+                        int64_t N1, const float *B1, int64_t ldb1, float *C1, int64_t ldc1,
+                        int64_t N2, const float *B2, int64_t ldb2, float *C2, int64_t ldc2,
+                        float beta, int nthreads);
+
 /* The bf16 backward's recurrent product dh_{t-1} += delta~ W~_hh (delta~ the step's gate
    gradients rounded to bf16 as they enter it, W~_hh the weights rounded once), for
    recurrence.c's backward: the bf16 panels of w_hh (G*H rows of H; GH = G*H) and scratch for

@@ -542,6 +542,52 @@ static T512 void pack_t_rows_avx512(uint32_t *Ab, int64_t kw, const float *A, in
     }
 }
 
+/* bf16 of n floats into dst (no padding written). */
+static T512 void span_bf16_avx512(uint16_t *dst, const float *src, int64_t n) {
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        _mm256_storeu_si256((__m256i *)(dst + k),
+                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(
+                                bf16_hi16(_mm512_loadu_si512(src + k)), 16)));
+    if (k < n) {
+        const __mmask16 mk = (__mmask16)((1u << (n - k)) - 1u);
+        _mm256_mask_storeu_epi16(dst + k, mk,
+                                 _mm512_cvtepi32_epi16(_mm512_srli_epi32(
+                                     bf16_hi16(_mm512_maskz_loadu_epi32(mk, src + k)), 16)));
+    }
+}
+
+/* The panel words of bf16 rows k0 = 2p, 2p + 1 of A at columns [i, i + 16) (mask mk), zero past
+   K: (A[k0][c], A[k0 + 1][c]). */
+static FR_ALWAYS_INLINE T512 __m512i t16_words(const uint16_t *A, int64_t lda, int64_t K,
+                                                 int64_t p, int64_t i, __mmask16 mk) {
+    const int64_t k0 = 2 * p;
+    const __m512i lo = k0 < K ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mk, A + k0 * lda + i))
+                              : _mm512_setzero_si512();
+    const __m512i hi = k0 + 1 < K
+                           ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mk, A + (k0 + 1) * lda + i))
+                           : _mm512_setzero_si512();
+    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
+/* pack_t_rows_avx512 from bf16 rows: the same blocking, no rounding. */
+static T512 void pack_t16_rows_avx512(uint32_t *Ab, int64_t kw, const uint16_t *A, int64_t lda,
+                                      int64_t K, int64_t i0, int64_t i1) {
+    for (int64_t p0 = 0; p0 < kw; p0 += PACK_T_PB) {
+        const int64_t p1 = p0 + PACK_T_PB < kw ? p0 + PACK_T_PB : kw;
+        for (int64_t i = i0; i < i1; i += 16) {
+            const int64_t n = i1 - i > 16 ? 16 : i1 - i;
+            const __mmask16 mk = (__mmask16)((1u << n) - 1u);
+            for (int64_t p = p0; p < p1; p += 16) {
+                __m512i v[16];
+                for (int q = 0; q < 16; q++) v[q] = t16_words(A, lda, K, p + q, i, mk);
+                fr_transpose16(v);
+                for (int64_t r = 0; r < n; r++) _mm512_storeu_si512(Ab + (i + r) * kw + p, v[r]);
+            }
+        }
+    }
+}
+
 /* ---- AMX (tdpbf16ps, tdpbusd): up to 32 rows x 32 columns per call, K in 16-word steps ------ */
 #define TAMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 
@@ -790,6 +836,31 @@ void lp_pack_t_rows_bf16(uint32_t *Ab, int64_t kw, const float *A, int64_t lda, 
     }
 #endif
     pack_t_rows_portable(Ab, kw, A, lda, K, i0, i1);
+}
+
+void lp_bf16_span(uint16_t *dst, const float *src, int64_t n) {
+#if FR_X86_SIMD
+    if (has_avx512_rounding()) {
+        span_bf16_avx512(dst, src, n);
+        return;
+    }
+#endif
+    for (int64_t k = 0; k < n; k++) dst[k] = lp_bf16(src[k]);
+}
+
+void lp_pack_t16_rows_bf16(uint32_t *Ab, int64_t kw, const uint16_t *A, int64_t lda, int64_t K,
+                           int64_t i0, int64_t i1) {
+#if FR_X86_SIMD
+    if (has_avx512_rounding()) {
+        pack_t16_rows_avx512(Ab, kw, A, lda, K, i0, i1);
+        return;
+    }
+#endif
+    for (int64_t i = i0; i < i1; i++) {
+        uint16_t *a = (uint16_t *)(Ab + i * kw);
+        for (int64_t k = 0; k < K; k++) a[k] = A[k * lda + i];
+        for (int64_t k = K; k < 2 * kw; k++) a[k] = 0;
+    }
 }
 
 const char *fr_lowp_path(int prec) {

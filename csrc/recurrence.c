@@ -772,6 +772,9 @@ typedef struct {
     int64_t nacc; /* bias-gradient sums: 0 (no bias), 1, or 2 (dgh and GRU's dgx) */
     int64_t ldd, per_thread, own_dgx, shared;
     const lp_bw *lpbw; /* a bf16 forward's backward: dh_{t-1} on bf16 operands (lowp.h) */
+    /* NULL, or the gate gradients rounded to bf16 as they are written ((T*B + LP_MR) x G*H: the
+       bf16 GEMMs' A rows; see fr_rec_backward) */
+    uint16_t *dgb;
 } SFX(bw_pass);
 
 /* Scratch: shared (the (T*B, G*H) pre-activation grads dx does not take, the ping-pong step rows)
@@ -942,6 +945,15 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
                     SFX(sum_rows)(&bt, G, bt.dgh, acc + j0, b0, nacc * GH);
                     if (split) SFX(sum_rows)(&bt, G, bt.dgx, acc + GH + j0, b0, nacc * GH);
                 }
+#if FR_F32
+                if (w->dgb) /* their bf16 copy, also from L1 (ended rows: zeros) */
+                    for (int64_t i = 0; i < m; i++) {
+                        const int64_t b = b0 + i;
+                        const int64_t r = fr_rec_time_of(s, lengths ? lengths[b] : Tn, reverse) * B + b;
+                        for (int64_t g = 0; g < G; g++)
+                            lp_bf16_span(w->dgb + r * GH + g * H + j0, dgh_all + r * GH + g * H + j0, nv);
+                    }
+#endif
             }
         }
         group_barrier(&ps->mem, p, bg, hg, Tn - s);
@@ -968,14 +980,22 @@ static int SFX(wgemm)(int bf, int ta, int tb, int64_t M, int64_t N, int64_t K, c
 
 /* The weight gradients over all steps: dw_ih += dgx^T x (where ih) and dw_hh += dgh^T hq. With
    bf16 operands and one delta for both (every cell but the GRU, whose n gate splits it), delta^T
-   is rounded and packed once (fr_gemm_bf16_pair). */
+   is rounded and packed once (fr_gemm_bf16_pair), from its bf16 copy dgb where the backward made
+   one. */
 static int SFX(wgrads)(int bf, int ih, int64_t GH, int64_t TB, int64_t I, int64_t H,
-                       const REAL *dgx, const REAL *dgh, const REAL *x, const REAL *hq,
-                       REAL *dw_ih, REAL *dw_hh, int nt) {
+                       const REAL *dgx, const REAL *dgh, const uint16_t *dgb, const REAL *x,
+                       const REAL *hq, REAL *dw_ih, REAL *dw_hh, int nt) {
 #if FR_F32
+    if (dgb && ih)
+        return lp_gemm_bf16_pair_h(1, GH, TB, dgb, GH, I, x, I, dw_ih, I, H, hq, H, dw_hh, H, 1.0f,
+                                   nt);
+    if (dgb)
+        return lp_gemm_bf16_h(1, GH, H, TB, dgb, GH, hq, H, 1.0f, dw_hh, H, nt);
     if (bf && ih && dgx == dgh)
         return fr_gemm_bf16_pair(1, GH, TB, dgh, GH, I, x, I, dw_ih, I, H, hq, H, dw_hh, H, 1.0f,
                                  nt);
+#else
+    (void)dgb;
 #endif
     const int st = ih ? SFX(wgemm)(bf, 1, 0, GH, I, TB, dgx, GH, x, I, 1, dw_ih, I, nt) : FR_OK;
     return st == FR_OK ? SFX(wgemm)(bf, 1, 0, GH, H, TB, dgh, GH, hq, H, 1, dw_hh, H, nt) : st;
@@ -1019,10 +1039,24 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     if (hprev_w != NULL && (lpbw = lp_bw_new(w_hh, GH, H, B, nthreads)) == NULL)
         return FR_ERR_NOMEM;
     w.lpbw = lpbw;
+    /* a bf16 forward's backward with one delta (not the GRU) whose rows are the bf16 GEMMs' A
+       rows as they stand (G*H a multiple of 32 words' pairs): the delta rounded once, as written,
+       instead of read back and rounded by dx's GEMM and again (transposed) by the weights' */
+    if (hprev_w != NULL && !split && GH % 32 == 0) {
+        w.dgb = fr_scratch_alloc((size_t)((TB + LP_MR) * GH) * sizeof(uint16_t));
+        if (w.dgb == NULL) {
+            lp_bw_free(lpbw);
+            return FR_ERR_NOMEM;
+        }
+        memset(w.dgb + TB * GH, 0, (size_t)(LP_MR * GH) * sizeof(uint16_t));
+    }
 #endif
     int st = run_pass(&w.ps, nthreads);
     lp_bw_free(lpbw);
-    if (st != FR_OK) return st;
+    if (st != FR_OK) {
+        fr_scratch_free(w.dgb);
+        return st;
+    }
     release_flags(&w.ps.mem);
 
     /* the weight gradients: single GEMMs over all steps */
@@ -1032,11 +1066,18 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                                                      (double)(identity ? H : I + H));
     const int bf = hprev_w != NULL; /* a bf16 forward's backward: bf16 operands (fastrnn.h) */
     if (w.nacc > 0) SFX(bias_grads)(&w, db_ih, db_hh);
-    if (I > 0 && !identity && dx)
-        st = SFX(wgemm)(bf, 0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
+    if (I > 0 && !identity && dx) {
+#if FR_F32
+        if (w.dgb)
+            st = lp_gemm_bf16_h(0, TB, I, GH, w.dgb, GH, w_ih, I, 0.0f, dx, I, ntg);
+        else
+#endif
+            st = SFX(wgemm)(bf, 0, 0, TB, I, GH, dgx_all, GH, w_ih, I, 0, dx, I, ntg);
+    }
     if (st == FR_OK)
-        st = SFX(wgrads)(bf, I > 0 && !identity, GH, TB, I, H, dgx_all, dgh_all, x, hprev_c, dw_ih,
-                         dw_hh, ntg);
+        st = SFX(wgrads)(bf, I > 0 && !identity, GH, TB, I, H, dgx_all, dgh_all, w.dgb, x, hprev_c,
+                         dw_ih, dw_hh, ntg);
+    fr_scratch_free(w.dgb);
     release(&w.ps.mem);
     return st;
 }
