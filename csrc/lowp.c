@@ -512,17 +512,21 @@ void lp_bw_free(lp_bw *bw) {
 }
 
 void lp_bw_dh_prev(const lp_bw *bw, int tid, float *dh, const float *dstep, int64_t ldd,
-                   const int64_t *lengths, int64_t s, int64_t rb0, int64_t rb1, int64_t c0,
-                   int64_t c1) {
+                   const uint32_t *rounded, const int64_t *lengths, int64_t s, int64_t rb0,
+                   int64_t rb1, int64_t c0, int64_t c1) {
     const int64_t m_all = rb1 - rb0, kw = bw->kw, H = bw->H;
     if (m_all <= 0 || c0 >= c1) return;
     const lp_kernel *k = bw->k;
     uint8_t *mine = bw->scratch + tid * bw->per_thread;
-    uint32_t *A = (uint32_t *)mine;
+    const uint32_t *A = rounded;
     float *as = (float *)(mine + align64((m_all + LP_MR) * kw * 4));
     float *tile = (float *)((uint8_t *)as + align64((m_all + LP_MR) * 4));
-    k->rows(A, kw, as, dstep + rb0 * ldd, ldd, m_all, bw->GH);
-    memset(A + m_all * kw, 0, (size_t)(LP_MR * kw * 4)); /* read by whole-tile loads, unused */
+    if (A == NULL) {
+        uint32_t *Am = (uint32_t *)mine;
+        k->rows(Am, kw, as, dstep + rb0 * ldd, ldd, m_all, bw->GH);
+        memset(Am + m_all * kw, 0, (size_t)(LP_MR * kw * 4)); /* read by whole-tile loads, unused */
+        A = Am;
+    }
     if (k->begin) k->begin();
     for (int64_t jb = c0 / LP_NR; jb * LP_NR < c1; jb++) {
         const int64_t j0 = jb * LP_NR, ca = c0 > j0 ? c0 : j0, cb = imin(c1, j0 + LP_NR);

@@ -76,9 +76,10 @@ void lp_pack_kn_bf16(uint32_t *P, const float *B, int64_t ldb, int64_t K, int64_
 void lp_pack_t_rows_bf16(uint32_t *Ab, int64_t kw, const float *A, int64_t lda, int64_t K,
                          int64_t i0, int64_t i1);
 
-/* bf16 of n floats (lp_bf16 each; the AVX-512 rounding where the path has it: the same bits)
-   into dst, nothing past n written. */
-void lp_bf16_span(uint16_t *dst, const float *src, int64_t n);
+/* bf16 of n floats (lp_bf16 each) into dst, nothing past n written: the function of the SIMD path
+   in use (the AVX-512 rounding where it has it: the same bits), looked up once per pass. */
+typedef void (*lp_span_fn)(uint16_t *dst, const float *src, int64_t n);
+lp_span_fn lp_bf16_span_fn(void);
 /* lp_pack_t_rows_bf16 from A already in bf16 (K rows of uint16 at stride lda): the same rows. */
 void lp_pack_t16_rows_bf16(uint32_t *Ab, int64_t kw, const uint16_t *A, int64_t lda, int64_t K,
                            int64_t i0, int64_t i1);
@@ -105,10 +106,12 @@ lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t B, int nthrea
 void lp_bw_free(lp_bw *bw);
 /* Thread tid (< the nthreads of lp_bw_new): dh[b][c] += sum_n bf16(dstep[b][n]) * W~_hh[n][c]
    (float32 sums) for rows b in [rb0, rb1) still active at step s (lengths NULL: all) and
-   columns c in [c0, c1); dstep rows at stride ldd, dh rows at stride H. */
+   columns c in [c0, c1); dstep rows at stride ldd, dh rows at stride H. rounded: NULL, or those
+   rows already rounded, as A rows (stride lp_kwords(BF16, G*H) words; the rows up to LP_MR past
+   them readable and not written meanwhile): then dstep is not read. */
 void lp_bw_dh_prev(const lp_bw *bw, int tid, float *dh, const float *dstep, int64_t ldd,
-                   const int64_t *lengths, int64_t s, int64_t rb0, int64_t rb1, int64_t c0,
-                   int64_t c1);
+                   const uint32_t *rounded, const int64_t *lengths, int64_t s, int64_t rb0,
+                   int64_t rb1, int64_t c0, int64_t c1);
 
 /* bf16 of a float, round to nearest even (NaN stays a quiet NaN): the upper half of the result. */
 static inline uint16_t lp_bf16(float f) {

@@ -838,14 +838,15 @@ void lp_pack_t_rows_bf16(uint32_t *Ab, int64_t kw, const float *A, int64_t lda, 
     pack_t_rows_portable(Ab, kw, A, lda, K, i0, i1);
 }
 
-void lp_bf16_span(uint16_t *dst, const float *src, int64_t n) {
-#if FR_X86_SIMD
-    if (has_avx512_rounding()) {
-        span_bf16_avx512(dst, src, n);
-        return;
-    }
-#endif
+static void span_bf16_portable(uint16_t *dst, const float *src, int64_t n) {
     for (int64_t k = 0; k < n; k++) dst[k] = lp_bf16(src[k]);
+}
+
+lp_span_fn lp_bf16_span_fn(void) {
+#if FR_X86_SIMD
+    if (has_avx512_rounding()) return span_bf16_avx512;
+#endif
+    return span_bf16_portable;
 }
 
 void lp_pack_t16_rows_bf16(uint32_t *Ab, int64_t kw, const uint16_t *A, int64_t lda, int64_t K,

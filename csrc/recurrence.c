@@ -773,8 +773,9 @@ typedef struct {
     int64_t ldd, per_thread, own_dgx, shared;
     const lp_bw *lpbw; /* a bf16 forward's backward: dh_{t-1} on bf16 operands (lowp.h) */
     /* NULL, or the gate gradients rounded to bf16 as they are written ((T*B + LP_MR) x G*H: the
-       bf16 GEMMs' A rows; see fr_rec_backward) */
+       bf16 GEMMs' A rows; see fr_rec_backward), by span */
     uint16_t *dgb;
+    lp_span_fn span;
 } SFX(bw_pass);
 
 /* Scratch: shared (the (T*B, G*H) pre-activation grads dx does not take, the ping-pong step rows)
@@ -951,16 +952,24 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
                         const int64_t b = b0 + i;
                         const int64_t r = fr_rec_time_of(s, lengths ? lengths[b] : Tn, reverse) * B + b;
                         for (int64_t g = 0; g < G; g++)
-                            lp_bf16_span(w->dgb + r * GH + g * H + j0, dgh_all + r * GH + g * H + j0, nv);
+                            w->span(w->dgb + r * GH + g * H + j0, dgh_all + r * GH + g * H + j0, nv);
                     }
 #endif
             }
         }
         group_barrier(&ps->mem, p, bg, hg, Tn - s);
 #if FR_F32
-        if (w->lpbw)
-            lp_bw_dh_prev(w->lpbw, tid, dh, dstep, ldd, lengths, s, rb0, rb1, jb0 * nr,
+        if (w->lpbw) {
+            /* the step's rows rounded already, where they lie together in dgb (no lengths) and
+               the rows past them that whole-tile loads read are final: the next time step's, done
+               earlier in this loop, or dgb's padding (not reversed; the last batch group, whose
+               rows no other group is writing) */
+            const uint32_t *rounded = w->dgb && !lengths && !reverse && rb1 == B
+                                          ? (const uint32_t *)(w->dgb + (s * B + rb0) * GH)
+                                          : NULL;
+            lp_bw_dh_prev(w->lpbw, tid, dh, dstep, ldd, rounded, lengths, s, rb0, rb1, jb0 * nr,
                           imin(H, (jb0 + nj) * nr));
+        }
         else
 #endif
             SFX(bw_dh_prev)(kern, dh, dstep, ldd, whh_p, tile, lengths, s, rb0, rb1, jb0, nj, H, GH);
@@ -1049,6 +1058,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
             return FR_ERR_NOMEM;
         }
         memset(w.dgb + TB * GH, 0, (size_t)(LP_MR * GH) * sizeof(uint16_t));
+        w.span = lp_bf16_span_fn();
     }
 #endif
     int st = run_pass(&w.ps, nthreads);
