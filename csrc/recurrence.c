@@ -374,7 +374,7 @@ int fr_rec_threads_for(int nthreads, double flops) { /* fork/join is not free */
     nt = nt < 1 ? 1 : (nt > nthreads ? nthreads : nt);
     /* a large region (about a millisecond or more): the processors other runnable threads leave
        free (the read costs microseconds; the recurrence's per-step regions stay below this) */
-    return nt > 1 && flops >= FR_FREE_CHECK_FLOPS ? fr_load_free_threads(nt) : nt;
+    return nt > 1 && flops >= FR_FREE_CHECK_FLOPS ? fr_load_free_threads(nt, 0) : nt;
 }
 
 #define FR_TEMPLATE "recurrence.c"

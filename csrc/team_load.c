@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "team_load.h"
+#include "team_sync.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -24,6 +25,9 @@
 
 static _Atomic int inflight;
 static _Atomic int64_t last_end_ns;        /* when the last pass with a team ended (0: never) */
+static _Atomic int last_team;              /* that pass's threads */
+static _Atomic int64_t cuts;               /* teams cut for other runnable threads (stats) */
+static _Atomic int64_t others_until_ns;    /* other runnable threads confirmed: trusted until */
 static _Atomic int64_t last_any_ns;        /* when the last pass of any size ended (0: never) */
 static _Atomic int64_t wake_est_ns = FR_LOAD_WAKE_NS;
 static _Atomic int64_t ns_per_gflop = (int64_t)(FR_LOAD_NS_PER_FLOP * 1e9);
@@ -63,7 +67,11 @@ int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flop
            caller): a team larger than the free processors would wait for them at every step */
         const double serial = flops * 1e-9 *
                               (double)atomic_load_explicit(&ns_per_gflop, memory_order_relaxed);
-        if (serial >= FR_LOAD_RUNNABLE_MIN_NS) nt = fr_load_free_threads(nt);
+        /* a team that ended within FR_LOAD_IDLE_NS left its workers spinning (libgomp spins
+           for milliseconds between regions): as many runnable threads are taken for them */
+        const int spinning =
+            t->warm ? atomic_load_explicit(&last_team, memory_order_relaxed) - 1 : 0;
+        if (serial >= FR_LOAD_RUNNABLE_MIN_NS) nt = fr_load_free_threads(nt, spinning);
     }
     if (nt > 1 && t->idle) {
         /* the threads save (1 - 1/nt) of the serial time; waking them costs wake_est */
@@ -207,21 +215,6 @@ static int runnable_once(void) {
     return end == p || *end != '/' || n < 1 ? -1 : (int)n;
 }
 
-/* Reads of the runnable count a pass takes the least of: a thread that holds a processor (another
-   pool spinning, a busy process) shows in every read, one that passes by (a short-lived process,
-   a kernel thread: about 1% of reads on the quiet development VM) in few. */
-#define FR_LOAD_RUNNABLE_READS 3
-
-static int runnable_now(void) {
-    int least = -1;
-    for (int k = 0; k < FR_LOAD_RUNNABLE_READS; k++) {
-        const int n = runnable_once();
-        if (n < 0) return -1;
-        if (least < 0 || n < least) least = n;
-    }
-    return least;
-}
-
 /* The caller's workers that are runnable now (spinning between its passes). */
 static int own_runnable(void) {
     worker_table *w = my_table(0);
@@ -280,7 +273,7 @@ void fr_load_note_worker(int *slots, int k) {
 
 int fr_load_others_runnable(void) {
 #ifdef __linux__
-    const int running = machine_cpus() > 0 ? runnable_now() : -1;
+    const int running = machine_cpus() > 0 ? runnable_once() : -1;
     if (running < 0) return -1;
     const int others = running - 1 - own_runnable();
     return others < 0 ? 0 : others;
@@ -304,14 +297,33 @@ int fr_load_probe_workers(int nt) {
 #endif
 }
 
-int fr_load_free_threads(int want) {
+int fr_load_free_threads(int want, int spinning) {
 #ifdef __linux__
+    /* cheapest first (a read is 1-2 us; a quiet back-to-back call takes one): one count, then the
+       caller's own workers (spinning right after its last pass: taken as `spinning` without a
+       look where they account for every other thread), and only where others seem to remain,
+       the least of more counts (someone passing by shows in few) */
     const int ncpu = machine_cpus();
-    const int running = ncpu > 0 ? runnable_now() : -1;
-    if (running < 0) return want;
-    /* the caller's own workers matter only where the others could leave fewer than want */
-    if (ncpu - (running - 1) >= want) return want;
-    return fr_load_free_rule(want, ncpu, running, own_runnable());
+    int running = ncpu > 0 ? runnable_once() : -1;
+    if (running < 0 || ncpu - (running - 1) >= want || running - 1 <= spinning) return want;
+    const int own = own_runnable();
+    int free = fr_load_free_rule(want, ncpu, running, own);
+    if (free >= want) return want;
+    /* others seen: confirmed by a pass a moment ago, or now by more counts spread over
+       FR_LOAD_CONFIRM_NS each (a kernel thread's burst, a process passing by, ends by then) */
+    const int64_t t0 = fr_load_now_ns();
+    if (t0 >= atomic_load_explicit(&others_until_ns, memory_order_relaxed)) {
+        for (int k = 1; k < FR_LOAD_RUNNABLE_READS; k++) {
+            while (fr_load_now_ns() < t0 + k * FR_LOAD_CONFIRM_NS) FR_TEAM_PAUSE();
+            const int n = runnable_once();
+            if (n >= 0 && n < running) running = n;
+        }
+        free = fr_load_free_rule(want, ncpu, running, own);
+        if (free >= want) return want;
+        atomic_store_explicit(&others_until_ns, t0 + FR_LOAD_OTHERS_HOLD_NS, memory_order_relaxed);
+    }
+    atomic_fetch_add_explicit(&cuts, 1, memory_order_relaxed);
+    return free;
 #else
     return want;
 #endif
@@ -376,6 +388,7 @@ void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_n
     if (nt > 1) {
         /* the first team's start is the pool's creation, paid once: not a wake */
         if (t->idle && !t->first && wake_ns > 0) ema(&wake_est_ns, wake_ns);
+        atomic_store_explicit(&last_team, nt, memory_order_relaxed);
         atomic_store_explicit(&last_end_ns, now, memory_order_relaxed);
     } else if (flops > 1e5 && t->inflight == 1) {
         /* a serial pass alone: its speed (small passes are dominated by fixed costs) */
@@ -401,6 +414,8 @@ void fr_load_forget_inflight(void) {
     atomic_store_explicit(&last_end_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&pool_start_ns, 0, memory_order_relaxed);
 }
+
+int64_t fr_load_cuts(void) { return atomic_load_explicit(&cuts, memory_order_relaxed); }
 
 void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *n_inflight, int *contended,
                    int64_t *waited_ns) {

@@ -55,6 +55,14 @@
 /* A pass's serial time (estimated) from which it reads how many threads are runnable beside it
    (fr_load_others_runnable: a few microseconds), ns. */
 #define FR_LOAD_RUNNABLE_MIN_NS 100000
+/* Counts of the runnable threads that confirm others beside a team (the least is taken), each
+   FR_LOAD_CONFIRM_NS after the one before: a thread that holds a processor (another pool
+   spinning, a busy process) shows in every count, one that passes by (a kernel thread's burst, a
+   short-lived process: about 1% of single counts on the quiet development VM) in few. Once
+   confirmed, others are trusted for FR_LOAD_OTHERS_HOLD_NS without more counts. */
+#define FR_LOAD_RUNNABLE_READS 3
+#define FR_LOAD_CONFIRM_NS 20000
+#define FR_LOAD_OTHERS_HOLD_NS 2000000
 /* The worker threads of a caller's OpenMP pool whose state is read (the rest count as others). */
 #define FR_LOAD_MAX_WORKERS 64
 
@@ -95,9 +103,11 @@ void fr_load_note_worker(int *slots, int k);
 int fr_load_others_runnable(void);
 
 /* Processors free now for a team of want threads (fr_load_free_rule on the reading above; the
-   workers' states are read only where the others could matter): within [1, want], want where
-   the system does not tell. */
-int fr_load_free_threads(int want);
+   workers' states are read only where the others could matter, and not where at most
+   `spinning` threads besides the caller are runnable: the caller knows that many of its own
+   workers spin, a team having just ended; others are confirmed as FR_LOAD_RUNNABLE_READS says):
+   within [1, want], want where the system does not tell. */
+int fr_load_free_threads(int want, int spinning);
 
 /* For the tests: run an OpenMP region of nt threads whose workers note themselves, then return
    how many of the calling thread's workers are runnable now (-1 where states cannot be read). */
@@ -133,6 +143,9 @@ int fr_load_share(int nthreads);
    schedstat descriptor (a forked child's handler: the passes in flight were its parent's, its
    thread pool is new, and the descriptor reads the parent's thread). */
 void fr_load_forget_inflight(void);
+
+/* Teams taken smaller than asked by fr_load_free_threads so far (for the benchmark). */
+int64_t fr_load_cuts(void);
 
 /* The current estimates, for the benchmark and tests: wake cost (ns), serial speed (ns per flop
    times 1e6), passes in flight, whether contended now, the team threads' waits for a processor

@@ -163,9 +163,9 @@ def test_busy_processes_beside_the_team(restore_threads):
 def test_team_load_reports_its_estimates():
     d = _native.team_load()
     assert set(d) == {"wake_ns", "ns_per_mflop", "inflight", "contended", "waited_ns",
-                      "others_runnable"}
+                      "others_runnable", "cuts"}
     assert d["wake_ns"] > 0 and d["ns_per_mflop"] > 0 and d["inflight"] >= 0
-    assert d["waited_ns"] >= 0 and d["others_runnable"] >= -1
+    assert d["waited_ns"] >= 0 and d["others_runnable"] >= -1 and d["cuts"] >= 0
     assert isinstance(d["contended"], bool)
 
 

@@ -191,6 +191,7 @@ cdef extern from "team_load.h" nogil:
     void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *inflight, int *contended,
                        int64_t *waited_ns)
     int fr_load_others_runnable()
+    int64_t fr_load_cuts()
     int fr_load_probe_workers(int nt)
     int fr_load_free_rule(int want, int ncpu, int running, int own)
     int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns)

@@ -77,13 +77,14 @@ def team_load():
     cost of waking an idle team (ns), the serial speed (ns per Mflop), the passes in flight now,
     whether the machine counts as contended now (teams halved), the team threads' waits
     for a processor counted so far (ns) and the threads runnable now besides the caller and its
-    own workers (-1: the system does not tell)."""
+    own workers (-1: the system does not tell), and how many teams were taken smaller for
+    them so far."""
     cdef int64_t wake = 0, speed = 0, waited = 0
     cdef int inflight = 0, contended = 0
     fr_load_stats(&wake, &speed, &inflight, &contended, &waited)
     return {"wake_ns": wake, "ns_per_mflop": speed, "inflight": inflight,
             "contended": bool(contended), "waited_ns": waited,
-            "others_runnable": fr_load_others_runnable()}
+            "others_runnable": fr_load_others_runnable(), "cuts": fr_load_cuts()}
 
 
 def probe_workers(int nt):

@@ -172,7 +172,8 @@ def team_load() -> dict[str, int | bool]:
         ``waited_ns``: the team threads' waits for a processor counted so far;
         ``others_runnable``: threads runnable now besides the caller and its own idle workers
         (other pools, callers, processes; a team takes no more threads than the processors they
-        leave free), -1 where the system does not tell.
+        leave free), -1 where the system does not tell; ``cuts``: the teams taken smaller
+        for such threads so far.
     """
     return dict(_kernels.team_load())
 

@@ -247,7 +247,9 @@ def format_pipeline(report: dict[str, Any]) -> str:
         lines.append(f"team: wake cost after idle {d['wake_ns'] / 1e3:.0f} us, serial speed "
                      f"{1e6 / d['ns_per_mflop']:.1f} GFLOP/s (fastrnn's running estimates)"
                      + (f", its threads waited {d['waited_ns'] / 1e6:.1f} ms for a processor"
-                        if "waited_ns" in d else ""))
+                        if "waited_ns" in d else "")
+                     + (f", {d['cuts']} teams taken smaller for other runnable threads"
+                        if "cuts" in d else ""))
     lines.append("(disturbed rows: time over the same round's quiet time; callers: total "
                  "throughput over serial; after idle: time over 1 thread's after the same idle)")
     return "\n".join(lines) + "\n"
