@@ -5,7 +5,6 @@
  */
 #define _GNU_SOURCE
 #include "team_load.h"
-#include "team_sync.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -27,7 +26,7 @@ static _Atomic int inflight;
 static _Atomic int64_t last_end_ns;        /* when the last pass with a team ended (0: never) */
 static _Atomic int last_team;              /* that pass's threads */
 static _Atomic int64_t cuts;               /* teams cut for other runnable threads (stats) */
-static _Atomic int64_t others_until_ns;    /* other runnable threads confirmed: trusted until */
+static _Atomic int64_t seen_ns;            /* when the last check saw others (0: it saw none) */
 static _Atomic int64_t last_any_ns;        /* when the last pass of any size ended (0: never) */
 static _Atomic int64_t wake_est_ns = FR_LOAD_WAKE_NS;
 static _Atomic int64_t ns_per_gflop = (int64_t)(FR_LOAD_NS_PER_FLOP * 1e9);
@@ -301,27 +300,21 @@ int fr_load_free_threads(int want, int spinning) {
 #ifdef __linux__
     /* cheapest first (a read is 1-2 us; a quiet back-to-back call takes one): one count, then the
        caller's own workers (spinning right after its last pass: taken as `spinning` without a
-       look where they account for every other thread), and only where others seem to remain,
-       the least of more counts (someone passing by shows in few) */
+       look where they account for every other thread) */
     const int ncpu = machine_cpus();
-    int running = ncpu > 0 ? runnable_once() : -1;
-    if (running < 0 || ncpu - (running - 1) >= want || running - 1 <= spinning) return want;
-    const int own = own_runnable();
-    int free = fr_load_free_rule(want, ncpu, running, own);
-    if (free >= want) return want;
-    /* others seen: confirmed by a pass a moment ago, or now by more counts spread over
-       FR_LOAD_CONFIRM_NS each (a kernel thread's burst, a process passing by, ends by then) */
-    const int64_t t0 = fr_load_now_ns();
-    if (t0 >= atomic_load_explicit(&others_until_ns, memory_order_relaxed)) {
-        for (int k = 1; k < FR_LOAD_RUNNABLE_READS; k++) {
-            while (fr_load_now_ns() < t0 + k * FR_LOAD_CONFIRM_NS) FR_TEAM_PAUSE();
-            const int n = runnable_once();
-            if (n >= 0 && n < running) running = n;
-        }
-        free = fr_load_free_rule(want, ncpu, running, own);
-        if (free >= want) return want;
-        atomic_store_explicit(&others_until_ns, t0 + FR_LOAD_OTHERS_HOLD_NS, memory_order_relaxed);
+    const int running = ncpu > 0 ? runnable_once() : -1;
+    if (running < 0) return want;
+    int free = want;
+    if (ncpu - (running - 1) < want && running - 1 > spinning)
+        free = fr_load_free_rule(want, ncpu, running, own_runnable());
+    if (free >= want) {
+        atomic_store_explicit(&seen_ns, 0, memory_order_relaxed);
+        return want;
     }
+    /* others seen: a team is cut only where the check before saw them too (FR_LOAD_SEEN_NS) */
+    const int64_t now = fr_load_now_ns();
+    const int64_t prev = atomic_exchange_explicit(&seen_ns, now, memory_order_relaxed);
+    if (prev == 0 || now - prev > FR_LOAD_SEEN_NS) return want;
     atomic_fetch_add_explicit(&cuts, 1, memory_order_relaxed);
     return free;
 #else

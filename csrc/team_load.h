@@ -55,14 +55,14 @@
 /* A pass's serial time (estimated) from which it reads how many threads are runnable beside it
    (fr_load_others_runnable: a few microseconds), ns. */
 #define FR_LOAD_RUNNABLE_MIN_NS 100000
-/* Counts of the runnable threads that confirm others beside a team (the least is taken), each
-   FR_LOAD_CONFIRM_NS after the one before: a thread that holds a processor (another pool
-   spinning, a busy process) shows in every count, one that passes by (a kernel thread's burst, a
-   short-lived process: about 1% of single counts on the quiet development VM) in few. Once
-   confirmed, others are trusted for FR_LOAD_OTHERS_HOLD_NS without more counts. */
-#define FR_LOAD_RUNNABLE_READS 3
-#define FR_LOAD_CONFIRM_NS 20000
-#define FR_LOAD_OTHERS_HOLD_NS 2000000
+/* How far apart two checks that see other runnable threads may be for the second to cut a
+   team, ns. One sighting is not enough: on Linux 6.12 and later a thread that has just gone to
+   sleep can stay counted as runnable (delayed dequeue) for as long as the processors stay busy,
+   and on the development VM 5% of the back-to-back 3 ms calls of one process saw such a thread
+   (for 400 us and more) while only the caller and its worker were running. Another pool's
+   spinning threads (OpenBLAS spins about 100 ms after a call) or a busy process show in check
+   after check. */
+#define FR_LOAD_SEEN_NS 250000000
 /* The worker threads of a caller's OpenMP pool whose state is read (the rest count as others). */
 #define FR_LOAD_MAX_WORKERS 64
 
@@ -105,8 +105,8 @@ int fr_load_others_runnable(void);
 /* Processors free now for a team of want threads (fr_load_free_rule on the reading above; the
    workers' states are read only where the others could matter, and not where at most
    `spinning` threads besides the caller are runnable: the caller knows that many of its own
-   workers spin, a team having just ended; others are confirmed as FR_LOAD_RUNNABLE_READS says):
-   within [1, want], want where the system does not tell. */
+   workers spin, a team having just ended; others must have been seen by the check before as
+   well, FR_LOAD_SEEN_NS): within [1, want], want where the system does not tell. */
 int fr_load_free_threads(int want, int spinning);
 
 /* For the tests: run an OpenMP region of nt threads whose workers note themselves, then return
