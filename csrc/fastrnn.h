@@ -241,6 +241,15 @@ int fr_cell_forward_rows_d(int cell, double *y, double *h_n, double *c_n, double
    wherever the call's team size is a multiple of n and the groups keep every row's sums as they
    are without groups (tiles of 4 rows or more). FR_ERR_ARG for n < 0. */
 int fr_set_batch_groups(int n);
+/* Testing knobs of the whole-sequence driver's team, for all later calls: fr_set_team_threads(n)
+   with n > 0 makes every pass take min(n, nthreads, hidden blocks) threads whatever the load (0:
+   the load rules choose, the default); fr_set_solo_step(s) with s > 0 makes every pass that can
+   continue on one thread do so from its step s on (as when another pass enters the process
+   meanwhile; 0: only then, the default). FR_ERR_ARG for a negative value. */
+int fr_set_team_threads(int n);
+int fr_set_solo_step(int64_t s);
+/* Passes that went on alone on their first thread so far (the others parked). */
+int64_t fr_solo_passes(void);
 
 /* ---- rows.c: rows by index --------------------------------------------------------------- */
 /* dst[idx[r], :] += src[r, :] for r < R, rows of n elements, in row order (deterministic for any

@@ -87,6 +87,25 @@ int fr_rec_batch_groups_forced(void) {
     return atomic_load_explicit(&forced_groups, memory_order_relaxed);
 }
 
+/* Testing knobs (fastrnn.h): a forced team size, a forced step from which passes go on alone. */
+static _Atomic int forced_threads;
+static _Atomic int64_t forced_solo_step;
+static _Atomic int64_t solo_passes;
+
+int fr_set_team_threads(int n) {
+    if (n < 0) return FR_ERR_ARG;
+    atomic_store_explicit(&forced_threads, n, memory_order_relaxed);
+    return FR_OK;
+}
+
+int fr_set_solo_step(int64_t s) {
+    if (s < 0) return FR_ERR_ARG;
+    atomic_store_explicit(&forced_solo_step, s, memory_order_relaxed);
+    return FR_OK;
+}
+
+int64_t fr_solo_passes(void) { return atomic_load_explicit(&solo_passes, memory_order_relaxed); }
+
 int fr_cell_gates(int cell) {
     const fr_cell_s *cd = fr_rec_cell_of_s(cell);
     return cd ? cd->G : -1;
@@ -116,10 +135,13 @@ static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t
     if (nt < 1) nt = 1;
     if (nt > nthreads) nt = nthreads;
     if (nt > njb) nt = njb;
+    const int forced = atomic_load_explicit(&forced_threads, memory_order_relaxed);
+    if (forced > 0) nt = imin(imin(forced, nthreads), njb); /* the testing knob */
 #ifndef _OPENMP
     nt = 1;
 #endif
-    return nt > 1 ? fr_load_threads(tk, nthreads, (int)nt, flops) : 1;
+    if (nt <= 1) return 1;
+    return forced > 0 ? (int)nt : fr_load_threads(tk, nthreads, (int)nt, flops);
 }
 
 /* Whether rows split into tiles of at most mr rows (fr_rec_tile_rows) give every tile 4 rows or
@@ -299,12 +321,54 @@ struct fr_pass {
     /* the cut (percent) of the busiest thread's tile work from which batch groups are taken
        (batch_groups; 0: an equal work is enough) */
     int group_cut;
+    /* whether the pass can go on alone on its first thread from a step on (go_solo) */
+    int can_solo;
     size_t (*layout)(fr_pass *ps);
     void (*begin)(fr_pass *ps);
     void (*thread)(const fr_pass *ps, int tid);
     fr_team_plan plan;
     fr_team_mem mem;
+    /* set by run_pass: the passes in flight at entry, and where the team may go on alone, the
+       step number from which it does (solo_from, INT64_MAX until then; NULL where it cannot) */
+    int inflight0;
+    _Atomic int64_t *solo_from;
 };
+
+/*
+ * Going on alone. Another pass entering the process (a second Python caller) would share the
+ * processors with this pass's team, whose per-step barrier then waits for threads that lost
+ * their processor. Where the team is one group of spinning threads, its first thread checks the
+ * passes in flight at every step (one relaxed load) and, when another has entered since, asks
+ * the team to stop at the next barrier: from then on thread 0 runs every thread's part (its
+ * "role": the packed slice, input projection and hidden blocks that thread had) in the same
+ * order, so that results stay bit for bit those of the team; the others park on thread 0's flag
+ * (asleep, not spinning in the runtime's barrier) until it is done.
+ */
+
+/* Called by thread 0 before its arrival at barrier k: ask the team to go on alone from k on
+   where another pass has entered the process since this one did (or the testing knob says so). */
+static inline void go_solo_check(const fr_pass *ps, int64_t k, int64_t step) {
+    if (ps->solo_from == NULL) return;
+    const int64_t forced = atomic_load_explicit(&forced_solo_step, memory_order_relaxed);
+    if (fr_load_inflight() > ps->inflight0 || (forced > 0 && step >= forced))
+        atomic_store_explicit(ps->solo_from, k, memory_order_relaxed);
+}
+
+/* After barrier k: whether the team goes on alone from here (the barrier made thread 0's
+   request visible). */
+static inline int gone_solo(const fr_pass *ps, int64_t k) {
+    return ps->solo_from != NULL && atomic_load_explicit(ps->solo_from, memory_order_relaxed) <= k;
+}
+
+/* A thread other than 0 after the team went on alone: sleep until thread 0 arrives at the
+   pass's end (fr_team_arrive(k_end)). */
+static inline void park(const fr_pass *ps, int64_t k_end) { fr_team_sleep(ps->mem.team, k_end); }
+
+/* Thread 0 at the end of a pass it finished alone: wake the parked threads. */
+static inline void unpark(const fr_pass *ps, int64_t k_end) {
+    fr_team_arrive(ps->mem.team, 0, k_end);
+    atomic_fetch_add_explicit(&solo_passes, 1, memory_order_relaxed);
+}
 
 /* Plan ps's team for nthreads, lay out and acquire its scratch, run its threads in one parallel
    region; where the runtime gives a smaller team (OMP_THREAD_LIMIT, a nested region), none of
@@ -326,6 +390,10 @@ static int run_pass(fr_pass *ps, int nthreads) {
         if (ps->begin) ps->begin(ps);
         const int nt = ps->plan.nt;
         int short_team = 0;
+        _Atomic int64_t solo_from = INT64_MAX;
+        ps->inflight0 = tk.inflight;
+        ps->solo_from = ps->can_solo && nt > 1 && ps->plan.nbg == 1 && ps->mem.spin ? &solo_from
+                                                                                   : NULL;
         /* measured where it costs nothing next to the work: a team's start-up and its threads'
            waits for a processor (team_load.h) */
         static _Atomic unsigned passes;
@@ -668,7 +736,18 @@ static void SFX(fw_project_chunk)(const SFX(fw_pass) *f, const SFX(fr_slice) *sl
     }
 }
 
-/* Thread tid of the forward: its weight slice, then chunks of input projection and steps. */
+/* Role r's packed slice (packed at the pass's start by thread r) and input projection rows. */
+static void SFX(fw_role)(const SFX(fw_pass) *f, int r, SFX(fr_slice) *sl, REAL **xp) {
+    const fr_team_plan *p = &f->ps.plan;
+    int64_t jb0, nj;
+    my_blocks(p, r % p->nhg, &jb0, &nj);
+    REAL *mine = (REAL *)f->ps.mem.scratch + f->shared + r * f->per_thread;
+    SFX(fr_rec_slice_view)(f->cell, sl, mine, f->identity ? 0 : f->I, f->H, p->nr, jb0, nj, p->njt);
+    *xp = mine + f->slice;
+}
+
+/* Thread tid of the forward: its weight slice, then chunks of input projection and steps; where
+   the team goes on alone (go_solo_check), thread 0 runs every role from then on. */
 static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     const SFX(fw_pass) *f = (const SFX(fw_pass) *)ps;
     const fr_team_plan *p = &ps->plan;
@@ -682,6 +761,7 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     const int act = f->act, reverse = f->reverse, identity = f->identity, gather = f->gather;
     REAL *scratch = (REAL *)ps->mem.scratch;
     REAL *hbuf = scratch;
+    const int64_t k_end = Tn + 1; /* past every step's barrier number */
 
     const int bg = tid / p->nhg, hg = tid % p->nhg;
     int64_t rb0, rb1, jb0, nj;
@@ -689,32 +769,58 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     my_blocks(p, hg, &jb0, &nj);
     const int64_t nb = rb1 - rb0;
     REAL *mine = scratch + f->shared + tid * f->per_thread;
-    REAL *xp = mine + f->slice;         /* Tc*nb rows of ldxp: (step, row - rb0) */
-    REAL *tile = xp + Tc * bmax * ldxp; /* mr x G*nr */
-    SFX(fr_slice) sl;
-    SFX(fr_rec_pack_slice)(cell, &sl, mine, f->w_ih, f->w_hh, f->b_ih, f->b_hh, identity ? 0 : I,
-                           H, nr, jb0, nj, p->njt);
-
+    REAL *tile = mine + f->slice + Tc * bmax * ldxp; /* mr x G*nr */
+    {
+        SFX(fr_slice) sl;
+        SFX(fr_rec_pack_slice)(cell, &sl, mine, f->w_ih, f->w_hh, f->b_ih, f->b_hh,
+                               identity ? 0 : I, H, nr, jb0, nj, p->njt);
+    }
+    int r0 = tid, r1 = tid + 1; /* the roles this thread runs */
     for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
         const int64_t s1 = imin(Tn, s0 + Tc);
-        SFX(fw_project_chunk)(f, &sl, s0, s1, rb0, rb1, xp);
+        for (int r = r0; r < r1; r++) {
+            SFX(fr_slice) sl;
+            REAL *xp;
+            SFX(fw_role)(f, r, &sl, &xp);
+            SFX(fw_project_chunk)(f, &sl, s0, s1, rb0, rb1, xp);
+        }
         for (int64_t s = s0; s < s1; s++) {
             /* xp row of (s, b) is qbase + b */
             const int64_t qbase =
                 ((reverse && !gather) ? (s1 - 1 - s) * nb : (s - s0) * nb) - rb0;
-            SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, rb0, rb1, H, lengths, reverse,
-                             hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp, ldxp,
-                             qbase, y, cache, tile, pw, act);
-            group_barrier(&ps->mem, p, bg, hg, s + 1);
+            for (int r = r0; r < r1; r++) {
+                SFX(fr_slice) sl;
+                REAL *xp;
+                SFX(fw_role)(f, r, &sl, &xp);
+                SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, rb0, rb1, H, lengths, reverse,
+                                 hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp,
+                                 ldxp, qbase, y, cache, tile, pw, act);
+            }
+            if (r1 - r0 == 1 && p->nt > 1) { /* in a team */
+                if (tid == 0) go_solo_check(ps, s + 1, s + 1);
+                group_barrier(&ps->mem, p, bg, hg, s + 1);
+                if (gone_solo(ps, s + 1)) {
+                    if (tid != 0) {
+                        park(ps, k_end);
+                        return;
+                    }
+                    r0 = 0;
+                    r1 = p->nt;
+                }
+            }
         }
     }
-    /* final state: this thread's rows and columns */
+    /* final state: the rows and columns of this thread's roles */
     const REAL *hf = hbuf + (Tn & 1) * BL;
-    for (int64_t jl = 0; jl < nj; jl++) {
-        const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
-        for (int64_t b = rb0; b < rb1; b++)
-            memcpy(h_n + b * H + j0, hf + b * ldh + j0, (size_t)nv * sizeof(REAL));
+    for (int r = r0; r < r1; r++) {
+        my_blocks(p, r % p->nhg, &jb0, &nj);
+        for (int64_t jl = 0; jl < nj; jl++) {
+            const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
+            for (int64_t b = rb0; b < rb1; b++)
+                memcpy(h_n + b * H + j0, hf + b * ldh + j0, (size_t)nv * sizeof(REAL));
+        }
     }
+    if (r1 - r0 > 1) unpark(ps, k_end);
 }
 
 int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache, const REAL *x,
@@ -745,6 +851,8 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                .wbytes = G * H * ((identity ? 0 : I) + H) * (int64_t)sizeof(REAL),
                /* every thread of a group packs all of W_ih and W_hh, each call */
                .group_cut = 10,
+               /* not with gathered reversed rows: every thread takes part in the gather */
+               .can_solo = !(reverse && lengths != NULL),
                .layout = SFX(fw_layout), .begin = SFX(fw_begin), .thread = SFX(fw_thread)},
         .cell = cell, .kern = kern, .pw = cell->point_for(fr_get_arch()),
         .y = y, .h_n = h_n, .c_n = c_n, .cache = cache,
@@ -877,103 +985,142 @@ static void SFX(bw_dh_prev)(const KERN *kern, REAL *dh, const REAL *dstep, int64
     }
 }
 
-/* Thread tid of the backward: its W_hh panels, then the steps from last to first. */
-static void SFX(bw_thread)(const fr_pass *ps, int tid) {
-    const SFX(bw_pass) *w = (const SFX(bw_pass) *)ps;
+/* Role r's pointwise at step s: the gate gradients of its hidden blocks for its rows (into
+   dstep and the (T*B, G*H) arrays), their per-row sums and bf16 copy. */
+static void SFX(bw_point)(const SFX(bw_pass) *w, int r, int64_t s, REAL *dstep) {
+    const fr_pass *ps = &w->ps;
     const fr_team_plan *p = &ps->plan;
     const CELL *cell = w->cell;
-    const KERN *kern = w->kern;
     const REAL *dy = w->dy;
     const int64_t *lengths = w->lengths;
     const int64_t Tn = w->Tn, B = w->B, H = w->H, G = cell->G, GH = G * H, TB = Tn * B;
     const int64_t nr = p->nr, ldd = w->ldd, nacc = w->nacc;
     const int act = w->act, reverse = w->reverse, split = cell->split_n;
-    REAL *scratch = (REAL *)ps->mem.scratch;
     REAL *dgh_all = SFX(bw_dgh_all)(w), *dgx_all = SFX(bw_dgx_all)(w);
-    REAL *dgs = scratch + TB * GH * w->own_dgx; /* 2 x (B, ldd) ping-pong step rows */
     const REAL *hprev_c = w->cache, *gates_c = w->cache + TB * H;
     const REAL *aux0_c = cell->naux > 0 ? gates_c + TB * GH : NULL;
     const REAL *aux1_c = cell->naux > 1 ? aux0_c + TB * H : NULL;
     REAL *dh = w->dh0, *dc = cell->has_c ? w->dc0 : NULL;
+    REAL *acc = SFX(bw_acc)(w);
+    int64_t rb0, rb1, jb0, nj;
+    my_rows(p, B, r / p->nhg, &rb0, &rb1);
+    my_blocks(p, r % p->nhg, &jb0, &nj);
+    int64_t rows[FR_BW_ROWS];
+    SFX(fr_bw_tile) bt = {.H = H, .rows = rows, .ldd = ldd};
+    for (int64_t jl = 0; jl < nj; jl++) {
+        const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
+        bt.n = nv;
+        bt.gates = gates_c + j0;
+        bt.aux0 = aux0_c ? aux0_c + j0 : NULL;
+        bt.aux1 = aux1_c ? aux1_c + j0 : NULL;
+        bt.hprev = hprev_c + j0;
+        bt.dy = dy ? dy + j0 : NULL;
+        bt.dgh = dgh_all + j0;
+        bt.dgx = split ? dgx_all + j0 : NULL;
+        for (int64_t b0 = rb0; b0 < rb1; b0 += FR_BW_ROWS) {
+            const int64_t m = imin(FR_BW_ROWS, rb1 - b0);
+            for (int64_t i = 0; i < m; i++) {
+                const int64_t b = b0 + i;
+                const int64_t L = lengths ? lengths[b] : Tn;
+                const int64_t rr = fr_rec_time_of(s, L, reverse) * B + b;
+                if (s > 0) /* the row's next step, one step ahead of use */
+                    SFX(prefetch_bw_row)(cell, fr_rec_time_of(s - 1, L, reverse) * B + b, j0, nv,
+                                         H, hprev_c, gates_c, aux0_c, aux1_c, dy, dgh_all,
+                                         split ? dgx_all : NULL);
+                rows[i] = s < L ? rr : -1;
+                if (s >= L) /* past the row's end: zero gradients */
+                    for (int64_t g = 0; g < G; g++) {
+                        memset(dgh_all + rr * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                        memset(dstep + b * ldd + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                        if (split) memset(dgx_all + rr * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                    }
+            }
+            bt.m = m;
+            bt.dh = dh + b0 * H + j0;
+            bt.dc = dc ? dc + b0 * H + j0 : NULL;
+            bt.dgs = dstep + b0 * ldd + j0;
+            cell->bw(&bt, act);
+            if (nacc > 0) { /* while the rows just written are in L1 */
+                SFX(sum_rows)(&bt, G, bt.dgh, acc + j0, b0, nacc * GH);
+                if (split) SFX(sum_rows)(&bt, G, bt.dgx, acc + GH + j0, b0, nacc * GH);
+            }
+#if FR_F32
+            if (w->dgb) /* their bf16 copy, also from L1 (ended rows: zeros) */
+                for (int64_t i = 0; i < m; i++) {
+                    const int64_t b = b0 + i;
+                    const int64_t rr = fr_rec_time_of(s, lengths ? lengths[b] : Tn, reverse) * B + b;
+                    for (int64_t g = 0; g < G; g++)
+                        w->span(w->dgb + rr * GH + g * H + j0, dgh_all + rr * GH + g * H + j0, nv);
+                }
+#endif
+        }
+    }
+}
+
+/* Role r's columns of dh_{t-1} at step s (tile: the calling thread's). */
+static void SFX(bw_dhp)(const SFX(bw_pass) *w, int r, int64_t s, const REAL *dstep, REAL *tile) {
+    const fr_team_plan *p = &w->ps.plan;
+    const int64_t B = w->B, H = w->H, GH = w->cell->G * H;
+    int64_t rb0, rb1, jb0, nj;
+    my_rows(p, B, r / p->nhg, &rb0, &rb1);
+    my_blocks(p, r % p->nhg, &jb0, &nj);
+#if FR_F32
+    if (w->lpbw) {
+        const int64_t nr = p->nr;
+        /* the step's rows rounded already, where they lie together in dgb (no lengths) and the
+           rows past them that whole-tile loads read are final: the next time step's, done
+           earlier in this loop, or dgb's padding (not reversed; the last batch group, whose rows
+           no other group is writing) */
+        const uint32_t *rounded = w->dgb && !w->lengths && !w->reverse && rb1 == B
+                                      ? (const uint32_t *)(w->dgb + (s * B + rb0) * GH)
+                                      : NULL;
+        lp_bw_dh_prev(w->lpbw, r, w->dh0, dstep, w->ldd, rounded, w->lengths, s, rb0, rb1,
+                      jb0 * nr, imin(H, (jb0 + nj) * nr));
+        return;
+    }
+#endif
+    const REAL *whh_p = (const REAL *)w->ps.mem.scratch + w->shared + r * w->per_thread;
+    SFX(bw_dh_prev)(w->kern, w->dh0, dstep, w->ldd, whh_p, tile, w->lengths, s, rb0, rb1, jb0, nj,
+                    H, GH);
+}
+
+/* Thread tid of the backward: its W_hh panels, then the steps from last to first; where the team
+   goes on alone (go_solo_check), thread 0 runs every role from then on. */
+static void SFX(bw_thread)(const fr_pass *ps, int tid) {
+    const SFX(bw_pass) *w = (const SFX(bw_pass) *)ps;
+    const fr_team_plan *p = &ps->plan;
+    const int64_t Tn = w->Tn, B = w->B, H = w->H, GH = w->cell->G * H, TB = Tn * B;
+    const int64_t nr = p->nr;
+    REAL *scratch = (REAL *)ps->mem.scratch;
+    REAL *dgs = scratch + TB * GH * w->own_dgx; /* 2 x (B, ldd) ping-pong step rows */
+    const int64_t k_end = Tn + 1; /* past every step's barrier number */
 
     const int bg = tid / p->nhg, hg = tid % p->nhg;
-    int64_t rb0, rb1, jb0, nj;
-    my_rows(p, B, bg, &rb0, &rb1);
+    int64_t jb0, nj;
     my_blocks(p, hg, &jb0, &nj);
     REAL *whh_p = scratch + w->shared + tid * w->per_thread; /* nj panels of (G*H) x nr */
     REAL *tile = whh_p + p->njt * GH * nr;
-    REAL *acc = SFX(bw_acc)(w);
     if (nj > 0 && !w->lpbw) SFX(fr_pack_b)(whh_p, w->w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
 
-    int64_t rows[FR_BW_ROWS];
-    SFX(fr_bw_tile) bt = {.H = H, .rows = rows, .ldd = ldd};
+    int r0 = tid, r1 = tid + 1; /* the roles this thread runs */
     for (int64_t s = Tn - 1; s >= 0; s--) {
-        REAL *dstep = dgs + (s & 1) * B * ldd;
-        for (int64_t jl = 0; jl < nj; jl++) {
-            const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
-            bt.n = nv;
-            bt.gates = gates_c + j0;
-            bt.aux0 = aux0_c ? aux0_c + j0 : NULL;
-            bt.aux1 = aux1_c ? aux1_c + j0 : NULL;
-            bt.hprev = hprev_c + j0;
-            bt.dy = dy ? dy + j0 : NULL;
-            bt.dgh = dgh_all + j0;
-            bt.dgx = split ? dgx_all + j0 : NULL;
-            for (int64_t b0 = rb0; b0 < rb1; b0 += FR_BW_ROWS) {
-                const int64_t m = imin(FR_BW_ROWS, rb1 - b0);
-                for (int64_t i = 0; i < m; i++) {
-                    const int64_t b = b0 + i;
-                    const int64_t L = lengths ? lengths[b] : Tn;
-                    const int64_t r = fr_rec_time_of(s, L, reverse) * B + b;
-                    if (s > 0) /* the row's next step, one step ahead of use */
-                        SFX(prefetch_bw_row)(cell, fr_rec_time_of(s - 1, L, reverse) * B + b, j0,
-                                             nv, H, hprev_c, gates_c, aux0_c, aux1_c, dy, dgh_all,
-                                             split ? dgx_all : NULL);
-                    rows[i] = s < L ? r : -1;
-                    if (s >= L) /* past the row's end: zero gradients */
-                        for (int64_t g = 0; g < G; g++) {
-                            memset(dgh_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
-                            memset(dstep + b * ldd + g * H + j0, 0, (size_t)nv * sizeof(REAL));
-                            if (split) memset(dgx_all + r * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
-                        }
+        REAL *dstep = dgs + (s & 1) * B * w->ldd;
+        for (int r = r0; r < r1; r++) SFX(bw_point)(w, r, s, dstep);
+        if (r1 - r0 == 1 && p->nt > 1) { /* in a team */
+            if (tid == 0) go_solo_check(ps, Tn - s, Tn - s);
+            group_barrier(&ps->mem, p, bg, hg, Tn - s);
+            if (gone_solo(ps, Tn - s)) {
+                if (tid != 0) {
+                    park(ps, k_end);
+                    return;
                 }
-                bt.m = m;
-                bt.dh = dh + b0 * H + j0;
-                bt.dc = dc ? dc + b0 * H + j0 : NULL;
-                bt.dgs = dstep + b0 * ldd + j0;
-                cell->bw(&bt, act);
-                if (nacc > 0) { /* while the rows just written are in L1 */
-                    SFX(sum_rows)(&bt, G, bt.dgh, acc + j0, b0, nacc * GH);
-                    if (split) SFX(sum_rows)(&bt, G, bt.dgx, acc + GH + j0, b0, nacc * GH);
-                }
-#if FR_F32
-                if (w->dgb) /* their bf16 copy, also from L1 (ended rows: zeros) */
-                    for (int64_t i = 0; i < m; i++) {
-                        const int64_t b = b0 + i;
-                        const int64_t r = fr_rec_time_of(s, lengths ? lengths[b] : Tn, reverse) * B + b;
-                        for (int64_t g = 0; g < G; g++)
-                            w->span(w->dgb + r * GH + g * H + j0, dgh_all + r * GH + g * H + j0, nv);
-                    }
-#endif
+                r0 = 0;
+                r1 = p->nt;
             }
         }
-        group_barrier(&ps->mem, p, bg, hg, Tn - s);
-#if FR_F32
-        if (w->lpbw) {
-            /* the step's rows rounded already, where they lie together in dgb (no lengths) and
-               the rows past them that whole-tile loads read are final: the next time step's, done
-               earlier in this loop, or dgb's padding (not reversed; the last batch group, whose
-               rows no other group is writing) */
-            const uint32_t *rounded = w->dgb && !lengths && !reverse && rb1 == B
-                                          ? (const uint32_t *)(w->dgb + (s * B + rb0) * GH)
-                                          : NULL;
-            lp_bw_dh_prev(w->lpbw, tid, dh, dstep, ldd, rounded, lengths, s, rb0, rb1, jb0 * nr,
-                          imin(H, (jb0 + nj) * nr));
-        }
-        else
-#endif
-            SFX(bw_dh_prev)(kern, dh, dstep, ldd, whh_p, tile, lengths, s, rb0, rb1, jb0, nj, H, GH);
+        for (int r = r0; r < r1; r++) SFX(bw_dhp)(w, r, s, dstep, tile);
     }
+    if (r1 - r0 > 1) unpark(ps, k_end);
 }
 
 /* The backward's GEMMs: fr_gemm, or with bf (float only) the bf16-operand GEMM. */
@@ -1036,6 +1183,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                /* W_hh only, and a group's steps skip the team's barrier: measured, medium LSTM
                   training (50,16,256,256) 0.94x the time with groups at an equal work */
                .group_cut = 0,
+               .can_solo = 1,
                .begin = SFX(bw_begin),
                .thread = SFX(bw_thread)},
         .cell = cell, .kern = kern, .dx = dx, .dh0 = dh0, .dc0 = dc0,

@@ -408,6 +408,8 @@ void fr_load_forget_inflight(void) {
     atomic_store_explicit(&pool_start_ns, 0, memory_order_relaxed);
 }
 
+int fr_load_inflight(void) { return atomic_load_explicit(&inflight, memory_order_relaxed); }
+
 int64_t fr_load_cuts(void) { return atomic_load_explicit(&cuts, memory_order_relaxed); }
 
 void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *n_inflight, int *contended,

@@ -144,6 +144,10 @@ int fr_load_share(int nthreads);
    thread pool is new, and the descriptor reads the parent's thread). */
 void fr_load_forget_inflight(void);
 
+/* Passes in flight now (a team checks it at every step: another pass entering makes it go on
+   alone). */
+int fr_load_inflight(void);
+
 /* Teams taken smaller than asked by fr_load_free_threads so far (for the benchmark). */
 int64_t fr_load_cuts(void);
 

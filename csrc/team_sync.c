@@ -107,6 +107,10 @@ void fr_team_wait(fr_team_flag *f, int64_t k) {
         sched_yield();
         t = now_ns();
     }
+    fr_team_sleep(f, k);
+}
+
+void fr_team_sleep(fr_team_flag *f, int64_t k) {
     while (atomic_load_explicit(&f->n, memory_order_acquire) < k) {
         const uint32_t w = (uint32_t)atomic_load_explicit(&f->n, memory_order_seq_cst);
         atomic_fetch_add_explicit(&f->sleepers, 1, memory_order_seq_cst);

@@ -50,9 +50,12 @@ void fr_team_wake(fr_team_flag *f);
    go on yielding where the sleep's process-wide barrier, membarrier, is not available). */
 void fr_team_wait(fr_team_flag *f, int64_t k);
 
-/* Barrier number k (1, 2, ... in order) for thread tid of nt: returns when all nt threads have
-   arrived at it; every thread's writes before its arrival are visible to all after. */
-static inline void fr_team_barrier(fr_team_flag *f, int tid, int nt, int64_t k) {
+/* Sleep until f->n >= k, without spinning first (a thread parked for the rest of a pass). */
+void fr_team_sleep(fr_team_flag *f, int64_t k);
+
+/* Thread tid's arrival at number k (its writes before are visible to a thread that sees it),
+   waking the threads asleep on its flag; the first half of fr_team_barrier. */
+static inline void fr_team_arrive(fr_team_flag *f, int tid, int64_t k) {
     fr_team_flag *me = &f[tid];
     /* one store: a second one to this line (which the others are polling) would take it back
        from them (measured: 12% of a batch-1 LSTM(64) call); sleepers wait on n's low half */
@@ -62,6 +65,12 @@ static inline void fr_team_barrier(fr_team_flag *f, int tid, int nt, int64_t k) 
        which orders that count before this load or this arrival before its recheck. */
     atomic_signal_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&me->sleepers, memory_order_relaxed) > 0) fr_team_wake(me);
+}
+
+/* Barrier number k (1, 2, ... in order) for thread tid of nt: returns when all nt threads have
+   arrived at it; every thread's writes before its arrival are visible to all after. */
+static inline void fr_team_barrier(fr_team_flag *f, int tid, int nt, int64_t k) {
+    fr_team_arrive(f, tid, k);
     for (int i = 0; i < nt; i++) {
         if (i == tid) continue;
         int spins = 0;

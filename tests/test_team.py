@@ -82,6 +82,76 @@ def test_results_same_whatever_the_thread_count(shape, restore_threads):
         assert _same(_work(*shape), one), f"{n} threads"
 
 
+# (cell, T, B, I, H, lengths, reverse): off the tiles, batch 1, sequences of their own lengths
+SOLO = [("lstm", 9, 7, 30, 100, False, False), ("gru", 8, 13, 20, 70, True, False),
+        ("rnn", 10, 5, 16, 72, False, True), ("lstm", 7, 1, 24, 64, False, False),
+        ("gru", 6, 11, 12, 40, True, True)]
+
+
+@pytest.fixture
+def team_knobs():
+    yield
+    _native._kernels.set_solo_step(0)
+    _native._kernels.set_team_threads(0)
+    _native._kernels.set_batch_groups(0)
+    fastrnn.set_num_threads(None)
+
+
+def _solo_work(cell, T, B, I, H, lengths, reverse, dtype, precision):
+    """Forward (inference and training) and every gradient of one problem."""
+    x, h0, w_ih, w_hh, b = (a.astype(dtype) for a in _problem(cell, T, B, I, H))
+    kw = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+    if precision != "float32":
+        kw["precision"] = precision
+    if lengths:
+        kw["lengths"] = np.array([T - k % 3 for k in range(B)])
+    state = (h0, h0 * 0.5) if cell == "lstm" else (h0, None)
+    outs = [F.cell_forward(cell, x, *state, w_ih, w_hh, b, b, training=False, reverse=reverse,
+                           **kw)[0]]
+    o = F.cell_forward(cell, x, *state, w_ih, w_hh, b, b, reverse=reverse, **kw)
+    grads = F.cell_backward(o[-1], np.cos(o[0]),
+                            *(None if s is None else np.ones_like(s) for s in state))
+    return outs + [o[0], o[1], *(g for g in grads if g is not None)]
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("case", SOLO, ids=lambda s: "-".join(map(str, s)))
+def test_a_team_that_goes_on_alone_gives_the_teams_results(case, precision, team_knobs):
+    """A team whose first thread goes on alone mid-pass (as when another call enters the
+    process; forced here at the first, a middle and the last step) runs every thread's part in
+    the same order: outputs and gradients bit for bit those of the whole team, forward and
+    backward. Only a team of one batch group whose two threads can spin (two processors,
+    team_sync.h) goes on alone."""
+    dtype = np.float64 if precision == "float64" else np.float32
+    prec = "float32" if precision == "float64" else precision
+    fastrnn.set_num_threads(2)
+    _native._kernels.set_team_threads(2)
+    _native._kernels.set_batch_groups(1)
+    team = _solo_work(*case, dtype, prec)
+    T = case[1]
+    for step in (1, T // 2, T):
+        before = _native._kernels.solo_passes()
+        _native._kernels.set_solo_step(step)
+        alone = _solo_work(*case, dtype, prec)
+        _native._kernels.set_solo_step(0)
+        assert _same(alone, team), f"alone from step {step}"
+        went = _native._kernels.solo_passes() - before
+        can_spin = len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity") else True
+        # the passes of the float driver went on alone: the backward, and the two forwards but
+        # where reversed sequences of their own lengths are gathered by the whole team (or in
+        # bf16, whose forward has a driver of its own)
+        lengths, reverse = case[5], case[6]
+        forwards = 0 if precision == "bfloat16" or (lengths and reverse) else 2
+        assert went == (forwards + 1 if can_spin else 0)
+
+
+def test_knobs_reject_negative_values():
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        _native._kernels.set_team_threads(-1)
+    with pytest.raises(ValueError, match="s must be >= 0"):
+        _native._kernels.set_solo_step(-1)
+
+
 @pytest.mark.parametrize("shape", UNEVEN, ids=lambda s: "-".join(map(str, s)))
 def test_uneven_batch_groups_close_whatever_the_thread_count(shape, restore_threads):
     fastrnn.set_num_threads(1)

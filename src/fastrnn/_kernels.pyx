@@ -159,6 +159,26 @@ def set_batch_groups(int n):
         raise ValueError(f"n must be >= 0, got {n}")
 
 
+def set_team_threads(int n):
+    """Team size of the sequence kernels for later calls: 0 lets the load rules choose (the
+    default); n > 0 takes min(n, threads, hidden blocks) whatever the load (testing)."""
+    if fr_set_team_threads(n) != FR_OK:
+        raise ValueError(f"n must be >= 0, got {n}")
+
+
+def set_solo_step(int64_t s):
+    """For later calls, s > 0 makes every team that can go on alone on its first thread do so
+    from step s on (as when another call enters meanwhile); 0 (the default): only then
+    (testing)."""
+    if fr_set_solo_step(s) != FR_OK:
+        raise ValueError(f"s must be >= 0, got {s}")
+
+
+def solo_passes():
+    """Passes whose team went on alone on its first thread so far."""
+    return fr_solo_passes()
+
+
 def scratch_kept():
     """Bytes of kernel working memory kept for later calls (0 when none)."""
     return fr_scratch_kept()
