@@ -43,6 +43,8 @@
    tiles of 8 rows: two tiles a group; small LSTM training without them, one group of 32 rows,
    1.3x the time). */
 #define FR_GROUP_ROWS 16
+/* Steps between a team's checks for another pass entering (go_solo_check). */
+#define FR_SOLO_EVERY 8
 /* Rows per call of the backward pointwise. */
 #define FR_BW_ROWS 16
 /* A pass's flops from which a one-thread pass measures its waits for a processor (two reads of
@@ -331,6 +333,7 @@ struct fr_pass {
     /* set by run_pass: the passes in flight at entry, and where the team may go on alone, the
        step number from which it does (solo_from, INT64_MAX until then; NULL where it cannot) */
     int inflight0;
+    int64_t solo_step; /* the testing knob's step (fr_set_solo_step; 0: none) */
     _Atomic int64_t *solo_from;
 };
 
@@ -349,8 +352,9 @@ struct fr_pass {
    where another pass has entered the process since this one did (or the testing knob says so). */
 static inline void go_solo_check(const fr_pass *ps, int64_t k, int64_t step) {
     if (ps->solo_from == NULL) return;
-    const int64_t forced = atomic_load_explicit(&forced_solo_step, memory_order_relaxed);
-    if (fr_load_inflight() > ps->inflight0 || (forced > 0 && step >= forced))
+    /* every FR_SOLO_EVERY steps (a batch-1 step is about a microsecond) */
+    if (step % FR_SOLO_EVERY != 0 && ps->solo_step == 0) return;
+    if (fr_load_inflight() > ps->inflight0 || (ps->solo_step > 0 && step >= ps->solo_step))
         atomic_store_explicit(ps->solo_from, k, memory_order_relaxed);
 }
 
@@ -392,6 +396,7 @@ static int run_pass(fr_pass *ps, int nthreads) {
         int short_team = 0;
         _Atomic int64_t solo_from = INT64_MAX;
         ps->inflight0 = tk.inflight;
+        ps->solo_step = atomic_load_explicit(&forced_solo_step, memory_order_relaxed);
         ps->solo_from = ps->can_solo && nt > 1 && ps->plan.nbg == 1 && ps->mem.spin ? &solo_from
                                                                                    : NULL;
         /* measured where it costs nothing next to the work: a team's start-up and its threads'
@@ -775,13 +780,16 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
         SFX(fr_rec_pack_slice)(cell, &sl, mine, f->w_ih, f->w_hh, f->b_ih, f->b_hh,
                                identity ? 0 : I, H, nr, jb0, nj, p->njt);
     }
+    SFX(fr_slice) own;
+    REAL *own_xp;
+    SFX(fw_role)(f, tid, &own, &own_xp);
     int r0 = tid, r1 = tid + 1; /* the roles this thread runs */
     for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
         const int64_t s1 = imin(Tn, s0 + Tc);
         for (int r = r0; r < r1; r++) {
-            SFX(fr_slice) sl;
-            REAL *xp;
-            SFX(fw_role)(f, r, &sl, &xp);
+            SFX(fr_slice) sl = own;
+            REAL *xp = own_xp;
+            if (r != tid) SFX(fw_role)(f, r, &sl, &xp);
             SFX(fw_project_chunk)(f, &sl, s0, s1, rb0, rb1, xp);
         }
         for (int64_t s = s0; s < s1; s++) {
@@ -789,9 +797,9 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
             const int64_t qbase =
                 ((reverse && !gather) ? (s1 - 1 - s) * nb : (s - s0) * nb) - rb0;
             for (int r = r0; r < r1; r++) {
-                SFX(fr_slice) sl;
-                REAL *xp;
-                SFX(fw_role)(f, r, &sl, &xp);
+                SFX(fr_slice) sl = own;
+                REAL *xp = own_xp;
+                if (r != tid) SFX(fw_role)(f, r, &sl, &xp);
                 SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, rb0, rb1, H, lengths, reverse,
                                  hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp,
                                  ldxp, qbase, y, cache, tile, pw, act);
