@@ -521,27 +521,6 @@ static FR_ALWAYS_INLINE T512 __m512i t_words(const float *A, int64_t lda, int64_
     return bf16_pair_words(lo, hi);
 }
 
-static T512 void pack_t_rows_avx512(uint32_t *Ab, int64_t kw, const float *A, int64_t lda,
-                                    int64_t K, int64_t i0, int64_t i1) {
-    /* PACK_T_PB words (2 * PACK_T_PB rows of A) at a time across all the columns: walking every
-       row of A for each 16 columns touched a page per row (the rows of a weight gradient's A lie
-       a page or more apart). 16 words of 16 columns are transposed in registers and stored as
-       one vector per row of Ab (kw = lp_kwords(BF16, K) is a multiple of 16, as is PACK_T_PB). */
-    for (int64_t p0 = 0; p0 < kw; p0 += PACK_T_PB) {
-        const int64_t p1 = p0 + PACK_T_PB < kw ? p0 + PACK_T_PB : kw;
-        for (int64_t i = i0; i < i1; i += 16) {
-            const int64_t n = i1 - i > 16 ? 16 : i1 - i;
-            const __mmask16 mk = (__mmask16)((1u << n) - 1u);
-            for (int64_t p = p0; p < p1; p += 16) {
-                __m512i v[16];
-                for (int q = 0; q < 16; q++) v[q] = t_words(A, lda, K, p + q, i, mk);
-                fr_transpose16(v);
-                for (int64_t r = 0; r < n; r++) _mm512_storeu_si512(Ab + (i + r) * kw + p, v[r]);
-            }
-        }
-    }
-}
-
 /* bf16 of n floats into dst (no padding written). */
 static T512 void span_bf16_avx512(uint16_t *dst, const float *src, int64_t n) {
     int64_t k = 0;
@@ -570,9 +549,13 @@ static FR_ALWAYS_INLINE T512 __m512i t16_words(const uint16_t *A, int64_t lda, i
     return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
 }
 
-/* pack_t_rows_avx512 from bf16 rows: the same blocking, no rounding. */
-static T512 void pack_t16_rows_avx512(uint32_t *Ab, int64_t kw, const uint16_t *A, int64_t lda,
-                                      int64_t K, int64_t i0, int64_t i1) {
+/* The A^T rows i0 <= i < i1 of Ab from A, floats rounded (half 0) or bf16 (half 1): PACK_T_PB
+   words (2 * PACK_T_PB rows of A) at a time across all the columns: walking every row of A for
+   each 16 columns touched a page per row (the rows of a weight gradient's A lie a page or more
+   apart). 16 words of 16 columns are transposed in registers and stored as one vector per row of
+   Ab (kw = lp_kwords(BF16, K) is a multiple of 16, as is PACK_T_PB). */
+static FR_ALWAYS_INLINE T512 void pack_t_any(uint32_t *Ab, int64_t kw, const void *A, int64_t lda,
+                                             int64_t K, int64_t i0, int64_t i1, int half) {
     for (int64_t p0 = 0; p0 < kw; p0 += PACK_T_PB) {
         const int64_t p1 = p0 + PACK_T_PB < kw ? p0 + PACK_T_PB : kw;
         for (int64_t i = i0; i < i1; i += 16) {
@@ -580,12 +563,24 @@ static T512 void pack_t16_rows_avx512(uint32_t *Ab, int64_t kw, const uint16_t *
             const __mmask16 mk = (__mmask16)((1u << n) - 1u);
             for (int64_t p = p0; p < p1; p += 16) {
                 __m512i v[16];
-                for (int q = 0; q < 16; q++) v[q] = t16_words(A, lda, K, p + q, i, mk);
+                for (int q = 0; q < 16; q++)
+                    v[q] = half ? t16_words((const uint16_t *)A, lda, K, p + q, i, mk)
+                                : t_words((const float *)A, lda, K, p + q, i, mk);
                 fr_transpose16(v);
                 for (int64_t r = 0; r < n; r++) _mm512_storeu_si512(Ab + (i + r) * kw + p, v[r]);
             }
         }
     }
+}
+
+static T512 void pack_t_rows_avx512(uint32_t *Ab, int64_t kw, const float *A, int64_t lda,
+                                    int64_t K, int64_t i0, int64_t i1) {
+    pack_t_any(Ab, kw, A, lda, K, i0, i1, 0);
+}
+
+static T512 void pack_t16_rows_avx512(uint32_t *Ab, int64_t kw, const uint16_t *A, int64_t lda,
+                                      int64_t K, int64_t i0, int64_t i1) {
+    pack_t_any(Ab, kw, A, lda, K, i0, i1, 1);
 }
 
 /* ---- AMX (tdpbf16ps, tdpbusd): up to 32 rows x 32 columns per call, K in 16-word steps ------ */
