@@ -269,6 +269,42 @@ def test_prepared_identity_check_and_update():
     assert pw.version == 2
 
 
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_prepared_identity_check_sees_other_arrays(precision):
+    """With check='identity' the object holds its weights by which arrays they are (data
+    pointer, shape, strides, dtype): a call with other arrays (even ones equal in shape) is packed
+    again from them, a strided view of the same memory too."""
+    rng = np.random.default_rng(10)
+    x, h0, c0 = _inputs(rng, "lstm", 4, 2, 6, 10)
+    w = list(_weights(rng, "lstm", 6, 10))
+    pw = functional.prepare_weights("lstm", *w, precision=precision, check="identity")
+    y1 = _run(functional, "lstm", x, h0, c0, w, training=False, precision=precision,
+              prepared=pw)[0]
+    w2 = [a * 0.5 for a in w]  # new arrays, same shapes
+    y2 = _run(functional, "lstm", x, h0, c0, w2, training=False, precision=precision,
+              prepared=pw)[0]
+    yr = _run(reference, "lstm", x, h0, c0, w2, training=False, precision=precision)[0]
+    assert np.abs(y2 - yr).max() < TOL and np.abs(y2 - y1).max() > 1e-3
+    wide = np.zeros((w[1].shape[0] * 2, w[1].shape[1]), np.float32)
+    wide[::2] = w[1]
+    w3 = [w[0], wide[::2], w[2], w[3]]  # the first weights' values in a strided view
+    y3 = _run(functional, "lstm", x, h0, c0, w3, training=False, precision=precision,
+              prepared=pw)[0]
+    np.testing.assert_array_equal(y3, y1)
+
+
+def test_array_key_tells_arrays_apart():
+    from fastrnn import _kernels
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert _kernels.array_key(a) == _kernels.array_key(a)
+    assert _kernels.array_key(a) != _kernels.array_key(a.copy())
+    assert _kernels.array_key(a) != _kernels.array_key(a.reshape(4, 3))
+    assert _kernels.array_key(a[:, ::2]) != _kernels.array_key(a[:, :2])
+    assert _kernels.array_key(a) != _kernels.array_key(a.view(np.int32))
+    with pytest.raises(TypeError, match="ndarray"):
+        _kernels.array_key([1.0])
+
+
 def test_prepared_mismatch_errors():
     rng = np.random.default_rng(10)
     x, h0, c0 = _inputs(rng, "lstm", 3, 2, 6, 10)

@@ -1031,6 +1031,15 @@ def round_bf16(src):
     return out
 
 
+def array_key(a):
+    """Which array ``a`` (an ndarray) is: (data pointer, shape, strides, dtype number), built
+    without the dict of ``__array_interface__`` (the prepared-weights check runs it per call)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError("array_key needs an ndarray")
+    return (<size_t>cnp.PyArray_DATA(<cnp.ndarray>a), a.shape, a.strides,
+            cnp.PyArray_TYPE(<cnp.ndarray>a))
+
+
 def checksum(a):
     """fr_checksum of a C-contiguous array's bytes."""
     if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:

@@ -381,10 +381,8 @@ _WEIGHTS = ("w_ih", "w_hh", "b_ih", "b_hh")
 
 
 def _key(a: np.ndarray | None) -> tuple | None:
-    """Which array ``a`` is: its data pointer, shape and strides."""
-    if a is None:
-        return None
-    return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+    """Which array ``a`` is: its data pointer, shape, strides and dtype."""
+    return None if a is None else _kernels.array_key(a)
 
 
 def _checksum(arrays: tuple) -> tuple:
