@@ -348,13 +348,14 @@ struct fr_pass {
  * (asleep, not spinning in the runtime's barrier) until it is done.
  */
 
-/* Called by thread 0 before its arrival at barrier k: ask the team to go on alone from k on
-   where another pass has entered the process since this one did (or the testing knob says so). */
-static inline void go_solo_check(const fr_pass *ps, int64_t k, int64_t step) {
+/* Called by thread 0 before its arrival at barrier k (a pass numbers its barriers by steps
+   done, 1, 2, ...): ask the team to go on alone from k on where another pass has entered the
+   process since this one did (or the testing knob says so). */
+static inline void go_solo_check(const fr_pass *ps, int64_t k) {
     if (ps->solo_from == NULL) return;
     /* every FR_SOLO_EVERY steps (a batch-1 step is about a microsecond) */
-    if (step % FR_SOLO_EVERY != 0 && ps->solo_step == 0) return;
-    if (fr_load_inflight() > ps->inflight0 || (ps->solo_step > 0 && step >= ps->solo_step))
+    if (k % FR_SOLO_EVERY != 0 && ps->solo_step == 0) return;
+    if (fr_load_inflight() > ps->inflight0 || (ps->solo_step > 0 && k >= ps->solo_step))
         atomic_store_explicit(ps->solo_from, k, memory_order_relaxed);
 }
 
@@ -775,14 +776,10 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     const int64_t nb = rb1 - rb0;
     REAL *mine = scratch + f->shared + tid * f->per_thread;
     REAL *tile = mine + f->slice + Tc * bmax * ldxp; /* mr x G*nr */
-    {
-        SFX(fr_slice) sl;
-        SFX(fr_rec_pack_slice)(cell, &sl, mine, f->w_ih, f->w_hh, f->b_ih, f->b_hh,
-                               identity ? 0 : I, H, nr, jb0, nj, p->njt);
-    }
-    SFX(fr_slice) own;
-    REAL *own_xp;
-    SFX(fw_role)(f, tid, &own, &own_xp);
+    SFX(fr_slice) own; /* this thread's role: its packed slice and projection rows */
+    SFX(fr_rec_pack_slice)(cell, &own, mine, f->w_ih, f->w_hh, f->b_ih, f->b_hh,
+                           identity ? 0 : I, H, nr, jb0, nj, p->njt);
+    REAL *own_xp = mine + f->slice;
     int r0 = tid, r1 = tid + 1; /* the roles this thread runs */
     for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
         const int64_t s1 = imin(Tn, s0 + Tc);
@@ -805,7 +802,7 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
                                  ldxp, qbase, y, cache, tile, pw, act);
             }
             if (r1 - r0 == 1 && p->nt > 1) { /* in a team */
-                if (tid == 0) go_solo_check(ps, s + 1, s + 1);
+                if (tid == 0) go_solo_check(ps, s + 1);
                 group_barrier(&ps->mem, p, bg, hg, s + 1);
                 if (gone_solo(ps, s + 1)) {
                     if (tid != 0) {
@@ -1115,7 +1112,7 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
         REAL *dstep = dgs + (s & 1) * B * w->ldd;
         for (int r = r0; r < r1; r++) SFX(bw_point)(w, r, s, dstep);
         if (r1 - r0 == 1 && p->nt > 1) { /* in a team */
-            if (tid == 0) go_solo_check(ps, Tn - s, Tn - s);
+            if (tid == 0) go_solo_check(ps, Tn - s);
             group_barrier(&ps->mem, p, bg, hg, Tn - s);
             if (gone_solo(ps, Tn - s)) {
                 if (tid != 0) {

@@ -61,12 +61,13 @@ int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flop
     if (nt > share) nt = share;
     if (nt > 1 && t->t_enter < atomic_load_explicit(&contended_until_ns, memory_order_relaxed))
         nt = (nt + 1) / 2;
+    /* the pass's serial time, estimated from the measured speed */
+    const double serial =
+        flops * 1e-9 * (double)atomic_load_explicit(&ns_per_gflop, memory_order_relaxed);
     if (nt > 1) {
         /* other threads runnable now (another pool still spinning, a busy process, another
-           caller): a team larger than the free processors would wait for them at every step */
-        const double serial = flops * 1e-9 *
-                              (double)atomic_load_explicit(&ns_per_gflop, memory_order_relaxed);
-        /* a team that ended within FR_LOAD_IDLE_NS left its workers spinning (libgomp spins
+           caller): a team larger than the free processors would wait for them at every step;
+           a team that ended within FR_LOAD_IDLE_NS left its workers spinning (libgomp spins
            for milliseconds between regions): as many runnable threads are taken for them */
         const int spinning =
             t->warm ? atomic_load_explicit(&last_team, memory_order_relaxed) - 1 : 0;
@@ -74,8 +75,6 @@ int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flop
     }
     if (nt > 1 && t->idle) {
         /* the threads save (1 - 1/nt) of the serial time; waking them costs wake_est */
-        const double serial = flops * 1e-9 *
-                              (double)atomic_load_explicit(&ns_per_gflop, memory_order_relaxed);
         const double wake = (double)atomic_load_explicit(&wake_est_ns, memory_order_relaxed);
         if (serial * (1.0 - 1.0 / nt) < 2.0 * wake) nt = 1;
     }

@@ -53,7 +53,7 @@
 #define FR_LOAD_CONTENDED_NS 50000000
 
 /* A pass's serial time (estimated) from which it reads how many threads are runnable beside it
-   (fr_load_others_runnable: a few microseconds), ns. */
+   (fr_load_free_threads: a microsecond or two), ns. */
 #define FR_LOAD_RUNNABLE_MIN_NS 100000
 /* How far apart two checks that see other runnable threads may be for the second to cut a
    team, ns. One sighting is not enough: on Linux 6.12 and later a thread that has just gone to
@@ -144,7 +144,7 @@ int fr_load_share(int nthreads);
    thread pool is new, and the descriptor reads the parent's thread). */
 void fr_load_forget_inflight(void);
 
-/* Passes in flight now (a team checks it at every step: another pass entering makes it go on
+/* Passes in flight now (a team checks it every few steps: another pass entering makes it go on
    alone). */
 int fr_load_inflight(void);
 
