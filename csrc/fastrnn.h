@@ -105,12 +105,16 @@ const fr_kernel_d *fr_kernel_for_arch_d(int arch);
 
 /*
  * Gate-interleaved panel packing of op(B) (K x N) with N = G*H columns, column n = g*H + j:
- * panels are ordered by hidden block jb = 0..ceil(H/nr)-1, then gate g = 0..G-1; panel (jb, g)
- * holds columns g*H + jb*nr + c, c < nr (zero where jb*nr + c >= H), stored K x nr contiguous at
- * dst + ((jb*G + g) * K) * nr. op(B)[k][n] = transb ? B[n*ldb + k] : B[k*ldb + n].
- * Only hidden blocks [jb0, jb1) are packed, at dst + ((jb - jb0)*G + g) * K * nr.
+ * hidden block jb = 0..ceil(H/nr)-1 holds its nv = min(nr, H - jb*nr) units of every gate, gate g
+ * at block column g*nv (block column g*nv + u is op(B)'s column g*H + jb*nr + u), zero past
+ * G*nv, in FR_BLOCK_PANELS(G, nv, nr) panels of K x nr, panel q at dst + ((jb*G + q) * K) * nr
+ * (a block of nr units: panel g is gate g; a last partial block puts the gates' units side by
+ * side, H = 200 in blocks of 32: one panel of 4 x 8 units, not four of 8).
+ * op(B)[k][n] = transb ? B[n*ldb + k] : B[k*ldb + n].
+ * Only hidden blocks [jb0, jb1) are packed, block jb at dst + (jb - jb0)*G * K * nr.
  * With G = 1, H = N this is plain panel packing.
  */
+#define FR_BLOCK_PANELS(G, nv, nr) ((nv) < (nr) ? ((G) * (nv) + (nr) - 1) / (nr) : (G))
 void fr_pack_b_s(float *dst, const float *B, int64_t ldb, int transb, int64_t K, int64_t H, int64_t G,
                  int64_t nr, int64_t jb0, int64_t jb1);
 void fr_pack_b_d(double *dst, const double *B, int64_t ldb, int transb, int64_t K, int64_t H,

@@ -188,13 +188,37 @@ static void SFX(pack_panel)(const IMPL *ip, REAL *dst, const REAL *B, int64_t ld
     }
 }
 
+/* Panel p of a partial hidden block (nv < nr units from j0, G > 1): columns [p*nr, p*nr + nr) of
+   the block's G*nv, column g*nv + u being op(B)'s column g*H + j0 + u; zero past G*nv. */
+static void SFX(pack_gate_runs)(REAL *dst, const REAL *B, int64_t ldb, int transb, int64_t K,
+                                int64_t H, int64_t G, int64_t nr, int64_t j0, int64_t nv,
+                                int64_t p) {
+    const int64_t c0 = p * nr, c1 = SFX(gmin)(c0 + nr, G * nv);
+    for (int64_t c = c0; c < c1; c++) {
+        const int64_t n = (c / nv) * H + j0 + c % nv;
+        REAL *d = dst + (c - c0);
+        if (transb)
+            for (int64_t k = 0; k < K; k++) d[k * nr] = B[n * ldb + k];
+        else
+            for (int64_t k = 0; k < K; k++) d[k * nr] = B[k * ldb + n];
+    }
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t c = c1 - c0; c < nr; c++) dst[k * nr + c] = (REAL)0;
+}
+
 void SFX(fr_pack_b)(REAL *dst, const REAL *B, int64_t ldb, int transb, int64_t K, int64_t H,
                     int64_t G, int64_t nr, int64_t jb0, int64_t jb1) {
     const IMPL *ip = SFX(impl_get)();
     for (int64_t jb = jb0; jb < jb1; jb++) {
         const int64_t nv = SFX(gmin)(nr, H - jb * nr);
+        REAL *blk = dst + (jb - jb0) * G * K * nr;
+        if (nv < nr && G > 1) { /* the gates' units side by side (fr_block_panels) */
+            for (int64_t p = 0; p < FR_BLOCK_PANELS(G, nv, nr); p++)
+                SFX(pack_gate_runs)(blk + p * K * nr, B, ldb, transb, K, H, G, nr, jb * nr, nv, p);
+            continue;
+        }
         for (int64_t g = 0; g < G; g++) {
-            REAL *p = dst + ((jb - jb0) * G + g) * K * nr;
+            REAL *p = blk + g * K * nr;
             if (!transb && nv == nr && nr == ip->pub.nr)
                 ip->packn(p, B + g * H + jb * nr, ldb, K);
             else

@@ -522,15 +522,17 @@ void SFX(fr_rec_pack_slice)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, cons
     if (I > 0 && w_ih != NULL) SFX(fr_pack_b)(sl->wih, w_ih, I, 1, I, H, G, nr, jb0, jb0 + nj);
     SFX(fr_pack_b)(sl->whh, w_hh, H, 1, H, H, G, nr, jb0, jb0 + nj);
     for (int64_t jl = 0; jl < nj; jl++) {
+        /* the block's columns as its panels hold them (fastrnn.h's fr_pack_b): gate g's nv
+           units at g*nv, zero past G*nv */
+        const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
+        REAL *bb = sl->bias + jl * G * nr;
+        for (int64_t c = 0; c < G * nr; c++) bb[c] = 0;
         for (int64_t g = 0; g < G; g++) {
-            for (int64_t c = 0; c < nr; c++) {
-                const int64_t j = (jb0 + jl) * nr + c;
+            for (int64_t u = 0; u < nv; u++) {
                 REAL v = 0;
-                if (j < H) {
-                    if (b_ih) v += b_ih[g * H + j];
-                    if (b_hh && !(cell->split_n && g == G - 1)) v += b_hh[g * H + j];
-                }
-                sl->bias[(jl * G + g) * nr + c] = v;
+                if (b_ih) v += b_ih[g * H + j0 + u];
+                if (b_hh && !(cell->split_n && g == G - 1)) v += b_hh[g * H + j0 + u];
+                bb[g * nv + u] = v;
             }
         }
         for (int64_t c = 0; c < nr; c++) {
@@ -541,7 +543,8 @@ void SFX(fr_rec_pack_slice)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, cons
 }
 
 /* Identity input weights (w_ih NULL, I = G*H: A holds projected rows, gate g at +g*H): the
-   slice's columns of A plus the folded bias; padding columns past H get the bias (zero). Row q is
+   slice's columns of A plus the folded bias, in the blocks' column order (fr_rec_pack_slice);
+   padding columns stay unwritten (the pointwise kernels read a block's nv units only). Row q is
    A + q*G*H, or A + ids[q]*G*H when ids is not NULL (rows picked from a table). */
 static void SFX(project_identity)(const CELL *cell, const SFX(fr_slice) *sl, const REAL *A,
                                   const int64_t *ids, int64_t rows, int64_t H, REAL *xp,
@@ -556,11 +559,10 @@ static void SFX(project_identity)(const CELL *cell, const SFX(fr_slice) *sl, con
         }
         for (int64_t jl = 0; jl < sl->nj; jl++) {
             const int64_t j0 = (sl->jb0 + jl) * nr, nv = imin(nr, H - j0);
-            for (int64_t g = 0; g < G; g++) {
-                const REAL *bp = sl->bias + (jl * G + g) * nr;
-                REAL *o = xp + q * ldxp + (jl * G + g) * nr;
+            for (int64_t g = 0; g < G; g++) { /* gate g at g*nv (fr_rec_pack_slice) */
+                const REAL *bp = sl->bias + jl * G * nr + g * nv;
+                REAL *o = xp + q * ldxp + jl * G * nr + g * nv;
                 for (int64_t c = 0; c < nv; c++) o[c] = a[g * H + j0 + c] + bp[c];
-                for (int64_t c = nv; c < nr; c++) o[c] = bp[c];
             }
         }
     }
@@ -582,12 +584,13 @@ void SFX(fr_rec_project)(const CELL *cell, const KERN *kern, const SFX(fr_slice)
                          const REAL *A, int64_t rows, int64_t I, REAL *xp, int64_t ldxp) {
     const int64_t G = cell->G, nr = sl->nr, mr = kern->mr;
     for (int64_t jl = 0; jl < sl->nj; jl++) {
-        const int half = fr_rec_half_block(sl->H - (sl->jb0 + jl) * nr, nr);
-        const int64_t nw = half ? nr / 2 : nr; /* the columns computed */
-        for (int64_t g = 0; g < G; g++) {
-            const REAL *panel = sl->wih + (jl * G + g) * I * nr;
-            REAL *out = xp + (jl * G + g) * nr;
-            const REAL *bp = sl->bias + (jl * G + g) * nr;
+        const int64_t nv = imin(nr, sl->H - (sl->jb0 + jl) * nr);
+        for (int64_t q = 0; q < FR_BLOCK_PANELS(G, nv, nr); q++) {
+            const int half = fr_rec_half_panel(G, nv, nr, q);
+            const int64_t nw = half ? nr / 2 : nr; /* the columns computed */
+            const REAL *panel = sl->wih + (jl * G + q) * I * nr;
+            REAL *out = xp + (jl * G + q) * nr;
+            const REAL *bp = sl->bias + (jl * G + q) * nr;
             for (int64_t r0 = 0, m; r0 < rows; r0 += m) {
                 m = fr_rec_tile_rows(rows - r0, mr);
                 if (I > 0)
@@ -609,13 +612,14 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
     REAL *aux0_c = cache && cell->naux > 0 ? gates_c + TB * GH : NULL;
     REAL *aux1_c = cache && cell->naux > 1 ? aux0_c + TB * H : NULL;
     int64_t rows[FR_MAX_MR];
-    SFX(fr_tile) tl = {.ts = nr, .H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * nr, .ldh = ldh,
-                       .ldc = H, .rows = rows};
+    SFX(fr_tile) tl = {.H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * nr, .ldh = ldh, .ldc = H,
+                       .rows = rows};
     for (int64_t jl = 0; jl < sl->nj; jl++) {
         const int64_t j0 = (sl->jb0 + jl) * nr, nv = imin(nr, H - j0);
-        const int half = fr_rec_half_block(nv, nr);
+        const int64_t npan = FR_BLOCK_PANELS(G, nv, nr);
         const REAL *wpanel = sl->whh + jl * G * H * nr;
         tl.n = nv;
+        tl.ts = nv; /* gate g at g*nv (fastrnn.h's fr_pack_b) */
         tl.bhn = sl->bhn + jl * nr;
         tl.y = y ? y + j0 : NULL;
         tl.gates = gates_c ? gates_c + j0 : NULL;
@@ -623,9 +627,9 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
         tl.aux1 = aux1_c ? aux1_c + j0 : NULL;
         for (int64_t b0 = rb0, m; b0 < rb1; b0 += m) {
             m = fr_rec_tile_rows(rb1 - b0, mr);
-            for (int64_t g = 0; g < G; g++)
-                (half ? kern->ukr_half : kern->ukr)(m, H, hp + b0 * ldh, ldh, wpanel + g * H * nr,
-                                                    tile + g * nr, G * nr, 0);
+            for (int64_t q = 0; q < npan; q++)
+                (fr_rec_half_panel(G, nv, nr, q) ? kern->ukr_half : kern->ukr)(
+                    m, H, hp + b0 * ldh, ldh, wpanel + q * H * nr, tile + q * nr, G * nr, 0);
             for (int64_t i = 0; i < m; i++) {
                 const int64_t b = b0 + i;
                 const int64_t L = lengths ? lengths[b] : Tn;

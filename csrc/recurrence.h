@@ -66,10 +66,17 @@ static inline int64_t fr_rec_tile_rows(int64_t left, int64_t mr) {
     return left / ((left + mr - 1) / mr);
 }
 
-/* Whether a microkernel call on a hidden block of nv valid units (of panels nr wide) takes the
-   kernel's half-width form (fastrnn.h's ukr_half): a last block of H = 200 in blocks of 32 (8
-   units) then costs about half a block instead of a whole one, in every gate. */
+/* Whether a microkernel call on nv valid columns (of panels nr wide) takes the kernel's
+   half-width form (fastrnn.h's ukr_half): about half the cost of a whole panel. */
 static inline int fr_rec_half_block(int64_t nv, int64_t nr) { return 2 * nv <= nr; }
+
+/* Whether panel q of a hidden block of nv units of G gates (fastrnn.h's fr_pack_b: a partial
+   block puts the gates' units side by side) takes the half-width form: its valid columns fit in
+   half a panel. */
+static inline int fr_rec_half_panel(int64_t G, int64_t nv, int64_t nr, int64_t q) {
+    const int64_t cols = nv < nr ? G * nv : G * nr;
+    return fr_rec_half_block(cols - q * nr < nr ? cols - q * nr : nr, nr);
+}
 
 #define FR_TEMPLATE "recurrence.h"
 #include "template.h"
