@@ -119,6 +119,12 @@ void fr_pack_b_s(float *dst, const float *B, int64_t ldb, int transb, int64_t K,
                  int64_t nr, int64_t jb0, int64_t jb1);
 void fr_pack_b_d(double *dst, const double *B, int64_t ldb, int transb, int64_t K, int64_t H,
                  int64_t G, int64_t nr, int64_t jb0, int64_t jb1);
+/* The same for hidden units [u0, u1) (0 <= u0 < u1 <= H): blocks of nr units from u0, the last
+   one partial where nr does not divide u1 - u0, block l at dst + l*G * K * nr. */
+void fr_pack_b_units_s(float *dst, const float *B, int64_t ldb, int transb, int64_t K, int64_t H,
+                       int64_t G, int64_t nr, int64_t u0, int64_t u1);
+void fr_pack_b_units_d(double *dst, const double *B, int64_t ldb, int transb, int64_t K,
+                       int64_t H, int64_t G, int64_t nr, int64_t u0, int64_t u1);
 
 /*
  * General GEMM, row-major: C (M x N, ldc) = beta*C + op(A) (M x K) * op(B) (K x N),

@@ -206,25 +206,30 @@ static void SFX(pack_gate_runs)(REAL *dst, const REAL *B, int64_t ldb, int trans
         for (int64_t c = c1 - c0; c < nr; c++) dst[k * nr + c] = (REAL)0;
 }
 
-void SFX(fr_pack_b)(REAL *dst, const REAL *B, int64_t ldb, int transb, int64_t K, int64_t H,
-                    int64_t G, int64_t nr, int64_t jb0, int64_t jb1) {
+void SFX(fr_pack_b_units)(REAL *dst, const REAL *B, int64_t ldb, int transb, int64_t K,
+                          int64_t H, int64_t G, int64_t nr, int64_t u0, int64_t u1) {
     const IMPL *ip = SFX(impl_get)();
-    for (int64_t jb = jb0; jb < jb1; jb++) {
-        const int64_t nv = SFX(gmin)(nr, H - jb * nr);
-        REAL *blk = dst + (jb - jb0) * G * K * nr;
-        if (nv < nr && G > 1) { /* the gates' units side by side (fr_block_panels) */
+    for (int64_t jl = 0, j0 = u0; j0 < u1; jl++, j0 += nr) {
+        const int64_t nv = SFX(gmin)(nr, u1 - j0);
+        REAL *blk = dst + jl * G * K * nr;
+        if (nv < nr && G > 1) { /* the gates' units side by side (FR_BLOCK_PANELS) */
             for (int64_t p = 0; p < FR_BLOCK_PANELS(G, nv, nr); p++)
-                SFX(pack_gate_runs)(blk + p * K * nr, B, ldb, transb, K, H, G, nr, jb * nr, nv, p);
+                SFX(pack_gate_runs)(blk + p * K * nr, B, ldb, transb, K, H, G, nr, j0, nv, p);
             continue;
         }
         for (int64_t g = 0; g < G; g++) {
             REAL *p = blk + g * K * nr;
             if (!transb && nv == nr && nr == ip->pub.nr)
-                ip->packn(p, B + g * H + jb * nr, ldb, K);
+                ip->packn(p, B + g * H + j0, ldb, K);
             else
-                SFX(pack_panel)(ip, p, B, ldb, transb, K, g * H + jb * nr, nv, nr);
+                SFX(pack_panel)(ip, p, B, ldb, transb, K, g * H + j0, nv, nr);
         }
     }
+}
+
+void SFX(fr_pack_b)(REAL *dst, const REAL *B, int64_t ldb, int transb, int64_t K, int64_t H,
+                    int64_t G, int64_t nr, int64_t jb0, int64_t jb1) {
+    SFX(fr_pack_b_units)(dst, B, ldb, transb, K, H, G, nr, jb0 * nr, SFX(gmin)(H, jb1 * nr));
 }
 
 /* ---- driver -------------------------------------------------------------------------------- */

@@ -220,6 +220,34 @@ static inline void my_blocks(const fr_team_plan *p, int64_t hg, int64_t *jb0, in
     *nj = p->njb * (hg + 1) / p->nhg - *jb0;
 }
 
+/* Hidden units [*u0, *u1) of H owned in the forward by thread hg of its group: H split evenly
+   at multiples of half a block (nr / 2), each thread's last block partial where that leaves one
+   (its gates' units side by side: fastrnn.h's fr_pack_b). Against whole blocks this evens out
+   the work where the blocks do not split evenly: H = 100 in blocks of 32 on 2 threads, 48 + 52
+   units (6 and 6.5 panels of work) instead of 64 + 36 (8 and 4.5). Where H is too small for
+   that, whole blocks (my_blocks). */
+static void fw_units(const fr_team_plan *p, int64_t H, int64_t hg, int64_t *u0, int64_t *u1) {
+    const int64_t nhg = p->nhg, gran = p->nr > 1 ? p->nr / 2 : 1;
+    int64_t prev = 0;
+    *u0 = 0;
+    *u1 = H;
+    for (int64_t k = 1; k <= nhg; k++) {
+        const int64_t b = k == nhg ? H : imin(H, (H * k / nhg + gran / 2) / gran * gran);
+        if (b <= prev) { /* an empty share: whole blocks */
+            int64_t jb0, nj;
+            my_blocks(p, hg, &jb0, &nj);
+            *u0 = imin(H, jb0 * p->nr);
+            *u1 = imin(H, (jb0 + nj) * p->nr);
+            return;
+        }
+        if (k == hg + 1) {
+            *u0 = prev;
+            *u1 = b;
+        }
+        prev = b;
+    }
+}
+
 /* Rows [*rb0, *rb1) of B owned by batch group bg. */
 static inline void my_rows(const fr_team_plan *p, int64_t B, int64_t bg, int64_t *rb0,
                            int64_t *rb1) {
@@ -501,10 +529,11 @@ int64_t SFX(fr_rec_slice_size)(const CELL *cell, int64_t I, int64_t H, int64_t n
 }
 
 void SFX(fr_rec_slice_view)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, int64_t I, int64_t H,
-                            int64_t nr, int64_t jb0, int64_t nj, int64_t njt) {
+                            int64_t nr, int64_t u0, int64_t u1, int64_t njt) {
     const int64_t G = cell->G;
-    sl->jb0 = jb0;
-    sl->nj = nj;
+    sl->u0 = u0;
+    sl->u1 = u1;
+    sl->nj = u1 > u0 ? (u1 - u0 + nr - 1) / nr : 0;
     sl->nr = nr;
     sl->H = H;
     sl->wih = dst;                        /* nj*G panels of I x nr */
@@ -515,16 +544,17 @@ void SFX(fr_rec_slice_view)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, int6
 
 void SFX(fr_rec_pack_slice)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, const REAL *w_ih,
                             const REAL *w_hh, const REAL *b_ih, const REAL *b_hh, int64_t I,
-                            int64_t H, int64_t nr, int64_t jb0, int64_t nj, int64_t njt) {
+                            int64_t H, int64_t nr, int64_t u0, int64_t u1, int64_t njt) {
     const int64_t G = cell->G;
-    SFX(fr_rec_slice_view)(cell, sl, dst, I, H, nr, jb0, nj, njt);
+    SFX(fr_rec_slice_view)(cell, sl, dst, I, H, nr, u0, u1, njt);
+    const int64_t nj = sl->nj;
     if (nj <= 0) return;
-    if (I > 0 && w_ih != NULL) SFX(fr_pack_b)(sl->wih, w_ih, I, 1, I, H, G, nr, jb0, jb0 + nj);
-    SFX(fr_pack_b)(sl->whh, w_hh, H, 1, H, H, G, nr, jb0, jb0 + nj);
+    if (I > 0 && w_ih != NULL) SFX(fr_pack_b_units)(sl->wih, w_ih, I, 1, I, H, G, nr, u0, u1);
+    SFX(fr_pack_b_units)(sl->whh, w_hh, H, 1, H, H, G, nr, u0, u1);
     for (int64_t jl = 0; jl < nj; jl++) {
         /* the block's columns as its panels hold them (fastrnn.h's fr_pack_b): gate g's nv
            units at g*nv, zero past G*nv */
-        const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
+        const int64_t j0 = u0 + jl * nr, nv = imin(nr, u1 - j0);
         REAL *bb = sl->bias + jl * G * nr;
         for (int64_t c = 0; c < G * nr; c++) bb[c] = 0;
         for (int64_t g = 0; g < G; g++) {
@@ -536,8 +566,8 @@ void SFX(fr_rec_pack_slice)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, cons
             }
         }
         for (int64_t c = 0; c < nr; c++) {
-            const int64_t j = (jb0 + jl) * nr + c;
-            sl->bhn[jl * nr + c] = (cell->split_n && b_hh && j < H) ? b_hh[(G - 1) * H + j] : 0;
+            const int64_t j = j0 + c;
+            sl->bhn[jl * nr + c] = (cell->split_n && b_hh && j < u1) ? b_hh[(G - 1) * H + j] : 0;
         }
     }
 }
@@ -553,12 +583,12 @@ static void SFX(project_identity)(const CELL *cell, const SFX(fr_slice) *sl, con
     for (int64_t q = 0; q < rows; q++) {
         const REAL *a = A + (ids ? ids[q] : q) * G * H;
         if (ids && q + FR_PREFETCH_ROWS_AHEAD < rows) { /* table rows: load a later row's slice */
-            const REAL *an = A + ids[q + FR_PREFETCH_ROWS_AHEAD] * G * H + sl->jb0 * nr;
-            const int64_t ncols = imin(sl->nj * nr, H - sl->jb0 * nr);
+            const REAL *an = A + ids[q + FR_PREFETCH_ROWS_AHEAD] * G * H + sl->u0;
+            const int64_t ncols = sl->u1 - sl->u0;
             for (int64_t g = 0; g < G; g++) SFX(prefetch_span)(an + g * H, ncols, 0);
         }
         for (int64_t jl = 0; jl < sl->nj; jl++) {
-            const int64_t j0 = (sl->jb0 + jl) * nr, nv = imin(nr, H - j0);
+            const int64_t j0 = sl->u0 + jl * nr, nv = imin(nr, sl->u1 - j0);
             for (int64_t g = 0; g < G; g++) { /* gate g at g*nv (fr_rec_pack_slice) */
                 const REAL *bp = sl->bias + jl * G * nr + g * nv;
                 REAL *o = xp + q * ldxp + jl * G * nr + g * nv;
@@ -584,7 +614,7 @@ void SFX(fr_rec_project)(const CELL *cell, const KERN *kern, const SFX(fr_slice)
                          const REAL *A, int64_t rows, int64_t I, REAL *xp, int64_t ldxp) {
     const int64_t G = cell->G, nr = sl->nr, mr = kern->mr;
     for (int64_t jl = 0; jl < sl->nj; jl++) {
-        const int64_t nv = imin(nr, sl->H - (sl->jb0 + jl) * nr);
+        const int64_t nv = imin(nr, sl->u1 - (sl->u0 + jl * nr));
         for (int64_t q = 0; q < FR_BLOCK_PANELS(G, nv, nr); q++) {
             const int half = fr_rec_half_panel(G, nv, nr, q);
             const int64_t nw = half ? nr / 2 : nr; /* the columns computed */
@@ -615,7 +645,7 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
     SFX(fr_tile) tl = {.H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * nr, .ldh = ldh, .ldc = H,
                        .rows = rows};
     for (int64_t jl = 0; jl < sl->nj; jl++) {
-        const int64_t j0 = (sl->jb0 + jl) * nr, nv = imin(nr, H - j0);
+        const int64_t j0 = sl->u0 + jl * nr, nv = imin(nr, sl->u1 - j0);
         const int64_t npan = FR_BLOCK_PANELS(G, nv, nr);
         const REAL *wpanel = sl->whh + jl * G * H * nr;
         tl.n = nv;
@@ -670,7 +700,7 @@ typedef struct {
     const int64_t *ids, *lengths;
     int64_t Tn, B, I, H;
     int act, reverse, identity, gather;
-    int64_t Tc, bmax, ldxp, slice, per_thread, ldh, BL, shared;
+    int64_t Tc, bmax, njt, ldxp, slice, per_thread, ldh, BL, shared;
 } SFX(fw_pass);
 
 /* Scratch: shared (h ping-pong, gather rows) + per thread (packed slice, x-proj, tile). */
@@ -681,8 +711,14 @@ static size_t SFX(fw_layout)(fr_pass *ps) {
     f->bmax = (B + p->nbg - 1) / p->nbg; /* max rows per group */
     f->Tc = (PROJ_ROWS + f->bmax - 1) / f->bmax;
     if (f->Tc > f->Tn) f->Tc = f->Tn;
-    f->ldxp = p->njt * G * p->nr;
-    f->slice = SFX(fr_rec_slice_size)(f->cell, f->identity ? 0 : f->I, H, p->nr, p->njt);
+    f->njt = 0; /* the most blocks a thread's units take (fw_units) */
+    for (int64_t hg = 0; hg < p->nhg; hg++) {
+        int64_t u0, u1;
+        fw_units(p, H, hg, &u0, &u1);
+        f->njt = f->njt > (u1 - u0 + p->nr - 1) / p->nr ? f->njt : (u1 - u0 + p->nr - 1) / p->nr;
+    }
+    f->ldxp = f->njt * G * p->nr;
+    f->slice = SFX(fr_rec_slice_size)(f->cell, f->identity ? 0 : f->I, H, p->nr, f->njt);
     f->per_thread = f->slice + f->Tc * f->bmax * f->ldxp + p->mr * G * p->nr;
     f->ldh = padded_ld(H, (int64_t)sizeof(REAL)); /* state rows */
     f->BL = B * f->ldh;
@@ -749,10 +785,10 @@ static void SFX(fw_project_chunk)(const SFX(fw_pass) *f, const SFX(fr_slice) *sl
 /* Role r's packed slice (packed at the pass's start by thread r) and input projection rows. */
 static void SFX(fw_role)(const SFX(fw_pass) *f, int r, SFX(fr_slice) *sl, REAL **xp) {
     const fr_team_plan *p = &f->ps.plan;
-    int64_t jb0, nj;
-    my_blocks(p, r % p->nhg, &jb0, &nj);
+    int64_t u0, u1;
+    fw_units(p, f->H, r % p->nhg, &u0, &u1);
     REAL *mine = (REAL *)f->ps.mem.scratch + f->shared + r * f->per_thread;
-    SFX(fr_rec_slice_view)(f->cell, sl, mine, f->identity ? 0 : f->I, f->H, p->nr, jb0, nj, p->njt);
+    SFX(fr_rec_slice_view)(f->cell, sl, mine, f->identity ? 0 : f->I, f->H, p->nr, u0, u1, f->njt);
     *xp = mine + f->slice;
 }
 
@@ -774,15 +810,15 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     const int64_t k_end = Tn + 1; /* past every step's barrier number */
 
     const int bg = tid / p->nhg, hg = tid % p->nhg;
-    int64_t rb0, rb1, jb0, nj;
+    int64_t rb0, rb1, u0, u1;
     my_rows(p, B, bg, &rb0, &rb1);
-    my_blocks(p, hg, &jb0, &nj);
+    fw_units(p, H, hg, &u0, &u1);
     const int64_t nb = rb1 - rb0;
     REAL *mine = scratch + f->shared + tid * f->per_thread;
     REAL *tile = mine + f->slice + Tc * bmax * ldxp; /* mr x G*nr */
     SFX(fr_slice) own; /* this thread's role: its packed slice and projection rows */
     SFX(fr_rec_pack_slice)(cell, &own, mine, f->w_ih, f->w_hh, f->b_ih, f->b_hh,
-                           identity ? 0 : I, H, nr, jb0, nj, p->njt);
+                           identity ? 0 : I, H, nr, u0, u1, f->njt);
     REAL *own_xp = mine + f->slice;
     int r0 = tid, r1 = tid + 1; /* the roles this thread runs */
     for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
@@ -822,12 +858,9 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     /* final state: the rows and columns of this thread's roles */
     const REAL *hf = hbuf + (Tn & 1) * BL;
     for (int r = r0; r < r1; r++) {
-        my_blocks(p, r % p->nhg, &jb0, &nj);
-        for (int64_t jl = 0; jl < nj; jl++) {
-            const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
-            for (int64_t b = rb0; b < rb1; b++)
-                memcpy(h_n + b * H + j0, hf + b * ldh + j0, (size_t)nv * sizeof(REAL));
-        }
+        fw_units(p, H, r % p->nhg, &u0, &u1);
+        for (int64_t b = rb0; b < rb1; b++)
+            memcpy(h_n + b * H + u0, hf + b * ldh + u0, (size_t)(u1 - u0) * sizeof(REAL));
     }
     if (r1 - r0 > 1) unpark(ps, k_end);
 }

@@ -151,10 +151,10 @@ typedef struct {
 /* The cell descriptors (defined in rnn.c, lstm.c, gru.c). */
 extern const SFX(fr_cell) SFX(fr_rnn_cell), SFX(fr_lstm_cell), SFX(fr_gru_cell);
 
-/* A thread's share of the forward weights, packed: hidden blocks [jb0, jb0+nj) of width nr, of
-   H hidden units in all. */
+/* A thread's share of the forward weights, packed: hidden units [u0, u1) of H in all, in nj
+   blocks of nr from u0 (the last one partial where nr does not divide u1 - u0). */
 typedef struct {
-    int64_t jb0, nj, nr, H;
+    int64_t u0, u1, nj, nr, H;
     REAL *wih, *whh, *bias, *bhn; /* panels of W_ih and W_hh, folded bias, GRU n-bias */
 } SFX(fr_slice);
 
@@ -163,11 +163,12 @@ int64_t SFX(fr_rec_slice_size)(const SFX(fr_cell) *cell, int64_t I, int64_t H, i
                                int64_t njt);
 /* Describe a slice packed at dst (pointers only, no packing). */
 void SFX(fr_rec_slice_view)(const SFX(fr_cell) *cell, SFX(fr_slice) *sl, REAL *dst, int64_t I,
-                            int64_t H, int64_t nr, int64_t jb0, int64_t nj, int64_t njt);
-/* Pack hidden blocks [jb0, jb0+nj) into dst (fr_rec_slice_size elements) and describe it. */
+                            int64_t H, int64_t nr, int64_t u0, int64_t u1, int64_t njt);
+/* Pack hidden units [u0, u1) (at most njt blocks) into dst (fr_rec_slice_size elements) and
+   describe it. */
 void SFX(fr_rec_pack_slice)(const SFX(fr_cell) *cell, SFX(fr_slice) *sl, REAL *dst,
                             const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
-                            int64_t I, int64_t H, int64_t nr, int64_t jb0, int64_t nj,
+                            int64_t I, int64_t H, int64_t nr, int64_t u0, int64_t u1,
                             int64_t njt);
 /* The slice's columns of A (rows x I) W_ih^T + bias into xp (row stride ldxp). */
 void SFX(fr_rec_project)(const SFX(fr_cell) *cell, const SFX(fr_kernel) *kern,

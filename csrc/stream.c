@@ -42,7 +42,7 @@ int SFX(fr_step_pack)(REAL *packed, int cell, const REAL *w_ih, const REAL *w_hh
         return FR_ERR_ARG;
     const int64_t nr = SFX(fr_kernel_get)()->nr, njb = (H + nr - 1) / nr;
     SFX(fr_slice) sl;
-    SFX(fr_rec_pack_slice)(cd, &sl, packed, w_ih, w_hh, b_ih, b_hh, I, H, nr, 0, njb, njb);
+    SFX(fr_rec_pack_slice)(cd, &sl, packed, w_ih, w_hh, b_ih, b_hh, I, H, nr, 0, H, njb);
     return FR_OK;
 }
 
@@ -59,7 +59,7 @@ int SFX(fr_step)(REAL *h, REAL *c, REAL *work, const REAL *packed, int cell, int
     if (nr > FR_MAX_NR || kern->mr > FR_MAX_MR) return FR_ERR_ARG;
     SFX(fr_slice) sl;
     /* the view only hands out pointers into packed, which the step reads and never writes */
-    SFX(fr_rec_slice_view)(cd, &sl, (REAL *)(uintptr_t)packed, I, H, nr, 0, njb, njb);
+    SFX(fr_rec_slice_view)(cd, &sl, (REAL *)(uintptr_t)packed, I, H, nr, 0, H, njb);
     REAL *xp = work, *hn = xp + B * ldxp, *tile = hn + B * H;
     SFX(fr_rec_project)(cd, kern, &sl, x, B, I, xp, ldxp);
     /* one step at time 0 of a length-1 sequence, without a separate output (hn is the output) */

@@ -447,3 +447,40 @@ def test_results_do_not_depend_on_the_team(cell, dtype, restore_threads):
             runs.append([*out, *(g for g in grads if g is not None)])
         for n, run in zip((2, 3), runs[1:], strict=True):
             assert _same(run, runs[0]), (cell, dtype.__name__, B, n)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_teams_split_off_grid_units_without_changing_results(cell, dtype, team_knobs):
+    """A forward team splits H at half blocks (recurrence.c's fw_units: H = 100 on 2 threads,
+    48 + 52 units), each thread's last block holding its gates' units side by side (fastrnn.h's
+    fr_pack_b). Forced teams of 2 and 3 threads in one batch group, off-grid H, identity input
+    too: outputs bit for bit those of one thread, and equal to the float64 reference."""
+    from fastrnn import reference as R
+    from fastrnn._cells import CELLS
+
+    G = CELLS[cell].gates
+    kw = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+    rng = np.random.default_rng(11)
+    for T, B, I, H in ((4, 7, 30, 100), (3, 5, 20, 130), (3, 3, 9, 200), (2, 9, 16, 300),
+                       (3, 2, 5, 47), (2, 4, 12, 250)):
+        x = rng.standard_normal((T, B, I))
+        xi = rng.standard_normal((T, B, G * H))
+        w = rng.standard_normal((G * H, I)) * 0.3
+        u = rng.standard_normal((G * H, H)) * 0.3
+        b = rng.standard_normal(G * H)
+        want = R.cell_forward(cell, x, None, None, w, u, b, b, training=False, **kw)[0]
+        cases = [(x, w), (xi, None)]
+        fastrnn.set_num_threads(3)
+        _native._kernels.set_batch_groups(1)
+        runs = []
+        for n in (1, 2, 3):
+            _native._kernels.set_team_threads(n)
+            runs.append([F.cell_forward(cell, a.astype(dtype), None, None,
+                                        None if wi is None else wi.astype(dtype), u.astype(dtype),
+                                        b.astype(dtype), b.astype(dtype), training=False, **kw)[0]
+                         for a, wi in cases])
+        for n, run in zip((2, 3), runs[1:], strict=True):
+            assert _same(run, runs[0]), (cell, dtype.__name__, (T, B, I, H), n)
+        tol = 1e-12 if dtype == np.float64 else 2e-5
+        np.testing.assert_allclose(runs[0][0], want, rtol=tol, atol=tol)
