@@ -439,9 +439,12 @@ static int run_pass(fr_pass *ps, int nthreads) {
         _Atomic int64_t last_start = t0; /* when the team's last thread started */
         _Atomic int64_t waited = 0;      /* the threads' waits for a processor, ns */
         int *const workers = nt > 1 ? fr_load_worker_slots() : NULL;
+        const int cpu0 = nt > 1 ? fr_load_cpu() : -1; /* the caller's: the team's first thread */
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
             fr_load_note_worker(workers, fr_omp_thread());
+            fr_load_cpus mask; /* a worker queued on the caller's processor moves (team_load.h) */
+            const int moved = fr_omp_thread() > 0 && fr_load_move_off(cpu0, &mask);
             const int64_t ts = measure ? fr_load_now_ns() : 0;
             const int64_t w0 = measure ? fr_load_thread_wait_ns() : -1;
             int64_t seen = atomic_load_explicit(&last_start, memory_order_relaxed);
@@ -458,6 +461,7 @@ static int run_pass(fr_pass *ps, int nthreads) {
                 const int64_t w1 = fr_load_thread_wait_ns();
                 if (w1 > w0) atomic_fetch_add(&waited, w1 - w0);
             }
+            if (moved) fr_load_restore_cpus(&mask);
         }
         if (short_team == 0) {
             fr_load_leave(&tk, nt, flops, atomic_load(&last_start) - t0,

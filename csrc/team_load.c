@@ -26,6 +26,8 @@ static _Atomic int inflight;
 static _Atomic int64_t last_end_ns;        /* when the last pass with a team ended (0: never) */
 static _Atomic int last_team;              /* that pass's threads */
 static _Atomic int64_t cuts;               /* teams cut for other runnable threads (stats) */
+static _Atomic int64_t moves;              /* workers moved off the caller's processor (stats) */
+static _Atomic int force_moves;            /* the testing knob of fr_load_force_moves */
 static _Atomic int64_t seen_ns;            /* when the last check saw others (0: it saw none) */
 static _Atomic int64_t last_any_ns;        /* when the last pass of any size ended (0: never) */
 static _Atomic int64_t wake_est_ns = FR_LOAD_WAKE_NS;
@@ -257,6 +259,54 @@ int *fr_load_worker_slots(void) {
 #endif
 }
 
+int fr_load_cpu(void) {
+#ifdef __linux__
+    return sched_getcpu();
+#else
+    return -1;
+#endif
+}
+
+int fr_load_move_off(int cpu, fr_load_cpus *saved) {
+#ifdef __linux__
+    _Static_assert(sizeof(fr_load_cpus) == sizeof(cpu_set_t), "fr_load_cpus is a cpu_set_t");
+    if (atomic_load_explicit(&force_moves, memory_order_relaxed)) cpu = sched_getcpu();
+    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getcpu() != cpu) return 0;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0 || !CPU_ISSET(cpu, &set) ||
+        CPU_COUNT(&set) < 2)
+        return 0;
+    memcpy(saved, &set, sizeof set);
+    CPU_CLR(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) return 0;
+    atomic_fetch_add_explicit(&moves, 1, memory_order_relaxed);
+    return 1;
+#else
+    (void)cpu;
+    (void)saved;
+    return 0;
+#endif
+}
+
+void fr_load_restore_cpus(const fr_load_cpus *saved) {
+#ifdef __linux__
+    cpu_set_t set;
+    memcpy(&set, saved, sizeof set);
+    (void)sched_setaffinity(0, sizeof set, &set);
+#else
+    (void)saved;
+#endif
+}
+
+int fr_load_probe_move(void) {
+    fr_load_cpus saved;
+    const int cpu = fr_load_cpu();
+    if (!fr_load_move_off(cpu, &saved)) return -1;
+    const int now = fr_load_cpu();
+    fr_load_restore_cpus(&saved);
+    return now != cpu;
+}
+
 void fr_load_note_worker(int *slots, int k) {
 #ifdef __linux__
     static _Thread_local int me;
@@ -410,6 +460,10 @@ void fr_load_forget_inflight(void) {
 int fr_load_inflight(void) { return atomic_load_explicit(&inflight, memory_order_relaxed); }
 
 int64_t fr_load_cuts(void) { return atomic_load_explicit(&cuts, memory_order_relaxed); }
+
+int64_t fr_load_moves(void) { return atomic_load_explicit(&moves, memory_order_relaxed); }
+
+void fr_load_force_moves(int on) { atomic_store_explicit(&force_moves, on != 0, memory_order_relaxed); }
 
 void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *n_inflight, int *contended,
                    int64_t *waited_ns) {

@@ -95,6 +95,32 @@ int *fr_load_worker_slots(void);
    its thread id, so that the caller can tell its own idle workers' spinning from other load. */
 void fr_load_note_worker(int *slots, int k);
 
+/* A processor set, as the system's affinity calls take it (1024 processors). */
+typedef struct {
+    unsigned long bits[1024 / (8 * sizeof(unsigned long))];
+} fr_load_cpus;
+
+/* The processor the calling thread runs on now, -1 where the system does not tell. */
+int fr_load_cpu(void);
+
+/* A team's worker that finds itself on processor cpu, that of the team's first thread, moves to
+   the other processors it may use (its affinity mask without cpu), saving its mask in *saved:
+   1 if it moved (fr_load_restore_cpus puts the mask back; the thread stays where it is), 0 if
+   not (another processor, cpu < 0, no other processor allowed, not Linux). Why: Linux often
+   queues a woken thread on its waker's processor, and moves it to an idle one only at the next
+   balancing, a scheduler tick later; until then the two take turns on one processor while
+   another idles (measured after 150 ms idle: 2 calls in 6 with both threads waiting ~4 ms,
+   5-8 times the call's usual time, and a wait that marked the machine contended). */
+int fr_load_move_off(int cpu, fr_load_cpus *saved);
+
+/* Put back the calling thread's affinity mask saved by fr_load_move_off. */
+void fr_load_restore_cpus(const fr_load_cpus *saved);
+
+/* For the tests: fr_load_move_off from the processor the calling thread is on, then
+   fr_load_restore_cpus: 1 if it ran on another processor in between, 0 if it did not move, -1
+   where it could not (one processor allowed, not Linux). */
+int fr_load_probe_move(void);
+
 /* Threads runnable on the machine now besides the caller and its own pool's workers (which spin
    for a while between passes, libgomp's GOMP_SPINCOUNT, and are free for its next team): other
    pools' spinning threads, other callers, other processes. -1 where the system does not tell (not
@@ -150,6 +176,11 @@ int fr_load_inflight(void);
 
 /* Teams taken smaller than asked by fr_load_free_threads so far (for the benchmark). */
 int64_t fr_load_cuts(void);
+/* Workers moved off the caller's processor so far (fr_load_move_off; stats). */
+int64_t fr_load_moves(void);
+/* The testing knob: on, fr_load_move_off moves a worker off whatever processor it is on (as if
+   it shared the caller's), so that the move and the mask's return run on every team pass. */
+void fr_load_force_moves(int on);
 
 /* The current estimates, for the benchmark and tests: wake cost (ns), serial speed (ns per flop
    times 1e6), passes in flight, whether contended now, the team threads' waits for a processor

@@ -233,9 +233,10 @@ def test_busy_processes_beside_the_team(restore_threads):
 def test_team_load_reports_its_estimates():
     d = _native.team_load()
     assert set(d) == {"wake_ns", "ns_per_mflop", "inflight", "contended", "waited_ns",
-                      "others_runnable", "cuts"}
+                      "others_runnable", "cuts", "moves"}
     assert d["wake_ns"] > 0 and d["ns_per_mflop"] > 0 and d["inflight"] >= 0
     assert d["waited_ns"] >= 0 and d["others_runnable"] >= -1 and d["cuts"] >= 0
+    assert d["moves"] >= 0
     assert isinstance(d["contended"], bool)
 
 
@@ -484,3 +485,38 @@ def test_teams_split_off_grid_units_without_changing_results(cell, dtype, team_k
             assert _same(run, runs[0]), (cell, dtype.__name__, (T, B, I, H), n)
         tol = 1e-12 if dtype == np.float64 else 2e-5
         np.testing.assert_allclose(runs[0][0], want, rtol=tol, atol=tol)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two processors the process may use")
+def test_a_worker_on_the_callers_processor_moves_and_keeps_its_mask(team_knobs):
+    """Linux often queues a woken worker on its waker's processor until the next balancing tick
+    (milliseconds while another processor idles): a team's worker that finds itself on the
+    caller's processor moves off it for the pass (team_load.h fr_load_move_off). The move runs
+    the thread elsewhere, and its affinity mask is put back after, exactly: after many team
+    calls every thread of the process has the mask it started with."""
+    before = {int(t): os.sched_getaffinity(int(t)) for t in os.listdir("/proc/self/task")}
+    assert _native._kernels.probe_move() == 1
+    assert os.sched_getaffinity(0) == before[threading.get_native_id()]
+    fastrnn.set_num_threads(2)
+    _native._kernels.set_team_threads(2)
+    args = _problem("lstm", 6, 7, 20, 70)
+    want = F.lstm_forward(args[0], None, None, args[2], args[3], args[4], args[4],
+                          training=False)[0]
+    moves = _native._kernels.team_load()["moves"]
+    _native._kernels.force_moves(True)  # every worker moves, as if it shared the caller's
+    try:
+        for _ in range(20):
+            got = F.lstm_forward(args[0], None, None, args[2], args[3], args[4], args[4],
+                                 training=False)[0]
+            assert np.array_equal(got, want)
+    finally:
+        _native._kernels.force_moves(False)
+    assert _native._kernels.team_load()["moves"] >= moves + 20
+    for t in os.listdir("/proc/self/task"):
+        tid = int(t)
+        try:
+            mask = os.sched_getaffinity(tid)
+        except OSError:  # a thread that ended
+            continue
+        assert mask == before.get(tid, mask), tid

@@ -195,7 +195,10 @@ cdef extern from "team_load.h" nogil:
                        int64_t *waited_ns)
     int fr_load_others_runnable()
     int64_t fr_load_cuts()
+    int64_t fr_load_moves()
+    void fr_load_force_moves(int on)
     int fr_load_probe_workers(int nt)
+    int fr_load_probe_move()
     int fr_load_free_rule(int want, int ncpu, int running, int own)
     int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns)
 

@@ -77,20 +77,33 @@ def team_load():
     cost of waking an idle team (ns), the serial speed (ns per Mflop), the passes in flight now,
     whether the machine counts as contended now (teams halved), the team threads' waits
     for a processor counted so far (ns) and the threads runnable now besides the caller and its
-    own workers (-1: the system does not tell), and how many teams were taken smaller for
-    them so far."""
+    own workers (-1: the system does not tell), how many teams were taken smaller for
+    them so far, and how many workers moved off the caller's processor so far."""
     cdef int64_t wake = 0, speed = 0, waited = 0
     cdef int inflight = 0, contended = 0
     fr_load_stats(&wake, &speed, &inflight, &contended, &waited)
     return {"wake_ns": wake, "ns_per_mflop": speed, "inflight": inflight,
             "contended": bool(contended), "waited_ns": waited,
-            "others_runnable": fr_load_others_runnable(), "cuts": fr_load_cuts()}
+            "others_runnable": fr_load_others_runnable(), "cuts": fr_load_cuts(),
+            "moves": fr_load_moves()}
+
+
+def force_moves(bint on):
+    """The testing knob csrc/team_load.h fr_load_force_moves: every team worker moves off its
+    processor for the pass."""
+    fr_load_force_moves(on)
 
 
 def probe_workers(int nt):
     """Run an OpenMP region of nt threads, then count the calling thread's workers that are
     runnable (csrc/team_load.h fr_load_probe_workers; -1: states cannot be read), for the tests."""
     return fr_load_probe_workers(nt)
+
+
+def probe_move():
+    """Move the calling thread off its processor and put its affinity back (csrc/team_load.h
+    fr_load_probe_move: 1 moved, 0 not, -1 could not), for the tests."""
+    return fr_load_probe_move()
 
 
 def free_rule(int want, int ncpu, int running, int own):

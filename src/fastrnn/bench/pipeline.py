@@ -249,7 +249,9 @@ def format_pipeline(report: dict[str, Any]) -> str:
                      + (f", its threads waited {d['waited_ns'] / 1e6:.1f} ms for a processor"
                         if "waited_ns" in d else "")
                      + (f", {d['cuts']} teams taken smaller for other runnable threads"
-                        if "cuts" in d else ""))
+                        if "cuts" in d else "")
+                     + (f", {d['moves']} workers moved off the caller's processor"
+                        if "moves" in d else ""))
     lines.append("(disturbed rows: time over the same round's quiet time; callers: total "
                  "throughput over serial; after idle: time over 1 thread's after the same idle)")
     return "\n".join(lines) + "\n"
