@@ -233,6 +233,39 @@ def test_measure_respects_budget() -> None:
     assert not warm_only and len(times) == 1 and len(calls) == 2
 
 
+def test_a_sample_of_short_calls_times_warm_calls_only() -> None:
+    """The grid pauses before every sample; a call shorter than WARM_CALL_MAX_S gets one untimed
+    call first (the first call after a pause pays the wake-up, for every library alike), so
+    that a sample times warm calls only; a long call does not (its wake-up is a small part)."""
+    from fastrnn.bench.timing import WARM_CALL_MAX_S
+
+    calls: list[float] = []
+
+    def fast():
+        calls.append(time.perf_counter())
+        if len(calls) == 3:  # the first call after the warm-up, as after a pause: slow
+            time.sleep(0.2)
+        return [0.0]
+
+    tm = bench.Timer(fast, repeats=1, budget_s=None)
+    assert len(calls) == 2 and tm.number > 1
+    tm.sample()
+    assert len(calls) == 3 + tm.number
+    assert tm.result()[0][0] < 0.2 / tm.number  # the slow call was not timed
+
+    calls.clear()
+
+    def slow():
+        calls.append(1)
+        time.sleep(WARM_CALL_MAX_S * 1.5)
+        return [0.0]
+
+    tm = bench.Timer(slow, repeats=1, budget_s=None)
+    n0 = len(calls)
+    tm.sample()
+    assert len(calls) == n0 + tm.number
+
+
 def test_plot_without_matplotlib_names_the_extra(tmp_path) -> None:
     stub = tmp_path / "stub"
     stub.mkdir()

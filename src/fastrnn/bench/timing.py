@@ -11,6 +11,12 @@ from typing import Any
 from fastrnn.bench.runners import Runner
 
 MIN_SAMPLE_S = 0.02  # calls shorter than this are looped inside one timing sample
+# A call shorter than this gets one untimed call before each sample. The grid pauses before
+# every sample (idle workers of the library measured before stop spinning), and the first call
+# after a pause pays for waking the threads and caches: on the 2-vCPU development VM 1-2 ms more
+# for every library (ORT's first LSTM call 1.8-2.1 ms against 0.9-1.3 ms warm, torch's up to
+# 15 ms), which swamped samples of a few calls. Time after idle is `bench --pipeline`'s measure.
+WARM_CALL_MAX_S = 0.05
 GEMM_N = 2048
 
 
@@ -19,7 +25,8 @@ class Timer:
 
     The constructor warms up: one call (two when it is fast: the first pays one-off costs),
     keeping a copy of the first output. Calls shorter than ``MIN_SAMPLE_S`` are repeated
-    ``number`` times inside a sample (the sample is their mean). With a budget, fewer
+    ``number`` times inside a sample (the sample is their mean); calls shorter than
+    ``WARM_CALL_MAX_S`` get one untimed call before each sample. With a budget, fewer
     than ``repeats`` samples are planned so that warm-up and samples stay within it (but
     at least ``min_samples``); when the warm-up alone used it up, the first call is the
     only sample (``warmup_only``).
@@ -39,6 +46,7 @@ class Timer:
             run()
             est = time.perf_counter() - t
             spent += est
+        self.est = est
         self.number = max(1, min(10_000, int(MIN_SAMPLE_S / max(est, 1e-9))))
         n = repeats
         if budget_s is not None:
@@ -54,6 +62,8 @@ class Timer:
     def sample(self) -> None:
         """Take one timing sample."""
         run, number = self.run, self.number
+        if self.est < WARM_CALL_MAX_S:  # after the grid's pause: the sample times warm calls
+            run()
         t = time.perf_counter()
         for _ in range(number):
             run()
