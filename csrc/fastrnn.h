@@ -155,8 +155,8 @@ void fr_tanh_d(double *y, const double *x, int64_t n);
  * only. cache: NULL for inference, else fr_cell_cache_size(cell, T, B, H) elements written by
  * forward and read by backward (layout private to the kernels). nthreads >= 1.
  *
- * Backward write rule: dx, dh0, dc0 are written (=); dw_ih, dw_hh, db_ih, db_hh accumulate (+=),
- * the caller zeroes them; db_* may be NULL (no bias). dy, dh_n, dc_n may be NULL (zero). dx may be
+ * Backward write rule: dx, dh0, dc0, dw_ih and dw_hh are written (=); db_ih, db_hh accumulate
+ * (+=), the caller zeroes them; db_* may be NULL (no bias). dy, dh_n, dc_n may be NULL (zero). dx may be
  * NULL when w_ih is not (the input's gradient is then not computed: one GEMM less). Backward
  * needs the same x, h0, c0, weights, lengths, reverse and sizes as the forward that filled cache.
  *
@@ -364,8 +364,8 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
                   int64_t T, int64_t B, int64_t I, int64_t H, int act, int reverse,
                   int nthreads);
 /* fr_cell_backward_s of a bf16 forward: the same recurrence (float32 gate gradients, dh_{t-1} =
-   delta W_hh in float32 on the weights given), with dx = delta W_ih, dw_ih += delta^T x and
-   dw_hh += delta^T hq on fr_gemm_bf16 (hq: fr_lp_forward's bf16-rounded h_{t-1}, T*B*H). */
+   delta W_hh in float32 on the weights given), with dx = delta W_ih, dw_ih = delta^T x and
+   dw_hh = delta^T hq on fr_gemm_bf16 (hq: fr_lp_forward's bf16-rounded h_{t-1}, T*B*H). */
 int fr_cell_backward_hq_s(int cell, float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh,
                           float *db_ih, float *db_hh, const float *cache, const float *hq,
                           const float *x, const float *w_ih, const float *w_hh, const float *dy,

@@ -1180,7 +1180,7 @@ static int SFX(wgemm)(int bf, int ta, int tb, int64_t M, int64_t N, int64_t K, c
     return SFX(fr_gemm)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, nt);
 }
 
-/* The weight gradients over all steps: dw_ih += dgx^T x (where ih) and dw_hh += dgh^T hq. With
+/* The weight gradients over all steps: dw_ih = dgx^T x (where ih) and dw_hh = dgh^T hq. With
    bf16 operands and one delta for both (every cell but the GRU, whose n gate splits it), delta^T
    is rounded and packed once (fr_gemm_bf16_pair), from its bf16 copy dgb where the backward made
    one. */
@@ -1189,18 +1189,18 @@ static int SFX(wgrads)(int bf, int ih, int64_t GH, int64_t TB, int64_t I, int64_
                        const REAL *hq, REAL *dw_ih, REAL *dw_hh, int nt) {
 #if FR_F32
     if (dgb && ih)
-        return lp_gemm_bf16_pair_h(1, GH, TB, dgb, GH, I, x, I, dw_ih, I, H, hq, H, dw_hh, H, 1.0f,
+        return lp_gemm_bf16_pair_h(1, GH, TB, dgb, GH, I, x, I, dw_ih, I, H, hq, H, dw_hh, H, 0.0f,
                                    nt);
     if (dgb)
-        return lp_gemm_bf16_h(1, GH, H, TB, dgb, GH, hq, H, 1.0f, dw_hh, H, nt);
+        return lp_gemm_bf16_h(1, GH, H, TB, dgb, GH, hq, H, 0.0f, dw_hh, H, nt);
     if (bf && ih && dgx == dgh)
-        return fr_gemm_bf16_pair(1, GH, TB, dgh, GH, I, x, I, dw_ih, I, H, hq, H, dw_hh, H, 1.0f,
+        return fr_gemm_bf16_pair(1, GH, TB, dgh, GH, I, x, I, dw_ih, I, H, hq, H, dw_hh, H, 0.0f,
                                  nt);
 #else
     (void)dgb;
 #endif
-    const int st = ih ? SFX(wgemm)(bf, 1, 0, GH, I, TB, dgx, GH, x, I, 1, dw_ih, I, nt) : FR_OK;
-    return st == FR_OK ? SFX(wgemm)(bf, 1, 0, GH, H, TB, dgh, GH, hq, H, 1, dw_hh, H, nt) : st;
+    const int st = ih ? SFX(wgemm)(bf, 1, 0, GH, I, TB, dgx, GH, x, I, 0, dw_ih, I, nt) : FR_OK;
+    return st == FR_OK ? SFX(wgemm)(bf, 1, 0, GH, H, TB, dgh, GH, hq, H, 0, dw_hh, H, nt) : st;
 }
 
 int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh,
@@ -1219,7 +1219,11 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     for (int64_t k = 0; k < BH; k++) dh0[k] = dh_n ? dh_n[k] : (REAL)0;
     if (cell->has_c)
         for (int64_t k = 0; k < BH; k++) dc0[k] = dc_n ? dc_n[k] : (REAL)0;
-    if (TB == 0) return FR_OK;
+    if (TB == 0) { /* no step: zero weight gradients (they are written, fastrnn.h) */
+        if (I > 0 && !identity) memset(dw_ih, 0, (size_t)(GH * I) * sizeof(REAL));
+        memset(dw_hh, 0, (size_t)(GH * H) * sizeof(REAL));
+        return FR_OK;
+    }
 
     const KERN *kern = SFX(fr_kernel_get)();
     const int split = cell->split_n;

@@ -592,3 +592,38 @@ def test_cell_backward_dx_none_rules():
     # the functional API still returns dx None on request with projected input
     out = F.lstm_backward(ctx, None, np.ones((B, H)), None, need_dx=False)
     assert out[0] is None and out[3] is None and np.isfinite(out[4]).all()
+
+
+@pytest.mark.parametrize("precision", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_cell_backward_writes_the_weight_gradients(cell, precision):
+    """The backward writes dw_ih and dw_hh (fastrnn.h's write rule): buffers full of NaN come
+    back with the gradients the functional API returns, and a sequence of no steps (T = 0)
+    writes zeros. db_ih / db_hh still accumulate."""
+    dt = np.float64 if precision == "float64" else np.float32
+    prec = {} if precision == "float64" else {"precision": precision}
+    kw = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    rng = np.random.default_rng(3)
+    for T, B, I, H in ((5, 3, 6, 33), (0, 2, 4, 8)):
+        x = rng.standard_normal((T, B, I)).astype(dt)
+        w = (rng.standard_normal((G * H, I)) * 0.3).astype(dt)
+        u = (rng.standard_normal((G * H, H)) * 0.3).astype(dt)
+        b = rng.standard_normal(G * H).astype(dt)
+        out = F.cell_forward(cell, x, None, None, w, u, b, b, **kw, **prec)
+        ctx = out[-1]
+        dy = np.cos(out[0]).astype(dt)
+        want = F.cell_backward(ctx, dy, None, None)
+        p = ctx.p
+        dw_ih = np.full((G * H, I), np.nan, dt)
+        dw_hh = np.full((G * H, H), np.nan, dt)
+        db_ih, db_hh = np.ones(G * H, dt), np.ones(G * H, dt)
+        dc0 = np.empty((B, H), dt) if cell == "lstm" else None
+        _kernels.cell_backward(cell, np.empty((T, B, I), dt), np.empty((B, H), dt), dc0, dw_ih,
+                               dw_hh, db_ih, db_hh, ctx.cache, p.x, p.w_ih, p.w_hh, dy, None,
+                               None, None, ctx.act, False, 2, ctx.hq)
+        np.testing.assert_array_equal(dw_ih, want[3])
+        np.testing.assert_array_equal(dw_hh, want[4])
+        np.testing.assert_array_equal(db_ih, want[5] + 1)
+        if T == 0:
+            assert not dw_ih.any() and not dw_hh.any()

@@ -735,7 +735,7 @@ def cell_backward(str cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, cache, x, 
                   dy, dh_n, dc_n, lengths, int act, bint reverse, int nthreads, hq=None):
     """Backpropagate through a whole sequence using the cache of cell_forward.
 
-    Writes dx, dh0 (and dc0 for LSTM); accumulates into dw_ih, dw_hh, db_ih, db_hh (+=).
+    Writes dx, dh0 (and dc0 for LSTM), dw_ih and dw_hh; accumulates into db_ih, db_hh (+=).
     With w_ih None (projected input) x is not read and may be None (sizes then come from dx).
     dx None (only with w_ih given): the input's gradient is not computed.
     """

@@ -312,8 +312,8 @@ def backward(ctx: Context, grads: Grads, need_dx: bool = True) -> tuple:
     dx = empty((T, B, I), dt) if need_dx or p.w_ih is None else None
     dh0 = np.empty((B, H), dtype=dt)
     dc0 = np.empty((B, H), dtype=dt) if spec.has_cell_state else None
-    dw_ih = None if p.w_ih is None else zeros((G * H, I), dt)
-    dw_hh = zeros((G * H, H), dt)
+    dw_ih = None if p.w_ih is None else empty((G * H, I), dt)  # written by the kernels
+    dw_hh = empty((G * H, H), dt)
     db_ih = np.zeros(G * H, dtype=dt) if p.b_ih is not None else None
     db_hh = np.zeros(G * H, dtype=dt) if p.b_hh is not None else None
     _kernels.cell_backward(ctx.cell, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, ctx.cache, p.x,
