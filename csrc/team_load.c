@@ -300,11 +300,20 @@ void fr_load_restore_cpus(const fr_load_cpus *saved) {
 
 int fr_load_probe_move(void) {
     fr_load_cpus saved;
-    const int cpu = fr_load_cpu();
-    if (!fr_load_move_off(cpu, &saved)) return -1;
-    const int now = fr_load_cpu();
-    fr_load_restore_cpus(&saved);
-    return now != cpu;
+    /* the thread can be moved between reading its processor and fr_load_move_off's own read:
+       try again then */
+    for (int tries = 0; tries < 1000; tries++) {
+        const int cpu = fr_load_cpu();
+        if (cpu < 0) return -1;
+        if (!fr_load_move_off(cpu, &saved)) {
+            if (fr_load_cpu() != cpu) continue;
+            return -1;
+        }
+        const int now = fr_load_cpu();
+        fr_load_restore_cpus(&saved);
+        return now != cpu;
+    }
+    return -1;
 }
 
 void fr_load_note_worker(int *slots, int k) {
@@ -463,7 +472,9 @@ int64_t fr_load_cuts(void) { return atomic_load_explicit(&cuts, memory_order_rel
 
 int64_t fr_load_moves(void) { return atomic_load_explicit(&moves, memory_order_relaxed); }
 
-void fr_load_force_moves(int on) { atomic_store_explicit(&force_moves, on != 0, memory_order_relaxed); }
+void fr_load_force_moves(int on) {
+    atomic_store_explicit(&force_moves, on != 0, memory_order_relaxed);
+}
 
 void fr_load_stats(int64_t *wake_ns, int64_t *ns_per_mflop, int *n_inflight, int *contended,
                    int64_t *waited_ns) {
