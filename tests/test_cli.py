@@ -799,3 +799,20 @@ def test_malformed_omp_num_threads_is_a_one_line_error(command) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="abc")
     proc = _cli(command, *(["--tiny"] if command == "demo" else []), env=env)
     _one_line_error(proc, "OMP_NUM_THREADS='abc' is not a thread count", 2)
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    """`fastrnn info | head -1` where the reader has gone before the output is written: the
+    command stops without an error message and with the status a shell reports for SIGPIPE
+    (141), instead of 'error: Broken pipe' or a traceback at exit."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, *filter(None, [e.get("PYTHONPATH")])])
+    r, w = os.pipe()
+    os.close(r)  # nobody will read: the first write of the output fails (EPIPE)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "fastrnn", "info"], cwd=ROOT, env=e,
+                              stdout=w, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert proc.returncode == 141, (proc.returncode, proc.stderr)
+    assert proc.stderr == "", proc.stderr

@@ -14,6 +14,7 @@ OpenBLAS through the environment before numpy is loaded (see
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -138,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         The exit status: the command's, 1 for a failure it reports, 2 for bad arguments
-        (or no command), 130 when interrupted.
+        (or no command), 130 when interrupted, 141 when the reader of its output went away
+        (a closed pipe).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -149,13 +151,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_argv = argv[1:]  # the words after the command's name (bench records them)
     command = next(c for c in COMMANDS if c.name == args.command)
     try:
-        return int(command.run(args))
+        status = int(command.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
+        return status
     except CommandError as e:
         print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
         return e.status
     except ThreadSettingError as e:  # a malformed OMP_NUM_THREADS
         print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of the output went away (fastrnn info | head -3)
+        devnull = os.open(os.devnull, os.O_WRONLY)  # so that the exit's flush does not fail too
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a shell reports a command ended by SIGPIPE
     except OSError as e:  # a file that cannot be read or written, a full disk, ...
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"{parser.prog} {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
