@@ -539,7 +539,6 @@ void SFX(fr_rec_slice_view)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, int6
     sl->u1 = u1;
     sl->nj = u1 > u0 ? (u1 - u0 + nr - 1) / nr : 0;
     sl->nr = nr;
-    sl->H = H;
     sl->wih = dst;                        /* nj*G panels of I x nr */
     sl->whh = dst + njt * G * nr * I;     /* nj*G panels of H x nr */
     sl->bias = sl->whh + njt * G * nr * H; /* nj*G*nr folded input-side biases */
@@ -719,7 +718,8 @@ static size_t SFX(fw_layout)(fr_pass *ps) {
     for (int64_t hg = 0; hg < p->nhg; hg++) {
         int64_t u0, u1;
         fw_units(p, H, hg, &u0, &u1);
-        f->njt = f->njt > (u1 - u0 + p->nr - 1) / p->nr ? f->njt : (u1 - u0 + p->nr - 1) / p->nr;
+        const int64_t nj = (u1 - u0 + p->nr - 1) / p->nr;
+        if (nj > f->njt) f->njt = nj;
     }
     f->ldxp = f->njt * G * p->nr;
     f->slice = SFX(fr_rec_slice_size)(f->cell, f->identity ? 0 : f->I, H, p->nr, f->njt);

@@ -151,10 +151,10 @@ typedef struct {
 /* The cell descriptors (defined in rnn.c, lstm.c, gru.c). */
 extern const SFX(fr_cell) SFX(fr_rnn_cell), SFX(fr_lstm_cell), SFX(fr_gru_cell);
 
-/* A thread's share of the forward weights, packed: hidden units [u0, u1) of H in all, in nj
-   blocks of nr from u0 (the last one partial where nr does not divide u1 - u0). */
+/* A thread's share of the forward weights, packed: hidden units [u0, u1), in nj blocks of nr
+   from u0 (the last one partial where nr does not divide u1 - u0). */
 typedef struct {
-    int64_t u0, u1, nj, nr, H;
+    int64_t u0, u1, nj, nr;
     REAL *wih, *whh, *bias, *bhn; /* panels of W_ih and W_hh, folded bias, GRU n-bias */
 } SFX(fr_slice);
 
