@@ -323,6 +323,21 @@ def test_prepared_mismatch_errors():
         functional.prepare_weights("lstm", *w, precision="bf16", check="never")
 
 
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_packed_weights_fill_their_whole_aligned_buffer(precision):
+    # The packed buffer is cut 64-byte aligned out of a larger array. numpy's arrays start
+    # 16-byte aligned, so most sizes need an offset: an offset computed with C's signed
+    # remainder once cut an empty array from the end, and the packing wrote past it.
+    for H in (1, 4, 20, 33, 64, 100):
+        for I in (1, 7, 64):
+            w = _weights(np.random.default_rng(H * 100 + I), "lstm", I, H)
+            packed = _kernels.lp_pack("lstm", "bfloat16" if precision == "bf16" else precision,
+                                      *w)
+            assert packed.ctypes.data % 64 == 0
+            assert packed.size > 0
+            assert packed.base.size == packed.size + 64
+
+
 def test_prepared_float32_precision():
     rng = np.random.default_rng(11)
     x, h0, c0 = _inputs(rng, "lstm", 3, 2, 6, 10)

@@ -960,6 +960,19 @@ def lp_set_vnni(bint on):
     fr_lp_set_vnni(on)
 
 
+cdef object _aligned_bytes(int64_t n):
+    """An uninitialised uint8 array of n bytes whose data is 64-byte aligned (packed weights)."""
+    raw = np.empty(n + 64, np.uint8)
+    # unsigned: this module divides with C semantics (cdivision), where a negative remainder
+    # would slice an empty array out of raw's end
+    cdef size_t addr = <size_t>cnp.PyArray_DATA(raw)
+    cdef Py_ssize_t off = <Py_ssize_t>((64 - addr % 64) % 64)
+    packed = raw[off:off + n]
+    if packed.shape[0] != n:
+        raise AssertionError("aligned buffer of the wrong size")
+    return packed
+
+
 def lp_pack(str cell, str precision, w_ih, w_hh, b_ih, b_hh):
     """The weights packed for fr_lp_forward: a 64-byte aligned uint8 array.
 
@@ -984,9 +997,7 @@ def lp_pack(str cell, str precision, w_ih, w_hh, b_ih, b_hh):
     if n < 0:
         raise ValueError(f"{cell} {precision}: sizes I={I}, H={H} out of range (int8 takes I "
                          f"and H up to 65536, bfloat16 H up to 2**24)")
-    raw = np.empty(n + 64, np.uint8)
-    off = (-(<Py_ssize_t>cnp.PyArray_DATA(raw))) % 64
-    packed = raw[off:off + n]
+    packed = _aligned_bytes(n)
     cdef int st
     cdef void *pp = _ptr(packed)
     cdef const float *p1 = <const float *>_ptr(w_ih)
