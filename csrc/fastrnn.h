@@ -356,7 +356,7 @@ int64_t fr_lp_packed_bytes(int cell, int prec, int identity, int64_t I, int64_t 
 int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float *w_hh,
                const float *b_ih, const float *b_hh, int64_t I, int64_t H);
 /* Whole-sequence forward on packed weights; arguments as fr_cell_forward_s (cell, I, H and the
-   precision come from packed; I and H must match). hq: NULL, or (bf16 training) T*B*H floats
+   precision come from packed; I and H must match, and its header fr_lp_pack's for them). hq: NULL, or (bf16 training) T*B*H floats
    receiving h_{t-1} as the GEMM saw it (bf16-rounded; zero past a row's length), the operand of
    the backward's dw_hh. FR_ERR_ARG, FR_ERR_NOMEM. */
 int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *cache, float *hq,

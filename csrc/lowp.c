@@ -358,6 +358,11 @@ int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *c
     if (hd->magic != LP_MAGIC || hd->I != I || hd->H != H || T < 0 || B < 0 || nthreads < 1 ||
         y == NULL || h_n == NULL)
         return FR_ERR_ARG;
+    /* every offset as fr_lp_pack lays them out for these sizes (the reads stay in hd->total) */
+    lp_header want;
+    if (lp_layout(&want, (int)hd->cell, (int)hd->prec, (int)hd->identity, I, H) != FR_OK ||
+        memcmp(&want, hd, sizeof want) != 0)
+        return FR_ERR_ARG;
     const fr_cell_s *cd = fr_rec_cell_of_s((int)hd->cell);
     if (cd == NULL || (cd->has_c && c_n == NULL) || (T > 0 && B > 0 && I > 0 && x == NULL) ||
         (hd->cell == FR_CELL_RNN && act != FR_RNN_TANH && act != FR_RNN_RELU) ||

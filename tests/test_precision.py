@@ -338,6 +338,32 @@ def test_packed_weights_fill_their_whole_aligned_buffer(precision):
             assert packed.base.size == packed.size + 64
 
 
+def test_packed_weights_must_be_lp_packs_whole_array():
+    rng = np.random.default_rng(13)
+    x, h0, c0 = _inputs(rng, "lstm", 3, 2, 6, 10)
+    w = _weights(rng, "lstm", 6, 10)
+    packed = _kernels.lp_pack("lstm", "bfloat16", *w)
+
+    def run(pk):
+        y, h_n, c_n = (np.empty((3, 2, 10), np.float32), np.empty((2, 10), np.float32),
+                       np.empty((2, 10), np.float32))
+        _kernels.lp_forward("lstm", pk, y, h_n, c_n, None, None, x, h0, c0, None, 0, False, 1)
+        return y
+
+    y = run(packed)
+    np.testing.assert_array_equal(y, _run(functional, "lstm", x, h0, c0, w, training=False,
+                                          precision="bf16")[0])
+    with pytest.raises(ValueError, match="whole array"):
+        run(packed[:-64])  # a truncated copy would be read past its end
+    with pytest.raises(ValueError, match="whole array"):
+        run(packed[64:])  # no header where one is expected
+    for field in (1, 6, 7, 11, 13):  # cell, G, njb, an offset, a panel size
+        bad = _kernels.lp_pack("lstm", "bfloat16", *w)
+        bad[:128].view(np.int64)[field] += 1
+        with pytest.raises(ValueError):
+            run(bad)
+
+
 def test_prepared_float32_precision():
     rng = np.random.default_rng(11)
     x, h0, c0 = _inputs(rng, "lstm", 3, 2, 6, 10)

@@ -1019,6 +1019,11 @@ def lp_forward(str cell, packed, y, h_n, c_n, cache, hq, x, h0, c0, lengths, int
     cdef int64_t G = CELLS[cell].gates
     if not isinstance(packed, np.ndarray) or packed.dtype != np.uint8 or packed.ndim != 1:
         raise TypeError("packed must come from lp_pack")
+    # the whole of it, as its header counts it (fr_lp_forward checks the header's layout)
+    if (not packed.flags.c_contiguous or packed.shape[0] < 128
+            or (<size_t>cnp.PyArray_DATA(packed)) % 64 != 0
+            or packed.shape[0] != (<const int64_t *>cnp.PyArray_DATA(packed))[14]):
+        raise ValueError("packed must be lp_pack's whole array (aligned, not a slice of it)")
     cdef int64_t H = h_n.shape[1]
     _chk(x, "x", (T, B, I), np.float32, False, False)
     _chk_forward_rest(cell, np.dtype(np.float32), T, B, H, G, y, h_n, c_n, cache, h0, c0, None,
