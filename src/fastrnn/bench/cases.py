@@ -30,6 +30,8 @@ OFF_GRID: dict[str, tuple[int, int, int, int]] = {
     "off-50x20-I70-H130": (50, 20, 70, 130),
     "off-30x40-I200-H250": (30, 40, 200, 250),
     "off-100x7-I50-H100": (100, 7, 50, 100),
+    # a small batch and a small layer: H = 72 is 2 blocks and a quarter, a step a few us
+    "off-60x7-I40-H72": (60, 7, 40, 72),
 }
 #: The cells, in the cell table's order (rnn, lstm, gru).
 CELLS: tuple[str, ...] = tuple(_CELL_TABLE)
