@@ -136,6 +136,16 @@ int fr_gemm_s(int transa, int transb, int64_t M, int64_t N, int64_t K, const flo
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc, int nthreads);
 int fr_gemm_d(int transa, int transb, int64_t M, int64_t N, int64_t K, const double *A, int64_t lda,
               const double *B, int64_t ldb, double beta, double *C, int64_t ldc, int nthreads);
+/* C1 = beta*C1 + op(A) B1 (K x N1) and C2 = beta*C2 + op(A) B2 (K x N2), op(A) packed once for
+   both (the backward's dw_ih and dw_hh share the gate gradients); each C bit for bit fr_gemm's. */
+int fr_gemm_pair_s(int transa, int64_t M, int64_t K, const float *A, int64_t lda, int64_t N1,
+                   const float *B1, int64_t ldb1, float *C1, int64_t ldc1, int64_t N2,
+                   const float *B2, int64_t ldb2, float *C2, int64_t ldc2, float beta,
+                   int nthreads);
+int fr_gemm_pair_d(int transa, int64_t M, int64_t K, const double *A, int64_t lda, int64_t N1,
+                   const double *B1, int64_t ldb1, double *C1, int64_t ldc1, int64_t N2,
+                   const double *B2, int64_t ldb2, double *C2, int64_t ldc2, double beta,
+                   int nthreads);
 
 /* ---- activations.c: vectorised elementwise non-linearities (path in use) ------------------ */
 /* (In-register forms for fused SIMD code: csrc/simd_math.h, fr_v{exp,sigmoid,tanh}_{avx2,avx512}_{s,d}.) */

@@ -45,6 +45,12 @@
    mr-row slice of A, in panels of microkernel work on it. */
 #define GEMM_PACK_ROWS 8
 #define GEMM_PACK_A_PANELS 0.25
+/* The same in fr_gemm_pair with a transposed A (gathered k by k from rows of its storage): a
+   split of the panels between threads has each thread gather all of A, which the pair exists to
+   do once. At 0.25 the weight gradients' pair of an LSTM (100,32,128,128) backward (M = 512, two
+   products of 128 columns) split the panels and ran 1.05x the two separate products; at 1.0 it
+   splits the rows and runs 0.95x of them. */
+#define GEMM_PACK_PAIR_AT_PANELS 1.0
 /* Direct reading copies each panel first (prefetching the next one meanwhile) when at least
    GEMM_COPY_MIN_RB row blocks re-read it, B's rows are at least GEMM_COPY_MIN_STRIDE bytes apart (a
    page each: hardware prefetchers stop at page boundaries, and such rows share few cache sets) and
@@ -234,14 +240,23 @@ void SFX(fr_pack_b)(REAL *dst, const REAL *B, int64_t ldb, int transb, int64_t K
 
 /* ---- driver -------------------------------------------------------------------------------- */
 
-/* Everything a thread needs to compute its share of one fr_gemm call. */
+/* One product C = beta*C + op(A) op(B) of a call: op(B) K x N, C M x N. fr_gemm_pair runs two
+   that share op(A), their panels one after the other. */
+typedef struct {
+    int64_t N, ldb, ldc;
+    const REAL *B;
+    REAL *C;
+} SFX(gemm_seg);
+
+/* Everything a thread needs to compute its share of one fr_gemm / fr_gemm_pair call. */
 typedef struct {
     const IMPL *ip;
     int transa, transb, direct, beta1;
-    int64_t M, N, K, lda, ldb, ldc;
-    const REAL *A, *B;
-    REAL *C;
-    int64_t nrb, npan; /* row blocks of mr, panels of nr */
+    int64_t M, K, lda;
+    const REAL *A;
+    SFX(gemm_seg) seg[2];
+    int64_t npan0;     /* panels of the first product (the second's follow) */
+    int64_t nrb, npan; /* row blocks of mr, panels of nr (of both products) */
     int64_t tm, tn;    /* thread grid: row groups x panel groups */
     int64_t kcb, ncp;  /* K block, panels per packed chunk of B */
     int64_t kcp;       /* row stride of a packed slice of A: kcb rounded up, plus a cache line */
@@ -249,6 +264,14 @@ typedef struct {
     REAL *buf;         /* per thread: bsz elements for B panels, then nap * mr * kcp for A */
     int64_t bsz, tsz;  /* B part, whole per-thread part (elements, multiples of a cache line) */
 } SFX(gemm_plan);
+
+/* Panel p of the call's products: its product and its first column there. */
+static inline const SFX(gemm_seg) *SFX(panel_seg)(const SFX(gemm_plan) *g, int64_t p,
+                                                    int64_t *j0) {
+    const int second = p >= g->npan0;
+    *j0 = (second ? p - g->npan0 : p) * g->ip->pub.nr;
+    return &g->seg[second];
+}
 
 /* One m x nr tile of C at (i, panel p); a partial last panel (nv < nr) runs the half-width
    kernel when nv fits in it (straight into C when nv is exactly half) and goes through `tile`. */
@@ -342,9 +365,11 @@ static void SFX(prefetch_a)(const SFX(gemm_plan) *g, int64_t i, int64_t m, int64
 static void SFX(prefetch_panel)(const SFX(gemm_plan) *g, int64_t k0, int64_t kc, int64_t p,
                                 int64_t part, int64_t parts) {
     const int64_t nr = g->ip->pub.nr, line = 64 / (int64_t)sizeof(REAL);
-    const REAL *b = g->B + k0 * g->ldb + p * nr;
+    int64_t j0;
+    const SFX(gemm_seg) *sg = SFX(panel_seg)(g, p, &j0);
+    const REAL *b = sg->B + k0 * sg->ldb + j0;
     for (int64_t k = kc * part / parts; k < kc * (part + 1) / parts; k++)
-        for (int64_t c = 0; c < nr; c += line) FR_PREFETCH(b + k * g->ldb + c);
+        for (int64_t c = 0; c < nr; c += line) FR_PREFETCH(b + k * sg->ldb + c);
 }
 
 /*
@@ -362,7 +387,7 @@ static void SFX(prefetch_panel)(const SFX(gemm_plan) *g, int64_t k0, int64_t kc,
 static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int64_t p0, int64_t p1,
                            REAL *buf) {
     const IMPL *ip = g->ip;
-    const int64_t mr = ip->pub.mr, nr = ip->pub.nr, N = g->N, K = g->K, ldb = g->ldb;
+    const int64_t mr = ip->pub.mr, nr = ip->pub.nr, K = g->K;
     const int transb = g->transb;
     REAL *bbuf = buf, *abuf = buf + g->bsz;
     REAL tile[FR_GEMM_MAX_MR * FR_GEMM_MAX_NR];
@@ -371,7 +396,6 @@ static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int6
         for (int64_t k0 = 0; k0 < K; k0 += g->kcb) {
             const int64_t kc = SFX(gmin)(g->kcb, K - k0);
             const int acc = g->beta1 || k0 > 0;
-            const REAL *bk = transb ? g->B + k0 : g->B + k0 * ldb;
             if (g->direct) {
                 for (int64_t i = i0; i < i1; i += mr)
                     SFX(pack_a)(abuf + (i - i0) * g->kcp, g, i, SFX(gmin)(mr, i1 - i), k0, kc);
@@ -379,34 +403,42 @@ static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int6
                    row blocks re-read it, each of its rows lies on its own page and B is too big
                    to stay in cache between calls */
                 const int64_t nrbt = (i1 - i0 + mr - 1) / mr;
-                const int copy = nrbt >= GEMM_COPY_MIN_RB &&
-                                 ldb * (int64_t)sizeof(REAL) >= GEMM_COPY_MIN_STRIDE &&
-                                 (double)K * (double)N * sizeof(REAL) >= GEMM_COPY_MIN_BYTES;
                 for (int64_t p = pc; p < pe; p++) {
-                    const int64_t j0 = p * nr, nv = SFX(gmin)(nr, N - j0);
+                    int64_t j0, jn;
+                    const SFX(gemm_seg) *sg = SFX(panel_seg)(g, p, &j0);
+                    const int64_t ldb = sg->ldb, nv = SFX(gmin)(nr, sg->N - j0);
+                    const REAL *bk = transb ? sg->B + k0 : sg->B + k0 * ldb;
+                    const int copy = nrbt >= GEMM_COPY_MIN_RB &&
+                                     ldb * (int64_t)sizeof(REAL) >= GEMM_COPY_MIN_STRIDE &&
+                                     (double)K * (double)sg->N * sizeof(REAL) >= GEMM_COPY_MIN_BYTES;
                     if (copy && nv == nr) ip->packn(bbuf, bk + j0, ldb, kc);
                     else if (copy || nv < nr)
                         SFX(pack_panel)(ip, bbuf, bk, ldb, transb, kc, j0, nv, nr);
                     const int inplace = !copy && nv == nr;
                     const REAL *bp = inplace ? bk + j0 : bbuf;
                     const int64_t bld = inplace ? ldb : nr;
+                    /* the next panel, fetched while this one runs, where it is a full one */
+                    const int fetch = copy && p + 1 < pe &&
+                                      SFX(panel_seg)(g, p + 1, &jn)->N - jn >= nr;
                     for (int64_t i = i0; i < i1; i += mr) {
                         const int64_t m = SFX(gmin)(mr, i1 - i);
-                        if (copy && p + 1 < pe && (N - (p + 1) * nr) >= nr)
-                            SFX(prefetch_panel)(g, k0, kc, p + 1, (i - i0) / mr, nrbt);
+                        if (fetch) SFX(prefetch_panel)(g, k0, kc, p + 1, (i - i0) / mr, nrbt);
                         SFX(gemm_tile)(ip, m, kc, abuf + (i - i0) * g->kcp,
                                        g->transa ? 1 : g->kcp, g->transa ? m : 1, bp, bld,
-                                       g->C + i * g->ldc + j0, g->ldc, nv, acc, tile);
+                                       sg->C + i * sg->ldc + j0, sg->ldc, nv, acc, tile);
                     }
                 }
                 continue;
             }
             for (int64_t p = pc; p < pe; p++) {
-                const int64_t nv = SFX(gmin)(nr, N - p * nr);
+                int64_t j0;
+                const SFX(gemm_seg) *sg = SFX(panel_seg)(g, p, &j0);
+                const int64_t ldb = sg->ldb, nv = SFX(gmin)(nr, sg->N - j0);
+                const REAL *bk = transb ? sg->B + k0 : sg->B + k0 * ldb;
                 if (nv == nr && !transb)
-                    ip->packn(bbuf + (p - pc) * kc * nr, bk + p * nr, ldb, kc);
+                    ip->packn(bbuf + (p - pc) * kc * nr, bk + j0, ldb, kc);
                 else
-                    SFX(pack_panel)(ip, bbuf + (p - pc) * kc * nr, bk, ldb, transb, kc, p * nr, nv,
+                    SFX(pack_panel)(ip, bbuf + (p - pc) * kc * nr, bk, ldb, transb, kc, j0, nv,
                                     nr);
             }
             const int blk = g->nap > 1; /* transposed A packed a block at a time */
@@ -418,11 +450,13 @@ static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int6
                     const REAL *as = abuf + (blk ? (i - ic) * g->kcp : 0);
                     if (!blk) SFX(pack_a)(abuf, g, i, m, k0, kc);
                     for (int64_t p = pc; p < pe; p++) {
+                        int64_t j0;
+                        const SFX(gemm_seg) *sg = SFX(panel_seg)(g, p, &j0);
                         if (!blk && mn > 0)
                             SFX(prefetch_a)(g, i + mr, mn, k0, kc, p - pc, pe - pc);
                         SFX(gemm_tile)(ip, m, kc, as, g->transa ? 1 : g->kcp, g->transa ? m : 1,
-                                       bbuf + (p - pc) * kc * nr, nr, g->C + i * g->ldc + p * nr,
-                                       g->ldc, SFX(gmin)(nr, N - p * nr), acc, tile);
+                                       bbuf + (p - pc) * kc * nr, nr, sg->C + i * sg->ldc + j0,
+                                       sg->ldc, SFX(gmin)(nr, sg->N - j0), acc, tile);
                     }
                 }
             }
@@ -442,20 +476,20 @@ static void SFX(gemm_share)(const SFX(gemm_plan) *g, int64_t t) {
     if (i0 < i1 && p0 < p1) SFX(gemm_part)(g, i0, i1, p0, p1, g->buf + t * g->tsz);
 }
 
-int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const REAL *A,
-                 int64_t lda, const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc,
-                 int nthreads) {
-    if (M < 0 || N < 0 || K < 0 || nthreads < 1 || (beta != (REAL)0 && beta != (REAL)1))
-        return FR_ERR_ARG;
+/* The products of sg (nseg of them: fr_gemm's one, fr_gemm_pair's two) with op(A) (M x K) packed
+   once per thread and K block for all of them; arguments checked by the callers. */
+static int SFX(gemm_segs)(int transa, int transb, int64_t M, int64_t K, const REAL *A, int64_t lda,
+                          const SFX(gemm_seg) *sg, int nseg, REAL beta, int nthreads) {
+    int64_t N = 0; /* all the products' columns */
+    for (int s = 0; s < nseg; s++) N += sg[s].N;
     if (M == 0 || N == 0) return FR_OK;
-    if (C == NULL || ldc < N) return FR_ERR_ARG;
     if (K == 0) {
         if (beta == (REAL)0)
-            for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(REAL));
+            for (int s = 0; s < nseg; s++)
+                for (int64_t i = 0; i < M && sg[s].N > 0; i++)
+                    memset(sg[s].C + i * sg[s].ldc, 0, (size_t)sg[s].N * sizeof(REAL));
         return FR_OK;
     }
-    if (A == NULL || B == NULL || lda < (transa ? M : K) || ldb < (transb ? K : N))
-        return FR_ERR_ARG;
 
     SFX(gemm_plan) g = {0};
     g.ip = SFX(impl_get)();
@@ -465,16 +499,14 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
     g.transb = transb;
     g.beta1 = beta != (REAL)0;
     g.M = M;
-    g.N = N;
     g.K = K;
     g.A = A;
     g.lda = lda;
-    g.B = B;
-    g.ldb = ldb;
-    g.C = C;
-    g.ldc = ldc;
+    g.seg[0] = sg[0];
+    if (nseg > 1) g.seg[1] = sg[1];
     g.nrb = (M + mr - 1) / mr;
-    g.npan = (N + nr - 1) / nr;
+    g.npan0 = (sg[0].N + nr - 1) / nr;
+    g.npan = g.npan0 + (nseg > 1 ? (sg[1].N + nr - 1) / nr : 0);
 
     /* threads: none below GEMM_MIN_FLOPS_PER_THREAD each, never more than tiles */
     const double flops = 2.0 * (double)M * (double)N * (double)K;
@@ -497,7 +529,10 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
     const int64_t ncp_max = SFX(gmax)(1, fr_l2_bytes() / 2 / (kcb * nr * (int64_t)sizeof(REAL)));
     /* Direct reading walks B's rows at stride ldb; when that is a multiple of 4 KiB every row
        of a panel maps to the same L1 set (the ways overflow after 8 rows), so pack instead. */
-    const int direct_ok = !transb && ((ldb * (int64_t)sizeof(REAL)) % 4096 != 0 || K <= 8);
+    int direct_ok = !transb;
+    for (int s = 0; s < nseg; s++)
+        direct_ok = direct_ok && ((sg[s].ldb * (int64_t)sizeof(REAL)) % 4096 != 0 || K <= 8);
+    const double apack = transa && nseg > 1 ? GEMM_PACK_PAIR_AT_PANELS : GEMM_PACK_A_PANELS;
     double best = -1.0;
     for (int64_t tm = 1; tm <= nt; tm++) {
         if (nt % tm != 0) continue;
@@ -505,7 +540,7 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
         const int64_t pans = (g.npan + nt / tm - 1) / (nt / tm);
         const int dir = direct_ok && rows <= mr * GEMM_DIRECT_RB;
         const double chunks = dir ? 1.0 : (double)((pans + ncp_max - 1) / ncp_max);
-        const double cost = (double)rows * ((double)pans + GEMM_PACK_A_PANELS * chunks) +
+        const double cost = (double)rows * ((double)pans + apack * chunks) +
                             (dir ? 0.0 : (double)GEMM_PACK_ROWS * (double)pans);
         if (best < 0.0 || cost < best) {
             best = cost;
@@ -554,6 +589,39 @@ int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const 
     }
     fr_scratch_free(g.buf);
     return FR_OK;
+}
+
+int SFX(fr_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K, const REAL *A,
+                 int64_t lda, const REAL *B, int64_t ldb, REAL beta, REAL *C, int64_t ldc,
+                 int nthreads) {
+    if (M < 0 || N < 0 || K < 0 || nthreads < 1 || (beta != (REAL)0 && beta != (REAL)1))
+        return FR_ERR_ARG;
+    if (M == 0 || N == 0) return FR_OK;
+    if (C == NULL || ldc < N) return FR_ERR_ARG;
+    if (K > 0 && (A == NULL || B == NULL || lda < (transa ? M : K) || ldb < (transb ? K : N)))
+        return FR_ERR_ARG;
+    const SFX(gemm_seg) sg = {.N = N, .ldb = ldb, .ldc = ldc, .B = B, .C = C};
+    return SFX(gemm_segs)(transa, transb, M, K, A, lda, &sg, 1, beta, nthreads);
+}
+
+int SFX(fr_gemm_pair)(int transa, int64_t M, int64_t K, const REAL *A, int64_t lda, int64_t N1,
+                      const REAL *B1, int64_t ldb1, REAL *C1, int64_t ldc1, int64_t N2,
+                      const REAL *B2, int64_t ldb2, REAL *C2, int64_t ldc2, REAL beta,
+                      int nthreads) {
+    if (M < 0 || K < 0 || N1 < 0 || N2 < 0 || nthreads < 1 ||
+        (beta != (REAL)0 && beta != (REAL)1))
+        return FR_ERR_ARG;
+    if (M > 0 && ((N1 > 0 && (C1 == NULL || ldc1 < N1)) || (N2 > 0 && (C2 == NULL || ldc2 < N2))))
+        return FR_ERR_ARG;
+    if (M > 0 && K > 0 &&
+        (A == NULL || lda < (transa ? M : K) || (N1 > 0 && (B1 == NULL || ldb1 < N1)) ||
+         (N2 > 0 && (B2 == NULL || ldb2 < N2))))
+        return FR_ERR_ARG;
+    /* an empty product first would leave no panels before the other's: drop it */
+    const SFX(gemm_seg) sg[2] = {{.N = N1, .ldb = ldb1, .ldc = ldc1, .B = B1, .C = C1},
+                                 {.N = N2, .ldb = ldb2, .ldc = ldc2, .B = B2, .C = C2}};
+    if (N1 == 0) return SFX(gemm_segs)(transa, 0, M, K, A, lda, &sg[1], 1, beta, nthreads);
+    return SFX(gemm_segs)(transa, 0, M, K, A, lda, sg, N2 > 0 ? 2 : 1, beta, nthreads);
 }
 
 #undef IMPL

@@ -1180,10 +1180,10 @@ static int SFX(wgemm)(int bf, int ta, int tb, int64_t M, int64_t N, int64_t K, c
     return SFX(fr_gemm)(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, nt);
 }
 
-/* The weight gradients over all steps: dw_ih = dgx^T x (where ih) and dw_hh = dgh^T hq. With
-   bf16 operands and one delta for both (every cell but the GRU, whose n gate splits it), delta^T
-   is rounded and packed once (fr_gemm_bf16_pair), from its bf16 copy dgb where the backward made
-   one. */
+/* The weight gradients over all steps: dw_ih = dgx^T x (where ih) and dw_hh = dgh^T hq. With one
+   delta for both (every cell but the GRU, whose n gate splits it), delta^T is packed once
+   (fr_gemm_pair; with bf16 operands rounded too, fr_gemm_bf16_pair, from its bf16 copy dgb where
+   the backward made one). */
 static int SFX(wgrads)(int bf, int ih, int64_t GH, int64_t TB, int64_t I, int64_t H,
                        const REAL *dgx, const REAL *dgh, const uint16_t *dgb, const REAL *x,
                        const REAL *hq, REAL *dw_ih, REAL *dw_hh, int nt) {
@@ -1199,6 +1199,8 @@ static int SFX(wgrads)(int bf, int ih, int64_t GH, int64_t TB, int64_t I, int64_
 #else
     (void)dgb;
 #endif
+    if (!bf && ih && dgx == dgh) /* one delta for both: delta^T packed once */
+        return SFX(fr_gemm_pair)(1, GH, TB, dgh, GH, I, x, I, dw_ih, I, H, hq, H, dw_hh, H, 0, nt);
     const int st = ih ? SFX(wgemm)(bf, 1, 0, GH, I, TB, dgx, GH, x, I, 0, dw_ih, I, nt) : FR_OK;
     return st == FR_OK ? SFX(wgemm)(bf, 1, 0, GH, H, TB, dgh, GH, hq, H, 0, dw_hh, H, nt) : st;
 }

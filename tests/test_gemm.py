@@ -258,3 +258,30 @@ def test_gemm_transposed_a_in_blocks(arch, dtype):
             D = C0.copy()
             _kernels.gemm(At, B, D, beta=1.0, nthreads=nt)
             assert np.array_equal(C, D)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("transa", [False, True])
+def test_gemm_pair_equals_two_gemms(arch, dtype, transa):
+    """fr_gemm_pair (op(A) packed once for two products, as the backward's dw_ih and dw_hh):
+    each C bit for bit fr_gemm's, whatever the thread grid it takes (panels of the second
+    product after the first's, a partial last panel in each, A's slices split by rows or by
+    panels), with beta 0 and 1, and an empty product on either side."""
+    rng = np.random.default_rng(21)
+    for M, N1, N2, K in [(512, 128, 128, 700), (130, 33, 70, 257), (37, 300, 7, 100),
+                         (1100, 70, 45, 300), (5, 0, 17, 20), (9, 12, 0, 31), (3, 1, 1, 1)]:
+        A = rng.standard_normal((K, M) if transa else (M, K)).astype(dtype)
+        B1 = rng.standard_normal((K, N1)).astype(dtype)
+        B2 = rng.standard_normal((K, N2)).astype(dtype)
+        for beta in (0.0, 1.0):
+            C01 = rng.standard_normal((M, N1)).astype(dtype)
+            C02 = rng.standard_normal((M, N2)).astype(dtype)
+            for nt in (1, 2, 3):
+                C1, C2, D1, D2 = C01.copy(), C02.copy(), C01.copy(), C02.copy()
+                _kernels.gemm_pair(A, B1, C1, B2, C2, transa=transa, beta=beta, nthreads=nt)
+                _kernels.gemm(A, B1, D1, transa=transa, beta=beta, nthreads=nt)
+                _kernels.gemm(A, B2, D2, transa=transa, beta=beta, nthreads=nt)
+                assert np.array_equal(C1, D1) and np.array_equal(C2, D2), (M, N1, N2, K, nt)
+                _check(C1, A, B1, C01, transa, False, beta, K)
+    with pytest.raises(ValueError, match="B2 must have"):
+        _kernels.gemm_pair(A, B1, C1, B2[:-1], C2, transa=transa)

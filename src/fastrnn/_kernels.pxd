@@ -62,6 +62,14 @@ cdef extern from "fastrnn.h" nogil:
     int fr_gemm_d(int transa, int transb, int64_t M, int64_t N, int64_t K, const double *A,
                   int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc,
                   int nthreads)
+    int fr_gemm_pair_s(int transa, int64_t M, int64_t K, const float *A, int64_t lda, int64_t N1,
+                       const float *B1, int64_t ldb1, float *C1, int64_t ldc1, int64_t N2,
+                       const float *B2, int64_t ldb2, float *C2, int64_t ldc2, float beta,
+                       int nthreads)
+    int fr_gemm_pair_d(int transa, int64_t M, int64_t K, const double *A, int64_t lda,
+                       int64_t N1, const double *B1, int64_t ldb1, double *C1, int64_t ldc1,
+                       int64_t N2, const double *B2, int64_t ldb2, double *C2, int64_t ldc2,
+                       double beta, int nthreads)
     void fr_sigmoid_s(float *y, const float *x, int64_t n)
     void fr_sigmoid_d(double *y, const double *x, int64_t n)
     void fr_tanh_s(float *y, const float *x, int64_t n)

@@ -294,16 +294,22 @@ cdef int64_t _row_stride(object a, str name, int typenum, bint out) except -1:
     return s0 // isz
 
 
+cdef int _float_matrix(object a, str name) except -1:
+    """The numpy type number of `a`, a 2-D float32 or float64 array (else an error naming it)."""
+    if not cnp.PyArray_Check(a) or cnp.PyArray_NDIM(<cnp.ndarray>a) != 2:
+        raise ValueError(f"{name} must be a 2-D numpy array")
+    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+    return typenum
+
+
 def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0, int nthreads=1):
     """C = beta*C + op(A) @ op(B) with our packed GEMM (2-D float32/float64 arrays with contiguous
     rows: C-contiguous, or column slices of such arrays for a larger leading dimension)."""
-    if not cnp.PyArray_Check(A) or cnp.PyArray_NDIM(<cnp.ndarray>A) != 2:
-        raise ValueError("A must be a 2-D numpy array")
+    cdef int typenum = _float_matrix(A, "A")
     if not cnp.PyArray_Check(B) or cnp.PyArray_NDIM(<cnp.ndarray>B) != 2:
         raise ValueError("B must be a 2-D numpy array")
-    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>A)
-    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
-        raise TypeError(f"A must be float32 or float64, got {A.dtype}")
     cdef int64_t a0 = cnp.PyArray_DIM(<cnp.ndarray>A, 0), a1 = cnp.PyArray_DIM(<cnp.ndarray>A, 1)
     cdef int64_t b0 = cnp.PyArray_DIM(<cnp.ndarray>B, 0), b1 = cnp.PyArray_DIM(<cnp.ndarray>B, 1)
     cdef int64_t M = a1 if transa else a0
@@ -345,6 +351,55 @@ def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0,
     if st != FR_OK:
         _raise(st, "gemm")
     return C
+
+
+def gemm_pair(A, B1, C1, B2, C2, *, bint transa=False, double beta=0.0, int nthreads=1):
+    """C1 = beta*C1 + op(A) @ B1 and C2 = beta*C2 + op(A) @ B2 in one call that packs op(A)
+    once (fr_gemm_pair; for tests). Arrays as :func:`gemm`'s, C1 and C2 given."""
+    cdef int typenum = _float_matrix(A, "A")
+    cdef int64_t a0 = cnp.PyArray_DIM(<cnp.ndarray>A, 0), a1 = cnp.PyArray_DIM(<cnp.ndarray>A, 1)
+    cdef int64_t M = a1 if transa else a0
+    cdef int64_t K = a0 if transa else a1
+    if beta != 0.0 and beta != 1.0:
+        raise ValueError("beta must be 0 or 1")
+    if nthreads < 1:
+        raise ValueError("nthreads must be >= 1")
+    cdef int64_t lda = _row_stride(A, "A", typenum, False)
+    cdef int64_t N[2]
+    cdef int64_t ldb[2]
+    cdef int64_t ldc[2]
+    cdef void *pb[2]
+    cdef void *pc[2]
+    for s, (B, C, bn, cn) in enumerate(((B1, C1, "B1", "C1"), (B2, C2, "B2", "C2"))):
+        if not cnp.PyArray_Check(B) or cnp.PyArray_NDIM(<cnp.ndarray>B) != 2:
+            raise ValueError(f"{bn} must be a 2-D numpy array")
+        if cnp.PyArray_DIM(<cnp.ndarray>B, 0) != K:
+            raise ValueError(f"{bn} must have {K} rows, got {B.shape[0]}")
+        N[s] = cnp.PyArray_DIM(<cnp.ndarray>B, 1)
+        if (not cnp.PyArray_Check(C) or cnp.PyArray_NDIM(<cnp.ndarray>C) != 2
+                or cnp.PyArray_DIM(<cnp.ndarray>C, 0) != M
+                or cnp.PyArray_DIM(<cnp.ndarray>C, 1) != N[s]):
+            raise ValueError(f"{cn} must be a numpy array of shape {(M, N[s])}")
+        ldb[s] = _row_stride(B, bn, typenum, False)
+        ldc[s] = _row_stride(C, cn, typenum, True)
+        pb[s] = cnp.PyArray_DATA(<cnp.ndarray>B)
+        pc[s] = cnp.PyArray_DATA(<cnp.ndarray>C)
+    cdef void *pa = cnp.PyArray_DATA(<cnp.ndarray>A)
+    cdef int st
+    cdef int ta = transa
+    if typenum == cnp.NPY_FLOAT32:
+        with nogil:
+            st = fr_gemm_pair_s(ta, M, K, <float *>pa, lda, N[0], <float *>pb[0], ldb[0],
+                                <float *>pc[0], ldc[0], N[1], <float *>pb[1], ldb[1],
+                                <float *>pc[1], ldc[1], <float>beta, nthreads)
+    else:
+        with nogil:
+            st = fr_gemm_pair_d(ta, M, K, <double *>pa, lda, N[0], <double *>pb[0], ldb[0],
+                                <double *>pc[0], ldc[0], N[1], <double *>pb[1], ldb[1],
+                                <double *>pc[1], ldc[1], beta, nthreads)
+    if st != FR_OK:
+        _raise(st, "gemm_pair")
+    return C1, C2
 
 
 def ukr(A, Bp, C, *, bint accumulate=False, bint half=False):
