@@ -730,15 +730,19 @@ def test_demo_on_a_busy_machine_keeps_its_word(tmp_path, monkeypatch) -> None:
     assert "Speed of this model" not in out and "training step (" not in out
 
 
-def test_interleaved_takes_turns_and_stops_past_its_budget() -> None:
+def test_interleaved_takes_turns_and_stops_past_its_budget(monkeypatch) -> None:
     calls: list[str] = []
+    slept: list[float] = []
+    monkeypatch.setattr(demo.time, "sleep", slept.append)
     med = demo.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
                            rounds=3, budget_s=60)
-    assert calls == ["a", "b"] * 3 and set(med) == {"a", "b"}
+    # each turn: a pause, an untimed call, the timed call
+    assert calls == ["a", "a", "b", "b"] * 3 and set(med) == {"a", "b"}
+    assert slept == [demo.PAUSE_S] * 6 and demo.PAUSE_S > 0
     calls.clear()
     demo.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
                      rounds=3, budget_s=0)
-    assert calls == ["a", "b"]  # one round at least, none started past the budget
+    assert calls == ["a", "a", "b", "b"]  # one round at least, none started past the budget
 
 
 def test_speed_comparison_runs_both_on_the_same_threads(monkeypatch) -> None:

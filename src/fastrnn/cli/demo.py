@@ -43,6 +43,7 @@ import numpy as np
 
 import fastrnn
 from fastrnn import get_num_threads
+from fastrnn.bench.grid import PAUSE_S
 from fastrnn.keras import losses, optimizers, saving
 from fastrnn.keras.layers import LSTM, Dense, Embedding
 from fastrnn.keras.models import ModelFileError, Sequential, load_model, set_random_seed
@@ -768,26 +769,32 @@ def precision_lines(rows: list[dict[str, Any]], batch_size: int, seq_len: int) -
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int,
-                budget_s: float) -> dict[str, float]:
+                budget_s: float, pause_s: float = PAUSE_S) -> dict[str, float]:
     """Median seconds of each function, called in turn (a, b, a, b, ...).
 
     Taking turns makes other work on the machine slow every function alike, so their
     ratio is fair where the machine is busy; at least one round runs, and no new round
-    starts past ``budget_s``.
+    starts past ``budget_s``. Each timed call comes after a pause of ``pause_s`` and one
+    untimed call of the same function, as the benchmark grid times its samples: without the
+    pause each side ran inside the other's spin window (OpenBLAS's idle threads spin for
+    milliseconds after a call), which measured fastrnn's training step of the demo model
+    at twice its time alone, and NumPy's at 1.3x.
 
     Parameters
     ----------
     fns : dict of str to callable
         The functions to time, by name (called without arguments).
     rounds : int
-        Calls of each function at most.
+        Timed calls of each function at most.
     budget_s : float
         Seconds after which no new round starts.
+    pause_s : float
+        Seconds of sleep before each function's turn.
 
     Returns
     -------
     dict
-        Name -> the median of its call times (seconds).
+        Name -> the median of its timed call times (seconds).
     """
     times: dict[str, list[float]] = {k: [] for k in fns}
     start = time.perf_counter()
@@ -795,6 +802,8 @@ def interleaved(fns: dict[str, Callable[[], object]], rounds: int,
         if r and time.perf_counter() - start >= budget_s:
             break
         for name, fn in fns.items():
+            time.sleep(pause_s)
+            fn()  # untimed: wakes the threads the pause let sleep, as a busy program has them
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
