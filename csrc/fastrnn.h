@@ -366,13 +366,14 @@ int64_t fr_lp_packed_bytes(int cell, int prec, int identity, int64_t I, int64_t 
 int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float *w_hh,
                const float *b_ih, const float *b_hh, int64_t I, int64_t H);
 /* Whole-sequence forward on packed weights; arguments as fr_cell_forward_s (cell, I, H and the
-   precision come from packed; I and H must match, and its header fr_lp_pack's for them). hq: NULL, or (bf16 training) T*B*H floats
+   precision come from packed; I and H must match). packed: the whole of fr_lp_pack's buffer,
+   bytes long, its header untouched (else FR_ERR_ARG). hq: NULL, or (bf16 training) T*B*H floats
    receiving h_{t-1} as the GEMM saw it (bf16-rounded; zero past a row's length), the operand of
    the backward's dw_hh. FR_ERR_ARG, FR_ERR_NOMEM. */
-int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *cache, float *hq,
-                  const float *x, const float *h0, const float *c0, const int64_t *lengths,
-                  int64_t T, int64_t B, int64_t I, int64_t H, int act, int reverse,
-                  int nthreads);
+int fr_lp_forward(const void *packed, int64_t bytes, float *y, float *h_n, float *c_n,
+                  float *cache, float *hq, const float *x, const float *h0, const float *c0,
+                  const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,
+                  int reverse, int nthreads);
 /* fr_cell_backward_s of a bf16 forward: the same recurrence (float32 gate gradients, dh_{t-1} =
    delta W_hh in float32 on the weights given), with dx = delta W_ih, dw_ih = delta^T x and
    dw_hh = delta^T hq on fr_gemm_bf16 (hq: fr_lp_forward's bf16-rounded h_{t-1}, T*B*H). */

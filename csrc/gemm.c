@@ -408,9 +408,10 @@ static void SFX(gemm_part)(const SFX(gemm_plan) *g, int64_t i0, int64_t i1, int6
                     const SFX(gemm_seg) *sg = SFX(panel_seg)(g, p, &j0);
                     const int64_t ldb = sg->ldb, nv = SFX(gmin)(nr, sg->N - j0);
                     const REAL *bk = transb ? sg->B + k0 : sg->B + k0 * ldb;
-                    const int copy = nrbt >= GEMM_COPY_MIN_RB &&
-                                     ldb * (int64_t)sizeof(REAL) >= GEMM_COPY_MIN_STRIDE &&
-                                     (double)K * (double)sg->N * sizeof(REAL) >= GEMM_COPY_MIN_BYTES;
+                    const int copy =
+                        nrbt >= GEMM_COPY_MIN_RB &&
+                        ldb * (int64_t)sizeof(REAL) >= GEMM_COPY_MIN_STRIDE &&
+                        (double)K * (double)sg->N * sizeof(REAL) >= GEMM_COPY_MIN_BYTES;
                     if (copy && nv == nr) ip->packn(bbuf, bk + j0, ldb, kc);
                     else if (copy || nv < nr)
                         SFX(pack_panel)(ip, bbuf, bk, ldb, transb, kc, j0, nv, nr);

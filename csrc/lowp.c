@@ -349,19 +349,21 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
     if (end) end();
 }
 
-int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *cache, float *hq,
-                  const float *x, const float *h0, const float *c0, const int64_t *lengths,
-                  int64_t T, int64_t B, int64_t I, int64_t H, int act, int reverse,
-                  int nthreads) {
-    if (packed == NULL) return FR_ERR_ARG;
+int fr_lp_forward(const void *packed, int64_t bytes, float *y, float *h_n, float *c_n,
+                  float *cache, float *hq, const float *x, const float *h0, const float *c0,
+                  const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,
+                  int reverse, int nthreads) {
+    if (packed == NULL || (uintptr_t)packed % 64 != 0 || bytes < (int64_t)sizeof(lp_header))
+        return FR_ERR_ARG;
     const lp_header *hd = packed;
     if (hd->magic != LP_MAGIC || hd->I != I || hd->H != H || T < 0 || B < 0 || nthreads < 1 ||
         y == NULL || h_n == NULL)
         return FR_ERR_ARG;
-    /* every offset as fr_lp_pack lays them out for these sizes (the reads stay in hd->total) */
+    /* every offset as fr_lp_pack lays them out for these sizes, and all of it given: the reads
+       stay in the buffer */
     lp_header want;
     if (lp_layout(&want, (int)hd->cell, (int)hd->prec, (int)hd->identity, I, H) != FR_OK ||
-        memcmp(&want, hd, sizeof want) != 0)
+        memcmp(&want, hd, sizeof want) != 0 || want.total != bytes)
         return FR_ERR_ARG;
     const fr_cell_s *cd = fr_rec_cell_of_s((int)hd->cell);
     if (cd == NULL || (cd->has_c && c_n == NULL) || (T > 0 && B > 0 && I > 0 && x == NULL) ||

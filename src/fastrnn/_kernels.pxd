@@ -185,10 +185,10 @@ cdef extern from "fastrnn.h" nogil:
     int64_t fr_lp_packed_bytes(int cell, int prec, int identity, int64_t I, int64_t H)
     int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float *w_hh,
                    const float *b_ih, const float *b_hh, int64_t I, int64_t H)
-    int fr_lp_forward(const void *packed, float *y, float *h_n, float *c_n, float *cache,
-                      float *hq, const float *x, const float *h0, const float *c0,
-                      const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H,
-                      int act, int reverse, int nthreads)
+    int fr_lp_forward(const void *packed, int64_t bytes, float *y, float *h_n, float *c_n,
+                      float *cache, float *hq, const float *x, const float *h0,
+                      const float *c0, const int64_t *lengths, int64_t T, int64_t B, int64_t I,
+                      int64_t H, int act, int reverse, int nthreads)
     int fr_cell_backward_hq_s(int cell, float *dx, float *dh0, float *dc0, float *dw_ih,
                               float *dw_hh, float *db_ih, float *db_hh, const float *cache,
                               const float *hq, const float *x, const float *w_ih,

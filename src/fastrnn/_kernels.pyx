@@ -1074,11 +1074,11 @@ def lp_forward(str cell, packed, y, h_n, c_n, cache, hq, x, h0, c0, lengths, int
     cdef int64_t G = CELLS[cell].gates
     if not isinstance(packed, np.ndarray) or packed.dtype != np.uint8 or packed.ndim != 1:
         raise TypeError("packed must come from lp_pack")
-    # the whole of it, as its header counts it (fr_lp_forward checks the header's layout)
-    if (not packed.flags.c_contiguous or packed.shape[0] < 128
-            or (<size_t>cnp.PyArray_DATA(packed)) % 64 != 0
-            or packed.shape[0] != (<const int64_t *>cnp.PyArray_DATA(packed))[14]):
+    if not packed.flags.c_contiguous:
         raise ValueError("packed must be lp_pack's whole array (aligned, not a slice of it)")
+    if CELLS[cell].nonlinearities and act != FR_RNN_TANH and act != FR_RNN_RELU:
+        raise ValueError("act must be FR_RNN_TANH (0) or FR_RNN_RELU (1)")
+    cdef int64_t nbytes = packed.shape[0]
     cdef int64_t H = h_n.shape[1]
     _chk(x, "x", (T, B, I), np.float32, False, False)
     _chk_forward_rest(cell, np.dtype(np.float32), T, B, H, G, y, h_n, c_n, cache, h0, c0, None,
@@ -1098,8 +1098,11 @@ def lp_forward(str cell, packed, y, h_n, c_n, cache, hq, x, h0, c0, lengths, int
     cdef const float *pc0 = <const float *>_ptr(c0)
     cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
     with nogil:
-        st = fr_lp_forward(pk, py, phn, pcn, pca, phq, px, ph0, pc0, pl, T, B, I, H, act,
-                           reverse, nthreads)
+        st = fr_lp_forward(pk, nbytes, py, phn, pcn, pca, phq, px, ph0, pc0, pl, T, B, I, H,
+                           act, reverse, nthreads)
+    if st == FR_ERR_ARG:  # the arrays are checked above: the packed buffer is not lp_pack's
+        raise ValueError(f"{cell}_forward (reduced precision): packed must be lp_pack's whole "
+                         "array for these sizes (aligned, not a slice of it, header untouched)")
     _raise(st, f"{cell}_forward (reduced precision)")
 
 
@@ -1160,6 +1163,7 @@ cdef struct _layer:
     int64_t nin    # input width (vocabulary size for an embedding)
     int64_t nout   # output width
     void *packed   # packed weights (embedding: the table)
+    int64_t packed_bytes  # their size (the reduced-precision cells' lp_pack buffer)
     void *h        # state (B, O)
     void *c        # LSTM cell state (B, O)
     void *out      # output of this step (B, O): h for cells
@@ -1312,6 +1316,7 @@ cdef class Stream:
                 self.keep += [packed, h, c]
                 self._states.append((h, c))
                 self.L[i].packed = _ptr(packed)
+                self.L[i].packed_bytes = packed.nbytes
                 self.L[i].h = _ptr(h)
                 self.L[i].c = _ptr(c)
                 self.L[i].out = _ptr(h)
@@ -1500,7 +1505,8 @@ cdef class Stream:
                                <double *>self.L[i].packed + (<int64_t *>px)[k] * D,
                                D * sizeof(double))
             elif self.L[i].kind == _K_CELL and self.L[i].prec != FR_PREC_F32:
-                st = fr_lp_forward(self.L[i].packed, <float *>self.L[i].ybuf,
+                st = fr_lp_forward(self.L[i].packed, self.L[i].packed_bytes,
+                                   <float *>self.L[i].ybuf,
                                    <float *>self.L[i].h, <float *>self.L[i].c, NULL, NULL,
                                    <const float *>inp, <const float *>self.L[i].h,
                                    <const float *>self.L[i].c, NULL, 1, self.B, self.L[i].nin,
