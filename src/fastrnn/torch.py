@@ -423,7 +423,6 @@ torch.library.define("fastrnn::cell_forward", _FWD_SCHEMA)
 torch.library.define("fastrnn::cell_backward", _BWD_SCHEMA)
 
 
-@torch.library.impl("fastrnn::cell_forward", "CPU")
 def _op_forward(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh, b_ih,
                 b_hh, w_hr=None):
     """``fastrnn::cell_forward``: :func:`fastrnn.functional.cell_forward` on tensors.
@@ -446,6 +445,11 @@ def _op_forward(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih,
             x.new_empty(0) if c_n is None else torch.from_numpy(c_n), cache)
 
 
+# (torch.library.impl used as a decorator returns None: registered by call, below, so that
+# the names keep the functions, which the vmap rules call)
+torch.library.impl("fastrnn::cell_forward", "CPU", _op_forward)
+
+
 @torch.library.register_fake("fastrnn::cell_forward")
 def _op_forward_fake(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih, w_hh,
                      b_ih, b_hh, w_hr=None):
@@ -457,7 +461,6 @@ def _op_forward_fake(cell, nonlinearity, reverse, lengths, training, x, h0, c0, 
             x.new_empty(_cache_numel(cell, x, w_hh, w_hr) if training else 0))
 
 
-@torch.library.impl("fastrnn::cell_backward", "CPU")
 def _op_backward(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w_hh, b_ih,
                  b_hh, dy, dh_n, dc_n, need_dx, w_hr=None):
     """``fastrnn::cell_backward``: :func:`fastrnn.functional.cell_backward` of a
@@ -486,6 +489,9 @@ def _op_backward(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w
         fctx = _native.Context(cell, NONLINEARITIES[nl] if nl else 0, reverse, p, _np(cache))
     out = _ops_backward(fctx, _np(dy), _np(dh_n), _np(dc_n), need_dx)
     return tuple(x.new_empty(0) if a is None else torch.from_numpy(a) for a in out)
+
+
+torch.library.impl("fastrnn::cell_backward", "CPU", _op_backward)
 
 
 @torch.library.register_fake("fastrnn::cell_backward")
