@@ -270,6 +270,8 @@ int fr_set_team_threads(int n);
 int fr_set_solo_step(int64_t s);
 /* Passes that went on alone on their first thread so far (the others parked). */
 int64_t fr_solo_passes(void);
+/* Passes that measured their team's start and waits so far (team_load.h; a sample of the rest). */
+int64_t fr_measured_passes(void);
 
 /* ---- rows.c: rows by index --------------------------------------------------------------- */
 /* dst[idx[r], :] += src[r, :] for r < R, rows of n elements, in row order (deterministic for any

@@ -93,6 +93,7 @@ int fr_rec_batch_groups_forced(void) {
 static _Atomic int forced_threads;
 static _Atomic int64_t forced_solo_step;
 static _Atomic int64_t solo_passes;
+static _Atomic int64_t measured_passes;
 
 int fr_set_team_threads(int n) {
     if (n < 0) return FR_ERR_ARG;
@@ -107,6 +108,10 @@ int fr_set_solo_step(int64_t s) {
 }
 
 int64_t fr_solo_passes(void) { return atomic_load_explicit(&solo_passes, memory_order_relaxed); }
+
+int64_t fr_measured_passes(void) {
+    return atomic_load_explicit(&measured_passes, memory_order_relaxed);
+}
 
 int fr_cell_gates(int cell) {
     const fr_cell_s *cd = fr_rec_cell_of_s(cell);
@@ -429,12 +434,14 @@ static int run_pass(fr_pass *ps, int nthreads) {
         ps->solo_from = ps->can_solo && nt > 1 && ps->plan.nbg == 1 && ps->mem.spin ? &solo_from
                                                                                    : NULL;
         /* measured where it costs nothing next to the work: a team's start-up and its threads'
-           waits for a processor (team_load.h) */
+           waits for a processor (team_load.h). `first` (no team has run yet) matters to a team
+           only: a process whose passes all run on one thread stays `first` for good */
         static _Atomic unsigned passes;
         const int measure =
-            flops > FR_MEASURE_ALL_FLOPS || tk.idle || tk.first ||
+            flops > FR_MEASURE_ALL_FLOPS || tk.idle || (tk.first && nt > 1) ||
             ((nt > 1 || flops > FR_MEASURE_FLOPS) &&
              atomic_fetch_add_explicit(&passes, 1, memory_order_relaxed) % FR_MEASURE_EVERY == 0);
+        if (measure) atomic_fetch_add_explicit(&measured_passes, 1, memory_order_relaxed);
         const int64_t t0 = measure ? fr_load_now_ns() : 0;
         _Atomic int64_t last_start = t0; /* when the team's last thread started */
         _Atomic int64_t waited = 0;      /* the threads' waits for a processor, ns */

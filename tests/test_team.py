@@ -294,6 +294,27 @@ def test_the_callers_own_spinning_workers_are_not_others():
     assert int(out.stdout) == (nt - 1 if sys.platform.startswith("linux") else -1)
 
 
+def test_one_thread_passes_measure_a_sample_not_every_pass():
+    """A process whose passes all run on one thread (no team ever starts) measures its passes'
+    waits on a sample (FR_MEASURE_EVERY), not on every pass: a measurement reads the thread's
+    schedstat twice, about a microsecond against a batch-1 step's few."""
+    code = ("import numpy as np, fastrnn\n"
+            "from fastrnn import _native, functional as F\n"
+            "fastrnn.set_num_threads(1)\n"
+            "H = 64; w = np.full((4 * H, H), 0.01, np.float32)\n"
+            "x = np.ones((1, 1, H), np.float32)\n"
+            "for _ in range(5): F.cell_forward('lstm', x, None, None, w, w, None, None)\n"
+            "before = _native._kernels.measured_passes()\n"
+            "for _ in range(400): F.cell_forward('lstm', x, None, None, w, w, None, None)\n"
+            "print(_native._kernels.measured_passes() - before)\n")
+    env = dict(os.environ, PYTHONPATH=PKG_PARENT)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=HANG_GUARD_S)
+    assert out.returncode == 0, out.stderr
+    # back-to-back passes are never idle; a pass of this size is not sampled at all
+    assert int(out.stdout) == 0
+
+
 def test_forked_child_does_not_count_the_parents_passes():
     """A fork made while another thread of the parent is inside calls: the child counts no pass
     in flight (it would otherwise keep a share of its threads for a thread it does not have),

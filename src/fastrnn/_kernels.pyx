@@ -192,6 +192,11 @@ def solo_passes():
     return fr_solo_passes()
 
 
+def measured_passes():
+    """Passes that measured their team's start and waits for a processor so far."""
+    return fr_measured_passes()
+
+
 def scratch_kept():
     """Bytes of kernel working memory kept for later calls (0 when none)."""
     return fr_scratch_kept()
