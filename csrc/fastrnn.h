@@ -397,8 +397,8 @@ int fr_gemm_bf16_pair(int transa, int64_t M, int64_t K, const float *A, int64_t 
                       int nthreads);
 /* dst[i] = src[i] rounded to bfloat16 (nearest even; NaN stays NaN), as float32; may alias. */
 void fr_round_bf16(float *dst, const float *src, int64_t n);
-/* A 64-bit checksum of n bytes (Fletcher-style over 32-bit words: any change of one word, and
-   any swap of two, changes it). For the prepared weights' staleness check. */
+/* A 64-bit checksum of n bytes (Fletcher-style over 32-bit words in 16 lanes: any change of one
+   word, and any swap of two, changes it). For the prepared weights' staleness check. */
 uint64_t fr_checksum(const void *p, int64_t n);
 
 #ifdef __cplusplus

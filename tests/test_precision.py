@@ -685,3 +685,32 @@ def test_team_blocks_split_batch_of_one(threads, cell, precision):
         yr, hr, _, _ = _run(reference, cell, x, h0, c0, w, **kw)
         assert np.abs(y - yr).max() < TOL
         assert np.abs(h - hr).max() < TOL
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 64, 1000, 4099])
+def test_the_weights_checksum_sees_every_kind_of_change(n):
+    """fr_checksum (the prepared weights' content check): equal bytes give equal sums
+    wherever they lie; one changed word at any position, a swap of two words, every sign
+    flipped (``p.data.neg_()``: a change of 2**31 in every word), a halving, or a changed
+    tail byte give another."""
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal(n).astype(np.float32)
+    base = _kernels.checksum(a)
+    assert _kernels.checksum(a.copy()) == base
+    changed = []
+    for i in {0, n // 3, n // 2, n - 1}:
+        b = a.copy()
+        b[i] = np.nextafter(b[i], np.float32(np.inf))
+        changed.append(b)
+        if n > 1:
+            s = a.copy()
+            j = (i + 1 + n // 2) % n
+            s[i], s[j] = a[j], a[i]
+            if a[i] != a[j]:
+                changed.append(s)
+    changed += [-a, a * np.float32(0.5)]
+    for b in changed:
+        assert _kernels.checksum(b) != base
+    raw = a.view(np.uint8).copy()
+    raw[-1] ^= 1
+    assert _kernels.checksum(raw) != _kernels.checksum(a.view(np.uint8))

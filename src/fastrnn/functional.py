@@ -92,9 +92,8 @@ def prepare_weights(cell: str, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *,
     object per layer and direction). It never runs stale weights: each call checks that the
     weights it is given are the arrays the object was made from (same data pointer, shape
     and dtype) and, with ``check="content"``, that their bytes did not change since (a
-    checksum in C, one pass over the weights: measured 6 us for an LSTM(64)'s weights, about
-    1-5% of its (200, 1, 64, 64) int8 call, and 0.4 ms for LSTM(512), under 2% of its large
-    rows);
+    checksum in C, one pass over the weights: measured 4 us for an LSTM(64)'s weights, about
+    3% of its (200, 1, 64, 64) int8 call, and 0.3 ms for LSTM(512), 1-8% of its large rows);
     on any difference it packs again from the given arrays before running. With
     ``check="identity"`` the content pass is skipped: the owner promises to call
     :meth:`PreparedWeights.update` whenever it changes the weights (the Keras layers and the
