@@ -142,6 +142,36 @@ def test_autocast_prepares_weights_once_and_again_after_an_in_place_update(monke
         assert torch.equal(updated, fresh(x)[0])
 
 
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_prepared_weights_follow_writes_through_param_data(precision):
+    """Writes through ``param.data`` (a manual SGD step as in pytorch/examples' word language
+    model, ``p.data.clamp_()``) leave ``_version`` as it was; the next call still runs the new
+    weights, as torch's own modules do, never the ones prepared before."""
+    _, fast = make_pair("LSTM", num_layers=2)
+    if precision == "int8":
+        ft.quantize_dynamic(fast)
+    x = data()
+
+    def run(module):
+        if precision == "int8":
+            return module(x)[0]
+        with torch.autocast(**BF16):
+            return module(x)[0]
+
+    before = run(fast)
+    versions = [p._version for p in fast.parameters()]
+    for p in fast.parameters():
+        p.data.mul_(0.5)
+    assert [p._version for p in fast.parameters()] == versions
+    after = run(fast)
+    fresh = ft.LSTM(I, H, num_layers=2)
+    fresh.load_state_dict(fast.state_dict())
+    if precision == "int8":
+        ft.quantize_dynamic(fresh)
+    assert not torch.equal(before, after)
+    assert torch.equal(after, run(fresh))
+
+
 def test_autocast_float64_input_and_other_dtypes():
     """Autocast leaves float64 alone (so does the drop-in: its float64 kernels); autocast to
     float16 is not accelerated (torch's own implementation, after a FallbackWarning)."""

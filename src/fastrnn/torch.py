@@ -659,8 +659,11 @@ _AUTOCAST_BF16_OUTPUTS = frozenset({"LSTM", "RNN_TANH", "RNN_RELU"})
 #: Drop-ins that :func:`quantize_dynamic` made int8 (weakly held: not part of their state).
 _INT8: weakref.WeakSet = weakref.WeakSet()
 #: Each module's prepared weights per (layer-direction, precision), outside its state (so
-#: pickling and state_dict never see them); valid while the weights' (storage, _version)
-#: are unchanged: an optimizer step or load_state_dict changes a version and re-prepares.
+#: pickling and state_dict never see them). A new storage or ``_version`` (an optimizer step,
+#: load_state_dict) prepares them again; so does new content under the same version: writes
+#: through ``param.data`` (a manual SGD step, ``p.data.clamp_()``) do not count in
+#: ``_version``, so each call also checks the weights' bytes (``check="content"``: one
+#: checksum pass, cheaper than the bfloat16 copy of the weights torch's autocast makes).
 _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -671,7 +674,7 @@ def _prepared(module: nn.Module, k: int, precision: str, cell: str, ws: tuple) -
     pw = cache.get((k, precision))
     if pw is None or pw.version != key:
         pw = _ops.prepare_weights(cell, *(_np(w) for w in ws), precision=precision,
-                                  check="identity")
+                                  check="content")
         pw.version = key
         cache[(k, precision)] = pw
     return pw
@@ -1033,7 +1036,8 @@ def quantize_dynamic(module: nn.Module) -> nn.Module:
 
     Every ``nn.RNN/LSTM/GRU`` in ``module`` becomes a fastrnn drop-in (as :func:`accelerate`)
     that runs fastrnn's int8 inference kernels on float32 input: weights quantized per output
-    channel once (and again whenever they change in place), the inputs and states of each
+    channel once (and again whenever they change, ``param.data`` writes included), the inputs
+    and states of each
     step quantized per row, int32 sums, float32 gate maths
     (:mod:`fastrnn.functional`, ``precision="int8"``). The parameters stay the float32
     tensors they were (``state_dict`` and pickling unchanged); the outputs carry no gradient
