@@ -406,3 +406,64 @@ def test_cell_forward_names_the_cells(impl):
     with pytest.raises(ValueError, match="c0 is only for the LSTM"):
         impl.cell_forward("gru", a["x"], None, np.zeros((1, 4)), a["w_ih"], a["w_hh"], None,
                           None)
+
+
+# --------------------------------------------------------------------------------------
+# A length-1 inference forward on the weights as given (csrc/recurrence.c's step1: no
+# packing for a few batch rows with long enough rows; the decode loop's call)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_one_step_inference_unpacked_equals_the_reference(cell, dtype, arch):
+    """Every cell, both dtypes and every SIMD path: h0 given or not, biases or not, an empty
+    row (length 0), identity input, units not a multiple of the tile (H = 37, 70, 130), 1 to 4 rows;
+    equal to the reference, bit for bit the same on one and two threads, and run on the
+    unpacked route (its counter)."""
+    import fastrnn
+    from fastrnn import _kernels, functional
+
+    G = GATES[cell]
+    rtol, atol = (F64_RTOL, F64_ATOL) if dtype == np.float64 else (F32_RTOL, F32_ATOL)
+    cases = [(1, 100, 37, True, (True, True), None), (2, 190, 70, False, (False, True), None),
+             (4, 500, 37, True, (True, False), [1, 0, 1, 1]), (1, 0, 130, True, (True, True), None)]
+    for seed, (B, I, H, h0, bias, lengths) in enumerate(cases):
+        a = make(cell, 1, B, max(I, 1), H, seed=seed, dtype=dtype, bias=bias, h0=h0)
+        if I == 0:  # identity input: x holds the projection (T, B, G*H)
+            a["x"] = (np.random.default_rng(seed).standard_normal((1, B, G * H)) * 0.5
+                      ).astype(dtype)
+            a["w_ih"] = None
+        lens = None if lengths is None else np.array(lengths, np.int64)
+        want, _ = forward(REF, cell, a, lengths=lens, training=False)
+        results = []
+        for threads in (1, 2):
+            fastrnn.set_num_threads(threads)
+            try:
+                before = _kernels.step1_passes()
+                got, _ = forward(functional, cell, a, lengths=lens, training=False)
+                assert _kernels.step1_passes() == before + 1
+            finally:
+                fastrnn.set_num_threads(None)
+            results.append(got)
+            for g, w in zip(got, want, strict=True):
+                assert g.dtype == dtype
+                np.testing.assert_allclose(g, w, rtol=rtol,
+                                           atol=atol * max(1.0, float(np.abs(w).max())))
+        for g1, g2 in zip(*results, strict=True):
+            np.testing.assert_array_equal(g1, g2)
+
+
+def test_one_step_takes_the_packed_route_for_more_rows_short_rows_or_training():
+    from fastrnn import _kernels, functional
+
+    def ran_unpacked(T, B, I, H, training=False):
+        a = make("lstm", T, B, I, H, seed=0, dtype=np.float32)
+        before = _kernels.step1_passes()
+        forward(functional, "lstm", a, training=training)
+        return _kernels.step1_passes() - before
+
+    assert ran_unpacked(1, 1, 64, 64) == 1  # I + H = 128 per row
+    assert ran_unpacked(1, 2, 64, 64) == 0  # 128 for 2 rows: the folds would cost more
+    assert ran_unpacked(1, 5, 400, 400) == 0  # more than 4 rows
+    assert ran_unpacked(1, 1, 64, 64, training=True) == 0  # the training cache
+    assert ran_unpacked(2, 1, 64, 64) == 0  # two steps

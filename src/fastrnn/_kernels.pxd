@@ -42,6 +42,7 @@ cdef extern from "fastrnn.h" nogil:
     int fr_set_solo_step(int64_t s)
     int64_t fr_solo_passes()
     int64_t fr_measured_passes()
+    int64_t fr_step1_passes()
     int fr_omp_max_threads()
     int fr_fork_guard_install()
     int fr_fork_pool_released()

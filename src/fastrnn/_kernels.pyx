@@ -192,6 +192,11 @@ def solo_passes():
     return fr_solo_passes()
 
 
+def step1_passes():
+    """Length-1 inference forwards run on the weights as given (unpacked) so far."""
+    return fr_step1_passes()
+
+
 def measured_passes():
     """Passes that measured their team's start and waits for a processor so far."""
     return fr_measured_passes()
