@@ -272,7 +272,7 @@ int fr_set_solo_step(int64_t s);
 int64_t fr_solo_passes(void);
 /* Passes that measured their team's start and waits so far (team_load.h; a sample of the rest). */
 int64_t fr_measured_passes(void);
-/* Length-1 inference forwards run on the weights as given, unpacked, so far (recurrence.c). */
+/* Length-1 forwards run on the weights as given, unpacked, so far (recurrence.c). */
 int64_t fr_step1_passes(void);
 
 /* ---- rows.c: rows by index --------------------------------------------------------------- */

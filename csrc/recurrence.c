@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dots.h"
 #include "lowp.h"
 #include "omp_share.h"
 #include "prefetch.h"
@@ -60,15 +61,13 @@
 #define FR_FREE_CHECK_FLOPS 5.0e7
 /* Flops per step and thread below which an extra thread costs more than it saves. */
 #define MIN_FLOPS_PER_THREAD 16000.0
-/* A length-1 inference forward runs on the weights as given, without packing them
-   (fr_rec_forward's step1), where it has at most STEP1_MAX_B batch rows and each row's dot
-   products are at least STEP1_K_PER_ROW long (I + H, per row): each weight row is read once, for
-   all the rows, and each of its dot products ends in a fold of 16 lane sums. Packing reads every
-   weight and writes it again; with one step to run, that copy took 57% of an LSTM(256) call on
-   one thread. With more rows, or short rows (the folds), the packed microkernel wins: measured
-   (1, 2, 64, 64) 16% slower unpacked, (1, 4, 256, 256) and (1, 2, 128, 128) as fast or faster. */
-#define STEP1_MAX_B 4
-#define STEP1_K_PER_ROW 128
+/* A length-1 forward of at most STEP1_MAX_B batch rows runs on the weights as given,
+   without packing them (fr_rec_forward's step1): the dots kernel (dots.h) reads each weight row
+   once for up to FR_DOTS_MAX_B rows. Packing reads every weight and writes it again; with one
+   step to run, that copy took 57% of an LSTM(256) call on one thread. Past 8 rows the packed
+   microkernel's arithmetic wins where the weights are small: (1, 12, 64, 64) and (1, 16, 32, 32)
+   measured 15-18% slower unpacked on one thread, (1, 16, 256, 256) 28% faster. */
+#define STEP1_MAX_B 8
 /* Hidden units per pointwise tile of that forward. */
 #define STEP1_UNITS 16
 
@@ -894,59 +893,63 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
 
 /* ---- forward of a length-1 sequence on the weights as given ------------------------------- */
 
-/* The sum of w[k] * v[k] for k < n: 16 running lane sums, folded in halves (lane l + lane l + w
-   for w = 8, 4, 2, 1: vector adds), then the tail. Multiplies and adds in one fixed order, so
-   every clone gives the same sum. */
-static FR_ALWAYS_INLINE REAL SFX(step1_dot)(const REAL *restrict w, const REAL *restrict v,
-                                              int64_t n) {
-    REAL acc[16] = {0};
-    int64_t k = 0;
-    for (; k + 16 <= n; k += 16)
-        for (int l = 0; l < 16; l++) acc[l] += w[k + l] * v[k + l];
-    for (int half = 8; half >= 1; half /= 2)
-        for (int l = 0; l < half; l++) acc[l] += acc[l + half];
-    REAL s = acc[0];
-    for (; k < n; k++) s += w[k] * v[k];
-    return s;
-}
-
 /* Units [u, u + n) of every gate for rows b < B, in the pointwise tile's layout (gate g's unit j
    at g*n + j): xp = x_b . W_ih[o] + bias (b_ih + b_hh, the GRU's n part of b_hh aside, as
    fr_rec_pack_slice folds it; identity input: x_b[o] + bias), hh = h0_b . W_hh[o] (0 without h0),
-   o = g*H + u + j. Each weight row is read once for all B rows. */
-FR_CLONES static void SFX(step1_gates)(const CELL *cell, const REAL *x, const REAL *h0,
-                                      const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
-                                      const REAL *b_hh, int64_t B, int64_t I, int64_t H, int64_t u,
-                                      int64_t n, REAL *xp, REAL *hh) {
+   o = g*H + u + j; the dot products by the path's dots kernel (dots.h), FR_DOTS_MAX_B rows at a
+   time. */
+static void SFX(step1_gates)(const CELL *cell, SFX(fr_dots_fn) dots, const REAL *x,
+                             const REAL *h0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
+                             const REAL *b_hh, int64_t B, int64_t I, int64_t H, int64_t u,
+                             int64_t n, REAL *xp, REAL *hh) {
     const int64_t G = cell->G, ld = G * n;
-    for (int64_t g = 0; g < G; g++)
-        for (int64_t j = 0; j < n; j++) {
-            const int64_t o = g * H + u + j;
-            REAL bias = 0;
-            if (b_ih) bias += b_ih[o];
-            if (b_hh && !(cell->split_n && g == G - 1)) bias += b_hh[o];
-            for (int64_t b = 0; b < B; b++) {
-                const REAL p = w_ih ? SFX(step1_dot)(w_ih + o * I, x + b * I, I)
-                                    : (I > 0 ? x[b * I + o] : (REAL)0);
-                xp[b * ld + g * n + j] = p + bias;
-                hh[b * ld + g * n + j] = h0 ? SFX(step1_dot)(w_hh + o * H, h0 + b * H, H) : 0;
-            }
+    for (int64_t g = 0; g < G; g++) {
+        const int64_t o0 = g * H + u;
+        if (w_ih && I > 0) {
+            for (int64_t b0 = 0; b0 < B; b0 += FR_DOTS_MAX_B)
+                dots(w_ih + o0 * I, I, n, x + b0 * I, I, imin(FR_DOTS_MAX_B, B - b0), I,
+                     xp + b0 * ld + g * n, ld);
+        } else {
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t j = 0; j < n; j++)
+                    xp[b * ld + g * n + j] = I > 0 ? x[b * I + o0 + j] : (REAL)0;
         }
+        if (h0) {
+            for (int64_t b0 = 0; b0 < B; b0 += FR_DOTS_MAX_B)
+                dots(w_hh + o0 * H, H, n, h0 + b0 * H, H, imin(FR_DOTS_MAX_B, B - b0), H,
+                     hh + b0 * ld + g * n, ld);
+        } else {
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t j = 0; j < n; j++) hh[b * ld + g * n + j] = 0;
+        }
+        for (int64_t j = 0; j < n; j++) {
+            REAL bias = 0;
+            if (b_ih) bias += b_ih[o0 + j];
+            if (b_hh && !(cell->split_n && g == G - 1)) bias += b_hh[o0 + j];
+            for (int64_t b = 0; b < B; b++) xp[b * ld + g * n + j] += bias;
+        }
+    }
 }
 
-/* fr_rec_forward of one step (Tn == 1) without a cache, B <= STEP1_MAX_B, h_n and c_n already
-   holding the initial state: the hidden units split between the threads in tiles of STEP1_UNITS,
+/* fr_rec_forward of one step (Tn == 1), B <= STEP1_MAX_B, h_n and c_n already holding the
+   initial state, the cache (training: NULL in inference) written as the sequence driver writes it: the hidden units split between the threads in tiles of STEP1_UNITS,
    each thread's gates and pointwise on its own units (no barrier: a step's units are
    independent). Bit for bit the same for any team. */
-static int SFX(step1_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, const REAL *x,
+static int SFX(step1_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache,
+                              const REAL *x,
                               const REAL *h0, const REAL *w_ih, const REAL *w_hh,
                               const REAL *b_ih, const REAL *b_hh, const int64_t *lengths,
                               int64_t B, int64_t I, int64_t H, int act, int nthreads) {
     static const REAL zeros[STEP1_UNITS];
     const int64_t G = cell->G, ntiles = (H + STEP1_UNITS - 1) / STEP1_UNITS;
     const int64_t flops_I = w_ih ? I : 0;
+    /* the cache of a length-1 sequence (fr_rec_step's layout with T*B = B rows) */
+    REAL *hprev_c = cache, *gates_c = cache ? cache + B * H : NULL;
+    REAL *aux0_c = cache && cell->naux > 0 ? gates_c + B * G * H : NULL;
+    REAL *aux1_c = cache && cell->naux > 1 ? aux0_c + B * H : NULL;
     const double flops = 2.0 * (double)B * (double)(flops_I + H) * (double)G * (double)H;
     const SFX(fr_point_fn) pw = cell->point_for(fr_get_arch());
+    const SFX(fr_dots_fn) dots = SFX(fr_dots_for)(fr_get_arch());
     atomic_fetch_add_explicit(&step1_passes, 1, memory_order_relaxed);
     fr_load_ticket tk;
     fr_load_enter(&tk);
@@ -964,13 +967,20 @@ static int SFX(step1_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, c
         for (int64_t b = 0; b < B; b++) rows[b] = lengths && lengths[b] < 1 ? -1 : b;
         for (int64_t q = ntiles * me / size; q < ntiles * (me + 1) / size; q++) {
             const int64_t u = q * STEP1_UNITS, n = imin(STEP1_UNITS, H - u);
-            SFX(step1_gates)(cell, x, h0, w_ih, w_hh, b_ih, b_hh, B, I, H, u, n, xp, hh);
+            SFX(step1_gates)(cell, dots, x, h0, w_ih, w_hh, b_ih, b_hh, B, I, H, u, n, xp, hh);
+            const REAL *hp = h0 ? h0 : h_n;
+            for (int64_t b = 0; b < B && cache; b++) /* before the pointwise writes h_n */
+                if (rows[b] < 0)
+                    memset(hprev_c + b * H + u, 0, (size_t)n * sizeof(REAL));
+                else
+                    memcpy(hprev_c + b * H + u, hp + b * H + u, (size_t)n * sizeof(REAL));
             const SFX(fr_tile) tl = {
                 .m = B, .n = n, .ts = n, .H = H, .xp = xp, .ldxp = G * n, .hh = hh,
                 .ldhh = G * n, .bhn = cell->split_n && b_hh ? b_hh + (G - 1) * H + u : zeros,
                 /* without h0, h_n holds zeros: the pointwise reads this thread's units only */
-                .hprev = (h0 ? h0 : h_n) + u, .h = h_n + u, .ldh = H,
-                .c = cell->has_c ? c_n + u : NULL, .ldc = H, .rows = rows, .y = y + u};
+                .hprev = hp + u, .h = h_n + u, .ldh = H,
+                .c = cell->has_c ? c_n + u : NULL, .ldc = H, .rows = rows, .y = y + u,
+                .gates = FR_OPT(gates_c, u), .aux0 = FR_OPT(aux0_c, u), .aux1 = FR_OPT(aux1_c, u)};
             pw(&tl, act);
             for (int64_t b = 0; b < B; b++) /* an empty sequence: its state passes through */
                 if (rows[b] < 0) memset(y + b * H + u, 0, (size_t)n * sizeof(REAL));
@@ -1002,10 +1012,9 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
     if (cell->has_c)
         for (int64_t k = 0; k < BH; k++) c_n[k] = c0 ? c0[k] : (REAL)0;
     if (Tn == 0 || B == 0) return FR_OK;
-    if (Tn == 1 && cache == NULL && ids == NULL && B <= STEP1_MAX_B && cell->G <= 4 &&
-        (identity ? 0 : I) + H >= STEP1_K_PER_ROW * B)
-        return SFX(step1_forward)(cell, y, h_n, c_n, x, h0, w_ih, w_hh, b_ih, b_hh, lengths, B, I, H,
-                                  act, nthreads);
+    if (Tn == 1 && ids == NULL && B <= STEP1_MAX_B && cell->G <= 4)
+        return SFX(step1_forward)(cell, y, h_n, c_n, cache, x, h0, w_ih, w_hh, b_ih, b_hh, lengths,
+                                  B, I, H, act, nthreads);
 
     const KERN *kern = SFX(fr_kernel_get)();
     SFX(fw_pass) f = {

@@ -409,16 +409,18 @@ def test_cell_forward_names_the_cells(impl):
 
 
 # --------------------------------------------------------------------------------------
-# A length-1 inference forward on the weights as given (csrc/recurrence.c's step1: no
-# packing for a few batch rows with long enough rows; the decode loop's call)
+# A length-1 forward on the weights as given (csrc/recurrence.c's step1 with the
+# dots kernels of csrc/dots.c: no packing for up to 8 batch rows; the decode loop's call)
 
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_one_step_inference_unpacked_equals_the_reference(cell, dtype, arch):
-    """Every cell, both dtypes and every SIMD path: h0 given or not, biases or not, an empty
-    row (length 0), identity input, units not a multiple of the tile (H = 37, 70, 130), 1 to 4 rows;
-    equal to the reference, bit for bit the same on one and two threads, and run on the
+def test_one_step_unpacked_equals_the_reference(cell, dtype, arch):
+    """Every cell, both dtypes and every SIMD path: h0 given or not, biases or not, empty rows
+    (length 0), identity input, units not a multiple of the tile (H = 9, 37, 70, 130), input
+    sizes not a multiple of the vector (the dots' masked tail), 1 to 8 rows (the dots take 4
+    at a time); equal to the reference, bit for bit the same on one and two threads and with
+    or without the training cache, its backward equal to the reference's, and run on the
     unpacked route (its counter)."""
     import fastrnn
     from fastrnn import _kernels, functional
@@ -426,7 +428,9 @@ def test_one_step_inference_unpacked_equals_the_reference(cell, dtype, arch):
     G = GATES[cell]
     rtol, atol = (F64_RTOL, F64_ATOL) if dtype == np.float64 else (F32_RTOL, F32_ATOL)
     cases = [(1, 100, 37, True, (True, True), None), (2, 190, 70, False, (False, True), None),
-             (4, 500, 37, True, (True, False), [1, 0, 1, 1]), (1, 0, 130, True, (True, True), None)]
+             (4, 500, 37, True, (True, False), [1, 0, 1, 1]), (1, 0, 130, True, (True, True), None),
+             (7, 3, 9, True, (True, True), [1, 1, 0, 1, 1, 1, 0]),
+             (8, 33, 70, False, (True, True), None)]
     for seed, (B, I, H, h0, bias, lengths) in enumerate(cases):
         a = make(cell, 1, B, max(I, 1), H, seed=seed, dtype=dtype, bias=bias, h0=h0)
         if I == 0:  # identity input: x holds the projection (T, B, G*H)
@@ -441,19 +445,33 @@ def test_one_step_inference_unpacked_equals_the_reference(cell, dtype, arch):
             try:
                 before = _kernels.step1_passes()
                 got, _ = forward(functional, cell, a, lengths=lens, training=False)
-                assert _kernels.step1_passes() == before + 1
+                trained, ctx = forward(functional, cell, a, lengths=lens, training=True)
+                assert _kernels.step1_passes() == before + 2
             finally:
                 fastrnn.set_num_threads(None)
             results.append(got)
-            for g, w in zip(got, want, strict=True):
+            for g, t, w in zip(got, trained, want, strict=True):
                 assert g.dtype == dtype
+                np.testing.assert_array_equal(t, g)  # with or without the cache, the same
                 np.testing.assert_allclose(g, w, rtol=rtol,
                                            atol=atol * max(1.0, float(np.abs(w).max())))
         for g1, g2 in zip(*results, strict=True):
             np.testing.assert_array_equal(g1, g2)
+        # the backward of the cache it wrote
+        douts = [np.random.default_rng(seed + 9).standard_normal(o.shape).astype(dtype)
+                 for o in want]
+        _, ctx_r = forward(REF, cell, a, lengths=lens, training=True)
+        grads = backward(functional, cell, ctx, douts)
+        for name, g in backward(REF, cell, ctx_r, douts).items():
+            if g is None:
+                assert grads[name] is None, name
+            else:
+                np.testing.assert_allclose(grads[name], g, rtol=rtol,
+                                           atol=atol * max(1.0, float(np.abs(g).max())),
+                                           err_msg=name)
 
 
-def test_one_step_takes_the_packed_route_for_more_rows_short_rows_or_training():
+def test_one_step_takes_the_packed_route_for_more_rows_or_steps():
     from fastrnn import _kernels, functional
 
     def ran_unpacked(T, B, I, H, training=False):
@@ -462,8 +480,8 @@ def test_one_step_takes_the_packed_route_for_more_rows_short_rows_or_training():
         forward(functional, "lstm", a, training=training)
         return _kernels.step1_passes() - before
 
-    assert ran_unpacked(1, 1, 64, 64) == 1  # I + H = 128 per row
-    assert ran_unpacked(1, 2, 64, 64) == 0  # 128 for 2 rows: the folds would cost more
-    assert ran_unpacked(1, 5, 400, 400) == 0  # more than 4 rows
-    assert ran_unpacked(1, 1, 64, 64, training=True) == 0  # the training cache
+    assert ran_unpacked(1, 1, 64, 64) == 1
+    assert ran_unpacked(1, 8, 5, 3) == 1
+    assert ran_unpacked(1, 1, 64, 64, training=True) == 1
+    assert ran_unpacked(1, 9, 64, 64) == 0  # more than 8 rows: the microkernel's reuse pays
     assert ran_unpacked(2, 1, 64, 64) == 0  # two steps

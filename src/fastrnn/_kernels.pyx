@@ -193,7 +193,7 @@ def solo_passes():
 
 
 def step1_passes():
-    """Length-1 inference forwards run on the weights as given (unpacked) so far."""
+    """Length-1 forwards run on the weights as given (unpacked) so far."""
     return fr_step1_passes()
 
 

@@ -1,0 +1,121 @@
+/*
+ * dots.c — the kernels of dots.h: per SIMD path (AVX-512, AVX2+FMA: this file is its own template
+ * body, template.h's SIMD mode) a block of up to 4 (AVX-512) or 2 (AVX2) weight rows against all B
+ * rows at once, each weight vector loaded once and multiplied into B accumulators, the tail of K
+ * by masked loads, each accumulator summed across its lanes at the end; and the portable kernel.
+ * With few rows the weights stream through once: the loads of W, not the multiplies, set the pace.
+ */
+#ifndef REAL
+#include "dots.h"
+
+#include "fastrnn.h"
+#include "simd_target.h"
+
+/* The portable kernel: 16 running lane sums per (row, weight row), folded in halves (lane l +
+   lane l + w for w = 8, 4, 2, 1), then the tail. */
+#define FR_DOTS_GENERIC(REAL, NAME)                                                               \
+    static void NAME(const REAL *W, int64_t ldw, int64_t O, const REAL *A, int64_t lda,          \
+                     int64_t B, int64_t K, REAL *C, int64_t ldc) {                                \
+        for (int64_t o = 0; o < O; o++)                                                           \
+            for (int64_t b = 0; b < B; b++) {                                                     \
+                const REAL *w = W + o * ldw, *v = A + b * lda;                                    \
+                REAL acc[16] = {0};                                                               \
+                int64_t k = 0;                                                                    \
+                for (; k + 16 <= K; k += 16)                                                      \
+                    for (int l = 0; l < 16; l++) acc[l] += w[k + l] * v[k + l];                   \
+                for (int half = 8; half >= 1; half /= 2)                                          \
+                    for (int l = 0; l < half; l++) acc[l] += acc[l + half];                       \
+                REAL s = acc[0];                                                                  \
+                for (; k < K; k++) s += w[k] * v[k];                                              \
+                C[b * ldc + o] = s;                                                               \
+            }                                                                                     \
+    }
+FR_DOTS_GENERIC(float, dots_generic_s)
+FR_DOTS_GENERIC(double, dots_generic_d)
+
+#define FR_TEMPLATE "dots.c"
+#define FR_TEMPLATE_SIMD
+#include "template.h"
+
+fr_dots_fn_s fr_dots_for_s(int arch) {
+    return FR_BY_ARCH(arch, dots_avx512_s, dots_avx2_s, dots_generic_s);
+}
+
+fr_dots_fn_d fr_dots_for_d(int arch) {
+    return FR_BY_ARCH(arch, dots_avx512_d, dots_avx2_d, dots_generic_d);
+}
+
+#else /* the kernel of one (path, dtype) */
+
+/* Weight rows per block: 4 x 4 accumulators + 4 row vectors + 1 weight vector fit AVX-512's 32
+   registers; AVX2's 16 take 2 x 4 + 4 + 1. */
+#define DOTS_O (FR_AVX512 ? 4 : 2)
+
+/* The sum of v's lanes. */
+static FR_ALWAYS_INLINE VTARGET REAL VSFX(dots_hsum)(VEC v) {
+#if FR_AVX512 && FR_F32
+    return _mm512_reduce_add_ps(v);
+#elif FR_AVX512
+    return _mm512_reduce_add_pd(v);
+#elif FR_F32
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+#else
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+#endif
+}
+
+/* Weight rows [0, no) against rows [0, nb) (both constants after inlining). */
+static FR_ALWAYS_INLINE VTARGET void VSFX(dots_block)(const int no, const int nb, const REAL *W,
+                                                     int64_t ldw, const REAL *A, int64_t lda,
+                                                     int64_t K, REAL *C, int64_t ldc) {
+    VEC acc[DOTS_O][FR_DOTS_MAX_B];
+    for (int j = 0; j < no; j++)
+        for (int b = 0; b < nb; b++) acc[j][b] = V_ZERO();
+    int64_t k = 0;
+    for (; k + VW <= K; k += VW) {
+        VEC x[FR_DOTS_MAX_B];
+        for (int b = 0; b < nb; b++) x[b] = V_LOAD(A + b * lda + k);
+        for (int j = 0; j < no; j++) {
+            const VEC w = V_LOAD(W + j * ldw + k);
+            for (int b = 0; b < nb; b++) acc[j][b] = V_FMA(w, x[b], acc[j][b]);
+        }
+    }
+    if (k < K) { /* the tail: the lanes past K read as 0 */
+        const int r = (int)(K - k);
+        VEC x[FR_DOTS_MAX_B];
+        for (int b = 0; b < nb; b++) x[b] = V_PLOAD(A + b * lda + k, r);
+        for (int j = 0; j < no; j++) {
+            const VEC w = V_PLOAD(W + j * ldw + k, r);
+            for (int b = 0; b < nb; b++) acc[j][b] = V_FMA(w, x[b], acc[j][b]);
+        }
+    }
+    for (int j = 0; j < no; j++)
+        for (int b = 0; b < nb; b++) C[b * ldc + j] = VSFX(dots_hsum)(acc[j][b]);
+}
+
+/* Weight rows in blocks of DOTS_O, then one at a time: each row's sums are the same either way. */
+#define DOTS_RUN(nb)                                                                              \
+    do {                                                                                          \
+        int64_t o = 0;                                                                            \
+        for (; o + DOTS_O <= O; o += DOTS_O)                                                      \
+            VSFX(dots_block)(DOTS_O, nb, W + o * ldw, ldw, A, lda, K, C + o, ldc);                \
+        for (; o < O; o++) VSFX(dots_block)(1, nb, W + o * ldw, ldw, A, lda, K, C + o, ldc);      \
+    } while (0)
+
+static VTARGET void VSFX(dots)(const REAL *W, int64_t ldw, int64_t O, const REAL *A, int64_t lda,
+                               int64_t B, int64_t K, REAL *C, int64_t ldc) {
+    switch (B) {
+    case 1: DOTS_RUN(1); break;
+    case 2: DOTS_RUN(2); break;
+    case 3: DOTS_RUN(3); break;
+    default: DOTS_RUN(4); break;
+    }
+}
+
+#undef DOTS_RUN
+#undef DOTS_O
+
+#endif
