@@ -32,6 +32,9 @@ OFF_GRID: dict[str, tuple[int, int, int, int]] = {
     "off-100x7-I50-H100": (100, 7, 50, 100),
     # a small batch and a small layer: H = 72 is 2 blocks and a quarter, a step a few us
     "off-60x7-I40-H72": (60, 7, 40, 72),
+    # a decode loop's call (beam search over 3 beams): one step, so nothing amortizes a per-call
+    # cost such as packing the weights
+    "off-1x3-I200-H300": (1, 3, 200, 300),
 }
 #: The cells, in the cell table's order (rnn, lstm, gru).
 CELLS: tuple[str, ...] = tuple(_CELL_TABLE)
