@@ -82,8 +82,9 @@ class StreamSession:
         Independent streams advanced together.
     precision : {"float32", "bfloat16", "bf16", "int8"}
         The recurrent layers' compute precision (see :mod:`fastrnn.functional`); a reduced
-        one needs a float32 model. Each step equals the whole-sequence op of that precision
-        with T = 1.
+        one needs a float32 model. Each step computes what the whole-sequence op of that
+        precision computes with T = 1 (in float32 the sums may run in another order: equal to
+        rounding, not always to the bit).
 
     Notes
     -----
