@@ -143,10 +143,12 @@ def test_autocast_prepares_weights_once_and_again_after_an_in_place_update(monke
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "int8"])
-def test_prepared_weights_follow_writes_through_param_data(precision):
+def test_writes_through_param_data(precision):
     """Writes through ``param.data`` (a manual SGD step as in pytorch/examples' word language
-    model, ``p.data.clamp_()``) leave ``_version`` as it was; the next call still runs the new
-    weights, as torch's own modules do, never the ones prepared before."""
+    model, ``p.data.clamp_()``) leave ``_version`` as it was. Under autocast the next call
+    runs the new weights, as torch's autocast does (it casts them again in each region). An
+    int8 drop-in keeps the weights it quantized, as torch's dynamically quantized modules do,
+    until ``quantize_dynamic`` is called again."""
     _, fast = make_pair("LSTM", num_layers=2)
     if precision == "int8":
         ft.quantize_dynamic(fast)
@@ -164,6 +166,10 @@ def test_prepared_weights_follow_writes_through_param_data(precision):
         p.data.mul_(0.5)
     assert [p._version for p in fast.parameters()] == versions
     after = run(fast)
+    if precision == "int8":
+        assert torch.equal(after, before)  # the weights of the moment of quantization
+        ft.quantize_dynamic(fast)
+        after = run(fast)
     fresh = ft.LSTM(I, H, num_layers=2)
     fresh.load_state_dict(fast.state_dict())
     if precision == "int8":

@@ -660,10 +660,14 @@ _AUTOCAST_BF16_OUTPUTS = frozenset({"LSTM", "RNN_TANH", "RNN_RELU"})
 _INT8: weakref.WeakSet = weakref.WeakSet()
 #: Each module's prepared weights per (layer-direction, precision), outside its state (so
 #: pickling and state_dict never see them). A new storage or ``_version`` (an optimizer step,
-#: load_state_dict) prepares them again; so does new content under the same version: writes
-#: through ``param.data`` (a manual SGD step, ``p.data.clamp_()``) do not count in
-#: ``_version``, so each call also checks the weights' bytes (``check="content"``: one
-#: checksum pass, cheaper than the bfloat16 copy of the weights torch's autocast makes).
+#: load_state_dict) prepares them again. Writes through ``param.data`` (a manual SGD step,
+#: ``p.data.clamp_()``) do not count in ``_version``:
+#: - bfloat16 (autocast) checks the weights' bytes each call (``check="content"``: one checksum
+#:   pass, cheaper than the bfloat16 copy of the weights torch's autocast makes per region), and
+#:   so sees them, as torch's autocast does;
+#: - int8 does not (``check="identity"``): torch's dynamically quantized modules keep the
+#:   weights of the moment they were quantized, and a content check per call would cost 1.5-2.5x
+#:   on a decode loop's step; :func:`quantize_dynamic` again re-quantizes.
 _PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -674,7 +678,7 @@ def _prepared(module: nn.Module, k: int, precision: str, cell: str, ws: tuple) -
     pw = cache.get((k, precision))
     if pw is None or pw.version != key:
         pw = _ops.prepare_weights(cell, *(_np(w) for w in ws), precision=precision,
-                                  check="content")
+                                  check="content" if precision == "bfloat16" else "identity")
         pw.version = key
         cache[(k, precision)] = pw
     return pw
@@ -1036,9 +1040,11 @@ def quantize_dynamic(module: nn.Module) -> nn.Module:
 
     Every ``nn.RNN/LSTM/GRU`` in ``module`` becomes a fastrnn drop-in (as :func:`accelerate`)
     that runs fastrnn's int8 inference kernels on float32 input: weights quantized per output
-    channel once (and again whenever they change, ``param.data`` writes included), the inputs
-    and states of each
-    step quantized per row, int32 sums, float32 gate maths
+    channel once (and again whenever a parameter changes through torch's ops: an optimizer
+    step, ``load_state_dict``, an in-place op under ``no_grad``; writes through ``param.data``
+    are not seen, as torch's own dynamically quantized modules keep the weights of the moment
+    they were quantized: call this function again after such writes), the inputs and states
+    of each step quantized per row, int32 sums, float32 gate maths
     (:mod:`fastrnn.functional`, ``precision="int8"``). The parameters stay the float32
     tensors they were (``state_dict`` and pickling unchanged); the outputs carry no gradient
     (int8 is inference-only, as torch's dynamically quantized modules). :func:`restore` or
@@ -1058,6 +1064,7 @@ def quantize_dynamic(module: nn.Module) -> nn.Module:
     for m in module.modules():
         if isinstance(m, _FastRNNMixin):
             _INT8.add(m)
+            _PREPARED.pop(m, None)  # quantized again from the weights as they are now
     return module
 
 
