@@ -60,7 +60,8 @@ static FR_ALWAYS_INLINE VTARGET void VSFX(dots_hsum4)(const VEC v[4], REAL *out)
                                     _mm512_shuffle_f32x4(v[0], v[1], 0xEE));
     const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(v[2], v[3], 0x44),
                                     _mm512_shuffle_f32x4(v[2], v[3], 0xEE));
-    __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
+    __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88),
+                             _mm512_shuffle_f32x4(ab, cd, 0xDD));
     q = _mm512_add_ps(q, _mm512_shuffle_ps(q, q, 0x4E));
     q = _mm512_add_ps(q, _mm512_shuffle_ps(q, q, 0xB1));
     float t[16];

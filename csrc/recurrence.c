@@ -931,13 +931,13 @@ static void SFX(step1_gates)(const CELL *cell, SFX(fr_dots_fn) dots, const REAL 
     }
 }
 
-/* fr_rec_forward of one step (Tn == 1), B <= STEP1_MAX_B, h_n and c_n already holding the
-   initial state, the cache (training: NULL in inference) written as the sequence driver writes it: the hidden units split between the threads in tiles of STEP1_UNITS,
-   each thread's gates and pointwise on its own units (no barrier: a step's units are
-   independent). Bit for bit the same for any team. */
+/* fr_rec_forward of one step (Tn == 1) for B <= STEP1_MAX_B rows, h_n and c_n already holding
+   the initial state; the cache (NULL in inference) is written as the sequence driver writes it.
+   The hidden units split between the threads in tiles of STEP1_UNITS, each thread taking the
+   gates and the pointwise of its own units (no barrier: a step's units are independent). Bit
+   for bit the same for any team. */
 static int SFX(step1_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache,
-                              const REAL *x,
-                              const REAL *h0, const REAL *w_ih, const REAL *w_hh,
+                              const REAL *x, const REAL *h0, const REAL *w_ih, const REAL *w_hh,
                               const REAL *b_ih, const REAL *b_hh, const int64_t *lengths,
                               int64_t B, int64_t I, int64_t H, int act, int nthreads) {
     static const REAL zeros[STEP1_UNITS];
@@ -980,7 +980,8 @@ static int SFX(step1_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, R
                 /* without h0, h_n holds zeros: the pointwise reads this thread's units only */
                 .hprev = hp + u, .h = h_n + u, .ldh = H,
                 .c = cell->has_c ? c_n + u : NULL, .ldc = H, .rows = rows, .y = y + u,
-                .gates = FR_OPT(gates_c, u), .aux0 = FR_OPT(aux0_c, u), .aux1 = FR_OPT(aux1_c, u)};
+                .gates = FR_OPT(gates_c, u), .aux0 = FR_OPT(aux0_c, u),
+                .aux1 = FR_OPT(aux1_c, u)};
             pw(&tl, act);
             for (int64_t b = 0; b < B; b++) /* an empty sequence: its state passes through */
                 if (rows[b] < 0) memset(y + b * H + u, 0, (size_t)n * sizeof(REAL));
