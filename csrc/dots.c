@@ -2,7 +2,8 @@
  * dots.c — the kernels of dots.h: per SIMD path (AVX-512, AVX2+FMA: this file is its own template
  * body, template.h's SIMD mode) a block of up to 4 (AVX-512) or 2 (AVX2) weight rows against all B
  * rows at once, each weight vector loaded once and multiplied into B accumulators, the tail of K
- * by masked loads, each accumulator summed across its lanes at the end; and the portable kernel.
+ * by masked loads, the accumulators summed across their lanes four at a time at the end; and the
+ * portable kernel.
  * With few rows the weights stream through once: the loads of W, not the multiplies, set the pace.
  */
 #ifndef REAL
