@@ -59,30 +59,26 @@ fr_dots_fn_d fr_dots_for_d(int arch) {
 /* out[i] = the sum of the lanes of v[i], i < 4: the four reduced together (about 3 operations a
    sum against 8 for one vector's own reduction), in one fixed order per path. */
 static FR_ALWAYS_INLINE VTARGET void VSFX(dots_hsum4)(const VEC v[4], REAL *out) {
-#if FR_AVX512 && FR_F32
+#if FR_AVX512
+#if FR_F32
+#define DOTS_QUARTERS(a, b, imm) _mm512_shuffle_f32x4(a, b, imm)
+#else
+#define DOTS_QUARTERS(a, b, imm) _mm512_shuffle_f64x2(a, b, imm)
+#endif
     /* 128-bit quarters: a's halves added, b's, then a|b|c|d quarters, then within each quarter */
-    const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(v[0], v[1], 0x44),
-                                    _mm512_shuffle_f32x4(v[0], v[1], 0xEE));
-    const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(v[2], v[3], 0x44),
-                                    _mm512_shuffle_f32x4(v[2], v[3], 0xEE));
-    __m512 q = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88),
-                             _mm512_shuffle_f32x4(ab, cd, 0xDD));
-    q = _mm512_add_ps(q, _mm512_shuffle_ps(q, q, 0x4E));
-    q = _mm512_add_ps(q, _mm512_shuffle_ps(q, q, 0xB1));
-    float t[16];
-    _mm512_storeu_ps(t, q);
-    out[0] = t[0], out[1] = t[4], out[2] = t[8], out[3] = t[12];
-#elif FR_AVX512
-    const __m512d ab = _mm512_add_pd(_mm512_shuffle_f64x2(v[0], v[1], 0x44),
-                                     _mm512_shuffle_f64x2(v[0], v[1], 0xEE));
-    const __m512d cd = _mm512_add_pd(_mm512_shuffle_f64x2(v[2], v[3], 0x44),
-                                     _mm512_shuffle_f64x2(v[2], v[3], 0xEE));
-    __m512d q = _mm512_add_pd(_mm512_shuffle_f64x2(ab, cd, 0x88),
-                              _mm512_shuffle_f64x2(ab, cd, 0xDD));
-    q = _mm512_add_pd(q, _mm512_shuffle_pd(q, q, 0x55));
-    double t[8];
-    _mm512_storeu_pd(t, q);
-    out[0] = t[0], out[1] = t[2], out[2] = t[4], out[3] = t[6];
+    const VEC ab = V_ADD(DOTS_QUARTERS(v[0], v[1], 0x44), DOTS_QUARTERS(v[0], v[1], 0xEE));
+    const VEC cd = V_ADD(DOTS_QUARTERS(v[2], v[3], 0x44), DOTS_QUARTERS(v[2], v[3], 0xEE));
+    VEC q = V_ADD(DOTS_QUARTERS(ab, cd, 0x88), DOTS_QUARTERS(ab, cd, 0xDD));
+#undef DOTS_QUARTERS
+#if FR_F32
+    q = V_ADD(q, _mm512_shuffle_ps(q, q, 0x4E));
+    q = V_ADD(q, _mm512_shuffle_ps(q, q, 0xB1));
+#else
+    q = V_ADD(q, _mm512_shuffle_pd(q, q, 0x55));
+#endif
+    REAL t[VW];
+    V_STORE(t, q);
+    for (int i = 0; i < 4; i++) out[i] = t[i * (VW / 4)];
 #elif FR_F32
     const __m256 abcd = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
     _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
