@@ -420,14 +420,12 @@ int fr_lp_forward(const void *packed, int64_t bytes, float *y, float *h_n, float
     f.scratch = mem + shared;
     memset(f.hbuf, 0, (size_t)(2 * B * f.ldh * 4)); /* padding columns are converted too */
     for (int64_t b = 0; b < B; b++) memcpy(f.hbuf + b * f.ldh, h_n + b * H, (size_t)H * 4);
-    int *const workers = nt > 1 ? fr_load_worker_slots() : NULL;
-    const int cpu0 = nt > 1 ? fr_load_cpu() : -1; /* the caller's: the team's first thread */
+    const fr_load_region rg = fr_load_region_open((int)nt);
 #pragma omp parallel num_threads((int)nt) if (nt > 1)
     {
 #ifdef _OPENMP
-        fr_load_note_worker(workers, omp_get_thread_num());
         fr_load_cpus mask; /* a worker queued on the caller's processor moves (team_load.h) */
-        const int moved = omp_get_thread_num() > 0 && fr_load_move_off(cpu0, &mask);
+        const int moved = fr_load_region_enter(&rg, omp_get_thread_num(), &mask);
         lp_thread(&f, omp_get_thread_num(), omp_get_num_threads());
         if (moved) fr_load_restore_cpus(&mask);
 #else

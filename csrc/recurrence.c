@@ -460,13 +460,11 @@ static int run_pass(fr_pass *ps, int nthreads) {
         const int64_t t0 = measure ? fr_load_now_ns() : 0;
         _Atomic int64_t last_start = t0; /* when the team's last thread started */
         _Atomic int64_t waited = 0;      /* the threads' waits for a processor, ns */
-        int *const workers = nt > 1 ? fr_load_worker_slots() : NULL;
-        const int cpu0 = nt > 1 ? fr_load_cpu() : -1; /* the caller's: the team's first thread */
+        const fr_load_region rg = fr_load_region_open(nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
         {
-            fr_load_note_worker(workers, fr_omp_thread());
             fr_load_cpus mask; /* a worker queued on the caller's processor moves (team_load.h) */
-            const int moved = fr_omp_thread() > 0 && fr_load_move_off(cpu0, &mask);
+            const int moved = fr_load_region_enter(&rg, fr_omp_thread(), &mask);
             const int64_t ts = measure ? fr_load_now_ns() : 0;
             const int64_t w0 = measure ? fr_load_thread_wait_ns() : -1;
             int64_t seen = atomic_load_explicit(&last_start, memory_order_relaxed);
@@ -567,6 +565,16 @@ void SFX(fr_rec_slice_view)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, int6
     sl->bhn = sl->bias + njt * G * nr;     /* nj*nr GRU n recurrent bias */
 }
 
+/* The bias folded into gate g's input projection at output o: b_ih + b_hh, the GRU's n part of
+   b_hh aside (it stays with the recurrent product); either may be NULL. */
+static inline REAL SFX(folded_bias)(const CELL *cell, const REAL *b_ih, const REAL *b_hh,
+                                    int64_t g, int64_t o) {
+    REAL v = 0;
+    if (b_ih) v += b_ih[o];
+    if (b_hh && !(cell->split_n && g == cell->G - 1)) v += b_hh[o];
+    return v;
+}
+
 void SFX(fr_rec_pack_slice)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, const REAL *w_ih,
                             const REAL *w_hh, const REAL *b_ih, const REAL *b_hh, int64_t I,
                             int64_t H, int64_t nr, int64_t u0, int64_t u1, int64_t njt) {
@@ -583,12 +591,8 @@ void SFX(fr_rec_pack_slice)(const CELL *cell, SFX(fr_slice) *sl, REAL *dst, cons
         REAL *bb = sl->bias + jl * G * nr;
         for (int64_t c = 0; c < G * nr; c++) bb[c] = 0;
         for (int64_t g = 0; g < G; g++) {
-            for (int64_t u = 0; u < nv; u++) {
-                REAL v = 0;
-                if (b_ih) v += b_ih[g * H + j0 + u];
-                if (b_hh && !(cell->split_n && g == G - 1)) v += b_hh[g * H + j0 + u];
-                bb[g * nv + u] = v;
-            }
+            for (int64_t u = 0; u < nv; u++)
+                bb[g * nv + u] = SFX(folded_bias)(cell, b_ih, b_hh, g, g * H + j0 + u);
         }
         for (int64_t c = 0; c < nr; c++) {
             const int64_t j = j0 + c;
@@ -894,8 +898,8 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
 /* ---- forward of a length-1 sequence on the weights as given ------------------------------- */
 
 /* Units [u, u + n) of every gate for rows b < B, in the pointwise tile's layout (gate g's unit j
-   at g*n + j): xp = x_b . W_ih[o] + bias (b_ih + b_hh, the GRU's n part of b_hh aside, as
-   fr_rec_pack_slice folds it; identity input: x_b[o] + bias), hh = h0_b . W_hh[o] (0 without h0),
+   at g*n + j): xp = x_b . W_ih[o] + folded_bias (as fr_rec_pack_slice folds it; identity input:
+   x_b[o] + folded_bias), hh = h0_b . W_hh[o] (0 without h0),
    o = g*H + u + j; the dot products by the path's dots kernel (dots.h), FR_DOTS_MAX_B rows at a
    time. */
 static void SFX(step1_gates)(const CELL *cell, SFX(fr_dots_fn) dots, const REAL *x,
@@ -923,9 +927,7 @@ static void SFX(step1_gates)(const CELL *cell, SFX(fr_dots_fn) dots, const REAL 
                 for (int64_t j = 0; j < n; j++) hh[b * ld + g * n + j] = 0;
         }
         for (int64_t j = 0; j < n; j++) {
-            REAL bias = 0;
-            if (b_ih) bias += b_ih[o0 + j];
-            if (b_hh && !(cell->split_n && g == G - 1)) bias += b_hh[o0 + j];
+            const REAL bias = SFX(folded_bias)(cell, b_ih, b_hh, g, o0 + j);
             for (int64_t b = 0; b < B; b++) xp[b * ld + g * n + j] += bias;
         }
     }
@@ -954,13 +956,12 @@ static int SFX(step1_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, R
     fr_load_ticket tk;
     fr_load_enter(&tk);
     const int nt = pick_threads(nthreads, ntiles, B, flops_I, H, G, &tk, flops);
-    int *const workers = nt > 1 ? fr_load_worker_slots() : NULL;
-    const int cpu0 = nt > 1 ? fr_load_cpu() : -1;
+    const fr_load_region rg = fr_load_region_open(nt);
+    const REAL *hp = h0 ? h0 : h_n; /* without h0, h_n holds zeros */
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        fr_load_note_worker(workers, fr_omp_thread());
         fr_load_cpus mask; /* a worker queued on the caller's processor moves (team_load.h) */
-        const int moved = fr_omp_thread() > 0 && fr_load_move_off(cpu0, &mask);
+        const int moved = fr_load_region_enter(&rg, fr_omp_thread(), &mask);
         const int64_t me = fr_omp_thread(), size = team_size();
         REAL xp[STEP1_MAX_B * 4 * STEP1_UNITS], hh[STEP1_MAX_B * 4 * STEP1_UNITS];
         int64_t rows[STEP1_MAX_B];
@@ -968,7 +969,6 @@ static int SFX(step1_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, R
         for (int64_t q = ntiles * me / size; q < ntiles * (me + 1) / size; q++) {
             const int64_t u = q * STEP1_UNITS, n = imin(STEP1_UNITS, H - u);
             SFX(step1_gates)(cell, dots, x, h0, w_ih, w_hh, b_ih, b_hh, B, I, H, u, n, xp, hh);
-            const REAL *hp = h0 ? h0 : h_n;
             for (int64_t b = 0; b < B && cache; b++) /* before the pointwise writes h_n */
                 if (rows[b] < 0)
                     memset(hprev_c + b * H + u, 0, (size_t)n * sizeof(REAL));
@@ -977,7 +977,7 @@ static int SFX(step1_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, R
             const SFX(fr_tile) tl = {
                 .m = B, .n = n, .ts = n, .H = H, .xp = xp, .ldxp = G * n, .hh = hh,
                 .ldhh = G * n, .bhn = cell->split_n && b_hh ? b_hh + (G - 1) * H + u : zeros,
-                /* without h0, h_n holds zeros: the pointwise reads this thread's units only */
+                /* hp = h_n: the pointwise reads this thread's units only, before writing them */
                 .hprev = hp + u, .h = h_n + u, .ldh = H,
                 .c = cell->has_c ? c_n + u : NULL, .ldc = H, .rows = rows, .y = y + u,
                 .gates = FR_OPT(gates_c, u), .aux0 = FR_OPT(aux0_c, u),

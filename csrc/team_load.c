@@ -267,6 +267,16 @@ int fr_load_cpu(void) {
 #endif
 }
 
+fr_load_region fr_load_region_open(int nt) {
+    const fr_load_region r = {nt > 1 ? fr_load_worker_slots() : NULL, nt > 1 ? fr_load_cpu() : -1};
+    return r;
+}
+
+int fr_load_region_enter(const fr_load_region *r, int k, fr_load_cpus *saved) {
+    fr_load_note_worker(r->workers, k);
+    return k > 0 && fr_load_move_off(r->cpu0, saved);
+}
+
 int fr_load_move_off(int cpu, fr_load_cpus *saved) {
 #ifdef __linux__
     _Static_assert(sizeof(fr_load_cpus) == sizeof(cpu_set_t), "fr_load_cpus is a cpu_set_t");

@@ -116,6 +116,21 @@ int fr_load_move_off(int cpu, fr_load_cpus *saved);
 /* Put back the calling thread's affinity mask saved by fr_load_move_off. */
 void fr_load_restore_cpus(const fr_load_cpus *saved);
 
+/* What a team's threads need of their caller: its workers' table and its processor (NULL and -1
+   for a team of one). Fill with fr_load_region_open before the parallel region. */
+typedef struct {
+    int *workers;
+    int cpu0;
+} fr_load_region;
+
+/* The caller's side of a region of nt threads (fr_load_worker_slots, fr_load_cpu). */
+fr_load_region fr_load_region_open(int nt);
+
+/* Thread k's start in the region: note it as the caller's worker and, for k >= 1, move it off the
+   caller's processor if it was queued there (fr_load_move_off): 1 if it moved, and then
+   fr_load_restore_cpus(saved) at its end. */
+int fr_load_region_enter(const fr_load_region *r, int k, fr_load_cpus *saved);
+
 /* For the tests: fr_load_move_off from the processor the calling thread is on, then
    fr_load_restore_cpus: 1 if it ran on another processor in between, 0 if it did not move, -1
    where it could not (one processor allowed, not Linux). */
