@@ -274,6 +274,8 @@ int64_t fr_solo_passes(void);
 int64_t fr_measured_passes(void);
 /* Length-1 forwards run on the weights as given, unpacked, so far (recurrence.c). */
 int64_t fr_step1_passes(void);
+/* Those of them that ran on a team of more than one thread. */
+int64_t fr_step1_team_passes(void);
 
 /* ---- rows.c: rows by index --------------------------------------------------------------- */
 /* dst[idx[r], :] += src[r, :] for r < R, rows of n elements, in row order (deterministic for any

@@ -105,6 +105,7 @@ static _Atomic int64_t forced_solo_step;
 static _Atomic int64_t solo_passes;
 static _Atomic int64_t measured_passes;
 static _Atomic int64_t step1_passes;
+static _Atomic int64_t step1_team_passes;
 
 int fr_set_team_threads(int n) {
     if (n < 0) return FR_ERR_ARG;
@@ -122,6 +123,10 @@ int64_t fr_solo_passes(void) { return atomic_load_explicit(&solo_passes, memory_
 
 int64_t fr_step1_passes(void) {
     return atomic_load_explicit(&step1_passes, memory_order_relaxed);
+}
+
+int64_t fr_step1_team_passes(void) {
+    return atomic_load_explicit(&step1_team_passes, memory_order_relaxed);
 }
 
 int64_t fr_measured_passes(void) {
@@ -955,7 +960,15 @@ static int SFX(step1_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, R
     atomic_fetch_add_explicit(&step1_passes, 1, memory_order_relaxed);
     fr_load_ticket tk;
     fr_load_enter(&tk);
-    const int nt = pick_threads(nthreads, ntiles, B, flops_I, H, G, &tk, flops);
+    int nt = pick_threads(nthreads, ntiles, B, flops_I, H, G, &tk, flops);
+    /* a step is tens of microseconds: beside other callers, a team's fork and join, and its
+       workers spinning afterwards on processors the others need, cost more than it saves
+       ((1,3,200,300), 2 Python threads calling at once: 0.42x the serial throughput with
+       teams, 1.5x with one thread each) */
+    if (nt > 1 && atomic_load_explicit(&forced_threads, memory_order_relaxed) == 0 &&
+        fr_load_shared_lately(&tk))
+        nt = 1;
+    if (nt > 1) atomic_fetch_add_explicit(&step1_team_passes, 1, memory_order_relaxed);
     const fr_load_region rg = fr_load_region_open(nt);
     const REAL *hp = h0 ? h0 : h_n; /* without h0, h_n holds zeros */
 #pragma omp parallel num_threads(nt) if (nt > 1)

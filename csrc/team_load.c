@@ -30,6 +30,7 @@ static _Atomic int64_t moves;              /* workers moved off the caller's pro
 static _Atomic int force_moves;            /* the testing knob of fr_load_force_moves */
 static _Atomic int64_t seen_ns;            /* when the last check saw others (0: it saw none) */
 static _Atomic int64_t last_any_ns;        /* when the last pass of any size ended (0: never) */
+static _Atomic int64_t shared_ns;          /* when a pass last entered beside another (0: never) */
 static _Atomic int64_t wake_est_ns = FR_LOAD_WAKE_NS;
 static _Atomic int64_t ns_per_gflop = (int64_t)(FR_LOAD_NS_PER_FLOP * 1e9);
 static _Atomic int64_t contended_until_ns; /* 0: not contended */
@@ -46,6 +47,7 @@ int64_t fr_load_now_ns(void) {
 void fr_load_enter(fr_load_ticket *t) {
     t->inflight = atomic_fetch_add_explicit(&inflight, 1, memory_order_relaxed) + 1;
     t->t_enter = fr_load_now_ns();
+    if (t->inflight > 1) atomic_store_explicit(&shared_ns, t->t_enter, memory_order_relaxed);
     /* the team sleeps, and no pass ran lately: calls come apart (a stream with pauses), each
        would pay the wake. Calls that come close together pay it once and find the team warm. */
     const int64_t team = atomic_load_explicit(&last_end_ns, memory_order_relaxed);
@@ -477,6 +479,15 @@ void fr_load_forget_inflight(void) {
 }
 
 int fr_load_inflight(void) { return atomic_load_explicit(&inflight, memory_order_relaxed); }
+
+int fr_load_shared_rule(int inflight, int64_t t_enter, int64_t shared) {
+    return inflight > 1 || (shared != 0 && t_enter - shared <= FR_LOAD_IDLE_NS);
+}
+
+int fr_load_shared_lately(const fr_load_ticket *t) {
+    return fr_load_shared_rule(t->inflight, t->t_enter,
+                               atomic_load_explicit(&shared_ns, memory_order_relaxed));
+}
 
 int64_t fr_load_cuts(void) { return atomic_load_explicit(&cuts, memory_order_relaxed); }
 

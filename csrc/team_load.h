@@ -189,6 +189,14 @@ void fr_load_forget_inflight(void);
    alone). */
 int fr_load_inflight(void);
 
+/* Whether t's pass has company: another pass in flight at its entry, or one that entered beside
+   another within FR_LOAD_IDLE_NS before it (concurrent callers taking turns; their pools'
+   workers may still be spinning). */
+int fr_load_shared_lately(const fr_load_ticket *t);
+/* Its rule: a pass entering at t_enter with inflight passes in flight (itself included), the last
+   entry beside another at shared (0: none yet). */
+int fr_load_shared_rule(int inflight, int64_t t_enter, int64_t shared);
+
 /* Teams taken smaller than asked by fr_load_free_threads so far (for the benchmark). */
 int64_t fr_load_cuts(void);
 /* Workers moved off the caller's processor so far (fr_load_move_off; stats). */

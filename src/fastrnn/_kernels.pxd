@@ -43,6 +43,7 @@ cdef extern from "fastrnn.h" nogil:
     int64_t fr_solo_passes()
     int64_t fr_measured_passes()
     int64_t fr_step1_passes()
+    int64_t fr_step1_team_passes()
     int fr_omp_max_threads()
     int fr_fork_guard_install()
     int fr_fork_pool_released()
@@ -210,6 +211,7 @@ cdef extern from "team_load.h" nogil:
     int fr_load_probe_workers(int nt)
     int fr_load_probe_move()
     int fr_load_free_rule(int want, int ncpu, int running, int own)
+    int fr_load_shared_rule(int inflight, int64_t t_enter, int64_t shared)
     int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns)
 
 cdef extern from "scratch.h" nogil:

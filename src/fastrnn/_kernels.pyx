@@ -112,6 +112,11 @@ def free_rule(int want, int ncpu, int running, int own):
     return fr_load_free_rule(want, ncpu, running, own)
 
 
+def shared_rule(int inflight, int64_t t_enter, int64_t shared):
+    """Whether a pass has company (csrc/team_load.h fr_load_shared_rule), for the tests."""
+    return bool(fr_load_shared_rule(inflight, t_enter, shared))
+
+
 def wait_bucket(int64_t full, int64_t start, int64_t now, int64_t wait_ns):
     """The contention test's rule (csrc/team_load.h fr_load_wait_bucket), for the tests:
     returns (the bucket's new empty time, whether the machine counts as contended)."""
@@ -195,6 +200,11 @@ def solo_passes():
 def step1_passes():
     """Length-1 forwards run on the weights as given (unpacked) so far."""
     return fr_step1_passes()
+
+
+def step1_team_passes():
+    """Length-1 forwards on the weights as given that ran on a team of more than one thread."""
+    return fr_step1_team_passes()
 
 
 def measured_passes():
