@@ -261,11 +261,12 @@ int fr_cell_forward_rows_d(int cell, double *y, double *h_n, double *c_n, double
    wherever the call's team size is a multiple of n and the groups keep every row's sums as they
    are without groups (tiles of 4 rows or more). FR_ERR_ARG for n < 0. */
 int fr_set_batch_groups(int n);
-/* Testing knobs of the whole-sequence driver's team, for all later calls: fr_set_team_threads(n)
-   with n > 0 makes every pass take min(n, nthreads, hidden blocks) threads whatever the load (0:
-   the load rules choose, the default); fr_set_solo_step(s) with s > 0 makes every pass that can
-   continue on one thread do so from its step s on (as when another pass enters the process
-   meanwhile; 0: only then, the default). FR_ERR_ARG for a negative value. */
+/* Testing knobs of the whole-sequence drivers' teams, for all later calls: fr_set_team_threads(n)
+   with n > 0 makes every pass take min(n, nthreads, hidden blocks) threads whatever the load
+   (fr_lp_forward's batch split: min(n, nthreads, B)) (0: the load rules choose, the default);
+   fr_set_solo_step(s) with s > 0 makes every pass that can continue on one thread do so from its
+   step s on (as when another pass enters the process meanwhile; 0: only then, the default).
+   FR_ERR_ARG for a negative value. */
 int fr_set_team_threads(int n);
 int fr_set_solo_step(int64_t s);
 /* Passes that went on alone on their first thread so far (the others parked). */
@@ -380,6 +381,9 @@ int fr_lp_forward(const void *packed, int64_t bytes, float *y, float *h_n, float
                   float *cache, float *hq, const float *x, const float *h0, const float *c0,
                   const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,
                   int reverse, int nthreads);
+/* fr_lp_forward calls of one step (T = 1) so far, and those of them that ran on a team. */
+int64_t fr_lp_step1_passes(void);
+int64_t fr_lp_step1_team_passes(void);
 /* fr_cell_backward_s of a bf16 forward: the same recurrence (float32 gate gradients, dh_{t-1} =
    delta W_hh in float32 on the weights given), with dx = delta W_ih, dw_ih = delta^T x and
    dw_hh = delta^T hq on fr_gemm_bf16 (hq: fr_lp_forward's bf16-rounded h_{t-1}, T*B*H). */

@@ -12,6 +12,7 @@
  * is in L1; one barrier per step publishes the new state.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,11 +36,32 @@
    microseconds, and on a busy machine every barrier may wait for a descheduled thread. */
 #define LP_MIN_CALL_FLOPS 4.0e6
 #define LP_MIN_STEP_FLOPS 2.0e6
+/* A sequence of one step splits the hidden blocks at any batch (each thread reads its own share
+   of the weights, and no barrier follows: the region's end is the only wait): a thread per
+   LP_ONE_STEP_WEIGHTS weights. Measured (one warm step, 1 against 2 threads, session 10 of
+   bench/RESULTS.md): 2 threads took 0.44-0.94x from 2^18 weights in every cell, batch and
+   precision, and 0.87-1.37x at 2^17 (the fork and join, about 1.5 us, and AMX's tile set-up at
+   2 rows and more, against a few microseconds of work). */
+#define LP_ONE_STEP_WEIGHTS 131072.0
+/* The reduced-precision kernels' speed against float32's, for the load rules' serial-time
+   estimate (team_load.h measures float32 passes): one thread, T = 1 to 200, bf16 1.8-2.3x,
+   int8 2.5-4.5x float32 (bench/RESULTS.md, session 10). */
+#define LP_SPEEDUP 2.0
 /* int8 sums of up to K products of 255 * 127 (and the 128 * column-sum compensations) stay in
    int32 for K up to 66000: inputs and hidden sizes above this limit are refused */
 #define LP_INT8_MAX_K 65536
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static _Atomic int64_t step1_passes, step1_team_passes;
+
+int64_t fr_lp_step1_passes(void) {
+    return atomic_load_explicit(&step1_passes, memory_order_relaxed);
+}
+
+int64_t fr_lp_step1_team_passes(void) {
+    return atomic_load_explicit(&step1_team_passes, memory_order_relaxed);
+}
 static inline int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
 
 /* The packed block: this header, then (64-byte aligned) the folded biases (njb*G*LP_NR floats),
@@ -183,6 +205,7 @@ typedef struct {
     uint8_t *scratch;   /* per thread: xp, Ax, ascale, Ah, hscale, tile */
     fr_team_flag *team; /* the spinning per-step barrier's flags (NULL: libgomp's barrier) */
     int split_rows;     /* the threads split the batch (1) or the hidden blocks (0) */
+    int barrier;        /* the threads meet after every step (hidden blocks split, T > 1) */
 } lp_fw;
 
 static inline int64_t time_of(int64_t s, int64_t L, int reverse) {
@@ -338,11 +361,11 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                     f->pw(&tl, f->act);
                 }
             }
-            if (nt > 1 && f->split_rows) {
-                /* own rows only: nothing to wait for */
-            } else if (nt > 1 && f->team) {
+            if (nt == 1 || !f->barrier) {
+                /* own rows, or the only step: nothing to wait for */
+            } else if (f->team) {
                 fr_team_barrier(f->team, tid, nt, ++nbar);
-            } else if (nt > 1) {
+            } else {
 #pragma omp barrier
             }
         }
@@ -392,29 +415,52 @@ int fr_lp_forward(const void *packed, int64_t bytes, float *y, float *h_n, float
                          align64(LP_MR * G * LP_NR * 4);
     const double step_flops = 2.0 * (double)B * (double)((hd->identity ? 0 : I) + H) * (double)G *
                               (double)H;
-    int64_t nt;
-    if (B >= 2) {
+    int64_t by_size;
+    if (T == 1) {
+        by_size = imin((int64_t)(step_flops / (2.0 * (double)B) / LP_ONE_STEP_WEIGHTS),
+                       imin(nthreads, hd->njb));
+    } else if (B >= 2) {
         f.split_rows = 1;
-        nt = imin((int64_t)(step_flops * (double)T / LP_MIN_CALL_FLOPS), imin(nthreads, B));
+        by_size = imin((int64_t)(step_flops * (double)T / LP_MIN_CALL_FLOPS), imin(nthreads, B));
     } else {
-        nt = imin((int64_t)(step_flops / LP_MIN_STEP_FLOPS), imin(nthreads, hd->njb));
+        by_size = imin((int64_t)(step_flops / LP_MIN_STEP_FLOPS), imin(nthreads, hd->njb));
     }
-    if (nt < 1) nt = 1;
+    /* the load rules of the float32 passes (team_load.h): the share the passes in flight leave,
+       the processors other runnable threads leave, no team woken from idle for less than the
+       wake costs; a single step with company takes none (recurrence.c's step1_forward) */
+    fr_load_ticket tk;
+    fr_load_enter(&tk);
+    const double flops32 = step_flops * (double)T / LP_SPEEDUP; /* float32's time for it */
+    const int forced = fr_rec_team_threads_forced();
+    int64_t nt = by_size < 1 ? 1 : by_size;
+    if (forced > 0)
+        nt = imin(forced, imin(nthreads, f.split_rows ? B : hd->njb));
+    else if (nt > 1)
+        nt = T == 1 && fr_load_shared_lately(&tk) ? 1
+                                                  : fr_load_threads(&tk, nthreads, (int)nt, flops32);
 #ifndef _OPENMP
     nt = 1;
 #endif
+    f.barrier = !f.split_rows && T > 1;
+    if (T == 1) {
+        atomic_fetch_add_explicit(&step1_passes, 1, memory_order_relaxed);
+        if (nt > 1) atomic_fetch_add_explicit(&step1_team_passes, 1, memory_order_relaxed);
+    }
     /* the kernels by rows: a thread's step rows, its projection chunk's (a stream step: 1, 1) */
     const int64_t srows = f.split_rows ? (B + nt - 1) / nt : B;
     f.k = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), f.Tc * srows);
     f.ks = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), srows);
     const int64_t shared = align64(2 * B * f.ldh * 4);
     uint8_t *mem = fr_scratch_alloc((size_t)(shared + nt * f.per_thread_bytes));
-    if (mem == NULL) return FR_ERR_NOMEM;
+    if (mem == NULL) {
+        fr_load_leave(&tk, 1, 0.0, 0, -1);
+        return FR_ERR_NOMEM;
+    }
 #ifdef _OPENMP
     /* the float32 recurrence's barrier (team_sync.h): spinning, yielding when oversubscribed;
        libgomp's (a futex wake-up every step) only where threads outnumber the processors or the
        flags cannot be had */
-    f.team = nt > 1 && !f.split_rows && nt <= omp_get_num_procs() ? fr_team_new((int)nt) : NULL;
+    f.team = nt > 1 && f.barrier && nt <= omp_get_num_procs() ? fr_team_new((int)nt) : NULL;
 #endif
     f.hbuf = (float *)mem;
     f.scratch = mem + shared;
@@ -436,6 +482,7 @@ int fr_lp_forward(const void *packed, int64_t bytes, float *y, float *h_n, float
     for (int64_t b = 0; b < B; b++) memcpy(h_n + b * H, hf + b * f.ldh, (size_t)H * 4);
     fr_team_free(f.team);
     fr_scratch_free(mem);
+    fr_load_leave(&tk, (int)nt, 0.0, 0, -1); /* no speed sample: the estimate is float32's */
     return FR_OK;
 }
 

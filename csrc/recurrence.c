@@ -107,6 +107,10 @@ static _Atomic int64_t measured_passes;
 static _Atomic int64_t step1_passes;
 static _Atomic int64_t step1_team_passes;
 
+int fr_rec_team_threads_forced(void) {
+    return atomic_load_explicit(&forced_threads, memory_order_relaxed);
+}
+
 int fr_set_team_threads(int n) {
     if (n < 0) return FR_ERR_ARG;
     atomic_store_explicit(&forced_threads, n, memory_order_relaxed);

@@ -46,6 +46,8 @@ int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H);
 
 /* The batch-group count set by fr_set_batch_groups (0: the drivers choose). */
 int fr_rec_batch_groups_forced(void);
+/* The team size set by fr_set_team_threads (0: the load rules choose). */
+int fr_rec_team_threads_forced(void);
 
 /* Threads for a one-off parallel region (a GEMM) of `flops` work: one per 4 Mflop, at most the
    share of nthreads the fastrnn passes in flight leave and, for a large region, the processors

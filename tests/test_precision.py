@@ -687,6 +687,64 @@ def test_team_blocks_split_batch_of_one(threads, cell, precision):
         assert np.abs(h - hr).max() < TOL
 
 
+@pytest.mark.parametrize("B", [1, 3, 9])
+@pytest.mark.parametrize("precision", REDUCED)
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_one_step_team_splits_the_hidden_blocks(amx, cell, precision, B):
+    """A sequence of one step splits the hidden blocks between the threads at any batch (no
+    barrier: one step's blocks are independent), so every thread runs the kernels of all B
+    rows and the result is the one-thread result bit for bit, the bf16 training cache and
+    rounded states included. H = 200: 7 blocks of 32, the last one of 8 units."""
+    import fastrnn
+    rng = np.random.default_rng(26)
+    T, I, H = 1, 150, 200
+    x, h0, c0 = _inputs(rng, cell, T, B, I, H)
+    w = _weights(rng, cell, I, H, scale=0.05)
+    training = precision == "bfloat16"
+    kw = dict(training=training, precision=precision)
+    old = fastrnn.get_num_threads()
+    try:
+        fastrnn.set_num_threads(1)
+        one = _run(functional, cell, x, h0, c0, w, **kw)
+        fastrnn.set_num_threads(2)
+        _kernels.set_team_threads(2)
+        steps, teams = _kernels.lp_step1_passes(), _kernels.lp_step1_team_passes()
+        two = _run(functional, cell, x, h0, c0, w, **kw)
+        assert _kernels.lp_step1_passes() == steps + 1
+        assert _kernels.lp_step1_team_passes() == teams + 1
+    finally:
+        _kernels.set_team_threads(0)
+        fastrnn.set_num_threads(old)
+    for a, b in zip(one[:3], two[:3], strict=True):
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+    if training:
+        np.testing.assert_array_equal(one[3].cache, two[3].cache)
+        np.testing.assert_array_equal(one[3].hq, two[3].hq)
+    want = _run(reference, cell, x, h0, c0, w, **kw)
+    for a, r in zip(two[:3], want[:3], strict=True):
+        if r is not None:
+            assert np.abs(a - r).max() < TOL
+
+
+def test_a_small_one_step_call_takes_no_team():
+    """A step of fewer than 2**18 weights (the fork and join cost more than the second thread
+    saves) runs on one thread, whatever the thread count."""
+    import fastrnn
+    rng = np.random.default_rng(27)
+    x, h0, c0 = _inputs(rng, "lstm", 1, 4, 64, 64)
+    w = _weights(rng, "lstm", 64, 64)
+    old = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(2)
+    try:
+        teams = _kernels.lp_step1_team_passes()
+        for precision in REDUCED:
+            _run(functional, "lstm", x, h0, c0, w, training=False, precision=precision)
+    finally:
+        fastrnn.set_num_threads(old)
+    assert _kernels.lp_step1_team_passes() == teams
+
+
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 64, 1000, 4099])
 def test_the_weights_checksum_sees_every_kind_of_change(n):
     """fr_checksum (the prepared weights' content check): equal bytes give equal sums

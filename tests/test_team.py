@@ -585,3 +585,36 @@ def test_a_one_step_call_beside_another_pass_runs_without_a_team():
     assert still_in_flight  # the long pass (20000 steps) outlasts one step
     assert _kernels.step1_passes() == steps + 1
     assert _kernels.step1_team_passes() == teams
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_a_reduced_precision_step_beside_another_pass_runs_without_a_team(precision):
+    """The company rule holds for the bfloat16 and int8 step as for float32's: a length-1
+    call made while another pass is in flight takes no team (alone it would take two: its
+    2**19 weights are over the size rule's 2**18)."""
+    from fastrnn import _kernels, functional
+
+    rng = np.random.default_rng(1)
+    H = 256
+    w = (rng.standard_normal((4 * H, H)) * 0.05).astype(np.float32)
+    long_x = rng.standard_normal((20000, 8, H)).astype(np.float32)
+    step_x = rng.standard_normal((1, 1, H)).astype(np.float32)
+    fastrnn.set_num_threads(2)
+    try:
+        other = threading.Thread(target=functional.cell_forward,
+                                 args=("lstm", long_x, None, None, w, w, None, None),
+                                 kwargs={"training": False})
+        other.start()
+        while _kernels.team_load()["inflight"] < 1 and other.is_alive():
+            time.sleep(0.001)
+        teams = _kernels.lp_step1_team_passes()
+        steps = _kernels.lp_step1_passes()
+        functional.cell_forward("lstm", step_x, None, None, w, w, None, None, training=False,
+                                precision=precision)
+        still_in_flight = _kernels.team_load()["inflight"] >= 1
+        other.join(HANG_GUARD_S)
+    finally:
+        fastrnn.set_num_threads(None)
+    assert still_in_flight  # the long pass (20000 steps) outlasts one step
+    assert _kernels.lp_step1_passes() == steps + 1
+    assert _kernels.lp_step1_team_passes() == teams

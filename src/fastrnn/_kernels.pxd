@@ -44,6 +44,8 @@ cdef extern from "fastrnn.h" nogil:
     int64_t fr_measured_passes()
     int64_t fr_step1_passes()
     int64_t fr_step1_team_passes()
+    int64_t fr_lp_step1_passes()
+    int64_t fr_lp_step1_team_passes()
     int fr_omp_max_threads()
     int fr_fork_guard_install()
     int fr_fork_pool_released()

@@ -207,6 +207,16 @@ def step1_team_passes():
     return fr_step1_team_passes()
 
 
+def lp_step1_passes():
+    """Reduced-precision forwards of one step so far."""
+    return fr_lp_step1_passes()
+
+
+def lp_step1_team_passes():
+    """Reduced-precision forwards of one step that ran on a team of more than one thread."""
+    return fr_lp_step1_team_passes()
+
+
 def measured_passes():
     """Passes that measured their team's start and waits for a processor so far."""
     return fr_measured_passes()

@@ -43,7 +43,7 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class Prepared:
     """Validated, normalised inputs of one forward op.
 
@@ -418,12 +418,12 @@ def prepare(
                 _check_shape(name, a, (B, H), f"(B, H) {sizes()}",
                              _batch_note(name, a.shape, T, B, H))
 
-    if reduced:
+    if reduced and fast_dtype != _F32:
         strong = {n: a.dtype for n, (a, weak) in arrays.items() if not weak}
         dtype = _reduced_dtype(precision, strong)
         _check_sizes(T, B, H, dtype, training)
         out = {n: _convert(n, a, weak, dtype) for n, (a, weak) in arrays.items()}
-    elif fast_dtype is not None:
+    elif fast_dtype is not None:  # float32 arrays for a reduced precision too
         dtype = fast_dtype
         _check_sizes(T, B, H, dtype, training)
         out = {n: a for n, (a, _) in arrays.items()}
@@ -547,7 +547,7 @@ def check_ctx(ctx: Any, ctx_type: type, cell: str | None, module: str) -> None:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class PreparedProj:
     """Validated, normalised inputs of an LSTM forward with a projection (``w_hr``).
 
