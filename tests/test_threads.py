@@ -119,13 +119,18 @@ def _spy_threads(monkeypatch):
     from fastrnn import _kernels
 
     seen = []
-    real = _kernels.cell_forward
 
-    def spy(*args):
-        seen.append(args[-1])
-        return real(*args)
+    def spy_on(name):
+        real = getattr(_kernels, name)
 
-    monkeypatch.setattr(_kernels, "cell_forward", spy)
+        def spy(*args):
+            seen.append(args[-1])
+            return real(*args)
+
+        monkeypatch.setattr(_kernels, name, spy)
+
+    spy_on("cell_forward")  # the validating path's entry
+    spy_on("forward_ready")  # the ready path's (an inference call of arrays as they are)
     return seen
 
 

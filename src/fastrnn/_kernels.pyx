@@ -11,6 +11,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memset
 
 cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
@@ -787,6 +788,84 @@ def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh
     _raise(st, f"{cell}_forward")
 
 
+cdef inline bint _ready(object a, int typenum, int ndim, int64_t d0, int64_t d1,
+                        int64_t d2) noexcept:
+    """Whether ``a`` is an ndarray (not a subclass) of typenum in the machine's byte order,
+    aligned, C-contiguous and exactly of the ndim sizes d0, d1, d2 (those past ndim unused):
+    C-API reads, no Python objects made."""
+    if type(a) is not np.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_NDIM(arr) != ndim:
+        return False
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISBEHAVED_RO(arr):
+        return False
+    cdef cnp.npy_intp *d = cnp.PyArray_DIMS(arr)
+    return d[0] == d0 and (ndim < 2 or d[1] == d1) and (ndim < 3 or d[2] == d2)
+
+
+def forward_ready(str cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, int act, bint reverse,
+                  int nthreads):
+    """The inference forward of arrays that are already as the kernels take them: (y, h_n, c_n),
+    or None where any argument is not (then nothing ran; the caller takes the validating path,
+    fastrnn._validate.prepare, whose messages say what is wrong).
+
+    Ready means: x a (T, B, I) float32 or float64 ndarray with T, B, I >= 1; w_ih (G*H, I),
+    w_hh (G*H, H) with H >= 1, b_ih and b_hh (G*H,) or None, h0 (and the LSTM's c0) (B, H) or
+    None, all C-contiguous, aligned ndarrays (no subclass) of x's dtype in the machine's byte
+    order; a cell of the table, c0 None
+    for a cell without a cell state, act valid for the cell, nthreads >= 1. A state given as
+    None starts at zeros, as prepare makes it (an array of zeros, not a NULL pointer: the same
+    sums, NaN and infinity included).
+    """
+    spec = CELLS.get(cell)
+    if spec is None or type(x) is not np.ndarray or type(w_hh) is not np.ndarray or nthreads < 1:
+        return None
+    if spec.nonlinearities and act != FR_RNN_TANH and act != FR_RNN_RELU:
+        return None
+    cdef bint has_c = spec.has_cell_state
+    if c0 is not None and not has_c:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x, wa = <cnp.ndarray>w_hh
+    cdef int tn = cnp.PyArray_TYPE(xa)
+    if (tn != cnp.NPY_FLOAT32 and tn != cnp.NPY_FLOAT64) or cnp.PyArray_NDIM(xa) != 3 or \
+            cnp.PyArray_NDIM(wa) != 2:
+        return None
+    cdef int64_t T = cnp.PyArray_DIMS(xa)[0], B = cnp.PyArray_DIMS(xa)[1]
+    cdef int64_t I = cnp.PyArray_DIMS(xa)[2], H = cnp.PyArray_DIMS(wa)[1]
+    cdef int64_t G = spec.gates
+    if T < 1 or B < 1 or I < 1 or H < 1 or w_ih is None:
+        return None
+    if not (_ready(x, tn, 3, T, B, I) and _ready(w_hh, tn, 2, G * H, H, 0)
+            and _ready(w_ih, tn, 2, G * H, I, 0)
+            and (b_ih is None or _ready(b_ih, tn, 1, G * H, 0, 0))
+            and (b_hh is None or _ready(b_hh, tn, 1, G * H, 0, 0))
+            and (h0 is None or _ready(h0, tn, 2, B, H, 0))
+            and (c0 is None or _ready(c0, tn, 2, B, H, 0))):
+        return None
+    dt = xa.dtype
+    if h0 is None:
+        h0 = np.zeros((B, H), dt)
+    if has_c and c0 is None:
+        c0 = np.zeros((B, H), dt)
+    y = np.empty((T, B, H), dt)
+    h_n = np.empty((B, H), dt)
+    c_n = np.empty((B, H), dt) if has_c else None
+    cdef _CellCall a
+    memset(&a, 0, sizeof(a))
+    a.cell = spec.code
+    a.y, a.h_n, a.c_n, a.x = _ptr(y), _ptr(h_n), _ptr(c_n), _ptr(x)
+    a.h0, a.c0, a.w_ih, a.w_hh = _ptr(h0), _ptr(c0), _ptr(w_ih), _ptr(w_hh)
+    a.b_ih, a.b_hh = _ptr(b_ih), _ptr(b_hh)
+    a.steps, a.batch, a.inputs, a.hidden = T, B, I, H
+    a.act, a.reverse, a.nthreads = act, reverse, nthreads
+    cdef int st
+    with nogil:
+        st = _forward(&a, <float *>NULL) if tn == cnp.NPY_FLOAT32 else _forward(&a, <double *>NULL)
+    _raise(st, f"{cell}_forward")
+    return y, h_n, c_n
+
+
 def cell_forward_rows(str cell, y, h_n, c_n, cache, table, ids, h0, c0, w_hh, b_ih, b_hh,
                       lengths, int act, bint reverse, int nthreads):
     """cell_forward with w_ih None and x = table[ids], without materialising x.
@@ -1134,6 +1213,60 @@ def lp_forward(str cell, packed, y, h_n, c_n, cache, hq, x, h0, c0, lengths, int
         raise ValueError(f"{cell}_forward (reduced precision): packed must be lp_pack's whole "
                          "array for these sizes (aligned, not a slice of it, header untouched)")
     _raise(st, f"{cell}_forward (reduced precision)")
+
+
+def lp_forward_ready(str cell, packed, x, h0, c0, int64_t H, int act, bint reverse,
+                     int nthreads):
+    """lp_forward's inference of arrays already as the kernels take them, on packed weights
+    (lp_pack's, for cell with x's input size and H units): (y, h_n, c_n), or None where any
+    argument is not (then nothing ran): x a (T, B, I) float32 ndarray with T, B, I >= 1, h0
+    (and the LSTM's c0) (B, H) or None (zeros), as forward_ready takes them."""
+    spec = CELLS.get(cell)
+    if spec is None or type(x) is not np.ndarray or nthreads < 1 or H < 1:
+        return None
+    if spec.nonlinearities and act != FR_RNN_TANH and act != FR_RNN_RELU:
+        return None
+    if type(packed) is not np.ndarray or not _ready(packed, cnp.NPY_UINT8, 1,
+                                                      cnp.PyArray_DIMS(<cnp.ndarray>packed)[0],
+                                                      0, 0):
+        return None
+    cdef bint has_c = spec.has_cell_state
+    if c0 is not None and not has_c:
+        return None
+    cdef cnp.ndarray xa = <cnp.ndarray>x
+    if cnp.PyArray_NDIM(xa) != 3:
+        return None
+    cdef int64_t T = cnp.PyArray_DIMS(xa)[0], B = cnp.PyArray_DIMS(xa)[1]
+    cdef int64_t I = cnp.PyArray_DIMS(xa)[2]
+    if T < 1 or B < 1 or I < 1:
+        return None
+    if not (_ready(x, cnp.NPY_FLOAT32, 3, T, B, I)
+            and (h0 is None or _ready(h0, cnp.NPY_FLOAT32, 2, B, H, 0))
+            and (c0 is None or _ready(c0, cnp.NPY_FLOAT32, 2, B, H, 0))):
+        return None
+    if h0 is None:
+        h0 = np.zeros((B, H), np.float32)
+    if has_c and c0 is None:
+        c0 = np.zeros((B, H), np.float32)
+    y = np.empty((T, B, H), np.float32)
+    h_n = np.empty((B, H), np.float32)
+    c_n = np.empty((B, H), np.float32) if has_c else None
+    cdef void *pk = _ptr(packed)
+    cdef int64_t nbytes = cnp.PyArray_DIMS(<cnp.ndarray>packed)[0]
+    cdef float *py = <float *>_ptr(y)
+    cdef float *phn = <float *>_ptr(h_n)
+    cdef float *pcn = <float *>_ptr(c_n)
+    cdef const float *px = <const float *>_ptr(x)
+    cdef const float *ph0 = <const float *>_ptr(h0)
+    cdef const float *pc0 = <const float *>_ptr(c0)
+    cdef int st
+    with nogil:
+        st = fr_lp_forward(pk, nbytes, py, phn, pcn, NULL, NULL, px, ph0, pc0, NULL, T, B, I, H,
+                           act, reverse, nthreads)
+    if st == FR_ERR_ARG:  # not lp_pack's buffer for these sizes
+        return None
+    _raise(st, f"{cell}_forward (reduced precision)")
+    return y, h_n, c_n
 
 
 def round_bf16(src):

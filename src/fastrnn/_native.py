@@ -238,6 +238,68 @@ def forward(p: Prepared, rows: tuple[np.ndarray, np.ndarray] | None = None) -> t
     return y, h_n, c_n, ctx
 
 
+#: The act code of every (cell, nonlinearity) pair that prepare accepts.
+_ACTS = {(name, nl): NONLINEARITIES[nl] if nl is not None else 0
+         for name, spec in CELLS.items() for nl in (spec.nonlinearities or (None,))}
+
+
+def forward_ready(cell: Any, nonlinearity: Any, x: Any, h0: Any, c0: Any, w_ih: Any,
+                  w_hh: Any, b_ih: Any, b_hh: Any, reverse: bool) -> tuple | None:
+    """An inference forward without the validating path, where the arguments allow it.
+
+    Parameters
+    ----------
+    cell, nonlinearity, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse
+        As :func:`fastrnn.functional.cell_forward`'s, unchecked.
+
+    Returns
+    -------
+    (y, h_n, c_n) or None
+        The outputs of ``forward(prepare(...))`` with ``training=False``, bit for bit, where
+        every array is already as the kernels take them (``_kernels.forward_ready``); None,
+        with nothing run, otherwise: the caller then takes the validating path.
+    """
+    act = _act_of(cell, nonlinearity)
+    if act is None:
+        return None
+    return _kernels.forward_ready(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, act, reverse,
+                                  get_num_threads())
+
+
+def _act_of(cell: Any, nonlinearity: Any) -> int | None:
+    """The act code of a (cell, nonlinearity) that prepare accepts; None for any other."""
+    if type(cell) is not str or not (nonlinearity is None or type(nonlinearity) is str):
+        return None
+    return _ACTS.get((cell, nonlinearity))
+
+
+def forward_ready_prec(prepared: PreparedWeights, precision: str, cell: Any, nonlinearity: Any,
+                       x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any,
+                       reverse: bool) -> tuple | None:
+    """:func:`forward_ready` of a reduced-precision inference on prepared weights.
+
+    Returns
+    -------
+    (y, h_n, c_n) or None
+        The outputs of ``forward_prec(prepare(...), prepared)``, where the call names the
+        prepared weights' cell, precision and arrays (checked as ``prepared`` checks them: the
+        same arrays, and the same bytes under ``check="content"``) and x and the states are
+        as the kernels take them; None, with nothing run, otherwise.
+    """
+    act = _act_of(cell, nonlinearity)
+    if act is None or prepared.cell != cell or prepared.precision != precision:
+        return None
+    arrays = (w_ih, w_hh, b_ih, b_hh)
+    for a in arrays:
+        if a is not None and type(a) is not np.ndarray:
+            return None
+    if tuple(_key(a) for a in arrays) != prepared._keys or (
+            prepared.check == "content" and _checksum(arrays) != prepared._sum):
+        return None
+    return _kernels.lp_forward_ready(cell, prepared.packed(), x, h0, c0, prepared.H, act,
+                                     reverse, get_num_threads())
+
+
 def forward_rows(cell: str, table: np.ndarray, ids: np.ndarray, h0: np.ndarray | None,
                  c0: np.ndarray | None, w_hh: np.ndarray, b_ih: np.ndarray | None,
                  b_hh: np.ndarray | None, *, nonlinearity: str | None = None,
