@@ -239,18 +239,21 @@ def test_a_sample_of_short_calls_times_warm_calls_only() -> None:
     that a sample times warm calls only; a long call does not (its wake-up is a small part)."""
     from fastrnn.bench.timing import WARM_CALL_MAX_S
 
+    from fastrnn.bench.timing import EST_CALLS
+
     calls: list[float] = []
+    slow_at = 2 + EST_CALLS  # the first call after the warm-up, as after a pause: slow
 
     def fast():
         calls.append(time.perf_counter())
-        if len(calls) == 3:  # the first call after the warm-up, as after a pause: slow
+        if len(calls) == slow_at:
             time.sleep(0.2)
         return [0.0]
 
     tm = bench.Timer(fast, repeats=1, budget_s=None)
-    assert len(calls) == 2 and tm.number > 1
+    assert len(calls) == 1 + EST_CALLS and tm.number > 1
     tm.sample()
-    assert len(calls) == 3 + tm.number
+    assert len(calls) == slow_at + tm.number
     assert tm.result()[0][0] < 0.2 / tm.number  # the slow call was not timed
 
     calls.clear()
@@ -264,6 +267,24 @@ def test_a_sample_of_short_calls_times_warm_calls_only() -> None:
     n0 = len(calls)
     tm.sample()
     assert len(calls) == n0 + tm.number
+
+
+def test_the_loop_count_comes_from_the_least_early_call() -> None:
+    """One slow early call (a thread pool's start) does not set the loop count: the least of
+    the warm-up calls after the first does."""
+    from fastrnn.bench.timing import EST_CALLS, MIN_SAMPLE_S
+
+    calls: list[int] = []
+
+    def pool_start_on_second_call():
+        calls.append(1)
+        time.sleep(0.01 if len(calls) == 2 else 0.0005)
+        return [0.0]
+
+    tm = bench.Timer(pool_start_on_second_call, repeats=1, budget_s=None)
+    assert len(calls) == 1 + EST_CALLS
+    assert tm.est < 0.005
+    assert tm.number > MIN_SAMPLE_S / 0.01  # not the count a 10 ms call would get
 
 
 def test_plot_without_matplotlib_names_the_extra(tmp_path) -> None:

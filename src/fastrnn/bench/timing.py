@@ -17,14 +17,16 @@ MIN_SAMPLE_S = 0.02  # calls shorter than this are looped inside one timing samp
 # for every library (ORT's first LSTM call 1.8-2.1 ms against 0.9-1.3 ms warm, torch's up to
 # 15 ms), which swamped samples of a few calls. Time after idle is `bench --pipeline`'s measure.
 WARM_CALL_MAX_S = 0.05
+EST_CALLS = 5  # warm-up calls after the first that a fast call's loop count is taken from
 GEMM_N = 2048
 
 
 class Timer:
     """Warm-up and timing samples of one runner; samples of several Timers can interleave.
 
-    The constructor warms up: one call (two when it is fast: the first pays one-off costs),
-    keeping a copy of the first output. Calls shorter than ``MIN_SAMPLE_S`` are repeated
+    The constructor warms up: one call, then for a fast call up to ``EST_CALLS`` more whose
+    least time sets the loop count (the first calls pay one-off costs), keeping a copy of the
+    first output. Calls shorter than ``MIN_SAMPLE_S`` are repeated
     ``number`` times inside a sample (the sample is their mean); calls shorter than
     ``WARM_CALL_MAX_S`` get one untimed call before each sample. With a budget, fewer
     than ``repeats`` samples are planned so that warm-up and samples stay within it (but
@@ -42,10 +44,17 @@ class Timer:
         self.first = time.perf_counter() - t
         spent = est = self.first
         if self.first < 0.25:
-            t = time.perf_counter()
-            run()
-            est = time.perf_counter() - t
-            spent += est
+            # the loop count comes from the least of up to EST_CALLS more calls: a single early
+            # call can pay a one-off cost (fastrnn's second call started its thread pool: 400 us
+            # against 7 warm, which made samples of 48 calls, each swamped by the wake-up after
+            # the grid's pause)
+            times = []
+            while len(times) < EST_CALLS and spent < 0.25:
+                t = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - t)
+                spent += times[-1]
+            est = min(times)
         self.est = est
         self.number = max(1, min(10_000, int(MIN_SAMPLE_S / max(est, 1e-9))))
         n = repeats
