@@ -103,7 +103,10 @@ static FR_ALWAYS_INLINE VTARGET void VSFX(dots_block)(const int no, const int nb
         for (int j = 0; j < no; j++) {
             /* the address as an integer: a pointer past the row's end is never formed */
             _mm_prefetch((const char *)((uintptr_t)(W + j * ldw + k) + DOTS_PF), _MM_HINT_T0);
-            const VEC w = V_LOAD(W + j * ldw + k);
+            VEC w = V_LOAD(W + j * ldw + k);
+            /* w in a register: GCC otherwise folds the load into each of the nb FMAs, nb loads
+               of the same vector where the load ports, not the FMAs, set the pace */
+            __asm__("" : "+v"(w));
             for (int b = 0; b < nb; b++) acc[j][b] = V_FMA(w, x[b], acc[j][b]);
         }
     }
