@@ -52,6 +52,7 @@
 #define LP_INT8_MAX_K 65536
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
 
 static _Atomic int64_t step1_passes, step1_team_passes;
 
@@ -62,7 +63,6 @@ int64_t fr_lp_step1_passes(void) {
 int64_t fr_lp_step1_team_passes(void) {
     return atomic_load_explicit(&step1_team_passes, memory_order_relaxed);
 }
-static inline int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
 
 /* The packed block: this header, then (64-byte aligned) the folded biases (njb*G*LP_NR floats),
    the GRU n biases (njb*LP_NR), the W_ih panels (njb*G, none for the identity), the W_hh panels
