@@ -34,6 +34,23 @@
 FR_DOTS_GENERIC(float, dots_generic_s)
 FR_DOTS_GENERIC(double, dots_generic_d)
 
+/* The portable transposed kernel: one running sum per output, k in order. */
+#define FR_DOTS_T_GENERIC(REAL, NAME)                                                             \
+    static void NAME(const REAL *W, int64_t ldw, int64_t N, const REAL *A, int64_t lda,          \
+                     int64_t B, int64_t K, REAL *C, int64_t ldc, int acc,                        \
+                     const unsigned char *skip) {                                                \
+        for (int64_t b = 0; b < B; b++) {                                                         \
+            if (skip && skip[b]) continue;                                                        \
+            for (int64_t c = 0; c < N; c++) {                                                    \
+                REAL s = 0;                                                                       \
+                for (int64_t k = 0; k < K; k++) s += A[b * lda + k] * W[k * ldw + c];            \
+                C[b * ldc + c] = acc ? C[b * ldc + c] + s : s;                                    \
+            }                                                                                     \
+        }                                                                                         \
+    }
+FR_DOTS_T_GENERIC(float, dots_t_generic_s)
+FR_DOTS_T_GENERIC(double, dots_t_generic_d)
+
 #define FR_TEMPLATE "dots.c"
 #define FR_TEMPLATE_SIMD
 #include "template.h"
@@ -44,6 +61,14 @@ fr_dots_fn_s fr_dots_for_s(int arch) {
 
 fr_dots_fn_d fr_dots_for_d(int arch) {
     return FR_BY_ARCH(arch, dots_avx512_d, dots_avx2_d, dots_generic_d);
+}
+
+fr_dots_t_fn_s fr_dots_t_for_s(int arch) {
+    return FR_BY_ARCH(arch, dots_t_avx512_s, dots_t_avx2_s, dots_t_generic_s);
+}
+
+fr_dots_t_fn_d fr_dots_t_for_d(int arch) {
+    return FR_BY_ARCH(arch, dots_t_avx512_d, dots_t_avx2_d, dots_t_generic_d);
 }
 
 #else /* the kernel of one (path, dtype) */
@@ -150,6 +175,67 @@ static VTARGET void VSFX(dots)(const REAL *W, int64_t ldw, int64_t O, const REAL
 }
 
 #undef DOTS_RUN
+
+/* Vectors of columns per chunk of the transposed kernel: 4 x 4 rows = 16 accumulators (AVX-512's
+   32 registers), AVX2 2 x 4 = 8 of its 16. */
+#define DOTS_TV (FR_AVX512 ? 4 : 2)
+
+/* Columns [0, nv*VW) (the last vector's first `last` lanes only) of rows [0, nb), both counts
+   constants after inlining: each weight vector loaded once for the nb rows. */
+static FR_ALWAYS_INLINE VTARGET void VSFX(dots_t_chunk)(const int nb, const int nv, int last,
+                                                       const REAL *W, int64_t ldw,
+                                                       const REAL *A, int64_t lda, int64_t K,
+                                                       REAL *C, int64_t ldc, int acc,
+                                                       const unsigned char *skip) {
+    VEC s[FR_DOTS_MAX_B][DOTS_TV];
+    for (int b = 0; b < nb; b++)
+        for (int v = 0; v < nv; v++) s[b][v] = V_ZERO();
+    for (int64_t k = 0; k < K; k++) {
+        VEC w[DOTS_TV];
+        for (int v = 0; v < nv; v++) {
+            w[v] = v == nv - 1 ? V_LOADN(W + k * ldw + v * VW, last) : V_LOAD(W + k * ldw + v * VW);
+            __asm__("" : "+v"(w[v])); /* in a register for the nb rows (dots_block) */
+        }
+        for (int b = 0; b < nb; b++) {
+            const VEC a = V_SET1(A[b * lda + k]);
+            for (int v = 0; v < nv; v++) s[b][v] = V_FMA(w[v], a, s[b][v]);
+        }
+    }
+    for (int b = 0; b < nb; b++) {
+        if (skip && skip[b]) continue;
+        for (int v = 0; v < nv; v++) {
+            REAL *c = C + b * ldc + v * VW;
+            const int m = v == nv - 1 ? last : VW;
+            V_STOREN(c, m, acc ? V_ADD(V_LOADN(c, m), s[b][v]) : s[b][v]);
+        }
+    }
+}
+
+/* Every column of rows [0, nb): chunks of DOTS_TV vectors, then single vectors, then the tail. */
+#define DOTS_T_RUN(nb)                                                                            \
+    do {                                                                                          \
+        int64_t c = 0;                                                                            \
+        for (; c + DOTS_TV * VW <= N; c += DOTS_TV * VW)                                          \
+            VSFX(dots_t_chunk)(nb, DOTS_TV, VW, W + c, ldw, A, lda, K, C + c, ldc, acc, skip);    \
+        for (; c + VW <= N; c += VW)                                                              \
+            VSFX(dots_t_chunk)(nb, 1, VW, W + c, ldw, A, lda, K, C + c, ldc, acc, skip);          \
+        if (c < N)                                                                                \
+            VSFX(dots_t_chunk)(nb, 1, (int)(N - c), W + c, ldw, A, lda, K, C + c, ldc, acc, skip); \
+    } while (0)
+
+static VTARGET void VSFX(dots_t)(const REAL *W, int64_t ldw, int64_t N, const REAL *A,
+                                 int64_t lda, int64_t B, int64_t K, REAL *C, int64_t ldc, int acc,
+                                 const unsigned char *skip) {
+    switch (B) {
+    case 1: DOTS_T_RUN(1); break;
+    case 2: DOTS_T_RUN(2); break;
+    case 3: DOTS_T_RUN(3); break;
+    default: DOTS_T_RUN(4); break;
+    }
+}
+
+#undef DOTS_T_RUN
+#undef DOTS_TV
 #undef DOTS_O
 #undef DOTS_PF
 

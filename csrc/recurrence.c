@@ -70,6 +70,12 @@
 #define STEP1_MAX_B 8
 /* Hidden units per pointwise tile of that forward. */
 #define STEP1_UNITS 16
+/* Its backward runs on the weights as given too (the transposed dots kernel, FR_DOTS_MAX_B rows
+   per pass over them) for up to FR_DOTS_MAX_B rows, and up to STEP1_MAX_B where the weights take
+   at most STEP1_BW_BYTES: past that a second pass over weights beyond the caches costs more than
+   packing (LSTM training, paired against packing: (1,8,256,256) 0.80x, (1,8,384,384) 0.91x,
+   (1,6,512,512) GRU 1.01x, (1,5,512,512) 1.10x, (1,8,512,512) 1.04x; (1,4,512,512) 0.85x). */
+#define STEP1_BW_BYTES ((int64_t)4 << 20)
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -1069,6 +1075,9 @@ typedef struct {
     int64_t nacc; /* bias-gradient sums: 0 (no bias), 1, or 2 (dgh and GRU's dgx) */
     int64_t ldd, per_thread, own_dgx, shared;
     const lp_bw *lpbw; /* a bf16 forward's backward: dh_{t-1} on bf16 operands (lowp.h) */
+    /* a length-1 backward of at most STEP1_MAX_B rows: dh_{t-1} by the transposed dots kernel
+       on W_hh as given (no panels packed), as the forward's step1 */
+    SFX(fr_dots_t_fn) dots_t;
     /* NULL, or the gate gradients rounded to bf16 as they are written ((T*B + LP_MR) x G*H: the
        bf16 GEMMs' A rows; see fr_rec_backward), by span */
     uint16_t *dgb;
@@ -1083,7 +1092,7 @@ static size_t SFX(bw_layout)(fr_pass *ps) {
     const int64_t GH = w->cell->G * w->H, TB = w->Tn * w->B;
     const int split = w->cell->split_n;
     w->ldd = padded_ld(GH, (int64_t)sizeof(REAL)); /* step rows */
-    w->per_thread = p->njt * GH * p->nr + p->mr * p->nr;
+    w->per_thread = (w->dots_t ? 0 : p->njt * GH * p->nr) + p->mr * p->nr;
     /* the (T*B, G*H) input pre-activation grads go straight to dx when W_ih is the identity */
     w->own_dgx = w->identity ? (split ? 1 : 0) : (split ? 2 : 1);
     /* bias gradients: per batch row, the sums over its steps of its gate gradients (B x nacc*GH,
@@ -1268,6 +1277,17 @@ static void SFX(bw_dhp)(const SFX(bw_pass) *w, int r, int64_t s, const REAL *dst
         return;
     }
 #endif
+    if (w->dots_t) {
+        const int64_t c0 = imin(H, jb0 * p->nr), c1 = imin(H, (jb0 + nj) * p->nr);
+        for (int64_t b0 = rb0; b0 < rb1 && c0 < c1; b0 += FR_DOTS_MAX_B) {
+            const int64_t m = imin(FR_DOTS_MAX_B, rb1 - b0);
+            unsigned char skip[FR_DOTS_MAX_B]; /* rows whose state passed through (bw_dh_prev) */
+            for (int64_t i = 0; i < m; i++) skip[i] = w->lengths && s >= w->lengths[b0 + i];
+            w->dots_t(w->w_hh + c0, H, c1 - c0, dstep + b0 * w->ldd, w->ldd, m, GH,
+                      w->dh0 + b0 * H + c0, H, 1, skip);
+        }
+        return;
+    }
     const REAL *whh_p = (const REAL *)w->ps.mem.scratch + w->shared + r * w->per_thread;
     SFX(bw_dh_prev)(w->kern, w->dh0, dstep, w->ldd, whh_p, tile, w->lengths, s, rb0, rb1, jb0, nj,
                     H, GH);
@@ -1288,8 +1308,9 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
     int64_t jb0, nj;
     my_blocks(p, hg, &jb0, &nj);
     REAL *whh_p = scratch + w->shared + tid * w->per_thread; /* nj panels of (G*H) x nr */
-    REAL *tile = whh_p + p->njt * GH * nr;
-    if (nj > 0 && !w->lpbw) SFX(fr_pack_b)(whh_p, w->w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
+    REAL *tile = whh_p + (w->dots_t ? 0 : p->njt * GH * nr);
+    if (nj > 0 && !w->lpbw && !w->dots_t)
+        SFX(fr_pack_b)(whh_p, w->w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
 
     int r0 = tid, r1 = tid + 1; /* the roles this thread runs */
     for (int64_t s = Tn - 1; s >= 0; s--) {
@@ -1310,6 +1331,25 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
         for (int r = r0; r < r1; r++) SFX(bw_dhp)(w, r, s, dstep, tile);
     }
     if (r1 - r0 > 1) unpark(ps, k_end);
+}
+
+/* C (B x N, rows at stride ldc) = A (B x K, stride lda) W (K x N, stride ldw) by the transposed
+   dots kernel (dots.h), B <= STEP1_MAX_B, the columns split between nt threads: the same bits for
+   any nt. */
+static void SFX(rows_times_w)(SFX(fr_dots_t_fn) dots_t, const REAL *W, int64_t ldw, int64_t N,
+                              const REAL *A, int64_t lda, int64_t B, int64_t K, REAL *C,
+                              int64_t ldc, int nt) {
+    const int64_t chunks = (N + 63) / 64; /* whole cache lines of float columns per thread */
+    if (nt > chunks) nt = (int)chunks;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int64_t me = fr_omp_thread(), size = team_size();
+        const int64_t c0 = imin(N, chunks * me / size * 64);
+        const int64_t c1 = imin(N, chunks * (me + 1) / size * 64);
+        for (int64_t b0 = 0; b0 < B && c0 < c1; b0 += FR_DOTS_MAX_B)
+            dots_t(W + c0, ldw, c1 - c0, A + b0 * lda, lda, imin(FR_DOTS_MAX_B, B - b0), K,
+                   C + b0 * ldc + c0, ldc, 0, NULL);
+    }
 }
 
 /* The backward's GEMMs: fr_gemm, or with bf (float only) the bf16-operand GEMM. */
@@ -1385,6 +1425,14 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
         .cache = cache, .w_hh = w_hh, .dy = dy, .lengths = lengths, .Tn = Tn, .B = B, .H = H,
         .act = act, .reverse = reverse, .identity = identity,
         .nacc = (db_ih || db_hh) ? (split ? 2 : 1) : 0,
+        /* one step of a few rows (float arithmetic): packing W_hh for one product, and W_ih for
+           dx's, cost more than the products (as in the forward's step1) */
+        .dots_t = Tn == 1 && hprev_w == NULL &&
+                          (B <= FR_DOTS_MAX_B ||
+                           (B <= STEP1_MAX_B && GH * ((identity ? 0 : I) + H) *
+                                                        (int64_t)sizeof(REAL) <= STEP1_BW_BYTES))
+                      ? SFX(fr_dots_t_for)(fr_get_arch())
+                      : NULL,
     };
     lp_bw *lpbw = NULL;
 #if FR_F32
@@ -1419,7 +1467,9 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
                                                      (double)(identity ? H : I + H));
     const int bf = hprev_w != NULL; /* a bf16 forward's backward: bf16 operands (fastrnn.h) */
     if (w.nacc > 0) SFX(bias_grads)(&w, db_ih, db_hh);
-    if (I > 0 && !identity && dx) {
+    if (I > 0 && !identity && dx && w.dots_t) {
+        SFX(rows_times_w)(w.dots_t, w_ih, I, I, dgx_all, GH, B, GH, dx, I, ntg);
+    } else if (I > 0 && !identity && dx) {
 #if FR_F32
         if (w.dgb)
             st = lp_gemm_bf16_h(0, TB, I, GH, w.dgb, GH, w_ih, I, 0.0f, dx, I, ntg);

@@ -237,9 +237,7 @@ def test_a_sample_of_short_calls_times_warm_calls_only() -> None:
     """The grid pauses before every sample; a call shorter than WARM_CALL_MAX_S gets one untimed
     call first (the first call after a pause pays the wake-up, for every library alike), so
     that a sample times warm calls only; a long call does not (its wake-up is a small part)."""
-    from fastrnn.bench.timing import WARM_CALL_MAX_S
-
-    from fastrnn.bench.timing import EST_CALLS
+    from fastrnn.bench.timing import EST_CALLS, WARM_CALL_MAX_S
 
     calls: list[float] = []
     slow_at = 2 + EST_CALLS  # the first call after the warm-up, as after a pause: slow

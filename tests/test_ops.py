@@ -457,11 +457,22 @@ def test_one_step_unpacked_equals_the_reference(cell, dtype, arch):
                                            atol=atol * max(1.0, float(np.abs(w).max())))
         for g1, g2 in zip(*results, strict=True):
             np.testing.assert_array_equal(g1, g2)
-        # the backward of the cache it wrote
+        # the backward of the cache it wrote (dh0 and dx by the transposed dots kernel, no
+        # packing: bit for bit the same on one thread and on a team of two)
         douts = [np.random.default_rng(seed + 9).standard_normal(o.shape).astype(dtype)
                  for o in want]
         _, ctx_r = forward(REF, cell, a, lengths=lens, training=True)
         grads = backward(functional, cell, ctx, douts)
+        fastrnn.set_num_threads(2)
+        _kernels.set_team_threads(2)
+        try:
+            grads2 = backward(functional, cell, ctx, douts)
+        finally:
+            _kernels.set_team_threads(0)
+            fastrnn.set_num_threads(None)
+        for name, g in grads.items():
+            if g is not None:
+                np.testing.assert_array_equal(grads2[name], g, err_msg=name)
         for name, g in backward(REF, cell, ctx_r, douts).items():
             if g is None:
                 assert grads[name] is None, name
@@ -469,6 +480,50 @@ def test_one_step_unpacked_equals_the_reference(cell, dtype, arch):
                 np.testing.assert_allclose(grads[name], g, rtol=rtol,
                                            atol=atol * max(1.0, float(np.abs(g).max())),
                                            err_msg=name)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_one_step_backward_passes_an_ended_rows_state_gradient_through(cell, arch):
+    """A row of length 0 in a length-1 backward: its state gradient passes through unchanged,
+    even where W_hh holds an infinity (its zero gate gradients times inf would be NaN), while
+    the other rows' gradients are the reference's."""
+    from fastrnn import functional
+
+    a = make(cell, 1, 3, 5, 20, seed=4, dtype=np.float64)
+    a["w_hh"][0, :] = np.inf  # gate row 0: every other row's gradient gets inf*delta (or NaN)
+    lens = np.array([1, 0, 1], np.int64)
+    _, ctx = forward(functional, cell, a, lengths=lens, training=True)
+    douts = [np.random.default_rng(5).standard_normal(o.shape) for o in
+             forward(REF, cell, a, lengths=lens, training=False)[0]]
+    grads = backward(functional, cell, ctx, douts)
+    np.testing.assert_array_equal(grads["h0"][1], douts[1][1])
+    np.testing.assert_array_equal(grads["x"][0, 1], 0.0)
+    assert not np.isfinite(grads["h0"][[0, 2]]).all()  # the active rows do meet the infinity
+
+
+def test_one_step_backward_splits_dx_between_threads():
+    """dx of a length-1 backward large enough for two threads (17 MFLOP): its columns split
+    between them, bit for bit the one-thread result, and the reference's."""
+    import fastrnn
+    from fastrnn import functional
+
+    a = make("lstm", 1, 4, 520, 512, seed=6, dtype=np.float32)
+    douts = [np.random.default_rng(7).standard_normal(o.shape).astype(np.float32)
+             for o in forward(REF, "lstm", a, training=False)[0]]
+    got = []
+    for threads in (1, 2):
+        fastrnn.set_num_threads(threads)
+        try:
+            _, ctx = forward(functional, "lstm", a, training=True)
+            got.append(backward(functional, "lstm", ctx, douts))
+        finally:
+            fastrnn.set_num_threads(None)
+    for name, g in got[0].items():
+        np.testing.assert_array_equal(got[1][name], g, err_msg=name)
+    _, ctx_r = forward(REF, "lstm", a, training=True)
+    want = backward(REF, "lstm", ctx_r, douts)["x"]
+    np.testing.assert_allclose(got[1]["x"], want, rtol=F32_RTOL,
+                               atol=F32_ATOL * float(np.abs(want).max()))
 
 
 def test_one_step_takes_the_packed_route_for_more_rows_or_steps():
