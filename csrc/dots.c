@@ -164,14 +164,18 @@ static FR_ALWAYS_INLINE VTARGET void VSFX(dots_block)(const int no, const int nb
         for (; o < O; o++) VSFX(dots_block)(1, nb, W + o * ldw, ldw, A, lda, K, C + o, ldc);      \
     } while (0)
 
+/* RUN(nb) with nb = B as a constant (B <= FR_DOTS_MAX_B). */
+#define DOTS_BY_ROWS(RUN)                                                                         \
+    switch (B) {                                                                                  \
+    case 1: RUN(1); break;                                                                        \
+    case 2: RUN(2); break;                                                                        \
+    case 3: RUN(3); break;                                                                        \
+    default: RUN(4); break;                                                                       \
+    }
+
 static VTARGET void VSFX(dots)(const REAL *W, int64_t ldw, int64_t O, const REAL *A, int64_t lda,
                                int64_t B, int64_t K, REAL *C, int64_t ldc) {
-    switch (B) {
-    case 1: DOTS_RUN(1); break;
-    case 2: DOTS_RUN(2); break;
-    case 3: DOTS_RUN(3); break;
-    default: DOTS_RUN(4); break;
-    }
+    DOTS_BY_ROWS(DOTS_RUN)
 }
 
 #undef DOTS_RUN
@@ -226,14 +230,10 @@ static FR_ALWAYS_INLINE VTARGET void VSFX(dots_t_chunk)(const int nb, const int 
 static VTARGET void VSFX(dots_t)(const REAL *W, int64_t ldw, int64_t N, const REAL *A,
                                  int64_t lda, int64_t B, int64_t K, REAL *C, int64_t ldc, int acc,
                                  const unsigned char *skip) {
-    switch (B) {
-    case 1: DOTS_T_RUN(1); break;
-    case 2: DOTS_T_RUN(2); break;
-    case 3: DOTS_T_RUN(3); break;
-    default: DOTS_T_RUN(4); break;
-    }
+    DOTS_BY_ROWS(DOTS_T_RUN)
 }
 
+#undef DOTS_BY_ROWS
 #undef DOTS_T_RUN
 #undef DOTS_TV
 #undef DOTS_O

@@ -555,13 +555,18 @@ def test_the_company_rule_of_one_step_calls():
     assert not _native._kernels.shared_rule(1, 10 * ms, 8 * ms)  # 2 ms ago
 
 
-def test_a_one_step_call_beside_another_pass_runs_without_a_team():
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
+def test_a_one_step_call_beside_another_pass_runs_without_a_team(precision):
     """A length-1 call (tens of microseconds) made while another pass is in flight takes no
     team: a team's fork and join, and its workers spinning afterwards on the processors the
     other caller needs, cost more than the step (2 Python threads calling at once measured
-    0.38x the serial throughput with teams)."""
+    0.38x the serial throughput with teams). The same for the bfloat16 and int8 step (alone it
+    would take two threads: its 2**19 weights are over the size rule's 2**18)."""
     from fastrnn import _kernels, functional
 
+    steps_of, teams_of = ((_kernels.step1_passes, _kernels.step1_team_passes)
+                          if precision == "float32" else
+                          (_kernels.lp_step1_passes, _kernels.lp_step1_team_passes))
     rng = np.random.default_rng(0)
     H = 256
     w = (rng.standard_normal((4 * H, H)) * 0.05).astype(np.float32)
@@ -575,40 +580,7 @@ def test_a_one_step_call_beside_another_pass_runs_without_a_team():
         other.start()
         while _kernels.team_load()["inflight"] < 1 and other.is_alive():
             time.sleep(0.001)
-        teams = _kernels.step1_team_passes()
-        steps = _kernels.step1_passes()
-        functional.cell_forward("lstm", step_x, None, None, w, w, None, None, training=False)
-        still_in_flight = _kernels.team_load()["inflight"] >= 1
-        other.join(HANG_GUARD_S)
-    finally:
-        fastrnn.set_num_threads(None)
-    assert still_in_flight  # the long pass (20000 steps) outlasts one step
-    assert _kernels.step1_passes() == steps + 1
-    assert _kernels.step1_team_passes() == teams
-
-
-@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
-def test_a_reduced_precision_step_beside_another_pass_runs_without_a_team(precision):
-    """The company rule holds for the bfloat16 and int8 step as for float32's: a length-1
-    call made while another pass is in flight takes no team (alone it would take two: its
-    2**19 weights are over the size rule's 2**18)."""
-    from fastrnn import _kernels, functional
-
-    rng = np.random.default_rng(1)
-    H = 256
-    w = (rng.standard_normal((4 * H, H)) * 0.05).astype(np.float32)
-    long_x = rng.standard_normal((20000, 8, H)).astype(np.float32)
-    step_x = rng.standard_normal((1, 1, H)).astype(np.float32)
-    fastrnn.set_num_threads(2)
-    try:
-        other = threading.Thread(target=functional.cell_forward,
-                                 args=("lstm", long_x, None, None, w, w, None, None),
-                                 kwargs={"training": False})
-        other.start()
-        while _kernels.team_load()["inflight"] < 1 and other.is_alive():
-            time.sleep(0.001)
-        teams = _kernels.lp_step1_team_passes()
-        steps = _kernels.lp_step1_passes()
+        teams, steps = teams_of(), steps_of()
         functional.cell_forward("lstm", step_x, None, None, w, w, None, None, training=False,
                                 precision=precision)
         still_in_flight = _kernels.team_load()["inflight"] >= 1
@@ -616,5 +588,5 @@ def test_a_reduced_precision_step_beside_another_pass_runs_without_a_team(precis
     finally:
         fastrnn.set_num_threads(None)
     assert still_in_flight  # the long pass (20000 steps) outlasts one step
-    assert _kernels.lp_step1_passes() == steps + 1
-    assert _kernels.lp_step1_team_passes() == teams
+    assert steps_of() == steps + 1
+    assert teams_of() == teams

@@ -1174,6 +1174,26 @@ def lp_pack(str cell, str precision, w_ih, w_hh, b_ih, b_hh):
     return packed
 
 
+cdef int _lp_run(packed, int64_t nbytes, y, h_n, c_n, cache, hq, x, h0, c0, lengths, int64_t T,
+                 int64_t B, int64_t I, int64_t H, int act, bint reverse, int nthreads):
+    """fr_lp_forward on checked arrays (None: NULL), without the GIL; its status."""
+    cdef void *pk = _ptr(packed)
+    cdef float *py = <float *>_ptr(y)
+    cdef float *phn = <float *>_ptr(h_n)
+    cdef float *pcn = <float *>_ptr(c_n)
+    cdef float *pca = <float *>_ptr(cache)
+    cdef float *phq = <float *>_ptr(hq)
+    cdef const float *px = <const float *>_ptr(x)
+    cdef const float *ph0 = <const float *>_ptr(h0)
+    cdef const float *pc0 = <const float *>_ptr(c0)
+    cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
+    cdef int st
+    with nogil:
+        st = fr_lp_forward(pk, nbytes, py, phn, pcn, pca, phq, px, ph0, pc0, pl, T, B, I, H, act,
+                           reverse, nthreads)
+    return st
+
+
 def lp_forward(str cell, packed, y, h_n, c_n, cache, hq, x, h0, c0, lengths, int act,
                bint reverse, int nthreads):
     """Whole-sequence reduced-precision forward on packed weights (lp_pack); float32 arrays."""
@@ -1195,20 +1215,8 @@ def lp_forward(str cell, packed, y, h_n, c_n, cache, hq, x, h0, c0, lengths, int
     _chk(hq, "hq", (T, B, H), np.float32, True, True)
     if nthreads < 1:
         raise ValueError("nthreads must be >= 1")
-    cdef int st
-    cdef void *pk = _ptr(packed)
-    cdef float *py = <float *>_ptr(y)
-    cdef float *phn = <float *>_ptr(h_n)
-    cdef float *pcn = <float *>_ptr(c_n)
-    cdef float *pca = <float *>_ptr(cache)
-    cdef float *phq = <float *>_ptr(hq)
-    cdef const float *px = <const float *>_ptr(x)
-    cdef const float *ph0 = <const float *>_ptr(h0)
-    cdef const float *pc0 = <const float *>_ptr(c0)
-    cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
-    with nogil:
-        st = fr_lp_forward(pk, nbytes, py, phn, pcn, pca, phq, px, ph0, pc0, pl, T, B, I, H,
-                           act, reverse, nthreads)
+    cdef int st = _lp_run(packed, nbytes, y, h_n, c_n, cache, hq, x, h0, c0, lengths, T, B, I, H,
+                          act, reverse, nthreads)
     if st == FR_ERR_ARG:  # the arrays are checked above: the packed buffer is not lp_pack's
         raise ValueError(f"{cell}_forward (reduced precision): packed must be lp_pack's whole "
                          "array for these sizes (aligned, not a slice of it, header untouched)")
@@ -1251,18 +1259,8 @@ def lp_forward_ready(str cell, packed, x, h0, c0, int64_t H, int act, bint rever
     y = np.empty((T, B, H), np.float32)
     h_n = np.empty((B, H), np.float32)
     c_n = np.empty((B, H), np.float32) if has_c else None
-    cdef void *pk = _ptr(packed)
-    cdef int64_t nbytes = cnp.PyArray_DIMS(<cnp.ndarray>packed)[0]
-    cdef float *py = <float *>_ptr(y)
-    cdef float *phn = <float *>_ptr(h_n)
-    cdef float *pcn = <float *>_ptr(c_n)
-    cdef const float *px = <const float *>_ptr(x)
-    cdef const float *ph0 = <const float *>_ptr(h0)
-    cdef const float *pc0 = <const float *>_ptr(c0)
-    cdef int st
-    with nogil:
-        st = fr_lp_forward(pk, nbytes, py, phn, pcn, NULL, NULL, px, ph0, pc0, NULL, T, B, I, H,
-                           act, reverse, nthreads)
+    cdef int st = _lp_run(packed, cnp.PyArray_DIMS(<cnp.ndarray>packed)[0], y, h_n, c_n, None,
+                          None, x, h0, c0, None, T, B, I, H, act, reverse, nthreads)
     if st == FR_ERR_ARG:  # not lp_pack's buffer for these sizes
         return None
     _raise(st, f"{cell}_forward (reduced precision)")
