@@ -273,6 +273,9 @@ int fr_set_solo_step(int64_t s);
 int64_t fr_solo_passes(void);
 /* Passes that measured their team's start and waits so far (team_load.h; a sample of the rest). */
 int64_t fr_measured_passes(void);
+/* A length-1 forward under this many flops (2 * B * (I + H) * G * H) runs on the calling
+   thread alone, whatever the thread count (a team's fork and join cost about what it saves). */
+#define FR_STEP1_TEAM_FLOPS 131072.0
 /* Length-1 forwards run on the weights as given, unpacked, so far (recurrence.c). */
 int64_t fr_step1_passes(void);
 /* Those of them that ran on a team of more than one thread. */

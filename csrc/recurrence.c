@@ -70,6 +70,11 @@
 #define STEP1_MAX_B 8
 /* Hidden units per pointwise tile of that forward. */
 #define STEP1_UNITS 16
+/* Flops from which that forward takes a team (fastrnn.h's FR_STEP1_TEAM_FLOPS, which the Python
+   layer's GIL rule shares). Measured, one warm call, 2 threads against 1: LSTM (1,1,32,32)
+   1.13x, (1,1,64,64) 0.95x (65536 flops: a few microseconds either way), (1,1,96,96) 0.77x,
+   (1,4,64,64) 0.78x, (1,1,128,128) 0.67x. */
+#define STEP1_TEAM_FLOPS FR_STEP1_TEAM_FLOPS
 /* Its backward runs on the weights as given too (the transposed dots kernel, FR_DOTS_MAX_B rows
    per pass over them) for up to FR_DOTS_MAX_B rows, and up to STEP1_MAX_B where the weights take
    at most STEP1_BW_BYTES: past that a second pass over weights beyond the caches costs more than
@@ -970,7 +975,11 @@ static int SFX(step1_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, R
     atomic_fetch_add_explicit(&step1_passes, 1, memory_order_relaxed);
     fr_load_ticket tk;
     fr_load_enter(&tk);
-    int nt = pick_threads(nthreads, ntiles, B, flops_I, H, G, &tk, flops);
+    /* a step under STEP1_TEAM_FLOPS runs on the calling thread */
+    int nt = flops < STEP1_TEAM_FLOPS && atomic_load_explicit(&forced_threads,
+                                                               memory_order_relaxed) == 0
+                 ? 1
+                 : pick_threads(nthreads, ntiles, B, flops_I, H, G, &tk, flops);
     /* a step is tens of microseconds: beside other callers, a team's fork and join, and its
        workers spinning afterwards on processors the others need, cost more than it saves
        ((1,3,200,300), 2 Python threads calling at once: 0.42x the serial throughput with

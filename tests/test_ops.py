@@ -526,6 +526,26 @@ def test_one_step_backward_splits_dx_between_threads():
                                atol=F32_ATOL * float(np.abs(want).max()))
 
 
+def test_a_small_one_step_call_runs_on_the_calling_thread():
+    """A length-1 forward under FR_STEP1_TEAM_FLOPS (2**17: an LSTM(64) step is 65536) takes no
+    team whatever the thread count: its fork and join cost about what a second thread saves,
+    and the call keeps the GIL for its few microseconds (_kernels.pyx's _gil_off)."""
+    import fastrnn
+    from fastrnn import _kernels, functional
+
+    fastrnn.set_num_threads(2)
+    try:
+        for cell, (B, I, H) in [("lstm", (1, 64, 64)), ("gru", (2, 40, 50)),
+                                ("rnn_tanh", (2, 100, 100))]:
+            a = make(cell, 1, B, I, H, seed=1, dtype=np.float32)
+            steps, teams = _kernels.step1_passes(), _kernels.step1_team_passes()
+            forward(functional, cell, a, training=False)
+            assert _kernels.step1_passes() == steps + 1, cell
+            assert _kernels.step1_team_passes() == teams, cell
+    finally:
+        fastrnn.set_num_threads(None)
+
+
 def test_one_step_takes_the_packed_route_for_more_rows_or_steps():
     from fastrnn import _kernels, functional
 

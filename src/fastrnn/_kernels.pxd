@@ -3,6 +3,7 @@
 from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from "fastrnn.h" nogil:
+    const double FR_STEP1_TEAM_FLOPS
     enum:
         FR_OK
         FR_ERR_ARG

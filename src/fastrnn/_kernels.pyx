@@ -3,7 +3,7 @@
 
 Every entry point checks its buffers (dtype, C-contiguity, exact shapes, writability of outputs),
 so that no call from Python can make the C code read or write out of bounds, then releases the
-GIL around the C call. A C status code becomes a Python exception here. Argument normalisation
+GIL around the C call (not around a one-step call of a few microseconds: see _gil_off). A C status code becomes a Python exception here. Argument normalisation
 (dtype promotion, copies, friendly messages) happens above, in fastrnn._validate.
 """
 
@@ -15,6 +15,10 @@ from libc.string cimport memset
 
 cdef extern from "Python.h":
     const Py_ssize_t PY_SSIZE_T_MAX
+    ctypedef struct PyThreadState:
+        pass
+    PyThreadState *PyEval_SaveThread() noexcept
+    void PyEval_RestoreThread(PyThreadState *) noexcept
 
 
 cnp.import_array()
@@ -36,6 +40,23 @@ cdef int _raise(int status, str what) except -1:
     if status == FR_ERR_ARCH:
         raise ValueError(f"{what}: SIMD path not supported on this CPU")
     raise ValueError(f"{what}: invalid arguments (status {status})")
+
+
+# A one-step call under FR_STEP1_TEAM_FLOPS runs on the calling thread for a few microseconds,
+# and keeps the GIL meanwhile. Released for so short a call, the GIL goes to another Python
+# thread, which then holds it for its own Python while this call's thread waits to return:
+# concurrent callers of LSTM(64) one-step calls took 51 us a call against 8.7 serially
+# (bench/RESULTS.md, session 10).
+cdef inline PyThreadState *_gil_off(bint keep) noexcept:
+    """Release the GIL unless ``keep`` (NULL: kept); the statements until _gil_on may touch no
+    Python object."""
+    return NULL if keep else PyEval_SaveThread()
+
+
+cdef inline void _gil_on(PyThreadState *ts) noexcept:
+    """Take the GIL back after _gil_off (nothing where it was kept)."""
+    if ts != NULL:
+        PyEval_RestoreThread(ts)
 
 
 cdef void *_ptr(object a):
@@ -860,8 +881,9 @@ def forward_ready(str cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, int act, bint rev
     a.steps, a.batch, a.inputs, a.hidden = T, B, I, H
     a.act, a.reverse, a.nthreads = act, reverse, nthreads
     cdef int st
-    with nogil:
-        st = _forward(&a, <float *>NULL) if tn == cnp.NPY_FLOAT32 else _forward(&a, <double *>NULL)
+    cdef PyThreadState *ts = _gil_off(T == 1 and 2.0 * B * (I + H) * G * H < FR_STEP1_TEAM_FLOPS)
+    st = _forward(&a, <float *>NULL) if tn == cnp.NPY_FLOAT32 else _forward(&a, <double *>NULL)
+    _gil_on(ts)
     _raise(st, f"{cell}_forward")
     return y, h_n, c_n
 
@@ -1175,8 +1197,10 @@ def lp_pack(str cell, str precision, w_ih, w_hh, b_ih, b_hh):
 
 
 cdef int _lp_run(packed, int64_t nbytes, y, h_n, c_n, cache, hq, x, h0, c0, lengths, int64_t T,
-                 int64_t B, int64_t I, int64_t H, int act, bint reverse, int nthreads):
-    """fr_lp_forward on checked arrays (None: NULL), without the GIL; its status."""
+                 int64_t B, int64_t I, int64_t H, int act, bint reverse, int nthreads,
+                 bint keep_gil):
+    """fr_lp_forward on checked arrays (None: NULL), without the GIL unless keep_gil (a
+    one-step call on the calling thread alone, see _gil_off); its status."""
     cdef void *pk = _ptr(packed)
     cdef float *py = <float *>_ptr(y)
     cdef float *phn = <float *>_ptr(h_n)
@@ -1187,10 +1211,10 @@ cdef int _lp_run(packed, int64_t nbytes, y, h_n, c_n, cache, hq, x, h0, c0, leng
     cdef const float *ph0 = <const float *>_ptr(h0)
     cdef const float *pc0 = <const float *>_ptr(c0)
     cdef const int64_t *pl = <const int64_t *>_ptr(lengths)
-    cdef int st
-    with nogil:
-        st = fr_lp_forward(pk, nbytes, py, phn, pcn, pca, phq, px, ph0, pc0, pl, T, B, I, H, act,
-                           reverse, nthreads)
+    cdef PyThreadState *ts = _gil_off(keep_gil)
+    cdef int st = fr_lp_forward(pk, nbytes, py, phn, pcn, pca, phq, px, ph0, pc0, pl, T, B, I, H,
+                                act, reverse, nthreads)
+    _gil_on(ts)
     return st
 
 
@@ -1216,7 +1240,7 @@ def lp_forward(str cell, packed, y, h_n, c_n, cache, hq, x, h0, c0, lengths, int
     if nthreads < 1:
         raise ValueError("nthreads must be >= 1")
     cdef int st = _lp_run(packed, nbytes, y, h_n, c_n, cache, hq, x, h0, c0, lengths, T, B, I, H,
-                          act, reverse, nthreads)
+                          act, reverse, nthreads, False)
     if st == FR_ERR_ARG:  # the arrays are checked above: the packed buffer is not lp_pack's
         raise ValueError(f"{cell}_forward (reduced precision): packed must be lp_pack's whole "
                          "array for these sizes (aligned, not a slice of it, header untouched)")
@@ -1260,7 +1284,8 @@ def lp_forward_ready(str cell, packed, x, h0, c0, int64_t H, int act, bint rever
     h_n = np.empty((B, H), np.float32)
     c_n = np.empty((B, H), np.float32) if has_c else None
     cdef int st = _lp_run(packed, cnp.PyArray_DIMS(<cnp.ndarray>packed)[0], y, h_n, c_n, None,
-                          None, x, h0, c0, None, T, B, I, H, act, reverse, nthreads)
+                          None, x, h0, c0, None, T, B, I, H, act, reverse, nthreads,
+                          T == 1 and 2.0 * B * (I + H) * spec.gates * H < FR_STEP1_TEAM_FLOPS)
     if st == FR_ERR_ARG:  # not lp_pack's buffer for these sizes
         return None
     _raise(st, f"{cell}_forward (reduced precision)")
@@ -1363,6 +1388,7 @@ cdef class Stream:
     cdef object _states     # list of (h, c or None) arrays per recurrent layer
     cdef object last_out    # the last layer's output buffer (B, O)
     cdef readonly str precision
+    cdef double step_flops  # a step's flops, all layers (the GIL rule of step)
 
     def __cinit__(self):
         self.L = NULL
@@ -1484,6 +1510,7 @@ cdef class Stream:
                 sz = fr_step_work_size_s(cell, self.B, O) if self.f32 else \
                     fr_step_work_size_d(cell, self.B, O)
                 work = max(work, sz)
+                self.step_flops += 2.0 * self.B * (I + O) * G * O
             elif kind == "dense":
                 _, kernel, bias, act = spec
                 if act not in _DENSE_ACT:
@@ -1508,6 +1535,7 @@ cdef class Stream:
                 out = np.zeros((self.B, O), dtype=dt)
                 self.keep += [packed, out]
                 self.L[i].kind = _K_DENSE
+                self.step_flops += 2.0 * self.B * I * O
                 self.L[i].prec = FR_PREC_F32
                 self.L[i].act = _DENSE_ACT[act]
                 self.L[i].nin = I
@@ -1606,9 +1634,9 @@ cdef class Stream:
         self._check_arch()
         xin = self._as_input(x)
         cdef const void *px = _ptr(xin)
-        cdef int st
-        with nogil:
-            st = self._run(px)
+        cdef PyThreadState *ts = _gil_off(self.step_flops < FR_STEP1_TEAM_FLOPS)
+        cdef int st = self._run(px)
+        _gil_on(ts)
         _raise(st, "stream step")
         return self.last_out.copy()
 
