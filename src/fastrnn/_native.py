@@ -293,8 +293,7 @@ def forward_ready_prec(prepared: PreparedWeights, precision: str, cell: Any, non
     for a in arrays:
         if a is not None and type(a) is not np.ndarray:
             return None
-    if tuple(_key(a) for a in arrays) != prepared._keys or (
-            prepared.check == "content" and _checksum(arrays) != prepared._sum):
+    if not prepared._holds(arrays):
         return None
     return _kernels.lp_forward_ready(cell, prepared.packed(), x, h0, c0, prepared.H, act,
                                      reverse, get_num_threads())
@@ -544,10 +543,14 @@ class PreparedWeights:
         if p.precision != self.precision:
             raise ValueError(f"prepared weights are for precision {self.precision!r}, the call "
                              f"asks for {p.precision!r}")
-        arrays = tuple(getattr(p, k) for k in _WEIGHTS)
-        if tuple(_key(a) for a in arrays) != self._keys or (
-                self.check == "content" and _checksum(arrays) != self._sum):
+        if not self._holds(tuple(getattr(p, k) for k in _WEIGHTS)):
             self._set(p)
+
+    def _holds(self, arrays: tuple) -> bool:
+        """Whether the object holds these (w_ih, w_hh, b_ih, b_hh) ndarrays (or None) as
+        prepared: the same arrays and, under ``check="content"``, the same bytes."""
+        return tuple(_key(a) for a in arrays) == self._keys and (
+            self.check != "content" or _checksum(arrays) == self._sum)
 
     def __repr__(self) -> str:
         return (f"<fastrnn PreparedWeights {self.cell} {self.precision} I={self.I} H={self.H} "

@@ -154,18 +154,17 @@ def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih
         Pass to :func:`cell_backward` (or the cell's own backward).
     """
     precision = check_precision(precision, training)
-    if (training is False and precision == "float32" and prepared is None and w_hr is None
-            and lengths is None and (reverse is False or reverse is True)):
+    if (training is False and w_hr is None and lengths is None
+            and (reverse is False or reverse is True)):
         # arrays already as the kernels take them skip the validating path (a few microseconds
         # of a one-step call); anything else declines and takes it
-        ready = _native.forward_ready(cell, nonlinearity, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
-                                      reverse)
-        if ready is not None:
-            return (*ready, None)
-    elif (training is False and precision != "float32" and isinstance(prepared, PreparedWeights)
-            and w_hr is None and lengths is None and (reverse is False or reverse is True)):
-        ready = _native.forward_ready_prec(prepared, precision, cell, nonlinearity, x, h0, c0,
-                                           w_ih, w_hh, b_ih, b_hh, reverse)
+        ready = None
+        if precision == "float32" and prepared is None:
+            ready = _native.forward_ready(cell, nonlinearity, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                          reverse)
+        elif precision != "float32" and isinstance(prepared, PreparedWeights):
+            ready = _native.forward_ready_prec(prepared, precision, cell, nonlinearity, x, h0,
+                                               c0, w_ih, w_hh, b_ih, b_hh, reverse)
         if ready is not None:
             return (*ready, None)
     if w_hr is not None:
