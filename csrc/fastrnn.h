@@ -81,12 +81,15 @@ typedef void (*fr_ukr_d_fn)(int64_t m, int64_t K, const double *A, int64_t lda, 
 /* A kernel's half-width form (ukr_half) has the same contract over columns c < nr / 2 only: it
    reads Bp's first nr / 2 columns of each row (the panel's row stride is still nr) and writes C
    only there, each column summed in the same order as by ukr (for a last hidden block whose
-   valid columns fit in the first half). */
+   valid columns fit in the first half). Its pair form (ukr_pair) computes two adjacent panels,
+   Bp and Bp + K * nr, into C's 2 * nr columns with the results of ukr on each (faster for a few
+   rows, whose single panel leaves the FMA units waiting). */
 typedef struct {
     int mr;               /* max rows per microkernel call */
     int nr;               /* panel width (columns) */
     fr_ukr_s_fn ukr;      /* the microkernel */
     fr_ukr_s_fn ukr_half; /* its half-width form */
+    fr_ukr_s_fn ukr_pair; /* its two-panel form */
 } fr_kernel_s;
 
 typedef struct {
@@ -94,6 +97,7 @@ typedef struct {
     int nr;
     fr_ukr_d_fn ukr;
     fr_ukr_d_fn ukr_half;
+    fr_ukr_d_fn ukr_pair;
 } fr_kernel_d;
 
 /* The microkernel of the path in use (fr_get_arch()). Never NULL. */
@@ -259,7 +263,7 @@ int fr_cell_forward_rows_d(int cell, double *y, double *h_n, double *c_n, double
 /* Batch groups of the whole-sequence driver's thread team for all later calls (a tuning and
    testing knob): 0 lets each call choose (the default), n > 0 asks for n groups of rows, used
    wherever the call's team size is a multiple of n and the groups keep every row's sums as they
-   are without groups (tiles of 4 rows or more). FR_ERR_ARG for n < 0. */
+   are without groups (tiles of 3 rows or more). FR_ERR_ARG for n < 0. */
 int fr_set_batch_groups(int n);
 /* Testing knobs of the whole-sequence drivers' teams, for all later calls: fr_set_team_threads(n)
    with n > 0 makes every pass take min(n, nthreads, hidden blocks) threads whatever the load

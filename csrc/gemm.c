@@ -124,13 +124,19 @@ static void SFX(ukr_generic_half)(int64_t m, int64_t K, const REAL *A, int64_t l
     SFX(gk_generic_half)(m, K, A, lda, 1, Bp, GEN_NR, C, ldc, accumulate);
 }
 
+static void SFX(ukr_generic_pair)(int64_t m, int64_t K, const REAL *A, int64_t lda,
+                                  const REAL *Bp, REAL *C, int64_t ldc, int accumulate) {
+    SFX(gk_generic)(m, K, A, lda, 1, Bp, GEN_NR, C, ldc, accumulate);
+    SFX(gk_generic)(m, K, A, lda, 1, Bp + K * GEN_NR, GEN_NR, C + GEN_NR, ldc, accumulate);
+}
+
 static void SFX(packn_generic)(REAL *dst, const REAL *B, int64_t ldb, int64_t K) {
     for (int64_t k = 0; k < K; k++) memcpy(dst + k * GEN_NR, B + k * ldb, GEN_NR * sizeof(REAL));
 }
 
 static const IMPL SFX(impl_generic) = {
     .pub = {.mr = GEN_MR, .nr = GEN_NR, .ukr = SFX(ukr_generic),
-            .ukr_half = SFX(ukr_generic_half)},
+            .ukr_half = SFX(ukr_generic_half), .ukr_pair = SFX(ukr_generic_pair)},
     .gk = SFX(gk_generic),
     .packn = SFX(packn_generic),
     .gk_half = SFX(gk_generic_half),

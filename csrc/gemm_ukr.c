@@ -19,7 +19,9 @@
  * with constant m). Rows share each loaded B vector; few rows leave the FMA units idle while they
  * wait on the previous FMA of the same accumulator, so small m also splits k over `u` independent
  * accumulator sets (about 8 chains in flight, enough for two FMA pipes of latency 4), summed in a
- * fixed order at the end: m = 1 (batch-1 matrix-vector steps) runs 4 sets, m = 2, 3 run 2.
+ * fixed order at the end: m = 1 (batch-1 matrix-vector steps) runs 4 sets, m = 2 runs 2. From 3
+ * rows up a row is summed in one order whatever its tile (batch groups rely on it: 7 rows as one
+ * tile or 3 + 4); three rows keep enough chains in flight by taking two panels at once (ukr_pair).
  */
 #ifndef REAL
 #include "gemm_kernels.h"
@@ -38,67 +40,63 @@
 #define UKR_PACKN VSFX(ukr_packn)
 #define UKR_NAME VSFX(ukr)
 #define UKR_NAME_HALF VSFX(ukr_half)
+#define UKR_NAME_PAIR VSFX(ukr_pair)
 #define UKR_NR (2 * VW)
 /* Independent accumulator sets over k for m rows (the same at both widths: a column of the half
    tile is summed exactly as that column of the full tile). */
-#define UKR_U(m) ((m) == 1 ? 4 : (m) <= 3 ? 2 : 1)
+#define UKR_U(m) ((m) == 1 ? 4 : (m) == 2 ? 2 : 1)
 
-/* The m x (nv * VW) tile, nv = 2 (full) or 1 (half); m, u, nv and acol (A transposed: rsa = 1)
-   are constants after inlining. */
+/* The m x (nv * VW) tile, nv = 1 (half), 2 (full) or 4 (two panels: columns 2*VW.. from B2, the
+   next panel, at the same row stride); m, u, nv and acol (A transposed: rsa = 1) are constants
+   after inlining. Every column is summed the same way whatever nv. */
 static FR_ALWAYS_INLINE VTARGET void UKR_TILE(const int m, const int u, const int nv,
                                                  const int acol, int64_t K, const REAL *A,
-                                                 int64_t lda, const REAL *B, int64_t ldb, REAL *C,
-                                                 int64_t ldc, int accumulate) {
+                                                 int64_t lda, const REAL *B, const REAL *B2,
+                                                 int64_t ldb, REAL *C, int64_t ldc,
+                                                 int accumulate) {
     const int64_t rs = acol ? 1 : lda, cs = acol ? lda : 1;
-    VEC acc[4][UKR_MR][2];
-    for (int i = 0; i < m; i++) {
-        _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
-        if (nv == 2) _mm_prefetch((const char *)(C + i * ldc + UKR_NR - 1), _MM_HINT_T0);
-    }
+    VEC acc[4][UKR_MR][4];
+    for (int i = 0; i < m; i++)
+        for (int v = 0; v < nv; v++) _mm_prefetch((const char *)(C + i * ldc + v * VW), _MM_HINT_T0);
     for (int s = 0; s < u; s++)
-        for (int i = 0; i < m; i++) acc[s][i][0] = acc[s][i][1] = V_ZERO();
+        for (int i = 0; i < m; i++)
+            for (int v = 0; v < nv; v++) acc[s][i][v] = V_ZERO();
     int64_t k = 0;
     for (; k + u <= K; k += u) {
         for (int s = 0; s < u; s++) {
-            const REAL *b = B + (k + s) * ldb;
-            const VEC b0 = V_LOAD(b), b1 = nv == 2 ? V_LOAD(b + VW) : V_ZERO();
+            VEC bv[4];
+            for (int v = 0; v < nv; v++) bv[v] = V_LOAD((v < 2 ? B : B2) + (k + s) * ldb + (v & 1) * VW);
             const REAL *a = A + (k + s) * cs;
             for (int i = 0; i < m; i++) {
                 const VEC ai = V_SET1(a[i * rs]);
-                acc[s][i][0] = V_FMA(ai, b0, acc[s][i][0]);
-                if (nv == 2) acc[s][i][1] = V_FMA(ai, b1, acc[s][i][1]);
+                for (int v = 0; v < nv; v++) acc[s][i][v] = V_FMA(ai, bv[v], acc[s][i][v]);
             }
         }
     }
     for (; k < K; k++) { /* only when u > 1 */
-        const REAL *b = B + k * ldb;
-        const VEC b0 = V_LOAD(b), b1 = nv == 2 ? V_LOAD(b + VW) : V_ZERO();
+        VEC bv[4];
+        for (int v = 0; v < nv; v++) bv[v] = V_LOAD((v < 2 ? B : B2) + k * ldb + (v & 1) * VW);
         const REAL *a = A + k * cs;
         for (int i = 0; i < m; i++) {
             const VEC ai = V_SET1(a[i * rs]);
-            acc[0][i][0] = V_FMA(ai, b0, acc[0][i][0]);
-            if (nv == 2) acc[0][i][1] = V_FMA(ai, b1, acc[0][i][1]);
+            for (int v = 0; v < nv; v++) acc[0][i][v] = V_FMA(ai, bv[v], acc[0][i][v]);
         }
     }
     for (int s = 1; s < u; s++)
-        for (int i = 0; i < m; i++) {
-            acc[0][i][0] = V_ADD(acc[0][i][0], acc[s][i][0]);
-            if (nv == 2) acc[0][i][1] = V_ADD(acc[0][i][1], acc[s][i][1]);
-        }
+        for (int i = 0; i < m; i++)
+            for (int v = 0; v < nv; v++) acc[0][i][v] = V_ADD(acc[0][i][v], acc[s][i][v]);
     for (int i = 0; i < m; i++) {
         REAL *c = C + i * ldc;
-        if (accumulate) {
-            acc[0][i][0] = V_ADD(acc[0][i][0], V_LOAD(c));
-            if (nv == 2) acc[0][i][1] = V_ADD(acc[0][i][1], V_LOAD(c + VW));
+        for (int v = 0; v < nv; v++) {
+            if (accumulate) acc[0][i][v] = V_ADD(acc[0][i][v], V_LOAD(c + v * VW));
+            V_STORE(c + v * VW, acc[0][i][v]);
         }
-        V_STORE(c, acc[0][i][0]);
-        if (nv == 2) V_STORE(c + VW, acc[0][i][1]);
     }
 }
 
 #define UKR_CASE(mm, nv, acol, ld)                                                                \
     case mm:                                                                                      \
-        UKR_TILE(mm, UKR_U(mm), nv, acol, K, A, ld, B, ldb, C, ldc, accumulate);                  \
+        UKR_TILE(mm, UKR_U(mm), nv, acol, K, A, ld, B, NULL, ldb, C, ldc, accumulate);                  \
         break;
 #if FR_AVX512
 #define UKR_CASES(nv, acol, ld)                                                                   \
@@ -146,6 +144,20 @@ static void UKR_NAME_HALF(int64_t m, int64_t K, const REAL *A, int64_t lda, cons
     UKR_STRIDED_HALF(m, K, A, lda, 1, Bp, UKR_NR, C, ldc, accumulate);
 }
 
+/* Two adjacent panels at once (fastrnn.h's ukr_pair): Bp and Bp + K * NR into C's 2 * NR columns.
+   Three rows, which a panel alone sums in one accumulator set per column (UKR_U) with the FMA
+   units half idle, run both panels in one pass (12 chains in flight); other row counts take the
+   panels one by one. */
+static VTARGET void UKR_NAME_PAIR(int64_t m, int64_t K, const REAL *A, int64_t lda,
+                                  const REAL *Bp, REAL *C, int64_t ldc, int accumulate) {
+    if (m == 3) {
+        UKR_TILE(3, UKR_U(3), 4, 0, K, A, lda, Bp, Bp + K * UKR_NR, UKR_NR, C, ldc, accumulate);
+        return;
+    }
+    UKR_NAME(m, K, A, lda, Bp, C, ldc, accumulate);
+    UKR_NAME(m, K, A, lda, Bp + K * UKR_NR, C + UKR_NR, ldc, accumulate);
+}
+
 /* Panel copy (gemm_kernels.h): K rows of NR elements at stride ldb into a contiguous panel. */
 static VTARGET void UKR_PACKN(REAL *dst, const REAL *B, int64_t ldb, int64_t K) {
     for (int64_t k = 0; k < K; k++) {
@@ -183,7 +195,8 @@ const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
     static const SFX(fr_gemm_impl) impl = {.pub = {.mr = UKR_MR,
                                                    .nr = UKR_NR,
                                                    .ukr = UKR_NAME,
-                                                   .ukr_half = UKR_NAME_HALF},
+                                                   .ukr_half = UKR_NAME_HALF,
+                                                   .ukr_pair = UKR_NAME_PAIR},
                                            .gk = UKR_STRIDED,
                                            .packn = UKR_PACKN,
                                            .gk_half = UKR_STRIDED_HALF,
@@ -198,6 +211,7 @@ const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
 #undef UKR_MR
 #undef UKR_NAME
 #undef UKR_NAME_HALF
+#undef UKR_NAME_PAIR
 #undef UKR_STRIDED
 #undef UKR_STRIDED_HALF
 #undef UKR_PACKN

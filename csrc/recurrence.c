@@ -186,23 +186,23 @@ static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t
     return forced > 0 ? (int)nt : fr_load_threads(tk, nthreads, (int)nt, flops);
 }
 
-/* Whether rows split into tiles of at most mr rows (fr_rec_tile_rows) give every tile 4 rows or
-   more: from 4 rows up with mr = 8 or 12, all but 7 rows with mr = 6. */
-static int tiles_of_four(int64_t rows, int64_t mr) {
-    return rows >= 4 && rows / ((rows + mr - 1) / mr) >= 4;
+/* Whether rows split into tiles of at most mr rows (fr_rec_tile_rows) give every tile 3 rows or
+   more: from 3 rows up with mr = 6, 8 or 12 (6 rows: 3 + 3 in groups, 6 in one tile). */
+static int tiles_of_three(int64_t rows, int64_t mr) {
+    return rows >= 3 && rows / ((rows + mr - 1) / mr) >= 3;
 }
 
 /* Whether splitting B rows into nbg groups leaves every row's sums as they are with one group.
    The microkernel sums a row in one of UKR_U(m) orders, m its tile's row count (gemm_ukr.c: 1 for
-   m >= 4, more for 1-3 rows); one group tiles the steps' B rows and the flattened projection's
-   k*B rows, a group its own rows per step. Where all of those tiles have 4 rows or more, every
+   m >= 3, more for 1-2 rows); one group tiles the steps' B rows and the flattened projection's
+   k*B rows, a group its own rows per step. Where all of those tiles have 3 rows or more, every
    row is summed in the one order, so a call's results do not depend on the team it gets (the
    idle, contention and concurrency rules change teams from call to call). */
 static int groups_keep_sums(int64_t B, int64_t mr, int nbg) {
     for (int64_t k = 1; k <= mr; k++)
-        if (!tiles_of_four(k * B, mr)) return 0;
+        if (!tiles_of_three(k * B, mr)) return 0;
     for (int64_t g = 0; g < nbg; g++)
-        if (!tiles_of_four(B * (g + 1) / nbg - B * g / nbg, mr)) return 0;
+        if (!tiles_of_three(B * (g + 1) / nbg - B * g / nbg, mr)) return 0;
     return 1;
 }
 
@@ -706,9 +706,18 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
         tl.aux1 = aux1_c ? aux1_c + j0 : NULL;
         for (int64_t b0 = rb0, m; b0 < rb1; b0 += m) {
             m = fr_rec_tile_rows(rb1 - b0, mr);
-            for (int64_t q = 0; q < npan; q++)
-                (fr_rec_half_panel(G, nv, nr, q) ? kern->ukr_half : kern->ukr)(
-                    m, H, hp + b0 * ldh, ldh, wpanel + q * H * nr, tile + q * nr, G * nr, 0);
+            for (int64_t q = 0; q < npan; q++) {
+                const int half = fr_rec_half_panel(G, nv, nr, q);
+                if (!half && q + 1 < npan && !fr_rec_half_panel(G, nv, nr, q + 1)) {
+                    kern->ukr_pair(m, H, hp + b0 * ldh, ldh, wpanel + q * H * nr, tile + q * nr,
+                                   G * nr, 0);
+                    q++;
+                } else {
+                    (half ? kern->ukr_half : kern->ukr)(m, H, hp + b0 * ldh, ldh,
+                                                        wpanel + q * H * nr, tile + q * nr,
+                                                        G * nr, 0);
+                }
+            }
             for (int64_t i = 0; i < m; i++) {
                 const int64_t b = b0 + i;
                 const int64_t L = lengths ? lengths[b] : Tn;

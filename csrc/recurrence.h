@@ -61,7 +61,7 @@ static inline int64_t fr_rec_time_of(int64_t s, int64_t L, int reverse) {
 }
 
 /* Rows of the next microkernel tile when `left` rows remain, tiles of at most mr rows: the rows
-   split evenly over the fewest tiles (14 rows of mr = 12: 7 + 7, not 12 + 2): tiles of 4 rows or
+   split evenly over the fewest tiles (14 rows of mr = 12: 7 + 7, not 12 + 2): tiles of 3 rows or
    more wherever the rows allow, which the microkernel sums in one order (gemm_ukr.c's UKR_U), so
    that batch groups can keep a row's sums as they are without groups (recurrence.c). */
 static inline int64_t fr_rec_tile_rows(int64_t left, int64_t mr) {

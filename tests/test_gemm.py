@@ -209,6 +209,51 @@ def test_ukr_contract(arch, dtype, half):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_ukr_pair_gives_each_panels_results(arch, dtype):
+    """The two-panel form (fastrnn.h's ukr_pair) gives, bit for bit, the microkernel's results on
+    each panel, for every row count, K and accumulate, and leaves C's storage past its 2 * nr
+    columns alone."""
+    info = _kernels.kernel_info()[np.dtype(dtype).name]
+    mr, nr = info["mr"], info["nr"]
+    rng = np.random.default_rng(8)
+    for m in range(1, mr + 1):
+        for K in (0, 1, 2, 3, 7, 17, 100):
+            A = rng.standard_normal((m, K + 3)).astype(dtype)[:, :K]
+            Bp = rng.standard_normal((2, K, nr)).astype(dtype)
+            for accumulate in (False, True):
+                C0 = rng.standard_normal((m, 2 * nr)).astype(dtype)
+                store = np.full((m + 1, 2 * nr + 3), 3.0, dtype=dtype)
+                C = store[:m, :2 * nr]
+                C[...] = C0
+                _kernels.ukr(A, Bp, C, accumulate=accumulate, pair=True)
+                each = C0.copy()
+                for p in range(2):
+                    _kernels.ukr(A, np.ascontiguousarray(Bp[p]), each[:, p * nr:(p + 1) * nr],
+                                 accumulate=accumulate)
+                np.testing.assert_array_equal(C, each, err_msg=f"m={m} K={K}")
+                assert np.all(store[m:, :] == 3.0) and np.all(store[:, 2 * nr:] == 3.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ukr_sums_a_row_alike_in_tiles_of_three_rows_or_more(arch, dtype):
+    """A row's sums do not depend on the tile it is computed in, from 3 rows up: batch groups
+    (recurrence.c's groups_keep_sums) rely on it to give a call's results whatever team it gets,
+    e.g. 7 rows as one tile or as 3 + 4."""
+    info = _kernels.kernel_info()[np.dtype(dtype).name]
+    mr, nr = info["mr"], info["nr"]
+    rng = np.random.default_rng(9)
+    K = 301
+    A = rng.standard_normal((mr, K)).astype(dtype)
+    Bp = rng.standard_normal((K, nr)).astype(dtype)
+    whole = np.empty((mr, nr), dtype=dtype)
+    _kernels.ukr(A, Bp, whole)
+    for m in range(3, mr + 1):
+        C = np.empty((m, nr), dtype=dtype)
+        _kernels.ukr(A[:m], Bp, C)
+        np.testing.assert_array_equal(C, whole[:m], err_msg=f"m={m}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_ukr_exact_buffers(arch, dtype):
     """A exactly (m, K) and Bp exactly (K, nr): under FASTRNN_SANITIZE=1 any read past row m-1,
     column K-1 or the panel's end is a reported heap overflow."""

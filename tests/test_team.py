@@ -29,9 +29,10 @@ HANG_GUARD_S = 120  # only a hang guard, never a timing
 PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
 
 # (cell, T, B, I, H): batch groups (B >= 2 row tiles per thread), batch 1, off-grid sizes
-# Batch groups whose row split is a multiple of the microkernel's rows, batch 1, off-grid H.
 SHAPES = [("lstm", 12, 24, 100, 200), ("lstm", 30, 1, 64, 64), ("gru", 10, 48, 50, 70),
-          ("rnn", 15, 1, 20, 45), ("gru", 8, 48, 30, 96)]
+          ("rnn", 15, 1, 20, 45), ("gru", 8, 48, 30, 96),
+          # groups of 3 and 4 rows (B = 7, 6): a 3-row tile sums its rows as a larger tile does
+          ("lstm", 20, 7, 40, 72), ("gru", 12, 6, 30, 50), ("rnn", 10, 7, 16, 40)]
 # Known: where batch groups split the rows off the microkernel's row tiles (B = 37, 33), the
 # GEMM's edge rows round differently from the 1-thread tiling (last bits; so before the adaptive
 # team too), so these are compared with a tolerance.

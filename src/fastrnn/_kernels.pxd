@@ -25,11 +25,13 @@ cdef extern from "fastrnn.h" nogil:
         int nr
         fr_ukr_s_fn ukr
         fr_ukr_s_fn ukr_half
+        fr_ukr_s_fn ukr_pair
     ctypedef struct fr_kernel_d:
         int mr
         int nr
         fr_ukr_d_fn ukr
         fr_ukr_d_fn ukr_half
+        fr_ukr_d_fn ukr_pair
 
     int fr_cpu_supports(int arch)
     int fr_best_arch()

@@ -454,16 +454,19 @@ def gemm_pair(A, B1, C1, B2, C2, *, bint transa=False, double beta=0.0, int nthr
     return C1, C2
 
 
-def ukr(A, Bp, C, *, bint accumulate=False, bint half=False):
+def ukr(A, Bp, C, *, bint accumulate=False, bint half=False, bint pair=False):
     """Call the microkernel of the path in use on one tile (for tests).
 
     C[i, c] (accumulate ? += : =) sum_k A[i, k] * Bp[k, c] for an (m, K) A with m <= mr, a packed
     (K, nr) panel Bp (C-contiguous) and an (m, nr) C; A and C may be column slices of wider
     arrays (any lda, ldc). half: the kernel's half-width form, with an (m, nr // 2) C (it reads
-    Bp's first nr // 2 columns).
+    Bp's first nr // 2 columns). pair: its two-panel form, with a (2, K, nr) Bp (two adjacent
+    panels) and an (m, 2 * nr) C.
     """
     if not isinstance(A, np.ndarray) or (A.dtype != np.float32 and A.dtype != np.float64):
         raise TypeError("A must be a float32 or float64 numpy array")
+    if half and pair:
+        raise ValueError("half and pair are exclusive")
     dt = A.dtype
     cdef const fr_kernel_s *ks = fr_kernel_get_s()
     cdef const fr_kernel_d *kd = fr_kernel_get_d()
@@ -474,8 +477,11 @@ def ukr(A, Bp, C, *, bint accumulate=False, bint half=False):
     cdef int64_t m = A.shape[0], K = A.shape[1]
     if m < 1 or m > mr:
         raise ValueError(f"A must have 1..{mr} rows, got {m}")
-    _chk(Bp, "Bp", (K, nr), dt, False, False)
-    cdef int64_t nc = nr // 2 if half else nr
+    if pair:
+        _chk(Bp, "Bp", (2, K, nr), dt, False, False)
+    else:
+        _chk(Bp, "Bp", (K, nr), dt, False, False)
+    cdef int64_t nc = nr // 2 if half else (2 * nr if pair else nr)
     if not isinstance(C, np.ndarray) or C.shape != (m, nc):
         raise ValueError(f"C must be a numpy array of shape {(m, nc)}")
     cdef int64_t ldc = _row_stride(C, "C", typenum, True)
@@ -483,14 +489,14 @@ def ukr(A, Bp, C, *, bint accumulate=False, bint half=False):
     cdef void *pb = _ptr(Bp)
     cdef void *pc = _ptr(C)
     cdef int acc = accumulate
+    cdef fr_ukr_s_fn fs = ks.ukr_half if half else ks.ukr_pair if pair else ks.ukr
+    cdef fr_ukr_d_fn fd = kd.ukr_half if half else kd.ukr_pair if pair else kd.ukr
     if dt == np.float32:
         with nogil:
-            (ks.ukr_half if half else ks.ukr)(m, K, <float *>pa, lda, <float *>pb, <float *>pc,
-                                              ldc, acc)
+            fs(m, K, <float *>pa, lda, <float *>pb, <float *>pc, ldc, acc)
     else:
         with nogil:
-            (kd.ukr_half if half else kd.ukr)(m, K, <double *>pa, lda, <double *>pb, <double *>pc,
-                                              ldc, acc)
+            fd(m, K, <double *>pa, lda, <double *>pb, <double *>pc, ldc, acc)
     return C
 
 
