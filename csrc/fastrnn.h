@@ -265,6 +265,10 @@ int fr_cell_forward_rows_d(int cell, double *y, double *h_n, double *c_n, double
    wherever the call's team size is a multiple of n and the groups keep every row's sums as they
    are without groups (tiles of 3 rows or more). FR_ERR_ARG for n < 0. */
 int fr_set_batch_groups(int n);
+/* Training-cache bytes from which later forwards store their cache non-temporally (a testing and
+   tuning knob): 0 restores the default (recurrence.h's FR_STREAM_CACHE_BYTES), n > 0 sets it.
+   FR_ERR_ARG for n < 0. */
+int fr_set_stream_cache_bytes(int64_t n);
 /* Testing knobs of the whole-sequence drivers' teams, for all later calls: fr_set_team_threads(n)
    with n > 0 makes every pass take min(n, nthreads, hidden blocks) threads whatever the load
    (fr_lp_forward's batch split: min(n, nthreads, B)) (0: the load rules choose, the default);

@@ -28,11 +28,12 @@
    (V_LOADN / V_STOREN) for a partial last vector. */
 
 /* The first m (<= VW) GRU units of a vector; act (gate g at +g*as), hn (hh_n + bhn) and y (h)
-   are stores made where not NULL. */
+   are stores made where not NULL, the cache's (act, hn) non-temporal with stream
+   (fr_tile.stream). */
 static FR_ALWAYS_INLINE VTARGET void VSFX(gru_vec)(const REAL *xp, const REAL *hh, int64_t ts,
                                                    const REAL *bhn, const REAL *hprev, REAL *act,
                                                    int64_t as, REAL *hn, REAL *h, REAL *y,
-                                                   int64_t m) {
+                                                   int64_t m, const int stream) {
     const VEC r = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp, m), V_LOADN(hh, m)));
     const VEC z = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp + ts, m), V_LOADN(hh + ts, m)));
     const VEC hv = V_ADD(V_LOADN(hh + 2 * ts, m), V_LOADN(bhn, m));
@@ -40,16 +41,16 @@ static FR_ALWAYS_INLINE VTARGET void VSFX(gru_vec)(const REAL *xp, const REAL *h
     const VEC hnew = V_ADD(V_MUL(V_SUB(V_SET1((REAL)1), z), nv), V_MUL(z, V_LOADN(hprev, m)));
     V_STOREN(h, m, hnew);
     if (y) V_STOREN(y, m, hnew);
-    if (hn) V_STOREN(hn, m, hv);
+    if (hn) V_CACHE_STORE(stream, hn, m, hv);
     if (act) {
-        V_STOREN(act, m, r);
-        V_STOREN(act + as, m, z);
-        V_STOREN(act + 2 * as, m, nv);
+        V_CACHE_STORE(stream, act, m, r);
+        V_CACHE_STORE(stream, act + as, m, z);
+        V_CACHE_STORE(stream, act + 2 * as, m, nv);
     }
 }
 
-static VTARGET void VSFX(gru_tile)(const SFX(fr_tile) *t, int nonlin) {
-    (void)nonlin;
+/* The rows of a tile; stream a constant after inlining. */
+static FR_ALWAYS_INLINE VTARGET void VSFX(gru_rows)(const SFX(fr_tile) *t, const int stream) {
     const int64_t n = t->n, ts = t->ts, H = t->H;
     const REAL *bhn = t->bhn;
     FR_TILE_ROWS(t, i, r) {
@@ -60,7 +61,7 @@ static VTARGET void VSFX(gru_tile)(const SFX(fr_tile) *t, int nonlin) {
         REAL *y = FR_OPT(t->y, r * H);
 #define GRU_VEC(j, m) /* m units from unit j */                                                   \
     VSFX(gru_vec)(xp + (j), hh + (j), ts, bhn + (j), hp + (j), FR_OPT(act, j), H, FR_OPT(hn, j),   \
-                  h + (j), FR_OPT(y, j), m)
+                  h + (j), FR_OPT(y, j), m, stream)
         int64_t j = 0;
         for (; j + 2 * VW <= n; j += 2 * VW) { /* two independent chains per row */
             GRU_VEC(j, VW);
@@ -70,6 +71,14 @@ static VTARGET void VSFX(gru_tile)(const SFX(fr_tile) *t, int nonlin) {
         if (j < n) GRU_VEC(j, n - j);
 #undef GRU_VEC
     }
+}
+
+static VTARGET void VSFX(gru_tile)(const SFX(fr_tile) *t, int nonlin) {
+    (void)nonlin;
+    if (t->stream)
+        VSFX(gru_rows)(t, 1);
+    else
+        VSFX(gru_rows)(t, 0);
 }
 
 #else /* the portable forward, the backward and the descriptor of one dtype */

@@ -286,7 +286,8 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
     void (*const end)(void) = k->end ? k->end : ks->end;
     if (begin) begin();
     fr_tile_s tl = {.ts = LP_NR, .H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * LP_NR,
-                    .ldh = ldh, .ldc = H, .rows = rows};
+                    .ldh = ldh, .ldc = H, .rows = rows,
+                    .stream = cache && fr_rec_stream_cache(TB * H * (1 + G + f->cd->naux) * 4)};
 
     for (int64_t s0 = 0; s0 < T; s0 += Tc) {
         const int64_t s1 = imin(T, s0 + Tc), nrow = (s1 - s0) * nb;
@@ -337,14 +338,7 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                         if (s < L) {
                             rows[i] = r;
                             if (cache) memcpy(hprev_c + r * H + j0, hpr, (size_t)nv * 4);
-                            if (f->hq)
-                                for (int64_t c = 0; c < nv; c++) {
-                                    union {
-                                        uint32_t u;
-                                        float v;
-                                    } cv = {.u = (uint32_t)lp_bf16(hpr[c]) << 16};
-                                    f->hq[r * H + j0 + c] = cv.v;
-                                }
+                            if (f->hq) fr_round_bf16(f->hq + r * H + j0, hpr, nv);
                         } else { /* the row's sequence has ended: its state passes through */
                             rows[i] = -1;
                             memcpy(hn + b * ldh + j0, hpr, (size_t)nv * 4);
@@ -370,6 +364,7 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
             }
         }
     }
+    if (tl.stream) fr_stream_fence();
     if (end) end();
 }
 
@@ -499,13 +494,15 @@ int fr_cell_backward_hq_s(int cell, float *dx, float *dh0, float *dc0, float *dw
                              act, reverse, nthreads, hq);
 }
 
-void fr_round_bf16(float *dst, const float *src, int64_t n) {
+/* lp_bf16 branch-free on the bits, so that each clone's loop runs in vectors (the same bits). */
+FR_CLONES void fr_round_bf16(float *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
-        union {
-            uint32_t u;
-            float v;
-        } cv = {.u = (uint32_t)lp_bf16(src[i]) << 16};
-        dst[i] = cv.v;
+        uint32_t u;
+        memcpy(&u, src + i, 4);
+        const uint32_t r = (u & 0x7FFFFFFFu) > 0x7F800000u ? u | 0x00400000u
+                                                           : u + 0x7FFFu + ((u >> 16) & 1u);
+        const uint32_t b = r & 0xFFFF0000u;
+        memcpy(dst + i, &b, 4);
     }
 }
 

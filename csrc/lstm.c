@@ -33,10 +33,12 @@
  */
 
 /* The first m (<= VW) LSTM units of a vector; act (gate g at +g*as), tc (tanh(c_new)), cp
-   (c_prev) and y (h) are stores made where not NULL. */
+   (c_prev) and y (h) are stores made where not NULL, the cache's (act, tc, cp) non-temporal
+   with stream (fr_tile.stream). */
 static FR_ALWAYS_INLINE VTARGET void VSFX(lstm_vec)(const REAL *xp, const REAL *hh, int64_t ts,
                                                     REAL *c, REAL *act, int64_t as, REAL *tc,
-                                                    REAL *h, REAL *cp, REAL *y, int64_t m) {
+                                                    REAL *h, REAL *cp, REAL *y, int64_t m,
+                                                    const int stream) {
     const VEC i = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp, m), V_LOADN(hh, m)));
     const VEC f = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp + ts, m), V_LOADN(hh + ts, m)));
     const VEC g = VSFX(fr_vtanh)(V_ADD(V_LOADN(xp + 2 * ts, m), V_LOADN(hh + 2 * ts, m)));
@@ -45,21 +47,21 @@ static FR_ALWAYS_INLINE VTARGET void VSFX(lstm_vec)(const REAL *xp, const REAL *
     const VEC cn = V_ADD(V_MUL(f, cv), V_MUL(i, g));
     const VEC t = VSFX(fr_vtanh)(cn);
     const VEC hv = V_MUL(o, t);
-    if (cp) V_STOREN(cp, m, cv);
+    if (cp) V_CACHE_STORE(stream, cp, m, cv);
     V_STOREN(c, m, cn);
     V_STOREN(h, m, hv);
     if (y) V_STOREN(y, m, hv);
-    if (tc) V_STOREN(tc, m, t);
+    if (tc) V_CACHE_STORE(stream, tc, m, t);
     if (act) {
-        V_STOREN(act, m, i);
-        V_STOREN(act + as, m, f);
-        V_STOREN(act + 2 * as, m, g);
-        V_STOREN(act + 3 * as, m, o);
+        V_CACHE_STORE(stream, act, m, i);
+        V_CACHE_STORE(stream, act + as, m, f);
+        V_CACHE_STORE(stream, act + 2 * as, m, g);
+        V_CACHE_STORE(stream, act + 3 * as, m, o);
     }
 }
 
-static VTARGET void VSFX(lstm_tile)(const SFX(fr_tile) *t, int nonlin) {
-    (void)nonlin;
+/* The rows of a tile; stream a constant after inlining. */
+static FR_ALWAYS_INLINE VTARGET void VSFX(lstm_rows)(const SFX(fr_tile) *t, const int stream) {
     const int64_t n = t->n, ts = t->ts, H = t->H;
     FR_TILE_ROWS(t, i, r) {
         const REAL *xp = t->xp + i * t->ldxp, *hh = t->hh + i * t->ldhh;
@@ -68,7 +70,7 @@ static VTARGET void VSFX(lstm_tile)(const SFX(fr_tile) *t, int nonlin) {
         REAL *tc = FR_OPT(t->aux1, r * H), *y = FR_OPT(t->y, r * H);
 #define LSTM_VEC(j, m) /* m units from unit j */                                                  \
     VSFX(lstm_vec)(xp + (j), hh + (j), ts, c + (j), FR_OPT(act, j), H, FR_OPT(tc, j), h + (j),     \
-                   FR_OPT(cp, j), FR_OPT(y, j), m)
+                   FR_OPT(cp, j), FR_OPT(y, j), m, stream)
         int64_t j = 0;
         for (; j + 2 * VW <= n; j += 2 * VW) { /* two independent chains per row */
             LSTM_VEC(j, VW);
@@ -78,6 +80,14 @@ static VTARGET void VSFX(lstm_tile)(const SFX(fr_tile) *t, int nonlin) {
         if (j < n) LSTM_VEC(j, n - j);
 #undef LSTM_VEC
     }
+}
+
+static VTARGET void VSFX(lstm_tile)(const SFX(fr_tile) *t, int nonlin) {
+    (void)nonlin;
+    if (t->stream)
+        VSFX(lstm_rows)(t, 1);
+    else
+        VSFX(lstm_rows)(t, 0);
 }
 
 #else /* the portable forward, the backward and the descriptor of one dtype */

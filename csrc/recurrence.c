@@ -110,6 +110,20 @@ int fr_rec_batch_groups_forced(void) {
     return atomic_load_explicit(&forced_groups, memory_order_relaxed);
 }
 
+/* 0: FR_STREAM_CACHE_BYTES; n > 0: the cache bytes from which forwards stream their cache */
+static _Atomic int64_t stream_bytes;
+
+int fr_set_stream_cache_bytes(int64_t n) {
+    if (n < 0) return FR_ERR_ARG;
+    atomic_store_explicit(&stream_bytes, n, memory_order_relaxed);
+    return FR_OK;
+}
+
+int fr_rec_stream_cache(int64_t bytes) {
+    const int64_t n = atomic_load_explicit(&stream_bytes, memory_order_relaxed);
+    return bytes >= (n > 0 ? n : FR_STREAM_CACHE_BYTES);
+}
+
 /* Testing knobs (fastrnn.h): a forced team size, a forced step from which passes go on alone. */
 static _Atomic int forced_threads;
 static _Atomic int64_t forced_solo_step;
@@ -692,7 +706,9 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
     REAL *aux1_c = cache && cell->naux > 1 ? aux0_c + TB * H : NULL;
     int64_t rows[FR_MAX_MR];
     SFX(fr_tile) tl = {.H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * nr, .ldh = ldh, .ldc = H,
-                       .rows = rows};
+                       .rows = rows,
+                       .stream = cache && fr_rec_stream_cache(TB * H * (1 + G + cell->naux) *
+                                                              (int64_t)sizeof(REAL))};
     for (int64_t jl = 0; jl < sl->nj; jl++) {
         const int64_t j0 = sl->u0 + jl * nr, nv = imin(nr, sl->u1 - j0);
         const int64_t npan = FR_BLOCK_PANELS(G, nv, nr);
@@ -905,6 +921,7 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
                 group_barrier(&ps->mem, p, bg, hg, s + 1);
                 if (gone_solo(ps, s + 1)) {
                     if (tid != 0) {
+                        fr_stream_fence(); /* its cache stores, before it parks */
                         park(ps, k_end);
                         return;
                     }
@@ -921,6 +938,7 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
         for (int64_t b = rb0; b < rb1; b++)
             memcpy(h_n + b * H + u0, hf + b * ldh + u0, (size_t)(u1 - u0) * sizeof(REAL));
     }
+    fr_stream_fence(); /* the cache's non-temporal stores (fr_tile.stream), before the pass ends */
     if (r1 - r0 > 1) unpark(ps, k_end);
 }
 

@@ -113,6 +113,16 @@
         else                                                                                      \
             V_PSTORE(p, m, v);                                                                    \
     } while (0)
+/* V_STOREN for data read back only much later (a training cache), with stream: a whole, aligned
+   vector goes around the caches (a non-temporal store: no read of the line before its write).
+   The pass ends with fr_stream_fence() (recurrence.h) before another thread may read it. */
+#define V_CACHE_STORE(stream, p, m, v)                                                            \
+    do {                                                                                          \
+        if ((stream) && (m) == VW && ((uintptr_t)(p) & (VW * sizeof(REAL) - 1)) == 0)             \
+            V_OP(stream)(p, v);                                                                   \
+        else                                                                                      \
+            V_STOREN(p, m, v);                                                                    \
+    } while (0)
 
 #include FR_TEMPLATE
 

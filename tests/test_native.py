@@ -145,6 +145,54 @@ def test_batch_groups_bad_count(groups):
         _kernels.set_batch_groups(-1)
 
 
+@pytest.fixture
+def stream_bytes():
+    yield
+    _kernels.set_stream_cache_bytes(0)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("precision", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("H", [64, 45], ids=["aligned", "partial"])
+@pytest.mark.parametrize("reverse,lengths", [(False, False), (True, True)])
+def test_streamed_training_cache_gives_the_same_bits(arch, threads, stream_bytes, cell,
+                                                     precision, H, reverse, lengths):
+    """A forward whose training cache is large enough (recurrence.h's FR_STREAM_CACHE_BYTES;
+    forced from 1 byte here) stores it non-temporally, on 2 threads: the same outputs and
+    gradients, bit for bit, as with ordinary stores (the backward reads every cache element).
+    H = 45: rows off the vectors' alignment and partial vectors, which store as before."""
+    fastrnn.set_num_threads(2)
+    rng = np.random.default_rng(21)
+    dtype = np.float64 if precision == "float64" else np.float32
+    T, B, I = 19, 9, 30
+    args = _problem(cell, T, B, I, H, dtype, rng, lengths)
+    dy = rng.standard_normal((T, B, H)).astype(dtype)
+    dh = rng.standard_normal((B, H)).astype(dtype)
+    dc = rng.standard_normal((B, H)).astype(dtype)
+    kw = {} if precision != "bfloat16" else {"precision": "bfloat16"}
+    if cell == "rnn":
+        kw["nonlinearity"] = "tanh"
+
+    def run():
+        st = (args["h0"], args.get("c0"))
+        o = F.cell_forward(cell, args["x"], *st, args["w_ih"], args["w_hh"], args["b_ih"],
+                           args["b_hh"], lengths=args.get("lengths"), reverse=reverse, **kw)
+        grads = F.cell_backward(o[-1], dy, dh, dc if cell == "lstm" else None)
+        return [a for a in (*o[:-1], *grads) if a is not None]
+
+    plain = run()
+    _kernels.set_stream_cache_bytes(1)
+    streamed = run()
+    assert len(plain) == len(streamed)
+    for a, b in zip(plain, streamed, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_stream_cache_bytes_bad_value(stream_bytes):
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        _kernels.set_stream_cache_bytes(-1)
+
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_float32_paths_agree(arch, cell):
     rng = np.random.default_rng(3)

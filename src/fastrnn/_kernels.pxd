@@ -41,6 +41,7 @@ cdef extern from "fastrnn.h" nogil:
     const char *fr_arch_name(int arch)
     int fr_has_openmp()
     int fr_set_batch_groups(int n)
+    int fr_set_stream_cache_bytes(int64_t n)
     int fr_set_team_threads(int n)
     int fr_set_solo_step(int64_t s)
     int64_t fr_solo_passes()

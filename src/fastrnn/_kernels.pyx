@@ -199,6 +199,13 @@ def set_batch_groups(int n):
         raise ValueError(f"n must be >= 0, got {n}")
 
 
+def set_stream_cache_bytes(int64_t n):
+    """Training-cache bytes from which later forwards store the cache non-temporally: 0
+    restores the default (32 MiB), n > 0 sets it (testing and tuning)."""
+    if fr_set_stream_cache_bytes(n) != FR_OK:
+        raise ValueError(f"n must be >= 0, got {n}")
+
+
 def set_team_threads(int n):
     """Team size of the sequence kernels for later calls: 0 lets the load rules choose (the
     default); n > 0 takes min(n, threads, hidden blocks) whatever the load (testing)."""
