@@ -2,24 +2,59 @@
  * rnn.c — the vanilla RNN cell: its forward and backward pointwise maths and its descriptor. The
  * whole-sequence time loop, threading and GEMMs live in recurrence.c.
  *   h' = act(W_ih x + b_ih + W_hh h + b_hh), act = tanh (FR_RNN_TANH) or relu (FR_RNN_RELU).
- * The cache's gate block holds h' (both derivatives are functions of it). The forward's tanh is
- * activations.c's array tanh, which runs the SIMD path in use.
+ * The cache's gate block holds h' (both derivatives are functions of it).
  *
- * This file is its own template body (template.h), per dtype.
+ * This file is its own template body (template.h): first the forward per (SIMD path, dtype),
+ * with simd_math.h's tanh in registers (activations.c's array tanh applies the same function, so
+ * the bits are those of the portable forward's call to it), then the rest per dtype.
  */
 #ifndef REAL
 #include <string.h>
 
 #include "recurrence.h"
+#include "simd_math.h"
 
+#define FR_TEMPLATE "rnn.c"
+#define FR_TEMPLATE_SIMD
+#include "template.h"
 #define FR_TEMPLATE "rnn.c"
 #include "template.h"
 
-#else /* the forward, the backward and the descriptor of one dtype */
+#elif defined(VEC) /* the forward of one (SIMD path, dtype) */
 
-/* The forward pointwise over a tile (recurrence.h's fr_tile): h = act(xp + hh), also stored to y
-   and to the cache's gate row where those are not NULL. */
-FR_CLONES static void SFX(rnn_tile)(const SFX(fr_tile) *t, int act) {
+/* The first m (<= VW) units of a vector: h = act(xp + hh), stored to h, y and the cache's gate
+   row where those are not NULL (relu: max(0, v) keeps a NaN as the portable v < 0 ? 0 : v does). */
+static FR_ALWAYS_INLINE VTARGET void VSFX(rnn_vec)(const REAL *xp, const REAL *hh, REAL *h,
+                                                   REAL *y, REAL *g, int64_t m, int act) {
+    const VEC v = V_ADD(V_LOADN(xp, m), V_LOADN(hh, m));
+    const VEC hv = act == FR_RNN_RELU ? V_MAX(V_ZERO(), v) : VSFX(fr_vtanh)(v);
+    V_STOREN(h, m, hv);
+    if (y) V_STOREN(y, m, hv);
+    if (g) V_STOREN(g, m, hv);
+}
+
+static VTARGET void VSFX(rnn_tile)(const SFX(fr_tile) *t, int act) {
+    const int64_t n = t->n, H = t->H;
+    FR_TILE_ROWS(t, i, r) {
+        const REAL *xp = t->xp + i * t->ldxp, *hh = t->hh + i * t->ldhh;
+        REAL *h = t->h + i * t->ldh, *y = FR_OPT(t->y, r * H), *g = FR_OPT(t->gates, r * H);
+        int64_t j = 0;
+        for (; j + 2 * VW <= n; j += 2 * VW) { /* two independent chains per row */
+            VSFX(rnn_vec)(xp + j, hh + j, h + j, FR_OPT(y, j), FR_OPT(g, j), VW, act);
+            VSFX(rnn_vec)(xp + j + VW, hh + j + VW, h + j + VW, FR_OPT(y, j + VW),
+                          FR_OPT(g, j + VW), VW, act);
+        }
+        for (; j + VW <= n; j += VW)
+            VSFX(rnn_vec)(xp + j, hh + j, h + j, FR_OPT(y, j), FR_OPT(g, j), VW, act);
+        if (j < n) VSFX(rnn_vec)(xp + j, hh + j, h + j, FR_OPT(y, j), FR_OPT(g, j), n - j, act);
+    }
+}
+
+#else /* the portable forward, the backward and the descriptor of one dtype */
+
+/* The portable forward pointwise over a tile (recurrence.h's fr_tile): h = act(xp + hh), also
+   stored to y and to the cache's gate row where those are not NULL. */
+static void SFX(rnn_tile_generic)(const SFX(fr_tile) *t, int act) {
     const int64_t n = t->n, H = t->H;
     FR_TILE_ROWS(t, i, r) {
         const REAL *xp = t->xp + i * t->ldxp, *hh = t->hh + i * t->ldhh;
@@ -35,10 +70,9 @@ FR_CLONES static void SFX(rnn_tile)(const SFX(fr_tile) *t, int act) {
     }
 }
 
-/* The RNN has one pointwise kernel (its tanh dispatches on the SIMD path itself). */
+/* The forward pointwise of SIMD path arch. */
 static SFX(fr_point_fn) SFX(rnn_point_for)(int arch) {
-    (void)arch;
-    return SFX(rnn_tile);
+    return FR_BY_ARCH(arch, SFX(rnn_tile_avx512), SFX(rnn_tile_avx2), SFX(rnn_tile_generic));
 }
 
 /* The backward maths of one row segment (restrict pointers and no branch in the loops: they

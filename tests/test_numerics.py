@@ -125,6 +125,23 @@ def test_undefined_infinite_inputs_give_nan_like_the_reference(cell):
     assert np.isnan(y[1:, 0]).all() and np.isfinite(y[:, 1:]).all()
 
 
+def test_relu_rnn_keeps_a_nan_and_clamps_below_zero(arch):
+    """The relu RNN's forward on every SIMD path: a NaN pre-activation stays NaN (as the
+    portable ``v < 0 ? 0 : v`` keeps it), a negative one is 0, and the rest is the reference's."""
+    T, B, I, H = 4, 3, 5, 37
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((T, B, I))
+    x[:, 0, 2] = np.nan  # row 0 undefined from the first step
+    w_ih = rng.standard_normal((H, I))
+    w_hh = rng.standard_normal((H, H)) * 0.1
+    b = rng.standard_normal(H)
+    y, h, _ = F.rnn_forward(x, None, w_ih, w_hh, b, b, nonlinearity="relu")
+    want, _, _ = R.rnn_forward(x, None, w_ih, w_hh, b, b, nonlinearity="relu")
+    assert np.isnan(y[:, 0]).all()
+    assert (y[:, 1:] >= 0).all() and (y[:, 1:] == 0).any()
+    np.testing.assert_allclose(y[:, 1:], want[:, 1:], rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("layer", [L.SimpleRNN, L.LSTM, L.GRU])
 def test_keras_layers_saturate_on_huge_inputs(layer):
     x = np.full((2, 30, 3), 1e4, np.float32)
