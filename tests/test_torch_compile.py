@@ -131,6 +131,60 @@ def test_compile_inference_unbatched_and_eval_dropout(kind, kernel_calls):
     torch.testing.assert_close(out[0], expected[0], **TOL)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_compiled_graph_without_gradients_calls_the_inference_op(kind):
+    """Traced under no_grad, the graph calls ``fastrnn::cell_infer`` (no autograd kernel on its
+    way, no cache) for every layer-direction and never ``fastrnn::cell_forward``; traced with
+    gradients it calls ``cell_forward``. Both equal eager fastrnn bit for bit."""
+    _, fast = make_pair(kind, 3, 4, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 2, 3, dtype=F64)
+    graphs = []
+
+    def record(gm, example_inputs):
+        graphs.append([n.target for n in gm.graph.nodes if n.op == "call_function"])
+        return gm.forward
+
+    for grad in (False, True):
+        torch._dynamo.reset()
+        graphs.clear()
+        compiled = torch.compile(fast, fullgraph=True, backend=record)
+        with torch.set_grad_enabled(grad):
+            got = compiled(x)
+            want = fast(x)
+        ops = {torch.ops.fastrnn.cell_forward: "forward",
+               torch.ops.fastrnn.cell_forward.default: "forward",
+               torch.ops.fastrnn.cell_infer: "infer", torch.ops.fastrnn.cell_infer.default: "infer"}
+        called = [ops[t] for t in graphs[0] if t in ops]
+        assert called == ["forward" if grad else "infer"] * 4, (grad, graphs[0])
+        torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)
+
+
+def test_inference_op_passes_opcheck_and_vmap():
+    """``fastrnn::cell_infer``: schema, fake tensors and AOT dispatch (opcheck); its vmap rule
+    equals a loop of calls; its outputs are ``cell_forward``'s without training."""
+    torch.manual_seed(4)
+    T, B, I, H = 4, 3, 2, 3
+    ws = [torch.randn(*s, dtype=F64) for s in ((4 * H, I), (4 * H, H), (4 * H,), (4 * H,))]
+    x = torch.randn(T, B, I, dtype=F64)
+    h0, c0 = torch.randn(B, H, dtype=F64), torch.randn(B, H, dtype=F64)
+    lengths = torch.tensor([4, 1, 0])
+    args = ("lstm", "", True, lengths, x, h0, c0, *ws)
+    torch.library.opcheck(torch.ops.fastrnn.cell_infer.default, args,
+                          test_utils=("test_schema", "test_faketensor",
+                                      "test_aot_dispatch_dynamic"))
+    got = torch.ops.fastrnn.cell_infer(*args)
+    want = torch.ops.fastrnn.cell_forward("lstm", "", True, lengths, False, x, h0, c0, *ws)
+    for g, w in zip(got, want[:3], strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+    xs = torch.randn(3, T, B, I, dtype=F64)
+    batched = torch.vmap(lambda v: torch.ops.fastrnn.cell_infer("lstm", "", False, None, v, h0,
+                                                                c0, *ws))(xs)
+    for k, g in enumerate(batched):
+        looped = [torch.ops.fastrnn.cell_infer("lstm", "", False, None, v, h0, c0, *ws)[k]
+                  for v in xs]
+        torch.testing.assert_close(g, torch.stack(looped), rtol=0, atol=0)
+
+
 def test_compile_packed_sequence_runs_kernels_outside_the_graph(kernel_calls):
     """A packed sequence breaks the graph (as with torch.nn) and runs fastrnn's kernels."""
     ref, fast = make_pair("GRU", 3, 4, bidirectional=True)
