@@ -133,14 +133,15 @@ static SFX(fr_point_fn) SFX(lstm_point_for)(int arch) {
 }
 
 /* The backward maths of one segment; every stream is its own restrict parameter so that the
-   loop vectorises (one pointer with gate offsets g*H would need alias checks on H). */
-static inline void SFX(lstm_bw_seg)(int64_t n, const REAL *restrict gi, const REAL *restrict gf,
-                                    const REAL *restrict gg, const REAL *restrict go,
-                                    const REAL *restrict cprev, const REAL *restrict tcv,
-                                    const REAL *restrict dht, REAL *restrict dc,
-                                    REAL *restrict hi, REAL *restrict hf, REAL *restrict hg,
-                                    REAL *restrict ho, REAL *restrict si, REAL *restrict sf,
-                                    REAL *restrict sg, REAL *restrict so) {
+   loop vectorises (one pointer with gate offsets g*H would need alias checks on H). keep (a
+   constant after inlining): also store the gate gradients to hi..ho (the all-steps rows), not
+   only to the step rows si..so. */
+static FR_ALWAYS_INLINE void SFX(lstm_bw_seg)(
+    int64_t n, const REAL *restrict gi, const REAL *restrict gf, const REAL *restrict gg,
+    const REAL *restrict go, const REAL *restrict cprev, const REAL *restrict tcv,
+    const REAL *restrict dht, REAL *restrict dc, REAL *restrict hi, REAL *restrict hf,
+    REAL *restrict hg, REAL *restrict ho, REAL *restrict si, REAL *restrict sf,
+    REAL *restrict sg, REAL *restrict so, const int keep) {
     for (int64_t j = 0; j < n; j++) {
         const REAL tc = tcv[j], i = gi[j], f = gf[j], g = gg[j], o = go[j];
         const REAL dct = dc[j] + dht[j] * o * ((REAL)1 - tc * tc);
@@ -149,10 +150,16 @@ static inline void SFX(lstm_bw_seg)(int64_t n, const REAL *restrict gi, const RE
         const REAL dg = dct * i * ((REAL)1 - g * g);
         const REAL dO = dht[j] * tc * o * ((REAL)1 - o);
         dc[j] = dct * f;
-        hi[j] = si[j] = di;
-        hf[j] = sf[j] = df;
-        hg[j] = sg[j] = dg;
-        ho[j] = so[j] = dO;
+        si[j] = di;
+        sf[j] = df;
+        sg[j] = dg;
+        so[j] = dO;
+        if (keep) {
+            hi[j] = di;
+            hf[j] = df;
+            hg[j] = dg;
+            ho[j] = dO;
+        }
     }
 }
 
@@ -165,10 +172,17 @@ FR_CLONES static void SFX(lstm_bw)(const SFX(fr_bw_tile) *t, int act) {
         FR_SEG_ADD(dht, dh, t->dy ? t->dy + r * H : NULL, n);
         for (int64_t j = 0; j < n; j++) dh[j] = 0;
         const REAL *g = t->gates + r * 4 * H;
-        REAL *dg = t->dgh + r * 4 * H, *ds = t->dgs + i * t->ldd;
-        SFX(lstm_bw_seg)(n, g, g + H, g + 2 * H, g + 3 * H, t->aux0 + r * H, t->aux1 + r * H, dht,
-                         t->dc + i * H, dg, dg + H, dg + 2 * H, dg + 3 * H, ds, ds + H, ds + 2 * H,
-                         ds + 3 * H);
+        REAL *ds = t->dgs + i * t->ldd;
+        if (t->dgh) {
+            REAL *dg = t->dgh + r * 4 * H;
+            SFX(lstm_bw_seg)(n, g, g + H, g + 2 * H, g + 3 * H, t->aux0 + r * H, t->aux1 + r * H,
+                             dht, t->dc + i * H, dg, dg + H, dg + 2 * H, dg + 3 * H, ds, ds + H,
+                             ds + 2 * H, ds + 3 * H, 1);
+        } else {
+            SFX(lstm_bw_seg)(n, g, g + H, g + 2 * H, g + 3 * H, t->aux0 + r * H, t->aux1 + r * H,
+                             dht, t->dc + i * H, NULL, NULL, NULL, NULL, ds, ds + H, ds + 2 * H,
+                             ds + 3 * H, 0);
+        }
     }
 }
 

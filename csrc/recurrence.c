@@ -565,7 +565,7 @@ static FR_PF_INLINE void SFX(prefetch_fw_row)(const CELL *cell, int64_t r, int64
 }
 
 /* Prefetch the lines the backward pointwise reads (cache, dy) and writes (gate grads) for row r,
-   hidden units [j0, j0+nv) (dy and dgx may be NULL). */
+   hidden units [j0, j0+nv) (dy, dgh and dgx may be NULL). */
 static FR_PF_INLINE void SFX(prefetch_bw_row)(const CELL *cell, int64_t r, int64_t j0, int64_t nv,
                                         int64_t H, const REAL *hprev_c, const REAL *gates_c,
                                         const REAL *aux0_c, const REAL *aux1_c, const REAL *dy,
@@ -573,7 +573,7 @@ static FR_PF_INLINE void SFX(prefetch_bw_row)(const CELL *cell, int64_t r, int64
     const int64_t G = cell->G, GH = G * H;
     for (int64_t g = 0; g < G; g++) {
         SFX(prefetch_span)(gates_c + r * GH + g * H + j0, nv, 0);
-        SFX(prefetch_span)(dgh + r * GH + g * H + j0, nv, 1);
+        if (dgh) SFX(prefetch_span)(dgh + r * GH + g * H + j0, nv, 1);
         if (dgx) SFX(prefetch_span)(dgx + r * GH + g * H + j0, nv, 1);
     }
     if (cell->naux > 0) SFX(prefetch_span)(aux0_c + r * H + j0, nv, 0);
@@ -1118,6 +1118,9 @@ typedef struct {
        bf16 GEMMs' A rows; see fr_rec_backward), by span */
     uint16_t *dgb;
     lp_span_fn span;
+    /* the gate gradients go to the step rows only, not to (T*B, G*H) rows: where dgb (their bf16
+       copy) serves every later use (not with an identity W_ih, whose dx they are) */
+    int step_only;
 } SFX(bw_pass);
 
 /* Scratch: shared (the (T*B, G*H) pre-activation grads dx does not take, the ping-pong step rows)
@@ -1130,15 +1133,16 @@ static size_t SFX(bw_layout)(fr_pass *ps) {
     w->ldd = padded_ld(GH, (int64_t)sizeof(REAL)); /* step rows */
     w->per_thread = (w->dots_t ? 0 : p->njt * GH * p->nr) + p->mr * p->nr;
     /* the (T*B, G*H) input pre-activation grads go straight to dx when W_ih is the identity */
-    w->own_dgx = w->identity ? (split ? 1 : 0) : (split ? 2 : 1);
+    w->own_dgx = w->step_only ? 0 : w->identity ? (split ? 1 : 0) : (split ? 2 : 1);
     /* bias gradients: per batch row, the sums over its steps of its gate gradients (B x nacc*GH,
        bw_acc), added up over the rows after the loop (bias_grads) */
     w->shared = TB * GH * w->own_dgx + 2 * w->B * w->ldd + w->B * w->nacc * GH;
     return (size_t)(w->shared + p->nt * w->per_thread) * sizeof(REAL);
 }
 
-/* (T*B, G*H) grads of the recurrent pre-activations. */
+/* (T*B, G*H) grads of the recurrent pre-activations; NULL where the pass keeps none (step_only). */
 static REAL *SFX(bw_dgh_all)(const SFX(bw_pass) *w) {
+    if (w->step_only) return NULL;
     return (w->identity && !w->cell->split_n) ? w->dx : (REAL *)w->ps.mem.scratch;
 }
 
@@ -1154,16 +1158,17 @@ static REAL *SFX(bw_dgx_all)(const SFX(bw_pass) *w) {
 static REAL *SFX(bw_acc)(const SFX(bw_pass) *w) {
     return (REAL *)w->ps.mem.scratch + w->shared - w->B * w->nacc * w->cell->G * w->H;
 }
-/* acc[(b0 + i)*lda + g*H + j] += d[r*G*H + g*H + j] for the tile's rows i (time rows r, batch
-   rows b0 + i), gates g < G and units j < t->n (d and acc at the tile's first unit): each batch
-   row sums its own steps, in step order, by whichever thread owns it, so the sums do not depend
-   on the team. */
-FR_CLONES static void SFX(sum_rows)(const SFX(fr_bw_tile) *t, int64_t G, const REAL *d, REAL *acc,
-                                    int64_t b0, int64_t lda) {
+/* acc[(b0 + i)*lda + g*H + j] += d[q*ld + g*H + j] for the tile's rows i (q: their time rows r
+   in the (T*B, G*H) rows, ld = G*H, or with step, i itself in the step rows, ld = ldd; batch rows
+   b0 + i), gates g < G and units j < t->n (d and acc at the tile's first unit): each batch row
+   sums its own steps, in step order, by whichever thread owns it, so the sums do not depend on
+   the team. */
+FR_CLONES static void SFX(sum_rows)(const SFX(fr_bw_tile) *t, int64_t G, const REAL *d, int64_t ld,
+                                    int step, REAL *acc, int64_t b0, int64_t lda) {
     const int64_t n = t->n, H = t->H;
     FR_TILE_ROWS(t, i, r) {
         for (int64_t g = 0; g < G; g++) {
-            const REAL *restrict src = d + r * G * H + g * H;
+            const REAL *restrict src = d + (step ? i : r) * ld + g * H;
             REAL *restrict dst = acc + (b0 + i) * lda + g * H;
             for (int64_t j = 0; j < n; j++) dst[j] += src[j];
         }
@@ -1249,7 +1254,7 @@ static void SFX(bw_point)(const SFX(bw_pass) *w, int r, int64_t s, REAL *dstep) 
         bt.aux1 = aux1_c ? aux1_c + j0 : NULL;
         bt.hprev = hprev_c + j0;
         bt.dy = dy ? dy + j0 : NULL;
-        bt.dgh = dgh_all + j0;
+        bt.dgh = dgh_all ? dgh_all + j0 : NULL;
         bt.dgx = split ? dgx_all + j0 : NULL;
         for (int64_t b0 = rb0; b0 < rb1; b0 += FR_BW_ROWS) {
             const int64_t m = imin(FR_BW_ROWS, rb1 - b0);
@@ -1264,7 +1269,8 @@ static void SFX(bw_point)(const SFX(bw_pass) *w, int r, int64_t s, REAL *dstep) 
                 rows[i] = s < L ? rr : -1;
                 if (s >= L) /* past the row's end: zero gradients */
                     for (int64_t g = 0; g < G; g++) {
-                        memset(dgh_all + rr * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
+                        if (dgh_all)
+                            memset(dgh_all + rr * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
                         memset(dstep + b * ldd + g * H + j0, 0, (size_t)nv * sizeof(REAL));
                         if (split) memset(dgx_all + rr * GH + g * H + j0, 0, (size_t)nv * sizeof(REAL));
                     }
@@ -1275,16 +1281,20 @@ static void SFX(bw_point)(const SFX(bw_pass) *w, int r, int64_t s, REAL *dstep) 
             bt.dgs = dstep + b0 * ldd + j0;
             cell->bw(&bt, act);
             if (nacc > 0) { /* while the rows just written are in L1 */
-                SFX(sum_rows)(&bt, G, bt.dgh, acc + j0, b0, nacc * GH);
-                if (split) SFX(sum_rows)(&bt, G, bt.dgx, acc + GH + j0, b0, nacc * GH);
+                if (bt.dgh)
+                    SFX(sum_rows)(&bt, G, bt.dgh, GH, 0, acc + j0, b0, nacc * GH);
+                else
+                    SFX(sum_rows)(&bt, G, bt.dgs, ldd, 1, acc + j0, b0, nacc * GH);
+                if (split) SFX(sum_rows)(&bt, G, bt.dgx, GH, 0, acc + GH + j0, b0, nacc * GH);
             }
 #if FR_F32
             if (w->dgb) /* their bf16 copy, also from L1 (ended rows: zeros) */
                 for (int64_t i = 0; i < m; i++) {
                     const int64_t b = b0 + i;
                     const int64_t rr = fr_rec_time_of(s, lengths ? lengths[b] : Tn, reverse) * B + b;
+                    const REAL *src = bt.dgh ? bt.dgh + rr * GH : bt.dgs + i * ldd;
                     for (int64_t g = 0; g < G; g++)
-                        w->span(w->dgb + rr * GH + g * H + j0, dgh_all + rr * GH + g * H + j0, nv);
+                        w->span(w->dgb + rr * GH + g * H + j0, src + g * H, nv);
                 }
 #endif
         }
@@ -1486,6 +1496,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
         }
         memset(w.dgb + TB * GH, 0, (size_t)(LP_MR * GH) * sizeof(uint16_t));
         w.span = lp_bf16_span_fn();
+        w.step_only = !identity;
     }
 #endif
     int st = run_pass(&w.ps, nthreads);

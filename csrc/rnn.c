@@ -76,22 +76,24 @@ static SFX(fr_point_fn) SFX(rnn_point_for)(int arch) {
 }
 
 /* The backward maths of one row segment (restrict pointers and no branch in the loops: they
-   vectorise). */
-static inline void SFX(rnn_bw_seg)(int64_t n, const REAL *restrict hv, const REAL *restrict dht,
-                                   REAL *restrict dh, REAL *restrict dgh, REAL *restrict dgs,
-                                   int act) {
+   vectorise); keep (a constant after inlining): also store the gradient to dgh (the all-steps
+   rows), not only to dgs (the step rows). */
+static FR_ALWAYS_INLINE void SFX(rnn_bw_seg)(int64_t n, const REAL *restrict hv,
+                                             const REAL *restrict dht, REAL *restrict dh,
+                                             REAL *restrict dgh, REAL *restrict dgs, int act,
+                                             const int keep) {
     if (act == FR_RNN_RELU) {
         for (int64_t j = 0; j < n; j++) {
             const REAL d = hv[j] > (REAL)0 ? dht[j] : (REAL)0;
             dh[j] = 0;
-            dgh[j] = d;
+            if (keep) dgh[j] = d;
             dgs[j] = d;
         }
     } else {
         for (int64_t j = 0; j < n; j++) {
             const REAL d = dht[j] * ((REAL)1 - hv[j] * hv[j]);
             dh[j] = 0;
-            dgh[j] = d;
+            if (keep) dgh[j] = d;
             dgs[j] = d;
         }
     }
@@ -100,9 +102,12 @@ static inline void SFX(rnn_bw_seg)(int64_t n, const REAL *restrict hv, const REA
 FR_CLONES static void SFX(rnn_bw)(const SFX(fr_bw_tile) *t, int act) {
     const int64_t n = t->n, H = t->H;
     FR_TILE_ROWS(t, i, r) {
-        REAL dht[FR_MAX_NR], *dh = t->dh + i * H;
+        REAL dht[FR_MAX_NR], *dh = t->dh + i * H, *ds = t->dgs + i * t->ldd;
         FR_SEG_ADD(dht, dh, t->dy ? t->dy + r * H : NULL, n);
-        SFX(rnn_bw_seg)(n, t->gates + r * H, dht, dh, t->dgh + r * H, t->dgs + i * t->ldd, act);
+        if (t->dgh)
+            SFX(rnn_bw_seg)(n, t->gates + r * H, dht, dh, t->dgh + r * H, ds, act, 1);
+        else
+            SFX(rnn_bw_seg)(n, t->gates + r * H, dht, dh, NULL, ds, act, 0);
     }
 }
 

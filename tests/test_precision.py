@@ -161,7 +161,7 @@ def test_identity_input(cell, precision):
     assert np.abs(y - yr).max() < TOL
 
 
-def _check_bf16_backward(cell, shape, seed, tol, gap, ragged):
+def _check_bf16_backward(cell, shape, seed, tol, gap, ragged, reverse=False):
     """The bf16 backward of a random problem against the reference of the same rounding (the
     relative norm of each gradient's difference below tol) and against the float32 reference
     (above gap: the rounding is measurable in each gradient). ragged: random lengths and
@@ -170,7 +170,8 @@ def _check_bf16_backward(cell, shape, seed, tol, gap, ragged):
     T, B, I, H = shape
     x, h0, c0 = _inputs(rng, cell, T, B, I, H)
     w = _weights(rng, cell, I, H)
-    kw = dict(training=True, lengths=rng.integers(1, T + 1, B) if ragged else None)
+    kw = dict(training=True, lengths=rng.integers(1, T + 1, B) if ragged else None,
+              reverse=reverse)
     y, _, _, ctx = _run(functional, cell, x, h0, c0, w, precision="bf16", **kw)
     _, _, _, ctxr = _run(reference, cell, x, h0, c0, w, precision="bf16", **kw)
     _, _, _, ctx32 = _run(reference, cell, x, h0, c0, w, **kw)
@@ -194,6 +195,18 @@ def test_bf16_backward_matches_reference(arch, amx, cell):
     """Relative norms: a gate gradient on a bf16 rounding boundary may round the other way in
     the kernel (its float32 sums differ in the last bits), moving one product term."""
     _check_bf16_backward(cell, (6, 5, 17, 33), seed=6, tol=3e-4, gap=2e-3, ragged=True)
+
+
+@pytest.mark.parametrize("ragged,reverse", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_bf16_backward_keeping_gate_gradients_in_bf16_only(arch, amx, cell, ragged, reverse):
+    """G*H a multiple of 32 (H = 32): the backward keeps its gate gradients as bf16 rows only
+    (recurrence.c's step_only: the float ones stay in each step's rows, whence the bias sums and
+    the bf16 copy are taken), with lengths that end rows early and reversed sequences. The
+    bounds of test_bf16_backward_long_sequence: gate gradients rounded to bf16 once, as the
+    kernels do, move a product term where one sits on a rounding boundary."""
+    _check_bf16_backward(cell, (7, 6, 17, 32), seed=9, tol=1.8e-3, gap=2e-3, ragged=ragged,
+                         reverse=reverse)
 
 
 def test_bf16_backward_long_sequence(arch, amx):
