@@ -271,7 +271,8 @@ int fr_set_batch_groups(int n);
 int fr_set_stream_cache_bytes(int64_t n);
 /* Testing knobs of the whole-sequence drivers' teams, for all later calls: fr_set_team_threads(n)
    with n > 0 makes every pass take min(n, nthreads, hidden blocks) threads whatever the load
-   (fr_lp_forward's batch split: min(n, nthreads, B)) (0: the load rules choose, the default);
+   (fr_lp_forward's batch split: min(n, nthreads, B)), and every one-off region of theirs (the
+   gradients' GEMMs) min(n, nthreads) (0: the load rules choose, the default);
    fr_set_solo_step(s) with s > 0 makes every pass that can continue on one thread do so from its
    step s on (as when another pass enters the process meanwhile; 0: only then, the default).
    FR_ERR_ARG for a negative value. */

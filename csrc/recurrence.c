@@ -528,6 +528,8 @@ static int run_pass(fr_pass *ps, int nthreads) {
 }
 
 int fr_rec_threads_for(int nthreads, double flops) { /* fork/join is not free */
+    const int forced = fr_rec_team_threads_forced(); /* fr_set_team_threads: whatever the load */
+    if (forced > 0) return forced < nthreads ? forced : nthreads;
     const double per_thread = 4.0e6;
     nthreads = fr_load_share(nthreads); /* the share the passes in flight leave */
     int nt = (int)(flops / per_thread);

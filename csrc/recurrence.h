@@ -70,7 +70,8 @@ int fr_rec_team_threads_forced(void);
 
 /* Threads for a one-off parallel region (a GEMM) of `flops` work: one per 4 Mflop, at most the
    share of nthreads the fastrnn passes in flight leave and, for a large region, the processors
-   other runnable threads leave free (team_load.h), at least 1. */
+   other runnable threads leave free (team_load.h), at least 1; min(n, nthreads) whatever the
+   work and the load where fr_set_team_threads(n) forces teams. */
 int fr_rec_threads_for(int nthreads, double flops);
 
 /* Time index of batch row b of length L at step s of a pass (reverse: the row runs backward

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import fastrnn
 from fastrnn import _kernels, _native, functional, reference
 from fastrnn._cells import CELLS
 
@@ -207,6 +208,43 @@ def test_bf16_backward_keeping_gate_gradients_in_bf16_only(arch, amx, cell, ragg
     kernels do, move a product term where one sits on a rounding boundary."""
     _check_bf16_backward(cell, (7, 6, 17, 32), seed=9, tol=1.8e-3, gap=2e-3, ragged=ragged,
                          reverse=reverse)
+
+
+def test_bf16_backward_gemms_in_k_slabs_same_bits_on_any_team(amx):
+    """The bf16 GEMMs sum each tile over K in slabs (gemm_bf16.c's BF_KC words), the tiles owned
+    by panels or, with fewer panels than threads, by row blocks: dx's GEMM with K = G*H = 1152
+    (2 slabs; its 20 columns, one panel, split by rows on 2 and 3 threads) and the weight
+    gradients' with K = T*B = 1120. The gradients match the reference of the same rounding and
+    are the same bits on 1, 2 and 3 threads (each run on fresh memory: a kept block holding the
+    previous run's packed operands would hide a part left unpacked)."""
+    rng = np.random.default_rng(11)
+    T, B, I, H = 8, 140, 20, 288
+    x, h0, c0 = _inputs(rng, "lstm", T, B, I, H)
+    w = _weights(rng, "lstm", I, H)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    _, _, _, ctxr = _run(reference, "lstm", x, h0, c0, w, precision="bf16", training=True)
+    _, _, _, ctx32 = _run(reference, "lstm", x, h0, c0, w, training=True)
+    want = reference.cell_backward(ctxr, dy, None, None)
+    want32 = reference.cell_backward(ctx32, dy, None, None)
+    runs = []
+    try:
+        for n in (1, 2, 3):
+            fastrnn.set_num_threads(n)
+            _kernels.set_team_threads(n)  # whatever the load (the reference's BLAS threads)
+            _native.release_memory()
+            _, _, _, ctx = _run(functional, "lstm", x, h0, c0, w, precision="bf16",
+                                training=True)
+            runs.append(functional.cell_backward(ctx, dy, None, None))
+    finally:
+        fastrnn.set_num_threads(None)
+        _kernels.set_team_threads(0)
+    for got in runs[1:]:
+        for g, g1 in zip(got, runs[0], strict=True):
+            np.testing.assert_array_equal(g, g1)
+    for g, r, r32 in zip(runs[0], want, want32, strict=True):
+        size = float(np.linalg.norm(r))
+        assert np.linalg.norm(g - r) < 6e-3 * size
+        assert np.linalg.norm(r32 - r) > 1.2e-2 * size
 
 
 def test_bf16_backward_long_sequence(arch, amx):
