@@ -75,10 +75,7 @@ static FR_ALWAYS_INLINE VTARGET void VSFX(gru_rows)(const SFX(fr_tile) *t, const
 
 static VTARGET void VSFX(gru_tile)(const SFX(fr_tile) *t, int nonlin) {
     (void)nonlin;
-    if (t->stream)
-        VSFX(gru_rows)(t, 1);
-    else
-        VSFX(gru_rows)(t, 0);
+    FR_TILE_BY_STREAM(VSFX(gru_rows), t);
 }
 
 #else /* the portable forward, the backward and the descriptor of one dtype */

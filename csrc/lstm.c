@@ -84,10 +84,7 @@ static FR_ALWAYS_INLINE VTARGET void VSFX(lstm_rows)(const SFX(fr_tile) *t, cons
 
 static VTARGET void VSFX(lstm_tile)(const SFX(fr_tile) *t, int nonlin) {
     (void)nonlin;
-    if (t->stream)
-        VSFX(lstm_rows)(t, 1);
-    else
-        VSFX(lstm_rows)(t, 0);
+    FR_TILE_BY_STREAM(VSFX(lstm_rows), t);
 }
 
 #else /* the portable forward, the backward and the descriptor of one dtype */

@@ -37,6 +37,16 @@
     for (int64_t i = 0, r; i < (t)->m; i++)                                                       \
         if ((r = (t)->rows[i]) >= 0)
 
+/* rows(t, stream) with stream a constant (1 where the tile's cache stores go around the caches,
+   fr_tile.stream), so that the always-inlined row loop is compiled once for each. */
+#define FR_TILE_BY_STREAM(rows, t)                                                                \
+    do {                                                                                          \
+        if ((t)->stream)                                                                          \
+            rows(t, 1);                                                                           \
+        else                                                                                      \
+            rows(t, 0);                                                                           \
+    } while (0)
+
 /* p + k, or NULL where p is NULL (the optional stores of a tile). */
 #define FR_OPT(p, k) ((p) ? (p) + (k) : NULL)
 
