@@ -32,6 +32,17 @@ typedef struct {
     float *C;
 } bf_seg;
 
+/* Panel j of the segments (pj[s]: segment s's first panel): its segment, first column and valid
+   columns. */
+static inline const bf_seg *panel_seg(const bf_seg *sg, const int64_t *pj, int64_t j, int64_t *n0,
+                                      int64_t *nv) {
+    int s = 0;
+    while (j >= pj[s + 1]) s++;
+    *n0 = (j - pj[s]) * LP_NR;
+    *nv = imin(LP_NR, sg[s].N - *n0);
+    return &sg[s];
+}
+
 /* The A operand: floats (f), or values already rounded to bf16 (h, lowp.h's lp_gemm_bf16_h);
    ld its row stride in elements. */
 typedef struct {
@@ -110,16 +121,14 @@ static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const bf
         if (transb) {
 #pragma omp for schedule(static)
             for (int64_t j = 0; j < np; j++) { /* column n of op(B) is row n of B */
-                int s = 0;
-                while (j >= pj[s + 1]) s++;
-                const float *B = sg[s].B;
+                int64_t n0, nv;
+                const bf_seg *g = panel_seg(sg, pj, j, &n0, &nv);
                 uint16_t *p16 = (uint16_t *)(Bp + j * kw * LP_NR);
-                const int64_t n0 = (j - pj[s]) * LP_NR, nv = imin(LP_NR, sg[s].N - n0);
                 memset(p16, 0, (size_t)(kw * LP_NR * 4));
                 for (int64_t c = 0; c < nv; c++)
                     for (int64_t kk = 0; kk < K; kk++)
                         p16[((kk / 2) * LP_NR + c) * 2 + (kk & 1)] =
-                            lp_bf16(B[(n0 + c) * sg[s].ldb + kk]);
+                            lp_bf16(g->B[(n0 + c) * g->ldb + kk]);
             }
         } else {
             /* this thread's panels, 32 rows of B at a time across all of them: each row is read
@@ -129,11 +138,10 @@ static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const bf
             const int64_t jb0 = np * tid / nth, jb1 = np * (tid + 1) / nth;
             for (int64_t k0 = 0; k0 < K; k0 += 32)
                 for (int64_t j = jb0; j < jb1; j++) {
-                    int s = 0;
-                    while (j >= pj[s + 1]) s++;
-                    const int64_t n0 = (j - pj[s]) * LP_NR, nv = imin(LP_NR, sg[s].N - n0);
-                    lp_pack_kn_bf16(Bp + (j * kw + k0 / 2) * LP_NR, sg[s].B + k0 * sg[s].ldb,
-                                    sg[s].ldb, imin(32, K - k0), n0, nv);
+                    int64_t n0, nv;
+                    const bf_seg *g = panel_seg(sg, pj, j, &n0, &nv);
+                    lp_pack_kn_bf16(Bp + (j * kw + k0 / 2) * LP_NR, g->B + k0 * g->ldb, g->ldb,
+                                    imin(32, K - k0), n0, nv);
                 }
         }
 #pragma omp barrier
@@ -151,13 +159,12 @@ static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const bf
             for (int64_t ib = b0; ib < b1; ib++) {
                 const int64_t i0 = ib * mr, m = imin(mr, M - i0);
                 for (int64_t j = j0; j < j1; j++) {
-                    int s = 0;
-                    while (j >= pj[s + 1]) s++;
-                    const int64_t n0 = (j - pj[s]) * LP_NR, nv = imin(LP_NR, sg[s].N - n0);
+                    int64_t n0, nv;
+                    const bf_seg *g = panel_seg(sg, pj, j, &n0, &nv);
                     k->ukr(m, kc, Ab + i0 * alda + p0, alda, Bp + (j * kw + p0) * LP_NR, NULL,
                            NULL, tile, LP_NR);
                     for (int64_t i = 0; i < m; i++) {
-                        float *c = sg[s].C + (i0 + i) * sg[s].ldc + n0;
+                        float *c = g->C + (i0 + i) * g->ldc + n0;
                         const float *r = tile + i * LP_NR;
                         if (add)
                             for (int64_t q = 0; q < nv; q++) c[q] += r[q];

@@ -287,7 +287,7 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
     if (begin) begin();
     fr_tile_s tl = {.ts = LP_NR, .H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * LP_NR,
                     .ldh = ldh, .ldc = H, .rows = rows,
-                    .stream = cache && fr_rec_stream_cache(TB * H * (1 + G + f->cd->naux) * 4)};
+                    .stream = cache && fr_rec_stream_cache((int)G, f->cd->naux, T, B, H, 4)};
 
     for (int64_t s0 = 0; s0 < T; s0 += Tc) {
         const int64_t s1 = imin(T, s0 + Tc), nrow = (s1 - s0) * nb;

@@ -169,17 +169,16 @@ FR_CLONES static void SFX(lstm_bw)(const SFX(fr_bw_tile) *t, int act) {
         FR_SEG_ADD(dht, dh, t->dy ? t->dy + r * H : NULL, n);
         for (int64_t j = 0; j < n; j++) dh[j] = 0;
         const REAL *g = t->gates + r * 4 * H;
-        REAL *ds = t->dgs + i * t->ldd;
-        if (t->dgh) {
-            REAL *dg = t->dgh + r * 4 * H;
-            SFX(lstm_bw_seg)(n, g, g + H, g + 2 * H, g + 3 * H, t->aux0 + r * H, t->aux1 + r * H,
-                             dht, t->dc + i * H, dg, dg + H, dg + 2 * H, dg + 3 * H, ds, ds + H,
-                             ds + 2 * H, ds + 3 * H, 1);
-        } else {
-            SFX(lstm_bw_seg)(n, g, g + H, g + 2 * H, g + 3 * H, t->aux0 + r * H, t->aux1 + r * H,
-                             dht, t->dc + i * H, NULL, NULL, NULL, NULL, ds, ds + H, ds + 2 * H,
-                             ds + 3 * H, 0);
-        }
+        REAL *ds = t->dgs + i * t->ldd, *dg = FR_OPT(t->dgh, r * 4 * H);
+#define LSTM_BW_SEG(keep)                                                                          \
+    SFX(lstm_bw_seg)(n, g, g + H, g + 2 * H, g + 3 * H, t->aux0 + r * H, t->aux1 + r * H, dht,     \
+                     t->dc + i * H, dg, FR_OPT(dg, H), FR_OPT(dg, 2 * H), FR_OPT(dg, 3 * H), ds,   \
+                     ds + H, ds + 2 * H, ds + 3 * H, keep)
+        if (dg)
+            LSTM_BW_SEG(1);
+        else
+            LSTM_BW_SEG(0);
+#undef LSTM_BW_SEG
     }
 }
 

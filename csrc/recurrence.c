@@ -119,9 +119,10 @@ int fr_set_stream_cache_bytes(int64_t n) {
     return FR_OK;
 }
 
-int fr_rec_stream_cache(int64_t bytes) {
+int fr_rec_stream_cache(int G, int naux, int64_t T, int64_t B, int64_t H, int64_t esize) {
     const int64_t n = atomic_load_explicit(&stream_bytes, memory_order_relaxed);
-    return bytes >= (n > 0 ? n : FR_STREAM_CACHE_BYTES);
+    const int64_t elems = fr_rec_cache_size(G, naux, T, B, H);
+    return elems > 0 && elems >= (n > 0 ? n : FR_STREAM_CACHE_BYTES) / esize;
 }
 
 /* Testing knobs (fastrnn.h): a forced team size, a forced step from which passes go on alone. */
@@ -701,16 +702,15 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
                       int64_t Tn, int64_t B, int64_t rb0, int64_t rb1, int64_t H,
                       const int64_t *lengths, int reverse,
                       const REAL *hp, REAL *hn, int64_t ldh, REAL *c, const REAL *xp, int64_t ldxp,
-                      int64_t qbase, REAL *y, REAL *cache, REAL *tile, SFX(fr_point_fn) pw, int act) {
+                      int64_t qbase, REAL *y, REAL *cache, int stream, REAL *tile,
+                      SFX(fr_point_fn) pw, int act) {
     const int64_t G = cell->G, GH = G * H, nr = sl->nr, mr = kern->mr, TB = Tn * B;
     REAL *hprev_c = cache, *gates_c = cache ? cache + TB * H : NULL;
     REAL *aux0_c = cache && cell->naux > 0 ? gates_c + TB * GH : NULL;
     REAL *aux1_c = cache && cell->naux > 1 ? aux0_c + TB * H : NULL;
     int64_t rows[FR_MAX_MR];
     SFX(fr_tile) tl = {.H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * nr, .ldh = ldh, .ldc = H,
-                       .rows = rows,
-                       .stream = cache && fr_rec_stream_cache(TB * H * (1 + G + cell->naux) *
-                                                              (int64_t)sizeof(REAL))};
+                       .rows = rows, .stream = stream};
     for (int64_t jl = 0; jl < sl->nj; jl++) {
         const int64_t j0 = sl->u0 + jl * nr, nv = imin(nr, sl->u1 - j0);
         const int64_t npan = FR_BLOCK_PANELS(G, nv, nr);
@@ -880,6 +880,8 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     REAL *y = f->y, *h_n = f->h_n, *c_n = f->c_n, *cache = f->cache;
     const int64_t *lengths = f->lengths;
     const int64_t Tn = f->Tn, B = f->B, I = f->I, H = f->H, nr = p->nr;
+    const int stream = cache && fr_rec_stream_cache(cell->G, cell->naux, Tn, B, H,
+                                                    (int64_t)sizeof(REAL));
     const int64_t Tc = f->Tc, bmax = f->bmax, ldxp = f->ldxp, ldh = f->ldh, BL = f->BL;
     const int act = f->act, reverse = f->reverse, identity = f->identity, gather = f->gather;
     REAL *scratch = (REAL *)ps->mem.scratch;
@@ -916,7 +918,7 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
                 if (r != tid) SFX(fw_role)(f, r, &sl, &xp);
                 SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, rb0, rb1, H, lengths, reverse,
                                  hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp,
-                                 ldxp, qbase, y, cache, tile, pw, act);
+                                 ldxp, qbase, y, cache, stream, tile, pw, act);
             }
             if (r1 - r0 == 1 && p->nt > 1) { /* in a team */
                 if (tid == 0) go_solo_check(ps, s + 1);

@@ -61,9 +61,9 @@ int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H);
    L2 for the backward's first ones. */
 #define FR_STREAM_CACHE_BYTES ((int64_t)32 << 20)
 
-/* Whether a forward writes a training cache of these bytes non-temporally (FR_STREAM_CACHE_BYTES,
-   or the bytes fr_set_stream_cache_bytes set). */
-int fr_rec_stream_cache(int64_t bytes);
+/* Whether a forward writes its training cache (fr_rec_cache_size elements of esize bytes)
+   non-temporally: from FR_STREAM_CACHE_BYTES, or the bytes fr_set_stream_cache_bytes set. */
+int fr_rec_stream_cache(int G, int naux, int64_t T, int64_t B, int64_t H, int64_t esize);
 
 /* After a thread's last non-temporal store of a pass (they are weakly ordered): they are visible
    before anything the thread stores after it, such as its arrival at the team's barrier. */
@@ -210,12 +210,14 @@ void SFX(fr_rec_project)(const SFX(fr_cell) *cell, const SFX(fr_kernel) *kern,
                          int64_t ldxp);
 /* Step s for rows [rb0, rb1) of B on the slice's hidden units: recurrent tile + pointwise. Reads
    hp, writes hn and c (LSTM) there; xp row qbase+b holds row b's projection; y and cache may be
-   NULL; lengths/reverse/Tn map (s, b) to a time index as in the forward. */
+   NULL; lengths/reverse/Tn map (s, b) to a time index as in the forward; stream: the cache's
+   stores non-temporal (fr_tile.stream). */
 void SFX(fr_rec_step)(const SFX(fr_cell) *cell, const SFX(fr_kernel) *kern,
                       const SFX(fr_slice) *sl, int64_t s, int64_t Tn, int64_t B, int64_t rb0,
                       int64_t rb1, int64_t H, const int64_t *lengths, int reverse, const REAL *hp,
                       REAL *hn, int64_t ldh, REAL *c, const REAL *xp, int64_t ldxp, int64_t qbase,
-                      REAL *y, REAL *cache, REAL *tile, SFX(fr_point_fn) pw, int act);
+                      REAL *y, REAL *cache, int stream, REAL *tile, SFX(fr_point_fn) pw,
+                      int act);
 /* The descriptor of FR_CELL_RNN/LSTM/GRU, NULL for another value. */
 const SFX(fr_cell) *SFX(fr_rec_cell_of)(int cell);
 /* Whole-sequence forward of a cell; arguments as the public fr_cell_forward_*, plus ids (NULL,

@@ -64,7 +64,7 @@ int SFX(fr_step)(REAL *h, REAL *c, REAL *work, const REAL *packed, int cell, int
     SFX(fr_rec_project)(cd, kern, &sl, x, B, I, xp, ldxp);
     /* one step at time 0 of a length-1 sequence, without a separate output (hn is the output) */
     SFX(fr_rec_step)(cd, kern, &sl, 0, 1, B, 0, B, H, NULL, 0, h, hn, H, c, xp, ldxp, 0, NULL, NULL,
-                     tile, cd->point_for(fr_get_arch()), act);
+                     0, tile, cd->point_for(fr_get_arch()), act);
     memcpy(h, hn, (size_t)(B * H) * sizeof(REAL));
     return FR_OK;
 }
