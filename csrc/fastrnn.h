@@ -396,9 +396,10 @@ int fr_lp_forward(const void *packed, int64_t bytes, float *y, float *h_n, float
 /* fr_lp_forward calls of one step (T = 1) so far, and those of them that ran on a team. */
 int64_t fr_lp_step1_passes(void);
 int64_t fr_lp_step1_team_passes(void);
-/* fr_cell_backward_s of a bf16 forward: the same recurrence (float32 gate gradients, dh_{t-1} =
-   delta W_hh in float32 on the weights given), with dx = delta W_ih, dw_ih = delta^T x and
-   dw_hh = delta^T hq on fr_gemm_bf16 (hq: fr_lp_forward's bf16-rounded h_{t-1}, T*B*H). */
+/* fr_cell_backward_s of a bf16 forward: the same recurrence (float32 gate gradients) with every
+   product on bf16 operands and float32 sums: dh_{t-1} = delta W_hh, dx = delta W_ih, dw_ih =
+   delta^T x, dw_hh = delta^T hq (hq: fr_lp_forward's bf16-rounded h_{t-1}, T*B*H). x, w_ih and
+   w_hh are rounded to bf16 as they are packed: arrays rounded already give the same bits. */
 int fr_cell_backward_hq_s(int cell, float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh,
                           float *db_ih, float *db_hh, const float *cache, const float *hq,
                           const float *x, const float *w_ih, const float *w_hh, const float *dy,

@@ -123,30 +123,30 @@ static float quant_row_s8(const float *w, int64_t K, int8_t *q) {
     return amax / 127.0f;
 }
 
-/* Panel of columns g*H + j0 + c (c < LP_NR; zero where j0 + c >= H) of W (G*H rows of K). */
+/* Panel of columns g*H + j0 + c (c < LP_NR; zero where j0 + c >= H) of W (G*H rows of K); row:
+   scratch of lp_kwords(FR_PREC_BF16, K) words (int8: K bytes of it). */
 static void pack_panel(uint8_t *dst, int prec, const float *W, int64_t K, int64_t H, int64_t g,
-                       int64_t j0, int8_t *qrow) {
-    const int64_t kw = lp_kwords(prec, K);
+                       int64_t j0, uint32_t *row) {
+    const int64_t kw = lp_kwords(prec, K), nv = imin(LP_NR, H - j0);
     uint32_t *P = (uint32_t *)dst;
+    if (prec == FR_PREC_BF16) {
+        lp_pack_nk_bf16(P, W + (g * H + j0) * K, K, K, nv, row);
+        return;
+    }
+    int8_t *qrow = (int8_t *)row;
     memset(dst, 0, (size_t)lp_panel_bytes(prec, K));
-    for (int64_t c = 0; c < LP_NR && j0 + c < H; c++) {
-        const float *w = W + (g * H + j0 + c) * K;
-        if (prec == FR_PREC_BF16) {
-            uint16_t *p16 = (uint16_t *)P;
-            for (int64_t k = 0; k < K; k++) p16[((k / 2) * LP_NR + c) * 2 + (k & 1)] = lp_bf16(w[k]);
-        } else {
-            const float sc = quant_row_s8(w, K, qrow);
-            int8_t *p8 = (int8_t *)P;
-            int32_t sum = 0;
-            for (int64_t k = 0; k < K; k++) {
-                p8[((k / 4) * LP_NR + c) * 4 + (k & 3)] = qrow[k];
-                sum += qrow[k];
-            }
-            int32_t *comp = (int32_t *)(P + kw * LP_NR);
-            float *wscale = (float *)(comp + LP_NR);
-            comp[c] = 128 * sum;
-            wscale[c] = sc;
+    for (int64_t c = 0; c < nv; c++) {
+        const float sc = quant_row_s8(W + (g * H + j0 + c) * K, K, qrow);
+        int8_t *p8 = (int8_t *)P;
+        int32_t sum = 0;
+        for (int64_t k = 0; k < K; k++) {
+            p8[((k / 4) * LP_NR + c) * 4 + (k & 3)] = qrow[k];
+            sum += qrow[k];
         }
+        int32_t *comp = (int32_t *)(P + kw * LP_NR);
+        float *wscale = (float *)(comp + LP_NR);
+        comp[c] = 128 * sum;
+        wscale[c] = sc;
     }
 }
 
@@ -160,8 +160,8 @@ int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float 
     if (st != FR_OK) return st;
     const fr_cell_s *cd = fr_rec_cell_of_s(cell);
     const int64_t G = h.G, K = I > H ? I : H;
-    int8_t *qrow = malloc((size_t)(K > 0 ? K : 1));
-    if (qrow == NULL) return FR_ERR_NOMEM;
+    uint32_t *row = malloc((size_t)(lp_kwords(FR_PREC_BF16, K > 0 ? K : 1) * 4));
+    if (row == NULL) return FR_ERR_NOMEM;
     uint8_t *base = packed;
     memcpy(base, &h, sizeof h);
     float *bias = (float *)(base + h.off_bias), *bhn = (float *)(base + h.off_bhn);
@@ -178,13 +178,13 @@ int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float 
                 bias[(jb * G + g) * LP_NR + c] = v;
             }
             if (h.pb_ih)
-                pack_panel(base + h.off_ih + (jb * G + g) * h.pb_ih, prec, w_ih, I, H, g, j0, qrow);
-            pack_panel(base + h.off_hh + (jb * G + g) * h.pb_hh, prec, w_hh, H, H, g, j0, qrow);
+                pack_panel(base + h.off_ih + (jb * G + g) * h.pb_ih, prec, w_ih, I, H, g, j0, row);
+            pack_panel(base + h.off_hh + (jb * G + g) * h.pb_hh, prec, w_hh, H, H, g, j0, row);
         }
         for (int64_t c = 0; c < LP_NR; c++)
             bhn[jb * LP_NR + c] = (cd->split_n && b_hh && j0 + c < H) ? b_hh[(G - 1) * H + j0 + c] : 0;
     }
-    free(qrow);
+    free(row);
     return FR_OK;
 }
 

@@ -822,6 +822,19 @@ void lp_pack_kn_bf16(uint32_t *P, const float *B, int64_t ldb, int64_t K, int64_
     pack_kn_portable(P, B, ldb, K, n0, nv);
 }
 
+void lp_pack_nk_bf16(uint32_t *P, const float *W, int64_t ldw, int64_t K, int64_t nv,
+                     uint32_t *row) {
+    /* each row converted in one sequential run by the path's row converter, then its words
+       spread over the panel's k-groups (a word per group, at a stride of LP_NR words) */
+    const lp_rows_fn rows = lp_kernel_for(FR_PREC_BF16, fr_get_arch())->rows;
+    const int64_t kw = lp_kwords(FR_PREC_BF16, K);
+    if (nv < LP_NR) memset(P, 0, (size_t)(kw * LP_NR * 4));
+    for (int64_t c = 0; c < nv; c++) {
+        rows(row, kw, NULL, W + c * ldw, ldw, 1, K);
+        for (int64_t p = 0; p < kw; p++) P[p * LP_NR + c] = row[p];
+    }
+}
+
 void lp_pack_t_rows_bf16(uint32_t *Ab, int64_t kw, const float *A, int64_t lda, int64_t K,
                          int64_t i0, int64_t i1) {
 #if FR_X86_SIMD

@@ -4,6 +4,8 @@ prepared weights (reuse, invalidation), the bf16 backward, streaming, and bad in
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -256,17 +258,62 @@ def test_bf16_backward_long_sequence(arch, amx):
     _check_bf16_backward("lstm", (50, 22, 40, 80), seed=16, tol=3e-3, gap=5e-3, ragged=False)
 
 
-def test_bf16_gradient_of_rounded_weights():
-    """The bf16 backward is the float32 backward of the rounded operands (straight-through)."""
+@pytest.mark.parametrize("H", [32, 33])
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_bf16_backward_rounds_its_float_operands(arch, amx, cell, H):
+    """The bf16 backward is the float32 backward of the rounded operands (straight-through), and
+    it takes x and the weights as floats: each of its products rounds them as it packs them
+    (fastrnn.h, fr_cell_backward_hq_s). A context whose x and weights were rounded beforehand
+    gives the same bits; a product that used a float operand as it stands would differ. H = 32:
+    the backward's bf16-only gate gradients (LSTM, RNN); 33: the float ones."""
     rng = np.random.default_rng(7)
-    x, h0, c0 = _inputs(rng, "lstm", 4, 3, 8, 16)
-    w = _weights(rng, "lstm", 8, 16)
-    y, _, _, ctx = _run(functional, "lstm", x, h0, c0, w, training=True, precision="bfloat16")
-    dy = np.ones_like(y)
-    g = functional.cell_backward(ctx, dy, None, None)
-    assert all(a is None or np.isfinite(a).all() for a in g)
+    x, h0, c0 = _inputs(rng, cell, 4, 3, 8, H)
+    w = _weights(rng, cell, 8, H)
+    y, _, _, ctx = _run(functional, cell, x, h0, c0, w, training=True, precision="bfloat16")
     assert ctx.p.precision == "bfloat16"
-    np.testing.assert_array_equal(ctx.p.w_hh, reference.round_bf16(w[1]))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    got = functional.cell_backward(ctx, dy, None, None)
+    p = ctx.p
+    assert not np.array_equal(p.x, reference.round_bf16(p.x))  # rounding moves these values
+    ctx.p = dataclasses.replace(p, x=reference.round_bf16(p.x),
+                                w_ih=reference.round_bf16(p.w_ih),
+                                w_hh=reference.round_bf16(p.w_hh))
+    again = functional.cell_backward(ctx, dy, None, None)
+    for g, g2 in zip(got, again, strict=True):
+        np.testing.assert_array_equal(g, g2)
+    assert all(a is None or np.isfinite(a).all() for a in got)
+
+
+@pytest.mark.parametrize("transa", [False, True])
+@pytest.mark.parametrize("transb", [False, True])
+def test_gemm_bf16_matches_the_product_of_rounded_operands(arch, amx, transa, transb):
+    """fr_gemm_bf16 (the bf16 backward's GEMMs) rounds both operands to bf16 as it packs them,
+    op(B) = B^T included (its columns are B's rows: lowp_kernels.c's lp_pack_nk_bf16), and sums
+    in float32: against float64 products of the rounded operands, the float32 bound of
+    test_gemm.py (4*K*eps32 relative to |op(A)| @ |op(B)|); odd K, partial panels and row
+    blocks, beta 0 and 1, 1 and 2 threads, rows at a stride."""
+    rng = np.random.default_rng(11)
+    for M, N, K in [(1, 1, 1), (3, 17, 7), (33, 40, 65), (70, 97, 300), (5, 64, 1100)]:
+        a_shape = (K, M) if transa else (M, K)
+        b_shape = (N, K) if transb else (K, N)
+        A = rng.standard_normal((a_shape[0], a_shape[1] + 3)).astype(np.float32)[:, :a_shape[1]]
+        B = rng.standard_normal((b_shape[0], b_shape[1] + 5)).astype(np.float32)[:, :b_shape[1]]
+        a = reference.round_bf16(A.T if transa else A).astype(np.float64)
+        b = reference.round_bf16(B.T if transb else B).astype(np.float64)
+        C0 = rng.standard_normal((M, N)).astype(np.float32)
+        for beta in (0.0, 1.0):
+            want = a @ b + (C0 if beta else 0.0)
+            bound = 4 * K * float(np.finfo(np.float32).eps) * (
+                np.abs(a) @ np.abs(b) + (np.abs(C0) if beta else 0.0)) + 1e-30
+            for nt in (1, 2):
+                C = C0.copy()
+                _kernels.gemm(A, B, C, transa=transa, transb=transb, beta=beta, nthreads=nt,
+                              bf16=True)
+                assert np.all(np.abs(C - want) <= bound), (M, N, K, beta, nt)
+                if K > 1:  # the operands' rounding is measurable: not a float32 product
+                    exact = (A.T if transa else A).astype(np.float64) @ (
+                        B.T if transb else B).astype(np.float64) + (C0 if beta else 0.0)
+                    assert np.abs(C - want).max() * 10 < np.abs(C - exact).max()
 
 
 # ---- prepared weights ----------------------------------------------------------------------

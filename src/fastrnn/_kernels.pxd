@@ -68,6 +68,9 @@ cdef extern from "fastrnn.h" nogil:
     int fr_gemm_s(int transa, int transb, int64_t M, int64_t N, int64_t K, const float *A,
                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
                   int nthreads)
+    int fr_gemm_bf16(int transa, int transb, int64_t M, int64_t N, int64_t K, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                     int nthreads)
     int fr_gemm_d(int transa, int transb, int64_t M, int64_t N, int64_t K, const double *A,
                   int64_t lda, const double *B, int64_t ldb, double beta, double *C, int64_t ldc,
                   int nthreads)

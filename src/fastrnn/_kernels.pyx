@@ -363,10 +363,14 @@ cdef int _float_matrix(object a, str name) except -1:
     return typenum
 
 
-def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0, int nthreads=1):
+def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0, int nthreads=1,
+         bint bf16=False):
     """C = beta*C + op(A) @ op(B) with our packed GEMM (2-D float32/float64 arrays with contiguous
-    rows: C-contiguous, or column slices of such arrays for a larger leading dimension)."""
+    rows: C-contiguous, or column slices of such arrays for a larger leading dimension). bf16:
+    fr_gemm_bf16 (float32 only: operands rounded to bfloat16 as they are packed)."""
     cdef int typenum = _float_matrix(A, "A")
+    if bf16 and typenum != cnp.NPY_FLOAT32:
+        raise TypeError("bf16=True takes float32 arrays")
     if not cnp.PyArray_Check(B) or cnp.PyArray_NDIM(<cnp.ndarray>B) != 2:
         raise ValueError("B must be a 2-D numpy array")
     cdef int64_t a0 = cnp.PyArray_DIM(<cnp.ndarray>A, 0), a1 = cnp.PyArray_DIM(<cnp.ndarray>A, 1)
@@ -399,7 +403,11 @@ def gemm(A, B, C=None, *, bint transa=False, bint transb=False, double beta=0.0,
     cdef void *pc = cnp.PyArray_DATA(<cnp.ndarray>C)
     cdef int st
     cdef int ta = transa, tb = transb
-    if typenum == cnp.NPY_FLOAT32:
+    if bf16:
+        with nogil:
+            st = fr_gemm_bf16(ta, tb, M, N, K, <float *>pa, lda, <float *>pb, ldb, <float>beta,
+                              <float *>pc, ldc, nthreads)
+    elif typenum == cnp.NPY_FLOAT32:
         with nogil:
             st = fr_gemm_s(ta, tb, M, N, K, <float *>pa, lda, <float *>pb, ldb, <float>beta,
                            <float *>pc, ldc, nthreads)

@@ -192,7 +192,7 @@ class Context:
         self.cell = cell
         self.act = act
         self.reverse = reverse
-        self.p = p  # a bf16 forward's: x and weights as its GEMMs saw them (rounded)
+        self.p = p  # inputs and weights (float32 for bf16 too: its products round them)
         self.cache = cache
         self.hq = hq  # a bf16 forward's rounded h_{t-1} (T, B, H), for dw_hh
 
@@ -467,7 +467,7 @@ class PreparedWeights:
     """
 
     __slots__ = ("cell", "precision", "check", "version", "I", "H", "G", "_arrays", "_keys",
-                 "_sum", "_packed", "_rounded")
+                 "_sum", "_packed")
 
     def __init__(self, cell: str, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *,
                  precision: str, check: str = "content") -> None:
@@ -508,7 +508,6 @@ class PreparedWeights:
         self._keys = tuple(_key(a) for a in arrays)
         self._sum = _checksum(arrays) if self.check == "content" else None
         self._packed: np.ndarray | None = None
-        self._rounded: tuple | None = None  # made on first use (a bf16 training call)
         if self.precision != "float32":
             self.packed()
 
@@ -526,14 +525,6 @@ class PreparedWeights:
             w_ih, w_hh, b_ih, b_hh = self._arrays
             self._packed = _kernels.lp_pack(self.cell, self.precision, w_ih, w_hh, b_ih, b_hh)
         return self._packed
-
-    def rounded(self) -> tuple:
-        """(w_ih, w_hh) rounded to bfloat16 (w_ih None for the identity): the backward's."""
-        if self._rounded is None:
-            w_ih, w_hh = self._arrays[0], self._arrays[1]
-            self._rounded = (None if w_ih is None else _kernels.round_bf16(w_ih),
-                             _kernels.round_bf16(w_hh))
-        return self._rounded
 
     def _sync(self, p: Prepared) -> None:
         """Make the object hold p's weights: pack again if they are other arrays or changed."""
@@ -583,10 +574,9 @@ def forward_prec(p: Prepared, prepared: PreparedWeights | None) -> tuple:
                         p.lengths, act, p.reverse, get_num_threads())
     if not p.training:
         return y, h_n, c_n, None
-    w_ih_r, w_hh_r = pw.rounded()
-    x_r = p.x if p.w_ih is None else _kernels.round_bf16(p.x)
-    pr = dataclasses.replace(p, x=x_r, w_ih=w_ih_r, w_hh=w_hh_r)
-    return y, h_n, c_n, Context(p.cell, act, p.reverse, pr, cache, hq)
+    # the backward's bf16 products round x and the weights as they pack them (fastrnn.h,
+    # fr_cell_backward_hq_s): the float32 arrays go as they are
+    return y, h_n, c_n, Context(p.cell, act, p.reverse, p, cache, hq)
 
 
 assert PRECISIONS[0] == "float32"
