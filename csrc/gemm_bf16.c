@@ -158,6 +158,11 @@ static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const bf
                 for (int64_t j = j0; j < j1; j++) {
                     int64_t n0, nv;
                     const bf_seg *g = panel_seg(sg, pj, j, &n0, &nv);
+                    if (k->acc && m == LP_MR && nv == LP_NR) { /* a whole tile: C in place */
+                        k->acc(kc, Ab + i0 * alda + p0, alda, Bp + (j * kw + p0) * LP_NR,
+                               g->C + i0 * g->ldc + n0, g->ldc, add);
+                        continue;
+                    }
                     k->ukr(m, kc, Ab + i0 * alda + p0, alda, Bp + (j * kw + p0) * LP_NR, NULL,
                            NULL, tile, LP_NR);
                     for (int64_t i = 0; i < m; i++) {

@@ -56,6 +56,12 @@ typedef struct {
                          the last (AMX loads whole tiles; their results are not used) */
     void (*begin)(void); /* NULL, or called by each thread before its first ukr call */
     void (*end)(void);   /* NULL, or called by each thread after its last */
+    /* NULL, or a whole tile of LP_MR rows x LP_NR columns of C (row stride ldc) summed in place:
+       C = (add ? C : 0) + A rows x panel (bf16; ukr's arguments otherwise), each product added
+       to C as it comes (other roundings than ukr's sums added after), for callers that go over
+       K in slabs */
+    void (*acc)(int64_t kw, const uint32_t *A, int64_t lda, const uint32_t *panel, float *C,
+                int64_t ldc, int add);
 } lp_kernel;
 
 /* The kernels of precision prec on SIMD path arch (FR_ARCH_*), falling back to what the CPU has

@@ -149,9 +149,9 @@ static void pack_t_rows_portable(uint32_t *Ab, int64_t kw, const float *A, int64
 }
 
 static const lp_kernel k_bf16_portable = {ukr_bf16_portable, rows_bf16_portable, "portable", 8,
-                                          NULL, NULL};
+                                          NULL, NULL, NULL};
 static const lp_kernel k_int8_portable = {ukr_int8_portable, rows_int8_portable, "portable", 8,
-                                          NULL, NULL};
+                                          NULL, NULL, NULL};
 
 #if FR_X86_SIMD
 /* ---- AVX-512 ------------------------------------------------------------------------------- */
@@ -656,6 +656,38 @@ static TAMX void ukr_bf16_amx(int64_t m, int64_t kw, const uint32_t *A, int64_t 
         }
 }
 
+/* lp_kernel.acc on AMX: the four C tiles loaded from C (or zeroed), the products of
+   AMX_PRODUCTS' 32-row loop, the tiles stored back to C. */
+static TAMX void acc_bf16_amx(int64_t kw, const uint32_t *A, int64_t lda, const uint32_t *P,
+                              float *C, int64_t ldc, int add) {
+    const int64_t ldcb = ldc * 4;
+    if (add) {
+        _tile_loadd(0, C, ldcb);
+        _tile_loadd(1, C + 16, ldcb);
+        _tile_loadd(5, C + 16 * ldc, ldcb);
+        _tile_loadd(6, C + 16 * ldc + 16, ldcb);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(5);
+        _tile_zero(6);
+    }
+    for (int64_t p = 0; p < kw; p += 16) {
+        _tile_loadd(3, P + p * LP_NR, LP_NR * 4);
+        _tile_loadd(4, P + p * LP_NR + 16, LP_NR * 4);
+        _tile_loadd(2, A + p, lda * 4);
+        _tile_loadd(7, A + 16 * lda + p, lda * 4);
+        _tile_dpbf16ps(0, 2, 3);
+        _tile_dpbf16ps(1, 2, 4);
+        _tile_dpbf16ps(5, 7, 3);
+        _tile_dpbf16ps(6, 7, 4);
+    }
+    _tile_stored(0, C, ldcb);
+    _tile_stored(1, C + 16, ldcb);
+    _tile_stored(5, C + 16 * ldc, ldcb);
+    _tile_stored(6, C + 16 * ldc + 16, ldcb);
+}
+
 #define TAMX8 __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 
 /* int8 on AMX (tdpbusd: u8 rows times s8 quads), the tiles of the bf16 kernel; int32 blocks
@@ -701,17 +733,17 @@ static int amx_usable(int bit) {
 }
 
 static const lp_kernel k_bf16_amx = {ukr_bf16_amx, rows_bf16_avx512, "amx_bf16", 32, amx_begin,
-                                     amx_end};
+                                     amx_end, acc_bf16_amx};
 static const lp_kernel k_int8_amx = {ukr_int8_amx, rows_int8_avx512, "amx_int8", 32, amx_begin,
-                                     amx_end};
+                                     amx_end, NULL};
 static const lp_kernel k_bf16_avx512 = {ukr_bf16_avx512, rows_bf16_avx512, "avx512_bf16", 8,
-                                        NULL, NULL};
+                                        NULL, NULL, NULL};
 static const lp_kernel k_int8_avx512 = {ukr_int8_avx512, rows_int8_avx512, "avx512_vnni", 8,
-                                        NULL, NULL};
+                                        NULL, NULL, NULL};
 static const lp_kernel k_int8_avxvnni = {ukr_int8_avxvnni, rows_int8_portable, "avx_vnni", 8,
-                                         NULL, NULL};
+                                         NULL, NULL, NULL};
 static const lp_kernel k_int8_avx2 = {ukr_int8_avx2, rows_int8_portable, "avx2_madd", 8, NULL,
-                                      NULL};
+                                      NULL, NULL};
 #endif
 
 static int amx_off = 0;

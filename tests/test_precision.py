@@ -291,9 +291,11 @@ def test_gemm_bf16_matches_the_product_of_rounded_operands(arch, amx, transa, tr
     op(B) = B^T included (its columns are B's rows: lowp_kernels.c's lp_pack_nk_bf16), and sums
     in float32: against float64 products of the rounded operands, the float32 bound of
     test_gemm.py (4*K*eps32 relative to |op(A)| @ |op(B)|); odd K, partial panels and row
-    blocks, beta 0 and 1, 1 and 2 threads, rows at a stride."""
+    blocks, whole 32 x 32 tiles summed in place over two slabs of K (AMX's lp_kernel.acc),
+    beta 0 and 1, 1 and 2 threads, rows at a stride."""
     rng = np.random.default_rng(11)
-    for M, N, K in [(1, 1, 1), (3, 17, 7), (33, 40, 65), (70, 97, 300), (5, 64, 1100)]:
+    for M, N, K in [(1, 1, 1), (3, 17, 7), (33, 40, 65), (70, 97, 300), (5, 64, 1100),
+                    (64, 70, 1100)]:
         a_shape = (K, M) if transa else (M, K)
         b_shape = (N, K) if transb else (K, N)
         A = rng.standard_normal((a_shape[0], a_shape[1] + 3)).astype(np.float32)[:, :a_shape[1]]
