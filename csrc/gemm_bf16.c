@@ -80,8 +80,7 @@ static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const bf
     double flops = 2.0 * (double)M * (double)Nall * (double)K;
     int nt = (int)(flops / 4.0e6);
     nt = nt < 1 ? 1 : (nt > nthreads ? nthreads : nt);
-    /* per thread: an output tile (and with transb a row of B in bf16) */
-    const int64_t tbytes = LP_MR * LP_NR * 4 + (transb ? (kw * 4 + 63) / 64 * 64 : 0);
+    const int64_t tbytes = LP_MR * LP_NR * 4; /* per thread: an output tile */
     uint8_t *mem = fr_scratch_alloc((size_t)(abytes + pbytes + nt * tbytes + 64));
     if (mem == NULL) return FR_ERR_NOMEM;
     uint32_t *Ab = direct ? (uint32_t *)(uintptr_t)a->h : (uint32_t *)mem;
@@ -124,8 +123,7 @@ static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const bf
             for (int64_t j = 0; j < np; j++) { /* column n of op(B) is row n of B */
                 int64_t n0, nv;
                 const bf_seg *g = panel_seg(sg, pj, j, &n0, &nv);
-                lp_pack_nk_bf16(Bp + j * kw * LP_NR, g->B + n0 * g->ldb, g->ldb, K, nv,
-                                (uint32_t *)(tile + LP_MR * LP_NR));
+                lp_pack_nk_bf16(Bp + j * kw * LP_NR, g->B + n0 * g->ldb, g->ldb, K, nv);
             }
         } else {
             /* this thread's panels, 32 rows of B at a time across all of them: each row is read

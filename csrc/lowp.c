@@ -123,17 +123,16 @@ static float quant_row_s8(const float *w, int64_t K, int8_t *q) {
     return amax / 127.0f;
 }
 
-/* Panel of columns g*H + j0 + c (c < LP_NR; zero where j0 + c >= H) of W (G*H rows of K); row:
-   scratch of lp_kwords(FR_PREC_BF16, K) words (int8: K bytes of it). */
+/* Panel of columns g*H + j0 + c (c < LP_NR; zero where j0 + c >= H) of W (G*H rows of K); qrow:
+   K bytes of scratch (int8). */
 static void pack_panel(uint8_t *dst, int prec, const float *W, int64_t K, int64_t H, int64_t g,
-                       int64_t j0, uint32_t *row) {
+                       int64_t j0, int8_t *qrow) {
     const int64_t kw = lp_kwords(prec, K), nv = imin(LP_NR, H - j0);
     uint32_t *P = (uint32_t *)dst;
     if (prec == FR_PREC_BF16) {
-        lp_pack_nk_bf16(P, W + (g * H + j0) * K, K, K, nv, row);
+        lp_pack_nk_bf16(P, W + (g * H + j0) * K, K, K, nv);
         return;
     }
-    int8_t *qrow = (int8_t *)row;
     memset(dst, 0, (size_t)lp_panel_bytes(prec, K));
     for (int64_t c = 0; c < nv; c++) {
         const float sc = quant_row_s8(W + (g * H + j0 + c) * K, K, qrow);
@@ -160,8 +159,8 @@ int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float 
     if (st != FR_OK) return st;
     const fr_cell_s *cd = fr_rec_cell_of_s(cell);
     const int64_t G = h.G, K = I > H ? I : H;
-    uint32_t *row = malloc((size_t)(lp_kwords(FR_PREC_BF16, K > 0 ? K : 1) * 4));
-    if (row == NULL) return FR_ERR_NOMEM;
+    int8_t *qrow = malloc((size_t)(K > 0 ? K : 1));
+    if (qrow == NULL) return FR_ERR_NOMEM;
     uint8_t *base = packed;
     memcpy(base, &h, sizeof h);
     float *bias = (float *)(base + h.off_bias), *bhn = (float *)(base + h.off_bhn);
@@ -178,13 +177,13 @@ int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float 
                 bias[(jb * G + g) * LP_NR + c] = v;
             }
             if (h.pb_ih)
-                pack_panel(base + h.off_ih + (jb * G + g) * h.pb_ih, prec, w_ih, I, H, g, j0, row);
-            pack_panel(base + h.off_hh + (jb * G + g) * h.pb_hh, prec, w_hh, H, H, g, j0, row);
+                pack_panel(base + h.off_ih + (jb * G + g) * h.pb_ih, prec, w_ih, I, H, g, j0, qrow);
+            pack_panel(base + h.off_hh + (jb * G + g) * h.pb_hh, prec, w_hh, H, H, g, j0, qrow);
         }
         for (int64_t c = 0; c < LP_NR; c++)
             bhn[jb * LP_NR + c] = (cd->split_n && b_hh && j0 + c < H) ? b_hh[(G - 1) * H + j0 + c] : 0;
     }
-    free(row);
+    free(qrow);
     return FR_OK;
 }
 

@@ -78,10 +78,8 @@ const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows);
    (the AVX-512 rounding on that path: the same bits). */
 void lp_pack_kn_bf16(uint32_t *P, const float *B, int64_t ldb, int64_t K, int64_t n0, int64_t nv);
 /* bf16 panel of rows c < nv (nv <= LP_NR) of W (K columns, row stride ldw), the panel's column c
-   being W's row c: word (p, c) = (bf16 W[c][2p], bf16 W[c][2p + 1]), zero past K and nv. row:
-   scratch of lp_kwords(BF16, K) words. */
-void lp_pack_nk_bf16(uint32_t *P, const float *W, int64_t ldw, int64_t K, int64_t nv,
-                     uint32_t *row);
+   being W's row c: word (p, c) = (bf16 W[c][2p], bf16 W[c][2p + 1]), zero past K and nv. */
+void lp_pack_nk_bf16(uint32_t *P, const float *W, int64_t ldw, int64_t K, int64_t nv);
 /* bf16 A rows i0 <= i < i1 (stride kw words = lp_kwords(BF16, K)) of A^T: row i holds column i of
    A (K rows at stride lda), zero past K. */
 void lp_pack_t_rows_bf16(uint32_t *Ab, int64_t kw, const float *A, int64_t lda, int64_t K,
