@@ -325,10 +325,15 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                 tl.aux1 = aux1_c ? aux1_c + j0 : NULL;
                 for (int64_t b0 = 0; b0 < nb; b0 += mrs) {
                     const int64_t m = imin(mrs, nb - b0);
-                    for (int64_t g = 0; g < G; g++)
-                        ks->ukr(m, kwH, Ah + b0 * kwH, kwH,
-                               (const uint32_t *)(f->base + hd->off_hh + (jb * G + g) * hd->pb_hh),
-                               hs + b0, NULL, tile + g * LP_NR, G * LP_NR);
+                    for (int64_t g = 0; g < G; g++) {
+                        const uint32_t *panel =
+                            (const uint32_t *)(f->base + hd->off_hh + (jb * G + g) * hd->pb_hh);
+                        if (ks->acc && m == LP_MR) /* stored from the tiles: one copy less */
+                            ks->acc(kwH, Ah + b0 * kwH, kwH, panel, tile + g * LP_NR, G * LP_NR, 0);
+                        else
+                            ks->ukr(m, kwH, Ah + b0 * kwH, kwH, panel, hs + b0, NULL,
+                                    tile + g * LP_NR, G * LP_NR);
+                    }
                     for (int64_t i = 0; i < m; i++) {
                         const int64_t b = rb0 + b0 + i;
                         const int64_t L = f->lengths ? f->lengths[b] : T;

@@ -577,7 +577,7 @@ def test_int8_row_tiles(arch, amx, B):
     assert np.abs(y - yr).max() < TOL
 
 
-@pytest.mark.parametrize("B", [1, 15, 16, 17, 32, 33, 40])
+@pytest.mark.parametrize("B", [1, 15, 16, 17, 32, 33, 40, 64])
 def test_bf16_row_tiles(amx, B):
     """Batch sizes around the kernels' row tiles (8 rows; AMX: 16 and 32) and K not a multiple of
     32."""
