@@ -388,7 +388,8 @@ int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float 
    precision come from packed; I and H must match). packed: the whole of fr_lp_pack's buffer,
    bytes long, its header untouched (else FR_ERR_ARG). hq: NULL, or (bf16 training) T*B*H floats
    receiving h_{t-1} as the GEMM saw it (bf16-rounded; zero past a row's length), the operand of
-   the backward's dw_hh. FR_ERR_ARG, FR_ERR_NOMEM. */
+   the backward's dw_hh; with hq, the cache's h_{t-1} rows are left unwritten for the cells whose
+   backward does not read them (LSTM, RNN: fr_cell_backward_hq_s). FR_ERR_ARG, FR_ERR_NOMEM. */
 int fr_lp_forward(const void *packed, int64_t bytes, float *y, float *h_n, float *c_n,
                   float *cache, float *hq, const float *x, const float *h0, const float *c0,
                   const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,

@@ -273,7 +273,10 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
     const float *bias = (const float *)(f->base + hd->off_bias);
     const float *bhn = (const float *)(f->base + hd->off_bhn);
     float *cache = f->cache;
-    float *hprev_c = cache, *gates_c = cache ? cache + TB * H : NULL;
+    /* the cache's h_{t-1} rows: not where the backward takes hq for dw_hh and the cell's
+       pointwise does not read them (LSTM, RNN): 4 bytes per unit and step not written */
+    float *hprev_c = f->hq && !f->cd->bw_hprev ? NULL : cache;
+    float *gates_c = cache ? cache + TB * H : NULL;
     float *aux0_c = cache && f->cd->naux > 0 ? gates_c + TB * GH : NULL;
     float *aux1_c = cache && f->cd->naux > 1 ? aux0_c + TB * H : NULL;
     const int64_t mr = k->mr, mrs = ks->mr;
@@ -341,13 +344,13 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                         const float *hpr = hp + b * ldh + j0;
                         if (s < L) {
                             rows[i] = r;
-                            if (cache) memcpy(hprev_c + r * H + j0, hpr, (size_t)nv * 4);
+                            if (hprev_c) memcpy(hprev_c + r * H + j0, hpr, (size_t)nv * 4);
                             if (f->hq) fr_round_bf16(f->hq + r * H + j0, hpr, nv);
                         } else { /* the row's sequence has ended: its state passes through */
                             rows[i] = -1;
                             memcpy(hn + b * ldh + j0, hpr, (size_t)nv * 4);
                             if (f->y) memset(f->y + r * H + j0, 0, (size_t)nv * 4);
-                            if (cache) memset(hprev_c + r * H + j0, 0, (size_t)nv * 4);
+                            if (hprev_c) memset(hprev_c + r * H + j0, 0, (size_t)nv * 4);
                             if (f->hq) memset(f->hq + r * H + j0, 0, (size_t)nv * 4);
                         }
                     }
