@@ -610,6 +610,34 @@ def test_bf16_row_tiles(amx, B):
     assert np.abs(y - yr).max() < TOL
 
 
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_bf16_row_bits_do_not_depend_on_its_tile(amx, cell):
+    """One thread, H = 300 (K = 300: two slabs of lowp.c's LP_KSLAB words): at B = 32 the step's
+    products run as whole 32-row AMX tiles summed on C slab by slab (lp_kernel.acc), at B = 31 as
+    a partial tile in one pass (ukr). A row's products do not depend on the other rows, so the
+    first 31 rows agree bit for bit, outputs, training cache and rounded states."""
+    import fastrnn
+    rng = np.random.default_rng(27)
+    T, I, H = 3, 40, 300
+    x, h0, c0 = _inputs(rng, cell, T, 32, I, H)
+    w = _weights(rng, cell, I, H, scale=0.05)
+    old = fastrnn.get_num_threads()
+    try:
+        fastrnn.set_num_threads(1)
+        for training in (False, True):
+            kw = dict(training=training, precision="bfloat16")
+            full = _run(functional, cell, x, h0, c0, w, **kw)
+            part = _run(functional, cell, x[:, :31], h0[:31], None if c0 is None else c0[:31],
+                        w, **kw)
+            for a, b in zip(full[:3], part[:3], strict=True):
+                if a is not None:
+                    np.testing.assert_array_equal(a[..., :31, :] if a.ndim == 3 else a[:31], b)
+            if training:
+                np.testing.assert_array_equal(full[3].hq[:, :31], part[3].hq)
+    finally:
+        fastrnn.set_num_threads(old)
+
+
 def test_build_info_reports_precision():
     info = _native.build_info()["precision"]
     assert set(info) == {"avx512_bf16", "avx512_vnni", "avx_vnni", "bfloat16", "int8"}
