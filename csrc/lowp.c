@@ -333,11 +333,11 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
                 tl.gates = gates_c ? gates_c + j0 : NULL;
                 tl.aux0 = aux0_c ? aux0_c + j0 : NULL;
                 tl.aux1 = aux1_c ? aux1_c + j0 : NULL;
+                const uint32_t *panels =
+                    (const uint32_t *)(f->base + hd->off_hh + jb * G * hd->pb_hh);
+                const int64_t pw = hd->pb_hh / 4; /* a panel's words */
                 for (int64_t b0 = 0; b0 < nb; b0 += mrs) {
                     const int64_t m = imin(mrs, nb - b0);
-                    const uint32_t *panels =
-                        (const uint32_t *)(f->base + hd->off_hh + jb * G * hd->pb_hh);
-                    const int64_t pw = hd->pb_hh / 4; /* a panel's words */
                     if (ks->acc && m == LP_MR) {
                         /* stored from the tiles (one copy less), the G gates a slab of K at a
                            time: the slab of A stays in L1 over them */

@@ -608,8 +608,22 @@ static TAMX void amx_begin(void) {
 
 static TAMX void amx_end(void) { _tile_release(); }
 
+/* The products of 32 rows into C tiles 0, 1 (rows 0-15) and 5, 6 (rows 16-31), K in 16-word
+   steps: dp is _tile_dpbf16ps or _tile_dpbusd (a macro: the tile numbers are immediates). */
+#define AMX_SUMS_32(dp, kw, A, lda, P)                                                              \
+    for (int64_t p = 0; p < (kw); p += 16) {                                                        \
+        _tile_loadd(3, (P) + p * LP_NR, LP_NR * 4);                                                 \
+        _tile_loadd(4, (P) + p * LP_NR + 16, LP_NR * 4);                                            \
+        _tile_loadd(2, (A) + p, (lda) * 4);                                                         \
+        _tile_loadd(7, (A) + 16 * (lda) + p, (lda) * 4);                                            \
+        dp(0, 2, 3);                                                                                \
+        dp(1, 2, 4);                                                                                \
+        dp(5, 7, 3);                                                                                \
+        dp(6, 7, 4);                                                                                \
+    }
+
 /* The AMX products of one call into out (rows 0-15, and 16-31 when m > 16; LP_NR columns, stride
-   LP_NR): dp is _tile_dpbf16ps or _tile_dpbusd (a macro: the tile numbers are immediates). */
+   LP_NR). */
 #define AMX_PRODUCTS(dp, m, kw, A, lda, P, out)                                                     \
     do {                                                                                            \
         _tile_zero(0);                                                                              \
@@ -617,16 +631,7 @@ static TAMX void amx_end(void) { _tile_release(); }
         if ((m) > 16) {                                                                             \
             _tile_zero(5);                                                                          \
             _tile_zero(6);                                                                          \
-            for (int64_t p = 0; p < (kw); p += 16) {                                                \
-                _tile_loadd(3, (P) + p * LP_NR, LP_NR * 4);                                         \
-                _tile_loadd(4, (P) + p * LP_NR + 16, LP_NR * 4);                                    \
-                _tile_loadd(2, (A) + p, (lda) * 4);                                                 \
-                _tile_loadd(7, (A) + 16 * (lda) + p, (lda) * 4);                                    \
-                dp(0, 2, 3);                                                                        \
-                dp(1, 2, 4);                                                                        \
-                dp(5, 7, 3);                                                                        \
-                dp(6, 7, 4);                                                                        \
-            }                                                                                       \
+            AMX_SUMS_32(dp, kw, A, lda, P)                                                          \
             _tile_stored(5, (out) + 16 * LP_NR, LP_NR * 4);                                         \
             _tile_stored(6, (out) + 16 * LP_NR + 16, LP_NR * 4);                                    \
         } else {                                                                                    \
@@ -656,8 +661,8 @@ static TAMX void ukr_bf16_amx(int64_t m, int64_t kw, const uint32_t *A, int64_t 
         }
 }
 
-/* lp_kernel.acc on AMX: the four C tiles loaded from C (or zeroed), the products of
-   AMX_PRODUCTS' 32-row loop, the tiles stored back to C. */
+/* lp_kernel.acc on AMX: the four C tiles loaded from C (or zeroed), AMX_SUMS_32, the tiles
+   stored back to C. */
 static TAMX void acc_bf16_amx(int64_t kw, const uint32_t *A, int64_t lda, const uint32_t *P,
                               float *C, int64_t ldc, int add) {
     const int64_t ldcb = ldc * 4;
@@ -672,16 +677,7 @@ static TAMX void acc_bf16_amx(int64_t kw, const uint32_t *A, int64_t lda, const 
         _tile_zero(5);
         _tile_zero(6);
     }
-    for (int64_t p = 0; p < kw; p += 16) {
-        _tile_loadd(3, P + p * LP_NR, LP_NR * 4);
-        _tile_loadd(4, P + p * LP_NR + 16, LP_NR * 4);
-        _tile_loadd(2, A + p, lda * 4);
-        _tile_loadd(7, A + 16 * lda + p, lda * 4);
-        _tile_dpbf16ps(0, 2, 3);
-        _tile_dpbf16ps(1, 2, 4);
-        _tile_dpbf16ps(5, 7, 3);
-        _tile_dpbf16ps(6, 7, 4);
-    }
+    AMX_SUMS_32(_tile_dpbf16ps, kw, A, lda, P)
     _tile_stored(0, C, ldcb);
     _tile_stored(1, C + 16, ldcb);
     _tile_stored(5, C + 16 * ldc, ldcb);
