@@ -371,11 +371,12 @@ int fr_lp_set_amx(int on);
 int fr_lp_set_vnni(int on);
 /* Set the small-rows limit: a product with at most rows rows (a thread's step rows, a projection
    chunk's rows) runs on the AVX-512 kernels (vdpbf16ps, vpdpbusd) in place of AMX; rows < 0
-   restores the measured limit (1), 0 keeps AMX everywhere. A testing and tuning knob. FR_OK. */
+   restores the measured rule (1 row; bf16 only for calls of little work per row), 0 keeps AMX
+   everywhere. A testing and tuning knob. FR_OK. */
 int fr_lp_set_small_rows(int rows);
-/* Static name of the kernels (as fr_lowp_path) a product of precision prec with rows rows runs
-   on now. */
-const char *fr_lowp_rows_path(int prec, int64_t rows);
+/* Static name of the kernels (as fr_lowp_path) a product of precision prec with rows rows, each
+   taking row_macs multiply-adds over its call, runs on now. */
+const char *fr_lowp_rows_path(int prec, int64_t rows, double row_macs);
 /* Bytes of the packed weights of cell with I inputs (identity: w_ih NULL, I = G*H) and H units
    in precision prec; -1 for a bad cell, precision or size (int8: I and H at most 65536, so
    that its int32 sums cannot overflow). */

@@ -36,6 +36,12 @@
    LSTM (100,64,512,512) 24.3-25.0 -> 23.0-23.8 ms, GRU 17.8-18.4 -> 16.4-18.3, xlarge LSTM
    unchanged; slabs of 64 words lost (C loaded and stored 4 times). */
 #define LP_KSLAB 128
+/* Hidden blocks per pointwise call: a one-gate cell (RNN) keeps a row's blocks side by side in
+   xp, the tile and h, so the products of LP_SPAN blocks go into one tile and a single call of
+   the cell's pointwise (at most FR_MAX_NR units, recurrence.h) finishes them: a batch-1 step of
+   64 units makes one call and one pass of bookkeeping instead of two. Cells with more gates
+   interleave a block's gates and take one block a call. */
+#define LP_SPAN (FR_MAX_NR / LP_NR)
 /* Threads: where the batch has a row per thread, each thread owns rows for the whole sequence
    (rows never interact: no barrier; each reads all the weights) once the call has
    LP_MIN_CALL_FLOPS per thread. A batch of one splits the hidden blocks instead, with a barrier
@@ -294,7 +300,8 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
     void (*const begin)(void) = k->begin ? k->begin : ks->begin;
     void (*const end)(void) = k->end ? k->end : ks->end;
     if (begin) begin();
-    fr_tile_s tl = {.ts = LP_NR, .H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * LP_NR,
+    const int64_t span = G == 1 ? LP_SPAN : 1, ldt = span * G * LP_NR; /* the tile's row */
+    fr_tile_s tl = {.ts = LP_NR, .H = H, .ldxp = ldxp, .hh = tile, .ldhh = ldt,
                     .ldh = ldh, .ldc = H, .rows = rows,
                     .stream = cache && fr_rec_stream_cache((int)G, f->cd->naux, T, B, H, 4)};
 
@@ -325,31 +332,34 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
             const float *hp = f->hbuf + (s & 1) * B * ldh;
             float *hn = f->hbuf + ((s + 1) & 1) * B * ldh;
             if (nj > 0) ks->rows(Ah, kwH, hs, hp + rb0 * ldh, ldh, nb, H);
-            for (int64_t jl = 0; jl < nj; jl++) {
-                const int64_t jb = jb0 + jl, j0 = jb * LP_NR, nv = imin(LP_NR, H - j0);
+            for (int64_t jl = 0; jl < nj; jl += span) {
+                const int64_t jb = jb0 + jl, j0 = jb * LP_NR, ns = imin(span, nj - jl);
+                const int64_t nv = imin(ns * LP_NR, H - j0);
                 tl.n = nv;
                 tl.bhn = bhn + jb * LP_NR;
                 tl.y = f->y ? f->y + j0 : NULL;
                 tl.gates = gates_c ? gates_c + j0 : NULL;
                 tl.aux0 = aux0_c ? aux0_c + j0 : NULL;
                 tl.aux1 = aux1_c ? aux1_c + j0 : NULL;
+                const int64_t pw = hd->pb_hh / 4; /* a panel's words */
                 const uint32_t *panels =
                     (const uint32_t *)(f->base + hd->off_hh + jb * G * hd->pb_hh);
-                const int64_t pw = hd->pb_hh / 4; /* a panel's words */
                 for (int64_t b0 = 0; b0 < nb; b0 += mrs) {
                     const int64_t m = imin(mrs, nb - b0);
+                    /* panel q of the span's ns * G: tile columns q * LP_NR (block-major, gates
+                       within a block, as xp) */
                     if (ks->acc && m == LP_MR) {
-                        /* stored from the tiles (one copy less), the G gates a slab of K at a
+                        /* stored from the tiles (one copy less), the panels a slab of K at a
                            time: the slab of A stays in L1 over them */
                         for (int64_t p0 = 0; p0 < kwH; p0 += LP_KSLAB)
-                            for (int64_t g = 0; g < G; g++)
+                            for (int64_t q = 0; q < ns * G; q++)
                                 ks->acc(imin(LP_KSLAB, kwH - p0), Ah + b0 * kwH + p0, kwH,
-                                        panels + g * pw + p0 * LP_NR, tile + g * LP_NR, G * LP_NR,
+                                        panels + q * pw + p0 * LP_NR, tile + q * LP_NR, ldt,
                                         p0 > 0);
                     } else {
-                        for (int64_t g = 0; g < G; g++)
-                            ks->ukr(m, kwH, Ah + b0 * kwH, kwH, panels + g * pw, hs + b0, NULL,
-                                    tile + g * LP_NR, G * LP_NR);
+                        for (int64_t q = 0; q < ns * G; q++)
+                            ks->ukr(m, kwH, Ah + b0 * kwH, kwH, panels + q * pw, hs + b0, NULL,
+                                    tile + q * LP_NR, ldt);
                     }
                     for (int64_t i = 0; i < m; i++) {
                         const int64_t b = rb0 + b0 + i;
@@ -428,7 +438,7 @@ int fr_lp_forward(const void *packed, int64_t bytes, float *y, float *h_n, float
     f.kwH = lp_kwords((int)hd->prec, H);
     f.per_thread_bytes = align64(f.Tc * B * f.ldxp * 4) + align64((f.Tc * B + LP_MR) * f.kwI * 4) +
                          align64(f.Tc * B * 4) + align64((B + LP_MR) * f.kwH * 4) + align64(B * 4) +
-                         align64(LP_MR * G * LP_NR * 4);
+                         align64(LP_MR * (G == 1 ? LP_SPAN : G) * LP_NR * 4);
     const double step_flops = 2.0 * (double)B * (double)((hd->identity ? 0 : I) + H) * (double)G *
                               (double)H;
     int64_t by_size;
@@ -464,8 +474,9 @@ int fr_lp_forward(const void *packed, int64_t bytes, float *y, float *h_n, float
     }
     /* the kernels by rows: a thread's step rows, its projection chunk's (a stream step: 1, 1) */
     const int64_t srows = f.split_rows ? (B + nt - 1) / nt : B;
-    f.k = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), f.Tc * srows);
-    f.ks = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), srows);
+    const double row_macs = step_flops / (2.0 * (double)B) * (double)T; /* the call's, a row */
+    f.k = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), f.Tc * srows, row_macs);
+    f.ks = lp_kernel_for_rows((int)hd->prec, fr_get_arch(), srows, row_macs);
     const int64_t shared = align64(2 * B * f.ldh * 4);
     uint8_t *mem = fr_scratch_alloc((size_t)(shared + nt * f.per_thread_bytes));
     if (mem == NULL) {
@@ -569,11 +580,11 @@ struct lp_bw {
     uint8_t *panels, *scratch;
 };
 
-lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t B, int nthreads) {
-    if (w_hh == NULL || GH < 1 || H < 1 || B < 0 || nthreads < 1) return NULL;
+lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t B, int64_t T, int nthreads) {
+    if (w_hh == NULL || GH < 1 || H < 1 || B < 0 || T < 0 || nthreads < 1) return NULL;
     lp_bw *bw = calloc(1, sizeof *bw);
     if (bw == NULL) return NULL;
-    bw->k = lp_kernel_for_rows(FR_PREC_BF16, fr_get_arch(), B);
+    bw->k = lp_kernel_for_rows(FR_PREC_BF16, fr_get_arch(), B, (double)T * (double)GH * (double)H);
     bw->H = H;
     bw->GH = GH;
     bw->njb = (H + LP_NR - 1) / LP_NR;
@@ -592,6 +603,14 @@ lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t B, int nthrea
         lp_pack_kn_bf16((uint32_t *)(bw->panels + jb * bw->pb), w_hh, H, GH, jb * LP_NR,
                         imin(LP_NR, H - jb * LP_NR));
     return bw;
+}
+
+void lp_bw_thread_begin(const lp_bw *bw) {
+    if (bw->k->begin) bw->k->begin();
+}
+
+void lp_bw_thread_end(const lp_bw *bw) {
+    if (bw->k->end) bw->k->end();
 }
 
 void lp_bw_free(lp_bw *bw) {
@@ -616,7 +635,6 @@ void lp_bw_dh_prev(const lp_bw *bw, int tid, float *dh, const float *dstep, int6
         memset(Am + m_all * kw, 0, (size_t)(LP_MR * kw * 4)); /* read by whole-tile loads, unused */
         A = Am;
     }
-    if (k->begin) k->begin();
     for (int64_t jb = c0 / LP_NR; jb * LP_NR < c1; jb++) {
         const int64_t j0 = jb * LP_NR, ca = c0 > j0 ? c0 : j0, cb = imin(c1, j0 + LP_NR);
         const uint32_t *panel = (const uint32_t *)(bw->panels + jb * bw->pb);
@@ -631,5 +649,4 @@ void lp_bw_dh_prev(const lp_bw *bw, int tid, float *dh, const float *dstep, int6
             }
         }
     }
-    if (k->end) k->end();
 }

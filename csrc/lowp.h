@@ -68,10 +68,11 @@ typedef struct {
    (the portable C kernels at worst). Never NULL for FR_PREC_BF16 / FR_PREC_INT8. */
 const lp_kernel *lp_kernel_for(int prec, int arch);
 
-/* The kernels of a product with rows rows (a thread's step rows, a projection chunk's rows):
-   lp_kernel_for's, or in place of AMX the AVX-512 kernels of the same operand format where rows
-   is at most the small-rows limit (1, or what fr_lp_set_small_rows set). Never NULL. */
-const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows);
+/* The kernels of a product with rows rows (a thread's step rows, a projection chunk's rows), each
+   taking row_macs multiply-adds over the call: lp_kernel_for's, or in place of AMX the AVX-512
+   kernels of the same operand format where rows is at most the small-rows limit (1, or what
+   fr_lp_set_small_rows set; bf16 by the rule only below LP_AMX_ROW_MACS). Never NULL. */
+const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows, double row_macs);
 
 /* bf16 panel (lowp.h's format) of columns n0 <= n < n0 + nv (nv <= LP_NR) of B (K rows at
    stride ldb): word (p, c) = (bf16 B[2p][n0 + c], bf16 B[2p + 1][n0 + c]), zero past K and nv
@@ -108,11 +109,15 @@ int lp_gemm_bf16_pair_h(int transa, int64_t M, int64_t K, const uint16_t *A, int
 /* The bf16 backward's recurrent product dh_{t-1} += delta~ W~_hh (delta~ the step's gate
    gradients rounded to bf16 as they enter it, W~_hh the weights rounded once), for
    recurrence.c's backward: the bf16 panels of w_hh (G*H rows of H; GH = G*H) and scratch for
-   up to nthreads threads of a B-row pass. NULL when out of memory or for bad
+   up to nthreads threads of a B-row pass over T steps. NULL when out of memory or for bad
    sizes; free with lp_bw_free (NULL is ignored). */
 typedef struct lp_bw lp_bw;
-lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t B, int nthreads);
+lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t B, int64_t T, int nthreads);
 void lp_bw_free(lp_bw *bw);
+/* A thread's first and last call around its lp_bw_dh_prev calls (AMX's tile configuration,
+   made once a pass, not once a step). */
+void lp_bw_thread_begin(const lp_bw *bw);
+void lp_bw_thread_end(const lp_bw *bw);
 /* Thread tid (< the nthreads of lp_bw_new): dh[b][c] += sum_n bf16(dstep[b][n]) * W~_hh[n][c]
    (float32 sums) for rows b in [rb0, rb1) still active at step s (lengths NULL: all) and
    columns c in [c0, c1); dstep rows at stride ldd, dh rows at stride H. rounded: NULL, or those

@@ -583,6 +583,36 @@ static T512 void pack_t16_rows_avx512(uint32_t *Ab, int64_t kw, const uint16_t *
     pack_t_any(Ab, kw, A, lda, K, i0, i1, 1);
 }
 
+/* The panel of W's rows c < nv (K floats each, stride ldw; rows past nv and k past K: zeros),
+   lp_pack_nk_bf16's: each row's 32 floats of 16 words rounded in registers, 16 rows' words
+   transposed (16 words of 16 columns) and stored as a vector per k-group. */
+static T512 void pack_nk_avx512(uint32_t *P, const float *W, int64_t ldw, int64_t K, int64_t nv) {
+    const int64_t kw = lp_kwords(FR_PREC_BF16, K);
+    for (int64_t p0 = 0; p0 < kw; p0 += 16) {
+        const int64_t left = K - 2 * p0; /* floats of a row from word p0 on, > 0 */
+        const __mmask16 m0 = (__mmask16)(left >= 16 ? 0xFFFFu : (1u << left) - 1u);
+        const __mmask16 m1 = (__mmask16)(left >= 32 ? 0xFFFFu : left <= 16 ? 0u : (1u << (left - 16)) - 1u);
+        const int64_t np = kw - p0 < 16 ? kw - p0 : 16;
+        for (int64_t c0 = 0; c0 < LP_NR; c0 += 16) {
+            __m512i v[16];
+            for (int q = 0; q < 16; q++) {
+                if (c0 + q >= nv) {
+                    v[q] = _mm512_setzero_si512();
+                    continue;
+                }
+                const float *w = W + (c0 + q) * ldw + 2 * p0;
+                const __m256i lo = _mm512_cvtepi32_epi16(
+                    _mm512_srli_epi32(bf16_hi16(_mm512_maskz_loadu_epi32(m0, w)), 16));
+                const __m256i hi = _mm512_cvtepi32_epi16(
+                    _mm512_srli_epi32(bf16_hi16(_mm512_maskz_loadu_epi32(m1, w + 16)), 16));
+                v[q] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+            }
+            fr_transpose16(v);
+            for (int64_t r = 0; r < np; r++) _mm512_storeu_si512(P + (p0 + r) * LP_NR + c0, v[r]);
+        }
+    }
+}
+
 /* ---- AMX (tdpbf16ps, tdpbusd): up to 32 rows x 32 columns per call, K in 16-word steps ------ */
 #define TAMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 
@@ -801,9 +831,16 @@ const lp_kernel *lp_kernel_for(int prec, int arch) {
    small-rows limit, the AVX-512 kernel of the same operand format runs in place of AMX. Measured,
    one thread, cells RNN/GRU/LSTM, H 64-512 (bench/RESULTS_precision.md, issue 20): on one row
    vpdpbusd beats AMX's tdpbusd by 0-9% in a 200-step sequence and 6-34% in a stream step (whose
-   call also configures the tiles), vdpbf16ps beats tdpbf16ps by 4-23% in 8 of 9 sequences and
-   12-15% in 4 of 6 stream steps; from two rows AMX is faster (bf16 2-5x at 2-16 rows). */
+   call also configures the tiles); from two rows AMX is faster (bf16 2-5x at 2-16 rows). */
 #define LP_SMALL_ROWS 1
+/* bf16 on one row: AMX from this many multiply-adds per row in the call (a stream step's
+   weights; a sequence's steps times its weights). vdpbf16ps issues one every two cycles here
+   (Sapphire Rapids), so once the call's work pays for configuring the tiles AMX is faster
+   (session 13 of bench/RESULTS.md, 2 threads, batch 1): a 200-step sequence 15-25% faster at
+   H = 64-512 in every cell; a stream step faster from about 1e5 weights (LSTM 128: 3.9 against
+   4.4 us, GRU 128: 3.1 against 3.3) and slower below (RNN 192, 73728 weights: 3.1 against 3.0;
+   RNN 64: 1.4 against 1.0). */
+#define LP_AMX_ROW_MACS 98304.0
 
 static int small_rows_set = -1;
 
@@ -812,23 +849,26 @@ int fr_lp_set_small_rows(int rows) {
     return FR_OK;
 }
 
-const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows) {
+const lp_kernel *lp_kernel_for_rows(int prec, int arch, int64_t rows, double row_macs) {
     const lp_kernel *k = lp_kernel_for(prec, arch);
 #if FR_X86_SIMD
-    if (rows <= (small_rows_set >= 0 ? small_rows_set : LP_SMALL_ROWS)) {
+    const int forced = small_rows_set >= 0;
+    if (rows <= (forced ? small_rows_set : LP_SMALL_ROWS) &&
+        (forced || k != &k_bf16_amx || row_macs < LP_AMX_ROW_MACS)) {
         /* AMX is chosen only where AVX512_BF16 and VNNI are present (amx_usable) */
         if (k == &k_bf16_amx) return &k_bf16_avx512;
         if (k == &k_int8_amx) return &k_int8_avx512;
     }
 #else
     (void)rows;
+    (void)row_macs;
 #endif
     return k;
 }
 
-const char *fr_lowp_rows_path(int prec, int64_t rows) {
+const char *fr_lowp_rows_path(int prec, int64_t rows, double row_macs) {
     if (prec != FR_PREC_BF16 && prec != FR_PREC_INT8) return "unknown";
-    return lp_kernel_for_rows(prec, fr_get_arch(), rows)->name;
+    return lp_kernel_for_rows(prec, fr_get_arch(), rows, row_macs)->name;
 }
 
 static int has_avx512_rounding(void) {
@@ -857,6 +897,12 @@ void lp_pack_kn_bf16(uint32_t *P, const float *B, int64_t ldb, int64_t K, int64_
 #define NK_CHUNK 256
 
 void lp_pack_nk_bf16(uint32_t *P, const float *W, int64_t ldw, int64_t K, int64_t nv) {
+#if FR_X86_SIMD
+    if (has_avx512_rounding()) {
+        pack_nk_avx512(P, W, ldw, K, nv);
+        return;
+    }
+#endif
     /* each row's chunk converted in one run by the path's row converter, then its words
        spread over the panel's k-groups (a word per group, at a stride of LP_NR words) */
     const lp_rows_fn rows = lp_kernel_for(FR_PREC_BF16, fr_get_arch())->rows;

@@ -1363,6 +1363,9 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
         SFX(fr_pack_b)(whh_p, w->w_hh, H, 0, GH, H, 1, nr, jb0, jb0 + nj);
 
     int r0 = tid, r1 = tid + 1; /* the roles this thread runs */
+#if FR_F32
+    if (w->lpbw) lp_bw_thread_begin(w->lpbw);
+#endif
     for (int64_t s = Tn - 1; s >= 0; s--) {
         REAL *dstep = dgs + (s & 1) * B * w->ldd;
         for (int r = r0; r < r1; r++) SFX(bw_point)(w, r, s, dstep);
@@ -1371,6 +1374,9 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
             group_barrier(&ps->mem, p, bg, hg, Tn - s);
             if (gone_solo(ps, Tn - s)) {
                 if (tid != 0) {
+#if FR_F32
+                    if (w->lpbw) lp_bw_thread_end(w->lpbw);
+#endif
                     park(ps, k_end);
                     return;
                 }
@@ -1380,6 +1386,9 @@ static void SFX(bw_thread)(const fr_pass *ps, int tid) {
         }
         for (int r = r0; r < r1; r++) SFX(bw_dhp)(w, r, s, dstep, tile);
     }
+#if FR_F32
+    if (w->lpbw) lp_bw_thread_end(w->lpbw);
+#endif
     if (r1 - r0 > 1) unpark(ps, k_end);
 }
 
@@ -1486,7 +1495,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     };
     lp_bw *lpbw = NULL;
 #if FR_F32
-    if (hprev_w != NULL && (lpbw = lp_bw_new(w_hh, GH, H, B, nthreads)) == NULL)
+    if (hprev_w != NULL && (lpbw = lp_bw_new(w_hh, GH, H, B, Tn, nthreads)) == NULL)
         return FR_ERR_NOMEM;
     w.lpbw = lpbw;
     /* a bf16 forward's backward with one delta (not the GRU) whose rows are the bf16 GEMMs' A

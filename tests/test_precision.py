@@ -164,7 +164,7 @@ def test_identity_input(cell, precision):
     assert np.abs(y - yr).max() < TOL
 
 
-def _check_bf16_backward(cell, shape, seed, tol, gap, ragged, reverse=False):
+def _check_bf16_backward(cell, shape, seed, tol, gap, ragged, reverse=False, scale=0.3):
     """The bf16 backward of a random problem against the reference of the same rounding (the
     relative norm of each gradient's difference below tol) and against the float32 reference
     (above gap: the rounding is measurable in each gradient). ragged: random lengths and
@@ -172,7 +172,7 @@ def _check_bf16_backward(cell, shape, seed, tol, gap, ragged, reverse=False):
     rng = np.random.default_rng(seed)
     T, B, I, H = shape
     x, h0, c0 = _inputs(rng, cell, T, B, I, H)
-    w = _weights(rng, cell, I, H)
+    w = _weights(rng, cell, I, H, scale=scale)
     kw = dict(training=True, lengths=rng.integers(1, T + 1, B) if ragged else None,
               reverse=reverse)
     y, _, _, ctx = _run(functional, cell, x, h0, c0, w, precision="bf16", **kw)
@@ -198,6 +198,33 @@ def test_bf16_backward_matches_reference(arch, amx, cell):
     """Relative norms: a gate gradient on a bf16 rounding boundary may round the other way in
     the kernel (its float32 sums differ in the last bits), moving one product term."""
     _check_bf16_backward(cell, (6, 5, 17, 33), seed=6, tol=3e-4, gap=2e-3, ragged=True)
+
+
+@pytest.mark.parametrize("T", [2, 40])
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_bf16_batch_of_one_both_row_kernels(amx, cell, T):
+    """A batch of one: its one-row products run on vdpbf16ps for a short call (T = 2) and, where
+    the machine has AMX, on AMX tiles for a longer one (T = 40: each row's work over the call
+    passes LP_AMX_ROW_MACS), forward and backward with the tiles configured once per thread
+    (lowp.c's lp_bw_thread_begin). H = 70: three hidden blocks, the RNN's first two in one
+    pointwise call (LP_SPAN) and its last alone. Against the reference of the same rounding."""
+    I, H = 40, 70
+    G = CELLS[cell].gates
+    macs = T * (I + H) * G * H
+    assert (macs >= 98304) == (T == 40)
+    info = _kernels.lowp_info()["bfloat16"]
+    small = "avx512_bf16" if info == "amx_bf16" else info
+    assert _kernels.lowp_rows_path("bfloat16", 1, macs) == (info if T == 40 else small)
+    _check_bf16_backward(cell, (T, 1, I, H), seed=31, tol=3e-4, gap=8e-4, ragged=False,
+                         scale=0.1)
+    rng = np.random.default_rng(32)
+    x, h0, c0 = _inputs(rng, cell, T, 1, I, H)
+    w = _weights(rng, cell, I, H, scale=0.1)
+    kw = dict(training=False, precision="bf16")
+    y, h, _, _ = _run(functional, cell, x, h0, c0, w, **kw)
+    yr, hr, _, _ = _run(reference, cell, x, h0, c0, w, **kw)
+    assert np.abs(y - yr).max() < TOL
+    assert np.abs(h - hr).max() < TOL
 
 
 @pytest.mark.parametrize("ragged,reverse", [(False, False), (True, False), (True, True)])
@@ -459,6 +486,42 @@ def test_packed_weights_fill_their_whole_aligned_buffer(precision):
             assert packed.base.size == packed.size + 64
 
 
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_bf16_panels_hold_the_rounded_weights(arch, cell):
+    """The packed W_ih / W_hh panels (lowp.h: panel (jb, g), word (p, c) = bf16 W[g*H + 32*jb + c]
+    at k = 2p (low half) and 2p + 1 (high half), zero past K and past H) equal the reference's
+    rounding on every path, at sizes with K odd, under and over a 16-word transpose block, and
+    H not a multiple of the 32 columns; the weights include NaN, +-inf, denormals and halfway
+    cases."""
+    G = CELLS[cell].gates
+    hdr = ("magic", "cell", "prec", "identity", "I", "H", "G", "njb", "off_bias", "off_bhn",
+           "off_ih", "off_hh", "pb_ih", "pb_hh", "total")
+    for I, H in ((1, 1), (7, 17), (33, 40), (45, 50), (64, 33), (129, 70)):
+        w = list(_weights(np.random.default_rng(I * 1000 + H), cell, I, H))
+        for a in w[:2]:
+            flat = a.reshape(-1)
+            flat[::7] = np.float32(1.0 + 2.0 ** -8)  # halfway: to even
+            flat[3::11] = np.float32(1.5e-40)  # denormal: kept
+            flat[:4] = np.array([np.nan, np.inf, -np.inf, -0.0], np.float32)[:flat.size]
+        packed = _kernels.lp_pack(cell, "bfloat16", *w)
+        h = dict(zip(hdr, packed[:len(hdr) * 8].view(np.int64).tolist(), strict=True))
+        assert (h["I"], h["H"], h["G"]) == (I, H, G)
+        for off, pb, W, K in (("off_ih", "pb_ih", w[0], I), ("off_hh", "pb_hh", w[1], H)):
+            bits = reference.round_bf16(W).view(np.uint32) >> 16  # (G*H, K)
+            kw = (K + 1) // 2
+            for jb in range(h["njb"]):
+                for g in range(G):
+                    at = h[off] + (jb * G + g) * h[pb]
+                    got = packed[at:at + kw * 32 * 4].view(np.uint32).reshape(kw, 32)
+                    want = np.zeros((kw, 32), np.uint32)
+                    cols = np.arange(32 * jb, min(H, 32 * jb + 32))
+                    rows = bits[g * H + cols]  # (n, K)
+                    pad = np.zeros((len(cols), 2 * kw), np.uint32)
+                    pad[:, :K] = rows
+                    want[:, :len(cols)] = (pad[:, 0::2] | (pad[:, 1::2] << 16)).T
+                    np.testing.assert_array_equal(got, want, err_msg=f"{off} {jb} {g} {I} {H}")
+
+
 def test_packed_weights_must_be_lp_packs_whole_array():
     rng = np.random.default_rng(13)
     x, h0, c0 = _inputs(rng, "lstm", 3, 2, 6, 10)
@@ -702,10 +765,15 @@ def test_small_rows_rule_paths():
             _kernels.lp_set_small_rows(-1)
             assert _kernels.lowp_rows_path(p, 1) == small
             assert _kernels.lowp_rows_path(p, 2) == path
+            # one row of bf16 takes AMX once the call's work a row pays for the tiles' set-up
+            # (LP_AMX_ROW_MACS, 98304); int8 stays on VNNI
+            assert _kernels.lowp_rows_path(p, 1, 98303.0) == small
+            assert _kernels.lowp_rows_path(p, 1, 98304.0) == (path if p == "bfloat16" else small)
             _kernels.lp_set_small_rows(0)
             assert _kernels.lowp_rows_path(p, 1) == path
             _kernels.lp_set_small_rows(64)
             assert _kernels.lowp_rows_path(p, 64) == small
+            assert _kernels.lowp_rows_path(p, 64, 1e9) == small  # forced: whatever the work
             assert _kernels.lowp_rows_path(p, 65) == path
             assert _kernels.lowp_info()[p] == path  # the whole-path name does not move
     finally:

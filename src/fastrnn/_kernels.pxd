@@ -192,7 +192,7 @@ cdef extern from "fastrnn.h" nogil:
     const char *fr_lowp_path(int prec)
     int fr_lp_set_amx(int on)
     int fr_lp_set_small_rows(int rows)
-    const char *fr_lowp_rows_path(int prec, int64_t rows)
+    const char *fr_lowp_rows_path(int prec, int64_t rows, double row_macs)
     int fr_lp_set_vnni(int on)
     int64_t fr_lp_packed_bytes(int cell, int prec, int identity, int64_t I, int64_t H)
     int fr_lp_pack(void *packed, int cell, int prec, const float *w_ih, const float *w_hh,

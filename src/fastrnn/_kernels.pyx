@@ -1153,13 +1153,14 @@ def lp_set_amx(bint on):
 
 def lp_set_small_rows(int rows):
     """Run a product with at most rows rows on the AVX-512 kernels in place of AMX (rows < 0: the
-    measured limit, 1; 0: AMX everywhere); testing, tuning."""
+    measured rule, 1 row and for bf16 little work a row; 0: AMX everywhere); testing, tuning."""
     fr_lp_set_small_rows(rows)
 
 
-def lowp_rows_path(str precision, int64_t rows):
-    """The kernels a product of precision with rows rows runs on now."""
-    return fr_lowp_rows_path(_PRECS[precision], rows).decode()
+def lowp_rows_path(str precision, int64_t rows, double row_macs=0.0):
+    """The kernels a product of precision with rows rows, each of row_macs multiply-adds over its
+    call, runs on now."""
+    return fr_lowp_rows_path(_PRECS[precision], rows, row_macs).decode()
 
 
 def lp_set_vnni(bint on):
