@@ -1335,6 +1335,31 @@ def array_key(a):
             cnp.PyArray_TYPE(<cnp.ndarray>a))
 
 
+def keys_match(arrays, keys):
+    """Whether each entry of ``arrays`` (a tuple) is the array its entry of ``keys`` (a tuple of
+    the same length) describes: None for None, else an ndarray whose :func:`array_key` equals
+    it. Any other object gives False. One call in place of building and comparing the keys
+    (the prepared-weights check of every call)."""
+    cdef Py_ssize_t i, n = len(arrays)
+    cdef cnp.ndarray a
+    if n != len(keys):
+        return False
+    for i in range(n):
+        o = arrays[i]
+        k = keys[i]
+        if o is None or k is None:
+            if o is not k:
+                return False
+            continue
+        if type(o) is not np.ndarray:
+            return False
+        a = <cnp.ndarray>o
+        if (k[0] != <size_t>cnp.PyArray_DATA(a) or k[3] != cnp.PyArray_TYPE(a)
+                or k[1] != o.shape or k[2] != o.strides):
+            return False
+    return True
+
+
 def checksum(a):
     """fr_checksum of a C-contiguous array's bytes."""
     if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:

@@ -289,11 +289,7 @@ def forward_ready_prec(prepared: PreparedWeights, precision: str, cell: Any, non
     act = _act_of(cell, nonlinearity)
     if act is None or prepared.cell != cell or prepared.precision != precision:
         return None
-    arrays = (w_ih, w_hh, b_ih, b_hh)
-    for a in arrays:
-        if a is not None and type(a) is not np.ndarray:
-            return None
-    if not prepared._holds(arrays):
+    if not prepared._holds((w_ih, w_hh, b_ih, b_hh)):  # False for anything but ndarray or None
         return None
     return _kernels.lp_forward_ready(cell, prepared.packed(), x, h0, c0, prepared.H, act,
                                      reverse, get_num_threads())
@@ -540,7 +536,7 @@ class PreparedWeights:
     def _holds(self, arrays: tuple) -> bool:
         """Whether the object holds these (w_ih, w_hh, b_ih, b_hh) ndarrays (or None) as
         prepared: the same arrays and, under ``check="content"``, the same bytes."""
-        return tuple(_key(a) for a in arrays) == self._keys and (
+        return _kernels.keys_match(arrays, self._keys) and (
             self.check != "content" or _checksum(arrays) == self._sum)
 
     def __repr__(self) -> str:
