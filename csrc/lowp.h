@@ -109,10 +109,10 @@ int lp_gemm_bf16_pair_h(int transa, int64_t M, int64_t K, const uint16_t *A, int
 /* The bf16 backward's recurrent product dh_{t-1} += delta~ W~_hh (delta~ the step's gate
    gradients rounded to bf16 as they enter it, W~_hh the weights rounded once), for
    recurrence.c's backward: the bf16 panels of w_hh (G*H rows of H; GH = G*H) and scratch for
-   up to nthreads threads of a B-row pass over T steps. NULL when out of memory or for bad
+   up to nthreads threads of a B-row pass. NULL when out of memory or for bad
    sizes; free with lp_bw_free (NULL is ignored). */
 typedef struct lp_bw lp_bw;
-lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t B, int64_t T, int nthreads);
+lp_bw *lp_bw_new(const float *w_hh, int64_t GH, int64_t H, int64_t B, int nthreads);
 void lp_bw_free(lp_bw *bw);
 /* A thread's first and last call around its lp_bw_dh_prev calls (AMX's tile configuration,
    made once a pass, not once a step). */

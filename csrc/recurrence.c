@@ -1495,7 +1495,7 @@ int SFX(fr_rec_backward)(const CELL *cell, REAL *dx, REAL *dh0, REAL *dc0, REAL 
     };
     lp_bw *lpbw = NULL;
 #if FR_F32
-    if (hprev_w != NULL && (lpbw = lp_bw_new(w_hh, GH, H, B, Tn, nthreads)) == NULL)
+    if (hprev_w != NULL && (lpbw = lp_bw_new(w_hh, GH, H, B, nthreads)) == NULL)
         return FR_ERR_NOMEM;
     w.lpbw = lpbw;
     /* a bf16 forward's backward with one delta (not the GRU) whose rows are the bf16 GEMMs' A

@@ -203,11 +203,11 @@ def test_bf16_backward_matches_reference(arch, amx, cell):
 @pytest.mark.parametrize("T", [2, 40])
 @pytest.mark.parametrize("cell", CELL_NAMES)
 def test_bf16_batch_of_one_both_row_kernels(amx, cell, T):
-    """A batch of one: its one-row products run on vdpbf16ps for a short call (T = 2) and, where
-    the machine has AMX, on AMX tiles for a longer one (T = 40: each row's work over the call
-    passes LP_AMX_ROW_MACS), forward and backward with the tiles configured once per thread
-    (lowp.c's lp_bw_thread_begin). H = 70: three hidden blocks, the RNN's first two in one
-    pointwise call (LP_SPAN) and its last alone. Against the reference of the same rounding."""
+    """A batch of one: its forward's one-row products run on vdpbf16ps for a short call (T = 2)
+    and, where the machine has AMX, on AMX tiles for a longer one (T = 40: each row's work over
+    the call passes LP_AMX_ROW_MACS); the backward's on vdpbf16ps. H = 70: three hidden blocks,
+    the RNN's first two in one pointwise call (LP_SPAN) and its last alone. Against the
+    reference of the same rounding, forward and backward."""
     I, H = 40, 70
     G = CELLS[cell].gates
     macs = T * (I + H) * G * H
