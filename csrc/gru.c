@@ -27,25 +27,37 @@
    formulas' operation order (no FMA contraction), masked loads and stores
    (V_LOADN / V_STOREN) for a partial last vector. */
 
-/* The first m (<= VW) GRU units of a vector; act (gate g at +g*as), hn (hh_n + bhn) and y (h)
-   are stores made where not NULL, the cache's (act, hn) non-temporal with stream
-   (fr_tile.stream). */
-static FR_ALWAYS_INLINE VTARGET void VSFX(gru_vec)(const REAL *xp, const REAL *hh, int64_t ts,
-                                                   const REAL *bhn, const REAL *hprev, REAL *act,
-                                                   int64_t as, REAL *hn, REAL *h, REAL *y,
-                                                   int64_t m, const int stream) {
-    const VEC r = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp, m), V_LOADN(hh, m)));
-    const VEC z = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp + ts, m), V_LOADN(hh + ts, m)));
-    const VEC hv = V_ADD(V_LOADN(hh + 2 * ts, m), V_LOADN(bhn, m));
-    const VEC nv = VSFX(fr_vtanh)(V_ADD(V_LOADN(xp + 2 * ts, m), V_MUL(r, hv)));
-    const VEC hnew = V_ADD(V_MUL(V_SUB(V_SET1((REAL)1), z), nv), V_MUL(z, V_LOADN(hprev, m)));
-    V_STOREN(h, m, hnew);
-    if (y) V_STOREN(y, m, hnew);
-    if (hn) V_CACHE_STORE(stream, hn, m, hv);
-    if (act) {
-        V_CACHE_STORE(stream, act, m, r);
-        V_CACHE_STORE(stream, act + as, m, z);
-        V_CACHE_STORE(stream, act + 2 * as, m, nv);
+/* nv vectors of GRU units from unit 0 (nv <= 2, a constant after inlining; the first m <= VW
+   units of each, m < VW only with nv = 1), their steps side by side (simd_math.h's _n forms);
+   act (gate g at +g*as), hn (hh_n + bhn) and y (h) are stores made where not NULL, the cache's
+   (act, hn) non-temporal with stream (fr_tile.stream). */
+static FR_ALWAYS_INLINE VTARGET void VSFX(gru_vecs)(const int nv, const REAL *xp, const REAL *hh,
+                                                    int64_t ts, const REAL *bhn, const REAL *hprev,
+                                                    REAL *act, int64_t as, REAL *hn, REAL *h,
+                                                    REAL *y, int64_t m, const int stream) {
+    VEC r[2], z[2], hv[2], nn[2];
+    for (int k = 0; k < nv; k++) r[k] = V_ADD(V_LOADN(xp + k * VW, m), V_LOADN(hh + k * VW, m));
+    VSFX(fr_vsigmoid_n)(r, nv);
+    for (int k = 0; k < nv; k++)
+        z[k] = V_ADD(V_LOADN(xp + ts + k * VW, m), V_LOADN(hh + ts + k * VW, m));
+    VSFX(fr_vsigmoid_n)(z, nv);
+    for (int k = 0; k < nv; k++) {
+        hv[k] = V_ADD(V_LOADN(hh + 2 * ts + k * VW, m), V_LOADN(bhn + k * VW, m));
+        nn[k] = V_ADD(V_LOADN(xp + 2 * ts + k * VW, m), V_MUL(r[k], hv[k]));
+    }
+    VSFX(fr_vtanh_n)(nn, nv);
+    for (int k = 0; k < nv; k++) {
+        const int64_t o = k * VW;
+        const VEC hnew = V_ADD(V_MUL(V_SUB(V_SET1((REAL)1), z[k]), nn[k]),
+                               V_MUL(z[k], V_LOADN(hprev + o, m)));
+        V_STOREN(h + o, m, hnew);
+        if (y) V_STOREN(y + o, m, hnew);
+        if (hn) V_CACHE_STORE(stream, hn + o, m, hv[k]);
+        if (act) {
+            V_CACHE_STORE(stream, act + o, m, r[k]);
+            V_CACHE_STORE(stream, act + as + o, m, z[k]);
+            V_CACHE_STORE(stream, act + 2 * as + o, m, nn[k]);
+        }
     }
 }
 
@@ -59,17 +71,14 @@ static FR_ALWAYS_INLINE VTARGET void VSFX(gru_rows)(const SFX(fr_tile) *t, const
         REAL *h = t->h + i * t->ldh;
         REAL *act = FR_OPT(t->gates, r * 3 * H), *hn = FR_OPT(t->aux0, r * H);
         REAL *y = FR_OPT(t->y, r * H);
-#define GRU_VEC(j, m) /* m units from unit j */                                                   \
-    VSFX(gru_vec)(xp + (j), hh + (j), ts, bhn + (j), hp + (j), FR_OPT(act, j), H, FR_OPT(hn, j),   \
-                  h + (j), FR_OPT(y, j), m, stream)
+#define GRU_VECS(nv, j, m) /* nv vectors of m units from unit j */                                \
+    VSFX(gru_vecs)(nv, xp + (j), hh + (j), ts, bhn + (j), hp + (j), FR_OPT(act, j), H,              \
+                   FR_OPT(hn, j), h + (j), FR_OPT(y, j), m, stream)
         int64_t j = 0;
-        for (; j + 2 * VW <= n; j += 2 * VW) { /* two independent chains per row */
-            GRU_VEC(j, VW);
-            GRU_VEC(j + VW, VW);
-        }
-        for (; j + VW <= n; j += VW) GRU_VEC(j, VW);
-        if (j < n) GRU_VEC(j, n - j);
-#undef GRU_VEC
+        for (; j + 2 * VW <= n; j += 2 * VW) GRU_VECS(2, j, VW); /* two chains side by side */
+        for (; j + VW <= n; j += VW) GRU_VECS(1, j, VW);
+        if (j < n) GRU_VECS(1, j, n - j);
+#undef GRU_VECS
     }
 }
 

@@ -32,31 +32,45 @@
  * (V_LOADN / V_STOREN, masked): nothing is read or written past n.
  */
 
-/* The first m (<= VW) LSTM units of a vector; act (gate g at +g*as), tc (tanh(c_new)), cp
-   (c_prev) and y (h) are stores made where not NULL, the cache's (act, tc, cp) non-temporal
-   with stream (fr_tile.stream). */
-static FR_ALWAYS_INLINE VTARGET void VSFX(lstm_vec)(const REAL *xp, const REAL *hh, int64_t ts,
-                                                    REAL *c, REAL *act, int64_t as, REAL *tc,
-                                                    REAL *h, REAL *cp, REAL *y, int64_t m,
-                                                    const int stream) {
-    const VEC i = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp, m), V_LOADN(hh, m)));
-    const VEC f = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp + ts, m), V_LOADN(hh + ts, m)));
-    const VEC g = VSFX(fr_vtanh)(V_ADD(V_LOADN(xp + 2 * ts, m), V_LOADN(hh + 2 * ts, m)));
-    const VEC o = VSFX(fr_vsigmoid)(V_ADD(V_LOADN(xp + 3 * ts, m), V_LOADN(hh + 3 * ts, m)));
-    const VEC cv = V_LOADN(c, m);
-    const VEC cn = V_ADD(V_MUL(f, cv), V_MUL(i, g));
-    const VEC t = VSFX(fr_vtanh)(cn);
-    const VEC hv = V_MUL(o, t);
-    if (cp) V_CACHE_STORE(stream, cp, m, cv);
-    V_STOREN(c, m, cn);
-    V_STOREN(h, m, hv);
-    if (y) V_STOREN(y, m, hv);
-    if (tc) V_CACHE_STORE(stream, tc, m, t);
-    if (act) {
-        V_CACHE_STORE(stream, act, m, i);
-        V_CACHE_STORE(stream, act + as, m, f);
-        V_CACHE_STORE(stream, act + 2 * as, m, g);
-        V_CACHE_STORE(stream, act + 3 * as, m, o);
+/* nv vectors of LSTM units from unit 0 (nv <= 2, a constant after inlining; the first m <= VW
+   units of each, m < VW only with nv = 1), their steps side by side (simd_math.h's _n forms);
+   act (gate g at +g*as), tc (tanh(c_new)), cp (c_prev) and y (h) are stores made where not NULL,
+   the cache's (act, tc, cp) non-temporal with stream (fr_tile.stream). */
+static FR_ALWAYS_INLINE VTARGET void VSFX(lstm_vecs)(const int nv, const REAL *xp, const REAL *hh,
+                                                     int64_t ts, REAL *c, REAL *act, int64_t as,
+                                                     REAL *tc, REAL *h, REAL *cp, REAL *y,
+                                                     int64_t m, const int stream) {
+    VEC gi[2], gf[2], g[2], go[2], cv[2], cn[2];
+#define LSTM_PRE(q, k) V_ADD(V_LOADN(xp + (q) * ts + (k) * VW, m), V_LOADN(hh + (q) * ts + (k) * VW, m))
+    for (int k = 0; k < nv; k++) gi[k] = LSTM_PRE(0, k);
+    VSFX(fr_vsigmoid_n)(gi, nv);
+    for (int k = 0; k < nv; k++) gf[k] = LSTM_PRE(1, k);
+    VSFX(fr_vsigmoid_n)(gf, nv);
+    for (int k = 0; k < nv; k++) g[k] = LSTM_PRE(2, k);
+    VSFX(fr_vtanh_n)(g, nv);
+    for (int k = 0; k < nv; k++) go[k] = LSTM_PRE(3, k);
+    VSFX(fr_vsigmoid_n)(go, nv);
+#undef LSTM_PRE
+    for (int k = 0; k < nv; k++) {
+        cv[k] = V_LOADN(c + k * VW, m);
+        cn[k] = V_ADD(V_MUL(gf[k], cv[k]), V_MUL(gi[k], g[k]));
+    }
+    VEC t[2] = {cn[0], cn[1]};
+    VSFX(fr_vtanh_n)(t, nv);
+    for (int k = 0; k < nv; k++) {
+        const int64_t o = k * VW;
+        const VEC hv = V_MUL(go[k], t[k]);
+        if (cp) V_CACHE_STORE(stream, cp + o, m, cv[k]);
+        V_STOREN(c + o, m, cn[k]);
+        V_STOREN(h + o, m, hv);
+        if (y) V_STOREN(y + o, m, hv);
+        if (tc) V_CACHE_STORE(stream, tc + o, m, t[k]);
+        if (act) {
+            V_CACHE_STORE(stream, act + o, m, gi[k]);
+            V_CACHE_STORE(stream, act + as + o, m, gf[k]);
+            V_CACHE_STORE(stream, act + 2 * as + o, m, g[k]);
+            V_CACHE_STORE(stream, act + 3 * as + o, m, go[k]);
+        }
     }
 }
 
@@ -68,17 +82,14 @@ static FR_ALWAYS_INLINE VTARGET void VSFX(lstm_rows)(const SFX(fr_tile) *t, cons
         REAL *c = t->c + i * t->ldc, *h = t->h + i * t->ldh;
         REAL *act = FR_OPT(t->gates, r * 4 * H), *cp = FR_OPT(t->aux0, r * H);
         REAL *tc = FR_OPT(t->aux1, r * H), *y = FR_OPT(t->y, r * H);
-#define LSTM_VEC(j, m) /* m units from unit j */                                                  \
-    VSFX(lstm_vec)(xp + (j), hh + (j), ts, c + (j), FR_OPT(act, j), H, FR_OPT(tc, j), h + (j),     \
-                   FR_OPT(cp, j), FR_OPT(y, j), m, stream)
+#define LSTM_VECS(nv, j, m) /* nv vectors of m units from unit j */                               \
+    VSFX(lstm_vecs)(nv, xp + (j), hh + (j), ts, c + (j), FR_OPT(act, j), H, FR_OPT(tc, j),         \
+                    h + (j), FR_OPT(cp, j), FR_OPT(y, j), m, stream)
         int64_t j = 0;
-        for (; j + 2 * VW <= n; j += 2 * VW) { /* two independent chains per row */
-            LSTM_VEC(j, VW);
-            LSTM_VEC(j + VW, VW);
-        }
-        for (; j + VW <= n; j += VW) LSTM_VEC(j, VW);
-        if (j < n) LSTM_VEC(j, n - j);
-#undef LSTM_VEC
+        for (; j + 2 * VW <= n; j += 2 * VW) LSTM_VECS(2, j, VW); /* two chains side by side */
+        for (; j + VW <= n; j += VW) LSTM_VECS(1, j, VW);
+        if (j < n) LSTM_VECS(1, j, n - j);
+#undef LSTM_VECS
     }
 }
 

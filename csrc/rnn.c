@@ -22,15 +22,23 @@
 
 #elif defined(VEC) /* the forward of one (SIMD path, dtype) */
 
-/* The first m (<= VW) units of a vector: h = act(xp + hh), stored to h, y and the cache's gate
-   row where those are not NULL (relu: max(0, v) keeps a NaN as the portable v < 0 ? 0 : v does). */
-static FR_ALWAYS_INLINE VTARGET void VSFX(rnn_vec)(const REAL *xp, const REAL *hh, REAL *h,
-                                                   REAL *y, REAL *g, int64_t m, int act) {
-    const VEC v = V_ADD(V_LOADN(xp, m), V_LOADN(hh, m));
-    const VEC hv = act == FR_RNN_RELU ? V_MAX(V_ZERO(), v) : VSFX(fr_vtanh)(v);
-    V_STOREN(h, m, hv);
-    if (y) V_STOREN(y, m, hv);
-    if (g) V_STOREN(g, m, hv);
+/* nv vectors of units from unit 0 (nv <= 2, a constant after inlining; the first m <= VW units of
+   each, m < VW only with nv = 1): h = act(xp + hh), stored to h, y and the cache's gate row where
+   those are not NULL; tanh's steps side by side (simd_math.h's _n forms). relu: max(0, v) keeps
+   a NaN as the portable v < 0 ? 0 : v does. */
+static FR_ALWAYS_INLINE VTARGET void VSFX(rnn_vecs)(const int nv, const REAL *xp, const REAL *hh,
+                                                    REAL *h, REAL *y, REAL *g, int64_t m, int act) {
+    VEC v[2];
+    for (int k = 0; k < nv; k++) v[k] = V_ADD(V_LOADN(xp + k * VW, m), V_LOADN(hh + k * VW, m));
+    if (act == FR_RNN_RELU)
+        for (int k = 0; k < nv; k++) v[k] = V_MAX(V_ZERO(), v[k]);
+    else
+        VSFX(fr_vtanh_n)(v, nv);
+    for (int k = 0; k < nv; k++) {
+        V_STOREN(h + k * VW, m, v[k]);
+        if (y) V_STOREN(y + k * VW, m, v[k]);
+        if (g) V_STOREN(g + k * VW, m, v[k]);
+    }
 }
 
 static VTARGET void VSFX(rnn_tile)(const SFX(fr_tile) *t, int act) {
@@ -39,14 +47,11 @@ static VTARGET void VSFX(rnn_tile)(const SFX(fr_tile) *t, int act) {
         const REAL *xp = t->xp + i * t->ldxp, *hh = t->hh + i * t->ldhh;
         REAL *h = t->h + i * t->ldh, *y = FR_OPT(t->y, r * H), *g = FR_OPT(t->gates, r * H);
         int64_t j = 0;
-        for (; j + 2 * VW <= n; j += 2 * VW) { /* two independent chains per row */
-            VSFX(rnn_vec)(xp + j, hh + j, h + j, FR_OPT(y, j), FR_OPT(g, j), VW, act);
-            VSFX(rnn_vec)(xp + j + VW, hh + j + VW, h + j + VW, FR_OPT(y, j + VW),
-                          FR_OPT(g, j + VW), VW, act);
-        }
+        for (; j + 2 * VW <= n; j += 2 * VW) /* two chains side by side */
+            VSFX(rnn_vecs)(2, xp + j, hh + j, h + j, FR_OPT(y, j), FR_OPT(g, j), VW, act);
         for (; j + VW <= n; j += VW)
-            VSFX(rnn_vec)(xp + j, hh + j, h + j, FR_OPT(y, j), FR_OPT(g, j), VW, act);
-        if (j < n) VSFX(rnn_vec)(xp + j, hh + j, h + j, FR_OPT(y, j), FR_OPT(g, j), n - j, act);
+            VSFX(rnn_vecs)(1, xp + j, hh + j, h + j, FR_OPT(y, j), FR_OPT(g, j), VW, act);
+        if (j < n) VSFX(rnn_vecs)(1, xp + j, hh + j, h + j, FR_OPT(y, j), FR_OPT(g, j), n - j, act);
     }
 }
 

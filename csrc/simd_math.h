@@ -77,30 +77,45 @@
 #define SM_TANH_SMALL 0.25
 #endif
 
+/* The _n forms below apply a function to n vectors (n <= SM_NMAX, a constant after inlining) in
+   place, one step of the method across all of them before the next: n independent chains
+   side by side in the instruction stream, which the out-of-order core overlaps where one
+   vector's chain alone would wait on latencies. Each element's operations are those of the
+   one-vector form, in the same order: the same bits. */
+#define SM_NMAX 8
+#define SM_EACH(k, n) for (int k = 0; k < (n); k++)
+
 /* exp(x): x = n ln2 + r, |r| <= ln2/2, exp(r) = 1 + r + r^2 Q(r) (relative minimax,
    tools/fit_simd_math.py), times 2^n: on AVX-512 by vscalef (one rounding), on AVX2 built in the
    exponent bits as 2^n1 * 2^n2, n1 = round(n/2), so that results down to the smallest denormal are
    right (one rounding, in the last product). NaN propagates, -inf gives 0, +inf gives inf. */
-static FR_ALWAYS_INLINE VTARGET VEC VSFX(fr_vexp)(VEC x) {
+static FR_ALWAYS_INLINE VTARGET void VSFX(fr_vexp_n)(VEC *x, const int n) {
     static const REAL q[] = SM_EXP_Q;
     const int nq = (int)(sizeof(q) / sizeof(q[0]));
     const VEC one = V_SET1((REAL)1), magic = V_SET1((REAL)SM_MAGIC);
-    x = V_MIN(V_SET1((REAL)SM_EXP_HI), V_MAX(V_SET1((REAL)SM_EXP_LO), x));
-    const VEC t = V_FMA(x, V_SET1((REAL)SM_LOG2E), magic);
-    const VEC n = V_SUB(t, magic);
-    VEC r = V_FNMA(n, V_SET1((REAL)SM_LN2_HI), x);
-    r = V_FNMA(n, V_SET1((REAL)SM_LN2_LO), r);
-    VEC p = V_SET1(q[nq - 1]);
-    for (int i = nq - 2; i >= 0; i--) p = V_FMA(p, r, V_SET1(q[i]));
-    p = V_FMA(p, r, one);
-    p = V_FMA(p, r, one);
+    VEC nn[SM_NMAX], r[SM_NMAX], p[SM_NMAX];
+    SM_EACH(k, n) x[k] = V_MIN(V_SET1((REAL)SM_EXP_HI), V_MAX(V_SET1((REAL)SM_EXP_LO), x[k]));
+    SM_EACH(k, n) nn[k] = V_SUB(V_FMA(x[k], V_SET1((REAL)SM_LOG2E), magic), magic);
+    SM_EACH(k, n) r[k] = V_FNMA(nn[k], V_SET1((REAL)SM_LN2_HI), x[k]);
+    SM_EACH(k, n) r[k] = V_FNMA(nn[k], V_SET1((REAL)SM_LN2_LO), r[k]);
+    SM_EACH(k, n) p[k] = V_SET1(q[nq - 1]);
+    for (int i = nq - 2; i >= 0; i--) SM_EACH(k, n) p[k] = V_FMA(p[k], r[k], V_SET1(q[i]));
+    SM_EACH(k, n) p[k] = V_FMA(p[k], r[k], one);
+    SM_EACH(k, n) p[k] = V_FMA(p[k], r[k], one);
 #if FR_AVX512
-    return V_OP(scalef)(p, n);
+    SM_EACH(k, n) x[k] = V_OP(scalef)(p[k], nn[k]);
 #else
-    const VEC t1 = V_FMA(n, V_SET1((REAL)0.5), magic);
-    const VEC t2 = V_ADD(V_SUB(n, V_SUB(t1, magic)), magic);
-    return V_MUL(V_MUL(p, V_POW2(t1)), V_POW2(t2));
+    SM_EACH(k, n) {
+        const VEC t1 = V_FMA(nn[k], V_SET1((REAL)0.5), magic);
+        const VEC t2 = V_ADD(V_SUB(nn[k], V_SUB(t1, magic)), magic);
+        x[k] = V_MUL(V_MUL(p[k], V_POW2(t1)), V_POW2(t2));
+    }
 #endif
+}
+
+static FR_ALWAYS_INLINE VTARGET VEC VSFX(fr_vexp)(VEC x) {
+    VSFX(fr_vexp_n)(&x, 1);
+    return x;
 }
 
 /* num / d for d in [1, 2] (the denominators of sigmoid and tanh below). AVX-512 float: the 14-bit
@@ -118,29 +133,49 @@ static FR_ALWAYS_INLINE VTARGET VEC VSFX(fr_vdiv12)(VEC num, VEC d) {
 
 /* sigmoid(x) = (x < 0 ? e : 1) / (1 + e), e = exp(-|x|): never overflows; 0 at -inf, 1 at +inf;
    NaN propagates. */
-static FR_ALWAYS_INLINE VTARGET VEC VSFX(fr_vsigmoid)(VEC x) {
+static FR_ALWAYS_INLINE VTARGET void VSFX(fr_vsigmoid_n)(VEC *x, const int n) {
     const VEC one = V_SET1((REAL)1);
-    const VEC e = VSFX(fr_vexp)(V_OR(x, V_SET1((REAL)-0.0)));
-    const VEC num = V_BLEND(V_CMPLT(x, V_SET1((REAL)0)), one, e);
-    return VSFX(fr_vdiv12)(num, V_ADD(one, e));
+    VEC e[SM_NMAX];
+    SM_EACH(k, n) e[k] = V_OR(x[k], V_SET1((REAL)-0.0));
+    VSFX(fr_vexp_n)(e, n);
+    SM_EACH(k, n) {
+        const VEC num = V_BLEND(V_CMPLT(x[k], V_SET1((REAL)0)), one, e[k]);
+        x[k] = VSFX(fr_vdiv12)(num, V_ADD(one, e[k]));
+    }
+}
+
+static FR_ALWAYS_INLINE VTARGET VEC VSFX(fr_vsigmoid)(VEC x) {
+    VSFX(fr_vsigmoid_n)(&x, 1);
+    return x;
 }
 
 /* tanh(x): for |x| < SM_TANH_SMALL the odd polynomial x + x^3 R(x^2) (exact for tiny and denormal
    x); above, sign(x) (1 - e) / (1 + e) with e = exp(-2|x|) (no cancellation there: e < 0.61).
    +-inf give +-1; NaN propagates. */
-static FR_ALWAYS_INLINE VTARGET VEC VSFX(fr_vtanh)(VEC x) {
+static FR_ALWAYS_INLINE VTARGET void VSFX(fr_vtanh_n)(VEC *x, const int n) {
     static const REAL c[] = SM_TANH_R;
     const int nc = (int)(sizeof(c) / sizeof(c[0]));
     const VEC one = V_SET1((REAL)1), sign = V_SET1((REAL)-0.0);
-    const VEC a = V_ANDNOT(sign, x);
-    const VEC a2 = V_MUL(a, a);
-    VEC p = V_SET1(c[nc - 1]);
-    for (int i = nc - 2; i >= 0; i--) p = V_FMA(p, a2, V_SET1(c[i]));
-    const VEC small = V_FMA(V_MUL(p, a2), a, a);
-    const VEC e = VSFX(fr_vexp)(V_MUL(a, V_SET1((REAL)-2)));
-    const VEC big = VSFX(fr_vdiv12)(V_SUB(one, e), V_ADD(one, e));
-    const VEC t = V_BLEND(V_CMPLT(a, V_SET1((REAL)SM_TANH_SMALL)), big, small);
-    return V_OR(t, V_AND(x, sign)); /* tanh(|x|) >= 0: restore x's sign, -0 included */
+    VEC a[SM_NMAX], small[SM_NMAX], e[SM_NMAX];
+    SM_EACH(k, n) a[k] = V_ANDNOT(sign, x[k]);
+    SM_EACH(k, n) {
+        const VEC a2 = V_MUL(a[k], a[k]);
+        VEC p = V_SET1(c[nc - 1]);
+        for (int i = nc - 2; i >= 0; i--) p = V_FMA(p, a2, V_SET1(c[i]));
+        small[k] = V_FMA(V_MUL(p, a2), a[k], a[k]);
+    }
+    SM_EACH(k, n) e[k] = V_MUL(a[k], V_SET1((REAL)-2));
+    VSFX(fr_vexp_n)(e, n);
+    SM_EACH(k, n) {
+        const VEC big = VSFX(fr_vdiv12)(V_SUB(one, e[k]), V_ADD(one, e[k]));
+        const VEC t = V_BLEND(V_CMPLT(a[k], V_SET1((REAL)SM_TANH_SMALL)), big, small[k]);
+        x[k] = V_OR(t, V_AND(x[k], sign)); /* tanh(|x|) >= 0: restore x's sign, -0 included */
+    }
+}
+
+static FR_ALWAYS_INLINE VTARGET VEC VSFX(fr_vtanh)(VEC x) {
+    VSFX(fr_vtanh_n)(&x, 1);
+    return x;
 }
 
 #undef SM_MAGIC
@@ -152,5 +187,7 @@ static FR_ALWAYS_INLINE VTARGET VEC VSFX(fr_vtanh)(VEC x) {
 #undef SM_EXP_Q
 #undef SM_TANH_R
 #undef SM_TANH_SMALL
+#undef SM_NMAX
+#undef SM_EACH
 
 #endif
