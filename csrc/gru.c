@@ -50,14 +50,9 @@ static FR_ALWAYS_INLINE VTARGET void VSFX(gru_vecs)(const int nv, const REAL *xp
         const int64_t o = k * VW;
         const VEC hnew = V_ADD(V_MUL(V_SUB(V_SET1((REAL)1), z[k]), nn[k]),
                                V_MUL(z[k], V_LOADN(hprev + o, m)));
-        V_STOREN(h + o, m, hnew);
-        if (y) V_STOREN(y + o, m, hnew);
+        const VEC ga[3] = {r[k], z[k], nn[k]};
         if (hn) V_CACHE_STORE(stream, hn + o, m, hv[k]);
-        if (act) {
-            V_CACHE_STORE(stream, act + o, m, r[k]);
-            V_CACHE_STORE(stream, act + as + o, m, z[k]);
-            V_CACHE_STORE(stream, act + 2 * as + o, m, nn[k]);
-        }
+        V_STORE_STEP(stream, h + o, FR_OPT(y, o), hnew, FR_OPT(act, o), as, ga, 3, m);
     }
 }
 

@@ -59,18 +59,11 @@ static FR_ALWAYS_INLINE VTARGET void VSFX(lstm_vecs)(const int nv, const REAL *x
     VSFX(fr_vtanh_n)(t, nv);
     for (int k = 0; k < nv; k++) {
         const int64_t o = k * VW;
-        const VEC hv = V_MUL(go[k], t[k]);
+        const VEC ga[4] = {gi[k], gf[k], g[k], go[k]};
         if (cp) V_CACHE_STORE(stream, cp + o, m, cv[k]);
         V_STOREN(c + o, m, cn[k]);
-        V_STOREN(h + o, m, hv);
-        if (y) V_STOREN(y + o, m, hv);
         if (tc) V_CACHE_STORE(stream, tc + o, m, t[k]);
-        if (act) {
-            V_CACHE_STORE(stream, act + o, m, gi[k]);
-            V_CACHE_STORE(stream, act + as + o, m, gf[k]);
-            V_CACHE_STORE(stream, act + 2 * as + o, m, g[k]);
-            V_CACHE_STORE(stream, act + 3 * as + o, m, go[k]);
-        }
+        V_STORE_STEP(stream, h + o, FR_OPT(y, o), V_MUL(go[k], t[k]), FR_OPT(act, o), as, ga, 4, m);
     }
 }
 

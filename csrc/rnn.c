@@ -34,11 +34,8 @@ static FR_ALWAYS_INLINE VTARGET void VSFX(rnn_vecs)(const int nv, const REAL *xp
         for (int k = 0; k < nv; k++) v[k] = V_MAX(V_ZERO(), v[k]);
     else
         VSFX(fr_vtanh_n)(v, nv);
-    for (int k = 0; k < nv; k++) {
-        V_STOREN(h + k * VW, m, v[k]);
-        if (y) V_STOREN(y + k * VW, m, v[k]);
-        if (g) V_STOREN(g + k * VW, m, v[k]);
-    }
+    for (int k = 0; k < nv; k++) /* the cache's gate row holds h' (plain stores, as before) */
+        V_STORE_STEP(0, h + k * VW, FR_OPT(y, k * VW), v[k], FR_OPT(g, k * VW), 0, v + k, 1, m);
 }
 
 static VTARGET void VSFX(rnn_tile)(const SFX(fr_tile) *t, int act) {

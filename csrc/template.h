@@ -113,15 +113,25 @@
         else                                                                                      \
             V_PSTORE(p, m, v);                                                                    \
     } while (0)
-/* V_STOREN for data read back only much later (a training cache), with stream: a whole, aligned
+/* V_STOREN for data read back only much later (a training cache), with nt: a whole, aligned
    vector goes around the caches (a non-temporal store: no read of the line before its write).
    The pass ends with fr_stream_fence() (recurrence.h) before another thread may read it. */
-#define V_CACHE_STORE(stream, p, m, v)                                                            \
+#define V_CACHE_STORE(nt, p, m, v)                                                                \
     do {                                                                                          \
-        if ((stream) && (m) == VW && ((uintptr_t)(p) & (VW * sizeof(REAL) - 1)) == 0)             \
+        if ((nt) && (m) == VW && ((uintptr_t)(p) & (VW * sizeof(REAL) - 1)) == 0)                 \
             V_OP(stream)(p, v);                                                                   \
         else                                                                                      \
             V_STOREN(p, m, v);                                                                    \
+    } while (0)
+/* A cell's step results (in a cell's always-inlined pointwise, m lanes): the new state v to h
+   and, where y is not NULL, to its output row; and where act (a training cache row) is not NULL,
+   the n gate activations ga[0..n) to act + g * as by V_CACHE_STORE. */
+#define V_STORE_STEP(nt, h, y, v, act, as, ga, n, m)                                               \
+    do {                                                                                          \
+        V_STOREN(h, m, v);                                                                        \
+        if (y) V_STOREN(y, m, v);                                                                 \
+        if (act)                                                                                  \
+            for (int g_ = 0; g_ < (n); g_++) V_CACHE_STORE(nt, (act) + g_ * (as), m, (ga)[g_]);   \
     } while (0)
 
 #include FR_TEMPLATE
