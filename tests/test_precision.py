@@ -150,12 +150,13 @@ def test_lengths_reverse(cell, precision, reverse):
         assert not y[lengths[b]:, b].any()
 
 
+@pytest.mark.parametrize("H", [24, 70])
 @pytest.mark.parametrize("precision", REDUCED)
 @pytest.mark.parametrize("cell", CELL_NAMES)
-def test_identity_input(cell, precision):
-    """w_ih None: x holds the projection; it enters no GEMM and is not rounded."""
+def test_identity_input(cell, precision, H):
+    """w_ih None: x holds the projection; it enters no GEMM and is not rounded. H = 70: three
+    hidden blocks (the RNN's first two in one pointwise call, LP_SPAN)."""
     rng = np.random.default_rng(5)
-    H = 24
     G = CELLS[cell].gates
     x, h0, c0 = _inputs(rng, cell, 6, 4, G * H, H)
     w = _weights(rng, cell, G * H, H, identity=True)
