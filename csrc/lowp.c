@@ -641,6 +641,13 @@ void lp_bw_dh_prev(const lp_bw *bw, int tid, float *dh, const float *dstep, int6
     for (int64_t jb = c0 / LP_NR; jb * LP_NR < c1; jb++) {
         const int64_t j0 = jb * LP_NR, ca = c0 > j0 ? c0 : j0, cb = imin(c1, j0 + LP_NR);
         const uint32_t *panel = (const uint32_t *)(bw->panels + jb * bw->pb);
+        if (m_all == 1 && ca == j0 && cb == j0 + LP_NR && !(lengths && s >= lengths[rb0])) {
+            /* one active row, a whole panel: summed straight onto its dh columns (the panel's
+               sums plus dh as the ukr's bias: d + sum, the bits of the loop below) */
+            float *d = dh + rb0 * H + j0;
+            k->ukr(1, kw, A, kw, panel, as, d, d, LP_NR);
+            continue;
+        }
         for (int64_t b0 = 0; b0 < m_all; b0 += k->mr) {
             const int64_t m = imin(k->mr, m_all - b0);
             k->ukr(m, kw, A + b0 * kw, kw, panel, as + b0, NULL, tile, LP_NR);

@@ -507,14 +507,6 @@ class PreparedWeights:
         if self.precision != "float32":
             self.packed()
 
-    @classmethod
-    def _of(cls, p: Prepared) -> PreparedWeights:
-        """For one call: p's weights, checked already (no content checksum)."""
-        pw = cls.__new__(cls)
-        pw.cell, pw.precision, pw.check, pw.version = p.cell, p.precision, "identity", None
-        pw._set(p)
-        return pw
-
     def packed(self) -> np.ndarray:
         """The weights packed for the reduced-precision kernels (made once)."""
         if self._packed is None:
@@ -556,7 +548,10 @@ def forward_prec(p: Prepared, prepared: PreparedWeights | None) -> tuple:
         prepared._sync(p)
     if p.precision == "float32":
         return forward(p)
-    pw = prepared if prepared is not None else PreparedWeights._of(p)
+    # a one-off call packs its weights itself (no prepared-weights object: its keys and checks
+    # serve later calls only)
+    packed = (prepared.packed() if prepared is not None else
+              _kernels.lp_pack(p.cell, p.precision, p.w_ih, p.w_hh, p.b_ih, p.b_hh))
     spec = CELLS[p.cell]
     T, B, H = p.T, p.B, p.H
     act = NONLINEARITIES[p.nonlinearity] if p.nonlinearity is not None else 0
@@ -566,7 +561,7 @@ def forward_prec(p: Prepared, prepared: PreparedWeights | None) -> tuple:
     cache = (_kernels.kept_empty((_kernels.cache_size(p.cell, T, B, H),), np.dtype(np.float32))
              if p.training else None)
     hq = empty((T, B, H), np.float32) if p.training else None
-    _kernels.lp_forward(p.cell, pw.packed(), y, h_n, c_n, cache, hq, p.x, p.h0, p.c0,
+    _kernels.lp_forward(p.cell, packed, y, h_n, c_n, cache, hq, p.x, p.h0, p.c0,
                         p.lengths, act, p.reverse, get_num_threads())
     if not p.training:
         return y, h_n, c_n, None
