@@ -42,6 +42,9 @@
    64 units makes one call and one pass of bookkeeping instead of two. Cells with more gates
    interleave a block's gates and take one block a call. */
 #define LP_SPAN (FR_MAX_NR / LP_NR)
+
+/* Blocks per pointwise call of a cell with G gates (LP_SPAN for one gate, else 1). */
+static inline int64_t lp_span(int64_t G) { return G == 1 ? LP_SPAN : 1; }
 /* Threads: where the batch has a row per thread, each thread owns rows for the whole sequence
    (rows never interact: no barrier; each reads all the weights) once the call has
    LP_MIN_CALL_FLOPS per thread. A batch of one splits the hidden blocks instead, with a barrier
@@ -300,7 +303,7 @@ static void lp_thread(const lp_fw *f, int tid, int nt) {
     void (*const begin)(void) = k->begin ? k->begin : ks->begin;
     void (*const end)(void) = k->end ? k->end : ks->end;
     if (begin) begin();
-    const int64_t span = G == 1 ? LP_SPAN : 1, ldt = span * G * LP_NR; /* the tile's row */
+    const int64_t span = lp_span(G), ldt = span * G * LP_NR; /* the tile's row */
     fr_tile_s tl = {.ts = LP_NR, .H = H, .ldxp = ldxp, .hh = tile, .ldhh = ldt,
                     .ldh = ldh, .ldc = H, .rows = rows,
                     .stream = cache && fr_rec_stream_cache((int)G, f->cd->naux, T, B, H, 4)};
@@ -438,7 +441,7 @@ int fr_lp_forward(const void *packed, int64_t bytes, float *y, float *h_n, float
     f.kwH = lp_kwords((int)hd->prec, H);
     f.per_thread_bytes = align64(f.Tc * B * f.ldxp * 4) + align64((f.Tc * B + LP_MR) * f.kwI * 4) +
                          align64(f.Tc * B * 4) + align64((B + LP_MR) * f.kwH * 4) + align64(B * 4) +
-                         align64(LP_MR * (G == 1 ? LP_SPAN : G) * LP_NR * 4);
+                         align64(LP_MR * lp_span(G) * G * LP_NR * 4); /* the tile */
     const double step_flops = 2.0 * (double)B * (double)((hd->identity ? 0 : I) + H) * (double)G *
                               (double)H;
     int64_t by_size;

@@ -1326,13 +1326,17 @@ def round_bf16(src):
     return out
 
 
+cdef inline tuple _array_key(object a):
+    return (<size_t>cnp.PyArray_DATA(<cnp.ndarray>a), a.shape, a.strides,
+            cnp.PyArray_TYPE(<cnp.ndarray>a))
+
+
 def array_key(a):
     """Which array ``a`` (an ndarray) is: (data pointer, shape, strides, dtype number), built
     without the dict of ``__array_interface__`` (the prepared-weights check runs it per call)."""
     if not isinstance(a, np.ndarray):
         raise TypeError("array_key needs an ndarray")
-    return (<size_t>cnp.PyArray_DATA(<cnp.ndarray>a), a.shape, a.strides,
-            cnp.PyArray_TYPE(<cnp.ndarray>a))
+    return _array_key(a)
 
 
 def keys_match(arrays, keys):
@@ -1341,7 +1345,6 @@ def keys_match(arrays, keys):
     it. Any other object gives False. One call in place of building and comparing the keys
     (the prepared-weights check of every call)."""
     cdef Py_ssize_t i, n = len(arrays)
-    cdef cnp.ndarray a
     if n != len(keys):
         return False
     for i in range(n):
@@ -1350,12 +1353,7 @@ def keys_match(arrays, keys):
         if o is None or k is None:
             if o is not k:
                 return False
-            continue
-        if type(o) is not np.ndarray:
-            return False
-        a = <cnp.ndarray>o
-        if (k[0] != <size_t>cnp.PyArray_DATA(a) or k[3] != cnp.PyArray_TYPE(a)
-                or k[1] != o.shape or k[2] != o.strides):
+        elif type(o) is not np.ndarray or _array_key(o) != k:
             return False
     return True
 
