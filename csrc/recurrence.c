@@ -37,8 +37,9 @@
 
 /* Steps per input-projection chunk: about PROJ_ROWS rows of (T*B, I) per GEMM. */
 #define PROJ_ROWS 256
-/* Packed weight bytes above which batch groups lose to splitting hidden units only (measured:
-   LSTM H=128 gains with groups at 512 KiB, H=256 loses or breaks even at 2 MiB). */
+/* Recurrent weight bytes above which batch groups lose to splitting hidden units only, at the
+   least (measured: LSTM H=128 gains with groups at 512 KiB of the forward's W_ih and W_hh, H=256
+   loses or breaks even at 2 MiB); where a core's L2 is larger, 3/4 of it (group_max_bytes). */
 #define FR_GROUP_MAX_WEIGHT_BYTES (1 << 20)
 /* Rows per batch group from which groups always pay where the weights stay in L2 (measured with
    tiles of 8 rows: two tiles a group; small LSTM training without them, one group of 32 rows,
@@ -221,6 +222,15 @@ static int groups_keep_sums(int64_t B, int64_t mr, int nbg) {
     return 1;
 }
 
+/* The most weight bytes a step may read for batch groups to pay: every group reads all of them
+   each step, from its own core's L2 while they fit (measured on a 2 MiB L2, LSTM forward with
+   groups against without: H = 300 (1.4 MiB of W_hh) 0.96-0.97x the time, H = 384 (2.3 MiB)
+   1.11x). */
+static int64_t group_max_bytes(void) {
+    const int64_t l2 = fr_l2_bytes() / 4 * 3;
+    return l2 > FR_GROUP_MAX_WEIGHT_BYTES ? l2 : FR_GROUP_MAX_WEIGHT_BYTES;
+}
+
 /* Split a team of nt threads into nbg batch groups of nt/nbg threads each: a group owns rows
    [B*g/nbg, B*(g+1)/nbg) for the whole sequence (rows never interact, so groups never wait for
    each other) and splits the njb hidden blocks among its threads (one barrier per step inside the
@@ -230,10 +240,10 @@ static int groups_keep_sums(int64_t B, int64_t mr, int nbg) {
    percent, the pass's own (fr_pass.group_cut: the forward's 10 pays for its packing all the
    weights; at 0 an equal work is enough). Off the tile grid, e.g. H = 200 in 7 blocks of 32,
    B = 24: 4 blocks x 24 rows in one group, 7 x 12 in two. */
-static int batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes, int cut) {
+int fr_rec_batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes, int cut) {
     int nbg = fr_rec_batch_groups_forced();
     if (nbg > 0) return (nt % nbg == 0 && B >= nbg && groups_keep_sums(B, mr, nbg)) ? nbg : 1;
-    if (wbytes > FR_GROUP_MAX_WEIGHT_BYTES) return 1;
+    if (wbytes > group_max_bytes()) return 1;
     int64_t work[2] = {0, 0}; /* one group, nbg groups */
     for (nbg = nt; nbg > 1; nbg--) {
         if (nt % nbg != 0 || B < nbg || !groups_keep_sums(B, mr, nbg)) continue;
@@ -249,7 +259,7 @@ static int batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbyt
 
 /* Plan the team of a pass over B rows, H units and G gates for at most nthreads threads; flops_I:
    the input width a step's work is counted with, wbytes: the packed weights a step reads, cut:
-   the work cut batch groups must bring (batch_groups). tk, flops: the pass's entry in the
+   the work cut batch groups must bring (fr_rec_batch_groups). tk, flops: the pass's entry in the
    process-wide load and its work in all (pick_threads).
    FR_ERR_ARG for a microkernel wider than the driver's bounds. */
 static int plan_team(fr_team_plan *p, int64_t mr, int64_t nr, int nthreads, int64_t B,
@@ -260,7 +270,7 @@ static int plan_team(fr_team_plan *p, int64_t mr, int64_t nr, int nthreads, int6
     p->nr = nr;
     p->njb = (H + nr - 1) / nr;
     p->nt = pick_threads(nthreads, p->njb, B, flops_I, H, G, tk, flops);
-    p->nbg = batch_groups(p->nt, B, mr, p->njb, wbytes, cut);
+    p->nbg = fr_rec_batch_groups(p->nt, B, mr, p->njb, wbytes, cut);
     p->nhg = p->nt / p->nbg;
     p->njt = (p->njb + p->nhg - 1) / p->nhg;
     return FR_OK;
@@ -404,7 +414,7 @@ struct fr_pass {
     int64_t T, B, flops_I, H, G; /* plan_team's sizes (T: steps) */
     int64_t wbytes;
     /* the cut (percent) of the busiest thread's tile work from which batch groups are taken
-       (batch_groups; 0: an equal work is enough) */
+       (fr_rec_batch_groups; 0: an equal work is enough) */
     int group_cut;
     /* whether the pass can go on alone on its first thread from a step on (go_solo) */
     int can_solo;
@@ -776,10 +786,11 @@ typedef struct {
     const int64_t *ids, *lengths;
     int64_t Tn, B, I, H;
     int act, reverse, identity, gather;
-    int64_t Tc, bmax, njt, ldxp, slice, per_thread, ldh, BL, shared;
+    int64_t Tc, bmax, njt, ldxp, slice, grows, per_thread, ldh, BL, shared;
 } SFX(fw_pass);
 
-/* Scratch: shared (h ping-pong, gather rows) + per thread (packed slice, x-proj, tile). */
+/* Scratch: shared (h ping-pong, gather rows) + per thread (packed slice, x-proj, tile, and in
+   batch groups the group's input rows of a chunk). */
 static size_t SFX(fw_layout)(fr_pass *ps) {
     SFX(fw_pass) *f = (SFX(fw_pass) *)ps;
     const fr_team_plan *p = &ps->plan;
@@ -796,7 +807,9 @@ static size_t SFX(fw_layout)(fr_pass *ps) {
     }
     f->ldxp = f->njt * G * p->nr;
     f->slice = SFX(fr_rec_slice_size)(f->cell, f->identity ? 0 : f->I, H, p->nr, f->njt);
-    f->per_thread = f->slice + f->Tc * f->bmax * f->ldxp + p->mr * G * p->nr;
+    /* a group's rows of a chunk's steps, side by side (fw_project_chunk) */
+    f->grows = p->nbg > 1 && !f->identity ? f->Tc * f->bmax * f->I : 0;
+    f->per_thread = f->slice + f->Tc * f->bmax * f->ldxp + p->mr * G * p->nr + f->grows;
     f->ldh = padded_ld(H, (int64_t)sizeof(REAL)); /* state rows */
     f->BL = B * f->ldh;
     f->shared = 2 * f->BL + (f->gather ? f->Tc * B * f->I : 0);
@@ -814,9 +827,13 @@ static void SFX(fw_begin)(fr_pass *ps) {
 /* The input projection of the chunk of steps [s0, s1): this thread's columns (slice sl) for its
    rows [rb0, rb1), into xp, nb = rb1 - rb0 rows per step in the order the steps' input rows are
    read (fw_thread's qbase finds them). Reversed sequences with lengths first gather the chunk's
-   input rows into the shared gbuf (all threads take part). */
+   input rows into the shared gbuf (all threads take part). A batch group's rows (nb < B) are
+   copied side by side into gx first (f->grows elements of the thread's own), so that one GEMM
+   of (s1 - s0) * nb rows projects them in tiles as tall as a group of one's, not a GEMM of nb
+   rows per step (LSTM (100, 7, 50, 100) on 2 threads: two groups of 3 and 4 rows). */
 static void SFX(fw_project_chunk)(const SFX(fw_pass) *f, const SFX(fr_slice) *sl, int64_t s0,
-                                  int64_t s1, int64_t rb0, int64_t rb1, REAL *xp) {
+                                  int64_t s1, int64_t rb0, int64_t rb1, REAL *xp,
+                                  REAL *gx) {
     const CELL *cell = f->cell;
     const REAL *x = f->x;
     const int64_t *ids = f->ids, *lengths = f->lengths;
@@ -848,6 +865,16 @@ static void SFX(fw_project_chunk)(const SFX(fw_pass) *f, const SFX(fr_slice) *sl
     }
     /* this thread's columns of the input projection for the chunk, its rows only
        (A holds B rows per step; xp nb) */
+    if (nb != B && f->grows > 0) {
+        for (int64_t k = 0; k < s1 - s0; k++)
+            for (int64_t i = 0; i < nb; i++) {
+                const int64_t q = k * B + rb0 + i;
+                memcpy(gx + (k * nb + i) * I, ids_c ? A + ids_c[q] * I : A + q * I,
+                       (size_t)I * sizeof(REAL));
+            }
+        SFX(fr_rec_project)(cell, f->kern, sl, gx, (s1 - s0) * nb, I, xp, ldxp);
+        return;
+    }
     for (int64_t k = 0; k < (nb == B ? 1 : s1 - s0); k++) {
         const int64_t rk = nb == B ? rows : nb;
         const REAL *Ak = ids_c ? A : A + (k * B + rb0) * I;
@@ -895,6 +922,7 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     const int64_t nb = rb1 - rb0;
     REAL *mine = scratch + f->shared + tid * f->per_thread;
     REAL *tile = mine + f->slice + Tc * bmax * ldxp; /* mr x G*nr */
+    REAL *gx = tile + p->mr * cell->G * nr;          /* f->grows */
     SFX(fr_slice) own; /* this thread's role: its packed slice and projection rows */
     SFX(fr_rec_pack_slice)(cell, &own, mine, f->w_ih, f->w_hh, f->b_ih, f->b_hh,
                            identity ? 0 : I, H, nr, u0, u1, f->njt);
@@ -906,7 +934,7 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
             SFX(fr_slice) sl = own;
             REAL *xp = own_xp;
             if (r != tid) SFX(fw_role)(f, r, &sl, &xp);
-            SFX(fw_project_chunk)(f, &sl, s0, s1, rb0, rb1, xp);
+            SFX(fw_project_chunk)(f, &sl, s0, s1, rb0, rb1, xp, gx);
         }
         for (int64_t s = s0; s < s1; s++) {
             /* xp row of (s, b) is qbase + b */
@@ -1083,7 +1111,8 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
     const KERN *kern = SFX(fr_kernel_get)();
     SFX(fw_pass) f = {
         .ps = {.mr = kern->mr, .nr = kern->nr, .T = Tn, .B = B, .flops_I = I, .H = H, .G = G,
-               .wbytes = G * H * ((identity ? 0 : I) + H) * (int64_t)sizeof(REAL),
+               /* W_hh: a step's reads (W_ih is read once per chunk of steps) */
+               .wbytes = G * H * H * (int64_t)sizeof(REAL),
                /* every thread of a group packs all of W_ih and W_hh, each call */
                .group_cut = 10,
                /* not with gathered reversed rows: every thread takes part in the gather */

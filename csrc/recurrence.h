@@ -78,6 +78,10 @@ int fr_rec_batch_groups_forced(void);
 /* The team size set by fr_set_team_threads (0: the load rules choose). */
 int fr_rec_team_threads_forced(void);
 
+/* Batch groups for a team of nt threads over B rows, njb hidden blocks, tiles of at most mr rows,
+   wbytes of weights read per step and a required work cut of `cut` percent (recurrence.c). */
+int fr_rec_batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes, int cut);
+
 /* Threads for a one-off parallel region (a GEMM) of `flops` work: one per 4 Mflop, at most the
    share of nthreads the fastrnn passes in flight leave and, for a large region, the processors
    other runnable threads leave free (team_load.h), at least 1; min(n, nthreads) whatever the

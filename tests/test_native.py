@@ -145,6 +145,24 @@ def test_batch_groups_bad_count(groups):
         _kernels.set_batch_groups(-1)
 
 
+def test_batch_groups_while_a_steps_weights_fit_a_cores_l2(groups):
+    """Every group reads all the weights a step reads, from its own core's L2: groups are taken
+    while those bytes fit 3/4 of it (at least 1 MiB), and small groups only where they cut the
+    busiest thread's work."""
+    _kernels.set_batch_groups(0)
+    mr = _kernels.kernel_info()["float32"]["mr"]
+    limit = max(1 << 20, _kernels.l2_bytes() // 4 * 3)
+    assert _kernels.groups_rule(2, 48, mr, 10, limit, 10) == 2
+    assert _kernels.groups_rule(2, 48, mr, 10, limit + 1, 10) == 1
+    assert _kernels.groups_rule(1, 48, mr, 10, 1 << 16, 10) == 1  # a team of one
+    # 24 rows in 7 blocks: 4 blocks x 24 rows in one group against 7 x 12 in two
+    assert _kernels.groups_rule(2, 24, mr, 7, 1 << 16, 10) == 2
+    # 12 rows in 8 blocks: 4 x 12 against 8 x 6, no cut
+    assert _kernels.groups_rule(2, 12, mr, 8, 1 << 16, 10) == 1
+    _kernels.set_batch_groups(2)  # forced: wherever the team allows
+    assert _kernels.groups_rule(2, 12, mr, 8, limit + 1, 10) == 2
+
+
 @pytest.fixture
 def stream_bytes():
     yield

@@ -223,6 +223,12 @@ cdef extern from "team_load.h" nogil:
     int fr_load_shared_rule(int inflight, int64_t t_enter, int64_t shared)
     int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns)
 
+cdef extern from "recurrence.h" nogil:
+    int fr_rec_batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes, int cut)
+
+cdef extern from "fastrnn.h" nogil:
+    int64_t fr_l2_bytes()
+
 cdef extern from "scratch.h" nogil:
     void *fr_scratch_alloc(size_t nbytes)
     void fr_scratch_free(void *p)

@@ -128,6 +128,17 @@ def probe_move():
     return fr_load_probe_move()
 
 
+def groups_rule(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes, int cut):
+    """The batch groups a pass's team of nt threads takes (csrc/recurrence.h
+    fr_rec_batch_groups, as the drivers call it), for the tests."""
+    return fr_rec_batch_groups(nt, B, mr, njb, wbytes, cut)
+
+
+def l2_bytes():
+    """A core's L2 cache in bytes as the kernels' rules read it (csrc/fastrnn.h fr_l2_bytes)."""
+    return fr_l2_bytes()
+
+
 def free_rule(int want, int ncpu, int running, int own):
     """The rule a team's size takes from the threads runnable beside it (csrc/team_load.h
     fr_load_free_rule), for the tests: processors free for want threads, within [1, want]."""
