@@ -789,8 +789,8 @@ typedef struct {
     int64_t Tc, bmax, njt, ldxp, slice, grows, per_thread, ldh, BL, shared;
 } SFX(fw_pass);
 
-/* Scratch: shared (h ping-pong, gather rows) + per thread (packed slice, x-proj, tile, and in
-   batch groups the group's input rows of a chunk). */
+/* Scratch: shared (h ping-pong, gather rows) + per thread (packed slice, x-proj, tile), then in
+   batch groups per thread its group's input rows of a chunk (fw_project_chunk's gx). */
 static size_t SFX(fw_layout)(fr_pass *ps) {
     SFX(fw_pass) *f = (SFX(fw_pass) *)ps;
     const fr_team_plan *p = &ps->plan;
@@ -809,11 +809,11 @@ static size_t SFX(fw_layout)(fr_pass *ps) {
     f->slice = SFX(fr_rec_slice_size)(f->cell, f->identity ? 0 : f->I, H, p->nr, f->njt);
     /* a group's rows of a chunk's steps, side by side (fw_project_chunk) */
     f->grows = p->nbg > 1 && !f->identity ? f->Tc * f->bmax * f->I : 0;
-    f->per_thread = f->slice + f->Tc * f->bmax * f->ldxp + p->mr * G * p->nr + f->grows;
+    f->per_thread = f->slice + f->Tc * f->bmax * f->ldxp + p->mr * G * p->nr;
     f->ldh = padded_ld(H, (int64_t)sizeof(REAL)); /* state rows */
     f->BL = B * f->ldh;
     f->shared = 2 * f->BL + (f->gather ? f->Tc * B * f->I : 0);
-    return (size_t)(f->shared + p->nt * f->per_thread) * sizeof(REAL);
+    return (size_t)(f->shared + p->nt * (f->per_thread + f->grows)) * sizeof(REAL);
 }
 
 /* The initial state into the first state buffer. */
@@ -828,7 +828,8 @@ static void SFX(fw_begin)(fr_pass *ps) {
    rows [rb0, rb1), into xp, nb = rb1 - rb0 rows per step in the order the steps' input rows are
    read (fw_thread's qbase finds them). Reversed sequences with lengths first gather the chunk's
    input rows into the shared gbuf (all threads take part). A batch group's rows (nb < B) are
-   copied side by side into gx first (f->grows elements of the thread's own), so that one GEMM
+   copied side by side into gx first (f->grows elements a thread, after every thread's own
+   scratch, so that the rest keeps the layout a team without groups has), so that one GEMM
    of (s1 - s0) * nb rows projects them in tiles as tall as a group of one's, not a GEMM of nb
    rows per step (LSTM (100, 7, 50, 100) on 2 threads: two groups of 3 and 4 rows). */
 static void SFX(fw_project_chunk)(const SFX(fw_pass) *f, const SFX(fr_slice) *sl, int64_t s0,
@@ -922,7 +923,7 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     const int64_t nb = rb1 - rb0;
     REAL *mine = scratch + f->shared + tid * f->per_thread;
     REAL *tile = mine + f->slice + Tc * bmax * ldxp; /* mr x G*nr */
-    REAL *gx = tile + p->mr * cell->G * nr;          /* f->grows */
+    REAL *gx = scratch + f->shared + p->nt * f->per_thread + tid * f->grows;
     SFX(fr_slice) own; /* this thread's role: its packed slice and projection rows */
     SFX(fr_rec_pack_slice)(cell, &own, mine, f->w_ih, f->w_hh, f->b_ih, f->b_hh,
                            identity ? 0 : I, H, nr, u0, u1, f->njt);
