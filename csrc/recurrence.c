@@ -719,7 +719,7 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
     REAL *aux0_c = cache && cell->naux > 0 ? gates_c + TB * GH : NULL;
     REAL *aux1_c = cache && cell->naux > 1 ? aux0_c + TB * H : NULL;
     int64_t rows[FR_MAX_MR];
-    SFX(fr_tile) tl = {.H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * nr, .ldh = ldh, .ldc = H,
+    SFX(fr_tile) tl = {.H = H, .ldxp = ldxp, .hh = tile, .ldhh = G * nr, .ldh = ldh, .ldc = ldh,
                        .rows = rows, .stream = stream};
     for (int64_t jl = 0; jl < sl->nj; jl++) {
         const int64_t j0 = sl->u0 + jl * nr, nv = imin(nr, sl->u1 - j0);
@@ -767,7 +767,7 @@ void SFX(fr_rec_step)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *s
             tl.xp = xp + (qbase + b0) * ldxp + jl * G * nr;
             tl.hprev = hp + b0 * ldh + j0;
             tl.h = hn + b0 * ldh + j0;
-            tl.c = cell->has_c ? c + b0 * H + j0 : NULL;
+            tl.c = cell->has_c ? c + b0 * ldh + j0 : NULL;
             pw(&tl, act);
         }
     }
@@ -786,10 +786,10 @@ typedef struct {
     const int64_t *ids, *lengths;
     int64_t Tn, B, I, H;
     int act, reverse, identity, gather;
-    int64_t Tc, bmax, njt, ldxp, slice, grows, per_thread, ldh, BL, shared;
+    int64_t Tc, bmax, njt, ldxp, slice, grows, per_thread, ldh, BL, CL, shared;
 } SFX(fw_pass);
 
-/* Scratch: shared (h ping-pong, gather rows) + per thread (packed slice, x-proj, tile), then in
+/* Scratch: shared (h ping-pong, c rows, gather rows) + per thread (packed slice, x-proj, tile), then in
    batch groups per thread its group's input rows of a chunk (fw_project_chunk's gx). */
 static size_t SFX(fw_layout)(fr_pass *ps) {
     SFX(fw_pass) *f = (SFX(fw_pass) *)ps;
@@ -812,16 +812,22 @@ static size_t SFX(fw_layout)(fr_pass *ps) {
     f->per_thread = f->slice + f->Tc * f->bmax * f->ldxp + p->mr * G * p->nr;
     f->ldh = padded_ld(H, (int64_t)sizeof(REAL)); /* state rows */
     f->BL = B * f->ldh;
-    f->shared = 2 * f->BL + (f->gather ? f->Tc * B * f->I : 0);
+    /* the cell state's rows, padded as h's: threads update adjacent rows (groups) or
+       adjacent units of a row (hidden split) every step, which in the caller's c_n rows of H
+       could share a cache line */
+    f->CL = f->cell->has_c ? f->BL : 0;
+    f->shared = 2 * f->BL + f->CL + (f->gather ? f->Tc * B * f->I : 0);
     return (size_t)(f->shared + p->nt * (f->per_thread + f->grows)) * sizeof(REAL);
 }
 
-/* The initial state into the first state buffer. */
+/* The initial state into the first state buffer (and the cell state into its rows). */
 static void SFX(fw_begin)(fr_pass *ps) {
     SFX(fw_pass) *f = (SFX(fw_pass) *)ps;
-    REAL *hbuf = (REAL *)ps->mem.scratch;
-    for (int64_t b = 0; b < f->B; b++)
+    REAL *hbuf = (REAL *)ps->mem.scratch, *cbuf = hbuf + 2 * f->BL;
+    for (int64_t b = 0; b < f->B; b++) {
         memcpy(hbuf + b * f->ldh, f->h_n + b * f->H, (size_t)f->H * sizeof(REAL));
+        if (f->CL) memcpy(cbuf + b * f->ldh, f->c_n + b * f->H, (size_t)f->H * sizeof(REAL));
+    }
 }
 
 /* The input projection of the chunk of steps [s0, s1): this thread's columns (slice sl) for its
@@ -841,7 +847,7 @@ static void SFX(fw_project_chunk)(const SFX(fw_pass) *f, const SFX(fr_slice) *sl
     const int64_t Tn = f->Tn, B = f->B, I = f->I, H = f->H, ldxp = f->ldxp;
     const int64_t rows = (s1 - s0) * B, nb = rb1 - rb0;
     const int reverse = f->reverse, gather = f->gather;
-    REAL *gbuf = (REAL *)f->ps.mem.scratch + 2 * f->BL;
+    REAL *gbuf = (REAL *)f->ps.mem.scratch + 2 * f->BL + f->CL;
     const REAL *A;
     const int64_t *ids_c = NULL; /* ids of the chunk's rows (rows of x otherwise) */
     if (gather) {
@@ -913,7 +919,7 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     const int64_t Tc = f->Tc, bmax = f->bmax, ldxp = f->ldxp, ldh = f->ldh, BL = f->BL;
     const int act = f->act, reverse = f->reverse, identity = f->identity, gather = f->gather;
     REAL *scratch = (REAL *)ps->mem.scratch;
-    REAL *hbuf = scratch;
+    REAL *hbuf = scratch, *cbuf = f->CL ? scratch + 2 * BL : NULL;
     const int64_t k_end = Tn + 1; /* past every step's barrier number */
 
     const int bg = tid / p->nhg, hg = tid % p->nhg;
@@ -946,7 +952,7 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
                 REAL *xp = own_xp;
                 if (r != tid) SFX(fw_role)(f, r, &sl, &xp);
                 SFX(fr_rec_step)(cell, kern, &sl, s, Tn, B, rb0, rb1, H, lengths, reverse,
-                                 hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, c_n, xp,
+                                 hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, cbuf, xp,
                                  ldxp, qbase, y, cache, stream, tile, pw, act);
             }
             if (r1 - r0 == 1 && p->nt > 1) { /* in a team */
@@ -968,8 +974,11 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     const REAL *hf = hbuf + (Tn & 1) * BL;
     for (int r = r0; r < r1; r++) {
         fw_units(p, H, r % p->nhg, &u0, &u1);
-        for (int64_t b = rb0; b < rb1; b++)
+        for (int64_t b = rb0; b < rb1; b++) {
             memcpy(h_n + b * H + u0, hf + b * ldh + u0, (size_t)(u1 - u0) * sizeof(REAL));
+            if (cbuf)
+                memcpy(c_n + b * H + u0, cbuf + b * ldh + u0, (size_t)(u1 - u0) * sizeof(REAL));
+        }
     }
     fr_stream_fence(); /* the cache's non-temporal stores (fr_tile.stream), before the pass ends */
     if (r1 - r0 > 1) unpark(ps, k_end);
