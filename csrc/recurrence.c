@@ -1174,7 +1174,7 @@ static size_t SFX(bw_layout)(fr_pass *ps) {
     const int64_t GH = w->cell->G * w->H, TB = w->Tn * w->B;
     const int split = w->cell->split_n;
     w->ldd = padded_ld(GH, (int64_t)sizeof(REAL)); /* step rows */
-    w->per_thread = (w->dots_t ? 0 : p->njt * GH * p->nr) + p->mr * p->nr;
+    w->per_thread = (w->dots_t ? 0 : p->njt * GH * p->nr) + p->mr * 2 * p->nr; /* + tile */
     /* the (T*B, G*H) input pre-activation grads go straight to dx when W_ih is the identity */
     w->own_dgx = w->step_only ? 0 : w->identity ? (split ? 1 : 0) : (split ? 2 : 1);
     /* bias gradients: per batch row, the sums over its steps of its gate gradients (B x nacc*GH,
@@ -1243,25 +1243,32 @@ static void SFX(bias_grads)(const SFX(bw_pass) *w, REAL *db_ih, REAL *db_hh) {
 }
 
 /* dh_prev[:, own columns] += dstep (B x G*H) * W_hh[:, own columns] (whh_p: the thread's nj
-   packed panels of (G*H) x nr, hidden blocks from jb0; tile: mr x nr of its scratch), for the rows
-   [rb0, rb1) active at step s only: an inactive row's state passed through unchanged, and its zero
-   dstep row times a non-finite W_hh would otherwise turn its gradient into NaN. */
+   packed panels of (G*H) x nr, hidden blocks from jb0; tile: mr x 2*nr of its scratch), for the
+   rows [rb0, rb1) active at step s only: an inactive row's state passed through unchanged, and its
+   zero dstep row times a non-finite W_hh would otherwise turn its gradient into NaN. Two whole
+   blocks side by side take the microkernel's pair form (fewer rows than a tile keep more FMA
+   chains in flight that way; the same sums). */
 static void SFX(bw_dh_prev)(const KERN *kern, REAL *dh, const REAL *dstep, int64_t ldd,
                             const REAL *whh_p, REAL *tile, const int64_t *lengths, int64_t s,
                             int64_t rb0, int64_t rb1, int64_t jb0, int64_t nj, int64_t H,
                             int64_t GH) {
-    const int64_t mr = kern->mr, nr = kern->nr;
-    for (int64_t jl = 0; jl < nj; jl++) {
-        const int64_t j0 = (jb0 + jl) * nr, nv = imin(nr, H - j0);
-        const int half = fr_rec_half_block(nv, nr);
+    const int64_t mr = kern->mr, nr = kern->nr, ldt = 2 * nr;
+    for (int64_t jl = 0, nb; jl < nj; jl += nb) {
+        const int64_t j0 = (jb0 + jl) * nr;
+        nb = jl + 1 < nj && j0 + 2 * nr <= H ? 2 : 1; /* blocks this pass */
+        const int64_t nv = imin(nb * nr, H - j0);
+        const int half = nb == 1 && fr_rec_half_block(nv, nr);
         for (int64_t b0 = rb0, m; b0 < rb1; b0 += m) {
             m = fr_rec_tile_rows(rb1 - b0, mr);
-            (half ? kern->ukr_half : kern->ukr)(m, GH, dstep + b0 * ldd, ldd, whh_p + jl * GH * nr,
-                                                tile, nr, 0);
+            if (nb == 2)
+                kern->ukr_pair(m, GH, dstep + b0 * ldd, ldd, whh_p + jl * GH * nr, tile, ldt, 0);
+            else
+                (half ? kern->ukr_half : kern->ukr)(m, GH, dstep + b0 * ldd, ldd,
+                                                    whh_p + jl * GH * nr, tile, ldt, 0);
             for (int64_t i = 0; i < m; i++) {
                 if (lengths && s >= lengths[b0 + i]) continue;
                 REAL *d = dh + (b0 + i) * H + j0;
-                for (int64_t c = 0; c < nv; c++) d[c] += tile[i * nr + c];
+                for (int64_t c = 0; c < nv; c++) d[c] += tile[i * ldt + c];
             }
         }
     }
