@@ -16,7 +16,8 @@
  *     holds it at the moment of the fork (the child would inherit it held by a thread it lacks).
  *   - after fork, in the parent and in the child: the lock is let go.
  * The per-step barrier's flags belong to one call (recurrence.c acquires them per pass), and team
- * plans are made per call: the kernels keep no other state that a fork could leave held.
+ * plans are made per call; the measured plan choices (team_tune.c) sit behind a lock that is only
+ * ever tried, let go in the child: the kernels keep no other state that a fork could leave held.
  * The Python layer adds the policy: a forked child runs its kernels single-threaded until it sets
  * a count itself (fastrnn._threads).
  */
@@ -27,6 +28,7 @@
 #include "fastrnn.h"
 #include "scratch.h"
 #include "team_load.h"
+#include "team_tune.h"
 
 /* GCC's -fopenmp means libgomp, which has omp_pause_resource_all from GCC 9 on (while it still
    reports _OPENMP 201511). It releases only the host's threads (omp_pause_resource would start
@@ -58,6 +60,7 @@ static void after(void) { fr_scratch_unlock(); }
    not the child's (team_load.h would otherwise leave the child a fraction of its threads). */
 static void after_in_child(void) {
     fr_load_forget_inflight();
+    fr_tune_after_fork();
     fr_scratch_unlock();
 }
 

@@ -30,6 +30,7 @@
 #include "scratch.h"
 #include "team_load.h"
 #include "team_sync.h"
+#include "team_tune.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -257,6 +258,18 @@ int fr_rec_batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbyt
     return 1;
 }
 
+/* The other batch-group count with a pass's results (groups_keep_sums) where the rule's choice
+   `rule` is not clear-cut, for the measured choice (team_tune.h): with one group, the most groups
+   that keep the sums; with groups of fewer than FR_GROUP_ROWS rows, one group; 0 for none (the
+   weights a step reads beyond group_max_bytes, or no such count). */
+static int group_alternative(int nt, int64_t B, int64_t mr, int64_t wbytes, int rule) {
+    if (nt < 2 || wbytes > group_max_bytes()) return 0;
+    if (rule > 1) return B / rule >= FR_GROUP_ROWS ? 0 : 1;
+    for (int nbg = nt; nbg > 1; nbg--)
+        if (nt % nbg == 0 && B >= nbg && groups_keep_sums(B, mr, nbg)) return nbg;
+    return 0;
+}
+
 /* Plan the team of a pass over B rows, H units and G gates for at most nthreads threads; flops_I:
    the input width a step's work is counted with, wbytes: the packed weights a step reads, cut:
    the work cut batch groups must bring (fr_rec_batch_groups). tk, flops: the pass's entry in the
@@ -423,6 +436,7 @@ struct fr_pass {
     void (*thread)(const fr_pass *ps, int tid);
     fr_team_plan plan;
     fr_team_mem mem;
+    fr_tune_ticket tune; /* the measured choice of its batch groups (tune_groups) */
     /* set by run_pass: the passes in flight at entry, and where the team may go on alone, the
        step number from which it does (solo_from, INT64_MAX until then; NULL where it cannot) */
     int inflight0;
@@ -468,6 +482,23 @@ static inline void unpark(const fr_pass *ps, int64_t k_end) {
     atomic_fetch_add_explicit(&solo_passes, 1, memory_order_relaxed);
 }
 
+/* Where ps's plan has another batch-group count with the same results and no knob forces one:
+   the count the measured choice gives (team_tune.h), the team's split redone for it. */
+static void tune_groups(fr_pass *ps) {
+    fr_team_plan *p = &ps->plan;
+    ps->tune.slot = -1;
+    ps->tune.alt = 0;
+    if (p->nt < 2 || fr_rec_batch_groups_forced() > 0) return;
+    const int alt = group_alternative(p->nt, ps->B, p->mr, ps->wbytes, p->nbg);
+    if (alt == 0) return;
+    const int64_t v[] = {ps->B, ps->flops_I, ps->H, ps->G, ps->wbytes, ps->group_cut, p->nt, p->mr,
+                         p->nr};
+    p->nbg = fr_tune_groups(&ps->tune, fr_tune_key(v, (int)(sizeof v / sizeof v[0])), p->nbg,
+                            alt);
+    p->nhg = p->nt / p->nbg;
+    p->njt = (p->njb + p->nhg - 1) / p->nhg;
+}
+
 /* Plan ps's team for nthreads, lay out and acquire its scratch, run its threads in one parallel
    region; where the runtime gives a smaller team (OMP_THREAD_LIMIT, a nested region), none of
    them runs: release and start over with that many threads. On FR_OK the pass still holds its
@@ -480,6 +511,7 @@ static int run_pass(fr_pass *ps, int nthreads) {
     for (;;) {
         int st = plan_team(&ps->plan, ps->mr, ps->nr, nthreads, ps->B, ps->flops_I, ps->H, ps->G,
                            ps->wbytes, ps->group_cut, &tk, flops);
+        if (st == FR_OK) tune_groups(ps);
         if (st == FR_OK) st = acquire(&ps->mem, &ps->plan, ps->layout(ps));
         if (st != FR_OK) {
             fr_load_leave(&tk, 1, 0.0, 0, 0);
@@ -502,7 +534,7 @@ static int run_pass(fr_pass *ps, int nthreads) {
             ((nt > 1 || flops > FR_MEASURE_FLOPS) &&
              atomic_fetch_add_explicit(&passes, 1, memory_order_relaxed) % FR_MEASURE_EVERY == 0);
         if (measure) atomic_fetch_add_explicit(&measured_passes, 1, memory_order_relaxed);
-        const int64_t t0 = measure ? fr_load_now_ns() : 0;
+        const int64_t t0 = measure || ps->tune.slot >= 0 ? fr_load_now_ns() : 0;
         _Atomic int64_t last_start = t0; /* when the team's last thread started */
         _Atomic int64_t waited = 0;      /* the threads' waits for a processor, ns */
         const fr_load_region rg = fr_load_region_open(nt);
@@ -529,6 +561,10 @@ static int run_pass(fr_pass *ps, int nthreads) {
             if (moved) fr_load_restore_cpus(&mask);
         }
         if (short_team == 0) {
+            if (ps->tune.slot >= 0) /* counted where nothing else ran beside it */
+                fr_tune_report(&ps->tune, (double)(fr_load_now_ns() - t0) / (double)ps->T,
+                               tk.inflight == 1 && fr_load_inflight() == 1 && !tk.idle &&
+                                   !tk.first);
             fr_load_leave(&tk, nt, flops, atomic_load(&last_start) - t0,
                           measure ? atomic_load(&waited) : -1);
             return FR_OK;

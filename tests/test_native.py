@@ -145,6 +145,67 @@ def test_batch_groups_bad_count(groups):
         _kernels.set_batch_groups(-1)
 
 
+@pytest.fixture
+def tuning():
+    _kernels.set_group_tuning(True)
+    yield
+    _kernels.set_group_tuning(True)
+
+
+def test_group_tuning_measures_both_plans_then_keeps_the_faster(tuning):
+    """Passes of one key run the rule's plan and the other in turn; after 3 undisturbed calls
+    of each, the other is kept where it is 3% faster, the rule's otherwise; disturbed calls
+    do not count."""
+    for alt_ns, want in ((90.0, 1), (98.0, 0)):
+        _kernels.set_group_tuning(True)
+        key = 12345
+        picks = []
+        for k in range(10):
+            g, ticket = _kernels.tune_pick(key, 1, 2)
+            picks.append(g)
+            _kernels.tune_report(ticket, 1.0, undisturbed=False)  # not counted
+            if k < 6:
+                _kernels.tune_report(ticket, alt_ns if g == 2 else 100.0)
+        assert picks[:6] == [1, 2, 1, 2, 1, 2]
+        assert _kernels.tune_decision(key) == want
+        assert set(picks[6:]) == {2 if want else 1}
+
+
+def test_group_tuning_off_runs_the_rule_and_a_full_table_too(tuning):
+    _kernels.set_group_tuning(False)
+    assert {_kernels.tune_pick(7, 1, 2)[0] for _ in range(4)} == {1}
+    _kernels.set_group_tuning(True)
+    for key in range(1, 65):  # FR_TUNE_SLOTS keys
+        _kernels.tune_pick(key, 2, 1)
+    assert {_kernels.tune_pick(999, 2, 1)[0] for _ in range(4)} == {2}
+    assert _kernels.tune_decision(999) == -1
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_group_tuning_gives_the_same_results_whichever_plan(threads, groups, tuning, cell):
+    """A shape whose rule is not clear-cut runs either plan while it is measured, and keeps one:
+    every call's outputs and gradients are the same bits as with either plan forced."""
+    fastrnn.set_num_threads(2)
+    _kernels.set_team_threads(2)  # a team whatever the load
+    rng = np.random.default_rng(3)
+    T, B, I, H = 12, 7, 50, 100
+    args = _problem(cell, T, B, I, H, np.float32, rng, False)
+    dy, dh, dc = (rng.standard_normal(s).astype(np.float32) for s in ((T, B, H), (B, H), (B, H)))
+    forced = []
+    for g in (1, 2):
+        _kernels.set_batch_groups(g)
+        forced.append(_run(F, cell, args, False, dy, dh, dc))
+    _kernels.set_batch_groups(0)
+    for a, b in zip(*forced, strict=True):
+        np.testing.assert_array_equal(a, b)
+    try:
+        for _ in range(10):
+            for a, b in zip(_run(F, cell, args, False, dy, dh, dc), forced[0], strict=True):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        _kernels.set_team_threads(0)
+
+
 def test_batch_groups_while_a_steps_weights_fit_a_cores_l2(groups):
     """Every group reads all the weights a step reads, from its own core's L2: groups are taken
     while those bytes fit 3/4 of it (at least 1 MiB), and small groups only where they cut the

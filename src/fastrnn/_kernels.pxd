@@ -229,6 +229,16 @@ cdef extern from "recurrence.h" nogil:
 cdef extern from "fastrnn.h" nogil:
     int64_t fr_l2_bytes()
 
+cdef extern from "team_tune.h" nogil:
+    ctypedef struct fr_tune_ticket:
+        int slot
+        int alt
+        uint64_t key
+    int fr_tune_groups(fr_tune_ticket *t, uint64_t key, int rule, int alternative)
+    void fr_tune_report(const fr_tune_ticket *t, double ns_per_step, int undisturbed)
+    void fr_tune_set(int on)
+    int fr_tune_decision(uint64_t key)
+
 cdef extern from "scratch.h" nogil:
     void *fr_scratch_alloc(size_t nbytes)
     void fr_scratch_free(void *p)

@@ -134,6 +134,32 @@ def groups_rule(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes, int 
     return fr_rec_batch_groups(nt, B, mr, njb, wbytes, cut)
 
 
+def set_group_tuning(bint on):
+    """Turn the measured choice between batch groups and a hidden split on (the default) or off,
+    forgetting every choice made (csrc/team_tune.h fr_tune_set), for the tests and benchmarks."""
+    fr_tune_set(on)
+
+
+def tune_pick(uint64_t key, int rule, int alternative):
+    """One pass's pick from the measured choice (csrc/team_tune.h fr_tune_groups), for the tests:
+    ``(groups, ticket)``; the ticket goes back with :func:`tune_report`."""
+    cdef fr_tune_ticket t
+    cdef int g = fr_tune_groups(&t, key, rule, alternative)
+    return g, (t.slot, t.alt, t.key)
+
+
+def tune_report(tuple ticket, double ns_per_step, bint undisturbed=True):
+    """A pass's time per step for its ticket (csrc/team_tune.h fr_tune_report), for the tests."""
+    cdef fr_tune_ticket t
+    t.slot, t.alt, t.key = ticket
+    fr_tune_report(&t, ns_per_step, undisturbed)
+
+
+def tune_decision(uint64_t key):
+    """The choice made for key: -1 none yet, 0 the rule's plan, 1 the other (fr_tune_decision)."""
+    return fr_tune_decision(key)
+
+
 def l2_bytes():
     """A core's L2 cache in bytes as the kernels' rules read it (csrc/fastrnn.h fr_l2_bytes)."""
     return fr_l2_bytes()
