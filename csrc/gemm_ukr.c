@@ -147,9 +147,10 @@ static void UKR_NAME_HALF(int64_t m, int64_t K, const REAL *A, int64_t lda, cons
 /* Two adjacent panels at once (fastrnn.h's ukr_pair): Bp and Bp + K * NR into C's 2 * NR columns.
    Three rows, which a panel alone sums in one accumulator set per column (UKR_U) with the FMA
    units half idle, run both panels in one pass (12 chains in flight); on AVX-512 (32 registers)
-   so do 4 to 6 rows (16 to 24 chains, each broadcast feeding 4 FMAs: measured, LSTM (100, 6,
-   128, 128) inference 0.94x and (100, 4, 100, 100) 0.97x the time of panels one by one); other
-   row counts take the panels one by one. A column is summed in the same order either way. */
+   so do 1, 2 and 4 to 6 rows (16 to 24 chains, each broadcast feeding 4 FMAs: measured, LSTM
+   (100, 6, 128, 128) inference 0.94x and (100, 4, 100, 100) 0.97x the time of panels one by one;
+   one row: LSTM (100, 1, 256, 256) 0.89x, GRU (100, 1, 512, 512) 0.88x); other row counts take
+   the panels one by one. A column is summed in the same order either way. */
 static VTARGET void UKR_NAME_PAIR(int64_t m, int64_t K, const REAL *A, int64_t lda,
                                   const REAL *Bp, REAL *C, int64_t ldc, int accumulate) {
     switch (m) {
@@ -159,6 +160,8 @@ static VTARGET void UKR_NAME_PAIR(int64_t m, int64_t K, const REAL *A, int64_t l
         return;
         UKR_PAIR_CASE(3)
 #if FR_AVX512
+        UKR_PAIR_CASE(1)
+        UKR_PAIR_CASE(2)
         UKR_PAIR_CASE(4)
         UKR_PAIR_CASE(5)
         UKR_PAIR_CASE(6)
