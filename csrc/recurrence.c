@@ -223,6 +223,12 @@ static int groups_keep_sums(int64_t B, int64_t mr, int nbg) {
     return 1;
 }
 
+/* Whether nbg batch groups can split a team of nt threads over B rows with every row's sums as
+   with one group. */
+static int groups_allowed(int nt, int64_t B, int64_t mr, int nbg) {
+    return nt % nbg == 0 && B >= nbg && groups_keep_sums(B, mr, nbg);
+}
+
 /* The most weight bytes a step may read for batch groups to pay: every group reads all of them
    each step, from its own core's L2 while they fit (measured on a 2 MiB L2, LSTM forward with
    groups against without: H = 300 (1.4 MiB of W_hh) 0.96-0.97x the time, H = 384 (2.3 MiB)
@@ -243,11 +249,11 @@ static int64_t group_max_bytes(void) {
    B = 24: 4 blocks x 24 rows in one group, 7 x 12 in two. */
 int fr_rec_batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes, int cut) {
     int nbg = fr_rec_batch_groups_forced();
-    if (nbg > 0) return (nt % nbg == 0 && B >= nbg && groups_keep_sums(B, mr, nbg)) ? nbg : 1;
+    if (nbg > 0) return groups_allowed(nt, B, mr, nbg) ? nbg : 1;
     if (wbytes > group_max_bytes()) return 1;
     int64_t work[2] = {0, 0}; /* one group, nbg groups */
     for (nbg = nt; nbg > 1; nbg--) {
-        if (nt % nbg != 0 || B < nbg || !groups_keep_sums(B, mr, nbg)) continue;
+        if (!groups_allowed(nt, B, mr, nbg)) continue;
         if (B / nbg >= FR_GROUP_ROWS) return nbg;
         for (int k = 0; k < 2; k++) {
             const int64_t g = k ? nbg : 1, nhg = nt / g;
@@ -266,8 +272,15 @@ static int group_alternative(int nt, int64_t B, int64_t mr, int64_t wbytes, int 
     if (nt < 2 || wbytes > group_max_bytes()) return 0;
     if (rule > 1) return B / rule >= FR_GROUP_ROWS ? 0 : 1;
     for (int nbg = nt; nbg > 1; nbg--)
-        if (nt % nbg == 0 && B >= nbg && groups_keep_sums(B, mr, nbg)) return nbg;
+        if (groups_allowed(nt, B, mr, nbg)) return nbg;
     return 0;
+}
+
+/* A plan's nbg batch groups and the split of the hidden blocks between a group's threads. */
+static void set_groups(fr_team_plan *p, int nbg) {
+    p->nbg = nbg;
+    p->nhg = p->nt / p->nbg;
+    p->njt = (p->njb + p->nhg - 1) / p->nhg;
 }
 
 /* Plan the team of a pass over B rows, H units and G gates for at most nthreads threads; flops_I:
@@ -283,9 +296,7 @@ static int plan_team(fr_team_plan *p, int64_t mr, int64_t nr, int nthreads, int6
     p->nr = nr;
     p->njb = (H + nr - 1) / nr;
     p->nt = pick_threads(nthreads, p->njb, B, flops_I, H, G, tk, flops);
-    p->nbg = fr_rec_batch_groups(p->nt, B, mr, p->njb, wbytes, cut);
-    p->nhg = p->nt / p->nbg;
-    p->njt = (p->njb + p->nhg - 1) / p->nhg;
+    set_groups(p, fr_rec_batch_groups(p->nt, B, mr, p->njb, wbytes, cut));
     return FR_OK;
 }
 
@@ -483,8 +494,10 @@ static inline void unpark(const fr_pass *ps, int64_t k_end) {
 }
 
 /* Where ps's plan has another batch-group count with the same results and no knob forces one:
-   the count the measured choice gives (team_tune.h), the team's split redone for it. */
-static void tune_groups(fr_pass *ps) {
+   the count the measured choice gives (team_tune.h), the team's split redone for it. Plans are
+   tried only by a pass that starts undisturbed (tk: no other pass in flight, the team warm), so
+   that callers that only ever run side by side keep the rule's plan rather than alternate. */
+static void tune_groups(fr_pass *ps, const fr_load_ticket *tk) {
     fr_team_plan *p = &ps->plan;
     ps->tune.slot = -1;
     ps->tune.alt = 0;
@@ -493,10 +506,9 @@ static void tune_groups(fr_pass *ps) {
     if (alt == 0) return;
     const int64_t v[] = {ps->B, ps->flops_I, ps->H, ps->G, ps->wbytes, ps->group_cut, p->nt, p->mr,
                          p->nr};
-    p->nbg = fr_tune_groups(&ps->tune, fr_tune_key(v, (int)(sizeof v / sizeof v[0])), p->nbg,
-                            alt);
-    p->nhg = p->nt / p->nbg;
-    p->njt = (p->njb + p->nhg - 1) / p->nhg;
+    const int explore = tk->inflight == 1 && !tk->idle && !tk->first;
+    set_groups(p, fr_tune_groups(&ps->tune, fr_tune_key(v, (int)(sizeof v / sizeof v[0])),
+                                 p->nbg, alt, explore));
 }
 
 /* Plan ps's team for nthreads, lay out and acquire its scratch, run its threads in one parallel
@@ -511,7 +523,7 @@ static int run_pass(fr_pass *ps, int nthreads) {
     for (;;) {
         int st = plan_team(&ps->plan, ps->mr, ps->nr, nthreads, ps->B, ps->flops_I, ps->H, ps->G,
                            ps->wbytes, ps->group_cut, &tk, flops);
-        if (st == FR_OK) tune_groups(ps);
+        if (st == FR_OK) tune_groups(ps, &tk);
         if (st == FR_OK) st = acquire(&ps->mem, &ps->plan, ps->layout(ps));
         if (st != FR_OK) {
             fr_load_leave(&tk, 1, 0.0, 0, 0);
@@ -825,8 +837,8 @@ typedef struct {
     int64_t Tc, bmax, njt, ldxp, slice, grows, per_thread, ldh, BL, CL, shared;
 } SFX(fw_pass);
 
-/* Scratch: shared (h ping-pong, c rows, gather rows) + per thread (packed slice, x-proj, tile), then in
-   batch groups per thread its group's input rows of a chunk (fw_project_chunk's gx). */
+/* Scratch: shared (h ping-pong, c rows, gather rows) + per thread (packed slice, x-proj, tile),
+   then in batch groups per thread its group's input rows of a chunk (fw_project_chunk's gx). */
 static size_t SFX(fw_layout)(fr_pass *ps) {
     SFX(fw_pass) *f = (SFX(fw_pass) *)ps;
     const fr_team_plan *p = &ps->plan;

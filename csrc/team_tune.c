@@ -51,7 +51,7 @@ static int find(uint64_t key, int rule, int alternative) {
     return free_slot;
 }
 
-int fr_tune_groups(fr_tune_ticket *t, uint64_t key, int rule, int alternative) {
+int fr_tune_groups(fr_tune_ticket *t, uint64_t key, int rule, int alternative, int explore) {
     t->slot = -1;
     t->alt = 0;
     t->key = key;
@@ -61,7 +61,7 @@ int fr_tune_groups(fr_tune_ticket *t, uint64_t key, int rule, int alternative) {
         tune_slot *s = &table[i];
         if (s->decision >= 0) {
             t->alt = s->decision;
-        } else {
+        } else if (explore) {
             t->slot = i;
             t->alt = s->runs++ & 1;
         }

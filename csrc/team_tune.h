@@ -12,9 +12,9 @@
  * (recurrence.c's groups_keep_sums), so a call's results are the same whichever it runs, and the
  * choice can be left to measurement.
  *
- * What: per problem key (the pass's sizes, its kind and its team size), the first calls run the
- * rule's plan and the alternative in turn; a call counts only where it ran undisturbed (no other
- * pass in flight, the team warm). After FR_TUNE_SAMPLES counted calls of each, the alternative
+ * What: per problem key (the pass's sizes, its kind and its team size), the first calls that start
+ * undisturbed (no other pass in flight, the team warm) run the rule's plan and the alternative in
+ * turn; a call counts only where nothing else ran beside it to its end either. After FR_TUNE_SAMPLES counted calls of each, the alternative
  * is kept where its best time per step is FR_TUNE_MARGIN_PCT percent below the rule's, the rule
  * otherwise, for the rest of the process. FR_TUNE_SLOTS keys at most (more run the rule's plan).
  * The table's lock is only ever tried, never waited for: a call that finds it taken runs the
@@ -38,8 +38,9 @@ typedef struct {
 
 /* The batch-group count for a pass of `key` whose rule gives `rule` and whose other plan with
    the same results is `alternative` (> 0, != rule): one of the two, t filled for
-   fr_tune_report. */
-int fr_tune_groups(fr_tune_ticket *t, uint64_t key, int rule, int alternative);
+   fr_tune_report. Before a decision, a pass that may not `explore` runs the rule's plan and
+   leaves the key's turns and times as they are. */
+int fr_tune_groups(fr_tune_ticket *t, uint64_t key, int rule, int alternative, int explore);
 
 /* The time per step (ns) of the pass t planned, counted where `undisturbed`. */
 void fr_tune_report(const fr_tune_ticket *t, double ns_per_step, int undisturbed);

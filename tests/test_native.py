@@ -159,6 +159,8 @@ def test_group_tuning_measures_both_plans_then_keeps_the_faster(tuning):
     for alt_ns, want in ((90.0, 1), (98.0, 0)):
         _kernels.set_group_tuning(True)
         key = 12345
+        # a pass that starts beside others runs the rule's plan and takes no turn
+        assert _kernels.tune_pick(key, 1, 2, explore=False)[0] == 1
         picks = []
         for k in range(10):
             g, ticket = _kernels.tune_pick(key, 1, 2)

@@ -234,7 +234,7 @@ cdef extern from "team_tune.h" nogil:
         int slot
         int alt
         uint64_t key
-    int fr_tune_groups(fr_tune_ticket *t, uint64_t key, int rule, int alternative)
+    int fr_tune_groups(fr_tune_ticket *t, uint64_t key, int rule, int alternative, int explore)
     void fr_tune_report(const fr_tune_ticket *t, double ns_per_step, int undisturbed)
     void fr_tune_set(int on)
     int fr_tune_decision(uint64_t key)

@@ -140,11 +140,11 @@ def set_group_tuning(bint on):
     fr_tune_set(on)
 
 
-def tune_pick(uint64_t key, int rule, int alternative):
+def tune_pick(uint64_t key, int rule, int alternative, bint explore=True):
     """One pass's pick from the measured choice (csrc/team_tune.h fr_tune_groups), for the tests:
     ``(groups, ticket)``; the ticket goes back with :func:`tune_report`."""
     cdef fr_tune_ticket t
-    cdef int g = fr_tune_groups(&t, key, rule, alternative)
+    cdef int g = fr_tune_groups(&t, key, rule, alternative, explore)
     return g, (t.slot, t.alt, t.key)
 
 
