@@ -213,9 +213,9 @@ void SFX(fr_rec_project)(const SFX(fr_cell) *cell, const SFX(fr_kernel) *kern,
                          const SFX(fr_slice) *sl, const REAL *A, int64_t rows, int64_t I, REAL *xp,
                          int64_t ldxp);
 /* Step s for rows [rb0, rb1) of B on the slice's hidden units: recurrent tile + pointwise. Reads
-   hp, writes hn and c (LSTM; its rows at ldh too) there; xp row qbase+b holds row b's projection; y and cache may be
-   NULL; lengths/reverse/Tn map (s, b) to a time index as in the forward; stream: the cache's
-   stores non-temporal (fr_tile.stream). */
+   hp, writes hn and c (LSTM; its rows at ldh too) there; xp row qbase+b holds row b's
+   projection; y and cache may be NULL; lengths/reverse/Tn map (s, b) to a time index as in the
+   forward; stream: the cache's stores non-temporal (fr_tile.stream). */
 void SFX(fr_rec_step)(const SFX(fr_cell) *cell, const SFX(fr_kernel) *kern,
                       const SFX(fr_slice) *sl, int64_t s, int64_t Tn, int64_t B, int64_t rb0,
                       int64_t rb1, int64_t H, const int64_t *lengths, int reverse, const REAL *hp,

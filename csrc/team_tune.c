@@ -19,7 +19,9 @@ static tune_slot table[FR_TUNE_SLOTS];
 static atomic_flag busy = ATOMIC_FLAG_INIT;
 static _Atomic int enabled = 1;
 
-static int try_lock(void) { return !atomic_flag_test_and_set_explicit(&busy, memory_order_acquire); }
+static int try_lock(void) {
+    return !atomic_flag_test_and_set_explicit(&busy, memory_order_acquire);
+}
 static void unlock(void) { atomic_flag_clear_explicit(&busy, memory_order_release); }
 
 uint64_t fr_tune_key(const int64_t *v, int n) {
