@@ -16,10 +16,10 @@
  * undisturbed (no other pass in flight, the team warm) run the rule's plan and the alternative in
  * turn; a call counts only where nothing else ran beside it to its end either. After
  * FR_TUNE_SAMPLES counted calls of each, the alternative is kept where its best time per step is
- * FR_TUNE_MARGIN_PCT percent below the rule's, the rule otherwise, for the rest of the process. FR_TUNE_SLOTS keys at most (more run the rule's plan).
- * The table's lock is only ever tried, never waited for: a call that finds it taken runs the
- * rule's plan, so that no thread waits on it and a forked child that inherits it taken (reset by
- * fork.c) cannot hang.
+ * FR_TUNE_MARGIN_PCT percent below the rule's, the rule otherwise, for the rest of the process.
+ * FR_TUNE_SLOTS keys at most (more run the rule's plan). The table's lock is only ever tried,
+ * never waited for: a call that finds it taken runs the rule's plan, so that no thread waits on
+ * it and a forked child that inherits it taken (reset by fork.c) cannot hang.
  */
 #ifndef FASTRNN_TEAM_TUNE_H
 #define FASTRNN_TEAM_TUNE_H
