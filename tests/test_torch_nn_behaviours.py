@@ -149,6 +149,35 @@ def test_parametrized_weights_weight_norm_and_spectral_norm(kind, norm):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_weights_replaced_between_calls_are_the_ones_used(kind):
+    """A parameter replaced between two calls is the one the next call uses, as in torch.nn:
+    through the module's attribute (torch's ``__setattr__`` updates the flat weight list),
+    straight in ``_parameters`` (as ``torch.nn.utils.stateless`` swaps them: the flat list is
+    checked at the next call) and deleted then shadowed by a plain tensor attribute."""
+    x = torch.randn(5, 2, 3, dtype=F64, generator=torch.Generator().manual_seed(3))
+    pair = make_pair(kind, 3, 4, num_layers=2)
+    g = torch.Generator().manual_seed(4)
+    new = {n: torch.randn(p.shape, dtype=F64, generator=g)
+           for n, p in pair[0].named_parameters()}
+    outs = [pair[1](x)]
+    for name, how in (("weight_hh_l0", "attribute"), ("weight_ih_l1", "dict"),
+                      ("bias_ih_l1", "plain")):
+        for m in pair:
+            m(x)  # the flat weight list as it is now
+            if how == "attribute":
+                setattr(m, name, nn.Parameter(new[name].clone()))
+            elif how == "dict":
+                m._parameters[name] = nn.Parameter(new[name].clone())
+            else:
+                delattr(m, name)
+                setattr(m, name, new[name].clone())
+        outs.append(pair[1](x))
+        assert_outputs_equal(outs[-1], pair[0](x))
+        with pytest.raises(AssertionError):  # the replacement changed the outputs
+            assert_outputs_equal(outs[-1], outs[-2])
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_module_hooks_see_the_drop_ins_inputs_and_gradients(kind):
     """Forward hooks and full backward hooks fire with torch.nn's arguments."""
     seen = []

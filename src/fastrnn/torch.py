@@ -97,6 +97,25 @@ _MODES: dict[str, tuple[str, str | None]] = {
 _PLAIN = (torch.Tensor, nn.Parameter)
 
 
+def _onnx_export_check() -> Any:
+    """A check equal to ``torch.onnx.is_in_onnx_export()`` without its two imports per call
+    (1 us of a 40 us one-step call): the flags it reads, looked up once; torch's own function
+    where they are not where this torch keeps them, and inside torch.compile (dynamo knows
+    torch's function, and refuses to trace the flags' getter)."""
+    try:
+        from torch.onnx._internal.exporter import _flags
+        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+    except ImportError:
+        return torch.onnx.is_in_onnx_export
+    if not (hasattr(_flags, "_is_onnx_exporting") and hasattr(GLOBALS, "in_onnx_export")):
+        return torch.onnx.is_in_onnx_export
+    return lambda: (torch.onnx.is_in_onnx_export() if torch.compiler.is_compiling() else
+                    GLOBALS.in_onnx_export or _flags._is_onnx_exporting)
+
+
+_in_onnx_export = _onnx_export_check()
+
+
 class FallbackWarning(UserWarning):
     """A fastrnn drop-in module ran torch's own implementation instead of fastrnn's."""
 
@@ -756,6 +775,26 @@ class _FastRNNMixin:
     _flat_weights: list
     _flat_weights_names: list
 
+    def _update_flat_weights(self) -> None:
+        """torch's ``_update_flat_weights`` (the flat weight list follows parameters replaced
+        since the last call, as ``torch.func.functional_call`` replaces them), with its check
+        read from the parameter dict instead of ``hasattr`` and ``getattr`` per weight (4.5 ->
+        1 us a call of a one-layer RNN); anything that check cannot see (a parametrized weight,
+        an instance attribute of that name, a weight that was None) goes to torch's own."""
+        params = self._parameters  # type: ignore[attr-defined]
+        inst = self.__dict__
+        refs = inst.get("_flat_weight_refs")
+        if refs is None:
+            return super()._update_flat_weights()  # type: ignore[misc]
+        for ref, name in zip(refs, self._flat_weights_names, strict=True):
+            w = params.get(name)
+            if w is None or ref is None or name in inst:
+                return super()._update_flat_weights()  # type: ignore[misc]
+            if ref() is not w:
+                self._init_flat_weights()  # type: ignore[attr-defined]
+                return None
+        return None
+
     def _fastrnn_unsupported(self, input: Any, hx: Any, weights: list) -> str | None:
         """Why this call cannot run on fastrnn: a reason to warn about, "" for a silent
         fallback (torch raises its own error, or there is nothing to compute), None when
@@ -763,7 +802,7 @@ class _FastRNNMixin:
         # ONNX export (issue 23; keep when merging): torch.onnx.export, TorchScript-based
         # (dynamo=False) or dynamo-based, must see torch.nn's own forward so that it writes
         # the standard ONNX RNN/LSTM/GRU operators; a silent fallback, not a warning.
-        if torch.onnx.is_in_onnx_export():
+        if _in_onnx_export():
             return ""
         if isinstance(input, PackedSequence):
             data = input.data
@@ -777,10 +816,11 @@ class _FastRNNMixin:
             return f"input on device '{data.device.type}' (fastrnn runs on the CPU only)"
         if data.dtype not in _FLOATS:
             return f"input dtype {data.dtype} (fastrnn supports float32 and float64)"
-        if self.proj_size > 0 and self._fastrnn_precision(data.dtype) not in ("float32", None):
+        precision = self._fastrnn_precision(data.dtype, _current_path())
+        if self.proj_size > 0 and precision not in ("float32", None):
             return ("proj_size > 0 (LSTM with projections) runs on fastrnn's float32/float64 "
                     "kernels only, not its bfloat16 or int8 ones")
-        if self._fastrnn_precision(data.dtype) is None:
+        if precision is None:
             if self in _INT8:
                 return ("int8 drop-ins run fastrnn's int8 kernels on float32 input in eager "
                         "mode only")
@@ -818,13 +858,13 @@ class _FastRNNMixin:
             return ""
         return None
 
-    def _fastrnn_precision(self, dtype: torch.dtype) -> str | None:
-        """The kernels' precision for input of ``dtype``: ``"float32"`` (the arrays' own
-        dtype), ``"bfloat16"`` (CPU autocast to bfloat16 on float32 input), ``"int8"``
-        (after :func:`quantize_dynamic`);
+    def _fastrnn_precision(self, dtype: torch.dtype, path: str) -> str | None:
+        """The kernels' precision for input of ``dtype`` on ``path`` (:func:`_current_path`):
+        ``"float32"`` (the arrays' own dtype), ``"bfloat16"`` (CPU autocast to bfloat16 on
+        float32 input), ``"int8"`` (after :func:`quantize_dynamic`);
         None where such a call is not accelerated (inside torch.compile or a torch.func
         transform, another autocast dtype)."""
-        eager = _current_path() == KERNEL
+        eager = path == KERNEL
         if self in _INT8:
             return "int8" if eager and dtype == torch.float32 else None
         if not torch.is_autocast_enabled("cpu") or dtype != torch.float32:
@@ -945,7 +985,7 @@ class _FastRNNMixin:
         n_w = (4 if self.bias else 2) + (1 if proj else 0)
         weights = [getattr(self, n) for n in self._flat_weights_names] if path == OPS \
             else self._flat_weights  # see forward
-        precision = self._fastrnn_precision(x.dtype) if path == KERNEL else "float32"
+        precision = self._fastrnn_precision(x.dtype, path) if path == KERNEL else "float32"
         T, B = x.shape[0], x.shape[1]
         hs: list[torch.Tensor] = []
         cs: list[torch.Tensor] = []
