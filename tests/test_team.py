@@ -394,7 +394,14 @@ def test_pipeline_round_measures_every_condition(monkeypatch, restore_threads):
     monkeypatch.setattr(pipeline, "CONCURRENT_SHAPE", (20, 1, 4, 8))
     monkeypatch.setattr(pipeline, "IDLE_SHAPE", (5, 1, 4, 8))
     monkeypatch.setattr(pipeline, "IDLE_S", 0.01)
+    monkeypatch.setattr(pipeline, "SETTLE_S", 0.0125)
+    sleeps = []
+    real_sleep = pipeline.time.sleep
+    monkeypatch.setattr(pipeline.time, "sleep", lambda s: (sleeps.append(s), real_sleep(s)))
     r = pipeline.one_round(2, calls=1)
+    # a pause before each library's quiet, after-numpy and after-other calls and before the
+    # busy process: no condition runs beside the previous one's spinning pools
+    assert sleeps.count(0.0125) == 7
     assert set(r) == {"quiet", "after numpy", "after other", "busy process", "2 callers",
                       "4 callers", "after idle"}
     for cond, d in r.items():

@@ -16,6 +16,8 @@ and ``torch.nn.LSTM`` side by side in every round, in the conditions of a real p
 
 Every round measures every condition for both libraries; a condition's figure is the median
 over the rounds of the per-round ratio (a burst of load hits both sides of a round alike).
+Each library's calls of a condition start after a pause (``SETTLE_S``), so that the pools of
+the condition before it have stopped spinning.
 This file uses only fastrnn's public API, so that it can be run as a script against another
 checkout (``PYTHONPATH=../other/src python src/fastrnn/bench/pipeline.py``) for before/after
 figures.
@@ -41,6 +43,12 @@ CONCURRENT_SHAPE = (2000, 1, 64, 64)
 IDLE_SHAPE = (100, 1, 64, 64)
 #: Seconds of sleep before an "after idle" call.
 IDLE_S = 0.1
+#: Seconds of sleep before each library's calls of a disturbed condition, so that a condition
+#: measures its own disturbance only: OpenBLAS's threads spin about 100 ms after a matmul, and
+#: without the pause the "after other" calls, which come right after the "after numpy" ones,
+#: ran beside them (fastrnn then measured 1.97-1.99x its quiet time "after torch.nn" in the
+#: pipeline, against 1.03x after a torch.nn call alone).
+SETTLE_S = 0.3
 #: The issue's targets: at most this many times the quiet time after another pool / beside a
 #: busy process; throughput of concurrent callers at least this share of serial; after idle at
 #: most this many times the 1-thread time.
@@ -140,11 +148,15 @@ def one_round(threads: int, calls: int = 3) -> dict[str, dict[str, float]]:
     for lib in libs:
         other = call["torch" if lib == "fastrnn" else "fastrnn"]
         f = call[lib]
+        time.sleep(SETTLE_S)
         f()
         out.setdefault("quiet", {})[lib] = med(lambda f=f: (f(), _timed(f))[1])
+        time.sleep(SETTLE_S)
         out.setdefault("after numpy", {})[lib] = med(lambda f=f: (a @ a, _timed(f))[1])
+        time.sleep(SETTLE_S)
         out.setdefault("after other", {})[lib] = med(
             lambda f=f, o=other: (o(), _timed(f))[1])
+    time.sleep(SETTLE_S)
     busy = _busy_process()
     try:
         time.sleep(0.05)
