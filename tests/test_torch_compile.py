@@ -10,6 +10,7 @@ to ``rtol=1e-9, atol=1e-11``.
 
 from __future__ import annotations
 
+import gc
 import warnings
 
 import pytest
@@ -359,6 +360,42 @@ def test_backward_op_reuses_the_forward_context_only_for_unchanged_inputs(proj, 
     for a, b in zip(changed, backward(cache.clone()), strict=True):
         assert torch.equal(a, b)
     assert not torch.equal(changed[0], reused[0])
+
+
+def test_backward_op_reuses_the_forward_context_through_autograd(monkeypatch):
+    """Through autograd (the caller keeps no reference to the cache: autograd's saved copy is
+    another tensor object on the same memory) the backward op still reuses the forward's
+    context, with the gradients of a rebuilt one; the kept entry goes with the cache's
+    memory."""
+    torch.manual_seed(4)
+    x = torch.randn(5, 3, 2, dtype=F64, requires_grad=True)
+    ws = [torch.randn(12, 2, dtype=F64, requires_grad=True),
+          torch.randn(12, 3, dtype=F64, requires_grad=True),
+          torch.randn(12, dtype=F64, requires_grad=True),
+          torch.randn(12, dtype=F64, requires_grad=True)]
+    prepares = []
+    f = ft._validate.prepare
+    monkeypatch.setattr(ft._validate, "prepare", lambda *a, **k: prepares.append(1) or f(*a, **k))
+    n0 = len(ft._CONTEXTS)
+
+    def grads(forget):
+        y, h, c, _ = torch.ops.fastrnn.cell_forward("lstm", "", False, None, True, x, None, None,
+                                                    *ws)
+        assert len(ft._CONTEXTS) == n0 + 1
+        if forget:
+            ft._CONTEXTS.clear()
+        prepares.clear()
+        out = torch.autograd.grad((y * y).sum() + h.sum() + c.sum(), [x, *ws])
+        return out, list(prepares)
+
+    reused, seen = grads(False)
+    assert seen == []  # the forward's context
+    rebuilt, seen = grads(True)
+    assert seen == [1]
+    for a, b in zip(reused, rebuilt, strict=True):
+        assert torch.equal(a, b)
+    gc.collect()
+    assert len(ft._CONTEXTS) == n0  # the caches are gone, and their entries with them
 
 
 # --------------------------------------------------------------------------------------

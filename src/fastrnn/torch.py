@@ -71,7 +71,6 @@ try:
     import torch.nn.functional as F
     from torch import nn
     from torch.nn.utils.rnn import PackedSequence
-    from torch.utils.weak import WeakIdKeyDictionary
 except ImportError as exc:  # pragma: no cover - exercised only without torch
     raise ImportError(
         "fastrnn.torch needs PyTorch, which is not installed; install it with "
@@ -414,12 +413,36 @@ def _none_if_empty(t: torch.Tensor) -> torch.Tensor | None:
     return None if t.dim() == 1 and t.shape[0] == 0 else t
 
 
-#: The functional context of each training ``fastrnn::cell_forward``, keyed (weakly) by the
-#: cache tensor it returned, with the key of its inputs (:func:`_inputs_key`): a
-#: ``fastrnn::cell_backward`` given that very cache and the same, unchanged inputs (as
-#: torch.compile's and torch.export's graphs give it) reuses the context instead of validating
-#: and wrapping the inputs again; any other call rebuilds it from its arguments.
-_CONTEXTS = WeakIdKeyDictionary()
+#: The functional context of each training ``fastrnn::cell_forward`` without its cache, by the
+#: address of the cache it returned, with the key of its inputs (:func:`_inputs_key`) and the
+#: cache's size: a ``fastrnn::cell_backward`` given that cache memory and the same, unchanged
+#: inputs (as torch.compile's and torch.export's graphs give them, and autograd, whose saved
+#: copy of the cache is another tensor object on the same memory) reuses the validated inputs
+#: instead of validating and wrapping them again; any other call rebuilds the context from its
+#: arguments. An entry goes when the cache's memory does (a finalizer on its array), so a later
+#: cache at the same address never finds it.
+_CONTEXTS: dict[int, tuple] = {}
+
+
+def _keep_context(fctx: Any, cache: torch.Tensor, key: tuple, inputs: tuple) -> None:
+    """Keep ``fctx`` (its cache dropped: the entry must not keep the memory alive) for the
+    backward of ``cache``."""
+    ptr, arr = cache.data_ptr(), fctx.cache
+    fctx.cache = None
+    _CONTEXTS[ptr] = (key, fctx, inputs, cache.numel())
+    weakref.finalize(arr, _CONTEXTS.pop, ptr, None)
+
+
+def _kept_context(cache: torch.Tensor, key: tuple | None) -> Any:
+    """The context kept by :func:`_keep_context` for this cache memory and these inputs (their
+    :func:`_inputs_key`), on the given cache; None if there is none."""
+    saved = _CONTEXTS.get(cache.data_ptr())
+    if saved is None or key is None or saved[3] != cache.numel() or saved[0] != key:
+        return None
+    f = saved[1]
+    if isinstance(f, _native.ProjContext):
+        return _native.ProjContext(f.p, _np(cache))
+    return _native.Context(f.cell, f.act, f.reverse, f.p, _np(cache), f.hq)
 
 
 def _inputs_key(cell, nonlinearity, reverse, lengths, *tensors) -> tuple | None:
@@ -460,7 +483,7 @@ def _op_forward(cell, nonlinearity, reverse, lengths, training, x, h0, c0, w_ih,
         key = _inputs_key(cell, nonlinearity, reverse, lengths, x, h0, c0, w_ih, w_hh, b_ih,
                           b_hh, w_hr)
         if key is not None:  # the inputs held too: their memory is not reused meanwhile
-            _CONTEXTS[cache] = (key, fctx, (lengths, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr))
+            _keep_context(fctx, cache, key, (lengths, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr))
     return (torch.from_numpy(y), torch.from_numpy(h_n),
             x.new_empty(0) if c_n is None else torch.from_numpy(c_n), cache)
 
@@ -494,16 +517,15 @@ def _op_backward(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w
     if cache.numel() != _cache_numel(cell, x, w_hh, w_hr):
         raise RuntimeError("fastrnn::cell_backward: the cache is not a training forward's "
                            "(run fastrnn::cell_forward with training=True)")
-    fctx: Any
-    saved = _CONTEXTS.get(cache)
-    if saved is not None and saved[0] == _inputs_key(cell, nonlinearity, reverse, lengths, x,
-                                                     h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
-        fctx = saved[1]  # the forward's own context: the same inputs, unchanged since
-    elif w_hr is not None:
+    fctx: Any = None
+    if cache.data_ptr() in _CONTEXTS:  # the forward's own context, if the inputs are unchanged
+        fctx = _kept_context(cache, _inputs_key(cell, nonlinearity, reverse, lengths, x, h0, c0,
+                                                w_ih, w_hh, b_ih, b_hh, w_hr))
+    if fctx is None and w_hr is not None:
         pp = _validate.prepare_proj(_np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh), _np(w_hr),
                                     _np(b_ih), _np(b_hh), _np(lengths), reverse, True)
         fctx = _native.ProjContext(pp, _np(cache))
-    else:
+    elif fctx is None:
         p = _validate.prepare(cell, _np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh), _np(b_ih),
                               _np(b_hh), _np(lengths), nl, reverse, True)
         fctx = _native.Context(cell, NONLINEARITIES[nl] if nl else 0, reverse, p, _np(cache))
