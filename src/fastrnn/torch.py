@@ -433,11 +433,15 @@ def _keep_context(fctx: Any, cache: torch.Tensor, key: tuple, inputs: tuple) -> 
     weakref.finalize(arr, _CONTEXTS.pop, ptr, None)
 
 
-def _kept_context(cache: torch.Tensor, key: tuple | None) -> Any:
-    """The context kept by :func:`_keep_context` for this cache memory and these inputs (their
-    :func:`_inputs_key`), on the given cache; None if there is none."""
+def _kept_context(cache: torch.Tensor, *inputs: Any) -> Any:
+    """The context kept by :func:`_keep_context` for this cache memory and these inputs (the
+    arguments of :func:`_inputs_key`, whose key is only made where an entry is kept), on the
+    given cache; None if there is none."""
     saved = _CONTEXTS.get(cache.data_ptr())
-    if saved is None or key is None or saved[3] != cache.numel() or saved[0] != key:
+    if saved is None or saved[3] != cache.numel():
+        return None
+    key = _inputs_key(*inputs)
+    if key is None or saved[0] != key:
         return None
     f = saved[1]
     if isinstance(f, _native.ProjContext):
@@ -517,10 +521,9 @@ def _op_backward(cell, nonlinearity, reverse, lengths, cache, x, h0, c0, w_ih, w
     if cache.numel() != _cache_numel(cell, x, w_hh, w_hr):
         raise RuntimeError("fastrnn::cell_backward: the cache is not a training forward's "
                            "(run fastrnn::cell_forward with training=True)")
-    fctx: Any = None
-    if cache.data_ptr() in _CONTEXTS:  # the forward's own context, if the inputs are unchanged
-        fctx = _kept_context(cache, _inputs_key(cell, nonlinearity, reverse, lengths, x, h0, c0,
-                                                w_ih, w_hh, b_ih, b_hh, w_hr))
+    # the forward's own context, where the inputs are unchanged since
+    fctx: Any = _kept_context(cache, cell, nonlinearity, reverse, lengths, x, h0, c0, w_ih, w_hh,
+                              b_ih, b_hh, w_hr)
     if fctx is None and w_hr is not None:
         pp = _validate.prepare_proj(_np(x), _np(h0), _np(c0), _np(w_ih), _np(w_hh), _np(w_hr),
                                     _np(b_ih), _np(b_hh), _np(lengths), reverse, True)
