@@ -205,6 +205,41 @@ def test_compile_packed_sequence_runs_kernels_outside_the_graph(kernel_calls):
     torch.testing.assert_close(got, run(ref), **TOL)
 
 
+def test_importing_leaves_torch_compile_of_torch_modules_as_it_was():
+    """Dynamo's allow_rnn is process-wide: with it, a compiled torch.nn.LSTM trains through
+    torch's experimental support, which fails in torch 2.13. Importing fastrnn.torch leaves it
+    unset (the compiled torch.nn.LSTM trains); the first drop-in made, or converted by
+    accelerate, sets it."""
+    from _scenario import run_scenario
+
+    out = run_scenario("""
+        import torch
+        import fastrnn.torch as ft
+        print("after import", torch._dynamo.config.allow_rnn)
+        torch.manual_seed(0)
+        m = torch.nn.LSTM(6, 5)
+        x = torch.randn(4, 3, 6)
+        y = torch.compile(m)(x)[0]
+        y.pow(2).sum().backward()
+        g = m.weight_hh_l0.grad.clone()
+        m.zero_grad()
+        m(x)[0].pow(2).sum().backward()
+        print("compiled torch.nn.LSTM trains", torch.allclose(g, m.weight_hh_l0.grad))
+        ft.accelerate(torch.nn.Sequential(torch.nn.GRU(2, 2)))
+        print("after accelerate", torch._dynamo.config.allow_rnn)
+    """)
+    assert "after import False" in out
+    assert "compiled torch.nn.LSTM trains True" in out
+    assert "after accelerate True" in out
+    out = run_scenario("""
+        import torch
+        import fastrnn.torch as ft
+        ft.RNN(2, 3)
+        print("after constructing", torch._dynamo.config.allow_rnn)
+    """)
+    assert "after constructing True" in out
+
+
 # --------------------------------------------------------------------------------------
 # torch.export
 

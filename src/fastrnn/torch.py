@@ -19,9 +19,10 @@ The kernels are also registered as the custom operators ``fastrnn::cell_forward`
 Inside ``torch.compile`` (``fullgraph=True`` included) and ``torch.export`` the drop-ins call
 them, so the graphs keep fastrnn's kernels; a packed sequence inside ``torch.compile`` runs
 eagerly on the kernels outside the graph (its layout is data-dependent; torch's own modules
-break the graph there too). Importing this module sets ``torch._dynamo.config.allow_rnn``,
-without which ``torch.compile`` refuses to trace any ``nn.RNN/LSTM/GRU`` instance (torch's
-own modules then trace with torch's experimental support). Batched gradients
+break the graph there too). The first drop-in constructed or converted by :func:`accelerate`
+sets ``torch._dynamo.config.allow_rnn``, without which ``torch.compile`` refuses to trace any
+``nn.RNN/LSTM/GRU`` instance; from then on torch's own modules in the process trace with
+torch's experimental support (importing this module alone changes nothing). Batched gradients
 (``autograd.grad(..., is_grads_batched=True)``, ``jacobian(..., vectorize=True)``) run the
 backward operator once per gradient. Under ``torch.func`` transforms (``grad``, ``vmap``,
 ``jacrev``, ``jacfwd``) and forward-mode AD the drop-ins run the cells' maths in torch ops
@@ -85,10 +86,21 @@ from ._cells import CELLS, NONLINEARITIES
 __all__ = ["GRU", "LSTM", "RNN", "FallbackWarning", "accelerate", "quantize_dynamic", "restore"]
 
 _FLOATS = (torch.float32, torch.float64)
-# torch.compile declines to trace any nn.RNN/LSTM/GRU instance (the drop-ins included) unless
-# this is set; with it, the drop-ins trace into fastrnn's custom operators (and torch's own
-# modules into torch's experimental support for them).
-torch._dynamo.config.allow_rnn = True
+
+
+def _allow_rnn_tracing() -> None:
+    """Let torch.compile trace the drop-ins into fastrnn's custom operators.
+
+    Dynamo refuses every ``nn.RNN/LSTM/GRU`` instance, the drop-ins included, unless
+    ``torch._dynamo.config.allow_rnn`` is set. The flag is process-wide and also sends torch's
+    own modules through torch's experimental support, which fails for a compiled
+    ``nn.LSTM``'s training in torch 2.13 (its ``mkldnn_rnn_layer`` outputs). So it is set when
+    the first drop-in comes into being (constructed, or converted by :func:`accelerate`),
+    not on import: a process that imports this module and uses no drop-in keeps torch's
+    behaviour.
+    """
+    if not torch._dynamo.config.allow_rnn:
+        torch._dynamo.config.allow_rnn = True
 #: torch's RNN modes as fastrnn cells and non-linearities.
 _MODES: dict[str, tuple[str, str | None]] = {
     "RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"), "LSTM": ("lstm", None),
@@ -788,6 +800,10 @@ def _packed_layout(batch_sizes: torch.Tensor) -> tuple[torch.Tensor, np.ndarray,
 class _FastRNNMixin:
     """The shared forward of the drop-in modules (mixed in before torch's class)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _allow_rnn_tracing()
+        super().__init__(*args, **kwargs)
+
     # Attributes provided by torch.nn.RNNBase.
     mode: str
     num_layers: int
@@ -1105,6 +1121,8 @@ def _swap_classes(module: nn.Module, table: dict[type, type]) -> nn.Module:
         _INT8.discard(m)  # both ways out of quantize_dynamic's int8 inference
         new = table.get(type(m))
         if new is not None:
+            if new in _TO_TORCH:
+                _allow_rnn_tracing()
             m.__class__ = new
     return module
 
