@@ -77,6 +77,12 @@ typedef void (*fr_ukr_s_fn)(int64_t m, int64_t K, const float *A, int64_t lda, c
                             float *C, int64_t ldc, int accumulate);
 typedef void (*fr_ukr_d_fn)(int64_t m, int64_t K, const double *A, int64_t lda, const double *Bp,
                             double *C, int64_t ldc, int accumulate);
+/* A bias form: C[i*ldc + c] = sum_{k<K} A[i*lda + k] * Bp[k*nr + c] + bias[c] (the sum rounded,
+   then the bias added: the results of ukr with accumulate = 0 followed by C += bias). */
+typedef void (*fr_ukr_bias_s_fn)(int64_t m, int64_t K, const float *A, int64_t lda,
+                                 const float *Bp, const float *bias, float *C, int64_t ldc);
+typedef void (*fr_ukr_bias_d_fn)(int64_t m, int64_t K, const double *A, int64_t lda,
+                                 const double *Bp, const double *bias, double *C, int64_t ldc);
 
 /* A kernel's half-width form (ukr_half) has the same contract over columns c < nr / 2 only: it
    reads Bp's first nr / 2 columns of each row (the panel's row stride is still nr) and writes C
@@ -90,6 +96,8 @@ typedef struct {
     fr_ukr_s_fn ukr;      /* the microkernel */
     fr_ukr_s_fn ukr_half; /* its half-width form */
     fr_ukr_s_fn ukr_pair; /* its two-panel form */
+    fr_ukr_bias_s_fn ukr_bias;      /* the microkernel adding a bias row (accumulate = 0) */
+    fr_ukr_bias_s_fn ukr_bias_half; /* its half-width form (bias[c], c < nr / 2) */
 } fr_kernel_s;
 
 typedef struct {
@@ -98,6 +106,8 @@ typedef struct {
     fr_ukr_d_fn ukr;
     fr_ukr_d_fn ukr_half;
     fr_ukr_d_fn ukr_pair;
+    fr_ukr_bias_d_fn ukr_bias;
+    fr_ukr_bias_d_fn ukr_bias_half;
 } fr_kernel_d;
 
 /* The microkernel of the path in use (fr_get_arch()). Never NULL. */

@@ -130,13 +130,33 @@ static void SFX(ukr_generic_pair)(int64_t m, int64_t K, const REAL *A, int64_t l
     SFX(gk_generic)(m, K, A, lda, 1, Bp + K * GEN_NR, GEN_NR, C + GEN_NR, ldc, accumulate);
 }
 
+/* The bias forms (fastrnn.h's ukr_bias): the product, then the bias added, as ukr and C += bias. */
+static inline void SFX(ukr_generic_bias_w)(const int nrw, int64_t m, int64_t K, const REAL *A,
+                                           int64_t lda, const REAL *Bp, const REAL *bias, REAL *C,
+                                           int64_t ldc) {
+    SFX(gk_generic_w)(nrw, m, K, A, lda, 1, Bp, GEN_NR, C, ldc, 0);
+    for (int64_t i = 0; i < m; i++)
+        for (int c = 0; c < nrw; c++) C[i * ldc + c] += bias[c];
+}
+
+static void SFX(ukr_generic_bias)(int64_t m, int64_t K, const REAL *A, int64_t lda,
+                                  const REAL *Bp, const REAL *bias, REAL *C, int64_t ldc) {
+    SFX(ukr_generic_bias_w)(GEN_NR, m, K, A, lda, Bp, bias, C, ldc);
+}
+
+static void SFX(ukr_generic_bias_half)(int64_t m, int64_t K, const REAL *A, int64_t lda,
+                                       const REAL *Bp, const REAL *bias, REAL *C, int64_t ldc) {
+    SFX(ukr_generic_bias_w)(GEN_NR / 2, m, K, A, lda, Bp, bias, C, ldc);
+}
+
 static void SFX(packn_generic)(REAL *dst, const REAL *B, int64_t ldb, int64_t K) {
     for (int64_t k = 0; k < K; k++) memcpy(dst + k * GEN_NR, B + k * ldb, GEN_NR * sizeof(REAL));
 }
 
 static const IMPL SFX(impl_generic) = {
     .pub = {.mr = GEN_MR, .nr = GEN_NR, .ukr = SFX(ukr_generic),
-            .ukr_half = SFX(ukr_generic_half), .ukr_pair = SFX(ukr_generic_pair)},
+            .ukr_half = SFX(ukr_generic_half), .ukr_pair = SFX(ukr_generic_pair),
+            .ukr_bias = SFX(ukr_generic_bias), .ukr_bias_half = SFX(ukr_generic_bias_half)},
     .gk = SFX(gk_generic),
     .packn = SFX(packn_generic),
     .gk_half = SFX(gk_generic_half),

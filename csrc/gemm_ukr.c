@@ -41,6 +41,8 @@
 #define UKR_NAME VSFX(ukr)
 #define UKR_NAME_HALF VSFX(ukr_half)
 #define UKR_NAME_PAIR VSFX(ukr_pair)
+#define UKR_NAME_BIAS VSFX(ukr_bias)
+#define UKR_NAME_BIAS_HALF VSFX(ukr_bias_half)
 #define UKR_NR (2 * VW)
 /* Independent accumulator sets over k for m rows (the same at both widths: a column of the half
    tile is summed exactly as that column of the full tile). */
@@ -53,7 +55,7 @@ static FR_ALWAYS_INLINE VTARGET void UKR_TILE(const int m, const int u, const in
                                                  const int acol, int64_t K, const REAL *A,
                                                  int64_t lda, const REAL *B, const REAL *B2,
                                                  int64_t ldb, REAL *C, int64_t ldc,
-                                                 int accumulate) {
+                                                 int accumulate, const REAL *bias) {
     const int64_t rs = acol ? 1 : lda, cs = acol ? lda : 1;
     VEC acc[4][UKR_MR][4];
     for (int i = 0; i < m; i++)
@@ -89,6 +91,7 @@ static FR_ALWAYS_INLINE VTARGET void UKR_TILE(const int m, const int u, const in
         REAL *c = C + i * ldc;
         for (int v = 0; v < nv; v++) {
             if (accumulate) acc[0][i][v] = V_ADD(acc[0][i][v], V_LOAD(c + v * VW));
+            if (bias) acc[0][i][v] = V_ADD(acc[0][i][v], V_LOAD(bias + v * VW));
             V_STORE(c + v * VW, acc[0][i][v]);
         }
     }
@@ -96,7 +99,7 @@ static FR_ALWAYS_INLINE VTARGET void UKR_TILE(const int m, const int u, const in
 
 #define UKR_CASE(mm, nv, acol, ld)                                                                \
     case mm:                                                                                      \
-        UKR_TILE(mm, UKR_U(mm), nv, acol, K, A, ld, B, NULL, ldb, C, ldc, accumulate);                  \
+        UKR_TILE(mm, UKR_U(mm), nv, acol, K, A, ld, B, NULL, ldb, C, ldc, accumulate, NULL);            \
         break;
 #if FR_AVX512
 #define UKR_CASES(nv, acol, ld)                                                                   \
@@ -144,6 +147,35 @@ static void UKR_NAME_HALF(int64_t m, int64_t K, const REAL *A, int64_t lda, cons
     UKR_STRIDED_HALF(m, K, A, lda, 1, Bp, UKR_NR, C, ldc, accumulate);
 }
 
+/* The bias forms (fastrnn.h's ukr_bias, ukr_bias_half): C = A Bp + bias, the sum rounded, then
+   the bias added in register before the one store (what ukr then adding bias to C gives, without
+   a second pass over C). */
+#define UKR_BIAS_CASE(mm, nv)                                                                     \
+    case mm:                                                                                      \
+        UKR_TILE(mm, UKR_U(mm), nv, 0, K, A, lda, Bp, NULL, UKR_NR, C, ldc, 0, bias);             \
+        break;
+#if FR_AVX512
+#define UKR_BIAS_CASES(nv)                                                                        \
+    UKR_BIAS_CASE(1, nv) UKR_BIAS_CASE(2, nv) UKR_BIAS_CASE(3, nv) UKR_BIAS_CASE(4, nv)           \
+    UKR_BIAS_CASE(5, nv) UKR_BIAS_CASE(6, nv) UKR_BIAS_CASE(7, nv) UKR_BIAS_CASE(8, nv)           \
+    UKR_BIAS_CASE(9, nv) UKR_BIAS_CASE(10, nv) UKR_BIAS_CASE(11, nv) UKR_BIAS_CASE(12, nv)
+#else
+#define UKR_BIAS_CASES(nv)                                                                        \
+    UKR_BIAS_CASE(1, nv) UKR_BIAS_CASE(2, nv) UKR_BIAS_CASE(3, nv) UKR_BIAS_CASE(4, nv)           \
+    UKR_BIAS_CASE(5, nv) UKR_BIAS_CASE(6, nv)
+#endif
+static VTARGET void UKR_NAME_BIAS(int64_t m, int64_t K, const REAL *A, int64_t lda,
+                                  const REAL *Bp, const REAL *bias, REAL *C, int64_t ldc) {
+    switch (m) { UKR_BIAS_CASES(2) default: break; }
+}
+
+static VTARGET void UKR_NAME_BIAS_HALF(int64_t m, int64_t K, const REAL *A, int64_t lda,
+                                       const REAL *Bp, const REAL *bias, REAL *C, int64_t ldc) {
+    switch (m) { UKR_BIAS_CASES(1) default: break; }
+}
+#undef UKR_BIAS_CASES
+#undef UKR_BIAS_CASE
+
 /* Two adjacent panels at once (fastrnn.h's ukr_pair): Bp and Bp + K * NR into C's 2 * NR columns.
    Three rows, which a panel alone sums in one accumulator set per column (UKR_U) with the FMA
    units half idle, run both panels in one pass (12 chains in flight); on AVX-512 (32 registers)
@@ -156,7 +188,8 @@ static VTARGET void UKR_NAME_PAIR(int64_t m, int64_t K, const REAL *A, int64_t l
     switch (m) {
 #define UKR_PAIR_CASE(mm)                                                                         \
     case mm:                                                                                      \
-        UKR_TILE(mm, UKR_U(mm), 4, 0, K, A, lda, Bp, Bp + K * UKR_NR, UKR_NR, C, ldc, accumulate);\
+        UKR_TILE(mm, UKR_U(mm), 4, 0, K, A, lda, Bp, Bp + K * UKR_NR, UKR_NR, C, ldc, accumulate, \
+                 NULL);                                                                           \
         return;
         UKR_PAIR_CASE(3)
 #if FR_AVX512
@@ -211,7 +244,9 @@ const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
                                                    .nr = UKR_NR,
                                                    .ukr = UKR_NAME,
                                                    .ukr_half = UKR_NAME_HALF,
-                                                   .ukr_pair = UKR_NAME_PAIR},
+                                                   .ukr_pair = UKR_NAME_PAIR,
+                                                   .ukr_bias = UKR_NAME_BIAS,
+                                                   .ukr_bias_half = UKR_NAME_BIAS_HALF},
                                            .gk = UKR_STRIDED,
                                            .packn = UKR_PACKN,
                                            .gk_half = UKR_STRIDED_HALF,
@@ -227,6 +262,8 @@ const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
 #undef UKR_NAME
 #undef UKR_NAME_HALF
 #undef UKR_NAME_PAIR
+#undef UKR_NAME_BIAS
+#undef UKR_NAME_BIAS_HALF
 #undef UKR_STRIDED
 #undef UKR_STRIDED_HALF
 #undef UKR_PACKN

@@ -722,16 +722,9 @@ static void SFX(project_identity)(const CELL *cell, const SFX(fr_slice) *sl, con
     }
 }
 
-/* o[i*ldo + c] (accumulate ? += : =) bp[c] for rows i < m, columns c < n. */
-FR_CLONES static void SFX(add_bias)(REAL *o, int64_t ldo, int64_t m, const REAL *restrict bp,
-                                    int64_t n, int accumulate) {
-    for (int64_t i = 0; i < m; i++) {
-        REAL *restrict r = o + i * ldo;
-        if (accumulate)
-            for (int64_t c = 0; c < n; c++) r[c] += bp[c];
-        else
-            for (int64_t c = 0; c < n; c++) r[c] = bp[c];
-    }
+/* o[i*ldo + c] = bp[c] for rows i < m, columns c < n (a projection of width 0). */
+static void SFX(set_bias)(REAL *o, int64_t ldo, int64_t m, const REAL *bp, int64_t n) {
+    for (int64_t i = 0; i < m; i++) memcpy(o + i * ldo, bp, (size_t)n * sizeof(REAL));
 }
 
 void SFX(fr_rec_project)(const CELL *cell, const KERN *kern, const SFX(fr_slice) *sl,
@@ -747,10 +740,11 @@ void SFX(fr_rec_project)(const CELL *cell, const KERN *kern, const SFX(fr_slice)
             const REAL *bp = sl->bias + (jl * G + q) * nr;
             for (int64_t r0 = 0, m; r0 < rows; r0 += m) {
                 m = fr_rec_tile_rows(rows - r0, mr);
-                if (I > 0)
-                    (half ? kern->ukr_half : kern->ukr)(m, I, A + r0 * I, I, panel,
-                                                        out + r0 * ldxp, ldxp, 0);
-                SFX(add_bias)(out + r0 * ldxp, ldxp, m, bp, nw, I > 0);
+                if (I > 0) /* the bias added in register (fastrnn.h's ukr_bias) */
+                    (half ? kern->ukr_bias_half : kern->ukr_bias)(m, I, A + r0 * I, I, panel, bp,
+                                                                  out + r0 * ldxp, ldxp);
+                else
+                    SFX(set_bias)(out + r0 * ldxp, ldxp, m, bp, nw);
             }
         }
     }

@@ -208,6 +208,35 @@ def test_ukr_contract(arch, dtype, half):
                     np.testing.assert_array_equal(C, full[:, :nc])
 
 
+@pytest.mark.parametrize("half", [False, True], ids=["full", "half"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ukr_bias_form_gives_the_product_then_the_bias(arch, dtype, half):
+    """The bias form (fastrnn.h's ukr_bias, ukr_bias_half) gives, bit for bit, the microkernel's
+    product with the bias then added (what the input projection stored and then added before),
+    for every row count and K, and leaves C's storage past its columns alone."""
+    info = _kernels.kernel_info()[np.dtype(dtype).name]
+    mr, nr = info["mr"], info["nr"]
+    nc = nr // 2 if half else nr
+    rng = np.random.default_rng(9)
+    for m in range(1, mr + 1):
+        for K in (0, 1, 2, 3, 7, 17, 100):
+            A = rng.standard_normal((m, K + 3)).astype(dtype)[:, :K]
+            Bp = rng.standard_normal((K, nr)).astype(dtype)
+            bias = (rng.standard_normal(nc) * 10).astype(dtype)
+            store = np.full((m + 2, nr + 5), 3.0, dtype=dtype)
+            C = store[:m, :nc]
+            _kernels.ukr(A, Bp, C, half=half, bias=bias)
+            ref = np.empty((m, nc), dtype)
+            _kernels.ukr(A, Bp, ref, half=half)
+            ref += bias
+            np.testing.assert_array_equal(C, ref, err_msg=f"m={m} K={K}")
+            assert np.all(store[m:, :] == 3.0) and np.all(store[:, nc:] == 3.0), (m, K)
+    with pytest.raises(ValueError, match="bias"):
+        _kernels.ukr(A, Bp, C, half=half, bias=bias, accumulate=True)
+    with pytest.raises(ValueError, match="bias"):
+        _kernels.ukr(A, Bp, C, half=half, bias=bias[:-1])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_ukr_pair_gives_each_panels_results(arch, dtype):
     """The two-panel form (fastrnn.h's ukr_pair) gives, bit for bit, the microkernel's results on

@@ -20,18 +20,27 @@ cdef extern from "fastrnn.h" nogil:
                                  const float *Bp, float *C, int64_t ldc, int accumulate)
     ctypedef void (*fr_ukr_d_fn)(int64_t m, int64_t K, const double *A, int64_t lda,
                                  const double *Bp, double *C, int64_t ldc, int accumulate)
+    ctypedef void (*fr_ukr_bias_s_fn)(int64_t m, int64_t K, const float *A, int64_t lda,
+                                      const float *Bp, const float *bias, float *C, int64_t ldc)
+    ctypedef void (*fr_ukr_bias_d_fn)(int64_t m, int64_t K, const double *A, int64_t lda,
+                                      const double *Bp, const double *bias, double *C,
+                                      int64_t ldc)
     ctypedef struct fr_kernel_s:
         int mr
         int nr
         fr_ukr_s_fn ukr
         fr_ukr_s_fn ukr_half
         fr_ukr_s_fn ukr_pair
+        fr_ukr_bias_s_fn ukr_bias
+        fr_ukr_bias_s_fn ukr_bias_half
     ctypedef struct fr_kernel_d:
         int mr
         int nr
         fr_ukr_d_fn ukr
         fr_ukr_d_fn ukr_half
         fr_ukr_d_fn ukr_pair
+        fr_ukr_bias_d_fn ukr_bias
+        fr_ukr_bias_d_fn ukr_bias_half
 
     int fr_cpu_supports(int arch)
     int fr_best_arch()

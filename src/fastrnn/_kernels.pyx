@@ -506,19 +506,22 @@ def gemm_pair(A, B1, C1, B2, C2, *, bint transa=False, double beta=0.0, int nthr
     return C1, C2
 
 
-def ukr(A, Bp, C, *, bint accumulate=False, bint half=False, bint pair=False):
+def ukr(A, Bp, C, *, bint accumulate=False, bint half=False, bint pair=False, bias=None):
     """Call the microkernel of the path in use on one tile (for tests).
 
     C[i, c] (accumulate ? += : =) sum_k A[i, k] * Bp[k, c] for an (m, K) A with m <= mr, a packed
     (K, nr) panel Bp (C-contiguous) and an (m, nr) C; A and C may be column slices of wider
     arrays (any lda, ldc). half: the kernel's half-width form, with an (m, nr // 2) C (it reads
     Bp's first nr // 2 columns). pair: its two-panel form, with a (2, K, nr) Bp (two adjacent
-    panels) and an (m, 2 * nr) C.
+    panels) and an (m, 2 * nr) C. bias: the bias form (fastrnn.h's ukr_bias, ukr_bias_half),
+    C = sum + bias[c] for a C-contiguous bias of C's columns (not with accumulate or pair).
     """
     if not isinstance(A, np.ndarray) or (A.dtype != np.float32 and A.dtype != np.float64):
         raise TypeError("A must be a float32 or float64 numpy array")
     if half and pair:
         raise ValueError("half and pair are exclusive")
+    if bias is not None and (accumulate or pair):
+        raise ValueError("bias takes neither accumulate nor pair")
     dt = A.dtype
     cdef const fr_kernel_s *ks = fr_kernel_get_s()
     cdef const fr_kernel_d *kd = fr_kernel_get_d()
@@ -543,6 +546,19 @@ def ukr(A, Bp, C, *, bint accumulate=False, bint half=False, bint pair=False):
     cdef int acc = accumulate
     cdef fr_ukr_s_fn fs = ks.ukr_half if half else ks.ukr_pair if pair else ks.ukr
     cdef fr_ukr_d_fn fd = kd.ukr_half if half else kd.ukr_pair if pair else kd.ukr
+    cdef fr_ukr_bias_s_fn bs = ks.ukr_bias_half if half else ks.ukr_bias
+    cdef fr_ukr_bias_d_fn bd = kd.ukr_bias_half if half else kd.ukr_bias
+    cdef void *pbias
+    if bias is not None:
+        _chk(bias, "bias", (nc,), dt, False, False)
+        pbias = _ptr(bias)
+        if dt == np.float32:
+            with nogil:
+                bs(m, K, <float *>pa, lda, <float *>pb, <float *>pbias, <float *>pc, ldc)
+        else:
+            with nogil:
+                bd(m, K, <double *>pa, lda, <double *>pb, <double *>pbias, <double *>pc, ldc)
+        return C
     if dt == np.float32:
         with nogil:
             fs(m, K, <float *>pa, lda, <float *>pb, <float *>pc, ldc, acc)
