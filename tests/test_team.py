@@ -399,9 +399,10 @@ def test_pipeline_round_measures_every_condition(monkeypatch, restore_threads):
     real_sleep = pipeline.time.sleep
     monkeypatch.setattr(pipeline.time, "sleep", lambda s: (sleeps.append(s), real_sleep(s)))
     r = pipeline.one_round(2, calls=1)
-    # a pause before each library's quiet, after-numpy and after-other calls and before the
-    # busy process: no condition runs beside the previous one's spinning pools
-    assert sleeps.count(0.0125) == 7
+    # a pause before each library's quiet, after-numpy and after-other calls, before the busy
+    # process, and before each library's serial and concurrent calls of 2 and 4 callers: no
+    # condition runs beside the previous one's spinning pools
+    assert sleeps.count(0.0125) == 15
     assert set(r) == {"quiet", "after numpy", "after other", "busy process", "2 callers",
                       "4 callers", "after idle"}
     for cond, d in r.items():

@@ -17,7 +17,9 @@ and ``torch.nn.LSTM`` side by side in every round, in the conditions of a real p
 Every round measures every condition for both libraries; a condition's figure is the median
 over the rounds of the per-round ratio (a burst of load hits both sides of a round alike).
 Each library's calls of a condition start after a pause (``SETTLE_S``), so that the pools of
-the condition before it have stopped spinning.
+the condition before it have stopped spinning; so do the callers' serial calls and, after
+them, their concurrent calls (measured: fastrnn's 2 callers right after its serial calls, whose
+last team's worker was still spinning, 0.66-1.07x the serial throughput; 10 ms later 1.57-2.30x).
 This file uses only fastrnn's public API, so that it can be run as a script against another
 checkout (``PYTHONPATH=../other/src python src/fastrnn/bench/pipeline.py``) for before/after
 figures.
@@ -169,7 +171,9 @@ def one_round(threads: int, calls: int = 3) -> dict[str, dict[str, float]]:
     for n in (2, 4):
         for lib in libs:
             f = conc[lib]
+            time.sleep(SETTLE_S)
             serial = sum(_timed(f) for _ in range(2 * n))
+            time.sleep(SETTLE_S)  # the serial calls' pool stops spinning before the callers
             out.setdefault(f"{n} callers", {})[lib] = serial / _concurrent(f, n, 2)
     for lib in libs:
         f = idle[lib]
