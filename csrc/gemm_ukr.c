@@ -43,6 +43,7 @@
 #define UKR_NAME_PAIR VSFX(ukr_pair)
 #define UKR_NAME_BIAS VSFX(ukr_bias)
 #define UKR_NAME_BIAS_HALF VSFX(ukr_bias_half)
+#define UKR_BIAS_TILES VSFX(ukr_bias_tiles)
 #define UKR_NR (2 * VW)
 /* Independent accumulator sets over k for m rows (the same at both widths: a column of the half
    tile is summed exactly as that column of the full tile). */
@@ -99,7 +100,7 @@ static FR_ALWAYS_INLINE VTARGET void UKR_TILE(const int m, const int u, const in
 
 #define UKR_CASE(mm, nv, acol, ld)                                                                \
     case mm:                                                                                      \
-        UKR_TILE(mm, UKR_U(mm), nv, acol, K, A, ld, B, NULL, ldb, C, ldc, accumulate, NULL);            \
+        UKR_TILE(mm, UKR_U(mm), nv, acol, K, A, ld, B, NULL, ldb, C, ldc, accumulate, bias);            \
         break;
 #if FR_AVX512
 #define UKR_CASES(nv, acol, ld)                                                                   \
@@ -117,6 +118,7 @@ static FR_ALWAYS_INLINE VTARGET void UKR_TILE(const int m, const int u, const in
 static VTARGET void UKR_STRIDED(int64_t m, int64_t K, const REAL *A, int64_t rsa,
                                    int64_t csa, const REAL *B, int64_t ldb, REAL *C,
                                    int64_t ldc, int accumulate) {
+    const REAL *const bias = NULL; /* UKR_CASE's: no bias form here */
     if (csa == 1) {
         switch (m) { UKR_CASES(2, 0, rsa) default: break; }
     } else {
@@ -128,6 +130,7 @@ static VTARGET void UKR_STRIDED(int64_t m, int64_t K, const REAL *A, int64_t rsa
 static VTARGET void UKR_STRIDED_HALF(int64_t m, int64_t K, const REAL *A, int64_t rsa,
                                         int64_t csa, const REAL *B, int64_t ldb, REAL *C,
                                         int64_t ldc, int accumulate) {
+    const REAL *const bias = NULL;
     if (csa == 1) {
         switch (m) { UKR_CASES(1, 0, rsa) default: break; }
     } else {
@@ -149,32 +152,24 @@ static void UKR_NAME_HALF(int64_t m, int64_t K, const REAL *A, int64_t lda, cons
 
 /* The bias forms (fastrnn.h's ukr_bias, ukr_bias_half): C = A Bp + bias, the sum rounded, then
    the bias added in register before the one store (what ukr then adding bias to C gives, without
-   a second pass over C). */
-#define UKR_BIAS_CASE(mm, nv)                                                                     \
-    case mm:                                                                                      \
-        UKR_TILE(mm, UKR_U(mm), nv, 0, K, A, lda, Bp, NULL, UKR_NR, C, ldc, 0, bias);             \
-        break;
-#if FR_AVX512
-#define UKR_BIAS_CASES(nv)                                                                        \
-    UKR_BIAS_CASE(1, nv) UKR_BIAS_CASE(2, nv) UKR_BIAS_CASE(3, nv) UKR_BIAS_CASE(4, nv)           \
-    UKR_BIAS_CASE(5, nv) UKR_BIAS_CASE(6, nv) UKR_BIAS_CASE(7, nv) UKR_BIAS_CASE(8, nv)           \
-    UKR_BIAS_CASE(9, nv) UKR_BIAS_CASE(10, nv) UKR_BIAS_CASE(11, nv) UKR_BIAS_CASE(12, nv)
-#else
-#define UKR_BIAS_CASES(nv)                                                                        \
-    UKR_BIAS_CASE(1, nv) UKR_BIAS_CASE(2, nv) UKR_BIAS_CASE(3, nv) UKR_BIAS_CASE(4, nv)           \
-    UKR_BIAS_CASE(5, nv) UKR_BIAS_CASE(6, nv)
-#endif
+   a second pass over C); the strided forms' cases with a bias, A row-wise, nv vectors wide. */
+static FR_ALWAYS_INLINE VTARGET void UKR_BIAS_TILES(const int nv, int64_t m, int64_t K,
+                                                       const REAL *A, int64_t lda, const REAL *B,
+                                                       const REAL *bias, REAL *C, int64_t ldc) {
+    const int64_t ldb = UKR_NR;
+    const int accumulate = 0;
+    switch (m) { UKR_CASES(nv, 0, lda) default: break; }
+}
+
 static VTARGET void UKR_NAME_BIAS(int64_t m, int64_t K, const REAL *A, int64_t lda,
                                   const REAL *Bp, const REAL *bias, REAL *C, int64_t ldc) {
-    switch (m) { UKR_BIAS_CASES(2) default: break; }
+    UKR_BIAS_TILES(2, m, K, A, lda, Bp, bias, C, ldc);
 }
 
 static VTARGET void UKR_NAME_BIAS_HALF(int64_t m, int64_t K, const REAL *A, int64_t lda,
                                        const REAL *Bp, const REAL *bias, REAL *C, int64_t ldc) {
-    switch (m) { UKR_BIAS_CASES(1) default: break; }
+    UKR_BIAS_TILES(1, m, K, A, lda, Bp, bias, C, ldc);
 }
-#undef UKR_BIAS_CASES
-#undef UKR_BIAS_CASE
 
 /* Two adjacent panels at once (fastrnn.h's ukr_pair): Bp and Bp + K * NR into C's 2 * NR columns.
    Three rows, which a panel alone sums in one accumulator set per column (UKR_U) with the FMA
@@ -264,6 +259,7 @@ const SFX(fr_gemm_impl) *VSFX(fr_gemm_impl)(void) {
 #undef UKR_NAME_PAIR
 #undef UKR_NAME_BIAS
 #undef UKR_NAME_BIAS_HALF
+#undef UKR_BIAS_TILES
 #undef UKR_STRIDED
 #undef UKR_STRIDED_HALF
 #undef UKR_PACKN
