@@ -208,10 +208,12 @@ void SFX(fr_rec_pack_slice)(const SFX(fr_cell) *cell, SFX(fr_slice) *sl, REAL *d
                             const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
                             int64_t I, int64_t H, int64_t nr, int64_t u0, int64_t u1,
                             int64_t njt);
-/* The slice's columns of A (rows x I) W_ih^T + bias into xp (row stride ldxp). */
+/* The slice's columns of A W_ih^T + bias into xp (row stride ldxp) for rows rows of A (row
+   stride I) taken seg at a time (seg > 0), segment k's first row at A + k * lds: xp's rows in
+   that order. seg = rows, lds = 0: A is rows x I. */
 void SFX(fr_rec_project)(const SFX(fr_cell) *cell, const SFX(fr_kernel) *kern,
-                         const SFX(fr_slice) *sl, const REAL *A, int64_t rows, int64_t I, REAL *xp,
-                         int64_t ldxp);
+                         const SFX(fr_slice) *sl, const REAL *A, int64_t rows, int64_t seg,
+                         int64_t lds, int64_t I, REAL *xp, int64_t ldxp);
 /* Step s for rows [rb0, rb1) of B on the slice's hidden units: recurrent tile + pointwise. Reads
    hp, writes hn and c (LSTM; its rows at ldh too) there; xp row qbase+b holds row b's
    projection; y and cache may be NULL; lengths/reverse/Tn map (s, b) to a time index as in the

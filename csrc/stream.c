@@ -61,7 +61,7 @@ int SFX(fr_step)(REAL *h, REAL *c, REAL *work, const REAL *packed, int cell, int
     /* the view only hands out pointers into packed, which the step reads and never writes */
     SFX(fr_rec_slice_view)(cd, &sl, (REAL *)(uintptr_t)packed, I, H, nr, 0, H, njb);
     REAL *xp = work, *hn = xp + B * ldxp, *tile = hn + B * H;
-    SFX(fr_rec_project)(cd, kern, &sl, x, B, I, xp, ldxp);
+    SFX(fr_rec_project)(cd, kern, &sl, x, B, B, 0, I, xp, ldxp);
     /* one step at time 0 of a length-1 sequence, without a separate output (hn is the output) */
     SFX(fr_rec_step)(cd, kern, &sl, 0, 1, B, 0, B, H, NULL, 0, h, hn, H, c, xp, ldxp, 0, NULL, NULL,
                      0, tile, cd->point_for(fr_get_arch()), act);

@@ -86,20 +86,25 @@ def test_large_shapes_all_paths(arch, threads, cell, reverse, lengths):
 def groups():
     yield
     _kernels.set_batch_groups(0)
+    _kernels.set_team_threads(0)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("reverse,lengths", [(False, False), (True, True), (False, True)])
 @pytest.mark.parametrize("nthreads,ngroups", [(2, 2), (4, 2), (4, 4), (3, 3), (6, 2)])
 @pytest.mark.parametrize("projected", [False, True], ids=["w_ih", "projected"])
-def test_batch_groups(threads, groups, cell, reverse, lengths, nthreads, ngroups, projected):
+@pytest.mark.parametrize("B", [13, 48])
+def test_batch_groups(threads, groups, cell, reverse, lengths, nthreads, ngroups, projected, B):
     """Teams split into groups of batch rows (each group owning its rows for the whole
     sequence, its threads splitting the hidden units) give the reference's results, forward and
-    backward, with uneven groups (B = 13), several threads per group and projected input."""
+    backward, with uneven groups (B = 13: each step's rows copied side by side before the input
+    projection; B = 48: groups of 24 or 12 rows, projected where they are in x), several threads
+    per group and projected input."""
     fastrnn.set_num_threads(nthreads)
+    _kernels.set_team_threads(nthreads)  # a team whatever the load and the work's size
     _kernels.set_batch_groups(ngroups)
     rng = np.random.default_rng(17)
-    T, B, H = 23, 13, 71
+    T, H = 23, 71
     I = G[cell] * H if projected else 37
     args = _problem(cell, T, B, I, H, np.float64, rng, lengths)
     if projected:
