@@ -29,19 +29,22 @@ def _rel_err(y, t, out_dtype):
 
 def _float32_sweep():
     """Every 4099th float32 bit pattern (both signs, all exponents: zeros, denormals, normals,
-    infinities; NaNs removed) and the edges of the algorithms' ranges."""
+    infinities; NaNs removed) and the edges of the algorithms' ranges (tanh: ln2/4, where
+    expm1(-2|x|)'s reduction leaves n = 0, and 10, its clamp)."""
     bits = np.arange(0, 2**32, 4099, dtype=np.uint64).astype(np.uint32)
     x = bits.view(np.float32)
-    edges = np.array([0.0, 1e-45, 1e-38, 0.4, 0.39999998, 0.40000004, 9.0, 87.3, 88.7, 89.0,
-                      103.9, 104.0, 200.0, np.finfo(np.float32).max, np.inf], np.float32)
+    edges = np.array([0.0, 1e-45, 1e-38, 0.17328678, 0.1732868, 0.4, 9.0, 9.999999, 10.0,
+                      10.000001, 87.3, 88.7, 89.0, 103.9, 104.0, 200.0, np.finfo(np.float32).max,
+                      np.inf], np.float32)
     x = np.concatenate([x, edges, -edges])
     return x[~np.isnan(x)]
 
 
 def _float64_sample():
     rng = np.random.default_rng(0)
-    edges = np.array([0.0, 5e-324, 2.2e-308, 1e-20, 0.25, np.nextafter(0.25, 0), 0.2500001, 18.0,
-                      19.5, 700.0, 708.5, 709.8, 745.0, 746.0, 800.0, 1.7e308, np.inf])
+    edges = np.array([0.0, 5e-324, 2.2e-308, 1e-20, 0.25, np.log(2) / 4, 18.0, 19.5,
+                      np.nextafter(20.0, 0), 20.0, 20.000001, 700.0, 708.5, 709.8, 745.0, 746.0,
+                      800.0, 1.7e308, np.inf])
     parts = [
         rng.standard_normal(100_000) * 4,
         rng.standard_normal(50_000) * 300,

@@ -884,8 +884,12 @@ def test_team_rows_split(threads, small_rows, cell, precision, reverse, lengths)
         dy = rng.standard_normal(y.shape).astype(np.float32)
         for g, r in zip(functional.cell_backward(ctx, dy, None, None),
                         reference.cell_backward(ctxr, dy, None, None), strict=True):
-            if r is not None:  # relative norms, as in test_bf16_backward_matches_reference
-                assert np.linalg.norm(g - r) < 3e-4 * float(np.linalg.norm(r))
+            # relative norms, as in test_bf16_backward_matches_reference; this problem has
+            # more bf16 roundings that a last-bit difference of the kernel's float32 maths can
+            # send the other way: over 8 seeds x 3 cells up to 4.7e-4 (3.1e-4 before the
+            # expm1 tanh); a wrong row or column moves a gradient by 1e-2 or more
+            if r is not None:
+                assert np.linalg.norm(g - r) < 1e-3 * float(np.linalg.norm(r))
 
 
 @pytest.mark.parametrize("precision", REDUCED)

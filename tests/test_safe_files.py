@@ -348,7 +348,11 @@ def test_the_files_of_an_earlier_version_still_load():
     here = os.path.join(os.path.dirname(__file__), "data")
     m = load_model(os.path.join(here, "model_f31c9ad.keras"))
     exp = np.load(os.path.join(here, "model_f31c9ad_expected.npz"))
-    np.testing.assert_array_equal(m.predict(exp["x"], verbose=0), exp["predict"])
+    # the predictions as that version made them, up to the kernels' last-bit changes since (the
+    # float32 tanh: 1.3e-7 relative; a weight read wrong moves them far more); the optimizer's
+    # state bit for bit
+    np.testing.assert_allclose(m.predict(exp["x"], verbose=0), exp["predict"], rtol=2e-6,
+                               atol=0)
     np.testing.assert_array_equal(
         np.concatenate([np.ravel(a) for a in m.optimizer.get_state()]), exp["optimizer_state"])
     m.load_weights(os.path.join(here, "weights_f31c9ad.keras"))

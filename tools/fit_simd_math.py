@@ -1,4 +1,4 @@
-"""Fit the polynomial coefficients of csrc/simd_math.h (vectorised exp and tanh).
+"""Fit the polynomial coefficients of csrc/simd_math.h (vectorised exp, and expm1 for tanh).
 
 Run ``python tools/fit_simd_math.py``: it prints the coefficient lists pasted into simd_math.h and
 the maximum relative error of each approximation (exact arithmetic; rounding comes on top).
@@ -7,8 +7,8 @@ at 40 digits) of
 
 - exp(r) ~ 1 + r + r^2 (c0 + c1 r + ...) on |r| <= ln2/2 (the range left by exp's reduction
   x = n ln2 + r);
-- tanh(x) ~ x + x^3 (c0 + c1 x^2 + ...) on 0 <= x <= T (the range where tanh uses the odd
-  polynomial instead of (1 - e^{-2|x|}) / (1 + e^{-2|x|})).
+- expm1(r) ~ r + r^2 (c0 + c1 r + ...) on the same range, relative to expm1 (tanh(x) is
+  -m / (2 + m) with m = expm1(-2|x|), reduced as exp's argument).
 """
 
 from __future__ import annotations
@@ -51,21 +51,22 @@ def report(name, coeffs, err):
     print("    " + ", ".join(mp.nstr(c, 21) for c in coeffs))
 
 
-def fit_exp(deg_q, npts=400):
+def fit_reduced(f, base, deg_q, npts=400):
+    """f(r) ~ base(r) + r^2 (c0 + c1 r + ... + c_deg_q r^deg_q) on |r| <= ln2/2."""
     h = mp.log(2) / 2
     xs = [h * mp.cos(mp.pi * (i + mp.mpf(1) / 2) / npts) for i in range(npts)]
     basis = [(lambda r, j=j: r ** (j + 2)) for j in range(deg_q + 1)]
-    return lawson(mp.exp, lambda r: 1 + r, basis, xs)
-
-
-def fit_tanh(deg_r, top, npts=400):
-    xs = [top * (1 + mp.cos(mp.pi * (i + mp.mpf(1) / 2) / npts)) / 2 for i in range(npts)]
-    basis = [(lambda x, j=j: x ** (2 * j + 3)) for j in range(deg_r + 1)]
-    return lawson(mp.tanh, lambda x: x, basis, xs)
+    return lawson(f, base, basis, xs)
 
 
 if __name__ == "__main__":
-    report("float exp (degree 5)", *fit_exp(3))
-    report("float tanh, |x| < 0.4 (degree 9)", *fit_tanh(3, mp.mpf("0.4")))
-    report("double exp (degree 11)", *fit_exp(9))
-    report("double tanh, |x| < 0.25 (degree 15)", *fit_tanh(6, mp.mpf("0.25")))
+    def exp_base(r):
+        return 1 + r
+
+    def expm1_base(r):
+        return r
+
+    report("float exp (degree 5)", *fit_reduced(mp.exp, exp_base, 3))
+    report("float expm1 (degree 6)", *fit_reduced(mp.expm1, expm1_base, 4))
+    report("double exp (degree 11)", *fit_reduced(mp.exp, exp_base, 9))
+    report("double expm1 (degree 11)", *fit_reduced(mp.expm1, expm1_base, 9))
