@@ -16,10 +16,10 @@
  * inf, sigmoid: 0 / 1, tanh: -1 / 1), NaN propagates, tanh keeps the sign of zero. Speed (Sapphire
  * Rapids, one core, float, AVX-512, through _kernels.sigmoid / tanh on 8192 elements): sigmoid
  * 0.30 ns and tanh 0.34 ns per element (with exp's upper clamp in sigmoid too, and tanh as an
- * odd polynomial near 0 blended with (1 - e) / (1 + e) above: 0.335 and 0.43 ns). Methods: exp by Cody-Waite reduction, a relative-minimax polynomial
- * (degree 5 float, 11 double) and exponent-bit scaling; sigmoid from exp(-|x|); tanh from
- * m = expm1(-2|x|) as -m / (2 + m), expm1 reduced as exp (degree 6 float, 11 double).
- * Coefficients: tools/fit_simd_math.py.
+ * odd polynomial near 0 blended with (1 - e) / (1 + e) above: 0.335 and 0.43 ns). Methods: exp
+ * by Cody-Waite reduction, a relative-minimax polynomial (degree 5 float, 11 double) and
+ * exponent-bit scaling; sigmoid from exp(-|x|); tanh from m = expm1(-2|x|) as -m / (2 + m),
+ * expm1 reduced as exp (degree 6 float, 11 double). Coefficients: tools/fit_simd_math.py.
  */
 #ifndef REAL
 #ifndef FASTRNN_SIMD_MATH_H
