@@ -304,8 +304,8 @@ static int plan_team(fr_team_plan *p, int64_t mr, int64_t nr, int nthreads, int6
    in segments of nb rows) rather than copied side by side first: where each step's row tiles
    keep FR_IN_PLACE_ROWS rows or the kernel's most (AVX-512: 8 rows, 16 FMA chains; AVX2: whole
    tiles of 6), so that they run as fast as the copy's taller tiles. Measured (2 threads, AVX-512,
-   the time against the copy): LSTM (40,48,300,300) 0.983, (30,40,200,250) 0.970 (tiles of 10
-   against 12); AVX2 tiles of 5 against 6: 1.004. */
+   the time against the copy, 15 rounds): LSTM (40,48,300,300) 0.996, (30,40,200,250) 0.988
+   (tiles of 10 against 12); AVX2 tiles of 5 against 6: 1.004. */
 #define FR_IN_PLACE_ROWS 8
 static inline int fw_in_place_rows(int64_t nb, int64_t mr) {
     return fr_rec_tile_rows(nb, mr) >= (mr < FR_IN_PLACE_ROWS ? mr : FR_IN_PLACE_ROWS);
