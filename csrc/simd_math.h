@@ -90,6 +90,24 @@
 #define SM_NMAX 8
 #define SM_EACH(k, n) for (int k = 0; k < (n); k++)
 
+/* The reduction that exp and tanh's expm1 share: x = n ln2 + r, |r| <= ln2/2 (Cody-Waite), with
+   t = n + SM_MAGIC (n in its low bits, for V_POW2) and nn = n as a float. */
+static FR_ALWAYS_INLINE VTARGET void VSFX(fr_vreduce_n)(const VEC *x, VEC *t, VEC *nn, VEC *r,
+                                                        const int n) {
+    const VEC magic = V_SET1((REAL)SM_MAGIC);
+    SM_EACH(k, n) t[k] = V_FMA(x[k], V_SET1((REAL)SM_LOG2E), magic);
+    SM_EACH(k, n) nn[k] = V_SUB(t[k], magic);
+    SM_EACH(k, n) r[k] = V_FNMA(nn[k], V_SET1((REAL)SM_LN2_HI), x[k]);
+    SM_EACH(k, n) r[k] = V_FNMA(nn[k], V_SET1((REAL)SM_LN2_LO), r[k]);
+}
+
+/* p = q[0] + q[1] r + ... + q[nq-1] r^(nq-1) by Horner's rule, for n vectors. */
+static FR_ALWAYS_INLINE VTARGET void VSFX(fr_vpoly_n)(VEC *p, const VEC *r, const REAL *q,
+                                                      const int nq, const int n) {
+    SM_EACH(k, n) p[k] = V_SET1(q[nq - 1]);
+    for (int i = nq - 2; i >= 0; i--) SM_EACH(k, n) p[k] = V_FMA(p[k], r[k], V_SET1(q[i]));
+}
+
 /* exp(x): x = n ln2 + r, |r| <= ln2/2, exp(r) = 1 + r + r^2 Q(r) (relative minimax,
    tools/fit_simd_math.py), times 2^n: on AVX-512 by vscalef (one rounding), on AVX2 built in the
    exponent bits as 2^n1 * 2^n2, n1 = round(n/2), so that results down to the smallest denormal are
@@ -99,20 +117,18 @@
 static FR_ALWAYS_INLINE VTARGET void VSFX(fr_vexp_n)(VEC *x, const int n, const int nonpos) {
     static const REAL q[] = SM_EXP_Q;
     const int nq = (int)(sizeof(q) / sizeof(q[0]));
-    const VEC one = V_SET1((REAL)1), magic = V_SET1((REAL)SM_MAGIC);
-    VEC nn[SM_NMAX], r[SM_NMAX], p[SM_NMAX];
+    const VEC one = V_SET1((REAL)1);
+    VEC t[SM_NMAX], nn[SM_NMAX], r[SM_NMAX], p[SM_NMAX];
     SM_EACH(k, n) x[k] = V_MAX(V_SET1((REAL)SM_EXP_LO), x[k]);
     if (!nonpos) SM_EACH(k, n) x[k] = V_MIN(V_SET1((REAL)SM_EXP_HI), x[k]);
-    SM_EACH(k, n) nn[k] = V_SUB(V_FMA(x[k], V_SET1((REAL)SM_LOG2E), magic), magic);
-    SM_EACH(k, n) r[k] = V_FNMA(nn[k], V_SET1((REAL)SM_LN2_HI), x[k]);
-    SM_EACH(k, n) r[k] = V_FNMA(nn[k], V_SET1((REAL)SM_LN2_LO), r[k]);
-    SM_EACH(k, n) p[k] = V_SET1(q[nq - 1]);
-    for (int i = nq - 2; i >= 0; i--) SM_EACH(k, n) p[k] = V_FMA(p[k], r[k], V_SET1(q[i]));
+    VSFX(fr_vreduce_n)(x, t, nn, r, n);
+    VSFX(fr_vpoly_n)(p, r, q, nq, n);
     SM_EACH(k, n) p[k] = V_FMA(p[k], r[k], one);
     SM_EACH(k, n) p[k] = V_FMA(p[k], r[k], one);
 #if FR_AVX512
     SM_EACH(k, n) x[k] = V_OP(scalef)(p[k], nn[k]);
 #else
+    const VEC magic = V_SET1((REAL)SM_MAGIC);
     SM_EACH(k, n) {
         const VEC t1 = V_FMA(nn[k], V_SET1((REAL)0.5), magic);
         const VEC t2 = V_ADD(V_SUB(nn[k], V_SUB(t1, magic)), magic);
@@ -165,15 +181,12 @@ static FR_ALWAYS_INLINE VTARGET VEC VSFX(fr_vsigmoid)(VEC x) {
 static FR_ALWAYS_INLINE VTARGET void VSFX(fr_vtanh_n)(VEC *x, const int n) {
     static const REAL q[] = SM_EXPM1_Q;
     const int nq = (int)(sizeof(q) / sizeof(q[0]));
-    const VEC one = V_SET1((REAL)1), magic = V_SET1((REAL)SM_MAGIC), sign = V_SET1((REAL)-0.0);
-    VEC t[SM_NMAX], nn[SM_NMAX], r[SM_NMAX], p[SM_NMAX];
-    SM_EACH(k, n) r[k] = V_MAX(V_SET1((REAL)SM_TANH_LO), V_MUL(V_ANDNOT(sign, x[k]), V_SET1((REAL)-2)));
-    SM_EACH(k, n) t[k] = V_FMA(r[k], V_SET1((REAL)SM_LOG2E), magic); /* n + SM_MAGIC */
-    SM_EACH(k, n) nn[k] = V_SUB(t[k], magic);
-    SM_EACH(k, n) r[k] = V_FNMA(nn[k], V_SET1((REAL)SM_LN2_HI), r[k]);
-    SM_EACH(k, n) r[k] = V_FNMA(nn[k], V_SET1((REAL)SM_LN2_LO), r[k]);
-    SM_EACH(k, n) p[k] = V_SET1(q[nq - 1]);
-    for (int i = nq - 2; i >= 0; i--) SM_EACH(k, n) p[k] = V_FMA(p[k], r[k], V_SET1(q[i]));
+    const VEC one = V_SET1((REAL)1), sign = V_SET1((REAL)-0.0);
+    VEC e[SM_NMAX], t[SM_NMAX], nn[SM_NMAX], r[SM_NMAX], p[SM_NMAX];
+    SM_EACH(k, n) e[k] = V_MUL(V_ANDNOT(sign, x[k]), V_SET1((REAL)-2));
+    SM_EACH(k, n) e[k] = V_MAX(V_SET1((REAL)SM_TANH_LO), e[k]);
+    VSFX(fr_vreduce_n)(e, t, nn, r, n);
+    VSFX(fr_vpoly_n)(p, r, q, nq, n);
     SM_EACH(k, n) p[k] = V_FMA(p[k], V_MUL(r[k], r[k]), r[k]); /* expm1(r) */
     SM_EACH(k, n) {
 #if FR_AVX512
