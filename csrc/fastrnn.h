@@ -210,6 +210,37 @@ int fr_cell_forward_d(int cell, double *y, double *h_n, double *c_n, double *cac
                       const double *w_hh, const double *b_ih, const double *b_hh,
                       const int64_t *lengths, int64_t T, int64_t B, int64_t I, int64_t H, int act,
                       int reverse, int nthreads);
+/* Weights packed once for the forward: the slice of every hidden unit that a thread running all
+   of them reads (a team of one; batch groups of one thread each), as fr_cell_forward_* packs it
+   per call, with a header of what it was made for (cell, input width, H, dtype, SIMD path).
+   fr_cell_prepack_bytes_*: its bytes for W_ih of I columns (I = 0: no W_ih, the identity input),
+   -1 for a bad cell or size. fr_cell_prepack_*: pack W_ih (NULL: identity), W_hh and the biases
+   into packed (that many bytes, 64-byte aligned; 4096 keeps the slice on pages of its own).
+   fr_cell_forward_prepacked_*: fr_cell_forward_* with the same arguments, whose threads that run
+   every unit read packed (bytes long) instead of packing; results bit for bit those of
+   fr_cell_forward_*. A buffer whose header does not match the call (another cell, size or
+   SIMD path) is not read: the call packs as fr_cell_forward_* does. The caller keeps packed in
+   step with the weights (fastrnn's PreparedWeights). */
+int64_t fr_cell_prepack_bytes_s(int cell, int64_t I, int64_t H);
+int64_t fr_cell_prepack_bytes_d(int cell, int64_t I, int64_t H);
+int fr_cell_prepack_s(void *packed, int cell, const float *w_ih, const float *w_hh,
+                      const float *b_ih, const float *b_hh, int64_t I, int64_t H);
+int fr_cell_prepack_d(void *packed, int cell, const double *w_ih, const double *w_hh,
+                      const double *b_ih, const double *b_hh, int64_t I, int64_t H);
+int fr_cell_forward_prepacked_s(int cell, float *y, float *h_n, float *c_n, float *cache,
+                                const float *x, const float *h0, const float *c0,
+                                const float *w_ih, const float *w_hh, const float *b_ih,
+                                const float *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                                int64_t I, int64_t H, int act, int reverse, int nthreads,
+                                const void *packed, int64_t bytes);
+int fr_cell_forward_prepacked_d(int cell, double *y, double *h_n, double *c_n, double *cache,
+                                const double *x, const double *h0, const double *c0,
+                                const double *w_ih, const double *w_hh, const double *b_ih,
+                                const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                                int64_t I, int64_t H, int act, int reverse, int nthreads,
+                                const void *packed, int64_t bytes);
+/* Threads of forwards so far that read a prepacked slice instead of packing their own. */
+int64_t fr_prepacked_reads(void);
 /* Whole-sequence backward of a cell from the cache of fr_cell_forward_* (write rule above). */
 int fr_cell_backward_s(int cell, float *dx, float *dh0, float *dc0, float *dw_ih, float *dw_hh,
                        float *db_ih, float *db_hh, const float *cache, const float *x,

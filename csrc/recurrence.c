@@ -134,6 +134,7 @@ static _Atomic int64_t solo_passes;
 static _Atomic int64_t measured_passes;
 static _Atomic int64_t step1_passes;
 static _Atomic int64_t step1_team_passes;
+static _Atomic int64_t prepacked_reads; /* threads of forwards that read fr_cell_prepack's slice */
 
 int fr_rec_team_threads_forced(void) {
     return atomic_load_explicit(&forced_threads, memory_order_relaxed);
@@ -159,6 +160,10 @@ int64_t fr_step1_passes(void) {
 
 int64_t fr_step1_team_passes(void) {
     return atomic_load_explicit(&step1_team_passes, memory_order_relaxed);
+}
+
+int64_t fr_prepacked_reads(void) {
+    return atomic_load_explicit(&prepacked_reads, memory_order_relaxed);
 }
 
 int64_t fr_measured_passes(void) {
@@ -843,6 +848,10 @@ typedef struct {
     REAL *y, *h_n, *c_n, *cache;
     const REAL *x, *w_ih, *w_hh, *b_ih, *b_hh;
     const int64_t *ids, *lengths;
+    /* NULL, or the slice of every hidden unit packed once (fr_cell_prepack_*), which a thread
+       whose role covers every unit (a team of one, batch groups of one thread) reads instead of
+       packing its own */
+    const REAL *packed;
     int64_t Tn, B, I, H;
     int act, reverse, identity, gather;
     int64_t Tc, bmax, njt, ldxp, slice, grows, per_thread, ldh, BL, CL, shared;
@@ -998,8 +1007,14 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     REAL *tile = mine + f->slice + Tc * bmax * ldxp; /* mr x G*nr */
     REAL *gx = scratch + f->shared + p->nt * f->per_thread + tid * f->grows;
     SFX(fr_slice) own; /* this thread's role: its packed slice and projection rows */
-    SFX(fr_rec_pack_slice)(cell, &own, mine, f->w_ih, f->w_hh, f->b_ih, f->b_hh,
-                           identity ? 0 : I, H, nr, u0, u1, f->njt);
+    if (f->packed && p->nhg == 1) { /* every unit: the weights packed once (u0 = 0, u1 = H) */
+        SFX(fr_rec_slice_view)(cell, &own, (REAL *)f->packed, identity ? 0 : I, H, nr, u0, u1,
+                               f->njt);
+        atomic_fetch_add_explicit(&prepacked_reads, 1, memory_order_relaxed);
+    } else {
+        SFX(fr_rec_pack_slice)(cell, &own, mine, f->w_ih, f->w_hh, f->b_ih, f->b_hh,
+                               identity ? 0 : I, H, nr, u0, u1, f->njt);
+    }
     REAL *own_xp = mine + f->slice;
     int r0 = tid, r1 = tid + 1; /* the roles this thread runs */
     for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
@@ -1164,7 +1179,7 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                         const int64_t *ids, int64_t V, const REAL *h0, const REAL *c0,
                         const REAL *w_ih, const REAL *w_hh, const REAL *b_ih, const REAL *b_hh,
                         const int64_t *lengths, int64_t Tn, int64_t B, int64_t I, int64_t H,
-                        int act, int reverse, int nthreads) {
+                        int act, int reverse, int nthreads, const REAL *packed) {
     if (Tn < 0 || B < 0 || I < 0 || H < 1 || nthreads < 1 || y == NULL || h_n == NULL ||
         (cell->has_c && c_n == NULL) || (Tn > 0 && B > 0 && I > 0 && x == NULL) || w_hh == NULL ||
         (I > 0 && w_ih == NULL && I != cell->G * H) ||
@@ -1198,7 +1213,7 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
         .cell = cell, .kern = kern, .pw = cell->point_for(fr_get_arch()),
         .y = y, .h_n = h_n, .c_n = c_n, .cache = cache,
         .x = x, .w_ih = w_ih, .w_hh = w_hh, .b_ih = b_ih, .b_hh = b_hh,
-        .ids = ids, .lengths = lengths, .Tn = Tn, .B = B, .I = I, .H = H,
+        .ids = ids, .lengths = lengths, .packed = packed, .Tn = Tn, .B = B, .I = I, .H = H,
         .act = act, .reverse = reverse, .identity = identity, .gather = reverse && lengths != NULL,
     };
     const int st = run_pass(&f.ps, nthreads);
@@ -1683,7 +1698,70 @@ int SFX(fr_cell_forward)(int cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache, c
     if (cd == NULL) return FR_ERR_ARG;
     return SFX(fr_rec_forward)(cd, y, h_n, cd->has_c ? c_n : NULL, cache, x, NULL, 0, h0,
                                cd->has_c ? c0 : NULL, w_ih, w_hh, b_ih, b_hh, lengths, T, B, I, H,
-                               act, reverse, nthreads);
+                               act, reverse, nthreads, NULL);
+}
+
+/* ---- weights packed once ------------------------------------------------------------------ */
+
+/* The header of fr_cell_prepack_*'s buffer: what the packed slice after it was made for. */
+typedef struct {
+    uint64_t magic;
+    int32_t cell, arch, esize, nr;
+    int64_t I, H, bytes; /* I: W_ih's columns, 0 for the identity input */
+} SFX(prepack_head);
+
+int64_t SFX(fr_cell_prepack_bytes)(int cell, int64_t I, int64_t H) {
+    const CELL *cd = SFX(fr_rec_cell_of)(cell);
+    if (cd == NULL || I < 0 || H < 1 || H > FR_PREPACK_MAX_H || I > FR_PREPACK_MAX_H) return -1;
+    const int64_t nr = SFX(fr_kernel_get)()->nr;
+    return FR_PREPACK_HEAD +
+           SFX(fr_rec_slice_size)(cd, I, H, nr, (H + nr - 1) / nr) * (int64_t)sizeof(REAL);
+}
+
+int SFX(fr_cell_prepack)(void *packed, int cell, const REAL *w_ih, const REAL *w_hh,
+                         const REAL *b_ih, const REAL *b_hh, int64_t I, int64_t H) {
+    const int64_t Ip = w_ih ? I : 0, bytes = SFX(fr_cell_prepack_bytes)(cell, Ip, H);
+    if (packed == NULL || bytes < 0 || w_hh == NULL || (uintptr_t)packed % 64 != 0)
+        return FR_ERR_ARG;
+    const CELL *cd = SFX(fr_rec_cell_of)(cell);
+    const int64_t nr = SFX(fr_kernel_get)()->nr;
+    SFX(fr_slice) sl;
+    SFX(fr_rec_pack_slice)(cd, &sl, (REAL *)((char *)packed + FR_PREPACK_HEAD), w_ih, w_hh, b_ih,
+                           b_hh, Ip, H, nr, 0, H, (H + nr - 1) / nr);
+    const SFX(prepack_head) hd = {.magic = FR_PREPACK_MAGIC, .cell = cell, .arch = fr_get_arch(),
+                                  .esize = (int32_t)sizeof(REAL), .nr = (int32_t)nr, .I = Ip,
+                                  .H = H, .bytes = bytes};
+    memcpy(packed, &hd, sizeof hd);
+    return FR_OK;
+}
+
+/* The packed slice of buffer `packed` where its header says it was made for this cell, input
+   width, H, dtype, SIMD path and size; NULL (the forward packs as without it) otherwise. */
+static const REAL *SFX(prepacked_slice)(const void *packed, int64_t bytes, int cell,
+                                        const REAL *w_ih, int64_t I, int64_t H) {
+    if (packed == NULL || bytes < FR_PREPACK_HEAD || (uintptr_t)packed % 64 != 0) return NULL;
+    SFX(prepack_head) hd;
+    memcpy(&hd, packed, sizeof hd);
+    const int64_t Ip = w_ih ? I : 0;
+    if (hd.magic != FR_PREPACK_MAGIC || hd.cell != cell || hd.arch != fr_get_arch() ||
+        hd.esize != (int32_t)sizeof(REAL) || hd.nr != SFX(fr_kernel_get)()->nr || hd.I != Ip ||
+        hd.H != H || hd.bytes != bytes || SFX(fr_cell_prepack_bytes)(cell, Ip, H) != bytes)
+        return NULL;
+    return (const REAL *)((const char *)packed + FR_PREPACK_HEAD);
+}
+
+int SFX(fr_cell_forward_prepacked)(int cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache,
+                                   const REAL *x, const REAL *h0, const REAL *c0,
+                                   const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
+                                   const REAL *b_hh, const int64_t *lengths, int64_t T, int64_t B,
+                                   int64_t I, int64_t H, int act, int reverse, int nthreads,
+                                   const void *packed, int64_t bytes) {
+    const CELL *cd = SFX(checked_cell)(cell, act);
+    if (cd == NULL) return FR_ERR_ARG;
+    return SFX(fr_rec_forward)(cd, y, h_n, cd->has_c ? c_n : NULL, cache, x, NULL, 0, h0,
+                               cd->has_c ? c0 : NULL, w_ih, w_hh, b_ih, b_hh, lengths, T, B, I, H,
+                               act, reverse, nthreads,
+                               SFX(prepacked_slice)(packed, bytes, cell, w_ih, I, H));
 }
 
 int SFX(fr_cell_forward_rows)(int cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache,
@@ -1696,7 +1774,7 @@ int SFX(fr_cell_forward_rows)(int cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cac
         return FR_ERR_ARG;
     return SFX(fr_rec_forward)(cd, y, h_n, cd->has_c ? c_n : NULL, cache, table, ids, V, h0,
                                cd->has_c ? c0 : NULL, NULL, w_hh, b_ih, b_hh, lengths, T, B,
-                               cd->G * H, H, act, reverse, nthreads);
+                               cd->G * H, H, act, reverse, nthreads, NULL);
 }
 
 int SFX(fr_cell_backward)(int cell, REAL *dx, REAL *dh0, REAL *dc0, REAL *dw_ih, REAL *dw_hh,

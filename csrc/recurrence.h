@@ -50,6 +50,12 @@
 /* p + k, or NULL where p is NULL (the optional stores of a tile). */
 #define FR_OPT(p, k) ((p) ? (p) + (k) : NULL)
 
+/* fr_cell_prepack_*'s buffer: a header in its first FR_PREPACK_HEAD bytes (the slice after it
+   starts a page where the buffer does), FR_PREPACK_MAGIC first; sizes up to FR_PREPACK_MAX_H. */
+#define FR_PREPACK_HEAD 4096
+#define FR_PREPACK_MAGIC 0x3233504b50524655ull /* "UFRPKP32" */
+#define FR_PREPACK_MAX_H ((int64_t)1 << 24)
+
 /* Cache elements for a cell with G gates and naux aux blocks; -1 for a negative size or a count
    that would overflow int64_t. */
 int64_t fr_rec_cache_size(int G, int naux, int64_t T, int64_t B, int64_t H);
@@ -227,12 +233,13 @@ void SFX(fr_rec_step)(const SFX(fr_cell) *cell, const SFX(fr_kernel) *kern,
 /* The descriptor of FR_CELL_RNN/LSTM/GRU, NULL for another value. */
 const SFX(fr_cell) *SFX(fr_rec_cell_of)(int cell);
 /* Whole-sequence forward of a cell; arguments as the public fr_cell_forward_*, plus ids (NULL,
-   or T*B row indices into x, then a table of V rows of G*H projected inputs). */
+   or T*B row indices into x, then a table of V rows of G*H projected inputs) and packed (NULL, or
+   the slice of every unit packed once, checked: fr_cell_forward_prepacked_*). */
 int SFX(fr_rec_forward)(const SFX(fr_cell) *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *cache,
                         const REAL *x, const int64_t *ids, int64_t V, const REAL *h0,
                         const REAL *c0, const REAL *w_ih, const REAL *w_hh, const REAL *b_ih,
                         const REAL *b_hh, const int64_t *lengths, int64_t Tn, int64_t B, int64_t I,
-                        int64_t H, int act, int reverse, int nthreads);
+                        int64_t H, int act, int reverse, int nthreads, const REAL *packed);
 /* Whole-sequence backward; arguments as the public fr_cell_backward_*, plus hprev_w: NULL, or (a
    bf16 forward's backward, float only) the (T*B, H) bf16-rounded states h_{t-1} the weight
    gradient dw_hh is taken with instead of the cache's; dx, dw_ih and dw_hh then run on

@@ -56,6 +56,7 @@ cdef extern from "fastrnn.h" nogil:
     int64_t fr_solo_passes()
     int64_t fr_measured_passes()
     int64_t fr_step1_passes()
+    int64_t fr_prepacked_reads()
     int64_t fr_step1_team_passes()
     int64_t fr_lp_step1_passes()
     int64_t fr_lp_step1_team_passes()
@@ -108,6 +109,25 @@ cdef extern from "fastrnn.h" nogil:
                           const double *w_ih, const double *w_hh, const double *b_ih,
                           const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
                           int64_t I, int64_t H, int act, int reverse, int nthreads)
+    int64_t fr_cell_prepack_bytes_s(int cell, int64_t I, int64_t H)
+    int64_t fr_cell_prepack_bytes_d(int cell, int64_t I, int64_t H)
+    int fr_cell_prepack_s(void *packed, int cell, const float *w_ih, const float *w_hh,
+                          const float *b_ih, const float *b_hh, int64_t I, int64_t H)
+    int fr_cell_prepack_d(void *packed, int cell, const double *w_ih, const double *w_hh,
+                          const double *b_ih, const double *b_hh, int64_t I, int64_t H)
+    int fr_cell_forward_prepacked_s(int cell, float *y, float *h_n, float *c_n, float *cache,
+                                    const float *x, const float *h0, const float *c0,
+                                    const float *w_ih, const float *w_hh, const float *b_ih,
+                                    const float *b_hh, const int64_t *lengths, int64_t T,
+                                    int64_t B, int64_t I, int64_t H, int act, int reverse,
+                                    int nthreads, const void *packed, int64_t bytes)
+    int fr_cell_forward_prepacked_d(int cell, double *y, double *h_n, double *c_n,
+                                    double *cache, const double *x, const double *h0,
+                                    const double *c0, const double *w_ih, const double *w_hh,
+                                    const double *b_ih, const double *b_hh,
+                                    const int64_t *lengths, int64_t T, int64_t B, int64_t I,
+                                    int64_t H, int act, int reverse, int nthreads,
+                                    const void *packed, int64_t bytes)
     int fr_cell_backward_s(int cell, float *dx, float *dh0, float *dc0, float *dw_ih,
                            float *dw_hh, float *db_ih, float *db_hh, const float *cache,
                            const float *x, const float *w_ih, const float *w_hh, const float *dy,

@@ -214,6 +214,20 @@ def available_arches():
             if fr_cpu_supports(a) and fr_kernel_for_arch_s(a) != NULL]
 
 
+def few_rows(x, int64_t min_rows):
+    """Whether x is a 3-D (T, B, I) ndarray of one step or of fewer than min_rows rows T*B
+    (C-API reads: the float32 prepared path's test of a call that packs nothing)."""
+    if type(x) is not np.ndarray or cnp.PyArray_NDIM(<cnp.ndarray>x) != 3:
+        return False
+    cdef cnp.npy_intp *d = cnp.PyArray_DIMS(<cnp.ndarray>x)
+    return d[0] == 1 or d[0] * d[1] < min_rows
+
+
+def arch_code():
+    """The code of the SIMD path in use (changes with set_arch; a cheap check for caches)."""
+    return fr_get_arch()
+
+
 def get_arch():
     """Return the name of the SIMD path in use."""
     return fr_arch_name(fr_get_arch()).decode()
@@ -266,6 +280,11 @@ def solo_passes():
 def step1_passes():
     """Length-1 forwards run on the weights as given (unpacked) so far."""
     return fr_step1_passes()
+
+
+def prepacked_reads():
+    """Threads of forwards so far that read weights packed once (prepack) instead of packing."""
+    return fr_prepacked_reads()
 
 
 def step1_team_passes():
@@ -769,6 +788,8 @@ cdef struct _CellCall:
     void *dc_n
     const int64_t *ids
     const int64_t *lengths
+    const void *packed  # NULL, or prepack's buffer of packed_bytes (the forward only)
+    int64_t packed_bytes
     int64_t rows, steps, batch, inputs, hidden  # V, T, B, I, H (the macro I of complex.h)
     int act, reverse, nthreads
 
@@ -794,6 +815,8 @@ cdef _CellCall _cell_call(str cell, int64_t V, int64_t T, int64_t B, int64_t I, 
     a.dc_n = _ptr(g("dc_n")) if has_c else NULL
     a.ids = <const int64_t *>_ptr(g("ids"))
     a.lengths = <const int64_t *>_ptr(g("lengths"))
+    a.packed = NULL
+    a.packed_bytes = 0
     a.rows, a.steps, a.batch, a.inputs, a.hidden = V, T, B, I, H
     a.act, a.reverse, a.nthreads = act, reverse, nthreads
     return a
@@ -804,10 +827,24 @@ cdef int _forward(const _CellCall *a, floating *tag) noexcept nogil:
                       const floating *, const floating *, const floating *, const floating *,
                       const floating *, const floating *, const int64_t *, int64_t, int64_t,
                       int64_t, int64_t, int, int, int) noexcept nogil
+    cdef int (*packed_entry)(int, floating *, floating *, floating *, floating *,
+                             const floating *, const floating *, const floating *,
+                             const floating *, const floating *, const floating *,
+                             const floating *, const int64_t *, int64_t, int64_t, int64_t,
+                             int64_t, int, int, int, const void *, int64_t) noexcept nogil
     if floating is float:
         entry = fr_cell_forward_s
+        packed_entry = fr_cell_forward_prepacked_s
     else:
         entry = fr_cell_forward_d
+        packed_entry = fr_cell_forward_prepacked_d
+    if a.packed != NULL:
+        return packed_entry(a.cell, <floating *>a.y, <floating *>a.h_n, <floating *>a.c_n,
+                            <floating *>a.cache, <const floating *>a.x, <const floating *>a.h0,
+                            <const floating *>a.c0, <const floating *>a.w_ih,
+                            <const floating *>a.w_hh, <const floating *>a.b_ih,
+                            <const floating *>a.b_hh, a.lengths, a.steps, a.batch, a.inputs,
+                            a.hidden, a.act, a.reverse, a.nthreads, a.packed, a.packed_bytes)
     return entry(a.cell, <floating *>a.y, <floating *>a.h_n, <floating *>a.c_n,
                  <floating *>a.cache, <const floating *>a.x, <const floating *>a.h0,
                  <const floating *>a.c0, <const floating *>a.w_ih, <const floating *>a.w_hh,
@@ -864,11 +901,88 @@ cdef _chk_forward_rest(str cell, object dt, int64_t T, int64_t B, int64_t H, int
     _chk_lengths(lengths, T, B)
 
 
+cdef object _page_aligned_bytes(int64_t n):
+    """An uninitialised uint8 array of n bytes whose data starts a 4096-byte page."""
+    raw = np.empty(n + 4096, np.uint8)
+    cdef size_t addr = <size_t>cnp.PyArray_DATA(raw)
+    cdef Py_ssize_t off = <Py_ssize_t>((4096 - addr % 4096) % 4096)
+    packed = raw[off:off + n]
+    if packed.shape[0] != n:
+        raise AssertionError("aligned buffer of the wrong size")
+    return packed
+
+
+def prepack(str cell, w_ih, w_hh, b_ih, b_hh):
+    """The weights packed once for :func:`cell_forward`'s ``packed`` (fr_cell_prepack_*): a
+    page-aligned uint8 array made for this machine's SIMD path in use.
+
+    C-contiguous float32 or float64 arrays of one dtype (w_ih None: the identity input); sizes
+    checked here.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {tuple(CELLS)}, got {cell!r}")
+    cdef int code = CELLS[cell].code
+    cdef int64_t G = CELLS[cell].gates
+    if not isinstance(w_hh, np.ndarray) or w_hh.ndim != 2:
+        raise ValueError("w_hh must be a 2-D numpy array")
+    dt = w_hh.dtype
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"w_hh must be float32 or float64, got {dt}")
+    cdef int64_t H = w_hh.shape[1]
+    _chk(w_hh, "w_hh", (G * H, H), dt, False, False)
+    cdef int64_t I = 0
+    if w_ih is not None:
+        if not isinstance(w_ih, np.ndarray) or w_ih.ndim != 2:
+            raise ValueError("w_ih must be a 2-D numpy array")
+        I = w_ih.shape[1]
+        _chk(w_ih, "w_ih", (G * H, I), dt, False, False)
+    _chk(b_ih, "b_ih", (G * H,), dt, False, True)
+    _chk(b_hh, "b_hh", (G * H,), dt, False, True)
+    cdef bint f32 = dt == np.float32
+    cdef int64_t n = fr_cell_prepack_bytes_s(code, I, H) if f32 else \
+        fr_cell_prepack_bytes_d(code, I, H)
+    if n < 0:
+        raise ValueError(f"{cell}: sizes I={I}, H={H} out of range for packing")
+    packed = _page_aligned_bytes(n)
+    cdef void *pp = _ptr(packed)
+    cdef void *p1 = _ptr(w_ih)
+    cdef void *p2 = _ptr(w_hh)
+    cdef void *p3 = _ptr(b_ih)
+    cdef void *p4 = _ptr(b_hh)
+    cdef int st
+    with nogil:
+        if f32:
+            st = fr_cell_prepack_s(pp, code, <const float *>p1, <const float *>p2,
+                                   <const float *>p3, <const float *>p4, I, H)
+        else:
+            st = fr_cell_prepack_d(pp, code, <const double *>p1, <const double *>p2,
+                                   <const double *>p3, <const double *>p4, I, H)
+    _raise(st, "prepack")
+    return packed
+
+
+cdef int _set_packed(_CellCall *a, packed) except -1:
+    """a's packed buffer: None (none), or a 1-D C-contiguous uint8 array (prepack's; the C entry
+    checks its header and does not read one made for another call)."""
+    if packed is None:
+        return 0
+    cdef cnp.ndarray arr
+    if type(packed) is np.ndarray:
+        arr = <cnp.ndarray>packed
+        if (cnp.PyArray_TYPE(arr) == cnp.NPY_UINT8 and cnp.PyArray_NDIM(arr) == 1
+                and cnp.PyArray_IS_C_CONTIGUOUS(arr)):
+            a.packed = cnp.PyArray_DATA(arr)
+            a.packed_bytes = cnp.PyArray_DIMS(arr)[0]
+            return 0
+    raise TypeError("packed must be prepack's uint8 array")
+
+
 def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths,
-                 int act, bint reverse, int nthreads):
+                 int act, bint reverse, int nthreads, packed=None):
     """Run a cell over a whole sequence, writing y, h_n (and c_n for LSTM), and cache if given.
 
     All arrays must be C-contiguous with x's dtype (lengths int64); optional ones may be None.
+    packed: None, or :func:`prepack`'s buffer of these weights (the same results, less packing).
     """
     cdef int64_t T, B, I, H, G
     dt, T, B, I, H, G = _cell_dims(cell, x, w_ih, w_hh, nthreads, act)
@@ -876,6 +990,7 @@ def cell_forward(str cell, y, h_n, c_n, cache, x, h0, c0, w_ih, w_hh, b_ih, b_hh
     cdef _CellCall a = _cell_call(cell, 0, T, B, I, H, act, reverse, nthreads, dict(
         y=y, h_n=h_n, c_n=c_n, cache=cache, x=x, h0=h0, c0=c0, w_ih=w_ih, w_hh=w_hh, b_ih=b_ih,
         b_hh=b_hh, lengths=lengths))
+    _set_packed(&a, packed)
     cdef bint f32 = dt == np.float32
     cdef int st
     with nogil:
@@ -900,7 +1015,7 @@ cdef inline bint _ready(object a, int typenum, int ndim, int64_t d0, int64_t d1,
 
 
 def forward_ready(str cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, int act, bint reverse,
-                  int nthreads):
+                  int nthreads, packed=None):
     """The inference forward of arrays that are already as the kernels take them: (y, h_n, c_n),
     or None where any argument is not (then nothing ran; the caller takes the validating path,
     fastrnn._validate.prepare, whose messages say what is wrong).
@@ -954,6 +1069,7 @@ def forward_ready(str cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, int act, bint rev
     a.b_ih, a.b_hh = _ptr(b_ih), _ptr(b_hh)
     a.steps, a.batch, a.inputs, a.hidden = T, B, I, H
     a.act, a.reverse, a.nthreads = act, reverse, nthreads
+    _set_packed(&a, packed)
     cdef int st
     cdef PyThreadState *ts = _gil_off(T == 1 and 2.0 * B * (I + H) * G * H < FR_STEP1_TEAM_FLOPS)
     st = _forward(&a, <float *>NULL) if tn == cnp.NPY_FLOAT32 else _forward(&a, <double *>NULL)

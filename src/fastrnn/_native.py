@@ -202,7 +202,8 @@ class Context:
                 f"dtype={p.dtype} precision={p.precision}>")
 
 
-def forward(p: Prepared, rows: tuple[np.ndarray, np.ndarray] | None = None) -> tuple:
+def forward(p: Prepared, rows: tuple[np.ndarray, np.ndarray] | None = None,
+            packed: np.ndarray | None = None) -> tuple:
     """The whole-sequence forward of prepared inputs.
 
     Parameters
@@ -212,6 +213,9 @@ def forward(p: Prepared, rows: tuple[np.ndarray, np.ndarray] | None = None) -> t
     rows : (table, ids), optional
         Pick the projected input of step t, batch row b from ``table[ids[t, b]]`` (``p.x`` is
         then None and ``p.w_ih`` None).
+    packed : ndarray, optional
+        p's weights packed once (:meth:`PreparedWeights.packed` of float32): the same results
+        with less packing per call (not with ``rows``).
 
     Returns
     -------
@@ -230,7 +234,7 @@ def forward(p: Prepared, rows: tuple[np.ndarray, np.ndarray] | None = None) -> t
     nt = get_num_threads()
     if rows is None:
         _kernels.cell_forward(p.cell, y, h_n, c_n, cache, p.x, p.h0, p.c0, p.w_ih, p.w_hh,
-                              p.b_ih, p.b_hh, p.lengths, act, p.reverse, nt)
+                              p.b_ih, p.b_hh, p.lengths, act, p.reverse, nt, packed=packed)
     else:
         _kernels.cell_forward_rows(p.cell, y, h_n, c_n, cache, rows[0], rows[1], p.h0, p.c0,
                                    p.w_hh, p.b_ih, p.b_hh, p.lengths, act, p.reverse, nt)
@@ -273,10 +277,28 @@ def _act_of(cell: Any, nonlinearity: Any) -> int | None:
     return _ACTS.get((cell, nonlinearity))
 
 
+#: Rows (T*B) from which a float32 call on prepared weights reads their packed copy. Fewer
+#: rows measured no gain from it (LSTM (10, 1, 256, 256): 155 us either way, the packing hidden
+#: by the steps) against the check's microsecond (LSTM (10, 1, 64, 64): 15.9 against 14.9 us);
+#: more gain (C calls, one run, time ratios: (20, 16, 128, 128) 0.94, (60, 24, 100, 200) 0.97,
+#: (5, 64, 256, 256) 0.90).
+PACKED_MIN_ROWS = 64
+
+
+def few_rows(prepared: Any, cell: Any, x: Any) -> bool:
+    """Whether a float32 inference of x on ``prepared`` (float32 weights of ``cell``) runs as
+    without them: one step (on the weights as given, fr_cell_forward's step1) or fewer than
+    :data:`PACKED_MIN_ROWS` rows, whose call skips the weights' check. False for anything else
+    (a PreparedWeights of another cell or precision, x not a 3-D ndarray): the prepared path
+    then checks and says what is wrong."""
+    return (type(prepared) is PreparedWeights and prepared.precision == "float32"
+            and prepared.cell == cell and _kernels.few_rows(x, PACKED_MIN_ROWS))
+
+
 def forward_ready_prec(prepared: PreparedWeights, precision: str, cell: Any, nonlinearity: Any,
                        x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any,
                        reverse: bool) -> tuple | None:
-    """:func:`forward_ready` of a reduced-precision inference on prepared weights.
+    """:func:`forward_ready` of an inference on prepared weights (any precision).
 
     Returns
     -------
@@ -291,6 +313,9 @@ def forward_ready_prec(prepared: PreparedWeights, precision: str, cell: Any, non
         return None
     if not prepared._holds((w_ih, w_hh, b_ih, b_hh)):  # False for anything but ndarray or None
         return None
+    if precision == "float32":
+        return _kernels.forward_ready(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, act, reverse,
+                                      get_num_threads(), packed=prepared.packed())
     return _kernels.lp_forward_ready(cell, prepared.packed(), x, h0, c0, prepared.H, act,
                                      reverse, get_num_threads())
 
@@ -463,7 +488,7 @@ class PreparedWeights:
     """
 
     __slots__ = ("cell", "precision", "check", "version", "I", "H", "G", "_arrays", "_keys",
-                 "_sum", "_packed")
+                 "_sum", "_packed", "_arch")
 
     def __init__(self, cell: str, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *,
                  precision: str, check: str = "content") -> None:
@@ -508,10 +533,20 @@ class PreparedWeights:
             self.packed()
 
     def packed(self) -> np.ndarray:
-        """The weights packed for the reduced-precision kernels (made once)."""
+        """The weights packed once (made on first use): for the reduced-precision kernels, or
+        for float32 the slice the forward's threads would each pack per call
+        (:func:`fastrnn._kernels.prepack`, made again after :func:`fastrnn.set_arch` changed
+        the SIMD path, whose tiles it follows)."""
+        if self.precision == "float32" and self._packed is not None and \
+                self._arch != _kernels.arch_code():
+            self._packed = None
         if self._packed is None:
+            self._arch = _kernels.arch_code()
             w_ih, w_hh, b_ih, b_hh = self._arrays
-            self._packed = _kernels.lp_pack(self.cell, self.precision, w_ih, w_hh, b_ih, b_hh)
+            self._packed = (
+                _kernels.prepack(self.cell, w_ih, w_hh, b_ih, b_hh)
+                if self.precision == "float32" else
+                _kernels.lp_pack(self.cell, self.precision, w_ih, w_hh, b_ih, b_hh))
         return self._packed
 
     def _sync(self, p: Prepared) -> None:
@@ -547,7 +582,7 @@ def forward_prec(p: Prepared, prepared: PreparedWeights | None) -> tuple:
     if prepared is not None:
         prepared._sync(p)
     if p.precision == "float32":
-        return forward(p)
+        return forward(p, packed=prepared.packed() if prepared is not None else None)
     # a one-off call packs its weights itself (no prepared-weights object: its keys and checks
     # serve later calls only)
     packed = (prepared.packed() if prepared is not None else

@@ -47,7 +47,9 @@ Precision (``precision=``, one of :data:`PRECISIONS`; ``"bf16"`` is ``"bfloat16"
 Both need float32 arrays (a float64 one is a TypeError naming it). The rounding is written
 out in :mod:`fastrnn.reference` (``cell_forward(..., precision=...)`` models it exactly, up to
 float32 summation order). :func:`prepare_weights` converts/quantizes the weights once for
-many calls (``cell_forward(..., prepared=pw)``); without it each call prepares its own.
+many calls (``cell_forward(..., prepared=pw)``); without it each call prepares its own. In
+float32 it packs them once into the layout the forward's threads otherwise each pack per call
+(the same results, bit for bit).
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ _MODULE = "fastrnn.functional"
 
 def prepare_weights(cell: str, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, *,
                     precision: str, check: str = "content") -> PreparedWeights:
-    """A layer's weights converted (bfloat16) or quantized (int8) and packed once.
+    """A layer's weights packed once: in float32 as the forward's threads read them,
+    converted (bfloat16) or quantized (int8) for the reduced precisions.
 
     Pass the result as ``prepared=`` to every :func:`cell_forward` of these weights (one
     object per layer and direction). It never runs stale weights: each call checks that the
@@ -159,10 +162,10 @@ def cell_forward(cell: str, x: Any, h0: Any, c0: Any, w_ih: Any, w_hh: Any, b_ih
         # arrays already as the kernels take them skip the validating path (a few microseconds
         # of a one-step call); anything else declines and takes it
         ready = None
-        if precision == "float32" and prepared is None:
+        if precision == "float32" and (prepared is None or _native.few_rows(prepared, cell, x)):
             ready = _native.forward_ready(cell, nonlinearity, x, h0, c0, w_ih, w_hh, b_ih, b_hh,
                                           reverse)
-        elif precision != "float32" and isinstance(prepared, PreparedWeights):
+        elif isinstance(prepared, PreparedWeights):
             ready = _native.forward_ready_prec(prepared, precision, cell, nonlinearity, x, h0,
                                                c0, w_ih, w_hh, b_ih, b_hh, reverse)
         if ready is not None:

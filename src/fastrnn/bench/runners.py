@@ -1,6 +1,8 @@
 """The implementations the benchmark compares, each set up for one case as a call to time.
 
-- ``fastrnn``: fastrnn's ops (:mod:`fastrnn.functional`);
+- ``fastrnn``: fastrnn's ops (:mod:`fastrnn.functional`; inference on weights packed once,
+  :func:`fastrnn.functional.prepare_weights`, as a deployment runs them and as ONNX Runtime's
+  session packs its own);
 - ``reference``: the pure-NumPy oracle :mod:`fastrnn.reference`;
 - ``torch``: ``torch.nn.RNN/LSTM/GRU`` (inference under ``torch.inference_mode()``,
   training = forward + ``y.backward(dy)`` + ``torch.optim.SGD`` step; training-data the
@@ -122,7 +124,7 @@ def _functional_runner(ops: Any, case: Case, p: dict[str, Any],
     kw["nonlinearity"] = "tanh" if _CELL_TABLE[cell].nonlinearities else None
 
     if case.mode == "inference":
-        if precision != "float32":  # what a deployment does: weights prepared once
+        if hasattr(ops, "prepare_weights"):  # what a deployment does: weights prepared once
             kw["prepared"] = ops.prepare_weights(cell, *w, precision=precision,
                                                  check="identity")
 
