@@ -226,3 +226,39 @@ def test_prepared_float32_few_rows_run_as_without(team, shape):
     gru = F.prepare_weights("gru", *_weights("gru", I, H, np.float32, rng), precision="float32")
     with pytest.raises(ValueError, match="cell 'gru'"):
         F.cell_forward("lstm", x, None, None, *w, training=False, prepared=gru)
+
+
+@pytest.mark.parametrize("layer", ["LSTM", "GRU", "SimpleRNN"])
+def test_keras_inference_runs_on_weights_packed_once(team, layer):
+    """A fastrnn.keras recurrent layer's float32 inference reads its weights packed once (the
+    same predictions as the unprepared op), and packs again after the weights change (an
+    optimizer's step, set_weights): predictions equal a fresh model's with those weights."""
+    from fastrnn.keras import Sequential
+    from fastrnn.keras import layers as L
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((48, 12, 6)).astype(np.float32)
+    Y = rng.standard_normal((48, 3)).astype(np.float32)
+
+    def model(seed):
+        fastrnn.keras.set_random_seed(seed)
+        return Sequential([L.Input((12, 6)), getattr(L, layer)(20), L.Dense(3)])
+
+    fastrnn.set_num_threads(1)
+    m = model(1)
+    rnn = m.layers[0]
+    n0 = _kernels.prepacked_reads()
+    got = m.predict(X, verbose=0)
+    assert _kernels.prepacked_reads() > n0
+    h = F.cell_forward(rnn.cell, X.transpose(1, 0, 2).copy(), None, None, *rnn.op_weights(),
+                       nonlinearity=rnn.nonlinearity, training=False)[1]
+    want = m.layers[1](h)
+    np.testing.assert_array_equal(got, want)
+    m.compile("adam", "mse")
+    m.fit(X, Y, epochs=2, batch_size=16, verbose=0)
+    fresh = model(2)
+    fresh.set_weights(m.get_weights())
+    np.testing.assert_array_equal(m.predict(X, verbose=0), fresh.predict(X, verbose=0))
+    m.set_weights(model(3).get_weights())
+    fresh.set_weights(m.get_weights())
+    np.testing.assert_array_equal(m.predict(X, verbose=0), fresh.predict(X, verbose=0))

@@ -221,7 +221,7 @@ class _RNNBase(Layer):
         self._tokens: _Tokens | None = None
         self._dmask: np.ndarray | None = None
         self._last_states: list[np.ndarray] = []
-        self._prepared: Any = None  # PreparedWeights of the reduced precision, made on use
+        self._prepared: Any = None  # PreparedWeights of the precision in use, made on use
 
     # -- weights ------------------------------------------------------------------------
     def _converters(self) -> tuple:
@@ -345,17 +345,15 @@ class _RNNBase(Layer):
         return tuple(v.version for v in self._variables)
 
     def prepared_weights(self) -> Any:
-        """The weights prepared for :attr:`precision` (None for float32): made once, reused
-        by every call, made again when a weight's version changed (the optimizer's step,
-        ``set_weights``, loading) or its array was replaced.
+        """The weights prepared for :attr:`precision` (float32: packed once for inference):
+        made once, reused by every call, made again when a weight's version changed (the
+        optimizer's step, ``set_weights``, loading) or its array was replaced.
 
         Returns
         -------
-        fastrnn.functional.PreparedWeights or None
+        fastrnn.functional.PreparedWeights
         """
         prec = self.precision
-        if prec == "float32":
-            return None
         pw, version = self._prepared, self._weights_version()
         if pw is None or pw.precision != prec:
             pw = F.prepare_weights(self._cell, *self.op_weights(), precision=prec,
@@ -469,6 +467,10 @@ class _RNNBase(Layer):
             kw["precision"] = self.precision
             if self.ops is F:
                 kw["prepared"] = self.prepared_weights()
+        elif not training and not tokens and self.ops is F and w_hh.dtype == np.float32:
+            # inference (predict, evaluate, streams' warm-up) on weights packed once: the same
+            # results, less packing per call (training steps change them every call)
+            kw["prepared"] = self.prepared_weights()
         if tokens:
             # Embedding folded in (the caller checked accepts_tokens: no input dropout): the
             # kernels pick the projected table's rows
