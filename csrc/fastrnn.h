@@ -239,6 +239,11 @@ int fr_cell_forward_prepacked_d(int cell, double *y, double *h_n, double *c_n, d
                                 const double *b_hh, const int64_t *lengths, int64_t T, int64_t B,
                                 int64_t I, int64_t H, int act, int reverse, int nthreads,
                                 const void *packed, int64_t bytes);
+/* Whether a forward of a cell with G gates and H units (elements of esize bytes) on nthreads
+   threads may read a prepacked slice: one thread, or W_hh small enough for batch groups (every
+   group's thread runs every unit); larger weights on a team split the units, and a packed copy
+   would only take memory. */
+int fr_prepack_read(int G, int64_t H, int64_t esize, int nthreads);
 /* Threads of forwards so far that read a prepacked slice instead of packing their own. */
 int64_t fr_prepacked_reads(void);
 /* Whole-sequence backward of a cell from the cache of fr_cell_forward_* (write rule above). */

@@ -243,6 +243,10 @@ static int64_t group_max_bytes(void) {
     return l2 > FR_GROUP_MAX_WEIGHT_BYTES ? l2 : FR_GROUP_MAX_WEIGHT_BYTES;
 }
 
+int fr_prepack_read(int G, int64_t H, int64_t esize, int nthreads) {
+    return nthreads <= 1 || G * H * H * esize <= group_max_bytes();
+}
+
 /* Split a team of nt threads into nbg batch groups of nt/nbg threads each: a group owns rows
    [B*g/nbg, B*(g+1)/nbg) for the whole sequence (rows never interact, so groups never wait for
    each other) and splits the njb hidden blocks among its threads (one barrier per step inside the

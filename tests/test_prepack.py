@@ -262,3 +262,32 @@ def test_keras_inference_runs_on_weights_packed_once(team, layer):
     m.set_weights(model(3).get_weights())
     fresh.set_weights(m.get_weights())
     np.testing.assert_array_equal(m.predict(X, verbose=0), fresh.predict(X, verbose=0))
+
+
+def test_prepack_read_says_where_a_team_reads_packed_weights(team):
+    """prepack_read is False exactly where a team of 2 cannot read the packed slice (weights too
+    large for batch groups: the team splits the units), and then a Keras layer makes no packed
+    copy; one thread always reads it."""
+    from fastrnn.keras import Sequential
+    from fastrnn.keras import layers as L
+
+    rng = np.random.default_rng(8)
+    for H, fits in ((64, True), (400, False)):
+        assert _kernels.prepack_read("lstm", H, 2) is fits
+        assert _kernels.prepack_read("lstm", H, 1) is True
+        w = _weights("lstm", 16, H, np.float32, rng)
+        x = rng.standard_normal((3, 48, 16)).astype(np.float32)
+        fastrnn.set_num_threads(2)
+        _kernels.set_team_threads(2)
+        # where the weights fit, groups forced (the measured choice could try the split); where
+        # they do not, the rule alone (a forced count overrides the weights' size)
+        _kernels.set_batch_groups(2 if fits else 0)
+        n0 = _kernels.prepacked_reads()
+        _forward("lstm", x, w, None, False, 2, _kernels.prepack("lstm", *w))
+        assert (_kernels.prepacked_reads() > n0) is fits
+        _kernels.set_team_threads(0)
+        _kernels.set_batch_groups(0)
+        fastrnn.keras.set_random_seed(0)
+        m = Sequential([L.Input((3, 16)), L.LSTM(H)])
+        m.predict(x.transpose(1, 0, 2), verbose=0)
+        assert (m.layers[0]._prepared is not None) is fits

@@ -57,6 +57,7 @@ cdef extern from "fastrnn.h" nogil:
     int64_t fr_measured_passes()
     int64_t fr_step1_passes()
     int64_t fr_prepacked_reads()
+    int fr_prepack_read(int G, int64_t H, int64_t esize, int nthreads)
     int64_t fr_step1_team_passes()
     int64_t fr_lp_step1_passes()
     int64_t fr_lp_step1_team_passes()

@@ -282,6 +282,12 @@ def step1_passes():
     return fr_step1_passes()
 
 
+def prepack_read(str cell, int64_t H, int nthreads, int esize=4):
+    """Whether forwards of ``cell`` with H units on nthreads threads may read weights packed
+    once (fr_prepack_read): one thread, or weights small enough for batch groups."""
+    return bool(fr_prepack_read(CELLS[cell].gates, H, esize, nthreads))
+
+
 def prepacked_reads():
     """Threads of forwards so far that read weights packed once (prepack) instead of packing."""
     return fr_prepacked_reads()

@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import _native
+from .. import _kernels, _native
 from .. import functional as F
 from .._cells import CELLS
+from .._threads import get_num_threads
 from . import activations as _acts
 from . import initializers as _inits
 from . import mixed_precision as _mp
@@ -467,9 +468,11 @@ class _RNNBase(Layer):
             kw["precision"] = self.precision
             if self.ops is F:
                 kw["prepared"] = self.prepared_weights()
-        elif not training and not tokens and self.ops is F and w_hh.dtype == np.float32:
-            # inference (predict, evaluate, streams' warm-up) on weights packed once: the same
-            # results, less packing per call (training steps change them every call)
+        elif (not training and not tokens and self.ops is F and w_hh.dtype == np.float32
+              and _kernels.prepack_read(self._cell, w_hh.shape[1], get_num_threads())):
+            # inference (predict, evaluate, streams' warm-up) on weights packed once where the
+            # kernels read them: the same results, less packing per call (training steps
+            # change the weights every call)
             kw["prepared"] = self.prepared_weights()
         if tokens:
             # Embedding folded in (the caller checked accepts_tokens: no input dropout): the
