@@ -272,7 +272,10 @@ def test_prepack_read_says_where_a_team_reads_packed_weights(team):
     from fastrnn.keras import layers as L
 
     rng = np.random.default_rng(8)
-    for H, fits in ((64, True), (400, False)):
+    # batch groups while the LSTM's W_hh (16 H^2 bytes) is within 3/4 of a core's L2, 1 MiB at
+    # least (recurrence.c's group_max_bytes)
+    big = int((max(_kernels.l2_bytes() * 3 // 4, 1 << 20) / 16) ** 0.5) + 16
+    for H, fits in ((64, True), (big, False)):
         assert _kernels.prepack_read("lstm", H, 2) is fits
         assert _kernels.prepack_read("lstm", H, 1) is True
         w = _weights("lstm", 16, H, np.float32, rng)
