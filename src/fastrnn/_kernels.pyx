@@ -907,17 +907,6 @@ cdef _chk_forward_rest(str cell, object dt, int64_t T, int64_t B, int64_t H, int
     _chk_lengths(lengths, T, B)
 
 
-cdef object _page_aligned_bytes(int64_t n):
-    """An uninitialised uint8 array of n bytes whose data starts a 4096-byte page."""
-    raw = np.empty(n + 4096, np.uint8)
-    cdef size_t addr = <size_t>cnp.PyArray_DATA(raw)
-    cdef Py_ssize_t off = <Py_ssize_t>((4096 - addr % 4096) % 4096)
-    packed = raw[off:off + n]
-    if packed.shape[0] != n:
-        raise AssertionError("aligned buffer of the wrong size")
-    return packed
-
-
 def prepack(str cell, w_ih, w_hh, b_ih, b_hh):
     """The weights packed once for :func:`cell_forward`'s ``packed`` (fr_cell_prepack_*): a
     page-aligned uint8 array made for this machine's SIMD path in use.
@@ -949,7 +938,7 @@ def prepack(str cell, w_ih, w_hh, b_ih, b_hh):
         fr_cell_prepack_bytes_d(code, I, H)
     if n < 0:
         raise ValueError(f"{cell}: sizes I={I}, H={H} out of range for packing")
-    packed = _page_aligned_bytes(n)
+    packed = _aligned_bytes(n, 4096)
     cdef void *pp = _ptr(packed)
     cdef void *p1 = _ptr(w_ih)
     cdef void *p2 = _ptr(w_hh)
@@ -1343,13 +1332,14 @@ def lp_set_vnni(bint on):
     fr_lp_set_vnni(on)
 
 
-cdef object _aligned_bytes(int64_t n):
-    """An uninitialised uint8 array of n bytes whose data is 64-byte aligned (packed weights)."""
-    raw = np.empty(n + 64, np.uint8)
+cdef object _aligned_bytes(int64_t n, size_t align=64):
+    """An uninitialised uint8 array of n bytes whose data is align-byte aligned (packed
+    weights: 64, a cache line; 4096, a page)."""
+    raw = np.empty(n + <int64_t>align, np.uint8)
     # unsigned: this module divides with C semantics (cdivision), where a negative remainder
     # would slice an empty array out of raw's end
     cdef size_t addr = <size_t>cnp.PyArray_DATA(raw)
-    cdef Py_ssize_t off = <Py_ssize_t>((64 - addr % 64) % 64)
+    cdef Py_ssize_t off = <Py_ssize_t>((align - addr % align) % align)
     packed = raw[off:off + n]
     if packed.shape[0] != n:
         raise AssertionError("aligned buffer of the wrong size")
