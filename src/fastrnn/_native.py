@@ -285,6 +285,13 @@ def _act_of(cell: Any, nonlinearity: Any) -> int | None:
 PACKED_MIN_ROWS = 64
 
 
+def packed_weights_read(cell: str, H: int) -> bool:
+    """Whether float32 forwards of ``cell`` with H units on the current thread count may read
+    weights packed once (:func:`fastrnn._kernels.prepack_read`): where not, an owner such as a
+    Keras layer keeps no packed copy."""
+    return _kernels.prepack_read(cell, H, get_num_threads())
+
+
 def few_rows(prepared: Any, cell: Any, x: Any) -> bool:
     """Whether a float32 inference of x on ``prepared`` (float32 weights of ``cell``) runs as
     without them: one step (on the weights as given, fr_cell_forward's step1) or fewer than

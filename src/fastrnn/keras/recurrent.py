@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import _kernels, _native
+from .. import _native
 from .. import functional as F
 from .._cells import CELLS
-from .._threads import get_num_threads
 from . import activations as _acts
 from . import initializers as _inits
 from . import mixed_precision as _mp
@@ -469,7 +468,7 @@ class _RNNBase(Layer):
             if self.ops is F:
                 kw["prepared"] = self.prepared_weights()
         elif (not training and not tokens and self.ops is F and w_hh.dtype == np.float32
-              and _kernels.prepack_read(self._cell, w_hh.shape[1], get_num_threads())):
+              and _native.packed_weights_read(self._cell, w_hh.shape[1])):
             # inference (predict, evaluate, streams' warm-up) on weights packed once where the
             # kernels read them: the same results, less packing per call (training steps
             # change the weights every call)
