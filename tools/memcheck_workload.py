@@ -1,7 +1,8 @@
 """A small workload for valgrind memcheck: every cell forward+backward with lengths and reverse
 (float64, odd H, 2 threads; with one and with two batch groups), the same forward picking its
-projected input rows from a table, the LSTM with a projection (w_hr), a streaming session, and the
-bfloat16 and int8 ops and an int8 stream. Run by tools/memcheck.py."""
+projected input rows from a table, the LSTM with a projection (w_hr), a streaming session, the
+bfloat16 and int8 ops and an int8 stream, and float32 forwards on weights packed once. Run by
+tools/memcheck.py."""
 
 import numpy as np
 
@@ -55,6 +56,17 @@ for cell, spec in CELLS.items():
     F.cell_backward(ctx, np.ones_like(y), None, None)
     F.cell_forward(cell, x, None, None, w, u, b, b, nonlinearity=nl, lengths=lengths,
                    training=False, precision="int8")
+    # float32 weights packed once (fr_cell_prepack_s), read by the forward's threads (and, for
+    # another H, a buffer that is not read)
+    for packed in (_kernels.prepack(cell, w, u, b, b),
+                   _kernels.prepack(cell, w[:G * (H - 1)].copy(),
+                                    u[:G * (H - 1), :H - 1].copy(), b[:G * (H - 1)].copy(),
+                                    None)):
+        y = np.empty((T, B, H), np.float32)
+        h, c = np.empty((B, H), np.float32), np.empty((B, H), np.float32)
+        _kernels.cell_forward(cell, y, h, c if spec.has_cell_state else None, None, x, None, None,
+                              w, u, b, b, lengths, _native.NONLINEARITIES[nl] if nl else 0, True,
+                              2, packed=packed)
 _kernels.Stream([("gru", rng.standard_normal((3 * H, I)).astype(np.float32),
                   rng.standard_normal((3 * H, H)).astype(np.float32), None, None, "")], 2,
                 np.float32, "int8").run(rng.standard_normal((3, 2, I)).astype(np.float32))

@@ -21,4 +21,5 @@ LD_PRELOAD="$libs" PYTHONPATH="$work/src" \
     tests/test_reliability.py \
     tests/test_streaming.py tests/test_bad_input.py tests/test_sizes.py tests/test_properties.py \
     tests/test_fuzz.py tests/test_threads.py tests/test_precision.py tests/test_lstm_proj.py \
+    tests/test_prepack.py \
     --deselect tests/test_reliability.py::test_no_memory_growth
