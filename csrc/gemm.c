@@ -613,6 +613,7 @@ static int SFX(gemm_segs)(int transa, int transb, int64_t M, int64_t K, const RE
             for (; t < nt; t += step) /* one pass, unless the runtime gave fewer threads */
                 SFX(gemm_share)(&g, t);
         }
+        fr_load_region_done((int)nt);
     }
     fr_scratch_free(g.buf);
     return FR_OK;

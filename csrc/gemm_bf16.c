@@ -176,6 +176,7 @@ static int gemm_bf16_segs(int transa, int transb, int64_t M, int64_t K, const bf
         }
         if (k->end) k->end();
     }
+    fr_load_region_done(nt);
     fr_scratch_free(mem);
     return FR_OK;
 }

@@ -47,6 +47,7 @@ int SFX(fr_adam_update)(REAL *w, const REAL *g, REAL *m, REAL *v, int64_t n, REA
         fr_omp_share(n, &i0, &i1);
         SFX(adam_span)(w + i0, g + i0, m + i0, v + i0, i1 - i0, c1, c2, alpha, eps);
     }
+    fr_load_region_done((int)nt);
     return FR_OK;
 }
 

@@ -1541,6 +1541,7 @@ static void SFX(rows_times_w)(SFX(fr_dots_t_fn) dots_t, const REAL *W, int64_t l
             dots_t(W + c0, ldw, c1 - c0, A + b0 * lda, lda, imin(FR_DOTS_MAX_B, B - b0), K,
                    C + b0 * ldc + c0, ldc, 0, NULL);
     }
+    fr_load_region_done(nt);
 }
 
 /* The backward's GEMMs: fr_gemm, or with bf (float only) the bf16-operand GEMM. */

@@ -47,6 +47,7 @@ int SFX(fr_scatter_add_rows)(REAL *dst, int64_t V, int64_t n, const REAL *src,
             for (int64_t c = c0; c < c1; c++) d[c] += s[c];
         }
     }
+    fr_load_region_done((int)nt);
     return FR_OK;
 }
 

@@ -24,12 +24,13 @@
 
 static _Atomic int inflight;
 static _Atomic int64_t last_end_ns;        /* when the last pass with a team ended (0: never) */
-static _Atomic int last_team;              /* that pass's threads */
+static _Atomic int last_team;              /* the threads of that pass (or later region) */
 static _Atomic int64_t cuts;               /* teams cut for other runnable threads (stats) */
 static _Atomic int64_t moves;              /* workers moved off the caller's processor (stats) */
 static _Atomic int force_moves;            /* the testing knob of fr_load_force_moves */
 static _Atomic int64_t seen_ns;            /* when the last check saw others (0: it saw none) */
 static _Atomic int64_t last_any_ns;        /* when the last pass of any size ended (0: never) */
+static _Atomic int64_t last_region_ns;     /* when the last team region outside a pass ended */
 static _Atomic int64_t shared_ns;          /* when a pass last entered beside another (0: never) */
 static _Atomic int64_t wake_est_ns = FR_LOAD_WAKE_NS;
 static _Atomic int64_t ns_per_gflop = (int64_t)(FR_LOAD_NS_PER_FLOP * 1e9);
@@ -52,8 +53,9 @@ void fr_load_enter(fr_load_ticket *t) {
        would pay the wake. Calls that come close together pay it once and find the team warm. */
     const int64_t team = atomic_load_explicit(&last_end_ns, memory_order_relaxed);
     const int64_t any = atomic_load_explicit(&last_any_ns, memory_order_relaxed);
+    const int64_t region = atomic_load_explicit(&last_region_ns, memory_order_relaxed);
     t->first = team == 0;
-    t->warm = team != 0 && t->t_enter - team <= FR_LOAD_IDLE_NS;
+    t->warm = fr_load_warm_rule(t->t_enter, team, region);
     t->idle = !t->warm &&
               (any == 0 || t->t_enter - any > FR_LOAD_IDLE_NS);
 }
@@ -461,6 +463,21 @@ void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_n
     atomic_fetch_sub_explicit(&inflight, 1, memory_order_relaxed);
 }
 
+int fr_load_warm_rule(int64_t t_enter, int64_t team, int64_t region) {
+    const int64_t latest = region > team ? region : team; /* the pool's workers last ran */
+    return latest != 0 && t_enter - latest <= FR_LOAD_IDLE_NS;
+}
+
+void fr_load_region_done(int nt) {
+    if (nt < 2) return;
+    atomic_store_explicit(&last_team, nt, memory_order_relaxed);
+    atomic_store_explicit(&last_region_ns, fr_load_now_ns(), memory_order_relaxed);
+}
+
+int64_t fr_load_region_end_ns(void) {
+    return atomic_load_explicit(&last_region_ns, memory_order_relaxed);
+}
+
 int fr_load_share(int nthreads) {
     const int others = atomic_load_explicit(&inflight, memory_order_relaxed);
     const int share = nthreads / (others + 1);
@@ -475,6 +492,7 @@ void fr_load_forget_inflight(void) {
 #endif
     atomic_store_explicit(&inflight, 0, memory_order_relaxed);
     atomic_store_explicit(&last_end_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&last_region_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&pool_start_ns, 0, memory_order_relaxed);
 }
 

@@ -165,6 +165,19 @@ int fr_load_free_rule(int want, int ncpu, int running, int own);
 void fr_load_leave(const fr_load_ticket *t, int nt, double flops, int64_t wake_ns,
                    int64_t wait_ns);
 
+/* A parallel region of nt threads outside a pass (a GEMM, an optimizer or row update) ended now:
+   for nt > 1 its workers spin as a pass's would, so the next pass finds the team warm (without
+   this, a training step whose dx and weight-gradient GEMMs took over FR_LOAD_IDLE_NS made its next
+   pass count the team as idle and run on one thread: LSTM (50,20,70,130) backward 1.45 ms
+   against 0.75). Not a pass: no speed or wait sample, and the pool's start stays a pass's. */
+void fr_load_region_done(int nt);
+/* When the last such region of more than one thread ended (fr_load_now_ns clock; 0: none yet). */
+int64_t fr_load_region_end_ns(void);
+/* The warm rule, pure: a pass entering at t_enter finds the team warm where the last pass with a
+   team ended at team (0: never) or the last region outside a pass at region (0: never), whichever
+   is later, at most FR_LOAD_IDLE_NS before. */
+int fr_load_warm_rule(int64_t t_enter, int64_t team, int64_t region);
+
 /* Nanoseconds the calling thread has waited for a processor so far (runnable, not running), or
    -1 where the system does not tell (not Linux, no schedstat). */
 int64_t fr_load_thread_wait_ns(void);

@@ -564,6 +564,57 @@ def test_the_company_rule_of_one_step_calls():
     assert not _native._kernels.shared_rule(1, 10 * ms, 8 * ms)  # 2 ms ago
 
 
+def test_the_warm_rule_counts_regions_outside_passes():
+    """A pass finds the team warm within FR_LOAD_IDLE_NS (1 ms) of the later of the last team
+    pass and the last parallel region outside a pass (a GEMM's): the pool's workers spin after
+    either. Before, a training step whose dx and weight-gradient GEMMs took over 1 ms made the
+    next pass count the team as idle and run it on one thread."""
+    ms = 1_000_000
+    rule = _native._kernels.warm_rule
+    assert not rule(10 * ms, 0, 0)  # nothing ran yet
+    assert rule(10 * ms, 9 * ms + ms // 2, 0)  # a pass 0.5 ms ago
+    assert not rule(10 * ms, 8 * ms, 0)  # a pass 2 ms ago, nothing since
+    assert rule(10 * ms, 5 * ms, 9 * ms + ms // 2)  # a GEMM 0.5 ms ago, the pass long before
+    assert rule(10 * ms, 0, 9 * ms)  # a GEMM 1 ms ago, no pass ever
+    assert not rule(10 * ms, 5 * ms, 8 * ms)  # both over 1 ms ago
+
+
+def _region_calls():
+    """Calls that each run one parallel region of two threads outside a recurrence pass."""
+    k = _native._kernels
+    r = np.random.default_rng(0)
+    a = r.standard_normal((256, 256)).astype(np.float32)
+    w = r.standard_normal(1 << 20).astype(np.float32)
+    m, v, g = np.zeros_like(w), np.zeros_like(w), w.copy()
+    dst = np.zeros((64, 256), np.float32)
+    src = r.standard_normal((200, 256)).astype(np.float32)
+    idx = r.integers(0, 64, 200).astype(np.int64)
+
+    def one_step_backward():  # dx on W_ih as given, by rows_times_w (a team of 2 forced)
+        k.set_team_threads(2)
+        x, h0, w_ih, w_hh, b = _problem("lstm", 1, 2, 130, 40)
+        ctx = F.cell_forward("lstm", x, h0, h0, w_ih, w_hh, b, b, training=True)[-1]
+        F.cell_backward(ctx, np.ones((1, 2, 40), np.float32), None, None)
+
+    return {"gemm": lambda: k.gemm(a, a, nthreads=2),
+            "gemm_bf16": lambda: k.gemm(a, a, nthreads=2, bf16=True),
+            "adam": lambda: k.adam_update(w, g, m, v, 0.9, 0.999, 1e-3, 1e-8, nthreads=2),
+            "scatter_rows": lambda: k.scatter_add_rows(dst, src, idx, nthreads=2),
+            "one_step_dx": one_step_backward}
+
+
+@pytest.mark.parametrize("kind", ["gemm", "gemm_bf16", "adam", "scatter_rows", "one_step_dx"])
+def test_regions_outside_passes_mark_the_team_warm(kind, team_knobs):
+    """Every parallel region of two threads outside a pass records when it ended (the clock of
+    time.monotonic_ns), so that the next pass's warm rule sees it."""
+    fastrnn.set_num_threads(2)
+    call = _region_calls()[kind]
+    before = time.monotonic_ns()
+    call()
+    after = time.monotonic_ns()
+    assert before <= _native._kernels.region_end_ns() <= after
+
+
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "int8"])
 def test_a_one_step_call_beside_another_pass_runs_without_a_team(precision):
     """A length-1 call (tens of microseconds) made while another pass is in flight takes no

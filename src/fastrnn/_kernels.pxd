@@ -251,6 +251,8 @@ cdef extern from "team_load.h" nogil:
     int fr_load_probe_move()
     int fr_load_free_rule(int want, int ncpu, int running, int own)
     int fr_load_shared_rule(int inflight, int64_t t_enter, int64_t shared)
+    int fr_load_warm_rule(int64_t t_enter, int64_t team, int64_t region)
+    int64_t fr_load_region_end_ns()
     int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns)
 
 cdef extern from "recurrence.h" nogil:

@@ -176,6 +176,18 @@ def shared_rule(int inflight, int64_t t_enter, int64_t shared):
     return bool(fr_load_shared_rule(inflight, t_enter, shared))
 
 
+def warm_rule(int64_t t_enter, int64_t team, int64_t region):
+    """Whether a pass entering at t_enter finds the team warm (csrc/team_load.h
+    fr_load_warm_rule), for the tests."""
+    return bool(fr_load_warm_rule(t_enter, team, region))
+
+
+def region_end_ns():
+    """When the last parallel region of more than one thread outside a pass ended (a GEMM, an
+    optimizer or row update; time.monotonic_ns's clock; 0: none yet), for the tests."""
+    return fr_load_region_end_ns()
+
+
 def wait_bucket(int64_t full, int64_t start, int64_t now, int64_t wait_ns):
     """The contention test's rule (csrc/team_load.h fr_load_wait_bucket), for the tests:
     returns (the bucket's new empty time, whether the machine counts as contended)."""
