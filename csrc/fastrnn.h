@@ -311,6 +311,14 @@ int fr_cell_forward_rows_d(int cell, double *y, double *h_n, double *c_n, double
    wherever the call's team size is a multiple of n and the groups keep every row's sums as they
    are without groups (tiles of 3 rows or more). FR_ERR_ARG for n < 0. */
 int fr_set_batch_groups(int n);
+/* Shared rows of the whole-sequence forward for all later calls (a testing knob): 0 takes them
+   only where the machine's load would cut a team (the default), k > 0 runs every forward that
+   can with k chunks of rows its threads take in turn, where its team and rows allow k (more
+   chunks than threads, each of 6 rows or more, every row's sums as without groups). The results
+   are those of any other team. FR_ERR_ARG for k < 0. */
+int fr_set_shared_rows(int k);
+/* Forward passes run with shared rows so far. */
+int64_t fr_shared_passes(void);
 /* Training-cache bytes from which later forwards store their cache non-temporally (a testing and
    tuning knob): 0 restores the default (recurrence.h's FR_STREAM_CACHE_BYTES), n > 0 sets it.
    FR_ERR_ARG for n < 0. */

@@ -466,7 +466,7 @@ int fr_lp_forward(const void *packed, int64_t bytes, float *y, float *h_n, float
         nt = imin(forced, imin(nthreads, f.split_rows ? B : hd->njb));
     else if (nt > 1)
         nt = T == 1 && fr_load_shared_lately(&tk) ? 1
-                                                  : fr_load_threads(&tk, nthreads, (int)nt, flops32);
+                                                  : fr_load_threads(&tk, nthreads, (int)nt, flops32, NULL);
 #ifndef _OPENMP
     nt = 1;
 #endif

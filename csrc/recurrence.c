@@ -46,6 +46,14 @@
    tiles of 8 rows: two tiles a group; small LSTM training without them, one group of 32 rows,
    1.3x the time). */
 #define FR_GROUP_ROWS 16
+/* Shared rows (a team on a loaded machine, fr_rec_shared_chunks): the fewest rows of a chunk
+   (smaller chunks lose more to their tiles: LSTM (60, B, 100, 200) on one thread, the time per
+   24 rows with chunks of 6 rows 1.057x that of 24, of 8 1.027x, of 12 1.013x), and about how
+   many rows of input projection a segment of a chunk's steps takes (segments are the unit a
+   thread takes: the shorter, the less the last one, held by a thread that lost its processor,
+   delays the pass). */
+#define FR_SHARE_ROWS 6
+#define FR_SHARE_SEG_ROWS 64
 /* Steps between a team's checks for another pass entering (go_solo_check). */
 #define FR_SOLO_EVERY 8
 /* Rows per call of the backward pointwise. */
@@ -183,9 +191,11 @@ int64_t fr_cell_cache_size(int cell, int64_t T, int64_t B, int64_t H) {
 /* ---- phase 1: team planning ------------------------------------------------------------------ */
 
 /* A pass's thread team: nt threads in nbg batch groups of nhg threads; hidden blocks of nr units
-   (njb of them, at most njt per thread); microkernel tiles of at most mr rows. */
+   (njb of them, at most njt per thread); microkernel tiles of at most mr rows. With shared rows
+   (shared = 1), nbg > nt chunks of rows that the nt threads (nhg = 1) take in turn, a segment of
+   steps at a time (fr_rec_shared_chunks). */
 typedef struct {
-    int nt, nbg, nhg;
+    int nt, nbg, nhg, shared;
     int64_t mr, nr, njb, njt;
 } fr_team_plan;
 
@@ -193,7 +203,8 @@ typedef struct {
    and nthreads; then what the machine leaves it (team_load.h: concurrent passes, contention, the
    cost of waking an idle team for the pass's `flops` of work). */
 static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t H, int64_t G,
-                        const fr_load_ticket *tk, double flops) {
+                        const fr_load_ticket *tk, double flops, int *shared) {
+    *shared = 0;
     double step_flops = 2.0 * (double)B * (double)(I + H) * (double)G * (double)H;
     int64_t nt = (int64_t)(step_flops / MIN_FLOPS_PER_THREAD);
     if (nt < 1) nt = 1;
@@ -205,7 +216,7 @@ static int pick_threads(int nthreads, int64_t njb, int64_t B, int64_t I, int64_t
     nt = 1;
 #endif
     if (nt <= 1) return 1;
-    return forced > 0 ? (int)nt : fr_load_threads(tk, nthreads, (int)nt, flops);
+    return forced > 0 ? (int)nt : fr_load_threads(tk, nthreads, (int)nt, flops, shared);
 }
 
 /* Whether rows split into tiles of at most mr rows (fr_rec_tile_rows) give every tile 3 rows or
@@ -290,6 +301,51 @@ static void set_groups(fr_team_plan *p, int nbg) {
     p->nbg = nbg;
     p->nhg = p->nt / p->nbg;
     p->njt = (p->njb + p->nhg - 1) / p->nhg;
+    p->shared = 0;
+}
+
+/* 0: chunks of shared rows only where the load cuts a team (plan_team); k > 0: k chunks wherever
+   a pass can share rows and k is allowed (the testing knob fr_set_shared_rows) */
+static _Atomic int forced_shared;
+static _Atomic int64_t shared_passes;
+
+int fr_set_shared_rows(int k) {
+    if (k < 0) return FR_ERR_ARG;
+    atomic_store_explicit(&forced_shared, k, memory_order_relaxed);
+    return FR_OK;
+}
+
+int64_t fr_shared_passes(void) {
+    return atomic_load_explicit(&shared_passes, memory_order_relaxed);
+}
+
+/* Whether nt threads may take B rows in k chunks in turn: more chunks than threads (a thread that
+   loses its processor then holds one chunk while the others go on with the rest), chunks of
+   FR_SHARE_ROWS rows or more with the sums of one group (groups_keep_sums), and weights that
+   every thread can keep in its L2 (group_max_bytes). */
+static int share_allowed(int nt, int64_t B, int64_t mr, int64_t wbytes, int k) {
+    return nt > 1 && k > nt && B / k >= FR_SHARE_ROWS && wbytes <= group_max_bytes() &&
+           groups_keep_sums(B, mr, k);
+}
+
+/* Shared rows (recurrence.h fr_rec_shared_chunks): instead of fewer threads, nt threads that take
+   chunks of rows a segment of steps at a time, so that a thread that loses its processor to the
+   load delays the pass by about the segment it holds, where fewer threads would leave a
+   processor's share unused. */
+int fr_rec_shared_chunks(int nt, int64_t B, int64_t mr, int64_t wbytes) {
+    const int forced = atomic_load_explicit(&forced_shared, memory_order_relaxed);
+    if (forced > 0) return share_allowed(nt, B, mr, wbytes, forced) ? forced : 0;
+    for (int k = 2 * nt - 1; k > nt; k--)
+        if (share_allowed(nt, B, mr, wbytes, k)) return k;
+    return 0;
+}
+
+/* A plan's k chunks of shared rows: each thread runs every hidden unit. */
+static void set_shared(fr_team_plan *p, int k) {
+    p->nbg = k;
+    p->nhg = 1;
+    p->njt = p->njb;
+    p->shared = 1;
 }
 
 /* Plan the team of a pass over B rows, H units and G gates for at most nthreads threads; flops_I:
@@ -298,13 +354,24 @@ static void set_groups(fr_team_plan *p, int nbg) {
    process-wide load and its work in all (pick_threads).
    FR_ERR_ARG for a microkernel wider than the driver's bounds. */
 static int plan_team(fr_team_plan *p, int64_t mr, int64_t nr, int nthreads, int64_t B,
-                     int64_t flops_I, int64_t H, int64_t G, int64_t wbytes, int cut,
+                     int64_t flops_I, int64_t H, int64_t G, int64_t wbytes, int cut, int can_share,
                      const fr_load_ticket *tk, double flops) {
     if (nr > FR_MAX_NR || mr > FR_MAX_MR) return FR_ERR_ARG;
     p->mr = mr;
     p->nr = nr;
     p->njb = (H + nr - 1) / nr;
-    p->nt = pick_threads(nthreads, p->njb, B, flops_I, H, G, tk, flops);
+    int shared = 0; /* the team for shared rows the load leaves (team_load.h), or 0 */
+    p->nt = pick_threads(nthreads, p->njb, B, flops_I, H, G, tk, flops, &shared);
+    const int forced = atomic_load_explicit(&forced_shared, memory_order_relaxed) > 0;
+    if (can_share && (forced || shared > p->nt)) {
+        const int nt = forced ? p->nt : shared;
+        const int k = fr_rec_shared_chunks(nt, B, mr, wbytes);
+        if (k > 0) {
+            p->nt = nt;
+            set_shared(p, k);
+            return FR_OK;
+        }
+    }
     set_groups(p, fr_rec_batch_groups(p->nt, B, mr, p->njb, wbytes, cut));
     return FR_OK;
 }
@@ -434,6 +501,55 @@ static inline void group_barrier(const fr_team_mem *mem, const fr_team_plan *p, 
     }
 }
 
+/* ---- shared rows: chunks that the threads take in turn ------------------------------------- */
+
+/* A chunk of shared rows: the next segment of steps to run (the chunk is done at the pass's
+   segment count) and whether a thread holds it; a cache line each. */
+typedef struct {
+    _Atomic int64_t seg;
+    _Atomic int busy;
+    char pad[64 - sizeof(int64_t) - sizeof(int)];
+} fr_share_chunk;
+
+/* Take a chunk of k for its next segment (of nseg): the free one least far on (so that the chunks
+   move on together and none is left for one thread at the end), from thread tid's own on among
+   equals; waits while every chunk not done is held. Returns the chunk with *seg its segment, or
+   -1 when every chunk is done. A thread that took a chunk sees its rows' state as the thread
+   that released it left it (acquire; fr_share_release). */
+static int share_take(fr_share_chunk *c, int k, int64_t nseg, int tid, int64_t *seg) {
+    for (;;) {
+        int best = -1, left = 0;
+        int64_t best_seg = nseg;
+        for (int i = 0; i < k; i++) {
+            const int j = (tid + i) % k;
+            const int64_t s = atomic_load_explicit(&c[j].seg, memory_order_relaxed);
+            if (s >= nseg) continue;
+            left = 1;
+            if (s < best_seg && atomic_load_explicit(&c[j].busy, memory_order_relaxed) == 0) {
+                best = j;
+                best_seg = s;
+            }
+        }
+        if (!left) return -1;
+        int free = 0;
+        if (best >= 0 && atomic_compare_exchange_strong_explicit(&c[best].busy, &free, 1,
+                                                                 memory_order_acquire,
+                                                                 memory_order_relaxed)) {
+            *seg = atomic_load_explicit(&c[best].seg, memory_order_relaxed);
+            if (*seg < nseg) return best;
+            atomic_store_explicit(&c[best].busy, 0, memory_order_release);
+        } else if (best < 0) {
+            FR_TEAM_PAUSE(); /* every chunk left is held: one is released within a segment */
+        }
+    }
+}
+
+/* Release chunk j after its segment seg: its next segment is free to any thread. */
+static void share_release(fr_share_chunk *c, int j, int64_t seg) {
+    atomic_store_explicit(&c[j].seg, seg + 1, memory_order_relaxed);
+    atomic_store_explicit(&c[j].busy, 0, memory_order_release);
+}
+
 /* ---- phase 4: the team's region, and the retry with a smaller team ------------------------- */
 
 /* Threads in the current team (1 outside a parallel region or without OpenMP). */
@@ -462,6 +578,8 @@ struct fr_pass {
     int group_cut;
     /* whether the pass can go on alone on its first thread from a step on (go_solo) */
     int can_solo;
+    /* whether its threads can take chunks of rows in turn (shared rows: plan_team) */
+    int can_share;
     size_t (*layout)(fr_pass *ps);
     void (*begin)(fr_pass *ps);
     void (*thread)(const fr_pass *ps, int tid);
@@ -521,7 +639,7 @@ static void tune_groups(fr_pass *ps, const fr_load_ticket *tk) {
     fr_team_plan *p = &ps->plan;
     ps->tune.slot = -1;
     ps->tune.alt = 0;
-    if (p->nt < 2 || fr_rec_batch_groups_forced() > 0) return;
+    if (p->nt < 2 || p->shared || fr_rec_batch_groups_forced() > 0) return;
     const int alt = group_alternative(p->nt, ps->B, p->mr, ps->wbytes, p->nbg);
     if (alt == 0) return;
     const int64_t v[] = {ps->B, ps->flops_I, ps->H, ps->G, ps->wbytes, ps->group_cut, p->nt, p->mr,
@@ -542,8 +660,10 @@ static int run_pass(fr_pass *ps, int nthreads) {
                          (double)ps->G * (double)ps->H;
     for (;;) {
         int st = plan_team(&ps->plan, ps->mr, ps->nr, nthreads, ps->B, ps->flops_I, ps->H, ps->G,
-                           ps->wbytes, ps->group_cut, &tk, flops);
+                           ps->wbytes, ps->group_cut, ps->can_share, &tk, flops);
         if (st == FR_OK) tune_groups(ps, &tk);
+        if (st == FR_OK && ps->plan.shared)
+            atomic_fetch_add_explicit(&shared_passes, 1, memory_order_relaxed);
         if (st == FR_OK) st = acquire(&ps->mem, &ps->plan, ps->layout(ps));
         if (st != FR_OK) {
             fr_load_leave(&tk, 1, 0.0, 0, 0);
@@ -859,6 +979,7 @@ typedef struct {
     int64_t Tn, B, I, H;
     int act, reverse, identity, gather;
     int64_t Tc, bmax, njt, ldxp, slice, grows, per_thread, ldh, BL, CL, shared;
+    int64_t chunk_at; /* shared rows: where the chunks' records start in the scratch (REALs) */
 } SFX(fw_pass);
 
 /* Scratch: shared (h ping-pong, c rows, gather rows) + per thread (packed slice, x-proj, tile),
@@ -868,7 +989,8 @@ static size_t SFX(fw_layout)(fr_pass *ps) {
     const fr_team_plan *p = &ps->plan;
     const int64_t G = f->cell->G, B = f->B, H = f->H;
     f->bmax = (B + p->nbg - 1) / p->nbg; /* max rows per group */
-    f->Tc = (PROJ_ROWS + f->bmax - 1) / f->bmax;
+    /* shared rows: a segment of steps is the unit a thread takes (FR_SHARE_SEG_ROWS) */
+    f->Tc = ((p->shared ? FR_SHARE_SEG_ROWS : PROJ_ROWS) + f->bmax - 1) / f->bmax;
     if (f->Tc > f->Tn) f->Tc = f->Tn;
     f->njt = 0; /* the most blocks a thread's units take (fw_units) */
     for (int64_t hg = 0; hg < p->nhg; hg++) {
@@ -889,13 +1011,30 @@ static size_t SFX(fw_layout)(fr_pass *ps) {
        could share a cache line */
     f->CL = f->cell->has_c ? f->BL : 0;
     f->shared = 2 * f->BL + f->CL + (f->gather ? f->Tc * B * f->I : 0);
+    if (p->shared) { /* the chunks' records, on cache lines of their own */
+        const int64_t line = 64 / (int64_t)sizeof(REAL);
+        f->chunk_at = (f->shared + line - 1) / line * line;
+        f->shared = f->chunk_at + p->nbg * (int64_t)(sizeof(fr_share_chunk) / sizeof(REAL));
+    }
     return (size_t)(f->shared + p->nt * (f->per_thread + f->grows)) * sizeof(REAL);
+}
+
+/* The chunks' records of shared rows (fw_layout). */
+static fr_share_chunk *SFX(fw_chunks)(const SFX(fw_pass) *f) {
+    return (fr_share_chunk *)((REAL *)f->ps.mem.scratch + f->chunk_at);
 }
 
 /* The initial state into the first state buffer (and the cell state into its rows). */
 static void SFX(fw_begin)(fr_pass *ps) {
     SFX(fw_pass) *f = (SFX(fw_pass) *)ps;
     REAL *hbuf = (REAL *)ps->mem.scratch, *cbuf = hbuf + 2 * f->BL;
+    if (ps->plan.shared) {
+        fr_share_chunk *c = SFX(fw_chunks)(f);
+        for (int k = 0; k < ps->plan.nbg; k++) {
+            atomic_init(&c[k].seg, 0);
+            atomic_init(&c[k].busy, 0);
+        }
+    }
     for (int64_t b = 0; b < f->B; b++) {
         memcpy(hbuf + b * f->ldh, f->h_n + b * f->H, (size_t)f->H * sizeof(REAL));
         if (f->CL) memcpy(cbuf + b * f->ldh, f->c_n + b * f->H, (size_t)f->H * sizeof(REAL));
@@ -983,8 +1122,48 @@ static void SFX(fw_role)(const SFX(fw_pass) *f, int r, SFX(fr_slice) *sl, REAL *
     *xp = mine + f->slice;
 }
 
+/* Thread tid of a forward with shared rows (its slice sl of every unit, its projection rows xp
+   and group input rows gx, its tile): chunks of rows taken in turn, a segment of steps (a chunk
+   of input projection and its steps) at a time, until every chunk is done; the final state of a
+   chunk's rows by the thread that runs its last segment. */
+static void SFX(fw_run_shared)(const SFX(fw_pass) *f, int tid, const SFX(fr_slice) *sl, REAL *xp,
+                               REAL *gx, REAL *tile) {
+    const fr_pass *ps = &f->ps;
+    const fr_team_plan *p = &ps->plan;
+    const CELL *cell = f->cell;
+    const int64_t Tn = f->Tn, B = f->B, H = f->H, Tc = f->Tc, ldh = f->ldh, BL = f->BL;
+    const int stream = f->cache && fr_rec_stream_cache(cell->G, cell->naux, Tn, B, H,
+                                                       (int64_t)sizeof(REAL));
+    REAL *hbuf = (REAL *)ps->mem.scratch, *cbuf = f->CL ? hbuf + 2 * BL : NULL;
+    fr_share_chunk *chunks = SFX(fw_chunks)(f);
+    const int64_t nseg = (Tn + Tc - 1) / Tc;
+    int64_t seg;
+    for (int k; (k = share_take(chunks, p->nbg, nseg, tid, &seg)) >= 0;) {
+        int64_t rb0, rb1;
+        my_rows(p, B, k, &rb0, &rb1);
+        const int64_t nb = rb1 - rb0, s0 = seg * Tc, s1 = imin(Tn, s0 + Tc);
+        SFX(fw_project_chunk)(f, sl, s0, s1, rb0, rb1, xp, gx);
+        for (int64_t s = s0; s < s1; s++) {
+            const int64_t qbase = (f->reverse ? (s1 - 1 - s) * nb : (s - s0) * nb) - rb0;
+            SFX(fr_rec_step)(cell, f->kern, sl, s, Tn, B, rb0, rb1, H, f->lengths, f->reverse,
+                             hbuf + (s & 1) * BL, hbuf + ((s + 1) & 1) * BL, ldh, cbuf, xp,
+                             f->ldxp, qbase, f->y, f->cache, stream, tile, f->pw, f->act);
+        }
+        if (s1 == Tn) { /* the chunk's final state */
+            const REAL *hf = hbuf + (Tn & 1) * BL;
+            for (int64_t b = rb0; b < rb1; b++) {
+                memcpy(f->h_n + b * H, hf + b * ldh, (size_t)H * sizeof(REAL));
+                if (cbuf) memcpy(f->c_n + b * H, cbuf + b * ldh, (size_t)H * sizeof(REAL));
+            }
+        }
+        fr_stream_fence(); /* its cache stores, before another thread may take the chunk */
+        share_release(chunks, k, seg);
+    }
+}
+
 /* Thread tid of the forward: its weight slice, then chunks of input projection and steps; where
-   the team goes on alone (go_solo_check), thread 0 runs every role from then on. */
+   the team goes on alone (go_solo_check), thread 0 runs every role from then on. With shared
+   rows, fw_run_shared after the slice. */
 static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     const SFX(fw_pass) *f = (const SFX(fw_pass) *)ps;
     const fr_team_plan *p = &ps->plan;
@@ -1020,6 +1199,10 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
                                identity ? 0 : I, H, nr, u0, u1, f->njt);
     }
     REAL *own_xp = mine + f->slice;
+    if (p->shared) {
+        SFX(fw_run_shared)(f, tid, &own, own_xp, gx, tile);
+        return;
+    }
     int r0 = tid, r1 = tid + 1; /* the roles this thread runs */
     for (int64_t s0 = 0; s0 < Tn; s0 += Tc) {
         const int64_t s1 = imin(Tn, s0 + Tc);
@@ -1131,10 +1314,11 @@ static int SFX(step1_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, R
     fr_load_ticket tk;
     fr_load_enter(&tk);
     /* a step under STEP1_TEAM_FLOPS runs on the calling thread */
+    int shared; /* (one step has no rows to share) */
     int nt = flops < STEP1_TEAM_FLOPS && atomic_load_explicit(&forced_threads,
                                                                memory_order_relaxed) == 0
                  ? 1
-                 : pick_threads(nthreads, ntiles, B, flops_I, H, G, &tk, flops);
+                 : pick_threads(nthreads, ntiles, B, flops_I, H, G, &tk, flops, &shared);
     /* a step is tens of microseconds: beside other callers, a team's fork and join, and its
        workers spinning afterwards on processors the others need, cost more than it saves
        ((1,3,200,300), 2 Python threads calling at once: 0.42x the serial throughput with
@@ -1213,6 +1397,7 @@ int SFX(fr_rec_forward)(const CELL *cell, REAL *y, REAL *h_n, REAL *c_n, REAL *c
                .group_cut = 10,
                /* not with gathered reversed rows: every thread takes part in the gather */
                .can_solo = !(reverse && lengths != NULL),
+               .can_share = !(reverse && lengths != NULL),
                .layout = SFX(fw_layout), .begin = SFX(fw_begin), .thread = SFX(fw_thread)},
         .cell = cell, .kern = kern, .pw = cell->point_for(fr_get_arch()),
         .y = y, .h_n = h_n, .c_n = c_n, .cache = cache,

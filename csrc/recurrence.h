@@ -88,6 +88,14 @@ int fr_rec_team_threads_forced(void);
    wbytes of weights read per step and a required work cut of `cut` percent (recurrence.c). */
 int fr_rec_batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes, int cut);
 
+/* Chunks of shared rows for a forward's team of nt threads over B rows (tiles of at most mr rows,
+   wbytes of weights read per step), as a team the machine's load would cut takes them
+   (team_load.h fr_load_threads): 2 nt - 1 chunks (3 for 2 threads: 1.5 chunks' work a thread),
+   fewer where the rows do not allow them (more chunks than threads, each of 6 rows or more,
+   every row's sums as with one group); 0 where no count does or the weights exceed a core's
+   L2 share; the count fr_set_shared_rows forces where allowed. */
+int fr_rec_shared_chunks(int nt, int64_t B, int64_t mr, int64_t wbytes);
+
 /* Threads for a one-off parallel region (a GEMM) of `flops` work: one per 4 Mflop, at most the
    share of nthreads the fastrnn passes in flight leave and, for a large region, the processors
    other runnable threads leave free (team_load.h), at least 1; min(n, nthreads) whatever the

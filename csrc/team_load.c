@@ -60,11 +60,18 @@ void fr_load_enter(fr_load_ticket *t) {
               (any == 0 || t->t_enter - any > FR_LOAD_IDLE_NS);
 }
 
-int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops) {
+int fr_load_share_rule(int before, int nt, double serial_ns, int idle, double wake_ns) {
+    const int wake_pays = !idle || serial_ns * (1.0 - 1.0 / before) >= 2.0 * wake_ns;
+    return before > 1 && 2 * nt <= before && serial_ns >= FR_LOAD_SHARE_NS && wake_pays ? before
+                                                                                      : 0;
+}
+
+int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops, int *shared) {
     int nt = want;
     /* concurrent passes: this one's share of the budget */
     const int share = nthreads / (t->inflight > 0 ? t->inflight : 1);
     if (nt > share) nt = share;
+    const int before = nt;
     if (nt > 1 && t->t_enter < atomic_load_explicit(&contended_until_ns, memory_order_relaxed))
         nt = (nt + 1) / 2;
     /* the pass's serial time, estimated from the measured speed */
@@ -79,11 +86,11 @@ int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flop
             t->warm ? atomic_load_explicit(&last_team, memory_order_relaxed) - 1 : 0;
         if (serial >= FR_LOAD_RUNNABLE_MIN_NS) nt = fr_load_free_threads(nt, spinning);
     }
-    if (nt > 1 && t->idle) {
-        /* the threads save (1 - 1/nt) of the serial time; waking them costs wake_est */
-        const double wake = (double)atomic_load_explicit(&wake_est_ns, memory_order_relaxed);
-        if (serial * (1.0 - 1.0 / nt) < 2.0 * wake) nt = 1;
-    }
+    /* the threads save (1 - 1/n) of the serial time; waking them costs wake_est */
+    const double wake = (double)atomic_load_explicit(&wake_est_ns, memory_order_relaxed);
+    const int wake_pays = !t->idle || serial * (1.0 - 1.0 / nt) >= 2.0 * wake;
+    if (shared) *shared = fr_load_share_rule(before, nt, serial, t->idle, wake);
+    if (nt > 1 && !wake_pays) nt = 1;
     return nt < 1 ? 1 : nt;
 }
 

@@ -52,6 +52,16 @@
 /* How long the machine counts as contended after it is marked (at least), ns. */
 #define FR_LOAD_CONTENDED_NS 50000000
 
+/* A pass's serial time (estimated) from which a team that the load would cut to half or less
+   shares its rows instead (fr_load_threads), ns. On a shorter pass, one that takes a few of the
+   scheduler's time slices, a thread that loses its processor holds its chunk for a slice and
+   the pass waits for it; fewer threads measure better there. Measured on the 2-vCPU
+   development VM, LSTM (T, 24, 100, 200) inference beside a busy process, time against the
+   quiet time (median of 24 calls), shared rows against one thread: T = 60 (7 ms serial) 2.4-2.5x
+   against 1.9-2.0x; T = 120 (14 ms) 1.95 against 2.08; T = 200 (23 ms) 1.87 against 1.97;
+   T = 400 (46 ms) 1.56 against 2.02, and right after a numpy matmul (OpenBLAS's threads
+   spinning) 1.50 against 2.03. */
+#define FR_LOAD_SHARE_NS 20000000
 /* A pass's serial time (estimated) from which it reads how many threads are runnable beside it
    (fr_load_free_threads: a microsecond or two), ns. */
 #define FR_LOAD_RUNNABLE_MIN_NS 100000
@@ -84,8 +94,16 @@ void fr_load_enter(fr_load_ticket *t);
 /* Threads for a pass that would use `want` (the size-based count, already capped by the caller's
    budget `nthreads`) for `flops` of work in all: the share of the budget left to it by the
    passes in flight, halved while the machine is contended, 1 where waking an idle team costs
-   more than the threads would save. Always within [1, want]. */
-int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops);
+   more than the threads would save. Always within [1, want]. Where shared is not NULL, *shared
+   gets the team a pass that can share its rows takes instead (recurrence.c: its threads take
+   chunks of rows in turn, so that one that loses its processor holds up only the chunk it
+   holds): the count before the machine's load (contention, other runnable threads) cut it to
+   half or less, for a pass of FR_LOAD_SHARE_NS of serial work or more (waking that many paying
+   where the team is idle); 0 otherwise. */
+int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops, int *shared);
+/* Its rule for *shared, pure: a team of `before` threads that the load cut to nt, a pass of
+   serial_ns estimated serial work, idle the team, wake_ns the cost of waking it. */
+int fr_load_share_rule(int before, int nt, double serial_ns, int idle, double wake_ns);
 
 /* The calling thread's table of its OpenMP pool's workers (fr_load_note_worker fills it), or NULL
    where it cannot be had (out of memory, not Linux). Owned by the calling thread. */

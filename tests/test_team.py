@@ -92,6 +92,7 @@ SOLO = [("lstm", 9, 7, 30, 100, False, False), ("gru", 8, 13, 20, 70, True, Fals
 @pytest.fixture
 def team_knobs():
     yield
+    _native._kernels.set_shared_rows(0)
     _native._kernels.set_solo_step(0)
     _native._kernels.set_team_threads(0)
     _native._kernels.set_batch_groups(0)
@@ -562,6 +563,121 @@ def test_the_company_rule_of_one_step_calls():
     assert _native._kernels.shared_rule(1, 10 * ms, 10 * ms - ms // 2)  # 0.5 ms ago
     assert _native._kernels.shared_rule(1, 10 * ms, 9 * ms)  # 1 ms ago
     assert not _native._kernels.shared_rule(1, 10 * ms, 8 * ms)  # 2 ms ago
+
+
+def test_knobs_reject_a_negative_chunk_count():
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        _native._kernels.set_shared_rows(-1)
+
+
+@pytest.mark.parametrize("nt,B,mr,wbytes,k", [
+    (2, 24, 8, 640_000, 3),      # 3 chunks of 8 rows for 2 threads
+    (2, 18, 8, 640_000, 3),      # chunks of 6 rows, the fewest
+    (2, 12, 8, 640_000, 0),      # 3 chunks would be 4 rows: no more chunks than threads
+    (4, 48, 8, 640_000, 7),      # 2 nt - 1
+    (4, 30, 8, 640_000, 5),      # fewer where the rows do not allow 7 (of 6 rows or more)
+    (2, 24, 8, 1 << 30, 0),      # weights beyond a core's L2 share: every thread reads them
+    (1, 24, 8, 640_000, 0),      # one thread shares nothing
+])
+def test_the_chunks_of_shared_rows(nt, B, mr, wbytes, k):
+    """A forward team that the load would cut takes its rows in 2 nt - 1 chunks of at least 6
+    rows, each summed as with one group (recurrence.h fr_rec_shared_chunks)."""
+    assert _native._kernels.shared_chunks(nt, B, mr, wbytes) == k
+
+
+def test_the_rule_of_shared_rows():
+    """A team the load cuts to half or less shares its rows instead, for a pass of 20 ms of serial
+    work or more, where waking its threads pays (team_load.h fr_load_share_rule); a shorter pass
+    runs on fewer threads (a thread that loses its processor for a time slice would hold up its
+    chunk for a good part of the pass)."""
+    rule, ms = _native._kernels.share_rule, 1e6
+    assert rule(2, 1, 30 * ms, False, 1 * ms) == 2
+    assert rule(2, 1, 10 * ms, False, 1 * ms) == 0  # a short pass: one thread
+    assert rule(4, 2, 30 * ms, False, 1 * ms) == 4  # halved
+    assert rule(4, 3, 30 * ms, False, 1 * ms) == 0  # one thread less: the cut team
+    assert rule(2, 2, 30 * ms, False, 1 * ms) == 0  # nothing cut
+    assert rule(2, 1, 30 * ms, True, 1 * ms) == 2  # idle, and waking pays
+    assert rule(2, 1, 30 * ms, True, 20 * ms) == 0  # idle, and waking costs more
+
+
+SHARE_CASES = [  # (cell, T, B, I, H, lengths, reverse, dtype, prepared)
+    ("lstm", 30, 24, 100, 200, None, False, np.float32, False),
+    ("lstm", 30, 24, 100, 200, None, False, np.float32, True),
+    ("gru", 20, 36, 50, 70, None, True, np.float32, False),
+    ("rnn", 25, 18, 20, 45, None, False, np.float64, False),
+    ("lstm", 17, 30, 40, 72, (17, 3, 9), False, np.float32, False),
+    ("gru", 9, 24, 64, 64, None, False, np.float64, False),
+]
+
+
+def _forward_work(cell, T, B, I, H, lengths, reverse, dtype, prepared):
+    """Inference output (on prepared weights where asked) and training output of one problem."""
+    x, h0, w_ih, w_hh, b = (a.astype(dtype) for a in _problem(cell, T, B, I, H, seed=3))
+    kw = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+    if lengths is not None:
+        kw["lengths"] = np.resize(np.array(lengths, np.int64), B)
+    kw["reverse"] = reverse
+    c0 = h0 if cell == "lstm" else None
+    pw = F.prepare_weights(cell, w_ih, w_hh, b, b, precision="float32") if prepared else None
+    inf = F.cell_forward(cell, x, h0, c0, w_ih, w_hh, b, b, training=False, prepared=pw, **kw)
+    tr = F.cell_forward(cell, x, h0, c0, w_ih, w_hh, b, b, training=True, **kw)
+    grads = F.cell_backward(tr[-1], np.cos(tr[0]), *(None,) * (len(tr) - 2))
+    return [a for a in (*inf[:-1], *tr[:-1], *grads) if a is not None]
+
+
+@pytest.mark.parametrize("case", SHARE_CASES, ids=lambda c: "-".join(map(str, c[:5])))
+def test_shared_rows_give_the_teams_results(case, team_knobs):
+    """Forwards whose threads take chunks of rows in turn (shared rows, forced: 3 chunks for 2
+    threads) give one thread's results bit for bit, inference and training (the cache the
+    backward reads too), with lengths, reversed, in float64, on prepared weights."""
+    fastrnn.set_num_threads(1)
+    one = _forward_work(*case)
+    fastrnn.set_num_threads(2)
+    _native._kernels.set_team_threads(2)
+    _native._kernels.set_shared_rows(3)
+    before = _native._kernels.shared_passes()
+    two = _forward_work(*case)
+    assert _native._kernels.shared_passes() == before + 2  # the inference and training forwards
+    assert _same(two, one)
+
+
+def test_reversed_rows_with_lengths_are_not_shared(team_knobs):
+    """Reversed sequences with lengths gather their input rows with every thread taking part:
+    such a forward keeps its fixed groups, with the same results."""
+    case = ("lstm", 12, 24, 30, 40, (12, 5, 8), True, np.float32, False)
+    fastrnn.set_num_threads(1)
+    one = _forward_work(*case)
+    fastrnn.set_num_threads(2)
+    _native._kernels.set_team_threads(2)
+    _native._kernels.set_shared_rows(3)
+    before = _native._kernels.shared_passes()
+    assert _same(_forward_work(*case), one)
+    assert _native._kernels.shared_passes() == before
+
+
+def test_a_loaded_machine_shares_the_rows_of_a_long_forward(restore_threads):
+    """With a process spinning on every processor, a long forward (about 46 ms of serial work)
+    that the load would cut to one thread runs its team on shared rows instead, with the quiet
+    results (the load is seen on a second call within 250 ms, team_load.h FR_LOAD_SEEN_NS)."""
+    args = ("lstm", 400, 24, 100, 200, None, False, np.float32, False)
+    x, h0, w_ih, w_hh, b = _problem(*args[:5], seed=3)
+    fastrnn.set_num_threads(1)
+    want = F.cell_forward("lstm", x, h0, h0, w_ih, w_hh, b, b, training=False)[0]
+    fastrnn.set_num_threads(2)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(min(os.cpu_count() or 2, 64))]
+    try:
+        before, tries = _native._kernels.shared_passes(), 0
+        while _native._kernels.shared_passes() == before and tries < 200:  # a hang guard
+            y = F.cell_forward("lstm", x, h0, h0, w_ih, w_hh, b, b, training=False)[0]
+            assert _same([y], [want])
+            tries += 1
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    if _sees_all_processors():
+        assert _native._kernels.shared_passes() > before
 
 
 def test_the_warm_rule_counts_regions_outside_passes():

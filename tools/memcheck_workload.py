@@ -1,8 +1,8 @@
 """A small workload for valgrind memcheck: every cell forward+backward with lengths and reverse
 (float64, odd H, 2 threads; with one and with two batch groups), the same forward picking its
 projected input rows from a table, the LSTM with a projection (w_hr), a streaming session, the
-bfloat16 and int8 ops and an int8 stream, and float32 forwards on weights packed once. Run by
-tools/memcheck.py."""
+bfloat16 and int8 ops and an int8 stream, float32 forwards on weights packed once, and forwards
+on shared rows (chunks of rows the threads take in turn). Run by tools/memcheck.py."""
 
 import numpy as np
 
@@ -67,6 +67,22 @@ for cell, spec in CELLS.items():
         _kernels.cell_forward(cell, y, h, c if spec.has_cell_state else None, None, x, None, None,
                               w, u, b, b, lengths, _native.NONLINEARITIES[nl] if nl else 0, True,
                               2, packed=packed)
+# shared rows (forced: 3 chunks of 6 rows for 2 threads), forward with lengths and reversed
+_kernels.set_team_threads(2)
+_kernels.set_shared_rows(3)
+for cell, spec in CELLS.items():
+    G = spec.gates
+    nl = (spec.nonlinearities or (None,))[0]
+    for rev in (False, True):
+        y, h, c, ctx = F.cell_forward(cell, rng.standard_normal((11, 18, I)), None, None,
+                                      rng.standard_normal((G * H, I)),
+                                      rng.standard_normal((G * H, H)), rng.standard_normal(G * H),
+                                      None, nonlinearity=nl, reverse=rev,
+                                      lengths=None if rev else np.arange(11, 11 - 18, -1) % 12)
+        F.cell_backward(ctx, np.ones_like(y), None, None)
+assert _kernels.shared_passes() == 2 * len(CELLS)
+_kernels.set_shared_rows(0)
+_kernels.set_team_threads(0)
 _kernels.Stream([("gru", rng.standard_normal((3 * H, I)).astype(np.float32),
                   rng.standard_normal((3 * H, H)).astype(np.float32), None, None, "")], 2,
                 np.float32, "int8").run(rng.standard_normal((3, 2, I)).astype(np.float32))

@@ -21,5 +21,6 @@ LD_PRELOAD="$libs" PYTHONPATH="$work/src" \
     tests/test_reliability.py \
     tests/test_streaming.py tests/test_bad_input.py tests/test_sizes.py tests/test_properties.py \
     tests/test_fuzz.py tests/test_threads.py tests/test_precision.py tests/test_lstm_proj.py \
-    tests/test_prepack.py \
+    tests/test_prepack.py tests/test_team.py::test_shared_rows_give_the_teams_results \
+    tests/test_team.py::test_reversed_rows_with_lengths_are_not_shared \
     --deselect tests/test_reliability.py::test_no_memory_growth

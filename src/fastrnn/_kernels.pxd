@@ -50,6 +50,8 @@ cdef extern from "fastrnn.h" nogil:
     const char *fr_arch_name(int arch)
     int fr_has_openmp()
     int fr_set_batch_groups(int n)
+    int fr_set_shared_rows(int k)
+    int64_t fr_shared_passes()
     int fr_set_stream_cache_bytes(int64_t n)
     int fr_set_team_threads(int n)
     int fr_set_solo_step(int64_t s)
@@ -252,11 +254,13 @@ cdef extern from "team_load.h" nogil:
     int fr_load_free_rule(int want, int ncpu, int running, int own)
     int fr_load_shared_rule(int inflight, int64_t t_enter, int64_t shared)
     int fr_load_warm_rule(int64_t t_enter, int64_t team, int64_t region)
+    int fr_load_share_rule(int before, int nt, double serial_ns, int idle, double wake_ns)
     int64_t fr_load_region_end_ns()
     int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns)
 
 cdef extern from "recurrence.h" nogil:
     int fr_rec_batch_groups(int nt, int64_t B, int64_t mr, int64_t njb, int64_t wbytes, int cut)
+    int fr_rec_shared_chunks(int nt, int64_t B, int64_t mr, int64_t wbytes)
 
 cdef extern from "fastrnn.h" nogil:
     int64_t fr_l2_bytes()

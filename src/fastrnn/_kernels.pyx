@@ -182,6 +182,18 @@ def warm_rule(int64_t t_enter, int64_t team, int64_t region):
     return bool(fr_load_warm_rule(t_enter, team, region))
 
 
+def share_rule(int before, int nt, double serial_ns, bint idle, double wake_ns):
+    """The team a forward that the load cut from `before` to nt threads takes for shared rows
+    (csrc/team_load.h fr_load_share_rule; 0: none), for the tests."""
+    return fr_load_share_rule(before, nt, serial_ns, idle, wake_ns)
+
+
+def shared_chunks(int nt, int64_t B, int64_t mr, int64_t wbytes):
+    """Chunks of shared rows for nt threads over B rows (csrc/recurrence.h
+    fr_rec_shared_chunks; 0: none), for the tests."""
+    return fr_rec_shared_chunks(nt, B, mr, wbytes)
+
+
 def region_end_ns():
     """When the last parallel region of more than one thread outside a pass ended (a GEMM, an
     optimizer or row update; time.monotonic_ns's clock; 0: none yet), for the tests."""
@@ -260,6 +272,19 @@ def set_batch_groups(int n):
     tuning)."""
     if fr_set_batch_groups(n) != FR_OK:
         raise ValueError(f"n must be >= 0, got {n}")
+
+
+def set_shared_rows(int k):
+    """Shared rows of the sequence forward for later calls: 0 takes them only where the
+    machine's load would cut a team (the default); k > 0 runs every forward that can with k
+    chunks of rows that its threads take in turn (testing)."""
+    if fr_set_shared_rows(k) != FR_OK:
+        raise ValueError(f"k must be >= 0, got {k}")
+
+
+def shared_passes():
+    """Forward passes run with shared rows so far."""
+    return fr_shared_passes()
 
 
 def set_stream_cache_bytes(int64_t n):
