@@ -1137,8 +1137,10 @@ static void SFX(fw_run_shared)(const SFX(fw_pass) *f, int tid, const SFX(fr_slic
     REAL *hbuf = (REAL *)ps->mem.scratch, *cbuf = f->CL ? hbuf + 2 * BL : NULL;
     fr_share_chunk *chunks = SFX(fw_chunks)(f);
     const int64_t nseg = (Tn + Tc - 1) / Tc;
-    int64_t seg;
+    int64_t seg, mine = 0, busy = 0, wait = 0, t_free = fr_load_now_ns();
     for (int k; (k = share_take(chunks, p->nbg, nseg, tid, &seg)) >= 0;) {
+        const int64_t t_take = fr_load_now_ns();
+        wait += t_take - t_free;
         int64_t rb0, rb1;
         my_rows(p, B, k, &rb0, &rb1);
         const int64_t nb = rb1 - rb0, s0 = seg * Tc, s1 = imin(Tn, s0 + Tc);
@@ -1158,7 +1160,12 @@ static void SFX(fw_run_shared)(const SFX(fw_pass) *f, int tid, const SFX(fr_slic
         }
         fr_stream_fence(); /* its cache stores, before another thread may take the chunk */
         share_release(chunks, k, seg);
+        t_free = fr_load_now_ns();
+        busy += t_free - t_take;
+        mine++;
     }
+    /* whether one thread would have done better (the load rules stop sharing for a while) */
+    fr_load_share_done(mine, p->nbg * nseg, busy, wait + fr_load_now_ns() - t_free);
 }
 
 /* Thread tid of the forward: its weight slice, then chunks of input projection and steps; where

@@ -31,6 +31,7 @@ static _Atomic int force_moves;            /* the testing knob of fr_load_force_
 static _Atomic int64_t seen_ns;            /* when the last check saw others (0: it saw none) */
 static _Atomic int64_t last_any_ns;        /* when the last pass of any size ended (0: never) */
 static _Atomic int64_t last_region_ns;     /* when the last team region outside a pass ended */
+static _Atomic int64_t share_lost_ns;      /* when a pass on shared rows last lost (0: never) */
 static _Atomic int64_t shared_ns;          /* when a pass last entered beside another (0: never) */
 static _Atomic int64_t wake_est_ns = FR_LOAD_WAKE_NS;
 static _Atomic int64_t ns_per_gflop = (int64_t)(FR_LOAD_NS_PER_FLOP * 1e9);
@@ -60,10 +61,21 @@ void fr_load_enter(fr_load_ticket *t) {
               (any == 0 || t->t_enter - any > FR_LOAD_IDLE_NS);
 }
 
-int fr_load_share_rule(int before, int nt, double serial_ns, int idle, double wake_ns) {
+int fr_load_share_rule(int before, int nt, double serial_ns, int idle, double wake_ns, int lost) {
     const int wake_pays = !idle || serial_ns * (1.0 - 1.0 / before) >= 2.0 * wake_ns;
-    return before > 1 && 2 * nt <= before && serial_ns >= FR_LOAD_SHARE_NS && wake_pays ? before
-                                                                                      : 0;
+    return before > 1 && 2 * nt <= before && serial_ns >= FR_LOAD_SHARE_NS && wake_pays && !lost
+               ? before
+               : 0;
+}
+
+int fr_load_share_lost_rule(int64_t mine, int64_t n, int64_t busy_ns, int64_t wait_ns) {
+    return mine >= 1 && n > mine &&
+           (double)wait_ns > (double)(n - mine) * ((double)busy_ns / (double)mine);
+}
+
+void fr_load_share_done(int64_t mine, int64_t n, int64_t busy_ns, int64_t wait_ns) {
+    if (fr_load_share_lost_rule(mine, n, busy_ns, wait_ns))
+        atomic_store_explicit(&share_lost_ns, fr_load_now_ns(), memory_order_relaxed);
 }
 
 int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops, int *shared) {
@@ -89,7 +101,11 @@ int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flop
     /* the threads save (1 - 1/n) of the serial time; waking them costs wake_est */
     const double wake = (double)atomic_load_explicit(&wake_est_ns, memory_order_relaxed);
     const int wake_pays = !t->idle || serial * (1.0 - 1.0 / nt) >= 2.0 * wake;
-    if (shared) *shared = fr_load_share_rule(before, nt, serial, t->idle, wake);
+    if (shared) {
+        const int64_t lost = atomic_load_explicit(&share_lost_ns, memory_order_relaxed);
+        *shared = fr_load_share_rule(before, nt, serial, t->idle, wake,
+                                     lost != 0 && t->t_enter - lost < FR_LOAD_SHARE_BACKOFF_NS);
+    }
     if (nt > 1 && !wake_pays) nt = 1;
     return nt < 1 ? 1 : nt;
 }
@@ -500,6 +516,7 @@ void fr_load_forget_inflight(void) {
     atomic_store_explicit(&inflight, 0, memory_order_relaxed);
     atomic_store_explicit(&last_end_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&last_region_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&share_lost_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&pool_start_ns, 0, memory_order_relaxed);
 }
 

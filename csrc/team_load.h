@@ -53,15 +53,19 @@
 #define FR_LOAD_CONTENDED_NS 50000000
 
 /* A pass's serial time (estimated) from which a team that the load would cut to half or less
-   shares its rows instead (fr_load_threads), ns. On a shorter pass, one that takes a few of the
-   scheduler's time slices, a thread that loses its processor holds its chunk for a slice and
-   the pass waits for it; fewer threads measure better there. Measured on the 2-vCPU
-   development VM, LSTM (T, 24, 100, 200) inference beside a busy process, time against the
-   quiet time (median of 24 calls), shared rows against one thread: T = 60 (7 ms serial) 2.4-2.5x
-   against 1.9-2.0x; T = 120 (14 ms) 1.95 against 2.08; T = 200 (23 ms) 1.87 against 1.97;
-   T = 400 (46 ms) 1.56 against 2.02, and right after a numpy matmul (OpenBLAS's threads
-   spinning) 1.50 against 2.03. */
+   shares its rows instead (fr_load_threads), ns, unless a pass on shared rows lost within
+   FR_LOAD_SHARE_BACKOFF_NS (fr_load_share_done). On a shorter pass, one that lasts a few of the
+   scheduler's time slices, a thread that loses its processor holds its chunk for a slice and the
+   pass waits for it. Measured on the 2-vCPU development VM, LSTM (T, 24, 100, 200) inference,
+   time over the quiet time (median of 16-24 calls), shared rows against one thread: beside a
+   busy process, T = 60 (7 ms serial) 2.42-2.54x against 1.93-2.04x, T = 120 1.95x against
+   2.08x, T = 200 1.86x against 2.04x, T = 400 (46 ms) 1.52-1.63x against 2.02-2.07x; right after
+   a numpy matmul (OpenBLAS's worker spinning), T = 60 1.25-1.54x, but a third of the calls
+   2.7x (against 2.10x, always), T = 200 1.80x against 2.02x, T = 400 1.51-1.55x against
+   1.98-2.01x. */
 #define FR_LOAD_SHARE_NS 20000000
+/* How long teams do not share rows after a pass on shared rows lost, ns. */
+#define FR_LOAD_SHARE_BACKOFF_NS 1000000000
 /* A pass's serial time (estimated) from which it reads how many threads are runnable beside it
    (fr_load_free_threads: a microsecond or two), ns. */
 #define FR_LOAD_RUNNABLE_MIN_NS 100000
@@ -99,11 +103,19 @@ void fr_load_enter(fr_load_ticket *t);
    chunks of rows in turn, so that one that loses its processor holds up only the chunk it
    holds): the count before the machine's load (contention, other runnable threads) cut it to
    half or less, for a pass of FR_LOAD_SHARE_NS of serial work or more (waking that many paying
-   where the team is idle); 0 otherwise. */
+   where the team is idle), unless a pass on shared rows lost lately; 0 otherwise. */
 int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops, int *shared);
 /* Its rule for *shared, pure: a team of `before` threads that the load cut to nt, a pass of
-   serial_ns estimated serial work, idle the team, wake_ns the cost of waking it. */
-int fr_load_share_rule(int before, int nt, double serial_ns, int idle, double wake_ns);
+   serial_ns estimated serial work, idle the team, wake_ns the cost of waking it, lost whether a
+   pass on shared rows lost within FR_LOAD_SHARE_BACKOFF_NS. */
+int fr_load_share_rule(int before, int nt, double serial_ns, int idle, double wake_ns, int lost);
+/* A thread of a pass on shared rows that ran `mine` of its n segments in busy_ns and waited
+   wait_ns for chunks others held: where the pass lost against one thread (fr_load_share_lost_rule),
+   teams stop sharing rows for FR_LOAD_SHARE_BACKOFF_NS. */
+void fr_load_share_done(int64_t mine, int64_t n, int64_t busy_ns, int64_t wait_ns);
+/* Its rule, pure: lost where the wait was longer than this thread would have taken to run the
+   others' segments itself (at its own time per segment): one thread would have finished first. */
+int fr_load_share_lost_rule(int64_t mine, int64_t n, int64_t busy_ns, int64_t wait_ns);
 
 /* The calling thread's table of its OpenMP pool's workers (fr_load_note_worker fills it), or NULL
    where it cannot be had (out of memory, not Linux). Owned by the calling thread. */

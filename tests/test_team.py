@@ -587,17 +587,30 @@ def test_the_chunks_of_shared_rows(nt, B, mr, wbytes, k):
 
 def test_the_rule_of_shared_rows():
     """A team the load cuts to half or less shares its rows instead, for a pass of 20 ms of serial
-    work or more, where waking its threads pays (team_load.h fr_load_share_rule); a shorter pass
-    runs on fewer threads (a thread that loses its processor for a time slice would hold up its
-    chunk for a good part of the pass)."""
+    work or more, where waking its threads pays and no pass on shared rows lost lately
+    (team_load.h fr_load_share_rule); a shorter pass runs on fewer threads (a thread that loses
+    its processor for a time slice would hold up its chunk for a good part of the pass)."""
     rule, ms = _native._kernels.share_rule, 1e6
-    assert rule(2, 1, 30 * ms, False, 1 * ms) == 2
-    assert rule(2, 1, 10 * ms, False, 1 * ms) == 0  # a short pass: one thread
-    assert rule(4, 2, 30 * ms, False, 1 * ms) == 4  # halved
-    assert rule(4, 3, 30 * ms, False, 1 * ms) == 0  # one thread less: the cut team
-    assert rule(2, 2, 30 * ms, False, 1 * ms) == 0  # nothing cut
-    assert rule(2, 1, 30 * ms, True, 1 * ms) == 2  # idle, and waking pays
-    assert rule(2, 1, 30 * ms, True, 20 * ms) == 0  # idle, and waking costs more
+    assert rule(2, 1, 30 * ms, False, 1 * ms, False) == 2
+    assert rule(2, 1, 10 * ms, False, 1 * ms, False) == 0  # a short pass: one thread
+    assert rule(4, 2, 30 * ms, False, 1 * ms, False) == 4  # halved
+    assert rule(4, 3, 30 * ms, False, 1 * ms, False) == 0  # one thread less: the cut team
+    assert rule(2, 2, 30 * ms, False, 1 * ms, False) == 0  # nothing cut
+    assert rule(2, 1, 30 * ms, True, 1 * ms, False) == 2  # idle, and waking pays
+    assert rule(2, 1, 30 * ms, True, 20 * ms, False) == 0  # idle, and waking costs more
+    assert rule(2, 1, 30 * ms, False, 1 * ms, True) == 0  # a shared pass lost lately
+
+
+def test_a_shared_pass_lost_where_one_thread_would_have_finished_first():
+    """A thread of a pass on shared rows that waited, for chunks others held, longer than it would
+    have taken to run the others' segments itself says the pass lost (team_load.h
+    fr_load_share_lost_rule): a teammate held its chunk while it had lost its processor."""
+    lost, ms = _native._kernels.share_lost_rule, 1_000_000
+    assert not lost(12, 24, 12 * ms, ms // 2)  # half the segments, a short wait at the end
+    assert lost(13, 24, 13 * ms, 12 * ms)  # waited longer than 11 segments of its own
+    assert not lost(13, 24, 13 * ms, 10 * ms)
+    assert not lost(24, 24, 24 * ms, 5 * ms)  # it ran every segment: nothing to compare
+    assert not lost(0, 24, 0, 5 * ms)  # it ran none
 
 
 SHARE_CASES = [  # (cell, T, B, I, H, lengths, reverse, dtype, prepared)
