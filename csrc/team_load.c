@@ -61,9 +61,10 @@ void fr_load_enter(fr_load_ticket *t) {
               (any == 0 || t->t_enter - any > FR_LOAD_IDLE_NS);
 }
 
-int fr_load_share_rule(int before, int nt, double serial_ns, int idle, double wake_ns, int lost) {
+int fr_load_share_rule(int before, int nt, double flops, double serial_ns, int idle,
+                       double wake_ns, int lost) {
     const int wake_pays = !idle || serial_ns * (1.0 - 1.0 / before) >= 2.0 * wake_ns;
-    return before > 1 && 2 * nt <= before && serial_ns >= FR_LOAD_SHARE_NS && wake_pays && !lost
+    return before > 1 && 2 * nt <= before && flops >= FR_LOAD_SHARE_FLOPS && wake_pays && !lost
                ? before
                : 0;
 }
@@ -103,7 +104,7 @@ int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flop
     const int wake_pays = !t->idle || serial * (1.0 - 1.0 / nt) >= 2.0 * wake;
     if (shared) {
         const int64_t lost = atomic_load_explicit(&share_lost_ns, memory_order_relaxed);
-        *shared = fr_load_share_rule(before, nt, serial, t->idle, wake,
+        *shared = fr_load_share_rule(before, nt, flops, serial, t->idle, wake,
                                      lost != 0 && t->t_enter - lost < FR_LOAD_SHARE_BACKOFF_NS);
     }
     if (nt > 1 && !wake_pays) nt = 1;

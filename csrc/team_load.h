@@ -52,18 +52,20 @@
 /* How long the machine counts as contended after it is marked (at least), ns. */
 #define FR_LOAD_CONTENDED_NS 50000000
 
-/* A pass's serial time (estimated) from which a team that the load would cut to half or less
-   shares its rows instead (fr_load_threads), ns, unless a pass on shared rows lost within
-   FR_LOAD_SHARE_BACKOFF_NS (fr_load_share_done). On a shorter pass, one that lasts a few of the
-   scheduler's time slices, a thread that loses its processor holds its chunk for a slice and the
-   pass waits for it. Measured on the 2-vCPU development VM, LSTM (T, 24, 100, 200) inference,
+/* A pass's flops from which a team that the load would cut to half or less shares its rows
+   instead (fr_load_threads), unless a pass on shared rows lost within FR_LOAD_SHARE_BACKOFF_NS
+   (fr_load_share_done): about 20 ms of one AVX-512 core's work (the serial speed estimate, which
+   small passes' fixed costs drag down to 40-50 GFLOP/s in a mixed process, would put a 7 ms pass
+   near any time floor). On a shorter pass, one that lasts a few of the scheduler's time slices,
+   a thread that loses its processor holds its chunk for a slice and the pass waits for it.
+   Measured on the 2-vCPU development VM, LSTM (T, 24, 100, 200) inference (T = 60: 0.69 GFLOP),
    time over the quiet time (median of 16-24 calls), shared rows against one thread: beside a
    busy process, T = 60 (7 ms serial) 2.42-2.54x against 1.93-2.04x, T = 120 1.95x against
    2.08x, T = 200 1.86x against 2.04x, T = 400 (46 ms) 1.52-1.63x against 2.02-2.07x; right after
    a numpy matmul (OpenBLAS's worker spinning), T = 60 1.25-1.54x, but a third of the calls
    2.7x (against 2.10x, always), T = 200 1.80x against 2.02x, T = 400 1.51-1.55x against
    1.98-2.01x. */
-#define FR_LOAD_SHARE_NS 20000000
+#define FR_LOAD_SHARE_FLOPS 2.0e9
 /* How long teams do not share rows after a pass on shared rows lost, ns. */
 #define FR_LOAD_SHARE_BACKOFF_NS 1000000000
 /* A pass's serial time (estimated) from which it reads how many threads are runnable beside it
@@ -102,13 +104,14 @@ void fr_load_enter(fr_load_ticket *t);
    gets the team a pass that can share its rows takes instead (recurrence.c: its threads take
    chunks of rows in turn, so that one that loses its processor holds up only the chunk it
    holds): the count before the machine's load (contention, other runnable threads) cut it to
-   half or less, for a pass of FR_LOAD_SHARE_NS of serial work or more (waking that many paying
-   where the team is idle), unless a pass on shared rows lost lately; 0 otherwise. */
+   half or less, for a pass of FR_LOAD_SHARE_FLOPS or more (waking that many paying where the
+   team is idle), unless a pass on shared rows lost lately; 0 otherwise. */
 int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flops, int *shared);
 /* Its rule for *shared, pure: a team of `before` threads that the load cut to nt, a pass of
-   serial_ns estimated serial work, idle the team, wake_ns the cost of waking it, lost whether a
-   pass on shared rows lost within FR_LOAD_SHARE_BACKOFF_NS. */
-int fr_load_share_rule(int before, int nt, double serial_ns, int idle, double wake_ns, int lost);
+   `flops` work and serial_ns estimated serial time, idle the team, wake_ns the cost of waking it,
+   lost whether a pass on shared rows lost within FR_LOAD_SHARE_BACKOFF_NS. */
+int fr_load_share_rule(int before, int nt, double flops, double serial_ns, int idle,
+                       double wake_ns, int lost);
 /* A thread of a pass on shared rows that ran `mine` of its n segments in busy_ns and waited
    wait_ns for chunks others held: where the pass lost against one thread (fr_load_share_lost_rule),
    teams stop sharing rows for FR_LOAD_SHARE_BACKOFF_NS. */

@@ -586,19 +586,20 @@ def test_the_chunks_of_shared_rows(nt, B, mr, wbytes, k):
 
 
 def test_the_rule_of_shared_rows():
-    """A team the load cuts to half or less shares its rows instead, for a pass of 20 ms of serial
-    work or more, where waking its threads pays and no pass on shared rows lost lately
-    (team_load.h fr_load_share_rule); a shorter pass runs on fewer threads (a thread that loses
-    its processor for a time slice would hold up its chunk for a good part of the pass)."""
-    rule, ms = _native._kernels.share_rule, 1e6
-    assert rule(2, 1, 30 * ms, False, 1 * ms, False) == 2
-    assert rule(2, 1, 10 * ms, False, 1 * ms, False) == 0  # a short pass: one thread
-    assert rule(4, 2, 30 * ms, False, 1 * ms, False) == 4  # halved
-    assert rule(4, 3, 30 * ms, False, 1 * ms, False) == 0  # one thread less: the cut team
-    assert rule(2, 2, 30 * ms, False, 1 * ms, False) == 0  # nothing cut
-    assert rule(2, 1, 30 * ms, True, 1 * ms, False) == 2  # idle, and waking pays
-    assert rule(2, 1, 30 * ms, True, 20 * ms, False) == 0  # idle, and waking costs more
-    assert rule(2, 1, 30 * ms, False, 1 * ms, True) == 0  # a shared pass lost lately
+    """A team the load cuts to half or less shares its rows instead, for a pass of 2 GFLOP or
+    more (about 20 ms of one core's work), where waking its threads pays and no pass on shared
+    rows lost lately (team_load.h fr_load_share_rule); a shorter pass runs on fewer threads (a
+    thread that loses its processor for a time slice would hold up its chunk for a good part of
+    the pass)."""
+    rule, ms, gf = _native._kernels.share_rule, 1e6, 1e9
+    assert rule(2, 1, 3 * gf, 30 * ms, False, 1 * ms, False) == 2
+    assert rule(2, 1, 1 * gf, 30 * ms, False, 1 * ms, False) == 0  # a short pass: one thread
+    assert rule(4, 2, 3 * gf, 30 * ms, False, 1 * ms, False) == 4  # halved
+    assert rule(4, 3, 3 * gf, 30 * ms, False, 1 * ms, False) == 0  # one less: the cut team
+    assert rule(2, 2, 3 * gf, 30 * ms, False, 1 * ms, False) == 0  # nothing cut
+    assert rule(2, 1, 3 * gf, 30 * ms, True, 1 * ms, False) == 2  # idle, and waking pays
+    assert rule(2, 1, 3 * gf, 30 * ms, True, 20 * ms, False) == 0  # idle, waking costs more
+    assert rule(2, 1, 3 * gf, 30 * ms, False, 1 * ms, True) == 0  # a shared pass lost lately
 
 
 def test_a_shared_pass_lost_where_one_thread_would_have_finished_first():
@@ -669,9 +670,9 @@ def test_reversed_rows_with_lengths_are_not_shared(team_knobs):
 
 
 def test_a_loaded_machine_shares_the_rows_of_a_long_forward(restore_threads):
-    """With a process spinning on every processor, a long forward (about 46 ms of serial work)
-    that the load would cut to one thread runs its team on shared rows instead, with the quiet
-    results (the load is seen on a second call within 250 ms, team_load.h FR_LOAD_SEEN_NS)."""
+    """With a process spinning on every processor, a long forward (4.6 GFLOP) that the load
+    would cut to one thread runs its team on shared rows instead, with the quiet results (the
+    load is seen on a second call within 250 ms, team_load.h FR_LOAD_SEEN_NS)."""
     args = ("lstm", 400, 24, 100, 200, None, False, np.float32, False)
     x, h0, w_ih, w_hh, b = _problem(*args[:5], seed=3)
     fastrnn.set_num_threads(1)

@@ -254,7 +254,8 @@ cdef extern from "team_load.h" nogil:
     int fr_load_free_rule(int want, int ncpu, int running, int own)
     int fr_load_shared_rule(int inflight, int64_t t_enter, int64_t shared)
     int fr_load_warm_rule(int64_t t_enter, int64_t team, int64_t region)
-    int fr_load_share_rule(int before, int nt, double serial_ns, int idle, double wake_ns, int lost)
+    int fr_load_share_rule(int before, int nt, double flops, double serial_ns, int idle,
+                           double wake_ns, int lost)
     int fr_load_share_lost_rule(int64_t mine, int64_t n, int64_t busy_ns, int64_t wait_ns)
     int64_t fr_load_region_end_ns()
     int fr_load_wait_bucket(int64_t *full, int64_t start, int64_t now, int64_t wait_ns)

@@ -182,10 +182,11 @@ def warm_rule(int64_t t_enter, int64_t team, int64_t region):
     return bool(fr_load_warm_rule(t_enter, team, region))
 
 
-def share_rule(int before, int nt, double serial_ns, bint idle, double wake_ns, bint lost):
+def share_rule(int before, int nt, double flops, double serial_ns, bint idle, double wake_ns,
+               bint lost):
     """The team a forward that the load cut from `before` to nt threads takes for shared rows
     (csrc/team_load.h fr_load_share_rule; 0: none), for the tests."""
-    return fr_load_share_rule(before, nt, serial_ns, idle, wake_ns, lost)
+    return fr_load_share_rule(before, nt, flops, serial_ns, idle, wake_ns, lost)
 
 
 def share_lost_rule(int64_t mine, int64_t n, int64_t busy_ns, int64_t wait_ns):
