@@ -411,6 +411,35 @@ def test_pipeline_round_measures_every_condition(monkeypatch, restore_threads):
         assert all(math.isfinite(v) and v > 0 for v in d.values()), cond
 
 
+def test_pipeline_takes_the_shape_of_its_disturbed_calls(monkeypatch, restore_threads, tmp_path):
+    """``--shape`` sets the shape of the quiet and disturbed calls (the report says which); two
+    shapes are refused with a clear error."""
+    import argparse
+
+    from fastrnn.bench.cli import BenchError, add_arguments, run
+
+    def bench_main(argv):
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return run(parser.parse_args(argv), argv)
+
+    seen = []
+    real = pipeline._lstm_calls
+    monkeypatch.setattr(pipeline, "_lstm_calls",
+                        lambda s, n: (seen.append(tuple(s)), real(s, n))[1])
+    monkeypatch.setattr(pipeline, "CONCURRENT_SHAPE", (20, 1, 4, 8))
+    monkeypatch.setattr(pipeline, "IDLE_SHAPE", (5, 1, 4, 8))
+    monkeypatch.setattr(pipeline, "IDLE_S", 0.01)
+    monkeypatch.setattr(pipeline, "SETTLE_S", 0.0125)
+    out = tmp_path / "p.json"
+    assert bench_main(["--pipeline", "--repeats", "1", "--shape", "7,3,5,6",
+                       "--json", str(out)]) == 0
+    assert seen[0] == (7, 3, 5, 6)
+    assert json.loads(out.read_text())["shapes"]["disturbed"] == [7, 3, 5, 6]
+    with pytest.raises(BenchError, match="at most one --shape"):
+        bench_main(["--pipeline", "--shape", "7,3,5,6", "--shape", "8,3,5,6"])
+
+
 def _row(impl, mode, times):
     return {"impl": impl, "mode": mode, "row": "r", "cell": "lstm", "status": "ok",
             "times_ms": times, "T": 1, "B": 1, "I": 1, "H": 1}

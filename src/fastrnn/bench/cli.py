@@ -198,7 +198,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="time fastrnn and torch.nn LSTM calls where users run them (after a "
                         "numpy or other-library call, beside a busy process, 2 and 4 "
                         "concurrent callers, after 100 ms idle), --repeats rounds, with the "
-                        "targets of issue 21; replaces the grid")
+                        "targets of issue 21; replaces the grid (one --shape sets the shape of "
+                        "the quiet and disturbed calls)")
     p.add_argument("--offgrid", action="store_true",
                    help="the off-grid sweep (H and B not multiples of the tiles, I != H) "
                         "instead of the grid rows, with fastrnn's worst per-round ratio "
@@ -308,8 +309,11 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
 
     if args.pipeline:
         from fastrnn.bench.pipeline import format_pipeline, run_pipeline
+        if len(args.shape) > 1:
+            raise BenchError("--pipeline takes at most one --shape (that of its disturbed "
+                             "conditions)")
         pin_blas_threads(threads)
-        report = run_pipeline(threads, args.repeats)
+        report = run_pipeline(threads, args.repeats, args.shape[0][1] if args.shape else None)
         print(format_pipeline(report), end="")
         if args.json:
             with open(args.json, "w") as f:

@@ -128,17 +128,19 @@ def _set_threads(lib: str, n: int) -> None:
         torch.set_num_threads(n)
 
 
-def one_round(threads: int, calls: int = 3) -> dict[str, dict[str, float]]:
+def one_round(threads: int, calls: int = 3,
+              shape: tuple[int, int, int, int] | None = None) -> dict[str, dict[str, float]]:
     """Every condition once for both libraries: {condition: {library: figure}}.
 
     Times are the median of ``calls`` calls in seconds; the concurrent conditions give the
     throughput ratio (concurrent over serial), ``after idle`` the time ratio (``threads``
-    threads over 1 thread).
+    threads over 1 thread). ``shape``: (T, B, I, H) of the quiet and disturbed conditions
+    (None: :data:`SHAPE`).
     """
     import numpy as np
 
     libs = ("fastrnn", "torch")
-    call = _lstm_calls(SHAPE, threads)
+    call = _lstm_calls(shape or SHAPE, threads)
     conc = _lstm_calls(CONCURRENT_SHAPE, threads)
     idle = _lstm_calls(IDLE_SHAPE, threads)
     a = np.random.default_rng(1).standard_normal((2048, 2048)).astype(np.float32)
@@ -191,8 +193,10 @@ def one_round(threads: int, calls: int = 3) -> dict[str, dict[str, float]]:
     return out
 
 
-def run_pipeline(threads: int, rounds: int) -> dict[str, Any]:
-    """``rounds`` rounds of :func:`one_round`, summarised with the issue's targets.
+def run_pipeline(threads: int, rounds: int,
+                 shape: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+    """``rounds`` rounds of :func:`one_round`, summarised with the issue's targets; ``shape``:
+    (T, B, I, H) of the quiet and disturbed conditions (None: :data:`SHAPE`).
 
     Returns
     -------
@@ -204,11 +208,12 @@ def run_pipeline(threads: int, rounds: int) -> dict[str, Any]:
     """
     _set_threads("fastrnn", threads)
     _set_threads("torch", threads)
-    raw = [one_round(threads) for _ in range(rounds)]
+    shape = tuple(shape or SHAPE)
+    raw = [one_round(threads, shape=shape) for _ in range(rounds)]
     from fastrnn import _native
     load = _native.team_load() if hasattr(_native, "team_load") else None  # older checkouts
     return {"threads": threads, "rounds": raw, "summary": summarize(raw), "team_load": load,
-            "shapes": {"disturbed": SHAPE, "callers": CONCURRENT_SHAPE, "idle": IDLE_SHAPE}}
+            "shapes": {"disturbed": shape, "callers": CONCURRENT_SHAPE, "idle": IDLE_SHAPE}}
 
 
 def summarize(raw: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
@@ -274,13 +279,16 @@ def format_pipeline(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run as a script: ``python pipeline.py [--threads N] [--rounds R] [--json FILE]``."""
+    """Run as a script: ``python pipeline.py [--threads N] [--rounds R] [--shape T,B,I,H]
+    [--json FILE]``."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--shape", type=lambda t: tuple(int(v) for v in t.split(",")),
+                   help="T,B,I,H of the quiet and disturbed conditions (default: SHAPE)")
     p.add_argument("--json")
     a = p.parse_args(argv)
-    report = run_pipeline(a.threads, a.rounds)
+    report = run_pipeline(a.threads, a.rounds, a.shape)
     print(format_pipeline(report), end="")
     if a.json:
         with open(a.json, "w") as f:
