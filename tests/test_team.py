@@ -684,6 +684,33 @@ def test_shared_rows_give_the_teams_results(case, team_knobs):
     assert _same(two, one)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_shared_rows_of_picked_table_rows(cell, team_knobs):
+    """The Embedding fold's forward (x = table[ids], _native.forward_rows) on shared rows: one
+    thread's outputs and training gradients bit for bit, with lengths and reversed."""
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    r = np.random.default_rng(2)
+    T, B, H = 13, 24, 40
+    table = r.standard_normal((50, G * H)).astype(np.float32)
+    ids = r.integers(0, 50, (T, B)).astype(np.int64)
+    u = (r.standard_normal((G * H, H)) * 0.1).astype(np.float32)
+    b = (r.standard_normal(G * H) * 0.1).astype(np.float32)
+    nl = "tanh" if cell == "rnn" else None
+    for kw in ({}, {"lengths": np.resize(np.array([13, 4, 9]), B)}, {"reverse": True}):
+        runs = []
+        for shared in (False, True):
+            fastrnn.set_num_threads(2 if shared else 1)
+            _native._kernels.set_team_threads(2 if shared else 0)
+            _native._kernels.set_shared_rows(3 if shared else 0)
+            before = _native._kernels.shared_passes()
+            out = _native.forward_rows(cell, table, ids, None, None, u, b, b, nonlinearity=nl,
+                                       **kw)
+            grads = F.cell_backward(out[-1], np.cos(out[0]), *(None,) * (len(out) - 2))
+            assert _native._kernels.shared_passes() == before + shared
+            runs.append([a for a in (*out[:-1], *grads) if a is not None])
+        assert _same(runs[1], runs[0]), (cell, kw)
+
+
 def test_reversed_rows_with_lengths_are_not_shared(team_knobs):
     """Reversed sequences with lengths gather their input rows with every thread taking part:
     such a forward keeps its fixed groups, with the same results."""
