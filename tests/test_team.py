@@ -668,19 +668,28 @@ def _forward_work(cell, T, B, I, H, lengths, reverse, dtype, prepared):
     return [a for a in (*inf[:-1], *tr[:-1], *grads) if a is not None]
 
 
+def _one_thread_then_shared(work):
+    """work() on one thread, then on two with shared rows forced (3 chunks): both results and
+    the passes the second run took on shared rows."""
+    _native._kernels.set_team_threads(0)
+    _native._kernels.set_shared_rows(0)
+    fastrnn.set_num_threads(1)
+    one = work()
+    fastrnn.set_num_threads(2)
+    _native._kernels.set_team_threads(2)
+    _native._kernels.set_shared_rows(3)
+    before = _native._kernels.shared_passes()
+    two = work()
+    return one, two, _native._kernels.shared_passes() - before
+
+
 @pytest.mark.parametrize("case", SHARE_CASES, ids=lambda c: "-".join(map(str, c[:5])))
 def test_shared_rows_give_the_teams_results(case, team_knobs):
     """Forwards whose threads take chunks of rows in turn (shared rows, forced: 3 chunks for 2
     threads) give one thread's results bit for bit, inference and training (the cache the
     backward reads too), with lengths, reversed, in float64, on prepared weights."""
-    fastrnn.set_num_threads(1)
-    one = _forward_work(*case)
-    fastrnn.set_num_threads(2)
-    _native._kernels.set_team_threads(2)
-    _native._kernels.set_shared_rows(3)
-    before = _native._kernels.shared_passes()
-    two = _forward_work(*case)
-    assert _native._kernels.shared_passes() == before + 2  # the inference and training forwards
+    one, two, passes = _one_thread_then_shared(lambda: _forward_work(*case))
+    assert passes == 2  # the inference and training forwards
     assert _same(two, one)
 
 
@@ -696,33 +705,24 @@ def test_shared_rows_of_picked_table_rows(cell, team_knobs):
     u = (r.standard_normal((G * H, H)) * 0.1).astype(np.float32)
     b = (r.standard_normal(G * H) * 0.1).astype(np.float32)
     nl = "tanh" if cell == "rnn" else None
+    def work(**kw):
+        out = _native.forward_rows(cell, table, ids, None, None, u, b, b, nonlinearity=nl, **kw)
+        grads = F.cell_backward(out[-1], np.cos(out[0]), *(None,) * (len(out) - 2))
+        return [a for a in (*out[:-1], *grads) if a is not None]
+
     for kw in ({}, {"lengths": np.resize(np.array([13, 4, 9]), B)}, {"reverse": True}):
-        runs = []
-        for shared in (False, True):
-            fastrnn.set_num_threads(2 if shared else 1)
-            _native._kernels.set_team_threads(2 if shared else 0)
-            _native._kernels.set_shared_rows(3 if shared else 0)
-            before = _native._kernels.shared_passes()
-            out = _native.forward_rows(cell, table, ids, None, None, u, b, b, nonlinearity=nl,
-                                       **kw)
-            grads = F.cell_backward(out[-1], np.cos(out[0]), *(None,) * (len(out) - 2))
-            assert _native._kernels.shared_passes() == before + shared
-            runs.append([a for a in (*out[:-1], *grads) if a is not None])
-        assert _same(runs[1], runs[0]), (cell, kw)
+        one, two, passes = _one_thread_then_shared(lambda kw=kw: work(**kw))
+        assert passes == 1, kw
+        assert _same(two, one), (cell, kw)
 
 
 def test_reversed_rows_with_lengths_are_not_shared(team_knobs):
     """Reversed sequences with lengths gather their input rows with every thread taking part:
     such a forward keeps its fixed groups, with the same results."""
     case = ("lstm", 12, 24, 30, 40, (12, 5, 8), True, np.float32, False)
-    fastrnn.set_num_threads(1)
-    one = _forward_work(*case)
-    fastrnn.set_num_threads(2)
-    _native._kernels.set_team_threads(2)
-    _native._kernels.set_shared_rows(3)
-    before = _native._kernels.shared_passes()
-    assert _same(_forward_work(*case), one)
-    assert _native._kernels.shared_passes() == before
+    one, two, passes = _one_thread_then_shared(lambda: _forward_work(*case))
+    assert _same(two, one)
+    assert passes == 0
 
 
 def test_a_loaded_machine_shares_the_rows_of_a_long_forward(restore_threads):
