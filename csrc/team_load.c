@@ -63,10 +63,9 @@ void fr_load_enter(fr_load_ticket *t) {
 
 int fr_load_share_rule(int before, int nt, double flops, double serial_ns, int idle,
                        double wake_ns, int lost) {
+    if (before < 2 || 2 * nt > before || flops < FR_LOAD_SHARE_FLOPS || lost) return 0;
     const int wake_pays = !idle || serial_ns * (1.0 - 1.0 / before) >= 2.0 * wake_ns;
-    return before > 1 && 2 * nt <= before && flops >= FR_LOAD_SHARE_FLOPS && wake_pays && !lost
-               ? before
-               : 0;
+    return wake_pays ? before : 0;
 }
 
 int fr_load_share_lost_rule(int64_t mine, int64_t n, int64_t busy_ns, int64_t wait_ns) {
@@ -101,7 +100,7 @@ int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flop
     }
     /* the threads save (1 - 1/n) of the serial time; waking them costs wake_est */
     const double wake = (double)atomic_load_explicit(&wake_est_ns, memory_order_relaxed);
-    const int wake_pays = !t->idle || serial * (1.0 - 1.0 / nt) >= 2.0 * wake;
+    const int wake_pays = !t->idle || nt < 2 || serial * (1.0 - 1.0 / nt) >= 2.0 * wake;
     if (shared) {
         const int64_t lost = atomic_load_explicit(&share_lost_ns, memory_order_relaxed);
         *shared = fr_load_share_rule(before, nt, flops, serial, t->idle, wake,
