@@ -1123,17 +1123,15 @@ static void SFX(fw_role)(const SFX(fw_pass) *f, int r, SFX(fr_slice) *sl, REAL *
 }
 
 /* Thread tid of a forward with shared rows (its slice sl of every unit, its projection rows xp
-   and group input rows gx, its tile): chunks of rows taken in turn, a segment of steps (a chunk
+   and group input rows gx, its tile; stream: the cache's stores non-temporal): chunks of rows taken in turn, a segment of steps (a chunk
    of input projection and its steps) at a time, until every chunk is done; the final state of a
    chunk's rows by the thread that runs its last segment. */
 static void SFX(fw_run_shared)(const SFX(fw_pass) *f, int tid, const SFX(fr_slice) *sl, REAL *xp,
-                               REAL *gx, REAL *tile) {
+                               REAL *gx, REAL *tile, int stream) {
     const fr_pass *ps = &f->ps;
     const fr_team_plan *p = &ps->plan;
     const CELL *cell = f->cell;
     const int64_t Tn = f->Tn, B = f->B, H = f->H, Tc = f->Tc, ldh = f->ldh, BL = f->BL;
-    const int stream = f->cache && fr_rec_stream_cache(cell->G, cell->naux, Tn, B, H,
-                                                       (int64_t)sizeof(REAL));
     REAL *hbuf = (REAL *)ps->mem.scratch, *cbuf = f->CL ? hbuf + 2 * BL : NULL;
     fr_share_chunk *chunks = SFX(fw_chunks)(f);
     const int64_t nseg = (Tn + Tc - 1) / Tc;
@@ -1207,7 +1205,7 @@ static void SFX(fw_thread)(const fr_pass *ps, int tid) {
     }
     REAL *own_xp = mine + f->slice;
     if (p->shared) {
-        SFX(fw_run_shared)(f, tid, &own, own_xp, gx, tile);
+        SFX(fw_run_shared)(f, tid, &own, own_xp, gx, tile, stream);
         return;
     }
     int r0 = tid, r1 = tid + 1; /* the roles this thread runs */

@@ -61,11 +61,16 @@ void fr_load_enter(fr_load_ticket *t) {
               (any == 0 || t->t_enter - any > FR_LOAD_IDLE_NS);
 }
 
+/* Whether a team of n threads pays for its start: not idle, or the (1 - 1/n) of the serial time
+   its threads save is worth twice the cost of waking them. */
+static int wake_pays(int idle, int n, double serial_ns, double wake_ns) {
+    return !idle || n < 2 || serial_ns * (1.0 - 1.0 / n) >= 2.0 * wake_ns;
+}
+
 int fr_load_share_rule(int before, int nt, double flops, double serial_ns, int idle,
                        double wake_ns, int lost) {
     if (before < 2 || 2 * nt > before || flops < FR_LOAD_SHARE_FLOPS || lost) return 0;
-    const int wake_pays = !idle || serial_ns * (1.0 - 1.0 / before) >= 2.0 * wake_ns;
-    return wake_pays ? before : 0;
+    return wake_pays(idle, before, serial_ns, wake_ns) ? before : 0;
 }
 
 int fr_load_share_lost_rule(int64_t mine, int64_t n, int64_t busy_ns, int64_t wait_ns) {
@@ -98,15 +103,14 @@ int fr_load_threads(const fr_load_ticket *t, int nthreads, int want, double flop
             t->warm ? atomic_load_explicit(&last_team, memory_order_relaxed) - 1 : 0;
         if (serial >= FR_LOAD_RUNNABLE_MIN_NS) nt = fr_load_free_threads(nt, spinning);
     }
-    /* the threads save (1 - 1/n) of the serial time; waking them costs wake_est */
+    /* after idle, waking the team costs wake_est */
     const double wake = (double)atomic_load_explicit(&wake_est_ns, memory_order_relaxed);
-    const int wake_pays = !t->idle || nt < 2 || serial * (1.0 - 1.0 / nt) >= 2.0 * wake;
     if (shared) {
         const int64_t lost = atomic_load_explicit(&share_lost_ns, memory_order_relaxed);
         *shared = fr_load_share_rule(before, nt, flops, serial, t->idle, wake,
                                      lost != 0 && t->t_enter - lost < FR_LOAD_SHARE_BACKOFF_NS);
     }
-    if (nt > 1 && !wake_pays) nt = 1;
+    if (!wake_pays(t->idle, nt, serial, wake)) nt = 1;
     return nt < 1 ? 1 : nt;
 }
 
