@@ -18,7 +18,7 @@ from fastrnn.bench.cases import (
     runs_case,
 )
 from fastrnn.bench.progress import Progress
-from fastrnn.bench.runners import build_runner
+from fastrnn.bench.runners import Unavailable, build_runner
 from fastrnn.bench.timing import NoGC, Timer
 
 PAUSE_S = 0.15  # pause before each sample: idle ORT/OpenMP/OpenBLAS workers spin for tens of ms
@@ -98,6 +98,9 @@ def run_grid(opts: Options, available: dict[str, str | None],
                         timers[impl] = Timer(runner, opts.repeats, opts.budget_s,
                                              min_samples=0 if impl in SKIPPABLE else 1)
                         del runner
+                    except Unavailable as e:  # this machine cannot run it: not an error
+                        res.status, res.reason = "unavailable", str(e)
+                        timers.pop(impl, None)
                     except Exception as e:  # noqa: BLE001 - one failing anchor must not stop the run
                         fail(impl, e)
                 _check_outputs(case, timers, case_results, warnings)

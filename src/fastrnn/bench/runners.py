@@ -37,6 +37,27 @@ LR = 1e-6  # SGD step of the training rows (tiny: the weights barely move betwee
 Runner = Callable[[], Any]  # one call of the measured work; returns the output sequence y
 
 
+class Unavailable(Exception):
+    """An implementation that is installed but cannot run a case on this machine (the reason
+    is the message): the benchmark reports the case as unavailable, not as an error."""
+
+
+def _torch_bf16_probe(mod: Any, x: Any) -> None:
+    """Raise :class:`Unavailable` where torch's bfloat16 autocast of ``mod`` does not run on this
+    CPU: torch's LSTM under autocast runs oneDNN's bf16 RNN primitive, which needs AVX-512
+    (torch 2.13 on a Zen 3, AVX2 only: "could not create a primitive descriptor")."""
+    import torch
+
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            mod(x[:1])
+    except RuntimeError as e:
+        if "primitive descriptor" not in str(e):
+            raise
+        raise Unavailable(f"torch's bfloat16 {type(mod).__name__} (oneDNN) does not run on "
+                          f"this CPU: {str(e).split('.')[0]}") from e
+
+
 def fastrnn_ops() -> Any:
     """The module whose ops the ``fastrnn`` rows measure.
 
@@ -192,6 +213,8 @@ def _torch_runner(kind: str, case: Case, p: dict[str, Any], threads: int) -> Run
         return contextlib.nullcontext()
 
     x = torch.from_numpy(p["x"].copy())
+    if kind == "torch-bf16":
+        _torch_bf16_probe(mod, x)
 
     if case.mode == "inference":
         mod.eval()
@@ -291,32 +314,48 @@ def onnx_model_bytes(case: Case, p: dict[str, Any]) -> bytes:
     return model.SerializeToString()
 
 
-def quantize_per_channel(w: Any) -> tuple[Any, Any]:
+def quantize_per_channel(w: Any, qmax: int = 127) -> tuple[Any, Any]:
     """Symmetric int8 per output row (as ONNX Runtime's quantizer does for its LSTM).
 
     Parameters
     ----------
     w : numpy.ndarray, shape (N, K)
         Float32 weights, one output channel per row.
+    qmax : int
+        The largest magnitude of a quantized weight: 127, or 63 for ONNX Runtime's
+        ``reduce_range`` (7-bit weights, :func:`ort_weight_qmax`).
 
     Returns
     -------
     (q, scale)
-        ``q`` int8 (N, K) with ``w ~= q * scale[:, None]`` and ``|q| <= 127``; ``scale``
+        ``q`` int8 (N, K) with ``w ~= q * scale[:, None]`` and ``|q| <= qmax``; ``scale``
         float32 (N,) (1 for an all-zero row).
     """
     import numpy as np
 
     amax = np.abs(w).max(axis=1)
-    scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
-    q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+    scale = np.where(amax > 0, amax / np.float32(qmax), np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(w / scale[:, None]), -qmax, qmax).astype(np.int8)
     return q, scale
+
+
+def ort_weight_qmax() -> int:
+    """The int8 weight range of the ONNX Runtime anchor on this CPU: 127, or 63 (7 bits, ONNX
+    Runtime's ``reduce_range``) where the CPU has no VNNI. There ONNX Runtime multiplies u8
+    activations by s8 weights with ``vpmaddubsw``, whose pairs of products saturate int16 with
+    full-range weights: LSTM (12,3,10,16) 0.17 from the float32 output on Zen 3 with 8-bit
+    weights, 0.006 with 7-bit ones."""
+    from fastrnn import _native
+
+    prec = _native.build_info()["precision"]
+    return 127 if prec["avx512_vnni"] or prec["avx_vnni"] else 63
 
 
 def onnx_int8_lstm_bytes(case: Case, p: dict[str, Any]) -> bytes:
     """A one-node ONNX model with ONNX Runtime's ``com.microsoft.DynamicQuantizeLSTM``.
 
-    The weights are quantized per output channel (symmetric int8, zero points 0) and stored
+    The weights are quantized per output channel (symmetric int8, zero points 0; 7 bits on a
+    CPU without VNNI, :func:`ort_weight_qmax`) and stored
     transposed, ``W`` (1, I, 4H) and ``R`` (1, H, 4H) in ONNX's gate order (i, o, f, c), with
     their scales and zero points (1, 4H); the operator quantizes the activations itself at
     run time.
@@ -345,8 +384,9 @@ def onnx_int8_lstm_bytes(case: Case, p: dict[str, Any]) -> bytes:
         raise ValueError(f"DynamicQuantizeLSTM is an LSTM; got cell {case.cell!r}")
     T, B, I, H = case.T, case.B, case.I, case.H
     inits = []
+    qmax = ort_weight_qmax()
     for name, key in (("W", "w_ih"), ("R", "w_hh")):
-        q, scale = quantize_per_channel(to_onnx_gates("lstm", p[key]))
+        q, scale = quantize_per_channel(to_onnx_gates("lstm", p[key]), qmax)
         inits += [numpy_helper.from_array(np.ascontiguousarray(q.T[None]), name),
                   numpy_helper.from_array(scale[None], f"{name}_scale"),
                   numpy_helper.from_array(np.zeros((1, 4 * H), np.int8), f"{name}_zero_point")]
@@ -412,6 +452,8 @@ def build_runner(impl: str, case: Case, p: dict[str, Any], threads: int) -> Runn
     ------
     ValueError
         For an unknown implementation.
+    Unavailable
+        Where the implementation cannot run the case on this machine.
     """
     if impl in ("fastrnn", "fastrnn-bf16", "fastrnn-int8"):
         return _functional_runner(fastrnn_ops(), case, p, PRECISION_OF[impl])
