@@ -297,3 +297,28 @@ def test_plot_without_matplotlib_names_the_extra(tmp_path) -> None:
     assert proc.returncode != 0
     assert "pip install 'fastrnn[plot]'" in proc.stderr
     assert not (tmp_path / "p.png").exists()
+
+
+def test_interleaved_script_prints_per_round_ratios() -> None:
+    """bench/interleaved.py: one line per case, each implementation's median time and its
+    median per-round ratio to fastrnn's; bad settings exit with status 2."""
+    import re
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([PKG_PARENT, *filter(None, [env.get("PYTHONPATH")])])
+    script = os.path.join(ROOT, "bench", "interleaved.py")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, script, *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    proc = run("--cases", "lstm:inference:3,2,4,5;gru:training:3,2,4,5", "--impls",
+               "fastrnn,reference", "--threads", "1", "--rounds", "2", "--block-s", "0.001")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["lstm", "gru"]
+    for ln in lines:
+        m = re.search(r"reference ([\d.]+) ms, x ([\d.]+) \(lowest round ([\d.]+)\)", ln)
+        assert m and float(m[1]) > 0 and float(m[2]) >= float(m[3]) > 0, ln
+    assert run("--rounds", "0").returncode == 2
+    assert run("--impls", "reference,fastrnn").returncode == 2
