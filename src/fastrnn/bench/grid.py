@@ -100,7 +100,6 @@ def run_grid(opts: Options, available: dict[str, str | None],
                         del runner
                     except Unavailable as e:  # this machine cannot run it: not an error
                         res.status, res.reason = "unavailable", str(e)
-                        timers.pop(impl, None)
                     except Exception as e:  # noqa: BLE001 - one failing anchor must not stop the run
                         fail(impl, e)
                 _check_outputs(case, timers, case_results, warnings)
