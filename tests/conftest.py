@@ -7,6 +7,14 @@ import pytest
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
+def pytest_xdist_auto_num_workers(config):
+    """Workers for ``-n auto`` (pyproject's addopts): one per core this process may use, at
+    most 4. Each worker imports torch and keras (about 1 GB), and fastrnn's and torch's own
+    thread teams already use every core inside a test."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, 4))
+
+
 def pytest_configure(config):
     """A plain run calls the pytest-benchmark cases (``tests/test_bench_cells.py``) once each,
     as tests; ``--benchmark-only`` or ``--benchmark-enable`` times them."""

@@ -5,6 +5,9 @@
 # freed memory on purpose, so resident memory is not a leak signal under it (the normal test run
 # and tools/memcheck.py cover leaks). allocator_may_return_null: a huge allocation (the fuzz
 # campaign asks for some) must be a MemoryError, as without ASan, not an ASan abort.
+# FASTRNN_TEST_SANITIZED=1 tells the tests that repeat a call many times to catch a rare race
+# (not a memory error) to repeat it fewer times here, where each call is several times slower.
+# The tests run in worker processes (pyproject's -n auto), which inherit LD_PRELOAD.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -15,7 +18,7 @@ FASTRNN_SANITIZE=1 python setup.py -q build_ext --inplace
 libs="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-LD_PRELOAD="$libs" PYTHONPATH="$work/src" \
+LD_PRELOAD="$libs" PYTHONPATH="$work/src" FASTRNN_TEST_SANITIZED=1 \
     python -m pytest -q -p no:cacheprovider tests/test_native.py tests/test_ops.py \
     tests/test_gemm.py tests/test_gemm_remainder.py tests/test_activations.py \
     tests/test_reliability.py \
