@@ -10,7 +10,11 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 def pytest_xdist_auto_num_workers(config):
     """Workers for ``-n auto`` (pyproject's addopts): one per core this process may use, at
     most 4. Each worker imports torch and keras (about 1 GB), and fastrnn's and torch's own
-    thread teams already use every core inside a test."""
+    thread teams already use every core inside a test. None where pytest-benchmark is asked to
+    time (``--benchmark-only`` / ``--benchmark-enable``): it times only in the pytest process
+    itself, alone on the cores."""
+    if config.getoption("benchmark_only", False) or config.getoption("benchmark_enable", False):
+        return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cores or 1, 4))
 
