@@ -1,5 +1,6 @@
 """bench/ukr_peak.c (the microkernel alone against the core's FMA peak) builds warning-free
-with the package's C flags and prints its three rates on the machine's path."""
+(-Wall -Wextra -Werror, C11), prints its three rates on the CPU's best path and rejects a bad
+row count."""
 
 from __future__ import annotations
 
