@@ -8,8 +8,9 @@
  *   step   the microkernel in a recurrent step's order: every hidden block's 4 gate panels of a
  *          whole packed W_hh (H, 4H) for every row tile of B rows (fr_rec_step's loop, without
  *          the pointwise), the panels streamed from L2;
- * and prints l1 and step as shares of peak, measured in the same run (bench/RESULTS.md, session
- * 22: the loop runs near peak alone; the loss inside an LSTM call is elsewhere).
+ * and prints l1 and step as shares of peak, measured in the same run (bench/RESULTS.md, sessions
+ * 22-23: the loop runs near peak in a quiet moment, and inside an LSTM call as fast as alone in
+ * the same process; on a drifting machine compare only figures of one run).
  *
  * Build and run from the repository root (no Python needed):
  *   gcc -O3 -std=c11 -Icsrc bench/ukr_peak.c csrc/gemm_ukr.c -o /tmp/ukr_peak
