@@ -143,7 +143,9 @@ static inline int fr_rec_half_panel(int64_t G, int64_t nv, int64_t nr, int64_t q
  * LSTM: c in/out (c_prev -> c_new), h = o*tanh(c_new). GRU: hn = hh_n + bhn,
  * n = tanh(xp_n + r*hn), h = (1-z)*n + z*hprev. RNN: h = act(xp + hh).
  * y (+r*H) and the cache rows gates (+r*G*H, gate g at +g*H), aux0 and aux1 (+r*H) are stored
- * where not NULL (the cache layout above; NULL in inference).
+ * where not NULL (the cache layout above; NULL in inference). fr_rec_step leaves y NULL and
+ * writes a step's rows of y itself after its tiles; the length-1 forward and lowp.c's forward
+ * pass it.
  */
 typedef struct {
     int64_t m, n, ts, H;
@@ -230,8 +232,9 @@ void SFX(fr_rec_project)(const SFX(fr_cell) *cell, const SFX(fr_kernel) *kern,
                          int64_t lds, int64_t I, REAL *xp, int64_t ldxp);
 /* Step s for rows [rb0, rb1) of B on the slice's hidden units: recurrent tile + pointwise. Reads
    hp, writes hn and c (LSTM; its rows at ldh too) there; xp row qbase+b holds row b's
-   projection; y and cache may be NULL; lengths/reverse/Tn map (s, b) to a time index as in the
-   forward; stream: the cache's stores non-temporal (fr_tile.stream). */
+   projection; y and cache may be NULL; y's rows of the step (the slice's units) are copied from
+   hn after the tiles, zeros for rows whose sequence has ended; lengths/reverse/Tn map (s, b) to
+   a time index as in the forward; stream: the cache's stores non-temporal (fr_tile.stream). */
 void SFX(fr_rec_step)(const SFX(fr_cell) *cell, const SFX(fr_kernel) *kern,
                       const SFX(fr_slice) *sl, int64_t s, int64_t Tn, int64_t B, int64_t rb0,
                       int64_t rb1, int64_t H, const int64_t *lengths, int reverse, const REAL *hp,
